@@ -1,0 +1,154 @@
+//! What the engine decided and why ([`Decision`], its per-rule [`RuleTrace`]), and how a
+//! decision becomes PortOne's answer.
+
+use serde::Serialize;
+
+/// The outcome PortOne sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Approve,
+    Reject,
+    /// A V2 message of another type: acknowledged with 200, approves nothing.
+    Ignored,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+            Verdict::Ignored => "ignored",
+        }
+    }
+}
+
+/// What one rule did, as recorded in traces, logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Reject,
+    /// The check could not complete; `on_error` decided what followed.
+    Error,
+    /// `when` was false.
+    Skipped,
+    Approve,
+    /// A shadow rule that would have refused.
+    ShadowReject,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Reject => "reject",
+            Outcome::Error => "error",
+            Outcome::Skipped => "skipped",
+            Outcome::Approve => "approve",
+            Outcome::ShadowReject => "shadow_reject",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleTrace {
+    pub rule: String,
+    pub outcome: Outcome,
+    /// Wall time spent on this rule, in milliseconds.
+    pub ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The cause when the outcome is `error` (internal; never shown to the buyer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a shadow rule would have done had it been enforced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowOutcome {
+    pub rule: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A decision with everything needed to explain it. A refusal is data, never an `Err`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub decision: Verdict,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The rule that decided (None when every rule passed, or before rules ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<ShadowOutcome>,
+    pub trace: Vec<RuleTrace>,
+}
+
+impl Decision {
+    pub fn approve(rule: Option<String>) -> Decision {
+        Decision {
+            decision: Verdict::Approve,
+            status: 200,
+            reason: None,
+            rule,
+            shadow: Vec::new(),
+            trace: Vec::new(),
+        }
+    }
+
+    pub fn reject(status: u16, reason: String, rule: Option<String>) -> Decision {
+        Decision {
+            decision: Verdict::Reject,
+            status,
+            reason: Some(reason),
+            rule,
+            shadow: Vec::new(),
+            trace: Vec::new(),
+        }
+    }
+
+    pub fn ignored() -> Decision {
+        Decision {
+            decision: Verdict::Ignored,
+            ..Decision::approve(None)
+        }
+    }
+
+    /// The JSON body of the answer (SPEC §3): the reason under both `reason` (V1) and
+    /// `errorMessage` (V2) so each caller finds its own.
+    pub fn body(&self) -> Vec<u8> {
+        let body = match self.decision {
+            Verdict::Reject => {
+                let reason = self
+                    .reason
+                    .as_deref()
+                    .unwrap_or(crate::rules::DEFAULT_REASON);
+                serde_json::json!({"decision": "reject", "reason": reason, "errorMessage": reason})
+            }
+            other => serde_json::json!({"decision": other.as_str()}),
+        };
+        body.to_string().into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_bodies() {
+        assert_eq!(Decision::approve(None).body(), br#"{"decision":"approve"}"#);
+        assert_eq!(Decision::ignored().body(), br#"{"decision":"ignored"}"#);
+        let body: serde_json::Value =
+            serde_json::from_slice(&Decision::reject(409, "재고 없음".into(), None).body())
+                .unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"decision":"reject","reason":"재고 없음","errorMessage":"재고 없음"})
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! Evaluates one compiled ruleset against one request: file order, guards, first refusal wins,
+//! `action: approve` short-circuits, shadow rules only observe, the deadline always holds.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{DateTime, FixedOffset};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use rhai::{Dynamic, Map, Scope};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::decision::{Decision, Outcome, RuleTrace, ShadowOutcome};
+use crate::payload::ConfirmRequest;
+use crate::rules::{BodyTemplate, Check, Fetch, Health, HttpMethod, Mode, OnError, Rule, Ruleset};
+use crate::script::{self, ScriptEngine, ScriptVerdict};
+use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse, Upstreams};
+
+/// Characters left as they are in a path segment (RFC 3986 unreserved).
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The original request, passed on unchanged by `forward`.
+#[derive(Debug, Clone, Default)]
+pub struct Original {
+    pub body: Bytes,
+    pub content_type: Option<http::HeaderValue>,
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature` as received.
+    pub webhook_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// Everything an evaluation needs besides the rules and the request.
+pub struct Context<'a> {
+    pub scripts: &'a ScriptEngine,
+    pub upstreams: Arc<dyn Upstreams>,
+    /// The evaluation time (`now` in Rhai; window checks).
+    pub now: DateTime<FixedOffset>,
+    /// When the request arrived; the deadline counts from here.
+    pub started: tokio::time::Instant,
+    pub original: &'a Original,
+}
+
+/// What one rule's check concluded.
+enum Verdict {
+    Pass,
+    Refuse(String),
+    Approve,
+    Error(String),
+}
+
+/// Evaluates `ruleset` for `req`. Always returns within the ruleset's deadline.
+pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>) -> Decision {
+    let deadline = ctx.started + ruleset.settings.deadline;
+    let mut run = Run {
+        ruleset,
+        req,
+        ctx,
+        trace: Vec::new(),
+        shadow: Vec::new(),
+        current: None,
+    };
+    let decided = tokio::time::timeout_at(deadline, run.rules()).await;
+    let mut decision = match decided {
+        Ok(d) => d,
+        Err(_) => {
+            // Whatever was in flight (an upstream call, a prefetch) is dropped and cancelled.
+            let rule = run.current.take();
+            if let Some((name, started)) = &rule {
+                run.trace.push(RuleTrace {
+                    rule: name.clone(),
+                    outcome: Outcome::Error,
+                    ms: millis(started.elapsed()),
+                    reason: None,
+                    error: Some(format!(
+                        "deadline of {:?} exceeded",
+                        ruleset.settings.deadline
+                    )),
+                });
+            }
+            let name = rule.map(|(n, _)| n);
+            match ruleset.settings.on_error {
+                OnError::Approve => Decision::approve(name),
+                OnError::Reject => Decision::reject(
+                    ruleset.settings.reject_status,
+                    ruleset.settings.error_reason.clone(),
+                    name,
+                ),
+            }
+        }
+    };
+    decision.trace = run.trace;
+    decision.shadow = run.shadow;
+    decision
+}
+
+struct Run<'a, 'c> {
+    ruleset: &'a Ruleset,
+    req: &'a ConfirmRequest,
+    ctx: &'a Context<'c>,
+    trace: Vec<RuleTrace>,
+    shadow: Vec<ShadowOutcome>,
+    /// The rule being evaluated, so a deadline can name it.
+    current: Option<(String, Instant)>,
+}
+
+/// Background GET fetches, aborted if the evaluation ends before their rule is reached.
+struct Prefetches(Vec<Option<JoinHandle<Result<UpstreamResponse, UpstreamError>>>>);
+
+impl Drop for Prefetches {
+    fn drop(&mut self) {
+        for handle in self.0.iter().flatten() {
+            handle.abort();
+        }
+    }
+}
+
+impl Run<'_, '_> {
+    async fn rules(&mut self) -> Decision {
+        let settings = &self.ruleset.settings;
+        let mut prefetches = self.start_prefetches();
+        let mut scope = script::request_scope(self.req, self.ctx.now);
+        for (i, rule) in self.ruleset.rules.iter().enumerate() {
+            if rule.mode == Mode::Off {
+                continue;
+            }
+            let started = Instant::now();
+            self.current = Some((rule.name.clone(), started));
+            let verdict = match self.guard(rule, &mut scope) {
+                Ok(true) => self.check(rule, &mut scope, prefetches.0[i].take()).await,
+                Ok(false) => {
+                    self.record(rule, Outcome::Skipped, started, None, None);
+                    continue;
+                }
+                Err(e) => Verdict::Error(format!("when: {e}")),
+            };
+            self.current = None;
+            let shadow = rule.mode == Mode::Shadow;
+            match verdict {
+                Verdict::Pass => self.record(rule, Outcome::Pass, started, None, None),
+                Verdict::Approve if shadow => self.record(rule, Outcome::Pass, started, None, None),
+                Verdict::Approve => {
+                    self.record(rule, Outcome::Approve, started, None, None);
+                    return Decision::approve(Some(rule.name.clone()));
+                }
+                Verdict::Refuse(reason) if shadow => {
+                    self.shadow.push(ShadowOutcome {
+                        rule: rule.name.clone(),
+                        outcome: Outcome::Reject,
+                        reason: Some(reason.clone()),
+                    });
+                    self.record(rule, Outcome::ShadowReject, started, Some(reason), None);
+                }
+                Verdict::Refuse(reason) => {
+                    self.record(rule, Outcome::Reject, started, Some(reason.clone()), None);
+                    return Decision::reject(
+                        settings.reject_status,
+                        reason,
+                        Some(rule.name.clone()),
+                    );
+                }
+                Verdict::Error(cause) => {
+                    tracing::warn!(ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
+                    self.record(rule, Outcome::Error, started, None, Some(cause.clone()));
+                    if shadow {
+                        self.shadow.push(ShadowOutcome {
+                            rule: rule.name.clone(),
+                            outcome: Outcome::Error,
+                            reason: None,
+                        });
+                    } else if rule.on_error.unwrap_or(settings.on_error) == OnError::Reject {
+                        return Decision::reject(
+                            settings.reject_status,
+                            settings.error_reason.clone(),
+                            Some(rule.name.clone()),
+                        );
+                    }
+                }
+            }
+        }
+        Decision::approve(None)
+    }
+
+    fn record(
+        &mut self,
+        rule: &Rule,
+        outcome: Outcome,
+        started: Instant,
+        reason: Option<String>,
+        error: Option<String>,
+    ) {
+        self.trace.push(RuleTrace {
+            rule: rule.name.clone(),
+            outcome,
+            ms: millis(started.elapsed()),
+            reason,
+            error,
+        });
+    }
+
+    fn guard(&self, rule: &Rule, scope: &mut Scope<'static>) -> Result<bool, script::ScriptError> {
+        match &rule.when {
+            Some(when) => self.ctx.scripts.eval_bool(scope, &when.ast),
+            None => Ok(true),
+        }
+    }
+
+    /// GET fetches have no side effects, so they start now and run while earlier rules are
+    /// evaluated; a request costs about its slowest check, not the sum.
+    fn start_prefetches(&self) -> Prefetches {
+        Prefetches(
+            self.ruleset
+                .rules
+                .iter()
+                .map(|rule| match &rule.check {
+                    Check::Fetch(f) if f.method == HttpMethod::GET && rule.mode != Mode::Off => {
+                        let call = self
+                            .ctx
+                            .upstreams
+                            .call(f.upstream.clone(), self.fetch_call(f));
+                        Some(tokio::spawn(call))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    async fn check(
+        &self,
+        rule: &Rule,
+        scope: &mut Scope<'static>,
+        prefetched: Option<JoinHandle<Result<UpstreamResponse, UpstreamError>>>,
+    ) -> Verdict {
+        let reason = || rule.reason.render(self.req, None);
+        match &rule.check {
+            Check::Approve => Verdict::Approve,
+            Check::Amount { min, max } => {
+                let amount = self.req.amount.value();
+                let ok = min.is_none_or(|m| amount >= m) && max.is_none_or(|m| amount <= m);
+                if ok {
+                    Verdict::Pass
+                } else {
+                    Verdict::Refuse(reason())
+                }
+            }
+            Check::Window { from, until } => {
+                let now = self.ctx.now;
+                let ok = from.is_none_or(|f| now >= f) && until.is_none_or(|u| now < u);
+                if ok {
+                    Verdict::Pass
+                } else {
+                    Verdict::Refuse(reason())
+                }
+            }
+            Check::Require(expr) => match self.ctx.scripts.eval_bool(scope, &expr.ast) {
+                Ok(true) => Verdict::Pass,
+                Ok(false) => Verdict::Refuse(reason()),
+                Err(e) => Verdict::Error(format!("require: {e}")),
+            },
+            Check::Script { path, ast } => match self.ctx.scripts.eval_script(scope, ast) {
+                Ok(ScriptVerdict::Pass) => Verdict::Pass,
+                Ok(ScriptVerdict::Refuse(None)) => Verdict::Refuse(reason()),
+                Ok(ScriptVerdict::Refuse(Some(r))) => Verdict::Refuse(r),
+                Err(e) => Verdict::Error(format!("{path}: {e}")),
+            },
+            Check::Healthy(up) => match self.ctx.upstreams.health(up) {
+                Health::Up => Verdict::Pass,
+                Health::Down => Verdict::Refuse(reason()),
+                Health::Unknown => Verdict::Error(format!(
+                    "health of upstream \"{}\" is not known yet",
+                    up.name
+                )),
+            },
+            Check::Fetch(f) => {
+                let result = match prefetched {
+                    Some(handle) => handle.await.unwrap_or_else(|e| {
+                        Err(UpstreamError::Other(format!("fetch task ended: {e}")))
+                    }),
+                    None => {
+                        self.ctx
+                            .upstreams
+                            .call(f.upstream.clone(), self.fetch_call(f))
+                            .await
+                    }
+                };
+                self.fetched(rule, f, scope, result)
+            }
+            Check::Forward(fw) => {
+                let mut headers = http::HeaderMap::new();
+                let ct = self
+                    .ctx
+                    .original
+                    .content_type
+                    .clone()
+                    .unwrap_or(http::HeaderValue::from_static("application/json"));
+                headers.insert(http::header::CONTENT_TYPE, ct);
+                for (k, v) in &self.ctx.original.webhook_headers {
+                    headers.insert(k.clone(), v.clone());
+                }
+                let call = HttpCall {
+                    method: http::Method::POST,
+                    path_and_query: fw.path.clone(),
+                    headers,
+                    body: Some(self.ctx.original.body.clone()),
+                };
+                match self.ctx.upstreams.call(fw.upstream.clone(), call).await {
+                    Ok(r) if r.status == 200 => Verdict::Pass,
+                    Ok(r) => Verdict::Refuse(merchant_reason(&r.body).unwrap_or_else(reason)),
+                    Err(e) => Verdict::Error(format!("forward to {}: {e}", fw.upstream.name)),
+                }
+            }
+        }
+    }
+
+    /// Applies a fetch result: records it in `fetched`, then `require` (or the status) decides.
+    fn fetched(
+        &self,
+        rule: &Rule,
+        f: &Fetch,
+        scope: &mut Scope<'static>,
+        result: Result<UpstreamResponse, UpstreamError>,
+    ) -> Verdict {
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => return Verdict::Error(format!("fetch from {}: {e}", f.upstream.name)),
+        };
+        let response = response_dynamic(&resp);
+        script::set_fetched(scope, &rule.name, response.clone());
+        let reason = || rule.reason.render(self.req, Some(&resp.body));
+        match &f.require {
+            Some(expr) => {
+                let len = scope.len();
+                scope.push_dynamic("response", response);
+                let result = self.ctx.scripts.eval_bool(scope, &expr.ast);
+                scope.rewind(len);
+                match result {
+                    Ok(true) => Verdict::Pass,
+                    Ok(false) => Verdict::Refuse(reason()),
+                    Err(e) => Verdict::Error(format!(
+                        "require on the answer of {} (status {}): {e}",
+                        f.upstream.name, resp.status
+                    )),
+                }
+            }
+            None => match resp.status {
+                200..=299 => Verdict::Pass,
+                500.. => Verdict::Error(format!("{} answered {}", f.upstream.name, resp.status)),
+                _ => Verdict::Refuse(reason()),
+            },
+        }
+    }
+
+    fn fetch_call(&self, f: &Fetch) -> HttpCall {
+        let req = self.req;
+        let mut path_and_query = f.path.render_escaped(req, None, |s| {
+            Cow::Owned(utf8_percent_encode(s, PATH_SEGMENT).to_string())
+        });
+        if !f.query.is_empty() {
+            let pairs: Vec<(&str, String)> = f
+                .query
+                .iter()
+                .map(|(k, t)| (k.as_str(), t.render(req, None)))
+                .collect();
+            path_and_query.push(if path_and_query.contains('?') {
+                '&'
+            } else {
+                '?'
+            });
+            path_and_query.push_str(&serde_urlencoded::to_string(pairs).unwrap_or_default());
+        }
+        let mut headers = http::HeaderMap::new();
+        for (name, t) in &f.headers {
+            // A header value a request field made invalid (a newline, say) is left out rather
+            // than sent broken; the upstream then decides without it.
+            if let Ok(v) = http::HeaderValue::from_str(&t.render(req, None)) {
+                headers.insert(name.clone(), v);
+            }
+        }
+        let body = f.body.as_ref().map(|b| {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            Bytes::from(render_body(b, req).to_string())
+        });
+        let method = match f.method {
+            HttpMethod::GET => http::Method::GET,
+            HttpMethod::POST => http::Method::POST,
+            HttpMethod::PUT => http::Method::PUT,
+        };
+        HttpCall {
+            method,
+            path_and_query,
+            headers,
+            body,
+        }
+    }
+}
+
+fn render_body(b: &BodyTemplate, req: &ConfirmRequest) -> Value {
+    match b {
+        BodyTemplate::Value(v) => v.clone(),
+        BodyTemplate::Text(t) => Value::String(t.render(req, None)),
+        BodyTemplate::Array(items) => {
+            Value::Array(items.iter().map(|i| render_body(i, req)).collect())
+        }
+        BodyTemplate::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), render_body(v, req)))
+                .collect(),
+        ),
+    }
+}
+
+/// The merchant's own reason from a refusing confirm handler (`reason` for V1 style,
+/// `errorMessage` for V2 style).
+fn merchant_reason(body: &Value) -> Option<String> {
+    ["reason", "errorMessage"]
+        .iter()
+        .find_map(|k| body.get(k).and_then(Value::as_str))
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_owned)
+}
+
+fn response_dynamic(r: &UpstreamResponse) -> Dynamic {
+    let mut map = Map::new();
+    map.insert("status".into(), Dynamic::from_int(i64::from(r.status)));
+    let headers: Map = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), v.clone().into()))
+        .collect();
+    map.insert("headers".into(), Dynamic::from_map(headers));
+    map.insert("body".into(), script::json_to_dynamic(&r.body));
+    Dynamic::from_map(map)
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,13 @@
+//! confirm-proxy: the merchant-side endpoint of PortOne's confirm process.
+//!
+//! One request flows one way: [`payload`] (PortOne formats → `ConfirmRequest`) → [`engine`]
+//! (a [`rules`] snapshot evaluated, upstreams called through a seam) → [`decision`] (the answer).
+//! [`script`] owns the shared Rhai engine.
+
+pub mod decision;
+pub mod engine;
+pub mod payload;
+pub mod rules;
+pub mod script;
+pub mod upstream;
+pub mod webhook;

@@ -1,0 +1,328 @@
+//! A validated rules directory: every ruleset compiled, every reference resolved. Built by
+//! [`load`], shared read-only by every request that started on it.
+
+mod load;
+pub mod model;
+pub mod template;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, FixedOffset};
+use rust_decimal::Decimal;
+
+pub use load::{load_dir, parse_duration, rules_version, Env, LoadOptions};
+pub use model::{HttpMethod, Mode, OnError};
+pub use template::Template;
+pub use yaml::Location;
+
+/// Where PortOne may stop waiting (its documents say 5–10 s).
+pub const PORTONE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(4);
+pub const DEFAULT_ERROR_REASON: &str =
+    "일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.";
+pub const DEFAULT_REJECT_STATUS: u16 = 409;
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// A refusal with no reason of its own (a `forward` whose endpoint gave none, say).
+pub const DEFAULT_REASON: &str = "결제를 진행할 수 없습니다.";
+
+/// Every ruleset of one rules directory, loaded together and swapped together.
+pub struct Rules {
+    /// Short content hash of every file under the rules directory.
+    pub version: String,
+    pub loaded_at: SystemTime,
+    pub rulesets: BTreeMap<String, Arc<Ruleset>>,
+    /// Loadable but worth an operator's attention (a deadline over PortOne's timeout, say).
+    pub warnings: Vec<String>,
+    /// Background tasks (health probes) owned by this generation; stopped when it is dropped.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Rules {
+    pub fn new(
+        version: String,
+        rulesets: BTreeMap<String, Arc<Ruleset>>,
+        warnings: Vec<String>,
+    ) -> Rules {
+        Rules {
+            version,
+            loaded_at: SystemTime::now(),
+            rulesets,
+            warnings,
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Ruleset>> {
+        self.rulesets.get(name)
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rulesets.values().map(|r| r.rules.len()).sum()
+    }
+
+    /// Every upstream of every ruleset.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.rulesets.values().flat_map(|r| r.upstreams.values())
+    }
+
+    /// Ties a background task to this generation.
+    pub fn own_task(&self, handle: tokio::task::AbortHandle) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(handle);
+        }
+    }
+}
+
+impl Drop for Rules {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.get_mut() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Rules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rules")
+            .field("version", &self.version)
+            .field("rulesets", &self.rulesets.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// One rule file, compiled.
+#[derive(Debug)]
+pub struct Ruleset {
+    pub name: String,
+    pub file: PathBuf,
+    pub settings: Settings,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub deadline: Duration,
+    pub on_error: OnError,
+    pub error_reason: String,
+    pub reject_status: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            deadline: DEFAULT_DEADLINE,
+            on_error: OnError::Reject,
+            error_reason: DEFAULT_ERROR_REASON.to_owned(),
+            reject_status: DEFAULT_REJECT_STATUS,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    pub when: Option<Expr>,
+    pub mode: Mode,
+    pub on_error: Option<OnError>,
+    pub reason: Template,
+    pub check: Check,
+}
+
+/// A compiled Rhai expression with its source, for traces.
+pub struct Expr {
+    pub src: String,
+    pub ast: rhai::AST,
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Expr({:?})", self.src)
+    }
+}
+
+#[derive(Debug)]
+pub enum Check {
+    /// `action: approve` (with `when`).
+    Approve,
+    Amount {
+        min: Option<Decimal>,
+        max: Option<Decimal>,
+    },
+    /// `from` inclusive, `until` exclusive.
+    Window {
+        from: Option<DateTime<FixedOffset>>,
+        until: Option<DateTime<FixedOffset>>,
+    },
+    Require(Expr),
+    Healthy(Arc<Upstream>),
+    Fetch(Fetch),
+    Forward(Forward),
+    Script {
+        path: String,
+        ast: rhai::AST,
+    },
+}
+
+impl Check {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Check::Approve => "approve",
+            Check::Amount { .. } => "amount",
+            Check::Window { .. } => "window",
+            Check::Require(_) => "require",
+            Check::Healthy(_) => "healthy",
+            Check::Fetch(_) => "fetch",
+            Check::Forward(_) => "forward",
+            Check::Script { .. } => "script",
+        }
+    }
+}
+
+/// A call to a merchant API whose answer a rule reads.
+#[derive(Debug)]
+pub struct Fetch {
+    pub upstream: Arc<Upstream>,
+    pub method: HttpMethod,
+    pub path: Template,
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(http::HeaderName, Template)>,
+    pub body: Option<BodyTemplate>,
+    pub require: Option<Expr>,
+}
+
+/// A JSON body whose string values are templates.
+#[derive(Debug, Clone)]
+pub enum BodyTemplate {
+    Value(serde_json::Value),
+    Text(Template),
+    Array(Vec<BodyTemplate>),
+    Object(Vec<(String, BodyTemplate)>),
+}
+
+/// Chaining to the merchant's existing confirm handler.
+#[derive(Debug)]
+pub struct Forward {
+    pub upstream: Arc<Upstream>,
+    pub path: String,
+}
+
+/// A merchant service, with its pooled client built once at load.
+pub struct Upstream {
+    pub name: String,
+    /// Base URL without a trailing slash; rule paths are appended.
+    pub url: String,
+    pub timeout: Duration,
+    /// Header values filled from `${VAR}` are marked sensitive and never printed.
+    pub headers: http::HeaderMap,
+    pub health: Option<HealthSpec>,
+    pub client: reqwest::Client,
+    pub state: Arc<HealthState>,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the headers: they may hold tokens.
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthSpec {
+    pub path: String,
+    pub interval: Duration,
+    pub unhealthy_after: u32,
+    pub healthy_after: u32,
+}
+
+/// What the background probe last concluded about an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Unknown,
+    Up,
+    Down,
+}
+
+/// Lock-free health state read by every `healthy` rule.
+#[derive(Debug, Default)]
+pub struct HealthState(AtomicU8);
+
+impl HealthState {
+    pub fn get(&self) -> Health {
+        match self.0.load(Ordering::Acquire) {
+            1 => Health::Up,
+            2 => Health::Down,
+            _ => Health::Unknown,
+        }
+    }
+
+    pub fn set(&self, h: Health) {
+        let v = match h {
+            Health::Unknown => 0,
+            Health::Up => 1,
+            Health::Down => 2,
+        };
+        self.0.store(v, Ordering::Release);
+    }
+}
+
+/// One load error: `FILE:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    pub location: Option<Location>,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some(l) => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                l.line,
+                l.column,
+                self.message
+            ),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every error of one load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadErrors {}
+
+impl LoadErrors {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+}

@@ -1,0 +1,224 @@
+//! Reason, path, header and body templates: `{order_id}`-style placeholders parsed once at load.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::payload::ConfirmRequest;
+
+/// A parsed template. Rendering never fails: a missing response field renders empty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Text(String),
+    Var(Var),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Var {
+    OrderId,
+    TxId,
+    Amount,
+    StoreId,
+    /// `{response.body.a.b}`: a field of the JSON answer of this rule's fetch.
+    ResponseBody(Vec<String>),
+}
+
+/// Which placeholders a template may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Request,
+    /// Reasons of fetch rules may also read the response.
+    WithResponse,
+}
+
+const REQUEST_VARS: &str = "{order_id}, {tx_id}, {amount}, {store_id}";
+
+impl Template {
+    pub fn parse(src: &str, scope: Scope) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut rest = src;
+        while let Some(i) = rest.find(['{', '}']) {
+            text.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            if tail.starts_with("{{") || tail.starts_with("}}") {
+                text.push_str(&tail[..1]);
+                rest = &tail[2..];
+                continue;
+            }
+            if tail.starts_with('}') {
+                return Err("unmatched \"}\" (write \"}}\" for a literal brace)".into());
+            }
+            let Some(end) = tail.find('}') else {
+                return Err("unclosed \"{\" (write \"{{\" for a literal brace)".into());
+            };
+            let name = tail[1..end].trim();
+            let var = parse_var(name, scope)?;
+            if !text.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut text)));
+            }
+            parts.push(Part::Var(var));
+            rest = &tail[end + 1..];
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Ok(Template { parts })
+    }
+
+    /// A template without placeholders.
+    pub fn literal(text: &str) -> Template {
+        Template {
+            parts: vec![Part::Text(text.to_owned())],
+        }
+    }
+
+    pub fn render(&self, req: &ConfirmRequest, response: Option<&Value>) -> String {
+        self.render_escaped(req, response, |s| Cow::Borrowed(s))
+    }
+
+    /// Renders with every placeholder value passed through `escape` (URL-encoding for paths).
+    pub fn render_escaped(
+        &self,
+        req: &ConfirmRequest,
+        response: Option<&Value>,
+        escape: impl for<'s> Fn(&'s str) -> Cow<'s, str>,
+    ) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Var(Var::OrderId) => out.push_str(&escape(&req.order_id)),
+                Part::Var(Var::TxId) => out.push_str(&escape(&req.tx_id)),
+                Part::Var(Var::Amount) => out.push_str(&escape(&req.amount.to_string())),
+                Part::Var(Var::StoreId) => {
+                    out.push_str(&escape(req.store_id.as_deref().unwrap_or("")))
+                }
+                Part::Var(Var::ResponseBody(path)) => {
+                    let mut node = response;
+                    for key in path {
+                        node = node.and_then(|v| match v {
+                            Value::Array(items) => {
+                                key.parse::<usize>().ok().and_then(|i| items.get(i))
+                            }
+                            _ => v.get(key),
+                        });
+                    }
+                    match node {
+                        None | Some(Value::Null) => {}
+                        Some(Value::String(s)) => out.push_str(&escape(s)),
+                        Some(other) => {
+                            let mut s = String::new();
+                            let _ = write!(s, "{other}");
+                            out.push_str(&escape(&s));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn has_placeholders(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Var(_)))
+    }
+}
+
+fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
+    Ok(match name {
+        "order_id" => Var::OrderId,
+        "tx_id" => Var::TxId,
+        "amount" => Var::Amount,
+        "store_id" => Var::StoreId,
+        _ => {
+            if let Some(path) = name.strip_prefix("response.body.") {
+                if scope == Scope::WithResponse && !path.is_empty() {
+                    return Ok(Var::ResponseBody(
+                        path.split('.').map(str::to_owned).collect(),
+                    ));
+                }
+                return Err(format!(
+                    "placeholder {{{name}}} is only available in fetch rules; expected one of {REQUEST_VARS}"
+                ));
+            }
+            let expected = match scope {
+                Scope::Request => REQUEST_VARS.to_owned(),
+                Scope::WithResponse => format!("{REQUEST_VARS}, {{response.body.<field>}}"),
+            };
+            return Err(format!(
+                "unknown placeholder {{{name}}}, expected one of {expected}"
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::{parse, Parsed};
+
+    fn request() -> ConfirmRequest {
+        let body = br#"{"type":"Transaction.Confirm","data":{"paymentId":"order 1/2","transactionId":"tx-9","totalAmount":"10.50","storeId":"store-1"}}"#;
+        match parse(Some("application/json"), body).unwrap() {
+            Parsed::Confirm(r) => r,
+            Parsed::Ignored { .. } => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn renders_request_fields() {
+        let t = Template::parse(
+            "{order_id}/{tx_id}: {amount}원 @{store_id} {{x}}",
+            Scope::Request,
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&request(), None),
+            "order 1/2/tx-9: 10.50원 @store-1 {x}"
+        );
+    }
+
+    #[test]
+    fn renders_response_fields() {
+        let t = Template::parse(
+            "남은 수량 {response.body.stock.left}개, {response.body.missing}.",
+            Scope::WithResponse,
+        )
+        .unwrap();
+        let body = serde_json::json!({"stock": {"left": 3}});
+        assert_eq!(t.render(&request(), Some(&body)), "남은 수량 3개, .");
+    }
+
+    #[test]
+    fn escapes_values_not_text() {
+        let t = Template::parse("/api/stock/{order_id}", Scope::Request).unwrap();
+        let out = t.render_escaped(&request(), None, |s| {
+            Cow::Owned(s.replace(' ', "%20").replace('/', "%2F"))
+        });
+        assert_eq!(out, "/api/stock/order%201%2F2");
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        assert_eq!(
+            Template::parse("{nope}", Scope::Request).unwrap_err(),
+            "unknown placeholder {nope}, expected one of {order_id}, {tx_id}, {amount}, {store_id}"
+        );
+        assert!(Template::parse("{response.body.x}", Scope::Request)
+            .unwrap_err()
+            .contains("only available in fetch rules"));
+        assert!(Template::parse("{order_id", Scope::Request)
+            .unwrap_err()
+            .contains("unclosed"));
+        assert!(Template::parse("a } b", Scope::Request)
+            .unwrap_err()
+            .contains("unmatched"));
+    }
+}

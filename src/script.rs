@@ -1,0 +1,484 @@
+//! The single, shared Rhai engine: sandbox limits, helper functions, and the scope a request
+//! is seen through. Compiled ASTs live in `Rules`; this module never compiles per request.
+
+use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Timelike};
+use rhai::{Dynamic, Engine, EvalAltResult, Map, Position, Scope, AST, INT};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::payload::ConfirmRequest;
+
+/// Sandbox limits. An operation is roughly one expression node; 200k of them run in a few
+/// milliseconds, far more than a rule needs and far less than PortOne's timeout.
+pub const MAX_OPERATIONS: u64 = 200_000;
+const MAX_CALL_LEVELS: usize = 32;
+const MAX_EXPR_DEPTH: usize = 64;
+const MAX_FN_EXPR_DEPTH: usize = 32;
+const MAX_STRING_SIZE: usize = 64 * 1024;
+const MAX_ARRAY_SIZE: usize = 10_000;
+const MAX_MAP_SIZE: usize = 10_000;
+
+/// Names every expression and script may read.
+pub const REQUEST_VARS: [&str; 8] = [
+    "order_id", "tx_id", "amount", "store_id", "api", "payload", "now", "fetched",
+];
+
+/// Korea has no daylight saving time, so a fixed offset is exact.
+const SEOUL_OFFSET_SECS: i32 = 9 * 3600;
+
+/// A compile error with its 1-based position inside the source text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A run-time failure of an expression or script (including sandbox limits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}{}", position.map(|(l, c)| format!(" (line {l}, column {c})")).unwrap_or_default())]
+pub struct ScriptError {
+    pub message: String,
+    pub position: Option<(usize, usize)>,
+}
+
+/// What a `script:` rule decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptVerdict {
+    Pass,
+    /// `false` (None: use the rule's reason) or a string (that string is the reason).
+    Refuse(Option<String>),
+}
+
+/// The shared engine. Built once per process; `Engine` is `Send + Sync` with rhai's `sync`.
+pub struct ScriptEngine {
+    engine: Engine,
+}
+
+impl Default for ScriptEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for ScriptEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScriptEngine")
+    }
+}
+
+impl ScriptEngine {
+    pub fn new() -> Self {
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(MAX_OPERATIONS)
+            .set_max_call_levels(MAX_CALL_LEVELS)
+            .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH)
+            .set_max_string_size(MAX_STRING_SIZE)
+            .set_max_array_size(MAX_ARRAY_SIZE)
+            .set_max_map_size(MAX_MAP_SIZE)
+            // A misspelt variable is a load error, not a surprise at payment time.
+            .set_strict_variables(true)
+            .set_fail_on_invalid_map_property(false);
+        // `eval` would compile code at run time, outside every check made at load.
+        engine.disable_symbol("eval");
+        engine.on_print(|s| tracing::info!(target: "confirm_proxy::script", "{s}"));
+        engine.on_debug(|s, _, pos| tracing::debug!(target: "confirm_proxy::script", %pos, "{s}"));
+        register_helpers(&mut engine);
+        ScriptEngine { engine }
+    }
+
+    /// Compiles a boolean expression (`when`, `require`); `extra` names more variables in scope.
+    pub fn compile_expression(&self, src: &str, extra: &[&str]) -> Result<AST, CompileError> {
+        self.engine
+            .compile_expression_with_scope(&compile_scope(extra), src)
+            .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
+    }
+
+    /// Compiles a whole script file.
+    pub fn compile_script(&self, src: &str) -> Result<AST, CompileError> {
+        self.engine
+            .compile_with_scope(&compile_scope(&[]), src)
+            .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
+    }
+
+    /// Evaluates a boolean expression; anything but a bool is an error.
+    pub fn eval_bool(&self, scope: &mut Scope<'static>, ast: &AST) -> Result<bool, ScriptError> {
+        let result = self.eval(scope, ast)?;
+        result.as_bool().map_err(|t| ScriptError {
+            message: format!("expression returned {t}, expected a bool (true or false)"),
+            position: None,
+        })
+    }
+
+    /// Runs a script rule: `true` or `()` pass, `false` refuses, a string refuses with itself.
+    pub fn eval_script(
+        &self,
+        scope: &mut Scope<'static>,
+        ast: &AST,
+    ) -> Result<ScriptVerdict, ScriptError> {
+        let result = self.eval(scope, ast)?;
+        if result.is_unit() {
+            return Ok(ScriptVerdict::Pass);
+        }
+        if let Ok(b) = result.as_bool() {
+            return Ok(if b {
+                ScriptVerdict::Pass
+            } else {
+                ScriptVerdict::Refuse(None)
+            });
+        }
+        if result.is_string() {
+            return Ok(ScriptVerdict::Refuse(Some(result.to_string())));
+        }
+        Err(ScriptError {
+            message: format!(
+                "script returned {}, expected true, false, () or a string",
+                result.type_name()
+            ),
+            position: None,
+        })
+    }
+
+    fn eval(&self, scope: &mut Scope<'static>, ast: &AST) -> Result<Dynamic, ScriptError> {
+        // Scripts may declare variables; drop them so the next rule sees a clean scope.
+        let len = scope.len();
+        let result = self.engine.eval_ast_with_scope::<Dynamic>(scope, ast);
+        scope.rewind(len);
+        result.map_err(|e| script_error(&e))
+    }
+}
+
+fn compile_scope(extra: &[&str]) -> Scope<'static> {
+    let mut scope = Scope::new();
+    for name in REQUEST_VARS.iter().chain(extra) {
+        scope.push_dynamic(*name, Dynamic::UNIT);
+    }
+    scope
+}
+
+fn compile_error(full: String, pos: Position, bare: &str) -> CompileError {
+    // rhai's Display appends " (line L, position C)"; we report the position ourselves.
+    let message = if bare.is_empty() {
+        full
+    } else {
+        bare.to_owned()
+    };
+    CompileError {
+        message: message.to_lowercase_first(),
+        line: pos.line().unwrap_or(1),
+        column: pos.position().unwrap_or(1),
+    }
+}
+
+fn script_error(e: &EvalAltResult) -> ScriptError {
+    let pos = e.position();
+    let message = match e {
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            format!("script stopped after {MAX_OPERATIONS} operations (sandbox limit)")
+        }
+        other => {
+            let mut s = other.to_string();
+            if let Some(i) = s.rfind(" (line ") {
+                s.truncate(i);
+            }
+            s
+        }
+    };
+    ScriptError {
+        message: message.to_lowercase_first(),
+        position: pos.line().map(|l| (l, pos.position().unwrap_or(1))),
+    }
+}
+
+trait LowercaseFirst {
+    fn to_lowercase_first(&self) -> String;
+}
+
+impl LowercaseFirst for String {
+    fn to_lowercase_first(&self) -> String {
+        let mut chars = self.chars();
+        match chars.next() {
+            Some(c) => c.to_lowercase().chain(chars).collect(),
+            None => String::new(),
+        }
+    }
+}
+
+/// The scope a request is seen through; built once per request and shared by all its rules.
+pub fn request_scope(req: &ConfirmRequest, now: DateTime<FixedOffset>) -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push_dynamic("order_id", req.order_id.clone().into());
+    scope.push_dynamic("tx_id", req.tx_id.clone().into());
+    scope.push_dynamic(
+        "amount",
+        amount_dynamic(req.amount.value(), req.amount.as_i64()),
+    );
+    scope.push_dynamic(
+        "store_id",
+        req.store_id.clone().map_or(Dynamic::UNIT, Dynamic::from),
+    );
+    scope.push_dynamic("api", req.api.as_str().into());
+    scope.push_dynamic("payload", json_to_dynamic(&req.payload));
+    scope.push_dynamic("now", Dynamic::from_int(now.timestamp_millis()));
+    scope.push_dynamic("fetched", Dynamic::from_map(Map::new()));
+    scope
+}
+
+/// Integers stay `INT` so `amount >= 1000` reads naturally; fractions are exact `Decimal`s.
+fn amount_dynamic(value: Decimal, as_int: Option<i64>) -> Dynamic {
+    match as_int {
+        Some(i) => Dynamic::from_int(i),
+        None => Dynamic::from_decimal(value),
+    }
+}
+
+/// Records a fetch result under `fetched[rule]` for later rules.
+pub fn set_fetched(scope: &mut Scope<'static>, rule: &str, response: Dynamic) {
+    if let Some(mut fetched) = scope.get_value::<Map>("fetched") {
+        fetched.insert(rule.into(), response);
+        scope.set_value("fetched", fetched);
+    }
+}
+
+/// JSON → Rhai, keeping integers as `INT` and other numbers exact where they fit.
+pub fn json_to_dynamic(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Dynamic::from_int(i)
+            } else if let Ok(d) = n.to_string().parse::<Decimal>() {
+                Dynamic::from_decimal(d)
+            } else {
+                Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) => s.clone().into(),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(json_to_dynamic).collect()),
+        Value::Object(obj) => Dynamic::from_map(
+            obj.iter()
+                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
+    FixedOffset::east_opt(SEOUL_OFFSET_SECS)?
+        .timestamp_millis_opt(now_ms)
+        .single()
+}
+
+/// `1234567` → `"1,234,567"`; keeps a fractional part as written.
+pub fn format_amount_text(text: &str) -> String {
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let mut out = String::with_capacity(text.len() + int.len() / 3);
+    out.push_str(sign);
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if let Some(f) = frac {
+        out.push('.');
+        out.push_str(f);
+    }
+    out
+}
+
+fn register_helpers(engine: &mut Engine) {
+    const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    engine.register_fn("seoul_date", |now: INT| {
+        seoul(now).map_or(String::new(), |t| t.format("%Y-%m-%d").to_string())
+    });
+    engine.register_fn("seoul_time", |now: INT| {
+        seoul(now).map_or(String::new(), |t| t.format("%H:%M").to_string())
+    });
+    engine.register_fn("seoul_hour", |now: INT| {
+        seoul(now).map_or(-1, |t| INT::from(t.hour()))
+    });
+    engine.register_fn("seoul_minute", |now: INT| {
+        seoul(now).map_or(-1, |t| INT::from(t.minute()))
+    });
+    engine.register_fn("seoul_weekday", |now: INT| {
+        seoul(now).map_or("", |t| {
+            WEEKDAYS[t.weekday().num_days_from_monday() as usize]
+        })
+    });
+    engine.register_fn("format_amount", |n: INT| format_amount_text(&n.to_string()));
+    engine.register_fn("format_amount", |d: Decimal| {
+        format_amount_text(&d.to_string())
+    });
+    engine.register_fn("one_of", |x: &str, list: rhai::Array| {
+        list.iter().any(|item| {
+            item.read_lock::<rhai::ImmutableString>()
+                .is_some_and(|s| s.as_str() == x)
+        })
+    });
+    engine.register_fn("is_blank", |s: &str| s.trim().is_empty());
+    engine.register_fn("before", |s: &str, sep: &str| {
+        s.split_once(sep).map_or(s, |(head, _)| head).to_owned()
+    });
+    engine.register_fn("after", |s: &str, sep: &str| {
+        s.split_once(sep).map_or("", |(_, tail)| tail).to_owned()
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::{parse, Parsed};
+    use std::time::Instant;
+
+    fn request(body: &str) -> ConfirmRequest {
+        match parse(Some("application/json"), body.as_bytes()).unwrap() {
+            Parsed::Confirm(r) => r,
+            Parsed::Ignored { .. } => unreachable!(),
+        }
+    }
+
+    fn at(rfc3339: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(rfc3339).unwrap()
+    }
+
+    fn eval_expr(src: &str, body: &str) -> Result<bool, ScriptError> {
+        let engine = ScriptEngine::new();
+        let ast = engine.compile_expression(src, &[]).unwrap();
+        let mut scope = request_scope(&request(body), at("2026-12-01T12:30:00+09:00"));
+        engine.eval_bool(&mut scope, &ast)
+    }
+
+    fn run_script(src: &str) -> Result<ScriptVerdict, ScriptError> {
+        let engine = ScriptEngine::new();
+        let ast = engine.compile_script(src).unwrap();
+        let mut scope = request_scope(&request(V1), at("2026-12-01T12:30:00+09:00"));
+        engine.eval_script(&mut scope, &ast)
+    }
+
+    const V1: &str =
+        r#"{"imp_uid":"imp_1","merchant_uid":"vip-7","amount":50000,"custom":{"tier":"gold"}}"#;
+
+    #[test]
+    fn expressions_see_the_request() {
+        assert_eq!(
+            eval_expr(r#"order_id.starts_with("vip-") && amount == 50000"#, V1),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_expr(r#"payload.custom.tier == "gold" && api == "v1""#, V1),
+            Ok(true)
+        );
+        assert_eq!(eval_expr("store_id == ()", V1), Ok(true));
+        assert_eq!(eval_expr(r#"fetched["stock"] == ()"#, V1), Ok(true));
+        let frac = r#"{"imp_uid":"i","merchant_uid":"m","amount":10.5}"#;
+        assert_eq!(eval_expr("amount > 10 && amount < 11", frac), Ok(true));
+    }
+
+    #[test]
+    fn non_bool_expression_is_an_error() {
+        let err = eval_expr("amount + 1", V1).unwrap_err();
+        assert!(err.message.contains("expected a bool"), "{err}");
+    }
+
+    #[test]
+    fn unknown_variables_fail_at_compile_time() {
+        let err = ScriptEngine::new()
+            .compile_expression("order_idd == \"x\"", &[])
+            .unwrap_err();
+        assert!(err.message.contains("order_idd"), "{err:?}");
+        assert_eq!((err.line, err.column), (1, 1));
+        // `response` exists only where the caller says so.
+        assert!(ScriptEngine::new()
+            .compile_expression("response.status == 200", &[])
+            .is_err());
+        assert!(ScriptEngine::new()
+            .compile_expression("response.status == 200", &["response"])
+            .is_ok());
+    }
+
+    #[test]
+    fn eval_and_imports_are_not_available() {
+        assert!(ScriptEngine::new().compile_script("eval(\"1\")").is_err());
+        assert!(ScriptEngine::new()
+            .compile_script("import \"x\" as y;")
+            .is_err());
+    }
+
+    #[test]
+    fn script_return_conventions() {
+        assert_eq!(run_script("true"), Ok(ScriptVerdict::Pass));
+        assert_eq!(run_script("let x = 1;"), Ok(ScriptVerdict::Pass));
+        assert_eq!(run_script("false"), Ok(ScriptVerdict::Refuse(None)));
+        assert_eq!(
+            run_script(r#"if amount > 1000 { "한도 초과: " + format_amount(amount) + "원" }"#),
+            Ok(ScriptVerdict::Refuse(Some("한도 초과: 50,000원".into())))
+        );
+        assert!(run_script("42")
+            .unwrap_err()
+            .message
+            .contains("expected true, false"));
+    }
+
+    #[test]
+    fn runaway_scripts_stop_quickly() {
+        for (src, what) in [
+            ("loop {}", "operations"),
+            ("let s = \"x\"; loop { s += s; }", "length"),
+            ("let a = []; loop { a.push(1); }", "size"),
+            ("fn f(x) { f(x + 1) } f(0)", "stack"),
+        ] {
+            let started = Instant::now();
+            let err = run_script(src).unwrap_err();
+            let took = started.elapsed();
+            assert!(
+                err.message.to_lowercase().contains(what) || err.message.contains("limit"),
+                "{src}: {err}"
+            );
+            // Generous: the point is "milliseconds, not a hang"; the benchmark gives the number.
+            assert!(took.as_secs() < 5, "{src} took {took:?}");
+        }
+    }
+
+    #[test]
+    fn helpers() {
+        // 2026-12-01 12:30 KST is a Tuesday.
+        assert_eq!(
+            eval_expr(
+                r#"seoul_date(now) == "2026-12-01" && seoul_hour(now) == 12 && seoul_minute(now) == 30 && seoul_weekday(now) == "tue" && seoul_time(now) == "12:30""#,
+                V1
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_expr(
+                r#"one_of(order_id, ["a", "vip-7"]) && !one_of("z", ["a"])"#,
+                V1
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_expr(
+                r#"before(order_id, "-") == "vip" && after(order_id, "-") == "7""#,
+                V1
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_expr(r#"is_blank("  ") && !is_blank(order_id)"#, V1),
+            Ok(true)
+        );
+        assert_eq!(format_amount_text("1234567"), "1,234,567");
+        assert_eq!(format_amount_text("100"), "100");
+        assert_eq!(format_amount_text("1000.5"), "1,000.5");
+    }
+}

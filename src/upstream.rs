@@ -1,0 +1,237 @@
+//! Calls to merchant services: the [`Upstreams`] seam the engine talks through, its real HTTP
+//! implementation (one pooled client per upstream, built at load), and background health probes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::rules::{Health, Rules, Upstream};
+
+/// Answers larger than this are cut off: a confirm check reads a few fields, never megabytes.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// One HTTP call to an upstream, already rendered from the rule's templates.
+#[derive(Debug, Clone)]
+pub struct HttpCall {
+    pub method: http::Method,
+    /// Appended to the upstream's base URL.
+    pub path_and_query: String,
+    /// Merged over the upstream's own headers.
+    pub headers: http::HeaderMap,
+    pub body: Option<Bytes>,
+}
+
+/// An upstream's answer as rules see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamResponse {
+    pub status: u16,
+    /// Lowercase names.
+    pub headers: Vec<(String, String)>,
+    /// Parsed JSON, or the text when the body is not JSON.
+    pub body: Value,
+    pub elapsed: Duration,
+}
+
+/// Why a call got no answer. Each is an error decided by `on_error`, traced with its cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connection refused by {0}")]
+    Refused(String),
+    #[error("DNS lookup failed for {0}")]
+    Dns(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("request failed: {0}")]
+    Other(String),
+    /// A canned test answer was missing (rule tests only).
+    #[error("no canned answer for {0}")]
+    NoCannedAnswer(String),
+}
+
+/// How the engine reaches the outside world. The server and `eval` pass [`HttpUpstreams`];
+/// `confirm-proxy test` passes canned answers.
+pub trait Upstreams: Send + Sync {
+    /// Starts a call. The future is `'static` so GET fetches can run in the background while
+    /// earlier rules are evaluated.
+    fn call(
+        &self,
+        upstream: Arc<Upstream>,
+        call: HttpCall,
+    ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>>;
+
+    /// The last health-probe conclusion for an upstream.
+    fn health(&self, upstream: &Upstream) -> Health;
+}
+
+/// Real HTTP through each upstream's pooled client.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HttpUpstreams;
+
+impl Upstreams for HttpUpstreams {
+    fn call(
+        &self,
+        upstream: Arc<Upstream>,
+        call: HttpCall,
+    ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
+        Box::pin(async move { send(&upstream, call).await })
+    }
+
+    fn health(&self, upstream: &Upstream) -> Health {
+        upstream.state.get()
+    }
+}
+
+async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, UpstreamError> {
+    let started = std::time::Instant::now();
+    let url = format!("{}{}", up.url, call.path_and_query);
+    let mut headers = up.headers.clone();
+    for (k, v) in &call.headers {
+        headers.insert(k.clone(), v.clone());
+    }
+    let mut req = up
+        .client
+        .request(call.method, &url)
+        .timeout(up.timeout)
+        .headers(headers);
+    if let Some(body) = call.body {
+        req = req.body(body);
+    }
+    let mut resp = req.send().await.map_err(|e| classify(&e, up))?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, up))? {
+        let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    Ok(UpstreamResponse {
+        status,
+        headers,
+        body: parse_body(&body),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// JSON when it parses, else the text (so `require` can still compare it).
+pub fn parse_body(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// Names the cause the way an operator debugs it: refused, DNS, timeout.
+fn classify(e: &reqwest::Error, up: &Upstream) -> UpstreamError {
+    if e.is_timeout() {
+        return UpstreamError::Timeout(up.timeout);
+    }
+    let host = e
+        .url()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+        })
+        .unwrap_or_else(|| up.name.clone());
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return UpstreamError::Refused(host),
+                std::io::ErrorKind::TimedOut => return UpstreamError::Timeout(up.timeout),
+                _ => {}
+            }
+        }
+        let text = err.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return UpstreamError::Dns(host);
+        }
+        source = err.source();
+    }
+    UpstreamError::Other(root_cause(e))
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    last
+}
+
+/// Called when a probe changes an upstream's state (metrics, logs).
+pub type HealthObserver = Arc<dyn Fn(&Upstream, Health) + Send + Sync>;
+
+/// Starts one probe per upstream with a `health` block; the tasks belong to this generation of
+/// rules and stop when it is dropped.
+pub fn start_probes(rules: &Rules, observer: HealthObserver) {
+    for up in rules.upstreams() {
+        if up.health.is_some() {
+            let task = tokio::spawn(probe(up.clone(), observer.clone()));
+            rules.own_task(task.abort_handle());
+        }
+    }
+}
+
+async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
+    let Some(spec) = up.health.clone() else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(spec.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut ups, mut downs) = (0u32, 0u32);
+    loop {
+        ticker.tick().await;
+        let call = HttpCall {
+            method: http::Method::GET,
+            path_and_query: spec.path.clone(),
+            headers: http::HeaderMap::new(),
+            body: None,
+        };
+        let ok = matches!(send(&up, call).await, Ok(r) if (200..300).contains(&r.status));
+        if ok {
+            ups += 1;
+            downs = 0;
+        } else {
+            downs += 1;
+            ups = 0;
+        }
+        let before = up.state.get();
+        // The first result settles an unknown state at once so readiness comes quickly;
+        // after that the thresholds keep one blip from flapping decisions.
+        let after = match before {
+            Health::Unknown => {
+                if ok {
+                    Health::Up
+                } else {
+                    Health::Down
+                }
+            }
+            Health::Up if downs >= spec.unhealthy_after => Health::Down,
+            Health::Down if ups >= spec.healthy_after => Health::Up,
+            same => same,
+        };
+        if after != before {
+            up.state.set(after);
+            tracing::info!(upstream = %up.name, from = ?before, to = ?after, "upstream health changed");
+        }
+        observer(&up, after);
+    }
+}

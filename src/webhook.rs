@@ -1,0 +1,608 @@
+//! Standard Webhooks verification (`webhook-id`, `webhook-timestamp`, `webhook-signature`),
+//! the scheme PortOne V2 signs its requests with. Pure: headers, body and the current time in,
+//! a reasoned verdict out.
+
+use std::fmt;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const ID_HEADER: &str = "webhook-id";
+const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+const SIGNATURE_HEADER: &str = "webhook-signature";
+const SECRET_PREFIX: &str = "whsec_";
+const V1_PREFIX: &[u8] = b"v1,";
+const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+/// A signing secret. Holds the HMAC already keyed, so each verification only clones it
+/// instead of re-deriving the padded key blocks.
+#[derive(Clone)]
+pub struct WebhookSecret {
+    keyed: HmacSha256,
+}
+
+impl WebhookSecret {
+    /// Parses `whsec_<base64>`; the prefix is required. Errors say what is wrong but never
+    /// include the secret. Surrounding whitespace is ignored because secrets read from files
+    /// or environment variables often carry a trailing newline.
+    pub fn parse(s: &str) -> Result<WebhookSecret, SecretError> {
+        let encoded = s
+            .trim()
+            .strip_prefix(SECRET_PREFIX)
+            .ok_or(SecretError::MissingPrefix)?;
+        let key = BASE64
+            .decode(encoded)
+            .map_err(|_| SecretError::InvalidBase64)?;
+        if key.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        // HMAC accepts keys of any length, so this cannot fail in practice; mapping the error
+        // keeps parsing free of panics.
+        let keyed = HmacSha256::new_from_slice(&key).map_err(|_| SecretError::InvalidKey)?;
+        Ok(WebhookSecret { keyed })
+    }
+
+    fn mac(&self, msg_id: &[u8], timestamp: &[u8], body: &[u8]) -> [u8; 32] {
+        let mut mac = self.keyed.clone();
+        for part in [msg_id, b".", timestamp, b".", body] {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookSecret(..)")
+    }
+}
+
+/// Why a `whsec_...` string could not be used. Never carries any part of the secret.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    #[error("webhook secret must start with {SECRET_PREFIX}")]
+    MissingPrefix,
+    #[error("webhook secret is not valid base64 after {SECRET_PREFIX}")]
+    InvalidBase64,
+    #[error("webhook secret is empty after {SECRET_PREFIX}")]
+    Empty,
+    #[error("webhook secret cannot be used as an hmac-sha256 key")]
+    InvalidKey,
+}
+
+/// Signs like a Standard Webhooks sender would, returning one `v1,<base64>` entry.
+pub fn sign(secret: &WebhookSecret, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mac = secret.mac(msg_id.as_bytes(), timestamp.to_string().as_bytes(), body);
+    format!("v1,{}", BASE64.encode(mac))
+}
+
+/// Checks requests against a set of secrets; more than one lets a secret be rotated without
+/// rejecting requests signed with the old one.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    secrets: Vec<WebhookSecret>,
+    tolerance: Duration,
+}
+
+impl Verifier {
+    pub fn new(secrets: Vec<WebhookSecret>) -> Self {
+        Verifier {
+            secrets,
+            tolerance: DEFAULT_TOLERANCE,
+        }
+    }
+
+    pub fn with_tolerance(self, tolerance: Duration) -> Self {
+        Verifier { tolerance, ..self }
+    }
+
+    /// `now_unix` is seconds since the epoch (passed in so tests are deterministic).
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<(), VerifyError> {
+        let msg_id = header(headers, ID_HEADER)?;
+        let raw_timestamp = header(headers, TIMESTAMP_HEADER)?;
+        let signatures = header(headers, SIGNATURE_HEADER)?;
+
+        let timestamp = parse_timestamp(raw_timestamp)?;
+        self.check_freshness(timestamp, now_unix)?;
+
+        let candidates = v1_signatures(signatures);
+        // The raw timestamp bytes are what the sender signed, so they are hashed as received.
+        let matched = self.secrets.iter().any(|secret| {
+            let expected = secret.mac(msg_id, raw_timestamp, body);
+            candidates
+                .iter()
+                .any(|candidate| bool::from(candidate.as_slice().ct_eq(&expected)))
+        });
+        if matched {
+            Ok(())
+        } else {
+            Err(VerifyError::NoMatchingSignature)
+        }
+    }
+
+    fn check_freshness(&self, timestamp: i64, now_unix: i64) -> Result<(), VerifyError> {
+        // i128 so that extreme inputs cannot overflow the subtraction or the tolerance cast.
+        let age = i128::from(now_unix) - i128::from(timestamp);
+        let tolerance = i128::from(self.tolerance.as_secs());
+        if age > tolerance {
+            Err(VerifyError::TooOld)
+        } else if age < -tolerance {
+            Err(VerifyError::TooNew)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a [u8], VerifyError> {
+    headers
+        .get(name)
+        .map(|value| value.as_bytes())
+        .ok_or(VerifyError::MissingHeader(name))
+}
+
+/// Only plain digits are accepted: `i64::from_str` would also take a sign, which no sender emits.
+fn parse_timestamp(raw: &[u8]) -> Result<i64, VerifyError> {
+    if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+        return Err(VerifyError::BadTimestamp);
+    }
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|digits| digits.parse().ok())
+        .ok_or(VerifyError::BadTimestamp)
+}
+
+/// Decoded `v1` MACs. Other versions and undecodable entries are skipped rather than rejected
+/// so that senders can add new schemes alongside `v1`.
+fn v1_signatures(header: &[u8]) -> Vec<Vec<u8>> {
+    header
+        .split(|&byte| byte == b' ')
+        .filter_map(|entry| entry.strip_prefix(V1_PREFIX))
+        .filter_map(|encoded| BASE64.decode(encoded).ok())
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    #[error("webhook-timestamp is not an integer number of seconds")]
+    BadTimestamp,
+    #[error("timestamp is older than the allowed tolerance")]
+    TooOld,
+    #[error("timestamp is further in the future than the allowed tolerance")]
+    TooNew,
+    #[error("no matching signature")]
+    NoMatchingSignature,
+}
+
+impl VerifyError {
+    /// Short Korean text safe to show to the buyer. The tolerance is configurable, so the
+    /// timestamp texts do not name a number of minutes.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::MissingHeader(ID_HEADER) => "서명 헤더(webhook-id)가 없습니다",
+            VerifyError::MissingHeader(TIMESTAMP_HEADER) => {
+                "서명 헤더(webhook-timestamp)가 없습니다"
+            }
+            VerifyError::MissingHeader(SIGNATURE_HEADER) => {
+                "서명 헤더(webhook-signature)가 없습니다"
+            }
+            VerifyError::MissingHeader(_) => "서명 헤더가 없습니다",
+            VerifyError::BadTimestamp => "서명 시각(webhook-timestamp)이 올바른 숫자가 아닙니다",
+            VerifyError::TooOld => "서명 시각이 허용 범위를 벗어났습니다(너무 오래됨)",
+            VerifyError::TooNew => "서명 시각이 허용 범위를 벗어났습니다(미래 시각)",
+            VerifyError::NoMatchingSignature => "서명이 올바르지 않습니다",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use axum::http::{HeaderName, HeaderValue};
+    use proptest::prelude::*;
+    use serde::Deserialize;
+
+    use super::*;
+
+    const FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/testdata/webhook-signatures.json"
+    );
+
+    #[derive(Deserialize)]
+    struct Fixture {
+        secret: String,
+        tolerance_seconds: u64,
+        cases: Vec<Case>,
+    }
+
+    #[derive(Deserialize)]
+    struct Case {
+        name: String,
+        headers: BTreeMap<String, String>,
+        body: String,
+        now: i64,
+        valid: bool,
+    }
+
+    fn secret(s: &str) -> WebhookSecret {
+        WebhookSecret::parse(s).unwrap()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn signed_headers(secret: &WebhookSecret, id: &str, ts: i64, body: &[u8]) -> HeaderMap {
+        headers(&[
+            (ID_HEADER, id),
+            (TIMESTAMP_HEADER, &ts.to_string()),
+            (SIGNATURE_HEADER, &sign(secret, id, ts, body)),
+        ])
+    }
+
+    const SECRET_A: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const SECRET_B: &str = "whsec_c3RhbmRhcmQtd2ViaG9va3MtaW50ZXJvcC1rZXkhISE=";
+    const TS: i64 = 1_714_039_200;
+    const BODY: &[u8] = br#"{"type":"Transaction.Confirm"}"#;
+
+    #[test]
+    fn fixture_cases_verify_as_expected() {
+        let text = std::fs::read_to_string(FIXTURE).unwrap_or_else(|e| panic!("{FIXTURE}: {e}"));
+        let fixture: Fixture = serde_json::from_str(&text).unwrap();
+        let verifier = Verifier::new(vec![secret(&fixture.secret)])
+            .with_tolerance(Duration::from_secs(fixture.tolerance_seconds));
+        assert!(!fixture.cases.is_empty());
+        for case in &fixture.cases {
+            let pairs: Vec<(&str, &str)> = case
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let result = verifier.verify(&headers(&pairs), case.body.as_bytes(), case.now);
+            assert_eq!(
+                result.is_ok(),
+                case.valid,
+                "case {:?}: got {result:?}",
+                case.name
+            );
+        }
+    }
+
+    #[test]
+    fn matches_python_standard_library() {
+        // Reproduce with:
+        // python3 -c 'import hmac,hashlib,base64;print("v1,"+base64.b64encode(hmac.new(base64.b64decode("c3RhbmRhcmQtd2ViaG9va3MtaW50ZXJvcC1rZXkhISE="),b"msg_interop.1700000000.{\"amount\":1000,\"name\":\"\xed\x95\x9c\"}",hashlib.sha256).digest()).decode())'
+        const EXPECTED: &str = "v1,bs8XA+Kp2oKVln4uaviu2bc6X3sUFziBurb9d94jHNA=";
+        let body = "{\"amount\":1000,\"name\":\"한\"}".as_bytes();
+        let key = secret(SECRET_B);
+        assert_eq!(sign(&key, "msg_interop", 1_700_000_000, body), EXPECTED);
+
+        let request = headers(&[
+            (ID_HEADER, "msg_interop"),
+            (TIMESTAMP_HEADER, "1700000000"),
+            (SIGNATURE_HEADER, EXPECTED),
+        ]);
+        assert_eq!(
+            Verifier::new(vec![key]).verify(&request, body, 1_700_000_000),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn sign_then_verify_round_trips() {
+        let key = secret(SECRET_A);
+        let request = signed_headers(&key, "msg_1", TS, BODY);
+        assert_eq!(Verifier::new(vec![key]).verify(&request, BODY, TS), Ok(()));
+    }
+
+    #[test]
+    fn any_secret_in_rotation_is_accepted() {
+        let verifier = Verifier::new(vec![secret(SECRET_A), secret(SECRET_B)]);
+        for key in [SECRET_A, SECRET_B] {
+            let request = signed_headers(&secret(key), "msg_1", TS, BODY);
+            assert_eq!(verifier.verify(&request, BODY, TS), Ok(()), "{key}");
+        }
+    }
+
+    #[test]
+    fn no_secrets_matches_nothing() {
+        let request = signed_headers(&secret(SECRET_A), "msg_1", TS, BODY);
+        assert_eq!(
+            Verifier::new(vec![]).verify(&request, BODY, TS),
+            Err(VerifyError::NoMatchingSignature)
+        );
+    }
+
+    #[test]
+    fn each_missing_header_is_named() {
+        let key = secret(SECRET_A);
+        let verifier = Verifier::new(vec![key.clone()]);
+        for missing in [ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER] {
+            let mut request = signed_headers(&key, "msg_1", TS, BODY);
+            request.remove(missing);
+            assert_eq!(
+                verifier.verify(&request, BODY, TS),
+                Err(VerifyError::MissingHeader(missing))
+            );
+        }
+    }
+
+    #[test]
+    fn header_names_are_case_insensitive() {
+        let key = secret(SECRET_A);
+        let signature = sign(&key, "msg_1", TS, BODY);
+        let request = headers(&[
+            ("Webhook-Id", "msg_1"),
+            ("WEBHOOK-TIMESTAMP", "1714039200"),
+            ("Webhook-Signature", &signature),
+        ]);
+        assert_eq!(Verifier::new(vec![key]).verify(&request, BODY, TS), Ok(()));
+    }
+
+    #[test]
+    fn non_numeric_timestamps_are_rejected() {
+        let key = secret(SECRET_A);
+        let verifier = Verifier::new(vec![key.clone()]);
+        let signature = sign(&key, "msg_1", TS, BODY);
+        for ts in [
+            "",
+            "abc",
+            "1714039200.5",
+            "+1714039200",
+            "-1",
+            " 1714039200",
+            "99999999999999999999",
+        ] {
+            let request = headers(&[
+                (ID_HEADER, "msg_1"),
+                (TIMESTAMP_HEADER, ts),
+                (SIGNATURE_HEADER, &signature),
+            ]);
+            assert_eq!(
+                verifier.verify(&request, BODY, TS),
+                Err(VerifyError::BadTimestamp),
+                "{ts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tolerance_bounds_are_inclusive() {
+        let key = secret(SECRET_A);
+        let request = signed_headers(&key, "msg_1", TS, BODY);
+        let verifier = Verifier::new(vec![key]);
+        assert_eq!(verifier.verify(&request, BODY, TS + 300), Ok(()));
+        assert_eq!(verifier.verify(&request, BODY, TS - 300), Ok(()));
+        assert_eq!(
+            verifier.verify(&request, BODY, TS + 301),
+            Err(VerifyError::TooOld)
+        );
+        assert_eq!(
+            verifier.verify(&request, BODY, TS - 301),
+            Err(VerifyError::TooNew)
+        );
+    }
+
+    #[test]
+    fn custom_tolerance_is_used() {
+        let key = secret(SECRET_A);
+        let request = signed_headers(&key, "msg_1", TS, BODY);
+        let verifier = Verifier::new(vec![key]).with_tolerance(Duration::from_secs(10));
+        assert_eq!(verifier.verify(&request, BODY, TS + 10), Ok(()));
+        assert_eq!(
+            verifier.verify(&request, BODY, TS + 11),
+            Err(VerifyError::TooOld)
+        );
+        let huge = verifier.with_tolerance(Duration::MAX);
+        assert_eq!(huge.verify(&request, BODY, i64::MIN), Ok(()));
+    }
+
+    #[test]
+    fn malformed_signature_entries_are_skipped() {
+        let key = secret(SECRET_A);
+        let verifier = Verifier::new(vec![key.clone()]);
+        let good = sign(&key, "msg_1", TS, BODY);
+        let with = |signature: &str| {
+            let request = headers(&[
+                (ID_HEADER, "msg_1"),
+                (TIMESTAMP_HEADER, "1714039200"),
+                (SIGNATURE_HEADER, signature),
+            ]);
+            verifier.verify(&request, BODY, TS)
+        };
+        assert_eq!(
+            with(&format!("v1,!!notbase64!! v2,xyz v1 , {good}")),
+            Ok(())
+        );
+        assert_eq!(with(&format!("  {good}  ")), Ok(()));
+        for bad in [
+            "",
+            "v1,",
+            "v1,!!notbase64!!",
+            "v1,AAAA",
+            "v2,xyz",
+            "v1",
+            ",",
+        ] {
+            assert_eq!(with(bad), Err(VerifyError::NoMatchingSignature), "{bad:?}");
+        }
+        // The same MAC under another version label must not count as v1.
+        let relabelled = good.replacen("v1,", "v2,", 1);
+        assert_eq!(with(&relabelled), Err(VerifyError::NoMatchingSignature));
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let key = secret(SECRET_A);
+        let verifier = Verifier::new(vec![key.clone()]);
+        let request = signed_headers(&key, "msg_1", TS, BODY);
+        assert_eq!(
+            verifier.verify(&request, b"{}", TS),
+            Err(VerifyError::NoMatchingSignature)
+        );
+        let mut other_id = request.clone();
+        other_id.insert(ID_HEADER, HeaderValue::from_static("msg_2"));
+        assert_eq!(
+            verifier.verify(&other_id, BODY, TS),
+            Err(VerifyError::NoMatchingSignature)
+        );
+        // Leading zeros keep the numeric value but change the signed bytes.
+        let mut padded_ts = request;
+        padded_ts.insert(TIMESTAMP_HEADER, HeaderValue::from_static("01714039200"));
+        assert_eq!(
+            verifier.verify(&padded_ts, BODY, TS),
+            Err(VerifyError::NoMatchingSignature)
+        );
+    }
+
+    #[test]
+    fn secret_parsing_errors() {
+        let cases = [
+            (
+                "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                SecretError::MissingPrefix,
+            ),
+            (
+                "WHSEC_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                SecretError::MissingPrefix,
+            ),
+            ("", SecretError::MissingPrefix),
+            (
+                "whsec_MfKQ9r8G*KYqrTwjUPD8ILPZIo2LaLaSw",
+                SecretError::InvalidBase64,
+            ),
+            ("whsec_MfKQ9", SecretError::InvalidBase64),
+            ("whsec_", SecretError::Empty),
+        ];
+        for (input, expected) in cases {
+            let err = WebhookSecret::parse(input).unwrap_err();
+            assert_eq!(err, expected, "{input:?}");
+            let message = err.to_string();
+            assert!(!message.contains("MfKQ9"), "{message}");
+        }
+    }
+
+    #[test]
+    fn secret_surrounding_whitespace_is_ignored() {
+        let trimmed = secret(SECRET_A);
+        let padded = secret(&format!("  {SECRET_A}\n"));
+        assert_eq!(
+            sign(&trimmed, "msg_1", TS, BODY),
+            sign(&padded, "msg_1", TS, BODY)
+        );
+    }
+
+    #[test]
+    fn debug_does_not_leak_the_key() {
+        let key = secret(SECRET_A);
+        assert_eq!(format!("{key:?}"), "WebhookSecret(..)");
+        let verifier = format!("{:?}", Verifier::new(vec![key]));
+        for leak in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "31 f2 90", "[49, 242"] {
+            assert!(!verifier.contains(leak), "{verifier}");
+        }
+        assert!(verifier.contains("WebhookSecret(..)"), "{verifier}");
+    }
+
+    #[test]
+    fn messages_are_short_and_consistent() {
+        let all = [
+            VerifyError::MissingHeader(ID_HEADER),
+            VerifyError::MissingHeader(TIMESTAMP_HEADER),
+            VerifyError::MissingHeader(SIGNATURE_HEADER),
+            VerifyError::BadTimestamp,
+            VerifyError::TooOld,
+            VerifyError::TooNew,
+            VerifyError::NoMatchingSignature,
+        ];
+        for err in all {
+            let display = err.to_string();
+            assert_eq!(display, display.to_lowercase());
+            assert!(!display.ends_with('.'), "{display}");
+            assert!(!err.reason().is_empty());
+        }
+        assert_eq!(
+            VerifyError::MissingHeader(SIGNATURE_HEADER).to_string(),
+            "missing header webhook-signature"
+        );
+        assert_eq!(
+            VerifyError::MissingHeader(SIGNATURE_HEADER).reason(),
+            "서명 헤더(webhook-signature)가 없습니다"
+        );
+        assert_eq!(
+            VerifyError::NoMatchingSignature.reason(),
+            "서명이 올바르지 않습니다"
+        );
+    }
+
+    fn header_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[ -~]{0,64}",
+            "-?[0-9]{0,25}",
+            any::<i64>().prop_map(|n| n.to_string()),
+            prop::collection::vec(
+                prop_oneof!["v1,[A-Za-z0-9+/=]{0,60}", "v[0-9]?,?[ -~]{0,20}"],
+                0..5
+            )
+            .prop_map(|entries| entries.join(" ")),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_requests_never_panic(
+            id in proptest::option::of(header_text()),
+            ts in proptest::option::of(header_text()),
+            signature in proptest::option::of(header_text()),
+            body in any::<Vec<u8>>(),
+            now in any::<i64>(),
+            tolerance in any::<u64>(),
+        ) {
+            let mut request = HeaderMap::new();
+            for (name, value) in [(ID_HEADER, id), (TIMESTAMP_HEADER, ts), (SIGNATURE_HEADER, signature)] {
+                // Some strings are not legal header values at all; those cannot reach us.
+                if let Some(value) = value.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+                    request.insert(name, value);
+                }
+            }
+            let verifier = Verifier::new(vec![secret(SECRET_A), secret(SECRET_B)])
+                .with_tolerance(Duration::from_secs(tolerance));
+            let _ = verifier.verify(&request, &body, now);
+        }
+
+        #[test]
+        fn signed_requests_always_verify(
+            id in "[!-~]{0,40}",
+            ts in 0..=i64::MAX,
+            body in any::<Vec<u8>>(),
+        ) {
+            let key = secret(SECRET_A);
+            let request = signed_headers(&key, &id, ts, &body);
+            prop_assert_eq!(Verifier::new(vec![key]).verify(&request, &body, ts), Ok(()));
+        }
+    }
+}
