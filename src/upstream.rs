@@ -11,6 +11,8 @@ use serde_json::Value;
 
 use crate::rules::{Health, Rules, Upstream};
 
+pub mod canned;
+
 /// Answers larger than this are cut off: a confirm check reads a few fields, never megabytes.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
