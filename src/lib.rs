@@ -6,7 +6,9 @@
 
 pub mod decision;
 pub mod engine;
+pub mod metrics;
 pub mod payload;
+pub mod reload;
 pub mod rules;
 pub mod script;
 pub mod upstream;

@@ -1,0 +1,133 @@
+//! Metric names and recording. Each server owns its own Prometheus recorder (no global), so
+//! two servers in one process (tests) never mix their counts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram, with_local_recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::decision::Decision;
+use crate::rules::Health;
+
+/// Confirm answers by ruleset and decision.
+pub const REQUESTS: &str = "confirm_proxy_requests_total";
+/// Time from request arrival to answer.
+pub const REQUEST_DURATION: &str = "confirm_proxy_request_duration_seconds";
+/// Rule outcomes by ruleset, rule and outcome.
+pub const RULE_OUTCOMES: &str = "confirm_proxy_rule_outcomes_total";
+/// Upstream calls by upstream and outcome (a status class or an error kind).
+pub const UPSTREAM_CALLS: &str = "confirm_proxy_upstream_calls_total";
+pub const UPSTREAM_DURATION: &str = "confirm_proxy_upstream_call_duration_seconds";
+/// 1 healthy, 0 unhealthy, -1 not known yet.
+pub const UPSTREAM_HEALTHY: &str = "confirm_proxy_upstream_healthy";
+pub const HEALTH_PROBES: &str = "confirm_proxy_health_probes_total";
+/// Rule reloads by result (applied, unchanged, rejected).
+pub const RELOADS: &str = "confirm_proxy_reloads_total";
+/// Decision-log records that could not be written (must stay 0).
+pub const DECISION_LOG_DROPPED: &str = "confirm_proxy_decision_log_dropped_total";
+
+/// Buckets fit for millisecond decisions, up to PortOne's timeout.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A cheap, cloneable handle to this server's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let builder = PrometheusBuilder::new();
+        // set_buckets only fails on an empty list, which BUCKETS is not.
+        let builder = builder
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let m = Metrics {
+            recorder: Arc::new(recorder),
+            handle,
+        };
+        // Registered up front so dashboards and alerts see 0, not "no data".
+        m.record(|| {
+            counter!(DECISION_LOG_DROPPED).absolute(0);
+        });
+        m
+    }
+
+    fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+        with_local_recorder(self.recorder.as_ref(), f)
+    }
+
+    /// Prometheus text format.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// One confirm answer, with the outcomes of the rules that were evaluated.
+    pub fn decision(&self, ruleset: &str, decision: &Decision, elapsed: Duration) {
+        self.record(|| {
+            let ruleset = ruleset.to_owned();
+            counter!(REQUESTS, "ruleset" => ruleset.clone(), "decision" => decision.decision.as_str())
+                .increment(1);
+            histogram!(REQUEST_DURATION, "ruleset" => ruleset.clone()).record(elapsed.as_secs_f64());
+            for t in &decision.trace {
+                counter!(RULE_OUTCOMES, "ruleset" => ruleset.clone(), "rule" => t.rule.clone(), "outcome" => t.outcome.as_str())
+                    .increment(1);
+            }
+        });
+    }
+
+    pub fn upstream_call(&self, upstream: &str, outcome: &'static str, elapsed: Duration) {
+        self.record(|| {
+            counter!(UPSTREAM_CALLS, "upstream" => upstream.to_owned(), "outcome" => outcome)
+                .increment(1);
+            histogram!(UPSTREAM_DURATION, "upstream" => upstream.to_owned())
+                .record(elapsed.as_secs_f64());
+        });
+    }
+
+    pub fn health(&self, upstream: &str, health: Health) {
+        let v = match health {
+            Health::Up => 1.0,
+            Health::Down => 0.0,
+            Health::Unknown => -1.0,
+        };
+        self.record(|| {
+            gauge!(UPSTREAM_HEALTHY, "upstream" => upstream.to_owned()).set(v);
+            let result = if health == Health::Up {
+                "success"
+            } else {
+                "failure"
+            };
+            counter!(HEALTH_PROBES, "upstream" => upstream.to_owned(), "result" => result)
+                .increment(1);
+        });
+    }
+
+    pub fn reload(&self, result: &'static str) {
+        self.record(|| counter!(RELOADS, "result" => result).increment(1));
+    }
+
+    pub fn decision_log_dropped(&self) {
+        self.record(|| counter!(DECISION_LOG_DROPPED).increment(1));
+    }
+}

@@ -1,0 +1,394 @@
+//! Hot reload: the [`RuleStore`] (an `ArcSwap<Rules>`), and one reload loop fed by every
+//! trigger (file watcher, SIGHUP, `POST /admin/reload`). Load and validate off the request
+//! path, then swap everything at once, or keep the running rules and record why.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::rules::{self, LoadOptions, Rules};
+use crate::script::ScriptEngine;
+use crate::upstream::{self, HealthObserver};
+
+/// Editors and Kubernetes write in bursts; wait for this much quiet before reloading.
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+/// ...but never longer than this after the first event.
+const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
+
+/// Reads `${VAR}` values for upstreams.
+pub type EnvReader = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Extra validation a new generation must pass before it goes live (rule tests).
+pub type Gate = Arc<dyn Fn(&Path, &Rules) -> Result<(), Vec<String>> + Send + Sync>;
+
+/// Why a reload ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Watch,
+    Signal,
+    Admin,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Applied {
+        version: String,
+    },
+    /// Nothing under the rules directory changed.
+    Unchanged {
+        version: String,
+    },
+    Rejected {
+        errors: Vec<String>,
+    },
+}
+
+/// The last failed reload, shown by `/admin/rules` until a reload succeeds.
+#[derive(Debug, Clone)]
+pub struct ReloadFailure {
+    pub at: SystemTime,
+    pub errors: Vec<String>,
+}
+
+/// The live rules and how they got there.
+pub struct RuleStore {
+    current: ArcSwap<Rules>,
+    last_error: Mutex<Option<ReloadFailure>>,
+    dir: PathBuf,
+    scripts: Arc<ScriptEngine>,
+    env: EnvReader,
+    gate: Option<Gate>,
+    metrics: Metrics,
+}
+
+impl RuleStore {
+    /// Loads the rules directory for the first time; invalid rules are fatal here.
+    pub fn open(
+        dir: PathBuf,
+        scripts: Arc<ScriptEngine>,
+        env: EnvReader,
+        gate: Option<Gate>,
+        metrics: Metrics,
+    ) -> Result<RuleStore, Vec<String>> {
+        let rules = load(&dir, &scripts, &env, gate.as_ref())?;
+        Ok(RuleStore {
+            current: ArcSwap::from_pointee(rules),
+            last_error: Mutex::new(None),
+            dir,
+            scripts,
+            env,
+            gate,
+            metrics,
+        })
+    }
+
+    /// The rules a new request evaluates against; it keeps them until it is answered.
+    pub fn current(&self) -> Arc<Rules> {
+        self.current.load_full()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn last_error(&self) -> Option<ReloadFailure> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Starts the background tasks of the running generation (health probes).
+    pub fn start(&self) {
+        upstream::start_probes(&self.current(), self.health_observer());
+    }
+
+    fn health_observer(&self) -> HealthObserver {
+        let metrics = self.metrics.clone();
+        Arc::new(move |up, health| metrics.health(&up.name, health))
+    }
+
+    /// Loads, validates and swaps. Parsing and compiling run on a blocking thread.
+    pub async fn reload(self: &Arc<Self>, trigger: Trigger) -> ReloadOutcome {
+        let store = Arc::clone(self);
+        let loaded = tokio::task::spawn_blocking(move || {
+            if let Ok(version) = rules::rules_version(&store.dir) {
+                if version == store.current().version {
+                    return Ok(None);
+                }
+            }
+            load(&store.dir, &store.scripts, &store.env, store.gate.as_ref()).map(Some)
+        })
+        .await;
+        let outcome = match loaded {
+            Ok(Ok(Some(rules))) => {
+                let old = self.current();
+                carry_health(&old, &rules);
+                let version = rules.version.clone();
+                for w in &rules.warnings {
+                    tracing::warn!("{w}");
+                }
+                upstream::start_probes(&rules, self.health_observer());
+                self.current.store(Arc::new(rules));
+                if let Ok(mut e) = self.last_error.lock() {
+                    *e = None;
+                }
+                tracing::info!(?trigger, version = %version, previous = %old.version, "rules reloaded");
+                self.metrics.reload("applied");
+                ReloadOutcome::Applied { version }
+            }
+            Ok(Ok(None)) => {
+                if let Ok(mut e) = self.last_error.lock() {
+                    *e = None;
+                }
+                self.metrics.reload("unchanged");
+                ReloadOutcome::Unchanged {
+                    version: self.current().version.clone(),
+                }
+            }
+            Ok(Err(errors)) => self.reject(trigger, errors),
+            Err(join) => self.reject(trigger, vec![format!("reload task failed: {join}")]),
+        };
+        outcome
+    }
+
+    fn reject(&self, trigger: Trigger, errors: Vec<String>) -> ReloadOutcome {
+        for e in &errors {
+            tracing::error!(?trigger, "rules not reloaded: {e}");
+        }
+        tracing::warn!(version = %self.current().version, "keeping the running rules");
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(ReloadFailure {
+                at: SystemTime::now(),
+                errors: errors.clone(),
+            });
+        }
+        self.metrics.reload("rejected");
+        ReloadOutcome::Rejected { errors }
+    }
+}
+
+fn load(
+    dir: &Path,
+    scripts: &ScriptEngine,
+    env: &EnvReader,
+    gate: Option<&Gate>,
+) -> Result<Rules, Vec<String>> {
+    let env = env.as_ref();
+    let rules = rules::load_dir(
+        dir,
+        &LoadOptions {
+            engine: scripts,
+            env: &env,
+        },
+    )
+    .map_err(|e| e.lines())?;
+    if let Some(gate) = gate {
+        gate(dir, &rules)?;
+    }
+    Ok(rules)
+}
+
+/// An upstream that is the same in the new rules keeps its known health, so a reload does not
+/// turn every `healthy` rule into an error until the next probe.
+fn carry_health(old: &Rules, new: &Rules) {
+    for (name, ruleset) in &new.rulesets {
+        let Some(old_set) = old.get(name) else {
+            continue;
+        };
+        for (up_name, up) in &ruleset.upstreams {
+            if let Some(prev) = old_set.upstreams.get(up_name) {
+                if prev.url == up.url
+                    && prev.health.as_ref().map(|h| &h.path) == up.health.as_ref().map(|h| &h.path)
+                {
+                    up.state.set(prev.state.get());
+                }
+            }
+        }
+    }
+}
+
+/// A request to reload, with an optional reply (the admin endpoint waits for the outcome).
+pub struct ReloadRequest {
+    pub trigger: Trigger,
+    pub reply: Option<oneshot::Sender<ReloadOutcome>>,
+}
+
+/// The sending side of the reload loop.
+#[derive(Clone)]
+pub struct Reloader {
+    tx: mpsc::Sender<ReloadRequest>,
+}
+
+impl Reloader {
+    /// Asks for a reload and waits for its outcome.
+    pub async fn reload(&self, trigger: Trigger) -> Option<ReloadOutcome> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ReloadRequest {
+                trigger,
+                reply: Some(reply),
+            })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Asks for a reload without waiting (signals).
+    pub fn request(&self, trigger: Trigger) {
+        let _ = self.tx.try_send(ReloadRequest {
+            trigger,
+            reply: None,
+        });
+    }
+}
+
+/// Spawns the one reload loop; every trigger goes through it, so reloads never overlap.
+pub fn spawn_reload_loop(store: Arc<RuleStore>) -> (Reloader, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<ReloadRequest>(64);
+    let task = tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut waiting = vec![first];
+            if waiting[0].trigger == Trigger::Watch {
+                debounce(&mut rx, &mut waiting).await;
+            }
+            let trigger = waiting
+                .iter()
+                .map(|r| r.trigger)
+                .find(|t| *t != Trigger::Watch)
+                .unwrap_or(Trigger::Watch);
+            let outcome = store.reload(trigger).await;
+            for r in waiting {
+                if let Some(reply) = r.reply {
+                    let _ = reply.send(outcome.clone());
+                }
+            }
+        }
+    });
+    (Reloader { tx }, task)
+}
+
+/// Collects further triggers until the directory has been quiet for [`DEBOUNCE`].
+async fn debounce(rx: &mut mpsc::Receiver<ReloadRequest>, waiting: &mut Vec<ReloadRequest>) {
+    let limit = tokio::time::Instant::now() + DEBOUNCE_MAX;
+    loop {
+        let quiet = (tokio::time::Instant::now() + DEBOUNCE).min(limit);
+        match tokio::time::timeout_at(quiet, rx.recv()).await {
+            Ok(Some(next)) => {
+                let urgent = next.trigger != Trigger::Watch;
+                waiting.push(next);
+                // Someone is waiting for an answer: stop collecting and reload now.
+                if urgent {
+                    return;
+                }
+            }
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// Watches the rules directory (recursively: scripts, tests, Kubernetes' `..data` swaps and
+/// editors' rename-on-save all show up as events on it). Dropping the watcher stops it.
+pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<notify::RecommendedWatcher> {
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
+            Ok(_) => reloader.request(Trigger::Watch),
+            Err(e) => tracing::warn!("rules watcher: {e}"),
+        })?;
+    watcher.watch(dir, RecursiveMode::Recursive)?;
+    Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(dir: &Path, metrics: Metrics) -> Arc<RuleStore> {
+        Arc::new(
+            RuleStore::open(
+                dir.to_owned(),
+                Arc::new(ScriptEngine::new()),
+                Arc::new(|_| None),
+                None,
+                metrics,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn store(dir: &Path) -> Arc<RuleStore> {
+        store_with(dir, Metrics::new())
+    }
+
+    const GOOD: &str = "rules:\n  - name: a\n    amount: { max: 100 }\n    reason: x\n";
+
+    #[tokio::test]
+    async fn reload_applies_then_keeps_old_rules_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        let store = store(dir.path());
+        let v1 = store.current().version.clone();
+        assert!(matches!(
+            store.reload(Trigger::Admin).await,
+            ReloadOutcome::Unchanged { .. }
+        ));
+
+        std::fs::write(dir.path().join("default.yaml"), GOOD.replace("100", "200")).unwrap();
+        let ReloadOutcome::Applied { version: v2 } = store.reload(Trigger::Admin).await else {
+            panic!()
+        };
+        assert_ne!(v1, v2);
+
+        std::fs::write(dir.path().join("default.yaml"), "rules: [oops").unwrap();
+        let ReloadOutcome::Rejected { errors } = store.reload(Trigger::Admin).await else {
+            panic!()
+        };
+        assert!(errors[0].contains("default.yaml:1:"), "{errors:?}");
+        assert_eq!(store.current().version, v2, "old rules stay");
+        assert!(store.last_error().is_some());
+
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        assert!(matches!(
+            store.reload(Trigger::Admin).await,
+            ReloadOutcome::Applied { .. }
+        ));
+        assert!(
+            store.last_error().is_none(),
+            "a good reload clears the error"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watch_events_are_debounced_into_one_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        let metrics = Metrics::new();
+        let store = store_with(dir.path(), metrics.clone());
+        let (reloader, _task) = spawn_reload_loop(store.clone());
+        for _ in 0..5 {
+            reloader.request(Trigger::Watch);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        std::fs::write(dir.path().join("default.yaml"), GOOD.replace("100", "300")).unwrap();
+        let outcome = reloader.reload(Trigger::Admin).await.unwrap();
+        assert!(
+            matches!(outcome, ReloadOutcome::Applied { .. }),
+            "{outcome:?}"
+        );
+        // Five watch events 100 ms apart are one reload (unchanged), then the admin one.
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"confirm_proxy_reloads_total{result="unchanged"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"confirm_proxy_reloads_total{result="applied"} 1"#),
+            "{text}"
+        );
+    }
+}
