@@ -4,6 +4,8 @@
 //! (a [`rules`] snapshot evaluated, upstreams called through a seam) → [`decision`] (the answer).
 //! [`script`] owns the shared Rhai engine.
 
+pub mod audit;
+pub mod cli;
 pub mod decision;
 pub mod engine;
 pub mod metrics;
@@ -11,5 +13,6 @@ pub mod payload;
 pub mod reload;
 pub mod rules;
 pub mod script;
+pub mod server;
 pub mod upstream;
 pub mod webhook;

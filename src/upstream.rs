@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::metrics::Metrics;
 use crate::rules::{Health, Rules, Upstream};
 
 pub mod canned;
@@ -72,8 +73,16 @@ pub trait Upstreams: Send + Sync {
 }
 
 /// Real HTTP through each upstream's pooled client.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct HttpUpstreams;
+#[derive(Debug, Clone)]
+pub struct HttpUpstreams {
+    metrics: Metrics,
+}
+
+impl HttpUpstreams {
+    pub fn new(metrics: Metrics) -> HttpUpstreams {
+        HttpUpstreams { metrics }
+    }
+}
 
 impl Upstreams for HttpUpstreams {
     fn call(
@@ -81,7 +90,13 @@ impl Upstreams for HttpUpstreams {
         upstream: Arc<Upstream>,
         call: HttpCall,
     ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
-        Box::pin(async move { send(&upstream, call).await })
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let result = send(&upstream, call).await;
+            metrics.upstream_call(&upstream.name, call_outcome(&result), started.elapsed());
+            result
+        })
     }
 
     fn health(&self, upstream: &Upstream) -> Health {
@@ -130,6 +145,23 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         body: parse_body(&body),
         elapsed: started.elapsed(),
     })
+}
+
+/// The `outcome` label of an upstream call: a status class or the kind of failure.
+fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static str {
+    match result {
+        Ok(r) => match r.status {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "other",
+        },
+        Err(UpstreamError::Refused(_)) => "refused",
+        Err(UpstreamError::Dns(_)) => "dns",
+        Err(UpstreamError::Timeout(_)) => "timeout",
+        Err(_) => "error",
+    }
 }
 
 /// JSON when it parses, else the text (so `require` can still compare it).

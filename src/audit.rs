@@ -1,0 +1,243 @@
+//! The decision log: one JSON line per answered confirm request, written by a dedicated thread
+//! off the request path, flushed at least every second, drained on shutdown, reopened on SIGUSR1
+//! (for logrotate's `copytruncate`-free rotation: rename, then signal).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::decision::{Decision, Verdict};
+use crate::metrics::Metrics;
+
+/// Records waiting to be written; large enough that a burst never fills it in practice.
+const QUEUE: usize = 65_536;
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// One line of the decision log. Holds what is needed to replay the decision later.
+#[derive(Debug, Serialize)]
+pub struct Record {
+    pub time: String,
+    pub decision_id: String,
+    pub ruleset: String,
+    pub rules_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_id: Option<String>,
+    /// Exactly as sent (`50000`, `10.5`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<serde_json::Number>,
+    #[serde(flatten)]
+    pub decision: Decision,
+    pub latency_ms: f64,
+    /// The normalised request's original body, for replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<serde_json::Value>,
+}
+
+enum Msg {
+    Record(Box<Record>),
+    Reopen,
+    Shutdown(mpsc::Sender<()>),
+}
+
+/// Which approvals to log; refusals are always logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampling {
+    /// Log one approval in `every` (1 = all).
+    pub every: u64,
+}
+
+impl std::str::FromStr for Sampling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "all" {
+            return Ok(Sampling { every: 1 });
+        }
+        let n = s
+            .strip_prefix("sample=")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                format!("expected \"all\" or \"sample=N\" with N >= 1, found \"{s}\"")
+            })?;
+        Ok(Sampling { every: n })
+    }
+}
+
+/// Handle to the writer thread. Cloning is cheap.
+#[derive(Clone)]
+pub struct DecisionLog {
+    tx: SyncSender<Msg>,
+    metrics: Metrics,
+    sampling: Sampling,
+    approvals: Arc<AtomicU64>,
+}
+
+impl DecisionLog {
+    /// Opens (appends to) `path` and starts the writer thread.
+    pub fn open(path: &Path, sampling: Sampling, metrics: Metrics) -> std::io::Result<DecisionLog> {
+        let file = open(path)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let path = path.to_owned();
+        let writer_metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name("decision-log".into())
+            .spawn(move || write_loop(path, file, rx, writer_metrics))?;
+        Ok(DecisionLog {
+            tx,
+            metrics,
+            sampling,
+            approvals: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Queues a record without waiting. A record that cannot be queued is counted and warned
+    /// about, never dropped silently.
+    pub fn write(&self, record: Record) {
+        if record.decision.decision == Verdict::Approve && self.sampling.every > 1 {
+            let n = self.approvals.fetch_add(1, Ordering::Relaxed);
+            if n % self.sampling.every != 0 {
+                return;
+            }
+        }
+        match self.tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.metrics.decision_log_dropped();
+                tracing::warn!("decision log is behind; a record was not written");
+            }
+        }
+    }
+
+    /// Closes and reopens the file (after an external rename for rotation).
+    pub fn reopen(&self) {
+        let _ = self.tx.send(Msg::Reopen);
+    }
+
+    /// Writes everything queued and flushes; returns when the file is complete.
+    pub async fn shutdown(&self) {
+        let (ack, done) = mpsc::channel();
+        if self.tx.send(Msg::Shutdown(ack)).is_ok() {
+            let _ = tokio::task::spawn_blocking(move || done.recv()).await;
+        }
+    }
+}
+
+fn open(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn write_loop(path: PathBuf, file: File, rx: mpsc::Receiver<Msg>, metrics: Metrics) {
+    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        match rx.recv_timeout(FLUSH_EVERY) {
+            Ok(Msg::Record(record)) => {
+                line.clear();
+                // Serialising into a buffer first means a failure never leaves half a line.
+                let ok = serde_json::to_writer(&mut line, &record).is_ok() && {
+                    line.push(b'\n');
+                    out.write_all(&line).is_ok()
+                };
+                if !ok {
+                    metrics.decision_log_dropped();
+                    tracing::warn!(path = %path.display(), "could not write a decision-log record");
+                }
+            }
+            Ok(Msg::Reopen) => {
+                let _ = out.flush();
+                match open(&path) {
+                    Ok(f) => out = BufWriter::with_capacity(256 * 1024, f),
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), "cannot reopen decision log: {e}")
+                    }
+                }
+            }
+            Ok(Msg::Shutdown(ack)) => {
+                // Records queued before the shutdown message are already written (FIFO).
+                let _ = out.flush();
+                let _ = ack.send(());
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = out.flush();
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = out.flush();
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, decision: Decision) -> Record {
+        Record {
+            time: "2026-12-01T00:00:00Z".into(),
+            decision_id: id.into(),
+            ruleset: "default".into(),
+            rules_version: "abc".into(),
+            api: Some("v1"),
+            order_id: Some("o".into()),
+            tx_id: Some("t".into()),
+            amount: Some(serde_json::Number::from(50000)),
+            decision,
+            latency_ms: 0.1,
+            request: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_every_record_and_samples_approvals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let log = DecisionLog::open(&path, Sampling { every: 3 }, Metrics::new()).unwrap();
+        for i in 0..6 {
+            log.write(record(&format!("a{i}"), Decision::approve(None)));
+            log.write(record(
+                &format!("r{i}"),
+                Decision::reject(409, "x".into(), Some("rule".into())),
+            ));
+        }
+        log.shutdown().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["decision_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            ids.iter().filter(|i| i.starts_with('r')).count(),
+            6,
+            "every refusal"
+        );
+        assert_eq!(
+            ids.iter().filter(|i| i.starts_with('a')).count(),
+            2,
+            "one approval in three"
+        );
+    }
+
+    #[test]
+    fn sampling_parses() {
+        assert_eq!("sample=10".parse::<Sampling>(), Ok(Sampling { every: 10 }));
+        assert_eq!("all".parse::<Sampling>(), Ok(Sampling { every: 1 }));
+        assert!("sample=0".parse::<Sampling>().is_err());
+    }
+}

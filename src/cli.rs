@@ -1,0 +1,64 @@
+//! The command line: `serve`, `check`, `test`, `eval`. Every flag also reads
+//! `CONFIRM_PROXY_<FLAG>` from the environment.
+
+mod check;
+mod eval;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "confirm-proxy",
+    version,
+    about = "Answers PortOne's confirm requests (confirm_url) from hot-reloadable YAML rules and Rhai scripts",
+    long_about = "Answers PortOne's confirm requests (confirm_url / confirmUrl) from hot-reloadable YAML rules \
+                  and Rhai scripts: HTTP 200 lets the payment go on, anything else stops it with a reason \
+                  shown to the buyer.\n\nEvery flag can also be set through the environment: the flag name \
+                  upper-cased with dashes as underscores, prefixed CONFIRM_PROXY_ (e.g. \
+                  CONFIRM_PROXY_WEBHOOK_SECRET). Repeatable flags take a comma-separated list there."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy: public confirm listener and admin listener, rules reloaded on change.
+    Serve(serve::ServeArgs),
+    /// Validate the rules directory (and its rule tests); print every error as FILE:LINE:COL.
+    Check(check::CheckArgs),
+    /// Evaluate one request body against the rules and print the decision with its trace.
+    Eval(eval::EvalArgs),
+}
+
+/// The rules directory, shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct RulesDir {
+    /// Directory of rule files (one ruleset per *.yaml), scripts and tests/.
+    #[arg(
+        long = "rules",
+        env = "CONFIRM_PROXY_RULES",
+        default_value = "rules",
+        value_name = "DIR"
+    )]
+    pub dir: PathBuf,
+}
+
+/// Runs the parsed command; the process exit code is the result.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Check(args) => check::run(&args),
+        Command::Eval(args) => eval::run(&args),
+    }
+}
+
+/// Reads `${VAR}` from the process environment.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}

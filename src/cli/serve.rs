@@ -1,0 +1,212 @@
+//! `confirm-proxy serve`: bind both listeners, run until SIGTERM/SIGINT, reload on SIGHUP,
+//! reopen the decision log on SIGUSR1.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::RulesDir;
+use crate::audit::Sampling;
+use crate::reload::Trigger;
+use crate::server::{App, Config};
+use crate::webhook::WebhookSecret;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub rules: RulesDir,
+    /// Public listener for PortOne's confirm requests.
+    #[arg(
+        long,
+        env = "CONFIRM_PROXY_LISTEN",
+        default_value = "0.0.0.0:8080",
+        value_name = "ADDR"
+    )]
+    pub listen: SocketAddr,
+    /// Admin listener (/healthz, /readyz, /metrics, /admin/*). Keep it off the internet.
+    #[arg(
+        long,
+        env = "CONFIRM_PROXY_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9901",
+        value_name = "ADDR"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Append one JSON line per answered request to this file (reopened on SIGUSR1).
+    #[arg(long, env = "CONFIRM_PROXY_DECISION_LOG", value_name = "PATH")]
+    pub decision_log: Option<PathBuf>,
+    /// Which approvals go to the decision log: "all" or "sample=N" (one in N); refusals always do.
+    #[arg(
+        long,
+        env = "CONFIRM_PROXY_DECISION_LOG_APPROVALS",
+        default_value = "all",
+        value_name = "all|sample=N"
+    )]
+    pub decision_log_approvals: Sampling,
+    /// Standard Webhooks secret (whsec_...); requests without a valid signature get 401.
+    /// Give it twice while rotating secrets.
+    #[arg(
+        long,
+        env = "CONFIRM_PROXY_WEBHOOK_SECRET",
+        value_delimiter = ',',
+        value_name = "whsec_...",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Vec<String>,
+    /// Only these source networks may call /confirm (repeatable), e.g. PortOne's published addresses.
+    #[arg(
+        long,
+        env = "CONFIRM_PROXY_ALLOW_FROM",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub allow_from: Vec<IpNet>,
+    /// Behind a load balancer: take the client address from the right-most X-Forwarded-For entry.
+    #[arg(long, env = "CONFIRM_PROXY_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+    /// Require "Authorization: Bearer <token>" on /admin/* endpoints.
+    #[arg(
+        long,
+        env = "CONFIRM_PROXY_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub admin_token: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, env = "CONFIRM_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    init_tracing(args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(args))
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let mut secrets = Vec::new();
+    for s in &args.webhook_secret {
+        match WebhookSecret::parse(s) {
+            Ok(secret) => secrets.push(secret),
+            Err(e) => {
+                tracing::error!("--webhook-secret: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut config = Config::new(args.rules.dir.clone());
+    config.webhook_secrets = secrets;
+    config.allow_from = args.allow_from;
+    config.trust_forwarded_for = args.trust_forwarded_for;
+    config.admin_token = args.admin_token;
+    config.decision_log = args.decision_log;
+    config.decision_log_approvals = args.decision_log_approvals;
+    config.env = Arc::new(super::process_env);
+
+    let app = match App::start(config).await {
+        Ok(app) => app,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            tracing::error!("rules not loaded; not starting");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (public, admin) = match (
+        TcpListener::bind(args.listen).await,
+        TcpListener::bind(args.admin_listen).await,
+    ) {
+        (Ok(p), Ok(a)) => (p, a),
+        (Err(e), _) => {
+            tracing::error!("cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+        (_, Err(e)) => {
+            tracing::error!("cannot listen on {}: {e}", args.admin_listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let (public_addr, admin_addr) = (public.local_addr().ok(), admin.local_addr().ok());
+    tracing::info!(
+        public = %public_addr.map_or_else(String::new, |a| a.to_string()),
+        admin = %admin_addr.map_or_else(String::new, |a| a.to_string()),
+        "listening"
+    );
+
+    let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    let reloader = app.reloader();
+    let decision_log = app.decision_log();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(()) = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading rules");
+                    reloader.request(Trigger::Signal);
+                }
+                Some(()) = usr1.recv() => {
+                    if let Some(log) = &decision_log {
+                        tracing::info!("SIGUSR1: reopening the decision log");
+                        log.reopen();
+                    }
+                }
+                else => break,
+            }
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing in-flight requests"),
+        }
+    };
+    match app.serve(public, admin, shutdown).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,553 @@
+//! The HTTP side: the public listener (`/confirm`, `/confirm/{ruleset}`, `/healthz`) and the
+//! admin listener (`/healthz`, `/readyz`, `/metrics`, `/admin/rules`, `/admin/reload`).
+//! Handlers are thin: guard, parse, evaluate, answer.
+
+use std::future::{Future, IntoFuture};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use ipnet::IpNet;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+use crate::audit::{DecisionLog, Record, Sampling};
+use crate::decision::Decision;
+use crate::engine::{self, Context, Original};
+use crate::metrics::Metrics;
+use crate::payload::{self, ConfirmRequest, Parsed};
+use crate::reload::{self, EnvReader, Gate, ReloadOutcome, Reloader, RuleStore, Trigger};
+use crate::script::ScriptEngine;
+use crate::upstream::{HttpUpstreams, Upstreams};
+use crate::webhook::{Verifier, WebhookSecret};
+
+/// Bodies over this get 413 (PortOne's are a few hundred bytes).
+pub const MAX_BODY: usize = 64 * 1024;
+/// The only label an unknown ruleset gets: label values must not be chosen by callers.
+const UNKNOWN_RULESET: &str = "unknown";
+const JSON_UTF8: &str = "application/json; charset=utf-8";
+const DECISION_ID: &str = "x-confirm-decision-id";
+
+/// Everything `serve` needs, already parsed by the CLI.
+pub struct Config {
+    pub rules_dir: PathBuf,
+    pub webhook_secrets: Vec<WebhookSecret>,
+    pub allow_from: Vec<IpNet>,
+    pub trust_forwarded_for: bool,
+    pub admin_token: Option<String>,
+    pub decision_log: Option<PathBuf>,
+    pub decision_log_approvals: Sampling,
+    /// Extra check a rules generation must pass to go live (`--test-on-reload`).
+    pub gate: Option<Gate>,
+    /// Watch the rules directory (tests of the admin reload turn it off).
+    pub watch: bool,
+    pub env: EnvReader,
+}
+
+impl Config {
+    /// Defaults for a rules directory: no security options, watching on, the process env.
+    pub fn new(rules_dir: PathBuf) -> Config {
+        Config {
+            rules_dir,
+            webhook_secrets: Vec::new(),
+            allow_from: Vec::new(),
+            trust_forwarded_for: false,
+            admin_token: None,
+            decision_log: None,
+            decision_log_approvals: Sampling { every: 1 },
+            gate: None,
+            watch: true,
+            env: Arc::new(|name| std::env::var(name).ok()),
+        }
+    }
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+struct Shared {
+    store: Arc<RuleStore>,
+    scripts: Arc<ScriptEngine>,
+    upstreams: Arc<dyn Upstreams>,
+    metrics: Metrics,
+    decision_log: Option<DecisionLog>,
+    verifier: Option<Verifier>,
+    allow_from: Vec<IpNet>,
+    trust_forwarded_for: bool,
+    admin_token: Option<String>,
+    reloader: Reloader,
+}
+
+/// A started server: rules loaded, reload loop and watcher running, not yet listening.
+pub struct App {
+    state: AppState,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl App {
+    /// Loads the rules (invalid rules are an error with every `FILE:LINE:COL` line), opens the
+    /// decision log, and starts the reload loop, the watcher and the health probes.
+    pub async fn start(config: Config) -> Result<App, Vec<String>> {
+        let metrics = Metrics::new();
+        let scripts = Arc::new(ScriptEngine::new());
+        let store = {
+            let (dir, scripts, env, gate, metrics) = (
+                config.rules_dir.clone(),
+                scripts.clone(),
+                config.env.clone(),
+                config.gate.clone(),
+                metrics.clone(),
+            );
+            tokio::task::spawn_blocking(move || RuleStore::open(dir, scripts, env, gate, metrics))
+                .await
+                .map_err(|e| vec![format!("loading rules failed: {e}")])??
+        };
+        let store = Arc::new(store);
+        for w in &store.current().warnings {
+            tracing::warn!("{w}");
+        }
+        store.start();
+        let decision_log = match &config.decision_log {
+            Some(path) => Some(
+                DecisionLog::open(path, config.decision_log_approvals, metrics.clone()).map_err(
+                    |e| vec![format!("{}: cannot open decision log: {e}", path.display())],
+                )?,
+            ),
+            None => None,
+        };
+        let (reloader, _task) = reload::spawn_reload_loop(store.clone());
+        let watcher = if config.watch {
+            Some(
+                reload::watch(&config.rules_dir, reloader.clone()).map_err(|e| {
+                    vec![format!(
+                        "{}: cannot watch rules directory: {e}",
+                        config.rules_dir.display()
+                    )]
+                })?,
+            )
+        } else {
+            None
+        };
+        let rules = store.current();
+        tracing::info!(
+            version = %rules.version,
+            rulesets = rules.rulesets.len(),
+            rules = rules.rule_count(),
+            dir = %config.rules_dir.display(),
+            "rules loaded"
+        );
+        let verifier =
+            (!config.webhook_secrets.is_empty()).then(|| Verifier::new(config.webhook_secrets));
+        Ok(App {
+            state: AppState(Arc::new(Shared {
+                store,
+                scripts,
+                upstreams: Arc::new(HttpUpstreams::new(metrics.clone())),
+                metrics,
+                decision_log,
+                verifier,
+                allow_from: config.allow_from,
+                trust_forwarded_for: config.trust_forwarded_for,
+                admin_token: config.admin_token,
+                reloader,
+            })),
+            _watcher: watcher,
+        })
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    pub fn reloader(&self) -> Reloader {
+        self.state.0.reloader.clone()
+    }
+
+    pub fn decision_log(&self) -> Option<DecisionLog> {
+        self.state.0.decision_log.clone()
+    }
+
+    /// Serves both listeners until `shutdown` resolves, then finishes in-flight requests and
+    /// drains the decision log.
+    pub async fn serve(
+        self,
+        public: TcpListener,
+        admin: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let public = axum::serve(
+            public,
+            public_router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let admin = axum::serve(
+            admin,
+            admin_router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx));
+        let (a, b) = tokio::join!(public.into_future(), admin.into_future());
+        if let Some(log) = &self.state.0.decision_log {
+            log.shutdown().await;
+        }
+        a.and(b)
+    }
+}
+
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/confirm",
+            post(confirm_default).fallback(method_not_allowed),
+        )
+        .route(
+            "/confirm/{ruleset}",
+            post(confirm_named).fallback(method_not_allowed),
+        )
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/rules", get(admin_rules))
+        .route("/admin/reload", post(admin_reload))
+        .with_state(state)
+}
+
+async fn confirm_default(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    state.confirm("default", peer, headers, body).await
+}
+
+async fn confirm_named(
+    State(state): State<AppState>,
+    Path(ruleset): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    state.confirm(&ruleset, peer, headers, body).await
+}
+
+async fn method_not_allowed() -> Response {
+    let id = uuid::Uuid::now_v7().to_string();
+    let d = Decision::reject(405, "POST 요청만 받습니다".into(), None);
+    answer(&d, &id)
+}
+
+/// Per-request facts gathered on the way in, for the log line and decision record.
+struct Seen {
+    id: String,
+    started: tokio::time::Instant,
+    arrived: DateTime<Utc>,
+    /// The metrics label: the ruleset once it is known to exist.
+    ruleset: String,
+    version: String,
+}
+
+impl AppState {
+    async fn confirm(
+        &self,
+        ruleset: &str,
+        peer: SocketAddr,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Response {
+        let s = &self.0;
+        let rules = s.store.current(); // one snapshot for the whole request
+        let mut seen = Seen {
+            id: uuid::Uuid::now_v7().to_string(),
+            started: tokio::time::Instant::now(),
+            arrived: Utc::now(),
+            ruleset: UNKNOWN_RULESET.to_owned(),
+            version: rules.version.clone(),
+        };
+        // Guards in the order of SPEC §9; the first failing one answers.
+        let client = self.client_addr(peer, &headers);
+        if !s.allow_from.is_empty() && !s.allow_from.iter().any(|net| net.contains(&client)) {
+            tracing::warn!(%client, "source address not allowed");
+            return self.refuse(&seen, 403, "허용되지 않은 발신 주소입니다".into());
+        }
+        let Some(set) = rules.get(ruleset) else {
+            return self.refuse(&seen, 404, "알 수 없는 결제 확인 경로입니다".into());
+        };
+        seen.ruleset = set.name.clone();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+            return self.refuse(
+                &seen,
+                413,
+                format!("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024),
+            );
+        };
+        if let Some(verifier) = &s.verifier {
+            if let Err(e) = verifier.verify(&headers, &bytes, unix_now()) {
+                tracing::warn!(error = %e, "webhook signature refused");
+                return self.refuse(&seen, 401, e.reason().into());
+            }
+        }
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let req = match payload::parse(content_type, &bytes) {
+            Ok(Parsed::Confirm(req)) => req,
+            Ok(Parsed::Ignored { message_type }) => {
+                tracing::info!(message_type, "webhook type ignored");
+                return self.finish(&seen, Decision::ignored(), None);
+            }
+            Err(e) => return self.refuse(&seen, e.status(), e.to_string()),
+        };
+        let original = Original {
+            content_type: headers.get(header::CONTENT_TYPE).cloned(),
+            webhook_headers: headers
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with("webhook-"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            body: bytes,
+        };
+        let ctx = Context {
+            scripts: &s.scripts,
+            upstreams: s.upstreams.clone(),
+            now: now_fixed(),
+            started: seen.started,
+            original: &original,
+        };
+        let decision = engine::evaluate(set, &req, &ctx).await;
+        self.finish(&seen, decision, Some(&req))
+    }
+
+    /// With `--trust-forwarded-for`, the right-most `X-Forwarded-For` entry: the address our
+    /// own load balancer saw. Entries left of it are written by the client and prove nothing.
+    fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        let forwarded = self
+            .0
+            .trust_forwarded_for
+            .then(|| headers.get_all("x-forwarded-for").iter().last())
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        let ip = forwarded.unwrap_or(peer.ip());
+        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+        match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        }
+    }
+
+    fn refuse(&self, seen: &Seen, status: u16, reason: String) -> Response {
+        self.finish(seen, Decision::reject(status, reason, None), None)
+    }
+
+    /// Counts, logs and records one answer, then renders it.
+    fn finish(&self, seen: &Seen, decision: Decision, req: Option<&ConfirmRequest>) -> Response {
+        let s = &self.0;
+        let elapsed = seen.started.elapsed();
+        s.metrics.decision(&seen.ruleset, &decision, elapsed);
+        let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        tracing::info!(
+            decision_id = %seen.id,
+            ruleset = %seen.ruleset,
+            decision = decision.decision.as_str(),
+            status = decision.status,
+            rule = decision.rule.as_deref().unwrap_or(""),
+            reason = decision.reason.as_deref().unwrap_or(""),
+            order_id = req.map_or("", |r| r.order_id.as_str()),
+            latency_ms,
+            "decision"
+        );
+        let response = answer(&decision, &seen.id);
+        if let Some(log) = &s.decision_log {
+            log.write(Record {
+                time: seen.arrived.to_rfc3339_opts(SecondsFormat::Millis, true),
+                decision_id: seen.id.clone(),
+                ruleset: seen.ruleset.clone(),
+                rules_version: seen.version.clone(),
+                api: req.map(|r| r.api.as_str()),
+                order_id: req.map(|r| r.order_id.clone()),
+                tx_id: req.map(|r| r.tx_id.clone()),
+                amount: req.and_then(|r| r.amount.to_string().parse().ok()),
+                decision,
+                latency_ms,
+                request: req.map(|r| r.payload.clone()),
+            });
+        }
+        response
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let Some(token) = &self.0.admin_token else {
+            return Ok(());
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            Ok(())
+        } else {
+            Err((
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(json!({"error": "missing or wrong admin token"})),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Renders a decision as PortOne's answer (SPEC §3).
+fn answer(decision: &Decision, id: &str) -> Response {
+    let status = StatusCode::from_u16(decision.status).unwrap_or(StatusCode::CONFLICT);
+    let mut response = (status, decision.body()).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    if let Ok(v) = HeaderValue::from_str(id) {
+        h.insert(DECISION_ID, v);
+    }
+    response
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The evaluation time, in Korea's offset so traces read naturally for Korean operators.
+fn now_fixed() -> DateTime<FixedOffset> {
+    match FixedOffset::east_opt(9 * 3600) {
+        Some(kst) => Utc::now().with_timezone(&kst),
+        None => Utc::now().fixed_offset(),
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let rules = state.0.store.current();
+    let waiting: Vec<&str> = rules
+        .upstreams()
+        .filter(|u| u.health.is_some() && u.state.get() == crate::rules::Health::Unknown)
+        .map(|u| u.name.as_str())
+        .collect();
+    if waiting.is_empty() {
+        axum::Json(json!({"ready": true, "version": rules.version})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ready": false, "waiting_for_health": waiting})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.0.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn admin_rules(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.authorized(&headers) {
+        return r;
+    }
+    let store = &state.0.store;
+    let rules = store.current();
+    let loaded_at: DateTime<Utc> = rules.loaded_at.into();
+    let rulesets: Vec<_> = rules
+        .rulesets
+        .values()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "file": r.file.display().to_string(),
+                "settings": {
+                    "deadline_ms": r.settings.deadline.as_millis() as u64,
+                    "on_error": r.settings.on_error,
+                    "reject_status": r.settings.reject_status,
+                },
+                "rules": r.rules.iter().map(|rule| json!({
+                    "name": rule.name,
+                    "check": rule.check.kind(),
+                    "mode": rule.mode,
+                })).collect::<Vec<_>>(),
+                // Names and health only: URLs and headers may carry secrets from ${VAR}.
+                "upstreams": r.upstreams.values().map(|u| json!({
+                    "name": u.name,
+                    "health": u.health.as_ref().map(|_| u.state.get()),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let last_error = store.last_error().map(|e| {
+        let at: DateTime<Utc> = e.at.into();
+        json!({"at": at.to_rfc3339_opts(SecondsFormat::Secs, true), "errors": e.errors})
+    });
+    axum::Json(json!({
+        "version": rules.version,
+        "loaded_at": loaded_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "dir": store.dir().display().to_string(),
+        "rulesets": rulesets,
+        "warnings": rules.warnings,
+        "last_error": last_error,
+    }))
+    .into_response()
+}
+
+async fn admin_reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.authorized(&headers) {
+        return r;
+    }
+    match state.0.reloader.reload(Trigger::Admin).await {
+        Some(ReloadOutcome::Applied { version }) => {
+            axum::Json(json!({"applied": true, "version": version})).into_response()
+        }
+        Some(ReloadOutcome::Unchanged { version }) => {
+            axum::Json(json!({"applied": true, "unchanged": true, "version": version})).into_response()
+        }
+        Some(ReloadOutcome::Rejected { errors }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"applied": false, "errors": errors, "version": state.0.store.current().version})),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"applied": false, "errors": ["the reload loop has stopped"]})),
+        )
+            .into_response(),
+    }
+}
