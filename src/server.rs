@@ -347,7 +347,7 @@ impl AppState {
         let forwarded = self
             .0
             .trust_forwarded_for
-            .then(|| headers.get_all("x-forwarded-for").iter().last())
+            .then(|| headers.get_all("x-forwarded-for").iter().next_back())
             .flatten()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
@@ -400,7 +400,7 @@ impl AppState {
         response
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn authorized(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
         let Some(token) = &self.0.admin_token else {
             return Ok(());
         };
@@ -412,12 +412,14 @@ impl AppState {
         if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             Ok(())
         } else {
-            Err((
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                axum::Json(json!({"error": "missing or wrong admin token"})),
-            )
-                .into_response())
+            Err(Box::new(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    axum::Json(json!({"error": "missing or wrong admin token"})),
+                )
+                    .into_response(),
+            ))
         }
     }
 }
@@ -483,7 +485,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn admin_rules(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(r) = state.authorized(&headers) {
-        return r;
+        return *r;
     }
     let store = &state.0.store;
     let rules = store.current();
@@ -530,7 +532,7 @@ async fn admin_rules(State(state): State<AppState>, headers: HeaderMap) -> Respo
 
 async fn admin_reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(r) = state.authorized(&headers) {
-        return r;
+        return *r;
     }
     match state.0.reloader.reload(Trigger::Admin).await {
         Some(ReloadOutcome::Applied { version }) => {

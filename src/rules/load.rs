@@ -555,7 +555,7 @@ impl FileCompiler<'_, '_> {
             },
             None => {
                 let needs_reason =
-                    matches!(raw.action, None) && raw.forward.is_none() && raw.script.is_none();
+                    raw.action.is_none() && raw.forward.is_none() && raw.script.is_none();
                 if needs_reason && !given.is_empty() {
                     self.error(&rule_path, format!("rule \"{name}\": missing reason (the text the buyer sees when this rule refuses)"));
                 }

@@ -1,0 +1,151 @@
+//! Each PortOne format end to end, each answer shape, named rulesets and the request guards.
+
+use crate::support::*;
+
+const RULES: &str = r#"
+rules:
+  - name: qa
+    when: 'order_id.starts_with("qa-")'
+    action: approve
+  - name: amount-range
+    amount: { min: 1000, max: 100000 }
+    reason: "결제 가능 금액이 아닙니다 ({amount}원)"
+"#;
+
+async fn server() -> (Rules, Server) {
+    let rules = Rules::with("default.yaml", RULES);
+    rules.write("marathon.yaml", "settings: { reject_status: 403 }\nrules:\n  - name: closed\n    require: 'false'\n    reason: \"접수가 마감되었습니다\"\n");
+    let server = Server::start(rules.path()).await;
+    (rules, server)
+}
+
+fn assert_answer_headers(a: &Answer) {
+    assert_eq!(a.headers["content-type"], "application/json; charset=utf-8");
+    let id = a.decision_id();
+    assert!(uuid_like(&id), "X-Confirm-Decision-Id {id:?}");
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
+}
+
+#[tokio::test]
+async fn every_portone_format_is_approved_end_to_end() {
+    let (_rules, server) = server().await;
+    let url = server.url("/confirm");
+    for (file, ct) in [
+        ("v1.json", Some("application/json")),
+        ("v1.form", Some("application/x-www-form-urlencoded")),
+        ("v1.form", None),
+        ("v2-2024-01-01.json", Some("application/json; charset=utf-8")),
+        ("v2-2024-04-25.json", Some("application/json")),
+        ("v2-2024-04-25.json", None),
+    ] {
+        let a = post(&url, ct, testdata(file)).await;
+        assert_eq!((a.status, a.decision()), (200, "approve"), "{file} {ct:?}: {:?}", a.body);
+        assert_eq!(a.body, serde_json::json!({"decision": "approve"}));
+        assert_answer_headers(&a);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refusal_carries_reason_under_both_names() {
+    let (_rules, server) = server().await;
+    let a = post(&server.url("/confirm"), Some("application/json"), testdata("v1-fractional.json")).await;
+    assert_eq!(a.status, 409);
+    assert_eq!(
+        a.body,
+        serde_json::json!({"decision": "reject", "reason": "결제 가능 금액이 아닙니다 (10.5원)", "errorMessage": "결제 가능 금액이 아닙니다 (10.5원)"})
+    );
+    assert_answer_headers(&a);
+    let a = server.confirm_json("/confirm", &v1("qa-1", 5)).await;
+    assert_eq!(a.status, 200, "the QA rule approves before the amount check");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn other_v2_types_are_acknowledged_and_ignored() {
+    let (_rules, server) = server().await;
+    let a = post(&server.url("/confirm"), Some("application/json"), testdata("v2-2024-04-25-other-type.json")).await;
+    assert_eq!((a.status, a.body.clone()), (200, serde_json::json!({"decision": "ignored"})));
+    assert_answer_headers(&a);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn named_rulesets_and_unknown_ones() {
+    let (_rules, server) = server().await;
+    let a = server.confirm_json("/confirm/marathon", &v1("m-1", 5000)).await;
+    assert_eq!((a.status, a.reason()), (403, "접수가 마감되었습니다"));
+    let a = server.confirm_json("/confirm/nope", &v1("m-1", 5000)).await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.decision(), "reject");
+    assert!(!a.reason().is_empty());
+    assert_eq!(a.body["reason"], a.body["errorMessage"]);
+    assert_answer_headers(&a);
+    // A name that looks like a path is only ever looked up, never opened.
+    let a = server.confirm_json("/confirm/..%2Fdefault", &v1("m-1", 5000)).await;
+    assert_eq!(a.status, 404);
+    let text = get(&server.admin_url("/metrics")).await.body.as_str().unwrap().to_owned();
+    assert!(text.contains(r#"confirm_proxy_requests_total{ruleset="unknown",decision="reject"} 2"#), "{text}");
+    assert!(!text.contains("nope"), "caller-chosen names never become labels");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_say_what_is_wrong() {
+    let (_rules, server) = server().await;
+    let url = server.url("/confirm");
+    let cases: &[(&str, Option<&str>, u16, &str)] = &[
+        (r#"{"imp_uid":"i","amount":1000}"#, Some("application/json"), 400, "merchant_uid"),
+        (r#"{"imp_uid":"i","merchant_uid":"m","amount":-1}"#, Some("application/json"), 400, "amount"),
+        (r#"{"imp_uid":"i","merchant_uid":"m","amount":"many"}"#, Some("application/json"), 400, "amount"),
+        (r#"{"payment_id":"p","tx_id":"","total_amount":1}"#, Some("application/json"), 400, "tx_id"),
+        ("{not json", Some("application/json"), 400, "JSON"),
+        (r#"{"imp_uid":"i","merchant_uid":"m","amount":1000}"#, Some("text/plain"), 415, "Content-Type"),
+    ];
+    for (body, ct, status, mentions) in cases {
+        let a = post(&url, *ct, body.to_string()).await;
+        assert_eq!(a.status, *status, "{body}: {:?}", a.body);
+        assert!(a.reason().contains(mentions), "{body}: reason {:?} should mention {mentions}", a.reason());
+        assert_eq!(a.body["errorMessage"], a.body["reason"]);
+        assert_answer_headers(&a);
+    }
+    let big = format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":1000,"pad":"{}"}}"#, "x".repeat(70 * 1024));
+    let a = post(&url, Some("application/json"), big).await;
+    assert_eq!(a.status, 413);
+    assert_answer_headers(&a);
+    let a = post(&url, Some("application/json"), b"\xff\xfe\x00garbage".to_vec()).await;
+    assert_eq!(a.status, 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn other_methods_get_405_and_health_is_open() {
+    let (_rules, server) = server().await;
+    let a = get(&server.url("/confirm")).await;
+    assert_eq!(a.status, 405);
+    assert_eq!(a.decision(), "reject");
+    assert_eq!(get(&server.url("/healthz")).await.status, 200);
+    assert_eq!(get(&server.admin_url("/healthz")).await.status, 200);
+    assert_eq!(get(&server.admin_url("/readyz")).await.status, 200);
+    // Admin endpoints are never on the public listener.
+    for path in ["/metrics", "/admin/rules", "/readyz"] {
+        assert_eq!(get(&server.url(path)).await.status, 404, "{path}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admin_rules_shows_rulesets_and_version() {
+    let (_rules, server) = server().await;
+    let a = get(&server.admin_url("/admin/rules")).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["version"].as_str().unwrap().len(), 12);
+    let names: Vec<&str> = a.body["rulesets"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["default", "marathon"]);
+    assert_eq!(a.body["rulesets"][0]["rules"][1]["name"], "amount-range");
+    assert!(a.body["last_error"].is_null());
+    server.stop().await;
+}

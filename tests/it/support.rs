@@ -1,0 +1,304 @@
+//! Shared helpers: rules directories, in-process servers, the real binary, mock upstreams.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use confirm_proxy::server::{App, Config};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// The PortOne examples shared by the whole project.
+pub fn testdata(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/portone").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A temporary rules directory.
+pub struct Rules {
+    pub dir: TempDir,
+}
+
+impl Rules {
+    pub fn new() -> Rules {
+        Rules { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn with(name: &str, yaml: &str) -> Rules {
+        let r = Rules::new();
+        r.write(name, yaml);
+        r
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, content: &str) {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(path, content).unwrap();
+    }
+}
+
+/// An answer as a test reads it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn decision(&self) -> &str {
+        self.body["decision"].as_str().unwrap_or("")
+    }
+
+    pub fn reason(&self) -> &str {
+        self.body["reason"].as_str().unwrap_or("")
+    }
+
+    pub fn decision_id(&self) -> String {
+        self.headers
+            .get("x-confirm-decision-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub async fn post(url: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Answer {
+    let mut req = client().post(url).body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    read(req.send().await.unwrap()).await
+}
+
+pub async fn get(url: &str) -> Answer {
+    read(client().get(url).send().await.unwrap()).await
+}
+
+async fn read(resp: reqwest::Response) -> Answer {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Answer { status, headers, body }
+}
+
+/// The proxy running in this process on loopback ports.
+pub struct Server {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    pub async fn start(rules: &Path) -> Server {
+        Server::start_with(Config::new(rules.to_owned())).await
+    }
+
+    pub async fn start_with(config: Config) -> Server {
+        let app = App::start(config).await.unwrap_or_else(|e| panic!("rules did not load: {e:?}"));
+        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(public, admin, async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            public: public_addr,
+            admin: admin_addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.public)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub async fn confirm_json(&self, path: &str, body: &str) -> Answer {
+        post(&self.url(path), Some("application/json"), body.to_owned()).await
+    }
+
+    /// Stops accepting, waits for in-flight requests and the decision log.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// A V1 body with the given order id and amount.
+pub fn v1(order_id: &str, amount: i64) -> String {
+    serde_json::json!({"imp_uid": "imp_123412341234", "merchant_uid": order_id, "amount": amount}).to_string()
+}
+
+/// Polls `f` until it returns true, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_confirm-proxy"))
+}
+
+/// The real binary running `serve` on loopback ports.
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Process {
+    pub async fn serve(rules: &Path, extra: &[&str]) -> Process {
+        let mut child = tokio::process::Command::new(binary())
+            .arg("serve")
+            .arg("--rules")
+            .arg(rules)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (addrs_tx, addrs_rx) = oneshot::channel();
+        let log_w = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut addrs_tx = Some(addrs_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("listening") {
+                    let find = |key: &str| {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix(key))
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                    };
+                    if let (Some(p), Some(a), Some(tx)) = (find("public="), find("admin="), addrs_tx.take()) {
+                        let _ = tx.send((p, a));
+                    }
+                }
+                log_w.lock().unwrap().push(line);
+            }
+        });
+        let (public, admin) = tokio::time::timeout(Duration::from_secs(10), addrs_rx)
+            .await
+            .expect("the server did not start listening in 10 s")
+            .expect("the server exited before listening");
+        Process { child, public, admin, log }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let ok = std::process::Command::new("kill").args([&format!("-{sig}"), &pid]).status().unwrap().success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.public)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+/// A small programmable HTTP server standing in for the merchant's services.
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub calls: Arc<std::sync::Mutex<Vec<RecordedCall>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordedCall {
+    pub method: String,
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl MockUpstream {
+    /// Serves `router`; every request is recorded before it reaches the router.
+    pub async fn start(router: axum::Router) -> MockUpstream {
+        let calls: Arc<std::sync::Mutex<Vec<RecordedCall>>> = Arc::default();
+        let recorded = calls.clone();
+        let router = router.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let recorded = recorded.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+                recorded.lock().unwrap().push(RecordedCall {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                    headers: parts.headers.clone(),
+                    body: bytes.to_vec(),
+                });
+                next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+            }
+        }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        MockUpstream { addr, calls, _task: task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn calls_to(&self, path_prefix: &str) -> usize {
+        self.calls().iter().filter(|c| c.path.starts_with(path_prefix)).count()
+    }
+}
