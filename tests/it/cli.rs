@@ -28,7 +28,11 @@ fn shipped_rules() -> String {
 #[test]
 fn check_accepts_the_shipped_rules() {
     let out = run(&["check", "--rules", &shipped_rules()], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 rulesets, 4 rules"));
 }
 
@@ -42,16 +46,35 @@ fn check_prints_every_error_with_its_location() {
     let dir = rules.path().display();
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 3, "{stderr}");
-    assert!(lines[0].starts_with(&format!("{dir}/default.yaml:2:13: invalid duration \"4 sec\"")), "{stderr}");
-    assert!(lines[1].starts_with(&format!("{dir}/default.yaml:5:15: rule \"a\": require: invalid expression:")), "{stderr}");
-    assert!(lines[2].starts_with(&format!("{dir}/other.yaml:3:15: rules[0].amount: unknown field \"mx\"")), "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{dir}/default.yaml:2:13: invalid duration \"4 sec\""
+        )),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{dir}/default.yaml:5:15: rule \"a\": require: invalid expression:"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with(&format!(
+            "{dir}/other.yaml:3:15: rules[0].amount: unknown field \"mx\""
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn eval_prints_the_decision_and_trace() {
     let body = testdata("v1.json");
     let out = run(&["eval", "--rules", &shipped_rules(), "-"], Some(&body));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["decision"]["decision"], "approve");
     let outcomes: Vec<(&str, &str)> = v["decision"]["trace"]
@@ -62,10 +85,25 @@ fn eval_prints_the_decision_and_trace() {
         .collect();
     assert_eq!(
         outcomes,
-        [("qa-orders", "skipped"), ("amount-range", "pass"), ("no-legacy-orders", "pass"), ("lower-limit-trial", "pass")]
+        [
+            ("qa-orders", "skipped"),
+            ("amount-range", "pass"),
+            ("no-legacy-orders", "pass"),
+            ("lower-limit-trial", "pass")
+        ]
     );
 
-    let out = run(&["eval", "--rules", &shipped_rules(), "--ruleset", "nope", "-"], Some(&body));
+    let out = run(
+        &[
+            "eval",
+            "--rules",
+            &shipped_rules(),
+            "--ruleset",
+            "nope",
+            "-",
+        ],
+        Some(&body),
+    );
     assert_eq!(out.status.code(), Some(2));
     let out = run(&["eval", "--rules", "/nonexistent", "-"], Some(&body));
     assert_eq!(out.status.code(), Some(1));

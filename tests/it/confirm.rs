@@ -37,12 +37,20 @@ async fn every_portone_format_is_approved_end_to_end() {
         ("v1.json", Some("application/json")),
         ("v1.form", Some("application/x-www-form-urlencoded")),
         ("v1.form", None),
-        ("v2-2024-01-01.json", Some("application/json; charset=utf-8")),
+        (
+            "v2-2024-01-01.json",
+            Some("application/json; charset=utf-8"),
+        ),
         ("v2-2024-04-25.json", Some("application/json")),
         ("v2-2024-04-25.json", None),
     ] {
         let a = post(&url, ct, testdata(file)).await;
-        assert_eq!((a.status, a.decision()), (200, "approve"), "{file} {ct:?}: {:?}", a.body);
+        assert_eq!(
+            (a.status, a.decision()),
+            (200, "approve"),
+            "{file} {ct:?}: {:?}",
+            a.body
+        );
         assert_eq!(a.body, serde_json::json!({"decision": "approve"}));
         assert_answer_headers(&a);
     }
@@ -52,7 +60,12 @@ async fn every_portone_format_is_approved_end_to_end() {
 #[tokio::test]
 async fn refusal_carries_reason_under_both_names() {
     let (_rules, server) = server().await;
-    let a = post(&server.url("/confirm"), Some("application/json"), testdata("v1-fractional.json")).await;
+    let a = post(
+        &server.url("/confirm"),
+        Some("application/json"),
+        testdata("v1-fractional.json"),
+    )
+    .await;
     assert_eq!(a.status, 409);
     assert_eq!(
         a.body,
@@ -60,15 +73,26 @@ async fn refusal_carries_reason_under_both_names() {
     );
     assert_answer_headers(&a);
     let a = server.confirm_json("/confirm", &v1("qa-1", 5)).await;
-    assert_eq!(a.status, 200, "the QA rule approves before the amount check");
+    assert_eq!(
+        a.status, 200,
+        "the QA rule approves before the amount check"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn other_v2_types_are_acknowledged_and_ignored() {
     let (_rules, server) = server().await;
-    let a = post(&server.url("/confirm"), Some("application/json"), testdata("v2-2024-04-25-other-type.json")).await;
-    assert_eq!((a.status, a.body.clone()), (200, serde_json::json!({"decision": "ignored"})));
+    let a = post(
+        &server.url("/confirm"),
+        Some("application/json"),
+        testdata("v2-2024-04-25-other-type.json"),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body.clone()),
+        (200, serde_json::json!({"decision": "ignored"}))
+    );
     assert_answer_headers(&a);
     server.stop().await;
 }
@@ -76,7 +100,9 @@ async fn other_v2_types_are_acknowledged_and_ignored() {
 #[tokio::test]
 async fn named_rulesets_and_unknown_ones() {
     let (_rules, server) = server().await;
-    let a = server.confirm_json("/confirm/marathon", &v1("m-1", 5000)).await;
+    let a = server
+        .confirm_json("/confirm/marathon", &v1("m-1", 5000))
+        .await;
     assert_eq!((a.status, a.reason()), (403, "접수가 마감되었습니다"));
     let a = server.confirm_json("/confirm/nope", &v1("m-1", 5000)).await;
     assert_eq!(a.status, 404);
@@ -85,11 +111,24 @@ async fn named_rulesets_and_unknown_ones() {
     assert_eq!(a.body["reason"], a.body["errorMessage"]);
     assert_answer_headers(&a);
     // A name that looks like a path is only ever looked up, never opened.
-    let a = server.confirm_json("/confirm/..%2Fdefault", &v1("m-1", 5000)).await;
+    let a = server
+        .confirm_json("/confirm/..%2Fdefault", &v1("m-1", 5000))
+        .await;
     assert_eq!(a.status, 404);
-    let text = get(&server.admin_url("/metrics")).await.body.as_str().unwrap().to_owned();
-    assert!(text.contains(r#"confirm_proxy_requests_total{ruleset="unknown",decision="reject"} 2"#), "{text}");
-    assert!(!text.contains("nope"), "caller-chosen names never become labels");
+    let text = get(&server.admin_url("/metrics"))
+        .await
+        .body
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        text.contains(r#"confirm_proxy_requests_total{ruleset="unknown",decision="reject"} 2"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("nope"),
+        "caller-chosen names never become labels"
+    );
     server.stop().await;
 }
 
@@ -98,25 +137,62 @@ async fn bad_requests_say_what_is_wrong() {
     let (_rules, server) = server().await;
     let url = server.url("/confirm");
     let cases: &[(&str, Option<&str>, u16, &str)] = &[
-        (r#"{"imp_uid":"i","amount":1000}"#, Some("application/json"), 400, "merchant_uid"),
-        (r#"{"imp_uid":"i","merchant_uid":"m","amount":-1}"#, Some("application/json"), 400, "amount"),
-        (r#"{"imp_uid":"i","merchant_uid":"m","amount":"many"}"#, Some("application/json"), 400, "amount"),
-        (r#"{"payment_id":"p","tx_id":"","total_amount":1}"#, Some("application/json"), 400, "tx_id"),
+        (
+            r#"{"imp_uid":"i","amount":1000}"#,
+            Some("application/json"),
+            400,
+            "merchant_uid",
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":-1}"#,
+            Some("application/json"),
+            400,
+            "amount",
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":"many"}"#,
+            Some("application/json"),
+            400,
+            "amount",
+        ),
+        (
+            r#"{"payment_id":"p","tx_id":"","total_amount":1}"#,
+            Some("application/json"),
+            400,
+            "tx_id",
+        ),
         ("{not json", Some("application/json"), 400, "JSON"),
-        (r#"{"imp_uid":"i","merchant_uid":"m","amount":1000}"#, Some("text/plain"), 415, "Content-Type"),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":1000}"#,
+            Some("text/plain"),
+            415,
+            "Content-Type",
+        ),
     ];
     for (body, ct, status, mentions) in cases {
         let a = post(&url, *ct, body.to_string()).await;
         assert_eq!(a.status, *status, "{body}: {:?}", a.body);
-        assert!(a.reason().contains(mentions), "{body}: reason {:?} should mention {mentions}", a.reason());
+        assert!(
+            a.reason().contains(mentions),
+            "{body}: reason {:?} should mention {mentions}",
+            a.reason()
+        );
         assert_eq!(a.body["errorMessage"], a.body["reason"]);
         assert_answer_headers(&a);
     }
-    let big = format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":1000,"pad":"{}"}}"#, "x".repeat(70 * 1024));
+    let big = format!(
+        r#"{{"imp_uid":"i","merchant_uid":"m","amount":1000,"pad":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
     let a = post(&url, Some("application/json"), big).await;
     assert_eq!(a.status, 413);
     assert_answer_headers(&a);
-    let a = post(&url, Some("application/json"), b"\xff\xfe\x00garbage".to_vec()).await;
+    let a = post(
+        &url,
+        Some("application/json"),
+        b"\xff\xfe\x00garbage".to_vec(),
+    )
+    .await;
     assert_eq!(a.status, 400);
     server.stop().await;
 }
@@ -143,7 +219,12 @@ async fn admin_rules_shows_rulesets_and_version() {
     let a = get(&server.admin_url("/admin/rules")).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.body["version"].as_str().unwrap().len(), 12);
-    let names: Vec<&str> = a.body["rulesets"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = a.body["rulesets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["default", "marathon"]);
     assert_eq!(a.body["rulesets"][0]["rules"][1]["name"], "amount-range");
     assert!(a.body["last_error"].is_null());

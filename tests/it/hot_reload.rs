@@ -13,7 +13,11 @@ fn limit(max: u32) -> String {
 
 async fn reason_becomes(server: &Server, want: &str) -> bool {
     eventually(Duration::from_secs(5), || async {
-        server.confirm_json("/confirm", &v1("o-1", 50_000)).await.reason() == want
+        server
+            .confirm_json("/confirm", &v1("o-1", 50_000))
+            .await
+            .reason()
+            == want
     })
     .await
 }
@@ -22,14 +26,26 @@ async fn reason_becomes(server: &Server, want: &str) -> bool {
 async fn edit_applies_and_invalid_edit_keeps_old_rules() {
     let rules = Rules::with("default.yaml", &limit(10_000));
     let server = Server::start(rules.path()).await;
-    assert_eq!(server.confirm_json("/confirm", &v1("o-1", 50_000)).await.reason(), "한도 10000원 초과");
+    assert_eq!(
+        server
+            .confirm_json("/confirm", &v1("o-1", 50_000))
+            .await
+            .reason(),
+        "한도 10000원 초과"
+    );
 
     let saved = std::time::Instant::now();
     rules.write("default.yaml", &limit(20_000));
-    assert!(reason_becomes(&server, "한도 20000원 초과").await, "edit not applied");
+    assert!(
+        reason_becomes(&server, "한도 20000원 초과").await,
+        "edit not applied"
+    );
     eprintln!("save → new decision: {:?}", saved.elapsed());
 
-    rules.write("default.yaml", "rules:\n  - name: limit\n    amount: { mx: 1 }\n    reason: x\n");
+    rules.write(
+        "default.yaml",
+        "rules:\n  - name: limit\n    amount: { mx: 1 }\n    reason: x\n",
+    );
     let shown = eventually(Duration::from_secs(5), || async {
         !get(&server.admin_url("/admin/rules")).await.body["last_error"].is_null()
     })
@@ -37,14 +53,37 @@ async fn edit_applies_and_invalid_edit_keeps_old_rules() {
     assert!(shown, "the reload error is shown by /admin/rules");
     let status = get(&server.admin_url("/admin/rules")).await.body;
     let error = status["last_error"]["errors"][0].as_str().unwrap();
-    assert!(error.ends_with("default.yaml:3:15: rules[0].amount: unknown field \"mx\", expected \"min\" or \"max\""), "{error}");
-    assert_eq!(server.confirm_json("/confirm", &v1("o-1", 50_000)).await.reason(), "한도 20000원 초과", "old rules stay");
-    let metrics = get(&server.admin_url("/metrics")).await.body.as_str().unwrap().to_owned();
-    assert!(metrics.contains(r#"confirm_proxy_reloads_total{result="rejected"}"#), "{metrics}");
+    assert!(
+        error.ends_with(
+            "default.yaml:3:15: rules[0].amount: unknown field \"mx\", expected \"min\" or \"max\""
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        server
+            .confirm_json("/confirm", &v1("o-1", 50_000))
+            .await
+            .reason(),
+        "한도 20000원 초과",
+        "old rules stay"
+    );
+    let metrics = get(&server.admin_url("/metrics"))
+        .await
+        .body
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        metrics.contains(r#"confirm_proxy_reloads_total{result="rejected"}"#),
+        "{metrics}"
+    );
 
     rules.write("default.yaml", &limit(30_000));
     assert!(reason_becomes(&server, "한도 30000원 초과").await);
-    assert!(get(&server.admin_url("/admin/rules")).await.body["last_error"].is_null(), "a good reload clears the error");
+    assert!(
+        get(&server.admin_url("/admin/rules")).await.body["last_error"].is_null(),
+        "a good reload clears the error"
+    );
     server.stop().await;
 }
 
@@ -54,7 +93,11 @@ async fn rename_style_save_is_seen() {
     let server = Server::start(rules.path()).await;
     // What vim and many editors do: write a new file, then rename it over the old one.
     rules.write(".default.yaml.swp", &limit(40_000));
-    std::fs::rename(rules.path().join(".default.yaml.swp"), rules.path().join("default.yaml")).unwrap();
+    std::fs::rename(
+        rules.path().join(".default.yaml.swp"),
+        rules.path().join("default.yaml"),
+    )
+    .unwrap();
     assert!(reason_becomes(&server, "한도 40000원 초과").await);
     server.stop().await;
 }
@@ -69,7 +112,13 @@ async fn configmap_symlink_swap_is_seen() {
     std::os::unix::fs::symlink("..2026_11_25_01", root.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/default.yaml", root.join("default.yaml")).unwrap();
     let server = Server::start(root).await;
-    assert_eq!(server.confirm_json("/confirm", &v1("o-1", 50_000)).await.reason(), "한도 10000원 초과");
+    assert_eq!(
+        server
+            .confirm_json("/confirm", &v1("o-1", 50_000))
+            .await
+            .reason(),
+        "한도 10000원 초과"
+    );
 
     rules.write("..2026_11_25_02/default.yaml", &limit(45_000));
     std::os::unix::fs::symlink("..2026_11_25_02", root.join("..data_tmp")).unwrap();
@@ -92,15 +141,37 @@ async fn admin_reload_is_synchronous() {
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["applied"], true);
     let version = a.body["version"].as_str().unwrap().to_owned();
-    assert_eq!(server.confirm_json("/confirm", &v1("o-1", 70_000)).await.reason(), "한도 60000원 초과");
-    assert_eq!(get(&server.admin_url("/admin/rules")).await.body["version"], version.as_str());
+    assert_eq!(
+        server
+            .confirm_json("/confirm", &v1("o-1", 70_000))
+            .await
+            .reason(),
+        "한도 60000원 초과"
+    );
+    assert_eq!(
+        get(&server.admin_url("/admin/rules")).await.body["version"],
+        version.as_str()
+    );
 
     rules.write("default.yaml", "rules: [");
     let a = post(&url, None, "").await;
     assert_eq!(a.status, 422);
     assert_eq!(a.body["applied"], false);
-    assert!(a.body["errors"][0].as_str().unwrap().contains("default.yaml:2:1: did not find expected node content"), "{:?}", a.body);
-    assert_eq!(server.confirm_json("/confirm", &v1("o-1", 70_000)).await.reason(), "한도 60000원 초과");
+    assert!(
+        a.body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("default.yaml:2:1: did not find expected node content"),
+        "{:?}",
+        a.body
+    );
+    assert_eq!(
+        server
+            .confirm_json("/confirm", &v1("o-1", 70_000))
+            .await
+            .reason(),
+        "한도 60000원 초과"
+    );
     server.stop().await;
 }
 
@@ -127,12 +198,24 @@ async fn in_flight_requests_finish_on_their_rules() {
     config.watch = false;
     let server = Server::start_with(config).await;
     let url = server.url("/confirm");
-    let in_flight = tokio::spawn(async move { post(&url, Some("application/json"), v1("o-1", 5)).await });
-    assert!(eventually(Duration::from_secs(2), || async { shop.calls_to("/slow") == 1 }).await);
+    let in_flight =
+        tokio::spawn(async move { post(&url, Some("application/json"), v1("o-1", 5)).await });
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            shop.calls_to("/slow") == 1
+        })
+        .await
+    );
     rules.write("default.yaml", &yaml(2));
     let reload = post(&server.admin_url("/admin/reload"), None, "").await;
     assert_eq!(reload.body["applied"], true);
     assert_eq!(in_flight.await.unwrap().reason(), "버전 1");
-    assert_eq!(server.confirm_json("/confirm", &v1("o-1", 5)).await.reason(), "버전 2");
+    assert_eq!(
+        server
+            .confirm_json("/confirm", &v1("o-1", 5))
+            .await
+            .reason(),
+        "버전 2"
+    );
     server.stop().await;
 }

@@ -10,3 +10,4 @@ mod cli;
 mod confirm;
 mod hot_reload;
 mod process;
+mod upstreams;

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::support::*;
 
-const LIMIT: &str = "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: \"한도 초과\"\n";
+const LIMIT: &str =
+    "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: \"한도 초과\"\n";
 
 #[tokio::test]
 async fn sighup_reloads() {
@@ -13,11 +14,19 @@ async fn sighup_reloads() {
     // through the one reload loop.
     let proc = Process::serve(rules.path(), &[]).await;
     let url = proc.url("/confirm");
-    assert_eq!(post(&url, Some("application/json"), v1("o", 50_000)).await.status, 409);
+    assert_eq!(
+        post(&url, Some("application/json"), v1("o", 50_000))
+            .await
+            .status,
+        409
+    );
     rules.write("default.yaml", &LIMIT.replace("10000", "100000"));
     proc.signal("HUP");
     let applied = eventually(Duration::from_secs(5), || async {
-        post(&url, Some("application/json"), v1("o", 50_000)).await.status == 200
+        post(&url, Some("application/json"), v1("o", 50_000))
+            .await
+            .status
+            == 200
     })
     .await;
     assert!(applied, "{}", proc.log_text());
@@ -40,15 +49,27 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let log = rules.path().join("decisions.jsonl");
     let mut proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
     let url = proc.url("/confirm");
-    let in_flight = tokio::spawn(async move { post(&url, Some("application/json"), v1("o-1", 5)).await });
-    assert!(eventually(Duration::from_secs(2), || async { shop.calls_to("/slow") == 1 }).await);
+    let in_flight =
+        tokio::spawn(async move { post(&url, Some("application/json"), v1("o-1", 5)).await });
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            shop.calls_to("/slow") == 1
+        })
+        .await
+    );
     proc.signal("TERM");
     let answer = in_flight.await.unwrap();
     assert_eq!(answer.status, 200, "the in-flight request is answered");
-    let status = tokio::time::timeout(Duration::from_secs(5), proc.child.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), proc.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "exit {status:?}\n{}", proc.log_text());
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains(&answer.decision_id()), "the decision log is flushed on SIGTERM");
+    assert!(
+        text.contains(&answer.decision_id()),
+        "the decision log is flushed on SIGTERM"
+    );
     // New connections are refused once it has stopped.
     assert!(client().post(proc.url("/confirm")).send().await.is_err());
 }
@@ -57,7 +78,14 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
 async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
     let rules = Rules::with("default.yaml", "rules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n  - name: a\n    require: 'true'\n    reason: y\n");
     let out = tokio::process::Command::new(binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--rules"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--rules",
+        ])
         .arg(rules.path())
         .output()
         .await
@@ -66,7 +94,10 @@ async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let file = rules.path().join("default.yaml");
     assert!(
-        stderr.contains(&format!("{}:5:11: duplicate rule name \"a\" (first used at line 2)", file.display())),
+        stderr.contains(&format!(
+            "{}:5:11: duplicate rule name \"a\" (first used at line 2)",
+            file.display()
+        )),
         "{stderr}"
     );
 }

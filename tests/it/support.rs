@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 
 /// The PortOne examples shared by the whole project.
 pub fn testdata(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/portone").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/portone")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -28,7 +30,9 @@ pub struct Rules {
 
 impl Rules {
     pub fn new() -> Rules {
-        Rules { dir: tempfile::tempdir().unwrap() }
+        Rules {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn with(name: &str, yaml: &str) -> Rules {
@@ -95,8 +99,13 @@ async fn read(resp: reqwest::Response) -> Answer {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Answer { status, headers, body }
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Answer {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// The proxy running in this process on loopback ports.
@@ -113,7 +122,9 @@ impl Server {
     }
 
     pub async fn start_with(config: Config) -> Server {
-        let app = App::start(config).await.unwrap_or_else(|e| panic!("rules did not load: {e:?}"));
+        let app = App::start(config)
+            .await
+            .unwrap_or_else(|e| panic!("rules did not load: {e:?}"));
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -154,7 +165,8 @@ impl Server {
 
 /// A V1 body with the given order id and amount.
 pub fn v1(order_id: &str, amount: i64) -> String {
-    serde_json::json!({"imp_uid": "imp_123412341234", "merchant_uid": order_id, "amount": amount}).to_string()
+    serde_json::json!({"imp_uid": "imp_123412341234", "merchant_uid": order_id, "amount": amount})
+        .to_string()
 }
 
 /// Polls `f` until it returns true, for at most `limit`.
@@ -215,7 +227,9 @@ impl Process {
                             .find_map(|w| w.strip_prefix(key))
                             .and_then(|a| a.parse::<SocketAddr>().ok())
                     };
-                    if let (Some(p), Some(a), Some(tx)) = (find("public="), find("admin="), addrs_tx.take()) {
+                    if let (Some(p), Some(a), Some(tx)) =
+                        (find("public="), find("admin="), addrs_tx.take())
+                    {
                         let _ = tx.send((p, a));
                     }
                 }
@@ -226,12 +240,21 @@ impl Process {
             .await
             .expect("the server did not start listening in 10 s")
             .expect("the server exited before listening");
-        Process { child, public, admin, log }
+        Process {
+            child,
+            public,
+            admin,
+            log,
+        }
     }
 
     pub fn signal(&self, sig: &str) {
         let pid = self.child.id().unwrap().to_string();
-        let ok = std::process::Command::new("kill").args([&format!("-{sig}"), &pid]).status().unwrap().success();
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -{sig} {pid}");
     }
 
@@ -268,26 +291,42 @@ impl MockUpstream {
     pub async fn start(router: axum::Router) -> MockUpstream {
         let calls: Arc<std::sync::Mutex<Vec<RecordedCall>>> = Arc::default();
         let recorded = calls.clone();
-        let router = router.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let recorded = recorded.clone();
-            async move {
-                let (parts, body) = req.into_parts();
-                let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
-                recorded.lock().unwrap().push(RecordedCall {
-                    method: parts.method.to_string(),
-                    path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
-                    headers: parts.headers.clone(),
-                    body: bytes.to_vec(),
-                });
-                next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
-            }
-        }));
+        let router = router.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let recorded = recorded.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let bytes = axum::body::to_bytes(body, 1 << 20)
+                        .await
+                        .unwrap_or_default();
+                    recorded.lock().unwrap().push(RecordedCall {
+                        method: parts.method.to_string(),
+                        path: parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        headers: parts.headers.clone(),
+                        body: bytes.to_vec(),
+                    });
+                    next.run(axum::extract::Request::from_parts(
+                        parts,
+                        axum::body::Body::from(bytes),
+                    ))
+                    .await
+                }
+            },
+        ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        MockUpstream { addr, calls, _task: task }
+        MockUpstream {
+            addr,
+            calls,
+            _task: task,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -299,6 +338,9 @@ impl MockUpstream {
     }
 
     pub fn calls_to(&self, path_prefix: &str) -> usize {
-        self.calls().iter().filter(|c| c.path.starts_with(path_prefix)).count()
+        self.calls()
+            .iter()
+            .filter(|c| c.path.starts_with(path_prefix))
+            .count()
     }
 }
