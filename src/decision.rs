@@ -59,9 +59,35 @@ pub struct RuleTrace {
     pub ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The upstream answer this rule read (fetch, forward), kept for replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamAnswer>,
     /// The cause when the outcome is `error` (internal; never shown to the buyer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Bodies larger than this are kept as a truncated string in traces and the decision log.
+pub const MAX_TRACED_BODY: usize = 4096;
+
+/// An upstream's answer as recorded in a trace: enough to replay the decision later.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpstreamAnswer {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
+    fn from(r: &crate::upstream::UpstreamResponse) -> Self {
+        let text = r.body.to_string();
+        let body = if text.len() <= MAX_TRACED_BODY {
+            r.body.clone()
+        } else {
+            let cut = (0..=MAX_TRACED_BODY).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            serde_json::Value::String(format!("{}…", &text[..cut]))
+        };
+        UpstreamAnswer { status: r.status, body }
+    }
 }
 
 /// What a shadow rule would have done had it been enforced.

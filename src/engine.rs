@@ -12,7 +12,7 @@ use rhai::{Dynamic, Map, Scope};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::decision::{Decision, Outcome, RuleTrace, ShadowOutcome};
+use crate::decision::{Decision, Outcome, RuleTrace, ShadowOutcome, UpstreamAnswer};
 use crate::payload::ConfirmRequest;
 use crate::rules::{BodyTemplate, Check, Fetch, Health, HttpMethod, Mode, OnError, Rule, Ruleset};
 use crate::script::{self, ScriptEngine, ScriptVerdict};
@@ -63,6 +63,7 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         trace: Vec::new(),
         shadow: Vec::new(),
         current: None,
+        answer: None,
     };
     let decided = tokio::time::timeout_at(deadline, run.rules()).await;
     let mut decision = match decided {
@@ -76,6 +77,7 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
                     outcome: Outcome::Error,
                     ms: millis(started.elapsed()),
                     reason: None,
+                    upstream: None,
                     error: Some(format!(
                         "deadline of {:?} exceeded",
                         ruleset.settings.deadline
@@ -106,6 +108,8 @@ struct Run<'a, 'c> {
     shadow: Vec<ShadowOutcome>,
     /// The rule being evaluated, so a deadline can name it.
     current: Option<(String, Instant)>,
+    /// The upstream answer the current rule read, for its trace.
+    answer: Option<UpstreamAnswer>,
 }
 
 /// Background GET fetches, aborted if the evaluation ends before their rule is reached.
@@ -131,7 +135,11 @@ impl Run<'_, '_> {
             let started = Instant::now();
             self.current = Some((rule.name.clone(), started));
             let verdict = match self.guard(rule, &mut scope) {
-                Ok(true) => self.check(rule, &mut scope, prefetches.0[i].take()).await,
+                Ok(true) => {
+                    let (verdict, answer) = self.check(rule, &mut scope, prefetches.0[i].take()).await;
+                    self.answer = answer;
+                    verdict
+                }
                 Ok(false) => {
                     self.record(rule, Outcome::Skipped, started, None, None);
                     continue;
@@ -196,6 +204,7 @@ impl Run<'_, '_> {
         self.trace.push(RuleTrace {
             rule: rule.name.clone(),
             outcome,
+            upstream: self.answer.take(),
             ms: millis(started.elapsed()),
             reason,
             error,
@@ -235,9 +244,9 @@ impl Run<'_, '_> {
         rule: &Rule,
         scope: &mut Scope<'static>,
         prefetched: Option<JoinHandle<Result<UpstreamResponse, UpstreamError>>>,
-    ) -> Verdict {
+    ) -> (Verdict, Option<UpstreamAnswer>) {
         let reason = || rule.reason.render(self.req, None);
-        match &rule.check {
+        let verdict = match &rule.check {
             Check::Approve => Verdict::Approve,
             Check::Amount { min, max } => {
                 let amount = self.req.amount.value();
@@ -288,7 +297,8 @@ impl Run<'_, '_> {
                             .await
                     }
                 };
-                self.fetched(rule, f, scope, result)
+                let answer = result.as_ref().ok().map(UpstreamAnswer::from);
+                return (self.fetched(rule, f, scope, result), answer);
             }
             Check::Forward(fw) => {
                 let mut headers = http::HeaderMap::new();
@@ -308,13 +318,17 @@ impl Run<'_, '_> {
                     headers,
                     body: Some(self.ctx.original.body.clone()),
                 };
-                match self.ctx.upstreams.call(fw.upstream.clone(), call).await {
+                let result = self.ctx.upstreams.call(fw.upstream.clone(), call).await;
+                let answer = result.as_ref().ok().map(UpstreamAnswer::from);
+                let verdict = match result {
                     Ok(r) if r.status == 200 => Verdict::Pass,
                     Ok(r) => Verdict::Refuse(merchant_reason(&r.body).unwrap_or_else(reason)),
                     Err(e) => Verdict::Error(format!("forward to {}: {e}", fw.upstream.name)),
-                }
+                };
+                return (verdict, answer);
             }
-        }
+        };
+        (verdict, None)
     }
 
     /// Applies a fetch result: records it in `fetched`, then `require` (or the status) decides.
