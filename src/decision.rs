@@ -83,10 +83,16 @@ impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
         let body = if text.len() <= MAX_TRACED_BODY {
             r.body.clone()
         } else {
-            let cut = (0..=MAX_TRACED_BODY).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            let cut = (0..=MAX_TRACED_BODY)
+                .rev()
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(0);
             serde_json::Value::String(format!("{}…", &text[..cut]))
         };
-        UpstreamAnswer { status: r.status, body }
+        UpstreamAnswer {
+            status: r.status,
+            body,
+        }
     }
 }
 

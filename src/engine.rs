@@ -136,7 +136,8 @@ impl Run<'_, '_> {
             self.current = Some((rule.name.clone(), started));
             let verdict = match self.guard(rule, &mut scope) {
                 Ok(true) => {
-                    let (verdict, answer) = self.check(rule, &mut scope, prefetches.0[i].take()).await;
+                    let (verdict, answer) =
+                        self.check(rule, &mut scope, prefetches.0[i].take()).await;
                     self.answer = answer;
                     verdict
                 }

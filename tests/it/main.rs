@@ -10,4 +10,5 @@ mod cli;
 mod confirm;
 mod hot_reload;
 mod process;
+mod security;
 mod upstreams;

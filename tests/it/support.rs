@@ -122,10 +122,15 @@ impl Server {
     }
 
     pub async fn start_with(config: Config) -> Server {
+        Server::start_on(config, "127.0.0.1:0").await
+    }
+
+    /// Starts with the public listener on `public` (e.g. `[::1]:0` for IPv6 tests).
+    pub async fn start_on(config: Config, public: &str) -> Server {
         let app = App::start(config)
             .await
             .unwrap_or_else(|e| panic!("rules did not load: {e:?}"));
-        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let public = TcpListener::bind(public).await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -201,6 +206,11 @@ pub struct Process {
 
 impl Process {
     pub async fn serve(rules: &Path, extra: &[&str]) -> Process {
+        Process::serve_env(rules, extra, &[]).await
+    }
+
+    /// Like `serve`, with extra environment variables for the child.
+    pub async fn serve_env(rules: &Path, extra: &[&str], env: &[(&str, &str)]) -> Process {
         let mut child = tokio::process::Command::new(binary())
             .arg("serve")
             .arg("--rules")
@@ -208,6 +218,7 @@ impl Process {
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -222,15 +233,22 @@ impl Process {
             let mut addrs_tx = Some(addrs_tx);
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.contains("listening") {
+                    // Pretty logs say `public=ADDR`; JSON logs have a "public" field.
+                    let json: Option<Value> = serde_json::from_str(&line).ok();
                     let find = |key: &str| {
-                        line.split_whitespace()
-                            .find_map(|w| w.strip_prefix(key))
+                        json.as_ref()
+                            .and_then(|j| j[key].as_str().map(str::to_owned))
+                            .or_else(|| {
+                                line.split_whitespace().find_map(|w| {
+                                    w.strip_prefix(&format!("{key}=")).map(str::to_owned)
+                                })
+                            })
                             .and_then(|a| a.parse::<SocketAddr>().ok())
                     };
-                    if let (Some(p), Some(a), Some(tx)) =
-                        (find("public="), find("admin="), addrs_tx.take())
-                    {
-                        let _ = tx.send((p, a));
+                    if let (Some(p), Some(a)) = (find("public"), find("admin")) {
+                        if let Some(tx) = addrs_tx.take() {
+                            let _ = tx.send((p, a));
+                        }
                     }
                 }
                 log_w.lock().unwrap().push(line);
@@ -239,7 +257,12 @@ impl Process {
         let (public, admin) = tokio::time::timeout(Duration::from_secs(10), addrs_rx)
             .await
             .expect("the server did not start listening in 10 s")
-            .expect("the server exited before listening");
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the server exited before listening:\n{}",
+                    log.lock().unwrap().join("\n")
+                )
+            });
         Process {
             child,
             public,

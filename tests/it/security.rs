@@ -1,0 +1,436 @@
+//! Signed requests, source allow-lists, the admin token, metrics read back, the decision log
+//! under SIGTERM, and secrets kept out of every output.
+
+use std::time::{Duration, SystemTime};
+
+use confirm_proxy::server::Config;
+use confirm_proxy::webhook::{sign, WebhookSecret};
+use serde_json::Value;
+
+use crate::support::*;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const NEW_SECRET: &str = "whsec_c3RhbmRhcmQtd2ViaG9va3MtaW50ZXJvcC1rZXkhISE=";
+const RULES: &str =
+    "rules:\n  - name: limit\n    amount: { max: 100000 }\n    reason: \"한도 초과\"\n";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn signed_post(url: &str, secret: &str, body: &[u8], timestamp: i64) -> Answer {
+    let key = WebhookSecret::parse(secret).unwrap();
+    let signature = sign(&key, "msg_test_1", timestamp, body);
+    let resp = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_test_1")
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn with_secrets(rules: &Rules, secrets: &[&str]) -> Config {
+    let mut config = Config::new(rules.path().to_owned());
+    config.webhook_secrets = secrets
+        .iter()
+        .map(|s| WebhookSecret::parse(s).unwrap())
+        .collect();
+    config
+}
+
+#[tokio::test]
+async fn signed_v2_requests_pass_and_everything_else_gets_401() {
+    let rules = Rules::with("default.yaml", RULES);
+    let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
+    let url = server.url("/confirm");
+    let body = testdata("v2-2024-04-25.json");
+    assert_eq!(signed_post(&url, SECRET, &body, now()).await.status, 200);
+
+    let a = signed_post(&url, NEW_SECRET, &body, now()).await;
+    assert_eq!((a.status, a.reason()), (401, "서명이 올바르지 않습니다"));
+    assert_eq!(
+        signed_post(&url, SECRET, &body, now() - 600).await.status,
+        401,
+        "outside ±5 min"
+    );
+    // Unsigned V1 (PortOne V1 does not sign) and unsigned ignored V2 types are refused too.
+    let a = post(&url, Some("application/json"), testdata("v1.json")).await;
+    assert_eq!(a.status, 401);
+    assert!(a.reason().contains("webhook-"), "{:?}", a.body);
+    assert_eq!(
+        post(
+            &url,
+            Some("application/json"),
+            testdata("v2-2024-04-25-other-type.json")
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        get(&server.url("/healthz")).await.status,
+        200,
+        "/healthz stays open for load balancers"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_secrets_allow_rotation() {
+    let rules = Rules::with("default.yaml", RULES);
+    let server = Server::start_with(with_secrets(&rules, &[SECRET, NEW_SECRET])).await;
+    let body = testdata("v2-2024-01-01.json");
+    for secret in [SECRET, NEW_SECRET] {
+        assert_eq!(
+            signed_post(&server.url("/confirm"), secret, &body, now())
+                .await
+                .status,
+            200
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn allow_from_refuses_other_sources() {
+    let rules = Rules::with("default.yaml", RULES);
+    let mut config = Config::new(rules.path().to_owned());
+    config.allow_from = vec!["127.0.0.0/8".parse().unwrap()];
+    let server = Server::start_with(config).await;
+    assert_eq!(
+        server.confirm_json("/confirm", &v1("o", 5)).await.status,
+        200
+    );
+    server.stop().await;
+
+    let mut config = Config::new(rules.path().to_owned());
+    config.allow_from = vec![
+        "10.0.0.0/8".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ];
+    let server = Server::start_with(config).await;
+    let a = server.confirm_json("/confirm", &v1("o", 5)).await;
+    assert_eq!((a.status, a.decision()), (403, "reject"));
+    assert_eq!(get(&server.url("/healthz")).await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn allow_from_ipv6() {
+    let rules = Rules::with("default.yaml", RULES);
+    let mut config = Config::new(rules.path().to_owned());
+    config.allow_from = vec!["::1/128".parse().unwrap()];
+    let server = Server::start_on(config, "[::1]:0").await;
+    assert_eq!(
+        server.confirm_json("/confirm", &v1("o", 5)).await.status,
+        200
+    );
+    server.stop().await;
+
+    let mut config = Config::new(rules.path().to_owned());
+    config.allow_from = vec!["2001:db8::/32".parse().unwrap()];
+    let server = Server::start_on(config, "[::1]:0").await;
+    assert_eq!(
+        server.confirm_json("/confirm", &v1("o", 5)).await.status,
+        403
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_for_trusts_only_the_right_most_entry() {
+    let rules = Rules::with("default.yaml", RULES);
+    let mut config = Config::new(rules.path().to_owned());
+    config.allow_from = vec!["203.0.113.0/24".parse().unwrap()];
+    config.trust_forwarded_for = true;
+    let server = Server::start_with(config).await;
+    let send = |xff: &'static str| {
+        let url = server.url("/confirm");
+        async move {
+            client()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-forwarded-for", xff)
+                .body(v1("o", 5))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(send("10.9.9.9, 203.0.113.7").await, 200);
+    assert_eq!(
+        send("203.0.113.7, 10.9.9.9").await,
+        403,
+        "a client-written entry proves nothing"
+    );
+    assert_eq!(
+        server.confirm_json("/confirm", &v1("o", 5)).await.status,
+        403,
+        "no header: the peer address"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admin_token_guards_admin_endpoints() {
+    let rules = Rules::with("default.yaml", RULES);
+    let mut config = Config::new(rules.path().to_owned());
+    config.admin_token = Some("t0ken".into());
+    let server = Server::start_with(config).await;
+    assert_eq!(get(&server.admin_url("/admin/rules")).await.status, 401);
+    assert_eq!(
+        post(&server.admin_url("/admin/reload"), None, "")
+            .await
+            .status,
+        401
+    );
+    let ok = client()
+        .get(server.admin_url("/admin/rules"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let wrong = client()
+        .get(server.admin_url("/admin/rules"))
+        .bearer_auth("t0kem")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    server.stop().await;
+}
+
+/// Parses Prometheus text into (series, value) pairs.
+fn series(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            l.rsplit_once(' ')
+                .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_count_exactly_what_was_sent() {
+    let rules = Rules::with("default.yaml", RULES);
+    let server = Server::start(rules.path()).await;
+    for _ in 0..3 {
+        server.confirm_json("/confirm", &v1("o", 5)).await;
+    }
+    for _ in 0..2 {
+        server.confirm_json("/confirm", &v1("o", 500_000)).await;
+    }
+    server.confirm_json("/confirm/nope", &v1("o", 5)).await;
+    post(
+        &server.url("/confirm"),
+        Some("application/json"),
+        testdata("v2-2024-04-25-other-type.json"),
+    )
+    .await;
+    let text = get(&server.admin_url("/metrics"))
+        .await
+        .body
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s = series(&text);
+    let value = |k: &str| s.iter().find(|(name, _)| name == k).map(|(_, v)| *v);
+    assert_eq!(
+        value(r#"confirm_proxy_requests_total{ruleset="default",decision="approve"}"#),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"confirm_proxy_requests_total{ruleset="default",decision="reject"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(r#"confirm_proxy_requests_total{ruleset="default",decision="ignored"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(r#"confirm_proxy_requests_total{ruleset="unknown",decision="reject"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            r#"confirm_proxy_rule_outcomes_total{ruleset="default",rule="limit",outcome="pass"}"#
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            r#"confirm_proxy_rule_outcomes_total{ruleset="default",rule="limit",outcome="reject"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(r#"confirm_proxy_request_duration_seconds_count{ruleset="default"}"#),
+        Some(6.0)
+    );
+    assert_eq!(value("confirm_proxy_decision_log_dropped_total"), Some(0.0));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn decision_log_survives_sigterm_during_a_burst() {
+    let rules = Rules::with("default.yaml", RULES);
+    let log = rules.path().join("decisions.jsonl");
+    let mut proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
+    let url = proc.url("/confirm");
+    // A bounded burst: 8 workers × 100 requests, SIGTERM part-way through.
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let url = url.clone();
+        workers.push(tokio::spawn(async move {
+            let c = client();
+            let mut answered = Vec::new();
+            for i in 0..100 {
+                let amount = if (w + i) % 3 == 0 { 500_000 } else { 5 };
+                let Ok(resp) = c
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(v1(&format!("o-{w}-{i}"), amount))
+                    .send()
+                    .await
+                else {
+                    break;
+                };
+                if let Some(id) = resp.headers().get("x-confirm-decision-id") {
+                    answered.push(id.to_str().unwrap().to_owned());
+                }
+            }
+            answered
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    proc.signal("TERM");
+    let mut answered = Vec::new();
+    for w in workers {
+        answered.extend(w.await.unwrap());
+    }
+    let status = tokio::time::timeout(Duration::from_secs(10), proc.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{}", proc.log_text());
+    assert!(!answered.is_empty());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let logged: std::collections::HashSet<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("torn line {l:?}: {e}"))
+                ["decision_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let missing: Vec<&String> = answered.iter().filter(|id| !logged.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered decisions missing from the log",
+        missing.len(),
+        answered.len()
+    );
+    eprintln!(
+        "{} answered before SIGTERM, all {} logged",
+        answered.len(),
+        logged.len()
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_logs_decision_log_or_admin_rules() {
+    let shop = MockUpstream::start(
+        axum::Router::new().route("/ok", axum::routing::get(|| async { "fine" })),
+    )
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        "upstreams:\n  shop:\n    url: \"${SHOP_URL}\"\n    headers: { Authorization: \"Bearer ${SHOP_TOKEN}\" }\nrules:\n  - name: ok\n    fetch: { upstream: shop, path: /ok }\n    reason: r\n",
+    );
+    let log = rules.path().join("decisions.jsonl");
+    let token = "upstream-t0ken-4f9a";
+    let admin_token = "admin-t0ken-77b1";
+    let shop_url = shop.url();
+    let proc = Process::serve_env(
+        rules.path(),
+        &[
+            "--decision-log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+        &[
+            ("SHOP_URL", shop_url.as_str()),
+            ("SHOP_TOKEN", token),
+            ("CONFIRM_PROXY_WEBHOOK_SECRET", SECRET),
+            ("CONFIRM_PROXY_ADMIN_TOKEN", admin_token),
+            ("RUST_LOG", "debug"),
+        ],
+    )
+    .await;
+    let body = testdata("v2-2024-04-25.json");
+    assert_eq!(
+        signed_post(&proc.url("/confirm"), SECRET, &body, now())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(
+            &proc.url("/confirm"),
+            Some("application/json"),
+            body.clone()
+        )
+        .await
+        .status,
+        401
+    );
+    let view = client()
+        .get(proc.admin_url("/admin/rules"))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(view.contains("\"version\""));
+    proc.signal("TERM");
+    let mut proc = proc;
+    proc.child.wait().await.unwrap();
+    let secret_key = SECRET.trim_start_matches("whsec_");
+    for (what, text) in [
+        ("log", proc.log_text()),
+        ("decision log", std::fs::read_to_string(&log).unwrap()),
+        ("/admin/rules", view),
+    ] {
+        for secret in [token, admin_token, secret_key] {
+            assert!(
+                !text.contains(secret),
+                "{secret} appears in the {what}:\n{text}"
+            );
+        }
+    }
+}
