@@ -4,6 +4,7 @@
 mod check;
 mod eval;
 mod serve;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Validate the rules directory (and its rule tests); print every error as FILE:LINE:COL.
     Check(check::CheckArgs),
+    /// Run the rule tests in rules/tests/*.yaml (no network); exit 1 when any case fails.
+    Test(test::TestArgs),
     /// Evaluate one request body against the rules and print the decision with its trace.
     Eval(eval::EvalArgs),
 }
@@ -55,6 +58,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Test(args) => test::run(&args),
     }
 }
 

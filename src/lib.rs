@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod payload;
 pub mod reload;
 pub mod rules;
+pub mod ruletest;
 pub mod script;
 pub mod server;
 pub mod upstream;

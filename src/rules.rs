@@ -4,7 +4,7 @@
 mod load;
 pub mod model;
 pub mod template;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;

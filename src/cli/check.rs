@@ -24,6 +24,12 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         },
     ) {
         Ok(rules) => {
+            if let Err(errors) = crate::ruletest::load_suites(&args.rules.dir, &rules) {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                return ExitCode::FAILURE;
+            }
             for w in &rules.warnings {
                 eprintln!("warning: {w}");
             }

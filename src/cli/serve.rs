@@ -77,6 +77,9 @@ pub struct ServeArgs {
         value_name = "TOKEN"
     )]
     pub admin_token: Option<String>,
+    /// Refuse a reload (and start-up) whose rule tests in rules/tests/ fail, like an invalid file.
+    #[arg(long, env = "CONFIRM_PROXY_TEST_ON_RELOAD")]
+    pub test_on_reload: bool,
     /// Log format on stderr.
     #[arg(long, env = "CONFIRM_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -133,6 +136,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
     config.decision_log = args.decision_log;
     config.decision_log_approvals = args.decision_log_approvals;
     config.env = Arc::new(super::process_env);
+    if args.test_on_reload {
+        // The gate has its own engine: it runs on the reload thread, never on a request.
+        let scripts = Arc::new(crate::script::ScriptEngine::new());
+        config.gate = Some(Arc::new(move |dir, rules| {
+            crate::ruletest::gate(dir, rules, &scripts)
+        }));
+    }
 
     let app = match App::start(config).await {
         Ok(app) => app,

@@ -1,1 +1,510 @@
-//! Canned upstream answers and health states for rule tests: no network at all.
+//! Canned upstream answers and health states for rule tests: no network at all. Every call is
+//! recorded so a test can say what was (or was not) called.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{parse_body, BoxFuture, HttpCall, UpstreamError, UpstreamResponse, Upstreams};
+use crate::rules::{parse_duration, Health, Upstream};
+
+/// Stand-in for the merchant's services: answers keyed by upstream name and `"METHOD /path?query"`,
+/// health states by upstream name (missing = unknown).
+///
+/// Deserializes from the `upstreams` and `health` keys of a rule test case:
+///
+/// ```yaml
+/// upstreams:
+///   shop:
+///     "GET /api/stock/order-2": { status: 200, body: { available: 3 } }
+///     "POST /payments/confirm": { error: refused }
+/// health: { shop: up }
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(try_from = "RawCanned")]
+pub struct Canned {
+    /// Upstream name → normalised `"METHOD /path?query"` → answer.
+    answers: BTreeMap<String, BTreeMap<String, CannedAnswer>>,
+    health: BTreeMap<String, Health>,
+    calls: Mutex<Vec<RecordedCall>>,
+}
+
+/// One canned answer, as a rule test file writes it:
+/// `{ status: 200, headers: {...}, body: {...}, delay: 300ms }` or `{ error: refused }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawAnswer")]
+pub struct CannedAnswer {
+    /// The HTTP status, or the transport failure that replaces the answer.
+    pub outcome: Result<u16, CannedError>,
+    /// Response headers; names are lowercased, as rules see real ones.
+    pub headers: BTreeMap<String, String>,
+    /// A mapping, list, number or bool is the JSON body; a string is the raw text of the body
+    /// and is parsed as JSON when it is JSON (as a real answer would be).
+    pub body: Value,
+    /// How long until the answer (or failure) arrives. A real call gives up after the upstream's
+    /// `timeout`, and so does this one: a longer delay ends in [`UpstreamError::Timeout`].
+    pub delay: Option<Duration>,
+}
+
+/// A simulated transport failure (`error: refused | dns | timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CannedError {
+    /// The connection was refused.
+    Refused,
+    /// The upstream's host name did not resolve.
+    Dns,
+    /// No answer: the call fails after the upstream's `timeout` (or after `delay`, if given).
+    Timeout,
+}
+
+/// A health state as a rule test writes it (`up`, `down`, `unknown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CannedHealth {
+    Up,
+    Down,
+    Unknown,
+}
+
+impl From<CannedHealth> for Health {
+    fn from(h: CannedHealth) -> Health {
+        match h {
+            CannedHealth::Up => Health::Up,
+            CannedHealth::Down => Health::Down,
+            CannedHealth::Unknown => Health::Unknown,
+        }
+    }
+}
+
+/// A call the engine made, as it would have been sent.
+#[derive(Debug, Clone)]
+pub struct RecordedCall {
+    /// The upstream's name in the rule file.
+    pub upstream: String,
+    pub method: http::Method,
+    pub path_and_query: String,
+    /// The upstream's own headers with the call's merged over them.
+    pub headers: http::HeaderMap,
+    pub body: Option<Bytes>,
+}
+
+impl RecordedCall {
+    /// `"GET /api/stock/order-2"`, the way canned answers are keyed.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.path_and_query)
+    }
+}
+
+impl Canned {
+    /// No answers, every health unknown.
+    pub fn new() -> Canned {
+        Canned::default()
+    }
+
+    /// Adds the answer to `key` (`"GET /api/stock/order-2"`) from `upstream`.
+    pub fn answer(mut self, upstream: &str, key: &str, answer: CannedAnswer) -> Canned {
+        self.answers
+            .entry(upstream.to_owned())
+            .or_default()
+            .insert(normalise_key(key), answer);
+        self
+    }
+
+    /// Sets the health state `healthy: upstream` rules see.
+    pub fn health(mut self, upstream: &str, health: Health) -> Canned {
+        self.health.insert(upstream.to_owned(), health);
+        self
+    }
+
+    /// Every call made so far, in the order they were started.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record(&self, up: &Upstream, call: &HttpCall) {
+        let mut headers = up.headers.clone();
+        for (k, v) in &call.headers {
+            headers.insert(k.clone(), v.clone());
+        }
+        let recorded = RecordedCall {
+            upstream: up.name.clone(),
+            method: call.method.clone(),
+            path_and_query: call.path_and_query.clone(),
+            headers,
+            body: call.body.clone(),
+        };
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(recorded);
+    }
+}
+
+impl CannedAnswer {
+    /// An answer with `status` and an empty body.
+    pub fn status(status: u16) -> CannedAnswer {
+        CannedAnswer {
+            outcome: Ok(status),
+            headers: BTreeMap::new(),
+            body: Value::Null,
+            delay: None,
+        }
+    }
+
+    /// A transport failure instead of an answer.
+    pub fn error(error: CannedError) -> CannedAnswer {
+        CannedAnswer {
+            outcome: Err(error),
+            ..CannedAnswer::status(0)
+        }
+    }
+
+    /// Sets the body (see [`CannedAnswer::body`] for how a string is read).
+    pub fn body(mut self, body: Value) -> CannedAnswer {
+        self.body = match body {
+            Value::String(text) => parse_body(text.as_bytes()),
+            other => other,
+        };
+        self
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: &str, value: &str) -> CannedAnswer {
+        self.headers
+            .insert(name.to_ascii_lowercase(), value.to_owned());
+        self
+    }
+
+    /// Makes the answer arrive after `delay`.
+    pub fn delay(mut self, delay: Duration) -> CannedAnswer {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// What the call returns, after how long, given the upstream's timeout.
+    fn settle(&self, up: &Upstream) -> (Duration, Result<UpstreamResponse, UpstreamError>) {
+        let delay = match (self.delay, self.outcome) {
+            (Some(d), _) => d,
+            (None, Err(CannedError::Timeout)) => up.timeout,
+            (None, _) => Duration::ZERO,
+        };
+        if delay > up.timeout {
+            return (up.timeout, Err(UpstreamError::Timeout(up.timeout)));
+        }
+        let result = match self.outcome {
+            Ok(status) => Ok(UpstreamResponse {
+                status,
+                headers: self
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                body: self.body.clone(),
+                elapsed: delay,
+            }),
+            Err(CannedError::Refused) => Err(UpstreamError::Refused(host(up))),
+            Err(CannedError::Dns) => Err(UpstreamError::Dns(host(up))),
+            Err(CannedError::Timeout) => Err(UpstreamError::Timeout(up.timeout)),
+        };
+        (delay, result)
+    }
+}
+
+impl Upstreams for Canned {
+    fn call(
+        &self,
+        upstream: Arc<Upstream>,
+        call: HttpCall,
+    ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
+        // Recorded when started, so a prefetch counts even if its rule is never reached.
+        self.record(&upstream, &call);
+        let key = format!("{} {}", call.method, call.path_and_query);
+        let answer = self
+            .answers
+            .get(&upstream.name)
+            .and_then(|answers| answers.get(&key))
+            .cloned();
+        Box::pin(async move {
+            let Some(answer) = answer else {
+                return Err(UpstreamError::NoCannedAnswer(format!(
+                    "{} {key}",
+                    upstream.name
+                )));
+            };
+            let (delay, result) = answer.settle(&upstream);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            result
+        })
+    }
+
+    fn health(&self, upstream: &Upstream) -> Health {
+        self.health
+            .get(&upstream.name)
+            .copied()
+            .unwrap_or(Health::Unknown)
+    }
+}
+
+/// `host:port` of the upstream, the way real transport errors name it.
+fn host(up: &Upstream) -> String {
+    reqwest::Url::parse(&up.url)
+        .ok()
+        .and_then(|u| {
+            let host = u.host_str()?.to_owned();
+            Some(format!("{host}:{}", u.port_or_known_default().unwrap_or(0)))
+        })
+        .unwrap_or_else(|| up.name.clone())
+}
+
+/// `"get  /x"` → `"GET /x"`; anything else is kept as written (and will simply never match).
+fn normalise_key(key: &str) -> String {
+    match key.trim().split_once(char::is_whitespace) {
+        Some((method, path)) => format!("{} {}", method.to_ascii_uppercase(), path.trim()),
+        None => key.trim().to_owned(),
+    }
+}
+
+/// A `"METHOD /path"` key as written in a test file; refused unless it has both parts.
+fn check_key(key: &str) -> Result<String, String> {
+    let normal = normalise_key(key);
+    match normal.split_once(' ') {
+        Some((method, path))
+            if method.bytes().all(|b| b.is_ascii_alphabetic()) && path.starts_with('/') =>
+        {
+            Ok(normal)
+        }
+        _ => Err(format!(
+            "invalid canned call \"{key}\", expected a method and a path like \"GET /api/stock/order-1\""
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCanned {
+    #[serde(default)]
+    upstreams: BTreeMap<String, BTreeMap<String, CannedAnswer>>,
+    #[serde(default)]
+    health: BTreeMap<String, CannedHealth>,
+}
+
+impl TryFrom<RawCanned> for Canned {
+    type Error = String;
+
+    fn try_from(raw: RawCanned) -> Result<Canned, String> {
+        let mut canned = Canned::new();
+        for (upstream, answers) in raw.upstreams {
+            for (key, answer) in answers {
+                check_key(&key).map_err(|e| format!("upstream \"{upstream}\": {e}"))?;
+                canned = canned.answer(&upstream, &key, answer);
+            }
+        }
+        for (upstream, health) in raw.health {
+            canned = canned.health(&upstream, health.into());
+        }
+        Ok(canned)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnswer {
+    status: Option<u16>,
+    error: Option<CannedError>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Value,
+    delay: Option<String>,
+}
+
+impl TryFrom<RawAnswer> for CannedAnswer {
+    type Error = String;
+
+    fn try_from(raw: RawAnswer) -> Result<CannedAnswer, String> {
+        let mut answer = match (raw.status, raw.error) {
+            (Some(s), None) if (100..=599).contains(&s) => CannedAnswer::status(s),
+            (Some(s), None) => {
+                return Err(format!("status {s} is not an HTTP status (100 to 599)"))
+            }
+            (None, Some(e)) => CannedAnswer::error(e),
+            (Some(_), Some(_)) => {
+                return Err("an answer has a status or an error, not both".to_owned())
+            }
+            (None, None) => return Err(
+                "an answer needs a status (like status: 200) or an error (refused, dns or timeout)"
+                    .to_owned(),
+            ),
+        };
+        for (name, value) in &raw.headers {
+            answer = answer.header(name, value);
+        }
+        answer = answer.body(raw.body);
+        if let Some(d) = &raw.delay {
+            answer = answer.delay(parse_duration(d)?);
+        }
+        Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(timeout: Duration) -> Arc<Upstream> {
+        Arc::new(Upstream {
+            name: "shop".into(),
+            url: "http://shop.invalid".into(),
+            timeout,
+            headers: http::HeaderMap::new(),
+            health: None,
+            client: reqwest::Client::new(),
+            state: Arc::default(),
+        })
+    }
+
+    fn get(path: &str) -> HttpCall {
+        HttpCall {
+            method: http::Method::GET,
+            path_and_query: path.into(),
+            headers: http::HeaderMap::new(),
+            body: None,
+        }
+    }
+
+    #[test]
+    fn reads_the_rule_test_shape() {
+        let canned: Canned = serde_yaml::from_str(
+            r#"
+upstreams:
+  shop:
+    "GET /api/stock/order-2": { status: 200, body: { available: 3 }, delay: 300ms }
+    "post  /payments/confirm": { error: refused }
+    "GET /text": { status: 200, headers: { X-Shop: a }, body: "sold out" }
+health: { shop: up, pay: down }
+"#,
+        )
+        .unwrap();
+        let shop = &canned.answers["shop"];
+        let stock = &shop["GET /api/stock/order-2"];
+        assert_eq!(stock.outcome, Ok(200));
+        assert_eq!(stock.body, serde_json::json!({"available": 3}));
+        assert_eq!(stock.delay, Some(Duration::from_millis(300)));
+        assert_eq!(
+            shop["POST /payments/confirm"].outcome,
+            Err(CannedError::Refused)
+        );
+        assert_eq!(shop["GET /text"].body, Value::String("sold out".into()));
+        assert_eq!(shop["GET /text"].headers["x-shop"], "a");
+        assert_eq!(canned.health["shop"], Health::Up);
+        assert_eq!(canned.health["pay"], Health::Down);
+    }
+
+    #[test]
+    fn refuses_malformed_answers() {
+        for (yaml, expected) in [
+            (
+                r#"upstreams: { shop: { "GET /x": { body: 1 } } }"#,
+                "needs a status",
+            ),
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 200, error: dns } } }"#,
+                "not both",
+            ),
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 200, delay: soon } } }"#,
+                "duration",
+            ),
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 99 } } }"#,
+                "not an HTTP status",
+            ),
+            (
+                r#"upstreams: { shop: { "/x": { status: 200 } } }"#,
+                "invalid canned call",
+            ),
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 200, bdy: 1 } } }"#,
+                "unknown field",
+            ),
+            (r#"health: { shop: sideways }"#, "unknown variant"),
+            (r#"answers: {}"#, "unknown field"),
+        ] {
+            let err = serde_yaml::from_str::<Canned>(yaml)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{yaml}: {err}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_records_and_times_out_like_a_real_call() {
+        let canned = Canned::new()
+            .answer(
+                "shop",
+                "GET /a",
+                CannedAnswer::status(204).delay(Duration::from_millis(300)),
+            )
+            .answer(
+                "shop",
+                "GET /slow",
+                CannedAnswer::status(200).delay(Duration::from_secs(10)),
+            )
+            .answer(
+                "shop",
+                "GET /gone",
+                CannedAnswer::error(CannedError::Timeout),
+            )
+            .answer("shop", "GET /no", CannedAnswer::error(CannedError::Refused));
+        let up = upstream(Duration::from_secs(1));
+        let start = tokio::time::Instant::now();
+
+        let ok = canned.call(up.clone(), get("/a")).await.unwrap();
+        assert_eq!((ok.status, ok.elapsed), (204, Duration::from_millis(300)));
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+
+        let slow = canned.call(up.clone(), get("/slow")).await;
+        assert_eq!(slow, Err(UpstreamError::Timeout(Duration::from_secs(1))));
+        assert_eq!(start.elapsed(), Duration::from_millis(1300));
+
+        let gone = canned.call(up.clone(), get("/gone")).await;
+        assert_eq!(gone, Err(UpstreamError::Timeout(Duration::from_secs(1))));
+        assert_eq!(start.elapsed(), Duration::from_millis(2300));
+
+        let no = canned.call(up.clone(), get("/no")).await;
+        assert_eq!(no, Err(UpstreamError::Refused("shop.invalid:80".into())));
+
+        let missing = canned.call(up.clone(), get("/nothing?x=1")).await;
+        assert_eq!(
+            missing,
+            Err(UpstreamError::NoCannedAnswer(
+                "shop GET /nothing?x=1".into()
+            ))
+        );
+
+        let keys: Vec<String> = canned.calls().iter().map(RecordedCall::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "GET /a",
+                "GET /slow",
+                "GET /gone",
+                "GET /no",
+                "GET /nothing?x=1"
+            ]
+        );
+        assert_eq!(Upstreams::health(&canned, &up), Health::Unknown);
+        let canned = canned.health("shop", Health::Down);
+        assert_eq!(Upstreams::health(&canned, &up), Health::Down);
+    }
+}

@@ -1,0 +1,75 @@
+//! `confirm-proxy test`: run the rule tests in `rules/tests/*.yaml` through the real engine,
+//! with canned upstreams and a fixed clock.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::RulesDir;
+use crate::rules::{load_dir, LoadOptions};
+use crate::ruletest;
+use crate::script::ScriptEngine;
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub rules: RulesDir,
+    /// Run only the cases whose name contains this text.
+    pub filter: Option<String>,
+}
+
+const INVALID_TEST_FILE: u8 = 2;
+
+pub fn run(args: &TestArgs) -> ExitCode {
+    let scripts = ScriptEngine::new();
+    let rules = match load_dir(
+        &args.rules.dir,
+        &LoadOptions {
+            engine: &scripts,
+            env: &super::process_env,
+        },
+    ) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let suites = match ruletest::load_suites(&args.rules.dir, &rules) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(INVALID_TEST_FILE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let results = runtime.block_on(ruletest::run(
+        &rules,
+        &suites,
+        &scripts,
+        args.filter.as_deref(),
+    ));
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    for r in results.iter().filter(|r| !r.passed()) {
+        println!("{}", r.explain());
+    }
+    println!("{} passed, {} failed", results.len() - failed, failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
