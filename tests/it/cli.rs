@@ -121,3 +121,107 @@ fn flags_are_read_from_the_environment() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-rules-dir"));
 }
+
+#[test]
+fn test_runs_the_shipped_rule_tests() {
+    let out = run(&["test", "--rules", &shipped_rules()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+    let scripted = format!("{}/examples/scripted-rules", env!("CARGO_MANIFEST_DIR"));
+    let out = run(&["test", "--rules", &scripted], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+const LIMIT_RULES: &str =
+    "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: \"한도 초과\"\n";
+
+#[test]
+fn test_reports_failing_cases_with_their_trace() {
+    let rules = Rules::with("default.yaml", LIMIT_RULES);
+    rules.write(
+        "tests/limit.yaml",
+        "ruleset: default\ncases:\n  - name: small passes\n    request: { imp_uid: i, merchant_uid: m, amount: 5 }\n    expect: { decision: approve }\n  - name: wrong expectation\n    request: { imp_uid: i, merchant_uid: m, amount: 50000 }\n    expect: { decision: approve }\n  - name: other\n    request: { imp_uid: i, merchant_uid: m, amount: 50000 }\n    expect: { decision: reject, reason: \"한도 초과\" }\n",
+    );
+    let dir = rules.path().to_str().unwrap();
+    let out = run(&["test", "--rules", dir], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("FAIL ") && stdout.contains("wrong expectation"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("expected decision approve, got reject"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("actual: reject (status 409), rule limit, reason \"한도 초과\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("limit") && stdout.contains("reject"),
+        "the trace is printed: {stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("2 passed, 1 failed"),
+        "{stdout}"
+    );
+
+    let out = run(&["test", "--rules", dir, "small"], None);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 passed, 0 failed",
+        "FILTER is a substring of case names"
+    );
+}
+
+#[test]
+fn test_refuses_an_invalid_test_file_with_exit_2() {
+    let rules = Rules::with("default.yaml", LIMIT_RULES);
+    rules.write("tests/bad.yaml", "ruleset: nope\ncases: []\n");
+    let out = run(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tests/bad.yaml:1:10: unknown ruleset \"nope\", expected one of default"),
+        "{stderr}"
+    );
+    let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1), "check validates test files too");
+
+    let rules = Rules::with("default.yaml", LIMIT_RULES);
+    let out = run(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0 passed, 0 failed"
+    );
+}
+
+#[test]
+fn script_errors_point_into_the_script_file() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: vip\n    script: scripts/vip.rhai\n",
+    );
+    rules.write(
+        "scripts/vip.rhai",
+        "let limit = 10;\n\nif amount > limit {\n    return \"x\" +;\n}\n",
+    );
+    let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}/scripts/vip.rhai:4:", rules.path().display());
+    assert!(stderr.starts_with(&want), "{stderr}");
+    assert!(stderr.contains("(script of rule \"vip\")"), "{stderr}");
+}

@@ -219,3 +219,73 @@ async fn in_flight_requests_finish_on_their_rules() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn saving_only_a_script_reloads() {
+    let rules = Rules::with("default.yaml", "rules:\n  - name: s\n    script: s.rhai\n");
+    rules.write("s.rhai", "\"첫 번째\"");
+    let server = Server::start(rules.path()).await;
+    assert_eq!(
+        server
+            .confirm_json("/confirm", &v1("o-1", 50_000))
+            .await
+            .reason(),
+        "첫 번째"
+    );
+    rules.write("s.rhai", "\"두 번째\"");
+    assert!(reason_becomes(&server, "두 번째").await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn test_on_reload_refuses_rules_that_break_their_tests() {
+    let rules = Rules::with("default.yaml", &limit(10_000));
+    rules.write(
+        "tests/limit.yaml",
+        "ruleset: default\ncases:\n  - name: 20000 is too much\n    request: { imp_uid: i, merchant_uid: m, amount: 20000 }\n    expect: { decision: reject, rule: limit }\n",
+    );
+    let mut config = Config::new(rules.path().to_owned());
+    config.watch = false;
+    let scripts = std::sync::Arc::new(confirm_proxy::script::ScriptEngine::new());
+    config.gate = Some(std::sync::Arc::new(move |dir, r| {
+        confirm_proxy::ruletest::gate(dir, r, &scripts)
+    }));
+    let server = Server::start_with(config).await;
+
+    rules.write("default.yaml", &limit(30_000));
+    let a = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert_eq!(a.status, 422, "{:?}", a.body);
+    assert!(
+        a.body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("20000 is too much"),
+        "{:?}",
+        a.body
+    );
+    let shown = get(&server.admin_url("/admin/rules")).await.body;
+    assert!(
+        shown["last_error"]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("expected decision reject, got approve"),
+        "{shown}"
+    );
+    assert_eq!(
+        server
+            .confirm_json("/confirm", &v1("o", 20_000))
+            .await
+            .reason(),
+        "한도 10000원 초과",
+        "the running rules stay"
+    );
+
+    rules.write("default.yaml", &limit(15_000));
+    assert_eq!(
+        post(&server.admin_url("/admin/reload"), None, "")
+            .await
+            .status,
+        200
+    );
+    server.stop().await;
+}
