@@ -37,7 +37,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
     let mut rulesets = BTreeMap::new();
     let files = match ruleset_files(dir) {
         Ok(files) => files,
-        Err(e) => return Err(LoadErrors(vec![e])),
+        Err(e) => return Err(LoadErrors(e)),
     };
     for (name, path) in files {
         let src = match fs::read_to_string(&path) {
@@ -58,6 +58,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
             opts,
             errors: Vec::new(),
             warnings: &mut warnings,
+            broken_upstreams: Vec::new(),
         };
         let ruleset = file.compile(&name);
         if file.errors.is_empty() {
@@ -88,24 +89,25 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
 }
 
 /// `*.yaml` files directly in `dir`, by ruleset name. Symlinks are followed (Kubernetes mounts).
-fn ruleset_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, LoadError> {
-    let entries = fs::read_dir(dir).map_err(|e| LoadError {
-        file: dir.to_owned(),
-        location: None,
-        message: format!("cannot read rules directory: {e}"),
+fn ruleset_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Vec<LoadError>> {
+    let entries = fs::read_dir(dir).map_err(|e| {
+        vec![LoadError {
+            file: dir.to_owned(),
+            location: None,
+            message: format!("cannot read rules directory: {e}"),
+        }]
     })?;
     let mut files = Vec::new();
     let mut bad_names = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        let Some(stem) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".yaml"))
-        else {
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if stem.starts_with('.') || !path.is_file() {
+        let Some(stem) = file_name.strip_suffix(".yaml") else {
+            continue;
+        };
+        if file_name.starts_with('.') || !path.is_file() {
             continue;
         }
         if stem.is_empty()
@@ -122,8 +124,9 @@ fn ruleset_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, LoadError> {
         }
         files.push((stem.to_owned(), path));
     }
-    if let Some(e) = bad_names.into_iter().next() {
-        return Err(e);
+    if !bad_names.is_empty() {
+        bad_names.sort_by(|a, b| a.file.cmp(&b.file));
+        return Err(bad_names);
     }
     files.sort();
     Ok(files)
@@ -234,6 +237,9 @@ struct FileCompiler<'a, 'o> {
     opts: &'a LoadOptions<'o>,
     errors: Vec<LoadError>,
     warnings: &'a mut Vec<String>,
+    /// Upstreams defined in the file that failed to load: already reported, so a rule naming
+    /// one is not told it is unknown.
+    broken_upstreams: Vec<String>,
 }
 
 impl FileCompiler<'_, '_> {
@@ -270,8 +276,11 @@ impl FileCompiler<'_, '_> {
         let settings = self.settings(&raw.settings);
         let mut upstreams = BTreeMap::new();
         for (key, up) in &raw.upstreams {
-            if let Some(u) = self.upstream(key, up) {
-                upstreams.insert(key.clone(), Arc::new(u));
+            match self.upstream(key, up) {
+                Some(u) => {
+                    upstreams.insert(key.clone(), Arc::new(u));
+                }
+                None => self.broken_upstreams.push(key.clone()),
             }
         }
         let mut rules: Vec<Rule> = Vec::new();
@@ -280,7 +289,7 @@ impl FileCompiler<'_, '_> {
             let at = [Seg::Key("rules"), Seg::Index(i), Seg::Key("name")];
             if raw_rule.name.trim().is_empty() {
                 self.error(&at, "rule name must not be empty");
-            } else if let Some(first) = seen.insert(&raw_rule.name, i) {
+            } else if let Some(&first) = seen.get(raw_rule.name.as_str()) {
                 let first_at = yaml::locate(
                     self.src,
                     &[Seg::Key("rules"), Seg::Index(first), Seg::Key("name")],
@@ -292,6 +301,8 @@ impl FileCompiler<'_, '_> {
                         raw_rule.name, first_at.line
                     ),
                 );
+            } else {
+                seen.insert(&raw_rule.name, i);
             }
             if let Some(rule) = self.rule(i, raw_rule, &upstreams) {
                 rules.push(rule);
@@ -704,6 +715,7 @@ impl FileCompiler<'_, '_> {
     ) -> Option<Arc<Upstream>> {
         match upstreams.get(up) {
             Some(u) => Some(u.clone()),
+            None if self.broken_upstreams.iter().any(|b| b == up) => None,
             None => {
                 let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
                 let expected = if known.is_empty() {

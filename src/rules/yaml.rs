@@ -156,9 +156,12 @@ pub fn position_in_scalar(src: &str, scalar: Location, line: usize, column: usiz
     match opener {
         Some('|') | Some('>') => {
             let target = scalar.line + line;
+            // The block's indentation is that of its first non-blank line; deeper indentation of
+            // a later line is part of the text, so already in `column`.
             let indent = src
                 .lines()
-                .nth(target.saturating_sub(1))
+                .skip(scalar.line)
+                .find(|l| !l.trim().is_empty())
                 .map(|l| l.len() - l.trim_start().len())
                 .unwrap_or(0);
             Location {
