@@ -9,7 +9,10 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::rules::template::Scope;
-use crate::rules::{Mode, OnError, DEFAULT_DEADLINE, DEFAULT_ERROR_REASON};
+use crate::rules::{
+    Check, HttpMethod, Mode, OnError, Template, DEFAULT_DEADLINE, DEFAULT_ERROR_REASON,
+    DEFAULT_REASON,
+};
 
 const DEFAULT: &str = "default.yaml";
 

@@ -1,0 +1,430 @@
+//! Compiling one rule: its guard, its one check, its reason; every error located in the file.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use chrono::DateTime;
+use rust_decimal::Decimal;
+
+use super::super::model::{Action, RawFetch, RawRule};
+use super::super::template::{Scope as TemplateScope, Template};
+use super::super::yaml::{Location, Seg};
+use super::super::{
+    BodyTemplate, Check, Fetch, Forward, HttpMethod, LoadError, Rule, Upstream, DEFAULT_REASON,
+};
+use super::FileCompiler;
+
+impl FileCompiler<'_, '_> {
+    pub(super) fn rule(
+        &mut self,
+        i: usize,
+        raw: &RawRule,
+        upstreams: &BTreeMap<String, Arc<Upstream>>,
+    ) -> Option<Rule> {
+        let name = raw.name.as_str();
+        let path = |k: &'static str| [Seg::Key("rules"), Seg::Index(i), Seg::Key(k)];
+        let rule_path = [Seg::Key("rules"), Seg::Index(i)];
+        let errors_before = self.errors.len();
+
+        let when = raw
+            .when
+            .as_deref()
+            .and_then(|w| self.expression(&path("when"), w, name, "when", &[]));
+
+        let mut given: Vec<&'static str> = Vec::new();
+        for (present, key) in [
+            (raw.amount.is_some(), "amount"),
+            (raw.window.is_some(), "window"),
+            (raw.require.is_some() && raw.fetch.is_none(), "require"),
+            (raw.healthy.is_some(), "healthy"),
+            (raw.fetch.is_some(), "fetch"),
+            (raw.forward.is_some(), "forward"),
+            (raw.script.is_some(), "script"),
+        ] {
+            if present {
+                given.push(key);
+            }
+        }
+        const CHECKS: &str = "amount, window, require, healthy, fetch, forward, script";
+        let check = match (raw.action, given.as_slice()) {
+            (Some(Action::Approve), []) => {
+                if raw.when.is_none() {
+                    self.error(&path("action"), format!("rule \"{name}\": action: approve needs a when guard (otherwise it approves everything)"));
+                }
+                Some(Check::Approve)
+            }
+            (Some(Action::Approve), [first, ..]) => {
+                self.error(
+                    &path(first),
+                    format!(
+                        "rule \"{name}\": action: approve cannot be combined with a check ({})",
+                        given.join(", ")
+                    ),
+                );
+                None
+            }
+            (None, []) => {
+                self.error(&rule_path, format!("rule \"{name}\": no check, expected one of {CHECKS} (or action: approve with when)"));
+                None
+            }
+            (None, [one]) => self.check(i, raw, one, upstreams),
+            (None, [_, second, ..]) => {
+                self.error(
+                    &path(second),
+                    format!(
+                        "rule \"{name}\": a rule has exactly one check, found {}",
+                        given.join(" and ")
+                    ),
+                );
+                None
+            }
+        };
+
+        let reason_scope = if raw.fetch.is_some() {
+            TemplateScope::WithResponse
+        } else {
+            TemplateScope::Request
+        };
+        let reason = match &raw.reason {
+            Some(r) => match Template::parse(r, reason_scope) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.error(&path("reason"), format!("rule \"{name}\": reason: {e}"));
+                    Template::literal(r)
+                }
+            },
+            None => {
+                let needs_reason =
+                    raw.action.is_none() && raw.forward.is_none() && raw.script.is_none();
+                if needs_reason && !given.is_empty() {
+                    self.error(&rule_path, format!("rule \"{name}\": missing reason (the text the buyer sees when this rule refuses)"));
+                }
+                Template::literal(DEFAULT_REASON)
+            }
+        };
+
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(Rule {
+            name: name.to_owned(),
+            when,
+            mode: raw.mode.unwrap_or_default(),
+            on_error: raw.on_error,
+            reason,
+            check: check?,
+        })
+    }
+
+    fn check(
+        &mut self,
+        i: usize,
+        raw: &RawRule,
+        kind: &str,
+        upstreams: &BTreeMap<String, Arc<Upstream>>,
+    ) -> Option<Check> {
+        let name = raw.name.as_str();
+        let path = |k: &'static str| [Seg::Key("rules"), Seg::Index(i), Seg::Key(k)];
+        let sub = |k: &'static str, f: &'static str| {
+            [Seg::Key("rules"), Seg::Index(i), Seg::Key(k), Seg::Key(f)]
+        };
+        match kind {
+            "amount" => {
+                let a = raw.amount.as_ref()?;
+                let mut bound = |f: &'static str,
+                                 n: &Option<serde_json::Number>|
+                 -> Option<Option<Decimal>> {
+                    let Some(n) = n else { return Some(None) };
+                    match n.to_string().parse::<crate::payload::Amount>() {
+                        Ok(a) => Some(Some(a.value())),
+                        Err(_) => {
+                            self.error(&sub("amount", f), format!("rule \"{name}\": amount.{f}: expected a number of 0 or more, found {n}"));
+                            None
+                        }
+                    }
+                };
+                let min = bound("min", &a.min)?;
+                let max = bound("max", &a.max)?;
+                if min.is_none() && max.is_none() {
+                    self.error(
+                        &path("amount"),
+                        format!("rule \"{name}\": amount needs min, max or both"),
+                    );
+                    return None;
+                }
+                if let (Some(lo), Some(hi)) = (min, max) {
+                    if lo > hi {
+                        self.error(
+                            &path("amount"),
+                            format!("rule \"{name}\": amount.min {lo} is above amount.max {hi}"),
+                        );
+                        return None;
+                    }
+                }
+                Some(Check::Amount { min, max })
+            }
+            "window" => {
+                let w = raw.window.as_ref()?;
+                let mut ts = |f: &'static str,
+                              v: &Option<String>|
+                 -> Option<Option<DateTime<chrono::FixedOffset>>> {
+                    let Some(v) = v else { return Some(None) };
+                    match DateTime::parse_from_rfc3339(v) {
+                        Ok(t) => Some(Some(t)),
+                        Err(_) => {
+                            self.error(&sub("window", f), format!("rule \"{name}\": window.{f}: invalid timestamp \"{v}\", expected RFC 3339 like 2026-12-01T10:00:00+09:00"));
+                            None
+                        }
+                    }
+                };
+                let from = ts("from", &w.from)?;
+                let until = ts("until", &w.until)?;
+                if from.is_none() && until.is_none() {
+                    self.error(
+                        &path("window"),
+                        format!("rule \"{name}\": window needs from, until or both"),
+                    );
+                    return None;
+                }
+                if let (Some(f), Some(u)) = (from, until) {
+                    if f >= u {
+                        self.error(
+                            &path("window"),
+                            format!("rule \"{name}\": window.from must be before window.until"),
+                        );
+                        return None;
+                    }
+                }
+                Some(Check::Window { from, until })
+            }
+            "require" => {
+                let src = raw.require.as_deref()?;
+                self.expression(&path("require"), src, name, "require", &[])
+                    .map(Check::Require)
+            }
+            "healthy" => {
+                let up_name = raw.healthy.as_deref()?;
+                let up = self.upstream_ref(&path("healthy"), name, up_name, upstreams)?;
+                if up.health.is_none() {
+                    self.error(&path("healthy"), format!("rule \"{name}\": upstream \"{up_name}\" has no health probe; add health: {{ path: /health }} to it"));
+                    return None;
+                }
+                Some(Check::Healthy(up))
+            }
+            "fetch" => self
+                .fetch(i, raw, raw.fetch.as_ref()?, upstreams)
+                .map(Check::Fetch),
+            "forward" => {
+                let f = raw.forward.as_ref()?;
+                let up =
+                    self.upstream_ref(&sub("forward", "upstream"), name, &f.upstream, upstreams)?;
+                if !f.path.starts_with('/') {
+                    self.error(
+                        &sub("forward", "path"),
+                        format!("rule \"{name}\": forward.path must start with \"/\""),
+                    );
+                    return None;
+                }
+                Some(Check::Forward(Forward {
+                    upstream: up,
+                    path: f.path.clone(),
+                }))
+            }
+            "script" => self.script(&path("script"), name, raw.script.as_deref()?),
+            _ => None,
+        }
+    }
+
+    fn upstream_ref(
+        &mut self,
+        path: &[Seg<'_>],
+        rule: &str,
+        up: &str,
+        upstreams: &BTreeMap<String, Arc<Upstream>>,
+    ) -> Option<Arc<Upstream>> {
+        match upstreams.get(up) {
+            Some(u) => Some(u.clone()),
+            None if self.broken_upstreams.iter().any(|b| b == up) => None,
+            None => {
+                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                let expected = if known.is_empty() {
+                    "no upstreams are defined in this file".to_owned()
+                } else {
+                    format!("expected one of {}", known.join(", "))
+                };
+                self.error(
+                    path,
+                    format!("rule \"{rule}\": unknown upstream \"{up}\", {expected}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn fetch(
+        &mut self,
+        i: usize,
+        raw: &RawRule,
+        f: &RawFetch,
+        upstreams: &BTreeMap<String, Arc<Upstream>>,
+    ) -> Option<Fetch> {
+        let name = raw.name.as_str();
+        let sub = |k: &'static str| {
+            [
+                Seg::Key("rules"),
+                Seg::Index(i),
+                Seg::Key("fetch"),
+                Seg::Key(k),
+            ]
+        };
+        let upstream = self.upstream_ref(&sub("upstream"), name, &f.upstream, upstreams);
+        let method = f.method.unwrap_or(HttpMethod::GET);
+        let mut template =
+            |at: &[Seg<'_>], field: &str, s: &str| match Template::parse(s, TemplateScope::Request)
+            {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.error(at, format!("rule \"{name}\": fetch.{field}: {e}"));
+                    None
+                }
+            };
+        let path = template(&sub("path"), "path", &f.path);
+        let mut query = Vec::new();
+        for (k, v) in &f.query {
+            let at = [
+                Seg::Key("rules"),
+                Seg::Index(i),
+                Seg::Key("fetch"),
+                Seg::Key("query"),
+                Seg::Key(k.as_str()),
+            ];
+            if let Some(t) = template(&at, "query", v) {
+                query.push((k.clone(), t));
+            }
+        }
+        let mut headers = Vec::new();
+        let mut bad_headers = Vec::new();
+        for (k, v) in &f.headers {
+            let at = [
+                Seg::Key("rules"),
+                Seg::Index(i),
+                Seg::Key("fetch"),
+                Seg::Key("headers"),
+                Seg::Key(k.as_str()),
+            ];
+            let t = template(&at, "headers", v);
+            match http::HeaderName::from_bytes(k.as_bytes()) {
+                Ok(h) => headers.extend(t.map(|t| (h, t))),
+                Err(_) => bad_headers.push((at, k)),
+            }
+        }
+        for (at, k) in bad_headers {
+            self.error(
+                &at,
+                format!("rule \"{name}\": fetch.headers: invalid header name \"{k}\""),
+            );
+        }
+        let body = match (&f.body, method) {
+            (None, _) => None,
+            (Some(_), HttpMethod::GET) => {
+                self.error(
+                    &sub("body"),
+                    format!("rule \"{name}\": a GET fetch has no body; use method: POST or PUT"),
+                );
+                None
+            }
+            (Some(b), _) => match body_template(b) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.error(&sub("body"), format!("rule \"{name}\": fetch.body: {e}"));
+                    None
+                }
+            },
+        };
+        if !f.path.starts_with('/') {
+            self.error(
+                &sub("path"),
+                format!("rule \"{name}\": fetch.path must start with \"/\""),
+            );
+        }
+        let require = match raw.require.as_deref() {
+            Some(src) => Some(self.expression(
+                &[Seg::Key("rules"), Seg::Index(i), Seg::Key("require")],
+                src,
+                name,
+                "require",
+                &["response"],
+            )?),
+            None => None,
+        };
+        Some(Fetch {
+            upstream: upstream?,
+            method,
+            path: path?,
+            query,
+            headers,
+            body,
+            require,
+        })
+    }
+
+    fn script(&mut self, at: &[Seg<'_>], rule: &str, rel: &str) -> Option<Check> {
+        let rel_path = Path::new(rel);
+        let escapes = rel_path.is_absolute()
+            || rel_path
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+        if escapes || rel.is_empty() {
+            self.error(at, format!("rule \"{rule}\": script path \"{rel}\" must be relative to the rules directory, without \"..\""));
+            return None;
+        }
+        let file = self.dir.join(rel_path);
+        let src = match fs::read_to_string(&file) {
+            Ok(s) => s,
+            Err(e) => {
+                self.error(
+                    at,
+                    format!("rule \"{rule}\": cannot read script \"{rel}\": {e}"),
+                );
+                return None;
+            }
+        };
+        match self.opts.engine.compile_script(&src) {
+            Ok(ast) => Some(Check::Script {
+                path: rel.to_owned(),
+                ast,
+            }),
+            Err(e) => {
+                // Errors inside a script are reported against the script, where the fix is.
+                self.errors.push(LoadError {
+                    file,
+                    location: Some(Location {
+                        line: e.line,
+                        column: e.column,
+                    }),
+                    message: format!("{} (script of rule \"{rule}\")", e.message),
+                });
+                None
+            }
+        }
+    }
+}
+
+fn body_template(v: &serde_json::Value) -> Result<BodyTemplate, String> {
+    Ok(match v {
+        serde_json::Value::String(s) => {
+            BodyTemplate::Text(Template::parse(s, TemplateScope::Request)?)
+        }
+        serde_json::Value::Array(items) => {
+            BodyTemplate::Array(items.iter().map(body_template).collect::<Result<_, _>>()?)
+        }
+        serde_json::Value::Object(map) => BodyTemplate::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), body_template(v)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => BodyTemplate::Value(other.clone()),
+    })
+}

@@ -1,0 +1,150 @@
+//! The admin listener: liveness, readiness, metrics, the rules view and the reload endpoint.
+//! Never served on the public listener.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::{healthz, AppState};
+use crate::reload::{ReloadOutcome, Trigger};
+
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/rules", get(admin_rules))
+        .route("/admin/reload", post(admin_reload))
+        .with_state(state)
+}
+
+impl AppState {
+    /// With `--admin-token`, `/admin/*` needs `Authorization: Bearer <token>`.
+    fn authorized(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
+        let Some(token) = &self.0.admin_token else {
+            return Ok(());
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            Ok(())
+        } else {
+            Err(Box::new(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    axum::Json(json!({"error": "missing or wrong admin token"})),
+                )
+                    .into_response(),
+            ))
+        }
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let rules = state.0.store.current();
+    let waiting: Vec<&str> = rules
+        .upstreams()
+        .filter(|u| u.health.is_some() && u.state.get() == crate::rules::Health::Unknown)
+        .map(|u| u.name.as_str())
+        .collect();
+    if waiting.is_empty() {
+        axum::Json(json!({"ready": true, "version": rules.version})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ready": false, "waiting_for_health": waiting})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.0.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn admin_rules(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.authorized(&headers) {
+        return *r;
+    }
+    let store = &state.0.store;
+    let rules = store.current();
+    let loaded_at: DateTime<Utc> = rules.loaded_at.into();
+    let rulesets: Vec<_> = rules
+        .rulesets
+        .values()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "file": r.file.display().to_string(),
+                "settings": {
+                    "deadline_ms": r.settings.deadline.as_millis() as u64,
+                    "on_error": r.settings.on_error,
+                    "reject_status": r.settings.reject_status,
+                },
+                "rules": r.rules.iter().map(|rule| json!({
+                    "name": rule.name,
+                    "check": rule.check.kind(),
+                    "mode": rule.mode,
+                })).collect::<Vec<_>>(),
+                // Names and health only: URLs and headers may carry secrets from ${VAR}.
+                "upstreams": r.upstreams.values().map(|u| json!({
+                    "name": u.name,
+                    "health": u.health.as_ref().map(|_| u.state.get()),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let last_error = store.last_error().map(|e| {
+        let at: DateTime<Utc> = e.at.into();
+        json!({"at": at.to_rfc3339_opts(SecondsFormat::Secs, true), "errors": e.errors})
+    });
+    axum::Json(json!({
+        "version": rules.version,
+        "loaded_at": loaded_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "dir": store.dir().display().to_string(),
+        "rulesets": rulesets,
+        "warnings": rules.warnings,
+        "last_error": last_error,
+    }))
+    .into_response()
+}
+
+async fn admin_reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.authorized(&headers) {
+        return *r;
+    }
+    match state.0.reloader.reload(Trigger::Admin).await {
+        Some(ReloadOutcome::Applied { version }) => {
+            axum::Json(json!({"applied": true, "version": version})).into_response()
+        }
+        Some(ReloadOutcome::Unchanged { version }) => {
+            axum::Json(json!({"applied": true, "unchanged": true, "version": version})).into_response()
+        }
+        Some(ReloadOutcome::Rejected { errors }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"applied": false, "errors": errors, "version": state.0.store.current().version})),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"applied": false, "errors": ["the reload loop has stopped"]})),
+        )
+            .into_response(),
+    }
+}
