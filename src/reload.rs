@@ -290,13 +290,21 @@ async fn debounce(rx: &mut mpsc::Receiver<ReloadRequest>, waiting: &mut Vec<Relo
     }
 }
 
+/// Rule sources, and directories or Kubernetes' `..data` links that may hold them; not a
+/// decision log or an editor's swap file written next to them.
+fn concerns_rules(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    rules::is_rule_source(path) || name.starts_with("..") || path.extension().is_none()
+}
+
 /// Watches the rules directory (recursively: scripts, tests, Kubernetes' `..data` swaps and
 /// editors' rename-on-save all show up as events on it). Dropping the watcher stops it.
 pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<notify::RecommendedWatcher> {
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
-            Ok(_) => reloader.request(Trigger::Watch),
+            Ok(e) if e.paths.iter().any(|p| concerns_rules(p)) => reloader.request(Trigger::Watch),
+            Ok(_) => {}
             Err(e) => tracing::warn!("rules watcher: {e}"),
         })?;
     watcher.watch(dir, RecursiveMode::Recursive)?;

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
 
-pub use load::{load_dir, parse_duration, rules_version, Env, LoadOptions};
+pub use load::{is_rule_source, load_dir, parse_duration, rules_version, Env, LoadOptions};
 pub use model::{HttpMethod, Mode, OnError};
 pub use template::Template;
 pub use yaml::Location;

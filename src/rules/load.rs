@@ -129,7 +129,7 @@ fn ruleset_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Vec<LoadError>> {
     Ok(files)
 }
 
-/// A short hash of every file under the rules directory (rules, scripts, tests), so operators
+/// A short hash of every rule file, script and rule test under the rules directory, so operators
 /// can tell which rules answered. Hidden files and Kubernetes' `..data` internals are skipped.
 pub fn rules_version(dir: &Path) -> std::io::Result<String> {
     let mut files = Vec::new();
@@ -169,11 +169,17 @@ fn collect_files(
         let meta = fs::metadata(root.join(&rel_path))?;
         if meta.is_dir() {
             collect_files(root, &rel_path, depth + 1, out)?;
-        } else if meta.is_file() {
+        } else if meta.is_file() && is_rule_source(&rel_path) {
             out.push(rel_path);
         }
     }
     Ok(())
+}
+
+/// Files the loader reads: rule files, rule tests and scripts. Anything else in the directory
+/// (a decision log someone put there, editor backups) neither changes the version nor reloads.
+pub fn is_rule_source(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "yaml" || e == "rhai")
 }
 
 /// Parses `500ms`, `1.5s`, `4s`, `1m`, `1h`.

@@ -1537,16 +1537,19 @@ fn rules_version_tracks_every_file_but_hidden_ones() {
         ("scripts/vip.rhai", "false\n"),
         ("tests/default.yaml", "cases: [] # edited\n"),
         ("tests/more.yaml", "cases: []\n"),
-        ("notes.txt", "anything under the directory"),
     ] {
         dir.write(file, content);
         let v = dir.version();
         assert!(!seen.contains(&v), "{file}: version {v} did not change");
         seen.push(v);
     }
-    // Back to old content, back to the old version: it is a content hash, not a counter.
-    fs::remove_file(dir.path().join("notes.txt")).unwrap();
+    // Files the loader never reads (a decision log kept next to the rules, notes) do not count.
+    dir.write("notes.txt", "anything")
+        .write("decisions.jsonl", "{}\n");
     assert_eq!(dir.version(), seen[4]);
+    // Back to old content, back to the old version: it is a content hash, not a counter.
+    fs::remove_file(dir.path().join("tests/more.yaml")).unwrap();
+    assert_eq!(dir.version(), seen[3]);
 }
 
 #[cfg(unix)]
