@@ -136,8 +136,10 @@ impl Run<'_, '_> {
             self.current = Some((rule.name.clone(), started));
             let verdict = match self.guard(rule, &mut scope) {
                 Ok(true) => {
+                    // The handle stays in `prefetches` so a deadline cancels the call being
+                    // awaited too (dropping a JoinHandle would only detach it).
                     let (verdict, answer) =
-                        self.check(rule, &mut scope, prefetches.0[i].take()).await;
+                        self.check(rule, &mut scope, prefetches.0[i].as_mut()).await;
                     self.answer = answer;
                     verdict
                 }
@@ -244,7 +246,7 @@ impl Run<'_, '_> {
         &self,
         rule: &Rule,
         scope: &mut Scope<'static>,
-        prefetched: Option<JoinHandle<Result<UpstreamResponse, UpstreamError>>>,
+        prefetched: Option<&mut JoinHandle<Result<UpstreamResponse, UpstreamError>>>,
     ) -> (Verdict, Option<UpstreamAnswer>) {
         let reason = || rule.reason.render(self.req, None);
         let verdict = match &rule.check {

@@ -115,7 +115,8 @@ impl Canned {
         self
     }
 
-    /// Sets the health state `healthy: upstream` rules see.
+    /// Sets the health state `healthy: upstream` rules see. (Reading it back goes through
+    /// [`Upstreams::health`], which this builder method shadows.)
     pub fn health(mut self, upstream: &str, health: Health) -> Canned {
         self.health.insert(upstream.to_owned(), health);
         self
