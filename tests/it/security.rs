@@ -434,3 +434,105 @@ async fn secrets_never_appear_in_logs_decision_log_or_admin_rules() {
         }
     }
 }
+
+/// The official Standard Webhooks Python library, installed once into target/ if it is missing.
+fn python_standardwebhooks() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py-standardwebhooks");
+    let importable = |dir: &std::path::Path| {
+        std::process::Command::new("python3")
+            .args(["-c", "import standardwebhooks"])
+            .env("PYTHONPATH", dir)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !importable(&dir) {
+        let status = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .arg(&dir)
+            .arg("standardwebhooks==1.1.0")
+            .status()
+            .expect("python3 is needed for the interoperability test");
+        assert!(
+            status.success(),
+            "pip could not install standardwebhooks from PyPI"
+        );
+    }
+    assert!(importable(&dir));
+    dir
+}
+
+fn python(pythonpath: &std::path::Path, script: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env("PYTHONPATH", pythonpath)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn interoperates_with_the_official_standard_webhooks_library() {
+    let lib = python_standardwebhooks();
+    let body = String::from_utf8(testdata("v2-2024-04-25.json")).unwrap();
+    let ts = now();
+
+    // Signed by the official library, accepted by the proxy.
+    let sign = "import sys, datetime\nfrom standardwebhooks.webhooks import Webhook\n\
+                w = Webhook(sys.argv[1])\n\
+                print(w.sign(sys.argv[2], datetime.datetime.fromtimestamp(int(sys.argv[3]), tz=datetime.timezone.utc), sys.argv[4]))";
+    let out = python(&lib, sign, &[SECRET, "msg_py_1", &ts.to_string(), &body]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signature = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let rules = Rules::with("default.yaml", RULES);
+    let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
+    let resp = client()
+        .post(server.url("/confirm"))
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_py_1")
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", &signature)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "signature from the official library: {signature}"
+    );
+    server.stop().await;
+
+    // Signed by the proxy's code, verified by the official library.
+    let ours = sign_with(SECRET, "msg_rs_1", ts, body.as_bytes());
+    let verify = "import sys\nfrom standardwebhooks.webhooks import Webhook\n\
+                  Webhook(sys.argv[1]).verify(sys.argv[5].encode(), {'webhook-id': sys.argv[2], 'webhook-timestamp': sys.argv[3], 'webhook-signature': sys.argv[4]})\n\
+                  print('verified')";
+    let out = python(
+        &lib,
+        verify,
+        &[SECRET, "msg_rs_1", &ts.to_string(), &ours, &body],
+    );
+    assert!(
+        out.status.success(),
+        "the official library refused our signature: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "verified");
+}
+
+fn sign_with(secret: &str, id: &str, ts: i64, body: &[u8]) -> String {
+    sign(&WebhookSecret::parse(secret).unwrap(), id, ts, body)
+}
