@@ -101,3 +101,66 @@ async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn sigusr1_reopens_the_decision_log_for_rotation() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("decisions.jsonl");
+    let mut proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
+    let url = proc.url("/confirm");
+    let mut before = Vec::new();
+    for i in 0..5 {
+        before.push(
+            post(&url, Some("application/json"), v1(&format!("a-{i}"), 5))
+                .await
+                .decision_id(),
+        );
+    }
+    // What logrotate does: rename, then signal. Records still queued go to the renamed file.
+    let rotated = logs.path().join("decisions.jsonl.1");
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                == 5
+        })
+        .await
+    );
+    std::fs::rename(&log, &rotated).unwrap();
+    proc.signal("USR1");
+    assert!(
+        eventually(Duration::from_secs(3), || async { log.exists() }).await,
+        "reopened"
+    );
+    let mut after = Vec::new();
+    for i in 0..5 {
+        after.push(
+            post(
+                &url,
+                Some("application/json"),
+                v1(&format!("b-{i}"), 50_000),
+            )
+            .await
+            .decision_id(),
+        );
+    }
+    proc.signal("TERM");
+    proc.child.wait().await.unwrap();
+    let ids = |path: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["decision_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(ids(&rotated), before);
+    assert_eq!(ids(&log), after);
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use axum::routing::{self, post};
+use axum::routing;
 use axum::{Json, Router};
 use confirm_proxy::server::Config;
 use serde_json::{json, Value};
@@ -49,10 +49,13 @@ async fn shop() -> MockUpstream {
                 routing::get(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no"}))) }),
             )
             .route("/text", routing::get(|| async { "plain text, not json" }))
-            .route("/confirm-ok", post(|| async { Json(json!({"ok": true})) }))
+            .route(
+                "/confirm-ok",
+                routing::post(|| async { Json(json!({"ok": true})) }),
+            )
             .route(
                 "/confirm-reason",
-                post(|| async {
+                routing::post(|| async {
                     (
                         StatusCode::CONFLICT,
                         Json(json!({"reason": "기존 서버가 거절했습니다"})),
@@ -61,7 +64,7 @@ async fn shop() -> MockUpstream {
             )
             .route(
                 "/confirm-errormessage",
-                post(|| async {
+                routing::post(|| async {
                     (
                         StatusCode::BAD_REQUEST,
                         Json(json!({"errorMessage": "V2 방식 거절"})),
@@ -70,7 +73,7 @@ async fn shop() -> MockUpstream {
             )
             .route(
                 "/confirm-bare",
-                post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+                routing::post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
             ),
     )
     .await
@@ -522,4 +525,65 @@ async fn env_variables_fill_urls_and_headers() {
         errors[0].ends_with("default.yaml:4:31: upstream \"shop\": header \"Authorization\": environment variable SHOP_TOKEN is not set"),
         "{errors:?}"
     );
+}
+
+#[tokio::test]
+async fn probes_stop_when_their_rules_are_replaced() {
+    let shop =
+        MockUpstream::start(Router::new().route("/health", routing::get(|| async { "ok" }))).await;
+    let probed = |interval: &str| {
+        format!(
+            "upstreams:\n  shop: {{ url: \"{}\", health: {{ path: /health, interval: {interval} }} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: x\n",
+            shop.url()
+        )
+    };
+    let rules = Rules::with("default.yaml", &probed("50ms"));
+    let mut config = Config::new(rules.path().to_owned());
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            shop.calls_to("/health") >= 3
+        })
+        .await
+    );
+
+    // The new generation has no probe: the old one must stop with its rules.
+    rules.write(
+        "default.yaml",
+        "rules:\n  - name: a\n    require: 'true'\n    reason: x\n",
+    );
+    assert_eq!(
+        post(&server.admin_url("/admin/reload"), None, "")
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let after_reload = shop.calls_to("/health");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        shop.calls_to("/health"),
+        after_reload,
+        "the replaced generation's probe still runs"
+    );
+
+    // And a generation with a probe gets exactly one.
+    rules.write("default.yaml", &probed("100ms"));
+    assert_eq!(
+        post(&server.admin_url("/admin/reload"), None, "")
+            .await
+            .status,
+        200
+    );
+    let before = shop.calls_to("/health");
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let calls = shop.calls_to("/health") - before;
+    // One probe makes about 10 calls in ~1 s; two would make about 20. The band is wide because
+    // a loaded machine delays ticks.
+    assert!(
+        (4..=15).contains(&calls),
+        "one probe every 100 ms, got {calls} calls in ~1 s"
+    );
+    server.stop().await;
 }
