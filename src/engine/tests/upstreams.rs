@@ -1,0 +1,465 @@
+//! Upstream checks: health, fetch, forward, what is called when, and the deadline.
+
+use super::*;
+
+// ---- fetch ----
+
+/// A ruleset with one GET fetch rule `stock` (`require` optional) and a rule after it.
+fn stock_rules(require: Option<&str>) -> (TempDir, Rules) {
+    let require = require.map_or(String::new(), |r| format!("\n    require: '{r}'"));
+    ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}{require}
+    reason: "재고 없음 ({{response.body.available}}개 남음)"
+  - {{ name: after, amount: {{ min: 1 }}, reason: x }}
+"#
+    ))
+}
+
+#[tokio::test]
+async fn fetch_without_require_goes_by_status() {
+    let (_dir, rules) = stock_rules(None);
+    for status in [200, 204, 299] {
+        let d = decide_with(&rules, V1, &stock(status, json!({}))).await;
+        assert_eq!(summary(&d), APPROVED, "{status}");
+    }
+    for status in [302, 404, 409] {
+        let canned = shop(STOCK, answer(status, json!({"available": 0})));
+        let d = decide_with(&rules, V1, &canned).await;
+        let expected = refused("재고 없음 (0개 남음)", "stock");
+        assert_eq!(summary(&d), expected, "{status}");
+    }
+    let d = decide_with(&rules, V1, &stock(503, json!("busy"))).await;
+    assert_eq!(summary(&d), failed("stock"));
+    assert_eq!(outcomes(&d), [("stock", "error")]);
+    assert!(error_of(&d, "stock").contains("503"), "{d:?}");
+}
+
+#[tokio::test]
+async fn fetch_require_reads_the_response() {
+    let (_dir, rules) = stock_rules(Some(
+        "response.status == 200 && response.body.available >= 1",
+    ));
+    let d = decide_with(&rules, V1, &stock(200, json!({"available": 3}))).await;
+    assert_eq!(summary(&d), APPROVED);
+
+    let d = decide_with(&rules, V1, &stock(200, json!({"available": 0}))).await;
+    assert_eq!(summary(&d), refused("재고 없음 (0개 남음)", "stock"));
+
+    // With require, the expression decides whatever the status.
+    let (_dir, rules) = stock_rules(Some("response.status == 404"));
+    let d = decide_with(&rules, V1, &stock(404, json!(null))).await;
+    assert_eq!(summary(&d), APPROVED);
+    let d = decide_with(&rules, V1, &stock(503, json!(null))).await;
+    assert_eq!(summary(&d), refused("재고 없음 (개 남음)", "stock"));
+}
+
+#[tokio::test]
+async fn fetch_require_on_a_text_body_is_an_error() {
+    let (_dir, rules) = stock_rules(Some("response.body.available >= 1"));
+    let canned = shop(STOCK, answer(200, json!("<html>maintenance</html>")));
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(summary(&d), failed("stock"));
+    assert_eq!(outcomes(&d), [("stock", "error")]);
+
+    // The text is still there for a require that reads it as text.
+    let (_dir, rules) = stock_rules(Some(r#"response.body.contains("maintenance")"#));
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(summary(&d), APPROVED);
+}
+
+#[tokio::test]
+async fn fetched_answers_are_visible_to_later_rules() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: before
+    require: 'fetched["stock"] == ()'
+    reason: "not yet fetched"
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+  - name: enough
+    require: 'fetched["stock"].body.available >= 2 && fetched["stock"].status == 200'
+    reason: "only {{order_id}} left"
+"#
+    ));
+    let d = decide_with(&rules, V1, &stock(200, json!({"available": 2}))).await;
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(
+        outcomes(&d),
+        [("before", "pass"), ("stock", "pass"), ("enough", "pass")]
+    );
+
+    let d = decide_with(&rules, V1, &stock(200, json!({"available": 1}))).await;
+    assert_eq!(summary(&d).3, Some("enough"));
+}
+
+#[tokio::test]
+async fn fetch_transport_errors_use_on_error() {
+    let (_dir, rules) = stock_rules(Some("response.status == 200"));
+    for (error, cause) in [
+        (
+            CannedError::Refused,
+            "connection refused by shop.invalid:80",
+        ),
+        (CannedError::Dns, "DNS lookup failed"),
+        (CannedError::Timeout, "timed out after 2s"),
+    ] {
+        let canned = shop(
+            STOCK,
+            CannedAnswer::error(error).delay(Duration::from_millis(1)),
+        );
+        let d = decide_with(&rules, V1, &canned).await;
+        assert_eq!(summary(&d), failed("stock"), "{error:?}");
+        assert!(error_of(&d, "stock").contains(cause), "{d:?}");
+    }
+    let d = decide(&rules, V1).await;
+    assert!(
+        error_of(&d, "stock").contains("no canned answer for shop GET /api/stock/order-1"),
+        "{d:?}"
+    );
+}
+
+#[tokio::test]
+async fn fetch_requests_are_rendered_from_templates() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: reserve
+    fetch:
+      upstream: shop
+      method: POST
+      path: "/api/orders/{{order_id}}/reserve"
+      query: {{ tx: "{{tx_id}}" }}
+      headers: {{ X-Order: "{{order_id}}" }}
+      body: {{ order: "{{order_id}}", amount: "{{amount}}", qty: 1 }}
+    reason: x
+"#
+    ));
+    let body = r#"{"imp_uid":"imp 1&2","merchant_uid":"a/b c","amount":50000}"#;
+    let key = "POST /api/orders/a%2Fb%20c/reserve?tx=imp+1%262";
+    let canned = shop(key, CannedAnswer::status(201));
+    let d = decide_with(&rules, body, &canned).await;
+    assert_eq!(summary(&d), APPROVED, "{:?}", canned.calls());
+    let call = &canned.calls()[0];
+    assert_eq!(call.headers["x-order"], "a/b c");
+    assert_eq!(call.headers["content-type"], "application/json");
+    let sent: serde_json::Value = serde_json::from_slice(call.body.as_ref().unwrap()).unwrap();
+    assert_eq!(sent, json!({"order": "a/b c", "amount": "50000", "qty": 1}));
+}
+
+// ---- forward ----
+
+const FORWARD: &str = "POST /payments/confirm";
+
+fn forward_rules(reason: &str) -> (TempDir, Rules) {
+    ruleset(&format!(
+        "{SHOP}rules:\n  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }}{reason} }}\n"
+    ))
+}
+
+#[tokio::test]
+async fn forward_answers_decide() {
+    let (_dir, rules) = forward_rules(", reason: \"기존 확인 거절\"");
+    let own = Some("기존 확인 거절");
+    let cases = [
+        (200, json!({"anything": true}), None),
+        (409, json!({"reason": "재고 없음"}), Some("재고 없음")),
+        (400, json!({"errorMessage": "한도 초과"}), Some("한도 초과")),
+        (409, json!({"message": "ignored"}), own),
+        (409, json!({"reason": "  "}), own),
+        (503, json!("Service Unavailable"), own),
+        (201, json!({}), own),
+    ];
+    for (status, body, reason) in cases {
+        let d = decide_with(&rules, V1, &shop(FORWARD, answer(status, body))).await;
+        let expected = match reason {
+            None => APPROVED,
+            Some(r) => refused(r, "existing"),
+        };
+        assert_eq!(summary(&d), expected, "{status}");
+    }
+
+    let down = shop(FORWARD, CannedAnswer::error(CannedError::Refused));
+    let d = decide_with(&rules, V1, &down).await;
+    assert_eq!(summary(&d), failed("existing"));
+
+    let (_dir, rules) = forward_rules("");
+    let d = decide_with(&rules, V1, &shop(FORWARD, answer(409, json!({})))).await;
+    assert_eq!(summary(&d), refused(DEFAULT_REASON, "existing"));
+}
+
+#[tokio::test]
+async fn forward_passes_the_original_request_unchanged() {
+    let (_dir, rules) = forward_rules("");
+    let body = "{ \"payment_id\": \"order-1\",\n  \"tx_id\": \"tx-1\", \"total_amount\": 1000 }";
+    let webhook = [
+        ("webhook-id", "msg_1"),
+        ("webhook-timestamp", "1733022000"),
+        ("webhook-signature", "v1,c2lnbmF0dXJl"),
+    ];
+    let original = Original {
+        body: Bytes::from(body),
+        content_type: Some(http::HeaderValue::from_static(
+            "application/json; charset=UTF-8",
+        )),
+        webhook_headers: webhook
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    http::HeaderValue::from_static(v),
+                )
+            })
+            .collect(),
+    };
+    let canned = shop(FORWARD, CannedAnswer::status(200));
+    let d = decide_full(&rules, body, canned.clone(), NOW, &original).await;
+    assert_eq!(summary(&d), APPROVED);
+
+    let calls = canned.calls();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.key(), FORWARD);
+    assert_eq!(call.body.as_deref(), Some(body.as_bytes()));
+    assert_eq!(
+        call.headers["content-type"],
+        "application/json; charset=UTF-8"
+    );
+    for (name, value) in webhook {
+        assert_eq!(call.headers[name], value);
+    }
+
+    // A request without a Content-Type is forwarded as JSON.
+    let canned = shop(FORWARD, CannedAnswer::status(200));
+    let bare = Original {
+        content_type: None,
+        ..original
+    };
+    decide_full(&rules, body, canned.clone(), NOW, &bare).await;
+    assert_eq!(
+        canned.calls()[0].headers["content-type"],
+        "application/json"
+    );
+}
+
+// ---- what is called, and when ----
+
+#[tokio::test]
+async fn side_effects_wait_for_earlier_rules() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - {{ name: closed, require: 'false', reason: "closed" }}
+  - name: reserve
+    fetch: {{ upstream: shop, method: POST, path: "/api/reserve/{{order_id}}", body: {{ qty: 1 }} }}
+    reason: x
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }} }}
+"#
+    ));
+    let canned = Arc::new(
+        Canned::new()
+            .answer("shop", STOCK, CannedAnswer::status(200))
+            .answer(
+                "shop",
+                "POST /api/reserve/order-1",
+                CannedAnswer::status(200),
+            )
+            .answer("shop", FORWARD, CannedAnswer::status(200)),
+    );
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(summary(&d), refused("closed", "closed"));
+    // The GET fetch started early (no side effects); the POST fetch and the forward never did.
+    assert_eq!(keys(&canned), [STOCK]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_fetches_run_concurrently_and_writes_in_order() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+  - {{ name: between, amount: {{ min: 1 }}, reason: x }}
+  - name: limits
+    fetch: {{ upstream: shop, path: "/api/limits/{{order_id}}" }}
+    reason: x
+"#
+    ));
+    let canned =
+        Canned::new()
+            .answer("shop", STOCK, ok_after(300))
+            .answer("shop", LIMITS, ok_after(300));
+    let canned = Arc::new(canned);
+    let started = tokio::time::Instant::now();
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+    assert_eq!(keys(&canned), [STOCK, LIMITS]);
+
+    // A POST fetch starts only after the rules before it passed: the times add up.
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+  - name: reserve
+    fetch: {{ upstream: shop, method: POST, path: "/api/reserve/{{order_id}}" }}
+    reason: x
+"#
+    ));
+    let canned = Canned::new().answer("shop", STOCK, ok_after(300)).answer(
+        "shop",
+        "POST /api/reserve/order-1",
+        ok_after(300),
+    );
+    let canned = Arc::new(canned);
+    let started = tokio::time::Instant::now();
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(started.elapsed(), Duration::from_millis(600));
+}
+
+// ---- the deadline ----
+
+fn slow_stock_rules(settings: &str) -> (TempDir, Rules) {
+    ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 200ms, {settings} }}
+rules:
+  - {{ name: first, amount: {{ min: 1 }}, reason: x }}
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    on_error: approve
+    reason: x
+  - {{ name: never, require: 'false', reason: "never" }}
+"#
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_ends_the_evaluation_and_on_error_decides() {
+    let slow = || shop(STOCK, ok_after(10_000));
+
+    let (_dir, rules) = slow_stock_rules("error_reason: \"잠시 후 다시 시도해 주세요\"");
+    let started = tokio::time::Instant::now();
+    let d = decide_with(&rules, V1, &slow()).await;
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
+    // The ruleset's on_error decides, not the rule's own `on_error: approve`.
+    assert_eq!(summary(&d), refused("잠시 후 다시 시도해 주세요", "stock"));
+    assert_eq!(outcomes(&d), [("first", "pass"), ("stock", "error")]);
+    assert_eq!(error_of(&d, "stock"), "deadline of 200ms exceeded");
+
+    let (_dir, rules) = slow_stock_rules("on_error: approve");
+    let started = tokio::time::Instant::now();
+    let d = decide_with(&rules, V1, &slow()).await;
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
+    assert_eq!(summary(&d), ("approve", 200, None, Some("stock")));
+    assert_eq!(outcomes(&d), [("first", "pass"), ("stock", "error")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_counts_from_arrival() {
+    let (_dir, rules) = slow_stock_rules("on_error: reject");
+    let canned = shop(STOCK, ok_after(150));
+    let scripts = ScriptEngine::new();
+    let original = Original::default();
+    let ctx = Context {
+        scripts: &scripts,
+        upstreams: canned,
+        now: at(NOW),
+        // The request arrived 100ms ago (reading and verifying it took time).
+        started: tokio::time::Instant::now() - Duration::from_millis(100),
+        original: &original,
+    };
+    let started = tokio::time::Instant::now();
+    let d = evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await;
+    assert_eq!(started.elapsed(), Duration::from_millis(100));
+    assert_eq!(summary(&d).3, Some("stock"));
+    assert_eq!(error_of(&d, "stock"), "deadline of 200ms exceeded");
+}
+
+/// An upstream that never answers and counts its calls still in flight.
+struct Hanging(Arc<AtomicUsize>);
+
+/// One call in flight; dropping it (cancelling the call) ends it.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Upstreams for Hanging {
+    fn call(
+        &self,
+        _: Arc<Upstream>,
+        _: HttpCall,
+    ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let in_flight = InFlight(self.0.clone());
+        Box::pin(async move {
+            let _in_flight = in_flight;
+            std::future::pending().await
+        })
+    }
+
+    fn health(&self, _: &Upstream) -> Health {
+        Health::Unknown
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_cancels_every_call_in_flight() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 200ms }}
+rules:
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+  - name: limits
+    fetch: {{ upstream: shop, path: "/api/limits/{{order_id}}" }}
+    reason: x
+"#
+    ));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let upstreams = Arc::new(Hanging(in_flight.clone()));
+    let d = decide_full(&rules, V1, upstreams, NOW, &Original::default()).await;
+    assert_eq!(error_of(&d, "stock"), "deadline of 200ms exceeded");
+    // Both prefetches were started; the one being awaited must be cancelled too.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_early_decision_cancels_prefetches() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - {{ name: closed, require: 'false', reason: "closed" }}
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+"#
+    ));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let upstreams = Arc::new(Hanging(in_flight.clone()));
+    let d = decide_full(&rules, V1, upstreams, NOW, &Original::default()).await;
+    assert_eq!(summary(&d).3, Some("closed"));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+}
