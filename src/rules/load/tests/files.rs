@@ -1,0 +1,562 @@
+//! Upstreams, scripts, ruleset files and the rules version.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// Upstreams
+
+#[test]
+fn upstreams_substitute_variables_and_resolve_references() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: "${SHOP_API_URL}/"
+    timeout: 1500ms
+    headers: { Authorization: "Bearer ${SHOP_API_TOKEN}", X-Client: confirm-proxy }
+    health: { path: /health, interval: 10s, unhealthy_after: 3 }
+  legacy:
+    url: http://legacy.test:8080
+rules:
+  - name: shop-up
+    healthy: shop
+    reason: 상점 점검 중입니다
+  - name: stock
+    fetch:
+      upstream: shop
+      method: GET
+      path: "/api/stock/{order_id}"
+      query: { tx: "{tx_id}" }
+      headers: { X-Order: "{order_id}" }
+    require: 'response.status == 200 && response.body.available >= 1'
+    reason: "재고 {response.body.available}개"
+  - name: reserve
+    fetch: { upstream: shop, method: POST, path: /api/reserve, body: { order: "{order_id}", qty: 1 } }
+    reason: 예약 실패
+  - name: existing-confirm
+    forward: { upstream: legacy, path: /payments/confirm }
+"#,
+    );
+    let rules = dir.ok_with(&[
+        ("SHOP_API_URL", "https://shop.internal:8443/v1"),
+        ("SHOP_API_TOKEN", "s3cr3t"),
+    ]);
+    let set = rules.get("default").unwrap();
+    assert_eq!(set.upstreams.keys().collect::<Vec<_>>(), ["legacy", "shop"]);
+
+    let shop = &set.upstreams["shop"];
+    assert_eq!(shop.name, "shop");
+    assert_eq!(shop.url, "https://shop.internal:8443/v1");
+    assert_eq!(shop.timeout, Duration::from_millis(1500));
+    let auth = &shop.headers["authorization"];
+    assert_eq!(auth, "Bearer s3cr3t");
+    assert!(auth.is_sensitive());
+    let client = &shop.headers["x-client"];
+    assert_eq!(client, "confirm-proxy");
+    assert!(!client.is_sensitive());
+    let health = shop.health.as_ref().unwrap();
+    assert_eq!(health.path, "/health");
+    assert_eq!(health.interval, Duration::from_secs(10));
+    assert_eq!((health.unhealthy_after, health.healthy_after), (3, 1));
+    // The secret never shows in debug output.
+    assert!(!format!("{shop:?}").contains("s3cr3t"));
+
+    let legacy = &set.upstreams["legacy"];
+    assert_eq!(legacy.url, "http://legacy.test:8080");
+    assert_eq!(legacy.timeout, DEFAULT_UPSTREAM_TIMEOUT);
+    assert!(legacy.headers.is_empty());
+    assert!(legacy.health.is_none());
+
+    let r = &set.rules;
+    match &r[0].check {
+        Check::Healthy(up) => assert!(Arc::ptr_eq(up, shop)),
+        other => panic!("expected healthy, got {other:?}"),
+    }
+    match &r[1].check {
+        Check::Fetch(f) => {
+            assert!(Arc::ptr_eq(&f.upstream, shop));
+            assert_eq!(f.method, HttpMethod::GET);
+            assert_eq!(f.path, reason("/api/stock/{order_id}"));
+            assert_eq!(f.query, [("tx".to_owned(), reason("{tx_id}"))]);
+            assert_eq!(f.headers.len(), 1);
+            assert_eq!(f.headers[0].0, "x-order");
+            assert!(f.body.is_none());
+            assert_eq!(
+                f.require.as_ref().map(|e| e.src.as_str()),
+                Some("response.status == 200 && response.body.available >= 1")
+            );
+        }
+        other => panic!("expected fetch, got {other:?}"),
+    }
+    match &r[2].check {
+        Check::Fetch(f) => {
+            assert_eq!(f.method, HttpMethod::POST);
+            assert!(f.body.is_some());
+            assert!(f.require.is_none());
+        }
+        other => panic!("expected fetch, got {other:?}"),
+    }
+    match &r[3].check {
+        Check::Forward(f) => {
+            assert!(Arc::ptr_eq(&f.upstream, legacy));
+            assert_eq!(f.path, "/payments/confirm");
+        }
+        other => panic!("expected forward, got {other:?}"),
+    }
+    // A forward needs no reason: the merchant's endpoint gives its own.
+    assert_eq!(r[3].reason, Template::literal(DEFAULT_REASON));
+}
+
+#[test]
+fn unset_variables_are_errors_naming_them() {
+    let dir = default_file(
+        r#"upstreams:
+  api:
+    url: "${API_URL}"
+  shop:
+    url: "https://${SHOP_HOST}/v1"
+    headers: { Authorization: "Bearer ${SHOP_API_TOKEN}" }
+  typo:
+    url: http://typo.test
+    headers:
+      X-Key: "${TYPO_KEY"
+rules:
+  - name: via-api
+    forward: { upstream: api, path: /confirm }
+"#,
+    );
+    assert_eq!(
+        dir.errors_with(&[("SHOP_HOST", "shop.test")]),
+        [
+            dir.at(
+                DEFAULT,
+                3,
+                10,
+                r#"upstream "api": url: environment variable API_URL is not set"#
+            ),
+            dir.at(
+                DEFAULT,
+                6,
+                31,
+                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set"#
+            ),
+            dir.at(
+                DEFAULT,
+                10,
+                14,
+                r#"upstream "typo": header "X-Key": unclosed "${" (expected ${VARIABLE})"#
+            ),
+            // No "unknown upstream" for `api`: it is defined, and its own error says what is wrong.
+        ]
+    );
+    // Set, everything loads; the variables' values are not part of the rules version.
+    let vars = [
+        ("API_URL", "http://api.test"),
+        ("SHOP_HOST", "shop.test"),
+        ("SHOP_API_TOKEN", "t"),
+    ];
+    dir.write(
+        DEFAULT,
+        &fs::read_to_string(dir.path().join(DEFAULT))
+            .unwrap()
+            .replace("${TYPO_KEY\"", "${TYPO_KEY}\""),
+    );
+    let rules = dir.ok_with(&[vars[0], vars[1], vars[2], ("TYPO_KEY", "k1")]);
+    let other = dir.ok_with(&[vars[0], vars[1], vars[2], ("TYPO_KEY", "k2")]);
+    assert_eq!(rules.version, other.version);
+    let set = rules.get("default").unwrap();
+    assert_eq!(set.upstreams["shop"].url, "https://shop.test/v1");
+    assert!(set.upstreams["shop"].headers["authorization"].is_sensitive());
+    assert!(set.upstreams["typo"].headers["x-key"].is_sensitive());
+}
+
+#[test]
+fn unknown_upstream_references() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+    health: { path: /health }
+rules:
+  - name: up
+    healthy: shp
+    reason: x
+  - name: stock
+    fetch: { upstream: shp, path: /stock }
+    reason: x
+  - name: confirm
+    forward: { upstream: shp, path: /confirm }
+"#,
+    );
+    dir.write(
+        "bare.yaml",
+        "rules:\n  - name: up\n    healthy: shop\n    reason: x\n",
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                "bare.yaml",
+                3,
+                14,
+                r#"rule "up": unknown upstream "shop", no upstreams are defined in this file"#
+            ),
+            dir.at(
+                DEFAULT,
+                7,
+                14,
+                r#"rule "up": unknown upstream "shp", expected one of shop"#
+            ),
+            dir.at(
+                DEFAULT,
+                10,
+                24,
+                r#"rule "stock": unknown upstream "shp", expected one of shop"#
+            ),
+            dir.at(
+                DEFAULT,
+                13,
+                26,
+                r#"rule "confirm": unknown upstream "shp", expected one of shop"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn healthy_needs_an_upstream_with_a_health_probe() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+rules:
+  - name: shop-up
+    healthy: shop
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            6,
+            14,
+            r#"rule "shop-up": upstream "shop" has no health probe; add health: { path: /health } to it"#
+        )]
+    );
+}
+
+#[test]
+fn bad_fetch_and_forward_fields() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+rules:
+  - name: get-with-body
+    fetch: { upstream: shop, path: /stock, body: { id: "{order_id}" } }
+    reason: x
+  - name: relative-path
+    fetch: { upstream: shop, method: POST, path: "stock/{oder_id}" }
+    reason: x
+  - name: relative-forward
+    forward: { upstream: shop, path: confirm }
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                6,
+                50,
+                r#"rule "get-with-body": a GET fetch has no body; use method: POST or PUT"#
+            ),
+            dir.at(
+                DEFAULT,
+                9,
+                50,
+                r#"rule "relative-path": fetch.path: unknown placeholder {oder_id}, expected one of {order_id}, {tx_id}, {amount}, {store_id}"#
+            ),
+            dir.at(
+                DEFAULT,
+                9,
+                50,
+                r#"rule "relative-path": fetch.path must start with "/""#
+            ),
+            dir.at(
+                DEFAULT,
+                12,
+                38,
+                r#"rule "relative-forward": forward.path must start with "/""#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn bad_upstream_urls() {
+    let dir = default_file(
+        r#"upstreams:
+  ftp:
+    url: ftp://shop.test
+  words:
+    url: "not a url"
+  no-host:
+    url: "http://"
+  from-env:
+    url: "${SHOP_URL}"
+"#,
+    );
+    // The value may come from a secret, so the message never repeats it.
+    let message =
+        |name: &str| format!(r#"upstream "{name}": url is not an http:// or https:// URL"#);
+    assert_eq!(
+        dir.errors_with(&[("SHOP_URL", "shop.test/secret-path")]),
+        [
+            dir.at(DEFAULT, 9, 10, &message("from-env")),
+            dir.at(DEFAULT, 3, 10, &message("ftp")),
+            dir.at(DEFAULT, 7, 10, &message("no-host")),
+            dir.at(DEFAULT, 5, 10, &message("words")),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scripts
+
+#[test]
+fn scripts_load_relative_to_the_rules_directory() {
+    let dir = default_file(
+        r#"rules:
+  - name: vip
+    script: scripts/vip.rhai
+  - name: dotted
+    script: ./scripts/vip.rhai
+    reason: 안 됩니다
+"#,
+    );
+    dir.write(
+        "scripts/vip.rhai",
+        "if order_id.starts_with(\"vip-\") { return true; }\namount <= 100000\n",
+    );
+    let rules = dir.ok();
+    let r = &rules.get("default").unwrap().rules;
+    assert!(matches!(&r[0].check, Check::Script { path, .. } if path == "scripts/vip.rhai"));
+    assert!(matches!(&r[1].check, Check::Script { path, .. } if path == "./scripts/vip.rhai"));
+    assert_eq!(r[0].reason, Template::literal(DEFAULT_REASON));
+    assert_eq!(r[1].reason, reason("안 됩니다"));
+}
+
+#[test]
+fn script_errors_are_reported_against_the_script() {
+    let dir = default_file(
+        "rules:\n  - name: vip\n    script: scripts/vip.rhai\n  - name: typo\n    script: scripts/typo.rhai\n",
+    );
+    dir.write("scripts/vip.rhai", "let x = 1;\nlet y = 2;\nlet z = );\n")
+        .write(
+            "scripts/typo.rhai",
+            "// a typo on line 3\n\nif order_idd == \"x\" { false }\n",
+        );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                "scripts/vip.rhai",
+                3,
+                9,
+                r#"unexpected ')' (script of rule "vip")"#
+            ),
+            dir.at(
+                "scripts/typo.rhai",
+                3,
+                4,
+                r#"undefined variable: order_idd (script of rule "typo")"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn script_paths_must_stay_inside_the_rules_directory() {
+    let dir = default_file(
+        r#"rules:
+  - name: up
+    script: ../outside.rhai
+  - name: absolute
+    script: /etc/passwd
+  - name: sneaky
+    script: scripts/../../outside.rhai
+  - name: empty
+    script: ""
+"#,
+    );
+    let message = |rule: &str, path: &str| {
+        format!(
+            r#"rule "{rule}": script path "{path}" must be relative to the rules directory, without "..""#
+        )
+    };
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 3, 13, &message("up", "../outside.rhai")),
+            dir.at(DEFAULT, 5, 13, &message("absolute", "/etc/passwd")),
+            dir.at(
+                DEFAULT,
+                7,
+                13,
+                &message("sneaky", "scripts/../../outside.rhai")
+            ),
+            dir.at(DEFAULT, 9, 13, &message("empty", "")),
+        ]
+    );
+}
+
+#[test]
+fn missing_script_file() {
+    let dir = default_file("rules:\n  - name: vip\n    script: scripts/missing.rhai\n");
+    let io_error = fs::read_to_string(dir.path().join("scripts/missing.rhai")).unwrap_err();
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            3,
+            13,
+            &format!(r#"rule "vip": cannot read script "scripts/missing.rhai": {io_error}"#)
+        )]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ruleset files
+
+#[test]
+fn only_yaml_files_directly_in_the_directory_are_rulesets() {
+    let dir = RulesDir::new();
+    let broken = "rules: [ this is not a ruleset\n";
+    dir.write(DEFAULT, "")
+        .write("shop_v2.yaml", "")
+        .write("a-b.yaml", "")
+        .write("notes.yml", broken)
+        .write("README.md", broken)
+        .write("scripts/vip.rhai", "true\n")
+        .write("scripts/vip.yaml", broken)
+        .write("tests/default.yaml", broken)
+        .write("sub/inner.yaml", broken)
+        .write("dir.yaml/inner.txt", broken)
+        .write("default.yaml~", broken);
+    let rules = dir.ok();
+    assert_eq!(
+        rules.rulesets.keys().collect::<Vec<_>>(),
+        ["a-b", "default", "shop_v2"]
+    );
+}
+
+#[test]
+fn hidden_files_are_ignored() {
+    let dir = RulesDir::new();
+    let broken = "rules: [ this is not a ruleset\n";
+    dir.write(DEFAULT, "")
+        .write(".draft.yaml", broken)
+        .write(".yaml", broken)
+        .write(".#default.yaml", broken);
+    let rules = dir.ok();
+    assert_eq!(rules.rulesets.keys().collect::<Vec<_>>(), ["default"]);
+}
+
+#[test]
+fn bad_ruleset_names_are_errors() {
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, "")
+        .write("bad name.yaml", "")
+        .write("ruleset.v2.yaml", "")
+        .write("규칙.yaml", "");
+    let message = r#"ruleset names may only hold letters, digits, "-" and "_""#;
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.whole("bad name.yaml", message),
+            dir.whole("ruleset.v2.yaml", message),
+            dir.whole("규칙.yaml", message),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules version
+
+#[test]
+fn rules_version_tracks_every_file_but_hidden_ones() {
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, "rules: []\n")
+        .write("scripts/vip.rhai", "true\n")
+        .write("tests/default.yaml", "cases: []\n");
+    let first = dir.version();
+    assert_eq!(first.len(), 12);
+    assert!(first.bytes().all(|b| b.is_ascii_hexdigit()), "{first}");
+    assert_eq!(dir.version(), first, "stable across calls");
+    assert_eq!(dir.ok().version, first);
+
+    dir.write(".notes", "hidden")
+        .write("scripts/.vip.rhai.swp", "editor state")
+        .write("default.yaml~", "backup");
+    assert_eq!(dir.version(), first, "hidden and backup files do not count");
+
+    let mut seen = vec![first];
+    for (file, content) in [
+        (DEFAULT, "rules: []\n# edited\n"),
+        ("scripts/vip.rhai", "false\n"),
+        ("tests/default.yaml", "cases: [] # edited\n"),
+        ("tests/more.yaml", "cases: []\n"),
+    ] {
+        dir.write(file, content);
+        let v = dir.version();
+        assert!(!seen.contains(&v), "{file}: version {v} did not change");
+        seen.push(v);
+    }
+    // Files the loader never reads (a decision log kept next to the rules, notes) do not count.
+    dir.write("notes.txt", "anything")
+        .write("decisions.jsonl", "{}\n");
+    assert_eq!(dir.version(), seen[4]);
+    // Back to old content, back to the old version: it is a content hash, not a counter.
+    fs::remove_file(dir.path().join("tests/more.yaml")).unwrap();
+    assert_eq!(dir.version(), seen[3]);
+}
+
+#[cfg(unix)]
+#[test]
+fn rules_version_follows_a_kubernetes_configmap_layout() {
+    use std::os::unix::fs::symlink;
+
+    // What a ConfigMap volume looks like: timestamped data dirs, `..data` pointing at the
+    // current one, and the visible names as symlinks through `..data`.
+    let dir = RulesDir::new();
+    let v1 = "rules:\n  - name: limit\n    amount: { max: 100 }\n    reason: x\n";
+    dir.write("..2026_01_01_00_00_00.1/default.yaml", v1);
+    symlink("..2026_01_01_00_00_00.1", dir.path().join("..data")).unwrap();
+    symlink("..data/default.yaml", dir.path().join(DEFAULT)).unwrap();
+
+    let rules = dir.ok();
+    assert_eq!(rules.rulesets.keys().collect::<Vec<_>>(), ["default"]);
+    assert_eq!(rules.rule_count(), 1);
+    let first = dir.version();
+    assert_eq!(rules.version, first);
+
+    // The same files in a plain directory have the same version: only visible names count.
+    let plain = RulesDir::new();
+    plain.write(DEFAULT, v1);
+    assert_eq!(plain.version(), first);
+
+    // An update: a new data dir, `..data` swapped atomically, the old dir removed.
+    let v2 = format!("{v1}  - name: more\n    amount: {{ min: 1 }}\n    reason: y\n");
+    dir.write("..2026_01_02_00_00_00.2/default.yaml", &v2);
+    symlink("..2026_01_02_00_00_00.2", dir.path().join("..data_tmp")).unwrap();
+    fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    fs::remove_dir_all(dir.path().join("..2026_01_01_00_00_00.1")).unwrap();
+
+    let second = dir.version();
+    assert_ne!(second, first);
+    assert_eq!(dir.version(), second);
+    let rules = dir.ok();
+    assert_eq!(rules.version, second);
+    assert_eq!(rules.rule_count(), 2);
+}

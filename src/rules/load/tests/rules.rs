@@ -1,0 +1,435 @@
+//! Rule structure, expressions, reason templates, and many errors at once.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// Rule structure
+
+#[test]
+fn duplicate_rule_names_name_the_first_use() {
+    let dir = default_file(
+        r#"rules:
+  - name: limit
+    amount: { max: 100 }
+    reason: x
+  - name: other
+    amount: { max: 100 }
+    reason: x
+  - name: limit
+    amount: { min: 1 }
+    reason: y
+  - name: limit
+    amount: { min: 2 }
+    reason: z
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                8,
+                11,
+                r#"duplicate rule name "limit" (first used at line 2)"#
+            ),
+            dir.at(
+                DEFAULT,
+                11,
+                11,
+                r#"duplicate rule name "limit" (first used at line 2)"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_rule_has_exactly_one_check_or_a_guarded_approve() {
+    let dir = default_file(
+        r#"rules:
+  - name: two-checks
+    amount: { max: 100 }
+    window: { until: "2026-12-03T18:00:00+09:00" }
+    reason: x
+  - name: no-check
+    reason: x
+  - name: approve-all
+    action: approve
+  - name: approve-and-check
+    when: 'amount > 1'
+    action: approve
+    require: 'amount < 5'
+  - name: no-reason
+    amount: { min: 1 }
+  - name: ""
+    amount: { min: 1 }
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                4,
+                13,
+                r#"rule "two-checks": a rule has exactly one check, found amount and window"#
+            ),
+            dir.at(
+                DEFAULT,
+                6,
+                5,
+                r#"rule "no-check": no check, expected one of amount, window, require, healthy, fetch, forward, script (or action: approve with when)"#
+            ),
+            dir.at(
+                DEFAULT,
+                9,
+                13,
+                r#"rule "approve-all": action: approve needs a when guard (otherwise it approves everything)"#
+            ),
+            dir.at(
+                DEFAULT,
+                13,
+                14,
+                r#"rule "approve-and-check": action: approve cannot be combined with a check (require)"#
+            ),
+            dir.at(
+                DEFAULT,
+                14,
+                5,
+                r#"rule "no-reason": missing reason (the text the buyer sees when this rule refuses)"#
+            ),
+            dir.at(DEFAULT, 16, 11, "rule name must not be empty"),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expressions
+
+#[test]
+fn expression_errors_point_into_a_quoted_scalar() {
+    let dir = default_file(
+        r#"rules:
+  - name: single
+    require: 'amount >= 1000 )'
+    reason: x
+  - name: double
+    when: "amount >> = 1000"
+    require: 'true'
+    reason: x
+  - name: plain
+    require: amount >= 1000 &&
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            // `)` is the 16th character of the expression, after the quote at column 14.
+            dir.at(
+                DEFAULT,
+                3,
+                30,
+                r#"rule "single": require: invalid expression: unexpected ')'"#
+            ),
+            dir.at(
+                DEFAULT,
+                6,
+                22,
+                r#"rule "double": when: invalid expression: unexpected '='"#
+            ),
+            // Past the end of the expression: Rhai wanted more.
+            dir.at(
+                DEFAULT,
+                10,
+                31,
+                r#"rule "plain": require: invalid expression: script is incomplete"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn expression_errors_point_into_a_block_scalar() {
+    let dir = default_file(
+        r#"rules:
+  - name: guarded
+    when: |
+      amount > 0 &&
+        order_id == )
+    require: 'true'
+    reason: x
+  - name: checked
+    require: |-
+      amount > 0
+        && order_idd == "x"
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            // Line 5 is `        order_id == )`: the `)` is in column 21.
+            dir.at(
+                DEFAULT,
+                5,
+                21,
+                r#"rule "guarded": when: invalid expression: unexpected ')'"#
+            ),
+            // Line 11 is `        && order_idd == "x"`: the name starts in column 12.
+            dir.at(
+                DEFAULT,
+                11,
+                12,
+                r#"rule "checked": require: invalid expression: undefined variable: order_idd"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn expressions_use_strict_variables() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+rules:
+  - name: typo
+    require: 'amount >= 1000 && order_idd == "x"'
+    reason: x
+  - name: response-outside-fetch
+    require: response.status == 200
+    reason: x
+  - name: response-in-when
+    when: 'response.status == 200'
+    fetch: { upstream: shop, path: /stock }
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                6,
+                33,
+                r#"rule "typo": require: invalid expression: undefined variable: order_idd"#
+            ),
+            dir.at(
+                DEFAULT,
+                9,
+                14,
+                r#"rule "response-outside-fetch": require: invalid expression: undefined variable: response"#
+            ),
+            dir.at(
+                DEFAULT,
+                12,
+                12,
+                r#"rule "response-in-when": when: invalid expression: undefined variable: response"#
+            ),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reason templates
+
+#[test]
+fn reason_placeholders_are_checked() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+rules:
+  - name: typo
+    amount: { max: 10 }
+    reason: "요청 {amount}원, 주문 {orderid}"
+  - name: not-fetch
+    amount: { max: 10 }
+    reason: "남은 수량 {response.body.left}"
+  - name: fetch-typo
+    fetch: { upstream: shop, path: "/stock/{order_id}" }
+    reason: "{respons.body.left}"
+  - name: unclosed
+    amount: { max: 10 }
+    reason: "{amount"
+  - name: fetch-ok
+    fetch: { upstream: shop, path: "/stock/{order_id}" }
+    reason: "남은 수량 {response.body.left}개 ({order_id})"
+"#,
+    );
+    let request_vars = "{order_id}, {tx_id}, {amount}, {store_id}";
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                7,
+                13,
+                &format!(
+                    r#"rule "typo": reason: unknown placeholder {{orderid}}, expected one of {request_vars}"#
+                )
+            ),
+            dir.at(
+                DEFAULT,
+                10,
+                13,
+                &format!(
+                    r#"rule "not-fetch": reason: placeholder {{response.body.left}} is only available in fetch rules; expected one of {request_vars}"#
+                )
+            ),
+            dir.at(
+                DEFAULT,
+                13,
+                13,
+                &format!(
+                    r#"rule "fetch-typo": reason: unknown placeholder {{respons.body.left}}, expected one of {request_vars}, {{response.body.<field>}}"#
+                )
+            ),
+            dir.at(
+                DEFAULT,
+                16,
+                13,
+                r#"rule "unclosed": reason: unclosed "{" (write "{{" for a literal brace)"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn response_body_placeholder_loads_in_fetch_rules() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+rules:
+  - name: stock
+    fetch: { upstream: shop, path: "/stock/{order_id}" }
+    reason: "남은 수량 {response.body.stock.left}개"
+"#,
+    );
+    let rules = dir.ok();
+    let rule = &rules.get("default").unwrap().rules[0];
+    assert_eq!(
+        rule.reason,
+        Template::parse(
+            "남은 수량 {response.body.stock.left}개",
+            Scope::WithResponse
+        )
+        .unwrap()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many errors at once
+
+#[test]
+fn every_error_of_a_file_is_reported_in_order() {
+    let dir = default_file(
+        r#"settings:
+  deadline: 0s
+  reject_status: 200
+upstreams:
+  shop:
+    url: ftp://shop.test
+rules:
+  - name: a
+    amount: { min: 10, max: 1 }
+    reason: x
+  - name: b
+    require: 'amount >'
+    reason: "{nope}"
+  - name: a
+    healthy: shop
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 2, 13, r#"duration "0s" must be greater than zero"#),
+            dir.at(
+                DEFAULT,
+                3,
+                18,
+                "reject_status 200 is not a refusal, expected a 4xx or 5xx status"
+            ),
+            dir.at(
+                DEFAULT,
+                6,
+                10,
+                r#"upstream "shop": url is not an http:// or https:// URL"#
+            ),
+            dir.at(
+                DEFAULT,
+                9,
+                13,
+                r#"rule "a": amount.min 10 is above amount.max 1"#
+            ),
+            dir.at(
+                DEFAULT,
+                12,
+                23,
+                r#"rule "b": require: invalid expression: script is incomplete"#
+            ),
+            dir.at(
+                DEFAULT,
+                13,
+                13,
+                r#"rule "b": reason: unknown placeholder {nope}, expected one of {order_id}, {tx_id}, {amount}, {store_id}"#
+            ),
+            dir.at(
+                DEFAULT,
+                14,
+                11,
+                r#"duplicate rule name "a" (first used at line 8)"#
+            ),
+            // `shop` exists but is broken: its own error above is enough.
+        ]
+    );
+}
+
+#[test]
+fn errors_of_every_file_are_reported_together() {
+    let dir = RulesDir::new();
+    dir.write(
+        "a.yaml",
+        "rules:\n  - name: x\n    amount: { min: 1 }\n",
+    )
+    .write("b.yaml", "rules:\n  - name: y\n    bogus: 1\n")
+    .write(
+        "c.yaml",
+        "rules:\n  - name: vip\n    script: scripts/vip.rhai\n  - name: z\n    require: 'amount > 1'\n",
+    )
+    .write("scripts/vip.rhai", "let x = );\n")
+    .write(DEFAULT, "rules: []\n");
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                "a.yaml",
+                2,
+                5,
+                r#"rule "x": missing reason (the text the buyer sees when this rule refuses)"#
+            ),
+            dir.at(
+                "b.yaml",
+                3,
+                5,
+                r#"rules[0]: unknown field "bogus", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script""#
+            ),
+            dir.at(
+                "scripts/vip.rhai",
+                1,
+                9,
+                r#"unexpected ')' (script of rule "vip")"#
+            ),
+            dir.at(
+                "c.yaml",
+                4,
+                5,
+                r#"rule "z": missing reason (the text the buyer sees when this rule refuses)"#
+            ),
+        ]
+    );
+}

@@ -1,0 +1,497 @@
+//! Valid files, shape errors, settings, durations and windows.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// Valid files
+
+#[test]
+fn valid_file_with_every_local_check_loads() {
+    let dir = default_file(
+        r#"# A ruleset using every check that needs nothing outside the file.
+settings:
+  deadline: 2500ms
+  on_error: approve
+  error_reason: "잠시 후 다시 시도해 주세요"
+  reject_status: 422
+
+rules:
+  - name: amount-range
+    amount: { min: 1000, max: 3000000 }
+    reason: "결제 가능 금액은 1,000원 이상 3,000,000원 이하입니다 (요청: {amount}원)"
+
+  - name: fractional-minimum
+    amount: { min: 10.5 }
+    reason: too small
+
+  - name: marathon-window
+    when: 'order_id.starts_with("marathon-")'
+    window: { from: "2026-12-01T10:00:00+09:00", until: "2026-12-03T18:00:00+09:00" }
+    reason: "접수 기간이 아닙니다"
+
+  - name: no-blocked-orders
+    require: '!order_id.starts_with("blocked-") && fetched["x"] == () && now > 0'
+    on_error: reject
+    reason: "주문 {order_id} ({tx_id}, {store_id}) {{불가}}"
+
+  - name: qa-orders
+    when: 'order_id.starts_with("qa-")'
+    action: approve
+
+  - name: lower-limit-trial
+    amount: { max: 1000000 }
+    mode: shadow
+    reason: "…"
+
+  - name: parked
+    require: |
+      amount > 0
+        && api == "v2"
+    mode: off
+    reason: parked
+"#,
+    );
+    let rules = dir.ok();
+    assert_eq!(rules.warnings, Vec::<String>::new());
+    assert_eq!(rules.rulesets.keys().collect::<Vec<_>>(), ["default"]);
+    assert_eq!(rules.version, dir.version());
+    let set = rules.get("default").unwrap();
+    assert_eq!(set.name, "default");
+    assert_eq!(set.file, dir.path().join(DEFAULT));
+    assert!(set.upstreams.is_empty());
+
+    assert_eq!(set.settings.deadline, Duration::from_millis(2500));
+    assert_eq!(set.settings.on_error, OnError::Approve);
+    assert_eq!(set.settings.error_reason, "잠시 후 다시 시도해 주세요");
+    assert_eq!(set.settings.reject_status, 422);
+
+    let summary: Vec<_> = set
+        .rules
+        .iter()
+        .map(|r| (r.name.as_str(), r.check.kind(), r.mode, r.on_error))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("amount-range", "amount", Mode::Enforce, None),
+            ("fractional-minimum", "amount", Mode::Enforce, None),
+            ("marathon-window", "window", Mode::Enforce, None),
+            (
+                "no-blocked-orders",
+                "require",
+                Mode::Enforce,
+                Some(OnError::Reject)
+            ),
+            ("qa-orders", "approve", Mode::Enforce, None),
+            ("lower-limit-trial", "amount", Mode::Shadow, None),
+            ("parked", "require", Mode::Off, None),
+        ]
+    );
+
+    let r = &set.rules;
+    assert!(matches!(
+        r[0].check,
+        Check::Amount { min: Some(lo), max: Some(hi) }
+            if lo == Decimal::from(1000) && hi == Decimal::from(3_000_000)
+    ));
+    assert!(matches!(
+        r[1].check,
+        Check::Amount { min: Some(lo), max: None } if lo == Decimal::new(105, 1)
+    ));
+    assert!(matches!(
+        r[2].check,
+        Check::Window { from: Some(f), until: Some(u) }
+            if f == time("2026-12-01T10:00:00+09:00") && u == time("2026-12-03T18:00:00+09:00")
+    ));
+    assert!(matches!(
+        r[5].check,
+        Check::Amount { min: None, max: Some(hi) } if hi == Decimal::from(1_000_000)
+    ));
+    match &r[6].check {
+        Check::Require(e) => assert_eq!(e.src, "amount > 0\n  && api == \"v2\"\n"),
+        other => panic!("expected a require check, got {other:?}"),
+    }
+
+    assert_eq!(
+        r[2].when.as_ref().map(|w| w.src.as_str()),
+        Some(r#"order_id.starts_with("marathon-")"#)
+    );
+    assert!(r[0].when.is_none());
+    assert!(r[4].when.is_some());
+
+    assert_eq!(
+        r[0].reason,
+        reason("결제 가능 금액은 1,000원 이상 3,000,000원 이하입니다 (요청: {amount}원)")
+    );
+    assert!(r[0].reason.has_placeholders());
+    assert_eq!(
+        r[3].reason,
+        reason("주문 {order_id} ({tx_id}, {store_id}) {{불가}}")
+    );
+    assert_eq!(r[5].reason, Template::literal("…"));
+    assert!(!r[5].reason.has_placeholders());
+    // An approve rule never refuses, so it needs no reason of its own.
+    assert_eq!(r[4].reason, Template::literal(DEFAULT_REASON));
+}
+
+#[test]
+fn settings_have_documented_defaults() {
+    let dir =
+        default_file("rules:\n  - name: limit\n    amount: { max: 100 }\n    reason: too much\n");
+    let rules = dir.ok();
+    let settings = &rules.get("default").unwrap().settings;
+    assert_eq!(settings.deadline, Duration::from_secs(4));
+    assert_eq!(settings.deadline, DEFAULT_DEADLINE);
+    assert_eq!(settings.on_error, OnError::Reject);
+    assert_eq!(settings.reject_status, 409);
+    assert_eq!(
+        settings.error_reason,
+        "일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요."
+    );
+    assert_eq!(settings.error_reason, DEFAULT_ERROR_REASON);
+    let rule = &rules.get("default").unwrap().rules[0];
+    assert_eq!((rule.mode, rule.on_error), (Mode::Enforce, None));
+}
+
+#[test]
+fn empty_and_comment_only_files_are_empty_rulesets() {
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, "")
+        .write("comments.yaml", "# nothing yet\n\n   # still nothing\n")
+        .write("marker.yaml", "---\n# an empty document\n")
+        .write("empty-rules.yaml", "rules:\n  # - name: later\n");
+    let rules = dir.ok();
+    assert_eq!(
+        rules.rulesets.keys().collect::<Vec<_>>(),
+        ["comments", "default", "empty-rules", "marker"]
+    );
+    for set in rules.rulesets.values() {
+        assert!(set.rules.is_empty(), "{}", set.name);
+        assert!(set.upstreams.is_empty(), "{}", set.name);
+        assert_eq!(set.settings.deadline, DEFAULT_DEADLINE, "{}", set.name);
+        assert_eq!(set.settings.reject_status, 409, "{}", set.name);
+    }
+    assert_eq!(rules.rule_count(), 0);
+    assert_eq!(rules.warnings, Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shape: unknown keys and wrong types (serde, one error per file)
+
+#[test]
+fn unknown_keys_are_errors_at_the_key() {
+    let cases = [
+        (
+            "setings: {}\n",
+            (1, 1),
+            r#"unknown field "setings", expected one of "settings", "upstreams", "rules""#,
+        ),
+        (
+            "settings:\n  deadline: 4s\n  deadlin: 4s\n",
+            (3, 3),
+            r#"settings: unknown field "deadlin", expected one of "deadline", "on_error", "error_reason", "reject_status""#,
+        ),
+        (
+            "rules:\n  - name: a\n    amout: { min: 1 }\n    reason: x\n",
+            (3, 5),
+            r#"rules[0]: unknown field "amout", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script""#,
+        ),
+        (
+            "rules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n  - name: b\n    amount: { mx: 1 }\n    reason: x\n",
+            (6, 15),
+            r#"rules[1].amount: unknown field "mx", expected "min" or "max""#,
+        ),
+    ];
+    for (yaml, (line, col), message) in cases {
+        let dir = default_file(yaml);
+        assert_eq!(
+            dir.errors(),
+            [dir.at(DEFAULT, line, col, message)],
+            "{yaml}"
+        );
+    }
+}
+
+#[test]
+fn wrong_types_are_errors_at_the_value() {
+    let cases = [
+        (
+            "rules:\n  - name: a\n    amount: { min: \"abc\" }\n    reason: x\n",
+            (3, 20),
+            r#"rules[0].amount.min: invalid type: string "abc", expected a JSON number"#,
+        ),
+        (
+            "settings:\n  reject_status: x\n",
+            (2, 18),
+            r#"settings.reject_status: invalid type: string "x", expected u16"#,
+        ),
+        (
+            "rules: { amount-range: { min: 1 } }\n",
+            (1, 8),
+            "rules: invalid type: map, expected a sequence",
+        ),
+        (
+            "settings:\n  on_error: maybe\n",
+            (2, 13),
+            r#"settings.on_error: unknown variant "maybe", expected "reject" or "approve""#,
+        ),
+        (
+            "rules:\n  - name: a\n    mode: shdow\n    require: 'true'\n    reason: x\n",
+            (3, 11),
+            r#"rules[0].mode: unknown variant "shdow", expected one of "enforce", "shadow", "off""#,
+        ),
+        (
+            "rules:\n  - name: a\n    when: 'true'\n    action: deny\n",
+            (4, 13),
+            r#"rules[0].action: unknown variant "deny", expected "approve""#,
+        ),
+    ];
+    for (yaml, (line, col), message) in cases {
+        let dir = default_file(yaml);
+        assert_eq!(
+            dir.errors(),
+            [dir.at(DEFAULT, line, col, message)],
+            "{yaml}"
+        );
+    }
+}
+
+#[test]
+fn bad_settings_values() {
+    let dir = default_file("settings:\n  error_reason: \"  \"\n  reject_status: 200\nrules: []\n");
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 2, 17, "error_reason must not be empty"),
+            dir.at(
+                DEFAULT,
+                3,
+                18,
+                "reject_status 200 is not a refusal, expected a 4xx or 5xx status"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn bad_amount_bounds() {
+    let dir = default_file(
+        r#"rules:
+  - name: negative
+    amount: { min: -5 }
+    reason: x
+  - name: reversed
+    amount: { min: 500, max: 100 }
+    reason: x
+  - name: empty
+    amount: {}
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                3,
+                20,
+                r#"rule "negative": amount.min: expected a number of 0 or more, found -5"#
+            ),
+            dir.at(
+                DEFAULT,
+                6,
+                13,
+                r#"rule "reversed": amount.min 500 is above amount.max 100"#
+            ),
+            dir.at(
+                DEFAULT,
+                9,
+                13,
+                r#"rule "empty": amount needs min, max or both"#
+            ),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durations
+
+#[test]
+fn parse_duration_accepts_the_documented_forms() {
+    for (text, want) in [
+        ("500ms", Duration::from_millis(500)),
+        ("1.5s", Duration::from_millis(1500)),
+        ("4s", Duration::from_secs(4)),
+        ("1m", Duration::from_secs(60)),
+        ("1h", Duration::from_secs(3600)),
+        ("0.5ms", Duration::from_micros(500)),
+        (" 2s ", Duration::from_secs(2)),
+    ] {
+        assert_eq!(parse_duration(text), Ok(want), "{text:?}");
+    }
+}
+
+#[test]
+fn parse_duration_rejects_other_forms() {
+    let expected = |s: &str| {
+        format!("invalid duration \"{s}\", expected a number and a unit like 500ms, 1.5s, 4s or 1m")
+    };
+    for text in ["4 sec", "-1s", "4", "s", "", "1.5.2s", "4S", "4d", "1e3ms"] {
+        assert_eq!(parse_duration(text), Err(expected(text)), "{text:?}");
+    }
+    for text in ["0s", "0ms", "0.0000001s"] {
+        assert_eq!(
+            parse_duration(text),
+            Err(format!("duration \"{text}\" must be greater than zero")),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_durations_are_errors_at_the_value() {
+    let dir = default_file(
+        r#"settings:
+  deadline: 4 sec
+upstreams:
+  a:
+    url: http://a.test
+    timeout: 0s
+  b:
+    url: http://b.test
+    health: { path: /health, interval: -1s }
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                2,
+                13,
+                r#"invalid duration "4 sec", expected a number and a unit like 500ms, 1.5s, 4s or 1m"#
+            ),
+            dir.at(DEFAULT, 6, 14, r#"duration "0s" must be greater than zero"#),
+            dir.at(
+                DEFAULT,
+                9,
+                40,
+                r#"invalid duration "-1s", expected a number and a unit like 500ms, 1.5s, 4s or 1m"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn deadline_over_five_seconds_loads_with_a_warning() {
+    let dir = RulesDir::new();
+    dir.write("shop.yaml", "settings:\n  deadline: 6s\n")
+        .write("edge.yaml", "settings:\n  deadline: 5s\n");
+    let rules = dir.ok();
+    assert_eq!(
+        rules.get("shop").unwrap().settings.deadline,
+        Duration::from_secs(6)
+    );
+    assert_eq!(
+        rules.get("edge").unwrap().settings.deadline,
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        rules.warnings,
+        [
+            format!(
+                "{}: settings.deadline 6s is over 5s: PortOne may stop waiting first and count the payment as refused",
+                dir.path().join("shop.yaml").display()
+            ),
+            format!(
+                "{}: no default.yaml, so POST /confirm answers 404",
+                dir.path().display()
+            ),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Windows
+
+#[test]
+fn bad_window_timestamps() {
+    let dir = default_file(
+        r#"rules:
+  - name: bad-from
+    window: { from: "2026-12-01 10:00", until: "2026-12-03T18:00:00+09:00" }
+    reason: x
+  - name: bad-until
+    window:
+      until: 2026-12-03T18:00:00
+    reason: x
+  - name: empty
+    window: {}
+    reason: x
+"#,
+    );
+    let expected = "expected RFC 3339 like 2026-12-01T10:00:00+09:00";
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                3,
+                21,
+                &format!(
+                    r#"rule "bad-from": window.from: invalid timestamp "2026-12-01 10:00", {expected}"#
+                )
+            ),
+            dir.at(
+                DEFAULT,
+                7,
+                14,
+                &format!(
+                    r#"rule "bad-until": window.until: invalid timestamp "2026-12-03T18:00:00", {expected}"#
+                )
+            ),
+            dir.at(
+                DEFAULT,
+                10,
+                13,
+                r#"rule "empty": window needs from, until or both"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn window_from_must_be_before_until() {
+    let dir = default_file(
+        r#"rules:
+  - name: reversed
+    window: { from: "2026-12-03T18:00:00+09:00", until: "2026-12-01T10:00:00+09:00" }
+    reason: x
+  - name: same-instant
+    window:
+      from: "2026-12-03T18:00:00+09:00"
+      until: "2026-12-03T09:00:00Z"
+    reason: x
+  - name: open-ended
+    window: { from: "2026-12-03T18:00:00+09:00" }
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                3,
+                13,
+                r#"rule "reversed": window.from must be before window.until"#
+            ),
+            dir.at(
+                DEFAULT,
+                7,
+                7,
+                r#"rule "same-instant": window.from must be before window.until"#
+            ),
+        ]
+    );
+}
