@@ -28,7 +28,12 @@ use tower::ServiceExt;
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 fn testdata(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/portone").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/testdata/portone")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn request(body: &[u8]) -> ConfirmRequest {
@@ -39,7 +44,14 @@ fn request(body: &[u8]) -> ConfirmRequest {
 }
 
 fn load(dir: &Path, scripts: &ScriptEngine) -> Rules {
-    load_dir(dir, &LoadOptions { engine: scripts, env: &|_| None }).unwrap()
+    load_dir(
+        dir,
+        &LoadOptions {
+            engine: scripts,
+            env: &|_| None,
+        },
+    )
+    .unwrap()
 }
 
 /// Twenty rules of the kind operators write: guards, string tests, arithmetic, payload fields,
@@ -95,15 +107,25 @@ fn allocations_per_call(label: &str, mut f: impl FnMut()) {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let scripts = ScriptEngine::new();
     let v1 = testdata("v1.json");
     let v2 = testdata("v2-2024-04-25.json");
 
-    c.bench_function("payload/parse v1", |b| b.iter(|| payload::parse(Some("application/json"), &v1)));
-    c.bench_function("payload/parse v2-2024-04-25", |b| b.iter(|| payload::parse(Some("application/json"), &v2)));
+    c.bench_function("payload/parse v1", |b| {
+        b.iter(|| payload::parse(Some("application/json"), &v1))
+    });
+    c.bench_function("payload/parse v2-2024-04-25", |b| {
+        b.iter(|| payload::parse(Some("application/json"), &v2))
+    });
 
-    let shipped = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"), &scripts);
+    let shipped = load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        &scripts,
+    );
     let dir = tempfile::tempdir().unwrap();
     twenty_rules(dir.path());
     let twenty = load(dir.path(), &scripts);
@@ -121,7 +143,11 @@ fn benches(c: &mut Criterion) {
                 original: &original,
             };
             let d = rt.block_on(evaluate(&ruleset, &req, &ctx));
-            assert_eq!(d.decision, confirm_proxy::decision::Verdict::Approve, "{d:?}");
+            assert_eq!(
+                d.decision,
+                confirm_proxy::decision::Verdict::Approve,
+                "{d:?}"
+            );
         };
         allocations_per_call(&format!("evaluate {name}"), &mut eval);
         c.bench_function(&format!("evaluate/{name}"), |b| b.iter(&mut eval));
@@ -145,7 +171,9 @@ fn benches(c: &mut Criterion) {
         assert_eq!(resp.status(), 200);
     };
     allocations_per_call("handler shipped default", &mut handle);
-    c.bench_function("handler/shipped default (no sockets)", |b| b.iter(&mut handle));
+    c.bench_function("handler/shipped default (no sockets)", |b| {
+        b.iter(&mut handle)
+    });
 }
 
 criterion_group!(engine, benches);

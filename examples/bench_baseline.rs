@@ -8,7 +8,10 @@ use axum::response::IntoResponse;
 use axum::Router;
 
 async fn approve() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json; charset=utf-8")], r#"{"decision":"approve"}"#)
+    (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        r#"{"decision":"approve"}"#,
+    )
 }
 
 #[tokio::main]
@@ -22,5 +25,7 @@ async fn main() -> std::io::Result<()> {
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }

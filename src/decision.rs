@@ -7,8 +7,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
-    Approve,
-    Reject,
+    // The discriminants index per-verdict metric handles.
+    Approve = 0,
+    Reject = 1,
     /// A V2 message of another type: acknowledged with 200, approves nothing.
     Ignored,
 }
@@ -27,7 +28,8 @@ impl Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    Pass,
+    // The discriminants (0..6) index per-outcome metric handles.
+    Pass = 0,
     Reject,
     /// The check could not complete; `on_error` decided what followed.
     Error,

@@ -1,16 +1,17 @@
 //! Metric names and recording. Each server owns its own Prometheus recorder (no global), so
 //! two servers in one process (tests) never mix their counts.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram, with_local_recorder};
+use metrics::{counter, gauge, histogram, with_local_recorder, Counter, Histogram};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::decision::Decision;
+use crate::decision::{Decision, Verdict};
 use crate::rules::Health;
+use crate::rules::Ruleset;
 
 /// Confirm answers by ruleset and decision.
 pub const REQUESTS: &str = "confirm_proxy_requests_total";
@@ -39,6 +40,17 @@ const BUCKETS: &[f64] = &[
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    unknown: Arc<RulesetMetrics>,
+}
+
+/// Metric handles of one ruleset, kept with the ruleset so a request never looks them up.
+/// Request counters are indexed by [`Verdict`], rule counters by rule index and [`Outcome`];
+/// a rule's series appears the first time that outcome happens.
+#[derive(Debug)]
+pub struct RulesetMetrics {
+    requests: [Counter; 3],
+    duration: Histogram,
+    rules: Vec<[OnceLock<Counter>; 6]>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -62,9 +74,16 @@ impl Metrics {
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
+        let unknown = with_local_recorder(&recorder, || RulesetMetrics {
+            requests: [Verdict::Approve, Verdict::Reject, Verdict::Ignored]
+                .map(|v| counter!(REQUESTS, "ruleset" => "unknown", "decision" => v.as_str())),
+            duration: histogram!(REQUEST_DURATION, "ruleset" => "unknown"),
+            rules: Vec::new(),
+        });
         let m = Metrics {
             recorder: Arc::new(recorder),
             handle,
+            unknown: Arc::new(unknown),
         };
         // Registered up front so dashboards and alerts see 0, not "no data".
         m.record(|| {
@@ -82,18 +101,43 @@ impl Metrics {
         self.handle.render()
     }
 
-    /// One confirm answer, with the outcomes of the rules that were evaluated.
-    pub fn decision(&self, ruleset: &str, decision: &Decision, elapsed: Duration) {
-        self.record(|| {
-            let ruleset = ruleset.to_owned();
-            counter!(REQUESTS, "ruleset" => ruleset.clone(), "decision" => decision.decision.as_str())
+    /// One confirm answer, with the outcomes of the rules that were evaluated. `None` is an
+    /// unknown ruleset, counted under `ruleset="unknown"`.
+    pub fn decision(&self, ruleset: Option<&Ruleset>, decision: &Decision, elapsed: Duration) {
+        let handles = match ruleset {
+            // Registered once per ruleset and rules generation: a lookup by labels on every
+            // request cost more than the rest of the metrics work together.
+            Some(rs) => rs
+                .metrics
+                .get_or_init(|| self.ruleset_handles(&rs.name, rs.rules.len())),
+            None => &self.unknown,
+        };
+        handles.requests[decision.decision as usize].increment(1);
+        handles.duration.record(elapsed.as_secs_f64());
+        let Some(rs) = ruleset else { return };
+        // Traces list evaluated rules in file order, so one pass pairs them with their index.
+        let mut rules = rs.rules.iter().enumerate();
+        for t in &decision.trace {
+            if let Some((i, _)) = rules.by_ref().find(|(_, r)| r.name == t.rule) {
+                let cell = &handles.rules[i][t.outcome as usize];
+                cell.get_or_init(|| {
+                    self.record(|| {
+                        counter!(RULE_OUTCOMES, "ruleset" => rs.name.clone(), "rule" => t.rule.clone(), "outcome" => t.outcome.as_str())
+                    })
+                })
                 .increment(1);
-            histogram!(REQUEST_DURATION, "ruleset" => ruleset.clone()).record(elapsed.as_secs_f64());
-            for t in &decision.trace {
-                counter!(RULE_OUTCOMES, "ruleset" => ruleset.clone(), "rule" => t.rule.clone(), "outcome" => t.outcome.as_str())
-                    .increment(1);
             }
-        });
+        }
+    }
+
+    fn ruleset_handles(&self, ruleset: &str, rules: usize) -> RulesetMetrics {
+        self.record(|| RulesetMetrics {
+            requests: [Verdict::Approve, Verdict::Reject, Verdict::Ignored].map(
+                |v| counter!(REQUESTS, "ruleset" => ruleset.to_owned(), "decision" => v.as_str()),
+            ),
+            duration: histogram!(REQUEST_DURATION, "ruleset" => ruleset.to_owned()),
+            rules: (0..rules).map(|_| Default::default()).collect(),
+        })
     }
 
     pub fn upstream_call(&self, upstream: &str, outcome: &'static str, elapsed: Duration) {

@@ -106,6 +106,8 @@ pub struct Ruleset {
     pub settings: Settings,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     pub rules: Vec<Rule>,
+    /// Metric handles, registered on first use by the server that evaluates this ruleset.
+    pub metrics: std::sync::OnceLock<crate::metrics::RulesetMetrics>,
 }
 
 #[derive(Debug, Clone)]

@@ -25,6 +25,7 @@ use crate::engine::{self, Context, Original};
 use crate::metrics::Metrics;
 use crate::payload::{self, ConfirmRequest, Parsed};
 use crate::reload::{self, EnvReader, Gate, Reloader, RuleStore};
+use crate::rules::{Rules, Ruleset};
 use crate::script::ScriptEngine;
 use crate::upstream::{HttpUpstreams, Upstreams};
 use crate::webhook::{Verifier, WebhookSecret};
@@ -256,9 +257,18 @@ struct Seen {
     id: String,
     started: tokio::time::Instant,
     arrived: DateTime<Utc>,
-    /// The metrics label: the ruleset once it is known to exist.
-    ruleset: String,
-    version: String,
+    /// The ruleset once it is known to exist (metrics label it `unknown` until then).
+    ruleset: Option<Arc<Ruleset>>,
+    /// The rules snapshot this request is answered from.
+    rules: Arc<Rules>,
+}
+
+impl Seen {
+    fn ruleset_name(&self) -> &str {
+        self.ruleset
+            .as_ref()
+            .map_or(UNKNOWN_RULESET, |r| r.name.as_str())
+    }
 }
 
 impl AppState {
@@ -275,8 +285,8 @@ impl AppState {
             id: uuid::Uuid::now_v7().to_string(),
             started: tokio::time::Instant::now(),
             arrived: Utc::now(),
-            ruleset: UNKNOWN_RULESET.to_owned(),
-            version: rules.version.clone(),
+            ruleset: None,
+            rules: rules.clone(),
         };
         // Guards in the order of SPEC §9; the first failing one answers.
         let client = self.client_addr(peer, &headers);
@@ -287,7 +297,8 @@ impl AppState {
         let Some(set) = rules.get(ruleset) else {
             return self.refuse(&seen, 404, "알 수 없는 결제 확인 경로입니다".into());
         };
-        seen.ruleset = set.name.clone();
+        let set = set.clone();
+        seen.ruleset = Some(set.clone());
         let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
             return self.refuse(
                 &seen,
@@ -328,7 +339,7 @@ impl AppState {
             started: seen.started,
             original: &original,
         };
-        let decision = engine::evaluate(set, &req, &ctx).await;
+        let decision = engine::evaluate(&set, &req, &ctx).await;
         self.finish(&seen, decision, Some(&req))
     }
 
@@ -359,11 +370,12 @@ impl AppState {
     fn finish(&self, seen: &Seen, decision: Decision, req: Option<&ConfirmRequest>) -> Response {
         let s = &self.0;
         let elapsed = seen.started.elapsed();
-        s.metrics.decision(&seen.ruleset, &decision, elapsed);
+        s.metrics
+            .decision(seen.ruleset.as_deref(), &decision, elapsed);
         let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
         tracing::info!(
             decision_id = %seen.id,
-            ruleset = %seen.ruleset,
+            ruleset = seen.ruleset_name(),
             decision = decision.decision.as_str(),
             status = decision.status,
             rule = decision.rule.as_deref().unwrap_or(""),
@@ -377,8 +389,8 @@ impl AppState {
             log.write(Record {
                 time: seen.arrived.to_rfc3339_opts(SecondsFormat::Millis, true),
                 decision_id: seen.id.clone(),
-                ruleset: seen.ruleset.clone(),
-                rules_version: seen.version.clone(),
+                ruleset: seen.ruleset_name().to_owned(),
+                rules_version: seen.rules.version.clone(),
                 api: req.map(|r| r.api.as_str()),
                 order_id: req.map(|r| r.order_id.clone()),
                 tx_id: req.map(|r| r.tx_id.clone()),

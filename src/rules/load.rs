@@ -317,6 +317,7 @@ impl FileCompiler<'_, '_> {
             settings,
             upstreams,
             rules,
+            metrics: std::sync::OnceLock::new(),
         })
     }
 
