@@ -154,18 +154,32 @@ impl Decision {
 
     /// The JSON body of the answer (SPEC §3): the reason under both `reason` (V1) and
     /// `errorMessage` (V2) so each caller finds its own.
-    pub fn body(&self) -> Vec<u8> {
-        let body = match self.decision {
+    pub fn body(&self) -> bytes::Bytes {
+        #[derive(Serialize)]
+        struct Refusal<'a> {
+            decision: &'static str,
+            reason: &'a str,
+            #[serde(rename = "errorMessage")]
+            error_message: &'a str,
+        }
+        match self.decision {
+            Verdict::Approve => bytes::Bytes::from_static(br#"{"decision":"approve"}"#),
+            Verdict::Ignored => bytes::Bytes::from_static(br#"{"decision":"ignored"}"#),
             Verdict::Reject => {
                 let reason = self
                     .reason
                     .as_deref()
                     .unwrap_or(crate::rules::DEFAULT_REASON);
-                serde_json::json!({"decision": "reject", "reason": reason, "errorMessage": reason})
+                let body = Refusal {
+                    decision: "reject",
+                    reason,
+                    error_message: reason,
+                };
+                // Serialising a struct of strings cannot fail; an empty body would still be
+                // a refusal by status.
+                serde_json::to_vec(&body).unwrap_or_default().into()
             }
-            other => serde_json::json!({"decision": other.as_str()}),
-        };
-        body.to_string().into_bytes()
+        }
     }
 }
 
@@ -175,8 +189,14 @@ mod tests {
 
     #[test]
     fn answer_bodies() {
-        assert_eq!(Decision::approve(None).body(), br#"{"decision":"approve"}"#);
-        assert_eq!(Decision::ignored().body(), br#"{"decision":"ignored"}"#);
+        assert_eq!(
+            Decision::approve(None).body(),
+            &br#"{"decision":"approve"}"#[..]
+        );
+        assert_eq!(
+            Decision::ignored().body(),
+            &br#"{"decision":"ignored"}"#[..]
+        );
         let body: serde_json::Value =
             serde_json::from_slice(&Decision::reject(409, "재고 없음".into(), None).body())
                 .unwrap();

@@ -127,7 +127,7 @@ impl Run<'_, '_> {
     async fn rules(&mut self) -> Decision {
         let settings = &self.ruleset.settings;
         let mut prefetches = self.start_prefetches();
-        let mut scope = script::request_scope(self.req, self.ctx.now);
+        let mut scope = script::request_scope(self.req, self.ctx.now, self.ruleset.uses_payload);
         for (i, rule) in self.ruleset.rules.iter().enumerate() {
             if rule.mode == Mode::Off {
                 continue;

@@ -106,6 +106,8 @@ pub struct Ruleset {
     pub settings: Settings,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     pub rules: Vec<Rule>,
+    /// Whether any expression or script mentions `payload` (else it is not built per request).
+    pub uses_payload: bool,
     /// Metric handles, registered on first use by the server that evaluates this ruleset.
     pub metrics: std::sync::OnceLock<crate::metrics::RulesetMetrics>,
 }

@@ -206,7 +206,14 @@ impl LowercaseFirst for String {
 }
 
 /// The scope a request is seen through; built once per request and shared by all its rules.
-pub fn request_scope(req: &ConfirmRequest, now: DateTime<FixedOffset>) -> Scope<'static> {
+///
+/// `with_payload: false` leaves `payload` as `()`: converting the whole body is the most
+/// expensive part, and rulesets that never mention `payload` skip it.
+pub fn request_scope(
+    req: &ConfirmRequest,
+    now: DateTime<FixedOffset>,
+    with_payload: bool,
+) -> Scope<'static> {
     let mut scope = Scope::new();
     scope.push_dynamic("order_id", req.order_id.clone().into());
     scope.push_dynamic("tx_id", req.tx_id.clone().into());
@@ -219,7 +226,12 @@ pub fn request_scope(req: &ConfirmRequest, now: DateTime<FixedOffset>) -> Scope<
         req.store_id.clone().map_or(Dynamic::UNIT, Dynamic::from),
     );
     scope.push_dynamic("api", req.api.as_str().into());
-    scope.push_dynamic("payload", json_to_dynamic(&req.payload));
+    let payload = if with_payload {
+        json_to_dynamic(&req.payload)
+    } else {
+        Dynamic::UNIT
+    };
+    scope.push_dynamic("payload", payload);
     scope.push_dynamic("now", Dynamic::from_int(now.timestamp_millis()));
     scope.push_dynamic("fetched", Dynamic::from_map(Map::new()));
     scope
@@ -354,14 +366,14 @@ mod tests {
     fn eval_expr(src: &str, body: &str) -> Result<bool, ScriptError> {
         let engine = ScriptEngine::new();
         let ast = engine.compile_expression(src, &[]).unwrap();
-        let mut scope = request_scope(&request(body), at("2026-12-01T12:30:00+09:00"));
+        let mut scope = request_scope(&request(body), at("2026-12-01T12:30:00+09:00"), true);
         engine.eval_bool(&mut scope, &ast)
     }
 
     fn run_script(src: &str) -> Result<ScriptVerdict, ScriptError> {
         let engine = ScriptEngine::new();
         let ast = engine.compile_script(src).unwrap();
-        let mut scope = request_scope(&request(V1), at("2026-12-01T12:30:00+09:00"));
+        let mut scope = request_scope(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
         engine.eval_script(&mut scope, &ast)
     }
 

@@ -92,7 +92,8 @@ pub enum LogFormat {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    init_tracing(args.log_format);
+    // Kept until exit: dropping it writes out the last log lines.
+    let _log_writer = init_tracing(args.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -103,18 +104,30 @@ pub fn run(args: ServeArgs) -> ExitCode {
     runtime.block_on(serve(args))
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to stderr from a writer thread, in batches: a decision line per request must not
+/// cost the request a write system call. If stderr stalls and 64k lines are waiting, further
+/// lines are dropped rather than holding up payments (the decision log is the lossless record).
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(65_536)
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    guard
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {

@@ -56,6 +56,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
             errors: Vec::new(),
             warnings: &mut warnings,
             broken_upstreams: Vec::new(),
+            uses_payload: false,
         };
         let ruleset = file.compile(&name);
         if file.errors.is_empty() {
@@ -232,6 +233,17 @@ fn substitute(s: &str, env: Env<'_>) -> Result<(String, bool), String> {
     Ok((out, any))
 }
 
+/// Whether Rhai source may read `payload`. Rhai has no way to name a variable at run time
+/// (`eval` is disabled), so a plain token search is a safe over-approximation.
+fn mentions_payload(src: &str) -> bool {
+    src.match_indices("payload").any(|(i, _)| {
+        let ident = |c: char| c.is_alphanumeric() || c == '_';
+        let before = src[..i].chars().next_back().is_some_and(ident);
+        let after = src[i + "payload".len()..].chars().next().is_some_and(ident);
+        !before && !after
+    })
+}
+
 /// Compiles one rule file, collecting every error it can find.
 struct FileCompiler<'a, 'o> {
     dir: &'a Path,
@@ -243,6 +255,8 @@ struct FileCompiler<'a, 'o> {
     /// Upstreams defined in the file that failed to load: already reported, so a rule naming
     /// one is not told it is unknown.
     broken_upstreams: Vec<String>,
+    /// Set when an expression or script of this file mentions `payload`.
+    uses_payload: bool,
 }
 
 impl FileCompiler<'_, '_> {
@@ -316,6 +330,7 @@ impl FileCompiler<'_, '_> {
             file: self.path.to_owned(),
             settings,
             upstreams,
+            uses_payload: std::mem::take(&mut self.uses_payload),
             rules,
             metrics: std::sync::OnceLock::new(),
         })
@@ -470,6 +485,7 @@ impl FileCompiler<'_, '_> {
         field: &str,
         extra: &[&str],
     ) -> Option<Expr> {
+        self.uses_payload |= mentions_payload(src);
         match self.opts.engine.compile_expression(src, extra) {
             Ok(ast) => Some(Expr {
                 src: src.to_owned(),

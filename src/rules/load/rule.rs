@@ -391,6 +391,7 @@ impl FileCompiler<'_, '_> {
                 return None;
             }
         };
+        self.uses_payload |= super::mentions_payload(&src);
         match self.opts.engine.compile_script(&src) {
             Ok(ast) => Some(Check::Script {
                 path: rel.to_owned(),

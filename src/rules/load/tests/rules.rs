@@ -433,3 +433,24 @@ fn errors_of_every_file_are_reported_together() {
         ]
     );
 }
+
+#[test]
+fn payload_is_built_only_for_rulesets_that_read_it() {
+    assert!(mentions_payload("payload.custom_data.tier == \"vip\""));
+    assert!(mentions_payload("let p = payload;\np.x"));
+    assert!(!mentions_payload(
+        "order_id == \"payloads\" || \"no_payload\" == tx_id"
+    ));
+    let dir = RulesDir::new();
+    dir.write(
+        DEFAULT,
+        "rules:\n  - name: a\n    require: 'amount > 1'\n    reason: x\n",
+    )
+    .write(
+        "vip.yaml",
+        "rules:\n  - name: a\n    require: 'payload.tier == \"vip\"'\n    reason: x\n",
+    );
+    let rules = dir.ok();
+    assert!(!rules.get("default").unwrap().uses_payload);
+    assert!(rules.get("vip").unwrap().uses_payload);
+}
