@@ -25,7 +25,9 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// One line of the decision log. Holds what is needed to replay the decision later.
 #[derive(Debug, Serialize)]
 pub struct Record {
-    pub time: String,
+    /// When the request arrived (RFC 3339, milliseconds, UTC), formatted by the writer thread.
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub time: chrono::DateTime<chrono::Utc>,
     pub decision_id: String,
     pub ruleset: String,
     pub rules_version: String,
@@ -44,6 +46,13 @@ pub struct Record {
     /// The normalised request's original body, for replay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<serde_json::Value>,
+}
+
+fn rfc3339_millis<S: serde::Serializer>(
+    t: &chrono::DateTime<chrono::Utc>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(&t.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
 }
 
 /// Which approvals to log; refusals are always logged.
@@ -224,7 +233,7 @@ mod tests {
 
     fn record(id: &str, decision: Decision) -> Record {
         Record {
-            time: "2026-12-01T00:00:00Z".into(),
+            time: chrono::Utc::now(),
             decision_id: id.into(),
             ruleset: "default".into(),
             rules_version: "abc".into(),

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use ipnet::IpNet;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -340,7 +340,7 @@ impl AppState {
             original: &original,
         };
         let decision = engine::evaluate(&set, &req, &ctx).await;
-        self.finish(&seen, decision, Some(&req))
+        self.finish(&seen, decision, Some(req))
     }
 
     /// With `--trust-forwarded-for`, the right-most `X-Forwarded-For` entry: the address our
@@ -367,7 +367,7 @@ impl AppState {
     }
 
     /// Counts, logs and records one answer, then renders it.
-    fn finish(&self, seen: &Seen, decision: Decision, req: Option<&ConfirmRequest>) -> Response {
+    fn finish(&self, seen: &Seen, decision: Decision, req: Option<ConfirmRequest>) -> Response {
         let s = &self.0;
         let elapsed = seen.started.elapsed();
         s.metrics
@@ -380,24 +380,35 @@ impl AppState {
             status = decision.status,
             rule = decision.rule.as_deref().unwrap_or(""),
             reason = decision.reason.as_deref().unwrap_or(""),
-            order_id = req.map_or("", |r| r.order_id.as_str()),
+            order_id = req.as_ref().map_or("", |r| r.order_id.as_str()),
             latency_ms,
             "decision"
         );
         let response = answer(&decision, &seen.id);
         if let Some(log) = &s.decision_log {
+            // The request is moved into the record, not copied: this runs for every answer.
+            let (api, order_id, tx_id, amount, request) = match req {
+                Some(r) => (
+                    Some(r.api.as_str()),
+                    Some(r.order_id),
+                    Some(r.tx_id),
+                    r.amount.to_string().parse().ok(),
+                    Some(r.payload),
+                ),
+                None => (None, None, None, None, None),
+            };
             log.write(Record {
-                time: seen.arrived.to_rfc3339_opts(SecondsFormat::Millis, true),
+                time: seen.arrived,
                 decision_id: seen.id.clone(),
                 ruleset: seen.ruleset_name().to_owned(),
                 rules_version: seen.rules.version.clone(),
-                api: req.map(|r| r.api.as_str()),
-                order_id: req.map(|r| r.order_id.clone()),
-                tx_id: req.map(|r| r.tx_id.clone()),
-                amount: req.and_then(|r| r.amount.to_string().parse().ok()),
+                api,
+                order_id,
+                tx_id,
+                amount,
                 decision,
                 latency_ms,
-                request: req.map(|r| r.payload.clone()),
+                request,
             });
         }
         response
