@@ -18,9 +18,9 @@ use crate::metrics::Metrics;
 /// Records waiting to be written; large enough that a burst never fills it in practice.
 const QUEUE: usize = 262_144;
 /// A full batch wakes the writer early.
-const BATCH: usize = 4096;
+const BATCH: usize = 512;
 /// The writer wakes at least this often, so the file is never more than this behind.
-const FLUSH_EVERY: Duration = Duration::from_millis(200);
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
 /// One line of the decision log. Holds what is needed to replay the decision later.
 #[derive(Debug, Serialize)]
