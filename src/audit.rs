@@ -3,7 +3,7 @@
 //! (for logrotate's `copytruncate`-free rotation: rename, then signal).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -15,8 +15,8 @@ use serde::Serialize;
 use crate::decision::{Decision, Verdict};
 use crate::metrics::Metrics;
 
-/// Records waiting to be written; large enough that a burst never fills it in practice.
-const QUEUE: usize = 262_144;
+/// Bytes waiting to be written; far more than any burst produces between two writes.
+const MAX_PENDING_BYTES: usize = 128 * 1024 * 1024;
 /// A full batch wakes the writer early.
 const BATCH: usize = 512;
 /// The writer wakes at least this often, so the file is never more than this behind.
@@ -83,7 +83,9 @@ impl std::str::FromStr for Sampling {
 /// Records and requests waiting for the writer thread.
 #[derive(Default)]
 struct Pending {
-    records: Vec<Record>,
+    /// Whole JSON lines, ready to write.
+    bytes: Vec<u8>,
+    lines: usize,
     reopen: bool,
     drained: Vec<mpsc::Sender<()>>,
 }
@@ -134,17 +136,28 @@ impl DecisionLog {
                 return;
             }
         }
+        // Serialised here, on the thread that built the record: the writer then only copies
+        // bytes, and no allocation crosses threads (glibc makes cross-thread frees contend).
+        // A whole line is appended under the lock, so lines are never torn.
+        let mut line = Vec::with_capacity(1024);
+        if serde_json::to_writer(&mut line, &record).is_err() {
+            self.dropped("a decision-log record could not be serialised");
+            return;
+        }
+        line.push(b'\n');
+        drop(record);
         let Ok(mut pending) = self.queue.pending.lock() else {
             self.dropped("the decision-log queue is poisoned");
             return;
         };
-        if pending.records.len() >= QUEUE {
+        if pending.bytes.len() + line.len() > MAX_PENDING_BYTES {
             drop(pending);
             self.dropped("decision log is behind; a record was not written");
             return;
         }
-        pending.records.push(record);
-        if pending.records.len() == BATCH {
+        pending.bytes.extend_from_slice(&line);
+        pending.lines += 1;
+        if pending.lines == BATCH {
             self.queue.wake.notify_one();
         }
     }
@@ -179,43 +192,38 @@ fn open(path: &Path) -> std::io::Result<File> {
 }
 
 fn write_loop(path: &Path, file: File, queue: &Queue, metrics: &Metrics) {
-    let mut out = BufWriter::with_capacity(256 * 1024, file);
-    let mut line = Vec::with_capacity(4096);
-    let mut batch = Vec::new();
+    let mut out = file;
+    // Two buffers trade places with the queue, so steady state allocates nothing.
+    let mut batch = Vec::with_capacity(256 * 1024);
     loop {
-        let (reopen, drained) = {
+        let (lines, reopen, drained) = {
             let Ok(pending) = queue.pending.lock() else {
                 return;
             };
             let Ok((mut pending, _)) = queue.wake.wait_timeout_while(pending, FLUSH_EVERY, |p| {
-                p.records.len() < BATCH && !p.reopen && p.drained.is_empty()
+                p.lines < BATCH && !p.reopen && p.drained.is_empty()
             }) else {
                 return;
             };
-            std::mem::swap(&mut batch, &mut pending.records);
+            std::mem::swap(&mut batch, &mut pending.bytes);
             (
+                std::mem::take(&mut pending.lines),
                 std::mem::take(&mut pending.reopen),
                 std::mem::take(&mut pending.drained),
             )
         };
-        for record in batch.drain(..) {
-            line.clear();
-            // Serialising into a buffer first means a failure never leaves half a line.
-            let ok = serde_json::to_writer(&mut line, &record).is_ok() && {
-                line.push(b'\n');
-                out.write_all(&line).is_ok()
-            };
-            if !ok {
-                metrics.decision_log_dropped();
-                tracing::warn!(path = %path.display(), "could not write a decision-log record");
+        if !batch.is_empty() {
+            if let Err(e) = out.write_all(&batch) {
+                for _ in 0..lines {
+                    metrics.decision_log_dropped();
+                }
+                tracing::warn!(path = %path.display(), lines, "could not write decision-log records: {e}");
             }
-        }
-        if out.flush().is_err() {
-            tracing::warn!(path = %path.display(), "could not flush the decision log");
+            batch.clear();
         }
         if reopen {
             match open(path) {
-                Ok(f) => out = BufWriter::with_capacity(256 * 1024, f),
+                Ok(f) => out = f,
                 Err(e) => {
                     tracing::error!(path = %path.display(), "cannot reopen decision log: {e}")
                 }
