@@ -1,5 +1,7 @@
 //! The ceiling for any HTTP service on this machine: a bare axum server answering 200 with the
-//! proxy's approve body to every request. `scripts/bench.sh` measures the proxy against it.
+//! proxy's approve body to every request (any method, any path). `scripts/bench.sh` measures
+//! the proxy against it. Like the proxy it runs on tokio's multi-threaded runtime (one worker per
+//! core) and axum's HTTP/1 server, so the difference is the work the proxy does per request.
 //!
 //! `cargo run --release --example bench_baseline -- --listen 127.0.0.1:18000`
 
@@ -14,7 +16,7 @@ async fn approve() -> impl IntoResponse {
     )
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "multi_thread")]
 async fn main() -> std::io::Result<()> {
     let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:18000".into());
     let app = Router::new().fallback(approve);
