@@ -1,17 +1,26 @@
 //! A stand-in for a merchant's own services, for the walk-through in examples/README.md:
-//! a stock API, a health endpoint that can be switched off, and an existing confirm handler.
+//! a stock API, a health endpoint that can be switched off, and the confirm handler the
+//! merchant had before the proxy.
 //!
 //! ```sh
-//! cargo run --example mock_shop                      # listens on 127.0.0.1:9090
-//! cargo run --example mock_shop -- --listen 127.0.0.1:9191
+//! SHOP_API_TOKEN=dev-token cargo run --example mock_shop     # listens on 127.0.0.1:9090
+//! cargo run --example mock_shop -- --listen 127.0.0.1:9191   # or MOCK_SHOP_LISTEN=127.0.0.1:9191
 //! ```
 //!
-//! With `SHOP_API_TOKEN` set, the stock API wants `Authorization: Bearer <token>`.
+//! | endpoint | answer |
+//! |---|---|
+//! | `GET /health` | 200 `{"status":"ok"}`, or 503 after `POST /admin/health/down` (back with `/admin/health/up`) |
+//! | `GET /api/stock/{order_id}` | `{"order_id":…,"available":N}`: 0 for `soldout-…`, 1 for `last-…`, else 5 |
+//! | `POST /payments/confirm` | the existing confirm handler: 409 for `blocked-…` orders, else 200 |
+//!
+//! With `SHOP_API_TOKEN` set, the stock API wants `Authorization: Bearer <token>` (401 otherwise).
+//! Every request is printed as `METHOD /path -> STATUS`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -20,6 +29,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+/// Stock by order id prefix; orders matching none have [`DEFAULT_STOCK`].
+const STOCK: &[(&str, u32)] = &[("soldout-", 0), ("last-", 1)];
+const DEFAULT_STOCK: u32 = 5;
+
 #[derive(Clone)]
 struct Shop {
     healthy: Arc<AtomicBool>,
@@ -27,8 +40,16 @@ struct Shop {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let listen: SocketAddr = listen_addr().parse()?;
+async fn main() {
+    let listen = match listen_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!(
+                "mock_shop: {e}\nusage: mock_shop [--listen ADDR]   (or MOCK_SHOP_LISTEN=ADDR)"
+            );
+            std::process::exit(2);
+        }
+    };
     let shop = Shop {
         healthy: Arc::new(AtomicBool::new(true)),
         token: std::env::var("SHOP_API_TOKEN")
@@ -42,23 +63,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/api/stock/{order_id}", get(stock))
         .route("/payments/confirm", post(existing_confirm))
         .layer(middleware::from_fn(log_request))
-        .with_state(shop);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    println!("mock shop listening on http://{listen}");
-    axum::serve(listener, app).await?;
-    Ok(())
+        .with_state(shop.clone());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("mock_shop: cannot listen on {listen}: {e}");
+            std::process::exit(1);
+        });
+    let auth = if shop.token.is_some() {
+        "the stock API wants the SHOP_API_TOKEN bearer token"
+    } else {
+        "SHOP_API_TOKEN not set, the stock API takes any caller"
+    };
+    println!("mock shop listening on http://{listen} ({auth})");
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("mock_shop: {e}");
+        std::process::exit(1);
+    }
 }
 
-fn listen_addr() -> String {
+/// `--listen ADDR`, else `MOCK_SHOP_LISTEN`, else 127.0.0.1:9090.
+fn listen_addr() -> Result<SocketAddr, String> {
+    let mut addr = std::env::var("MOCK_SHOP_LISTEN").unwrap_or_else(|_| "127.0.0.1:9090".into());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--listen" {
-            if let Some(addr) = args.next() {
-                return addr;
-            }
+        match arg.as_str() {
+            "--listen" => addr = args.next().ok_or("--listen needs an address")?,
+            _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
-    std::env::var("MOCK_SHOP_LISTEN").unwrap_or_else(|_| "127.0.0.1:9090".into())
+    addr.parse()
+        .map_err(|_| format!("invalid listen address {addr:?}, expected IP:PORT"))
 }
 
 /// One line per request, so the reader sees what the proxy calls.
@@ -82,15 +117,14 @@ async fn health(State(shop): State<Shop>) -> impl IntoResponse {
 
 async fn health_down(State(shop): State<Shop>) -> &'static str {
     shop.healthy.store(false, Ordering::SeqCst);
-    "health is now 503\n"
+    "GET /health now answers 503\n"
 }
 
 async fn health_up(State(shop): State<Shop>) -> &'static str {
     shop.healthy.store(true, Ordering::SeqCst);
-    "health is now 200\n"
+    "GET /health now answers 200\n"
 }
 
-/// Orders starting `soldout-` have nothing left; everything else has 5.
 async fn stock(
     State(shop): State<Shop>,
     headers: HeaderMap,
@@ -101,33 +135,40 @@ async fn stock(
         if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
             return (
                 StatusCode::UNAUTHORIZED,
-                Json(json!({"error": "bad token"})),
+                Json(json!({"error": "missing or wrong bearer token"})),
             )
                 .into_response();
         }
     }
-    let available = if order_id.starts_with("soldout-") {
-        0
-    } else {
-        5
-    };
+    let available = STOCK
+        .iter()
+        .find(|(prefix, _)| order_id.starts_with(prefix))
+        .map_or(DEFAULT_STOCK, |&(_, n)| n);
     Json(json!({"order_id": order_id, "available": available})).into_response()
 }
 
 /// The confirm handler the merchant had before the proxy: it refuses `blocked-` orders.
-async fn existing_confirm(Json(body): Json<Value>) -> Response {
+/// Takes PortOne's bodies as the proxy forwards them: V1 (JSON or form), V2 (both formats).
+async fn existing_confirm(body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body)
+        .or_else(|_| serde_urlencoded::from_bytes(&body))
+        .unwrap_or(Value::Null);
     let order_id = body
         .get("merchant_uid")
         .or_else(|| body.get("payment_id"))
         .or_else(|| body.pointer("/data/paymentId"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if order_id.starts_with("blocked-") {
-        return (
+        .and_then(Value::as_str);
+    match order_id {
+        None => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"reason": "주문 번호가 없습니다 (기존 확인 서버)"})),
+        )
+            .into_response(),
+        Some(id) if id.starts_with("blocked-") => (
             StatusCode::CONFLICT,
             Json(json!({"reason": "차단된 주문입니다 (기존 확인 서버)"})),
         )
-            .into_response();
+            .into_response(),
+        Some(_) => Json(json!({"ok": true})).into_response(),
     }
-    Json(json!({"ok": true})).into_response()
 }
