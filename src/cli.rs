@@ -52,6 +52,26 @@ pub struct RulesDir {
     pub dir: PathBuf,
 }
 
+impl RulesDir {
+    /// Loads the rules as `serve` would; on failure prints every `FILE:LINE:COL: message` to
+    /// stderr (the caller exits 1).
+    fn load(&self, scripts: &crate::script::ScriptEngine) -> Option<crate::rules::Rules> {
+        let opts = crate::rules::LoadOptions {
+            engine: scripts,
+            env: &process_env,
+        };
+        match crate::rules::load_dir(&self.dir, &opts) {
+            Ok(rules) => Some(rules),
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("{e}");
+                }
+                None
+            }
+        }
+    }
+}
+
 /// Runs the parsed command; the process exit code is the result.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {

@@ -149,7 +149,9 @@ impl Metrics {
         });
     }
 
-    pub fn health(&self, upstream: &str, health: Health) {
+    /// One probe: `ok` is its own result, `health` the upstream's state after it (the two
+    /// differ while `unhealthy_after` / `healthy_after` are still counting).
+    pub fn health(&self, upstream: &str, ok: bool, health: Health) {
         let v = match health {
             Health::Up => 1.0,
             Health::Down => 0.0,
@@ -157,11 +159,7 @@ impl Metrics {
         };
         self.record(|| {
             gauge!(UPSTREAM_HEALTHY, "upstream" => upstream.to_owned()).set(v);
-            let result = if health == Health::Up {
-                "success"
-            } else {
-                "failure"
-            };
+            let result = if ok { "success" } else { "failure" };
             counter!(HEALTH_PROBES, "upstream" => upstream.to_owned(), "result" => result)
                 .increment(1);
         });

@@ -211,7 +211,8 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Called when a probe changes an upstream's state (metrics, logs).
-pub type HealthObserver = Arc<dyn Fn(&Upstream, Health) + Send + Sync>;
+/// Arguments: the upstream, whether this probe succeeded, and the state after it.
+pub type HealthObserver = Arc<dyn Fn(&Upstream, bool, Health) + Send + Sync>;
 
 /// Starts one probe per upstream with a `health` block; the tasks belong to this generation of
 /// rules and stop when it is dropped.
@@ -266,6 +267,6 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
             up.state.set(after);
             tracing::info!(upstream = %up.name, from = ?before, to = ?after, "upstream health changed");
         }
-        observer(&up, after);
+        observer(&up, ok, after);
     }
 }

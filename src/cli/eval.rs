@@ -15,7 +15,7 @@ use crate::decision::Decision;
 use crate::engine::{evaluate, Context, Original};
 use crate::metrics::Metrics;
 use crate::payload::{self, Parsed};
-use crate::rules::{load_dir, Health, LoadOptions};
+use crate::rules::Health;
 use crate::script::ScriptEngine;
 use crate::upstream::{start_probes, HttpUpstreams};
 
@@ -50,20 +50,8 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         }
     };
     let scripts = ScriptEngine::new();
-    let rules = match load_dir(
-        &args.rules.dir,
-        &LoadOptions {
-            engine: &scripts,
-            env: &super::process_env,
-        },
-    ) {
-        Ok(r) => r,
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            return ExitCode::FAILURE;
-        }
+    let Some(rules) = args.rules.load(&scripts) else {
+        return ExitCode::FAILURE;
     };
     let Some(ruleset) = rules.get(&args.ruleset).cloned() else {
         let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
@@ -137,7 +125,7 @@ async fn wait_for_health(rules: &crate::rules::Rules) {
     if probed.is_empty() {
         return;
     }
-    start_probes(rules, Arc::new(|_, _| {}));
+    start_probes(rules, Arc::new(|_, _, _| {}));
     let limit =
         probed.iter().map(|u| u.timeout).max().unwrap_or_default() + Duration::from_millis(200);
     let _ = tokio::time::timeout(limit, async {

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::RulesDir;
-use crate::rules::{load_dir, LoadOptions};
 use crate::ruletest;
 use crate::script::ScriptEngine;
 
@@ -22,20 +21,8 @@ const INVALID_TEST_FILE: u8 = 2;
 
 pub fn run(args: &TestArgs) -> ExitCode {
     let scripts = ScriptEngine::new();
-    let rules = match load_dir(
-        &args.rules.dir,
-        &LoadOptions {
-            engine: &scripts,
-            env: &super::process_env,
-        },
-    ) {
-        Ok(r) => r,
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            return ExitCode::FAILURE;
-        }
+    let Some(rules) = args.rules.load(&scripts) else {
+        return ExitCode::FAILURE;
     };
     let suites = match ruletest::load_suites(&args.rules.dir, &rules) {
         Ok(s) => s,
