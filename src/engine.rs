@@ -60,7 +60,7 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         ruleset,
         req,
         ctx,
-        trace: Vec::new(),
+        trace: Vec::with_capacity(ruleset.rules.len()),
         shadow: Vec::new(),
         current: None,
         answer: None,
@@ -70,8 +70,11 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         Ok(d) => d,
         Err(_) => {
             // Whatever was in flight (an upstream call, a prefetch) is dropped and cancelled.
-            let rule = run.current.take();
-            if let Some((name, started)) = &rule {
+            let rule = run
+                .current
+                .take()
+                .map(|(i, started)| (&ruleset.rules[i].name, started));
+            if let Some((name, started)) = rule {
                 run.trace.push(RuleTrace {
                     rule: name.clone(),
                     outcome: Outcome::Error,
@@ -84,7 +87,7 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
                     )),
                 });
             }
-            let name = rule.map(|(n, _)| n);
+            let name = rule.map(|(n, _)| n.clone());
             match ruleset.settings.on_error {
                 OnError::Approve => Decision::approve(name),
                 OnError::Reject => Decision::reject(
@@ -106,13 +109,14 @@ struct Run<'a, 'c> {
     ctx: &'a Context<'c>,
     trace: Vec<RuleTrace>,
     shadow: Vec<ShadowOutcome>,
-    /// The rule being evaluated, so a deadline can name it.
-    current: Option<(String, Instant)>,
+    /// The index of the rule being evaluated and when it started, so a deadline can name it.
+    current: Option<(usize, Instant)>,
     /// The upstream answer the current rule read, for its trace.
     answer: Option<UpstreamAnswer>,
 }
 
-/// Background GET fetches, aborted if the evaluation ends before their rule is reached.
+/// Background GET fetches, aborted if the evaluation ends before their rule is reached. Empty
+/// (no allocation) when the ruleset has none; otherwise one slot per rule.
 struct Prefetches(Vec<Option<JoinHandle<Result<UpstreamResponse, UpstreamError>>>>);
 
 impl Drop for Prefetches {
@@ -128,30 +132,31 @@ impl Run<'_, '_> {
         let settings = &self.ruleset.settings;
         let mut prefetches = self.start_prefetches();
         let mut scope = script::request_scope(self.req, self.ctx.now, self.ruleset.uses_payload);
+        // One clock read per rule: a rule's end is the next rule's start.
+        let mut started = Instant::now();
         for (i, rule) in self.ruleset.rules.iter().enumerate() {
             if rule.mode == Mode::Off {
                 continue;
             }
-            let started = Instant::now();
-            self.current = Some((rule.name.clone(), started));
+            self.current = Some((i, started));
             let verdict = match self.guard(rule, &mut scope) {
                 Ok(true) => {
                     // The handle stays in `prefetches` so a deadline cancels the call being
                     // awaited too (dropping a JoinHandle would only detach it).
-                    let (verdict, answer) =
-                        self.check(rule, &mut scope, prefetches.0[i].as_mut()).await;
+                    let prefetched = prefetches.0.get_mut(i).and_then(Option::as_mut);
+                    let (verdict, answer) = self.check(rule, &mut scope, prefetched).await;
                     self.answer = answer;
                     verdict
                 }
                 Ok(false) => {
-                    self.record(rule, Outcome::Skipped, started, None, None);
+                    started = self.record(rule, Outcome::Skipped, started, None, None);
                     continue;
                 }
                 Err(e) => Verdict::Error(format!("when: {e}")),
             };
             self.current = None;
             let shadow = rule.mode == Mode::Shadow;
-            match verdict {
+            started = match verdict {
                 Verdict::Pass => self.record(rule, Outcome::Pass, started, None, None),
                 Verdict::Approve if shadow => self.record(rule, Outcome::Pass, started, None, None),
                 Verdict::Approve => {
@@ -164,7 +169,7 @@ impl Run<'_, '_> {
                         outcome: Outcome::Reject,
                         reason: Some(reason.clone()),
                     });
-                    self.record(rule, Outcome::ShadowReject, started, Some(reason), None);
+                    self.record(rule, Outcome::ShadowReject, started, Some(reason), None)
                 }
                 Verdict::Refuse(reason) => {
                     self.record(rule, Outcome::Reject, started, Some(reason.clone()), None);
@@ -176,7 +181,8 @@ impl Run<'_, '_> {
                 }
                 Verdict::Error(cause) => {
                     tracing::warn!(ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
-                    self.record(rule, Outcome::Error, started, None, Some(cause.clone()));
+                    let ended =
+                        self.record(rule, Outcome::Error, started, None, Some(cause.clone()));
                     if shadow {
                         self.shadow.push(ShadowOutcome {
                             rule: rule.name.clone(),
@@ -190,12 +196,14 @@ impl Run<'_, '_> {
                             Some(rule.name.clone()),
                         );
                     }
+                    ended
                 }
-            }
+            };
         }
         Decision::approve(None)
     }
 
+    /// Traces one rule; returns when it ended.
     fn record(
         &mut self,
         rule: &Rule,
@@ -203,15 +211,17 @@ impl Run<'_, '_> {
         started: Instant,
         reason: Option<String>,
         error: Option<String>,
-    ) {
+    ) -> Instant {
+        let ended = Instant::now();
         self.trace.push(RuleTrace {
             rule: rule.name.clone(),
             outcome,
             upstream: self.answer.take(),
-            ms: millis(started.elapsed()),
+            ms: millis(ended.saturating_duration_since(started)),
             reason,
             error,
         });
+        ended
     }
 
     fn guard(&self, rule: &Rule, scope: &mut Scope<'static>) -> Result<bool, script::ScriptError> {
@@ -224,12 +234,19 @@ impl Run<'_, '_> {
     /// GET fetches have no side effects, so they start now and run while earlier rules are
     /// evaluated; a request costs about its slowest check, not the sum.
     fn start_prefetches(&self) -> Prefetches {
+        let is_prefetch = |rule: &Rule| {
+            matches!(&rule.check, Check::Fetch(f) if f.method == HttpMethod::GET)
+                && rule.mode != Mode::Off
+        };
+        if !self.ruleset.rules.iter().any(is_prefetch) {
+            return Prefetches(Vec::new());
+        }
         Prefetches(
             self.ruleset
                 .rules
                 .iter()
                 .map(|rule| match &rule.check {
-                    Check::Fetch(f) if f.method == HttpMethod::GET && rule.mode != Mode::Off => {
+                    Check::Fetch(f) if is_prefetch(rule) => {
                         let call = self
                             .ctx
                             .upstreams

@@ -15,5 +15,6 @@ pub mod rules;
 pub mod ruletest;
 pub mod script;
 pub mod server;
+pub mod spool;
 pub mod upstream;
 pub mod webhook;

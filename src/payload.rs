@@ -46,6 +46,11 @@ impl Amount {
         self.value
     }
 
+    /// The amount as a JSON number, digit for digit as it was sent.
+    pub fn to_json(&self) -> Option<serde_json::Number> {
+        self.text.parse().ok()
+    }
+
     /// The amount as an integer when it is one (the usual case for KRW).
     pub fn as_i64(&self) -> Option<i64> {
         use rust_decimal::prelude::ToPrimitive;

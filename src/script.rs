@@ -1,6 +1,8 @@
 //! The single, shared Rhai engine: sandbox limits, helper functions, and the scope a request
 //! is seen through. Compiled ASTs live in `Rules`; this module never compiles per request.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Timelike};
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Position, Scope, AST, INT};
 use rust_decimal::Decimal;
@@ -214,26 +216,30 @@ pub fn request_scope(
     now: DateTime<FixedOffset>,
     with_payload: bool,
 ) -> Scope<'static> {
-    let mut scope = Scope::new();
-    scope.push_dynamic("order_id", req.order_id.clone().into());
-    scope.push_dynamic("tx_id", req.tx_id.clone().into());
-    scope.push_dynamic(
+    // Cloning a scope shares its variable names; pushing would allocate each name anew.
+    static TEMPLATE: LazyLock<Scope<'static>> = LazyLock::new(|| compile_scope(&[]));
+    let mut scope = TEMPLATE.clone();
+    let mut set = |name: &str, value: Dynamic| {
+        if let Some(slot) = scope.get_mut(name) {
+            *slot = value;
+        }
+    };
+    set("order_id", req.order_id.clone().into());
+    set("tx_id", req.tx_id.clone().into());
+    set(
         "amount",
         amount_dynamic(req.amount.value(), req.amount.as_i64()),
     );
-    scope.push_dynamic(
+    set(
         "store_id",
         req.store_id.clone().map_or(Dynamic::UNIT, Dynamic::from),
     );
-    scope.push_dynamic("api", req.api.as_str().into());
-    let payload = if with_payload {
-        json_to_dynamic(&req.payload)
-    } else {
-        Dynamic::UNIT
-    };
-    scope.push_dynamic("payload", payload);
-    scope.push_dynamic("now", Dynamic::from_int(now.timestamp_millis()));
-    scope.push_dynamic("fetched", Dynamic::from_map(Map::new()));
+    set("api", req.api.as_str().into());
+    if with_payload {
+        set("payload", json_to_dynamic(&req.payload));
+    }
+    set("now", Dynamic::from_int(now.timestamp_millis()));
+    set("fetched", Dynamic::from_map(Map::new()));
     scope
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -227,23 +227,24 @@ pub fn public_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+// The whole request is taken rather than a `HeaderMap` extractor, which would copy the headers.
 async fn confirm_default(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    state.confirm("default", peer, headers, body).await
+    let (parts, body) = request.into_parts();
+    state.confirm("default", peer, parts.headers, body).await
 }
 
 async fn confirm_named(
     State(state): State<AppState>,
     Path(ruleset): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    state.confirm(&ruleset, peer, headers, body).await
+    let (parts, body) = request.into_parts();
+    state.confirm(&ruleset, peer, parts.headers, body).await
 }
 
 async fn method_not_allowed() -> Response {
@@ -373,42 +374,34 @@ impl AppState {
         s.metrics
             .decision(seen.ruleset.as_deref(), &decision, elapsed);
         let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        // Ruleset names and verdicts are plain words, shown bare; rule names, reasons and order
+        // ids are quoted and escaped (an order id comes from outside). Absent fields are left out.
         tracing::info!(
             decision_id = %seen.id,
-            ruleset = seen.ruleset_name(),
-            decision = decision.decision.as_str(),
+            ruleset = %seen.ruleset_name(),
+            decision = %decision.decision.as_str(),
             status = decision.status,
-            rule = decision.rule.as_deref().unwrap_or(""),
-            reason = decision.reason.as_deref().unwrap_or(""),
-            order_id = req.as_ref().map_or("", |r| r.order_id.as_str()),
+            rule = decision.rule.as_deref(),
+            reason = decision.reason.as_deref(),
+            order_id = req.as_ref().map(|r| r.order_id.as_str()),
             latency_ms,
             "decision"
         );
         let response = answer(&decision, &seen.id);
         if let Some(log) = &s.decision_log {
-            // The request is moved into the record, not copied: this runs for every answer.
-            let (api, order_id, tx_id, amount, request) = match req {
-                Some(r) => (
-                    Some(r.api.as_str()),
-                    Some(r.order_id),
-                    Some(r.tx_id),
-                    r.amount.to_string().parse().ok(),
-                    Some(r.payload),
-                ),
-                None => (None, None, None, None, None),
-            };
-            log.write(Record {
+            let req = req.as_ref();
+            log.write(&Record {
                 time: seen.arrived,
-                decision_id: seen.id.clone(),
-                ruleset: seen.ruleset_name().to_owned(),
-                rules_version: seen.rules.version.clone(),
-                api,
-                order_id,
-                tx_id,
-                amount,
-                decision,
+                decision_id: &seen.id,
+                ruleset: seen.ruleset_name(),
+                rules_version: &seen.rules.version,
+                api: req.map(|r| r.api.as_str()),
+                order_id: req.map(|r| r.order_id.as_str()),
+                tx_id: req.map(|r| r.tx_id.as_str()),
+                amount: req.and_then(|r| r.amount.to_json()),
+                decision: &decision,
                 latency_ms,
-                request,
+                request: req.map(|r| &r.payload),
             });
         }
         response

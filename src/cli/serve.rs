@@ -15,6 +15,7 @@ use super::RulesDir;
 use crate::audit::Sampling;
 use crate::reload::Trigger;
 use crate::server::{App, Config};
+use crate::spool::{self, Spool};
 use crate::webhook::WebhookSecret;
 
 #[derive(Debug, Args)]
@@ -93,7 +94,13 @@ pub enum LogFormat {
 
 pub fn run(args: ServeArgs) -> ExitCode {
     // Kept until exit: dropping it writes out the last log lines.
-    let _log_writer = init_tracing(args.log_format);
+    let _log_writer = match init_tracing(args.log_format) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("cannot start the log writer thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -104,30 +111,40 @@ pub fn run(args: ServeArgs) -> ExitCode {
     runtime.block_on(serve(args))
 }
 
-/// Logs go to stderr from a writer thread, in batches: a decision line per request must not
-/// cost the request a write system call. If stderr stalls and 64k lines are waiting, further
-/// lines are dropped rather than holding up payments (the decision log is the lossless record).
-fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr through a [`Spool`], in batches: a decision line per request must not cost
+/// the request a write system call. If stderr stalls and 16 MiB of lines are waiting, further
+/// lines are dropped rather than holding up payments (the decision log is the lossless record);
+/// how many is said at exit.
+fn init_tracing(format: LogFormat) -> std::io::Result<LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(65_536)
-        .lossy(true)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    let spool = Spool::start("log-writer", 16 << 20, spool::Stderr)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(writer);
+        .with_writer(spool.clone());
     match format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
-    guard
+    Ok(LogGuard(spool))
+}
+
+/// Writes out the last log lines when dropped at exit.
+struct LogGuard(Spool);
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .drain()
+            .recv_timeout(std::time::Duration::from_secs(5));
+        let dropped = self.0.refused();
+        if dropped > 0 {
+            eprintln!("{dropped} log lines were dropped: stderr did not keep up");
+        }
+    }
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {

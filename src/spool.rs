@@ -1,0 +1,248 @@
+//! A line spool: request threads append whole lines to one shared buffer under a short lock;
+//! a writer thread takes the buffer and writes it out in one call, at least every
+//! [`FLUSH_EVERY`]. The decision log and the stderr log both go through one, so neither costs
+//! a request a system call, a thread wake-up or an allocation freed on another thread.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// The writer wakes at least this often, so the output is never more than this behind.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// A batch of this many lines wakes the writer early.
+const BATCH: usize = 512;
+
+/// Where a spool's bytes end up. Runs on the writer thread only.
+pub trait Sink: Send + 'static {
+    /// Writes `lines` whole lines. An error is the sink's to report: the spool has no one to
+    /// hand it to.
+    fn write(&mut self, bytes: &[u8], lines: usize);
+    /// Closes and reopens the destination (log rotation).
+    fn reopen(&mut self) {}
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    lines: usize,
+    reopen: bool,
+    drained: Vec<mpsc::Sender<()>>,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    /// Bytes that may wait; past this, pushes are refused (and counted by the caller).
+    limit: usize,
+    refused: AtomicU64,
+}
+
+/// Handle to a spool and its writer thread. Cloning is cheap.
+#[derive(Clone)]
+pub struct Spool(Arc<Shared>);
+
+impl Spool {
+    /// Starts the writer thread `name` in front of `sink`.
+    pub fn start(name: &str, limit: usize, sink: impl Sink) -> io::Result<Spool> {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            limit,
+            refused: AtomicU64::new(0),
+        });
+        let writer = shared.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || write_loop(&writer, sink))?;
+        Ok(Spool(shared))
+    }
+
+    /// Appends `lines` whole lines (each ending in `\n`), all or nothing, so lines are never
+    /// torn. Returns false when the spool is full or broken; the caller decides how to count it.
+    pub fn push(&self, bytes: &[u8], lines: usize) -> bool {
+        let Ok(mut pending) = self.0.pending.lock() else {
+            return self.refuse();
+        };
+        if pending.bytes.len() + bytes.len() > self.0.limit {
+            drop(pending);
+            return self.refuse();
+        }
+        pending.bytes.extend_from_slice(bytes);
+        let before = pending.lines;
+        pending.lines += lines;
+        if before < BATCH && pending.lines >= BATCH {
+            self.0.wake.notify_one();
+        }
+        true
+    }
+
+    fn refuse(&self) -> bool {
+        self.0.refused.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// How many pushes were refused so far.
+    pub fn refused(&self) -> u64 {
+        self.0.refused.load(Ordering::Relaxed)
+    }
+
+    /// Asks the writer to reopen its sink after the lines already pushed.
+    pub fn reopen(&self) {
+        if let Ok(mut pending) = self.0.pending.lock() {
+            pending.reopen = true;
+            self.0.wake.notify_one();
+        }
+    }
+
+    /// Everything pushed so far is written when the returned receiver gets its message.
+    pub fn drain(&self) -> mpsc::Receiver<()> {
+        let (ack, done) = mpsc::channel();
+        if let Ok(mut pending) = self.0.pending.lock() {
+            pending.drained.push(ack);
+            self.0.wake.notify_one();
+        }
+        done
+    }
+}
+
+fn write_loop(shared: &Shared, mut sink: impl Sink) {
+    // Two buffers trade places with the queue, so steady state allocates nothing.
+    let mut batch = Vec::with_capacity(256 * 1024);
+    loop {
+        let (lines, reopen, drained) = {
+            let Ok(pending) = shared.pending.lock() else {
+                return;
+            };
+            let Ok((mut pending, _)) = shared.wake.wait_timeout_while(pending, FLUSH_EVERY, |p| {
+                p.lines < BATCH && !p.reopen && p.drained.is_empty()
+            }) else {
+                return;
+            };
+            std::mem::swap(&mut batch, &mut pending.bytes);
+            (
+                std::mem::take(&mut pending.lines),
+                std::mem::take(&mut pending.reopen),
+                std::mem::take(&mut pending.drained),
+            )
+        };
+        if !batch.is_empty() {
+            sink.write(&batch, lines);
+            batch.clear();
+        }
+        if reopen {
+            sink.reopen();
+        }
+        for ack in drained {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// Log lines through a spool: tracing's fmt layer formats a whole event, then makes one
+/// `write_all` of it, which becomes one push. A line the spool refuses is counted
+/// ([`Spool::refused`]) and dropped: logs must not hold up payments.
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Spool {
+    type Writer = SpoolWriter<'a>;
+
+    fn make_writer(&'a self) -> SpoolWriter<'a> {
+        SpoolWriter(self)
+    }
+}
+
+pub struct SpoolWriter<'a>(&'a Spool);
+
+impl io::Write for SpoolWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.push(buf, 1);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Standard error as a spool's sink.
+pub struct Stderr;
+
+impl Sink for Stderr {
+    fn write(&mut self, bytes: &[u8], _lines: usize) {
+        use io::Write;
+        // Nowhere left to report a failing stderr.
+        let _ = io::stderr().lock().write_all(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects what it is given; `Arc` so the test can look after the writer has it.
+    #[derive(Clone, Default)]
+    struct Collect(Arc<Mutex<(Vec<u8>, usize, usize)>>);
+
+    impl Sink for Collect {
+        fn write(&mut self, bytes: &[u8], lines: usize) {
+            let mut c = self.0.lock().unwrap();
+            c.0.extend_from_slice(bytes);
+            c.1 += lines;
+        }
+        fn reopen(&mut self) {
+            self.0.lock().unwrap().2 += 1;
+        }
+    }
+
+    #[test]
+    fn writes_whole_lines_in_order_and_drains() {
+        let sink = Collect::default();
+        let spool = Spool::start("test-spool", 1 << 20, sink.clone()).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let spool = spool.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        assert!(spool.push(format!("{t} {i}\n").as_bytes(), 1));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        spool.reopen();
+        spool.drain().recv_timeout(Duration::from_secs(10)).unwrap();
+        let (bytes, lines, reopened) = sink.0.lock().unwrap().clone();
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(lines, 4000);
+        assert_eq!(reopened, 1);
+        for t in 0..4 {
+            let mine: Vec<usize> = text
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(th, _)| *th == t.to_string())
+                .map(|(_, i)| i.parse().unwrap())
+                .collect();
+            assert_eq!(mine, (0..1000).collect::<Vec<_>>(), "thread {t}");
+        }
+    }
+
+    #[test]
+    fn refuses_past_the_limit_and_counts() {
+        // A sink that blocks until released, so nothing leaves the spool meanwhile.
+        struct Blocked(mpsc::Receiver<()>);
+        impl Sink for Blocked {
+            fn write(&mut self, _: &[u8], _: usize) {
+                let _ = self.0.recv_timeout(Duration::from_secs(10));
+            }
+        }
+        let (release, rx) = mpsc::channel();
+        let spool = Spool::start("test-spool", 10, Blocked(rx)).unwrap();
+        assert!(spool.push(b"12345678\n", 1));
+        assert!(!spool.push(b"abc\n", 1), "over the 10-byte limit");
+        assert_eq!(spool.refused(), 1);
+        release.send(()).unwrap();
+        spool.drain().recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(spool.push(b"abc\n", 1), "room again once written");
+    }
+}
