@@ -39,6 +39,8 @@ BASE="127.0.0.1:$((18000 + OFFSET))"
 PROXY="127.0.0.1:$((18080 + OFFSET))"
 ADMIN="127.0.0.1:$((19901 + OFFSET))"
 UPSTREAM="127.0.0.1:$((18100 + OFFSET))"
+QUIET="127.0.0.1:$((18081 + OFFSET))"       # the diagnostic proxy without its logs
+QUIET_ADMIN="127.0.0.1:$((19902 + OFFSET))"
 
 log() { echo "bench: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -49,7 +51,7 @@ die() { log "$*"; exit 1; }
 for tool in cargo curl python3; do
   command -v "$tool" >/dev/null || die "$tool is needed"
 done
-for addr in "$BASE" "$PROXY" "$ADMIN" "$UPSTREAM"; do
+for addr in "$BASE" "$PROXY" "$ADMIN" "$UPSTREAM" "$QUIET" "$QUIET_ADMIN"; do
   if (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then
     die "$addr is already in use (another bench running? set BENCH_PORT_OFFSET)"
   fi
@@ -156,21 +158,32 @@ POST_V1=(-m POST -T application/json -D "$V1")
 
 # --- baseline and local (shipped rules, V1): three alternating rounds, the median is reported -------
 # This machine is shared and noisy; alternating keeps both sides of the ratio under the same
-# conditions. Then local and the baseline at half the rate local reached.
+# conditions. A third proxy in each round runs without the per-decision log line (RUST_LOG=warn)
+# and without the decision log: not a way to run it, a measure of what those two cost.
+# Then local and the baseline at half the rate local reached.
 "$EXAMPLES/bench_baseline" --listen "$BASE" >/dev/null &
 BASE_PID=$!
 PIDS+=("$BASE_PID")
 wait_ready "http://$BASE/" "$BASE_PID"
+RUST_LOG=warn "$BIN" serve --rules rules --listen "$QUIET" --admin-listen "$QUIET_ADMIN" \
+  2>"$WORK/proxy-quiet.log" &
+QUIET_PID=$!
+PIDS+=("$QUIET_PID")
+wait_ready "http://$QUIET_ADMIN/readyz" "$QUIET_PID"
 start_proxy local rules
 for round in 1 2 3; do
   run "baseline_$round" "http://$BASE/confirm" "${POST_V1[@]}"
   run "local_$round" "http://$PROXY/confirm" "${POST_V1[@]}"
+  run "quiet_$round" "http://$QUIET/confirm" "${POST_V1[@]}"
 done
 rss_kb "$PROXY_PID" >"$WORK/rss-after-load.txt"
+kill "$QUIET_PID"
+wait "$QUIET_PID" || log "quiet proxy exited with status $?"
+forget "$QUIET_PID"
 python3 - "$WORK" <<'PY'
 import json, shutil, sys
 work = sys.argv[1]
-for name in ("baseline", "local"):
+for name in ("baseline", "local", "quiet"):
     runs = sorted((json.load(open(f"{work}/{name}_{r}.json"))["summary"]["requestsPerSec"], r) for r in (1, 2, 3))
     shutil.copy(f"{work}/{name}_{runs[1][1]}.json", f"{work}/{name}.json")
     with open(f"{work}/rounds-{name}.txt", "w") as f:
@@ -340,6 +353,7 @@ base = rps(load("baseline"))
 rows = [
     ("baseline: bare axum 200, V1 POST", "baseline", ""),
     ("local: shipped rules, V1", "local", ""),
+    ("local without log line and decision log (diagnostic)", "quiet", ""),
     (f"local@half: same at {half} req/s", "local_half", "rate"),
     (f"baseline at the same {half} req/s", "baseline_half", "rate"),
     ("signed: V2 with webhook signature", "signed", ""),
@@ -355,8 +369,9 @@ print(f"Run {machine['date']} on commit {machine['commit']}: {machine['cpus']} C
       f"{machine['memory']}, load average {machine['load']} at start.  ")
 print(f"{secs} s per scenario after a {warmup} s warm-up, {conns} connections, oha; "
       "failed = answers other than 200/409 plus connection errors and timeouts (5 s).\n")
-print("baseline and local: median of three alternating rounds (req/s of each: baseline "
-      f"{text('rounds-baseline')}; local {text('rounds-local')}).\n")
+print("baseline, local and the diagnostic: median of three alternating rounds (req/s of each: "
+      f"baseline {text('rounds-baseline')}; local {text('rounds-local')}; "
+      f"diagnostic {text('rounds-quiet')}).\n")
 print("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | vs baseline req/s | failed | answers |")
 print("|---|---:|---:|---:|---:|---:|---:|---|")
 for label, n, kind in rows:

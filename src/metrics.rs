@@ -101,6 +101,26 @@ impl Metrics {
         self.handle.render()
     }
 
+    /// Folds the histogram samples recorded since the last call into their buckets. The
+    /// recorder keeps every sample until then, so without this (or a scrape) memory grows with
+    /// every request: [`spawn_upkeep`](Self::spawn_upkeep) runs it every few seconds.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// Runs [`run_upkeep`](Self::run_upkeep) every 5 s until the returned task is aborted.
+    pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
+        let metrics = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        })
+    }
+
     /// One confirm answer, with the outcomes of the rules that were evaluated. `None` is an
     /// unknown ruleset, counted under `ruleset="unknown"`.
     pub fn decision(&self, ruleset: Option<&Ruleset>, decision: &Decision, elapsed: Duration) {
@@ -171,5 +191,25 @@ impl Metrics {
 
     pub fn decision_log_dropped(&self) {
         self.record(|| counter!(DECISION_LOG_DROPPED).increment(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upkeep_keeps_every_histogram_sample() {
+        let m = Metrics::new();
+        for i in 0..1000 {
+            m.decision(None, &Decision::approve(None), Duration::from_micros(i));
+            if i % 300 == 0 {
+                m.run_upkeep();
+            }
+        }
+        m.run_upkeep();
+        let text = m.render();
+        let count = format!(r#"{REQUEST_DURATION}_count{{ruleset="unknown"}} 1000"#);
+        assert!(text.contains(&count), "{text}");
     }
 }

@@ -203,7 +203,9 @@ impl App {
             admin_router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(stopped(stop_rx));
+        let upkeep = self.state.0.metrics.spawn_upkeep();
         let (a, b) = tokio::join!(public.into_future(), admin.into_future());
+        upkeep.abort();
         if let Some(log) = &self.state.0.decision_log {
             log.shutdown().await;
         }
