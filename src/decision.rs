@@ -1,6 +1,8 @@
 //! What the engine decided and why ([`Decision`], its per-rule [`RuleTrace`]), and how a
 //! decision becomes PortOne's answer.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// The outcome PortOne sees.
@@ -55,7 +57,7 @@ impl Outcome {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleTrace {
-    pub rule: String,
+    pub rule: Arc<str>,
     pub outcome: Outcome,
     /// Wall time spent on this rule, in milliseconds.
     pub ms: f64,
@@ -101,7 +103,7 @@ impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
 /// What a shadow rule would have done had it been enforced.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShadowOutcome {
-    pub rule: String,
+    pub rule: Arc<str>,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -116,14 +118,14 @@ pub struct Decision {
     pub reason: Option<String>,
     /// The rule that decided (None when every rule passed, or before rules ran).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shadow: Vec<ShadowOutcome>,
     pub trace: Vec<RuleTrace>,
 }
 
 impl Decision {
-    pub fn approve(rule: Option<String>) -> Decision {
+    pub fn approve(rule: Option<Arc<str>>) -> Decision {
         Decision {
             decision: Verdict::Approve,
             status: 200,
@@ -134,7 +136,7 @@ impl Decision {
         }
     }
 
-    pub fn reject(status: u16, reason: String, rule: Option<String>) -> Decision {
+    pub fn reject(status: u16, reason: String, rule: Option<Arc<str>>) -> Decision {
         Decision {
             decision: Verdict::Reject,
             status,

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cli;
 pub mod decision;
 pub mod engine;
+pub mod logfmt;
 pub mod metrics;
 pub mod payload;
 pub mod reload;

@@ -133,7 +133,8 @@ impl Default for Settings {
 
 #[derive(Debug)]
 pub struct Rule {
-    pub name: String,
+    /// Shared with every trace and decision that names the rule, so naming costs no copy.
+    pub name: Arc<str>,
     pub when: Option<Expr>,
     pub mode: Mode,
     pub on_error: Option<OnError>,

@@ -364,7 +364,7 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
             .trace
             .iter()
             .filter(|t| t.outcome == Outcome::ShadowReject)
-            .map(|t| t.rule.as_str())
+            .map(|t| &*t.rule)
             .collect();
         if got != shadow.iter().map(String::as_str).collect::<Vec<_>>() {
             out.push(format!("expected shadow refusals {shadow:?}, got {got:?}"));

@@ -376,12 +376,12 @@ impl AppState {
         s.metrics
             .decision(seen.ruleset.as_deref(), &decision, elapsed);
         let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
-        // Ruleset names and verdicts are plain words, shown bare; rule names, reasons and order
-        // ids are quoted and escaped (an order id comes from outside). Absent fields are left out.
+        // Plain `&str`s: the line format quotes and escapes a value only when it needs it (an
+        // order id comes from outside). Absent fields are left out.
         tracing::info!(
-            decision_id = %seen.id,
-            ruleset = %seen.ruleset_name(),
-            decision = %decision.decision.as_str(),
+            decision_id = seen.id.as_str(),
+            ruleset = seen.ruleset_name(),
+            decision = decision.decision.as_str(),
             status = decision.status,
             rule = decision.rule.as_deref(),
             reason = decision.reason.as_deref(),

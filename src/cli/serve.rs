@@ -13,6 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::RulesDir;
 use crate::audit::Sampling;
+use crate::logfmt::LineFormat;
 use crate::reload::Trigger;
 use crate::server::{App, Config};
 use crate::spool::{self, Spool};
@@ -125,7 +126,9 @@ fn init_tracing(format: LogFormat) -> std::io::Result<LogGuard> {
         .with_ansi(ansi)
         .with_writer(spool.clone());
     match format {
-        LogFormat::Pretty => builder.init(),
+        // Colours for a person at a terminal; the leaner line for files and collectors.
+        LogFormat::Pretty if ansi => builder.init(),
+        LogFormat::Pretty => builder.event_format(LineFormat).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     Ok(LogGuard(spool))

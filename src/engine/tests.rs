@@ -122,7 +122,7 @@ fn summary(d: &Decision) -> Summary<'_> {
 fn outcomes(d: &Decision) -> Vec<(&str, &'static str)> {
     d.trace
         .iter()
-        .map(|t| (t.rule.as_str(), t.outcome.as_str()))
+        .map(|t| (&*t.rule, t.outcome.as_str()))
         .collect()
 }
 
@@ -130,7 +130,7 @@ fn outcomes(d: &Decision) -> Vec<(&str, &'static str)> {
 fn error_of<'d>(d: &'d Decision, rule: &str) -> &'d str {
     d.trace
         .iter()
-        .find(|t| t.rule == rule)
+        .find(|t| &*t.rule == rule)
         .and_then(|t| t.error.as_deref())
         .unwrap_or_else(|| panic!("no error traced for {rule}: {:?}", d.trace))
 }

@@ -109,7 +109,7 @@ impl FileCompiler<'_, '_> {
             return None;
         }
         Some(Rule {
-            name: name.to_owned(),
+            name: name.into(),
             when,
             mode: raw.mode.unwrap_or_default(),
             on_error: raw.on_error,

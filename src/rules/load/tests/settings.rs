@@ -68,7 +68,7 @@ rules:
     let summary: Vec<_> = set
         .rules
         .iter()
-        .map(|r| (r.name.as_str(), r.check.kind(), r.mode, r.on_error))
+        .map(|r| (&*r.name, r.check.kind(), r.mode, r.on_error))
         .collect();
     assert_eq!(
         summary,

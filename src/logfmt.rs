@@ -1,0 +1,252 @@
+//! The text log line and the timestamps of both logs.
+//!
+//! tracing-subscriber's default line format goes through `core::fmt` for every part and quotes
+//! every string field; with one line per decision it cost more instructions than evaluating the
+//! rules (callgrind, see BENCHMARKS.md). This writes the same information directly, in logfmt
+//! style: `TIME LEVEL target: message key=value …`, a value quoted (and escaped) only when it
+//! has to be — when empty or holding spaces, quotes, `=`, backslashes or control characters —
+//! so no value from outside can forge a line or a field.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write};
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// `2026-11-25T10:00:00.123Z` (3 fraction digits) or `…00.123456Z` (6), without going through
+/// `core::fmt` or chrono's format strings.
+pub fn rfc3339<'a>(t: &DateTime<Utc>, fraction_digits: u32, out: &'a mut [u8; 27]) -> &'a str {
+    fn digits(buf: &mut [u8], mut n: u32) {
+        for b in buf.iter_mut().rev() {
+            *b = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    }
+    let digits_n = fraction_digits.clamp(1, 6) as usize;
+    // Years outside 0..=9999 do not occur in log times; they wrap rather than panic.
+    digits(&mut out[0..4], t.year().rem_euclid(10_000) as u32);
+    out[4] = b'-';
+    digits(&mut out[5..7], t.month());
+    out[7] = b'-';
+    digits(&mut out[8..10], t.day());
+    out[10] = b'T';
+    digits(&mut out[11..13], t.hour());
+    out[13] = b':';
+    digits(&mut out[14..16], t.minute());
+    out[16] = b':';
+    digits(&mut out[17..19], t.second());
+    out[19] = b'.';
+    // A leap second shows as .999… rather than overflowing the field.
+    let micros = t.timestamp_subsec_micros().min(999_999);
+    digits(
+        &mut out[20..20 + digits_n],
+        micros / 10u32.pow(6 - digits_n as u32),
+    );
+    out[20 + digits_n] = b'Z';
+    std::str::from_utf8(&out[..21 + digits_n]).unwrap_or_default()
+}
+
+/// The text format of `--log-format pretty` when stderr is not a terminal (on a terminal the
+/// coloured default format is used).
+pub struct LineFormat;
+
+impl<S, N> FormatEvent<S, N> for LineFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut time = [0u8; 27];
+        w.write_str(rfc3339(&Utc::now(), 6, &mut time))?;
+        // Right-aligned to five characters, as the default format does.
+        w.write_str(match *meta.level() {
+            tracing::Level::ERROR => " ERROR ",
+            tracing::Level::WARN => "  WARN ",
+            tracing::Level::INFO => "  INFO ",
+            tracing::Level::DEBUG => " DEBUG ",
+            tracing::Level::TRACE => " TRACE ",
+        })?;
+        w.write_str(meta.target())?;
+        w.write_str(":")?;
+        let mut fields = Fields {
+            w: &mut w,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        w.write_char('\n')
+    }
+}
+
+struct Fields<'a, 'w> {
+    w: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl Fields<'_, '_> {
+    fn field(&mut self, field: &Field, value: &str, always_bare: bool) {
+        if self.result.is_err() {
+            return;
+        }
+        self.result = (|| {
+            self.w.write_char(' ')?;
+            if field.name() != "message" {
+                self.w.write_str(field.name())?;
+                self.w.write_char('=')?;
+            }
+            if always_bare || !needs_quotes(value) {
+                self.w.write_str(value)
+            } else {
+                write!(self.w, "{value:?}")
+            }
+        })();
+    }
+}
+
+impl Visit for Fields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        // The message is prose for people; it is the one value never quoted.
+        self.field(field, value, field.name() == "message");
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        thread_local! {
+            static BUF: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            if write!(buf, "{value:?}").is_err() {
+                self.result = Err(fmt::Error);
+                return;
+            }
+            self.field(field, buf, field.name() == "message");
+        });
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, itoa::Buffer::new().format(value), true);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, itoa::Buffer::new().format(value), true);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, if value { "true" } else { "false" }, true);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.field(field, ryu::Buffer::new().format(value), true);
+    }
+}
+
+/// Whether a value must be quoted to stay one field on one line.
+fn needs_quotes(value: &str) -> bool {
+    value.is_empty()
+        || value
+            .bytes()
+            .any(|b| b <= b' ' || b == b'"' || b == b'=' || b == b'\\' || b == 0x7f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn rfc3339_with_millis_and_micros() {
+        let t = Utc
+            .with_ymd_and_hms(2026, 1, 5, 9, 7, 3)
+            .unwrap()
+            .checked_add_signed(chrono::TimeDelta::microseconds(42_517))
+            .unwrap();
+        let mut buf = [0u8; 27];
+        assert_eq!(rfc3339(&t, 3, &mut buf), "2026-01-05T09:07:03.042Z");
+        assert_eq!(rfc3339(&t, 6, &mut buf), "2026-01-05T09:07:03.042517Z");
+        assert_eq!(
+            rfc3339(&t, 3, &mut buf),
+            t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        );
+    }
+
+    /// Renders events through the real subscriber into a buffer.
+    fn render(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(LineFormat)
+            .with_writer(move || buf.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn line_quotes_only_what_needs_it() {
+        let text = render(|| {
+            tracing::info!(
+                decision_id = %"01a2-x",
+                ruleset = "default",
+                status = 409u16,
+                latency_ms = 0.052,
+                rule = Some("no-legacy-orders"),
+                reason = Some("새로 주문해 주세요."),
+                order_id = "evil\n2026-01-01T00:00:00Z  INFO forged",
+                empty = "",
+                missing = None::<&str>,
+                "decision"
+            );
+        });
+        let (time, rest) = text.split_once(' ').unwrap();
+        assert_eq!(time.len(), "2026-01-05T09:07:03.042517Z".len(), "{text}");
+        assert_eq!(
+            rest,
+            " INFO confirm_proxy::logfmt::tests: decision decision_id=01a2-x ruleset=default \
+             status=409 latency_ms=0.052 rule=no-legacy-orders reason=\"새로 주문해 주세요.\" \
+             order_id=\"evil\\n2026-01-01T00:00:00Z  INFO forged\" empty=\"\"\n"
+        );
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "a newline in a value stays escaped"
+        );
+    }
+
+    #[test]
+    fn levels_and_plain_messages() {
+        let text = render(|| {
+            tracing::warn!("rules kept: {}", "x.yaml:3:1: expected a map");
+            tracing::error!(path = "/tmp/a b", "cannot open");
+        });
+        let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+        assert_eq!(
+            lines,
+            [
+                " WARN confirm_proxy::logfmt::tests: rules kept: x.yaml:3:1: expected a map",
+                "ERROR confirm_proxy::logfmt::tests: cannot open path=\"/tmp/a b\"",
+            ]
+        );
+    }
+}
