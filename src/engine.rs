@@ -14,7 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::decision::{Decision, Outcome, RuleTrace, ShadowOutcome, UpstreamAnswer};
 use crate::payload::ConfirmRequest;
-use crate::rules::{BodyTemplate, Check, Fetch, Health, HttpMethod, Mode, OnError, Rule, Ruleset};
+use crate::rules::{
+    BodyTemplate, Check, Expr, Fetch, Health, HttpMethod, Mode, OnError, Rule, Ruleset,
+};
 use crate::script::{self, ScriptEngine, ScriptVerdict};
 use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse, Upstreams};
 
@@ -131,7 +133,11 @@ impl Run<'_, '_> {
     async fn rules(&mut self) -> Decision {
         let settings = &self.ruleset.settings;
         let mut prefetches = self.start_prefetches();
-        let mut scope = script::request_scope(self.req, self.ctx.now, self.ruleset.uses_payload);
+        let mut scope = if self.ruleset.uses_rhai {
+            script::request_scope(self.req, self.ctx.now, self.ruleset.uses_payload)
+        } else {
+            Scope::new()
+        };
         // One clock read per rule: a rule's end is the next rule's start.
         let mut started = Instant::now();
         for (i, rule) in self.ruleset.rules.iter().enumerate() {
@@ -226,8 +232,15 @@ impl Run<'_, '_> {
 
     fn guard(&self, rule: &Rule, scope: &mut Scope<'static>) -> Result<bool, script::ScriptError> {
         match &rule.when {
-            Some(when) => self.ctx.scripts.eval_bool(scope, &when.ast),
+            Some(when) => self.test(when, scope),
             None => Ok(true),
+        }
+    }
+
+    fn test(&self, expr: &Expr, scope: &mut Scope<'static>) -> Result<bool, script::ScriptError> {
+        match &expr.native {
+            Some(native) => Ok(native.eval(self.req)),
+            None => self.ctx.scripts.eval_bool(scope, &expr.ast),
         }
     }
 
@@ -286,7 +299,7 @@ impl Run<'_, '_> {
                     Verdict::Refuse(reason())
                 }
             }
-            Check::Require(expr) => match self.ctx.scripts.eval_bool(scope, &expr.ast) {
+            Check::Require(expr) => match self.test(expr, scope) {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Refuse(reason()),
                 Err(e) => Verdict::Error(format!("require: {e}")),
@@ -370,7 +383,7 @@ impl Run<'_, '_> {
             Some(expr) => {
                 let len = scope.len();
                 scope.push_dynamic("response", response);
-                let result = self.ctx.scripts.eval_bool(scope, &expr.ast);
+                let result = self.test(expr, scope);
                 scope.rewind(len);
                 match result {
                     Ok(true) => Verdict::Pass,

@@ -108,6 +108,8 @@ pub struct Ruleset {
     pub rules: Vec<Rule>,
     /// Whether any expression or script mentions `payload` (else it is not built per request).
     pub uses_payload: bool,
+    /// Whether any rule runs Rhai (else no Rhai scope is built per request).
+    pub uses_rhai: bool,
     /// Metric handles, registered on first use by the server that evaluates this ruleset.
     pub metrics: std::sync::OnceLock<crate::metrics::RulesetMetrics>,
 }
@@ -142,10 +144,31 @@ pub struct Rule {
     pub check: Check,
 }
 
+impl Rule {
+    /// Whether evaluating this rule may run Rhai. A fetch counts: its answer goes into the
+    /// Rhai scope as `fetched[name]` for the rules after it.
+    pub fn uses_rhai(&self) -> bool {
+        let rhai = |e: &Option<Expr>| e.as_ref().is_some_and(|e| e.native.is_none());
+        self.mode != Mode::Off
+            && (rhai(&self.when)
+                || match &self.check {
+                    Check::Require(e) => e.native.is_none(),
+                    Check::Script { .. } | Check::Fetch(_) => true,
+                    Check::Approve
+                    | Check::Amount { .. }
+                    | Check::Window { .. }
+                    | Check::Healthy(_)
+                    | Check::Forward(_) => false,
+                })
+    }
+}
+
 /// A compiled Rhai expression with its source, for traces.
 pub struct Expr {
     pub src: String,
     pub ast: rhai::AST,
+    /// The same expression run without Rhai, when it is one of the common simple shapes.
+    pub native: Option<crate::script::native::Native>,
 }
 
 impl fmt::Debug for Expr {

@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use crate::payload::ConfirmRequest;
 
+pub mod native;
+
 /// Sandbox limits. An operation is roughly one expression node; 200k of them run in a few
 /// milliseconds, far more than a rule needs and far less than PortOne's timeout.
 pub const MAX_OPERATIONS: u64 = 200_000;

@@ -16,6 +16,7 @@ use super::{
     Expr, HealthSpec, HealthState, LoadError, LoadErrors, Rule, Rules, Ruleset, Settings, Upstream,
     DEFAULT_UPSTREAM_TIMEOUT, PORTONE_TIMEOUT,
 };
+use crate::script::native::Native;
 use crate::script::ScriptEngine;
 
 /// Reads `${VAR}` values; the process environment in production, a map in tests.
@@ -331,6 +332,7 @@ impl FileCompiler<'_, '_> {
             settings,
             upstreams,
             uses_payload: std::mem::take(&mut self.uses_payload),
+            uses_rhai: rules.iter().any(Rule::uses_rhai),
             rules,
             metrics: std::sync::OnceLock::new(),
         })
@@ -490,6 +492,7 @@ impl FileCompiler<'_, '_> {
             Ok(ast) => Some(Expr {
                 src: src.to_owned(),
                 ast,
+                native: Native::recognise(src),
             }),
             Err(e) => {
                 let scalar = yaml::locate(self.src, path);

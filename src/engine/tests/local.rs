@@ -373,3 +373,44 @@ async fn healthy_up_down_unknown() {
     assert_eq!(summary(&d), failed("shop-up"));
     assert!(error_of(&d, "shop-up").contains("not known"), "{d:?}");
 }
+
+/// Simple id tests run without Rhai; a ruleset of only those builds no Rhai scope, and one
+/// Rhai expression among them brings the scope back for every rule.
+#[tokio::test]
+async fn simple_id_tests_run_without_rhai() {
+    let native_only = r#"
+rules:
+  - { name: qa, when: 'order_id.starts_with("qa-")', action: approve }
+  - { name: legacy, require: '!order_id.starts_with("legacy-")', reason: "old" }
+  - { name: api, require: 'api != "v2-2024-01-01"', reason: "v1 only" }
+"#;
+    let (_dir, rules) = ruleset(native_only);
+    let rs = rules.get("default").unwrap();
+    assert!(!rs.uses_rhai);
+    assert!(rs.rules.iter().all(|r| !r.uses_rhai()));
+    assert_eq!(
+        summary(&decide(&rules, &v1("legacy-1", "1000")).await),
+        refused("old", "legacy")
+    );
+    assert_eq!(
+        summary(&decide(&rules, &v1("qa-legacy-1", "1000")).await),
+        ("approve", 200, None, Some("qa"))
+    );
+    assert_eq!(
+        summary(&decide(&rules, &v1("order-1", "1000")).await),
+        ("approve", 200, None, None)
+    );
+
+    let mixed =
+        format!("{native_only}  - {{ name: big, require: 'amount < 5000', reason: big }}\n");
+    let (_dir, rules) = ruleset(&mixed);
+    assert!(rules.get("default").unwrap().uses_rhai);
+    assert_eq!(
+        summary(&decide(&rules, &v1("legacy-1", "1000")).await),
+        refused("old", "legacy")
+    );
+    assert_eq!(
+        summary(&decide(&rules, &v1("order-1", "9000")).await),
+        refused("big", "big")
+    );
+}
