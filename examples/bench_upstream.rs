@@ -25,7 +25,11 @@ async fn stock(
     Path(_id): Path<String>,
     Query(q): Query<Delay>,
 ) -> Json<Value> {
-    tokio::time::sleep(q.delay_ms.map_or(default, Duration::from_millis)).await;
+    // tokio's timer rounds up to whole milliseconds, which would make "2 ms" anything from 2 to
+    // 3 ms depending on when the request arrives, and the proxy's added latency unreadable. A
+    // thread's sleep is exact to about 0.1 ms.
+    let delay = q.delay_ms.map_or(default, Duration::from_millis);
+    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(delay)).await;
     Json(json!({"available": 3}))
 }
 
