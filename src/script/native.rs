@@ -6,8 +6,8 @@
 //! scope per request at all. Every expression is still compiled by Rhai at load (errors and
 //! positions come from there); this is a second way to run the few shapes whose meaning cannot
 //! differ: the variables are always strings and the literal has no escapes, so neither side
-//! can fail or convert anything. Anything else, including whitespace-free variations we do not
-//! parse, runs in Rhai. A test below checks both ways agree.
+//! can fail or convert anything. Everything else runs in Rhai. A test below checks that both
+//! ways agree.
 
 use crate::payload::ConfirmRequest;
 
@@ -134,12 +134,11 @@ impl<'a> Cursor<'a> {
         if !self.eat("\"") {
             return None;
         }
-        let end = self.0.find(['"', '\\'])?;
-        if self.0[end..].starts_with('\\') {
+        let (lit, rest) = self.0.split_once('"')?;
+        if lit.contains('\\') {
             return None;
         }
-        let (lit, rest) = self.0.split_at(end);
-        self.0 = &rest[1..];
+        self.0 = rest;
         Some(lit)
     }
 
