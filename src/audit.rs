@@ -2,6 +2,8 @@
 //! thread and written by a [`Spool`] off the request path (at least every 50 ms), drained on
 //! shutdown, reopened on SIGUSR1 (rotation: rename the file, then signal).
 
+mod line;
+
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -10,10 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::decision::{Decision, Verdict};
 use crate::metrics::Metrics;
+use crate::payload::Amount;
 use crate::spool::{Sink, Spool};
 
 /// Bytes waiting to be written; far more than any burst produces between two writes.
@@ -21,38 +22,25 @@ const MAX_PENDING_BYTES: usize = 128 * 1024 * 1024;
 
 /// One line of the decision log. Holds what is needed to replay the decision later.
 ///
-/// It borrows everything: it is serialised at once on the request's thread, so nothing is
-/// copied to build it.
-#[derive(Debug, Serialize)]
+/// It borrows everything: it is written out at once on the request's thread, so nothing is
+/// copied to build it. Fields that are `None` are left out of the line; the decision's own
+/// fields (`decision`, `status`, `reason`, `rule`, `shadow`, `trace`) sit at the top level.
+#[derive(Debug)]
 pub struct Record<'a> {
     /// When the request arrived (RFC 3339, milliseconds, UTC).
-    #[serde(serialize_with = "rfc3339_millis")]
     pub time: chrono::DateTime<chrono::Utc>,
     pub decision_id: &'a str,
     pub ruleset: &'a str,
     pub rules_version: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub api: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tx_id: Option<&'a str>,
-    /// Exactly as sent (`50000`, `10.5`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub amount: Option<serde_json::Number>,
-    #[serde(flatten)]
+    /// Written exactly as sent (`50000`, `10.5`).
+    pub amount: Option<&'a Amount>,
     pub decision: &'a Decision,
     pub latency_ms: f64,
     /// The normalised request's original body, for replay.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<&'a serde_json::Value>,
-}
-
-fn rfc3339_millis<S: serde::Serializer>(
-    t: &chrono::DateTime<chrono::Utc>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.serialize_str(crate::logfmt::rfc3339(t, 3, &mut [0; 27]))
 }
 
 /// Which approvals to log; refusals are always logged.
@@ -120,11 +108,10 @@ impl DecisionLog {
         }
         LINE.with_borrow_mut(|line| {
             line.clear();
-            if serde_json::to_writer(&mut *line, record).is_err() {
+            if line::write(record, line).is_err() {
                 self.dropped("a decision-log record could not be serialised");
                 return;
             }
-            line.push(b'\n');
             if !self.spool.push(line, 1) {
                 self.dropped("decision log is behind; a record was not written");
             }
@@ -184,6 +171,8 @@ mod tests {
     use super::*;
 
     fn record<'a>(id: &'a str, decision: &'a Decision) -> Record<'a> {
+        static AMOUNT: std::sync::LazyLock<Amount> =
+            std::sync::LazyLock::new(|| "50000".parse().unwrap());
         Record {
             time: chrono::Utc::now(),
             decision_id: id,
@@ -192,7 +181,7 @@ mod tests {
             api: Some("v1"),
             order_id: Some("o"),
             tx_id: Some("t"),
-            amount: Some(serde_json::Number::from(50000)),
+            amount: Some(&AMOUNT),
             decision,
             latency_ms: 0.1,
             request: None,
@@ -212,7 +201,9 @@ mod tests {
             time: t,
             ..record("x", &d)
         };
-        let v = serde_json::to_value(&r).unwrap();
+        let mut out = Vec::new();
+        line::write(&r, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["time"], "2026-01-05T09:07:03.042Z");
         assert_eq!(
             v["time"],

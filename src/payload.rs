@@ -46,9 +46,9 @@ impl Amount {
         self.value
     }
 
-    /// The amount as a JSON number, digit for digit as it was sent.
-    pub fn to_json(&self) -> Option<serde_json::Number> {
-        self.text.parse().ok()
+    /// The amount digit for digit as it was sent; always JSON number syntax.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// The amount as an integer when it is one (the usual case for KRW).
@@ -362,10 +362,10 @@ fn read_id(obj: &Map<String, Value>, field: &'static str) -> Result<String, Payl
 fn read_amount(obj: &Map<String, Value>, field: &'static str) -> Result<Amount, PayloadError> {
     let text = match obj.get(key(field)) {
         None | Some(Value::Null) => return Err(PayloadError::Missing(field)),
-        // With serde_json's `arbitrary_precision`, a number's Display is its exact source text.
-        Some(Value::Number(n)) => n.to_string(),
+        // With serde_json's `arbitrary_precision`, a number keeps its exact source text.
+        Some(Value::Number(n)) => n.as_str(),
         Some(Value::String(s)) if s.trim().is_empty() => return Err(PayloadError::Empty(field)),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => s.as_str(),
         Some(_) => {
             return Err(PayloadError::WrongType {
                 field,

@@ -400,7 +400,7 @@ impl AppState {
                 api: req.map(|r| r.api.as_str()),
                 order_id: req.map(|r| r.order_id.as_str()),
                 tx_id: req.map(|r| r.tx_id.as_str()),
-                amount: req.and_then(|r| r.amount.to_json()),
+                amount: req.map(|r| &r.amount),
                 decision: &decision,
                 latency_ms,
                 request: req.map(|r| &r.payload),

@@ -1,0 +1,413 @@
+//! One decision-log record as a JSON line, written straight into a byte buffer.
+//!
+//! Deriving `Serialize` sent every key and value through serde_json's string escaper and its
+//! `io::Write` calls; with a record per request that was the largest single cost of answering
+//! (10.1k of 49.5k instructions per request, callgrind, see BENCHMARKS.md). The keys here are
+//! fixed ASCII and written as literals; only values are escaped, exactly as serde_json escapes
+//! them (the tests compare the two byte for byte). Free-form JSON (the request body, upstream
+//! bodies) still goes through serde_json.
+
+use serde_json::Value;
+
+use crate::decision::{Decision, RuleTrace, ShadowOutcome};
+
+use super::Record;
+
+/// Appends `r` as one line of JSON, newline included.
+pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    let mut time = [0u8; 27];
+    out.extend_from_slice(b"{\"time\":\"");
+    out.extend_from_slice(crate::logfmt::rfc3339(&r.time, 3, &mut time).as_bytes());
+    raw(out, "\",\"decision_id\":");
+    string(out, r.decision_id);
+    raw(out, ",\"ruleset\":");
+    string(out, r.ruleset);
+    raw(out, ",\"rules_version\":");
+    string(out, r.rules_version);
+    if let Some(api) = r.api {
+        raw(out, ",\"api\":");
+        string(out, api);
+    }
+    if let Some(id) = r.order_id {
+        raw(out, ",\"order_id\":");
+        string(out, id);
+    }
+    if let Some(id) = r.tx_id {
+        raw(out, ",\"tx_id\":");
+        string(out, id);
+    }
+    if let Some(amount) = r.amount {
+        // Checked to be JSON number syntax when it was parsed; written digit for digit.
+        raw(out, ",\"amount\":");
+        raw(out, amount.as_str());
+    }
+    decision(r.decision, out)?;
+    raw(out, ",\"latency_ms\":");
+    millis(out, r.latency_ms);
+    if let Some(request) = r.request {
+        raw(out, ",\"request\":");
+        value(out, request)?;
+    }
+    out.extend_from_slice(b"}\n");
+    Ok(())
+}
+
+/// The fields of a [`Decision`], as its `Serialize` would write them.
+fn decision(d: &Decision, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    raw(out, ",\"decision\":\"");
+    raw(out, d.decision.as_str());
+    raw(out, "\",\"status\":");
+    raw(out, itoa::Buffer::new().format(d.status));
+    if let Some(reason) = &d.reason {
+        raw(out, ",\"reason\":");
+        string(out, reason);
+    }
+    if let Some(rule) = &d.rule {
+        raw(out, ",\"rule\":");
+        string(out, rule);
+    }
+    if !d.shadow.is_empty() {
+        raw(out, ",\"shadow\":[");
+        for (i, s) in d.shadow.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            shadow(s, out);
+        }
+        out.push(b']');
+    }
+    raw(out, ",\"trace\":[");
+    for (i, t) in d.trace.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        trace(t, out)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+fn shadow(s: &ShadowOutcome, out: &mut Vec<u8>) {
+    raw(out, "{\"rule\":");
+    string(out, &s.rule);
+    raw(out, ",\"outcome\":\"");
+    raw(out, s.outcome.as_str());
+    out.push(b'"');
+    if let Some(reason) = &s.reason {
+        raw(out, ",\"reason\":");
+        string(out, reason);
+    }
+    out.push(b'}');
+}
+
+fn trace(t: &RuleTrace, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    raw(out, "{\"rule\":");
+    string(out, &t.rule);
+    raw(out, ",\"outcome\":\"");
+    raw(out, t.outcome.as_str());
+    raw(out, "\",\"ms\":");
+    millis(out, t.ms);
+    if let Some(reason) = &t.reason {
+        raw(out, ",\"reason\":");
+        string(out, reason);
+    }
+    if let Some(answer) = &t.upstream {
+        raw(out, ",\"upstream\":{\"status\":");
+        raw(out, itoa::Buffer::new().format(answer.status));
+        raw(out, ",\"body\":");
+        value(out, &answer.body)?;
+        out.push(b'}');
+    }
+    if let Some(error) = &t.error {
+        raw(out, ",\"error\":");
+        string(out, error);
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn raw(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
+    serde_json::to_writer(&mut *out, v)
+}
+
+/// Milliseconds rounded to the microsecond, as the engine and server measure them (`0.052`,
+/// `12.0`): written as serde_json would, from integer digits rather than ryu's general (and,
+/// at five numbers a line, costly) shortest-digits search. Other values go to [`number`].
+fn millis(out: &mut Vec<u8>, ms: f64) {
+    let micros = (ms * 1000.0).round();
+    if ms.is_sign_negative() || !(0.0..1e12).contains(&micros) || micros / 1000.0 != ms {
+        return number(out, ms);
+    }
+    // Integral and below 1e12 (11 days), where doubles are far closer together than 0.001, so
+    // no shorter decimal names the same value and the conversion is exact.
+    let micros = micros as u64;
+    raw(out, itoa::Buffer::new().format(micros / 1000));
+    let frac = micros % 1000;
+    if frac == 0 {
+        raw(out, ".0");
+        return;
+    }
+    let digits = [
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ];
+    let len = 4 - digits[1..].iter().rev().take_while(|&&d| d == b'0').count();
+    out.extend_from_slice(&digits[..len]);
+}
+
+/// As serde_json writes an `f64`: shortest round-trip digits, `null` when not finite. Times in
+/// milliseconds are in ryu's plain-decimal range; the rest (exponent notation, where the two
+/// differ in style) is left to serde_json.
+fn number(out: &mut Vec<u8>, n: f64) {
+    if n == 0.0 || (1e-5..1e16).contains(&n.abs()) {
+        raw(out, ryu::Buffer::new().format_finite(n));
+    } else {
+        let _ = serde_json::to_writer(&mut *out, &n);
+    }
+}
+
+/// A JSON string with serde_json's escapes: `"` `\` and control characters; everything else,
+/// non-ASCII included, as it is. Runs without escapes are copied whole.
+fn string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    while let Some(n) = bytes[start..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    {
+        let i = start + n;
+        out.extend_from_slice(&bytes[start..i]);
+        let b = bytes[i];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::decision::{Outcome, UpstreamAnswer, Verdict};
+    use crate::payload::Amount;
+
+    fn line(r: &Record<'_>) -> String {
+        let mut out = Vec::new();
+        write(r, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// A decision with every optional part present, and strings that need escaping.
+    fn full_decision() -> Decision {
+        let tricky = "재고 \"없음\"\n\\ \u{1}\u{1f}\t/\u{7f}";
+        Decision {
+            decision: Verdict::Reject,
+            status: 409,
+            reason: Some(tricky.into()),
+            rule: Some(Arc::from("stock")),
+            shadow: vec![
+                ShadowOutcome {
+                    rule: Arc::from("trial"),
+                    outcome: Outcome::ShadowReject,
+                    reason: Some("시험 \"한도\"".into()),
+                },
+                ShadowOutcome {
+                    rule: Arc::from("trial-2"),
+                    outcome: Outcome::Pass,
+                    reason: None,
+                },
+            ],
+            trace: vec![
+                RuleTrace {
+                    rule: Arc::from("amount-range"),
+                    outcome: Outcome::Pass,
+                    ms: 0.001,
+                    reason: None,
+                    upstream: None,
+                    error: None,
+                },
+                RuleTrace {
+                    rule: Arc::from("stock"),
+                    outcome: Outcome::Error,
+                    ms: 12.0,
+                    reason: Some(tricky.into()),
+                    upstream: Some(UpstreamAnswer {
+                        status: 503,
+                        body: json!({"error": "down\n", "n": 1.5, "list": [1, "x"]}),
+                    }),
+                    error: Some("timeout after 1s: \"shop\"".into()),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn decision_fields_match_serde() {
+        let d = full_decision();
+        let mut out = Vec::new();
+        decision(&d, &mut out).unwrap();
+        // `decision` writes the fields of an object whose opening part is already written.
+        let text = format!("{{\"x\":0{}}}", String::from_utf8(out).unwrap());
+        let mut ours: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+        ours.remove("x");
+        assert_eq!(Value::Object(ours), serde_json::to_value(&d).unwrap());
+        // And byte for byte, since nothing is reordered.
+        let serde_text = serde_json::to_string(&d).unwrap();
+        assert_eq!(text.replacen("{\"x\":0,", "{", 1), serde_text);
+    }
+
+    #[test]
+    fn minimal_decision_matches_serde() {
+        let d = Decision::approve(None);
+        let mut out = Vec::new();
+        decision(&d, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            format!("{{{}}}", &text[1..]),
+            serde_json::to_string(&d).unwrap()
+        );
+    }
+
+    #[test]
+    fn record_is_one_line_of_the_documented_shape() {
+        use chrono::TimeZone;
+        let time = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 1, 12, 0, 0)
+            .unwrap()
+            .checked_add_signed(chrono::TimeDelta::milliseconds(42))
+            .unwrap();
+        let amount: Amount = "10.50".parse().unwrap();
+        let request = json!({"imp_uid": "imp_1", "merchant_uid": "o\n1", "amount": 10.50});
+        let d = full_decision();
+        let r = Record {
+            time,
+            decision_id: "01a2",
+            ruleset: "default",
+            rules_version: "abc123",
+            api: Some("v1"),
+            order_id: Some("o\n1"),
+            tx_id: Some("imp_1"),
+            amount: Some(&amount),
+            decision: &d,
+            latency_ms: 0.052,
+            request: Some(&request),
+        };
+        let text = line(&r);
+        assert!(text.ends_with('\n'));
+        assert_eq!(text.trim_end().lines().count(), 1);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let mut expected = json!({
+            "time": "2026-12-01T12:00:00.042Z",
+            "decision_id": "01a2",
+            "ruleset": "default",
+            "rules_version": "abc123",
+            "api": "v1",
+            "order_id": "o\n1",
+            "tx_id": "imp_1",
+            "amount": serde_json::from_str::<Value>("10.50").unwrap(),
+            "latency_ms": 0.052,
+            "request": request,
+        });
+        let serde_json::Value::Object(decision) = serde_json::to_value(&d).unwrap() else {
+            panic!("a decision is an object")
+        };
+        expected.as_object_mut().unwrap().extend(decision);
+        assert_eq!(v, expected);
+        // The amount is written as sent, trailing zero and all.
+        assert!(text.contains(",\"amount\":10.50,"), "{text}");
+    }
+
+    #[test]
+    fn absent_fields_are_left_out() {
+        let d = Decision::reject(404, "알 수 없는 경로".into(), None);
+        let r = Record {
+            time: chrono::Utc::now(),
+            decision_id: "id",
+            ruleset: "unknown",
+            rules_version: "v",
+            api: None,
+            order_id: None,
+            tx_id: None,
+            amount: None,
+            decision: &d,
+            latency_ms: f64::NAN,
+            request: None,
+        };
+        let v: Value = serde_json::from_str(&line(&r)).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "decision",
+                "decision_id",
+                "latency_ms",
+                "reason",
+                "rules_version",
+                "ruleset",
+                "status",
+                "time",
+                "trace"
+            ]
+        );
+        assert_eq!(v["latency_ms"], Value::Null, "as serde_json writes NaN");
+    }
+
+    proptest! {
+        #[test]
+        fn strings_escape_exactly_as_serde_json(s in any::<String>()) {
+            let mut out = Vec::new();
+            string(&mut out, &s);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+
+        #[test]
+        fn millis_print_exactly_as_serde_json(micros in 0u64..1_000_000_000_000, n in any::<f64>()) {
+            // What the engine produces: a duration rounded to the microsecond.
+            let ms = micros as f64 / 1000.0;
+            let mut out = Vec::new();
+            millis(&mut out, ms);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&ms).unwrap());
+            // And anything else still comes out as serde_json writes it.
+            let mut out = Vec::new();
+            millis(&mut out, n);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&n).unwrap());
+        }
+
+        #[test]
+        fn numbers_print_exactly_as_serde_json(n in any::<f64>()) {
+            let mut out = Vec::new();
+            number(&mut out, n);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&n).unwrap());
+        }
+    }
+}
