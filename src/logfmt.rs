@@ -50,6 +50,33 @@ pub fn rfc3339<'a>(t: &DateTime<Utc>, fraction_digits: u32, out: &'a mut [u8; 27
     std::str::from_utf8(&out[..21 + digits_n]).unwrap_or_default()
 }
 
+/// A millisecond value rounded to the microsecond (`0.052`, `12.0`), printed exactly as ryu
+/// (and so serde_json) prints it, but from integer digits; `None` for any other value.
+pub fn millis(ms: f64, out: &mut [u8; 24]) -> Option<&str> {
+    let micros = (ms * 1000.0).round();
+    // Below 1e12 µs (11 days) doubles are far closer together than 0.001, so no shorter decimal
+    // names the same value, and the integer conversion is exact.
+    if ms.is_sign_negative() || !(0.0..1e12).contains(&micros) || micros / 1000.0 != ms {
+        return None;
+    }
+    let micros = micros as u64;
+    let mut whole = itoa::Buffer::new();
+    let int = whole.format(micros / 1000).as_bytes();
+    out[..int.len()].copy_from_slice(int);
+    let frac = micros % 1000;
+    let digits = [
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ];
+    // `12.0`, `0.05`, `0.052`: trailing zeros go, one digit stays.
+    let keep = 4 - digits[2..].iter().rev().take_while(|&&d| d == b'0').count();
+    let keep = if frac == 0 { 2 } else { keep };
+    out[int.len()..int.len() + keep].copy_from_slice(&digits[..keep]);
+    std::str::from_utf8(&out[..int.len() + keep]).ok()
+}
+
 /// The text format of `--log-format pretty` when stderr is not a terminal (on a terminal the
 /// coloured default format is used).
 pub struct LineFormat;
@@ -146,7 +173,10 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.field(field, ryu::Buffer::new().format(value), true);
+        match millis(value, &mut [0; 24]) {
+            Some(text) => self.field(field, text, true),
+            None => self.field(field, ryu::Buffer::new().format(value), true),
+        }
     }
 }
 
@@ -177,6 +207,27 @@ mod tests {
             rfc3339(&t, 3, &mut buf),
             t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
         );
+    }
+
+    #[test]
+    fn millis_as_ryu_prints_them() {
+        let mut buf = [0u8; 24];
+        for (ms, text) in [
+            (0.0, "0.0"),
+            (0.052, "0.052"),
+            (0.05, "0.05"),
+            (12.0, "12.0"),
+        ] {
+            assert_eq!(millis(ms, &mut buf), Some(text));
+        }
+        assert_eq!(millis(999_999_999.999, &mut buf), Some("999999999.999"));
+        assert_eq!(
+            millis(0.0001, &mut buf),
+            None,
+            "not rounded to the microsecond"
+        );
+        assert_eq!(millis(-1.0, &mut buf), None);
+        assert_eq!(millis(f64::NAN, &mut buf), None);
     }
 
     /// Renders events through the real subscriber into a buffer.

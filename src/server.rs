@@ -219,11 +219,11 @@ pub fn public_router(state: AppState) -> Router {
     Router::new()
         .route(
             "/confirm",
-            post(confirm_default).fallback(method_not_allowed),
+            post(confirm_default).fallback(wrong_method_default),
         )
         .route(
             "/confirm/{ruleset}",
-            post(confirm_named).fallback(method_not_allowed),
+            post(confirm_named).fallback(wrong_method_named),
         )
         .route("/healthz", get(healthz))
         .with_state(state)
@@ -249,10 +249,16 @@ async fn confirm_named(
     state.confirm(&ruleset, peer, parts.headers, body).await
 }
 
-async fn method_not_allowed() -> Response {
-    let id = uuid::Uuid::now_v7().to_string();
-    let d = Decision::reject(405, "POST 요청만 받습니다".into(), None);
-    answer(&d, &id)
+// A 405 is an answer of the confirm endpoint like any other: counted, logged and recorded.
+async fn wrong_method_default(State(state): State<AppState>) -> Response {
+    state.method_not_allowed("default")
+}
+
+async fn wrong_method_named(
+    State(state): State<AppState>,
+    Path(ruleset): Path<String>,
+) -> Response {
+    state.method_not_allowed(&ruleset)
 }
 
 /// Per-request facts gathered on the way in, for the log line and decision record.
@@ -260,7 +266,7 @@ struct Seen {
     id: String,
     started: tokio::time::Instant,
     arrived: DateTime<Utc>,
-    /// The ruleset once it is known to exist (metrics label it `unknown` until then).
+    /// The ruleset, when one of that name is loaded (metrics label it `unknown` otherwise).
     ruleset: Option<Arc<Ruleset>>,
     /// The rules snapshot this request is answered from.
     rules: Arc<Rules>,
@@ -275,6 +281,22 @@ impl Seen {
 }
 
 impl AppState {
+    fn seen(&self, ruleset: &str) -> Seen {
+        let rules = self.0.store.current(); // one snapshot for the whole request
+        Seen {
+            id: uuid::Uuid::now_v7().to_string(),
+            started: tokio::time::Instant::now(),
+            arrived: Utc::now(),
+            ruleset: rules.get(ruleset).cloned(),
+            rules,
+        }
+    }
+
+    fn method_not_allowed(&self, ruleset: &str) -> Response {
+        let seen = self.seen(ruleset);
+        self.refuse(&seen, 405, "POST 요청만 받습니다".into())
+    }
+
     async fn confirm(
         &self,
         ruleset: &str,
@@ -283,25 +305,16 @@ impl AppState {
         body: Body,
     ) -> Response {
         let s = &self.0;
-        let rules = s.store.current(); // one snapshot for the whole request
-        let mut seen = Seen {
-            id: uuid::Uuid::now_v7().to_string(),
-            started: tokio::time::Instant::now(),
-            arrived: Utc::now(),
-            ruleset: None,
-            rules: rules.clone(),
-        };
+        let seen = self.seen(ruleset);
         // Guards in the order of SPEC §9; the first failing one answers.
         let client = self.client_addr(peer, &headers);
         if !s.allow_from.is_empty() && !s.allow_from.iter().any(|net| net.contains(&client)) {
             tracing::warn!(%client, "source address not allowed");
             return self.refuse(&seen, 403, "허용되지 않은 발신 주소입니다".into());
         }
-        let Some(set) = rules.get(ruleset) else {
+        let Some(set) = seen.ruleset.clone() else {
             return self.refuse(&seen, 404, "알 수 없는 결제 확인 경로입니다".into());
         };
-        let set = set.clone();
-        seen.ruleset = Some(set.clone());
         let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
             return self.refuse(
                 &seen,

@@ -134,31 +134,14 @@ fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
     serde_json::to_writer(&mut *out, v)
 }
 
-/// Milliseconds rounded to the microsecond, as the engine and server measure them (`0.052`,
-/// `12.0`): written as serde_json would, from integer digits rather than ryu's general (and,
-/// at five numbers a line, costly) shortest-digits search. Other values go to [`number`].
+/// Milliseconds as the engine and server measure them, from integer digits when they are
+/// rounded to the microsecond (always, in practice): ryu's general shortest-digits search cost
+/// more than the rest of the record at five numbers a line.
 fn millis(out: &mut Vec<u8>, ms: f64) {
-    let micros = (ms * 1000.0).round();
-    if ms.is_sign_negative() || !(0.0..1e12).contains(&micros) || micros / 1000.0 != ms {
-        return number(out, ms);
+    match crate::logfmt::millis(ms, &mut [0; 24]) {
+        Some(text) => raw(out, text),
+        None => number(out, ms),
     }
-    // Integral and below 1e12 (11 days), where doubles are far closer together than 0.001, so
-    // no shorter decimal names the same value and the conversion is exact.
-    let micros = micros as u64;
-    raw(out, itoa::Buffer::new().format(micros / 1000));
-    let frac = micros % 1000;
-    if frac == 0 {
-        raw(out, ".0");
-        return;
-    }
-    let digits = [
-        b'.',
-        b'0' + (frac / 100) as u8,
-        b'0' + (frac / 10 % 10) as u8,
-        b'0' + (frac % 10) as u8,
-    ];
-    let len = 4 - digits[1..].iter().rev().take_while(|&&d| d == b'0').count();
-    out.extend_from_slice(&digits[..len]);
 }
 
 /// As serde_json writes an `f64`: shortest round-trip digits, `null` when not finite. Times in

@@ -230,3 +230,63 @@ async fn admin_rules_shows_rulesets_and_version() {
     assert!(a.body["last_error"].is_null());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn every_answer_has_its_decision_log_line_and_metric() {
+    let rules = Rules::with("default.yaml", RULES);
+    let (server, log) = logged(&rules).await;
+    let url = server.url("/confirm");
+    let answers = [
+        (
+            "approve",
+            post(&url, Some("application/json"), testdata("v1.json")).await,
+        ),
+        (
+            "ignored",
+            post(
+                &url,
+                Some("application/json"),
+                testdata("v2-2024-04-25-other-type.json"),
+            )
+            .await,
+        ),
+        (
+            "unknown ruleset",
+            server.confirm_json("/confirm/nope", &v1("o", 5000)).await,
+        ),
+        (
+            "too large",
+            post(&url, Some("application/json"), vec![b' '; 70 * 1024]).await,
+        ),
+        (
+            "content type",
+            post(&url, Some("text/plain"), testdata("v1.json")).await,
+        ),
+        (
+            "payload",
+            post(&url, Some("application/json"), b"{}".to_vec()).await,
+        ),
+        ("method", get(&url).await),
+        ("method, named", get(&server.url("/confirm/nope")).await),
+    ];
+    let metrics = get(&server.admin_url("/metrics")).await;
+    server.stop().await;
+    let statuses: Vec<u16> = answers.iter().map(|(_, a)| a.status).collect();
+    assert_eq!(statuses, [200, 200, 404, 413, 415, 400, 405, 405]);
+    for (what, a) in &answers {
+        assert_answer_headers(a);
+        let r = record(&log, &a.decision_id());
+        assert_eq!(r["status"], a.status, "{what}");
+        assert_eq!(r["decision"], a.decision(), "{what}");
+    }
+    // The 405 of a known ruleset is counted under its name, an unknown one as `unknown`.
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains(r#"confirm_proxy_requests_total{ruleset="default",decision="reject"} 4"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"confirm_proxy_requests_total{ruleset="unknown",decision="reject"} 2"#),
+        "{text}"
+    );
+}

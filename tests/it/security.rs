@@ -127,6 +127,13 @@ async fn allow_from_refuses_other_sources() {
     let a = server.confirm_json("/confirm", &v1("o", 5)).await;
     assert_eq!((a.status, a.decision()), (403, "reject"));
     assert_eq!(get(&server.url("/healthz")).await.status, 200);
+    // Counted under the ruleset it was sent to: the name is a loaded one, not the caller's choice.
+    let metrics = get(&server.admin_url("/metrics")).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains(r#"confirm_proxy_requests_total{ruleset="default",decision="reject"} 1"#),
+        "{text}"
+    );
     server.stop().await;
 }
 

@@ -168,6 +168,27 @@ impl Server {
     }
 }
 
+/// Starts a server that writes a decision log (no watcher), returning the log's path.
+pub async fn logged(rules: &Rules) -> (Server, PathBuf) {
+    let log = rules.path().join("decisions.jsonl");
+    let mut config = Config::new(rules.path().to_owned());
+    config.decision_log = Some(log.clone());
+    config.watch = false;
+    (Server::start_with(config).await, log)
+}
+
+/// The decision-log record of decision `id`; the log must be complete (server stopped).
+pub fn record(log: &Path, id: &str) -> Value {
+    let records: Vec<Value> = std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["decision_id"] == id)
+        .collect();
+    assert_eq!(records.len(), 1, "decision {id}: one line in the log");
+    records.into_iter().next().unwrap_or_default()
+}
+
 /// A V1 body with the given order id and amount.
 pub fn v1(order_id: &str, amount: i64) -> String {
     serde_json::json!({"imp_uid": "imp_123412341234", "merchant_uid": order_id, "amount": amount})

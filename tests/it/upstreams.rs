@@ -86,24 +86,6 @@ fn rules_with(shop_url: &str, settings: &str, rules: &str) -> Rules {
     )
 }
 
-/// Starts a server that writes a decision log, returning its path for trace assertions.
-async fn logged(rules: &Rules) -> (Server, std::path::PathBuf) {
-    let log = rules.path().join("decisions.jsonl");
-    let mut config = Config::new(rules.path().to_owned());
-    config.decision_log = Some(log.clone());
-    config.watch = false;
-    (Server::start_with(config).await, log)
-}
-
-fn record(log: &std::path::Path, id: &str) -> Value {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|r| r["decision_id"] == id)
-        .unwrap_or_else(|| panic!("decision {id} not in the log"))
-}
-
 #[tokio::test]
 async fn stock_fetch_decides_with_the_answer() {
     let shop = shop().await;
