@@ -170,8 +170,10 @@ impl Metrics {
     }
 
     /// One probe: `ok` is its own result, `health` the upstream's state after it (the two
-    /// differ while `unhealthy_after` / `healthy_after` are still counting).
-    pub fn health(&self, upstream: &str, ok: bool, health: Health) {
+    /// differ while `unhealthy_after` / `healthy_after` are still counting). `ok: None` when a
+    /// probe starts: the gauge shows the state so far (-1 until the first result), no probe is
+    /// counted.
+    pub fn health(&self, upstream: &str, ok: Option<bool>, health: Health) {
         let v = match health {
             Health::Up => 1.0,
             Health::Down => 0.0,
@@ -179,9 +181,11 @@ impl Metrics {
         };
         self.record(|| {
             gauge!(UPSTREAM_HEALTHY, "upstream" => upstream.to_owned()).set(v);
-            let result = if ok { "success" } else { "failure" };
-            counter!(HEALTH_PROBES, "upstream" => upstream.to_owned(), "result" => result)
-                .increment(1);
+            if let Some(ok) = ok {
+                let result = if ok { "success" } else { "failure" };
+                counter!(HEALTH_PROBES, "upstream" => upstream.to_owned(), "result" => result)
+                    .increment(1);
+            }
         });
     }
 

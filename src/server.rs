@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -221,8 +221,17 @@ pub fn public_router(state: AppState) -> Router {
             "/confirm",
             post(confirm_default).fallback(wrong_method_default),
         )
+        // Everything under `/confirm/` is ours to answer (404 with a reason for any name that is
+        // not a loaded ruleset, `/confirm/` and `/confirm/a/b` included), so it is matched whole
+        // and the name read from the raw path: ruleset names are plain ASCII, so a
+        // percent-encoded one never names a ruleset and needs no decoding (or a 400 for bad
+        // escapes from the framework).
         .route(
-            "/confirm/{ruleset}",
+            "/confirm/",
+            post(confirm_named).fallback(wrong_method_named),
+        )
+        .route(
+            "/confirm/{*ruleset}",
             post(confirm_named).fallback(wrong_method_named),
         )
         .route("/healthz", get(healthz))
@@ -241,12 +250,18 @@ async fn confirm_default(
 
 async fn confirm_named(
     State(state): State<AppState>,
-    Path(ruleset): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    state.confirm(&ruleset, peer, parts.headers, body).await
+    state
+        .confirm(ruleset_in(parts.uri.path()), peer, parts.headers, body)
+        .await
+}
+
+/// The ruleset name of a `/confirm/{ruleset}` path, as written.
+fn ruleset_in(path: &str) -> &str {
+    path.strip_prefix("/confirm/").unwrap_or_default()
 }
 
 // A 405 is an answer of the confirm endpoint like any other: counted, logged and recorded.
@@ -254,11 +269,8 @@ async fn wrong_method_default(State(state): State<AppState>) -> Response {
     state.method_not_allowed("default")
 }
 
-async fn wrong_method_named(
-    State(state): State<AppState>,
-    Path(ruleset): Path<String>,
-) -> Response {
-    state.method_not_allowed(&ruleset)
+async fn wrong_method_named(State(state): State<AppState>, request: Request) -> Response {
+    state.method_not_allowed(ruleset_in(request.uri().path()))
 }
 
 /// Per-request facts gathered on the way in, for the log line and decision record.

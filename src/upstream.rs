@@ -92,9 +92,14 @@ impl Upstreams for HttpUpstreams {
     ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
         let metrics = self.metrics.clone();
         Box::pin(async move {
-            let started = std::time::Instant::now();
+            let mut counted = Counted {
+                metrics,
+                upstream: upstream.clone(),
+                started: std::time::Instant::now(),
+                outcome: None,
+            };
             let result = send(&upstream, call).await;
-            metrics.upstream_call(&upstream.name, call_outcome(&result), started.elapsed());
+            counted.outcome = Some(call_outcome(&result));
             result
         })
     }
@@ -145,6 +150,24 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         body: parse_body(&body),
         elapsed: started.elapsed(),
     })
+}
+
+/// Counts one upstream call when it ends, also when it ends by being dropped: a call cut off by
+/// the request's deadline (or a prefetch whose rule was never reached) is counted as
+/// `cancelled`, so a hanging merchant service shows in the metrics.
+struct Counted {
+    metrics: Metrics,
+    upstream: Arc<Upstream>,
+    started: std::time::Instant,
+    outcome: Option<&'static str>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let outcome = self.outcome.unwrap_or("cancelled");
+        self.metrics
+            .upstream_call(&self.upstream.name, outcome, self.started.elapsed());
+    }
 }
 
 /// The `outcome` label of an upstream call: a status class or the kind of failure.
@@ -210,9 +233,9 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     last
 }
 
-/// Called when a probe changes an upstream's state (metrics, logs).
-/// Arguments: the upstream, whether this probe succeeded, and the state after it.
-pub type HealthObserver = Arc<dyn Fn(&Upstream, bool, Health) + Send + Sync>;
+/// Called after every probe (metrics): the upstream, whether this probe succeeded, and the
+/// state after it; once with `None` when the probe task starts, before any result.
+pub type HealthObserver = Arc<dyn Fn(&Upstream, Option<bool>, Health) + Send + Sync>;
 
 /// Starts one probe per upstream with a `health` block; the tasks belong to this generation of
 /// rules and stop when it is dropped.
@@ -229,6 +252,7 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
     let Some(spec) = up.health.clone() else {
         return;
     };
+    observer(&up, None, up.state.get());
     let mut ticker = tokio::time::interval(spec.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut ups, mut downs) = (0u32, 0u32);
@@ -267,6 +291,6 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
             up.state.set(after);
             tracing::info!(upstream = %up.name, from = ?before, to = ?after, "upstream health changed");
         }
-        observer(&up, ok, after);
+        observer(&up, Some(ok), after);
     }
 }

@@ -268,11 +268,34 @@ async fn every_answer_has_its_decision_log_line_and_metric() {
         ),
         ("method", get(&url).await),
         ("method, named", get(&server.url("/confirm/nope")).await),
+        (
+            "empty name",
+            server.confirm_json("/confirm/", &v1("o", 5000)).await,
+        ),
+        (
+            "nested path",
+            server
+                .confirm_json("/confirm/default/x", &v1("o", 5000))
+                .await,
+        ),
+        (
+            "bad escape",
+            server.confirm_json("/confirm/%ff", &v1("o", 5000)).await,
+        ),
+        (
+            "encoded name",
+            server
+                .confirm_json("/confirm/defaul%74", &v1("o", 5000))
+                .await,
+        ),
     ];
     let metrics = get(&server.admin_url("/metrics")).await;
     server.stop().await;
     let statuses: Vec<u16> = answers.iter().map(|(_, a)| a.status).collect();
-    assert_eq!(statuses, [200, 200, 404, 413, 415, 400, 405, 405]);
+    assert_eq!(
+        statuses,
+        [200, 200, 404, 413, 415, 400, 405, 405, 404, 404, 404, 404]
+    );
     for (what, a) in &answers {
         assert_answer_headers(a);
         let r = record(&log, &a.decision_id());
@@ -286,7 +309,7 @@ async fn every_answer_has_its_decision_log_line_and_metric() {
         "{text}"
     );
     assert!(
-        text.contains(r#"confirm_proxy_requests_total{ruleset="unknown",decision="reject"} 2"#),
+        text.contains(r#"confirm_proxy_requests_total{ruleset="unknown",decision="reject"} 6"#),
         "{text}"
     );
 }

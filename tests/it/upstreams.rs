@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing;
 use axum::{Json, Router};
 use confirm_proxy::server::Config;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::*;
 
@@ -245,6 +245,15 @@ async fn the_deadline_holds_when_an_upstream_hangs() {
         took >= Duration::from_millis(950) && took < Duration::from_secs(3),
         "answered after {took:?}"
     );
+    // The call cut off by the deadline still shows in the metrics.
+    let metrics = get(&server.admin_url("/metrics")).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains(
+            r#"confirm_proxy_upstream_calls_total{upstream="shop",outcome="cancelled"} 1"#
+        ),
+        "{text}"
+    );
     server.stop().await;
 }
 
@@ -451,6 +460,12 @@ async fn readyz_waits_for_the_first_probe() {
     let server = Server::start(rules.path()).await;
     let a = get(&server.admin_url("/readyz")).await;
     assert_eq!(a.status, 503, "{:?}", a.body);
+    let metrics = get(&server.admin_url("/metrics")).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains(r#"confirm_proxy_upstream_healthy{upstream="shop"} -1"#),
+        "unknown health shows as -1 before the first probe result: {text}"
+    );
     // Before the first probe result the state is unknown: an error, decided by on_error.
     assert_eq!(
         server.confirm_json("/confirm", &v1("o", 5000)).await.status,
