@@ -225,3 +225,31 @@ fn script_errors_point_into_the_script_file() {
     assert!(stderr.starts_with(&want), "{stderr}");
     assert!(stderr.contains("(script of rule \"vip\")"), "{stderr}");
 }
+
+/// The README's rule-file examples are what operators copy: each must load as written.
+#[test]
+fn readme_rule_examples_load() {
+    let readme =
+        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(yaml, _)| yaml))
+        .filter(|yaml| yaml.contains("\nrules:\n"))
+        .collect();
+    assert!(blocks.len() >= 2, "the reference and the upstream example");
+    for yaml in blocks {
+        let rules = Rules::with("default.yaml", yaml);
+        let out = std::process::Command::new(binary())
+            .args(["check", "--rules", rules.path().to_str().unwrap()])
+            .env("SHOP_API_URL", "http://127.0.0.1:9")
+            .env("SHOP_API_TOKEN", "t")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{yaml}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
