@@ -1,6 +1,7 @@
 //! PortOne confirm payloads (V1, V2 `2024-01-01`, V2 `2024-04-25`) turned into one
 //! [`ConfirmRequest`]. Pure: bytes and a content type in, a request or a reasoned error out.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -138,6 +139,8 @@ pub struct ConfirmRequest {
     /// PortOne's id for this payment attempt (V1 `imp_uid`, V2 `transactionId` / `tx_id`).
     pub tx_id: String,
     pub amount: Amount,
+    /// Only V2 `2024-04-25` carries one (`data.storeId`); a top-level `storeId` in the other
+    /// formats is an unknown extra field like any other.
     pub store_id: Option<String>,
     pub api: Api,
     /// The whole original body, for rules that read custom fields.
@@ -159,8 +162,9 @@ pub enum Parsed {
 pub enum PayloadError {
     #[error("지원하지 않는 Content-Type입니다: {0} (application/json 또는 application/x-www-form-urlencoded만 받습니다)")]
     UnsupportedContentType(String),
-    #[error("요청 본문이 올바른 JSON이 아닙니다: {0}")]
-    InvalidJson(String),
+    /// Only the position: serde_json's own (English) message is not for buyers.
+    #[error("요청 본문이 올바른 JSON이 아닙니다 ({line}행 {column}열)")]
+    InvalidJson { line: usize, column: usize },
     #[error("요청 본문이 올바른 form-urlencoded 형식이 아닙니다")]
     InvalidForm,
     #[error("요청 본문이 JSON 객체가 아닙니다")]
@@ -238,31 +242,66 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Parsed, PayloadE
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, PayloadError> {
-    serde_json::from_slice(body).map_err(|e| PayloadError::InvalidJson(e.to_string()))
+    serde_json::from_slice(body).map_err(|e| PayloadError::InvalidJson {
+        line: e.line(),
+        column: e.column(),
+    })
 }
 
 /// A form body becomes a JSON object of strings, so rules see the same `payload` either way.
+///
+/// Decoded strictly: a payment id must be exact, so invalid UTF-8 anywhere — raw or
+/// percent-encoded, in a key or a value — refuses the body instead of becoming U+FFFD.
+/// Empty pairs (`a=1&&b=2`) are skipped, a pair without `=` has an empty value, and of
+/// repeated keys the last one wins.
 fn parse_form(body: &[u8]) -> Result<Value, PayloadError> {
-    // serde_urlencoded decodes invalid UTF-8 lossily; a payment id must be exact, so refuse it.
-    std::str::from_utf8(body).map_err(|_| PayloadError::InvalidForm)?;
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|_| PayloadError::InvalidForm)?;
-    if pairs.is_empty() {
+    let body = std::str::from_utf8(body).map_err(|_| PayloadError::InvalidForm)?;
+    let mut fields = Map::new();
+    for pair in body.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        fields.insert(form_decode(key)?, Value::String(form_decode(value)?));
+    }
+    if fields.is_empty() {
         return Err(PayloadError::InvalidForm);
     }
-    Ok(Value::Object(
-        pairs
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
-    ))
+    Ok(Value::Object(fields))
+}
+
+/// One form-urlencoded key or value: `+` is a space, then `%XX` escapes must decode to UTF-8.
+/// A `%` not followed by two hex digits stays as it is (as browsers and `form_urlencoded` do).
+fn form_decode(text: &str) -> Result<String, PayloadError> {
+    let spaced = if text.contains('+') {
+        Cow::Owned(text.replace('+', " "))
+    } else {
+        Cow::Borrowed(text)
+    };
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(Cow::into_owned)
+        .map_err(|_| PayloadError::InvalidForm)
 }
 
 fn normalise(payload: Value) -> Result<Parsed, PayloadError> {
     let Value::Object(obj) = &payload else {
         return Err(PayloadError::NotAnObject);
     };
-    let (api, ids) = if obj.contains_key("type") && obj.contains_key("data") {
+    // V1 first, then V2 `2024-01-01`, and V2 `2024-04-25` last: an ignored message approves
+    // the payment (200) without a rule, so extra `type`/`data` fields on a request that names
+    // V1 or V2 `2024-01-01` ids must never turn it into one (fail closed: those ids are then
+    // required and validated).
+    let (api, ids, store_id) = if obj.contains_key("imp_uid") || obj.contains_key("merchant_uid") {
+        (
+            Api::V1,
+            read_ids(obj, "merchant_uid", "imp_uid", "amount")?,
+            None,
+        )
+    } else if obj.contains_key("payment_id") || obj.contains_key("tx_id") {
+        (
+            Api::V2_2024_01_01,
+            read_ids(obj, "payment_id", "tx_id", "total_amount")?,
+            None,
+        )
+    } else if obj.contains_key("type") && obj.contains_key("data") {
         let message_type =
             obj.get("type")
                 .and_then(Value::as_str)
@@ -282,34 +321,15 @@ fn normalise(payload: Value) -> Result<Parsed, PayloadError> {
                 field: "data",
                 expected: "객체",
             })?;
-        (
-            Api::V2_2024_04_25,
-            read_ids(
-                data,
-                "data.paymentId",
-                "data.transactionId",
-                "data.totalAmount",
-            )?,
-        )
-    } else if obj.contains_key("imp_uid") || obj.contains_key("merchant_uid") {
-        (Api::V1, read_ids(obj, "merchant_uid", "imp_uid", "amount")?)
-    } else if obj.contains_key("payment_id") || obj.contains_key("tx_id") {
-        (
-            Api::V2_2024_01_01,
-            read_ids(obj, "payment_id", "tx_id", "total_amount")?,
-        )
+        let ids = read_ids(
+            data,
+            "data.paymentId",
+            "data.transactionId",
+            "data.totalAmount",
+        )?;
+        (Api::V2_2024_04_25, ids, read_store_id(data)?)
     } else {
         return Err(PayloadError::UnknownFormat);
-    };
-    let store_id = match &ids.store_id {
-        Some(Value::String(s)) => Some(s.clone()),
-        None | Some(Value::Null) => None,
-        Some(_) => {
-            return Err(PayloadError::WrongType {
-                field: "data.storeId",
-                expected: "문자열",
-            })
-        }
     };
     Ok(Parsed::Confirm(ConfirmRequest {
         order_id: ids.order_id,
@@ -325,7 +345,6 @@ struct Ids {
     order_id: String,
     tx_id: String,
     amount: Amount,
-    store_id: Option<Value>,
 }
 
 /// Field names are given with their path (`data.paymentId`) so errors say exactly where.
@@ -339,8 +358,19 @@ fn read_ids(
         order_id: read_id(obj, order_field)?,
         tx_id: read_id(obj, tx_field)?,
         amount: read_amount(obj, amount_field)?,
-        store_id: obj.get("storeId").cloned(),
     })
+}
+
+/// V2 `2024-04-25`'s optional `data.storeId`.
+fn read_store_id(data: &Map<String, Value>) -> Result<Option<String>, PayloadError> {
+    match data.get("storeId") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(PayloadError::WrongType {
+            field: "data.storeId",
+            expected: "문자열",
+        }),
+    }
 }
 
 fn key(field: &str) -> &str {
@@ -596,8 +626,8 @@ mod tests {
         for (body, want) in cases {
             assert_eq!(&err(JSON, body), want, "body {body}");
         }
-        assert!(matches!(err(JSON, "{not json"), InvalidJson(_)));
-        assert!(matches!(err(None, ""), InvalidJson(_)));
+        assert_eq!(err(JSON, "{not json"), InvalidJson { line: 1, column: 2 });
+        assert!(matches!(err(None, ""), InvalidJson { .. }));
     }
 
     #[test]
@@ -609,8 +639,207 @@ mod tests {
         );
         assert!(matches!(
             parse(JSON, b"{\"imp_uid\":\"\xff\"}").unwrap_err(),
-            PayloadError::InvalidJson(_)
+            PayloadError::InvalidJson { .. }
         ));
+    }
+
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+    #[test]
+    fn extra_type_and_data_never_make_a_v1_request_ignored() {
+        // The audited fail-open: this used to be answered "ignored" (200, no rules run).
+        for message_type in ["custom", "Transaction.Cancelled", "Transaction.Confirm"] {
+            let body = format!(
+                r#"{{"imp_uid":"i","merchant_uid":"m","amount":1000,"type":"{message_type}","data":{{}}}}"#
+            );
+            let r = confirm(JSON, body.as_bytes());
+            assert_eq!(r.api, Api::V1, "{body}");
+            assert_eq!((r.order_id.as_str(), r.tx_id.as_str()), ("m", "i"));
+            assert_eq!(r.amount.as_i64(), Some(1000));
+            assert_eq!(r.payload["type"], message_type, "kept for rules");
+        }
+        // V1 fields next to type/data make it V1, which must then be valid.
+        assert_eq!(
+            err(
+                JSON,
+                r#"{"merchant_uid":"m","type":"Transaction.Cancelled","data":{}}"#
+            ),
+            PayloadError::Missing("imp_uid")
+        );
+        assert_eq!(
+            err(
+                JSON,
+                r#"{"imp_uid":null,"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1}}"#
+            ),
+            PayloadError::Missing("merchant_uid")
+        );
+        // Also in a form body (where `data` can only be a string).
+        let r = confirm(
+            FORM,
+            b"imp_uid=i&merchant_uid=m&amount=1000&type=Transaction.Cancelled&data=x",
+        );
+        assert_eq!(r.api, Api::V1);
+    }
+
+    #[test]
+    fn extra_type_and_data_never_make_a_v2_2024_01_01_request_ignored() {
+        let r = confirm(
+            JSON,
+            br#"{"payment_id":"p","tx_id":"t","total_amount":1000,"type":"custom","data":{}}"#,
+        );
+        assert_eq!(r.api, Api::V2_2024_01_01);
+        assert_eq!((r.order_id.as_str(), r.tx_id.as_str()), ("p", "t"));
+        assert_eq!(r.amount.as_i64(), Some(1000));
+        assert_eq!(
+            err(
+                JSON,
+                r#"{"payment_id":"p","total_amount":1000,"type":"Transaction.Cancelled","data":{}}"#
+            ),
+            PayloadError::Missing("tx_id")
+        );
+        assert_eq!(
+            err(
+                JSON,
+                r#"{"tx_id":"t","type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1}}"#
+            ),
+            PayloadError::Missing("payment_id")
+        );
+    }
+
+    #[test]
+    fn type_and_data_alone_are_still_v2_2024_04_25() {
+        let body = r#"{"type":"Transaction.Cancelled","data":{"paymentId":"p"},"storeId":"x"}"#;
+        assert!(matches!(
+            parse(JSON, body.as_bytes()),
+            Ok(Parsed::Ignored { message_type }) if message_type == "Transaction.Cancelled"
+        ));
+    }
+
+    #[test]
+    fn store_id_comes_only_from_v2_2024_04_25_data() {
+        for body in [
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":1000,"storeId":5}"#,
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":1000,"storeId":"s-1"}"#,
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":1000,"storeId":{"a":[]}}"#,
+            r#"{"payment_id":"p","tx_id":"t","total_amount":1000,"storeId":5}"#,
+            r#"{"payment_id":"p","tx_id":"t","total_amount":1000,"storeId":"s-1"}"#,
+        ] {
+            let r = confirm(JSON, body.as_bytes());
+            assert_eq!(r.store_id, None, "{body}");
+            assert!(!r.payload["storeId"].is_null(), "still in payload: {body}");
+        }
+        let r = confirm(FORM, b"imp_uid=i&merchant_uid=m&amount=1000&storeId=s-1");
+        assert_eq!(r.store_id, None);
+        // A top-level storeId is not V2 2024-04-25's either.
+        let r = confirm(
+            JSON,
+            br#"{"type":"Transaction.Confirm","storeId":"top","data":{"paymentId":"p","transactionId":"t","totalAmount":1}}"#,
+        );
+        assert_eq!(r.store_id, None);
+        let r = confirm(
+            JSON,
+            br#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1,"storeId":null}}"#,
+        );
+        assert_eq!(r.store_id, None);
+        for store_id in ["5", "true", "{}", r#"["s"]"#] {
+            let body = format!(
+                r#"{{"type":"Transaction.Confirm","data":{{"paymentId":"p","transactionId":"t","totalAmount":1,"storeId":{store_id}}}}}"#
+            );
+            let e = err(JSON, &body);
+            assert_eq!(
+                e,
+                PayloadError::WrongType {
+                    field: "data.storeId",
+                    expected: "문자열"
+                }
+            );
+            assert_eq!(e.status(), 400);
+            assert!(e.to_string().contains("data.storeId"), "{e}");
+        }
+    }
+
+    #[test]
+    fn invalid_json_reason_is_korean_with_the_position_only() {
+        let cases = [
+            ("{not json", 1, 2),
+            ("{\n  \"imp_uid\": ,\n}", 2, 14),
+            // End of input: the position is where the body ended.
+            (r#"{"imp_uid":"#, 1, 11),
+            ("", 1, 0),
+        ];
+        for (body, line, column) in cases {
+            let e = err(JSON, body);
+            assert_eq!(e, PayloadError::InvalidJson { line, column }, "{body:?}");
+            assert_eq!(
+                e.to_string(),
+                format!("요청 본문이 올바른 JSON이 아닙니다 ({line}행 {column}열)")
+            );
+            assert_eq!(e.status(), 400);
+        }
+        assert_eq!(
+            err(JSON, "{not json").to_string(),
+            "요청 본문이 올바른 JSON이 아닙니다 (1행 2열)"
+        );
+        // Without a Content-Type a body that is neither JSON nor a form keeps the JSON reason.
+        let e = err(None, "{\"imp_uid\":\"%FF");
+        assert!(matches!(e, PayloadError::InvalidJson { .. }), "{e:?}");
+        assert!(!e.to_string().contains("line"), "{e}");
+    }
+
+    #[test]
+    fn percent_encoded_invalid_utf8_in_a_form_is_refused() {
+        for body in [
+            "merchant_uid=blocked-%FF%FE&imp_uid=i&amount=1000",
+            "merchant_uid=m&imp_uid=i%C3&amount=1000",
+            "merchant_uid=m&imp_uid=i&amount=1000&memo=%80",
+            "merchant_uid=m&imp_uid=i&amount=1000&%FF=x",
+            "merchant%ED%A0%80_uid=m&imp_uid=i&amount=1000",
+        ] {
+            assert_eq!(err(FORM, body), PayloadError::InvalidForm, "{body}");
+            assert_eq!(err(FORM, body).status(), 400);
+            // Without a Content-Type it is refused too (with the JSON reason, tried first).
+            assert!(parse(None, body.as_bytes()).is_err(), "{body}");
+        }
+        // Raw invalid UTF-8 in a key is refused as well.
+        assert_eq!(
+            parse(FORM, b"merchant_uid=m&imp_uid=i&amount=1000&\xc3=x").unwrap_err(),
+            PayloadError::InvalidForm
+        );
+    }
+
+    #[test]
+    fn form_decoding() {
+        let r = confirm(
+            FORM,
+            "merchant_uid=order+1%2B2%2F%EC%A3%BC%EB%AC%B8&imp_uid=imp%5F1&amount=1000&memo=%zz%&%EB%A9%94%EB%AA%A8=%ED%95%9C+%EA%B8%80"
+                .as_bytes(),
+        );
+        assert_eq!(r.order_id, "order 1+2/주문", "+ is a space, %2B a plus");
+        assert_eq!(r.tx_id, "imp_1");
+        assert_eq!(r.payload["memo"], "%zz%", "a stray % stays as it is");
+        assert_eq!(r.payload["메모"], "한 글");
+        // Raw (unencoded) UTF-8 is fine.
+        let r = confirm(FORM, "merchant_uid=주문-1&imp_uid=i&amount=1000".as_bytes());
+        assert_eq!(r.order_id, "주문-1");
+        // Empty pairs are skipped, a key without `=` has an empty value, the last repeat wins,
+        // only the first `=` splits.
+        let r = confirm(
+            FORM,
+            b"&&merchant_uid=first&&imp_uid=i=j&flag&amount=1000&merchant_uid=last&",
+        );
+        assert_eq!(r.order_id, "last");
+        assert_eq!(r.tx_id, "i=j");
+        assert_eq!(r.payload["flag"], "");
+        assert_eq!(r.payload.as_object().map(Map::len), Some(4));
+        // Nothing but separators is no form at all.
+        for body in ["", "&", "&&&"] {
+            assert_eq!(err(FORM, body), PayloadError::InvalidForm, "{body:?}");
+        }
+        assert_eq!(err(FORM, "="), PayloadError::UnknownFormat);
+        assert_eq!(
+            err(FORM, "merchant_uid=m&imp_uid=+&amount=1"),
+            PayloadError::Empty("imp_uid")
+        );
     }
 
     #[test]
@@ -648,6 +877,50 @@ mod tests {
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512), ct in 0..4usize) {
             let ct = [None, JSON, Some("application/x-www-form-urlencoded"), Some("text/plain")][ct];
             let _ = parse(ct, &body);
+        }
+
+        /// Bodies built from the pieces form decoding cares about, so escapes actually occur.
+        #[test]
+        fn form_like_bodies_never_panic_nor_decode_lossily(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "&", "=", "+", "%", "%2", "%FF", "%C3", "%A9", "%ED%A0%80", "%F0%9F%92%B3",
+                    "%2B", "%26", "%3D", "%zz", "a", "é", "1", "imp_uid=", "merchant_uid=", "amount=",
+                ]),
+                0..24,
+            ),
+            ct in 0..2usize,
+        ) {
+            let ct = [None, FORM][ct];
+            let body = pieces.concat();
+            let _ = parse(ct, body.as_bytes());
+            if let Ok(form) = parse_form(body.as_bytes()) {
+                let text = form.to_string();
+                prop_assert!(!text.contains('\u{FFFD}'), "lossy decoding of {body:?}: {text}");
+            }
+        }
+
+        /// Any keys and values, percent-encoded, come back exactly (the last repeat winning).
+        #[test]
+        fn form_values_round_trip(
+            pairs in proptest::collection::vec(("\\PC{1,8}", "\\PC{0,12}"), 1..6),
+            plus in any::<bool>(),
+        ) {
+            use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+            let encode = |s: &str| {
+                let e = utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+                if plus { e.replace("%20", "+") } else { e }
+            };
+            let body = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let mut want = Map::new();
+            for (k, v) in &pairs {
+                want.insert(k.clone(), Value::String(v.clone()));
+            }
+            prop_assert_eq!(parse_form(body.as_bytes()), Ok(Value::Object(want)));
         }
 
         #[test]
