@@ -61,10 +61,14 @@ pub struct RuleStore {
     current: ArcSwap<Rules>,
     last_error: Mutex<Option<ReloadFailure>>,
     dir: PathBuf,
-    scripts: Arc<ScriptEngine>,
+    engine: Arc<ScriptEngine>,
     env: EnvReader,
     gate: Option<Gate>,
     metrics: Metrics,
+    /// The scripts the rule files referenced at the last load or reload attempt (also a failed
+    /// one, so creating a missing script reloads), relative to the rules directory: the watcher
+    /// reloads for them whatever their name (`script: scripts/check.txt`).
+    scripts: Mutex<Vec<PathBuf>>,
 }
 
 impl RuleStore {
@@ -80,12 +84,20 @@ impl RuleStore {
         Ok(RuleStore {
             current: ArcSwap::from_pointee(rules),
             last_error: Mutex::new(None),
+            scripts: Mutex::new(rules::referenced_scripts(&dir)),
             dir,
-            scripts,
+            engine: scripts,
             env,
             gate,
             metrics,
         })
+    }
+
+    /// Whether `path`, as the watcher reports it, is a script the rules reference.
+    fn references(&self, path: &Path) -> bool {
+        self.scripts
+            .lock()
+            .is_ok_and(|scripts| scripts.iter().any(|s| path.ends_with(s)))
     }
 
     /// The rules a new request evaluates against; it keeps them until it is answered.
@@ -115,12 +127,15 @@ impl RuleStore {
     pub async fn reload(self: &Arc<Self>, trigger: Trigger) -> ReloadOutcome {
         let store = Arc::clone(self);
         let loaded = tokio::task::spawn_blocking(move || {
+            if let Ok(mut scripts) = store.scripts.lock() {
+                *scripts = rules::referenced_scripts(&store.dir);
+            }
             if let Ok(version) = rules::rules_version(&store.dir) {
                 if version == store.current().version {
                     return Ok(None);
                 }
             }
-            load(&store.dir, &store.scripts, &store.env, store.gate.as_ref()).map(Some)
+            load(&store.dir, &store.engine, &store.env, store.gate.as_ref()).map(Some)
         })
         .await;
         let outcome = match loaded {
@@ -221,9 +236,16 @@ pub struct ReloadRequest {
 #[derive(Clone)]
 pub struct Reloader {
     tx: mpsc::Sender<ReloadRequest>,
+    store: Arc<RuleStore>,
 }
 
 impl Reloader {
+    /// Whether a change to `path` may change the rules: see [`concerns_rules`], and any script
+    /// the rule files reference, whatever its extension.
+    fn concerns(&self, path: &Path) -> bool {
+        concerns_rules(path) || self.store.references(path)
+    }
+
     /// Asks for a reload and waits for its outcome.
     pub async fn reload(&self, trigger: Trigger) -> Option<ReloadOutcome> {
         let (reply, rx) = oneshot::channel();
@@ -249,6 +271,10 @@ impl Reloader {
 /// Spawns the one reload loop; every trigger goes through it, so reloads never overlap.
 pub fn spawn_reload_loop(store: Arc<RuleStore>) -> (Reloader, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<ReloadRequest>(64);
+    let reloader = Reloader {
+        tx,
+        store: store.clone(),
+    };
     let task = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut waiting = vec![first];
@@ -268,7 +294,7 @@ pub fn spawn_reload_loop(store: Arc<RuleStore>) -> (Reloader, tokio::task::JoinH
             }
         }
     });
-    (Reloader { tx }, task)
+    (reloader, task)
 }
 
 /// Collects further triggers until the directory has been quiet for [`DEBOUNCE`].
@@ -290,8 +316,9 @@ async fn debounce(rx: &mut mpsc::Receiver<ReloadRequest>, waiting: &mut Vec<Relo
     }
 }
 
-/// Rule sources, and directories or Kubernetes' `..data` links that may hold them; not a
-/// decision log or an editor's swap file written next to them.
+/// Files the rules version covers by name (`.yaml`, `.rhai`), and directories or Kubernetes'
+/// `..data` links that may hold rule files; not a decision log or an editor's swap file written
+/// next to them. Scripts with other names are known to the store ([`Reloader::concerns`]).
 fn concerns_rules(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     rules::is_rule_source(path) || name.starts_with("..") || path.extension().is_none()
@@ -303,7 +330,9 @@ pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<notify::Recommend
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
-            Ok(e) if e.paths.iter().any(|p| concerns_rules(p)) => reloader.request(Trigger::Watch),
+            Ok(e) if e.paths.iter().any(|p| reloader.concerns(p)) => {
+                reloader.request(Trigger::Watch)
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!("rules watcher: {e}"),
         })?;
@@ -398,5 +427,58 @@ mod tests {
             text.contains(r#"confirm_proxy_reloads_total{result="applied"} 1"#),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn scripts_of_any_name_reload_and_are_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |rel: &str, content: &str| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        };
+        write(
+            "default.yaml",
+            "rules:\n  - name: chk\n    script: scripts/chk.txt\n",
+        );
+        write("scripts/chk.txt", "\"a\"");
+        let store = store(dir.path());
+        let (reloader, _task) = spawn_reload_loop(store.clone());
+        let concerns = |rel: &str| reloader.concerns(&dir.path().join(rel));
+        assert!(concerns("scripts/chk.txt"));
+        assert!(concerns("default.yaml"));
+        assert!(!concerns("scripts/notes.txt"));
+        assert!(!concerns("decisions.jsonl"));
+        // However the watcher spells the directory.
+        assert!(reloader.concerns(Path::new("rules/scripts/chk.txt")));
+
+        let v1 = store.current().version.clone();
+        write("scripts/chk.txt", "\"b\"");
+        let ReloadOutcome::Applied { version: v2 } = store.reload(Trigger::Signal).await else {
+            panic!("an edit of scripts/chk.txt is applied")
+        };
+        assert_ne!(v1, v2);
+        assert!(matches!(
+            store.reload(Trigger::Signal).await,
+            ReloadOutcome::Unchanged { .. }
+        ));
+
+        // A reference to a script not written yet: the reload fails, yet the script is watched,
+        // so writing it reloads.
+        write(
+            "default.yaml",
+            "rules:\n  - name: chk\n    script: lib/new.js\n",
+        );
+        assert!(!concerns("lib/new.js"));
+        assert!(matches!(
+            store.reload(Trigger::Watch).await,
+            ReloadOutcome::Rejected { .. }
+        ));
+        assert!(concerns("lib/new.js"));
+        write("lib/new.js", "true");
+        assert!(matches!(
+            store.reload(Trigger::Watch).await,
+            ReloadOutcome::Applied { .. }
+        ));
     }
 }

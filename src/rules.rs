@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
 
-pub use load::{is_rule_source, load_dir, parse_duration, rules_version, Env, LoadOptions};
+pub use load::{
+    is_rule_source, load_dir, parse_duration, referenced_scripts, rules_version, Env, LoadOptions,
+};
 pub use model::{HttpMethod, Mode, OnError};
 pub use template::Template;
 pub use yaml::Location;
@@ -33,7 +35,7 @@ pub const DEFAULT_REASON: &str = "결제를 진행할 수 없습니다.";
 
 /// Every ruleset of one rules directory, loaded together and swapped together.
 pub struct Rules {
-    /// Short content hash of every file under the rules directory.
+    /// Short content hash of every file the load reads (see [`rules_version`]).
     pub version: String,
     pub loaded_at: SystemTime,
     pub rulesets: BTreeMap<String, Arc<Ruleset>>,

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use super::model::{RawFile, RawSettings, RawUpstream};
+use super::model::{RawFile, RawScriptRefs, RawSettings, RawUpstream};
 use super::yaml::{self, Location, Seg};
 use super::{
     Expr, HealthSpec, HealthState, LoadError, LoadErrors, Rule, Rules, Ruleset, Settings, Upstream,
@@ -30,6 +30,9 @@ pub struct LoadOptions<'a> {
 
 /// Loads and validates a whole rules directory; nothing is returned unless everything is valid.
 pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors> {
+    // The version is taken before the files are read: a file saved while this load runs then
+    // changes the next reload's version, so that reload is not skipped as unchanged.
+    let version = rules_version(dir);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut rulesets = BTreeMap::new();
@@ -38,14 +41,10 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
         Err(e) => return Err(LoadErrors(e)),
     };
     for (name, path) in files {
-        let src = match fs::read_to_string(&path) {
+        let src = match read_text(&path) {
             Ok(src) => src,
             Err(e) => {
-                errors.push(LoadError {
-                    file: path,
-                    location: None,
-                    message: format!("cannot read: {e}"),
-                });
+                errors.push(e.into_load_error(path, ""));
                 continue;
             }
         };
@@ -77,7 +76,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
             dir.display()
         ));
     }
-    let version = rules_version(dir).map_err(|e| {
+    let version = version.map_err(|e| {
         LoadErrors(vec![LoadError {
             file: dir.to_owned(),
             location: None,
@@ -131,21 +130,91 @@ fn ruleset_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Vec<LoadError>> {
     Ok(files)
 }
 
-/// A short hash of every rule file, script and rule test under the rules directory, so operators
-/// can tell which rules answered. Hidden files and Kubernetes' `..data` internals are skipped.
+/// The rules version: a short hash of the files the load reads, so operators can tell which
+/// rules answered, and a reload can skip a directory that did not change.
+///
+/// It covers every `.yaml` and `.rhai` file under the directory (rulesets, rule tests under
+/// `tests/`, scripts, also ones no rule references yet) and every script a ruleset references
+/// whatever its name (`script: scripts/check.txt`), found by reading the `script:` keys of the
+/// ruleset files. Every other file is left out on purpose rather than hashing "every regular
+/// file": a decision log or notes kept in the directory would otherwise change the version (and,
+/// through the watcher, reload the rules) on every write. Hidden files, names ending in `~`
+/// (editor swap files and backups) and Kubernetes' `..data` internals are skipped; a ConfigMap's
+/// visible names link through `..data`, so its content still counts.
 pub fn rules_version(dir: &Path) -> std::io::Result<String> {
     let mut files = Vec::new();
     collect_files(dir, Path::new(""), 0, &mut files)?;
+    files.extend(referenced_scripts(dir));
     files.sort();
+    files.dedup();
     let mut hash = Sha256::new();
     for rel in files {
-        let content = fs::read(dir.join(&rel))?;
+        let content = match fs::read(dir.join(&rel)) {
+            Ok(content) => Some(content),
+            // A referenced script that is missing (the load says so): creating it changes the
+            // version. Also a file removed between listing and reading.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         hash.update(rel.to_string_lossy().as_bytes());
         hash.update([0]);
-        hash.update((content.len() as u64).to_le_bytes());
-        hash.update(&content);
+        match content {
+            Some(content) => {
+                hash.update((content.len() as u64).to_le_bytes());
+                hash.update(&content);
+            }
+            None => hash.update(u64::MAX.to_le_bytes()),
+        }
     }
     Ok(hex::encode(&hash.finalize()[..6]))
+}
+
+/// Every script the ruleset files in `dir` reference (`script:`), relative to `dir` and without
+/// `.` components, whatever its extension. Read leniently from files that may not load; paths
+/// the loader refuses (absolute, with `..`) are left out.
+pub fn referenced_scripts(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut scripts = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.ends_with(".yaml") || name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        let Ok(src) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(refs) = yaml::from_str::<RawScriptRefs>(&src) else {
+            continue;
+        };
+        scripts.extend(
+            refs.rules
+                .iter()
+                .filter_map(|r| r.script.as_deref())
+                .filter_map(script_rel_path),
+        );
+    }
+    scripts.sort();
+    scripts.dedup();
+    scripts
+}
+
+/// `rel` as a path inside the rules directory without `.` components, or `None` when the loader
+/// refuses it (empty, absolute, or with `..`).
+fn script_rel_path(rel: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
 }
 
 fn collect_files(
@@ -178,10 +247,63 @@ fn collect_files(
     Ok(())
 }
 
-/// Files the loader reads: rule files, rule tests and scripts. Anything else in the directory
-/// (a decision log someone put there, editor backups) neither changes the version nor reloads.
+/// Files the loader may read, known by name: rule files, rule tests and `.rhai` scripts. A
+/// script with another name counts through [`referenced_scripts`]. Anything else in the
+/// directory (a decision log someone put there, notes) neither changes the version nor reloads.
 pub fn is_rule_source(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "yaml" || e == "rhai")
+}
+
+/// Why a rule file or script could not be read as text.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    Io(std::io::Error),
+    /// Not UTF-8 from `location` (the first invalid byte, its column counted in characters
+    /// like every other location); `detail` says what was found there.
+    Utf8 {
+        location: Location,
+        detail: String,
+    },
+}
+
+impl ReadError {
+    /// As reported for `file`; `suffix` is appended to the message (which rule a script is for).
+    pub(crate) fn into_load_error(self, file: PathBuf, suffix: &str) -> LoadError {
+        match self {
+            ReadError::Io(e) => LoadError {
+                file,
+                location: None,
+                message: format!("cannot read: {e}{suffix}"),
+            },
+            ReadError::Utf8 { location, detail } => LoadError {
+                file,
+                location: Some(location),
+                message: format!("not valid UTF-8 ({detail}); save the file as UTF-8{suffix}"),
+            },
+        }
+    }
+}
+
+/// Reads a whole file as UTF-8 text; invalid UTF-8 is located at its first bad byte.
+pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
+    let bytes = fs::read(path).map_err(ReadError::Io)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let err = e.utf8_error();
+        let bytes = e.as_bytes();
+        let at = err.valid_up_to();
+        // Valid by definition of `valid_up_to`.
+        let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+        let location = Location {
+            line: valid.matches('\n').count() + 1,
+            column: valid[line_start..].chars().count() + 1,
+        };
+        let detail = match err.error_len() {
+            Some(_) => format!("byte 0x{:02X}", bytes[at]),
+            None => "the file ends inside a character".to_owned(),
+        };
+        ReadError::Utf8 { location, detail }
+    })
 }
 
 /// Parses `500ms`, `1.5s`, `4s`, `1m`, `1h`.
@@ -210,25 +332,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_micros(micros))
 }
 
-/// Replaces `${VAR}` from the environment; `Ok((value, substituted_any))`.
-fn substitute(s: &str, env: Env<'_>) -> Result<(String, bool), String> {
+/// Replaces `${VAR}` from the environment: `Ok((value, substituted_any))`, or every problem
+/// of `s` (each unset variable, not only the first).
+fn substitute(s: &str, env: Env<'_>) -> Result<(String, bool), Vec<String>> {
     let mut out = String::with_capacity(s.len());
+    let mut errors = Vec::new();
     let mut rest = s;
     let mut any = false;
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
         let tail = &rest[i + 2..];
-        let end = tail
-            .find('}')
-            .ok_or_else(|| "unclosed \"${\" (expected ${VARIABLE})".to_owned())?;
+        let Some(end) = tail.find('}') else {
+            errors.push("unclosed \"${\" (expected ${VARIABLE})".to_owned());
+            rest = "";
+            break;
+        };
         let var = &tail[..end];
         if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!("invalid variable name \"{var}\" in ${{...}}"));
+            errors.push(format!("invalid variable name \"{var}\" in ${{...}}"));
+        } else if let Some(value) = env(var) {
+            out.push_str(&value);
+            any = true;
+        } else {
+            errors.push(format!("environment variable {var} is not set"));
         }
-        let value = env(var).ok_or_else(|| format!("environment variable {var} is not set"))?;
-        out.push_str(&value);
-        any = true;
         rest = &tail[end + 1..];
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     out.push_str(rest);
     Ok((out, any))
@@ -382,27 +513,30 @@ impl FileCompiler<'_, '_> {
     fn upstream(&mut self, name: &str, raw: &RawUpstream) -> Option<Upstream> {
         let base = [Seg::Key("upstreams"), Seg::Key(name)];
         let at = |k: &'static str| [base[0], base[1], Seg::Key(k)];
+        // Every problem of the upstream is reported (each unset variable of the url and of
+        // every header, say), so an operator fixes them in one go.
         let url = match substitute(&raw.url, self.opts.env) {
-            Ok((url, _)) => url,
-            Err(e) => {
-                self.error(&at("url"), format!("upstream \"{name}\": url: {e}"));
-                return None;
+            // The value may have come from a secret variable; say what is wrong without echoing it.
+            Ok((url, _)) => match reqwest::Url::parse(&url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(url),
+                _ => {
+                    self.error(
+                        &at("url"),
+                        format!("upstream \"{name}\": url is not an http:// or https:// URL"),
+                    );
+                    None
+                }
+            },
+            Err(errors) => {
+                for e in errors {
+                    self.error(&at("url"), format!("upstream \"{name}\": url: {e}"));
+                }
+                None
             }
         };
-        // The value may have come from a secret variable; say what is wrong without echoing it.
-        match reqwest::Url::parse(&url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => {
-                self.error(
-                    &at("url"),
-                    format!("upstream \"{name}\": url is not an http:// or https:// URL"),
-                );
-                return None;
-            }
-        }
         let timeout = match &raw.timeout {
-            Some(t) => self.duration(&at("timeout"), t)?,
-            None => DEFAULT_UPSTREAM_TIMEOUT,
+            Some(t) => self.duration(&at("timeout"), t),
+            None => Some(DEFAULT_UPSTREAM_TIMEOUT),
         };
         let mut headers = http::HeaderMap::new();
         for (k, v) in &raw.headers {
@@ -422,11 +556,15 @@ impl FileCompiler<'_, '_> {
                     }
                     Err(_) => self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" has characters not allowed in a header value")),
                 },
-                Err(e) => self.error(&hpath, format!("upstream \"{name}\": header \"{k}\": {e}")),
+                Err(errors) => {
+                    for e in errors {
+                        self.error(&hpath, format!("upstream \"{name}\": header \"{k}\": {e}"));
+                    }
+                }
             }
         }
         let health = match &raw.health {
-            None => None,
+            None => Some(None),
             Some(h) => {
                 let hp = |k: &'static str| [base[0], base[1], Seg::Key("health"), Seg::Key(k)];
                 if !h.path.starts_with('/') {
@@ -436,21 +574,28 @@ impl FileCompiler<'_, '_> {
                     );
                 }
                 let interval = match &h.interval {
-                    Some(i) => self.duration(&hp("interval"), i)?,
-                    None => Duration::from_secs(5),
+                    Some(i) => self.duration(&hp("interval"), i),
+                    None => Some(Duration::from_secs(5)),
                 };
                 let unhealthy_after = h.unhealthy_after.unwrap_or(2);
                 let healthy_after = h.healthy_after.unwrap_or(1);
                 if unhealthy_after == 0 || healthy_after == 0 {
                     self.error(&[base[0], base[1], Seg::Key("health")], format!("upstream \"{name}\": unhealthy_after and healthy_after must be at least 1"));
                 }
-                Some(HealthSpec {
-                    path: h.path.clone(),
-                    interval,
-                    unhealthy_after,
-                    healthy_after,
+                // `None` (a bad interval, already reported) fails the upstream below.
+                interval.map(|interval| {
+                    Some(HealthSpec {
+                        path: h.path.clone(),
+                        interval,
+                        unhealthy_after,
+                        healthy_after,
+                    })
                 })
             }
+        };
+        // Only now, so every error of the upstream above is reported.
+        let (Some(url), Some(timeout), Some(health)) = (url, timeout, health) else {
+            return None;
         };
         let client = match reqwest::Client::builder()
             // A confirm check must see the merchant's own answer, not wherever it redirects.

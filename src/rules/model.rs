@@ -127,3 +127,18 @@ pub struct RawForward {
     pub upstream: String,
     pub path: String,
 }
+
+/// Only the `script:` references of a rule file, read leniently (other keys and their types are
+/// not looked at), so the rules version and the watcher know every script a ruleset reads even
+/// when the file does not load. Any file that loads parses this way too.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawScriptRefs {
+    #[serde(default)]
+    pub rules: Vec<RawScriptRef>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawScriptRef {
+    #[serde(default)]
+    pub script: Option<String>,
+}

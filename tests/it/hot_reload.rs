@@ -289,3 +289,84 @@ async fn test_on_reload_refuses_rules_that_break_their_tests() {
     );
     server.stop().await;
 }
+
+/// A ruleset whose one rule runs `scripts/chk.txt`: a script need not be named `.rhai`.
+const TXT_SCRIPT_RULES: &str = "rules:\n  - name: chk\n    script: scripts/chk.txt\n";
+
+#[tokio::test]
+async fn saving_a_script_of_any_name_reloads() {
+    let rules = Rules::with("default.yaml", TXT_SCRIPT_RULES);
+    rules.write("scripts/chk.txt", "\"첫 번째\"");
+    let server = Server::start(rules.path()).await;
+    assert_eq!(
+        server
+            .confirm_json("/confirm", &v1("o-1", 50_000))
+            .await
+            .reason(),
+        "첫 번째"
+    );
+    let version = get(&server.admin_url("/admin/rules")).await.body["version"].clone();
+
+    rules.write("scripts/chk.txt", "\"두 번째\"");
+    assert!(
+        reason_becomes(&server, "두 번째").await,
+        "the watcher did not reload for scripts/chk.txt"
+    );
+    assert_ne!(
+        get(&server.admin_url("/admin/rules")).await.body["version"],
+        version,
+        "the rules version covers the script"
+    );
+    // Files no rule reads (notes next to the scripts) do not count.
+    let version = get(&server.admin_url("/admin/rules")).await.body["version"].clone();
+    rules.write("scripts/notes.txt", "not a script");
+    let unchanged = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert_eq!(unchanged.body["unchanged"], true, "{:?}", unchanged.body);
+    assert_eq!(unchanged.body["version"], version);
+
+    // A rule that names a script not written yet: the reload fails; writing the script, with
+    // its name no rule file had before, reloads by itself.
+    rules.write(
+        "default.yaml",
+        "rules:\n  - name: chk\n    script: scripts/later.js\n",
+    );
+    let shown = eventually(Duration::from_secs(5), || async {
+        !get(&server.admin_url("/admin/rules")).await.body["last_error"].is_null()
+    })
+    .await;
+    assert!(shown, "the missing script is reported");
+    rules.write("scripts/later.js", "\"세 번째\"");
+    assert!(
+        reason_becomes(&server, "세 번째").await,
+        "the watcher did not reload for the new script"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admin_reload_applies_an_edited_script_of_any_name() {
+    let rules = Rules::with("default.yaml", TXT_SCRIPT_RULES);
+    rules.write("scripts/chk.txt", "\"첫 번째\"");
+    let mut config = Config::new(rules.path().to_owned());
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    let url = server.admin_url("/admin/reload");
+
+    rules.write("scripts/chk.txt", "\"두 번째\"");
+    let a = post(&url, None, "").await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["applied"], true);
+    assert!(a.body["unchanged"].is_null(), "{:?}", a.body);
+    assert_eq!(
+        server
+            .confirm_json("/confirm", &v1("o-1", 50_000))
+            .await
+            .reason(),
+        "두 번째"
+    );
+    // Nothing changed since: now it is unchanged.
+    let again = post(&url, None, "").await;
+    assert_eq!(again.body["unchanged"], true, "{:?}", again.body);
+    assert_eq!(again.body["version"], a.body["version"]);
+    server.stop().await;
+}

@@ -1,7 +1,6 @@
 //! Compiling one rule: its guard, its one check, its reason; every error located in the file.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Component, Path};
 use std::sync::Arc;
 
@@ -381,13 +380,19 @@ impl FileCompiler<'_, '_> {
             return None;
         }
         let file = self.dir.join(rel_path);
-        let src = match fs::read_to_string(&file) {
+        let src = match super::read_text(&file) {
             Ok(s) => s,
-            Err(e) => {
+            Err(super::ReadError::Io(e)) => {
                 self.error(
                     at,
                     format!("rule \"{rule}\": cannot read script \"{rel}\": {e}"),
                 );
+                return None;
+            }
+            // Like a script's syntax error: reported against the script, where the fix is.
+            Err(e) => {
+                let suffix = format!(" (script of rule \"{rule}\")");
+                self.errors.push(e.into_load_error(file, &suffix));
                 return None;
             }
         };

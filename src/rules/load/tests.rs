@@ -109,3 +109,236 @@ fn time(rfc3339: &str) -> DateTime<chrono::FixedOffset> {
 mod files;
 mod rules;
 mod settings;
+
+/// Audited defects: unset variables reported together, invalid UTF-8 located, scripts of any
+/// name in the rules version.
+mod audit {
+    use super::*;
+
+    #[test]
+    fn every_unset_variable_is_reported_in_one_load() {
+        let dir = default_file(
+            r#"upstreams:
+  shop:
+    url: "${SHOP_API_URL}"
+    timeout: 1 sec
+    headers: { Authorization: "Bearer ${SHOP_API_TOKEN}", X-Ids: "${CLIENT_ID}:${CLIENT_KEY}" }
+  two:
+    url: "${SCHEME}://${HOST}/v1"
+rules:
+  - name: via-shop
+    forward: { upstream: shop, path: /confirm }
+"#,
+        );
+        let unset = |var: &str| format!("environment variable {var} is not set");
+        assert_eq!(
+            dir.errors(),
+            [
+                dir.at(
+                    DEFAULT,
+                    3,
+                    10,
+                    &format!(r#"upstream "shop": url: {}"#, unset("SHOP_API_URL"))
+                ),
+                dir.at(
+                    DEFAULT,
+                    4,
+                    14,
+                    r#"invalid duration "1 sec", expected a number and a unit like 500ms, 1.5s, 4s or 1m"#
+                ),
+                dir.at(
+                    DEFAULT,
+                    5,
+                    31,
+                    &format!(
+                        r#"upstream "shop": header "Authorization": {}"#,
+                        unset("SHOP_API_TOKEN")
+                    )
+                ),
+                dir.at(
+                    DEFAULT,
+                    5,
+                    66,
+                    &format!(r#"upstream "shop": header "X-Ids": {}"#, unset("CLIENT_ID"))
+                ),
+                dir.at(
+                    DEFAULT,
+                    5,
+                    66,
+                    &format!(r#"upstream "shop": header "X-Ids": {}"#, unset("CLIENT_KEY"))
+                ),
+                dir.at(
+                    DEFAULT,
+                    7,
+                    10,
+                    &format!(r#"upstream "two": url: {}"#, unset("SCHEME"))
+                ),
+                dir.at(
+                    DEFAULT,
+                    7,
+                    10,
+                    &format!(r#"upstream "two": url: {}"#, unset("HOST"))
+                ),
+            ]
+        );
+        // The README's example file: both of its variables at once.
+        let dir = default_file(
+            "upstreams:\n  shop:\n    url: \"${SHOP_API_URL}\"\n    headers: { Authorization: \"Bearer ${SHOP_API_TOKEN}\" }\n",
+        );
+        assert_eq!(
+            dir.errors(),
+            [
+                dir.at(
+                    DEFAULT,
+                    3,
+                    10,
+                    r#"upstream "shop": url: environment variable SHOP_API_URL is not set"#
+                ),
+                dir.at(
+                    DEFAULT,
+                    4,
+                    31,
+                    r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set"#
+                ),
+            ]
+        );
+        assert_eq!(
+            dir.errors_with(&[("SHOP_API_URL", "http://shop.test")]),
+            [dir.at(
+                DEFAULT,
+                4,
+                31,
+                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set"#
+            )]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_located_at_the_first_bad_byte() {
+        let dir = RulesDir::new();
+        let write = |rel: &str, bytes: &[u8]| {
+            let path = dir.path().join(rel);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, bytes).unwrap();
+        };
+        // Columns count characters, as every other location does: "한도" is 2 columns, 6 bytes.
+        write(
+            "bin.yaml",
+            b"rules:\n  - name: limit\n    reason: \"\xED\x95\x9C\xEB\x8F\x84\xFF\"\n",
+        );
+        // A file cut inside a character.
+        write("cut.yaml", b"rules: []\n# \xED\x95");
+        write(
+            DEFAULT,
+            b"rules:\n  - name: s\n    script: scripts/bin.rhai\n",
+        );
+        write("scripts/bin.rhai", b"let x = 1;\n\"\xC3\xA9\xC3(\"\n");
+        assert_eq!(
+            dir.errors(),
+            [
+                dir.at(
+                    "bin.yaml",
+                    3,
+                    16,
+                    "not valid UTF-8 (byte 0xFF); save the file as UTF-8"
+                ),
+                dir.at(
+                    "cut.yaml",
+                    2,
+                    3,
+                    "not valid UTF-8 (the file ends inside a character); save the file as UTF-8"
+                ),
+                dir.at(
+                    "scripts/bin.rhai",
+                    2,
+                    3,
+                    r#"not valid UTF-8 (byte 0xC3); save the file as UTF-8 (script of rule "s")"#
+                ),
+            ]
+        );
+        // On the first line, at its first byte.
+        write("bin.yaml", b"\xFEoops");
+        write("cut.yaml", b"");
+        write("scripts/bin.rhai", b"true");
+        assert_eq!(
+            dir.errors(),
+            [dir.at(
+                "bin.yaml",
+                1,
+                1,
+                "not valid UTF-8 (byte 0xFE); save the file as UTF-8"
+            )]
+        );
+    }
+
+    #[test]
+    fn rules_version_covers_scripts_of_any_name() {
+        let dir = default_file(
+            "rules:\n  - name: a\n    script: scripts/chk.txt\n  - name: b\n    script: ./lib/b.js\n",
+        );
+        dir.write("scripts/chk.txt", "true\n")
+            .write("lib/b.js", "true\n");
+        assert_eq!(
+            referenced_scripts(dir.path()),
+            [PathBuf::from("lib/b.js"), PathBuf::from("scripts/chk.txt")]
+        );
+        let first = dir.version();
+        assert_eq!(dir.ok().version, first);
+
+        dir.write("scripts/chk.txt", "false\n");
+        let second = dir.version();
+        assert_ne!(
+            second, first,
+            "an edit of scripts/chk.txt changes the version"
+        );
+        assert_eq!(dir.ok().version, second);
+        dir.write("lib/b.js", "false\n");
+        let third = dir.version();
+        assert_ne!(third, second, "an edit of ./lib/b.js changes the version");
+
+        // Files no rule reads, next to the scripts, do not count.
+        dir.write("scripts/notes.txt", "anything")
+            .write("lib/decisions.jsonl", "{}\n");
+        assert_eq!(dir.version(), third);
+
+        // A referenced script that is missing still has a version (the load reports the error),
+        // and creating it changes the version.
+        fs::remove_file(dir.path().join("scripts/chk.txt")).unwrap();
+        let missing = dir.version();
+        assert_ne!(missing, third);
+        dir.write("scripts/chk.txt", "");
+        assert_ne!(dir.version(), missing);
+    }
+
+    #[test]
+    fn referenced_scripts_are_read_leniently_and_only_from_rulesets() {
+        let dir = default_file(
+            r#"rules:
+  - name: a
+    script: scripts/a.txt
+    unknown_key: makes the file invalid, the reference still counts
+  - name: escapes
+    script: ../outside.txt
+  - name: absolute
+    script: /etc/passwd
+  - name: empty
+    script: ""
+  - name: none
+    amount: { max: 1 }
+"#,
+        );
+        dir.write("broken.yaml", "rules: [ oops")
+            .write(
+                ".hidden.yaml",
+                "rules:\n  - name: h\n    script: hidden.txt\n",
+            )
+            .write(
+                "tests/default.yaml",
+                "rules:\n  - name: t\n    script: test.txt\n",
+            );
+        assert_eq!(
+            referenced_scripts(dir.path()),
+            [PathBuf::from("scripts/a.txt")]
+        );
+    }
+}
