@@ -174,8 +174,8 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         location,
         message,
     };
-    let src = std::fs::read_to_string(file)
-        .map_err(|e| vec![error(None, format!("cannot read: {e}"))])?;
+    let src =
+        crate::rules::read_text(file).map_err(|e| vec![e.into_load_error(file.to_owned(), "")])?;
     let raw: RawSuite = yaml::from_str(&src).map_err(|e| vec![error(e.location, e.message)])?;
     let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
     let mut errors = Vec::new();

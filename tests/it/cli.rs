@@ -199,6 +199,24 @@ fn test_refuses_an_invalid_test_file_with_exit_2() {
     let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(1), "check validates test files too");
 
+    // Not UTF-8: located at the first bad byte like any other error.
+    let rules = Rules::with("default.yaml", LIMIT_RULES);
+    std::fs::create_dir_all(rules.path().join("tests")).unwrap();
+    std::fs::write(
+        rules.path().join("tests/latin1.yaml"),
+        b"ruleset: default
+cases:
+  - name: caf\xe9\n",
+    )
+    .unwrap();
+    let out = run(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tests/latin1.yaml:3:14: not valid UTF-8 (byte 0xE9)"),
+        "{stderr}"
+    );
+
     let rules = Rules::with("default.yaml", LIMIT_RULES);
     let out = run(&["test", "--rules", rules.path().to_str().unwrap()], None);
     assert!(out.status.success());
