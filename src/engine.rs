@@ -62,6 +62,7 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         ruleset,
         req,
         ctx,
+        deadline,
         trace: Vec::with_capacity(ruleset.rules.len()),
         shadow: Vec::new(),
         current: None,
@@ -109,6 +110,9 @@ struct Run<'a, 'c> {
     ruleset: &'a Ruleset,
     req: &'a ConfirmRequest,
     ctx: &'a Context<'c>,
+    /// When the answer is due. Rhai runs synchronously, where the timer cannot interrupt it,
+    /// so each evaluation is given what is left of this (at most `script::MAX_RUN_TIME`).
+    deadline: tokio::time::Instant,
     trace: Vec<RuleTrace>,
     shadow: Vec<ShadowOutcome>,
     /// The index of the rule being evaluated and when it started, so a deadline can name it.
@@ -240,8 +244,17 @@ impl Run<'_, '_> {
     fn test(&self, expr: &Expr, scope: &mut Scope<'static>) -> Result<bool, script::ScriptError> {
         match &expr.native {
             Some(native) => Ok(native.eval(self.req)),
-            None => self.ctx.scripts.eval_bool(scope, &expr.ast),
+            None => self
+                .ctx
+                .scripts
+                .eval_bool_within(scope, &expr.ast, self.time_left()),
         }
+    }
+
+    /// What is left of the deadline, the most a Rhai evaluation may take.
+    fn time_left(&self) -> std::time::Duration {
+        self.deadline
+            .saturating_duration_since(tokio::time::Instant::now())
     }
 
     /// GET fetches have no side effects, so they start now and run while earlier rules are
@@ -304,12 +317,18 @@ impl Run<'_, '_> {
                 Ok(false) => Verdict::Refuse(reason()),
                 Err(e) => Verdict::Error(format!("require: {e}")),
             },
-            Check::Script { path, ast } => match self.ctx.scripts.eval_script(scope, ast) {
-                Ok(ScriptVerdict::Pass) => Verdict::Pass,
-                Ok(ScriptVerdict::Refuse(None)) => Verdict::Refuse(reason()),
-                Ok(ScriptVerdict::Refuse(Some(r))) => Verdict::Refuse(r),
-                Err(e) => Verdict::Error(format!("{path}: {e}")),
-            },
+            Check::Script { path, ast } => {
+                match self
+                    .ctx
+                    .scripts
+                    .eval_script_within(scope, ast, self.time_left())
+                {
+                    Ok(ScriptVerdict::Pass) => Verdict::Pass,
+                    Ok(ScriptVerdict::Refuse(None)) => Verdict::Refuse(reason()),
+                    Ok(ScriptVerdict::Refuse(Some(r))) => Verdict::Refuse(r),
+                    Err(e) => Verdict::Error(format!("{path}: {e}")),
+                }
+            }
             Check::Healthy(up) => match self.ctx.upstreams.health(up) {
                 Health::Up => Verdict::Pass,
                 Health::Down => Verdict::Refuse(reason()),

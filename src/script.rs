@@ -1,7 +1,9 @@
 //! The single, shared Rhai engine: sandbox limits, helper functions, and the scope a request
 //! is seen through. Compiled ASTs live in `Rules`; this module never compiles per request.
 
+use std::cell::Cell;
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Timelike};
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Position, Scope, AST, INT};
@@ -13,8 +15,22 @@ use crate::payload::ConfirmRequest;
 pub mod native;
 
 /// Sandbox limits. An operation is roughly one expression node; 200k of them run in a few
-/// milliseconds, far more than a rule needs and far less than PortOne's timeout.
+/// milliseconds, far more than a rule needs and far less than PortOne's timeout. Operations
+/// of closures that native functions call back (`reduce`, `map`, …) count too (`on_operation`).
 pub const MAX_OPERATIONS: u64 = 200_000;
+/// Wall-time limit of one evaluation (a `when`, a `require`, one `script:` run), besides
+/// [`MAX_OPERATIONS`]: some operations are expensive (sorting a 10,000-item array, changing the
+/// case of a 64 KiB string), and 200k of those take seconds. Rhai runs synchronously on a
+/// runtime worker, where the request's deadline timer cannot interrupt it, so the script has to
+/// stop itself. Legitimate rule scripts take microseconds; 50 ms is a thousand times that, and
+/// still short enough that a runaway blocks a worker only briefly and leaves most of any
+/// sensible `deadline` for the answer. A request whose deadline is nearer gets less
+/// (see [`ScriptEngine::eval_bool_within`]).
+pub const MAX_RUN_TIME: Duration = Duration::from_millis(50);
+/// The clock is read every this many operations (a power of two): often enough that the limit
+/// holds to a few milliseconds even for expensive operations, rarely enough to cost nothing
+/// measurable (one clock read is about as much as one cheap operation).
+const CLOCK_EVERY_OPS: u64 = 64;
 const MAX_CALL_LEVELS: usize = 32;
 const MAX_EXPR_DEPTH: usize = 64;
 const MAX_FN_EXPR_DEPTH: usize = 32;
@@ -54,6 +70,100 @@ pub enum ScriptVerdict {
     Refuse(Option<String>),
 }
 
+/// Which limit stopped an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    Operations,
+    Time,
+}
+
+// The budget of the evaluation running on this thread. The engine is shared by every thread,
+// so a per-call limit cannot live in it; evaluation is synchronous, so the thread that installs
+// a budget ([`Budgeted`]) runs the whole script before taking it back.
+thread_local! {
+    /// Operations so far, counted here rather than taken from Rhai: Rhai loses the count of
+    /// closures called back by native functions (`reduce`, `map`, `sort` with a comparator …),
+    /// so nested callbacks would never reach its `max_operations`.
+    static OPS: Cell<u64> = const { Cell::new(0) };
+    /// When the evaluation must stop; `None` outside an evaluation.
+    static STOP_AT: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The limit that stopped the evaluation. Once set, every further operation fails too, so a
+    /// `try`/`catch` around a callback (where the stop arrives wrapped, hence catchable)
+    /// cannot swallow it and carry on.
+    static STOPPED: Cell<Option<Limit>> = const { Cell::new(None) };
+}
+
+/// Installs a budget on this thread for one evaluation; restores the previous one when
+/// dropped (also if the evaluation unwinds).
+struct Budgeted {
+    previous: (u64, Option<Instant>, Option<Limit>),
+}
+
+impl Budgeted {
+    fn start(stop_at: Instant) -> Self {
+        Budgeted {
+            previous: (
+                OPS.replace(0),
+                STOP_AT.replace(Some(stop_at)),
+                STOPPED.take(),
+            ),
+        }
+    }
+
+    /// The limit hit during the evaluation, if any.
+    fn finish(self) -> Option<Limit> {
+        STOPPED.get()
+    }
+}
+
+impl Drop for Budgeted {
+    fn drop(&mut self) {
+        let (ops, stop_at, stopped) = self.previous;
+        OPS.set(ops);
+        STOP_AT.set(stop_at);
+        STOPPED.set(stopped);
+    }
+}
+
+/// Rhai's progress callback, called at every operation; `Some` terminates the script
+/// (`ErrorTerminated`, which a script cannot catch unless it comes out of a callback).
+/// Counting is all most operations cost; every [`CLOCK_EVERY_OPS`]th reads the clock.
+fn on_operation(_rhai_count: u64) -> Option<Dynamic> {
+    let ops = OPS.get() + 1;
+    OPS.set(ops);
+    if ops % CLOCK_EVERY_OPS != 0 && ops <= MAX_OPERATIONS {
+        return None;
+    }
+    check_budget(ops)
+}
+
+#[cold]
+fn check_budget(ops: u64) -> Option<Dynamic> {
+    let stop_at = STOP_AT.get()?;
+    if STOPPED.get().is_none() {
+        let limit = if ops > MAX_OPERATIONS {
+            Limit::Operations
+        } else if Instant::now() >= stop_at {
+            Limit::Time
+        } else {
+            return None;
+        };
+        STOPPED.set(Some(limit));
+        // Past MAX_OPERATIONS, every operation comes here and fails.
+        OPS.set(MAX_OPERATIONS);
+    }
+    Some(Dynamic::UNIT)
+}
+
+/// `50 ms`, `12.5 ms`.
+fn format_ms(d: Duration) -> String {
+    if d.subsec_nanos() % 1_000_000 == 0 {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    }
+}
+
 /// The shared engine. Built once per process; `Engine` is `Send + Sync` with rhai's `sync`.
 pub struct ScriptEngine {
     engine: Engine,
@@ -86,6 +196,8 @@ impl ScriptEngine {
             .set_fail_on_invalid_map_property(false);
         // `eval` would compile code at run time, outside every check made at load.
         engine.disable_symbol("eval");
+        // Bounds wall time (MAX_RUN_TIME), and operations inside callbacks; see `eval`.
+        engine.on_progress(on_operation);
         engine.on_print(|s| tracing::info!(target: "confirm_proxy::script", "{s}"));
         engine.on_debug(|s, _, pos| tracing::debug!(target: "confirm_proxy::script", %pos, "{s}"));
         register_helpers(&mut engine);
@@ -106,9 +218,21 @@ impl ScriptEngine {
             .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
     }
 
-    /// Evaluates a boolean expression; anything but a bool is an error.
+    /// Evaluates a boolean expression; anything but a bool is an error. Stops after
+    /// [`MAX_RUN_TIME`].
     pub fn eval_bool(&self, scope: &mut Scope<'static>, ast: &AST) -> Result<bool, ScriptError> {
-        let result = self.eval(scope, ast)?;
+        self.eval_bool_within(scope, ast, MAX_RUN_TIME)
+    }
+
+    /// Like [`eval_bool`](Self::eval_bool), stopping after `time_left` (the request's remaining
+    /// deadline) if that is sooner than [`MAX_RUN_TIME`].
+    pub fn eval_bool_within(
+        &self,
+        scope: &mut Scope<'static>,
+        ast: &AST,
+        time_left: Duration,
+    ) -> Result<bool, ScriptError> {
+        let result = self.eval(scope, ast, time_left)?;
         result.as_bool().map_err(|t| ScriptError {
             message: format!("expression returned {t}, expected a bool (true or false)"),
             position: None,
@@ -116,12 +240,24 @@ impl ScriptEngine {
     }
 
     /// Runs a script rule: `true` or `()` pass, `false` refuses, a string refuses with itself.
+    /// Stops after [`MAX_RUN_TIME`].
     pub fn eval_script(
         &self,
         scope: &mut Scope<'static>,
         ast: &AST,
     ) -> Result<ScriptVerdict, ScriptError> {
-        let result = self.eval(scope, ast)?;
+        self.eval_script_within(scope, ast, MAX_RUN_TIME)
+    }
+
+    /// Like [`eval_script`](Self::eval_script), stopping after `time_left` (the request's
+    /// remaining deadline) if that is sooner than [`MAX_RUN_TIME`].
+    pub fn eval_script_within(
+        &self,
+        scope: &mut Scope<'static>,
+        ast: &AST,
+        time_left: Duration,
+    ) -> Result<ScriptVerdict, ScriptError> {
+        let result = self.eval(scope, ast, time_left)?;
         if result.is_unit() {
             return Ok(ScriptVerdict::Pass);
         }
@@ -144,12 +280,37 @@ impl ScriptEngine {
         })
     }
 
-    fn eval(&self, scope: &mut Scope<'static>, ast: &AST) -> Result<Dynamic, ScriptError> {
+    fn eval(
+        &self,
+        scope: &mut Scope<'static>,
+        ast: &AST,
+        time_left: Duration,
+    ) -> Result<Dynamic, ScriptError> {
+        let limit = time_left.min(MAX_RUN_TIME);
         // Scripts may declare variables; drop them so the next rule sees a clean scope.
         let len = scope.len();
+        let budget = Budgeted::start(Instant::now() + limit);
         let result = self.engine.eval_ast_with_scope::<Dynamic>(scope, ast);
+        let stopped = budget.finish();
         scope.rewind(len);
-        result.map_err(|e| script_error(&e))
+        let Some(stopped) = stopped else {
+            return result.map_err(|e| script_error(&e));
+        };
+        // A stopped script is an error even if it caught the stop and returned.
+        let message = match stopped {
+            Limit::Operations => operations_message(),
+            Limit::Time if limit < MAX_RUN_TIME => format!(
+                "script stopped after {} (the request's deadline)",
+                format_ms(limit)
+            ),
+            Limit::Time => format!("script stopped after {} (time limit)", format_ms(limit)),
+        };
+        Err(ScriptError {
+            message,
+            position: result
+                .err()
+                .and_then(|e| position(root_cause(&e).position())),
+        })
     }
 }
 
@@ -175,14 +336,24 @@ fn compile_error(full: String, pos: Position, bare: &str) -> CompileError {
     }
 }
 
+fn operations_message() -> String {
+    format!("script stopped after {MAX_OPERATIONS} operations (sandbox limit)")
+}
+
+/// The error inside the function calls it came through.
+fn root_cause(e: &EvalAltResult) -> &EvalAltResult {
+    match e {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => root_cause(inner),
+        other => other,
+    }
+}
+
 fn script_error(e: &EvalAltResult) -> ScriptError {
     let pos = e.position();
-    let message = match e {
-        EvalAltResult::ErrorTooManyOperations(_) => {
-            format!("script stopped after {MAX_OPERATIONS} operations (sandbox limit)")
-        }
-        other => {
-            let mut s = other.to_string();
+    let message = match root_cause(e) {
+        EvalAltResult::ErrorTooManyOperations(_) => operations_message(),
+        _ => {
+            let mut s = e.to_string();
             if let Some(i) = s.rfind(" (line ") {
                 s.truncate(i);
             }
@@ -191,8 +362,12 @@ fn script_error(e: &EvalAltResult) -> ScriptError {
     };
     ScriptError {
         message: message.to_lowercase_first(),
-        position: pos.line().map(|l| (l, pos.position().unwrap_or(1))),
+        position: position(pos),
     }
+}
+
+fn position(pos: Position) -> Option<(usize, usize)> {
+    pos.line().map(|l| (l, pos.position().unwrap_or(1)))
 }
 
 trait LowercaseFirst {
@@ -467,6 +642,153 @@ mod tests {
             // Generous: the point is "milliseconds, not a hang"; the benchmark gives the number.
             assert!(took.as_secs() < 5, "{src} took {took:?}");
         }
+    }
+
+    /// Each operation of this script is expensive (cloning and sorting 9,000 items, changing
+    /// the case of 60 KB): 200,000 of them took 8 s before scripts had a time limit.
+    const HEAVY: &str = r#"
+        let a = [];
+        for i in 0..9000 { a.push(9000 - i); }
+        let s = "";
+        for i in 0..6000 { s += "0123456789"; }
+        loop {
+            let b = a;
+            b.sort();
+            s.to_upper();
+        }
+    "#;
+
+    fn run_script_within(
+        src: &str,
+        time_left: Duration,
+    ) -> (Result<ScriptVerdict, ScriptError>, Duration) {
+        let engine = ScriptEngine::new();
+        let ast = engine.compile_script(src).unwrap();
+        let mut scope = request_scope(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+        let started = Instant::now();
+        let result = engine.eval_script_within(&mut scope, &ast, time_left);
+        (result, started.elapsed())
+    }
+
+    #[test]
+    fn expensive_operations_stop_at_the_time_limit() {
+        let (result, took) = run_script_within(HEAVY, Duration::from_secs(1));
+        println!("heavy script stopped after {took:?}: {result:?}");
+        let err = result.unwrap_err();
+        assert!(
+            err.message
+                .starts_with("script stopped after 50 ms (time limit)"),
+            "{err}"
+        );
+        assert!(err.position.is_some(), "{err:?}");
+        // Generous for slow CI and debug builds; it stops a few ms after MAX_RUN_TIME.
+        assert!(took < Duration::from_millis(500), "took {took:?}");
+    }
+
+    #[test]
+    fn a_near_deadline_stops_scripts_sooner() {
+        let (result, took) = run_script_within(HEAVY, Duration::from_millis(5));
+        println!("heavy script with 5 ms left stopped after {took:?}: {result:?}");
+        let err = result.unwrap_err();
+        assert!(
+            err.message
+                .starts_with("script stopped after 5 ms (the request's deadline)"),
+            "{err}"
+        );
+        assert!(took < Duration::from_millis(250), "took {took:?}");
+        // No time left at all: stopped within the first CLOCK_EVERY_OPS operations.
+        let (result, _) = run_script_within("loop {}", Duration::ZERO);
+        assert!(result.unwrap_err().message.contains("0 ms"));
+    }
+
+    #[test]
+    fn runaway_expressions_stop_too() {
+        let engine = ScriptEngine::new();
+        for (src, limits) in [
+            // 10^8 cheap steps: the operation limit (or, in a slow debug build, the time).
+            (
+                "blob(10000, 1).to_array().reduce(|s, x| s + blob(10000, 1).to_array().reduce(|t, y| t + y, 0), 0) > 0",
+                &["operations (sandbox limit)", "(time limit)"][..],
+            ),
+            // 10^8 expensive steps: the time limit.
+            (
+                r#"blob(10000, 1).to_array().reduce(|s, x| s + blob(10000, 1).to_array().reduce(|t, y| t + blob(10000, 65).as_string().to_upper().len(), 0), 0) > 0"#,
+                &["(time limit)"][..],
+            ),
+        ] {
+            let ast = engine.compile_expression(src, &[]).unwrap();
+            let mut scope = request_scope(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+            let started = Instant::now();
+            let err = engine
+                .eval_bool_within(&mut scope, &ast, Duration::from_secs(1))
+                .unwrap_err();
+            let took = started.elapsed();
+            println!("{src}: {took:?}: {err}");
+            assert!(limits.iter().any(|l| err.message.contains(l)), "{src}: {err}");
+            assert!(took < Duration::from_millis(500), "{src} took {took:?}");
+        }
+    }
+
+    #[test]
+    fn stops_cannot_be_caught() {
+        // The closure's operations are invisible to Rhai's own count (it runs inside `reduce`);
+        // the stop it gets is wrapped in a catchable error, and the script tries to carry on.
+        for src in [
+            r#"
+            let a = blob(100, 1).to_array();
+            let caught = 0;
+            for i in 0..3 {
+                try { a.reduce(|s, x| { loop {} }, 0); } catch (e) { caught += 1; }
+            }
+            true
+            "#,
+            // Retrying for ever, inside a callback whose operations Rhai does not count.
+            r#"
+            [1, 2].reduce(|s, x| {
+                loop { try { [3, 4].reduce(|t, y| { loop {} }, 0); } catch {} }
+            }, 0)
+            "#,
+            "try { [1].reduce(|s, x| { loop {} }, 0); } catch {} true",
+        ] {
+            let (result, took) = run_script_within(src, Duration::from_secs(1));
+            println!("caught runaway stopped after {took:?}: {result:?}");
+            let err = result.unwrap_err();
+            assert!(
+                err.message.contains("operations (sandbox limit)")
+                    || err.message.contains("(time limit)"),
+                "{src}: {err}"
+            );
+            assert!(took < Duration::from_millis(500), "{src} took {took:?}");
+        }
+        // Catching ordinary errors still works.
+        assert_eq!(
+            run_script("try { [1].reduce(|s, x| s.nope(), 0) } catch { true }"),
+            Ok(ScriptVerdict::Pass)
+        );
+    }
+
+    #[test]
+    fn ordinary_scripts_are_not_limited() {
+        // A whole request's worth of helper calls, well within both limits, on any thread.
+        let src = r#"
+            let total = 0;
+            for i in 0..1000 { total += i; }
+            if seoul_hour(now) >= 10 && one_of(order_id, ["vip-7"]) && total == 499500 {
+                true
+            } else {
+                "refused"
+            }
+        "#;
+        let (result, took) = run_script_within(src, Duration::from_secs(1));
+        println!("ordinary script took {took:?}");
+        assert_eq!(result, Ok(ScriptVerdict::Pass));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| assert_eq!(run_script(src), Ok(ScriptVerdict::Pass)));
+            }
+        });
+        // The budget is per evaluation: it does not linger on the thread afterwards.
+        assert_eq!((STOP_AT.get(), STOPPED.get()), (None, None));
     }
 
     #[test]

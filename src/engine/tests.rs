@@ -160,5 +160,117 @@ fn stock(status: u16, body: serde_json::Value) -> Arc<Canned> {
     shop(STOCK, answer(status, body))
 }
 
+// ---- Rhai's time limit (the deadline holds while a script runs) ----
+
+/// Every operation is expensive (cloning and sorting 9,000 items, changing the case of 60 KB):
+/// 200,000 of them took 8 s, overrunning a 1 s deadline, before evaluations had a time limit.
+const HEAVY: &str = r#"
+let a = [];
+for i in 0..9000 { a.push(9000 - i); }
+let s = "";
+for i in 0..6000 { s += "0123456789"; }
+loop {
+    let b = a;
+    b.sort();
+    s.to_upper();
+}
+"#;
+
+#[tokio::test]
+async fn cpu_heavy_script_ends_as_an_error_within_the_deadline() {
+    let (_dir, rules) = ruleset_with(
+        r#"
+settings: { deadline: 1s }
+rules:
+  - { name: heavy, script: scripts/heavy.rhai, reason: x }
+  - { name: after, require: 'true', reason: x }
+"#,
+        &[("scripts/heavy.rhai", HEAVY)],
+    );
+    let started = std::time::Instant::now();
+    let d = decide(&rules, V1).await;
+    let took = started.elapsed();
+    println!("heavy script answered after {took:?}: {:?}", d.trace);
+    assert_eq!(summary(&d), failed("heavy"));
+    assert_eq!(outcomes(&d), [("heavy", "error")]);
+    let error = error_of(&d, "heavy");
+    assert!(
+        error.starts_with("scripts/heavy.rhai: script stopped after 50 ms (time limit) (line "),
+        "{error}"
+    );
+    // Generous for debug builds and busy machines: it stops a few ms after 50 ms.
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
+#[tokio::test]
+async fn runaway_expressions_end_as_errors() {
+    // Expressions have no loops, but closures called back by `reduce` nest: 10^8 steps.
+    let heavy = r#"blob(10000, 1).to_array().reduce(|s, x| s + blob(10000, 1).to_array().reduce(|t, y| t + blob(10000, 65).as_string().to_upper().len(), 0), 0) > 0"#;
+    let (_dir, rules) = ruleset(&format!(
+        r#"
+settings: {{ deadline: 1s }}
+rules:
+  - {{ name: guard, when: '{heavy}', require: 'true', on_error: approve, reason: x }}
+  - {{ name: check, require: '{heavy}', reason: x }}
+"#
+    ));
+    let started = std::time::Instant::now();
+    let d = decide(&rules, V1).await;
+    let took = started.elapsed();
+    println!(
+        "two runaway expressions answered after {took:?}: {:?}",
+        d.trace
+    );
+    // `guard` errs and its on_error lets evaluation go on; `check` errs and rejects.
+    assert_eq!(summary(&d), failed("check"));
+    assert_eq!(outcomes(&d), [("guard", "error"), ("check", "error")]);
+    for (rule, prefix) in [("guard", "when: "), ("check", "require: ")] {
+        let error = error_of(&d, rule);
+        assert!(
+            error.starts_with(prefix)
+                && (error.contains("(time limit)") || error.contains("(sandbox limit)")),
+            "{error}"
+        );
+    }
+    assert!(took < Duration::from_millis(700), "took {took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn scripts_get_only_what_is_left_of_the_deadline() {
+    let (_dir, rules) = ruleset_with(
+        r#"
+settings: { deadline: 1s, on_error: approve }
+rules:
+  - { name: heavy, script: scripts/heavy.rhai, reason: x }
+"#,
+        &[("scripts/heavy.rhai", HEAVY)],
+    );
+    let scripts = ScriptEngine::new();
+    let original = Original::default();
+    let ctx = Context {
+        scripts: &scripts,
+        upstreams: Arc::new(Canned::new()),
+        now: at(NOW),
+        // The request arrived 990 ms ago: 10 ms are left.
+        started: tokio::time::Instant::now() - Duration::from_millis(990),
+        original: &original,
+    };
+    let started = std::time::Instant::now();
+    let d = evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await;
+    let took = started.elapsed();
+    println!("heavy script with 10 ms left answered after {took:?}");
+    // An error passes under `on_error: approve`; evaluation goes on to the end.
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(outcomes(&d), [("heavy", "error")]);
+    let error = error_of(&d, "heavy");
+    assert!(
+        error.starts_with(
+            "scripts/heavy.rhai: script stopped after 10 ms (the request's deadline) (line "
+        ),
+        "{error}"
+    );
+    assert!(took < Duration::from_millis(300), "took {took:?}");
+}
+
 mod local;
 mod upstreams;
