@@ -60,21 +60,33 @@ pub fn millis(ms: f64, out: &mut [u8; 24]) -> Option<&str> {
         return None;
     }
     let micros = micros as u64;
-    let mut whole = itoa::Buffer::new();
-    let int = whole.format(micros / 1000).as_bytes();
-    out[..int.len()].copy_from_slice(int);
-    let frac = micros % 1000;
-    let digits = [
-        b'.',
-        b'0' + (frac / 100) as u8,
-        b'0' + (frac / 10 % 10) as u8,
-        b'0' + (frac % 10) as u8,
-    ];
-    // `12.0`, `0.05`, `0.052`: trailing zeros go, one digit stays.
-    let keep = 4 - digits[2..].iter().rev().take_while(|&&d| d == b'0').count();
-    let keep = if frac == 0 { 2 } else { keep };
-    out[int.len()..int.len() + keep].copy_from_slice(&digits[..keep]);
-    std::str::from_utf8(&out[..int.len() + keep]).ok()
+    // Written from the end: the fraction without trailing zeros (one digit at least), the
+    // point, then the integer part (at most 9 digits).
+    let mut at = out.len();
+    let mut put = |digit: u64| {
+        at -= 1;
+        out[at] = b'0' + (digit % 10) as u8;
+    };
+    let (mut whole, mut frac) = (micros / 1000, micros % 1000);
+    let mut places = 3;
+    while places > 1 && frac % 10 == 0 {
+        frac /= 10;
+        places -= 1;
+    }
+    for _ in 0..places {
+        put(frac);
+        frac /= 10;
+    }
+    put(0);
+    loop {
+        put(whole);
+        whole /= 10;
+        if whole == 0 {
+            break;
+        }
+    }
+    out[out.len() - places - 1] = b'.';
+    std::str::from_utf8(&out[at..]).ok()
 }
 
 /// The text format of `--log-format pretty` when stderr is not a terminal (on a terminal the
