@@ -40,7 +40,7 @@ pub struct Record<'a> {
     pub decision: &'a Decision,
     pub latency_ms: f64,
     /// The normalised request's original body, for replay.
-    pub request: Option<&'a serde_json::Value>,
+    pub request: Option<&'a crate::payload::Payload>,
 }
 
 /// Which approvals to log; refusals are always logged.

@@ -4,9 +4,12 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
+
+mod fast;
 
 /// The V2 message type that asks for a confirmation; every other type is acknowledged and ignored.
 const CONFIRM_TYPE: &str = "Transaction.Confirm";
@@ -78,13 +81,12 @@ impl FromStr for Amount {
         if !is_json_number(text) {
             return Err(AmountError::NotANumber);
         }
-        let value = if text.contains(['e', 'E']) {
-            Decimal::from_scientific(text)
-        } else {
-            Decimal::from_str_exact(text)
-        }
-        // The syntax is valid, so rust_decimal refused it for its range (28 significant digits).
-        .map_err(|_| AmountError::TooLarge)?;
+        let value = match text.split_once(['e', 'E']) {
+            Some((mantissa, exponent)) => exact_scientific(mantissa, exponent)?,
+            // The syntax is valid, so rust_decimal refused it for its range (28 significant
+            // digits).
+            None => Decimal::from_str_exact(text).map_err(|_| AmountError::TooLarge)?,
+        };
         if value.is_sign_negative() && !value.is_zero() {
             return Err(AmountError::Negative);
         }
@@ -93,6 +95,37 @@ impl FromStr for Amount {
             text: text.to_owned(),
         })
     }
+}
+
+/// `mantissa × 10^exponent`, exactly or not at all: `Decimal::from_scientific` rounds digits
+/// beyond its precision (`999.99999999999999999999999999e0` became 1000 and passed a
+/// `min: 1000`), and an amount must never be rounded.
+fn exact_scientific(mantissa: &str, exponent: &str) -> Result<Decimal, AmountError> {
+    let mantissa = Decimal::from_str_exact(mantissa).map_err(|_| AmountError::TooLarge)?;
+    if mantissa.is_zero() {
+        return Ok(Decimal::ZERO);
+    }
+    // The smallest scale that holds the digits: 1.50e1 is 15, not 15.0.
+    let mantissa = mantissa.normalize();
+    let exponent: i64 = exponent.parse().map_err(|_| AmountError::TooLarge)?;
+    let scale = i64::from(mantissa.scale()) - exponent;
+    if scale >= 0 {
+        // More than 28 decimal places cannot be held exactly.
+        let scale = u32::try_from(scale).map_err(|_| AmountError::TooLarge)?;
+        return Decimal::try_from_i128_with_scale(mantissa.mantissa(), scale)
+            .map_err(|_| AmountError::TooLarge);
+    }
+    // A positive power of ten: 10^29 already exceeds Decimal's range.
+    if scale < -28 {
+        return Err(AmountError::TooLarge);
+    }
+    let mut value = Decimal::from_i128_with_scale(mantissa.mantissa(), 0);
+    for _ in 0..-scale {
+        value = value
+            .checked_mul(Decimal::TEN)
+            .ok_or(AmountError::TooLarge)?;
+    }
+    Ok(value)
 }
 
 /// JSON number syntax: `-?digits(.digits)?([eE][+-]?digits)?`.
@@ -144,7 +177,55 @@ pub struct ConfirmRequest {
     pub store_id: Option<String>,
     pub api: Api,
     /// The whole original body, for rules that read custom fields.
-    pub payload: Value,
+    pub payload: Payload,
+}
+
+/// The original body, as rules see it (`payload`) and as the decision log keeps it.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// A JSON body as it arrived, when the ids were read without a `Value` (the common case);
+    /// the `Value` is then built only if a rule reads `payload`.
+    raw: Option<bytes::Bytes>,
+    value: OnceLock<Value>,
+}
+
+impl Payload {
+    fn parsed(value: Value) -> Payload {
+        Payload {
+            raw: None,
+            value: OnceLock::from(value),
+        }
+    }
+
+    fn raw_json(body: &[u8]) -> Payload {
+        Payload {
+            raw: Some(bytes::Bytes::copy_from_slice(body)),
+            value: OnceLock::new(),
+        }
+    }
+
+    /// The body as a JSON value (a form body as an object of strings).
+    pub fn value(&self) -> &Value {
+        self.value.get_or_init(|| {
+            // Read once already, so it parses; `Null` only keeps this total.
+            self.raw
+                .as_deref()
+                .and_then(|raw| serde_json::from_slice(raw).ok())
+                .unwrap_or(Value::Null)
+        })
+    }
+
+    /// Appends the body as compact JSON (one line): the bytes as sent, less their whitespace,
+    /// when there are any, else the value.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match &self.raw {
+            Some(raw) => {
+                fast::write_compact(raw, out);
+                Ok(())
+            }
+            None => serde_json::to_writer(out, self.value()),
+        }
+    }
 }
 
 /// What a body turned out to be.
@@ -230,7 +311,28 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), PayloadError
 
 /// Reads a confirm body in any PortOne format.
 pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Parsed, PayloadError> {
-    let value = match encoding(content_type)? {
+    let encoding = encoding(content_type)?;
+    // A JSON body is tried as JSON first in both cases, so the fast path's answer is the one the
+    // full parser would give.
+    if encoding != Encoding::Form {
+        if let Some(ids) = fast::parse(body) {
+            return Ok(Parsed::Confirm(ConfirmRequest {
+                order_id: ids.order_id,
+                tx_id: ids.tx_id,
+                amount: ids.amount,
+                store_id: ids.store_id,
+                api: ids.api,
+                payload: Payload::raw_json(body),
+            }));
+        }
+    }
+    parse_full(encoding, body)
+}
+
+/// Every body the fast path leaves alone: through a `serde_json::Value`, with errors that say
+/// what is wrong.
+fn parse_full(encoding: Encoding, body: &[u8]) -> Result<Parsed, PayloadError> {
+    let value = match encoding {
         Encoding::Json => parse_json(body)?,
         Encoding::Form => parse_form(body)?,
         Encoding::Unknown => match parse_json(body) {
@@ -337,7 +439,7 @@ fn normalise(payload: Value) -> Result<Parsed, PayloadError> {
         amount: ids.amount,
         store_id,
         api,
-        payload,
+        payload: Payload::parsed(payload),
     }))
 }
 
@@ -463,7 +565,7 @@ mod tests {
         assert_eq!(r.order_id, "order-20261201-0001");
         assert_eq!(r.tx_id, "imp_123412341234");
         assert_eq!(r.amount.as_i64(), Some(50000));
-        assert_eq!(r.payload["amount"], Value::String("50000".into()));
+        assert_eq!(r.payload.value()["amount"], Value::String("50000".into()));
     }
 
     #[test]
@@ -510,7 +612,7 @@ mod tests {
             Some("store-ae356798-3d20-4969-b739-14c6b0e1a667")
         );
         assert_eq!(r.amount.as_i64(), Some(1000));
-        assert_eq!(r.payload["type"], "Transaction.Confirm");
+        assert_eq!(r.payload.value()["type"], "Transaction.Confirm");
     }
 
     #[test]
@@ -529,7 +631,7 @@ mod tests {
             JSON,
             br#"{"imp_uid":"i","merchant_uid":"m","amount":1,"custom_data":{"vip":true}}"#,
         );
-        assert_eq!(r.payload["custom_data"]["vip"], true);
+        assert_eq!(r.payload.value()["custom_data"]["vip"], true);
     }
 
     #[test]
@@ -656,7 +758,7 @@ mod tests {
             assert_eq!(r.api, Api::V1, "{body}");
             assert_eq!((r.order_id.as_str(), r.tx_id.as_str()), ("m", "i"));
             assert_eq!(r.amount.as_i64(), Some(1000));
-            assert_eq!(r.payload["type"], message_type, "kept for rules");
+            assert_eq!(r.payload.value()["type"], message_type, "kept for rules");
         }
         // V1 fields next to type/data make it V1, which must then be valid.
         assert_eq!(
@@ -726,7 +828,10 @@ mod tests {
         ] {
             let r = confirm(JSON, body.as_bytes());
             assert_eq!(r.store_id, None, "{body}");
-            assert!(!r.payload["storeId"].is_null(), "still in payload: {body}");
+            assert!(
+                !r.payload.value()["storeId"].is_null(),
+                "still in payload: {body}"
+            );
         }
         let r = confirm(FORM, b"imp_uid=i&merchant_uid=m&amount=1000&storeId=s-1");
         assert_eq!(r.store_id, None);
@@ -816,8 +921,12 @@ mod tests {
         );
         assert_eq!(r.order_id, "order 1+2/주문", "+ is a space, %2B a plus");
         assert_eq!(r.tx_id, "imp_1");
-        assert_eq!(r.payload["memo"], "%zz%", "a stray % stays as it is");
-        assert_eq!(r.payload["메모"], "한 글");
+        assert_eq!(
+            r.payload.value()["memo"],
+            "%zz%",
+            "a stray % stays as it is"
+        );
+        assert_eq!(r.payload.value()["메모"], "한 글");
         // Raw (unencoded) UTF-8 is fine.
         let r = confirm(FORM, "merchant_uid=주문-1&imp_uid=i&amount=1000".as_bytes());
         assert_eq!(r.order_id, "주문-1");
@@ -829,8 +938,8 @@ mod tests {
         );
         assert_eq!(r.order_id, "last");
         assert_eq!(r.tx_id, "i=j");
-        assert_eq!(r.payload["flag"], "");
-        assert_eq!(r.payload.as_object().map(Map::len), Some(4));
+        assert_eq!(r.payload.value()["flag"], "");
+        assert_eq!(r.payload.value().as_object().map(Map::len), Some(4));
         // Nothing but separators is no form at all.
         for body in ["", "&", "&&&"] {
             assert_eq!(err(FORM, body), PayloadError::InvalidForm, "{body:?}");
@@ -872,7 +981,199 @@ mod tests {
         );
     }
 
+    /// What a parse decided, comparable across the fast path and the full parser.
+    fn summary(r: &Result<Parsed, PayloadError>) -> String {
+        match r {
+            Ok(Parsed::Confirm(c)) => format!(
+                "confirm {} {:?} {:?} {} {:?} {}",
+                c.api,
+                c.order_id,
+                c.tx_id,
+                c.amount,
+                c.store_id,
+                c.payload.value()
+            ),
+            Ok(Parsed::Ignored { message_type }) => format!("ignored {message_type}"),
+            Err(e) => format!("error {e:?}"),
+        }
+    }
+
+    #[test]
+    fn exponents_are_exact_or_refused() {
+        let value = |s: &str| s.parse::<Amount>().map(|a| a.value().to_string());
+        assert_eq!(value("1e3"), Ok("1000".into()));
+        assert_eq!(value("1.5E1"), Ok("15".into()));
+        assert_eq!(value("12345e-2"), Ok("123.45".into()));
+        assert_eq!(value("0e-50"), Ok("0".into()));
+        assert_eq!(value("5e28"), Ok("50000000000000000000000000000".into()));
+        // The audited fail-open: these were rounded to 1000 and 3000000 and passed the range.
+        for s in [
+            "999.99999999999999999999999999e0",
+            "3000000.000000000000000000000001e0",
+            "1e-30",
+            "1e29",
+            "1e400",
+            "1e99999999999999999999",
+        ] {
+            assert_eq!(s.parse::<Amount>(), Err(AmountError::TooLarge), "{s}");
+        }
+        // Without an exponent the same digits were already refused.
+        assert_eq!(
+            "999.99999999999999999999999999".parse::<Amount>(),
+            Err(AmountError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn fast_path_reads_the_portone_examples() {
+        for name in [
+            "v1.json",
+            "v1-fractional.json",
+            "v2-2024-01-01.json",
+            "v2-2024-04-25.json",
+        ] {
+            let body = testdata(name);
+            assert!(fast::parse(&body).is_some(), "{name}");
+            assert_eq!(
+                summary(&parse(JSON, &body)),
+                summary(&parse_full(Encoding::Json, &body)),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn fast_path_leaves_the_unusual_to_the_full_parser() {
+        for body in [
+            r#"{"imp_uid":"i\u0031","merchant_uid":"m","amount":1}"#,
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":1,"amount":2}"#,
+            r#"{"imp_uid":null,"payment_id":"p","tx_id":"t","total_amount":1}"#,
+            r#"{"imp_uid":"i","merchant_uid":"  ","amount":1}"#,
+            r#"{"type":"Transaction.Cancelled","data":{}}"#,
+            r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1,"storeId":5}}"#,
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":1,"x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+            "[1]",
+            "",
+        ] {
+            assert!(fast::parse(body.as_bytes()).is_none(), "{body}");
+        }
+    }
+
+    #[test]
+    fn decision_log_gets_the_body_compact_and_exact() {
+        let body = testdata("v1.json");
+        let Ok(Parsed::Confirm(r)) = parse(JSON, &body) else {
+            panic!("v1.json is a confirm request")
+        };
+        let mut out = Vec::new();
+        r.payload.write_json(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"imp_uid":"imp_123412341234","merchant_uid":"order-20261201-0001","amount":50000}"#
+        );
+        // A form body has no JSON bytes: its value is written.
+        let Ok(Parsed::Confirm(r)) = parse(
+            Some("application/x-www-form-urlencoded"),
+            b"imp_uid=i&merchant_uid=m%20n&amount=5",
+        ) else {
+            panic!("a form confirm request")
+        };
+        let mut out = Vec::new();
+        r.payload.write_json(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"amount":"5","imp_uid":"i","merchant_uid":"m n"}"#
+        );
+    }
+
+    /// JSON values for the known fields, chosen so that every branch of both parsers is hit.
+    fn json_value() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vec![
+            r#""order-1""#,
+            r#""""#,
+            r#""  ""#,
+            r#""imp_1""#,
+            r#""a\b""#,
+            r#""한글 주문""#,
+            r#""Transaction.Confirm""#,
+            r#""Transaction.Cancelled""#,
+            r#""1000""#,
+            r#"" 1000 ""#,
+            r#""1e3""#,
+            r#""-5""#,
+            r#""12a""#,
+            "1000",
+            "0",
+            "-1",
+            "-0",
+            "10.50",
+            "1E3",
+            "1e-30",
+            "1e400",
+            "99999999999999999999999999999",
+            "1.0e0",
+            "0.1",
+            "null",
+            "true",
+            "[1,2]",
+            "{}",
+            r#"{"paymentId":"p","transactionId":"t","totalAmount":1000}"#,
+            r#"{"paymentId":"p","transactionId":"t","totalAmount":"1000","storeId":"s-1"}"#,
+            r#"{"paymentId":"p","transactionId":"t","totalAmount":1000,"storeId":null}"#,
+            r#"{"paymentId":"p","transactionId":"t","totalAmount":1000,"storeId":5}"#,
+            r#"{"paymentId":null,"transactionId":"t","totalAmount":1000}"#,
+            r#"{"paymentId":"p","paymentId":"q","transactionId":"t","totalAmount":1}"#,
+            r#"{"transactionId":"t","totalAmount":1}"#,
+        ])
+    }
+
+    fn json_key() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vec![
+            "imp_uid",
+            "merchant_uid",
+            "amount",
+            "payment_id",
+            "tx_id",
+            "total_amount",
+            "type",
+            "data",
+            "storeId",
+            "memo",
+        ])
+    }
+
     proptest! {
+        /// The fast path answers only where the full parser agrees, field for field.
+        #[test]
+        fn fast_path_agrees_with_the_full_parser(
+            entries in proptest::collection::vec((json_key(), json_value()), 0..9),
+            space in proptest::sample::select(vec!["", " ", "\n  "]),
+            ct in 0..2usize,
+        ) {
+            let body = format!(
+                "{{{space}{}{space}}}",
+                entries
+                    .iter()
+                    .map(|(k, v)| format!("\"{k}\":{space}{v}"))
+                    .collect::<Vec<_>>()
+                    .join(&format!(",{space}"))
+            );
+            let ct = [JSON, None][ct];
+            let full = parse_full(encoding(ct).unwrap(), body.as_bytes());
+            prop_assert_eq!(summary(&parse(ct, body.as_bytes())), summary(&full), "{}", body);
+            if let Some(ids) = fast::parse(body.as_bytes()) {
+                let Ok(Parsed::Confirm(r)) = &full else {
+                    panic!("fast path accepted what the full parser refuses: {body}")
+                };
+                prop_assert_eq!(ids.amount.as_str(), r.amount.as_str());
+                let mut out = Vec::new();
+                fast::write_compact(body.as_bytes(), &mut out);
+                let compact: Value = serde_json::from_slice(&out).unwrap();
+                prop_assert_eq!(&compact, r.payload.value());
+                prop_assert!(!out.contains(&b'\n'));
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512), ct in 0..4usize) {
             let ct = [None, JSON, Some("application/x-www-form-urlencoded"), Some("text/plain")][ct];

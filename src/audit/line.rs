@@ -46,7 +46,7 @@ pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()>
     millis(out, r.latency_ms);
     if let Some(request) = r.request {
         raw(out, ",\"request\":");
-        value(out, request)?;
+        request.write_json(out)?;
     }
     out.extend_from_slice(b"}\n");
     Ok(())
@@ -290,7 +290,13 @@ mod tests {
             .checked_add_signed(chrono::TimeDelta::milliseconds(42))
             .unwrap();
         let amount: Amount = "10.50".parse().unwrap();
-        let request = json!({"imp_uid": "imp_1", "merchant_uid": "o\n1", "amount": 10.50});
+        let body = r#"{"imp_uid": "imp_1", "merchant_uid": "o\n1", "amount": 10.50}"#;
+        let Ok(crate::payload::Parsed::Confirm(req)) =
+            crate::payload::parse(Some("application/json"), body.as_bytes())
+        else {
+            panic!("a confirm body")
+        };
+        let request = &req.payload;
         let d = full_decision();
         let r = Record {
             time,
@@ -303,7 +309,7 @@ mod tests {
             amount: Some(&amount),
             decision: &d,
             latency_ms: 0.052,
-            request: Some(&request),
+            request: Some(request),
         };
         let text = line(&r);
         assert!(text.ends_with('\n'));
@@ -319,7 +325,7 @@ mod tests {
             "tx_id": "imp_1",
             "amount": serde_json::from_str::<Value>("10.50").unwrap(),
             "latency_ms": 0.052,
-            "request": request,
+            "request": serde_json::from_str::<Value>(body).unwrap(),
         });
         let serde_json::Value::Object(decision) = serde_json::to_value(&d).unwrap() else {
             panic!("a decision is an object")

@@ -1,0 +1,173 @@
+//! The common JSON body read without building a `serde_json::Value` of it.
+//!
+//! Parsing every body into a `Value` (and writing that `Value` back out for the decision log)
+//! was a seventh of a request's instructions (callgrind, see BENCHMARKS.md). This reads only the
+//! known fields, borrowed, and leaves the rest of the body as it came. It answers only when it
+//! is sure to agree with the full parser: for anything unusual — a backslash anywhere, deep
+//! nesting, a duplicate known field, an id that is not a plain string, a message that is not a
+//! confirmation, any error at all — it returns `None` and the full parser decides (and words the
+//! error). A property test holds the two to the same answers.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{Amount, Api};
+
+/// What the fast path read; the rest of `ConfirmRequest` is the body itself.
+#[derive(Debug, PartialEq)]
+pub(super) struct Ids {
+    pub api: Api,
+    pub order_id: String,
+    pub tx_id: String,
+    pub amount: Amount,
+    pub store_id: Option<String>,
+}
+
+/// More nesting than this goes to the full parser, whose depth limit then applies.
+const MAX_OPEN_BRACKETS: usize = 32;
+
+/// A field's raw JSON text, `null` included: the full parser tells "present but null" from
+/// "absent" (`{"imp_uid": null, …}` is a V1 body with a missing id, not another format), and
+/// `Option<&RawValue>` would read `null` as absent.
+#[derive(Debug, Default, Clone, Copy)]
+struct Field<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|raw| Field(Some(raw)))
+    }
+}
+
+impl<'a> Field<'a> {
+    fn present(self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The text of a JSON string (without escapes, since the body has no backslash at all).
+    fn string(self) -> Option<&'a str> {
+        let s = self.0?.get();
+        s.strip_prefix('"')?.strip_suffix('"')
+    }
+
+    fn id(self) -> Option<String> {
+        self.string()
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_owned)
+    }
+
+    /// A JSON number as written, or a numeric string, as the full parser accepts them.
+    fn amount(self) -> Option<Amount> {
+        let text = match self.string() {
+            Some(s) if s.trim().is_empty() => return None,
+            Some(s) => s,
+            // serde_json rewrites an exponent (`1E3` becomes `1e+3`); only the full parser
+            // knows exactly how, so such numbers go there.
+            None => Some(self.0?.get()).filter(|n| !n.contains(['e', 'E']))?,
+        };
+        text.parse().ok()
+    }
+}
+
+#[derive(Deserialize)]
+struct Top<'a> {
+    #[serde(borrow, default)]
+    imp_uid: Field<'a>,
+    #[serde(borrow, default)]
+    merchant_uid: Field<'a>,
+    #[serde(borrow, default)]
+    amount: Field<'a>,
+    #[serde(borrow, default)]
+    payment_id: Field<'a>,
+    #[serde(borrow, default)]
+    tx_id: Field<'a>,
+    #[serde(borrow, default)]
+    total_amount: Field<'a>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Field<'a>,
+    #[serde(borrow, default)]
+    data: Field<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Data<'a> {
+    #[serde(borrow, default)]
+    payment_id: Field<'a>,
+    #[serde(borrow, default)]
+    transaction_id: Field<'a>,
+    #[serde(borrow, default)]
+    total_amount: Field<'a>,
+    #[serde(borrow, default)]
+    store_id: Field<'a>,
+}
+
+/// The ids of a JSON confirm body, or `None` to leave it to the full parser.
+pub(super) fn parse(body: &[u8]) -> Option<Ids> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut open = 0;
+    for &b in body {
+        match b {
+            b'\\' => return None,
+            b'{' | b'[' => open += 1,
+            _ => {}
+        }
+    }
+    if open > MAX_OPEN_BRACKETS {
+        return None;
+    }
+    let top: Top<'_> = serde_json::from_str(text).ok()?;
+    // The order of the full parser's format detection.
+    let (api, order_id, tx_id, amount, store_id) =
+        if top.imp_uid.present() || top.merchant_uid.present() {
+            (Api::V1, top.merchant_uid, top.imp_uid, top.amount, None)
+        } else if top.payment_id.present() || top.tx_id.present() {
+            (
+                Api::V2_2024_01_01,
+                top.payment_id,
+                top.tx_id,
+                top.total_amount,
+                None,
+            )
+        } else if top.kind.present() && top.data.present() {
+            if top.kind.string()? != super::CONFIRM_TYPE {
+                return None;
+            }
+            let data: Data<'_> = serde_json::from_str(top.data.0?.get()).ok()?;
+            let store_id = match data.store_id.0 {
+                None => None,
+                Some(raw) if raw.get() == "null" => None,
+                Some(_) => Some(data.store_id.string()?.to_owned()),
+            };
+            (
+                Api::V2_2024_04_25,
+                data.payment_id,
+                data.transaction_id,
+                data.total_amount,
+                store_id,
+            )
+        } else {
+            return None;
+        };
+    Some(Ids {
+        api,
+        order_id: order_id.id()?,
+        tx_id: tx_id.id()?,
+        amount: amount.amount()?,
+        store_id,
+    })
+}
+
+/// Appends a JSON text without its insignificant whitespace. For bodies the fast path read:
+/// valid JSON without backslashes, so a `"` always opens or closes a string.
+pub(super) fn write_compact(json: &[u8], out: &mut Vec<u8>) {
+    out.reserve(json.len());
+    let mut in_string = false;
+    for &b in json {
+        match b {
+            b'"' => in_string = !in_string,
+            b' ' | b'\t' | b'\n' | b'\r' if !in_string => continue,
+            _ => {}
+        }
+        out.push(b);
+    }
+}
