@@ -413,7 +413,7 @@ pub fn request_scope(
     );
     set("api", req.api.as_str().into());
     if with_payload {
-        set("payload", json_to_dynamic(&req.payload));
+        set("payload", json_to_dynamic(req.payload.value()));
     }
     set("now", Dynamic::from_int(now.timestamp_millis()));
     set("fetched", Dynamic::from_map(Map::new()));
