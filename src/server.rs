@@ -264,13 +264,22 @@ fn ruleset_in(path: &str) -> &str {
     path.strip_prefix("/confirm/").unwrap_or_default()
 }
 
-// A 405 is an answer of the confirm endpoint like any other: counted, logged and recorded.
-async fn wrong_method_default(State(state): State<AppState>) -> Response {
-    state.method_not_allowed("default")
+// A 405 is an answer of the confirm endpoint like any other: counted, logged and recorded,
+// after the source guard.
+async fn wrong_method_default(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    state.method_not_allowed("default", peer, request.headers())
 }
 
-async fn wrong_method_named(State(state): State<AppState>, request: Request) -> Response {
-    state.method_not_allowed(ruleset_in(request.uri().path()))
+async fn wrong_method_named(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    state.method_not_allowed(ruleset_in(request.uri().path()), peer, request.headers())
 }
 
 /// Per-request facts gathered on the way in, for the log line and decision record.
@@ -304,8 +313,11 @@ impl AppState {
         }
     }
 
-    fn method_not_allowed(&self, ruleset: &str) -> Response {
+    fn method_not_allowed(&self, ruleset: &str, peer: SocketAddr, headers: &HeaderMap) -> Response {
         let seen = self.seen(ruleset);
+        if let Some(refusal) = self.source_refused(&seen, peer, headers) {
+            return refusal;
+        }
         self.refuse(&seen, 405, "POST 요청만 받습니다".into())
     }
 
@@ -319,20 +331,36 @@ impl AppState {
         let s = &self.0;
         let seen = self.seen(ruleset);
         // Guards in the order of SPEC §9; the first failing one answers.
-        let client = self.client_addr(peer, &headers);
-        if !s.allow_from.is_empty() && !s.allow_from.iter().any(|net| net.contains(&client)) {
-            tracing::warn!(%client, "source address not allowed");
-            return self.refuse(&seen, 403, "허용되지 않은 발신 주소입니다".into());
+        if let Some(refusal) = self.source_refused(&seen, peer, &headers) {
+            return refusal;
         }
         let Some(set) = seen.ruleset.clone() else {
             return self.refuse(&seen, 404, "알 수 없는 결제 확인 경로입니다".into());
         };
-        let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-            return self.refuse(
-                &seen,
-                413,
-                format!("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024),
-            );
+        // The deadline covers a body sent slowly too; what has not arrived cannot be checked.
+        let read = axum::body::to_bytes(body, MAX_BODY);
+        let bytes = match tokio::time::timeout_at(seen.started + set.settings.deadline, read).await
+        {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) if too_large(&e) => {
+                return self.refuse(
+                    &seen,
+                    413,
+                    format!("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024),
+                )
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "request body could not be read");
+                return self.refuse(&seen, 400, "요청 본문을 읽지 못했습니다".into());
+            }
+            Err(_) => {
+                tracing::warn!("request body not received within the deadline");
+                return self.refuse(
+                    &seen,
+                    408,
+                    "요청 본문을 제한 시간 안에 받지 못했습니다".into(),
+                );
+            }
         };
         if let Some(verifier) = &s.verifier {
             if let Err(e) = verifier.verify(&headers, &bytes, unix_now()) {
@@ -340,9 +368,15 @@ impl AppState {
                 return self.refuse(&seen, 401, e.reason().into());
             }
         }
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
+        // A Content-Type that is not even text is not one we read (and not a missing one).
+        let content_type = match headers.get(header::CONTENT_TYPE).map(HeaderValue::to_str) {
+            None => None,
+            Some(Ok(ct)) => Some(ct),
+            Some(Err(_)) => {
+                let e = payload::PayloadError::UnsupportedContentType("(not text)".into());
+                return self.refuse(&seen, e.status(), e.to_string());
+            }
+        };
         let req = match payload::parse(content_type, &bytes) {
             Ok(Parsed::Confirm(req)) => req,
             Ok(Parsed::Ignored { message_type }) => {
@@ -371,23 +405,51 @@ impl AppState {
         self.finish(&seen, decision, Some(req))
     }
 
+    /// The 403 of `--allow-from`, when the source is not allowed.
+    fn source_refused(
+        &self,
+        seen: &Seen,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+    ) -> Option<Response> {
+        let allow_from = &self.0.allow_from;
+        if allow_from.is_empty() {
+            return None;
+        }
+        match self.client_addr(peer, headers) {
+            Some(client) if allow_from.iter().any(|net| net.contains(&client)) => None,
+            Some(client) => {
+                tracing::warn!(%client, "source address not allowed");
+                Some(self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into()))
+            }
+            None => {
+                tracing::warn!(
+                    "source address unknown: X-Forwarded-For does not end in an address"
+                );
+                Some(self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into()))
+            }
+        }
+    }
+
     /// With `--trust-forwarded-for`, the right-most `X-Forwarded-For` entry: the address our
     /// own load balancer saw. Entries left of it are written by the client and prove nothing.
-    fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    /// `None` when that entry is not an address (`unknown`, garbage): the source is then
+    /// unknown, never the load balancer's own address, which an allow-list may well contain.
+    fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
         let forwarded = self
             .0
             .trust_forwarded_for
             .then(|| headers.get_all("x-forwarded-for").iter().next_back())
-            .flatten()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok());
-        let ip = forwarded.unwrap_or(peer.ip());
+            .flatten();
+        let ip = match forwarded {
+            None => peer.ip(),
+            Some(v) => forwarded_addr(v.to_str().ok()?.rsplit(',').next()?)?,
+        };
         // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
-        match ip {
+        Some(match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
-        }
+        })
     }
 
     fn refuse(&self, seen: &Seen, status: u16, reason: String) -> Response {
@@ -433,6 +495,28 @@ impl AppState {
         }
         response
     }
+}
+
+/// An `X-Forwarded-For` entry: an address, or an address with a port as some load balancers
+/// write it (`203.0.113.7:443`, `[2001:db8::1]:443`).
+fn forwarded_addr(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
+        .ok()
+}
+
+/// Whether reading the body failed because it is over [`MAX_BODY`].
+fn too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Renders a decision as PortOne's answer (SPEC §3).

@@ -161,6 +161,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     }
+    // An empty token would turn the admin check off without a word.
+    if args
+        .admin_token
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        tracing::error!("--admin-token: empty; give a token, or leave the option out");
+        return ExitCode::from(2);
+    }
     let mut config = Config::new(args.rules.dir.clone());
     config.webhook_secrets = secrets;
     config.allow_from = args.allow_from;

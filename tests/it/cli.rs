@@ -271,3 +271,31 @@ fn readme_rule_examples_load() {
         );
     }
 }
+
+#[test]
+fn serve_refuses_an_empty_admin_token() {
+    let rules = Rules::with("default.yaml", LIMIT_RULES);
+    let mut child = std::process::Command::new(binary())
+        .args(["serve", "--rules", rules.path().to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--admin-token", ""])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve kept running with an empty --admin-token");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(2));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("--admin-token: empty"), "{stderr}");
+}

@@ -313,3 +313,50 @@ async fn every_answer_has_its_decision_log_line_and_metric() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_content_type_that_is_not_text_is_415() {
+    let (_rules, server) = server().await;
+    let a = post(&server.url("/confirm"), None, testdata("v1.json")).await;
+    assert_eq!(a.status, 200, "no Content-Type is read as JSON");
+    let resp = client()
+        .post(server.url("/confirm"))
+        .header(
+            "content-type",
+            reqwest::header::HeaderValue::from_bytes(b"text/pl\xe9in").unwrap(),
+        )
+        .body(testdata("v1.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_within_the_deadline_is_refused_in_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rules = Rules::with(
+        "default.yaml",
+        "settings: { deadline: 500ms }\nrules:\n  - name: any\n    amount: { min: 1 }\n    reason: r\n",
+    );
+    let server = Server::start(rules.path()).await;
+    let mut stream = tokio::net::TcpStream::connect(server.public).await.unwrap();
+    // Headers announce 80 bytes; only the first few ever come.
+    stream
+        .write_all(b"POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 80\r\n\r\n{\"imp_uid\"")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("x-confirm-decision-id"), "{text}");
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    server.stop().await;
+}

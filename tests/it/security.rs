@@ -192,6 +192,40 @@ async fn forwarded_for_trusts_only_the_right_most_entry() {
         403,
         "no header: the peer address"
     );
+    assert_eq!(send("10.9.9.9, 203.0.113.7:443").await, 200, "with a port");
+    server.stop().await;
+
+    // The load balancer itself is allowed; an entry that is not an address must not fall
+    // back to its (the peer's) address.
+    let mut config = Config::new(rules.path().to_owned());
+    config.allow_from = vec!["127.0.0.0/8".parse().unwrap()];
+    config.trust_forwarded_for = true;
+    let server = Server::start_with(config).await;
+    for xff in [
+        "unknown",
+        "1.1.1.1:443",
+        "[2001:db8::1]:443",
+        "",
+        "127.0.0.1, nonsense",
+    ] {
+        let a = client()
+            .post(server.url("/confirm"))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", xff)
+            .body(v1("o", 5))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(a.status().as_u16(), 403, "x-forwarded-for: {xff:?}");
+    }
+    // The source guard comes before the method check too.
+    let a = client()
+        .get(server.url("/confirm"))
+        .header("x-forwarded-for", "1.1.1.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status().as_u16(), 403);
     server.stop().await;
 }
 
