@@ -162,12 +162,16 @@ pub(super) fn parse(body: &[u8]) -> Option<Ids> {
 pub(super) fn write_compact(json: &[u8], out: &mut Vec<u8>) {
     out.reserve(json.len());
     let mut in_string = false;
-    for &b in json {
+    let mut run = 0;
+    for (i, &b) in json.iter().enumerate() {
         match b {
             b'"' => in_string = !in_string,
-            b' ' | b'\t' | b'\n' | b'\r' if !in_string => continue,
+            b' ' | b'\t' | b'\n' | b'\r' if !in_string => {
+                out.extend_from_slice(&json[run..i]);
+                run = i + 1;
+            }
             _ => {}
         }
-        out.push(b);
     }
+    out.extend_from_slice(&json[run..]);
 }

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use super::model::{RawFile, RawScriptRefs, RawSettings, RawUpstream};
 use super::yaml::{self, Location, Seg};
 use super::{
-    Expr, HealthSpec, HealthState, LoadError, LoadErrors, Rule, Rules, Ruleset, Settings, Upstream,
-    DEFAULT_UPSTREAM_TIMEOUT, PORTONE_TIMEOUT,
+    Expr, HealthSpec, HealthState, LoadError, LoadErrors, Mode, Rule, Rules, Ruleset, Settings,
+    Upstream, DEFAULT_UPSTREAM_TIMEOUT, PORTONE_TIMEOUT,
 };
 use crate::script::native::Native;
 use crate::script::ScriptEngine;
@@ -376,6 +376,16 @@ fn mentions_payload(src: &str) -> bool {
     })
 }
 
+/// The error for a ruleset without rules (an empty file, `rules:` with nothing under it).
+const NO_RULES: &str = "no rules: a ruleset needs at least one rule (an empty ruleset would approve every payment; to approve everything on purpose, write a rule with when: 'true' and action: approve)";
+
+/// The warning for a ruleset whose every rule is `mode: shadow` or `mode: off`.
+const NOTHING_ENFORCED: &str = "no rule is enforced (every rule has mode: shadow or off), so this ruleset approves every payment";
+
+/// The error for a `{` or `}` in `forward.path` (after `rule "NAME": `): the engine sends that
+/// path as written, so a placeholder would reach the merchant as `%7Border_id%7D`.
+const FORWARD_PATH_IS_FIXED: &str = "forward.path is a fixed path: placeholders like {order_id} are not filled in there (forward sends the original request unchanged, so the merchant's handler reads the order from the body); remove the braces, or use fetch, whose path is a template";
+
 /// Compiles one rule file, collecting every error it can find.
 struct FileCompiler<'a, 'o> {
     dir: &'a Path,
@@ -406,7 +416,7 @@ impl FileCompiler<'_, '_> {
     }
 
     fn compile(&mut self, name: &str) -> Option<Ruleset> {
-        // An empty file (or one of comments only) is an empty ruleset, not an error.
+        // An empty file (or one of comments only) has no rules, which the check below reports.
         let raw: RawFile = if self
             .src
             .lines()
@@ -414,8 +424,9 @@ impl FileCompiler<'_, '_> {
         {
             RawFile::default()
         } else {
-            match yaml::from_str(self.src) {
-                Ok(raw) => raw,
+            // A document that is only `~` or `null` is as empty as a file of comments.
+            match yaml::from_str::<Option<RawFile>>(self.src) {
+                Ok(raw) => raw.unwrap_or_default(),
                 Err(e) => {
                     self.error_at(e.location.unwrap_or_default(), e.message);
                     return None;
@@ -431,6 +442,14 @@ impl FileCompiler<'_, '_> {
                 }
                 None => self.broken_upstreams.push(key.clone()),
             }
+        }
+        if raw.rules.is_empty() {
+            // Fail closed: with no rule to refuse, every payment would be approved. A truncated
+            // or half-saved file (a full disk, an editor that does not save atomically) looks
+            // exactly like this, so it must never load.
+            let at = yaml::locate_key(self.src, &[Seg::Key("rules")])
+                .unwrap_or(Location { line: 1, column: 1 });
+            self.error_at(at, NO_RULES);
         }
         let mut rules: Vec<Rule> = Vec::new();
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -456,6 +475,10 @@ impl FileCompiler<'_, '_> {
             if let Some(rule) = self.rule(i, raw_rule, &upstreams) {
                 rules.push(rule);
             }
+        }
+        if !rules.is_empty() && rules.iter().all(|r| r.mode != Mode::Enforce) {
+            self.warnings
+                .push(format!("{}: {NOTHING_ENFORCED}", self.path.display()));
         }
         Some(Ruleset {
             name: name.to_owned(),

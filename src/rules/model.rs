@@ -12,8 +12,15 @@ pub struct RawFile {
     pub settings: RawSettings,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
-    #[serde(default)]
+    /// `rules: null` reads as no rules, which `load` reports as such (not as a type error).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub rules: Vec<RawRule>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Debug, Default, Deserialize)]

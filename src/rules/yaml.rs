@@ -54,7 +54,10 @@ pub fn locate(src: &str, path: &[Seg<'_>]) -> Location {
     let mut best = Location { line: 1, column: 1 };
     // Walk up the path until a node exists; a missing optional key is reported at its parent.
     for len in (0..=path.len()).rev() {
-        let seed = Find { path: &path[..len] };
+        let seed = Find {
+            path: &path[..len],
+            key: false,
+        };
         match seed.deserialize(serde_yaml::Deserializer::from_str(src)) {
             Err(e) if e.to_string().contains(FOUND) => {
                 if let Some(l) = e.location() {
@@ -71,6 +74,19 @@ pub fn locate(src: &str, path: &[Seg<'_>]) -> Location {
     best
 }
 
+/// The location of the key of the mapping entry at `path` (`rules:` rather than what follows
+/// it), or `None` when there is no such entry. For errors about a key whose value is empty.
+pub fn locate_key(src: &str, path: &[Seg<'_>]) -> Option<Location> {
+    let seed = Find { path, key: true };
+    match seed.deserialize(serde_yaml::Deserializer::from_str(src)) {
+        Err(e) if e.to_string().contains(FOUND) => e.location().map(|l| Location {
+            line: l.line(),
+            column: l.column(),
+        }),
+        _ => None,
+    }
+}
+
 const FOUND: &str = "\u{0}found";
 const MISSING: &str = "\u{0}missing";
 
@@ -78,6 +94,8 @@ const MISSING: &str = "\u{0}missing";
 /// position of the node being read, which is exactly the location we want.
 struct Find<'p, 'a> {
     path: &'p [Seg<'a>],
+    /// Fail at the key of the last step instead of at its value.
+    key: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Find<'_, '_> {
@@ -98,9 +116,13 @@ impl<'de> Visitor<'de> for Find<'_, '_> {
         let Some((Seg::Key(want), rest)) = self.path.split_first() else {
             return Err(self.end());
         };
-        while let Some(key) = map.next_key::<serde_yaml::Value>()? {
-            if key.as_str() == Some(want) {
-                return map.next_value_seed(Find { path: rest });
+        let at_key = self.key && rest.is_empty();
+        while let Some(key) = map.next_key_seed(Key { want, at_key })? {
+            if key {
+                return map.next_value_seed(Find {
+                    path: rest,
+                    key: self.key,
+                });
             }
             map.next_value::<IgnoredAny>()?;
         }
@@ -116,8 +138,11 @@ impl<'de> Visitor<'de> for Find<'_, '_> {
                 return Err(de::Error::custom(MISSING));
             }
         }
-        seq.next_element_seed(Find { path: rest })?
-            .ok_or_else(|| de::Error::custom(MISSING))
+        seq.next_element_seed(Find {
+            path: rest,
+            key: self.key,
+        })?
+        .ok_or_else(|| de::Error::custom(MISSING))
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
@@ -143,6 +168,66 @@ impl<'de> Visitor<'de> for Find<'_, '_> {
 impl Find<'_, '_> {
     fn end<E: de::Error>(&self) -> E {
         E::custom(if self.path.is_empty() { FOUND } else { MISSING })
+    }
+}
+
+/// Reads a mapping key: whether it is the wanted one, or (with `at_key`) fails right there when
+/// it is, so the error carries the key's position.
+struct Key<'a> {
+    want: &'a str,
+    at_key: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = bool;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        // The error must be raised while the key is read, for serde_yaml to mark it there.
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+        let found = key == self.want;
+        if found && self.at_key {
+            return Err(E::custom(FOUND));
+        }
+        Ok(found)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<bool, A::Error> {
+        // A tagged key (`!tag name:`) is never the wanted one.
+        let (IgnoredAny, variant) = data.variant::<IgnoredAny>()?;
+        de::VariantAccess::newtype_variant::<IgnoredAny>(variant)?;
+        Ok(false)
     }
 }
 
@@ -215,6 +300,55 @@ mod tests {
         assert_eq!(
             locate(SRC, &[Key("rules"), Index(1), Key("reason")]),
             Location { line: 6, column: 5 }
+        );
+    }
+
+    #[test]
+    fn locates_keys_by_path() {
+        use Seg::*;
+        assert_eq!(
+            locate_key(SRC, &[Key("rules")]),
+            Some(Location { line: 3, column: 1 })
+        );
+        assert_eq!(
+            locate_key(SRC, &[Key("settings"), Key("deadline")]),
+            Some(Location { line: 2, column: 3 })
+        );
+        assert_eq!(
+            locate_key(SRC, &[Key("rules"), Index(1), Key("amount")]),
+            Some(Location { line: 7, column: 5 })
+        );
+        // An empty value is still a key; a missing key is none.
+        let empty = "# header\nsettings: {}\n? 1\n: x\n!tag other: y\nrules:\n";
+        assert_eq!(
+            locate_key(empty, &[Key("rules")]),
+            Some(Location { line: 6, column: 1 })
+        );
+        assert_eq!(
+            locate_key("{ settings: {}, rules: [] }", &[Key("rules")]),
+            Some(Location {
+                line: 1,
+                column: 17
+            })
+        );
+        assert_eq!(locate_key(SRC, &[Key("upstreams")]), None);
+        assert_eq!(
+            locate_key(SRC, &[Key("rules"), Index(5), Key("name")]),
+            None
+        );
+        assert_eq!(locate_key("", &[Key("rules")]), None);
+        // Found before the rest of the document is read.
+        assert_eq!(
+            locate_key("rules: [", &[Key("rules")]),
+            Some(Location { line: 1, column: 1 })
+        );
+        // `locate` still finds values after keys of every kind.
+        assert_eq!(
+            locate(empty, &[Key("settings")]),
+            Location {
+                line: 2,
+                column: 11
+            }
         );
     }
 

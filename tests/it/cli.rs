@@ -299,3 +299,114 @@ fn serve_refuses_an_empty_admin_token() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("--admin-token: empty"), "{stderr}");
 }
+
+/// Audit (fail-open): a rule file emptied by a full disk or a non-atomic save must not load,
+/// or every payment would be approved. `check` fails at `FILE:LINE:COL`.
+#[test]
+fn check_refuses_a_ruleset_without_rules() {
+    let no_rules = "no rules: a ruleset needs at least one rule (an empty ruleset would approve every payment; to approve everything on purpose, write a rule with when: 'true' and action: approve)";
+    for (yaml, at) in [
+        ("", "1:1"),
+        ("# all rules removed\n", "1:1"),
+        ("settings:\n  deadline: 3s\n", "1:1"),
+        ("settings:\n  deadline: 3s\nrules:\n", "3:1"),
+        ("settings:\n  deadline: 3s\nrules: null\n", "3:1"),
+        ("settings:\n  deadline: 3s\nrules: []\n", "3:1"),
+    ] {
+        let rules = Rules::with("default.yaml", yaml);
+        let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(1), "{yaml:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim_end(),
+            format!("{}/default.yaml:{at}: {no_rules}", rules.path().display()),
+            "{yaml:?}"
+        );
+        assert!(out.stdout.is_empty(), "{yaml:?}");
+    }
+    // What the message suggests loads.
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: approve-all\n    when: 'true'\n    action: approve\n",
+    );
+    let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok: 1 rulesets, 1 rules"
+    );
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn check_warns_when_no_rule_is_enforced() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: trial\n    amount: { max: 100 }\n    mode: shadow\n    reason: x\n  - name: parked\n    require: 'false'\n    mode: off\n    reason: y\n",
+    );
+    let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok: 1 rulesets, 2 rules"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!(
+            "warning: {}/default.yaml: no rule is enforced (every rule has mode: shadow or off), so this ruleset approves every payment",
+            rules.path().display()
+        )
+    );
+}
+
+#[test]
+fn check_refuses_placeholders_in_forward_paths() {
+    let rules = Rules::with(
+        "default.yaml",
+        "upstreams:\n  shop: { url: \"http://127.0.0.1:9\" }\nrules:\n  - name: existing\n    forward: { upstream: shop, path: \"/fwd/{order_id}\" }\n",
+    );
+    let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!(
+            "{}/default.yaml:5:44: rule \"existing\": forward.path is a fixed path: placeholders like {{order_id}} are not filled in there (forward sends the original request unchanged, so the merchant's handler reads the order from the body); remove the braces, or use fetch, whose path is a template",
+            rules.path().display()
+        )
+    );
+}
+
+/// Audit (fail-open): a reload of an emptied rule file is refused and the rules in use stay.
+#[tokio::test]
+async fn reload_of_an_emptied_rule_file_keeps_the_old_rules() {
+    let limit = "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: \"한도 초과\"\n";
+    let rules = Rules::with("default.yaml", limit);
+    let mut config = confirm_proxy::server::Config::new(rules.path().to_owned());
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    let url = server.admin_url("/admin/reload");
+    for (emptied, at) in [("", "1:1"), ("settings:\n  deadline: 3s\nrules:\n", "3:1")] {
+        rules.write("default.yaml", emptied);
+        let a = post(&url, None, "").await;
+        assert_eq!(a.status, 422, "{emptied:?}: {:?}", a.body);
+        assert_eq!(a.body["applied"], false);
+        let error = a.body["errors"][0].as_str().unwrap_or_default();
+        assert!(
+            error.contains(&format!(
+                "default.yaml:{at}: no rules: a ruleset needs at least one rule"
+            )),
+            "{:?}",
+            a.body
+        );
+        let refused = server.confirm_json("/confirm", &v1("o-1", 50_000)).await;
+        assert_eq!((refused.status, refused.reason()), (409, "한도 초과"));
+    }
+    server.stop().await;
+}

@@ -9,11 +9,11 @@ use rust_decimal::Decimal;
 
 use super::super::model::{Action, RawFetch, RawRule};
 use super::super::template::{Scope as TemplateScope, Template};
-use super::super::yaml::{Location, Seg};
+use super::super::yaml::{self, Location, Seg};
 use super::super::{
     BodyTemplate, Check, Fetch, Forward, HttpMethod, LoadError, Rule, Upstream, DEFAULT_REASON,
 };
-use super::FileCompiler;
+use super::{FileCompiler, FORWARD_PATH_IS_FIXED};
 
 impl FileCompiler<'_, '_> {
     pub(super) fn rule(
@@ -219,11 +219,23 @@ impl FileCompiler<'_, '_> {
                 let f = raw.forward.as_ref()?;
                 let up =
                     self.upstream_ref(&sub("forward", "upstream"), name, &f.upstream, upstreams)?;
+                let errors_before = self.errors.len();
                 if !f.path.starts_with('/') {
                     self.error(
                         &sub("forward", "path"),
                         format!("rule \"{name}\": forward.path must start with \"/\""),
                     );
+                }
+                // The path is sent as written: a placeholder would reach the merchant as
+                // `%7Border_id%7D`. Forward passes the original request on unchanged, so the
+                // handler reads the order from the body; a path built from it is a fetch.
+                if let Some(brace) = f.path.find(['{', '}']) {
+                    let scalar = yaml::locate(self.src, &sub("forward", "path"));
+                    let column = f.path[..brace].chars().count() + 1;
+                    let at = yaml::position_in_scalar(self.src, scalar, 1, column);
+                    self.error_at(at, format!("rule \"{name}\": {FORWARD_PATH_IS_FIXED}"));
+                }
+                if self.errors.len() > errors_before {
                     return None;
                 }
                 Some(Check::Forward(Forward {

@@ -98,6 +98,9 @@ fn default_file(yaml: &str) -> RulesDir {
     dir
 }
 
+/// The smallest valid ruleset: one rule (a ruleset without rules does not load).
+const ONE_RULE: &str = "rules:\n  - name: limit\n    amount: { max: 100 }\n    reason: too much\n";
+
 fn reason(src: &str) -> Template {
     Template::parse(src, Scope::Request).unwrap()
 }
@@ -183,7 +186,7 @@ rules:
         );
         // The README's example file: both of its variables at once.
         let dir = default_file(
-            "upstreams:\n  shop:\n    url: \"${SHOP_API_URL}\"\n    headers: { Authorization: \"Bearer ${SHOP_API_TOKEN}\" }\n",
+            "upstreams:\n  shop:\n    url: \"${SHOP_API_URL}\"\n    headers: { Authorization: \"Bearer ${SHOP_API_TOKEN}\" }\nrules:\n  - name: existing-confirm\n    forward: { upstream: shop, path: /payments/confirm }\n",
         );
         assert_eq!(
             dir.errors(),
@@ -258,7 +261,7 @@ rules:
         );
         // On the first line, at its first byte.
         write("bin.yaml", b"\xFEoops");
-        write("cut.yaml", b"");
+        write("cut.yaml", ONE_RULE.as_bytes());
         write("scripts/bin.rhai", b"true");
         assert_eq!(
             dir.errors(),
@@ -340,5 +343,243 @@ rules:
             referenced_scripts(dir.path()),
             [PathBuf::from("scripts/a.txt")]
         );
+    }
+}
+
+/// Audited defects: a ruleset without rules loaded and approved every payment (fail-open);
+/// `forward.path` placeholders were sent to the merchant as written.
+mod fail_open {
+    use super::*;
+
+    /// The error, verbatim, as an operator reads it.
+    const NO_RULES_MESSAGE: &str = "no rules: a ruleset needs at least one rule (an empty ruleset would approve every payment; to approve everything on purpose, write a rule with when: 'true' and action: approve)";
+
+    #[test]
+    fn a_ruleset_without_rules_is_an_error_at_the_rules_key_or_the_start() {
+        assert_eq!(NO_RULES, NO_RULES_MESSAGE);
+        let cases: &[(&str, &str, (usize, usize))] = &[
+            // What a full disk or a non-atomic save leaves behind.
+            ("0 bytes", "", (1, 1)),
+            ("blank lines", "\n\n   \n", (1, 1)),
+            ("a BOM", "\u{feff}", (1, 1)),
+            (
+                "comments only",
+                "# nothing yet\n\n   # still nothing\n",
+                (1, 1),
+            ),
+            ("an empty document", "---\n# an empty document\n", (1, 1)),
+            ("an explicit null document", "~\n", (1, 1)),
+            ("a null document", "# cleared\nnull\n", (1, 1)),
+            ("settings only", "settings:\n  deadline: 4s\n", (1, 1)),
+            ("an empty settings key", "settings:\n", (1, 1)),
+            (
+                "settings and upstreams",
+                "settings:\n  on_error: reject\nupstreams:\n  shop:\n    url: http://shop.test\n",
+                (1, 1),
+            ),
+            // `rules` given, nothing under it: reported at the key.
+            ("a bare rules key", "rules:\n", (1, 1)),
+            (
+                "a file cut right after the rules key",
+                "settings:\n  deadline: 4s\nrules:",
+                (3, 1),
+            ),
+            (
+                "rules commented out",
+                "settings:\n  on_error: approve\nrules:\n  # - name: later\n  #   amount: { max: 1 }\n",
+                (3, 1),
+            ),
+            ("rules: null", "settings: {}\nrules: null\n", (2, 1)),
+            ("rules: ~", "# header\n\nrules: ~\n", (3, 1)),
+            // An explicit empty list is no different: it approves everything too.
+            ("rules: []", "settings:\n  deadline: 2s\nrules: []\n", (3, 1)),
+            ("a flow mapping", "{ settings: {}, rules: [] }\n", (1, 17)),
+        ];
+        for (what, yaml, (line, col)) in cases {
+            let dir = default_file(yaml);
+            assert_eq!(
+                dir.errors(),
+                [dir.at(DEFAULT, *line, *col, NO_RULES_MESSAGE)],
+                "{what}: {yaml:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ruleset_without_rules_fails_the_whole_load() {
+        // One empty file among valid ones: nothing loads (so a reload keeps the rules in use),
+        // and the other errors of the file are reported with it, in file order.
+        let dir = RulesDir::new();
+        dir.write(DEFAULT, ONE_RULE)
+            .write("shop.yaml", "")
+            .write(
+                "trial.yaml",
+                "settings:\n  deadline: 4 sec\n  reject_status: 200\nrules: []\n",
+            )
+            .write("tests/default.yaml", "cases: []\n");
+        assert_eq!(
+            dir.errors(),
+            [
+                dir.at("shop.yaml", 1, 1, NO_RULES_MESSAGE),
+                dir.at(
+                    "trial.yaml",
+                    2,
+                    13,
+                    r#"invalid duration "4 sec", expected a number and a unit like 500ms, 1.5s, 4s or 1m"#
+                ),
+                dir.at(
+                    "trial.yaml",
+                    3,
+                    18,
+                    "reject_status 200 is not a refusal, expected a 4xx or 5xx status"
+                ),
+                dir.at("trial.yaml", 4, 1, NO_RULES_MESSAGE),
+            ]
+        );
+        // Rules that fail to compile are errors of their own, not "no rules".
+        let dir = default_file("rules:\n  - name: a\n    amount: { max: 1 }\n");
+        assert_eq!(
+            dir.errors(),
+            [dir.at(
+                DEFAULT,
+                2,
+                5,
+                r#"rule "a": missing reason (the text the buyer sees when this rule refuses)"#
+            )]
+        );
+    }
+
+    #[test]
+    fn approving_everything_on_purpose_is_one_rule() {
+        // What the error message suggests: it loads, with no warning.
+        let dir =
+            default_file("rules:\n  - name: approve-all\n    when: 'true'\n    action: approve\n");
+        let rules = dir.ok();
+        assert_eq!(rules.rule_count(), 1);
+        assert_eq!(rules.warnings, Vec::<String>::new());
+        let rule = &rules.get("default").unwrap().rules[0];
+        assert_eq!(rule.check.kind(), "approve");
+        assert_eq!(rule.mode, Mode::Enforce);
+    }
+
+    #[test]
+    fn a_ruleset_enforcing_no_rule_loads_with_a_warning() {
+        let dir = RulesDir::new();
+        dir.write(
+            DEFAULT,
+            "rules:\n  - name: trial\n    amount: { max: 100 }\n    mode: shadow\n    reason: x\n",
+        )
+        .write(
+            "parked.yaml",
+            "rules:\n  - name: a\n    amount: { max: 100 }\n    mode: off\n    reason: x\n",
+        )
+        .write(
+            "mixed.yaml",
+            "rules:\n  - name: a\n    amount: { max: 100 }\n    mode: off\n    reason: x\n  - name: b\n    require: 'amount < 5'\n    mode: shadow\n    reason: y\n",
+        )
+        // One enforced rule is enough, whatever its kind.
+        .write(
+            "enforced.yaml",
+            "rules:\n  - name: a\n    amount: { max: 100 }\n    mode: shadow\n    reason: x\n  - name: b\n    amount: { max: 200 }\n    reason: y\n",
+        )
+        .write(
+            "approve.yaml",
+            "rules:\n  - name: a\n    amount: { max: 100 }\n    mode: off\n    reason: x\n  - name: qa\n    when: 'order_id.starts_with(\"qa-\")'\n    action: approve\n",
+        );
+        let rules = dir.ok();
+        assert_eq!(rules.rule_count(), 8);
+        let warning = |file: &str| {
+            format!(
+                "{}: no rule is enforced (every rule has mode: shadow or off), so this ruleset approves every payment",
+                dir.path().join(file).display()
+            )
+        };
+        assert_eq!(
+            warning(DEFAULT),
+            format!("{}: {NOTHING_ENFORCED}", dir.path().join(DEFAULT).display())
+        );
+        assert_eq!(
+            rules.warnings,
+            [
+                warning(DEFAULT),
+                warning("mixed.yaml"),
+                warning("parked.yaml")
+            ]
+        );
+    }
+
+    #[test]
+    fn forward_paths_are_fixed() {
+        let dir = default_file(
+            r#"upstreams:
+  shop:
+    url: http://shop.test
+rules:
+  - name: quoted
+    forward: { upstream: shop, path: "/fwd/{order_id}" }
+  - name: plain
+    forward:
+      upstream: shop
+      path: /fwd/a/{tx_id}
+  - name: escaped
+    forward: { upstream: shop, path: '/fwd/{{literal}}' }
+  - name: closing
+    forward: { upstream: shop, path: "/fwd}" }
+  - name: relative
+    forward: { upstream: shop, path: "fwd/{amount}" }
+"#,
+        );
+        let message = |rule: &str| {
+            format!(
+                r#"rule "{rule}": forward.path is a fixed path: placeholders like {{order_id}} are not filled in there (forward sends the original request unchanged, so the merchant's handler reads the order from the body); remove the braces, or use fetch, whose path is a template"#
+            )
+        };
+        assert_eq!(
+            dir.errors(),
+            [
+                // At the brace, inside the scalar.
+                dir.at(DEFAULT, 6, 44, &message("quoted")),
+                dir.at(DEFAULT, 10, 20, &message("plain")),
+                dir.at(DEFAULT, 12, 44, &message("escaped")),
+                dir.at(DEFAULT, 14, 43, &message("closing")),
+                dir.at(
+                    DEFAULT,
+                    16,
+                    38,
+                    r#"rule "relative": forward.path must start with "/""#
+                ),
+                dir.at(DEFAULT, 16, 43, &message("relative")),
+            ]
+        );
+        assert_eq!(
+            message("x"),
+            format!(r#"rule "x": {FORWARD_PATH_IS_FIXED}"#)
+        );
+
+        // A fixed path (a query string included) is sent as written.
+        let dir = default_file(
+            "upstreams:\n  shop:\n    url: http://shop.test/base\nrules:\n  - name: existing\n    forward: { upstream: shop, path: \"/payments/confirm?source=proxy\" }\n",
+        );
+        let rules = dir.ok();
+        match &rules.get("default").unwrap().rules[0].check {
+            Check::Forward(f) => assert_eq!(f.path, "/payments/confirm?source=proxy"),
+            other => panic!("expected forward, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fetch_paths_are_still_templates() {
+        // The fix for forward leaves fetch alone: placeholders there are filled in.
+        let dir = default_file(
+            "upstreams:\n  shop:\n    url: http://shop.test\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/api/stock/{order_id}\" }\n    reason: x\n",
+        );
+        let rules = dir.ok();
+        match &rules.get("default").unwrap().rules[0].check {
+            Check::Fetch(f) => {
+                assert_eq!(f.path, reason("/api/stock/{order_id}"));
+                assert!(f.path.has_placeholders());
+            }
+            other => panic!("expected fetch, got {other:?}"),
+        }
     }
 }

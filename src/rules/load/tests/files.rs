@@ -305,6 +305,10 @@ fn bad_upstream_urls() {
     url: "http://"
   from-env:
     url: "${SHOP_URL}"
+rules:
+  - name: limit
+    amount: { max: 100 }
+    reason: too much
 "#,
     );
     // The value may come from a secret, so the message never repeats it.
@@ -433,9 +437,9 @@ fn missing_script_file() {
 fn only_yaml_files_directly_in_the_directory_are_rulesets() {
     let dir = RulesDir::new();
     let broken = "rules: [ this is not a ruleset\n";
-    dir.write(DEFAULT, "")
-        .write("shop_v2.yaml", "")
-        .write("a-b.yaml", "")
+    dir.write(DEFAULT, ONE_RULE)
+        .write("shop_v2.yaml", ONE_RULE)
+        .write("a-b.yaml", ONE_RULE)
         .write("notes.yml", broken)
         .write("README.md", broken)
         .write("scripts/vip.rhai", "true\n")
@@ -455,7 +459,7 @@ fn only_yaml_files_directly_in_the_directory_are_rulesets() {
 fn hidden_files_are_ignored() {
     let dir = RulesDir::new();
     let broken = "rules: [ this is not a ruleset\n";
-    dir.write(DEFAULT, "")
+    dir.write(DEFAULT, ONE_RULE)
         .write(".draft.yaml", broken)
         .write(".yaml", broken)
         .write(".#default.yaml", broken);
@@ -466,7 +470,7 @@ fn hidden_files_are_ignored() {
 #[test]
 fn bad_ruleset_names_are_errors() {
     let dir = RulesDir::new();
-    dir.write(DEFAULT, "")
+    dir.write(DEFAULT, ONE_RULE)
         .write("bad name.yaml", "")
         .write("ruleset.v2.yaml", "")
         .write("규칙.yaml", "");
@@ -487,7 +491,7 @@ fn bad_ruleset_names_are_errors() {
 #[test]
 fn rules_version_tracks_every_file_but_hidden_ones() {
     let dir = RulesDir::new();
-    dir.write(DEFAULT, "rules: []\n")
+    dir.write(DEFAULT, ONE_RULE)
         .write("scripts/vip.rhai", "true\n")
         .write("tests/default.yaml", "cases: []\n");
     let first = dir.version();
@@ -503,7 +507,7 @@ fn rules_version_tracks_every_file_but_hidden_ones() {
 
     let mut seen = vec![first];
     for (file, content) in [
-        (DEFAULT, "rules: []\n# edited\n"),
+        (DEFAULT, &format!("{ONE_RULE}# edited\n")[..]),
         ("scripts/vip.rhai", "false\n"),
         ("tests/default.yaml", "cases: [] # edited\n"),
         ("tests/more.yaml", "cases: []\n"),

@@ -402,7 +402,7 @@ fn errors_of_every_file_are_reported_together() {
         "rules:\n  - name: vip\n    script: scripts/vip.rhai\n  - name: z\n    require: 'amount > 1'\n",
     )
     .write("scripts/vip.rhai", "let x = );\n")
-    .write(DEFAULT, "rules: []\n");
+    .write(DEFAULT, ONE_RULE);
     assert_eq!(
         dir.errors(),
         [

@@ -153,28 +153,6 @@ fn settings_have_documented_defaults() {
     assert_eq!((rule.mode, rule.on_error), (Mode::Enforce, None));
 }
 
-#[test]
-fn empty_and_comment_only_files_are_empty_rulesets() {
-    let dir = RulesDir::new();
-    dir.write(DEFAULT, "")
-        .write("comments.yaml", "# nothing yet\n\n   # still nothing\n")
-        .write("marker.yaml", "---\n# an empty document\n")
-        .write("empty-rules.yaml", "rules:\n  # - name: later\n");
-    let rules = dir.ok();
-    assert_eq!(
-        rules.rulesets.keys().collect::<Vec<_>>(),
-        ["comments", "default", "empty-rules", "marker"]
-    );
-    for set in rules.rulesets.values() {
-        assert!(set.rules.is_empty(), "{}", set.name);
-        assert!(set.upstreams.is_empty(), "{}", set.name);
-        assert_eq!(set.settings.deadline, DEFAULT_DEADLINE, "{}", set.name);
-        assert_eq!(set.settings.reject_status, 409, "{}", set.name);
-    }
-    assert_eq!(rules.rule_count(), 0);
-    assert_eq!(rules.warnings, Vec::<String>::new());
-}
-
 // ---------------------------------------------------------------------------------------------
 // Shape: unknown keys and wrong types (serde, one error per file)
 
@@ -258,7 +236,9 @@ fn wrong_types_are_errors_at_the_value() {
 
 #[test]
 fn bad_settings_values() {
-    let dir = default_file("settings:\n  error_reason: \"  \"\n  reject_status: 200\nrules: []\n");
+    let dir = default_file(&format!(
+        "settings:\n  error_reason: \"  \"\n  reject_status: 200\n{ONE_RULE}"
+    ));
     assert_eq!(
         dir.errors(),
         [
@@ -360,6 +340,10 @@ upstreams:
   b:
     url: http://b.test
     health: { path: /health, interval: -1s }
+rules:
+  - name: limit
+    amount: { max: 100 }
+    reason: too much
 "#,
     );
     assert_eq!(
@@ -385,8 +369,14 @@ upstreams:
 #[test]
 fn deadline_over_five_seconds_loads_with_a_warning() {
     let dir = RulesDir::new();
-    dir.write("shop.yaml", "settings:\n  deadline: 6s\n")
-        .write("edge.yaml", "settings:\n  deadline: 5s\n");
+    dir.write(
+        "shop.yaml",
+        &format!("settings:\n  deadline: 6s\n{ONE_RULE}"),
+    )
+    .write(
+        "edge.yaml",
+        &format!("settings:\n  deadline: 5s\n{ONE_RULE}"),
+    );
     let rules = dir.ok();
     assert_eq!(
         rules.get("shop").unwrap().settings.deadline,
