@@ -1,5 +1,33 @@
 //! Evaluates one compiled ruleset against one request: file order, guards, first refusal wins,
 //! `action: approve` short-circuits, shadow rules only observe, the deadline always holds.
+//!
+//! # Shadow rules never decide
+//!
+//! A `mode: shadow` rule is evaluated and its outcome recorded (`shadow_reject`, or `error`
+//! when its check could not complete), but it never refuses, never approves, is never the
+//! deciding rule, and never decides through `on_error` (its own or the ruleset's): an erring
+//! shadow rule is an `error` shadow outcome and evaluation goes on with the next rule.
+//!
+//! Nor can it use up the deadline. **Shadow rules may use only the first half of the
+//! deadline**: the shadow cut-off is the request's arrival plus half of `settings.deadline`
+//! (250 ms of a 500 ms deadline), and a shadow rule's check ends by then at the latest:
+//!
+//! - waiting for its upstream (a `fetch`, prefetched or not, or a `forward`) stops at the
+//!   cut-off (sooner if the upstream's `timeout` ends the call first);
+//! - its Rhai (`when`, `require`, `script`) gets what is left before the cut-off, at most
+//!   [`script::MAX_RUN_TIME`]; past the cut-off that is nothing, so only an evaluation of a
+//!   few dozen operations completes;
+//! - a non-GET `fetch` or a `forward` (calls with side effects) reached after the cut-off is
+//!   not started at all, while a GET fetch, started when the request arrived, is still read
+//!   if its answer is already in.
+//!
+//! A check cut off this way is an `error` shadow outcome, traced as `"shadow rule cut off to
+//! keep the deadline for enforced rules (shadow rules may use only the first 250ms of the
+//! 500ms deadline)"` (a script's as `"… script stopped after N ms (shadow rule cut off to keep
+//! the deadline for enforced rules)"`); a cut-off fetch records nothing in `fetched`. So
+//! whatever their upstreams do, a shadow rule reached with more than half the deadline left
+//! ends with at least half left, and one reached later waits for nothing: shadow rules never
+//! take from the enforced rules after them more than what is left beyond half the deadline.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -8,7 +36,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use rhai::{Dynamic, Map, Scope};
+use rhai::{Dynamic, Map};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -17,7 +45,7 @@ use crate::payload::ConfirmRequest;
 use crate::rules::{
     BodyTemplate, Check, Expr, Fetch, Health, HttpMethod, Mode, OnError, Rule, Ruleset,
 };
-use crate::script::{self, ScriptEngine, ScriptVerdict};
+use crate::script::{self, RequestScope, ScriptEngine, ScriptVerdict, TimeLeft};
 use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse, Upstreams};
 
 /// Characters left as they are in a path segment (RFC 3986 unreserved).
@@ -63,6 +91,7 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         req,
         ctx,
         deadline,
+        shadow_until: ctx.started + ruleset.settings.deadline / 2,
         trace: Vec::with_capacity(ruleset.rules.len()),
         shadow: Vec::new(),
         current: None,
@@ -76,10 +105,10 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
             let rule = run
                 .current
                 .take()
-                .map(|(i, started)| (&ruleset.rules[i].name, started));
-            if let Some((name, started)) = rule {
+                .map(|(i, started)| (&ruleset.rules[i], started));
+            if let Some((rule, started)) = rule {
                 run.trace.push(RuleTrace {
-                    rule: name.clone(),
+                    rule: rule.name.clone(),
                     outcome: Outcome::Error,
                     ms: millis(started.elapsed()),
                     reason: None,
@@ -89,8 +118,19 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
                         ruleset.settings.deadline
                     )),
                 });
+                // Shadow rules end by the shadow cut-off, before the deadline; should one
+                // still be running, it is not the deciding rule either.
+                if rule.mode == Mode::Shadow {
+                    run.shadow.push(ShadowOutcome {
+                        rule: rule.name.clone(),
+                        outcome: Outcome::Error,
+                        reason: None,
+                    });
+                }
             }
-            let name = rule.map(|(n, _)| n.clone());
+            let name = rule
+                .filter(|(rule, _)| rule.mode != Mode::Shadow)
+                .map(|(rule, _)| rule.name.clone());
             match ruleset.settings.on_error {
                 OnError::Approve => Decision::approve(name),
                 OnError::Reject => Decision::reject(
@@ -113,6 +153,9 @@ struct Run<'a, 'c> {
     /// When the answer is due. Rhai runs synchronously, where the timer cannot interrupt it,
     /// so each evaluation is given what is left of this (at most `script::MAX_RUN_TIME`).
     deadline: tokio::time::Instant,
+    /// The shadow cut-off: arrival + half the deadline. Shadow rules' checks end by then (see
+    /// the module documentation).
+    shadow_until: tokio::time::Instant,
     trace: Vec<RuleTrace>,
     shadow: Vec<ShadowOutcome>,
     /// The index of the rule being evaluated and when it started, so a deadline can name it.
@@ -138,9 +181,9 @@ impl Run<'_, '_> {
         let settings = &self.ruleset.settings;
         let mut prefetches = self.start_prefetches();
         let mut scope = if self.ruleset.uses_rhai {
-            script::request_scope(self.req, self.ctx.now, self.ruleset.uses_payload)
+            RequestScope::new(self.req, self.ctx.now, self.ruleset.uses_payload)
         } else {
-            Scope::new()
+            RequestScope::empty()
         };
         // One clock read per rule: a rule's end is the next rule's start.
         let mut started = Instant::now();
@@ -234,27 +277,62 @@ impl Run<'_, '_> {
         ended
     }
 
-    fn guard(&self, rule: &Rule, scope: &mut Scope<'static>) -> Result<bool, script::ScriptError> {
+    fn guard(&self, rule: &Rule, scope: &mut RequestScope) -> Result<bool, script::ScriptError> {
         match &rule.when {
-            Some(when) => self.test(when, scope),
+            Some(when) => self.test(rule, when, scope),
             None => Ok(true),
         }
     }
 
-    fn test(&self, expr: &Expr, scope: &mut Scope<'static>) -> Result<bool, script::ScriptError> {
+    fn test(
+        &self,
+        rule: &Rule,
+        expr: &Expr,
+        scope: &mut RequestScope,
+    ) -> Result<bool, script::ScriptError> {
         match &expr.native {
             Some(native) => Ok(native.eval(self.req)),
             None => self
                 .ctx
                 .scripts
-                .eval_bool_within(scope, &expr.ast, self.time_left()),
+                .eval_bool_within(scope, &expr.ast, self.time_left(rule)),
         }
     }
 
-    /// What is left of the deadline, the most a Rhai evaluation may take.
-    fn time_left(&self) -> std::time::Duration {
-        self.deadline
-            .saturating_duration_since(tokio::time::Instant::now())
+    /// The most a Rhai evaluation of `rule` may take: what is left of the deadline, or for a
+    /// shadow rule what is left before the shadow cut-off.
+    fn time_left(&self, rule: &Rule) -> TimeLeft {
+        let now = tokio::time::Instant::now();
+        if rule.mode == Mode::Shadow {
+            TimeLeft::ShadowCutoff(self.shadow_until.saturating_duration_since(now))
+        } else {
+            TimeLeft::Deadline(self.deadline.saturating_duration_since(now))
+        }
+    }
+
+    /// Awaits `call` for `rule`: to the end for an enforced rule (the deadline bounds it), until
+    /// the shadow cut-off for a shadow rule (`None` if it is not done by then).
+    async fn wait<F: std::future::Future>(&self, rule: &Rule, call: F) -> Option<F::Output> {
+        if rule.mode == Mode::Shadow {
+            // Polls `call` first: an answer already in is taken even past the cut-off.
+            tokio::time::timeout_at(self.shadow_until, call).await.ok()
+        } else {
+            Some(call.await)
+        }
+    }
+
+    /// Whether `rule` is a shadow rule reached after the shadow cut-off: it starts no call.
+    fn past_shadow_cutoff(&self, rule: &Rule) -> bool {
+        rule.mode == Mode::Shadow && tokio::time::Instant::now() >= self.shadow_until
+    }
+
+    /// The error of a shadow rule cut off at the shadow cut-off.
+    fn cut_off(&self) -> Verdict {
+        let deadline = self.ruleset.settings.deadline;
+        Verdict::Error(format!(
+            "shadow rule cut off to keep the deadline for enforced rules (shadow rules may use only the first {:?} of the {deadline:?} deadline)",
+            deadline / 2
+        ))
     }
 
     /// GET fetches have no side effects, so they start now and run while earlier rules are
@@ -288,7 +366,7 @@ impl Run<'_, '_> {
     async fn check(
         &self,
         rule: &Rule,
-        scope: &mut Scope<'static>,
+        scope: &mut RequestScope,
         prefetched: Option<&mut JoinHandle<Result<UpstreamResponse, UpstreamError>>>,
     ) -> (Verdict, Option<UpstreamAnswer>) {
         let reason = || rule.reason.render(self.req, None);
@@ -312,7 +390,7 @@ impl Run<'_, '_> {
                     Verdict::Refuse(reason())
                 }
             }
-            Check::Require(expr) => match self.test(expr, scope) {
+            Check::Require(expr) => match self.test(rule, expr, scope) {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Refuse(reason()),
                 Err(e) => Verdict::Error(format!("require: {e}")),
@@ -321,7 +399,7 @@ impl Run<'_, '_> {
                 match self
                     .ctx
                     .scripts
-                    .eval_script_within(scope, ast, self.time_left())
+                    .eval_script_within(scope, ast, self.time_left(rule))
                 {
                     Ok(ScriptVerdict::Pass) => Verdict::Pass,
                     Ok(ScriptVerdict::Refuse(None)) => Verdict::Refuse(reason()),
@@ -339,19 +417,28 @@ impl Run<'_, '_> {
             },
             Check::Fetch(f) => {
                 let result = match prefetched {
-                    Some(handle) => handle.await.unwrap_or_else(|e| {
-                        Err(UpstreamError::Other(format!("fetch task ended: {e}")))
-                    }),
+                    Some(handle) => match self.wait(rule, handle).await {
+                        Some(joined) => joined.unwrap_or_else(|e| {
+                            Err(UpstreamError::Other(format!("fetch task ended: {e}")))
+                        }),
+                        None => return (self.cut_off(), None),
+                    },
+                    None if self.past_shadow_cutoff(rule) => return (self.cut_off(), None),
                     None => {
-                        self.ctx
+                        let call = self
+                            .ctx
                             .upstreams
-                            .call(f.upstream.clone(), self.fetch_call(f))
-                            .await
+                            .call(f.upstream.clone(), self.fetch_call(f));
+                        match self.wait(rule, call).await {
+                            Some(result) => result,
+                            None => return (self.cut_off(), None),
+                        }
                     }
                 };
                 let answer = result.as_ref().ok().map(UpstreamAnswer::from);
                 return (self.fetched(rule, f, scope, result), answer);
             }
+            Check::Forward(_) if self.past_shadow_cutoff(rule) => return (self.cut_off(), None),
             Check::Forward(fw) => {
                 let mut headers = http::HeaderMap::new();
                 let ct = self
@@ -370,7 +457,10 @@ impl Run<'_, '_> {
                     headers,
                     body: Some(self.ctx.original.body.clone()),
                 };
-                let result = self.ctx.upstreams.call(fw.upstream.clone(), call).await;
+                let call = self.ctx.upstreams.call(fw.upstream.clone(), call);
+                let Some(result) = self.wait(rule, call).await else {
+                    return (self.cut_off(), None);
+                };
                 let answer = result.as_ref().ok().map(UpstreamAnswer::from);
                 let verdict = match result {
                     Ok(r) if r.status == 200 => Verdict::Pass,
@@ -388,22 +478,26 @@ impl Run<'_, '_> {
         &self,
         rule: &Rule,
         f: &Fetch,
-        scope: &mut Scope<'static>,
+        scope: &mut RequestScope,
         result: Result<UpstreamResponse, UpstreamError>,
     ) -> Verdict {
         let resp = match result {
             Ok(r) => r,
             Err(e) => return Verdict::Error(format!("fetch from {}: {e}", f.upstream.name)),
         };
-        let response = response_dynamic(&resp);
-        script::set_fetched(scope, &rule.name, response.clone());
+        let response = scope.set_fetched(&rule.name, response_dynamic(&resp));
         let reason = || rule.reason.render(self.req, Some(&resp.body));
         match &f.require {
             Some(expr) => {
-                let len = scope.len();
-                scope.push_dynamic("response", response);
-                let result = self.test(expr, scope);
-                scope.rewind(len);
+                let result = match &expr.native {
+                    Some(native) => Ok(native.eval(self.req)),
+                    None => self.ctx.scripts.eval_require_within(
+                        scope,
+                        &expr.ast,
+                        response,
+                        self.time_left(rule),
+                    ),
+                };
                 match result {
                     Ok(true) => Verdict::Pass,
                     Ok(false) => Verdict::Refuse(reason()),

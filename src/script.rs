@@ -43,6 +43,10 @@ pub const REQUEST_VARS: [&str; 8] = [
     "order_id", "tx_id", "amount", "store_id", "api", "payload", "now", "fetched",
 ];
 
+/// Appended to the error of a rule that tried to change a request variable.
+const READ_ONLY_HINT: &str =
+    " (the request variables are read-only; copy one with `let` to work on a copy)";
+
 /// Korea has no daylight saving time, so a fixed offset is exact.
 const SEOUL_OFFSET_SECS: i32 = 9 * 3600;
 
@@ -68,6 +72,34 @@ pub enum ScriptVerdict {
     Pass,
     /// `false` (None: use the rule's reason) or a string (that string is the reason).
     Refuse(Option<String>),
+}
+
+/// What is left of the time an evaluation may take (it never gets more than [`MAX_RUN_TIME`]),
+/// and why: the cause is named in the error of an evaluation stopped by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeLeft {
+    /// What is left of the request's deadline (enforced rules).
+    Deadline(Duration),
+    /// What is left before the shadow cut-off (shadow rules; see `engine`).
+    ShadowCutoff(Duration),
+}
+
+impl TimeLeft {
+    fn duration(self) -> Duration {
+        match self {
+            TimeLeft::Deadline(d) | TimeLeft::ShadowCutoff(d) => d,
+        }
+    }
+
+    /// Why an evaluation stopped by this limit stopped.
+    fn cause(self) -> &'static str {
+        match self {
+            TimeLeft::Deadline(_) => "the request's deadline",
+            TimeLeft::ShadowCutoff(_) => {
+                "shadow rule cut off to keep the deadline for enforced rules"
+            }
+        }
+    }
 }
 
 /// Which limit stopped an evaluation.
@@ -220,44 +252,73 @@ impl ScriptEngine {
 
     /// Evaluates a boolean expression; anything but a bool is an error. Stops after
     /// [`MAX_RUN_TIME`].
-    pub fn eval_bool(&self, scope: &mut Scope<'static>, ast: &AST) -> Result<bool, ScriptError> {
-        self.eval_bool_within(scope, ast, MAX_RUN_TIME)
+    pub fn eval_bool(&self, scope: &mut RequestScope, ast: &AST) -> Result<bool, ScriptError> {
+        self.eval_bool_within(scope, ast, TimeLeft::Deadline(MAX_RUN_TIME))
     }
 
-    /// Like [`eval_bool`](Self::eval_bool), stopping after `time_left` (the request's remaining
-    /// deadline) if that is sooner than [`MAX_RUN_TIME`].
+    /// Like [`eval_bool`](Self::eval_bool), stopping when `time_left` runs out if that is
+    /// sooner than [`MAX_RUN_TIME`].
+    ///
+    /// Expressions run on the request's scope itself (no copy): an expression cannot hold a
+    /// statement (Rhai's expression parser rejects assignments, blocks and `fn`, closure bodies
+    /// included), and mutating methods fail on the read-only request variables, so no
+    /// expression can change them. (Scripts can: see
+    /// [`eval_script_within`](Self::eval_script_within).)
     pub fn eval_bool_within(
         &self,
-        scope: &mut Scope<'static>,
+        scope: &mut RequestScope,
         ast: &AST,
-        time_left: Duration,
+        time_left: TimeLeft,
     ) -> Result<bool, ScriptError> {
-        let result = self.eval(scope, ast, time_left)?;
-        result.as_bool().map_err(|t| ScriptError {
-            message: format!("expression returned {t}, expected a bool (true or false)"),
-            position: None,
-        })
+        let result = self.eval(&mut scope.scope, ast, time_left);
+        scope.repair();
+        as_bool(result?)
+    }
+
+    /// Like [`eval_bool_within`](Self::eval_bool_within) for the `require` of a `fetch` rule:
+    /// `response` (read-only, as [`RequestScope::set_fetched`] returns it) is in scope too.
+    pub fn eval_require_within(
+        &self,
+        scope: &mut RequestScope,
+        ast: &AST,
+        response: Dynamic,
+        time_left: TimeLeft,
+    ) -> Result<bool, ScriptError> {
+        let len = scope.scope.len();
+        scope.scope.push_constant_dynamic("response", response);
+        let result = self.eval(&mut scope.scope, ast, time_left);
+        scope.scope.rewind(len);
+        scope.repair();
+        as_bool(result?)
     }
 
     /// Runs a script rule: `true` or `()` pass, `false` refuses, a string refuses with itself.
     /// Stops after [`MAX_RUN_TIME`].
     pub fn eval_script(
         &self,
-        scope: &mut Scope<'static>,
+        scope: &RequestScope,
         ast: &AST,
     ) -> Result<ScriptVerdict, ScriptError> {
-        self.eval_script_within(scope, ast, MAX_RUN_TIME)
+        self.eval_script_within(scope, ast, TimeLeft::Deadline(MAX_RUN_TIME))
     }
 
-    /// Like [`eval_script`](Self::eval_script), stopping after `time_left` (the request's
-    /// remaining deadline) if that is sooner than [`MAX_RUN_TIME`].
+    /// Like [`eval_script`](Self::eval_script), stopping when `time_left` runs out if that is
+    /// sooner than [`MAX_RUN_TIME`].
+    ///
+    /// A script runs on its own copy of the request variables, dropped afterwards. Assigning
+    /// to one of them, or calling a mutating method on it, fails (they are constants), but
+    /// Rhai lets a few assignments through: a new key in a constant map (`fetched.x = 1`, also
+    /// through `this` in a script function), a character of a constant string
+    /// (`order_id[0] = 'q'`), bits of a constant integer (`amount[20] = true`). Those change
+    /// only the copy, never what the rules after it see.
     pub fn eval_script_within(
         &self,
-        scope: &mut Scope<'static>,
+        scope: &RequestScope,
         ast: &AST,
-        time_left: Duration,
+        time_left: TimeLeft,
     ) -> Result<ScriptVerdict, ScriptError> {
-        let result = self.eval(scope, ast, time_left)?;
+        let mut copy = scope.copy();
+        let result = self.eval(&mut copy, ast, time_left)?;
         if result.is_unit() {
             return Ok(ScriptVerdict::Pass);
         }
@@ -284,9 +345,9 @@ impl ScriptEngine {
         &self,
         scope: &mut Scope<'static>,
         ast: &AST,
-        time_left: Duration,
+        time_left: TimeLeft,
     ) -> Result<Dynamic, ScriptError> {
-        let limit = time_left.min(MAX_RUN_TIME);
+        let limit = time_left.duration().min(MAX_RUN_TIME);
         // Scripts may declare variables; drop them so the next rule sees a clean scope.
         let len = scope.len();
         let budget = Budgeted::start(Instant::now() + limit);
@@ -300,8 +361,9 @@ impl ScriptEngine {
         let message = match stopped {
             Limit::Operations => operations_message(),
             Limit::Time if limit < MAX_RUN_TIME => format!(
-                "script stopped after {} (the request's deadline)",
-                format_ms(limit)
+                "script stopped after {} ({})",
+                format_ms(limit),
+                time_left.cause()
             ),
             Limit::Time => format!("script stopped after {} (time limit)", format_ms(limit)),
         };
@@ -312,6 +374,13 @@ impl ScriptEngine {
                 .and_then(|e| position(root_cause(&e).position())),
         })
     }
+}
+
+fn as_bool(result: Dynamic) -> Result<bool, ScriptError> {
+    result.as_bool().map_err(|t| ScriptError {
+        message: format!("expression returned {t}, expected a bool (true or false)"),
+        position: None,
+    })
 }
 
 fn compile_scope(extra: &[&str]) -> Scope<'static> {
@@ -352,10 +421,17 @@ fn script_error(e: &EvalAltResult) -> ScriptError {
     let pos = e.position();
     let message = match root_cause(e) {
         EvalAltResult::ErrorTooManyOperations(_) => operations_message(),
-        _ => {
+        cause => {
             let mut s = e.to_string();
             if let Some(i) = s.rfind(" (line ") {
                 s.truncate(i);
+            }
+            if matches!(
+                cause,
+                EvalAltResult::ErrorAssignmentToConstant(..)
+                    | EvalAltResult::ErrorNonPureMethodCallOnConstant(..)
+            ) {
+                s.push_str(READ_ONLY_HINT);
             }
             s
         }
@@ -384,39 +460,117 @@ impl LowercaseFirst for String {
     }
 }
 
-/// The scope a request is seen through; built once per request and shared by all its rules.
+/// The request as expressions and scripts see it: [`REQUEST_VARS`], built once per request
+/// and shared by all its rules.
 ///
-/// `with_payload: false` leaves `payload` as `()`: converting the whole body is the most
-/// expensive part, and rulesets that never mention `payload` skip it.
-pub fn request_scope(
-    req: &ConfirmRequest,
-    now: DateTime<FixedOffset>,
-    with_payload: bool,
-) -> Scope<'static> {
+/// Every request variable is a Rhai constant, so no rule can change what the rules after it
+/// see: an assignment (`amount = 1`, `payload.x.y = 1`) or a mutating method call
+/// (`order_id.clear()`, `fetched.clear()`) is an error, which the rule's `on_error` handles.
+/// Expressions run on this scope directly, scripts on a copy (see
+/// [`ScriptEngine::eval_script_within`]). Only the engine changes it, to record a fetch
+/// ([`set_fetched`](Self::set_fetched)).
+pub struct RequestScope {
+    /// The request variables, in [`REQUEST_VARS`] order, every one read-only and none shared.
+    scope: Scope<'static>,
+}
+
+impl RequestScope {
+    /// The request's variables. `with_payload: false` leaves `payload` as `()`: converting
+    /// the whole body is the most expensive part, and rulesets that never mention `payload`
+    /// skip it.
+    pub fn new(req: &ConfirmRequest, now: DateTime<FixedOffset>, with_payload: bool) -> Self {
+        let payload = if with_payload {
+            json_to_dynamic(req.payload.value())
+        } else {
+            Dynamic::UNIT
+        };
+        let values = [
+            req.order_id.clone().into(),
+            req.tx_id.clone().into(),
+            amount_dynamic(req.amount.value(), req.amount.as_i64()),
+            req.store_id.clone().map_or(Dynamic::UNIT, Dynamic::from),
+            req.api.as_str().into(),
+            payload,
+            Dynamic::from_int(now.timestamp_millis()),
+            Dynamic::from_map(Map::new()),
+        ];
+        RequestScope {
+            scope: template_with(values.map(Dynamic::into_read_only)),
+        }
+    }
+
+    /// No variables, for rulesets that run no Rhai (nothing is built per request).
+    pub fn empty() -> Self {
+        RequestScope {
+            scope: Scope::new(),
+        }
+    }
+
+    /// The value of a request variable (`None` if it does not exist, or in an empty scope).
+    pub fn get(&self, name: &str) -> Option<Dynamic> {
+        self.scope.get(name).map(Dynamic::flatten_clone)
+    }
+
+    /// Records a fetch result under `fetched[rule]` (read-only, as every request variable)
+    /// for later rules; returns `response` for the rule's own `require`
+    /// ([`ScriptEngine::eval_require_within`] makes it a constant there).
+    pub fn set_fetched(&mut self, rule: &str, response: Dynamic) -> Dynamic {
+        if self.scope.is_empty() {
+            return response;
+        }
+        self.repair();
+        if let Some(fetched) = self.scope.get_value_mut::<Map>("fetched") {
+            // A clone is writable (Rhai's `Dynamic::clone` drops the access mode).
+            fetched.insert(rule.into(), response.clone().into_read_only());
+        }
+        response
+    }
+
+    /// A closure that captures a request variable turns it into a shared value in place
+    /// (Rhai's `Share` statement); it keeps its value, but a shared value could be changed
+    /// through another handle to it, and `get_value_mut` does not take one. Put back plain
+    /// copies.
+    fn repair(&mut self) {
+        if self.scope.iter_raw().any(|(_, _, v)| v.is_shared()) {
+            self.scope = self.copy();
+        }
+    }
+
+    /// A copy of the variables sharing nothing with these, read-only too (Rhai's
+    /// `Dynamic::clone` drops the access mode, so it is set again).
+    fn copy(&self) -> Scope<'static> {
+        if self.scope.is_empty() {
+            return Scope::new();
+        }
+        template_with(REQUEST_VARS.map(|name| {
+            self.scope
+                .get(name)
+                .map_or(Dynamic::UNIT, Dynamic::flatten_clone)
+                .into_read_only()
+        }))
+    }
+}
+
+impl std::fmt::Debug for RequestScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.scope.iter_raw().map(|(name, _, value)| (name, value)))
+            .finish()
+    }
+}
+
+/// A scope of [`REQUEST_VARS`] holding `values` (in that order) as they are: read-only values
+/// make read-only variables (Rhai keeps a variable's access mode in its value).
+fn template_with(values: [Dynamic; REQUEST_VARS.len()]) -> Scope<'static> {
     // Cloning a scope shares its variable names; pushing would allocate each name anew.
     static TEMPLATE: LazyLock<Scope<'static>> = LazyLock::new(|| compile_scope(&[]));
     let mut scope = TEMPLATE.clone();
-    let mut set = |name: &str, value: Dynamic| {
+    for (name, value) in REQUEST_VARS.iter().zip(values) {
+        // The template's variables are writable, so `get_mut` finds every one.
         if let Some(slot) = scope.get_mut(name) {
             *slot = value;
         }
-    };
-    set("order_id", req.order_id.clone().into());
-    set("tx_id", req.tx_id.clone().into());
-    set(
-        "amount",
-        amount_dynamic(req.amount.value(), req.amount.as_i64()),
-    );
-    set(
-        "store_id",
-        req.store_id.clone().map_or(Dynamic::UNIT, Dynamic::from),
-    );
-    set("api", req.api.as_str().into());
-    if with_payload {
-        set("payload", json_to_dynamic(req.payload.value()));
     }
-    set("now", Dynamic::from_int(now.timestamp_millis()));
-    set("fetched", Dynamic::from_map(Map::new()));
     scope
 }
 
@@ -425,14 +579,6 @@ fn amount_dynamic(value: Decimal, as_int: Option<i64>) -> Dynamic {
     match as_int {
         Some(i) => Dynamic::from_int(i),
         None => Dynamic::from_decimal(value),
-    }
-}
-
-/// Records a fetch result under `fetched[rule]` for later rules.
-pub fn set_fetched(scope: &mut Scope<'static>, rule: &str, response: Dynamic) {
-    if let Some(mut fetched) = scope.get_value::<Map>("fetched") {
-        fetched.insert(rule.into(), response);
-        scope.set_value("fetched", fetched);
     }
 }
 
@@ -549,15 +695,15 @@ mod tests {
     fn eval_expr(src: &str, body: &str) -> Result<bool, ScriptError> {
         let engine = ScriptEngine::new();
         let ast = engine.compile_expression(src, &[]).unwrap();
-        let mut scope = request_scope(&request(body), at("2026-12-01T12:30:00+09:00"), true);
+        let mut scope = RequestScope::new(&request(body), at("2026-12-01T12:30:00+09:00"), true);
         engine.eval_bool(&mut scope, &ast)
     }
 
     fn run_script(src: &str) -> Result<ScriptVerdict, ScriptError> {
         let engine = ScriptEngine::new();
         let ast = engine.compile_script(src).unwrap();
-        let mut scope = request_scope(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
-        engine.eval_script(&mut scope, &ast)
+        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+        engine.eval_script(&scope, &ast)
     }
 
     const V1: &str =
@@ -664,9 +810,9 @@ mod tests {
     ) -> (Result<ScriptVerdict, ScriptError>, Duration) {
         let engine = ScriptEngine::new();
         let ast = engine.compile_script(src).unwrap();
-        let mut scope = request_scope(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
         let started = Instant::now();
-        let result = engine.eval_script_within(&mut scope, &ast, time_left);
+        let result = engine.eval_script_within(&scope, &ast, TimeLeft::Deadline(time_left));
         (result, started.elapsed())
     }
 
@@ -717,10 +863,11 @@ mod tests {
             ),
         ] {
             let ast = engine.compile_expression(src, &[]).unwrap();
-            let mut scope = request_scope(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+            let mut scope =
+                RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
             let started = Instant::now();
             let err = engine
-                .eval_bool_within(&mut scope, &ast, Duration::from_secs(1))
+                .eval_bool_within(&mut scope, &ast, TimeLeft::Deadline(Duration::from_secs(1)))
                 .unwrap_err();
             let took = started.elapsed();
             println!("{src}: {took:?}: {err}");
@@ -789,6 +936,205 @@ mod tests {
         });
         // The budget is per evaluation: it does not linger on the thread afterwards.
         assert_eq!((STOP_AT.get(), STOPPED.get()), (None, None));
+    }
+
+    /// `(order_id, amount, payload, fetched)` as the scope holds them now.
+    fn request_vars(scope: &RequestScope) -> String {
+        ["order_id", "amount", "payload", "fetched"]
+            .map(|n| format!("{n}={:?}", scope.get(n).unwrap()))
+            .join(" ")
+    }
+
+    fn scope_with_fetch() -> RequestScope {
+        let mut scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+        let response =
+            json_to_dynamic(&serde_json::json!({"status": 200, "body": {"available": 0}}));
+        let _ = scope.set_fetched("stock", response);
+        scope
+    }
+
+    #[test]
+    fn request_variables_are_read_only_to_scripts() {
+        let engine = ScriptEngine::new();
+        let mut scope = scope_with_fetch();
+        let before = request_vars(&scope);
+        for (src, message) in [
+            ("amount = 999999; true", "cannot modify constant amount"),
+            (
+                r#"order_id = "qa-1"; true"#,
+                "cannot modify constant order_id",
+            ),
+            ("amount += 1; true", "cannot modify constant amount"),
+            (
+                r#"payload.custom.tier = "x"; true"#,
+                "cannot modify constant payload",
+            ),
+            (
+                "fetched.stock.body.available = 9; true",
+                "cannot modify constant fetched",
+            ),
+            (
+                "fetched.stock.status += 1; true",
+                "cannot modify constant fetched",
+            ),
+            ("now = 0; true", "cannot modify constant now"),
+            (
+                "order_id.clear(); true",
+                "'clear' cannot be called on constant",
+            ),
+            (
+                r#"payload.custom.remove("tier"); true"#,
+                "'remove' cannot be called on constant",
+            ),
+            (
+                "fetched.clear(); true",
+                "'clear' cannot be called on constant",
+            ),
+            (
+                "fetched.stock.body.clear(); true",
+                "'clear' cannot be called on constant",
+            ),
+            (
+                "fn f() { this.status = 1 } fetched.stock.f(); true",
+                "cannot modify constant",
+            ),
+            (
+                "let f = || { amount = 1 }; f.call(); true",
+                "cannot modify constant amount",
+            ),
+        ] {
+            let ast = engine.compile_script(src).unwrap();
+            let err = engine.eval_script(&scope, &ast).unwrap_err();
+            assert!(err.message.to_lowercase().contains(message), "{src}: {err}");
+            assert_eq!(request_vars(&scope), before, "{src}");
+        }
+        let ast = engine.compile_script("\n amount = 1;").unwrap();
+        let err = engine.eval_script(&scope, &ast).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot modify constant amount (the request variables are read-only; copy one with `let` to work on a copy) (line 2, column 2)"
+        );
+        // Rhai lets a script add keys to a constant map, and its own variables may shadow the
+        // request's: both change only the script's copy.
+        for src in [
+            r#"payload.extra = 1; payload.custom.extra = 1; fetched.stock.body.extra = 1; payload.len() == 5"#,
+            r#"fetched["fake"] = #{ status: 200 }; fetched.len() == 2"#,
+            "fn f() { this.fake = 1 } fetched.f(); fetched.len() == 2",
+            "let f = || { fetched.fake = 1; }; f.call(); fetched.len() == 2",
+            r#"let amount = 999999; let order_id = "qa-1"; amount == 999999"#,
+            r#"order_id[0] = 'q'; order_id[1] = 'a'; order_id.starts_with("qa")"#,
+            "amount[20] = true; amount[0..3] = 7; amount > 1000000",
+            "payload.custom.tier[0] = 'G'; fetched.stock.body.available[0] = true; true",
+        ] {
+            let ast = engine.compile_script(src).unwrap();
+            assert_eq!(
+                engine.eval_script(&scope, &ast),
+                Ok(ScriptVerdict::Pass),
+                "{src}"
+            );
+            assert_eq!(request_vars(&scope), before, "{src}");
+        }
+        // The scope still works as before: expressions read it, fetches add to it.
+        let ast = engine
+            .compile_expression(
+                r#"order_id == "vip-7" && amount == 50000 && fetched.len() == 1"#,
+                &[],
+            )
+            .unwrap();
+        assert_eq!(engine.eval_bool(&mut scope, &ast), Ok(true));
+    }
+
+    #[test]
+    fn request_variables_are_read_only_to_expressions() {
+        let engine = ScriptEngine::new();
+        let mut scope = scope_with_fetch();
+        let before = request_vars(&scope);
+        for src in [
+            "order_id.clear() == ()",
+            "fetched.stock.body.clear() == ()",
+            "payload.custom.remove(\"tier\") == ()",
+            "fetched.remove(\"stock\") == ()",
+        ] {
+            let ast = engine.compile_expression(src, &[]).unwrap();
+            let err = engine.eval_bool(&mut scope, &ast).unwrap_err();
+            assert!(
+                err.message.contains("cannot be called on constant"),
+                "{src}: {err}"
+            );
+            assert_eq!(request_vars(&scope), before, "{src}");
+        }
+        // Statements, assignments included, are not expressions at all.
+        for src in [
+            "amount = 1",
+            "order_id[0] = 'q'",
+            "{ fetched.x = 1; true }",
+            "[1].all(|x| { amount = x; true })",
+        ] {
+            assert!(engine.compile_expression(src, &[]).is_err(), "{src}");
+        }
+        // A closure capturing request variables makes them shared; they are put back as
+        // plain values, and recording a fetch afterwards still works.
+        let ast = engine
+            .compile_expression(
+                "[1].filter(|x| x < amount && fetched.len() == 1 && order_id != \"\").len() == 1",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(engine.eval_bool(&mut scope, &ast), Ok(true));
+        assert!(scope
+            .scope
+            .iter_raw()
+            .all(|(_, constant, v)| constant && !v.is_shared()));
+        assert_eq!(request_vars(&scope), before);
+        let _ = scope.set_fetched("limits", Dynamic::from_int(1));
+        let ast = engine
+            .compile_expression("fetched.len() == 2", &[])
+            .unwrap();
+        assert_eq!(engine.eval_bool(&mut scope, &ast), Ok(true));
+        // `response` is read-only too.
+        let response =
+            scope.set_fetched("more", json_to_dynamic(&serde_json::json!({"body": [1]})));
+        let ast = engine
+            .compile_expression("response.body.pop() == 1", &["response"])
+            .unwrap();
+        let err = engine
+            .eval_require_within(&mut scope, &ast, response, TimeLeft::Deadline(MAX_RUN_TIME))
+            .unwrap_err();
+        assert!(
+            err.message.contains("cannot be called on constant"),
+            "{err}"
+        );
+        let ast = engine
+            .compile_expression("fetched.more.body == [1]", &[])
+            .unwrap();
+        assert_eq!(engine.eval_bool(&mut scope, &ast), Ok(true));
+    }
+
+    #[test]
+    fn a_shadow_cut_off_names_itself() {
+        let engine = ScriptEngine::new();
+        let ast = engine.compile_script(HEAVY).unwrap();
+        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), false);
+        let err = engine
+            .eval_script_within(
+                &scope,
+                &ast,
+                TimeLeft::ShadowCutoff(Duration::from_millis(5)),
+            )
+            .unwrap_err();
+        assert!(
+            err.message.starts_with(
+                "script stopped after 5 ms (shadow rule cut off to keep the deadline for enforced rules)"
+            ),
+            "{err}"
+        );
+        // Past the cut-off (no time left), a cheap expression still completes.
+        let ast = engine.compile_expression("amount > 1000", &[]).unwrap();
+        let mut scope = scope;
+        assert_eq!(
+            engine.eval_bool_within(&mut scope, &ast, TimeLeft::ShadowCutoff(Duration::ZERO)),
+            Ok(true)
+        );
     }
 
     #[test]

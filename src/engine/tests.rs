@@ -272,5 +272,464 @@ rules:
     assert!(took < Duration::from_millis(300), "took {took:?}");
 }
 
+// ---- the request is read-only (audit: scripts changed what later rules saw) ----
+
+/// A shadow script that tries to rewrite the request, then rules that would be fooled by it.
+const REWRITE: &str = r#"
+rules:
+  - { name: rewrite, script: scripts/rewrite.rhai, mode: shadow, reason: x }
+  - { name: min-amount, require: 'amount >= 1000', reason: "amount too low" }
+  - { name: qa, when: 'order_id.starts_with("qa-") && true', action: approve }
+  - { name: qa-native, when: 'order_id.starts_with("qa-")', action: approve }
+  - { name: closed, require: 'false', reason: "closed" }
+"#;
+
+#[tokio::test]
+async fn scripts_cannot_change_the_request_later_rules_see() {
+    let (_dir, rules) = ruleset_with(
+        REWRITE,
+        &[(
+            "scripts/rewrite.rhai",
+            r#"amount = 999999; order_id = "qa-hacked"; true"#,
+        )],
+    );
+    let d = decide(&rules, &v1("order-1", "5")).await;
+    assert_eq!(summary(&d), refused("amount too low", "min-amount"));
+    assert_eq!(
+        outcomes(&d),
+        [("rewrite", "error"), ("min-amount", "reject")]
+    );
+    let error = error_of(&d, "rewrite");
+    println!("rewrite: {error}");
+    assert!(
+        error.starts_with("scripts/rewrite.rhai: ")
+            && error.contains("constant")
+            && error.contains("amount"),
+        "{error}"
+    );
+    assert_eq!(
+        d.shadow,
+        [ShadowOutcome {
+            rule: "rewrite".into(),
+            outcome: Outcome::Error,
+            reason: None,
+        }]
+    );
+}
+
+#[tokio::test]
+async fn no_script_trick_changes_the_request() {
+    // Each script tries another way to change what the rules after it see; a trick Rhai
+    // refuses is an error (the shadow rule's outcome), one it allows changes only the
+    // script's own copy. Either way the enforced rules see the request as it arrived.
+    let tricks = [
+        r#"order_id += "-x"; true"#,
+        r#"order_id.clear(); order_id.append("qa-1"); true"#,
+        r#"amount += 1000000; true"#,
+        r#"payload.merchant_uid = "qa-1"; true"#,
+        r#"payload.extra = 1; true"#,
+        r#"fetched.stock = #{ status: 200, body: #{ available: 9 } }; true"#,
+        r#"fetched["stock"] = 1; true"#,
+        r#"fn fake() { this.stock = 1 } fetched.fake(); true"#,
+        r#"let f = || { fetched.stock = 1; amount }; f.call(); true"#,
+        r#"let f = || order_id; f.call(); true"#,
+        r#"let amount = 999999; let order_id = "qa-1"; true"#,
+        // Rhai allows these on constants: they change only the script's copy.
+        r#"order_id[0] = 'q'; order_id[1] = 'a'; order_id[2] = '-'; true"#,
+        r#"amount[20] = true; amount[0..3] = 7; true"#,
+        r#"payload.merchant_uid[0] = 'q'; true"#,
+        r#"now = 0; true"#,
+        r#"api = "v2"; true"#,
+    ];
+    for trick in tricks {
+        let (_dir, rules) = ruleset_with(
+            r#"
+rules:
+  - { name: trick, script: scripts/trick.rhai, mode: shadow, reason: x }
+  - name: unchanged
+    require: 'amount == 5 && order_id == "order-1" && fetched == #{} && !("extra" in payload) && payload.merchant_uid == "order-1" && api == "v1" && now > 0'
+    reason: "changed"
+  - { name: qa, when: 'order_id.starts_with("qa-")', action: approve }
+  - { name: closed, require: 'false', reason: "closed" }
+"#,
+            &[("scripts/trick.rhai", trick)],
+        );
+        let d = decide(&rules, &v1("order-1", "5")).await;
+        assert_eq!(summary(&d), refused("closed", "closed"), "{trick}: {d:?}");
+        assert_eq!(
+            outcomes(&d)[1..],
+            [
+                ("unchanged", "pass"),
+                ("qa", "skipped"),
+                ("closed", "reject")
+            ],
+            "{trick}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn expressions_cannot_change_the_request_either() {
+    let (_dir, rules) = ruleset(
+        r#"
+settings: { on_error: approve }
+rules:
+  - { name: clear, require: 'order_id.clear() == ()', reason: x }
+  - { name: push, require: 'payload.len() > 0 && fetched.clear() == ()', reason: x }
+  - { name: capture, require: '[1].filter(|x| x < amount).len() == 1', reason: x }
+  - { name: unchanged, require: 'order_id == "order-1" && amount == 5 && fetched == #{}', reason: "changed" }
+  - { name: closed, require: 'false', reason: "closed" }
+"#,
+    );
+    let d = decide(&rules, &v1("order-1", "5")).await;
+    assert_eq!(summary(&d), refused("closed", "closed"));
+    assert_eq!(
+        outcomes(&d),
+        [
+            ("clear", "error"),
+            ("push", "error"),
+            ("capture", "pass"),
+            ("unchanged", "pass"),
+            ("closed", "reject")
+        ]
+    );
+    assert!(error_of(&d, "clear").contains("constant"), "{d:?}");
+    assert!(error_of(&d, "push").contains("constant"), "{d:?}");
+}
+
+#[tokio::test]
+async fn fetched_answers_cannot_be_faked() {
+    let (_dir, rules) = ruleset_with(
+        &format!(
+            r#"{SHOP}
+rules:
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    require: 'response.body.available >= 0'
+    reason: x
+  - {{ name: fake, script: scripts/fake.rhai, mode: shadow, reason: x }}
+  - {{ name: fake-expr, require: 'fetched.stock.body.clear() == ()', mode: shadow, reason: x }}
+  - {{ name: unchanged, require: '!("note" in fetched.stock.body) && fetched.len() == 1', reason: "changed" }}
+  - {{ name: in-stock, require: 'fetched.stock.body.available >= 1', reason: "sold out" }}
+"#
+        ),
+        &[(
+            "scripts/fake.rhai",
+            // Rhai lets a script add a key to a constant map (on the script's own copy here),
+            // but not change one.
+            r#"fetched.stock.body.note = "x"; fetched.stock.body.available = 9; true"#,
+        )],
+    );
+    let d = decide_with(&rules, V1, &stock(200, json!({"available": 0}))).await;
+    assert_eq!(summary(&d), refused("sold out", "in-stock"));
+    assert_eq!(
+        outcomes(&d),
+        [
+            ("stock", "pass"),
+            ("fake", "error"),
+            ("fake-expr", "error"),
+            ("unchanged", "pass"),
+            ("in-stock", "reject")
+        ]
+    );
+    assert!(error_of(&d, "fake").contains("constant"), "{d:?}");
+}
+
+// ---- shadow rules never decide (audit: a slow shadow rule used up the deadline) ----
+
+/// The audit's ruleset: an enforced rule, a slow shadow GET fetch, a blocking rule.
+fn slow_shadow_rules(on_error: &str) -> (TempDir, Rules) {
+    ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 500ms, on_error: {on_error} }}
+rules:
+  - {{ name: r1, amount: {{ min: 1000 }}, reason: r1 }}
+  - name: trial
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    mode: shadow
+    reason: trial
+  - {{ name: r3, require: '!order_id.starts_with("blocked-")', reason: r3 }}
+"#
+    ))
+}
+
+const FORWARD_KEY: &str = "POST /payments/confirm";
+const BLOCKED_STOCK: &str = "GET /api/stock/blocked-1";
+const SHADOW_CUT_OFF: &str = "shadow rule cut off to keep the deadline for enforced rules (shadow rules may use only the first 250ms of the 500ms deadline)";
+
+fn shadow_error(rule: &str) -> ShadowOutcome {
+    ShadowOutcome {
+        rule: rule.into(),
+        outcome: Outcome::Error,
+        reason: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_shadow_rule_is_cut_off_and_enforced_rules_decide() {
+    for on_error in ["approve", "reject"] {
+        let (_dir, rules) = slow_shadow_rules(on_error);
+        let canned = shop(BLOCKED_STOCK, ok_after(1000));
+        let started = tokio::time::Instant::now();
+        let d = decide_with(&rules, &v1("blocked-1", "5000"), &canned).await;
+        // Cut off at half the deadline; r3 then decides well within it.
+        assert_eq!(started.elapsed(), Duration::from_millis(250), "{on_error}");
+        assert_eq!(summary(&d), refused("r3", "r3"), "{on_error}");
+        assert_eq!(
+            outcomes(&d),
+            [("r1", "pass"), ("trial", "error"), ("r3", "reject")]
+        );
+        assert_eq!(error_of(&d, "trial"), SHADOW_CUT_OFF);
+        assert_eq!(d.shadow, [shadow_error("trial")]);
+
+        // A request r3 lets through is approved by every rule, not by the shadow rule.
+        let canned = shop(STOCK, ok_after(1000));
+        let d = decide_with(&rules, &v1("order-1", "5000"), &canned).await;
+        assert_eq!(summary(&d), APPROVED, "{on_error}");
+        assert_eq!(d.shadow, [shadow_error("trial")]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shadow_fetch_within_its_bound_is_recorded() {
+    let (_dir, rules) = slow_shadow_rules("reject");
+    // The answer arrives before the cut-off: its refusal is recorded, and never refuses.
+    let canned = shop(
+        STOCK,
+        CannedAnswer::status(409).delay(Duration::from_millis(200)),
+    );
+    let started = tokio::time::Instant::now();
+    let d = decide_with(&rules, &v1("order-1", "5000"), &canned).await;
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(
+        outcomes(&d),
+        [("r1", "pass"), ("trial", "shadow_reject"), ("r3", "pass")]
+    );
+    assert_eq!(
+        d.shadow,
+        [ShadowOutcome {
+            rule: "trial".into(),
+            outcome: Outcome::Reject,
+            reason: Some("trial".into()),
+        }]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn erring_shadow_rules_never_refuse() {
+    let (_dir, rules) = ruleset_with(
+        &format!(
+            r#"{SHOP}
+settings: {{ on_error: reject }}
+rules:
+  - name: refused-fetch
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    mode: shadow
+    on_error: reject
+    reason: x
+  - {{ name: broken-script, script: scripts/broken.rhai, mode: shadow, on_error: reject, reason: x }}
+  - name: refused-forward
+    forward: {{ upstream: shop, path: /payments/confirm }}
+    mode: shadow
+    on_error: reject
+  - {{ name: unknown-health, healthy: shop, mode: shadow, reason: x }}
+  - {{ name: after, amount: {{ min: 1 }}, reason: x }}
+"#
+        ),
+        &[("scripts/broken.rhai", "let x = (); x.nope()")],
+    );
+    let canned = Arc::new(
+        Canned::new()
+            .answer("shop", STOCK, CannedAnswer::error(CannedError::Refused))
+            .answer(
+                "shop",
+                "POST /payments/confirm",
+                CannedAnswer::error(CannedError::Refused),
+            ),
+    );
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(
+        outcomes(&d),
+        [
+            ("refused-fetch", "error"),
+            ("broken-script", "error"),
+            ("refused-forward", "error"),
+            ("unknown-health", "error"),
+            ("after", "pass")
+        ]
+    );
+    assert_eq!(
+        d.shadow,
+        [
+            shadow_error("refused-fetch"),
+            shadow_error("broken-script"),
+            shadow_error("refused-forward"),
+            shadow_error("unknown-health"),
+        ]
+    );
+    assert!(
+        error_of(&d, "refused-fetch").contains("connection refused"),
+        "{d:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shadow_rules_together_use_at_most_half_the_deadline() {
+    // Three slow shadow checks: a prefetched GET, a POST started when reached, a forward.
+    // The first waits until the cut-off; the others find it passed and start nothing.
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 500ms, on_error: approve }}
+rules:
+  - name: trial-get
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    mode: shadow
+    reason: x
+  - name: trial-post
+    fetch: {{ upstream: shop, method: POST, path: "/api/reserve/{{order_id}}" }}
+    mode: shadow
+    reason: x
+  - name: trial-forward
+    forward: {{ upstream: shop, path: /payments/confirm }}
+    mode: shadow
+  - name: limits
+    fetch: {{ upstream: shop, method: POST, path: "/api/limits/{{order_id}}" }}
+    require: 'response.body.ok'
+    reason: "limits"
+"#
+    ));
+    let canned = Arc::new(
+        Canned::new()
+            .answer("shop", STOCK, ok_after(1000))
+            .answer("shop", "POST /api/reserve/order-1", ok_after(1000))
+            .answer("shop", FORWARD_KEY, ok_after(1000))
+            .answer(
+                "shop",
+                "POST /api/limits/order-1",
+                answer(200, json!({"ok": false})).delay(Duration::from_millis(200)),
+            ),
+    );
+    let started = tokio::time::Instant::now();
+    let d = decide_with(&rules, V1, &canned).await;
+    // 250 ms for the shadow rules, then 200 ms for the enforced POST: within the deadline.
+    assert_eq!(started.elapsed(), Duration::from_millis(450));
+    assert_eq!(summary(&d), refused("limits", "limits"));
+    assert_eq!(
+        outcomes(&d),
+        [
+            ("trial-get", "error"),
+            ("trial-post", "error"),
+            ("trial-forward", "error"),
+            ("limits", "reject")
+        ]
+    );
+    for rule in ["trial-get", "trial-post", "trial-forward"] {
+        assert_eq!(error_of(&d, rule), SHADOW_CUT_OFF);
+    }
+    // The writes of shadow rules past the cut-off were never sent.
+    assert_eq!(keys(&canned), [STOCK, "POST /api/limits/order-1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shadow_answer_already_in_is_read_past_the_cut_off() {
+    // An enforced GET takes 300 ms, past the 250 ms cut-off. The shadow GET was started with
+    // it when the request arrived and answered after 100 ms: it is still read and recorded.
+    // The shadow POST after it would only start now, past the cut-off: it never does.
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 500ms }}
+rules:
+  - name: limits
+    fetch: {{ upstream: shop, path: "/api/limits/{{order_id}}" }}
+    reason: x
+  - name: trial-get
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    mode: shadow
+    reason: "trial {{response.body.available}}"
+  - name: trial-post
+    fetch: {{ upstream: shop, method: POST, path: "/api/reserve/{{order_id}}" }}
+    mode: shadow
+    reason: x
+  - {{ name: after, require: 'fetched["trial-get"].status == 409 && !("trial-post" in fetched)', reason: x }}
+"#
+    ));
+    let canned = Arc::new(
+        Canned::new()
+            .answer("shop", LIMITS, ok_after(300))
+            .answer(
+                "shop",
+                STOCK,
+                answer(409, json!({"available": 0})).delay(Duration::from_millis(100)),
+            )
+            .answer(
+                "shop",
+                "POST /api/reserve/order-1",
+                CannedAnswer::status(200),
+            ),
+    );
+    let started = tokio::time::Instant::now();
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(
+        outcomes(&d),
+        [
+            ("limits", "pass"),
+            ("trial-get", "shadow_reject"),
+            ("trial-post", "error"),
+            ("after", "pass")
+        ]
+    );
+    assert_eq!(error_of(&d, "trial-post"), SHADOW_CUT_OFF);
+    assert_eq!(keys(&canned), [LIMITS, STOCK]);
+    assert_eq!(
+        d.shadow,
+        [
+            ShadowOutcome {
+                rule: "trial-get".into(),
+                outcome: Outcome::Reject,
+                reason: Some("trial 0".into()),
+            },
+            shadow_error("trial-post"),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shadow_scripts_get_only_what_is_left_before_the_cut_off() {
+    let (_dir, rules) = ruleset_with(
+        r#"
+settings: { deadline: 1s, on_error: reject }
+rules:
+  - { name: heavy, script: scripts/heavy.rhai, mode: shadow, reason: x }
+  - { name: after, require: 'amount > 0', reason: x }
+"#,
+        &[("scripts/heavy.rhai", HEAVY)],
+    );
+    let scripts = ScriptEngine::new();
+    let original = Original::default();
+    let ctx = Context {
+        scripts: &scripts,
+        upstreams: Arc::new(Canned::new()),
+        now: at(NOW),
+        // The request arrived 490 ms ago: 10 ms are left before the shadow cut-off.
+        started: tokio::time::Instant::now() - Duration::from_millis(490),
+        original: &original,
+    };
+    let d = evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await;
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(outcomes(&d), [("heavy", "error"), ("after", "pass")]);
+    let error = error_of(&d, "heavy");
+    assert!(
+        error.starts_with(
+            "scripts/heavy.rhai: script stopped after 10 ms (shadow rule cut off to keep the deadline for enforced rules) (line "
+        ),
+        "{error}"
+    );
+    assert_eq!(d.shadow, [shadow_error("heavy")]);
+}
+
 mod local;
 mod upstreams;

@@ -151,7 +151,7 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
     use crate::payload::{parse, Parsed};
-    use crate::script::{request_scope, ScriptEngine};
+    use crate::script::{RequestScope, ScriptEngine};
 
     fn request(order_id: &str, tx_id: &str) -> ConfirmRequest {
         let body = serde_json::json!({"imp_uid": tx_id, "merchant_uid": order_id, "amount": 1000});
@@ -232,7 +232,7 @@ mod tests {
                     ] {
                         let native = Native::recognise(&shape).expect(&shape);
                         let ast = engine.compile_expression(&shape, &[]).unwrap();
-                        let mut scope = request_scope(&req, now, false);
+                        let mut scope = RequestScope::new(&req, now, false);
                         let rhai = engine.eval_bool(&mut scope, &ast).unwrap();
                         assert_eq!(native.eval(&req), rhai, "{shape} with {var} of {id:?}");
                         checked += 1;
@@ -241,5 +241,37 @@ mod tests {
             }
         }
         assert_eq!(checked, 7 * 9 * 3 * 7);
+    }
+
+    /// The native way reads the request itself, Rhai its scope: they agree only because no
+    /// rule can change the scope. Scripts that try, then both ways, on one request's scope.
+    #[test]
+    fn agrees_with_rhai_after_scripts_tried_to_change_the_request() {
+        let engine = ScriptEngine::new();
+        let req = request("order-1", "imp-1");
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00+09:00").unwrap();
+        let mut scope = RequestScope::new(&req, now, false);
+        let shapes = [
+            r#"order_id.starts_with("qa-")"#,
+            r#"order_id == "order-1""#,
+            r#"tx_id.ends_with("-1")"#,
+            r#"api != "v2""#,
+        ];
+        for script in [
+            r#"order_id = "qa-1"; true"#,
+            r#"order_id.clear(); order_id.append("qa-1"); true"#,
+            r#"tx_id += "x"; true"#,
+            r#"api = "v2"; true"#,
+            r#"let order_id = "qa-1"; let api = "v2"; true"#,
+        ] {
+            let ast = engine.compile_script(script).unwrap();
+            let _ = engine.eval_script(&scope, &ast);
+            for shape in shapes {
+                let native = Native::recognise(shape).expect(shape);
+                let ast = engine.compile_expression(shape, &[]).unwrap();
+                let rhai = engine.eval_bool(&mut scope, &ast).unwrap();
+                assert_eq!(native.eval(&req), rhai, "{shape} after {script}");
+            }
+        }
     }
 }
