@@ -215,12 +215,12 @@ impl Payload {
         })
     }
 
-    /// Appends the body as compact JSON (one line): the bytes as sent, less their whitespace,
-    /// when there are any, else the value.
+    /// Appends the body as JSON on one line: the bytes as sent (line breaks made spaces) when
+    /// there are any, else the value.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match &self.raw {
             Some(raw) => {
-                fast::write_compact(raw, out);
+                fast::write_one_line(raw, out);
                 Ok(())
             }
             None => serde_json::to_writer(out, self.value()),
@@ -1060,16 +1060,21 @@ mod tests {
     }
 
     #[test]
-    fn decision_log_gets_the_body_compact_and_exact() {
+    fn decision_log_gets_the_body_on_one_line_and_exact() {
         let body = testdata("v1.json");
         let Ok(Parsed::Confirm(r)) = parse(JSON, &body) else {
             panic!("v1.json is a confirm request")
         };
         let mut out = Vec::new();
         r.payload.write_json(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#"{"imp_uid":"imp_123412341234","merchant_uid":"order-20261201-0001","amount":50000}"#
+            text,
+            String::from_utf8(body.clone()).unwrap().replace('\n', " ")
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            serde_json::from_slice::<Value>(&body).unwrap()
         );
         // A form body has no JSON bytes: its value is written.
         let Ok(Parsed::Confirm(r)) = parse(
@@ -1167,7 +1172,7 @@ mod tests {
                 };
                 prop_assert_eq!(ids.amount.as_str(), r.amount.as_str());
                 let mut out = Vec::new();
-                fast::write_compact(body.as_bytes(), &mut out);
+                fast::write_one_line(body.as_bytes(), &mut out);
                 let compact: Value = serde_json::from_slice(&out).unwrap();
                 prop_assert_eq!(&compact, r.payload.value());
                 prop_assert!(!out.contains(&b'\n'));

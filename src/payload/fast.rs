@@ -157,21 +157,15 @@ pub(super) fn parse(body: &[u8]) -> Option<Ids> {
     })
 }
 
-/// Appends a JSON text without its insignificant whitespace. For bodies the fast path read:
-/// valid JSON without backslashes, so a `"` always opens or closes a string.
-pub(super) fn write_compact(json: &[u8], out: &mut Vec<u8>) {
-    out.reserve(json.len());
-    let mut in_string = false;
-    let mut run = 0;
-    for (i, &b) in json.iter().enumerate() {
-        match b {
-            b'"' => in_string = !in_string,
-            b' ' | b'\t' | b'\n' | b'\r' if !in_string => {
-                out.extend_from_slice(&json[run..i]);
-                run = i + 1;
-            }
-            _ => {}
+/// Appends a JSON text on one line: its bytes as sent, with line breaks made spaces. For bodies
+/// the fast path read, valid JSON, a raw line break can only be whitespace between tokens
+/// (inside a string it would have to be escaped), so the value is unchanged.
+pub(super) fn write_one_line(json: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(json);
+    for b in &mut out[start..] {
+        if matches!(*b, b'\n' | b'\r') {
+            *b = b' ';
         }
     }
-    out.extend_from_slice(&json[run..]);
 }
