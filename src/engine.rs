@@ -279,23 +279,26 @@ impl Run<'_, '_> {
 
     fn guard(&self, rule: &Rule, scope: &mut RequestScope) -> Result<bool, script::ScriptError> {
         match &rule.when {
-            Some(when) => self.test(rule, when, scope),
+            Some(when) => self.test(rule, when, scope, None),
             None => Ok(true),
         }
     }
 
+    /// An expression of `rule`: natively when it has that form, else through Rhai (with
+    /// `response` in scope for a fetch's `require`).
     fn test(
         &self,
         rule: &Rule,
         expr: &Expr,
         scope: &mut RequestScope,
+        response: Option<Dynamic>,
     ) -> Result<bool, script::ScriptError> {
         match &expr.native {
             Some(native) => Ok(native.eval(self.req)),
             None => self
                 .ctx
                 .scripts
-                .eval_bool_within(scope, &expr.ast, self.time_left(rule)),
+                .eval_bool(scope, &expr.ast, response, self.time_left(rule)),
         }
     }
 
@@ -390,7 +393,7 @@ impl Run<'_, '_> {
                     Verdict::Refuse(reason())
                 }
             }
-            Check::Require(expr) => match self.test(rule, expr, scope) {
+            Check::Require(expr) => match self.test(rule, expr, scope, None) {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Refuse(reason()),
                 Err(e) => Verdict::Error(format!("require: {e}")),
@@ -399,7 +402,7 @@ impl Run<'_, '_> {
                 match self
                     .ctx
                     .scripts
-                    .eval_script_within(scope, ast, self.time_left(rule))
+                    .eval_script(scope, ast, self.time_left(rule))
                 {
                     Ok(ScriptVerdict::Pass) => Verdict::Pass,
                     Ok(ScriptVerdict::Refuse(None)) => Verdict::Refuse(reason()),
@@ -488,25 +491,14 @@ impl Run<'_, '_> {
         let response = scope.set_fetched(&rule.name, response_dynamic(&resp));
         let reason = || rule.reason.render(self.req, Some(&resp.body));
         match &f.require {
-            Some(expr) => {
-                let result = match &expr.native {
-                    Some(native) => Ok(native.eval(self.req)),
-                    None => self.ctx.scripts.eval_require_within(
-                        scope,
-                        &expr.ast,
-                        response,
-                        self.time_left(rule),
-                    ),
-                };
-                match result {
-                    Ok(true) => Verdict::Pass,
-                    Ok(false) => Verdict::Refuse(reason()),
-                    Err(e) => Verdict::Error(format!(
-                        "require on the answer of {} (status {}): {e}",
-                        f.upstream.name, resp.status
-                    )),
-                }
-            }
+            Some(expr) => match self.test(rule, expr, scope, Some(response)) {
+                Ok(true) => Verdict::Pass,
+                Ok(false) => Verdict::Refuse(reason()),
+                Err(e) => Verdict::Error(format!(
+                    "require on the answer of {} (status {}): {e}",
+                    f.upstream.name, resp.status
+                )),
+            },
             None => match resp.status {
                 200..=299 => Verdict::Pass,
                 500.. => Verdict::Error(format!("{} answered {}", f.upstream.name, resp.status)),

@@ -25,7 +25,7 @@ pub const MAX_OPERATIONS: u64 = 200_000;
 /// stop itself. Legitimate rule scripts take microseconds; 50 ms is a thousand times that, and
 /// still short enough that a runaway blocks a worker only briefly and leaves most of any
 /// sensible `deadline` for the answer. A request whose deadline is nearer gets less
-/// (see [`ScriptEngine::eval_bool_within`]).
+/// (see [`ScriptEngine::eval_bool`]).
 pub const MAX_RUN_TIME: Duration = Duration::from_millis(50);
 /// The clock is read every this many operations (a power of two): often enough that the limit
 /// holds to a few milliseconds even for expensive operations, rarely enough to cost nothing
@@ -250,42 +250,26 @@ impl ScriptEngine {
             .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
     }
 
-    /// Evaluates a boolean expression; anything but a bool is an error. Stops after
-    /// [`MAX_RUN_TIME`].
-    pub fn eval_bool(&self, scope: &mut RequestScope, ast: &AST) -> Result<bool, ScriptError> {
-        self.eval_bool_within(scope, ast, TimeLeft::Deadline(MAX_RUN_TIME))
-    }
-
-    /// Like [`eval_bool`](Self::eval_bool), stopping when `time_left` runs out if that is
-    /// sooner than [`MAX_RUN_TIME`].
+    /// Evaluates a boolean expression; anything but a bool is an error. It stops when
+    /// `time_left` runs out, or after [`MAX_RUN_TIME`] if that is sooner. For the `require` of
+    /// a `fetch` rule, `response` (read-only, as [`RequestScope::set_fetched`] returns it) is in
+    /// scope too.
     ///
     /// Expressions run on the request's scope itself (no copy): an expression cannot hold a
     /// statement (Rhai's expression parser rejects assignments, blocks and `fn`, closure bodies
     /// included), and mutating methods fail on the read-only request variables, so no
-    /// expression can change them. (Scripts can: see
-    /// [`eval_script_within`](Self::eval_script_within).)
-    pub fn eval_bool_within(
+    /// expression can change them. (Scripts can: see [`eval_script`](Self::eval_script).)
+    pub fn eval_bool(
         &self,
         scope: &mut RequestScope,
         ast: &AST,
-        time_left: TimeLeft,
-    ) -> Result<bool, ScriptError> {
-        let result = self.eval(&mut scope.scope, ast, time_left);
-        scope.repair();
-        as_bool(result?)
-    }
-
-    /// Like [`eval_bool_within`](Self::eval_bool_within) for the `require` of a `fetch` rule:
-    /// `response` (read-only, as [`RequestScope::set_fetched`] returns it) is in scope too.
-    pub fn eval_require_within(
-        &self,
-        scope: &mut RequestScope,
-        ast: &AST,
-        response: Dynamic,
+        response: Option<Dynamic>,
         time_left: TimeLeft,
     ) -> Result<bool, ScriptError> {
         let len = scope.scope.len();
-        scope.scope.push_constant_dynamic("response", response);
+        if let Some(response) = response {
+            scope.scope.push_constant_dynamic("response", response);
+        }
         let result = self.eval(&mut scope.scope, ast, time_left);
         scope.scope.rewind(len);
         scope.repair();
@@ -293,17 +277,7 @@ impl ScriptEngine {
     }
 
     /// Runs a script rule: `true` or `()` pass, `false` refuses, a string refuses with itself.
-    /// Stops after [`MAX_RUN_TIME`].
-    pub fn eval_script(
-        &self,
-        scope: &RequestScope,
-        ast: &AST,
-    ) -> Result<ScriptVerdict, ScriptError> {
-        self.eval_script_within(scope, ast, TimeLeft::Deadline(MAX_RUN_TIME))
-    }
-
-    /// Like [`eval_script`](Self::eval_script), stopping when `time_left` runs out if that is
-    /// sooner than [`MAX_RUN_TIME`].
+    /// It stops when `time_left` runs out, or after [`MAX_RUN_TIME`] if that is sooner.
     ///
     /// A script runs on its own copy of the request variables, dropped afterwards. Assigning
     /// to one of them, or calling a mutating method on it, fails (they are constants), but
@@ -311,7 +285,7 @@ impl ScriptEngine {
     /// through `this` in a script function), a character of a constant string
     /// (`order_id[0] = 'q'`), bits of a constant integer (`amount[20] = true`). Those change
     /// only the copy, never what the rules after it see.
-    pub fn eval_script_within(
+    pub fn eval_script(
         &self,
         scope: &RequestScope,
         ast: &AST,
@@ -467,7 +441,7 @@ impl LowercaseFirst for String {
 /// see: an assignment (`amount = 1`, `payload.x.y = 1`) or a mutating method call
 /// (`order_id.clear()`, `fetched.clear()`) is an error, which the rule's `on_error` handles.
 /// Expressions run on this scope directly, scripts on a copy (see
-/// [`ScriptEngine::eval_script_within`]). Only the engine changes it, to record a fetch
+/// [`ScriptEngine::eval_script`]). Only the engine changes it, to record a fetch
 /// ([`set_fetched`](Self::set_fetched)).
 pub struct RequestScope {
     /// The request variables, in [`REQUEST_VARS`] order, every one read-only and none shared.
@@ -513,7 +487,7 @@ impl RequestScope {
 
     /// Records a fetch result under `fetched[rule]` (read-only, as every request variable)
     /// for later rules; returns `response` for the rule's own `require`
-    /// ([`ScriptEngine::eval_require_within`] makes it a constant there).
+    /// ([`ScriptEngine::eval_bool`] makes it a constant there).
     pub fn set_fetched(&mut self, rule: &str, response: Dynamic) -> Dynamic {
         if self.scope.is_empty() {
             return response;
@@ -678,6 +652,9 @@ fn register_helpers(engine: &mut Engine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The whole time budget: no deadline is near.
+    const FULL: TimeLeft = TimeLeft::Deadline(MAX_RUN_TIME);
     use crate::payload::{parse, Parsed};
     use std::time::Instant;
 
@@ -696,14 +673,14 @@ mod tests {
         let engine = ScriptEngine::new();
         let ast = engine.compile_expression(src, &[]).unwrap();
         let mut scope = RequestScope::new(&request(body), at("2026-12-01T12:30:00+09:00"), true);
-        engine.eval_bool(&mut scope, &ast)
+        engine.eval_bool(&mut scope, &ast, None, FULL)
     }
 
     fn run_script(src: &str) -> Result<ScriptVerdict, ScriptError> {
         let engine = ScriptEngine::new();
         let ast = engine.compile_script(src).unwrap();
         let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
-        engine.eval_script(&scope, &ast)
+        engine.eval_script(&scope, &ast, FULL)
     }
 
     const V1: &str =
@@ -812,7 +789,7 @@ mod tests {
         let ast = engine.compile_script(src).unwrap();
         let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
         let started = Instant::now();
-        let result = engine.eval_script_within(&scope, &ast, TimeLeft::Deadline(time_left));
+        let result = engine.eval_script(&scope, &ast, TimeLeft::Deadline(time_left));
         (result, started.elapsed())
     }
 
@@ -867,7 +844,7 @@ mod tests {
                 RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
             let started = Instant::now();
             let err = engine
-                .eval_bool_within(&mut scope, &ast, TimeLeft::Deadline(Duration::from_secs(1)))
+                .eval_bool(&mut scope, &ast, None, TimeLeft::Deadline(Duration::from_secs(1)))
                 .unwrap_err();
             let took = started.elapsed();
             println!("{src}: {took:?}: {err}");
@@ -1004,12 +981,12 @@ mod tests {
             ),
         ] {
             let ast = engine.compile_script(src).unwrap();
-            let err = engine.eval_script(&scope, &ast).unwrap_err();
+            let err = engine.eval_script(&scope, &ast, FULL).unwrap_err();
             assert!(err.message.to_lowercase().contains(message), "{src}: {err}");
             assert_eq!(request_vars(&scope), before, "{src}");
         }
         let ast = engine.compile_script("\n amount = 1;").unwrap();
-        let err = engine.eval_script(&scope, &ast).unwrap_err();
+        let err = engine.eval_script(&scope, &ast, FULL).unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot modify constant amount (the request variables are read-only; copy one with `let` to work on a copy) (line 2, column 2)"
@@ -1028,7 +1005,7 @@ mod tests {
         ] {
             let ast = engine.compile_script(src).unwrap();
             assert_eq!(
-                engine.eval_script(&scope, &ast),
+                engine.eval_script(&scope, &ast, FULL),
                 Ok(ScriptVerdict::Pass),
                 "{src}"
             );
@@ -1041,7 +1018,7 @@ mod tests {
                 &[],
             )
             .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast), Ok(true));
+        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
     }
 
     #[test]
@@ -1056,7 +1033,7 @@ mod tests {
             "fetched.remove(\"stock\") == ()",
         ] {
             let ast = engine.compile_expression(src, &[]).unwrap();
-            let err = engine.eval_bool(&mut scope, &ast).unwrap_err();
+            let err = engine.eval_bool(&mut scope, &ast, None, FULL).unwrap_err();
             assert!(
                 err.message.contains("cannot be called on constant"),
                 "{src}: {err}"
@@ -1080,7 +1057,7 @@ mod tests {
                 &[],
             )
             .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast), Ok(true));
+        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
         assert!(scope
             .scope
             .iter_raw()
@@ -1090,7 +1067,7 @@ mod tests {
         let ast = engine
             .compile_expression("fetched.len() == 2", &[])
             .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast), Ok(true));
+        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
         // `response` is read-only too.
         let response =
             scope.set_fetched("more", json_to_dynamic(&serde_json::json!({"body": [1]})));
@@ -1098,7 +1075,12 @@ mod tests {
             .compile_expression("response.body.pop() == 1", &["response"])
             .unwrap();
         let err = engine
-            .eval_require_within(&mut scope, &ast, response, TimeLeft::Deadline(MAX_RUN_TIME))
+            .eval_bool(
+                &mut scope,
+                &ast,
+                Some(response),
+                TimeLeft::Deadline(MAX_RUN_TIME),
+            )
             .unwrap_err();
         assert!(
             err.message.contains("cannot be called on constant"),
@@ -1107,7 +1089,7 @@ mod tests {
         let ast = engine
             .compile_expression("fetched.more.body == [1]", &[])
             .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast), Ok(true));
+        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
     }
 
     #[test]
@@ -1116,7 +1098,7 @@ mod tests {
         let ast = engine.compile_script(HEAVY).unwrap();
         let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), false);
         let err = engine
-            .eval_script_within(
+            .eval_script(
                 &scope,
                 &ast,
                 TimeLeft::ShadowCutoff(Duration::from_millis(5)),
@@ -1132,7 +1114,12 @@ mod tests {
         let ast = engine.compile_expression("amount > 1000", &[]).unwrap();
         let mut scope = scope;
         assert_eq!(
-            engine.eval_bool_within(&mut scope, &ast, TimeLeft::ShadowCutoff(Duration::ZERO)),
+            engine.eval_bool(
+                &mut scope,
+                &ast,
+                None,
+                TimeLeft::ShadowCutoff(Duration::ZERO)
+            ),
             Ok(true)
         );
     }

@@ -216,39 +216,22 @@ impl App {
 pub use admin::admin_router;
 
 pub fn public_router(state: AppState) -> Router {
+    let confirm_endpoint = || post(confirm).fallback(wrong_method);
     Router::new()
-        .route(
-            "/confirm",
-            post(confirm_default).fallback(wrong_method_default),
-        )
+        .route("/confirm", confirm_endpoint())
         // Everything under `/confirm/` is ours to answer (404 with a reason for any name that is
         // not a loaded ruleset, `/confirm/` and `/confirm/a/b` included), so it is matched whole
         // and the name read from the raw path: ruleset names are plain ASCII, so a
         // percent-encoded one never names a ruleset and needs no decoding (or a 400 for bad
         // escapes from the framework).
-        .route(
-            "/confirm/",
-            post(confirm_named).fallback(wrong_method_named),
-        )
-        .route(
-            "/confirm/{*ruleset}",
-            post(confirm_named).fallback(wrong_method_named),
-        )
+        .route("/confirm/", confirm_endpoint())
+        .route("/confirm/{*ruleset}", confirm_endpoint())
         .route("/healthz", get(healthz))
         .with_state(state)
 }
 
 // The whole request is taken rather than a `HeaderMap` extractor, which would copy the headers.
-async fn confirm_default(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
-    let (parts, body) = request.into_parts();
-    state.confirm("default", peer, parts.headers, body).await
-}
-
-async fn confirm_named(
+async fn confirm(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
@@ -259,22 +242,15 @@ async fn confirm_named(
         .await
 }
 
-/// The ruleset name of a `/confirm/{ruleset}` path, as written.
+/// The ruleset a confirm path names, as written: `default` for `/confirm`, `{ruleset}` for
+/// `/confirm/{ruleset}`.
 fn ruleset_in(path: &str) -> &str {
-    path.strip_prefix("/confirm/").unwrap_or_default()
+    path.strip_prefix("/confirm/").unwrap_or("default")
 }
 
 // A 405 is an answer of the confirm endpoint like any other: counted, logged and recorded,
 // after the source guard.
-async fn wrong_method_default(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
-    state.method_not_allowed("default", peer, request.headers())
-}
-
-async fn wrong_method_named(
+async fn wrong_method(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,

@@ -150,6 +150,9 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FULL: crate::script::TimeLeft =
+        crate::script::TimeLeft::Deadline(crate::script::MAX_RUN_TIME);
     use crate::payload::{parse, Parsed};
     use crate::script::{RequestScope, ScriptEngine};
 
@@ -233,7 +236,7 @@ mod tests {
                         let native = Native::recognise(&shape).expect(&shape);
                         let ast = engine.compile_expression(&shape, &[]).unwrap();
                         let mut scope = RequestScope::new(&req, now, false);
-                        let rhai = engine.eval_bool(&mut scope, &ast).unwrap();
+                        let rhai = engine.eval_bool(&mut scope, &ast, None, FULL).unwrap();
                         assert_eq!(native.eval(&req), rhai, "{shape} with {var} of {id:?}");
                         checked += 1;
                     }
@@ -265,11 +268,11 @@ mod tests {
             r#"let order_id = "qa-1"; let api = "v2"; true"#,
         ] {
             let ast = engine.compile_script(script).unwrap();
-            let _ = engine.eval_script(&scope, &ast);
+            let _ = engine.eval_script(&scope, &ast, FULL);
             for shape in shapes {
                 let native = Native::recognise(shape).expect(shape);
                 let ast = engine.compile_expression(shape, &[]).unwrap();
-                let rhai = engine.eval_bool(&mut scope, &ast).unwrap();
+                let rhai = engine.eval_bool(&mut scope, &ast, None, FULL).unwrap();
                 assert_eq!(native.eval(&req), rhai, "{shape} after {script}");
             }
         }
