@@ -78,6 +78,21 @@ async fn decide_full(
     evaluate(rules.get("default").unwrap(), &request(body), &ctx).await
 }
 
+/// Evaluates ruleset `default` for the V1 example as if the request had arrived `ago` before
+/// now (reading and verifying it took that long): the deadline counts from arrival.
+async fn decide_arrived(rules: &Rules, upstreams: Arc<dyn Upstreams>, ago: Duration) -> Decision {
+    let scripts = ScriptEngine::new();
+    let original = Original::default();
+    let ctx = Context {
+        scripts: &scripts,
+        upstreams,
+        now: at(NOW),
+        started: tokio::time::Instant::now() - ago,
+        original: &original,
+    };
+    evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await
+}
+
 async fn decide_with(rules: &Rules, body: &str, canned: &Arc<Canned>) -> Decision {
     let original = Original {
         body: Bytes::from(body.to_owned()),
@@ -245,18 +260,9 @@ rules:
 "#,
         &[("scripts/heavy.rhai", HEAVY)],
     );
-    let scripts = ScriptEngine::new();
-    let original = Original::default();
-    let ctx = Context {
-        scripts: &scripts,
-        upstreams: Arc::new(Canned::new()),
-        now: at(NOW),
-        // The request arrived 990 ms ago: 10 ms are left.
-        started: tokio::time::Instant::now() - Duration::from_millis(990),
-        original: &original,
-    };
     let started = std::time::Instant::now();
-    let d = evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await;
+    // The request arrived 990 ms ago: 10 ms are left.
+    let d = decide_arrived(&rules, Arc::new(Canned::new()), Duration::from_millis(990)).await;
     let took = started.elapsed();
     println!("heavy script with 10 ms left answered after {took:?}");
     // An error passes under `on_error: approve`; evaluation goes on to the end.
@@ -708,17 +714,8 @@ rules:
 "#,
         &[("scripts/heavy.rhai", HEAVY)],
     );
-    let scripts = ScriptEngine::new();
-    let original = Original::default();
-    let ctx = Context {
-        scripts: &scripts,
-        upstreams: Arc::new(Canned::new()),
-        now: at(NOW),
-        // The request arrived 490 ms ago: 10 ms are left before the shadow cut-off.
-        started: tokio::time::Instant::now() - Duration::from_millis(490),
-        original: &original,
-    };
-    let d = evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await;
+    // The request arrived 490 ms ago: 10 ms are left before the shadow cut-off.
+    let d = decide_arrived(&rules, Arc::new(Canned::new()), Duration::from_millis(490)).await;
     assert_eq!(summary(&d), APPROVED);
     assert_eq!(outcomes(&d), [("heavy", "error"), ("after", "pass")]);
     let error = error_of(&d, "heavy");

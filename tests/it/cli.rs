@@ -21,6 +21,11 @@ fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `check` on a rules directory.
+fn check(rules: &Rules) -> Output {
+    run(&["check", "--rules", rules.path().to_str().unwrap()], None)
+}
+
 fn shipped_rules() -> String {
     format!("{}/rules", env!("CARGO_MANIFEST_DIR"))
 }
@@ -40,7 +45,7 @@ fn check_accepts_the_shipped_rules() {
 fn check_prints_every_error_with_its_location() {
     let rules = Rules::with("default.yaml", "settings:\n  deadline: 4 sec\nrules:\n  - name: a\n    require: 'order_idd == 1'\n    reason: x\n");
     rules.write("other.yaml", "rules:\n  - name: b\n    amount: { mx: 1 }\n");
-    let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+    let out = check(&rules);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let dir = rules.path().display();
@@ -196,7 +201,7 @@ fn test_refuses_an_invalid_test_file_with_exit_2() {
         stderr.contains("tests/bad.yaml:1:10: unknown ruleset \"nope\", expected one of default"),
         "{stderr}"
     );
-    let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+    let out = check(&rules);
     assert_eq!(out.status.code(), Some(1), "check validates test files too");
 
     // Not UTF-8: located at the first bad byte like any other error.
@@ -236,7 +241,7 @@ fn script_errors_point_into_the_script_file() {
         "scripts/vip.rhai",
         "let limit = 10;\n\nif amount > limit {\n    return \"x\" +;\n}\n",
     );
-    let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+    let out = check(&rules);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let want = format!("{}/scripts/vip.rhai:4:", rules.path().display());
@@ -314,7 +319,7 @@ fn check_refuses_a_ruleset_without_rules() {
         ("settings:\n  deadline: 3s\nrules: []\n", "3:1"),
     ] {
         let rules = Rules::with("default.yaml", yaml);
-        let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+        let out = check(&rules);
         assert_eq!(out.status.code(), Some(1), "{yaml:?}");
         assert_eq!(
             String::from_utf8_lossy(&out.stderr).trim_end(),
@@ -328,7 +333,7 @@ fn check_refuses_a_ruleset_without_rules() {
         "default.yaml",
         "rules:\n  - name: approve-all\n    when: 'true'\n    action: approve\n",
     );
-    let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+    let out = check(&rules);
     assert!(
         out.status.success(),
         "{}",
@@ -347,7 +352,7 @@ fn check_warns_when_no_rule_is_enforced() {
         "default.yaml",
         "rules:\n  - name: trial\n    amount: { max: 100 }\n    mode: shadow\n    reason: x\n  - name: parked\n    require: 'false'\n    mode: off\n    reason: y\n",
     );
-    let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+    let out = check(&rules);
     assert!(
         out.status.success(),
         "{}",
@@ -372,7 +377,7 @@ fn check_refuses_placeholders_in_forward_paths() {
         "default.yaml",
         "upstreams:\n  shop: { url: \"http://127.0.0.1:9\" }\nrules:\n  - name: existing\n    forward: { upstream: shop, path: \"/fwd/{order_id}\" }\n",
     );
-    let out = run(&["check", "--rules", rules.path().to_str().unwrap()], None);
+    let out = check(&rules);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim_end(),
