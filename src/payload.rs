@@ -197,9 +197,9 @@ impl Payload {
         }
     }
 
-    fn raw_json(body: &[u8]) -> Payload {
+    fn raw_json(body: bytes::Bytes) -> Payload {
         Payload {
-            raw: Some(bytes::Bytes::copy_from_slice(body)),
+            raw: Some(body),
             value: OnceLock::new(),
         }
     }
@@ -311,6 +311,23 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), PayloadError
 
 /// Reads a confirm body in any PortOne format.
 pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Parsed, PayloadError> {
+    parse_kept(content_type, body, None)
+}
+
+/// Like [`parse`], for a body the caller already holds as `Bytes` (the server): the request
+/// keeps a reference to it rather than a copy.
+pub fn parse_bytes(
+    content_type: Option<&str>,
+    body: &bytes::Bytes,
+) -> Result<Parsed, PayloadError> {
+    parse_kept(content_type, body, Some(body))
+}
+
+fn parse_kept(
+    content_type: Option<&str>,
+    body: &[u8],
+    kept: Option<&bytes::Bytes>,
+) -> Result<Parsed, PayloadError> {
     let encoding = encoding(content_type)?;
     // A JSON body is tried as JSON first in both cases, so the fast path's answer is the one the
     // full parser would give.
@@ -322,7 +339,9 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Parsed, PayloadE
                 amount: ids.amount,
                 store_id: ids.store_id,
                 api: ids.api,
-                payload: Payload::raw_json(body),
+                payload: Payload::raw_json(
+                    kept.map_or_else(|| bytes::Bytes::copy_from_slice(body), bytes::Bytes::clone),
+                ),
             }));
         }
     }

@@ -353,7 +353,7 @@ impl AppState {
                 return self.refuse(&seen, e.status(), e.to_string());
             }
         };
-        let req = match payload::parse(content_type, &bytes) {
+        let req = match payload::parse_bytes(content_type, &bytes) {
             Ok(Parsed::Confirm(req)) => req,
             Ok(Parsed::Ignored { message_type }) => {
                 tracing::info!(message_type, "webhook type ignored");
