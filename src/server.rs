@@ -2,11 +2,11 @@
 //! admin listener (`/healthz`, `/readyz`, `/metrics`, `/admin/rules`, `/admin/reload`).
 //! Handlers are thin: guard, parse, evaluate, answer.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -51,7 +51,14 @@ pub struct Config {
     /// Watch the rules directory (tests of the admin reload turn it off).
     pub watch: bool,
     pub env: EnvReader,
+    /// A connection that sends no complete request head for this long is closed: slow senders
+    /// and idle keep-alive connections alike (`--idle-timeout`).
+    pub idle_timeout: Duration,
 }
+
+/// Above the idle timeout of common load balancers (AWS ALB and nginx: 60 s), which must close
+/// an idle connection before the proxy does or a request sent on it as it closes fails.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 impl Config {
     /// Defaults for a rules directory: no security options, watching on, the process env.
@@ -67,6 +74,7 @@ impl Config {
             gate: None,
             watch: true,
             env: Arc::new(|name| std::env::var(name).ok()),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -86,6 +94,7 @@ struct Shared {
     trust_forwarded_for: bool,
     admin_token: Option<String>,
     reloader: Reloader,
+    idle_timeout: Duration,
 }
 
 /// A started server: rules loaded, reload loop and watcher running, not yet listening.
@@ -160,6 +169,7 @@ impl App {
                 trust_forwarded_for: config.trust_forwarded_for,
                 admin_token: config.admin_token,
                 reloader,
+                idle_timeout: config.idle_timeout,
             })),
             _watcher: watcher,
         })
@@ -193,18 +203,21 @@ impl App {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let public = axum::serve(
+        let idle = self.state.0.idle_timeout;
+        let public = listen::serve(
             public,
-            public_router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-        let admin = axum::serve(
+            public_router(self.state.clone()),
+            idle,
+            stopped(stop_rx.clone()),
+        );
+        let admin = listen::serve(
             admin,
-            admin_router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx));
+            admin_router(self.state.clone()),
+            idle,
+            stopped(stop_rx),
+        );
         let upkeep = self.state.0.metrics.spawn_upkeep();
-        let (a, b) = tokio::join!(public.into_future(), admin.into_future());
+        let (a, b) = tokio::join!(public, admin);
         upkeep.abort();
         if let Some(log) = &self.state.0.decision_log {
             log.shutdown().await;
@@ -527,3 +540,4 @@ async fn healthz() -> impl IntoResponse {
 }
 
 mod admin;
+mod listen;

@@ -82,6 +82,17 @@ pub struct ServeArgs {
     /// Refuse a reload (and start-up) whose rule tests in rules/tests/ fail, like an invalid file.
     #[arg(long, env = "CONFIRM_PROXY_TEST_ON_RELOAD")]
     pub test_on_reload: bool,
+    /// Close a connection that sends no complete request head for this long: idle keep-alive
+    /// connections and clients that send slowly. Keep it above the load balancer's own idle
+    /// timeout.
+    #[arg(
+        long,
+        env = "CONFIRM_PROXY_IDLE_TIMEOUT",
+        default_value = "75s",
+        value_name = "DURATION",
+        value_parser = crate::rules::parse_duration
+    )]
+    pub idle_timeout: std::time::Duration,
     /// Log format on stderr.
     #[arg(long, env = "CONFIRM_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -178,6 +189,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     config.decision_log = args.decision_log;
     config.decision_log_approvals = args.decision_log_approvals;
     config.env = Arc::new(super::process_env);
+    config.idle_timeout = args.idle_timeout;
     if args.test_on_reload {
         // The gate has its own engine: it runs on the reload thread, never on a request.
         let scripts = Arc::new(crate::script::ScriptEngine::new());

@@ -360,3 +360,103 @@ async fn a_body_that_does_not_arrive_within_the_deadline_is_refused_in_time() {
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
     server.stop().await;
 }
+
+/// A raw connection to the public listener of a proxy whose idle timeout is `idle`.
+async fn server_with_idle_timeout(idle: std::time::Duration) -> (Server, Rules) {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: any\n    amount: { min: 1 }\n    reason: r\n",
+    );
+    let mut config = confirm_proxy::server::Config::new(rules.path().to_owned());
+    config.idle_timeout = idle;
+    (Server::start_with(config).await, rules)
+}
+
+/// Reads until the peer closes; how long that took. Panics after 5 s.
+async fn closed_after(stream: &mut tokio::net::TcpStream) -> (Vec<u8>, std::time::Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut seen),
+    )
+    .await
+    .expect("the proxy closes the connection")
+    .unwrap();
+    (seen, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_request_head_that_never_completes_is_cut_off_at_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let idle = std::time::Duration::from_millis(300);
+    let (server, _rules) = server_with_idle_timeout(idle).await;
+    let mut slow = tokio::net::TcpStream::connect(server.public).await.unwrap();
+    slow.write_all(b"POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-")
+        .await
+        .unwrap();
+    let (_, took) = closed_after(&mut slow).await;
+    assert!(
+        took >= idle - std::time::Duration::from_millis(50),
+        "closed after {took:?}"
+    );
+    // Other clients are served meanwhile and afterwards.
+    let a = server.confirm_json("/confirm", &v1("order-1", 1000)).await;
+    assert_eq!(a.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout_and_one_in_use_is_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idle = std::time::Duration::from_millis(400);
+    let (server, _rules) = server_with_idle_timeout(idle).await;
+    let body = v1("order-1", 1000);
+    let request = format!(
+        "POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(server.public).await.unwrap();
+    // Three requests 200 ms apart: each one well inside the timeout, together longer than it.
+    for _ in 0..3 {
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = conn.read(&mut answer).await.unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (rest, took) = closed_after(&mut conn).await;
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert!(
+        took >= std::time::Duration::from_millis(100),
+        "closed after {took:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, _rules) = server_with_idle_timeout(std::time::Duration::from_secs(60)).await;
+    let body = v1("order-1", 1000);
+    let mut conn = tokio::net::TcpStream::connect(server.public).await.unwrap();
+    conn.write_all(
+        format!(
+            "POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = conn.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    tokio::time::timeout(std::time::Duration::from_secs(5), server.stop())
+        .await
+        .expect("stopped without waiting a minute for the idle connection");
+    let (rest, _) = closed_after(&mut conn).await;
+    assert!(rest.is_empty());
+}

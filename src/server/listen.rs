@@ -1,0 +1,81 @@
+//! The accept loop of both listeners. axum's own `serve` runs hyper without a timer, so a client
+//! that connects and then sends its request head slowly, or nothing at all, holds a connection
+//! (and a file descriptor) for ever: enough of them and PortOne's next confirm request cannot
+//! connect, which fails the payment. Here every connection has a head timeout, which in hyper
+//! also ends keep-alive connections left idle that long.
+
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// Serves `router` on `listener` until `stop` resolves; then stops accepting, lets every request
+/// in flight finish (idle keep-alive connections close at once) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    idle_timeout: Duration,
+    stop: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout);
+    let connections = GracefulShutdown::new();
+    let mut stop = pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        // Answers are one small write each; Nagle would hold the next one back for an ACK.
+        let _ = stream.set_nodelay(true);
+        let service = router.clone().map_request(move |req: Request<Incoming>| {
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = connections.watch(conn);
+        tokio::spawn(async move {
+            // A client that goes away or times out is its own business, not an error of ours.
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// A peer that reset its connection before it was accepted is nothing; anything else (most
+/// likely out of file descriptors) is logged, and accepting pauses so that connections can
+/// close instead of the loop spinning on the same error.
+async fn accept_failed(e: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!("cannot accept a connection: {e}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
