@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 use crate::decision::{Decision, Outcome, RuleTrace, ShadowOutcome, UpstreamAnswer};
 use crate::payload::ConfirmRequest;
 use crate::rules::{
-    BodyTemplate, Check, Expr, Fetch, Health, HttpMethod, Mode, OnError, Rule, Ruleset,
+    BodyTemplate, Check, Expr, Fetch, Health, HttpMethod, Mode, OnError, Rule, Ruleset, Settings,
 };
 use crate::script::{self, RequestScope, ScriptEngine, ScriptVerdict, TimeLeft};
 use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse, Upstreams};
@@ -83,9 +83,17 @@ enum Verdict {
     Error(String),
 }
 
+/// When the answer to a request that arrived at `started` must be ready: the ruleset's
+/// deadline less a margin of 2% (at most 10 ms), so that the answer, written after the
+/// decision, leaves before the deadline rather than a timer tick after it.
+pub fn answer_by(settings: &Settings, started: tokio::time::Instant) -> tokio::time::Instant {
+    let margin = (settings.deadline / 50).min(std::time::Duration::from_millis(10));
+    started + settings.deadline - margin
+}
+
 /// Evaluates `ruleset` for `req`. Always returns within the ruleset's deadline.
 pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>) -> Decision {
-    let deadline = ctx.started + ruleset.settings.deadline;
+    let deadline = answer_by(&ruleset.settings, ctx.started);
     let mut run = Run {
         ruleset,
         req,
@@ -97,49 +105,11 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         current: None,
         answer: None,
     };
-    let decided = tokio::time::timeout_at(deadline, run.rules()).await;
-    let mut decision = match decided {
-        Ok(d) => d,
-        Err(_) => {
-            // Whatever was in flight (an upstream call, a prefetch) is dropped and cancelled.
-            let rule = run
-                .current
-                .take()
-                .map(|(i, started)| (&ruleset.rules[i], started));
-            if let Some((rule, started)) = rule {
-                run.trace.push(RuleTrace {
-                    rule: rule.name.clone(),
-                    outcome: Outcome::Error,
-                    ms: millis(started.elapsed()),
-                    reason: None,
-                    upstream: None,
-                    error: Some(format!(
-                        "deadline of {:?} exceeded",
-                        ruleset.settings.deadline
-                    )),
-                });
-                // Shadow rules end by the shadow cut-off, before the deadline; should one
-                // still be running, it is not the deciding rule either.
-                if rule.mode == Mode::Shadow {
-                    run.shadow.push(ShadowOutcome {
-                        rule: rule.name.clone(),
-                        outcome: Outcome::Error,
-                        reason: None,
-                    });
-                }
-            }
-            let name = rule
-                .filter(|(rule, _)| rule.mode != Mode::Shadow)
-                .map(|(rule, _)| rule.name.clone());
-            match ruleset.settings.on_error {
-                OnError::Approve => Decision::approve(name),
-                OnError::Reject => Decision::reject(
-                    ruleset.settings.reject_status,
-                    ruleset.settings.error_reason.clone(),
-                    name,
-                ),
-            }
-        }
+    // Waiting for an upstream, the timer ends the evaluation; Rhai runs without yielding, so
+    // between rules and after a failed check the evaluation looks at the clock itself (`None`).
+    let mut decision = match tokio::time::timeout_at(deadline, run.rules()).await {
+        Ok(Some(d)) => d,
+        Ok(None) | Err(_) => run.timed_out(),
     };
     decision.trace = run.trace;
     decision.shadow = run.shadow;
@@ -177,7 +147,9 @@ impl Drop for Prefetches {
 }
 
 impl Run<'_, '_> {
-    async fn rules(&mut self) -> Decision {
+    /// The decision, or `None` when the deadline passed first (then [`Self::timed_out`]
+    /// decides, with `current` naming the rule it caught).
+    async fn rules(&mut self) -> Option<Decision> {
         let settings = &self.ruleset.settings;
         let mut prefetches = self.start_prefetches();
         let mut scope = if self.ruleset.uses_rhai {
@@ -192,6 +164,9 @@ impl Run<'_, '_> {
                 continue;
             }
             self.current = Some((i, started));
+            if tokio::time::Instant::now() >= self.deadline {
+                return None;
+            }
             let verdict = match self.guard(rule, &mut scope) {
                 Ok(true) => {
                     // The handle stays in `prefetches` so a deadline cancels the call being
@@ -214,7 +189,7 @@ impl Run<'_, '_> {
                 Verdict::Approve if shadow => self.record(rule, Outcome::Pass, started, None, None),
                 Verdict::Approve => {
                     self.record(rule, Outcome::Approve, started, None, None);
-                    return Decision::approve(Some(rule.name.clone()));
+                    return Some(Decision::approve(Some(rule.name.clone())));
                 }
                 Verdict::Refuse(reason) if shadow => {
                     self.shadow.push(ShadowOutcome {
@@ -226,11 +201,11 @@ impl Run<'_, '_> {
                 }
                 Verdict::Refuse(reason) => {
                     self.record(rule, Outcome::Reject, started, Some(reason.clone()), None);
-                    return Decision::reject(
+                    return Some(Decision::reject(
                         settings.reject_status,
                         reason,
                         Some(rule.name.clone()),
-                    );
+                    ));
                 }
                 Verdict::Error(cause) => {
                     tracing::warn!(ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
@@ -242,18 +217,70 @@ impl Run<'_, '_> {
                             outcome: Outcome::Error,
                             reason: None,
                         });
+                    } else if tokio::time::Instant::now() >= self.deadline {
+                        // A check stopped by the deadline (Rhai given no time left) is the
+                        // deadline's business, not the rule's own `on_error`.
+                        return Some(self.past_deadline(Some(rule)));
                     } else if rule.on_error.unwrap_or(settings.on_error) == OnError::Reject {
-                        return Decision::reject(
+                        return Some(Decision::reject(
                             settings.reject_status,
                             settings.error_reason.clone(),
                             Some(rule.name.clone()),
-                        );
+                        ));
                     }
                     ended
                 }
             };
         }
-        Decision::approve(None)
+        Some(Decision::approve(None))
+    }
+
+    /// The deadline passed while `current` was being evaluated (or about to be): it is traced
+    /// as an error, whatever was in flight (an upstream call, a prefetch) is dropped and
+    /// cancelled, and the ruleset's `on_error` decides.
+    fn timed_out(&mut self) -> Decision {
+        let rule = self
+            .current
+            .take()
+            .map(|(i, started)| (&self.ruleset.rules[i], started));
+        if let Some((rule, started)) = rule {
+            self.trace.push(RuleTrace {
+                rule: rule.name.clone(),
+                outcome: Outcome::Error,
+                ms: millis(started.elapsed()),
+                reason: None,
+                upstream: None,
+                error: Some(format!(
+                    "deadline of {:?} exceeded",
+                    self.ruleset.settings.deadline
+                )),
+            });
+            // Shadow rules end by the shadow cut-off, before the deadline; should one still
+            // be running, it is not the deciding rule either.
+            if rule.mode == Mode::Shadow {
+                self.shadow.push(ShadowOutcome {
+                    rule: rule.name.clone(),
+                    outcome: Outcome::Error,
+                    reason: None,
+                });
+            }
+        }
+        self.past_deadline(rule.map(|(rule, _)| rule))
+    }
+
+    /// The ruleset's `on_error` decision once the deadline has passed, naming `rule` unless it
+    /// is a shadow rule.
+    fn past_deadline(&self, rule: Option<&Rule>) -> Decision {
+        let settings = &self.ruleset.settings;
+        let name = rule
+            .filter(|rule| rule.mode != Mode::Shadow)
+            .map(|rule| rule.name.clone());
+        match settings.on_error {
+            OnError::Approve => Decision::approve(name),
+            OnError::Reject => {
+                Decision::reject(settings.reject_status, settings.error_reason.clone(), name)
+            }
+        }
     }
 
     /// Traces one rule; returns when it ended.

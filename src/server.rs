@@ -328,29 +328,31 @@ impl AppState {
         };
         // The deadline covers a body sent slowly too; what has not arrived cannot be checked.
         let read = axum::body::to_bytes(body, MAX_BODY);
-        let bytes = match tokio::time::timeout_at(seen.started + set.settings.deadline, read).await
-        {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) if too_large(&e) => {
-                return self.refuse(
-                    &seen,
-                    413,
-                    format!("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024),
-                )
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "request body could not be read");
-                return self.refuse(&seen, 400, "요청 본문을 읽지 못했습니다".into());
-            }
-            Err(_) => {
-                tracing::warn!("request body not received within the deadline");
-                return self.refuse(
-                    &seen,
-                    408,
-                    "요청 본문을 제한 시간 안에 받지 못했습니다".into(),
-                );
-            }
-        };
+        let bytes =
+            match tokio::time::timeout_at(engine::answer_by(&set.settings, seen.started), read)
+                .await
+            {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(e)) if too_large(&e) => {
+                    return self.refuse(
+                        &seen,
+                        413,
+                        format!("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024),
+                    )
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "request body could not be read");
+                    return self.refuse(&seen, 400, "요청 본문을 읽지 못했습니다".into());
+                }
+                Err(_) => {
+                    tracing::warn!("request body not received within the deadline");
+                    return self.refuse(
+                        &seen,
+                        408,
+                        "요청 본문을 제한 시간 안에 받지 못했습니다".into(),
+                    );
+                }
+            };
         if let Some(verifier) = &s.verifier {
             if let Err(e) = verifier.verify(&headers, &bytes, unix_now()) {
                 tracing::warn!(error = %e, "webhook signature refused");

@@ -261,8 +261,9 @@ rules:
         &[("scripts/heavy.rhai", HEAVY)],
     );
     let started = std::time::Instant::now();
-    // The request arrived 990 ms ago: 10 ms are left.
-    let d = decide_arrived(&rules, Arc::new(Canned::new()), Duration::from_millis(990)).await;
+    // The request arrived 980 ms ago: 10 ms are left before the answer is due (10 ms before
+    // the deadline).
+    let d = decide_arrived(&rules, Arc::new(Canned::new()), Duration::from_millis(980)).await;
     let took = started.elapsed();
     println!("heavy script with 10 ms left answered after {took:?}");
     // An error passes under `on_error: approve`; evaluation goes on to the end.
@@ -730,3 +731,58 @@ rules:
 
 mod local;
 mod upstreams;
+
+// ---- the deadline between rules (audit: 40 slow script rules answered after the deadline) ----
+
+/// Each evaluation runs up to its own 50 ms limit: 40 of them take 2 s.
+const SLOW_SCRIPTS: usize = 40;
+
+fn slow_script_rules(rule_on_error: &str, mode: &str) -> String {
+    let mut yaml = String::from(
+        "settings: { deadline: 300ms, on_error: reject, error_reason: DEADLINE }\nrules:\n",
+    );
+    for i in 0..SLOW_SCRIPTS {
+        yaml.push_str(&format!(
+            "  - {{ name: s{i}, script: scripts/heavy.rhai, on_error: {rule_on_error}, mode: {mode}, reason: x }}\n"
+        ));
+    }
+    yaml.push_str("  - { name: last, require: 'order_id != \"final\"', reason: FINAL }\n");
+    yaml
+}
+
+#[tokio::test]
+async fn rules_reached_after_the_deadline_are_not_evaluated_and_the_ruleset_decides() {
+    let (_dir, rules) = ruleset_with(
+        &slow_script_rules("approve", "enforce"),
+        &[("scripts/heavy.rhai", HEAVY)],
+    );
+    let started = std::time::Instant::now();
+    let d = decide(&rules, &v1("final", "50000")).await;
+    let took = started.elapsed();
+    println!("{SLOW_SCRIPTS} slow scripts, 300 ms deadline: answered after {took:?}");
+    // A rule's `on_error: approve` lets a failed check pass, but a check stopped by the
+    // deadline is the deadline's: the ruleset's on_error refuses, and `last` is never reached.
+    assert_eq!(d.decision, crate::decision::Verdict::Reject);
+    assert_eq!(d.reason.as_deref(), Some("DEADLINE"));
+    assert!(d.trace.iter().all(|t| &*t.rule != "last"), "{:?}", d.trace);
+    assert!(d.trace.len() < SLOW_SCRIPTS, "{:?}", d.trace);
+    // Generous for debug builds on a busy machine; without the check it took 2 s.
+    assert!(took < Duration::from_millis(1000), "took {took:?}");
+}
+
+#[tokio::test]
+async fn slow_shadow_rules_cannot_carry_the_answer_past_the_deadline() {
+    let (_dir, rules) = ruleset_with(
+        &slow_script_rules("approve", "shadow"),
+        &[("scripts/heavy.rhai", HEAVY)],
+    );
+    let started = std::time::Instant::now();
+    let d = decide(&rules, &v1("order-1", "50000")).await;
+    let took = started.elapsed();
+    println!("{SLOW_SCRIPTS} slow shadow scripts, 300 ms deadline: answered after {took:?}");
+    // Shadow rules stop at half the deadline; what is left of their Rhai is next to nothing,
+    // so `last` runs in time and approves.
+    assert_eq!(d.decision, crate::decision::Verdict::Approve);
+    assert_eq!(d.trace.last().map(|t| &*t.rule), Some("last"));
+    assert!(took < Duration::from_millis(1000), "took {took:?}");
+}
