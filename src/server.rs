@@ -204,17 +204,27 @@ impl App {
             let _ = rx.wait_for(|s| *s).await;
         };
         let idle = self.state.0.idle_timeout;
+        let grace = || {
+            let store = self.state.0.store.clone();
+            move || {
+                let rules = store.current();
+                let longest = rules.rulesets.values().map(|rs| rs.settings.deadline).max();
+                longest.unwrap_or_default() + Duration::from_secs(1)
+            }
+        };
         let public = listen::serve(
             public,
             public_router(self.state.clone()),
             idle,
             stopped(stop_rx.clone()),
+            grace(),
         );
         let admin = listen::serve(
             admin,
             admin_router(self.state.clone()),
             idle,
             stopped(stop_rx),
+            grace(),
         );
         let upkeep = self.state.0.metrics.spawn_upkeep();
         let (a, b) = tokio::join!(public, admin);
@@ -326,6 +336,19 @@ impl AppState {
         let Some(set) = seen.ruleset.clone() else {
             return self.refuse(&seen, 404, "알 수 없는 결제 확인 경로입니다".into());
         };
+        let too_large = || {
+            let reason = format!("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024);
+            self.refuse(&seen, 413, reason)
+        };
+        // A body announced as too large is refused before any of it is read (and before an
+        // `Expect: 100-continue` client is told to send it).
+        let announced = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > MAX_BODY as u64) {
+            return too_large();
+        }
         // The deadline covers a body sent slowly too; what has not arrived cannot be checked.
         let read = axum::body::to_bytes(body, MAX_BODY);
         let bytes =
@@ -333,13 +356,7 @@ impl AppState {
                 .await
             {
                 Ok(Ok(bytes)) => bytes,
-                Ok(Err(e)) if too_large(&e) => {
-                    return self.refuse(
-                        &seen,
-                        413,
-                        format!("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024),
-                    )
-                }
+                Ok(Err(e)) if over_limit(&e) => return too_large(),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "request body could not be read");
                     return self.refuse(&seen, 400, "요청 본문을 읽지 못했습니다".into());
@@ -499,7 +516,7 @@ fn forwarded_addr(entry: &str) -> Option<IpAddr> {
 }
 
 /// Whether reading the body failed because it is over [`MAX_BODY`].
-fn too_large(e: &axum::Error) -> bool {
+fn over_limit(e: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if err.is::<http_body_util::LengthLimitError>() {

@@ -21,12 +21,16 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 /// Serves `router` on `listener` until `stop` resolves; then stops accepting, lets every request
-/// in flight finish (idle keep-alive connections close at once) and returns.
+/// in flight finish (idle keep-alive connections close at once) and returns. It waits at most
+/// `grace()`, read at that moment: every request is answered within its deadline, so what is
+/// still open after the longest one is a client that never finished sending a request, which
+/// must not hold up the exit (and the decision log's last lines) until its idle timeout.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     idle_timeout: Duration,
     stop: impl Future<Output = ()>,
+    grace: impl FnOnce() -> Duration,
 ) -> io::Result<()> {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -61,7 +65,15 @@ pub async fn serve(
         });
     }
     drop(listener);
-    connections.shutdown().await;
+    let grace = grace();
+    if tokio::time::timeout(grace, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            "stopped waiting after {grace:?} for connections that never sent a whole request"
+        );
+    }
     Ok(())
 }
 

@@ -365,7 +365,7 @@ async fn a_body_that_does_not_arrive_within_the_deadline_is_refused_in_time() {
 async fn server_with_idle_timeout(idle: std::time::Duration) -> (Server, Rules) {
     let rules = Rules::with(
         "default.yaml",
-        "rules:\n  - name: any\n    amount: { min: 1 }\n    reason: r\n",
+        "settings: { deadline: 500ms }\nrules:\n  - name: any\n    amount: { min: 1 }\n    reason: r\n",
     );
     let mut config = confirm_proxy::server::Config::new(rules.path().to_owned());
     config.idle_timeout = idle;
@@ -459,4 +459,51 @@ async fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
         .expect("stopped without waiting a minute for the idle connection");
     let (rest, _) = closed_after(&mut conn).await;
     assert!(rest.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_announced_over_64_kib_is_refused_before_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A 10 s deadline: a 413 that waited for the body would come far too late for the test.
+    let rules = Rules::with(
+        "default.yaml",
+        "settings: { deadline: 10s }\nrules:\n  - name: any\n    amount: { min: 1 }\n    reason: r\n",
+    );
+    let server = Server::start(rules.path()).await;
+    for expect in ["", "expect: 100-continue\r\n"] {
+        let mut stream = tokio::net::TcpStream::connect(server.public).await.unwrap();
+        stream
+            .write_all(format!("POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n{expect}\r\n{{\"imp").as_bytes())
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+            .await
+            .expect("answered without waiting for the body")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]);
+        assert!(text.starts_with("HTTP/1.1 413"), "{expect}: {text}");
+        assert!(text.contains("x-confirm-decision-id"), "{text}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_client_that_never_finishes_its_request() {
+    use tokio::io::AsyncWriteExt;
+    // Deadline 500 ms: shutdown waits that long plus 1 s at most, not the 60 s.
+    let (server, _rules) = server_with_idle_timeout(std::time::Duration::from_secs(60)).await;
+    let mut slow = tokio::net::TcpStream::connect(server.public).await.unwrap();
+    slow.write_all(b"POST /confirm HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // Let the proxy read what was sent.
+    let a = server.confirm_json("/confirm", &v1("order-1", 1000)).await;
+    assert_eq!(a.status, 200);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(20), server.stop())
+        .await
+        .expect("stopped without waiting for the idle timeout");
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
 }
