@@ -380,13 +380,10 @@ impl Run<'_, '_> {
                 .rules
                 .iter()
                 .map(|rule| match &rule.check {
-                    Check::Fetch(f) if is_prefetch(rule) => {
-                        let call = self
-                            .ctx
-                            .upstreams
-                            .call(f.upstream.clone(), self.fetch_call(f));
-                        Some(tokio::spawn(call))
-                    }
+                    // A call that cannot be made is an error when its rule is reached.
+                    Check::Fetch(f) if is_prefetch(rule) => self.fetch_call(f).ok().map(|call| {
+                        tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call))
+                    }),
                     _ => None,
                 })
                 .collect(),
@@ -455,10 +452,10 @@ impl Run<'_, '_> {
                     },
                     None if self.past_shadow_cutoff(rule) => return (self.cut_off(), None),
                     None => {
-                        let call = self
-                            .ctx
-                            .upstreams
-                            .call(f.upstream.clone(), self.fetch_call(f));
+                        let call = match self.fetch_call(f) {
+                            Ok(call) => self.ctx.upstreams.call(f.upstream.clone(), call),
+                            Err(e) => return (Verdict::Error(e), None),
+                        };
                         match self.wait(rule, call).await {
                             Some(result) => result,
                             None => return (self.cut_off(), None),
@@ -534,11 +531,26 @@ impl Run<'_, '_> {
         }
     }
 
-    fn fetch_call(&self, f: &Fetch) -> HttpCall {
+    /// The call a fetch rule makes for this request, or why it cannot be made.
+    fn fetch_call(&self, f: &Fetch) -> Result<HttpCall, String> {
         let req = self.req;
         let mut path_and_query = f.path.render_escaped(req, None, |s| {
             Cow::Owned(utf8_percent_encode(s, PATH_SEGMENT).to_string())
         });
+        // A `.` or `..` segment would be resolved by the URL parser, so an order id of ".."
+        // would choose another endpoint at the merchant; escaping cannot help, as `%2e%2e` is a
+        // dot segment too.
+        if let Some(segment) = path_and_query
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .split('/')
+            .find(|s| is_dot_segment(s))
+        {
+            return Err(format!(
+                "fetch path \"{path_and_query}\" has the segment \"{segment}\", which would leave the path the rule names; not sent"
+            ));
+        }
         if !f.query.is_empty() {
             let pairs: Vec<(&str, String)> = f
                 .query
@@ -572,13 +584,30 @@ impl Run<'_, '_> {
             HttpMethod::POST => http::Method::POST,
             HttpMethod::PUT => http::Method::PUT,
         };
-        HttpCall {
+        Ok(HttpCall {
             method,
             path_and_query,
             headers,
             body,
-        }
+        })
     }
+}
+
+/// `.` or `..`, also percent-encoded, which URL parsers resolve (WHATWG URL, RFC 3986 §5.2.4).
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while let Some(&first) = rest.first() {
+        rest = if first == b'.' {
+            &rest[1..]
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            &rest[3..]
+        } else {
+            return false;
+        };
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 fn render_body(b: &BodyTemplate, req: &ConfirmRequest) -> Value {
