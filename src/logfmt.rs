@@ -154,8 +154,7 @@ impl Fields<'_, '_> {
 
 impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        // The message is prose for people; it is the one value never quoted.
-        self.field(field, value, field.name() == "message");
+        self.field(field, value, bare_message(field, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -168,7 +167,7 @@ impl Visit for Fields<'_, '_> {
                 self.result = Err(fmt::Error);
                 return;
             }
-            self.field(field, buf, field.name() == "message");
+            self.field(field, buf, bare_message(field, buf));
         });
     }
 
@@ -190,6 +189,12 @@ impl Visit for Fields<'_, '_> {
             None => self.field(field, ryu::Buffer::new().format(value), true),
         }
     }
+}
+
+/// The message is prose for people, the one value left unquoted, unless it spans lines (a
+/// reload error listing failed rule tests): one event stays one line for log collectors.
+fn bare_message(field: &Field, value: &str) -> bool {
+    field.name() == "message" && !value.bytes().any(|b| b < b' ' || b == 0x7f)
 }
 
 /// Whether a value must be quoted to stay one field on one line.
@@ -302,6 +307,7 @@ mod tests {
         let text = render(|| {
             tracing::warn!("rules kept: {}", "x.yaml:3:1: expected a map");
             tracing::error!(path = "/tmp/a b", "cannot open");
+            tracing::error!("rules not reloaded: {}", "tests/a.yaml: 1 failed\n  case x");
         });
         let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
         assert_eq!(
@@ -309,6 +315,7 @@ mod tests {
             [
                 " WARN confirm_proxy::logfmt::tests: rules kept: x.yaml:3:1: expected a map",
                 "ERROR confirm_proxy::logfmt::tests: cannot open path=\"/tmp/a b\"",
+                "ERROR confirm_proxy::logfmt::tests: \"rules not reloaded: tests/a.yaml: 1 failed\\n  case x\"",
             ]
         );
     }

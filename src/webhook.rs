@@ -110,7 +110,11 @@ impl Verifier {
         body: &[u8],
         now_unix: i64,
     ) -> Result<(), VerifyError> {
-        let msg_id = header(headers, ID_HEADER)?;
+        // An empty id counts as missing, as in the reference implementations: the id is what
+        // tells a retry from a replay.
+        let msg_id = Some(header(headers, ID_HEADER)?)
+            .filter(|id| !id.is_empty())
+            .ok_or(VerifyError::MissingHeader(ID_HEADER))?;
         let raw_timestamp = header(headers, TIMESTAMP_HEADER)?;
         let signatures = header(headers, SIGNATURE_HEADER)?;
 
@@ -349,6 +353,18 @@ mod tests {
                 Err(VerifyError::MissingHeader(missing))
             );
         }
+    }
+
+    #[test]
+    fn an_empty_header_counts_as_missing() {
+        let key = secret(SECRET_A);
+        let verifier = Verifier::new(vec![key.clone()]);
+        // Signed over an empty id, so only the emptiness can refuse it.
+        let request = signed_headers(&key, "", TS, BODY);
+        assert_eq!(
+            verifier.verify(&request, BODY, TS),
+            Err(VerifyError::MissingHeader(ID_HEADER))
+        );
     }
 
     #[test]
@@ -596,7 +612,7 @@ mod tests {
 
         #[test]
         fn signed_requests_always_verify(
-            id in "[!-~]{0,40}",
+            id in "[!-~]{1,40}",
             ts in 0..=i64::MAX,
             body in any::<Vec<u8>>(),
         ) {

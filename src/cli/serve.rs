@@ -129,7 +129,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
 /// how many is said at exit.
 fn init_tracing(format: LogFormat) -> std::io::Result<LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // notify reports routine inotify bookkeeping (a watch gone with a swapped `..data`
+        // directory) at info; only its warnings concern an operator.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,notify=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let spool = Spool::start("log-writer", 16 << 20, spool::Stderr)?;
     let builder = tracing_subscriber::fmt()

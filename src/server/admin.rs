@@ -23,6 +23,14 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
 impl AppState {
     /// With `--admin-token`, `/admin/*` needs `Authorization: Bearer <token>`.
     fn authorized(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
@@ -32,7 +40,7 @@ impl AppState {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
         if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             Ok(())

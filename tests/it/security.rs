@@ -256,6 +256,22 @@ async fn admin_token_guards_admin_endpoints() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
+    // The scheme is case-insensitive; the token is not.
+    for (authorization, status) in [
+        ("bearer t0ken", 200),
+        ("BEARER t0ken", 200),
+        ("Bearer T0KEN", 401),
+        ("Basic t0ken", 401),
+        ("t0ken", 401),
+    ] {
+        let a = client()
+            .get(server.admin_url("/admin/rules"))
+            .header("authorization", authorization)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(a.status(), status, "{authorization}");
+    }
     server.stop().await;
 }
 

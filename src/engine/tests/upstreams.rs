@@ -159,16 +159,26 @@ async fn an_id_that_would_leave_the_fetch_path_is_an_error_and_nothing_is_sent()
         let canned = shop("GET /api", answer(200, json!({})));
         let d = decide_with(&rules, &v1(order_id, "50000"), &canned).await;
         assert_eq!(summary(&d), failed("stock"), "{order_id}");
-        assert!(canned.calls().is_empty(), "{order_id}: {:?}", canned.calls());
+        assert!(
+            canned.calls().is_empty(),
+            "{order_id}: {:?}",
+            canned.calls()
+        );
         let error = error_of(&d, "stock");
-        assert!(error.contains("would leave the path"), "{order_id}: {error}");
+        assert!(
+            error.contains("would leave the path"),
+            "{order_id}: {error}"
+        );
     }
     // Dots inside a segment are just characters (and `%` in an id is escaped as `%25`).
     let escaped = shop("GET /api/stock/%252e%252e", answer(200, json!({})));
     let d = decide_with(&rules, &v1("%2e%2e", "50000"), &escaped).await;
     assert_eq!(summary(&d), APPROVED);
     for order_id in ["...", "a..b", ".x"] {
-        let canned = shop(&format!("GET /api/stock/{order_id}"), answer(200, json!({})));
+        let canned = shop(
+            &format!("GET /api/stock/{order_id}"),
+            answer(200, json!({})),
+        );
         let d = decide_with(&rules, &v1(order_id, "50000"), &canned).await;
         assert_eq!(summary(&d), APPROVED, "{order_id}");
     }
