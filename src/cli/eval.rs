@@ -104,15 +104,20 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn read_body(file: Option<&PathBuf>) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
+/// The body, or what could not be read, naming the file (or stdin).
+fn read_body(file: Option<&PathBuf>) -> Result<Vec<u8>, String> {
     match file {
-        Some(p) if p.as_os_str() != "-" => body = std::fs::read(p)?,
+        Some(p) if p.as_os_str() != "-" => {
+            std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+        }
         _ => {
-            std::io::stdin().read_to_end(&mut body)?;
+            let mut body = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .map_err(|e| format!("stdin: {e}"))?;
+            Ok(body)
         }
     }
-    Ok(body)
 }
 
 /// `healthy` rules need a probe result; give the probes one round before evaluating.
@@ -134,4 +139,16 @@ async fn wait_for_health(rules: &crate::rules::Rules) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_body_file_is_named() {
+        let missing = PathBuf::from("/nonexistent/request.json");
+        let e = read_body(Some(&missing)).unwrap_err();
+        assert!(e.starts_with("/nonexistent/request.json: "), "{e}");
+    }
 }
