@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::payload::ConfirmRequest;
 
 pub mod native;
+mod numbers;
 
 /// Sandbox limits. An operation is roughly one expression node; 200k of them run in a few
 /// milliseconds, far more than a rule needs and far less than PortOne's timeout. Operations
@@ -233,6 +234,8 @@ impl ScriptEngine {
         engine.on_print(|s| tracing::info!(target: "confirm_proxy::script", "{s}"));
         engine.on_debug(|s, _, pos| tracing::debug!(target: "confirm_proxy::script", %pos, "{s}"));
         register_helpers(&mut engine);
+        // `amount < 2000.0` with a fractional amount (a Decimal): exact, not an error.
+        numbers::register(&mut engine);
         ScriptEngine { engine }
     }
 

@@ -183,6 +183,54 @@ rules:
     }
 }
 
+/// A fractional amount is a Decimal, a float literal an f64: the rule decides, on both sides
+/// of the limit, instead of failing to `on_error` (which, with `approve`, let everything
+/// through).
+#[tokio::test]
+async fn require_compares_fractional_amounts_with_float_literals() {
+    for on_error in ["reject", "approve"] {
+        let (_dir, rules) = ruleset(&format!(
+            r#"
+settings: {{ on_error: {on_error} }}
+rules:
+  - {{ name: limit, require: 'amount < 2000.0', reason: "over 2000: {{amount}}" }}
+"#
+        ));
+        for (amount, expected) in [
+            ("2500.5", refused("over 2000: 2500.5", "limit")),
+            ("2500", refused("over 2000: 2500", "limit")),
+            ("2000.0", refused("over 2000: 2000.0", "limit")),
+            ("1500.5", APPROVED),
+            ("1999.99", APPROVED),
+            ("1500", APPROVED),
+        ] {
+            let d = decide(&rules, &v1("order-1", amount)).await;
+            assert_eq!(
+                summary(&d),
+                expected,
+                "amount {amount}, on_error {on_error}"
+            );
+            assert!(
+                d.trace.iter().all(|t| t.error.is_none()),
+                "amount {amount}: {:?}",
+                d.trace
+            );
+        }
+        let (_dir, rules) = ruleset(&format!(
+            r#"
+settings: {{ on_error: {on_error} }}
+rules:
+  - {{ name: exact, require: '2000.1 != amount', reason: "exactly 2000.1" }}
+"#
+        ));
+        for amount in ["2000.1", "2000.10"] {
+            let d = decide(&rules, &v1("order-1", amount)).await;
+            assert_eq!(summary(&d), refused("exactly 2000.1", "exact"));
+            assert_eq!(outcomes(&d), [("exact", "reject")]);
+        }
+    }
+}
+
 #[tokio::test]
 async fn window_from_is_inclusive_until_exclusive() {
     let (_dir, rules) = ruleset(

@@ -1,0 +1,338 @@
+//! Operators between exact numbers and float literals.
+//!
+//! `amount` is exact: an `INT`, or a `Decimal` when it has a fraction (fractional numbers in
+//! `payload` and in fetch responses are `Decimal`s too). Rules are written with float literals
+//! (`amount < 2000.0`), and Rhai has no operators between `Decimal` and `f64`: without these,
+//! such a rule is a run-time error and falls to its `on_error`. Rhai's built-in operators
+//! already mix `Decimal` with `INT` (exactly) and `INT` with `f64` (in floating point; built-in
+//! operators cannot be overridden).
+//!
+//! A float is taken as the number it was written as, its shortest round-trip decimal
+//! representation (`2000.1` is 2000.1, not the binary 2000.099999999999909…), and the operation
+//! is done on `Decimal`s, so comparisons and results are exact.
+
+use std::cmp::Ordering::{self, Equal, Greater, Less};
+
+use rhai::{Dynamic, Engine, EvalAltResult, Position, FLOAT};
+use rust_decimal::Decimal;
+
+/// Registers `==`, `!=`, `<`, `<=`, `>`, `>=`, `+`, `-`, `*`, `/` and `%` between `Decimal` and
+/// `f64`, in both orders.
+pub(super) fn register(engine: &mut Engine) {
+    macro_rules! comparison {
+        ($op:literal, $holds:pat) => {
+            engine.register_fn($op, |d: Decimal, f: FLOAT| matches!(compare(d, f), $holds));
+            engine.register_fn($op, |f: FLOAT, d: Decimal| {
+                matches!(compare(d, f).map(Ordering::reverse), $holds)
+            });
+        };
+    }
+    comparison!("==", Some(Equal));
+    // Unordered (NaN) is unequal.
+    comparison!("!=", None | Some(Less | Greater));
+    comparison!("<", Some(Less));
+    comparison!("<=", Some(Less | Equal));
+    comparison!(">", Some(Greater));
+    comparison!(">=", Some(Greater | Equal));
+
+    for op in ARITHMETIC {
+        engine.register_fn(op.symbol, move |x: Decimal, y: FLOAT| match exact(y) {
+            Some(y) => op.on_decimals(x, y),
+            None => Ok(Dynamic::from_float((op.floats)(x.as_f64(), y))),
+        });
+        engine.register_fn(op.symbol, move |x: FLOAT, y: Decimal| match exact(x) {
+            Some(x) => op.on_decimals(x, y),
+            None => Ok(Dynamic::from_float((op.floats)(x, y.as_f64()))),
+        });
+    }
+}
+
+/// The float as written: its shortest round-trip representation (what `Display` prints), as a
+/// `Decimal`. `None` for NaN, infinities, and values beyond `Decimal`'s range (about 7.9e28)
+/// or precision (28 decimal places).
+fn exact(f: FLOAT) -> Option<Decimal> {
+    if !f.is_finite() {
+        return None;
+    }
+    Decimal::from_str_exact(&f.to_string()).ok()
+}
+
+/// How `d` compares with `f`: exactly whenever `f` has a `Decimal` value. Otherwise there is no
+/// exact answer, and the float one is the sensible one: an infinity or a float beyond
+/// `Decimal`'s range lies beyond every `Decimal`, a tiny float compares by its magnitude, and
+/// NaN is unordered (IEEE 754: every comparison false, `!=` true).
+fn compare(d: Decimal, f: FLOAT) -> Option<Ordering> {
+    match exact(f) {
+        Some(e) => Some(d.cmp(&e)),
+        None => d.as_f64().partial_cmp(&f),
+    }
+}
+
+/// An arithmetic operator, on `Decimal`s (`None`: overflow or division by zero) and on floats
+/// (when the float has no `Decimal` value, the result is a float).
+#[derive(Clone, Copy)]
+struct Arithmetic {
+    symbol: &'static str,
+    decimals: fn(Decimal, Decimal) -> Option<Decimal>,
+    floats: fn(FLOAT, FLOAT) -> FLOAT,
+}
+
+const ARITHMETIC: [Arithmetic; 5] = [
+    Arithmetic {
+        symbol: "+",
+        decimals: Decimal::checked_add,
+        floats: std::ops::Add::add,
+    },
+    Arithmetic {
+        symbol: "-",
+        decimals: Decimal::checked_sub,
+        floats: std::ops::Sub::sub,
+    },
+    Arithmetic {
+        symbol: "*",
+        decimals: Decimal::checked_mul,
+        floats: std::ops::Mul::mul,
+    },
+    Arithmetic {
+        symbol: "/",
+        decimals: Decimal::checked_div,
+        floats: std::ops::Div::div,
+    },
+    Arithmetic {
+        symbol: "%",
+        decimals: Decimal::checked_rem,
+        floats: std::ops::Rem::rem,
+    },
+];
+
+impl Arithmetic {
+    /// `x op y` as a `Decimal`; an overflow or a division by zero is an error, as it is between
+    /// two `Decimal`s in Rhai.
+    fn on_decimals(self, x: Decimal, y: Decimal) -> Result<Dynamic, Box<EvalAltResult>> {
+        (self.decimals)(x, y)
+            .map(Dynamic::from_decimal)
+            .ok_or_else(|| {
+                let what = if y.is_zero() && matches!(self.symbol, "/" | "%") {
+                    "Division by zero"
+                } else {
+                    "Arithmetic overflow"
+                };
+                let message = format!("{what}: {x} {} {y}", self.symbol);
+                EvalAltResult::ErrorArithmetic(message, Position::NONE).into()
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::{parse, Parsed};
+    use crate::script::{RequestScope, ScriptEngine, ScriptError, ScriptVerdict, TimeLeft};
+
+    const FULL: TimeLeft = TimeLeft::Deadline(crate::script::MAX_RUN_TIME);
+
+    fn scope(amount: &str) -> RequestScope {
+        let body = format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":{amount}}}"#);
+        let req = match parse(Some("application/json"), body.as_bytes()) {
+            Ok(Parsed::Confirm(req)) => req,
+            other => panic!("not a confirm request: {other:?}"),
+        };
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00+09:00").unwrap();
+        RequestScope::new(&req, now, true)
+    }
+
+    /// `src` evaluated with `amount` written as given in the request (`2500.5` is a `Decimal`,
+    /// `2500` an `INT`).
+    fn eval(src: &str, amount: &str) -> Result<bool, ScriptError> {
+        let engine = ScriptEngine::new();
+        let ast = engine.compile_expression(src, &[]).unwrap();
+        engine.eval_bool(&mut scope(amount), &ast, None, FULL)
+    }
+
+    /// Every expression holds for `amount`, without an error.
+    fn assert_all(amount: &str, expressions: &[&str]) {
+        for src in expressions {
+            assert_eq!(eval(src, amount), Ok(true), "{src} with amount {amount}");
+        }
+    }
+
+    #[test]
+    fn decimal_compares_with_float_in_both_orders() {
+        assert_all(
+            "2500.5",
+            &[
+                "type_of(amount) == \"decimal\"",
+                "!(amount < 2000.0)",
+                "amount < 3000.0",
+                "!(amount <= 2000.0)",
+                "amount <= 3000.0",
+                "amount > 2000.0",
+                "!(amount > 3000.0)",
+                "amount >= 2000.0",
+                "!(amount >= 3000.0)",
+                "!(amount == 2000.0)",
+                "amount != 2000.0",
+                "2000.0 < amount",
+                "!(3000.0 < amount)",
+                "2000.0 <= amount",
+                "!(3000.0 <= amount)",
+                "!(2000.0 > amount)",
+                "3000.0 > amount",
+                "!(2000.0 >= amount)",
+                "3000.0 >= amount",
+                "!(2000.0 == amount)",
+                "2000.0 != amount",
+                // Just beside the amount.
+                "amount > 2500.4999 && amount < 2500.5001",
+                "2500.4999 < amount && 2500.5001 > amount",
+                "amount in [1.5, 2500.5]",
+            ],
+        );
+    }
+
+    #[test]
+    fn equality_is_exact_at_the_boundary() {
+        // 2000.1 has no exact binary value: the literal means the decimal 2000.1 as written.
+        for amount in ["2000.1", "2000.10"] {
+            assert_all(
+                amount,
+                &[
+                    "amount == 2000.1",
+                    "2000.1 == amount",
+                    "!(amount != 2000.1)",
+                    "!(2000.1 != amount)",
+                    "amount <= 2000.1 && amount >= 2000.1",
+                    "2000.1 <= amount && 2000.1 >= amount",
+                    "!(amount < 2000.1) && !(amount > 2000.1)",
+                    "!(2000.1 < amount) && !(2000.1 > amount)",
+                    "amount == 2000.10",
+                    "amount != 2000.2 && amount != 2000.0",
+                    "amount - 0.1 == 2000",
+                ],
+            );
+        }
+    }
+
+    #[test]
+    fn integer_amounts_compare_with_floats() {
+        // Rhai's own INT/f64 operators.
+        assert_all(
+            "2000",
+            &[
+                "type_of(amount) == \"i64\"",
+                "amount == 2000.0 && 2000.0 == amount",
+                "amount != 2000.5 && 2000.5 != amount",
+                "amount < 2000.5 && 2000.5 > amount",
+                "amount <= 2000.0 && 2000.0 >= amount",
+                "amount > 1999.5 && 1999.5 < amount",
+                "amount >= 2000.0 && 2000.0 <= amount",
+                "!(amount < 2000.0) && !(amount > 2000.0)",
+                "amount + 0.5 == 2000.5 && 0.5 + amount == 2000.5",
+                "amount / 4.0 == 500.0 && 4000.0 / amount == 2.0",
+                // Floating point, not exact (2200.0000000000005), but Rhai compares floats
+                // with a relative tolerance of one epsilon.
+                "type_of(amount * 1.1) == \"f64\" && amount * 1.1 == 2200",
+            ],
+        );
+    }
+
+    #[test]
+    fn decimal_and_integer_mix_in_both_orders() {
+        // Rhai's own Decimal/INT operators.
+        assert_all(
+            "2500.5",
+            &[
+                "amount > 2500 && !(amount < 2500) && amount >= 2500 && !(amount <= 2500)",
+                "2500 < amount && !(2500 > amount) && 2500 <= amount && !(2500 >= amount)",
+                "amount != 2500 && 2500 != amount && !(amount == 2500) && !(2500 == amount)",
+                "amount + 1 == 2501.5 && 1 + amount == 2501.5",
+                "amount - 1 == 2499.5 && 3000 - amount == 499.5",
+                "amount * 2 == 5001 && 2 * amount == 5001",
+                "amount / 2 == 1250.25 && 5001 / amount == 2",
+                "amount % 2 == 0.5 && 5001 % amount == 0",
+                "type_of(amount * 2) == \"decimal\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn arithmetic_with_floats_stays_exact_in_both_orders() {
+        assert_all(
+            "2500.5",
+            &[
+                "amount + 0.25 == 2500.75 && 0.25 + amount == 2500.75",
+                "amount - 0.5 == 2500 && 3000.0 - amount == 499.5",
+                "amount * 2.0 == 5001 && 2.0 * amount == 5001",
+                "amount / 2.0 == 1250.25 && 5001.0 / amount == 2",
+                "amount % 1.0 == 0.5 && 5001.5 % amount == 0.5",
+                // Exact where floats are not: 0.1 + 0.2 != 0.3 in binary.
+                "amount + 0.1 + 0.2 == amount + 0.3",
+                "amount * 0.1 == 250.05",
+                "[amount + 0.5, 0.5 + amount, amount - 0.5, 0.5 - amount, amount * 0.5, \
+                 0.5 * amount, amount / 0.5, 0.5 / amount, amount % 0.5, 0.5 % amount]\
+                 .all(|x| type_of(x) == \"decimal\")",
+            ],
+        );
+        // Compound assignment falls back to the operator.
+        let engine = ScriptEngine::new();
+        let ast = engine
+            .compile_script("let x = amount; x += 0.5; x *= 2.0; x == 5002")
+            .unwrap();
+        assert_eq!(
+            engine.eval_script(&scope("2500.5"), &ast, FULL),
+            Ok(ScriptVerdict::Pass)
+        );
+    }
+
+    #[test]
+    fn floats_without_a_decimal_value_compare_as_floats() {
+        assert_all(
+            "2500.5",
+            &[
+                // NaN (0.0 / 0.0): unordered, so unequal and neither smaller nor larger.
+                "amount != 0.0 / 0.0 && 0.0 / 0.0 != amount",
+                "!(amount == 0.0 / 0.0 || 0.0 / 0.0 == amount)",
+                "!(amount < 0.0 / 0.0 || amount <= 0.0 / 0.0 || amount > 0.0 / 0.0 || amount >= 0.0 / 0.0)",
+                "!(0.0 / 0.0 < amount || 0.0 / 0.0 <= amount || 0.0 / 0.0 > amount || 0.0 / 0.0 >= amount)",
+                // Infinities and floats beyond Decimal's range lie beyond every amount.
+                "amount < 1.0 / 0.0 && -1.0 / 0.0 < amount && amount != 1.0 / 0.0",
+                "amount < 1.0e30 && -1.0e30 < amount && amount > -1.0e30 && 1.0e30 > amount",
+                // Below Decimal's precision.
+                "amount > 1.0e-30 && 1.0e-30 < amount && amount != 1.0e-30",
+                // Arithmetic with such floats is float arithmetic.
+                "type_of(amount * 1.0e30) == \"f64\" && amount * 1.0e30 > 2.5e33",
+                "type_of(1.0e30 - amount) == \"f64\"",
+                "type_of(amount + 0.0 / 0.0) == \"f64\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn division_by_zero_and_overflow_are_errors() {
+        for (src, message) in [
+            ("amount / 0.0 > 0", "division by zero: 2500.5 / 0"),
+            ("amount % 0.0 > 0", "division by zero: 2500.5 % 0"),
+            ("1.0 / (amount - amount) > 0", "division by zero"),
+            ("amount * 1.0e28 > 0", "arithmetic overflow"),
+        ] {
+            let err = eval(src, "2500.5").unwrap_err();
+            assert!(err.message.contains(message), "{src}: {err}");
+        }
+    }
+
+    #[test]
+    fn exact_reads_floats_as_written() {
+        for (f, text) in [
+            (2000.1, "2000.1"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e-28, "0.0000000000000000000000000001"),
+            (-0.0, "0"),
+            (1e28, "10000000000000000000000000000"),
+        ] {
+            assert_eq!(exact(f), Some(text.parse().unwrap()), "{f}");
+        }
+        for f in [FLOAT::NAN, FLOAT::INFINITY, 1e29, -1e29, 1e-29, 1.5e-28] {
+            assert_eq!(exact(f), None, "{f}");
+        }
+    }
+}
