@@ -1,21 +1,24 @@
 //! Rule tests (`rules/tests/*.yaml`): cases with a fixed clock, canned upstream answers and
 //! health states, run through the same engine `serve` uses, with no network at all.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
+use serde::de::{self, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::decision::{Decision, Outcome, Verdict};
 use crate::engine::{evaluate, Context, Original};
-use crate::payload::{self, Parsed};
-use crate::rules::yaml::{self, Seg};
-use crate::rules::{LoadError, Rules};
+use crate::payload::{self, ConfirmRequest, Parsed};
+use crate::rules::yaml::{self, Location, Seg};
+use crate::rules::{Check, LoadError, Mode, Rules, Ruleset, Template};
 use crate::script::ScriptEngine;
-use crate::upstream::canned::{Canned, CannedAnswer, CannedHealth};
+use crate::upstream::canned::{self, Canned, CannedAnswer, CannedHealth};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +43,142 @@ struct RawCase {
     expect: Expect,
 }
 
+/// Any document, read only to find a mapping that repeats a key: YAML keeps the last of two
+/// equal keys without a word, so a case would test another answer (or request) than the one
+/// its author is looking at. The error is raised at the repeated key.
+struct NoRepeatedKeys;
+
+impl<'de> Deserialize<'de> for NoRepeatedKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Walk)
+    }
+}
+
+struct Walk;
+
+impl<'de> Visitor<'de> for Walk {
+    type Value = NoRepeatedKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any node")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<NoRepeatedKeys, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<NoRepeatedKeys, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<NoRepeatedKeys, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<NoRepeatedKeys, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<NoRepeatedKeys, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<NoRepeatedKeys, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<NoRepeatedKeys, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<NoRepeatedKeys, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<NoRepeatedKeys, E> {
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<NoRepeatedKeys, D::Error> {
+        d.deserialize_any(Walk)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NoRepeatedKeys, A::Error> {
+        while seq.next_element::<NoRepeatedKeys>()?.is_some() {}
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoRepeatedKeys, A::Error> {
+        let mut seen = HashSet::new();
+        while map.next_key_seed(FirstKey(&mut seen))?.is_some() {
+            map.next_value::<NoRepeatedKeys>()?;
+        }
+        Ok(NoRepeatedKeys)
+    }
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<NoRepeatedKeys, A::Error> {
+        // A tagged node (`!tag value`).
+        let (de::IgnoredAny, variant) = data.variant::<de::IgnoredAny>()?;
+        de::VariantAccess::newtype_variant::<NoRepeatedKeys>(variant)
+    }
+}
+
+/// A mapping key not seen before in its mapping (scalar keys compared as text).
+struct FirstKey<'s>(&'s mut HashSet<String>);
+
+impl<'de> DeserializeSeed<'de> for FirstKey<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        // Raised while the key is read, so that serde_yaml locates the error at the key.
+        d.deserialize_any(self)
+    }
+}
+
+impl FirstKey<'_> {
+    fn first<E: de::Error>(self, key: String) -> Result<(), E> {
+        if self.0.contains(&key) {
+            return Err(E::custom(format!("duplicate key \"{key}\"")));
+        }
+        self.0.insert(key);
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for FirstKey<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a mapping key")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<(), E> {
+        self.first(key.to_owned())
+    }
+    fn visit_bool<E: de::Error>(self, key: bool) -> Result<(), E> {
+        self.first(key.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, key: i64) -> Result<(), E> {
+        self.first(key.to_string())
+    }
+    fn visit_i128<E: de::Error>(self, key: i128) -> Result<(), E> {
+        self.first(key.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, key: u64) -> Result<(), E> {
+        self.first(key.to_string())
+    }
+    fn visit_u128<E: de::Error>(self, key: u128) -> Result<(), E> {
+        self.first(key.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, key: f64) -> Result<(), E> {
+        self.first(key.to_string())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.first("null".to_owned())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map
+            .next_entry::<NoRepeatedKeys, NoRepeatedKeys>()?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<NoRepeatedKeys>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        let (de::IgnoredAny, variant) = data.variant::<de::IgnoredAny>()?;
+        de::VariantAccess::newtype_variant::<NoRepeatedKeys>(variant)?;
+        Ok(())
+    }
+}
+
 /// What a case expects; only the keys given are checked.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +197,9 @@ pub struct Expect {
 pub struct Suite {
     pub file: PathBuf,
     pub ruleset: String,
+    /// Loadable but probably not what was meant (a canned answer no rule asks for, say);
+    /// `test` and `check` print them, neither fails on them.
+    pub warnings: Vec<LoadError>,
     cases: Vec<Case>,
 }
 
@@ -130,6 +272,12 @@ impl CaseResult {
 }
 
 /// Reads every `tests/*.yaml` under the rules directory. Errors are `FILE:LINE:COL: message`.
+///
+/// Beyond the shape, every name a case uses must exist in its ruleset: canned upstreams and
+/// health states name upstreams it defines (health only ones with a probe), canned calls are
+/// `METHOD /path` with a method rules can call with, `expect.rule` and `expect.shadow` name its
+/// rules, and case names are unique in a file. A canned answer that no rule would ask for with
+/// the case's request is a warning ([`Suite::warnings`]).
 pub fn load_suites(rules_dir: &Path, rules: &Rules) -> Result<Vec<Suite>, Vec<LoadError>> {
     let dir = rules_dir.join("tests");
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
@@ -179,6 +327,9 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     let raw: RawSuite = yaml::from_str(&src).map_err(|e| vec![error(e.location, e.message)])?;
     let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
     let mut errors = Vec::new();
+    if let Err(e) = yaml::from_str::<NoRepeatedKeys>(&src) {
+        errors.push(error(e.location, e.message));
+    }
     if rules.get(&raw.ruleset).is_none() {
         let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
         errors.push(error(
@@ -208,6 +359,26 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         .now
         .as_deref()
         .and_then(|s| parse_now(s, &[Seg::Key("now")], &mut errors));
+    let ruleset = rules.get(&raw.ruleset).map(|r| &**r);
+    let mut warnings = Vec::new();
+    let mut first_named: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in raw.cases.iter().enumerate() {
+        if let Some(&first) = first_named.get(c.name.as_str()) {
+            let first_at = yaml::locate(
+                &src,
+                &[Seg::Key("cases"), Seg::Index(first), Seg::Key("name")],
+            );
+            errors.push(error(
+                at(&[Seg::Key("cases"), Seg::Index(i), Seg::Key("name")]),
+                format!(
+                    "duplicate case name \"{}\" (also at line {}): case names are unique in a file",
+                    c.name, first_at.line
+                ),
+            ));
+        } else {
+            first_named.insert(&c.name, i);
+        }
+    }
     let mut cases = Vec::new();
     for (i, c) in raw.cases.into_iter().enumerate() {
         let now = match c.now.as_deref() {
@@ -237,6 +408,23 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
                 "give reason or reason_contains, not both".into(),
             ));
         }
+        let names = CaseNames {
+            src: &src,
+            case: i,
+            ruleset,
+        };
+        for (path, message) in names.errors(&c) {
+            errors.push(error(Some(path), message));
+        }
+        if let Some(ruleset) = ruleset {
+            let req = match payload::parse(content_type, &body) {
+                Ok(Parsed::Confirm(req)) => Some(req),
+                _ => None,
+            };
+            for (path, message) in names.unused(ruleset, &c, req.as_ref()) {
+                warnings.push(error(Some(path), message));
+            }
+        }
         cases.push(Case {
             name: c.name,
             body,
@@ -247,14 +435,360 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             expect: c.expect,
         });
     }
+    // In the order they are written, whichever check found them.
+    let place = |e: &LoadError| e.location.map(|l| (l.line, l.column));
+    errors.sort_by_key(place);
+    warnings.sort_by_key(place);
     if errors.is_empty() {
         Ok(Suite {
             file: file.to_owned(),
             ruleset: raw.ruleset,
+            warnings,
             cases,
         })
     } else {
         Err(errors)
+    }
+}
+
+/// Checks the names one case uses against its ruleset (`None` when the file names no ruleset
+/// that exists, which is reported on its own).
+struct CaseNames<'a> {
+    src: &'a str,
+    case: usize,
+    ruleset: Option<&'a Ruleset>,
+}
+
+impl CaseNames<'_> {
+    /// Where the value at `path` (below this case) is.
+    fn value(&self, path: &[Seg<'_>]) -> Location {
+        let mut full = vec![Seg::Key("cases"), Seg::Index(self.case)];
+        full.extend_from_slice(path);
+        yaml::locate(self.src, &full)
+    }
+
+    /// Where the mapping key at `path` (below this case) is; its value's place if it has none.
+    fn key(&self, path: &[Seg<'_>]) -> Location {
+        let mut full = vec![Seg::Key("cases"), Seg::Index(self.case)];
+        full.extend_from_slice(path);
+        yaml::locate_key(self.src, &full).unwrap_or_else(|| yaml::locate(self.src, &full))
+    }
+
+    /// Every name the case uses that does not exist, with where it is written.
+    fn errors(&self, c: &RawCase) -> Vec<(Location, String)> {
+        let mut out = Vec::new();
+        for (up, answers) in &c.upstreams {
+            if let Some(ruleset) = self.ruleset {
+                if !ruleset.upstreams.contains_key(up) {
+                    out.push((
+                        self.key(&[Seg::Key("upstreams"), Seg::Key(up)]),
+                        format!("unknown upstream \"{up}\", {}", upstreams_expected(ruleset)),
+                    ));
+                }
+            }
+            // In file order, so that a repeated call is reported where it is repeated.
+            let mut keys: Vec<(Location, &str)> = answers
+                .keys()
+                .map(|key| {
+                    let at = self.key(&[Seg::Key("upstreams"), Seg::Key(up), Seg::Key(key)]);
+                    (at, key.as_str())
+                })
+                .collect();
+            keys.sort_by_key(|(at, _)| (at.line, at.column));
+            let mut seen: HashMap<String, &str> = HashMap::new();
+            for (at, key) in keys {
+                match canned::check_key(key) {
+                    Err(e) => out.push((at, e)),
+                    Ok(normal) => {
+                        if let Some(first) = seen.insert(normal, key) {
+                            out.push((
+                                at,
+                                format!("canned call \"{key}\" is the same call as \"{first}\""),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(ruleset) = self.ruleset {
+            for up in c.health.keys() {
+                let at = self.key(&[Seg::Key("health"), Seg::Key(up)]);
+                match ruleset.upstreams.get(up) {
+                    None => out.push((
+                        at,
+                        format!("unknown upstream \"{up}\", {}", upstreams_expected(ruleset)),
+                    )),
+                    Some(u) if u.health.is_none() => out.push((
+                        at,
+                        format!(
+                            "upstream \"{up}\" has no health probe, so no rule reads its health"
+                        ),
+                    )),
+                    Some(_) => {}
+                }
+            }
+            let rule_exists = |name: &str| ruleset.rules.iter().any(|r| &*r.name == name);
+            if let Some(rule) = &c.expect.rule {
+                if !rule_exists(rule) {
+                    out.push((
+                        self.value(&[Seg::Key("expect"), Seg::Key("rule")]),
+                        format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
+                    ));
+                }
+            }
+            for (j, rule) in c.expect.shadow.iter().flatten().enumerate() {
+                if !rule_exists(rule) {
+                    out.push((
+                        self.value(&[Seg::Key("expect"), Seg::Key("shadow"), Seg::Index(j)]),
+                        format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Canned answers and health states of known upstreams that no rule would read for this
+    /// case's request. Without a request (the case's is not a confirm request, so no rule runs
+    /// at all), only whether any rule could read a health state.
+    fn unused(
+        &self,
+        ruleset: &Ruleset,
+        c: &RawCase,
+        req: Option<&ConfirmRequest>,
+    ) -> Vec<(Location, String)> {
+        let mut out = Vec::new();
+        for up in c.health.keys() {
+            let probed = ruleset
+                .upstreams
+                .get(up)
+                .is_some_and(|u| u.health.is_some());
+            let read = ruleset.rules.iter().any(|r| {
+                r.mode != Mode::Off && matches!(&r.check, Check::Healthy(u) if u.name == *up)
+            });
+            if probed && !read {
+                out.push((
+                    self.key(&[Seg::Key("health"), Seg::Key(up)]),
+                    format!(
+                        "no rule of ruleset \"{}\" reads the health of \"{up}\" (no healthy: {up} rule)",
+                        ruleset.name
+                    ),
+                ));
+            }
+        }
+        let Some(req) = req else {
+            return out;
+        };
+        let Some(calls) = calls(ruleset, req) else {
+            return out;
+        };
+        for (up, answers) in &c.upstreams {
+            let Some(upstream) = ruleset.upstreams.get(up) else {
+                continue;
+            };
+            let to_up: Vec<&Call> = calls.iter().filter(|call| call.upstream == *up).collect();
+            for key in answers.keys() {
+                let Ok(normal) = canned::check_key(key) else {
+                    continue;
+                };
+                if to_up.iter().any(|call| call.matches(&normal)) {
+                    continue;
+                }
+                let mut message = if to_up.is_empty() {
+                    format!(
+                        "canned answer \"{key}\" is never used: no rule of ruleset \"{}\" calls upstream \"{up}\"",
+                        ruleset.name
+                    )
+                } else {
+                    let made: Vec<String> = to_up.iter().map(|call| call.to_string()).collect();
+                    format!(
+                        "canned answer \"{key}\" is never used: for this request the rules of ruleset \"{}\" call \"{up}\" with {}",
+                        ruleset.name,
+                        made.join(", ")
+                    )
+                };
+                if let Some(h) = &upstream.health {
+                    if normal == format!("GET {}", h.path) {
+                        message.push_str(&format!(
+                            " (rule tests make no health probes: set health: {{ {up}: up }} instead)"
+                        ));
+                    }
+                }
+                out.push((
+                    self.key(&[Seg::Key("upstreams"), Seg::Key(up), Seg::Key(key)]),
+                    message,
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn upstreams_expected(ruleset: &Ruleset) -> String {
+    if ruleset.upstreams.is_empty() {
+        format!("ruleset \"{}\" defines no upstreams", ruleset.name)
+    } else {
+        let known: Vec<&str> = ruleset.upstreams.keys().map(String::as_str).collect();
+        format!("expected one of {}", known.join(", "))
+    }
+}
+
+fn rules_expected(ruleset: &Ruleset) -> String {
+    let known: Vec<&str> = ruleset.rules.iter().map(|r| &*r.name).collect();
+    format!(
+        "ruleset \"{}\" has rules {}",
+        ruleset.name,
+        known.join(", ")
+    )
+}
+
+/// A call a rule of the ruleset would make for one request, as the text of its canned key
+/// with the request's values left as gaps, so that a key matches however it encodes them.
+#[derive(Debug)]
+struct Call {
+    upstream: String,
+    method: String,
+    /// Path and query.
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug)]
+enum Piece {
+    Text(String),
+    /// A request value: percent-encoded in a path, form-encoded in a query.
+    Value {
+        raw: String,
+        form: bool,
+    },
+}
+
+/// Stands for a placeholder while a template is rendered (no rule file has a NUL character).
+const GAP: &str = "\u{0}";
+
+/// Characters a path leaves as they are (RFC 3986 unreserved), for showing a call.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+impl Call {
+    /// Whether the normalised canned key `"METHOD /path?query"` is this call.
+    fn matches(&self, key: &str) -> bool {
+        key.split_once(' ')
+            .is_some_and(|(method, rest)| method == self.method && fits(rest, &self.pieces))
+    }
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{} ", self.method)?;
+        for p in &self.pieces {
+            match p {
+                Piece::Text(t) => f.write_str(t)?,
+                Piece::Value { raw, form: false } => write!(
+                    f,
+                    "{}",
+                    percent_encoding::utf8_percent_encode(raw, UNRESERVED)
+                )?,
+                Piece::Value { raw, form: true } => f.write_str(&form_encode(raw))?,
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
+/// Whether `s` is the pieces in order, each value written in any encoding that decodes to it.
+/// Lenient on purpose: the engine's own encoding is its business, and a warning must never
+/// claim a call is not made when it is.
+fn fits(s: &str, pieces: &[Piece]) -> bool {
+    match pieces.split_first() {
+        None => s.is_empty(),
+        Some((Piece::Text(t), rest)) => s.strip_prefix(t.as_str()).is_some_and(|s| fits(s, rest)),
+        Some((Piece::Value { raw, form }, rest)) => (0..=s.len())
+            .filter(|&end| s.is_char_boundary(end))
+            .any(|end| decode(&s[..end], *form).as_deref() == Some(raw) && fits(&s[end..], rest)),
+    }
+}
+
+fn decode(s: &str, form: bool) -> Option<String> {
+    let s = if form {
+        Cow::Owned(s.replace('+', " "))
+    } else {
+        Cow::Borrowed(s)
+    };
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8()
+        .ok()
+        .map(Cow::into_owned)
+}
+
+/// `application/x-www-form-urlencoded` text of `s`, the way a query value is sent.
+fn form_encode(s: &str) -> String {
+    let pair = serde_urlencoded::to_string([("", s)]).unwrap_or_default();
+    pair.strip_prefix('=').unwrap_or(&pair).to_owned()
+}
+
+/// The text of a template with a gap for each placeholder, and the request's value for each.
+fn split(t: &Template, req: &ConfirmRequest) -> Option<(Vec<String>, Vec<String>)> {
+    let values = RefCell::new(Vec::new());
+    let text = t.render_escaped(req, None, |s| {
+        values.borrow_mut().push(s.to_owned());
+        Cow::Borrowed(GAP)
+    });
+    let values = values.into_inner();
+    let texts: Vec<String> = text.split(GAP).map(str::to_owned).collect();
+    (texts.len() == values.len() + 1).then_some((texts, values))
+}
+
+/// Every call the ruleset's `fetch` and `forward` rules (but those with `mode: off`) would make
+/// for `req`. `None` when a template cannot be read back (it holds a NUL character).
+fn calls(ruleset: &Ruleset, req: &ConfirmRequest) -> Option<Vec<Call>> {
+    let mut calls = Vec::new();
+    for rule in ruleset.rules.iter().filter(|r| r.mode != Mode::Off) {
+        match &rule.check {
+            Check::Fetch(f) => {
+                let mut pieces = Vec::new();
+                let (texts, values) = split(&f.path, req)?;
+                let has_query = texts.iter().any(|t| t.contains('?'));
+                interleave(&mut pieces, texts, values, false);
+                for (i, (name, t)) in f.query.iter().enumerate() {
+                    let sep = match (i, has_query) {
+                        (0, false) => "?",
+                        _ => "&",
+                    };
+                    pieces.push(Piece::Text(format!("{sep}{}=", form_encode(name))));
+                    let (texts, values) = split(t, req)?;
+                    let texts = texts.iter().map(|t| form_encode(t)).collect();
+                    interleave(&mut pieces, texts, values, true);
+                }
+                calls.push(Call {
+                    upstream: f.upstream.name.clone(),
+                    // `GET`, `POST`, `PUT`: the variants are named as the methods are.
+                    method: format!("{:?}", f.method),
+                    pieces,
+                });
+            }
+            Check::Forward(fw) => calls.push(Call {
+                upstream: fw.upstream.name.clone(),
+                method: "POST".to_owned(),
+                pieces: vec![Piece::Text(fw.path.clone())],
+            }),
+            _ => {}
+        }
+    }
+    Some(calls)
+}
+
+fn interleave(pieces: &mut Vec<Piece>, texts: Vec<String>, values: Vec<String>, form: bool) {
+    let mut values = values.into_iter();
+    for t in texts {
+        if !t.is_empty() {
+            pieces.push(Piece::Text(t));
+        }
+        if let Some(raw) = values.next() {
+            pieces.push(Piece::Value { raw, form });
+        }
     }
 }
 
@@ -392,5 +926,221 @@ pub fn gate(rules_dir: &Path, rules: &Rules, scripts: &ScriptEngine) -> Result<(
         Ok(())
     } else {
         Err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = r#"upstreams:
+  shop:
+    url: "http://127.0.0.1:9"
+    health: { path: /health }
+  pay: { url: "http://127.0.0.1:9" }
+rules:
+  - name: shop-up
+    healthy: shop
+    reason: down
+  - name: stock
+    fetch: { upstream: shop, path: "/api/stock/{order_id}", query: { n: "{amount} left" } }
+    reason: sold out
+  - name: trial
+    amount: { max: 100 }
+    mode: shadow
+    reason: over
+  - name: existing
+    forward: { upstream: shop, path: /payments/confirm }
+"#;
+
+    /// Loads `RULES` as `default` and `test` as `tests/t.yaml`: the suite's warnings, or its
+    /// errors, each as `tests/t.yaml:LINE:COL: message`.
+    fn load(test: &str) -> Result<Vec<String>, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.yaml"), RULES).unwrap();
+        std::fs::create_dir(dir.path().join("tests")).unwrap();
+        std::fs::write(dir.path().join("tests/t.yaml"), test).unwrap();
+        let engine = ScriptEngine::new();
+        let env = |_: &str| None;
+        let opts = crate::rules::LoadOptions {
+            engine: &engine,
+            env: &env,
+        };
+        let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
+        let prefix = format!("{}/", dir.path().display());
+        let lines = |e: Vec<LoadError>| -> Vec<String> {
+            e.iter()
+                .map(|e| e.to_string().replace(&prefix, ""))
+                .collect()
+        };
+        load_suites(dir.path(), &rules)
+            .map(|suites| suites.into_iter().flat_map(|s| s.warnings).collect())
+            .map(lines)
+            .map_err(lines)
+    }
+
+    fn errors(test: &str) -> Vec<String> {
+        load(test).expect_err("the test file should be refused")
+    }
+
+    fn warnings(test: &str) -> Vec<String> {
+        load(test).expect("the test file should load")
+    }
+
+    const CASE: &str = "ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50 }\n";
+
+    #[test]
+    fn canned_answers_for_an_upstream_the_ruleset_does_not_define_are_an_error() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      nope:\n        \"GET /x\": {{ status: 200 }}\n    expect: {{ decision: approve }}\n"
+            )),
+            ["tests/t.yaml:6:7: unknown upstream \"nope\", expected one of pay, shop"]
+        );
+    }
+
+    #[test]
+    fn canned_calls_need_a_known_method_and_a_path() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GETT /x\": {{ status: 200 }}\n        nospace: {{ status: 200 }}\n        \"GET x\": {{ status: 200 }}\n    expect: {{ decision: approve }}\n"
+            )),
+            [
+                "tests/t.yaml:7:9: invalid canned call \"GETT /x\": unknown method \"GETT\", expected GET, POST or PUT",
+                "tests/t.yaml:8:9: invalid canned call \"nospace\", expected a method and a path like \"GET /api/stock/order-1\"",
+                "tests/t.yaml:9:9: invalid canned call \"GET x\", expected a method and a path like \"GET /api/stock/order-1\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn health_of_an_upstream_without_a_probe_or_not_defined_is_an_error() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    health: {{ shop: up, nope: up, pay: down }}\n    expect: {{ decision: approve }}\n"
+            )),
+            [
+                "tests/t.yaml:5:25: unknown upstream \"nope\", expected one of pay, shop",
+                "tests/t.yaml:5:35: upstream \"pay\" has no health probe, so no rule reads its health",
+            ]
+        );
+    }
+
+    #[test]
+    fn expected_rules_must_be_rules_of_the_ruleset() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    expect: {{ decision: reject, rule: nosuchrule, shadow: [trial, trail] }}\n"
+            )),
+            [
+                "tests/t.yaml:5:39: unknown rule \"nosuchrule\", ruleset \"default\" has rules shop-up, stock, trial, existing",
+                "tests/t.yaml:5:67: unknown rule \"trail\", ruleset \"default\" has rules shop-up, stock, trial, existing",
+            ]
+        );
+    }
+
+    #[test]
+    fn case_names_are_unique_in_a_file() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    expect: {{ decision: reject }}\n  - name: b\n    request: {{ imp_uid: i, merchant_uid: o-2, amount: 50 }}\n    expect: {{ decision: reject }}\n  - name: a\n    request: {{ imp_uid: i, merchant_uid: o-3, amount: 50 }}\n    expect: {{ decision: reject }}\n"
+            )),
+            ["tests/t.yaml:9:11: duplicate case name \"a\" (also at line 3): case names are unique in a file"]
+        );
+    }
+
+    #[test]
+    fn a_repeated_key_or_call_is_an_error() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GET /x\": {{ status: 200 }}\n        \"GET /x\": {{ status: 500 }}\n    expect: {{ decision: approve }}\n"
+            )),
+            ["tests/t.yaml:8:9: cases[0].upstreams.shop: duplicate key \"GET /x\""]
+        );
+        assert_eq!(
+            errors("ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50, amount: 5000 }\n    expect: { decision: approve }\n"),
+            ["tests/t.yaml:4:59: cases[0].request: duplicate key \"amount\""]
+        );
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GET /api/stock/o-1?n=50+left\": {{ status: 200 }}\n        \"get  /api/stock/o-1?n=50+left\": {{ status: 500 }}\n    expect: {{ decision: approve }}\n"
+            )),
+            ["tests/t.yaml:8:9: canned call \"get  /api/stock/o-1?n=50+left\" is the same call as \"GET /api/stock/o-1?n=50+left\""]
+        );
+    }
+
+    #[test]
+    fn the_ruleset_must_exist() {
+        assert_eq!(
+            errors("ruleset: shop\ncases: []\n"),
+            ["tests/t.yaml:1:10: unknown ruleset \"shop\", expected one of default"]
+        );
+    }
+
+    #[test]
+    fn canned_answers_the_rules_do_ask_for_load_without_warnings() {
+        // As the rule renders it: the order id percent-encoded in the path, the query value
+        // form-encoded. (The method's case does not matter.)
+        for key in [
+            "GET /api/stock/o%201?n=50+left",
+            "get /api/stock/o%201?n=50+left",
+        ] {
+            assert_eq!(
+                warnings(&format!(
+                    "ruleset: default\ncases:\n  - name: a\n    request: {{ imp_uid: i, merchant_uid: o 1, amount: 50 }}\n    health: {{ shop: up }}\n    upstreams:\n      shop:\n        \"{key}\": {{ status: 200 }}\n        \"POST /payments/confirm\": {{ status: 200 }}\n    expect: {{ decision: approve }}\n"
+                )),
+                Vec::<String>::new(),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn canned_answers_no_rule_asks_for_are_warnings() {
+        let calls = "for this request the rules of ruleset \"default\" call \"shop\" with \"GET /api/stock/o-1?n=50+left\", \"POST /payments/confirm\"";
+        assert_eq!(
+            warnings(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GET /api/stock/o-2?n=50+left\": {{ status: 200 }}\n        \"GET /api/stock/o-1\": {{ status: 200 }}\n        \"PUT /payments/confirm\": {{ status: 200 }}\n        \"GET /health\": {{ status: 200 }}\n      pay:\n        \"POST /x\": {{ status: 200 }}\n    expect: {{ decision: approve }}\n"
+            )),
+            [
+                format!("tests/t.yaml:7:9: canned answer \"GET /api/stock/o-2?n=50+left\" is never used: {calls}"),
+                format!("tests/t.yaml:8:9: canned answer \"GET /api/stock/o-1\" is never used: {calls}"),
+                format!("tests/t.yaml:9:9: canned answer \"PUT /payments/confirm\" is never used: {calls}"),
+                format!("tests/t.yaml:10:9: canned answer \"GET /health\" is never used: {calls} (rule tests make no health probes: set health: {{ shop: up }} instead)"),
+                "tests/t.yaml:12:9: canned answer \"POST /x\" is never used: no rule of ruleset \"default\" calls upstream \"pay\"".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_health_state_no_rule_reads_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("default.yaml"),
+            "upstreams:\n  shop: { url: \"http://127.0.0.1:9\", health: { path: /health } }\nrules:\n  - name: parked\n    healthy: shop\n    mode: off\n    reason: x\n  - name: limit\n    amount: { max: 100 }\n    reason: y\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("tests")).unwrap();
+        std::fs::write(
+            dir.path().join("tests/t.yaml"),
+            format!("{CASE}    health: {{ shop: up }}\n    expect: {{ decision: approve }}\n"),
+        )
+        .unwrap();
+        let engine = ScriptEngine::new();
+        let env = |_: &str| None;
+        let opts = crate::rules::LoadOptions {
+            engine: &engine,
+            env: &env,
+        };
+        let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
+        let suites = load_suites(dir.path(), &rules).unwrap();
+        let warnings: Vec<String> = suites[0].warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [format!(
+                "{}/tests/t.yaml:5:15: no rule of ruleset \"default\" reads the health of \"shop\" (no healthy: shop rule)",
+                dir.path().display()
+            )]
+        );
     }
 }

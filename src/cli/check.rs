@@ -18,13 +18,19 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     let Some(rules) = args.rules.load(&ScriptEngine::new()) else {
         return ExitCode::FAILURE;
     };
-    if let Err(errors) = crate::ruletest::load_suites(&args.rules.dir, &rules) {
-        for e in &errors {
-            eprintln!("{e}");
+    let suites = match crate::ruletest::load_suites(&args.rules.dir, &rules) {
+        Ok(suites) => suites,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::FAILURE;
         }
-        return ExitCode::FAILURE;
-    }
+    };
     for w in &rules.warnings {
+        eprintln!("warning: {w}");
+    }
+    for w in suites.iter().flat_map(|s| &s.warnings) {
         eprintln!("warning: {w}");
     }
     println!(

@@ -33,6 +33,9 @@ pub fn run(args: &TestArgs) -> ExitCode {
             return ExitCode::from(INVALID_TEST_FILE);
         }
     };
+    for w in suites.iter().flat_map(|s| &s.warnings) {
+        eprintln!("warning: {w}");
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{parse_body, BoxFuture, HttpCall, UpstreamError, UpstreamResponse, Upstreams};
-use crate::rules::{parse_duration, Health, Upstream};
+use crate::rules::{parse_duration, Health, HttpMethod, Upstream};
 
 /// Stand-in for the merchant's services: answers keyed by upstream name and `"METHOD /path?query"`,
 /// health states by upstream name (missing = unknown).
@@ -275,18 +275,43 @@ fn normalise_key(key: &str) -> String {
     }
 }
 
-/// A `"METHOD /path"` key as written in a test file; refused unless it has both parts.
-fn check_key(key: &str) -> Result<String, String> {
+/// A `"METHOD /path"` key as written in a test file, normalised (`"get  /x"` → `"GET /x"`);
+/// refused unless it has both parts and the method is one a rule can call with.
+pub fn check_key(key: &str) -> Result<String, String> {
     let normal = normalise_key(key);
     match normal.split_once(' ') {
-        Some((method, path))
-            if method.bytes().all(|b| b.is_ascii_alphabetic()) && path.starts_with('/') =>
-        {
-            Ok(normal)
+        Some((method, path)) if path.starts_with('/') => {
+            if is_known_method(method) {
+                Ok(normal)
+            } else {
+                Err(format!(
+                    "invalid canned call \"{key}\": unknown method \"{method}\", expected {}",
+                    known_methods()
+                ))
+            }
         }
         _ => Err(format!(
             "invalid canned call \"{key}\", expected a method and a path like \"GET /api/stock/order-1\""
         )),
+    }
+}
+
+/// Whether rules can call with `method` (uppercase): the methods a `fetch` may name (`forward`
+/// always POSTs), read from the rule file's own type so the two never disagree.
+fn is_known_method(method: &str) -> bool {
+    serde_json::from_value::<HttpMethod>(Value::String(method.to_owned())).is_ok()
+}
+
+/// `"GET, POST or PUT"`.
+fn known_methods() -> String {
+    let known: Vec<&str> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+        .into_iter()
+        .filter(|m| is_known_method(m))
+        .collect();
+    match known.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "no method".to_owned(),
     }
 }
 
@@ -435,6 +460,14 @@ health: { shop: up, pay: down }
                 "invalid canned call",
             ),
             (
+                r#"upstreams: { shop: { "nospace": { status: 200 } } }"#,
+                "invalid canned call \"nospace\", expected a method and a path",
+            ),
+            (
+                r#"upstreams: { shop: { "GETT /x": { status: 200 } } }"#,
+                "invalid canned call \"GETT /x\": unknown method \"GETT\", expected GET, POST or PUT",
+            ),
+            (
                 r#"upstreams: { shop: { "GET /x": { status: 200, bdy: 1 } } }"#,
                 "unknown field",
             ),
@@ -445,6 +478,29 @@ health: { shop: up, pay: down }
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(expected), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn canned_calls_are_a_known_method_and_a_path() {
+        assert_eq!(check_key("get  /x?a=1 ").as_deref(), Ok("GET /x?a=1"));
+        assert_eq!(check_key("PUT /x").as_deref(), Ok("PUT /x"));
+        assert_eq!(
+            check_key("GETT /x"),
+            Err(
+                "invalid canned call \"GETT /x\": unknown method \"GETT\", expected GET, POST or PUT"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            check_key("DELETE /x"),
+            Err("invalid canned call \"DELETE /x\": unknown method \"DELETE\", expected GET, POST or PUT".to_owned())
+        );
+        for key in ["nospace", "GET x", "/x", ""] {
+            assert_eq!(
+                check_key(key),
+                Err(format!("invalid canned call \"{key}\", expected a method and a path like \"GET /api/stock/order-1\"")),
+            );
         }
     }
 

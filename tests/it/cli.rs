@@ -419,3 +419,115 @@ async fn reload_of_an_emptied_rule_file_keeps_the_old_rules() {
     }
     server.stop().await;
 }
+
+/// Audit: a typo in a rule test file made its case test something else and still pass. Every
+/// name a case uses must exist in its ruleset; `test` exits 2 and `check` 1, each error at
+/// `FILE:LINE:COL`.
+#[test]
+fn test_refuses_test_files_naming_what_the_ruleset_does_not_have() {
+    let rules = Rules::with(
+        "default.yaml",
+        "upstreams:\n  shop: { url: \"http://127.0.0.1:9\" }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/api/stock/{order_id}\" }\n    reason: x\n",
+    );
+    rules.write(
+        "tests/typos.yaml",
+        "ruleset: default\ncases:\n  - name: in stock\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50 }\n    upstreams:\n      nope: { \"GET /api/stock/o-1\": { status: 200 } }\n      shop:\n        \"GETT /api/stock/o-1\": { status: 200 }\n        nospace: { status: 200 }\n    health: { nope: up, shop: up }\n    expect: { decision: reject, rule: nosuchrule }\n  - name: in stock\n    request: { imp_uid: i, merchant_uid: o-2, amount: 50 }\n    expect: { decision: reject }\n",
+    );
+    let file = format!("{}/tests/typos.yaml", rules.path().display());
+    let expected = [
+        format!("{file}:6:7: unknown upstream \"nope\", expected one of shop"),
+        format!("{file}:8:9: invalid canned call \"GETT /api/stock/o-1\": unknown method \"GETT\", expected GET, POST or PUT"),
+        format!("{file}:9:9: invalid canned call \"nospace\", expected a method and a path like \"GET /api/stock/order-1\""),
+        format!("{file}:10:15: unknown upstream \"nope\", expected one of shop"),
+        format!("{file}:10:25: upstream \"shop\" has no health probe, so no rule reads its health"),
+        format!("{file}:11:39: unknown rule \"nosuchrule\", ruleset \"default\" has rules stock"),
+        format!("{file}:12:11: duplicate case name \"in stock\" (also at line 3): case names are unique in a file"),
+    ];
+    let out = run(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .collect::<Vec<_>>(),
+        expected
+    );
+    assert!(out.stdout.is_empty(), "no case runs");
+    let out = check(&rules);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .collect::<Vec<_>>(),
+        expected
+    );
+}
+
+/// A canned answer no rule asks for with the case's request (a copied case whose order id was
+/// not changed in the path, say) is a warning from `test` and `check`, which both carry on.
+#[test]
+fn test_warns_about_canned_answers_no_rule_asks_for() {
+    let rules = Rules::with(
+        "default.yaml",
+        "upstreams:\n  shop: { url: \"http://127.0.0.1:9\" }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/api/stock/{order_id}\" }\n    reason: x\n",
+    );
+    rules.write(
+        "tests/copied.yaml",
+        "ruleset: default\ncases:\n  - name: stock API down fails closed\n    request: { imp_uid: i, merchant_uid: o-2, amount: 50 }\n    upstreams:\n      shop:\n        \"GET /api/stock/o-1\": { error: refused }\n    expect: { decision: reject, rule: stock }\n",
+    );
+    let warning = format!(
+        "warning: {}/tests/copied.yaml:7:9: canned answer \"GET /api/stock/o-1\" is never used: for this request the rules of ruleset \"default\" call \"shop\" with \"GET /api/stock/o-2\"",
+        rules.path().display()
+    );
+    let out = run(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the case passes, for the wrong reason"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), warning);
+    let out = check(&rules);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), warning);
+}
+
+/// The shipped rule tests and the README's rule test example (against examples/shop-rules)
+/// load without a warning and pass.
+#[test]
+fn shipped_and_readme_rule_tests_load_cleanly() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let example = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(yaml, _)| yaml))
+        .find(|yaml| yaml.contains("\ncases:\n") && yaml.contains("upstreams:"))
+        .expect("the README has a rule test example with canned upstreams");
+    let shop = Rules::with(
+        "default.yaml",
+        &std::fs::read_to_string(format!("{root}/examples/shop-rules/default.yaml")).unwrap(),
+    );
+    shop.write("tests/readme.yaml", example);
+    let shop = shop.path().to_str().unwrap().to_owned();
+    for dir in [
+        format!("{root}/rules"),
+        format!("{root}/examples/scripted-rules"),
+        format!("{root}/examples/shop-rules"),
+        shop,
+    ] {
+        for command in ["test", "check"] {
+            let out = std::process::Command::new(binary())
+                .args([command, "--rules", &dir])
+                .env("SHOP_API_URL", "http://127.0.0.1:9")
+                .env("SHOP_API_TOKEN", "t")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "{command} {dir}: {:?}\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
