@@ -381,9 +381,11 @@ impl Run<'_, '_> {
                 .iter()
                 .map(|rule| match &rule.check {
                     // A call that cannot be made is an error when its rule is reached.
-                    Check::Fetch(f) if is_prefetch(rule) => self.fetch_call(f).ok().map(|call| {
-                        tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call))
-                    }),
+                    Check::Fetch(f) if is_prefetch(rule) => {
+                        fetch_call(f, self.req).ok().map(|call| {
+                            tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call))
+                        })
+                    }
                     _ => None,
                 })
                 .collect(),
@@ -452,7 +454,7 @@ impl Run<'_, '_> {
                     },
                     None if self.past_shadow_cutoff(rule) => return (self.cut_off(), None),
                     None => {
-                        let call = match self.fetch_call(f) {
+                        let call = match fetch_call(f, self.req) {
                             Ok(call) => self.ctx.upstreams.call(f.upstream.clone(), call),
                             Err(e) => return (Verdict::Error(e), None),
                         };
@@ -530,67 +532,67 @@ impl Run<'_, '_> {
             },
         }
     }
+}
 
-    /// The call a fetch rule makes for this request, or why it cannot be made.
-    fn fetch_call(&self, f: &Fetch) -> Result<HttpCall, String> {
-        let req = self.req;
-        let mut path_and_query = f.path.render_escaped(req, None, |s| {
-            Cow::Owned(utf8_percent_encode(s, PATH_SEGMENT).to_string())
-        });
-        // A `.` or `..` segment would be resolved by the URL parser, so an order id of ".."
-        // would choose another endpoint at the merchant; escaping cannot help, as `%2e%2e` is a
-        // dot segment too.
-        if let Some(segment) = path_and_query
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .split('/')
-            .find(|s| is_dot_segment(s))
-        {
-            return Err(format!(
-                "fetch path \"{path_and_query}\" has the segment \"{segment}\", which would leave the path the rule names; not sent"
-            ));
-        }
-        if !f.query.is_empty() {
-            let pairs: Vec<(&str, String)> = f
-                .query
-                .iter()
-                .map(|(k, t)| (k.as_str(), t.render(req, None)))
-                .collect();
-            path_and_query.push(if path_and_query.contains('?') {
-                '&'
-            } else {
-                '?'
-            });
-            path_and_query.push_str(&serde_urlencoded::to_string(pairs).unwrap_or_default());
-        }
-        let mut headers = http::HeaderMap::new();
-        for (name, t) in &f.headers {
-            // A header value a request field made invalid (a newline, say) is left out rather
-            // than sent broken; the upstream then decides without it.
-            if let Ok(v) = http::HeaderValue::from_str(&t.render(req, None)) {
-                headers.insert(name.clone(), v);
-            }
-        }
-        let body = f.body.as_ref().map(|b| {
-            headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            Bytes::from(render_body(b, req).to_string())
-        });
-        let method = match f.method {
-            HttpMethod::GET => http::Method::GET,
-            HttpMethod::POST => http::Method::POST,
-            HttpMethod::PUT => http::Method::PUT,
-        };
-        Ok(HttpCall {
-            method,
-            path_and_query,
-            headers,
-            body,
-        })
+/// The call a fetch rule makes for `req`, or why it cannot be made. Rule tests use it too, to
+/// tell canned answers no rule asks for.
+pub fn fetch_call(f: &Fetch, req: &ConfirmRequest) -> Result<HttpCall, String> {
+    let mut path_and_query = f.path.render_escaped(req, None, |s| {
+        Cow::Owned(utf8_percent_encode(s, PATH_SEGMENT).to_string())
+    });
+    // A `.` or `..` segment would be resolved by the URL parser, so an order id of ".."
+    // would choose another endpoint at the merchant; escaping cannot help, as `%2e%2e` is a
+    // dot segment too.
+    if let Some(segment) = path_and_query
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .split('/')
+        .find(|s| is_dot_segment(s))
+    {
+        return Err(format!(
+            "fetch path \"{path_and_query}\" has the segment \"{segment}\", which would leave the path the rule names; not sent"
+        ));
     }
+    if !f.query.is_empty() {
+        let pairs: Vec<(&str, String)> = f
+            .query
+            .iter()
+            .map(|(k, t)| (k.as_str(), t.render(req, None)))
+            .collect();
+        path_and_query.push(if path_and_query.contains('?') {
+            '&'
+        } else {
+            '?'
+        });
+        path_and_query.push_str(&serde_urlencoded::to_string(pairs).unwrap_or_default());
+    }
+    let mut headers = http::HeaderMap::new();
+    for (name, t) in &f.headers {
+        // A header value a request field made invalid (a newline, say) is left out rather
+        // than sent broken; the upstream then decides without it.
+        if let Ok(v) = http::HeaderValue::from_str(&t.render(req, None)) {
+            headers.insert(name.clone(), v);
+        }
+    }
+    let body = f.body.as_ref().map(|b| {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Bytes::from(render_body(b, req).to_string())
+    });
+    let method = match f.method {
+        HttpMethod::GET => http::Method::GET,
+        HttpMethod::POST => http::Method::POST,
+        HttpMethod::PUT => http::Method::PUT,
+    };
+    Ok(HttpCall {
+        method,
+        path_and_query,
+        headers,
+        body,
+    })
 }
 
 /// `.` or `..`, also percent-encoded, which URL parsers resolve (WHATWG URL, RFC 3986 §5.2.4).

@@ -1,8 +1,6 @@
 //! Rule tests (`rules/tests/*.yaml`): cases with a fixed clock, canned upstream answers and
 //! health states, run through the same engine `serve` uses, with no network at all.
 
-use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -13,10 +11,10 @@ use serde::de::{self, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, Visitor
 use serde::Deserialize;
 
 use crate::decision::{Decision, Outcome, Verdict};
-use crate::engine::{evaluate, Context, Original};
+use crate::engine::{self, evaluate, Context, Original};
 use crate::payload::{self, ConfirmRequest, Parsed};
 use crate::rules::yaml::{self, Location, Seg};
-use crate::rules::{Check, LoadError, Mode, Rules, Ruleset, Template};
+use crate::rules::{Check, LoadError, Mode, Rules, Ruleset};
 use crate::script::ScriptEngine;
 use crate::upstream::canned::{self, Canned, CannedAnswer, CannedHealth};
 
@@ -579,19 +577,21 @@ impl CaseNames<'_> {
         let Some(req) = req else {
             return out;
         };
-        let Some(calls) = calls(ruleset, req) else {
-            return out;
-        };
+        let calls = calls(ruleset, req);
         for (up, answers) in &c.upstreams {
             let Some(upstream) = ruleset.upstreams.get(up) else {
                 continue;
             };
-            let to_up: Vec<&Call> = calls.iter().filter(|call| call.upstream == *up).collect();
+            let to_up: Vec<&str> = calls
+                .iter()
+                .filter(|(name, _)| name == up)
+                .map(|(_, key)| key.as_str())
+                .collect();
             for key in answers.keys() {
                 let Ok(normal) = canned::check_key(key) else {
                     continue;
                 };
-                if to_up.iter().any(|call| call.matches(&normal)) {
+                if to_up.contains(&normal.as_str()) {
                     continue;
                 }
                 let mut message = if to_up.is_empty() {
@@ -600,7 +600,7 @@ impl CaseNames<'_> {
                         ruleset.name
                     )
                 } else {
-                    let made: Vec<String> = to_up.iter().map(|call| call.to_string()).collect();
+                    let made: Vec<String> = to_up.iter().map(|key| format!("\"{key}\"")).collect();
                     format!(
                         "canned answer \"{key}\" is never used: for this request the rules of ruleset \"{}\" call \"{up}\" with {}",
                         ruleset.name,
@@ -642,154 +642,24 @@ fn rules_expected(ruleset: &Ruleset) -> String {
     )
 }
 
-/// A call a rule of the ruleset would make for one request, as the text of its canned key
-/// with the request's values left as gaps, so that a key matches however it encodes them.
-#[derive(Debug)]
-struct Call {
-    upstream: String,
-    method: String,
-    /// Path and query.
-    pieces: Vec<Piece>,
-}
-
-#[derive(Debug)]
-enum Piece {
-    Text(String),
-    /// A request value: percent-encoded in a path, form-encoded in a query.
-    Value {
-        raw: String,
-        form: bool,
-    },
-}
-
-/// Stands for a placeholder while a template is rendered (no rule file has a NUL character).
-const GAP: &str = "\u{0}";
-
-/// Characters a path leaves as they are (RFC 3986 unreserved), for showing a call.
-const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-impl Call {
-    /// Whether the normalised canned key `"METHOD /path?query"` is this call.
-    fn matches(&self, key: &str) -> bool {
-        key.split_once(' ')
-            .is_some_and(|(method, rest)| method == self.method && fits(rest, &self.pieces))
-    }
-}
-
-impl std::fmt::Display for Call {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "\"{} ", self.method)?;
-        for p in &self.pieces {
-            match p {
-                Piece::Text(t) => f.write_str(t)?,
-                Piece::Value { raw, form: false } => write!(
-                    f,
-                    "{}",
-                    percent_encoding::utf8_percent_encode(raw, UNRESERVED)
-                )?,
-                Piece::Value { raw, form: true } => f.write_str(&form_encode(raw))?,
-            }
-        }
-        f.write_str("\"")
-    }
-}
-
-/// Whether `s` is the pieces in order, each value written in any encoding that decodes to it.
-/// Lenient on purpose: the engine's own encoding is its business, and a warning must never
-/// claim a call is not made when it is.
-fn fits(s: &str, pieces: &[Piece]) -> bool {
-    match pieces.split_first() {
-        None => s.is_empty(),
-        Some((Piece::Text(t), rest)) => s.strip_prefix(t.as_str()).is_some_and(|s| fits(s, rest)),
-        Some((Piece::Value { raw, form }, rest)) => (0..=s.len())
-            .filter(|&end| s.is_char_boundary(end))
-            .any(|end| decode(&s[..end], *form).as_deref() == Some(raw) && fits(&s[end..], rest)),
-    }
-}
-
-fn decode(s: &str, form: bool) -> Option<String> {
-    let s = if form {
-        Cow::Owned(s.replace('+', " "))
-    } else {
-        Cow::Borrowed(s)
-    };
-    percent_encoding::percent_decode_str(&s)
-        .decode_utf8()
-        .ok()
-        .map(Cow::into_owned)
-}
-
-/// `application/x-www-form-urlencoded` text of `s`, the way a query value is sent.
-fn form_encode(s: &str) -> String {
-    let pair = serde_urlencoded::to_string([("", s)]).unwrap_or_default();
-    pair.strip_prefix('=').unwrap_or(&pair).to_owned()
-}
-
-/// The text of a template with a gap for each placeholder, and the request's value for each.
-fn split(t: &Template, req: &ConfirmRequest) -> Option<(Vec<String>, Vec<String>)> {
-    let values = RefCell::new(Vec::new());
-    let text = t.render_escaped(req, None, |s| {
-        values.borrow_mut().push(s.to_owned());
-        Cow::Borrowed(GAP)
-    });
-    let values = values.into_inner();
-    let texts: Vec<String> = text.split(GAP).map(str::to_owned).collect();
-    (texts.len() == values.len() + 1).then_some((texts, values))
-}
-
-/// Every call the ruleset's `fetch` and `forward` rules (but those with `mode: off`) would make
-/// for `req`. `None` when a template cannot be read back (it holds a NUL character).
-fn calls(ruleset: &Ruleset, req: &ConfirmRequest) -> Option<Vec<Call>> {
-    let mut calls = Vec::new();
-    for rule in ruleset.rules.iter().filter(|r| r.mode != Mode::Off) {
-        match &rule.check {
+/// The canned keys (`"METHOD /path?query"`, upstream name first) of every call the ruleset's
+/// `fetch` and `forward` rules (but those with `mode: off`) would make for `req`, built by the
+/// engine's own code, so a key matches exactly when the engine would ask for it.
+fn calls(ruleset: &Ruleset, req: &ConfirmRequest) -> Vec<(String, String)> {
+    ruleset
+        .rules
+        .iter()
+        .filter(|r| r.mode != Mode::Off)
+        .filter_map(|rule| match &rule.check {
             Check::Fetch(f) => {
-                let mut pieces = Vec::new();
-                let (texts, values) = split(&f.path, req)?;
-                let has_query = texts.iter().any(|t| t.contains('?'));
-                interleave(&mut pieces, texts, values, false);
-                for (i, (name, t)) in f.query.iter().enumerate() {
-                    let sep = match (i, has_query) {
-                        (0, false) => "?",
-                        _ => "&",
-                    };
-                    pieces.push(Piece::Text(format!("{sep}{}=", form_encode(name))));
-                    let (texts, values) = split(t, req)?;
-                    let texts = texts.iter().map(|t| form_encode(t)).collect();
-                    interleave(&mut pieces, texts, values, true);
-                }
-                calls.push(Call {
-                    upstream: f.upstream.name.clone(),
-                    // `GET`, `POST`, `PUT`: the variants are named as the methods are.
-                    method: format!("{:?}", f.method),
-                    pieces,
-                });
+                let call = engine::fetch_call(f, req).ok()?;
+                let key = format!("{} {}", call.method, call.path_and_query);
+                Some((f.upstream.name.clone(), key))
             }
-            Check::Forward(fw) => calls.push(Call {
-                upstream: fw.upstream.name.clone(),
-                method: "POST".to_owned(),
-                pieces: vec![Piece::Text(fw.path.clone())],
-            }),
-            _ => {}
-        }
-    }
-    Some(calls)
-}
-
-fn interleave(pieces: &mut Vec<Piece>, texts: Vec<String>, values: Vec<String>, form: bool) {
-    let mut values = values.into_iter();
-    for t in texts {
-        if !t.is_empty() {
-            pieces.push(Piece::Text(t));
-        }
-        if let Some(raw) = values.next() {
-            pieces.push(Piece::Value { raw, form });
-        }
-    }
+            Check::Forward(fw) => Some((fw.upstream.name.clone(), format!("POST {}", fw.path))),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Runs every case whose name contains `filter`.
