@@ -429,6 +429,16 @@ mod tests {
         );
     }
 
+    #[test]
+    fn yaml_files_not_named_dot_yaml_are_watched() {
+        // The load warns about them (they are not rulesets): adding one reloads, so the
+        // warning shows without waiting for another change.
+        for name in ["rules/shop.yml", "rules/shop.YAML", "rules/shop.Yml"] {
+            assert!(concerns_rules(Path::new(name)), "{name}");
+        }
+        assert!(!concerns_rules(Path::new("rules/shop.json")));
+    }
+
     #[tokio::test]
     async fn scripts_of_any_name_reload_and_are_watched() {
         let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use super::model::{RawFile, RawScriptRefs, RawSettings, RawUpstream};
+use super::model::{RawScriptRefs, RawSettings, RawUpstream};
 use super::yaml::{self, Location, Seg};
 use super::{
     Expr, HealthSpec, HealthState, LoadError, LoadErrors, Mode, Rule, Rules, Ruleset, Settings,
@@ -37,9 +37,12 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
     let mut warnings = Vec::new();
     let mut rulesets = BTreeMap::new();
     let files = match ruleset_files(dir) {
-        Ok(files) => files,
-        Err(e) => return Err(LoadErrors(e)),
+        Ok(listing) => listing,
+        Err(e) => return Err(LoadErrors(vec![e])),
     };
+    errors.extend(files.bad_names);
+    warnings.extend(files.not_rulesets);
+    let files = files.rulesets;
     for (name, path) in files {
         let src = match read_text(&path) {
             Ok(src) => src,
@@ -56,6 +59,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
             errors: Vec::new(),
             warnings: &mut warnings,
             broken_upstreams: Vec::new(),
+            upstreams_broken: false,
             uses_payload: false,
         };
         let ruleset = file.compile(&name);
@@ -64,6 +68,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
                 rulesets.insert(name, Arc::new(r));
             }
         } else {
+            sort_by_position(&mut file.errors, &path);
             errors.append(&mut file.errors);
         }
     }
@@ -86,55 +91,114 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
     Ok(Rules::new(version, rulesets, warnings))
 }
 
-/// `*.yaml` files directly in `dir`, by ruleset name. Symlinks are followed (Kubernetes mounts).
-fn ruleset_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Vec<LoadError>> {
-    let entries = fs::read_dir(dir).map_err(|e| {
-        vec![LoadError {
-            file: dir.to_owned(),
-            location: None,
-            message: format!("cannot read rules directory: {e}"),
-        }]
+/// Orders the errors located in `file` by position, so a file's errors read top to bottom
+/// whatever found them. Errors in other files (a script a rule refers to) keep their place.
+fn sort_by_position(errors: &mut [LoadError], file: &Path) {
+    let slots: Vec<usize> = (0..errors.len())
+        .filter(|&i| errors[i].file == file)
+        .collect();
+    let mut own: Vec<LoadError> = slots.iter().map(|&i| errors[i].clone()).collect();
+    own.sort_by_key(|e| e.location.map(|l| (l.line, l.column)));
+    for (slot, e) in slots.into_iter().zip(own) {
+        errors[slot] = e;
+    }
+}
+
+/// What the rules directory holds, by name.
+struct Listing {
+    /// `*.yaml` files directly in the directory, by ruleset name.
+    rulesets: Vec<(String, PathBuf)>,
+    /// `*.yaml` files whose name is not a ruleset name: errors at `FILE:1:1`.
+    bad_names: Vec<LoadError>,
+    /// Warnings for files that look like rulesets but are not read (`shop.yml`, `shop.YAML`).
+    not_rulesets: Vec<String>,
+}
+
+/// The message for a `*.yaml` file whose name is not a ruleset name.
+const BAD_RULESET_NAME: &str = "not a ruleset name: the name before \".yaml\" may only hold letters (a-z, A-Z), digits, \"-\" and \"_\" (it is the ruleset's name in /confirm/{ruleset})";
+
+/// Whether `stem` may name a ruleset: ASCII letters, digits, `-` and `_`.
+fn is_ruleset_name(stem: &str) -> bool {
+    !stem.is_empty()
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Reads the rules directory: `*.yaml` files directly in `dir` are rulesets. Symlinks are
+/// followed (Kubernetes mounts).
+fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
+    let entries = fs::read_dir(dir).map_err(|e| LoadError {
+        file: dir.to_owned(),
+        location: None,
+        message: format!("cannot read rules directory: {e}"),
     })?;
-    let mut files = Vec::new();
-    let mut bad_names = Vec::new();
+    let mut listing = Listing {
+        rulesets: Vec::new(),
+        bad_names: Vec::new(),
+        not_rulesets: Vec::new(),
+    };
+    let mut not_rulesets = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        let Some(stem) = file_name.strip_suffix(".yaml") else {
-            continue;
-        };
         if file_name.starts_with('.') || !path.is_file() {
             continue;
         }
-        if stem.is_empty()
-            || !stem
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            bad_names.push(LoadError {
+        let Some(stem) = file_name.strip_suffix(".yaml") else {
+            if is_misnamed_ruleset(&path) {
+                not_rulesets.push(path);
+            }
+            continue;
+        };
+        if !is_ruleset_name(stem) {
+            listing.bad_names.push(LoadError {
                 file: path,
-                location: None,
-                message: "ruleset names may only hold letters, digits, \"-\" and \"_\"".into(),
+                location: Some(Location { line: 1, column: 1 }),
+                message: BAD_RULESET_NAME.into(),
             });
             continue;
         }
-        files.push((stem.to_owned(), path));
+        listing.rulesets.push((stem.to_owned(), path));
     }
-    if !bad_names.is_empty() {
-        bad_names.sort_by(|a, b| a.file.cmp(&b.file));
-        return Err(bad_names);
-    }
-    files.sort();
-    Ok(files)
+    listing.bad_names.sort_by(|a, b| a.file.cmp(&b.file));
+    listing.rulesets.sort();
+    not_rulesets.sort();
+    listing.not_rulesets = not_rulesets
+        .into_iter()
+        .map(|path| {
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            let rename = if is_ruleset_name(stem) {
+                format!(" (rename it to {stem}.yaml to load it)")
+            } else {
+                String::new()
+            };
+            format!(
+                "{}: not a ruleset and not read: only files ending in \".yaml\" (lower case) are rulesets{rename}",
+                path.display()
+            )
+        })
+        .collect();
+    Ok(listing)
+}
+
+/// A YAML file whose extension is not exactly `.yaml` (`shop.yml`, `shop.YAML`): someone meant
+/// a ruleset, but it is not read. The load warns about such files directly in the rules
+/// directory.
+fn is_misnamed_ruleset(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        e != "yaml" && (e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+    })
 }
 
 /// The rules version: a short hash of the files the load reads, so operators can tell which
 /// rules answered, and a reload can skip a directory that did not change.
 ///
 /// It covers every `.yaml` and `.rhai` file under the directory (rulesets, rule tests under
-/// `tests/`, scripts, also ones no rule references yet) and every script a ruleset references
+/// `tests/`, scripts, also ones no rule references yet), YAML files named otherwise (`.yml`,
+/// `.YAML`: the load warns about them) and every script a ruleset references
 /// whatever its name (`script: scripts/check.txt`), found by reading the `script:` keys of the
 /// ruleset files. Every other file is left out on purpose rather than hashing "every regular
 /// file": a decision log or notes kept in the directory would otherwise change the version (and,
@@ -250,8 +314,12 @@ fn collect_files(
 /// Files the loader may read, known by name: rule files, rule tests and `.rhai` scripts. A
 /// script with another name counts through [`referenced_scripts`]. Anything else in the
 /// directory (a decision log someone put there, notes) neither changes the version nor reloads.
+///
+/// YAML files with another extension (`.yml`, `.YAML`) count too: the load warns about them in
+/// the rules directory, so adding, renaming or removing one must reload and change the version
+/// (the warnings are part of what a version loaded).
 pub fn is_rule_source(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "yaml" || e == "rhai")
+    path.extension().is_some_and(|e| e == "yaml" || e == "rhai") || is_misnamed_ruleset(path)
 }
 
 /// Why a rule file or script could not be read as text.
@@ -376,6 +444,11 @@ fn mentions_payload(src: &str) -> bool {
     })
 }
 
+/// Health probes run at most this often: a shorter interval floods the upstream with probes
+/// (`interval: 1ms` is a thousand a second) and says nothing more about its health.
+const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(50);
+const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The error for a ruleset without rules (an empty file, `rules:` with nothing under it).
 const NO_RULES: &str = "no rules: a ruleset needs at least one rule (an empty ruleset would approve every payment; to approve everything on purpose, write a rule with when: 'true' and action: approve)";
 
@@ -397,6 +470,8 @@ struct FileCompiler<'a, 'o> {
     /// Upstreams defined in the file that failed to load: already reported, so a rule naming
     /// one is not told it is unknown.
     broken_upstreams: Vec<String>,
+    /// `upstreams` itself did not read (already reported): no upstream name is known.
+    upstreams_broken: bool,
     /// Set when an expression or script of this file mentions `payload`.
     uses_payload: bool,
 }
@@ -416,26 +491,23 @@ impl FileCompiler<'_, '_> {
     }
 
     fn compile(&mut self, name: &str) -> Option<Ruleset> {
-        // An empty file (or one of comments only) has no rules, which the check below reports.
-        let raw: RawFile = if self
-            .src
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
-            RawFile::default()
-        } else {
-            // A document that is only `~` or `null` is as empty as a file of comments.
-            match yaml::from_str::<Option<RawFile>>(self.src) {
-                Ok(raw) => raw.unwrap_or_default(),
-                Err(e) => {
-                    self.error_at(e.location.unwrap_or_default(), e.message);
-                    return None;
-                }
-            }
+        // Every shape error of the file (unknown keys, wrong types, duplicate keys), each part
+        // read on its own; the parts that read are compiled below, so their errors come too.
+        let file = yaml::parse_rule_file(self.src);
+        for e in file.errors {
+            self.error_at(
+                e.location.unwrap_or(Location { line: 1, column: 1 }),
+                e.message,
+            );
+        }
+        self.broken_upstreams = file.broken_upstreams;
+        self.upstreams_broken = file.upstreams_broken;
+        let settings = match &file.settings {
+            Some(raw) => self.settings(raw),
+            None => Settings::default(),
         };
-        let settings = self.settings(&raw.settings);
         let mut upstreams = BTreeMap::new();
-        for (key, up) in &raw.upstreams {
+        for (key, up) in &file.upstreams {
             match self.upstream(key, up) {
                 Some(u) => {
                     upstreams.insert(key.clone(), Arc::new(u));
@@ -443,7 +515,7 @@ impl FileCompiler<'_, '_> {
                 None => self.broken_upstreams.push(key.clone()),
             }
         }
-        if raw.rules.is_empty() {
+        if file.rules.is_empty() && !file.rules_broken {
             // Fail closed: with no rule to refuse, every payment would be approved. A truncated
             // or half-saved file (a full disk, an editor that does not save atomically) looks
             // exactly like this, so it must never load.
@@ -453,7 +525,8 @@ impl FileCompiler<'_, '_> {
         }
         let mut rules: Vec<Rule> = Vec::new();
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, raw_rule) in raw.rules.iter().enumerate() {
+        for (i, raw_rule) in &file.rules {
+            let i = *i;
             let at = [Seg::Key("rules"), Seg::Index(i), Seg::Key("name")];
             if raw_rule.name.trim().is_empty() {
                 self.error(&at, "rule name must not be empty");
@@ -541,6 +614,19 @@ impl FileCompiler<'_, '_> {
         let url = match substitute(&raw.url, self.opts.env) {
             // The value may have come from a secret variable; say what is wrong without echoing it.
             Ok((url, _)) => match reqwest::Url::parse(&url) {
+                // The url is a base that rule paths are appended to: a query string or fragment
+                // would end up in front of them (`/base?q=1/api/stock`), the path lost.
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && (u.query().is_some() || u.fragment().is_some()) =>
+                {
+                    self.error(
+                        &at("url"),
+                        format!("upstream \"{name}\": url must not have a query string (\"?\") or fragment (\"#\"): it is a base (scheme, host, port and an optional path prefix) that rule paths are appended to; put query parameters in a fetch's query"),
+                    );
+                    None
+                }
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(url),
                 _ => {
                     self.error(
@@ -597,8 +683,14 @@ impl FileCompiler<'_, '_> {
                     );
                 }
                 let interval = match &h.interval {
-                    Some(i) => self.duration(&hp("interval"), i),
-                    None => Some(Duration::from_secs(5)),
+                    Some(i) => self.duration(&hp("interval"), i).and_then(|d| {
+                        if d < MIN_PROBE_INTERVAL {
+                            self.error(&hp("interval"), format!("upstream \"{name}\": health interval {d:?} is too short, expected at least {MIN_PROBE_INTERVAL:?} (every interval sends a probe to the upstream)"));
+                            return None;
+                        }
+                        Some(d)
+                    }),
+                    None => Some(DEFAULT_PROBE_INTERVAL),
                 };
                 let unhealthy_after = h.unhealthy_after.unwrap_or(2);
                 let healthy_after = h.healthy_after.unwrap_or(1);
@@ -664,7 +756,7 @@ impl FileCompiler<'_, '_> {
             }),
             Err(e) => {
                 let scalar = yaml::locate(self.src, path);
-                let at = yaml::position_in_scalar(self.src, scalar, e.line, e.column);
+                let at = yaml::position_in_scalar(self.src, scalar, src, e.line, e.column);
                 self.error_at(
                     at,
                     format!(

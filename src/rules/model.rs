@@ -1,30 +1,19 @@
-//! Raw serde types mirroring a rule file. No behaviour and no validation beyond shape:
-//! `load` compiles them into [`crate::rules::Ruleset`].
+//! Raw serde types mirroring the parts of a rule file (its `settings`, each upstream, each
+//! rule). No behaviour and no validation beyond shape: [`super::yaml::parse_rule_file`] reads
+//! each part on its own, `load` compiles them into [`crate::rules::Ruleset`].
+//!
+//! `expecting` texts say what a mapping should hold, in the words of the rule file reference
+//! (serde would name the Rust type).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFile {
-    #[serde(default)]
-    pub settings: RawSettings,
-    #[serde(default)]
-    pub upstreams: BTreeMap<String, RawUpstream>,
-    /// `rules: null` reads as no rules, which `load` reports as such (not as a type error).
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub rules: Vec<RawRule>,
-}
-
-fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Vec<T>, D::Error> {
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of settings (deadline, on_error, error_reason, reject_status)"
+)]
 pub struct RawSettings {
     pub deadline: Option<String>,
     pub on_error: Option<OnError>,
@@ -41,7 +30,10 @@ pub enum OnError {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an upstream: a mapping with url (and timeout, headers, health)"
+)]
 pub struct RawUpstream {
     pub url: String,
     pub timeout: Option<String>,
@@ -51,7 +43,10 @@ pub struct RawUpstream {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with path (and interval, unhealthy_after, healthy_after)"
+)]
 pub struct RawHealth {
     pub path: String,
     pub interval: Option<String>,
@@ -60,7 +55,10 @@ pub struct RawHealth {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a rule: a mapping with name, a check and reason"
+)]
 pub struct RawRule {
     pub name: String,
     pub when: Option<String>,
@@ -95,14 +93,14 @@ pub enum Action {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping with min, max or both")]
 pub struct RawAmount {
     pub min: Option<serde_json::Number>,
     pub max: Option<serde_json::Number>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping with from, until or both")]
 pub struct RawWindow {
     pub from: Option<String>,
     pub until: Option<String>,
@@ -116,7 +114,10 @@ pub enum HttpMethod {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with upstream and path (and method, query, headers, body)"
+)]
 pub struct RawFetch {
     pub upstream: String,
     pub method: Option<HttpMethod>,
@@ -129,7 +130,7 @@ pub struct RawFetch {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping with upstream and path")]
 pub struct RawForward {
     pub upstream: String,
     pub path: String,

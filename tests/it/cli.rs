@@ -530,4 +530,69 @@ fn shipped_and_readme_rule_tests_load_cleanly() {
             );
         }
     }
+
+/// Audit (load errors): one `check` shows every shape error of a file, each at its place, and
+/// errors inside folded expressions on the line they are on.
+#[test]
+fn check_prints_every_shape_error_of_a_file() {
+    let rules = Rules::with(
+        "default.yaml",
+        "settings:\n  deadlin: 4s\nrules:\n  - name: a\n    amount: { mx: 1 }\n    reason: x\n  - name: b\n    foo: 1\n    reason: x\n  - name: c\n    require: >\n      amount > 0 &&\n      order_idd == 1\n    reason: x\n",
+    );
+    rules.write("b.c.yaml", "rules: []\n");
+    let out = check(&rules);
+    assert_eq!(out.status.code(), Some(1));
+    let dir = rules.path().display();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().collect::<Vec<_>>(),
+        [
+            format!("{dir}/b.c.yaml:1:1: not a ruleset name: the name before \".yaml\" may only hold letters (a-z, A-Z), digits, \"-\" and \"_\" (it is the ruleset's name in /confirm/{{ruleset}})"),
+            format!("{dir}/default.yaml:2:3: settings: unknown field \"deadlin\", expected one of \"deadline\", \"on_error\", \"error_reason\", \"reject_status\""),
+            format!("{dir}/default.yaml:5:15: rules[0].amount: unknown field \"mx\", expected \"min\" or \"max\""),
+            format!("{dir}/default.yaml:8:5: rules[1]: unknown field \"foo\", expected one of \"name\", \"when\", \"mode\", \"action\", \"reason\", \"on_error\", \"amount\", \"window\", \"require\", \"healthy\", \"fetch\", \"forward\", \"script\""),
+            format!("{dir}/default.yaml:13:7: rule \"c\": require: invalid expression: undefined variable: order_idd"),
+        ]
+    );
+    // A second document is located where it starts, never at line 0.
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: x\n---\nrules: []\n",
+    );
+    let out = check(&rules);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!(
+            "{}/default.yaml:5:1: a second YAML document: a file holds exactly one (a \"---\" line after the content starts another, and nothing may follow a \"...\" line)",
+            rules.path().display()
+        )
+    );
+}
+
+/// Audit (load errors): a `.yml` or `.YAML` file in the rules directory is not read; `check`
+/// says so instead of ignoring it silently.
+#[test]
+fn check_warns_about_yaml_files_that_are_not_rulesets() {
+    let one_rule = "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: x\n";
+    let rules = Rules::with("default.yaml", one_rule);
+    rules.write("shop.yml", one_rule);
+    rules.write("Outlet.YAML", one_rule);
+    let out = check(&rules);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok: 1 rulesets, 1 rules"
+    );
+    let dir = rules.path().display();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().collect::<Vec<_>>(),
+        [
+            format!("warning: {dir}/Outlet.YAML: not a ruleset and not read: only files ending in \".yaml\" (lower case) are rulesets (rename it to Outlet.yaml to load it)"),
+            format!("warning: {dir}/shop.yml: not a ruleset and not read: only files ending in \".yaml\" (lower case) are rulesets (rename it to shop.yaml to load it)"),
+        ]
+    );
 }

@@ -87,6 +87,14 @@ impl FileCompiler<'_, '_> {
             TemplateScope::Request
         };
         let reason = match &raw.reason {
+            // What the buyer would see: an empty refusal says nothing (as for error_reason).
+            Some(r) if r.trim().is_empty() => {
+                self.error(
+                    &path("reason"),
+                    format!("rule \"{name}\": reason must not be empty (it is the text the buyer sees when this rule refuses)"),
+                );
+                Template::literal(r)
+            }
             Some(r) => match Template::parse(r, reason_scope) {
                 Ok(t) => t,
                 Err(e) => {
@@ -232,7 +240,7 @@ impl FileCompiler<'_, '_> {
                 if let Some(brace) = f.path.find(['{', '}']) {
                     let scalar = yaml::locate(self.src, &sub("forward", "path"));
                     let column = f.path[..brace].chars().count() + 1;
-                    let at = yaml::position_in_scalar(self.src, scalar, 1, column);
+                    let at = yaml::position_in_scalar(self.src, scalar, &f.path, 1, column);
                     self.error_at(at, format!("rule \"{name}\": {FORWARD_PATH_IS_FIXED}"));
                 }
                 if self.errors.len() > errors_before {
@@ -257,9 +265,16 @@ impl FileCompiler<'_, '_> {
     ) -> Option<Arc<Upstream>> {
         match upstreams.get(up) {
             Some(u) => Some(u.clone()),
-            None if self.broken_upstreams.iter().any(|b| b == up) => None,
+            None if self.upstreams_broken || self.broken_upstreams.iter().any(|b| b == up) => None,
             None => {
-                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                // Broken upstreams (reported on their own) are still the names there are.
+                let mut known: Vec<&str> = upstreams
+                    .keys()
+                    .chain(&self.broken_upstreams)
+                    .map(String::as_str)
+                    .collect();
+                known.sort_unstable();
+                known.dedup();
                 let expected = if known.is_empty() {
                     "no upstreams are defined in this file".to_owned()
                 } else {

@@ -48,11 +48,6 @@ impl RulesDir {
         )
     }
 
-    /// The line an error without a position prints as.
-    fn whole(&self, rel: &str, message: &str) -> String {
-        format!("{}: {message}", self.path().join(rel).display())
-    }
-
     /// Loads with `vars` as the whole environment.
     fn load_with(&self, vars: &[(&str, &str)]) -> Result<Rules, LoadErrors> {
         let vars: HashMap<&str, &str> = vars.iter().copied().collect();
@@ -110,6 +105,7 @@ fn time(rfc3339: &str) -> DateTime<chrono::FixedOffset> {
 }
 
 mod files;
+mod reports;
 mod rules;
 mod settings;
 

@@ -316,11 +316,12 @@ rules:
         |name: &str| format!(r#"upstream "{name}": url is not an http:// or https:// URL"#);
     assert_eq!(
         dir.errors_with(&[("SHOP_URL", "shop.test/secret-path")]),
+        // In file order, as every error of a file.
         [
-            dir.at(DEFAULT, 9, 10, &message("from-env")),
             dir.at(DEFAULT, 3, 10, &message("ftp")),
-            dir.at(DEFAULT, 7, 10, &message("no-host")),
             dir.at(DEFAULT, 5, 10, &message("words")),
+            dir.at(DEFAULT, 7, 10, &message("no-host")),
+            dir.at(DEFAULT, 9, 10, &message("from-env")),
         ]
     );
 }
@@ -474,13 +475,15 @@ fn bad_ruleset_names_are_errors() {
         .write("bad name.yaml", "")
         .write("ruleset.v2.yaml", "")
         .write("규칙.yaml", "");
-    let message = r#"ruleset names may only hold letters, digits, "-" and "_""#;
+    let message = r#"not a ruleset name: the name before ".yaml" may only hold letters (a-z, A-Z), digits, "-" and "_" (it is the ruleset's name in /confirm/{ruleset})"#;
+    assert_eq!(message, BAD_RULESET_NAME);
+    // At the start of the file, like every other error of a file.
     assert_eq!(
         dir.errors(),
         [
-            dir.whole("bad name.yaml", message),
-            dir.whole("ruleset.v2.yaml", message),
-            dir.whole("규칙.yaml", message),
+            dir.at("bad name.yaml", 1, 1, message),
+            dir.at("ruleset.v2.yaml", 1, 1, message),
+            dir.at("규칙.yaml", 1, 1, message),
         ]
     );
 }

@@ -154,7 +154,7 @@ fn settings_have_documented_defaults() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Shape: unknown keys and wrong types (serde, one error per file)
+// Shape: unknown keys and wrong types (each file here has one; see `shape` for many)
 
 #[test]
 fn unknown_keys_are_errors_at_the_key() {
@@ -165,7 +165,7 @@ fn unknown_keys_are_errors_at_the_key() {
             r#"unknown field "setings", expected one of "settings", "upstreams", "rules""#,
         ),
         (
-            "settings:\n  deadline: 4s\n  deadlin: 4s\n",
+            &format!("settings:\n  deadline: 4s\n  deadlin: 4s\n{ONE_RULE}"),
             (3, 3),
             r#"settings: unknown field "deadlin", expected one of "deadline", "on_error", "error_reason", "reject_status""#,
         ),
@@ -196,10 +196,10 @@ fn wrong_types_are_errors_at_the_value() {
         (
             "rules:\n  - name: a\n    amount: { min: \"abc\" }\n    reason: x\n",
             (3, 20),
-            r#"rules[0].amount.min: invalid type: string "abc", expected a JSON number"#,
+            r#"rules[0].amount.min: invalid type: string "abc", expected a number"#,
         ),
         (
-            "settings:\n  reject_status: x\n",
+            &format!("settings:\n  reject_status: x\n{ONE_RULE}"),
             (2, 18),
             r#"settings.reject_status: invalid type: string "x", expected u16"#,
         ),
@@ -209,7 +209,7 @@ fn wrong_types_are_errors_at_the_value() {
             "rules: invalid type: map, expected a sequence",
         ),
         (
-            "settings:\n  on_error: maybe\n",
+            &format!("settings:\n  on_error: maybe\n{ONE_RULE}"),
             (2, 13),
             r#"settings.on_error: unknown variant "maybe", expected "reject" or "approve""#,
         ),

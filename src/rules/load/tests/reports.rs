@@ -1,0 +1,697 @@
+//! Audited defects of load error reports: positions inside every scalar style, more than one
+//! document, duplicate keys, ruleset file names, every shape error of a file at once, and
+//! messages in the rule file's own terms.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// 1. Positions inside scalars
+
+#[test]
+fn expression_errors_map_back_through_every_scalar_style() {
+    let dir = default_file(
+        r#"rules:
+  - name: folded
+    require: >
+      amount > 0 &&
+      order_idd == 1
+    reason: x
+  - name: plain
+    require: amount > 0 &&
+      order_idd == 1
+    reason: x
+  - name: escaped
+    require: "order_id == \"x\" && order_idd == 1"
+    reason: x
+  - name: single
+    require: 'order_id == ''x'' &&
+      order_idd == 1'
+    reason: x
+  - name: joined
+    require: "order_id == \"x\" && \
+      order_idd == 1"
+    reason: x
+  - name: tagged
+    require: !!str amount > 0 && order_idd == 1
+    reason: x
+  - name: more-indented
+    require: >-
+      amount > 0
+        && order_id == "x"
+      && order_idd == 1
+    reason: x
+  - name: literal
+    require: |
+      amount > 0
+
+      && order_idd == 1
+    reason: x
+  - name: unicode
+    require: "order_id == \"\u00e9\" && order_idd == 1"
+    reason: x
+"#,
+    );
+    let undefined = |rule: &str| {
+        format!(r#"rule "{rule}": require: invalid expression: undefined variable: order_idd"#)
+    };
+    assert_eq!(
+        dir.errors(),
+        [
+            // Line 5 is `      order_idd == 1`, folded into the line before it.
+            dir.at(DEFAULT, 5, 7, &undefined("folded")),
+            dir.at(DEFAULT, 9, 7, &undefined("plain")),
+            // `\"` is two characters in the file, one in the expression.
+            dir.at(DEFAULT, 12, 36, &undefined("escaped")),
+            dir.at(DEFAULT, 16, 7, &undefined("single")),
+            // A backslash at the end of a line joins it with the next.
+            dir.at(DEFAULT, 20, 7, &undefined("joined")),
+            dir.at(DEFAULT, 23, 34, &undefined("tagged")),
+            // More-indented lines of a folded scalar keep their line breaks.
+            dir.at(DEFAULT, 29, 10, &undefined("more-indented")),
+            dir.at(DEFAULT, 35, 10, &undefined("literal")),
+            // `\u00e9` is six characters in the file.
+            dir.at(DEFAULT, 38, 41, &undefined("unicode")),
+        ]
+    );
+}
+
+#[test]
+fn an_incomplete_expression_is_reported_after_its_last_character() {
+    let dir = default_file(
+        r#"rules:
+  - name: folded
+    require: >
+      amount > 0 &&
+      amount <
+
+    reason: x
+  - name: kept
+    require: |+
+      amount >
+
+    reason: x
+"#,
+    );
+    let incomplete =
+        |rule: &str| format!(r#"rule "{rule}": require: invalid expression: script is incomplete"#);
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 5, 15, &incomplete("folded")),
+            dir.at(DEFAULT, 10, 15, &incomplete("kept")),
+        ]
+    );
+}
+
+#[test]
+fn forward_path_braces_are_located_in_every_scalar_style() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+rules:
+  - name: escaped
+    forward: { upstream: shop, path: "/a\/b/{order_id}" }
+  - name: quoted
+    forward: { upstream: shop, path: '/it''s/{tx_id}' }
+"#,
+    );
+    let message = |rule: &str| format!(r#"rule "{rule}": {FORWARD_PATH_IS_FIXED}"#);
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 6, 45, &message("escaped")),
+            dir.at(DEFAULT, 8, 46, &message("quoted")),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. One document per file
+
+/// The error for a second document, after `rules/default.yaml:LINE:COL: `.
+const SECOND_DOCUMENT: &str = r#"a second YAML document: a file holds exactly one (a "---" line after the content starts another, and nothing may follow a "..." line)"#;
+
+#[test]
+fn a_second_document_is_an_error_where_it_starts() {
+    let cases: &[(&str, String, (usize, usize))] = &[
+        (
+            "another document",
+            format!("{ONE_RULE}---\nrules: []\n"),
+            (5, 1),
+        ),
+        ("an empty one", format!("{ONE_RULE}---\n"), (5, 1)),
+        (
+            "one with a comment on its marker line",
+            format!("{ONE_RULE}\n--- # more\nrules: []\n"),
+            (6, 1),
+        ),
+        (
+            "two explicit ones",
+            format!("---\n{ONE_RULE}---\n{ONE_RULE}"),
+            (6, 1),
+        ),
+        (
+            "an empty first one",
+            format!("--- # nothing yet\n---\n{ONE_RULE}"),
+            (2, 1),
+        ),
+        (
+            "content after the end marker",
+            format!("{ONE_RULE}...\n# trailer\nfoo: 1\n"),
+            (7, 1),
+        ),
+        (
+            "a document after the end marker",
+            format!("{ONE_RULE}...\n---\nrules: []\n"),
+            (6, 1),
+        ),
+    ];
+    for (what, yaml, (line, col)) in cases {
+        let dir = default_file(yaml);
+        assert_eq!(
+            dir.errors(),
+            [dir.at(DEFAULT, *line, *col, SECOND_DOCUMENT)],
+            "{what}: {yaml:?}"
+        );
+    }
+    // One document, with its markers or with comments after its end, loads.
+    for yaml in [
+        format!("---\n{ONE_RULE}"),
+        format!("%YAML 1.1\n---\n{ONE_RULE}...\n"),
+        format!("{ONE_RULE}...\n# the end\n\n"),
+    ] {
+        assert_eq!(default_file(&yaml).ok().rule_count(), 1, "{yaml:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Duplicate keys
+
+#[test]
+fn duplicate_keys_are_errors_at_the_repeated_key() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+    headers: { X-Key: a, X-Key: b }
+  shop:
+    url: http://other.test
+rules:
+  - name: a
+    amount: { max: 1 }
+    reason: x
+    amount: { max: 2 }
+  - name: b
+    require: 'order_idd == 1'
+    reason: x
+rules: []
+"#,
+    );
+    let repeated = |path: &str, key: &str, first: usize| {
+        format!(
+            r#"{path}duplicate key "{key}" (first at line {first}): a key may appear only once in a mapping"#
+        )
+    };
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                4,
+                26,
+                &repeated("upstreams.shop.headers: ", "X-Key", 4)
+            ),
+            dir.at(DEFAULT, 5, 3, &repeated("upstreams: ", "shop", 2)),
+            dir.at(DEFAULT, 11, 5, &repeated("rules[0]: ", "amount", 9)),
+            // The other errors of the file come with them.
+            dir.at(
+                DEFAULT,
+                13,
+                15,
+                r#"rule "b": require: invalid expression: undefined variable: order_idd"#
+            ),
+            dir.at(DEFAULT, 15, 1, &repeated("", "rules", 7)),
+        ]
+    );
+    // Inside a nested mapping, a fetch body, or a sequence item.
+    let dir = default_file(
+        r#"upstreams:
+  shop: { url: http://shop.test }
+rules:
+  - name: reserve
+    fetch:
+      upstream: shop
+      method: POST
+      path: /reserve
+      body: { order: "{order_id}", items: [{ id: 1, id: 2 }] }
+    window: { from: "2026-12-01T10:00:00+09:00", from: "2026-12-02T10:00:00+09:00" }
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                9,
+                53,
+                &repeated("rules[0].fetch.body.items[0]: ", "id", 9)
+            ),
+            dir.at(DEFAULT, 10, 50, &repeated("rules[0].window: ", "from", 10)),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Ruleset file names
+
+#[test]
+fn bad_ruleset_names_do_not_hide_other_errors() {
+    let dir = RulesDir::new();
+    dir.write("a b.yaml", ONE_RULE)
+        .write("b.c.yaml", ONE_RULE)
+        .write(
+            DEFAULT,
+            "rules:\n  - name: a\n    amount: { mx: 1 }\n    reason: x\n",
+        );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at("a b.yaml", 1, 1, BAD_RULESET_NAME),
+            dir.at("b.c.yaml", 1, 1, BAD_RULESET_NAME),
+            dir.at(
+                DEFAULT,
+                3,
+                15,
+                r#"rules[0].amount: unknown field "mx", expected "min" or "max""#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn yaml_files_not_named_dot_yaml_are_warned_about() {
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, ONE_RULE)
+        .write("shop.yml", ONE_RULE)
+        .write("Outlet.YAML", ONE_RULE)
+        .write("notes.Yml", "# drafts\n")
+        .write("a b.yml", ONE_RULE)
+        // Not warned about: hidden files, and files in subdirectories.
+        .write(".draft.yml", ONE_RULE)
+        .write("tests/more.yml", "cases: []\n")
+        .write("scripts/x.yml", "");
+    let first = dir.ok();
+    let warning = |file: &str, rename: &str| {
+        format!(
+            r#"{}: not a ruleset and not read: only files ending in ".yaml" (lower case) are rulesets{rename}"#,
+            dir.path().join(file).display()
+        )
+    };
+    assert_eq!(
+        first.warnings,
+        [
+            warning("Outlet.YAML", " (rename it to Outlet.yaml to load it)"),
+            warning("a b.yml", ""),
+            warning("notes.Yml", " (rename it to notes.yaml to load it)"),
+            warning("shop.yml", " (rename it to shop.yaml to load it)"),
+        ]
+    );
+    assert_eq!(first.rulesets.keys().collect::<Vec<_>>(), ["default"]);
+    // Adding or removing one changes the version, so a reload shows (or clears) the warning.
+    assert!(is_rule_source(Path::new("rules/shop.yml")));
+    assert!(is_rule_source(Path::new("rules/shop.YAML")));
+    assert!(!is_rule_source(Path::new("rules/notes.txt")));
+    fs::remove_file(dir.path().join("shop.yml")).unwrap();
+    let second = dir.ok();
+    assert_ne!(second.version, first.version);
+    assert_eq!(second.warnings.len(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Every shape error of a file
+
+#[test]
+fn every_shape_error_of_a_file_is_reported_in_one_load() {
+    // The audit's file: one error in the settings, one in each rule.
+    let dir = default_file(
+        r#"settings:
+  deadlin: 4s
+rules:
+  - name: a
+    amount: { mx: 1 }
+    reason: x
+  - name: b
+    foo: 1
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                2,
+                3,
+                r#"settings: unknown field "deadlin", expected one of "deadline", "on_error", "error_reason", "reject_status""#
+            ),
+            dir.at(
+                DEFAULT,
+                5,
+                15,
+                r#"rules[0].amount: unknown field "mx", expected "min" or "max""#
+            ),
+            dir.at(
+                DEFAULT,
+                8,
+                5,
+                r#"rules[1]: unknown field "foo", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script""#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn shape_errors_of_every_part_and_key_come_with_the_other_errors() {
+    let rule_keys = r#"expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script""#;
+    let dir = default_file(
+        r#"setings: {}
+settings:
+  deadline: 4 sec
+  on_error: maybe
+  reject_status: 200
+upstreams:
+  shop:
+    url: http://shop.test
+    timout: 1s
+  stock:
+    url: http://stock.test
+    health: { path: /health, interval: soon }
+rules:
+  - name: a
+    amout: { min: 1 }
+    mode: shdow
+    reason: x
+  - reason: no name
+    amount: { max: 1 }
+    bogus: true
+  - name: c
+    require: 'order_idd == 1'
+    reason: x
+  - name: d
+    healthy: shop
+    reason: x
+  - name: e
+    fetch: { upstream: nowhere, path: /x }
+    reason: x
+  - just text
+  - name: g
+    amount: { min: [1], mx: 2 }
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                1,
+                1,
+                r#"unknown field "setings", expected one of "settings", "upstreams", "rules""#
+            ),
+            dir.at(
+                DEFAULT,
+                4,
+                13,
+                r#"settings.on_error: unknown variant "maybe", expected "reject" or "approve""#
+            ),
+            dir.at(
+                DEFAULT,
+                9,
+                5,
+                r#"upstreams.shop: unknown field "timout", expected one of "url", "timeout", "headers", "health""#
+            ),
+            dir.at(
+                DEFAULT,
+                12,
+                40,
+                r#"invalid duration "soon", expected a number and a unit like 500ms, 1.5s, 4s or 1m"#
+            ),
+            dir.at(
+                DEFAULT,
+                15,
+                5,
+                &format!(r#"rules[0]: unknown field "amout", {rule_keys}"#)
+            ),
+            dir.at(
+                DEFAULT,
+                16,
+                11,
+                r#"rules[0].mode: unknown variant "shdow", expected one of "enforce", "shadow", "off""#
+            ),
+            // A missing key is reported at the rule, after its other errors were left out.
+            dir.at(DEFAULT, 18, 5, r#"rules[1]: missing field "name""#),
+            dir.at(
+                DEFAULT,
+                20,
+                5,
+                &format!(r#"rules[1]: unknown field "bogus", {rule_keys}"#)
+            ),
+            dir.at(
+                DEFAULT,
+                22,
+                15,
+                r#"rule "c": require: invalid expression: undefined variable: order_idd"#
+            ),
+            // `shop` itself is broken (reported above): no second error for it. `nowhere` is
+            // unknown; the broken upstreams are still named as the ones there are.
+            dir.at(
+                DEFAULT,
+                28,
+                24,
+                r#"rule "e": unknown upstream "nowhere", expected one of shop, stock"#
+            ),
+            dir.at(
+                DEFAULT,
+                30,
+                5,
+                r#"rules[5]: invalid type: string "just text", expected a rule: a mapping with name, a check and reason"#
+            ),
+            // Within one key, the first error only.
+            dir.at(
+                DEFAULT,
+                32,
+                20,
+                r#"rules[6].amount.min: invalid type: sequence, expected a number"#
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_syntax_error_is_the_only_error_of_its_file() {
+    let dir = default_file(
+        "settings:\n  deadlin: 4s\nrules:\n  - name: a\n    amount: { max: 1000\n    reason: x\n",
+    );
+    dir.write(
+        "other.yaml",
+        "rules:\n  - name: b\n    amount: { mx: 1 }\n    reason: x\n",
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                6,
+                11,
+                r#"did not find expected ',' or '}' (while parsing a flow mapping that starts at line 5 column 13): a flow mapping { ... } needs a "," between entries and a closing "}""#
+            ),
+            dir.at(
+                "other.yaml",
+                3,
+                15,
+                r#"rules[0].amount: unknown field "mx", expected "min" or "max""#
+            ),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Messages
+
+#[test]
+fn messages_say_what_the_yaml_should_hold() {
+    let cases: &[(&str, &str, (usize, usize), &str)] = &[
+        (
+            "a flow mapping without its }",
+            "rules:\n  - name: a\n    amount: { max: 1000 reason: x\n",
+            (3, 31),
+            r#"did not find expected ',' or '}' (while parsing a flow mapping that starts at line 3 column 13): a flow mapping { ... } needs a "," between entries and a closing "}""#,
+        ),
+        (
+            "a flow sequence cut off",
+            "rules: [oops\n",
+            (1, 8),
+            r#"did not find expected ',' or ']' before the end of the file (while parsing a flow sequence that starts here): a flow sequence [ ... ] needs a "," between items and a closing "]""#,
+        ),
+        (
+            "a sequence at the top",
+            "- rules: []\n",
+            (1, 1),
+            "invalid type: sequence, expected a mapping with the keys settings, upstreams and rules",
+        ),
+        (
+            "a number as the file",
+            "42\n",
+            (1, 1),
+            "invalid type: integer `42`, expected a mapping with the keys settings, upstreams and rules",
+        ),
+        (
+            "a number that is text",
+            "rules:\n  - name: a\n    amount: { max: lots }\n    reason: x\n",
+            (3, 20),
+            r#"rules[0].amount.max: invalid type: string "lots", expected a number"#,
+        ),
+        (
+            "a check that is not a mapping",
+            "rules:\n  - name: a\n    amount: 5\n    reason: x\n",
+            (3, 13),
+            "rules[0].amount: invalid type: integer `5`, expected a mapping with min, max or both",
+        ),
+        (
+            "settings that are not a mapping",
+            &format!("settings: fast\n{ONE_RULE}"),
+            (1, 11),
+            r#"settings: invalid type: string "fast", expected a mapping of settings (deadline, on_error, error_reason, reject_status)"#,
+        ),
+        (
+            "a health probe that is not a mapping",
+            "upstreams:\n  shop:\n    url: http://shop.test\n    health: /health\nrules:\n  - name: a\n    forward: { upstream: shop, path: /c }\n",
+            (4, 13),
+            r#"upstreams.shop.health: invalid type: string "/health", expected a mapping with path (and interval, unhealthy_after, healthy_after)"#,
+        ),
+    ];
+    for (what, yaml, (line, col), message) in cases {
+        let dir = default_file(yaml);
+        // Backquotes of serde's messages read as double quotes.
+        let message = message.replace('`', "\"");
+        assert_eq!(
+            dir.errors(),
+            [dir.at(DEFAULT, *line, *col, &message)],
+            "{what}: {yaml:?}"
+        );
+    }
+}
+
+#[test]
+fn empty_reasons_are_rejected_like_an_empty_error_reason() {
+    let dir = default_file(
+        r#"rules:
+  - name: empty
+    amount: { max: 1 }
+    reason: ""
+  - name: blank
+    require: 'amount < 5'
+    reason: "  "
+  - name: block
+    window: { until: "2026-12-03T18:00:00+09:00" }
+    reason: |
+  - name: script
+    script: scripts/vip.rhai
+    reason: ''
+"#,
+    );
+    dir.write("scripts/vip.rhai", "true\n");
+    let message = |rule: &str| {
+        format!(
+            r#"rule "{rule}": reason must not be empty (it is the text the buyer sees when this rule refuses)"#
+        )
+    };
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 4, 13, &message("empty")),
+            dir.at(DEFAULT, 7, 13, &message("blank")),
+            dir.at(DEFAULT, 10, 13, &message("block")),
+            dir.at(DEFAULT, 13, 13, &message("script")),
+        ]
+    );
+}
+
+#[test]
+fn health_probe_intervals_have_a_minimum() {
+    let probed = |interval: &str| {
+        format!(
+            "upstreams:\n  shop:\n    url: http://shop.test\n    health: {{ path: /health, interval: {interval} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: x\n"
+        )
+    };
+    for interval in ["1ms", "49ms", "0.01s"] {
+        let dir = default_file(&probed(interval));
+        let shown = format!("{:?}", parse_duration(interval).unwrap());
+        assert_eq!(
+            dir.errors(),
+            [dir.at(
+                DEFAULT,
+                4,
+                40,
+                &format!(r#"upstream "shop": health interval {shown} is too short, expected at least 50ms (every interval sends a probe to the upstream)"#)
+            )],
+            "{interval}"
+        );
+    }
+    for (interval, want) in [("50ms", 50), ("100ms", 100), ("5s", 5000)] {
+        let rules = default_file(&probed(interval)).ok();
+        let shop = &rules.get("default").unwrap().upstreams["shop"];
+        assert_eq!(
+            shop.health.as_ref().unwrap().interval,
+            Duration::from_millis(want)
+        );
+    }
+}
+
+#[test]
+fn upstream_urls_are_bases_without_query_or_fragment() {
+    let dir = default_file(
+        r#"upstreams:
+  query:
+    url: "http://h/base/?q=1"
+  fragment:
+    url: "http://h/base#frag"
+  both:
+    url: "http://h/base/?q=1#frag"
+  empty-query:
+    url: "https://h:8443/?"
+  from-env:
+    url: "${SHOP_URL}"
+rules:
+  - name: a
+    forward: { upstream: query, path: /c }
+"#,
+    );
+    let message = |name: &str| {
+        format!(
+            r##"upstream "{name}": url must not have a query string ("?") or fragment ("#"): it is a base (scheme, host, port and an optional path prefix) that rule paths are appended to; put query parameters in a fetch's query"##
+        )
+    };
+    // The value (maybe from a secret) is not shown.
+    assert_eq!(
+        dir.errors_with(&[("SHOP_URL", "http://shop.test/api?token=secret")]),
+        [
+            dir.at(DEFAULT, 3, 10, &message("query")),
+            dir.at(DEFAULT, 5, 10, &message("fragment")),
+            dir.at(DEFAULT, 7, 10, &message("both")),
+            dir.at(DEFAULT, 9, 10, &message("empty-query")),
+            dir.at(DEFAULT, 11, 10, &message("from-env")),
+        ]
+    );
+    // A scheme, a host, a port and a path prefix are what a base has.
+    let dir = default_file(
+        "upstreams:\n  shop:\n    url: \"https://shop.test:8443/api/v1/\"\nrules:\n  - name: a\n    forward: { upstream: shop, path: /confirm }\n",
+    );
+    let rules = dir.ok();
+    assert_eq!(
+        rules.get("default").unwrap().upstreams["shop"].url,
+        "https://shop.test:8443/api/v1"
+    );
+}
