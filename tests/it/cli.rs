@@ -530,6 +530,7 @@ fn shipped_and_readme_rule_tests_load_cleanly() {
             );
         }
     }
+}
 
 /// Audit (load errors): one `check` shows every shape error of a file, each at its place, and
 /// errors inside folded expressions on the line they are on.
