@@ -1,13 +1,12 @@
 //! Rule tests (`rules/tests/*.yaml`): cases with a fixed clock, canned upstream answers and
 //! health states, run through the same engine `serve` uses, with no network at all.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
-use serde::de::{self, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::decision::{Decision, Outcome, Verdict};
@@ -39,142 +38,6 @@ struct RawCase {
     #[serde(default)]
     health: BTreeMap<String, CannedHealth>,
     expect: Expect,
-}
-
-/// Any document, read only to find a mapping that repeats a key: YAML keeps the last of two
-/// equal keys without a word, so a case would test another answer (or request) than the one
-/// its author is looking at. The error is raised at the repeated key.
-struct NoRepeatedKeys;
-
-impl<'de> Deserialize<'de> for NoRepeatedKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(Walk)
-    }
-}
-
-struct Walk;
-
-impl<'de> Visitor<'de> for Walk {
-    type Value = NoRepeatedKeys;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any node")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<NoRepeatedKeys, E> {
-        Ok(NoRepeatedKeys)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<NoRepeatedKeys, E> {
-        Ok(NoRepeatedKeys)
-    }
-    fn visit_i128<E: de::Error>(self, _: i128) -> Result<NoRepeatedKeys, E> {
-        Ok(NoRepeatedKeys)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<NoRepeatedKeys, E> {
-        Ok(NoRepeatedKeys)
-    }
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<NoRepeatedKeys, E> {
-        Ok(NoRepeatedKeys)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<NoRepeatedKeys, E> {
-        Ok(NoRepeatedKeys)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<NoRepeatedKeys, E> {
-        Ok(NoRepeatedKeys)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<NoRepeatedKeys, E> {
-        Ok(NoRepeatedKeys)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<NoRepeatedKeys, E> {
-        Ok(NoRepeatedKeys)
-    }
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<NoRepeatedKeys, D::Error> {
-        d.deserialize_any(Walk)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NoRepeatedKeys, A::Error> {
-        while seq.next_element::<NoRepeatedKeys>()?.is_some() {}
-        Ok(NoRepeatedKeys)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoRepeatedKeys, A::Error> {
-        let mut seen = HashSet::new();
-        while map.next_key_seed(FirstKey(&mut seen))?.is_some() {
-            map.next_value::<NoRepeatedKeys>()?;
-        }
-        Ok(NoRepeatedKeys)
-    }
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<NoRepeatedKeys, A::Error> {
-        // A tagged node (`!tag value`).
-        let (de::IgnoredAny, variant) = data.variant::<de::IgnoredAny>()?;
-        de::VariantAccess::newtype_variant::<NoRepeatedKeys>(variant)
-    }
-}
-
-/// A mapping key not seen before in its mapping (scalar keys compared as text).
-struct FirstKey<'s>(&'s mut HashSet<String>);
-
-impl<'de> DeserializeSeed<'de> for FirstKey<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        // Raised while the key is read, so that serde_yaml locates the error at the key.
-        d.deserialize_any(self)
-    }
-}
-
-impl FirstKey<'_> {
-    fn first<E: de::Error>(self, key: String) -> Result<(), E> {
-        if self.0.contains(&key) {
-            return Err(E::custom(format!("duplicate key \"{key}\"")));
-        }
-        self.0.insert(key);
-        Ok(())
-    }
-}
-
-impl<'de> Visitor<'de> for FirstKey<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a mapping key")
-    }
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<(), E> {
-        self.first(key.to_owned())
-    }
-    fn visit_bool<E: de::Error>(self, key: bool) -> Result<(), E> {
-        self.first(key.to_string())
-    }
-    fn visit_i64<E: de::Error>(self, key: i64) -> Result<(), E> {
-        self.first(key.to_string())
-    }
-    fn visit_i128<E: de::Error>(self, key: i128) -> Result<(), E> {
-        self.first(key.to_string())
-    }
-    fn visit_u64<E: de::Error>(self, key: u64) -> Result<(), E> {
-        self.first(key.to_string())
-    }
-    fn visit_u128<E: de::Error>(self, key: u128) -> Result<(), E> {
-        self.first(key.to_string())
-    }
-    fn visit_f64<E: de::Error>(self, key: f64) -> Result<(), E> {
-        self.first(key.to_string())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.first("null".to_owned())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map
-            .next_entry::<NoRepeatedKeys, NoRepeatedKeys>()?
-            .is_some()
-        {}
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<NoRepeatedKeys>()?.is_some() {}
-        Ok(())
-    }
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
-        let (de::IgnoredAny, variant) = data.variant::<de::IgnoredAny>()?;
-        de::VariantAccess::newtype_variant::<NoRepeatedKeys>(variant)?;
-        Ok(())
-    }
 }
 
 /// What a case expects; only the keys given are checked.
@@ -325,8 +188,13 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     let raw: RawSuite = yaml::from_str(&src).map_err(|e| vec![error(e.location, e.message)])?;
     let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
     let mut errors = Vec::new();
-    if let Err(e) = yaml::from_str::<NoRepeatedKeys>(&src) {
-        errors.push(error(e.location, e.message));
+    // A repeated key would have a case test another answer (or request) than the one its
+    // author is looking at.
+    match yaml::check_document(&src) {
+        Ok(duplicates) => {
+            errors.extend(duplicates.into_iter().map(|e| error(e.location, e.message)))
+        }
+        Err(e) => errors.push(error(e.location, e.message)),
     }
     if rules.get(&raw.ruleset).is_none() {
         let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
@@ -925,11 +793,11 @@ rules:
             errors(&format!(
                 "{CASE}    upstreams:\n      shop:\n        \"GET /x\": {{ status: 200 }}\n        \"GET /x\": {{ status: 500 }}\n    expect: {{ decision: approve }}\n"
             )),
-            ["tests/t.yaml:8:9: cases[0].upstreams.shop: duplicate key \"GET /x\""]
+            ["tests/t.yaml:8:9: cases[0].upstreams.shop: duplicate key \"GET /x\" (first at line 7): a key may appear only once in a mapping"]
         );
         assert_eq!(
             errors("ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50, amount: 5000 }\n    expect: { decision: approve }\n"),
-            ["tests/t.yaml:4:59: cases[0].request: duplicate key \"amount\""]
+            ["tests/t.yaml:4:59: cases[0].request: duplicate key \"amount\" (first at line 4): a key may appear only once in a mapping"]
         );
         assert_eq!(
             errors(&format!(

@@ -657,8 +657,10 @@ fn rule_file_message(e: &serde_yaml::Error) -> String {
 }
 
 /// Syntax (and a second document, and duplicate keys): the errors serde would not find, or
-/// not where they are. Every duplicate key is an error of its own.
-fn check_document(src: &str) -> Result<Vec<ParseError>, ParseError> {
+/// not where they are. Every duplicate key is an error of its own (`Ok`); a syntax error or a
+/// second document is the one error of the file (`Err`). YAML itself keeps the last of two
+/// equal keys without a word, so rule files and rule test files are both checked with this.
+pub fn check_document(src: &str) -> Result<Vec<ParseError>, ParseError> {
     let mut duplicates = Vec::new();
     loop {
         let mut documents = serde_yaml::Deserializer::from_str(src);
