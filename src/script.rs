@@ -643,7 +643,24 @@ fn register_helpers(engine: &mut Engine) {
                 .is_some_and(|s| s.as_str() == x)
         })
     });
+    // An absent field (`store_id` of a V1 payment, `payload.coupon` not sent) is `()`: it is
+    // blank and in no list, rather than a "function not found" error decision.
+    engine.register_fn("one_of", |_: (), list: rhai::Array| {
+        list.iter().any(rhai::Dynamic::is_unit)
+    });
     engine.register_fn("is_blank", |s: &str| s.trim().is_empty());
+    engine.register_fn("is_blank", |_: ()| true);
+    // An expression cannot `throw`; this makes "cannot tell" an error (-> on_error) rather than
+    // a refusal with the rule's reason: `if response.status == 200 { … } else { fail("…") }`.
+    engine.register_fn(
+        "fail",
+        |message: &str| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+            Err(Box::new(rhai::EvalAltResult::ErrorRuntime(
+                message.into(),
+                rhai::Position::NONE,
+            )))
+        },
+    );
     engine.register_fn("before", |s: &str, sep: &str| {
         s.split_once(sep).map_or(s, |(head, _)| head).to_owned()
     });
@@ -1153,6 +1170,14 @@ mod tests {
         );
         assert_eq!(
             eval_expr(r#"is_blank("  ") && !is_blank(order_id)"#, V1),
+            Ok(true)
+        );
+        // V1 has no store_id and this body no coupon: absent values are blank and in no list.
+        assert_eq!(
+            eval_expr(
+                r#"is_blank(store_id) && is_blank(payload.coupon) && !one_of(store_id, ["store-1"]) && one_of(payload.coupon, [()])"#,
+                V1
+            ),
             Ok(true)
         );
         assert_eq!(format_amount_text("1234567"), "1,234,567");
