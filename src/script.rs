@@ -1180,6 +1180,14 @@ mod tests {
             ),
             Ok(true)
         );
+        // fail() is an error with its message, in an expression where `throw` cannot be.
+        let e = eval_expr(
+            r#"if amount > 0 { fail("stock API answered 401") } else { true }"#,
+            V1,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("stock API answered 401"), "{e}");
         assert_eq!(format_amount_text("1234567"), "1,234,567");
         assert_eq!(format_amount_text("100"), "100");
         assert_eq!(format_amount_text("1000.5"), "1,000.5");
