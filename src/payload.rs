@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 mod fast;
+mod scan;
 
 /// The V2 message type that asks for a confirmation; every other type is acknowledged and ignored.
 const CONFIRM_TYPE: &str = "Transaction.Confirm";
@@ -50,9 +51,24 @@ impl Amount {
         self.value
     }
 
-    /// The amount digit for digit as it was sent; always JSON number syntax.
+    /// The amount digit for digit as it was sent: a JSON number's own text (`1e3`, `10.50`),
+    /// or the content of a numeric string (JSON or form) without surrounding whitespace. This
+    /// is what `{amount}` renders.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The amount as a JSON number, for the decision log: as written, except that a numeric
+    /// string with leading zeros (`"0100"`), which JSON numbers may not have, is written as its
+    /// value (`100`).
+    pub fn as_json_number(&self) -> Cow<'_, str> {
+        let unsigned = self.text.strip_prefix('-').unwrap_or(&self.text);
+        let bytes = unsigned.as_bytes();
+        if bytes.len() > 1 && bytes[0] == b'0' && bytes[1].is_ascii_digit() {
+            Cow::Owned(self.value.to_string())
+        } else {
+            Cow::Borrowed(&self.text)
+        }
     }
 
     /// The amount as an integer when it is one (the usual case for KRW).
@@ -78,54 +94,86 @@ impl FromStr for Amount {
     /// Parses a non-negative decimal number written in JSON style (`50000`, `10.5`, `1e3`).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        if !is_json_number(text) {
-            return Err(AmountError::NotANumber);
-        }
-        let value = match text.split_once(['e', 'E']) {
-            Some((mantissa, exponent)) => exact_scientific(mantissa, exponent)?,
-            // The syntax is valid, so rust_decimal refused it for its range (28 significant
-            // digits).
-            None => Decimal::from_str_exact(text).map_err(|_| AmountError::TooLarge)?,
-        };
-        if value.is_sign_negative() && !value.is_zero() {
-            return Err(AmountError::Negative);
-        }
+        // The usual case, a plain integer (`50000`), without the general parse.
+        let value =
+            if !text.is_empty() && text.len() <= 18 && text.bytes().all(|b| b.is_ascii_digit()) {
+                text.parse::<u64>()
+                    .map(Decimal::from)
+                    .map_err(|_| AmountError::NotANumber)?
+            } else if is_json_number(text) {
+                exact_decimal(text)?
+            } else {
+                return Err(AmountError::NotANumber);
+            };
         Ok(Amount {
-            value: value.normalize().max(Decimal::ZERO),
+            value,
             text: text.to_owned(),
         })
     }
 }
 
-/// `mantissa × 10^exponent`, exactly or not at all: `Decimal::from_scientific` rounds digits
-/// beyond its precision (`999.99999999999999999999999999e0` became 1000 and passed a
-/// `min: 1000`), and an amount must never be rounded.
-fn exact_scientific(mantissa: &str, exponent: &str) -> Result<Decimal, AmountError> {
-    let mantissa = Decimal::from_str_exact(mantissa).map_err(|_| AmountError::TooLarge)?;
-    if mantissa.is_zero() {
+/// The value of a number in JSON syntax, exactly or not at all.
+///
+/// Digits that carry no value are dropped first — leading zeros, and trailing zeros, which
+/// only move the point (`5000.000…0` is 5000, `0.000…0` and `0e-50` are 0) — so only a value
+/// that really needs more than `Decimal` holds is refused: over 28 decimal places, or a
+/// mantissa over 96 bits (79,228,162,514,264,337,593,543,950,335). Nothing is ever rounded:
+/// `Decimal::from_scientific` rounds digits beyond its precision
+/// (`999.99999999999999999999999999e0` became 1000 and passed a `min: 1000`).
+fn exact_decimal(text: &str) -> Result<Decimal, AmountError> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, Some(exponent)),
+        None => (unsigned, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = || int.bytes().chain(frac.bytes());
+    let total = int.len() + frac.len();
+    let leading = digits().take_while(|&b| b == b'0').count();
+    if leading == total {
+        // Zero, whatever the sign or the exponent.
         return Ok(Decimal::ZERO);
     }
-    // The smallest scale that holds the digits: 1.50e1 is 15, not 15.0.
-    let mantissa = mantissa.normalize();
-    let exponent: i64 = exponent.parse().map_err(|_| AmountError::TooLarge)?;
-    let scale = i64::from(mantissa.scale()) - exponent;
+    if negative {
+        return Err(AmountError::Negative);
+    }
+    let trailing = digits().rev().take_while(|&b| b == b'0').count();
+    // The value is `significand × 10^-scale`.
+    let significant = total - leading - trailing;
+    // Decimal's largest mantissa has 29 digits.
+    if significant > 29 {
+        return Err(AmountError::TooLarge);
+    }
+    let significand = digits()
+        .skip(leading)
+        .take(significant)
+        .fold(0i128, |n, b| n * 10 + i128::from(b - b'0'));
+    let exponent: i128 = match exponent {
+        None => 0,
+        // An exponent beyond i64 can only be out of range, the digits being so few.
+        Some(e) => e.parse::<i64>().map_err(|_| AmountError::TooLarge)?.into(),
+    };
+    let scale = i128::try_from(frac.len()).map_err(|_| AmountError::TooLarge)?
+        - i128::try_from(trailing).map_err(|_| AmountError::TooLarge)?
+        - exponent;
     if scale >= 0 {
-        // More than 28 decimal places cannot be held exactly.
+        // More than 28 decimal places cannot be held.
         let scale = u32::try_from(scale).map_err(|_| AmountError::TooLarge)?;
-        return Decimal::try_from_i128_with_scale(mantissa.mantissa(), scale)
+        return Decimal::try_from_i128_with_scale(significand, scale)
             .map_err(|_| AmountError::TooLarge);
     }
     // A positive power of ten: 10^29 already exceeds Decimal's range.
-    if scale < -28 {
+    let shift = u32::try_from(-scale).map_err(|_| AmountError::TooLarge)?;
+    if shift > 28 {
         return Err(AmountError::TooLarge);
     }
-    let mut value = Decimal::from_i128_with_scale(mantissa.mantissa(), 0);
-    for _ in 0..-scale {
-        value = value
-            .checked_mul(Decimal::TEN)
-            .ok_or(AmountError::TooLarge)?;
-    }
-    Ok(value)
+    let value = significand
+        .checked_mul(10i128.pow(shift))
+        .ok_or(AmountError::TooLarge)?;
+    Decimal::try_from_i128_with_scale(value, 0).map_err(|_| AmountError::TooLarge)
 }
 
 /// JSON number syntax: `-?digits(.digits)?([eE][+-]?digits)?`.
@@ -183,8 +231,8 @@ pub struct ConfirmRequest {
 /// The original body, as rules see it (`payload`) and as the decision log keeps it.
 #[derive(Debug, Clone)]
 pub struct Payload {
-    /// A JSON body as it arrived, when the ids were read without a `Value` (the common case);
-    /// the `Value` is then built only if a rule reads `payload`.
+    /// A JSON body as it arrived (a form body has none). When the fast path read the ids (the
+    /// common case), the `Value` is built only if a rule reads `payload`.
     raw: Option<bytes::Bytes>,
     value: OnceLock<Value>,
 }
@@ -215,8 +263,9 @@ impl Payload {
         })
     }
 
-    /// Appends the body as JSON on one line: the bytes as sent (line breaks made spaces) when
-    /// there are any, else the value.
+    /// Appends the body as JSON on one line: a JSON body's own bytes (line breaks made spaces),
+    /// whichever parser read it, so the decision log shows exactly what was received; a form
+    /// body's value (an object of strings).
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match &self.raw {
             Some(raw) => {
@@ -265,9 +314,17 @@ pub enum PayloadError {
     NegativeAmount(&'static str),
     #[error("필드 {0}의 값이 너무 크거나 자릿수가 너무 많습니다 (유효숫자 28자리까지)")]
     AmountTooLarge(&'static str),
+    /// A key given twice in one object (its path, cut at 100 characters): the proxy and a
+    /// merchant reading the same body could take different values.
+    #[error("필드 {0}가 중복되어 있습니다 (같은 필드는 한 번만 보낼 수 있습니다)")]
+    DuplicateField(String),
 }
 
 impl PayloadError {
+    fn duplicate(path: &str) -> PayloadError {
+        PayloadError::DuplicateField(path.chars().take(100).collect())
+    }
+
     /// 415 for a content type we do not read, 400 for everything else.
     pub fn status(&self) -> u16 {
         match self {
@@ -329,6 +386,7 @@ fn parse_kept(
     kept: Option<&bytes::Bytes>,
 ) -> Result<Parsed, PayloadError> {
     let encoding = encoding(content_type)?;
+    let raw = || kept.map_or_else(|| bytes::Bytes::copy_from_slice(body), bytes::Bytes::clone);
     // A JSON body is tried as JSON first in both cases, so the fast path's answer is the one the
     // full parser would give.
     if encoding != Encoding::Form {
@@ -339,27 +397,59 @@ fn parse_kept(
                 amount: ids.amount,
                 store_id: ids.store_id,
                 api: ids.api,
-                payload: Payload::raw_json(
-                    kept.map_or_else(|| bytes::Bytes::copy_from_slice(body), bytes::Bytes::clone),
-                ),
+                payload: Payload::raw_json(raw()),
             }));
         }
     }
-    parse_full(encoding, body)
+    parse_full(encoding, body, raw)
 }
 
 /// Every body the fast path leaves alone: through a `serde_json::Value`, with errors that say
-/// what is wrong.
-fn parse_full(encoding: Encoding, body: &[u8]) -> Result<Parsed, PayloadError> {
-    let value = match encoding {
-        Encoding::Json => parse_json(body)?,
-        Encoding::Form => parse_form(body)?,
+/// what is wrong. `raw` gives the body's bytes, which a JSON body's `payload` keeps for the
+/// decision log.
+fn parse_full(
+    encoding: Encoding,
+    body: &[u8],
+    raw: impl FnOnce() -> bytes::Bytes,
+) -> Result<Parsed, PayloadError> {
+    match encoding {
+        Encoding::Json => parse_json_body(parse_json(body)?, body, raw),
+        Encoding::Form => normalise(parse_form(body)?, None, Payload::parsed),
         Encoding::Unknown => match parse_json(body) {
-            Ok(v) => v,
-            Err(json_err) => parse_form(body).map_err(|_| json_err)?,
+            Ok(value) => parse_json_body(value, body, raw),
+            // Not JSON: a form, if it is one; one that names a key twice is refused as such.
+            Err(json_err) => match parse_form(body) {
+                Ok(form) => normalise(form, None, Payload::parsed),
+                Err(e @ PayloadError::DuplicateField(_)) => Err(e),
+                Err(_) => Err(json_err),
+            },
         },
-    };
-    normalise(value)
+    }
+}
+
+/// A body that is JSON (`value` is what it parsed to): refused if any object in it names a key
+/// twice, else read with the amount's own text, keeping the bytes as they came.
+fn parse_json_body(
+    value: Value,
+    body: &[u8],
+    raw: impl FnOnce() -> bytes::Bytes,
+) -> Result<Parsed, PayloadError> {
+    // It parsed, so it is UTF-8 (serde_json checks strings, and only ASCII may be outside them).
+    let text =
+        std::str::from_utf8(body).map_err(|_| PayloadError::InvalidJson { line: 1, column: 0 })?;
+    let mut top = scan::Top::default();
+    scan::scan(text, &mut top).map_err(|e| match e {
+        scan::ScanError::Duplicate(path) => PayloadError::duplicate(&path),
+        // Not reached: the body parsed already.
+        scan::ScanError::Json(e) => PayloadError::InvalidJson {
+            line: e.line(),
+            column: e.column(),
+        },
+    })?;
+    normalise(value, Some(&top), |value| Payload {
+        raw: Some(raw()),
+        value: OnceLock::from(value),
+    })
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, PayloadError> {
@@ -373,14 +463,22 @@ fn parse_json(body: &[u8]) -> Result<Value, PayloadError> {
 ///
 /// Decoded strictly: a payment id must be exact, so invalid UTF-8 anywhere — raw or
 /// percent-encoded, in a key or a value — refuses the body instead of becoming U+FFFD.
-/// Empty pairs (`a=1&&b=2`) are skipped, a pair without `=` has an empty value, and of
-/// repeated keys the last one wins.
+/// Empty pairs (`a=1&&b=2`) are skipped and a pair without `=` has an empty value. A key
+/// given twice (compared decoded) refuses the body, as in JSON: the merchant a `forward` sends
+/// the body to might read the other one.
 fn parse_form(body: &[u8]) -> Result<Value, PayloadError> {
+    use serde_json::map::Entry;
     let body = std::str::from_utf8(body).map_err(|_| PayloadError::InvalidForm)?;
     let mut fields = Map::new();
     for pair in body.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        fields.insert(form_decode(key)?, Value::String(form_decode(value)?));
+        let value = Value::String(form_decode(value)?);
+        match fields.entry(form_decode(key)?) {
+            Entry::Vacant(slot) => {
+                slot.insert(value);
+            }
+            Entry::Occupied(slot) => return Err(PayloadError::duplicate(slot.key())),
+        }
     }
     if fields.is_empty() {
         return Err(PayloadError::InvalidForm);
@@ -402,7 +500,13 @@ fn form_decode(text: &str) -> Result<String, PayloadError> {
         .map_err(|_| PayloadError::InvalidForm)
 }
 
-fn normalise(payload: Value) -> Result<Parsed, PayloadError> {
+/// Reads the request from a body's value. `raw` has the raw text of a JSON body's fields (for
+/// the amount as written; a form has none), `keep` makes the `payload` of the value.
+fn normalise(
+    payload: Value,
+    raw: Option<&scan::Top<'_>>,
+    keep: impl FnOnce(Value) -> Payload,
+) -> Result<Parsed, PayloadError> {
     let Value::Object(obj) = &payload else {
         return Err(PayloadError::NotAnObject);
     };
@@ -413,13 +517,25 @@ fn normalise(payload: Value) -> Result<Parsed, PayloadError> {
     let (api, ids, store_id) = if obj.contains_key("imp_uid") || obj.contains_key("merchant_uid") {
         (
             Api::V1,
-            read_ids(obj, "merchant_uid", "imp_uid", "amount")?,
+            read_ids(
+                obj,
+                "merchant_uid",
+                "imp_uid",
+                "amount",
+                raw.and_then(|r| r.amount.raw()),
+            )?,
             None,
         )
     } else if obj.contains_key("payment_id") || obj.contains_key("tx_id") {
         (
             Api::V2_2024_01_01,
-            read_ids(obj, "payment_id", "tx_id", "total_amount")?,
+            read_ids(
+                obj,
+                "payment_id",
+                "tx_id",
+                "total_amount",
+                raw.and_then(|r| r.total_amount.raw()),
+            )?,
             None,
         )
     } else if obj.contains_key("type") && obj.contains_key("data") {
@@ -442,11 +558,16 @@ fn normalise(payload: Value) -> Result<Parsed, PayloadError> {
                 field: "data",
                 expected: "객체",
             })?;
+        let raw_amount = match raw.map(|r| &r.data) {
+            Some(scan::Data::Object(fields)) => fields.total_amount.raw(),
+            _ => None,
+        };
         let ids = read_ids(
             data,
             "data.paymentId",
             "data.transactionId",
             "data.totalAmount",
+            raw_amount,
         )?;
         (Api::V2_2024_04_25, ids, read_store_id(data)?)
     } else {
@@ -458,7 +579,7 @@ fn normalise(payload: Value) -> Result<Parsed, PayloadError> {
         amount: ids.amount,
         store_id,
         api,
-        payload: Payload::parsed(payload),
+        payload: keep(payload),
     }))
 }
 
@@ -468,17 +589,19 @@ struct Ids {
     amount: Amount,
 }
 
-/// Field names are given with their path (`data.paymentId`) so errors say exactly where.
+/// Field names are given with their path (`data.paymentId`) so errors say exactly where;
+/// `raw_amount` is the amount's JSON text in the body, when there is one.
 fn read_ids(
     obj: &Map<String, Value>,
     order_field: &'static str,
     tx_field: &'static str,
     amount_field: &'static str,
+    raw_amount: Option<&str>,
 ) -> Result<Ids, PayloadError> {
     Ok(Ids {
         order_id: read_id(obj, order_field)?,
         tx_id: read_id(obj, tx_field)?,
-        amount: read_amount(obj, amount_field)?,
+        amount: read_amount(obj, amount_field, raw_amount)?,
     })
 }
 
@@ -510,11 +633,17 @@ fn read_id(obj: &Map<String, Value>, field: &'static str) -> Result<String, Payl
     }
 }
 
-fn read_amount(obj: &Map<String, Value>, field: &'static str) -> Result<Amount, PayloadError> {
+fn read_amount(
+    obj: &Map<String, Value>,
+    field: &'static str,
+    raw: Option<&str>,
+) -> Result<Amount, PayloadError> {
     let text = match obj.get(key(field)) {
         None | Some(Value::Null) => return Err(PayloadError::Missing(field)),
-        // With serde_json's `arbitrary_precision`, a number keeps its exact source text.
-        Some(Value::Number(n)) => n.as_str(),
+        // The number as the body wrote it, from the scan: serde_json's `arbitrary_precision`
+        // keeps the digits but rewrites an exponent (`1E3` becomes `1e+3`), and it reads an
+        // object holding only its private number key as a number. (A form has no numbers.)
+        Some(Value::Number(n)) => raw.unwrap_or(n.as_str()),
         Some(Value::String(s)) if s.trim().is_empty() => return Err(PayloadError::Empty(field)),
         Some(Value::String(s)) => s.as_str(),
         Some(_) => {
@@ -554,6 +683,11 @@ mod tests {
             Ok(Parsed::Confirm(r)) => r,
             other => panic!("expected a confirm request, got {other:?}"),
         }
+    }
+
+    /// The full parser alone, as `parse` would call it.
+    fn full(encoding: Encoding, body: &[u8]) -> Result<Parsed, PayloadError> {
+        parse_full(encoding, body, || bytes::Bytes::copy_from_slice(body))
     }
 
     fn err(ct: Option<&str>, body: &str) -> PayloadError {
@@ -949,13 +1083,10 @@ mod tests {
         // Raw (unencoded) UTF-8 is fine.
         let r = confirm(FORM, "merchant_uid=주문-1&imp_uid=i&amount=1000".as_bytes());
         assert_eq!(r.order_id, "주문-1");
-        // Empty pairs are skipped, a key without `=` has an empty value, the last repeat wins,
-        // only the first `=` splits.
-        let r = confirm(
-            FORM,
-            b"&&merchant_uid=first&&imp_uid=i=j&flag&amount=1000&merchant_uid=last&",
-        );
-        assert_eq!(r.order_id, "last");
+        // Empty pairs are skipped, a key without `=` has an empty value, only the first `=`
+        // splits.
+        let r = confirm(FORM, b"&&merchant_uid=first&&imp_uid=i=j&flag&amount=1000&");
+        assert_eq!(r.order_id, "first");
         assert_eq!(r.tx_id, "i=j");
         assert_eq!(r.payload.value()["flag"], "");
         assert_eq!(r.payload.value().as_object().map(Map::len), Some(4));
@@ -1000,6 +1131,183 @@ mod tests {
         );
     }
 
+    /// With `arbitrary_precision`, serde_json's `Value` parser turns an object holding only its
+    /// private number key into a number: the amount was `5` for the proxy and an object for a
+    /// merchant. The amount is now read from the body's own text, which is no number.
+    #[test]
+    fn an_object_in_serde_jsons_private_number_shape_is_no_amount() {
+        for body in [
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":{"$serde_json::private::Number":"5"}}"#,
+            r#"{"imp_uid":"i\u0031","merchant_uid":"m","amount":{"$serde_json::private::Number":"5"}}"#,
+            r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":{"$serde_json::private::Number":"5"}}}"#,
+        ] {
+            let field = if body.contains("totalAmount") {
+                "data.totalAmount"
+            } else {
+                "amount"
+            };
+            assert_eq!(
+                err(JSON, body),
+                PayloadError::WrongType {
+                    field,
+                    expected: "숫자"
+                },
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn amounts_render_as_written() {
+        for text in [
+            "50000",
+            "10.5",
+            "10.50",
+            "1e3",
+            "1E3",
+            "1e+3",
+            "5000e0",
+            "3.0000001e6",
+            "0e5",
+            "3e6",
+            "-0",
+            "5000.000000000000000000000000000000",
+        ] {
+            let a: Amount = text.parse().unwrap();
+            assert_eq!(a.to_string(), text);
+            assert_eq!(a.as_str(), text);
+            assert_eq!(a.as_json_number(), text, "valid JSON number syntax already");
+        }
+        // Surrounding whitespace of a numeric string is not part of the amount.
+        assert_eq!(" 1000 ".parse::<Amount>().unwrap().to_string(), "1000");
+        // A numeric string may have leading zeros, which a JSON number may not: the decision
+        // log then writes the value.
+        let a: Amount = "0100".parse().unwrap();
+        assert_eq!((a.as_str(), a.as_json_number().as_ref()), ("0100", "100"));
+        let a: Amount = "00.50".parse().unwrap();
+        assert_eq!((a.as_str(), a.as_json_number().as_ref()), ("00.50", "0.5"));
+        assert_eq!("0".parse::<Amount>().unwrap().as_json_number(), "0");
+        assert_eq!("0.5".parse::<Amount>().unwrap().as_json_number(), "0.5");
+    }
+
+    /// The body's own text of the amount, through either parser, in every format: `{amount}`
+    /// and the decision log show what the body said, not serde_json's rewriting (`1e+3`).
+    #[test]
+    fn request_amounts_keep_the_bodys_text() {
+        for (number, value) in [
+            ("1e3", "1000"),
+            ("5000e0", "5000"),
+            ("3.0000001e6", "3000000.1"),
+            ("0e5", "0"),
+            ("3e6", "3000000"),
+            ("3E+6", "3000000"),
+            ("12345e-2", "123.45"),
+            ("10.50", "10.5"),
+            ("5000.000000000000000000000000000000", "5000"),
+        ] {
+            let bodies = [
+                format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":{number}}}"#),
+                // An escape sends it to the full parser.
+                format!(r#"{{"imp_uid":"i\u0031","merchant_uid":"m","amount":{number}}}"#),
+                format!(r#"{{"payment_id":"p","tx_id":"t","total_amount":{number}}}"#),
+                format!(r#"{{"payment_id":"p\u0031","tx_id":"t","total_amount":{number}}}"#),
+                format!(
+                    r#"{{"type":"Transaction.Confirm","data":{{"paymentId":"p","transactionId":"t","totalAmount":{number}}}}}"#
+                ),
+                format!(
+                    r#"{{"type":"Transaction.Confirm","data":{{"paymentId":"p\u0031","transactionId":"t","totalAmount":{number}}}}}"#
+                ),
+                format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":"{number}"}}"#),
+                format!(r#"{{"imp_uid":"i","merchant_uid":"m\u0031","amount":" {number}"}}"#),
+            ];
+            for body in &bodies {
+                let r = confirm(JSON, body.as_bytes());
+                assert_eq!(r.amount.as_str(), number, "{body}");
+                assert_eq!(r.amount.value().to_string(), value, "{body}");
+            }
+            let form = format!(
+                "imp_uid=i&merchant_uid=m&amount={}",
+                number.replace('+', "%2B")
+            );
+            assert_eq!(confirm(FORM, form.as_bytes()).amount.as_str(), number);
+        }
+        // Digits in a string come as they were decoded.
+        let r = confirm(
+            JSON,
+            br#"{"imp_uid":"i","merchant_uid":"m","amount":"1e3"}"#,
+        );
+        assert_eq!(r.amount.as_str(), "1e3");
+        let r = confirm(FORM, b"imp_uid=i&merchant_uid=m&amount=%201E%2B3");
+        assert_eq!(r.amount.as_str(), "1E+3");
+    }
+
+    #[test]
+    fn superfluous_zeros_are_exact_and_accepted() {
+        let value = |s: &str| s.parse::<Amount>().map(|a| a.value().to_string());
+        for (text, want) in [
+            ("5000.000000000000000000000000000000", "5000"),
+            ("0.0000000000000000000000000000000000", "0"),
+            ("0e-50", "0"),
+            ("0.000e99999999999999999999", "0"),
+            ("-0.0000000000000000000000000000000000", "0"),
+            ("10.500000000000000000000000000000000000000", "10.5"),
+            ("50000000000000000000000000000e-24", "50000"),
+            ("0.00000000000000000000000000000000005e35", "5"),
+            ("00000000000000000000000000000000001000", "1000"),
+            ("1000.0e0", "1000"),
+            (
+                "0.0000000000000000000000000001",
+                "0.0000000000000000000000000001",
+            ),
+            (
+                "79228162514264337593543950335",
+                "79228162514264337593543950335",
+            ),
+            (
+                "7922816251426433759354395033.5",
+                "7922816251426433759354395033.5",
+            ),
+            (
+                "7.9228162514264337593543950335000e28",
+                "79228162514264337593543950335",
+            ),
+        ] {
+            assert_eq!(value(text), Ok(want.to_owned()), "{text}");
+        }
+        // In a body too, through either parser.
+        for body in [
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":5000.000000000000000000000000000000}"#,
+            r#"{"imp_uid":"i1","merchant_uid":"m","amount":5000.000000000000000000000000000000}"#,
+        ] {
+            let r = confirm(JSON, body.as_bytes());
+            assert_eq!(r.amount.as_i64(), Some(5000));
+            assert_eq!(r.amount.as_str(), "5000.000000000000000000000000000000");
+        }
+        let r = confirm(
+            JSON,
+            br#"{"imp_uid":"i","merchant_uid":"m","amount":0.0000000000000000000000000000000000}"#,
+        );
+        assert_eq!(r.amount.as_i64(), Some(0));
+        // What the digits cannot hold exactly is still refused.
+        for text in [
+            "0.00000000000000000000000000001",
+            "79228162514264337593543950336",
+            "7922816251426433759354395033.6",
+            "1.00000000000000000000000000001",
+            "123456789012345678901234567890",
+            "1000000000000000000000000000000.5",
+            "1e-29",
+            "8e28",
+            "1e-99999999999999999999",
+        ] {
+            assert_eq!(text.parse::<Amount>(), Err(AmountError::TooLarge), "{text}");
+        }
+        // A negative amount is refused as negative, however it is written; zero is zero.
+        for text in ["-1", "-0.5e-40", "-1e400", "-00001"] {
+            assert_eq!(text.parse::<Amount>(), Err(AmountError::Negative), "{text}");
+        }
+    }
+
     /// What a parse decided, comparable across the fast path and the full parser.
     fn summary(r: &Result<Parsed, PayloadError>) -> String {
         match r {
@@ -1024,6 +1332,9 @@ mod tests {
         assert_eq!(value("1.5E1"), Ok("15".into()));
         assert_eq!(value("12345e-2"), Ok("123.45".into()));
         assert_eq!(value("0e-50"), Ok("0".into()));
+        assert_eq!(value("5000e0"), Ok("5000".into()));
+        assert_eq!(value("3.0000001e6"), Ok("3000000.1".into()));
+        assert_eq!(value("0e5"), Ok("0".into()));
         assert_eq!(value("5e28"), Ok("50000000000000000000000000000".into()));
         // The audited fail-open: these were rounded to 1000 and 3000000 and passed the range.
         for s in [
@@ -1055,7 +1366,7 @@ mod tests {
             assert!(fast::parse(&body).is_some(), "{name}");
             assert_eq!(
                 summary(&parse(JSON, &body)),
-                summary(&parse_full(Encoding::Json, &body)),
+                summary(&full(Encoding::Json, &body)),
                 "{name}"
             );
         }
@@ -1075,6 +1386,181 @@ mod tests {
             "",
         ] {
             assert!(fast::parse(body.as_bytes()).is_none(), "{body}");
+        }
+    }
+
+    /// The audited case: the proxy checked `o` while a merchant taking the first key would act
+    /// on `legacy-1`.
+    #[test]
+    fn duplicate_keys_in_json_are_refused_naming_the_field() {
+        let cases = [
+            (
+                r#"{"imp_uid":"i","merchant_uid":"legacy-1","merchant_uid":"o","amount":5000}"#,
+                "merchant_uid",
+            ),
+            (
+                r#"{"imp_uid":"i","merchant_uid":"o","amount":5000,"imp_uid":"j"}"#,
+                "imp_uid",
+            ),
+            (
+                r#"{"imp_uid":"i","merchant_uid":"o","amount":50000,"amount":5}"#,
+                "amount",
+            ),
+            (
+                r#"{"payment_id":"p","payment_id":"q","tx_id":"t","total_amount":1}"#,
+                "payment_id",
+            ),
+            (
+                r#"{"payment_id":"p","tx_id":"t","tx_id":"u","total_amount":1}"#,
+                "tx_id",
+            ),
+            (
+                r#"{"payment_id":"p","tx_id":"t","total_amount":1,"total_amount":2}"#,
+                "total_amount",
+            ),
+            (
+                r#"{"type":"Transaction.Cancelled","type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1}}"#,
+                "type",
+            ),
+            (
+                r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1},"data":{"paymentId":"q","transactionId":"t","totalAmount":1}}"#,
+                "data",
+            ),
+            (
+                r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","paymentId":"q","transactionId":"t","totalAmount":1}}"#,
+                "data.paymentId",
+            ),
+            (
+                r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","transactionId":"u","totalAmount":1}}"#,
+                "data.transactionId",
+            ),
+            (
+                r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1,"totalAmount":9}}"#,
+                "data.totalAmount",
+            ),
+            (
+                r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1,"storeId":"a","storeId":"b"}}"#,
+                "data.storeId",
+            ),
+            // Keys the proxy does not read are refused too: rules read them from `payload`, and
+            // the merchant may read them.
+            (
+                r#"{"imp_uid":"i","merchant_uid":"o","amount":1,"memo":"a","memo":"b"}"#,
+                "memo",
+            ),
+            (
+                r#"{"imp_uid":"i","merchant_uid":"o","amount":1,"custom_data":{"vip":false,"vip":true}}"#,
+                "custom_data.vip",
+            ),
+            (
+                r#"{"imp_uid":"i","merchant_uid":"o","amount":1,"items":[{"sku":1},{"sku":2,"sku":3}]}"#,
+                "items[1].sku",
+            ),
+            (
+                r#"{"type":"Transaction.Cancelled","data":{},"timestamp":"a","timestamp":"b"}"#,
+                "timestamp",
+            ),
+            // Keys are compared decoded.
+            (
+                r#"{"imp_uid":"i","merchant_uid":"legacy-1","merchant_uid":"o","amount":5000}"#,
+                "merchant_uid",
+            ),
+            (
+                r#"{"imp_uid":"i","merchant_uid":"o","amount":5000,"a":1,"a":2}"#,
+                "a",
+            ),
+        ];
+        for (body, field) in cases {
+            for ct in [JSON, None] {
+                let e = err(ct, body);
+                assert_eq!(e, PayloadError::DuplicateField(field.into()), "{body}");
+                assert_eq!(e.status(), 400);
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "필드 {field}가 중복되어 있습니다 (같은 필드는 한 번만 보낼 수 있습니다)"
+                    )
+                );
+                assert!(fast::parse(body.as_bytes()).is_none(), "{body}");
+            }
+        }
+        // A JSON syntax error is still reported as such, before any duplicate.
+        assert!(matches!(
+            err(JSON, r#"{"merchant_uid":"a","merchant_uid":"b","#),
+            PayloadError::InvalidJson { .. }
+        ));
+        // Equal keys in different objects are no duplicates.
+        let r = confirm(
+            JSON,
+            br#"{"imp_uid":"i","merchant_uid":"m","amount":1,"data":{"merchant_uid":"x","amount":2},"list":[{"a":1},{"a":1}]}"#,
+        );
+        assert_eq!((r.order_id.as_str(), r.amount.as_str()), ("m", "1"));
+        // A caller-chosen key is cut in the reason.
+        let key = "k".repeat(500);
+        let e = err(JSON, &format!(r#"{{"{key}":1,"{key}":2}}"#));
+        assert_eq!(e, PayloadError::DuplicateField("k".repeat(100)));
+    }
+
+    #[test]
+    fn duplicate_keys_in_forms_are_refused_naming_the_field() {
+        for (body, field) in [
+            (
+                "merchant_uid=a&merchant_uid=b&imp_uid=i&amount=1000",
+                "merchant_uid",
+            ),
+            ("merchant_uid=a&imp_uid=i&amount=1000&imp_uid=j", "imp_uid"),
+            ("merchant_uid=a&imp_uid=i&amount=1000&amount=5", "amount"),
+            ("merchant_uid=a&imp_uid=i&amount=1000&memo=x&memo=x", "memo"),
+            // Compared decoded.
+            (
+                "merchant_uid=a&merchant%5Fuid=b&imp_uid=i&amount=1000",
+                "merchant_uid",
+            ),
+            ("a+b=1&a%20b=2", "a b"),
+            ("flag&flag=", "flag"),
+        ] {
+            for ct in [FORM, None] {
+                assert_eq!(
+                    err(ct, body),
+                    PayloadError::DuplicateField(field.into()),
+                    "{body} {ct:?}"
+                );
+            }
+        }
+        // Empty pairs are not keys.
+        confirm(FORM, b"merchant_uid=a&&imp_uid=i&&amount=1000&");
+    }
+
+    /// Through the full parser (escapes, exponents) as through the fast path, the decision log
+    /// gets the body's own bytes, not a re-serialised copy with re-sorted keys.
+    #[test]
+    fn decision_log_gets_the_bodys_own_bytes_from_either_parser() {
+        for body in [
+            "{\"merchant_uid\":\"\\u006frder-1\",\n  \"imp_uid\":\"i\",\r\n\"amount\":3e6}",
+            r#"{"z":1,"imp_uid":"i","merchant_uid":"o","amount":1E3,"a":[1.50,2e-0]}"#,
+            r#"  {"type":"Transaction.Confirm","data":{"totalAmount":1000,"paymentId":"p\/q","transactionId":"t"}}  "#,
+            "{\"imp_uid\":\"i\",\"merchant_uid\":\"\u{d55c}\\t\",\"amount\":\"\\u0031000\"}\n",
+            r#"{"imp_uid":"i","merchant_uid":"o","amount":10.50,"memo":"\"quoted\" \\ \ud83d\ude00"}"#,
+            r#"{"imp_uid":"i","merchant_uid":"o","amount":1,"big":123456789012345678901234567890.5}"#,
+        ] {
+            for ct in [JSON, None] {
+                for r in [
+                    confirm(ct, body.as_bytes()),
+                    match parse_bytes(ct, &bytes::Bytes::copy_from_slice(body.as_bytes())) {
+                        Ok(Parsed::Confirm(r)) => r,
+                        other => panic!("{other:?}"),
+                    },
+                ] {
+                    let mut out = Vec::new();
+                    r.payload.write_json(&mut out).unwrap();
+                    let text = String::from_utf8(out).unwrap();
+                    assert_eq!(text, body.replace(['\n', '\r'], " "), "{body}");
+                    assert!(!text.contains(['\n', '\r']));
+                    // Still JSON, and the very value rules see.
+                    let logged: Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(&logged, r.payload.value(), "{body}");
+                }
+            }
         }
     }
 
@@ -1136,6 +1622,12 @@ mod tests {
             "1e400",
             "99999999999999999999999999999",
             "1.0e0",
+            "1e+3",
+            "5000e0",
+            "3.0000001e6",
+            "0e5",
+            "5000.000000000000000000000000000000",
+            "0.0000000000000000000000000000000000",
             "0.1",
             "null",
             "true",
@@ -1147,8 +1639,74 @@ mod tests {
             r#"{"paymentId":"p","transactionId":"t","totalAmount":1000,"storeId":5}"#,
             r#"{"paymentId":null,"transactionId":"t","totalAmount":1000}"#,
             r#"{"paymentId":"p","paymentId":"q","transactionId":"t","totalAmount":1}"#,
+            r#"{"paymentId":"p","transactionId":"t","totalAmount":1e3,"x":{"y":0,"y":0}}"#,
             r#"{"transactionId":"t","totalAmount":1}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1,"\u0061":2}"#,
+            r#"[{"k":1},{"k":2,"k":3}]"#,
+            r#"[{"k":1},{"k":2}]"#,
         ])
+    }
+
+    /// Where a value from [`json_value`] names a key twice, below the key it is the value of.
+    fn inner_duplicate(value: &str) -> Option<&'static str> {
+        match value {
+            r#"{"paymentId":"p","paymentId":"q","transactionId":"t","totalAmount":1}"# => {
+                Some("paymentId")
+            }
+            r#"{"paymentId":"p","transactionId":"t","totalAmount":1e3,"x":{"y":0,"y":0}}"# => {
+                Some("x.y")
+            }
+            r#"{"a":1,"a":2}"# | r#"{"a":1,"\u0061":2}"# => Some("a"),
+            r#"[{"k":1},{"k":2,"k":3}]"# => Some("[1].k"),
+            _ => None,
+        }
+    }
+
+    /// The known fields of one format, so that many generated bodies are accepted (their
+    /// values still vary, and other entries are added).
+    fn skeleton() -> impl Strategy<Value = Vec<(&'static str, String)>> {
+        let value =
+            || json_value().prop_filter("no duplicate inside", |v| inner_duplicate(v).is_none());
+        prop_oneof![
+            Just(Vec::new()),
+            (value(), value()).prop_map(|(order, amount)| vec![
+                ("imp_uid", r#""imp_1""#.to_owned()),
+                ("merchant_uid", order.to_owned()),
+                ("amount", amount.to_owned()),
+            ]),
+            value().prop_map(|amount| vec![
+                ("payment_id", r#""p""#.to_owned()),
+                ("tx_id", r#""t""#.to_owned()),
+                ("total_amount", amount.to_owned()),
+            ]),
+            (value(), value()).prop_map(|(amount, store)| vec![
+                ("type", r#""Transaction.Confirm""#.to_owned()),
+                (
+                    "data",
+                    format!(
+                        r#"{{"paymentId":"p","transactionId":"t","totalAmount":{amount},"storeId":{store}}}"#
+                    ),
+                ),
+            ]),
+        ]
+    }
+
+    /// The first key named twice in a body of these entries, as its path: what both parsers
+    /// must refuse it for.
+    fn expected_duplicate(entries: &[(&str, String)]) -> Option<String> {
+        let mut seen = std::collections::HashSet::new();
+        for (key, value) in entries {
+            let key = key.replace(r"\u005f", "_");
+            if !seen.insert(key.clone()) {
+                return Some(key);
+            }
+            if let Some(inner) = inner_duplicate(value) {
+                let sep = if inner.starts_with('[') { "" } else { "." };
+                return Some(format!("{key}{sep}{inner}"));
+            }
+        }
+        None
     }
 
     fn json_key() -> impl Strategy<Value = &'static str> {
@@ -1163,6 +1721,7 @@ mod tests {
             "data",
             "storeId",
             "memo",
+            r"merchant\u005fuid",
         ])
     }
 
@@ -1170,10 +1729,25 @@ mod tests {
         /// The fast path answers only where the full parser agrees, field for field.
         #[test]
         fn fast_path_agrees_with_the_full_parser(
-            entries in proptest::collection::vec((json_key(), json_value()), 0..9),
+            skeleton in skeleton(),
+            more in proptest::collection::vec((json_key(), json_value()), 0..9),
+            repeats in proptest::bool::weighted(0.25),
+            rotate in 0..12usize,
             space in proptest::sample::select(vec!["", " ", "\n  "]),
             ct in 0..2usize,
         ) {
+            let mut entries: Vec<(&str, String)> = skeleton;
+            entries.extend(more.into_iter().map(|(k, v)| (k, v.to_owned())));
+            // Eight keys of eleven nearly always repeat one: most bodies keep only the first
+            // of each (so the two parsers are compared on bodies they accept), some keep them.
+            if !repeats {
+                let mut seen = std::collections::HashSet::new();
+                entries.retain(|(k, _)| seen.insert(k.replace(r"\u005f", "_")));
+            }
+            if !entries.is_empty() {
+                let n = rotate % entries.len();
+                entries.rotate_left(n);
+            }
             let body = format!(
                 "{{{space}{}{space}}}",
                 entries
@@ -1183,8 +1757,41 @@ mod tests {
                     .join(&format!(",{space}"))
             );
             let ct = [JSON, None][ct];
-            let full = parse_full(encoding(ct).unwrap(), body.as_bytes());
+            let full = full(encoding(ct).unwrap(), body.as_bytes());
             prop_assert_eq!(summary(&parse(ct, body.as_bytes())), summary(&full), "{}", body);
+            // A key named twice anywhere is refused by both, naming the first repeat.
+            match expected_duplicate(&entries) {
+                Some(path) => {
+                    prop_assert_eq!(
+                        summary(&full),
+                        summary(&Err(PayloadError::DuplicateField(path))),
+                        "{}", body
+                    );
+                    prop_assert!(fast::parse(body.as_bytes()).is_none());
+                }
+                None => prop_assert!(
+                    !matches!(full, Err(PayloadError::DuplicateField(_))),
+                    "{}: {:?}", body, full
+                ),
+            }
+            // Whichever parser read it, the decision log gets the body's bytes on one line.
+            if let Ok(Parsed::Confirm(r)) = &full {
+                let mut out = Vec::new();
+                r.payload.write_json(&mut out).unwrap();
+                prop_assert_eq!(&out, &body.replace('\n', " ").into_bytes());
+                let logged: Value = serde_json::from_slice(&out).unwrap();
+                prop_assert_eq!(&logged, r.payload.value());
+                // And the amount is the body's own text of it (a string's content, trimmed).
+                let amount_key = match r.api {
+                    Api::V1 => Some("amount"),
+                    Api::V2_2024_01_01 => Some("total_amount"),
+                    Api::V2_2024_04_25 => None,
+                };
+                if let Some((_, v)) = amount_key.and_then(|k| entries.iter().find(|(key, _)| *key == k)) {
+                    let written = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).map_or(v.as_str(), str::trim);
+                    prop_assert_eq!(r.amount.as_str(), written);
+                }
+            }
             if let Some(ids) = fast::parse(body.as_bytes()) {
                 let Ok(Parsed::Confirm(r)) = &full else {
                     panic!("fast path accepted what the full parser refuses: {body}")
@@ -1225,7 +1832,8 @@ mod tests {
             }
         }
 
-        /// Any keys and values, percent-encoded, come back exactly (the last repeat winning).
+        /// Any keys and values, percent-encoded, come back exactly; a key given twice refuses
+        /// the body, naming that key.
         #[test]
         fn form_values_round_trip(
             pairs in proptest::collection::vec(("\\PC{1,8}", "\\PC{0,12}"), 1..6),
@@ -1242,10 +1850,17 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("&");
             let mut want = Map::new();
+            let mut repeated = None;
             for (k, v) in &pairs {
-                want.insert(k.clone(), Value::String(v.clone()));
+                if want.insert(k.clone(), Value::String(v.clone())).is_some() {
+                    repeated = Some(PayloadError::DuplicateField(k.clone()));
+                    break;
+                }
             }
-            prop_assert_eq!(parse_form(body.as_bytes()), Ok(Value::Object(want)));
+            match repeated {
+                Some(e) => prop_assert_eq!(parse_form(body.as_bytes()), Err(e)),
+                None => prop_assert_eq!(parse_form(body.as_bytes()), Ok(Value::Object(want))),
+            }
         }
 
         #[test]

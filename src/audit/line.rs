@@ -37,9 +37,9 @@ pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()>
         string(out, id);
     }
     if let Some(amount) = r.amount {
-        // Checked to be JSON number syntax when it was parsed; written digit for digit.
+        // As the body wrote it (`3e6`, `10.50`), in JSON number syntax.
         raw(out, ",\"amount\":");
-        raw(out, amount.as_str());
+        raw(out, &amount.as_json_number());
     }
     decision(r.decision, out)?;
     raw(out, ",\"latency_ms\":");
@@ -371,7 +371,131 @@ mod tests {
         assert_eq!(v["latency_ms"], Value::Null, "as serde_json writes NaN");
     }
 
+    /// A line for a request parsed from `body`, with the request fields filled in as the
+    /// server fills them.
+    fn request_line(content_type: Option<&str>, body: &[u8]) -> String {
+        let Ok(crate::payload::Parsed::Confirm(req)) = crate::payload::parse(content_type, body)
+        else {
+            panic!("a confirm body: {}", String::from_utf8_lossy(body))
+        };
+        let d = Decision::approve(None);
+        line(&Record {
+            time: chrono::Utc::now(),
+            decision_id: "id",
+            ruleset: "default",
+            rules_version: "v",
+            api: Some(req.api.as_str()),
+            order_id: Some(&req.order_id),
+            tx_id: Some(&req.tx_id),
+            amount: Some(&req.amount),
+            decision: &d,
+            latency_ms: 0.1,
+            request: Some(&req.payload),
+        })
+    }
+
+    /// The text after `"request":` up to the closing brace of the line.
+    fn request_text(line: &str) -> &str {
+        let start = line.find(",\"request\":").expect("a request field") + ",\"request\":".len();
+        &line[start..line.len() - 2]
+    }
+
+    #[test]
+    fn request_is_the_bodys_own_bytes_whichever_parser_read_it() {
+        const JSON: Option<&str> = Some("application/json");
+        for body in [
+            // The fast path.
+            "{\n  \"imp_uid\": \"imp_1\",\n  \"merchant_uid\": \"o\",\n  \"amount\": 10.50\n}\n",
+            // The full parser: an escape, an exponent, keys out of order, a big number.
+            r#"{"z":0,"merchant_uid":"\u006f","imp_uid":"i","amount":3e6,"n":1.0E+400}"#,
+            "{\"type\":\"Transaction.Confirm\",\r\n\"data\":{\"paymentId\":\"p\\/1\",\"transactionId\":\"t\",\"totalAmount\":1E3}}",
+            r#"{"imp_uid":"i","merchant_uid":"\ud55c\"\\\n","amount":"\u0031000"}"#,
+        ] {
+            for ct in [JSON, None] {
+                let text = request_line(ct, body.as_bytes());
+                assert_eq!(text.trim_end().lines().count(), 1, "{text}");
+                let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+                assert_eq!(request_text(&text), body.replace(['\n', '\r'], " "));
+                assert_eq!(v["request"], serde_json::from_str::<Value>(body).unwrap());
+            }
+        }
+        // A form body has no JSON bytes: an object of its strings.
+        let text = request_line(
+            Some("application/x-www-form-urlencoded"),
+            b"merchant_uid=o&imp_uid=i&amount=1e3&memo=a%0Ab",
+        );
+        assert_eq!(
+            request_text(&text),
+            r#"{"amount":"1e3","imp_uid":"i","memo":"a\nb","merchant_uid":"o"}"#
+        );
+    }
+
+    #[test]
+    fn amount_is_written_as_the_body_wrote_it() {
+        const JSON: Option<&str> = Some("application/json");
+        for (body, amount) in [
+            (r#"{"imp_uid":"i","merchant_uid":"o","amount":3e6}"#, "3e6"),
+            (
+                r#"{"imp_uid":"i\u0031","merchant_uid":"o","amount":3E+6}"#,
+                "3E+6",
+            ),
+            (
+                r#"{"payment_id":"p","tx_id":"t","total_amount":5000.000000000000000000000000000000}"#,
+                "5000.000000000000000000000000000000",
+            ),
+            (
+                r#"{"imp_uid":"i","merchant_uid":"o","amount":"1e3"}"#,
+                "1e3",
+            ),
+            // A numeric string with leading zeros is no JSON number: its value is written.
+            (
+                r#"{"imp_uid":"i","merchant_uid":"o","amount":"0100"}"#,
+                "100",
+            ),
+            (
+                r#"{"imp_uid":"i","merchant_uid":"o","amount":" -00 "}"#,
+                "0",
+            ),
+        ] {
+            let text = request_line(JSON, body.as_bytes());
+            assert!(text.contains(&format!(",\"amount\":{amount},")), "{text}");
+            serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        }
+        let text = request_line(
+            Some("application/x-www-form-urlencoded"),
+            b"merchant_uid=o&imp_uid=i&amount=007",
+        );
+        assert!(text.contains(",\"amount\":7,"), "{text}");
+        serde_json::from_str::<Value>(&text).unwrap();
+    }
+
     proptest! {
+        /// Whatever ids, amount spelling and whitespace an accepted body has, its line is one
+        /// line of JSON with the body's value under `request`.
+        #[test]
+        fn every_line_is_json(
+            order in any::<String>().prop_filter("not blank", |s| !s.trim().is_empty()),
+            amount in proptest::sample::select(vec![
+                "1000", "10.50", "1e3", "1E+3", "0e5", "3.0000001e6", "0.0000000000000000000000000000000000",
+                "\"1000\"", "\" 1e3 \"", "\"0100\"", "\"-0\"", "\"\\u0031\"",
+            ]),
+            space in proptest::sample::select(vec!["", " ", "\n", "\r\n\t", "\n\n  "]),
+            escape in any::<bool>(),
+        ) {
+            let order = serde_json::to_string(&order).unwrap();
+            let order = if escape { order.replace('o', "\\u006f") } else { order };
+            let body = format!(
+                "{space}{{{space}\"imp_uid\"{space}:{space}\"i\",{space}\"merchant_uid\":{order},\"amount\":{space}{amount}{space}}}{space}"
+            );
+            for ct in [Some("application/json"), None] {
+                let text = request_line(ct, body.as_bytes());
+                prop_assert_eq!(text.trim_end().lines().count(), 1);
+                let v: Value = serde_json::from_str(&text).unwrap();
+                prop_assert_eq!(&v["request"], &serde_json::from_str::<Value>(&body).unwrap());
+                prop_assert_eq!(request_text(&text), body.replace(['\n', '\r'], " "));
+            }
+        }
+
         #[test]
         fn strings_escape_exactly_as_serde_json(s in any::<String>()) {
             let mut out = Vec::new();

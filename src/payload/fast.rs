@@ -4,13 +4,12 @@
 //! was a seventh of a request's instructions (callgrind, see BENCHMARKS.md). This reads only the
 //! known fields, borrowed, and leaves the rest of the body as it came. It answers only when it
 //! is sure to agree with the full parser: for anything unusual — a backslash anywhere, deep
-//! nesting, a duplicate known field, an id that is not a plain string, a message that is not a
+//! nesting, a duplicate key, an id that is not a plain string, a message that is not a
 //! confirmation, any error at all — it returns `None` and the full parser decides (and words the
-//! error). A property test holds the two to the same answers.
+//! error). A property test holds the two to the same answers. The fields are read by
+//! [`scan`](super::scan), which also refuses a duplicate key anywhere in the body.
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
+use super::scan::{self, Data, Field};
 use super::{Amount, Api};
 
 /// What the fast path read; the rest of `ConfirmRequest` is the body itself.
@@ -26,26 +25,10 @@ pub(super) struct Ids {
 /// More nesting than this goes to the full parser, whose depth limit then applies.
 const MAX_OPEN_BRACKETS: usize = 32;
 
-/// A field's raw JSON text, `null` included: the full parser tells "present but null" from
-/// "absent" (`{"imp_uid": null, …}` is a V1 body with a missing id, not another format), and
-/// `Option<&RawValue>` would read `null` as absent.
-#[derive(Debug, Default, Clone, Copy)]
-struct Field<'a>(Option<&'a RawValue>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'a RawValue>::deserialize(d).map(|raw| Field(Some(raw)))
-    }
-}
-
 impl<'a> Field<'a> {
-    fn present(self) -> bool {
-        self.0.is_some()
-    }
-
     /// The text of a JSON string (without escapes, since the body has no backslash at all).
     fn string(self) -> Option<&'a str> {
-        let s = self.0?.get();
+        let s = self.raw()?;
         s.strip_prefix('"')?.strip_suffix('"')
     }
 
@@ -60,45 +43,10 @@ impl<'a> Field<'a> {
         let text = match self.string() {
             Some(s) if s.trim().is_empty() => return None,
             Some(s) => s,
-            // serde_json rewrites an exponent (`1E3` becomes `1e+3`); only the full parser
-            // knows exactly how, so such numbers go there.
-            None => Some(self.0?.get()).filter(|n| !n.contains(['e', 'E']))?,
+            None => self.raw()?,
         };
         text.parse().ok()
     }
-}
-
-#[derive(Deserialize)]
-struct Top<'a> {
-    #[serde(borrow, default)]
-    imp_uid: Field<'a>,
-    #[serde(borrow, default)]
-    merchant_uid: Field<'a>,
-    #[serde(borrow, default)]
-    amount: Field<'a>,
-    #[serde(borrow, default)]
-    payment_id: Field<'a>,
-    #[serde(borrow, default)]
-    tx_id: Field<'a>,
-    #[serde(borrow, default)]
-    total_amount: Field<'a>,
-    #[serde(borrow, default, rename = "type")]
-    kind: Field<'a>,
-    #[serde(borrow, default)]
-    data: Field<'a>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Data<'a> {
-    #[serde(borrow, default)]
-    payment_id: Field<'a>,
-    #[serde(borrow, default)]
-    transaction_id: Field<'a>,
-    #[serde(borrow, default)]
-    total_amount: Field<'a>,
-    #[serde(borrow, default)]
-    store_id: Field<'a>,
 }
 
 /// The ids of a JSON confirm body, or `None` to leave it to the full parser.
@@ -115,7 +63,9 @@ pub(super) fn parse(body: &[u8]) -> Option<Ids> {
     if open > MAX_OPEN_BRACKETS {
         return None;
     }
-    let top: Top<'_> = serde_json::from_str(text).ok()?;
+    // A duplicate key anywhere is an error, which the full parser words.
+    let mut top = scan::Top::default();
+    scan::scan(text, &mut top).ok()?;
     // The order of the full parser's format detection.
     let (api, order_id, tx_id, amount, store_id) =
         if top.imp_uid.present() || top.merchant_uid.present() {
@@ -128,14 +78,15 @@ pub(super) fn parse(body: &[u8]) -> Option<Ids> {
                 top.total_amount,
                 None,
             )
-        } else if top.kind.present() && top.data.present() {
+        } else if top.kind.present() && !matches!(top.data, Data::Absent) {
             if top.kind.string()? != super::CONFIRM_TYPE {
                 return None;
             }
-            let data: Data<'_> = serde_json::from_str(top.data.0?.get()).ok()?;
-            let store_id = match data.store_id.0 {
-                None => None,
-                Some(raw) if raw.get() == "null" => None,
+            let Data::Object(data) = &top.data else {
+                return None;
+            };
+            let store_id = match data.store_id.raw() {
+                None | Some("null") => None,
                 Some(_) => Some(data.store_id.string()?.to_owned()),
             };
             (
@@ -157,9 +108,9 @@ pub(super) fn parse(body: &[u8]) -> Option<Ids> {
     })
 }
 
-/// Appends a JSON text on one line: its bytes as sent, with line breaks made spaces. For bodies
-/// the fast path read, valid JSON, a raw line break can only be whitespace between tokens
-/// (inside a string it would have to be escaped), so the value is unchanged.
+/// Appends a JSON text on one line: its bytes as sent, with line breaks made spaces. In valid
+/// JSON (every body either parser accepted) a raw line break can only be whitespace between
+/// tokens (inside a string it would have to be escaped), so the value is unchanged.
 pub(super) fn write_one_line(json: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(json);

@@ -185,6 +185,36 @@ mod tests {
         );
     }
 
+    /// SPEC §9: `{amount}` renders as written — the body's own text of the number, whichever
+    /// parser read it (an escape in an id sends a body to the full parser).
+    #[test]
+    fn amount_renders_as_written() {
+        let t = Template::parse("요청: {amount}원", Scope::Request).unwrap();
+        for amount in [
+            "50000",
+            "10.5",
+            "10.50",
+            "1e3",
+            "5000e0",
+            "3.0000001e6",
+            "0e5",
+            "3E+6",
+            "5000.000000000000000000000000000000",
+        ] {
+            for body in [
+                format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":{amount}}}"#),
+                format!(r#"{{"imp_uid":"i\u0031","merchant_uid":"m","amount":{amount}}}"#),
+                format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":"{amount}"}}"#),
+            ] {
+                let Ok(Parsed::Confirm(r)) = parse(Some("application/json"), body.as_bytes())
+                else {
+                    panic!("{body}")
+                };
+                assert_eq!(t.render(&r, None), format!("요청: {amount}원"), "{body}");
+            }
+        }
+    }
+
     #[test]
     fn renders_response_fields() {
         let t = Template::parse(

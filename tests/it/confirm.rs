@@ -507,3 +507,72 @@ async fn shutdown_does_not_wait_for_a_client_that_never_finishes_its_request() {
     let took = started.elapsed();
     assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
 }
+
+/// The audited ambiguity: a body naming a field twice was read last-wins, while a merchant that
+/// a `forward` sends it to may take the first. It is refused with 400 naming the field, JSON
+/// and form alike, and logged like every other answer.
+#[tokio::test]
+async fn a_body_naming_a_field_twice_is_refused_with_400() {
+    let rules = Rules::with("default.yaml", RULES);
+    let (server, log) = logged(&rules).await;
+    let url = server.url("/confirm");
+    let cases: &[(&str, Option<&str>, &str)] = &[
+        (
+            r#"{"imp_uid":"i","merchant_uid":"legacy-1","merchant_uid":"o","amount":5000}"#,
+            Some("application/json"),
+            "merchant_uid",
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"legacy-1","merchant\u005fuid":"o","amount":5000}"#,
+            Some("application/json"),
+            "merchant_uid",
+        ),
+        (
+            r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1000,"totalAmount":1}}"#,
+            None,
+            "data.totalAmount",
+        ),
+        (
+            "merchant_uid=legacy-1&merchant_uid=o&imp_uid=i&amount=5000",
+            Some("application/x-www-form-urlencoded"),
+            "merchant_uid",
+        ),
+        (
+            "merchant_uid=o&imp_uid=i&amount=5000&amount=500",
+            None,
+            "amount",
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (body, ct, field) in cases {
+        let a = post(&url, *ct, body.to_string()).await;
+        assert_eq!(
+            (a.status, a.decision()),
+            (400, "reject"),
+            "{body}: {:?}",
+            a.body
+        );
+        assert!(
+            a.reason().contains(field) && a.reason().contains("중복"),
+            "{body}: reason {:?} should name {field}",
+            a.reason()
+        );
+        assert_eq!(a.body["errorMessage"], a.body["reason"]);
+        assert_answer_headers(&a);
+        answers.push(a);
+    }
+    // Without the repeat the same request is approved.
+    let a = server
+        .confirm_json(
+            "/confirm",
+            r#"{"imp_uid":"i","merchant_uid":"o","amount":5000}"#,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    server.stop().await;
+    for a in &answers {
+        let r = record(&log, &a.decision_id());
+        assert_eq!(r["status"], 400);
+        assert_eq!(r["reason"], a.reason());
+    }
+}

@@ -1,0 +1,591 @@
+//! One pass over a JSON body that refuses duplicate keys and keeps the raw text of the fields
+//! the proxy reads.
+//!
+//! A `serde_json::Value` keeps the last of two equal keys, while a `forward` rule sends the body
+//! as it came to a merchant whose parser may keep the first: the proxy would check one order and
+//! the merchant act on another. So no object anywhere in a body may name a key twice (keys are
+//! compared decoded: `"merchant\u005fuid"` is `merchant_uid`). Both parsers use this scan: the
+//! fast path for its fields, the full parser for the duplicate check and the amount's text as
+//! written (serde_json rewrites `1E3` as `1e+3`).
+//!
+//! Single pass, no `Value`: keys are borrowed when they have no escapes, the read fields are
+//! captured as `&RawValue`, and every other value is walked only to look at the keys of the
+//! objects inside it.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// A field's raw JSON text, `null` included: the full parser tells "present but null" from
+/// "absent" (`{"imp_uid": null, …}` is a V1 body with a missing id, not another format).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Field<'a>(pub Option<&'a RawValue>);
+
+impl<'a> Field<'a> {
+    pub fn present(self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The value's JSON text as it is in the body.
+    pub fn raw(self) -> Option<&'a str> {
+        self.0.map(RawValue::get)
+    }
+}
+
+/// The top-level fields the format detection and the V1 / V2 `2024-01-01` formats read.
+#[derive(Debug, Default)]
+pub(super) struct Top<'a> {
+    pub imp_uid: Field<'a>,
+    pub merchant_uid: Field<'a>,
+    pub amount: Field<'a>,
+    pub payment_id: Field<'a>,
+    pub tx_id: Field<'a>,
+    pub total_amount: Field<'a>,
+    /// `type`.
+    pub kind: Field<'a>,
+    pub data: Data<'a>,
+}
+
+/// `data`, which V2 `2024-04-25` reads into.
+#[derive(Debug, Default)]
+pub(super) enum Data<'a> {
+    #[default]
+    Absent,
+    /// Present but not an object. (With serde_json's `arbitrary_precision` a number arrives as
+    /// a one-key map and reads as an object without any of the fields below, which every
+    /// reader of this treats the same way.)
+    NotAnObject,
+    Object(DataFields<'a>),
+}
+
+#[derive(Debug, Default)]
+pub(super) struct DataFields<'a> {
+    pub payment_id: Field<'a>,
+    pub transaction_id: Field<'a>,
+    pub total_amount: Field<'a>,
+    pub store_id: Field<'a>,
+}
+
+#[derive(Debug)]
+pub(super) enum ScanError {
+    /// The path of the first key found twice: `merchant_uid`, `data.paymentId`,
+    /// `items[1].sku`.
+    Duplicate(String),
+    /// Not JSON (or nested beyond serde_json's limit).
+    Json(serde_json::Error),
+}
+
+/// Reads the fields the proxy uses from a JSON text into `top` (which starts empty), refusing
+/// a duplicate key at any depth. A text that is not an object gives no fields (but is still
+/// checked for duplicates). Filled in place: moving the fields out through the layers of
+/// `Result` cost more than the scan of a small body's keys.
+pub(super) fn scan<'a>(text: &'a str, top: &mut Top<'a>) -> Result<(), ScanError> {
+    let mut dup = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let result = TopSeed { top, dup: &mut dup }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+    result.map_err(|e| match dup {
+        Some(path) => ScanError::Duplicate(path),
+        None => ScanError::Json(e),
+    })
+}
+
+/// The message of the error that unwinds the scan once a duplicate is found; the path is in
+/// the scan's `dup`, built on the way out.
+const DUPLICATE: &str = "duplicate key";
+
+/// Puts the enclosing key in front of the path of a duplicate found inside its value.
+fn prefix_key(dup: &mut Option<String>, key: &str) {
+    if let Some(path) = dup {
+        let sep = if path.starts_with('[') { "" } else { "." };
+        *path = format!("{key}{sep}{path}");
+    }
+}
+
+fn prefix_index(dup: &mut Option<String>, index: usize) {
+    if let Some(path) = dup {
+        let sep = if path.starts_with('[') { "" } else { "." };
+        *path = format!("[{index}]{sep}{path}");
+    }
+}
+
+/// Keys inline up to this many per object, then a hash set (so a 64 KiB object of distinct
+/// keys stays linear).
+const INLINE_KEYS: usize = 8;
+
+/// The keys of one object so far (of the fields the proxy reads, their slots say whether they
+/// were seen). Keys with escapes, which only the full parser sees, go to the set.
+struct Seen<'de> {
+    inline: [&'de str; INLINE_KEYS],
+    len: usize,
+    more: Option<HashSet<Cow<'de, str>>>,
+}
+
+impl<'de> Seen<'de> {
+    fn new() -> Self {
+        Seen {
+            inline: [""; INLINE_KEYS],
+            len: 0,
+            more: None,
+        }
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.inline[..self.len].contains(&key)
+            || self.more.as_ref().is_some_and(|more| more.contains(key))
+    }
+
+    fn push(&mut self, key: Cow<'de, str>) {
+        match key {
+            Cow::Borrowed(key) if self.len < INLINE_KEYS => {
+                self.inline[self.len] = key;
+                self.len += 1;
+            }
+            key => {
+                self.more.get_or_insert_with(HashSet::new).insert(key);
+            }
+        }
+    }
+
+    /// Checks `key` against the keys before it; a repeat ends the scan.
+    fn check<E: de::Error>(&self, key: &str, dup: &mut Option<String>) -> Result<(), E> {
+        if self.contains(key) {
+            return Err(duplicate(dup, key));
+        }
+        Ok(())
+    }
+}
+
+/// Records `key` as the duplicate and gives the error that unwinds the scan.
+fn duplicate<E: de::Error>(dup: &mut Option<String>, key: &str) -> E {
+    *dup = Some(key.to_owned());
+    E::custom(DUPLICATE)
+}
+
+/// An object key, borrowed from the body when it has no escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// Captures a read field's raw text into its (empty) slot. A field that is an object or an
+/// array (never a valid id, amount or type, but still part of the body) is checked for
+/// duplicates inside too.
+fn raw_field<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    slot: &mut Field<'de>,
+    dup: &mut Option<String>,
+) -> Result<(), A::Error> {
+    let raw: &'de RawValue = map.next_value()?;
+    if raw.get().starts_with(['{', '[']) {
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        Walk { dup: &mut *dup }
+            .deserialize(&mut de)
+            .map_err(|e| de::Error::custom(e.to_string()))?;
+    }
+    *slot = Field(Some(raw));
+    Ok(())
+}
+
+/// Any value: checks the keys of every object in it and keeps nothing.
+struct Walk<'s> {
+    dup: &'s mut Option<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        loop {
+            match seq.next_element_seed(Walk {
+                dup: &mut *self.dup,
+            }) {
+                Ok(Some(())) => index += 1,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    prefix_index(self.dup, index);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = Seen::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            seen.check::<A::Error>(&key, self.dup)?;
+            if let Err(e) = map.next_value_seed(Walk {
+                dup: &mut *self.dup,
+            }) {
+                prefix_key(self.dup, &key);
+                return Err(e);
+            }
+            seen.push(key);
+        }
+        Ok(())
+    }
+}
+
+struct TopSeed<'s, 'de> {
+    top: &'s mut Top<'de>,
+    dup: &'s mut Option<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let top = self.top;
+        // Only for keys the proxy does not read; made at the first one (V1 bodies have none).
+        let mut others: Option<Seen<'de>> = None;
+        while let Some(key) = map.next_key_seed(Key)? {
+            let dup = &mut *self.dup;
+            let slot = match &*key {
+                "imp_uid" => Some(&mut top.imp_uid),
+                "merchant_uid" => Some(&mut top.merchant_uid),
+                "amount" => Some(&mut top.amount),
+                "payment_id" => Some(&mut top.payment_id),
+                "tx_id" => Some(&mut top.tx_id),
+                "total_amount" => Some(&mut top.total_amount),
+                "type" => Some(&mut top.kind),
+                _ => None,
+            };
+            let read = match slot {
+                // A read field's slot is filled at its first occurrence.
+                Some(slot) if slot.present() => return Err(duplicate(dup, &key)),
+                Some(slot) => raw_field(&mut map, slot, dup),
+                None if key == "data" => {
+                    if !matches!(top.data, Data::Absent) {
+                        return Err(duplicate(dup, &key));
+                    }
+                    map.next_value_seed(DataSeed {
+                        data: &mut top.data,
+                        dup,
+                    })
+                }
+                None => {
+                    let seen = others.get_or_insert_with(Seen::new);
+                    seen.check(&key, dup)?;
+                    match map.next_value_seed(Walk { dup }) {
+                        Ok(()) => {
+                            seen.push(key);
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if let Err(e) = read {
+                prefix_key(self.dup, &key);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    // Not an object: no fields, but an array may still hold objects with duplicates.
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        Walk { dup: self.dup }.visit_seq(seq)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// Fills `data` (which is `Absent`).
+struct DataSeed<'s, 'de> {
+    data: &'s mut Data<'de>,
+    dup: &'s mut Option<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for DataSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut data = DataFields::default();
+        let mut others: Option<Seen<'de>> = None;
+        while let Some(key) = map.next_key_seed(Key)? {
+            let dup = &mut *self.dup;
+            let slot = match &*key {
+                "paymentId" => Some(&mut data.payment_id),
+                "transactionId" => Some(&mut data.transaction_id),
+                "totalAmount" => Some(&mut data.total_amount),
+                "storeId" => Some(&mut data.store_id),
+                _ => None,
+            };
+            let read = match slot {
+                // A read field's slot is filled at its first occurrence.
+                Some(slot) if slot.present() => return Err(duplicate(dup, &key)),
+                Some(slot) => raw_field(&mut map, slot, dup),
+                None => {
+                    let seen = others.get_or_insert_with(Seen::new);
+                    seen.check(&key, dup)?;
+                    match map.next_value_seed(Walk { dup }) {
+                        Ok(()) => {
+                            seen.push(key);
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if let Err(e) = read {
+                prefix_key(self.dup, &key);
+                return Err(e);
+            }
+        }
+        *self.data = Data::Object(data);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        *self.data = Data::NotAnObject;
+        Walk { dup: self.dup }.visit_seq(seq)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        *self.data = Data::NotAnObject;
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        *self.data = Data::NotAnObject;
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        *self.data = Data::NotAnObject;
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        *self.data = Data::NotAnObject;
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        *self.data = Data::NotAnObject;
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        *self.data = Data::NotAnObject;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scanned(text: &str) -> Result<Top<'_>, ScanError> {
+        let mut top = Top::default();
+        scan(text, &mut top).map(|()| top)
+    }
+
+    fn duplicate(text: &str) -> Option<String> {
+        match scanned(text) {
+            Err(ScanError::Duplicate(path)) => Some(path),
+            Err(ScanError::Json(e)) => panic!("{text}: {e}"),
+            Ok(_) => None,
+        }
+    }
+
+    #[test]
+    fn duplicates_are_found_at_any_depth_and_named_by_path() {
+        let cases = [
+            (
+                r#"{"imp_uid":"i","merchant_uid":"a","merchant_uid":"o","amount":5000}"#,
+                "merchant_uid",
+            ),
+            (r#"{"amount":1,"amount":"1"}"#, "amount"),
+            (r#"{"type":"a","data":{},"type":"b"}"#, "type"),
+            (r#"{"data":{},"data":{}}"#, "data"),
+            (
+                r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","paymentId":"q"}}"#,
+                "data.paymentId",
+            ),
+            (r#"{"data":{"storeId":null,"storeId":"s"}}"#, "data.storeId"),
+            (r#"{"memo":"x","memo":"y"}"#, "memo"),
+            (r#"{"custom":{"tier":1,"tier":2}}"#, "custom.tier"),
+            (r#"{"items":[{"sku":1},{"sku":1,"sku":2}]}"#, "items[1].sku"),
+            (r#"{"x":[[{"a":{"b":0,"b":0}}]]}"#, "x[0][0].a.b"),
+            (r#"{"data":{"extra":[{"k":1,"k":1}]}}"#, "data.extra[0].k"),
+            // The value of a read field that is not a scalar is checked as well.
+            (r#"{"imp_uid":{"a":1,"a":2}}"#, "imp_uid.a"),
+            (r#"{"amount":[{"a":1,"a":2}]}"#, "amount[0].a"),
+            // Keys are compared decoded.
+            (
+                r#"{"merchant_uid":"a","merchant\u005fuid":"b"}"#,
+                "merchant_uid",
+            ),
+            (r#"{"\u0061":1,"a":2}"#, "a"),
+            // Not an object at the top, still checked.
+            (r#"[{"a":1},{"a":1,"a":1}]"#, "[1].a"),
+        ];
+        for (text, path) in cases {
+            assert_eq!(duplicate(text).as_deref(), Some(path), "{text}");
+        }
+    }
+
+    #[test]
+    fn equal_keys_in_different_objects_are_not_duplicates() {
+        for text in [
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":1,"data":{"amount":1,"merchant_uid":"x"}}"#,
+            r#"{"a":{"a":{"a":1}},"b":[{"a":1},{"a":1}]}"#,
+            r#"{"A":1,"a":2,"a ":3}"#,
+            r#"[1,2,1]"#,
+            r#""x""#,
+            "5",
+            "null",
+        ] {
+            assert_eq!(duplicate(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn many_keys_spill_into_a_set_and_are_still_checked() {
+        let keys: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        let text = format!("{{{}}}", keys.join(","));
+        assert_eq!(duplicate(&text), None);
+        for repeat in [0, 15, 16, 17, 99] {
+            let text = format!("{{{},\"k{repeat}\":0}}", keys.join(","));
+            assert_eq!(duplicate(&text), Some(format!("k{repeat}")), "k{repeat}");
+        }
+    }
+
+    #[test]
+    fn read_fields_keep_their_text() {
+        let top = scanned(
+            r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":3E6,"storeId":null},"amount":1e3,"imp_uid":null}"#,
+        )
+        .unwrap();
+        assert_eq!(top.kind.raw(), Some(r#""Transaction.Confirm""#));
+        assert_eq!(top.amount.raw(), Some("1e3"));
+        assert_eq!(top.imp_uid.raw(), Some("null"));
+        assert!(!top.merchant_uid.present());
+        let Data::Object(data) = top.data else {
+            panic!("data is an object")
+        };
+        assert_eq!(data.total_amount.raw(), Some("3E6"));
+        assert_eq!(data.store_id.raw(), Some("null"));
+        assert!(matches!(
+            scanned(r#"{"data":[1]}"#).unwrap().data,
+            Data::NotAnObject
+        ));
+        assert!(matches!(scanned("{").unwrap_err(), ScanError::Json(_)));
+        assert!(matches!(scanned("{} x").unwrap_err(), ScanError::Json(_)));
+    }
+}
