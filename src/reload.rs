@@ -2,11 +2,14 @@
 //! trigger (file watcher, SIGHUP, `POST /admin/reload`). Load and validate off the request
 //! path, then swap everything at once, or keep the running rules and record why.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,8 +20,73 @@ use crate::upstream::{self, HealthObserver};
 
 /// Editors and Kubernetes write in bursts; wait for this much quiet before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
-/// ...but never longer than this after the first event.
+/// ...but never longer than this after the first event (files still open for writing aside).
 const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
+/// A file written to and not closed for this long is taken as done (a writer that died, or a
+/// close event lost to an overflowing event queue), so that it cannot hold reloads up for ever.
+const WRITE_STALE: Duration = Duration::from_secs(10);
+/// Loads of a directory that changed while it was read are retried this often.
+const LOAD_ATTEMPTS: usize = 5;
+
+/// What the watcher has seen of the rules directory. A file written in several pieces (`scp`,
+/// `cp`, a script with pauses, an editor writing in place) parses fine when cut at many
+/// places, with fewer rules: loading it half-written could let payments through that the whole
+/// file refuses. So a file is "being written" from its first write until it is closed (or
+/// renamed or removed), and no load starts while one is; and a load during which anything
+/// changed is thrown away and done again.
+#[derive(Default)]
+pub struct Activity {
+    /// Every relevant event counts; a load compares the count before and after.
+    events: AtomicU64,
+    /// Files written to and not yet closed, with their last write.
+    writing: Mutex<HashMap<PathBuf, Instant>>,
+}
+
+impl Activity {
+    fn event(&self) -> u64 {
+        self.events.load(Ordering::SeqCst)
+    }
+
+    fn seen(&self, event: &notify::Event) {
+        self.events.fetch_add(1, Ordering::SeqCst);
+        let Ok(mut writing) = self.writing.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        for path in &event.paths {
+            match event.kind {
+                // A symlink (Kubernetes links each file into its `..data` directory) is
+                // complete when created and never closed.
+                EventKind::Create(CreateKind::File) if path.is_symlink() => {}
+                EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
+                    writing.insert(path.clone(), now);
+                }
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+                | EventKind::Remove(_)
+                | EventKind::Modify(ModifyKind::Name(_)) => {
+                    writing.remove(path);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A file still being written, if any (stale ones are forgotten, with a warning).
+    fn writing(&self) -> Option<PathBuf> {
+        let mut writing = self.writing.lock().ok()?;
+        writing.retain(|path, last| {
+            let stale = last.elapsed() >= WRITE_STALE;
+            if stale {
+                tracing::warn!(
+                    path = %path.display(),
+                    "rules file written to and not closed for {WRITE_STALE:?}; reloading anyway"
+                );
+            }
+            !stale
+        });
+        writing.keys().next().cloned()
+    }
+}
 
 /// Reads `${VAR}` values for upstreams.
 pub type EnvReader = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -69,6 +137,7 @@ pub struct RuleStore {
     /// one, so creating a missing script reloads), relative to the rules directory: the watcher
     /// reloads for them whatever their name (`script: scripts/check.txt`).
     scripts: Mutex<Vec<PathBuf>>,
+    activity: Arc<Activity>,
 }
 
 impl RuleStore {
@@ -90,6 +159,7 @@ impl RuleStore {
             env,
             gate,
             metrics,
+            activity: Arc::default(),
         })
     }
 
@@ -125,19 +195,26 @@ impl RuleStore {
 
     /// Loads, validates and swaps. Parsing and compiling run on a blocking thread.
     pub async fn reload(self: &Arc<Self>, trigger: Trigger) -> ReloadOutcome {
-        let store = Arc::clone(self);
-        let loaded = tokio::task::spawn_blocking(move || {
-            if let Ok(mut scripts) = store.scripts.lock() {
-                *scripts = rules::referenced_scripts(&store.dir);
+        let mut attempt = 0;
+        let loaded = loop {
+            attempt += 1;
+            self.wait_for_writers().await;
+            let before = self.activity.event();
+            let loaded = self.load_if_changed().await;
+            if self.activity.event() == before && self.activity.writing().is_none() {
+                break loaded;
             }
-            if let Ok(version) = rules::rules_version(&store.dir) {
-                if version == store.current().version {
-                    return Ok(None);
-                }
+            // Something changed while the files were read: what was read may be half old,
+            // half new. Read again once the directory is quiet.
+            if attempt == LOAD_ATTEMPTS {
+                break Ok(Err(vec![format!(
+                    "{}: the rules directory kept changing while it was read ({LOAD_ATTEMPTS} attempts); the running rules stay, and the next change reloads",
+                    self.dir.display()
+                )]));
             }
-            load(&store.dir, &store.engine, &store.env, store.gate.as_ref()).map(Some)
-        })
-        .await;
+            tracing::info!("rules changed while they were read; reading them again");
+            tokio::time::sleep(DEBOUNCE).await;
+        };
         let outcome = match loaded {
             Ok(Ok(Some(rules))) => {
                 let old = self.current();
@@ -147,6 +224,7 @@ impl RuleStore {
                     tracing::warn!("{w}");
                 }
                 upstream::start_probes(&rules, self.health_observer());
+                first_probes(&rules).await;
                 self.current.store(Arc::new(rules));
                 if let Ok(mut e) = self.last_error.lock() {
                     *e = None;
@@ -168,6 +246,38 @@ impl RuleStore {
             Err(join) => self.reject(trigger, vec![format!("reload task failed: {join}")]),
         };
         outcome
+    }
+
+    /// The rules directory, loaded on a blocking thread; `None` when its version is the
+    /// running one.
+    async fn load_if_changed(
+        self: &Arc<Self>,
+    ) -> Result<Result<Option<Rules>, Vec<String>>, tokio::task::JoinError> {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            if let Ok(mut scripts) = store.scripts.lock() {
+                *scripts = rules::referenced_scripts(&store.dir);
+            }
+            if let Ok(version) = rules::rules_version(&store.dir) {
+                if version == store.current().version {
+                    return Ok(None);
+                }
+            }
+            load(&store.dir, &store.engine, &store.env, store.gate.as_ref()).map(Some)
+        })
+        .await
+    }
+
+    /// Returns once no rule file is being written (see [`Activity`]).
+    async fn wait_for_writers(&self) {
+        let mut said = false;
+        while let Some(path) = self.activity.writing() {
+            if !said {
+                tracing::info!(path = %path.display(), "waiting for a rules file to be closed before reloading");
+                said = true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn reject(&self, trigger: Trigger, errors: Vec<String>) -> ReloadOutcome {
@@ -207,6 +317,28 @@ fn load(
     Ok(rules)
 }
 
+/// Upstreams new to these rules (or with a new URL or health path) have no health state yet,
+/// and a `healthy` rule reading it would be an error (refusing payments under the default
+/// `on_error`) until the first probe answers: their probes have just started, so wait for
+/// those first answers, as long as a probe may take (the upstream's timeout), before the swap.
+async fn first_probes(rules: &Rules) {
+    let unknown: Vec<_> = rules
+        .upstreams()
+        .filter(|up| up.health.is_some() && up.state.get() == crate::rules::Health::Unknown)
+        .collect();
+    let Some(longest) = unknown.iter().map(|up| up.timeout).max() else {
+        return;
+    };
+    let until = tokio::time::Instant::now() + longest + Duration::from_millis(100);
+    while tokio::time::Instant::now() < until
+        && unknown
+            .iter()
+            .any(|up| up.state.get() == crate::rules::Health::Unknown)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// An upstream that is the same in the new rules keeps its known health, so a reload does not
 /// turn every `healthy` rule into an error until the next probe.
 fn carry_health(old: &Rules, new: &Rules) {
@@ -244,6 +376,28 @@ impl Reloader {
     /// the rule files reference, whatever its extension.
     fn concerns(&self, path: &Path) -> bool {
         concerns_rules(path) || self.store.references(path)
+    }
+
+    /// What the watcher saw: counted, tracked, and a reload asked for when it may matter.
+    fn watched(&self, event: notify::Event) {
+        // The event queue overflowed: changes were missed, so reload to be sure.
+        if event.need_rescan() {
+            self.store.activity.events.fetch_add(1, Ordering::SeqCst);
+            self.request(Trigger::Watch);
+            return;
+        }
+        if !event.paths.iter().any(|p| self.concerns(p)) {
+            return;
+        }
+        // Opening and reading files (the reload's own reads too) changes nothing; closing one
+        // that was written completes a save.
+        match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
+            EventKind::Access(_) => return,
+            _ => {}
+        }
+        self.store.activity.seen(&event);
+        self.request(Trigger::Watch);
     }
 
     /// Asks for a reload and waits for its outcome.
@@ -325,18 +479,19 @@ fn concerns_rules(path: &Path) -> bool {
 }
 
 /// Watches the rules directory (recursively: scripts, tests, Kubernetes' `..data` swaps and
-/// editors' rename-on-save all show up as events on it). Dropping the watcher stops it.
+/// editors' rename-on-save all show up as events on it). Dropping the watcher stops it. Files
+/// saved between the first load and the start of the watch are caught by a reload here.
 pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<notify::RecommendedWatcher> {
+    let watching = reloader.clone();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
-            Ok(e) if e.paths.iter().any(|p| reloader.concerns(p)) => {
-                reloader.request(Trigger::Watch)
-            }
-            Ok(_) => {}
+            Ok(e) => watching.watched(e),
             Err(e) => tracing::warn!("rules watcher: {e}"),
         })?;
     watcher.watch(dir, RecursiveMode::Recursive)?;
+    if rules::rules_version(dir).is_ok_and(|v| v != reloader.store.current().version) {
+        reloader.request(Trigger::Watch);
+    }
     Ok(watcher)
 }
 
@@ -427,6 +582,74 @@ mod tests {
             text.contains(r#"confirm_proxy_reloads_total{result="applied"} 1"#),
             "{text}"
         );
+    }
+
+    /// Audit: a rule file written in two pieces with a pause went live half-written, with
+    /// fewer rules, approving what the whole file refuses.
+    #[tokio::test]
+    async fn a_file_is_not_loaded_while_it_is_being_written() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("default.yaml");
+        std::fs::write(&path, GOOD).unwrap();
+        let store = store(dir.path());
+        let (reloader, _task) = spawn_reload_loop(store.clone());
+        let _watcher = watch(dir.path(), reloader).unwrap();
+        let v1 = store.current().version.clone();
+
+        // The first rule alone is a valid file; the second comes after a pause.
+        let whole = "rules:\n  - name: a\n    amount: { max: 500 }\n    reason: x\n  - name: b\n    require: 'false'\n    reason: closed\n";
+        let cut = whole.find("  - name: b").unwrap();
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&whole.as_bytes()[..cut]).unwrap();
+        file.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(
+            store.current().version,
+            v1,
+            "nothing loads while the file is open"
+        );
+
+        file.write_all(&whole.as_bytes()[cut..]).unwrap();
+        drop(file);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while store.current().version == v1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let rules = store.current();
+        assert_ne!(rules.version, v1, "closing the file reloads");
+        assert_eq!(
+            rules.get("default").unwrap().rules.len(),
+            2,
+            "the whole file"
+        );
+        assert_eq!(rules.version, rules::rules_version(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn writes_are_tracked_until_the_file_is_closed_renamed_or_removed() {
+        use notify::event::{DataChange, RemoveKind, RenameMode};
+        let activity = Activity::default();
+        let event = |kind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
+        activity.seen(&event(
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            "/r/a.yaml",
+        ));
+        activity.seen(&event(EventKind::Create(CreateKind::File), "/r/b.yaml"));
+        activity.seen(&event(EventKind::Create(CreateKind::File), "/r/c.yaml"));
+        assert!(activity.writing().is_some());
+        activity.seen(&event(
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            "/r/a.yaml",
+        ));
+        activity.seen(&event(
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            "/r/b.yaml",
+        ));
+        assert_eq!(activity.writing(), Some(PathBuf::from("/r/c.yaml")));
+        activity.seen(&event(EventKind::Remove(RemoveKind::File), "/r/c.yaml"));
+        assert_eq!(activity.writing(), None);
+        assert_eq!(activity.event(), 6);
     }
 
     #[test]

@@ -370,3 +370,35 @@ async fn admin_reload_applies_an_edited_script_of_any_name() {
     assert_eq!(again.body["version"], a.body["version"]);
     server.stop().await;
 }
+
+/// Audit: a reload that moved an upstream to a new URL went live with its health unknown, so
+/// `healthy` rules refused payments (on_error) until the first probe answered.
+#[tokio::test]
+async fn a_moved_upstream_is_probed_before_the_new_rules_go_live() {
+    let health = || axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+    let (old, new) = (
+        MockUpstream::start(health()).await,
+        MockUpstream::start(health()).await,
+    );
+    let yaml = |url: &str| {
+        // A long interval: only the first probe of each generation can settle the state.
+        format!("upstreams:\n  shop: {{ url: \"{url}\", health: {{ path: /health, interval: 1m }} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: 점검 중\n")
+    };
+    let rules = Rules::with("default.yaml", &yaml(&old.url()));
+    let mut config = Config::new(rules.path().to_owned());
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            server.confirm_json("/confirm", &v1("o-1", 1000)).await.status == 200
+        })
+        .await
+    );
+    rules.write("default.yaml", &yaml(&new.url()));
+    let reload = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert_eq!(reload.status, 200, "{:?}", reload.body);
+    assert_eq!(new.calls_to("/health"), 1, "probed before the swap");
+    let a = server.confirm_json("/confirm", &v1("o-2", 1000)).await;
+    assert_eq!((a.status, a.decision()), (200, "approve"), "{:?}", a.body);
+    server.stop().await;
+}
