@@ -4,14 +4,13 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram, with_local_recorder, Counter, Histogram};
+use metrics::{counter, histogram, with_local_recorder, Counter, Histogram};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
 use crate::decision::{Decision, Verdict};
-use crate::rules::Health;
-use crate::rules::Ruleset;
+use crate::rules::{Health, Rules, Ruleset};
 
 /// Confirm answers by ruleset and decision.
 pub const REQUESTS: &str = "confirm_proxy_requests_total";
@@ -22,8 +21,10 @@ pub const RULE_OUTCOMES: &str = "confirm_proxy_rule_outcomes_total";
 /// Upstream calls by upstream and outcome (a status class or an error kind).
 pub const UPSTREAM_CALLS: &str = "confirm_proxy_upstream_calls_total";
 pub const UPSTREAM_DURATION: &str = "confirm_proxy_upstream_call_duration_seconds";
-/// 1 healthy, 0 unhealthy, -1 not known yet.
+/// 1 healthy, 0 unhealthy, -1 not known yet, by ruleset and upstream. Not recorded: rendered at
+/// scrape time from the rules in force (see [`Metrics::render_with`]).
 pub const UPSTREAM_HEALTHY: &str = "confirm_proxy_upstream_healthy";
+/// Health probes by upstream and result (`success`, `failure`).
 pub const HEALTH_PROBES: &str = "confirm_proxy_health_probes_total";
 /// Rule reloads by result (applied, unchanged, rejected).
 pub const RELOADS: &str = "confirm_proxy_reloads_total";
@@ -96,9 +97,21 @@ impl Metrics {
         with_local_recorder(self.recorder.as_ref(), f)
     }
 
-    /// Prometheus text format.
+    /// Prometheus text format: the recorded metrics only. `/metrics` serves
+    /// [`render_with`](Self::render_with).
     pub fn render(&self) -> String {
         self.handle.render()
+    }
+
+    /// Prometheus text format: the recorded metrics and the health of every probed upstream of
+    /// `rules`, the generation in force. The health gauge is read from the rules at scrape time
+    /// rather than recorded, so it describes exactly that generation: an upstream (or ruleset)
+    /// removed by a reload has no series any more, a replaced generation's probes never show,
+    /// and two rulesets' upstreams of the same name are two series.
+    pub fn render_with(&self, rules: &Rules) -> String {
+        let mut out = self.render();
+        write_upstream_health(&mut out, rules);
+        out
     }
 
     /// Folds the histogram samples recorded since the last call into their buckets. The
@@ -169,23 +182,14 @@ impl Metrics {
         });
     }
 
-    /// One probe: `ok` is its own result, `health` the upstream's state after it (the two
-    /// differ while `unhealthy_after` / `healthy_after` are still counting). `ok: None` when a
-    /// probe starts: the gauge shows the state so far (-1 until the first result), no probe is
-    /// counted.
-    pub fn health(&self, upstream: &str, ok: Option<bool>, health: Health) {
-        let v = match health {
-            Health::Up => 1.0,
-            Health::Down => 0.0,
-            Health::Unknown => -1.0,
-        };
+    /// One probe of `upstream` and its result. The state it leaves (`_health`) is not recorded:
+    /// the health gauge is rendered from the rules in force (see
+    /// [`render_with`](Self::render_with)).
+    pub fn health(&self, upstream: &str, ok: bool, _health: Health) {
+        let result = if ok { "success" } else { "failure" };
         self.record(|| {
-            gauge!(UPSTREAM_HEALTHY, "upstream" => upstream.to_owned()).set(v);
-            if let Some(ok) = ok {
-                let result = if ok { "success" } else { "failure" };
-                counter!(HEALTH_PROBES, "upstream" => upstream.to_owned(), "result" => result)
-                    .increment(1);
-            }
+            counter!(HEALTH_PROBES, "upstream" => upstream.to_owned(), "result" => result)
+                .increment(1);
         });
     }
 
@@ -196,6 +200,61 @@ impl Metrics {
     pub fn decision_log_dropped(&self) {
         self.record(|| counter!(DECISION_LOG_DROPPED).increment(1));
     }
+}
+
+/// Appends the [`UPSTREAM_HEALTHY`] family: one series per upstream with a `health` block, in
+/// ruleset and upstream name order. Nothing (not even `# TYPE`) when no upstream is probed, as
+/// the recorder does for a family without series.
+fn write_upstream_health(out: &mut String, rules: &Rules) {
+    use std::fmt::Write;
+    let mut probed = rules.rulesets.values().flat_map(|rs| {
+        rs.upstreams
+            .values()
+            .filter(|up| up.health.is_some())
+            .map(move |up| (rs.name.as_str(), up))
+    });
+    let Some(first) = probed.next() else {
+        return;
+    };
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "# HELP {UPSTREAM_HEALTHY} Health of each probed upstream of the rules in force: 1 up, 0 down, -1 not known yet.\n\
+         # TYPE {UPSTREAM_HEALTHY} gauge\n"
+    );
+    for (ruleset, up) in std::iter::once(first).chain(probed) {
+        let value = match up.state.get() {
+            Health::Up => 1,
+            Health::Down => 0,
+            Health::Unknown => -1,
+        };
+        let _ = writeln!(
+            out,
+            r#"{UPSTREAM_HEALTHY}{{ruleset="{}",upstream="{}"}} {value}"#,
+            escape_label_value(ruleset),
+            escape_label_value(&up.name),
+        );
+    }
+}
+
+/// A label value as the text exposition format quotes it: `\`, `"` and line feeds escaped.
+fn escape_label_value(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    let mut escaped = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str(r"\\"),
+            '"' => escaped.push_str(r#"\""#),
+            '\n' => escaped.push_str(r"\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped.into()
 }
 
 #[cfg(test)]
@@ -215,5 +274,11 @@ mod tests {
         let text = m.render();
         let count = format!(r#"{REQUEST_DURATION}_count{{ruleset="unknown"}} 1000"#);
         assert!(text.contains(&count), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value("shop-eu_1"), "shop-eu_1");
+        assert_eq!(escape_label_value("a\\b\"c\nd 상점"), r#"a\\b\"c\nd 상점"#);
     }
 }

@@ -233,9 +233,11 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     last
 }
 
-/// Called after every probe (metrics): the upstream, whether this probe succeeded, and the
-/// state after it; once with `None` when the probe task starts, before any result.
-pub type HealthObserver = Arc<dyn Fn(&Upstream, Option<bool>, Health) + Send + Sync>;
+/// Called after every probe (metrics count it): the upstream, whether this probe succeeded, and
+/// the state after it (the two differ while `unhealthy_after` / `healthy_after` are still
+/// counting). The state itself lives in [`Upstream::state`], where readiness, `healthy` rules
+/// and the `/metrics` health gauge read it.
+pub type HealthObserver = Arc<dyn Fn(&Upstream, bool, Health) + Send + Sync>;
 
 /// Starts one probe per upstream with a `health` block; the tasks belong to this generation of
 /// rules and stop when it is dropped.
@@ -252,7 +254,6 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
     let Some(spec) = up.health.clone() else {
         return;
     };
-    observer(&up, None, up.state.get());
     let mut ticker = tokio::time::interval(spec.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut ups, mut downs) = (0u32, 0u32);
@@ -291,6 +292,6 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
             up.state.set(after);
             tracing::info!(upstream = %up.name, from = ?before, to = ?after, "upstream health changed");
         }
-        observer(&up, Some(ok), after);
+        observer(&up, ok, after);
     }
 }

@@ -76,12 +76,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    // The health gauge is read from the generation in force at this scrape.
+    let rules = state.0.store.current();
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.0.metrics.render(),
+        state.0.metrics.render_with(&rules),
     )
         .into_response()
 }

@@ -437,7 +437,7 @@ async fn health_flapping_changes_decisions_and_readiness() {
         .unwrap()
         .to_owned();
     assert!(
-        metrics.contains(r#"confirm_proxy_upstream_healthy{upstream="shop"} 1"#),
+        metrics.contains(r#"confirm_proxy_upstream_healthy{ruleset="default",upstream="shop"} 1"#),
         "{metrics}"
     );
     server.stop().await;
@@ -463,7 +463,7 @@ async fn readyz_waits_for_the_first_probe() {
     let metrics = get(&server.admin_url("/metrics")).await;
     let text = metrics.body.as_str().unwrap();
     assert!(
-        text.contains(r#"confirm_proxy_upstream_healthy{upstream="shop"} -1"#),
+        text.contains(r#"confirm_proxy_upstream_healthy{ruleset="default",upstream="shop"} -1"#),
         "unknown health shows as -1 before the first probe result: {text}"
     );
     // Before the first probe result the state is unknown: an error, decided by on_error.
@@ -582,5 +582,231 @@ async fn probes_stop_when_their_rules_are_replaced() {
         (4..=15).contains(&calls),
         "one probe every 100 ms, got {calls} calls in ~1 s"
     );
+    server.stop().await;
+}
+
+/// One sample of a Prometheus text exposition: name, labels (unescaped) and value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parses a whole `/metrics` text, panicking on anything that is not valid text exposition
+/// format: a sample line that does not parse, a `# HELP` or `# TYPE` given twice for one
+/// family, or a family's lines not kept together.
+fn exposition(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let mut described = std::collections::HashSet::new();
+    let mut seen_families: Vec<String> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut words = rest.splitn(3, ' ');
+            let (kind, name) = (words.next().unwrap(), words.next().unwrap_or(""));
+            assert!(
+                described.insert((kind.to_owned(), name.to_owned())),
+                "second `# {kind}` for {name}:\n{text}"
+            );
+            continue;
+        }
+        let (name, labels, value) = sample(line).unwrap_or_else(|| panic!("bad line {line:?}"));
+        // Histogram series belong to the family without their suffix.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| described.contains(&("TYPE".to_owned(), f.to_string())))
+            .unwrap_or(&name)
+            .to_owned();
+        if seen_families.last() != Some(&family) {
+            assert!(
+                !seen_families.contains(&family),
+                "{family} is split:\n{text}"
+            );
+            seen_families.push(family);
+        }
+        samples.push((name, labels, value));
+    }
+    samples
+}
+
+fn sample(line: &str) -> Option<Sample> {
+    let (series, value) = line.rsplit_once(' ')?;
+    let value = value.parse().ok()?;
+    let Some((name, mut rest)) = series.split_once('{') else {
+        return Some((series.to_owned(), Vec::new(), value));
+    };
+    let mut labels = Vec::new();
+    loop {
+        if rest == "}" {
+            break;
+        }
+        let (label, after) = rest.split_once("=\"")?;
+        let mut chars = after.char_indices();
+        let mut text = String::new();
+        let end = loop {
+            match chars.next()? {
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => text.push('\n'),
+                    c @ ('\\' | '"') => text.push(c),
+                    _ => return None,
+                },
+                (i, '"') => break i,
+                (_, c) => text.push(c),
+            }
+        };
+        labels.push((label.to_owned(), text));
+        rest = &after[end + 1..];
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+    }
+    Some((name.to_owned(), labels, value))
+}
+
+/// The `confirm_proxy_upstream_healthy` series: (ruleset, upstream, value), sorted.
+fn health_gauge(text: &str) -> Vec<(String, String, f64)> {
+    let mut gauge: Vec<_> = exposition(text)
+        .into_iter()
+        .filter(|(name, _, _)| name == "confirm_proxy_upstream_healthy")
+        .map(|(_, labels, value)| {
+            let names: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(names, ["ruleset", "upstream"], "{text}");
+            (labels[0].1.clone(), labels[1].1.clone(), value)
+        })
+        .collect();
+    gauge.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    gauge
+}
+
+fn gauge_rows(rows: &[(&str, &str, f64)]) -> Vec<(String, String, f64)> {
+    rows.iter()
+        .map(|(r, u, v)| (r.to_string(), u.to_string(), *v))
+        .collect()
+}
+
+async fn metrics_text(server: &Server) -> String {
+    get(&server.admin_url("/metrics"))
+        .await
+        .body
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn health_gauge_has_one_series_per_ruleset_and_upstream() {
+    let shop = shop().await;
+    let url = shop.url();
+    // Both rulesets have a `shop`, each with its own probe: one answers, the other does not.
+    // `slow` has not answered yet (-1); `plain` is not probed (no series).
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams:\n  shop: {{ url: \"{url}\", health: {{ path: /text, interval: 100ms }} }}\n  slow: {{ url: \"{url}\", timeout: 30s, health: {{ path: /hang }} }}\n  plain: {{ url: \"{url}\" }}\nrules:\n  - name: up\n    healthy: shop\n    reason: x\n  - name: stock\n    fetch: {{ upstream: plain, path: /stock/a }}\n    reason: r\n  - name: slow-up\n    healthy: slow\n    mode: off\n    reason: x\n"
+        ),
+    );
+    rules.write(
+        "other.yaml",
+        &format!(
+            "upstreams:\n  shop: {{ url: \"{url}\", health: {{ path: /503, interval: 100ms }} }}\n  'we\"ird\\shop': {{ url: \"{url}\", health: {{ path: /text, interval: 100ms }} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: x\n  - name: weird-up\n    healthy: 'we\"ird\\shop'\n    reason: x\n"
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    let expected = gauge_rows(&[
+        ("default", "shop", 1.0),
+        ("default", "slow", -1.0),
+        ("other", "shop", 0.0),
+        ("other", r#"we"ird\shop"#, 1.0),
+    ]);
+    let settled = eventually(Duration::from_secs(3), || async {
+        health_gauge(&metrics_text(&server).await) == expected
+    })
+    .await;
+    let text = metrics_text(&server).await;
+    assert!(settled, "{:?}\n{text}", health_gauge(&text));
+    assert_eq!(
+        text.matches("# TYPE confirm_proxy_upstream_healthy gauge\n")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("# HELP confirm_proxy_upstream_healthy ")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"confirm_proxy_upstream_healthy{ruleset="other",upstream="we\"ird\\shop"} 1"#
+        ),
+        "label values are escaped: {text}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_gauge_follows_the_rules_in_force() {
+    let shop = shop().await;
+    let url = shop.url();
+    let upstream = |name: &str, path: &str| {
+        format!("  {name}: {{ url: \"{url}\", timeout: 30s, health: {{ path: {path}, interval: 100ms }} }}\n")
+    };
+    let ruleset = |upstreams: &[(&str, &str)]| {
+        let mut yaml = String::from("upstreams:\n");
+        let mut rules = String::from("rules:\n");
+        for (name, path) in upstreams {
+            yaml.push_str(&upstream(name, path));
+            rules.push_str(&format!(
+                "  - name: {name}-up\n    healthy: {name}\n    reason: x\n"
+            ));
+        }
+        yaml.push_str(&rules);
+        yaml
+    };
+    let rules = Rules::with(
+        "default.yaml",
+        &ruleset(&[("shop", "/503"), ("keep", "/text")]),
+    );
+    rules.write("other.yaml", &ruleset(&[("shop", "/503")]));
+    let mut config = Config::new(rules.path().to_owned());
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    let expected = gauge_rows(&[
+        ("default", "keep", 1.0),
+        ("default", "shop", 0.0),
+        ("other", "shop", 0.0),
+    ]);
+    let settled = eventually(Duration::from_secs(3), || async {
+        health_gauge(&metrics_text(&server).await) == expected
+    })
+    .await;
+    assert!(settled, "{}", metrics_text(&server).await);
+
+    // The unhealthy `shop`s go (one from its ruleset, the other with its ruleset's file), a new
+    // upstream comes that has not answered yet: the gauge shows the new rules only, at once.
+    rules.write(
+        "default.yaml",
+        &ruleset(&[("keep", "/text"), ("fresh", "/hang")]),
+    );
+    std::fs::remove_file(rules.path().join("other.yaml")).unwrap();
+    let reload = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert_eq!(reload.status, 200, "{:?}", reload.body);
+    let text = metrics_text(&server).await;
+    assert_eq!(
+        health_gauge(&text),
+        gauge_rows(&[("default", "fresh", -1.0), ("default", "keep", 1.0)]),
+        "{text}"
+    );
+    // Probe counters of the removed upstreams stay, as counters do.
+    assert!(
+        text.contains(r#"confirm_proxy_health_probes_total{upstream="shop",result="failure"}"#),
+        "{text}"
+    );
+
+    // No probed upstream at all: no gauge family.
+    rules.write(
+        "default.yaml",
+        "rules:\n  - name: a\n    require: 'true'\n    reason: x\n",
+    );
+    let reload = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert_eq!(reload.status, 200, "{:?}", reload.body);
+    let text = metrics_text(&server).await;
+    assert!(health_gauge(&text).is_empty(), "{text}");
+    assert!(!text.contains("confirm_proxy_upstream_healthy"), "{text}");
     server.stop().await;
 }
