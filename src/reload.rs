@@ -25,6 +25,8 @@ const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
 /// A file written to and not closed for this long is taken as done (a writer that died, or a
 /// close event lost to an overflowing event queue), so that it cannot hold reloads up for ever.
 const WRITE_STALE: Duration = Duration::from_secs(10);
+/// The longest a reload waits for the first probes of new upstreams.
+const FIRST_PROBE_WAIT: Duration = Duration::from_secs(2);
 /// Loads of a directory that changed while it was read are retried this often.
 const LOAD_ATTEMPTS: usize = 5;
 
@@ -320,7 +322,9 @@ fn load(
 /// Upstreams new to these rules (or with a new URL or health path) have no health state yet,
 /// and a `healthy` rule reading it would be an error (refusing payments under the default
 /// `on_error`) until the first probe answers: their probes have just started, so wait for
-/// those first answers, as long as a probe may take (the upstream's timeout), before the swap.
+/// those first answers, as long as a probe may take (the upstream's timeout) but at most
+/// [`FIRST_PROBE_WAIT`], before the swap. A health endpoint that hangs must not hold the
+/// reload (and every reload after it) for long.
 async fn first_probes(rules: &Rules) {
     let unknown: Vec<_> = rules
         .upstreams()
@@ -329,7 +333,8 @@ async fn first_probes(rules: &Rules) {
     let Some(longest) = unknown.iter().map(|up| up.timeout).max() else {
         return;
     };
-    let until = tokio::time::Instant::now() + longest + Duration::from_millis(100);
+    let wait = (longest + Duration::from_millis(100)).min(FIRST_PROBE_WAIT);
+    let until = tokio::time::Instant::now() + wait;
     while tokio::time::Instant::now() < until
         && unknown
             .iter()
