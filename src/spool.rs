@@ -12,12 +12,26 @@ use std::time::Duration;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// A batch of this many lines wakes the writer early.
 const BATCH: usize = 512;
+/// What each of the two buffers starts with; enough for a busy interval.
+const BUFFER: usize = 256 * 1024;
+/// A buffer that grew past this during a stall is shrunk back to [`BUFFER`] once a batch
+/// written from it is small again, so one stall does not keep its memory for good.
+const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
 
 /// Where a spool's bytes end up. Runs on the writer thread only.
 pub trait Sink: Send + 'static {
     /// Writes `lines` whole lines. An error is the sink's to report: the spool has no one to
     /// hand it to.
     fn write(&mut self, bytes: &[u8], lines: usize);
+    /// Called whenever the writer wakes with nothing new to write (at least every
+    /// [`FLUSH_EVERY`]): a sink holding lines back after a failed write retries them here.
+    fn tick(&mut self) {}
+    /// Whether the sink still holds lines it has neither written nor given up on. A drain is
+    /// acknowledged only once this is false, so a sink that holds lines must write or drop
+    /// them within a bounded time.
+    fn holds_lines(&self) -> bool {
+        false
+    }
     /// Closes and reopens the destination (log rotation).
     fn reopen(&mut self) {}
 }
@@ -95,7 +109,8 @@ impl Spool {
         }
     }
 
-    /// Everything pushed so far is written when the returned receiver gets its message.
+    /// Everything pushed so far is written (or given up on by the sink) when the returned
+    /// receiver gets its message.
     pub fn drain(&self) -> mpsc::Receiver<()> {
         let (ack, done) = mpsc::channel();
         if let Ok(mut pending) = self.0.pending.lock() {
@@ -108,7 +123,9 @@ impl Spool {
 
 fn write_loop(shared: &Shared, mut sink: impl Sink) {
     // Two buffers trade places with the queue, so steady state allocates nothing.
-    let mut batch = Vec::with_capacity(256 * 1024);
+    let mut batch = Vec::with_capacity(BUFFER);
+    // Drains asked for, acknowledged once the sink holds nothing back.
+    let mut waiting: Vec<mpsc::Sender<()>> = Vec::new();
     loop {
         let (lines, reopen, drained) = {
             let Ok(pending) = shared.pending.lock() else {
@@ -126,16 +143,33 @@ fn write_loop(shared: &Shared, mut sink: impl Sink) {
                 std::mem::take(&mut pending.drained),
             )
         };
-        if !batch.is_empty() {
+        waiting.extend(drained);
+        let written = batch.len();
+        if written > 0 {
             sink.write(&batch, lines);
             batch.clear();
+        } else {
+            sink.tick();
         }
+        // Both buffers pass through here in turn, so both give back what a stall made them take.
+        shrink(&mut batch, written);
         if reopen {
             sink.reopen();
         }
-        for ack in drained {
-            let _ = ack.send(());
+        if !sink.holds_lines() {
+            for ack in waiting.drain(..) {
+                let _ = ack.send(());
+            }
         }
+    }
+}
+
+/// Gives a written-out buffer's memory back when it is far larger than the batch just
+/// written from it needed: after a stall, not under a steady load that needs it.
+fn shrink(buffer: &mut Vec<u8>, written: usize) {
+    if buffer.capacity() > SHRINK_ABOVE && written <= SHRINK_ABOVE / 2 {
+        buffer.clear();
+        buffer.shrink_to(BUFFER);
     }
 }
 
@@ -244,5 +278,78 @@ mod tests {
         release.send(()).unwrap();
         spool.drain().recv_timeout(Duration::from_secs(10)).unwrap();
         assert!(spool.push(b"abc\n", 1), "room again once written");
+    }
+
+    #[test]
+    fn drain_waits_for_lines_the_sink_holds_back() {
+        // Holds what it is given and writes it on its third tick while holding, as a sink
+        // retrying a failed write does.
+        #[derive(Clone, Default)]
+        struct Holding(Arc<Mutex<(Vec<u8>, usize, usize)>>);
+        impl Sink for Holding {
+            fn write(&mut self, bytes: &[u8], _: usize) {
+                self.0.lock().unwrap().0.extend_from_slice(bytes);
+            }
+            fn tick(&mut self) {
+                let mut h = self.0.lock().unwrap();
+                if h.0.is_empty() {
+                    return;
+                }
+                h.2 += 1;
+                if h.2 == 3 {
+                    let held = std::mem::take(&mut h.0);
+                    h.1 += held.len();
+                }
+            }
+            fn holds_lines(&self) -> bool {
+                !self.0.lock().unwrap().0.is_empty()
+            }
+        }
+        let sink = Holding::default();
+        let spool = Spool::start("test-spool", 1 << 20, sink.clone()).unwrap();
+        assert!(spool.push(b"line\n", 1));
+        spool.drain().recv_timeout(Duration::from_secs(10)).unwrap();
+        let (held, written, ticks) = sink.0.lock().unwrap().clone();
+        assert!(held.is_empty(), "acknowledged only once nothing is held");
+        assert_eq!(written, 5);
+        assert_eq!(ticks, 3, "ticked while holding");
+    }
+
+    #[test]
+    fn buffers_shrink_back_after_a_stall() {
+        struct Blocked(mpsc::Receiver<()>);
+        impl Sink for Blocked {
+            fn write(&mut self, _: &[u8], _: usize) {
+                let _ = self.0.recv_timeout(Duration::from_secs(10));
+            }
+        }
+        let (release, rx) = mpsc::channel();
+        let spool = Spool::start("test-spool", 64 << 20, Blocked(rx)).unwrap();
+        // A stall: the writer blocks on one batch while 16 MiB pile up behind it.
+        assert!(spool.push(b"first\n", 1));
+        std::thread::sleep(FLUSH_EVERY * 3);
+        let line = [b'x'; 1023];
+        for _ in 0..16 * 1024 {
+            assert!(spool.push(&line, 0));
+            assert!(spool.push(b"\n", 1));
+        }
+        let capacity = || spool.0.pending.lock().unwrap().bytes.capacity();
+        assert!(capacity() >= 16 << 20);
+        for _ in 0..20 {
+            release.send(()).unwrap();
+        }
+        // The stall's batch is written; then small batches, through both buffers in turn.
+        for _ in 0..3 {
+            assert!(spool.push(b"small\n", 1));
+            spool.drain().recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        assert!(capacity() <= SHRINK_ABOVE, "{}", capacity());
+        assert!(spool.push(b"small\n", 1));
+        spool.drain().recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            capacity() <= SHRINK_ABOVE,
+            "the other buffer too: {}",
+            capacity()
+        );
     }
 }
