@@ -5,7 +5,8 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
@@ -18,6 +19,8 @@ use chrono::{DateTime, FixedOffset, Utc};
 use ipnet::IpNet;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
 
 use crate::audit::{DecisionLog, Record, Sampling};
 use crate::decision::Decision;
@@ -25,7 +28,7 @@ use crate::engine::{self, Context, Original};
 use crate::metrics::Metrics;
 use crate::payload::{self, ConfirmRequest, Parsed};
 use crate::reload::{self, EnvReader, Gate, Reloader, RuleStore};
-use crate::rules::{Rules, Ruleset};
+use crate::rules::{Check, Mode, Rules, Ruleset};
 use crate::script::ScriptEngine;
 use crate::upstream::{HttpUpstreams, Upstreams};
 use crate::webhook::{Verifier, WebhookSecret};
@@ -95,6 +98,13 @@ struct Shared {
     admin_token: Option<String>,
     reloader: Reloader,
     idle_timeout: Duration,
+    /// Evaluations that call upstreams, run apart from their connection (see
+    /// [`AppState::detached`]); shutdown waits for them.
+    evaluations: TaskTracker,
+    /// The longest `deadline` (in nanoseconds) of any ruleset a request has been answered from
+    /// since start: a request still running on an older rules generation keeps its deadline,
+    /// and shutdown waits for it.
+    longest_deadline: AtomicU64,
 }
 
 /// A started server: rules loaded, reload loop and watcher running, not yet listening.
@@ -148,6 +158,7 @@ impl App {
             None
         };
         let rules = store.current();
+        let longest_deadline = AtomicU64::new(nanos(longest_deadline(&rules)));
         tracing::info!(
             version = %rules.version,
             rulesets = rules.rulesets.len(),
@@ -170,6 +181,8 @@ impl App {
                 admin_token: config.admin_token,
                 reloader,
                 idle_timeout: config.idle_timeout,
+                evaluations: TaskTracker::new(),
+                longest_deadline,
             })),
             _watcher: watcher,
         })
@@ -188,7 +201,10 @@ impl App {
     }
 
     /// Serves both listeners until `shutdown` resolves, then finishes in-flight requests and
-    /// drains the decision log.
+    /// evaluations whose caller has gone, and drains the decision log.
+    ///
+    /// Everything in flight is waited for at most the grace period, counted from `shutdown`:
+    /// the longest deadline of any rules generation a request was answered from, plus 1 s.
     pub async fn serve(
         self,
         public: TcpListener,
@@ -204,13 +220,16 @@ impl App {
             let _ = rx.wait_for(|s| *s).await;
         };
         let idle = self.state.0.idle_timeout;
+        // One end of the grace period for both listeners and the detached evaluations, fixed
+        // by whichever asks first (a listener, as it stops accepting).
+        let wait_until: Arc<OnceLock<tokio::time::Instant>> = Arc::default();
+        let until = {
+            let (state, wait_until) = (self.state.clone(), wait_until.clone());
+            move || *wait_until.get_or_init(|| tokio::time::Instant::now() + state.grace())
+        };
         let grace = || {
-            let store = self.state.0.store.clone();
-            move || {
-                let rules = store.current();
-                let longest = rules.rulesets.values().map(|rs| rs.settings.deadline).max();
-                longest.unwrap_or_default() + Duration::from_secs(1)
-            }
+            let until = until.clone();
+            move || until().saturating_duration_since(tokio::time::Instant::now())
         };
         let public = listen::serve(
             public,
@@ -228,12 +247,45 @@ impl App {
         );
         let upkeep = self.state.0.metrics.spawn_upkeep();
         let (a, b) = tokio::join!(public, admin);
+        // No request is accepted any more; what is left are evaluations whose caller went away
+        // (or whose connection was given up on), each bound by its deadline.
+        let evaluations = &self.state.0.evaluations;
+        evaluations.close();
+        if tokio::time::timeout_at(until(), evaluations.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = evaluations.len(),
+                "stopped waiting for evaluations at the end of the grace period"
+            );
+        }
         upkeep.abort();
         if let Some(log) = &self.state.0.decision_log {
             log.shutdown().await;
         }
         a.and(b)
     }
+}
+
+/// The longest deadline of a rules generation.
+fn longest_deadline(rules: &Rules) -> Duration {
+    let longest = rules.rulesets.values().map(|rs| rs.settings.deadline).max();
+    longest.unwrap_or_default()
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Whether evaluating `ruleset` may wait for an upstream (`fetch`, `forward`). Every other
+/// check (and Rhai) runs without yielding, so such an evaluation cannot be cut off midway by
+/// its caller going away; one that waits can, after a `forward` or a `POST` has reached the
+/// merchant.
+fn calls_upstreams(ruleset: &Ruleset) -> bool {
+    ruleset.rules.iter().any(|rule| {
+        rule.mode != Mode::Off && matches!(rule.check, Check::Fetch(_) | Check::Forward(_))
+    })
 }
 
 pub use admin::admin_router;
@@ -282,6 +334,7 @@ async fn wrong_method(
 }
 
 /// Per-request facts gathered on the way in, for the log line and decision record.
+#[derive(Clone)]
 struct Seen {
     id: String,
     started: tokio::time::Instant,
@@ -336,6 +389,7 @@ impl AppState {
         let Some(set) = seen.ruleset.clone() else {
             return self.refuse(&seen, 404, "알 수 없는 결제 확인 경로입니다".into());
         };
+        self.note_deadline(set.settings.deadline);
         let too_large = || {
             let reason = format!("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024);
             self.refuse(&seen, 413, reason)
@@ -402,15 +456,85 @@ impl AppState {
                 .collect(),
             body: bytes,
         };
-        let ctx = Context {
-            scripts: &s.scripts,
-            upstreams: s.upstreams.clone(),
+        if calls_upstreams(&set) {
+            self.detached(seen, set, req, original).await
+        } else {
+            let decision = engine::evaluate(&set, &req, &self.context(&seen, &original)).await;
+            self.finish(&seen, decision, Some(&req))
+        }
+    }
+
+    /// What an evaluation of the request `seen` needs besides the rules and the request.
+    fn context<'a>(&'a self, seen: &Seen, original: &'a Original) -> Context<'a> {
+        Context {
+            scripts: &self.0.scripts,
+            upstreams: self.0.upstreams.clone(),
             now: now_fixed(),
             started: seen.started,
-            original: &original,
-        };
-        let decision = engine::evaluate(&set, &req, &ctx).await;
-        self.finish(&seen, decision, Some(req))
+            original,
+        }
+    }
+
+    /// The evaluation and [`Self::finish`] in a task of their own, for a ruleset that calls
+    /// upstreams. Run in the connection's task, the evaluation would be dropped with it when
+    /// the caller hangs up while a rule waits for an upstream: a `forward` may already have
+    /// reached the merchant, yet there would be no log line, no decision record and no count.
+    /// Apart, it finishes (within its deadline) whatever the caller does, and shutdown waits
+    /// for it (see [`App::serve`]).
+    async fn detached(
+        &self,
+        seen: Seen,
+        set: Arc<Ruleset>,
+        req: ConfirmRequest,
+        original: Original,
+    ) -> Response {
+        let (tx, rx) = oneshot::channel();
+        let state = self.clone();
+        let (kept, ruleset) = (seen.clone(), set.clone());
+        self.0.evaluations.spawn(async move {
+            let decision = engine::evaluate(&set, &req, &state.context(&seen, &original)).await;
+            let response = state.finish(&seen, decision, Some(&req));
+            if tx.send(response).is_err() {
+                tracing::warn!(
+                    decision_id = seen.id.as_str(),
+                    "answer not delivered: the caller hung up before it was ready"
+                );
+            }
+        });
+        match rx.await {
+            Ok(response) => response,
+            // The evaluation panicked (a bug): an error the ruleset's way, counted and recorded,
+            // rather than a dropped connection.
+            Err(_) => {
+                tracing::error!(
+                    decision_id = kept.id.as_str(),
+                    "evaluation ended without an answer"
+                );
+                let settings = &ruleset.settings;
+                let reason = settings.error_reason.clone();
+                let decision = Decision::reject(settings.reject_status, reason, None);
+                self.finish(&kept, decision, None)
+            }
+        }
+    }
+
+    /// Keeps the longest deadline a request has been answered with, for the grace period.
+    fn note_deadline(&self, deadline: Duration) {
+        let deadline = nanos(deadline);
+        let longest = &self.0.longest_deadline;
+        // Read first: written only the first time a longer deadline is seen, the value stays in
+        // every core's cache.
+        if deadline > longest.load(Ordering::Relaxed) {
+            longest.fetch_max(deadline, Ordering::Relaxed);
+        }
+    }
+
+    /// How long shutdown waits for what is in flight: the longest deadline of any rules
+    /// generation a request has been answered from (or of the current one), plus 1 s.
+    fn grace(&self) -> Duration {
+        let seen = Duration::from_nanos(self.0.longest_deadline.load(Ordering::Relaxed));
+        let current = longest_deadline(&self.0.store.current());
+        seen.max(current) + Duration::from_secs(1)
     }
 
     /// The 403 of `--allow-from`, when the source is not allowed.
@@ -465,7 +589,7 @@ impl AppState {
     }
 
     /// Counts, logs and records one answer, then renders it.
-    fn finish(&self, seen: &Seen, decision: Decision, req: Option<ConfirmRequest>) -> Response {
+    fn finish(&self, seen: &Seen, decision: Decision, req: Option<&ConfirmRequest>) -> Response {
         let s = &self.0;
         let elapsed = seen.started.elapsed();
         s.metrics
@@ -480,13 +604,12 @@ impl AppState {
             status = decision.status,
             rule = decision.rule.as_deref(),
             reason = decision.reason.as_deref(),
-            order_id = req.as_ref().map(|r| r.order_id.as_str()),
+            order_id = req.map(|r| r.order_id.as_str()),
             latency_ms,
             "decision"
         );
         let response = answer(&decision, &seen.id);
         if let Some(log) = &s.decision_log {
-            let req = req.as_ref();
             log.write(&Record {
                 time: seen.arrived,
                 decision_id: &seen.id,

@@ -1,5 +1,11 @@
 //! `confirm-proxy serve`: bind both listeners, run until SIGTERM/SIGINT, reload on SIGHUP,
 //! reopen the decision log on SIGUSR1.
+//!
+//! The signal handlers are installed before anything else: until then a SIGHUP or SIGUSR1 (sent
+//! by a rotation script or a config-management run while the proxy starts) would kill the
+//! process, their default action. A signal received during start-up is acted on once started:
+//! SIGHUP reloads, SIGUSR1 reopens the decision log, SIGTERM/SIGINT stop the proxy (exit 0)
+//! right after it has started, with nothing in flight.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +15,7 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::RulesDir;
 use crate::audit::Sampling;
@@ -163,7 +169,34 @@ impl Drop for LogGuard {
     }
 }
 
+/// The handlers of the signals `serve` acts on. Each keeps what arrives until it is read, so
+/// a signal received during start-up is acted on once started.
+struct Signals {
+    hup: Signal,
+    usr1: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 async fn serve(args: ServeArgs) -> ExitCode {
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut secrets = Vec::new();
     for s in &args.webhook_secret {
         match WebhookSecret::parse(s) {
@@ -231,15 +264,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         "listening"
     );
 
-    let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return ExitCode::FAILURE;
-    };
+    let Signals {
+        mut hup,
+        mut usr1,
+        mut term,
+        mut int,
+    } = signals;
     let reloader = app.reloader();
     let decision_log = app.decision_log();
     tokio::spawn(async move {

@@ -576,3 +576,145 @@ async fn a_body_naming_a_field_twice_is_refused_with_400() {
         assert_eq!(r["reason"], a.reason());
     }
 }
+
+/// A merchant whose existing confirm handler answers 200 after `delay`, and a ruleset that
+/// forwards to it with a deadline well beyond that.
+async fn slow_merchant(delay: std::time::Duration) -> (MockUpstream, Rules) {
+    let shop = MockUpstream::start(axum::Router::new().route(
+        "/payments/confirm",
+        axum::routing::post(move || async move {
+            tokio::time::sleep(delay).await;
+            axum::Json(serde_json::json!({"ok": true}))
+        }),
+    ))
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 4s }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 3s }}\nrules:\n  - name: existing-confirm\n    forward: {{ upstream: shop, path: /payments/confirm }}\n",
+            shop.url()
+        ),
+    );
+    (shop, rules)
+}
+
+/// Sends a confirm request for `order_id` and hangs up after 200 ms, long before the merchant
+/// answers; returns once the merchant has received the forward.
+async fn hang_up_mid_forward(server: &Server, shop: &MockUpstream, order_id: &str) {
+    let sent = impatient_client(std::time::Duration::from_millis(200))
+        .post(server.url("/confirm"))
+        .header("content-type", "application/json")
+        .body(v1(order_id, 5_000))
+        .send()
+        .await;
+    assert!(sent.is_err(), "answered before the merchant: {sent:?}");
+    assert!(
+        eventually(std::time::Duration::from_secs(3), || async {
+            shop.calls_to("/payments/confirm") == 1
+        })
+        .await,
+        "the merchant was never called"
+    );
+}
+
+fn records_of(log: &std::path::Path, order_id: &str) -> Vec<serde_json::Value> {
+    records_so_far(log)
+        .into_iter()
+        .filter(|r| r["order_id"] == order_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_caller_that_hangs_up_mid_forward_still_gets_its_decision_recorded() {
+    let (shop, rules) = slow_merchant(std::time::Duration::from_secs(1)).await;
+    let (server, log) = logged(&rules).await;
+    hang_up_mid_forward(&server, &shop, "gone-1").await;
+    // The merchant has seen the forward: the decision is made and recorded all the same.
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || async {
+            !records_of(&log, "gone-1").is_empty()
+        })
+        .await,
+        "no decision-log line for a request whose caller hung up"
+    );
+    let metrics = get(&server.admin_url("/metrics")).await;
+    server.stop().await;
+    let records = records_of(&log, "gone-1");
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r["decision"], "approve", "{r}");
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["trace"][0]["rule"], "existing-confirm", "{r}");
+    assert_eq!(r["trace"][0]["outcome"], "pass", "{r}");
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains(r#"confirm_proxy_requests_total{ruleset="default",decision="approve"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_an_evaluation_whose_caller_hung_up() {
+    let (shop, rules) = slow_merchant(std::time::Duration::from_secs(1)).await;
+    let (server, log) = logged(&rules).await;
+    hang_up_mid_forward(&server, &shop, "gone-2").await;
+    // No connection is left open, yet the evaluation is still waiting for the merchant.
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server.stop())
+        .await
+        .expect("shutdown did not finish within the grace period");
+    let stopping = started.elapsed();
+    let records = records_of(&log, "gone-2");
+    assert_eq!(
+        records.len(),
+        1,
+        "stopped after {stopping:?} without the decision: {records:?}"
+    );
+    assert_eq!(records[0]["decision"], "approve", "{}", records[0]);
+    assert_eq!(records[0]["trace"][0]["outcome"], "pass", "{}", records[0]);
+}
+
+#[tokio::test]
+async fn shutdown_grace_covers_a_request_on_an_older_rules_generation() {
+    // Start-up rules with a short deadline; then a generation with a long one takes a request
+    // that waits 2.5 s for the merchant; then the short one is back, and the proxy is stopped.
+    const SHORT: &str = "settings: { deadline: 500ms }\nrules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: x\n";
+    let (shop, slow_rules) = slow_merchant(std::time::Duration::from_millis(2500)).await;
+    let slow = std::fs::read_to_string(slow_rules.path().join("default.yaml")).unwrap();
+    let rules = Rules::with("default.yaml", SHORT);
+    let (server, log) = logged(&rules).await;
+    let reload = |yaml: String| {
+        rules.write("default.yaml", &yaml);
+        let url = server.admin_url("/admin/reload");
+        async move {
+            let a = post(&url, None, "").await;
+            assert_eq!(
+                (a.status, &a.body["applied"]),
+                (200, &true.into()),
+                "{:?}",
+                a.body
+            );
+        }
+    };
+    reload(slow).await;
+    let url = server.url("/confirm");
+    let in_flight =
+        tokio::spawn(async move { post(&url, Some("application/json"), v1("old-gen", 5)).await });
+    assert!(
+        eventually(std::time::Duration::from_secs(3), || async {
+            shop.calls_to("/payments/confirm") == 1
+        })
+        .await
+    );
+    reload(SHORT.to_owned()).await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), server.stop())
+        .await
+        .expect("shutdown did not finish");
+    // Stopped only once the request was answered and recorded: the current rules' grace
+    // (500 ms + 1 s) would have cut it off.
+    let records = records_of(&log, "old-gen");
+    assert_eq!(records.len(), 1, "{records:?}");
+    let answer = in_flight.await.unwrap();
+    assert_eq!((answer.status, answer.decision()), (200, "approve"));
+    assert_eq!(records[0]["decision_id"], answer.decision_id());
+}

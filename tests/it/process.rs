@@ -164,3 +164,159 @@ async fn sigusr1_reopens_the_decision_log_for_rotation() {
     assert_eq!(ids(&rotated), before);
     assert_eq!(ids(&log), after);
 }
+
+/// SIGHUP (1) and SIGUSR1 (10) as bits of a /proc signal mask (bit N-1 is signal N).
+#[cfg(target_os = "linux")]
+const HUP_AND_USR1: u64 = 1 << 0 | 1 << 9;
+
+/// Starts the binary with a FIFO as its decision log, so that start-up stops at opening it
+/// (after the rules are loaded, before the ports are bound) until `let_go` opens the reading
+/// end; returns once the process catches SIGHUP and SIGUSR1.
+#[cfg(target_os = "linux")]
+async fn held_at_start_up(rules: &Rules) -> (Starting, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("decisions.fifo");
+    mkfifo(&fifo);
+    let starting = Starting::spawn(rules.path(), &["--decision-log".as_ref(), fifo.as_os_str()]);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            starting.caught_signals() & HUP_AND_USR1 == HUP_AND_USR1
+        })
+        .await,
+        "signal handlers never installed:\n{}",
+        starting.log_text()
+    );
+    (starting, dir, fifo)
+}
+
+/// Opens the FIFO's reading end (which lets start-up go on) and reads it until the server
+/// closes it.
+#[cfg(target_os = "linux")]
+fn let_go(fifo: std::path::PathBuf) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sighup_and_sigusr1_during_start_up_do_not_kill_it() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let (mut starting, _dir, fifo) = held_at_start_up(&rules).await;
+    starting.signal("HUP");
+    starting.signal("USR1");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        starting.child.try_wait().unwrap().is_none(),
+        "killed by a signal during start-up:\n{}",
+        starting.log_text()
+    );
+    assert!(
+        !starting.log_text().contains("listening"),
+        "start-up was not held: the signals did not arrive during it"
+    );
+    let reader = let_go(fifo);
+    let mut proc = starting.ready().await;
+    // The SIGHUP of start-up is a reload once started.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            proc.log_text().contains("SIGHUP: reloading rules")
+        })
+        .await,
+        "{}",
+        proc.log_text()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let metrics = get(&proc.admin_url("/metrics")).await;
+            metrics
+                .body
+                .as_str()
+                .unwrap_or_default()
+                .contains(r#"confirm_proxy_reloads_total{result="unchanged"} 1"#)
+        })
+        .await,
+        "{}",
+        proc.log_text()
+    );
+    let url = proc.url("/confirm");
+    let a = post(&url, Some("application/json"), v1("o-1", 50_000)).await;
+    assert_eq!(a.status, 409, "{:?}", a.body);
+    proc.signal("TERM");
+    let status = tokio::time::timeout(Duration::from_secs(5), proc.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit {status:?}\n{}", proc.log_text());
+    let written = reader.join().unwrap();
+    assert!(written.contains(&a.decision_id()), "{written}");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sigterm_during_start_up_stops_once_started_with_exit_0() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let (mut starting, _dir, fifo) = held_at_start_up(&rules).await;
+    starting.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(starting.child.try_wait().unwrap().is_none());
+    let reader = let_go(fifo);
+    let status = tokio::time::timeout(Duration::from_secs(5), starting.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit {status:?}\n{}", starting.log_text());
+    reader.join().unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_waits_for_an_evaluation_whose_caller_hung_up() {
+    // The merchant's existing confirm handler answers after 1 s; the caller gives up after
+    // 200 ms, and SIGTERM comes while the forward is still waiting.
+    let shop = MockUpstream::start(axum::Router::new().route(
+        "/payments/confirm",
+        axum::routing::post(|| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            axum::Json(serde_json::json!({"ok": true}))
+        }),
+    ))
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!("settings: {{ deadline: 4s }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 3s }}\nrules:\n  - name: existing-confirm\n    forward: {{ upstream: shop, path: /payments/confirm }}\n", shop.url()),
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("decisions.jsonl");
+    let mut proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
+    let sent = impatient_client(Duration::from_millis(200))
+        .post(proc.url("/confirm"))
+        .header("content-type", "application/json")
+        .body(v1("gone-3", 5_000))
+        .send()
+        .await;
+    assert!(sent.is_err(), "answered before the merchant: {sent:?}");
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            shop.calls_to("/payments/confirm") == 1
+        })
+        .await
+    );
+    proc.signal("TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), proc.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit {status:?}\n{}", proc.log_text());
+    let records: Vec<_> = records_so_far(&log)
+        .into_iter()
+        .filter(|r| r["order_id"] == "gone-3")
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}\n{}", proc.log_text());
+    assert_eq!(records[0]["trace"][0]["outcome"], "pass", "{}", records[0]);
+    // The log line of the decision, and a word on the answer nobody received (the last lines
+    // may still be on their way through the pipe).
+    let logged = eventually(Duration::from_secs(3), || async {
+        let text = proc.log_text();
+        text.contains("order_id=gone-3") && text.contains("answer not delivered")
+    })
+    .await;
+    assert!(logged, "{}", proc.log_text());
+}

@@ -388,3 +388,124 @@ impl MockUpstream {
             .count()
     }
 }
+
+/// The decision-log records present so far (the log need not be complete: lines are written
+/// whole, so whatever is there parses).
+pub fn records_so_far(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+/// A client that gives up on an answer after `timeout`, closing its connection.
+pub fn impatient_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+/// The real binary running `serve`, started but not yet known to be listening: for what
+/// happens during start-up. [`Starting::ready`] waits for it to listen.
+pub struct Starting {
+    pub child: tokio::process::Child,
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+    addrs: oneshot::Receiver<(SocketAddr, SocketAddr)>,
+}
+
+impl Starting {
+    pub fn spawn(rules: &Path, extra: &[&std::ffi::OsStr]) -> Starting {
+        let mut child = tokio::process::Command::new(binary())
+            .arg("serve")
+            .arg("--rules")
+            .arg(rules)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("CONFIRM_PROXY_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (addrs_tx, addrs) = oneshot::channel();
+        let log_w = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut addrs_tx = Some(addrs_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                let json: Value = serde_json::from_str(&line).unwrap_or_default();
+                let addr = |key: &str| json[key].as_str().and_then(|a| a.parse().ok());
+                if let (Some(p), Some(a)) = (addr("public"), addr("admin")) {
+                    if let Some(tx) = addrs_tx.take() {
+                        let _ = tx.send((p, a));
+                    }
+                }
+                log_w.lock().unwrap().push(line);
+            }
+        });
+        Starting { child, log, addrs }
+    }
+
+    /// The signals this process catches (`SigCgt` of /proc/PID/status; bit N-1 is signal N).
+    #[cfg(target_os = "linux")]
+    pub fn caught_signals(&self) -> u64 {
+        let pid = self.child.id().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits (at most 10 s) for the server to listen.
+    pub async fn ready(self) -> Process {
+        let log = self.log.clone();
+        let (public, admin) = tokio::time::timeout(Duration::from_secs(10), self.addrs)
+            .await
+            .expect("the server did not start listening in 10 s")
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the server exited before listening:\n{}",
+                    log.lock().unwrap().join("\n")
+                )
+            });
+        Process {
+            child: self.child,
+            public,
+            admin,
+            log: self.log,
+        }
+    }
+}
+
+/// Makes a named pipe (FIFO) at `path`. Opening one for writing blocks until a reader opens
+/// it: as the decision log, it holds the server's start-up until the test lets it go on.
+pub fn mkfifo(path: &Path) {
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mkfifo {}", path.display());
+}
