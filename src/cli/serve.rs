@@ -176,6 +176,10 @@ struct Signals {
     usr1: Signal,
     term: Signal,
     int: Signal,
+    /// SIGXFSZ: its default action kills the process when a write passes the file-size limit
+    /// (`ulimit -f`); handled, the write fails instead and the decision log deals with it
+    /// (cuts back to whole lines, retries, counts what it drops).
+    xfsz: Signal,
 }
 
 impl Signals {
@@ -185,6 +189,8 @@ impl Signals {
             usr1: signal(SignalKind::user_defined1())?,
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            // 25 on Linux and the BSDs; tokio names no constant for it.
+            xfsz: signal(SignalKind::from_raw(25))?,
         })
     }
 }
@@ -269,10 +275,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         mut usr1,
         mut term,
         mut int,
+        mut xfsz,
     } = signals;
     let reloader = app.reloader();
     let decision_log = app.decision_log();
     tokio::spawn(async move {
+        let mut xfsz_said = None;
         loop {
             tokio::select! {
                 Some(()) = hup.recv() => {
@@ -283,6 +291,14 @@ async fn serve(args: ServeArgs) -> ExitCode {
                     if let Some(log) = &decision_log {
                         tracing::info!("SIGUSR1: reopening the decision log");
                         log.reopen();
+                    }
+                }
+                Some(()) = xfsz.recv() => {
+                    // Every failing write raises it again (the decision log retries); once a
+                    // minute is enough to say so.
+                    if xfsz_said.is_none_or(|at: std::time::Instant| at.elapsed().as_secs() >= 60) {
+                        tracing::warn!("SIGXFSZ: a file reached the file-size limit (ulimit -f); writes to it fail");
+                        xfsz_said = Some(std::time::Instant::now());
                     }
                 }
                 else => break,

@@ -390,7 +390,11 @@ async fn a_moved_upstream_is_probed_before_the_new_rules_go_live() {
     let server = Server::start_with(config).await;
     assert!(
         eventually(Duration::from_secs(5), || async {
-            server.confirm_json("/confirm", &v1("o-1", 1000)).await.status == 200
+            server
+                .confirm_json("/confirm", &v1("o-1", 1000))
+                .await
+                .status
+                == 200
         })
         .await
     );

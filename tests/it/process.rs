@@ -165,6 +165,54 @@ async fn sigusr1_reopens_the_decision_log_for_rotation() {
     assert_eq!(ids(&log), after);
 }
 
+/// Audit: past the file-size limit (`ulimit -f`), SIGXFSZ killed the process at the first
+/// decision-log write; handled, the write fails, the log keeps only whole lines and counts what
+/// it cannot write.
+#[tokio::test]
+async fn the_file_size_limit_fails_writes_instead_of_killing_the_server() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("decisions.jsonl");
+    let mut bash = tokio::process::Command::new("bash");
+    // 4 KiB: a few records fit, the next write passes the limit.
+    bash.args(["-c", "ulimit -f 4; exec \"$0\" \"$@\""])
+        .arg(binary());
+    let mut proc = Process::serve_as(
+        bash,
+        rules.path(),
+        &["--decision-log", log.to_str().unwrap()],
+    )
+    .await;
+    let url = proc.url("/confirm");
+    for i in 0..40 {
+        let a = post(&url, Some("application/json"), v1(&format!("o-{i}"), 5)).await;
+        assert_eq!(a.status, 200);
+    }
+    // The records that do not fit are retried for 5 s, then dropped and counted.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let text = get(&proc.admin_url("/metrics")).await.body.to_string();
+            !text.contains("confirm_proxy_decision_log_dropped_total 0")
+        })
+        .await,
+        "dropped records are counted"
+    );
+    assert!(proc.child.try_wait().unwrap().is_none(), "still running");
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !written.is_empty() && written.len() <= 4096,
+        "{}",
+        written.len()
+    );
+    for line in written.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("only whole lines");
+    }
+    proc.signal("TERM");
+    let status = proc.child.wait().await.unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(proc.log_text().contains("SIGXFSZ"), "{}", proc.log_text());
+}
+
 /// SIGHUP (1) and SIGUSR1 (10) as bits of a /proc signal mask (bit N-1 is signal N).
 #[cfg(target_os = "linux")]
 const HUP_AND_USR1: u64 = 1 << 0 | 1 << 9;

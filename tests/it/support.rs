@@ -232,14 +232,25 @@ impl Process {
 
     /// Like `serve`, with extra environment variables for the child.
     pub async fn serve_env(rules: &Path, extra: &[&str], env: &[(&str, &str)]) -> Process {
-        let mut child = tokio::process::Command::new(binary())
+        let mut command = tokio::process::Command::new(binary());
+        command.envs(env.iter().copied());
+        Process::serve_as(command, rules, extra).await
+    }
+
+    /// Like `serve`, the binary started by `command` (`bash -c '…; exec "$0" "$@"' BINARY`
+    /// for limits set by the shell); the serve arguments are appended.
+    pub async fn serve_as(
+        mut command: tokio::process::Command,
+        rules: &Path,
+        extra: &[&str],
+    ) -> Process {
+        let mut child = command
             .arg("serve")
             .arg("--rules")
             .arg(rules)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
