@@ -240,77 +240,16 @@ impl Process {
     /// Like `serve`, the binary started by `command` (`bash -c '…; exec "$0" "$@"' BINARY`
     /// for limits set by the shell); the serve arguments are appended.
     pub async fn serve_as(
-        mut command: tokio::process::Command,
+        command: tokio::process::Command,
         rules: &Path,
         extra: &[&str],
     ) -> Process {
-        let mut child = command
-            .arg("serve")
-            .arg("--rules")
-            .arg(rules)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (addrs_tx, addrs_rx) = oneshot::channel();
-        let log_w = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut addrs_tx = Some(addrs_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("listening") {
-                    // Pretty logs say `public=ADDR`; JSON logs have a "public" field.
-                    let json: Option<Value> = serde_json::from_str(&line).ok();
-                    let find = |key: &str| {
-                        json.as_ref()
-                            .and_then(|j| j[key].as_str().map(str::to_owned))
-                            .or_else(|| {
-                                line.split_whitespace().find_map(|w| {
-                                    w.strip_prefix(&format!("{key}=")).map(str::to_owned)
-                                })
-                            })
-                            .and_then(|a| a.parse::<SocketAddr>().ok())
-                    };
-                    if let (Some(p), Some(a)) = (find("public"), find("admin")) {
-                        if let Some(tx) = addrs_tx.take() {
-                            let _ = tx.send((p, a));
-                        }
-                    }
-                }
-                log_w.lock().unwrap().push(line);
-            }
-        });
-        let (public, admin) = tokio::time::timeout(Duration::from_secs(10), addrs_rx)
-            .await
-            .expect("the server did not start listening in 10 s")
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the server exited before listening:\n{}",
-                    log.lock().unwrap().join("\n")
-                )
-            });
-        Process {
-            child,
-            public,
-            admin,
-            log,
-        }
+        let extra: Vec<&std::ffi::OsStr> = extra.iter().map(|a| a.as_ref()).collect();
+        Starting::spawn_as(command, rules, &extra).ready().await
     }
 
     pub fn signal(&self, sig: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let ok = std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} {pid}");
+        signal(&self.child, sig);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -419,6 +358,36 @@ pub fn impatient_client(timeout: Duration) -> reqwest::Client {
         .unwrap()
 }
 
+/// Sends `sig` (`TERM`, `HUP`, …) to `child`.
+fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().unwrap().to_string();
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// The public and admin addresses of a "listening" log line: pretty logs say `public=ADDR`,
+/// JSON logs have a "public" field.
+fn listening_on(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let json: Option<Value> = serde_json::from_str(line).ok();
+    let find = |key: &str| {
+        json.as_ref()
+            .and_then(|j| j[key].as_str().map(str::to_owned))
+            .or_else(|| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_owned))
+            })
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+    };
+    Some((find("public")?, find("admin")?))
+}
+
 /// The real binary running `serve`, started but not yet known to be listening: for what
 /// happens during start-up. [`Starting::ready`] waits for it to listen.
 pub struct Starting {
@@ -428,15 +397,26 @@ pub struct Starting {
 }
 
 impl Starting {
+    /// Starts the binary without waiting for it to listen (JSON logs).
     pub fn spawn(rules: &Path, extra: &[&std::ffi::OsStr]) -> Starting {
-        let mut child = tokio::process::Command::new(binary())
+        let mut command = tokio::process::Command::new(binary());
+        command.env("CONFIRM_PROXY_LOG_FORMAT", "json");
+        Starting::spawn_as(command, rules, extra)
+    }
+
+    /// Runs `serve` through `command`, keeping its log and watching it for the addresses.
+    pub fn spawn_as(
+        mut command: tokio::process::Command,
+        rules: &Path,
+        extra: &[&std::ffi::OsStr],
+    ) -> Starting {
+        let mut child = command
             .arg("serve")
             .arg("--rules")
             .arg(rules)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
-            .env("CONFIRM_PROXY_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -450,11 +430,9 @@ impl Starting {
             let mut lines = BufReader::new(stderr).lines();
             let mut addrs_tx = Some(addrs_tx);
             while let Ok(Some(line)) = lines.next_line().await {
-                let json: Value = serde_json::from_str(&line).unwrap_or_default();
-                let addr = |key: &str| json[key].as_str().and_then(|a| a.parse().ok());
-                if let (Some(p), Some(a)) = (addr("public"), addr("admin")) {
+                if let Some(addrs) = listening_on(&line) {
                     if let Some(tx) = addrs_tx.take() {
-                        let _ = tx.send((p, a));
+                        let _ = tx.send(addrs);
                     }
                 }
                 log_w.lock().unwrap().push(line);
@@ -476,13 +454,7 @@ impl Starting {
     }
 
     pub fn signal(&self, sig: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let ok = std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} {pid}");
+        signal(&self.child, sig);
     }
 
     pub fn log_text(&self) -> String {
