@@ -25,6 +25,8 @@ const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
 /// A file written to and not closed for this long is taken as done (a writer that died, or a
 /// close event lost to an overflowing event queue), so that it cannot hold reloads up for ever.
 const WRITE_STALE: Duration = Duration::from_secs(10);
+/// The longest a reload waits for files being written, however often they are written to.
+const WRITERS_MAX: Duration = Duration::from_secs(30);
 /// The longest a reload waits for the first probes of new upstreams.
 const FIRST_PROBE_WAIT: Duration = Duration::from_secs(2);
 /// Loads of a directory that changed while it was read are retried this often.
@@ -270,10 +272,17 @@ impl RuleStore {
         .await
     }
 
-    /// Returns once no rule file is being written (see [`Activity`]).
+    /// Returns once no rule file is being written (see [`Activity`]), or after [`WRITERS_MAX`]
+    /// of a writer that keeps writing without closing: a reload (and an operator's
+    /// `POST /admin/reload` waiting for it) must not wait for ever.
     async fn wait_for_writers(&self) {
+        let until = tokio::time::Instant::now() + WRITERS_MAX;
         let mut said = false;
         while let Some(path) = self.activity.writing() {
+            if tokio::time::Instant::now() >= until {
+                tracing::warn!(path = %path.display(), "a rules file has been written to for {WRITERS_MAX:?} without being closed; reloading anyway");
+                return;
+            }
             if !said {
                 tracing::info!(path = %path.display(), "waiting for a rules file to be closed before reloading");
                 said = true;
