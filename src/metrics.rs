@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::{
 };
 
 use crate::decision::{Decision, Verdict};
-use crate::rules::{Health, Rules, Ruleset};
+use crate::rules::{Health, Rules, Ruleset, Upstream};
 
 /// Confirm answers by ruleset and decision.
 pub const REQUESTS: &str = "confirm_proxy_requests_total";
@@ -173,11 +173,12 @@ impl Metrics {
         })
     }
 
-    pub fn upstream_call(&self, upstream: &str, outcome: &'static str, elapsed: Duration) {
+    pub fn upstream_call(&self, up: &Upstream, outcome: &'static str, elapsed: Duration) {
+        let (ruleset, upstream) = (up.ruleset.to_string(), up.name.clone());
         self.record(|| {
-            counter!(UPSTREAM_CALLS, "upstream" => upstream.to_owned(), "outcome" => outcome)
+            counter!(UPSTREAM_CALLS, "ruleset" => ruleset.clone(), "upstream" => upstream.clone(), "outcome" => outcome)
                 .increment(1);
-            histogram!(UPSTREAM_DURATION, "upstream" => upstream.to_owned())
+            histogram!(UPSTREAM_DURATION, "ruleset" => ruleset, "upstream" => upstream)
                 .record(elapsed.as_secs_f64());
         });
     }
@@ -185,10 +186,10 @@ impl Metrics {
     /// One probe of `upstream` and its result. The state it leaves (`_health`) is not recorded:
     /// the health gauge is rendered from the rules in force (see
     /// [`render_with`](Self::render_with)).
-    pub fn health(&self, upstream: &str, ok: bool, _health: Health) {
+    pub fn health(&self, up: &Upstream, ok: bool, _health: Health) {
         let result = if ok { "success" } else { "failure" };
         self.record(|| {
-            counter!(HEALTH_PROBES, "upstream" => upstream.to_owned(), "result" => result)
+            counter!(HEALTH_PROBES, "ruleset" => up.ruleset.to_string(), "upstream" => up.name.clone(), "result" => result)
                 .increment(1);
         });
     }

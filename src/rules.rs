@@ -249,6 +249,9 @@ pub struct Forward {
 /// A merchant service, with its pooled client built once at load.
 pub struct Upstream {
     pub name: String,
+    /// The ruleset (file) that defines it: two files may each have a `shop`, with their own
+    /// URL and probe, so metrics name both.
+    pub ruleset: Arc<str>,
     /// Base URL without a trailing slash; rule paths are appended.
     pub url: String,
     pub timeout: Duration,

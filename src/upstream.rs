@@ -166,7 +166,7 @@ impl Drop for Counted {
     fn drop(&mut self) {
         let outcome = self.outcome.unwrap_or("cancelled");
         self.metrics
-            .upstream_call(&self.upstream.name, outcome, self.started.elapsed());
+            .upstream_call(&self.upstream, outcome, self.started.elapsed());
     }
 }
 

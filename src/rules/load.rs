@@ -508,7 +508,7 @@ impl FileCompiler<'_, '_> {
         };
         let mut upstreams = BTreeMap::new();
         for (key, up) in &file.upstreams {
-            match self.upstream(key, up) {
+            match self.upstream(name, key, up) {
                 Some(u) => {
                     upstreams.insert(key.clone(), Arc::new(u));
                 }
@@ -606,7 +606,7 @@ impl FileCompiler<'_, '_> {
         s
     }
 
-    fn upstream(&mut self, name: &str, raw: &RawUpstream) -> Option<Upstream> {
+    fn upstream(&mut self, ruleset: &str, name: &str, raw: &RawUpstream) -> Option<Upstream> {
         let base = [Seg::Key("upstreams"), Seg::Key(name)];
         let at = |k: &'static str| [base[0], base[1], Seg::Key(k)];
         // Every problem of the upstream is reported (each unset variable of the url and of
@@ -730,6 +730,7 @@ impl FileCompiler<'_, '_> {
         };
         Some(Upstream {
             name: name.to_owned(),
+            ruleset: ruleset.into(),
             url: url.trim_end_matches('/').to_owned(),
             timeout,
             headers,

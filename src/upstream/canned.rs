@@ -390,6 +390,7 @@ mod tests {
     fn upstream(timeout: Duration) -> Arc<Upstream> {
         Arc::new(Upstream {
             name: "shop".into(),
+            ruleset: "default".into(),
             url: "http://shop.invalid".into(),
             timeout,
             headers: http::HeaderMap::new(),

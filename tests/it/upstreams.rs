@@ -250,7 +250,7 @@ async fn the_deadline_holds_when_an_upstream_hangs() {
     let text = metrics.body.as_str().unwrap();
     assert!(
         text.contains(
-            r#"confirm_proxy_upstream_calls_total{upstream="shop",outcome="cancelled"} 1"#
+            r#"confirm_proxy_upstream_calls_total{ruleset="default",upstream="shop",outcome="cancelled"} 1"#
         ),
         "{text}"
     );
@@ -736,6 +736,13 @@ async fn health_gauge_has_one_series_per_ruleset_and_upstream() {
         ),
         "label values are escaped: {text}"
     );
+    // The probes of the two `shop`s are counted apart.
+    for probes in [
+        r#"confirm_proxy_health_probes_total{ruleset="default",upstream="shop",result="success"}"#,
+        r#"confirm_proxy_health_probes_total{ruleset="other",upstream="shop",result="failure"}"#,
+    ] {
+        assert!(text.contains(probes), "{probes}\n{text}");
+    }
     server.stop().await;
 }
 
@@ -794,7 +801,7 @@ async fn health_gauge_follows_the_rules_in_force() {
     );
     // Probe counters of the removed upstreams stay, as counters do.
     assert!(
-        text.contains(r#"confirm_proxy_health_probes_total{upstream="shop",result="failure"}"#),
+        text.contains(r#"confirm_proxy_health_probes_total{ruleset="default",upstream="shop",result="failure"}"#),
         "{text}"
     );
 
