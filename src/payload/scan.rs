@@ -318,6 +318,20 @@ impl<'de> Visitor<'de> for TopSeed<'_, 'de> {
         let mut others: Option<Seen<'de>> = None;
         while let Some(key) = map.next_key_seed(Key)? {
             let dup = &mut *self.dup;
+            if key == "data" {
+                if !matches!(top.data, Data::Absent) {
+                    return Err(duplicate(dup, &key));
+                }
+                let data = DataSeed {
+                    data: &mut top.data,
+                    dup: &mut *dup,
+                };
+                if let Err(e) = map.next_value_seed(data) {
+                    prefix_key(dup, &key);
+                    return Err(e);
+                }
+                continue;
+            }
             let slot = match &*key {
                 "imp_uid" => Some(&mut top.imp_uid),
                 "merchant_uid" => Some(&mut top.merchant_uid),
@@ -328,35 +342,7 @@ impl<'de> Visitor<'de> for TopSeed<'_, 'de> {
                 "type" => Some(&mut top.kind),
                 _ => None,
             };
-            let read = match slot {
-                // A read field's slot is filled at its first occurrence.
-                Some(slot) if slot.present() => return Err(duplicate(dup, &key)),
-                Some(slot) => raw_field(&mut map, slot, dup),
-                None if key == "data" => {
-                    if !matches!(top.data, Data::Absent) {
-                        return Err(duplicate(dup, &key));
-                    }
-                    map.next_value_seed(DataSeed {
-                        data: &mut top.data,
-                        dup,
-                    })
-                }
-                None => {
-                    let seen = others.get_or_insert_with(Seen::new);
-                    seen.check(&key, dup)?;
-                    match map.next_value_seed(Walk { dup }) {
-                        Ok(()) => {
-                            seen.push(key);
-                            continue;
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-            };
-            if let Err(e) = read {
-                prefix_key(self.dup, &key);
-                return Err(e);
-            }
+            field_value(&mut map, key, slot, &mut others, dup)?;
         }
         Ok(())
     }
@@ -402,6 +388,8 @@ impl<'de> DeserializeSeed<'de> for DataSeed<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        // Anything but an object; `visit_map` makes it one.
+        *self.data = Data::NotAnObject;
         d.deserialize_any(self)
     }
 }
@@ -417,7 +405,6 @@ impl<'de> Visitor<'de> for DataSeed<'_, 'de> {
         let mut data = DataFields::default();
         let mut others: Option<Seen<'de>> = None;
         while let Some(key) = map.next_key_seed(Key)? {
-            let dup = &mut *self.dup;
             let slot = match &*key {
                 "paymentId" => Some(&mut data.payment_id),
                 "transactionId" => Some(&mut data.transaction_id),
@@ -425,65 +412,67 @@ impl<'de> Visitor<'de> for DataSeed<'_, 'de> {
                 "storeId" => Some(&mut data.store_id),
                 _ => None,
             };
-            let read = match slot {
-                // A read field's slot is filled at its first occurrence.
-                Some(slot) if slot.present() => return Err(duplicate(dup, &key)),
-                Some(slot) => raw_field(&mut map, slot, dup),
-                None => {
-                    let seen = others.get_or_insert_with(Seen::new);
-                    seen.check(&key, dup)?;
-                    match map.next_value_seed(Walk { dup }) {
-                        Ok(()) => {
-                            seen.push(key);
-                            continue;
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-            };
-            if let Err(e) = read {
-                prefix_key(self.dup, &key);
-                return Err(e);
-            }
+            field_value(&mut map, key, slot, &mut others, &mut *self.dup)?;
         }
         *self.data = Data::Object(data);
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        *self.data = Data::NotAnObject;
         Walk { dup: self.dup }.visit_seq(seq)
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        *self.data = Data::NotAnObject;
         Ok(())
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        *self.data = Data::NotAnObject;
         Ok(())
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        *self.data = Data::NotAnObject;
         Ok(())
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        *self.data = Data::NotAnObject;
         Ok(())
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        *self.data = Data::NotAnObject;
         Ok(())
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        *self.data = Data::NotAnObject;
         Ok(())
     }
+}
+
+/// The value of `key` in an object whose read fields have slots: captured into its `slot` (at
+/// its first occurrence; a second is a duplicate), or, for another key, checked against the
+/// object's other keys and walked for duplicates inside. A duplicate found inside the value
+/// gets `key` in front of its path.
+fn field_value<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    key: Cow<'de, str>,
+    slot: Option<&mut Field<'de>>,
+    others: &mut Option<Seen<'de>>,
+    dup: &mut Option<String>,
+) -> Result<(), A::Error> {
+    let read = match slot {
+        Some(slot) if slot.present() => return Err(duplicate(dup, &key)),
+        Some(slot) => raw_field(map, slot, dup),
+        None => {
+            let seen = others.get_or_insert_with(Seen::new);
+            seen.check(&key, dup)?;
+            let walked = map.next_value_seed(Walk { dup: &mut *dup });
+            if walked.is_ok() {
+                seen.push(key);
+                return Ok(());
+            }
+            walked
+        }
+    };
+    read.inspect_err(|_| prefix_key(dup, &key))
 }
 
 #[cfg(test)]
