@@ -100,16 +100,17 @@ const DUPLICATE: &str = "duplicate key";
 
 /// Puts the enclosing key in front of the path of a duplicate found inside its value.
 fn prefix_key(dup: &mut Option<String>, key: &str) {
-    if let Some(path) = dup {
-        let sep = if path.starts_with('[') { "" } else { "." };
-        *path = format!("{key}{sep}{path}");
-    }
+    prefix(dup, key);
 }
 
 fn prefix_index(dup: &mut Option<String>, index: usize) {
+    prefix(dup, format_args!("[{index}]"));
+}
+
+fn prefix(dup: &mut Option<String>, head: impl fmt::Display) {
     if let Some(path) = dup {
         let sep = if path.starts_with('[') { "" } else { "." };
-        *path = format!("[{index}]{sep}{path}");
+        *path = format!("{head}{sep}{path}");
     }
 }
 
