@@ -694,8 +694,13 @@ rules:
     /// Loads `RULES` as `default` and `test` as `tests/t.yaml`: the suite's warnings, or its
     /// errors, each as `tests/t.yaml:LINE:COL: message`.
     fn load(test: &str) -> Result<Vec<String>, Vec<String>> {
+        load_with(RULES, test)
+    }
+
+    /// [`load`] with other rules.
+    fn load_with(rules: &str, test: &str) -> Result<Vec<String>, Vec<String>> {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("default.yaml"), RULES).unwrap();
+        std::fs::write(dir.path().join("default.yaml"), rules).unwrap();
         std::fs::create_dir(dir.path().join("tests")).unwrap();
         std::fs::write(dir.path().join("tests/t.yaml"), test).unwrap();
         let engine = ScriptEngine::new();
@@ -852,33 +857,12 @@ rules:
 
     #[test]
     fn a_health_state_no_rule_reads_is_a_warning() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("default.yaml"),
-            "upstreams:\n  shop: { url: \"http://127.0.0.1:9\", health: { path: /health } }\nrules:\n  - name: parked\n    healthy: shop\n    mode: off\n    reason: x\n  - name: limit\n    amount: { max: 100 }\n    reason: y\n",
-        )
-        .unwrap();
-        std::fs::create_dir(dir.path().join("tests")).unwrap();
-        std::fs::write(
-            dir.path().join("tests/t.yaml"),
-            format!("{CASE}    health: {{ shop: up }}\n    expect: {{ decision: approve }}\n"),
-        )
-        .unwrap();
-        let engine = ScriptEngine::new();
-        let env = |_: &str| None;
-        let opts = crate::rules::LoadOptions {
-            engine: &engine,
-            env: &env,
-        };
-        let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
-        let suites = load_suites(dir.path(), &rules).unwrap();
-        let warnings: Vec<String> = suites[0].warnings.iter().map(ToString::to_string).collect();
+        let rules = "upstreams:\n  shop: { url: \"http://127.0.0.1:9\", health: { path: /health } }\nrules:\n  - name: parked\n    healthy: shop\n    mode: off\n    reason: x\n  - name: limit\n    amount: { max: 100 }\n    reason: y\n";
+        let test =
+            format!("{CASE}    health: {{ shop: up }}\n    expect: {{ decision: approve }}\n");
         assert_eq!(
-            warnings,
-            [format!(
-                "{}/tests/t.yaml:5:15: no rule of ruleset \"default\" reads the health of \"shop\" (no healthy: shop rule)",
-                dir.path().display()
-            )]
+            load_with(rules, &test).expect("the test file should load"),
+            ["tests/t.yaml:5:15: no rule of ruleset \"default\" reads the health of \"shop\" (no healthy: shop rule)"]
         );
     }
 }

@@ -177,19 +177,7 @@ fn stock(status: u16, body: serde_json::Value) -> Arc<Canned> {
 
 // ---- Rhai's time limit (the deadline holds while a script runs) ----
 
-/// Every operation is expensive (cloning and sorting 9,000 items, changing the case of 60 KB):
-/// 200,000 of them took 8 s, overrunning a 1 s deadline, before evaluations had a time limit.
-const HEAVY: &str = r#"
-let a = [];
-for i in 0..9000 { a.push(9000 - i); }
-let s = "";
-for i in 0..6000 { s += "0123456789"; }
-loop {
-    let b = a;
-    b.sort();
-    s.to_upper();
-}
-"#;
+use crate::script::tests::HEAVY;
 
 #[tokio::test]
 async fn cpu_heavy_script_ends_as_an_error_within_the_deadline() {
