@@ -30,6 +30,18 @@ fn check(rules: &Rules) -> Output {
     run(&["check", "--rules", rules.path().to_str().unwrap()], None)
 }
 
+/// `check` on `rules`, which must pass with `summary` on stdout; its output, for the warnings.
+fn check_ok(rules: &Rules, summary: &str) -> Output {
+    let out = check(rules);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), summary);
+    out
+}
+
 fn shipped_rules() -> String {
     format!("{}/rules", env!("CARGO_MANIFEST_DIR"))
 }
@@ -337,16 +349,7 @@ fn check_refuses_a_ruleset_without_rules() {
         "default.yaml",
         "rules:\n  - name: approve-all\n    when: 'true'\n    action: approve\n",
     );
-    let out = check(&rules);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ok: 1 rulesets, 1 rules"
-    );
+    let out = check_ok(&rules, "ok: 1 rulesets, 1 rules");
     assert!(out.stderr.is_empty());
 }
 
@@ -356,16 +359,7 @@ fn check_warns_when_no_rule_is_enforced() {
         "default.yaml",
         "rules:\n  - name: trial\n    amount: { max: 100 }\n    mode: shadow\n    reason: x\n  - name: parked\n    require: 'false'\n    mode: off\n    reason: y\n",
     );
-    let out = check(&rules);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ok: 1 rulesets, 2 rules"
-    );
+    let out = check_ok(&rules, "ok: 1 rulesets, 2 rules");
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim_end(),
         format!(
@@ -578,16 +572,7 @@ fn check_warns_about_yaml_files_that_are_not_rulesets() {
     let rules = Rules::with("default.yaml", one_rule);
     rules.write("shop.yml", one_rule);
     rules.write("Outlet.YAML", one_rule);
-    let out = check(&rules);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ok: 1 rulesets, 1 rules"
-    );
+    let out = check_ok(&rules, "ok: 1 rulesets, 1 rules");
     let dir = rules.path().display();
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).lines().collect::<Vec<_>>(),
