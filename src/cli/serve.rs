@@ -195,6 +195,29 @@ impl Signals {
     }
 }
 
+/// Every confirm request in flight holds a socket, and so does every upstream call: in a flash
+/// sale the soft limit on open files most systems start services with (1024) is reached long
+/// before the CPUs are busy, and then PortOne's next request cannot even connect. The hard limit
+/// is the one the administrator chose, so the soft one is raised to it. Returns the limit now in
+/// force (0 when unknown); a low one is warned about, since only the administrator can lift it.
+fn raise_open_files_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            if limit < 4096 {
+                tracing::warn!(
+                    "the open-files limit is {limit}: each confirm request and upstream call in \
+                     flight needs one; raise the hard limit (ulimit -Hn, LimitNOFILE=) for busy sales"
+                );
+            }
+            limit
+        }
+        Err(e) => {
+            tracing::warn!("cannot raise the open-files limit: {e}");
+            0
+        }
+    }
+}
+
 async fn serve(args: ServeArgs) -> ExitCode {
     let signals = match Signals::install() {
         Ok(signals) => signals,
@@ -203,6 +226,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let open_files = raise_open_files_limit();
     let mut secrets = Vec::new();
     for s in &args.webhook_secret {
         match WebhookSecret::parse(s) {
@@ -267,6 +291,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     tracing::info!(
         public = %public_addr.map_or_else(String::new, |a| a.to_string()),
         admin = %admin_addr.map_or_else(String::new, |a| a.to_string()),
+        open_files,
         "listening"
     );
 

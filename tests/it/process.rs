@@ -213,6 +213,32 @@ async fn the_file_size_limit_fails_writes_instead_of_killing_the_server() {
     assert!(proc.log_text().contains("SIGXFSZ"), "{}", proc.log_text());
 }
 
+/// A service manager's usual soft limit of 1024 open files would stop a flash sale at about a
+/// thousand connections; the server raises it to the hard limit and says what it got.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let mut bash = tokio::process::Command::new("bash");
+    bash.args(["-c", "ulimit -Sn 256; exec \"$0\" \"$@\""])
+        .arg(binary());
+    let proc = Process::serve_as(bash, rules.path(), &[]).await;
+    let pid = proc.child.id().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "soft = hard: {line}");
+    assert!(
+        proc.log_text()
+            .contains(&format!("open_files={}", numbers[0])),
+        "{}",
+        proc.log_text()
+    );
+}
+
 /// SIGHUP (1) and SIGUSR1 (10) as bits of a /proc signal mask (bit N-1 is signal N).
 #[cfg(target_os = "linux")]
 const HUP_AND_USR1: u64 = 1 << 0 | 1 << 9;
