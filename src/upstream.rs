@@ -55,6 +55,9 @@ pub enum UpstreamError {
     /// A canned test answer was missing (rule tests only).
     #[error("no canned answer for {0}")]
     NoCannedAnswer(String),
+    /// Held back on purpose (`eval --dry-run`: a call that may change something at the merchant).
+    #[error("not sent: {0}")]
+    NotSent(String),
 }
 
 /// How the engine reaches the outside world. The server and `eval` pass [`HttpUpstreams`];

@@ -1,5 +1,7 @@
 //! `confirm-proxy eval`: one request body through the same engine `serve` uses, printed as
-//! JSON with its per-rule trace. Upstreams are called for real.
+//! JSON with its per-rule trace. Upstreams are called for real, so every call that may change
+//! something at the merchant (`forward`, POST/PUT fetches) is reported on stderr, and
+//! `--dry-run` holds those back.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -16,8 +18,11 @@ use crate::engine::{evaluate, Context, Original};
 use crate::metrics::Metrics;
 use crate::payload::{self, Parsed};
 use crate::rules::Health;
+use crate::rules::Upstream;
 use crate::script::ScriptEngine;
-use crate::upstream::{start_probes, HttpUpstreams};
+use crate::upstream::{
+    start_probes, BoxFuture, HttpCall, HttpUpstreams, UpstreamError, UpstreamResponse, Upstreams,
+};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -29,6 +34,10 @@ pub struct EvalArgs {
     /// Evaluation time instead of the clock, e.g. 2026-12-01T10:00:00+09:00.
     #[arg(long, env = "CONFIRM_PROXY_NOW", value_parser = parse_now)]
     pub now: Option<DateTime<FixedOffset>>,
+    /// Send only GET requests: a `forward` or POST/PUT `fetch` (which may confirm or reserve at
+    /// the merchant) is not sent and counts as a failed check, decided by on_error.
+    #[arg(long, env = "CONFIRM_PROXY_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
+    pub dry_run: bool,
     /// Request body file (PortOne JSON or form); "-" or nothing reads stdin.
     #[arg(value_name = "FILE|-")]
     pub file: Option<PathBuf>,
@@ -72,6 +81,11 @@ pub fn run(args: &EvalArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let upstreams = Arc::new(EvalUpstreams {
+        real: HttpUpstreams::new(Metrics::new()),
+        dry_run: args.dry_run,
+        writes: std::sync::Mutex::new(Vec::new()),
+    });
     let decision = runtime.block_on(async {
         match payload::parse(None, &body) {
             Ok(Parsed::Confirm(req)) => {
@@ -82,7 +96,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
                 };
                 let ctx = Context {
                     scripts: &scripts,
-                    upstreams: Arc::new(HttpUpstreams::new(Metrics::new())),
+                    upstreams: upstreams.clone(),
                     now: args
                         .now
                         .unwrap_or_else(|| chrono::Utc::now().fixed_offset()),
@@ -101,7 +115,61 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         "decision": decision,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    for (call, sent) in upstreams.writes() {
+        if sent {
+            eprintln!("note: sent {call} for real (eval --dry-run holds such calls back)");
+        } else {
+            eprintln!("note: held back {call} (--dry-run); the rule counted as an error");
+        }
+    }
     ExitCode::SUCCESS
+}
+
+/// The real upstreams, with every call that is not a GET noted (and with `--dry-run` held
+/// back): a `forward` or a POST/PUT fetch may confirm or reserve at the merchant, which an
+/// operator replaying an order to understand a decision must not do unawares.
+struct EvalUpstreams {
+    real: HttpUpstreams,
+    dry_run: bool,
+    /// "POST /payments/confirm to upstream shop", and whether it was sent.
+    writes: std::sync::Mutex<Vec<(String, bool)>>,
+}
+
+impl EvalUpstreams {
+    fn writes(&self) -> Vec<(String, bool)> {
+        self.writes.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+}
+
+impl Upstreams for EvalUpstreams {
+    fn call(
+        &self,
+        upstream: Arc<Upstream>,
+        call: HttpCall,
+    ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
+        if call.method != http::Method::GET {
+            let what = format!(
+                "{} {} to upstream {}",
+                call.method, call.path_and_query, upstream.name
+            );
+            if let Ok(mut writes) = self.writes.lock() {
+                writes.push((what, !self.dry_run));
+            }
+            if self.dry_run {
+                let method = call.method.to_string();
+                return Box::pin(async move {
+                    Err(UpstreamError::NotSent(format!(
+                        "{method} held back by eval --dry-run"
+                    )))
+                });
+            }
+        }
+        self.real.call(upstream, call)
+    }
+
+    fn health(&self, upstream: &Upstream) -> Health {
+        self.real.health(upstream)
+    }
 }
 
 /// The body, or what could not be read, naming the file (or stdin).

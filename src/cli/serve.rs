@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use tokio::net::TcpListener;
@@ -66,16 +67,18 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub webhook_secret: Vec<String>,
-    /// Only these source networks may call /confirm (repeatable), e.g. PortOne's published addresses.
+    /// Only these source networks may call /confirm (repeatable), e.g. PortOne's published
+    /// addresses: a network (203.0.113.0/24) or a single address (203.0.113.7).
     #[arg(
         long,
         env = "CONFIRM_PROXY_ALLOW_FROM",
         value_delimiter = ',',
-        value_name = "CIDR"
+        value_name = "CIDR",
+        value_parser = parse_network
     )]
     pub allow_from: Vec<IpNet>,
     /// Behind a load balancer: take the client address from the right-most X-Forwarded-For entry.
-    #[arg(long, env = "CONFIRM_PROXY_TRUST_FORWARDED_FOR")]
+    #[arg(long, env = "CONFIRM_PROXY_TRUST_FORWARDED_FOR", value_parser = BoolishValueParser::new())]
     pub trust_forwarded_for: bool,
     /// Require "Authorization: Bearer <token>" on /admin/* endpoints.
     #[arg(
@@ -86,7 +89,7 @@ pub struct ServeArgs {
     )]
     pub admin_token: Option<String>,
     /// Refuse a reload (and start-up) whose rule tests in rules/tests/ fail, like an invalid file.
-    #[arg(long, env = "CONFIRM_PROXY_TEST_ON_RELOAD")]
+    #[arg(long, env = "CONFIRM_PROXY_TEST_ON_RELOAD", value_parser = BoolishValueParser::new())]
     pub test_on_reload: bool,
     /// Close a connection that sends no complete request head for this long: idle keep-alive
     /// connections and clients that send slowly. Keep it above the load balancer's own idle
@@ -102,6 +105,19 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "CONFIRM_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+}
+
+/// An `--allow-from` value. PortOne publishes single addresses, so a bare address is its own
+/// network (/32, /128) rather than an error about CIDR syntax.
+fn parse_network(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            "expected an address (203.0.113.7, 2001:db8::7) or a network in CIDR notation \
+             (203.0.113.0/24, 2001:db8::/32)"
+                .to_owned()
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -246,6 +262,23 @@ async fn serve(args: ServeArgs) -> ExitCode {
         tracing::error!("--admin-token: empty; give a token, or leave the option out");
         return ExitCode::from(2);
     }
+    // What guards this process, in one line an operator can hold against the go-live checklist
+    // (README, Security); never the secrets themselves.
+    let allow_from = if args.allow_from.is_empty() {
+        "any".to_owned()
+    } else {
+        let nets: Vec<String> = args.allow_from.iter().map(IpNet::to_string).collect();
+        nets.join(",")
+    };
+    tracing::info!(
+        webhook_secrets = secrets.len(),
+        allow_from = %allow_from,
+        trust_forwarded_for = args.trust_forwarded_for,
+        admin_token = args.admin_token.is_some(),
+        decision_log = %args.decision_log.as_deref().map_or_else(|| "off".into(), |p| p.display().to_string()),
+        test_on_reload = args.test_on_reload,
+        "protections"
+    );
     let mut config = Config::new(args.rules.dir.clone());
     config.webhook_secrets = secrets;
     config.allow_from = args.allow_from;
@@ -269,7 +302,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             for e in &errors {
                 eprintln!("{e}");
             }
-            tracing::error!("rules not loaded; not starting");
+            tracing::error!("not starting");
             return ExitCode::FAILURE;
         }
     };
@@ -344,6 +377,27 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => {
             tracing::error!("server error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_and_bare_addresses() {
+        for (given, net) in [
+            ("203.0.113.0/24", "203.0.113.0/24"),
+            ("203.0.113.7", "203.0.113.7/32"),
+            (" 2001:db8::7 ", "2001:db8::7/128"),
+            ("2001:db8::/32", "2001:db8::/32"),
+        ] {
+            assert_eq!(parse_network(given).unwrap().to_string(), net);
+        }
+        for bad in ["203.0.113.0/33", "203.0.113", "", "example.com"] {
+            let e = parse_network(bad).unwrap_err();
+            assert!(e.contains("203.0.113.0/24"), "{bad}: {e}");
         }
     }
 }

@@ -132,6 +132,60 @@ fn eval_prints_the_decision_and_trace() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `eval` calls upstreams for real: a `forward` (which may confirm at the merchant) is said on
+/// stderr, and `--dry-run` holds it back, the rule counting as an error.
+#[tokio::test]
+async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
+    use axum::routing::{get, post};
+    let shop = MockUpstream::start(
+        axum::Router::new()
+            .route("/stock/{id}", get(|| async { "{\"available\": 1}" }))
+            .route("/confirm", post(|| async { "ok" })),
+    )
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{}\" }} }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: \"/stock/{{order_id}}\" }}\n    reason: r\n  - name: existing\n    forward: {{ upstream: shop, path: /confirm }}\n",
+            shop.url()
+        ),
+    );
+    let dir = rules.path().to_str().unwrap().to_owned();
+    let eval = |extra: &'static [&'static str]| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["eval", "--rules", &dir];
+            args.extend_from_slice(extra);
+            args.push("-");
+            run(&args, Some(v1("o-1", 5).as_bytes()))
+        })
+    };
+    let out = eval(&[]).await.unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"]["decision"], "approve");
+    assert_eq!(shop.calls_to("/confirm"), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("note: sent POST /confirm to upstream shop for real"),
+        "{stderr}"
+    );
+
+    let out = eval(&["--dry-run"]).await.unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"]["decision"], "reject");
+    assert_eq!(v["decision"]["trace"][0]["outcome"], "pass", "GET is sent");
+    assert_eq!(v["decision"]["trace"][1]["outcome"], "error");
+    assert_eq!(shop.calls_to("/confirm"), 1, "not sent again");
+    assert_eq!(shop.calls_to("/stock/"), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("note: held back POST /confirm to upstream shop (--dry-run)"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn flags_are_read_from_the_environment() {
     let out = std::process::Command::new(binary())

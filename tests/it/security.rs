@@ -159,6 +159,44 @@ async fn allow_from_ipv6() {
     server.stop().await;
 }
 
+/// The binary's own flags, as operators set them in the environment: bare addresses (as PortOne
+/// publishes them) are single-host networks, a switch takes `1` as well as `true`, and the
+/// start-up log says which protections are on.
+#[tokio::test]
+async fn allow_from_takes_bare_addresses_from_the_environment() {
+    let rules = Rules::with("default.yaml", RULES);
+    let proc = Process::serve_env(
+        rules.path(),
+        &[],
+        &[
+            ("CONFIRM_PROXY_ALLOW_FROM", "127.0.0.1, 2001:db8::7"),
+            ("CONFIRM_PROXY_TRUST_FORWARDED_FOR", "1"),
+        ],
+    )
+    .await;
+    let send = |xff: Option<&'static str>| {
+        let url = proc.url("/confirm");
+        async move {
+            let mut req = client()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(v1("o", 5));
+            if let Some(xff) = xff {
+                req = req.header("x-forwarded-for", xff);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(send(None).await, 200, "the peer, 127.0.0.1");
+    assert_eq!(send(Some("2001:db8::7")).await, 200);
+    assert_eq!(send(Some("127.0.0.2")).await, 403, "/32, not /8");
+    let log = proc.log_text();
+    assert!(
+        log.contains("allow_from=127.0.0.1/32,2001:db8::7/128 trust_forwarded_for=true"),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn forwarded_for_trusts_only_the_right_most_entry() {
     let rules = Rules::with("default.yaml", RULES);
