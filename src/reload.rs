@@ -106,6 +106,16 @@ pub enum Trigger {
     Admin,
 }
 
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Trigger::Watch => "watch",
+            Trigger::Signal => "signal",
+            Trigger::Admin => "admin",
+        })
+    }
+}
+
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
@@ -126,6 +136,9 @@ pub enum ReloadOutcome {
 pub struct ReloadFailure {
     pub at: SystemTime,
     pub errors: Vec<String>,
+    /// The version of the files that failed (when it could be read): the watcher reporting the
+    /// same files again is the same failure, not a new one to log and count.
+    pub version: Option<String>,
 }
 
 /// The live rules and how they got there.
@@ -200,11 +213,16 @@ impl RuleStore {
     /// Loads, validates and swaps. Parsing and compiling run on a blocking thread.
     pub async fn reload(self: &Arc<Self>, trigger: Trigger) -> ReloadOutcome {
         let mut attempt = 0;
+        let mut read_version = None;
         let loaded = loop {
             attempt += 1;
             self.wait_for_writers().await;
             let before = self.activity.event();
             let loaded = self.load_if_changed().await;
+            let loaded = loaded.map(|(version, result)| {
+                read_version = version;
+                result
+            });
             if self.activity.event() == before && self.activity.writing().is_none() {
                 break loaded;
             }
@@ -233,41 +251,47 @@ impl RuleStore {
                 if let Ok(mut e) = self.last_error.lock() {
                     *e = None;
                 }
-                tracing::info!(?trigger, version = %version, previous = %old.version, "rules reloaded");
+                tracing::info!(%trigger, version = %version, previous = %old.version, "rules reloaded");
                 self.metrics.reload("applied");
                 ReloadOutcome::Applied { version }
             }
             Ok(Ok(None)) => {
-                if let Ok(mut e) = self.last_error.lock() {
-                    *e = None;
+                let version = self.current().version.clone();
+                let cleared = self.last_error.lock().ok().and_then(|mut e| e.take());
+                if cleared.is_some() {
+                    // The files are back to what is running: the operator undid a broken edit
+                    // and must see that the error they were shown is over.
+                    tracing::info!(%trigger, version = %version, "rules unchanged: the files are back to the running version; the last reload error is cleared");
+                } else if trigger == Trigger::Watch {
+                    tracing::debug!(version = %version, "rules unchanged");
+                } else {
+                    tracing::info!(%trigger, version = %version, "rules unchanged");
                 }
                 self.metrics.reload("unchanged");
-                ReloadOutcome::Unchanged {
-                    version: self.current().version.clone(),
-                }
+                ReloadOutcome::Unchanged { version }
             }
-            Ok(Err(errors)) => self.reject(trigger, errors),
-            Err(join) => self.reject(trigger, vec![format!("reload task failed: {join}")]),
+            Ok(Err(errors)) => self.reject(trigger, errors, read_version),
+            Err(join) => self.reject(trigger, vec![format!("reload task failed: {join}")], None),
         };
         outcome
     }
 
     /// The rules directory, loaded on a blocking thread; `None` when its version is the
-    /// running one.
+    /// running one. Also the version read (`None` when the files could not be read).
     async fn load_if_changed(
         self: &Arc<Self>,
-    ) -> Result<Result<Option<Rules>, Vec<String>>, tokio::task::JoinError> {
+    ) -> Result<(Option<String>, Result<Option<Rules>, Vec<String>>), tokio::task::JoinError> {
         let store = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             if let Ok(mut scripts) = store.scripts.lock() {
                 *scripts = rules::referenced_scripts(&store.dir);
             }
-            if let Ok(version) = rules::rules_version(&store.dir) {
-                if version == store.current().version {
-                    return Ok(None);
-                }
+            let version = rules::rules_version(&store.dir).ok();
+            if version.as_ref() == Some(&store.current().version) {
+                return (version, Ok(None));
             }
-            load(&store.dir, &store.engine, &store.env, store.gate.as_ref()).map(Some)
+            let loaded = load(&store.dir, &store.engine, &store.env, store.gate.as_ref());
+            (version, loaded.map(Some))
         })
         .await
     }
@@ -291,17 +315,36 @@ impl RuleStore {
         }
     }
 
-    fn reject(&self, trigger: Trigger, errors: Vec<String>) -> ReloadOutcome {
+    fn reject(
+        &self,
+        trigger: Trigger,
+        errors: Vec<String>,
+        version: Option<String>,
+    ) -> ReloadOutcome {
+        let Ok(mut last) = self.last_error.lock() else {
+            return ReloadOutcome::Rejected { errors };
+        };
+        // One save can reach the watcher as several events (a slow writer, a rename after a
+        // write); the same files failing again is the failure already logged and counted.
+        let repeated = trigger == Trigger::Watch
+            && version.is_some()
+            && last
+                .as_ref()
+                .is_some_and(|l| l.version == version && l.errors == errors);
+        if repeated {
+            tracing::debug!("rules still not reloadable; the same files as the last failure");
+            return ReloadOutcome::Rejected { errors };
+        }
         for e in &errors {
-            tracing::error!(?trigger, "rules not reloaded: {e}");
+            tracing::error!(%trigger, "rules not reloaded: {e}");
         }
         tracing::warn!(version = %self.current().version, "keeping the running rules");
-        if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(ReloadFailure {
-                at: SystemTime::now(),
-                errors: errors.clone(),
-            });
-        }
+        *last = Some(ReloadFailure {
+            at: SystemTime::now(),
+            errors: errors.clone(),
+            version,
+        });
+        drop(last);
         self.metrics.reload("rejected");
         ReloadOutcome::Rejected { errors }
     }
