@@ -1,0 +1,370 @@
+//! Checks of a whole document that serde does not make (or not where they are): YAML syntax
+//! errors, a second document, and every duplicate key.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::locate::{locate_key, Find, Seg};
+use super::scalar::Text;
+use super::{error_location, Location, ParseError, MAX_PASSES, SECOND_DOCUMENT};
+
+/// Syntax (and a second document, and duplicate keys): the errors serde would not find, or
+/// not where they are. Every duplicate key is an error of its own (`Ok`); a syntax error or a
+/// second document is the one error of the file (`Err`). YAML itself keeps the last of two
+/// equal keys without a word, so rule files and rule test files are both checked with this.
+pub fn check_document(src: &str) -> Result<Vec<ParseError>, ParseError> {
+    let mut duplicates = Vec::new();
+    loop {
+        let mut documents = serde_yaml::Deserializer::from_str(src);
+        let Some(first) = documents.next() else {
+            return Ok(duplicates);
+        };
+        let scan = Scan {
+            allowed: duplicates.len(),
+            seen: Cell::new(0),
+            path: RefCell::new(Vec::new()),
+            found: RefCell::new(None),
+        };
+        if let Err(e) = (ScanSeed { scan: &scan }).deserialize(first) {
+            let Some((path, key)) = scan.found.take() else {
+                return Err(syntax_error(src, &e));
+            };
+            duplicates.push(duplicate_key(src, &e, &path, &key));
+            if duplicates.len() >= MAX_PASSES {
+                return Ok(duplicates);
+            }
+            continue;
+        }
+        if let Some(second) = documents.next() {
+            return Err(ParseError {
+                location: Some(second_document(src).unwrap_or_else(|| {
+                    // The scan below finds every document start; this is a fallback.
+                    let find = Find {
+                        path: &[],
+                        key: false,
+                    };
+                    match find.deserialize(second) {
+                        Err(e) => error_location(&e),
+                        Ok(()) => Location { line: 1, column: 1 },
+                    }
+                })),
+                message: SECOND_DOCUMENT.into(),
+            });
+        }
+        return Ok(duplicates);
+    }
+}
+
+/// A YAML syntax error: libyaml's message without the position we print anyway, with the
+/// context it gives (where the construct that is not closed starts). An error at the very end
+/// of the file (an unclosed `[` or `{`) is reported where that construct starts.
+fn syntax_error(src: &str, e: &serde_yaml::Error) -> ParseError {
+    let msg = e.to_string();
+    let (problem, context) = match msg.split_once(", while ") {
+        Some((p, c)) => (p, Some(c)),
+        None => (msg.as_str(), None),
+    };
+    let problem = match problem.find(" at line ") {
+        Some(i) => &problem[..i],
+        None => problem,
+    };
+    let mut location = error_location(e);
+    let mut message = problem.replace('`', "\"");
+    if let Some(context) = context {
+        let (what, start) = match context.split_once(" at line ") {
+            Some((what, at)) => (what, parse_line_column(at)),
+            None => (context, None),
+        };
+        match start {
+            Some(start) if at_end(src, location) => {
+                location = start;
+                message.push_str(&format!(
+                    " before the end of the file (while {what} that starts here)"
+                ));
+            }
+            Some(start) => message.push_str(&format!(
+                " (while {what} that starts at line {} column {})",
+                start.line, start.column
+            )),
+            None => message.push_str(&format!(" (while {what})")),
+        }
+    }
+    if message.contains("expected ',' or '}'") {
+        message
+            .push_str(": a flow mapping { ... } needs a \",\" between entries and a closing \"}\"");
+    } else if message.contains("expected ',' or ']'") {
+        message
+            .push_str(": a flow sequence [ ... ] needs a \",\" between items and a closing \"]\"");
+    }
+    ParseError {
+        location: Some(location),
+        message,
+    }
+}
+
+/// `L column C` as libyaml writes a position.
+fn parse_line_column(at: &str) -> Option<Location> {
+    let (line, rest) = at.split_once(" column ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some(Location {
+        line: line.trim().parse().ok()?,
+        column: column.parse().ok()?,
+    })
+}
+
+/// Whether nothing but white space and comments follows `at`.
+fn at_end(src: &str, at: Location) -> bool {
+    let text = Text::new(src);
+    let Some(i) = text.locs.iter().position(|l| *l == at) else {
+        return true;
+    };
+    let rest: String = text.chars[i.min(text.chars.len())..].iter().collect();
+    rest.lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+}
+
+/// Where a second document starts: a `---` line after content (or after another `---`), or
+/// content after a `...` line.
+pub(super) fn second_document(src: &str) -> Option<Location> {
+    let marker = |line: &str, m: &str| {
+        line.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+    };
+    let (mut started, mut ended) = (false, false);
+    for (n, line) in src.lines().enumerate() {
+        let line = line.trim_start_matches('\u{feff}');
+        let at = Some(Location {
+            line: n + 1,
+            column: 1,
+        });
+        if marker(line, "---") {
+            if started {
+                return at;
+            }
+            started = true;
+        } else if marker(line, "...") {
+            ended = started;
+        } else if line.trim().is_empty()
+            || line.trim_start().starts_with('#')
+            || line.starts_with('%')
+        {
+            continue;
+        } else if ended {
+            return at;
+        } else {
+            started = true;
+        }
+    }
+    None
+}
+
+/// One step of a path, owned.
+#[derive(Debug, Clone)]
+enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+/// `rules[0].amount`, as serde_yaml writes paths.
+fn path_text(path: &[PathSeg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            PathSeg::Key(k) if out.is_empty() => out.push_str(k),
+            PathSeg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            PathSeg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+fn duplicate_key(src: &str, e: &serde_yaml::Error, path: &[PathSeg], key: &str) -> ParseError {
+    let mut segs: Vec<Seg<'_>> = path
+        .iter()
+        .map(|s| match s {
+            PathSeg::Key(k) => Seg::Key(k),
+            PathSeg::Index(i) => Seg::Index(*i),
+        })
+        .collect();
+    segs.push(Seg::Key(key));
+    let first = locate_key(src, &segs)
+        .map(|l| format!(" (first at line {})", l.line))
+        .unwrap_or_default();
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", path_text(path))
+    };
+    ParseError {
+        location: Some(error_location(e)),
+        message: format!(
+            "{prefix}duplicate key \"{key}\"{first}: a key may appear only once in a mapping"
+        ),
+    }
+}
+
+/// A walk over a whole document that fails at the first duplicate key after `allowed` ones
+/// (serde_yaml marks an error raised while a key is read with the key's position).
+struct Scan {
+    allowed: usize,
+    seen: Cell<usize>,
+    path: RefCell<Vec<PathSeg>>,
+    /// The duplicate the walk failed at: the mapping's path and the key.
+    found: RefCell<Option<(Vec<PathSeg>, String)>>,
+}
+
+const DUPLICATE: &str = "\u{0}duplicate";
+
+#[derive(Clone, Copy)]
+struct ScanSeed<'a> {
+    scan: &'a Scan,
+}
+
+impl<'de> DeserializeSeed<'de> for ScanSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScanSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any node")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let keys = RefCell::new(HashSet::new());
+        while let Some(key) = map.next_key_seed(ScanKey {
+            scan: self.scan,
+            keys: &keys,
+        })? {
+            self.scan
+                .path
+                .borrow_mut()
+                .push(PathSeg::Key(key.unwrap_or_default()));
+            map.next_value_seed(self)?;
+            self.scan.path.borrow_mut().pop();
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        loop {
+            self.scan.path.borrow_mut().push(PathSeg::Index(i));
+            let more = seq.next_element_seed(self)?.is_some();
+            self.scan.path.borrow_mut().pop();
+            if !more {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        // A tagged node (`!tag value`).
+        let (IgnoredAny, variant) = data.variant::<IgnoredAny>()?;
+        de::VariantAccess::newtype_variant_seed(variant, self)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A mapping key during the scan: its text (`None` for a mapping or sequence as a key), or the
+/// error when it repeats an earlier key of the same mapping.
+struct ScanKey<'a> {
+    scan: &'a Scan,
+    keys: &'a RefCell<HashSet<String>>,
+}
+
+impl<'de> DeserializeSeed<'de> for ScanKey<'_> {
+    type Value = Option<String>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl ScanKey<'_> {
+    fn key<E: de::Error>(self, key: String) -> Result<Option<String>, E> {
+        if !self.keys.borrow_mut().insert(key.clone()) {
+            let n = self.scan.seen.get() + 1;
+            self.scan.seen.set(n);
+            if n > self.scan.allowed {
+                let path = self.scan.path.borrow().clone();
+                *self.scan.found.borrow_mut() = Some((path, key));
+                return Err(E::custom(DUPLICATE));
+            }
+        }
+        Ok(Some(key))
+    }
+}
+
+impl<'de> Visitor<'de> for ScanKey<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<String>, E> {
+        self.key(v.to_owned())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Option<String>, E> {
+        self.key(v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<String>, E> {
+        self.key(v.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<String>, E> {
+        self.key(v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Option<String>, E> {
+        self.key(v.to_string())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
+        self.key("~".to_owned())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<String>, A::Error> {
+        (ScanSeed { scan: self.scan }).visit_map(map)?;
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<String>, A::Error> {
+        (ScanSeed { scan: self.scan }).visit_seq(seq)?;
+        Ok(None)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Option<String>, A::Error> {
+        (ScanSeed { scan: self.scan }).visit_enum(data)?;
+        Ok(None)
+    }
+}

@@ -1,0 +1,197 @@
+//! Finding a node, or a mapping key, by its path in a document: serde_yaml is made to fail at
+//! the node on purpose, so its error carries the position.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::Location;
+
+/// One step of a path into a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The location of the node at `path`, or of its deepest existing ancestor.
+pub fn locate(src: &str, path: &[Seg<'_>]) -> Location {
+    let mut best = Location { line: 1, column: 1 };
+    // Walk up the path until a node exists; a missing optional key is reported at its parent.
+    for len in (0..=path.len()).rev() {
+        let seed = Find {
+            path: &path[..len],
+            key: false,
+        };
+        match seed.deserialize(serde_yaml::Deserializer::from_str(src)) {
+            Err(e) if e.to_string().contains(FOUND) => {
+                if let Some(l) = e.location() {
+                    best = Location {
+                        line: l.line(),
+                        column: l.column(),
+                    };
+                }
+                return best;
+            }
+            _ => continue,
+        }
+    }
+    best
+}
+
+/// The location of the key of the mapping entry at `path` (`rules:` rather than what follows
+/// it), or `None` when there is no such entry. For errors about a key whose value is empty.
+pub fn locate_key(src: &str, path: &[Seg<'_>]) -> Option<Location> {
+    let seed = Find { path, key: true };
+    match seed.deserialize(serde_yaml::Deserializer::from_str(src)) {
+        Err(e) if e.to_string().contains(FOUND) => e.location().map(|l| Location {
+            line: l.line(),
+            column: l.column(),
+        }),
+        _ => None,
+    }
+}
+
+const FOUND: &str = "\u{0}found";
+const MISSING: &str = "\u{0}missing";
+
+/// Walks to the node at `path` and fails there on purpose: serde_yaml marks every error with the
+/// position of the node being read, which is exactly the location we want.
+pub(super) struct Find<'p, 'a> {
+    pub(super) path: &'p [Seg<'a>],
+    /// Fail at the key of the last step instead of at its value.
+    pub(super) key: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Find<'_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Find<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any node")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((Seg::Key(want), rest)) = self.path.split_first() else {
+            return Err(self.end());
+        };
+        let at_key = self.key && rest.is_empty();
+        while let Some(key) = map.next_key_seed(Key { want, at_key })? {
+            if key {
+                return map.next_value_seed(Find {
+                    path: rest,
+                    key: self.key,
+                });
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Err(de::Error::custom(MISSING))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((Seg::Index(want), rest)) = self.path.split_first() else {
+            return Err(self.end());
+        };
+        for _ in 0..*want {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Err(de::Error::custom(MISSING));
+            }
+        }
+        seq.next_element_seed(Find {
+            path: rest,
+            key: self.key,
+        })?
+        .ok_or_else(|| de::Error::custom(MISSING))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(self.end())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(self.end())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(self.end())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(self.end())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(self.end())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(self.end())
+    }
+}
+
+impl Find<'_, '_> {
+    fn end<E: de::Error>(&self) -> E {
+        E::custom(if self.path.is_empty() { FOUND } else { MISSING })
+    }
+}
+
+/// Reads a mapping key: whether it is the wanted one, or (with `at_key`) fails right there when
+/// it is, so the error carries the key's position.
+struct Key<'a> {
+    want: &'a str,
+    at_key: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = bool;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        // The error must be raised while the key is read, for serde_yaml to mark it there.
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+        let found = key == self.want;
+        if found && self.at_key {
+            return Err(E::custom(FOUND));
+        }
+        Ok(found)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<bool, A::Error> {
+        // A tagged key (`!tag name:`) is never the wanted one.
+        let (IgnoredAny, variant) = data.variant::<IgnoredAny>()?;
+        de::VariantAccess::newtype_variant::<IgnoredAny>(variant)?;
+        Ok(false)
+    }
+}

@@ -1,0 +1,194 @@
+//! A rule file read part by part: after an error the file is read again without what failed,
+//! so every shape error of every part is reported, not only the first.
+
+mod seeds;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::de::DeserializeSeed;
+
+use super::{check_document, clean_message, error_location, ParseError, MAX_PASSES};
+use crate::rules::model::{RawRule, RawSettings, RawUpstream};
+use seeds::Root;
+
+/// A rule file read as far as its YAML allows: every part (the settings, each upstream, each
+/// rule) that is well-formed, and an error for every one that is not.
+#[derive(Debug, Default)]
+pub struct RuleFile {
+    /// `None` when absent or not well-formed.
+    pub settings: Option<RawSettings>,
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    /// Each well-formed rule with its index in `rules`.
+    pub rules: Vec<(usize, RawRule)>,
+    /// Upstreams that are defined but not well-formed (their errors are in `errors`).
+    pub broken_upstreams: Vec<String>,
+    /// `upstreams` as a whole is not readable, so no upstream name is known.
+    pub upstreams_broken: bool,
+    /// A rule, or `rules` as a whole, is not well-formed: the file has rules, not all readable.
+    pub rules_broken: bool,
+    /// Every error, in file order.
+    pub errors: Vec<ParseError>,
+}
+
+/// Reads a rule file strictly, reporting every shape error (unknown keys, wrong types, missing
+/// keys, duplicate keys) of every part, not only the first of the file. A YAML syntax error or a
+/// second document ends the reading: it is the only error then.
+///
+/// serde stops at the first error, so after one the file is read again without the part key
+/// that failed (or the part, when the error is about the part as a whole), until it reads.
+/// Within one key of a part (`amount: { mx: 1, mn: 2 }`) only the first error is found.
+pub fn parse_rule_file(src: &str) -> RuleFile {
+    let mut file = RuleFile::default();
+    match check_document(src) {
+        Ok(duplicates) => file.errors = duplicates,
+        Err(fatal) => {
+            file.errors.push(fatal);
+            file.upstreams_broken = true;
+            file.rules_broken = true;
+            return file;
+        }
+    }
+    let duplicates = !file.errors.is_empty();
+    walk_file(src, duplicates, &mut file);
+    file.errors
+        .sort_by_key(|e| e.location.map(|l| (l.line, l.column)));
+    file
+}
+
+/// A shape error as an operator reads it: no Rust type names, no JSON.
+fn rule_file_message(e: &serde_yaml::Error) -> String {
+    clean_message(&e.to_string()).replace("a JSON number", "a number")
+}
+
+/// A part of a rule file, read (and failing) on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Part {
+    Settings,
+    Upstream(String),
+    Rule(usize),
+}
+
+/// What a walk leaves out, because an earlier walk failed there.
+#[derive(Default)]
+struct Skip {
+    sections: HashSet<String>,
+    parts: HashSet<Part>,
+    keys: HashMap<Part, HashSet<String>>,
+}
+
+/// Where a walk is: on failure, where the error belongs.
+#[derive(Default)]
+struct Cursor {
+    section: Option<String>,
+    part: Option<Part>,
+    key: Option<String>,
+    /// Every key of the part is read: the error is about the part as a whole.
+    done: bool,
+}
+
+/// The well-formed parts one walk read.
+#[derive(Default)]
+struct Found {
+    settings: Option<RawSettings>,
+    upstreams: BTreeMap<String, RawUpstream>,
+    rules: Vec<(usize, RawRule)>,
+}
+
+struct Walker<'s> {
+    skip: &'s Skip,
+    cursor: RefCell<Cursor>,
+    found: RefCell<Found>,
+}
+
+/// Reads the file's parts, again and again, each time without what failed the time before.
+fn walk_file(src: &str, duplicates: bool, file: &mut RuleFile) {
+    let mut skip = Skip::default();
+    for _ in 0..MAX_PASSES {
+        let walker = Walker {
+            skip: &skip,
+            cursor: RefCell::default(),
+            found: RefCell::default(),
+        };
+        let result = (Root { w: &walker }).deserialize(serde_yaml::Deserializer::from_str(src));
+        let found = walker.found.into_inner();
+        let cursor = walker.cursor.into_inner();
+        let e = match result {
+            Ok(()) => {
+                file.settings = found.settings;
+                file.upstreams = found.upstreams;
+                file.rules = found.rules;
+                return;
+            }
+            Err(e) => e,
+        };
+        let raw = e.to_string();
+        let error = ParseError {
+            location: Some(error_location(&e)),
+            message: rule_file_message(&e),
+        };
+        // Already reported, at the repeated key, by `check_document`.
+        let repeated = duplicates && raw.contains("duplicate field");
+        let progress = match (cursor.part, cursor.key) {
+            (Some(part), Some(key)) if !cursor.done => {
+                if !repeated {
+                    file.errors.push(error);
+                }
+                file.broken(&part);
+                skip.keys.entry(part).or_default().insert(key)
+            }
+            (Some(part), _) => {
+                // A missing key that is there but was left out for its own error.
+                let left_out = missing_field(&raw)
+                    .is_some_and(|f| skip.keys.get(&part).is_some_and(|keys| keys.contains(f)));
+                if !left_out && !repeated {
+                    file.errors.push(error);
+                }
+                file.broken(&part);
+                skip.parts.insert(part)
+            }
+            (None, _) => {
+                file.errors.push(error);
+                match cursor.section {
+                    Some(section) => {
+                        match section.as_str() {
+                            "upstreams" => file.upstreams_broken = true,
+                            "settings" => {}
+                            // `rules` unreadable, or an unknown key that may be a misspelt
+                            // `rules`: "no rules" would only add noise.
+                            _ => file.rules_broken = true,
+                        }
+                        skip.sections.insert(section)
+                    }
+                    None => false,
+                }
+            }
+        };
+        if !progress {
+            break;
+        }
+    }
+    // Could not read on: whatever is not known is broken.
+    file.upstreams_broken = true;
+    file.rules_broken = true;
+}
+
+impl RuleFile {
+    fn broken(&mut self, part: &Part) {
+        match part {
+            Part::Settings => {}
+            Part::Upstream(name) => {
+                if !self.broken_upstreams.contains(name) {
+                    self.broken_upstreams.push(name.clone());
+                }
+            }
+            Part::Rule(_) => self.rules_broken = true,
+        }
+    }
+}
+
+/// `name` from serde's "missing field `name`".
+fn missing_field(msg: &str) -> Option<&str> {
+    let rest = &msg[msg.find("missing field `")? + "missing field `".len()..];
+    rest.split('`').next()
+}
