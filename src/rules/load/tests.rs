@@ -2,16 +2,19 @@
 //! `FILE:LINE:COL: message` lines an operator would see, in order.
 
 use std::collections::HashMap;
+use std::fs;
+use std::path::PathBuf;
 
 use chrono::DateTime;
 use rust_decimal::Decimal;
 use tempfile::TempDir;
 
+use super::source::BAD_RULESET_NAME;
 use super::*;
 use crate::rules::template::Scope;
 use crate::rules::{
     Check, HttpMethod, Mode, OnError, Template, DEFAULT_DEADLINE, DEFAULT_ERROR_REASON,
-    DEFAULT_REASON,
+    DEFAULT_REASON, DEFAULT_UPSTREAM_TIMEOUT,
 };
 
 const DEFAULT: &str = "default.yaml";

@@ -1,0 +1,189 @@
+//! Compiling one upstream of a rule file: its url and headers with `${VAR}` filled in, its
+//! timeout and health probe, and its HTTP client; every error located in the file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::super::model::RawUpstream;
+use super::super::yaml::Seg;
+use super::super::{HealthSpec, HealthState, Upstream, DEFAULT_UPSTREAM_TIMEOUT};
+use super::{Env, FileCompiler};
+
+/// Replaces `${VAR}` from the environment: `Ok((value, substituted_any))`, or every problem
+/// of `s` (each unset variable, not only the first).
+fn substitute(s: &str, env: Env<'_>) -> Result<(String, bool), Vec<String>> {
+    let mut out = String::with_capacity(s.len());
+    let mut errors = Vec::new();
+    let mut rest = s;
+    let mut any = false;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + 2..];
+        let Some(end) = tail.find('}') else {
+            errors.push("unclosed \"${\" (expected ${VARIABLE})".to_owned());
+            rest = "";
+            break;
+        };
+        let var = &tail[..end];
+        if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            errors.push(format!("invalid variable name \"{var}\" in ${{...}}"));
+        } else if let Some(value) = env(var) {
+            out.push_str(&value);
+            any = true;
+        } else {
+            errors.push(format!("environment variable {var} is not set"));
+        }
+        rest = &tail[end + 1..];
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    out.push_str(rest);
+    Ok((out, any))
+}
+
+/// Health probes run at most this often: a shorter interval floods the upstream with probes
+/// (`interval: 1ms` is a thousand a second) and says nothing more about its health.
+const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(50);
+const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+impl FileCompiler<'_, '_> {
+    pub(super) fn upstream(
+        &mut self,
+        ruleset: &str,
+        name: &str,
+        raw: &RawUpstream,
+    ) -> Option<Upstream> {
+        let base = [Seg::Key("upstreams"), Seg::Key(name)];
+        let at = |k: &'static str| [base[0], base[1], Seg::Key(k)];
+        // Every problem of the upstream is reported (each unset variable of the url and of
+        // every header, say), so an operator fixes them in one go.
+        let url = match substitute(&raw.url, self.opts.env) {
+            // The value may have come from a secret variable; say what is wrong without echoing it.
+            Ok((url, _)) => match reqwest::Url::parse(&url) {
+                // The url is a base that rule paths are appended to: a query string or fragment
+                // would end up in front of them (`/base?q=1/api/stock`), the path lost.
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && (u.query().is_some() || u.fragment().is_some()) =>
+                {
+                    self.error(
+                        &at("url"),
+                        format!("upstream \"{name}\": url must not have a query string (\"?\") or fragment (\"#\"): it is a base (scheme, host, port and an optional path prefix) that rule paths are appended to; put query parameters in a fetch's query"),
+                    );
+                    None
+                }
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(url),
+                _ => {
+                    self.error(
+                        &at("url"),
+                        format!("upstream \"{name}\": url is not an http:// or https:// URL"),
+                    );
+                    None
+                }
+            },
+            Err(errors) => {
+                for e in errors {
+                    self.error(&at("url"), format!("upstream \"{name}\": url: {e}"));
+                }
+                None
+            }
+        };
+        let timeout = match &raw.timeout {
+            Some(t) => self.duration(&at("timeout"), t),
+            None => Some(DEFAULT_UPSTREAM_TIMEOUT),
+        };
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &raw.headers {
+            let hpath = [base[0], base[1], Seg::Key("headers"), Seg::Key(k.as_str())];
+            let Ok(hname) = http::HeaderName::from_bytes(k.as_bytes()) else {
+                self.error(
+                    &hpath,
+                    format!("upstream \"{name}\": invalid header name \"{k}\""),
+                );
+                continue;
+            };
+            match substitute(v, self.opts.env) {
+                Ok((value, secret)) => match http::HeaderValue::from_str(&value) {
+                    Ok(mut hv) => {
+                        hv.set_sensitive(secret);
+                        headers.insert(hname, hv);
+                    }
+                    Err(_) => self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" has characters not allowed in a header value")),
+                },
+                Err(errors) => {
+                    for e in errors {
+                        self.error(&hpath, format!("upstream \"{name}\": header \"{k}\": {e}"));
+                    }
+                }
+            }
+        }
+        let health = match &raw.health {
+            None => Some(None),
+            Some(h) => {
+                let hp = |k: &'static str| [base[0], base[1], Seg::Key("health"), Seg::Key(k)];
+                if !h.path.starts_with('/') {
+                    self.error(
+                        &hp("path"),
+                        format!("upstream \"{name}\": health path must start with \"/\""),
+                    );
+                }
+                let interval = match &h.interval {
+                    Some(i) => self.duration(&hp("interval"), i).and_then(|d| {
+                        if d < MIN_PROBE_INTERVAL {
+                            self.error(&hp("interval"), format!("upstream \"{name}\": health interval {d:?} is too short, expected at least {MIN_PROBE_INTERVAL:?} (every interval sends a probe to the upstream)"));
+                            return None;
+                        }
+                        Some(d)
+                    }),
+                    None => Some(DEFAULT_PROBE_INTERVAL),
+                };
+                let unhealthy_after = h.unhealthy_after.unwrap_or(2);
+                let healthy_after = h.healthy_after.unwrap_or(1);
+                if unhealthy_after == 0 || healthy_after == 0 {
+                    self.error(&[base[0], base[1], Seg::Key("health")], format!("upstream \"{name}\": unhealthy_after and healthy_after must be at least 1"));
+                }
+                // `None` (a bad interval, already reported) fails the upstream below.
+                interval.map(|interval| {
+                    Some(HealthSpec {
+                        path: h.path.clone(),
+                        interval,
+                        unhealthy_after,
+                        healthy_after,
+                    })
+                })
+            }
+        };
+        // Only now, so every error of the upstream above is reported.
+        let (Some(url), Some(timeout), Some(health)) = (url, timeout, health) else {
+            return None;
+        };
+        let client = match reqwest::Client::builder()
+            // A confirm check must see the merchant's own answer, not wherever it redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                self.error(
+                    &base,
+                    format!("upstream \"{name}\": cannot build HTTP client: {e}"),
+                );
+                return None;
+            }
+        };
+        Some(Upstream {
+            name: name.to_owned(),
+            ruleset: ruleset.into(),
+            url: url.trim_end_matches('/').to_owned(),
+            timeout,
+            headers,
+            health,
+            client,
+            state: Arc::new(HealthState::default()),
+        })
+    }
+}
