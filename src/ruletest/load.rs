@@ -1,0 +1,399 @@
+//! Reading a rule test file into a [`Suite`]: its shape, its times and requests, and the names
+//! its cases use, each error located in the file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::DateTime;
+
+use super::names::CaseNames;
+use super::{Case, RawSuite, Suite};
+use crate::payload::{self, Parsed};
+use crate::rules::yaml::{self, Seg};
+use crate::rules::{LoadError, Rules};
+
+/// Reads every `tests/*.yaml` under the rules directory. Errors are `FILE:LINE:COL: message`.
+///
+/// Beyond the shape, every name a case uses must exist in its ruleset: canned upstreams and
+/// health states name upstreams it defines (health only ones with a probe), canned calls are
+/// `METHOD /path` with a method rules can call with, `expect.rule` and `expect.shadow` name its
+/// rules, and case names are unique in a file. A canned answer that no rule would ask for with
+/// the case's request is a warning ([`Suite::warnings`]).
+pub fn load_suites(rules_dir: &Path, rules: &Rules) -> Result<Vec<Suite>, Vec<LoadError>> {
+    let dir = rules_dir.join("tests");
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml") && p.is_file())
+            .filter(|p| {
+                !p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(vec![LoadError {
+                file: dir,
+                location: None,
+                message: format!("cannot read: {e}"),
+            }])
+        }
+    };
+    files.sort();
+    let mut suites = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        match load_suite(&file, rules) {
+            Ok(s) => suites.push(s),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(suites)
+    } else {
+        Err(errors)
+    }
+}
+
+fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
+    let error = |location, message: String| LoadError {
+        file: file.to_owned(),
+        location,
+        message,
+    };
+    let src =
+        crate::rules::read_text(file).map_err(|e| vec![e.into_load_error(file.to_owned(), "")])?;
+    let raw: RawSuite = yaml::from_str(&src).map_err(|e| vec![error(e.location, e.message)])?;
+    let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
+    let mut errors = Vec::new();
+    // A repeated key would have a case test another answer (or request) than the one its
+    // author is looking at.
+    match yaml::check_document(&src) {
+        Ok(duplicates) => {
+            errors.extend(duplicates.into_iter().map(|e| error(e.location, e.message)))
+        }
+        Err(e) => errors.push(error(e.location, e.message)),
+    }
+    if rules.get(&raw.ruleset).is_none() {
+        let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
+        errors.push(error(
+            at(&[Seg::Key("ruleset")]),
+            format!(
+                "unknown ruleset \"{}\", expected one of {}",
+                raw.ruleset,
+                known.join(", ")
+            ),
+        ));
+    }
+    let parse_now = |s: &str, path: &[Seg<'_>], errors: &mut Vec<LoadError>| {
+        match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                errors.push(error(
+                    at(path),
+                    format!(
+                        "invalid time \"{s}\", expected RFC 3339 like 2026-12-01T12:00:00+09:00"
+                    ),
+                ));
+                None
+            }
+        }
+    };
+    let suite_now = raw
+        .now
+        .as_deref()
+        .and_then(|s| parse_now(s, &[Seg::Key("now")], &mut errors));
+    let ruleset = rules.get(&raw.ruleset).map(|r| &**r);
+    let mut warnings = Vec::new();
+    let mut first_named: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in raw.cases.iter().enumerate() {
+        if let Some(&first) = first_named.get(c.name.as_str()) {
+            let first_at = yaml::locate(
+                &src,
+                &[Seg::Key("cases"), Seg::Index(first), Seg::Key("name")],
+            );
+            errors.push(error(
+                at(&[Seg::Key("cases"), Seg::Index(i), Seg::Key("name")]),
+                format!(
+                    "duplicate case name \"{}\" (also at line {}): case names are unique in a file",
+                    c.name, first_at.line
+                ),
+            ));
+        } else {
+            first_named.insert(&c.name, i);
+        }
+    }
+    let mut cases = Vec::new();
+    for (i, c) in raw.cases.into_iter().enumerate() {
+        let now = match c.now.as_deref() {
+            Some(s) => parse_now(
+                s,
+                &[Seg::Key("cases"), Seg::Index(i), Seg::Key("now")],
+                &mut errors,
+            ),
+            None => suite_now,
+        };
+        let (body, content_type) = match &c.request {
+            serde_json::Value::String(s) => (s.clone().into_bytes(), None),
+            v @ serde_json::Value::Object(_) => {
+                (v.to_string().into_bytes(), Some("application/json"))
+            }
+            _ => {
+                errors.push(error(
+                    at(&[Seg::Key("cases"), Seg::Index(i), Seg::Key("request")]),
+                    "request must be a mapping (sent as JSON) or a string (sent as it is)".into(),
+                ));
+                continue;
+            }
+        };
+        if c.expect.reason.is_some() && c.expect.reason_contains.is_some() {
+            errors.push(error(
+                at(&[Seg::Key("cases"), Seg::Index(i), Seg::Key("expect")]),
+                "give reason or reason_contains, not both".into(),
+            ));
+        }
+        let names = CaseNames {
+            src: &src,
+            case: i,
+            ruleset,
+        };
+        for (path, message) in names.errors(&c) {
+            errors.push(error(Some(path), message));
+        }
+        if let Some(ruleset) = ruleset {
+            let req = match payload::parse(content_type, &body) {
+                Ok(Parsed::Confirm(req)) => Some(req),
+                _ => None,
+            };
+            for (path, message) in names.unused(ruleset, &c, req.as_ref()) {
+                warnings.push(error(Some(path), message));
+            }
+        }
+        cases.push(Case {
+            name: c.name,
+            body,
+            content_type,
+            now,
+            upstreams: c.upstreams,
+            health: c.health,
+            expect: c.expect,
+        });
+    }
+    // In the order they are written, whichever check found them.
+    let place = |e: &LoadError| e.location.map(|l| (l.line, l.column));
+    errors.sort_by_key(place);
+    warnings.sort_by_key(place);
+    if errors.is_empty() {
+        Ok(Suite {
+            file: file.to_owned(),
+            ruleset: raw.ruleset,
+            warnings,
+            cases,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::ScriptEngine;
+
+    const RULES: &str = r#"upstreams:
+  shop:
+    url: "http://127.0.0.1:9"
+    health: { path: /health }
+  pay: { url: "http://127.0.0.1:9" }
+rules:
+  - name: shop-up
+    healthy: shop
+    reason: down
+  - name: stock
+    fetch: { upstream: shop, path: "/api/stock/{order_id}", query: { n: "{amount} left" } }
+    reason: sold out
+  - name: trial
+    amount: { max: 100 }
+    mode: shadow
+    reason: over
+  - name: existing
+    forward: { upstream: shop, path: /payments/confirm }
+"#;
+
+    /// Loads `RULES` as `default` and `test` as `tests/t.yaml`: the suite's warnings, or its
+    /// errors, each as `tests/t.yaml:LINE:COL: message`.
+    fn load(test: &str) -> Result<Vec<String>, Vec<String>> {
+        load_with(RULES, test)
+    }
+
+    /// [`load`] with other rules.
+    fn load_with(rules: &str, test: &str) -> Result<Vec<String>, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.yaml"), rules).unwrap();
+        std::fs::create_dir(dir.path().join("tests")).unwrap();
+        std::fs::write(dir.path().join("tests/t.yaml"), test).unwrap();
+        let engine = ScriptEngine::new();
+        let env = |_: &str| None;
+        let opts = crate::rules::LoadOptions {
+            engine: &engine,
+            env: &env,
+        };
+        let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
+        let prefix = format!("{}/", dir.path().display());
+        let lines = |e: Vec<LoadError>| -> Vec<String> {
+            e.iter()
+                .map(|e| e.to_string().replace(&prefix, ""))
+                .collect()
+        };
+        load_suites(dir.path(), &rules)
+            .map(|suites| suites.into_iter().flat_map(|s| s.warnings).collect())
+            .map(lines)
+            .map_err(lines)
+    }
+
+    fn errors(test: &str) -> Vec<String> {
+        load(test).expect_err("the test file should be refused")
+    }
+
+    fn warnings(test: &str) -> Vec<String> {
+        load(test).expect("the test file should load")
+    }
+
+    const CASE: &str = "ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50 }\n";
+
+    #[test]
+    fn canned_answers_for_an_upstream_the_ruleset_does_not_define_are_an_error() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      nope:\n        \"GET /x\": {{ status: 200 }}\n    expect: {{ decision: approve }}\n"
+            )),
+            ["tests/t.yaml:6:7: unknown upstream \"nope\", expected one of pay, shop"]
+        );
+    }
+
+    #[test]
+    fn canned_calls_need_a_known_method_and_a_path() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GETT /x\": {{ status: 200 }}\n        nospace: {{ status: 200 }}\n        \"GET x\": {{ status: 200 }}\n    expect: {{ decision: approve }}\n"
+            )),
+            [
+                "tests/t.yaml:7:9: invalid canned call \"GETT /x\": unknown method \"GETT\", expected GET, POST or PUT",
+                "tests/t.yaml:8:9: invalid canned call \"nospace\", expected a method and a path like \"GET /api/stock/order-1\"",
+                "tests/t.yaml:9:9: invalid canned call \"GET x\", expected a method and a path like \"GET /api/stock/order-1\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn health_of_an_upstream_without_a_probe_or_not_defined_is_an_error() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    health: {{ shop: up, nope: up, pay: down }}\n    expect: {{ decision: approve }}\n"
+            )),
+            [
+                "tests/t.yaml:5:25: unknown upstream \"nope\", expected one of pay, shop",
+                "tests/t.yaml:5:35: upstream \"pay\" has no health probe, so no rule reads its health",
+            ]
+        );
+    }
+
+    #[test]
+    fn expected_rules_must_be_rules_of_the_ruleset() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    expect: {{ decision: reject, rule: nosuchrule, shadow: [trial, trail] }}\n"
+            )),
+            [
+                "tests/t.yaml:5:39: unknown rule \"nosuchrule\", ruleset \"default\" has rules shop-up, stock, trial, existing",
+                "tests/t.yaml:5:67: unknown rule \"trail\", ruleset \"default\" has rules shop-up, stock, trial, existing",
+            ]
+        );
+    }
+
+    #[test]
+    fn case_names_are_unique_in_a_file() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    expect: {{ decision: reject }}\n  - name: b\n    request: {{ imp_uid: i, merchant_uid: o-2, amount: 50 }}\n    expect: {{ decision: reject }}\n  - name: a\n    request: {{ imp_uid: i, merchant_uid: o-3, amount: 50 }}\n    expect: {{ decision: reject }}\n"
+            )),
+            ["tests/t.yaml:9:11: duplicate case name \"a\" (also at line 3): case names are unique in a file"]
+        );
+    }
+
+    #[test]
+    fn a_repeated_key_or_call_is_an_error() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GET /x\": {{ status: 200 }}\n        \"GET /x\": {{ status: 500 }}\n    expect: {{ decision: approve }}\n"
+            )),
+            ["tests/t.yaml:8:9: cases[0].upstreams.shop: duplicate key \"GET /x\" (first at line 7): a key may appear only once in a mapping"]
+        );
+        assert_eq!(
+            errors("ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50, amount: 5000 }\n    expect: { decision: approve }\n"),
+            ["tests/t.yaml:4:59: cases[0].request: duplicate key \"amount\" (first at line 4): a key may appear only once in a mapping"]
+        );
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GET /api/stock/o-1?n=50+left\": {{ status: 200 }}\n        \"get  /api/stock/o-1?n=50+left\": {{ status: 500 }}\n    expect: {{ decision: approve }}\n"
+            )),
+            ["tests/t.yaml:8:9: canned call \"get  /api/stock/o-1?n=50+left\" is the same call as \"GET /api/stock/o-1?n=50+left\""]
+        );
+    }
+
+    #[test]
+    fn the_ruleset_must_exist() {
+        assert_eq!(
+            errors("ruleset: shop\ncases: []\n"),
+            ["tests/t.yaml:1:10: unknown ruleset \"shop\", expected one of default"]
+        );
+    }
+
+    #[test]
+    fn canned_answers_the_rules_do_ask_for_load_without_warnings() {
+        // As the rule renders it: the order id percent-encoded in the path, the query value
+        // form-encoded. (The method's case does not matter.)
+        for key in [
+            "GET /api/stock/o%201?n=50+left",
+            "get /api/stock/o%201?n=50+left",
+        ] {
+            assert_eq!(
+                warnings(&format!(
+                    "ruleset: default\ncases:\n  - name: a\n    request: {{ imp_uid: i, merchant_uid: o 1, amount: 50 }}\n    health: {{ shop: up }}\n    upstreams:\n      shop:\n        \"{key}\": {{ status: 200 }}\n        \"POST /payments/confirm\": {{ status: 200 }}\n    expect: {{ decision: approve }}\n"
+                )),
+                Vec::<String>::new(),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn canned_answers_no_rule_asks_for_are_warnings() {
+        let calls = "for this request the rules of ruleset \"default\" call \"shop\" with \"GET /api/stock/o-1?n=50+left\", \"POST /payments/confirm\"";
+        assert_eq!(
+            warnings(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GET /api/stock/o-2?n=50+left\": {{ status: 200 }}\n        \"GET /api/stock/o-1\": {{ status: 200 }}\n        \"PUT /payments/confirm\": {{ status: 200 }}\n        \"GET /health\": {{ status: 200 }}\n      pay:\n        \"POST /x\": {{ status: 200 }}\n    expect: {{ decision: approve }}\n"
+            )),
+            [
+                format!("tests/t.yaml:7:9: canned answer \"GET /api/stock/o-2?n=50+left\" is never used: {calls}"),
+                format!("tests/t.yaml:8:9: canned answer \"GET /api/stock/o-1\" is never used: {calls}"),
+                format!("tests/t.yaml:9:9: canned answer \"PUT /payments/confirm\" is never used: {calls}"),
+                format!("tests/t.yaml:10:9: canned answer \"GET /health\" is never used: {calls} (rule tests make no health probes: set health: {{ shop: up }} instead)"),
+                "tests/t.yaml:12:9: canned answer \"POST /x\" is never used: no rule of ruleset \"default\" calls upstream \"pay\"".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_health_state_no_rule_reads_is_a_warning() {
+        let rules = "upstreams:\n  shop: { url: \"http://127.0.0.1:9\", health: { path: /health } }\nrules:\n  - name: parked\n    healthy: shop\n    mode: off\n    reason: x\n  - name: limit\n    amount: { max: 100 }\n    reason: y\n";
+        let test =
+            format!("{CASE}    health: {{ shop: up }}\n    expect: {{ decision: approve }}\n");
+        assert_eq!(
+            load_with(rules, &test).expect("the test file should load"),
+            ["tests/t.yaml:5:15: no rule of ruleset \"default\" reads the health of \"shop\" (no healthy: shop rule)"]
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! Whether the names a case uses exist in its ruleset, and which of its canned answers and
+//! health states no rule would read; the engine's own code says which calls the rules make.
+
+use std::collections::HashMap;
+
+use super::RawCase;
+use crate::engine;
+use crate::payload::ConfirmRequest;
+use crate::rules::yaml::{self, Location, Seg};
+use crate::rules::{Check, Mode, Ruleset};
+use crate::upstream::canned;
+
+/// Checks the names one case uses against its ruleset (`None` when the file names no ruleset
+/// that exists, which is reported on its own).
+pub(super) struct CaseNames<'a> {
+    pub(super) src: &'a str,
+    pub(super) case: usize,
+    pub(super) ruleset: Option<&'a Ruleset>,
+}
+
+impl CaseNames<'_> {
+    /// Where the value at `path` (below this case) is.
+    fn value(&self, path: &[Seg<'_>]) -> Location {
+        let mut full = vec![Seg::Key("cases"), Seg::Index(self.case)];
+        full.extend_from_slice(path);
+        yaml::locate(self.src, &full)
+    }
+
+    /// Where the mapping key at `path` (below this case) is; its value's place if it has none.
+    fn key(&self, path: &[Seg<'_>]) -> Location {
+        let mut full = vec![Seg::Key("cases"), Seg::Index(self.case)];
+        full.extend_from_slice(path);
+        yaml::locate_key(self.src, &full).unwrap_or_else(|| yaml::locate(self.src, &full))
+    }
+
+    /// Every name the case uses that does not exist, with where it is written.
+    pub(super) fn errors(&self, c: &RawCase) -> Vec<(Location, String)> {
+        let mut out = Vec::new();
+        for (up, answers) in &c.upstreams {
+            if let Some(ruleset) = self.ruleset {
+                if !ruleset.upstreams.contains_key(up) {
+                    out.push((
+                        self.key(&[Seg::Key("upstreams"), Seg::Key(up)]),
+                        format!("unknown upstream \"{up}\", {}", upstreams_expected(ruleset)),
+                    ));
+                }
+            }
+            // In file order, so that a repeated call is reported where it is repeated.
+            let mut keys: Vec<(Location, &str)> = answers
+                .keys()
+                .map(|key| {
+                    let at = self.key(&[Seg::Key("upstreams"), Seg::Key(up), Seg::Key(key)]);
+                    (at, key.as_str())
+                })
+                .collect();
+            keys.sort_by_key(|(at, _)| (at.line, at.column));
+            let mut seen: HashMap<String, &str> = HashMap::new();
+            for (at, key) in keys {
+                match canned::check_key(key) {
+                    Err(e) => out.push((at, e)),
+                    Ok(normal) => {
+                        if let Some(first) = seen.insert(normal, key) {
+                            out.push((
+                                at,
+                                format!("canned call \"{key}\" is the same call as \"{first}\""),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(ruleset) = self.ruleset {
+            for up in c.health.keys() {
+                let at = self.key(&[Seg::Key("health"), Seg::Key(up)]);
+                match ruleset.upstreams.get(up) {
+                    None => out.push((
+                        at,
+                        format!("unknown upstream \"{up}\", {}", upstreams_expected(ruleset)),
+                    )),
+                    Some(u) if u.health.is_none() => out.push((
+                        at,
+                        format!(
+                            "upstream \"{up}\" has no health probe, so no rule reads its health"
+                        ),
+                    )),
+                    Some(_) => {}
+                }
+            }
+            let rule_exists = |name: &str| ruleset.rules.iter().any(|r| &*r.name == name);
+            if let Some(rule) = &c.expect.rule {
+                if !rule_exists(rule) {
+                    out.push((
+                        self.value(&[Seg::Key("expect"), Seg::Key("rule")]),
+                        format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
+                    ));
+                }
+            }
+            for (j, rule) in c.expect.shadow.iter().flatten().enumerate() {
+                if !rule_exists(rule) {
+                    out.push((
+                        self.value(&[Seg::Key("expect"), Seg::Key("shadow"), Seg::Index(j)]),
+                        format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Canned answers and health states of known upstreams that no rule would read for this
+    /// case's request. Without a request (the case's is not a confirm request, so no rule runs
+    /// at all), only whether any rule could read a health state.
+    pub(super) fn unused(
+        &self,
+        ruleset: &Ruleset,
+        c: &RawCase,
+        req: Option<&ConfirmRequest>,
+    ) -> Vec<(Location, String)> {
+        let mut out = Vec::new();
+        for up in c.health.keys() {
+            let probed = ruleset
+                .upstreams
+                .get(up)
+                .is_some_and(|u| u.health.is_some());
+            let read = ruleset.rules.iter().any(|r| {
+                r.mode != Mode::Off && matches!(&r.check, Check::Healthy(u) if u.name == *up)
+            });
+            if probed && !read {
+                out.push((
+                    self.key(&[Seg::Key("health"), Seg::Key(up)]),
+                    format!(
+                        "no rule of ruleset \"{}\" reads the health of \"{up}\" (no healthy: {up} rule)",
+                        ruleset.name
+                    ),
+                ));
+            }
+        }
+        let Some(req) = req else {
+            return out;
+        };
+        let calls = calls(ruleset, req);
+        for (up, answers) in &c.upstreams {
+            let Some(upstream) = ruleset.upstreams.get(up) else {
+                continue;
+            };
+            let to_up: Vec<&str> = calls
+                .iter()
+                .filter(|(name, _)| name == up)
+                .map(|(_, key)| key.as_str())
+                .collect();
+            for key in answers.keys() {
+                let Ok(normal) = canned::check_key(key) else {
+                    continue;
+                };
+                if to_up.contains(&normal.as_str()) {
+                    continue;
+                }
+                let mut message = if to_up.is_empty() {
+                    format!(
+                        "canned answer \"{key}\" is never used: no rule of ruleset \"{}\" calls upstream \"{up}\"",
+                        ruleset.name
+                    )
+                } else {
+                    let made: Vec<String> = to_up.iter().map(|key| format!("\"{key}\"")).collect();
+                    format!(
+                        "canned answer \"{key}\" is never used: for this request the rules of ruleset \"{}\" call \"{up}\" with {}",
+                        ruleset.name,
+                        made.join(", ")
+                    )
+                };
+                if let Some(h) = &upstream.health {
+                    if normal == format!("GET {}", h.path) {
+                        message.push_str(&format!(
+                            " (rule tests make no health probes: set health: {{ {up}: up }} instead)"
+                        ));
+                    }
+                }
+                out.push((
+                    self.key(&[Seg::Key("upstreams"), Seg::Key(up), Seg::Key(key)]),
+                    message,
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn upstreams_expected(ruleset: &Ruleset) -> String {
+    if ruleset.upstreams.is_empty() {
+        format!("ruleset \"{}\" defines no upstreams", ruleset.name)
+    } else {
+        let known: Vec<&str> = ruleset.upstreams.keys().map(String::as_str).collect();
+        format!("expected one of {}", known.join(", "))
+    }
+}
+
+fn rules_expected(ruleset: &Ruleset) -> String {
+    let known: Vec<&str> = ruleset.rules.iter().map(|r| &*r.name).collect();
+    format!(
+        "ruleset \"{}\" has rules {}",
+        ruleset.name,
+        known.join(", ")
+    )
+}
+
+/// The canned keys (`"METHOD /path?query"`, upstream name first) of every call the ruleset's
+/// `fetch` and `forward` rules (but those with `mode: off`) would make for `req`, built by the
+/// engine's own code, so a key matches exactly when the engine would ask for it.
+fn calls(ruleset: &Ruleset, req: &ConfirmRequest) -> Vec<(String, String)> {
+    ruleset
+        .rules
+        .iter()
+        .filter(|r| r.mode != Mode::Off)
+        .filter_map(|rule| match &rule.check {
+            Check::Fetch(f) => {
+                let call = engine::fetch_call(f, req).ok()?;
+                let key = format!("{} {}", call.method, call.path_and_query);
+                Some((f.upstream.name.clone(), key))
+            }
+            Check::Forward(fw) => Some((fw.upstream.name.clone(), format!("POST {}", fw.path))),
+            _ => None,
+        })
+        .collect()
+}
