@@ -31,6 +31,27 @@ pub const RELOADS: &str = "confirm_proxy_reloads_total";
 /// Decision-log records that could not be written (must stay 0).
 pub const DECISION_LOG_DROPPED: &str = "confirm_proxy_decision_log_dropped_total";
 
+/// The `# HELP` line of each recorded metric (the health gauge writes its own).
+const HELP: [(&str, &str); 8] = [
+    (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
+    (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
+    (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject)."),
+    (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class, or refused, dns, timeout, error, cancelled)."),
+    (UPSTREAM_DURATION, "Duration of calls to merchant upstreams."),
+    (HEALTH_PROBES, "Health probes of upstreams by result (success, failure)."),
+    (RELOADS, "Rule reloads by result (applied, unchanged, rejected)."),
+    (DECISION_LOG_DROPPED, "Decision-log records that could not be written (should stay 0)."),
+];
+
+/// Gives `name` its help text, as whichever kind of metric it is.
+fn describe(name: &'static str, help: &'static str) {
+    if name.ends_with("_seconds") {
+        metrics::describe_histogram!(name, metrics::Unit::Seconds, help);
+    } else {
+        metrics::describe_counter!(name, help);
+    }
+}
+
 /// Buckets fit for millisecond decisions, up to PortOne's timeout.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -86,9 +107,16 @@ impl Metrics {
             handle,
             unknown: Arc::new(unknown),
         };
-        // Registered up front so dashboards and alerts see 0, not "no data".
         m.record(|| {
+            for (name, help) in HELP {
+                describe(name, help);
+            }
+            // Registered up front so dashboards and alerts see 0, not "no data": an
+            // `increase(…) > 0` alert misses a series that is born at 1.
             counter!(DECISION_LOG_DROPPED).absolute(0);
+            for result in ["applied", "unchanged", "rejected"] {
+                counter!(RELOADS, "result" => result).absolute(0);
+            }
         });
         m
     }
@@ -275,6 +303,22 @@ mod tests {
         let text = m.render();
         let count = format!(r#"{REQUEST_DURATION}_count{{ruleset="unknown"}} 1000"#);
         assert!(text.contains(&count), "{text}");
+    }
+
+    /// Alerts on `increase(…) > 0` need the series before the first event; operators need
+    /// to know what each metric counts.
+    #[test]
+    fn counters_alerts_read_exist_at_zero_and_every_metric_has_help() {
+        let m = Metrics::new();
+        m.decision(None, &Decision::approve(None), Duration::from_millis(1));
+        let text = m.render();
+        for result in ["applied", "unchanged", "rejected"] {
+            let line = format!("{RELOADS}{{result=\"{result}\"}} 0\n");
+            assert!(text.contains(&line), "{text}");
+        }
+        for name in [REQUESTS, REQUEST_DURATION, RELOADS, DECISION_LOG_DROPPED] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
+        }
     }
 
     #[test]

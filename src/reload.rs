@@ -611,6 +611,54 @@ mod tests {
         );
     }
 
+    /// One broken save the watcher reports twice is one failure; an operator asking again (or
+    /// a different error) is a new one.
+    #[tokio::test]
+    async fn the_watcher_reporting_the_same_broken_files_again_is_one_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        let metrics = Metrics::new();
+        let store = store_with(dir.path(), metrics.clone());
+        let rejected = |n: u64| {
+            let text = metrics.render();
+            assert!(
+                text.contains(&format!(
+                    "confirm_proxy_reloads_total{{result=\"rejected\"}} {n}\n"
+                )),
+                "{text}"
+            );
+        };
+        std::fs::write(dir.path().join("default.yaml"), "rules: [oops").unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                store.reload(Trigger::Watch).await,
+                ReloadOutcome::Rejected { .. }
+            ));
+        }
+        rejected(1);
+        let first = store.last_error().unwrap().at;
+        assert!(matches!(
+            store.reload(Trigger::Admin).await,
+            ReloadOutcome::Rejected { .. }
+        ));
+        rejected(2);
+        std::fs::write(dir.path().join("default.yaml"), "rules: [oops, again").unwrap();
+        assert!(matches!(
+            store.reload(Trigger::Watch).await,
+            ReloadOutcome::Rejected { .. }
+        ));
+        rejected(3);
+        assert!(store.last_error().unwrap().at >= first);
+
+        // Back to the running files: unchanged, and the error is over.
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        assert!(matches!(
+            store.reload(Trigger::Watch).await,
+            ReloadOutcome::Unchanged { .. }
+        ));
+        assert!(store.last_error().is_none());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn watch_events_are_debounced_into_one_reload() {
         let dir = tempfile::tempdir().unwrap();

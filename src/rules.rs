@@ -290,6 +290,16 @@ pub enum Health {
     Down,
 }
 
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
+        })
+    }
+}
+
 /// Lock-free health state read by every `healthy` rule.
 #[derive(Debug, Default)]
 pub struct HealthState(AtomicU8);

@@ -268,7 +268,13 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
             headers: http::HeaderMap::new(),
             body: None,
         };
-        let ok = matches!(send(&up, call).await, Ok(r) if (200..300).contains(&r.status));
+        // Why a probe failed, for the operator reading the log when the shop goes down.
+        let failure = match send(&up, call).await {
+            Ok(r) if (200..300).contains(&r.status) => None,
+            Ok(r) => Some(format!("{} answered {}", spec.path, r.status)),
+            Err(e) => Some(format!("{}: {e}", spec.path)),
+        };
+        let ok = failure.is_none();
         if ok {
             ups += 1;
             downs = 0;
@@ -293,7 +299,21 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
         };
         if after != before {
             up.state.set(after);
-            tracing::info!(upstream = %up.name, from = ?before, to = ?after, "upstream health changed");
+            match (after, failure) {
+                (Health::Down, Some(cause)) => tracing::warn!(
+                    ruleset = %up.ruleset,
+                    upstream = %up.name,
+                    from = %before,
+                    failed_probes = downs,
+                    "upstream unhealthy: {cause}"
+                ),
+                _ => tracing::info!(
+                    ruleset = %up.ruleset,
+                    upstream = %up.name,
+                    from = %before,
+                    "upstream healthy"
+                ),
+            }
         }
         observer(&up, ok, after);
     }
