@@ -394,3 +394,27 @@ async fn sigterm_waits_for_an_evaluation_whose_caller_hung_up() {
     .await;
     assert!(logged, "{}", proc.log_text());
 }
+
+/// An operator filtering for warnings sees the shop go down, and why.
+#[tokio::test]
+async fn an_upstream_turning_unhealthy_is_a_warning_with_its_cause() {
+    // Port 1 on loopback: nothing listens, so the probe's connection is refused.
+    let rules = Rules::with(
+        "default.yaml",
+        "upstreams:\n  shop: { url: \"http://127.0.0.1:1\", health: { path: /health, interval: 100ms } }\nrules:\n  - name: up\n    healthy: shop\n    reason: 점검 중\n",
+    );
+    let proc = Process::serve(rules.path(), &[]).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            proc.log_text().contains(" WARN ")
+        })
+        .await
+    );
+    let log = proc.log_text();
+    let line = log.lines().find(|l| l.contains(" WARN ")).unwrap();
+    assert!(
+        line.contains("upstream unhealthy: /health: connection refused")
+            && line.contains("ruleset=default upstream=shop from=unknown"),
+        "{log}"
+    );
+}
