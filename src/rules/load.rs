@@ -70,6 +70,17 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
             errors.append(&mut file.errors);
         }
     }
+    // Nothing to evaluate refuses every payment with 404, while the proxy would look healthy:
+    // a wrong --rules path, or a deploy that removed the files, must not go live.
+    if errors.is_empty() && rulesets.is_empty() {
+        errors.push(LoadError {
+            file: dir.to_owned(),
+            location: None,
+            message: "no rulesets: no *.yaml rule file directly in this directory, so every \
+                      confirm request would be refused with 404"
+                .to_owned(),
+        });
+    }
     if !errors.is_empty() {
         return Err(LoadErrors(errors));
     }

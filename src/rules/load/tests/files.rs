@@ -468,6 +468,21 @@ fn hidden_files_are_ignored() {
     assert_eq!(rules.rulesets.keys().collect::<Vec<_>>(), ["default"]);
 }
 
+/// A wrong `--rules` path or a deploy that emptied the directory must not go live (or pass
+/// `check`): with no ruleset every payment would get 404.
+#[test]
+fn a_directory_without_rulesets_does_not_load() {
+    let dir = RulesDir::new();
+    dir.write("notes.md", "# rules live elsewhere\n")
+        .write("tests/default.yaml", "ruleset: default\ncases: []\n")
+        .write("default.yml", ONE_RULE);
+    let message = "no rulesets: no *.yaml rule file directly in this directory, so every confirm request would be refused with 404";
+    assert_eq!(
+        dir.errors(),
+        [format!("{}: {message}", dir.path().display())]
+    );
+}
+
 #[test]
 fn bad_ruleset_names_are_errors() {
     let dir = RulesDir::new();
