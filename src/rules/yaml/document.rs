@@ -92,7 +92,10 @@ fn syntax_error(src: &str, e: &serde_yaml::Error) -> ParseError {
             None => message.push_str(&format!(" (while {what})")),
         }
     }
-    if message.contains("expected ',' or '}'") {
+    if let Some(hint) = hint(src, location, &message) {
+        message.push_str(": ");
+        message.push_str(hint);
+    } else if message.contains("expected ',' or '}'") {
         message
             .push_str(": a flow mapping { ... } needs a \",\" between entries and a closing \"}\"");
     } else if message.contains("expected ',' or ']'") {
@@ -103,6 +106,36 @@ fn syntax_error(src: &str, e: &serde_yaml::Error) -> ParseError {
         location: Some(location),
         message,
     }
+}
+
+/// What to do about the YAML mistakes operators make most, which libyaml describes in terms of
+/// its scanner: a tab in the indentation, `: ` inside an unquoted value (a Korean reason such as
+/// `주의: …`), a value starting with a character YAML reserves, a line indented wrongly.
+fn hint(src: &str, at: Location, message: &str) -> Option<&'static str> {
+    let found = src
+        .lines()
+        .nth(at.line.checked_sub(1)?)
+        .and_then(|line| line.chars().nth(at.column.checked_sub(1)?));
+    if message.starts_with("found character that cannot start any token") {
+        return match found? {
+            '\t' => Some("a tab; YAML indents with spaces only, so replace the tab with spaces"),
+            '@' | '`' => {
+                Some("a value starting with @ or a backquote must be quoted, e.g. \"@home\"")
+            }
+            _ => None,
+        };
+    }
+    if message.starts_with("mapping values are not allowed in this context") {
+        return Some(
+            "a value holding \": \" (a colon and a space) must be quoted, e.g. reason: \"주의: 한도 초과\"",
+        );
+    }
+    if message.starts_with("did not find expected key")
+        || message.starts_with("did not find expected '-' indicator")
+    {
+        return Some("check this line's indentation against the lines above it (spaces only)");
+    }
+    None
 }
 
 /// `L column C` as libyaml writes a position.

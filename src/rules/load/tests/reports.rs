@@ -530,6 +530,30 @@ fn messages_say_what_the_yaml_should_hold() {
             r#"did not find expected ',' or '}' (while parsing a flow mapping that starts at line 3 column 13): a flow mapping { ... } needs a "," between entries and a closing "}""#,
         ),
         (
+            "a tab in the indentation",
+            "rules:\n\t- name: a\n",
+            (2, 1),
+            "found character that cannot start any token (while scanning for the next token): a tab; YAML indents with spaces only, so replace the tab with spaces",
+        ),
+        (
+            "a Korean reason with a colon, unquoted",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: 주의: 한도 초과\n",
+            (4, 15),
+            r#"mapping values are not allowed in this context: a value holding ": " (a colon and a space) must be quoted, e.g. reason: "주의: 한도 초과""#,
+        ),
+        (
+            "a value starting with @",
+            "rules:\n  - name: a\n    reason: @home\n",
+            (3, 13),
+            r#"found character that cannot start any token (while scanning for the next token): a value starting with @ or a backquote must be quoted, e.g. "@home""#,
+        ),
+        (
+            "a key indented one space too little",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n   reason: x\n",
+            (4, 4),
+            "did not find expected '-' indicator (while parsing a block collection that starts at line 2 column 3): check this line's indentation against the lines above it (spaces only)",
+        ),
+        (
             "a flow sequence cut off",
             "rules: [oops\n",
             (1, 8),
