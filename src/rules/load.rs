@@ -183,6 +183,17 @@ impl FileCompiler<'_, '_> {
         self.error_at(location, message);
     }
 
+    /// A warning at the node `path`, as `FILE:LINE:COL: message`.
+    fn warn(&mut self, path: &[Seg<'_>], message: impl std::fmt::Display) {
+        let at = yaml::locate(self.src, path);
+        self.warnings.push(format!(
+            "{}:{}:{}: {message}",
+            self.path.display(),
+            at.line,
+            at.column
+        ));
+    }
+
     fn error_at(&mut self, location: Location, message: impl Into<String>) {
         self.errors.push(LoadError {
             file: self.path.to_owned(),

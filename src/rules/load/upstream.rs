@@ -11,11 +11,12 @@ use super::{Env, FileCompiler};
 
 /// Replaces `${VAR}` from the environment: `Ok((value, substituted_any))`, or every problem
 /// of `s` (each unset variable, not only the first).
-fn substitute(s: &str, env: Env<'_>) -> Result<(String, bool), Vec<String>> {
+fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
     let mut out = String::with_capacity(s.len());
     let mut errors = Vec::new();
     let mut rest = s;
     let mut any = false;
+    let mut empty = Vec::new();
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
         let tail = &rest[i + 2..];
@@ -28,6 +29,9 @@ fn substitute(s: &str, env: Env<'_>) -> Result<(String, bool), Vec<String>> {
         if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             errors.push(format!("invalid variable name \"{var}\" in ${{...}}"));
         } else if let Some(value) = env(var) {
+            if value.is_empty() {
+                empty.push(var.to_owned());
+            }
             out.push_str(&value);
             any = true;
         } else {
@@ -39,7 +43,21 @@ fn substitute(s: &str, env: Env<'_>) -> Result<(String, bool), Vec<String>> {
         return Err(errors);
     }
     out.push_str(rest);
-    Ok((out, any))
+    Ok(Substituted {
+        value: out,
+        secret: any,
+        empty,
+    })
+}
+
+/// A value with its `${VAR}`s filled in.
+struct Substituted {
+    value: String,
+    /// Whether any part came from the environment: such values may be secrets, never printed.
+    secret: bool,
+    /// Variables that are set but empty: most often a secret that was never filled in (an
+    /// unfilled Kubernetes secret key reads as ""), which loads but sends `Bearer `.
+    empty: Vec<String>,
 }
 
 /// Health probes run at most this often: a shorter interval floods the upstream with probes
@@ -60,7 +78,7 @@ impl FileCompiler<'_, '_> {
         // every header, say), so an operator fixes them in one go.
         let url = match substitute(&raw.url, self.opts.env) {
             // The value may have come from a secret variable; say what is wrong without echoing it.
-            Ok((url, _)) => match reqwest::Url::parse(&url) {
+            Ok(Substituted { value: url, .. }) => match reqwest::Url::parse(&url) {
                 // The url is a base that rule paths are appended to: a query string or fragment
                 // would end up in front of them (`/base?q=1/api/stock`), the path lost.
                 Ok(u)
@@ -105,9 +123,12 @@ impl FileCompiler<'_, '_> {
                 continue;
             };
             match substitute(v, self.opts.env) {
-                Ok((value, secret)) => match http::HeaderValue::from_str(&value) {
+                Ok(sub) => match http::HeaderValue::from_str(&sub.value) {
                     Ok(mut hv) => {
-                        hv.set_sensitive(secret);
+                        for var in &sub.empty {
+                            self.warn(&hpath, format_args!("upstream \"{name}\": header \"{k}\": environment variable {var} is set but empty"));
+                        }
+                        hv.set_sensitive(sub.secret);
                         headers.insert(hname, hv);
                     }
                     Err(_) => self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" has characters not allowed in a header value")),

@@ -167,6 +167,19 @@ rules:
     assert_eq!(set.upstreams["shop"].url, "https://shop.test/v1");
     assert!(set.upstreams["shop"].headers["authorization"].is_sensitive());
     assert!(set.upstreams["typo"].headers["x-key"].is_sensitive());
+    assert!(rules.warnings.is_empty(), "{:?}", rules.warnings);
+
+    // Set but empty (an unfilled secret): it loads, with a warning at the header.
+    let rules = dir.ok_with(&[vars[0], vars[1], ("SHOP_API_TOKEN", ""), ("TYPO_KEY", "k")]);
+    assert_eq!(
+        rules.warnings,
+        [dir.at(
+            DEFAULT,
+            6,
+            31,
+            r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is set but empty"#
+        )]
+    );
 }
 
 #[test]
