@@ -64,7 +64,14 @@ fn clean_message(msg: &str) -> String {
         None => msg,
     };
     // serde_yaml prefixes nested errors with the path ("rules[0]: ..."), which helps; keep it.
+    // Rust's integer type names mean nothing to an operator; every u16 of the rule and test
+    // files is an HTTP status.
     msg.replace('`', "\"")
+        .replace(
+            "expected u16",
+            "expected an HTTP status code (a number such as 409)",
+        )
+        .replace("expected u32", "expected a whole number")
 }
 
 /// How many times a file is read again to find the next error, at most.

@@ -201,7 +201,7 @@ fn wrong_types_are_errors_at_the_value() {
         (
             &format!("settings:\n  reject_status: x\n{ONE_RULE}"),
             (2, 18),
-            r#"settings.reject_status: invalid type: string "x", expected u16"#,
+            r#"settings.reject_status: invalid type: string "x", expected an HTTP status code (a number such as 409)"#,
         ),
         (
             "rules: { amount-range: { min: 1 } }\n",
