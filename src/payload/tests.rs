@@ -1,0 +1,481 @@
+//! The parser through its entry points: every PortOne format, the errors a buyer is shown,
+//! content types and form decoding.
+
+use super::*;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use serde_json::Map;
+
+mod amounts;
+mod duplicates;
+mod fast_path;
+
+const JSON: Option<&str> = Some("application/json");
+
+fn testdata(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../shared/testdata/portone/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn confirm(ct: Option<&str>, body: &[u8]) -> ConfirmRequest {
+    match parse(ct, body) {
+        Ok(Parsed::Confirm(r)) => r,
+        other => panic!("expected a confirm request, got {other:?}"),
+    }
+}
+
+fn err(ct: Option<&str>, body: &str) -> PayloadError {
+    match parse(ct, body.as_bytes()) {
+        Err(e) => e,
+        other => panic!("expected an error for {body}, got {other:?}"),
+    }
+}
+
+#[test]
+fn v1_json() {
+    let r = confirm(JSON, &testdata("v1.json"));
+    assert_eq!(r.api, Api::V1);
+    assert_eq!(r.order_id, "order-20261201-0001");
+    assert_eq!(r.tx_id, "imp_123412341234");
+    assert_eq!(r.amount.to_string(), "50000");
+    assert_eq!(r.amount.as_i64(), Some(50000));
+    assert_eq!(r.store_id, None);
+}
+
+#[test]
+fn v1_form() {
+    let r = confirm(
+        Some("application/x-www-form-urlencoded"),
+        &testdata("v1.form"),
+    );
+    assert_eq!(r.api, Api::V1);
+    assert_eq!(r.order_id, "order-20261201-0001");
+    assert_eq!(r.tx_id, "imp_123412341234");
+    assert_eq!(r.amount.as_i64(), Some(50000));
+    assert_eq!(r.payload.value()["amount"], Value::String("50000".into()));
+}
+
+#[test]
+fn v1_form_without_content_type() {
+    let r = confirm(None, &testdata("v1.form"));
+    assert_eq!(r.order_id, "order-20261201-0001");
+}
+
+#[test]
+fn v1_fractional_is_exact() {
+    let r = confirm(JSON, &testdata("v1-fractional.json"));
+    assert_eq!(r.amount.to_string(), "10.5");
+    assert_eq!(r.amount.value(), Decimal::new(105, 1));
+    assert_eq!(r.amount.as_i64(), None);
+    // A value f64 cannot hold exactly stays exact.
+    let r = confirm(
+        JSON,
+        br#"{"imp_uid":"i","merchant_uid":"m","amount":0.10000000000000000555}"#,
+    );
+    assert_eq!(r.amount.to_string(), "0.10000000000000000555");
+    assert_ne!(r.amount.value(), Decimal::new(1, 1));
+}
+
+#[test]
+fn v2_2024_01_01() {
+    let r = confirm(
+        Some("application/json; charset=utf-8"),
+        &testdata("v2-2024-01-01.json"),
+    );
+    assert_eq!(r.api, Api::V2_2024_01_01);
+    assert_eq!(r.order_id, "example-payment-id");
+    assert_eq!(r.tx_id, "55451513-9763-4a7a-bb43-78a4c65be843");
+    assert_eq!(r.amount.as_i64(), Some(1000));
+}
+
+#[test]
+fn v2_2024_04_25() {
+    let r = confirm(JSON, &testdata("v2-2024-04-25.json"));
+    assert_eq!(r.api, Api::V2_2024_04_25);
+    assert_eq!(r.order_id, "example-payment-id");
+    assert_eq!(r.tx_id, "55451513-9763-4a7a-bb43-78a4c65be843");
+    assert_eq!(
+        r.store_id.as_deref(),
+        Some("store-ae356798-3d20-4969-b739-14c6b0e1a667")
+    );
+    assert_eq!(r.amount.as_i64(), Some(1000));
+    assert_eq!(r.payload.value()["type"], "Transaction.Confirm");
+}
+
+#[test]
+fn v2_other_type_is_ignored() {
+    match parse(JSON, &testdata("v2-2024-04-25-other-type.json")) {
+        Ok(Parsed::Ignored { message_type }) => {
+            assert_eq!(message_type, "Transaction.Cancelled")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn extra_fields_are_kept_in_payload() {
+    let r = confirm(
+        JSON,
+        br#"{"imp_uid":"i","merchant_uid":"m","amount":1,"custom_data":{"vip":true}}"#,
+    );
+    assert_eq!(r.payload.value()["custom_data"]["vip"], true);
+}
+
+#[test]
+fn numeric_string_amounts_are_accepted() {
+    let r = confirm(
+        JSON,
+        br#"{"imp_uid":"i","merchant_uid":"m","amount":"1200"}"#,
+    );
+    assert_eq!(r.amount.as_i64(), Some(1200));
+    assert_eq!(r.amount.to_string(), "1200");
+}
+
+#[test]
+fn malformed_bodies_say_what_is_wrong() {
+    use PayloadError::*;
+    let cases: &[(&str, PayloadError)] = &[
+        (
+            r#"{"merchant_uid":"m","amount":1,"imp_uid":null}"#,
+            Missing("imp_uid"),
+        ),
+        (r#"{"imp_uid":"i","amount":1}"#, Missing("merchant_uid")),
+        (r#"{"imp_uid":"i","merchant_uid":"m"}"#, Missing("amount")),
+        (
+            r#"{"imp_uid":"","merchant_uid":"m","amount":1}"#,
+            Empty("imp_uid"),
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"  ","amount":1}"#,
+            Empty("merchant_uid"),
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":-1}"#,
+            NegativeAmount("amount"),
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":"-5"}"#,
+            NegativeAmount("amount"),
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":"lots"}"#,
+            WrongType {
+                field: "amount",
+                expected: "숫자",
+            },
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":""}"#,
+            Empty("amount"),
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":true}"#,
+            WrongType {
+                field: "amount",
+                expected: "숫자",
+            },
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":1e400}"#,
+            AmountTooLarge("amount"),
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"m","amount":123456789012345678901234567890123}"#,
+            AmountTooLarge("amount"),
+        ),
+        (
+            r#"{"imp_uid":12,"merchant_uid":"m","amount":1}"#,
+            WrongType {
+                field: "imp_uid",
+                expected: "문자열",
+            },
+        ),
+        (r#"{"payment_id":"p","total_amount":1}"#, Missing("tx_id")),
+        (
+            r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t"}}"#,
+            Missing("data.totalAmount"),
+        ),
+        (
+            r#"{"type":"Transaction.Confirm","data":"x"}"#,
+            WrongType {
+                field: "data",
+                expected: "객체",
+            },
+        ),
+        (
+            r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1,"storeId":5}}"#,
+            WrongType {
+                field: "data.storeId",
+                expected: "문자열",
+            },
+        ),
+        (r#"{"hello":"world"}"#, UnknownFormat),
+        ("[1,2,3]", NotAnObject),
+    ];
+    for (body, want) in cases {
+        assert_eq!(&err(JSON, body), want, "body {body}");
+    }
+    assert_eq!(err(JSON, "{not json"), InvalidJson { line: 1, column: 2 });
+    assert!(matches!(err(None, ""), InvalidJson { .. }));
+}
+
+#[test]
+fn invalid_utf8_is_refused() {
+    let body = b"imp_uid=\xff\xfe&merchant_uid=m&amount=1";
+    assert_eq!(
+        parse(Some("application/x-www-form-urlencoded"), body).unwrap_err(),
+        PayloadError::InvalidForm
+    );
+    assert!(matches!(
+        parse(JSON, b"{\"imp_uid\":\"\xff\"}").unwrap_err(),
+        PayloadError::InvalidJson { .. }
+    ));
+}
+
+const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+#[test]
+fn extra_type_and_data_never_make_a_v1_request_ignored() {
+    // The audited fail-open: this used to be answered "ignored" (200, no rules run).
+    for message_type in ["custom", "Transaction.Cancelled", "Transaction.Confirm"] {
+        let body = format!(
+            r#"{{"imp_uid":"i","merchant_uid":"m","amount":1000,"type":"{message_type}","data":{{}}}}"#
+        );
+        let r = confirm(JSON, body.as_bytes());
+        assert_eq!(r.api, Api::V1, "{body}");
+        assert_eq!((r.order_id.as_str(), r.tx_id.as_str()), ("m", "i"));
+        assert_eq!(r.amount.as_i64(), Some(1000));
+        assert_eq!(r.payload.value()["type"], message_type, "kept for rules");
+    }
+    // V1 fields next to type/data make it V1, which must then be valid.
+    assert_eq!(
+        err(
+            JSON,
+            r#"{"merchant_uid":"m","type":"Transaction.Cancelled","data":{}}"#
+        ),
+        PayloadError::Missing("imp_uid")
+    );
+    assert_eq!(
+        err(
+            JSON,
+            r#"{"imp_uid":null,"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1}}"#
+        ),
+        PayloadError::Missing("merchant_uid")
+    );
+    // Also in a form body (where `data` can only be a string).
+    let r = confirm(
+        FORM,
+        b"imp_uid=i&merchant_uid=m&amount=1000&type=Transaction.Cancelled&data=x",
+    );
+    assert_eq!(r.api, Api::V1);
+}
+
+#[test]
+fn extra_type_and_data_never_make_a_v2_2024_01_01_request_ignored() {
+    let r = confirm(
+        JSON,
+        br#"{"payment_id":"p","tx_id":"t","total_amount":1000,"type":"custom","data":{}}"#,
+    );
+    assert_eq!(r.api, Api::V2_2024_01_01);
+    assert_eq!((r.order_id.as_str(), r.tx_id.as_str()), ("p", "t"));
+    assert_eq!(r.amount.as_i64(), Some(1000));
+    assert_eq!(
+        err(
+            JSON,
+            r#"{"payment_id":"p","total_amount":1000,"type":"Transaction.Cancelled","data":{}}"#
+        ),
+        PayloadError::Missing("tx_id")
+    );
+    assert_eq!(
+        err(
+            JSON,
+            r#"{"tx_id":"t","type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1}}"#
+        ),
+        PayloadError::Missing("payment_id")
+    );
+}
+
+#[test]
+fn type_and_data_alone_are_still_v2_2024_04_25() {
+    let body = r#"{"type":"Transaction.Cancelled","data":{"paymentId":"p"},"storeId":"x"}"#;
+    assert!(matches!(
+        parse(JSON, body.as_bytes()),
+        Ok(Parsed::Ignored { message_type }) if message_type == "Transaction.Cancelled"
+    ));
+}
+
+#[test]
+fn store_id_comes_only_from_v2_2024_04_25_data() {
+    for body in [
+        r#"{"imp_uid":"i","merchant_uid":"m","amount":1000,"storeId":5}"#,
+        r#"{"imp_uid":"i","merchant_uid":"m","amount":1000,"storeId":"s-1"}"#,
+        r#"{"imp_uid":"i","merchant_uid":"m","amount":1000,"storeId":{"a":[]}}"#,
+        r#"{"payment_id":"p","tx_id":"t","total_amount":1000,"storeId":5}"#,
+        r#"{"payment_id":"p","tx_id":"t","total_amount":1000,"storeId":"s-1"}"#,
+    ] {
+        let r = confirm(JSON, body.as_bytes());
+        assert_eq!(r.store_id, None, "{body}");
+        assert!(
+            !r.payload.value()["storeId"].is_null(),
+            "still in payload: {body}"
+        );
+    }
+    let r = confirm(FORM, b"imp_uid=i&merchant_uid=m&amount=1000&storeId=s-1");
+    assert_eq!(r.store_id, None);
+    // A top-level storeId is not V2 2024-04-25's either.
+    let r = confirm(
+        JSON,
+        br#"{"type":"Transaction.Confirm","storeId":"top","data":{"paymentId":"p","transactionId":"t","totalAmount":1}}"#,
+    );
+    assert_eq!(r.store_id, None);
+    let r = confirm(
+        JSON,
+        br#"{"type":"Transaction.Confirm","data":{"paymentId":"p","transactionId":"t","totalAmount":1,"storeId":null}}"#,
+    );
+    assert_eq!(r.store_id, None);
+    for store_id in ["5", "true", "{}", r#"["s"]"#] {
+        let body = format!(
+            r#"{{"type":"Transaction.Confirm","data":{{"paymentId":"p","transactionId":"t","totalAmount":1,"storeId":{store_id}}}}}"#
+        );
+        let e = err(JSON, &body);
+        assert_eq!(
+            e,
+            PayloadError::WrongType {
+                field: "data.storeId",
+                expected: "문자열"
+            }
+        );
+        assert_eq!(e.status(), 400);
+        assert!(e.to_string().contains("data.storeId"), "{e}");
+    }
+}
+
+#[test]
+fn invalid_json_reason_is_korean_with_the_position_only() {
+    let cases = [
+        ("{not json", 1, 2),
+        ("{\n  \"imp_uid\": ,\n}", 2, 14),
+        // End of input: the position is where the body ended.
+        (r#"{"imp_uid":"#, 1, 11),
+        ("", 1, 0),
+    ];
+    for (body, line, column) in cases {
+        let e = err(JSON, body);
+        assert_eq!(e, PayloadError::InvalidJson { line, column }, "{body:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("요청 본문이 올바른 JSON이 아닙니다 ({line}행 {column}열)")
+        );
+        assert_eq!(e.status(), 400);
+    }
+    assert_eq!(
+        err(JSON, "{not json").to_string(),
+        "요청 본문이 올바른 JSON이 아닙니다 (1행 2열)"
+    );
+    // Without a Content-Type a body that is neither JSON nor a form keeps the JSON reason.
+    let e = err(None, "{\"imp_uid\":\"%FF");
+    assert!(matches!(e, PayloadError::InvalidJson { .. }), "{e:?}");
+    assert!(!e.to_string().contains("line"), "{e}");
+}
+
+#[test]
+fn percent_encoded_invalid_utf8_in_a_form_is_refused() {
+    for body in [
+        "merchant_uid=blocked-%FF%FE&imp_uid=i&amount=1000",
+        "merchant_uid=m&imp_uid=i%C3&amount=1000",
+        "merchant_uid=m&imp_uid=i&amount=1000&memo=%80",
+        "merchant_uid=m&imp_uid=i&amount=1000&%FF=x",
+        "merchant%ED%A0%80_uid=m&imp_uid=i&amount=1000",
+    ] {
+        assert_eq!(err(FORM, body), PayloadError::InvalidForm, "{body}");
+        assert_eq!(err(FORM, body).status(), 400);
+        // Without a Content-Type it is refused too (with the JSON reason, tried first).
+        assert!(parse(None, body.as_bytes()).is_err(), "{body}");
+    }
+    // Raw invalid UTF-8 in a key is refused as well.
+    assert_eq!(
+        parse(FORM, b"merchant_uid=m&imp_uid=i&amount=1000&\xc3=x").unwrap_err(),
+        PayloadError::InvalidForm
+    );
+}
+
+#[test]
+fn form_decoding() {
+    let r = confirm(
+        FORM,
+        "merchant_uid=order+1%2B2%2F%EC%A3%BC%EB%AC%B8&imp_uid=imp%5F1&amount=1000&memo=%zz%&%EB%A9%94%EB%AA%A8=%ED%95%9C+%EA%B8%80"
+            .as_bytes(),
+    );
+    assert_eq!(r.order_id, "order 1+2/주문", "+ is a space, %2B a plus");
+    assert_eq!(r.tx_id, "imp_1");
+    assert_eq!(
+        r.payload.value()["memo"],
+        "%zz%",
+        "a stray % stays as it is"
+    );
+    assert_eq!(r.payload.value()["메모"], "한 글");
+    // Raw (unencoded) UTF-8 is fine.
+    let r = confirm(FORM, "merchant_uid=주문-1&imp_uid=i&amount=1000".as_bytes());
+    assert_eq!(r.order_id, "주문-1");
+    // Empty pairs are skipped, a key without `=` has an empty value, only the first `=`
+    // splits.
+    let r = confirm(FORM, b"&&merchant_uid=first&&imp_uid=i=j&flag&amount=1000&");
+    assert_eq!(r.order_id, "first");
+    assert_eq!(r.tx_id, "i=j");
+    assert_eq!(r.payload.value()["flag"], "");
+    assert_eq!(r.payload.value().as_object().map(Map::len), Some(4));
+    // Nothing but separators is no form at all.
+    for body in ["", "&", "&&&"] {
+        assert_eq!(err(FORM, body), PayloadError::InvalidForm, "{body:?}");
+    }
+    assert_eq!(err(FORM, "="), PayloadError::UnknownFormat);
+    assert_eq!(
+        err(FORM, "merchant_uid=m&imp_uid=+&amount=1"),
+        PayloadError::Empty("imp_uid")
+    );
+}
+
+#[test]
+fn content_types() {
+    assert_eq!(
+        err(Some("text/plain"), "{}").status(),
+        415,
+        "other types are refused with 415"
+    );
+    confirm(
+        Some("Application/JSON;charset=UTF-8"),
+        br#"{"imp_uid":"i","merchant_uid":"m","amount":1}"#,
+    );
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512), ct in 0..4usize) {
+        let ct = [None, JSON, Some("application/x-www-form-urlencoded"), Some("text/plain")][ct];
+        let _ = parse(ct, &body);
+    }
+
+    /// Bodies built from the pieces form decoding cares about, so escapes actually occur.
+    #[test]
+    fn form_like_bodies_never_panic_nor_decode_lossily(
+        pieces in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "&", "=", "+", "%", "%2", "%FF", "%C3", "%A9", "%ED%A0%80", "%F0%9F%92%B3",
+                "%2B", "%26", "%3D", "%zz", "a", "é", "1", "imp_uid=", "merchant_uid=", "amount=",
+            ]),
+            0..24,
+        ),
+        ct in 0..2usize,
+    ) {
+        let ct = [None, FORM][ct];
+        let body = pieces.concat();
+        let _ = parse(ct, body.as_bytes());
+        if let Ok(form) = parse_form(body.as_bytes()) {
+            let text = form.to_string();
+            prop_assert!(!text.contains('\u{FFFD}'), "lossy decoding of {body:?}: {text}");
+        }
+    }
+}
