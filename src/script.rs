@@ -1,19 +1,20 @@
 //! The single, shared Rhai engine: sandbox limits, helper functions, and the scope a request
 //! is seen through. Compiled ASTs live in `Rules`; this module never compiles per request.
 
-use std::cell::Cell;
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Timelike};
-use rhai::{Dynamic, Engine, EvalAltResult, Map, Position, Scope, AST, INT};
-use rust_decimal::Decimal;
-use serde_json::Value;
+use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
 
-use crate::payload::ConfirmRequest;
-
+mod budget;
+mod helpers;
 pub mod native;
 mod numbers;
+mod scope;
+
+use budget::{on_operation, Budgeted, Limit};
+pub use helpers::format_amount_text;
+use helpers::register_helpers;
+pub use scope::{json_to_dynamic, RequestScope};
 
 /// Sandbox limits. An operation is roughly one expression node; 200k of them run in a few
 /// milliseconds, far more than a rule needs and far less than PortOne's timeout. Operations
@@ -28,10 +29,6 @@ pub const MAX_OPERATIONS: u64 = 200_000;
 /// sensible `deadline` for the answer. A request whose deadline is nearer gets less
 /// (see [`ScriptEngine::eval_bool`]).
 pub const MAX_RUN_TIME: Duration = Duration::from_millis(50);
-/// The clock is read every this many operations (a power of two): often enough that the limit
-/// holds to a few milliseconds even for expensive operations, rarely enough to cost nothing
-/// measurable (one clock read is about as much as one cheap operation).
-const CLOCK_EVERY_OPS: u64 = 64;
 const MAX_CALL_LEVELS: usize = 32;
 const MAX_EXPR_DEPTH: usize = 64;
 const MAX_FN_EXPR_DEPTH: usize = 32;
@@ -47,9 +44,6 @@ pub const REQUEST_VARS: [&str; 8] = [
 /// Appended to the error of a rule that tried to change a request variable.
 const READ_ONLY_HINT: &str =
     " (the request variables are read-only; copy one with `let` to work on a copy)";
-
-/// Korea has no daylight saving time, so a fixed offset is exact.
-const SEOUL_OFFSET_SECS: i32 = 9 * 3600;
 
 /// A compile error with its 1-based position inside the source text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,91 +95,6 @@ impl TimeLeft {
             }
         }
     }
-}
-
-/// Which limit stopped an evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Limit {
-    Operations,
-    Time,
-}
-
-// The budget of the evaluation running on this thread. The engine is shared by every thread,
-// so a per-call limit cannot live in it; evaluation is synchronous, so the thread that installs
-// a budget ([`Budgeted`]) runs the whole script before taking it back.
-thread_local! {
-    /// Operations so far, counted here rather than taken from Rhai: Rhai loses the count of
-    /// closures called back by native functions (`reduce`, `map`, `sort` with a comparator …),
-    /// so nested callbacks would never reach its `max_operations`.
-    static OPS: Cell<u64> = const { Cell::new(0) };
-    /// When the evaluation must stop; `None` outside an evaluation.
-    static STOP_AT: Cell<Option<Instant>> = const { Cell::new(None) };
-    /// The limit that stopped the evaluation. Once set, every further operation fails too, so a
-    /// `try`/`catch` around a callback (where the stop arrives wrapped, hence catchable)
-    /// cannot swallow it and carry on.
-    static STOPPED: Cell<Option<Limit>> = const { Cell::new(None) };
-}
-
-/// Installs a budget on this thread for one evaluation; restores the previous one when
-/// dropped (also if the evaluation unwinds).
-struct Budgeted {
-    previous: (u64, Option<Instant>, Option<Limit>),
-}
-
-impl Budgeted {
-    fn start(stop_at: Instant) -> Self {
-        Budgeted {
-            previous: (
-                OPS.replace(0),
-                STOP_AT.replace(Some(stop_at)),
-                STOPPED.take(),
-            ),
-        }
-    }
-
-    /// The limit hit during the evaluation, if any.
-    fn finish(self) -> Option<Limit> {
-        STOPPED.get()
-    }
-}
-
-impl Drop for Budgeted {
-    fn drop(&mut self) {
-        let (ops, stop_at, stopped) = self.previous;
-        OPS.set(ops);
-        STOP_AT.set(stop_at);
-        STOPPED.set(stopped);
-    }
-}
-
-/// Rhai's progress callback, called at every operation; `Some` terminates the script
-/// (`ErrorTerminated`, which a script cannot catch unless it comes out of a callback).
-/// Counting is all most operations cost; every [`CLOCK_EVERY_OPS`]th reads the clock.
-fn on_operation(_rhai_count: u64) -> Option<Dynamic> {
-    let ops = OPS.get() + 1;
-    OPS.set(ops);
-    if ops % CLOCK_EVERY_OPS != 0 && ops <= MAX_OPERATIONS {
-        return None;
-    }
-    check_budget(ops)
-}
-
-#[cold]
-fn check_budget(ops: u64) -> Option<Dynamic> {
-    let stop_at = STOP_AT.get()?;
-    if STOPPED.get().is_none() {
-        let limit = if ops > MAX_OPERATIONS {
-            Limit::Operations
-        } else if Instant::now() >= stop_at {
-            Limit::Time
-        } else {
-            return None;
-        };
-        STOPPED.set(Some(limit));
-        // Past MAX_OPERATIONS, every operation comes here and fails.
-        OPS.set(MAX_OPERATIONS);
-    }
-    Some(Dynamic::UNIT)
 }
 
 /// `50 ms`, `12.5 ms`.
@@ -437,273 +346,42 @@ impl LowercaseFirst for String {
     }
 }
 
-/// The request as expressions and scripts see it: [`REQUEST_VARS`], built once per request
-/// and shared by all its rules.
-///
-/// Every request variable is a Rhai constant, so no rule can change what the rules after it
-/// see: an assignment (`amount = 1`, `payload.x.y = 1`) or a mutating method call
-/// (`order_id.clear()`, `fetched.clear()`) is an error, which the rule's `on_error` handles.
-/// Expressions run on this scope directly, scripts on a copy (see
-/// [`ScriptEngine::eval_script`]). Only the engine changes it, to record a fetch
-/// ([`set_fetched`](Self::set_fetched)).
-pub struct RequestScope {
-    /// The request variables, in [`REQUEST_VARS`] order, every one read-only and none shared.
-    scope: Scope<'static>,
-}
-
-impl RequestScope {
-    /// The request's variables. `with_payload: false` leaves `payload` as `()`: converting
-    /// the whole body is the most expensive part, and rulesets that never mention `payload`
-    /// skip it.
-    pub fn new(req: &ConfirmRequest, now: DateTime<FixedOffset>, with_payload: bool) -> Self {
-        let payload = if with_payload {
-            json_to_dynamic(req.payload.value())
-        } else {
-            Dynamic::UNIT
-        };
-        let values = [
-            req.order_id.clone().into(),
-            req.tx_id.clone().into(),
-            amount_dynamic(req.amount.value(), req.amount.as_i64()),
-            req.store_id.clone().map_or(Dynamic::UNIT, Dynamic::from),
-            req.api.as_str().into(),
-            payload,
-            Dynamic::from_int(now.timestamp_millis()),
-            Dynamic::from_map(Map::new()),
-        ];
-        RequestScope {
-            scope: template_with(values.map(Dynamic::into_read_only)),
-        }
-    }
-
-    /// No variables, for rulesets that run no Rhai (nothing is built per request).
-    pub fn empty() -> Self {
-        RequestScope {
-            scope: Scope::new(),
-        }
-    }
-
-    /// The value of a request variable (`None` if it does not exist, or in an empty scope).
-    pub fn get(&self, name: &str) -> Option<Dynamic> {
-        self.scope.get(name).map(Dynamic::flatten_clone)
-    }
-
-    /// Records a fetch result under `fetched[rule]` (read-only, as every request variable)
-    /// for later rules; returns `response` for the rule's own `require`
-    /// ([`ScriptEngine::eval_bool`] makes it a constant there).
-    pub fn set_fetched(&mut self, rule: &str, response: Dynamic) -> Dynamic {
-        if self.scope.is_empty() {
-            return response;
-        }
-        self.repair();
-        if let Some(fetched) = self.scope.get_value_mut::<Map>("fetched") {
-            // A clone is writable (Rhai's `Dynamic::clone` drops the access mode).
-            fetched.insert(rule.into(), response.clone().into_read_only());
-        }
-        response
-    }
-
-    /// A closure that captures a request variable turns it into a shared value in place
-    /// (Rhai's `Share` statement); it keeps its value, but a shared value could be changed
-    /// through another handle to it, and `get_value_mut` does not take one. Put back plain
-    /// copies.
-    fn repair(&mut self) {
-        if self.scope.iter_raw().any(|(_, _, v)| v.is_shared()) {
-            self.scope = self.copy();
-        }
-    }
-
-    /// A copy of the variables sharing nothing with these, read-only too (Rhai's
-    /// `Dynamic::clone` drops the access mode, so it is set again).
-    fn copy(&self) -> Scope<'static> {
-        if self.scope.is_empty() {
-            return Scope::new();
-        }
-        template_with(REQUEST_VARS.map(|name| {
-            self.scope
-                .get(name)
-                .map_or(Dynamic::UNIT, Dynamic::flatten_clone)
-                .into_read_only()
-        }))
-    }
-}
-
-impl std::fmt::Debug for RequestScope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(self.scope.iter_raw().map(|(name, _, value)| (name, value)))
-            .finish()
-    }
-}
-
-/// A scope of [`REQUEST_VARS`] holding `values` (in that order) as they are: read-only values
-/// make read-only variables (Rhai keeps a variable's access mode in its value).
-fn template_with(values: [Dynamic; REQUEST_VARS.len()]) -> Scope<'static> {
-    // Cloning a scope shares its variable names; pushing would allocate each name anew.
-    static TEMPLATE: LazyLock<Scope<'static>> = LazyLock::new(|| compile_scope(&[]));
-    let mut scope = TEMPLATE.clone();
-    for (name, value) in REQUEST_VARS.iter().zip(values) {
-        // The template's variables are writable, so `get_mut` finds every one.
-        if let Some(slot) = scope.get_mut(name) {
-            *slot = value;
-        }
-    }
-    scope
-}
-
-/// Integers stay `INT` so `amount >= 1000` reads naturally; fractions are exact `Decimal`s.
-fn amount_dynamic(value: Decimal, as_int: Option<i64>) -> Dynamic {
-    match as_int {
-        Some(i) => Dynamic::from_int(i),
-        None => Dynamic::from_decimal(value),
-    }
-}
-
-/// JSON → Rhai, keeping integers as `INT` and other numbers exact where they fit.
-pub fn json_to_dynamic(v: &Value) -> Dynamic {
-    match v {
-        Value::Null => Dynamic::UNIT,
-        Value::Bool(b) => (*b).into(),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Dynamic::from_int(i)
-            } else if let Ok(d) = n.to_string().parse::<Decimal>() {
-                Dynamic::from_decimal(d)
-            } else {
-                Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        Value::String(s) => s.clone().into(),
-        Value::Array(items) => Dynamic::from_array(items.iter().map(json_to_dynamic).collect()),
-        Value::Object(obj) => Dynamic::from_map(
-            obj.iter()
-                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
-                .collect(),
-        ),
-    }
-}
-
-fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
-    FixedOffset::east_opt(SEOUL_OFFSET_SECS)?
-        .timestamp_millis_opt(now_ms)
-        .single()
-}
-
-/// `1234567` → `"1,234,567"`; keeps a fractional part as written.
-pub fn format_amount_text(text: &str) -> String {
-    let (sign, digits) = match text.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", text),
-    };
-    let (int, frac) = match digits.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (digits, None),
-    };
-    let mut out = String::with_capacity(text.len() + int.len() / 3);
-    out.push_str(sign);
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if let Some(f) = frac {
-        out.push('.');
-        out.push_str(f);
-    }
-    out
-}
-
-fn register_helpers(engine: &mut Engine) {
-    const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-    engine.register_fn("seoul_date", |now: INT| {
-        seoul(now).map_or(String::new(), |t| t.format("%Y-%m-%d").to_string())
-    });
-    engine.register_fn("seoul_time", |now: INT| {
-        seoul(now).map_or(String::new(), |t| t.format("%H:%M").to_string())
-    });
-    engine.register_fn("seoul_hour", |now: INT| {
-        seoul(now).map_or(-1, |t| INT::from(t.hour()))
-    });
-    engine.register_fn("seoul_minute", |now: INT| {
-        seoul(now).map_or(-1, |t| INT::from(t.minute()))
-    });
-    engine.register_fn("seoul_weekday", |now: INT| {
-        seoul(now).map_or("", |t| {
-            WEEKDAYS[t.weekday().num_days_from_monday() as usize]
-        })
-    });
-    engine.register_fn("format_amount", |n: INT| format_amount_text(&n.to_string()));
-    engine.register_fn("format_amount", |d: Decimal| {
-        format_amount_text(&d.to_string())
-    });
-    engine.register_fn("one_of", |x: &str, list: rhai::Array| {
-        list.iter().any(|item| {
-            item.read_lock::<rhai::ImmutableString>()
-                .is_some_and(|s| s.as_str() == x)
-        })
-    });
-    // An absent field (`store_id` of a V1 payment, `payload.coupon` not sent) is `()`: it is
-    // blank and in no list, rather than a "function not found" error decision.
-    engine.register_fn("one_of", |_: (), list: rhai::Array| {
-        list.iter().any(rhai::Dynamic::is_unit)
-    });
-    engine.register_fn("is_blank", |s: &str| s.trim().is_empty());
-    engine.register_fn("is_blank", |_: ()| true);
-    // An expression cannot `throw`; this makes "cannot tell" an error (-> on_error) rather than
-    // a refusal with the rule's reason: `if response.status == 200 { … } else { fail("…") }`.
-    engine.register_fn(
-        "fail",
-        |message: &str| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
-            Err(Box::new(rhai::EvalAltResult::ErrorRuntime(
-                message.into(),
-                rhai::Position::NONE,
-            )))
-        },
-    );
-    engine.register_fn("before", |s: &str, sep: &str| {
-        s.split_once(sep).map_or(s, |(head, _)| head).to_owned()
-    });
-    engine.register_fn("after", |s: &str, sep: &str| {
-        s.split_once(sep).map_or("", |(_, tail)| tail).to_owned()
-    });
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
     /// The whole time budget: no deadline is near.
-    const FULL: TimeLeft = TimeLeft::Deadline(MAX_RUN_TIME);
-    use crate::payload::{parse, Parsed};
+    pub(super) const FULL: TimeLeft = TimeLeft::Deadline(MAX_RUN_TIME);
+    use crate::payload::{parse, ConfirmRequest, Parsed};
+    use chrono::{DateTime, FixedOffset};
     use std::time::Instant;
 
-    fn request(body: &str) -> ConfirmRequest {
+    pub(super) fn request(body: &str) -> ConfirmRequest {
         match parse(Some("application/json"), body.as_bytes()).unwrap() {
             Parsed::Confirm(r) => r,
             Parsed::Ignored { .. } => unreachable!(),
         }
     }
 
-    fn at(rfc3339: &str) -> DateTime<FixedOffset> {
+    pub(super) fn at(rfc3339: &str) -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339(rfc3339).unwrap()
     }
 
-    fn eval_expr(src: &str, body: &str) -> Result<bool, ScriptError> {
+    pub(super) fn eval_expr(src: &str, body: &str) -> Result<bool, ScriptError> {
         let engine = ScriptEngine::new();
         let ast = engine.compile_expression(src, &[]).unwrap();
         let mut scope = RequestScope::new(&request(body), at("2026-12-01T12:30:00+09:00"), true);
         engine.eval_bool(&mut scope, &ast, None, FULL)
     }
 
-    fn run_script(src: &str) -> Result<ScriptVerdict, ScriptError> {
+    pub(super) fn run_script(src: &str) -> Result<ScriptVerdict, ScriptError> {
         let engine = ScriptEngine::new();
         let ast = engine.compile_script(src).unwrap();
         let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
         engine.eval_script(&scope, &ast, FULL)
     }
 
-    const V1: &str =
+    pub(super) const V1: &str =
         r#"{"imp_uid":"imp_1","merchant_uid":"vip-7","amount":50000,"custom":{"tier":"gold"}}"#;
 
     #[test]
@@ -801,396 +479,4 @@ pub(crate) mod tests {
             s.to_upper();
         }
     "#;
-
-    fn run_script_within(
-        src: &str,
-        time_left: Duration,
-    ) -> (Result<ScriptVerdict, ScriptError>, Duration) {
-        let engine = ScriptEngine::new();
-        let ast = engine.compile_script(src).unwrap();
-        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
-        let started = Instant::now();
-        let result = engine.eval_script(&scope, &ast, TimeLeft::Deadline(time_left));
-        (result, started.elapsed())
-    }
-
-    #[test]
-    fn expensive_operations_stop_at_the_time_limit() {
-        let (result, took) = run_script_within(HEAVY, Duration::from_secs(1));
-        println!("heavy script stopped after {took:?}: {result:?}");
-        let err = result.unwrap_err();
-        assert!(
-            err.message
-                .starts_with("script stopped after 50 ms (time limit)"),
-            "{err}"
-        );
-        assert!(err.position.is_some(), "{err:?}");
-        // Generous for slow CI and debug builds; it stops a few ms after MAX_RUN_TIME.
-        assert!(took < Duration::from_millis(500), "took {took:?}");
-    }
-
-    #[test]
-    fn a_near_deadline_stops_scripts_sooner() {
-        let (result, took) = run_script_within(HEAVY, Duration::from_millis(5));
-        println!("heavy script with 5 ms left stopped after {took:?}: {result:?}");
-        let err = result.unwrap_err();
-        assert!(
-            err.message
-                .starts_with("script stopped after 5 ms (the request's deadline)"),
-            "{err}"
-        );
-        assert!(took < Duration::from_millis(250), "took {took:?}");
-        // No time left at all: stopped within the first CLOCK_EVERY_OPS operations.
-        let (result, _) = run_script_within("loop {}", Duration::ZERO);
-        assert!(result.unwrap_err().message.contains("0 ms"));
-    }
-
-    #[test]
-    fn runaway_expressions_stop_too() {
-        let engine = ScriptEngine::new();
-        for (src, limits) in [
-            // 10^8 cheap steps: the operation limit (or, in a slow debug build, the time).
-            (
-                "blob(10000, 1).to_array().reduce(|s, x| s + blob(10000, 1).to_array().reduce(|t, y| t + y, 0), 0) > 0",
-                &["operations (sandbox limit)", "(time limit)"][..],
-            ),
-            // 10^8 expensive steps: the time limit.
-            (
-                r#"blob(10000, 1).to_array().reduce(|s, x| s + blob(10000, 1).to_array().reduce(|t, y| t + blob(10000, 65).as_string().to_upper().len(), 0), 0) > 0"#,
-                &["(time limit)"][..],
-            ),
-        ] {
-            let ast = engine.compile_expression(src, &[]).unwrap();
-            let mut scope =
-                RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
-            let started = Instant::now();
-            let err = engine
-                .eval_bool(&mut scope, &ast, None, TimeLeft::Deadline(Duration::from_secs(1)))
-                .unwrap_err();
-            let took = started.elapsed();
-            println!("{src}: {took:?}: {err}");
-            assert!(limits.iter().any(|l| err.message.contains(l)), "{src}: {err}");
-            assert!(took < Duration::from_millis(500), "{src} took {took:?}");
-        }
-    }
-
-    #[test]
-    fn stops_cannot_be_caught() {
-        // The closure's operations are invisible to Rhai's own count (it runs inside `reduce`);
-        // the stop it gets is wrapped in a catchable error, and the script tries to carry on.
-        for src in [
-            r#"
-            let a = blob(100, 1).to_array();
-            let caught = 0;
-            for i in 0..3 {
-                try { a.reduce(|s, x| { loop {} }, 0); } catch (e) { caught += 1; }
-            }
-            true
-            "#,
-            // Retrying for ever, inside a callback whose operations Rhai does not count.
-            r#"
-            [1, 2].reduce(|s, x| {
-                loop { try { [3, 4].reduce(|t, y| { loop {} }, 0); } catch {} }
-            }, 0)
-            "#,
-            "try { [1].reduce(|s, x| { loop {} }, 0); } catch {} true",
-        ] {
-            let (result, took) = run_script_within(src, Duration::from_secs(1));
-            println!("caught runaway stopped after {took:?}: {result:?}");
-            let err = result.unwrap_err();
-            assert!(
-                err.message.contains("operations (sandbox limit)")
-                    || err.message.contains("(time limit)"),
-                "{src}: {err}"
-            );
-            assert!(took < Duration::from_millis(500), "{src} took {took:?}");
-        }
-        // Catching ordinary errors still works.
-        assert_eq!(
-            run_script("try { [1].reduce(|s, x| s.nope(), 0) } catch { true }"),
-            Ok(ScriptVerdict::Pass)
-        );
-    }
-
-    #[test]
-    fn ordinary_scripts_are_not_limited() {
-        // A whole request's worth of helper calls, well within both limits, on any thread.
-        let src = r#"
-            let total = 0;
-            for i in 0..1000 { total += i; }
-            if seoul_hour(now) >= 10 && one_of(order_id, ["vip-7"]) && total == 499500 {
-                true
-            } else {
-                "refused"
-            }
-        "#;
-        let (result, took) = run_script_within(src, Duration::from_secs(1));
-        println!("ordinary script took {took:?}");
-        assert_eq!(result, Ok(ScriptVerdict::Pass));
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| assert_eq!(run_script(src), Ok(ScriptVerdict::Pass)));
-            }
-        });
-        // The budget is per evaluation: it does not linger on the thread afterwards.
-        assert_eq!((STOP_AT.get(), STOPPED.get()), (None, None));
-    }
-
-    /// `(order_id, amount, payload, fetched)` as the scope holds them now.
-    fn request_vars(scope: &RequestScope) -> String {
-        ["order_id", "amount", "payload", "fetched"]
-            .map(|n| format!("{n}={:?}", scope.get(n).unwrap()))
-            .join(" ")
-    }
-
-    fn scope_with_fetch() -> RequestScope {
-        let mut scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
-        let response =
-            json_to_dynamic(&serde_json::json!({"status": 200, "body": {"available": 0}}));
-        let _ = scope.set_fetched("stock", response);
-        scope
-    }
-
-    #[test]
-    fn request_variables_are_read_only_to_scripts() {
-        let engine = ScriptEngine::new();
-        let mut scope = scope_with_fetch();
-        let before = request_vars(&scope);
-        for (src, message) in [
-            ("amount = 999999; true", "cannot modify constant amount"),
-            (
-                r#"order_id = "qa-1"; true"#,
-                "cannot modify constant order_id",
-            ),
-            ("amount += 1; true", "cannot modify constant amount"),
-            (
-                r#"payload.custom.tier = "x"; true"#,
-                "cannot modify constant payload",
-            ),
-            (
-                "fetched.stock.body.available = 9; true",
-                "cannot modify constant fetched",
-            ),
-            (
-                "fetched.stock.status += 1; true",
-                "cannot modify constant fetched",
-            ),
-            ("now = 0; true", "cannot modify constant now"),
-            (
-                "order_id.clear(); true",
-                "'clear' cannot be called on constant",
-            ),
-            (
-                r#"payload.custom.remove("tier"); true"#,
-                "'remove' cannot be called on constant",
-            ),
-            (
-                "fetched.clear(); true",
-                "'clear' cannot be called on constant",
-            ),
-            (
-                "fetched.stock.body.clear(); true",
-                "'clear' cannot be called on constant",
-            ),
-            (
-                "fn f() { this.status = 1 } fetched.stock.f(); true",
-                "cannot modify constant",
-            ),
-            (
-                "let f = || { amount = 1 }; f.call(); true",
-                "cannot modify constant amount",
-            ),
-        ] {
-            let ast = engine.compile_script(src).unwrap();
-            let err = engine.eval_script(&scope, &ast, FULL).unwrap_err();
-            assert!(err.message.to_lowercase().contains(message), "{src}: {err}");
-            assert_eq!(request_vars(&scope), before, "{src}");
-        }
-        let ast = engine.compile_script("\n amount = 1;").unwrap();
-        let err = engine.eval_script(&scope, &ast, FULL).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cannot modify constant amount (the request variables are read-only; copy one with `let` to work on a copy) (line 2, column 2)"
-        );
-        // Rhai lets a script add keys to a constant map, and its own variables may shadow the
-        // request's: both change only the script's copy.
-        for src in [
-            r#"payload.extra = 1; payload.custom.extra = 1; fetched.stock.body.extra = 1; payload.len() == 5"#,
-            r#"fetched["fake"] = #{ status: 200 }; fetched.len() == 2"#,
-            "fn f() { this.fake = 1 } fetched.f(); fetched.len() == 2",
-            "let f = || { fetched.fake = 1; }; f.call(); fetched.len() == 2",
-            r#"let amount = 999999; let order_id = "qa-1"; amount == 999999"#,
-            r#"order_id[0] = 'q'; order_id[1] = 'a'; order_id.starts_with("qa")"#,
-            "amount[20] = true; amount[0..3] = 7; amount > 1000000",
-            "payload.custom.tier[0] = 'G'; fetched.stock.body.available[0] = true; true",
-        ] {
-            let ast = engine.compile_script(src).unwrap();
-            assert_eq!(
-                engine.eval_script(&scope, &ast, FULL),
-                Ok(ScriptVerdict::Pass),
-                "{src}"
-            );
-            assert_eq!(request_vars(&scope), before, "{src}");
-        }
-        // The scope still works as before: expressions read it, fetches add to it.
-        let ast = engine
-            .compile_expression(
-                r#"order_id == "vip-7" && amount == 50000 && fetched.len() == 1"#,
-                &[],
-            )
-            .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
-    }
-
-    #[test]
-    fn request_variables_are_read_only_to_expressions() {
-        let engine = ScriptEngine::new();
-        let mut scope = scope_with_fetch();
-        let before = request_vars(&scope);
-        for src in [
-            "order_id.clear() == ()",
-            "fetched.stock.body.clear() == ()",
-            "payload.custom.remove(\"tier\") == ()",
-            "fetched.remove(\"stock\") == ()",
-        ] {
-            let ast = engine.compile_expression(src, &[]).unwrap();
-            let err = engine.eval_bool(&mut scope, &ast, None, FULL).unwrap_err();
-            assert!(
-                err.message.contains("cannot be called on constant"),
-                "{src}: {err}"
-            );
-            assert_eq!(request_vars(&scope), before, "{src}");
-        }
-        // Statements, assignments included, are not expressions at all.
-        for src in [
-            "amount = 1",
-            "order_id[0] = 'q'",
-            "{ fetched.x = 1; true }",
-            "[1].all(|x| { amount = x; true })",
-        ] {
-            assert!(engine.compile_expression(src, &[]).is_err(), "{src}");
-        }
-        // A closure capturing request variables makes them shared; they are put back as
-        // plain values, and recording a fetch afterwards still works.
-        let ast = engine
-            .compile_expression(
-                "[1].filter(|x| x < amount && fetched.len() == 1 && order_id != \"\").len() == 1",
-                &[],
-            )
-            .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
-        assert!(scope
-            .scope
-            .iter_raw()
-            .all(|(_, constant, v)| constant && !v.is_shared()));
-        assert_eq!(request_vars(&scope), before);
-        let _ = scope.set_fetched("limits", Dynamic::from_int(1));
-        let ast = engine
-            .compile_expression("fetched.len() == 2", &[])
-            .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
-        // `response` is read-only too.
-        let response =
-            scope.set_fetched("more", json_to_dynamic(&serde_json::json!({"body": [1]})));
-        let ast = engine
-            .compile_expression("response.body.pop() == 1", &["response"])
-            .unwrap();
-        let err = engine
-            .eval_bool(
-                &mut scope,
-                &ast,
-                Some(response),
-                TimeLeft::Deadline(MAX_RUN_TIME),
-            )
-            .unwrap_err();
-        assert!(
-            err.message.contains("cannot be called on constant"),
-            "{err}"
-        );
-        let ast = engine
-            .compile_expression("fetched.more.body == [1]", &[])
-            .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
-    }
-
-    #[test]
-    fn a_shadow_cut_off_names_itself() {
-        let engine = ScriptEngine::new();
-        let ast = engine.compile_script(HEAVY).unwrap();
-        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), false);
-        let err = engine
-            .eval_script(
-                &scope,
-                &ast,
-                TimeLeft::ShadowCutoff(Duration::from_millis(5)),
-            )
-            .unwrap_err();
-        assert!(
-            err.message.starts_with(
-                "script stopped after 5 ms (shadow rule cut off to keep the deadline for enforced rules)"
-            ),
-            "{err}"
-        );
-        // Past the cut-off (no time left), a cheap expression still completes.
-        let ast = engine.compile_expression("amount > 1000", &[]).unwrap();
-        let mut scope = scope;
-        assert_eq!(
-            engine.eval_bool(
-                &mut scope,
-                &ast,
-                None,
-                TimeLeft::ShadowCutoff(Duration::ZERO)
-            ),
-            Ok(true)
-        );
-    }
-
-    #[test]
-    fn helpers() {
-        // 2026-12-01 12:30 KST is a Tuesday.
-        assert_eq!(
-            eval_expr(
-                r#"seoul_date(now) == "2026-12-01" && seoul_hour(now) == 12 && seoul_minute(now) == 30 && seoul_weekday(now) == "tue" && seoul_time(now) == "12:30""#,
-                V1
-            ),
-            Ok(true)
-        );
-        assert_eq!(
-            eval_expr(
-                r#"one_of(order_id, ["a", "vip-7"]) && !one_of("z", ["a"])"#,
-                V1
-            ),
-            Ok(true)
-        );
-        assert_eq!(
-            eval_expr(
-                r#"before(order_id, "-") == "vip" && after(order_id, "-") == "7""#,
-                V1
-            ),
-            Ok(true)
-        );
-        assert_eq!(
-            eval_expr(r#"is_blank("  ") && !is_blank(order_id)"#, V1),
-            Ok(true)
-        );
-        // V1 has no store_id and this body no coupon: absent values are blank and in no list.
-        assert_eq!(
-            eval_expr(
-                r#"is_blank(store_id) && is_blank(payload.coupon) && !one_of(store_id, ["store-1"]) && one_of(payload.coupon, [()])"#,
-                V1
-            ),
-            Ok(true)
-        );
-        // fail() is an error with its message, in an expression where `throw` cannot be.
-        let e = eval_expr(
-            r#"if amount > 0 { fail("stock API answered 401") } else { true }"#,
-            V1,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("stock API answered 401"), "{e}");
-        assert_eq!(format_amount_text("1234567"), "1,234,567");
-        assert_eq!(format_amount_text("100"), "100");
-        assert_eq!(format_amount_text("1000.5"), "1,000.5");
-    }
 }

@@ -1,0 +1,274 @@
+//! The budget of one evaluation, kept on the thread that runs it: operations are counted and
+//! the clock read, so a script stops at [`MAX_OPERATIONS`] or its time limit, even if it
+//! catches the stop.
+
+use std::cell::Cell;
+use std::time::Instant;
+
+use rhai::Dynamic;
+
+use super::MAX_OPERATIONS;
+
+/// The clock is read every this many operations (a power of two): often enough that the limit
+/// holds to a few milliseconds even for expensive operations, rarely enough to cost nothing
+/// measurable (one clock read is about as much as one cheap operation).
+const CLOCK_EVERY_OPS: u64 = 64;
+
+/// Which limit stopped an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Limit {
+    Operations,
+    Time,
+}
+
+// The budget of the evaluation running on this thread. The engine is shared by every thread,
+// so a per-call limit cannot live in it; evaluation is synchronous, so the thread that installs
+// a budget ([`Budgeted`]) runs the whole script before taking it back.
+thread_local! {
+    /// Operations so far, counted here rather than taken from Rhai: Rhai loses the count of
+    /// closures called back by native functions (`reduce`, `map`, `sort` with a comparator …),
+    /// so nested callbacks would never reach its `max_operations`.
+    static OPS: Cell<u64> = const { Cell::new(0) };
+    /// When the evaluation must stop; `None` outside an evaluation.
+    static STOP_AT: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The limit that stopped the evaluation. Once set, every further operation fails too, so a
+    /// `try`/`catch` around a callback (where the stop arrives wrapped, hence catchable)
+    /// cannot swallow it and carry on.
+    static STOPPED: Cell<Option<Limit>> = const { Cell::new(None) };
+}
+
+/// Installs a budget on this thread for one evaluation; restores the previous one when
+/// dropped (also if the evaluation unwinds).
+pub(super) struct Budgeted {
+    previous: (u64, Option<Instant>, Option<Limit>),
+}
+
+impl Budgeted {
+    pub(super) fn start(stop_at: Instant) -> Self {
+        Budgeted {
+            previous: (
+                OPS.replace(0),
+                STOP_AT.replace(Some(stop_at)),
+                STOPPED.take(),
+            ),
+        }
+    }
+
+    /// The limit hit during the evaluation, if any.
+    pub(super) fn finish(self) -> Option<Limit> {
+        STOPPED.get()
+    }
+}
+
+impl Drop for Budgeted {
+    fn drop(&mut self) {
+        let (ops, stop_at, stopped) = self.previous;
+        OPS.set(ops);
+        STOP_AT.set(stop_at);
+        STOPPED.set(stopped);
+    }
+}
+
+/// Rhai's progress callback, called at every operation; `Some` terminates the script
+/// (`ErrorTerminated`, which a script cannot catch unless it comes out of a callback).
+/// Counting is all most operations cost; every [`CLOCK_EVERY_OPS`]th reads the clock.
+pub(super) fn on_operation(_rhai_count: u64) -> Option<Dynamic> {
+    let ops = OPS.get() + 1;
+    OPS.set(ops);
+    if ops % CLOCK_EVERY_OPS != 0 && ops <= MAX_OPERATIONS {
+        return None;
+    }
+    check_budget(ops)
+}
+
+#[cold]
+fn check_budget(ops: u64) -> Option<Dynamic> {
+    let stop_at = STOP_AT.get()?;
+    if STOPPED.get().is_none() {
+        let limit = if ops > MAX_OPERATIONS {
+            Limit::Operations
+        } else if Instant::now() >= stop_at {
+            Limit::Time
+        } else {
+            return None;
+        };
+        STOPPED.set(Some(limit));
+        // Past MAX_OPERATIONS, every operation comes here and fails.
+        OPS.set(MAX_OPERATIONS);
+    }
+    Some(Dynamic::UNIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::tests::{at, request, run_script, HEAVY, V1};
+    use crate::script::{RequestScope, ScriptEngine, ScriptError, ScriptVerdict, TimeLeft};
+    use std::time::Duration;
+
+    fn run_script_within(
+        src: &str,
+        time_left: Duration,
+    ) -> (Result<ScriptVerdict, ScriptError>, Duration) {
+        let engine = ScriptEngine::new();
+        let ast = engine.compile_script(src).unwrap();
+        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+        let started = Instant::now();
+        let result = engine.eval_script(&scope, &ast, TimeLeft::Deadline(time_left));
+        (result, started.elapsed())
+    }
+
+    #[test]
+    fn expensive_operations_stop_at_the_time_limit() {
+        let (result, took) = run_script_within(HEAVY, Duration::from_secs(1));
+        println!("heavy script stopped after {took:?}: {result:?}");
+        let err = result.unwrap_err();
+        assert!(
+            err.message
+                .starts_with("script stopped after 50 ms (time limit)"),
+            "{err}"
+        );
+        assert!(err.position.is_some(), "{err:?}");
+        // Generous for slow CI and debug builds; it stops a few ms after MAX_RUN_TIME.
+        assert!(took < Duration::from_millis(500), "took {took:?}");
+    }
+
+    #[test]
+    fn a_near_deadline_stops_scripts_sooner() {
+        let (result, took) = run_script_within(HEAVY, Duration::from_millis(5));
+        println!("heavy script with 5 ms left stopped after {took:?}: {result:?}");
+        let err = result.unwrap_err();
+        assert!(
+            err.message
+                .starts_with("script stopped after 5 ms (the request's deadline)"),
+            "{err}"
+        );
+        assert!(took < Duration::from_millis(250), "took {took:?}");
+        // No time left at all: stopped within the first CLOCK_EVERY_OPS operations.
+        let (result, _) = run_script_within("loop {}", Duration::ZERO);
+        assert!(result.unwrap_err().message.contains("0 ms"));
+    }
+
+    #[test]
+    fn runaway_expressions_stop_too() {
+        let engine = ScriptEngine::new();
+        for (src, limits) in [
+            // 10^8 cheap steps: the operation limit (or, in a slow debug build, the time).
+            (
+                "blob(10000, 1).to_array().reduce(|s, x| s + blob(10000, 1).to_array().reduce(|t, y| t + y, 0), 0) > 0",
+                &["operations (sandbox limit)", "(time limit)"][..],
+            ),
+            // 10^8 expensive steps: the time limit.
+            (
+                r#"blob(10000, 1).to_array().reduce(|s, x| s + blob(10000, 1).to_array().reduce(|t, y| t + blob(10000, 65).as_string().to_upper().len(), 0), 0) > 0"#,
+                &["(time limit)"][..],
+            ),
+        ] {
+            let ast = engine.compile_expression(src, &[]).unwrap();
+            let mut scope =
+                RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+            let started = Instant::now();
+            let err = engine
+                .eval_bool(&mut scope, &ast, None, TimeLeft::Deadline(Duration::from_secs(1)))
+                .unwrap_err();
+            let took = started.elapsed();
+            println!("{src}: {took:?}: {err}");
+            assert!(limits.iter().any(|l| err.message.contains(l)), "{src}: {err}");
+            assert!(took < Duration::from_millis(500), "{src} took {took:?}");
+        }
+    }
+
+    #[test]
+    fn stops_cannot_be_caught() {
+        // The closure's operations are invisible to Rhai's own count (it runs inside `reduce`);
+        // the stop it gets is wrapped in a catchable error, and the script tries to carry on.
+        for src in [
+            r#"
+            let a = blob(100, 1).to_array();
+            let caught = 0;
+            for i in 0..3 {
+                try { a.reduce(|s, x| { loop {} }, 0); } catch (e) { caught += 1; }
+            }
+            true
+            "#,
+            // Retrying for ever, inside a callback whose operations Rhai does not count.
+            r#"
+            [1, 2].reduce(|s, x| {
+                loop { try { [3, 4].reduce(|t, y| { loop {} }, 0); } catch {} }
+            }, 0)
+            "#,
+            "try { [1].reduce(|s, x| { loop {} }, 0); } catch {} true",
+        ] {
+            let (result, took) = run_script_within(src, Duration::from_secs(1));
+            println!("caught runaway stopped after {took:?}: {result:?}");
+            let err = result.unwrap_err();
+            assert!(
+                err.message.contains("operations (sandbox limit)")
+                    || err.message.contains("(time limit)"),
+                "{src}: {err}"
+            );
+            assert!(took < Duration::from_millis(500), "{src} took {took:?}");
+        }
+        // Catching ordinary errors still works.
+        assert_eq!(
+            run_script("try { [1].reduce(|s, x| s.nope(), 0) } catch { true }"),
+            Ok(ScriptVerdict::Pass)
+        );
+    }
+
+    #[test]
+    fn ordinary_scripts_are_not_limited() {
+        // A whole request's worth of helper calls, well within both limits, on any thread.
+        let src = r#"
+            let total = 0;
+            for i in 0..1000 { total += i; }
+            if seoul_hour(now) >= 10 && one_of(order_id, ["vip-7"]) && total == 499500 {
+                true
+            } else {
+                "refused"
+            }
+        "#;
+        let (result, took) = run_script_within(src, Duration::from_secs(1));
+        println!("ordinary script took {took:?}");
+        assert_eq!(result, Ok(ScriptVerdict::Pass));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| assert_eq!(run_script(src), Ok(ScriptVerdict::Pass)));
+            }
+        });
+        // The budget is per evaluation: it does not linger on the thread afterwards.
+        assert_eq!((STOP_AT.get(), STOPPED.get()), (None, None));
+    }
+
+    #[test]
+    fn a_shadow_cut_off_names_itself() {
+        let engine = ScriptEngine::new();
+        let ast = engine.compile_script(HEAVY).unwrap();
+        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), false);
+        let err = engine
+            .eval_script(
+                &scope,
+                &ast,
+                TimeLeft::ShadowCutoff(Duration::from_millis(5)),
+            )
+            .unwrap_err();
+        assert!(
+            err.message.starts_with(
+                "script stopped after 5 ms (shadow rule cut off to keep the deadline for enforced rules)"
+            ),
+            "{err}"
+        );
+        // Past the cut-off (no time left), a cheap expression still completes.
+        let ast = engine.compile_expression("amount > 1000", &[]).unwrap();
+        let mut scope = scope;
+        assert_eq!(
+            engine.eval_bool(
+                &mut scope,
+                &ast,
+                None,
+                TimeLeft::ShadowCutoff(Duration::ZERO)
+            ),
+            Ok(true)
+        );
+    }
+}

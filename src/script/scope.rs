@@ -1,0 +1,343 @@
+//! [`RequestScope`]: the request as expressions and scripts see it, every variable read-only,
+//! and JSON turned into Rhai values.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, FixedOffset};
+use rhai::{Dynamic, Map, Scope};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use super::{compile_scope, REQUEST_VARS};
+use crate::payload::ConfirmRequest;
+
+/// The request as expressions and scripts see it: [`REQUEST_VARS`], built once per request
+/// and shared by all its rules.
+///
+/// Every request variable is a Rhai constant, so no rule can change what the rules after it
+/// see: an assignment (`amount = 1`, `payload.x.y = 1`) or a mutating method call
+/// (`order_id.clear()`, `fetched.clear()`) is an error, which the rule's `on_error` handles.
+/// Expressions run on this scope directly, scripts on a copy (see
+/// [`ScriptEngine::eval_script`](super::ScriptEngine::eval_script)). Only the engine changes
+/// it, to record a fetch ([`set_fetched`](Self::set_fetched)).
+pub struct RequestScope {
+    /// The request variables, in [`REQUEST_VARS`] order, every one read-only and none shared.
+    pub(super) scope: Scope<'static>,
+}
+
+impl RequestScope {
+    /// The request's variables. `with_payload: false` leaves `payload` as `()`: converting
+    /// the whole body is the most expensive part, and rulesets that never mention `payload`
+    /// skip it.
+    pub fn new(req: &ConfirmRequest, now: DateTime<FixedOffset>, with_payload: bool) -> Self {
+        let payload = if with_payload {
+            json_to_dynamic(req.payload.value())
+        } else {
+            Dynamic::UNIT
+        };
+        let values = [
+            req.order_id.clone().into(),
+            req.tx_id.clone().into(),
+            amount_dynamic(req.amount.value(), req.amount.as_i64()),
+            req.store_id.clone().map_or(Dynamic::UNIT, Dynamic::from),
+            req.api.as_str().into(),
+            payload,
+            Dynamic::from_int(now.timestamp_millis()),
+            Dynamic::from_map(Map::new()),
+        ];
+        RequestScope {
+            scope: template_with(values.map(Dynamic::into_read_only)),
+        }
+    }
+
+    /// No variables, for rulesets that run no Rhai (nothing is built per request).
+    pub fn empty() -> Self {
+        RequestScope {
+            scope: Scope::new(),
+        }
+    }
+
+    /// The value of a request variable (`None` if it does not exist, or in an empty scope).
+    pub fn get(&self, name: &str) -> Option<Dynamic> {
+        self.scope.get(name).map(Dynamic::flatten_clone)
+    }
+
+    /// Records a fetch result under `fetched[rule]` (read-only, as every request variable)
+    /// for later rules; returns `response` for the rule's own `require`
+    /// ([`ScriptEngine::eval_bool`](super::ScriptEngine::eval_bool) makes it a constant
+    /// there).
+    pub fn set_fetched(&mut self, rule: &str, response: Dynamic) -> Dynamic {
+        if self.scope.is_empty() {
+            return response;
+        }
+        self.repair();
+        if let Some(fetched) = self.scope.get_value_mut::<Map>("fetched") {
+            // A clone is writable (Rhai's `Dynamic::clone` drops the access mode).
+            fetched.insert(rule.into(), response.clone().into_read_only());
+        }
+        response
+    }
+
+    /// A closure that captures a request variable turns it into a shared value in place
+    /// (Rhai's `Share` statement); it keeps its value, but a shared value could be changed
+    /// through another handle to it, and `get_value_mut` does not take one. Put back plain
+    /// copies.
+    pub(super) fn repair(&mut self) {
+        if self.scope.iter_raw().any(|(_, _, v)| v.is_shared()) {
+            self.scope = self.copy();
+        }
+    }
+
+    /// A copy of the variables sharing nothing with these, read-only too (Rhai's
+    /// `Dynamic::clone` drops the access mode, so it is set again).
+    pub(super) fn copy(&self) -> Scope<'static> {
+        if self.scope.is_empty() {
+            return Scope::new();
+        }
+        template_with(REQUEST_VARS.map(|name| {
+            self.scope
+                .get(name)
+                .map_or(Dynamic::UNIT, Dynamic::flatten_clone)
+                .into_read_only()
+        }))
+    }
+}
+
+impl std::fmt::Debug for RequestScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.scope.iter_raw().map(|(name, _, value)| (name, value)))
+            .finish()
+    }
+}
+
+/// A scope of [`REQUEST_VARS`] holding `values` (in that order) as they are: read-only values
+/// make read-only variables (Rhai keeps a variable's access mode in its value).
+fn template_with(values: [Dynamic; REQUEST_VARS.len()]) -> Scope<'static> {
+    // Cloning a scope shares its variable names; pushing would allocate each name anew.
+    static TEMPLATE: LazyLock<Scope<'static>> = LazyLock::new(|| compile_scope(&[]));
+    let mut scope = TEMPLATE.clone();
+    for (name, value) in REQUEST_VARS.iter().zip(values) {
+        // The template's variables are writable, so `get_mut` finds every one.
+        if let Some(slot) = scope.get_mut(name) {
+            *slot = value;
+        }
+    }
+    scope
+}
+
+/// Integers stay `INT` so `amount >= 1000` reads naturally; fractions are exact `Decimal`s.
+fn amount_dynamic(value: Decimal, as_int: Option<i64>) -> Dynamic {
+    match as_int {
+        Some(i) => Dynamic::from_int(i),
+        None => Dynamic::from_decimal(value),
+    }
+}
+
+/// JSON → Rhai, keeping integers as `INT` and other numbers exact where they fit.
+pub fn json_to_dynamic(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Dynamic::from_int(i)
+            } else if let Ok(d) = n.to_string().parse::<Decimal>() {
+                Dynamic::from_decimal(d)
+            } else {
+                Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) => s.clone().into(),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(json_to_dynamic).collect()),
+        Value::Object(obj) => Dynamic::from_map(
+            obj.iter()
+                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::tests::{at, request, FULL, V1};
+    use crate::script::{ScriptEngine, ScriptVerdict, TimeLeft, MAX_RUN_TIME};
+
+    /// `(order_id, amount, payload, fetched)` as the scope holds them now.
+    fn request_vars(scope: &RequestScope) -> String {
+        ["order_id", "amount", "payload", "fetched"]
+            .map(|n| format!("{n}={:?}", scope.get(n).unwrap()))
+            .join(" ")
+    }
+
+    fn scope_with_fetch() -> RequestScope {
+        let mut scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+        let response =
+            json_to_dynamic(&serde_json::json!({"status": 200, "body": {"available": 0}}));
+        let _ = scope.set_fetched("stock", response);
+        scope
+    }
+
+    #[test]
+    fn request_variables_are_read_only_to_scripts() {
+        let engine = ScriptEngine::new();
+        let mut scope = scope_with_fetch();
+        let before = request_vars(&scope);
+        for (src, message) in [
+            ("amount = 999999; true", "cannot modify constant amount"),
+            (
+                r#"order_id = "qa-1"; true"#,
+                "cannot modify constant order_id",
+            ),
+            ("amount += 1; true", "cannot modify constant amount"),
+            (
+                r#"payload.custom.tier = "x"; true"#,
+                "cannot modify constant payload",
+            ),
+            (
+                "fetched.stock.body.available = 9; true",
+                "cannot modify constant fetched",
+            ),
+            (
+                "fetched.stock.status += 1; true",
+                "cannot modify constant fetched",
+            ),
+            ("now = 0; true", "cannot modify constant now"),
+            (
+                "order_id.clear(); true",
+                "'clear' cannot be called on constant",
+            ),
+            (
+                r#"payload.custom.remove("tier"); true"#,
+                "'remove' cannot be called on constant",
+            ),
+            (
+                "fetched.clear(); true",
+                "'clear' cannot be called on constant",
+            ),
+            (
+                "fetched.stock.body.clear(); true",
+                "'clear' cannot be called on constant",
+            ),
+            (
+                "fn f() { this.status = 1 } fetched.stock.f(); true",
+                "cannot modify constant",
+            ),
+            (
+                "let f = || { amount = 1 }; f.call(); true",
+                "cannot modify constant amount",
+            ),
+        ] {
+            let ast = engine.compile_script(src).unwrap();
+            let err = engine.eval_script(&scope, &ast, FULL).unwrap_err();
+            assert!(err.message.to_lowercase().contains(message), "{src}: {err}");
+            assert_eq!(request_vars(&scope), before, "{src}");
+        }
+        let ast = engine.compile_script("\n amount = 1;").unwrap();
+        let err = engine.eval_script(&scope, &ast, FULL).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot modify constant amount (the request variables are read-only; copy one with `let` to work on a copy) (line 2, column 2)"
+        );
+        // Rhai lets a script add keys to a constant map, and its own variables may shadow the
+        // request's: both change only the script's copy.
+        for src in [
+            r#"payload.extra = 1; payload.custom.extra = 1; fetched.stock.body.extra = 1; payload.len() == 5"#,
+            r#"fetched["fake"] = #{ status: 200 }; fetched.len() == 2"#,
+            "fn f() { this.fake = 1 } fetched.f(); fetched.len() == 2",
+            "let f = || { fetched.fake = 1; }; f.call(); fetched.len() == 2",
+            r#"let amount = 999999; let order_id = "qa-1"; amount == 999999"#,
+            r#"order_id[0] = 'q'; order_id[1] = 'a'; order_id.starts_with("qa")"#,
+            "amount[20] = true; amount[0..3] = 7; amount > 1000000",
+            "payload.custom.tier[0] = 'G'; fetched.stock.body.available[0] = true; true",
+        ] {
+            let ast = engine.compile_script(src).unwrap();
+            assert_eq!(
+                engine.eval_script(&scope, &ast, FULL),
+                Ok(ScriptVerdict::Pass),
+                "{src}"
+            );
+            assert_eq!(request_vars(&scope), before, "{src}");
+        }
+        // The scope still works as before: expressions read it, fetches add to it.
+        let ast = engine
+            .compile_expression(
+                r#"order_id == "vip-7" && amount == 50000 && fetched.len() == 1"#,
+                &[],
+            )
+            .unwrap();
+        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
+    }
+
+    #[test]
+    fn request_variables_are_read_only_to_expressions() {
+        let engine = ScriptEngine::new();
+        let mut scope = scope_with_fetch();
+        let before = request_vars(&scope);
+        for src in [
+            "order_id.clear() == ()",
+            "fetched.stock.body.clear() == ()",
+            "payload.custom.remove(\"tier\") == ()",
+            "fetched.remove(\"stock\") == ()",
+        ] {
+            let ast = engine.compile_expression(src, &[]).unwrap();
+            let err = engine.eval_bool(&mut scope, &ast, None, FULL).unwrap_err();
+            assert!(
+                err.message.contains("cannot be called on constant"),
+                "{src}: {err}"
+            );
+            assert_eq!(request_vars(&scope), before, "{src}");
+        }
+        // Statements, assignments included, are not expressions at all.
+        for src in [
+            "amount = 1",
+            "order_id[0] = 'q'",
+            "{ fetched.x = 1; true }",
+            "[1].all(|x| { amount = x; true })",
+        ] {
+            assert!(engine.compile_expression(src, &[]).is_err(), "{src}");
+        }
+        // A closure capturing request variables makes them shared; they are put back as
+        // plain values, and recording a fetch afterwards still works.
+        let ast = engine
+            .compile_expression(
+                "[1].filter(|x| x < amount && fetched.len() == 1 && order_id != \"\").len() == 1",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
+        assert!(scope
+            .scope
+            .iter_raw()
+            .all(|(_, constant, v)| constant && !v.is_shared()));
+        assert_eq!(request_vars(&scope), before);
+        let _ = scope.set_fetched("limits", Dynamic::from_int(1));
+        let ast = engine
+            .compile_expression("fetched.len() == 2", &[])
+            .unwrap();
+        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
+        // `response` is read-only too.
+        let response =
+            scope.set_fetched("more", json_to_dynamic(&serde_json::json!({"body": [1]})));
+        let ast = engine
+            .compile_expression("response.body.pop() == 1", &["response"])
+            .unwrap();
+        let err = engine
+            .eval_bool(
+                &mut scope,
+                &ast,
+                Some(response),
+                TimeLeft::Deadline(MAX_RUN_TIME),
+            )
+            .unwrap_err();
+        assert!(
+            err.message.contains("cannot be called on constant"),
+            "{err}"
+        );
+        let ast = engine
+            .compile_expression("fetched.more.body == [1]", &[])
+            .unwrap();
+        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
+    }
+}
