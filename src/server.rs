@@ -3,42 +3,24 @@
 //! Handlers are thin: guard, parse, evaluate, answer.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
-use chrono::{DateTime, FixedOffset, Utc};
+use axum::response::IntoResponse;
 use ipnet::IpNet;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
-use crate::audit::{DecisionLog, Record, Sampling};
-use crate::decision::Decision;
-use crate::engine::{self, Context, Original};
+use crate::audit::{DecisionLog, Sampling};
 use crate::metrics::Metrics;
-use crate::payload::{self, ConfirmRequest, Parsed};
 use crate::reload::{self, EnvReader, Gate, Reloader, RuleStore};
-use crate::rules::{Check, Mode, Rules, Ruleset};
+use crate::rules::Rules;
 use crate::script::ScriptEngine;
 use crate::upstream::{HttpUpstreams, Upstreams};
 use crate::webhook::{Verifier, WebhookSecret};
-
-/// Bodies over this get 413 (PortOne's are a few hundred bytes).
-pub const MAX_BODY: usize = 64 * 1024;
-/// The only label an unknown ruleset gets: label values must not be chosen by callers.
-const UNKNOWN_RULESET: &str = "unknown";
-const JSON_UTF8: &str = "application/json; charset=utf-8";
-const DECISION_ID: &str = "x-confirm-decision-id";
 
 /// Everything `serve` needs, already parsed by the CLI.
 pub struct Config {
@@ -278,246 +260,7 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Whether evaluating `ruleset` may wait for an upstream (`fetch`, `forward`). Every other
-/// check (and Rhai) runs without yielding, so such an evaluation cannot be cut off midway by
-/// its caller going away; one that waits can, after a `forward` or a `POST` has reached the
-/// merchant.
-fn calls_upstreams(ruleset: &Ruleset) -> bool {
-    ruleset.rules.iter().any(|rule| {
-        rule.mode != Mode::Off && matches!(rule.check, Check::Fetch(_) | Check::Forward(_))
-    })
-}
-
-pub use admin::admin_router;
-
-pub fn public_router(state: AppState) -> Router {
-    let confirm_endpoint = || post(confirm).fallback(wrong_method);
-    Router::new()
-        .route("/confirm", confirm_endpoint())
-        // Everything under `/confirm/` is ours to answer (404 with a reason for any name that is
-        // not a loaded ruleset, `/confirm/` and `/confirm/a/b` included), so it is matched whole
-        // and the name read from the raw path: ruleset names are plain ASCII, so a
-        // percent-encoded one never names a ruleset and needs no decoding (or a 400 for bad
-        // escapes from the framework).
-        .route("/confirm/", confirm_endpoint())
-        .route("/confirm/{*ruleset}", confirm_endpoint())
-        .route("/healthz", get(healthz))
-        .with_state(state)
-}
-
-// The whole request is taken rather than a `HeaderMap` extractor, which would copy the headers.
-async fn confirm(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
-    let (parts, body) = request.into_parts();
-    state
-        .confirm(ruleset_in(parts.uri.path()), peer, parts.headers, body)
-        .await
-}
-
-/// The ruleset a confirm path names, as written: `default` for `/confirm`, `{ruleset}` for
-/// `/confirm/{ruleset}`.
-fn ruleset_in(path: &str) -> &str {
-    path.strip_prefix("/confirm/").unwrap_or("default")
-}
-
-// A 405 is an answer of the confirm endpoint like any other: counted, logged and recorded,
-// after the source guard.
-async fn wrong_method(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
-    state.method_not_allowed(ruleset_in(request.uri().path()), peer, request.headers())
-}
-
-/// Per-request facts gathered on the way in, for the log line and decision record.
-#[derive(Clone)]
-struct Seen {
-    id: String,
-    started: tokio::time::Instant,
-    arrived: DateTime<Utc>,
-    /// The ruleset, when one of that name is loaded (metrics label it `unknown` otherwise).
-    ruleset: Option<Arc<Ruleset>>,
-    /// The rules snapshot this request is answered from.
-    rules: Arc<Rules>,
-}
-
-impl Seen {
-    fn ruleset_name(&self) -> &str {
-        self.ruleset
-            .as_ref()
-            .map_or(UNKNOWN_RULESET, |r| r.name.as_str())
-    }
-}
-
 impl AppState {
-    fn seen(&self, ruleset: &str) -> Seen {
-        let rules = self.0.store.current(); // one snapshot for the whole request
-        Seen {
-            id: uuid::Uuid::now_v7().to_string(),
-            started: tokio::time::Instant::now(),
-            arrived: Utc::now(),
-            ruleset: rules.get(ruleset).cloned(),
-            rules,
-        }
-    }
-
-    fn method_not_allowed(&self, ruleset: &str, peer: SocketAddr, headers: &HeaderMap) -> Response {
-        let seen = self.seen(ruleset);
-        if let Some(refusal) = self.source_refused(&seen, peer, headers) {
-            return refusal;
-        }
-        self.refuse(&seen, 405, "POST 요청만 받습니다".into())
-    }
-
-    async fn confirm(
-        &self,
-        ruleset: &str,
-        peer: SocketAddr,
-        headers: HeaderMap,
-        body: Body,
-    ) -> Response {
-        let s = &self.0;
-        let seen = self.seen(ruleset);
-        // Guards in the order of SPEC §9; the first failing one answers.
-        if let Some(refusal) = self.source_refused(&seen, peer, &headers) {
-            return refusal;
-        }
-        let Some(set) = seen.ruleset.clone() else {
-            return self.refuse(&seen, 404, "알 수 없는 결제 확인 경로입니다".into());
-        };
-        self.note_deadline(set.settings.deadline);
-        let too_large = || {
-            let reason = format!("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024);
-            self.refuse(&seen, 413, reason)
-        };
-        // A body announced as too large is refused before any of it is read (and before an
-        // `Expect: 100-continue` client is told to send it).
-        let announced = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|n| n > MAX_BODY as u64) {
-            return too_large();
-        }
-        // The deadline covers a body sent slowly too; what has not arrived cannot be checked.
-        let read = axum::body::to_bytes(body, MAX_BODY);
-        let bytes =
-            match tokio::time::timeout_at(engine::answer_by(&set.settings, seen.started), read)
-                .await
-            {
-                Ok(Ok(bytes)) => bytes,
-                Ok(Err(e)) if over_limit(&e) => return too_large(),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "request body could not be read");
-                    return self.refuse(&seen, 400, "요청 본문을 읽지 못했습니다".into());
-                }
-                Err(_) => {
-                    tracing::warn!("request body not received within the deadline");
-                    return self.refuse(
-                        &seen,
-                        408,
-                        "요청 본문을 제한 시간 안에 받지 못했습니다".into(),
-                    );
-                }
-            };
-        if let Some(verifier) = &s.verifier {
-            if let Err(e) = verifier.verify(&headers, &bytes, unix_now()) {
-                tracing::warn!(error = %e, "webhook signature refused");
-                return self.refuse(&seen, 401, e.reason().into());
-            }
-        }
-        // A Content-Type that is not even text is not one we read (and not a missing one).
-        let content_type = match headers.get(header::CONTENT_TYPE).map(HeaderValue::to_str) {
-            None => None,
-            Some(Ok(ct)) => Some(ct),
-            Some(Err(_)) => {
-                let e = payload::PayloadError::UnsupportedContentType("(not text)".into());
-                return self.refuse(&seen, e.status(), e.to_string());
-            }
-        };
-        let req = match payload::parse_bytes(content_type, &bytes) {
-            Ok(Parsed::Confirm(req)) => req,
-            Ok(Parsed::Ignored { message_type }) => {
-                tracing::info!(message_type, "webhook type ignored");
-                return self.finish(&seen, Decision::ignored(), None);
-            }
-            Err(e) => return self.refuse(&seen, e.status(), e.to_string()),
-        };
-        let original = Original {
-            content_type: headers.get(header::CONTENT_TYPE).cloned(),
-            webhook_headers: headers
-                .iter()
-                .filter(|(k, _)| k.as_str().starts_with("webhook-"))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            body: bytes,
-        };
-        if calls_upstreams(&set) {
-            self.detached(seen, set, req, original).await
-        } else {
-            let decision = engine::evaluate(&set, &req, &self.context(&seen, &original)).await;
-            self.finish(&seen, decision, Some(&req))
-        }
-    }
-
-    /// What an evaluation of the request `seen` needs besides the rules and the request.
-    fn context<'a>(&'a self, seen: &Seen, original: &'a Original) -> Context<'a> {
-        Context {
-            scripts: &self.0.scripts,
-            upstreams: self.0.upstreams.clone(),
-            now: now_fixed(),
-            started: seen.started,
-            original,
-        }
-    }
-
-    /// The evaluation and [`Self::finish`] in a task of their own, for a ruleset that calls
-    /// upstreams. Run in the connection's task, the evaluation would be dropped with it when
-    /// the caller hangs up while a rule waits for an upstream: a `forward` may already have
-    /// reached the merchant, yet there would be no log line, no decision record and no count.
-    /// Apart, it finishes (within its deadline) whatever the caller does, and shutdown waits
-    /// for it (see [`App::serve`]).
-    async fn detached(
-        &self,
-        seen: Seen,
-        set: Arc<Ruleset>,
-        req: ConfirmRequest,
-        original: Original,
-    ) -> Response {
-        let (tx, rx) = oneshot::channel();
-        let state = self.clone();
-        let (kept, ruleset) = (seen.clone(), set.clone());
-        self.0.evaluations.spawn(async move {
-            let decision = engine::evaluate(&set, &req, &state.context(&seen, &original)).await;
-            let response = state.finish(&seen, decision, Some(&req));
-            if tx.send(response).is_err() {
-                tracing::warn!(
-                    decision_id = seen.id.as_str(),
-                    "answer not delivered: the caller hung up before it was ready"
-                );
-            }
-        });
-        match rx.await {
-            Ok(response) => response,
-            // The evaluation panicked (a bug): an error the ruleset's way, counted and recorded,
-            // rather than a dropped connection.
-            Err(_) => {
-                tracing::error!(
-                    decision_id = kept.id.as_str(),
-                    "evaluation ended without an answer"
-                );
-                let settings = &ruleset.settings;
-                let reason = settings.error_reason.clone();
-                let decision = Decision::reject(settings.reject_status, reason, None);
-                self.finish(&kept, decision, None)
-            }
-        }
-    }
-
     /// Keeps the longest deadline a request has been answered with, for the grace period.
     fn note_deadline(&self, deadline: Duration) {
         let deadline = nanos(deadline);
@@ -536,145 +279,10 @@ impl AppState {
         let current = longest_deadline(&self.0.store.current());
         seen.max(current) + Duration::from_secs(1)
     }
-
-    /// The 403 of `--allow-from`, when the source is not allowed.
-    fn source_refused(
-        &self,
-        seen: &Seen,
-        peer: SocketAddr,
-        headers: &HeaderMap,
-    ) -> Option<Response> {
-        let allow_from = &self.0.allow_from;
-        if allow_from.is_empty() {
-            return None;
-        }
-        match self.client_addr(peer, headers) {
-            Some(client) if allow_from.iter().any(|net| net.contains(&client)) => None,
-            Some(client) => {
-                tracing::warn!(%client, "source address not allowed");
-                Some(self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into()))
-            }
-            None => {
-                tracing::warn!(
-                    "source address unknown: X-Forwarded-For does not end in an address"
-                );
-                Some(self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into()))
-            }
-        }
-    }
-
-    /// With `--trust-forwarded-for`, the right-most `X-Forwarded-For` entry: the address our
-    /// own load balancer saw. Entries left of it are written by the client and prove nothing.
-    /// `None` when that entry is not an address (`unknown`, garbage): the source is then
-    /// unknown, never the load balancer's own address, which an allow-list may well contain.
-    fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
-        let forwarded = self
-            .0
-            .trust_forwarded_for
-            .then(|| headers.get_all("x-forwarded-for").iter().next_back())
-            .flatten();
-        let ip = match forwarded {
-            None => peer.ip(),
-            Some(v) => forwarded_addr(v.to_str().ok()?.rsplit(',').next()?)?,
-        };
-        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
-        Some(match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        })
-    }
-
-    fn refuse(&self, seen: &Seen, status: u16, reason: String) -> Response {
-        self.finish(seen, Decision::reject(status, reason, None), None)
-    }
-
-    /// Counts, logs and records one answer, then renders it.
-    fn finish(&self, seen: &Seen, decision: Decision, req: Option<&ConfirmRequest>) -> Response {
-        let s = &self.0;
-        let elapsed = seen.started.elapsed();
-        s.metrics
-            .decision(seen.ruleset.as_deref(), &decision, elapsed);
-        let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
-        // Plain `&str`s: the line format quotes and escapes a value only when it needs it (an
-        // order id comes from outside). Absent fields are left out.
-        tracing::info!(
-            decision_id = seen.id.as_str(),
-            ruleset = seen.ruleset_name(),
-            decision = decision.decision.as_str(),
-            status = decision.status,
-            rule = decision.rule.as_deref(),
-            reason = decision.reason.as_deref(),
-            order_id = req.map(|r| r.order_id.as_str()),
-            latency_ms,
-            "decision"
-        );
-        let response = answer(&decision, &seen.id);
-        if let Some(log) = &s.decision_log {
-            log.write(&Record {
-                time: seen.arrived,
-                decision_id: &seen.id,
-                ruleset: seen.ruleset_name(),
-                rules_version: &seen.rules.version,
-                api: req.map(|r| r.api.as_str()),
-                order_id: req.map(|r| r.order_id.as_str()),
-                tx_id: req.map(|r| r.tx_id.as_str()),
-                amount: req.map(|r| &r.amount),
-                decision: &decision,
-                latency_ms,
-                request: req.map(|r| &r.payload),
-            });
-        }
-        response
-    }
 }
 
-/// An `X-Forwarded-For` entry: an address, or an address with a port as some load balancers
-/// write it (`203.0.113.7:443`, `[2001:db8::1]:443`).
-fn forwarded_addr(entry: &str) -> Option<IpAddr> {
-    let entry = entry.trim();
-    entry
-        .parse::<IpAddr>()
-        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
-        .ok()
-}
-
-/// Whether reading the body failed because it is over [`MAX_BODY`].
-fn over_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
-/// Renders a decision as PortOne's answer (SPEC §3).
-fn answer(decision: &Decision, id: &str) -> Response {
-    let status = StatusCode::from_u16(decision.status).unwrap_or(StatusCode::CONFLICT);
-    let mut response = (status, decision.body()).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
-    if let Ok(v) = HeaderValue::from_str(id) {
-        h.insert(DECISION_ID, v);
-    }
-    response
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// The evaluation time, in Korea's offset so traces read naturally for Korean operators.
-fn now_fixed() -> DateTime<FixedOffset> {
-    match FixedOffset::east_opt(9 * 3600) {
-        Some(kst) => Utc::now().with_timezone(&kst),
-        None => Utc::now().fixed_offset(),
-    }
-}
+pub use admin::admin_router;
+pub use confirm::{public_router, MAX_BODY};
 
 /// Liveness, on both listeners: the process answers HTTP.
 async fn healthz() -> impl IntoResponse {
@@ -682,4 +290,5 @@ async fn healthz() -> impl IntoResponse {
 }
 
 mod admin;
+mod confirm;
 mod listen;
