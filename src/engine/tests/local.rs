@@ -1,6 +1,7 @@
 //! Local checks: order, guards, modes, bounds, reasons, scripts, on_error.
 
 use super::*;
+use crate::rules::Health;
 
 // ---- order, guards, modes ----
 

@@ -1,6 +1,9 @@
 //! Upstream checks: health, fetch, forward, what is called when, and the deadline.
 
 use super::*;
+use crate::engine::calls::is_dot_segment;
+use crate::rules::Health;
+use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse};
 
 // ---- fetch ----
 

@@ -1,0 +1,188 @@
+//! The upstream calls of an evaluation: GET fetches started in the background, waits bounded
+//! by the shadow cut-off, and the HTTP call a fetch rule makes.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use super::check::Verdict;
+use super::Run;
+use crate::payload::ConfirmRequest;
+use crate::rules::{BodyTemplate, Check, Fetch, HttpMethod, Mode, Rule};
+use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse};
+
+/// Characters left as they are in a path segment (RFC 3986 unreserved).
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Background GET fetches, aborted if the evaluation ends before their rule is reached. Empty
+/// (no allocation) when the ruleset has none; otherwise one slot per rule.
+pub(super) struct Prefetches(
+    pub(super) Vec<Option<JoinHandle<Result<UpstreamResponse, UpstreamError>>>>,
+);
+
+impl Drop for Prefetches {
+    fn drop(&mut self) {
+        for handle in self.0.iter().flatten() {
+            handle.abort();
+        }
+    }
+}
+
+impl Run<'_, '_> {
+    /// Awaits `call` for `rule`: to the end for an enforced rule (the deadline bounds it), until
+    /// the shadow cut-off for a shadow rule (`None` if it is not done by then).
+    pub(super) async fn wait<F: std::future::Future>(
+        &self,
+        rule: &Rule,
+        call: F,
+    ) -> Option<F::Output> {
+        if rule.mode == Mode::Shadow {
+            // Polls `call` first: an answer already in is taken even past the cut-off.
+            tokio::time::timeout_at(self.shadow_until, call).await.ok()
+        } else {
+            Some(call.await)
+        }
+    }
+
+    /// Whether `rule` is a shadow rule reached after the shadow cut-off: it starts no call.
+    pub(super) fn past_shadow_cutoff(&self, rule: &Rule) -> bool {
+        rule.mode == Mode::Shadow && tokio::time::Instant::now() >= self.shadow_until
+    }
+
+    /// The error of a shadow rule cut off at the shadow cut-off.
+    pub(super) fn cut_off(&self) -> Verdict {
+        let deadline = self.ruleset.settings.deadline;
+        Verdict::Error(format!(
+            "shadow rule cut off to keep the deadline for enforced rules (shadow rules may use only the first {:?} of the {deadline:?} deadline)",
+            deadline / 2
+        ))
+    }
+
+    /// GET fetches have no side effects, so they start now and run while earlier rules are
+    /// evaluated; a request costs about its slowest check, not the sum.
+    pub(super) fn start_prefetches(&self) -> Prefetches {
+        let is_prefetch = |rule: &Rule| {
+            matches!(&rule.check, Check::Fetch(f) if f.method == HttpMethod::GET)
+                && rule.mode != Mode::Off
+        };
+        if !self.ruleset.rules.iter().any(is_prefetch) {
+            return Prefetches(Vec::new());
+        }
+        Prefetches(
+            self.ruleset
+                .rules
+                .iter()
+                .map(|rule| match &rule.check {
+                    // A call that cannot be made is an error when its rule is reached.
+                    Check::Fetch(f) if is_prefetch(rule) => {
+                        fetch_call(f, self.req).ok().map(|call| {
+                            tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call))
+                        })
+                    }
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The call a fetch rule makes for `req`, or why it cannot be made. Rule tests use it too, to
+/// tell canned answers no rule asks for.
+pub fn fetch_call(f: &Fetch, req: &ConfirmRequest) -> Result<HttpCall, String> {
+    let mut path_and_query = f.path.render_escaped(req, None, |s| {
+        Cow::Owned(utf8_percent_encode(s, PATH_SEGMENT).to_string())
+    });
+    // A `.` or `..` segment would be resolved by the URL parser, so an order id of ".."
+    // would choose another endpoint at the merchant; escaping cannot help, as `%2e%2e` is a
+    // dot segment too.
+    if let Some(segment) = path_and_query
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .split('/')
+        .find(|s| is_dot_segment(s))
+    {
+        return Err(format!(
+            "fetch path \"{path_and_query}\" has the segment \"{segment}\", which would leave the path the rule names; not sent"
+        ));
+    }
+    if !f.query.is_empty() {
+        let pairs: Vec<(&str, String)> = f
+            .query
+            .iter()
+            .map(|(k, t)| (k.as_str(), t.render(req, None)))
+            .collect();
+        path_and_query.push(if path_and_query.contains('?') {
+            '&'
+        } else {
+            '?'
+        });
+        path_and_query.push_str(&serde_urlencoded::to_string(pairs).unwrap_or_default());
+    }
+    let mut headers = http::HeaderMap::new();
+    for (name, t) in &f.headers {
+        // A header value a request field made invalid (a newline, say) is left out rather
+        // than sent broken; the upstream then decides without it.
+        if let Ok(v) = http::HeaderValue::from_str(&t.render(req, None)) {
+            headers.insert(name.clone(), v);
+        }
+    }
+    let body = f.body.as_ref().map(|b| {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Bytes::from(render_body(b, req).to_string())
+    });
+    let method = match f.method {
+        HttpMethod::GET => http::Method::GET,
+        HttpMethod::POST => http::Method::POST,
+        HttpMethod::PUT => http::Method::PUT,
+    };
+    Ok(HttpCall {
+        method,
+        path_and_query,
+        headers,
+        body,
+    })
+}
+
+/// `.` or `..`, also percent-encoded, which URL parsers resolve (WHATWG URL, RFC 3986 §5.2.4).
+pub(super) fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while let Some(&first) = rest.first() {
+        rest = if first == b'.' {
+            &rest[1..]
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            &rest[3..]
+        } else {
+            return false;
+        };
+        dots += 1;
+    }
+    dots == 1 || dots == 2
+}
+
+fn render_body(b: &BodyTemplate, req: &ConfirmRequest) -> Value {
+    match b {
+        BodyTemplate::Value(v) => v.clone(),
+        BodyTemplate::Text(t) => Value::String(t.render(req, None)),
+        BodyTemplate::Array(items) => {
+            Value::Array(items.iter().map(|i| render_body(i, req)).collect())
+        }
+        BodyTemplate::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), render_body(v, req)))
+                .collect(),
+        ),
+    }
+}

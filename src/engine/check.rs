@@ -1,0 +1,226 @@
+//! One rule's check: its `when` guard, the check itself (amount, window, `require`, script,
+//! health, fetch, forward) and what the answer of an upstream makes of it.
+
+use rhai::{Dynamic, Map};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use super::{fetch_call, Run};
+use crate::decision::UpstreamAnswer;
+use crate::rules::{Check, Expr, Fetch, Health, Mode, Rule};
+use crate::script::{self, RequestScope, ScriptVerdict, TimeLeft};
+use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse};
+
+/// What one rule's check concluded.
+pub(super) enum Verdict {
+    Pass,
+    Refuse(String),
+    Approve,
+    Error(String),
+}
+
+impl Run<'_, '_> {
+    pub(super) fn guard(
+        &self,
+        rule: &Rule,
+        scope: &mut RequestScope,
+    ) -> Result<bool, script::ScriptError> {
+        match &rule.when {
+            Some(when) => self.test(rule, when, scope, None),
+            None => Ok(true),
+        }
+    }
+
+    /// An expression of `rule`: natively when it has that form, else through Rhai (with
+    /// `response` in scope for a fetch's `require`).
+    fn test(
+        &self,
+        rule: &Rule,
+        expr: &Expr,
+        scope: &mut RequestScope,
+        response: Option<Dynamic>,
+    ) -> Result<bool, script::ScriptError> {
+        match &expr.native {
+            Some(native) => Ok(native.eval(self.req)),
+            None => self
+                .ctx
+                .scripts
+                .eval_bool(scope, &expr.ast, response, self.time_left(rule)),
+        }
+    }
+
+    /// The most a Rhai evaluation of `rule` may take: what is left of the deadline, or for a
+    /// shadow rule what is left before the shadow cut-off.
+    fn time_left(&self, rule: &Rule) -> TimeLeft {
+        let now = tokio::time::Instant::now();
+        if rule.mode == Mode::Shadow {
+            TimeLeft::ShadowCutoff(self.shadow_until.saturating_duration_since(now))
+        } else {
+            TimeLeft::Deadline(self.deadline.saturating_duration_since(now))
+        }
+    }
+
+    pub(super) async fn check(
+        &self,
+        rule: &Rule,
+        scope: &mut RequestScope,
+        prefetched: Option<&mut JoinHandle<Result<UpstreamResponse, UpstreamError>>>,
+    ) -> (Verdict, Option<UpstreamAnswer>) {
+        let reason = || rule.reason.render(self.req, None);
+        let verdict = match &rule.check {
+            Check::Approve => Verdict::Approve,
+            Check::Amount { min, max } => {
+                let amount = self.req.amount.value();
+                let ok = min.is_none_or(|m| amount >= m) && max.is_none_or(|m| amount <= m);
+                if ok {
+                    Verdict::Pass
+                } else {
+                    Verdict::Refuse(reason())
+                }
+            }
+            Check::Window { from, until } => {
+                let now = self.ctx.now;
+                let ok = from.is_none_or(|f| now >= f) && until.is_none_or(|u| now < u);
+                if ok {
+                    Verdict::Pass
+                } else {
+                    Verdict::Refuse(reason())
+                }
+            }
+            Check::Require(expr) => match self.test(rule, expr, scope, None) {
+                Ok(true) => Verdict::Pass,
+                Ok(false) => Verdict::Refuse(reason()),
+                Err(e) => Verdict::Error(format!("require: {e}")),
+            },
+            Check::Script { path, ast } => {
+                match self
+                    .ctx
+                    .scripts
+                    .eval_script(scope, ast, self.time_left(rule))
+                {
+                    Ok(ScriptVerdict::Pass) => Verdict::Pass,
+                    Ok(ScriptVerdict::Refuse(None)) => Verdict::Refuse(reason()),
+                    Ok(ScriptVerdict::Refuse(Some(r))) => Verdict::Refuse(r),
+                    Err(e) => Verdict::Error(format!("{path}: {e}")),
+                }
+            }
+            Check::Healthy(up) => match self.ctx.upstreams.health(up) {
+                Health::Up => Verdict::Pass,
+                Health::Down => Verdict::Refuse(reason()),
+                Health::Unknown => Verdict::Error(format!(
+                    "health of upstream \"{}\" is not known yet",
+                    up.name
+                )),
+            },
+            Check::Fetch(f) => {
+                let result = match prefetched {
+                    Some(handle) => match self.wait(rule, handle).await {
+                        Some(joined) => joined.unwrap_or_else(|e| {
+                            Err(UpstreamError::Other(format!("fetch task ended: {e}")))
+                        }),
+                        None => return (self.cut_off(), None),
+                    },
+                    None if self.past_shadow_cutoff(rule) => return (self.cut_off(), None),
+                    None => {
+                        let call = match fetch_call(f, self.req) {
+                            Ok(call) => self.ctx.upstreams.call(f.upstream.clone(), call),
+                            Err(e) => return (Verdict::Error(e), None),
+                        };
+                        match self.wait(rule, call).await {
+                            Some(result) => result,
+                            None => return (self.cut_off(), None),
+                        }
+                    }
+                };
+                let answer = result.as_ref().ok().map(UpstreamAnswer::from);
+                return (self.fetched(rule, f, scope, result), answer);
+            }
+            Check::Forward(_) if self.past_shadow_cutoff(rule) => return (self.cut_off(), None),
+            Check::Forward(fw) => {
+                let mut headers = http::HeaderMap::new();
+                let ct = self
+                    .ctx
+                    .original
+                    .content_type
+                    .clone()
+                    .unwrap_or(http::HeaderValue::from_static("application/json"));
+                headers.insert(http::header::CONTENT_TYPE, ct);
+                for (k, v) in &self.ctx.original.webhook_headers {
+                    headers.insert(k.clone(), v.clone());
+                }
+                let call = HttpCall {
+                    method: http::Method::POST,
+                    path_and_query: fw.path.clone(),
+                    headers,
+                    body: Some(self.ctx.original.body.clone()),
+                };
+                let call = self.ctx.upstreams.call(fw.upstream.clone(), call);
+                let Some(result) = self.wait(rule, call).await else {
+                    return (self.cut_off(), None);
+                };
+                let answer = result.as_ref().ok().map(UpstreamAnswer::from);
+                let verdict = match result {
+                    Ok(r) if r.status == 200 => Verdict::Pass,
+                    Ok(r) => Verdict::Refuse(merchant_reason(&r.body).unwrap_or_else(reason)),
+                    Err(e) => Verdict::Error(format!("forward to {}: {e}", fw.upstream.name)),
+                };
+                return (verdict, answer);
+            }
+        };
+        (verdict, None)
+    }
+
+    /// Applies a fetch result: records it in `fetched`, then `require` (or the status) decides.
+    fn fetched(
+        &self,
+        rule: &Rule,
+        f: &Fetch,
+        scope: &mut RequestScope,
+        result: Result<UpstreamResponse, UpstreamError>,
+    ) -> Verdict {
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => return Verdict::Error(format!("fetch from {}: {e}", f.upstream.name)),
+        };
+        let response = scope.set_fetched(&rule.name, response_dynamic(&resp));
+        let reason = || rule.reason.render(self.req, Some(&resp.body));
+        match &f.require {
+            Some(expr) => match self.test(rule, expr, scope, Some(response)) {
+                Ok(true) => Verdict::Pass,
+                Ok(false) => Verdict::Refuse(reason()),
+                Err(e) => Verdict::Error(format!(
+                    "require on the answer of {} (status {}): {e}",
+                    f.upstream.name, resp.status
+                )),
+            },
+            None => match resp.status {
+                200..=299 => Verdict::Pass,
+                500.. => Verdict::Error(format!("{} answered {}", f.upstream.name, resp.status)),
+                _ => Verdict::Refuse(reason()),
+            },
+        }
+    }
+}
+
+/// The merchant's own reason from a refusing confirm handler (`reason` for V1 style,
+/// `errorMessage` for V2 style).
+fn merchant_reason(body: &Value) -> Option<String> {
+    ["reason", "errorMessage"]
+        .iter()
+        .find_map(|k| body.get(k).and_then(Value::as_str))
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_owned)
+}
+
+fn response_dynamic(r: &UpstreamResponse) -> Dynamic {
+    let mut map = Map::new();
+    map.insert("status".into(), Dynamic::from_int(i64::from(r.status)));
+    let headers: Map = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), v.clone().into()))
+        .collect();
+    map.insert("headers".into(), Dynamic::from_map(headers));
+    map.insert("body".into(), script::json_to_dynamic(&r.body));
+    Dynamic::from_map(map)
+}
