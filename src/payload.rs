@@ -175,7 +175,9 @@ enum Encoding {
 }
 
 fn encoding(content_type: Option<&str>) -> Result<Encoding, PayloadError> {
-    let Some(ct) = content_type else {
+    // An empty header is a missing one; anything else must name a type we read (";;;" does
+    // not: it is garbled, not absent).
+    let Some(ct) = content_type.filter(|ct| !ct.trim().is_empty()) else {
         return Ok(Encoding::Unknown);
     };
     let mime = ct.split(';').next().unwrap_or("").trim();
@@ -183,8 +185,6 @@ fn encoding(content_type: Option<&str>) -> Result<Encoding, PayloadError> {
         Ok(Encoding::Json)
     } else if mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         Ok(Encoding::Form)
-    } else if mime.is_empty() {
-        Ok(Encoding::Unknown)
     } else {
         Err(PayloadError::UnsupportedContentType(
             ct.chars().take(100).collect(),

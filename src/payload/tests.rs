@@ -445,10 +445,14 @@ fn content_types() {
         415,
         "other types are refused with 415"
     );
-    confirm(
-        Some("Application/JSON;charset=UTF-8"),
-        br#"{"imp_uid":"i","merchant_uid":"m","amount":1}"#,
-    );
+    let v1 = br#"{"imp_uid":"i","merchant_uid":"m","amount":1}"#;
+    confirm(Some("Application/JSON;charset=UTF-8"), v1);
+    // Empty is missing (JSON, then a form); garbled is not a type we read.
+    confirm(Some(""), v1);
+    confirm(Some("  "), v1);
+    for garbled in [";;;", "; charset=utf-8", ",application/json"] {
+        assert_eq!(err(Some(garbled), "{}").status(), 415, "{garbled}");
+    }
 }
 
 proptest! {

@@ -179,11 +179,17 @@ impl AppState {
                 return self.refuse(&seen, 401, e.reason().into());
             }
         }
-        // A Content-Type that is not even text is not one we read (and not a missing one).
-        let content_type = match headers.get(header::CONTENT_TYPE).map(HeaderValue::to_str) {
-            None => None,
-            Some(Ok(ct)) => Some(ct),
-            Some(Err(_)) => {
+        // A Content-Type that is not even text is not one we read (and not a missing one);
+        // nor are two of them, which a merchant's parser might read the other way round.
+        let mut types = headers.get_all(header::CONTENT_TYPE).iter();
+        let content_type = match (types.next().map(HeaderValue::to_str), types.next()) {
+            (None, _) => None,
+            (Some(Ok(ct)), None) => Some(ct),
+            (Some(Ok(_)), Some(_)) => {
+                let e = payload::PayloadError::UnsupportedContentType("(여러 개)".into());
+                return self.refuse(&seen, e.status(), e.to_string());
+            }
+            (Some(Err(_)), _) => {
                 let e = payload::PayloadError::UnsupportedContentType("(not text)".into());
                 return self.refuse(&seen, e.status(), e.to_string());
             }

@@ -315,7 +315,7 @@ async fn every_answer_has_its_decision_log_line_and_metric() {
 }
 
 #[tokio::test]
-async fn a_content_type_that_is_not_text_is_415() {
+async fn a_content_type_that_is_not_text_or_is_repeated_is_415() {
     let (_rules, server) = server().await;
     let a = post(&server.url("/confirm"), None, testdata("v1.json")).await;
     assert_eq!(a.status, 200, "no Content-Type is read as JSON");
@@ -330,6 +330,23 @@ async fn a_content_type_that_is_not_text_is_415() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 415);
+    // Two of them, in either order: which one counts is up to each parser, so neither does.
+    for (first, second) in [
+        ("application/json", "text/plain"),
+        ("text/plain", "application/json"),
+    ] {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.append("content-type", first.parse().unwrap());
+        headers.append("content-type", second.parse().unwrap());
+        let resp = client()
+            .post(server.url("/confirm"))
+            .headers(headers)
+            .body(testdata("v1.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 415, "{first}, {second}");
+    }
     server.stop().await;
 }
 
