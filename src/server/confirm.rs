@@ -203,7 +203,11 @@ impl AppState {
             Err(e) => return self.refuse(&seen, e.status(), e.to_string()),
         };
         let original = Original {
-            content_type: headers.get(header::CONTENT_TYPE).cloned(),
+            // An empty one was read as missing, and is forwarded as missing.
+            content_type: headers
+                .get(header::CONTENT_TYPE)
+                .filter(|ct| !ct.as_bytes().trim_ascii().is_empty())
+                .cloned(),
             webhook_headers: headers
                 .iter()
                 .filter(|(k, _)| k.as_str().starts_with("webhook-"))
