@@ -198,7 +198,7 @@ impl Run<'_, '_> {
                     } else if rule.on_error.unwrap_or(settings.on_error) == OnError::Reject {
                         return Some(Decision::reject(
                             settings.reject_status,
-                            settings.error_reason.clone(),
+                            settings.error_reason.render(self.req, None),
                             Some(rule.name.clone()),
                         ));
                     }
@@ -251,9 +251,11 @@ impl Run<'_, '_> {
             .map(|rule| rule.name.clone());
         match settings.on_error {
             OnError::Approve => Decision::approve(name),
-            OnError::Reject => {
-                Decision::reject(settings.reject_status, settings.error_reason.clone(), name)
-            }
+            OnError::Reject => Decision::reject(
+                settings.reject_status,
+                settings.error_reason.render(self.req, None),
+                name,
+            ),
         }
     }
 

@@ -121,7 +121,8 @@ pub struct Ruleset {
 pub struct Settings {
     pub deadline: Duration,
     pub on_error: OnError,
-    pub error_reason: String,
+    /// Request placeholders only: it replaces whatever check failed, so no response is known.
+    pub error_reason: Template,
     pub reject_status: u16,
 }
 
@@ -130,7 +131,7 @@ impl Default for Settings {
         Settings {
             deadline: DEFAULT_DEADLINE,
             on_error: OnError::Reject,
-            error_reason: DEFAULT_ERROR_REASON.to_owned(),
+            error_reason: Template::literal(DEFAULT_ERROR_REASON),
             reject_status: DEFAULT_REJECT_STATUS,
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 
 use super::model::RawSettings;
+use super::template::{Scope as TemplateScope, Template};
 use super::yaml::{self, Location, Seg};
 use super::{Expr, LoadError, LoadErrors, Mode, Rule, Rules, Ruleset, Settings, PORTONE_TIMEOUT};
 use crate::script::native::Native;
@@ -298,13 +299,14 @@ impl FileCompiler<'_, '_> {
             s.on_error = o;
         }
         if let Some(r) = &raw.error_reason {
+            let at = [Seg::Key("settings"), Seg::Key("error_reason")];
             if r.trim().is_empty() {
-                self.error(
-                    &[Seg::Key("settings"), Seg::Key("error_reason")],
-                    "error_reason must not be empty",
-                );
+                self.error(&at, "error_reason must not be empty");
             }
-            s.error_reason = r.clone();
+            match Template::parse(r, TemplateScope::Request) {
+                Ok(t) => s.error_reason = t,
+                Err(e) => self.error(&at, format!("error_reason: {e}")),
+            }
         }
         if let Some(st) = raw.reject_status {
             if !(400..=599).contains(&st) {

@@ -249,7 +249,9 @@ impl AppState {
     ) -> Response {
         let (tx, rx) = oneshot::channel();
         let state = self.clone();
-        let (kept, ruleset) = (seen.clone(), set.clone());
+        // What the answer needs should the evaluation end without one (the request is moved
+        // into the task; its reason may name the order).
+        let (kept, ruleset, kept_req) = (seen.clone(), set.clone(), req.clone());
         self.0.evaluations.spawn(async move {
             let decision = engine::evaluate(&set, &req, &state.context(&seen, &original)).await;
             let response = state.finish(&seen, decision, Some(&req));
@@ -270,7 +272,7 @@ impl AppState {
                     "evaluation ended without an answer"
                 );
                 let settings = &ruleset.settings;
-                let reason = settings.error_reason.clone();
+                let reason = settings.error_reason.render(&kept_req, None);
                 let decision = Decision::reject(settings.reject_status, reason, None);
                 self.finish(&kept, decision, None)
             }

@@ -289,7 +289,7 @@ rules:
 async fn require_error_uses_on_error_with_error_reason() {
     let (_dir, rules) = ruleset(
         r#"
-settings: { error_reason: "잠시 후 다시 시도해 주세요", reject_status: 503 }
+settings: { error_reason: "주문 {order_id}: 잠시 후 다시 시도해 주세요", reject_status: 503 }
 rules:
   - { name: not-a-bool, require: 'amount + 1', reason: "never shown" }
   - { name: after, amount: { min: 1 }, reason: x }
@@ -301,7 +301,7 @@ rules:
         (
             "reject",
             503,
-            Some("잠시 후 다시 시도해 주세요"),
+            Some("주문 order-1: 잠시 후 다시 시도해 주세요"),
             Some("not-a-bool")
         )
     );

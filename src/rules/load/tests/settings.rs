@@ -62,7 +62,10 @@ rules:
 
     assert_eq!(set.settings.deadline, Duration::from_millis(2500));
     assert_eq!(set.settings.on_error, OnError::Approve);
-    assert_eq!(set.settings.error_reason, "잠시 후 다시 시도해 주세요");
+    assert_eq!(
+        set.settings.error_reason,
+        Template::literal("잠시 후 다시 시도해 주세요")
+    );
     assert_eq!(set.settings.reject_status, 422);
 
     let summary: Vec<_> = set
@@ -146,9 +149,12 @@ fn settings_have_documented_defaults() {
     assert_eq!(settings.reject_status, 409);
     assert_eq!(
         settings.error_reason,
-        "일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요."
+        Template::literal("일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.")
     );
-    assert_eq!(settings.error_reason, DEFAULT_ERROR_REASON);
+    assert_eq!(
+        settings.error_reason,
+        Template::literal(DEFAULT_ERROR_REASON)
+    );
     let rule = &rules.get("default").unwrap().rules[0];
     assert_eq!((rule.mode, rule.on_error), (Mode::Enforce, None));
 }
@@ -230,6 +236,42 @@ fn wrong_types_are_errors_at_the_value() {
             dir.errors(),
             [dir.at(DEFAULT, line, col, message)],
             "{yaml}"
+        );
+    }
+}
+
+/// `error_reason` is a template like every reason: request placeholders, `{{` for a brace, and
+/// a placeholder it cannot fill (no check's response is known when it is used) is an error.
+#[test]
+fn error_reason_is_a_template_of_the_request() {
+    let dir = default_file(&format!(
+        "settings:\n  error_reason: \"주문 {{order_id}} 처리 중 오류 {{{{잠시 후}}}}\"\n{ONE_RULE}"
+    ));
+    let rules = dir.ok();
+    let req =
+        crate::payload::parse(None, br#"{"imp_uid":"i","merchant_uid":"o-7","amount":5}"#).unwrap();
+    let crate::payload::Parsed::Confirm(req) = req else {
+        panic!()
+    };
+    let reason = &rules.get("default").unwrap().settings.error_reason;
+    assert_eq!(reason.render(&req, None), "주문 o-7 처리 중 오류 {잠시 후}");
+
+    for (text, message) in [
+        ("오류 {nope}", "error_reason: unknown placeholder"),
+        (
+            "오류 {response.body.x}",
+            "error_reason: placeholder {response.body.x} is only available in fetch rules",
+        ),
+        ("오류 {", "error_reason: unclosed \"{\""),
+    ] {
+        let dir = default_file(&format!(
+            "settings:\n  error_reason: \"{text}\"\n{ONE_RULE}"
+        ));
+        let errors = dir.errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(&dir.at(DEFAULT, 2, 17, message)),
+            "{text}: {errors:?}"
         );
     }
 }
