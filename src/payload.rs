@@ -118,9 +118,14 @@ pub enum Parsed {
     },
 }
 
-/// Why a body was refused. `Display` is the buyer-facing (Korean) text of the 400/415 answer.
+/// The largest confirm body read (SPEC §2); PortOne's are a few hundred bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Why a body was refused. `Display` is the buyer-facing (Korean) text of the 400/413/415 answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
+    #[error("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024)]
+    TooLarge,
     #[error("지원하지 않는 Content-Type입니다: {0} (application/json 또는 application/x-www-form-urlencoded만 받습니다)")]
     UnsupportedContentType(String),
     /// Only the position: serde_json's own (English) message is not for buyers.
@@ -159,6 +164,7 @@ impl PayloadError {
     /// 415 for a content type we do not read, 400 for everything else.
     pub fn status(&self) -> u16 {
         match self {
+            PayloadError::TooLarge => 413,
             PayloadError::UnsupportedContentType(_) => 415,
             _ => 400,
         }
@@ -216,6 +222,10 @@ fn parse_kept(
     body: &[u8],
     kept: Option<&bytes::Bytes>,
 ) -> Result<Parsed, PayloadError> {
+    // The server refuses these before reading them; `eval` and tests come here with them.
+    if body.len() > MAX_BODY {
+        return Err(PayloadError::TooLarge);
+    }
     let encoding = encoding(content_type)?;
     let raw = || kept.map_or_else(|| bytes::Bytes::copy_from_slice(body), bytes::Bytes::clone);
     // A JSON body is tried as JSON first in both cases, so the fast path's answer is the one the

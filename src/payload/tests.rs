@@ -438,6 +438,19 @@ fn form_decoding() {
     );
 }
 
+/// The server's limit holds for every caller of the parser (`eval` among them).
+#[test]
+fn bodies_over_64_kib_are_413() {
+    let v1 = r#"{"imp_uid":"i","merchant_uid":"m","amount":1}"#;
+    let padded = |len: usize| format!("{v1}{}", " ".repeat(len - v1.len()));
+    confirm(JSON, padded(MAX_BODY).as_bytes());
+    let e = err(JSON, &padded(MAX_BODY + 1));
+    assert_eq!(
+        (e.status(), e.to_string().as_str()),
+        (413, "요청 본문이 너무 큽니다 (최대 64 KiB)")
+    );
+}
+
 #[test]
 fn content_types() {
     assert_eq!(

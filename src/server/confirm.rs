@@ -22,8 +22,8 @@ use crate::engine::{self, Context, Original};
 use crate::payload::{self, ConfirmRequest, Parsed};
 use crate::rules::{Check, Mode, Rules, Ruleset};
 
-/// Bodies over this get 413 (PortOne's are a few hundred bytes).
-pub const MAX_BODY: usize = 64 * 1024;
+/// Bodies over this get 413.
+pub use crate::payload::MAX_BODY;
 /// The only label an unknown ruleset gets: label values must not be chosen by callers.
 const UNKNOWN_RULESET: &str = "unknown";
 const JSON_UTF8: &str = "application/json; charset=utf-8";
@@ -140,8 +140,8 @@ impl AppState {
         };
         self.note_deadline(set.settings.deadline);
         let too_large = || {
-            let reason = format!("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024);
-            self.refuse(&seen, 413, reason)
+            let e = payload::PayloadError::TooLarge;
+            self.refuse(&seen, e.status(), e.to_string())
         };
         // A body announced as too large is refused before any of it is read (and before an
         // `Expect: 100-continue` client is told to send it).

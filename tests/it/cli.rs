@@ -126,6 +126,13 @@ fn eval_prints_the_decision_and_trace() {
         Some(&body),
     );
     assert_eq!(out.status.code(), Some(2));
+    // Over 64 KiB: what `serve` would answer, 413.
+    let mut big = body.clone();
+    big.resize(64 * 1024 + 1, b' ');
+    let out = run(&["eval", "--rules", &shipped_rules(), "-"], Some(&big));
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"]["status"], 413, "{v}");
     let out = run(&["eval", "--rules", "/nonexistent", "-"], Some(&body));
     assert_eq!(out.status.code(), Some(1));
     let out = run(&["eval", "--now", "yesterday", "-"], Some(&body));
