@@ -65,6 +65,8 @@ pub struct Context<'a> {
     /// When the request arrived; the deadline counts from here.
     pub started: tokio::time::Instant,
     pub original: &'a Original,
+    /// The id the answer will carry, for the log lines of this evaluation ("" outside `serve`).
+    pub decision_id: &'a str,
 }
 
 /// When the answer to a request that arrived at `started` must be ready: the ruleset's
@@ -154,7 +156,7 @@ impl Run<'_, '_> {
                     started = self.record(rule, Outcome::Skipped, started, None, None);
                     continue;
                 }
-                Err(e) => Verdict::Error(format!("when: {e}")),
+                Err(e) => Verdict::Error(e),
             };
             self.current = None;
             let shadow = rule.mode == Mode::Shadow;
@@ -182,7 +184,7 @@ impl Run<'_, '_> {
                     ));
                 }
                 Verdict::Error(cause) => {
-                    tracing::warn!(ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
+                    tracing::warn!(decision_id = self.ctx.decision_id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
                     let ended =
                         self.record(rule, Outcome::Error, started, None, Some(cause.clone()));
                     if shadow {

@@ -194,6 +194,7 @@ async fn decide(ruleset: &crate::rules::Ruleset, case: &Case, scripts: &ScriptEn
             .unwrap_or_else(|| chrono::Utc::now().fixed_offset()),
         started: tokio::time::Instant::now(),
         original: &original,
+        decision_id: "",
     };
     evaluate(ruleset, &req, &ctx).await
 }

@@ -61,6 +61,17 @@ pub struct ScriptError {
     pub position: Option<(usize, usize)>,
 }
 
+impl ScriptError {
+    /// The error as `FILE:LINE:COL: message` for a script read from `file` (`FILE: message`
+    /// without a position).
+    pub fn at(&self, file: &str) -> String {
+        match self.position {
+            Some((line, column)) => format!("{file}:{line}:{column}: {}", self.message),
+            None => format!("{file}: {}", self.message),
+        }
+    }
+}
+
 /// What a `script:` rule decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScriptVerdict {

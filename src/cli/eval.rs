@@ -102,6 +102,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
                         .unwrap_or_else(|| chrono::Utc::now().fixed_offset()),
                     started: tokio::time::Instant::now(),
                     original: &original,
+                    decision_id: "",
                 };
                 evaluate(&ruleset, &req, &ctx).await
             }

@@ -20,13 +20,11 @@ pub(super) enum Verdict {
 }
 
 impl Run<'_, '_> {
-    pub(super) fn guard(
-        &self,
-        rule: &Rule,
-        scope: &mut RequestScope,
-    ) -> Result<bool, script::ScriptError> {
+    pub(super) fn guard(&self, rule: &Rule, scope: &mut RequestScope) -> Result<bool, String> {
         match &rule.when {
-            Some(when) => self.test(rule, when, scope, None),
+            Some(when) => self
+                .test(rule, when, scope, None)
+                .map_err(|e| when.error_at("when", &e)),
             None => Ok(true),
         }
     }
@@ -90,7 +88,7 @@ impl Run<'_, '_> {
             Check::Require(expr) => match self.test(rule, expr, scope, None) {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Refuse(reason()),
-                Err(e) => Verdict::Error(format!("require: {e}")),
+                Err(e) => Verdict::Error(expr.error_at("require", &e)),
             },
             Check::Script { path, ast } => {
                 match self
@@ -101,7 +99,7 @@ impl Run<'_, '_> {
                     Ok(ScriptVerdict::Pass) => Verdict::Pass,
                     Ok(ScriptVerdict::Refuse(None)) => Verdict::Refuse(reason()),
                     Ok(ScriptVerdict::Refuse(Some(r))) => Verdict::Refuse(r),
-                    Err(e) => Verdict::Error(format!("{path}: {e}")),
+                    Err(e) => Verdict::Error(e.at(path)),
                 }
             }
             Check::Healthy(up) => match self.ctx.upstreams.health(up) {
@@ -188,9 +186,12 @@ impl Run<'_, '_> {
             Some(expr) => match self.test(rule, expr, scope, Some(response)) {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Refuse(reason()),
-                Err(e) => Verdict::Error(format!(
-                    "require on the answer of {} (status {}): {e}",
-                    f.upstream.name, resp.status
+                Err(e) => Verdict::Error(expr.error_at(
+                    &format!(
+                        "require on the answer of {} (status {})",
+                        f.upstream.name, resp.status
+                    ),
+                    &e,
                 )),
             },
             None => match resp.status {

@@ -184,6 +184,16 @@ impl FileCompiler<'_, '_> {
         self.error_at(location, message);
     }
 
+    /// The file's name relative to the rules directory, as run-time errors name it.
+    fn file_name(&self) -> Arc<str> {
+        self.path
+            .strip_prefix(self.dir)
+            .unwrap_or(self.path)
+            .display()
+            .to_string()
+            .into()
+    }
+
     /// A warning at the node `path`, as `FILE:LINE:COL: message`.
     fn warn(&mut self, path: &[Seg<'_>], message: impl std::fmt::Display) {
         let at = yaml::locate(self.src, path);
@@ -334,6 +344,8 @@ impl FileCompiler<'_, '_> {
                 src: src.to_owned(),
                 ast,
                 native: Native::recognise(src),
+                file: self.file_name(),
+                positions: yaml::ScalarMap::new(self.src, yaml::locate(self.src, path), src),
             }),
             Err(e) => {
                 let scalar = yaml::locate(self.src, path);

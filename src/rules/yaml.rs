@@ -14,7 +14,7 @@ pub use document::check_document;
 use document::second_document;
 pub use locate::{locate, locate_key, Seg};
 pub use rule_file::parse_rule_file;
-pub use scalar::position_in_scalar;
+pub use scalar::{position_in_scalar, ScalarMap};
 
 /// A 1-based position in a YAML source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

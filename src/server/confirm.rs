@@ -175,7 +175,7 @@ impl AppState {
             };
         if let Some(verifier) = &s.verifier {
             if let Err(e) = verifier.verify(&headers, &bytes, unix_now()) {
-                tracing::warn!(error = %e, "webhook signature refused");
+                tracing::warn!(decision_id = seen.id.as_str(), error = %e, "webhook signature refused");
                 return self.refuse(&seen, 401, e.reason().into());
             }
         }
@@ -224,13 +224,14 @@ impl AppState {
     }
 
     /// What an evaluation of the request `seen` needs besides the rules and the request.
-    fn context<'a>(&'a self, seen: &Seen, original: &'a Original) -> Context<'a> {
+    fn context<'a>(&'a self, seen: &'a Seen, original: &'a Original) -> Context<'a> {
         Context {
             scripts: &self.0.scripts,
             upstreams: self.0.upstreams.clone(),
             now: now_fixed(),
             started: seen.started,
             original,
+            decision_id: seen.id.as_str(),
         }
     }
 
@@ -293,7 +294,7 @@ impl AppState {
         match self.client_addr(peer, headers) {
             Some(client) if allow_from.iter().any(|net| net.contains(&client)) => None,
             Some(client) => {
-                tracing::warn!(%client, "source address not allowed");
+                tracing::warn!(decision_id = seen.id.as_str(), %client, "source address not allowed");
                 Some(self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into()))
             }
             None => {

@@ -306,9 +306,31 @@ rules:
         )
     );
     assert_eq!(outcomes(&d), [("not-a-bool", "error")]);
+    // Where in the rule file: the expression's first character (inside the quote).
+    assert_eq!(
+        error_of(&d, "not-a-bool"),
+        "default.yaml:4:35: require: expression returned i64, expected a bool (true or false)"
+    );
+}
+
+/// A run-time error inside an expression names the rule file's line and column, through the
+/// folding of a `>-` block, not the expression's own "line 1".
+#[tokio::test]
+async fn run_time_expression_errors_name_the_place_in_the_rule_file() {
+    let (_dir, rules) = ruleset(
+        r#"rules:
+  - name: folded
+    require: >-
+      amount > 0 &&
+      no_such_helper(amount)
+    reason: x
+"#,
+    );
+    let d = decide(&rules, V1).await;
+    let error = error_of(&d, "folded");
     assert!(
-        error_of(&d, "not-a-bool").contains("expected a bool"),
-        "{d:?}"
+        error.starts_with("default.yaml:5:7: require: function not found: no_such_helper"),
+        "{error}"
     );
 }
 
@@ -347,7 +369,10 @@ async fn when_error_is_an_error_too() {
         ruleset("rules:\n  - { name: w, when: 'amount', require: 'true', reason: x }\n");
     let d = decide(&rules, V1).await;
     assert_eq!(summary(&d), failed("w"));
-    assert!(error_of(&d, "w").starts_with("when:"), "{d:?}");
+    assert_eq!(
+        error_of(&d, "w"),
+        "default.yaml:2:23: when: expression returned i64, expected a bool (true or false)"
+    );
 }
 
 #[tokio::test]

@@ -5,11 +5,7 @@ use super::Location;
 
 /// Where the character at `line`/`column` of a scalar's value (1-based, in characters, as Rhai
 /// counts them) is in the file, given where the scalar starts (`scalar`, from
-/// [`locate`](fn@super::locate)) and its parsed `value`. Plain, single-quoted, double-quoted
-/// (escapes included), literal (`|`) and folded (`>`) scalars are mapped character by character,
-/// so a position on a folded line lands on that line. A position past the end of the value is
-/// just after its last character. When the text at `scalar` cannot be matched with `value` (an
-/// alias, say), the start of the scalar is the answer: never a place that may be wrong.
+/// [`locate`](fn@super::locate)) and its parsed `value`. See [`ScalarMap`].
 pub fn position_in_scalar(
     src: &str,
     scalar: Location,
@@ -17,35 +13,83 @@ pub fn position_in_scalar(
     line: usize,
     column: usize,
 ) -> Location {
-    let text = Text::new(src);
-    let Some(map) = text.scalar_map(scalar, value) else {
-        return scalar;
-    };
-    let chars: Vec<char> = value.chars().collect();
-    let mut start = Some(0);
-    if line > 1 {
-        start = chars
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c == '\n')
-            .nth(line - 2)
-            .map(|(i, _)| i + 1);
-    }
-    let index = start.map(|s| s + column.saturating_sub(1));
-    match index {
-        Some(i) if i < chars.len() => text.locs[map[i]],
-        // Past the end (Rhai wanted more): just after the last character that is not a line
-        // break, so the position stays on a line of the scalar.
-        _ => match chars.iter().rposition(|c| *c != '\n') {
-            Some(last) => {
-                let at = text.locs[map[last]];
-                Location {
-                    line: at.line,
-                    column: at.column + 1,
-                }
-            }
+    ScalarMap::new(src, scalar, value).position(line, column)
+}
+
+/// Where each character of a scalar's value is in its file: built once at load, then asked
+/// for any number of positions (a compile error's, and later a run-time error's, when the file
+/// is long gone). Plain, single-quoted, double-quoted (escapes included), literal (`|`) and
+/// folded (`>`) scalars are mapped character by character, so a position on a folded line
+/// lands on that line. A position past the end of the value is just after its last character.
+/// When the text at the scalar cannot be matched with its value (an alias, say), every answer
+/// is the start of the scalar: never a place that may be wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScalarMap {
+    start: Location,
+    /// The location of each character of the value; empty when unmatched.
+    chars: Vec<Location>,
+    /// The index of the first character of each line of the value.
+    lines: Vec<usize>,
+    /// Just after the last character that is not a line break (the scalar's start if none).
+    end: Location,
+}
+
+impl ScalarMap {
+    pub fn new(src: &str, scalar: Location, value: &str) -> ScalarMap {
+        let unmatched = ScalarMap {
+            start: scalar,
+            chars: Vec::new(),
+            lines: Vec::new(),
+            end: scalar,
+        };
+        let text = Text::new(src);
+        let Some(map) = text.scalar_map(scalar, value) else {
+            return unmatched;
+        };
+        let value: Vec<char> = value.chars().collect();
+        let chars: Vec<Location> = map.iter().map(|&i| text.locs[i]).collect();
+        let mut lines = vec![0];
+        lines.extend(
+            value
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c == '\n')
+                .map(|(i, _)| i + 1),
+        );
+        let end = match value.iter().rposition(|c| *c != '\n') {
+            Some(last) => Location {
+                line: chars[last].line,
+                column: chars[last].column + 1,
+            },
             None => scalar,
-        },
+        };
+        ScalarMap {
+            start: scalar,
+            chars,
+            lines,
+            end,
+        }
+    }
+
+    /// Where `line`/`column` of the value (1-based, in characters) is in the file.
+    pub fn position(&self, line: usize, column: usize) -> Location {
+        if self.chars.is_empty() {
+            return self.start;
+        }
+        let index = line
+            .checked_sub(1)
+            .and_then(|l| self.lines.get(l))
+            .map(|s| s + column.saturating_sub(1));
+        match index.and_then(|i| self.chars.get(i)) {
+            Some(at) => *at,
+            // Past the end (Rhai wanted more): the position stays on a line of the scalar.
+            None => self.end,
+        }
+    }
+
+    /// Where the scalar starts.
+    pub fn start(&self) -> Location {
+        self.start
     }
 }
 
