@@ -30,7 +30,7 @@ impl Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    // The discriminants (0..6) index per-outcome metric handles.
+    // The discriminants (0..7) index per-outcome metric handles.
     Pass = 0,
     Reject,
     /// The check could not complete; `on_error` decided what followed.
@@ -40,6 +40,8 @@ pub enum Outcome {
     Approve,
     /// A shadow rule that would have refused.
     ShadowReject,
+    /// A shadow `action: approve` rule whose `when` held: it would have approved at once.
+    ShadowApprove,
 }
 
 impl Outcome {
@@ -51,6 +53,7 @@ impl Outcome {
             Outcome::Skipped => "skipped",
             Outcome::Approve => "approve",
             Outcome::ShadowReject => "shadow_reject",
+            Outcome::ShadowApprove => "shadow_approve",
         }
     }
 }

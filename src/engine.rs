@@ -3,7 +3,7 @@
 //!
 //! # Shadow rules never decide
 //!
-//! A `mode: shadow` rule is evaluated and its outcome recorded (`shadow_reject`, or `error`
+//! A `mode: shadow` rule is evaluated and its outcome recorded (`shadow_reject`, `shadow_approve`, or `error`
 //! when its check could not complete), but it never refuses, never approves, is never the
 //! deciding rule, and never decides through `on_error` (its own or the ruleset's): an erring
 //! shadow rule is an `error` shadow outcome and evaluation goes on with the next rule.
@@ -162,7 +162,14 @@ impl Run<'_, '_> {
             let shadow = rule.mode == Mode::Shadow;
             started = match verdict {
                 Verdict::Pass => self.record(rule, Outcome::Pass, started, None, None),
-                Verdict::Approve if shadow => self.record(rule, Outcome::Pass, started, None, None),
+                Verdict::Approve if shadow => {
+                    self.shadow.push(ShadowOutcome {
+                        rule: rule.name.clone(),
+                        outcome: Outcome::Approve,
+                        reason: None,
+                    });
+                    self.record(rule, Outcome::ShadowApprove, started, None, None)
+                }
                 Verdict::Approve => {
                     self.record(rule, Outcome::Approve, started, None, None);
                     return Some(Decision::approve(Some(rule.name.clone())));

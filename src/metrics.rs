@@ -35,7 +35,7 @@ pub const DECISION_LOG_DROPPED: &str = "confirm_proxy_decision_log_dropped_total
 const HELP: [(&str, &str); 8] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
-    (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject)."),
+    (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve)."),
     (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class, or refused, dns, timeout, error, cancelled)."),
     (UPSTREAM_DURATION, "Duration of calls to merchant upstreams."),
     (HEALTH_PROBES, "Health probes of upstreams by result (success, failure)."),
@@ -72,7 +72,7 @@ pub struct Metrics {
 pub struct RulesetMetrics {
     requests: [Counter; 3],
     duration: Histogram,
-    rules: Vec<[OnceLock<Counter>; 6]>,
+    rules: Vec<[OnceLock<Counter>; 7]>,
 }
 
 impl std::fmt::Debug for Metrics {

@@ -338,6 +338,15 @@ impl AppState {
         s.metrics
             .decision(seen.ruleset.as_deref(), &decision, elapsed);
         let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        // What shadow rules would have done, `rule:outcome,…`: the point of running them.
+        let shadow = (!decision.shadow.is_empty()).then(|| {
+            let outcomes: Vec<String> = decision
+                .shadow
+                .iter()
+                .map(|s| format!("{}:{}", s.rule, s.outcome.as_str()))
+                .collect();
+            outcomes.join(",")
+        });
         // Plain `&str`s: the line format quotes and escapes a value only when it needs it (an
         // order id comes from outside). Absent fields are left out.
         tracing::info!(
@@ -348,6 +357,7 @@ impl AppState {
             rule = decision.rule.as_deref(),
             reason = decision.reason.as_deref(),
             order_id = req.map(|r| r.order_id.as_str()),
+            shadow = shadow.as_deref(),
             latency_ms,
             "decision"
         );

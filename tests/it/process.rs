@@ -418,3 +418,30 @@ async fn an_upstream_turning_unhealthy_is_a_warning_with_its_cause() {
         "{log}"
     );
 }
+
+/// The decision line says what shadow rules would have done: the reason to run them.
+#[tokio::test]
+async fn the_decision_line_names_shadow_outcomes() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - { name: trial, amount: { max: 1000 }, mode: shadow, reason: x }\n  - { name: limit, amount: { max: 100000 }, reason: y }\n",
+    );
+    let proc = Process::serve(rules.path(), &[]).await;
+    let a = post(
+        &proc.url("/confirm"),
+        Some("application/json"),
+        v1("o-1", 5000),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let id = a.decision_id();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            proc.log_text().contains(&id)
+        })
+        .await
+    );
+    let log = proc.log_text();
+    let line = log.lines().find(|l| l.contains(&id)).unwrap();
+    assert!(line.contains(" shadow=trial:reject "), "{line}");
+}

@@ -138,6 +138,36 @@ rules:
     );
 }
 
+/// A shadow `action: approve` would have approved at once: recorded as such, while the rules
+/// after it still decide.
+#[tokio::test]
+async fn a_shadow_approve_is_recorded_and_decides_nothing() {
+    let (_dir, rules) = ruleset(
+        r#"
+rules:
+  - { name: vip-trial, when: 'order_id.starts_with("order-")', action: approve, mode: shadow }
+  - { name: limit, amount: { max: 1000 }, reason: "한도 초과" }
+"#,
+    );
+    let d = decide(&rules, V1).await;
+    assert_eq!(
+        summary(&d),
+        ("reject", 409, Some("한도 초과"), Some("limit"))
+    );
+    assert_eq!(
+        outcomes(&d),
+        [("vip-trial", "shadow_approve"), ("limit", "reject")]
+    );
+    assert_eq!(
+        d.shadow,
+        [ShadowOutcome {
+            rule: "vip-trial".into(),
+            outcome: Outcome::Approve,
+            reason: None,
+        }]
+    );
+}
+
 #[tokio::test]
 async fn off_rules_are_not_evaluated() {
     let (_dir, rules) = ruleset(
