@@ -86,9 +86,11 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         dry_run: args.dry_run,
         writes: std::sync::Mutex::new(Vec::new()),
     });
+    let mut request = serde_json::Value::Null;
     let decision = runtime.block_on(async {
         match payload::parse(None, &body) {
             Ok(Parsed::Confirm(req)) => {
+                request = normalised(&req);
                 wait_for_health(&rules).await;
                 let original = Original {
                     body: body.clone().into(),
@@ -113,6 +115,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     let out = serde_json::json!({
         "ruleset": ruleset.name,
         "rules_version": rules.version,
+        "request": request,
         "decision": decision,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
@@ -171,6 +174,19 @@ impl Upstreams for EvalUpstreams {
     fn health(&self, upstream: &Upstream) -> Health {
         self.real.health(upstream)
     }
+}
+
+/// The request as rules see it (SPEC §2), the amount exactly as written.
+fn normalised(req: &payload::ConfirmRequest) -> serde_json::Value {
+    let amount = req.amount.to_string();
+    serde_json::json!({
+        "api": req.api.as_str(),
+        "order_id": req.order_id,
+        "tx_id": req.tx_id,
+        "amount": serde_json::from_str::<serde_json::Value>(&amount)
+            .unwrap_or(serde_json::Value::String(amount)),
+        "store_id": req.store_id,
+    })
 }
 
 /// The body, or what could not be read, naming the file (or stdin).

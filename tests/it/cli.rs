@@ -98,6 +98,11 @@ fn eval_prints_the_decision_and_trace() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["decision"]["decision"], "approve");
+    assert_eq!(
+        v["request"],
+        serde_json::json!({"api": "v1", "order_id": "order-20261201-0001",
+            "tx_id": "imp_123412341234", "amount": 50000, "store_id": null})
+    );
     let outcomes: Vec<(&str, &str)> = v["decision"]["trace"]
         .as_array()
         .unwrap()
