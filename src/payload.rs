@@ -198,11 +198,6 @@ fn encoding(content_type: Option<&str>) -> Result<Encoding, PayloadError> {
     }
 }
 
-/// Checks only the content type, so the guard order of SPEC §9 (415 before 400) can be kept.
-pub fn check_content_type(content_type: Option<&str>) -> Result<(), PayloadError> {
-    encoding(content_type).map(|_| ())
-}
-
 /// Reads a confirm body in any PortOne format.
 pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Parsed, PayloadError> {
     parse_kept(content_type, body, None)
