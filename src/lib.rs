@@ -4,6 +4,33 @@
 //! (a [`rules`] snapshot evaluated, upstreams called through a seam) → [`decision`] (the answer).
 //! [`script`] owns the shared Rhai engine.
 
+/// The scalar methods of a serde `Visitor` (with `Value = ()`) that walks a document for its
+/// structure alone: every scalar is accepted and ignored. The duplicate-key walks of JSON bodies
+/// and of YAML rule files both need them.
+macro_rules! ignore_scalars {
+    () => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+    };
+}
+pub(crate) use ignore_scalars;
+
 pub mod audit;
 pub mod cli;
 pub mod decision;
