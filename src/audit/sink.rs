@@ -1,0 +1,477 @@
+//! The writer thread's end of the decision log: appends batches of whole lines to the file,
+//! keeps and retries the records of a write that failed, and reopens the file on SIGUSR1.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Ledger;
+use crate::spool::Sink;
+
+/// How long records whose write failed are kept and retried before they are dropped.
+const RETRY_FOR: Duration = Duration::from_secs(5);
+/// Records that join a failed batch while it is retried are kept up to this many bytes (the
+/// failed batch itself is always kept whole); further ones are dropped at once.
+const RETRY_BYTES: usize = 16 * 1024 * 1024;
+/// A reopen that keeps failing is retried before every batch, and warned about this often.
+const REOPEN_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// What the writer appends to: the log file, or in tests a file that fails on demand.
+pub(super) trait LogFile: Send + 'static {
+    /// The length, where the next append lands.
+    fn len(&self) -> io::Result<u64>;
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Cuts the file back to `len` bytes.
+    fn cut(&mut self, len: u64) -> io::Result<()>;
+}
+
+impl LogFile for File {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_all(bytes)
+    }
+
+    fn cut(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+/// Opens the decision log's path again (SIGUSR1).
+pub(super) type Opener<F> = Box<dyn FnMut() -> io::Result<F> + Send>;
+
+/// How long and how much the writer retries; shorter in tests.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) retry_for: Duration,
+    pub(super) retry_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            retry_for: RETRY_FOR,
+            retry_bytes: RETRY_BYTES,
+        }
+    }
+}
+
+/// The writer thread's end: appends batches of whole lines, keeps and retries a batch whose
+/// write failed, retries a reopen that failed.
+pub(super) struct FileSink<F> {
+    file: F,
+    open: Opener<F>,
+    path: PathBuf,
+    ledger: Arc<Ledger>,
+    limits: Limits,
+    /// Records whose write failed, in order, retried before anything newer.
+    held: Vec<u8>,
+    held_lines: usize,
+    /// When the first held record failed.
+    held_since: Option<Instant>,
+    /// Records dropped because `held` was full, reported when the held records are settled.
+    overflowed: usize,
+    last_error: Option<io::Error>,
+    /// A failed cut may have left a fragment at the end of the file: the next write first ends
+    /// it with a line break, so that it at least does not swallow the next record.
+    torn: bool,
+    /// A reopen that failed, retried before each write until it succeeds.
+    reopen: Option<ReopenRetry>,
+}
+
+struct ReopenRetry {
+    attempts: u64,
+    warned: Instant,
+}
+
+impl<F: LogFile> FileSink<F> {
+    pub(super) fn new(
+        path: &Path,
+        file: F,
+        open: Opener<F>,
+        ledger: Arc<Ledger>,
+        limits: Limits,
+    ) -> Self {
+        FileSink {
+            file,
+            open,
+            path: path.to_owned(),
+            ledger,
+            limits,
+            held: Vec::new(),
+            held_lines: 0,
+            held_since: None,
+            overflowed: 0,
+            last_error: None,
+            torn: false,
+            reopen: None,
+        }
+    }
+
+    /// Appends `bytes` whole or not at all: a write that fails part-way is cut back off.
+    fn append_whole(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.torn {
+            self.file.append(b"\n")?;
+            self.torn = false;
+        }
+        let before = self.file.len()?;
+        let Err(e) = self.file.append(bytes) else {
+            return Ok(());
+        };
+        if let Err(cut) = self.file.cut(before) {
+            self.torn = true;
+            tracing::error!(
+                path = %self.path.display(),
+                "a failed decision-log write left part of a record in the file, which could not \
+                 be cut off ({cut}); it will stand on a line of its own"
+            );
+        }
+        Err(e)
+    }
+
+    /// Keeps records whose write failed (or that came while earlier ones are kept) for a retry;
+    /// past the byte limit, drops them.
+    fn hold(&mut self, bytes: &[u8], lines: usize) {
+        if self.held_lines > 0 && self.held.len() + bytes.len() > self.limits.retry_bytes {
+            self.ledger.dropped(lines);
+            self.overflowed += lines;
+            return;
+        }
+        self.held.extend_from_slice(bytes);
+        self.held_lines += lines;
+        self.held_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Tries the held records again; true when nothing is held any more.
+    fn retry_held(&mut self) -> bool {
+        if self.held_lines == 0 {
+            return true;
+        }
+        let held = std::mem::take(&mut self.held);
+        let result = self.append_whole(&held);
+        self.held = held;
+        match result {
+            Ok(()) => {
+                let late = self.held_lines;
+                self.ledger.written(late);
+                let waited = self.held_since.map_or(Duration::ZERO, |t| t.elapsed());
+                tracing::info!(
+                    path = %self.path.display(),
+                    "decision log writable again: {late} held records written {:.1}s late",
+                    waited.as_secs_f64()
+                );
+                self.release_held();
+                true
+            }
+            Err(e) => {
+                self.last_error = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Drops the held records once they have been retried for long enough.
+    fn give_up_if_due(&mut self) {
+        let Some(since) = self.held_since else {
+            return;
+        };
+        if since.elapsed() < self.limits.retry_for {
+            return;
+        }
+        let lines = self.held_lines;
+        self.ledger.dropped(lines);
+        let error = self
+            .last_error
+            .as_ref()
+            .map_or_else(String::new, ToString::to_string);
+        tracing::warn!(
+            path = %self.path.display(),
+            dropped = lines,
+            "decision-log records dropped: {lines} could not be written within {:.1}s: {error}",
+            self.limits.retry_for.as_secs_f64()
+        );
+        self.release_held();
+    }
+
+    fn release_held(&mut self) {
+        if self.overflowed > 0 {
+            tracing::warn!(
+                path = %self.path.display(),
+                dropped = self.overflowed,
+                "decision-log records dropped: {} came while {} bytes of records were waiting \
+                 to be written",
+                self.overflowed,
+                self.held.len()
+            );
+        }
+        self.held = Vec::new();
+        self.held_lines = 0;
+        self.held_since = None;
+        self.overflowed = 0;
+        self.last_error = None;
+    }
+
+    fn try_reopen(&mut self) {
+        let Some(retry) = &mut self.reopen else {
+            return;
+        };
+        retry.attempts += 1;
+        match (self.open)() {
+            Ok(file) => {
+                // A line break to end a fragment belongs to the old file, not the start of a new one.
+                self.torn = self.torn && file.len().is_ok_and(|len| len > 0);
+                self.file = file;
+                if retry.attempts > 1 {
+                    tracing::info!(
+                        path = %self.path.display(),
+                        "decision log reopened after {} attempts",
+                        retry.attempts
+                    );
+                }
+                self.reopen = None;
+            }
+            Err(e) => {
+                if retry.attempts == 1 || retry.warned.elapsed() >= REOPEN_WARN_EVERY {
+                    retry.warned = Instant::now();
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        attempts = retry.attempts,
+                        "cannot reopen the decision log: {e}; records go on to the file open \
+                         so far, and the reopen is retried before each write"
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl<F: LogFile> Sink for FileSink<F> {
+    fn write(&mut self, bytes: &[u8], lines: usize) {
+        self.try_reopen();
+        if !self.retry_held() {
+            self.give_up_if_due();
+        }
+        if self.held_lines > 0 {
+            // Still failing: queue behind the held records, in order.
+            self.hold(bytes, lines);
+        } else if let Err(e) = self.append_whole(bytes) {
+            tracing::warn!(
+                path = %self.path.display(),
+                lines,
+                "could not write decision-log records: {e}; the file holds only whole lines, \
+                 and these records are retried for up to {:.1}s",
+                self.limits.retry_for.as_secs_f64()
+            );
+            self.last_error = Some(e);
+            self.hold(bytes, lines);
+        } else {
+            self.ledger.written(lines);
+        }
+    }
+
+    fn tick(&mut self) {
+        if self.held_lines > 0 {
+            self.try_reopen();
+            if !self.retry_held() {
+                self.give_up_if_due();
+            }
+        }
+    }
+
+    fn holds_lines(&self) -> bool {
+        self.held_lines > 0
+    }
+
+    fn reopen(&mut self) {
+        self.reopen.get_or_insert_with(|| ReopenRetry {
+            attempts: 0,
+            warned: Instant::now(),
+        });
+        self.try_reopen();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::line;
+    use crate::audit::testing::*;
+    use crate::decision::Decision;
+    use crate::metrics::Metrics;
+
+    fn sink(path: &Path, faults: &Shared, limits: Limits) -> (FileSink<Faulty>, Arc<Ledger>) {
+        let ledger = Arc::new(Ledger::new(Metrics::new()));
+        let (file, reopen) = faulty(path, faults);
+        (
+            FileSink::new(path, file, reopen, ledger.clone(), limits),
+            ledger,
+        )
+    }
+
+    /// `n` records `{from}`..`{from + n}` as the spool hands them over.
+    fn batch(from: usize, n: usize) -> Vec<u8> {
+        let d = Decision::approve(None);
+        let mut out = Vec::new();
+        for i in from..from + n {
+            line::write(&record(&format!("d{i}"), &d), &mut out).unwrap();
+        }
+        out
+    }
+
+    fn settled(ledger: &Ledger) -> u64 {
+        ledger.settled.lock().unwrap().count
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_back_and_retried_until_the_disk_has_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let faults = Shared::default();
+        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+        let (_, log) = logged(|| {
+            sink.write(&batch(0, 3), 3);
+            // The disk fills part-way through the next batch.
+            faults.lock().unwrap().room = Some(100);
+            sink.write(&batch(3, 3), 3);
+            assert_eq!(ids_in(&path), ids(0..3), "the fragment is cut back off");
+            assert!(sink.holds_lines());
+            sink.tick();
+            sink.write(&batch(6, 2), 2);
+            assert_eq!(ids_in(&path), ids(0..3));
+            // Room again: the held records go first, in order.
+            faults.lock().unwrap().room = None;
+            sink.tick();
+            assert!(!sink.holds_lines());
+            sink.write(&batch(8, 1), 1);
+        });
+        assert_eq!(ids_in(&path), ids(0..9));
+        assert_eq!(settled(&ledger), 9);
+        assert_eq!(dropped(&ledger.metrics), 0);
+        assert!(
+            log.contains("WARN") && log.contains("could not write decision-log records"),
+            "{log}"
+        );
+        assert!(log.contains("No space left on device"), "{log}");
+        assert!(log.contains("5 held records written"), "{log}");
+    }
+
+    #[test]
+    fn records_that_cannot_be_written_in_time_are_dropped_counted_and_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let faults = Shared::default();
+        let limits = Limits {
+            retry_for: Duration::from_millis(50),
+            retry_bytes: 2000,
+        };
+        let (mut sink, ledger) = sink(&path, &faults, limits);
+        let (_, log) = logged(|| {
+            sink.write(&batch(0, 2), 2);
+            faults.lock().unwrap().room = Some(300);
+            sink.write(&batch(2, 4), 4);
+            // Joins the held batch while it fits in 2000 bytes; then dropped at once.
+            for i in 0..10 {
+                sink.write(&batch(6 + i, 1), 1);
+            }
+            assert!(dropped(&ledger.metrics) > 0, "past the byte limit");
+            std::thread::sleep(Duration::from_millis(60));
+            sink.tick();
+            assert!(!sink.holds_lines(), "given up after retry_for");
+            faults.lock().unwrap().room = None;
+            sink.write(&batch(16, 2), 2);
+        });
+        let written = ids_in(&path);
+        assert_eq!(written.first().map(String::as_str), Some("d0"));
+        assert_eq!(written.last().map(String::as_str), Some("d17"));
+        assert_eq!(
+            written.len() as u64 + dropped(&ledger.metrics),
+            18,
+            "every record written or counted as dropped: {written:?}"
+        );
+        assert_eq!(settled(&ledger), 18);
+        assert_eq!(dropped(&ledger.metrics), 14);
+        // The held batch and those that joined it, then those past the byte limit.
+        assert!(
+            log.contains("decision-log records dropped: 9 could not be written within"),
+            "{log}"
+        );
+        assert!(
+            log.contains("decision-log records dropped: 5 came while"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn a_fragment_that_cannot_be_cut_stands_on_its_own_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let faults = Shared::default();
+        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+        let (_, log) = logged(|| {
+            sink.write(&batch(0, 1), 1);
+            {
+                let mut f = faults.lock().unwrap();
+                f.room = Some(40);
+                f.cut_fails = true;
+            }
+            sink.write(&batch(1, 2), 2);
+            *faults.lock().unwrap() = Faults::default();
+            sink.tick();
+            sink.write(&batch(3, 1), 1);
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(serde_json::from_str::<serde_json::Value>(lines[1]).is_err());
+        for (l, id) in [lines[0], lines[2], lines[3], lines[4]]
+            .iter()
+            .zip(ids(0..4))
+        {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["decision_id"], id.as_str());
+        }
+        assert_eq!(settled(&ledger), 4);
+        assert!(log.contains("could not be cut off"), "{log}");
+    }
+
+    #[test]
+    fn a_failed_reopen_is_warned_about_and_retried_before_each_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let rotated = dir.path().join("d.jsonl.1");
+        let faults = Shared::default();
+        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+        let (_, log) = logged(|| {
+            sink.write(&batch(0, 1), 1);
+            std::fs::rename(&path, &rotated).unwrap();
+            faults.lock().unwrap().open_fails = true;
+            sink.reopen();
+            sink.write(&batch(1, 1), 1);
+            sink.write(&batch(2, 1), 1);
+            assert!(!path.exists());
+            faults.lock().unwrap().open_fails = false;
+            sink.write(&batch(3, 1), 1);
+        });
+        assert_eq!(
+            ids_in(&rotated),
+            ids(0..3),
+            "kept writing to the rotated file"
+        );
+        assert_eq!(ids_in(&path), ids(3..4), "reopened");
+        assert_eq!(settled(&ledger), 4);
+        assert!(
+            log.contains("WARN") && log.contains("cannot reopen the decision log"),
+            "{log}"
+        );
+        assert_eq!(
+            log.matches("cannot reopen").count(),
+            1,
+            "warned once, not per attempt: {log}"
+        );
+        assert!(log.contains("reopened after 4 attempts"), "{log}");
+    }
+}
