@@ -1,96 +1,31 @@
 //! Hot reload: the [`RuleStore`] (an `ArcSwap<Rules>`), and one reload loop fed by every
 //! trigger (file watcher, SIGHUP, `POST /admin/reload`). Load and validate off the request
 //! path, then swap everything at once, or keep the running rules and record why.
+//!
+//! Here: the store and how a reload loads, checks and swaps; `watcher` owns the reload loop
+//! and the watcher that feed it.
 
-use std::collections::HashMap;
+mod watcher;
+
+pub use watcher::{spawn_reload_loop, watch, Activity, ReloadRequest, Reloader, DEBOUNCE};
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
-use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::rules::{self, LoadOptions, Rules};
 use crate::script::ScriptEngine;
 use crate::upstream::{self, HealthObserver};
 
-/// Editors and Kubernetes write in bursts; wait for this much quiet before reloading.
-pub const DEBOUNCE: Duration = Duration::from_millis(300);
-/// ...but never longer than this after the first event (files still open for writing aside).
-const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
-/// A file written to and not closed for this long is taken as done (a writer that died, or a
-/// close event lost to an overflowing event queue), so that it cannot hold reloads up for ever.
-const WRITE_STALE: Duration = Duration::from_secs(10);
 /// The longest a reload waits for files being written, however often they are written to.
 const WRITERS_MAX: Duration = Duration::from_secs(30);
 /// The longest a reload waits for the first probes of new upstreams.
 const FIRST_PROBE_WAIT: Duration = Duration::from_secs(2);
 /// Loads of a directory that changed while it was read are retried this often.
 const LOAD_ATTEMPTS: usize = 5;
-
-/// What the watcher has seen of the rules directory. A file written in several pieces (`scp`,
-/// `cp`, a script with pauses, an editor writing in place) parses fine when cut at many
-/// places, with fewer rules: loading it half-written could let payments through that the whole
-/// file refuses. So a file is "being written" from its first write until it is closed (or
-/// renamed or removed), and no load starts while one is; and a load during which anything
-/// changed is thrown away and done again.
-#[derive(Default)]
-pub struct Activity {
-    /// Every relevant event counts; a load compares the count before and after.
-    events: AtomicU64,
-    /// Files written to and not yet closed, with their last write.
-    writing: Mutex<HashMap<PathBuf, Instant>>,
-}
-
-impl Activity {
-    fn event(&self) -> u64 {
-        self.events.load(Ordering::SeqCst)
-    }
-
-    fn seen(&self, event: &notify::Event) {
-        self.events.fetch_add(1, Ordering::SeqCst);
-        let Ok(mut writing) = self.writing.lock() else {
-            return;
-        };
-        let now = Instant::now();
-        for path in &event.paths {
-            match event.kind {
-                // A symlink (Kubernetes links each file into its `..data` directory) is
-                // complete when created and never closed.
-                EventKind::Create(CreateKind::File) if path.is_symlink() => {}
-                EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
-                    writing.insert(path.clone(), now);
-                }
-                EventKind::Access(AccessKind::Close(AccessMode::Write))
-                | EventKind::Remove(_)
-                | EventKind::Modify(ModifyKind::Name(_)) => {
-                    writing.remove(path);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// A file still being written, if any (stale ones are forgotten, with a warning).
-    fn writing(&self) -> Option<PathBuf> {
-        let mut writing = self.writing.lock().ok()?;
-        writing.retain(|path, last| {
-            let stale = last.elapsed() >= WRITE_STALE;
-            if stale {
-                tracing::warn!(
-                    path = %path.display(),
-                    "rules file written to and not closed for {WRITE_STALE:?}; reloading anyway"
-                );
-            }
-            !stale
-        });
-        writing.keys().next().cloned()
-    }
-}
 
 /// Reads `${VAR}` values for upstreams.
 pub type EnvReader = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -415,148 +350,11 @@ fn carry_health(old: &Rules, new: &Rules) {
     }
 }
 
-/// A request to reload, with an optional reply (the admin endpoint waits for the outcome).
-pub struct ReloadRequest {
-    pub trigger: Trigger,
-    pub reply: Option<oneshot::Sender<ReloadOutcome>>,
-}
-
-/// The sending side of the reload loop.
-#[derive(Clone)]
-pub struct Reloader {
-    tx: mpsc::Sender<ReloadRequest>,
-    store: Arc<RuleStore>,
-}
-
-impl Reloader {
-    /// Whether a change to `path` may change the rules: see [`concerns_rules`], and any script
-    /// the rule files reference, whatever its extension.
-    fn concerns(&self, path: &Path) -> bool {
-        concerns_rules(path) || self.store.references(path)
-    }
-
-    /// What the watcher saw: counted, tracked, and a reload asked for when it may matter.
-    fn watched(&self, event: notify::Event) {
-        // The event queue overflowed: changes were missed, so reload to be sure.
-        if event.need_rescan() {
-            self.store.activity.events.fetch_add(1, Ordering::SeqCst);
-            self.request(Trigger::Watch);
-            return;
-        }
-        if !event.paths.iter().any(|p| self.concerns(p)) {
-            return;
-        }
-        // Opening and reading files (the reload's own reads too) changes nothing; closing one
-        // that was written completes a save.
-        match event.kind {
-            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
-            EventKind::Access(_) => return,
-            _ => {}
-        }
-        self.store.activity.seen(&event);
-        self.request(Trigger::Watch);
-    }
-
-    /// Asks for a reload and waits for its outcome.
-    pub async fn reload(&self, trigger: Trigger) -> Option<ReloadOutcome> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(ReloadRequest {
-                trigger,
-                reply: Some(reply),
-            })
-            .await
-            .ok()?;
-        rx.await.ok()
-    }
-
-    /// Asks for a reload without waiting (signals).
-    pub fn request(&self, trigger: Trigger) {
-        let _ = self.tx.try_send(ReloadRequest {
-            trigger,
-            reply: None,
-        });
-    }
-}
-
-/// Spawns the one reload loop; every trigger goes through it, so reloads never overlap.
-pub fn spawn_reload_loop(store: Arc<RuleStore>) -> (Reloader, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<ReloadRequest>(64);
-    let reloader = Reloader {
-        tx,
-        store: store.clone(),
-    };
-    let task = tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut waiting = vec![first];
-            if waiting[0].trigger == Trigger::Watch {
-                debounce(&mut rx, &mut waiting).await;
-            }
-            let trigger = waiting
-                .iter()
-                .map(|r| r.trigger)
-                .find(|t| *t != Trigger::Watch)
-                .unwrap_or(Trigger::Watch);
-            let outcome = store.reload(trigger).await;
-            for r in waiting {
-                if let Some(reply) = r.reply {
-                    let _ = reply.send(outcome.clone());
-                }
-            }
-        }
-    });
-    (reloader, task)
-}
-
-/// Collects further triggers until the directory has been quiet for [`DEBOUNCE`].
-async fn debounce(rx: &mut mpsc::Receiver<ReloadRequest>, waiting: &mut Vec<ReloadRequest>) {
-    let limit = tokio::time::Instant::now() + DEBOUNCE_MAX;
-    loop {
-        let quiet = (tokio::time::Instant::now() + DEBOUNCE).min(limit);
-        match tokio::time::timeout_at(quiet, rx.recv()).await {
-            Ok(Some(next)) => {
-                let urgent = next.trigger != Trigger::Watch;
-                waiting.push(next);
-                // Someone is waiting for an answer: stop collecting and reload now.
-                if urgent {
-                    return;
-                }
-            }
-            Ok(None) | Err(_) => return,
-        }
-    }
-}
-
-/// Files the rules version covers by name (`.yaml`, `.rhai`), and directories or Kubernetes'
-/// `..data` links that may hold rule files; not a decision log or an editor's swap file written
-/// next to them. Scripts with other names are known to the store ([`Reloader::concerns`]).
-fn concerns_rules(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    rules::is_rule_source(path) || name.starts_with("..") || path.extension().is_none()
-}
-
-/// Watches the rules directory (recursively: scripts, tests, Kubernetes' `..data` swaps and
-/// editors' rename-on-save all show up as events on it). Dropping the watcher stops it. Files
-/// saved between the first load and the start of the watch are caught by a reload here.
-pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<notify::RecommendedWatcher> {
-    let watching = reloader.clone();
-    let mut watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(e) => watching.watched(e),
-            Err(e) => tracing::warn!("rules watcher: {e}"),
-        })?;
-    watcher.watch(dir, RecursiveMode::Recursive)?;
-    if rules::rules_version(dir).is_ok_and(|v| v != reloader.store.current().version) {
-        reloader.request(Trigger::Watch);
-    }
-    Ok(watcher)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn store_with(dir: &Path, metrics: Metrics) -> Arc<RuleStore> {
+    pub(super) fn store_with(dir: &Path, metrics: Metrics) -> Arc<RuleStore> {
         Arc::new(
             RuleStore::open(
                 dir.to_owned(),
@@ -569,11 +367,11 @@ mod tests {
         )
     }
 
-    fn store(dir: &Path) -> Arc<RuleStore> {
+    pub(super) fn store(dir: &Path) -> Arc<RuleStore> {
         store_with(dir, Metrics::new())
     }
 
-    const GOOD: &str = "rules:\n  - name: a\n    amount: { max: 100 }\n    reason: x\n";
+    pub(super) const GOOD: &str = "rules:\n  - name: a\n    amount: { max: 100 }\n    reason: x\n";
 
     #[tokio::test]
     async fn reload_applies_then_keeps_old_rules_on_error() {
@@ -657,166 +455,5 @@ mod tests {
             ReloadOutcome::Unchanged { .. }
         ));
         assert!(store.last_error().is_none());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn watch_events_are_debounced_into_one_reload() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
-        let metrics = Metrics::new();
-        let store = store_with(dir.path(), metrics.clone());
-        let (reloader, _task) = spawn_reload_loop(store.clone());
-        for _ in 0..5 {
-            reloader.request(Trigger::Watch);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        std::fs::write(dir.path().join("default.yaml"), GOOD.replace("100", "300")).unwrap();
-        let outcome = reloader.reload(Trigger::Admin).await.unwrap();
-        assert!(
-            matches!(outcome, ReloadOutcome::Applied { .. }),
-            "{outcome:?}"
-        );
-        // Five watch events 100 ms apart are one reload (unchanged), then the admin one.
-        let text = metrics.render();
-        assert!(
-            text.contains(r#"confirm_proxy_reloads_total{result="unchanged"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"confirm_proxy_reloads_total{result="applied"} 1"#),
-            "{text}"
-        );
-    }
-
-    /// Audit: a rule file written in two pieces with a pause went live half-written, with
-    /// fewer rules, approving what the whole file refuses.
-    #[tokio::test]
-    async fn a_file_is_not_loaded_while_it_is_being_written() {
-        use std::io::Write;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("default.yaml");
-        std::fs::write(&path, GOOD).unwrap();
-        let store = store(dir.path());
-        let (reloader, _task) = spawn_reload_loop(store.clone());
-        let _watcher = watch(dir.path(), reloader).unwrap();
-        let v1 = store.current().version.clone();
-
-        // The first rule alone is a valid file; the second comes after a pause.
-        let whole = "rules:\n  - name: a\n    amount: { max: 500 }\n    reason: x\n  - name: b\n    require: 'false'\n    reason: closed\n";
-        let cut = whole.find("  - name: b").unwrap();
-        let mut file = std::fs::File::create(&path).unwrap();
-        file.write_all(&whole.as_bytes()[..cut]).unwrap();
-        file.flush().unwrap();
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        assert_eq!(
-            store.current().version,
-            v1,
-            "nothing loads while the file is open"
-        );
-
-        file.write_all(&whole.as_bytes()[cut..]).unwrap();
-        drop(file);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while store.current().version == v1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let rules = store.current();
-        assert_ne!(rules.version, v1, "closing the file reloads");
-        assert_eq!(
-            rules.get("default").unwrap().rules.len(),
-            2,
-            "the whole file"
-        );
-        assert_eq!(rules.version, rules::rules_version(dir.path()).unwrap());
-    }
-
-    #[test]
-    fn writes_are_tracked_until_the_file_is_closed_renamed_or_removed() {
-        use notify::event::{DataChange, RemoveKind, RenameMode};
-        let activity = Activity::default();
-        let event = |kind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
-        activity.seen(&event(
-            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
-            "/r/a.yaml",
-        ));
-        activity.seen(&event(EventKind::Create(CreateKind::File), "/r/b.yaml"));
-        activity.seen(&event(EventKind::Create(CreateKind::File), "/r/c.yaml"));
-        assert!(activity.writing().is_some());
-        activity.seen(&event(
-            EventKind::Access(AccessKind::Close(AccessMode::Write)),
-            "/r/a.yaml",
-        ));
-        activity.seen(&event(
-            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
-            "/r/b.yaml",
-        ));
-        assert_eq!(activity.writing(), Some(PathBuf::from("/r/c.yaml")));
-        activity.seen(&event(EventKind::Remove(RemoveKind::File), "/r/c.yaml"));
-        assert_eq!(activity.writing(), None);
-        assert_eq!(activity.event(), 6);
-    }
-
-    #[test]
-    fn yaml_files_not_named_dot_yaml_are_watched() {
-        // The load warns about them (they are not rulesets): adding one reloads, so the
-        // warning shows without waiting for another change.
-        for name in ["rules/shop.yml", "rules/shop.YAML", "rules/shop.Yml"] {
-            assert!(concerns_rules(Path::new(name)), "{name}");
-        }
-        assert!(!concerns_rules(Path::new("rules/shop.json")));
-    }
-
-    #[tokio::test]
-    async fn scripts_of_any_name_reload_and_are_watched() {
-        let dir = tempfile::tempdir().unwrap();
-        let write = |rel: &str, content: &str| {
-            let path = dir.path().join(rel);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, content).unwrap();
-        };
-        write(
-            "default.yaml",
-            "rules:\n  - name: chk\n    script: scripts/chk.txt\n",
-        );
-        write("scripts/chk.txt", "\"a\"");
-        let store = store(dir.path());
-        let (reloader, _task) = spawn_reload_loop(store.clone());
-        let concerns = |rel: &str| reloader.concerns(&dir.path().join(rel));
-        assert!(concerns("scripts/chk.txt"));
-        assert!(concerns("default.yaml"));
-        assert!(!concerns("scripts/notes.txt"));
-        assert!(!concerns("decisions.jsonl"));
-        // However the watcher spells the directory.
-        assert!(reloader.concerns(Path::new("rules/scripts/chk.txt")));
-
-        let v1 = store.current().version.clone();
-        write("scripts/chk.txt", "\"b\"");
-        let ReloadOutcome::Applied { version: v2 } = store.reload(Trigger::Signal).await else {
-            panic!("an edit of scripts/chk.txt is applied")
-        };
-        assert_ne!(v1, v2);
-        assert!(matches!(
-            store.reload(Trigger::Signal).await,
-            ReloadOutcome::Unchanged { .. }
-        ));
-
-        // A reference to a script not written yet: the reload fails, yet the script is watched,
-        // so writing it reloads.
-        write(
-            "default.yaml",
-            "rules:\n  - name: chk\n    script: lib/new.js\n",
-        );
-        assert!(!concerns("lib/new.js"));
-        assert!(matches!(
-            store.reload(Trigger::Watch).await,
-            ReloadOutcome::Rejected { .. }
-        ));
-        assert!(concerns("lib/new.js"));
-        write("lib/new.js", "true");
-        assert!(matches!(
-            store.reload(Trigger::Watch).await,
-            ReloadOutcome::Applied { .. }
-        ));
     }
 }
