@@ -1,5 +1,5 @@
 //! A validated rules directory: every ruleset compiled, every reference resolved. Built by
-//! [`load`], shared read-only by every request that started on it.
+//! [`load_dir`], shared read-only by every request that started on it.
 
 mod load;
 pub mod model;

@@ -1,5 +1,5 @@
 //! Raw serde types mirroring the parts of a rule file (its `settings`, each upstream, each
-//! rule). No behaviour and no validation beyond shape: [`super::yaml::parse_rule_file`] reads
+//! rule). No behaviour and no validation beyond shape: `yaml::parse_rule_file` reads
 //! each part on its own, `load` compiles them into [`crate::rules::Ruleset`].
 //!
 //! `expecting` texts say what a mapping should hold, in the words of the rule file reference
