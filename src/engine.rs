@@ -124,6 +124,11 @@ impl Run<'_, '_> {
     /// The decision, or `None` when the deadline passed first (then [`Self::timed_out`]
     /// decides, with `current` naming the rule it caught).
     async fn rules(&mut self) -> Option<Decision> {
+        // Already due (the body took the whole deadline to arrive): nothing is started, not
+        // even a prefetch, and the ruleset's `on_error` answers.
+        if tokio::time::Instant::now() >= self.deadline {
+            return None;
+        }
         let settings = &self.ruleset.settings;
         let mut prefetches = self.start_prefetches();
         let mut scope = if self.ruleset.uses_rhai {
@@ -139,8 +144,16 @@ impl Run<'_, '_> {
             }
             self.current = Some((i, started));
             // Rhai never yields to the deadline's timer, so a rule that runs it first looks at
-            // the clock; the other checks take nanoseconds (or await, where the timer ends them).
-            if rule.uses_rhai() && tokio::time::Instant::now() >= self.deadline {
+            // the clock, and so does a rule whose call may change something at the merchant:
+            // once the answer is due, `on_error` decides it whatever the merchant does, so such
+            // a call must not go out (the timer cannot take back a request already handed to
+            // a pooled connection). The other checks take nanoseconds, or await, where the
+            // timer ends them.
+            if (rule.uses_rhai() || rule.has_side_effects())
+                && tokio::time::Instant::now() >= self.deadline
+            {
+                // Not evaluated, so neither traced nor named as deciding.
+                self.current = None;
                 return None;
             }
             let verdict = match self.guard(rule, &mut scope) {

@@ -149,6 +149,17 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether its check may change something at the merchant: a `forward` (which may confirm
+    /// the order) or a POST/PUT `fetch` (a reservation, say). Such a call is started only once
+    /// every earlier rule has passed, and never once the answer is due.
+    pub fn has_side_effects(&self) -> bool {
+        match &self.check {
+            Check::Forward(_) => true,
+            Check::Fetch(f) => f.method != HttpMethod::GET,
+            _ => false,
+        }
+    }
+
     /// Whether evaluating this rule may run Rhai. A fetch counts: its answer goes into the
     /// Rhai scope as `fetched[name]` for the rules after it.
     pub fn uses_rhai(&self) -> bool {

@@ -112,13 +112,23 @@ impl Upstreams for HttpUpstreams {
     }
 }
 
+/// The headers a call is sent with: the call's replace the upstream's of the same name, and
+/// every line of the call's is kept (a forward passes a repeated header on as it came).
+pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
+    let mut headers = up.headers.clone();
+    for name in call.headers.keys() {
+        headers.remove(name);
+    }
+    for (k, v) in &call.headers {
+        headers.append(k.clone(), v.clone());
+    }
+    headers
+}
+
 async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, UpstreamError> {
     let started = std::time::Instant::now();
     let url = format!("{}{}", up.url, call.path_and_query);
-    let mut headers = up.headers.clone();
-    for (k, v) in &call.headers {
-        headers.insert(k.clone(), v.clone());
-    }
+    let headers = merged_headers(up, &call);
     let mut req = up
         .client
         .request(call.method, &url)

@@ -150,11 +150,15 @@ impl Verifier {
     }
 }
 
+/// The one value of `name`. Given twice, which one counts is up to each reader, and a
+/// `forward` passes both on to the merchant, whose own check may read the other: refused.
 fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a [u8], VerifyError> {
-    headers
-        .get(name)
-        .map(|value| value.as_bytes())
-        .ok_or(VerifyError::MissingHeader(name))
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => Ok(value.as_bytes()),
+        (None, _) => Err(VerifyError::MissingHeader(name)),
+        (Some(_), Some(_)) => Err(VerifyError::RepeatedHeader(name)),
+    }
 }
 
 /// Only plain digits are accepted: `i64::from_str` would also take a sign, which no sender emits.
@@ -182,6 +186,8 @@ fn v1_signatures(header: &[u8]) -> Vec<Vec<u8>> {
 pub enum VerifyError {
     #[error("missing header {0}")]
     MissingHeader(&'static str),
+    #[error("header {0} given more than once")]
+    RepeatedHeader(&'static str),
     #[error("webhook-timestamp is not an integer number of seconds")]
     BadTimestamp,
     #[error("timestamp is older than the allowed tolerance")]
@@ -205,6 +211,7 @@ impl VerifyError {
                 "서명 헤더(webhook-signature)가 없습니다"
             }
             VerifyError::MissingHeader(_) => "서명 헤더가 없습니다",
+            VerifyError::RepeatedHeader(_) => "서명 헤더가 두 번 이상 있습니다",
             VerifyError::BadTimestamp => "서명 시각(webhook-timestamp)이 올바른 숫자가 아닙니다",
             VerifyError::TooOld => "서명 시각이 허용 범위를 벗어났습니다(너무 오래됨)",
             VerifyError::TooNew => "서명 시각이 허용 범위를 벗어났습니다(미래 시각)",
@@ -351,6 +358,23 @@ mod tests {
             assert_eq!(
                 verifier.verify(&request, BODY, TS),
                 Err(VerifyError::MissingHeader(missing))
+            );
+        }
+    }
+
+    /// A header given twice is refused even when one of its values verifies: a forward would
+    /// pass both to the merchant, whose check may read the other one.
+    #[test]
+    fn each_repeated_header_is_refused() {
+        let key = secret(SECRET_A);
+        let verifier = Verifier::new(vec![key.clone()]);
+        for repeated in [ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER] {
+            let mut request = signed_headers(&key, "msg_1", TS, BODY);
+            let again = request[repeated].clone();
+            request.append(repeated, again);
+            assert_eq!(
+                verifier.verify(&request, BODY, TS),
+                Err(VerifyError::RepeatedHeader(repeated))
             );
         }
     }

@@ -143,8 +143,9 @@ impl Run<'_, '_> {
                     .clone()
                     .unwrap_or(http::HeaderValue::from_static("application/json"));
                 headers.insert(http::header::CONTENT_TYPE, ct);
+                // Every line as received, in order (`append`, not `insert`): unchanged.
                 for (k, v) in &self.ctx.original.webhook_headers {
-                    headers.insert(k.clone(), v.clone());
+                    headers.append(k.clone(), v.clone());
                 }
                 let call = HttpCall {
                     method: http::Method::POST,

@@ -131,10 +131,7 @@ impl Canned {
     }
 
     fn record(&self, up: &Upstream, call: &HttpCall) {
-        let mut headers = up.headers.clone();
-        for (k, v) in &call.headers {
-            headers.insert(k.clone(), v.clone());
-        }
+        let headers = super::merged_headers(up, call);
         let recorded = RecordedCall {
             upstream: up.name.clone(),
             method: call.method.clone(),

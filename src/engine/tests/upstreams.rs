@@ -505,3 +505,116 @@ rules:
     }
     assert_eq!(in_flight.load(Ordering::SeqCst), 0);
 }
+
+// ---- the deadline and side effects; forwarded headers ----
+
+/// A `forward` (a call with side effects at the merchant) must not be started once the
+/// deadline is already over: the answer is then the ruleset's `on_error` whatever the merchant
+/// does, so a confirm sent now only makes the merchant act on a payment PortOne is refused.
+#[tokio::test(start_paused = true)]
+async fn no_forward_is_sent_once_the_answer_is_due() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 200ms }}
+rules:
+  - {{ name: first, amount: {{ min: 1 }}, reason: x }}
+  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }} }}
+"#
+    ));
+    let canned = shop(FORWARD, ok_after(20));
+    // The body came in just as the answer fell due (196 ms of a 200 ms deadline).
+    let d = decide_arrived(&rules, canned.clone(), Duration::from_millis(196)).await;
+    // No rule ran, so none is named or traced.
+    assert_eq!(
+        summary(&d),
+        ("reject", 409, Some(DEFAULT_ERROR_REASON), None),
+        "the ruleset's on_error decides"
+    );
+    assert!(d.trace.is_empty(), "{:?}", d.trace);
+    assert_eq!(
+        keys(&canned),
+        Vec::<String>::new(),
+        "no forward reaches the merchant for a payment that is refused"
+    );
+}
+
+/// The answer falls due just as a GET fetch answers (with tokio's paused clock the timer is
+/// seen first): the `forward` after it is not sent and the ruleset's `on_error` decides. (The
+/// other order, the answer seen first, meets the clock check before the `forward`.)
+#[tokio::test(start_paused = true)]
+async fn a_forward_reached_as_the_answer_falls_due_is_not_sent() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 200ms }}
+rules:
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }} }}
+"#
+    ));
+    // Due at 196 ms (the deadline less its 2% margin).
+    let canned = Arc::new(Canned::new().answer("shop", STOCK, ok_after(196)).answer(
+        "shop",
+        FORWARD,
+        CannedAnswer::status(200),
+    ));
+    let d = decide_arrived(&rules, canned.clone(), Duration::ZERO).await;
+    assert_eq!(summary(&d).0, "reject");
+    assert_eq!(summary(&d).2, Some(DEFAULT_ERROR_REASON));
+    assert_eq!(keys(&canned), [STOCK], "the forward never went out");
+}
+
+/// An answer already due when evaluation starts (the body came in just as it fell due) is the
+/// ruleset's `on_error`, even with a merchant that would answer at once.
+#[tokio::test(start_paused = true)]
+async fn an_evaluation_that_starts_after_the_answer_is_due_is_on_error() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 200ms, on_error: reject }}
+rules:
+  - {{ name: first, amount: {{ min: 1 }}, reason: x }}
+  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }} }}
+"#
+    ));
+    let canned = shop(FORWARD, CannedAnswer::status(200));
+    let d = decide_arrived(&rules, canned.clone(), Duration::from_millis(196)).await;
+    assert_eq!(
+        summary(&d).0,
+        "reject",
+        "past the deadline, on_error: reject decides"
+    );
+}
+
+/// `forward` sends the `webhook-*` headers unchanged: every line, in order (a request with one
+/// given twice is refused by the signature check when secrets are set; without, it is passed
+/// on as it came).
+#[tokio::test]
+async fn forward_keeps_every_webhook_header_line() {
+    let (_dir, rules) = ruleset(&format!(
+        "{SHOP}rules:\n  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }} }}\n"
+    ));
+    let original = Original {
+        body: Bytes::from(V1),
+        content_type: Some(http::HeaderValue::from_static("application/json")),
+        webhook_headers: [
+            ("webhook-id", "msg_first"),
+            ("webhook-id", "msg_second"),
+            ("webhook-timestamp", "1733022000"),
+            ("webhook-signature", "v1,c2lnbmF0dXJl"),
+        ]
+        .iter()
+        .map(|(k, v)| {
+            (
+                http::HeaderName::from_static(k),
+                http::HeaderValue::from_static(v),
+            )
+        })
+        .collect(),
+    };
+    let canned = shop(FORWARD, CannedAnswer::status(200));
+    decide_full(&rules, V1, canned.clone(), NOW, &original).await;
+    let call = &canned.calls()[0];
+    let ids: Vec<_> = call.headers.get_all("webhook-id").iter().collect();
+    assert_eq!(ids, ["msg_first", "msg_second"], "as received, in order");
+}
