@@ -272,3 +272,6 @@ pub fn gate(rules_dir: &Path, rules: &Rules, scripts: &ScriptEngine) -> Result<(
         Err(failed)
     }
 }
+
+#[cfg(test)]
+mod review;

@@ -722,6 +722,7 @@ rules:
 }
 
 mod local;
+mod review;
 mod upstreams;
 
 // ---- the deadline between rules (audit: 40 slow script rules answered after the deadline) ----

@@ -496,3 +496,5 @@ proptest! {
         }
     }
 }
+
+mod review;

@@ -1,0 +1,64 @@
+//! Review r2: amount bounds as the operator wrote them.
+
+use super::*;
+
+/// `amount.max` is read from YAML through an `f64`: a bound written with more digits than a
+/// float holds is rounded, here up to 1000, so an amount of 1000 — above the written maximum
+/// of 999.99999999999999999 — is approved. The amount itself is exact; its bound must be too.
+#[tokio::test]
+async fn review_amount_bounds_are_exact_as_written() {
+    let (_dir, rules) = ruleset(
+        r#"
+rules:
+  - { name: limit, amount: { max: 999.99999999999999999 }, reason: "over" }
+"#,
+    );
+    let d = decide(&rules, &v1("order-1", "1000")).await;
+    assert_eq!(summary(&d), refused("over", "limit"));
+
+    let (_dir, rules) = ruleset(
+        r#"
+rules:
+  - { name: floor, amount: { min: 1000.00000000000000001 }, reason: "under" }
+"#,
+    );
+    let d = decide(&rules, &v1("order-1", "1000")).await;
+    assert_eq!(summary(&d), refused("under", "floor"));
+}
+
+/// A canned answer written without a body (`{ status: 204 }`) gives rules `response.body ==
+/// ()`, but a real answer without a body gives `""` (`parse_body` of no bytes): a rule that
+/// reads the body of such an answer passes its test and is decided otherwise by `serve`.
+#[tokio::test]
+async fn review_canned_answer_without_body_is_what_a_real_empty_answer_gives() {
+    let canned: Canned = serde_yaml::from_str(
+        r#"upstreams: { shop: { "POST /api/reserve/order-1": { status: 204 } } }"#,
+    )
+    .unwrap();
+    let real_empty = crate::upstream::parse_body(b"");
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: reserve
+    fetch: {{ upstream: shop, method: POST, path: "/api/reserve/{{order_id}}" }}
+    require: 'response.status == 204 && response.body.is_empty()'
+    reason: "not reserved"
+"#
+    ));
+    let test_run = decide_with(&rules, V1, &Arc::new(canned)).await;
+    let serve_run = decide_with(
+        &rules,
+        V1,
+        &shop(
+            "POST /api/reserve/order-1",
+            CannedAnswer::status(204).body(real_empty.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(
+        summary(&test_run),
+        summary(&serve_run),
+        "rule test vs serve (real empty body is {real_empty:?}); test trace {:?}",
+        test_run.trace
+    );
+}

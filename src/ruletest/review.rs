@@ -1,0 +1,88 @@
+//! Review r2: a rule test must decide as `serve` decides the same request.
+
+use super::*;
+
+/// A case's `request` mapping goes through YAML floats (`f64`) before it is sent as JSON: an
+/// amount of `1000.000000000000000001` is sent as `1000.0`. The case expecting approval under
+/// `max: 1000` passes, while `serve`, given that body as written, refuses it.
+#[tokio::test]
+async fn review_case_request_amount_is_sent_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.yaml"),
+        "rules:\n  - { name: limit, amount: { max: 1000 }, reason: \"over {amount}\" }\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/t.yaml"),
+        "ruleset: default\ncases:\n  - name: just over\n    request: { imp_uid: i, merchant_uid: o, amount: 1000.000000000000000001 }\n    expect: { decision: reject, rule: limit }\n",
+    )
+    .unwrap();
+    let engine = ScriptEngine::new();
+    let env = |_: &str| None;
+    let opts = crate::rules::LoadOptions {
+        engine: &engine,
+        env: &env,
+    };
+    let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
+    let suites = load_suites(dir.path(), &rules).unwrap();
+
+    // What `serve` decides for the body as the case writes it.
+    let body = br#"{"imp_uid":"i","merchant_uid":"o","amount":1000.000000000000000001}"#;
+    let Ok(Parsed::Confirm(req)) = payload::parse(Some("application/json"), body) else {
+        panic!("a confirm request")
+    };
+    let original = Original {
+        body: bytes::Bytes::from_static(body),
+        content_type: None,
+        webhook_headers: Vec::new(),
+    };
+    let ctx = Context {
+        scripts: &engine,
+        upstreams: Arc::new(Canned::new()),
+        now: chrono::Utc::now().fixed_offset(),
+        started: tokio::time::Instant::now(),
+        original: &original,
+        decision_id: "",
+    };
+    let served = evaluate(rules.get("default").unwrap(), &req, &ctx).await;
+    assert_eq!(served.decision, Verdict::Reject, "serve refuses it");
+
+    let results = run(&rules, &suites, &engine, None).await;
+    assert!(
+        results[0].passed(),
+        "the rule test decided otherwise than serve: sent {:?}\n{}",
+        String::from_utf8_lossy(&suites[0].cases[0].body),
+        results[0].explain()
+    );
+}
+
+/// Same path, for the reason: `{amount}` renders as the body wrote it (`10.50` in `serve`),
+/// but the case's `amount: 10.50` is sent as `10.5`, so `reason: "over 10.50"` fails and
+/// `reason: "over 10.5"` passes though `serve` never says that.
+#[tokio::test]
+async fn review_case_request_amount_renders_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.yaml"),
+        "rules:\n  - { name: limit, amount: { max: 10 }, reason: \"over {amount}\" }\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/t.yaml"),
+        "ruleset: default\ncases:\n  - name: over\n    request: { imp_uid: i, merchant_uid: o, amount: 10.50 }\n    expect: { decision: reject, reason: \"over 10.50\" }\n",
+    )
+    .unwrap();
+    let engine = ScriptEngine::new();
+    let env = |_: &str| None;
+    let opts = crate::rules::LoadOptions {
+        engine: &engine,
+        env: &env,
+    };
+    let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
+    let suites = load_suites(dir.path(), &rules).unwrap();
+    let results = run(&rules, &suites, &engine, None).await;
+    assert!(results[0].passed(), "{}", results[0].explain());
+}
