@@ -154,11 +154,19 @@ pub enum PayloadError {
     /// merchant reading the same body could take different values.
     #[error("필드 {0}가 중복되어 있습니다 (같은 필드는 한 번만 보낼 수 있습니다)")]
     DuplicateField(String),
+    /// A key serde_json would read as an instruction (its path, cut at 100 characters); see
+    /// `scan::RESERVED`.
+    #[error("필드 이름 {0}는 사용할 수 없습니다")]
+    ReservedField(String),
 }
 
 impl PayloadError {
     fn duplicate(path: &str) -> PayloadError {
         PayloadError::DuplicateField(path.chars().take(100).collect())
+    }
+
+    fn reserved(path: &str) -> PayloadError {
+        PayloadError::ReservedField(path.chars().take(100).collect())
     }
 
     /// 415 for a content type we do not read, 400 for everything else.
@@ -249,49 +257,51 @@ fn parse_full(
     raw: impl FnOnce() -> bytes::Bytes,
 ) -> Result<Parsed, PayloadError> {
     match encoding {
-        Encoding::Json => parse_json_body(parse_json(body)?, body, raw),
+        Encoding::Json => parse_json_body(body, raw),
         Encoding::Form => normalise(parse_form(body)?, None, Payload::parsed),
-        Encoding::Unknown => match parse_json(body) {
-            Ok(value) => parse_json_body(value, body, raw),
+        Encoding::Unknown => match parse_json_body(body, raw) {
             // Not JSON: a form, if it is one; one that names a key twice is refused as such.
-            Err(json_err) => match parse_form(body) {
+            Err(json_err @ PayloadError::InvalidJson { .. }) => match parse_form(body) {
                 Ok(form) => normalise(form, None, Payload::parsed),
                 Err(e @ PayloadError::DuplicateField(_)) => Err(e),
                 Err(_) => Err(json_err),
             },
+            read => read,
         },
     }
 }
 
-/// A body that is JSON (`value` is what it parsed to): refused if any object in it names a key
-/// twice, else read with the amount's own text, keeping the bytes as they came.
+/// A JSON body: scanned first (a key named twice, or one serde_json reserves, is refused before
+/// serde_json's own `Value` parser could act on it), then read with the amount's own text,
+/// keeping the bytes as they came.
 fn parse_json_body(
-    value: Value,
     body: &[u8],
     raw: impl FnOnce() -> bytes::Bytes,
 ) -> Result<Parsed, PayloadError> {
-    // It parsed, so it is UTF-8 (serde_json checks strings, and only ASCII may be outside them).
-    let text =
-        std::str::from_utf8(body).map_err(|_| PayloadError::InvalidJson { line: 1, column: 0 })?;
-    let mut top = scan::Top::default();
-    scan::scan(text, &mut top).map_err(|e| match e {
-        scan::ScanError::Duplicate(path) => PayloadError::duplicate(&path),
-        // Not reached: the body parsed already.
-        scan::ScanError::Json(e) => PayloadError::InvalidJson {
-            line: e.line(),
-            column: e.column(),
-        },
+    let invalid = |e: serde_json::Error| PayloadError::InvalidJson {
+        line: e.line(),
+        column: e.column(),
+    };
+    // Not UTF-8: serde_json says where.
+    let text = std::str::from_utf8(body).map_err(|_| {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body)
+            .err()
+            .map_or(PayloadError::InvalidJson { line: 1, column: 0 }, invalid)
     })?;
+    let mut top = scan::Top::default();
+    // The scan stops at the first flaw; a syntax error further on is still the answer (the
+    // body is no JSON at all), so a flaw is reported only for a text that parses.
+    let syntax = || serde_json::from_str::<serde::de::IgnoredAny>(text).err();
+    scan::scan(text, &mut top).map_err(|e| match e {
+        scan::ScanError::Json(e) => invalid(e),
+        _ if let Some(e) = syntax() => invalid(e),
+        scan::ScanError::Duplicate(path) => PayloadError::duplicate(&path),
+        scan::ScanError::Reserved(path) => PayloadError::reserved(&path),
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(invalid)?;
     normalise(value, Some(&top), |value| Payload {
         raw: Some(raw()),
         value: OnceLock::from(value),
-    })
-}
-
-fn parse_json(body: &[u8]) -> Result<Value, PayloadError> {
-    serde_json::from_slice(body).map_err(|e| PayloadError::InvalidJson {
-        line: e.line(),
-        column: e.column(),
     })
 }
 

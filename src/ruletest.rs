@@ -274,4 +274,4 @@ pub fn gate(rules_dir: &Path, rules: &Rules, scripts: &ScriptEngine) -> Result<(
 }
 
 #[cfg(test)]
-mod review;
+mod as_written;

@@ -721,8 +721,8 @@ rules:
     assert_eq!(d.shadow, [shadow_error("heavy")]);
 }
 
+mod as_written;
 mod local;
-mod review;
 mod upstreams;
 
 // ---- the deadline between rules (audit: 40 slow script rules answered after the deadline) ----

@@ -74,6 +74,8 @@ pub(super) enum ScanError {
     /// The path of the first key found twice: `merchant_uid`, `data.paymentId`,
     /// `items[1].sku`.
     Duplicate(String),
+    /// The path of a key serde_json reserves for itself (see [`RESERVED`]).
+    Reserved(String),
     /// Not JSON (or nested beyond serde_json's limit).
     Json(serde_json::Error),
 }
@@ -83,32 +85,69 @@ pub(super) enum ScanError {
 /// checked for duplicates). Filled in place: moving the fields out through the layers of
 /// `Result` cost more than the scan of a small body's keys.
 pub(super) fn scan<'a>(text: &'a str, top: &mut Top<'a>) -> Result<(), ScanError> {
+    // A reserved key written without escapes is in the text as it is (its path is not worth
+    // a walk: no PortOne body has one); one spelled with escapes is caught by `Seen::check`.
+    if let Some(at) = text.find(RESERVED) {
+        let name: String = text[at..]
+            .chars()
+            .take_while(|c| *c != '"')
+            .take(100)
+            .collect();
+        return Err(ScanError::Reserved(name));
+    }
     let mut dup = None;
     let mut de = serde_json::Deserializer::from_str(text);
     let result = TopSeed { top, dup: &mut dup }
         .deserialize(&mut de)
         .and_then(|()| de.end());
     result.map_err(|e| match dup {
-        Some(path) => ScanError::Duplicate(path),
+        Some(Flaw {
+            path,
+            reserved: false,
+        }) => ScanError::Duplicate(path),
+        Some(Flaw {
+            path,
+            reserved: true,
+        }) => ScanError::Reserved(path),
         None => ScanError::Json(e),
     })
 }
+
+/// The key that ended a scan, and where: its path is built on the way out.
+#[derive(Debug)]
+pub(super) struct Flaw {
+    path: String,
+    /// A reserved key rather than a repeated one.
+    reserved: bool,
+}
+
+/// Keys serde_json's own `Value` parser reads as instructions (with the `arbitrary_precision`
+/// and `raw_value` features this crate needs): an object whose key is
+/// `"$serde_json::private::RawValue"` becomes the JSON inside its string value, one with
+/// `"$serde_json::private::Number"` a number. Every other parser, the merchant's included, sees
+/// an ordinary key, so a body using one could make the proxy check a different order or amount
+/// than the one a `forward` delivers. No PortOne body has such a key: refused. (The scan
+/// itself meets the number key for every real number: serde_json hands numbers to
+/// `deserialize_any` as a one-key map with it, borrowed from its own static text. A key from the
+/// body that spells it either is in the text as it is, or was decoded from escapes into an
+/// owned string.)
+const RESERVED: &str = "$serde_json::private::";
 
 /// The message of the error that unwinds the scan once a duplicate is found; the path is in
 /// the scan's `dup`, built on the way out.
 const DUPLICATE: &str = "duplicate key";
 
 /// Puts the enclosing key in front of the path of a duplicate found inside its value.
-fn prefix_key(dup: &mut Option<String>, key: &str) {
+fn prefix_key(dup: &mut Option<Flaw>, key: &str) {
     prefix(dup, key);
 }
 
-fn prefix_index(dup: &mut Option<String>, index: usize) {
+fn prefix_index(dup: &mut Option<Flaw>, index: usize) {
     prefix(dup, format_args!("[{index}]"));
 }
 
-fn prefix(dup: &mut Option<String>, head: impl fmt::Display) {
-    if let Some(path) = dup {
+fn prefix(dup: &mut Option<Flaw>, head: impl fmt::Display) {
+    if let Some(Flaw { path, .. }) = dup {
         let sep = if path.starts_with('[') { "" } else { "." };
         *path = format!("{head}{sep}{path}");
     }
@@ -152,18 +191,31 @@ impl<'de> Seen<'de> {
         }
     }
 
-    /// Checks `key` against the keys before it; a repeat ends the scan.
-    fn check<E: de::Error>(&self, key: &str, dup: &mut Option<String>) -> Result<(), E> {
+    /// Checks `key` against the keys before it; a repeat (or a reserved key spelled with
+    /// escapes) ends the scan.
+    // The `Cow`'s variant is the point: an owned key was decoded from escapes.
+    #[allow(clippy::ptr_arg)]
+    fn check<E: de::Error>(&self, key: &Cow<'_, str>, dup: &mut Option<Flaw>) -> Result<(), E> {
         if self.contains(key) {
             return Err(duplicate(dup, key));
+        }
+        if matches!(key, Cow::Owned(_)) && key.starts_with(RESERVED) {
+            *dup = Some(Flaw {
+                path: key.to_string(),
+                reserved: true,
+            });
+            return Err(E::custom(DUPLICATE));
         }
         Ok(())
     }
 }
 
 /// Records `key` as the duplicate and gives the error that unwinds the scan.
-fn duplicate<E: de::Error>(dup: &mut Option<String>, key: &str) -> E {
-    *dup = Some(key.to_owned());
+fn duplicate<E: de::Error>(dup: &mut Option<Flaw>, key: &str) -> E {
+    *dup = Some(Flaw {
+        path: key.to_owned(),
+        reserved: false,
+    });
     E::custom(DUPLICATE)
 }
 
@@ -204,7 +256,7 @@ impl<'de> Visitor<'de> for Key {
 fn raw_field<'de, A: MapAccess<'de>>(
     map: &mut A,
     slot: &mut Field<'de>,
-    dup: &mut Option<String>,
+    dup: &mut Option<Flaw>,
 ) -> Result<(), A::Error> {
     let raw: &'de RawValue = map.next_value()?;
     if raw.get().starts_with(['{', '[']) {
@@ -219,7 +271,7 @@ fn raw_field<'de, A: MapAccess<'de>>(
 
 /// Any value: checks the keys of every object in it and keeps nothing.
 struct Walk<'s> {
-    dup: &'s mut Option<String>,
+    dup: &'s mut Option<Flaw>,
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_> {
@@ -273,7 +325,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
 
 struct TopSeed<'s, 'de> {
     top: &'s mut Top<'de>,
-    dup: &'s mut Option<String>,
+    dup: &'s mut Option<Flaw>,
 }
 
 impl<'de> DeserializeSeed<'de> for TopSeed<'_, 'de> {
@@ -338,7 +390,7 @@ impl<'de> Visitor<'de> for TopSeed<'_, 'de> {
 /// Fills `data` (which is `Absent`).
 struct DataSeed<'s, 'de> {
     data: &'s mut Data<'de>,
-    dup: &'s mut Option<String>,
+    dup: &'s mut Option<Flaw>,
 }
 
 impl<'de> DeserializeSeed<'de> for DataSeed<'_, 'de> {
@@ -391,7 +443,7 @@ fn field_value<'de, A: MapAccess<'de>>(
     key: Cow<'de, str>,
     slot: Option<&mut Field<'de>>,
     others: &mut Option<Seen<'de>>,
-    dup: &mut Option<String>,
+    dup: &mut Option<Flaw>,
 ) -> Result<(), A::Error> {
     let read = match slot {
         Some(slot) if slot.present() => return Err(duplicate(dup, &key)),
@@ -423,6 +475,7 @@ mod tests {
         match scanned(text) {
             Err(ScanError::Duplicate(path)) => Some(path),
             Err(ScanError::Json(e)) => panic!("{text}: {e}"),
+            Err(ScanError::Reserved(path)) => panic!("{text}: reserved {path}"),
             Ok(_) => None,
         }
     }

@@ -9,6 +9,7 @@ use serde_json::Map;
 mod amounts;
 mod duplicates;
 mod fast_path;
+mod reserved;
 
 const JSON: Option<&str> = Some("application/json");
 
@@ -496,5 +497,3 @@ proptest! {
         }
     }
 }
-
-mod review;

@@ -57,6 +57,21 @@ pub fn from_str<T: DeserializeOwned>(src: &str) -> Result<T, ParseError> {
 /// The error for a file of more than one document, at the start of the second.
 const SECOND_DOCUMENT: &str = "a second YAML document: a file holds exactly one (a \"---\" line after the content starts another, and nothing may follow a \"...\" line)";
 
+/// The text of the plain scalar starting at `at` (a number as written: `999.99999999999999999`,
+/// which serde_yaml hands over only as an `f64`). `None` when no plain token starts there.
+pub fn plain_scalar_at(src: &str, at: Location) -> Option<&str> {
+    let line = src.lines().nth(at.line.checked_sub(1)?)?;
+    let start = line
+        .char_indices()
+        .nth(at.column.checked_sub(1)?)
+        .map(|(i, _)| i)?;
+    let rest = &line[start..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || matches!(c, ',' | '}' | ']' | '#'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|t| !t.is_empty())
+}
+
 /// serde_yaml appends " at line L column C" to messages; we print the location ourselves.
 fn clean_message(msg: &str) -> String {
     let msg = match msg.find(" at line ") {

@@ -138,7 +138,10 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         let (body, content_type) = match &c.request {
             serde_json::Value::String(s) => (s.clone().into_bytes(), None),
             v @ serde_json::Value::Object(_) => {
-                (v.to_string().into_bytes(), Some("application/json"))
+                let mut path = vec![Seg::Key("cases"), Seg::Index(i), Seg::Key("request")];
+                let mut json = String::new();
+                json_as_written(&src, &mut path, v, &mut json);
+                (json.into_bytes(), Some("application/json"))
             }
             _ => {
                 errors.push(error(
@@ -194,6 +197,56 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         })
     } else {
         Err(errors)
+    }
+}
+
+/// `v` (a case's `request`, read from YAML) as JSON, each number as the file writes it:
+/// serde_yaml hands a number with a fraction over as an `f64`, so `amount: 10.50` would be sent
+/// as `10.5` (and `{amount}` render differently from `serve`), and
+/// `1000.000000000000000001` as `1000.0` (and pass a limit that `serve` enforces).
+fn json_as_written<'v>(
+    src: &str,
+    path: &mut Vec<Seg<'v>>,
+    v: &'v serde_json::Value,
+    out: &mut String,
+) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            out.push('{');
+            for (n, (key, value)) in map.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                path.push(Seg::Key(key));
+                json_as_written(src, path, value, out);
+                path.pop();
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                path.push(Seg::Index(n));
+                json_as_written(src, path, item, out);
+                path.pop();
+            }
+            out.push(']');
+        }
+        Value::Number(number) => {
+            let written = yaml::plain_scalar_at(src, yaml::locate(src, path))
+                .filter(|t| serde_json::from_str::<serde_json::Number>(t).is_ok());
+            match written {
+                Some(text) => out.push_str(text),
+                None => out.push_str(&number.to_string()),
+            }
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 

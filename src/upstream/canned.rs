@@ -147,12 +147,13 @@ impl Canned {
 }
 
 impl CannedAnswer {
-    /// An answer with `status` and an empty body.
+    /// An answer with `status` and an empty body: what rules see of a real answer without
+    /// one (`response.body == ""`).
     pub fn status(status: u16) -> CannedAnswer {
         CannedAnswer {
             outcome: Ok(status),
             headers: BTreeMap::new(),
-            body: Value::Null,
+            body: parse_body(b""),
             delay: None,
         }
     }
@@ -346,8 +347,8 @@ struct RawAnswer {
     error: Option<CannedError>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    #[serde(default)]
-    body: Value,
+    /// Absent: an empty body, as a real answer without one.
+    body: Option<Value>,
     delay: Option<String>,
 }
 
@@ -372,7 +373,9 @@ impl TryFrom<RawAnswer> for CannedAnswer {
         for (name, value) in &raw.headers {
             answer = answer.header(name, value);
         }
-        answer = answer.body(raw.body);
+        if let Some(body) = raw.body {
+            answer = answer.body(body);
+        }
         if let Some(d) = &raw.delay {
             answer = answer.delay(parse_duration(d)?);
         }

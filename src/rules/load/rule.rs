@@ -144,7 +144,13 @@ impl FileCompiler<'_, '_> {
                                  n: &Option<serde_json::Number>|
                  -> Option<Option<Decimal>> {
                     let Some(n) = n else { return Some(None) };
-                    match n.to_string().parse::<crate::payload::Amount>() {
+                    // Exactly as written: serde_yaml reads a number with a fraction through an
+                    // `f64`, which turns `max: 999.99999999999999999` into 1000.
+                    let written =
+                        yaml::plain_scalar_at(self.src, yaml::locate(self.src, &sub("amount", f)))
+                            .filter(|t| t.parse::<crate::payload::Amount>().is_ok());
+                    let text = written.map_or_else(|| n.to_string(), str::to_owned);
+                    match text.parse::<crate::payload::Amount>() {
                         Ok(a) => Some(Some(a.value())),
                         Err(_) => {
                             self.error(&sub("amount", f), format!("rule \"{name}\": amount.{f}: expected a number of 0 or more, found {n}"));

@@ -1,12 +1,12 @@
-//! Review r2: amount bounds as the operator wrote them.
+//! Values as the operator wrote them: amount bounds exact, canned answers like real ones.
 
 use super::*;
 
-/// `amount.max` is read from YAML through an `f64`: a bound written with more digits than a
-/// float holds is rounded, here up to 1000, so an amount of 1000 — above the written maximum
-/// of 999.99999999999999999 — is approved. The amount itself is exact; its bound must be too.
+/// A bound written with more digits than an `f64` holds (serde_yaml's reading of it) keeps
+/// them all: 1000 is above a maximum of 999.99999999999999999, and below a minimum of
+/// 1000.00000000000000001. The amount is exact; its bounds are too.
 #[tokio::test]
-async fn review_amount_bounds_are_exact_as_written() {
+async fn amount_bounds_are_exact_as_written() {
     let (_dir, rules) = ruleset(
         r#"
 rules:
@@ -26,11 +26,11 @@ rules:
     assert_eq!(summary(&d), refused("under", "floor"));
 }
 
-/// A canned answer written without a body (`{ status: 204 }`) gives rules `response.body ==
-/// ()`, but a real answer without a body gives `""` (`parse_body` of no bytes): a rule that
-/// reads the body of such an answer passes its test and is decided otherwise by `serve`.
+/// A canned answer written without a body (`{ status: 204 }`) is what a real answer without a
+/// body gives rules (`response.body == ""`), so a rule that reads it is decided alike in its
+/// test and by `serve`.
 #[tokio::test]
-async fn review_canned_answer_without_body_is_what_a_real_empty_answer_gives() {
+async fn canned_answer_without_body_is_what_a_real_empty_answer_gives() {
     let canned: Canned = serde_yaml::from_str(
         r#"upstreams: { shop: { "POST /api/reserve/order-1": { status: 204 } } }"#,
     )

@@ -1,5 +1,5 @@
-//! Review r2: bodies that the proxy reads differently from a standard JSON parser, or that the
-//! fast path and the full parser decide differently.
+//! serde_json's reserved keys: bodies its own `Value` parser would read differently from any
+//! other JSON parser are refused, by the fast path and the full parser alike.
 
 use super::*;
 
@@ -13,38 +13,45 @@ const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 /// key: not a confirm request at all. The proxy reads the embedded text as the body, with a
 /// repeated `amount` inside that the duplicate check never sees.
 #[test]
-fn review_private_raw_value_key_is_not_read_as_the_body() {
+fn a_reserved_raw_value_key_is_refused_not_read_as_the_body() {
     let inner = r#"{"imp_uid":"imp_1","merchant_uid":"order-1","amount":5000000,"amount":100}"#;
     let body = serde_json::json!({ RAW_TOKEN: inner }).to_string();
-    let got = parse(JSON, body.as_bytes());
-    assert!(
-        got.is_err(),
-        "a body without any PortOne field must be refused (400), got {got:?}"
+    let e = parse(JSON, body.as_bytes()).unwrap_err();
+    assert_eq!(e, PayloadError::ReservedField(RAW_TOKEN.into()));
+    assert_eq!(e.status(), 400);
+    assert_eq!(
+        e.to_string(),
+        "필드 이름 $serde_json::private::RawValue는 사용할 수 없습니다"
+    );
+    // Spelled with an escape it is the same key once decoded; without a Content-Type too.
+    let escaped = body.replace("$serde", "\\u0024serde");
+    assert_eq!(
+        parse(None, escaped.as_bytes()).unwrap_err(),
+        PayloadError::ReservedField(RAW_TOKEN.into())
     );
 }
 
 /// The same trick inside `data`: the proxy finds paymentId/transactionId/totalAmount in a
 /// string, where a merchant's parser finds only an unknown key.
 #[test]
-fn review_private_raw_value_key_in_data_is_not_read_as_data() {
+fn a_reserved_raw_value_key_in_data_is_refused() {
     let inner = r#"{"paymentId":"order-1","transactionId":"tx-1","totalAmount":1000}"#;
     let body = serde_json::json!({
         "type": "Transaction.Confirm",
         "data": { RAW_TOKEN: inner },
     })
     .to_string();
-    let got = parse(JSON, body.as_bytes());
-    assert!(
-        matches!(got, Err(PayloadError::Missing(_))),
-        "data has no paymentId for any other parser, got {got:?}"
+    assert_eq!(
+        parse(JSON, body.as_bytes()).unwrap_err(),
+        PayloadError::ReservedField(RAW_TOKEN.into())
     );
 }
 
 /// A custom field holding serde_json's private number key with a value that is not a number:
-/// valid JSON that the full parser refuses (400), while the fast path (no backslash in the
-/// body) accepts it and rules then see `payload` as `()` — the whole body lost.
+/// the fast path (no backslash in the body) once accepted it, and rules then saw `payload` as
+/// `()` (the lazy `Value` parse failed), while the full parser refused it.
 #[test]
-fn review_fast_path_and_full_parser_agree_on_private_number_key() {
+fn the_fast_path_and_the_full_parser_agree_on_a_reserved_number_key() {
     let body = format!(
         r#"{{"imp_uid":"i","merchant_uid":"m","amount":1000,"blocked":true,"z":{{"{NUMBER_TOKEN}":"x"}}}}"#
     );
@@ -60,17 +67,26 @@ fn review_fast_path_and_full_parser_agree_on_private_number_key() {
     assert_eq!(describe(&fast), describe(&full), "{body}");
 }
 
-/// Same, with the raw-value token holding text that is not JSON.
+/// Same, with the raw-value token holding text that is not JSON, and a key that only starts
+/// like a reserved one.
 #[test]
-fn review_fast_path_keeps_the_payload_rules_read() {
+fn a_reserved_key_anywhere_is_refused() {
     let body = format!(
         r#"{{"imp_uid":"i","merchant_uid":"m","amount":1000,"blocked":true,"z":{{"{RAW_TOKEN}":"nope"}}}}"#
     );
-    let r = confirm(JSON, body.as_bytes());
     assert_eq!(
-        r.payload.value().get("blocked"),
-        Some(&Value::Bool(true)),
-        "rules must see the body's fields, got payload {}",
-        r.payload.value()
+        parse(JSON, body.as_bytes()).unwrap_err(),
+        PayloadError::ReservedField(RAW_TOKEN.into())
+    );
+    let body = r#"{"imp_uid":"i","merchant_uid":"m","amount":1000,"items":[{"$serde_json::private::x":1}]}"#;
+    assert_eq!(
+        parse(JSON, body.as_bytes()).unwrap_err(),
+        PayloadError::ReservedField("$serde_json::private::x".into())
+    );
+    // Spelled with escapes it is found where it is.
+    let body = r#"{"imp_uid":"i","merchant_uid":"m","amount":1000,"items":[{"\u0024serde_json::private::x":1}]}"#;
+    assert_eq!(
+        parse(JSON, body.as_bytes()).unwrap_err(),
+        PayloadError::ReservedField("items[0].$serde_json::private::x".into())
     );
 }

@@ -1,12 +1,12 @@
-//! Review r2: a rule test must decide as `serve` decides the same request.
+//! A rule test decides as `serve` decides the same request: its numbers sent as written.
 
 use super::*;
 
-/// A case's `request` mapping goes through YAML floats (`f64`) before it is sent as JSON: an
-/// amount of `1000.000000000000000001` is sent as `1000.0`. The case expecting approval under
-/// `max: 1000` passes, while `serve`, given that body as written, refuses it.
+/// A case's `request` mapping is sent with its numbers as written, not as the `f64`s serde_yaml
+/// reads them as: `1000.000000000000000001` stays above `max: 1000`, refused by the test as by
+/// `serve`.
 #[tokio::test]
-async fn review_case_request_amount_is_sent_as_written() {
+async fn case_request_amount_is_sent_as_written() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("default.yaml"),
@@ -58,11 +58,10 @@ async fn review_case_request_amount_is_sent_as_written() {
     );
 }
 
-/// Same path, for the reason: `{amount}` renders as the body wrote it (`10.50` in `serve`),
-/// but the case's `amount: 10.50` is sent as `10.5`, so `reason: "over 10.50"` fails and
-/// `reason: "over 10.5"` passes though `serve` never says that.
+/// Same, for the reason: `{amount}` renders as the body wrote it, `10.50` in the test as in
+/// `serve` (not `10.5`).
 #[tokio::test]
-async fn review_case_request_amount_renders_as_written() {
+async fn case_request_amount_renders_as_written() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("default.yaml"),
