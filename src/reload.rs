@@ -26,6 +26,8 @@ const WRITERS_MAX: Duration = Duration::from_secs(30);
 const FIRST_PROBE_WAIT: Duration = Duration::from_secs(2);
 /// Loads of a directory that changed while it was read are retried this often.
 const LOAD_ATTEMPTS: usize = 5;
+/// How long after reading the files a reload waits for events of writes made meanwhile.
+const EVENT_LAG: Duration = Duration::from_millis(20);
 
 /// Reads `${VAR}` values for upstreams.
 pub type EnvReader = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -158,6 +160,9 @@ impl RuleStore {
                 read_version = version;
                 result
             });
+            // inotify's events reach us through notify's thread a moment after the write: a
+            // write made while (or just before) the files were read may not be counted yet.
+            tokio::time::sleep(EVENT_LAG).await;
             if self.activity.event() == before && self.activity.writing().is_none() {
                 break loaded;
             }
