@@ -56,12 +56,29 @@ impl fmt::Display for Amount {
     }
 }
 
+impl Amount {
+    /// A numeric string's amount (`"50000"`, `"10.50"`, a form's `amount=50000`): plain
+    /// decimal notation only, surrounded by nothing but ASCII whitespace. JSON numbers may be
+    /// written `1e3`, but in a string that is text each reader reads its own way (`parseInt`
+    /// says 1, `Number` 1000), and a `forward` hands the merchant the string as it came.
+    pub fn from_numeric_string(s: &str) -> Result<Amount, AmountError> {
+        let text = s.trim_matches(|c: char| c.is_ascii_whitespace());
+        let unsigned = text.strip_prefix('-').unwrap_or(text);
+        let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
+        let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+        if !(digits(int) && digits(frac)) {
+            return Err(AmountError::NotANumber);
+        }
+        text.parse()
+    }
+}
+
 impl FromStr for Amount {
     type Err = AmountError;
 
     /// Parses a non-negative decimal number written in JSON style (`50000`, `10.5`, `1e3`).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.trim();
+        let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
         // The usual case, a plain integer (`50000`), without the general parse.
         let value =
             if !text.is_empty() && text.len() <= 18 && text.bytes().all(|b| b.is_ascii_digit()) {
@@ -232,6 +249,33 @@ mod tests {
         assert_eq!((a.as_str(), a.as_json_number().as_ref()), ("00.50", "0.5"));
         assert_eq!("0".parse::<Amount>().unwrap().as_json_number(), "0");
         assert_eq!("0.5".parse::<Amount>().unwrap().as_json_number(), "0.5");
+    }
+
+    #[test]
+    fn numeric_strings_are_plain_decimals() {
+        let value = |s: &str| Amount::from_numeric_string(s).map(|a| a.to_string());
+        for (given, amount) in [
+            ("50000", "50000"),
+            (" 10.50\r\n", "10.50"),
+            ("0100", "0100"),
+        ] {
+            assert_eq!(value(given), Ok(amount.to_owned()), "{given:?}");
+        }
+        assert_eq!(value("-5"), Err(AmountError::Negative));
+        for bad in [
+            "1e3",
+            "1E3",
+            "+5",
+            ".5",
+            "5.",
+            "1,000",
+            "\u{3000}1000",
+            "0x10",
+            "",
+            "-",
+        ] {
+            assert_eq!(value(bad), Err(AmountError::NotANumber), "{bad:?}");
+        }
     }
 
     #[test]

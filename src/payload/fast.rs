@@ -40,12 +40,11 @@ impl<'a> Field<'a> {
 
     /// A JSON number as written, or a numeric string, as the full parser accepts them.
     fn amount(self) -> Option<Amount> {
-        let text = match self.string() {
-            Some(s) if s.trim().is_empty() => return None,
-            Some(s) => s,
-            None => self.raw()?,
-        };
-        text.parse().ok()
+        match self.string() {
+            Some(s) if s.trim().is_empty() => None,
+            Some(s) => Amount::from_numeric_string(s).ok(),
+            None => self.raw()?.parse().ok(),
+        }
     }
 }
 

@@ -145,14 +145,14 @@ fn read_amount(
     field: &'static str,
     raw: Option<&str>,
 ) -> Result<Amount, PayloadError> {
-    let text = match obj.get(key(field)) {
+    let parsed = match obj.get(key(field)) {
         None | Some(Value::Null) => return Err(PayloadError::Missing(field)),
         // The number as the body wrote it, from the scan: serde_json's `arbitrary_precision`
-        // keeps the digits but rewrites an exponent (`1E3` becomes `1e+3`), and it reads an
-        // object holding only its private number key as a number. (A form has no numbers.)
-        Some(Value::Number(n)) => raw.unwrap_or(n.as_str()),
+        // keeps the digits but rewrites an exponent (`1E3` becomes `1e+3`). (A form has no
+        // numbers.)
+        Some(Value::Number(n)) => raw.unwrap_or(n.as_str()).parse::<Amount>(),
         Some(Value::String(s)) if s.trim().is_empty() => return Err(PayloadError::Empty(field)),
-        Some(Value::String(s)) => s.as_str(),
+        Some(Value::String(s)) => Amount::from_numeric_string(s),
         Some(_) => {
             return Err(PayloadError::WrongType {
                 field,
@@ -160,7 +160,7 @@ fn read_amount(
             })
         }
     };
-    text.parse::<Amount>().map_err(|e| match e {
+    parsed.map_err(|e| match e {
         AmountError::NotANumber => PayloadError::WrongType {
             field,
             expected: "숫자",

@@ -47,28 +47,53 @@ fn request_amounts_keep_the_bodys_text() {
             format!(
                 r#"{{"type":"Transaction.Confirm","data":{{"paymentId":"p\u0031","transactionId":"t","totalAmount":{number}}}}}"#
             ),
-            format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":"{number}"}}"#),
-            format!(r#"{{"imp_uid":"i","merchant_uid":"m\u0031","amount":" {number}"}}"#),
         ];
         for body in &bodies {
             let r = confirm(JSON, body.as_bytes());
             assert_eq!(r.amount.as_str(), number, "{body}");
             assert_eq!(r.amount.value().to_string(), value, "{body}");
         }
+        // In a string (JSON or form) only plain decimals are numbers: `"1e3"` is text that
+        // readers read differently (`parseInt` says 1).
+        let strings = [
+            format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":"{number}"}}"#),
+            format!(r#"{{"imp_uid":"i","merchant_uid":"m\u0031","amount":" {number}"}}"#),
+        ];
         let form = format!(
             "imp_uid=i&merchant_uid=m&amount={}",
             number.replace('+', "%2B")
         );
-        assert_eq!(confirm(FORM, form.as_bytes()).amount.as_str(), number);
+        if number.contains(['e', 'E']) {
+            for body in &strings {
+                assert_eq!(
+                    err(JSON, body),
+                    PayloadError::WrongType {
+                        field: "amount",
+                        expected: "숫자"
+                    },
+                    "{body}"
+                );
+            }
+            assert!(parse(FORM, form.as_bytes()).is_err(), "{form}");
+        } else {
+            for body in &strings {
+                assert_eq!(
+                    confirm(JSON, body.as_bytes()).amount.as_str(),
+                    number,
+                    "{body}"
+                );
+            }
+            assert_eq!(confirm(FORM, form.as_bytes()).amount.as_str(), number);
+        }
     }
     // Digits in a string come as they were decoded.
     let r = confirm(
         JSON,
-        br#"{"imp_uid":"i","merchant_uid":"m","amount":"1e3"}"#,
+        br#"{"imp_uid":"i","merchant_uid":"m","amount":"\u0031000"}"#,
     );
-    assert_eq!(r.amount.as_str(), "1e3");
-    let r = confirm(FORM, b"imp_uid=i&merchant_uid=m&amount=%201E%2B3");
-    assert_eq!(r.amount.as_str(), "1E+3");
+    assert_eq!(r.amount.as_str(), "1000");
+    let r = confirm(FORM, b"imp_uid=i&merchant_uid=m&amount=%201000%0D%0A");
+    assert_eq!(r.amount.as_str(), "1000");
 }
 
 #[test]
