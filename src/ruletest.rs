@@ -273,5 +273,31 @@ pub fn gate(rules_dir: &Path, rules: &Rules, scripts: &ScriptEngine) -> Result<(
     }
 }
 
+/// A rules directory for tests: `rules` as `default.yaml` and `test` as `tests/t.yaml`, its
+/// rules loaded (they must load) and its suites read.
+#[cfg(test)]
+fn loaded(
+    rules: &str,
+    test: &str,
+) -> (
+    tempfile::TempDir,
+    Rules,
+    Result<Vec<Suite>, Vec<crate::rules::LoadError>>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("default.yaml"), rules).unwrap();
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    std::fs::write(dir.path().join("tests/t.yaml"), test).unwrap();
+    let engine = ScriptEngine::new();
+    let env = |_: &str| None;
+    let opts = crate::rules::LoadOptions {
+        engine: &engine,
+        env: &env,
+    };
+    let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
+    let suites = load_suites(dir.path(), &rules);
+    (dir, rules, suites)
+}
+
 #[cfg(test)]
 mod as_written;

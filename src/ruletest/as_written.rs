@@ -7,26 +7,12 @@ use super::*;
 /// `serve`.
 #[tokio::test]
 async fn case_request_amount_is_sent_as_written() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("default.yaml"),
+    let (_dir, rules, suites) = loaded(
         "rules:\n  - { name: limit, amount: { max: 1000 }, reason: \"over {amount}\" }\n",
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("tests")).unwrap();
-    std::fs::write(
-        dir.path().join("tests/t.yaml"),
         "ruleset: default\ncases:\n  - name: just over\n    request: { imp_uid: i, merchant_uid: o, amount: 1000.000000000000000001 }\n    expect: { decision: reject, rule: limit }\n",
-    )
-    .unwrap();
+    );
+    let suites = suites.unwrap();
     let engine = ScriptEngine::new();
-    let env = |_: &str| None;
-    let opts = crate::rules::LoadOptions {
-        engine: &engine,
-        env: &env,
-    };
-    let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
-    let suites = load_suites(dir.path(), &rules).unwrap();
 
     // What `serve` decides for the body as the case writes it.
     let body = br#"{"imp_uid":"i","merchant_uid":"o","amount":1000.000000000000000001}"#;
@@ -62,26 +48,12 @@ async fn case_request_amount_is_sent_as_written() {
 /// `serve` (not `10.5`).
 #[tokio::test]
 async fn case_request_amount_renders_as_written() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("default.yaml"),
+    let (_dir, rules, suites) = loaded(
         "rules:\n  - { name: limit, amount: { max: 10 }, reason: \"over {amount}\" }\n",
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("tests")).unwrap();
-    std::fs::write(
-        dir.path().join("tests/t.yaml"),
         "ruleset: default\ncases:\n  - name: over\n    request: { imp_uid: i, merchant_uid: o, amount: 10.50 }\n    expect: { decision: reject, reason: \"over 10.50\" }\n",
-    )
-    .unwrap();
+    );
+    let suites = suites.unwrap();
     let engine = ScriptEngine::new();
-    let env = |_: &str| None;
-    let opts = crate::rules::LoadOptions {
-        engine: &engine,
-        env: &env,
-    };
-    let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
-    let suites = load_suites(dir.path(), &rules).unwrap();
     let results = run(&rules, &suites, &engine, None).await;
     assert!(results[0].passed(), "{}", results[0].explain());
 }

@@ -253,7 +253,6 @@ fn json_as_written<'v>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::script::ScriptEngine;
 
     const RULES: &str = r#"upstreams:
   shop:
@@ -283,24 +282,14 @@ rules:
 
     /// [`load`] with other rules.
     fn load_with(rules: &str, test: &str) -> Result<Vec<String>, Vec<String>> {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("default.yaml"), rules).unwrap();
-        std::fs::create_dir(dir.path().join("tests")).unwrap();
-        std::fs::write(dir.path().join("tests/t.yaml"), test).unwrap();
-        let engine = ScriptEngine::new();
-        let env = |_: &str| None;
-        let opts = crate::rules::LoadOptions {
-            engine: &engine,
-            env: &env,
-        };
-        let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
+        let (dir, _rules, suites) = super::super::loaded(rules, test);
         let prefix = format!("{}/", dir.path().display());
         let lines = |e: Vec<LoadError>| -> Vec<String> {
             e.iter()
                 .map(|e| e.to_string().replace(&prefix, ""))
                 .collect()
         };
-        load_suites(dir.path(), &rules)
+        suites
             .map(|suites| suites.into_iter().flat_map(|s| s.warnings).collect())
             .map(lines)
             .map_err(lines)
