@@ -201,6 +201,19 @@ fn dot_segments_are_recognised_in_every_spelling() {
 
 const FORWARD: &str = "POST /payments/confirm";
 
+/// Header lines as a request brought them, in order.
+fn headers(lines: &[(&'static str, &'static str)]) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    lines
+        .iter()
+        .map(|(k, v)| {
+            (
+                http::HeaderName::from_static(k),
+                http::HeaderValue::from_static(v),
+            )
+        })
+        .collect()
+}
+
 fn forward_rules(reason: &str) -> (TempDir, Rules) {
     ruleset(&format!(
         "{SHOP}rules:\n  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }}{reason} }}\n"
@@ -252,15 +265,7 @@ async fn forward_passes_the_original_request_unchanged() {
         content_type: Some(http::HeaderValue::from_static(
             "application/json; charset=UTF-8",
         )),
-        webhook_headers: webhook
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    http::HeaderValue::from_static(v),
-                )
-            })
-            .collect(),
+        webhook_headers: headers(&webhook),
     };
     let canned = shop(FORWARD, CannedAnswer::status(200));
     let d = decide_full(&rules, body, canned.clone(), NOW, &original).await;
@@ -597,20 +602,12 @@ async fn forward_keeps_every_webhook_header_line() {
     let original = Original {
         body: Bytes::from(V1),
         content_type: Some(http::HeaderValue::from_static("application/json")),
-        webhook_headers: [
+        webhook_headers: headers(&[
             ("webhook-id", "msg_first"),
             ("webhook-id", "msg_second"),
             ("webhook-timestamp", "1733022000"),
             ("webhook-signature", "v1,c2lnbmF0dXJl"),
-        ]
-        .iter()
-        .map(|(k, v)| {
-            (
-                http::HeaderName::from_static(k),
-                http::HeaderValue::from_static(v),
-            )
-        })
-        .collect(),
+        ]),
     };
     let canned = shop(FORWARD, CannedAnswer::status(200));
     decide_full(&rules, V1, canned.clone(), NOW, &original).await;
