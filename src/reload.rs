@@ -7,7 +7,9 @@
 
 mod watcher;
 
-pub use watcher::{spawn_reload_loop, watch, Activity, ReloadRequest, Reloader, DEBOUNCE};
+pub use watcher::{
+    spawn_reload_loop, watch, Activity, ReloadRequest, Reloader, RulesWatcher, DEBOUNCE,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

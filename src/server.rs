@@ -92,7 +92,7 @@ struct Shared {
 /// A started server: rules loaded, reload loop and watcher running, not yet listening.
 pub struct App {
     state: AppState,
-    _watcher: Option<notify::RecommendedWatcher>,
+    _watcher: Option<reload::RulesWatcher>,
 }
 
 impl App {

@@ -203,10 +203,72 @@ fn concerns_rules(path: &Path) -> bool {
     rules::is_rule_source(path) || name.starts_with("..") || path.extension().is_none()
 }
 
+/// How often the rules directory's identity is checked (see [`RulesWatcher`]).
+const IDENTITY_CHECK: Duration = Duration::from_secs(1);
+
+/// The watch on the rules directory; dropping it stops it.
+///
+/// inotify watches a directory, not a path: once the path names another directory — a release
+/// swapped in with `mv`, a `current` symlink flipped to a new release, the directory removed
+/// and created again — the watch stays on the old one, and edits in the new one would never
+/// reload. So the path's identity (device and inode, through symlinks) is checked every
+/// second, and a new directory there is watched and reloaded.
+pub struct RulesWatcher {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RulesWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Watches the rules directory (recursively: scripts, tests, Kubernetes' `..data` swaps and
-/// editors' rename-on-save all show up as events on it). Dropping the watcher stops it. Files
-/// saved between the first load and the start of the watch are caught by a reload here.
-pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<notify::RecommendedWatcher> {
+/// editors' rename-on-save all show up as events on it), and the directory the path names (see
+/// [`RulesWatcher`]). Files saved between the first load and the start of the watch are caught
+/// by a reload here.
+pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<RulesWatcher> {
+    let mut identity = dir_identity(dir);
+    let mut watching = Some(watch_events(dir, &reloader)?);
+    if rules::rules_version(dir).is_ok_and(|v| v != reloader.store.current().version) {
+        reloader.request(Trigger::Watch);
+    }
+    let dir = dir.to_owned();
+    let task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(IDENTITY_CHECK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let now = dir_identity(&dir);
+            if now == identity {
+                continue;
+            }
+            // The old directory's events concern nothing any more.
+            drop(watching.take());
+            identity = now;
+            if identity.is_none() {
+                tracing::warn!(dir = %dir.display(), "the rules directory is gone; the running rules stay");
+                continue;
+            }
+            match watch_events(&dir, &reloader) {
+                Ok(w) => {
+                    watching = Some(w);
+                    tracing::info!(dir = %dir.display(), "the rules directory was replaced; watching the new one");
+                    reloader.request(Trigger::Watch);
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), "cannot watch the new rules directory: {e}; trying again");
+                    identity = None;
+                }
+            }
+        }
+    });
+    Ok(RulesWatcher { task })
+}
+
+/// A notify watcher feeding `reloader` with the events under `dir`.
+fn watch_events(dir: &Path, reloader: &Reloader) -> notify::Result<notify::RecommendedWatcher> {
     let watching = reloader.clone();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
@@ -214,10 +276,16 @@ pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<notify::Recommend
             Err(e) => tracing::warn!("rules watcher: {e}"),
         })?;
     watcher.watch(dir, RecursiveMode::Recursive)?;
-    if rules::rules_version(dir).is_ok_and(|v| v != reloader.store.current().version) {
-        reloader.request(Trigger::Watch);
-    }
     Ok(watcher)
+}
+
+/// Which directory `dir` names now (device and inode, symlinks followed); `None` when none.
+fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir)
+        .ok()
+        .filter(std::fs::Metadata::is_dir)
+        .map(|m| (m.dev(), m.ino()))
 }
 
 #[cfg(test)]

@@ -128,6 +128,45 @@ async fn configmap_symlink_swap_is_seen() {
     server.stop().await;
 }
 
+/// A deploy that points the rules path at a new release (a `current` symlink flipped, or a
+/// directory swapped in with `mv`): the new directory is watched, so the swap and every edit
+/// after it go live (inotify watches the directory, not the path).
+#[tokio::test]
+async fn a_replaced_rules_directory_is_watched_in_its_place() {
+    let root = Rules::new();
+    let base = root.path();
+    root.write("rel1/default.yaml", &limit(10_000));
+    root.write("rel2/default.yaml", &limit(20_000));
+    std::os::unix::fs::symlink("rel1", base.join("current")).unwrap();
+    let server = Server::start(&base.join("current")).await;
+    assert!(reason_becomes(&server, "한도 10000원 초과").await);
+
+    // Flip the symlink atomically to the second release, then edit there.
+    std::os::unix::fs::symlink("rel2", base.join("current.tmp")).unwrap();
+    std::fs::rename(base.join("current.tmp"), base.join("current")).unwrap();
+    assert!(reason_becomes(&server, "한도 20000원 초과").await);
+    root.write("rel2/default.yaml", &limit(30_000));
+    assert!(reason_becomes(&server, "한도 30000원 초과").await);
+    // The old release no longer counts.
+    root.write("rel1/default.yaml", &limit(11_000));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(reason_becomes(&server, "한도 30000원 초과").await);
+    server.stop().await;
+
+    // A directory swapped in by renames.
+    let root = Rules::new();
+    let base = root.path();
+    root.write("rules/default.yaml", &limit(10_000));
+    root.write("next/default.yaml", &limit(40_000));
+    let server = Server::start(&base.join("rules")).await;
+    std::fs::rename(base.join("rules"), base.join("old")).unwrap();
+    std::fs::rename(base.join("next"), base.join("rules")).unwrap();
+    assert!(reason_becomes(&server, "한도 40000원 초과").await);
+    root.write("rules/default.yaml", &limit(41_000));
+    assert!(reason_becomes(&server, "한도 41000원 초과").await);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn admin_reload_is_synchronous() {
     let rules = Rules::with("default.yaml", &limit(10_000));
