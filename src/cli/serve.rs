@@ -211,6 +211,24 @@ impl Signals {
     }
 }
 
+/// Connections a listener queues before they are accepted. A flash sale opens hundreds at
+/// once; past the queue the kernel drops their SYNs, and each retries a second later — a
+/// second PortOne waits on top of the answer. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] (tokio's `bind` listens with 1024 at most, std with 128).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and tokio do: a restart can bind while old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Every confirm request in flight holds a socket, and so does every upstream call: in a flash
 /// sale the soft limit on open files most systems start services with (1024) is reached long
 /// before the CPUs are busy, and then PortOne's next request cannot even connect. The hard limit
@@ -306,10 +324,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (public, admin) = match (
-        TcpListener::bind(args.listen).await,
-        TcpListener::bind(args.admin_listen).await,
-    ) {
+    let (public, admin) = match (listen(args.listen), listen(args.admin_listen)) {
         (Ok(p), Ok(a)) => (p, a),
         (Err(e), _) => {
             tracing::error!("cannot listen on {}: {e}", args.listen);
@@ -384,6 +399,42 @@ async fn serve(args: ServeArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Connections beyond std's 128 (tokio's 1024) wait in the queue instead of having their
+    /// SYN dropped and retried a second later. Bounded by the kernel's `somaxconn`.
+    #[tokio::test]
+    async fn the_listen_queue_holds_a_burst_of_connections() {
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        // One descriptor per client socket, as the server raises its own limit.
+        let open_files = raise_open_files_limit() as usize;
+        let burst = 1500
+            .min(somaxconn.saturating_sub(1))
+            .min(open_files.saturating_sub(100));
+        assert!(
+            burst > 1024,
+            "this machine's somaxconn ({somaxconn}) or open-files limit ({open_files}) is too low for the test"
+        );
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Nothing accepts: every connection must complete into the queue, none wait for a
+        // retransmitted SYN.
+        let mut held = Vec::new();
+        for i in 0..burst {
+            let connected = tokio::time::timeout(
+                std::time::Duration::from_millis(500),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await;
+            match connected {
+                Ok(Ok(stream)) => held.push(stream),
+                other => panic!("connection {i} of {burst} did not complete: {other:?}"),
+            }
+        }
+        drop(listener);
+    }
 
     #[test]
     fn networks_and_bare_addresses() {

@@ -34,7 +34,10 @@ pub async fn serve(
 ) -> io::Result<()> {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(idle_timeout);
+        .header_read_timeout(idle_timeout)
+        // A client may close its sending side once the request is out (legal in HTTP/1.1):
+        // it still gets its answer.
+        .half_close(true);
     let connections = GracefulShutdown::new();
     let mut stop = pin!(stop);
     loop {

@@ -735,3 +735,46 @@ async fn shutdown_grace_covers_a_request_on_an_older_rules_generation() {
     assert_eq!((answer.status, answer.decision()), (200, "approve"));
     assert_eq!(records[0]["decision_id"], answer.decision_id());
 }
+
+/// A client may close its sending side once its request is out (legal HTTP/1.1, and what
+/// some HTTP tools do): the request is still decided and answered.
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that takes a while: the answer is written well after the client's FIN.
+    let shop = MockUpstream::start(axum::Router::new().route(
+        "/stock",
+        axum::routing::get(|| async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            "{}"
+        }),
+    ))
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{}\" }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: r }}\n",
+            shop.url()
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    let body = v1("o-1", 5000);
+    let request = format!(
+        "POST /confirm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(server.public).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_string(&mut answer),
+    )
+    .await
+    .expect("answered in time")
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(answer.ends_with(r#"{"decision":"approve"}"#), "{answer:?}");
+    server.stop().await;
+}
