@@ -15,6 +15,7 @@ use crate::rules::{Health, Rules, Upstream};
 pub mod canned;
 
 /// Answers larger than this are cut off: a confirm check reads a few fields, never megabytes.
+/// The status still counts; a `require` that reads the cut body says so in its error.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -38,6 +39,8 @@ pub struct UpstreamResponse {
     pub headers: Vec<(String, String)>,
     /// Parsed JSON, or the text when the body is not JSON.
     pub body: Value,
+    /// The body was over [`MAX_RESPONSE_BYTES`] and `body` holds only its start.
+    pub cut: bool,
     pub elapsed: Duration,
 }
 
@@ -150,10 +153,12 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         })
         .collect();
     let mut body = Vec::new();
+    let mut cut = false;
     while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, up))? {
         let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if room <= chunk.len() {
+        if room < chunk.len() {
+            cut = true;
             break;
         }
     }
@@ -161,6 +166,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         status,
         headers,
         body: parse_body(&body),
+        cut,
         elapsed: started.elapsed(),
     })
 }

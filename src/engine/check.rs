@@ -9,7 +9,7 @@ use super::{fetch_call, Run};
 use crate::decision::UpstreamAnswer;
 use crate::rules::{Check, Expr, Fetch, Health, Mode, Rule};
 use crate::script::{self, RequestScope, ScriptVerdict, TimeLeft};
-use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse};
+use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse, MAX_RESPONSE_BYTES};
 
 /// What one rule's check concluded.
 pub(super) enum Verdict {
@@ -187,13 +187,20 @@ impl Run<'_, '_> {
             Some(expr) => match self.test(rule, expr, scope, Some(response)) {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Refuse(reason()),
-                Err(e) => Verdict::Error(expr.error_at(
-                    &format!(
-                        "require on the answer of {} (status {})",
-                        f.upstream.name, resp.status
-                    ),
-                    &e,
-                )),
+                Err(e) => {
+                    let cut = if resp.cut {
+                        format!(", its body cut at {} KiB", MAX_RESPONSE_BYTES / 1024)
+                    } else {
+                        String::new()
+                    };
+                    Verdict::Error(expr.error_at(
+                        &format!(
+                            "require on the answer of {} (status {}{cut})",
+                            f.upstream.name, resp.status
+                        ),
+                        &e,
+                    ))
+                }
             },
             None => match resp.status {
                 200..=299 => Verdict::Pass,
@@ -204,14 +211,22 @@ impl Run<'_, '_> {
     }
 }
 
+/// The longest merchant reason passed on, in characters: buyers read a sentence, and the
+/// answer, the decision log and the log line each carry it (twice in the answer), so a broken
+/// handler answering megabytes must not make every refusal that large.
+const MERCHANT_REASON_MAX: usize = 500;
+
 /// The merchant's own reason from a refusing confirm handler (`reason` for V1 style,
-/// `errorMessage` for V2 style).
+/// `errorMessage` for V2 style), cut at [`MERCHANT_REASON_MAX`] characters.
 fn merchant_reason(body: &Value) -> Option<String> {
-    ["reason", "errorMessage"]
+    let reason = ["reason", "errorMessage"]
         .iter()
         .find_map(|k| body.get(k).and_then(Value::as_str))
-        .filter(|s| !s.trim().is_empty())
-        .map(str::to_owned)
+        .filter(|s| !s.trim().is_empty())?;
+    Some(match reason.char_indices().nth(MERCHANT_REASON_MAX) {
+        Some((cut, _)) => format!("{}…", &reason[..cut]),
+        None => reason.to_owned(),
+    })
 }
 
 fn response_dynamic(r: &UpstreamResponse) -> Dynamic {

@@ -207,6 +207,7 @@ impl CannedAnswer {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 body: self.body.clone(),
+                cut: false,
                 elapsed: delay,
             }),
             Err(CannedError::Refused) => Err(UpstreamError::Refused(host(up))),

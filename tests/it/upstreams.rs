@@ -817,3 +817,43 @@ async fn health_gauge_follows_the_rules_in_force() {
     assert!(!text.contains("confirm_proxy_upstream_healthy"), "{text}");
     server.stop().await;
 }
+
+/// An answer over 1 MiB is read only that far: its status still counts, and a `require` that
+/// reads the cut body says why it could not.
+#[tokio::test]
+async fn an_answer_over_1_mib_is_cut_and_the_error_says_so() {
+    let big = format!(
+        r#"{{"available": 1, "padding": "{}"}}"#,
+        "x".repeat(2 << 20)
+    );
+    let shop = MockUpstream::start(Router::new().route(
+        "/stock",
+        routing::get(move || {
+            let big = big.clone();
+            async move { big }
+        }),
+    ))
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{}\" }} }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    require: 'response.body.available >= 1'\n    on_error: approve\n    reason: r\n  - name: status-only\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: r\n",
+            shop.url()
+        ),
+    );
+    let (server, log) = logged(&rules).await;
+    let a = server.confirm_json("/confirm", &v1("o-1", 5000)).await;
+    assert_eq!(
+        a.status, 200,
+        "the 200 of the cut answer passes the status-only rule"
+    );
+    let id = a.decision_id();
+    server.stop().await;
+    let r = record(&log, &id);
+    assert_eq!(r["trace"][1]["outcome"], "pass", "{r}");
+    let error = r["trace"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("require on the answer of shop (status 200, its body cut at 1024 KiB)"),
+        "{r}"
+    );
+}

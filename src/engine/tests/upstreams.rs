@@ -249,6 +249,18 @@ async fn forward_answers_decide() {
     let (_dir, rules) = forward_rules("");
     let d = decide_with(&rules, V1, &shop(FORWARD, answer(409, json!({})))).await;
     assert_eq!(summary(&d), refused(DEFAULT_REASON, "existing"));
+
+    // A reason of a megabyte is passed on cut to 500 characters.
+    let huge = "재".repeat(1 << 20);
+    let d = decide_with(
+        &rules,
+        V1,
+        &shop(FORWARD, answer(409, json!({ "reason": huge }))),
+    )
+    .await;
+    let reason = d.reason.unwrap();
+    assert_eq!(reason.chars().count(), 501);
+    assert_eq!(reason, format!("{}…", "재".repeat(500)));
 }
 
 #[tokio::test]
