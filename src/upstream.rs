@@ -132,6 +132,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     let started = std::time::Instant::now();
     let url = format!("{}{}", up.url, call.path_and_query);
     let headers = merged_headers(up, &call);
+    let get = call.method == http::Method::GET;
     let mut req = up
         .client
         .request(call.method, &url)
@@ -140,7 +141,18 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     if let Some(body) = call.body {
         req = req.body(body);
     }
-    let mut resp = req.send().await.map_err(|e| classify(&e, up))?;
+    // A pooled connection the upstream closed just as the request went out fails with nothing
+    // said; a GET (free of side effects, by the rules' contract) is sent once more on a fresh
+    // connection. A POST or PUT may have been acted on: never repeated.
+    let again = if get { req.try_clone() } else { None };
+    let sent = match (req.send().await, again) {
+        (Err(e), Some(again)) if closed_under_us(&e) => {
+            tracing::debug!(upstream = %up.name, "connection closed under the request ({e}); sending it again");
+            again.send().await
+        }
+        (sent, _) => sent,
+    };
+    let mut resp = sent.map_err(|e| classify(&e, up))?;
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
@@ -240,6 +252,31 @@ fn classify(e: &reqwest::Error, up: &Upstream) -> UpstreamError {
         source = err.source();
     }
     UpstreamError::Other(root_cause(e))
+}
+
+/// Whether a call failed because the (pooled) connection was closed by the upstream before an
+/// answer came: hyper's "connection closed before message completed", a reset or broken pipe.
+fn closed_under_us(e: &reqwest::Error) -> bool {
+    if e.is_timeout() || e.is_connect() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+            if matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset) {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

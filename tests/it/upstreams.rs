@@ -857,3 +857,59 @@ async fn an_answer_over_1_mib_is_cut_and_the_error_says_so() {
         "{r}"
     );
 }
+
+/// An upstream that answers the first request of each connection and closes the connection
+/// when a second request comes on it: the race of a keep-alive connection closed by the
+/// merchant's server just as the proxy reuses it. Returns its URL and a count of requests
+/// answered.
+async fn closing_upstream() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut head = Vec::new();
+                // The first request head (GETs have no body), answered with keep-alive.
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+                if conn.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // The next request on this connection: closed without a word.
+                let _ = conn.read(&mut buf).await;
+            });
+        }
+    });
+    (url, answered)
+}
+
+#[tokio::test]
+async fn a_get_on_a_connection_closed_under_it_is_sent_again() {
+    let (url, answered) = closing_upstream().await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: r }}\n"
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    for i in 0..5 {
+        let a = server
+            .confirm_json("/confirm", &v1(&format!("o-{i}"), 5000))
+            .await;
+        assert_eq!(a.status, 200, "request {i}: {:?}", a.body);
+    }
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 5);
+    server.stop().await;
+}

@@ -64,6 +64,8 @@ struct Substituted {
 /// (`interval: 1ms` is a thousand a second) and says nothing more about its health.
 const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(50);
 const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long an idle connection to an upstream is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(4);
 
 impl FileCompiler<'_, '_> {
     pub(super) fn upstream(
@@ -184,7 +186,10 @@ impl FileCompiler<'_, '_> {
             // A confirm check must see the merchant's own answer, not wherever it redirects.
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the keep-alive timeouts merchant servers commonly use (Node's 5 s): a
+            // connection the server closes as a request goes out fails that request, and a
+            // `forward` is never sent twice.
+            .pool_idle_timeout(POOL_IDLE)
             .build()
         {
             Ok(c) => c,
