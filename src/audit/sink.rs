@@ -112,17 +112,29 @@ impl<F: LogFile> FileSink<F> {
         }
     }
 
-    /// Appends `bytes` whole or not at all: a write that fails part-way is cut back off.
-    fn append_whole(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Appends `bytes` (whole lines). A write that fails part-way keeps the lines it wrote
+    /// whole and cuts the rest back off, so that a nearly full disk still takes what fits: the
+    /// error comes with how many bytes of `bytes` (whole lines) are in the file.
+    fn append_whole(&mut self, bytes: &[u8]) -> Result<(), (usize, io::Error)> {
         if self.torn {
-            self.file.append(b"\n")?;
+            self.file.append(b"\n").map_err(|e| (0, e))?;
             self.torn = false;
         }
-        let before = self.file.len()?;
+        let before = self.file.len().map_err(|e| (0, e))?;
         let Err(e) = self.file.append(bytes) else {
             return Ok(());
         };
-        if let Err(cut) = self.file.cut(before) {
+        let written = self.file.len().map_or(0, |len| {
+            usize::try_from(len.saturating_sub(before)).map_or(0, |n| n.min(bytes.len()))
+        });
+        let kept = bytes[..written]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        if written == kept {
+            return Err((kept, e));
+        }
+        if let Err(cut) = self.file.cut(before + kept as u64) {
             self.torn = true;
             tracing::error!(
                 path = %self.path.display(),
@@ -130,7 +142,14 @@ impl<F: LogFile> FileSink<F> {
                  be cut off ({cut}); it will stand on a line of its own"
             );
         }
-        Err(e)
+        Err((kept, e))
+    }
+
+    /// Counts the records of `bytes[..kept]` (written whole before a failure) as written.
+    fn written_before_failure(&mut self, bytes: &[u8], kept: usize) -> usize {
+        let lines = bytes[..kept].iter().filter(|&&b| b == b'\n').count();
+        self.ledger.written(lines);
+        lines
     }
 
     /// Keeps records whose write failed (or that came while earlier ones are kept) for a retry;
@@ -151,8 +170,12 @@ impl<F: LogFile> FileSink<F> {
         if self.held_lines == 0 {
             return true;
         }
-        let held = std::mem::take(&mut self.held);
+        let mut held = std::mem::take(&mut self.held);
         let result = self.append_whole(&held);
+        if let Err((kept, _)) = &result {
+            self.held_lines -= self.written_before_failure(&held, *kept);
+            held.drain(..*kept);
+        }
         self.held = held;
         match result {
             Ok(()) => {
@@ -167,7 +190,7 @@ impl<F: LogFile> FileSink<F> {
                 self.release_held();
                 true
             }
-            Err(e) => {
+            Err((_, e)) => {
                 self.last_error = Some(e);
                 false
             }
@@ -258,7 +281,8 @@ impl<F: LogFile> Sink for FileSink<F> {
         if self.held_lines > 0 {
             // Still failing: queue behind the held records, in order.
             self.hold(bytes, lines);
-        } else if let Err(e) = self.append_whole(bytes) {
+        } else if let Err((kept, e)) = self.append_whole(bytes) {
+            let lines = lines - self.written_before_failure(bytes, kept);
             tracing::warn!(
                 path = %self.path.display(),
                 lines,
@@ -267,7 +291,7 @@ impl<F: LogFile> Sink for FileSink<F> {
                 self.limits.retry_for.as_secs_f64()
             );
             self.last_error = Some(e);
-            self.hold(bytes, lines);
+            self.hold(&bytes[kept..], lines);
         } else {
             self.ledger.written(lines);
         }
@@ -359,6 +383,31 @@ mod tests {
         assert!(log.contains("5 held records written"), "{log}");
     }
 
+    /// A disk with room for part of what is held takes the whole records that fit; the rest
+    /// waits, in order, for the next retry.
+    #[test]
+    fn held_records_are_written_as_far_as_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let faults = Shared::default();
+        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+        let two = batch(0, 2).len();
+        faults.lock().unwrap().room = Some(0);
+        sink.write(&batch(0, 4), 4);
+        assert!(ids_in(&path).is_empty());
+        // Room for two records and part of a third.
+        faults.lock().unwrap().room = Some(two + 10);
+        sink.tick();
+        assert_eq!(ids_in(&path), ["d0", "d1"]);
+        assert!(sink.holds_lines());
+        faults.lock().unwrap().room = None;
+        sink.write(&batch(4, 1), 1);
+        assert!(!sink.holds_lines());
+        assert_eq!(ids_in(&path), ["d0", "d1", "d2", "d3", "d4"]);
+        assert_eq!(settled(&ledger), 5);
+        assert_eq!(dropped(&ledger.metrics), 0);
+    }
+
     #[test]
     fn records_that_cannot_be_written_in_time_are_dropped_counted_and_warned_about() {
         let dir = tempfile::tempdir().unwrap();
@@ -393,14 +442,16 @@ mod tests {
             "every record written or counted as dropped: {written:?}"
         );
         assert_eq!(settled(&ledger), 18);
-        assert_eq!(dropped(&ledger.metrics), 14);
-        // The held batch and those that joined it, then those past the byte limit.
+        // The records of the failing batch that fit in the 300 bytes left are written (d2).
+        assert_eq!(written[..3], ["d0", "d1", "d2"]);
+        assert_eq!(dropped(&ledger.metrics), 13);
+        // The rest of the held batch and those that joined it, then those past the byte limit.
         assert!(
             log.contains("decision-log records dropped: 9 could not be written within"),
             "{log}"
         );
         assert!(
-            log.contains("decision-log records dropped: 5 came while"),
+            log.contains("decision-log records dropped: 4 came while"),
             "{log}"
         );
     }

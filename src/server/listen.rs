@@ -33,11 +33,11 @@ pub async fn serve(
     grace: impl FnOnce() -> Duration,
 ) -> io::Result<()> {
     let mut http = http1::Builder::new();
+    // hyper's default, no half-close: a client whose side closes is taken as gone. PortOne
+    // never half-closes, and a caller that hung up (PortOne's own timeout) must be seen as such
+    // ("answer not delivered"); answering a half-closed connection would hide that.
     http.timer(TokioTimer::new())
-        .header_read_timeout(idle_timeout)
-        // A client may close its sending side once the request is out (legal in HTTP/1.1):
-        // it still gets its answer.
-        .half_close(true);
+        .header_read_timeout(idle_timeout);
     let connections = GracefulShutdown::new();
     let mut stop = pin!(stop);
     loop {
