@@ -87,12 +87,7 @@ pub(super) enum ScanError {
 pub(super) fn scan<'a>(text: &'a str, top: &mut Top<'a>) -> Result<(), ScanError> {
     // A reserved key written without escapes is in the text as it is (its path is not worth
     // a walk: no PortOne body has one); one spelled with escapes is caught by `Seen::check`.
-    if let Some(at) = text.find(RESERVED) {
-        let name: String = text[at..]
-            .chars()
-            .take_while(|c| *c != '"')
-            .take(100)
-            .collect();
+    if let Some(name) = reserved_in(text) {
         return Err(ScanError::Reserved(name));
     }
     let mut dup = None;
@@ -111,6 +106,21 @@ pub(super) fn scan<'a>(text: &'a str, top: &mut Top<'a>) -> Result<(), ScanError
         }) => ScanError::Reserved(path),
         None => ScanError::Json(e),
     })
+}
+
+/// The first reserved name written out in `text`, if any. Looks for `$` (one `memchr` pass,
+/// and bodies rarely hold one) rather than the whole name: a substring searcher costs more to
+/// set up than a confirm body takes to scan.
+fn reserved_in(text: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find('$') {
+        let at = &text[from + i..];
+        if at.starts_with(RESERVED) {
+            return Some(at.chars().take_while(|c| *c != '"').take(100).collect());
+        }
+        from += i + 1;
+    }
+    None
 }
 
 /// The key that ended a scan, and where: its path is built on the way out.
@@ -469,6 +479,19 @@ mod tests {
     fn scanned(text: &str) -> Result<Top<'_>, ScanError> {
         let mut top = Top::default();
         scan(text, &mut top).map(|()| top)
+    }
+
+    #[test]
+    fn reserved_names_are_found_past_other_dollars() {
+        assert_eq!(reserved_in(r#"{"a":"$5","b":"$$"}"#), None);
+        assert_eq!(
+            reserved_in(r#"{"price":"$5","$serde_json::private::RawValue":"{}"}"#).as_deref(),
+            Some("$serde_json::private::RawValue")
+        );
+        assert_eq!(
+            reserved_in("$serde_json::private::"),
+            Some(RESERVED.to_owned())
+        );
     }
 
     fn duplicate(text: &str) -> Option<String> {
