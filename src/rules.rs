@@ -184,21 +184,18 @@ pub struct Expr {
     pub ast: rhai::AST,
     /// The same expression run without Rhai, when it is one of the common simple shapes.
     pub native: Option<crate::script::native::Native>,
-    /// The rule file it is written in, relative to the rules directory, and where each of its
-    /// characters is there: a run-time error names the file's line and column, not the
-    /// expression's own.
+    /// The rule file it is written in, relative to the rules directory, and where it is there:
+    /// a run-time error names the file's line and column, not the expression's own.
     pub file: Arc<str>,
-    pub positions: yaml::ScalarMap,
+    pub origin: yaml::Origin,
 }
 
 impl Expr {
     /// A run-time error of this expression as `FILE:LINE:COL: what: message`.
     pub fn error_at(&self, what: &str, e: &crate::script::ScriptError) -> String {
-        let at = match e.position {
-            Some((line, column)) => self.positions.position(line, column),
-            // No position (a value of the wrong type): the expression's first character.
-            None => self.positions.position(1, 1),
-        };
+        // No position (a value of the wrong type): the expression's first character.
+        let (line, column) = e.position.unwrap_or((1, 1));
+        let at = self.origin.position(&self.src, line, column);
         format!(
             "{}:{}:{}: {what}: {}",
             self.file, at.line, at.column, e.message

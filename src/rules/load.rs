@@ -43,17 +43,24 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
     warnings.extend(files.not_rulesets);
     let files = files.rulesets;
     for (name, path) in files {
-        let src = match read_text(&path) {
-            Ok(src) => src,
+        let src: Arc<str> = match read_text(&path) {
+            Ok(src) => src.into(),
             Err(e) => {
                 errors.push(e.into_load_error(path, ""));
                 continue;
             }
         };
+        let name_in_dir = path
+            .strip_prefix(dir)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         let mut file = FileCompiler {
             dir,
             path: &path,
             src: &src,
+            source: src.clone(),
+            name: name_in_dir.into(),
             opts,
             errors: Vec::new(),
             warnings: &mut warnings,
@@ -166,6 +173,10 @@ struct FileCompiler<'a, 'o> {
     dir: &'a Path,
     path: &'a Path,
     src: &'a str,
+    /// `src`, shared by the file's expressions (see [`yaml::Origin`]).
+    source: Arc<str>,
+    /// The file's name relative to the rules directory, as run-time errors name it.
+    name: Arc<str>,
     opts: &'a LoadOptions<'o>,
     errors: Vec<LoadError>,
     warnings: &'a mut Vec<String>,
@@ -182,16 +193,6 @@ impl FileCompiler<'_, '_> {
     fn error(&mut self, path: &[Seg<'_>], message: impl Into<String>) {
         let location = yaml::locate(self.src, path);
         self.error_at(location, message);
-    }
-
-    /// The file's name relative to the rules directory, as run-time errors name it.
-    fn file_name(&self) -> Arc<str> {
-        self.path
-            .strip_prefix(self.dir)
-            .unwrap_or(self.path)
-            .display()
-            .to_string()
-            .into()
     }
 
     /// A warning at the node `path`, as `FILE:LINE:COL: message`.
@@ -344,8 +345,8 @@ impl FileCompiler<'_, '_> {
                 src: src.to_owned(),
                 ast,
                 native: Native::recognise(src),
-                file: self.file_name(),
-                positions: yaml::ScalarMap::new(self.src, yaml::locate(self.src, path), src),
+                file: self.name.clone(),
+                origin: yaml::Origin::new(self.source.clone(), path),
             }),
             Err(e) => {
                 let scalar = yaml::locate(self.src, path);

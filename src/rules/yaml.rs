@@ -14,7 +14,7 @@ pub use document::check_document;
 use document::second_document;
 pub use locate::{locate, locate_key, Seg};
 pub use rule_file::parse_rule_file;
-pub use scalar::{position_in_scalar, ScalarMap};
+pub use scalar::{position_in_scalar, Origin};
 
 /// A 1-based position in a YAML source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,9 +57,25 @@ pub fn from_str<T: DeserializeOwned>(src: &str) -> Result<T, ParseError> {
 /// The error for a file of more than one document, at the start of the second.
 const SECOND_DOCUMENT: &str = "a second YAML document: a file holds exactly one (a \"---\" line after the content starts another, and nothing may follow a \"...\" line)";
 
-/// The text of the plain scalar starting at `at` (a number as written: `999.99999999999999999`,
-/// which serde_yaml hands over only as an `f64`). `None` when no plain token starts there.
-pub fn plain_scalar_at(src: &str, at: Location) -> Option<&str> {
+/// The number at `path`, `n` as serde_yaml read it, as the source writes it, when that differs:
+/// serde_yaml reads a number with a fraction or exponent through an `f64`
+/// (`999.99999999999999999` becomes 1000, `10.50` becomes 10.5). Integers come through exactly
+/// and need no look at the source (finding a node reads the whole document). `None` when `n` is
+/// an integer or the text there is no JSON number.
+pub fn number_as_written<'s>(
+    src: &'s str,
+    path: &[Seg<'_>],
+    n: &serde_json::Number,
+) -> Option<&'s str> {
+    if n.is_u64() || n.is_i64() {
+        return None;
+    }
+    plain_scalar_at(src, locate(src, path))
+        .filter(|t| serde_json::from_str::<serde_json::Number>(t).is_ok())
+}
+
+/// The text of the plain scalar starting at `at`; `None` when no plain token starts there.
+fn plain_scalar_at(src: &str, at: Location) -> Option<&str> {
     let line = src.lines().nth(at.line.checked_sub(1)?)?;
     let start = line
         .char_indices()

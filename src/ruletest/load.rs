@@ -238,14 +238,10 @@ fn json_as_written<'v>(
             }
             out.push(']');
         }
-        Value::Number(number) => {
-            let written = yaml::plain_scalar_at(src, yaml::locate(src, path))
-                .filter(|t| serde_json::from_str::<serde_json::Number>(t).is_ok());
-            match written {
-                Some(text) => out.push_str(text),
-                None => out.push_str(&number.to_string()),
-            }
-        }
+        Value::Number(number) => match yaml::number_as_written(src, path, number) {
+            Some(text) => out.push_str(text),
+            None => out.push_str(&number.to_string()),
+        },
         other => out.push_str(&other.to_string()),
     }
 }

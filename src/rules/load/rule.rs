@@ -144,12 +144,9 @@ impl FileCompiler<'_, '_> {
                                  n: &Option<serde_json::Number>|
                  -> Option<Option<Decimal>> {
                     let Some(n) = n else { return Some(None) };
-                    // Exactly as written: serde_yaml reads a number with a fraction through an
-                    // `f64`, which turns `max: 999.99999999999999999` into 1000.
-                    let written =
-                        yaml::plain_scalar_at(self.src, yaml::locate(self.src, &sub("amount", f)))
-                            .filter(|t| t.parse::<crate::payload::Amount>().is_ok());
-                    let text = written.map_or_else(|| n.to_string(), str::to_owned);
+                    // Exactly as written, not as the `f64` serde_yaml made of a fraction.
+                    let text = yaml::number_as_written(self.src, &sub("amount", f), n)
+                        .map_or_else(|| n.to_string(), str::to_owned);
                     match text.parse::<crate::payload::Amount>() {
                         Ok(a) => Some(Some(a.value())),
                         Err(_) => {

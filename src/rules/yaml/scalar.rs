@@ -1,7 +1,9 @@
 //! Positions inside a scalar: maps each character of a parsed value back to the source
 //! character it came from, through quotes, escapes, folding and block indentation.
 
-use super::Location;
+use std::sync::{Arc, OnceLock};
+
+use super::{locate, Location, Seg};
 
 /// Where the character at `line`/`column` of a scalar's value (1-based, in characters, as Rhai
 /// counts them) is in the file, given where the scalar starts (`scalar`, from
@@ -16,15 +18,64 @@ pub fn position_in_scalar(
     ScalarMap::new(src, scalar, value).position(line, column)
 }
 
-/// Where each character of a scalar's value is in its file: built once at load, then asked
-/// for any number of positions (a compile error's, and later a run-time error's, when the file
-/// is long gone). Plain, single-quoted, double-quoted (escapes included), literal (`|`) and
+/// Where a scalar (an inline expression) is in its source, worked out when first asked for (a
+/// run-time error of the expression): finding a node reads the whole document, far too much to
+/// do for every expression of every load. Keeps the source (shared by a file's expressions)
+/// and the node's path until then.
+#[derive(Debug)]
+pub struct Origin {
+    src: Arc<str>,
+    path: Vec<SegBuf>,
+    map: OnceLock<ScalarMap>,
+}
+
+/// A [`Seg`] that owns its key, for a path kept past the borrow of the rule being compiled.
+#[derive(Debug)]
+enum SegBuf {
+    Key(String),
+    Index(usize),
+}
+
+impl Origin {
+    pub fn new(src: Arc<str>, path: &[Seg<'_>]) -> Origin {
+        let path = path
+            .iter()
+            .map(|seg| match seg {
+                Seg::Key(k) => SegBuf::Key((*k).to_owned()),
+                Seg::Index(i) => SegBuf::Index(*i),
+            })
+            .collect();
+        Origin {
+            src,
+            path,
+            map: OnceLock::new(),
+        }
+    }
+
+    /// Where `line`/`column` of `value` (the scalar's parsed text) is in the source.
+    pub fn position(&self, value: &str, line: usize, column: usize) -> Location {
+        let map = self.map.get_or_init(|| {
+            let path: Vec<Seg<'_>> = self
+                .path
+                .iter()
+                .map(|seg| match seg {
+                    SegBuf::Key(k) => Seg::Key(k),
+                    SegBuf::Index(i) => Seg::Index(*i),
+                })
+                .collect();
+            ScalarMap::new(&self.src, locate(&self.src, &path), value)
+        });
+        map.position(line, column)
+    }
+}
+
+/// Where each character of a scalar's value is in its file, for any number of positions. Plain, single-quoted, double-quoted (escapes included), literal (`|`) and
 /// folded (`>`) scalars are mapped character by character, so a position on a folded line
 /// lands on that line. A position past the end of the value is just after its last character.
 /// When the text at the scalar cannot be matched with its value (an alias, say), every answer
 /// is the start of the scalar: never a place that may be wrong.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScalarMap {
+struct ScalarMap {
     start: Location,
     /// The location of each character of the value; empty when unmatched.
     chars: Vec<Location>,
@@ -35,7 +86,7 @@ pub struct ScalarMap {
 }
 
 impl ScalarMap {
-    pub fn new(src: &str, scalar: Location, value: &str) -> ScalarMap {
+    fn new(src: &str, scalar: Location, value: &str) -> ScalarMap {
         let unmatched = ScalarMap {
             start: scalar,
             chars: Vec::new(),
@@ -72,7 +123,7 @@ impl ScalarMap {
     }
 
     /// Where `line`/`column` of the value (1-based, in characters) is in the file.
-    pub fn position(&self, line: usize, column: usize) -> Location {
+    fn position(&self, line: usize, column: usize) -> Location {
         if self.chars.is_empty() {
             return self.start;
         }
@@ -85,11 +136,6 @@ impl ScalarMap {
             // Past the end (Rhai wanted more): the position stays on a line of the scalar.
             None => self.end,
         }
-    }
-
-    /// Where the scalar starts.
-    pub fn start(&self) -> Location {
-        self.start
     }
 }
 
