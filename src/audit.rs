@@ -320,6 +320,23 @@ mod tests {
         );
     }
 
+    /// A decision log of every record through its writer thread onto a file that fails as
+    /// `faults` say, with its own metrics.
+    fn faulty_log(path: &Path, faults: &Shared, limits: Limits) -> (DecisionLog, Metrics) {
+        let (file, reopen) = faulty(path, faults);
+        let metrics = Metrics::new();
+        let log = DecisionLog::start(
+            path,
+            file,
+            reopen,
+            Sampling { every: 1 },
+            metrics.clone(),
+            limits,
+        )
+        .unwrap();
+        (log, metrics)
+    }
+
     #[test]
     fn sampling_parses() {
         assert_eq!("sample=10".parse::<Sampling>(), Ok(Sampling { every: 10 }));
@@ -332,21 +349,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
         let faults = Shared::default();
-        let (file, reopen) = faulty(&path, &faults);
-        let metrics = Metrics::new();
         let limits = Limits {
             retry_for: Duration::from_millis(200),
             retry_bytes: 4096,
         };
-        let log = DecisionLog::start(
-            &path,
-            file,
-            reopen,
-            Sampling { every: 1 },
-            metrics.clone(),
-            limits,
-        )
-        .unwrap();
+        let (log, metrics) = faulty_log(&path, &faults, limits);
         let d = Decision::reject(409, "x".into(), Some("rule".into()));
         let mut n = 0;
         for round in 0..3 {
@@ -377,17 +384,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
         let faults = Shared::default();
-        let (file, reopen) = faulty(&path, &faults);
-        let metrics = Metrics::new();
-        let log = DecisionLog::start(
-            &path,
-            file,
-            reopen,
-            Sampling { every: 1 },
-            metrics.clone(),
-            Limits::default(),
-        )
-        .unwrap();
+        let (log, metrics) = faulty_log(&path, &faults, Limits::default());
         let d = Decision::approve(None);
         log.write(&record("d0", &d));
         log.shutdown_within(Duration::from_secs(5)).await;
