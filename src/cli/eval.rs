@@ -176,15 +176,16 @@ impl Upstreams for EvalUpstreams {
     }
 }
 
-/// The request as rules see it (SPEC §2), the amount exactly as written.
+/// The request as rules see it (SPEC §2), the amount as the decision log writes it (as written,
+/// a numeric string's value as a number).
 fn normalised(req: &payload::ConfirmRequest) -> serde_json::Value {
-    let amount = req.amount.to_string();
+    let amount = req.amount.as_json_number();
     serde_json::json!({
         "api": req.api.as_str(),
         "order_id": req.order_id,
         "tx_id": req.tx_id,
         "amount": serde_json::from_str::<serde_json::Value>(&amount)
-            .unwrap_or(serde_json::Value::String(amount)),
+            .unwrap_or_else(|_| serde_json::Value::String(amount.into_owned())),
         "store_id": req.store_id,
     })
 }
