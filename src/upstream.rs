@@ -147,6 +147,9 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     let again = if get { req.try_clone() } else { None };
     let sent = match (req.send().await, again) {
         (Err(e), Some(again)) if closed_under_us(&e) => {
+            // Without the URL, which reqwest's text names in full: its path may hold a
+            // `${VAR}` secret.
+            let e = e.without_url();
             tracing::debug!(upstream = %up.name, "connection closed under the request ({e}); sending it again");
             again.send().await
         }

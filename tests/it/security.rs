@@ -530,6 +530,52 @@ async fn secrets_never_appear_in_logs_decision_log_or_admin_rules() {
     }
 }
 
+/// A `${VAR}` in an upstream's URL path (some merchant APIs carry a token there) stays out of the
+/// log at debug level too, where a GET whose connection closed under it is logged before it is
+/// sent again: reqwest's error text names the whole URL.
+#[tokio::test]
+async fn a_secret_in_an_upstream_url_path_stays_out_of_debug_logs() {
+    // Reads a request and hangs up without an answer, as an upstream closing a pooled
+    // connection at that moment does.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+            });
+        }
+    });
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams:\n  shop:\n    url: \"http://{addr}/hooks/${{HOOK_TOKEN}}\"\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: r\n"
+        ),
+    );
+    let token = "hook-t0ken-5e2c";
+    let proc = Process::serve_env(
+        rules.path(),
+        &["--log-format", "json"],
+        &[("HOOK_TOKEN", token), ("RUST_LOG", "debug")],
+    )
+    .await;
+    let answer = post(
+        &proc.url("/confirm"),
+        Some("application/json"),
+        v1("order-1", 5000),
+    )
+    .await;
+    assert_eq!(answer.status, 409, "{}", answer.body);
+    proc.signal("TERM");
+    let mut proc = proc;
+    proc.child.wait().await.unwrap();
+    let log = proc.log_text();
+    // The path this is about was taken.
+    assert!(log.contains("sending it again"), "{log}");
+    assert!(!log.contains(token), "{token} appears in the log:\n{log}");
+}
+
 /// The official Standard Webhooks Python library, installed once into the target directory if it
 /// is missing.
 fn python_standardwebhooks() -> std::path::PathBuf {

@@ -410,13 +410,17 @@ impl Starting {
         rules: &Path,
         extra: &[&std::ffi::OsStr],
     ) -> Starting {
+        // `info` unless the test asked for another level: the secrets test reads every debug
+        // line, and a level set here after its own would silently replace it.
+        if !command.as_std().get_envs().any(|(k, _)| k == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
         let mut child = command
             .arg("serve")
             .arg("--rules")
             .arg(rules)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
