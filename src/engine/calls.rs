@@ -128,10 +128,18 @@ pub fn fetch_call(f: &Fetch, req: &ConfirmRequest) -> Result<HttpCall, String> {
     }
     let mut headers = http::HeaderMap::new();
     for (name, t) in &f.headers {
-        // A header value a request field made invalid (a newline, say) is left out rather
-        // than sent broken; the upstream then decides without it.
-        if let Ok(v) = http::HeaderValue::from_str(&t.render(req, None)) {
-            headers.insert(name.clone(), v);
+        // A value a request field made invalid (a newline, say) cannot be sent, and leaving the
+        // header out would let the upstream decide on a different question: an error, like a
+        // path that cannot be sent. The value is not shown: it may hold a `${VAR}` secret.
+        match http::HeaderValue::from_str(&t.render(req, None)) {
+            Ok(v) => {
+                headers.insert(name.clone(), v);
+            }
+            Err(_) => {
+                return Err(format!(
+                    "fetch header {name}: a request field put a character into its value that HTTP headers cannot carry (a control character such as a newline); not sent"
+                ))
+            }
         }
     }
     let body = f.body.as_ref().map(|b| {

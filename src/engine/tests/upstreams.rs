@@ -187,6 +187,33 @@ async fn an_id_that_would_leave_the_fetch_path_is_an_error_and_nothing_is_sent()
     }
 }
 
+#[tokio::test]
+async fn a_header_value_a_request_field_made_invalid_is_an_error_and_nothing_is_sent() {
+    // Security review: the header used to be left out, so the upstream answered a different
+    // question than the rule asks.
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: stock
+    fetch:
+      upstream: shop
+      path: /api/stock
+      headers: {{ X-Order: "{{order_id}}" }}
+    reason: x
+"#
+    ));
+    let canned = shop("GET /api/stock", answer(200, json!({})));
+    let d = decide_with(&rules, &v1(r"a\nb", "50000"), &canned).await;
+    assert_eq!(summary(&d), failed("stock"));
+    assert!(canned.calls().is_empty(), "{:?}", canned.calls());
+    let error = error_of(&d, "stock");
+    assert!(error.contains("fetch header x-order"), "{error}");
+    // The same rule with a plain id sends the header.
+    let d = decide_with(&rules, &v1("a-b", "50000"), &canned).await;
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(canned.calls()[0].headers["x-order"], "a-b");
+}
+
 #[test]
 fn dot_segments_are_recognised_in_every_spelling() {
     for s in [".", "..", "%2e", "%2E", ".%2e", "%2e.", "%2E%2e"] {
