@@ -252,6 +252,21 @@ fn raise_open_files_limit() -> u64 {
     }
 }
 
+/// The admin token as requests can carry it. Surrounding whitespace is dropped, as for webhook
+/// secrets: a token read from a secret file often ends in a newline, and HTTP trims a header
+/// value's ends, so with it no request could ever match.
+fn admin_token(given: &str) -> Result<String, &'static str> {
+    let token = given.trim();
+    // An empty token would turn the admin check off without a word.
+    if token.is_empty() {
+        return Err("empty; give a token, or leave the option out");
+    }
+    if token.chars().any(char::is_control) {
+        return Err("holds a control character, which no HTTP header can carry");
+    }
+    Ok(token.to_owned())
+}
+
 async fn serve(args: ServeArgs) -> ExitCode {
     let signals = match Signals::install() {
         Ok(signals) => signals,
@@ -271,15 +286,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     }
-    // An empty token would turn the admin check off without a word.
-    if args
-        .admin_token
-        .as_deref()
-        .is_some_and(|t| t.trim().is_empty())
-    {
-        tracing::error!("--admin-token: empty; give a token, or leave the option out");
-        return ExitCode::from(2);
-    }
+    let admin_token = match args.admin_token.as_deref().map(admin_token).transpose() {
+        Ok(token) => token,
+        Err(e) => {
+            tracing::error!("--admin-token: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // What guards this process, in one line an operator can hold against the go-live checklist
     // (README, Security); never the secrets themselves.
     let allow_from = if args.allow_from.is_empty() {
@@ -292,7 +305,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         webhook_secrets = secrets.len(),
         allow_from = %allow_from,
         trust_forwarded_for = args.trust_forwarded_for,
-        admin_token = args.admin_token.is_some(),
+        admin_token = admin_token.is_some(),
         decision_log = %args.decision_log.as_deref().map_or_else(|| "off".into(), |p| p.display().to_string()),
         test_on_reload = args.test_on_reload,
         "protections"
@@ -301,7 +314,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     config.webhook_secrets = secrets;
     config.allow_from = args.allow_from;
     config.trust_forwarded_for = args.trust_forwarded_for;
-    config.admin_token = args.admin_token;
+    config.admin_token = admin_token;
     config.decision_log = args.decision_log;
     config.decision_log_approvals = args.decision_log_approvals;
     config.env = Arc::new(super::process_env);
@@ -450,5 +463,15 @@ mod tests {
             let e = parse_network(bad).unwrap_err();
             assert!(e.contains("203.0.113.0/24"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn admin_tokens_as_requests_can_carry_them() {
+        assert_eq!(admin_token("s3cret").unwrap(), "s3cret");
+        // From a secret file: the trailing newline would make every request a 401.
+        assert_eq!(admin_token(" s3cret\n").unwrap(), "s3cret");
+        assert_eq!(admin_token("two words").unwrap(), "two words");
+        assert!(admin_token(" \n").unwrap_err().contains("empty"));
+        assert!(admin_token("a\nb").unwrap_err().contains("control character"));
     }
 }

@@ -20,6 +20,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+/// The most a connection buffers while its request head arrives; a longer head gets hyper's 431.
+/// PortOne's heads are well under 2 KiB, even with several signatures and a load balancer's
+/// headers. hyper's default (about 400 KiB) let each connection still sending its head hold
+/// that much: a few thousand slow clients, gigabytes (security review). The body is read in
+/// pieces through the same buffer, so its own 64 KiB limit is not affected.
+const MAX_HEAD: usize = 16 * 1024;
+
 /// Serves `router` on `listener` until `stop` resolves; then stops accepting, lets every request
 /// in flight finish (idle keep-alive connections close at once) and returns. It waits at most
 /// `grace()`, read at that moment: every request is answered within its deadline, so what is
@@ -37,7 +44,8 @@ pub async fn serve(
     // never half-closes, and a caller that hung up (PortOne's own timeout) must be seen as such
     // ("answer not delivered"); answering a half-closed connection would hide that.
     http.timer(TokioTimer::new())
-        .header_read_timeout(idle_timeout);
+        .header_read_timeout(idle_timeout)
+        .max_buf_size(MAX_HEAD);
     let connections = GracefulShutdown::new();
     let mut stop = pin!(stop);
     loop {

@@ -506,6 +506,32 @@ async fn a_body_announced_over_64_kib_is_refused_before_it_is_sent() {
 }
 
 #[tokio::test]
+async fn a_request_head_over_16_kib_is_refused_and_a_body_near_64_kib_still_passes() {
+    let (_rules, server) = server().await;
+    let url = format!("http://{}/confirm", server.public);
+    // The body goes through the same 16 KiB read buffer, in pieces.
+    let near_limit = format!(
+        r#"{{"imp_uid":"i","merchant_uid":"m","amount":50000,"pad":"{}"}}"#,
+        "x".repeat(63 * 1024)
+    );
+    let a = post(&url, Some("application/json"), near_limit).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    // Security review: a head of hundreds of KiB was buffered whole for every connection.
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-padding", "y".repeat(17 * 1024))
+        .body(v1("order-1", 1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 431);
+    let a = server.confirm_json("/confirm", &v1("order-1", 1000)).await;
+    assert_eq!(a.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_does_not_wait_for_a_client_that_never_finishes_its_request() {
     use tokio::io::AsyncWriteExt;
     // Deadline 500 ms: shutdown waits that long plus 1 s at most, not the 60 s.
