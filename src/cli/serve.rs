@@ -472,6 +472,8 @@ mod tests {
         assert_eq!(admin_token(" s3cret\n").unwrap(), "s3cret");
         assert_eq!(admin_token("two words").unwrap(), "two words");
         assert!(admin_token(" \n").unwrap_err().contains("empty"));
-        assert!(admin_token("a\nb").unwrap_err().contains("control character"));
+        assert!(admin_token("a\nb")
+            .unwrap_err()
+            .contains("control character"));
     }
 }

@@ -21,8 +21,8 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 /// The most a connection buffers while its request head arrives; a longer head gets hyper's 431.
-/// PortOne's heads are well under 2 KiB, even with several signatures and a load balancer's
-/// headers. hyper's default (about 400 KiB) let each connection still sending its head hold
+/// A confirm request's head is a handful of short lines, even with several signatures and a
+/// load balancer's headers. hyper's default (about 400 KiB) let each connection still sending its head hold
 /// that much: a few thousand slow clients, gigabytes (security review). The body is read in
 /// pieces through the same buffer, so its own 64 KiB limit is not affected.
 const MAX_HEAD: usize = 16 * 1024;
