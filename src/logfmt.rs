@@ -194,7 +194,9 @@ impl Visit for Fields<'_, '_> {
 /// The message is prose for people, the one value left unquoted, unless it spans lines (a
 /// reload error listing failed rule tests): one event stays one line for log collectors.
 fn bare_message(field: &Field, value: &str) -> bool {
-    field.name() == "message" && !value.bytes().any(|b| b < b' ' || b == 0x7f)
+    field.name() == "message"
+        && !value.bytes().any(|b| b < b' ' || b == 0x7f)
+        && !has_unsafe_unicode(value)
 }
 
 /// Whether a value must be quoted to stay one field on one line.
@@ -203,6 +205,26 @@ fn needs_quotes(value: &str) -> bool {
         || value
             .bytes()
             .any(|b| b <= b' ' || b == b'"' || b == b'=' || b == b'\\' || b == 0x7f)
+        || has_unsafe_unicode(value)
+}
+
+/// Characters some log viewers and collectors take as a line break (NEL, U+2028, U+2029), and
+/// the bidirectional controls that make a terminal show text in another order than it is
+/// written ("Trojan Source"): a value from outside holding them is quoted, which escapes them.
+fn has_unsafe_unicode(value: &str) -> bool {
+    !value.is_ascii()
+        && value.chars().any(|c| {
+            matches!(
+                c,
+                '\u{85}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+            )
+        })
 }
 
 #[cfg(test)]
@@ -300,6 +322,27 @@ mod tests {
             1,
             "a newline in a value stays escaped"
         );
+    }
+
+    #[test]
+    fn unicode_line_breaks_and_direction_controls_are_quoted_and_escaped() {
+        for c in [
+            '\u{85}', '\u{2028}', '\u{2029}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202e}',
+            '\u{2066}', '\u{2069}',
+        ] {
+            let value = format!("order{c}1");
+            let text = render(|| {
+                tracing::info!(order_id = value.as_str(), "decision");
+                tracing::warn!("bad {value}");
+            });
+            assert!(!text.contains(c), "{c:?} in {text}");
+            let escaped = format!("{:?}", value);
+            assert!(text.contains(&format!("order_id={escaped}")), "{text}");
+            let message = format!("{:?}", format!("bad {value}"));
+            assert!(text.contains(&format!(": {message}\n")), "{text}");
+        }
+        // Korean text needs no quotes.
+        assert!(!needs_quotes("새로주문해주세요"));
     }
 
     #[test]
