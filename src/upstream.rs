@@ -155,7 +155,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         }
         (sent, _) => sent,
     };
-    let mut resp = sent.map_err(|e| classify(&e, up))?;
+    let mut resp = sent.map_err(|e| classify(e, up))?;
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
@@ -169,7 +169,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         .collect();
     let mut body = Vec::new();
     let mut cut = false;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, up))? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(e, up))? {
         let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if room < chunk.len() {
@@ -228,7 +228,7 @@ pub fn parse_body(body: &[u8]) -> Value {
 }
 
 /// Names the cause the way an operator debugs it: refused, DNS, timeout.
-fn classify(e: &reqwest::Error, up: &Upstream) -> UpstreamError {
+fn classify(e: reqwest::Error, up: &Upstream) -> UpstreamError {
     if e.is_timeout() {
         return UpstreamError::Timeout(up.timeout);
     }
@@ -239,7 +239,10 @@ fn classify(e: &reqwest::Error, up: &Upstream) -> UpstreamError {
                 .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
         })
         .unwrap_or_else(|| up.name.clone());
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    // The URL's path may hold a `${VAR}` secret, and reqwest's text names the whole URL; what
+    // goes into traces and the decision log is said without it.
+    let e = e.without_url();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             match io.kind() {
@@ -254,7 +257,7 @@ fn classify(e: &reqwest::Error, up: &Upstream) -> UpstreamError {
         }
         source = err.source();
     }
-    UpstreamError::Other(root_cause(e))
+    UpstreamError::Other(root_cause(&e))
 }
 
 /// Whether a call failed because the (pooled) connection was closed by the upstream before an
