@@ -448,6 +448,9 @@ async fn deadline_ends_the_evaluation_and_on_error_decides() {
     assert_eq!(summary(&d), refused("잠시 후 다시 시도해 주세요", "stock"));
     assert_eq!(outcomes(&d), [("first", "pass"), ("stock", "error")]);
     assert_eq!(error_of(&d, "stock"), "deadline of 200ms exceeded");
+    // An enforced rule caught by the deadline is not a shadow outcome (the log line and the
+    // decision log would report `shadow=stock:error`).
+    assert!(d.shadow.is_empty(), "{:?}", d.shadow);
 
     let (_dir, rules) = slow_stock_rules("on_error: approve");
     let started = tokio::time::Instant::now();
@@ -607,6 +610,50 @@ rules:
     assert_eq!(summary(&d).0, "reject");
     assert_eq!(summary(&d).2, Some(DEFAULT_ERROR_REASON));
     assert_eq!(keys(&canned), [STOCK], "the forward never went out");
+}
+
+/// The other order: a POST fetch's answer comes in just as the answer falls due and is seen
+/// first (it is awaited inside the evaluation, which the timer polls before itself). The
+/// timer cannot stop what comes next without an await, so the rules after it look at the
+/// clock: a `forward` is not sent, and a Rhai rule is not evaluated (with no time left a short
+/// expression still completes and would let the payment through); the ruleset's `on_error`
+/// decides and names no rule.
+#[tokio::test(start_paused = true)]
+async fn rules_reached_after_an_answer_seen_as_it_falls_due_are_not_run() {
+    const RESERVE: &str = "POST /api/reserve/order-1";
+    for last in [
+        "{ name: last, forward: { upstream: shop, path: /payments/confirm } }",
+        "{ name: last, require: 'true', reason: x }",
+    ] {
+        let (_dir, rules) = ruleset(&format!(
+            r#"{SHOP}
+settings: {{ deadline: 200ms, on_error: reject }}
+rules:
+  - name: reserve
+    fetch: {{ upstream: shop, method: POST, path: "/api/reserve/{{order_id}}" }}
+    reason: x
+  - {last}
+"#
+        ));
+        // Due at 196 ms (the deadline less its 2% margin).
+        let canned = Arc::new(Canned::new().answer("shop", RESERVE, ok_after(196)).answer(
+            "shop",
+            FORWARD,
+            CannedAnswer::status(200),
+        ));
+        let d = decide_arrived(&rules, canned.clone(), Duration::ZERO).await;
+        assert_eq!(
+            summary(&d),
+            ("reject", 409, Some(DEFAULT_ERROR_REASON), None),
+            "{last}"
+        );
+        assert_eq!(outcomes(&d), [("reserve", "pass")], "{last}");
+        assert_eq!(
+            keys(&canned),
+            [RESERVE],
+            "{last}: only the reservation went out"
+        );
+    }
 }
 
 /// An answer already due when evaluation starts (the body came in just as it fell due) is the
