@@ -210,4 +210,38 @@ mod tests {
             serde_json::json!({"decision":"reject","reason":"재고 없음","errorMessage":"재고 없음"})
         );
     }
+
+    fn traced(body: serde_json::Value) -> UpstreamAnswer {
+        UpstreamAnswer::from(&crate::upstream::UpstreamResponse {
+            status: 200,
+            headers: Vec::new(),
+            body,
+            cut: false,
+            elapsed: std::time::Duration::ZERO,
+        })
+    }
+
+    /// A trace keeps the upstream's answer for replay, as it was, up to MAX_TRACED_BODY bytes
+    /// of JSON; a larger one is kept as the start of its text, cut at a character boundary,
+    /// so one broken upstream cannot blow up every decision-log line.
+    #[test]
+    fn traced_upstream_bodies_are_kept_whole_or_cut() {
+        let small = serde_json::json!({"available": 3, "sku": "A-1"});
+        assert_eq!(traced(small.clone()).body, small);
+
+        // Exactly at the limit (the quotes count): still the value itself.
+        let at_limit = serde_json::Value::String("x".repeat(MAX_TRACED_BODY - 2));
+        assert_eq!(traced(at_limit.clone()).body, at_limit);
+
+        // Over it, with three-byte characters so that byte MAX_TRACED_BODY falls inside one.
+        let large = serde_json::json!({ "memo": "가".repeat(MAX_TRACED_BODY) });
+        let text = large.to_string();
+        let serde_json::Value::String(cut) = traced(large).body else {
+            panic!("a large body is kept as a cut string")
+        };
+        let kept = cut.strip_suffix('…').expect("marked as cut");
+        assert!(kept.len() <= MAX_TRACED_BODY, "{}", kept.len());
+        assert!(kept.len() > MAX_TRACED_BODY - 3, "{}", kept.len());
+        assert!(text.starts_with(kept));
+    }
 }
