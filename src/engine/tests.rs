@@ -779,3 +779,16 @@ async fn slow_shadow_rules_cannot_carry_the_answer_past_the_deadline() {
     assert_eq!(d.trace.last().map(|t| &*t.rule), Some("last"));
     assert!(took < Duration::from_millis(1000), "took {took:?}");
 }
+
+// ---- trace timings ----
+
+/// A rule's `ms` in traces and the decision log is milliseconds rounded to the microsecond:
+/// operators compare rules' costs by it.
+#[test]
+fn rule_times_are_milliseconds_to_the_microsecond() {
+    assert_eq!(millis(Duration::ZERO), 0.0);
+    assert_eq!(millis(Duration::from_micros(1500)), 1.5);
+    assert_eq!(millis(Duration::from_nanos(1_234_567)), 1.235);
+    assert_eq!(millis(Duration::from_nanos(400)), 0.0);
+    assert_eq!(millis(Duration::from_secs(2)), 2000.0);
+}
