@@ -308,6 +308,23 @@ fn type_and_data_alone_are_still_v2_2024_04_25() {
     ));
 }
 
+/// V2 `2024-04-25` needs both `type` and `data`: a body with only one of them is no known
+/// format (400), never an ignored message, which is answered 200.
+#[test]
+fn type_or_data_alone_is_no_known_format() {
+    for body in [
+        r#"{"type":"Transaction.Cancelled"}"#,
+        r#"{"type":"Transaction.Confirm"}"#,
+        r#"{"data":{"paymentId":"p","transactionId":"t","totalAmount":1}}"#,
+    ] {
+        assert_eq!(err(JSON, body), PayloadError::UnknownFormat, "{body}");
+    }
+    assert_eq!(
+        err(FORM, "type=Transaction.Cancelled"),
+        PayloadError::UnknownFormat
+    );
+}
+
 #[test]
 fn store_id_comes_only_from_v2_2024_04_25_data() {
     for body in [
