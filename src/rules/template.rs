@@ -232,6 +232,19 @@ mod tests {
         assert_eq!(t.render(&request(), Some(&body)), "남은 수량 3개, .");
     }
 
+    /// A path segment indexes into an array by number; a name or an index past the end
+    /// renders empty, like a missing field.
+    #[test]
+    fn response_fields_index_into_arrays() {
+        let t = Template::parse(
+            "{response.body.items.1.sku}|{response.body.items.sku}|{response.body.items.2}|{response.body.items.0}",
+            Scope::WithResponse,
+        )
+        .unwrap();
+        let body = serde_json::json!({"items": [{"sku": "A-1"}, {"sku": "B-2"}]});
+        assert_eq!(t.render(&request(), Some(&body)), r#"B-2|||{"sku":"A-1"}"#);
+    }
+
     #[test]
     fn escapes_values_not_text() {
         let t = Template::parse("/api/stock/{order_id}", Scope::Request).unwrap();
