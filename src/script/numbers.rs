@@ -314,6 +314,8 @@ mod tests {
             ("amount % 0.0 > 0", "division by zero: 2500.5 % 0"),
             ("1.0 / (amount - amount) > 0", "division by zero"),
             ("amount * 1.0e28 > 0", "arithmetic overflow"),
+            // A quotient too large is an overflow, not a division by zero.
+            ("amount / 1.0e-28 > 0", "arithmetic overflow"),
         ] {
             let err = eval(src, "2500.5").unwrap_err();
             assert!(err.message.contains(message), "{src}: {err}");
