@@ -194,26 +194,30 @@ impl Visit for Fields<'_, '_> {
 /// The message is prose for people, the one value left unquoted, unless it spans lines (a
 /// reload error listing failed rule tests): one event stays one line for log collectors.
 fn bare_message(field: &Field, value: &str) -> bool {
-    field.name() == "message"
-        && !value.bytes().any(|b| b < b' ' || b == 0x7f)
-        && !has_unsafe_unicode(value)
+    field.name() == "message" && !breaks_line(value, |b| b < b' ' || b == 0x7f)
 }
 
 /// Whether a value must be quoted to stay one field on one line.
 fn needs_quotes(value: &str) -> bool {
     value.is_empty()
-        || value
-            .bytes()
-            .any(|b| b <= b' ' || b == b'"' || b == b'=' || b == b'\\' || b == 0x7f)
-        || has_unsafe_unicode(value)
+        || breaks_line(value, |b| {
+            b <= b' ' || b == b'"' || b == b'=' || b == b'\\' || b == 0x7f
+        })
 }
 
-/// Characters some log viewers and collectors take as a line break (NEL, U+2028, U+2029), and
-/// the bidirectional controls that make a terminal show text in another order than it is
-/// written ("Trojan Source"): a value from outside holding them is quoted, which escapes them.
-fn has_unsafe_unicode(value: &str) -> bool {
-    !value.is_ascii()
-        && value.chars().any(|c| {
+/// Whether `value` has a byte `special` picks, or a character some log viewers and collectors
+/// take as a line break (NEL, U+2028, U+2029) or a bidirectional control, which makes a
+/// terminal show text in another order than it is written ("Trojan Source"). Characters are
+/// decoded only from the first non-ASCII byte on (Korean reasons), so ASCII values cost one
+/// comparison more per byte.
+fn breaks_line(value: &str, special: impl Fn(u8) -> bool) -> bool {
+    let Some(at) = value.bytes().position(|b| b >= 0x80 || special(b)) else {
+        return false;
+    };
+    // The first byte at or above 0x80 starts a character, so `at` is a boundary.
+    let rest = value.get(at..).unwrap_or(value);
+    rest.bytes().any(special)
+        || rest.chars().any(|c| {
             matches!(
                 c,
                 '\u{85}'
@@ -343,6 +347,20 @@ mod tests {
         }
         // Korean text needs no quotes.
         assert!(!needs_quotes("새로주문해주세요"));
+    }
+
+    proptest::proptest! {
+        /// The one-pass scan says exactly what a character-by-character look says.
+        #[test]
+        fn quoting_is_decided_as_character_by_character(s in "(\\PC|[ \"=\\\\\u{0}-\u{1f}\u{7f}\u{85}\u{2028}\u{202e}\u{2066}])*") {
+            let unsafe_char = |c: char| {
+                c <= ' '
+                    || matches!(c, '"' | '=' | '\\' | '\u{7f}' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
+                    || ('\u{202a}'..='\u{202e}').contains(&c)
+                    || ('\u{2066}'..='\u{2069}').contains(&c)
+            };
+            proptest::prop_assert_eq!(needs_quotes(&s), s.is_empty() || s.chars().any(unsafe_char));
+        }
     }
 
     #[test]
