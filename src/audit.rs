@@ -379,6 +379,86 @@ mod tests {
         assert_eq!(&written[written.len() - 20..], &ids(n - 20..n)[..]);
     }
 
+    /// A disk that stalls for a moment must not cost records: the queue in front of the writer
+    /// holds megabytes, far more than a burst of requests writes while the disk hangs.
+    #[tokio::test]
+    async fn a_stalled_disk_loses_nothing_of_a_burst_of_megabytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let faults = Shared::default();
+        let (log, metrics) = faulty_log(&path, &faults, Limits::default());
+        let d = Decision::approve(None);
+        log.write(&record("d0", &d));
+        log.shutdown_within(Duration::from_secs(5)).await;
+        let (release, stuck) = std::sync::mpsc::channel();
+        faults.lock().unwrap().stuck = Some(stuck);
+        // About 4 MiB: 1000 records of a 4 KiB id each.
+        let pad = "x".repeat(4096);
+        let n = 1000;
+        for i in 1..=n {
+            log.write(&record(&format!("d{i}{pad}"), &d));
+        }
+        drop(release);
+        log.shutdown_within(Duration::from_secs(20)).await;
+        assert_eq!(dropped(&metrics), 0);
+        assert_eq!(ids_in(&path).len(), n + 1);
+    }
+
+    /// Past the queue's limit a record is dropped, and counted and warned about on the request's
+    /// thread: the operator must learn that the log has a hole in it.
+    #[tokio::test]
+    async fn records_a_full_queue_cannot_take_are_counted_and_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let faults = Shared::default();
+        let (log, metrics) = faulty_log(&path, &faults, Limits::default());
+        let d = Decision::approve(None);
+        log.write(&record("d0", &d));
+        log.shutdown_within(Duration::from_secs(5)).await;
+        let (release, stuck) = std::sync::mpsc::channel();
+        faults.lock().unwrap().stuck = Some(stuck);
+        let pad = "x".repeat(256 * 1024);
+        let captured = Captured::default();
+        let guard = captured.on_this_thread();
+        let mut n = 1;
+        // The queue holds 128 MiB: with the writer stuck, records past it cannot be queued.
+        while dropped(&metrics) == 0 {
+            assert!(n < 1000, "nothing dropped after {n} records of 256 KiB");
+            log.write(&record(&format!("d{n}{pad}"), &d));
+            n += 1;
+        }
+        drop(guard);
+        let text = captured.text();
+        assert!(text.contains("WARN"), "{text}");
+        assert!(text.contains("decision log is behind"), "{text}");
+        drop(release);
+        log.shutdown_within(Duration::from_secs(30)).await;
+        assert_eq!(dropped(&metrics), 1);
+        assert_eq!(ids_in(&path).len() + 1, n);
+    }
+
+    /// Rotation: once the file is renamed and the log reopened, records go to a new file at
+    /// the path.
+    #[tokio::test]
+    async fn reopen_moves_the_records_after_it_to_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let rotated = dir.path().join("d.jsonl.1");
+        let log = DecisionLog::open(&path, Sampling { every: 1 }, Metrics::new()).unwrap();
+        let d = Decision::approve(None);
+        log.write(&record("d0", &d));
+        log.shutdown_within(Duration::from_secs(5)).await;
+        std::fs::rename(&path, &rotated).unwrap();
+        log.reopen();
+        // The reopen happens after the records already queued; a record queued at the same
+        // moment may still land in the renamed file, so the test waits for the writer.
+        log.shutdown_within(Duration::from_secs(5)).await;
+        log.write(&record("d1", &d));
+        log.shutdown().await;
+        assert_eq!(ids_in(&rotated), ids(0..1));
+        assert_eq!(ids_in(&path), ids(1..2));
+    }
+
     #[tokio::test]
     async fn shutdown_counts_and_reports_what_a_stuck_writer_leaves() {
         let dir = tempfile::tempdir().unwrap();
@@ -403,6 +483,14 @@ mod tests {
         assert_eq!(dropped(&metrics), 7);
         assert!(text.contains("ERROR"), "{text}");
         assert!(text.contains("7 records were not written"), "{text}");
+        // A second shutdown while the writer is still stuck has nothing more to count, and
+        // no error to report about it.
+        let captured = Captured::default();
+        let guard = captured.on_this_thread();
+        log.shutdown_within(Duration::from_millis(100)).await;
+        drop(guard);
+        assert_eq!(captured.text(), "");
+        assert_eq!(dropped(&metrics), 7);
         // Should the write still finish, nothing is counted twice.
         drop(release);
         log.shutdown_within(Duration::from_secs(5)).await;
