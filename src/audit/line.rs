@@ -469,6 +469,22 @@ mod tests {
         serde_json::from_str::<Value>(&text).unwrap();
     }
 
+    /// Every ASCII character, one by one: random strings seldom hold the control characters
+    /// that have a short escape of their own (`\b`, `\f`, `\r`).
+    #[test]
+    fn every_ascii_character_escapes_exactly_as_serde_json() {
+        for c in (0u8..0x80).map(char::from) {
+            let s = format!("a{c}b");
+            let mut out = Vec::new();
+            string(&mut out, &s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&s).unwrap(),
+                "{c:?}"
+            );
+        }
+    }
+
     proptest! {
         /// Whatever ids, amount spelling and whitespace an accepted body has, its line is one
         /// line of JSON with the body's value under `request`.
