@@ -335,6 +335,25 @@ fn bad_amount_bounds() {
     );
 }
 
+/// Both bounds are inclusive, so equal bounds are one exact amount: a rule that lets only
+/// that amount through, not an empty range.
+#[test]
+fn equal_amount_bounds_are_one_exact_amount() {
+    let dir = default_file(
+        r#"rules:
+  - name: exact
+    amount: { min: 1000, max: 1000.0 }
+    reason: x
+"#,
+    );
+    let rules = dir.ok();
+    assert!(matches!(
+        rules.get("default").unwrap().rules[0].check,
+        Check::Amount { min: Some(lo), max: Some(hi) }
+            if lo == Decimal::from(1000) && hi == Decimal::from(1000)
+    ));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Durations
 
