@@ -449,8 +449,15 @@ fn payload_is_built_only_for_rulesets_that_read_it() {
     .write(
         "vip.yaml",
         "rules:\n  - name: a\n    require: 'payload.tier == \"vip\"'\n    reason: x\n",
-    );
+    )
+    // Read only in a script: the ruleset's own file never names it.
+    .write(
+        "scripted.yaml",
+        "rules:\n  - name: a\n    script: tier.rhai\n",
+    )
+    .write("tier.rhai", "payload.tier == \"vip\"\n");
     let rules = dir.ok();
     assert!(!rules.get("default").unwrap().uses_payload);
     assert!(rules.get("vip").unwrap().uses_payload);
+    assert!(rules.get("scripted").unwrap().uses_payload);
 }
