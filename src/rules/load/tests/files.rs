@@ -557,6 +557,22 @@ fn rules_version_tracks_every_file_but_hidden_ones() {
     assert_eq!(dir.version(), seen[3]);
 }
 
+/// Symlinked directories are followed, so a link back up (`scripts/all -> ..`) makes a loop:
+/// the walk stops after a few levels instead of failing the load (the kernel refuses paths
+/// through too many links).
+#[cfg(unix)]
+#[test]
+fn a_symlink_loop_in_the_rules_directory_still_loads() {
+    use std::os::unix::fs::symlink;
+
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, ONE_RULE)
+        .write("scripts/vip.rhai", "true\n");
+    symlink("..", dir.path().join("scripts/all")).unwrap();
+    let rules = dir.ok();
+    assert_eq!(rules.version, dir.version());
+}
+
 #[cfg(unix)]
 #[test]
 fn rules_version_follows_a_kubernetes_configmap_layout() {
