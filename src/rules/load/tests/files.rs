@@ -182,6 +182,39 @@ rules:
     );
 }
 
+/// `${VAR}` names are letters, digits and `_`; anything else is a mistake in the file, said
+/// as such rather than looked up (and, were it set, filled in).
+#[test]
+fn bad_variable_names_are_errors_naming_them() {
+    let dir = default_file(
+        r#"upstreams:
+  api:
+    url: "http://${MY-HOST}/"
+    headers: { X-Key: "${}" }
+rules:
+  - name: via-api
+    forward: { upstream: api, path: /confirm }
+"#,
+    );
+    assert_eq!(
+        dir.errors_with(&[("MY-HOST", "api.test"), ("", "k")]),
+        [
+            dir.at(
+                DEFAULT,
+                3,
+                10,
+                r#"upstream "api": url: invalid variable name "MY-HOST" in ${...}"#
+            ),
+            dir.at(
+                DEFAULT,
+                4,
+                23,
+                r#"upstream "api": header "X-Key": invalid variable name "" in ${...}"#
+            ),
+        ]
+    );
+}
+
 #[test]
 fn unknown_upstream_references() {
     let dir = default_file(
