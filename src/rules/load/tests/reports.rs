@@ -674,6 +674,31 @@ fn health_probe_intervals_have_a_minimum() {
     }
 }
 
+/// A threshold of 0 makes no sense either way (`unhealthy_after: 0` would mark the upstream
+/// down after a probe that succeeded): each one of them is an error on its own.
+#[test]
+fn health_probe_thresholds_are_at_least_one() {
+    for thresholds in [
+        "unhealthy_after: 0",
+        "healthy_after: 0",
+        "unhealthy_after: 0, healthy_after: 0",
+    ] {
+        let dir = default_file(&format!(
+            "upstreams:\n  shop:\n    url: http://shop.test\n    health: {{ path: /health, {thresholds} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: x\n"
+        ));
+        assert_eq!(
+            dir.errors(),
+            [dir.at(
+                DEFAULT,
+                4,
+                13,
+                r#"upstream "shop": unhealthy_after and healthy_after must be at least 1"#
+            )],
+            "{thresholds}"
+        );
+    }
+}
+
 #[test]
 fn upstream_urls_are_bases_without_query_or_fragment() {
     let dir = default_file(
