@@ -50,6 +50,10 @@ async fn shop() -> MockUpstream {
             )
             .route("/text", routing::get(|| async { "plain text, not json" }))
             .route(
+                "/moved",
+                routing::get(|| async { (StatusCode::FOUND, [("location", "/stock/x")]) }),
+            )
+            .route(
                 "/confirm-ok",
                 routing::post(|| async { Json(json!({"ok": true})) }),
             )
@@ -912,4 +916,153 @@ async fn a_get_on_a_connection_closed_under_it_is_sent_again() {
     }
     assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 5);
     server.stop().await;
+}
+
+/// `confirm_proxy_upstream_calls_total` is how an operator sees a merchant service fail: each
+/// call is counted once, under its status class or the kind of failure.
+#[tokio::test]
+async fn upstream_calls_are_counted_by_outcome() {
+    let shop = shop().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let rule = |order: &str, upstream: &str, path: &str| {
+        format!("  - {{ name: \"{order}\", when: 'order_id == \"{order}\"', fetch: {{ upstream: {upstream}, path: {path} }}, reason: r }}\n")
+    };
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams:\n  shop: {{ url: \"{}\", timeout: 300ms }}\n  closed: {{ url: \"http://{closed}\" }}\n  nowhere: {{ url: \"http://does-not-exist.invalid\" }}\nrules:\n{}{}{}{}{}{}{}",
+            shop.url(),
+            rule("2xx", "shop", "/stock/x"),
+            rule("3xx", "shop", "/moved"),
+            rule("4xx", "shop", "/404"),
+            rule("5xx", "shop", "/503"),
+            rule("timeout", "shop", "/hang"),
+            rule("refused", "closed", "/x"),
+            rule("dns", "nowhere", "/x"),
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    // Every request starts every GET fetch early (`when` is seen later), so the counts are
+    // not 1; each outcome must be there.
+    let outcomes = ["2xx", "3xx", "4xx", "5xx", "timeout", "refused", "dns"];
+    for order in outcomes {
+        server.confirm_json("/confirm", &v1(order, 5000)).await;
+    }
+    let text = metrics_text(&server).await;
+    server.stop().await;
+    for (upstream, outcome) in outcomes.iter().map(|o| match *o {
+        "refused" => ("closed", "refused"),
+        "dns" => ("nowhere", "dns"),
+        o => ("shop", o),
+    }) {
+        assert!(
+            text.contains(&format!(
+                r#"confirm_proxy_upstream_calls_total{{ruleset="default",upstream="{upstream}",outcome="{outcome}"}} "#
+            )),
+            "{outcome}: {text}"
+        );
+    }
+}
+
+/// Only a connection closed under a GET sends it again: a GET that timed out is not repeated
+/// (that would double its time, and the load on a merchant service that is already slow).
+#[tokio::test]
+async fn a_get_that_timed_out_is_not_sent_again() {
+    let shop = shop().await;
+    let rules = rules_with(
+        &shop.url(),
+        "",
+        "  - name: hang\n    fetch: { upstream: shop, path: /hang }\n    reason: r\n",
+    );
+    let server = Server::start(rules.path()).await;
+    let a = server.confirm_json("/confirm", &v1("o", 5000)).await;
+    assert_eq!(a.status, 409);
+    server.stop().await;
+    assert_eq!(shop.calls_to("/hang"), 1, "{:?}", shop.calls());
+}
+
+/// An answer under the limit is read whole however many pieces it arrives in.
+#[tokio::test]
+async fn an_answer_in_many_pieces_is_read_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = format!(
+        r#"{{"padding": "{}", "available": 1}}"#,
+        "x".repeat(256 * 1024)
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                for piece in body.as_bytes().chunks(32 * 1024) {
+                    if conn.write_all(piece).await.is_err() {
+                        return;
+                    }
+                    let _ = conn.flush().await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+        }
+    });
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    require: 'response.body.available == 1'\n    reason: r\n"
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    let a = server.confirm_json("/confirm", &v1("o", 5000)).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    server.stop().await;
+}
+
+/// A failure that is none of refused, DNS or timeout is traced with its innermost cause, what
+/// an operator needs to tell a broken merchant server from a network problem.
+#[tokio::test]
+async fn other_failures_are_traced_with_their_cause() {
+    use tokio::io::AsyncReadExt;
+    // Reads the request, then closes the connection without answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let _ = conn.read(&mut buf).await;
+            });
+        }
+    });
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - name: existing\n    forward: {{ upstream: shop, path: /confirm }}\n"
+        ),
+    );
+    let (server, log) = logged(&rules).await;
+    let a = server.confirm_json("/confirm", &v1("o", 5000)).await;
+    let id = a.decision_id();
+    server.stop().await;
+    let r = record(&log, &id);
+    assert_eq!(
+        r["trace"][0]["error"],
+        "forward to shop: request failed: connection closed before message completed",
+        "{r}"
+    );
 }
