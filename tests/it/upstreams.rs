@@ -1066,3 +1066,53 @@ async fn other_failures_are_traced_with_their_cause() {
         "{r}"
     );
 }
+
+/// `healthy_after: 4`: a shop that was down approves again only after four probes in a row
+/// have succeeded, not at the first one (one good answer from a flapping shop is no recovery).
+#[tokio::test]
+async fn a_down_upstream_is_up_again_only_after_healthy_after_probes() {
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    let shop = MockUpstream::start(Router::new().route(
+        "/health",
+        routing::get(move || {
+            let ok = flag.load(Ordering::SeqCst);
+            async move {
+                if ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
+        }),
+    ))
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams:\n  shop: {{ url: \"{}\", timeout: 200ms, health: {{ path: /health, interval: 100ms, healthy_after: 4 }} }}\nrules:\n  - name: shop-up\n    healthy: shop\n    reason: down\n",
+            shop.url()
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    let down = eventually(Duration::from_secs(3), || async {
+        server
+            .confirm_json("/confirm", &v1("o", 5000))
+            .await
+            .reason()
+            == "down"
+    })
+    .await;
+    assert!(down, "the first failed probe settles the shop as down");
+    up.store(true, Ordering::SeqCst);
+    // At most one probe already under way can see the shop up without being counted here.
+    let before = shop.calls_to("/health");
+    let back = eventually(Duration::from_secs(5), || async {
+        server.confirm_json("/confirm", &v1("o", 5000)).await.status == 200
+    })
+    .await;
+    assert!(back, "a recovered shop approves again");
+    let probes = shop.calls_to("/health") - before;
+    server.stop().await;
+    assert!(probes >= 3, "up again after {probes} probes");
+}
