@@ -58,8 +58,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
         let mut file = FileCompiler {
             dir,
             path: &path,
-            src: &src,
-            source: src.clone(),
+            src,
             name: name_in_dir.into(),
             opts,
             errors: Vec::new(),
@@ -172,9 +171,8 @@ const FORWARD_PATH_IS_FIXED: &str = "forward.path is a fixed path: placeholders 
 struct FileCompiler<'a, 'o> {
     dir: &'a Path,
     path: &'a Path,
-    src: &'a str,
-    /// `src`, shared by the file's expressions (see [`yaml::Origin`]).
-    source: Arc<str>,
+    /// The file's text, shared with its expressions (see [`yaml::Origin`]).
+    src: Arc<str>,
     /// The file's name relative to the rules directory, as run-time errors name it.
     name: Arc<str>,
     opts: &'a LoadOptions<'o>,
@@ -191,13 +189,13 @@ struct FileCompiler<'a, 'o> {
 
 impl FileCompiler<'_, '_> {
     fn error(&mut self, path: &[Seg<'_>], message: impl Into<String>) {
-        let location = yaml::locate(self.src, path);
+        let location = yaml::locate(&self.src, path);
         self.error_at(location, message);
     }
 
     /// A warning at the node `path`, as `FILE:LINE:COL: message`.
     fn warn(&mut self, path: &[Seg<'_>], message: impl std::fmt::Display) {
-        let at = yaml::locate(self.src, path);
+        let at = yaml::locate(&self.src, path);
         self.warnings.push(format!(
             "{}:{}:{}: {message}",
             self.path.display(),
@@ -217,7 +215,7 @@ impl FileCompiler<'_, '_> {
     fn compile(&mut self, name: &str) -> Option<Ruleset> {
         // Every shape error of the file (unknown keys, wrong types, duplicate keys), each part
         // read on its own; the parts that read are compiled below, so their errors come too.
-        let file = yaml::parse_rule_file(self.src);
+        let file = yaml::parse_rule_file(&self.src);
         for e in file.errors {
             self.error_at(
                 e.location.unwrap_or(Location { line: 1, column: 1 }),
@@ -243,7 +241,7 @@ impl FileCompiler<'_, '_> {
             // Fail closed: with no rule to refuse, every payment would be approved. A truncated
             // or half-saved file (a full disk, an editor that does not save atomically) looks
             // exactly like this, so it must never load.
-            let at = yaml::locate_key(self.src, &[Seg::Key("rules")])
+            let at = yaml::locate_key(&self.src, &[Seg::Key("rules")])
                 .unwrap_or(Location { line: 1, column: 1 });
             self.error_at(at, NO_RULES);
         }
@@ -256,7 +254,7 @@ impl FileCompiler<'_, '_> {
                 self.error(&at, "rule name must not be empty");
             } else if let Some(&first) = seen.get(raw_rule.name.as_str()) {
                 let first_at = yaml::locate(
-                    self.src,
+                    &self.src,
                     &[Seg::Key("rules"), Seg::Index(first), Seg::Key("name")],
                 );
                 self.error(
@@ -346,11 +344,11 @@ impl FileCompiler<'_, '_> {
                 ast,
                 native: Native::recognise(src),
                 file: self.name.clone(),
-                origin: yaml::Origin::new(self.source.clone(), path),
+                origin: yaml::Origin::new(self.src.clone(), path),
             }),
             Err(e) => {
-                let scalar = yaml::locate(self.src, path);
-                let at = yaml::position_in_scalar(self.src, scalar, src, e.line, e.column);
+                let scalar = yaml::locate(&self.src, path);
+                let at = yaml::position_in_scalar(&self.src, scalar, src, e.line, e.column);
                 self.error_at(
                     at,
                     format!(

@@ -145,7 +145,7 @@ impl FileCompiler<'_, '_> {
                  -> Option<Option<Decimal>> {
                     let Some(n) = n else { return Some(None) };
                     // Exactly as written, not as the `f64` serde_yaml made of a fraction.
-                    let text = yaml::number_as_written(self.src, &sub("amount", f), n)
+                    let text = yaml::number_as_written(&self.src, &sub("amount", f), n)
                         .map_or_else(|| n.to_string(), str::to_owned);
                     match text.parse::<crate::payload::Amount>() {
                         Ok(a) => Some(Some(a.value())),
@@ -241,9 +241,9 @@ impl FileCompiler<'_, '_> {
                 // `%7Border_id%7D`. Forward passes the original request on unchanged, so the
                 // handler reads the order from the body; a path built from it is a fetch.
                 if let Some(brace) = f.path.find(['{', '}']) {
-                    let scalar = yaml::locate(self.src, &sub("forward", "path"));
+                    let scalar = yaml::locate(&self.src, &sub("forward", "path"));
                     let column = f.path[..brace].chars().count() + 1;
-                    let at = yaml::position_in_scalar(self.src, scalar, &f.path, 1, column);
+                    let at = yaml::position_in_scalar(&self.src, scalar, &f.path, 1, column);
                     self.error_at(at, format!("rule \"{name}\": {FORWARD_PATH_IS_FIXED}"));
                 }
                 if self.errors.len() > errors_before {

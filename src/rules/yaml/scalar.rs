@@ -69,9 +69,10 @@ impl Origin {
     }
 }
 
-/// Where each character of a scalar's value is in its file, for any number of positions. Plain, single-quoted, double-quoted (escapes included), literal (`|`) and
-/// folded (`>`) scalars are mapped character by character, so a position on a folded line
-/// lands on that line. A position past the end of the value is just after its last character.
+/// Where each character of a scalar's value is in its file, for any number of positions.
+/// Plain, single-quoted, double-quoted (escapes included), literal (`|`) and folded (`>`)
+/// scalars are mapped character by character, so a position on a folded line lands on that
+/// line. A position past the end of the value is just after its last character.
 /// When the text at the scalar cannot be matched with its value (an alias, say), every answer
 /// is the start of the scalar: never a place that may be wrong.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
