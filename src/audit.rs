@@ -379,19 +379,46 @@ mod tests {
         assert_eq!(&written[written.len() - 20..], &ids(n - 20..n)[..]);
     }
 
-    /// A disk that stalls for a moment must not cost records: the queue in front of the writer
-    /// holds megabytes, far more than a burst of requests writes while the disk hangs.
-    #[tokio::test]
-    async fn a_stalled_disk_loses_nothing_of_a_burst_of_megabytes() {
+    /// A decision log whose writer has written record `d0` and now hangs in its next write
+    /// until `release` is dropped (or sent to).
+    struct Stuck {
+        dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        log: DecisionLog,
+        metrics: Metrics,
+        release: std::sync::mpsc::Sender<()>,
+    }
+
+    async fn stuck_writer() -> Stuck {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
         let faults = Shared::default();
         let (log, metrics) = faulty_log(&path, &faults, Limits::default());
-        let d = Decision::approve(None);
-        log.write(&record("d0", &d));
+        log.write(&record("d0", &Decision::approve(None)));
         log.shutdown_within(Duration::from_secs(5)).await;
         let (release, stuck) = std::sync::mpsc::channel();
         faults.lock().unwrap().stuck = Some(stuck);
+        Stuck {
+            dir,
+            path,
+            log,
+            metrics,
+            release,
+        }
+    }
+
+    /// A disk that stalls for a moment must not cost records: the queue in front of the writer
+    /// holds megabytes, far more than a burst of requests writes while the disk hangs.
+    #[tokio::test]
+    async fn a_stalled_disk_loses_nothing_of_a_burst_of_megabytes() {
+        let Stuck {
+            dir: _dir,
+            path,
+            log,
+            metrics,
+            release,
+        } = stuck_writer().await;
+        let d = Decision::approve(None);
         // About 4 MiB: 1000 records of a 4 KiB id each.
         let pad = "x".repeat(4096);
         let n = 1000;
@@ -408,15 +435,14 @@ mod tests {
     /// thread: the operator must learn that the log has a hole in it.
     #[tokio::test]
     async fn records_a_full_queue_cannot_take_are_counted_and_warned_about() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.jsonl");
-        let faults = Shared::default();
-        let (log, metrics) = faulty_log(&path, &faults, Limits::default());
+        let Stuck {
+            dir: _dir,
+            path,
+            log,
+            metrics,
+            release,
+        } = stuck_writer().await;
         let d = Decision::approve(None);
-        log.write(&record("d0", &d));
-        log.shutdown_within(Duration::from_secs(5)).await;
-        let (release, stuck) = std::sync::mpsc::channel();
-        faults.lock().unwrap().stuck = Some(stuck);
         let pad = "x".repeat(256 * 1024);
         let captured = Captured::default();
         let guard = captured.on_this_thread();
@@ -461,16 +487,14 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_counts_and_reports_what_a_stuck_writer_leaves() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.jsonl");
-        let faults = Shared::default();
-        let (log, metrics) = faulty_log(&path, &faults, Limits::default());
+        let Stuck {
+            dir: _dir,
+            path: _,
+            log,
+            metrics,
+            release,
+        } = stuck_writer().await;
         let d = Decision::approve(None);
-        log.write(&record("d0", &d));
-        log.shutdown_within(Duration::from_secs(5)).await;
-        // The disk hangs: the writer blocks in its next write.
-        let (release, stuck) = std::sync::mpsc::channel();
-        faults.lock().unwrap().stuck = Some(stuck);
         for i in 1..8 {
             log.write(&record(&format!("d{i}"), &d));
         }
