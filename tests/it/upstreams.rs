@@ -376,9 +376,9 @@ async fn forward_refusals_carry_the_merchants_reason() {
     }
 }
 
-#[tokio::test]
-async fn health_flapping_changes_decisions_and_readiness() {
-    let up = Arc::new(AtomicBool::new(true));
+/// A shop whose `/health` answers 200 while the returned flag is true, 503 while it is false.
+async fn health_switch(up: bool) -> (MockUpstream, Arc<AtomicBool>) {
+    let up = Arc::new(AtomicBool::new(up));
     let flag = up.clone();
     let shop = MockUpstream::start(Router::new().route(
         "/health",
@@ -394,6 +394,12 @@ async fn health_flapping_changes_decisions_and_readiness() {
         }),
     ))
     .await;
+    (shop, up)
+}
+
+#[tokio::test]
+async fn health_flapping_changes_decisions_and_readiness() {
+    let (shop, up) = health_switch(true).await;
     let rules = Rules::with(
         "default.yaml",
         &format!(
@@ -1071,22 +1077,7 @@ async fn other_failures_are_traced_with_their_cause() {
 /// have succeeded, not at the first one (one good answer from a flapping shop is no recovery).
 #[tokio::test]
 async fn a_down_upstream_is_up_again_only_after_healthy_after_probes() {
-    let up = Arc::new(AtomicBool::new(false));
-    let flag = up.clone();
-    let shop = MockUpstream::start(Router::new().route(
-        "/health",
-        routing::get(move || {
-            let ok = flag.load(Ordering::SeqCst);
-            async move {
-                if ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            }
-        }),
-    ))
-    .await;
+    let (shop, up) = health_switch(false).await;
     let rules = Rules::with(
         "default.yaml",
         &format!(
