@@ -20,11 +20,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// The most a connection buffers while its request head arrives; a longer head gets hyper's 431.
-/// A confirm request's head is a handful of short lines, even with several signatures and a
-/// load balancer's headers. hyper's default (about 400 KiB) let each connection still sending its head hold
-/// that much: a few thousand slow clients, gigabytes (security review). The body is read in
-/// pieces through the same buffer, so its own 64 KiB limit is not affected.
+/// The most a connection buffers while its request head arrives; a longer head gets hyper's
+/// 431. A confirm request's head is a handful of short lines, even with several signatures and
+/// a load balancer's headers. hyper's default (about 400 KiB) let each connection still
+/// sending its head hold that much: a few thousand slow clients, gigabytes (security review).
+/// The body is read in pieces through the same buffer, so its own 64 KiB limit is unaffected.
 const MAX_HEAD: usize = 16 * 1024;
 
 /// Serves `router` on `listener` until `stop` resolves; then stops accepting, lets every request
