@@ -46,3 +46,4 @@ pub mod server;
 pub mod spool;
 pub mod upstream;
 pub mod webhook;
+pub mod wordscan;

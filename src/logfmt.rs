@@ -17,6 +17,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::wordscan;
+
 /// `2026-11-25T10:00:00.123Z` (3 fraction digits) or `…00.123456Z` (6), without going through
 /// `core::fmt` or chrono's format strings.
 pub fn rfc3339<'a>(t: &DateTime<Utc>, fraction_digits: u32, out: &'a mut [u8; 27]) -> &'a str {
@@ -53,6 +55,12 @@ pub fn rfc3339<'a>(t: &DateTime<Utc>, fraction_digits: u32, out: &'a mut [u8; 27
 /// A millisecond value rounded to the microsecond (`0.052`, `12.0`), printed exactly as ryu
 /// (and so serde_json) prints it, but from integer digits; `None` for any other value.
 pub fn millis(ms: f64, out: &mut [u8; 24]) -> Option<&str> {
+    std::str::from_utf8(millis_ascii(ms, out)?).ok()
+}
+
+/// [`millis`] as the ASCII bytes, for a writer of bytes (the decision log) that has no use for
+/// the UTF-8 check.
+pub fn millis_ascii(ms: f64, out: &mut [u8; 24]) -> Option<&[u8]> {
     let micros = (ms * 1000.0).round();
     // Below 1e12 µs (11 days) doubles are far closer together than 0.001, so no shorter decimal
     // names the same value, and the integer conversion is exact.
@@ -86,7 +94,7 @@ pub fn millis(ms: f64, out: &mut [u8; 24]) -> Option<&str> {
         }
     }
     out[out.len() - places - 1] = b'.';
-    std::str::from_utf8(&out[at..]).ok()
+    out.get(at..)
 }
 
 /// The text format of `--log-format pretty` when stderr is not a terminal (on a terminal the
@@ -194,24 +202,46 @@ impl Visit for Fields<'_, '_> {
 /// The message is prose for people, the one value left unquoted, unless it spans lines (a
 /// reload error listing failed rule tests): one event stays one line for log collectors.
 fn bare_message(field: &Field, value: &str) -> bool {
-    field.name() == "message" && !breaks_line(value, |b| b < b' ' || b == 0x7f)
+    field.name() == "message"
+        && !breaks_line(
+            value,
+            |b| b < b' ' || b == 0x7f,
+            |w| wordscan::any_below(w, b' ') || wordscan::any_eq(w, 0x7f),
+        )
 }
 
 /// Whether a value must be quoted to stay one field on one line.
 fn needs_quotes(value: &str) -> bool {
     value.is_empty()
-        || breaks_line(value, |b| {
-            b <= b' ' || b == b'"' || b == b'=' || b == b'\\' || b == 0x7f
-        })
+        || breaks_line(
+            value,
+            |b| b <= b' ' || b == b'"' || b == b'=' || b == b'\\' || b == 0x7f,
+            |w| {
+                wordscan::any_below(w, b' ' + 1)
+                    || wordscan::any_eq(w, b'"')
+                    || wordscan::any_eq(w, b'=')
+                    || wordscan::any_eq(w, b'\\')
+                    || wordscan::any_eq(w, 0x7f)
+            },
+        )
 }
 
 /// Whether `value` has a byte `special` picks, or a character some log viewers and collectors
 /// take as a line break (NEL, U+2028, U+2029) or a bidirectional control, which makes a
 /// terminal show text in another order than it is written ("Trojan Source"). Characters are
-/// decoded only from the first non-ASCII byte on (Korean reasons), so ASCII values cost one
-/// comparison more per byte.
-fn breaks_line(value: &str, special: impl Fn(u8) -> bool) -> bool {
-    let Some(at) = value.bytes().position(|b| b >= 0x80 || special(b)) else {
+/// decoded only from the first non-ASCII byte on (Korean reasons), so ASCII values are only
+/// scanned, eight bytes at a time: `special_in` tells whether a word holds a `special` byte.
+fn breaks_line(
+    value: &str,
+    special: impl Fn(u8) -> bool,
+    special_in: impl Fn(u64) -> bool,
+) -> bool {
+    let first = wordscan::find(
+        value.as_bytes(),
+        |w| wordscan::any_high(w) || special_in(w),
+        |b| b >= 0x80 || special(b),
+    );
+    let Some(at) = first else {
         return false;
     };
     // The first byte at or above 0x80 starts a character, so `at` is a boundary.

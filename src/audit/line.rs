@@ -10,6 +10,7 @@
 use serde_json::Value;
 
 use crate::decision::{Decision, RuleTrace, ShadowOutcome};
+use crate::wordscan;
 
 use super::Record;
 
@@ -138,8 +139,8 @@ fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
 /// rounded to the microsecond (always, in practice): ryu's general shortest-digits search cost
 /// more than the rest of the record at five numbers a line.
 fn millis(out: &mut Vec<u8>, ms: f64) {
-    match crate::logfmt::millis(ms, &mut [0; 24]) {
-        Some(text) => raw(out, text),
+    match crate::logfmt::millis_ascii(ms, &mut [0; 24]) {
+        Some(text) => out.extend_from_slice(text),
         None => number(out, ms),
     }
 }
@@ -158,15 +159,20 @@ fn number(out: &mut Vec<u8>, n: f64) {
 /// A JSON string with serde_json's escapes: `"` `\` and control characters; everything else,
 /// non-ASCII included, as it is. Runs without escapes are copied whole.
 fn string(out: &mut Vec<u8>, s: &str) {
+    fn escaped(b: u8) -> bool {
+        b < 0x20 || b == b'"' || b == b'\\'
+    }
+    fn escaped_in(word: u64) -> bool {
+        wordscan::any_below(word, 0x20)
+            || wordscan::any_eq(word, b'"')
+            || wordscan::any_eq(word, b'\\')
+    }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    while let Some(n) = bytes[start..]
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-    {
+    while let Some(n) = wordscan::find(&bytes[start..], escaped_in, escaped) {
         let i = start + n;
         out.extend_from_slice(&bytes[start..i]);
         let b = bytes[i];

@@ -106,7 +106,11 @@ impl AppState {
     fn seen(&self, ruleset: &str) -> Seen {
         let rules = self.0.store.current(); // one snapshot for the whole request
         Seen {
-            id: uuid::Uuid::now_v7().to_string(),
+            // Written straight into its buffer: `to_string` goes through `core::fmt`.
+            id: uuid::Uuid::now_v7()
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .to_owned(),
             started: tokio::time::Instant::now(),
             arrived: Utc::now(),
             ruleset: rules.get(ruleset).cloned(),
