@@ -527,6 +527,33 @@ async fn post_chunked(server: &Server, chunks: &[&[u8]]) -> String {
     text.lines().next().unwrap_or_default().to_owned()
 }
 
+/// Security review: a request framed both by Content-Length and by chunked Transfer-Encoding is
+/// read by the chunks, and its connection is closed after the answer (RFC 9112 §6.3), so a
+/// front proxy that framed it by the length cannot slip a second request in behind it.
+#[tokio::test]
+async fn a_request_framed_two_ways_is_read_by_its_chunks_and_its_connection_closed() {
+    use tokio::io::AsyncWriteExt;
+    let (_rules, server) = server().await;
+    let mut stream = tokio::net::TcpStream::connect(server.public).await.unwrap();
+    let mut request = b"POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    request.extend_from_slice(&chunk(&v1("order-1", 1000)));
+    request.extend_from_slice(b"0\r\n\r\n");
+    let second = v1("order-2", 1000);
+    request.extend_from_slice(
+        format!(
+            "POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{second}",
+            second.len()
+        )
+        .as_bytes(),
+    );
+    stream.write_all(&request).await.unwrap();
+    let (answer, _) = closed_after(&mut stream).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    server.stop().await;
+}
+
 fn chunk(data: &str) -> Vec<u8> {
     format!("{:x}\r\n{data}\r\n", data.len()).into_bytes()
 }
