@@ -125,52 +125,70 @@ where
         })?;
         w.write_str(meta.target())?;
         w.write_str(":")?;
-        let mut fields = Fields {
-            w: &mut w,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        w.write_char('\n')
+        // The fields go into a plain `String` first and reach the writer in one call: written
+        // through the `Writer` (a `dyn fmt::Write`) they took five dynamic calls each.
+        with_buffer(&LINE, |line| {
+            let mut fields = Fields {
+                line,
+                result: Ok(()),
+            };
+            event.record(&mut fields);
+            fields.result?;
+            fields.line.push('\n');
+            w.write_str(fields.line)
+        })
     }
 }
 
-struct Fields<'a, 'w> {
-    w: &'a mut Writer<'w>,
+thread_local! {
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    static DEBUG: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Runs `f` on this thread's `buffer`, emptied; on a fresh one when it is in use (an event
+/// logged while formatting another, from inside a `Debug` implementation).
+fn with_buffer<R>(
+    buffer: &'static std::thread::LocalKey<RefCell<String>>,
+    f: impl FnOnce(&mut String) -> R,
+) -> R {
+    buffer.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut kept) => {
+            kept.clear();
+            f(&mut kept)
+        }
+        Err(_) => f(&mut String::new()),
+    })
+}
+
+struct Fields<'a> {
+    line: &'a mut String,
     result: fmt::Result,
 }
 
-impl Fields<'_, '_> {
+impl Fields<'_> {
     fn field(&mut self, field: &Field, value: &str, always_bare: bool) {
-        if self.result.is_err() {
-            return;
+        let line = &mut *self.line;
+        line.push(' ');
+        if field.name() != "message" {
+            line.push_str(field.name());
+            line.push('=');
         }
-        self.result = (|| {
-            self.w.write_char(' ')?;
-            if field.name() != "message" {
-                self.w.write_str(field.name())?;
-                self.w.write_char('=')?;
-            }
-            if always_bare || !needs_quotes(value) {
-                self.w.write_str(value)
-            } else {
-                write!(self.w, "{value:?}")
-            }
-        })();
+        if always_bare || !needs_quotes(value) {
+            line.push_str(value);
+        } else {
+            // `Debug` for `str` quotes and escapes; writing to a `String` does not fail.
+            let _ = write!(line, "{value:?}");
+        }
     }
 }
 
-impl Visit for Fields<'_, '_> {
+impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.field(field, value, bare_message(field, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        thread_local! {
-            static BUF: RefCell<String> = const { RefCell::new(String::new()) };
-        }
-        BUF.with_borrow_mut(|buf| {
-            buf.clear();
+        with_buffer(&DEBUG, |buf| {
             if write!(buf, "{value:?}").is_err() {
                 self.result = Err(fmt::Error);
                 return;
@@ -391,6 +409,28 @@ mod tests {
             };
             proptest::prop_assert_eq!(needs_quotes(&s), s.is_empty() || s.chars().any(unsafe_char));
         }
+    }
+
+    #[test]
+    fn a_buffer_in_use_is_not_taken_again() {
+        // With the global dispatcher an event logged from inside a `Debug` implementation is
+        // formatted while the outer one is: it must get a buffer of its own, not a panic.
+        let outer = with_buffer(&LINE, |line| {
+            line.push_str("outer");
+            let inner = with_buffer(&LINE, |inner| {
+                assert!(inner.is_empty());
+                inner.push_str("inner");
+                inner.clone()
+            });
+            assert_eq!(inner, "inner");
+            line.clone()
+        });
+        assert_eq!(outer, "outer");
+        // Kept for the next event, emptied.
+        with_buffer(&LINE, |line| {
+            assert!(line.is_empty());
+            assert!(line.capacity() >= "outer".len());
+        });
     }
 
     #[test]
