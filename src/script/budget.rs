@@ -119,6 +119,18 @@ mod tests {
     }
 
     #[test]
+    fn the_operation_after_the_last_allowed_one_is_stopped() {
+        // The deadline is an hour away, so only the count can stop it. A script cannot pin
+        // this edge: Rhai's own `max_operations` (the same number) stops top-level code too.
+        let budget = Budgeted::start(Instant::now() + Duration::from_secs(3600));
+        for op in 1..=MAX_OPERATIONS {
+            assert!(on_operation(op).is_none(), "operation {op} was stopped");
+        }
+        assert!(on_operation(MAX_OPERATIONS + 1).is_some());
+        assert_eq!(budget.finish(), Some(Limit::Operations));
+    }
+
+    #[test]
     fn expensive_operations_stop_at_the_time_limit() {
         let (result, took) = run_script_within(HEAVY, Duration::from_secs(1));
         println!("heavy script stopped after {took:?}: {result:?}");
