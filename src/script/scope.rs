@@ -180,6 +180,38 @@ mod tests {
     }
 
     #[test]
+    fn get_reads_request_variables_and_nothing_else() {
+        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), false);
+        let order_id = scope.get("order_id").map(|v| v.to_string());
+        assert_eq!(order_id.as_deref(), Some("vip-7"));
+        assert_eq!(
+            scope.get("amount").and_then(|v| v.as_int().ok()),
+            Some(50000)
+        );
+        // Left out when no rule mentions it, but still a variable.
+        assert!(scope.get("payload").is_some_and(|v| v.is_unit()));
+        assert!(scope.get("response").is_none());
+        assert!(RequestScope::empty().get("order_id").is_none());
+    }
+
+    #[test]
+    fn debug_output_names_every_request_variable_with_its_value() {
+        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), false);
+        let shown = format!("{scope:?}");
+        for name in REQUEST_VARS {
+            assert!(shown.contains(&format!("{name:?}: ")), "{name}: {shown}");
+        }
+        for entry in [
+            r#""order_id": "vip-7""#,
+            r#""amount": 50000"#,
+            r#""payload": ()"#,
+        ] {
+            assert!(shown.contains(entry), "{entry}: {shown}");
+        }
+        assert_eq!(format!("{:?}", RequestScope::empty()), "{}");
+    }
+
+    #[test]
     fn request_variables_are_read_only_to_scripts() {
         let engine = ScriptEngine::new();
         let mut scope = scope_with_fetch();
