@@ -12,9 +12,11 @@ rules:
     reason: "결제 가능 금액이 아닙니다 ({amount}원)"
 "#;
 
+const MARATHON: &str = "settings: { reject_status: 403 }\nrules:\n  - name: closed\n    require: 'false'\n    reason: \"접수가 마감되었습니다\"\n";
+
 async fn server() -> (Rules, Server) {
     let rules = Rules::with("default.yaml", RULES);
-    rules.write("marathon.yaml", "settings: { reject_status: 403 }\nrules:\n  - name: closed\n    require: 'false'\n    reason: \"접수가 마감되었습니다\"\n");
+    rules.write("marathon.yaml", MARATHON);
     let server = Server::start(rules.path()).await;
     (rules, server)
 }
@@ -842,4 +844,56 @@ async fn shutdown_grace_covers_a_request_on_an_older_rules_generation() {
     let answer = in_flight.await.unwrap();
     assert_eq!((answer.status, answer.decision()), (200, "approve"));
     assert_eq!(records[0]["decision_id"], answer.decision_id());
+}
+
+/// A record names the ruleset that answered, and `unknown` for a name that is not loaded (as
+/// metrics do: that name is the caller's), whichever guard answered.
+#[tokio::test]
+async fn each_record_names_the_ruleset_that_answered_or_unknown() {
+    let rules = Rules::with("default.yaml", RULES);
+    rules.write("marathon.yaml", MARATHON);
+    let (server, log) = logged(&rules).await;
+    let answers = [
+        (
+            "default",
+            server.confirm_json("/confirm", &v1("o-1", 5000)).await,
+        ),
+        (
+            "marathon",
+            server
+                .confirm_json("/confirm/marathon", &v1("o-2", 5000))
+                .await,
+        ),
+        ("marathon", get(&server.url("/confirm/marathon")).await),
+        (
+            "unknown",
+            server.confirm_json("/confirm/nope", &v1("o-3", 5000)).await,
+        ),
+    ];
+    server.stop().await;
+    let statuses: Vec<u16> = answers.iter().map(|(_, a)| a.status).collect();
+    assert_eq!(statuses, [200, 403, 405, 404]);
+    for (ruleset, a) in &answers {
+        let r = record(&log, &a.decision_id());
+        assert_eq!(r["ruleset"], *ruleset, "{r}");
+    }
+}
+
+/// `latency_ms` is the time the proxy took, in milliseconds: a merchant that answers a forward
+/// after 1.1 s makes it at least 1100, and never more than the caller waited.
+#[tokio::test]
+async fn the_recorded_latency_is_the_time_taken_in_milliseconds() {
+    let (_shop, rules) = slow_merchant(std::time::Duration::from_millis(1100)).await;
+    let (server, log) = logged(&rules).await;
+    let sent = std::time::Instant::now();
+    let a = server.confirm_json("/confirm", &v1("slow-1", 5000)).await;
+    let waited_ms = sent.elapsed().as_secs_f64() * 1000.0;
+    server.stop().await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let r = record(&log, &a.decision_id());
+    let latency_ms = r["latency_ms"].as_f64().unwrap();
+    assert!(
+        (1100.0..=waited_ms).contains(&latency_ms),
+        "latency_ms {latency_ms}, the caller waited {waited_ms} ms"
+    );
 }
