@@ -425,10 +425,9 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// The evaluation time, in Korea's offset so traces read naturally for Korean operators.
+/// The evaluation time. Only the instant matters (windows compare instants, scripts see epoch
+/// milliseconds and turn them into Korean time themselves), so it carries UTC's offset, as in
+/// `eval` and `test`.
 fn now_fixed() -> DateTime<FixedOffset> {
-    match FixedOffset::east_opt(9 * 3600) {
-        Some(kst) => Utc::now().with_timezone(&kst),
-        None => Utc::now().fixed_offset(),
-    }
+    Utc::now().fixed_offset()
 }
