@@ -127,13 +127,25 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # -t 5s: a request slower than PortOne's timeout is a failure, not a hang.
 oha_run() { "$OHA" -c "$CONNS" -t 5s --no-tui --output-format json "$@"; }
 
-# run NAME URL [oha args...]: a warm-up, then the measured run into $WORK/NAME.json.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system, in clock ticks
+
+# run NAME URL [oha args...]: a warm-up, then the measured run into $WORK/NAME.json. With
+# SERVER_PID set, the CPU time that server and oha spent in the measured run goes to
+# $WORK/cpu-NAME.txt (server ticks, ticks per second, oha's user and system seconds): requests per
+# second swing with this kind of VM's spells, CPU time per request much less.
 run() {
   local name="$1" url="$2"
   shift 2
   log "$name: ${WARMUP}s warm-up, ${SECONDS_PER_RUN}s measured"
   oha_run -z "${WARMUP}s" "$@" "$url" >/dev/null
-  oha_run -z "${SECONDS_PER_RUN}s" -w "$@" "$url" >"$WORK/$name.json"
+  if [ -n "${SERVER_PID:-}" ]; then
+    local before oha_cpu TIMEFORMAT='%U %S'
+    before=$(cpu_ticks "$SERVER_PID")
+    oha_cpu=$({ time oha_run -z "${SECONDS_PER_RUN}s" -w "$@" "$url" >"$WORK/$name.json" 2>/dev/null; } 2>&1)
+    echo "$(($(cpu_ticks "$SERVER_PID") - before)) $(getconf CLK_TCK) $oha_cpu" >"$WORK/cpu-$name.txt"
+  else
+    oha_run -z "${SECONDS_PER_RUN}s" -w "$@" "$url" >"$WORK/$name.json"
+  fi
 }
 
 V1="$WORK/v1.json"
@@ -172,9 +184,9 @@ PIDS+=("$QUIET_PID")
 wait_ready "http://$QUIET_ADMIN/readyz" "$QUIET_PID"
 start_proxy local rules
 for round in 1 2 3; do
-  run "baseline_$round" "http://$BASE/confirm" "${POST_V1[@]}"
-  run "local_$round" "http://$PROXY/confirm" "${POST_V1[@]}"
-  run "quiet_$round" "http://$QUIET/confirm" "${POST_V1[@]}"
+  SERVER_PID=$BASE_PID run "baseline_$round" "http://$BASE/confirm" "${POST_V1[@]}"
+  SERVER_PID=$PROXY_PID run "local_$round" "http://$PROXY/confirm" "${POST_V1[@]}"
+  SERVER_PID=$QUIET_PID run "quiet_$round" "http://$QUIET/confirm" "${POST_V1[@]}"
 done
 rss_kb "$PROXY_PID" >"$WORK/rss-after-load.txt"
 kill "$QUIET_PID"
@@ -372,6 +384,21 @@ print(f"{secs} s per scenario after a {warmup} s warm-up, {conns} connections, o
 print("baseline, local and the diagnostic: median of three alternating rounds (req/s of each: "
       f"baseline {text('rounds-baseline')}; local {text('rounds-local')}; "
       f"diagnostic {text('rounds-quiet')}).\n")
+def requests(d):
+    return sum(d.get("statusCodeDistribution", {}).values()) + sum(d.get("errorDistribution", {}).values())
+def cpu_us(n):
+    """Server and oha CPU time per request (µs) in run n."""
+    ticks, hz, oha_user, oha_sys = text(f"cpu-{n}").split()
+    count = max(1, requests(load(n)))
+    return int(ticks) / int(hz) / count * 1e6, (float(oha_user) + float(oha_sys)) / count * 1e6
+def cpu_rounds(name):
+    per = [cpu_us(f"{name}_{r}") for r in (1, 2, 3)]
+    server = ", ".join(f"{s:.1f}" for s, _ in per)
+    oha = ", ".join(f"{o:.1f}" for _, o in per)
+    return f"{server} µs (oha {oha})"
+print("CPU time per request in those rounds (user + system; the server's from /proc, oha's from "
+      f"bash's `time`): baseline {cpu_rounds('baseline')}; local {cpu_rounds('local')}; "
+      f"diagnostic {cpu_rounds('quiet')}.\n")
 print("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | vs baseline req/s | failed | answers |")
 print("|---|---:|---:|---:|---:|---:|---:|---|")
 for label, n, kind in rows:
