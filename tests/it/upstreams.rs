@@ -397,14 +397,23 @@ async fn health_switch(up: bool) -> (MockUpstream, Arc<AtomicBool>) {
     (shop, up)
 }
 
+/// A rule file with one upstream `shop` at `url` (`settings`: its timeout and health probe, as
+/// YAML flow mapping entries) and one rule refusing with `reason` while the shop is not healthy.
+fn probed_shop(url: &str, settings: &str, reason: &str) -> String {
+    format!(
+        "upstreams:\n  shop: {{ url: \"{url}\", {settings} }}\nrules:\n  - name: shop-up\n    healthy: shop\n    reason: \"{reason}\"\n"
+    )
+}
+
 #[tokio::test]
 async fn health_flapping_changes_decisions_and_readiness() {
     let (shop, up) = health_switch(true).await;
     let rules = Rules::with(
         "default.yaml",
-        &format!(
-            "upstreams:\n  shop: {{ url: \"{}\", timeout: 200ms, health: {{ path: /health, interval: 100ms, unhealthy_after: 2, healthy_after: 1 }} }}\nrules:\n  - name: shop-up\n    healthy: shop\n    reason: \"상점 점검 중입니다\"\n",
-            shop.url()
+        &probed_shop(
+            &shop.url(),
+            "timeout: 200ms, health: { path: /health, interval: 100ms, unhealthy_after: 2, healthy_after: 1 }",
+            "상점 점검 중입니다",
         ),
     );
     let server = Server::start(rules.path()).await;
@@ -465,7 +474,7 @@ async fn readyz_waits_for_the_first_probe() {
     .await;
     let rules = Rules::with(
         "default.yaml",
-        &format!("upstreams:\n  shop: {{ url: \"{}\", health: {{ path: /health }} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: x\n", shop.url()),
+        &probed_shop(&shop.url(), "health: { path: /health }", "x"),
     );
     let server = Server::start(rules.path()).await;
     let a = get(&server.admin_url("/readyz")).await;
@@ -539,9 +548,10 @@ async fn probes_stop_when_their_rules_are_replaced() {
     let shop =
         MockUpstream::start(Router::new().route("/health", routing::get(|| async { "ok" }))).await;
     let probed = |interval: &str| {
-        format!(
-            "upstreams:\n  shop: {{ url: \"{}\", health: {{ path: /health, interval: {interval} }} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: x\n",
-            shop.url()
+        probed_shop(
+            &shop.url(),
+            &format!("health: {{ path: /health, interval: {interval} }}"),
+            "x",
         )
     };
     let rules = Rules::with("default.yaml", &probed("50ms"));
@@ -1080,9 +1090,10 @@ async fn a_down_upstream_is_up_again_only_after_healthy_after_probes() {
     let (shop, up) = health_switch(false).await;
     let rules = Rules::with(
         "default.yaml",
-        &format!(
-            "upstreams:\n  shop: {{ url: \"{}\", timeout: 200ms, health: {{ path: /health, interval: 100ms, healthy_after: 4 }} }}\nrules:\n  - name: shop-up\n    healthy: shop\n    reason: down\n",
-            shop.url()
+        &probed_shop(
+            &shop.url(),
+            "timeout: 200ms, health: { path: /health, interval: 100ms, healthy_after: 4 }",
+            "down",
         ),
     );
     let server = Server::start(rules.path()).await;
