@@ -382,7 +382,8 @@ mod tests {
     /// A decision log whose writer has written record `d0` and now hangs in its next write
     /// until `release` is dropped (or sent to).
     struct Stuck {
-        dir: tempfile::TempDir,
+        /// Holds the log's directory for as long as the test runs.
+        _dir: tempfile::TempDir,
         path: std::path::PathBuf,
         log: DecisionLog,
         metrics: Metrics,
@@ -399,7 +400,7 @@ mod tests {
         let (release, stuck) = std::sync::mpsc::channel();
         faults.lock().unwrap().stuck = Some(stuck);
         Stuck {
-            dir,
+            _dir: dir,
             path,
             log,
             metrics,
@@ -411,56 +412,44 @@ mod tests {
     /// holds megabytes, far more than a burst of requests writes while the disk hangs.
     #[tokio::test]
     async fn a_stalled_disk_loses_nothing_of_a_burst_of_megabytes() {
-        let Stuck {
-            dir: _dir,
-            path,
-            log,
-            metrics,
-            release,
-        } = stuck_writer().await;
+        let stuck = stuck_writer().await;
         let d = Decision::approve(None);
         // About 4 MiB: 1000 records of a 4 KiB id each.
         let pad = "x".repeat(4096);
         let n = 1000;
         for i in 1..=n {
-            log.write(&record(&format!("d{i}{pad}"), &d));
+            stuck.log.write(&record(&format!("d{i}{pad}"), &d));
         }
-        drop(release);
-        log.shutdown_within(Duration::from_secs(20)).await;
-        assert_eq!(dropped(&metrics), 0);
-        assert_eq!(ids_in(&path).len(), n + 1);
+        drop(stuck.release);
+        stuck.log.shutdown_within(Duration::from_secs(20)).await;
+        assert_eq!(dropped(&stuck.metrics), 0);
+        assert_eq!(ids_in(&stuck.path).len(), n + 1);
     }
 
     /// Past the queue's limit a record is dropped, and counted and warned about on the request's
     /// thread: the operator must learn that the log has a hole in it.
     #[tokio::test]
     async fn records_a_full_queue_cannot_take_are_counted_and_warned_about() {
-        let Stuck {
-            dir: _dir,
-            path,
-            log,
-            metrics,
-            release,
-        } = stuck_writer().await;
+        let stuck = stuck_writer().await;
         let d = Decision::approve(None);
         let pad = "x".repeat(256 * 1024);
         let captured = Captured::default();
         let guard = captured.on_this_thread();
         let mut n = 1;
         // The queue holds 128 MiB: with the writer stuck, records past it cannot be queued.
-        while dropped(&metrics) == 0 {
+        while dropped(&stuck.metrics) == 0 {
             assert!(n < 1000, "nothing dropped after {n} records of 256 KiB");
-            log.write(&record(&format!("d{n}{pad}"), &d));
+            stuck.log.write(&record(&format!("d{n}{pad}"), &d));
             n += 1;
         }
         drop(guard);
         let text = captured.text();
         assert!(text.contains("WARN"), "{text}");
         assert!(text.contains("decision log is behind"), "{text}");
-        drop(release);
-        log.shutdown_within(Duration::from_secs(30)).await;
-        assert_eq!(dropped(&metrics), 1);
-        assert_eq!(ids_in(&path).len() + 1, n);
+        drop(stuck.release);
+        stuck.log.shutdown_within(Duration::from_secs(30)).await;
+        assert_eq!(dropped(&stuck.metrics), 1);
+        assert_eq!(ids_in(&stuck.path).len() + 1, n);
     }
 
     /// Rotation: once the file is renamed and the log reopened, records go to a new file at
@@ -487,37 +476,31 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_counts_and_reports_what_a_stuck_writer_leaves() {
-        let Stuck {
-            dir: _dir,
-            path: _,
-            log,
-            metrics,
-            release,
-        } = stuck_writer().await;
+        let stuck = stuck_writer().await;
         let d = Decision::approve(None);
         for i in 1..8 {
-            log.write(&record(&format!("d{i}"), &d));
+            stuck.log.write(&record(&format!("d{i}"), &d));
         }
         // A current-thread runtime: what shutdown logs, it logs on this thread.
         let captured = Captured::default();
         let guard = captured.on_this_thread();
-        log.shutdown_within(Duration::from_millis(300)).await;
+        stuck.log.shutdown_within(Duration::from_millis(300)).await;
         drop(guard);
         let text = captured.text();
-        assert_eq!(dropped(&metrics), 7);
+        assert_eq!(dropped(&stuck.metrics), 7);
         assert!(text.contains("ERROR"), "{text}");
         assert!(text.contains("7 records were not written"), "{text}");
         // A second shutdown while the writer is still stuck has nothing more to count, and
         // no error to report about it.
         let captured = Captured::default();
         let guard = captured.on_this_thread();
-        log.shutdown_within(Duration::from_millis(100)).await;
+        stuck.log.shutdown_within(Duration::from_millis(100)).await;
         drop(guard);
         assert_eq!(captured.text(), "");
-        assert_eq!(dropped(&metrics), 7);
+        assert_eq!(dropped(&stuck.metrics), 7);
         // Should the write still finish, nothing is counted twice.
-        drop(release);
-        log.shutdown_within(Duration::from_secs(5)).await;
-        assert_eq!(dropped(&metrics), 7);
+        drop(stuck.release);
+        stuck.log.shutdown_within(Duration::from_secs(5)).await;
+        assert_eq!(dropped(&stuck.metrics), 7);
     }
 }
