@@ -14,9 +14,15 @@ rules:
 
 const MARATHON: &str = "settings: { reject_status: 403 }\nrules:\n  - name: closed\n    require: 'false'\n    reason: \"접수가 마감되었습니다\"\n";
 
-async fn server() -> (Rules, Server) {
+/// `default` ([`RULES`]) and `marathon` ([`MARATHON`]: refuses everything with 403).
+fn two_rulesets() -> Rules {
     let rules = Rules::with("default.yaml", RULES);
     rules.write("marathon.yaml", MARATHON);
+    rules
+}
+
+async fn server() -> (Rules, Server) {
+    let rules = two_rulesets();
     let server = Server::start(rules.path()).await;
     (rules, server)
 }
@@ -850,8 +856,7 @@ async fn shutdown_grace_covers_a_request_on_an_older_rules_generation() {
 /// metrics do: that name is the caller's), whichever guard answered.
 #[tokio::test]
 async fn each_record_names_the_ruleset_that_answered_or_unknown() {
-    let rules = Rules::with("default.yaml", RULES);
-    rules.write("marathon.yaml", MARATHON);
+    let rules = two_rulesets();
     let (server, log) = logged(&rules).await;
     let answers = [
         (
