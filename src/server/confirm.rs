@@ -4,7 +4,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -12,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use super::{healthz, AppState};
@@ -178,7 +177,7 @@ impl AppState {
                 }
             };
         if let Some(verifier) = &s.verifier {
-            if let Err(e) = verifier.verify(&headers, &bytes, unix_now()) {
+            if let Err(e) = verifier.verify(&headers, &bytes, seen.arrived.timestamp()) {
                 tracing::warn!(decision_id = seen.id.as_str(), error = %e, "webhook signature refused");
                 return self.refuse(&seen, 401, e.reason().into());
             }
@@ -232,7 +231,9 @@ impl AppState {
         Context {
             scripts: &self.0.scripts,
             upstreams: self.0.upstreams.clone(),
-            now: now_fixed(),
+            // The arrival: the decision log's `time`, so a record replayed with `eval --now`
+            // falls on the same side of every sale window.
+            now: seen.arrived.fixed_offset(),
             started: seen.started,
             original,
             decision_id: seen.id.as_str(),
@@ -417,17 +418,4 @@ fn answer(decision: &Decision, id: &str) -> Response {
         h.insert(DECISION_ID, v);
     }
     response
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// The evaluation time. Only the instant matters (windows compare instants, scripts see epoch
-/// milliseconds and turn them into Korean time themselves), so it carries UTC's offset, as in
-/// `eval` and `test`.
-fn now_fixed() -> DateTime<FixedOffset> {
-    Utc::now().fixed_offset()
 }

@@ -902,3 +902,42 @@ async fn the_recorded_latency_is_the_time_taken_in_milliseconds() {
         "latency_ms {latency_ms}, the caller waited {waited_ms} ms"
     );
 }
+
+/// Rules evaluate at the request's arrival (`now`), the time the decision log records: a record
+/// replayed with `eval --now TIME` falls on the same side of every sale window, however long the
+/// body took to arrive.
+#[tokio::test]
+async fn rules_see_the_arrival_time_the_decision_log_records() {
+    use tokio::io::AsyncWriteExt;
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: clock\n    script: now.rhai\n",
+    );
+    rules.write("now.rhai", "now.to_string()");
+    let (server, log) = logged(&rules).await;
+    let body = v1("o-1", 5000);
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut stream = tokio::net::TcpStream::connect(server.public).await.unwrap();
+    let head = format!(
+        "POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream
+        .write_all(format!("{head}{first}").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let (answer, _) = closed_after(&mut stream).await;
+    server.stop().await;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-confirm-decision-id: "))
+        .unwrap();
+    let reason = serde_json::from_str::<serde_json::Value>(body).unwrap()["reason"].clone();
+    let r = record(&log, id);
+    let time = chrono::DateTime::parse_from_rfc3339(r["time"].as_str().unwrap()).unwrap();
+    assert_eq!(reason, time.timestamp_millis().to_string(), "{r}");
+}
