@@ -17,7 +17,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::wordscan;
+use crate::wordscan::{self, Bytes};
 
 /// `2026-11-25T10:00:00.123Z` (3 fraction digits) or `…00.123456Z` (6), without going through
 /// `core::fmt` or chrono's format strings.
@@ -220,51 +220,45 @@ impl Visit for Fields<'_> {
 /// The message is prose for people, the one value left unquoted, unless it spans lines (a
 /// reload error listing failed rule tests): one event stays one line for log collectors.
 fn bare_message(field: &Field, value: &str) -> bool {
-    field.name() == "message"
-        && !breaks_line(
-            value,
-            |b| b < b' ' || b == 0x7f,
-            |w| wordscan::any_below(w, b' ') || wordscan::any_eq(w, 0x7f),
-        )
+    const CONTROL: Bytes = Bytes {
+        below: b' ',
+        any_of: &[0x7f],
+        high: false,
+    };
+    field.name() == "message" && !breaks_line(value, CONTROL)
 }
 
 /// Whether a value must be quoted to stay one field on one line.
 fn needs_quotes(value: &str) -> bool {
-    value.is_empty()
-        || breaks_line(
-            value,
-            |b| b <= b' ' || b == b'"' || b == b'=' || b == b'\\' || b == 0x7f,
-            |w| {
-                wordscan::any_below(w, b' ' + 1)
-                    || wordscan::any_eq(w, b'"')
-                    || wordscan::any_eq(w, b'=')
-                    || wordscan::any_eq(w, b'\\')
-                    || wordscan::any_eq(w, 0x7f)
-            },
-        )
+    const SPECIAL: Bytes = Bytes {
+        below: b' ' + 1,
+        any_of: b"\"=\\\x7f",
+        high: false,
+    };
+    value.is_empty() || breaks_line(value, SPECIAL)
 }
 
-/// Whether `value` has a byte `special` picks, or a character some log viewers and collectors
-/// take as a line break (NEL, U+2028, U+2029) or a bidirectional control, which makes a
-/// terminal show text in another order than it is written ("Trojan Source"). Characters are
-/// decoded only from the first non-ASCII byte on (Korean reasons), so ASCII values are only
-/// scanned, eight bytes at a time: `special_in` tells whether a word holds a `special` byte.
-fn breaks_line(
-    value: &str,
-    special: impl Fn(u8) -> bool,
-    special_in: impl Fn(u64) -> bool,
-) -> bool {
+/// Whether `value` has a byte of `special`, or a character some log viewers and collectors take
+/// as a line break (NEL, U+2028, U+2029) or a bidirectional control, which makes a terminal show
+/// text in another order than it is written ("Trojan Source"). Characters are decoded only from
+/// the first non-ASCII byte on (Korean reasons), so ASCII values are only scanned, eight bytes
+/// at a time.
+// Inlined so that each caller's set is a constant in the scan (see `wordscan`).
+#[inline(always)]
+fn breaks_line(value: &str, special: Bytes) -> bool {
     let first = wordscan::find(
         value.as_bytes(),
-        |w| wordscan::any_high(w) || special_in(w),
-        |b| b >= 0x80 || special(b),
+        &Bytes {
+            high: true,
+            ..special
+        },
     );
     let Some(at) = first else {
         return false;
     };
     // The first byte at or above 0x80 starts a character, so `at` is a boundary.
     let rest = value.get(at..).unwrap_or(value);
-    rest.bytes().any(special)
+    rest.bytes().any(|b| special.has(b))
         || rest.chars().any(|c| {
             matches!(
                 c,

@@ -159,20 +159,17 @@ fn number(out: &mut Vec<u8>, n: f64) {
 /// A JSON string with serde_json's escapes: `"` `\` and control characters; everything else,
 /// non-ASCII included, as it is. Runs without escapes are copied whole.
 fn string(out: &mut Vec<u8>, s: &str) {
-    fn escaped(b: u8) -> bool {
-        b < 0x20 || b == b'"' || b == b'\\'
-    }
-    fn escaped_in(word: u64) -> bool {
-        wordscan::any_below(word, 0x20)
-            || wordscan::any_eq(word, b'"')
-            || wordscan::any_eq(word, b'\\')
-    }
+    const ESCAPED: wordscan::Bytes = wordscan::Bytes {
+        below: 0x20,
+        any_of: b"\"\\",
+        high: false,
+    };
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    while let Some(n) = wordscan::find(&bytes[start..], escaped_in, escaped) {
+    while let Some(n) = wordscan::find(&bytes[start..], &ESCAPED) {
         let i = start + n;
         out.extend_from_slice(&bytes[start..i]);
         let b = bytes[i];
