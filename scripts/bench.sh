@@ -212,6 +212,8 @@ wait "$BASE_PID" || true
 forget "$BASE_PID"
 
 # --- signed: V2 (2024-04-25) with Standard Webhooks headers ----------------------------------------
+# oha sends one message id over and over: after the first, every request is a repeated delivery
+# (verified, then answered as the first was). A new message's path is benches/engine.rs's.
 SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
 TS=$(date +%s) # the proxy accepts ±5 minutes: enough for this scenario
 SIG=$(python3 - "$SECRET" "$TS" "$V2" <<'PY'

@@ -55,6 +55,9 @@ pub struct Record<'a> {
     pub latency_ms: f64,
     /// The normalised request's original body, for replay.
     pub request: Option<&'a crate::payload::Payload>,
+    /// For a repeated delivery of a signed message: the decision id of its first delivery,
+    /// whose answer it was given again.
+    pub repeat_of: Option<&'a str>,
 }
 
 /// Which approvals to log; refusals are always logged.

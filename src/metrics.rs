@@ -31,8 +31,14 @@ pub const RELOADS: &str = "confirm_proxy_reloads_total";
 /// Decision-log records that could not be written (must stay 0).
 pub const DECISION_LOG_DROPPED: &str = "confirm_proxy_decision_log_dropped_total";
 
+/// Repeated deliveries of a signed message by how they were answered (`answered`: as the first
+/// delivery was; `unanswered`: refused, the first had no answer in time; `other_ruleset`).
+pub const REPEATED_DELIVERIES: &str = "confirm_proxy_repeated_deliveries_total";
+/// Message ids forgotten before their signatures expired, to make room for new ones.
+pub const DELIVERY_IDS_FORGOTTEN: &str = "confirm_proxy_delivery_ids_forgotten_total";
+
 /// The `# HELP` line of each recorded metric (the health gauge writes its own).
-const HELP: [(&str, &str); 8] = [
+const HELP: [(&str, &str); 10] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
     (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve)."),
@@ -41,6 +47,8 @@ const HELP: [(&str, &str); 8] = [
     (HEALTH_PROBES, "Health probes of upstreams by result (success, failure)."),
     (RELOADS, "Rule reloads by result (applied, unchanged, rejected)."),
     (DECISION_LOG_DROPPED, "Decision-log records that could not be written (should stay 0)."),
+    (REPEATED_DELIVERIES, "Repeated deliveries of a signed message (answered as the first was, unanswered, other_ruleset)."),
+    (DELIVERY_IDS_FORGOTTEN, "Signed message ids forgotten early to make room (a replay of one is evaluated again)."),
 ];
 
 /// Gives `name` its help text, as whichever kind of metric it is.
@@ -114,6 +122,7 @@ impl Metrics {
             // Registered up front so dashboards and alerts see 0, not "no data": an
             // `increase(…) > 0` alert misses a series that is born at 1.
             counter!(DECISION_LOG_DROPPED).absolute(0);
+            counter!(DELIVERY_IDS_FORGOTTEN).absolute(0);
             for result in ["applied", "unchanged", "rejected"] {
                 counter!(RELOADS, "result" => result).absolute(0);
             }
@@ -224,6 +233,17 @@ impl Metrics {
 
     pub fn reload(&self, result: &'static str) {
         self.record(|| counter!(RELOADS, "result" => result).increment(1));
+    }
+
+    /// A repeated delivery of a signed message, by how it was answered.
+    pub fn repeated_delivery(&self, answer: &'static str) {
+        self.record(|| counter!(REPEATED_DELIVERIES, "answer" => answer).increment(1));
+    }
+
+    pub fn delivery_ids_forgotten(&self, n: usize) {
+        if n > 0 {
+            self.record(|| counter!(DELIVERY_IDS_FORGOTTEN).increment(n as u64));
+        }
     }
 
     pub fn decision_log_dropped(&self) {

@@ -21,6 +21,7 @@ use crate::rules::Rules;
 use crate::script::ScriptEngine;
 use crate::upstream::{HttpUpstreams, Upstreams};
 use crate::webhook::{Verifier, WebhookSecret};
+use deliveries::Deliveries;
 
 /// Everything `serve` needs, already parsed by the CLI.
 pub struct Config {
@@ -75,6 +76,8 @@ struct Shared {
     metrics: Metrics,
     decision_log: Option<DecisionLog>,
     verifier: Option<Verifier>,
+    /// Signed messages seen while their signatures hold, and their answers.
+    deliveries: Deliveries,
     allow_from: Vec<IpNet>,
     trust_forwarded_for: bool,
     admin_token: Option<String>,
@@ -158,6 +161,7 @@ impl App {
                 metrics,
                 decision_log,
                 verifier,
+                deliveries: Deliveries::new(deliveries::CAPACITY),
                 allow_from: config.allow_from,
                 trust_forwarded_for: config.trust_forwarded_for,
                 admin_token: config.admin_token,
@@ -291,4 +295,5 @@ async fn healthz() -> impl IntoResponse {
 
 mod admin;
 mod confirm;
+mod deliveries;
 mod listen;

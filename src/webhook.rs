@@ -104,12 +104,12 @@ impl Verifier {
     }
 
     /// `now_unix` is seconds since the epoch (passed in so tests are deterministic).
-    pub fn verify(
+    pub fn verify<'h>(
         &self,
-        headers: &HeaderMap,
+        headers: &'h HeaderMap,
         body: &[u8],
         now_unix: i64,
-    ) -> Result<(), VerifyError> {
+    ) -> Result<Signed<'h>, VerifyError> {
         // An empty id counts as missing, as in the reference implementations: the id is what
         // tells a retry from a replay.
         let msg_id = Some(header(headers, ID_HEADER)?)
@@ -130,7 +130,10 @@ impl Verifier {
                 .any(|candidate| bool::from(candidate.as_slice().ct_eq(&expected)))
         });
         if matched {
-            Ok(())
+            Ok(Signed {
+                id: msg_id,
+                valid_until: timestamp.saturating_add_unsigned(self.tolerance.as_secs()),
+            })
         } else {
             Err(VerifyError::NoMatchingSignature)
         }
@@ -148,6 +151,16 @@ impl Verifier {
             Ok(())
         }
     }
+}
+
+/// A message whose signature held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed<'h> {
+    /// Its `webhook-id`: the same for every delivery of one message, retries included.
+    pub id: &'h [u8],
+    /// The last second (Unix time) at which its signature still verifies: after it, a copy is
+    /// refused as too old whatever else is remembered about it.
+    pub valid_until: i64,
 }
 
 /// The one value of `name`. Given twice, which one counts is up to each reader, and a
@@ -293,7 +306,9 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            let result = verifier.verify(&headers(&pairs), case.body.as_bytes(), case.now);
+            let result = verifier
+                .verify(&headers(&pairs), case.body.as_bytes(), case.now)
+                .map(|_| ());
             assert_eq!(
                 result.is_ok(),
                 case.valid,
@@ -318,7 +333,9 @@ mod tests {
             (SIGNATURE_HEADER, EXPECTED),
         ]);
         assert_eq!(
-            Verifier::new(vec![key]).verify(&request, body, 1_700_000_000),
+            Verifier::new(vec![key])
+                .verify(&request, body, 1_700_000_000)
+                .map(|_| ()),
             Ok(())
         );
     }
@@ -327,7 +344,12 @@ mod tests {
     fn sign_then_verify_round_trips() {
         let key = secret(SECRET_A);
         let request = signed_headers(&key, "msg_1", TS, BODY);
-        assert_eq!(Verifier::new(vec![key]).verify(&request, BODY, TS), Ok(()));
+        assert_eq!(
+            Verifier::new(vec![key])
+                .verify(&request, BODY, TS)
+                .map(|_| ()),
+            Ok(())
+        );
     }
 
     #[test]
@@ -335,7 +357,11 @@ mod tests {
         let verifier = Verifier::new(vec![secret(SECRET_A), secret(SECRET_B)]);
         for key in [SECRET_A, SECRET_B] {
             let request = signed_headers(&secret(key), "msg_1", TS, BODY);
-            assert_eq!(verifier.verify(&request, BODY, TS), Ok(()), "{key}");
+            assert_eq!(
+                verifier.verify(&request, BODY, TS).map(|_| ()),
+                Ok(()),
+                "{key}"
+            );
         }
     }
 
@@ -343,7 +369,7 @@ mod tests {
     fn no_secrets_matches_nothing() {
         let request = signed_headers(&secret(SECRET_A), "msg_1", TS, BODY);
         assert_eq!(
-            Verifier::new(vec![]).verify(&request, BODY, TS),
+            Verifier::new(vec![]).verify(&request, BODY, TS).map(|_| ()),
             Err(VerifyError::NoMatchingSignature)
         );
     }
@@ -356,7 +382,7 @@ mod tests {
             let mut request = signed_headers(&key, "msg_1", TS, BODY);
             request.remove(missing);
             assert_eq!(
-                verifier.verify(&request, BODY, TS),
+                verifier.verify(&request, BODY, TS).map(|_| ()),
                 Err(VerifyError::MissingHeader(missing))
             );
         }
@@ -373,7 +399,7 @@ mod tests {
             let again = request[repeated].clone();
             request.append(repeated, again);
             assert_eq!(
-                verifier.verify(&request, BODY, TS),
+                verifier.verify(&request, BODY, TS).map(|_| ()),
                 Err(VerifyError::RepeatedHeader(repeated))
             );
         }
@@ -386,7 +412,7 @@ mod tests {
         // Signed over an empty id, so only the emptiness can refuse it.
         let request = signed_headers(&key, "", TS, BODY);
         assert_eq!(
-            verifier.verify(&request, BODY, TS),
+            verifier.verify(&request, BODY, TS).map(|_| ()),
             Err(VerifyError::MissingHeader(ID_HEADER))
         );
     }
@@ -400,7 +426,12 @@ mod tests {
             ("WEBHOOK-TIMESTAMP", "1714039200"),
             ("Webhook-Signature", &signature),
         ]);
-        assert_eq!(Verifier::new(vec![key]).verify(&request, BODY, TS), Ok(()));
+        assert_eq!(
+            Verifier::new(vec![key])
+                .verify(&request, BODY, TS)
+                .map(|_| ()),
+            Ok(())
+        );
     }
 
     #[test]
@@ -423,7 +454,7 @@ mod tests {
                 (SIGNATURE_HEADER, &signature),
             ]);
             assert_eq!(
-                verifier.verify(&request, BODY, TS),
+                verifier.verify(&request, BODY, TS).map(|_| ()),
                 Err(VerifyError::BadTimestamp),
                 "{ts:?}"
             );
@@ -435,15 +466,43 @@ mod tests {
         let key = secret(SECRET_A);
         let request = signed_headers(&key, "msg_1", TS, BODY);
         let verifier = Verifier::new(vec![key]);
-        assert_eq!(verifier.verify(&request, BODY, TS + 300), Ok(()));
-        assert_eq!(verifier.verify(&request, BODY, TS - 300), Ok(()));
         assert_eq!(
-            verifier.verify(&request, BODY, TS + 301),
+            verifier.verify(&request, BODY, TS + 300).map(|_| ()),
+            Ok(())
+        );
+        assert_eq!(
+            verifier.verify(&request, BODY, TS - 300).map(|_| ()),
+            Ok(())
+        );
+        assert_eq!(
+            verifier.verify(&request, BODY, TS + 301).map(|_| ()),
             Err(VerifyError::TooOld)
         );
         assert_eq!(
-            verifier.verify(&request, BODY, TS - 301),
+            verifier.verify(&request, BODY, TS - 301).map(|_| ()),
             Err(VerifyError::TooNew)
+        );
+    }
+
+    /// What a verified message tells its receiver: the id that all its deliveries share, and
+    /// the last second at which a copy of it would still pass (the bound of
+    /// [`tolerance_bounds_are_inclusive`]).
+    #[test]
+    fn a_verified_message_names_its_id_and_how_long_it_stays_valid() {
+        let key = secret(SECRET_A);
+        let request = signed_headers(&key, "msg_1", TS, BODY);
+        let verifier = Verifier::new(vec![key]);
+        let signed = verifier.verify(&request, BODY, TS).unwrap();
+        assert_eq!(signed.id, b"msg_1");
+        assert_eq!(signed.valid_until, TS + 300);
+        assert!(verifier.verify(&request, BODY, signed.valid_until).is_ok());
+        assert!(verifier
+            .verify(&request, BODY, signed.valid_until + 1)
+            .is_err());
+        let huge = verifier.with_tolerance(Duration::MAX);
+        assert_eq!(
+            huge.verify(&request, BODY, TS).unwrap().valid_until,
+            i64::MAX
         );
     }
 
@@ -452,13 +511,13 @@ mod tests {
         let key = secret(SECRET_A);
         let request = signed_headers(&key, "msg_1", TS, BODY);
         let verifier = Verifier::new(vec![key]).with_tolerance(Duration::from_secs(10));
-        assert_eq!(verifier.verify(&request, BODY, TS + 10), Ok(()));
+        assert_eq!(verifier.verify(&request, BODY, TS + 10).map(|_| ()), Ok(()));
         assert_eq!(
-            verifier.verify(&request, BODY, TS + 11),
+            verifier.verify(&request, BODY, TS + 11).map(|_| ()),
             Err(VerifyError::TooOld)
         );
         let huge = verifier.with_tolerance(Duration::MAX);
-        assert_eq!(huge.verify(&request, BODY, i64::MIN), Ok(()));
+        assert_eq!(huge.verify(&request, BODY, i64::MIN).map(|_| ()), Ok(()));
     }
 
     #[test]
@@ -472,7 +531,7 @@ mod tests {
                 (TIMESTAMP_HEADER, "1714039200"),
                 (SIGNATURE_HEADER, signature),
             ]);
-            verifier.verify(&request, BODY, TS)
+            verifier.verify(&request, BODY, TS).map(|_| ())
         };
         assert_eq!(
             with(&format!("v1,!!notbase64!! v2,xyz v1 , {good}")),
@@ -501,20 +560,20 @@ mod tests {
         let verifier = Verifier::new(vec![key.clone()]);
         let request = signed_headers(&key, "msg_1", TS, BODY);
         assert_eq!(
-            verifier.verify(&request, b"{}", TS),
+            verifier.verify(&request, b"{}", TS).map(|_| ()),
             Err(VerifyError::NoMatchingSignature)
         );
         let mut other_id = request.clone();
         other_id.insert(ID_HEADER, HeaderValue::from_static("msg_2"));
         assert_eq!(
-            verifier.verify(&other_id, BODY, TS),
+            verifier.verify(&other_id, BODY, TS).map(|_| ()),
             Err(VerifyError::NoMatchingSignature)
         );
         // Leading zeros keep the numeric value but change the signed bytes.
         let mut padded_ts = request;
         padded_ts.insert(TIMESTAMP_HEADER, HeaderValue::from_static("01714039200"));
         assert_eq!(
-            verifier.verify(&padded_ts, BODY, TS),
+            verifier.verify(&padded_ts, BODY, TS).map(|_| ()),
             Err(VerifyError::NoMatchingSignature)
         );
     }
@@ -631,7 +690,7 @@ mod tests {
             }
             let verifier = Verifier::new(vec![secret(SECRET_A), secret(SECRET_B)])
                 .with_tolerance(Duration::from_secs(tolerance));
-            let _ = verifier.verify(&request, &body, now);
+            let _ = verifier.verify(&request, &body, now).map(|_| ());
         }
 
         #[test]
@@ -642,7 +701,7 @@ mod tests {
         ) {
             let key = secret(SECRET_A);
             let request = signed_headers(&key, &id, ts, &body);
-            prop_assert_eq!(Verifier::new(vec![key]).verify(&request, &body, ts), Ok(()));
+            prop_assert_eq!(Verifier::new(vec![key]).verify(&request, &body, ts).map(|_| ()), Ok(()));
         }
     }
 }

@@ -21,6 +21,10 @@ pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()>
     out.extend_from_slice(crate::logfmt::rfc3339(&r.time, 3, &mut time).as_bytes());
     raw(out, "\",\"decision_id\":");
     string(out, r.decision_id);
+    if let Some(first) = r.repeat_of {
+        raw(out, ",\"repeat_of\":");
+        string(out, first);
+    }
     raw(out, ",\"ruleset\":");
     string(out, r.ruleset);
     raw(out, ",\"rules_version\":");
@@ -313,6 +317,7 @@ mod tests {
             decision: &d,
             latency_ms: 0.052,
             request: Some(request),
+            repeat_of: Some("01a1"),
         };
         let text = line(&r);
         assert!(text.ends_with('\n'));
@@ -321,6 +326,7 @@ mod tests {
         let mut expected = json!({
             "time": "2026-12-01T12:00:00.042Z",
             "decision_id": "01a2",
+            "repeat_of": "01a1",
             "ruleset": "default",
             "rules_version": "abc123",
             "api": "v1",
@@ -354,6 +360,7 @@ mod tests {
             decision: &d,
             latency_ms: f64::NAN,
             request: None,
+            repeat_of: None,
         };
         let v: Value = serde_json::from_str(&line(&r)).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -394,6 +401,7 @@ mod tests {
             decision: &d,
             latency_ms: 0.1,
             request: Some(&req.payload),
+            repeat_of: None,
         })
     }
 

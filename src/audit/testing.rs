@@ -27,6 +27,7 @@ pub(super) fn record<'a>(id: &'a str, decision: &'a Decision) -> Record<'a> {
         decision,
         latency_ms: 0.1,
         request: None,
+        repeat_of: None,
     }
 }
 

@@ -14,6 +14,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+use super::deliveries::{Claim, Earlier, Ticket};
 use super::{healthz, AppState};
 use crate::audit::Record;
 use crate::decision::Decision;
@@ -91,6 +92,20 @@ struct Seen {
     ruleset: Option<Arc<Ruleset>>,
     /// The rules snapshot this request is answered from.
     rules: Arc<Rules>,
+    delivery: Delivery,
+}
+
+/// Where a request stands among the deliveries of its signed message (see
+/// [`deliveries`](super::deliveries)).
+#[derive(Clone, Default)]
+enum Delivery {
+    /// Not signed (no `--webhook-secret`), or not verified yet.
+    #[default]
+    Unsigned,
+    /// The message's first delivery: its answer settles the ticket for any repeat.
+    First(Arc<Ticket>),
+    /// A repeat, answered as the delivery with this decision id was.
+    RepeatOf(Box<str>),
 }
 
 impl Seen {
@@ -114,6 +129,7 @@ impl AppState {
             arrived: Utc::now(),
             ruleset: rules.get(ruleset).cloned(),
             rules,
+            delivery: Delivery::Unsigned,
         }
     }
 
@@ -133,7 +149,7 @@ impl AppState {
         body: Body,
     ) -> Response {
         let s = &self.0;
-        let seen = self.seen(ruleset);
+        let mut seen = self.seen(ruleset);
         // Guards in the order of SPEC §9; the first failing one answers.
         if let Some(refusal) = self.source_refused(&seen, peer, &headers) {
             return refusal;
@@ -177,9 +193,31 @@ impl AppState {
                 }
             };
         if let Some(verifier) = &s.verifier {
-            if let Err(e) = verifier.verify(&headers, &bytes, seen.arrived.timestamp()) {
-                tracing::warn!(decision_id = seen.id.as_str(), error = %e, "webhook signature refused");
-                return self.refuse(&seen, 401, e.reason().into());
+            let now = seen.arrived.timestamp();
+            let message = match verifier.verify(&headers, &bytes, now) {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::warn!(decision_id = seen.id.as_str(), error = %e, "webhook signature refused");
+                    return self.refuse(&seen, 401, e.reason().into());
+                }
+            };
+            let (claim, forgotten) = s.deliveries.claim(message, &set.name, now);
+            s.metrics.delivery_ids_forgotten(forgotten);
+            match claim {
+                Claim::First(ticket) => seen.delivery = Delivery::First(Arc::new(ticket)),
+                Claim::Repeat(earlier) => return self.repeat(seen, &set, earlier).await,
+                Claim::Elsewhere => {
+                    s.metrics.repeated_delivery("other_ruleset");
+                    tracing::warn!(
+                        decision_id = seen.id.as_str(),
+                        "webhook message already received for another ruleset"
+                    );
+                    return self.refuse(
+                        &seen,
+                        401,
+                        "다른 결제 확인 경로로 이미 받은 요청입니다".into(),
+                    );
+                }
             }
         }
         // A Content-Type that is not even text is not one we read (and not a missing one);
@@ -285,6 +323,32 @@ impl AppState {
         }
     }
 
+    /// The answer to a repeated delivery of a signed message: the one its first delivery got,
+    /// once given. A first delivery still unanswered at this request's deadline, or ended
+    /// without an answer, is a refusal: a repeat never approves what its first delivery did not.
+    async fn repeat(&self, mut seen: Seen, set: &Ruleset, earlier: Earlier) -> Response {
+        let answered = tokio::time::timeout_at(
+            engine::answer_by(&set.settings, seen.started),
+            earlier.answer(),
+        )
+        .await
+        .ok()
+        .flatten();
+        let Some(answered) = answered else {
+            self.0.metrics.repeated_delivery("unanswered");
+            tracing::warn!(
+                decision_id = seen.id.as_str(),
+                "webhook message repeated while its first delivery has no answer"
+            );
+            let reason = "같은 결제 확인 요청을 처리하고 있습니다. 잠시 후 다시 시도해 주세요.";
+            let decision = Decision::reject(set.settings.reject_status, reason.into(), None);
+            return self.finish(&seen, decision, None);
+        };
+        self.0.metrics.repeated_delivery("answered");
+        seen.delivery = Delivery::RepeatOf(answered.decision_id.clone());
+        self.finish(&seen, answered.decision(), None)
+    }
+
     /// The 403 of `--allow-from`, when the source is not allowed.
     fn source_refused(
         &self,
@@ -339,6 +403,13 @@ impl AppState {
     /// Counts, logs and records one answer, then renders it.
     fn finish(&self, seen: &Seen, decision: Decision, req: Option<&ConfirmRequest>) -> Response {
         let s = &self.0;
+        if let Delivery::First(ticket) = &seen.delivery {
+            ticket.settle(&seen.id, &decision);
+        }
+        let repeat_of = match &seen.delivery {
+            Delivery::RepeatOf(id) => Some(&**id),
+            _ => None,
+        };
         let elapsed = seen.started.elapsed();
         s.metrics
             .decision(seen.ruleset.as_deref(), &decision, elapsed);
@@ -363,6 +434,7 @@ impl AppState {
             reason = decision.reason.as_deref(),
             order_id = req.map(|r| r.order_id.as_str()),
             shadow = shadow.as_deref(),
+            repeat_of,
             latency_ms,
             "decision"
         );
@@ -380,6 +452,7 @@ impl AppState {
                 decision: &decision,
                 latency_ms,
                 request: req.map(|r| &r.payload),
+                repeat_of,
             });
         }
         response

@@ -21,13 +21,21 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// Posts `body` signed as a new message: PortOne gives every message an id of its own.
 async fn signed_post(url: &str, secret: &str, body: &[u8], timestamp: i64) -> Answer {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    signed_delivery(url, secret, &format!("msg_test_{n}"), body, timestamp).await
+}
+
+/// Posts `body` signed as message `id`: every delivery of one message carries the same id.
+async fn signed_delivery(url: &str, secret: &str, id: &str, body: &[u8], timestamp: i64) -> Answer {
     let key = WebhookSecret::parse(secret).unwrap();
-    let signature = sign(&key, "msg_test_1", timestamp, body);
+    let signature = sign(&key, id, timestamp, body);
     let resp = client()
         .post(url)
         .header("content-type", "application/json")
-        .header("webhook-id", "msg_test_1")
+        .header("webhook-id", id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
         .body(body.to_vec())
@@ -103,6 +111,198 @@ async fn two_secrets_allow_rotation() {
             200
         );
     }
+    server.stop().await;
+}
+
+/// A V2 confirm message for `order_id` of `amount`.
+fn v2(order_id: &str, amount: i64) -> Vec<u8> {
+    serde_json::json!({
+        "type": "Transaction.Confirm",
+        "timestamp": "2026-12-02T10:00:00.000Z",
+        "data": {"paymentId": order_id, "storeId": "store-1", "transactionId": format!("tx-{order_id}"), "totalAmount": amount}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A merchant confirm endpoint that approves after `delay`, counting its calls.
+async fn existing_confirm(delay: Duration) -> MockUpstream {
+    MockUpstream::start(axum::Router::new().route(
+        "/confirm",
+        axum::routing::post(move || async move {
+            tokio::time::sleep(delay).await;
+            "ok"
+        }),
+    ))
+    .await
+}
+
+/// Rules that refuse amounts over 100,000, then forward to `shop`'s confirm endpoint.
+fn forwarding(shop: &MockUpstream, settings: &str) -> String {
+    format!(
+        "settings: {{ {settings} }}\nupstreams:\n  shop: {{ url: \"{}\" }}\nrules:\n  - name: limit\n    amount: {{ max: 100000 }}\n    reason: \"한도 초과\"\n  - name: existing\n    forward: {{ upstream: shop, path: /confirm }}\n",
+        shop.url()
+    )
+}
+
+/// Standard Webhooks keeps a message's id for every delivery of it. A second delivery gets
+/// the first one's answer, approval or refusal, under a decision id of its own, and the rules
+/// (here a `forward` to the merchant) do not run again.
+#[tokio::test]
+async fn a_repeated_message_is_answered_as_its_first_delivery_without_running_the_rules_again() {
+    let shop = existing_confirm(Duration::ZERO).await;
+    let rules = Rules::with("default.yaml", &forwarding(&shop, "deadline: 2s"));
+    let log = rules.path().join("decisions.jsonl");
+    let mut config = with_secrets(&rules, &[SECRET]);
+    config.decision_log = Some(log.clone());
+    let server = Server::start_with(config).await;
+    let url = server.url("/confirm");
+    let (ts, approved, refused) = (now(), v2("order-1", 5000), v2("order-2", 500_000));
+
+    let first = signed_delivery(&url, SECRET, "msg_a", &approved, ts).await;
+    let again = signed_delivery(&url, SECRET, "msg_a", &approved, ts).await;
+    assert_eq!((first.status, again.status), (200, 200));
+    assert_eq!(first.body, again.body);
+    assert_eq!(shop.calls_to("/confirm"), 1, "the merchant is asked once");
+    assert_ne!(first.decision_id(), again.decision_id());
+
+    let no = signed_delivery(&url, SECRET, "msg_b", &refused, ts).await;
+    let no_again = signed_delivery(&url, SECRET, "msg_b", &refused, ts).await;
+    assert_eq!((no.status, no.reason()), (409, "한도 초과"));
+    assert_eq!((no_again.status, &no_again.body), (409, &no.body));
+    // A new message is evaluated, even with the body of an earlier one.
+    let other = signed_delivery(&url, SECRET, "msg_c", &approved, ts).await;
+    assert_eq!(other.status, 200);
+    assert_eq!(shop.calls_to("/confirm"), 2);
+
+    let metrics = get(&server.admin_url("/metrics")).await.body;
+    let metrics = series(metrics.as_str().unwrap());
+    let value = |name: &str| metrics.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    assert_eq!(
+        value(r#"confirm_proxy_repeated_deliveries_total{answer="answered"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(r#"confirm_proxy_requests_total{ruleset="default",decision="approve"}"#),
+        Some(3.0)
+    );
+    assert_eq!(
+        value("confirm_proxy_delivery_ids_forgotten_total"),
+        Some(0.0)
+    );
+    server.stop().await;
+
+    let r = record(&log, &again.decision_id());
+    assert_eq!(r["repeat_of"], first.decision_id().as_str(), "{r}");
+    assert_eq!(
+        (&r["decision"], &r["status"]),
+        (&Value::from("approve"), &Value::from(200))
+    );
+    assert_eq!(r["trace"], serde_json::json!([]), "no rule ran: {r}");
+    let r = record(&log, &no_again.decision_id());
+    assert_eq!(r["repeat_of"], no.decision_id().as_str(), "{r}");
+    assert_eq!(
+        (&r["reason"], &r["rule"]),
+        (&Value::from("한도 초과"), &Value::from("limit"))
+    );
+    assert!(record(&log, &first.decision_id())
+        .get("repeat_of")
+        .is_none());
+}
+
+/// A repeat that arrives while its first delivery waits on the merchant waits for that answer
+/// instead of calling the merchant alongside it.
+#[tokio::test]
+async fn a_repeat_arriving_during_its_first_delivery_waits_for_that_answer() {
+    let shop = existing_confirm(Duration::from_millis(300)).await;
+    let rules = Rules::with("default.yaml", &forwarding(&shop, "deadline: 2s"));
+    let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
+    let (url, body, ts) = (server.url("/confirm"), v2("order-1", 5000), now());
+    let first = tokio::spawn({
+        let (url, body) = (url.clone(), body.clone());
+        async move { signed_delivery(&url, SECRET, "msg_a", &body, ts).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let again = signed_delivery(&url, SECRET, "msg_a", &body, ts).await;
+    let first = first.await.unwrap();
+    assert_eq!((first.status, again.status), (200, 200));
+    assert_eq!(shop.calls_to("/confirm"), 1);
+    server.stop().await;
+}
+
+/// The signature does not cover the path: a message PortOne sent to one confirm URL, sent again
+/// to another ruleset, is a replay and refused.
+#[tokio::test]
+async fn a_message_repeated_to_another_ruleset_is_refused() {
+    let rules = Rules::with("default.yaml", RULES);
+    rules.write("marathon.yaml", RULES);
+    let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
+    let (body, ts) = (v2("order-1", 5000), now());
+    let first = signed_delivery(&server.url("/confirm"), SECRET, "msg_a", &body, ts).await;
+    assert_eq!(first.status, 200);
+    let elsewhere =
+        signed_delivery(&server.url("/confirm/marathon"), SECRET, "msg_a", &body, ts).await;
+    assert_eq!(
+        (elsewhere.status, elsewhere.reason()),
+        (401, "다른 결제 확인 경로로 이미 받은 요청입니다")
+    );
+    server.stop().await;
+}
+
+/// A repeat is never approved unless its first delivery was: when the first is still waiting
+/// on the merchant at the repeat's own deadline (shortened here by a reload in between), the
+/// repeat is refused, and the first delivery still gets its own answer.
+#[tokio::test]
+async fn a_repeat_whose_first_delivery_is_unanswered_by_its_deadline_is_refused() {
+    let shop = existing_confirm(Duration::from_millis(800)).await;
+    let rules = Rules::with("default.yaml", &forwarding(&shop, "deadline: 2s"));
+    let mut config = with_secrets(&rules, &[SECRET]);
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    let (url, body, ts) = (server.url("/confirm"), v2("order-1", 5000), now());
+    let first = tokio::spawn({
+        let (url, body) = (url.clone(), body.clone());
+        async move { signed_delivery(&url, SECRET, "msg_a", &body, ts).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rules.write(
+        "default.yaml",
+        &forwarding(&shop, "deadline: 200ms, reject_status: 503"),
+    );
+    let reload = client()
+        .post(server.admin_url("/admin/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    let started = std::time::Instant::now();
+    let again = signed_delivery(&url, SECRET, "msg_a", &body, ts).await;
+    let waited = started.elapsed();
+    assert_eq!(
+        (again.status, again.reason()),
+        (
+            503,
+            "같은 결제 확인 요청을 처리하고 있습니다. 잠시 후 다시 시도해 주세요."
+        )
+    );
+    assert!(
+        waited < Duration::from_millis(600),
+        "answered by its 200 ms deadline: {waited:?}"
+    );
+    assert_eq!(
+        first.await.unwrap().status,
+        200,
+        "the first delivery is answered on its own rules"
+    );
+    assert_eq!(shop.calls_to("/confirm"), 1);
+    let metrics = get(&server.admin_url("/metrics")).await.body;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains(r#"confirm_proxy_repeated_deliveries_total{answer="unanswered"} 1"#),
+        "{metrics}"
+    );
     server.stop().await;
 }
 

@@ -1,0 +1,373 @@
+//! Signed messages seen while their signatures hold, and the answer each got.
+//!
+//! Standard Webhooks gives a message one `webhook-id` for every delivery of it, resends
+//! included. A copy that arrives again while its signature still verifies — PortOne sending it
+//! again, or someone replaying a captured request — is told the answer its first delivery got,
+//! instead of running the rules (and their `forward` and `POST` fetches at the merchant) a
+//! second time. Once the signature has expired the copy is refused as too old before it gets
+//! here, so an id need only be remembered that long.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::decision::{Decision, Verdict};
+use crate::webhook::Signed;
+
+/// The most message ids remembered at once. Only messages with a valid signature are
+/// remembered, so only PortOne's own traffic fills it: 100,000 is ten minutes (two signature
+/// tolerances) at over 160 payments a second, in about 30 MB (measured: 290 bytes each). When full, the oldest id is
+/// forgotten (and counted): a copy of that message is then evaluated again, as it would be
+/// without this check.
+pub const CAPACITY: usize = 100_000;
+
+/// The ids of recent signed messages, and their answers. One per server; clones share it.
+#[derive(Clone)]
+pub struct Deliveries(Arc<Shared>);
+
+struct Shared {
+    seen: Mutex<Seen>,
+    /// Woken whenever a first delivery is settled, for the repeats waiting on one.
+    settled: Notify,
+    capacity: usize,
+}
+
+/// A message id, digested: fixed-size keys keep each remembered message small, and 128 bits of
+/// SHA-256 tell ids apart as surely as the ids themselves.
+type Key = [u8; 16];
+
+#[derive(Default)]
+struct Seen {
+    by_id: HashMap<Key, First>,
+    /// Every remembered id, in the order it arrived, with the last second its signature holds.
+    order: VecDeque<(i64, Key)>,
+}
+
+/// A message's first delivery.
+struct First {
+    /// Its ruleset's name, hashed: only compared, and a collision would merely answer a
+    /// replay to another ruleset as a repeat.
+    ruleset: u64,
+    state: State,
+}
+
+enum State {
+    Pending,
+    Answered(Answered),
+    /// It ended without an answer.
+    Unanswered,
+}
+
+/// What a first delivery was answered: what its repeats are told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    /// The first delivery's decision id, which a repeat's log line and record point to.
+    pub decision_id: Box<str>,
+    pub verdict: Verdict,
+    pub status: u16,
+    pub reason: Option<Box<str>>,
+    pub rule: Option<Arc<str>>,
+}
+
+impl Answered {
+    /// The decision a repeat answers with: the first delivery's, with no rule run again.
+    pub fn decision(&self) -> Decision {
+        Decision {
+            decision: self.verdict,
+            status: self.status,
+            reason: self.reason.as_deref().map(str::to_owned),
+            rule: self.rule.clone(),
+            shadow: Vec::new(),
+            trace: Vec::new(),
+        }
+    }
+}
+
+/// Where a delivery stands among the deliveries of its message.
+pub enum Claim {
+    /// The first: evaluate it, and settle the ticket with its answer.
+    First(Ticket),
+    /// A repeat for the same ruleset: it gets the first delivery's answer.
+    Repeat(Earlier),
+    /// A repeat sent to another ruleset than its first delivery. PortOne sends a message to
+    /// one confirm URL; the signature does not cover the path, so this is a replay.
+    Elsewhere,
+}
+
+/// Held by a first delivery until it is answered. Dropped unsettled (a bug's path), it
+/// leaves the message unanswered, which its repeats are told at once.
+pub struct Ticket {
+    deliveries: Deliveries,
+    key: Key,
+    settled: AtomicBool,
+}
+
+impl Ticket {
+    /// Records the answer given under `decision_id`. Only the first call counts: one delivery
+    /// has one answer.
+    pub fn settle(&self, decision_id: &str, decision: &Decision) {
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.deliveries.settle(
+            &self.key,
+            State::Answered(Answered {
+                decision_id: decision_id.into(),
+                verdict: decision.decision,
+                status: decision.status,
+                reason: decision.reason.as_deref().map(Box::from),
+                rule: decision.rule.clone(),
+            }),
+        );
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.settled.swap(true, Ordering::AcqRel) {
+            self.deliveries.settle(&self.key, State::Unanswered);
+        }
+    }
+}
+
+/// A repeat's view of its first delivery.
+pub struct Earlier {
+    deliveries: Deliveries,
+    key: Key,
+}
+
+impl Earlier {
+    /// The first delivery's answer, waiting for it while it is being evaluated; `None` when it
+    /// ended without one, or its id has since been forgotten.
+    pub async fn answer(self) -> Option<Answered> {
+        let shared = &self.deliveries.0;
+        loop {
+            // Registered before the state is read, so a settle in between is not missed.
+            let mut settled = pin!(shared.settled.notified());
+            settled.as_mut().enable();
+            match self
+                .deliveries
+                .seen()
+                .by_id
+                .get(&self.key)
+                .map(|f| &f.state)
+            {
+                Some(State::Pending) => {}
+                Some(State::Answered(answered)) => return Some(answered.clone()),
+                Some(State::Unanswered) | None => return None,
+            }
+            settled.await;
+        }
+    }
+}
+
+impl Deliveries {
+    pub fn new(capacity: usize) -> Deliveries {
+        Deliveries(Arc::new(Shared {
+            seen: Mutex::new(Seen::default()),
+            settled: Notify::new(),
+            capacity: capacity.max(1),
+        }))
+    }
+
+    /// Claims `message` for `ruleset` at `now` (Unix seconds). Also says how many ids were
+    /// forgotten to make room for it.
+    pub fn claim(&self, message: Signed<'_>, ruleset: &str, now: i64) -> (Claim, usize) {
+        let key = digest(message.id);
+        let ruleset = BuildHasherDefault::<DefaultHasher>::default().hash_one(ruleset);
+        let mut seen = self.seen();
+        seen.forget_expired(now);
+        if let Some(first) = seen.by_id.get(&key) {
+            let claim = if first.ruleset == ruleset {
+                Claim::Repeat(Earlier {
+                    deliveries: self.clone(),
+                    key,
+                })
+            } else {
+                Claim::Elsewhere
+            };
+            return (claim, 0);
+        }
+        let mut forgotten = 0;
+        while seen.order.len() >= self.0.capacity {
+            seen.forget_oldest();
+            forgotten += 1;
+        }
+        let state = State::Pending;
+        seen.by_id.insert(key, First { ruleset, state });
+        seen.order.push_back((message.valid_until, key));
+        let ticket = Ticket {
+            deliveries: self.clone(),
+            key,
+            settled: AtomicBool::new(false),
+        };
+        (Claim::First(ticket), forgotten)
+    }
+
+    fn settle(&self, key: &Key, state: State) {
+        // Forgotten meanwhile (full, or expired): nobody is told, as nobody can ask.
+        if let Some(first) = self.seen().by_id.get_mut(key) {
+            first.state = state;
+        }
+        self.0.settled.notify_waiters();
+    }
+
+    /// Nothing panics while the lock is held, so a poisoned one holds consistent data.
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.0.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.seen().order.len()
+    }
+}
+
+fn digest(id: &[u8]) -> Key {
+    let full = Sha256::digest(id);
+    let mut key = [0; 16];
+    key.copy_from_slice(&full[..16]);
+    key
+}
+
+impl Seen {
+    /// Forgets ids from the front whose signatures have expired. Ids are kept in arrival
+    /// order, which their expiry only roughly follows (senders' clocks differ by up to the
+    /// tolerance); one that expired behind a later one is forgotten with it. Until then its
+    /// copies are refused as too old anyway, before they are looked up.
+    fn forget_expired(&mut self, now: i64) {
+        while self.order.front().is_some_and(|(until, _)| *until < now) {
+            self.forget_oldest();
+        }
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some((_, key)) = self.order.pop_front() {
+            self.by_id.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(id: &str, valid_until: i64) -> Signed<'_> {
+        Signed {
+            id: id.as_bytes(),
+            valid_until,
+        }
+    }
+
+    fn first(claim: (Claim, usize)) -> Ticket {
+        match claim {
+            (Claim::First(ticket), 0) => ticket,
+            (Claim::First(_), n) => panic!("{n} ids forgotten"),
+            _ => panic!("expected a first delivery"),
+        }
+    }
+
+    fn repeat(claim: (Claim, usize)) -> Earlier {
+        match claim {
+            (Claim::Repeat(earlier), 0) => earlier,
+            _ => panic!("expected a repeat"),
+        }
+    }
+
+    fn refusal() -> Decision {
+        Decision::reject(
+            409,
+            "재고가 모두 소진되었습니다".into(),
+            Some("stock".into()),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_repeat_gets_the_answer_of_the_first_delivery() {
+        let deliveries = Deliveries::new(10);
+        let ticket = first(deliveries.claim(signed("msg_1", 400), "default", 100));
+        let earlier = repeat(deliveries.claim(signed("msg_1", 400), "default", 101));
+        ticket.settle("id-1", &refusal());
+        // A second settle (a bug's path) changes nothing: one delivery has one answer.
+        ticket.settle("id-2", &Decision::approve(None));
+        let answered = earlier.answer().await.expect("answered");
+        assert_eq!(&*answered.decision_id, "id-1");
+        assert_eq!(answered.decision(), refusal());
+        // Another message is a first delivery of its own.
+        first(deliveries.claim(signed("msg_2", 400), "default", 102));
+        assert_eq!(deliveries.len(), 2);
+    }
+
+    /// A repeat that arrives while the first delivery is still being evaluated waits for its
+    /// answer rather than running the rules alongside it.
+    #[tokio::test]
+    async fn a_repeat_waits_for_a_first_delivery_still_running() {
+        let deliveries = Deliveries::new(10);
+        let ticket = first(deliveries.claim(signed("msg_1", 400), "default", 100));
+        let earlier = repeat(deliveries.claim(signed("msg_1", 400), "default", 100));
+        let waiting = tokio::spawn(earlier.answer());
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        ticket.settle("id-1", &Decision::approve(None));
+        let answered = waiting.await.unwrap().expect("answered");
+        assert_eq!(answered.verdict, Verdict::Approve);
+        assert_eq!(answered.status, 200);
+    }
+
+    #[tokio::test]
+    async fn a_first_delivery_that_ends_unanswered_leaves_its_repeats_none() {
+        let deliveries = Deliveries::new(10);
+        let ticket = first(deliveries.claim(signed("msg_1", 400), "default", 100));
+        let earlier = repeat(deliveries.claim(signed("msg_1", 400), "default", 100));
+        drop(ticket);
+        assert_eq!(earlier.answer().await, None);
+    }
+
+    #[test]
+    fn a_repeat_for_another_ruleset_is_told_apart() {
+        let deliveries = Deliveries::new(10);
+        let _ticket = first(deliveries.claim(signed("msg_1", 400), "default", 100));
+        assert!(matches!(
+            deliveries.claim(signed("msg_1", 400), "marathon", 100),
+            (Claim::Elsewhere, 0)
+        ));
+    }
+
+    /// An id is remembered up to and including the last second its signature holds, then
+    /// forgotten; ids behind one that has not expired wait for it.
+    #[test]
+    fn ids_are_forgotten_once_their_signatures_expire() {
+        let deliveries = Deliveries::new(10);
+        let _a = first(deliveries.claim(signed("a", 400), "default", 100));
+        let _b = first(deliveries.claim(signed("b", 500), "default", 100));
+        let _c = first(deliveries.claim(signed("c", 450), "default", 100));
+        repeat(deliveries.claim(signed("a", 400), "default", 400));
+        let _d = first(deliveries.claim(signed("d", 900), "default", 401));
+        assert_eq!(deliveries.len(), 3, "a is forgotten at 401");
+        let _a = first(deliveries.claim(signed("a", 1000), "default", 401));
+        let _e = first(deliveries.claim(signed("e", 900), "default", 460));
+        assert_eq!(deliveries.len(), 5, "c waits behind b");
+        let _f = first(deliveries.claim(signed("f", 900), "default", 501));
+        assert_eq!(deliveries.len(), 4, "b and c are forgotten at 501");
+    }
+
+    #[test]
+    fn when_full_the_oldest_id_is_forgotten_and_counted() {
+        let deliveries = Deliveries::new(2);
+        let _a = first(deliveries.claim(signed("a", 400), "default", 100));
+        let _b = first(deliveries.claim(signed("b", 400), "default", 100));
+        let (Claim::First(_c), 1) = deliveries.claim(signed("c", 400), "default", 100) else {
+            panic!("c is a first delivery, and a is forgotten for it");
+        };
+        assert_eq!(deliveries.len(), 2);
+        repeat(deliveries.claim(signed("b", 400), "default", 100));
+        let (Claim::First(_a), 1) = deliveries.claim(signed("a", 400), "default", 100) else {
+            panic!("a, forgotten, is a first delivery again");
+        };
+    }
+}
