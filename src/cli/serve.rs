@@ -58,7 +58,8 @@ pub struct ServeArgs {
     )]
     pub decision_log_approvals: Sampling,
     /// Standard Webhooks secret (whsec_...); requests without a valid signature get 401.
-    /// Give it twice while rotating secrets.
+    /// Give it twice while rotating secrets. A message delivered again (same webhook-id) gets
+    /// its first delivery's answer without running the rules again.
     #[arg(
         long,
         env = "CONFIRM_PROXY_WEBHOOK_SECRET",
