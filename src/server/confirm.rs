@@ -205,7 +205,9 @@ impl AppState {
             s.metrics.delivery_ids_forgotten(forgotten);
             match claim {
                 Claim::First(ticket) => seen.delivery = Delivery::First(Arc::new(ticket)),
-                Claim::Repeat(earlier) => return self.repeat(seen, &set, earlier).await,
+                Claim::Repeat(earlier) => {
+                    return self.repeat(seen, &set, earlier, &headers, &bytes).await
+                }
                 Claim::Elsewhere => {
                     s.metrics.repeated_delivery("other_ruleset");
                     tracing::warn!(
@@ -326,7 +328,15 @@ impl AppState {
     /// The answer to a repeated delivery of a signed message: the one its first delivery got,
     /// once given. A first delivery still unanswered at this request's deadline, or ended
     /// without an answer, is a refusal: a repeat never approves what its first delivery did not.
-    async fn repeat(&self, mut seen: Seen, set: &Ruleset, earlier: Earlier) -> Response {
+    /// The body is read only for the log line and record (the order id an operator looks for).
+    async fn repeat(
+        &self,
+        mut seen: Seen,
+        set: &Ruleset,
+        earlier: Earlier,
+        headers: &HeaderMap,
+        body: &bytes::Bytes,
+    ) -> Response {
         let answered = tokio::time::timeout_at(
             engine::answer_by(&set.settings, seen.started),
             earlier.answer(),
@@ -334,6 +344,13 @@ impl AppState {
         .await
         .ok()
         .flatten();
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let req = match payload::parse_bytes(content_type, body) {
+            Ok(Parsed::Confirm(req)) => Some(req),
+            _ => None,
+        };
         let Some(answered) = answered else {
             self.0.metrics.repeated_delivery("unanswered");
             tracing::warn!(
@@ -342,11 +359,11 @@ impl AppState {
             );
             let reason = "같은 결제 확인 요청을 처리하고 있습니다. 잠시 후 다시 시도해 주세요.";
             let decision = Decision::reject(set.settings.reject_status, reason.into(), None);
-            return self.finish(&seen, decision, None);
+            return self.finish(&seen, decision, req.as_ref());
         };
         self.0.metrics.repeated_delivery("answered");
         seen.delivery = Delivery::RepeatOf(answered.decision_id.clone());
-        self.finish(&seen, answered.decision(), None)
+        self.finish(&seen, answered.decision(), req.as_ref())
     }
 
     /// The 403 of `--allow-from`, when the source is not allowed.

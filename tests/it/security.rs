@@ -199,6 +199,10 @@ async fn a_repeated_message_is_answered_as_its_first_delivery_without_running_th
         (&Value::from("approve"), &Value::from(200))
     );
     assert_eq!(r["trace"], serde_json::json!([]), "no rule ran: {r}");
+    assert_eq!(
+        r["order_id"], "order-1",
+        "the request, for an operator's search: {r}"
+    );
     let r = record(&log, &no_again.decision_id());
     assert_eq!(r["repeat_of"], no.decision_id().as_str(), "{r}");
     assert_eq!(
