@@ -226,7 +226,12 @@ async fn a_repeat_arriving_during_its_first_delivery_waits_for_that_answer() {
         let (url, body) = (url.clone(), body.clone());
         async move { signed_delivery(&url, SECRET, "msg_a", &body, ts).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once the merchant has the first delivery, it is claimed and waiting.
+    let asked = eventually(Duration::from_secs(5), || async {
+        shop.calls_to("/confirm") == 1
+    })
+    .await;
+    assert!(asked, "the first delivery reaches the merchant");
     let again = signed_delivery(&url, SECRET, "msg_a", &body, ts).await;
     let first = first.await.unwrap();
     assert_eq!((first.status, again.status), (200, 200));
@@ -258,7 +263,7 @@ async fn a_message_repeated_to_another_ruleset_is_refused() {
 /// repeat is refused, and the first delivery still gets its own answer.
 #[tokio::test]
 async fn a_repeat_whose_first_delivery_is_unanswered_by_its_deadline_is_refused() {
-    let shop = existing_confirm(Duration::from_millis(800)).await;
+    let shop = existing_confirm(Duration::from_millis(1500)).await;
     let rules = Rules::with("default.yaml", &forwarding(&shop, "deadline: 2s"));
     let mut config = with_secrets(&rules, &[SECRET]);
     config.watch = false;
@@ -268,7 +273,12 @@ async fn a_repeat_whose_first_delivery_is_unanswered_by_its_deadline_is_refused(
         let (url, body) = (url.clone(), body.clone());
         async move { signed_delivery(&url, SECRET, "msg_a", &body, ts).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once the merchant has the first delivery, it is claimed and waiting.
+    let asked = eventually(Duration::from_secs(5), || async {
+        shop.calls_to("/confirm") == 1
+    })
+    .await;
+    assert!(asked, "the first delivery reaches the merchant");
     rules.write(
         "default.yaml",
         &forwarding(&shop, "deadline: 200ms, reject_status: 503"),
