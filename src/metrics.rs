@@ -36,9 +36,11 @@ pub const DECISION_LOG_DROPPED: &str = "confirm_proxy_decision_log_dropped_total
 pub const REPEATED_DELIVERIES: &str = "confirm_proxy_repeated_deliveries_total";
 /// Message ids forgotten before their signatures expired, to make room for new ones.
 pub const DELIVERY_IDS_FORGOTTEN: &str = "confirm_proxy_delivery_ids_forgotten_total";
+/// Signed message ids remembered now; set at scrape time.
+pub const DELIVERY_IDS: &str = "confirm_proxy_delivery_ids";
 
 /// The `# HELP` line of each recorded metric (the health gauge writes its own).
-const HELP: [(&str, &str); 10] = [
+const HELP: [(&str, &str); 11] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
     (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve)."),
@@ -49,12 +51,15 @@ const HELP: [(&str, &str); 10] = [
     (DECISION_LOG_DROPPED, "Decision-log records that could not be written (should stay 0)."),
     (REPEATED_DELIVERIES, "Repeated deliveries of a signed message (answered as the first was, unanswered, other_ruleset)."),
     (DELIVERY_IDS_FORGOTTEN, "Signed message ids forgotten early to make room (a replay of one is evaluated again)."),
+    (DELIVERY_IDS, "Signed message ids remembered now, each until its signature expires (at most 100000)."),
 ];
 
 /// Gives `name` its help text, as whichever kind of metric it is.
 fn describe(name: &'static str, help: &'static str) {
     if name.ends_with("_seconds") {
         metrics::describe_histogram!(name, metrics::Unit::Seconds, help);
+    } else if name == DELIVERY_IDS {
+        metrics::describe_gauge!(name, help);
     } else {
         metrics::describe_counter!(name, help);
     }
@@ -238,6 +243,11 @@ impl Metrics {
     /// A repeated delivery of a signed message, by how it was answered.
     pub fn repeated_delivery(&self, answer: &'static str) {
         self.record(|| counter!(REPEATED_DELIVERIES, "answer" => answer).increment(1));
+    }
+
+    /// How many signed message ids are remembered, read when `/metrics` is scraped.
+    pub fn delivery_ids(&self, n: usize) {
+        self.record(|| metrics::gauge!(DELIVERY_IDS).set(n as f64));
     }
 
     pub fn delivery_ids_forgotten(&self, n: usize) {

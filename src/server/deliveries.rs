@@ -223,8 +223,8 @@ impl Deliveries {
         self.0.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    /// How many message ids are remembered.
+    pub fn len(&self) -> usize {
         self.seen().order.len()
     }
 }

@@ -190,6 +190,11 @@ async fn a_repeated_message_is_answered_as_its_first_delivery_without_running_th
         value("confirm_proxy_delivery_ids_forgotten_total"),
         Some(0.0)
     );
+    assert_eq!(
+        value("confirm_proxy_delivery_ids"),
+        Some(3.0),
+        "msg_a, msg_b, msg_c"
+    );
     server.stop().await;
 
     let r = record(&log, &again.decision_id());
