@@ -6,6 +6,10 @@
 //! instead of running the rules (and their `forward` and `POST` fetches at the merchant) a
 //! second time. Once the signature has expired the copy is refused as too old before it gets
 //! here, so an id need only be remembered that long.
+//!
+//! The store is this process's own: replicas behind a load balancer each remember what reached
+//! them. A store shared between replicas (the growth path of ARCHITECTURE.md) would take this
+//! type's place behind the same three steps: claim an id, settle its answer, await an answer.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
