@@ -21,6 +21,7 @@ use crate::decision::Decision;
 use crate::engine::{self, Context, Original};
 use crate::payload::{self, ConfirmRequest, Parsed};
 use crate::rules::{Check, Mode, Rules, Ruleset};
+use crate::webhook::Verifier;
 
 /// Bodies over this get 413.
 pub use crate::payload::MAX_BODY;
@@ -108,6 +109,16 @@ enum Delivery {
     RepeatOf(Box<str>),
 }
 
+/// A signed request's message, claimed.
+enum Claimed {
+    /// Its first delivery: evaluate it (the ticket is in its [`Seen`]).
+    First,
+    /// A repeat: answer as the earlier delivery is answered.
+    Repeat(Earlier),
+    /// The 401: a bad signature, or a message first sent to another ruleset.
+    Refused(Response),
+}
+
 impl Seen {
     fn ruleset_name(&self) -> &str {
         self.ruleset
@@ -193,33 +204,12 @@ impl AppState {
                 }
             };
         if let Some(verifier) = &s.verifier {
-            let now = seen.arrived.timestamp();
-            let message = match verifier.verify(&headers, &bytes, now) {
-                Ok(message) => message,
-                Err(e) => {
-                    tracing::warn!(decision_id = seen.id.as_str(), error = %e, "webhook signature refused");
-                    return self.refuse(&seen, 401, e.reason().into());
-                }
-            };
-            let (claim, forgotten) = s.deliveries.claim(message, &set.name, now);
-            s.metrics.delivery_ids_forgotten(forgotten);
-            match claim {
-                Claim::First(ticket) => seen.delivery = Delivery::First(Arc::new(ticket)),
-                Claim::Repeat(earlier) => {
+            match self.claim_message(verifier, &mut seen, &set, &headers, &bytes) {
+                Claimed::First => {}
+                Claimed::Repeat(earlier) => {
                     return self.repeat(seen, &set, earlier, &headers, &bytes).await
                 }
-                Claim::Elsewhere => {
-                    s.metrics.repeated_delivery("other_ruleset");
-                    tracing::warn!(
-                        decision_id = seen.id.as_str(),
-                        "webhook message already received for another ruleset"
-                    );
-                    return self.refuse(
-                        &seen,
-                        401,
-                        "다른 결제 확인 경로로 이미 받은 요청입니다".into(),
-                    );
-                }
+                Claimed::Refused(refusal) => return refusal,
             }
         }
         // A Content-Type that is not even text is not one we read (and not a missing one);
@@ -321,6 +311,44 @@ impl AppState {
                 let reason = settings.error_reason.render(&kept_req, None);
                 let decision = Decision::reject(settings.reject_status, reason, None);
                 self.finish(&kept, decision, None)
+            }
+        }
+    }
+
+    /// Checks the request's signature and claims its message (see [`Claimed`]).
+    fn claim_message(
+        &self,
+        verifier: &Verifier,
+        seen: &mut Seen,
+        set: &Ruleset,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Claimed {
+        let s = &self.0;
+        let now = seen.arrived.timestamp();
+        let message = match verifier.verify(headers, body, now) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(decision_id = seen.id.as_str(), error = %e, "webhook signature refused");
+                return Claimed::Refused(self.refuse(seen, 401, e.reason().into()));
+            }
+        };
+        let (claim, forgotten) = s.deliveries.claim(message, &set.name, now);
+        s.metrics.delivery_ids_forgotten(forgotten);
+        match claim {
+            Claim::First(ticket) => {
+                seen.delivery = Delivery::First(Arc::new(ticket));
+                Claimed::First
+            }
+            Claim::Repeat(earlier) => Claimed::Repeat(earlier),
+            Claim::Elsewhere => {
+                s.metrics.repeated_delivery("other_ruleset");
+                tracing::warn!(
+                    decision_id = seen.id.as_str(),
+                    "webhook message already received for another ruleset"
+                );
+                let reason = "다른 결제 확인 경로로 이미 받은 요청입니다";
+                Claimed::Refused(self.refuse(seen, 401, reason.into()))
             }
         }
     }
