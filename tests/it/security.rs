@@ -219,6 +219,25 @@ async fn a_repeated_message_is_answered_as_its_first_delivery_without_running_th
         .is_none());
 }
 
+/// Sends message `id` in a task of its own and returns once `shop` has it: the delivery is then
+/// claimed, and waits on the merchant's answer.
+async fn waiting_at_the_merchant(
+    shop: &MockUpstream,
+    url: &str,
+    id: &str,
+    body: &[u8],
+    ts: i64,
+) -> tokio::task::JoinHandle<Answer> {
+    let (url, id, body) = (url.to_owned(), id.to_owned(), body.to_vec());
+    let delivery = tokio::spawn(async move { signed_delivery(&url, SECRET, &id, &body, ts).await });
+    let asked = eventually(Duration::from_secs(5), || async {
+        shop.calls_to("/confirm") == 1
+    })
+    .await;
+    assert!(asked, "the first delivery reaches the merchant");
+    delivery
+}
+
 /// A repeat that arrives while its first delivery waits on the merchant waits for that answer
 /// instead of calling the merchant alongside it.
 #[tokio::test]
@@ -227,16 +246,7 @@ async fn a_repeat_arriving_during_its_first_delivery_waits_for_that_answer() {
     let rules = Rules::with("default.yaml", &forwarding(&shop, "deadline: 2s"));
     let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
     let (url, body, ts) = (server.url("/confirm"), v2("order-1", 5000), now());
-    let first = tokio::spawn({
-        let (url, body) = (url.clone(), body.clone());
-        async move { signed_delivery(&url, SECRET, "msg_a", &body, ts).await }
-    });
-    // Once the merchant has the first delivery, it is claimed and waiting.
-    let asked = eventually(Duration::from_secs(5), || async {
-        shop.calls_to("/confirm") == 1
-    })
-    .await;
-    assert!(asked, "the first delivery reaches the merchant");
+    let first = waiting_at_the_merchant(&shop, &url, "msg_a", &body, ts).await;
     let again = signed_delivery(&url, SECRET, "msg_a", &body, ts).await;
     let first = first.await.unwrap();
     assert_eq!((first.status, again.status), (200, 200));
@@ -274,16 +284,7 @@ async fn a_repeat_whose_first_delivery_is_unanswered_by_its_deadline_is_refused(
     config.watch = false;
     let server = Server::start_with(config).await;
     let (url, body, ts) = (server.url("/confirm"), v2("order-1", 5000), now());
-    let first = tokio::spawn({
-        let (url, body) = (url.clone(), body.clone());
-        async move { signed_delivery(&url, SECRET, "msg_a", &body, ts).await }
-    });
-    // Once the merchant has the first delivery, it is claimed and waiting.
-    let asked = eventually(Duration::from_secs(5), || async {
-        shop.calls_to("/confirm") == 1
-    })
-    .await;
-    assert!(asked, "the first delivery reaches the merchant");
+    let first = waiting_at_the_merchant(&shop, &url, "msg_a", &body, ts).await;
     rules.write(
         "default.yaml",
         &forwarding(&shop, "deadline: 200ms, reject_status: 503"),
