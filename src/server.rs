@@ -217,10 +217,12 @@ impl App {
             let until = until.clone();
             move || until().saturating_duration_since(tokio::time::Instant::now())
         };
+        let state = self.state.clone();
         let public = listen::serve(
             public,
             public_router(self.state.clone()),
             idle,
+            move |peer| state.refuses_at_sight(peer),
             stopped(stop_rx.clone()),
             grace(),
         );
@@ -228,6 +230,7 @@ impl App {
             admin,
             admin_router(self.state.clone()),
             idle,
+            |_| false,
             stopped(stop_rx),
             grace(),
         );

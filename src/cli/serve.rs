@@ -94,7 +94,7 @@ pub struct ServeArgs {
     pub test_on_reload: bool,
     /// Close a connection that sends no complete request head for this long: idle keep-alive
     /// connections and clients that send slowly. Keep it above the load balancer's own idle
-    /// timeout.
+    /// timeout. Sources that --allow-from refuses get 5 s at most.
     #[arg(
         long,
         env = "CONFIRM_PROXY_IDLE_TIMEOUT",

@@ -406,18 +406,35 @@ impl AppState {
             return None;
         }
         match self.client_addr(peer, headers) {
-            Some(client) if allow_from.iter().any(|net| net.contains(&client)) => None,
+            Some(client) if allow_from.iter().any(|net| net.contains(&client)) => return None,
             Some(client) => {
                 tracing::warn!(decision_id = seen.id.as_str(), %client, "source address not allowed");
-                Some(self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into()))
             }
             None => {
                 tracing::warn!(
                     "source address unknown: X-Forwarded-For does not end in an address"
                 );
-                Some(self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into()))
             }
         }
+        let mut refusal = self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into());
+        // The socket's own peer is refused: it keeps no connection open for its next attempt.
+        // (Behind a load balancer the connection is the balancer's, shared with allowed clients.)
+        if !self.0.trust_forwarded_for {
+            refusal
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Some(refusal)
+    }
+
+    /// Whether a connection from `peer` is refused whatever it sends: `--allow-from` is set,
+    /// `peer` is not in it, and it is not a load balancer speaking for others
+    /// (`--trust-forwarded-for`). Such a connection gets a short head timeout.
+    pub(super) fn refuses_at_sight(&self, peer: IpAddr) -> bool {
+        let s = &self.0;
+        !s.allow_from.is_empty()
+            && !s.trust_forwarded_for
+            && !s.allow_from.iter().any(|net| net.contains(&unmapped(peer)))
     }
 
     /// With `--trust-forwarded-for`, the right-most `X-Forwarded-For` entry: the address our
@@ -434,11 +451,7 @@ impl AppState {
             None => peer.ip(),
             Some(v) => forwarded_addr(v.to_str().ok()?.rsplit(',').next()?)?,
         };
-        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
-        Some(match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        })
+        Some(unmapped(ip))
     }
 
     fn refuse(&self, seen: &Seen, status: u16, reason: String) -> Response {
@@ -501,6 +514,14 @@ impl AppState {
             });
         }
         response
+    }
+}
+
+/// An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d: as a.b.c.d.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -27,25 +28,40 @@ use tower::ServiceExt;
 /// The body is read in pieces through the same buffer, so its own 64 KiB limit is unaffected.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// The head timeout of a connection from a source `--allow-from` refuses: time enough to send
+/// a request and read its 403, too little to hold many connections open for long.
+pub const STRANGER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Serves `router` on `listener` until `stop` resolves; then stops accepting, lets every request
 /// in flight finish (idle keep-alive connections close at once) and returns. It waits at most
 /// `grace()`, read at that moment: every request is answered within its deadline, so what is
 /// still open after the longest one is a client that never finished sending a request, which
 /// must not hold up the exit (and the decision log's last lines) until its idle timeout.
+///
+/// A connection from a peer for which `stranger` holds gets [`STRANGER_TIMEOUT`] instead of
+/// `idle_timeout`: one that can only be refused must not hold a connection for long.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     idle_timeout: Duration,
+    stranger: impl Fn(IpAddr) -> bool,
     stop: impl Future<Output = ()>,
     grace: impl FnOnce() -> Duration,
 ) -> io::Result<()> {
-    let mut http = http1::Builder::new();
-    // hyper's default, no half-close: a client whose side closes is taken as gone. PortOne
-    // never half-closes, and a caller that hung up (PortOne's own timeout) must be seen as such
-    // ("answer not delivered"); answering a half-closed connection would hide that.
-    http.timer(TokioTimer::new())
-        .header_read_timeout(idle_timeout)
-        .max_buf_size(MAX_HEAD);
+    let builder = |head_timeout| {
+        let mut http = http1::Builder::new();
+        // hyper's default, no half-close: a client whose side closes is taken as gone. PortOne
+        // never half-closes, and a caller that hung up (PortOne's own timeout) must be seen as
+        // such ("answer not delivered"); answering a half-closed connection would hide that.
+        http.timer(TokioTimer::new())
+            .header_read_timeout(head_timeout)
+            .max_buf_size(MAX_HEAD);
+        http
+    };
+    let (http, strangers) = (
+        builder(idle_timeout),
+        builder(idle_timeout.min(STRANGER_TIMEOUT)),
+    );
     let connections = GracefulShutdown::new();
     let mut stop = pin!(stop);
     loop {
@@ -66,6 +82,11 @@ pub async fn serve(
             req.extensions_mut().insert(ConnectInfo(peer));
             req
         });
+        let http = if stranger(peer.ip()) {
+            &strangers
+        } else {
+            &http
+        };
         let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = connections.watch(conn);
         tokio::spawn(async move {

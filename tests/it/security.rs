@@ -357,6 +357,72 @@ async fn allow_from_refuses_other_sources() {
     server.stop().await;
 }
 
+/// A source `--allow-from` refuses can hold no connection for long: its 403 closes the
+/// connection, and a connection of its that sends nothing is closed after 5 s instead of the
+/// idle timeout, which allowed sources keep. (Both from loopback: the allowed one from
+/// 127.0.0.2, which Linux lets a client bind.)
+#[tokio::test]
+async fn a_refused_source_holds_no_connection_for_long() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rules = Rules::with("default.yaml", RULES);
+    let mut config = Config::new(rules.path().to_owned());
+    config.allow_from = vec!["127.0.0.2/32".parse().unwrap()];
+    config.idle_timeout = Duration::from_secs(60);
+    let server = Server::start_with(config).await;
+    let connect_from = |ip: &str| {
+        let (ip, to) = (ip.parse().unwrap(), server.public);
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(std::net::SocketAddr::new(ip, 0)).unwrap();
+            socket.connect(to).await.unwrap()
+        }
+    };
+
+    let body = v1("o", 5);
+    let request = format!(
+        "POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut refused = connect_from("127.0.0.1").await;
+    refused.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), refused.read_to_end(&mut answer))
+        .await
+        .expect("closed after the answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 403"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+
+    let mut allowed = connect_from("127.0.0.2").await;
+    let mut silent = connect_from("127.0.0.1").await;
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), silent.read_to_end(&mut rest))
+        .await
+        .expect("closed long before the 60 s idle timeout")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(4), "closed after {took:?}");
+    let mut byte = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), allowed.read(&mut byte))
+            .await
+            .is_err(),
+        "the allowed source's connection stays open"
+    );
+    allowed.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = allowed.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn allow_from_ipv6() {
     let rules = Rules::with("default.yaml", RULES);
