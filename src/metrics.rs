@@ -54,12 +54,12 @@ const HELP: [(&str, &str); 11] = [
     (DELIVERY_IDS, "Signed message ids remembered now, each until its signature expires (at most 100000)."),
 ];
 
-/// Gives `name` its help text, as whichever kind of metric it is.
+/// Gives `name` its help text, with its unit when it has one. The exporter keeps help texts by
+/// name whatever the kind (`# TYPE` follows the metric recorded), so counters and the gauge share
+/// the one call.
 fn describe(name: &'static str, help: &'static str) {
     if name.ends_with("_seconds") {
         metrics::describe_histogram!(name, metrics::Unit::Seconds, help);
-    } else if name == DELIVERY_IDS {
-        metrics::describe_gauge!(name, help);
     } else {
         metrics::describe_counter!(name, help);
     }

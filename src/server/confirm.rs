@@ -109,16 +109,6 @@ enum Delivery {
     RepeatOf(Box<str>),
 }
 
-/// A signed request's message, claimed.
-enum Claimed {
-    /// Its first delivery: evaluate it (the ticket is in its [`Seen`]).
-    First,
-    /// A repeat: answer as the earlier delivery is answered.
-    Repeat(Earlier),
-    /// The 401: a bad signature, or a message first sent to another ruleset.
-    Refused(Response),
-}
-
 impl Seen {
     fn ruleset_name(&self) -> &str {
         self.ruleset
@@ -204,12 +194,11 @@ impl AppState {
                 }
             };
         if let Some(verifier) = &s.verifier {
-            match self.claim_message(verifier, &mut seen, &set, &headers, &bytes) {
-                Claimed::First => {}
-                Claimed::Repeat(earlier) => {
-                    return self.repeat(seen, &set, earlier, &headers, &bytes).await
-                }
-                Claimed::Refused(refusal) => return refusal,
+            if let Some(answer) = self
+                .signed(verifier, &mut seen, &set, &headers, &bytes)
+                .await
+            {
+                return answer;
             }
         }
         // A Content-Type that is not even text is not one we read (and not a missing one);
@@ -315,22 +304,24 @@ impl AppState {
         }
     }
 
-    /// Checks the request's signature and claims its message (see [`Claimed`]).
-    fn claim_message(
+    /// Checks the request's signature and claims its message. `None` for its first delivery,
+    /// to be evaluated (the ticket its answer settles is put in `seen`); otherwise the answer:
+    /// the 401 of a bad signature or of a message first sent to another ruleset, or a repeat's.
+    async fn signed(
         &self,
         verifier: &Verifier,
         seen: &mut Seen,
         set: &Ruleset,
         headers: &HeaderMap,
-        body: &[u8],
-    ) -> Claimed {
+        body: &bytes::Bytes,
+    ) -> Option<Response> {
         let s = &self.0;
         let now = seen.arrived.timestamp();
         let message = match verifier.verify(headers, body, now) {
             Ok(message) => message,
             Err(e) => {
                 tracing::warn!(decision_id = seen.id.as_str(), error = %e, "webhook signature refused");
-                return Claimed::Refused(self.refuse(seen, 401, e.reason().into()));
+                return Some(self.refuse(seen, 401, e.reason().into()));
             }
         };
         let (claim, forgotten) = s.deliveries.claim(message, &set.name, now);
@@ -338,9 +329,9 @@ impl AppState {
         match claim {
             Claim::First(ticket) => {
                 seen.delivery = Delivery::First(Arc::new(ticket));
-                Claimed::First
+                None
             }
-            Claim::Repeat(earlier) => Claimed::Repeat(earlier),
+            Claim::Repeat(earlier) => Some(self.repeat(seen, set, earlier, headers, body).await),
             Claim::Elsewhere => {
                 s.metrics.repeated_delivery("other_ruleset");
                 tracing::warn!(
@@ -348,7 +339,7 @@ impl AppState {
                     "webhook message already received for another ruleset"
                 );
                 let reason = "다른 결제 확인 경로로 이미 받은 요청입니다";
-                Claimed::Refused(self.refuse(seen, 401, reason.into()))
+                Some(self.refuse(seen, 401, reason.into()))
             }
         }
     }
@@ -359,7 +350,7 @@ impl AppState {
     /// The body is read only for the log line and record (the order id an operator looks for).
     async fn repeat(
         &self,
-        mut seen: Seen,
+        seen: &mut Seen,
         set: &Ruleset,
         earlier: Earlier,
         headers: &HeaderMap,
@@ -387,11 +378,11 @@ impl AppState {
             );
             let reason = "같은 결제 확인 요청을 처리하고 있습니다. 잠시 후 다시 시도해 주세요.";
             let decision = Decision::reject(set.settings.reject_status, reason.into(), None);
-            return self.finish(&seen, decision, req.as_ref());
+            return self.finish(seen, decision, req.as_ref());
         };
         self.0.metrics.repeated_delivery("answered");
         seen.delivery = Delivery::RepeatOf(answered.decision_id.clone());
-        self.finish(&seen, answered.decision(), req.as_ref())
+        self.finish(seen, answered.decision(), req.as_ref())
     }
 
     /// The 403 of `--allow-from`, when the source is not allowed.

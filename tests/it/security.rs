@@ -175,8 +175,17 @@ async fn a_repeated_message_is_answered_as_its_first_delivery_without_running_th
     assert_eq!(other.status, 200);
     assert_eq!(shop.calls_to("/confirm"), 2);
 
-    let metrics = get(&server.admin_url("/metrics")).await.body;
-    let metrics = series(metrics.as_str().unwrap());
+    let text = get(&server.admin_url("/metrics")).await.body;
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("# TYPE confirm_proxy_delivery_ids gauge\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP confirm_proxy_delivery_ids "),
+        "{text}"
+    );
+    let metrics = series(text);
     let value = |name: &str| metrics.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
     assert_eq!(
         value(r#"confirm_proxy_repeated_deliveries_total{answer="answered"}"#),
