@@ -32,7 +32,8 @@ pub const RELOADS: &str = "confirm_proxy_reloads_total";
 pub const DECISION_LOG_DROPPED: &str = "confirm_proxy_decision_log_dropped_total";
 
 /// Repeated deliveries of a signed message by how they were answered (`answered`: as the first
-/// delivery was; `unanswered`: refused, the first had no answer in time; `other_ruleset`).
+/// delivery was; `unanswered`: refused, the first had no answer in time; `other_ruleset`,
+/// `other_body`: refused, not a copy of the first).
 pub const REPEATED_DELIVERIES: &str = "confirm_proxy_repeated_deliveries_total";
 /// Message ids forgotten before their signatures expired, to make room for new ones.
 pub const DELIVERY_IDS_FORGOTTEN: &str = "confirm_proxy_delivery_ids_forgotten_total";
@@ -49,7 +50,7 @@ const HELP: [(&str, &str); 11] = [
     (HEALTH_PROBES, "Health probes of upstreams by result (success, failure)."),
     (RELOADS, "Rule reloads by result (applied, unchanged, rejected)."),
     (DECISION_LOG_DROPPED, "Decision-log records that could not be written (should stay 0)."),
-    (REPEATED_DELIVERIES, "Repeated deliveries of a signed message (answered as the first was, unanswered, other_ruleset)."),
+    (REPEATED_DELIVERIES, "Repeated deliveries of a signed message (answered as the first was, unanswered, other_ruleset, other_body)."),
     (DELIVERY_IDS_FORGOTTEN, "Signed message ids forgotten early to make room (a replay of one is evaluated again)."),
     (DELIVERY_IDS, "Signed message ids remembered now, each until its signature expires (at most 100000)."),
 ];

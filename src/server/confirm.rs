@@ -324,7 +324,7 @@ impl AppState {
                 return Some(self.refuse(seen, 401, e.reason().into()));
             }
         };
-        let (claim, forgotten) = s.deliveries.claim(message, &set.name, now);
+        let (claim, forgotten) = s.deliveries.claim(message, body, &set.name, now);
         s.metrics.delivery_ids_forgotten(forgotten);
         match claim {
             Claim::First(ticket) => {
@@ -339,6 +339,15 @@ impl AppState {
                     "webhook message already received for another ruleset"
                 );
                 let reason = "다른 결제 확인 경로로 이미 받은 요청입니다";
+                Some(self.refuse(seen, 401, reason.into()))
+            }
+            Claim::Altered => {
+                s.metrics.repeated_delivery("other_body");
+                tracing::warn!(
+                    decision_id = seen.id.as_str(),
+                    "webhook message already received with another body"
+                );
+                let reason = "이미 받은 요청과 같은 id로 다른 내용의 요청이 왔습니다";
                 Some(self.refuse(seen, 401, reason.into()))
             }
         }

@@ -55,9 +55,11 @@ struct Seen {
 
 /// A message's first delivery.
 struct First {
-    /// Its ruleset's name, hashed: only compared, and a collision would merely answer a
-    /// replay to another ruleset as a repeat.
+    /// Its ruleset's name and its body, hashed: only compared with a repeat's. Only messages
+    /// whose signatures verify get here, so a collision needs the secret, which could sign
+    /// anything anyway.
     ruleset: u64,
+    body: u64,
     state: State,
 }
 
@@ -102,6 +104,11 @@ pub enum Claim {
     /// A repeat sent to another ruleset than its first delivery. PortOne sends a message to
     /// one confirm URL; the signature does not cover the path, so this is a replay.
     Elsewhere,
+    /// A repeat whose body is not its first delivery's. Every delivery of a message carries
+    /// the same body; another one under the same id was signed by something that is not
+    /// PortOne resending, and was never checked: answering it the first delivery's way could
+    /// approve a payment no rule has seen.
+    Altered,
 }
 
 /// Held by a first delivery until it is answered. Dropped unsettled (a bug's path), it
@@ -180,21 +187,30 @@ impl Deliveries {
         }))
     }
 
-    /// Claims `message` for `ruleset` at `now` (Unix seconds). Also says how many ids were
-    /// forgotten to make room for it.
-    pub fn claim(&self, message: Signed<'_>, ruleset: &str, now: i64) -> (Claim, usize) {
+    /// Claims `message`, with `body`, for `ruleset` at `now` (Unix seconds). Also says how
+    /// many ids were forgotten to make room for it.
+    pub fn claim(
+        &self,
+        message: Signed<'_>,
+        body: &[u8],
+        ruleset: &str,
+        now: i64,
+    ) -> (Claim, usize) {
         let key = digest(message.id);
-        let ruleset = BuildHasherDefault::<DefaultHasher>::default().hash_one(ruleset);
+        let hasher = BuildHasherDefault::<DefaultHasher>::default();
+        let (ruleset, body) = (hasher.hash_one(ruleset), hasher.hash_one(body));
         let mut seen = self.seen();
         seen.forget_expired(now);
         if let Some(first) = seen.by_id.get(&key) {
-            let claim = if first.ruleset == ruleset {
+            let claim = if first.ruleset != ruleset {
+                Claim::Elsewhere
+            } else if first.body != body {
+                Claim::Altered
+            } else {
                 Claim::Repeat(Earlier {
                     deliveries: self.clone(),
                     key,
                 })
-            } else {
-                Claim::Elsewhere
             };
             return (claim, 0);
         }
@@ -204,7 +220,14 @@ impl Deliveries {
             forgotten += 1;
         }
         let state = State::Pending;
-        seen.by_id.insert(key, First { ruleset, state });
+        seen.by_id.insert(
+            key,
+            First {
+                ruleset,
+                body,
+                state,
+            },
+        );
         seen.order.push_back((message.valid_until, key));
         let ticket = Ticket {
             deliveries: self.clone(),
@@ -262,6 +285,8 @@ impl Seen {
 mod tests {
     use super::*;
 
+    const BODY: &[u8] = br#"{"imp_uid":"imp_1","merchant_uid":"order-1","amount":1000}"#;
+
     fn signed(id: &str, valid_until: i64) -> Signed<'_> {
         Signed {
             id: id.as_bytes(),
@@ -295,8 +320,8 @@ mod tests {
     #[tokio::test]
     async fn a_repeat_gets_the_answer_of_the_first_delivery() {
         let deliveries = Deliveries::new(10);
-        let ticket = first(deliveries.claim(signed("msg_1", 400), "default", 100));
-        let earlier = repeat(deliveries.claim(signed("msg_1", 400), "default", 101));
+        let ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        let earlier = repeat(deliveries.claim(signed("msg_1", 400), BODY, "default", 101));
         ticket.settle("id-1", &refusal());
         // A second settle (a bug's path) changes nothing: one delivery has one answer.
         ticket.settle("id-2", &Decision::approve(None));
@@ -304,7 +329,7 @@ mod tests {
         assert_eq!(&*answered.decision_id, "id-1");
         assert_eq!(answered.decision(), refusal());
         // Another message is a first delivery of its own.
-        first(deliveries.claim(signed("msg_2", 400), "default", 102));
+        first(deliveries.claim(signed("msg_2", 400), BODY, "default", 102));
         assert_eq!(deliveries.len(), 2);
     }
 
@@ -313,8 +338,8 @@ mod tests {
     #[tokio::test]
     async fn a_repeat_waits_for_a_first_delivery_still_running() {
         let deliveries = Deliveries::new(10);
-        let ticket = first(deliveries.claim(signed("msg_1", 400), "default", 100));
-        let earlier = repeat(deliveries.claim(signed("msg_1", 400), "default", 100));
+        let ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        let earlier = repeat(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
         let waiting = tokio::spawn(earlier.answer());
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
@@ -327,8 +352,8 @@ mod tests {
     #[tokio::test]
     async fn a_first_delivery_that_ends_unanswered_leaves_its_repeats_none() {
         let deliveries = Deliveries::new(10);
-        let ticket = first(deliveries.claim(signed("msg_1", 400), "default", 100));
-        let earlier = repeat(deliveries.claim(signed("msg_1", 400), "default", 100));
+        let ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        let earlier = repeat(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
         drop(ticket);
         assert_eq!(earlier.answer().await, None);
     }
@@ -336,11 +361,25 @@ mod tests {
     #[test]
     fn a_repeat_for_another_ruleset_is_told_apart() {
         let deliveries = Deliveries::new(10);
-        let _ticket = first(deliveries.claim(signed("msg_1", 400), "default", 100));
+        let _ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
         assert!(matches!(
-            deliveries.claim(signed("msg_1", 400), "marathon", 100),
+            deliveries.claim(signed("msg_1", 400), BODY, "marathon", 100),
             (Claim::Elsewhere, 0)
         ));
+    }
+
+    /// Another body under a remembered id is told apart from a repeat, whichever comes first
+    /// of the two: a repeat only ever gets the answer given to the very same request.
+    #[test]
+    fn a_repeat_with_another_body_is_told_apart() {
+        let deliveries = Deliveries::new(10);
+        let _ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        let other = br#"{"imp_uid":"imp_1","merchant_uid":"order-1","amount":10}"#;
+        assert!(matches!(
+            deliveries.claim(signed("msg_1", 400), other, "default", 100),
+            (Claim::Altered, 0)
+        ));
+        repeat(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
     }
 
     /// An id is remembered up to and including the last second its signature holds, then
@@ -348,30 +387,30 @@ mod tests {
     #[test]
     fn ids_are_forgotten_once_their_signatures_expire() {
         let deliveries = Deliveries::new(10);
-        let _a = first(deliveries.claim(signed("a", 400), "default", 100));
-        let _b = first(deliveries.claim(signed("b", 500), "default", 100));
-        let _c = first(deliveries.claim(signed("c", 450), "default", 100));
-        repeat(deliveries.claim(signed("a", 400), "default", 400));
-        let _d = first(deliveries.claim(signed("d", 900), "default", 401));
+        let _a = first(deliveries.claim(signed("a", 400), BODY, "default", 100));
+        let _b = first(deliveries.claim(signed("b", 500), BODY, "default", 100));
+        let _c = first(deliveries.claim(signed("c", 450), BODY, "default", 100));
+        repeat(deliveries.claim(signed("a", 400), BODY, "default", 400));
+        let _d = first(deliveries.claim(signed("d", 900), BODY, "default", 401));
         assert_eq!(deliveries.len(), 3, "a is forgotten at 401");
-        let _a = first(deliveries.claim(signed("a", 1000), "default", 401));
-        let _e = first(deliveries.claim(signed("e", 900), "default", 460));
+        let _a = first(deliveries.claim(signed("a", 1000), BODY, "default", 401));
+        let _e = first(deliveries.claim(signed("e", 900), BODY, "default", 460));
         assert_eq!(deliveries.len(), 5, "c waits behind b");
-        let _f = first(deliveries.claim(signed("f", 900), "default", 501));
+        let _f = first(deliveries.claim(signed("f", 900), BODY, "default", 501));
         assert_eq!(deliveries.len(), 4, "b and c are forgotten at 501");
     }
 
     #[test]
     fn when_full_the_oldest_id_is_forgotten_and_counted() {
         let deliveries = Deliveries::new(2);
-        let _a = first(deliveries.claim(signed("a", 400), "default", 100));
-        let _b = first(deliveries.claim(signed("b", 400), "default", 100));
-        let (Claim::First(_c), 1) = deliveries.claim(signed("c", 400), "default", 100) else {
+        let _a = first(deliveries.claim(signed("a", 400), BODY, "default", 100));
+        let _b = first(deliveries.claim(signed("b", 400), BODY, "default", 100));
+        let (Claim::First(_c), 1) = deliveries.claim(signed("c", 400), BODY, "default", 100) else {
             panic!("c is a first delivery, and a is forgotten for it");
         };
         assert_eq!(deliveries.len(), 2);
-        repeat(deliveries.claim(signed("b", 400), "default", 100));
-        let (Claim::First(_a), 1) = deliveries.claim(signed("a", 400), "default", 100) else {
+        repeat(deliveries.claim(signed("b", 400), BODY, "default", 100));
+        let (Claim::First(_a), 1) = deliveries.claim(signed("a", 400), BODY, "default", 100) else {
             panic!("a, forgotten, is a first delivery again");
         };
     }

@@ -282,6 +282,34 @@ async fn a_message_repeated_to_another_ruleset_is_refused() {
     server.stop().await;
 }
 
+/// Every delivery of a message carries its body unchanged: another body under a remembered id
+/// was never checked, and gets neither the first delivery's approval nor an evaluation.
+#[tokio::test]
+async fn a_message_repeated_with_another_body_is_refused() {
+    let rules = Rules::with("default.yaml", RULES);
+    let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
+    let (url, ts) = (server.url("/confirm"), now());
+    let first = signed_delivery(&url, SECRET, "msg_a", &v2("order-1", 5000), ts).await;
+    assert_eq!(first.status, 200);
+    let altered = signed_delivery(&url, SECRET, "msg_a", &v2("order-2", 5000), ts).await;
+    assert_eq!(
+        (altered.status, altered.reason()),
+        (
+            401,
+            "이미 받은 요청과 같은 id로 다른 내용의 요청이 왔습니다"
+        )
+    );
+    let metrics = get(&server.admin_url("/metrics")).await.body;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains(r#"confirm_proxy_repeated_deliveries_total{answer="other_body"} 1"#),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
 /// A repeat is never approved unless its first delivery was: when the first is still waiting
 /// on the merchant at the repeat's own deadline (shortened here by a reload in between), the
 /// repeat is refused, and the first delivery still gets its own answer.
