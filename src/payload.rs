@@ -129,6 +129,10 @@ pub enum PayloadError {
     #[error("지원하지 않는 Content-Type입니다: {0} (application/json 또는 application/x-www-form-urlencoded만 받습니다)")]
     UnsupportedContentType(String),
     /// Only the position: serde_json's own (English) message is not for buyers.
+    /// A compressed body (any coding but `identity`): PortOne sends plain bodies, and the
+    /// compressed bytes would be read as a broken JSON text.
+    #[error("지원하지 않는 Content-Encoding입니다: {0} (압축하지 않은 본문만 받습니다)")]
+    UnsupportedContentEncoding(String),
     #[error("요청 본문이 올바른 JSON이 아닙니다 ({line}행 {column}열)")]
     InvalidJson { line: usize, column: usize },
     #[error("요청 본문이 올바른 form-urlencoded 형식이 아닙니다")]
@@ -173,7 +177,8 @@ impl PayloadError {
     pub fn status(&self) -> u16 {
         match self {
             PayloadError::TooLarge => 413,
-            PayloadError::UnsupportedContentType(_) => 415,
+            PayloadError::UnsupportedContentType(_)
+            | PayloadError::UnsupportedContentEncoding(_) => 415,
             _ => 400,
         }
     }
@@ -204,6 +209,26 @@ fn encoding(content_type: Option<&str>) -> Result<Encoding, PayloadError> {
             ct.chars().take(100).collect(),
         ))
     }
+}
+
+/// Checks the values of the request's `Content-Encoding` headers: a body is read only as it
+/// came, so any coding but `identity` (an empty value is none) is a 415 naming it.
+pub fn check_content_encoding<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(), PayloadError> {
+    for value in values {
+        let coded = value
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"));
+        if coded {
+            let shown = String::from_utf8_lossy(value);
+            return Err(PayloadError::UnsupportedContentEncoding(
+                shown.trim().chars().take(100).collect(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a confirm body in any PortOne format.
@@ -282,11 +307,18 @@ fn parse_json_body(
         line: e.line(),
         column: e.column(),
     };
-    // Not UTF-8: serde_json says where.
-    let text = std::str::from_utf8(body).map_err(|_| {
-        serde_json::from_slice::<serde::de::IgnoredAny>(body)
-            .err()
-            .map_or(PayloadError::InvalidJson { line: 1, column: 0 }, invalid)
+    // Not UTF-8: where the first byte that is not starts (serde_json does not check the text
+    // of strings it skips). Columns count bytes from 1, as serde_json's do.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let before = &body[..e.valid_up_to()];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        PayloadError::InvalidJson {
+            line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
+            column: 1 + before.len() - line_start,
+        }
     })?;
     let mut top = scan::Top::default();
     // The scan stops at the first flaw; a syntax error further on is still the answer (the

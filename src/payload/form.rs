@@ -35,8 +35,22 @@ pub(super) fn parse_form(body: &[u8]) -> Result<Value, PayloadError> {
 }
 
 /// One form-urlencoded key or value: `+` is a space, then `%XX` escapes must decode to UTF-8.
-/// A `%` not followed by two hex digits stays as it is (as browsers and `form_urlencoded` do).
+/// A `%` not followed by two hex digits refuses the body: browsers keep it as it is, other
+/// decoders reject it, so the merchant a `forward` sends the body to might read another id.
 fn form_decode(text: &str) -> Result<String, PayloadError> {
+    let bytes = text.as_bytes();
+    let escape_ok = |i: usize| {
+        bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    };
+    if bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'%' && !escape_ok(i))
+    {
+        return Err(PayloadError::InvalidForm);
+    }
     let spaced = if text.contains('+') {
         Cow::Owned(text.replace('+', " "))
     } else {

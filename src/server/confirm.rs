@@ -201,6 +201,10 @@ impl AppState {
                 return answer;
             }
         }
+        let encodings = headers.get_all(header::CONTENT_ENCODING).iter();
+        if let Err(e) = payload::check_content_encoding(encodings.map(HeaderValue::as_bytes)) {
+            return self.refuse(&seen, e.status(), e.to_string());
+        }
         // A Content-Type that is not even text is not one we read (and not a missing one);
         // nor are two of them, which a merchant's parser might read the other way round.
         let mut types = headers.get_all(header::CONTENT_TYPE).iter();
@@ -212,7 +216,7 @@ impl AppState {
                 return self.refuse(&seen, e.status(), e.to_string());
             }
             (Some(Err(_)), _) => {
-                let e = payload::PayloadError::UnsupportedContentType("(not text)".into());
+                let e = payload::PayloadError::UnsupportedContentType("(텍스트가 아님)".into());
                 return self.refuse(&seen, e.status(), e.to_string());
             }
         };

@@ -338,6 +338,12 @@ async fn a_content_type_that_is_not_text_or_is_repeated_is_415() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 415);
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let reason = &body["reason"];
+    assert_eq!(
+        reason,
+        "지원하지 않는 Content-Type입니다: (텍스트가 아님) (application/json 또는 application/x-www-form-urlencoded만 받습니다)"
+    );
     // Two of them, in either order: which one counts is up to each parser, so neither does.
     for (first, second) in [
         ("application/json", "text/plain"),
@@ -355,6 +361,31 @@ async fn a_content_type_that_is_not_text_or_is_repeated_is_415() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 415, "{first}, {second}");
     }
+    server.stop().await;
+}
+
+/// A body is read as it came: a compressed one would only be a broken JSON text, so any coding
+/// but `identity` is named in a 415 (RFC 9110, 8.4) instead.
+#[tokio::test]
+async fn a_compressed_body_is_415() {
+    let (_rules, server) = server().await;
+    let send = |coding: &'static str| {
+        client()
+            .post(server.url("/confirm"))
+            .header("content-type", "application/json")
+            .header("content-encoding", coding)
+            .body(testdata("v1.json"))
+            .send()
+    };
+    assert_eq!(send("identity").await.unwrap().status(), 200);
+    let resp = send("gzip").await.unwrap();
+    assert_eq!(resp.status(), 415);
+    assert!(resp.headers().contains_key("x-confirm-decision-id"));
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        body["errorMessage"],
+        "지원하지 않는 Content-Encoding입니다: gzip (압축하지 않은 본문만 받습니다)"
+    );
     server.stop().await;
 }
 
