@@ -90,9 +90,15 @@ pub async fn serve(
         let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = connections.watch(conn);
         tokio::spawn(async move {
-            // A client that goes away or times out is its own business, not an error of ours.
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+            // A client that goes away or times out is its own business, not an error of ours;
+            // but one that hangs up with a request unanswered is told, since that request may
+            // have been dropped before anything was decided about it.
+            match conn.await {
+                Ok(()) => {}
+                Err(e) if e.is_incomplete_message() => {
+                    tracing::info!(%peer, "connection closed by the caller with a request unanswered");
+                }
+                Err(e) => tracing::debug!(%peer, "connection ended: {e}"),
             }
         });
     }

@@ -402,7 +402,9 @@ async fn sigterm_waits_for_an_evaluation_whose_caller_hung_up() {
     // may still be on their way through the pipe).
     let logged = eventually(Duration::from_secs(3), || async {
         let text = proc.log_text();
-        text.contains("order_id=gone-3") && text.contains("answer not delivered")
+        text.contains("order_id=gone-3")
+            && text.contains("answer not delivered")
+            && text.contains("connection closed by the caller with a request unanswered")
     })
     .await;
     assert!(logged, "{}", proc.log_text());
@@ -457,4 +459,47 @@ async fn the_decision_line_names_shadow_outcomes() {
     let log = proc.log_text();
     let line = log.lines().find(|l| l.contains(&id)).unwrap();
     assert!(line.contains(" shadow=trial:reject "), "{line}");
+}
+
+/// A caller that closes its side right after sending a request (half-close or close; PortOne
+/// does neither) is taken as gone. Should that happen before its request is evaluated, the
+/// request is dropped undecided; either way the log tells: no request disappears unseen.
+#[tokio::test]
+async fn a_caller_that_hangs_up_at_once_is_never_lost_unseen() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rules = Rules::with("default.yaml", LIMIT);
+    let log = rules.path().join("decisions.jsonl");
+    let proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
+    let body = v1("hung-up-1", 5_000);
+    let mut stream = tokio::net::TcpStream::connect(proc.public).await.unwrap();
+    let request = format!(
+        "POST /confirm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the connection was left open")
+        .unwrap();
+    let seen = eventually(Duration::from_secs(3), || async {
+        if answer.is_empty() {
+            // Dropped before evaluation: said in the log, and nothing is recorded for it.
+            proc.log_text()
+                .contains("connection closed by the caller with a request unanswered")
+        } else {
+            // Evaluated before the close was seen: answered and recorded as usual.
+            records_so_far(&log)
+                .iter()
+                .any(|r| r["order_id"] == "hung-up-1")
+        }
+    })
+    .await;
+    assert!(
+        seen,
+        "answer {:?}\n{}",
+        String::from_utf8_lossy(&answer),
+        proc.log_text()
+    );
 }
