@@ -1,8 +1,9 @@
-//! The command line: `serve`, `check`, `test`, `eval`. Every flag also reads
+//! The command line: `serve`, `check`, `test`, `eval`, `replay`. Every flag also reads
 //! `CONFIRM_PROXY_<FLAG>` from the environment.
 
 mod check;
 mod eval;
+mod replay;
 mod serve;
 mod test;
 
@@ -37,6 +38,10 @@ pub enum Command {
     Test(test::TestArgs),
     /// Evaluate one request body against the rules and print the decision with its trace.
     Eval(eval::EvalArgs),
+    /// Decide the requests of a decision log again with the rules as they are now (no network:
+    /// upstream answers come from the log) and print every decision that would change; exit 1
+    /// when any would, 2 when the log or the rules cannot be read.
+    Replay(replay::ReplayArgs),
 }
 
 /// The rules directory, shared by every subcommand.
@@ -79,6 +84,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Replay(args) => replay::run(&args),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! One request flows one way: [`payload`] (PortOne formats → `ConfirmRequest`) → [`engine`]
 //! (a [`rules`] snapshot evaluated, upstreams called through a seam) → [`decision`] (the answer).
-//! [`script`] owns the shared Rhai engine.
+//! [`script`] owns the shared Rhai engine. [`ruletest`] and [`replay`] drive the same engine
+//! with canned upstreams: rule tests, and the decision log decided again.
 
 /// The scalar methods of a serde `Visitor` (with `Value = ()`) that walks a document for its
 /// structure alone: every scalar is accepted and ignored. The duplicate-key walks of JSON bodies
@@ -39,6 +40,7 @@ pub mod logfmt;
 pub mod metrics;
 pub mod payload;
 pub mod reload;
+pub mod replay;
 pub mod rules;
 pub mod ruletest;
 pub mod script;

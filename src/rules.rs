@@ -399,3 +399,21 @@ impl LoadErrors {
         self.0.iter().map(ToString::to_string).collect()
     }
 }
+
+/// Loads a rules directory made of `files` (path under it, content), with no environment
+/// variables set; the directory must outlive the rules. For unit tests.
+#[cfg(test)]
+pub(crate) fn load_files(files: &[(&str, &str)]) -> (tempfile::TempDir, Rules) {
+    let dir = tempfile::tempdir().unwrap();
+    for (rel, content) in files {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    let opts = LoadOptions {
+        engine: &crate::script::ScriptEngine::new(),
+        env: &|_| None,
+    };
+    let rules = load_dir(dir.path(), &opts).unwrap_or_else(|e| panic!("{e}"));
+    (dir, rules)
+}

@@ -284,17 +284,7 @@ fn loaded(
     Rules,
     Result<Vec<Suite>, Vec<crate::rules::LoadError>>,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("default.yaml"), rules).unwrap();
-    std::fs::create_dir(dir.path().join("tests")).unwrap();
-    std::fs::write(dir.path().join("tests/t.yaml"), test).unwrap();
-    let engine = ScriptEngine::new();
-    let env = |_: &str| None;
-    let opts = crate::rules::LoadOptions {
-        engine: &engine,
-        env: &env,
-    };
-    let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
+    let (dir, rules) = crate::rules::load_files(&[("default.yaml", rules), ("tests/t.yaml", test)]);
     let suites = load_suites(dir.path(), &rules);
     (dir, rules, suites)
 }

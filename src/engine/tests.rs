@@ -9,7 +9,7 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::payload::{parse, Parsed};
-use crate::rules::{load_dir, LoadOptions, Rules, Upstream, DEFAULT_ERROR_REASON, DEFAULT_REASON};
+use crate::rules::{Rules, Upstream, DEFAULT_ERROR_REASON, DEFAULT_REASON};
 use crate::upstream::canned::{Canned, CannedAnswer, CannedError};
 use crate::upstream::BoxFuture;
 
@@ -28,19 +28,9 @@ fn ruleset(yaml: &str) -> (TempDir, Rules) {
 
 /// Like [`ruleset`], with more files (scripts) under the rules directory.
 fn ruleset_with(yaml: &str, files: &[(&str, &str)]) -> (TempDir, Rules) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("default.yaml"), yaml).unwrap();
-    for (rel, src) in files {
-        let path = dir.path().join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, src).unwrap();
-    }
-    let opts = LoadOptions {
-        engine: &ScriptEngine::new(),
-        env: &|_| None,
-    };
-    let rules = load_dir(dir.path(), &opts).unwrap_or_else(|e| panic!("{e}"));
-    (dir, rules)
+    let mut all = vec![("default.yaml", yaml)];
+    all.extend_from_slice(files);
+    crate::rules::load_files(&all)
 }
 
 fn request(json: &str) -> ConfirmRequest {

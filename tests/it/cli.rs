@@ -1,33 +1,12 @@
-//! `check` and `eval` as an operator runs them.
+//! `check`, `test` and `eval` as an operator runs them.
 
 use std::process::Output;
 
 use crate::support::*;
 
-fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
-    let mut child = std::process::Command::new(binary())
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(body) = stdin {
-        // A command that fails before reading its input (bad flags, rules that do not load)
-        // closes the pipe; its exit status and output are what the test checks.
-        if let Err(e) = input.write_all(body) {
-            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-        }
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
 /// `check` on a rules directory.
 fn check(rules: &Rules) -> Output {
-    run(&["check", "--rules", rules.path().to_str().unwrap()], None)
+    run_cli(&["check", "--rules", rules.path().to_str().unwrap()], None)
 }
 
 /// `check` on `rules`, which must pass with `summary` on stdout; its output, for the warnings.
@@ -48,7 +27,7 @@ fn shipped_rules() -> String {
 
 #[test]
 fn check_accepts_the_shipped_rules() {
-    let out = run(&["check", "--rules", &shipped_rules()], None);
+    let out = run_cli(&["check", "--rules", &shipped_rules()], None);
     assert!(
         out.status.success(),
         "{}",
@@ -90,7 +69,7 @@ fn check_prints_every_error_with_its_location() {
 #[test]
 fn eval_prints_the_decision_and_trace() {
     let body = testdata("v1.json");
-    let out = run(&["eval", "--rules", &shipped_rules(), "-"], Some(&body));
+    let out = run_cli(&["eval", "--rules", &shipped_rules(), "-"], Some(&body));
     assert!(
         out.status.success(),
         "{}",
@@ -119,7 +98,7 @@ fn eval_prints_the_decision_and_trace() {
         ]
     );
 
-    let out = run(
+    let out = run_cli(
         &[
             "eval",
             "--rules",
@@ -134,13 +113,13 @@ fn eval_prints_the_decision_and_trace() {
     // Over 64 KiB: what `serve` would answer, 413.
     let mut big = body.clone();
     big.resize(64 * 1024 + 1, b' ');
-    let out = run(&["eval", "--rules", &shipped_rules(), "-"], Some(&big));
+    let out = run_cli(&["eval", "--rules", &shipped_rules(), "-"], Some(&big));
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["decision"]["status"], 413, "{v}");
-    let out = run(&["eval", "--rules", "/nonexistent", "-"], Some(&body));
+    let out = run_cli(&["eval", "--rules", "/nonexistent", "-"], Some(&body));
     assert_eq!(out.status.code(), Some(1));
-    let out = run(&["eval", "--now", "yesterday", "-"], Some(&body));
+    let out = run_cli(&["eval", "--now", "yesterday", "-"], Some(&body));
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -169,7 +148,7 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
             let mut args = vec!["eval", "--rules", &dir];
             args.extend_from_slice(extra);
             args.push("-");
-            run(&args, Some(v1("o-1", 5).as_bytes()))
+            run_cli(&args, Some(v1("o-1", 5).as_bytes()))
         })
     };
     let out = eval(&[]).await.unwrap();
@@ -211,7 +190,7 @@ fn flags_are_read_from_the_environment() {
 
 #[test]
 fn test_runs_the_shipped_rule_tests() {
-    let out = run(&["test", "--rules", &shipped_rules()], None);
+    let out = run_cli(&["test", "--rules", &shipped_rules()], None);
     assert!(
         out.status.success(),
         "{}",
@@ -220,7 +199,7 @@ fn test_runs_the_shipped_rule_tests() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
     let scripted = format!("{}/examples/scripted-rules", env!("CARGO_MANIFEST_DIR"));
-    let out = run(&["test", "--rules", &scripted], None);
+    let out = run_cli(&["test", "--rules", &scripted], None);
     assert!(
         out.status.success(),
         "{}",
@@ -239,7 +218,7 @@ fn test_reports_failing_cases_with_their_trace() {
         "ruleset: default\ncases:\n  - name: small passes\n    request: { imp_uid: i, merchant_uid: m, amount: 5 }\n    expect: { decision: approve }\n  - name: wrong expectation\n    request: { imp_uid: i, merchant_uid: m, amount: 50000 }\n    expect: { decision: approve }\n  - name: other\n    request: { imp_uid: i, merchant_uid: m, amount: 50000 }\n    expect: { decision: reject, reason: \"한도 초과\" }\n",
     );
     let dir = rules.path().to_str().unwrap();
-    let out = run(&["test", "--rules", dir], None);
+    let out = run_cli(&["test", "--rules", dir], None);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -263,7 +242,7 @@ fn test_reports_failing_cases_with_their_trace() {
         "{stdout}"
     );
 
-    let out = run(&["test", "--rules", dir, "small"], None);
+    let out = run_cli(&["test", "--rules", dir, "small"], None);
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -276,7 +255,7 @@ fn test_reports_failing_cases_with_their_trace() {
 fn test_refuses_an_invalid_test_file_with_exit_2() {
     let rules = Rules::with("default.yaml", LIMIT_RULES);
     rules.write("tests/bad.yaml", "ruleset: nope\ncases: []\n");
-    let out = run(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -296,7 +275,7 @@ cases:
   - name: caf\xe9\n",
     )
     .unwrap();
-    let out = run(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -305,7 +284,7 @@ cases:
     );
 
     let rules = Rules::with("default.yaml", LIMIT_RULES);
-    let out = run(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -503,7 +482,7 @@ fn test_refuses_test_files_naming_what_the_ruleset_does_not_have() {
         format!("{file}:11:39: unknown rule \"nosuchrule\", ruleset \"default\" has rules stock"),
         format!("{file}:12:11: duplicate case name \"in stock\" (also at line 3): case names are unique in a file"),
     ];
-    let out = run(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr)
@@ -538,7 +517,7 @@ fn test_warns_about_canned_answers_no_rule_asks_for() {
         "warning: {}/tests/copied.yaml:7:9: canned answer \"GET /api/stock/o-1\" is never used: for this request the rules of ruleset \"default\" call \"shop\" with \"GET /api/stock/o-2\"",
         rules.path().display()
     );
-    let out = run(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
     assert_eq!(
         out.status.code(),
         Some(0),

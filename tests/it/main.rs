@@ -10,5 +10,6 @@ mod cli;
 mod confirm;
 mod hot_reload;
 mod process;
+mod replay;
 mod security;
 mod upstreams;

@@ -339,6 +339,28 @@ impl MockUpstream {
     }
 }
 
+/// Runs the binary with `args`, `stdin` written to it, to the end.
+pub fn run_cli(args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(binary())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(body) = stdin {
+        // A command that fails before reading its input (bad flags, rules that do not load)
+        // closes the pipe; its exit status and output are what the test checks.
+        if let Err(e) = input.write_all(body) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
 /// The decision-log records present so far (the log need not be complete: lines are written
 /// whole, so whatever is there parses).
 pub fn records_so_far(log: &Path) -> Vec<Value> {

@@ -1,0 +1,106 @@
+//! `confirm-proxy replay`: the decision log decided again by the rules as they are now, without
+//! the network, printing every decision that would change.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::RulesDir;
+use crate::replay::{read, replay};
+use crate::script::ScriptEngine;
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub rules: RulesDir,
+    /// Replay only the records of this ruleset.
+    #[arg(long, env = "CONFIRM_PROXY_RULESET")]
+    pub ruleset: Option<String>,
+    /// Decision log (JSON Lines, as `serve --decision-log` writes it); "-" or nothing reads stdin.
+    #[arg(value_name = "FILE|-")]
+    pub file: Option<PathBuf>,
+}
+
+/// Unreadable input, rules that do not load, bad usage.
+const CANNOT_RUN: u8 = 2;
+
+pub fn run(args: &ReplayArgs) -> ExitCode {
+    let input: Box<dyn BufRead> = match args.file.as_ref().filter(|p| p.as_os_str() != "-") {
+        Some(path) => match std::fs::File::open(path) {
+            Ok(file) => Box::new(std::io::BufReader::new(file)),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                return ExitCode::from(CANNOT_RUN);
+            }
+        },
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let name = args
+        .file
+        .as_ref()
+        .map_or("-".into(), |p| p.display().to_string());
+    let scripts = ScriptEngine::new();
+    let Some(rules) = args.rules.load(&scripts) else {
+        return ExitCode::from(CANNOT_RUN);
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::from(CANNOT_RUN);
+        }
+    };
+    let (mut replayed, mut changed, mut skipped, mut unreadable) = (0, 0, 0, 0);
+    for (n, line) in input.lines().enumerate() {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("error: cannot read {name}: {e}");
+                return ExitCode::from(CANNOT_RUN);
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = match read(&line) {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                skipped += 1;
+                continue;
+            }
+            Err(e) => {
+                eprintln!("{name}:{}: {e}", n + 1);
+                unreadable += 1;
+                continue;
+            }
+        };
+        if args.ruleset.as_ref().is_some_and(|r| *r != record.ruleset) {
+            continue;
+        }
+        let again = runtime.block_on(replay(&rules, &scripts, record));
+        replayed += 1;
+        if again.changed() {
+            changed += 1;
+            println!("{}", again.explain());
+        }
+    }
+    println!(
+        "{replayed} replayed: {changed} changed, {} unchanged; {skipped} not decided by rules (guards' answers, repeats, ignored messages){}",
+        replayed - changed,
+        if unreadable > 0 {
+            format!("; {unreadable} unreadable lines")
+        } else {
+            String::new()
+        }
+    );
+    if changed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

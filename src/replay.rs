@@ -1,0 +1,418 @@
+//! Replaying the decision log: each logged request decided again by the rules as they are now,
+//! with the upstream answers and health states its record holds instead of the network, to show
+//! which decisions an edit would change before it goes live.
+//!
+//! The record is the whole input: the request as received, its arrival time (`now` and every
+//! sale window), and per rule the upstream's status and body or the health it read. A rule the
+//! record says nothing about (new, or not reached then) meets no upstream at all, which is an
+//! error decided by `on_error`, and the replay says so.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::decision::{Decision, Outcome, MAX_TRACED_BODY};
+use crate::engine::{evaluate, fetch_call, Context, Original};
+use crate::payload::{self, Parsed};
+use crate::rules::{Check, Health, Rules};
+use crate::script::ScriptEngine;
+use crate::upstream::canned::{Canned, CannedAnswer, CannedError};
+
+/// One decision-log line, as far as a replay reads it.
+#[derive(Debug, Deserialize)]
+pub struct Record {
+    /// The arrival: the evaluation time the rules saw.
+    #[serde(deserialize_with = "rfc3339")]
+    pub time: DateTime<FixedOffset>,
+    pub decision_id: String,
+    pub ruleset: String,
+    #[serde(default)]
+    pub order_id: Option<String>,
+    pub decision: String,
+    pub status: u16,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub rule: Option<String>,
+    #[serde(default)]
+    trace: Vec<Traced>,
+    /// The body as received; absent on the guards' answers, which come before any rule.
+    #[serde(default)]
+    request: Option<Box<RawValue>>,
+    /// A repeated delivery was answered from its first delivery, not by the rules.
+    #[serde(default)]
+    repeat_of: Option<String>,
+}
+
+fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<FixedOffset>, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    DateTime::parse_from_rfc3339(&text).map_err(serde::de::Error::custom)
+}
+
+#[derive(Debug, Deserialize)]
+struct Traced {
+    rule: String,
+    outcome: String,
+    #[serde(default)]
+    upstream: Option<Answered>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Answered {
+    status: u16,
+    body: Value,
+}
+
+/// Reads one line of the decision log: `None` for a record no rule decided (a guard's answer,
+/// a repeated delivery, an ignored message), which has nothing to replay.
+pub fn read(line: &str) -> Result<Option<Record>, String> {
+    let record: Record =
+        serde_json::from_str(line).map_err(|e| format!("not a decision-log record: {e}"))?;
+    let decided_by_rules =
+        record.request.is_some() && record.repeat_of.is_none() && record.decision != "ignored";
+    Ok(decided_by_rules.then_some(record))
+}
+
+/// A record decided again.
+pub struct Replayed {
+    pub record: Record,
+    pub decision: Decision,
+    /// Where the record could not stand in for the upstreams (a rule it says nothing about, an
+    /// answer body it kept only in part).
+    pub notes: Vec<String>,
+}
+
+impl Replayed {
+    /// Whether the answer would differ: decision, status, deciding rule or reason.
+    pub fn changed(&self) -> bool {
+        let r = &self.record;
+        let d = &self.decision;
+        r.decision != d.decision.as_str()
+            || r.status != d.status
+            || r.rule.as_deref() != d.rule.as_deref()
+            || r.reason != d.reason
+    }
+
+    /// The record's answer and the new one, the notes, and the new per-rule trace.
+    pub fn explain(&self) -> String {
+        use std::fmt::Write;
+        let r = &self.record;
+        let mut out = format!(
+            "{} ({}, order {}, {})\n",
+            r.decision_id,
+            r.ruleset,
+            r.order_id.as_deref().unwrap_or("-"),
+            r.time.to_rfc3339()
+        );
+        let _ = writeln!(
+            out,
+            "  logged: {}",
+            answer(
+                &r.decision,
+                r.status,
+                r.rule.as_deref(),
+                r.reason.as_deref()
+            )
+        );
+        let d = &self.decision;
+        let _ = writeln!(
+            out,
+            "  now:    {}",
+            answer(
+                d.decision.as_str(),
+                d.status,
+                d.rule.as_deref(),
+                d.reason.as_deref()
+            )
+        );
+        for note in &self.notes {
+            let _ = writeln!(out, "  note: {note}");
+        }
+        for t in &d.trace {
+            let _ = write!(out, "  - {}: {}", t.rule, t.outcome.as_str());
+            if let Some(e) = &t.error {
+                let _ = write!(out, " ({e})");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn answer(decision: &str, status: u16, rule: Option<&str>, reason: Option<&str>) -> String {
+    let mut out = format!("{decision} {status}");
+    if let Some(rule) = rule {
+        out.push_str(" by ");
+        out.push_str(rule);
+    }
+    if let Some(reason) = reason {
+        out.push_str(&format!(": {reason:?}"));
+    }
+    out
+}
+
+/// Decides `record` again with `rules`, its upstreams answered from the record.
+pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Replayed {
+    let mut notes = Vec::new();
+    let body = record
+        .request
+        .as_ref()
+        .map(|raw| raw.get().as_bytes().to_vec())
+        .unwrap_or_default();
+    let Some(ruleset) = rules.get(&record.ruleset) else {
+        notes.push(format!(
+            "ruleset {} is no longer loaded: its confirm URL would be a 404",
+            record.ruleset
+        ));
+        let decision = Decision::reject(404, "(unknown ruleset)".into(), None);
+        return Replayed {
+            record,
+            decision,
+            notes,
+        };
+    };
+    // The log keeps a form body as an object of its decoded strings, so every record reads
+    // as JSON.
+    let req = match payload::parse(Some("application/json"), &body) {
+        Ok(Parsed::Confirm(req)) => req,
+        Ok(Parsed::Ignored { .. }) => {
+            let decision = Decision::ignored();
+            return Replayed {
+                record,
+                decision,
+                notes,
+            };
+        }
+        Err(e) => {
+            let decision = Decision::reject(e.status(), e.to_string(), None);
+            return Replayed {
+                record,
+                decision,
+                notes,
+            };
+        }
+    };
+    let mut canned = Canned::new();
+    for rule in &ruleset.rules {
+        let logged = record.trace.iter().find(|t| t.rule == *rule.name);
+        let (upstream, key) = match &rule.check {
+            Check::Healthy(up) => {
+                let health = match logged.map(|t| t.outcome.as_str()) {
+                    Some("pass" | "shadow_approve") => Health::Up,
+                    Some("reject" | "shadow_reject") => Health::Down,
+                    _ => continue,
+                };
+                canned = canned.health(&up.name, health);
+                continue;
+            }
+            Check::Fetch(f) => match fetch_call(f, &req) {
+                Ok(call) => (
+                    &f.upstream,
+                    format!("{} {}", call.method, call.path_and_query),
+                ),
+                // The engine meets the same error when it reaches the rule.
+                Err(_) => continue,
+            },
+            Check::Forward(fw) => (&fw.upstream, format!("POST {}", fw.path)),
+            _ => continue,
+        };
+        let Some(logged) = logged else { continue };
+        let answer = match &logged.upstream {
+            Some(a) => {
+                if is_cut(&a.body) {
+                    notes.push(format!(
+                        "rule {}: the log kept only the first {} KiB of the upstream's answer",
+                        rule.name,
+                        MAX_TRACED_BODY / 1024
+                    ));
+                }
+                CannedAnswer::status(a.status).body(a.body.clone())
+            }
+            // Reached then, but the call failed (refused, timed out, cut off): it fails again.
+            None if logged.outcome == "error" => CannedAnswer::error(CannedError::Refused),
+            // Not called then (its `when` was false, or it was off).
+            None => continue,
+        };
+        canned = canned.answer(&upstream.name, &key, answer);
+    }
+    let original = Original {
+        body: body.into(),
+        content_type: Some(http::HeaderValue::from_static("application/json")),
+        webhook_headers: Vec::new(),
+    };
+    let ctx = Context {
+        scripts,
+        upstreams: Arc::new(canned),
+        now: record.time,
+        started: tokio::time::Instant::now(),
+        original: &original,
+        decision_id: "",
+    };
+    let decision = evaluate(ruleset, &req, &ctx).await;
+    for t in &decision.trace {
+        let unrecorded = t
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("no canned answer"));
+        let unknown_health = t.outcome == Outcome::Error
+            && matches!(
+                ruleset
+                    .rules
+                    .iter()
+                    .find(|r| r.name == t.rule)
+                    .map(|r| &r.check),
+                Some(Check::Healthy(_))
+            )
+            && !record.trace.iter().any(|l| *l.rule == *t.rule);
+        if unrecorded || unknown_health {
+            notes.push(format!(
+                "rule {}: the record has no upstream answer or health for it (a new rule, or not reached then); it counted as an error",
+                t.rule
+            ));
+        }
+    }
+    Replayed {
+        record,
+        decision,
+        notes,
+    }
+}
+
+/// A body the log cut at [`MAX_TRACED_BODY`]: kept as the start of its text, marked `…`.
+fn is_cut(body: &Value) -> bool {
+    matches!(body, Value::String(s) if s.len() > MAX_TRACED_BODY && s.ends_with('…'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Verdict;
+    use crate::rules::load_files;
+
+    const RULES: &str = r#"
+upstreams:
+  shop: { url: "http://shop.invalid", health: { path: /health } }
+rules:
+  - name: shop-up
+    healthy: shop
+    reason: "상점 점검 중입니다"
+  - name: existing-confirm
+    forward: { upstream: shop, path: /payments/confirm }
+    reason: "결제할 수 없습니다"
+"#;
+
+    fn line(trace: &str, decision: &str, extra: &str) -> String {
+        format!(
+            r#"{{"time":"2026-11-25T07:51:02.114Z","decision_id":"d-1","ruleset":"default","rules_version":"abc","api":"v1","order_id":"order-1","tx_id":"imp_1","amount":5000,"decision":"{decision}","status":200,"trace":[{trace}],"latency_ms":0.1,"request":{{"imp_uid":"imp_1","merchant_uid":"order-1","amount":5000}}{extra}}}"#
+        )
+    }
+
+    async fn again(rules: &Rules, line: &str) -> Replayed {
+        let record = read(line).unwrap().expect("replayable");
+        replay(rules, &ScriptEngine::new(), record).await
+    }
+
+    #[test]
+    fn records_no_rule_decided_are_not_replayed() {
+        let guard = r#"{"time":"2026-11-25T07:51:02.114Z","decision_id":"d-2","ruleset":"unknown","decision":"reject","status":404,"reason":"x","trace":[],"latency_ms":0.1}"#;
+        assert!(read(guard).unwrap().is_none());
+        let repeat = line("", "approve", r#","repeat_of":"d-0""#);
+        assert!(read(&repeat).unwrap().is_none());
+        let ignored = line("", "ignored", "");
+        assert!(read(&ignored).unwrap().is_none());
+        assert!(read(&line("", "approve", "")).unwrap().is_some());
+        assert!(read("{}")
+            .unwrap_err()
+            .starts_with("not a decision-log record"));
+    }
+
+    /// The health a `healthy` rule read and the merchant's answer to a `forward` come from the
+    /// record; the same rules decide the same way.
+    #[tokio::test]
+    async fn health_and_forward_answers_come_from_the_record() {
+        let (_dir, rules) = load_files(&[("default.yaml", RULES)]);
+        let approved = line(
+            r#"{"rule":"shop-up","outcome":"pass","ms":0.01},{"rule":"existing-confirm","outcome":"pass","ms":3.2,"upstream":{"status":200,"body":{"ok":true}}}"#,
+            "approve",
+            "",
+        );
+        let r = again(&rules, &approved).await;
+        assert!(!r.changed(), "{}", r.explain());
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+
+        let refused = line(
+            r#"{"rule":"shop-up","outcome":"pass","ms":0.01},{"rule":"existing-confirm","outcome":"reject","ms":3.2,"upstream":{"status":409,"body":{"reason":"이미 결제된 주문입니다"}}}"#,
+            "approve",
+            "",
+        );
+        let r = again(&rules, &refused).await;
+        assert_eq!(r.decision.decision, Verdict::Reject);
+        assert_eq!(r.decision.reason.as_deref(), Some("이미 결제된 주문입니다"));
+        assert!(r.changed());
+
+        let down = line(
+            r#"{"rule":"shop-up","outcome":"reject","ms":0.01}"#,
+            "approve",
+            "",
+        );
+        let r = again(&rules, &down).await;
+        assert_eq!(r.decision.rule.as_deref(), Some("shop-up"));
+        assert_eq!(r.decision.reason.as_deref(), Some("상점 점검 중입니다"));
+    }
+
+    /// A forward that failed then fails again; one the record never reached is an error with a
+    /// note, and so is an answer the log kept only in part.
+    #[tokio::test]
+    async fn what_the_record_cannot_stand_in_for_is_noted() {
+        let (_dir, rules) = load_files(&[("default.yaml", RULES)]);
+        let failed = line(
+            r#"{"rule":"shop-up","outcome":"pass","ms":0.01},{"rule":"existing-confirm","outcome":"error","ms":1000.0,"error":"forward to shop: timed out after 1s"}"#,
+            "reject",
+            "",
+        );
+        let r = again(&rules, &failed).await;
+        assert_eq!(r.decision.trace[1].outcome, Outcome::Error);
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+
+        let unreached = line(
+            r#"{"rule":"shop-up","outcome":"pass","ms":0.01}"#,
+            "approve",
+            "",
+        );
+        let r = again(&rules, &unreached).await;
+        assert_eq!(r.decision.trace[1].outcome, Outcome::Error);
+        assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
+        assert!(r.notes[0].starts_with("rule existing-confirm: the record has no upstream answer"));
+
+        let cut = format!("\"{}…\"", "x".repeat(MAX_TRACED_BODY));
+        let partial = line(
+            &format!(
+                r#"{{"rule":"shop-up","outcome":"pass","ms":0.01}},{{"rule":"existing-confirm","outcome":"pass","ms":3.2,"upstream":{{"status":200,"body":{cut}}}}}"#
+            ),
+            "approve",
+            "",
+        );
+        let r = again(&rules, &partial).await;
+        assert_eq!(
+            r.notes,
+            ["rule existing-confirm: the log kept only the first 4 KiB of the upstream's answer"]
+        );
+    }
+
+    /// A rule's `window` is judged at the record's arrival time, not today.
+    #[tokio::test]
+    async fn the_record_time_is_the_evaluation_time() {
+        let window = "rules:\n  - name: sale\n    window: { from: \"2026-11-25T16:00:00+09:00\", until: \"2026-11-26T00:00:00+09:00\" }\n    reason: \"판매 기간이 아닙니다\"\n";
+        let (_dir, rules) = load_files(&[("default.yaml", window)]);
+        let r = again(&rules, &line("", "approve", "")).await;
+        assert_eq!(r.decision.decision, Verdict::Approve, "{}", r.explain());
+        let (_dir, rules) =
+            load_files(&[("default.yaml", &window.replace("16:00:00", "17:00:00"))]);
+        let r = again(&rules, &line("", "approve", "")).await;
+        assert_eq!(r.decision.rule.as_deref(), Some("sale"));
+        assert!(r.changed());
+    }
+}

@@ -1,0 +1,131 @@
+//! `replay`: a decision log decided again by edited rules, upstream answers from the log.
+
+use crate::support::*;
+
+fn rules_yaml(shop: &str, require: &str, extra: &str) -> String {
+    format!(
+        r#"upstreams:
+  shop: {{ url: "{shop}", timeout: 1s }}
+rules:
+  - name: amount-range
+    amount: {{ max: 100000 }}
+    reason: "한도 초과"
+{extra}  - name: stock
+    fetch: {{ upstream: shop, method: GET, path: "/stock/{{order_id}}" }}
+    require: '{require}'
+    reason: "재고가 모두 소진되었습니다"
+"#
+    )
+}
+
+fn replay(rules: &Rules, log: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "replay",
+        "--rules",
+        rules.path().to_str().unwrap(),
+        log.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = run_cli(&args, None);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Yesterday's traffic against today's edit: what the log recorded comes back unchanged with
+/// the same rules, an edit shows exactly the decisions it changes, and the shop is never
+/// called (its answers come from the log).
+#[tokio::test]
+async fn replay_shows_the_decisions_an_edit_changes_without_calling_upstreams() {
+    let shop = MockUpstream::start(axum::Router::new().route(
+        "/stock/{id}",
+        axum::routing::get(
+            |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                let available = match id.as_str() {
+                    "plenty" => 3,
+                    "last-one" => 1,
+                    _ => 0,
+                };
+                axum::Json(serde_json::json!({ "available": available }))
+            },
+        ),
+    ))
+    .await;
+    let at_least = |n: u32| format!("response.body.available >= {n}");
+    let rules = Rules::with("default.yaml", &rules_yaml(&shop.url(), &at_least(1), ""));
+    let (server, log) = logged(&rules).await;
+    let mut ids = std::collections::HashMap::new();
+    for (order, amount) in [
+        ("plenty", 5_000),
+        ("last-one", 5_000),
+        ("sold-out", 5_000),
+        ("too-much", 500_000),
+    ] {
+        let a = server.confirm_json("/confirm", &v1(order, amount)).await;
+        ids.insert(order, a.decision_id());
+    }
+    let bad = post(&server.url("/confirm"), Some("application/json"), "{").await;
+    assert_eq!(bad.status, 400);
+    server.stop().await;
+    let calls = shop.calls().len();
+
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out.trim(),
+        "4 replayed: 0 changed, 4 unchanged; 1 not decided by rules (guards' answers, repeats, ignored messages)"
+    );
+
+    // The last one in stock is refused once two are required.
+    rules.write("default.yaml", &rules_yaml(&shop.url(), &at_least(2), ""));
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(&ids["last-one"]), "{out}");
+    assert!(out.contains("  logged: approve 200\n"), "{out}");
+    assert!(
+        out.contains("  now:    reject 409 by stock: \"재고가 모두 소진되었습니다\"\n"),
+        "{out}"
+    );
+    assert!(!out.contains(&ids["plenty"]), "{out}");
+    assert!(out.ends_with("4 replayed: 1 changed, 3 unchanged; 1 not decided by rules (guards' answers, repeats, ignored messages)\n"), "{out}");
+
+    // A rule the log knows nothing about meets no upstream: an error, decided by on_error, and
+    // said in a note.
+    let vip = "  - name: vip\n    fetch: { upstream: shop, method: GET, path: \"/vip/{order_id}\" }\n    reason: \"VIP 전용\"\n";
+    rules.write("default.yaml", &rules_yaml(&shop.url(), &at_least(1), vip));
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("note: rule vip: the record has no upstream answer or health for it"),
+        "{out}"
+    );
+    assert!(out.contains("3 changed, 1 unchanged"), "{out}");
+
+    // Records of other rulesets are left out.
+    let (code, out, _) = replay(&rules, &log, &["--ruleset", "marathon"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("0 replayed"), "{out}");
+    assert_eq!(shop.calls().len(), calls, "replay called the shop");
+}
+
+#[test]
+fn replay_reports_unreadable_lines_and_a_missing_log() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: \"한도 초과\"\n",
+    );
+    let log = rules.path().join("decisions.jsonl");
+    std::fs::write(&log, "not json\n\n").unwrap();
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.starts_with(&format!("{}:1: not a decision-log record", log.display())),
+        "{err}"
+    );
+    assert!(out.contains("1 unreadable lines"), "{out}");
+    let (code, _, err) = replay(&rules, &rules.path().join("missing.jsonl"), &[]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("error: cannot read"), "{err}");
+}
