@@ -88,6 +88,21 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The single-threaded runtime of the one-shot commands; `None` (the error printed) if it
+/// cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            None
+        }
+    }
+}
+
 /// Reads `${VAR}` from the process environment.
 fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()

@@ -71,15 +71,8 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         );
         return ExitCode::from(USAGE);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = super::runtime() else {
+        return ExitCode::FAILURE;
     };
     let upstreams = Arc::new(EvalUpstreams {
         real: HttpUpstreams::new(Metrics::new()),

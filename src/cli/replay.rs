@@ -45,15 +45,8 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     let Some(rules) = args.rules.load(&scripts) else {
         return ExitCode::from(CANNOT_RUN);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start runtime: {e}");
-            return ExitCode::from(CANNOT_RUN);
-        }
+    let Some(runtime) = super::runtime() else {
+        return ExitCode::from(CANNOT_RUN);
     };
     let (mut replayed, mut changed, mut skipped, mut unreadable) = (0, 0, 0, 0);
     for (n, line) in input.lines().enumerate() {

@@ -36,15 +36,8 @@ pub fn run(args: &TestArgs) -> ExitCode {
     for w in suites.iter().flat_map(|s| &s.warnings) {
         eprintln!("warning: {w}");
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = super::runtime() else {
+        return ExitCode::FAILURE;
     };
     let results = runtime.block_on(ruletest::run(
         &rules,
