@@ -1,6 +1,15 @@
 //! The command line: `serve`, `check`, `test`, `eval`, `replay`. Every flag also reads
 //! `CONFIRM_PROXY_<FLAG>` from the environment.
 
+/// `println!` that does not panic when stdout is gone (piped into `head` or `grep -q`, which
+/// close it early): the output is for a reader, and without one there is nothing left to say.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod check;
 mod eval;
 mod replay;

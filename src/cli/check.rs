@@ -33,7 +33,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     for w in suites.iter().flat_map(|s| &s.warnings) {
         eprintln!("warning: {w}");
     }
-    println!(
+    out!(
         "ok: {} rulesets, {} rules",
         rules.rulesets.len(),
         rules.rule_count()

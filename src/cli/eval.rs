@@ -111,7 +111,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         "request": request,
         "decision": decision,
     });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     for (call, sent) in upstreams.writes() {
         if sent {
             eprintln!("note: sent {call} for real (eval --dry-run holds such calls back)");

@@ -79,10 +79,10 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         replayed += 1;
         if again.changed() {
             changed += 1;
-            println!("{}", again.explain());
+            out!("{}", again.explain());
         }
     }
-    println!(
+    out!(
         "{replayed} replayed: {changed} changed, {} unchanged; {skipped} not decided by rules (guards' answers, repeats, ignored messages){}",
         replayed - changed,
         if unreadable > 0 {

@@ -47,9 +47,9 @@ pub fn run(args: &TestArgs) -> ExitCode {
     ));
     let failed = results.iter().filter(|r| !r.passed()).count();
     for r in results.iter().filter(|r| !r.passed()) {
-        println!("{}", r.explain());
+        out!("{}", r.explain());
     }
-    println!("{} passed, {} failed", results.len() - failed, failed);
+    out!("{} passed, {} failed", results.len() - failed, failed);
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -627,3 +627,29 @@ fn check_warns_about_yaml_files_that_are_not_rulesets() {
         ]
     );
 }
+
+/// Piped into `head` or `grep -q`, a command's reader may be gone before it prints: that is
+/// no failure of the command (it used to panic with exit status 101).
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    use std::io::Write;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = std::process::Command::new(binary())
+        .args(["eval", "--rules", &shipped_rules(), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&testdata("v1.json"))
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
