@@ -10,8 +10,8 @@ mod scalar;
 
 use serde::de::DeserializeOwned;
 
-pub use document::check_document;
 use document::second_document;
+pub use document::{check_document, keys_without_value};
 pub use locate::{locate, locate_key, Seg};
 pub use rule_file::parse_rule_file;
 pub use scalar::{position_in_scalar, Origin};

@@ -404,6 +404,34 @@ mod fail_open {
         }
     }
 
+    /// A key left without a value would read as absent: a cleared `mode:` enforcing a trial
+    /// rule, a cleared `min:` letting any amount through. Each is an error at its key; a null
+    /// inside a fetch `body` is JSON's null and stays.
+    #[test]
+    fn a_key_without_a_value_is_an_error_at_the_key() {
+        let yaml = "settings:\n  on_error:\nrules:\n  - name: trial\n    amount:\n      min:\n      max: 1000000\n    mode:\n    reason: x\n  - name: range\n    amount: { min: ~, max: 5 }\n    reason: y\n";
+        let dir = default_file(yaml);
+        let no_value = |path: &str| format!("{path}: no value; write one, or delete the key");
+        assert_eq!(
+            dir.errors(),
+            [
+                dir.at(DEFAULT, 2, 3, &no_value("settings.on_error")),
+                dir.at(DEFAULT, 6, 7, &no_value("rules[0].amount.min")),
+                dir.at(DEFAULT, 8, 5, &no_value("rules[0].mode")),
+                dir.at(DEFAULT, 11, 15, &no_value("rules[1].amount.min")),
+            ]
+        );
+        let body = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: hold\n    fetch: { upstream: shop, method: POST, path: /hold, body: { note: ~, order: \"{order_id}\" } }\n    reason: x\n";
+        default_file(body)
+            .load_with(&[])
+            .expect("a null in a fetch body is JSON");
+        // An empty section is no section.
+        let empty = format!("settings:\n{ONE_RULE}");
+        default_file(&empty)
+            .load_with(&[])
+            .expect("settings: left empty");
+    }
+
     #[test]
     fn a_ruleset_without_rules_fails_the_whole_load() {
         // One empty file among valid ones: nothing loads (so a reload keeps the rules in use),

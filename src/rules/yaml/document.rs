@@ -384,3 +384,90 @@ impl<'de> Visitor<'de> for ScanKey<'_> {
         Ok(None)
     }
 }
+
+/// Every key of a rule file written without a value (`mode:`, `min: ~`), at the key. YAML reads
+/// such a value as null, which serde takes for an absent optional key without a word: a shadow
+/// rule whose `mode:` was cleared would start refusing payments, an amount range whose `min:`
+/// was cleared would let any amount through. A null is meaningful only inside a fetch `body`
+/// (the JSON sent), which is left alone, and an empty top-level section is simply none.
+pub fn keys_without_value(src: &str) -> Vec<ParseError> {
+    let Ok(root) = serde_yaml::from_str::<serde_yaml::Value>(src) else {
+        return Vec::new(); // a syntax error is reported on its own
+    };
+    let mut found = Vec::new();
+    nulls(&root, &mut Vec::new(), &mut found);
+    found
+        .into_iter()
+        .map(|path| {
+            let segs: Vec<Seg<'_>> = path
+                .iter()
+                .map(|s| match s {
+                    Step::Key(k) => Seg::Key(k),
+                    Step::Index(i) => Seg::Index(*i),
+                })
+                .collect();
+            ParseError {
+                location: locate_key(src, &segs),
+                message: format!("{}: no value; write one, or delete the key", dotted(&path)),
+            }
+        })
+        .collect()
+}
+
+#[derive(Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn nulls(node: &serde_yaml::Value, path: &mut Vec<Step>, found: &mut Vec<Vec<Step>>) {
+    use serde_yaml::Value;
+    let in_body = path.len() >= 3
+        && matches!(&path[path.len() - 1], Step::Key(k) if k == "body")
+        && matches!(&path[path.len() - 2], Step::Key(k) if k == "fetch");
+    if in_body {
+        return;
+    }
+    match node {
+        Value::Mapping(map) => {
+            for (key, value) in map {
+                let Some(key) = key.as_str() else { continue };
+                path.push(Step::Key(key.to_owned()));
+                // A section left empty (`settings:` with every line commented out) is no
+                // section, which is what it says; `rules:` has its own error for that.
+                if value.is_null() && path.len() > 1 {
+                    found.push(path.clone());
+                } else {
+                    nulls(value, path, found);
+                }
+                path.pop();
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(Step::Index(i));
+                nulls(item, path, found);
+                path.pop();
+            }
+        }
+        Value::Tagged(tagged) => nulls(&tagged.value, path, found),
+        _ => {}
+    }
+}
+
+/// `rules[3].mode`, as serde_yaml names paths in its own messages.
+fn dotted(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}

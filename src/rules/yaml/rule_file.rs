@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::de::DeserializeSeed;
 
-use super::{check_document, clean_message, error_location, ParseError, MAX_PASSES};
+use super::{
+    check_document, clean_message, error_location, keys_without_value, ParseError, MAX_PASSES,
+};
 use crate::rules::model::{RawRule, RawSettings, RawUpstream};
 use seeds::Root;
 
@@ -50,6 +52,7 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
         }
     }
     let duplicates = !file.errors.is_empty();
+    file.errors.extend(keys_without_value(src));
     walk_file(src, duplicates, &mut file);
     file.errors
         .sort_by_key(|e| e.location.map(|l| (l.line, l.column)));
