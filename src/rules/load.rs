@@ -15,8 +15,8 @@ use super::{Expr, LoadError, LoadErrors, Mode, Rule, Rules, Ruleset, Settings, P
 use crate::script::native::Native;
 use crate::script::ScriptEngine;
 use source::ruleset_files;
+pub(crate) use source::{is_misnamed_yaml, read_text, ReadError};
 pub use source::{is_rule_source, referenced_scripts, rules_version};
-pub(crate) use source::{read_text, ReadError};
 
 /// Reads `${VAR}` values; the process environment in production, a map in tests.
 pub type Env<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
@@ -40,6 +40,8 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
         Err(e) => return Err(LoadErrors(vec![e])),
     };
     errors.extend(files.bad_names);
+    // Kept for the error below: with no ruleset at all, a misnamed file is likely why.
+    let misnamed = files.not_rulesets.clone();
     warnings.extend(files.not_rulesets);
     let files = files.rulesets;
     for (name, path) in files {
@@ -83,9 +85,13 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
         errors.push(LoadError {
             file: dir.to_owned(),
             location: None,
-            message: "no rulesets: no *.yaml rule file directly in this directory, so every \
-                      confirm request would be refused with 404"
-                .to_owned(),
+            message: std::iter::once(
+                "no rulesets: no *.yaml rule file directly in this directory, so every \
+                 confirm request would be refused with 404",
+            )
+            .chain(misnamed.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join("; "),
         });
     }
     if !errors.is_empty() {

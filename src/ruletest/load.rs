@@ -43,7 +43,7 @@ pub fn load_suites(rules_dir: &Path, rules: &Rules) -> Result<Vec<Suite>, Vec<Lo
     };
     files.sort();
     let mut suites = Vec::new();
-    let mut errors = Vec::new();
+    let mut errors = misnamed_tests(&dir);
     for file in files {
         match load_suite(&file, rules) {
             Ok(s) => suites.push(s),
@@ -55,6 +55,33 @@ pub fn load_suites(rules_dir: &Path, rules: &Rules) -> Result<Vec<Suite>, Vec<Lo
     } else {
         Err(errors)
     }
+}
+
+/// Test files named `.yml` or `.YAML` are not read: an error each, so that a suite saved under
+/// the wrong extension cannot leave `test` and CI green having run nothing.
+fn misnamed_tests(dir: &Path) -> Vec<LoadError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut misnamed: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && crate::rules::is_misnamed_yaml(p))
+        .collect();
+    misnamed.sort();
+    misnamed
+        .into_iter()
+        .map(|file| {
+            let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            LoadError {
+                message: format!(
+                    "not read: rule test files end in \".yaml\" (lower case); rename it to {stem}.yaml"
+                ),
+                file,
+                location: None,
+            }
+        })
+        .collect()
 }
 
 fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
@@ -249,6 +276,25 @@ fn json_as_written<'v>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A suite saved as `.yml` would leave `test` (and CI) green having run nothing.
+    #[test]
+    fn a_test_file_named_yml_is_an_error() {
+        let (dir, rules) = crate::rules::load_files(&[
+            ("default.yaml", RULES),
+            ("tests/default.yml", "ruleset: default\ncases: []\n"),
+            ("tests/ok.yaml", "ruleset: default\ncases: []\n"),
+        ]);
+        let errors = load_suites(dir.path(), &rules).unwrap_err();
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [format!(
+                "{}: not read: rule test files end in \".yaml\" (lower case); rename it to default.yaml",
+                dir.path().join("tests/default.yml").display()
+            )]
+        );
+    }
 
     const RULES: &str = r#"upstreams:
   shop:

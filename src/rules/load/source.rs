@@ -54,7 +54,7 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
             continue;
         }
         let Some(stem) = file_name.strip_suffix(".yaml") else {
-            if is_misnamed_ruleset(&path) {
+            if is_misnamed_yaml(&path) {
                 not_rulesets.push(path);
             }
             continue;
@@ -91,9 +91,9 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
 }
 
 /// A YAML file whose extension is not exactly `.yaml` (`shop.yml`, `shop.YAML`): someone meant
-/// a ruleset, but it is not read. The load warns about such files directly in the rules
-/// directory.
-fn is_misnamed_ruleset(path: &Path) -> bool {
+/// a ruleset (or a rule test), but it is not read. The load warns about such files directly in
+/// the rules directory; rule tests refuse them.
+pub(crate) fn is_misnamed_yaml(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
         e != "yaml" && (e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
     })
@@ -225,7 +225,7 @@ fn collect_files(
 /// the rules directory, so adding, renaming or removing one must reload and change the version
 /// (the warnings are part of what a version loaded).
 pub fn is_rule_source(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "yaml" || e == "rhai") || is_misnamed_ruleset(path)
+    path.extension().is_some_and(|e| e == "yaml" || e == "rhai") || is_misnamed_yaml(path)
 }
 
 /// Why a rule file or script could not be read as text.

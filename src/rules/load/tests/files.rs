@@ -522,7 +522,12 @@ fn a_directory_without_rulesets_does_not_load() {
     dir.write("notes.md", "# rules live elsewhere\n")
         .write("tests/default.yaml", "ruleset: default\ncases: []\n")
         .write("default.yml", ONE_RULE);
-    let message = "no rulesets: no *.yaml rule file directly in this directory, so every confirm request would be refused with 404";
+    // The misnamed file, which is likely why, is named in the error itself (the load's
+    // warnings are not printed when it fails).
+    let message = format!(
+        "no rulesets: no *.yaml rule file directly in this directory, so every confirm request would be refused with 404; {}: not a ruleset and not read: only files ending in \".yaml\" (lower case) are rulesets (rename it to default.yaml to load it)",
+        dir.path().join("default.yml").display()
+    );
     assert_eq!(
         dir.errors(),
         [format!("{}: {message}", dir.path().display())]
