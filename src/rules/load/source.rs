@@ -261,6 +261,12 @@ impl ReadError {
 /// Reads a whole file as UTF-8 text; invalid UTF-8 is located at its first bad byte.
 pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
     let bytes = fs::read(path).map_err(ReadError::Io)?;
+    // Some Windows editors start UTF-8 files with a byte-order mark: no text, and Rhai would
+    // stop at it ("unexpected '\u{feff}'"); YAML skips it anyway.
+    let bytes = match bytes.strip_prefix("\u{feff}".as_bytes()) {
+        Some(rest) => rest.to_vec(),
+        None => bytes,
+    };
     String::from_utf8(bytes).map_err(|e| {
         let err = e.utf8_error();
         let bytes = e.as_bytes();

@@ -649,3 +649,16 @@ fn rules_version_follows_a_kubernetes_configmap_layout() {
     assert_eq!(rules.version, second);
     assert_eq!(rules.rule_count(), 2);
 }
+
+/// Some Windows editors start UTF-8 files with a byte-order mark; Rhai stopped at it with
+/// "unexpected '\u{feff}'" at 1:1.
+#[test]
+fn a_byte_order_mark_is_no_text() {
+    let dir = RulesDir::new();
+    dir.write(
+        DEFAULT,
+        "\u{feff}rules:\n  - name: vip\n    script: scripts/vip.rhai\n    reason: no\n",
+    )
+    .write("scripts/vip.rhai", "\u{feff}amount < 1000000\n");
+    dir.load_with(&[]).expect("files with a BOM load");
+}
