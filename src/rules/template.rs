@@ -40,6 +40,19 @@ pub enum Scope {
 const REQUEST_VARS: &str = "{order_id}, {tx_id}, {amount}, {store_id}";
 
 impl Template {
+    /// A template of what a `fetch` sends (path, query, headers, body). `${…}` there is a
+    /// slip for `{…}`: it would be sent as a literal `$` (`GET /api/stock/$order-1`), since
+    /// `${VAR}` reads the environment only in upstream settings.
+    pub fn parse_call(src: &str) -> Result<Template, String> {
+        if let Some(i) = src.find("${") {
+            let name = src[i + 2..].split('}').next().unwrap_or("");
+            return Err(format!(
+                "\"${{{name}}}\": request placeholders are written without \"$\", like {{{name}}} (${{VAR}} reads an environment variable, and only in upstream settings)"
+            ));
+        }
+        Template::parse(src, Scope::Request)
+    }
+
     pub fn parse(src: &str, scope: Scope) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut text = String::new();

@@ -310,15 +310,13 @@ impl FileCompiler<'_, '_> {
         };
         let upstream = self.upstream_ref(&sub("upstream"), name, &f.upstream, upstreams);
         let method = f.method.unwrap_or(HttpMethod::GET);
-        let mut template =
-            |at: &[Seg<'_>], field: &str, s: &str| match Template::parse(s, TemplateScope::Request)
-            {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    self.error(at, format!("rule \"{name}\": fetch.{field}: {e}"));
-                    None
-                }
-            };
+        let mut template = |at: &[Seg<'_>], field: &str, s: &str| match Template::parse_call(s) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.error(at, format!("rule \"{name}\": fetch.{field}: {e}"));
+                None
+            }
+        };
         let path = template(&sub("path"), "path", &f.path);
         let mut query = Vec::new();
         for (k, v) in &f.query {
@@ -450,9 +448,7 @@ impl FileCompiler<'_, '_> {
 
 fn body_template(v: &serde_json::Value) -> Result<BodyTemplate, String> {
     Ok(match v {
-        serde_json::Value::String(s) => {
-            BodyTemplate::Text(Template::parse(s, TemplateScope::Request)?)
-        }
+        serde_json::Value::String(s) => BodyTemplate::Text(Template::parse_call(s)?),
         serde_json::Value::Array(items) => {
             BodyTemplate::Array(items.iter().map(body_template).collect::<Result<_, _>>()?)
         }

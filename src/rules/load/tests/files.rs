@@ -662,3 +662,33 @@ fn a_byte_order_mark_is_no_text() {
     .write("scripts/vip.rhai", "\u{feff}amount < 1000000\n");
     dir.load_with(&[]).expect("files with a BOM load");
 }
+
+/// `${order_id}` in what a fetch sends was sent as a literal `$` before the order id: `${…}`
+/// reads the environment, and only in upstream settings.
+#[test]
+fn an_environment_style_placeholder_in_a_fetch_is_an_error() {
+    let dir = default_file(
+        r#"upstreams:
+  shop: { url: "http://shop.invalid" }
+rules:
+  - name: stock
+    fetch: { upstream: shop, path: "/api/stock/${order_id}" }
+    reason: x
+  - name: hold
+    fetch: { upstream: shop, method: POST, path: /hold, body: { id: "${tx_id}" } }
+    reason: x
+"#,
+    );
+    let message = |rule: &str, field: &str, name: &str| {
+        format!(
+            "rule \"{rule}\": fetch.{field}: \"${{{name}}}\": request placeholders are written without \"$\", like {{{name}}} (${{VAR}} reads an environment variable, and only in upstream settings)"
+        )
+    };
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].ends_with(&message("stock", "path", "order_id")),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("${tx_id}"), "{errors:?}");
+}
