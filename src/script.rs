@@ -7,6 +7,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
 
 mod budget;
 mod helpers;
+mod lint;
 pub mod native;
 mod numbers;
 mod scope;
@@ -164,6 +165,7 @@ impl ScriptEngine {
         self.engine
             .compile_expression_with_scope(&compile_scope(extra), src)
             .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
+            .and_then(linted)
     }
 
     /// Compiles a whole script file.
@@ -171,6 +173,7 @@ impl ScriptEngine {
         self.engine
             .compile_with_scope(&compile_scope(&[]), src)
             .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
+            .and_then(linted)
     }
 
     /// Evaluates a boolean expression; anything but a bool is an error. It stops when
@@ -286,6 +289,14 @@ fn compile_scope(extra: &[&str]) -> Scope<'static> {
         scope.push_dynamic(*name, Dynamic::UNIT);
     }
     scope
+}
+
+/// `ast`, or the error of a slip Rhai accepts that would change decisions silently.
+fn linted(ast: AST) -> Result<AST, CompileError> {
+    match lint::number_compared_with_string(&ast) {
+        Some((message, at)) => Err(compile_error(message, at, "")),
+        None => Ok(ast),
+    }
 }
 
 fn compile_error(full: String, pos: Position, bare: &str) -> CompileError {
