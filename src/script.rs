@@ -121,6 +121,8 @@ fn format_ms(d: Duration) -> String {
 /// The shared engine. Built once per process; `Engine` is `Send + Sync` with rhai's `sync`.
 pub struct ScriptEngine {
     engine: Engine,
+    /// The name of every function the engine has, for the load-time check of calls.
+    functions: std::collections::HashSet<String>,
 }
 
 impl Default for ScriptEngine {
@@ -157,7 +159,22 @@ impl ScriptEngine {
         register_helpers(&mut engine);
         // `amount < 2000.0` with a fractional amount (a Decimal): exact, not an error.
         numbers::register(&mut engine);
-        ScriptEngine { engine }
+        let functions =
+            engine.collect_fn_metadata(None, |f| Some(f.metadata.name.to_string()), true);
+        ScriptEngine {
+            engine,
+            functions: functions.into_iter().collect(),
+        }
+    }
+
+    /// `ast`, or the error of a slip Rhai accepts at compile time that would change decisions.
+    fn linted(&self, ast: AST) -> Result<AST, CompileError> {
+        match lint::unknown_function(&ast, &self.functions)
+            .or_else(|| lint::number_compared_with_string(&ast))
+        {
+            Some((message, at)) => Err(compile_error(message, at, "")),
+            None => Ok(ast),
+        }
     }
 
     /// Compiles a boolean expression (`when`, `require`); `extra` names more variables in scope.
@@ -165,7 +182,7 @@ impl ScriptEngine {
         self.engine
             .compile_expression_with_scope(&compile_scope(extra), src)
             .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
-            .and_then(linted)
+            .and_then(|ast| self.linted(ast))
     }
 
     /// Compiles a whole script file.
@@ -173,7 +190,7 @@ impl ScriptEngine {
         self.engine
             .compile_with_scope(&compile_scope(&[]), src)
             .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
-            .and_then(linted)
+            .and_then(|ast| self.linted(ast))
     }
 
     /// Evaluates a boolean expression; anything but a bool is an error. It stops when
@@ -289,14 +306,6 @@ fn compile_scope(extra: &[&str]) -> Scope<'static> {
         scope.push_dynamic(*name, Dynamic::UNIT);
     }
     scope
-}
-
-/// `ast`, or the error of a slip Rhai accepts that would change decisions silently.
-fn linted(ast: AST) -> Result<AST, CompileError> {
-    match lint::number_compared_with_string(&ast) {
-        Some((message, at)) => Err(compile_error(message, at, "")),
-        None => Ok(ast),
-    }
 }
 
 fn compile_error(full: String, pos: Position, bare: &str) -> CompileError {

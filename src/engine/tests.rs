@@ -525,7 +525,7 @@ rules:
   - {{ name: after, amount: {{ min: 1 }}, reason: x }}
 "#
         ),
-        &[("scripts/broken.rhai", "let x = (); x.nope()")],
+        &[("scripts/broken.rhai", "let x = (); x + 1")],
     );
     let canned = Arc::new(
         Canned::new()

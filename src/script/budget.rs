@@ -223,7 +223,7 @@ mod tests {
         }
         // Catching ordinary errors still works.
         assert_eq!(
-            run_script("try { [1].reduce(|s, x| s.nope(), 0) } catch { true }"),
+            run_script(r#"try { [1].reduce(|s, x| throw "ordinary", 0) } catch { true }"#),
             Ok(ScriptVerdict::Pass)
         );
     }

@@ -1,5 +1,10 @@
-//! Checks of a compiled expression or script for slips that Rhai accepts and that would change
-//! decisions without a word.
+//! Checks of a compiled expression or script for slips that Rhai accepts at compile time and
+//! that would change decisions: a function that does not exist, and a number compared with a
+//! string.
+//!
+//! Rhai looks functions up only when a call runs, so `order_id.startsWith("legacy-")` (a
+//! JavaScript habit) compiles, and then fails every request: with `on_error: reject`, every
+//! payment is refused. Every name called is checked against the functions the engine has.
 //!
 //! Rhai answers a comparison between a number and a string `false` (`true` for `!=`) instead of
 //! failing: `amount > "1000000"` never holds, so a rule guarded by it never applies, and
@@ -9,6 +14,8 @@
 //! the string. (Making it a run-time error instead would mean turning off Rhai's fast operators,
 //! which made the 20-rule Rhai benchmark half again as slow.)
 
+use std::collections::HashSet;
+
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
 /// Comparison operators, as Rhai names the functions behind them.
@@ -17,6 +24,75 @@ const COMPARISONS: [&str; 6] = ["==", "!=", "<", "<=", ">", ">="];
 const ARITHMETIC: [&str; 5] = ["+", "-", "*", "/", "%"];
 /// Request variables that are always numbers.
 const NUMBERS: [&str; 2] = ["amount", "now"];
+
+/// Names Rhai handles itself rather than as registered functions.
+const KEYWORDS: [&str; 12] = [
+    "print",
+    "debug",
+    "type_of",
+    "eval",
+    "Fn",
+    "call",
+    "curry",
+    "is_shared",
+    "is_def_var",
+    "is_def_fn",
+    "this",
+    "global",
+];
+
+/// JavaScript's names for what Rhai calls otherwise, for a hint.
+const JAVASCRIPT: [(&str, &str); 9] = [
+    ("startsWith", "starts_with"),
+    ("endsWith", "ends_with"),
+    ("includes", "contains"),
+    ("indexOf", "index_of"),
+    ("toUpperCase", "to_upper"),
+    ("toLowerCase", "to_lower"),
+    ("toString", "to_string"),
+    ("parseInt", "parse_int"),
+    ("parseFloat", "parse_float"),
+];
+
+/// The first call in `ast` of a function that exists neither in `known` (the engine's) nor in
+/// the script itself: its message and position.
+pub(super) fn unknown_function(ast: &AST, known: &HashSet<String>) -> Option<(String, Position)> {
+    let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let (call, at) = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, at) | Expr::MethodCall(call, at)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, at))) => (call, *at),
+            _ => return true,
+        };
+        let name = call.name.as_str();
+        // Operators are Rhai's own (and `!` of an identifier is no call).
+        let identifier = name.starts_with(|c: char| c.is_alphabetic() || c == '_');
+        if !identifier || known.contains(name) || own.contains(name) || KEYWORDS.contains(&name) {
+            return true;
+        }
+        let hint = JAVASCRIPT
+            .iter()
+            .find(|(js, _)| *js == name)
+            .map(|(_, rhai)| (*rhai).to_owned())
+            .or_else(|| closest(name, known));
+        let hint = hint.map_or(String::new(), |h| format!("; did you mean {h}?"));
+        found = Some((format!("function not found: {name}{hint}"), at));
+        false
+    });
+    found
+}
+
+/// The known name closest to `name`, when it is close enough to be a slip.
+fn closest(name: &str, known: &HashSet<String>) -> Option<String> {
+    known
+        .iter()
+        .filter(|k| k.starts_with(|c: char| c.is_alphabetic()) && !k.contains('$'))
+        .map(|k| (strsim::jaro_winkler(name, k), k))
+        .filter(|(score, _)| *score > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k.clone())
+}
 
 /// The first comparison of a string literal with a number in `ast`: its message and position.
 pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position)> {
@@ -72,6 +148,48 @@ fn is_number(e: &Expr) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::script::ScriptEngine;
+
+    /// A call of a function the engine does not have fails every request that reaches it;
+    /// it is a load error at the call, with a hint for JavaScript's names and near misses.
+    #[test]
+    fn an_unknown_function_is_a_load_error_at_the_call() {
+        let engine = ScriptEngine::new();
+        for (src, message, column) in [
+            (
+                r#"!order_id.startsWith("legacy-")"#,
+                "function not found: startsWith; did you mean starts_with?",
+                11,
+            ),
+            (
+                r#"order_id.begins_with("x")"#,
+                "function not found: begins_with",
+                10,
+            ),
+            (
+                r#"formatAmount(amount) != "x""#,
+                "function not found: formatAmount; did you mean format_amount?",
+                1,
+            ),
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert_eq!((e.message.as_str(), e.column), (message, column), "{src}");
+        }
+        // The engine's functions, Rhai's keywords, closures and a script's own functions.
+        for fine in [
+            r#"order_id.starts_with("qa-") && type_of(amount) == "i64""#,
+            r#"[1, 2].filter(|x| x > 1).len() == 1 && format_amount(amount) != "x""#,
+            r#"is_def_var("order_id") && Fn("to_upper").call(order_id) != "x""#,
+        ] {
+            engine
+                .compile_expression(fine, &[])
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
+        let script =
+            "fn limit() { 1000000 }\nif amount > limit() { return \"한도 초과\"; }\ntrue\n";
+        engine
+            .compile_script(script)
+            .expect("a script's own function");
+    }
 
     /// Each slip is an error at its string; comparisons whose types are not known at load, and
     /// strings compared with strings, are left alone.

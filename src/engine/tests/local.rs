@@ -352,14 +352,14 @@ async fn run_time_expression_errors_name_the_place_in_the_rule_file() {
   - name: folded
     require: >-
       amount > 0 &&
-      no_such_helper(amount)
+      parse_int(order_id) > 0
     reason: x
 "#,
     );
     let d = decide(&rules, V1).await;
     let error = error_of(&d, "folded");
     assert!(
-        error.starts_with("default.yaml:5:7: require: function not found: no_such_helper"),
+        error.starts_with("default.yaml:5:7: require: error parsing integer number 'order-1'"),
         "{error}"
     );
 }
