@@ -182,6 +182,10 @@ impl ScriptEngine {
         self.engine
             .compile_expression_with_scope(&compile_scope(extra), src)
             .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
+            .and_then(|ast| match lint::not_a_condition(&ast) {
+                Some((message, at)) => Err(compile_error(message, at, "")),
+                None => Ok(ast),
+            })
             .and_then(|ast| self.linted(ast))
     }
 

@@ -145,6 +145,35 @@ fn is_number(e: &Expr) -> bool {
     }
 }
 
+/// Why a `when` or `require` expression cannot give true or false, whatever the request: it is
+/// a string, a number, `()`, an array, a map or a request variable on its own (`require:
+/// 'order_id'` would fail every request that reaches it). `true` and `false` are conditions.
+pub(super) fn not_a_condition(ast: &AST) -> Option<(String, Position)> {
+    let Some(Stmt::Expr(e)) = ast.statements().last() else {
+        return None;
+    };
+    let kind = match &**e {
+        Expr::StringConstant(..) | Expr::InterpolatedString(..) => "a string",
+        Expr::IntegerConstant(..) | Expr::FloatConstant(..) => "a number",
+        Expr::Unit(..) => "()",
+        Expr::Array(..) => "an array",
+        Expr::Map(..) => "a map",
+        Expr::Variable(var, ..) => match var.1.as_str() {
+            "amount" | "now" => "a number",
+            "payload" | "fetched" | "response" => "a map",
+            "store_id" => "a string or ()",
+            _ => "a string",
+        },
+        _ => return None,
+    };
+    Some((
+        format!(
+            "this gives {kind}, not true or false: write a condition, such as order_id == \"x\" or amount > 1000"
+        ),
+        e.position(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::script::ScriptEngine;
@@ -189,6 +218,35 @@ mod tests {
         engine
             .compile_script(script)
             .expect("a script's own function");
+    }
+
+    /// A `when` or `require` that gives no true or false fails every request it meets.
+    #[test]
+    fn an_expression_that_is_no_condition_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        for (src, kind) in [
+            ("order_id", "a string"),
+            ("amount", "a number"),
+            (r#""false""#, "a string"),
+            ("1", "a number"),
+            ("payload", "a map"),
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert!(
+                e.message
+                    .starts_with(&format!("this gives {kind}, not true or false")),
+                "{src}: {e:?}"
+            );
+        }
+        for fine in ["true", "false", "amount > 1", "order_id.contains(\"x\")"] {
+            engine
+                .compile_expression(fine, &[])
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
+        // A script may end in anything: its return value is checked when it runs.
+        engine
+            .compile_script("order_id")
+            .expect("a script ending in a string");
     }
 
     /// Each slip is an error at its string; comparisons whose types are not known at load, and

@@ -396,7 +396,7 @@ rules:
 #[tokio::test]
 async fn when_error_is_an_error_too() {
     let (_dir, rules) =
-        ruleset("rules:\n  - { name: w, when: 'amount', require: 'true', reason: x }\n");
+        ruleset("rules:\n  - { name: w, when: 'amount + 0', require: 'true', reason: x }\n");
     let d = decide(&rules, V1).await;
     assert_eq!(summary(&d), failed("w"));
     assert_eq!(
