@@ -46,6 +46,7 @@ pub mod ruletest;
 pub mod script;
 pub mod server;
 pub mod spool;
+pub mod suggest;
 pub mod upstream;
 pub mod webhook;
 pub mod wordscan;

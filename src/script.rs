@@ -122,7 +122,7 @@ fn format_ms(d: Duration) -> String {
 pub struct ScriptEngine {
     engine: Engine,
     /// The name of every function the engine has, for the load-time check of calls.
-    functions: std::collections::HashSet<String>,
+    functions: std::collections::BTreeSet<String>,
 }
 
 impl Default for ScriptEngine {

@@ -97,12 +97,32 @@ fn clean_message(msg: &str) -> String {
     // serde_yaml prefixes nested errors with the path ("rules[0]: ..."), which helps; keep it.
     // Rust's integer type names mean nothing to an operator; every u16 of the rule and test
     // files is an HTTP status.
-    msg.replace('`', "\"")
+    let msg = msg
+        .replace('`', "\"")
         .replace(
             "expected u16",
             "expected an HTTP status code (a number such as 409)",
         )
-        .replace("expected u32", "expected a whole number")
+        .replace("expected u32", "expected a whole number");
+    match did_you_mean(&msg) {
+        Some(known) => format!("{msg}; did you mean \"{known}\"?"),
+        None => msg,
+    }
+}
+
+/// For serde's `unknown field "reasn", expected one of "name", …` (or `unknown variant`): the
+/// expected name closest to the unknown one, when it is close enough to be a slip (`reasn`,
+/// `Reason`, `ammount`, `shdow`).
+fn did_you_mean(msg: &str) -> Option<&str> {
+    let rest = msg
+        .split_once("unknown field \"")
+        .or_else(|| msg.split_once("unknown variant \""))?
+        .1;
+    let (unknown, expected) = rest.split_once('"')?;
+    crate::suggest::closest(
+        &unknown.to_lowercase(),
+        expected.split('"').skip(1).step_by(2),
+    )
 }
 
 /// How many times a file is read again to find the next error, at most.

@@ -14,7 +14,7 @@
 //! the string. (Making it a run-time error instead would mean turning off Rhai's fast operators,
 //! which made the 20-rule Rhai benchmark half again as slow.)
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
@@ -56,7 +56,7 @@ const JAVASCRIPT: [(&str, &str); 9] = [
 
 /// The first call in `ast` of a function that exists neither in `known` (the engine's) nor in
 /// the script itself: its message and position.
-pub(super) fn unknown_function(ast: &AST, known: &HashSet<String>) -> Option<(String, Position)> {
+pub(super) fn unknown_function(ast: &AST, known: &BTreeSet<String>) -> Option<(String, Position)> {
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
@@ -83,15 +83,14 @@ pub(super) fn unknown_function(ast: &AST, known: &HashSet<String>) -> Option<(St
     found
 }
 
-/// The known name closest to `name`, when it is close enough to be a slip.
-fn closest(name: &str, known: &HashSet<String>) -> Option<String> {
-    known
+/// The known function name closest to `name`, when it is close enough to be a slip.
+fn closest(name: &str, known: &BTreeSet<String>) -> Option<String> {
+    // Getters and setters (`get$len`) are not called by name.
+    let names = known
         .iter()
-        .filter(|k| k.starts_with(|c: char| c.is_alphabetic()) && !k.contains('$'))
-        .map(|k| (strsim::jaro_winkler(name, k), k))
-        .filter(|(score, _)| *score > 0.85)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k.clone())
+        .map(String::as_str)
+        .filter(|k| !k.contains('$'));
+    crate::suggest::closest(name, names).map(str::to_owned)
 }
 
 /// The first comparison of a string literal with a number in `ast`: its message and position.

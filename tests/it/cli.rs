@@ -587,8 +587,8 @@ fn check_prints_every_shape_error_of_a_file() {
         String::from_utf8_lossy(&out.stderr).lines().collect::<Vec<_>>(),
         [
             format!("{dir}/b.c.yaml:1:1: not a ruleset name: the name before \".yaml\" may only hold letters (a-z, A-Z), digits, \"-\" and \"_\" (it is the ruleset's name in /confirm/{{ruleset}})"),
-            format!("{dir}/default.yaml:2:3: settings: unknown field \"deadlin\", expected one of \"deadline\", \"on_error\", \"error_reason\", \"reject_status\""),
-            format!("{dir}/default.yaml:5:15: rules[0].amount: unknown field \"mx\", expected \"min\" or \"max\""),
+            format!("{dir}/default.yaml:2:3: settings: unknown field \"deadlin\", expected one of \"deadline\", \"on_error\", \"error_reason\", \"reject_status\"; did you mean \"deadline\"?"),
+            format!("{dir}/default.yaml:5:15: rules[0].amount: unknown field \"mx\", expected \"min\" or \"max\"; did you mean \"max\"?"),
             format!("{dir}/default.yaml:8:5: rules[1]: unknown field \"foo\", expected one of \"name\", \"when\", \"mode\", \"action\", \"reason\", \"on_error\", \"amount\", \"window\", \"require\", \"healthy\", \"fetch\", \"forward\", \"script\""),
             format!("{dir}/default.yaml:13:7: rule \"c\": require: invalid expression: undefined variable: order_idd"),
         ]

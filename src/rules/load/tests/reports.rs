@@ -284,7 +284,7 @@ fn bad_ruleset_names_do_not_hide_other_errors() {
                 DEFAULT,
                 3,
                 15,
-                r#"rules[0].amount: unknown field "mx", expected "min" or "max""#
+                r#"rules[0].amount: unknown field "mx", expected "min" or "max"; did you mean "max"?"#
             ),
         ]
     );
@@ -354,13 +354,13 @@ rules:
                 DEFAULT,
                 2,
                 3,
-                r#"settings: unknown field "deadlin", expected one of "deadline", "on_error", "error_reason", "reject_status""#
+                r#"settings: unknown field "deadlin", expected one of "deadline", "on_error", "error_reason", "reject_status"; did you mean "deadline"?"#
             ),
             dir.at(
                 DEFAULT,
                 5,
                 15,
-                r#"rules[0].amount: unknown field "mx", expected "min" or "max""#
+                r#"rules[0].amount: unknown field "mx", expected "min" or "max"; did you mean "max"?"#
             ),
             dir.at(
                 DEFAULT,
@@ -418,7 +418,7 @@ rules:
                 DEFAULT,
                 1,
                 1,
-                r#"unknown field "setings", expected one of "settings", "upstreams", "rules""#
+                r#"unknown field "setings", expected one of "settings", "upstreams", "rules"; did you mean "settings"?"#
             ),
             dir.at(
                 DEFAULT,
@@ -430,7 +430,7 @@ rules:
                 DEFAULT,
                 9,
                 5,
-                r#"upstreams.shop: unknown field "timout", expected one of "url", "timeout", "headers", "health""#
+                r#"upstreams.shop: unknown field "timout", expected one of "url", "timeout", "headers", "health"; did you mean "timeout"?"#
             ),
             dir.at(
                 DEFAULT,
@@ -442,13 +442,13 @@ rules:
                 DEFAULT,
                 15,
                 5,
-                &format!(r#"rules[0]: unknown field "amout", {rule_keys}"#)
+                &format!(r#"rules[0]: unknown field "amout", {rule_keys}; did you mean "amount"?"#)
             ),
             dir.at(
                 DEFAULT,
                 16,
                 11,
-                r#"rules[0].mode: unknown variant "shdow", expected one of "enforce", "shadow", "off""#
+                r#"rules[0].mode: unknown variant "shdow", expected one of "enforce", "shadow", "off"; did you mean "shadow"?"#
             ),
             // A missing key is reported at the rule, after its other errors were left out.
             dir.at(DEFAULT, 18, 5, r#"rules[1]: missing field "name""#),
@@ -511,7 +511,7 @@ fn a_syntax_error_is_the_only_error_of_its_file() {
                 "other.yaml",
                 3,
                 15,
-                r#"rules[0].amount: unknown field "mx", expected "min" or "max""#
+                r#"rules[0].amount: unknown field "mx", expected "min" or "max"; did you mean "max"?"#
             ),
         ]
     );

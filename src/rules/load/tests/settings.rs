@@ -168,22 +168,22 @@ fn unknown_keys_are_errors_at_the_key() {
         (
             "setings: {}\n",
             (1, 1),
-            r#"unknown field "setings", expected one of "settings", "upstreams", "rules""#,
+            r#"unknown field "setings", expected one of "settings", "upstreams", "rules"; did you mean "settings"?"#,
         ),
         (
             &format!("settings:\n  deadline: 4s\n  deadlin: 4s\n{ONE_RULE}"),
             (3, 3),
-            r#"settings: unknown field "deadlin", expected one of "deadline", "on_error", "error_reason", "reject_status""#,
+            r#"settings: unknown field "deadlin", expected one of "deadline", "on_error", "error_reason", "reject_status"; did you mean "deadline"?"#,
         ),
         (
             "rules:\n  - name: a\n    amout: { min: 1 }\n    reason: x\n",
             (3, 5),
-            r#"rules[0]: unknown field "amout", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script""#,
+            r#"rules[0]: unknown field "amout", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script"; did you mean "amount"?"#,
         ),
         (
             "rules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n  - name: b\n    amount: { mx: 1 }\n    reason: x\n",
             (6, 15),
-            r#"rules[1].amount: unknown field "mx", expected "min" or "max""#,
+            r#"rules[1].amount: unknown field "mx", expected "min" or "max"; did you mean "max"?"#,
         ),
     ];
     for (yaml, (line, col), message) in cases {
@@ -222,7 +222,7 @@ fn wrong_types_are_errors_at_the_value() {
         (
             "rules:\n  - name: a\n    mode: shdow\n    require: 'true'\n    reason: x\n",
             (3, 11),
-            r#"rules[0].mode: unknown variant "shdow", expected one of "enforce", "shadow", "off""#,
+            r#"rules[0].mode: unknown variant "shdow", expected one of "enforce", "shadow", "off"; did you mean "shadow"?"#,
         ),
         (
             "rules:\n  - name: a\n    when: 'true'\n    action: deny\n",

@@ -1,0 +1,47 @@
+//! "Did you mean …?": the known name closest to a misspelt one, for the messages of rule files
+//! (unknown keys and values) and of expressions (unknown functions).
+
+/// The candidate closest to `word`, when it is close enough to be a slip: one edit away (more in
+/// longer names; a swap of neighbours is one) and not all of it, or sharing most of its start
+/// (`minimum` → `min`).
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|known| {
+            let edits = strsim::damerau_levenshtein(word, known);
+            let alike = strsim::jaro_winkler(word, known);
+            (edits, alike, known)
+        })
+        .filter(|&(edits, alike, known)| {
+            // A one-letter word is no slip of a one-letter name: it shares nothing with it.
+            let near = edits <= (known.chars().count() / 3).max(1) && edits < word.chars().count();
+            near || alike > 0.85
+        })
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+        .map(|(.., known)| known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest;
+
+    #[test]
+    fn slips_find_their_name_and_other_words_none() {
+        let keys = [
+            "name", "when", "mode", "reason", "amount", "on_error", "min", "max",
+        ];
+        for (slip, meant) in [
+            ("reasn", "reason"),
+            ("ammount", "amount"),
+            ("wehn", "when"),
+            ("onerror", "on_error"),
+            ("mx", "max"),
+            ("minimum", "min"),
+        ] {
+            assert_eq!(closest(slip, keys), Some(meant), "{slip}");
+        }
+        for word in ["foo", "bogus", "deny", "x", "b"] {
+            assert_eq!(closest(word, keys), None, "{word}");
+        }
+    }
+}
