@@ -67,6 +67,17 @@ pub struct Suite {
     cases: Vec<Case>,
 }
 
+impl Suite {
+    /// How many cases the file holds.
+    pub fn len(&self) -> usize {
+        self.cases.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cases.is_empty()
+    }
+}
+
 #[derive(Debug)]
 struct Case {
     name: String,
@@ -115,6 +126,14 @@ impl CaseResult {
                 .map(|r| format!(", reason {r:?}"))
                 .unwrap_or_default(),
         );
+        if d.trace.is_empty() && d.status != 200 {
+            let _ = writeln!(
+                out,
+                "  trace: none: no rule ran, the request itself was refused ({})",
+                d.status
+            );
+            return out;
+        }
         let _ = writeln!(out, "  trace:");
         for t in &d.trace {
             let _ = write!(

@@ -45,6 +45,10 @@ pub fn run(args: &TestArgs) -> ExitCode {
         &scripts,
         args.filter.as_deref(),
     ));
+    if let Some(filter) = args.filter.as_deref().filter(|_| results.is_empty()) {
+        let cases: usize = suites.iter().map(ruletest::Suite::len).sum();
+        eprintln!("note: no case name contains \"{filter}\" ({cases} cases in all)");
+    }
     let failed = results.iter().filter(|r| !r.passed()).count();
     for r in results.iter().filter(|r| !r.passed()) {
         out!("{}", r.explain());

@@ -318,7 +318,7 @@ impl FileCompiler<'_, '_> {
             if r.trim().is_empty() {
                 self.error(&at, "error_reason must not be empty");
             }
-            match Template::parse(r, TemplateScope::Request) {
+            match Template::parse(buyer_text(r), TemplateScope::Request) {
                 Ok(t) => s.error_reason = t,
                 Err(e) => self.error(&at, format!("error_reason: {e}")),
             }
@@ -366,6 +366,12 @@ impl FileCompiler<'_, '_> {
             }
         }
     }
+}
+
+/// A reason as the buyer should see it: without the line break a YAML block scalar (`reason: >`
+/// or `|`) ends with, which no payment window shows well.
+pub(super) fn buyer_text(reason: &str) -> &str {
+    reason.trim_end_matches(['\n', '\r'])
 }
 
 mod rule;

@@ -653,3 +653,34 @@ fn a_closed_stdout_is_no_panic() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A FILTER that matches no case (a typo) runs nothing; said on stderr, so that it is not
+/// mistaken for a passing suite. (The exit status stays 0: no case failed.)
+#[test]
+fn a_test_filter_that_matches_nothing_says_so() {
+    let out = run_cli(&["test", "--rules", &shipped_rules(), "no such case"], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0 passed, 0 failed\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("note: no case name contains \"no such case\" ("),
+        "{stderr}"
+    );
+}
+
+/// A case whose request is refused before any rule (400) says so instead of an empty trace.
+#[test]
+fn a_failing_case_refused_before_any_rule_says_no_rule_ran() {
+    let rules = Rules::with("default.yaml", LIMIT_RULES);
+    rules.write(
+        "tests/t.yaml",
+        "ruleset: default\ncases:\n  - name: broken body\n    request: \"{\"\n    expect: { decision: approve }\n",
+    );
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("  trace: none: no rule ran, the request itself was refused (400)\n"),
+        "{stdout}"
+    );
+}

@@ -95,7 +95,7 @@ impl FileCompiler<'_, '_> {
                 );
                 Template::literal(r)
             }
-            Some(r) => match Template::parse(r, reason_scope) {
+            Some(r) => match Template::parse(super::buyer_text(r), reason_scope) {
                 Ok(t) => t,
                 Err(e) => {
                     self.error(&path("reason"), format!("rule \"{name}\": reason: {e}"));

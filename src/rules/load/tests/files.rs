@@ -692,3 +692,19 @@ rules:
     );
     assert!(errors[1].contains("${tx_id}"), "{errors:?}");
 }
+
+/// A block scalar (`reason: >`) ends with a line break, which the buyer would see in the
+/// payment window; reasons and `error_reason` are kept without it.
+#[test]
+fn a_reason_written_as_a_block_has_no_trailing_line_break() {
+    let dir = default_file(
+        "settings:\n  error_reason: |\n    잠시 후 다시 시도해 주세요.\nrules:\n  - name: limit\n    amount: { max: 100 }\n    reason: >\n      1회 결제 한도를\n      초과했습니다\n",
+    );
+    let rules = dir.ok();
+    let set = rules.get("default").unwrap();
+    assert_eq!(set.rules[0].reason, reason("1회 결제 한도를 초과했습니다"));
+    assert_eq!(
+        set.settings.error_reason,
+        reason("잠시 후 다시 시도해 주세요.")
+    );
+}
