@@ -554,6 +554,48 @@ fn messages_say_what_the_yaml_should_hold() {
             "did not find expected '-' indicator (while parsing a block collection that starts at line 2 column 3): check this line's indentation against the lines above it (spaces only)",
         ),
         (
+            "a quote inside a double-quoted reason",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: \"더 이상 \"지원\"하지 않습니다\"\n",
+            (4, 20),
+            r#"did not find expected key (while parsing a block mapping that starts at line 2 column 5): this line has a quote that ends its value early or is never closed: inside "…" write \" for a quote, inside '…' write ''"#,
+        ),
+        (
+            "a reason whose quote is never closed",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: \"더 이상 지원하지 않습니다\n  - name: b\n    amount: { max: 2 }\n    reason: x\n",
+            (4, 13),
+            r#"found unexpected end of stream before the end of the file (while scanning a quoted scalar that starts here)"#,
+        ),
+        (
+            "an apostrophe inside a single-quoted reason",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: 'VIP's only'\n",
+            (4, 18),
+            r#"did not find expected key (while parsing a block mapping that starts at line 2 column 5): this line has a quote that ends its value early or is never closed: inside "…" write \" for a quote, inside '…' write ''"#,
+        ),
+        (
+            "no space after a key's colon",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason:\"한도 초과\"\n  - name: b\n    amount: { max: 2 }\n    reason: x\n",
+            (4, 5),
+            r#"could not find expected ':' (while scanning a simple key): this line needs a space after the colon of its key, e.g. reason: "…""#,
+        ),
+        (
+            "a full-width colon",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason：\"한도 초과\"\n  - name: b\n    amount: { max: 2 }\n    reason: x\n",
+            (4, 5),
+            r#"could not find expected ':' (while scanning a simple key): this line has a full-width "：", which YAML does not read as a colon: type ":" and a space"#,
+        ),
+        (
+            "an unquoted negated expression",
+            "rules:\n  - name: a\n    require: !order_id.starts_with(\"x\")\n    reason: x\n",
+            (3, 36),
+            r#"did not find expected whitespace or line break (while scanning a tag that starts at line 3 column 14): a value starting with ! must be quoted, e.g. require: '!order_id.starts_with("x")'"#,
+        ),
+        (
+            "a reason starting with a placeholder, unquoted",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: {order_id} 주문은 한도를 넘었습니다\n",
+            (4, 24),
+            r#"did not find expected key (while parsing a block mapping that starts at line 2 column 5): this line: a value starting with { is read as a mapping; quote it, e.g. reason: "{order_id} 주문은 …""#,
+        ),
+        (
             "a flow sequence cut off",
             "rules: [oops\n",
             (1, 8),
