@@ -180,7 +180,7 @@ fn hint(src: &str, at: Location, message: &str) -> Option<String> {
         let lines: Vec<&str> = src.lines().take(at.line).collect();
         let unquoted_brace =
             |l: &&str| value_of(l).is_some_and(|v| v.starts_with('{') && !v.ends_with('}'));
-        if let Some(n) = lines.iter().rposition(|l| unquoted_brace(l)) {
+        if let Some(n) = lines.iter().rposition(unquoted_brace) {
             return Some(format!(
                 "{}: a value starting with {{ is read as a mapping; quote it, e.g. reason: \"{{order_id}} 주문은 …\"",
                 which(n)
