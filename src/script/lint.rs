@@ -58,11 +58,33 @@ const JAVASCRIPT: [(&str, &str); 9] = [
 /// the script itself: its message and position.
 pub(super) fn unknown_function(ast: &AST, known: &BTreeSet<String>) -> Option<(String, Position)> {
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
+    // `obj.over(1)` calls the function held by the map property `over`, when there is one.
+    let mut properties = HashSet::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Expr(Expr::Map(map, _))) => {
+                properties.extend(map.0.iter().map(|(key, _)| key.name.to_string()));
+            }
+            // A map literal of constants only is folded into one value.
+            Some(ASTNode::Expr(Expr::DynamicConstant(value, _))) => {
+                if let Some(map) = value.read_lock::<rhai::Map>() {
+                    properties.extend(map.keys().map(ToString::to_string));
+                }
+            }
+            _ => {}
+        }
+        true
+    });
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let (call, at) = match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, at) | Expr::MethodCall(call, at)))
+            Some(ASTNode::Expr(Expr::FnCall(call, at)))
             | Some(ASTNode::Stmt(Stmt::FnCall(call, at))) => (call, *at),
+            Some(ASTNode::Expr(Expr::MethodCall(call, at)))
+                if !properties.contains(call.name.as_str()) =>
+            {
+                (call, *at)
+            }
             _ => return true,
         };
         let name = call.name.as_str();
@@ -95,6 +117,8 @@ fn closest(name: &str, known: &BTreeSet<String>) -> Option<String> {
 
 /// The first comparison of a string literal with a number in `ast`: its message and position.
 pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position)> {
+    let numbers = request_numbers(ast);
+    let is_number = |e: &Expr| is_number(e, &numbers);
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         // A call at the top of an expression or script is a statement.
@@ -130,15 +154,45 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position
     found
 }
 
-/// Whether `e` is a number whatever the request: a number literal, `amount`, `now`, or
+/// The request's number variables (`amount`, `now`) that the script does not declare names of
+/// its own for (`let now = seoul_time(now)`, a parameter, a loop variable): only those are
+/// numbers wherever they appear.
+fn request_numbers(ast: &AST) -> Vec<&'static str> {
+    let mut declared: HashSet<String> = ast
+        .iter_functions()
+        .flat_map(|f| f.params.into_iter().map(str::to_owned))
+        .collect();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Stmt(Stmt::Var(var, ..))) => {
+                declared.insert(var.0.name.to_string());
+            }
+            Some(ASTNode::Stmt(Stmt::For(f, _))) => {
+                declared.insert(f.0.name.to_string());
+                if let Some(counter) = &f.1 {
+                    declared.insert(counter.name.to_string());
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    NUMBERS
+        .into_iter()
+        .filter(|n| !declared.contains(*n))
+        .collect()
+}
+
+/// Whether `e` is a number whatever the request: a number literal, one of `numbers`, or
 /// arithmetic on numbers only (`"…" + amount` is a string).
-fn is_number(e: &Expr) -> bool {
+fn is_number(e: &Expr, numbers: &[&str]) -> bool {
     match e {
         Expr::IntegerConstant(..) | Expr::FloatConstant(..) => true,
         Expr::DynamicConstant(value, _) => value.is_int() || value.is_float() || value.is_decimal(),
-        Expr::Variable(var, ..) => NUMBERS.contains(&var.1.as_str()),
+        Expr::Variable(var, ..) => numbers.contains(&var.1.as_str()),
         Expr::FnCall(call, _) => {
-            ARITHMETIC.contains(&call.name.as_str()) && call.args.iter().all(is_number)
+            ARITHMETIC.contains(&call.name.as_str())
+                && call.args.iter().all(|a| is_number(a, numbers))
         }
         _ => false,
     }
@@ -246,6 +300,25 @@ mod tests {
         engine
             .compile_script("order_id")
             .expect("a script ending in a string");
+    }
+
+    /// A script's own `now` or `amount` (a `let`, a parameter, a loop variable) may be anything;
+    /// a map's function property may be called as a method.
+    #[test]
+    fn names_the_script_declares_are_its_own() {
+        let engine = ScriptEngine::new();
+        for script in [
+            "let now = seoul_time(now);\nnow >= \"10:00\" && now < \"22:00\"\n",
+            "let amount = amount.to_string();\namount != \"1000\"\n",
+            "fn label(amount) { if amount == \"\" { \"-\" } else { amount } }\nlabel(\"a\") != \"-\"\n",
+            "for now in [\"10:00\", \"11:00\"] { if now == \"10:00\" { return true; } }\nfalse\n",
+            "[\"10:00\"].filter(|now| now == \"10:00\").len() == 1\n",
+            "let obj = #{ limit: 100, over: |x| x > this.limit };\nobj.over(200)\n",
+        ] {
+            engine
+                .compile_script(script)
+                .unwrap_or_else(|e| panic!("{script}: {e:?}"));
+        }
     }
 
     /// Each slip is an error at its string; comparisons whose types are not known at load, and
