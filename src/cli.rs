@@ -98,10 +98,11 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// The single-threaded runtime of the one-shot commands; `None` (the error printed) if it
-/// cannot start.
-fn runtime() -> Option<tokio::runtime::Runtime> {
+/// cannot start. On a `paused` clock, time moves on only when every task waits for it, at once.
+fn runtime(paused: bool) -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .start_paused(paused)
         .build()
     {
         Ok(rt) => Some(rt),

@@ -7,6 +7,7 @@
 //! record says nothing about (new, or not reached then) meets no upstream at all, which is an
 //! error decided by `on_error`, and the replay says so.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
@@ -19,6 +20,7 @@ use crate::engine::{evaluate, fetch_call, Context, Original};
 use crate::payload::{self, Parsed};
 use crate::rules::{Check, Health, Rules};
 use crate::script::ScriptEngine;
+use crate::server::UNKNOWN_RULESET_REASON;
 use crate::upstream::canned::{Canned, CannedAnswer, CannedError};
 
 /// One decision-log line, as far as a replay reads it.
@@ -58,6 +60,8 @@ struct Traced {
     outcome: String,
     #[serde(default)]
     upstream: Option<Answered>,
+    #[serde(default)]
+    error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,14 +70,17 @@ struct Answered {
     body: Value,
 }
 
-/// Reads one line of the decision log: `None` for a record no rule decided (a guard's answer,
-/// a repeated delivery, an ignored message), which has nothing to replay.
-pub fn read(line: &str) -> Result<Option<Record>, String> {
-    let record: Record =
-        serde_json::from_str(line).map_err(|e| format!("not a decision-log record: {e}"))?;
-    let decided_by_rules =
-        record.request.is_some() && record.repeat_of.is_none() && record.decision != "ignored";
-    Ok(decided_by_rules.then_some(record))
+/// Reads one line of the decision log.
+pub fn read(line: &[u8]) -> Result<Record, String> {
+    serde_json::from_slice(line).map_err(|e| format!("not a decision-log record: {e}"))
+}
+
+impl Record {
+    /// Whether rules decided it: not a guard's answer, a repeated delivery or an ignored
+    /// message, which have nothing to replay.
+    pub fn decided_by_rules(&self) -> bool {
+        self.request.is_some() && self.repeat_of.is_none() && self.decision != "ignored"
+    }
 }
 
 /// A record decided again.
@@ -167,7 +174,7 @@ pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Re
             "ruleset {} is no longer loaded: its confirm URL would be a 404",
             record.ruleset
         ));
-        let decision = Decision::reject(404, "(unknown ruleset)".into(), None);
+        let decision = Decision::reject(404, UNKNOWN_RULESET_REASON.into(), None);
         return Replayed {
             record,
             decision,
@@ -195,6 +202,10 @@ pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Re
             };
         }
     };
+    // Per call, what the record says it got. Two rules may make the same call (an enforced
+    // fetch and a shadow trial of it): an answer that arrived beats a failure, which may be the
+    // shadow rule's cut-off rather than the upstream's.
+    let mut answers: BTreeMap<(String, String), CannedAnswer> = BTreeMap::new();
     let mut canned = Canned::new();
     for rule in &ruleset.rules {
         let logged = record.trace.iter().find(|t| t.rule == *rule.name);
@@ -220,8 +231,8 @@ pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Re
             _ => continue,
         };
         let Some(logged) = logged else { continue };
-        let answer = match &logged.upstream {
-            Some(a) => {
+        let answer = match (&logged.upstream, logged.error.as_deref()) {
+            (Some(a), _) => {
                 if is_cut(&a.body) {
                     notes.push(format!(
                         "rule {}: the log kept only the first {} KiB of the upstream's answer",
@@ -229,14 +240,24 @@ pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Re
                         MAX_TRACED_BODY / 1024
                     ));
                 }
-                CannedAnswer::status(a.status).body(a.body.clone())
+                CannedAnswer::status(a.status).parsed_body(a.body.clone())
             }
-            // Reached then, but the call failed (refused, timed out, cut off): it fails again.
-            None if logged.outcome == "error" => CannedAnswer::error(CannedError::Refused),
+            // Reached then, but the call failed: it fails again, the same way.
+            (None, Some(error)) => failed_as(error),
             // Not called then (its `when` was false, or it was off).
-            None => continue,
+            (None, None) => continue,
         };
-        canned = canned.answer(&upstream.name, &key, answer);
+        let slot = (upstream.name.clone(), key);
+        let arrived = answer.outcome.is_ok();
+        match answers.get(&slot) {
+            Some(kept) if kept.outcome.is_ok() || !arrived => {}
+            _ => {
+                answers.insert(slot, answer);
+            }
+        }
+    }
+    for ((upstream, key), answer) in answers {
+        canned = canned.answer(&upstream, &key, answer);
     }
     let original = Original {
         body: body.into(),
@@ -253,23 +274,24 @@ pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Re
     };
     let decision = evaluate(ruleset, &req, &ctx).await;
     for t in &decision.trace {
-        let unrecorded = t
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("no canned answer"));
-        let unknown_health = t.outcome == Outcome::Error
-            && matches!(
-                ruleset
-                    .rules
-                    .iter()
-                    .find(|r| r.name == t.rule)
-                    .map(|r| &r.check),
-                Some(Check::Healthy(_))
-            )
-            && !record.trace.iter().any(|l| *l.rule == *t.rule);
-        if unrecorded || unknown_health {
+        if t.outcome != Outcome::Error {
+            continue;
+        }
+        let then = record.trace.iter().find(|l| *l.rule == *t.rule);
+        let error = t.error.as_deref().unwrap_or("");
+        if error.contains("no canned answer") || then.is_none() {
             notes.push(format!(
-                "rule {}: the record has no upstream answer or health for it (a new rule, or not reached then); it counted as an error",
+                "rule {}: the record has no upstream answer or health for it (a new or renamed rule, or not reached then); it counted as an error",
+                t.rule
+            ));
+        } else if then.is_some_and(|l| l.outcome != "error")
+            && !notes
+                .iter()
+                .any(|n| n.starts_with(&format!("rule {}:", t.rule)))
+        {
+            // The log keeps an answer's status and body: a rule reading its headers, say.
+            notes.push(format!(
+                "rule {}: an error in the replay that was none in the log ({error}); the log keeps an upstream answer's status and body, not its headers",
                 t.rule
             ));
         }
@@ -278,6 +300,21 @@ pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Re
         record,
         decision,
         notes,
+    }
+}
+
+/// A call that failed then, failing again the same way: still waiting when the deadline (or a
+/// shadow rule's cut-off) ended it, timed out, or refused (DNS failures included) — each a
+/// failure of the call, which its rule's or the ruleset's `on_error` decides as it did then.
+fn failed_as(logged: &str) -> CannedAnswer {
+    if logged.contains("deadline of") || logged.contains("cut off") {
+        CannedAnswer::hang()
+    } else if logged.contains("timed out") {
+        CannedAnswer::error(CannedError::Timeout)
+    } else if logged.contains("DNS") {
+        CannedAnswer::error(CannedError::Dns)
+    } else {
+        CannedAnswer::error(CannedError::Refused)
     }
 }
 
@@ -311,22 +348,26 @@ rules:
     }
 
     async fn again(rules: &Rules, line: &str) -> Replayed {
-        let record = read(line).unwrap().expect("replayable");
+        let record = read(line.as_bytes()).unwrap();
+        assert!(record.decided_by_rules());
         replay(rules, &ScriptEngine::new(), record).await
+    }
+
+    fn decided(line: &str) -> bool {
+        read(line.as_bytes()).unwrap().decided_by_rules()
     }
 
     #[test]
     fn records_no_rule_decided_are_not_replayed() {
         let guard = r#"{"time":"2026-11-25T07:51:02.114Z","decision_id":"d-2","ruleset":"unknown","decision":"reject","status":404,"reason":"x","trace":[],"latency_ms":0.1}"#;
-        assert!(read(guard).unwrap().is_none());
-        let repeat = line("", "approve", r#","repeat_of":"d-0""#);
-        assert!(read(&repeat).unwrap().is_none());
-        let ignored = line("", "ignored", "");
-        assert!(read(&ignored).unwrap().is_none());
-        assert!(read(&line("", "approve", "")).unwrap().is_some());
-        assert!(read("{}")
+        assert!(!decided(guard));
+        assert!(!decided(&line("", "approve", r#","repeat_of":"d-0""#)));
+        assert!(!decided(&line("", "ignored", "")));
+        assert!(decided(&line("", "approve", "")));
+        assert!(read(b"{}")
             .unwrap_err()
             .starts_with("not a decision-log record"));
+        assert!(read(b"{\"time\":\"\xff").is_err());
     }
 
     /// The health a `healthy` rule read and the merchant's answer to a `forward` come from the
@@ -365,7 +406,7 @@ rules:
 
     /// A forward that failed then fails again; one the record never reached is an error with a
     /// note, and so is an answer the log kept only in part.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn what_the_record_cannot_stand_in_for_is_noted() {
         let (_dir, rules) = load_files(&[("default.yaml", RULES)]);
         let failed = line(
@@ -400,6 +441,66 @@ rules:
             r.notes,
             ["rule existing-confirm: the log kept only the first 4 KiB of the upstream's answer"]
         );
+    }
+
+    /// A call the deadline cut off is still waiting when the deadline comes again: the
+    /// ruleset's `on_error` decides, not the rule's (the clock is paused, so no time passes).
+    #[tokio::test(start_paused = true)]
+    async fn a_call_the_deadline_cut_off_is_cut_off_again() {
+        let rules_yaml = "settings: { deadline: 1s, on_error: reject }\nupstreams:\n  shop: { url: \"http://shop.invalid\", timeout: 3s }\nrules:\n  - name: optional\n    fetch: { upstream: shop, path: \"/extra/{order_id}\" }\n    on_error: approve\n    reason: x\n";
+        let (_dir, rules) = load_files(&[("default.yaml", rules_yaml)]);
+        let cut = line(
+            r#"{"rule":"optional","outcome":"error","ms":990.0,"error":"deadline of 1s exceeded"}"#,
+            "reject",
+            "",
+        )
+        .replace(
+            r#""status":200"#,
+            r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.","rule":"optional""#,
+        );
+        let r = again(&rules, &cut).await;
+        assert!(!r.changed(), "{}", r.explain());
+        assert_eq!(
+            r.decision.trace[0].error.as_deref(),
+            Some("deadline of 1s exceeded")
+        );
+    }
+
+    /// An enforced fetch and a shadow trial of the same call: the answer the enforced rule got
+    /// stands, whatever the shadow rule's cut-off left in the log; and a body that was a JSON
+    /// string stays a string.
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_that_arrived_beats_a_failure_of_the_same_call() {
+        let rules_yaml = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    require: 'response.body == \"3\"'\n    reason: x\n  - name: strict-trial\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    require: 'false'\n    mode: shadow\n    reason: y\n";
+        let (_dir, rules) = load_files(&[("default.yaml", rules_yaml)]);
+        let logged = line(
+            r#"{"rule":"stock","outcome":"pass","ms":1200.0,"upstream":{"status":200,"body":"3"}},{"rule":"strict-trial","outcome":"error","ms":0.1,"error":"shadow rule cut off to keep the deadline for enforced rules (shadow rules may use only the first 2s of the 4s deadline)"}"#,
+            "approve",
+            "",
+        );
+        let r = again(&rules, &logged).await;
+        assert!(!r.changed(), "{}", r.explain());
+        assert_eq!(
+            r.decision.trace[0].outcome,
+            Outcome::Pass,
+            "{}",
+            r.explain()
+        );
+    }
+
+    /// A rule that errs in the replay but did not then read something the log does not keep.
+    #[tokio::test]
+    async fn an_error_only_the_replay_has_is_noted() {
+        let rules_yaml = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    require: 'response.headers[\"content-type\"].starts_with(\"application/json\")'\n    reason: x\n";
+        let (_dir, rules) = load_files(&[("default.yaml", rules_yaml)]);
+        let logged = line(
+            r#"{"rule":"stock","outcome":"pass","ms":3.0,"upstream":{"status":200,"body":{"available":3}}}"#,
+            "approve",
+            "",
+        );
+        let r = again(&rules, &logged).await;
+        assert_eq!(r.notes.len(), 1, "{}", r.explain());
+        assert!(r.notes[0].contains("not its headers"), "{:?}", r.notes);
     }
 
     /// A rule's `window` is judged at the record's arrival time, not today.

@@ -71,7 +71,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         );
         return ExitCode::from(USAGE);
     };
-    let Some(runtime) = super::runtime() else {
+    let Some(runtime) = super::runtime(false) else {
         return ExitCode::FAILURE;
     };
     let upstreams = Arc::new(EvalUpstreams {

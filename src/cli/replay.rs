@@ -27,7 +27,7 @@ pub struct ReplayArgs {
 const CANNOT_RUN: u8 = 2;
 
 pub fn run(args: &ReplayArgs) -> ExitCode {
-    let input: Box<dyn BufRead> = match args.file.as_ref().filter(|p| p.as_os_str() != "-") {
+    let mut input: Box<dyn BufRead> = match args.file.as_ref().filter(|p| p.as_os_str() != "-") {
         Some(path) => match std::fs::File::open(path) {
             Ok(file) => Box::new(std::io::BufReader::new(file)),
             Err(e) => {
@@ -45,34 +45,43 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     let Some(rules) = args.rules.load(&scripts) else {
         return ExitCode::from(CANNOT_RUN);
     };
-    let Some(runtime) = super::runtime() else {
+    // The log's timeouts and deadlines pass at once: a replay waits for nothing.
+    let Some(runtime) = super::runtime(true) else {
         return ExitCode::from(CANNOT_RUN);
     };
-    let (mut replayed, mut changed, mut skipped, mut unreadable) = (0, 0, 0, 0);
-    for (n, line) in input.lines().enumerate() {
-        let line = match line {
-            Ok(line) => line,
+    let (mut replayed, mut changed, mut skipped, mut unreadable, mut other_rulesets) =
+        (0, 0, 0, 0, 0);
+    let mut line = Vec::new();
+    let mut n = 0;
+    loop {
+        line.clear();
+        // Lines are read as bytes: one cut inside a character is an unreadable line like any
+        // other, not the end of the replay.
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => n += 1,
             Err(e) => {
                 eprintln!("error: cannot read {name}: {e}");
                 return ExitCode::from(CANNOT_RUN);
             }
-        };
-        if line.trim().is_empty() {
+        }
+        if line.trim_ascii().is_empty() {
             continue;
         }
         let record = match read(&line) {
-            Ok(Some(record)) => record,
-            Ok(None) => {
-                skipped += 1;
-                continue;
-            }
+            Ok(record) => record,
             Err(e) => {
-                eprintln!("{name}:{}: {e}", n + 1);
+                eprintln!("{name}:{n}: {e}");
                 unreadable += 1;
                 continue;
             }
         };
         if args.ruleset.as_ref().is_some_and(|r| *r != record.ruleset) {
+            other_rulesets += 1;
+            continue;
+        }
+        if !record.decided_by_rules() {
+            skipped += 1;
             continue;
         }
         let again = runtime.block_on(replay(&rules, &scripts, record));
@@ -81,6 +90,11 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             changed += 1;
             out!("{}", again.explain());
         }
+    }
+    if let Some(ruleset) = args.ruleset.as_ref().filter(|_| replayed + skipped == 0) {
+        eprintln!(
+            "note: no record of ruleset \"{ruleset}\" ({other_rulesets} records of other rulesets)"
+        );
     }
     out!(
         "{replayed} replayed: {changed} changed, {} unchanged; {skipped} not decided by rules (guards' answers, repeats, ignored messages){}",

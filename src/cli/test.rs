@@ -36,7 +36,7 @@ pub fn run(args: &TestArgs) -> ExitCode {
     for w in suites.iter().flat_map(|s| &s.warnings) {
         eprintln!("warning: {w}");
     }
-    let Some(runtime) = super::runtime() else {
+    let Some(runtime) = super::runtime(false) else {
         return ExitCode::FAILURE;
     };
     let results = runtime.block_on(ruletest::run(

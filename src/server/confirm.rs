@@ -27,6 +27,8 @@ use crate::webhook::Verifier;
 pub use crate::payload::MAX_BODY;
 /// The only label an unknown ruleset gets: label values must not be chosen by callers.
 const UNKNOWN_RULESET: &str = "unknown";
+/// The reason of the 404 for a ruleset that is not loaded.
+pub const UNKNOWN_RULESET_REASON: &str = "알 수 없는 결제 확인 경로입니다";
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 const DECISION_ID: &str = "x-confirm-decision-id";
 
@@ -156,7 +158,7 @@ impl AppState {
             return refusal;
         }
         let Some(set) = seen.ruleset.clone() else {
-            return self.refuse(&seen, 404, "알 수 없는 결제 확인 경로입니다".into());
+            return self.refuse(&seen, 404, UNKNOWN_RULESET_REASON.into());
         };
         self.note_deadline(set.settings.deadline);
         let too_large = || {

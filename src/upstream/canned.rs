@@ -48,6 +48,9 @@ pub struct CannedAnswer {
     /// How long until the answer (or failure) arrives. A real call gives up after the upstream's
     /// `timeout`, and so does this one: a longer delay ends in [`UpstreamError::Timeout`].
     pub delay: Option<Duration>,
+    /// Never arrives, not even as a timeout: the call is still waiting when the deadline ends
+    /// the evaluation (a replayed call that the deadline cut off).
+    pub hang: bool,
 }
 
 /// A simulated transport failure (`error: refused | dns | timeout`).
@@ -155,7 +158,23 @@ impl CannedAnswer {
             headers: BTreeMap::new(),
             body: parse_body(b""),
             delay: None,
+            hang: false,
         }
+    }
+
+    /// A call that is still waiting when the deadline ends the evaluation.
+    pub fn hang() -> CannedAnswer {
+        CannedAnswer {
+            hang: true,
+            ..CannedAnswer::error(CannedError::Timeout)
+        }
+    }
+
+    /// Sets the body as rules see it, already parsed: a string stays a string (a body that was
+    /// the JSON text `"123"`), where [`CannedAnswer::body`] would read it as JSON.
+    pub fn parsed_body(mut self, body: Value) -> CannedAnswer {
+        self.body = body;
+        self
     }
 
     /// A transport failure instead of an answer.
@@ -239,6 +258,9 @@ impl Upstreams for Canned {
                     upstream.name
                 )));
             };
+            if answer.hang {
+                return std::future::pending().await;
+            }
             let (delay, result) = answer.settle(&upstream);
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;

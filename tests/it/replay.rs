@@ -104,9 +104,13 @@ async fn replay_shows_the_decisions_an_edit_changes_without_calling_upstreams() 
     assert!(out.contains("3 changed, 1 unchanged"), "{out}");
 
     // Records of other rulesets are left out.
-    let (code, out, _) = replay(&rules, &log, &["--ruleset", "marathon"]);
+    let (code, out, err) = replay(&rules, &log, &["--ruleset", "marathon"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("0 replayed"), "{out}");
+    assert!(
+        err.starts_with("note: no record of ruleset \"marathon\""),
+        "{err}"
+    );
     assert_eq!(shop.calls().len(), calls, "replay called the shop");
 }
 
@@ -117,14 +121,15 @@ fn replay_reports_unreadable_lines_and_a_missing_log() {
         "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: \"한도 초과\"\n",
     );
     let log = rules.path().join("decisions.jsonl");
-    std::fs::write(&log, "not json\n\n").unwrap();
+    // A line cut inside a character is no UTF-8: unreadable, like any torn line.
+    std::fs::write(&log, b"not json\n\n{\"time\":\"\xea\xb0\n").unwrap();
     let (code, out, err) = replay(&rules, &log, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         err.starts_with(&format!("{}:1: not a decision-log record", log.display())),
         "{err}"
     );
-    assert!(out.contains("1 unreadable lines"), "{out}");
+    assert!(out.contains("2 unreadable lines"), "{out}");
     let (code, _, err) = replay(&rules, &rules.path().join("missing.jsonl"), &[]);
     assert_eq!(code, 2);
     assert!(err.starts_with("error: cannot read"), "{err}");
