@@ -238,6 +238,12 @@ impl FileCompiler<'_, '_> {
         for (key, up) in &file.upstreams {
             match self.upstream(name, key, up) {
                 Some(u) => {
+                    if u.timeout >= settings.deadline {
+                        self.warn(
+                            &[Seg::Key("upstreams"), Seg::Key(key)],
+                            format_args!("upstream \"{key}\": its timeout {:?} is not below the deadline {:?}, so a call that hangs is ended by the deadline first and the ruleset's on_error decides, not the rule's; set a timeout below the deadline", u.timeout, settings.deadline),
+                        );
+                    }
                     upstreams.insert(key.clone(), Arc::new(u));
                 }
                 None => self.broken_upstreams.push(key.clone()),
@@ -302,10 +308,10 @@ impl FileCompiler<'_, '_> {
         if let Some(d) = &raw.deadline {
             if let Some(d) = self.duration(&[Seg::Key("settings"), Seg::Key("deadline")], d) {
                 if d > PORTONE_TIMEOUT {
-                    self.warnings.push(format!(
-                        "{}: settings.deadline {d:?} is over 5s: PortOne may stop waiting first and count the payment as refused",
-                        self.path.display()
-                    ));
+                    self.warn(
+                        &[Seg::Key("settings"), Seg::Key("deadline")],
+                        format_args!("settings.deadline {d:?} is over 5s: PortOne may stop waiting first and count the payment as refused"),
+                    );
                 }
                 s.deadline = d;
             }

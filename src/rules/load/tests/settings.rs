@@ -450,9 +450,11 @@ fn deadline_over_five_seconds_loads_with_a_warning() {
     assert_eq!(
         rules.warnings,
         [
-            format!(
-                "{}: settings.deadline 6s is over 5s: PortOne may stop waiting first and count the payment as refused",
-                dir.path().join("shop.yaml").display()
+            dir.at(
+                "shop.yaml",
+                2,
+                13,
+                "settings.deadline 6s is over 5s: PortOne may stop waiting first and count the payment as refused"
             ),
             format!(
                 "{}: no default.yaml, so POST /confirm answers 404",
@@ -544,5 +546,24 @@ fn window_from_must_be_before_until() {
                 r#"rule "same-instant": window.from must be before window.until"#
             ),
         ]
+    );
+}
+
+/// An upstream timeout at or above the deadline never fires first: a hanging call is ended by
+/// the deadline, and the ruleset's on_error decides where the operator may expect the rule's.
+#[test]
+fn an_upstream_timeout_not_below_the_deadline_is_warned_about() {
+    let dir = default_file(
+        "settings: { deadline: 1s }\nupstreams:\n  shop: { url: \"http://shop.invalid\" }\n  fast: { url: \"http://shop.invalid\", timeout: 500ms }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    on_error: approve\n    reason: x\n",
+    );
+    let rules = dir.ok();
+    assert_eq!(
+        rules.warnings,
+        [dir.at(
+            DEFAULT,
+            3,
+            9,
+            "upstream \"shop\": its timeout 2s is not below the deadline 1s, so a call that hangs is ended by the deadline first and the ruleset's on_error decides, not the rule's; set a timeout below the deadline"
+        )]
     );
 }
