@@ -11,7 +11,9 @@ use rust_decimal::Decimal;
 use super::model::RawSettings;
 use super::template::{Scope as TemplateScope, Template};
 use super::yaml::{self, Location, Seg};
-use super::{Expr, LoadError, LoadErrors, Mode, Rule, Rules, Ruleset, Settings, PORTONE_TIMEOUT};
+use super::{
+    Check, Expr, LoadError, LoadErrors, Mode, Rule, Rules, Ruleset, Settings, PORTONE_TIMEOUT,
+};
 use crate::script::native::Native;
 use crate::script::ScriptEngine;
 use source::ruleset_files;
@@ -238,12 +240,6 @@ impl FileCompiler<'_, '_> {
         for (key, up) in &file.upstreams {
             match self.upstream(name, key, up) {
                 Some(u) => {
-                    if u.timeout >= settings.deadline {
-                        self.warn(
-                            &[Seg::Key("upstreams"), Seg::Key(key)],
-                            format_args!("upstream \"{key}\": its timeout {:?} is not below the deadline {:?}, so a call that hangs is ended by the deadline first and the ruleset's on_error decides, not the rule's; set a timeout below the deadline", u.timeout, settings.deadline),
-                        );
-                    }
                     upstreams.insert(key.clone(), Arc::new(u));
                 }
                 None => self.broken_upstreams.push(key.clone()),
@@ -281,6 +277,21 @@ impl FileCompiler<'_, '_> {
             }
             if let Some(rule) = self.rule(i, raw_rule, &upstreams) {
                 rules.push(rule);
+            }
+        }
+        // A call that hangs is ended by the deadline before its own timeout: the ruleset's
+        // on_error decides, not the rule's (health probes are not bound by the deadline).
+        for (key, up) in &upstreams {
+            let called = rules.iter().any(|r| match &r.check {
+                Check::Fetch(f) => f.upstream.name == *key,
+                Check::Forward(f) => f.upstream.name == *key,
+                _ => false,
+            });
+            if called && up.timeout >= settings.deadline {
+                self.warn(
+                    &[Seg::Key("upstreams"), Seg::Key(key)],
+                    format_args!("upstream \"{key}\": its timeout {:?} is not below the deadline {:?}, so a call that hangs is ended by the deadline first and the ruleset's on_error decides, not the rule's; set a timeout below the deadline", up.timeout, settings.deadline),
+                );
             }
         }
         if !rules.is_empty() && rules.iter().all(|r| r.mode != Mode::Enforce) {

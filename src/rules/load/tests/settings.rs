@@ -551,10 +551,11 @@ fn window_from_must_be_before_until() {
 
 /// An upstream timeout at or above the deadline never fires first: a hanging call is ended by
 /// the deadline, and the ruleset's on_error decides where the operator may expect the rule's.
+/// (An upstream only probed for health is not bound by the deadline.)
 #[test]
 fn an_upstream_timeout_not_below_the_deadline_is_warned_about() {
     let dir = default_file(
-        "settings: { deadline: 1s }\nupstreams:\n  shop: { url: \"http://shop.invalid\" }\n  fast: { url: \"http://shop.invalid\", timeout: 500ms }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    on_error: approve\n    reason: x\n",
+        "settings: { deadline: 1s }\nupstreams:\n  shop: { url: \"http://shop.invalid\" }\n  fast: { url: \"http://shop.invalid\", timeout: 500ms }\n  probed: { url: \"http://shop.invalid\", health: { path: /health } }\nrules:\n  - name: up\n    healthy: probed\n    reason: x\n  - name: quick\n    fetch: { upstream: fast, path: /q }\n    reason: x\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    on_error: approve\n    reason: x\n",
     );
     let rules = dir.ok();
     assert_eq!(
