@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::hints::hint;
 use super::locate::{locate_key, Find, Seg};
 use super::scalar::Text;
 use super::{error_location, Location, ParseError, MAX_PASSES, SECOND_DOCUMENT};
@@ -113,151 +114,6 @@ fn syntax_error(src: &str, e: &serde_yaml::Error) -> ParseError {
     }
 }
 
-/// What to do about the YAML mistakes operators make most, which libyaml describes in terms of
-/// its scanner: a tab in the indentation, `: ` inside an unquoted value (a Korean reason such as
-/// `주의: …`), a value starting with a character YAML reserves (`@`, `!` of a negated
-/// expression), a key without a space after its colon (or with a full-width `：` from a Korean
-/// input method), a quote inside a quoted value, a line indented wrongly.
-fn hint(src: &str, at: Location, message: &str) -> Option<String> {
-    let line = src.lines().nth(at.line.checked_sub(1)?);
-    let found = line.and_then(|line| line.chars().nth(at.column.checked_sub(1)?));
-    if message.starts_with("found character that cannot start any token") {
-        return match found? {
-            '\t' => Some(TAB.into()),
-            '@' | '`' => {
-                Some("a value starting with @ or a backquote must be quoted, e.g. \"@home\"".into())
-            }
-            _ => None,
-        };
-    }
-    if message.starts_with("found a tab character") {
-        return Some(TAB.into());
-    }
-    if message.contains("while scanning a tag") {
-        return Some(
-            "a value starting with ! must be quoted, e.g. require: '!order_id.starts_with(\"x\")'"
-                .into(),
-        );
-    }
-    if message.starts_with("mapping values are not allowed in this context") {
-        return Some(
-            "a value holding \": \" (a colon and a space) must be quoted, e.g. reason: \"주의: 한도 초과\"".into(),
-        );
-    }
-    // "line 26", or "this line" when the error is on it.
-    let which = |n: usize| {
-        if n + 1 == at.line {
-            "this line".to_owned()
-        } else {
-            format!("line {}", n + 1)
-        }
-    };
-    if message.starts_with("could not find expected ':'") {
-        let lines: Vec<&str> = src.lines().take(at.line).collect();
-        if let Some(n) = lines.iter().rposition(|l| l.contains('：')) {
-            return Some(format!(
-                "{} has a full-width \"：\", which YAML does not read as a colon: type \":\" and a space",
-                which(n)
-            ));
-        }
-        if let Some(n) = lines.iter().rposition(|l| glued_key(l)) {
-            return Some(format!(
-                "{} needs a space after the colon of its key, e.g. reason: \"…\"",
-                which(n)
-            ));
-        }
-        return None;
-    }
-    if message.starts_with("did not find expected key")
-        || message.starts_with("did not find expected '-' indicator")
-    {
-        if let Some(n) = broken_quote(src, at.line) {
-            return Some(format!(
-                "{} has a quote that ends its value early or is never closed: inside \"…\" write \\\" for a quote, inside '…' write ''",
-                which(n)
-            ));
-        }
-        let lines: Vec<&str> = src.lines().take(at.line).collect();
-        let unquoted_brace =
-            |l: &&str| value_of(l).is_some_and(|v| v.starts_with('{') && !v.ends_with('}'));
-        if let Some(n) = lines.iter().rposition(unquoted_brace) {
-            return Some(format!(
-                "{}: a value starting with {{ is read as a mapping; quote it, e.g. reason: \"{{order_id}} 주문은 …\"",
-                which(n)
-            ));
-        }
-        return Some(
-            "check this line's indentation against the lines above it (spaces only)".into(),
-        );
-    }
-    None
-}
-
-const TAB: &str = "a tab; YAML indents with spaces only, so replace the tab with spaces";
-
-/// The value of a `key: value` line, trimmed; a plain (unquoted) one without its comment.
-fn value_of(line: &str) -> Option<&str> {
-    let (_, value) = line.split_once(": ")?;
-    let value = value.trim();
-    let value = if value.starts_with(['"', '\'']) {
-        value
-    } else {
-        value.split(" #").next().unwrap_or(value).trim_end()
-    };
-    Some(value).filter(|v| !v.is_empty())
-}
-
-/// A `key:value` line (`reason:"…"`), which YAML reads as one plain word.
-fn glued_key(line: &str) -> bool {
-    let t = line.trim_start().trim_start_matches("- ");
-    let Some((key, value)) = t.split_once(':') else {
-        return false;
-    };
-    !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-        && value.starts_with(|c: char| !c.is_whitespace())
-}
-
-/// The index of the first line up to `last` whose quoted value is broken: a quote never closed,
-/// or text after the quote that closes it (a quote inside the value).
-fn broken_quote(src: &str, last: usize) -> Option<usize> {
-    src.lines().take(last).position(|line| {
-        let Some(value) = value_of(line).or_else(|| line.trim().strip_prefix("- ")) else {
-            return false;
-        };
-        let end = if let Some(inner) = value.strip_prefix('"') {
-            // `\"` is a quote inside.
-            let mut escaped = false;
-            inner
-                .char_indices()
-                .find(|&(_, c)| {
-                    let closes = c == '"' && !escaped;
-                    escaped = c == '\\' && !escaped;
-                    closes
-                })
-                .map(|(i, _)| &inner[i + 1..])
-        } else if let Some(inner) = value.strip_prefix('\'') {
-            // `''` is a quote inside.
-            let mut rest = inner;
-            loop {
-                match rest.find('\'') {
-                    Some(i) if rest[i + 1..].starts_with('\'') => rest = &rest[i + 2..],
-                    Some(i) => break Some(&rest[i + 1..]),
-                    None => break None,
-                }
-            }
-        } else {
-            return false;
-        };
-        match end {
-            None => true,
-            Some(after) => !after.trim().is_empty() && !after.trim_start().starts_with('#'),
-        }
-    })
-}
-
 /// `L column C` as libyaml writes a position.
 fn parse_line_column(at: &str) -> Option<Location> {
     let (line, rest) = at.split_once(" column ")?;
@@ -337,14 +193,18 @@ fn path_text(path: &[PathSeg]) -> String {
     out
 }
 
-fn duplicate_key(src: &str, e: &serde_yaml::Error, path: &[PathSeg], key: &str) -> ParseError {
-    let mut segs: Vec<Seg<'_>> = path
-        .iter()
+/// `path` as the borrowed steps `locate` takes.
+fn segs(path: &[PathSeg]) -> Vec<Seg<'_>> {
+    path.iter()
         .map(|s| match s {
             PathSeg::Key(k) => Seg::Key(k),
             PathSeg::Index(i) => Seg::Index(*i),
         })
-        .collect();
+        .collect()
+}
+
+fn duplicate_key(src: &str, e: &serde_yaml::Error, path: &[PathSeg], key: &str) -> ParseError {
+    let mut segs = segs(path);
     segs.push(Seg::Key(key));
     let first = locate_key(src, &segs)
         .map(|l| format!(" (first at line {})", l.line))
@@ -518,33 +378,21 @@ pub fn keys_without_value(src: &str) -> Vec<ParseError> {
     nulls(&root, &mut Vec::new(), &mut found);
     found
         .into_iter()
-        .map(|path| {
-            let segs: Vec<Seg<'_>> = path
-                .iter()
-                .map(|s| match s {
-                    Step::Key(k) => Seg::Key(k),
-                    Step::Index(i) => Seg::Index(*i),
-                })
-                .collect();
-            ParseError {
-                location: locate_key(src, &segs),
-                message: format!("{}: no value; write one, or delete the key", dotted(&path)),
-            }
+        .map(|path| ParseError {
+            location: locate_key(src, &segs(&path)),
+            message: format!(
+                "{}: no value; write one, or delete the key",
+                path_text(&path)
+            ),
         })
         .collect()
 }
 
-#[derive(Clone)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
-fn nulls(node: &serde_yaml::Value, path: &mut Vec<Step>, found: &mut Vec<Vec<Step>>) {
+fn nulls(node: &serde_yaml::Value, path: &mut Vec<PathSeg>, found: &mut Vec<Vec<PathSeg>>) {
     use serde_yaml::Value;
     let in_body = path.len() >= 3
-        && matches!(&path[path.len() - 1], Step::Key(k) if k == "body")
-        && matches!(&path[path.len() - 2], Step::Key(k) if k == "fetch");
+        && matches!(&path[path.len() - 1], PathSeg::Key(k) if k == "body")
+        && matches!(&path[path.len() - 2], PathSeg::Key(k) if k == "fetch");
     if in_body {
         return;
     }
@@ -552,7 +400,7 @@ fn nulls(node: &serde_yaml::Value, path: &mut Vec<Step>, found: &mut Vec<Vec<Ste
         Value::Mapping(map) => {
             for (key, value) in map {
                 let Some(key) = key.as_str() else { continue };
-                path.push(Step::Key(key.to_owned()));
+                path.push(PathSeg::Key(key.to_owned()));
                 // A section left empty (`settings:` with every line commented out) is no
                 // section, which is what it says; `rules:` has its own error for that.
                 if value.is_null() && path.len() > 1 {
@@ -565,7 +413,7 @@ fn nulls(node: &serde_yaml::Value, path: &mut Vec<Step>, found: &mut Vec<Vec<Ste
         }
         Value::Sequence(items) => {
             for (i, item) in items.iter().enumerate() {
-                path.push(Step::Index(i));
+                path.push(PathSeg::Index(i));
                 nulls(item, path, found);
                 path.pop();
             }
@@ -573,21 +421,4 @@ fn nulls(node: &serde_yaml::Value, path: &mut Vec<Step>, found: &mut Vec<Vec<Ste
         Value::Tagged(tagged) => nulls(&tagged.value, path, found),
         _ => {}
     }
-}
-
-/// `rules[3].mode`, as serde_yaml names paths in its own messages.
-fn dotted(path: &[Step]) -> String {
-    let mut out = String::new();
-    for step in path {
-        match step {
-            Step::Key(k) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(k);
-            }
-            Step::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
 }

@@ -1,0 +1,149 @@
+//! Hints for the YAML syntax errors operators make most, after libyaml's own words (which speak
+//! of its scanner, not of what to change).
+
+use super::Location;
+
+/// What to do about the YAML mistakes operators make most, which libyaml describes in terms of
+/// its scanner: a tab in the indentation, `: ` inside an unquoted value (a Korean reason such as
+/// `주의: …`), a value starting with a character YAML reserves (`@`, `!` of a negated
+/// expression), a key without a space after its colon (or with a full-width `：` from a Korean
+/// input method), a quote inside a quoted value, a line indented wrongly.
+pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
+    let line = src.lines().nth(at.line.checked_sub(1)?);
+    let found = line.and_then(|line| line.chars().nth(at.column.checked_sub(1)?));
+    if message.starts_with("found character that cannot start any token") {
+        return match found? {
+            '\t' => Some(TAB.into()),
+            '@' | '`' => {
+                Some("a value starting with @ or a backquote must be quoted, e.g. \"@home\"".into())
+            }
+            _ => None,
+        };
+    }
+    if message.starts_with("found a tab character") {
+        return Some(TAB.into());
+    }
+    if message.contains("while scanning a tag") {
+        return Some(
+            "a value starting with ! must be quoted, e.g. require: '!order_id.starts_with(\"x\")'"
+                .into(),
+        );
+    }
+    if message.starts_with("mapping values are not allowed in this context") {
+        return Some(
+            "a value holding \": \" (a colon and a space) must be quoted, e.g. reason: \"주의: 한도 초과\"".into(),
+        );
+    }
+    // "line 26", or "this line" when the error is on it.
+    let which = |n: usize| {
+        if n + 1 == at.line {
+            "this line".to_owned()
+        } else {
+            format!("line {}", n + 1)
+        }
+    };
+    if message.starts_with("could not find expected ':'") {
+        let lines: Vec<&str> = src.lines().take(at.line).collect();
+        if let Some(n) = lines.iter().rposition(|l| l.contains('：')) {
+            return Some(format!(
+                "{} has a full-width \"：\", which YAML does not read as a colon: type \":\" and a space",
+                which(n)
+            ));
+        }
+        if let Some(n) = lines.iter().rposition(|l| glued_key(l)) {
+            return Some(format!(
+                "{} needs a space after the colon of its key, e.g. reason: \"…\"",
+                which(n)
+            ));
+        }
+        return None;
+    }
+    if message.starts_with("did not find expected key")
+        || message.starts_with("did not find expected '-' indicator")
+    {
+        if let Some(n) = broken_quote(src, at.line) {
+            return Some(format!(
+                "{} has a quote that ends its value early or is never closed: inside \"…\" write \\\" for a quote, inside '…' write ''",
+                which(n)
+            ));
+        }
+        let lines: Vec<&str> = src.lines().take(at.line).collect();
+        let unquoted_brace =
+            |l: &&str| value_of(l).is_some_and(|v| v.starts_with('{') && !v.ends_with('}'));
+        if let Some(n) = lines.iter().rposition(unquoted_brace) {
+            return Some(format!(
+                "{}: a value starting with {{ is read as a mapping; quote it, e.g. reason: \"{{order_id}} 주문은 …\"",
+                which(n)
+            ));
+        }
+        return Some(
+            "check this line's indentation against the lines above it (spaces only)".into(),
+        );
+    }
+    None
+}
+
+const TAB: &str = "a tab; YAML indents with spaces only, so replace the tab with spaces";
+
+/// The value of a `key: value` line, trimmed; a plain (unquoted) one without its comment.
+fn value_of(line: &str) -> Option<&str> {
+    let (_, value) = line.split_once(": ")?;
+    let value = value.trim();
+    let value = if value.starts_with(['"', '\'']) {
+        value
+    } else {
+        value.split(" #").next().unwrap_or(value).trim_end()
+    };
+    Some(value).filter(|v| !v.is_empty())
+}
+
+/// A `key:value` line (`reason:"…"`), which YAML reads as one plain word.
+fn glued_key(line: &str) -> bool {
+    let t = line.trim_start().trim_start_matches("- ");
+    let Some((key, value)) = t.split_once(':') else {
+        return false;
+    };
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        && value.starts_with(|c: char| !c.is_whitespace())
+}
+
+/// The index of the first line up to `last` whose quoted value is broken: a quote never closed,
+/// or text after the quote that closes it (a quote inside the value).
+fn broken_quote(src: &str, last: usize) -> Option<usize> {
+    src.lines().take(last).position(|line| {
+        let Some(value) = value_of(line).or_else(|| line.trim().strip_prefix("- ")) else {
+            return false;
+        };
+        let end = if let Some(inner) = value.strip_prefix('"') {
+            // `\"` is a quote inside.
+            let mut escaped = false;
+            inner
+                .char_indices()
+                .find(|&(_, c)| {
+                    let closes = c == '"' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    closes
+                })
+                .map(|(i, _)| &inner[i + 1..])
+        } else if let Some(inner) = value.strip_prefix('\'') {
+            // `''` is a quote inside.
+            let mut rest = inner;
+            loop {
+                match rest.find('\'') {
+                    Some(i) if rest[i + 1..].starts_with('\'') => rest = &rest[i + 2..],
+                    Some(i) => break Some(&rest[i + 1..]),
+                    None => break None,
+                }
+            }
+        } else {
+            return false;
+        };
+        match end {
+            None => true,
+            Some(after) => !after.trim().is_empty() && !after.trim_start().starts_with('#'),
+        }
+    })
+}
