@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use crate::decision::{Decision, Outcome, MAX_TRACED_BODY};
 use crate::engine::{evaluate, fetch_call, Context, Original};
-use crate::payload::{self, Parsed};
-use crate::rules::{Check, Health, Rules};
+use crate::payload::{self, ConfirmRequest, Parsed};
+use crate::rules::{Check, Health, Rules, Ruleset};
 use crate::script::ScriptEngine;
 use crate::server::UNKNOWN_RULESET_REASON;
 use crate::upstream::canned::{Canned, CannedAnswer, CannedError};
@@ -164,6 +164,20 @@ fn answer(decision: &str, status: u16, rule: Option<&str>, reason: Option<&str>)
 /// Decides `record` again with `rules`, its upstreams answered from the record.
 pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Replayed {
     let mut notes = Vec::new();
+    let decision = decide(rules, scripts, &record, &mut notes).await;
+    Replayed {
+        record,
+        decision,
+        notes,
+    }
+}
+
+async fn decide(
+    rules: &Rules,
+    scripts: &ScriptEngine,
+    record: &Record,
+    notes: &mut Vec<String>,
+) -> Decision {
     let body = record
         .request
         .as_ref()
@@ -174,37 +188,44 @@ pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Re
             "ruleset {} is no longer loaded: its confirm URL would be a 404",
             record.ruleset
         ));
-        let decision = Decision::reject(404, UNKNOWN_RULESET_REASON.into(), None);
-        return Replayed {
-            record,
-            decision,
-            notes,
-        };
+        return Decision::reject(404, UNKNOWN_RULESET_REASON.into(), None);
     };
     // The log keeps a form body as an object of its decoded strings, so every record reads
     // as JSON.
     let req = match payload::parse(Some("application/json"), &body) {
         Ok(Parsed::Confirm(req)) => req,
-        Ok(Parsed::Ignored { .. }) => {
-            let decision = Decision::ignored();
-            return Replayed {
-                record,
-                decision,
-                notes,
-            };
-        }
-        Err(e) => {
-            let decision = Decision::reject(e.status(), e.to_string(), None);
-            return Replayed {
-                record,
-                decision,
-                notes,
-            };
-        }
+        Ok(Parsed::Ignored { .. }) => return Decision::ignored(),
+        Err(e) => return Decision::reject(e.status(), e.to_string(), None),
     };
-    // Per call, what the record says it got. Two rules may make the same call (an enforced
-    // fetch and a shadow trial of it): an answer that arrived beats a failure, which may be the
-    // shadow rule's cut-off rather than the upstream's.
+    let original = Original {
+        body: body.into(),
+        content_type: Some(http::HeaderValue::from_static("application/json")),
+        webhook_headers: Vec::new(),
+    };
+    let ctx = Context {
+        scripts,
+        upstreams: Arc::new(stand_ins(record, ruleset, &req, notes)),
+        now: record.time,
+        started: tokio::time::Instant::now(),
+        original: &original,
+        decision_id: "",
+    };
+    let decision = evaluate(ruleset, &req, &ctx).await;
+    note_new_errors(record, &decision, notes);
+    decision
+}
+
+/// The upstreams as the record saw them: each rule's answer (or failure) for the call the
+/// rule makes now, and the health each `healthy` rule read.
+fn stand_ins(
+    record: &Record,
+    ruleset: &Ruleset,
+    req: &ConfirmRequest,
+    notes: &mut Vec<String>,
+) -> Canned {
+    // Per call. Two rules may make the same call (an enforced fetch and a shadow trial of it):
+    // an answer that arrived beats a failure, which may be the shadow rule's cut-off rather
+    // than the upstream's.
     let mut answers: BTreeMap<(String, String), CannedAnswer> = BTreeMap::new();
     let mut canned = Canned::new();
     for rule in &ruleset.rules {
@@ -219,7 +240,7 @@ pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Re
                 canned = canned.health(&up.name, health);
                 continue;
             }
-            Check::Fetch(f) => match fetch_call(f, &req) {
+            Check::Fetch(f) => match fetch_call(f, req) {
                 Ok(call) => (
                     &f.upstream,
                     format!("{} {}", call.method, call.path_and_query),
@@ -259,47 +280,32 @@ pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Re
     for ((upstream, key), answer) in answers {
         canned = canned.answer(&upstream, &key, answer);
     }
-    let original = Original {
-        body: body.into(),
-        content_type: Some(http::HeaderValue::from_static("application/json")),
-        webhook_headers: Vec::new(),
-    };
-    let ctx = Context {
-        scripts,
-        upstreams: Arc::new(canned),
-        now: record.time,
-        started: tokio::time::Instant::now(),
-        original: &original,
-        decision_id: "",
-    };
-    let decision = evaluate(ruleset, &req, &ctx).await;
+    canned
+}
+
+/// Notes a rule that errs now where the record could not stand in: one it says nothing about,
+/// or one that did not err then (it read what the log does not keep).
+fn note_new_errors(record: &Record, decision: &Decision, notes: &mut Vec<String>) {
     for t in &decision.trace {
         if t.outcome != Outcome::Error {
             continue;
         }
         let then = record.trace.iter().find(|l| *l.rule == *t.rule);
         let error = t.error.as_deref().unwrap_or("");
+        let noted = notes
+            .iter()
+            .any(|n| n.starts_with(&format!("rule {}:", t.rule)));
         if error.contains("no canned answer") || then.is_none() {
             notes.push(format!(
                 "rule {}: the record has no upstream answer or health for it (a new or renamed rule, or not reached then); it counted as an error",
                 t.rule
             ));
-        } else if then.is_some_and(|l| l.outcome != "error")
-            && !notes
-                .iter()
-                .any(|n| n.starts_with(&format!("rule {}:", t.rule)))
-        {
-            // The log keeps an answer's status and body: a rule reading its headers, say.
+        } else if then.is_some_and(|l| l.outcome != "error") && !noted {
             notes.push(format!(
                 "rule {}: an error in the replay that was none in the log ({error}); the log keeps an upstream answer's status and body, not its headers",
                 t.rule
             ));
         }
-    }
-    Replayed {
-        record,
-        decision,
-        notes,
     }
 }
 
