@@ -70,9 +70,25 @@ struct Answered {
     body: Value,
 }
 
-/// Reads one line of the decision log.
+/// Reads one line of the decision log (its line break included or not).
 pub fn read(line: &[u8]) -> Result<Record, String> {
-    serde_json::from_slice(line).map_err(|e| format!("not a decision-log record: {e}"))
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = std::str::from_utf8(line).map_err(|e| {
+        format!(
+            "not a decision-log record: not UTF-8 at byte {} (a line cut inside a character?)",
+            e.valid_up_to() + 1
+        )
+    })?;
+    serde_json::from_str(text).map_err(|e| {
+        // serde_json's "at line 1 column C": the line is the file's, given by the caller.
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        format!(
+            "not a decision-log record: {message} (column {})",
+            e.column()
+        )
+    })
 }
 
 impl Record {

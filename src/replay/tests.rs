@@ -42,7 +42,14 @@ fn records_no_rule_decided_are_not_replayed() {
     assert!(read(b"{}")
         .unwrap_err()
         .starts_with("not a decision-log record"));
-    assert!(read(b"{\"time\":\"\xff").is_err());
+    assert_eq!(
+        read(b"{\"time\":\"\xff\n").unwrap_err(),
+        "not a decision-log record: not UTF-8 at byte 10 (a line cut inside a character?)"
+    );
+    assert_eq!(
+        read(b"{\"time\":\"2026\n").unwrap_err(),
+        "not a decision-log record: EOF while parsing a string (column 13)"
+    );
 }
 
 /// The health a `healthy` rule read and the merchant's answer to a `forward` come from the
