@@ -139,6 +139,10 @@ pub enum PayloadError {
     InvalidForm,
     #[error("요청 본문이 JSON 객체가 아닙니다")]
     NotAnObject,
+    /// A JSON text sent as `application/x-www-form-urlencoded` (what `curl -d` does unless told
+    /// otherwise): read as a form, it holds none of the fields.
+    #[error("요청 본문이 JSON인데 Content-Type이 application/x-www-form-urlencoded입니다: JSON은 Content-Type: application/json으로 보내 주세요")]
+    JsonLabelledAsForm,
     #[error("알 수 없는 요청 형식입니다: imp_uid/merchant_uid/amount (V1), payment_id/tx_id/total_amount (V2) 또는 type/data (V2) 필드가 필요합니다")]
     UnknownFormat,
     #[error("필수 필드 {0}가 없습니다")]
@@ -283,7 +287,17 @@ fn parse_full(
 ) -> Result<Parsed, PayloadError> {
     match encoding {
         Encoding::Json => parse_json_body(body, raw),
-        Encoding::Form => normalise(parse_form(body)?, None, Payload::parsed),
+        Encoding::Form => {
+            match parse_form(body).and_then(|f| normalise(f, None, Payload::parsed)) {
+                // `curl -d '{…}'` without a Content-Type header sends JSON labelled as a form.
+                Err(PayloadError::UnknownFormat | PayloadError::InvalidForm)
+                    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() =>
+                {
+                    Err(PayloadError::JsonLabelledAsForm)
+                }
+                read => read,
+            }
+        }
         Encoding::Unknown => match parse_json_body(body, raw) {
             // Not JSON: a form, if it is one; one that names a key twice is refused as such.
             Err(json_err @ PayloadError::InvalidJson { .. }) => match parse_form(body) {

@@ -550,3 +550,25 @@ proptest! {
         }
     }
 }
+
+/// `curl -d '{"imp_uid":…}'` without `-H content-type` labels JSON as a form: the 400 says so.
+#[test]
+fn json_labelled_as_a_form_is_told_apart() {
+    let body = br#"{"imp_uid":"imp_1","merchant_uid":"order-1","amount":5000}"#;
+    assert_eq!(
+        parse(FORM, body).unwrap_err(),
+        PayloadError::JsonLabelledAsForm
+    );
+    assert_eq!(PayloadError::JsonLabelledAsForm.status(), 400);
+    let with_percent =
+        br#"{"imp_uid":"imp_1","merchant_uid":"order-1","amount":5000,"memo":"50%"}"#;
+    assert_eq!(
+        parse(FORM, with_percent).unwrap_err(),
+        PayloadError::JsonLabelledAsForm
+    );
+    // A form that merely lacks the fields keeps the usual reason.
+    assert_eq!(
+        parse(FORM, b"a=1").unwrap_err(),
+        PayloadError::UnknownFormat
+    );
+}
