@@ -158,6 +158,10 @@ impl AppState {
             return refusal;
         }
         let Some(set) = seen.ruleset.clone() else {
+            // Every payment sent to a mistyped confirm URL fails: say which name was asked for
+            // (metrics and the record say `unknown`; label values must not be callers' choice).
+            let requested: String = ruleset.chars().take(100).collect();
+            tracing::warn!(decision_id = seen.id.as_str(), requested, "no such ruleset");
             return self.refuse(&seen, 404, UNKNOWN_RULESET_REASON.into());
         };
         self.note_deadline(set.settings.deadline);

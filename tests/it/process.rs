@@ -503,3 +503,28 @@ async fn a_caller_that_hangs_up_at_once_is_never_lost_unseen() {
         proc.log_text()
     );
 }
+
+/// A mistyped confirm URL fails every payment sent to it; the log names the ruleset asked for
+/// (metrics and the decision log only say `unknown`).
+#[tokio::test]
+async fn an_unknown_ruleset_is_named_in_the_log() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let proc = Process::serve(rules.path(), &[]).await;
+    let a = post(
+        &proc.url("/confirm/marathon2026"),
+        Some("application/json"),
+        v1("o", 5_000),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    let id = a.decision_id();
+    let logged = eventually(Duration::from_secs(3), || async {
+        proc.log_text().lines().any(|l| {
+            l.contains("no such ruleset")
+                && l.contains(&format!("decision_id={id}"))
+                && l.contains("requested=marathon2026")
+        })
+    })
+    .await;
+    assert!(logged, "{}", proc.log_text());
+}
