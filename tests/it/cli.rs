@@ -60,7 +60,7 @@ fn check_prints_every_error_with_its_location() {
     );
     assert!(
         lines[2].starts_with(&format!(
-            "{dir}/other.yaml:3:15: rules[0].amount: unknown field \"mx\""
+            "{dir}/other.yaml:3:15: rules[0].amount (rule \"b\"): unknown field \"mx\""
         )),
         "{stderr}"
     );
@@ -588,8 +588,8 @@ fn check_prints_every_shape_error_of_a_file() {
         [
             format!("{dir}/b.c.yaml:1:1: not a ruleset name: the name before \".yaml\" may only hold letters (a-z, A-Z), digits, \"-\" and \"_\" (it is the ruleset's name in /confirm/{{ruleset}})"),
             format!("{dir}/default.yaml:2:3: settings: unknown field \"deadlin\", expected one of \"deadline\", \"on_error\", \"error_reason\", \"reject_status\"; did you mean \"deadline\"?"),
-            format!("{dir}/default.yaml:5:15: rules[0].amount: unknown field \"mx\", expected \"min\" or \"max\"; did you mean \"max\"?"),
-            format!("{dir}/default.yaml:8:5: rules[1]: unknown field \"foo\", expected one of \"name\", \"when\", \"mode\", \"action\", \"reason\", \"on_error\", \"amount\", \"window\", \"require\", \"healthy\", \"fetch\", \"forward\", \"script\""),
+            format!("{dir}/default.yaml:5:15: rules[0].amount (rule \"a\"): unknown field \"mx\", expected \"min\" or \"max\"; did you mean \"max\"?"),
+            format!("{dir}/default.yaml:8:5: rules[1] (rule \"b\"): unknown field \"foo\", expected one of \"name\", \"when\", \"mode\", \"action\", \"reason\", \"on_error\", \"amount\", \"window\", \"require\", \"healthy\", \"fetch\", \"forward\", \"script\""),
             format!("{dir}/default.yaml:13:7: rule \"c\": require: invalid expression: undefined variable: order_idd"),
         ]
     );

@@ -55,7 +55,7 @@ async fn edit_applies_and_invalid_edit_keeps_old_rules() {
     let error = status["last_error"]["errors"][0].as_str().unwrap();
     assert!(
         error.ends_with(
-            "default.yaml:3:15: rules[0].amount: unknown field \"mx\", expected \"min\" or \"max\"; did you mean \"max\"?"
+            "default.yaml:3:15: rules[0].amount (rule \"limit\"): unknown field \"mx\", expected \"min\" or \"max\"; did you mean \"max\"?"
         ),
         "{error}"
     );

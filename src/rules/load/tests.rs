@@ -416,9 +416,19 @@ mod fail_open {
             dir.errors(),
             [
                 dir.at(DEFAULT, 2, 3, &no_value("settings.on_error")),
-                dir.at(DEFAULT, 6, 7, &no_value("rules[0].amount.min")),
-                dir.at(DEFAULT, 8, 5, &no_value("rules[0].mode")),
-                dir.at(DEFAULT, 11, 15, &no_value("rules[1].amount.min")),
+                dir.at(
+                    DEFAULT,
+                    6,
+                    7,
+                    &no_value(r#"rules[0].amount.min (rule "trial")"#)
+                ),
+                dir.at(DEFAULT, 8, 5, &no_value(r#"rules[0].mode (rule "trial")"#)),
+                dir.at(
+                    DEFAULT,
+                    11,
+                    15,
+                    &no_value(r#"rules[1].amount.min (rule "range")"#)
+                ),
             ]
         );
         let body = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: hold\n    fetch: { upstream: shop, method: POST, path: /hold, body: { note: ~, order: \"{order_id}\" } }\n    reason: x\n";

@@ -54,9 +54,40 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
     let duplicates = !file.errors.is_empty();
     file.errors.extend(keys_without_value(src));
     walk_file(src, duplicates, &mut file);
+    name_rules(src, &mut file.errors);
     file.errors
         .sort_by_key(|e| e.location.map(|l| (l.line, l.column)));
     file
+}
+
+/// Shape errors say where as serde does, `rules[2].amount`: the rule's name is added where it
+/// has one (`rules[2].amount (rule "amount-range")`), since operators know rules by name.
+fn name_rules(src: &str, errors: &mut [ParseError]) {
+    let names = || -> Option<Vec<Option<String>>> {
+        let root: serde_yaml::Value = serde_yaml::from_str(src).ok()?;
+        let rules = root.get("rules")?.as_sequence()?;
+        Some(
+            rules
+                .iter()
+                .map(|r| r.get("name")?.as_str().map(str::to_owned))
+                .collect(),
+        )
+    };
+    let mut known = None;
+    for e in errors.iter_mut() {
+        let Some((path, what)) = e.message.split_once(": ") else {
+            continue;
+        };
+        let index = path
+            .strip_prefix("rules[")
+            .and_then(|rest| rest.split_once(']'))
+            .and_then(|(i, _)| i.parse::<usize>().ok());
+        let Some(i) = index else { continue };
+        let names = known.get_or_insert_with(|| names().unwrap_or_default());
+        if let Some(Some(name)) = names.get(i) {
+            e.message = format!("{path} (rule \"{name}\"): {what}");
+        }
+    }
 }
 
 /// A shape error as an operator reads it: no Rust type names, no JSON.

@@ -284,7 +284,7 @@ fn bad_ruleset_names_do_not_hide_other_errors() {
                 DEFAULT,
                 3,
                 15,
-                r#"rules[0].amount: unknown field "mx", expected "min" or "max"; did you mean "max"?"#
+                r#"rules[0].amount (rule "a"): unknown field "mx", expected "min" or "max"; did you mean "max"?"#
             ),
         ]
     );
@@ -360,13 +360,13 @@ rules:
                 DEFAULT,
                 5,
                 15,
-                r#"rules[0].amount: unknown field "mx", expected "min" or "max"; did you mean "max"?"#
+                r#"rules[0].amount (rule "a"): unknown field "mx", expected "min" or "max"; did you mean "max"?"#
             ),
             dir.at(
                 DEFAULT,
                 8,
                 5,
-                r#"rules[1]: unknown field "foo", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script""#
+                r#"rules[1] (rule "b"): unknown field "foo", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script""#
             ),
         ]
     );
@@ -442,13 +442,13 @@ rules:
                 DEFAULT,
                 15,
                 5,
-                &format!(r#"rules[0]: unknown field "amout", {rule_keys}; did you mean "amount"?"#)
+                &format!(r#"rules[0] (rule "a"): unknown field "amout", {rule_keys}; did you mean "amount"?"#)
             ),
             dir.at(
                 DEFAULT,
                 16,
                 11,
-                r#"rules[0].mode: unknown variant "shdow", expected one of "enforce", "shadow", "off"; did you mean "shadow"?"#
+                r#"rules[0].mode (rule "a"): unknown variant "shdow", expected one of "enforce", "shadow", "off"; did you mean "shadow"?"#
             ),
             // A missing key is reported at the rule, after its other errors were left out.
             dir.at(DEFAULT, 18, 5, r#"rules[1]: missing field "name""#),
@@ -483,7 +483,7 @@ rules:
                 DEFAULT,
                 32,
                 20,
-                r#"rules[6].amount.min: invalid type: sequence, expected a number"#
+                r#"rules[6].amount.min (rule "g"): invalid type: sequence, expected a number"#
             ),
         ]
     );
@@ -511,7 +511,7 @@ fn a_syntax_error_is_the_only_error_of_its_file() {
                 "other.yaml",
                 3,
                 15,
-                r#"rules[0].amount: unknown field "mx", expected "min" or "max"; did you mean "max"?"#
+                r#"rules[0].amount (rule "b"): unknown field "mx", expected "min" or "max"; did you mean "max"?"#
             ),
         ]
     );
@@ -617,13 +617,13 @@ fn messages_say_what_the_yaml_should_hold() {
             "a number that is text",
             "rules:\n  - name: a\n    amount: { max: lots }\n    reason: x\n",
             (3, 20),
-            r#"rules[0].amount.max: invalid type: string "lots", expected a number"#,
+            r#"rules[0].amount.max (rule "a"): invalid type: string "lots", expected a number"#,
         ),
         (
             "a check that is not a mapping",
             "rules:\n  - name: a\n    amount: 5\n    reason: x\n",
             (3, 13),
-            "rules[0].amount: invalid type: integer `5`, expected a mapping with min, max or both",
+            r#"rules[0].amount (rule "a"): invalid type: integer `5`, expected a mapping with min, max or both"#,
         ),
         (
             "settings that are not a mapping",

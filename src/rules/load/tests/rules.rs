@@ -416,7 +416,7 @@ fn errors_of_every_file_are_reported_together() {
                 "b.yaml",
                 3,
                 5,
-                r#"rules[0]: unknown field "bogus", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script""#
+                r#"rules[0] (rule "y"): unknown field "bogus", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script""#
             ),
             dir.at(
                 "scripts/vip.rhai",

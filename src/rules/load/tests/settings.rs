@@ -178,12 +178,12 @@ fn unknown_keys_are_errors_at_the_key() {
         (
             "rules:\n  - name: a\n    amout: { min: 1 }\n    reason: x\n",
             (3, 5),
-            r#"rules[0]: unknown field "amout", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script"; did you mean "amount"?"#,
+            r#"rules[0] (rule "a"): unknown field "amout", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script"; did you mean "amount"?"#,
         ),
         (
             "rules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n  - name: b\n    amount: { mx: 1 }\n    reason: x\n",
             (6, 15),
-            r#"rules[1].amount: unknown field "mx", expected "min" or "max"; did you mean "max"?"#,
+            r#"rules[1].amount (rule "b"): unknown field "mx", expected "min" or "max"; did you mean "max"?"#,
         ),
     ];
     for (yaml, (line, col), message) in cases {
@@ -202,7 +202,7 @@ fn wrong_types_are_errors_at_the_value() {
         (
             "rules:\n  - name: a\n    amount: { min: \"abc\" }\n    reason: x\n",
             (3, 20),
-            r#"rules[0].amount.min: invalid type: string "abc", expected a number"#,
+            r#"rules[0].amount.min (rule "a"): invalid type: string "abc", expected a number"#,
         ),
         (
             &format!("settings:\n  reject_status: x\n{ONE_RULE}"),
@@ -222,12 +222,12 @@ fn wrong_types_are_errors_at_the_value() {
         (
             "rules:\n  - name: a\n    mode: shdow\n    require: 'true'\n    reason: x\n",
             (3, 11),
-            r#"rules[0].mode: unknown variant "shdow", expected one of "enforce", "shadow", "off"; did you mean "shadow"?"#,
+            r#"rules[0].mode (rule "a"): unknown variant "shdow", expected one of "enforce", "shadow", "off"; did you mean "shadow"?"#,
         ),
         (
             "rules:\n  - name: a\n    when: 'true'\n    action: deny\n",
             (4, 13),
-            r#"rules[0].action: unknown variant "deny", expected "approve""#,
+            r#"rules[0].action (rule "a"): unknown variant "deny", expected "approve""#,
         ),
     ];
     for (yaml, (line, col), message) in cases {
