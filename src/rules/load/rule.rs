@@ -52,6 +52,9 @@ impl FileCompiler<'_, '_> {
                 if raw.when.is_none() {
                     self.error(&path("action"), format!("rule \"{name}\": action: approve needs a when guard (otherwise it approves everything)"));
                 }
+                if raw.reason.is_some() {
+                    self.warn(&path("reason"), format_args!("rule \"{name}\": reason is never shown: an action: approve rule does not refuse"));
+                }
                 Some(Check::Approve)
             }
             (Some(Action::Approve), [first, ..]) => {

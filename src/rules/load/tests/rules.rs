@@ -461,3 +461,21 @@ fn payload_is_built_only_for_rulesets_that_read_it() {
     assert!(rules.get("vip").unwrap().uses_payload);
     assert!(rules.get("scripted").unwrap().uses_payload);
 }
+
+/// An approve rule never refuses, so a reason on it is never shown: probably meant elsewhere.
+#[test]
+fn a_reason_on_an_approve_rule_is_warned_about() {
+    let dir = default_file(
+        "rules:\n  - name: qa\n    when: 'order_id.starts_with(\"qa-\")'\n    action: approve\n    reason: QA 주문입니다\n  - name: limit\n    amount: { max: 100 }\n    reason: x\n",
+    );
+    let rules = dir.ok();
+    assert_eq!(
+        rules.warnings,
+        [dir.at(
+            DEFAULT,
+            5,
+            13,
+            "rule \"qa\": reason is never shown: an action: approve rule does not refuse"
+        )]
+    );
+}
