@@ -342,25 +342,29 @@ impl AppState {
                 None
             }
             Claim::Repeat(earlier) => Some(self.repeat(seen, set, earlier, headers, body).await),
-            Claim::Elsewhere => {
-                s.metrics.repeated_delivery("other_ruleset");
-                tracing::warn!(
-                    decision_id = seen.id.as_str(),
-                    "webhook message already received for another ruleset"
-                );
-                let reason = "다른 결제 확인 경로로 이미 받은 요청입니다";
-                Some(self.refuse(seen, 401, reason.into()))
-            }
-            Claim::Altered => {
-                s.metrics.repeated_delivery("other_body");
-                tracing::warn!(
-                    decision_id = seen.id.as_str(),
-                    "webhook message already received with another body"
-                );
-                let reason = "이미 받은 요청과 같은 id로 다른 내용의 요청이 왔습니다";
-                Some(self.refuse(seen, 401, reason.into()))
-            }
+            Claim::Elsewhere => Some(self.not_a_copy(
+                seen,
+                "other_ruleset",
+                "for another ruleset",
+                "다른 결제 확인 경로로 이미 받은 요청입니다",
+            )),
+            Claim::Altered => Some(self.not_a_copy(
+                seen,
+                "other_body",
+                "with another body",
+                "이미 받은 요청과 같은 id로 다른 내용의 요청이 왔습니다",
+            )),
         }
+    }
+
+    /// The 401 of a message id seen before on a delivery that is no copy of the first.
+    fn not_a_copy(&self, seen: &Seen, label: &'static str, how: &str, reason: &str) -> Response {
+        self.0.metrics.repeated_delivery(label);
+        tracing::warn!(
+            decision_id = seen.id.as_str(),
+            "webhook message already received {how}"
+        );
+        self.refuse(seen, 401, reason.into())
     }
 
     /// The answer to a repeated delivery of a signed message: the one its first delivery got,

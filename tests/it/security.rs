@@ -299,14 +299,7 @@ async fn a_message_repeated_with_another_body_is_refused() {
             "이미 받은 요청과 같은 id로 다른 내용의 요청이 왔습니다"
         )
     );
-    let metrics = get(&server.admin_url("/metrics")).await.body;
-    assert!(
-        metrics
-            .as_str()
-            .unwrap()
-            .contains(r#"confirm_proxy_repeated_deliveries_total{answer="other_body"} 1"#),
-        "{metrics}"
-    );
+    assert_repeats(&server, "other_body", 1).await;
     server.stop().await;
 }
 
@@ -352,14 +345,7 @@ async fn a_repeat_whose_first_delivery_is_unanswered_by_its_deadline_is_refused(
         "the first delivery is answered on its own rules"
     );
     assert_eq!(shop.calls_to("/confirm"), 1);
-    let metrics = get(&server.admin_url("/metrics")).await.body;
-    assert!(
-        metrics
-            .as_str()
-            .unwrap()
-            .contains(r#"confirm_proxy_repeated_deliveries_total{answer="unanswered"} 1"#),
-        "{metrics}"
-    );
+    assert_repeats(&server, "unanswered", 1).await;
     server.stop().await;
 }
 
@@ -1002,4 +988,11 @@ async fn interoperates_with_the_official_standard_webhooks_library() {
 
 fn sign_with(secret: &str, id: &str, ts: i64, body: &[u8]) -> String {
     sign(&WebhookSecret::parse(secret).unwrap(), id, ts, body)
+}
+
+/// `/metrics` counts `n` repeated deliveries answered `answer`.
+async fn assert_repeats(server: &Server, answer: &str, n: u64) {
+    let metrics = get(&server.admin_url("/metrics")).await.body;
+    let line = format!("confirm_proxy_repeated_deliveries_total{{answer=\"{answer}\"}} {n}");
+    assert!(metrics.as_str().unwrap().contains(&line), "{metrics}");
 }
