@@ -416,7 +416,10 @@ impl FileCompiler<'_, '_> {
             Err(super::ReadError::Io(e)) => {
                 self.error(
                     at,
-                    format!("rule \"{rule}\": cannot read script \"{rel}\": {e}"),
+                    format!(
+                        "rule \"{rule}\": cannot read script \"{rel}\": {}",
+                        super::source::io_message(&file, &e)
+                    ),
                 );
                 return None;
             }

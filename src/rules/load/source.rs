@@ -45,12 +45,25 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
         not_rulesets: Vec::new(),
     };
     let mut not_rulesets = Vec::new();
+    let mut dangling = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if file_name.starts_with('.') || !path.is_file() {
+        if file_name.starts_with('.') {
+            continue;
+        }
+        if !path.is_file() {
+            // A ConfigMap key being removed leaves its link dangling for a moment, and a
+            // removed file is a removed ruleset: said, not refused.
+            if file_name.ends_with(".yaml") && path.is_symlink() && !path.exists() {
+                dangling.push(format!(
+                    "{}: not read: {}",
+                    path.display(),
+                    dangling_link(&path).unwrap_or_else(|| "a symlink to nothing".into())
+                ));
+            }
             continue;
         }
         let Some(stem) = file_name.strip_suffix(".yaml") else {
@@ -87,7 +100,29 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
             )
         })
         .collect();
+    dangling.sort();
+    listing.not_rulesets.append(&mut dangling);
     Ok(listing)
+}
+
+/// "a symlink to TARGET, which does not exist" when `path` is such a link: the plain "No such
+/// file or directory" of a dangling link names a file the operator can see.
+pub(crate) fn dangling_link(path: &Path) -> Option<String> {
+    let target = fs::read_link(path).ok()?;
+    (!path.exists()).then(|| {
+        format!(
+            "a symlink to {}, which does not exist",
+            target.display()
+        )
+    })
+}
+
+/// An I/O error reading `path`, said for an operator (see [`dangling_link`]).
+pub(crate) fn io_message(path: &Path, e: &std::io::Error) -> String {
+    match dangling_link(path) {
+        Some(link) if e.kind() == std::io::ErrorKind::NotFound => link,
+        _ => e.to_string(),
+    }
 }
 
 /// A YAML file whose extension is not exactly `.yaml` (`shop.yml`, `shop.YAML`): someone meant
@@ -111,6 +146,11 @@ pub(crate) fn is_misnamed_yaml(path: &Path) -> bool {
 /// through the watcher, reload the rules) on every write. Hidden files, names ending in `~`
 /// (editor swap files and backups) and Kubernetes' `..data` internals are skipped; a ConfigMap's
 /// visible names link through `..data`, so its content still counts.
+///
+/// Only an unreadable rules directory is an error. Whatever else cannot be read (a root-only
+/// `lost+found`, a dangling link, a script without read permission) counts as "unreadable" with
+/// its error: the version is a change detector, and whether such a file matters is the load's
+/// to say, naming it. Making it readable again changes the version and so reloads.
 pub fn rules_version(dir: &Path) -> std::io::Result<String> {
     let mut files = Vec::new();
     collect_files(dir, Path::new(""), 0, &mut files)?;
@@ -119,21 +159,19 @@ pub fn rules_version(dir: &Path) -> std::io::Result<String> {
     files.dedup();
     let mut hash = Sha256::new();
     for rel in files {
-        let content = match fs::read(dir.join(&rel)) {
-            Ok(content) => Some(content),
-            // A referenced script that is missing (the load says so): creating it changes the
-            // version. Also a file removed between listing and reading.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
         hash.update(rel.to_string_lossy().as_bytes());
         hash.update([0]);
-        match content {
-            Some(content) => {
+        match fs::read(dir.join(&rel)) {
+            Ok(content) => {
                 hash.update((content.len() as u64).to_le_bytes());
                 hash.update(&content);
             }
-            None => hash.update(u64::MAX.to_le_bytes()),
+            // A referenced script that is missing (the load says so): creating it changes the
+            // version. Also a file removed between listing and reading.
+            Err(e) => {
+                hash.update(u64::MAX.to_le_bytes());
+                hash.update(format!("{:?}", e.kind()).as_bytes());
+            }
         }
     }
     Ok(hex::encode(&hash.finalize()[..6]))
@@ -197,8 +235,14 @@ fn collect_files(
     if depth > 8 {
         return Ok(());
     }
-    for entry in fs::read_dir(root.join(rel))? {
-        let entry = entry?;
+    let entries = match fs::read_dir(root.join(rel)) {
+        Ok(entries) => entries,
+        Err(e) if depth == 0 => return Err(e),
+        // A subdirectory no one may read (`lost+found`): nothing in it can be loaded either,
+        // and a script or test the rules need from it is named by the load.
+        Err(_) => return Ok(()),
+    };
+    for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name_str) = name.to_str() else {
             continue;
@@ -207,11 +251,14 @@ fn collect_files(
             continue;
         }
         let rel_path = rel.join(&name);
-        let meta = fs::metadata(root.join(&rel_path))?;
-        if meta.is_dir() {
-            collect_files(root, &rel_path, depth + 1, out)?;
-        } else if meta.is_file() && is_rule_source(&rel_path) {
-            out.push(rel_path);
+        match fs::metadata(root.join(&rel_path)) {
+            Ok(meta) if meta.is_dir() => collect_files(root, &rel_path, depth + 1, out)?,
+            Ok(meta) if meta.is_file() && is_rule_source(&rel_path) => out.push(rel_path),
+            Ok(_) => {}
+            // A dangling link named like a rule file: hashed as unreadable, so that its target
+            // appearing changes the version.
+            Err(_) if is_rule_source(&rel_path) => out.push(rel_path),
+            Err(_) => {}
         }
     }
     Ok(())
@@ -245,9 +292,9 @@ impl ReadError {
     pub(crate) fn into_load_error(self, file: PathBuf, suffix: &str) -> LoadError {
         match self {
             ReadError::Io(e) => LoadError {
+                message: format!("cannot read: {}{suffix}", io_message(&file, &e)),
                 file,
                 location: None,
-                message: format!("cannot read: {e}{suffix}"),
             },
             ReadError::Utf8 { location, detail } => LoadError {
                 file,

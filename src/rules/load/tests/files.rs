@@ -708,3 +708,64 @@ fn a_reason_written_as_a_block_has_no_trailing_line_break() {
         reason("잠시 후 다시 시도해 주세요.")
     );
 }
+
+/// What a shared volume can hold next to the rules: a root-only `lost+found`, dangling links
+/// (a ConfigMap key being removed, a link to a file someone deleted). None of it may stop a
+/// load, and a file the rules do need is named with what is wrong with it.
+#[cfg(unix)]
+#[test]
+fn unreadable_and_dangling_entries_do_not_block_the_load() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, ONE_RULE).write("lost+found/x", "");
+    let lost = dir.path().join("lost+found");
+    // As root (CI) the directory stays readable; as anyone else this is the reported case.
+    fs::set_permissions(&lost, fs::Permissions::from_mode(0o000)).unwrap();
+    symlink("gone.txt", dir.path().join("notes.txt")).unwrap();
+    symlink("gone.rhai", dir.path().join("old.rhai")).unwrap();
+    symlink("gone.yaml", dir.path().join("shop.yaml")).unwrap();
+    let rules = dir.ok();
+    fs::set_permissions(&lost, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(rules.rulesets.keys().collect::<Vec<_>>(), ["default"]);
+    assert_eq!(rules.version, dir.version());
+    let shop = dir.path().join("shop.yaml");
+    assert!(
+        rules.warnings.contains(&format!(
+            "{}: not read: a symlink to gone.yaml, which does not exist",
+            shop.display()
+        )),
+        "{:?}",
+        rules.warnings
+    );
+
+    // The dangling ruleset's target appearing changes the version (and so reloads).
+    let before = dir.version();
+    dir.write("gone.yaml", ONE_RULE);
+    assert_ne!(dir.version(), before);
+    assert_eq!(
+        dir.ok().rulesets.keys().collect::<Vec<_>>(),
+        ["default", "gone", "shop"]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_dangling_script_link_is_named_with_its_target() {
+    use std::os::unix::fs::symlink;
+
+    let dir = default_file(
+        "rules:\n  - name: vip\n    script: scripts/vip.rhai\n    reason: no\n",
+    );
+    fs::create_dir_all(dir.path().join("scripts")).unwrap();
+    symlink("/nowhere/vip.rhai", dir.path().join("scripts/vip.rhai")).unwrap();
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            3,
+            13,
+            r#"rule "vip": cannot read script "scripts/vip.rhai": a symlink to /nowhere/vip.rhai, which does not exist"#
+        )]
+    );
+}
