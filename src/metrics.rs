@@ -45,7 +45,7 @@ const HELP: [(&str, &str); 11] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
     (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve)."),
-    (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class, or refused, dns, timeout, error, cancelled)."),
+    (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class 2xx-5xx, other for a status outside 200-599, or refused, dns, timeout, error, cancelled)."),
     (UPSTREAM_DURATION, "Duration of calls to merchant upstreams."),
     (HEALTH_PROBES, "Health probes of upstreams by result (success, failure)."),
     (RELOADS, "Rule reloads by result (applied, unchanged, rejected)."),
@@ -110,11 +110,13 @@ impl Metrics {
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        let unknown = with_local_recorder(&recorder, || RulesetMetrics {
+        let unknown = with_local_recorder(&recorder, || {
+            RulesetMetrics {
             requests: [Verdict::Approve, Verdict::Reject, Verdict::Ignored]
-                .map(|v| counter!(REQUESTS, "ruleset" => "unknown", "decision" => v.as_str())),
-            duration: histogram!(REQUEST_DURATION, "ruleset" => "unknown"),
+                .map(|v| counter!(REQUESTS, "ruleset" => crate::rules::UNKNOWN_RULESET, "decision" => v.as_str())),
+            duration: histogram!(REQUEST_DURATION, "ruleset" => crate::rules::UNKNOWN_RULESET),
             rules: Vec::new(),
+        }
         });
         let m = Metrics {
             recorder: Arc::new(recorder),

@@ -212,6 +212,7 @@ fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static st
             300..=399 => "3xx",
             400..=499 => "4xx",
             500..=599 => "5xx",
+            // Not HTTP's classes (101, 600-999): said as such, not folded into one.
             _ => "other",
         },
         Err(UpstreamError::Refused(_)) => "refused",

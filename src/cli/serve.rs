@@ -332,9 +332,14 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(app) => app,
         Err(errors) => {
             for e in &errors {
-                eprintln!("{e}");
+                match args.log_format {
+                    // As `check` prints them: FILE:LINE:COL lines an editor can jump to.
+                    LogFormat::Pretty => eprintln!("{e}"),
+                    // A collector keeps records, not stray text between them.
+                    LogFormat::Json => tracing::error!(error = %e, "cannot start"),
+                }
             }
-            tracing::error!("not starting");
+            tracing::error!(errors = errors.len(), "not starting");
             return ExitCode::FAILURE;
         }
     };

@@ -25,8 +25,9 @@ use crate::webhook::Verifier;
 
 /// Bodies over this get 413.
 pub use crate::payload::MAX_BODY;
-/// The only label an unknown ruleset gets: label values must not be chosen by callers.
-const UNKNOWN_RULESET: &str = "unknown";
+/// The only label an unknown ruleset gets: label values must not be chosen by callers (a
+/// ruleset file may not take this name).
+use crate::rules::UNKNOWN_RULESET;
 /// The reason of the 404 for a ruleset that is not loaded.
 pub const UNKNOWN_RULESET_REASON: &str = "알 수 없는 결제 확인 경로입니다";
 const JSON_UTF8: &str = "application/json; charset=utf-8";

@@ -77,28 +77,49 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
 #[tokio::test]
 async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
     let rules = Rules::with("default.yaml", "rules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n  - name: a\n    require: 'true'\n    reason: y\n");
-    let out = tokio::process::Command::new(binary())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--rules",
-        ])
-        .arg(rules.path())
-        .output()
-        .await
-        .unwrap();
+    let start = |format: &'static str| {
+        tokio::process::Command::new(binary())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                format,
+                "--rules",
+            ])
+            .arg(rules.path())
+            .output()
+    };
+    let expected = format!(
+        "{}:5:11: duplicate rule name \"a\" (first used at line 2)",
+        rules.path().join("default.yaml").display()
+    );
+
+    let out = start("pretty").await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let file = rules.path().join("default.yaml");
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    // With JSON logs every line is a record, and the cause is one of its fields.
+    let out = start("json").await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let records: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
     assert!(
-        stderr.contains(&format!(
-            "{}:5:11: duplicate rule name \"a\" (first used at line 2)",
-            file.display()
-        )),
+        records
+            .iter()
+            .any(|r| r["level"] == "ERROR" && r["error"] == expected.as_str()),
         "{stderr}"
+    );
+    let last = records.last().unwrap();
+    assert_eq!(
+        (&last["message"], &last["errors"]),
+        (&"not starting".into(), &1.into())
     );
 }
 

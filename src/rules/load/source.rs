@@ -23,6 +23,12 @@ pub(super) struct Listing {
 /// The message for a `*.yaml` file whose name is not a ruleset name.
 pub(super) const BAD_RULESET_NAME: &str = "not a ruleset name: the name before \".yaml\" may only hold letters (a-z, A-Z), digits, \"-\" and \"_\" (it is the ruleset's name in /confirm/{ruleset})";
 
+/// What metrics, logs and the decision log call a ruleset that does not exist (a request to
+/// `/confirm/typo`): a ruleset of that name could not be told apart from such requests.
+pub(crate) const UNKNOWN_RULESET: &str = "unknown";
+
+const RESERVED_NAME_MESSAGE: &str = "\"unknown\" is reserved: metrics, logs and the decision log count requests for a ruleset that does not exist under ruleset=\"unknown\"; give this ruleset another name";
+
 /// Whether `stem` may name a ruleset: ASCII letters, digits, `-` and `_`.
 fn is_ruleset_name(stem: &str) -> bool {
     !stem.is_empty()
@@ -72,11 +78,16 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
             }
             continue;
         };
-        if !is_ruleset_name(stem) {
+        if !is_ruleset_name(stem) || stem == UNKNOWN_RULESET {
+            let message = if stem == UNKNOWN_RULESET {
+                RESERVED_NAME_MESSAGE
+            } else {
+                BAD_RULESET_NAME
+            };
             listing.bad_names.push(LoadError {
                 file: path,
                 location: Some(Location { line: 1, column: 1 }),
-                message: BAD_RULESET_NAME.into(),
+                message: message.into(),
             });
             continue;
         }
@@ -109,12 +120,7 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
 /// file or directory" of a dangling link names a file the operator can see.
 pub(crate) fn dangling_link(path: &Path) -> Option<String> {
     let target = fs::read_link(path).ok()?;
-    (!path.exists()).then(|| {
-        format!(
-            "a symlink to {}, which does not exist",
-            target.display()
-        )
-    })
+    (!path.exists()).then(|| format!("a symlink to {}, which does not exist", target.display()))
 }
 
 /// An I/O error reading `path`, said for an operator (see [`dangling_link`]).

@@ -554,6 +554,25 @@ fn bad_ruleset_names_are_errors() {
     );
 }
 
+/// Requests for a ruleset that does not exist are counted and logged as `unknown`: a ruleset
+/// of that name would mix its own decisions into them.
+#[test]
+fn the_ruleset_name_unknown_is_reserved() {
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, ONE_RULE)
+        .write("unknown.yaml", ONE_RULE)
+        .write("Unknown.yaml", ONE_RULE);
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            "unknown.yaml",
+            1,
+            1,
+            r#""unknown" is reserved: metrics, logs and the decision log count requests for a ruleset that does not exist under ruleset="unknown"; give this ruleset another name"#
+        )]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rules version
 
@@ -754,9 +773,7 @@ fn unreadable_and_dangling_entries_do_not_block_the_load() {
 fn a_dangling_script_link_is_named_with_its_target() {
     use std::os::unix::fs::symlink;
 
-    let dir = default_file(
-        "rules:\n  - name: vip\n    script: scripts/vip.rhai\n    reason: no\n",
-    );
+    let dir = default_file("rules:\n  - name: vip\n    script: scripts/vip.rhai\n    reason: no\n");
     fs::create_dir_all(dir.path().join("scripts")).unwrap();
     symlink("/nowhere/vip.rhai", dir.path().join("scripts/vip.rhai")).unwrap();
     assert_eq!(
