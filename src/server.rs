@@ -90,6 +90,10 @@ struct Shared {
     /// since start: a request still running on an older rules generation keeps its deadline,
     /// and shutdown waits for it.
     longest_deadline: AtomicU64,
+    /// Set once `/readyz` first found every probed upstream's health known. A reload that adds
+    /// an upstream whose probe has not answered yet must not take a serving proxy out of its
+    /// load balancer: every replica loads the same rules, so all would go at once.
+    pub(crate) ready: std::sync::atomic::AtomicBool,
 }
 
 /// A started server: rules loaded, reload loop and watcher running, not yet listening.
@@ -169,6 +173,7 @@ impl App {
                 idle_timeout: config.idle_timeout,
                 evaluations: TaskTracker::new(),
                 longest_deadline,
+                ready: std::sync::atomic::AtomicBool::new(false),
             })),
             _watcher: watcher,
         })

@@ -499,6 +499,48 @@ async fn readyz_waits_for_the_first_probe() {
     server.stop().await;
 }
 
+/// Readiness tells a load balancer whether to send requests at all. Once ready, a reload that
+/// adds an upstream whose probe has not answered must not take every replica (they all load
+/// the same rules) out of service: that upstream's `healthy` rule decides by on_error instead.
+#[tokio::test]
+async fn a_reload_adding_a_probed_upstream_keeps_a_ready_proxy_ready() {
+    let shop = MockUpstream::start(Router::new().route(
+        "/health",
+        routing::get(|| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "ok"
+        }),
+    ))
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: limit\n    amount: { max: 100000 }\n    reason: x\n",
+    );
+    let server = Server::start(rules.path()).await;
+    assert_eq!(get(&server.admin_url("/readyz")).await.status, 200);
+
+    rules.write(
+        "default.yaml",
+        // The reload waits for a new upstream's first probe for at most 2 s: with a longer
+        // timeout, the rules go live with its health still unknown.
+        &probed_shop(&shop.url(), "timeout: 4s, health: { path: /health }", "x"),
+    );
+    let reload = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert_eq!(reload.status, 200, "{:?}", reload.body);
+    let ready = get(&server.admin_url("/readyz")).await;
+    assert_eq!(ready.status, 200, "{:?}", ready.body);
+    assert_eq!(
+        ready.body["waiting_for_health"],
+        serde_json::json!(["shop"])
+    );
+    // The rule on the upstream whose health is still unknown decides by on_error.
+    assert_eq!(
+        server.confirm_json("/confirm", &v1("o", 5000)).await.status,
+        409
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn env_variables_fill_urls_and_headers() {
     let shop = shop().await;
