@@ -289,6 +289,11 @@ pub struct Upstream {
     pub health: Option<HealthSpec>,
     pub client: reqwest::Client,
     pub state: Arc<HealthState>,
+    /// The `${VAR}` values of its url and headers (and a URL's password), of 6 characters or
+    /// more: any of them may be a credential. An upstream that echoes one back (`401 {"error":"bad token Bearer …"}`) has it
+    /// replaced by `***` in its answer before anything reads it, so it never reaches a reason,
+    /// the decision log or `eval`'s output.
+    pub secrets: Arc<[Box<str>]>,
 }
 
 impl fmt::Debug for Upstream {

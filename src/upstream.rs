@@ -161,10 +161,11 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         .headers()
         .iter()
         .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
+            let mut value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            if !up.secrets.is_empty() {
+                value = String::from_utf8_lossy(&masked(value.as_bytes(), &up.secrets)).into();
+            }
+            (k.as_str().to_owned(), value)
         })
         .collect();
     let mut body = Vec::new();
@@ -176,6 +177,9 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
             cut = true;
             break;
         }
+    }
+    if !up.secrets.is_empty() {
+        body = masked(&body, &up.secrets);
     }
     Ok(UpstreamResponse {
         status,
@@ -220,6 +224,32 @@ fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static st
         Err(UpstreamError::Timeout(_)) => "timeout",
         Err(_) => "error",
     }
+}
+
+/// `bytes` with every occurrence of a secret (longest first) replaced by `***` (see
+/// [`Upstream::secrets`]).
+fn masked(bytes: &[u8], secrets: &[Box<str>]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for secret in secrets {
+        let finder = memchr::memmem::Finder::new(secret.as_bytes());
+        if finder.find(&out).is_none() {
+            continue;
+        }
+        let mut next = Vec::with_capacity(out.len());
+        let mut from = 0;
+        for at in finder.find_iter(&out) {
+            // Occurrences do not overlap once replaced: skip those inside the last one.
+            if at < from {
+                continue;
+            }
+            next.extend_from_slice(&out[from..at]);
+            next.extend_from_slice(b"***");
+            from = at + secret.len();
+        }
+        next.extend_from_slice(&out[from..]);
+        out = next;
+    }
+    out
 }
 
 /// JSON when it parses, else the text (so `require` can still compare it).
@@ -376,5 +406,27 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
             }
         }
         observer(&up, ok, after);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_replaces_every_secret_longest_first() {
+        let secrets: Vec<Box<str>> = vec!["t0ken-long".into(), "t0ken".into()];
+        let out = masked(
+            br#"{"error":"bad t0ken-long, t0ken, t0ken-longt0ken-long"}"#,
+            &secrets,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"error":"bad ***, ***, ******"}"#
+        );
+        // Overlapping occurrences: each byte is masked once, nothing of the secret is left.
+        let out = masked(b"aaaaaaa", &["aaaaaa".into()]);
+        assert_eq!(out, b"***a");
+        assert_eq!(masked(b"no secret here", &secrets), b"no secret here");
     }
 }

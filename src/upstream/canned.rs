@@ -420,6 +420,7 @@ mod tests {
             health: None,
             client: reqwest::Client::new(),
             state: Arc::default(),
+            secrets: Arc::new([]),
         })
     }
 

@@ -765,13 +765,33 @@ async fn decision_log_survives_sigterm_during_a_burst() {
 
 #[tokio::test]
 async fn secrets_never_appear_in_logs_decision_log_or_admin_rules() {
+    // `/echo` answers like a merchant API rejecting a credential: with the credential in its
+    // body and a header.
+    let echo = |headers: http::HeaderMap| async move {
+        let auth = headers[http::header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (
+            http::StatusCode::UNAUTHORIZED,
+            [("x-seen", auth.clone())],
+            axum::Json(serde_json::json!({ "error": format!("invalid credentials: {auth}") })),
+        )
+    };
     let shop = MockUpstream::start(
-        axum::Router::new().route("/ok", axum::routing::get(|| async { "fine" })),
+        axum::Router::new()
+            .route("/ok", axum::routing::get(|| async { "fine" }))
+            .route("/echo", axum::routing::get(echo)),
     )
     .await;
+    let upstreams = "upstreams:\n  shop:\n    url: \"${SHOP_URL}\"\n    headers: { Authorization: \"Bearer ${SHOP_TOKEN}\" }\n";
     let rules = Rules::with(
         "default.yaml",
-        "upstreams:\n  shop:\n    url: \"${SHOP_URL}\"\n    headers: { Authorization: \"Bearer ${SHOP_TOKEN}\" }\nrules:\n  - name: ok\n    fetch: { upstream: shop, path: /ok }\n    reason: r\n",
+        &format!("{upstreams}rules:\n  - name: ok\n    fetch: {{ upstream: shop, path: /ok }}\n    reason: r\n"),
+    );
+    rules.write(
+        "echo.yaml",
+        &format!("{upstreams}rules:\n  - name: echo\n    fetch: {{ upstream: shop, path: /echo }}\n    require: response.status == 200\n    reason: \"{{response.body.error}}\"\n"),
     );
     let log = rules.path().join("decisions.jsonl");
     let token = "upstream-t0ken-4f9a";
@@ -810,6 +830,14 @@ async fn secrets_never_appear_in_logs_decision_log_or_admin_rules() {
         .await
         .status,
         401
+    );
+    // The credential an upstream echoes is masked before the reason is filled in.
+    let echoed = signed_post(&proc.url("/confirm/echo"), SECRET, &body, now()).await;
+    assert_eq!(
+        (echoed.status, echoed.reason()),
+        (409, "invalid credentials: Bearer ***"),
+        "{}",
+        echoed.body
     );
     let view = client()
         .get(proc.admin_url("/admin/rules"))

@@ -17,6 +17,7 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
     let mut rest = s;
     let mut any = false;
     let mut empty = Vec::new();
+    let mut values = Vec::new();
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
         let tail = &rest[i + 2..];
@@ -34,6 +35,7 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
             }
             out.push_str(&value);
             any = true;
+            values.push(value);
         } else {
             errors.push(format!("environment variable {var} is not set"));
         }
@@ -47,6 +49,7 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
         value: out,
         secret: any,
         empty,
+        values,
     })
 }
 
@@ -58,7 +61,13 @@ struct Substituted {
     /// Variables that are set but empty: most often a secret that was never filled in (an
     /// unfilled Kubernetes secret key reads as ""), which loads but sends `Bearer `.
     empty: Vec<String>,
+    /// The variables' values, in order.
+    values: Vec<String>,
 }
+
+/// Shorter values are not masked in answers (see [`Upstream::secrets`]): "8443" or "v1" also
+/// occur in data that is no secret, and masking them would change what rules read.
+const MIN_MASKED_SECRET: usize = 6;
 
 /// Health probes run at most this often: a shorter interval floods the upstream with probes
 /// (`interval: 1ms` is a thousand a second) and says nothing more about its health.
@@ -78,9 +87,12 @@ impl FileCompiler<'_, '_> {
         let at = |k: &'static str| [base[0], base[1], Seg::Key(k)];
         // Every problem of the upstream is reported (each unset variable of the url and of
         // every header, say), so an operator fixes them in one go.
+        let mut secrets: Vec<Box<str>> = Vec::new();
         let url = match substitute(&raw.url, self.opts.env) {
             // The value may have come from a secret variable; say what is wrong without echoing it.
-            Ok(Substituted { value: url, .. }) => match reqwest::Url::parse(&url) {
+            Ok(Substituted {
+                value: url, values, ..
+            }) => match reqwest::Url::parse(&url) {
                 // The url is a base that rule paths are appended to: a query string or fragment
                 // would end up in front of them (`/base?q=1/api/stock`), the path lost.
                 Ok(u)
@@ -94,7 +106,13 @@ impl FileCompiler<'_, '_> {
                     );
                     None
                 }
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(url),
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    // Some merchant APIs take their key in the path (`/hooks/${TOKEN}`) or as
+                    // a password (`https://user:${PASSWORD}@host`).
+                    secrets.extend(values.into_iter().map(Into::into));
+                    secrets.extend(u.password().map(Into::into));
+                    Some(url)
+                }
                 _ => {
                     self.error(
                         &at("url"),
@@ -132,6 +150,7 @@ impl FileCompiler<'_, '_> {
                         }
                         hv.set_sensitive(sub.secret);
                         headers.insert(hname, hv);
+                        secrets.extend(sub.values.into_iter().map(Into::into));
                     }
                     Err(_) => self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" has characters not allowed in a header value")),
                 },
@@ -210,6 +229,15 @@ impl FileCompiler<'_, '_> {
             health,
             client,
             state: Arc::new(HealthState::default()),
+            secrets: mask_list(secrets),
         })
     }
+}
+
+/// The secrets worth masking, longest first: a token that holds a shorter one is masked whole.
+fn mask_list(mut secrets: Vec<Box<str>>) -> Arc<[Box<str>]> {
+    secrets.retain(|s| s.chars().count() >= MIN_MASKED_SECRET);
+    secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    secrets.dedup();
+    secrets.into()
 }

@@ -50,6 +50,11 @@ rules:
     let auth = &shop.headers["authorization"];
     assert_eq!(auth, "Bearer s3cr3t");
     assert!(auth.is_sensitive());
+    // Masked where the upstream echoes them, longest first.
+    assert_eq!(
+        &shop.secrets[..],
+        ["https://shop.internal:8443/v1".into(), "s3cr3t".into()]
+    );
     let client = &shop.headers["x-client"];
     assert_eq!(client, "confirm-proxy");
     assert!(!client.is_sensitive());
