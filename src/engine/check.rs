@@ -182,7 +182,8 @@ impl Run<'_, '_> {
             Err(e) => return Verdict::Error(format!("fetch from {}: {e}", f.upstream.name)),
         };
         let response = scope.set_fetched(&rule.name, response_dynamic(&resp));
-        let reason = || rule.reason.render(self.req, Some(&resp.body));
+        // A field of the merchant's answer can be any size: capped like a merchant's reason.
+        let reason = || capped(rule.reason.render(self.req, Some(&resp.body)));
         match &f.require {
             Some(expr) => match self.test(rule, expr, scope, Some(response)) {
                 Ok(true) => Verdict::Pass,
@@ -211,22 +212,29 @@ impl Run<'_, '_> {
     }
 }
 
-/// The longest merchant reason passed on, in characters: buyers read a sentence, and the
-/// answer, the decision log and the log line each carry it (twice in the answer), so a broken
-/// handler answering megabytes must not make every refusal that large.
+/// The longest reason taken from a merchant's answer, in characters: buyers read a sentence,
+/// and the answer, the decision log and the log line each carry it (twice in the answer), so a
+/// broken handler answering megabytes must not make every refusal that large.
 const MERCHANT_REASON_MAX: usize = 500;
 
+/// `reason` cut at [`MERCHANT_REASON_MAX`] characters, with `…` where it was cut.
+fn capped(mut reason: String) -> String {
+    if let Some((cut, _)) = reason.char_indices().nth(MERCHANT_REASON_MAX) {
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
+}
+
 /// The merchant's own reason from a refusing confirm handler (`reason` for V1 style,
-/// `errorMessage` for V2 style), cut at [`MERCHANT_REASON_MAX`] characters.
+/// `errorMessage` for V2 style; a blank one is no reason), capped.
 fn merchant_reason(body: &Value) -> Option<String> {
-    let reason = ["reason", "errorMessage"]
-        .iter()
-        .find_map(|k| body.get(k).and_then(Value::as_str))
-        .filter(|s| !s.trim().is_empty())?;
-    Some(match reason.char_indices().nth(MERCHANT_REASON_MAX) {
-        Some((cut, _)) => format!("{}…", &reason[..cut]),
-        None => reason.to_owned(),
-    })
+    let reason = ["reason", "errorMessage"].iter().find_map(|k| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+    })?;
+    Some(capped(reason.to_owned()))
 }
 
 fn response_dynamic(r: &UpstreamResponse) -> Dynamic {

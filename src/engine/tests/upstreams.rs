@@ -59,6 +59,17 @@ async fn fetch_require_reads_the_response() {
     assert_eq!(summary(&d), refused("재고 없음 (개 남음)", "stock"));
 }
 
+/// A field of the answer in the reason is the merchant's text: capped like a merchant reason.
+#[tokio::test]
+async fn a_reason_from_the_response_is_capped() {
+    let (_dir, rules) = stock_rules(Some("false"));
+    let huge = "9".repeat(1 << 20);
+    let d = decide_with(&rules, V1, &stock(200, json!({ "available": huge }))).await;
+    let reason = d.reason.unwrap();
+    assert_eq!(reason.chars().count(), 501);
+    assert_eq!(reason, format!("재고 없음 ({}…", "9".repeat(493)));
+}
+
 #[tokio::test]
 async fn fetch_require_on_a_text_body_is_an_error() {
     let (_dir, rules) = stock_rules(Some("response.body.available >= 1"));
@@ -257,6 +268,12 @@ async fn forward_answers_decide() {
         (400, json!({"errorMessage": "한도 초과"}), Some("한도 초과")),
         (409, json!({"message": "ignored"}), own),
         (409, json!({"reason": "  "}), own),
+        // A blank `reason` does not hide the other key's text.
+        (
+            409,
+            json!({"reason": "", "errorMessage": "품절"}),
+            Some("품절"),
+        ),
         (503, json!("Service Unavailable"), own),
         (201, json!({}), own),
     ];
