@@ -8,6 +8,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
 mod budget;
 mod helpers;
 mod lint;
+pub(crate) use lint::fetched_names;
 pub mod native;
 mod numbers;
 mod scope;

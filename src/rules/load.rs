@@ -70,6 +70,8 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
             broken_upstreams: Vec::new(),
             upstreams_broken: false,
             uses_payload: false,
+            rule_order: Vec::new(),
+            current_rule: 0,
         };
         let ruleset = file.compile(&name);
         if file.errors.is_empty() {
@@ -193,6 +195,10 @@ struct FileCompiler<'a, 'o> {
     upstreams_broken: bool,
     /// Set when an expression or script of this file mentions `payload`.
     uses_payload: bool,
+    /// The file's rules in order, each with whether it is a fetch rule, and the position of
+    /// the rule being compiled: what `fetched["name"]` may name.
+    rule_order: Vec<(String, bool)>,
+    current_rule: usize,
 }
 
 impl FileCompiler<'_, '_> {
@@ -255,8 +261,14 @@ impl FileCompiler<'_, '_> {
         }
         let mut rules: Vec<Rule> = Vec::new();
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, raw_rule) in &file.rules {
+        self.rule_order = file
+            .rules
+            .iter()
+            .map(|(_, r)| (r.name.clone(), r.fetch.is_some()))
+            .collect();
+        for (position, (i, raw_rule)) in file.rules.iter().enumerate() {
             let i = *i;
+            self.current_rule = position;
             let at = [Seg::Key("rules"), Seg::Index(i), Seg::Key("name")];
             if raw_rule.name.trim().is_empty() {
                 self.error(&at, "rule name must not be empty");
@@ -361,7 +373,12 @@ impl FileCompiler<'_, '_> {
         extra: &[&str],
     ) -> Option<Expr> {
         self.uses_payload |= mentions_payload(src);
-        match self.opts.engine.compile_expression(src, extra) {
+        let compiled = self
+            .opts
+            .engine
+            .compile_expression(src, extra)
+            .and_then(|ast| self.fetched_checked(ast));
+        match compiled {
             Ok(ast) => Some(Expr {
                 src: src.to_owned(),
                 ast,
@@ -382,6 +399,38 @@ impl FileCompiler<'_, '_> {
                 None
             }
         }
+    }
+}
+
+impl FileCompiler<'_, '_> {
+    /// `ast`, unless it names in `fetched` what is never there: a rule that is not a fetch
+    /// rule, or does not come before the rule being compiled (`fetched["stok"]` reads `()` on
+    /// every request, and a `require` on it refuses every payment).
+    fn fetched_checked(&self, ast: rhai::AST) -> Result<rhai::AST, crate::script::CompileError> {
+        let earlier = &self.rule_order[..self.current_rule.min(self.rule_order.len())];
+        for (name, at) in crate::script::fetched_names(&ast) {
+            let message = match self.rule_order.iter().position(|(n, _)| *n == name) {
+                Some(p) if p < earlier.len() && self.rule_order[p].1 => continue,
+                Some(p) if !self.rule_order[p].1 => format!(
+                    "fetched[\"{name}\"]: rule \"{name}\" is not a fetch rule; fetched holds the answers of the fetch rules before this one"
+                ),
+                Some(_) => format!(
+                    "fetched[\"{name}\"]: the fetch rule \"{name}\" does not come before this rule, so its answer is never there when this rule runs"
+                ),
+                None => {
+                    let fetches = earlier.iter().filter(|(_, f)| *f).map(|(n, _)| n.as_str());
+                    let hint = crate::suggest::closest(&name, fetches)
+                        .map_or(String::new(), |c| format!("; did you mean \"{c}\"?"));
+                    format!("fetched[\"{name}\"]: no fetch rule \"{name}\" before this rule{hint}")
+                }
+            };
+            return Err(crate::script::CompileError {
+                message,
+                line: at.line().unwrap_or(1),
+                column: at.position().unwrap_or(1),
+            });
+        }
+        Ok(ast)
     }
 }
 

@@ -105,6 +105,45 @@ pub(super) fn unknown_function(ast: &AST, known: &BTreeSet<String>) -> Option<(S
     found
 }
 
+/// Every rule `ast` reads from `fetched` (`fetched["stock"]`, `fetched.stock`), with where.
+/// Keys computed at run time are not known here and left out, and so are assignments (a
+/// script writing into its own copy of `fetched` reads nothing).
+pub fn fetched_names(ast: &AST) -> Vec<(String, Position)> {
+    let mut names = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(Expr::Index(chain, _, _) | Expr::Dot(chain, _, _))) = path.last()
+        else {
+            return true;
+        };
+        if let [.., ASTNode::Stmt(Stmt::Assignment(assign)), _] = path {
+            if std::ptr::eq(
+                &assign.1.lhs,
+                match path.last() {
+                    Some(ASTNode::Expr(e)) => *e,
+                    _ => return true,
+                },
+            ) {
+                return true;
+            }
+        }
+        if !matches!(&chain.lhs, Expr::Variable(v, _, _) if v.1 == "fetched") {
+            return true;
+        }
+        // `fetched["stock"].body` nests the rest of the chain under the key.
+        let mut key = &chain.rhs;
+        while let Expr::Index(inner, _, _) | Expr::Dot(inner, _, _) = key {
+            key = &inner.lhs;
+        }
+        match key {
+            Expr::StringConstant(name, at) => names.push((name.to_string(), *at)),
+            Expr::Property(prop, at) => names.push((prop.2.to_string(), *at)),
+            _ => {}
+        }
+        true
+    });
+    names
+}
+
 /// The known function name closest to `name`, when it is close enough to be a slip.
 fn closest(name: &str, known: &BTreeSet<String>) -> Option<String> {
     // Getters and setters (`get$len`) are not called by name.

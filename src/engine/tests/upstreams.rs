@@ -90,7 +90,7 @@ async fn fetched_answers_are_visible_to_later_rules() {
         r#"{SHOP}
 rules:
   - name: before
-    require: 'fetched["stock"] == ()'
+    require: 'fetched.len() == 0'
     reason: "not yet fetched"
   - name: stock
     fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}

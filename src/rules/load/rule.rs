@@ -431,7 +431,12 @@ impl FileCompiler<'_, '_> {
             }
         };
         self.uses_payload |= super::mentions_payload(&src);
-        match self.opts.engine.compile_script(&src) {
+        let compiled = self
+            .opts
+            .engine
+            .compile_script(&src)
+            .and_then(|ast| self.fetched_checked(ast));
+        match compiled {
             Ok(ast) => Some(Check::Script {
                 path: rel.to_owned(),
                 ast,

@@ -791,3 +791,53 @@ fn a_dangling_script_link_is_named_with_its_target() {
         )]
     );
 }
+
+/// `fetched` holds the answers of earlier fetch rules; any other name reads `()` on every
+/// request, so a `require` on it refuses every payment. Named at the key, in expressions and
+/// scripts alike.
+#[test]
+fn fetched_names_an_earlier_fetch_rule() {
+    let dir = default_file(
+        r#"upstreams:
+  shop: { url: "http://shop.test" }
+rules:
+  - name: stock
+    fetch: { upstream: shop, path: /stock }
+    reason: r
+  - name: limit
+    amount: { max: 100 }
+    reason: r
+  - name: typo
+    require: 'fetched["stok"].body.left > 0'
+    reason: r
+  - name: local
+    require: fetched.limit != ()
+    reason: r
+  - name: ahead
+    when: 'fetched["later"] == ()'
+    require: 'true'
+    reason: r
+  - name: fine
+    require: 'fetched["stock"].body.left > 0 && fetched.stock.status == 200'
+    reason: r
+  - name: scripted
+    script: check.rhai
+  - name: later
+    fetch: { upstream: shop, path: /later }
+    reason: r
+"#,
+    );
+    dir.write(
+        "check.rhai",
+        "let left = 1;\nfetched[\"Stock\"].body.left > left\n",
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 11, 23, r#"rule "typo": require: invalid expression: fetched["stok"]: no fetch rule "stok" before this rule; did you mean "stock"?"#),
+            dir.at(DEFAULT, 14, 22, r#"rule "local": require: invalid expression: fetched["limit"]: rule "limit" is not a fetch rule; fetched holds the answers of the fetch rules before this one"#),
+            dir.at(DEFAULT, 17, 20, r#"rule "ahead": when: invalid expression: fetched["later"]: the fetch rule "later" does not come before this rule, so its answer is never there when this rule runs"#),
+            dir.at("check.rhai", 2, 9, r#"fetched["Stock"]: no fetch rule "Stock" before this rule; did you mean "stock"? (script of rule "scripted")"#),
+        ]
+    );
+}

@@ -30,7 +30,7 @@ rules:
     reason: "접수 기간이 아닙니다"
 
   - name: no-blocked-orders
-    require: '!order_id.starts_with("blocked-") && fetched["x"] == () && now > 0'
+    require: '!order_id.starts_with("blocked-") && fetched.len() == 0 && now > 0'
     on_error: reject
     reason: "주문 {order_id} ({tx_id}, {store_id}) {{불가}}"
 
