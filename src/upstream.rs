@@ -288,7 +288,14 @@ fn classify(e: reqwest::Error, up: &Upstream) -> UpstreamError {
         }
         source = err.source();
     }
-    UpstreamError::Other(root_cause(&e))
+    let cause = root_cause(&e);
+    // rustls reading a plain-HTTP answer where a TLS record should be.
+    if up.url.starts_with("https://") && cause.contains("InvalidContentType") {
+        return UpstreamError::Other(format!(
+            "{cause} (the upstream answered without TLS: is its url meant to be http://?)"
+        ));
+    }
+    UpstreamError::Other(cause)
 }
 
 /// Whether a call failed because the (pooled) connection was closed by the upstream before an

@@ -35,6 +35,8 @@ pub enum Scope {
     Request,
     /// Reasons of fetch rules may also read the response.
     WithResponse,
+    /// What a fetch sends: the request only, its answer is not there yet.
+    Call,
 }
 
 const REQUEST_VARS: &str = "{order_id}, {tx_id}, {amount}, {store_id}";
@@ -46,11 +48,16 @@ impl Template {
     pub fn parse_call(src: &str) -> Result<Template, String> {
         if let Some(i) = src.find("${") {
             let name = src[i + 2..].split('}').next().unwrap_or("");
+            if parse_var(name, Scope::WithResponse).is_err() {
+                return Err(format!(
+                    "\"${{{name}}}\": ${{VAR}} reads an environment variable only in an upstream's url and headers, not in what a fetch sends; set it there (under upstreams), where every call of the upstream sends it"
+                ));
+            }
             return Err(format!(
                 "\"${{{name}}}\": request placeholders are written without \"$\", like {{{name}}} (${{VAR}} reads an environment variable, and only in upstream settings)"
             ));
         }
-        Template::parse(src, Scope::Request)
+        Template::parse(src, Scope::Call)
     }
 
     pub fn parse(src: &str, scope: Scope) -> Result<Template, String> {
@@ -157,12 +164,17 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
                         path.split('.').map(str::to_owned).collect(),
                     ));
                 }
+                if scope == Scope::Call {
+                    return Err(format!(
+                        "placeholder {{{name}}} reads this fetch's answer, which is not there yet when its request is sent; use it in the rule's require or reason. Expected one of {REQUEST_VARS}"
+                    ));
+                }
                 return Err(format!(
                     "placeholder {{{name}}} is only available in fetch rules; expected one of {REQUEST_VARS}"
                 ));
             }
             let expected = match scope {
-                Scope::Request => REQUEST_VARS.to_owned(),
+                Scope::Request | Scope::Call => REQUEST_VARS.to_owned(),
                 Scope::WithResponse => format!("{REQUEST_VARS}, {{response.body.<field>}}"),
             };
             return Err(format!(

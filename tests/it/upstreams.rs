@@ -1125,6 +1125,29 @@ async fn other_failures_are_traced_with_their_cause() {
     );
 }
 
+/// An `https://` url pointing at a plain-HTTP server: the TLS library's words, and a hint.
+#[tokio::test]
+async fn https_to_a_plain_http_upstream_says_so() {
+    let shop = shop().await;
+    let url = shop.url().replace("http://", "https://");
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - name: existing\n    forward: {{ upstream: shop, path: /confirm }}\n"
+        ),
+    );
+    let (server, log) = logged(&rules).await;
+    let a = server.confirm_json("/confirm", &v1("o", 5000)).await;
+    let id = a.decision_id();
+    server.stop().await;
+    let r = record(&log, &id);
+    let error = r["trace"][0]["error"].as_str().unwrap();
+    assert!(
+        error.ends_with("(the upstream answered without TLS: is its url meant to be http://?)"),
+        "{r}"
+    );
+}
+
 /// `healthy_after: 4`: a shop that was down approves again only after four probes in a row
 /// have succeeded, not at the first one (one good answer from a flapping shop is no recovery).
 #[tokio::test]

@@ -346,15 +346,15 @@ impl FileCompiler<'_, '_> {
             ];
             let t = template(&at, "headers", v);
             match http::HeaderName::from_bytes(k.as_bytes()) {
+                Ok(h) if super::upstream::client_owned_header(&h) => {
+                    bad_headers.push((at, super::upstream::client_owned_message(k)));
+                }
                 Ok(h) => headers.extend(t.map(|t| (h, t))),
-                Err(_) => bad_headers.push((at, k)),
+                Err(_) => bad_headers.push((at, format!("invalid header name \"{k}\""))),
             }
         }
-        for (at, k) in bad_headers {
-            self.error(
-                &at,
-                format!("rule \"{name}\": fetch.headers: invalid header name \"{k}\""),
-            );
+        for (at, message) in bad_headers {
+            self.error(&at, format!("rule \"{name}\": fetch.headers: {message}"));
         }
         let body = match (&f.body, method) {
             (None, _) => None,
@@ -377,6 +377,13 @@ impl FileCompiler<'_, '_> {
             self.error(
                 &sub("path"),
                 format!("rule \"{name}\": fetch.path must start with \"/\""),
+            );
+        }
+        // A fragment is never sent: the rest of the path, and the query after it, would be.
+        if f.path.contains('#') {
+            self.error(
+                &sub("path"),
+                format!("rule \"{name}\": fetch.path must not hold \"#\": a fragment is never sent, so what follows it (and the query) would be dropped; write a literal # as %23"),
             );
         }
         let require = match raw.require.as_deref() {

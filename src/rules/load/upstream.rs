@@ -69,6 +69,29 @@ struct Substituted {
 /// occur in data that is no secret, and masking them would change what rules read.
 const MIN_MASKED_SECRET: usize = 6;
 
+/// Whether the HTTP client alone may set `name`: it frames the message or manages the
+/// connection, and a value from the rules would contradict what is sent (a `Content-Length`
+/// that is not the body's length hangs or cuts the call).
+pub(super) fn client_owned_header(name: &http::HeaderName) -> bool {
+    use http::header;
+    [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::UPGRADE,
+        header::TE,
+        header::TRAILER,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// The error for a header the rules may not set (see [`client_owned_header`]).
+pub(super) fn client_owned_message(header: &str) -> String {
+    format!("header \"{header}\" is set by the HTTP client from the message and the connection; it cannot be set in the rules")
+}
+
 /// Health probes run at most this often: a shorter interval floods the upstream with probes
 /// (`interval: 1ms` is a thousand a second) and says nothing more about its health.
 const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(50);
@@ -142,6 +165,13 @@ impl FileCompiler<'_, '_> {
                 );
                 continue;
             };
+            if client_owned_header(&hname) {
+                self.error(
+                    &hpath,
+                    format!("upstream \"{name}\": {}", client_owned_message(k)),
+                );
+                continue;
+            }
             match substitute(v, self.opts.env) {
                 Ok(sub) => match http::HeaderValue::from_str(&sub.value) {
                     Ok(mut hv) => {
@@ -169,6 +199,12 @@ impl FileCompiler<'_, '_> {
                     self.error(
                         &hp("path"),
                         format!("upstream \"{name}\": health path must start with \"/\""),
+                    );
+                }
+                if h.path.contains("${") {
+                    self.error(
+                        &hp("path"),
+                        format!("upstream \"{name}\": health path: ${{VAR}} is read only in the upstream's url and headers; the probe sends the upstream's headers (put a key there), or put the variable in the url"),
                     );
                 }
                 let interval = match &h.interval {

@@ -344,6 +344,38 @@ rules:
     );
 }
 
+/// What a fetch sends is checked for what cannot work: environment variables (read only in
+/// upstream settings), the fetch's own answer, headers only the client may set, a fragment.
+#[test]
+fn what_a_fetch_sends_cannot_hold_what_never_works() {
+    let dir = default_file(
+        r#"upstreams:
+  shop: { url: "http://127.0.0.1:9", headers: { Content-Length: "5" }, health: { path: "/h/${TOKEN}" } }
+rules:
+  - name: stock
+    fetch:
+      upstream: shop
+      path: "/stock/${SHOP_TOKEN}#frag"
+      headers: { X-A: "${order_id}", X-B: "{response.body.a}", Transfer-Encoding: chunked }
+    reason: r
+"#,
+    );
+    let env_only = r#"${VAR} reads an environment variable only in an upstream's url and headers, not in what a fetch sends; set it there (under upstreams), where every call of the upstream sends it"#;
+    let client_owned = "is set by the HTTP client from the message and the connection; it cannot be set in the rules";
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 2, 65, &format!(r#"upstream "shop": header "Content-Length" {client_owned}"#)),
+            dir.at(DEFAULT, 2, 88, r#"upstream "shop": health path: ${VAR} is read only in the upstream's url and headers; the probe sends the upstream's headers (put a key there), or put the variable in the url"#),
+            dir.at(DEFAULT, 7, 13, &format!(r#"rule "stock": fetch.path: "${{SHOP_TOKEN}}": {env_only}"#)),
+            dir.at(DEFAULT, 7, 13, r##"rule "stock": fetch.path must not hold "#": a fragment is never sent, so what follows it (and the query) would be dropped; write a literal # as %23"##),
+            dir.at(DEFAULT, 8, 23, r#"rule "stock": fetch.headers: "${order_id}": request placeholders are written without "$", like {order_id} (${VAR} reads an environment variable, and only in upstream settings)"#),
+            dir.at(DEFAULT, 8, 43, r#"rule "stock": fetch.headers: placeholder {response.body.a} reads this fetch's answer, which is not there yet when its request is sent; use it in the rule's require or reason. Expected one of {order_id}, {tx_id}, {amount}, {store_id}"#),
+            dir.at(DEFAULT, 8, 83, &format!(r#"rule "stock": fetch.headers: header "Transfer-Encoding" {client_owned}"#)),
+        ]
+    );
+}
+
 #[test]
 fn bad_upstream_urls() {
     let dir = default_file(
