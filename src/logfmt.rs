@@ -239,7 +239,8 @@ fn needs_quotes(value: &str) -> bool {
 }
 
 /// Whether `value` has a byte of `special`, or a character some log viewers and collectors take
-/// as a line break (NEL, U+2028, U+2029) or a bidirectional control, which makes a terminal show
+/// as a line break (NEL, U+2028, U+2029) or a bidirectional control (U+061C, U+200E/F,
+/// U+202A-E, U+2066-9), which makes a terminal show
 /// text in another order than it is written ("Trojan Source"). Characters are decoded only from
 /// the first non-ASCII byte on (Korean reasons), so ASCII values are only scanned, eight bytes
 /// at a time.
@@ -265,6 +266,7 @@ fn breaks_line(value: &str, special: Bytes) -> bool {
                 '\u{85}'
                     | '\u{2028}'
                     | '\u{2029}'
+                    | '\u{61c}'
                     | '\u{200e}'
                     | '\u{200f}'
                     | '\u{202a}'..='\u{202e}'
@@ -373,8 +375,8 @@ mod tests {
     #[test]
     fn unicode_line_breaks_and_direction_controls_are_quoted_and_escaped() {
         for c in [
-            '\u{85}', '\u{2028}', '\u{2029}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202e}',
-            '\u{2066}', '\u{2069}',
+            '\u{85}', '\u{2028}', '\u{2029}', '\u{61c}', '\u{200e}', '\u{200f}', '\u{202a}',
+            '\u{202e}', '\u{2066}', '\u{2069}',
         ] {
             let value = format!("order{c}1");
             let text = render(|| {
@@ -394,10 +396,10 @@ mod tests {
     proptest::proptest! {
         /// The one-pass scan says exactly what a character-by-character look says.
         #[test]
-        fn quoting_is_decided_as_character_by_character(s in "(\\PC|[ \"=\\\\\u{0}-\u{1f}\u{7f}\u{85}\u{2028}\u{202e}\u{2066}])*") {
+        fn quoting_is_decided_as_character_by_character(s in "(\\PC|[ \"=\\\\\u{0}-\u{1f}\u{7f}\u{85}\u{61c}\u{2028}\u{202e}\u{2066}])*") {
             let unsafe_char = |c: char| {
                 c <= ' '
-                    || matches!(c, '"' | '=' | '\\' | '\u{7f}' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
+                    || matches!(c, '"' | '=' | '\\' | '\u{7f}' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{61c}' | '\u{200e}' | '\u{200f}')
                     || ('\u{202a}'..='\u{202e}').contains(&c)
                     || ('\u{2066}'..='\u{2069}').contains(&c)
             };

@@ -135,6 +135,9 @@ pub enum PayloadError {
     UnsupportedContentEncoding(String),
     #[error("요청 본문이 올바른 JSON이 아닙니다 ({line}행 {column}열)")]
     InvalidJson { line: usize, column: usize },
+    /// Nested deeper than serde_json reads (128 levels); no confirm body comes close.
+    #[error("요청 본문의 JSON이 너무 깊이 중첩되어 있습니다 (최대 128단계)")]
+    TooDeep,
     #[error("요청 본문이 올바른 form-urlencoded 형식이 아닙니다")]
     InvalidForm,
     #[error("요청 본문이 JSON 객체가 아닙니다")]
@@ -317,9 +320,15 @@ fn parse_json_body(
     body: &[u8],
     raw: impl FnOnce() -> bytes::Bytes,
 ) -> Result<Parsed, PayloadError> {
-    let invalid = |e: serde_json::Error| PayloadError::InvalidJson {
-        line: e.line(),
-        column: e.column(),
+    let invalid = |e: serde_json::Error| {
+        // serde_json says so only in its text.
+        if e.to_string().starts_with("recursion limit exceeded") {
+            return PayloadError::TooDeep;
+        }
+        PayloadError::InvalidJson {
+            line: e.line(),
+            column: e.column(),
+        }
     };
     // Not UTF-8: where the first byte that is not starts (serde_json does not check the text
     // of strings it skips). Columns count bytes from 1, as serde_json's do.

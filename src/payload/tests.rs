@@ -395,6 +395,31 @@ fn store_id_comes_only_from_v2_2024_04_25_data() {
     }
 }
 
+/// serde_json stops at 128 levels; the answer says that, not that the JSON is broken.
+#[test]
+fn json_nested_too_deep_says_so() {
+    let deep = format!(
+        r#"{{"imp_uid":"i","merchant_uid":"m","amount":1,"x":{}{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let e = err(JSON, &deep);
+    assert_eq!(e, PayloadError::TooDeep);
+    assert_eq!(e.status(), 400);
+    assert_eq!(
+        e.to_string(),
+        "요청 본문의 JSON이 너무 깊이 중첩되어 있습니다 (최대 128단계)"
+    );
+    assert_eq!(err(None, &deep), PayloadError::TooDeep);
+    // Within the limit it is read.
+    let fine = format!(
+        r#"{{"imp_uid":"i","merchant_uid":"m","amount":1,"x":{}{}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    assert!(parse(JSON, fine.as_bytes()).is_ok());
+}
+
 #[test]
 fn invalid_json_reason_is_korean_with_the_position_only() {
     let cases = [
