@@ -85,7 +85,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     // The health gauge is read from the generation in force at this scrape.
     let rules = state.0.store.current();
-    state.0.metrics.delivery_ids(state.0.deliveries.len());
+    let now = chrono::Utc::now().timestamp();
+    state.0.metrics.delivery_ids(state.0.deliveries.len_at(now));
     (
         [(
             header::CONTENT_TYPE,

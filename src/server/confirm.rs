@@ -181,25 +181,30 @@ impl AppState {
         }
         // The deadline covers a body sent slowly too; what has not arrived cannot be checked.
         let read = axum::body::to_bytes(body, MAX_BODY);
-        let bytes =
-            match tokio::time::timeout_at(engine::answer_by(&set.settings, seen.started), read)
-                .await
-            {
-                Ok(Ok(bytes)) => bytes,
-                Ok(Err(e)) if over_limit(&e) => return too_large(),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "request body could not be read");
-                    return self.refuse(&seen, 400, "요청 본문을 읽지 못했습니다".into());
-                }
-                Err(_) => {
-                    tracing::warn!("request body not received within the deadline");
-                    return self.refuse(
-                        &seen,
-                        408,
-                        "요청 본문을 제한 시간 안에 받지 못했습니다".into(),
-                    );
-                }
-            };
+        let bytes = match tokio::time::timeout_at(
+            engine::answer_by(&set.settings, seen.started),
+            read,
+        )
+        .await
+        {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) if over_limit(&e) => return too_large(),
+            Ok(Err(e)) => {
+                tracing::warn!(decision_id = seen.id.as_str(), error = %e, "request body could not be read");
+                return self.refuse(&seen, 400, "요청 본문을 읽지 못했습니다".into());
+            }
+            Err(_) => {
+                tracing::warn!(
+                    decision_id = seen.id.as_str(),
+                    "request body not received within the deadline"
+                );
+                return self.refuse(
+                    &seen,
+                    408,
+                    "요청 본문을 제한 시간 안에 받지 못했습니다".into(),
+                );
+            }
+        };
         if let Some(verifier) = &s.verifier {
             if let Some(answer) = self
                 .signed(verifier, &mut seen, &set, &headers, &bytes)
@@ -230,7 +235,11 @@ impl AppState {
         let req = match payload::parse_bytes(content_type, &bytes) {
             Ok(Parsed::Confirm(req)) => req,
             Ok(Parsed::Ignored { message_type }) => {
-                tracing::info!(message_type, "webhook type ignored");
+                tracing::info!(
+                    decision_id = seen.id.as_str(),
+                    message_type,
+                    "webhook type ignored"
+                );
                 return self.finish(&seen, Decision::ignored(), None);
             }
             Err(e) => return self.refuse(&seen, e.status(), e.to_string()),
@@ -427,6 +436,7 @@ impl AppState {
             }
             None => {
                 tracing::warn!(
+                    decision_id = seen.id.as_str(),
                     "source address unknown: X-Forwarded-For does not end in an address"
                 );
             }

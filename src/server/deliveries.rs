@@ -250,8 +250,16 @@ impl Deliveries {
         self.0.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How many message ids are remembered.
-    pub fn len(&self) -> usize {
+    /// How many message ids are remembered at `now` (Unix seconds): expired ones are forgotten
+    /// first, so a scrape after a quiet spell does not show ids no request has cleared out.
+    pub fn len_at(&self, now: i64) -> usize {
+        let mut seen = self.seen();
+        seen.forget_expired(now);
+        seen.order.len()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.seen().order.len()
     }
 }
@@ -398,6 +406,14 @@ mod tests {
         assert_eq!(deliveries.len(), 5, "c waits behind b");
         let _f = first(deliveries.claim(signed("f", 900), BODY, "default", 501));
         assert_eq!(deliveries.len(), 4, "b and c are forgotten at 501");
+        // Counting (a scrape) forgets what has expired by then, with no claim to do it.
+        assert_eq!(deliveries.len_at(900), 4, "d, a, e and f hold through 900");
+        assert_eq!(
+            deliveries.len_at(901),
+            3,
+            "d is forgotten; e and f wait behind a"
+        );
+        assert_eq!(deliveries.len_at(1001), 0);
     }
 
     #[test]

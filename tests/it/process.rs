@@ -549,3 +549,88 @@ async fn an_unknown_ruleset_is_named_in_the_log() {
     .await;
     assert!(logged, "{}", proc.log_text());
 }
+
+/// Every line about a request names its decision id, so an operator can go from an answer
+/// (its `X-Confirm-Decision-Id`) to what was logged about it: also for the answers no rule
+/// decided.
+#[tokio::test]
+async fn guard_lines_name_the_decision_id() {
+    let rules = Rules::with(
+        "default.yaml",
+        "settings: { deadline: 300ms }\nrules:\n  - { name: limit, amount: { max: 100000 }, reason: x }\n",
+    );
+    let proc = Process::serve(
+        rules.path(),
+        &["--allow-from", "127.0.0.1", "--trust-forwarded-for"],
+    )
+    .await;
+    let mut expected = Vec::new();
+
+    let other_type = testdata("v2-2024-04-25-other-type.json");
+    let a = client()
+        .post(proc.url("/confirm"))
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", "127.0.0.1")
+        .body(other_type)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 200);
+    expected.push((header_id(&a), "webhook type ignored"));
+
+    let a = client()
+        .post(proc.url("/confirm"))
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", "not-an-address")
+        .body(v1("o", 5000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 403);
+    expected.push((header_id(&a), "source address unknown"));
+
+    // A body announced and never sent: 408 once the deadline has passed.
+    let mut conn = tokio::net::TcpStream::connect(proc.url("").trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut conn,
+        b"POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-forwarded-for: 127.0.0.1\r\ncontent-length: 50\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let mut head = vec![0u8; 4096];
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut conn, &mut head),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_lowercase();
+    assert!(head.starts_with("http/1.1 408"), "{head}");
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-confirm-decision-id: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    expected.push((id, "request body not received within the deadline"));
+
+    for (id, message) in expected {
+        let logged = eventually(Duration::from_secs(3), || async {
+            proc.log_text()
+                .lines()
+                .any(|l| l.contains(message) && l.contains(&format!("decision_id={id}")))
+        })
+        .await;
+        assert!(logged, "{message} with {id}:\n{}", proc.log_text());
+    }
+}
+
+fn header_id(answer: &reqwest::Response) -> String {
+    answer.headers()["x-confirm-decision-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
