@@ -307,8 +307,19 @@ fn load(
         },
     )
     .map_err(|e| e.lines())?;
-    if let Some(gate) = gate {
-        gate(dir, &rules)?;
+    match gate {
+        Some(gate) => gate(dir, &rules)?,
+        // Rule tests do not hold the rules back here, but a broken test file is still worth
+        // saying: `check` and `test` refuse it, so the next CI run or `--test-on-reload` would.
+        None => {
+            if let Err(errors) = crate::ruletest::load_suites(dir, &rules) {
+                let mut rules = rules;
+                rules.warnings.extend(errors.iter().map(|e| {
+                    format!("{e} (a rule test file `check` and `test` refuse; serve does not run rule tests without --test-on-reload)")
+                }));
+                return Ok(rules);
+            }
+        }
     }
     Ok(rules)
 }
@@ -379,6 +390,26 @@ mod tests {
     }
 
     pub(super) const GOOD: &str = "rules:\n  - name: a\n    amount: { max: 100 }\n    reason: x\n";
+
+    /// Without `--test-on-reload` rule tests hold nothing back, but a test file `check` would
+    /// refuse is said in the load's warnings.
+    #[tokio::test]
+    async fn a_broken_rule_test_file_is_a_warning_without_the_gate() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        std::fs::create_dir(dir.path().join("tests")).unwrap();
+        std::fs::write(dir.path().join("tests/default.yaml"), "cases: [oops").unwrap();
+        let store = store(dir.path());
+        let warnings = &store.current().warnings;
+        let test_file = dir.path().join("tests/default.yaml");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("{}:", test_file.display()))
+                    && w.ends_with("serve does not run rule tests without --test-on-reload)")),
+            "{warnings:?}"
+        );
+    }
 
     #[tokio::test]
     async fn reload_applies_then_keeps_old_rules_on_error() {

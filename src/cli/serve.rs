@@ -311,6 +311,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         test_on_reload = args.test_on_reload,
         "protections"
     );
+    if args.decision_log.is_none() && args.decision_log_approvals.every != 1 {
+        tracing::warn!("--decision-log-approvals has no effect without --decision-log: no decision log is written");
+    }
     let mut config = Config::new(args.rules.dir.clone());
     config.webhook_secrets = secrets;
     config.allow_from = args.allow_from;

@@ -634,3 +634,15 @@ fn header_id(answer: &reqwest::Response) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[tokio::test]
+async fn approval_sampling_without_a_decision_log_is_warned_about() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let proc = Process::serve(rules.path(), &["--decision-log-approvals", "sample=10"]).await;
+    let warned = eventually(Duration::from_secs(3), || async {
+        proc.log_text()
+            .contains("--decision-log-approvals has no effect without --decision-log")
+    })
+    .await;
+    assert!(warned, "{}", proc.log_text());
+}
