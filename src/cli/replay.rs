@@ -107,6 +107,11 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     );
     if changed > 0 {
         ExitCode::FAILURE
+    } else if unreadable > 0 && replayed + skipped + other_rulesets == 0 {
+        // Not one record read: not a decision log (a log file given by mistake), and "nothing
+        // changed" would be no answer.
+        eprintln!("error: no line of {name} is a decision-log record");
+        ExitCode::from(CANNOT_RUN)
     } else {
         ExitCode::SUCCESS
     }

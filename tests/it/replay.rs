@@ -124,12 +124,28 @@ fn replay_reports_unreadable_lines_and_a_missing_log() {
     // A line cut inside a character is no UTF-8: unreadable, like any torn line.
     std::fs::write(&log, b"not json\n\n{\"time\":\"\xea\xb0\n").unwrap();
     let (code, out, err) = replay(&rules, &log, &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    // Not one record: not a decision log, and "nothing changed" would be no answer.
+    assert_eq!(code, 2, "{out}{err}");
     assert!(
         err.starts_with(&format!("{}:1: not a decision-log record", log.display())),
         "{err}"
     );
+    assert!(
+        err.ends_with(&format!(
+            "error: no line of {} is a decision-log record\n",
+            log.display()
+        )),
+        "{err}"
+    );
     assert!(out.contains("2 unreadable lines"), "{out}");
+    // With a record among them, the unreadable lines are counted and the replay stands.
+    let guard = r#"{"time":"2026-11-25T07:51:02.114Z","decision_id":"d-2","ruleset":"unknown","decision":"reject","status":404,"reason":"x","trace":[],"latency_ms":0.1}"#;
+    let mut text = std::fs::read(&log).unwrap();
+    text.extend_from_slice(format!("{guard}\n").as_bytes());
+    std::fs::write(&log, text).unwrap();
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 not decided by rules"), "{out}");
     let (code, _, err) = replay(&rules, &rules.path().join("missing.jsonl"), &[]);
     assert_eq!(code, 2);
     assert!(err.starts_with("error: cannot read"), "{err}");
