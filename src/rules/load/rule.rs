@@ -231,8 +231,9 @@ impl FileCompiler<'_, '_> {
                 .map(Check::Fetch),
             "forward" => {
                 let f = raw.forward.as_ref()?;
+                // The path is the rule's own: checked whatever the upstream's state.
                 let up =
-                    self.upstream_ref(&sub("forward", "upstream"), name, &f.upstream, upstreams)?;
+                    self.upstream_ref(&sub("forward", "upstream"), name, &f.upstream, upstreams);
                 let errors_before = self.errors.len();
                 if !f.path.starts_with('/') {
                     self.error(
@@ -253,7 +254,7 @@ impl FileCompiler<'_, '_> {
                     return None;
                 }
                 Some(Check::Forward(Forward {
-                    upstream: up,
+                    upstream: up?,
                     path: f.path.clone(),
                 }))
             }

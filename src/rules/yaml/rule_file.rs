@@ -63,13 +63,28 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
 /// Shape errors say where as serde does, `rules[2].amount`: the rule's name is added where it
 /// has one (`rules[2].amount (rule "amount-range")`), since operators know rules by name.
 fn name_rules(src: &str, errors: &mut [ParseError]) {
+    // Read leniently: a duplicate key elsewhere (which a `serde_yaml::Value` refuses) must not
+    // cost every error of the file its rule name.
+    #[derive(serde::Deserialize)]
+    struct Names {
+        #[serde(default)]
+        rules: Vec<Named>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Named {
+        Rule { name: String },
+        Other(serde::de::IgnoredAny),
+    }
     let names = || -> Option<Vec<Option<String>>> {
-        let root: serde_yaml::Value = serde_yaml::from_str(src).ok()?;
-        let rules = root.get("rules")?.as_sequence()?;
+        let file: Names = serde_yaml::from_str(src).ok()?;
         Some(
-            rules
-                .iter()
-                .map(|r| r.get("name")?.as_str().map(str::to_owned))
+            file.rules
+                .into_iter()
+                .map(|r| match r {
+                    Named::Rule { name } => Some(name),
+                    Named::Other(_) => None,
+                })
                 .collect(),
         )
     };

@@ -344,6 +344,32 @@ rules:
     );
 }
 
+/// A rule's own mistakes are reported even while the upstream it names is broken (which is
+/// reported once, at the upstream).
+#[test]
+fn a_forward_path_is_checked_while_its_upstream_is_broken() {
+    let dir = default_file(
+        r#"upstreams:
+  shop: { url: "http://shop.test?x" }
+rules:
+  - name: fw
+    forward: { upstream: shop, path: "/confirm/{order_id}" }
+"#,
+    );
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors[0].contains(r#"upstream "shop": url must not have a query string"#));
+    assert!(
+        errors[1].starts_with(&dir.at(
+            DEFAULT,
+            5,
+            48,
+            r#"rule "fw": forward.path is a fixed path"#
+        )),
+        "{errors:#?}"
+    );
+}
+
 /// What a fetch sends is checked for what cannot work: environment variables (read only in
 /// upstream settings), the fetch's own answer, headers only the client may set, a fragment.
 #[test]

@@ -372,6 +372,34 @@ rules:
     );
 }
 
+/// A duplicate key (which a plain YAML value refuses) does not cost the other errors of the
+/// file their rule names, nor its own.
+#[test]
+fn rule_names_survive_a_duplicate_key() {
+    let dir = default_file(
+        r#"settings:
+  deadline: 2s
+  deadline: 3s
+rules:
+  - name: b
+    amount: { mx: 1 }
+    reason: x
+  - name: d
+    require: 'true'
+    reason: x
+    reason: y
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 3, 3, r#"settings: duplicate key "deadline" (first at line 2): a key may appear only once in a mapping"#),
+            dir.at(DEFAULT, 6, 15, r#"rules[0].amount (rule "b"): unknown field "mx", expected "min" or "max"; did you mean "max"?"#),
+            dir.at(DEFAULT, 11, 5, r#"rules[1] (rule "d"): duplicate key "reason" (first at line 10): a key may appear only once in a mapping"#),
+        ]
+    );
+}
+
 #[test]
 fn shape_errors_of_every_part_and_key_come_with_the_other_errors() {
     let rule_keys = r#"expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script""#;
