@@ -160,12 +160,14 @@ impl ScriptEngine {
         register_helpers(&mut engine);
         // `amount < 2000.0` with a fractional amount (a Decimal): exact, not an error.
         numbers::register(&mut engine);
-        let functions =
-            engine.collect_fn_metadata(None, |f| Some(f.metadata.name.to_string()), true);
-        ScriptEngine {
-            engine,
-            functions: functions.into_iter().collect(),
+        let mut functions: std::collections::BTreeSet<String> = engine
+            .collect_fn_metadata(None, |f| Some(f.metadata.name.to_string()), true)
+            .into_iter()
+            .collect();
+        for (name, _) in helpers::FORBIDDEN {
+            functions.remove(name);
         }
+        ScriptEngine { engine, functions }
     }
 
     /// `ast`, or the error of a slip Rhai accepts at compile time that would change decisions.
@@ -273,8 +275,27 @@ impl ScriptEngine {
         // Scripts may declare variables; drop them so the next rule sees a clean scope.
         let len = scope.len();
         let budget = Budgeted::start(Instant::now() + limit);
-        let result = self.engine.eval_ast_with_scope::<Dynamic>(scope, ast);
+        // A panic inside Rhai or a helper must not take the request (and its answer and
+        // decision-log line) with it: it is an error decision like any other.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.engine.eval_ast_with_scope::<Dynamic>(scope, ast)
+        }));
         let stopped = budget.finish();
+        let result = match result {
+            Ok(result) => result,
+            Err(panic) => {
+                scope.rewind(len);
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                return Err(ScriptError {
+                    message: format!("script engine failed: {what}"),
+                    position: None,
+                });
+            }
+        };
         scope.rewind(len);
         let Some(stopped) = stopped else {
             return result.map_err(|e| script_error(&e));
@@ -456,6 +477,52 @@ pub(crate) mod tests {
         assert!(ScriptEngine::new()
             .compile_expression("response.status == 200", &["response"])
             .is_ok());
+    }
+
+    /// Rhai's `sleep` would hold the request's thread past any deadline (the budget counts
+    /// operations, and one call is one), and panics on `sleep(1e300)`.
+    #[test]
+    fn sleep_is_not_available() {
+        let engine = ScriptEngine::new();
+        let err = engine.compile_script("sleep(3); true").unwrap_err();
+        assert_eq!(
+            (err.message.as_str(), err.line, err.column),
+            (
+                "sleep is not available in rules: it would hold the request (and a worker thread) past its deadline",
+                1,
+                1
+            )
+        );
+        assert!(engine.compile_expression("sleep(1) == ()", &[]).is_err());
+        // Reached through a function pointer, it fails at once instead.
+        for arg in ["3", "1e300", "0.0/0.0"] {
+            let started = Instant::now();
+            let err = run_script(&format!("Fn(\"sleep\").call({arg}); true")).unwrap_err();
+            assert!(
+                err.message.contains("sleep is not available"),
+                "{arg}: {err}"
+            );
+            assert!(started.elapsed() < Duration::from_millis(500), "{arg}");
+        }
+    }
+
+    /// A panic inside the engine (a helper's bug) is an error of the rule, not a lost request.
+    #[test]
+    fn a_panic_in_a_script_is_an_error() {
+        let mut engine = ScriptEngine::new();
+        engine
+            .engine
+            .register_fn("boom", || -> bool { panic!("helper bug") });
+        let ast = engine.engine.compile("boom()").unwrap();
+        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+        let err = engine.eval_script(&scope, &ast, FULL).unwrap_err();
+        assert_eq!(err.message, "script engine failed: helper bug");
+        // The engine is still usable.
+        let ast = engine.compile_script("true").unwrap();
+        assert_eq!(
+            engine.eval_script(&scope, &ast, FULL),
+            Ok(ScriptVerdict::Pass)
+        );
     }
 
     #[test]

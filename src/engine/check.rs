@@ -98,7 +98,12 @@ impl Run<'_, '_> {
                 {
                     Ok(ScriptVerdict::Pass) => Verdict::Pass,
                     Ok(ScriptVerdict::Refuse(None)) => Verdict::Refuse(reason()),
-                    Ok(ScriptVerdict::Refuse(Some(r))) => Verdict::Refuse(r),
+                    // A blank string says nothing to the buyer (a blank `reason` does not
+                    // load): the rule's reason stands in. A long one is capped.
+                    Ok(ScriptVerdict::Refuse(Some(r))) if r.trim().is_empty() => {
+                        Verdict::Refuse(reason())
+                    }
+                    Ok(ScriptVerdict::Refuse(Some(r))) => Verdict::Refuse(capped(r)),
                     Err(e) => Verdict::Error(e.at(path)),
                 }
             }
@@ -212,9 +217,9 @@ impl Run<'_, '_> {
     }
 }
 
-/// The longest reason taken from a merchant's answer, in characters: buyers read a sentence,
-/// and the answer, the decision log and the log line each carry it (twice in the answer), so a
-/// broken handler answering megabytes must not make every refusal that large.
+/// The longest reason taken from a merchant's answer or a script, in characters: buyers read
+/// a sentence, and the answer, the decision log and the log line each carry it (twice in the
+/// answer), so a broken handler answering megabytes must not make every refusal that large.
 const MERCHANT_REASON_MAX: usize = 500;
 
 /// `reason` cut at [`MERCHANT_REASON_MAX`] characters, with `…` where it was cut.

@@ -39,7 +39,26 @@ pub fn format_amount_text(text: &str) -> String {
     out
 }
 
+/// Functions of Rhai's standard library that no rule may call, with why. The load refuses a
+/// call by name; a call reached another way (`Fn("sleep").call(3)`) is an error at run time.
+pub(super) const FORBIDDEN: [(&str, &str); 1] = [(
+    "sleep",
+    "sleep is not available in rules: it would hold the request (and a worker thread) past its deadline",
+)];
+
 pub(super) fn register_helpers(engine: &mut Engine) {
+    // Rhai's `sleep` blocks the thread the request runs on, beyond the reach of the operation
+    // and time budget, and panics on a huge or NaN argument. Registered functions shadow the
+    // standard library's.
+    let (_, why) = FORBIDDEN[0];
+    engine.register_fn(
+        "sleep",
+        move |_: rhai::FLOAT| -> Result<(), Box<rhai::EvalAltResult>> { Err(why.into()) },
+    );
+    engine.register_fn(
+        "sleep",
+        move |_: INT| -> Result<(), Box<rhai::EvalAltResult>> { Err(why.into()) },
+    );
     const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     engine.register_fn("seoul_date", |now: INT| {
         seoul(now).map_or(String::new(), |t| t.format("%Y-%m-%d").to_string())
@@ -70,9 +89,7 @@ pub(super) fn register_helpers(engine: &mut Engine) {
     });
     // An absent field (`store_id` of a V1 payment, `payload.coupon` not sent) is `()`: it is
     // blank and in no list, rather than a "function not found" error decision.
-    engine.register_fn("one_of", |_: (), list: rhai::Array| {
-        list.iter().any(rhai::Dynamic::is_unit)
-    });
+    engine.register_fn("one_of", |_: (), _: rhai::Array| false);
     engine.register_fn("is_blank", |s: &str| s.trim().is_empty());
     engine.register_fn("is_blank", |_: ()| true);
     // An expression cannot `throw`; this makes "cannot tell" an error (-> on_error) rather than
@@ -127,10 +144,11 @@ mod tests {
             eval_expr(r#"is_blank("  ") && !is_blank(order_id)"#, V1),
             Ok(true)
         );
-        // V1 has no store_id and this body no coupon: absent values are blank and in no list.
+        // V1 has no store_id and this body no coupon: absent values are blank and in no list,
+        // not even one holding another absent value (`[payload.partner_store]`).
         assert_eq!(
             eval_expr(
-                r#"is_blank(store_id) && is_blank(payload.coupon) && !one_of(store_id, ["store-1"]) && one_of(payload.coupon, [()])"#,
+                r#"is_blank(store_id) && is_blank(payload.coupon) && !one_of(store_id, ["store-1"]) && !one_of(payload.coupon, [()]) && !one_of(store_id, [payload.partner, "s"])"#,
                 V1
             ),
             Ok(true)

@@ -93,6 +93,10 @@ pub(super) fn unknown_function(ast: &AST, known: &BTreeSet<String>) -> Option<(S
         if !identifier || known.contains(name) || own.contains(name) || KEYWORDS.contains(&name) {
             return true;
         }
+        if let Some((_, why)) = super::helpers::FORBIDDEN.iter().find(|(f, _)| *f == name) {
+            found = Some(((*why).to_owned(), at));
+            return false;
+        }
         let hint = JAVASCRIPT
             .iter()
             .find(|(js, _)| *js == name)

@@ -458,6 +458,36 @@ rules:
     assert_eq!(summary(&d), APPROVED);
 }
 
+/// A string a script returns is the buyer's reason: a blank one says nothing (the rule's
+/// reason, or the default one, stands in), and a long one is capped like a merchant's.
+#[tokio::test]
+async fn script_reasons_are_never_blank_and_capped() {
+    let (_dir, rules) = ruleset_with(
+        r#"
+rules:
+  - { name: blank, when: 'order_id == "b"', script: scripts/blank.rhai, reason: "rule reason" }
+  - { name: empty, when: 'order_id == "e"', script: scripts/empty.rhai }
+  - { name: long, script: scripts/long.rhai }
+"#,
+        &[
+            ("scripts/blank.rhai", r#""  ""#),
+            ("scripts/empty.rhai", r#""""#),
+            ("scripts/long.rhai", r#"let s = "가"; s.pad(5000, '나'); s"#),
+        ],
+    );
+    let d = decide(&rules, &v1("b", "100")).await;
+    assert_eq!(summary(&d), refused("rule reason", "blank"));
+    let d = decide(&rules, &v1("e", "100")).await;
+    assert_eq!(summary(&d), refused(DEFAULT_REASON, "empty"));
+    let d = decide(&rules, &v1("x", "100")).await;
+    let reason = d.reason.unwrap();
+    assert_eq!(reason.chars().count(), 501);
+    assert!(
+        reason.starts_with("가나나") && reason.ends_with("나…"),
+        "{reason}"
+    );
+}
+
 // ---- healthy ----
 
 #[tokio::test]
