@@ -122,8 +122,9 @@ fn format_ms(d: Duration) -> String {
 /// The shared engine. Built once per process; `Engine` is `Send + Sync` with rhai's `sync`.
 pub struct ScriptEngine {
     engine: Engine,
-    /// The name of every function the engine has, for the load-time check of calls.
-    functions: std::collections::BTreeSet<String>,
+    /// The name of every function the engine has, with the numbers of arguments it takes, for
+    /// the load-time check of calls.
+    functions: lint::Functions,
 }
 
 impl Default for ScriptEngine {
@@ -160,10 +161,15 @@ impl ScriptEngine {
         register_helpers(&mut engine);
         // `amount < 2000.0` with a fractional amount (a Decimal): exact, not an error.
         numbers::register(&mut engine);
-        let mut functions: std::collections::BTreeSet<String> = engine
-            .collect_fn_metadata(None, |f| Some(f.metadata.name.to_string()), true)
-            .into_iter()
-            .collect();
+        let mut functions = lint::Functions::new();
+        let signatures = engine.collect_fn_metadata(
+            None,
+            |f| Some((f.metadata.name.to_string(), f.metadata.num_params)),
+            true,
+        );
+        for (name, params) in signatures {
+            functions.entry(name).or_default().insert(params);
+        }
         for (name, _) in helpers::FORBIDDEN {
             functions.remove(name);
         }
@@ -173,7 +179,10 @@ impl ScriptEngine {
     /// `ast`, or the error of a slip Rhai accepts at compile time that would change decisions.
     fn linted(&self, ast: AST) -> Result<AST, CompileError> {
         match lint::unknown_function(&ast, &self.functions)
+            .or_else(|| lint::request_variable_in_fn(&ast))
             .or_else(|| lint::number_compared_with_string(&ast))
+            .or_else(|| lint::unknown_response_field(&ast))
+            .or_else(|| lint::never_an_api(&ast))
         {
             Some((message, at)) => Err(compile_error(message, at, "")),
             None => Ok(ast),
@@ -190,6 +199,15 @@ impl ScriptEngine {
                 None => Ok(ast),
             })
             .and_then(|ast| self.linted(ast))
+    }
+
+    /// An expression compiled without the load-time checks, for tests of what the engine
+    /// answers to what the checks refuse.
+    #[cfg(test)]
+    pub(crate) fn compile_unchecked(&self, src: &str) -> AST {
+        self.engine
+            .compile_expression_with_scope(&compile_scope(&[]), src)
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
     }
 
     /// Compiles a whole script file.

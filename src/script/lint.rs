@@ -14,7 +14,7 @@
 //! the string. (Making it a run-time error instead would mean turning off Rhai's fast operators,
 //! which made the 20-rule Rhai benchmark half again as slow.)
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
@@ -54,9 +54,12 @@ const JAVASCRIPT: [(&str, &str); 9] = [
     ("parseFloat", "parse_float"),
 ];
 
+/// Every function the engine has, by name, with the numbers of arguments it takes.
+pub(super) type Functions = BTreeMap<String, BTreeSet<usize>>;
+
 /// The first call in `ast` of a function that exists neither in `known` (the engine's) nor in
-/// the script itself: its message and position.
-pub(super) fn unknown_function(ast: &AST, known: &BTreeSet<String>) -> Option<(String, Position)> {
+/// the script itself, or with a number of arguments it does not take: its message and position.
+pub(super) fn unknown_function(ast: &AST, known: &Functions) -> Option<(String, Position)> {
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
     // `obj.over(1)` calls the function held by the map property `over`, when there is one.
     let mut properties = HashSet::new();
@@ -77,21 +80,45 @@ pub(super) fn unknown_function(ast: &AST, known: &BTreeSet<String>) -> Option<(S
     });
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
-        let (call, at) = match path.last() {
+        let (call, at, method) = match path.last() {
             Some(ASTNode::Expr(Expr::FnCall(call, at)))
-            | Some(ASTNode::Stmt(Stmt::FnCall(call, at))) => (call, *at),
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, at))) => (call, *at, false),
             Some(ASTNode::Expr(Expr::MethodCall(call, at)))
                 if !properties.contains(call.name.as_str()) =>
             {
-                (call, *at)
+                (call, *at, true)
             }
             _ => return true,
         };
         let name = call.name.as_str();
         // Operators are Rhai's own (and `!` of an identifier is no call).
         let identifier = name.starts_with(|c: char| c.is_alphabetic() || c == '_');
-        if !identifier || known.contains(name) || own.contains(name) || KEYWORDS.contains(&name) {
+        if !identifier || own.contains(name) || KEYWORDS.contains(&name) {
             return true;
+        }
+        if let Some(arities) = known.get(name) {
+            // The value before the dot is the first argument.
+            let given = call.args.len() + usize::from(method);
+            if arities.contains(&given) {
+                return true;
+            }
+            let offset = usize::from(method);
+            let takes: Vec<String> = arities
+                .iter()
+                .filter(|&&n| n >= offset)
+                .map(|n| (n - offset).to_string())
+                .collect();
+            let how = if method { "x." } else { "" };
+            found = Some((
+                format!(
+                    "{how}{name}(…) takes {} argument{}, not {}",
+                    takes.join(" or "),
+                    if takes == ["1"] { "" } else { "s" },
+                    call.args.len()
+                ),
+                at,
+            ));
+            return false;
         }
         if let Some((_, why)) = super::helpers::FORBIDDEN.iter().find(|(f, _)| *f == name) {
             found = Some(((*why).to_owned(), at));
@@ -148,11 +175,162 @@ pub fn fetched_names(ast: &AST) -> Vec<(String, Position)> {
     names
 }
 
+/// The request variables, which a script's own `fn` does not see.
+const REQUEST_VARIABLES: [&str; 9] = [
+    "order_id", "tx_id", "amount", "store_id", "api", "payload", "now", "fetched", "response",
+];
+
+/// The first request variable a script's own `fn` reads without having it as a parameter or a
+/// `let` of its own: a Rhai function sees only its parameters, so it fails every request that
+/// calls it (`variable not found: amount`). Closures are left out: they capture what they use.
+pub(super) fn request_variable_in_fn(ast: &AST) -> Option<(String, Position)> {
+    for f in ast.iter_functions() {
+        if f.name.starts_with("anon$") {
+            continue;
+        }
+        let arity = f.params.len();
+        let one =
+            ast.clone_functions_only_filtered(|_, _, _, name, n| name == f.name && n == arity);
+        let mut own: HashSet<String> = f.params.iter().map(|p| (*p).to_owned()).collect();
+        one.walk(&mut |path: &[ASTNode]| {
+            if let Some(ASTNode::Stmt(Stmt::Var(var, ..))) = path.last() {
+                own.insert(var.0.name.to_string());
+            }
+            true
+        });
+        let mut found = None;
+        one.walk(&mut |path: &[ASTNode]| {
+            let Some(ASTNode::Expr(Expr::Variable(var, _, at))) = path.last() else {
+                return true;
+            };
+            let name = var.1.as_str();
+            if REQUEST_VARIABLES.contains(&name) && !own.contains(name) {
+                found = Some((
+                    format!(
+                        "fn {}: {name} is not visible here, as a Rhai function sees only its parameters; pass it in: fn {}({name}) … called as {}({name})",
+                        f.name, f.name, f.name
+                    ),
+                    *at,
+                ));
+                return false;
+            }
+            true
+        });
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// The first field read from a fetch's answer that no answer has: `response` (and an earlier
+/// fetch's `fetched["name"]`) holds `status`, `headers` and `body` only, so
+/// `response.statuss == 200` would read `()` on every request.
+pub(super) fn unknown_response_field(ast: &AST) -> Option<(String, Position)> {
+    const FIELDS: [&str; 3] = ["status", "headers", "body"];
+    let declared = declared_names(ast);
+    let answers: Vec<&str> = ["response", "fetched"]
+        .into_iter()
+        .filter(|n| !declared.contains(*n))
+        .collect();
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(e)) = path.last() else {
+            return true;
+        };
+        let Some(mut field) = answer_rest(e, &answers) else {
+            return true;
+        };
+        while let Expr::Index(inner, _, _) | Expr::Dot(inner, _, _) = field {
+            field = &inner.lhs;
+        }
+        if let Expr::Property(prop, at) = field {
+            let name = prop.2.as_str();
+            if !FIELDS.contains(&name) {
+                let hint = crate::suggest::closest(name, FIELDS)
+                    .map_or(String::new(), |c| format!("; did you mean {c}?"));
+                found = Some((
+                    format!("an upstream's answer has status, headers and body, not {name}{hint}"),
+                    *at,
+                ));
+                return false;
+            }
+        }
+        true
+    });
+    found
+}
+
+/// What follows an upstream's answer in `e`: `status` in `response.status`,
+/// `fetched["stock"].status` or `fetched.stock.status`, `body.left` in `response.body.left`.
+/// Only for the answers named in `answers` (a script may have a `response` of its own).
+fn answer_rest<'a>(e: &'a Expr, answers: &[&str]) -> Option<&'a Expr> {
+    let is = |e: &Expr, name: &str| {
+        answers.contains(&name) && matches!(e, Expr::Variable(v, ..) if v.1 == name)
+    };
+    match e {
+        Expr::Dot(chain, ..) if is(&chain.lhs, "response") => Some(&chain.rhs),
+        // `fetched["stock"].status` is `fetched` indexed by `"stock".status`.
+        Expr::Index(chain, ..) if is(&chain.lhs, "fetched") => match &chain.rhs {
+            Expr::Dot(rest, ..) if matches!(rest.lhs, Expr::StringConstant(..)) => Some(&rest.rhs),
+            _ => None,
+        },
+        Expr::Dot(chain, ..) if is(&chain.lhs, "fetched") => match &chain.rhs {
+            Expr::Dot(rest, ..) if matches!(rest.lhs, Expr::Property(..)) => Some(&rest.rhs),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The values `api` takes.
+const APIS: [&str; 3] = ["v1", "v2-2024-01-01", "v2-2024-04-25"];
+
+/// The first comparison of `api` with a string it never is (`api == "v2"`): always false.
+pub(super) fn never_an_api(ast: &AST) -> Option<(String, Position)> {
+    let declared = declared_names(ast);
+    if declared.contains("api") {
+        return None;
+    }
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let call = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, _)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
+            _ => return true,
+        };
+        if call.args.len() != 2 || !matches!(call.name.as_str(), "==" | "!=") {
+            return true;
+        }
+        let hit = match (&call.args[0], &call.args[1]) {
+            (Expr::Variable(v, ..), Expr::StringConstant(s, at))
+            | (Expr::StringConstant(s, at), Expr::Variable(v, ..))
+                if v.1 == "api" && !APIS.contains(&s.as_str()) =>
+            {
+                Some((s, *at))
+            }
+            _ => None,
+        };
+        if let Some((s, at)) = hit {
+            found = Some((
+                format!(
+                    "api is never \"{s}\": it is one of {}",
+                    APIS.map(|a| format!("\"{a}\"")).join(", ")
+                ),
+                at,
+            ));
+            return false;
+        }
+        true
+    });
+    found
+}
+
 /// The known function name closest to `name`, when it is close enough to be a slip.
-fn closest(name: &str, known: &BTreeSet<String>) -> Option<String> {
+fn closest(name: &str, known: &Functions) -> Option<String> {
     // Getters and setters (`get$len`) are not called by name.
     let names = known
-        .iter()
+        .keys()
         .map(String::as_str)
         .filter(|k| !k.contains('$'));
     crate::suggest::closest(name, names).map(str::to_owned)
@@ -197,10 +375,21 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position
     found
 }
 
-/// The request's number variables (`amount`, `now`) that the script does not declare names of
-/// its own for (`let now = seoul_time(now)`, a parameter, a loop variable): only those are
-/// numbers wherever they appear.
+/// The request's number variables (`amount`, `now`), and the answers whose `status` is a
+/// number (`response`, `fetched`), that the script does not declare names of its own for
+/// (`let now = seoul_time(now)`, a parameter, a loop variable): only those are what they are
+/// wherever they appear.
 fn request_numbers(ast: &AST) -> Vec<&'static str> {
+    let declared = declared_names(ast);
+    NUMBERS
+        .into_iter()
+        .chain(["response", "fetched"])
+        .filter(|n| !declared.contains(*n))
+        .collect()
+}
+
+/// Every name `ast` declares: `let`/`const`, function parameters, loop variables.
+fn declared_names(ast: &AST) -> HashSet<String> {
     let mut declared: HashSet<String> = ast
         .iter_functions()
         .flat_map(|f| f.params.into_iter().map(str::to_owned))
@@ -220,19 +409,23 @@ fn request_numbers(ast: &AST) -> Vec<&'static str> {
         }
         true
     });
-    NUMBERS
-        .into_iter()
-        .filter(|n| !declared.contains(*n))
-        .collect()
+    declared
 }
 
-/// Whether `e` is a number whatever the request: a number literal, one of `numbers`, or
-/// arithmetic on numbers only (`"…" + amount` is a string).
+/// Whether `e` is a number whatever the request: a number literal, one of `numbers`, an
+/// answer's `status` (`response.status`, `fetched["stock"].status`), or arithmetic on numbers
+/// only (`"…" + amount` is a string).
 fn is_number(e: &Expr, numbers: &[&str]) -> bool {
     match e {
         Expr::IntegerConstant(..) | Expr::FloatConstant(..) => true,
         Expr::DynamicConstant(value, _) => value.is_int() || value.is_float() || value.is_decimal(),
-        Expr::Variable(var, ..) => numbers.contains(&var.1.as_str()),
+        Expr::Variable(var, ..) => {
+            NUMBERS.contains(&var.1.as_str()) && numbers.contains(&var.1.as_str())
+        }
+        Expr::Dot(..) | Expr::Index(..) => matches!(
+            answer_rest(e, numbers),
+            Some(Expr::Property(p, _)) if p.2 == "status"
+        ),
         Expr::FnCall(call, _) => {
             ARITHMETIC.contains(&call.name.as_str())
                 && call.args.iter().all(|a| is_number(a, numbers))
@@ -314,6 +507,51 @@ mod tests {
         engine
             .compile_script(script)
             .expect("a script's own function");
+    }
+
+    /// Slips Rhai accepts at compile time and that fail (or never hold) on every request: a
+    /// helper called with the wrong number of arguments, a request variable inside a script's
+    /// own `fn`, a quoted status, a field no answer has, an `api` that does not exist.
+    #[test]
+    fn slips_that_fail_every_request_are_load_errors() {
+        let engine = ScriptEngine::new();
+        for (src, message, line, column) in [
+            ("seoul_hour() == 1", "seoul_hour(…) takes 1 argument, not 0", 1, 1),
+            (r#"format_amount(amount, 2) == "x""#, "format_amount(…) takes 1 argument, not 2", 1, 1),
+            ("order_id.starts_with()", "x.starts_with(…) takes 1 argument, not 0", 1, 10),
+            ("is_blank(order_id, 1)", "is_blank(…) takes 1 argument, not 2", 1, 1),
+            ("fn too_big() { amount > 1000000 }\n!too_big()", "fn too_big: amount is not visible here, as a Rhai function sees only its parameters; pass it in: fn too_big(amount) … called as too_big(amount)", 1, 16),
+            (r#"response.status == "200""#, r#""200" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 1, 20),
+            (r#"fetched["stock"].status != "200""#, r#""200" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 1, 28),
+            (r#"fetched.stock.status == "200""#, r#""200" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 1, 25),
+            ("response.statuss == 200", "an upstream's answer has status, headers and body, not statuss; did you mean status?", 1, 10),
+            (r#"fetched["stock"].bodyy.left > 0"#, "an upstream's answer has status, headers and body, not bodyy; did you mean body?", 1, 18),
+            (r#"api == "v2""#, r#"api is never "v2": it is one of "v1", "v2-2024-01-01", "v2-2024-04-25""#, 1, 8),
+        ] {
+            // Expressions as a fetch's `require` (with `response`); the `fn` case is a script.
+            let e = if src.starts_with("fn ") {
+                engine.compile_script(src)
+            } else {
+                engine.compile_expression(src, &["response"])
+            }
+            .unwrap_err();
+            assert_eq!((e.message.as_str(), e.line, e.column), (message, line, column), "{src}");
+        }
+        for fine in [
+            r#"response.body.status == "ok" && fetched["stock"].body.left > 0 && fetched.stock.status == 200"#,
+            "fn big(amount) { amount > 1000000 }\n!big(amount) && [1].filter(|x| x < amount).len() == 1",
+            "fn limit() { let amount = 5; amount }\namount > limit()",
+            "let response = #{ code: 1 }; response.code == 1",
+            r#"api == "v1" || api != "v2-2024-04-25""#,
+            r#"order_id.sub_string(1) != "" && order_id.sub_string(1, 2) != """#,
+        ] {
+            let compiled = if fine.contains('\n') || fine.starts_with("let ") {
+                engine.compile_script(fine)
+            } else {
+                engine.compile_expression(fine, &["response"])
+            };
+            compiled.unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
     }
 
     /// A `when` or `require` that gives no true or false fails every request it meets.

@@ -256,9 +256,18 @@ rules:
                 DEFAULT,
                 9,
                 53,
-                &repeated("rules[0].fetch.body.items[0]: ", "id", 9)
+                &repeated(
+                    r#"rules[0].fetch.body.items[0] (rule "reserve"): "#,
+                    "id",
+                    9
+                )
             ),
-            dir.at(DEFAULT, 10, 50, &repeated("rules[0].window: ", "from", 10)),
+            dir.at(
+                DEFAULT,
+                10,
+                50,
+                &repeated(r#"rules[0].window (rule "reserve"): "#, "from", 10)
+            ),
         ]
     );
 }

@@ -46,7 +46,7 @@ rules:
   - name: parked
     require: |
       amount > 0
-        && api == "v2"
+        && api == "v2-2024-04-25"
     mode: off
     reason: parked
 "#,
@@ -111,7 +111,7 @@ rules:
         Check::Amount { min: None, max: Some(hi) } if hi == Decimal::from(1_000_000)
     ));
     match &r[6].check {
-        Check::Require(e) => assert_eq!(e.src, "amount > 0\n  && api == \"v2\"\n"),
+        Check::Require(e) => assert_eq!(e.src, "amount > 0\n  && api == \"v2-2024-04-25\"\n"),
         other => panic!("expected a require check, got {other:?}"),
     }
 
