@@ -171,8 +171,18 @@ pub async fn run(
             .iter()
             .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
         {
-            let decision = decide(ruleset, case, scripts).await;
-            let mismatches = compare(&case.expect, &decision);
+            let (decision, guarded) = decide(ruleset, case, scripts).await;
+            let mut mismatches = compare(&case.expect, &decision);
+            // A typo in the request (`merchant_id`) would make a case expecting a refusal test
+            // the payload check instead of the rules, and pass.
+            if guarded && case.expect.status.is_none() {
+                mismatches.push(format!(
+                    "the request was refused before any rule ran ({}: {}); fix the case's request, or expect status: {} to test that",
+                    decision.status,
+                    decision.reason.as_deref().unwrap_or(""),
+                    decision.status
+                ));
+            }
             results.push(CaseResult {
                 file: suite.file.clone(),
                 name: case.name.clone(),
@@ -185,11 +195,17 @@ pub async fn run(
     results
 }
 
-async fn decide(ruleset: &crate::rules::Ruleset, case: &Case, scripts: &ScriptEngine) -> Decision {
+/// The case's decision, and whether its request was answered before any rule ran (refused
+/// as a payload, or an ignored V2 type).
+async fn decide(
+    ruleset: &crate::rules::Ruleset,
+    case: &Case,
+    scripts: &ScriptEngine,
+) -> (Decision, bool) {
     let req = match payload::parse(case.content_type, &case.body) {
         Ok(Parsed::Confirm(req)) => req,
-        Ok(Parsed::Ignored { .. }) => return Decision::ignored(),
-        Err(e) => return Decision::reject(e.status(), e.to_string(), None),
+        Ok(Parsed::Ignored { .. }) => return (Decision::ignored(), false),
+        Err(e) => return (Decision::reject(e.status(), e.to_string(), None), true),
     };
     let mut canned = Canned::new();
     for (up, answers) in &case.upstreams {
@@ -215,7 +231,7 @@ async fn decide(ruleset: &crate::rules::Ruleset, case: &Case, scripts: &ScriptEn
         original: &original,
         decision_id: "",
     };
-    evaluate(ruleset, &req, &ctx).await
+    (evaluate(ruleset, &req, &ctx).await, false)
 }
 
 fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
@@ -257,14 +273,27 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
         }
     }
     if let Some(shadow) = &expect.shadow {
+        // What would have decided had the shadow rules been enforced: a refusal, or an
+        // approval of a shadow `action: approve`.
         let got: Vec<&str> = d
             .trace
             .iter()
-            .filter(|t| t.outcome == Outcome::ShadowReject)
+            .filter(|t| matches!(t.outcome, Outcome::ShadowReject | Outcome::ShadowApprove))
             .map(|t| &*t.rule)
             .collect();
         if got != shadow.iter().map(String::as_str).collect::<Vec<_>>() {
-            out.push(format!("expected shadow refusals {shadow:?}, got {got:?}"));
+            out.push(format!("expected shadow decisions {shadow:?}, got {got:?}"));
+        }
+        // A trial rule that fails decides nothing now, and everything by on_error once
+        // enforced: a case about shadow outcomes says so.
+        for s in d.shadow.iter().filter(|s| s.outcome == Outcome::Error) {
+            let error = d
+                .trace
+                .iter()
+                .find(|t| t.rule == s.rule)
+                .and_then(|t| t.error.as_deref())
+                .unwrap_or("an error");
+            out.push(format!("shadow rule {} failed: {error}", s.rule));
         }
     }
     out

@@ -57,8 +57,9 @@ pub fn load_suites(rules_dir: &Path, rules: &Rules) -> Result<Vec<Suite>, Vec<Lo
     }
 }
 
-/// Test files named `.yml` or `.YAML` are not read: an error each, so that a suite saved under
-/// the wrong extension cannot leave `test` and CI green having run nothing.
+/// Test files named `.yml` or `.YAML`, and directories of test files under `tests/`, are not
+/// read: an error each, so that a suite saved under the wrong name or place cannot leave `test`
+/// and CI green having run nothing.
 fn misnamed_tests(dir: &Path) -> Vec<LoadError> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -66,22 +67,44 @@ fn misnamed_tests(dir: &Path) -> Vec<LoadError> {
     let mut misnamed: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_file() && crate::rules::is_misnamed_yaml(p))
+        .filter(|p| {
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            (p.is_file() && crate::rules::is_misnamed_yaml(p)) || (!hidden && nested_tests(p))
+        })
         .collect();
     misnamed.sort();
     misnamed
         .into_iter()
         .map(|file| {
-            let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-            LoadError {
-                message: format!(
+            let message = if file.is_dir() {
+                "not read: rule tests are the *.yaml files directly in tests/, not in a directory under it; move them up".to_owned()
+            } else {
+                let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                format!(
                     "not read: rule test files end in \".yaml\" (lower case); rename it to {stem}.yaml"
-                ),
+                )
+            };
+            LoadError {
+                message,
                 file,
                 location: None,
             }
         })
         .collect()
+}
+
+/// Whether `path` is a directory holding `*.yaml` files: tests someone meant to run, which are
+/// not read (only `tests/*.yaml` is).
+fn nested_tests(path: &Path) -> bool {
+    path.is_dir()
+        && std::fs::read_dir(path).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+        })
 }
 
 fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
@@ -292,6 +315,37 @@ mod tests {
             [format!(
                 "{}: not read: rule test files end in \".yaml\" (lower case); rename it to default.yaml",
                 dir.path().join("tests/default.yml").display()
+            )]
+        );
+    }
+
+    /// Only `tests/*.yaml` is read: a directory of test files under it would also pass having
+    /// run nothing. One without test files (fixtures) is left alone.
+    #[test]
+    fn a_directory_of_test_files_is_an_error() {
+        let (dir, rules) = crate::rules::load_files(&[
+            ("default.yaml", RULES),
+            (
+                "tests/sub/nested.yaml",
+                "ruleset: default
+cases: []
+",
+            ),
+            ("tests/fixtures/body.json", "{}"),
+            (
+                "tests/ok.yaml",
+                "ruleset: default
+cases: []
+",
+            ),
+        ]);
+        let errors = load_suites(dir.path(), &rules).unwrap_err();
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [format!(
+                "{}: not read: rule tests are the *.yaml files directly in tests/, not in a directory under it; move them up",
+                dir.path().join("tests/sub").display()
             )]
         );
     }

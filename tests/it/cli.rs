@@ -684,3 +684,56 @@ fn a_failing_case_refused_before_any_rule_says_no_rule_ran() {
         "{stdout}"
     );
 }
+
+/// A typo in a case's request (`merchant_id`) gets a 400 before any rule runs: a case that
+/// expects a refusal must not pass on that, unless it says it tests the 400.
+#[test]
+fn a_case_refused_as_a_payload_fails_unless_it_expects_the_status() {
+    let rules = Rules::with("default.yaml", LIMIT_RULES);
+    let case = |expect: &str| {
+        format!("ruleset: default\ncases:\n  - name: typo\n    request: {{ imp_uid: i, merchant_id: legacy-1, amount: 500 }}\n    expect: {expect}\n")
+    };
+    rules.write("tests/t.yaml", &case("{ decision: reject }"));
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("  the request was refused before any rule ran (400: 필수 필드 merchant_uid가 없습니다); fix the case's request, or expect status: 400 to test that\n"),
+        "{stdout}"
+    );
+    rules.write("tests/t.yaml", &case("{ decision: reject, status: 400 }"));
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `shadow:` lists the shadow rules that would have decided (refused, or approved at once);
+/// a shadow rule that fails makes such a case fail, since enforced it would decide by
+/// on_error.
+#[test]
+fn shadow_expectations_see_approvals_and_errors() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - { name: vip-trial, when: 'order_id.starts_with(\"vip-\")', action: approve, mode: shadow }\n  - { name: broken-trial, when: 'order_id == \"b\"', require: 'fail(\"boom\")', mode: shadow, reason: x }\n  - { name: limit, amount: { max: 1000 }, reason: too much }\n",
+    );
+    rules.write(
+        "tests/t.yaml",
+        "ruleset: default\ncases:\n  - name: vip\n    request: { imp_uid: i, merchant_uid: vip-1, amount: 500 }\n    expect: { decision: approve, shadow: [vip-trial] }\n  - name: broken\n    request: { imp_uid: i, merchant_uid: b, amount: 500 }\n    expect: { decision: approve, shadow: [] }\n",
+    );
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("FAIL ") && stdout.contains(": broken\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  shadow rule broken-trial failed: "),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("1 passed, 1 failed\n"), "{stdout}");
+}
