@@ -17,7 +17,7 @@ use crate::engine::{evaluate, Context, Original};
 use crate::payload::{self, Parsed};
 use crate::rules::{LoadError, Rules};
 use crate::script::ScriptEngine;
-use crate::upstream::canned::{Canned, CannedAnswer, CannedHealth};
+use crate::upstream::canned::{Canned, CannedAnswer, CannedHealth, RawAnswer};
 pub use load::load_suites;
 
 #[derive(Debug, Deserialize)]
@@ -36,8 +36,9 @@ struct RawCase {
     /// A mapping is sent as JSON; a string is sent as it is (a form body, say).
     request: serde_json::Value,
     now: Option<String>,
+    /// Converted to answers by the loader, which locates what is wrong in one.
     #[serde(default)]
-    upstreams: BTreeMap<String, BTreeMap<String, CannedAnswer>>,
+    upstreams: BTreeMap<String, BTreeMap<String, RawAnswer>>,
     #[serde(default)]
     health: BTreeMap<String, CannedHealth>,
     expect: Expect,

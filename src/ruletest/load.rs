@@ -1,7 +1,7 @@
 //! Reading a rule test file into a [`Suite`]: its shape, its times and requests, and the names
 //! its cases use, each error located in the file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
@@ -11,6 +11,7 @@ use super::{Case, RawSuite, Suite};
 use crate::payload::{self, Parsed};
 use crate::rules::yaml::{self, Seg};
 use crate::rules::{LoadError, Rules};
+use crate::upstream::canned::CannedAnswer;
 
 /// Reads every `tests/*.yaml` under the rules directory. Errors are `FILE:LINE:COL: message`.
 ///
@@ -224,12 +225,34 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
                 warnings.push(error(Some(path), message));
             }
         }
+        let mut upstreams = BTreeMap::new();
+        for (up, answers) in c.upstreams {
+            let mut converted = BTreeMap::new();
+            for (call, raw) in answers {
+                match CannedAnswer::try_from(raw) {
+                    Ok(answer) => {
+                        converted.insert(call, answer);
+                    }
+                    Err(message) => errors.push(error(
+                        at(&[
+                            Seg::Key("cases"),
+                            Seg::Index(i),
+                            Seg::Key("upstreams"),
+                            Seg::Key(&up),
+                            Seg::Key(&call),
+                        ]),
+                        format!("cases[{i}].upstreams.{up}.\"{call}\": {message}"),
+                    )),
+                }
+            }
+            upstreams.insert(up, converted);
+        }
         cases.push(Case {
             name: c.name,
             body,
             content_type,
             now,
-            upstreams: c.upstreams,
+            upstreams,
             health: c.health,
             expect: c.expect,
         });
@@ -400,6 +423,21 @@ rules:
     }
 
     const CASE: &str = "ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50 }\n";
+
+    /// What is wrong inside one canned answer is reported at that answer, naming its call
+    /// (every such answer of the file, not only the first).
+    #[test]
+    fn a_bad_canned_answer_is_named_at_its_call() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GET /x\":\n          status: 200\n        \"POST /y\":\n          status: 200\n          error: dns\n      pay: {{ \"GET /z\": {{ status: 1000 }} }}\n    expect: {{ decision: approve }}\n"
+            )),
+            [
+                r#"tests/t.yaml:10:11: cases[0].upstreams.shop."POST /y": an answer has a status or an error, not both"#,
+                r#"tests/t.yaml:12:24: cases[0].upstreams.pay."GET /z": status 1000 is not an HTTP status (100 to 599)"#,
+            ]
+        );
+    }
 
     #[test]
     fn canned_answers_for_an_upstream_the_ruleset_does_not_define_are_an_error() {

@@ -363,9 +363,11 @@ impl TryFrom<RawCanned> for Canned {
     }
 }
 
-#[derive(Deserialize)]
+/// A canned answer as written, before the checks that need more than its shape (which
+/// `ruletest` reports at the answer, naming its call).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawAnswer {
+pub struct RawAnswer {
     status: Option<u16>,
     error: Option<CannedError>,
     #[serde(default)]
