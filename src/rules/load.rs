@@ -335,6 +335,12 @@ impl FileCompiler<'_, '_> {
                         &[Seg::Key("settings"), Seg::Key("deadline")],
                         format_args!("settings.deadline {d:?} is over 5s: PortOne may stop waiting first and count the payment as refused"),
                     );
+                } else if d < SHORT_DEADLINE {
+                    // `3ms` for `3s`: every upstream call, and a busy moment, ends in on_error.
+                    self.warn(
+                        &[Seg::Key("settings"), Seg::Key("deadline")],
+                        format_args!("settings.deadline {d:?} is very short: an upstream call or a busy moment ends in on_error (PortOne waits 5-10 s; was a unit of seconds meant?)"),
+                    );
                 }
                 s.deadline = d;
             }
@@ -433,6 +439,9 @@ impl FileCompiler<'_, '_> {
         Ok(ast)
     }
 }
+
+/// Below this a deadline is most likely a slip of the unit (`3ms` for `3s`).
+const SHORT_DEADLINE: Duration = Duration::from_millis(100);
 
 /// A reason as the buyer should see it: without the line break a YAML block scalar (`reason: >`
 /// or `|`) ends with, which no payment window shows well.

@@ -152,8 +152,15 @@ impl FileCompiler<'_, '_> {
                         .map_or_else(|| n.to_string(), str::to_owned);
                     match text.parse::<crate::payload::Amount>() {
                         Ok(a) => Some(Some(a.value())),
-                        Err(_) => {
-                            self.error(&sub("amount", f), format!("rule \"{name}\": amount.{f}: expected a number of 0 or more, found {n}"));
+                        Err(e) => {
+                            let why = match e {
+                                crate::payload::AmountError::TooLarge => "more digits than an amount can have (at most 28 after the point, and below 79,228,162,514,264,337,593,543,950,335)",
+                                _ => "expected a number of 0 or more",
+                            };
+                            self.error(
+                                &sub("amount", f),
+                                format!("rule \"{name}\": amount.{f}: {why}, found {text}"),
+                            );
                             None
                         }
                     }

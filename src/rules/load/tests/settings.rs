@@ -464,6 +464,25 @@ fn deadline_over_five_seconds_loads_with_a_warning() {
     );
 }
 
+/// `3ms` for `3s` loads, and ends every upstream call in on_error: warned about.
+#[test]
+fn a_very_short_deadline_loads_with_a_warning() {
+    let dir = default_file(&format!("settings:\n  deadline: 3ms\n{ONE_RULE}"));
+    dir.write(
+        "edge.yaml",
+        &format!("settings:\n  deadline: 100ms\n{ONE_RULE}"),
+    );
+    assert_eq!(
+        dir.ok().warnings,
+        [dir.at(
+            DEFAULT,
+            2,
+            13,
+            "settings.deadline 3ms is very short: an upstream call or a busy moment ends in on_error (PortOne waits 5-10 s; was a unit of seconds meant?)"
+        )]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Windows
 
