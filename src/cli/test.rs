@@ -47,7 +47,8 @@ pub fn run(args: &TestArgs) -> ExitCode {
     ));
     if let Some(filter) = args.filter.as_deref().filter(|_| results.is_empty()) {
         let cases: usize = suites.iter().map(ruletest::Suite::len).sum();
-        eprintln!("note: no case name contains \"{filter}\" ({cases} cases in all)");
+        let plural = if cases == 1 { "" } else { "s" };
+        eprintln!("note: no case name contains \"{filter}\" ({cases} case{plural} in all)");
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
     for r in results.iter().filter(|r| !r.passed()) {

@@ -108,8 +108,12 @@ pub struct RawWindow {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum HttpMethod {
+    // Lower case too, as rule tests read `get /x`.
+    #[serde(alias = "get")]
     GET,
+    #[serde(alias = "post")]
     POST,
+    #[serde(alias = "put")]
     PUT,
 }
 

@@ -344,6 +344,19 @@ rules:
     );
 }
 
+/// Methods are read in lower case too, as rule tests read `get /x`.
+#[test]
+fn fetch_methods_may_be_lower_case() {
+    let dir = default_file(
+        "upstreams:\n  shop: { url: \"http://shop.test\" }\nrules:\n  - name: a\n    fetch: { upstream: shop, method: post, path: /a }\n    reason: r\n",
+    );
+    let rules = dir.ok();
+    let Check::Fetch(f) = &rules.get("default").unwrap().rules[0].check else {
+        panic!("a fetch rule");
+    };
+    assert_eq!(f.method, HttpMethod::POST);
+}
+
 /// A rule's own mistakes are reported even while the upstream it names is broken (which is
 /// reported once, at the upstream).
 #[test]
