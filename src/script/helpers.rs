@@ -46,6 +46,9 @@ pub(super) const FORBIDDEN: [(&str, &str); 1] = [(
     "sleep is not available in rules: it would hold the request (and a worker thread) past its deadline",
 )];
 
+/// What `seoul_weekday` returns, Monday first.
+pub(super) const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
 pub(super) fn register_helpers(engine: &mut Engine) {
     // Rhai's `sleep` blocks the thread the request runs on, beyond the reach of the operation
     // and time budget, and panics on a huge or NaN argument. Registered functions shadow the
@@ -59,7 +62,6 @@ pub(super) fn register_helpers(engine: &mut Engine) {
         "sleep",
         move |_: INT| -> Result<(), Box<rhai::EvalAltResult>> { Err(why.into()) },
     );
-    const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     engine.register_fn("seoul_date", |now: INT| {
         seoul(now).map_or(String::new(), |t| t.format("%Y-%m-%d").to_string())
     });

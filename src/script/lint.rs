@@ -285,8 +285,11 @@ fn answer_rest<'a>(e: &'a Expr, answers: &[&str]) -> Option<&'a Expr> {
 
 /// The values `api` takes.
 const APIS: [&str; 3] = ["v1", "v2-2024-01-01", "v2-2024-04-25"];
+/// What `seoul_weekday` returns.
+const WEEKDAYS: [&str; 7] = super::helpers::WEEKDAYS;
 
-/// The first comparison of `api` with a string it never is (`api == "v2"`): always false.
+/// The first comparison of `api`, or of `seoul_weekday(…)`, with a string it never is
+/// (`api == "v2"`, `seoul_weekday(now) == "Sat"`): always false.
 pub(super) fn never_an_api(ast: &AST) -> Option<(String, Position)> {
     let declared = declared_names(ast);
     if declared.contains("api") {
@@ -302,26 +305,32 @@ pub(super) fn never_an_api(ast: &AST) -> Option<(String, Position)> {
         if call.args.len() != 2 || !matches!(call.name.as_str(), "==" | "!=") {
             return true;
         }
-        let hit = match (&call.args[0], &call.args[1]) {
-            (Expr::Variable(v, ..), Expr::StringConstant(s, at))
-            | (Expr::StringConstant(s, at), Expr::Variable(v, ..))
-                if v.1 == "api" && !APIS.contains(&s.as_str()) =>
-            {
-                Some((s, *at))
-            }
-            _ => None,
+        let (subject, s, at) = match (&call.args[0], &call.args[1]) {
+            (e, Expr::StringConstant(s, at)) | (Expr::StringConstant(s, at), e) => (e, s, *at),
+            _ => return true,
         };
-        if let Some((s, at)) = hit {
-            found = Some((
-                format!(
-                    "api is never \"{s}\": it is one of {}",
-                    APIS.map(|a| format!("\"{a}\"")).join(", ")
-                ),
-                at,
-            ));
-            return false;
+        // What `subject` can be, when that is a known, closed set.
+        let values: &[&str] = match subject {
+            Expr::Variable(v, ..) if v.1 == "api" => &APIS,
+            Expr::FnCall(f, _) if f.name == "seoul_weekday" => &WEEKDAYS,
+            _ => return true,
+        };
+        if values.contains(&s.as_str()) {
+            return true;
         }
-        true
+        let what = match subject {
+            Expr::FnCall(..) => "seoul_weekday(…)",
+            _ => "api",
+        };
+        let listed: Vec<String> = values.iter().map(|a| format!("\"{a}\"")).collect();
+        found = Some((
+            format!(
+                "{what} is never \"{s}\": it is one of {}",
+                listed.join(", ")
+            ),
+            at,
+        ));
+        false
     });
     found
 }
@@ -527,6 +536,7 @@ mod tests {
             ("response.statuss == 200", "an upstream's answer has status, headers and body, not statuss; did you mean status?", 1, 10),
             (r#"fetched["stock"].bodyy.left > 0"#, "an upstream's answer has status, headers and body, not bodyy; did you mean body?", 1, 18),
             (r#"api == "v2""#, r#"api is never "v2": it is one of "v1", "v2-2024-01-01", "v2-2024-04-25""#, 1, 8),
+            (r#""Sat" != seoul_weekday(now)"#, r#"seoul_weekday(…) is never "Sat": it is one of "mon", "tue", "wed", "thu", "fri", "sat", "sun""#, 1, 1),
         ] {
             // Expressions as a fetch's `require` (with `response`); the `fn` case is a script.
             let e = if src.starts_with("fn ") {
@@ -542,7 +552,7 @@ mod tests {
             "fn big(amount) { amount > 1000000 }\n!big(amount) && [1].filter(|x| x < amount).len() == 1",
             "fn limit() { let amount = 5; amount }\namount > limit()",
             "let response = #{ code: 1 }; response.code == 1",
-            r#"api == "v1" || api != "v2-2024-04-25""#,
+            r#"api == "v1" || api != "v2-2024-04-25" || seoul_weekday(now) == "sat""#,
             r#"order_id.sub_string(1) != "" && order_id.sub_string(1, 2) != """#,
         ] {
             let compiled = if fine.contains('\n') || fine.starts_with("let ") {
