@@ -105,12 +105,13 @@ pub fn run(args: &EvalArgs) -> ExitCode {
             Err(e) => Decision::reject(e.status(), e.to_string(), None),
         }
     });
-    let out = serde_json::json!({
+    let mut out = serde_json::json!({
         "ruleset": ruleset.name,
         "rules_version": rules.version,
-        "request": request,
         "decision": decision,
     });
+    // Moved in, not serialized again: that would spell the amount anew (`1e3` as `1e+3`).
+    out["request"] = request;
     out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     for (call, sent) in upstreams.writes() {
         if sent {
@@ -172,15 +173,18 @@ impl Upstreams for EvalUpstreams {
 /// The request as rules see it (SPEC §2), the amount as the decision log writes it (as written,
 /// a numeric string's value as a number).
 fn normalised(req: &payload::ConfirmRequest) -> serde_json::Value {
-    let amount = req.amount.as_json_number();
-    serde_json::json!({
+    let mut request = serde_json::json!({
         "api": req.api.as_str(),
         "order_id": req.order_id,
         "tx_id": req.tx_id,
-        "amount": serde_json::from_str::<serde_json::Value>(&amount)
-            .unwrap_or_else(|_| serde_json::Value::String(amount.into_owned())),
         "store_id": req.store_id,
-    })
+    });
+    // The text itself, set in place: parsed, or passed through `json!` (which serializes its
+    // values again), `1e3` would come out as `1e+3`. `as_json_number` is JSON number syntax.
+    request["amount"] = serde_json::Value::Number(serde_json::Number::from_string_unchecked(
+        req.amount.as_json_number().into_owned(),
+    ));
+    request
 }
 
 /// The body, or what could not be read, naming the file (or stdin).

@@ -737,3 +737,26 @@ fn shadow_expectations_see_approvals_and_errors() {
     );
     assert!(stdout.ends_with("1 passed, 1 failed\n"), "{stdout}");
 }
+
+/// `eval` shows the amount as the body wrote it, as the decision log does.
+#[test]
+fn eval_shows_the_amount_as_written() {
+    for (amount, shown) in [
+        ("1e3", "1e3"),
+        ("3E+2", "3E+2"),
+        ("10.50", "10.50"),
+        ("\"0100\"", "100"),
+    ] {
+        let body = format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":{amount}}}"#);
+        let out = run_cli(
+            &["eval", "--rules", &shipped_rules(), "-"],
+            Some(body.as_bytes()),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("\"amount\": {shown},"))
+                || stdout.contains(&format!("\"amount\": {shown}\n")),
+            "{amount}: {stdout}"
+        );
+    }
+}
