@@ -302,6 +302,13 @@ fn parse_full(
             }
         }
         Encoding::Unknown => match parse_json_body(body, raw) {
+            // Broken JSON (it opens like JSON): said as such, rather than read as a form
+            // holding one odd key and refused as an unknown format.
+            Err(json_err @ PayloadError::InvalidJson { .. })
+                if body.trim_ascii_start().starts_with(b"{") =>
+            {
+                Err(json_err)
+            }
             // Not JSON: a form, if it is one; one that names a key twice is refused as such.
             Err(json_err @ PayloadError::InvalidJson { .. }) => match parse_form(body) {
                 Ok(form) => normalise(form, None, Payload::parsed),
@@ -327,7 +334,8 @@ fn parse_json_body(
         }
         PayloadError::InvalidJson {
             line: e.line(),
-            column: e.column(),
+            // serde_json says column 0 for an empty body; columns count from 1.
+            column: e.column().max(1),
         }
     };
     // Not UTF-8: where the first byte that is not starts (serde_json does not check the text

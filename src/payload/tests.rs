@@ -427,7 +427,7 @@ fn invalid_json_reason_is_korean_with_the_position_only() {
         ("{\n  \"imp_uid\": ,\n}", 2, 14),
         // End of input: the position is where the body ended.
         (r#"{"imp_uid":"#, 1, 11),
-        ("", 1, 0),
+        ("", 1, 1),
     ];
     for (body, line, column) in cases {
         let e = err(JSON, body);
@@ -441,6 +441,11 @@ fn invalid_json_reason_is_korean_with_the_position_only() {
     assert_eq!(
         err(JSON, "{not json").to_string(),
         "요청 본문이 올바른 JSON이 아닙니다 (1행 2열)"
+    );
+    // Without a Content-Type, broken JSON is said to be broken JSON, not an unknown form.
+    assert_eq!(
+        err(None, "{bad"),
+        PayloadError::InvalidJson { line: 1, column: 2 }
     );
     // Without a Content-Type a body that is neither JSON nor a form keeps the JSON reason.
     let e = err(None, "{\"imp_uid\":\"%FF");
