@@ -259,20 +259,16 @@ fn breaks_line(value: &str, special: Bytes) -> bool {
     };
     // The first byte at or above 0x80 starts a character, so `at` is a boundary.
     let rest = value.get(at..).unwrap_or(value);
-    rest.bytes().any(|b| special.has(b))
-        || rest.chars().any(|c| {
-            matches!(
-                c,
-                '\u{85}'
-                    | '\u{2028}'
-                    | '\u{2029}'
-                    | '\u{61c}'
-                    | '\u{200e}'
-                    | '\u{200f}'
-                    | '\u{202a}'..='\u{202e}'
-                    | '\u{2066}'..='\u{2069}'
-            )
-        })
+    rest.bytes().any(|b| special.has(b)) || rest.chars().any(hidden)
+}
+
+/// A character above ASCII that a terminal or log viewer would not show as itself: C1 controls
+/// (U+009B starts an escape sequence on many terminals), line and paragraph separators,
+/// text-direction controls, and invisible format characters (U+200B, U+00AD, U+FEFF, tags)
+/// that would make one id look like another. Exactly those `{:?}` escapes, so a quoted value
+/// shows each as `\u{…}`.
+fn hidden(c: char) -> bool {
+    !c.is_ascii() && c.escape_debug().len() > 1
 }
 
 #[cfg(test)]
@@ -375,8 +371,22 @@ mod tests {
     #[test]
     fn unicode_line_breaks_and_direction_controls_are_quoted_and_escaped() {
         for c in [
-            '\u{85}', '\u{2028}', '\u{2029}', '\u{61c}', '\u{200e}', '\u{200f}', '\u{202a}',
-            '\u{202e}', '\u{2066}', '\u{2069}',
+            '\u{85}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{61c}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{202a}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{80}',
+            '\u{9b}',
+            '\u{ad}',
+            '\u{200b}',
+            '\u{feff}',
+            '\u{e0041}',
         ] {
             let value = format!("order{c}1");
             let text = render(|| {
@@ -396,12 +406,11 @@ mod tests {
     proptest::proptest! {
         /// The one-pass scan says exactly what a character-by-character look says.
         #[test]
-        fn quoting_is_decided_as_character_by_character(s in "(\\PC|[ \"=\\\\\u{0}-\u{1f}\u{7f}\u{85}\u{61c}\u{2028}\u{202e}\u{2066}])*") {
+        fn quoting_is_decided_as_character_by_character(s in "(\\PC|[ \"=\\\\\u{0}-\u{1f}\u{7f}-\u{9f}\u{ad}\u{61c}\u{200b}\u{2028}\u{202e}\u{2066}\u{feff}\u{e0041}])*") {
             let unsafe_char = |c: char| {
                 c <= ' '
-                    || matches!(c, '"' | '=' | '\\' | '\u{7f}' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{61c}' | '\u{200e}' | '\u{200f}')
-                    || ('\u{202a}'..='\u{202e}').contains(&c)
-                    || ('\u{2066}'..='\u{2069}').contains(&c)
+                    || matches!(c, '"' | '=' | '\\' | '\u{7f}')
+                    || (!c.is_ascii() && format!("{c:?}") != format!("'{c}'"))
             };
             proptest::prop_assert_eq!(needs_quotes(&s), s.is_empty() || s.chars().any(unsafe_char));
         }

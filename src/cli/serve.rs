@@ -112,13 +112,35 @@ pub struct ServeArgs {
 /// network (/32, /128) rather than an error about CIDR syntax.
 fn parse_network(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| {
             "expected an address (203.0.113.7, 2001:db8::7) or a network in CIDR notation \
              (203.0.113.0/24, 2001:db8::/32)"
                 .to_owned()
-        })
+        })?;
+    unmapped_network(net)
+}
+
+/// Sources are matched as IPv4 when they arrive as IPv4-mapped IPv6 (`::ffff:10.0.0.1`, what
+/// a dual-stack listener reports), so a mapped network is taken as the IPv4 one it maps;
+/// kept as written it could never match.
+fn unmapped_network(net: IpNet) -> Result<IpNet, String> {
+    let IpNet::V6(v6) = net else {
+        return Ok(net);
+    };
+    let Some(v4) = v6.addr().to_ipv4_mapped() else {
+        return Ok(net);
+    };
+    if v6.prefix_len() < 96 {
+        return Err(format!(
+            "{net} mixes IPv4-mapped addresses (::ffff:0:0/96) with others; give the IPv4 network instead ({v4}/N)"
+        ));
+    }
+    ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+        .map(|n| IpNet::V4(n.trunc()))
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -269,6 +291,10 @@ fn admin_token(given: &str) -> Result<String, &'static str> {
     }
     if token.chars().any(char::is_control) {
         return Err("holds a control character, which no HTTP header can carry");
+    }
+    // Header values are read as visible ASCII; `tök` could never be matched.
+    if !token.is_ascii() {
+        return Err("holds a character outside ASCII, which HTTP headers do not carry as text; use letters, digits and punctuation");
     }
     Ok(token.to_owned())
 }
@@ -427,6 +453,20 @@ async fn serve(args: ServeArgs) -> ExitCode {
 mod tests {
     use super::*;
 
+    /// A dual-stack listener reports IPv4 sources as `::ffff:a.b.c.d`, and they are matched as
+    /// IPv4: a network written in that form is read as the IPv4 network it maps.
+    #[test]
+    fn ipv4_mapped_networks_are_read_as_ipv4() {
+        let net = |s: &str| parse_network(s).map(|n| n.to_string());
+        assert_eq!(net("::ffff:10.0.0.0/104"), Ok("10.0.0.0/8".into()));
+        assert_eq!(net("::ffff:203.0.113.7"), Ok("203.0.113.7/32".into()));
+        assert_eq!(net("2001:db8::/32"), Ok("2001:db8::/32".into()));
+        assert_eq!(net("10.0.0.0/8"), Ok("10.0.0.0/8".into()));
+        assert!(net("::ffff:10.0.0.0/80")
+            .unwrap_err()
+            .contains("give the IPv4 network"));
+    }
+
     /// Connections beyond std's 128 (tokio's 1024) wait in the queue instead of having their
     /// SYN dropped and retried a second later. Bounded by the kernel's `somaxconn`.
     #[tokio::test]
@@ -489,5 +529,6 @@ mod tests {
         assert!(admin_token("a\nb")
             .unwrap_err()
             .contains("control character"));
+        assert!(admin_token("tök").unwrap_err().contains("outside ASCII"));
     }
 }
