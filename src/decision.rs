@@ -86,15 +86,26 @@ pub struct UpstreamAnswer {
 
 impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
     fn from(r: &crate::upstream::UpstreamResponse) -> Self {
-        let text = r.body.to_string();
-        let body = if text.len() <= MAX_TRACED_BODY {
-            r.body.clone()
-        } else {
-            let cut = (0..=MAX_TRACED_BODY)
+        let cut = |text: &str| {
+            let at = (0..=MAX_TRACED_BODY)
                 .rev()
                 .find(|i| text.is_char_boundary(*i))
                 .unwrap_or(0);
-            serde_json::Value::String(format!("{}…", &text[..cut]))
+            serde_json::Value::String(format!("{}…", &text[..at]))
+        };
+        let body = match &r.body {
+            // A text answer keeps its own start (what a `starts_with` on it reads when the
+            // record is replayed), not the start of its JSON spelling.
+            serde_json::Value::String(text) if text.len() > MAX_TRACED_BODY => cut(text),
+            serde_json::Value::String(_) => r.body.clone(),
+            json => {
+                let text = json.to_string();
+                if text.len() <= MAX_TRACED_BODY {
+                    r.body.clone()
+                } else {
+                    cut(&text)
+                }
+            }
         };
         UpstreamAnswer {
             status: r.status,
@@ -229,9 +240,17 @@ mod tests {
         let small = serde_json::json!({"available": 3, "sku": "A-1"});
         assert_eq!(traced(small.clone()).body, small);
 
-        // Exactly at the limit (the quotes count): still the value itself.
-        let at_limit = serde_json::Value::String("x".repeat(MAX_TRACED_BODY - 2));
+        // A text answer at the limit: the value itself.
+        let at_limit = serde_json::Value::String("x".repeat(MAX_TRACED_BODY));
         assert_eq!(traced(at_limit.clone()).body, at_limit);
+        // Over it, the start of the text itself (not of its JSON spelling, `"\"xx…`): a
+        // replayed `starts_with` reads what the rule read.
+        let html = serde_json::Value::String(format!("<html>\"{}", "x".repeat(MAX_TRACED_BODY)));
+        let serde_json::Value::String(kept) = traced(html).body else {
+            panic!("a large text is kept as a cut string")
+        };
+        assert!(kept.starts_with("<html>\"xxx") && kept.ends_with("x…"), "{kept}");
+        assert_eq!(kept.len(), MAX_TRACED_BODY + '…'.len_utf8());
 
         // Over it, with three-byte characters so that byte MAX_TRACED_BODY falls inside one.
         let large = serde_json::json!({ "memo": "가".repeat(MAX_TRACED_BODY) });
