@@ -249,7 +249,10 @@ mod tests {
         let serde_json::Value::String(kept) = traced(html).body else {
             panic!("a large text is kept as a cut string")
         };
-        assert!(kept.starts_with("<html>\"xxx") && kept.ends_with("x…"), "{kept}");
+        assert!(
+            kept.starts_with("<html>\"xxx") && kept.ends_with("x…"),
+            "{kept}"
+        );
         assert_eq!(kept.len(), MAX_TRACED_BODY + '…'.len_utf8());
 
         // Over it, with three-byte characters so that byte MAX_TRACED_BODY falls inside one.

@@ -254,7 +254,9 @@ fn masked(bytes: &[u8], secrets: &[Box<str>]) -> Vec<u8> {
 
 /// JSON when it parses, else the text (so `require` can still compare it).
 pub fn parse_body(body: &[u8]) -> Value {
-    serde_json::from_slice(body)
+    // Some servers (.NET, PowerShell) start JSON with a byte-order mark, which is no text.
+    let json = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body);
+    serde_json::from_slice(json)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 

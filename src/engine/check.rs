@@ -195,7 +195,7 @@ impl Run<'_, '_> {
                     let cut = if resp.cut {
                         format!(", its body cut at {} KiB", MAX_RESPONSE_BYTES / 1024)
                     } else {
-                        String::new()
+                        not_json(&resp)
                     };
                     Verdict::Error(expr.error_at(
                         &format!(
@@ -256,6 +256,33 @@ fn merchant_reason(body: &Value) -> Option<String> {
             .filter(|s| !s.trim().is_empty())
     })?;
     Some(capped(reason.to_owned()))
+}
+
+/// Why a text answer is text, for the error of a `require` that read it as JSON: a
+/// compressed body, or what the JSON parser said (nesting too deep, a syntax error where it
+/// starts like JSON). Empty for answers that are JSON, or that never looked like it.
+fn not_json(r: &UpstreamResponse) -> String {
+    let Value::String(text) = &r.body else {
+        return String::new();
+    };
+    let encoding = r
+        .headers
+        .iter()
+        .find(|(k, _)| k == "content-encoding")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.eq_ignore_ascii_case("identity"));
+    if let Some(encoding) = encoding {
+        return format!(", its body compressed ({encoding}), which is not read as JSON");
+    }
+    let start = text.trim_start();
+    if !(start.starts_with('{') || start.starts_with('[')) {
+        return String::new();
+    }
+    // Into a `Value`, as the answer was read (skipping a value has no depth limit).
+    match serde_json::from_str::<Value>(text) {
+        Err(e) => format!(", its body not JSON: {e}"),
+        Ok(_) => String::new(),
+    }
 }
 
 fn response_dynamic(r: &UpstreamResponse) -> Dynamic {

@@ -59,6 +59,41 @@ async fn fetch_require_reads_the_response() {
     assert_eq!(summary(&d), refused("재고 없음 (개 남음)", "stock"));
 }
 
+/// JSON after a byte-order mark is JSON; an answer that is not JSON says why in the error of a
+/// `require` that read it as JSON (compressed, nested too deep, broken).
+#[tokio::test]
+async fn why_an_answer_is_not_json_is_said() {
+    let (_dir, rules) = stock_rules(Some("response.body.available >= 1"));
+    let bom = shop(STOCK, answer(200, json!("\u{feff}{\"available\": 3}")));
+    let d = decide_with(&rules, V1, &bom).await;
+    assert_eq!(summary(&d), APPROVED);
+
+    let deep = format!(
+        "{{\"available\": 3, \"d\": {}{}}}",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    for (canned, why) in [
+        (
+            answer(200, json!(deep)),
+            ", its body not JSON: recursion limit exceeded",
+        ),
+        (
+            answer(200, json!("{\"available\": 3,}")),
+            ", its body not JSON: trailing comma",
+        ),
+        (
+            answer(200, json!("\u{1f}\u{8b}binary")).header("Content-Encoding", "gzip"),
+            ", its body compressed (gzip), which is not read as JSON",
+        ),
+    ] {
+        let d = decide_with(&rules, V1, &shop(STOCK, canned)).await;
+        assert_eq!(summary(&d), failed("stock"));
+        let error = error_of(&d, "stock");
+        assert!(error.contains(why), "{error}");
+    }
+}
+
 /// A field of the answer in the reason is the merchant's text: capped like a merchant reason.
 #[tokio::test]
 async fn a_reason_from_the_response_is_capped() {
