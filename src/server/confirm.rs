@@ -344,6 +344,12 @@ impl AppState {
                 return Some(self.refuse(seen, 401, e.reason().into()));
             }
         };
+        // Named in the log of a delivery refused as no copy of the first, so that an operator
+        // can find both (cut: a sender chooses it).
+        let webhook_id: String = String::from_utf8_lossy(message.id)
+            .chars()
+            .take(100)
+            .collect();
         let (claim, forgotten) = s.deliveries.claim(message, body, &set.name, now);
         s.metrics.delivery_ids_forgotten(forgotten);
         match claim {
@@ -354,12 +360,14 @@ impl AppState {
             Claim::Repeat(earlier) => Some(self.repeat(seen, set, earlier, headers, body).await),
             Claim::Elsewhere => Some(self.not_a_copy(
                 seen,
+                &webhook_id,
                 "other_ruleset",
                 "for another ruleset",
                 "다른 결제 확인 경로로 이미 받은 요청입니다",
             )),
             Claim::Altered => Some(self.not_a_copy(
                 seen,
+                &webhook_id,
                 "other_body",
                 "with another body",
                 "이미 받은 요청과 같은 id로 다른 내용의 요청이 왔습니다",
@@ -368,10 +376,18 @@ impl AppState {
     }
 
     /// The 401 of a message id seen before on a delivery that is no copy of the first.
-    fn not_a_copy(&self, seen: &Seen, label: &'static str, how: &str, reason: &str) -> Response {
+    fn not_a_copy(
+        &self,
+        seen: &Seen,
+        webhook_id: &str,
+        label: &'static str,
+        how: &str,
+        reason: &str,
+    ) -> Response {
         self.0.metrics.repeated_delivery(label);
         tracing::warn!(
             decision_id = seen.id.as_str(),
+            webhook_id,
             "webhook message already received {how}"
         );
         self.refuse(seen, 401, reason.into())

@@ -303,6 +303,37 @@ async fn a_message_repeated_with_another_body_is_refused() {
     server.stop().await;
 }
 
+/// The log line of such a refusal names the message id, so the two deliveries can be found.
+#[tokio::test]
+async fn a_refused_repeat_is_logged_with_its_message_id() {
+    let rules = Rules::with("default.yaml", RULES);
+    let proc = Process::serve_env(
+        rules.path(),
+        &[],
+        &[("CONFIRM_PROXY_WEBHOOK_SECRET", SECRET)],
+    )
+    .await;
+    let (url, ts) = (proc.url("/confirm"), now());
+    assert_eq!(
+        signed_delivery(&url, SECRET, "msg_log", &v2("order-1", 5000), ts)
+            .await
+            .status,
+        200
+    );
+    let altered = signed_delivery(&url, SECRET, "msg_log", &v2("order-2", 5000), ts).await;
+    assert_eq!(altered.status, 401);
+    let id = altered.decision_id();
+    let logged = eventually(Duration::from_secs(3), || async {
+        proc.log_text().lines().any(|l| {
+            l.contains("webhook message already received with another body")
+                && l.contains(&format!("decision_id={id}"))
+                && l.contains("webhook_id=msg_log")
+        })
+    })
+    .await;
+    assert!(logged, "{}", proc.log_text());
+}
+
 /// A repeat is never approved unless its first delivery was: when the first is still waiting
 /// on the merchant at the repeat's own deadline (shortened here by a reload in between), the
 /// repeat is refused, and the first delivery still gets its own answer.
