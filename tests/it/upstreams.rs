@@ -462,16 +462,21 @@ async fn health_flapping_changes_decisions_and_readiness() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn readyz_waits_for_the_first_probe() {
-    let shop = MockUpstream::start(Router::new().route(
+/// A shop whose `/health` answers after `delay`.
+async fn slow_health(delay: Duration) -> MockUpstream {
+    MockUpstream::start(Router::new().route(
         "/health",
-        routing::get(|| async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        routing::get(move || async move {
+            tokio::time::sleep(delay).await;
             "ok"
         }),
     ))
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn readyz_waits_for_the_first_probe() {
+    let shop = slow_health(Duration::from_millis(500)).await;
     let rules = Rules::with(
         "default.yaml",
         &probed_shop(&shop.url(), "health: { path: /health }", "x"),
@@ -504,14 +509,7 @@ async fn readyz_waits_for_the_first_probe() {
 /// the same rules) out of service: that upstream's `healthy` rule decides by on_error instead.
 #[tokio::test]
 async fn a_reload_adding_a_probed_upstream_keeps_a_ready_proxy_ready() {
-    let shop = MockUpstream::start(Router::new().route(
-        "/health",
-        routing::get(|| async {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            "ok"
-        }),
-    ))
-    .await;
+    let shop = slow_health(Duration::from_secs(30)).await;
     let rules = Rules::with(
         "default.yaml",
         "rules:\n  - name: limit\n    amount: { max: 100000 }\n    reason: x\n",
