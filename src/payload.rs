@@ -133,6 +133,10 @@ pub enum PayloadError {
     /// compressed bytes would be read as a broken JSON text.
     #[error("지원하지 않는 Content-Encoding입니다: {0} (압축하지 않은 본문만 받습니다)")]
     UnsupportedContentEncoding(String),
+    /// A transfer coding besides `chunked` (`gzip, chunked`): the HTTP layer undoes only
+    /// `chunked`, and the rest would be read as the body's text.
+    #[error("지원하지 않는 Transfer-Encoding입니다: {0} (chunked 외의 전송 코딩은 받지 않습니다)")]
+    UnsupportedTransferEncoding(String),
     #[error("요청 본문이 올바른 JSON이 아닙니다 ({line}행 {column}열)")]
     InvalidJson { line: usize, column: usize },
     /// Nested deeper than serde_json reads (128 levels); no confirm body comes close.
@@ -185,7 +189,8 @@ impl PayloadError {
         match self {
             PayloadError::TooLarge => 413,
             PayloadError::UnsupportedContentType(_)
-            | PayloadError::UnsupportedContentEncoding(_) => 415,
+            | PayloadError::UnsupportedContentEncoding(_)
+            | PayloadError::UnsupportedTransferEncoding(_) => 415,
             _ => 400,
         }
     }
@@ -223,16 +228,43 @@ fn encoding(content_type: Option<&str>) -> Result<Encoding, PayloadError> {
 pub fn check_content_encoding<'a>(
     values: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<(), PayloadError> {
+    check_codings(
+        values,
+        b"identity",
+        PayloadError::UnsupportedContentEncoding,
+    )
+}
+
+/// The `Transfer-Encoding` values of a request: `chunked` (which the HTTP layer undoes) and
+/// nothing else.
+pub fn check_transfer_encoding<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(), PayloadError> {
+    check_codings(
+        values,
+        b"chunked",
+        PayloadError::UnsupportedTransferEncoding,
+    )
+}
+
+/// Every coding listed in `values` is `allowed` (or `identity`), else the value as `error`.
+fn check_codings<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+    allowed: &[u8],
+    error: fn(String) -> PayloadError,
+) -> Result<(), PayloadError> {
     for value in values {
         let coded = value
             .split(|&b| b == b',')
             .map(<[u8]>::trim_ascii)
-            .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"));
+            .any(|coding| {
+                !coding.is_empty()
+                    && !coding.eq_ignore_ascii_case(allowed)
+                    && !coding.eq_ignore_ascii_case(b"identity")
+            });
         if coded {
             let shown = String::from_utf8_lossy(value);
-            return Err(PayloadError::UnsupportedContentEncoding(
-                shown.trim().chars().take(100).collect(),
-            ));
+            return Err(error(shown.trim().chars().take(100).collect()));
         }
     }
     Ok(())

@@ -214,6 +214,10 @@ impl AppState {
             }
         }
         let encodings = headers.get_all(header::CONTENT_ENCODING).iter();
+        let transfer = headers.get_all(header::TRANSFER_ENCODING).iter();
+        if let Err(e) = payload::check_transfer_encoding(transfer.map(HeaderValue::as_bytes)) {
+            return self.refuse(&seen, e.status(), e.to_string());
+        }
         if let Err(e) = payload::check_content_encoding(encodings.map(HeaderValue::as_bytes)) {
             return self.refuse(&seen, e.status(), e.to_string());
         }

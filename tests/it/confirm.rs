@@ -389,6 +389,41 @@ async fn a_compressed_body_is_415() {
     server.stop().await;
 }
 
+/// A transfer coding besides `chunked` (`gzip, chunked`) is not undone by the HTTP layer: the
+/// body would be read as its coded bytes, so it is a 415 too; plain `chunked` is fine.
+#[tokio::test]
+async fn a_transfer_coding_besides_chunked_is_415() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_rules, server) = server().await;
+    let body = testdata("v1.json");
+    for (coding, status) in [("chunked", "200"), ("gzip, chunked", "415")] {
+        let mut conn = tokio::net::TcpStream::connect(server.url("").trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let request = format!(
+            "POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: {coding}\r\nconnection: close\r\n\r\n{:x}\r\n",
+            body.len()
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+        conn.write_all(&body).await.unwrap();
+        conn.write_all(b"\r\n0\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{coding}: {answer}"
+        );
+        if status == "415" {
+            assert!(
+                answer.contains("지원하지 않는 Transfer-Encoding입니다: gzip, chunked"),
+                "{answer}"
+            );
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_body_that_does_not_arrive_within_the_deadline_is_refused_in_time() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
