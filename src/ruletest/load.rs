@@ -424,6 +424,22 @@ rules:
 
     const CASE: &str = "ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50 }\n";
 
+    /// Expectations that no run could ever meet, or that every run meets, are errors.
+    #[test]
+    fn expectations_that_cannot_mean_anything_are_errors() {
+        assert_eq!(
+            errors(
+                "ruleset: default\ncases:\n  - name: \"\"\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50 }\n    expect: { decision: reject, rule: trial, status: 99, reason_contains: \"\" }\n"
+            ),
+            [
+                "tests/t.yaml:3:11: a case needs a name (it is how failures and FILTER name it)",
+                r#"tests/t.yaml:5:39: rule "trial" is not enforced, so it never decides; name it under expect.shadow, or an enforced rule here"#,
+                "tests/t.yaml:5:54: status 99 is never answered: expected 200 or a refusal's 4xx or 5xx",
+                r#"tests/t.yaml:5:75: reason_contains is empty, which every reason contains; give the text to look for"#,
+            ]
+        );
+    }
+
     /// What is wrong inside one canned answer is reported at that answer, naming its call
     /// (every such answer of the file, not only the first).
     #[test]

@@ -86,22 +86,58 @@ impl CaseNames<'_> {
                     Some(_) => {}
                 }
             }
-            let rule_exists = |name: &str| ruleset.rules.iter().any(|r| &*r.name == name);
+            let mode = |name: &str| {
+                ruleset
+                    .rules
+                    .iter()
+                    .find(|r| &*r.name == name)
+                    .map(|r| r.mode)
+            };
             if let Some(rule) = &c.expect.rule {
-                if !rule_exists(rule) {
-                    out.push((
-                        self.value(&[Seg::Key("expect"), Seg::Key("rule")]),
+                let at = self.value(&[Seg::Key("expect"), Seg::Key("rule")]);
+                match mode(rule) {
+                    None => out.push((
+                        at,
                         format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
-                    ));
+                    )),
+                    // It never decides: the case could never pass.
+                    Some(Mode::Shadow | Mode::Off) => out.push((
+                        at,
+                        format!("rule \"{rule}\" is not enforced, so it never decides; name it under expect.shadow, or an enforced rule here"),
+                    )),
+                    Some(Mode::Enforce) => {}
                 }
             }
             for (j, rule) in c.expect.shadow.iter().flatten().enumerate() {
-                if !rule_exists(rule) {
+                if mode(rule).is_none() {
                     out.push((
                         self.value(&[Seg::Key("expect"), Seg::Key("shadow"), Seg::Index(j)]),
                         format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
                     ));
                 }
+            }
+        }
+        if c.name.trim().is_empty() {
+            out.push((
+                self.value(&[Seg::Key("name")]),
+                "a case needs a name (it is how failures and FILTER name it)".to_owned(),
+            ));
+        }
+        if c.expect.reason_contains.as_deref() == Some("") {
+            out.push((
+                self.value(&[Seg::Key("expect"), Seg::Key("reason_contains")]),
+                "reason_contains is empty, which every reason contains; give the text to look for"
+                    .to_owned(),
+            ));
+        }
+        if let Some(status) = c.expect.status {
+            if status != 200 && !(400..=599).contains(&status) {
+                out.push((
+                    self.value(&[Seg::Key("expect"), Seg::Key("status")]),
+                    format!(
+                        "status {status} is never answered: expected 200 or a refusal's 4xx or 5xx"
+                    ),
+                ));
             }
         }
         out
