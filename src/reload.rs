@@ -299,7 +299,7 @@ fn load(
     gate: Option<&Gate>,
 ) -> Result<Rules, Vec<String>> {
     let env = env.as_ref();
-    let rules = rules::load_dir(
+    let mut rules = rules::load_dir(
         dir,
         &LoadOptions {
             engine: scripts,
@@ -313,11 +313,9 @@ fn load(
         // saying: `check` and `test` refuse it, so the next CI run or `--test-on-reload` would.
         None => {
             if let Err(errors) = crate::ruletest::load_suites(dir, &rules) {
-                let mut rules = rules;
                 rules.warnings.extend(errors.iter().map(|e| {
                     format!("{e} (a rule test file `check` and `test` refuse; serve does not run rule tests without --test-on-reload)")
                 }));
-                return Ok(rules);
             }
         }
     }

@@ -161,10 +161,10 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         .headers()
         .iter()
         .map(|(k, v)| {
-            let mut value = String::from_utf8_lossy(v.as_bytes()).into_owned();
-            if !up.secrets.is_empty() {
-                value = String::from_utf8_lossy(&masked(value.as_bytes(), &up.secrets)).into();
-            }
+            let value = match masked(v.as_bytes(), &up.secrets) {
+                Some(m) => String::from_utf8_lossy(&m).into_owned(),
+                None => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            };
             (k.as_str().to_owned(), value)
         })
         .collect();
@@ -178,8 +178,8 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
             break;
         }
     }
-    if !up.secrets.is_empty() {
-        body = masked(&body, &up.secrets);
+    if let Some(m) = masked(&body, &up.secrets) {
+        body = m;
     }
     Ok(UpstreamResponse {
         status,
@@ -227,27 +227,26 @@ fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static st
 }
 
 /// `bytes` with every occurrence of a secret (longest first) replaced by `***` (see
-/// [`Upstream::secrets`]).
-fn masked(bytes: &[u8], secrets: &[Box<str>]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
+/// [`Upstream::secrets`]); `None` when none occurs, which is the usual case and copies nothing.
+fn masked(bytes: &[u8], secrets: &[Box<str>]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
     for secret in secrets {
         let finder = memchr::memmem::Finder::new(secret.as_bytes());
-        if finder.find(&out).is_none() {
+        let text = out.as_deref().unwrap_or(bytes);
+        // Occurrences come without overlap, left to right.
+        let mut hits = finder.find_iter(text).peekable();
+        if hits.peek().is_none() {
             continue;
         }
-        let mut next = Vec::with_capacity(out.len());
+        let mut next = Vec::with_capacity(text.len());
         let mut from = 0;
-        for at in finder.find_iter(&out) {
-            // Occurrences do not overlap once replaced: skip those inside the last one.
-            if at < from {
-                continue;
-            }
-            next.extend_from_slice(&out[from..at]);
+        for at in hits {
+            next.extend_from_slice(&text[from..at]);
             next.extend_from_slice(b"***");
             from = at + secret.len();
         }
-        next.extend_from_slice(&out[from..]);
-        out = next;
+        next.extend_from_slice(&text[from..]);
+        out = Some(next);
     }
     out
 }
@@ -430,12 +429,16 @@ mod tests {
             &secrets,
         );
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            String::from_utf8(out.unwrap()).unwrap(),
             r#"{"error":"bad ***, ***, ******"}"#
         );
         // Overlapping occurrences: each byte is masked once, nothing of the secret is left.
         let out = masked(b"aaaaaaa", &["aaaaaa".into()]);
-        assert_eq!(out, b"***a");
-        assert_eq!(masked(b"no secret here", &secrets), b"no secret here");
+        assert_eq!(out.as_deref(), Some(&b"***a"[..]));
+        assert_eq!(
+            masked(b"aaaaaaaaaaaa", &["aaaaaa".into()]).as_deref(),
+            Some(&b"******"[..])
+        );
+        assert_eq!(masked(b"no secret here", &secrets), None);
     }
 }

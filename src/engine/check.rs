@@ -141,11 +141,14 @@ impl Run<'_, '_> {
             Check::Forward(_) if self.past_shadow_cutoff(rule) => return (self.cut_off(), None),
             Check::Forward(fw) => {
                 let mut headers = http::HeaderMap::new();
-                // As it came: a body sent without one is forwarded without one (the proxy read
-                // it as JSON or a form; the merchant's handler decides for itself).
-                if let Some(ct) = &self.ctx.original.content_type {
-                    headers.insert(http::header::CONTENT_TYPE, ct.clone());
-                }
+                // SPEC §9: the request's own, `application/json` when it had none.
+                let ct = self
+                    .ctx
+                    .original
+                    .content_type
+                    .clone()
+                    .unwrap_or(http::HeaderValue::from_static("application/json"));
+                headers.insert(http::header::CONTENT_TYPE, ct);
                 // Every line as received, in order (`append`, not `insert`): unchanged.
                 for (k, v) in &self.ctx.original.webhook_headers {
                     headers.append(k.clone(), v.clone());
@@ -224,21 +227,18 @@ const MERCHANT_REASON_MAX: usize = 500;
 /// breaks and tabs made spaces, and other control characters and text-direction controls left
 /// out — text from a merchant's answer or a script must not garble the payment window.
 fn capped(reason: String) -> String {
-    let clean = |c: char| {
-        !(c.is_control()
-            || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    let shown = |c: char| match c {
+        '\n' | '\r' | '\t' | '\u{85}' | '\u{2028}' | '\u{2029}' => Some(' '),
+        '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+            None
+        }
+        c if c.is_control() => None,
+        c => Some(c),
     };
-    let mut reason = if reason.chars().all(clean) {
+    let mut reason = if reason.chars().all(|c| shown(c) == Some(c)) {
         reason
     } else {
-        reason
-            .chars()
-            .filter_map(|c| match c {
-                '\n' | '\r' | '\t' | '\u{85}' | '\u{2028}' | '\u{2029}' => Some(' '),
-                c if clean(c) => Some(c),
-                _ => None,
-            })
-            .collect()
+        reason.chars().filter_map(shown).collect()
     };
     if let Some((cut, _)) = reason.char_indices().nth(MERCHANT_REASON_MAX) {
         reason.truncate(cut);

@@ -406,9 +406,7 @@ impl FileCompiler<'_, '_> {
             }
         }
     }
-}
 
-impl FileCompiler<'_, '_> {
     /// `ast`, unless it names in `fetched` what is never there: a rule that is not a fetch
     /// rule, or does not come before the rule being compiled (`fetched["stok"]` reads `()` on
     /// every request, and a `require` on it refuses every payment).

@@ -142,43 +142,21 @@ pub(super) fn unknown_function(ast: &AST, known: &Functions) -> Option<(String, 
 pub fn fetched_names(ast: &AST) -> Vec<(String, Position)> {
     let mut names = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
-        let Some(ASTNode::Expr(Expr::Index(chain, _, _) | Expr::Dot(chain, _, _))) = path.last()
-        else {
+        let Some(ASTNode::Expr(e)) = path.last() else {
             return true;
         };
         if let [.., ASTNode::Stmt(Stmt::Assignment(assign)), _] = path {
-            if std::ptr::eq(
-                &assign.1.lhs,
-                match path.last() {
-                    Some(ASTNode::Expr(e)) => *e,
-                    _ => return true,
-                },
-            ) {
+            if std::ptr::eq(&assign.1.lhs, *e) {
                 return true;
             }
         }
-        if !matches!(&chain.lhs, Expr::Variable(v, _, _) if v.1 == "fetched") {
-            return true;
-        }
-        // `fetched["stock"].body` nests the rest of the chain under the key.
-        let mut key = &chain.rhs;
-        while let Expr::Index(inner, _, _) | Expr::Dot(inner, _, _) = key {
-            key = &inner.lhs;
-        }
-        match key {
-            Expr::StringConstant(name, at) => names.push((name.to_string(), *at)),
-            Expr::Property(prop, at) => names.push((prop.2.to_string(), *at)),
-            _ => {}
+        if let Some((name, at, _)) = fetched_access(e) {
+            names.push((name.to_owned(), at));
         }
         true
     });
     names
 }
-
-/// The request variables, which a script's own `fn` does not see.
-const REQUEST_VARIABLES: [&str; 9] = [
-    "order_id", "tx_id", "amount", "store_id", "api", "payload", "now", "fetched", "response",
-];
 
 /// The first request variable a script's own `fn` reads without having it as a parameter or a
 /// `let` of its own: a Rhai function sees only its parameters, so it fails every request that
@@ -204,7 +182,8 @@ pub(super) fn request_variable_in_fn(ast: &AST) -> Option<(String, Position)> {
                 return true;
             };
             let name = var.1.as_str();
-            if REQUEST_VARIABLES.contains(&name) && !own.contains(name) {
+            let request = super::REQUEST_VARS.contains(&name) || name == "response";
+            if request && !own.contains(name) {
                 found = Some((
                     format!(
                         "fn {}: {name} is not visible here, as a Rhai function sees only its parameters; pass it in: fn {}({name}) … called as {}({name})",
@@ -270,15 +249,28 @@ fn answer_rest<'a>(e: &'a Expr, answers: &[&str]) -> Option<&'a Expr> {
     };
     match e {
         Expr::Dot(chain, ..) if is(&chain.lhs, "response") => Some(&chain.rhs),
-        // `fetched["stock"].status` is `fetched` indexed by `"stock".status`.
-        Expr::Index(chain, ..) if is(&chain.lhs, "fetched") => match &chain.rhs {
-            Expr::Dot(rest, ..) if matches!(rest.lhs, Expr::StringConstant(..)) => Some(&rest.rhs),
-            _ => None,
-        },
-        Expr::Dot(chain, ..) if is(&chain.lhs, "fetched") => match &chain.rhs {
-            Expr::Dot(rest, ..) if matches!(rest.lhs, Expr::Property(..)) => Some(&rest.rhs),
-            _ => None,
-        },
+        _ if answers.contains(&"fetched") => fetched_access(e).and_then(|(.., rest)| rest),
+        _ => None,
+    }
+}
+
+/// `fetched["stock"]…` or `fetched.stock…`: the rule named, where, and what follows the name
+/// (`status` in `fetched["stock"].status`, which Rhai holds as `fetched` indexed by
+/// `"stock".status`); `None` for anything else, or a name computed at run time.
+fn fetched_access(e: &Expr) -> Option<(&str, Position, Option<&Expr>)> {
+    let (Expr::Index(chain, ..) | Expr::Dot(chain, ..)) = e else {
+        return None;
+    };
+    if !matches!(&chain.lhs, Expr::Variable(v, ..) if v.1 == "fetched") {
+        return None;
+    }
+    let (key, rest) = match &chain.rhs {
+        Expr::Index(inner, ..) | Expr::Dot(inner, ..) => (&inner.lhs, Some(&inner.rhs)),
+        key => (key, None),
+    };
+    match key {
+        Expr::StringConstant(name, at) => Some((name.as_str(), *at, rest)),
+        Expr::Property(prop, at) => Some((prop.2.as_str(), *at, rest)),
         _ => None,
     }
 }

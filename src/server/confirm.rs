@@ -25,8 +25,8 @@ use crate::webhook::Verifier;
 
 /// Bodies over this get 413.
 pub use crate::payload::MAX_BODY;
-/// The only label an unknown ruleset gets: label values must not be chosen by callers (a
-/// ruleset file may not take this name).
+// The only label an unknown ruleset gets: label values must not be chosen by callers (a
+// ruleset file may not take this name).
 use crate::rules::UNKNOWN_RULESET;
 /// The reason of the 404 for a ruleset that is not loaded.
 pub const UNKNOWN_RULESET_REASON: &str = "알 수 없는 결제 확인 경로입니다";

@@ -315,6 +315,12 @@ async fn forward_answers_decide() {
             json!({"reason": "재고\n없음\u{202e}\u{0}\u{9b}"}),
             Some("재고 없음"),
         ),
+        // A line separator alone is a line break too.
+        (
+            409,
+            json!({"reason": "재고\u{2028}없음"}),
+            Some("재고 없음"),
+        ),
         (503, json!("Service Unavailable"), own),
         (201, json!({}), own),
     ];
@@ -381,15 +387,17 @@ async fn forward_passes_the_original_request_unchanged() {
         assert_eq!(call.headers[name], value);
     }
 
-    // A request without a Content-Type is forwarded without one, as it came (it may be a
-    // form: labelling it JSON would mislead the merchant's handler).
+    // A request without a Content-Type is forwarded as JSON (SPEC §9).
     let canned = shop(FORWARD, CannedAnswer::status(200));
     let bare = Original {
         content_type: None,
         ..original
     };
     decide_full(&rules, body, canned.clone(), NOW, &bare).await;
-    assert!(!canned.calls()[0].headers.contains_key("content-type"));
+    assert_eq!(
+        canned.calls()[0].headers["content-type"],
+        "application/json"
+    );
 }
 
 // ---- what is called, and when ----

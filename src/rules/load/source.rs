@@ -63,12 +63,8 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
         if !path.is_file() {
             // A ConfigMap key being removed leaves its link dangling for a moment, and a
             // removed file is a removed ruleset: said, not refused.
-            if file_name.ends_with(".yaml") && path.is_symlink() && !path.exists() {
-                dangling.push(format!(
-                    "{}: not read: {}",
-                    path.display(),
-                    dangling_link(&path).unwrap_or_else(|| "a symlink to nothing".into())
-                ));
+            if let Some(link) = dangling_link(&path).filter(|_| file_name.ends_with(".yaml")) {
+                dangling.push(format!("{}: not read: {link}", path.display()));
             }
             continue;
         }
@@ -78,12 +74,12 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
             }
             continue;
         };
-        if !is_ruleset_name(stem) || stem == UNKNOWN_RULESET {
-            let message = if stem == UNKNOWN_RULESET {
-                RESERVED_NAME_MESSAGE
-            } else {
-                BAD_RULESET_NAME
-            };
+        let refused = if stem == UNKNOWN_RULESET {
+            Some(RESERVED_NAME_MESSAGE)
+        } else {
+            (!is_ruleset_name(stem)).then_some(BAD_RULESET_NAME)
+        };
+        if let Some(message) = refused {
             listing.bad_names.push(LoadError {
                 file: path,
                 location: Some(Location { line: 1, column: 1 }),
