@@ -19,6 +19,13 @@ macro_rules! ignore_scalars {
         fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
             Ok(())
         }
+        // serde_yaml reads integers beyond 64 bits as 128-bit ones.
+        fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<(), E> {
+            Ok(())
+        }
         fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
             Ok(())
         }

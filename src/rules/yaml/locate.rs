@@ -122,6 +122,12 @@ impl<'de> Visitor<'de> for Find<'_, '_> {
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
         Err(self.end())
     }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+        Err(self.end())
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
+        Err(self.end())
+    }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
         Err(self.end())
     }

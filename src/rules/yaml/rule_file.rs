@@ -6,7 +6,7 @@ mod seeds;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::de::DeserializeSeed;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{
     check_document, clean_message, error_location, keys_without_value, ParseError, MAX_PASSES,
@@ -70,23 +70,9 @@ fn name_rules(src: &str, errors: &mut [ParseError]) {
         #[serde(default)]
         rules: Vec<Named>,
     }
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Named {
-        Rule { name: String },
-        Other(serde::de::IgnoredAny),
-    }
     let names = || -> Option<Vec<Option<String>>> {
         let file: Names = serde_yaml::from_str(src).ok()?;
-        Some(
-            file.rules
-                .into_iter()
-                .map(|r| match r {
-                    Named::Rule { name } => Some(name),
-                    Named::Other(_) => None,
-                })
-                .collect(),
-        )
+        Some(file.rules.into_iter().map(|r| r.0).collect())
     };
     let mut known = None;
     for e in errors.iter_mut() {
@@ -102,6 +88,89 @@ fn name_rules(src: &str, errors: &mut [ParseError]) {
         if let Some(Some(name)) = names.get(i) {
             e.message = format!("{path} (rule \"{name}\"): {what}");
         }
+    }
+}
+
+/// A rule's name, when the rule is a mapping with a string `name`; any other node is read past.
+/// Hand-written because serde's untagged enums cannot hold the 128-bit integers serde_yaml
+/// reads for long numbers, and one such number must not cost every rule its name.
+struct Named(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for Named {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NameVisitor { rule: true }).map(Named)
+    }
+}
+
+/// With `rule`, reads a rule's `name`; without, the text of a string node (a key or a name).
+#[derive(Clone, Copy)]
+struct NameVisitor {
+    rule: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for NameVisitor {
+    type Value = Option<String>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NameVisitor {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any node")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<String>, E> {
+        Ok((!self.rule).then(|| v.to_owned()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+        let text = NameVisitor { rule: false };
+        let mut name = None;
+        while let Some(key) = map.next_key_seed(text)? {
+            if self.rule && key.as_deref() == Some("name") {
+                name = map.next_value_seed(text)?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(name)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<String>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Option<String>, A::Error> {
+        // A tagged node (`!tag value`).
+        let (IgnoredAny, variant) = data.variant::<IgnoredAny>()?;
+        de::VariantAccess::newtype_variant::<IgnoredAny>(variant)?;
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
     }
 }
 

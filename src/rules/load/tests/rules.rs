@@ -389,6 +389,39 @@ rules:
     );
 }
 
+/// serde_yaml reads an integer beyond 64 bits as a 128-bit one; the document checks must take
+/// it like any number, so the bound gets its own message and the file's other errors still come.
+#[test]
+fn an_integer_beyond_64_bits_is_an_amount_error_not_the_end_of_the_file() {
+    let dir = default_file(
+        r#"rules:
+  - name: a
+    amount: { min: 100000000000000000000000000000000 }
+    reason: x
+  - name: b
+    amount: { max: 5, bogus: 1 }
+    reason: y
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                3,
+                20,
+                r#"rule "a": amount.min: more digits than an amount can have (at most 28 after the point, and below 79,228,162,514,264,337,593,543,950,335), found 100000000000000000000000000000000"#
+            ),
+            dir.at(
+                DEFAULT,
+                6,
+                23,
+                r#"rules[1].amount (rule "b"): unknown field "bogus", expected "min" or "max""#
+            ),
+        ]
+    );
+}
+
 #[test]
 fn errors_of_every_file_are_reported_together() {
     let dir = RulesDir::new();
