@@ -104,7 +104,10 @@ fn clean_message(msg: &str) -> String {
             "expected u16",
             "expected an HTTP status code (a number such as 409)",
         )
-        .replace("expected u32", "expected a whole number");
+        .replace("expected u32", "expected a whole number")
+        // serde_yaml's words for an integer beyond 64 bits: `integer "1000…000" as u128`.
+        .replace("\" as u128", "\"")
+        .replace("\" as i128", "\"");
     match did_you_mean(&msg) {
         Some(known) => format!("{msg}; did you mean \"{known}\"?"),
         None => msg,
@@ -144,6 +147,28 @@ mod tests {
     use super::*;
 
     const SRC: &str = "settings:\n  deadline: 4s\nrules:\n  - name: a\n    require: 'x > 1'\n  - name: b\n    amount: { min: 1 }\n";
+
+    /// serde_yaml reads integers beyond 64 bits as 128-bit ones: they are found like any
+    /// node, and the error naming one carries no Rust type name.
+    #[test]
+    fn integers_beyond_64_bits_are_located_and_named_plainly() {
+        use Seg::*;
+        let src = "a:\n  b: 100000000000000000000000\n  c: -100000000000000000000000\n";
+        assert_eq!(
+            locate(src, &[Key("a"), Key("c")]),
+            Location { line: 3, column: 6 }
+        );
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct A {
+            a: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u16>>,
+        }
+        let e = from_str::<A>(src).unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"a.b: invalid type: integer "100000000000000000000000", expected a map"#
+        );
+    }
 
     #[test]
     fn locates_nodes_by_path() {
