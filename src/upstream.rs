@@ -157,6 +157,11 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     };
     let mut resp = sent.map_err(|e| classify(e, up))?;
     let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let headers = resp
         .headers()
         .iter()
@@ -184,7 +189,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     Ok(UpstreamResponse {
         status,
         headers,
-        body: parse_body(&body),
+        body: parse_body(&body, content_type.as_deref()),
         cut,
         elapsed: started.elapsed(),
     })
@@ -251,12 +256,42 @@ fn masked(bytes: &[u8], secrets: &[Box<str>]) -> Option<Vec<u8>> {
     out
 }
 
-/// JSON when it parses, else the text (so `require` can still compare it).
-pub fn parse_body(body: &[u8]) -> Value {
-    // Some servers (.NET, PowerShell) start JSON with a byte-order mark, which is no text.
-    let json = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body);
-    serde_json::from_slice(json)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+/// JSON when it parses, else the text (so `require` can still compare it). The bytes are read
+/// in the charset the answer's `Content-Type` names, else as UTF-8: legacy Korean servers answer
+/// in EUC-KR and say so (`application/json; charset=euc-kr`). Bytes that are not text in that
+/// charset become U+FFFD, so the numbers and ASCII of such an answer are still read.
+pub fn parse_body(body: &[u8], content_type: Option<&str>) -> Value {
+    let encoding = content_type
+        .and_then(charset)
+        .and_then(encoding)
+        .unwrap_or(encoding_rs::UTF_8);
+    // Also drops a byte-order mark, which some servers (.NET, PowerShell) put before JSON.
+    let (text, _) = encoding.decode_with_bom_removal(body);
+    match serde_json::from_str(&text) {
+        Ok(json) => json,
+        Err(_) => Value::String(text.into_owned()),
+    }
+}
+
+/// The encoding a charset label names: the web's labels, and the names Java and Windows
+/// servers give the same Korean code page (WHATWG's EUC-KR is that superset, code page 949).
+fn encoding(label: &str) -> Option<&'static encoding_rs::Encoding> {
+    encoding_rs::Encoding::for_label(label.as_bytes()).or_else(|| {
+        ["cp949", "ms949", "uhc"]
+            .iter()
+            .any(|k| label.eq_ignore_ascii_case(k))
+            .then_some(encoding_rs::EUC_KR)
+    })
+}
+
+/// The `charset` parameter of a `Content-Type` value, unquoted.
+fn charset(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"'))
+    })
 }
 
 /// Names the cause the way an operator debugs it: refused, DNS, timeout.
@@ -440,5 +475,41 @@ mod tests {
             Some(&b"******"[..])
         );
         assert_eq!(masked(b"no secret here", &secrets), None);
+    }
+
+    #[test]
+    fn bodies_are_read_in_the_charset_their_content_type_names() {
+        let (euc_kr, _, _) = encoding_rs::EUC_KR.encode(r#"{"reason":"재고 없음","left":0}"#);
+        let want = serde_json::json!({"reason": "재고 없음", "left": 0});
+        for ct in [
+            "application/json; charset=euc-kr",
+            "application/json;charset=\"EUC-KR\"",
+            "text/plain; format=x; Charset=cp949",
+        ] {
+            assert_eq!(parse_body(&euc_kr, Some(ct)), want, "{ct}");
+        }
+        // Named nowhere (or unknown): UTF-8, with what is not UTF-8 as U+FFFD; the numbers and
+        // ASCII of the answer are still read.
+        for ct in [
+            None,
+            Some("application/json"),
+            Some("application/json; charset=nope"),
+        ] {
+            let body = parse_body(&euc_kr, ct);
+            assert_eq!(body["left"], 0, "{ct:?}");
+            assert!(
+                body["reason"].as_str().unwrap().contains('\u{fffd}'),
+                "{ct:?}"
+            );
+        }
+        // A byte-order mark before JSON; text stays text.
+        assert_eq!(
+            parse_body("\u{feff}{\"a\":1}".as_bytes(), None),
+            serde_json::json!({"a": 1})
+        );
+        assert_eq!(
+            parse_body(b"not json", Some("text/plain; charset=utf-8")),
+            Value::String("not json".into())
+        );
     }
 }

@@ -248,12 +248,14 @@ fn capped(reason: String) -> String {
 }
 
 /// The merchant's own reason from a refusing confirm handler (`reason` for V1 style,
-/// `errorMessage` for V2 style; a blank one is no reason), capped.
+/// `errorMessage` for V2 style), capped. A blank one is no reason, and neither is one that was
+/// not text in the answer's charset (U+FFFD where bytes could not be read, such as EUC-KR sent
+/// without `charset=euc-kr`): the buyer would see mojibake, so the rule's reason is shown.
 fn merchant_reason(body: &Value) -> Option<String> {
     let reason = ["reason", "errorMessage"].iter().find_map(|k| {
         body.get(k)
             .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
+            .filter(|s| !s.trim().is_empty() && !s.contains(char::REPLACEMENT_CHARACTER))
     })?;
     Some(capped(reason.to_owned()))
 }

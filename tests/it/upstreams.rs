@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing;
 use axum::{Json, Router};
 use confirm_proxy::server::Config;
@@ -76,11 +77,34 @@ async fn shop() -> MockUpstream {
                 }),
             )
             .route(
+                "/confirm-euc-kr",
+                routing::post(|| async {
+                    euc_kr_refusal(Some("application/json; charset=euc-kr"))
+                }),
+            )
+            .route(
+                "/confirm-euc-kr-unsaid",
+                routing::post(|| async { euc_kr_refusal(Some("application/json")) }),
+            )
+            .route(
                 "/confirm-bare",
                 routing::post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
             ),
     )
     .await
+}
+
+/// A legacy confirm handler's refusal in EUC-KR, with `content_type`.
+fn euc_kr_refusal(content_type: Option<&'static str>) -> axum::response::Response {
+    let (body, _, _) = encoding_rs::EUC_KR.encode(r#"{"reason":"품절된 상품입니다"}"#);
+    let mut answer = (StatusCode::CONFLICT, body.into_owned()).into_response();
+    answer.headers_mut().remove("content-type");
+    if let Some(ct) = content_type {
+        answer
+            .headers_mut()
+            .insert("content-type", ct.parse().expect("a header value"));
+    }
+    answer
 }
 
 fn rules_with(shop_url: &str, settings: &str, rules: &str) -> Rules {
@@ -364,6 +388,10 @@ async fn forward_refusals_carry_the_merchants_reason() {
         ("/confirm-reason", "기존 서버가 거절했습니다"),
         ("/confirm-errormessage", "V2 방식 거절"),
         ("/confirm-bare", "기존 확인 실패"),
+        // Read in the charset the answer names.
+        ("/confirm-euc-kr", "품절된 상품입니다"),
+        // Not said: unreadable bytes, so the buyer sees the rule's reason, not mojibake.
+        ("/confirm-euc-kr-unsaid", "기존 확인 실패"),
     ] {
         rules.write(
             "default.yaml",
