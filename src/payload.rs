@@ -144,6 +144,12 @@ pub enum PayloadError {
     TooDeep,
     #[error("요청 본문이 올바른 form-urlencoded 형식이 아닙니다")]
     InvalidForm,
+    /// A UTF-8 byte-order mark before the body (a file saved by some Windows editors and sent
+    /// with `curl -d @file`): read as no JSON and no form, it would be refused as an unknown
+    /// format, which is no help. Not skipped: a `forward` passes the bytes on, and parsers
+    /// disagree about it (JavaScript's `JSON.parse` refuses it).
+    #[error("요청 본문이 BOM(U+FEFF)으로 시작합니다: BOM 없이 보내 주세요")]
+    ByteOrderMark,
     #[error("요청 본문이 JSON 객체가 아닙니다")]
     NotAnObject,
     /// A JSON text sent as `application/x-www-form-urlencoded` (what `curl -d` does unless told
@@ -320,6 +326,9 @@ fn parse_full(
     body: &[u8],
     raw: impl FnOnce() -> bytes::Bytes,
 ) -> Result<Parsed, PayloadError> {
+    if body.starts_with("\u{feff}".as_bytes()) {
+        return Err(PayloadError::ByteOrderMark);
+    }
     match encoding {
         Encoding::Json => parse_json_body(body, raw),
         Encoding::Form => {

@@ -263,6 +263,24 @@ fn a_compressed_body_is_refused_naming_its_coding() {
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
 #[test]
+fn a_body_after_a_byte_order_mark_is_refused_saying_so() {
+    let mut body = "\u{feff}".as_bytes().to_vec();
+    body.extend_from_slice(br#"{"imp_uid":"imp_1","merchant_uid":"order-1","amount":5000}"#);
+    for ct in [JSON, None, FORM] {
+        assert_eq!(
+            parse(ct, &body).unwrap_err(),
+            PayloadError::ByteOrderMark,
+            "{ct:?}"
+        );
+    }
+    let form = "\u{feff}imp_uid=imp_1&merchant_uid=order-1&amount=5000";
+    assert_eq!(
+        parse(FORM, form.as_bytes()).unwrap_err(),
+        PayloadError::ByteOrderMark
+    );
+}
+
+#[test]
 fn extra_type_and_data_never_make_a_v1_request_ignored() {
     // The audited fail-open: this used to be answered "ignored" (200, no rules run).
     for message_type in ["custom", "Transaction.Cancelled", "Transaction.Confirm"] {
