@@ -29,6 +29,7 @@
 //! ends with at least half left, and one reached later waits for nothing: shadow rules never
 //! take from the enforced rules after them more than what is left beyond half the deadline.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -77,6 +78,20 @@ pub fn answer_by(settings: &Settings, started: tokio::time::Instant) -> tokio::t
     started + settings.deadline - margin
 }
 
+/// The refusal of a request whose check could not complete (`on_error: reject`), naming
+/// `rule` when one decided.
+pub fn error_refusal(
+    settings: &Settings,
+    req: &ConfirmRequest,
+    rule: Option<Arc<str>>,
+) -> Decision {
+    Decision::reject(
+        settings.reject_status,
+        settings.error_reason.render(req, None),
+        rule,
+    )
+}
+
 /// Evaluates `ruleset` for `req`. Always returns within the ruleset's deadline.
 pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>) -> Decision {
     let deadline = answer_by(&ruleset.settings, ctx.started);
@@ -89,7 +104,6 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         trace: Vec::with_capacity(ruleset.rules.len()),
         shadow: Vec::new(),
         current: None,
-        answer: None,
     };
     // Waiting for an upstream, the timer ends the evaluation; Rhai runs without yielding, so
     // between rules and after a failed check the evaluation looks at the clock itself (`None`).
@@ -116,8 +130,6 @@ struct Run<'a, 'c> {
     shadow: Vec<ShadowOutcome>,
     /// The index of the rule being evaluated and when it started, so a deadline can name it.
     current: Option<(usize, Instant)>,
-    /// The upstream answer the current rule read, for its trace.
-    answer: Option<UpstreamAnswer>,
 }
 
 impl Run<'_, '_> {
@@ -129,7 +141,6 @@ impl Run<'_, '_> {
         if tokio::time::Instant::now() >= self.deadline {
             return None;
         }
-        let settings = &self.ruleset.settings;
         let mut prefetches = self.start_prefetches();
         let mut scope = if self.ruleset.uses_rhai {
             RequestScope::new(self.req, self.ctx.now, self.ruleset.uses_payload)
@@ -156,79 +167,93 @@ impl Run<'_, '_> {
                 self.current = None;
                 return None;
             }
-            let verdict = match self.guard(rule, &mut scope) {
+            let (verdict, answer) = match self.guard(rule, &mut scope) {
                 Ok(true) => {
                     // The handle stays in `prefetches` so a deadline cancels the call being
                     // awaited too (dropping a JoinHandle would only detach it).
                     let prefetched = prefetches.0.get_mut(i).and_then(Option::as_mut);
-                    let (verdict, answer) = self.check(rule, &mut scope, prefetched).await;
-                    self.answer = answer;
-                    verdict
+                    self.check(rule, &mut scope, prefetched).await
                 }
                 Ok(false) => {
-                    started = self.record(rule, Outcome::Skipped, started, None, None);
+                    started = self.record(rule, Outcome::Skipped, started, None, None, None);
                     continue;
                 }
-                Err(e) => Verdict::Error(e),
+                Err(e) => (Verdict::Error(e), None),
             };
             self.current = None;
-            let shadow = rule.mode == Mode::Shadow;
-            started = match verdict {
-                Verdict::Pass => self.record(rule, Outcome::Pass, started, None, None),
-                Verdict::Approve if shadow => {
-                    self.shadow.push(ShadowOutcome {
-                        rule: rule.name.clone(),
-                        outcome: Outcome::Approve,
-                        reason: None,
-                    });
-                    self.record(rule, Outcome::ShadowApprove, started, None, None)
-                }
-                Verdict::Approve => {
-                    self.record(rule, Outcome::Approve, started, None, None);
-                    return Some(Decision::approve(Some(rule.name.clone())));
-                }
-                Verdict::Refuse(reason) if shadow => {
-                    self.shadow.push(ShadowOutcome {
-                        rule: rule.name.clone(),
-                        outcome: Outcome::Reject,
-                        reason: Some(reason.clone()),
-                    });
-                    self.record(rule, Outcome::ShadowReject, started, Some(reason), None)
-                }
-                Verdict::Refuse(reason) => {
-                    self.record(rule, Outcome::Reject, started, Some(reason.clone()), None);
-                    return Some(Decision::reject(
-                        settings.reject_status,
-                        reason,
-                        Some(rule.name.clone()),
-                    ));
-                }
-                Verdict::Error(cause) => {
-                    tracing::warn!(decision_id = self.ctx.decision_id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
-                    let ended =
-                        self.record(rule, Outcome::Error, started, None, Some(cause.clone()));
-                    if shadow {
-                        self.shadow.push(ShadowOutcome {
-                            rule: rule.name.clone(),
-                            outcome: Outcome::Error,
-                            reason: None,
-                        });
-                    } else if tokio::time::Instant::now() >= self.deadline {
-                        // A check stopped by the deadline (Rhai given no time left) is the
-                        // deadline's business, not the rule's own `on_error`.
-                        return Some(self.past_deadline(Some(rule)));
-                    } else if rule.on_error.unwrap_or(settings.on_error) == OnError::Reject {
-                        return Some(Decision::reject(
-                            settings.reject_status,
-                            settings.error_reason.render(self.req, None),
-                            Some(rule.name.clone()),
-                        ));
-                    }
-                    ended
-                }
-            };
+            match self.conclude(rule, verdict, answer, started) {
+                ControlFlow::Continue(ended) => started = ended,
+                ControlFlow::Break(decision) => return Some(decision),
+            }
         }
         Some(Decision::approve(None))
+    }
+
+    /// Traces what `rule`'s check concluded and whether that decides the request; if it does
+    /// not, evaluation goes on from when the rule ended.
+    fn conclude(
+        &mut self,
+        rule: &Rule,
+        verdict: Verdict,
+        answer: Option<UpstreamAnswer>,
+        started: Instant,
+    ) -> ControlFlow<Decision, Instant> {
+        if let Verdict::Error(cause) = &verdict {
+            tracing::warn!(decision_id = self.ctx.decision_id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
+        }
+        if rule.mode == Mode::Shadow {
+            // Traced and counted, never deciding.
+            let (traced, outcome, reason, error) = match verdict {
+                Verdict::Pass => {
+                    let ended = self.record(rule, Outcome::Pass, started, answer, None, None);
+                    return ControlFlow::Continue(ended);
+                }
+                Verdict::Approve => (Outcome::ShadowApprove, Outcome::Approve, None, None),
+                Verdict::Refuse(reason) => {
+                    (Outcome::ShadowReject, Outcome::Reject, Some(reason), None)
+                }
+                Verdict::Error(cause) => (Outcome::Error, Outcome::Error, None, Some(cause)),
+            };
+            self.shadow.push(ShadowOutcome {
+                rule: rule.name.clone(),
+                outcome,
+                reason: reason.clone(),
+            });
+            return ControlFlow::Continue(
+                self.record(rule, traced, started, answer, reason, error),
+            );
+        }
+        let settings = &self.ruleset.settings;
+        match verdict {
+            Verdict::Pass => {
+                ControlFlow::Continue(self.record(rule, Outcome::Pass, started, answer, None, None))
+            }
+            Verdict::Approve => {
+                self.record(rule, Outcome::Approve, started, answer, None, None);
+                ControlFlow::Break(Decision::approve(Some(rule.name.clone())))
+            }
+            Verdict::Refuse(reason) => {
+                let traced = Some(reason.clone());
+                self.record(rule, Outcome::Reject, started, answer, traced, None);
+                ControlFlow::Break(Decision::reject(
+                    settings.reject_status,
+                    reason,
+                    Some(rule.name.clone()),
+                ))
+            }
+            Verdict::Error(cause) => {
+                let ended = self.record(rule, Outcome::Error, started, answer, None, Some(cause));
+                if tokio::time::Instant::now() >= self.deadline {
+                    // A check stopped by the deadline (Rhai given no time left) is the
+                    // deadline's business, not the rule's own `on_error`.
+                    ControlFlow::Break(self.past_deadline(Some(rule)))
+                } else if rule.on_error.unwrap_or(settings.on_error) == OnError::Reject {
+                    ControlFlow::Break(error_refusal(settings, self.req, Some(rule.name.clone())))
+                } else {
+                    ControlFlow::Continue(ended)
+                }
+            }
+        }
     }
 
     /// The deadline passed while `current` was being evaluated (or about to be): it is traced
@@ -273,20 +298,17 @@ impl Run<'_, '_> {
             .map(|rule| rule.name.clone());
         match settings.on_error {
             OnError::Approve => Decision::approve(name),
-            OnError::Reject => Decision::reject(
-                settings.reject_status,
-                settings.error_reason.render(self.req, None),
-                name,
-            ),
+            OnError::Reject => error_refusal(settings, self.req, name),
         }
     }
 
-    /// Traces one rule; returns when it ended.
+    /// Traces one rule, with the upstream answer it read; returns when it ended.
     fn record(
         &mut self,
         rule: &Rule,
         outcome: Outcome,
         started: Instant,
+        upstream: Option<UpstreamAnswer>,
         reason: Option<String>,
         error: Option<String>,
     ) -> Instant {
@@ -294,7 +316,7 @@ impl Run<'_, '_> {
         self.trace.push(RuleTrace {
             rule: rule.name.clone(),
             outcome,
-            upstream: self.answer.take(),
+            upstream,
             ms: millis(ended.saturating_duration_since(started)),
             reason,
             error,

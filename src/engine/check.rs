@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 
 use super::{fetch_call, Run};
 use crate::decision::UpstreamAnswer;
-use crate::rules::{Check, Expr, Fetch, Health, Mode, Rule};
+use crate::rules::{Check, Expr, Fetch, Forward, Health, Mode, Rule};
 use crate::script::{self, RequestScope, ScriptVerdict, TimeLeft};
 use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse, MAX_RESPONSE_BYTES};
 
@@ -65,29 +65,25 @@ impl Run<'_, '_> {
         prefetched: Option<&mut JoinHandle<Result<UpstreamResponse, UpstreamError>>>,
     ) -> (Verdict, Option<UpstreamAnswer>) {
         let reason = || rule.reason.render(self.req, None);
+        let pass_if = |ok: bool| {
+            if ok {
+                Verdict::Pass
+            } else {
+                Verdict::Refuse(reason())
+            }
+        };
         let verdict = match &rule.check {
             Check::Approve => Verdict::Approve,
             Check::Amount { min, max } => {
                 let amount = self.req.amount.value();
-                let ok = min.is_none_or(|m| amount >= m) && max.is_none_or(|m| amount <= m);
-                if ok {
-                    Verdict::Pass
-                } else {
-                    Verdict::Refuse(reason())
-                }
+                pass_if(min.is_none_or(|m| amount >= m) && max.is_none_or(|m| amount <= m))
             }
             Check::Window { from, until } => {
                 let now = self.ctx.now;
-                let ok = from.is_none_or(|f| now >= f) && until.is_none_or(|u| now < u);
-                if ok {
-                    Verdict::Pass
-                } else {
-                    Verdict::Refuse(reason())
-                }
+                pass_if(from.is_none_or(|f| now >= f) && until.is_none_or(|u| now < u))
             }
             Check::Require(expr) => match self.test(rule, expr, scope, None) {
-                Ok(true) => Verdict::Pass,
-                Ok(false) => Verdict::Refuse(reason()),
+                Ok(ok) => pass_if(ok),
                 Err(e) => Verdict::Error(expr.error_at("require", &e)),
             },
             Check::Script { path, ast } => {
@@ -115,64 +111,79 @@ impl Run<'_, '_> {
                     up.name
                 )),
             },
-            Check::Fetch(f) => {
-                let result = match prefetched {
-                    Some(handle) => match self.wait(rule, handle).await {
-                        Some(joined) => joined.unwrap_or_else(|e| {
-                            Err(UpstreamError::Other(format!("fetch task ended: {e}")))
-                        }),
-                        None => return (self.cut_off(), None),
-                    },
-                    None if self.past_shadow_cutoff(rule) => return (self.cut_off(), None),
-                    None => {
-                        let call = match fetch_call(f, self.req) {
-                            Ok(call) => self.ctx.upstreams.call(f.upstream.clone(), call),
-                            Err(e) => return (Verdict::Error(e), None),
-                        };
-                        match self.wait(rule, call).await {
-                            Some(result) => result,
-                            None => return (self.cut_off(), None),
-                        }
-                    }
-                };
-                let answer = result.as_ref().ok().map(UpstreamAnswer::from);
-                return (self.fetched(rule, f, scope, result), answer);
-            }
-            Check::Forward(_) if self.past_shadow_cutoff(rule) => return (self.cut_off(), None),
-            Check::Forward(fw) => {
-                let mut headers = http::HeaderMap::new();
-                // SPEC §9: the request's own, `application/json` when it had none.
-                let ct = self
-                    .ctx
-                    .original
-                    .content_type
-                    .clone()
-                    .unwrap_or(http::HeaderValue::from_static("application/json"));
-                headers.insert(http::header::CONTENT_TYPE, ct);
-                // Every line as received, in order (`append`, not `insert`): unchanged.
-                for (k, v) in &self.ctx.original.webhook_headers {
-                    headers.append(k.clone(), v.clone());
-                }
-                let call = HttpCall {
-                    method: http::Method::POST,
-                    path_and_query: fw.path.clone(),
-                    headers,
-                    body: Some(self.ctx.original.body.clone()),
-                };
-                let call = self.ctx.upstreams.call(fw.upstream.clone(), call);
-                let Some(result) = self.wait(rule, call).await else {
-                    return (self.cut_off(), None);
-                };
-                let answer = result.as_ref().ok().map(UpstreamAnswer::from);
-                let verdict = match result {
-                    Ok(r) if r.status == 200 => Verdict::Pass,
-                    Ok(r) => Verdict::Refuse(merchant_reason(&r.body).unwrap_or_else(reason)),
-                    Err(e) => Verdict::Error(format!("forward to {}: {e}", fw.upstream.name)),
-                };
-                return (verdict, answer);
-            }
+            Check::Fetch(f) => return self.fetch(rule, f, scope, prefetched).await,
+            Check::Forward(fw) => return self.forward(rule, fw).await,
         };
         (verdict, None)
+    }
+
+    /// A `fetch`: its answer (prefetched for a GET, called now otherwise) applied by
+    /// [`Self::fetched`], and the answer for the trace.
+    async fn fetch(
+        &self,
+        rule: &Rule,
+        f: &Fetch,
+        scope: &mut RequestScope,
+        prefetched: Option<&mut JoinHandle<Result<UpstreamResponse, UpstreamError>>>,
+    ) -> (Verdict, Option<UpstreamAnswer>) {
+        let waited = match prefetched {
+            Some(handle) => self.wait(rule, handle).await.map(|joined| {
+                joined
+                    .unwrap_or_else(|e| Err(UpstreamError::Other(format!("fetch task ended: {e}"))))
+            }),
+            None if self.past_shadow_cutoff(rule) => None,
+            None => match fetch_call(f, self.req) {
+                Ok(call) => {
+                    let call = self.ctx.upstreams.call(f.upstream.clone(), call);
+                    self.wait(rule, call).await
+                }
+                Err(e) => return (Verdict::Error(e), None),
+            },
+        };
+        let Some(result) = waited else {
+            return (self.cut_off(), None);
+        };
+        let answer = result.as_ref().ok().map(UpstreamAnswer::from);
+        (self.fetched(rule, f, scope, result), answer)
+    }
+
+    /// A `forward`: the original request to the merchant's confirm handler, whose 200 passes
+    /// and whose refusal refuses with its own reason.
+    async fn forward(&self, rule: &Rule, fw: &Forward) -> (Verdict, Option<UpstreamAnswer>) {
+        if self.past_shadow_cutoff(rule) {
+            return (self.cut_off(), None);
+        }
+        let original = self.ctx.original;
+        let mut headers = http::HeaderMap::new();
+        // SPEC §9: the request's own, `application/json` when it had none.
+        let ct = original
+            .content_type
+            .clone()
+            .unwrap_or(http::HeaderValue::from_static("application/json"));
+        headers.insert(http::header::CONTENT_TYPE, ct);
+        // Every line as received, in order (`append`, not `insert`): unchanged.
+        for (k, v) in &original.webhook_headers {
+            headers.append(k.clone(), v.clone());
+        }
+        let call = HttpCall {
+            method: http::Method::POST,
+            path_and_query: fw.path.clone(),
+            headers,
+            body: Some(original.body.clone()),
+        };
+        let call = self.ctx.upstreams.call(fw.upstream.clone(), call);
+        let Some(result) = self.wait(rule, call).await else {
+            return (self.cut_off(), None);
+        };
+        let answer = result.as_ref().ok().map(UpstreamAnswer::from);
+        let verdict = match result {
+            Ok(r) if r.status == 200 => Verdict::Pass,
+            Ok(r) => Verdict::Refuse(
+                merchant_reason(&r.body).unwrap_or_else(|| rule.reason.render(self.req, None)),
+            ),
+            Err(e) => Verdict::Error(format!("forward to {}: {e}", fw.upstream.name)),
+        };
+        (verdict, answer)
     }
 
     /// Applies a fetch result: records it in `fetched`, then `require` (or the status) decides.

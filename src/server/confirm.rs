@@ -298,8 +298,9 @@ impl AppState {
     ) -> Response {
         let (tx, rx) = oneshot::channel();
         let state = self.clone();
-        // What the answer needs should the evaluation end without one (the request is moved
-        // into the task; its reason may name the order).
+        // What the answer needs should the evaluation end without one (its reason may name
+        // the order).
+        let req = Arc::new(req);
         let (kept, ruleset, kept_req) = (seen.clone(), set.clone(), req.clone());
         self.0.evaluations.spawn(async move {
             let decision = engine::evaluate(&set, &req, &state.context(&seen, &original)).await;
@@ -320,9 +321,7 @@ impl AppState {
                     decision_id = kept.id.as_str(),
                     "evaluation ended without an answer"
                 );
-                let settings = &ruleset.settings;
-                let reason = settings.error_reason.render(&kept_req, None);
-                let decision = Decision::reject(settings.reject_status, reason, None);
+                let decision = engine::error_refusal(&ruleset.settings, &kept_req, None);
                 self.finish(&kept, decision, None)
             }
         }
