@@ -82,6 +82,9 @@ pub const MAX_TRACED_BODY: usize = 4096;
 pub struct UpstreamAnswer {
     pub status: u16,
     pub body: serde_json::Value,
+    /// Why the body is only its start (see [`UpstreamResponse`](crate::upstream::UpstreamResponse)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
 }
 
 impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
@@ -110,6 +113,7 @@ impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
         UpstreamAnswer {
             status: r.status,
             body,
+            incomplete: r.incomplete.clone(),
         }
     }
 }
@@ -227,8 +231,7 @@ mod tests {
             status: 200,
             headers: Vec::new(),
             body,
-            cut: false,
-            elapsed: std::time::Duration::ZERO,
+            incomplete: None,
         })
     }
 

@@ -229,9 +229,33 @@ fn encoding(content_type: Option<&str>) -> Result<Encoding, PayloadError> {
     }
 }
 
+/// What a request's headers say about reading its body: its codings must leave the body as
+/// it was sent, and its Content-Type, if any, is returned for [`parse`]. A Content-Type that is
+/// not even text is not one we read (and not a missing one); nor are two of them, which a
+/// merchant's parser might read the other way round.
+pub fn body_type(headers: &http::HeaderMap) -> Result<Option<&str>, PayloadError> {
+    let values = |name| {
+        headers
+            .get_all(name)
+            .into_iter()
+            .map(http::HeaderValue::as_bytes)
+    };
+    check_transfer_encoding(values(http::header::TRANSFER_ENCODING))?;
+    check_content_encoding(values(http::header::CONTENT_ENCODING))?;
+    let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
+    match (types.next().map(http::HeaderValue::to_str), types.next()) {
+        (None, _) => Ok(None),
+        (Some(Ok(ct)), None) => Ok(Some(ct)),
+        (Some(Ok(_)), Some(_)) => Err(PayloadError::UnsupportedContentType("(여러 개)".into())),
+        (Some(Err(_)), _) => Err(PayloadError::UnsupportedContentType(
+            "(텍스트가 아님)".into(),
+        )),
+    }
+}
+
 /// Checks the values of the request's `Content-Encoding` headers: a body is read only as it
 /// came, so any coding but `identity` (an empty value is none) is a 415 naming it.
-pub fn check_content_encoding<'a>(
+fn check_content_encoding<'a>(
     values: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<(), PayloadError> {
     check_codings(
@@ -243,7 +267,7 @@ pub fn check_content_encoding<'a>(
 
 /// The `Transfer-Encoding` values of a request: `chunked` (which the HTTP layer undoes) and
 /// nothing else.
-pub fn check_transfer_encoding<'a>(
+fn check_transfer_encoding<'a>(
     values: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<(), PayloadError> {
     check_codings(

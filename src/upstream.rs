@@ -18,6 +18,10 @@ pub mod canned;
 /// The status still counts; a `require` that reads the cut body says so in its error.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
+/// How soon after a GET goes out a closed connection is taken for a pooled one the upstream
+/// closed as the request was sent (and the GET sent once more): about one round trip.
+const STALE_RACE: Duration = Duration::from_millis(250);
+
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// One HTTP call to an upstream, already rendered from the rule's templates.
@@ -39,9 +43,10 @@ pub struct UpstreamResponse {
     pub headers: Vec<(String, String)>,
     /// Parsed JSON, or the text when the body is not JSON.
     pub body: Value,
-    /// The body was over [`MAX_RESPONSE_BYTES`] and `body` holds only its start.
-    pub cut: bool,
-    pub elapsed: Duration,
+    /// Why `body` holds only the start of the body, when it does: it was over
+    /// [`MAX_RESPONSE_BYTES`] (`cut at 1024 KiB`), or the upstream stopped sending it (`cut
+    /// short: timed out after 1s`). The status came whole and still counts.
+    pub incomplete: Option<String>,
 }
 
 /// Why a call got no answer. Each is an error decided by `on_error`, traced with its cause.
@@ -144,14 +149,19 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     // A pooled connection the upstream closed just as the request went out fails with nothing
     // said; a GET (free of side effects, by the rules' contract) is sent once more on a fresh
     // connection. A POST or PUT may have been acted on: never repeated.
+    // Only a failure that comes at once is that race: one that comes later is the upstream's
+    // own end to this request (it read it, then closed), and sending it again would double
+    // its time and the load on a service already in trouble. The second try has what is left
+    // of the call's timeout, so `timeout` bounds the call as a whole.
     let again = if get { req.try_clone() } else { None };
     let sent = match (req.send().await, again) {
-        (Err(e), Some(again)) if closed_under_us(&e) => {
+        (Err(e), Some(again)) if closed_under_us(&e) && started.elapsed() < STALE_RACE => {
             // Without the URL, which reqwest's text names in full: its path may hold a
             // `${VAR}` secret.
             let e = e.without_url();
             tracing::debug!(upstream = %up.name, "connection closed under the request ({e}); sending it again");
-            again.send().await
+            let left = up.timeout.saturating_sub(started.elapsed());
+            again.timeout(left).send().await
         }
         (sent, _) => sent,
     };
@@ -173,14 +183,26 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
             (k.as_str().to_owned(), value)
         })
         .collect();
+    // Once the status is in, the answer is the upstream's: a body that stops coming (closed
+    // early, or still trickling at the timeout) leaves the status to decide, as it decides a
+    // `forward` and a fetch without `require`, and a `require` on the body says what happened.
     let mut body = Vec::new();
-    let mut cut = false;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(e, up))? {
-        let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if room < chunk.len() {
-            cut = true;
-            break;
+    let mut incomplete = None;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if room < chunk.len() {
+                    incomplete = Some(format!("cut at {} KiB", MAX_RESPONSE_BYTES / 1024));
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                incomplete = Some(format!("cut short: {}", classify(e, up)));
+                break;
+            }
         }
     }
     if let Some(m) = masked(&body, &up.secrets) {
@@ -190,8 +212,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         status,
         headers,
         body: parse_body(&body, content_type.as_deref()),
-        cut,
-        elapsed: started.elapsed(),
+        incomplete,
     })
 }
 

@@ -121,6 +121,10 @@ fn trace(t: &RuleTrace, out: &mut Vec<u8>) -> serde_json::Result<()> {
         raw(out, itoa::Buffer::new().format(answer.status));
         raw(out, ",\"body\":");
         value(out, &answer.body)?;
+        if let Some(why) = &answer.incomplete {
+            raw(out, ",\"incomplete\":");
+            string(out, why);
+        }
         out.push(b'}');
     }
     if let Some(error) = &t.error {
@@ -254,6 +258,7 @@ mod tests {
                     upstream: Some(UpstreamAnswer {
                         status: 503,
                         body: json!({"error": "down\n", "n": 1.5, "list": [1, "x"]}),
+                        incomplete: Some("cut short: timed out after 1s".into()),
                     }),
                     error: Some("timeout after 1s: \"shop\"".into()),
                 },

@@ -9,7 +9,7 @@ use super::{fetch_call, Run};
 use crate::decision::UpstreamAnswer;
 use crate::rules::{Check, Expr, Fetch, Forward, Health, Mode, Rule};
 use crate::script::{self, RequestScope, ScriptVerdict, TimeLeft};
-use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse, MAX_RESPONSE_BYTES};
+use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse};
 
 /// What one rule's check concluded.
 pub(super) enum Verdict {
@@ -206,10 +206,9 @@ impl Run<'_, '_> {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Refuse(reason()),
                 Err(e) => {
-                    let cut = if resp.cut {
-                        format!(", its body cut at {} KiB", MAX_RESPONSE_BYTES / 1024)
-                    } else {
-                        not_json(&resp)
+                    let cut = match &resp.incomplete {
+                        Some(why) => format!(", its body {why}"),
+                        None => not_json(&resp),
                     };
                     Verdict::Error(expr.error_at(
                         &format!(

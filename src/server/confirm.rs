@@ -213,28 +213,9 @@ impl AppState {
                 return answer;
             }
         }
-        let encodings = headers.get_all(header::CONTENT_ENCODING).iter();
-        let transfer = headers.get_all(header::TRANSFER_ENCODING).iter();
-        if let Err(e) = payload::check_transfer_encoding(transfer.map(HeaderValue::as_bytes)) {
-            return self.refuse(&seen, e.status(), e.to_string());
-        }
-        if let Err(e) = payload::check_content_encoding(encodings.map(HeaderValue::as_bytes)) {
-            return self.refuse(&seen, e.status(), e.to_string());
-        }
-        // A Content-Type that is not even text is not one we read (and not a missing one);
-        // nor are two of them, which a merchant's parser might read the other way round.
-        let mut types = headers.get_all(header::CONTENT_TYPE).iter();
-        let content_type = match (types.next().map(HeaderValue::to_str), types.next()) {
-            (None, _) => None,
-            (Some(Ok(ct)), None) => Some(ct),
-            (Some(Ok(_)), Some(_)) => {
-                let e = payload::PayloadError::UnsupportedContentType("(여러 개)".into());
-                return self.refuse(&seen, e.status(), e.to_string());
-            }
-            (Some(Err(_)), _) => {
-                let e = payload::PayloadError::UnsupportedContentType("(텍스트가 아님)".into());
-                return self.refuse(&seen, e.status(), e.to_string());
-            }
+        let content_type = match payload::body_type(&headers) {
+            Ok(ct) => ct,
+            Err(e) => return self.refuse(&seen, e.status(), e.to_string()),
         };
         let req = match payload::parse_bytes(content_type, &bytes) {
             Ok(Parsed::Confirm(req)) => req,

@@ -226,8 +226,7 @@ impl CannedAnswer {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 body: self.body.clone(),
-                cut: false,
-                elapsed: delay,
+                incomplete: None,
             }),
             Err(CannedError::Refused) => Err(UpstreamError::Refused(host(up))),
             Err(CannedError::Dns) => Err(UpstreamError::Dns(host(up))),
@@ -554,7 +553,7 @@ health: { shop: up, pay: down }
         let start = tokio::time::Instant::now();
 
         let ok = canned.call(up.clone(), get("/a")).await.unwrap();
-        assert_eq!((ok.status, ok.elapsed), (204, Duration::from_millis(300)));
+        assert_eq!(ok.status, 204);
         assert_eq!(start.elapsed(), Duration::from_millis(300));
 
         let slow = canned.call(up.clone(), get("/slow")).await;

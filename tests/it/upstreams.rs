@@ -1002,6 +1002,113 @@ async fn a_get_on_a_connection_closed_under_it_is_sent_again() {
     server.stop().await;
 }
 
+/// An upstream speaking raw HTTP/1.1: for each request it reads the head and the body the head
+/// announces, then writes `answer` (nothing at all when empty), waits `hold` and closes the
+/// connection. Returns its URL and a count of requests read.
+async fn raw_upstream(
+    answer: &'static str,
+    hold: Duration,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = read.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 8192];
+                let whole = |got: &[u8]| {
+                    let end = got.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+                    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |n| n.trim().parse::<usize>().unwrap_or(0));
+                    (got.len() >= end + length).then_some(())
+                };
+                while whole(&got).is_none() {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if conn.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(hold).await;
+            });
+        }
+    });
+    (url, read)
+}
+
+/// A GET is sent again only when the connection closed at once (a pooled one the upstream
+/// closed as it went out): an upstream that read it and closed later gets it once, and the
+/// call takes no more than its timeout.
+#[tokio::test]
+async fn a_get_the_upstream_closed_on_later_is_not_sent_again() {
+    let (url, read) = raw_upstream("", Duration::from_millis(400)).await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{url}\", timeout: 1s }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: r, on_error: approve }}\n"
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    let a = server.confirm_json("/confirm", &v1("o-1", 5000)).await;
+    server.stop().await;
+    assert_eq!(a.status, 200, "on_error: approve decides: {:?}", a.body);
+    assert_eq!(read.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// Once the status line is in, the status decides a `forward` and a fetch without `require`,
+/// even when the body then stops coming (closed early, or trickling past the timeout): a
+/// merchant's refusal stays a refusal, not an error that `on_error: approve` would pass. The
+/// trace says what happened to the body.
+#[tokio::test]
+async fn a_refusal_whose_body_stops_coming_still_refuses() {
+    let closed_early =
+        "HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"reason\":";
+    let (closing, _) = raw_upstream(closed_early, Duration::ZERO).await;
+    let (trickling, _) = raw_upstream(closed_early, Duration::from_secs(5)).await;
+    for (url, why) in [
+        (&closing, "cut short: request failed"),
+        (&trickling, "cut short: timed out after 300ms"),
+    ] {
+        for check in [
+            "forward: { upstream: shop, path: /confirm }",
+            "fetch: { upstream: shop, method: POST, path: /reserve }",
+        ] {
+            let rules = Rules::with(
+                "default.yaml",
+                &format!(
+                    "settings: {{ on_error: approve }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 300ms }} }}\nrules:\n  - {{ name: merchant, {check}, reason: \"판매 종료\" }}\n"
+                ),
+            );
+            let (server, log) = logged(&rules).await;
+            let a = server.confirm_json("/confirm", &v1("o-1", 5000)).await;
+            let id = a.decision_id();
+            server.stop().await;
+            assert_eq!(
+                (a.status, a.reason()),
+                (409, "판매 종료"),
+                "{check} ({why})"
+            );
+            let r = record(&log, &id);
+            let upstream = &r["trace"][0]["upstream"];
+            assert_eq!(upstream["status"], 409, "{r}");
+            assert!(
+                upstream["incomplete"].as_str().unwrap().starts_with(why),
+                "{r}"
+            );
+        }
+    }
+}
+
 /// `confirm_proxy_upstream_calls_total` is how an operator sees a merchant service fail: each
 /// call is counted once, under its status class or the kind of failure.
 #[tokio::test]
