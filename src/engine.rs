@@ -265,6 +265,7 @@ impl Run<'_, '_> {
             .take()
             .map(|(i, started)| (&self.ruleset.rules[i], started));
         if let Some((rule, started)) = rule {
+            tracing::warn!(decision_id = self.ctx.decision_id, ruleset = %self.ruleset.name, rule = %rule.name, deadline = ?self.ruleset.settings.deadline, "rule check stopped by the deadline");
             self.trace.push(RuleTrace {
                 rule: rule.name.clone(),
                 outcome: Outcome::Error,
