@@ -2,7 +2,9 @@
 //! registered on the shared engine.
 
 use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Timelike};
-use rhai::{Dynamic, Engine, INT};
+use rhai::{Dynamic, Engine, FLOAT, INT};
+
+use super::numbers::exact;
 use rust_decimal::Decimal;
 
 /// Korea has no daylight saving time, so a fixed offset is exact.
@@ -37,6 +39,20 @@ pub fn format_amount_text(text: &str) -> String {
         out.push_str(f);
     }
     out
+}
+
+/// Whether `list` holds a number (integer, Decimal or float) of the value `d`.
+fn in_list(d: Decimal, list: &rhai::Array) -> bool {
+    list.iter().any(|item| {
+        let value = if let Some(n) = item.read_lock::<INT>() {
+            Some(Decimal::from(*n))
+        } else if let Some(x) = item.read_lock::<Decimal>() {
+            Some(*x)
+        } else {
+            item.read_lock::<FLOAT>().and_then(|f| exact(*f))
+        };
+        value == Some(d)
+    })
 }
 
 /// Functions of Rhai's standard library that no rule may call, with why. The load refuses a
@@ -79,21 +95,46 @@ pub(super) fn register_helpers(engine: &mut Engine) {
             WEEKDAYS[t.weekday().num_days_from_monday() as usize]
         })
     });
+    // `amount` is an integer or a Decimal, and arithmetic with a float literal on an integer
+    // amount gives a float (`amount * 0.9`): each helper that takes a number takes all three,
+    // so a rule does not work for one amount and fail for the next.
     engine.register_fn("format_amount", |n: INT| format_amount_text(&n.to_string()));
     engine.register_fn("format_amount", |d: Decimal| {
-        format_amount_text(&d.to_string())
+        // `normalize`: 45000.450 (from arithmetic) is shown as 45,000.45.
+        format_amount_text(&d.normalize().to_string())
     });
+    engine.register_fn("format_amount", |f: FLOAT| match exact(f) {
+        Some(d) => format_amount_text(&d.normalize().to_string()),
+        None => f.to_string(),
+    });
+    // Rounding an integer amount is the amount itself; Rhai has these for Decimals and floats.
+    for name in ["round", "floor", "ceiling"] {
+        engine.register_fn(name, |n: INT| n);
+    }
     engine.register_fn("one_of", |x: &str, list: rhai::Array| {
         list.iter().any(|item| {
             item.read_lock::<rhai::ImmutableString>()
                 .is_some_and(|s| s.as_str() == x)
         })
     });
+    // Numbers are in a list when one of its numbers has the same value (1000 and 1000.0 too).
+    engine.register_fn("one_of", |n: INT, list: rhai::Array| {
+        in_list(Decimal::from(n), &list)
+    });
+    engine.register_fn("one_of", |d: Decimal, list: rhai::Array| in_list(d, &list));
+    engine.register_fn("one_of", |f: FLOAT, list: rhai::Array| {
+        exact(f).is_some_and(|d| in_list(d, &list))
+    });
     // An absent field (`store_id` of a V1 payment, `payload.coupon` not sent) is `()`: it is
     // blank and in no list, rather than a "function not found" error decision.
     engine.register_fn("one_of", |_: (), _: rhai::Array| false);
     engine.register_fn("is_blank", |s: &str| s.trim().is_empty());
     engine.register_fn("is_blank", |_: ()| true);
+    // A number or a flag is a value, not blank (`is_blank(payload.count)` with a number sent).
+    engine.register_fn("is_blank", |_: INT| false);
+    engine.register_fn("is_blank", |_: Decimal| false);
+    engine.register_fn("is_blank", |_: FLOAT| false);
+    engine.register_fn("is_blank", |_: bool| false);
     // An expression cannot `throw`; this makes "cannot tell" an error (-> on_error) rather than
     // a refusal with the rule's reason: `if response.status == 200 { … } else { fail("…") }`.
     engine.register_fn(
@@ -163,6 +204,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("stock API answered 401"), "{e}");
+        // Numbers of every kind: an integer amount, arithmetic with a float on it (a float), a
+        // Decimal from arithmetic on a fractional one.
+        assert_eq!(
+            eval_expr(
+                r#"format_amount(amount) == "50,000" && format_amount(amount * 0.9) == "45,000" && format_amount(1000.50) == "1,000.5" && format_amount(amount + 0.45) == "50,000.45""#,
+                V1
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_expr(
+                r#"amount.round() == 50000 && amount.floor() == 50000 && amount.ceiling() == 50000 && one_of(amount, [1, 50000]) && one_of(amount, [50000.0]) && !one_of(amount, ["50000"]) && one_of(amount * 1.5, [75000]) && !is_blank(amount) && !is_blank(true)"#,
+                V1
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            eval_expr(
+                r#"format_amount(amount * 9 / 10) == "45,000.45" && one_of(amount, [50000.5]) && !one_of(amount, [50000]) && amount.round() == 50000"#,
+                r#"{"imp_uid":"i","merchant_uid":"m","amount":50000.50}"#
+            ),
+            Ok(true)
+        );
         assert_eq!(format_amount_text("1234567"), "1,234,567");
         assert_eq!(format_amount_text("100"), "100");
         assert_eq!(format_amount_text("1000.5"), "1,000.5");

@@ -50,7 +50,7 @@ pub(super) fn register(engine: &mut Engine) {
 /// The float as written: its shortest round-trip representation (what `Display` prints), as a
 /// `Decimal`. `None` for NaN, infinities, and values beyond `Decimal`'s range (about 7.9e28)
 /// or precision (28 decimal places).
-fn exact(f: FLOAT) -> Option<Decimal> {
+pub(super) fn exact(f: FLOAT) -> Option<Decimal> {
     if !f.is_finite() {
         return None;
     }
