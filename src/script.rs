@@ -215,6 +215,10 @@ impl ScriptEngine {
         self.engine
             .compile_with_scope(&compile_scope(&[]), src)
             .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
+            .and_then(|ast| match lint::no_result(&ast) {
+                Some((message, at)) => Err(compile_error(message, at, "")),
+                None => Ok(ast),
+            })
             .and_then(|ast| self.linted(ast))
     }
 
@@ -554,7 +558,10 @@ pub(crate) mod tests {
     #[test]
     fn script_return_conventions() {
         assert_eq!(run_script("true"), Ok(ScriptVerdict::Pass));
-        assert_eq!(run_script("let x = 1;"), Ok(ScriptVerdict::Pass));
+        assert_eq!(
+            run_script("if amount < 0 { \"x\" }"),
+            Ok(ScriptVerdict::Pass)
+        );
         assert_eq!(run_script("false"), Ok(ScriptVerdict::Refuse(None)));
         assert_eq!(
             run_script(r#"if amount > 1000 { "한도 초과: " + format_amount(amount) + "원" }"#),

@@ -94,12 +94,12 @@ impl Run<'_, '_> {
                 {
                     Ok(ScriptVerdict::Pass) => Verdict::Pass,
                     Ok(ScriptVerdict::Refuse(None)) => Verdict::Refuse(reason()),
-                    // A blank string says nothing to the buyer (a blank `reason` does not
-                    // load): the rule's reason stands in. A long one is capped.
-                    Ok(ScriptVerdict::Refuse(Some(r))) if r.trim().is_empty() => {
-                        Verdict::Refuse(reason())
-                    }
-                    Ok(ScriptVerdict::Refuse(Some(r))) => Verdict::Refuse(capped(r)),
+                    // A long string is capped; one that is blank as the buyer would see it
+                    // says nothing (a blank `reason` does not load): the rule's reason stands in.
+                    Ok(ScriptVerdict::Refuse(Some(r))) => match shown(r) {
+                        Some(r) => Verdict::Refuse(r),
+                        None => Verdict::Refuse(reason()),
+                    },
                     Err(e) => Verdict::Error(e.at(path)),
                 }
             }
@@ -262,12 +262,18 @@ fn capped(reason: String) -> String {
 /// not text in the answer's charset (U+FFFD where bytes could not be read, such as EUC-KR sent
 /// without `charset=euc-kr`): the buyer would see mojibake, so the rule's reason is shown.
 fn merchant_reason(body: &Value) -> Option<String> {
-    let reason = ["reason", "errorMessage"].iter().find_map(|k| {
+    ["reason", "errorMessage"].iter().find_map(|k| {
         body.get(k)
             .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty() && !s.contains(char::REPLACEMENT_CHARACTER))
-    })?;
-    Some(capped(reason.to_owned()))
+            .filter(|s| !s.contains(char::REPLACEMENT_CHARACTER))
+            .and_then(|s| shown(s.to_owned()))
+    })
+}
+
+/// `reason` as the buyer would see it ([`capped`]), or `None` when that is blank (only spaces,
+/// control or text-direction characters).
+fn shown(reason: String) -> Option<String> {
+    Some(capped(reason)).filter(|r| !r.trim().is_empty())
 }
 
 /// Why a text answer is text, for the error of a `require` that read it as JSON: a

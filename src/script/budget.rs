@@ -223,7 +223,7 @@ mod tests {
         }
         // Catching ordinary errors still works.
         assert_eq!(
-            run_script(r#"try { [1].reduce(|s, x| throw "ordinary", 0) } catch { true }"#),
+            run_script(r#"try { [1].reduce(|s, x| throw "ordinary", 0) } catch { return true; }"#),
             Ok(ScriptVerdict::Pass)
         );
     }

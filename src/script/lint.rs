@@ -464,6 +464,41 @@ pub(super) fn not_a_condition(ast: &AST) -> Option<(String, Position)> {
     ))
 }
 
+/// Why a script file would pass every payment whatever it checks: it is empty (blank lines and
+/// comments only: a save that emptied it must not approve everything), or it ends with a
+/// statement that gives no value (`let ok = amount <= 1000000;`, an assignment), or with a
+/// `try`/`catch` with an empty block. Rhai's optimiser drops a constant at the end of a `try`
+/// or `catch` block (`catch (e) { "재고 확인 실패" }` passes the payment), which leaves the
+/// block empty, so an empty one is taken for that.
+pub(super) fn no_result(ast: &AST) -> Option<(String, Position)> {
+    const FIX: &str = "end it with the value to return (true, false or a reason), e.g. let ok = amount <= 1000000; ok";
+    let Some(last) = ast.statements().last() else {
+        return Some((
+            "the script is empty (nothing but blank lines, comments, or code that can never do anything): it would pass every payment; write its check, or remove the rule".into(),
+            Position::new(1, 1),
+        ));
+    };
+    match last {
+        Stmt::Var(var, ..) => Some((
+            format!("the script ends with `let`/`const` {}, which gives no value, so it would pass every payment: {FIX}", var.0.name),
+            last.position(),
+        )),
+        Stmt::Assignment(a) => Some((
+            format!("the script ends with an assignment, which gives no value, so it would pass every payment: {FIX}"),
+            a.1.lhs.position(),
+        )),
+        Stmt::TryCatch(blocks, at) => {
+            (blocks.body.statements().is_empty() || blocks.branch.statements().is_empty()).then(|| {
+                (
+                    "a try/catch that ends the script must `return` its result: a plain string or true/false at the end of its block is dropped, and an empty block passes the payment; e.g. catch (e) { return \"재고를 확인하지 못했습니다\"; }".into(),
+                    *at,
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::script::ScriptEngine;
@@ -553,6 +588,51 @@ mod tests {
                 engine.compile_expression(fine, &["response"])
             };
             compiled.unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
+    }
+
+    /// A script that gives no value passes every payment, whatever it checks: an emptied one,
+    /// one ending with `let` or an assignment, a `try`/`catch` whose value Rhai drops.
+    #[test]
+    fn a_script_without_a_result_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        for (src, starts, line, column) in [
+            ("", "the script is empty", 1, 1),
+            ("// limit\n\n", "the script is empty", 1, 1),
+            (
+                "let ok = amount <= 1000000;\n",
+                "the script ends with `let`/`const` ok",
+                1,
+                1,
+            ),
+            (
+                "let ok = true;\nok = amount <= 1000000;",
+                "the script ends with an assignment",
+                2,
+                1,
+            ),
+            (
+                "try {\n  fail(\"x\")\n} catch (e) {\n  \"재고 확인 실패\"\n}",
+                "a try/catch that ends the script must `return` its result",
+                1,
+                1,
+            ),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert!(e.message.starts_with(starts), "{src}: {}", e.message);
+            assert_eq!((e.line, e.column), (line, column), "{src}");
+        }
+        for fine in [
+            "amount <= 1000000;",
+            "let ok = amount <= 1000000; ok",
+            "if amount > 1000000 { \"한도 초과\" }",
+            "for x in [1] { if x == amount { return \"x\"; } }",
+            "try { fail(\"x\") } catch (e) { return \"c\"; }",
+            "try { amount <= 1000 } catch (e) { return \"c\"; }",
+        ] {
+            engine
+                .compile_script(fine)
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
         }
     }
 

@@ -266,7 +266,7 @@ mod tests {
             assert!(err.message.to_lowercase().contains(message), "{src}: {err}");
             assert_eq!(request_vars(&scope), before, "{src}");
         }
-        let ast = engine.compile_script("\n amount = 1;").unwrap();
+        let ast = engine.compile_script("\n amount = 1; true").unwrap();
         let err = engine.eval_script(&scope, &ast, FULL).unwrap_err();
         assert_eq!(
             err.to_string(),

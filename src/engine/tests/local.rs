@@ -436,7 +436,7 @@ rules:
   - { name: limit, script: scripts/limit.rhai, reason: "rule reason" }
 "#,
         &[
-            ("scripts/unit.rhai", "let x = 1;"),
+            ("scripts/unit.rhai", "let x = 1; ()"),
             ("scripts/yes.rhai", "amount > 0"),
             (
                 "scripts/limit.rhai",
@@ -467,10 +467,13 @@ async fn script_reasons_are_never_blank_and_capped() {
 rules:
   - { name: blank, when: 'order_id == "b"', script: scripts/blank.rhai, reason: "rule reason" }
   - { name: empty, when: 'order_id == "e"', script: scripts/empty.rhai }
+  - { name: unseen, when: 'order_id == "u"', script: scripts/unseen.rhai, reason: "rule reason" }
   - { name: long, script: scripts/long.rhai }
 "#,
         &[
             ("scripts/blank.rhai", r#""  ""#),
+            // Blank as the buyer would see it: controls and text-direction marks are left out.
+            ("scripts/unseen.rhai", r#"" \u202e\x07\u2066\u2069\t""#),
             ("scripts/empty.rhai", r#""""#),
             ("scripts/long.rhai", r#"let s = "가"; s.pad(5000, '나'); s"#),
         ],
@@ -479,6 +482,8 @@ rules:
     assert_eq!(summary(&d), refused("rule reason", "blank"));
     let d = decide(&rules, &v1("e", "100")).await;
     assert_eq!(summary(&d), refused(DEFAULT_REASON, "empty"));
+    let d = decide(&rules, &v1("u", "100")).await;
+    assert_eq!(summary(&d), refused("rule reason", "unseen"));
     let d = decide(&rules, &v1("x", "100")).await;
     let reason = d.reason.unwrap();
     assert_eq!(reason.chars().count(), 501);
