@@ -294,11 +294,13 @@ pub(super) fn never_an_api(ast: &AST) -> Option<(String, Position)> {
             | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
             _ => return true,
         };
-        if call.args.len() != 2 || !matches!(call.name.as_str(), "==" | "!=") {
-            return true;
-        }
-        let (subject, s, at) = match (&call.args[0], &call.args[1]) {
-            (e, Expr::StringConstant(s, at)) | (Expr::StringConstant(s, at), e) => (e, s, *at),
+        // The subject and the strings it is compared with: `x == "a"`, `x in ["a", "b"]`
+        // (Rhai's `contains` on the list), `one_of(x, ["a", "b"])`.
+        let (subject, candidates) = match (call.name.as_str(), &call.args[..]) {
+            ("==" | "!=", [e, Expr::StringConstant(s, at)] | [Expr::StringConstant(s, at), e]) => {
+                (e, vec![(s.to_string(), *at)])
+            }
+            ("contains", [list, e]) | ("one_of", [e, list]) => (e, listed_strings(list)),
             _ => return true,
         };
         // What `subject` can be, when that is a known, closed set.
@@ -307,9 +309,12 @@ pub(super) fn never_an_api(ast: &AST) -> Option<(String, Position)> {
             Expr::FnCall(f, _) if f.name == "seoul_weekday" => &WEEKDAYS,
             _ => return true,
         };
-        if values.contains(&s.as_str()) {
+        let Some((s, at)) = candidates
+            .into_iter()
+            .find(|(s, _)| !values.contains(&s.as_str()))
+        else {
             return true;
-        }
+        };
         let what = match subject {
             Expr::FnCall(..) => "seoul_weekday(…)",
             _ => "api",
@@ -325,6 +330,33 @@ pub(super) fn never_an_api(ast: &AST) -> Option<(String, Position)> {
         false
     });
     found
+}
+
+/// The strings of an array literal, with their positions (the array's, once Rhai has folded
+/// an all-constant one into a single value).
+fn listed_strings(list: &Expr) -> Vec<(String, Position)> {
+    match list {
+        Expr::Array(items, _) => items
+            .iter()
+            .filter_map(|item| match item {
+                Expr::StringConstant(s, at) => Some((s.to_string(), *at)),
+                _ => None,
+            })
+            .collect(),
+        Expr::DynamicConstant(value, at) => value
+            .read_lock::<rhai::Array>()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| {
+                        item.read_lock::<rhai::ImmutableString>()
+                            .map(|s| (s.to_string(), *at))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 /// The known function name closest to `name`, when it is close enough to be a slip.
@@ -428,8 +460,10 @@ fn is_number(e: &Expr, numbers: &[&str]) -> bool {
             Some(Expr::Property(p, _)) if p.2 == "status"
         ),
         Expr::FnCall(call, _) => {
-            ARITHMETIC.contains(&call.name.as_str())
-                && call.args.iter().all(|a| is_number(a, numbers))
+            // The helpers that give numbers.
+            matches!(call.name.as_str(), "seoul_hour" | "seoul_minute")
+                || (ARITHMETIC.contains(&call.name.as_str())
+                    && call.args.iter().all(|a| is_number(a, numbers)))
         }
         _ => false,
     }
@@ -564,6 +598,10 @@ mod tests {
             (r#"fetched["stock"].bodyy.left > 0"#, "an upstream's answer has status, headers and body, not bodyy; did you mean body?", 1, 18),
             (r#"api == "v2""#, r#"api is never "v2": it is one of "v1", "v2-2024-01-01", "v2-2024-04-25""#, 1, 8),
             (r#""Sat" != seoul_weekday(now)"#, r#"seoul_weekday(…) is never "Sat": it is one of "mon", "tue", "wed", "thu", "fri", "sat", "sun""#, 1, 1),
+            (r#"seoul_weekday(now) in ["sat", "Sun"]"#, r#"seoul_weekday(…) is never "Sun": it is one of "mon", "tue", "wed", "thu", "fri", "sat", "sun""#, 1, 23),
+            (r#"one_of(seoul_weekday(now), ["Sat"])"#, r#"seoul_weekday(…) is never "Sat": it is one of "mon", "tue", "wed", "thu", "fri", "sat", "sun""#, 1, 28),
+            (r#"seoul_hour(now) >= "10""#, r#""10" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 1, 20),
+            (r#"api in ["v1", "v2"]"#, r#"api is never "v2": it is one of "v1", "v2-2024-01-01", "v2-2024-04-25""#, 1, 8),
         ] {
             // Expressions as a fetch's `require` (with `response`); the `fn` case is a script.
             let e = if src.starts_with("fn ") {
@@ -580,6 +618,7 @@ mod tests {
             "fn limit() { let amount = 5; amount }\namount > limit()",
             "let response = #{ code: 1 }; response.code == 1",
             r#"api == "v1" || api != "v2-2024-04-25" || seoul_weekday(now) == "sat""#,
+            r#"api in ["v1", "v2-2024-04-25"] && one_of(seoul_weekday(now), ["sat", "sun"]) && seoul_hour(now) >= 10"#,
             r#"order_id.sub_string(1) != "" && order_id.sub_string(1, 2) != """#,
         ] {
             let compiled = if fine.contains('\n') || fine.starts_with("let ") {
