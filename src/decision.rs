@@ -101,14 +101,8 @@ impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
             // record is replayed), not the start of its JSON spelling.
             serde_json::Value::String(text) if text.len() > MAX_TRACED_BODY => cut(text),
             serde_json::Value::String(_) => r.body.clone(),
-            json => {
-                let text = json.to_string();
-                if text.len() <= MAX_TRACED_BODY {
-                    r.body.clone()
-                } else {
-                    cut(&text)
-                }
-            }
+            json if !longer_than(json, MAX_TRACED_BODY) => r.body.clone(),
+            json => cut(&json.to_string()),
         };
         UpstreamAnswer {
             status: r.status,
@@ -116,6 +110,26 @@ impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
             incomplete: r.incomplete.clone(),
         }
     }
+}
+
+/// Whether `json` as text is longer than `max` bytes, found without writing it out (every
+/// answer a fetch reads is traced, and most are small).
+fn longer_than(json: &serde_json::Value, max: usize) -> bool {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            // Past `max` the writing stops with an error: the answer is known.
+            self.0 = self
+                .0
+                .checked_sub(buf.len())
+                .ok_or(std::io::ErrorKind::WriteZero)?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Count(max), json).is_err()
 }
 
 /// What a shadow rule would have done had it been enforced.
@@ -242,6 +256,13 @@ mod tests {
     fn traced_upstream_bodies_are_kept_whole_or_cut() {
         let small = serde_json::json!({"available": 3, "sku": "A-1"});
         assert_eq!(traced(small.clone()).body, small);
+        // JSON of exactly MAX_TRACED_BODY bytes is kept; one byte more is cut.
+        let pad = MAX_TRACED_BODY - r#"{"a":""}"#.len();
+        let exact = serde_json::json!({ "a": "x".repeat(pad) });
+        assert_eq!(exact.to_string().len(), MAX_TRACED_BODY);
+        assert_eq!(traced(exact.clone()).body, exact);
+        let over = serde_json::json!({ "a": "x".repeat(pad + 1) });
+        assert!(traced(over).body.is_string());
 
         // A text answer at the limit: the value itself.
         let at_limit = serde_json::Value::String("x".repeat(MAX_TRACED_BODY));

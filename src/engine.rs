@@ -326,7 +326,8 @@ impl Run<'_, '_> {
     }
 }
 
-fn millis(d: std::time::Duration) -> f64 {
+/// Milliseconds to the microsecond, as traces and the log line show them.
+pub fn millis(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 

@@ -39,6 +39,14 @@ macro_rules! ignore_scalars {
 }
 pub(crate) use ignore_scalars;
 
+/// An error and its sources, outermost first: causes are told apart by what lies underneath
+/// (an I/O error inside hyper's inside reqwest's).
+pub(crate) fn error_chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
 pub mod audit;
 pub mod cli;
 pub mod decision;

@@ -113,6 +113,11 @@ pub struct Ruleset {
     pub uses_payload: bool,
     /// Whether any rule runs Rhai (else no Rhai scope is built per request).
     pub uses_rhai: bool,
+    /// Whether an evaluation may wait for an upstream (a `fetch` or `forward` rule): the server
+    /// then runs it in a task of its own, which the caller hanging up cannot cut short.
+    pub calls_upstreams: bool,
+    /// Whether any rule is a GET fetch, started as the request arrives.
+    pub prefetches: bool,
     /// Metric handles, registered on first use by the server that evaluates this ruleset.
     pub metrics: std::sync::OnceLock<crate::metrics::RulesetMetrics>,
 }
@@ -158,6 +163,18 @@ impl Rule {
             Check::Fetch(f) => f.method != HttpMethod::GET,
             _ => false,
         }
+    }
+
+    /// Whether this rule is a GET fetch: free of side effects, so started as the request
+    /// arrives, before the rules ahead of it are evaluated.
+    pub fn is_prefetch(&self) -> bool {
+        self.mode != Mode::Off
+            && matches!(&self.check, Check::Fetch(f) if f.method == HttpMethod::GET)
+    }
+
+    /// Whether evaluating this rule may wait for an upstream's answer (`fetch`, `forward`).
+    pub fn calls_upstream(&self) -> bool {
+        self.mode != Mode::Off && matches!(self.check, Check::Fetch(_) | Check::Forward(_))
     }
 
     /// Whether evaluating this rule may run Rhai. A fetch counts: its answer goes into the

@@ -294,7 +294,7 @@ impl AppState {
 }
 
 pub use admin::admin_router;
-pub use confirm::{public_router, MAX_BODY, UNKNOWN_RULESET_REASON};
+pub use confirm::{public_router, UNKNOWN_RULESET_REASON};
 
 /// Liveness, on both listeners: the process answers HTTP.
 async fn healthz() -> impl IntoResponse {

@@ -330,8 +330,7 @@ fn classify(e: reqwest::Error, up: &Upstream) -> UpstreamError {
     // The URL's path may hold a `${VAR}` secret, and reqwest's text names the whole URL; what
     // goes into traces and the decision log is said without it.
     let e = e.without_url();
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(err) = source {
+    for err in crate::error_chain(&e) {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => return UpstreamError::Refused(host),
@@ -343,7 +342,6 @@ fn classify(e: reqwest::Error, up: &Upstream) -> UpstreamError {
         if text.contains("dns error") || text.contains("failed to lookup address") {
             return UpstreamError::Dns(host);
         }
-        source = err.source();
     }
     let cause = root_cause(&e);
     // rustls reading a plain-HTTP answer where a TLS record should be.
@@ -361,33 +359,18 @@ fn closed_under_us(e: &reqwest::Error) -> bool {
     if e.is_timeout() || e.is_connect() {
         return false;
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err
-            .downcast_ref::<hyper::Error>()
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    crate::error_chain(e).any(|err| {
+        err.downcast_ref::<hyper::Error>()
             .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
-        {
-            return true;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-            if matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset) {
-                return true;
-            }
-        }
-        source = err.source();
-    }
-    false
+            || err.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset)
+            })
+    })
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        last = s.to_string();
-        source = s.source();
-    }
-    last
+    crate::error_chain(e).last().unwrap_or(e).to_string()
 }
 
 /// Called after every probe (metrics count it): the upstream, whether this probe succeeded, and

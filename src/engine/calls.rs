@@ -68,11 +68,7 @@ impl Run<'_, '_> {
     /// GET fetches have no side effects, so they start now and run while earlier rules are
     /// evaluated; a request costs about its slowest check, not the sum.
     pub(super) fn start_prefetches(&self) -> Prefetches {
-        let is_prefetch = |rule: &Rule| {
-            matches!(&rule.check, Check::Fetch(f) if f.method == HttpMethod::GET)
-                && rule.mode != Mode::Off
-        };
-        if !self.ruleset.rules.iter().any(is_prefetch) {
+        if !self.ruleset.prefetches {
             return Prefetches(Vec::new());
         }
         Prefetches(
@@ -81,7 +77,7 @@ impl Run<'_, '_> {
                 .iter()
                 .map(|rule| match &rule.check {
                     // A call that cannot be made is an error when its rule is reached.
-                    Check::Fetch(f) if is_prefetch(rule) => {
+                    Check::Fetch(f) if rule.is_prefetch() => {
                         fetch_call(f, self.req).ok().map(|call| {
                             tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call))
                         })

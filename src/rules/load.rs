@@ -75,9 +75,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
         };
         let ruleset = file.compile(&name);
         if file.errors.is_empty() {
-            if let Some(r) = ruleset {
-                rulesets.insert(name, Arc::new(r));
-            }
+            rulesets.insert(name, Arc::new(ruleset));
         } else {
             sort_by_position(&mut file.errors, &path);
             errors.append(&mut file.errors);
@@ -226,7 +224,7 @@ impl FileCompiler<'_, '_> {
         });
     }
 
-    fn compile(&mut self, name: &str) -> Option<Ruleset> {
+    fn compile(&mut self, name: &str) -> Ruleset {
         // Every shape error of the file (unknown keys, wrong types, duplicate keys), each part
         // read on its own; the parts that read are compiled below, so their errors come too.
         let file = yaml::parse_rule_file(&self.src);
@@ -310,16 +308,18 @@ impl FileCompiler<'_, '_> {
             self.warnings
                 .push(format!("{}: {NOTHING_ENFORCED}", self.path.display()));
         }
-        Some(Ruleset {
+        Ruleset {
             name: name.to_owned(),
             file: self.path.to_owned(),
             settings,
             upstreams,
             uses_payload: std::mem::take(&mut self.uses_payload),
             uses_rhai: rules.iter().any(Rule::uses_rhai),
+            calls_upstreams: rules.iter().any(Rule::calls_upstream),
+            prefetches: rules.iter().any(Rule::is_prefetch),
             rules,
             metrics: std::sync::OnceLock::new(),
-        })
+        }
     }
 
     fn duration(&mut self, path: &[Seg<'_>], s: &str) -> Option<Duration> {

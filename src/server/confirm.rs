@@ -20,11 +20,11 @@ use crate::audit::Record;
 use crate::decision::Decision;
 use crate::engine::{self, Context, Original};
 use crate::payload::{self, ConfirmRequest, Parsed};
-use crate::rules::{Check, Mode, Rules, Ruleset};
+use crate::rules::{Rules, Ruleset};
 use crate::webhook::Verifier;
 
 /// Bodies over this get 413.
-pub use crate::payload::MAX_BODY;
+use crate::payload::MAX_BODY;
 // The only label an unknown ruleset gets: label values must not be chosen by callers (a
 // ruleset file may not take this name).
 use crate::rules::UNKNOWN_RULESET;
@@ -32,16 +32,6 @@ use crate::rules::UNKNOWN_RULESET;
 pub const UNKNOWN_RULESET_REASON: &str = "알 수 없는 결제 확인 경로입니다";
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 const DECISION_ID: &str = "x-confirm-decision-id";
-
-/// Whether evaluating `ruleset` may wait for an upstream (`fetch`, `forward`). Every other
-/// check (and Rhai) runs without yielding, so such an evaluation cannot be cut off midway by
-/// its caller going away; one that waits can, after a `forward` or a `POST` has reached the
-/// merchant.
-fn calls_upstreams(ruleset: &Ruleset) -> bool {
-    ruleset.rules.iter().any(|rule| {
-        rule.mode != Mode::Off && matches!(rule.check, Check::Fetch(_) | Check::Forward(_))
-    })
-}
 
 pub fn public_router(state: AppState) -> Router {
     let confirm_endpoint = || post(confirm).fallback(wrong_method);
@@ -242,7 +232,10 @@ impl AppState {
                 .collect(),
             body: bytes,
         };
-        if calls_upstreams(&set) {
+        // An evaluation that waits for an upstream could be cut off midway by its caller going
+        // away, after a `forward` or a `POST` has reached the merchant: it gets a task of its own.
+        // Every other check (and Rhai) runs without yielding.
+        if set.calls_upstreams {
             self.detached(seen, set, req, original).await
         } else {
             let decision = engine::evaluate(&set, &req, &self.context(&seen, &original)).await;
@@ -496,7 +489,7 @@ impl AppState {
         let elapsed = seen.started.elapsed();
         s.metrics
             .decision(seen.ruleset.as_deref(), &decision, elapsed);
-        let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        let latency_ms = engine::millis(elapsed);
         // What shadow rules would have done, `rule:outcome,…`: the point of running them.
         let shadow = (!decision.shadow.is_empty()).then(|| {
             let outcomes: Vec<String> = decision
@@ -562,14 +555,7 @@ fn forwarded_addr(entry: &str) -> Option<IpAddr> {
 
 /// Whether reading the body failed because it is over [`MAX_BODY`].
 fn over_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
+    crate::error_chain(e).any(|err| err.is::<http_body_util::LengthLimitError>())
 }
 
 /// Renders a decision as PortOne's answer (SPEC §3).

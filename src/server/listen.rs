@@ -30,7 +30,7 @@ const MAX_HEAD: usize = 16 * 1024;
 
 /// The head timeout of a connection from a source `--allow-from` refuses: time enough to send
 /// a request and read its 403, too little to hold many connections open for long.
-pub const STRANGER_TIMEOUT: Duration = Duration::from_secs(5);
+const STRANGER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `router` on `listener` until `stop` resolves; then stops accepting, lets every request
 /// in flight finish (idle keep-alive connections close at once) and returns. It waits at most

@@ -639,7 +639,7 @@ fn chunk(data: &str) -> Vec<u8> {
 async fn the_body_limit_is_exact_whether_announced_or_chunked() {
     let (_rules, server) = server().await;
     let url = server.url("/confirm");
-    let limit = confirm_proxy::server::MAX_BODY;
+    let limit = confirm_proxy::payload::MAX_BODY;
 
     let a = post(&url, Some("application/json"), v1_of_length(limit)).await;
     assert_eq!(a.status, 200, "{:?}", a.body);

@@ -9,13 +9,12 @@ use super::super::yaml::Seg;
 use super::super::{HealthSpec, HealthState, Upstream, DEFAULT_UPSTREAM_TIMEOUT};
 use super::{Env, FileCompiler};
 
-/// Replaces `${VAR}` from the environment: `Ok((value, substituted_any))`, or every problem
-/// of `s` (each unset variable, not only the first).
+/// Replaces `${VAR}` from the environment, or gives every problem of `s` (each unset
+/// variable, not only the first).
 fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
     let mut out = String::with_capacity(s.len());
     let mut errors = Vec::new();
     let mut rest = s;
-    let mut any = false;
     let mut empty = Vec::new();
     let mut values = Vec::new();
     while let Some(i) = rest.find("${") {
@@ -34,7 +33,6 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
                 empty.push(var.to_owned());
             }
             out.push_str(&value);
-            any = true;
             values.push(value);
         } else {
             errors.push(format!("environment variable {var} is not set"));
@@ -47,7 +45,6 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
     out.push_str(rest);
     Ok(Substituted {
         value: out,
-        secret: any,
         empty,
         values,
     })
@@ -56,13 +53,18 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
 /// A value with its `${VAR}`s filled in.
 struct Substituted {
     value: String,
-    /// Whether any part came from the environment: such values may be secrets, never printed.
-    secret: bool,
     /// Variables that are set but empty: most often a secret that was never filled in (an
     /// unfilled Kubernetes secret key reads as ""), which loads but sends `Bearer `.
     empty: Vec<String>,
     /// The variables' values, in order.
     values: Vec<String>,
+}
+
+impl Substituted {
+    /// Whether any part came from the environment: such a value may be a secret, never printed.
+    fn secret(&self) -> bool {
+        !self.values.is_empty()
+    }
 }
 
 /// Shorter values are not masked in answers (see [`Upstream::secrets`]): "8443" or "v1" also
@@ -178,7 +180,7 @@ impl FileCompiler<'_, '_> {
                         for var in &sub.empty {
                             self.warn(&hpath, format_args!("upstream \"{name}\": header \"{k}\": environment variable {var} is set but empty"));
                         }
-                        hv.set_sensitive(sub.secret);
+                        hv.set_sensitive(sub.secret());
                         headers.insert(hname, hv);
                         secrets.extend(sub.values.into_iter().map(Into::into));
                     }
