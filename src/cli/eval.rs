@@ -58,6 +58,16 @@ pub fn run(args: &EvalArgs) -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
+    // A script's `print` and `debug` output goes to stderr, where someone trying a script
+    // with `eval` looks for it (`RUST_LOG` chooses other output).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off,confirm_proxy::script=debug"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .without_time()
+        .try_init();
     let scripts = ScriptEngine::new();
     let Some(rules) = args.rules.load(&scripts) else {
         return ExitCode::FAILURE;

@@ -310,6 +310,28 @@ fn script_errors_point_into_the_script_file() {
     assert!(stderr.contains("(script of rule \"vip\")"), "{stderr}");
 }
 
+/// Trying a script with `eval`, its `print` and `debug` output is on stderr (and not in the
+/// JSON on stdout).
+#[test]
+fn eval_shows_a_scripts_print_and_debug_on_stderr() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - { name: vip, script: scripts/vip.rhai, reason: r }\n",
+    );
+    rules.write(
+        "scripts/vip.rhai",
+        "print(`amount is ${amount}`);\ndebug(order_id);\namount < 1000\n",
+    );
+    let body = r#"{"imp_uid":"i","merchant_uid":"m-1","amount":5000}"#;
+    let dir = rules.path().display().to_string();
+    let out = run_cli(&["eval", "--rules", &dir, "-"], Some(body.as_bytes()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("amount is 5000"), "{stderr}");
+    assert!(stderr.contains(r#""m-1""#), "{stderr}");
+    let stdout: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stdout["decision"]["decision"], "reject");
+}
+
 /// The README's rule-file examples are what operators copy: each must load as written.
 #[test]
 fn readme_rule_examples_load() {
