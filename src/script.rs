@@ -214,7 +214,16 @@ impl ScriptEngine {
     pub fn compile_script(&self, src: &str) -> Result<AST, CompileError> {
         self.engine
             .compile_with_scope(&compile_scope(&[]), src)
-            .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
+            .map_err(|e| {
+                let mut error = compile_error(e.to_string(), e.position(), &e.0.to_string());
+                // Rhai reports a missing `}` where the script ends, as some other want.
+                if let Some((line, column)) = lint::unclosed_brace(src) {
+                    error.message.push_str(&format!(
+                        " (the {{ at line {line}, column {column} is never closed)"
+                    ));
+                }
+                error
+            })
             .and_then(|ast| match lint::no_result(&ast) {
                 Some((message, at)) => Err(compile_error(message, at, "")),
                 None => Ok(ast),

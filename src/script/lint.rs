@@ -498,6 +498,55 @@ pub(super) fn not_a_condition(ast: &AST) -> Option<(String, Position)> {
     ))
 }
 
+/// The line and column (1-based, in characters) of the innermost `{` of `src` that is never
+/// closed, outside strings, characters and comments.
+pub(super) fn unclosed_brace(src: &str) -> Option<(usize, usize)> {
+    let mut open = Vec::new();
+    let (mut line, mut column) = (1, 0);
+    let mut chars = src.chars().peekable();
+    // Inside a string or character literal: its closing quote.
+    let mut quoted: Option<char> = None;
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            (line, column) = (line + 1, 0);
+            continue;
+        }
+        column += 1;
+        match (quoted, c) {
+            (Some(_), '\\') => {
+                chars.next();
+                column += 1;
+            }
+            (Some(q), c) if c == q => quoted = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'' | '`') => quoted = Some(c),
+            (None, '/') if chars.peek() == Some(&'/') => {
+                while chars.next_if(|&c| c != '\n').is_some() {}
+            }
+            (None, '/') if chars.peek() == Some(&'*') => {
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        (line, column) = (line + 1, 0);
+                    } else {
+                        column += 1;
+                    }
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+            }
+            (None, '{') => open.push((line, column)),
+            (None, '}') => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open.pop()
+}
+
 /// Why a script file would pass every payment whatever it checks: it is empty (blank lines and
 /// comments only: a save that emptied it must not approve everything), or it ends with a
 /// statement that gives no value (`let ok = amount <= 1000000;`, an assignment), or with a
@@ -673,6 +722,25 @@ mod tests {
                 .compile_script(fine)
                 .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
         }
+    }
+
+    /// Rhai reports a missing `}` where the script ends; the error names the `{` left open.
+    #[test]
+    fn a_missing_closing_brace_is_named_where_it_opens() {
+        let engine = ScriptEngine::new();
+        let src = "// { in a comment\nlet limit = \"{\";\nif amount > 1000000 {\n    return \"초과 }\";\n\nlet x = 1;\ntrue\n";
+        let e = engine.compile_script(src).unwrap_err();
+        assert!(
+            e.message
+                .ends_with("(the { at line 3, column 21 is never closed)"),
+            "{}",
+            e.message
+        );
+        assert_eq!(super::unclosed_brace("if a { b } /* { */ `x{`"), None);
+        assert_eq!(
+            super::unclosed_brace("fn f() {\n  if x {\n  }\n"),
+            Some((1, 8))
+        );
     }
 
     /// A `when` or `require` that gives no true or false fails every request it meets.
