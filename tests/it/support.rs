@@ -177,6 +177,16 @@ pub async fn logged(rules: &Rules) -> (Server, PathBuf) {
     (Server::start_with(config).await, log)
 }
 
+/// One confirm request with `body` to a server with a decision log on `rules`, started for it
+/// and stopped after: the answer and its decision record.
+pub async fn decided(rules: &Rules, body: &str) -> (Answer, Value) {
+    let (server, log) = logged(rules).await;
+    let a = server.confirm_json("/confirm", body).await;
+    server.stop().await;
+    let r = record(&log, &a.decision_id());
+    (a, r)
+}
+
 /// The decision-log record of decision `id`; the log must be complete (server stopped).
 pub fn record(log: &Path, id: &str) -> Value {
     let records: Vec<Value> = std::fs::read_to_string(log)

@@ -929,15 +929,11 @@ async fn an_answer_over_1_mib_is_cut_and_the_error_says_so() {
             shop.url()
         ),
     );
-    let (server, log) = logged(&rules).await;
-    let a = server.confirm_json("/confirm", &v1("o-1", 5000)).await;
+    let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
     assert_eq!(
         a.status, 200,
         "the 200 of the cut answer passes the status-only rule"
     );
-    let id = a.decision_id();
-    server.stop().await;
-    let r = record(&log, &id);
     assert_eq!(r["trace"][1]["outcome"], "pass", "{r}");
     let error = r["trace"][0]["error"].as_str().unwrap();
     assert!(
@@ -1089,16 +1085,12 @@ async fn a_refusal_whose_body_stops_coming_still_refuses() {
                     "settings: {{ on_error: approve }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 300ms }} }}\nrules:\n  - {{ name: merchant, {check}, reason: \"판매 종료\" }}\n"
                 ),
             );
-            let (server, log) = logged(&rules).await;
-            let a = server.confirm_json("/confirm", &v1("o-1", 5000)).await;
-            let id = a.decision_id();
-            server.stop().await;
+            let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
             assert_eq!(
                 (a.status, a.reason()),
                 (409, "판매 종료"),
                 "{check} ({why})"
             );
-            let r = record(&log, &id);
             let upstream = &r["trace"][0]["upstream"];
             assert_eq!(upstream["status"], 409, "{r}");
             assert!(
@@ -1254,11 +1246,7 @@ async fn forward_error(url: &str) -> String {
             "upstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - name: existing\n    forward: {{ upstream: shop, path: /confirm }}\n"
         ),
     );
-    let (server, log) = logged(&rules).await;
-    let a = server.confirm_json("/confirm", &v1("o", 5000)).await;
-    let id = a.decision_id();
-    server.stop().await;
-    let r = record(&log, &id);
+    let (_, r) = decided(&rules, &v1("o", 5000)).await;
     r["trace"][0]["error"]
         .as_str()
         .unwrap_or_else(|| panic!("no error traced: {r}"))
