@@ -122,6 +122,11 @@ fn format_ms(d: Duration) -> String {
 /// The shared engine. Built once per process; `Engine` is `Send + Sync` with rhai's `sync`.
 pub struct ScriptEngine {
     engine: Engine,
+    /// The same engine, compiling without Rhai's optimiser: it treats the value at the end of
+    /// a `try` block as dead code (`try { if stock > 0 { true } else { "품절" } } catch …`
+    /// would pass the payment), and a script's result is exactly that value. Expressions keep
+    /// the optimiser.
+    scripts: Engine,
     /// The name of every function the engine has, with the numbers of arguments it takes, for
     /// the load-time check of calls.
     functions: lint::Functions,
@@ -141,26 +146,7 @@ impl std::fmt::Debug for ScriptEngine {
 
 impl ScriptEngine {
     pub fn new() -> Self {
-        let mut engine = Engine::new();
-        engine
-            .set_max_operations(MAX_OPERATIONS)
-            .set_max_call_levels(MAX_CALL_LEVELS)
-            .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH)
-            .set_max_string_size(MAX_STRING_SIZE)
-            .set_max_array_size(MAX_ARRAY_SIZE)
-            .set_max_map_size(MAX_MAP_SIZE)
-            // A misspelt variable is a load error, not a surprise at payment time.
-            .set_strict_variables(true)
-            .set_fail_on_invalid_map_property(false);
-        // `eval` would compile code at run time, outside every check made at load.
-        engine.disable_symbol("eval");
-        // Bounds wall time (MAX_RUN_TIME), and operations inside callbacks; see `eval`.
-        engine.on_progress(on_operation);
-        engine.on_print(|s| tracing::info!(target: "confirm_proxy::script", "{s}"));
-        engine.on_debug(|s, _, pos| tracing::debug!(target: "confirm_proxy::script", %pos, "{s}"));
-        register_helpers(&mut engine);
-        // `amount < 2000.0` with a fractional amount (a Decimal): exact, not an error.
-        numbers::register(&mut engine);
+        let engine = build_engine(rhai::OptimizationLevel::Simple);
         let mut functions = lint::Functions::new();
         let signatures = engine.collect_fn_metadata(
             None,
@@ -173,7 +159,11 @@ impl ScriptEngine {
         for (name, _) in helpers::FORBIDDEN {
             functions.remove(name);
         }
-        ScriptEngine { engine, functions }
+        ScriptEngine {
+            engine,
+            scripts: build_engine(rhai::OptimizationLevel::None),
+            functions,
+        }
     }
 
     /// `ast`, or the error of a slip Rhai accepts at compile time that would change decisions.
@@ -212,7 +202,7 @@ impl ScriptEngine {
 
     /// Compiles a whole script file.
     pub fn compile_script(&self, src: &str) -> Result<AST, CompileError> {
-        self.engine
+        self.scripts
             .compile_with_scope(&compile_scope(&[]), src)
             .map_err(|e| {
                 let mut error = compile_error(e.to_string(), e.position(), &e.0.to_string());
@@ -355,6 +345,33 @@ fn as_bool(result: Dynamic) -> Result<bool, ScriptError> {
         message: format!("expression returned {t}, expected a bool (true or false)"),
         position: None,
     })
+}
+
+/// The engine every rule runs on: sandbox limits, no `eval`, the helpers, the number
+/// operators; compiling at `level`.
+fn build_engine(level: rhai::OptimizationLevel) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_optimization_level(level);
+    engine
+        .set_max_operations(MAX_OPERATIONS)
+        .set_max_call_levels(MAX_CALL_LEVELS)
+        .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH)
+        .set_max_string_size(MAX_STRING_SIZE)
+        .set_max_array_size(MAX_ARRAY_SIZE)
+        .set_max_map_size(MAX_MAP_SIZE)
+        // A misspelt variable is a load error, not a surprise at payment time.
+        .set_strict_variables(true)
+        .set_fail_on_invalid_map_property(false);
+    // `eval` would compile code at run time, outside every check made at load.
+    engine.disable_symbol("eval");
+    // Bounds wall time (MAX_RUN_TIME), and operations inside callbacks; see `eval`.
+    engine.on_progress(on_operation);
+    engine.on_print(|s| tracing::info!(target: "confirm_proxy::script", "{s}"));
+    engine.on_debug(|s, _, pos| tracing::debug!(target: "confirm_proxy::script", %pos, "{s}"));
+    register_helpers(&mut engine);
+    // `amount < 2000.0` with a fractional amount (a Decimal): exact, not an error.
+    numbers::register(&mut engine);
+    engine
 }
 
 fn compile_scope(extra: &[&str]) -> Scope<'static> {
@@ -575,6 +592,26 @@ pub(crate) mod tests {
         assert_eq!(
             run_script(r#"if amount > 1000 { "한도 초과: " + format_amount(amount) + "원" }"#),
             Ok(ScriptVerdict::Refuse(Some("한도 초과: 50,000원".into())))
+        );
+        // The value at the end of a try block is the script's result (scripts compile without
+        // the optimiser, which dropped it); a catch block's is not (a load error, see lint).
+        for (src, want) in [
+            (
+                r#"try { if amount > 5 { "품절" } else { true } } catch (e) { return "x"; }"#,
+                Some("품절"),
+            ),
+            (r#"try { "x" } catch (e) { return "c"; }"#, Some("x")),
+            (r#"try { fail("x") } catch (e) { return "c"; }"#, Some("c")),
+        ] {
+            assert_eq!(
+                run_script(src),
+                Ok(ScriptVerdict::Refuse(want.map(String::from))),
+                "{src}"
+            );
+        }
+        assert_eq!(
+            run_script("try { let ok = amount < 5; ok } catch (e) { return \"c\"; }"),
+            Ok(ScriptVerdict::Refuse(None))
         );
         assert!(run_script("42")
             .unwrap_err()

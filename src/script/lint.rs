@@ -548,38 +548,92 @@ pub(super) fn unclosed_brace(src: &str) -> Option<(usize, usize)> {
 }
 
 /// Why a script file would pass every payment whatever it checks: it is empty (blank lines and
-/// comments only: a save that emptied it must not approve everything), or it ends with a
-/// statement that gives no value (`let ok = amount <= 1000000;`, an assignment), or with a
-/// `try`/`catch` with an empty block. Rhai's optimiser drops a constant at the end of a `try`
-/// or `catch` block (`catch (e) { "재고 확인 실패" }` passes the payment), which leaves the
-/// block empty, so an empty one is taken for that.
+/// comments only: a save that emptied it must not approve everything), or nothing in it can
+/// give a value other than `()` — its last statement gives none (`let ok = amount <= 1000000;`,
+/// an assignment, a `for` loop, an `if` whose branches give none) and it never returns, throws
+/// or calls `fail`.
 pub(super) fn no_result(ast: &AST) -> Option<(String, Position)> {
     const FIX: &str = "end it with the value to return (true, false or a reason), e.g. let ok = amount <= 1000000; ok";
     let Some(last) = ast.statements().last() else {
         return Some((
-            "the script is empty (nothing but blank lines, comments, or code that can never do anything): it would pass every payment; write its check, or remove the rule".into(),
+            "the script is empty (nothing but blank lines or comments): it would pass every payment; write its check, or remove the rule".into(),
             Position::new(1, 1),
         ));
     };
-    match last {
-        Stmt::Var(var, ..) => Some((
-            format!("the script ends with `let`/`const` {}, which gives no value, so it would pass every payment: {FIX}", var.0.name),
-            last.position(),
-        )),
-        Stmt::Assignment(a) => Some((
-            format!("the script ends with an assignment, which gives no value, so it would pass every payment: {FIX}"),
-            a.1.lhs.position(),
-        )),
-        Stmt::TryCatch(blocks, at) => {
-            (blocks.body.statements().is_empty() || blocks.branch.statements().is_empty()).then(|| {
-                (
-                    "a try/catch that ends the script must `return` its result: a plain string or true/false at the end of its block is dropped, and an empty block passes the payment; e.g. catch (e) { return \"재고를 확인하지 못했습니다\"; }".into(),
-                    *at,
-                )
-            })
+    // Rhai makes a catch block's value `()`, whatever the block ends with.
+    if let Stmt::TryCatch(blocks, _) = last {
+        if let Some(value) = blocks
+            .branch
+            .statements()
+            .last()
+            .filter(|s| gives_value(s) && !matches!(s, Stmt::Return(..)))
+        {
+            return Some((
+                "the value at the end of a catch block is dropped (Rhai makes a catch block give ()), so the payment would pass when the try fails: return it, e.g. catch (e) { return \"재고를 확인하지 못했습니다\"; }".into(),
+                value.position(),
+            ));
         }
-        _ => None,
     }
+    if gives_value(last) || returns_or_throws(ast) {
+        return None;
+    }
+    let what = match last {
+        Stmt::Var(var, ..) => format!("`let`/`const` {}", var.0.name),
+        Stmt::Assignment(..) => "an assignment".into(),
+        Stmt::For(..) | Stmt::While(..) | Stmt::Do(..) => "a loop".into(),
+        Stmt::If(..) => "an `if` whose branches end without a value".into(),
+        Stmt::TryCatch(..) => "a try/catch whose blocks end without a value".into(),
+        _ => "a statement".into(),
+    };
+    let at = match last {
+        Stmt::Assignment(a) => a.1.lhs.position(),
+        _ => last.position(),
+    };
+    Some((
+        format!("the script ends with {what}, which gives no value, and it never returns, throws or calls fail, so it would pass every payment: {FIX}"),
+        at,
+    ))
+}
+
+/// Whether `stmt`, ending a script or block, can give a value other than `()`.
+fn gives_value(stmt: &Stmt) -> bool {
+    let block = |b: &rhai::StmtBlock| b.statements().last().is_some_and(gives_value);
+    match stmt {
+        Stmt::Expr(e) => !matches!(**e, Expr::Unit(..)),
+        Stmt::FnCall(..) | Stmt::Switch(..) => true,
+        Stmt::If(f, _) => block(&f.body) || block(&f.branch),
+        // A catch block gives `()` (see `no_result`).
+        Stmt::TryCatch(f, _) => block(&f.body),
+        Stmt::Block(b) => block(b),
+        Stmt::Return(e, ..) => e.is_some(),
+        // `loop { … }` ends only by `break` (with a value, perhaps) or by an error.
+        Stmt::While(f, _) => matches!(f.expr, Expr::Unit(..)),
+        _ => false,
+    }
+}
+
+/// Whether the script's own statements (not its functions and closures) hold a `return` with
+/// a value, a `throw` or a call of `fail`.
+fn returns_or_throws(ast: &AST) -> bool {
+    let mut found = false;
+    let mut path = Vec::new();
+    for stmt in ast.statements() {
+        stmt.walk(&mut path, &mut |nodes: &[ASTNode]| {
+            found |= match nodes.last() {
+                Some(ASTNode::Stmt(Stmt::Return(value, flags, _))) => {
+                    value.is_some() || flags.contains(rhai::ASTFlags::BREAK)
+                }
+                Some(ASTNode::Stmt(Stmt::FnCall(call, _)))
+                | Some(ASTNode::Expr(Expr::FnCall(call, _))) => call.name == "fail",
+                _ => false,
+            };
+            !found
+        });
+        if found {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -700,10 +754,34 @@ mod tests {
                 1,
             ),
             (
+                "for s in [\"a\"] {\n  if order_id == s { \"차단\" }\n}",
+                "the script ends with a loop",
+                1,
+                1,
+            ),
+            (
+                "let ok = true;\nif amount > 1000000 { ok = false; }",
+                "the script ends with an `if`",
+                2,
+                1,
+            ),
+            (
+                "{ let ok = amount < 5; }",
+                "the script ends with a statement",
+                1,
+                1,
+            ),
+            (
+                "try { let ok = amount < 5; } catch (e) { }",
+                "the script ends with a try/catch",
+                1,
+                1,
+            ),
+            (
                 "try {\n  fail(\"x\")\n} catch (e) {\n  \"재고 확인 실패\"\n}",
-                "a try/catch that ends the script must `return` its result",
-                1,
-                1,
+                "the value at the end of a catch block is dropped",
+                4,
+                3,
             ),
         ] {
             let e = engine.compile_script(src).unwrap_err();
@@ -716,7 +794,14 @@ mod tests {
             "if amount > 1000000 { \"한도 초과\" }",
             "for x in [1] { if x == amount { return \"x\"; } }",
             "try { fail(\"x\") } catch (e) { return \"c\"; }",
-            "try { amount <= 1000 } catch (e) { return \"c\"; }",
+            "try { return amount <= 1000; } catch (e) { return \"c\"; }",
+            "try { return amount > 5; } catch (e) { }",
+            "try { let ok = payload.stock > 0; ok } catch (e) { return \"x\"; }",
+            // An early return refuses; what follows may end in a statement.
+            "if amount > 1000000 { return \"한도 초과\"; }\nlet note = \"checked\";",
+            "let n = 0;\nif amount > 5 { throw \"x\" }\nn += 1;",
+            "if amount > 5 { fail(\"stock API down\") }",
+            "switch amount { 0 => \"zero\", _ => true }",
         ] {
             engine
                 .compile_script(fine)

@@ -436,7 +436,7 @@ rules:
   - { name: limit, script: scripts/limit.rhai, reason: "rule reason" }
 "#,
         &[
-            ("scripts/unit.rhai", "let x = 1; ()"),
+            ("scripts/unit.rhai", "if amount < 0 { false }"),
             ("scripts/yes.rhai", "amount > 0"),
             (
                 "scripts/limit.rhai",
