@@ -132,6 +132,19 @@ fn longer_than(json: &serde_json::Value, max: usize) -> bool {
     serde_json::to_writer(Count(max), json).is_err()
 }
 
+/// Whether `text` shows a buyer nothing: only whitespace and characters that take no room —
+/// controls, format characters (zero-width space, joiners, text-direction marks, U+FEFF,
+/// U+00AD) and the Hangul fillers, which render as blanks.
+pub fn shows_nothing(text: &str) -> bool {
+    text.chars().all(|c| {
+        c.is_whitespace()
+            || matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{034F}')
+            // Rust escapes exactly the characters it does not print (controls, format
+            // characters, unassigned ones); quotes and the backslash are escaped but printed.
+            || (!matches!(c, '"' | '\'' | '\\') && c.escape_debug().nth(1).is_some())
+    })
+}
+
 /// What a shadow rule would have done had it been enforced.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShadowOutcome {
@@ -220,6 +233,23 @@ impl Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_shows_a_buyer_nothing() {
+        for blank in [
+            "",
+            " \t\n",
+            "\u{200b}\u{feff}\u{2060}",
+            "\u{202e}\u{200f}",
+            "\u{3164}\u{115f}\u{ad}\u{34f}",
+            "\u{7}",
+        ] {
+            assert!(shows_nothing(blank), "{blank:?}");
+        }
+        for shown in ["\"", "'", "\\", "재고", "x\u{200b}", "…"] {
+            assert!(!shows_nothing(shown), "{shown:?}");
+        }
+    }
 
     #[test]
     fn answer_bodies() {

@@ -18,6 +18,25 @@ pub mod canned;
 /// The status still counts; a `require` that reads the cut body says so in its error.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
+/// How long an idle connection to an upstream is kept for reuse: below the keep-alive
+/// timeouts merchant servers commonly use (Node's 5 s).
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
+/// The HTTP client of an upstream: no redirects followed (a confirm check must see the
+/// merchant's own answer, not wherever it redirects), and with `pool`, idle connections kept
+/// [`POOL_IDLE`]; without, none kept, so every call has a connection of its own.
+pub fn http_client(pool: bool) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true);
+    if pool {
+        builder.pool_idle_timeout(POOL_IDLE)
+    } else {
+        builder.pool_max_idle_per_host(0)
+    }
+    .build()
+}
+
 /// How soon after a GET goes out a closed connection is taken for a pooled one the upstream
 /// closed as the request was sent (and the GET sent once more): about one round trip.
 const STALE_RACE: Duration = Duration::from_millis(250);
@@ -138,30 +157,39 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     let url = format!("{}{}", up.url, call.path_and_query);
     let headers = merged_headers(up, &call);
     let get = call.method == http::Method::GET;
-    let mut req = up
-        .client
-        .request(call.method, &url)
-        .timeout(up.timeout)
-        .headers(headers);
-    if let Some(body) = call.body {
-        req = req.body(body);
-    }
+    let request = |client: &reqwest::Client, headers, timeout| {
+        let req = client
+            .request(call.method.clone(), &url)
+            .timeout(timeout)
+            .headers(headers);
+        match &call.body {
+            Some(body) => req.body(body.clone()),
+            None => req,
+        }
+    };
     // A pooled connection the upstream closed just as the request went out fails with nothing
-    // said; a GET (free of side effects, by the rules' contract) is sent once more on a fresh
-    // connection. A POST or PUT may have been acted on: never repeated.
-    // Only a failure that comes at once is that race: one that comes later is the upstream's
-    // own end to this request (it read it, then closed), and sending it again would double
-    // its time and the load on a service already in trouble. The second try has what is left
-    // of the call's timeout, so `timeout` bounds the call as a whole.
-    let again = if get { req.try_clone() } else { None };
-    let sent = match (req.send().await, again) {
-        (Err(e), Some(again)) if closed_under_us(&e) && started.elapsed() < STALE_RACE => {
+    // said; a GET (free of side effects, by the rules' contract) is sent once more, on a
+    // connection of its own. A POST or PUT may have been acted on: never repeated. Only a
+    // failure that comes at once is that race: one that comes later is the upstream's own end
+    // to this request (it read it, then closed), and sending it again would double its time and
+    // the load on a service already in trouble. The second try has what is left of the call's
+    // timeout, so `timeout` bounds the call as a whole.
+    let again = get.then(|| headers.clone());
+    let sent = match (request(&up.client, headers, up.timeout).send().await, again) {
+        (Err(e), Some(headers)) if closed_under_us(&e) && started.elapsed() < STALE_RACE => {
             // Without the URL, which reqwest's text names in full: its path may hold a
             // `${VAR}` secret.
             let e = e.without_url();
             tracing::debug!(upstream = %up.name, "connection closed under the request ({e}); sending it again");
             let left = up.timeout.saturating_sub(started.elapsed());
-            again.timeout(left).send().await
+            let fresh = match up.fresh.get() {
+                Some(client) => client.clone(),
+                None => match http_client(false) {
+                    Ok(client) => up.fresh.get_or_init(|| client).clone(),
+                    Err(_) => up.client.clone(),
+                },
+            };
+            request(&fresh, headers, left).send().await
         }
         (sent, _) => sent,
     };
@@ -205,13 +233,10 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
             }
         }
     }
-    if let Some(m) = masked(&body, &up.secrets) {
-        body = m;
-    }
     Ok(UpstreamResponse {
         status,
         headers,
-        body: parse_body(&body, content_type.as_deref()),
+        body: parse_body(&body, content_type.as_deref(), &up.secrets),
         incomplete,
     })
 }
@@ -278,16 +303,22 @@ fn masked(bytes: &[u8], secrets: &[Box<str>]) -> Option<Vec<u8>> {
 }
 
 /// JSON when it parses, else the text (so `require` can still compare it). The bytes are read
-/// in the charset the answer's `Content-Type` names, else as UTF-8: legacy Korean servers answer
-/// in EUC-KR and say so (`application/json; charset=euc-kr`). Bytes that are not text in that
-/// charset become U+FFFD, so the numbers and ASCII of such an answer are still read.
-pub fn parse_body(body: &[u8], content_type: Option<&str>) -> Value {
+/// in the charset the answer's `Content-Type` names, else as UTF-8 (a byte-order mark decides
+/// over both): legacy Korean servers answer in EUC-KR and say so (`application/json;
+/// charset=euc-kr`). Bytes that are not text in that charset become U+FFFD, so the numbers and
+/// ASCII of such an answer are still read. `secrets` are masked in the text, once decoded (an
+/// upstream may echo a token back in any charset).
+pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Box<str>]) -> Value {
     let encoding = content_type
         .and_then(charset)
         .and_then(encoding)
         .unwrap_or(encoding_rs::UTF_8);
-    // Also drops a byte-order mark, which some servers (.NET, PowerShell) put before JSON.
-    let (text, _) = encoding.decode_with_bom_removal(body);
+    let (text, _, _) = encoding.decode(body);
+    let text = match masked(text.as_bytes(), secrets) {
+        // Valid UTF-8: the secrets replaced are whole UTF-8 strings.
+        Some(m) => std::borrow::Cow::Owned(String::from_utf8_lossy(&m).into_owned()),
+        None => text,
+    };
     match serde_json::from_str(&text) {
         Ok(json) => json,
         Err(_) => Value::String(text.into_owned()),
@@ -297,7 +328,9 @@ pub fn parse_body(body: &[u8], content_type: Option<&str>) -> Value {
 /// The encoding a charset label names: the web's labels, and the names Java and Windows
 /// servers give the same Korean code page (WHATWG's EUC-KR is that superset, code page 949).
 fn encoding(label: &str) -> Option<&'static encoding_rs::Encoding> {
-    encoding_rs::Encoding::for_label(label.as_bytes()).or_else(|| {
+    // `for_label_no_replacement`: labels such as `iso-2022-kr` name the web's "replacement"
+    // encoding, which reads every body as one U+FFFD; such a label is taken as none.
+    encoding_rs::Encoding::for_label_no_replacement(label.as_bytes()).or_else(|| {
         ["cp949", "ms949", "uhc"]
             .iter()
             .any(|k| label.eq_ignore_ascii_case(k))
@@ -481,6 +514,33 @@ mod tests {
         assert_eq!(masked(b"no secret here", &secrets), None);
     }
 
+    /// A byte-order mark decides the charset over the label; a label of the web's
+    /// "replacement" encoding is taken as none; a secret echoed in any charset is masked once
+    /// the text is decoded.
+    #[test]
+    fn byte_order_marks_replacement_labels_and_secrets_in_other_charsets() {
+        let mut utf16 = vec![0xFF, 0xFE];
+        for unit in r#"{"reason":"bad token s3cret-token","left":2}"#.encode_utf16() {
+            utf16.extend_from_slice(&unit.to_le_bytes());
+        }
+        let secrets: Vec<Box<str>> = vec!["s3cret-token".into()];
+        for ct in [None, Some("application/json; charset=euc-kr")] {
+            assert_eq!(
+                parse_body(&utf16, ct, &secrets),
+                serde_json::json!({"reason": "bad token ***", "left": 2}),
+                "{ct:?}"
+            );
+        }
+        assert_eq!(
+            parse_body(
+                br#"{"left":2}"#,
+                Some("application/json; charset=iso-2022-kr"),
+                &[]
+            ),
+            serde_json::json!({"left": 2})
+        );
+    }
+
     #[test]
     fn bodies_are_read_in_the_charset_their_content_type_names() {
         let (euc_kr, _, _) = encoding_rs::EUC_KR.encode(r#"{"reason":"재고 없음","left":0}"#);
@@ -490,7 +550,7 @@ mod tests {
             "application/json;charset=\"EUC-KR\"",
             "text/plain; format=x; Charset=cp949",
         ] {
-            assert_eq!(parse_body(&euc_kr, Some(ct)), want, "{ct}");
+            assert_eq!(parse_body(&euc_kr, Some(ct), &[]), want, "{ct}");
         }
         // Named nowhere (or unknown): UTF-8, with what is not UTF-8 as U+FFFD; the numbers and
         // ASCII of the answer are still read.
@@ -499,7 +559,7 @@ mod tests {
             Some("application/json"),
             Some("application/json; charset=nope"),
         ] {
-            let body = parse_body(&euc_kr, ct);
+            let body = parse_body(&euc_kr, ct, &[]);
             assert_eq!(body["left"], 0, "{ct:?}");
             assert!(
                 body["reason"].as_str().unwrap().contains('\u{fffd}'),
@@ -508,11 +568,11 @@ mod tests {
         }
         // A byte-order mark before JSON; text stays text.
         assert_eq!(
-            parse_body("\u{feff}{\"a\":1}".as_bytes(), None),
+            parse_body("\u{feff}{\"a\":1}".as_bytes(), None, &[]),
             serde_json::json!({"a": 1})
         );
         assert_eq!(
-            parse_body(b"not json", Some("text/plain; charset=utf-8")),
+            parse_body(b"not json", Some("text/plain; charset=utf-8"), &[]),
             Value::String("not json".into())
         );
     }

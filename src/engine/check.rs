@@ -265,15 +265,18 @@ fn merchant_reason(body: &Value) -> Option<String> {
     ["reason", "errorMessage"].iter().find_map(|k| {
         body.get(k)
             .and_then(Value::as_str)
-            .filter(|s| !s.contains(char::REPLACEMENT_CHARACTER))
             .and_then(|s| shown(s.to_owned()))
     })
 }
 
-/// `reason` as the buyer would see it ([`capped`]), or `None` when that is blank (only spaces,
-/// control or text-direction characters).
+/// `reason` as the buyer would see it ([`capped`]), or `None` when that shows nothing (only
+/// spaces, control, text-direction or invisible characters) or holds U+FFFD (text that was not
+/// readable in its answer's charset: mojibake to the buyer).
 fn shown(reason: String) -> Option<String> {
-    Some(capped(reason)).filter(|r| !r.trim().is_empty())
+    if reason.contains(char::REPLACEMENT_CHARACTER) {
+        return None;
+    }
+    Some(capped(reason)).filter(|r| !crate::decision::shows_nothing(r))
 }
 
 /// Why a text answer is text, for the error of a `require` that read it as JSON: a

@@ -350,8 +350,8 @@ impl FileCompiler<'_, '_> {
         }
         if let Some(r) = &raw.error_reason {
             let at = [Seg::Key("settings"), Seg::Key("error_reason")];
-            if r.trim().is_empty() {
-                self.error(&at, "error_reason must not be empty");
+            if crate::decision::shows_nothing(r) {
+                self.error(&at, "error_reason must not be empty (it is what the buyer sees when a check cannot complete; spaces, controls and invisible characters show nothing)");
             }
             match Template::parse(buyer_text(r), TemplateScope::Request) {
                 Ok(t) => s.error_reason = t,

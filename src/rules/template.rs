@@ -133,6 +133,10 @@ impl Template {
                     }
                     match node {
                         None | Some(Value::Null) => {}
+                        // Text the answer's bytes did not hold in its charset (U+FFFD where
+                        // they could not be read) would show the buyer mojibake: left out,
+                        // like a missing field.
+                        Some(Value::String(s)) if s.contains(char::REPLACEMENT_CHARACTER) => {}
                         Some(Value::String(s)) => out.push_str(&escape(s)),
                         Some(other) => {
                             let mut s = String::new();
@@ -254,6 +258,9 @@ mod tests {
         )
         .unwrap();
         let body = serde_json::json!({"stock": {"left": 3}});
+        assert_eq!(t.render(&request(), Some(&body)), "남은 수량 3개, .");
+        // Text the answer's charset could not give (U+FFFD) is left out, like a missing field.
+        let body = serde_json::json!({"stock": {"left": 3}, "missing": "\u{fffd}\u{fffd} 없음"});
         assert_eq!(t.render(&request(), Some(&body)), "남은 수량 3개, .");
     }
 

@@ -156,7 +156,7 @@ impl CannedAnswer {
         CannedAnswer {
             outcome: Ok(status),
             headers: BTreeMap::new(),
-            body: parse_body(b"", None),
+            body: parse_body(b"", None, &[]),
             delay: None,
             hang: false,
         }
@@ -188,7 +188,7 @@ impl CannedAnswer {
     /// Sets the body (see [`CannedAnswer::body`] for how a string is read).
     pub fn body(mut self, body: Value) -> CannedAnswer {
         self.body = match body {
-            Value::String(text) => parse_body(text.as_bytes(), None),
+            Value::String(text) => parse_body(text.as_bytes(), None, &[]),
             other => other,
         };
         self
@@ -420,6 +420,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             health: None,
             client: reqwest::Client::new(),
+            fresh: Default::default(),
             state: Arc::default(),
             secrets: Arc::new([]),
         })

@@ -995,6 +995,27 @@ async fn a_get_on_a_connection_closed_under_it_is_sent_again() {
         assert_eq!(a.status, 200, "request {i}: {:?}", a.body);
     }
     assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 5);
+    // A burst leaves several pooled connections idle, each closing on its next request: the
+    // GET sent again goes on a connection of its own, not on another of them.
+    let url = server.url("/confirm");
+    let burst: Vec<_> = (0..6)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                post(&url, Some("application/json"), v1(&format!("b-{i}"), 5000)).await
+            })
+        })
+        .collect();
+    for task in burst {
+        let a = task.await.unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+    for i in 0..6 {
+        let a = server
+            .confirm_json("/confirm", &v1(&format!("s-{i}"), 5000))
+            .await;
+        assert_eq!(a.status, 200, "request s-{i} after the burst: {:?}", a.body);
+    }
     server.stop().await;
 }
 

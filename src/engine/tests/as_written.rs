@@ -35,7 +35,7 @@ async fn canned_answer_without_body_is_what_a_real_empty_answer_gives() {
         r#"upstreams: { shop: { "POST /api/reserve/order-1": { status: 204 } } }"#,
     )
     .unwrap();
-    let real_empty = crate::upstream::parse_body(b"", None);
+    let real_empty = crate::upstream::parse_body(b"", None, &[]);
     let (_dir, rules) = ruleset(&format!(
         r#"{SHOP}
 rules:

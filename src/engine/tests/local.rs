@@ -467,13 +467,16 @@ async fn script_reasons_are_never_blank_and_capped() {
 rules:
   - { name: blank, when: 'order_id == "b"', script: scripts/blank.rhai, reason: "rule reason" }
   - { name: empty, when: 'order_id == "e"', script: scripts/empty.rhai }
-  - { name: unseen, when: 'order_id == "u"', script: scripts/unseen.rhai, reason: "rule reason" }
+  - { name: unseen, when: 'order_id == "u" || order_id == "f"', script: scripts/unseen.rhai, reason: "rule reason" }
   - { name: long, script: scripts/long.rhai }
 "#,
         &[
             ("scripts/blank.rhai", r#""  ""#),
             // Blank as the buyer would see it: controls and text-direction marks are left out.
-            ("scripts/unseen.rhai", r#"" \u202e\x07\u2066\u2069\t""#),
+            (
+                "scripts/unseen.rhai",
+                r#"if order_id == "u" { " \u202e\x07\u2066\u2069\t\u200b\u3164\u00ad" } else { "재고\ufffd" }"#,
+            ),
             ("scripts/empty.rhai", r#""""#),
             ("scripts/long.rhai", r#"let s = "가"; s.pad(5000, '나'); s"#),
         ],
@@ -483,6 +486,9 @@ rules:
     let d = decide(&rules, &v1("e", "100")).await;
     assert_eq!(summary(&d), refused(DEFAULT_REASON, "empty"));
     let d = decide(&rules, &v1("u", "100")).await;
+    assert_eq!(summary(&d), refused("rule reason", "unseen"));
+    // Text that was not readable in its answer's charset (U+FFFD) is no reason either.
+    let d = decide(&rules, &v1("f", "100")).await;
     assert_eq!(summary(&d), refused("rule reason", "unseen"));
     let d = decide(&rules, &v1("x", "100")).await;
     let reason = d.reason.unwrap();

@@ -98,8 +98,6 @@ pub(super) fn client_owned_message(header: &str) -> String {
 /// (`interval: 1ms` is a thousand a second) and says nothing more about its health.
 const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(50);
 const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
-/// How long an idle connection to an upstream is kept for reuse.
-const POOL_IDLE: Duration = Duration::from_secs(4);
 
 impl FileCompiler<'_, '_> {
     pub(super) fn upstream(
@@ -239,16 +237,7 @@ impl FileCompiler<'_, '_> {
         let (Some(url), Some(timeout), Some(health)) = (url, timeout, health) else {
             return None;
         };
-        let client = match reqwest::Client::builder()
-            // A confirm check must see the merchant's own answer, not wherever it redirects.
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            // Below the keep-alive timeouts merchant servers commonly use (Node's 5 s): a
-            // connection the server closes as a request goes out fails that request, and a
-            // `forward` is never sent twice.
-            .pool_idle_timeout(POOL_IDLE)
-            .build()
-        {
+        let client = match crate::upstream::http_client(true) {
             Ok(c) => c,
             Err(e) => {
                 self.error(
@@ -266,6 +255,7 @@ impl FileCompiler<'_, '_> {
             headers,
             health,
             client,
+            fresh: std::sync::OnceLock::new(),
             state: Arc::new(HealthState::default()),
             secrets: mask_list(secrets),
         })

@@ -703,12 +703,15 @@ fn empty_reasons_are_rejected_like_an_empty_error_reason() {
   - name: script
     script: scripts/vip.rhai
     reason: ''
+  - name: invisible
+    amount: { max: 1 }
+    reason: "\u200f\u202e\u200b\u3164"
 "#,
     );
     dir.write("scripts/vip.rhai", "true\n");
     let message = |rule: &str| {
         format!(
-            r#"rule "{rule}": reason must not be empty (it is the text the buyer sees when this rule refuses)"#
+            r#"rule "{rule}": reason must not be empty (it is the text the buyer sees when this rule refuses; spaces, controls and invisible characters show nothing)"#
         )
     };
     assert_eq!(
@@ -718,6 +721,7 @@ fn empty_reasons_are_rejected_like_an_empty_error_reason() {
             dir.at(DEFAULT, 7, 13, &message("blank")),
             dir.at(DEFAULT, 10, 13, &message("block")),
             dir.at(DEFAULT, 13, 13, &message("script")),
+            dir.at(DEFAULT, 16, 13, &message("invisible")),
         ]
     );
 }

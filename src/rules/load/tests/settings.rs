@@ -284,7 +284,7 @@ fn bad_settings_values() {
     assert_eq!(
         dir.errors(),
         [
-            dir.at(DEFAULT, 2, 17, "error_reason must not be empty"),
+            dir.at(DEFAULT, 2, 17, "error_reason must not be empty (it is what the buyer sees when a check cannot complete; spaces, controls and invisible characters show nothing)"),
             dir.at(
                 DEFAULT,
                 3,
