@@ -103,10 +103,18 @@ pub(super) fn register_helpers(engine: &mut Engine) {
         // `normalize`: 45000.450 (from arithmetic) is shown as 45,000.45.
         format_amount_text(&d.normalize().to_string())
     });
-    engine.register_fn("format_amount", |f: FLOAT| match exact(f) {
-        Some(d) => format_amount_text(&d.normalize().to_string()),
-        None => f.to_string(),
-    });
+    // A float from arithmetic carries binary noise (`12300 * 1.1` is 13530.000000000002): it is
+    // shown to six decimal places at most. Infinity and NaN are no amount: an error.
+    engine.register_fn(
+        "format_amount",
+        |f: FLOAT| -> Result<String, Box<rhai::EvalAltResult>> {
+            let d = exact(f)
+                .ok_or_else(|| format!("format_amount: {f} is not an amount"))?
+                .round_dp(6)
+                .normalize();
+            Ok(format_amount_text(&d.to_string()))
+        },
+    );
     // Rounding an integer amount is the amount itself; Rhai has these for Decimals and floats.
     for name in ["round", "floor", "ceiling"] {
         engine.register_fn(name, |n: INT| n);
@@ -125,6 +133,9 @@ pub(super) fn register_helpers(engine: &mut Engine) {
     engine.register_fn("one_of", |f: FLOAT, list: rhai::Array| {
         exact(f).is_some_and(|d| in_list(d, &list))
     });
+    engine.register_fn("one_of", |b: bool, list: rhai::Array| {
+        list.iter().any(|item| item.as_bool() == Ok(b))
+    });
     // An absent field (`store_id` of a V1 payment, `payload.coupon` not sent) is `()`: it is
     // blank and in no list, rather than a "function not found" error decision.
     engine.register_fn("one_of", |_: (), _: rhai::Array| false);
@@ -135,6 +146,9 @@ pub(super) fn register_helpers(engine: &mut Engine) {
     engine.register_fn("is_blank", |_: Decimal| false);
     engine.register_fn("is_blank", |_: FLOAT| false);
     engine.register_fn("is_blank", |_: bool| false);
+    // A list or map is blank when it holds nothing (`is_blank(payload.items)`).
+    engine.register_fn("is_blank", |a: rhai::Array| a.is_empty());
+    engine.register_fn("is_blank", |m: rhai::Map| m.is_empty());
     // An expression cannot `throw`; this makes "cannot tell" an error (-> on_error) rather than
     // a refusal with the rule's reason: `if response.status == 200 { … } else { fail("…") }`.
     engine.register_fn(
@@ -215,7 +229,7 @@ mod tests {
         );
         assert_eq!(
             eval_expr(
-                r#"amount.round() == 50000 && amount.floor() == 50000 && amount.ceiling() == 50000 && one_of(amount, [1, 50000]) && one_of(amount, [50000.0]) && !one_of(amount, ["50000"]) && one_of(amount * 1.5, [75000]) && !is_blank(amount) && !is_blank(true)"#,
+                r#"amount.round() == 50000 && amount.floor() == 50000 && amount.ceiling() == 50000 && one_of(amount, [1, 50000]) && one_of(amount, [50000.0]) && !one_of(amount, [payload.imp_uid]) && one_of(amount * 1.5, [75000]) && !is_blank(amount) && !is_blank(true)"#,
                 V1
             ),
             Ok(true)
@@ -227,6 +241,15 @@ mod tests {
             ),
             Ok(true)
         );
+        assert_eq!(
+            eval_expr(
+                r#"format_amount(12300 * 1.1) == "13,530" && format_amount(33 * 0.7) == "23.1" && format_amount(3 * 0.1) == "0.3" && one_of(true, [false, true]) && !one_of(false, [true, "false"]) && is_blank([]) && !is_blank([1]) && is_blank(#{}) && !is_blank(#{a: 1})"#,
+                V1
+            ),
+            Ok(true)
+        );
+        let e = eval_expr(r#"format_amount(1.0 / 0.0) == "x""#, V1).unwrap_err();
+        assert!(e.to_string().contains("is not an amount"), "{e}");
         assert_eq!(format_amount_text("1234567"), "1,234,567");
         assert_eq!(format_amount_text("100"), "100");
         assert_eq!(format_amount_text("1000.5"), "1,000.5");

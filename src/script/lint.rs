@@ -380,15 +380,14 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position
             Some(ASTNode::Expr(Expr::FnCall(call, _))) | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
             _ => return true,
         };
-        if call.args.len() != 2 || !COMPARISONS.contains(&call.name.as_str()) {
-            return true;
-        }
-        let (a, b) = (&call.args[0], &call.args[1]);
-        let hit = match (a, b) {
-            (Expr::StringConstant(s, at), other) | (other, Expr::StringConstant(s, at))
-                if is_number(other) =>
-            {
-                Some((s, *at))
+        let hit = match (call.name.as_str(), &call.args[..]) {
+            (
+                name,
+                [Expr::StringConstant(s, at), other] | [other, Expr::StringConstant(s, at)],
+            ) if COMPARISONS.contains(&name) && is_number(other) => Some((s.to_string(), *at)),
+            // `amount in ["50000"]` (Rhai's `contains` on the list), `one_of(amount, ["50000"])`.
+            ("contains", [list, other]) | ("one_of", [other, list]) if is_number(other) => {
+                listed_strings(list).into_iter().next()
             }
             _ => None,
         };
@@ -703,6 +702,8 @@ mod tests {
             (r#""Sat" != seoul_weekday(now)"#, r#"seoul_weekday(…) is never "Sat": it is one of "mon", "tue", "wed", "thu", "fri", "sat", "sun""#, 1, 1),
             (r#"seoul_weekday(now) in ["sat", "Sun"]"#, r#"seoul_weekday(…) is never "Sun": it is one of "mon", "tue", "wed", "thu", "fri", "sat", "sun""#, 1, 23),
             (r#"one_of(seoul_weekday(now), ["Sat"])"#, r#"seoul_weekday(…) is never "Sat": it is one of "mon", "tue", "wed", "thu", "fri", "sat", "sun""#, 1, 28),
+            (r#"one_of(amount, [1000, "50000"])"#, r#""50000" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 1, 16),
+            (r#"amount in ["50000"]"#, r#""50000" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 1, 11),
             (r#"seoul_hour(now) >= "10""#, r#""10" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 1, 20),
             (r#"api in ["v1", "v2"]"#, r#"api is never "v2": it is one of "v1", "v2-2024-01-01", "v2-2024-04-25""#, 1, 8),
         ] {
