@@ -1,8 +1,9 @@
 //! The admin listener: liveness, readiness, metrics, the rules view and the reload endpoint.
 //! Never served on the public listener.
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -14,12 +15,15 @@ use super::{healthz, AppState};
 use crate::reload::{ReloadOutcome, Trigger};
 
 pub fn admin_router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/admin/rules", get(admin_rules))
+        .route("/admin/reload", post(admin_reload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorized));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/admin/rules", get(admin_rules))
-        .route("/admin/reload", post(admin_reload))
+        .merge(admin)
         .with_state(state)
 }
 
@@ -31,30 +35,25 @@ fn bearer_token(value: &str) -> Option<&str> {
         .then(|| token.trim_start_matches(' '))
 }
 
-impl AppState {
-    /// With `--admin-token`, `/admin/*` needs `Authorization: Bearer <token>`.
-    fn authorized(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
-        let Some(token) = &self.0.admin_token else {
-            return Ok(());
-        };
-        let given = headers
+/// With `--admin-token`, `/admin/*` needs `Authorization: Bearer <token>`.
+async fn authorized(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.0.admin_token {
+        let given = request
+            .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token)
             .unwrap_or("");
-        if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-            Ok(())
-        } else {
-            Err(Box::new(
-                (
-                    StatusCode::UNAUTHORIZED,
-                    [(header::WWW_AUTHENTICATE, "Bearer")],
-                    axum::Json(json!({"error": "missing or wrong admin token"})),
-                )
-                    .into_response(),
-            ))
+        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(json!({"error": "missing or wrong admin token"})),
+            )
+                .into_response();
         }
     }
+    next.run(request).await
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -97,10 +96,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn admin_rules(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = state.authorized(&headers) {
-        return *r;
-    }
+async fn admin_rules(State(state): State<AppState>) -> Response {
     let store = &state.0.store;
     let rules = store.current();
     let loaded_at: DateTime<Utc> = rules.loaded_at.into();
@@ -144,10 +140,7 @@ async fn admin_rules(State(state): State<AppState>, headers: HeaderMap) -> Respo
     .into_response()
 }
 
-async fn admin_reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = state.authorized(&headers) {
-        return *r;
-    }
+async fn admin_reload(State(state): State<AppState>) -> Response {
     match state.0.reloader.reload(Trigger::Admin).await {
         Some(ReloadOutcome::Applied { version }) => {
             axum::Json(json!({"applied": true, "version": version})).into_response()
