@@ -24,7 +24,7 @@ const POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// The HTTP client of an upstream: no redirects followed (a confirm check must see the
 /// merchant's own answer, not wherever it redirects), and with `pool`, idle connections kept
-/// [`POOL_IDLE`]; without, none kept, so every call has a connection of its own.
+/// 4 s; without, none kept, so every call has a connection of its own.
 pub fn http_client(pool: bool) -> reqwest::Result<reqwest::Client> {
     let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
