@@ -141,7 +141,9 @@ impl Template {
                         Some(other) => {
                             let mut s = String::new();
                             let _ = write!(s, "{other}");
-                            out.push_str(&escape(&s));
+                            if !s.contains(char::REPLACEMENT_CHARACTER) {
+                                out.push_str(&escape(&s));
+                            }
                         }
                     }
                 }
@@ -261,6 +263,8 @@ mod tests {
         assert_eq!(t.render(&request(), Some(&body)), "남은 수량 3개, .");
         // Text the answer's charset could not give (U+FFFD) is left out, like a missing field.
         let body = serde_json::json!({"stock": {"left": 3}, "missing": "\u{fffd}\u{fffd} 없음"});
+        assert_eq!(t.render(&request(), Some(&body)), "남은 수량 3개, .");
+        let body = serde_json::json!({"stock": {"left": 3}, "missing": {"m": "\u{fffd}"}});
         assert_eq!(t.render(&request(), Some(&body)), "남은 수량 3개, .");
     }
 

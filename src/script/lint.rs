@@ -512,10 +512,12 @@ pub(super) fn unclosed_brace(src: &str) -> Option<(usize, usize)> {
         }
         column += 1;
         match (quoted, c) {
-            (Some(_), '\\') => {
-                chars.next();
-                column += 1;
-            }
+            // An escape in a "…" or '…' literal; a backtick string has none. A backslash
+            // before a line break continues the string on the next line.
+            (Some(q), '\\') if q != '`' => match chars.next() {
+                Some('\n') => (line, column) = (line + 1, 0),
+                _ => column += 1,
+            },
             (Some(q), c) if c == q => quoted = None,
             (Some(_), _) => {}
             (None, '"' | '\'' | '`') => quoted = Some(c),
@@ -559,19 +561,11 @@ pub(super) fn no_result(ast: &AST) -> Option<(String, Position)> {
             Position::new(1, 1),
         ));
     };
-    // Rhai makes a catch block's value `()`, whatever the block ends with.
-    if let Stmt::TryCatch(blocks, _) = last {
-        if let Some(value) = blocks
-            .branch
-            .statements()
-            .last()
-            .filter(|s| gives_value(s) && !matches!(s, Stmt::Return(..)))
-        {
-            return Some((
-                "the value at the end of a catch block is dropped (Rhai makes a catch block give ()), so the payment would pass when the try fails: return it, e.g. catch (e) { return \"재고를 확인하지 못했습니다\"; }".into(),
-                value.position(),
-            ));
-        }
+    if let Some(at) = catch_ending_with_a_value(ast) {
+        return Some((
+            "the value at the end of a catch block is dropped (Rhai makes a catch block give ()), so the payment would pass when the try fails: return it, e.g. catch (e) { return \"재고를 확인하지 못했습니다\"; }".into(),
+            at,
+        ));
     }
     if gives_value(last) || returns_or_throws(ast) {
         return None;
@@ -594,12 +588,36 @@ pub(super) fn no_result(ast: &AST) -> Option<(String, Position)> {
     ))
 }
 
+/// The position of the value ending a `catch` block anywhere in the script (its functions
+/// too): Rhai makes a catch block give `()`, so that value is never anyone's result.
+fn catch_ending_with_a_value(ast: &AST) -> Option<Position> {
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::TryCatch(blocks, _))) = path.last() {
+            found = blocks
+                .branch
+                .statements()
+                .last()
+                .filter(|s| gives_value(s) && !matches!(s, Stmt::Return(..)))
+                .map(Stmt::position);
+        }
+        found.is_none()
+    });
+    found
+}
+
 /// Whether `stmt`, ending a script or block, can give a value other than `()`.
 fn gives_value(stmt: &Stmt) -> bool {
     let block = |b: &rhai::StmtBlock| b.statements().last().is_some_and(gives_value);
     match stmt {
-        Stmt::Expr(e) => !matches!(**e, Expr::Unit(..)),
-        Stmt::FnCall(..) | Stmt::Switch(..) => true,
+        // `print` and `debug` give `()`.
+        Stmt::Expr(e) => match &**e {
+            Expr::Unit(..) => false,
+            Expr::FnCall(call, _) => !matches!(call.name.as_str(), "print" | "debug"),
+            _ => true,
+        },
+        Stmt::FnCall(call, _) => !matches!(call.name.as_str(), "print" | "debug"),
+        Stmt::Switch(..) => true,
         Stmt::If(f, _) => block(&f.body) || block(&f.branch),
         // A catch block gives `()` (see `no_result`).
         Stmt::TryCatch(f, _) => block(&f.body),
@@ -779,6 +797,18 @@ mod tests {
                 1,
             ),
             (
+                "if amount > 0 {\n  try { fail(\"x\") } catch (e) { \"재고 확인 실패\" }\n}",
+                "the value at the end of a catch block is dropped",
+                2,
+                33,
+            ),
+            (
+                "let ok = amount <= 1000;\nprint(`ok=${ok}`);",
+                "the script ends with a statement",
+                2,
+                1,
+            ),
+            (
                 "try {\n  fail(\"x\")\n} catch (e) {\n  \"재고 확인 실패\"\n}",
                 "the value at the end of a catch block is dropped",
                 4,
@@ -823,6 +853,14 @@ mod tests {
             e.message
         );
         assert_eq!(super::unclosed_brace("if a { b } /* { */ `x{`"), None);
+        assert_eq!(
+            super::unclosed_brace("let m = \"a \\\nb\";\nif x {\n"),
+            Some((3, 6))
+        );
+        assert_eq!(
+            super::unclosed_brace("let s = `\\`;\nif x {\n"),
+            Some((2, 6))
+        );
         assert_eq!(
             super::unclosed_brace("fn f() {\n  if x {\n  }\n"),
             Some((1, 8))
