@@ -942,40 +942,76 @@ async fn an_answer_over_1_mib_is_cut_and_the_error_says_so() {
     );
 }
 
+/// A server speaking raw HTTP/1.1 on loopback, for answers no HTTP library would give: each
+/// connection is handed to `serve` with the count of requests read so far (shared by all).
+/// Returns its URL and that count.
+async fn raw_server<F, Fut>(serve: F) -> (String, Arc<std::sync::atomic::AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream, Arc<std::sync::atomic::AtomicUsize>) -> Fut
+        + Send
+        + Sync
+        + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = read.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            tokio::spawn(serve(conn, count.clone()));
+        }
+    });
+    (url, read)
+}
+
+/// Reads one whole request (its head and the body its `Content-Length` announces) from
+/// `conn` and counts it; `false` when the connection ends first.
+async fn read_request(
+    conn: &mut tokio::net::TcpStream,
+    count: &std::sync::atomic::AtomicUsize,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    let whole = |got: &[u8]| {
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |n| n.trim().parse::<usize>().unwrap_or(0));
+        (got.len() >= end + length).then_some(())
+    };
+    while whole(&got).is_none() {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    true
+}
+
 /// An upstream that answers the first request of each connection and closes the connection
 /// when a second request comes on it: the race of a keep-alive connection closed by the
 /// merchant's server just as the proxy reuses it. Returns its URL and a count of requests
 /// answered.
 async fn closing_upstream() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = answered.clone();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let count = count.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut head = Vec::new();
-                // The first request head (GETs have no body), answered with keep-alive.
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
-                if conn.write_all(answer.as_bytes()).await.is_err() {
-                    return;
-                }
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                // The next request on this connection: closed without a word.
-                let _ = conn.read(&mut buf).await;
-            });
+    raw_server(|mut conn, count| async move {
+        if !read_request(&mut conn, &count).await {
+            return;
         }
-    });
-    (url, answered)
+        let answer =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+        if conn.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+        // The next request on this connection: closed without a word.
+        let _ = conn.read(&mut [0u8; 8192]).await;
+    })
+    .await
 }
 
 #[tokio::test]
@@ -1026,41 +1062,14 @@ async fn raw_upstream(
     answer: &'static str,
     hold: Duration,
 ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = read.clone();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let count = count.clone();
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = vec![0u8; 8192];
-                let whole = |got: &[u8]| {
-                    let end = got.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-                    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |n| n.trim().parse::<usize>().unwrap_or(0));
-                    (got.len() >= end + length).then_some(())
-                };
-                while whole(&got).is_none() {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if conn.write_all(answer.as_bytes()).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(hold).await;
-            });
+    use tokio::io::AsyncWriteExt;
+    raw_server(move |mut conn, count| async move {
+        if read_request(&mut conn, &count).await && conn.write_all(answer.as_bytes()).await.is_ok()
+        {
+            tokio::time::sleep(hold).await;
         }
-    });
-    (url, read)
+    })
+    .await
 }
 
 /// A GET is sent again only when the connection closed at once (a pooled one the upstream
