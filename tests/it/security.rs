@@ -905,20 +905,11 @@ async fn secrets_never_appear_in_logs_decision_log_or_admin_rules() {
 async fn a_secret_in_an_upstream_url_path_stays_out_of_debug_logs() {
     // Reads a request and hangs up without an answer, as an upstream closing a pooled
     // connection at that moment does.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
-            });
-        }
-    });
+    let (url, _) = raw_upstream("", std::time::Duration::ZERO).await;
     let rules = Rules::with(
         "default.yaml",
         &format!(
-            "upstreams:\n  shop:\n    url: \"http://{addr}/hooks/${{HOOK_TOKEN}}\"\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: r\n"
+            "upstreams:\n  shop:\n    url: \"{url}/hooks/${{HOOK_TOKEN}}\"\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: r\n"
         ),
     );
     let token = "hook-t0ken-5e2c";

@@ -528,3 +528,71 @@ pub fn mkfifo(path: &Path) {
         .success();
     assert!(ok, "mkfifo {}", path.display());
 }
+
+/// A server speaking raw HTTP/1.1 on loopback, for answers no HTTP library would give: each
+/// connection is handed to `serve` with the count of requests read so far (shared by all).
+/// Returns its URL and that count.
+pub async fn raw_server<F, Fut>(serve: F) -> (String, Arc<std::sync::atomic::AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream, Arc<std::sync::atomic::AtomicUsize>) -> Fut
+        + Send
+        + Sync
+        + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = read.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            tokio::spawn(serve(conn, count.clone()));
+        }
+    });
+    (url, read)
+}
+
+/// Reads one whole request (its head and the body its `Content-Length` announces) from
+/// `conn` and counts it; `false` when the connection ends first.
+pub async fn read_request(
+    conn: &mut tokio::net::TcpStream,
+    count: &std::sync::atomic::AtomicUsize,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    let whole = |got: &[u8]| {
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |n| n.trim().parse::<usize>().unwrap_or(0));
+        (got.len() >= end + length).then_some(())
+    };
+    while whole(&got).is_none() {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    true
+}
+
+/// An upstream speaking raw HTTP/1.1: for each request it reads the head and the body the head
+/// announces, then writes `answer` (nothing at all when empty), waits `hold` and closes the
+/// connection. Returns its URL and a count of requests read.
+pub async fn raw_upstream(
+    answer: &'static str,
+    hold: Duration,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncWriteExt;
+    raw_server(move |mut conn, count| async move {
+        if read_request(&mut conn, &count).await && conn.write_all(answer.as_bytes()).await.is_ok()
+        {
+            tokio::time::sleep(hold).await;
+        }
+    })
+    .await
+}

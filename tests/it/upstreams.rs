@@ -942,57 +942,6 @@ async fn an_answer_over_1_mib_is_cut_and_the_error_says_so() {
     );
 }
 
-/// A server speaking raw HTTP/1.1 on loopback, for answers no HTTP library would give: each
-/// connection is handed to `serve` with the count of requests read so far (shared by all).
-/// Returns its URL and that count.
-async fn raw_server<F, Fut>(serve: F) -> (String, Arc<std::sync::atomic::AtomicUsize>)
-where
-    F: Fn(tokio::net::TcpStream, Arc<std::sync::atomic::AtomicUsize>) -> Fut
-        + Send
-        + Sync
-        + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = read.clone();
-    tokio::spawn(async move {
-        while let Ok((conn, _)) = listener.accept().await {
-            tokio::spawn(serve(conn, count.clone()));
-        }
-    });
-    (url, read)
-}
-
-/// Reads one whole request (its head and the body its `Content-Length` announces) from
-/// `conn` and counts it; `false` when the connection ends first.
-async fn read_request(
-    conn: &mut tokio::net::TcpStream,
-    count: &std::sync::atomic::AtomicUsize,
-) -> bool {
-    use tokio::io::AsyncReadExt;
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    let whole = |got: &[u8]| {
-        let end = got.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-        let length = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |n| n.trim().parse::<usize>().unwrap_or(0));
-        (got.len() >= end + length).then_some(())
-    };
-    while whole(&got).is_none() {
-        match conn.read(&mut buf).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    true
-}
-
 /// An upstream that answers the first request of each connection and closes the connection
 /// when a second request comes on it: the race of a keep-alive connection closed by the
 /// merchant's server just as the proxy reuses it. Returns its URL and a count of requests
@@ -1053,23 +1002,6 @@ async fn a_get_on_a_connection_closed_under_it_is_sent_again() {
         assert_eq!(a.status, 200, "request s-{i} after the burst: {:?}", a.body);
     }
     server.stop().await;
-}
-
-/// An upstream speaking raw HTTP/1.1: for each request it reads the head and the body the head
-/// announces, then writes `answer` (nothing at all when empty), waits `hold` and closes the
-/// connection. Returns its URL and a count of requests read.
-async fn raw_upstream(
-    answer: &'static str,
-    hold: Duration,
-) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    use tokio::io::AsyncWriteExt;
-    raw_server(move |mut conn, count| async move {
-        if read_request(&mut conn, &count).await && conn.write_all(answer.as_bytes()).await.is_ok()
-        {
-            tokio::time::sleep(hold).await;
-        }
-    })
-    .await
 }
 
 /// A GET is sent again only when the connection closed at once (a pooled one the upstream
@@ -1200,40 +1132,32 @@ async fn a_get_that_timed_out_is_not_sent_again() {
 /// An answer under the limit is read whole however many pieces it arrives in.
 #[tokio::test]
 async fn an_answer_in_many_pieces_is_read_whole() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let body = format!(
         r#"{{"padding": "{}", "available": 1}}"#,
         "x".repeat(256 * 1024)
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+    let (url, _) = raw_server(move |mut conn, count| {
+        let body = body.clone();
+        async move {
+            if !read_request(&mut conn, &count).await {
+                return;
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes()).await;
+            for piece in body.as_bytes().chunks(32 * 1024) {
+                if conn.write_all(piece).await.is_err() {
+                    return;
                 }
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                );
-                let _ = conn.write_all(head.as_bytes()).await;
-                for piece in body.as_bytes().chunks(32 * 1024) {
-                    if conn.write_all(piece).await.is_err() {
-                        return;
-                    }
-                    let _ = conn.flush().await;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            });
+                let _ = conn.flush().await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
-    });
+    })
+    .await;
     let rules = Rules::with(
         "default.yaml",
         &format!(
@@ -1250,18 +1174,8 @@ async fn an_answer_in_many_pieces_is_read_whole() {
 /// an operator needs to tell a broken merchant server from a network problem.
 #[tokio::test]
 async fn other_failures_are_traced_with_their_cause() {
-    use tokio::io::AsyncReadExt;
     // Reads the request, then closes the connection without answering.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let _ = conn.read(&mut buf).await;
-            });
-        }
-    });
+    let (url, _) = raw_upstream("", Duration::ZERO).await;
     assert_eq!(
         forward_error(&url).await,
         "forward to shop: request failed: connection closed before message completed"
