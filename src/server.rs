@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
@@ -202,26 +202,21 @@ impl App {
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // At shutdown: the end of the grace period, one for both listeners and the evaluations
+        // left, fixed then (the deadlines of the rules generations answered from so far).
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+        let state = self.state.clone();
         tokio::spawn(async move {
             shutdown.await;
-            let _ = stop_tx.send(true);
+            let _ = stop_tx.send(Some(tokio::time::Instant::now() + state.grace()));
         });
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
+        let stopped = |mut rx: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>| async move {
+            match rx.wait_for(Option::is_some).await {
+                Ok(until) => until.unwrap_or_else(tokio::time::Instant::now),
+                Err(_) => tokio::time::Instant::now(),
+            }
         };
         let idle = self.state.0.idle_timeout;
-        // One end of the grace period for both listeners and the detached evaluations, fixed
-        // by whichever asks first (a listener, as it stops accepting).
-        let wait_until: Arc<OnceLock<tokio::time::Instant>> = Arc::default();
-        let until = {
-            let (state, wait_until) = (self.state.clone(), wait_until.clone());
-            move || *wait_until.get_or_init(|| tokio::time::Instant::now() + state.grace())
-        };
-        let grace = || {
-            let until = until.clone();
-            move || until().saturating_duration_since(tokio::time::Instant::now())
-        };
         let state = self.state.clone();
         let public = listen::serve(
             public,
@@ -229,15 +224,13 @@ impl App {
             idle,
             move |peer| state.refuses_at_sight(peer),
             stopped(stop_rx.clone()),
-            grace(),
         );
         let admin = listen::serve(
             admin,
             admin_router(self.state.clone()),
             idle,
             |_| false,
-            stopped(stop_rx),
-            grace(),
+            stopped(stop_rx.clone()),
         );
         let upkeep = self.state.0.metrics.spawn_upkeep();
         let (a, b) = tokio::join!(public, admin);
@@ -245,7 +238,8 @@ impl App {
         // (or whose connection was given up on), each bound by its deadline.
         let evaluations = &self.state.0.evaluations;
         evaluations.close();
-        if tokio::time::timeout_at(until(), evaluations.wait())
+        let until = stopped(stop_rx).await;
+        if tokio::time::timeout_at(until, evaluations.wait())
             .await
             .is_err()
         {

@@ -34,7 +34,7 @@ const STRANGER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `router` on `listener` until `stop` resolves; then stops accepting, lets every request
 /// in flight finish (idle keep-alive connections close at once) and returns. It waits at most
-/// `grace()`, read at that moment: every request is answered within its deadline, so what is
+/// until the end of the grace period `stop` gives: every request is answered within its deadline, so what is
 /// still open after the longest one is a client that never finished sending a request, which
 /// must not hold up the exit (and the decision log's last lines) until its idle timeout.
 ///
@@ -45,8 +45,7 @@ pub async fn serve(
     router: Router,
     idle_timeout: Duration,
     stranger: impl Fn(IpAddr) -> bool,
-    stop: impl Future<Output = ()>,
-    grace: impl FnOnce() -> Duration,
+    stop: impl Future<Output = tokio::time::Instant>,
 ) -> io::Result<()> {
     let builder = |head_timeout| {
         let mut http = http1::Builder::new();
@@ -64,7 +63,7 @@ pub async fn serve(
     );
     let connections = GracefulShutdown::new();
     let mut stop = pin!(stop);
-    loop {
+    let until = loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -73,7 +72,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut stop => break,
+            until = &mut stop => break until,
         };
         // Answers are one small write each; Nagle would hold the next one back for an ACK.
         let _ = stream.set_nodelay(true);
@@ -101,15 +100,14 @@ pub async fn serve(
                 Err(e) => tracing::debug!(%peer, "connection ended: {e}"),
             }
         });
-    }
+    };
     drop(listener);
-    let grace = grace();
-    if tokio::time::timeout(grace, connections.shutdown())
+    if tokio::time::timeout_at(until, connections.shutdown())
         .await
         .is_err()
     {
         tracing::info!(
-            "stopped waiting after {grace:?} for connections that never sent a whole request"
+            "stopped waiting at the end of the grace period for connections that never sent a whole request"
         );
     }
     Ok(())
