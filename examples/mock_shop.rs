@@ -41,12 +41,15 @@ struct Shop {
 
 #[tokio::main]
 async fn main() {
+    const USAGE: &str = "usage: mock_shop [--listen ADDR]   (or MOCK_SHOP_LISTEN=ADDR; default 127.0.0.1:9090; SHOP_API_TOKEN sets the bearer token the stock API wants)";
+    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
     let listen = match listen_addr() {
         Ok(addr) => addr,
         Err(e) => {
-            eprintln!(
-                "mock_shop: {e}\nusage: mock_shop [--listen ADDR]   (or MOCK_SHOP_LISTEN=ADDR)"
-            );
+            eprintln!("mock_shop: {e}\n{USAGE}");
             std::process::exit(2);
         }
     };
