@@ -339,13 +339,34 @@ fn encoding(label: &str) -> Option<&'static encoding_rs::Encoding> {
 }
 
 /// The `charset` parameter of a `Content-Type` value, unquoted.
+/// A quoted value may hold `;` (`foo="a;charset=x"`), which ends no parameter (RFC 9110 §5.6.6).
 fn charset(content_type: &str) -> Option<&str> {
-    content_type.split(';').skip(1).find_map(|param| {
-        let (name, value) = param.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("charset")
-            .then(|| value.trim().trim_matches('"'))
-    })
+    let (_, mut rest) = content_type.split_once(';')?;
+    loop {
+        let (name, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        let (value, next) = match after.strip_prefix('"') {
+            // Up to the closing quote, past any backslash-escaped character.
+            Some(quoted) => {
+                let mut escaped = false;
+                let end = quoted.char_indices().find_map(|(i, c)| {
+                    let closes = c == '"' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    closes.then_some(i)
+                })?;
+                let next = quoted[end + 1..].split_once(';').map(|(_, n)| n);
+                (&quoted[..end], next)
+            }
+            None => match after.split_once(';') {
+                Some((value, next)) => (value.trim_end(), Some(next)),
+                None => (after.trim_end(), None),
+            },
+        };
+        if name.trim().eq_ignore_ascii_case("charset") {
+            return Some(value);
+        }
+        rest = next?;
+    }
 }
 
 /// Names the cause the way an operator debugs it: refused, DNS, timeout.
@@ -539,6 +560,30 @@ mod tests {
             ),
             serde_json::json!({"left": 2})
         );
+    }
+
+    #[test]
+    fn the_charset_parameter_is_read_past_quoted_values() {
+        for (ct, want) in [
+            ("application/json; charset=euc-kr", Some("euc-kr")),
+            (
+                "application/json;charset=\"EUC-KR\";foo=bar",
+                Some("EUC-KR"),
+            ),
+            (
+                "application/json; foo=\"x;charset=utf-8\"; charset=euc-kr",
+                Some("euc-kr"),
+            ),
+            (
+                "application/json; foo=\"a\\\"b;c\" ; Charset = cp949 ",
+                Some("cp949"),
+            ),
+            ("application/json; foo=bar", None),
+            ("application/json", None),
+            ("application/json; foo=\"unclosed; charset=x", None),
+        ] {
+            assert_eq!(charset(ct), want, "{ct}");
+        }
     }
 
     #[test]
