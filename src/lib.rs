@@ -7,33 +7,38 @@
 
 /// The scalar methods of a serde `Visitor` (with `Value = ()`) that walks a document for its
 /// structure alone: every scalar is accepted and ignored. The duplicate-key walks of JSON bodies
-/// and of YAML rule files both need them.
+/// and of YAML rule files both need them. `ignore_scalars!(T, value)`: every scalar but a string
+/// gives `value`, for a visitor that looks at strings only.
 macro_rules! ignore_scalars {
     () => {
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-            Ok(())
-        }
-        // serde_yaml reads integers beyond 64 bits as 128-bit ones.
-        fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-            Ok(())
-        }
+        crate::ignore_scalars!((), ());
         fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
             Ok(())
         }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-            Ok(())
+    };
+    // Every scalar but a string gives `$value` (of type `$ty`).
+    ($ty:ty, $value:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<$ty, E> {
+            Ok($value)
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<$ty, E> {
+            Ok($value)
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<$ty, E> {
+            Ok($value)
+        }
+        // serde_yaml reads integers beyond 64 bits as 128-bit ones.
+        fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<$ty, E> {
+            Ok($value)
+        }
+        fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<$ty, E> {
+            Ok($value)
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<$ty, E> {
+            Ok($value)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<$ty, E> {
+            Ok($value)
         }
     };
 }

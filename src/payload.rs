@@ -240,8 +240,18 @@ pub fn body_type(headers: &http::HeaderMap) -> Result<Option<&str>, PayloadError
             .into_iter()
             .map(http::HeaderValue::as_bytes)
     };
-    check_transfer_encoding(values(http::header::TRANSFER_ENCODING))?;
-    check_content_encoding(values(http::header::CONTENT_ENCODING))?;
+    // A body is read only as it came: the HTTP layer undoes `chunked` and nothing else, and
+    // any content coding but `identity` (an empty value is none) is a 415 naming it.
+    check_codings(
+        values(http::header::TRANSFER_ENCODING),
+        b"chunked",
+        PayloadError::UnsupportedTransferEncoding,
+    )?;
+    check_codings(
+        values(http::header::CONTENT_ENCODING),
+        b"identity",
+        PayloadError::UnsupportedContentEncoding,
+    )?;
     let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
     match (types.next().map(http::HeaderValue::to_str), types.next()) {
         (None, _) => Ok(None),
@@ -251,30 +261,6 @@ pub fn body_type(headers: &http::HeaderMap) -> Result<Option<&str>, PayloadError
             "(텍스트가 아님)".into(),
         )),
     }
-}
-
-/// Checks the values of the request's `Content-Encoding` headers: a body is read only as it
-/// came, so any coding but `identity` (an empty value is none) is a 415 naming it.
-fn check_content_encoding<'a>(
-    values: impl IntoIterator<Item = &'a [u8]>,
-) -> Result<(), PayloadError> {
-    check_codings(
-        values,
-        b"identity",
-        PayloadError::UnsupportedContentEncoding,
-    )
-}
-
-/// The `Transfer-Encoding` values of a request: `chunked` (which the HTTP layer undoes) and
-/// nothing else.
-fn check_transfer_encoding<'a>(
-    values: impl IntoIterator<Item = &'a [u8]>,
-) -> Result<(), PayloadError> {
-    check_codings(
-        values,
-        b"chunked",
-        PayloadError::UnsupportedTransferEncoding,
-    )
 }
 
 /// Every coding listed in `values` is `allowed` (or `identity`), else the value as `error`.

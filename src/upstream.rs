@@ -1,6 +1,7 @@
 //! Calls to merchant services: the [`Upstreams`] seam the engine talks through, its real HTTP
 //! implementation (one pooled client per upstream, built at load), and background health probes.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +36,18 @@ pub fn http_client(pool: bool) -> reqwest::Result<reqwest::Client> {
         builder.pool_max_idle_per_host(0)
     }
     .build()
+}
+
+/// `up`'s client that keeps no connection, built on first use (the pooled one should it fail
+/// to build; it takes the same settings).
+fn fresh_client(up: &Upstream) -> &reqwest::Client {
+    if let Some(client) = up.fresh.get() {
+        return client;
+    }
+    match http_client(false) {
+        Ok(client) => up.fresh.get_or_init(|| client),
+        Err(_) => &up.client,
+    }
 }
 
 /// How soon after a GET goes out a closed connection is taken for a pooled one the upstream
@@ -155,13 +168,12 @@ pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
 async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, UpstreamError> {
     let started = std::time::Instant::now();
     let url = format!("{}{}", up.url, call.path_and_query);
-    let headers = merged_headers(up, &call);
     let get = call.method == http::Method::GET;
-    let request = |client: &reqwest::Client, headers, timeout| {
+    let request = |client: &reqwest::Client, timeout| {
         let req = client
             .request(call.method.clone(), &url)
             .timeout(timeout)
-            .headers(headers);
+            .headers(merged_headers(up, &call));
         match &call.body {
             Some(body) => req.body(body.clone()),
             None => req,
@@ -174,24 +186,16 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     // to this request (it read it, then closed), and sending it again would double its time and
     // the load on a service already in trouble. The second try has what is left of the call's
     // timeout, so `timeout` bounds the call as a whole.
-    let again = get.then(|| headers.clone());
-    let sent = match (request(&up.client, headers, up.timeout).send().await, again) {
-        (Err(e), Some(headers)) if closed_under_us(&e) && started.elapsed() < STALE_RACE => {
+    let sent = match request(&up.client, up.timeout).send().await {
+        Err(e) if get && closed_under_us(&e) && started.elapsed() < STALE_RACE => {
             // Without the URL, which reqwest's text names in full: its path may hold a
             // `${VAR}` secret.
             let e = e.without_url();
             tracing::debug!(upstream = %up.name, "connection closed under the request ({e}); sending it again");
             let left = up.timeout.saturating_sub(started.elapsed());
-            let fresh = match up.fresh.get() {
-                Some(client) => client.clone(),
-                None => match http_client(false) {
-                    Ok(client) => up.fresh.get_or_init(|| client).clone(),
-                    Err(_) => up.client.clone(),
-                },
-            };
-            request(&fresh, headers, left).send().await
+            request(fresh_client(up), left).send().await
         }
-        (sent, _) => sent,
+        sent => sent,
     };
     let mut resp = sent.map_err(|e| classify(e, up))?;
     let status = resp.status().as_u16();
@@ -302,21 +306,30 @@ fn masked(bytes: &[u8], secrets: &[Box<str>]) -> Option<Vec<u8>> {
     out
 }
 
-/// JSON when it parses, else the text (so `require` can still compare it). The bytes are read
-/// in the charset the answer's `Content-Type` names, else as UTF-8 (a byte-order mark decides
-/// over both): legacy Korean servers answer in EUC-KR and say so (`application/json;
-/// charset=euc-kr`). Bytes that are not text in that charset become U+FFFD, so the numbers and
-/// ASCII of such an answer are still read. `secrets` are masked in the text, once decoded (an
-/// upstream may echo a token back in any charset).
+/// JSON when it parses, else the text (so `require` can still compare it). A byte-order mark
+/// (UTF-8, UTF-16) and a UTF-16 label decide the charset first; then bytes that are valid
+/// UTF-8 are read as UTF-8, JSON's own encoding, whatever a label says (a UTF-8 answer
+/// labelled `charset=iso-8859-1` still reads right); any other bytes are read in the charset
+/// the answer's `Content-Type` names — legacy Korean servers answer in EUC-KR and say so
+/// (`application/json; charset=euc-kr`), and EUC-KR text is never valid UTF-8 — else as UTF-8.
+/// Bytes that are not text in that charset become U+FFFD, so the numbers and ASCII of such an
+/// answer are still read. `secrets` are masked in the text, once decoded (an upstream may echo
+/// a token back in any charset).
 pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Box<str>]) -> Value {
-    let encoding = content_type
-        .and_then(charset)
-        .and_then(encoding)
-        .unwrap_or(encoding_rs::UTF_8);
-    let (text, _, _) = encoding.decode(body);
+    use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
+    let labelled = content_type.and_then(charset).and_then(encoding);
+    let text = match (Encoding::for_bom(body), labelled) {
+        (Some((bom, len)), _) => bom.decode_without_bom_handling(&body[len..]).0,
+        (None, Some(e)) if e == UTF_16LE || e == UTF_16BE => e.decode_without_bom_handling(body).0,
+        // One pass over the bytes: valid UTF-8 is borrowed as it is.
+        (None, label) => match std::str::from_utf8(body) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => label.unwrap_or(UTF_8).decode_without_bom_handling(body).0,
+        },
+    };
     let text = match masked(text.as_bytes(), secrets) {
         // Valid UTF-8: the secrets replaced are whole UTF-8 strings.
-        Some(m) => std::borrow::Cow::Owned(String::from_utf8_lossy(&m).into_owned()),
+        Some(m) => Cow::Owned(String::from_utf8_lossy(&m).into_owned()),
         None => text,
     };
     match serde_json::from_str(&text) {
@@ -560,6 +573,19 @@ mod tests {
             ),
             serde_json::json!({"left": 2})
         );
+        // UTF-8 is read as UTF-8 whatever the label says (windows-1252 would read any byte),
+        // also after a UTF-8 byte-order mark.
+        let utf8 = r#"{"reason":"재고 없음"}"#;
+        for body in [utf8.to_owned(), format!("\u{feff}{utf8}")] {
+            assert_eq!(
+                parse_body(
+                    body.as_bytes(),
+                    Some("application/json; charset=ISO-8859-1"),
+                    &[]
+                ),
+                serde_json::json!({"reason": "재고 없음"})
+            );
+        }
     }
 
     #[test]

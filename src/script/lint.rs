@@ -610,13 +610,12 @@ fn catch_ending_with_a_value(ast: &AST) -> Option<Position> {
 fn gives_value(stmt: &Stmt) -> bool {
     let block = |b: &rhai::StmtBlock| b.statements().last().is_some_and(gives_value);
     match stmt {
-        // `print` and `debug` give `()`.
         Stmt::Expr(e) => match &**e {
             Expr::Unit(..) => false,
-            Expr::FnCall(call, _) => !matches!(call.name.as_str(), "print" | "debug"),
+            Expr::FnCall(call, _) => call_gives_value(call),
             _ => true,
         },
-        Stmt::FnCall(call, _) => !matches!(call.name.as_str(), "print" | "debug"),
+        Stmt::FnCall(call, _) => call_gives_value(call),
         Stmt::Switch(..) => true,
         Stmt::If(f, _) => block(&f.body) || block(&f.branch),
         // A catch block gives `()` (see `no_result`).
@@ -627,6 +626,11 @@ fn gives_value(stmt: &Stmt) -> bool {
         Stmt::While(f, _) => matches!(f.expr, Expr::Unit(..)),
         _ => false,
     }
+}
+
+/// Whether a call can give a value other than `()`: `print` and `debug` never do.
+fn call_gives_value(call: &rhai::FnCallExpr) -> bool {
+    !matches!(call.name.as_str(), "print" | "debug")
 }
 
 /// Whether the script's own statements (not its functions and closures) hold a `return` with

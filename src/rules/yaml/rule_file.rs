@@ -151,27 +151,7 @@ impl<'de> Visitor<'de> for NameVisitor {
         Ok(None)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<String>, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<String>, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<String>, E> {
-        Ok(None)
-    }
-    fn visit_i128<E: de::Error>(self, _: i128) -> Result<Option<String>, E> {
-        Ok(None)
-    }
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<Option<String>, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<String>, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
-        Ok(None)
-    }
+    crate::ignore_scalars!(Option<String>, None);
 }
 
 /// A shape error as an operator reads it: no Rust type names, no JSON.
