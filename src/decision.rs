@@ -138,10 +138,12 @@ fn longer_than(json: &serde_json::Value, max: usize) -> bool {
 pub fn shows_nothing(text: &str) -> bool {
     text.chars().all(|c| {
         c.is_whitespace()
-            || matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{034F}')
-            // Rust escapes exactly the characters it does not print (controls, format
-            // characters, unassigned ones); quotes and the backslash are escaped but printed.
-            || (!matches!(c, '"' | '\'' | '\\') && c.escape_debug().nth(1).is_some())
+            || c.is_control()
+            || crate::logfmt::hidden(c)
+            || matches!(
+                c,
+                '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{034F}'
+            )
     })
 }
 

@@ -267,8 +267,9 @@ fn breaks_line(value: &str, special: Bytes) -> bool {
 /// text-direction controls, and invisible format characters (U+200B, U+00AD, U+FEFF, tags)
 /// that would make one id look like another. Exactly those `{:?}` escapes, so a quoted value
 /// shows each as `\u{…}`.
-fn hidden(c: char) -> bool {
-    !c.is_ascii() && c.escape_debug().len() > 1
+pub(crate) fn hidden(c: char) -> bool {
+    // Hangul syllables, the bulk of Korean reasons, are all shown: no table lookup.
+    !c.is_ascii() && !('\u{AC00}'..='\u{D7A3}').contains(&c) && c.escape_debug().len() > 1
 }
 
 #[cfg(test)]

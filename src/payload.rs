@@ -28,7 +28,7 @@ pub enum Api {
 }
 
 impl Api {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Api::V1 => "v1",
             Api::V2_2024_01_01 => "v2-2024-01-01",

@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
+use crate::payload::Api;
+
 /// Comparison operators, as Rhai names the functions behind them.
 const COMPARISONS: [&str; 6] = ["==", "!=", "<", "<=", ">", ">="];
 /// Arithmetic, whose result is a number whenever a number is involved.
@@ -169,13 +171,8 @@ pub(super) fn request_variable_in_fn(ast: &AST) -> Option<(String, Position)> {
         let arity = f.params.len();
         let one =
             ast.clone_functions_only_filtered(|_, _, _, name, n| name == f.name && n == arity);
-        let mut own: HashSet<String> = f.params.iter().map(|p| (*p).to_owned()).collect();
-        one.walk(&mut |path: &[ASTNode]| {
-            if let Some(ASTNode::Stmt(Stmt::Var(var, ..))) = path.last() {
-                own.insert(var.0.name.to_string());
-            }
-            true
-        });
+        // Its parameters, `let`s and loop variables.
+        let own = declared_names(&one);
         let mut found = None;
         one.walk(&mut |path: &[ASTNode]| {
             let Some(ASTNode::Expr(Expr::Variable(var, _, at))) = path.last() else {
@@ -276,7 +273,11 @@ fn fetched_access(e: &Expr) -> Option<(&str, Position, Option<&Expr>)> {
 }
 
 /// The values `api` takes.
-const APIS: [&str; 3] = ["v1", "v2-2024-01-01", "v2-2024-04-25"];
+const APIS: [&str; 3] = [
+    Api::V1.as_str(),
+    Api::V2_2024_01_01.as_str(),
+    Api::V2_2024_04_25.as_str(),
+];
 /// What `seoul_weekday` returns.
 const WEEKDAYS: [&str; 7] = super::helpers::WEEKDAYS;
 
@@ -742,6 +743,7 @@ mod tests {
             r#"response.body.status == "ok" && fetched["stock"].body.left > 0 && fetched.stock.status == 200"#,
             "fn big(amount) { amount > 1000000 }\n!big(amount) && [1].filter(|x| x < amount).len() == 1",
             "fn limit() { let amount = 5; amount }\namount > limit()",
+            "fn any_big(list) { for amount in list { if amount > 5 { return true; } } false }\nany_big([amount])",
             "let response = #{ code: 1 }; response.code == 1",
             r#"api == "v1" || api != "v2-2024-04-25" || seoul_weekday(now) == "sat""#,
             r#"api in ["v1", "v2-2024-04-25"] && one_of(seoul_weekday(now), ["sat", "sun"]) && seoul_hour(now) >= 10"#,
