@@ -321,12 +321,7 @@ impl AppState {
                 return Some(self.refuse(seen, 401, e.reason().into()));
             }
         };
-        // Named in the log of a delivery refused as no copy of the first, so that an operator
-        // can find both (cut: a sender chooses it).
-        let webhook_id: String = String::from_utf8_lossy(message.id)
-            .chars()
-            .take(100)
-            .collect();
+        let webhook_id = message.id;
         let (claim, forgotten) = s.deliveries.claim(message, body, &set.name, now);
         s.metrics.delivery_ids_forgotten(forgotten);
         match claim {
@@ -337,14 +332,14 @@ impl AppState {
             Claim::Repeat(earlier) => Some(self.repeat(seen, set, earlier, headers, body).await),
             Claim::Elsewhere => Some(self.not_a_copy(
                 seen,
-                &webhook_id,
+                webhook_id,
                 "other_ruleset",
                 "for another ruleset",
                 "다른 결제 확인 경로로 이미 받은 요청입니다",
             )),
             Claim::Altered => Some(self.not_a_copy(
                 seen,
-                &webhook_id,
+                webhook_id,
                 "other_body",
                 "with another body",
                 "이미 받은 요청과 같은 id로 다른 내용의 요청이 왔습니다",
@@ -356,15 +351,21 @@ impl AppState {
     fn not_a_copy(
         &self,
         seen: &Seen,
-        webhook_id: &str,
+        webhook_id: &[u8],
         label: &'static str,
         how: &str,
         reason: &str,
     ) -> Response {
         self.0.metrics.repeated_delivery(label);
+        // Named in the log so that an operator can find both deliveries (cut: a sender
+        // chooses it).
+        let webhook_id: String = String::from_utf8_lossy(webhook_id)
+            .chars()
+            .take(100)
+            .collect();
         tracing::warn!(
             decision_id = seen.id.as_str(),
-            webhook_id,
+            webhook_id = webhook_id.as_str(),
             "webhook message already received {how}"
         );
         self.refuse(seen, 401, reason.into())
