@@ -314,7 +314,8 @@ pub struct Upstream {
     /// more: any of them may be a credential. An upstream that echoes one back (`401 {"error":"bad token Bearer …"}`) has it
     /// replaced by `***` in its answer before anything reads it, so it never reaches a reason,
     /// the decision log or `eval`'s output.
-    pub secrets: Arc<[Box<str>]>,
+    /// Searchers for them, built at load, longest first.
+    pub secrets: Arc<[memchr::memmem::Finder<'static>]>,
 }
 
 impl fmt::Debug for Upstream {

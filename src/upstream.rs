@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use memchr::memmem::Finder;
 use serde_json::Value;
 
 use crate::metrics::Metrics;
@@ -283,13 +284,12 @@ fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static st
 
 /// `bytes` with every occurrence of a secret (longest first) replaced by `***` (see
 /// [`Upstream::secrets`]); `None` when none occurs, which is the usual case and copies nothing.
-fn masked(bytes: &[u8], secrets: &[Box<str>]) -> Option<Vec<u8>> {
+fn masked(bytes: &[u8], secrets: &[Finder<'static>]) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
     for secret in secrets {
-        let finder = memchr::memmem::Finder::new(secret.as_bytes());
         let text = out.as_deref().unwrap_or(bytes);
         // Occurrences come without overlap, left to right.
-        let mut hits = finder.find_iter(text).peekable();
+        let mut hits = secret.find_iter(text).peekable();
         if hits.peek().is_none() {
             continue;
         }
@@ -298,7 +298,7 @@ fn masked(bytes: &[u8], secrets: &[Box<str>]) -> Option<Vec<u8>> {
         for at in hits {
             next.extend_from_slice(&text[from..at]);
             next.extend_from_slice(b"***");
-            from = at + secret.len();
+            from = at + secret.needle().len();
         }
         next.extend_from_slice(&text[from..]);
         out = Some(next);
@@ -315,7 +315,7 @@ fn masked(bytes: &[u8], secrets: &[Box<str>]) -> Option<Vec<u8>> {
 /// Bytes that are not text in that charset become U+FFFD, so the numbers and ASCII of such an
 /// answer are still read. `secrets` are masked in the text, once decoded (an upstream may echo
 /// a token back in any charset).
-pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Box<str>]) -> Value {
+pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Finder<'static>]) -> Value {
     use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
     let labelled = content_type.and_then(charset).and_then(encoding);
     let text = match (Encoding::for_bom(body), labelled) {
@@ -527,9 +527,16 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
 mod tests {
     use super::*;
 
+    fn finders(secrets: &[&str]) -> Vec<Finder<'static>> {
+        secrets
+            .iter()
+            .map(|s| Finder::new(s.as_bytes()).into_owned())
+            .collect()
+    }
+
     #[test]
     fn masked_replaces_every_secret_longest_first() {
-        let secrets: Vec<Box<str>> = vec!["t0ken-long".into(), "t0ken".into()];
+        let secrets = finders(&["t0ken-long", "t0ken"]);
         let out = masked(
             br#"{"error":"bad t0ken-long, t0ken, t0ken-longt0ken-long"}"#,
             &secrets,
@@ -539,10 +546,10 @@ mod tests {
             r#"{"error":"bad ***, ***, ******"}"#
         );
         // Overlapping occurrences: each byte is masked once, nothing of the secret is left.
-        let out = masked(b"aaaaaaa", &["aaaaaa".into()]);
+        let out = masked(b"aaaaaaa", &finders(&["aaaaaa"]));
         assert_eq!(out.as_deref(), Some(&b"***a"[..]));
         assert_eq!(
-            masked(b"aaaaaaaaaaaa", &["aaaaaa".into()]).as_deref(),
+            masked(b"aaaaaaaaaaaa", &finders(&["aaaaaa"])).as_deref(),
             Some(&b"******"[..])
         );
         assert_eq!(masked(b"no secret here", &secrets), None);
@@ -557,7 +564,7 @@ mod tests {
         for unit in r#"{"reason":"bad token s3cret-token","left":2}"#.encode_utf16() {
             utf16.extend_from_slice(&unit.to_le_bytes());
         }
-        let secrets: Vec<Box<str>> = vec!["s3cret-token".into()];
+        let secrets = finders(&["s3cret-token"]);
         for ct in [None, Some("application/json; charset=euc-kr")] {
             assert_eq!(
                 parse_body(&utf16, ct, &secrets),

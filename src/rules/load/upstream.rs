@@ -263,9 +263,12 @@ impl FileCompiler<'_, '_> {
 }
 
 /// The secrets worth masking, longest first: a token that holds a shorter one is masked whole.
-fn mask_list(mut secrets: Vec<Box<str>>) -> Arc<[Box<str>]> {
+fn mask_list(mut secrets: Vec<Box<str>>) -> Arc<[memchr::memmem::Finder<'static>]> {
     secrets.retain(|s| s.chars().count() >= MIN_MASKED_SECRET);
     secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     secrets.dedup();
-    secrets.into()
+    secrets
+        .iter()
+        .map(|s| memchr::memmem::Finder::new(s.as_bytes()).into_owned())
+        .collect()
 }
