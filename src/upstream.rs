@@ -66,6 +66,11 @@ pub struct HttpCall {
     /// Merged over the upstream's own headers.
     pub headers: http::HeaderMap,
     pub body: Option<Bytes>,
+    /// When the body must be in, for a call a request waits on: what is left of the request's
+    /// deadline, less time for the rule to read it. A body still coming then is cut there, so
+    /// the status that already arrived decides (a merchant's refusal stays a refusal) instead
+    /// of the deadline deciding by `on_error`. `None` (health probes): the timeout alone.
+    pub body_by: Option<tokio::time::Instant>,
 }
 
 /// An upstream's answer as rules see it.
@@ -168,6 +173,7 @@ pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
 
 async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, UpstreamError> {
     let started = std::time::Instant::now();
+    let body_by = call.body_by;
     let url = format!("{}{}", up.url, call.path_and_query);
     let get = call.method == http::Method::GET;
     let request = |client: &reqwest::Client, timeout| {
@@ -222,7 +228,17 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     let mut body = Vec::new();
     let mut incomplete = None;
     loop {
-        match resp.chunk().await {
+        let next = match body_by {
+            Some(by) => match tokio::time::timeout_at(by, resp.chunk()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    incomplete = Some("cut short: still coming at the request's deadline".into());
+                    break;
+                }
+            },
+            None => resp.chunk().await,
+        };
+        match next {
             Ok(Some(chunk)) => {
                 let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -471,6 +487,7 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
             path_and_query: spec.path.clone(),
             headers: http::HeaderMap::new(),
             body: None,
+            body_by: None,
         };
         // Why a probe failed, for the operator reading the log when the shop goes down.
         let failure = match send(&up, call).await {

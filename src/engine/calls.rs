@@ -51,6 +51,25 @@ impl Run<'_, '_> {
         }
     }
 
+    /// The call fetch rule `rule` makes for this request, its body due by [`Self::body_by`].
+    pub(super) fn fetch_call(&self, rule: &Rule, f: &Fetch) -> Result<HttpCall, String> {
+        let mut call = fetch_call(f, self.req)?;
+        call.body_by = Some(self.body_by(rule));
+        Ok(call)
+    }
+
+    /// When the body of an answer `rule` waits for must be in: early enough before the
+    /// deadline (a tenth of it, at most 100 ms) for the rule to read it and decide, or at the
+    /// shadow cut-off for a shadow rule.
+    pub(super) fn body_by(&self, rule: &Rule) -> tokio::time::Instant {
+        if rule.mode == Mode::Shadow {
+            return self.shadow_until;
+        }
+        let margin =
+            (self.ruleset.settings.deadline / 10).min(std::time::Duration::from_millis(100));
+        self.deadline - margin
+    }
+
     /// Whether `rule` is a shadow rule reached after the shadow cut-off: it starts no call.
     pub(super) fn past_shadow_cutoff(&self, rule: &Rule) -> bool {
         rule.mode == Mode::Shadow && tokio::time::Instant::now() >= self.shadow_until
@@ -78,7 +97,7 @@ impl Run<'_, '_> {
                 .map(|rule| match &rule.check {
                     // A call that cannot be made is an error when its rule is reached.
                     Check::Fetch(f) if rule.is_prefetch() => {
-                        fetch_call(f, self.req).ok().map(|call| {
+                        self.fetch_call(rule, f).ok().map(|call| {
                             tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call))
                         })
                     }
@@ -155,6 +174,7 @@ pub fn fetch_call(f: &Fetch, req: &ConfirmRequest) -> Result<HttpCall, String> {
         path_and_query,
         headers,
         body,
+        body_by: None,
     })
 }
 

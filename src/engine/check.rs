@@ -5,7 +5,7 @@ use rhai::{Dynamic, Map};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::{fetch_call, Run};
+use super::Run;
 use crate::decision::UpstreamAnswer;
 use crate::rules::{Check, Expr, Fetch, Forward, Health, Mode, Rule};
 use crate::script::{self, RequestScope, ScriptVerdict, TimeLeft};
@@ -132,7 +132,7 @@ impl Run<'_, '_> {
                     .unwrap_or_else(|e| Err(UpstreamError::Other(format!("fetch task ended: {e}"))))
             }),
             None if self.past_shadow_cutoff(rule) => None,
-            None => match fetch_call(f, self.req) {
+            None => match self.fetch_call(rule, f) {
                 Ok(call) => {
                     let call = self.ctx.upstreams.call(f.upstream.clone(), call);
                     self.wait(rule, call).await
@@ -170,6 +170,7 @@ impl Run<'_, '_> {
             path_and_query: fw.path.clone(),
             headers,
             body: Some(original.body.clone()),
+            body_by: Some(self.body_by(rule)),
         };
         let call = self.ctx.upstreams.call(fw.upstream.clone(), call);
         let Some(result) = self.wait(rule, call).await else {

@@ -432,6 +432,7 @@ mod tests {
             path_and_query: path.into(),
             headers: http::HeaderMap::new(),
             body: None,
+            body_by: None,
         }
     }
 

@@ -1033,9 +1033,16 @@ async fn a_refusal_whose_body_stops_coming_still_refuses() {
         "HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"reason\":";
     let (closing, _) = raw_upstream(closed_early, Duration::ZERO).await;
     let (trickling, _) = raw_upstream(closed_early, Duration::from_secs(5)).await;
-    for (url, why) in [
-        (&closing, "cut short: request failed"),
-        (&trickling, "cut short: timed out after 300ms"),
+    // The upstream's timeout (300 ms) ends the body, or the request's deadline (500 ms,
+    // against a 2 s timeout) does, before it would decide by on_error.
+    for (url, timeout, why) in [
+        (&closing, "300ms", "cut short: request failed"),
+        (&trickling, "300ms", "cut short: timed out after 300ms"),
+        (
+            &trickling,
+            "2s",
+            "cut short: still coming at the request's deadline",
+        ),
     ] {
         for check in [
             "forward: { upstream: shop, path: /confirm }",
@@ -1044,7 +1051,7 @@ async fn a_refusal_whose_body_stops_coming_still_refuses() {
             let rules = Rules::with(
                 "default.yaml",
                 &format!(
-                    "settings: {{ on_error: approve }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 300ms }} }}\nrules:\n  - {{ name: merchant, {check}, reason: \"판매 종료\" }}\n"
+                    "settings: {{ on_error: approve, deadline: 500ms }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: {timeout} }} }}\nrules:\n  - {{ name: merchant, {check}, reason: \"판매 종료\" }}\n"
                 ),
             );
             let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
