@@ -198,6 +198,10 @@ impl Run<'_, '_> {
         answer: Option<UpstreamAnswer>,
         started: Instant,
     ) -> ControlFlow<Decision, Instant> {
+        let verdict = match verdict {
+            Verdict::Error(cause) => Verdict::Error(capped_error(cause)),
+            verdict => verdict,
+        };
         if let Verdict::Error(cause) = &verdict {
             tracing::warn!(decision_id = self.ctx.decision_id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
         }
@@ -324,6 +328,20 @@ impl Run<'_, '_> {
         });
         ended
     }
+}
+
+/// The longest error a trace, the decision log and the log line carry, in characters.
+const MAX_ERROR_CHARS: usize = 2000;
+
+/// `cause` cut at [`MAX_ERROR_CHARS`] (with `…`): a script's `throw` or `fail` of a 64 KiB
+/// string, or an upstream error quoting a huge answer, must not make each of those lines that
+/// large. What an operator needs to know comes first in every error.
+fn capped_error(mut cause: String) -> String {
+    if let Some((cut, _)) = cause.char_indices().nth(MAX_ERROR_CHARS) {
+        cause.truncate(cut);
+        cause.push('…');
+    }
+    cause
 }
 
 /// Milliseconds to the microsecond, as traces and the log line show them.

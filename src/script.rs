@@ -366,8 +366,16 @@ fn build_engine(level: rhai::OptimizationLevel) -> Engine {
     engine.disable_symbol("eval");
     // Bounds wall time (MAX_RUN_TIME), and operations inside callbacks; see `eval`.
     engine.on_progress(on_operation);
-    engine.on_print(|s| tracing::info!(target: "confirm_proxy::script", "{s}"));
-    engine.on_debug(|s, _, pos| tracing::debug!(target: "confirm_proxy::script", %pos, "{s}"));
+    engine.on_print(|s| {
+        if let Some(s) = budget::printed(s) {
+            tracing::info!(target: "confirm_proxy::script", "{s}");
+        }
+    });
+    engine.on_debug(|s, _, pos| {
+        if let Some(s) = budget::printed(s) {
+            tracing::debug!(target: "confirm_proxy::script", %pos, "{s}");
+        }
+    });
     register_helpers(&mut engine);
     // `amount < 2000.0` with a fractional amount (a Decimal): exact, not an error.
     numbers::register(&mut engine);

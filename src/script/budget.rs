@@ -35,12 +35,41 @@ thread_local! {
     /// `try`/`catch` around a callback (where the stop arrives wrapped, hence catchable)
     /// cannot swallow it and carry on.
     static STOPPED: Cell<Option<Limit>> = const { Cell::new(None) };
+    /// Lines `print` and `debug` wrote in the evaluation so far.
+    static PRINTED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The lines `print` and `debug` together may write per evaluation: enough to try a script,
+/// too few for a `print` in a loop to flood the log (one request wrote 25 MB in its 50 ms).
+pub(super) const MAX_PRINTED_LINES: u32 = 20;
+
+/// The longest line `print` or `debug` writes, in characters.
+pub(super) const MAX_PRINTED_CHARS: usize = 1000;
+
+/// What a script's next `print` or `debug` line may be: `Some` of the text to write (cut at
+/// [`MAX_PRINTED_CHARS`]), a last note once [`MAX_PRINTED_LINES`] were written, then `None`.
+pub(super) fn printed(text: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let n = PRINTED.get();
+    if n > MAX_PRINTED_LINES {
+        return None;
+    }
+    PRINTED.set(n + 1);
+    if n == MAX_PRINTED_LINES {
+        return Some(
+            format!("(further print and debug output of this evaluation left out: at most {MAX_PRINTED_LINES} lines)")
+                .into(),
+        );
+    }
+    Some(match text.char_indices().nth(MAX_PRINTED_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
+        None => text.into(),
+    })
 }
 
 /// Installs a budget on this thread for one evaluation; restores the previous one when
 /// dropped (also if the evaluation unwinds).
 pub(super) struct Budgeted {
-    previous: (u64, Option<Instant>, Option<Limit>),
+    previous: (u64, Option<Instant>, Option<Limit>, u32),
 }
 
 impl Budgeted {
@@ -50,6 +79,7 @@ impl Budgeted {
                 OPS.replace(0),
                 STOP_AT.replace(Some(stop_at)),
                 STOPPED.take(),
+                PRINTED.replace(0),
             ),
         }
     }
@@ -62,10 +92,11 @@ impl Budgeted {
 
 impl Drop for Budgeted {
     fn drop(&mut self) {
-        let (ops, stop_at, stopped) = self.previous;
+        let (ops, stop_at, stopped, printed) = self.previous;
         OPS.set(ops);
         STOP_AT.set(stop_at);
         STOPPED.set(stopped);
+        PRINTED.set(printed);
     }
 }
 
@@ -128,6 +159,25 @@ mod tests {
         }
         assert!(on_operation(MAX_OPERATIONS + 1).is_some());
         assert_eq!(budget.finish(), Some(Limit::Operations));
+    }
+
+    #[test]
+    fn print_writes_a_bounded_number_of_bounded_lines_per_evaluation() {
+        let long = "가".repeat(MAX_PRINTED_CHARS + 5);
+        for _ in 0..2 {
+            // Each evaluation has its own allowance.
+            let budget = Budgeted::start(Instant::now() + Duration::from_secs(1));
+            let lines: Vec<String> = (0..100)
+                .filter_map(|_| printed(&long).map(|s| s.into_owned()))
+                .collect();
+            drop(budget);
+            assert_eq!(lines.len() as u32, MAX_PRINTED_LINES + 1);
+            assert_eq!(lines[0].chars().count(), MAX_PRINTED_CHARS + 1);
+            assert!(lines[0].ends_with('…'));
+            assert!(lines[MAX_PRINTED_LINES as usize].starts_with("(further print"));
+        }
+        let _budget = Budgeted::start(Instant::now() + Duration::from_secs(1));
+        assert_eq!(printed("짧은 줄").as_deref(), Some("짧은 줄"));
     }
 
     #[test]

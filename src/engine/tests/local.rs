@@ -426,6 +426,27 @@ async fn runaway_script_is_a_quick_error() {
     );
 }
 
+/// A script throwing a 64 KiB string: its error is cut for the trace, the decision log and
+/// the log line.
+#[tokio::test]
+async fn a_huge_error_is_cut() {
+    let (_dir, rules) = ruleset_with(
+        "rules:\n  - { name: loud, script: scripts/loud.rhai }\n",
+        &[(
+            "scripts/loud.rhai",
+            "let s = \"오류\"; s.pad(60000, \"!\"); throw s;",
+        )],
+    );
+    let d = decide(&rules, V1).await;
+    assert_eq!(summary(&d), failed("loud"));
+    let error = error_of(&d, "loud");
+    assert_eq!(error.chars().count(), MAX_ERROR_CHARS + 1, "{error}");
+    assert!(
+        error.starts_with("scripts/loud.rhai:1:") && error.ends_with("!…"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn script_verdicts() {
     let (_dir, rules) = ruleset_with(
