@@ -17,8 +17,10 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
     let mut rest = s;
     let mut empty = Vec::new();
     let mut values = Vec::new();
+    let mut bare = Vec::new();
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
+        bare.extend(bare_variables(&rest[..i]));
         let tail = &rest[i + 2..];
         let Some(end) = tail.find('}') else {
             errors.push("unclosed \"${\" (expected ${VARIABLE})".to_owned());
@@ -43,11 +45,30 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
         return Err(errors);
     }
     out.push_str(rest);
+    bare.extend(bare_variables(rest));
     Ok(Substituted {
         value: out,
         empty,
         values,
+        bare,
     })
+}
+
+/// `$NAME`s in `text` (a capital letter or `_`, then capitals, digits and `_`): the shell's
+/// spelling of a variable, which the rules send as written — `Bearer $SHOP_API_TOKEN` would
+/// be refused by the shop on every call, and a fetch without `require` tells every buyer the
+/// item is sold out.
+fn bare_variables(text: &str) -> Vec<String> {
+    text.match_indices('$')
+        .filter_map(|(i, _)| {
+            let name: String = text[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let starts_right = name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_');
+            (starts_right && name.len() >= 2).then_some(name)
+        })
+        .collect()
 }
 
 /// A value with its `${VAR}`s filled in.
@@ -58,6 +79,8 @@ struct Substituted {
     empty: Vec<String>,
     /// The variables' values, in order.
     values: Vec<String>,
+    /// `$NAME`s written without braces (see [`bare_variables`]).
+    bare: Vec<String>,
 }
 
 impl Substituted {
@@ -100,6 +123,29 @@ const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(50);
 const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 impl FileCompiler<'_, '_> {
+    /// Warnings about what `${VAR}` substitution made of upstream `name`'s `what`: variables
+    /// set but empty, and `$NAME`s sent as written.
+    fn substitution_warnings(
+        &mut self,
+        path: &[Seg<'_>],
+        name: &str,
+        what: &str,
+        empty: &[String],
+        bare: &[String],
+    ) {
+        for var in empty {
+            self.warn(
+                path,
+                format_args!(
+                    "upstream \"{name}\": {what}: environment variable {var} is set but empty"
+                ),
+            );
+        }
+        for var in bare {
+            self.warn(path, format_args!("upstream \"{name}\": {what}: ${var} is sent as written; an environment variable is read only as ${{{var}}}"));
+        }
+    }
+
     pub(super) fn upstream(
         &mut self,
         ruleset: &str,
@@ -114,7 +160,10 @@ impl FileCompiler<'_, '_> {
         let url = match substitute(&raw.url, self.opts.env) {
             // The value may have come from a secret variable; say what is wrong without echoing it.
             Ok(Substituted {
-                value: url, values, ..
+                value: url,
+                values,
+                empty,
+                bare,
             }) => match reqwest::Url::parse(&url) {
                 // The url is a base that rule paths are appended to: a query string or fragment
                 // would end up in front of them (`/base?q=1/api/stock`), the path lost.
@@ -134,7 +183,15 @@ impl FileCompiler<'_, '_> {
                     // a password (`https://user:${PASSWORD}@host`).
                     secrets.extend(values.into_iter().map(Into::into));
                     secrets.extend(u.password().map(Into::into));
+                    self.substitution_warnings(&at("url"), name, "url", &empty, &bare);
                     Some(url)
+                }
+                // The variable, not the URL it left, is what to fix.
+                _ if !empty.is_empty() => {
+                    for var in empty {
+                        self.error(&at("url"), format!("upstream \"{name}\": url: environment variable {var} is set but empty"));
+                    }
+                    None
                 }
                 _ => {
                     self.error(
@@ -175,9 +232,13 @@ impl FileCompiler<'_, '_> {
             match substitute(v, self.opts.env) {
                 Ok(sub) => match http::HeaderValue::from_str(&sub.value) {
                     Ok(mut hv) => {
-                        for var in &sub.empty {
-                            self.warn(&hpath, format_args!("upstream \"{name}\": header \"{k}\": environment variable {var} is set but empty"));
-                        }
+                        self.substitution_warnings(
+                            &hpath,
+                            name,
+                            &format!("header \"{k}\""),
+                            &sub.empty,
+                            &sub.bare,
+                        );
                         hv.set_sensitive(sub.secret());
                         headers.insert(hname, hv);
                         secrets.extend(sub.values.into_iter().map(Into::into));

@@ -188,6 +188,41 @@ rules:
     );
 }
 
+/// A url variable set but empty is named as what to fix (not "not an http:// URL"), and a
+/// `$NAME` without braces, sent as written, is a warning where it is written.
+#[test]
+fn an_empty_url_variable_and_a_variable_without_braces_are_named() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: "${SHOP_API_URL}"
+    headers: { Authorization: "Bearer $SHOP_API_TOKEN", X-Price: "$5", X-Ref: "$ref" }
+rules:
+  - name: confirm
+    forward: { upstream: shop, path: /confirm }
+"#,
+    );
+    assert_eq!(
+        dir.errors_with(&[("SHOP_API_URL", "")]),
+        [dir.at(
+            DEFAULT,
+            3,
+            10,
+            r#"upstream "shop": url: environment variable SHOP_API_URL is set but empty"#
+        )]
+    );
+    let rules = dir.ok_with(&[("SHOP_API_URL", "http://shop.test")]);
+    assert_eq!(
+        rules.warnings,
+        [dir.at(
+            DEFAULT,
+            4,
+            31,
+            r#"upstream "shop": header "Authorization": $SHOP_API_TOKEN is sent as written; an environment variable is read only as ${SHOP_API_TOKEN}"#
+        )]
+    );
+}
+
 /// `${VAR}` names are letters, digits and `_`; anything else is a mistake in the file, said
 /// as such rather than looked up (and, were it set, filled in).
 #[test]
