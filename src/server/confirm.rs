@@ -156,9 +156,12 @@ impl AppState {
             return self.refuse(&seen, 404, UNKNOWN_RULESET_REASON.into());
         };
         self.note_deadline(set.settings.deadline);
+        // The body is left unread (or half read) on the connection, so hyper closes it after
+        // these answers: they say so, so a client pooling connections sends its next request
+        // on a new one instead of one about to close.
         let too_large = || {
             let e = payload::PayloadError::TooLarge;
-            self.refuse(&seen, e.status(), e.to_string())
+            closing(self.refuse(&seen, e.status(), e.to_string()))
         };
         // A body announced as too large is refused before any of it is read (and before an
         // `Expect: 100-continue` client is told to send it).
@@ -181,18 +184,18 @@ impl AppState {
             Ok(Err(e)) if over_limit(&e) => return too_large(),
             Ok(Err(e)) => {
                 tracing::warn!(decision_id = seen.id.as_str(), error = %e, "request body could not be read");
-                return self.refuse(&seen, 400, "요청 본문을 읽지 못했습니다".into());
+                return closing(self.refuse(&seen, 400, "요청 본문을 읽지 못했습니다".into()));
             }
             Err(_) => {
                 tracing::warn!(
                     decision_id = seen.id.as_str(),
                     "request body not received within the deadline"
                 );
-                return self.refuse(
+                return closing(self.refuse(
                     &seen,
                     408,
                     "요청 본문을 제한 시간 안에 받지 못했습니다".into(),
-                );
+                ));
             }
         };
         if let Some(verifier) = &s.verifier {
@@ -435,15 +438,14 @@ impl AppState {
                 );
             }
         }
-        let mut refusal = self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into());
+        let refusal = self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into());
         // The socket's own peer is refused: it keeps no connection open for its next attempt.
         // (Behind a load balancer the connection is the balancer's, shared with allowed clients.)
-        if !self.0.trust_forwarded_for {
+        Some(if self.0.trust_forwarded_for {
             refusal
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        Some(refusal)
+        } else {
+            closing(refusal)
+        })
     }
 
     /// Whether a connection from `peer` is refused whatever it sends: `--allow-from` is set,
@@ -569,4 +571,12 @@ fn answer(decision: &Decision, id: &str) -> Response {
         h.insert(DECISION_ID, v);
     }
     response
+}
+
+/// `answer` with `Connection: close`: hyper ends the connection after it.
+fn closing(mut answer: Response) -> Response {
+    answer
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    answer
 }

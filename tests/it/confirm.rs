@@ -448,6 +448,9 @@ async fn a_body_that_does_not_arrive_within_the_deadline_is_refused_in_time() {
     let text = String::from_utf8_lossy(&answer[..n]);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("x-confirm-decision-id"), "{text}");
+    // The rest of the body would be read as the next request: the connection ends, and the
+    // answer says so.
+    assert!(text.contains("connection: close"), "{text}");
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
     server.stop().await;
 }
@@ -575,6 +578,7 @@ async fn a_body_announced_over_64_kib_is_refused_before_it_is_sent() {
         let text = String::from_utf8_lossy(&answer[..n]);
         assert!(text.starts_with("HTTP/1.1 413"), "{expect}: {text}");
         assert!(text.contains("x-confirm-decision-id"), "{text}");
+        assert!(text.contains("connection: close"), "{text}");
     }
     server.stop().await;
 }
