@@ -108,21 +108,46 @@ fn clean_message(msg: &str) -> String {
         // serde_yaml's words for an integer beyond 64 bits: `integer "1000…000" as u128`.
         .replace("\" as u128", "\"")
         .replace("\" as i128", "\"");
-    match did_you_mean(&msg) {
-        Some(known) => format!("{msg}; did you mean \"{known}\"?"),
-        None => msg,
+    if let Some(known) = did_you_mean(&msg) {
+        return format!("{msg}; did you mean \"{known}\"?");
     }
+    if unknown_name(&msg).is_some_and(digits_only) {
+        return format!("{msg}; {THOUSANDS_SEPARATOR}");
+    }
+    // `deadline： 4s`: one plain string to YAML, so its mapping became a string.
+    if msg.contains("invalid type: string \"") && msg.contains('：') {
+        return format!("{msg}; {FULL_WIDTH_COLON}");
+    }
+    msg
+}
+
+/// The hint for a number written with a thousands separator inside `{ … }`.
+pub(super) const THOUSANDS_SEPARATOR: &str = "write numbers without thousands separators (1000, not 1,000): inside { … } a comma ends an entry";
+
+/// The hint for a key followed by a full-width colon from a Korean input method.
+pub(super) const FULL_WIDTH_COLON: &str =
+    "\"：\" is a full-width colon, which YAML does not read as one: type \":\" and a space";
+
+/// Whether `s` is a non-empty run of ASCII digits (the `000` of `1,000`).
+pub(super) fn digits_only(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The name in serde's `unknown field "x", …` or `unknown variant "x", …`.
+fn unknown_name(msg: &str) -> Option<&str> {
+    let rest = msg
+        .split_once("unknown field \"")
+        .or_else(|| msg.split_once("unknown variant \""))?
+        .1;
+    Some(rest.split_once('"')?.0)
 }
 
 /// For serde's `unknown field "reasn", expected one of "name", …` (or `unknown variant`): the
 /// expected name closest to the unknown one, when it is close enough to be a slip (`reasn`,
 /// `Reason`, `ammount`, `shdow`).
 fn did_you_mean(msg: &str) -> Option<&str> {
-    let rest = msg
-        .split_once("unknown field \"")
-        .or_else(|| msg.split_once("unknown variant \""))?
-        .1;
-    let (unknown, expected) = rest.split_once('"')?;
+    let unknown = unknown_name(msg)?;
+    let expected = msg.split_once(&format!("{unknown}\""))?.1;
     crate::suggest::closest(
         &unknown.to_lowercase(),
         expected.split('"').skip(1).step_by(2),

@@ -380,10 +380,18 @@ pub fn keys_without_value(src: &str) -> Vec<ParseError> {
         .into_iter()
         .map(|path| ParseError {
             location: locate_key(src, &segs(&path)),
-            message: format!(
-                "{}: no value; write one, or delete the key",
-                path_text(&path)
-            ),
+            message: match path.last() {
+                // `{ max: 1,000 }`: the comma ended the entry, and `000` became a key.
+                Some(PathSeg::Key(k)) if super::digits_only(k) => format!(
+                    "{}: no value; {}",
+                    path_text(&path),
+                    super::THOUSANDS_SEPARATOR
+                ),
+                _ => format!(
+                    "{}: no value; write one, or delete the key",
+                    path_text(&path)
+                ),
+            },
         })
         .collect()
 }

@@ -11,6 +11,14 @@ use super::Location;
 pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
     let line = src.lines().nth(at.line.checked_sub(1)?);
     let found = line.and_then(|line| line.chars().nth(at.column.checked_sub(1)?));
+    // "line 26", or "this line" when the error is on it.
+    let which = |n: usize| {
+        if n + 1 == at.line {
+            "this line".to_owned()
+        } else {
+            format!("line {}", n + 1)
+        }
+    };
     if message.starts_with("found character that cannot start any token") {
         return match found? {
             '\t' => Some(TAB.into()),
@@ -30,18 +38,22 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
         );
     }
     if message.starts_with("mapping values are not allowed in this context") {
+        // `- name：a` above a `key: value` line: the full-width colon, not this line's colon,
+        // is the mistake.
+        let from = at.line.saturating_sub(2);
+        if let Some(n) = (from..at.line)
+            .rev()
+            .find(|&n| src.lines().nth(n).is_some_and(|l| l.contains('：')))
+        {
+            return Some(format!(
+                "{} has a full-width \"：\", which YAML does not read as a colon: type \":\" and a space",
+                which(n)
+            ));
+        }
         return Some(
             "a value holding \": \" (a colon and a space) must be quoted, e.g. reason: \"주의: 한도 초과\"".into(),
         );
     }
-    // "line 26", or "this line" when the error is on it.
-    let which = |n: usize| {
-        if n + 1 == at.line {
-            "this line".to_owned()
-        } else {
-            format!("line {}", n + 1)
-        }
-    };
     if message.starts_with("could not find expected ':'") {
         let lines: Vec<&str> = src.lines().take(at.line).collect();
         if let Some(n) = lines.iter().rposition(|l| l.contains('：')) {

@@ -621,6 +621,18 @@ fn messages_say_what_the_yaml_should_hold() {
             r#"could not find expected ':' (while scanning a simple key): this line has a full-width "：", which YAML does not read as a colon: type ":" and a space"#,
         ),
         (
+            "a full-width colon after a rule's dash",
+            "rules:\n  - name：a\n    amount: { max: 1 }\n    reason: x\n",
+            (3, 11),
+            r#"mapping values are not allowed in this context: line 2 has a full-width "：", which YAML does not read as a colon: type ":" and a space"#,
+        ),
+        (
+            "a full-width colon in settings",
+            &format!("settings:\n  deadline： 4s\n{ONE_RULE}"),
+            (2, 3),
+            r#"settings: invalid type: string "deadline： 4s", expected a mapping of settings (deadline, on_error, error_reason, reject_status); "：" is a full-width colon, which YAML does not read as one: type ":" and a space"#,
+        ),
+        (
             "an unquoted negated expression",
             "rules:\n  - name: a\n    require: !order_id.starts_with(\"x\")\n    reason: x\n",
             (3, 36),
@@ -685,6 +697,32 @@ fn messages_say_what_the_yaml_should_hold() {
             "{what}: {yaml:?}"
         );
     }
+}
+
+/// `{ max: 1,000 }` reads as `max: 1` and a key `000`: both errors say how to write the number.
+#[test]
+fn a_thousands_separator_is_named() {
+    let dir = default_file("rules:\n  - name: a\n    amount: { max: 1,000 }\n    reason: x\n");
+    let hint = "write numbers without thousands separators (1000, not 1,000): inside { … } a comma ends an entry";
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                3,
+                22,
+                &format!(r#"rules[0].amount.000 (rule "a"): no value; {hint}"#)
+            ),
+            dir.at(
+                DEFAULT,
+                3,
+                22,
+                &format!(
+                    r#"rules[0].amount (rule "a"): unknown field "000", expected "min" or "max"; {hint}"#
+                )
+            ),
+        ]
+    );
 }
 
 #[test]
