@@ -134,7 +134,8 @@ fn longer_than(json: &serde_json::Value, max: usize) -> bool {
 
 /// Whether `text` shows a buyer nothing: only whitespace and characters that take no room —
 /// controls, format characters (zero-width space, joiners, text-direction marks, U+FEFF,
-/// U+00AD) and the Hangul fillers, which render as blanks.
+/// U+00AD), the Hangul fillers and the blank Braille pattern, which render as blanks, and the
+/// object replacement character, which stands for something that is not there.
 pub fn shows_nothing(text: &str) -> bool {
     text.chars().all(|c| {
         c.is_whitespace()
@@ -142,7 +143,15 @@ pub fn shows_nothing(text: &str) -> bool {
             || crate::logfmt::hidden(c)
             || matches!(
                 c,
-                '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{034F}'
+                '\u{115F}'
+                    | '\u{1160}'
+                    | '\u{3164}'
+                    | '\u{FFA0}'
+                    | '\u{034F}'
+                    | '\u{2800}'
+                    | '\u{17B4}'
+                    | '\u{17B5}'
+                    | '\u{FFFC}'
             )
     })
 }
@@ -244,6 +253,7 @@ mod tests {
             "\u{200b}\u{feff}\u{2060}",
             "\u{202e}\u{200f}",
             "\u{3164}\u{115f}\u{ad}\u{34f}",
+            "\u{2800}\u{fffc}\u{17b4}",
             "\u{7}",
         ] {
             assert!(shows_nothing(blank), "{blank:?}");
