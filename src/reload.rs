@@ -184,6 +184,12 @@ impl RuleStore {
                 let old = self.current();
                 carry_health(&old, &rules);
                 let version = rules.version.clone();
+                let removed: Vec<String> = old
+                    .rulesets
+                    .keys()
+                    .filter(|name| !rules.rulesets.contains_key(*name))
+                    .cloned()
+                    .collect();
                 for w in &rules.warnings {
                     tracing::warn!("{w}");
                 }
@@ -194,6 +200,16 @@ impl RuleStore {
                     *e = None;
                 }
                 tracing::info!(%trigger, version = %version, previous = %old.version, "rules reloaded");
+                // A deleted (or renamed) file takes its confirm URL with it: every payment sent
+                // there is refused from now on, which the operator must not learn from buyers.
+                for gone in removed {
+                    let path = if gone == "default" {
+                        "/confirm".to_owned()
+                    } else {
+                        format!("/confirm/{gone}")
+                    };
+                    tracing::warn!(ruleset = %gone, "ruleset removed: POST {path} now answers 404 to every payment");
+                }
                 self.metrics.reload("applied");
                 ReloadOutcome::Applied { version }
             }

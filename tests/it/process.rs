@@ -32,6 +32,31 @@ async fn sighup_reloads() {
     assert!(applied, "{}", proc.log_text());
 }
 
+/// Deleting a ruleset's file takes its confirm URL away: the reload says so as a warning.
+#[tokio::test]
+async fn a_removed_ruleset_is_warned_about() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    rules.write("marathon.yaml", LIMIT);
+    let proc = Process::serve(rules.path(), &[]).await;
+    std::fs::remove_file(rules.path().join("marathon.yaml")).unwrap();
+    let url = proc.url("/confirm/marathon");
+    let gone = eventually(Duration::from_secs(5), || async {
+        post(&url, Some("application/json"), v1("o", 5))
+            .await
+            .status
+            == 404
+    })
+    .await;
+    assert!(gone, "{}", proc.log_text());
+    // The log is written off the request path: the line may come a moment after the 404.
+    let warned = eventually(Duration::from_secs(5), || async {
+        proc.log_text()
+            .contains("WARN confirm_proxy::reload: ruleset removed: POST /confirm/marathon now answers 404 to every payment")
+    })
+    .await;
+    assert!(warned, "{}", proc.log_text());
+}
+
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let shop = MockUpstream::start(axum::Router::new().route(
