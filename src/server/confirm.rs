@@ -547,13 +547,18 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 }
 
 /// An `X-Forwarded-For` entry: an address, or an address with a port as some load balancers
-/// write it (`203.0.113.7:443`, `[2001:db8::1]:443`).
+/// write it (`203.0.113.7:443`, `[2001:db8::1]:443`), or an IPv6 address in brackets without
+/// one (`[2001:db8::1]`, as RFC 7239's `Forwarded` writes it).
 fn forwarded_addr(entry: &str) -> Option<IpAddr> {
     let entry = entry.trim();
     entry
         .parse::<IpAddr>()
         .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
         .ok()
+        .or_else(|| {
+            let inner = entry.strip_prefix('[')?.strip_suffix(']')?;
+            inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
+        })
 }
 
 /// Whether reading the body failed because it is over [`MAX_BODY`].

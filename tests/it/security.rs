@@ -529,6 +529,8 @@ async fn allow_from_takes_bare_addresses_from_the_environment() {
     };
     assert_eq!(send(None).await, 200, "the peer, 127.0.0.1");
     assert_eq!(send(Some("2001:db8::7")).await, 200);
+    assert_eq!(send(Some("[2001:db8::7]")).await, 200, "bracketed, no port");
+    assert_eq!(send(Some("[2001:db8::7]:443")).await, 200);
     assert_eq!(send(Some("127.0.0.2")).await, 403, "/32, not /8");
     let log = proc.log_text();
     assert!(
