@@ -212,7 +212,7 @@ fn wrong_types_are_errors_at_the_value() {
         (
             "rules: { amount-range: { min: 1 } }\n",
             (1, 8),
-            "rules: invalid type: map, expected a sequence",
+            r#"rules: invalid type: map, expected a list of rules, each starting with "- " (- name: …)"#,
         ),
         (
             &format!("settings:\n  on_error: maybe\n{ONE_RULE}"),

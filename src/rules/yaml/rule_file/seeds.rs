@@ -168,7 +168,7 @@ impl<'de> Visitor<'de> for Rules<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a sequence")
+        f.write_str("a list of rules, each starting with \"- \" (- name: …)")
     }
 
     fn visit_none<E: de::Error>(self) -> Result<(), E> {
