@@ -184,6 +184,7 @@ pub async fn run(
                     decision.status
                 ));
             }
+            mismatches.extend(uncanned_calls(ruleset, &decision));
             results.push(CaseResult {
                 file: suite.file.clone(),
                 name: case.name.clone(),
@@ -195,6 +196,34 @@ pub async fn run(
     }
     results
 }
+
+/// The enforced rules that failed for want of a canned answer, as mismatches: such a rule is
+/// decided by `on_error`, so a case expecting its refusal would pass without the rule's check
+/// having run (a canned path with another order id in it, say). A case testing `on_error`
+/// cans the failure it means (`error: refused`).
+fn uncanned_calls(ruleset: &crate::rules::Ruleset, d: &Decision) -> Vec<String> {
+    d.trace
+        .iter()
+        .filter(|t| {
+            ruleset
+                .rules
+                .iter()
+                .any(|r| r.name == t.rule && r.mode == crate::rules::Mode::Enforce)
+        })
+        .filter_map(|t| {
+            let error = t.error.as_deref()?;
+            error.contains(NO_CANNED_ANSWER).then(|| {
+                format!(
+                    "rule {} made a call the case has no canned answer for ({error}); add it to the case's upstreams (error: refused, dns or timeout to test on_error)",
+                    t.rule
+                )
+            })
+        })
+        .collect()
+}
+
+/// How [`crate::upstream::UpstreamError::NoCannedAnswer`] reads.
+const NO_CANNED_ANSWER: &str = "no canned answer for ";
 
 /// The case's decision, and whether its request was answered before any rule ran (refused
 /// as a payload, or an ignored V2 type).
@@ -350,3 +379,5 @@ fn loaded(
 mod as_written;
 #[cfg(test)]
 mod gate;
+#[cfg(test)]
+mod uncanned;

@@ -524,7 +524,9 @@ fn test_refuses_test_files_naming_what_the_ruleset_does_not_have() {
 }
 
 /// A canned answer no rule asks for with the case's request (a copied case whose order id was
-/// not changed in the path, say) is a warning from `test` and `check`, which both carry on.
+/// not changed in the path, say) is a warning from `test` and `check`, which both carry on;
+/// the case itself fails, as its rule ran without its answer (on_error refused, as the case
+/// expected, for the wrong reason).
 #[test]
 fn test_warns_about_canned_answers_no_rule_asks_for() {
     let rules = Rules::with(
@@ -540,12 +542,14 @@ fn test_warns_about_canned_answers_no_rule_asks_for() {
         rules.path().display()
     );
     let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "the case passes, for the wrong reason"
-    );
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), warning);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("rule stock made a call the case has no canned answer for (fetch from shop: no canned answer for shop GET /api/stock/o-2)")
+            && stdout.ends_with("0 passed, 1 failed\n"),
+        "{stdout}"
+    );
     let out = check(&rules);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), warning);
