@@ -95,11 +95,14 @@ pub fn error_refusal(
 /// Evaluates `ruleset` for `req`. Always returns within the ruleset's deadline.
 pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>) -> Decision {
     let deadline = answer_by(&ruleset.settings, ctx.started);
+    // A tenth of the deadline, at most 100 ms, for a rule to read an answer and decide.
+    let margin = (ruleset.settings.deadline / 10).min(std::time::Duration::from_millis(100));
     let mut run = Run {
         ruleset,
         req,
         ctx,
         deadline,
+        bodies_by: deadline - margin,
         shadow_until: ctx.started + ruleset.settings.deadline / 2,
         trace: Vec::with_capacity(ruleset.rules.len()),
         shadow: Vec::new(),
@@ -123,6 +126,11 @@ struct Run<'a, 'c> {
     /// When the answer is due. Rhai runs synchronously, where the timer cannot interrupt it,
     /// so each evaluation is given what is left of this (at most `script::MAX_RUN_TIME`).
     deadline: tokio::time::Instant,
+    /// When an enforced rule's upstream answer must be in, early enough before the deadline
+    /// for the rule to decide on it: a body still coming then is cut, so a status that already
+    /// arrived decides (a merchant's refusal stays a refusal) rather than the deadline by
+    /// `on_error`. A call that may change something at the merchant is not started after it.
+    bodies_by: tokio::time::Instant,
     /// The shadow cut-off: arrival + half the deadline. Shadow rules' checks end by then (see
     /// the module documentation).
     shadow_until: tokio::time::Instant,
@@ -156,12 +164,13 @@ impl Run<'_, '_> {
             self.current = Some((i, started));
             // Rhai never yields to the deadline's timer, so a rule that runs it first looks at
             // the clock, and so does a rule whose call may change something at the merchant:
-            // once the answer is due, `on_error` decides it whatever the merchant does, so such
-            // a call must not go out (the timer cannot take back a request already handed to
-            // a pooled connection). The other checks take nanoseconds, or await, where the
-            // timer ends them.
-            if (rule.uses_rhai() || rule.has_side_effects())
-                && tokio::time::Instant::now() >= self.deadline
+            // once its answer could no longer be read in time (`bodies_by`), `on_error`
+            // decides whatever the merchant does, so such a call must not go out (the timer
+            // cannot take back a request already handed to a pooled connection). The other
+            // checks take nanoseconds, or await, where the timer ends them.
+            let now = tokio::time::Instant::now();
+            if (rule.uses_rhai() && now >= self.deadline)
+                || (rule.has_side_effects() && now >= self.bodies_by)
             {
                 // Not evaluated, so neither traced nor named as deciding.
                 self.current = None;

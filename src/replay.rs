@@ -256,7 +256,7 @@ fn stand_ins(
                 canned = canned.health(&up.name, health);
                 continue;
             }
-            Check::Fetch(f) => match fetch_call(f, req) {
+            Check::Fetch(f) => match fetch_call(f, req, None) {
                 Ok(call) => (
                     &f.upstream,
                     format!("{} {}", call.method, call.path_and_query),

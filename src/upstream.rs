@@ -66,10 +66,11 @@ pub struct HttpCall {
     /// Merged over the upstream's own headers.
     pub headers: http::HeaderMap,
     pub body: Option<Bytes>,
-    /// When the body must be in, for a call a request waits on: what is left of the request's
-    /// deadline, less time for the rule to read it. A body still coming then is cut there, so
-    /// the status that already arrived decides (a merchant's refusal stays a refusal) instead
-    /// of the deadline deciding by `on_error`. `None` (health probes): the timeout alone.
+    /// When the body must be in, for a call an enforced rule waits on: the request's deadline
+    /// less time for the rule to decide. A body still coming then is cut there, so the status
+    /// that already arrived decides (a merchant's refusal stays a refusal) instead of the
+    /// deadline deciding by `on_error`. `None`: the timeout alone (health probes; shadow
+    /// rules, whose wait ends at the shadow cut-off).
     pub body_by: Option<tokio::time::Instant>,
 }
 
@@ -232,7 +233,10 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
             Some(by) => match tokio::time::timeout_at(by, resp.chunk()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    incomplete = Some("cut short: still coming at the request's deadline".into());
+                    incomplete = Some(
+                        "cut short: still coming when its rule had to decide, before the request's deadline"
+                            .into(),
+                    );
                     break;
                 }
             },

@@ -51,23 +51,10 @@ impl Run<'_, '_> {
         }
     }
 
-    /// The call fetch rule `rule` makes for this request, its body due by [`Self::body_by`].
-    pub(super) fn fetch_call(&self, rule: &Rule, f: &Fetch) -> Result<HttpCall, String> {
-        let mut call = fetch_call(f, self.req)?;
-        call.body_by = Some(self.body_by(rule));
-        Ok(call)
-    }
-
-    /// When the body of an answer `rule` waits for must be in: early enough before the
-    /// deadline (a tenth of it, at most 100 ms) for the rule to read it and decide, or at the
-    /// shadow cut-off for a shadow rule.
-    pub(super) fn body_by(&self, rule: &Rule) -> tokio::time::Instant {
-        if rule.mode == Mode::Shadow {
-            return self.shadow_until;
-        }
-        let margin =
-            (self.ruleset.settings.deadline / 10).min(std::time::Duration::from_millis(100));
-        self.deadline - margin
+    /// When the body of an answer `rule` waits for must be in (see [`Run::bodies_by`]); `None`
+    /// for a shadow rule, whose wait ends at the shadow cut-off with the cut-off's own error.
+    pub(super) fn body_by(&self, rule: &Rule) -> Option<tokio::time::Instant> {
+        (rule.mode != Mode::Shadow).then_some(self.bodies_by)
     }
 
     /// Whether `rule` is a shadow rule reached after the shadow cut-off: it starts no call.
@@ -97,9 +84,11 @@ impl Run<'_, '_> {
                 .map(|rule| match &rule.check {
                     // A call that cannot be made is an error when its rule is reached.
                     Check::Fetch(f) if rule.is_prefetch() => {
-                        self.fetch_call(rule, f).ok().map(|call| {
-                            tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call))
-                        })
+                        fetch_call(f, self.req, self.body_by(rule))
+                            .ok()
+                            .map(|call| {
+                                tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call))
+                            })
                     }
                     _ => None,
                 })
@@ -108,9 +97,13 @@ impl Run<'_, '_> {
     }
 }
 
-/// The call a fetch rule makes for `req`, or why it cannot be made. Rule tests use it too, to
-/// tell canned answers no rule asks for.
-pub fn fetch_call(f: &Fetch, req: &ConfirmRequest) -> Result<HttpCall, String> {
+/// The call a fetch rule makes for `req`, its body due by `body_by`, or why it cannot be made.
+/// Rule tests use it too, to tell canned answers no rule asks for.
+pub fn fetch_call(
+    f: &Fetch,
+    req: &ConfirmRequest,
+    body_by: Option<tokio::time::Instant>,
+) -> Result<HttpCall, String> {
     let mut path_and_query = f.path.render_escaped(req, None, |s| {
         Cow::Owned(utf8_percent_encode(s, PATH_SEGMENT).to_string())
     });
@@ -174,7 +167,7 @@ pub fn fetch_call(f: &Fetch, req: &ConfirmRequest) -> Result<HttpCall, String> {
         path_and_query,
         headers,
         body,
-        body_by: None,
+        body_by,
     })
 }
 

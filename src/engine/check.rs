@@ -5,7 +5,7 @@ use rhai::{Dynamic, Map};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::Run;
+use super::{fetch_call, Run};
 use crate::decision::UpstreamAnswer;
 use crate::rules::{Check, Expr, Fetch, Forward, Health, Mode, Rule};
 use crate::script::{self, RequestScope, ScriptVerdict, TimeLeft};
@@ -132,7 +132,7 @@ impl Run<'_, '_> {
                     .unwrap_or_else(|e| Err(UpstreamError::Other(format!("fetch task ended: {e}"))))
             }),
             None if self.past_shadow_cutoff(rule) => None,
-            None => match self.fetch_call(rule, f) {
+            None => match fetch_call(f, self.req, self.body_by(rule)) {
                 Ok(call) => {
                     let call = self.ctx.upstreams.call(f.upstream.clone(), call);
                     self.wait(rule, call).await
@@ -170,7 +170,7 @@ impl Run<'_, '_> {
             path_and_query: fw.path.clone(),
             headers,
             body: Some(original.body.clone()),
-            body_by: Some(self.body_by(rule)),
+            body_by: self.body_by(rule),
         };
         let call = self.ctx.upstreams.call(fw.upstream.clone(), call);
         let Some(result) = self.wait(rule, call).await else {
@@ -203,22 +203,27 @@ impl Run<'_, '_> {
         // A field of the merchant's answer can be any size: capped like a merchant's reason.
         let reason = || capped(rule.reason.render(self.req, Some(&resp.body)));
         match &f.require {
+            // Part of an answer can pass where the whole would refuse
+            // (`!response.body.contains("SOLD_OUT")` before the word came): the check could
+            // not be made, which `on_error` decides.
+            Some(_) if resp.incomplete.is_some() => Verdict::Error(format!(
+                "require on the answer of {} (status {}, its body {}): not evaluated on part of an answer",
+                f.upstream.name,
+                resp.status,
+                resp.incomplete.as_deref().unwrap_or_default()
+            )),
             Some(expr) => match self.test(rule, expr, scope, Some(response)) {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Refuse(reason()),
-                Err(e) => {
-                    let cut = match &resp.incomplete {
-                        Some(why) => format!(", its body {why}"),
-                        None => not_json(&resp),
-                    };
-                    Verdict::Error(expr.error_at(
-                        &format!(
-                            "require on the answer of {} (status {}{cut})",
-                            f.upstream.name, resp.status
-                        ),
-                        &e,
-                    ))
-                }
+                Err(e) => Verdict::Error(expr.error_at(
+                    &format!(
+                        "require on the answer of {} (status {}{})",
+                        f.upstream.name,
+                        resp.status,
+                        not_json(&resp)
+                    ),
+                    &e,
+                )),
             },
             None => match resp.status {
                 200..=299 => Verdict::Pass,

@@ -249,7 +249,7 @@ fn calls(ruleset: &Ruleset, req: &ConfirmRequest) -> Vec<(String, String)> {
         .filter(|r| r.mode != Mode::Off)
         .filter_map(|rule| match &rule.check {
             Check::Fetch(f) => {
-                let call = engine::fetch_call(f, req).ok()?;
+                let call = engine::fetch_call(f, req, None).ok()?;
                 let key = format!("{} {}", call.method, call.path_and_query);
                 Some((f.upstream.name.clone(), key))
             }

@@ -676,6 +676,36 @@ rules:
     assert_eq!(keys(&canned), [STOCK], "the forward never went out");
 }
 
+/// Nor is a `forward` sent once its answer could no longer be read in time: a tenth of the
+/// deadline (at most 100 ms) before it, the rules' time to read an answer is up, and the
+/// merchant would act on a payment decided by `on_error` whatever it answered.
+#[tokio::test(start_paused = true)]
+async fn a_forward_reached_too_late_to_read_its_answer_is_not_sent() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 200ms }}
+rules:
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }} }}
+"#
+    ));
+    // The answer is due at 196 ms, bodies at 176 ms; the stock answer comes at 185 ms.
+    let canned = Arc::new(Canned::new().answer("shop", STOCK, ok_after(185)).answer(
+        "shop",
+        FORWARD,
+        CannedAnswer::status(200),
+    ));
+    let d = decide_arrived(&rules, canned.clone(), Duration::ZERO).await;
+    assert_eq!(
+        summary(&d),
+        ("reject", 409, Some(DEFAULT_ERROR_REASON), None)
+    );
+    assert_eq!(outcomes(&d), [("stock", "pass")]);
+    assert_eq!(keys(&canned), [STOCK], "the forward never went out");
+}
+
 /// The other order: a POST fetch's answer comes in just as the answer falls due and is seen
 /// first (it is awaited inside the evaluation, which the timer polls before itself). The
 /// timer cannot stop what comes next without an await, so the rules after it look at the
