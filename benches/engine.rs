@@ -172,7 +172,7 @@ fn evaluate_benches(c: &mut Criterion, rt: &Runtime) {
                 now: chrono::Utc::now().fixed_offset(),
                 started: tokio::time::Instant::now(),
                 original: &original,
-                decision_id: "",
+                decision_id: None,
             };
             let d = rt.block_on(evaluate(&ruleset, black_box(&req), &ctx));
             assert_eq!(d.decision, Verdict::Approve, "{d:?}");

@@ -66,8 +66,10 @@ pub struct Context<'a> {
     /// When the request arrived; the deadline counts from here.
     pub started: tokio::time::Instant,
     pub original: &'a Original,
-    /// The id the answer will carry, for the log lines of this evaluation ("" outside `serve`).
-    pub decision_id: &'a str,
+    /// The id the answer will carry, for the log lines of this evaluation; `None` outside
+    /// `serve` (`eval`, rule tests, replay), where nothing is logged: their output is the trace,
+    /// and a rule test's expected failure must not read as a live request's.
+    pub decision_id: Option<&'a str>,
 }
 
 /// When the answer to a request that arrived at `started` must be ready: the ruleset's
@@ -211,8 +213,8 @@ impl Run<'_, '_> {
             Verdict::Error(cause) => Verdict::Error(capped_error(cause)),
             verdict => verdict,
         };
-        if let Verdict::Error(cause) = &verdict {
-            tracing::warn!(decision_id = self.ctx.decision_id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
+        if let (Verdict::Error(cause), Some(id)) = (&verdict, self.ctx.decision_id) {
+            tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
         }
         if rule.mode == Mode::Shadow {
             // Traced and counted, never deciding.
@@ -278,7 +280,9 @@ impl Run<'_, '_> {
             .take()
             .map(|(i, started)| (&self.ruleset.rules[i], started));
         if let Some((rule, started)) = rule {
-            tracing::warn!(decision_id = self.ctx.decision_id, ruleset = %self.ruleset.name, rule = %rule.name, deadline = ?self.ruleset.settings.deadline, "rule check stopped by the deadline");
+            if let Some(id) = self.ctx.decision_id {
+                tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, deadline = ?self.ruleset.settings.deadline, "rule check stopped by the deadline");
+            }
             self.trace.push(RuleTrace {
                 rule: rule.name.clone(),
                 outcome: Outcome::Error,

@@ -224,7 +224,7 @@ async fn decide(
         now: record.time,
         started: tokio::time::Instant::now(),
         original: &original,
-        decision_id: "",
+        decision_id: None,
     };
     let decision = evaluate(ruleset, &req, &ctx).await;
     note_new_errors(record, &decision, notes);

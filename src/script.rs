@@ -146,7 +146,17 @@ impl std::fmt::Debug for ScriptEngine {
 
 impl ScriptEngine {
     pub fn new() -> Self {
-        let engine = build_engine(rhai::OptimizationLevel::Simple);
+        Self::build(true)
+    }
+
+    /// An engine whose scripts' `print` and `debug` write nothing: for the `--test-on-reload`
+    /// gate, whose runs are no requests and must not show in the log as if they were.
+    pub fn silent() -> Self {
+        Self::build(false)
+    }
+
+    fn build(output: bool) -> Self {
+        let engine = build_engine(rhai::OptimizationLevel::Simple, output);
         let mut functions = lint::Functions::new();
         let signatures = engine.collect_fn_metadata(
             None,
@@ -161,7 +171,7 @@ impl ScriptEngine {
         }
         ScriptEngine {
             engine,
-            scripts: build_engine(rhai::OptimizationLevel::None),
+            scripts: build_engine(rhai::OptimizationLevel::None, output),
             functions,
         }
     }
@@ -349,7 +359,7 @@ fn as_bool(result: Dynamic) -> Result<bool, ScriptError> {
 
 /// The engine every rule runs on: sandbox limits, no `eval`, the helpers, the number
 /// operators; compiling at `level`.
-fn build_engine(level: rhai::OptimizationLevel) -> Engine {
+fn build_engine(level: rhai::OptimizationLevel, output: bool) -> Engine {
     let mut engine = Engine::new();
     engine.set_optimization_level(level);
     engine
@@ -366,16 +376,24 @@ fn build_engine(level: rhai::OptimizationLevel) -> Engine {
     engine.disable_symbol("eval");
     // Bounds wall time (MAX_RUN_TIME), and operations inside callbacks; see `eval`.
     engine.on_progress(on_operation);
-    engine.on_print(|s| {
-        if let Some(s) = budget::printed(s) {
-            tracing::info!(target: "confirm_proxy::script", "{s}");
-        }
-    });
-    engine.on_debug(|s, _, pos| {
-        if let Some(s) = budget::printed(s) {
-            tracing::debug!(target: "confirm_proxy::script", %pos, "{s}");
-        }
-    });
+    if output {
+        engine.on_print(|s| {
+            if let Some(s) = budget::printed(s) {
+                tracing::info!(target: "confirm_proxy::script", "{s}");
+            }
+        });
+        engine.on_debug(|s, _, pos| {
+            // Only lines that are written count against the allowance.
+            if tracing::enabled!(target: "confirm_proxy::script", tracing::Level::DEBUG) {
+                if let Some(s) = budget::printed(s) {
+                    tracing::debug!(target: "confirm_proxy::script", %pos, "{s}");
+                }
+            }
+        });
+    } else {
+        engine.on_print(|_| {});
+        engine.on_debug(|_, _, _| {});
+    }
     register_helpers(&mut engine);
     // `amount < 2000.0` with a fractional amount (a Decimal): exact, not an error.
     numbers::register(&mut engine);

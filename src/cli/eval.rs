@@ -107,7 +107,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
                         .unwrap_or_else(|| chrono::Utc::now().fixed_offset()),
                     started: tokio::time::Instant::now(),
                     original: &original,
-                    decision_id: "",
+                    decision_id: None,
                 };
                 evaluate(&ruleset, &req, &ctx).await
             }

@@ -356,7 +356,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     config.idle_timeout = args.idle_timeout;
     if args.test_on_reload {
         // The gate has its own engine: it runs on the reload thread, never on a request.
-        let scripts = Arc::new(crate::script::ScriptEngine::new());
+        let scripts = Arc::new(crate::script::ScriptEngine::silent());
         config.gate = Some(Arc::new(move |dir, rules| {
             crate::ruletest::gate(dir, rules, &scripts)
         }));

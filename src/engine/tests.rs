@@ -64,7 +64,7 @@ async fn decide_full(
         now: at(now),
         started: tokio::time::Instant::now(),
         original,
-        decision_id: "",
+        decision_id: None,
     };
     evaluate(rules.get("default").unwrap(), &request(body), &ctx).await
 }
@@ -80,7 +80,7 @@ async fn decide_arrived(rules: &Rules, upstreams: Arc<dyn Upstreams>, ago: Durat
         now: at(NOW),
         started: tokio::time::Instant::now() - ago,
         original: &original,
-        decision_id: "",
+        decision_id: None,
     };
     evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await
 }

@@ -30,7 +30,7 @@ async fn case_request_amount_is_sent_as_written() {
         now: chrono::Utc::now().fixed_offset(),
         started: tokio::time::Instant::now(),
         original: &original,
-        decision_id: "",
+        decision_id: None,
     };
     let served = evaluate(rules.get("default").unwrap(), &req, &ctx).await;
     assert_eq!(served.decision, Verdict::Reject, "serve refuses it");

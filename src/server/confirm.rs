@@ -256,7 +256,7 @@ impl AppState {
             now: seen.arrived.fixed_offset(),
             started: seen.started,
             original,
-            decision_id: seen.id.as_str(),
+            decision_id: Some(seen.id.as_str()),
         }
     }
 
