@@ -14,8 +14,9 @@ use serde::Deserialize;
 
 use crate::decision::{Decision, Outcome, Verdict};
 use crate::engine::{evaluate, Context, Original};
+use crate::payload::ConfirmRequest;
 use crate::payload::{self, Parsed};
-use crate::rules::{LoadError, Rules};
+use crate::rules::{Check, LoadError, Mode, Rule, Rules};
 use crate::script::ScriptEngine;
 use crate::upstream::canned::{Canned, CannedAnswer, CannedHealth, RawAnswer};
 pub use load::load_suites;
@@ -172,8 +173,9 @@ pub async fn run(
             .iter()
             .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
         {
-            let (decision, guarded) = decide(ruleset, case, scripts).await;
+            let (decision, guarded, unset) = decide(ruleset, case, scripts).await;
             let mut mismatches = compare(&case.expect, &decision);
+            mismatches.extend(unset);
             // A typo in the request (`merchant_id`) would make a case expecting a refusal test
             // the payload check instead of the rules, and pass.
             if guarded && case.expect.status.is_none() {
@@ -184,7 +186,6 @@ pub async fn run(
                     decision.status
                 ));
             }
-            mismatches.extend(uncanned_calls(ruleset, &decision));
             results.push(CaseResult {
                 file: suite.file.clone(),
                 name: case.name.clone(),
@@ -197,45 +198,70 @@ pub async fn run(
     results
 }
 
-/// The enforced rules that failed for want of a canned answer, as mismatches: such a rule is
-/// decided by `on_error`, so a case expecting its refusal would pass without the rule's check
-/// having run (a canned path with another order id in it, say). A case testing `on_error`
-/// cans the failure it means (`error: refused`).
-fn uncanned_calls(ruleset: &crate::rules::Ruleset, d: &Decision) -> Vec<String> {
-    d.trace
-        .iter()
-        .filter(|t| {
-            ruleset
-                .rules
+/// The enforced rules evaluated in `d` that failed meeting nothing the case set — a call it
+/// has no canned answer for, or the health of an upstream it gives none — as mismatches: such
+/// a rule is decided by `on_error`, so a case expecting its refusal would pass without the
+/// rule's check having run (a canned path with another order id in it, say). A case testing
+/// `on_error` sets the failure it means (`error: refused`, `health: { shop: unknown }`).
+fn unset_for(
+    ruleset: &crate::rules::Ruleset,
+    case: &Case,
+    canned: &Canned,
+    req: &ConfirmRequest,
+    d: &Decision,
+) -> Vec<String> {
+    let failed = |rule: &Rule| {
+        rule.mode == Mode::Enforce
+            && d.trace
                 .iter()
-                .any(|r| r.name == t.rule && r.mode == crate::rules::Mode::Enforce)
-        })
-        .filter_map(|t| {
-            let error = t.error.as_deref()?;
-            error.contains(NO_CANNED_ANSWER).then(|| {
+                .any(|t| t.rule == rule.name && t.outcome == Outcome::Error)
+    };
+    ruleset
+        .rules
+        .iter()
+        .filter(|rule| failed(rule))
+        .filter_map(|rule| {
+            let (upstream, key) = match &rule.check {
+                Check::Fetch(f) => {
+                    let call = crate::engine::fetch_call(f, req, None).ok()?;
+                    (
+                        &f.upstream.name,
+                        format!("{} {}", call.method, call.path_and_query),
+                    )
+                }
+                Check::Forward(fw) => (&fw.upstream.name, format!("POST {}", fw.path)),
+                Check::Healthy(up) if !case.health.contains_key(&up.name) => {
+                    return Some(format!(
+                        "rule {} reads the health of {}, which the case does not set; add health: {{ {}: up }} (down, or unknown to test on_error)",
+                        rule.name, up.name, up.name
+                    ))
+                }
+                _ => return None,
+            };
+            (!canned.has_answer(upstream, &key)).then(|| {
                 format!(
-                    "rule {} made a call the case has no canned answer for ({error}); add it to the case's upstreams (error: refused, dns or timeout to test on_error)",
-                    t.rule
+                    "rule {} calls {upstream} with \"{key}\", which the case has no canned answer for; add it to the case's upstreams (error: refused, dns or timeout to test on_error)",
+                    rule.name
                 )
             })
         })
         .collect()
 }
 
-/// How [`crate::upstream::UpstreamError::NoCannedAnswer`] reads.
-const NO_CANNED_ANSWER: &str = "no canned answer for ";
-
-/// The case's decision, and whether its request was answered before any rule ran (refused
-/// as a payload, or an ignored V2 type).
+/// The case's decision, whether its request was answered before any rule ran (refused as a
+/// payload, or an ignored V2 type), and what its rules met unset ([`unset_for`]).
 async fn decide(
     ruleset: &crate::rules::Ruleset,
     case: &Case,
     scripts: &ScriptEngine,
-) -> (Decision, bool) {
+) -> (Decision, bool, Vec<String>) {
     let req = match payload::parse(case.content_type, &case.body) {
         Ok(Parsed::Confirm(req)) => req,
-        Ok(Parsed::Ignored { .. }) => return (Decision::ignored(), false),
-        Err(e) => return (Decision::reject(e.status(), e.to_string(), None), true),
+        Ok(Parsed::Ignored { .. }) => return (Decision::ignored(), false, Vec::new()),
+        Err(e) => {
+            let refused = Decision::reject(e.status(), e.to_string(), None);
+            return (refused, true, Vec::new());
+        }
     };
     let mut canned = Canned::new();
     for (up, answers) in &case.upstreams {
@@ -251,9 +277,10 @@ async fn decide(
         content_type: case.content_type.map(http::HeaderValue::from_static),
         webhook_headers: Vec::new(),
     };
+    let canned = Arc::new(canned);
     let ctx = Context {
         scripts,
-        upstreams: Arc::new(canned),
+        upstreams: canned.clone(),
         now: case
             .now
             .unwrap_or_else(|| chrono::Utc::now().fixed_offset()),
@@ -261,7 +288,9 @@ async fn decide(
         original: &original,
         decision_id: None,
     };
-    (evaluate(ruleset, &req, &ctx).await, false)
+    let decision = evaluate(ruleset, &req, &ctx).await;
+    let unset = unset_for(ruleset, case, &canned, &req, &decision);
+    (decision, false, unset)
 }
 
 fn compare(expect: &Expect, d: &Decision) -> Vec<String> {

@@ -125,6 +125,13 @@ impl Canned {
         self
     }
 
+    /// Whether there is an answer to `key` (`"GET /api/stock/order-2"`) from `upstream`.
+    pub fn has_answer(&self, upstream: &str, key: &str) -> bool {
+        self.answers
+            .get(upstream)
+            .is_some_and(|answers| answers.contains_key(&normalise_key(key)))
+    }
+
     /// Every call made so far, in the order they were started.
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.calls

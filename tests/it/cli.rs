@@ -546,7 +546,7 @@ fn test_warns_about_canned_answers_no_rule_asks_for() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), warning);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("rule stock made a call the case has no canned answer for (fetch from shop: no canned answer for shop GET /api/stock/o-2)")
+        stdout.contains("rule stock calls shop with \"GET /api/stock/o-2\", which the case has no canned answer for")
             && stdout.ends_with("0 passed, 1 failed\n"),
         "{stdout}"
     );
