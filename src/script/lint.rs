@@ -20,6 +20,9 @@ use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
 use crate::payload::Api;
 
+mod results;
+pub(super) use results::{in_place_result, not_a_condition, not_a_result};
+
 /// Comparison operators, as Rhai names the functions behind them.
 const COMPARISONS: [&str; 6] = ["==", "!=", "<", "<=", ">", ">="];
 /// Arithmetic, whose result is a number whenever a number is involved.
@@ -63,23 +66,7 @@ pub(super) type Functions = BTreeMap<String, BTreeSet<usize>>;
 /// the script itself, or with a number of arguments it does not take: its message and position.
 pub(super) fn unknown_function(ast: &AST, known: &Functions) -> Option<(String, Position)> {
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
-    // `obj.over(1)` calls the function held by the map property `over`, when there is one.
-    let mut properties = HashSet::new();
-    ast.walk(&mut |path: &[ASTNode]| {
-        match path.last() {
-            Some(ASTNode::Expr(Expr::Map(map, _))) => {
-                properties.extend(map.0.iter().map(|(key, _)| key.name.to_string()));
-            }
-            // A map literal of constants only is folded into one value.
-            Some(ASTNode::Expr(Expr::DynamicConstant(value, _))) => {
-                if let Some(map) = value.read_lock::<rhai::Map>() {
-                    properties.extend(map.keys().map(ToString::to_string));
-                }
-            }
-            _ => {}
-        }
-        true
-    });
+    let properties = map_properties(ast);
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let (call, at, method) = match path.last() {
@@ -136,6 +123,28 @@ pub(super) fn unknown_function(ast: &AST, known: &Functions) -> Option<(String, 
         false
     });
     found
+}
+
+/// The keys of every map literal in `ast`: `obj.over(1)` calls the function held by the map
+/// property `over`, when there is one, rather than a function `over`.
+fn map_properties(ast: &AST) -> HashSet<String> {
+    let mut properties = HashSet::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Expr(Expr::Map(map, _))) => {
+                properties.extend(map.0.iter().map(|(key, _)| key.name.to_string()));
+            }
+            // A map literal of constants only is folded into one value.
+            Some(ASTNode::Expr(Expr::DynamicConstant(value, _))) => {
+                if let Some(map) = value.read_lock::<rhai::Map>() {
+                    properties.extend(map.keys().map(ToString::to_string));
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    properties
 }
 
 /// Every rule `ast` reads from `fetched` (`fetched["stock"]`, `fetched.stock`), with where.
@@ -467,35 +476,6 @@ fn is_number(e: &Expr, numbers: &[&str]) -> bool {
         }
         _ => false,
     }
-}
-
-/// Why a `when` or `require` expression cannot give true or false, whatever the request: it is
-/// a string, a number, `()`, an array, a map or a request variable on its own (`require:
-/// 'order_id'` would fail every request that reaches it). `true` and `false` are conditions.
-pub(super) fn not_a_condition(ast: &AST) -> Option<(String, Position)> {
-    let Some(Stmt::Expr(e)) = ast.statements().last() else {
-        return None;
-    };
-    let kind = match &**e {
-        Expr::StringConstant(..) | Expr::InterpolatedString(..) => "a string",
-        Expr::IntegerConstant(..) | Expr::FloatConstant(..) => "a number",
-        Expr::Unit(..) => "()",
-        Expr::Array(..) => "an array",
-        Expr::Map(..) => "a map",
-        Expr::Variable(var, ..) => match var.1.as_str() {
-            "amount" | "now" => "a number",
-            "payload" | "fetched" | "response" => "a map",
-            "store_id" => "a string or ()",
-            _ => "a string",
-        },
-        _ => return None,
-    };
-    Some((
-        format!(
-            "this gives {kind}, not true or false: write a condition, such as order_id == \"x\" or amount > 1000"
-        ),
-        e.position(),
-    ))
 }
 
 /// The line and column (1-based, in characters) of the innermost `{` of `src` that is never
@@ -896,7 +876,7 @@ mod tests {
                 .compile_expression(fine, &[])
                 .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
         }
-        // A script may end in anything: its return value is checked when it runs.
+        // A script may end in a string: a reason.
         engine
             .compile_script("order_id")
             .expect("a script ending in a string");
