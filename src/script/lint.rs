@@ -20,7 +20,9 @@ use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
 use crate::payload::Api;
 
+mod race;
 mod results;
+pub(super) use race::closure_reads_its_own_object;
 pub(super) use results::{in_place_result, not_a_condition, not_a_result};
 
 /// Comparison operators, as Rhai names the functions behind them.
