@@ -172,7 +172,7 @@ impl ScriptEngine {
             .or_else(|| lint::request_variable_in_fn(&ast))
             .or_else(|| lint::number_compared_with_string(&ast))
             .or_else(|| lint::unknown_response_field(&ast))
-            .or_else(|| lint::never_an_api(&ast))
+            .or_else(|| lint::impossible_text_comparison(&ast))
             .or_else(|| lint::closure_reads_its_own_object(&ast))
         {
             Some((message, at)) => Err(compile_error(message, at, "")),

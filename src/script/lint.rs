@@ -18,12 +18,12 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
-use crate::payload::Api;
-
 mod race;
 mod results;
+mod text;
 pub(super) use race::closure_reads_its_own_object;
 pub(super) use results::{in_place_result, not_a_condition, not_a_result};
+pub(super) use text::impossible_text_comparison;
 
 /// Comparison operators, as Rhai names the functions behind them.
 const COMPARISONS: [&str; 6] = ["==", "!=", "<", "<=", ">", ">="];
@@ -281,67 +281,6 @@ fn fetched_access(e: &Expr) -> Option<(&str, Position, Option<&Expr>)> {
         Expr::Property(prop, at) => Some((prop.2.as_str(), *at, rest)),
         _ => None,
     }
-}
-
-/// The values `api` takes.
-const APIS: [&str; 3] = [
-    Api::V1.as_str(),
-    Api::V2_2024_01_01.as_str(),
-    Api::V2_2024_04_25.as_str(),
-];
-/// What `seoul_weekday` returns.
-const WEEKDAYS: [&str; 7] = super::helpers::WEEKDAYS;
-
-/// The first comparison of `api`, or of `seoul_weekday(…)`, with a string it never is
-/// (`api == "v2"`, `seoul_weekday(now) == "Sat"`): always false.
-pub(super) fn never_an_api(ast: &AST) -> Option<(String, Position)> {
-    let declared = declared_names(ast);
-    if declared.contains("api") {
-        return None;
-    }
-    let mut found = None;
-    ast.walk(&mut |path: &[ASTNode]| {
-        let call = match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, _)))
-            | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
-            _ => return true,
-        };
-        // The subject and the strings it is compared with: `x == "a"`, `x in ["a", "b"]`
-        // (Rhai's `contains` on the list), `one_of(x, ["a", "b"])`.
-        let (subject, candidates) = match (call.name.as_str(), &call.args[..]) {
-            ("==" | "!=", [e, Expr::StringConstant(s, at)] | [Expr::StringConstant(s, at), e]) => {
-                (e, vec![(s.to_string(), *at)])
-            }
-            ("contains", [list, e]) | ("one_of", [e, list]) => (e, listed_strings(list)),
-            _ => return true,
-        };
-        // What `subject` can be, when that is a known, closed set.
-        let values: &[&str] = match subject {
-            Expr::Variable(v, ..) if v.1 == "api" => &APIS,
-            Expr::FnCall(f, _) if f.name == "seoul_weekday" => &WEEKDAYS,
-            _ => return true,
-        };
-        let Some((s, at)) = candidates
-            .into_iter()
-            .find(|(s, _)| !values.contains(&s.as_str()))
-        else {
-            return true;
-        };
-        let what = match subject {
-            Expr::FnCall(..) => "seoul_weekday(…)",
-            _ => "api",
-        };
-        let listed: Vec<String> = values.iter().map(|a| format!("\"{a}\"")).collect();
-        found = Some((
-            format!(
-                "{what} is never \"{s}\": it is one of {}",
-                listed.join(", ")
-            ),
-            at,
-        ));
-        false
-    });
-    found
 }
 
 /// The strings of an array literal, with their positions (the array's, once Rhai has folded
