@@ -182,7 +182,8 @@ impl ScriptEngine {
             .or_else(|| lint::request_variable_in_fn(&ast))
             .or_else(|| lint::number_compared_with_string(&ast))
             .or_else(|| lint::unknown_response_field(&ast))
-            .or_else(|| lint::never_an_api(&ast))
+            .or_else(|| lint::impossible_text_comparison(&ast))
+            .or_else(|| lint::closure_reads_its_own_object(&ast))
         {
             Some((message, at)) => Err(compile_error(message, at, "")),
             None => Ok(ast),
@@ -194,9 +195,11 @@ impl ScriptEngine {
         self.engine
             .compile_expression_with_scope(&compile_scope(extra), src)
             .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
-            .and_then(|ast| match lint::not_a_condition(&ast) {
-                Some((message, at)) => Err(compile_error(message, at, "")),
-                None => Ok(ast),
+            .and_then(|ast| {
+                match lint::not_a_condition(&ast).or_else(|| lint::in_place_result(&ast, false)) {
+                    Some((message, at)) => Err(compile_error(message, at, "")),
+                    None => Ok(ast),
+                }
             })
             .and_then(|ast| self.linted(ast))
     }
@@ -224,9 +227,14 @@ impl ScriptEngine {
                 }
                 error
             })
-            .and_then(|ast| match lint::no_result(&ast) {
-                Some((message, at)) => Err(compile_error(message, at, "")),
-                None => Ok(ast),
+            .and_then(|ast| {
+                match lint::no_result(&ast)
+                    .or_else(|| lint::not_a_result(&ast))
+                    .or_else(|| lint::in_place_result(&ast, true))
+                {
+                    Some((message, at)) => Err(compile_error(message, at, "")),
+                    None => Ok(ast),
+                }
             })
             .and_then(|ast| self.linted(ast))
     }
@@ -533,7 +541,8 @@ pub(crate) mod tests {
 
     #[test]
     fn non_bool_expression_is_an_error() {
-        let err = eval_expr("amount + 1", V1).unwrap_err();
+        // Not known at load (`amount + 1` is refused there): the answer decides.
+        let err = eval_expr("payload.amount", V1).unwrap_err();
         assert!(err.message.contains("expected a bool"), "{err}");
     }
 
@@ -639,7 +648,7 @@ pub(crate) mod tests {
             run_script("try { let ok = amount < 5; ok } catch (e) { return \"c\"; }"),
             Ok(ScriptVerdict::Refuse(None))
         );
-        assert!(run_script("42")
+        assert!(run_script("payload.amount")
             .unwrap_err()
             .message
             .contains("expected true, false"));

@@ -18,7 +18,12 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
-use crate::payload::Api;
+mod race;
+mod results;
+mod text;
+pub(super) use race::closure_reads_its_own_object;
+pub(super) use results::{in_place_result, not_a_condition, not_a_result};
+pub(super) use text::impossible_text_comparison;
 
 /// Comparison operators, as Rhai names the functions behind them.
 const COMPARISONS: [&str; 6] = ["==", "!=", "<", "<=", ">", ">="];
@@ -63,23 +68,7 @@ pub(super) type Functions = BTreeMap<String, BTreeSet<usize>>;
 /// the script itself, or with a number of arguments it does not take: its message and position.
 pub(super) fn unknown_function(ast: &AST, known: &Functions) -> Option<(String, Position)> {
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
-    // `obj.over(1)` calls the function held by the map property `over`, when there is one.
-    let mut properties = HashSet::new();
-    ast.walk(&mut |path: &[ASTNode]| {
-        match path.last() {
-            Some(ASTNode::Expr(Expr::Map(map, _))) => {
-                properties.extend(map.0.iter().map(|(key, _)| key.name.to_string()));
-            }
-            // A map literal of constants only is folded into one value.
-            Some(ASTNode::Expr(Expr::DynamicConstant(value, _))) => {
-                if let Some(map) = value.read_lock::<rhai::Map>() {
-                    properties.extend(map.keys().map(ToString::to_string));
-                }
-            }
-            _ => {}
-        }
-        true
-    });
+    let properties = map_properties(ast);
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let (call, at, method) = match path.last() {
@@ -136,6 +125,28 @@ pub(super) fn unknown_function(ast: &AST, known: &Functions) -> Option<(String, 
         false
     });
     found
+}
+
+/// The keys of every map literal in `ast`: `obj.over(1)` calls the function held by the map
+/// property `over`, when there is one, rather than a function `over`.
+fn map_properties(ast: &AST) -> HashSet<String> {
+    let mut properties = HashSet::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Expr(Expr::Map(map, _))) => {
+                properties.extend(map.0.iter().map(|(key, _)| key.name.to_string()));
+            }
+            // A map literal of constants only is folded into one value.
+            Some(ASTNode::Expr(Expr::DynamicConstant(value, _))) => {
+                if let Some(map) = value.read_lock::<rhai::Map>() {
+                    properties.extend(map.keys().map(ToString::to_string));
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    properties
 }
 
 /// Every rule `ast` reads from `fetched` (`fetched["stock"]`, `fetched.stock`), with where.
@@ -272,67 +283,6 @@ fn fetched_access(e: &Expr) -> Option<(&str, Position, Option<&Expr>)> {
     }
 }
 
-/// The values `api` takes.
-const APIS: [&str; 3] = [
-    Api::V1.as_str(),
-    Api::V2_2024_01_01.as_str(),
-    Api::V2_2024_04_25.as_str(),
-];
-/// What `seoul_weekday` returns.
-const WEEKDAYS: [&str; 7] = super::helpers::WEEKDAYS;
-
-/// The first comparison of `api`, or of `seoul_weekday(…)`, with a string it never is
-/// (`api == "v2"`, `seoul_weekday(now) == "Sat"`): always false.
-pub(super) fn never_an_api(ast: &AST) -> Option<(String, Position)> {
-    let declared = declared_names(ast);
-    if declared.contains("api") {
-        return None;
-    }
-    let mut found = None;
-    ast.walk(&mut |path: &[ASTNode]| {
-        let call = match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, _)))
-            | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
-            _ => return true,
-        };
-        // The subject and the strings it is compared with: `x == "a"`, `x in ["a", "b"]`
-        // (Rhai's `contains` on the list), `one_of(x, ["a", "b"])`.
-        let (subject, candidates) = match (call.name.as_str(), &call.args[..]) {
-            ("==" | "!=", [e, Expr::StringConstant(s, at)] | [Expr::StringConstant(s, at), e]) => {
-                (e, vec![(s.to_string(), *at)])
-            }
-            ("contains", [list, e]) | ("one_of", [e, list]) => (e, listed_strings(list)),
-            _ => return true,
-        };
-        // What `subject` can be, when that is a known, closed set.
-        let values: &[&str] = match subject {
-            Expr::Variable(v, ..) if v.1 == "api" => &APIS,
-            Expr::FnCall(f, _) if f.name == "seoul_weekday" => &WEEKDAYS,
-            _ => return true,
-        };
-        let Some((s, at)) = candidates
-            .into_iter()
-            .find(|(s, _)| !values.contains(&s.as_str()))
-        else {
-            return true;
-        };
-        let what = match subject {
-            Expr::FnCall(..) => "seoul_weekday(…)",
-            _ => "api",
-        };
-        let listed: Vec<String> = values.iter().map(|a| format!("\"{a}\"")).collect();
-        found = Some((
-            format!(
-                "{what} is never \"{s}\": it is one of {}",
-                listed.join(", ")
-            ),
-            at,
-        ));
-        false
-    });
-    found
-}
-
 /// The strings of an array literal, with their positions (the array's, once Rhai has folded
 /// an all-constant one into a single value).
 fn listed_strings(list: &Expr) -> Vec<(String, Position)> {
@@ -467,35 +417,6 @@ fn is_number(e: &Expr, numbers: &[&str]) -> bool {
         }
         _ => false,
     }
-}
-
-/// Why a `when` or `require` expression cannot give true or false, whatever the request: it is
-/// a string, a number, `()`, an array, a map or a request variable on its own (`require:
-/// 'order_id'` would fail every request that reaches it). `true` and `false` are conditions.
-pub(super) fn not_a_condition(ast: &AST) -> Option<(String, Position)> {
-    let Some(Stmt::Expr(e)) = ast.statements().last() else {
-        return None;
-    };
-    let kind = match &**e {
-        Expr::StringConstant(..) | Expr::InterpolatedString(..) => "a string",
-        Expr::IntegerConstant(..) | Expr::FloatConstant(..) => "a number",
-        Expr::Unit(..) => "()",
-        Expr::Array(..) => "an array",
-        Expr::Map(..) => "a map",
-        Expr::Variable(var, ..) => match var.1.as_str() {
-            "amount" | "now" => "a number",
-            "payload" | "fetched" | "response" => "a map",
-            "store_id" => "a string or ()",
-            _ => "a string",
-        },
-        _ => return None,
-    };
-    Some((
-        format!(
-            "this gives {kind}, not true or false: write a condition, such as order_id == \"x\" or amount > 1000"
-        ),
-        e.position(),
-    ))
 }
 
 /// The line and column (1-based, in characters) of the innermost `{` of `src` that is never
@@ -896,7 +817,7 @@ mod tests {
                 .compile_expression(fine, &[])
                 .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
         }
-        // A script may end in anything: its return value is checked when it runs.
+        // A script may end in a string: a reason.
         engine
             .compile_script("order_id")
             .expect("a script ending in a string");

@@ -107,7 +107,7 @@ async fn shadow_rules_observe_but_never_refuse() {
         r#"
 rules:
   - { name: lower-limit-trial, amount: { max: 1000 }, mode: shadow, reason: "over {amount}" }
-  - { name: broken-trial, require: 'amount + 1', mode: shadow, reason: x }
+  - { name: broken-trial, require: 'payload.amount + 1', mode: shadow, reason: x }
   - { name: after, amount: { min: 1 }, reason: x }
 "#,
     );
@@ -321,7 +321,7 @@ async fn require_error_uses_on_error_with_error_reason() {
         r#"
 settings: { error_reason: "주문 {order_id}: 잠시 후 다시 시도해 주세요", reject_status: 503 }
 rules:
-  - { name: not-a-bool, require: 'amount + 1', reason: "never shown" }
+  - { name: not-a-bool, require: 'payload.amount + 1', reason: "never shown" }
   - { name: after, amount: { min: 1 }, reason: x }
 "#,
     );
@@ -369,7 +369,7 @@ async fn rule_on_error_overrides_the_rulesets() {
     let (_dir, rules) = ruleset(
         r#"
 rules:
-  - { name: lenient, require: 'amount + 1', on_error: approve, reason: x }
+  - { name: lenient, require: 'payload.amount + 1', on_error: approve, reason: x }
   - { name: after, require: 'false', reason: "after refused" }
 "#,
     );
@@ -381,8 +381,8 @@ rules:
         r#"
 settings: { on_error: approve }
 rules:
-  - { name: lenient-by-default, require: 'amount + 1', reason: x }
-  - { name: strict, require: 'amount + 1', on_error: reject, reason: x }
+  - { name: lenient-by-default, require: 'payload.amount + 1', reason: x }
+  - { name: strict, require: 'payload.amount + 1', on_error: reject, reason: x }
 "#,
     );
     let d = decide(&rules, V1).await;
@@ -395,8 +395,9 @@ rules:
 
 #[tokio::test]
 async fn when_error_is_an_error_too() {
-    let (_dir, rules) =
-        ruleset("rules:\n  - { name: w, when: 'amount + 0', require: 'true', reason: x }\n");
+    let (_dir, rules) = ruleset(
+        "rules:\n  - { name: w, when: 'payload.amount + 0', require: 'true', reason: x }\n",
+    );
     let d = decide(&rules, V1).await;
     assert_eq!(summary(&d), failed("w"));
     assert_eq!(

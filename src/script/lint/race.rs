@@ -1,0 +1,275 @@
+//! A closure that reads the variable whose method it is passed to.
+//!
+//! A closure shares the variables it captures, and Rhai (built with `sync`) locks a shared
+//! variable while a method runs on it — on the whole chain it heads, `m.a.filter(…)` and
+//! `items[0].map(…)` included. When the closure passed to that method reads the same variable,
+//! the second lock waits: Rhai sleeps about 50 ms on the server thread, then fails with "data
+//! race detected" — on every request: `items.reduce(|sum, x| sum + x * items.len(), 0)`. The
+//! same call written as a function (`reduce(items, |…| …)`) does not lock `items`, and runs.
+
+use std::collections::{HashMap, HashSet};
+
+use rhai::{ASTFlags, ASTNode, Expr, FnCallExpr, Position, Stmt, AST};
+
+/// The first method call whose object is a variable that a closure given to it reads: the
+/// closure written in the call, or a variable given a closure once (and closures that call
+/// such a closure).
+pub(in crate::script) fn closure_reads_its_own_object(ast: &AST) -> Option<(String, Position)> {
+    let closures = closure_variables(ast);
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(e)) = path.last() else {
+            return true;
+        };
+        let (Expr::Dot(chain, ..) | Expr::Index(chain, ..)) = e else {
+            return true;
+        };
+        // Only the head of a chain holds the variable: `items` in `items.filter(…).len()`, not
+        // the rest of it (nor `i` in `a[i].map(…)`, which Rhai holds as `a` indexed by
+        // `i.map(…)`).
+        if let [.., ASTNode::Expr(parent @ (Expr::Dot(outer, ..) | Expr::Index(outer, ..))), _] =
+            path
+        {
+            if std::ptr::eq(&outer.rhs, *e) && !parent.options().contains(ASTFlags::BREAK) {
+                return true;
+            }
+        }
+        let Expr::Variable(var, ..) = &chain.lhs else {
+            return true;
+        };
+        let object = var.1.as_str();
+        for (call, at) in methods_of(e) {
+            for arg in call.args.iter() {
+                if let Some(read) = reads(arg, object, &closures) {
+                    let name = &call.name;
+                    found = Some((
+                        format!(
+                            "{object} is read inside the closure passed to its own {name}: Rhai cannot lock it twice (the call would stall, then fail); copy what the closure needs first: let n = {object}.len(); … |sum, x| sum + x * n"
+                        ),
+                        if read.is_none() { at } else { read },
+                    ));
+                    return false;
+                }
+            }
+        }
+        true
+    });
+    found
+}
+
+/// The methods a chain calls, each with its position: `filter` and `len` in
+/// `items.filter(…).len()`.
+fn methods_of(chain: &Expr) -> Vec<(&FnCallExpr, Position)> {
+    let mut methods = Vec::new();
+    let mut node = chain;
+    while let Expr::Dot(x, options, _) | Expr::Index(x, options, _) = node {
+        if let Expr::MethodCall(call, at) = &x.lhs {
+            methods.push((&**call, *at));
+        }
+        match &x.rhs {
+            Expr::MethodCall(call, at) => methods.push((call, *at)),
+            // An index that ends the chain is an expression of its own.
+            rest @ (Expr::Dot(..) | Expr::Index(..)) if !options.contains(ASTFlags::BREAK) => {
+                node = rest;
+                continue;
+            }
+            _ => {}
+        }
+        break;
+    }
+    methods
+}
+
+/// Whether `arg` is a closure that reads `object`: where it reads it (`Position::NONE` when
+/// the closure is a variable's), or `None`.
+fn reads(
+    arg: &Expr,
+    object: &str,
+    closures: &HashMap<String, HashSet<String>>,
+) -> Option<Position> {
+    if let Some(captured) = captures(arg) {
+        // A closure calling a closure variable reads what that one reads.
+        return captured.iter().find_map(|(name, at)| {
+            (name == object || closures.get(name).is_some_and(|c| c.contains(object)))
+                .then_some(*at)
+        });
+    }
+    match arg {
+        Expr::Variable(var, ..) if closures.get(var.1.as_str())?.contains(object) => {
+            Some(Position::NONE)
+        }
+        _ => None,
+    }
+}
+
+/// The variables a closure literal captures, with where each is first read; `None` when `e`
+/// is no capturing closure. Rhai makes one a block that shares the variables, then curries
+/// them into the closure's function (a closure in a closure captures what the inner one does).
+fn captures(e: &Expr) -> Option<Vec<(String, Position)>> {
+    let Expr::Stmt(block) = e else {
+        return None;
+    };
+    block.statements().iter().find_map(|s| match s {
+        Stmt::Share(vars) => Some(
+            vars.iter()
+                .map(|(ident, _)| (ident.name.to_string(), ident.pos))
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
+/// The variables given a closure that captures variables, with everything each reads through
+/// the closure variables it captures in turn. A name given anything else anywhere (another
+/// value, a parameter, a loop variable) is left out: which value it holds at a call is not
+/// known here.
+fn closure_variables(ast: &AST) -> HashMap<String, HashSet<String>> {
+    let mut given: HashMap<String, Vec<Option<HashSet<String>>>> = HashMap::new();
+    // A closure's function takes what it captures as parameters before its own: those are
+    // the same variables, not new ones.
+    let mut shared = HashSet::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Share(vars))) = path.last() {
+            shared.extend(vars.iter().map(|(ident, _)| ident.name.to_string()));
+        }
+        true
+    });
+    for f in ast.iter_functions() {
+        for param in f.params {
+            if !(f.name.starts_with("anon$") && shared.contains(param)) {
+                given.entry(param.to_owned()).or_default().push(None);
+            }
+        }
+    }
+    ast.walk(&mut |path: &[ASTNode]| {
+        let (name, value) = match path.last() {
+            Some(ASTNode::Stmt(Stmt::Var(var, ..))) => (var.0.name.as_str(), Some(&var.1)),
+            Some(ASTNode::Stmt(Stmt::Assignment(assign))) => match &assign.1.lhs {
+                Expr::Variable(var, ..) => (var.1.as_str(), Some(&assign.1.rhs)),
+                _ => return true,
+            },
+            Some(ASTNode::Stmt(Stmt::For(f, _))) => (f.0.name.as_str(), None),
+            _ => return true,
+        };
+        let captured = value
+            .and_then(captures)
+            .map(|c| c.into_iter().map(|(name, _)| name).collect());
+        given.entry(name.to_owned()).or_default().push(captured);
+        true
+    });
+    let mut closures: HashMap<String, HashSet<String>> = given
+        .into_iter()
+        .filter_map(|(name, values)| match &values[..] {
+            [Some(captured)] => Some((name, captured.clone())),
+            _ => None,
+        })
+        .collect();
+    // Through closure variables captured by closure variables, until nothing more is found.
+    loop {
+        let mut grew = false;
+        let names: Vec<String> = closures.keys().cloned().collect();
+        for name in &names {
+            let inner: HashSet<String> = closures[name]
+                .iter()
+                .filter_map(|c| closures.get(c))
+                .flatten()
+                .cloned()
+                .collect();
+            if let Some(own) = closures.get_mut(name) {
+                let before = own.len();
+                own.extend(inner);
+                grew |= own.len() > before;
+            }
+        }
+        if !grew {
+            return closures;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::script::tests::{at, request, FULL, V1};
+    use crate::script::{compile_scope, RequestScope, ScriptEngine, ScriptVerdict};
+
+    /// What the script does when it runs without the load-time checks.
+    fn run_unchecked(engine: &ScriptEngine, src: &str) -> Result<ScriptVerdict, String> {
+        let ast = engine
+            .scripts
+            .compile_with_scope(&compile_scope(&[]), src)
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
+        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+        engine
+            .eval_script(&scope, &ast, FULL)
+            .map_err(|e| e.message)
+    }
+
+    /// Each of these stalls and fails with "data race detected" on every request; each is a
+    /// load error, at the closure's read of the variable (or at the call, for a closure held
+    /// in a variable).
+    #[test]
+    fn a_closure_reading_its_own_object_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        for (src, object, method, line, column) in [
+            (
+                "let items = [1,2,3]; let total = items.reduce(|sum, x| sum + x * items.len(), 0); total > 0",
+                "items",
+                "reduce",
+                1,
+                66,
+            ),
+            ("let items = [1,2,3];\nitems.filter(|x| x > items[0]).len() > 0", "items", "filter", 2, 22),
+            ("let items = [1,2,3];\nlet f = |x| items.len();\nitems.map(f).len() > 0", "items", "map", 3, 7),
+            (
+                "let items = [1,2,3];\nlet f = |x| items.len();\nlet g = |x| f.call(x);\nitems.map(g).len() > 0",
+                "items",
+                "map",
+                4,
+                7,
+            ),
+            ("let m = #{a: [1,2]};\nm.a.filter(|x| x > m.a[0]).len() > 0", "m", "filter", 2, 20),
+            ("let items = [[1],[2]];\nitems[0].map(|v| items.len()).len() > 0", "items", "map", 2, 18),
+            ("let p = payload;\np.custom.keys().filter(|k| p.amount > 0).len() >= 0", "p", "filter", 2, 28),
+            ("let items = [1,2,3];\nitems.sort(|a, b| a - items.len());\ntrue", "items", "sort", 2, 23),
+            // The request's variables too, shared as soon as a closure captures them.
+            ("payload.custom.keys().filter(|k| payload.amount > 0).len() >= 0", "payload", "filter", 1, 34),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (
+                    format!("{object} is read inside the closure passed to its own {method}: Rhai cannot lock it twice (the call would stall, then fail); copy what the closure needs first: let n = {object}.len(); … |sum, x| sum + x * n").as_str(),
+                    line,
+                    column
+                ),
+                "{src}"
+            );
+            let ran = run_unchecked(&engine, src).unwrap_err();
+            assert!(ran.contains("data race detected"), "{src}: {ran}");
+        }
+        // In a `when` or `require` as well.
+        let src = "payload.custom.keys().filter(|k| payload.amount > 0).len() >= 0";
+        let e = engine.compile_expression(src, &[]).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("payload is read inside the closure passed to its own filter"),
+            "{e:?}"
+        );
+        for fine in [
+            "let items = [1,2,3]; let n = items.len(); items.reduce(|s, x| s + x * n, 0) > 0",
+            "let items = [1,2,3]; let limit = 3; items.filter(|x| x > limit).len() > 0",
+            // Written as a function, the call does not lock `items`.
+            "let items = [1,2,3]; reduce(items, |s, x| s + items.len(), 0) > 0",
+            "let items = [1,2,3]; let copy = items; copy.map(|v| items.len()).len() > 0",
+            "let a = [[1]]; let i = 0; a[i].map(|v| v + i).len() > 0",
+            "let f = |x| x + 1; let items = [1]; items.map(f).len() > 0",
+            "let items = [1,2,3]; let f = |x| items.len(); [1].map(f).len() > 0 && items.len() > 0",
+        ] {
+            engine
+                .compile_script(fine)
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+            let ran = run_unchecked(&engine, fine);
+            assert!(ran.is_ok(), "{fine}: {ran:?}");
+        }
+    }
+}

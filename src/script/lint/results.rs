@@ -1,0 +1,709 @@
+//! What a `when`, a `require` or a script gives, where that is known when the rules load.
+//!
+//! Rhai checks the type of a result only when it runs: `require: 'amount - 1000'` compiles,
+//! then fails every request that reaches it ("expression returned i64, expected a bool"), and a
+//! script ending with `amount / 1000` fails the same way. Worse, a method that changes its
+//! object in place gives `()`: `return ("  한도 초과: " + order_id).trim();` passes the payment
+//! it meant to refuse. Each is a load error where the kind of the value is certain — a literal,
+//! a request variable, arithmetic, a call known to give one kind — and left alone otherwise.
+
+use std::collections::HashSet;
+
+use rhai::{ASTFlags, Dynamic, Expr, FnCallExpr, Position, Stmt, StmtBlock, AST};
+
+use super::{declared_names, is_number, map_properties, request_numbers, ARITHMETIC};
+
+/// A kind of value that is no condition and no script result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Number,
+    String,
+    Array,
+    Map,
+    Unit,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Number => "a number",
+            Kind::String => "a string",
+            Kind::Array => "an array",
+            Kind::Map => "a map",
+            Kind::Unit => "()",
+        }
+    }
+
+    /// What an in-place method changes, when its object is of this kind.
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Number => "number",
+            Kind::String => "string",
+            Kind::Array => "array",
+            Kind::Map => "map",
+            Kind::Unit => "value",
+        }
+    }
+
+    fn of(value: &Dynamic) -> Option<Kind> {
+        if value.is_int() || value.is_float() || value.is_decimal() {
+            Some(Kind::Number)
+        } else if value.is_string() {
+            Some(Kind::String)
+        } else if value.is_array() {
+            Some(Kind::Array)
+        } else if value.is_map() {
+            Some(Kind::Map)
+        } else if value.is_unit() {
+            Some(Kind::Unit)
+        } else {
+            None
+        }
+    }
+}
+
+/// Functions that give a number whatever they are called on (Rhai's and our helpers'; every
+/// one of their versions gives a number, or fails).
+const GIVE_NUMBERS: [&str; 15] = [
+    "len",
+    "index_of",
+    "to_int",
+    "to_float",
+    "to_decimal",
+    "parse_int",
+    "parse_float",
+    "abs",
+    "sign",
+    "floor",
+    "ceiling",
+    "round",
+    "sqrt",
+    "seoul_hour",
+    "seoul_minute",
+];
+/// Functions that give a string.
+const GIVE_STRINGS: [&str; 12] = [
+    "to_string",
+    "to_debug",
+    "to_json",
+    "to_upper",
+    "to_lower",
+    "sub_string",
+    "seoul_date",
+    "seoul_time",
+    "seoul_weekday",
+    "format_amount",
+    "before",
+    "after",
+];
+/// Functions that give an array (`split` of a blob gives a blob, an array of bytes).
+const GIVE_ARRAYS: [&str; 3] = ["keys", "values", "split"];
+
+/// Rhai's methods that change their object in place and give `()` (every version of each, in
+/// Rhai 1.27: `remove` is not here, as it gives the removed item of an array or map), with
+/// what they change when the object is not known.
+const IN_PLACE: [(&str, &str); 21] = [
+    ("trim", "string"),
+    ("make_upper", "string"),
+    ("make_lower", "string"),
+    ("replace", "string"),
+    ("crop", "string"),
+    ("pad", "string or array"),
+    ("truncate", "string or array"),
+    ("clear", "value"),
+    ("append", "string or array"),
+    ("push", "array"),
+    ("insert", "array"),
+    ("reverse", "array"),
+    ("sort", "array"),
+    ("sort_desc", "array"),
+    ("dedup", "array"),
+    ("chop", "array"),
+    ("splice", "array"),
+    ("mixin", "map"),
+    ("fill_with", "map"),
+    ("set_bit", "number"),
+    ("set_bits", "number"),
+];
+
+/// What the names in an expression or script mean: the request's variables unless the script
+/// declares its own, Rhai's functions unless it defines its own (or calls a map's function
+/// property as a method).
+struct Names {
+    numbers: Vec<&'static str>,
+    declared: HashSet<String>,
+    functions: HashSet<String>,
+    properties: HashSet<String>,
+}
+
+/// An in-place method whose `()` is a result.
+struct InPlace {
+    name: &'static str,
+    /// What it changes (`string`, `array`, …).
+    noun: &'static str,
+    /// Whether it was given arguments (`replace("a", "b")`).
+    args: bool,
+    at: Position,
+}
+
+impl Names {
+    fn of(ast: &AST) -> Names {
+        Names {
+            numbers: request_numbers(ast),
+            declared: declared_names(ast),
+            functions: ast.iter_functions().map(|f| f.name.to_owned()).collect(),
+            properties: map_properties(ast),
+        }
+    }
+
+    /// Whether the script gives `name` a meaning of its own: its own `fn`, or (called as a
+    /// method) a map's function property (`obj.len()` calls the function held by `obj.len`).
+    fn own(&self, name: &str, method: bool) -> bool {
+        self.functions.contains(name) || (method && self.properties.contains(name))
+    }
+
+    /// The request variable `name` is, when the script has no `name` of its own.
+    fn request(&self, name: &str) -> bool {
+        super::super::REQUEST_VARS.contains(&name) && !self.declared.contains(name)
+    }
+
+    /// The kind `e` gives whatever the request, when it is one of [`Kind`]'s; `None` when it
+    /// may be true or false, or is not known here.
+    fn kind(&self, e: &Expr) -> Option<Kind> {
+        if is_number(e, &self.numbers) {
+            return Some(Kind::Number);
+        }
+        match e {
+            Expr::StringConstant(..) | Expr::InterpolatedString(..) => Some(Kind::String),
+            Expr::IntegerConstant(..) | Expr::FloatConstant(..) => Some(Kind::Number),
+            Expr::Unit(..) => Some(Kind::Unit),
+            Expr::Array(..) => Some(Kind::Array),
+            Expr::Map(..) => Some(Kind::Map),
+            Expr::DynamicConstant(value, _) => Kind::of(value),
+            Expr::Variable(var, ..) => match var.1.as_str() {
+                name @ ("order_id" | "tx_id" | "api") if self.request(name) => Some(Kind::String),
+                name @ ("payload" | "fetched") if self.request(name) => Some(Kind::Map),
+                "response" if !self.declared.contains("response") => Some(Kind::Map),
+                _ => None,
+            },
+            Expr::FnCall(call, _) => self.call_kind(call, false),
+            Expr::Dot(..) | Expr::Index(..) => {
+                last_method(e).and_then(|(call, _)| self.call_kind(call, true))
+            }
+            Expr::Stmt(block) => self.block_kind(block),
+            _ => None,
+        }
+    }
+
+    /// The kind a call gives: arithmetic (a string with `+` makes a string), a function known to
+    /// give one kind. A script's own function may give anything.
+    fn call_kind(&self, call: &FnCallExpr, method: bool) -> Option<Kind> {
+        let name = call.name.as_str();
+        if ARITHMETIC.contains(&name) {
+            let kinds: Vec<Option<Kind>> = call.args.iter().map(|a| self.kind(a)).collect();
+            return if name == "+" && kinds.contains(&Some(Kind::String)) {
+                Some(Kind::String)
+            } else if kinds.iter().all(|k| *k == Some(Kind::Number)) {
+                Some(Kind::Number)
+            } else {
+                None
+            };
+        }
+        if self.own(name, method) {
+            return None;
+        }
+        if GIVE_NUMBERS.contains(&name) {
+            Some(Kind::Number)
+        } else if GIVE_STRINGS.contains(&name) {
+            Some(Kind::String)
+        } else if GIVE_ARRAYS.contains(&name) {
+            Some(Kind::Array)
+        } else {
+            None
+        }
+    }
+
+    /// The kind every way out of `if`/`switch` gives (all of them the same).
+    fn block_kind(&self, block: &StmtBlock) -> Option<Kind> {
+        let mut ends = Vec::new();
+        ends_of_block(block, &mut ends);
+        let mut kinds = ends.iter().map(|v| self.value_kind(*v));
+        let first = kinds.next()??;
+        kinds.all(|k| k == Some(first)).then_some(first)
+    }
+
+    fn value_kind(&self, value: Value) -> Option<Kind> {
+        match value {
+            Value::Expr(e) => self.kind(e),
+            Value::Call(call, _) => self.call_kind(call, false),
+            Value::Nothing => Some(Kind::Unit),
+        }
+    }
+
+    /// The method of `IN_PLACE` that `value` calls last, if any, with what it changes: the
+    /// object's kind when known, else what the method changes.
+    fn in_place(&self, value: Value) -> Option<InPlace> {
+        let (call, object, at, method) = match value {
+            Value::Expr(e @ (Expr::Dot(..) | Expr::Index(..))) => {
+                let (call, at) = last_method(e)?;
+                (call, object_of(e), at, true)
+            }
+            Value::Expr(Expr::FnCall(call, at)) => (&**call, call.args.first(), *at, false),
+            Value::Call(call, at) => (call, call.args.first(), at, false),
+            _ => return None,
+        };
+        if self.own(&call.name, method) {
+            return None;
+        }
+        let &(name, noun) = IN_PLACE.iter().find(|(m, _)| *m == call.name)?;
+        let noun = match object.and_then(|o| self.kind(o)) {
+            Some(kind) if kind != Kind::Unit => kind.noun(),
+            _ => noun,
+        };
+        // The object of a call written as a function is its first argument.
+        let args = call.args.len() > usize::from(!method);
+        Some(InPlace {
+            name,
+            noun,
+            args,
+            at,
+        })
+    }
+}
+
+/// A value a `when`, a `require` or a script may end with.
+#[derive(Debug, Clone, Copy)]
+enum Value<'a> {
+    Expr(&'a Expr),
+    /// A call as a statement (Rhai's form of a call at the top of a script or expression).
+    Call(&'a FnCallExpr, Position),
+    /// A way out that gives `()`: an `if` without `else`, a `switch` without `_`.
+    Nothing,
+}
+
+impl Value<'_> {
+    /// Where the value starts: `amount` in `amount + 1`, not the `+`.
+    fn start(self) -> Position {
+        match self {
+            Value::Expr(e) => start(e),
+            Value::Call(call, at) => call_start(call, at),
+            Value::Nothing => Position::NONE,
+        }
+    }
+}
+
+/// Where `e` starts (Rhai places an operator's call, and a chain, at the operator).
+fn start(e: &Expr) -> Position {
+    match e {
+        Expr::FnCall(call, at) => call_start(call, *at),
+        Expr::Dot(chain, ..) | Expr::Index(chain, ..) => start(&chain.lhs),
+        Expr::And(operands, _) | Expr::Or(operands, _) => start(&operands[0]),
+        _ => e.start_position(),
+    }
+}
+
+fn call_start(call: &FnCallExpr, at: Position) -> Position {
+    match &call.args[..] {
+        [first, _] if call.op_token.is_some() => start(first),
+        _ => at,
+    }
+}
+
+/// The values `stmt`, ending a script or block, may give.
+fn ends_of<'a>(stmt: &'a Stmt, out: &mut Vec<Value<'a>>) {
+    match stmt {
+        Stmt::Expr(e) => ends_of_expr(e, out),
+        Stmt::FnCall(call, at) => out.push(Value::Call(call, *at)),
+        Stmt::If(f, _) => {
+            ends_of_block(&f.body, out);
+            ends_of_block(&f.branch, out);
+        }
+        Stmt::Switch(switch, _) => {
+            let cases = &switch.1;
+            for case in &cases.expressions {
+                ends_of_expr(&case.rhs, out);
+            }
+            if cases.def_case.is_none() {
+                out.push(Value::Nothing);
+            }
+        }
+        Stmt::Block(block) => ends_of_block(block, out),
+        // A catch block gives `()` (see `no_result`).
+        Stmt::TryCatch(f, _) => ends_of_block(&f.body, out),
+        Stmt::Return(Some(e), flags, _) if !flags.contains(ASTFlags::BREAK) => {
+            ends_of_expr(e, out);
+        }
+        _ => {}
+    }
+}
+
+fn ends_of_block<'a>(block: &'a StmtBlock, out: &mut Vec<Value<'a>>) {
+    match block.statements().last() {
+        Some(last) => ends_of(last, out),
+        None => out.push(Value::Nothing),
+    }
+}
+
+fn ends_of_expr<'a>(e: &'a Expr, out: &mut Vec<Value<'a>>) {
+    match e {
+        // A closure that captures variables is a block too, but gives its function pointer.
+        Expr::Stmt(block)
+            if !block
+                .statements()
+                .iter()
+                .any(|s| matches!(s, Stmt::Share(..))) =>
+        {
+            ends_of_block(block, out);
+        }
+        _ => out.push(Value::Expr(e)),
+    }
+}
+
+/// The values of the script's own `return`s (not its functions' or closures').
+fn returns<'a>(statements: &'a [Stmt], out: &mut Vec<Value<'a>>) {
+    for stmt in statements {
+        match stmt {
+            Stmt::Return(Some(e), flags, _) if !flags.contains(ASTFlags::BREAK) => {
+                ends_of_expr(e, out);
+            }
+            Stmt::If(f, _) | Stmt::While(f, _) | Stmt::Do(f, ..) | Stmt::TryCatch(f, _) => {
+                returns(f.body.statements(), out);
+                returns(f.branch.statements(), out);
+            }
+            Stmt::For(f, _) => returns(f.2.body.statements(), out),
+            Stmt::Block(block) => returns(block.statements(), out),
+            Stmt::Switch(switch, _) => {
+                for case in &switch.1.expressions {
+                    if let Expr::Stmt(block) = &case.rhs {
+                        returns(block.statements(), out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Everything a script may give: the values its last statement may give, and its returns'.
+fn script_results(ast: &AST) -> Vec<Value<'_>> {
+    let mut out = Vec::new();
+    if let Some(last) = ast.statements().last() {
+        ends_of(last, &mut out);
+    }
+    returns(ast.statements(), &mut out);
+    out
+}
+
+/// Everything an expression may give (an `if` or `switch` gives one of its branches').
+fn expression_results(ast: &AST) -> Vec<Value<'_>> {
+    let mut out = Vec::new();
+    if let Some(last) = ast.statements().last() {
+        ends_of(last, &mut out);
+    }
+    out
+}
+
+/// The method a chain calls last (`len` in `fetched["s"].body.len()`), with its position;
+/// `None` when the chain ends with a property or an index.
+fn last_method(e: &Expr) -> Option<(&FnCallExpr, Position)> {
+    let (Expr::Dot(chain, ..) | Expr::Index(chain, ..)) = e else {
+        return None;
+    };
+    match &chain.rhs {
+        Expr::MethodCall(call, at) if matches!(e, Expr::Dot(..)) => Some((call, *at)),
+        // An index's own expression is no part of the chain (`a[b.len()]`).
+        rest @ (Expr::Dot(..) | Expr::Index(..)) if !e.options().contains(ASTFlags::BREAK) => {
+            last_method(rest)
+        }
+        _ => None,
+    }
+}
+
+/// What the last method of a chain is called on, when that is the chain's head alone
+/// (`"x".trim()`, `(a + b).trim()`).
+fn object_of(e: &Expr) -> Option<&Expr> {
+    match e {
+        Expr::Dot(chain, ..) if matches!(chain.rhs, Expr::MethodCall(..)) => Some(&chain.lhs),
+        _ => None,
+    }
+}
+
+/// Why a `when` or `require` expression cannot give true or false, whatever the request: what
+/// it gives (or one of its `if`/`switch` branches gives) is a string, a number, `()`, an array
+/// or a map — a literal, a request variable, arithmetic (`amount + 1`), a call known to give
+/// one of those (`seoul_hour(now)`, `order_id.len()`). `require: 'order_id'` would fail every
+/// request that reaches it.
+pub(in crate::script) fn not_a_condition(ast: &AST) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    expression_results(ast).into_iter().find_map(|value| {
+        let kind = match value {
+            Value::Expr(Expr::Variable(var, ..)) if var.1 == "store_id" => "a string or ()",
+            // `if amount > 5 { true }` gives () otherwise: Rhai's own error says so.
+            Value::Nothing => return None,
+            _ => names.value_kind(value)?.name(),
+        };
+        Some((
+            format!(
+                "this gives {kind}, not true or false: write a condition, such as order_id == \"x\" or amount > 1000"
+            ),
+            value.start(),
+        ))
+    })
+}
+
+/// Why a script fails every request that reaches its end or a `return`: what it gives there
+/// is a number, an array or a map (`amount / 1000`, `#{ok: true}`), and a script gives true,
+/// false, `()` or a string.
+pub(in crate::script) fn not_a_result(ast: &AST) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    script_results(ast).into_iter().find_map(|value| {
+        let kind = names
+            .value_kind(value)
+            .filter(|k| matches!(k, Kind::Number | Kind::Array | Kind::Map))?;
+        Some((
+            format!(
+                "this gives {}, which no script may give: a script gives true or () to pass, false to refuse with the rule's reason, or a string to refuse with that string; write a condition, such as amount <= 1000000, or a reason",
+                kind.name()
+            ),
+            value.start(),
+        ))
+    })
+}
+
+/// The first method that changes its object in place (`trim`, `push`, …) whose `()` is what
+/// a script gives (at its end, or a `return`) or a `when`/`require` gives: `()` passes the
+/// payment (a script), or is no condition (an expression). `script` tells which.
+pub(in crate::script) fn in_place_result(ast: &AST, script: bool) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    let results = if script {
+        script_results(ast)
+    } else {
+        expression_results(ast)
+    };
+    results.into_iter().find_map(|value| {
+        let InPlace {
+            name,
+            noun,
+            args,
+            at,
+        } = names.in_place(value)?;
+        let args = if args { "…" } else { "" };
+        let message = if script {
+            format!(
+                "{name} changes its {noun} in place and gives (), which passes the payment; write: let r = …; r.{name}({args}); return r;"
+            )
+        } else {
+            format!(
+                "{name} changes its {noun} in place and gives (), not true or false: write a condition, such as order_id == \"x\" or amount > 1000"
+            )
+        };
+        Some((message, at))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::script::tests::run_script;
+    use crate::script::{ScriptEngine, ScriptVerdict};
+
+    /// Arithmetic, helpers and methods known to give a number or a string, and `if`/`switch`
+    /// branches giving one, fail every request as a `when` or `require`.
+    #[test]
+    fn an_expression_of_a_known_kind_is_no_condition() {
+        let engine = ScriptEngine::new();
+        for (src, kind, column) in [
+            ("amount + 1", "a number", 1),
+            ("amount - 1000", "a number", 1),
+            ("(amount + 1) * 2", "a number", 2),
+            (r#"order_id + "x""#, "a string", 1),
+            (r#""주문 " + amount"#, "a string", 1),
+            ("seoul_hour(now)", "a number", 1),
+            ("order_id.len()", "a number", 1),
+            ("fetched[\"stock\"].body.len()", "a number", 1),
+            ("seoul_date(now)", "a string", 1),
+            (r#"format_amount(amount) + "원""#, "a string", 1),
+            ("payload.keys()", "an array", 1),
+            ("if amount > 1 {1} else {2}", "a number", 16),
+            (r#"if amount > 1 { true } else { "no" }"#, "a string", 31),
+            (r#"switch api { "v1" => 1, _ => 2 }"#, "a number", 22),
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.column),
+                (
+                    format!("this gives {kind}, not true or false: write a condition, such as order_id == \"x\" or amount > 1000").as_str(),
+                    column
+                ),
+                "{src}"
+            );
+        }
+        for fine in [
+            "amount + 1 > 1000",
+            r#"order_id + "x" == "ax""#,
+            "order_id.len() > 3 && seoul_hour(now) >= 9",
+            r#"if amount > 1 { true } else { order_id == "x" }"#,
+            r#"switch api { "v1" => true, _ => amount > 5 }"#,
+            "payload.flag",
+            r#"fetched["stock"].body.ok"#,
+            "is_blank(store_id) || one_of(api, [\"v1\"])",
+            r#"if amount > 5 { fail("x") } else { true }"#,
+        ] {
+            engine
+                .compile_expression(fine, &[])
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
+    }
+
+    /// A script gives true, false, `()` or a string; a number, array or map at its end or in
+    /// a `return` fails every request that gets there.
+    #[test]
+    fn a_script_giving_a_number_array_or_map_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        for (src, kind, line, column) in [
+            ("amount / 1000", "a number", 1, 1),
+            ("#{ok: true}", "a map", 1, 1),
+            ("let ok = amount < 5;\n#{ok: ok}", "a map", 2, 1),
+            ("if amount > 5 { return [1]; }\ntrue", "an array", 1, 24),
+            (
+                "if amount > 5 { \"too much\" } else { amount * 2 }",
+                "a number",
+                1,
+                37,
+            ),
+            ("payload", "a map", 1, 1),
+            ("order_id.len()", "a number", 1, 1),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (
+                    format!("this gives {kind}, which no script may give: a script gives true or () to pass, false to refuse with the rule's reason, or a string to refuse with that string; write a condition, such as amount <= 1000000, or a reason").as_str(),
+                    line,
+                    column
+                ),
+                "{src}"
+            );
+        }
+        for fine in [
+            "order_id",
+            r#""한도 초과: " + format_amount(amount) + "원""#,
+            r#"if amount > 5 { "x" } else { true }"#,
+            "let total = amount / 1000; total > 50",
+            "fn limit() { 1000 }\namount > limit()",
+            "fn next(x) { return x + 1; }\nnext(amount) > 5",
+            "[1, 2].map(|x| x * 2).len() > 0",
+            "let m = #{ len: || true };\nm.len()",
+            "fn len(x) { true }\nlen(order_id)",
+            "if amount > 5 { return \"x\"; }\n()",
+        ] {
+            engine
+                .compile_script(fine)
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
+    }
+
+    /// `trim`, `push` … give `()`, which passes the payment as a script's result.
+    #[test]
+    fn an_in_place_method_as_the_result_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        for (src, message, line, column) in [
+            (
+                r#"return ("  한도 초과: " + order_id).trim();"#,
+                "trim changes its string in place and gives (), which passes the payment; write: let r = …; r.trim(); return r;",
+                1,
+                33,
+            ),
+            (
+                "let s = \"a\";\nif amount > 5 { s.replace(\"a\", \"b\") } else { true }",
+                "replace changes its string in place and gives (), which passes the payment; write: let r = …; r.replace(…); return r;",
+                2,
+                19,
+            ),
+            (
+                "let tags = payload.tags;\ntags.push(\"checked\")",
+                "push changes its array in place and gives (), which passes the payment; write: let r = …; r.push(…); return r;",
+                2,
+                6,
+            ),
+            (
+                "let reason = \"x\";\ntruncate(reason, 10)",
+                "truncate changes its string or array in place and gives (), which passes the payment; write: let r = …; r.truncate(…); return r;",
+                2,
+                1,
+            ),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (message, line, column),
+                "{src}"
+            );
+        }
+        let e = engine
+            .compile_expression(r#"(order_id + " ").trim()"#, &[])
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "trim changes its string in place and gives (), not true or false: write a condition, such as order_id == \"x\" or amount > 1000"
+        );
+        for fine in [
+            r#"let r = "  한도 초과: " + order_id; r.trim(); return r;"#,
+            "let a = [3, 1]; a.sort(); a[0] > 0",
+            "let items = [1]; items.remove(0) == 1",
+            "fn trim(s) { true }\ntrim(order_id)",
+            "let m = #{ push: |x| true };\nm.push(1)",
+        ] {
+            engine
+                .compile_script(fine)
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
+    }
+
+    /// Every method the check names gives `()` in the Rhai we build with.
+    #[test]
+    fn the_in_place_methods_give_nothing() {
+        let calls = [
+            r#"s.trim()"#,
+            r#"s.make_upper()"#,
+            r#"s.make_lower()"#,
+            r#"s.replace("a", "b")"#,
+            r#"s.crop(1)"#,
+            r#"s.pad(5, "x")"#,
+            r#"a.pad(5, 0)"#,
+            r#"s.truncate(1)"#,
+            r#"a.truncate(1)"#,
+            r#"s.clear()"#,
+            r#"m.clear()"#,
+            r#"s.append("x")"#,
+            r#"a.append([1])"#,
+            r#"a.push(1)"#,
+            r#"a.insert(0, 1)"#,
+            r#"a.reverse()"#,
+            r#"a.sort()"#,
+            r#"a.sort_desc()"#,
+            r#"a.dedup()"#,
+            r#"a.chop(1)"#,
+            r#"a.splice(0, 1, [5])"#,
+            r#"m.mixin(#{b: 2})"#,
+            r#"m.fill_with(#{c: 3})"#,
+            r#"n.set_bit(1, true)"#,
+            r#"n.set_bits(0, 2, 3)"#,
+        ];
+        for call in calls {
+            let name = call[2..].split('(').next().unwrap_or_default();
+            assert!(super::IN_PLACE.iter().any(|(m, _)| *m == name), "{call}");
+            let src = format!(
+                "let s = \" ab \"; let a = [2, 1, 1]; let m = #{{a: 1}}; let n = 5;\ntype_of({call}) == \"()\""
+            );
+            assert_eq!(run_script(&src), Ok(ScriptVerdict::Pass), "{call}");
+        }
+        for (name, _) in super::IN_PLACE {
+            assert!(
+                calls
+                    .iter()
+                    .any(|c| c[2..].starts_with(&format!("{name}("))),
+                "{name}"
+            );
+        }
+    }
+}
