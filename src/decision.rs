@@ -132,6 +132,15 @@ fn longer_than(json: &serde_json::Value, max: usize) -> bool {
     serde_json::to_writer(Count(max), json).is_err()
 }
 
+/// Cuts `text` after `max` characters, marking the cut with `…`: for text that comes from
+/// outside (a merchant's answer, a script) into reasons, errors and log lines.
+pub fn cut_chars(text: &mut String, max: usize) {
+    if let Some((at, _)) = text.char_indices().nth(max) {
+        text.truncate(at);
+        text.push('…');
+    }
+}
+
 /// Whether `text` shows a buyer nothing: only whitespace and characters that take no room —
 /// controls, format characters (zero-width space, joiners, text-direction marks, U+FEFF,
 /// U+00AD), the Hangul fillers and the blank Braille pattern, which render as blanks, and the

@@ -256,10 +256,7 @@ fn capped(reason: String) -> String {
     } else {
         reason.chars().filter_map(shown).collect()
     };
-    if let Some((cut, _)) = reason.char_indices().nth(MERCHANT_REASON_MAX) {
-        reason.truncate(cut);
-        reason.push('…');
-    }
+    crate::decision::cut_chars(&mut reason, MERCHANT_REASON_MAX);
     reason
 }
 

@@ -48,22 +48,20 @@ pub(super) const MAX_PRINTED_CHARS: usize = 1000;
 
 /// What a script's next `print` or `debug` line may be: `Some` of the text to write (cut at
 /// [`MAX_PRINTED_CHARS`]), a last note once [`MAX_PRINTED_LINES`] were written, then `None`.
-pub(super) fn printed(text: &str) -> Option<std::borrow::Cow<'_, str>> {
+pub(super) fn printed(text: &str) -> Option<String> {
     let n = PRINTED.get();
     if n > MAX_PRINTED_LINES {
         return None;
     }
     PRINTED.set(n + 1);
     if n == MAX_PRINTED_LINES {
-        return Some(
-            format!("(further print and debug output of this evaluation left out: at most {MAX_PRINTED_LINES} lines)")
-                .into(),
-        );
+        return Some(format!(
+            "(further print and debug output of this evaluation left out: at most {MAX_PRINTED_LINES} lines)"
+        ));
     }
-    Some(match text.char_indices().nth(MAX_PRINTED_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
-        None => text.into(),
-    })
+    let mut line = text.to_owned();
+    crate::decision::cut_chars(&mut line, MAX_PRINTED_CHARS);
+    Some(line)
 }
 
 /// Installs a budget on this thread for one evaluation; restores the previous one when
@@ -167,9 +165,7 @@ mod tests {
         for _ in 0..2 {
             // Each evaluation has its own allowance.
             let budget = Budgeted::start(Instant::now() + Duration::from_secs(1));
-            let lines: Vec<String> = (0..100)
-                .filter_map(|_| printed(&long).map(|s| s.into_owned()))
-                .collect();
+            let lines: Vec<String> = (0..100).filter_map(|_| printed(&long)).collect();
             drop(budget);
             assert_eq!(lines.len() as u32, MAX_PRINTED_LINES + 1);
             assert_eq!(lines[0].chars().count(), MAX_PRINTED_CHARS + 1);
