@@ -151,14 +151,28 @@ impl RuleStore {
 
     /// Loads, validates and swaps. Parsing and compiling run on a blocking thread.
     pub async fn reload(self: &Arc<Self>, trigger: Trigger) -> ReloadOutcome {
-        let mut attempt = 0;
+        let (loaded, read_version) = self.load_when_quiet().await;
+        match loaded {
+            Ok(Ok(Some(rules))) => self.apply(rules, trigger).await,
+            Ok(Ok(None)) => self.unchanged(trigger),
+            Ok(Err(errors)) => self.reject(trigger, errors, read_version),
+            Err(join) => self.reject(trigger, vec![format!("reload task failed: {join}")], None),
+        }
+    }
+
+    /// The rules directory as read while nothing under it changed (see
+    /// [`Self::load_if_changed`]), and the version read.
+    async fn load_when_quiet(
+        self: &Arc<Self>,
+    ) -> (
+        Result<Result<Option<Rules>, Vec<String>>, tokio::task::JoinError>,
+        Option<String>,
+    ) {
         let mut read_version = None;
-        let loaded = loop {
-            attempt += 1;
+        for attempt in 1..=LOAD_ATTEMPTS {
             self.wait_for_writers().await;
             let before = self.activity.event();
-            let loaded = self.load_if_changed().await;
-            let loaded = loaded.map(|(version, result)| {
+            let loaded = self.load_if_changed().await.map(|(version, result)| {
                 read_version = version;
                 result
             });
@@ -166,72 +180,69 @@ impl RuleStore {
             // write made while (or just before) the files were read may not be counted yet.
             tokio::time::sleep(EVENT_LAG).await;
             if self.activity.event() == before && self.activity.writing().is_none() {
-                break loaded;
+                return (loaded, read_version);
             }
             // Something changed while the files were read: what was read may be half old,
             // half new. Read again once the directory is quiet.
-            if attempt == LOAD_ATTEMPTS {
-                break Ok(Err(vec![format!(
-                    "{}: the rules directory kept changing while it was read ({LOAD_ATTEMPTS} attempts); the running rules stay, and the next change reloads",
-                    self.dir.display()
-                )]));
+            if attempt < LOAD_ATTEMPTS {
+                tracing::info!("rules changed while they were read; reading them again");
+                tokio::time::sleep(DEBOUNCE).await;
             }
-            tracing::info!("rules changed while they were read; reading them again");
-            tokio::time::sleep(DEBOUNCE).await;
-        };
-        let outcome = match loaded {
-            Ok(Ok(Some(rules))) => {
-                let old = self.current();
-                carry_health(&old, &rules);
-                let version = rules.version.clone();
-                let removed: Vec<String> = old
-                    .rulesets
-                    .keys()
-                    .filter(|name| !rules.rulesets.contains_key(*name))
-                    .cloned()
-                    .collect();
-                for w in &rules.warnings {
-                    tracing::warn!("{w}");
-                }
-                upstream::start_probes(&rules, self.health_observer());
-                first_probes(&rules).await;
-                self.current.store(Arc::new(rules));
-                if let Ok(mut e) = self.last_error.lock() {
-                    *e = None;
-                }
-                tracing::info!(%trigger, version = %version, previous = %old.version, "rules reloaded");
-                // A deleted (or renamed) file takes its confirm URL with it: every payment sent
-                // there is refused from now on, which the operator must not learn from buyers.
-                for gone in removed {
-                    let path = if gone == "default" {
-                        "/confirm".to_owned()
-                    } else {
-                        format!("/confirm/{gone}")
-                    };
-                    tracing::warn!(ruleset = %gone, "ruleset removed: POST {path} now answers 404 to every payment");
-                }
-                self.metrics.reload("applied");
-                ReloadOutcome::Applied { version }
-            }
-            Ok(Ok(None)) => {
-                let version = self.current().version.clone();
-                let cleared = self.last_error.lock().ok().and_then(|mut e| e.take());
-                if cleared.is_some() {
-                    // The files are back to what is running: the operator undid a broken edit
-                    // and must see that the error they were shown is over.
-                    tracing::info!(%trigger, version = %version, "rules unchanged: the files are back to the running version; the last reload error is cleared");
-                } else if trigger == Trigger::Watch {
-                    tracing::debug!(version = %version, "rules unchanged");
-                } else {
-                    tracing::info!(%trigger, version = %version, "rules unchanged");
-                }
-                self.metrics.reload("unchanged");
-                ReloadOutcome::Unchanged { version }
-            }
-            Ok(Err(errors)) => self.reject(trigger, errors, read_version),
-            Err(join) => self.reject(trigger, vec![format!("reload task failed: {join}")], None),
-        };
-        outcome
+        }
+        let kept_changing = format!(
+            "{}: the rules directory kept changing while it was read ({LOAD_ATTEMPTS} attempts); the running rules stay, and the next change reloads",
+            self.dir.display()
+        );
+        (Ok(Err(vec![kept_changing])), read_version)
+    }
+
+    /// Swaps in a new, valid generation: its probes started (and their first answers awaited)
+    /// before, the last reload error cleared after.
+    async fn apply(self: &Arc<Self>, rules: Rules, trigger: Trigger) -> ReloadOutcome {
+        let old = self.current();
+        carry_health(&old, &rules);
+        let version = rules.version.clone();
+        let removed: Vec<String> = old
+            .rulesets
+            .keys()
+            .filter(|name| !rules.rulesets.contains_key(*name))
+            .cloned()
+            .collect();
+        for w in &rules.warnings {
+            tracing::warn!("{w}");
+        }
+        upstream::start_probes(&rules, self.health_observer());
+        first_probes(&rules).await;
+        self.current.store(Arc::new(rules));
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = None;
+        }
+        tracing::info!(%trigger, version = %version, previous = %old.version, "rules reloaded");
+        // A deleted (or renamed) file takes its confirm URL with it: every payment sent there
+        // is refused from now on, which the operator must not learn from buyers.
+        for gone in removed {
+            let path = crate::server::confirm_path(&gone);
+            tracing::warn!(ruleset = %gone, "ruleset removed: POST {path} now answers 404 to every payment");
+        }
+        self.metrics.reload("applied");
+        ReloadOutcome::Applied { version }
+    }
+
+    /// The files are the running version's.
+    fn unchanged(&self, trigger: Trigger) -> ReloadOutcome {
+        let version = self.current().version.clone();
+        let cleared = self.last_error.lock().ok().and_then(|mut e| e.take());
+        if cleared.is_some() {
+            // The files are back to what is running: the operator undid a broken edit and
+            // must see that the error they were shown is over.
+            tracing::info!(%trigger, version = %version, "rules unchanged: the files are back to the running version; the last reload error is cleared");
+        } else if trigger == Trigger::Watch {
+            tracing::debug!(version = %version, "rules unchanged");
+        } else {
+            tracing::info!(%trigger, version = %version, "rules unchanged");
+        }
+        self.metrics.reload("unchanged");
+        ReloadOutcome::Unchanged { version }
     }
 
     /// The rules directory, loaded on a blocking thread; `None` when its version is the

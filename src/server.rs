@@ -288,7 +288,7 @@ impl AppState {
 }
 
 pub use admin::admin_router;
-pub use confirm::{public_router, UNKNOWN_RULESET_REASON};
+pub use confirm::{confirm_path, public_router, UNKNOWN_RULESET_REASON};
 
 /// Liveness, on both listeners: the process answers HTTP.
 async fn healthz() -> impl IntoResponse {

@@ -61,9 +61,18 @@ async fn confirm(
 }
 
 /// The ruleset a confirm path names, as written: `default` for `/confirm`, `{ruleset}` for
-/// `/confirm/{ruleset}`.
+/// `/confirm/{ruleset}`. [`confirm_path`] is the way back.
 fn ruleset_in(path: &str) -> &str {
     path.strip_prefix("/confirm/").unwrap_or("default")
+}
+
+/// The confirm URL path of ruleset `name`: `/confirm` for `default`.
+pub fn confirm_path(name: &str) -> String {
+    if name == "default" {
+        "/confirm".to_owned()
+    } else {
+        format!("/confirm/{name}")
+    }
 }
 
 // A 405 is an answer of the confirm endpoint like any other: counted, logged and recorded,
