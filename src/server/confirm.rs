@@ -165,47 +165,9 @@ impl AppState {
             return self.refuse(&seen, 404, UNKNOWN_RULESET_REASON.into());
         };
         self.note_deadline(set.settings.deadline);
-        // The body is left unread (or half read) on the connection, so hyper closes it after
-        // these answers: they say so, so a client pooling connections sends its next request
-        // on a new one instead of one about to close.
-        let too_large = || {
-            let e = payload::PayloadError::TooLarge;
-            closing(self.refuse(&seen, e.status(), e.to_string()))
-        };
-        // A body announced as too large is refused before any of it is read (and before an
-        // `Expect: 100-continue` client is told to send it).
-        let announced = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|n| n > MAX_BODY as u64) {
-            return too_large();
-        }
-        // The deadline covers a body sent slowly too; what has not arrived cannot be checked.
-        let read = axum::body::to_bytes(body, MAX_BODY);
-        let bytes = match tokio::time::timeout_at(
-            engine::answer_by(&set.settings, seen.started),
-            read,
-        )
-        .await
-        {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) if over_limit(&e) => return too_large(),
-            Ok(Err(e)) => {
-                tracing::warn!(decision_id = seen.id.as_str(), error = %e, "request body could not be read");
-                return closing(self.refuse(&seen, 400, "요청 본문을 읽지 못했습니다".into()));
-            }
-            Err(_) => {
-                tracing::warn!(
-                    decision_id = seen.id.as_str(),
-                    "request body not received within the deadline"
-                );
-                return closing(self.refuse(
-                    &seen,
-                    408,
-                    "요청 본문을 제한 시간 안에 받지 못했습니다".into(),
-                ));
-            }
+        let bytes = match self.read_body(&seen, &set, &headers, body).await {
+            Ok(bytes) => bytes,
+            Err(refusal) => return refusal,
         };
         if let Some(verifier) = &s.verifier {
             if let Some(answer) = self
@@ -455,6 +417,57 @@ impl AppState {
         } else {
             closing(refusal)
         })
+    }
+
+    /// The body, read within the deadline and the size limit, or the refusal saying which
+    /// it broke (413, 408; 400 when the HTTP layer could not read it). Each refusal leaves the
+    /// body unread (or half read) on the connection, so hyper closes it after the answer,
+    /// which says so: a client pooling connections sends its next request on a new one.
+    async fn read_body(
+        &self,
+        seen: &Seen,
+        set: &Ruleset,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<bytes::Bytes, Response> {
+        let too_large = || {
+            let e = payload::PayloadError::TooLarge;
+            closing(self.refuse(seen, e.status(), e.to_string()))
+        };
+        // A body announced as too large is refused before any of it is read (and before an
+        // `Expect: 100-continue` client is told to send it).
+        let announced = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
+        }
+        // The deadline covers a body sent slowly too; what has not arrived cannot be checked.
+        let read = axum::body::to_bytes(body, MAX_BODY);
+        match tokio::time::timeout_at(engine::answer_by(&set.settings, seen.started), read).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(e)) if over_limit(&e) => Err(too_large()),
+            Ok(Err(e)) => {
+                tracing::warn!(decision_id = seen.id.as_str(), error = %e, "request body could not be read");
+                Err(closing(self.refuse(
+                    seen,
+                    400,
+                    "요청 본문을 읽지 못했습니다".into(),
+                )))
+            }
+            Err(_) => {
+                tracing::warn!(
+                    decision_id = seen.id.as_str(),
+                    "request body not received within the deadline"
+                );
+                Err(closing(self.refuse(
+                    seen,
+                    408,
+                    "요청 본문을 제한 시간 안에 받지 못했습니다".into(),
+                )))
+            }
+        }
     }
 
     /// Whether a connection from `peer` is refused whatever it sends: `--allow-from` is set,
