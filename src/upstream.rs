@@ -258,10 +258,14 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
             }
         }
     }
+    let mut body = parse_body(&body, content_type.as_deref(), &up.secrets);
+    if let (Some(_), Value::String(text)) = (&incomplete, &mut body) {
+        mask_cut_secret(text, &up.secrets);
+    }
     Ok(UpstreamResponse {
         status,
         headers,
-        body: parse_body(&body, content_type.as_deref(), &up.secrets),
+        body,
         incomplete,
     })
 }
@@ -324,6 +328,28 @@ fn masked(bytes: &[u8], secrets: &[Finder<'static>]) -> Option<Vec<u8>> {
         out = Some(next);
     }
     out
+}
+
+/// The start of a secret (4 bytes or more) that a cut body ends with, replaced by `***`: the
+/// cut can come in the middle of an echoed token, which [`masked`] finds only whole.
+fn mask_cut_secret(text: &mut String, secrets: &[Finder<'static>]) {
+    let bytes = text.as_bytes();
+    let cut = secrets
+        .iter()
+        .filter_map(|secret| {
+            let needle = secret.needle();
+            (4..needle.len())
+                .rev()
+                .find(|&k| bytes.ends_with(&needle[..k]))
+        })
+        .max();
+    if let Some(k) = cut {
+        let at = text.len() - k;
+        if text.is_char_boundary(at) {
+            text.truncate(at);
+            text.push_str("***");
+        }
+    }
 }
 
 /// JSON when it parses, else the text (so `require` can still compare it). A byte-order mark
@@ -613,6 +639,21 @@ mod tests {
                 ),
                 serde_json::json!({"reason": "재고 없음"})
             );
+        }
+    }
+
+    #[test]
+    fn a_cut_body_ending_in_the_start_of_a_secret_masks_it() {
+        let secrets = finders(&["sk_live_abcdef123456"]);
+        for (text, want) in [
+            ("denied: Bearer sk_live_abc", "denied: Bearer ***"),
+            ("denied: Bearer sk_", "denied: Bearer sk_"),
+            ("어떤 답 sk_live", "어떤 답 ***"),
+            ("nothing secret here", "nothing secret here"),
+        ] {
+            let mut text = text.to_owned();
+            mask_cut_secret(&mut text, &secrets);
+            assert_eq!(text, want);
         }
     }
 
