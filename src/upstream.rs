@@ -228,19 +228,26 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     // `forward` and a fetch without `require`, and a `require` on the body says what happened.
     let mut body = Vec::new();
     let mut incomplete = None;
+    // One timer for the whole body (none without `body_by`), not one per chunk.
+    let due = async {
+        match body_by {
+            Some(by) => tokio::time::sleep_until(by).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(due);
     loop {
-        let next = match body_by {
-            Some(by) => match tokio::time::timeout_at(by, resp.chunk()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    incomplete = Some(
-                        "cut short: still coming when its rule had to decide, before the request's deadline"
-                            .into(),
-                    );
-                    break;
-                }
-            },
-            None => resp.chunk().await,
+        let next = tokio::select! {
+            // A chunk already in is taken even when the time is up.
+            biased;
+            next = resp.chunk() => next,
+            () = &mut due => {
+                incomplete = Some(
+                    "cut short: still coming when its rule had to decide, before the request's deadline"
+                        .into(),
+                );
+                break;
+            }
         };
         match next {
             Ok(Some(chunk)) => {
