@@ -104,7 +104,7 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         req,
         ctx,
         deadline,
-        bodies_by: deadline - margin,
+        bodies_by: ctx.started + ruleset.settings.deadline - margin,
         shadow_until: ctx.started + ruleset.settings.deadline / 2,
         trace: Vec::with_capacity(ruleset.rules.len()),
         shadow: Vec::new(),
@@ -128,10 +128,11 @@ struct Run<'a, 'c> {
     /// When the answer is due. Rhai runs synchronously, where the timer cannot interrupt it,
     /// so each evaluation is given what is left of this (at most `script::MAX_RUN_TIME`).
     deadline: tokio::time::Instant,
-    /// When an enforced rule's upstream answer must be in, early enough before the deadline
-    /// for the rule to decide on it: a body still coming then is cut, so a status that already
-    /// arrived decides (a merchant's refusal stays a refusal) rather than the deadline by
-    /// `on_error`. A call that may change something at the merchant is not started after it.
+    /// When an enforced rule's upstream answer must be in: a tenth of the deadline (at most
+    /// 100 ms) before it, for the rule to decide. A body still coming then is cut, so a status
+    /// that already arrived decides (a merchant's refusal stays a refusal) rather than the
+    /// deadline by `on_error`; a call that may change something at the merchant is not sent
+    /// after it (the rule's `on_error` decides).
     bodies_by: tokio::time::Instant,
     /// The shadow cut-off: arrival + half the deadline. Shadow rules' checks end by then (see
     /// the module documentation).
@@ -166,13 +167,12 @@ impl Run<'_, '_> {
             self.current = Some((i, started));
             // Rhai never yields to the deadline's timer, so a rule that runs it first looks at
             // the clock, and so does a rule whose call may change something at the merchant:
-            // once its answer could no longer be read in time (`bodies_by`), `on_error`
-            // decides whatever the merchant does, so such a call must not go out (the timer
-            // cannot take back a request already handed to a pooled connection). The other
-            // checks take nanoseconds, or await, where the timer ends them.
-            let now = tokio::time::Instant::now();
-            if (rule.uses_rhai() && now >= self.deadline)
-                || (rule.has_side_effects() && now >= self.bodies_by)
+            // once the answer is due, `on_error` decides it whatever the merchant does, so such
+            // a call must not go out (the timer cannot take back a request already handed to
+            // a pooled connection; see also `Self::too_late_to_send`). The other checks take
+            // nanoseconds, or await, where the timer ends them.
+            if (rule.uses_rhai() || rule.has_side_effects())
+                && tokio::time::Instant::now() >= self.deadline
             {
                 // Not evaluated, so neither traced nor named as deciding.
                 self.current = None;

@@ -132,6 +132,8 @@ impl Run<'_, '_> {
                     .unwrap_or_else(|e| Err(UpstreamError::Other(format!("fetch task ended: {e}"))))
             }),
             None if self.past_shadow_cutoff(rule) => None,
+            // Not prefetched: a POST or PUT, which may change something at the merchant.
+            None if let Some(late) = self.too_late_to_send(rule) => return (late, None),
             None => match fetch_call(f, self.req, self.body_by(rule)) {
                 Ok(call) => {
                     let call = self.ctx.upstreams.call(f.upstream.clone(), call);
@@ -152,6 +154,9 @@ impl Run<'_, '_> {
     async fn forward(&self, rule: &Rule, fw: &Forward) -> (Verdict, Option<UpstreamAnswer>) {
         if self.past_shadow_cutoff(rule) {
             return (self.cut_off(), None);
+        }
+        if let Some(late) = self.too_late_to_send(rule) {
+            return (late, None);
         }
         let original = self.ctx.original;
         let mut headers = http::HeaderMap::new();

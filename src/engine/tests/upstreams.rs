@@ -652,9 +652,10 @@ rules:
 /// A `forward` after a GET fetch that answers late is not sent: neither when the answer falls
 /// due just as the fetch answers (196 ms of a 200 ms deadline, less its 2% margin; with
 /// tokio's paused clock the timer is seen first), nor once the forward's own answer could no
-/// longer be read in time (at 185 ms, past the 176 ms by which bodies must be in: a tenth of
-/// the deadline, at most 100 ms, before it). The merchant would act on a payment the ruleset's
-/// `on_error` decides whatever it answered.
+/// longer be read in time (at 185 ms, past the 180 ms by which bodies must be in: a tenth of
+/// the deadline, at most 100 ms, before it). The merchant would act on a payment decided
+/// whatever it answered. In the second case the forward's check could not complete: an error
+/// traced for the rule, whose own `on_error` decides.
 #[tokio::test(start_paused = true)]
 async fn a_forward_reached_too_late_to_read_its_answer_is_not_sent() {
     let (_dir, rules) = ruleset(&format!(
@@ -682,6 +683,41 @@ rules:
             "{stock_at}: the forward never went out"
         );
     }
+    let d = forward_after_a_stock_answer_at_185_ms(&rules).await;
+    assert_eq!(
+        summary(&d),
+        ("reject", 409, Some(DEFAULT_ERROR_REASON), Some("existing"))
+    );
+    assert_eq!(outcomes(&d), [("stock", "pass"), ("existing", "error")]);
+    assert_eq!(
+        error_of(&d, "existing"),
+        "not sent: reached too close to the deadline of 200ms to read an answer"
+    );
+    // The rule's own on_error decides, not the ruleset's.
+    let (_dir, lenient) = ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 200ms }}
+rules:
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }}, on_error: approve }}
+"#
+    ));
+    let d = forward_after_a_stock_answer_at_185_ms(&lenient).await;
+    assert_eq!(summary(&d), APPROVED);
+}
+
+/// `rules` decided with the stock answer coming at 185 ms; the forward is never sent.
+async fn forward_after_a_stock_answer_at_185_ms(rules: &Rules) -> Decision {
+    let canned = Arc::new(Canned::new().answer("shop", STOCK, ok_after(185)).answer(
+        "shop",
+        FORWARD,
+        CannedAnswer::status(200),
+    ));
+    let d = decide_arrived(rules, canned.clone(), Duration::ZERO).await;
+    assert_eq!(keys(&canned), [STOCK], "the forward never went out");
+    d
 }
 
 /// The other order: a POST fetch's answer comes in just as the answer falls due and is seen
