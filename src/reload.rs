@@ -28,6 +28,9 @@ const WRITERS_MAX: Duration = Duration::from_secs(30);
 const FIRST_PROBE_WAIT: Duration = Duration::from_secs(2);
 /// Loads of a directory that changed while it was read are retried this often.
 const LOAD_ATTEMPTS: usize = 5;
+
+/// The errors of a refused reload written to the log one by one; the rest are counted.
+const MAX_LOGGED_ERRORS: usize = 10;
 /// How long after reading the files a reload waits for events of writes made meanwhile.
 const EVENT_LAG: Duration = Duration::from_millis(20);
 
@@ -304,8 +307,17 @@ impl RuleStore {
             tracing::debug!("rules still not reloadable; the same files as the last failure");
             return ReloadOutcome::Rejected { errors };
         }
-        for e in &errors {
+        // Each error is one line, up to a screenful: a widened limit can fail a hundred rule
+        // tests at once, and the log must stay readable; `/admin/rules` has them all.
+        for e in errors.iter().take(MAX_LOGGED_ERRORS) {
             tracing::error!(%trigger, "rules not reloaded: {e}");
+        }
+        if errors.len() > MAX_LOGGED_ERRORS {
+            tracing::error!(
+                %trigger,
+                "rules not reloaded: {} more errors; GET /admin/rules shows every one",
+                errors.len() - MAX_LOGGED_ERRORS
+            );
         }
         tracing::warn!(version = %self.current().version, "keeping the running rules");
         *last = Some(ReloadFailure {

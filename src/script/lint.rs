@@ -48,8 +48,13 @@ const KEYWORDS: [&str; 12] = [
     "global",
 ];
 
-/// JavaScript's names for what Rhai calls otherwise, for a hint.
-const JAVASCRIPT: [(&str, &str); 9] = [
+/// JavaScript's (and Python's) names for what Rhai calls otherwise, for a hint.
+const JAVASCRIPT: [(&str, &str); 14] = [
+    ("any", "some"),
+    ("exists", "some"),
+    ("every", "all"),
+    ("lower", "to_lower"),
+    ("upper", "to_upper"),
     ("startsWith", "starts_with"),
     ("endsWith", "ends_with"),
     ("includes", "contains"),
@@ -603,6 +608,16 @@ mod tests {
                 r#"formatAmount(amount) != "x""#,
                 "function not found: formatAmount; did you mean format_amount?",
                 1,
+            ),
+            (
+                r#"payload.items.exists(|i| i.qty > 1)"#,
+                "function not found: exists; did you mean some?",
+                15,
+            ),
+            (
+                r#"order_id.lower() == "x""#,
+                "function not found: lower; did you mean to_lower?",
+                10,
             ),
         ] {
             let e = engine.compile_expression(src, &[]).unwrap_err();

@@ -57,6 +57,27 @@ async fn a_removed_ruleset_is_warned_about() {
     assert!(warned, "{}", proc.log_text());
 }
 
+/// A reload refused for many errors (a hundred failing rule tests, say) logs the first ten,
+/// then how many more there are: `/admin/rules` has them all.
+#[tokio::test]
+async fn a_reload_with_many_errors_logs_ten_of_them() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let proc = Process::serve(rules.path(), &[]).await;
+    let broken: String = (0..12)
+        .map(|i| format!("  - {{ name: r{i}, amount: {{ mx: 1 }}, reason: x }}\n"))
+        .collect();
+    rules.write("default.yaml", &format!("rules:\n{broken}"));
+    let logged = eventually(Duration::from_secs(5), || async {
+        proc.log_text()
+            .contains("rules not reloaded: 2 more errors; GET /admin/rules shows every one")
+    })
+    .await;
+    let log = proc.log_text();
+    assert!(logged, "{log}");
+    assert!(log.contains("(rule \"r9\")"), "{log}");
+    assert!(!log.contains("(rule \"r11\")"), "{log}");
+}
+
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let shop = MockUpstream::start(axum::Router::new().route(

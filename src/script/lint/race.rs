@@ -44,7 +44,7 @@ pub(in crate::script) fn closure_reads_its_own_object(ast: &AST) -> Option<(Stri
                     let name = &call.name;
                     found = Some((
                         format!(
-                            "{object} is read inside the closure passed to its own {name}: Rhai locks {object} for the call, so the read would stall, then fail; copy what the closure needs into a variable first (let n = {object}.len();) and read that inside the closure (a when or require cannot: put the check in a script)"
+                            "{object} is read inside the closure passed to its own {name}: Rhai locks {object} for a method call, so the read would stall, then fail; call it as a function, which takes no lock: {name}({object}, …)"
                         ),
                         if read.is_none() { at } else { read },
                     ));
@@ -238,7 +238,7 @@ mod tests {
             assert_eq!(
                 (e.message.as_str(), e.line, e.column),
                 (
-                    format!("{object} is read inside the closure passed to its own {method}: Rhai locks {object} for the call, so the read would stall, then fail; copy what the closure needs into a variable first (let n = {object}.len();) and read that inside the closure (a when or require cannot: put the check in a script)").as_str(),
+                    format!("{object} is read inside the closure passed to its own {method}: Rhai locks {object} for a method call, so the read would stall, then fail; call it as a function, which takes no lock: {method}({object}, …)").as_str(),
                     line,
                     column
                 ),
