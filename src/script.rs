@@ -194,7 +194,11 @@ impl ScriptEngine {
     pub fn compile_expression(&self, src: &str, extra: &[&str]) -> Result<AST, CompileError> {
         self.engine
             .compile_expression_with_scope(&compile_scope(extra), src)
-            .map_err(|e| compile_error(e.to_string(), e.position(), &e.0.to_string()))
+            .map_err(|e| {
+                let mut error = compile_error(e.to_string(), e.position(), &e.0.to_string());
+                keyword_hint(src, &mut error);
+                error
+            })
             .and_then(|ast| {
                 match lint::not_a_condition(&ast).or_else(|| lint::in_place_result(&ast, false)) {
                     Some((message, at)) => Err(compile_error(message, at, "")),
@@ -219,6 +223,7 @@ impl ScriptEngine {
             .compile_with_scope(&compile_scope(&[]), src)
             .map_err(|e| {
                 let mut error = compile_error(e.to_string(), e.position(), &e.0.to_string());
+                keyword_hint(src, &mut error);
                 // Rhai reports a missing `}` where the script ends, as some other want.
                 if let Some((line, column)) = lint::unclosed_brace(src) {
                     error.message.push_str(&format!(
@@ -416,6 +421,28 @@ fn compile_scope(extra: &[&str]) -> Scope<'static> {
     scope
 }
 
+/// A hint for a map key or property that is a word Rhai keeps for itself (`until`, the
+/// `window:` check's own key, or `in`, `do`, `fn` …), which Rhai reports only as "expecting
+/// name of a property".
+fn keyword_hint(src: &str, error: &mut CompileError) {
+    if !error.message.starts_with("expecting name of a property") {
+        return;
+    }
+    let word: String = src
+        .lines()
+        .nth(error.line.saturating_sub(1))
+        .unwrap_or_default()
+        .chars()
+        .skip(error.column.saturating_sub(1))
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    if !word.is_empty() {
+        error.message.push_str(&format!(
+            ": {word} is a word Rhai keeps for itself; quote it as a key (#{{\"{word}\": …}}) and read it as x[\"{word}\"]"
+        ));
+    }
+}
+
 fn compile_error(full: String, pos: Position, bare: &str) -> CompileError {
     // rhai's Display appends " (line L, position C)"; we report the position ourselves.
     let message = if bare.is_empty() {
@@ -559,6 +586,25 @@ pub(crate) mod tests {
             .is_err());
         assert!(ScriptEngine::new()
             .compile_expression("response.status == 200", &["response"])
+            .is_ok());
+    }
+
+    /// `until` (the `window:` check's key) and other words Rhai keeps for itself cannot be a
+    /// bare map key or property: the error says what to write instead.
+    #[test]
+    fn a_keyword_as_a_key_says_how_to_quote_it() {
+        let engine = ScriptEngine::new();
+        let hint = r#"expecting name of a property: until is a word Rhai keeps for itself; quote it as a key (#{"until": …}) and read it as x["until"]"#;
+        let err = engine
+            .compile_script("let w = #{ from: 1, until: 2 };\nw.from < 2")
+            .unwrap_err();
+        assert_eq!((err.message.as_str(), err.line, err.column), (hint, 1, 21));
+        let err = engine
+            .compile_expression("payload.until == 1", &[])
+            .unwrap_err();
+        assert_eq!((err.message.as_str(), err.line, err.column), (hint, 1, 9));
+        assert!(engine
+            .compile_script("let w = #{ \"until\": 2 };\nw[\"until\"] == 2")
             .is_ok());
     }
 
