@@ -184,6 +184,7 @@ impl ScriptEngine {
             .or_else(|| lint::unknown_response_field(&ast))
             .or_else(|| lint::impossible_text_comparison(&ast))
             .or_else(|| lint::closure_reads_its_own_object(&ast))
+            .or_else(|| lint::number_method_on_text(&ast))
         {
             Some((message, at)) => Err(compile_error(message, at, "")),
             None => Ok(ast),

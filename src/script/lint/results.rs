@@ -428,6 +428,46 @@ fn object_of(e: &Expr) -> Option<&Expr> {
     }
 }
 
+/// Number methods and the functions that read a number from text, for a hint.
+const TEXT_TO_NUMBER: [(&str, &str); 3] = [
+    ("to_int", "parse_int"),
+    ("to_float", "parse_float"),
+    ("to_decimal", "parse_decimal"),
+];
+
+/// The first `to_int` (`to_float`, `to_decimal`) called on text: Rhai has them for numbers
+/// only, so `order_id.to_int() > 0` compiles and then fails every request ("function not
+/// found: to_int (&str | ImmutableString | String)"); `parse_int` reads a number from text.
+pub(in crate::script) fn number_method_on_text(ast: &AST) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    let mut found = None;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let Some(rhai::ASTNode::Expr(e)) = path.last() else {
+            return true;
+        };
+        let (call, object, at) = match e {
+            Expr::Dot(..) => match (last_method(e), object_of(e)) {
+                (Some((call, at)), Some(object)) => (call, object, at),
+                _ => return true,
+            },
+            Expr::FnCall(call, at) if call.args.len() == 1 => (&**call, &call.args[0], *at),
+            _ => return true,
+        };
+        let Some((name, instead)) = TEXT_TO_NUMBER.iter().find(|(m, _)| *m == call.name) else {
+            return true;
+        };
+        if names.own(name, matches!(e, Expr::Dot(..))) || names.kind(object) != Some(Kind::String) {
+            return true;
+        }
+        found = Some((
+            format!("{name} is for numbers, and this is text: write {instead}(…), which reads a number from text"),
+            at,
+        ));
+        false
+    });
+    found
+}
+
 /// Why a `when` or `require` expression cannot give true or false, whatever the request: what
 /// it gives (or one of its `if`/`switch` branches gives) is a string, a number, `()`, an array
 /// or a map — a literal, a request variable, arithmetic (`amount + 1`), a call known to give
@@ -660,6 +700,39 @@ mod tests {
     }
 
     /// Every method the check names gives `()` in the Rhai we build with.
+    #[test]
+    fn a_number_method_on_text_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        for (src, name, instead, column) in [
+            ("order_id.to_int() > 0", "to_int", "parse_int", 10),
+            ("to_int(tx_id) > 0", "to_int", "parse_int", 1),
+            (
+                r#""10.5".to_decimal() > 1"#,
+                "to_decimal",
+                "parse_decimal",
+                8,
+            ),
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert_eq!(
+                (e.message, e.column),
+                (format!("{name} is for numbers, and this is text: write {instead}(…), which reads a number from text"), column),
+                "{src}"
+            );
+        }
+        for fine in [
+            "parse_int(order_id) > 0",
+            "parse_decimal(\"10.5\") > 1",
+            "amount.to_int() > 0",
+            "payload.count.to_int() > 0",
+            "seoul_hour(now).to_float() > 1.0",
+        ] {
+            engine
+                .compile_expression(fine, &[])
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
+    }
+
     #[test]
     fn the_in_place_methods_give_nothing() {
         let calls = [
