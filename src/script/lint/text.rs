@@ -102,6 +102,7 @@ impl Shape {
 pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String, Position)> {
     let declared = declared_names(ast);
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
+    let copies = copies(ast);
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let call = match path.last() {
@@ -120,7 +121,11 @@ pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String
             ("contains", [list, e]) | ("one_of", [e, list]) => (e, listed_strings(list), false),
             _ => return true,
         };
-        let (what, text) = match (subject, helper(subject)) {
+        let called = match subject {
+            Expr::Variable(v, ..) => copies.get(v.1.as_str()).copied(),
+            _ => helper(subject),
+        };
+        let (what, text) = match (subject, called) {
             (Expr::Variable(v, ..), _) if v.1 == "api" && !declared.contains("api") => {
                 ("api", Text::OneOf(&APIS))
             }
@@ -129,6 +134,11 @@ pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String
             (_, Some("seoul_time")) => ("seoul_time(…)", Text::Shaped(TIME)),
             (_, Some("seoul_date")) => ("seoul_date(…)", Text::Shaped(DATE)),
             _ => return true,
+        };
+        // A copy is named as written, with where its value came from.
+        let what = match subject {
+            Expr::Variable(v, ..) if called.is_some() => format!("{} (from {what})", v.1),
+            _ => what.to_owned(),
         };
         let message = match text {
             // The order of such names means nothing; equality is what can be told.
@@ -166,6 +176,46 @@ pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String
     found
 }
 
+/// Variables that hold what a helper gave and nothing else (`let t = seoul_time(now);`, the
+/// usual start of a script), by name, with the helper: declared once, with that value, and
+/// never assigned again — names declared otherwise too (parameters, loop variables) are left
+/// out, as their value is not known here.
+fn copies(ast: &AST) -> std::collections::HashMap<String, &'static str> {
+    const HELPERS: [&str; 3] = ["seoul_time", "seoul_date", "seoul_weekday"];
+    let mut lets: std::collections::HashMap<String, (usize, Option<&'static str>)> =
+        std::collections::HashMap::new();
+    let mut other: HashSet<String> = ast
+        .iter_functions()
+        .flat_map(|f| f.params.into_iter().map(str::to_owned))
+        .collect();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Stmt(Stmt::Var(var, ..))) => {
+                let entry = lets.entry(var.0.name.to_string()).or_insert((0, None));
+                entry.0 += 1;
+                entry.1 = helper(&var.1).and_then(|h| HELPERS.into_iter().find(|k| *k == h));
+            }
+            Some(ASTNode::Stmt(Stmt::For(f, _))) => {
+                other.insert(f.0.name.to_string());
+                if let Some(counter) = &f.1 {
+                    other.insert(counter.name.to_string());
+                }
+            }
+            Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
+                if let Expr::Variable(v, ..) = &assign.1.lhs {
+                    other.insert(v.1.to_string());
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    lets.into_iter()
+        .filter(|(name, (count, _))| *count == 1 && !other.contains(name))
+        .filter_map(|(name, (_, helper))| Some((name, helper?)))
+        .collect()
+}
+
 /// The helper `e` calls on one value: `seoul_time` in `seoul_time(now)` or `now.seoul_time()`.
 fn helper(e: &Expr) -> Option<&str> {
     match e {
@@ -183,6 +233,43 @@ fn helper(e: &Expr) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use crate::script::ScriptEngine;
+
+    /// The usual shape of a script: the time copied into a variable first. A copy declared
+    /// once and never assigned again is checked like the call; any other is left alone.
+    #[test]
+    fn a_copy_of_the_time_is_checked_like_the_call() {
+        let engine = ScriptEngine::new();
+        let e = engine
+            .compile_script("let t = seoul_time(now);\nif t < \"9:30\" { return \"x\"; }\ntrue")
+            .unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.line, e.column),
+            (
+                r#"t (from seoul_time(…)) gives "HH:MM" text, compared character by character, so "9:30" does not compare as a time; write "09:30""#,
+                2,
+                8
+            )
+        );
+        let e = engine
+            .compile_script("let day = now.seoul_weekday();\nday != \"Sat\"")
+            .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("day (from seoul_weekday(…)) is never \"Sat\""),
+            "{e:?}"
+        );
+        for fine in [
+            "let t = seoul_time(now);\nt >= \"09:30\"",
+            // Assigned again, declared twice, or a parameter: not known here.
+            "let t = seoul_time(now);\nt = \"x\";\nt < \"9:30\"",
+            "let t = seoul_time(now);\nlet t = \"9\";\nt < \"9:30\"",
+            "fn late(t) { t < \"9:30\" }\nlet t = seoul_time(now);\nlate(t)",
+        ] {
+            engine
+                .compile_script(fine)
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
+    }
 
     /// `seoul_time(…)` and `seoul_date(…)` give two-digit hours, months and days; text of
     /// another shape compares wrongly (`"10:30" < "9:00"`) or never equals them.
