@@ -548,6 +548,24 @@ pub(crate) mod tests {
         engine.eval_script(&scope, &ast, FULL)
     }
 
+    /// Panics naming the first of `scripts` that the load-time checks refuse.
+    pub(crate) fn scripts_load(engine: &ScriptEngine, scripts: &[&str]) {
+        for src in scripts {
+            if let Err(e) = engine.compile_script(src) {
+                panic!("{src}: {e:?}");
+            }
+        }
+    }
+
+    /// Panics naming the first of `expressions` that the load-time checks refuse.
+    pub(crate) fn expressions_load(engine: &ScriptEngine, expressions: &[&str]) {
+        for src in expressions {
+            if let Err(e) = engine.compile_expression(src, &[]) {
+                panic!("{src}: {e:?}");
+            }
+        }
+    }
+
     pub(super) const V1: &str =
         r#"{"imp_uid":"imp_1","merchant_uid":"vip-7","amount":50000,"custom":{"tier":"gold"}}"#;
 

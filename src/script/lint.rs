@@ -624,15 +624,14 @@ mod tests {
             assert_eq!((e.message.as_str(), e.column), (message, column), "{src}");
         }
         // The engine's functions, Rhai's keywords, closures and a script's own functions.
-        for fine in [
-            r#"order_id.starts_with("qa-") && type_of(amount) == "i64""#,
-            r#"[1, 2].filter(|x| x > 1).len() == 1 && format_amount(amount) != "x""#,
-            r#"is_def_var("order_id") && Fn("to_upper").call(order_id) != "x""#,
-        ] {
-            engine
-                .compile_expression(fine, &[])
-                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
-        }
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                r#"order_id.starts_with("qa-") && type_of(amount) == "i64""#,
+                r#"[1, 2].filter(|x| x > 1).len() == 1 && format_amount(amount) != "x""#,
+                r#"is_def_var("order_id") && Fn("to_upper").call(order_id) != "x""#,
+            ],
+        );
         let script =
             "fn limit() { 1000000 }\nif amount > limit() { return \"한도 초과\"; }\ntrue\n";
         engine
@@ -761,25 +760,24 @@ mod tests {
             assert!(e.message.starts_with(starts), "{src}: {}", e.message);
             assert_eq!((e.line, e.column), (line, column), "{src}");
         }
-        for fine in [
-            "amount <= 1000000;",
-            "let ok = amount <= 1000000; ok",
-            "if amount > 1000000 { \"한도 초과\" }",
-            "for x in [1] { if x == amount { return \"x\"; } }",
-            "try { fail(\"x\") } catch (e) { return \"c\"; }",
-            "try { return amount <= 1000; } catch (e) { return \"c\"; }",
-            "try { return amount > 5; } catch (e) { }",
-            "try { let ok = payload.stock > 0; ok } catch (e) { return \"x\"; }",
-            // An early return refuses; what follows may end in a statement.
-            "if amount > 1000000 { return \"한도 초과\"; }\nlet note = \"checked\";",
-            "let n = 0;\nif amount > 5 { throw \"x\" }\nn += 1;",
-            "if amount > 5 { fail(\"stock API down\") }",
-            "switch amount { 0 => \"zero\", _ => true }",
-        ] {
-            engine
-                .compile_script(fine)
-                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
-        }
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                "amount <= 1000000;",
+                "let ok = amount <= 1000000; ok",
+                "if amount > 1000000 { \"한도 초과\" }",
+                "for x in [1] { if x == amount { return \"x\"; } }",
+                "try { fail(\"x\") } catch (e) { return \"c\"; }",
+                "try { return amount <= 1000; } catch (e) { return \"c\"; }",
+                "try { return amount > 5; } catch (e) { }",
+                "try { let ok = payload.stock > 0; ok } catch (e) { return \"x\"; }",
+                // An early return refuses; what follows may end in a statement.
+                "if amount > 1000000 { return \"한도 초과\"; }\nlet note = \"checked\";",
+                "let n = 0;\nif amount > 5 { throw \"x\" }\nn += 1;",
+                "if amount > 5 { fail(\"stock API down\") }",
+                "switch amount { 0 => \"zero\", _ => true }",
+            ],
+        );
     }
 
     /// Rhai reports a missing `}` where the script ends; the error names the `{` left open.
@@ -827,11 +825,10 @@ mod tests {
                 "{src}: {e:?}"
             );
         }
-        for fine in ["true", "false", "amount > 1", "order_id.contains(\"x\")"] {
-            engine
-                .compile_expression(fine, &[])
-                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
-        }
+        crate::script::tests::expressions_load(
+            &engine,
+            &["true", "false", "amount > 1", "order_id.contains(\"x\")"],
+        );
         // A script may end in a string: a reason.
         engine
             .compile_script("order_id")
@@ -880,16 +877,15 @@ mod tests {
         let script = "let limit = 1000000;\nif amount > \"1000000\" { return false; }\ntrue\n";
         let e = engine.compile_script(script).unwrap_err();
         assert_eq!((e.line, e.column), (2, 13), "{e:?}");
-        for fine in [
-            r#"order_id == "1000000""#,
-            r#"payload.level == "gold""#,
-            r#""x" + amount != "x0""#,
-            r#"amount > 1000000"#,
-            r#"fetched["stock"].body.available >= 1"#,
-        ] {
-            engine
-                .compile_expression(fine, &[])
-                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
-        }
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                r#"order_id == "1000000""#,
+                r#"payload.level == "gold""#,
+                r#""x" + amount != "x0""#,
+                r#"amount > 1000000"#,
+                r#"fetched["stock"].body.available >= 1"#,
+            ],
+        );
     }
 }

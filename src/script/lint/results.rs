@@ -577,21 +577,20 @@ mod tests {
                 "{src}"
             );
         }
-        for fine in [
-            "amount + 1 > 1000",
-            r#"order_id + "x" == "ax""#,
-            "order_id.len() > 3 && seoul_hour(now) >= 9",
-            r#"if amount > 1 { true } else { order_id == "x" }"#,
-            r#"switch api { "v1" => true, _ => amount > 5 }"#,
-            "payload.flag",
-            r#"fetched["stock"].body.ok"#,
-            "is_blank(store_id) || one_of(api, [\"v1\"])",
-            r#"if amount > 5 { fail("x") } else { true }"#,
-        ] {
-            engine
-                .compile_expression(fine, &[])
-                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
-        }
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                "amount + 1 > 1000",
+                r#"order_id + "x" == "ax""#,
+                "order_id.len() > 3 && seoul_hour(now) >= 9",
+                r#"if amount > 1 { true } else { order_id == "x" }"#,
+                r#"switch api { "v1" => true, _ => amount > 5 }"#,
+                "payload.flag",
+                r#"fetched["stock"].body.ok"#,
+                "is_blank(store_id) || one_of(api, [\"v1\"])",
+                r#"if amount > 5 { fail("x") } else { true }"#,
+            ],
+        );
     }
 
     /// A script gives true, false, `()` or a string; a number, array or map at its end or in
@@ -624,22 +623,21 @@ mod tests {
                 "{src}"
             );
         }
-        for fine in [
-            "order_id",
-            r#""한도 초과: " + format_amount(amount) + "원""#,
-            r#"if amount > 5 { "x" } else { true }"#,
-            "let total = amount / 1000; total > 50",
-            "fn limit() { 1000 }\namount > limit()",
-            "fn next(x) { return x + 1; }\nnext(amount) > 5",
-            "[1, 2].map(|x| x * 2).len() > 0",
-            "let m = #{ len: || true };\nm.len()",
-            "fn len(x) { true }\nlen(order_id)",
-            "if amount > 5 { return \"x\"; }\n()",
-        ] {
-            engine
-                .compile_script(fine)
-                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
-        }
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                "order_id",
+                r#""한도 초과: " + format_amount(amount) + "원""#,
+                r#"if amount > 5 { "x" } else { true }"#,
+                "let total = amount / 1000; total > 50",
+                "fn limit() { 1000 }\namount > limit()",
+                "fn next(x) { return x + 1; }\nnext(amount) > 5",
+                "[1, 2].map(|x| x * 2).len() > 0",
+                "let m = #{ len: || true };\nm.len()",
+                "fn len(x) { true }\nlen(order_id)",
+                "if amount > 5 { return \"x\"; }\n()",
+            ],
+        );
     }
 
     /// `trim`, `push` … give `()`, which passes the payment as a script's result.
@@ -686,17 +684,16 @@ mod tests {
             e.message,
             "trim changes its string in place and gives (), not true or false: write a condition, such as order_id == \"x\" or amount > 1000"
         );
-        for fine in [
-            r#"let r = "  한도 초과: " + order_id; r.trim(); return r;"#,
-            "let a = [3, 1]; a.sort(); a[0] > 0",
-            "let items = [1]; items.remove(0) == 1",
-            "fn trim(s) { true }\ntrim(order_id)",
-            "let m = #{ push: |x| true };\nm.push(1)",
-        ] {
-            engine
-                .compile_script(fine)
-                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
-        }
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                r#"let r = "  한도 초과: " + order_id; r.trim(); return r;"#,
+                "let a = [3, 1]; a.sort(); a[0] > 0",
+                "let items = [1]; items.remove(0) == 1",
+                "fn trim(s) { true }\ntrim(order_id)",
+                "let m = #{ push: |x| true };\nm.push(1)",
+            ],
+        );
     }
 
     /// Every method the check names gives `()` in the Rhai we build with.
@@ -720,17 +717,16 @@ mod tests {
                 "{src}"
             );
         }
-        for fine in [
-            "parse_int(order_id) > 0",
-            "parse_decimal(\"10.5\") > 1",
-            "amount.to_int() > 0",
-            "payload.count.to_int() > 0",
-            "seoul_hour(now).to_float() > 1.0",
-        ] {
-            engine
-                .compile_expression(fine, &[])
-                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
-        }
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                "parse_int(order_id) > 0",
+                "parse_decimal(\"10.5\") > 1",
+                "amount.to_int() > 0",
+                "payload.count.to_int() > 0",
+                "seoul_hour(now).to_float() > 1.0",
+            ],
+        );
     }
 
     #[test]

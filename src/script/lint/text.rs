@@ -258,17 +258,16 @@ mod tests {
                 .starts_with("day (from seoul_weekday(…)) is never \"Sat\""),
             "{e:?}"
         );
-        for fine in [
-            "let t = seoul_time(now);\nt >= \"09:30\"",
-            // Assigned again, declared twice, or a parameter: not known here.
-            "let t = seoul_time(now);\nt = \"x\";\nt < \"9:30\"",
-            "let t = seoul_time(now);\nlet t = \"9\";\nt < \"9:30\"",
-            "fn late(t) { t < \"9:30\" }\nlet t = seoul_time(now);\nlate(t)",
-        ] {
-            engine
-                .compile_script(fine)
-                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
-        }
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                "let t = seoul_time(now);\nt >= \"09:30\"",
+                // Assigned again, declared twice, or a parameter: not known here.
+                "let t = seoul_time(now);\nt = \"x\";\nt < \"9:30\"",
+                "let t = seoul_time(now);\nlet t = \"9\";\nt < \"9:30\"",
+                "fn late(t) { t < \"9:30\" }\nlet t = seoul_time(now);\nlate(t)",
+            ],
+        );
     }
 
     /// `seoul_time(…)` and `seoul_date(…)` give two-digit hours, months and days; text of
@@ -336,18 +335,17 @@ mod tests {
                 "{src}"
             );
         }
-        for fine in [
-            r#"seoul_time(now) >= "09:00" && seoul_time(now) < "22:30""#,
-            r#"seoul_date(now) >= "2026-12-01" && seoul_date(now) != "2026-12-25""#,
-            // The first parts order as the date or time would: December on, before 10 o'clock.
-            r#"seoul_date(now) >= "2026-12" && seoul_time(now) < "10""#,
-            r#"one_of(seoul_time(now), ["09:00", "12:30"])"#,
-            r#"seoul_date(now).starts_with("2026-12")"#,
-        ] {
-            engine
-                .compile_expression(fine, &[])
-                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
-        }
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                r#"seoul_time(now) >= "09:00" && seoul_time(now) < "22:30""#,
+                r#"seoul_date(now) >= "2026-12-01" && seoul_date(now) != "2026-12-25""#,
+                // The first parts order as the date or time would: December on, before 10 o'clock.
+                r#"seoul_date(now) >= "2026-12" && seoul_time(now) < "10""#,
+                r#"one_of(seoul_time(now), ["09:00", "12:30"])"#,
+                r#"seoul_date(now).starts_with("2026-12")"#,
+            ],
+        );
         // A script's own `seoul_time` is its own; its own `api` leaves `seoul_weekday` checked.
         engine
             .compile_script("fn seoul_time(t) { \"9:00\" }\nseoul_time(now) >= \"9:00\"")
