@@ -211,11 +211,9 @@ impl Run<'_, '_> {
             // Part of an answer can pass where the whole would refuse
             // (`!response.body.contains("SOLD_OUT")` before the word came): the check could
             // not be made, which `on_error` decides.
-            Some(_) if resp.incomplete.is_some() => Verdict::Error(format!(
-                "require on the answer of {} (status {}, its body {}): not evaluated on part of an answer",
-                f.upstream.name,
-                resp.status,
-                resp.incomplete.as_deref().unwrap_or_default()
+            Some(_) if let Some(why) = &resp.incomplete => Verdict::Error(format!(
+                "require on the answer of {} (status {}, its body {why}): not evaluated on part of an answer",
+                f.upstream.name, resp.status
             )),
             Some(expr) => match self.test(rule, expr, scope, Some(response)) {
                 Ok(true) => Verdict::Pass,
@@ -314,6 +312,8 @@ fn not_json(r: &UpstreamResponse) -> String {
     }
 }
 
+/// `response` and `fetched[name]` for rules: `#{status, headers, body}`. The body of a cut
+/// answer is `()`: part of an answer is read by no rule, later ones included.
 fn response_dynamic(r: &UpstreamResponse) -> Dynamic {
     let mut map = Map::new();
     map.insert("status".into(), Dynamic::from_int(i64::from(r.status)));
@@ -323,6 +323,10 @@ fn response_dynamic(r: &UpstreamResponse) -> Dynamic {
         .map(|(k, v)| (k.as_str().into(), v.clone().into()))
         .collect();
     map.insert("headers".into(), Dynamic::from_map(headers));
-    map.insert("body".into(), script::json_to_dynamic(&r.body));
+    let body = match r.incomplete {
+        Some(_) => Dynamic::UNIT,
+        None => script::json_to_dynamic(&r.body),
+    };
+    map.insert("body".into(), body);
     Dynamic::from_map(map)
 }

@@ -1072,6 +1072,26 @@ async fn a_refusal_whose_body_stops_coming_still_refuses() {
     }
 }
 
+/// A cut answer whose status passes a fetch without `require` is no body for later rules
+/// either: `fetched["stock"].body` is `()`, not part of an answer.
+#[tokio::test]
+async fn later_rules_see_no_body_of_a_cut_answer() {
+    let (url, _) = raw_upstream(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"available\": 1",
+        Duration::from_secs(5),
+    )
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 500ms }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 2s }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: r }}\n  - {{ name: later, require: 'fetched[\"stock\"].status == 200 && fetched[\"stock\"].body == ()', reason: seen }}\n"
+        ),
+    );
+    let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+    assert_eq!(a.status, 200, "{r}");
+    assert_eq!(r["trace"][0]["upstream"]["status"], 200, "{r}");
+}
+
 /// `confirm_proxy_upstream_calls_total` is how an operator sees a merchant service fail: each
 /// call is counted once, under its status class or the kind of failure.
 #[tokio::test]
