@@ -68,6 +68,10 @@ struct Traced {
 struct Answered {
     status: u16,
     body: Value,
+    /// Why the answer's body was cut short then; replayed as cut, so a `require` is again not
+    /// evaluated on it.
+    #[serde(default)]
+    incomplete: Option<String>,
 }
 
 /// Reads one line of the decision log (its line break included or not).
@@ -277,7 +281,9 @@ fn stand_ins(
                         MAX_TRACED_BODY / 1024
                     ));
                 }
-                CannedAnswer::status(a.status).parsed_body(a.body.clone())
+                CannedAnswer::status(a.status)
+                    .parsed_body(a.body.clone())
+                    .cut_short(a.incomplete.clone())
             }
             // Reached then, but the call failed: it fails again, the same way.
             (None, Some(error)) => failed_as(error),

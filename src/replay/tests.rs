@@ -52,6 +52,32 @@ fn records_no_rule_decided_are_not_replayed() {
     );
 }
 
+/// An answer that was cut short then is replayed cut: its `require` is again not evaluated
+/// on part of an answer, and the rule's `on_error` decides as it did.
+#[tokio::test]
+async fn a_cut_answer_is_replayed_cut() {
+    let (_dir, rules) = load_files(&[(
+        "default.yaml",
+        "upstreams: { shop: { url: \"http://shop.invalid\" } }\nrules:\n  - { name: stock, fetch: { upstream: shop, path: /stock }, require: '!response.body.contains(\"SOLD_OUT\")', reason: 매진 }\n",
+    )]);
+    let cut = line(
+        r#"{"rule":"stock","outcome":"error","ms":900.0,"error":"require on the answer of shop (status 200, its body cut short: still coming when its rule had to decide, before the request's deadline): not evaluated on part of an answer","upstream":{"status":200,"body":"{\"state\":\"ON_SA","incomplete":"cut short: still coming when its rule had to decide, before the request's deadline"}}"#,
+        "reject",
+        "",
+    );
+    let r = again(&rules, &cut).await;
+    assert_eq!(r.decision.decision, Verdict::Reject, "{}", r.explain());
+    assert_eq!(r.decision.trace[0].outcome, Outcome::Error);
+    assert!(
+        r.decision.trace[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.ends_with("not evaluated on part of an answer")),
+        "{:?}",
+        r.decision.trace
+    );
+}
+
 /// The health a `healthy` rule read and the merchant's answer to a `forward` come from the
 /// record; the same rules decide the same way.
 #[tokio::test]

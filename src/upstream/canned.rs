@@ -51,6 +51,9 @@ pub struct CannedAnswer {
     /// Never arrives, not even as a timeout: the call is still waiting when the deadline ends
     /// the evaluation (a replayed call that the deadline cut off).
     pub hang: bool,
+    /// Why the body is only the start of the answer's (a replayed answer that was cut short):
+    /// as [`UpstreamResponse::incomplete`].
+    pub incomplete: Option<String>,
 }
 
 /// A simulated transport failure (`error: refused | dns | timeout`).
@@ -166,6 +169,7 @@ impl CannedAnswer {
             body: parse_body(b"", None, &[]),
             delay: None,
             hang: false,
+            incomplete: None,
         }
     }
 
@@ -208,6 +212,12 @@ impl CannedAnswer {
         self
     }
 
+    /// Marks the body as the start of the answer's only, cut for `why`.
+    pub fn cut_short(mut self, why: Option<String>) -> CannedAnswer {
+        self.incomplete = why;
+        self
+    }
+
     /// Makes the answer arrive after `delay`.
     pub fn delay(mut self, delay: Duration) -> CannedAnswer {
         self.delay = Some(delay);
@@ -233,7 +243,7 @@ impl CannedAnswer {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 body: self.body.clone(),
-                incomplete: None,
+                incomplete: self.incomplete.clone(),
             }),
             Err(CannedError::Refused) => Err(UpstreamError::Refused(host(up))),
             Err(CannedError::Dns) => Err(UpstreamError::Dns(host(up))),
