@@ -176,6 +176,7 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             first_named.insert(&c.name, i);
         }
     }
+    let chunks = case_texts(&src, raw.cases.len());
     let mut cases = Vec::new();
     for (i, c) in raw.cases.into_iter().enumerate() {
         let now = match c.now.as_deref() {
@@ -189,9 +190,17 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         let (body, content_type) = match &c.request {
             serde_json::Value::String(s) => (s.clone().into_bytes(), None),
             v @ serde_json::Value::Object(_) => {
-                let mut path = vec![Seg::Key("cases"), Seg::Index(i), Seg::Key("request")];
+                // Within the case's own text where it can be told apart: finding a number in
+                // the file reads the file up to it, once per number.
+                let (text, mut path) = match chunks.as_ref().and_then(|c| c.get(i)) {
+                    Some(chunk) => (*chunk, vec![Seg::Index(0), Seg::Key("request")]),
+                    None => (
+                        src.as_str(),
+                        vec![Seg::Key("cases"), Seg::Index(i), Seg::Key("request")],
+                    ),
+                };
                 let mut json = String::new();
-                json_as_written(&src, &mut path, v, &mut json);
+                json_as_written(text, &mut path, v, &mut json);
                 (json.into_bytes(), Some("application/json"))
             }
             _ => {
@@ -273,6 +282,60 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     }
 }
 
+/// The text of each of the `count` cases of a test file written the usual way — `cases:` at
+/// the top level, then one block-sequence item per case, each starting with `- ` at the same
+/// indentation — each a YAML document of its own (a one-item sequence); `None` for any other
+/// layout (a flow sequence, say), which is then read as a whole.
+fn case_texts(src: &str, count: usize) -> Option<Vec<&str>> {
+    let start = src
+        .match_indices("cases:")
+        .find(|(at, _)| *at == 0 || src[..*at].ends_with('\n'))
+        .map(|(at, _)| at)?;
+    let body_start = start + src[start..].find('\n')? + 1;
+    let body = &src[body_start..];
+    let mut items: Vec<usize> = Vec::new();
+    let mut indent: Option<usize> = None;
+    let mut end = body.len();
+    let mut offset = 0;
+    for line in body.split_inclusive('\n') {
+        let trimmed = line.trim_start_matches(' ');
+        let ind = line.len() - trimmed.len();
+        let blank = trimmed.trim().is_empty() || trimmed.starts_with('#');
+        if !blank {
+            let item = trimmed.starts_with("- ") || trimmed.trim_end() == "-";
+            match indent {
+                None if item => indent = Some(ind),
+                None => return None,
+                Some(i) if ind == i && item => {}
+                // Another top-level key ends the cases.
+                Some(_) if ind == 0 && !item => {
+                    end = offset;
+                    break;
+                }
+                Some(_) => {
+                    offset += line.len();
+                    continue;
+                }
+            }
+            if indent == Some(ind) && item {
+                items.push(offset);
+            }
+        }
+        offset += line.len();
+    }
+    if items.len() != count {
+        return None;
+    }
+    let bounds = items.iter().copied().chain(std::iter::once(end));
+    Some(
+        items
+            .iter()
+            .zip(bounds.skip(1))
+            .map(|(&from, to)| &body[from..to])
+            .collect(),
+    )
+}
+
 /// `v` (a case's `request`, read from YAML) as JSON, each number as the file writes it:
 /// serde_yaml hands a number with a fraction over as an `f64`, so `amount: 10.50` would be sent
 /// as `10.5` (and `{amount}` render differently from `serve`), and
@@ -311,7 +374,10 @@ fn json_as_written<'v>(
             }
             out.push(']');
         }
-        Value::Number(number) => match yaml::number_as_written(src, path, number) {
+        // The text found is the number's own only if it reads as the same value.
+        Value::Number(number) => match yaml::number_as_written(src, path, number)
+            .filter(|text| text.parse::<f64>().ok() == number.as_f64())
+        {
             Some(text) => out.push_str(text),
             None => out.push_str(&number.to_string()),
         },
@@ -322,6 +388,30 @@ fn json_as_written<'v>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_case_is_found_in_its_own_text() {
+        let src = "ruleset: default\ncases:\n  - name: a\n    request: { amount: 10.50 }\n  # a comment\n\n  - name: b\n    request:\n      amount: 1e3\n      note: |\n        - not an item\nnow: \"2026-12-01T12:00:00+09:00\"\n";
+        let texts = case_texts(src, 2).unwrap();
+        assert_eq!(
+            texts,
+            [
+                "  - name: a\n    request: { amount: 10.50 }\n  # a comment\n\n",
+                "  - name: b\n    request:\n      amount: 1e3\n      note: |\n        - not an item\n",
+            ]
+        );
+        // Items at the left margin, too.
+        assert_eq!(
+            case_texts("cases:\n- name: a\n- name: b\n", 2)
+                .unwrap()
+                .len(),
+            2
+        );
+        // Another layout, or a count that does not match: the file is read as a whole.
+        assert_eq!(case_texts("cases: [{ name: a }]\n", 1), None);
+        assert_eq!(case_texts(src, 3), None);
+        assert_eq!(case_texts("ruleset: x\n", 0), None);
+    }
 
     /// A suite saved as `.yml` would leave `test` (and CI) green having run nothing.
     #[test]
