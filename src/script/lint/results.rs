@@ -134,6 +134,9 @@ struct Names {
     declared: HashSet<String>,
     functions: HashSet<String>,
     properties: HashSet<String>,
+    /// Variables declared once with a value of a known kind and never assigned again (`let
+    /// limit = 1000000;`), whose kind is then that value's wherever they are read.
+    constants: std::collections::HashMap<String, Kind>,
 }
 
 /// An in-place method whose `()` is a result.
@@ -148,12 +151,52 @@ struct InPlace {
 
 impl Names {
     fn of(ast: &AST) -> Names {
-        Names {
+        let mut names = Names {
             numbers: request_numbers(ast),
             declared: declared_names(ast),
             functions: ast.iter_functions().map(|f| f.name.to_owned()).collect(),
             properties: map_properties(ast),
-        }
+            constants: std::collections::HashMap::new(),
+        };
+        names.constants = names.constants_of(ast);
+        names
+    }
+
+    /// See [`Names::constants`]. Parameters, loop variables and names assigned anywhere (also
+    /// with `+=`) are left out: their values are not known here.
+    fn constants_of(&self, ast: &AST) -> std::collections::HashMap<String, Kind> {
+        let mut lets: std::collections::HashMap<String, (usize, Option<Kind>)> =
+            std::collections::HashMap::new();
+        let mut other: HashSet<String> = ast
+            .iter_functions()
+            .flat_map(|f| f.params.into_iter().map(str::to_owned))
+            .collect();
+        ast.walk(&mut |path: &[rhai::ASTNode]| {
+            match path.last() {
+                Some(rhai::ASTNode::Stmt(Stmt::Var(var, ..))) => {
+                    let entry = lets.entry(var.0.name.to_string()).or_insert((0, None));
+                    entry.0 += 1;
+                    entry.1 = self.kind(&var.1);
+                }
+                Some(rhai::ASTNode::Stmt(Stmt::For(f, _))) => {
+                    other.insert(f.0.name.to_string());
+                    if let Some(counter) = &f.1 {
+                        other.insert(counter.name.to_string());
+                    }
+                }
+                Some(rhai::ASTNode::Stmt(Stmt::Assignment(assign))) => {
+                    if let Expr::Variable(v, ..) = &assign.1.lhs {
+                        other.insert(v.1.to_string());
+                    }
+                }
+                _ => {}
+            }
+            true
+        });
+        lets.into_iter()
+            .filter(|(name, (count, _))| *count == 1 && !other.contains(name))
+            .filter_map(|(name, (_, kind))| Some((name, kind?)))
+            .collect()
     }
 
     /// Whether the script gives `name` a meaning of its own: its own `fn`, or (called as a
@@ -184,7 +227,7 @@ impl Names {
                 name @ ("order_id" | "tx_id" | "api") if self.request(name) => Some(Kind::String),
                 name @ ("payload" | "fetched") if self.request(name) => Some(Kind::Map),
                 "response" if !self.declared.contains("response") => Some(Kind::Map),
-                _ => None,
+                name => self.constants.get(name).copied(),
             },
             Expr::FnCall(call, _) => self.call_kind(call, false),
             Expr::Dot(..) | Expr::Index(..) => {
@@ -611,6 +654,13 @@ mod tests {
             ),
             ("payload", "a map", 1, 1),
             ("order_id.len()", "a number", 1, 1),
+            // A variable given one value of a known kind, and never another.
+            (
+                "let limit = 1000000;\nif amount > limit { return limit; }\ntrue",
+                "a number",
+                2,
+                28,
+            ),
         ] {
             let e = engine.compile_script(src).unwrap_err();
             assert_eq!(
@@ -636,6 +686,12 @@ mod tests {
                 "let m = #{ len: || true };\nm.len()",
                 "fn len(x) { true }\nlen(order_id)",
                 "if amount > 5 { return \"x\"; }\n()",
+                // Assigned again, declared twice, or a parameter: its value is not known here.
+                "let n = 0;\nn += 1;\nreturn n > 0;",
+                "let r = 1;\nr = \"x\";\nreturn r;",
+                "let r = 1;\nlet r = \"x\";\nr",
+                "fn f(r) { r }\nlet r = 1;\nf(\"x\")",
+                "let limit = 1000000;\namount <= limit",
             ],
         );
     }
@@ -665,7 +721,7 @@ mod tests {
             ),
             (
                 "let reason = \"x\";\ntruncate(reason, 10)",
-                "truncate changes its string or array in place and gives (), which passes the payment; write: let r = …; r.truncate(…); return r;",
+                "truncate changes its string in place and gives (), which passes the payment; write: let r = …; r.truncate(…); return r;",
                 2,
                 1,
             ),
