@@ -14,7 +14,7 @@
 //! the string. (Making it a run-time error instead would mean turning off Rhai's fast operators,
 //! which made the 20-rule Rhai benchmark half again as slow.)
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
@@ -373,6 +373,44 @@ fn request_numbers(ast: &AST) -> Vec<&'static str> {
         .into_iter()
         .chain(["response", "fetched"])
         .filter(|n| !declared.contains(*n))
+        .collect()
+}
+
+/// Variables declared once (`let`/`const`) and never assigned again (`+=` too), with what
+/// `value` makes of the value they are declared with; those it makes nothing of are left out,
+/// and so are names that are also parameters or loop variables. Such a variable holds that
+/// value wherever it is read: `let t = seoul_time(now);`, `let limit = 1000000;`.
+fn declared_once<T>(ast: &AST, value: impl Fn(&Expr) -> Option<T>) -> HashMap<String, T> {
+    let mut lets: HashMap<String, (usize, Option<T>)> = HashMap::new();
+    let mut other: HashSet<String> = ast
+        .iter_functions()
+        .flat_map(|f| f.params.into_iter().map(str::to_owned))
+        .collect();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Stmt(Stmt::Var(var, ..))) => {
+                let entry = lets.entry(var.0.name.to_string()).or_insert((0, None));
+                entry.0 += 1;
+                entry.1 = value(&var.1);
+            }
+            Some(ASTNode::Stmt(Stmt::For(f, _))) => {
+                other.insert(f.0.name.to_string());
+                if let Some(counter) = &f.1 {
+                    other.insert(counter.name.to_string());
+                }
+            }
+            Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
+                if let Expr::Variable(v, ..) = &assign.1.lhs {
+                    other.insert(v.1.to_string());
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    lets.into_iter()
+        .filter(|(name, (count, _))| *count == 1 && !other.contains(name))
+        .filter_map(|(name, (_, value))| Some((name, value?)))
         .collect()
 }
 

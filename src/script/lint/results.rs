@@ -11,7 +11,9 @@ use std::collections::HashSet;
 
 use rhai::{ASTFlags, Dynamic, Expr, FnCallExpr, Position, Stmt, StmtBlock, AST};
 
-use super::{declared_names, is_number, map_properties, request_numbers, ARITHMETIC};
+use super::{
+    declared_names, declared_once, is_number, map_properties, request_numbers, ARITHMETIC,
+};
 
 /// A kind of value that is no condition and no script result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,45 +160,10 @@ impl Names {
             properties: map_properties(ast),
             constants: std::collections::HashMap::new(),
         };
-        names.constants = names.constants_of(ast);
+        // A variable's kind from what it is declared with, by the names known without them.
+        let constants = declared_once(ast, |value| names.kind(value));
+        names.constants = constants;
         names
-    }
-
-    /// See [`Names::constants`]. Parameters, loop variables and names assigned anywhere (also
-    /// with `+=`) are left out: their values are not known here.
-    fn constants_of(&self, ast: &AST) -> std::collections::HashMap<String, Kind> {
-        let mut lets: std::collections::HashMap<String, (usize, Option<Kind>)> =
-            std::collections::HashMap::new();
-        let mut other: HashSet<String> = ast
-            .iter_functions()
-            .flat_map(|f| f.params.into_iter().map(str::to_owned))
-            .collect();
-        ast.walk(&mut |path: &[rhai::ASTNode]| {
-            match path.last() {
-                Some(rhai::ASTNode::Stmt(Stmt::Var(var, ..))) => {
-                    let entry = lets.entry(var.0.name.to_string()).or_insert((0, None));
-                    entry.0 += 1;
-                    entry.1 = self.kind(&var.1);
-                }
-                Some(rhai::ASTNode::Stmt(Stmt::For(f, _))) => {
-                    other.insert(f.0.name.to_string());
-                    if let Some(counter) = &f.1 {
-                        other.insert(counter.name.to_string());
-                    }
-                }
-                Some(rhai::ASTNode::Stmt(Stmt::Assignment(assign))) => {
-                    if let Expr::Variable(v, ..) = &assign.1.lhs {
-                        other.insert(v.1.to_string());
-                    }
-                }
-                _ => {}
-            }
-            true
-        });
-        lets.into_iter()
-            .filter(|(name, (count, _))| *count == 1 && !other.contains(name))
-            .filter_map(|(name, (_, kind))| Some((name, kind?)))
-            .collect()
     }
 
     /// Whether the script gives `name` a meaning of its own: its own `fn`, or (called as a

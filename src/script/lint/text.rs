@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
-use super::{declared_names, listed_strings, COMPARISONS};
+use super::{declared_names, declared_once, listed_strings, COMPARISONS};
 use crate::payload::Api;
 
 /// The values `api` takes.
@@ -176,44 +176,13 @@ pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String
     found
 }
 
-/// Variables that hold what a helper gave and nothing else (`let t = seoul_time(now);`, the
-/// usual start of a script), by name, with the helper: declared once, with that value, and
-/// never assigned again — names declared otherwise too (parameters, loop variables) are left
-/// out, as their value is not known here.
+/// Variables that hold what a text helper gave (`let t = seoul_time(now);`, the usual start of
+/// a script), by name, with the helper (see [`declared_once`]).
 fn copies(ast: &AST) -> std::collections::HashMap<String, &'static str> {
     const HELPERS: [&str; 3] = ["seoul_time", "seoul_date", "seoul_weekday"];
-    let mut lets: std::collections::HashMap<String, (usize, Option<&'static str>)> =
-        std::collections::HashMap::new();
-    let mut other: HashSet<String> = ast
-        .iter_functions()
-        .flat_map(|f| f.params.into_iter().map(str::to_owned))
-        .collect();
-    ast.walk(&mut |path: &[ASTNode]| {
-        match path.last() {
-            Some(ASTNode::Stmt(Stmt::Var(var, ..))) => {
-                let entry = lets.entry(var.0.name.to_string()).or_insert((0, None));
-                entry.0 += 1;
-                entry.1 = helper(&var.1).and_then(|h| HELPERS.into_iter().find(|k| *k == h));
-            }
-            Some(ASTNode::Stmt(Stmt::For(f, _))) => {
-                other.insert(f.0.name.to_string());
-                if let Some(counter) = &f.1 {
-                    other.insert(counter.name.to_string());
-                }
-            }
-            Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
-                if let Expr::Variable(v, ..) = &assign.1.lhs {
-                    other.insert(v.1.to_string());
-                }
-            }
-            _ => {}
-        }
-        true
-    });
-    lets.into_iter()
-        .filter(|(name, (count, _))| *count == 1 && !other.contains(name))
-        .filter_map(|(name, (_, helper))| Some((name, helper?)))
-        .collect()
+    declared_once(ast, |value| {
+        helper(value).and_then(|h| HELPERS.into_iter().find(|k| *k == h))
+    })
 }
 
 /// The helper `e` calls on one value: `seoul_time` in `seoul_time(now)` or `now.seoul_time()`.
