@@ -393,11 +393,8 @@ fn declared_once<T>(ast: &AST, value: impl Fn(&Expr) -> Option<T>) -> HashMap<St
                 entry.0 += 1;
                 entry.1 = value(&var.1);
             }
-            Some(ASTNode::Stmt(Stmt::For(f, _))) => {
-                other.insert(f.0.name.to_string());
-                if let Some(counter) = &f.1 {
-                    other.insert(counter.name.to_string());
-                }
+            Some(ASTNode::Stmt(stmt @ Stmt::For(..))) => {
+                other.extend(loop_names(stmt));
             }
             Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
                 if let Expr::Variable(v, ..) = &assign.1.lhs {
@@ -414,6 +411,19 @@ fn declared_once<T>(ast: &AST, value: impl Fn(&Expr) -> Option<T>) -> HashMap<St
         .collect()
 }
 
+/// The names a `for` loop declares (its variable, and its counter if it has one); none for any
+/// other statement.
+fn loop_names(stmt: &Stmt) -> impl Iterator<Item = String> + '_ {
+    let names = match stmt {
+        Stmt::For(f, _) => Some((&f.0, f.1.as_ref())),
+        _ => None,
+    };
+    names
+        .into_iter()
+        .flat_map(|(var, counter)| std::iter::once(var).chain(counter))
+        .map(|ident| ident.name.to_string())
+}
+
 /// Every name `ast` declares: `let`/`const`, function parameters, loop variables.
 fn declared_names(ast: &AST) -> HashSet<String> {
     let mut declared: HashSet<String> = ast
@@ -425,11 +435,8 @@ fn declared_names(ast: &AST) -> HashSet<String> {
             Some(ASTNode::Stmt(Stmt::Var(var, ..))) => {
                 declared.insert(var.0.name.to_string());
             }
-            Some(ASTNode::Stmt(Stmt::For(f, _))) => {
-                declared.insert(f.0.name.to_string());
-                if let Some(counter) = &f.1 {
-                    declared.insert(counter.name.to_string());
-                }
+            Some(ASTNode::Stmt(stmt @ Stmt::For(..))) => {
+                declared.extend(loop_names(stmt));
             }
             _ => {}
         }
