@@ -209,11 +209,16 @@ impl Run<'_, '_> {
         answer: Option<UpstreamAnswer>,
         started: Instant,
     ) -> ControlFlow<Decision, Instant> {
+        // Stopped by the deadline (now, or as it neared): the ruleset's `on_error` decides.
+        let stopped = matches!(verdict, Verdict::Stopped(_));
         let verdict = match verdict {
             Verdict::Error(cause) => Verdict::Error(capped_error(cause)),
+            Verdict::Stopped(cause) => Verdict::Stopped(capped_error(cause)),
             verdict => verdict,
         };
-        if let (Verdict::Error(cause), Some(id)) = (&verdict, self.ctx.decision_id) {
+        if let (Verdict::Error(cause) | Verdict::Stopped(cause), Some(id)) =
+            (&verdict, self.ctx.decision_id)
+        {
             tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
         }
         if rule.mode == Mode::Shadow {
@@ -227,7 +232,9 @@ impl Run<'_, '_> {
                 Verdict::Refuse(reason) => {
                     (Outcome::ShadowReject, Outcome::Reject, Some(reason), None)
                 }
-                Verdict::Error(cause) => (Outcome::Error, Outcome::Error, None, Some(cause)),
+                Verdict::Error(cause) | Verdict::Stopped(cause) => {
+                    (Outcome::Error, Outcome::Error, None, Some(cause))
+                }
             };
             self.shadow.push(ShadowOutcome {
                 rule: rule.name.clone(),
@@ -256,11 +263,11 @@ impl Run<'_, '_> {
                     Some(rule.name.clone()),
                 ))
             }
-            Verdict::Error(cause) => {
+            Verdict::Error(cause) | Verdict::Stopped(cause) => {
                 let ended = self.record(rule, Outcome::Error, started, answer, None, Some(cause));
-                if tokio::time::Instant::now() >= self.deadline {
-                    // A check stopped by the deadline (Rhai given no time left) is the
-                    // deadline's business, not the rule's own `on_error`.
+                if stopped || tokio::time::Instant::now() >= self.deadline {
+                    // A check stopped by the deadline (Rhai given no time left, an answer cut
+                    // as it neared) is the deadline's business, not the rule's own `on_error`.
                     ControlFlow::Break(self.past_deadline(Some(rule)))
                 } else if rule.on_error.unwrap_or(settings.on_error) == OnError::Reject {
                     ControlFlow::Break(error_refusal(settings, self.req, Some(rule.name.clone())))

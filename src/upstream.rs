@@ -88,6 +88,18 @@ pub struct UpstreamResponse {
     pub incomplete: Option<String>,
 }
 
+/// [`UpstreamResponse::incomplete`] of an answer still coming when its rule had to decide.
+const CUT_BY_DEADLINE: &str =
+    "cut short: still coming when its rule had to decide, before the request's deadline";
+
+impl UpstreamResponse {
+    /// Whether the body was cut because the request's deadline neared (not by the upstream
+    /// or the size cap): a check that could not complete for the deadline's sake.
+    pub fn cut_by_deadline(&self) -> bool {
+        self.incomplete.as_deref() == Some(CUT_BY_DEADLINE)
+    }
+}
+
 /// Why a call got no answer. Each is an error decided by `on_error`, traced with its cause.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
@@ -242,10 +254,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
             biased;
             next = resp.chunk() => next,
             () = &mut due => {
-                incomplete = Some(
-                    "cut short: still coming when its rule had to decide, before the request's deadline"
-                        .into(),
-                );
+                incomplete = Some(CUT_BY_DEADLINE.into());
                 break;
             }
         };

@@ -60,14 +60,14 @@ impl Run<'_, '_> {
     /// Whether the call of enforced rule `rule`, which may change something at the merchant
     /// (a `forward`, a POST or PUT fetch), comes too late to be sent: its answer could no
     /// longer be read before the deadline ([`Run::bodies_by`]), and the merchant would act on
-    /// a payment decided whatever it answers. The rule's check cannot complete: an error for
-    /// its `on_error`, traced.
+    /// a payment decided whatever it answers. The rule's check cannot complete: stopped by the
+    /// deadline, for the ruleset's `on_error`, traced.
     pub(super) fn too_late_to_send(&self, rule: &Rule) -> Option<Verdict> {
         let late = rule.has_side_effects()
             && rule.mode != Mode::Shadow
             && tokio::time::Instant::now() >= self.bodies_by;
         late.then(|| {
-            Verdict::Error(format!(
+            Verdict::Stopped(format!(
                 "not sent: reached too close to the deadline of {:?} to read an answer",
                 self.ruleset.settings.deadline
             ))

@@ -17,6 +17,12 @@ pub(super) enum Verdict {
     Refuse(String),
     Approve,
     Error(String),
+    /// The check could not complete because the deadline was near: an upstream's answer still
+    /// coming at [`Run::bodies_by`], or a call with side effects reached after it. Traced as an
+    /// error, but the deadline's business: the ruleset's `on_error` decides, as when the
+    /// deadline itself stops a check, never the rule's own (a hanging upstream and one
+    /// trickling its answer get the same decision).
+    Stopped(String),
 }
 
 impl Run<'_, '_> {
@@ -211,10 +217,17 @@ impl Run<'_, '_> {
             // Part of an answer can pass where the whole would refuse
             // (`!response.body.contains("SOLD_OUT")` before the word came): the check could
             // not be made, which `on_error` decides.
-            Some(_) if let Some(why) = &resp.incomplete => Verdict::Error(format!(
-                "require on the answer of {} (status {}, its body {why}): not evaluated on part of an answer",
-                f.upstream.name, resp.status
-            )),
+            Some(_) if let Some(why) = &resp.incomplete => {
+                let cause = format!(
+                    "require on the answer of {} (status {}, its body {why}): not evaluated on part of an answer",
+                    f.upstream.name, resp.status
+                );
+                if resp.cut_by_deadline() {
+                    Verdict::Stopped(cause)
+                } else {
+                    Verdict::Error(cause)
+                }
+            }
             Some(expr) => match self.test(rule, expr, scope, Some(response)) {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Refuse(reason()),

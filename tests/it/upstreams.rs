@@ -1072,6 +1072,31 @@ async fn a_refusal_whose_body_stops_coming_still_refuses() {
     }
 }
 
+/// A `require` cannot be evaluated on an answer still trickling in when its rule has to
+/// decide: the deadline stopped the check, so the ruleset's `on_error` decides — as it does
+/// for an upstream that sends nothing at all — not the rule's own `on_error: approve`, which
+/// would let through a payment whose stock answer never came whole.
+#[tokio::test]
+async fn an_answer_cut_by_the_deadline_is_the_rulesets_on_error() {
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"ok\": fals";
+    let (trickling, _) = raw_upstream(head, Duration::from_secs(5)).await;
+    let (silent, _) = raw_upstream("", Duration::from_secs(5)).await;
+    for (url, what) in [(&trickling, "trickling"), (&silent, "silent")] {
+        for (ruleset, status) in [("reject", 409), ("approve", 200)] {
+            let rules = Rules::with(
+                "default.yaml",
+                &format!(
+                    "settings: {{ on_error: {ruleset}, deadline: 500ms }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 2s }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, require: 'response.body.ok == true', reason: r, on_error: {} }}\n",
+                    if ruleset == "reject" { "approve" } else { "reject" }
+                ),
+            );
+            let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+            assert_eq!(a.status, status, "{what}, ruleset on_error {ruleset}: {r}");
+            assert_eq!(r["trace"][0]["outcome"], "error", "{r}");
+        }
+    }
+}
+
 /// A cut answer whose status passes a fetch without `require` is no body for later rules
 /// either: `fetched["stock"].body` is `()`, not part of an answer.
 #[tokio::test]

@@ -654,8 +654,9 @@ rules:
 /// tokio's paused clock the timer is seen first), nor once the forward's own answer could no
 /// longer be read in time (at 185 ms, past the 180 ms by which bodies must be in: a tenth of
 /// the deadline, at most 100 ms, before it). The merchant would act on a payment decided
-/// whatever it answered. In the second case the forward's check could not complete: an error
-/// traced for the rule, whose own `on_error` decides.
+/// whatever it answered. In the second case the forward's check could not complete for the
+/// deadline's sake: an error traced for the rule, which the ruleset's `on_error` decides, not
+/// the rule's own (as if the deadline had stopped it).
 #[tokio::test(start_paused = true)]
 async fn a_forward_reached_too_late_to_read_its_answer_is_not_sent() {
     let (_dir, rules) = ruleset(&format!(
@@ -693,19 +694,26 @@ rules:
         error_of(&d, "existing"),
         "not sent: reached too close to the deadline of 200ms to read an answer"
     );
-    // The rule's own on_error decides, not the ruleset's.
-    let (_dir, lenient) = ruleset(&format!(
-        r#"{SHOP}
-settings: {{ deadline: 200ms }}
+    // The ruleset's on_error decides, not the rule's own: the rule's `approve` does not let
+    // through a check the deadline stopped, and the ruleset's `approve` does.
+    for (ruleset_on_error, rule_on_error, decided) in [
+        ("reject", "approve", "reject"),
+        ("approve", "reject", "approve"),
+    ] {
+        let (_dir, rules) = ruleset(&format!(
+            r#"{SHOP}
+settings: {{ deadline: 200ms, on_error: {ruleset_on_error} }}
 rules:
   - name: stock
     fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
     reason: x
-  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }}, on_error: approve }}
+  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }}, on_error: {rule_on_error} }}
 "#
-    ));
-    let d = forward_after_a_stock_answer_at_185_ms(&lenient).await;
-    assert_eq!(summary(&d), APPROVED);
+        ));
+        let d = forward_after_a_stock_answer_at_185_ms(&rules).await;
+        assert_eq!(summary(&d).0, decided, "ruleset {ruleset_on_error}");
+        assert_eq!(outcomes(&d), [("stock", "pass"), ("existing", "error")]);
+    }
 }
 
 /// `rules` decided with the stock answer coming at 185 ms; the forward is never sent.
