@@ -375,8 +375,11 @@ fn mask_cut_secret(text: &mut String, secrets: &[Finder<'static>]) {
 /// the answer's `Content-Type` names — legacy Korean servers answer in EUC-KR and say so
 /// (`application/json; charset=euc-kr`), and EUC-KR text is never valid UTF-8 — else as UTF-8.
 /// Bytes that are not text in that charset become U+FFFD, so the numbers and ASCII of such an
-/// answer are still read. `secrets` are masked in the text, once decoded (an upstream may echo
-/// a token back in any charset).
+/// answer are still read. `secrets` are masked once the text is decoded (an upstream may echo
+/// a token back in any charset): in the strings of a JSON answer, read as JSON first so that
+/// the masks leave it JSON (a `${MERCHANT_ID}` of `1234567` masked in `{"available":1234567}`
+/// made it unreadable to every `require`) and catch a token JSON-escaped (`\/` for `/`);
+/// in the text of any other answer.
 pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Finder<'static>]) -> Value {
     use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
     let labelled = content_type.and_then(charset).and_then(encoding);
@@ -389,14 +392,47 @@ pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Finder<'st
             Err(_) => label.unwrap_or(UTF_8).decode_without_bom_handling(body).0,
         },
     };
-    let text = match masked(text.as_bytes(), secrets) {
-        // Valid UTF-8: the secrets replaced are whole UTF-8 strings.
-        Some(m) => Cow::Owned(String::from_utf8_lossy(&m).into_owned()),
-        None => text,
-    };
     match serde_json::from_str(&text) {
-        Ok(json) => json,
-        Err(_) => Value::String(text.into_owned()),
+        Ok(mut json) => {
+            if !secrets.is_empty() {
+                mask_json(&mut json, secrets);
+            }
+            json
+        }
+        Err(_) => {
+            let mut text = text.into_owned();
+            mask_text(&mut text, secrets);
+            Value::String(text)
+        }
+    }
+}
+
+/// [`masked`] in every string and key of a JSON value; numbers and the structure stay as they
+/// are. The parser's depth limit (128) bounds the recursion.
+fn mask_json(value: &mut Value, secrets: &[Finder<'static>]) {
+    match value {
+        Value::String(text) => mask_text(text, secrets),
+        Value::Array(items) => items.iter_mut().for_each(|v| mask_json(v, secrets)),
+        Value::Object(map) => {
+            if map.keys().any(|k| masked(k.as_bytes(), secrets).is_some()) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(mut k, v)| {
+                        mask_text(&mut k, secrets);
+                        (k, v)
+                    })
+                    .collect();
+            }
+            map.values_mut().for_each(|v| mask_json(v, secrets));
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+fn mask_text(text: &mut String, secrets: &[Finder<'static>]) {
+    if let Some(m) = masked(text.as_bytes(), secrets) {
+        // Valid UTF-8 in, whole UTF-8 secrets replaced: valid UTF-8 out.
+        *text = String::from_utf8_lossy(&m).into_owned();
     }
 }
 
@@ -656,6 +692,25 @@ mod tests {
                 serde_json::json!({"reason": "재고 없음"})
             );
         }
+    }
+
+    /// In a JSON answer only strings and keys are masked: the answer stays JSON, its numbers
+    /// stay numbers, and a token JSON-escaped by the upstream is found too.
+    #[test]
+    fn secrets_in_a_json_answer_are_masked_in_its_strings_only() {
+        let secrets = finders(&["1234567", "ab/cd+ef=="]);
+        assert_eq!(
+            parse_body(
+                br#"{"merchant":1234567,"available":1234567,"note":"id 1234567","1234567":[{"t":"ab\/cd+ef=="}]}"#,
+                None,
+                &secrets
+            ),
+            serde_json::json!({"merchant": 1234567, "available": 1234567, "note": "id ***", "***": [{"t": "***"}]})
+        );
+        assert_eq!(
+            parse_body(b"denied: ab/cd+ef== 1234567", None, &secrets),
+            serde_json::json!("denied: *** ***")
+        );
     }
 
     #[test]
