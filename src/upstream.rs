@@ -88,6 +88,23 @@ pub struct UpstreamResponse {
     pub incomplete: Option<String>,
 }
 
+/// `.` or `..`, also percent-encoded, which URL parsers resolve (WHATWG URL, RFC 3986 §5.2.4).
+pub fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while let Some(&first) = rest.first() {
+        rest = if first == b'.' {
+            &rest[1..]
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            &rest[3..]
+        } else {
+            return false;
+        };
+        dots += 1;
+    }
+    dots == 1 || dots == 2
+}
+
 /// [`UpstreamResponse::incomplete`] of an answer still coming when its rule had to decide.
 const CUT_BY_DEADLINE: &str =
     "cut short: still coming when its rule had to decide, before the request's deadline";

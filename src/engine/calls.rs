@@ -132,7 +132,7 @@ pub fn fetch_call(
         .next()
         .unwrap_or_default()
         .split('/')
-        .find(|s| is_dot_segment(s))
+        .find(|s| crate::upstream::is_dot_segment(s))
     {
         return Err(format!(
             "fetch path \"{path_and_query}\" has the segment \"{segment}\", which would leave the path the rule names; not sent"
@@ -186,23 +186,6 @@ pub fn fetch_call(
         body,
         body_by,
     })
-}
-
-/// `.` or `..`, also percent-encoded, which URL parsers resolve (WHATWG URL, RFC 3986 §5.2.4).
-pub(super) fn is_dot_segment(segment: &str) -> bool {
-    let mut rest = segment.as_bytes();
-    let mut dots = 0;
-    while let Some(&first) = rest.first() {
-        rest = if first == b'.' {
-            &rest[1..]
-        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
-            &rest[3..]
-        } else {
-            return false;
-        };
-        dots += 1;
-    }
-    dots == 1 || dots == 2
 }
 
 fn render_body(b: &BodyTemplate, req: &ConfirmRequest) -> Value {

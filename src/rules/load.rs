@@ -200,6 +200,27 @@ struct FileCompiler<'a, 'o> {
 }
 
 impl FileCompiler<'_, '_> {
+    /// Reports, at `at`, what keeps a path written in the file (`fetch.path`, `forward.path`, a
+    /// health `path`; `subject` names it) from being sent as written after the upstream's url.
+    fn check_path(&mut self, at: &[Seg<'_>], subject: &str, path: &str) {
+        if !path.starts_with('/') {
+            self.error(at, format!("{subject} must start with \"/\""));
+        }
+        // A fragment is never sent: the rest of the path, and the query after it, would be.
+        if path.contains('#') {
+            self.error(at, format!("{subject} must not hold \"#\": a fragment is never sent, so what follows it (and the query) would be dropped; write a literal # as %23"));
+        }
+        // The URL parser resolves `.` and `..`: `/../admin` after `http://shop/api` calls
+        // `http://shop/admin`, outside the prefix the url names.
+        let segments = path.split(['?', '#']).next().unwrap_or_default().split('/');
+        if let Some(dots) = segments
+            .into_iter()
+            .find(|s| crate::upstream::is_dot_segment(s))
+        {
+            self.error(at, format!("{subject} must not have the segment \"{dots}\": URL parsers resolve it, so the call would go to another path than the one written (outside the upstream url's path too)"));
+        }
+    }
+
     fn error(&mut self, path: &[Seg<'_>], message: impl Into<String>) {
         let location = yaml::locate(&self.src, path);
         self.error_at(location, message);

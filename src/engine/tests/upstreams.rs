@@ -1,8 +1,8 @@
 //! Upstream checks: health, fetch, forward, what is called when, and the deadline.
 
 use super::*;
-use crate::engine::calls::is_dot_segment;
 use crate::rules::Health;
+use crate::upstream::is_dot_segment;
 use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse};
 
 // ---- fetch ----

@@ -242,12 +242,11 @@ impl FileCompiler<'_, '_> {
                 let up =
                     self.upstream_ref(&sub("forward", "upstream"), name, &f.upstream, upstreams);
                 let errors_before = self.errors.len();
-                if !f.path.starts_with('/') {
-                    self.error(
-                        &sub("forward", "path"),
-                        format!("rule \"{name}\": forward.path must start with \"/\""),
-                    );
-                }
+                self.check_path(
+                    &sub("forward", "path"),
+                    &format!("rule \"{name}\": forward.path"),
+                    &f.path,
+                );
                 // The path is sent as written: a placeholder would reach the merchant as
                 // `%7Border_id%7D`. Forward passes the original request on unchanged, so the
                 // handler reads the order from the body; a path built from it is a fetch.
@@ -381,19 +380,11 @@ impl FileCompiler<'_, '_> {
                 }
             },
         };
-        if !f.path.starts_with('/') {
-            self.error(
-                &sub("path"),
-                format!("rule \"{name}\": fetch.path must start with \"/\""),
-            );
-        }
-        // A fragment is never sent: the rest of the path, and the query after it, would be.
-        if f.path.contains('#') {
-            self.error(
-                &sub("path"),
-                format!("rule \"{name}\": fetch.path must not hold \"#\": a fragment is never sent, so what follows it (and the query) would be dropped; write a literal # as %23"),
-            );
-        }
+        self.check_path(
+            &sub("path"),
+            &format!("rule \"{name}\": fetch.path"),
+            &f.path,
+        );
         let require = match raw.require.as_deref() {
             Some(src) => Some(self.expression(
                 &[Seg::Key("rules"), Seg::Index(i), Seg::Key("require")],

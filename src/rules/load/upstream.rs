@@ -158,6 +158,22 @@ impl FileCompiler<'_, '_> {
         // every header, say), so an operator fixes them in one go.
         let mut secrets: Vec<Box<str>> = Vec::new();
         let url = match substitute(&raw.url, self.opts.env) {
+            // URL parsers drop spaces and line breaks at the ends (a variable's value read from
+            // a file often ends in one), so the url would load and every call then fail.
+            Ok(Substituted { value: url, .. })
+                if url.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+            {
+                let from = if raw.url.contains("${") {
+                    " (look at the value of its environment variable, which may end in a line break)"
+                } else {
+                    ""
+                };
+                self.error(
+                    &at("url"),
+                    format!("upstream \"{name}\": url has a space, line break or other control character, which no URL has{from}"),
+                );
+                None
+            }
             // The value may have come from a secret variable; say what is wrong without echoing it.
             Ok(Substituted {
                 value: url,
@@ -256,10 +272,16 @@ impl FileCompiler<'_, '_> {
             None => Some(None),
             Some(h) => {
                 let hp = |k: &'static str| [base[0], base[1], Seg::Key("health"), Seg::Key(k)];
-                if !h.path.starts_with('/') {
+                self.check_path(
+                    &hp("path"),
+                    &format!("upstream \"{name}\": health path"),
+                    &h.path,
+                );
+                // A probe belongs to no request: `{order_id}` would be sent as `%7Border_id%7D`.
+                if h.path.contains(['{', '}']) {
                     self.error(
                         &hp("path"),
-                        format!("upstream \"{name}\": health path must start with \"/\""),
+                        format!("upstream \"{name}\": health path is sent as written, for no request: placeholders such as {{order_id}} are not filled in"),
                     );
                 }
                 if h.path.contains("${") {

@@ -865,3 +865,74 @@ rules:
         "https://shop.test:8443/api/v1"
     );
 }
+
+/// URL parsers drop a space or line break at the ends of a url, so such a url loaded and then
+/// failed every call ("invalid port number"): a load error, naming the variable's value as the
+/// likely cause without showing it.
+#[test]
+fn upstream_urls_with_spaces_or_line_breaks_are_errors() {
+    let dir = default_file(
+        r#"upstreams:
+  from-env:
+    url: "${SHOP_URL}"
+  written:
+    url: "http://shop.test /api"
+rules:
+  - name: a
+    forward: { upstream: from-env, path: /c }
+"#,
+    );
+    for value in [
+        "http://127.0.0.1:9090 ",
+        "http://127.0.0.1:9090\n",
+        "\thttp://h",
+    ] {
+        assert_eq!(
+            dir.errors_with(&[("SHOP_URL", value)]),
+            [
+                dir.at(DEFAULT, 3, 10, r#"upstream "from-env": url has a space, line break or other control character, which no URL has (look at the value of its environment variable, which may end in a line break)"#),
+                dir.at(DEFAULT, 5, 10, r#"upstream "written": url has a space, line break or other control character, which no URL has"#),
+            ],
+            "{value:?}"
+        );
+    }
+}
+
+/// A `.` or `..` segment written in a path is resolved by the URL parser, so the call would go
+/// elsewhere (a `forward` of `/../admin` after `http://shop/pre` POSTed to `/admin`): a load
+/// error for fetch, forward and health paths alike, as `#` is. A health path has no request
+/// to fill placeholders from.
+#[test]
+fn dot_segments_fragments_and_health_placeholders_in_paths_are_errors() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: "http://shop.test/pre"
+    health: { path: "/h/{order_id}/%2E%2e#x" }
+rules:
+  - name: up
+    forward: { upstream: shop, path: /../admin }
+  - name: stock
+    fetch: { upstream: shop, path: "/s/./{order_id}?a=.." }
+    reason: r
+  - name: ok
+    fetch: { upstream: shop, path: "/s/{order_id}/...x/.well-known" }
+    reason: r
+"#,
+    );
+    let dots = |subject: &str, dots: &str| {
+        format!(
+            r#"{subject} must not have the segment "{dots}": URL parsers resolve it, so the call would go to another path than the one written (outside the upstream url's path too)"#
+        )
+    };
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 4, 21, r##"upstream "shop": health path must not hold "#": a fragment is never sent, so what follows it (and the query) would be dropped; write a literal # as %23"##),
+            dir.at(DEFAULT, 4, 21, &dots(r#"upstream "shop": health path"#, "%2E%2e")),
+            dir.at(DEFAULT, 4, 21, r#"upstream "shop": health path is sent as written, for no request: placeholders such as {order_id} are not filled in"#),
+            dir.at(DEFAULT, 7, 38, &dots(r#"rule "up": forward.path"#, "..")),
+            dir.at(DEFAULT, 9, 36, &dots(r#"rule "stock": fetch.path"#, ".")),
+        ]
+    );
+}
