@@ -167,13 +167,32 @@ pub fn fetch_call(
             }
         }
     }
-    let body = f.body.as_ref().map(|b| {
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        Bytes::from(render_body(b, req).to_string())
-    });
+    let body = match (&f.body, f.method) {
+        (Some(b), _) => {
+            // A `Content-Type` the rule or upstream names (`application/vnd.shop+json`) is
+            // the operator's: only a call without one says what the body is.
+            if !headers.contains_key(http::header::CONTENT_TYPE)
+                && !f.upstream.headers.contains_key(http::header::CONTENT_TYPE)
+            {
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+            }
+            Some(Bytes::from(render_body(b, req).to_string()))
+        }
+        // Said as `Content-Length: 0` (the HTTP client says nothing of an empty body): servers
+        // may refuse a POST without a length (411), which would refuse buyers with the rule's
+        // reason.
+        (None, HttpMethod::POST | HttpMethod::PUT) => {
+            headers.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from_static("0"),
+            );
+            Some(Bytes::new())
+        }
+        (None, HttpMethod::GET) => None,
+    };
     let method = match f.method {
         HttpMethod::GET => http::Method::GET,
         HttpMethod::POST => http::Method::POST,

@@ -1298,3 +1298,51 @@ async fn a_down_upstream_is_up_again_only_after_healthy_after_probes() {
     server.stop().await;
     assert!(probes >= 3, "up again after {probes} probes");
 }
+
+/// A POST without `body` says `Content-Length: 0` (servers may answer 411 to a POST without a
+/// length, which would refuse buyers), and a `Content-Type` the upstream or the rule names is
+/// sent as named: only a call without one says `application/json`.
+#[tokio::test]
+async fn post_fetches_send_a_length_and_the_content_type_they_name() {
+    let shop = MockUpstream::start(Router::new().route(
+        "/{*path}",
+        routing::any(|| async { Json(json!({"ok": true})) }),
+    ))
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            r#"upstreams:
+  shop: {{ url: "{0}" }}
+  typed: {{ url: "{0}", headers: {{ Content-Type: application/vnd.shop+json }} }}
+rules:
+  - {{ name: empty, fetch: {{ upstream: shop, method: POST, path: /empty }}, reason: r }}
+  - {{ name: plain, fetch: {{ upstream: shop, method: PUT, path: /plain, body: {{ order: "{{order_id}}" }} }}, reason: r }}
+  - {{ name: upstream-type, fetch: {{ upstream: typed, method: POST, path: /typed, body: {{ n: 1 }} }}, reason: r }}
+  - {{ name: rule-type, fetch: {{ upstream: shop, method: POST, path: /rule, headers: {{ content-type: text/plain }}, body: {{ n: 1 }} }}, reason: r }}
+"#,
+            shop.url()
+        ),
+    );
+    let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+    assert_eq!(a.status, 200, "{r}");
+    let calls = shop.calls();
+    let call = |path: &str| calls.iter().find(|c| c.path == path).unwrap().clone();
+    let empty = call("/empty");
+    assert_eq!(empty.headers["content-length"], "0");
+    assert!(empty.headers.get("content-type").is_none());
+    for (path, content_type) in [
+        ("/plain", "application/json"),
+        ("/typed", "application/vnd.shop+json"),
+        ("/rule", "text/plain"),
+    ] {
+        let c = call(path);
+        assert_eq!(c.headers["content-type"], content_type, "{path}");
+        assert_eq!(
+            c.headers.get_all("content-type").iter().count(),
+            1,
+            "{path}"
+        );
+    }
+    assert_eq!(call("/plain").body, br#"{"order":"o-1"}"#);
+}
