@@ -241,14 +241,22 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // A header sent on several lines is one value, its lines joined by ", " (RFC 9110 §5.3),
+    // so `response.headers["x"]` holds all of it rather than the last line.
     let headers = resp
         .headers()
-        .iter()
-        .map(|(k, v)| {
-            let value = match masked(v.as_bytes(), &up.secrets) {
-                Some(m) => String::from_utf8_lossy(&m).into_owned(),
-                None => String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            };
+        .keys()
+        .map(|k| {
+            let mut value = String::new();
+            for (i, line) in resp.headers().get_all(k).iter().enumerate() {
+                if i > 0 {
+                    value.push_str(", ");
+                }
+                match masked(line.as_bytes(), &up.secrets) {
+                    Some(m) => value.push_str(&String::from_utf8_lossy(&m)),
+                    None => value.push_str(&String::from_utf8_lossy(line.as_bytes())),
+                }
+            }
             (k.as_str().to_owned(), value)
         })
         .collect();

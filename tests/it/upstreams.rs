@@ -1346,3 +1346,22 @@ rules:
     }
     assert_eq!(call("/plain").body, br#"{"order":"o-1"}"#);
 }
+
+/// A header the upstream sends on several lines reaches rules as one value, the lines joined
+/// by ", " (RFC 9110 §5.3), not as its last line.
+#[tokio::test]
+async fn a_header_sent_on_several_lines_is_one_value() {
+    let (url, _) = raw_upstream(
+        "HTTP/1.1 200 OK\r\nx-multi: a\r\ncontent-length: 2\r\nX-Multi: b\r\n\r\n{}",
+        Duration::ZERO,
+    )
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - {{ name: multi, fetch: {{ upstream: shop, path: /m }}, require: 'response.headers[\"x-multi\"] == \"a, b\"', reason: r }}\n"
+        ),
+    );
+    let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+    assert_eq!(a.status, 200, "{r}");
+}
