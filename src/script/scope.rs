@@ -141,11 +141,15 @@ pub fn json_to_dynamic(v: &Value) -> Dynamic {
         Value::Bool(b) => (*b).into(),
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
-                Dynamic::from_int(i)
-            } else if let Ok(d) = n.to_string().parse::<Decimal>() {
-                Dynamic::from_decimal(d)
-            } else {
-                Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN))
+                return Dynamic::from_int(i);
+            }
+            let text = n.to_string();
+            match text.parse::<Decimal>() {
+                Ok(d) => Dynamic::from_decimal(d),
+                // Beyond a Decimal (`1e400`, `-1e400`): the float's reading keeps the sign as
+                // ±infinity, where serde's `as_f64` gives none and NaN compared false with
+                // everything (`{"available": 1e400}` refused as sold out).
+                Err(_) => Dynamic::from_float(text.parse::<f64>().unwrap_or(f64::NAN)),
             }
         }
         Value::String(s) => s.clone().into(),
@@ -177,6 +181,18 @@ mod tests {
             json_to_dynamic(&serde_json::json!({"status": 200, "body": {"available": 0}}));
         let _ = scope.set_fetched("stock", response);
         scope
+    }
+
+    /// JSON numbers: integers as Rhai integers, others exactly as decimals, and those beyond a
+    /// decimal as floats that keep their sign (infinity), never NaN.
+    #[test]
+    fn json_numbers_keep_their_value_and_sign() {
+        let number = |text: &str| json_to_dynamic(&serde_json::from_str(text).unwrap());
+        assert_eq!(number("7").as_int(), Ok(7));
+        assert_eq!(number("10.50").as_decimal(), Ok("10.50".parse().unwrap()));
+        assert_eq!(number("1e400").as_float(), Ok(f64::INFINITY));
+        assert_eq!(number("-1e400").as_float(), Ok(f64::NEG_INFINITY));
+        assert_eq!(number("1e-400").as_float(), Ok(0.0));
     }
 
     #[test]
