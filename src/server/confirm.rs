@@ -141,7 +141,10 @@ impl AppState {
         if let Some(refusal) = self.source_refused(&seen, peer, headers) {
             return refusal;
         }
-        self.refuse(&seen, 405, "POST 요청만 받습니다".into())
+        unread_body(
+            headers,
+            self.refuse(&seen, 405, "POST 요청만 받습니다".into()),
+        )
     }
 
     async fn confirm(
@@ -162,7 +165,10 @@ impl AppState {
             // (metrics and the record say `unknown`; label values must not be callers' choice).
             let requested: String = ruleset.chars().take(100).collect();
             tracing::warn!(decision_id = seen.id.as_str(), requested, "no such ruleset");
-            return self.refuse(&seen, 404, UNKNOWN_RULESET_REASON.into());
+            return unread_body(
+                &headers,
+                self.refuse(&seen, 404, UNKNOWN_RULESET_REASON.into()),
+            );
         };
         self.note_deadline(set.settings.deadline);
         let bytes = match self.read_body(&seen, &set, &headers, body).await {
@@ -411,9 +417,10 @@ impl AppState {
         }
         let refusal = self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into());
         // The socket's own peer is refused: it keeps no connection open for its next attempt.
-        // (Behind a load balancer the connection is the balancer's, shared with allowed clients.)
+        // (Behind a load balancer the connection is the balancer's, shared with allowed clients:
+        // kept, unless the body left unread ends it anyway.)
         Some(if self.0.trust_forwarded_for {
-            refusal
+            unread_body(headers, refusal)
         } else {
             closing(refusal)
         })
@@ -598,6 +605,22 @@ fn answer(decision: &Decision, id: &str) -> Response {
         h.insert(DECISION_ID, v);
     }
     response
+}
+
+/// `answer`, to a request whose body is left unread, with `Connection: close` when there is a
+/// body: hyper ends such a connection after the answer (unless the whole body happened to be
+/// in already), and the answer says so, so that a client pooling connections does not send
+/// its next request into a connection being closed.
+fn unread_body(headers: &HeaderMap, answer: Response) -> Response {
+    let empty = headers.get(header::TRANSFER_ENCODING).is_none()
+        && headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|n| n.as_bytes() == b"0");
+    if empty {
+        answer
+    } else {
+        closing(answer)
+    }
 }
 
 /// `answer` with `Connection: close`: hyper ends the connection after it.

@@ -1011,3 +1011,73 @@ async fn rules_see_the_arrival_time_the_decision_log_records() {
     let time = chrono::DateTime::parse_from_rfc3339(r["time"].as_str().unwrap()).unwrap();
     assert_eq!(reason, time.timestamp_millis().to_string(), "{r}");
 }
+
+/// A 404 or 405 leaves the request's body unread, and hyper ends a connection with a body
+/// left on it: such an answer says `Connection: close`, so that a client pooling connections
+/// does not send its next request into it. Without a body the connection stays open.
+#[tokio::test]
+async fn refusals_that_leave_a_body_unread_say_the_connection_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: any\n    amount: { min: 1 }\n    reason: r\n",
+    );
+    let server = Server::start(rules.path()).await;
+    let body = "x".repeat(30_000);
+    for (request, status, closes) in [
+        (
+            format!(
+                "POST /confirm/nope HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            404,
+            true,
+        ),
+        (
+            format!(
+                "PUT /confirm HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            405,
+            true,
+        ),
+        (
+            "POST /confirm/nope HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n".to_owned(),
+            404,
+            false,
+        ),
+        (
+            "GET /confirm HTTP/1.1\r\nhost: x\r\n\r\n".to_owned(),
+            405,
+            false,
+        ),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(server.public).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+            .await
+            .expect("answered")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
+        assert!(text.starts_with(&format!("http/1.1 {status}")), "{text}");
+        assert_eq!(
+            text.contains("connection: close"),
+            closes,
+            "{request:.40}: {text}"
+        );
+        if !closes {
+            // The same connection answers the next request.
+            let next = v1("o-1", 5000);
+            let again = format!("POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{next}", next.len());
+            stream.write_all(again.as_bytes()).await.unwrap();
+            let n = stream.read(&mut answer).await.unwrap();
+            assert!(
+                answer[..n].starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&answer[..n])
+            );
+        }
+    }
+    server.stop().await;
+}
