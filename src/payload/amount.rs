@@ -14,6 +14,10 @@ pub struct Amount {
     text: String,
 }
 
+/// The longest spelling of an amount a template writes as it came: a value a `Decimal` holds
+/// needs at most 29 digits, a point and a few zeros.
+const MAX_WRITTEN: usize = 40;
+
 impl Amount {
     pub fn value(&self) -> Decimal {
         self.value
@@ -24,6 +28,17 @@ impl Amount {
     /// is what `{amount}` renders.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The amount for a template (`{amount}` in a reason, a path, a body): as written, except
+    /// a spelling longer than [`MAX_WRITTEN`] characters (`5000.000…0` padded to 60 KB, which
+    /// would make a 60 KB reason), which is written as its value (`5000`).
+    pub fn for_template(&self) -> Cow<'_, str> {
+        if self.text.len() <= MAX_WRITTEN {
+            Cow::Borrowed(&self.text)
+        } else {
+            Cow::Owned(self.value.normalize().to_string())
+        }
     }
 
     /// The amount as a JSON number, for the decision log: as written, except that a numeric
@@ -200,6 +215,28 @@ pub enum AmountError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_write_an_amount_as_written_unless_the_spelling_is_long() {
+        for (text, written) in [
+            ("50000", "50000"),
+            ("1e3", "1e3"),
+            ("10.50", "10.50"),
+            (
+                "5000.000000000000000000000000000000",
+                "5000.000000000000000000000000000000",
+            ),
+        ] {
+            assert_eq!(text.parse::<Amount>().unwrap().for_template(), written);
+        }
+        let padded = format!("5000.{}", "0".repeat(60_000));
+        assert_eq!(padded.parse::<Amount>().unwrap().for_template(), "5000");
+        let padded = format!("0.{}5", "0".repeat(20));
+        assert_eq!(
+            padded.parse::<Amount>().unwrap().for_template(),
+            "0.000000000000000000005"
+        );
+    }
 
     #[test]
     fn amount_parsing() {

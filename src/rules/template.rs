@@ -117,7 +117,7 @@ impl Template {
                 Part::Text(t) => out.push_str(t),
                 Part::Var(Var::OrderId) => out.push_str(&escape(&req.order_id)),
                 Part::Var(Var::TxId) => out.push_str(&escape(&req.tx_id)),
-                Part::Var(Var::Amount) => out.push_str(&escape(&req.amount.to_string())),
+                Part::Var(Var::Amount) => out.push_str(&escape(&req.amount.for_template())),
                 Part::Var(Var::StoreId) => {
                     out.push_str(&escape(req.store_id.as_deref().unwrap_or("")))
                 }
