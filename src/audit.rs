@@ -58,6 +58,8 @@ pub struct Record<'a> {
     /// For a repeated delivery of a signed message: the decision id of its first delivery,
     /// whose answer it was given again.
     pub repeat_of: Option<&'a str>,
+    /// The `webhook-id` of a signed request whose signature was verified.
+    pub webhook_id: Option<&'a str>,
 }
 
 /// Which approvals to log; refusals are always logged.

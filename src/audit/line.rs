@@ -25,6 +25,10 @@ pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()>
         raw(out, ",\"repeat_of\":");
         string(out, first);
     }
+    if let Some(id) = r.webhook_id {
+        raw(out, ",\"webhook_id\":");
+        string(out, id);
+    }
     raw(out, ",\"ruleset\":");
     string(out, r.ruleset);
     raw(out, ",\"rules_version\":");
@@ -323,6 +327,7 @@ mod tests {
             latency_ms: 0.052,
             request: Some(request),
             repeat_of: Some("01a1"),
+            webhook_id: Some("msg_2\"x"),
         };
         let text = line(&r);
         assert!(text.ends_with('\n'));
@@ -332,6 +337,7 @@ mod tests {
             "time": "2026-12-01T12:00:00.042Z",
             "decision_id": "01a2",
             "repeat_of": "01a1",
+            "webhook_id": "msg_2\"x",
             "ruleset": "default",
             "rules_version": "abc123",
             "api": "v1",
@@ -366,6 +372,7 @@ mod tests {
             latency_ms: f64::NAN,
             request: None,
             repeat_of: None,
+            webhook_id: None,
         };
         let v: Value = serde_json::from_str(&line(&r)).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -407,6 +414,7 @@ mod tests {
             latency_ms: 0.1,
             request: Some(&req.payload),
             repeat_of: None,
+            webhook_id: None,
         })
     }
 

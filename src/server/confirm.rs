@@ -96,6 +96,10 @@ struct Seen {
     /// The rules snapshot this request is answered from.
     rules: Arc<Rules>,
     delivery: Delivery,
+    /// The `webhook-id` of a request whose signature was verified (cut at 100 characters: a
+    /// sender chooses it), in its log line and record: an operator finds every delivery of a
+    /// message by it.
+    webhook_id: Option<Box<str>>,
 }
 
 /// Where a request stands among the deliveries of its signed message (see
@@ -133,6 +137,7 @@ impl AppState {
             ruleset: rules.get(ruleset).cloned(),
             rules,
             delivery: Delivery::Unsigned,
+            webhook_id: None,
         }
     }
 
@@ -301,7 +306,12 @@ impl AppState {
                 return Some(self.refuse(seen, 401, e.reason().into()));
             }
         };
-        let webhook_id = message.id;
+        seen.webhook_id = Some(
+            String::from_utf8_lossy(message.id)
+                .chars()
+                .take(100)
+                .collect(),
+        );
         let (claim, forgotten) = s.deliveries.claim(message, body, &set.name, now);
         s.metrics.delivery_ids_forgotten(forgotten);
         match claim {
@@ -312,14 +322,14 @@ impl AppState {
             Claim::Repeat(earlier) => Some(self.repeat(seen, set, earlier, headers, body).await),
             Claim::Elsewhere => Some(self.not_a_copy(
                 seen,
-                webhook_id,
+                (headers, body),
                 "other_ruleset",
                 "for another ruleset",
                 "다른 결제 확인 경로로 이미 받은 요청입니다",
             )),
             Claim::Altered => Some(self.not_a_copy(
                 seen,
-                webhook_id,
+                (headers, body),
                 "other_body",
                 "with another body",
                 "이미 받은 요청과 같은 id로 다른 내용의 요청이 왔습니다",
@@ -327,28 +337,25 @@ impl AppState {
         }
     }
 
-    /// The 401 of a message id seen before on a delivery that is no copy of the first.
+    /// The 401 of a message id seen before on a delivery that is no copy of the first. Its
+    /// line and record name the webhook id (as the first delivery's do) and, when its body
+    /// reads, the request, so that an operator can put the two side by side.
     fn not_a_copy(
         &self,
         seen: &Seen,
-        webhook_id: &[u8],
+        (headers, body): (&HeaderMap, &bytes::Bytes),
         label: &'static str,
         how: &str,
         reason: &str,
     ) -> Response {
         self.0.metrics.repeated_delivery(label);
-        // Named in the log so that an operator can find both deliveries (cut: a sender
-        // chooses it).
-        let webhook_id: String = String::from_utf8_lossy(webhook_id)
-            .chars()
-            .take(100)
-            .collect();
         tracing::warn!(
             decision_id = seen.id.as_str(),
-            webhook_id = webhook_id.as_str(),
+            webhook_id = seen.webhook_id.as_deref(),
             "webhook message already received {how}"
         );
-        self.refuse(seen, 401, reason.into())
+        let decision = Decision::reject(401, reason.into(), None);
+        self.finish(seen, decision, body_request(headers, body).as_ref())
     }
 
     /// The answer to a repeated delivery of a signed message: the one its first delivery got,
@@ -370,13 +377,7 @@ impl AppState {
         .await
         .ok()
         .flatten();
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        let req = match payload::parse_bytes(content_type, body) {
-            Ok(Parsed::Confirm(req)) => Some(req),
-            _ => None,
-        };
+        let req = body_request(headers, body);
         let Some(answered) = answered else {
             self.0.metrics.repeated_delivery("unanswered");
             tracing::warn!(
@@ -542,6 +543,7 @@ impl AppState {
             reason = decision.reason.as_deref(),
             order_id = req.map(|r| r.order_id.as_str()),
             shadow = shadow.as_deref(),
+            webhook_id = seen.webhook_id.as_deref(),
             repeat_of,
             latency_ms,
             "decision"
@@ -561,6 +563,7 @@ impl AppState {
                 latency_ms,
                 request: req.map(|r| &r.payload),
                 repeat_of,
+                webhook_id: seen.webhook_id.as_deref(),
             });
         }
         response
@@ -605,6 +608,18 @@ fn answer(decision: &Decision, id: &str) -> Response {
         h.insert(DECISION_ID, v);
     }
     response
+}
+
+/// The request a body holds, if it reads as one: for the log line and record of an answer
+/// that no rule decided.
+fn body_request(headers: &HeaderMap, body: &bytes::Bytes) -> Option<ConfirmRequest> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match payload::parse_bytes(content_type, body) {
+        Ok(Parsed::Confirm(req)) => Some(req),
+        _ => None,
+    }
 }
 
 /// `answer`, to a request whose body is left unread, with `Connection: close` when there is a

@@ -283,11 +283,16 @@ async fn a_message_repeated_to_another_ruleset_is_refused() {
 }
 
 /// Every delivery of a message carries its body unchanged: another body under a remembered id
-/// was never checked, and gets neither the first delivery's approval nor an evaluation.
+/// was never checked, and gets neither the first delivery's approval nor an evaluation. Both
+/// records name the webhook id, and the refusal's names its request, so that an operator can
+/// put the two side by side.
 #[tokio::test]
 async fn a_message_repeated_with_another_body_is_refused() {
     let rules = Rules::with("default.yaml", RULES);
-    let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
+    let log = rules.path().join("decisions.jsonl");
+    let mut config = with_secrets(&rules, &[SECRET]);
+    config.decision_log = Some(log.clone());
+    let server = Server::start_with(config).await;
     let (url, ts) = (server.url("/confirm"), now());
     let first = signed_delivery(&url, SECRET, "msg_a", &v2("order-1", 5000), ts).await;
     assert_eq!(first.status, 200);
@@ -301,6 +306,14 @@ async fn a_message_repeated_with_another_body_is_refused() {
     );
     assert_repeats(&server, "other_body", 1).await;
     server.stop().await;
+    let first = record(&log, &first.decision_id());
+    let altered = record(&log, &altered.decision_id());
+    assert_eq!(first["webhook_id"], "msg_a", "{first}");
+    assert_eq!(altered["webhook_id"], "msg_a", "{altered}");
+    assert_eq!(
+        (&first["order_id"], &altered["order_id"]),
+        (&Value::from("order-1"), &Value::from("order-2"))
+    );
 }
 
 /// The log line of such a refusal names the message id, so the two deliveries can be found.
@@ -332,6 +345,14 @@ async fn a_refused_repeat_is_logged_with_its_message_id() {
     })
     .await;
     assert!(logged, "{}", proc.log_text());
+    // The first delivery's decision line names it too.
+    assert!(
+        proc.log_text().lines().any(|l| l.contains(" decision ")
+            && l.contains("order_id=order-1")
+            && l.contains("webhook_id=msg_log")),
+        "{}",
+        proc.log_text()
+    );
 }
 
 /// A repeat is never approved unless its first delivery was: when the first is still waiting
