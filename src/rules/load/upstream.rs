@@ -245,6 +245,28 @@ impl FileCompiler<'_, '_> {
                 );
                 continue;
             }
+            // Sent as written with every call and probe, for no request in particular.
+            if let Some(var) = [
+                "{order_id}",
+                "{tx_id}",
+                "{amount}",
+                "{store_id}",
+                "{response.",
+            ]
+            .into_iter()
+            .find(|var| v.contains(var))
+            {
+                let var = if var.ends_with('.') {
+                    "{response.body.…}"
+                } else {
+                    var
+                };
+                self.error(
+                    &hpath,
+                    format!("upstream \"{name}\": header \"{k}\": {var} is not filled in here: an upstream's headers are sent as written, with every call and health probe; a header filled in from the request goes in a fetch's headers"),
+                );
+                continue;
+            }
             match substitute(v, self.opts.env) {
                 Ok(sub) => match http::HeaderValue::from_str(&sub.value) {
                     Ok(mut hv) => {

@@ -936,3 +936,27 @@ rules:
         ]
     );
 }
+
+/// An upstream's headers go with every call and probe, for no request in particular: a
+/// request placeholder there would be sent as `{order_id}`, so it is a load error pointing to
+/// a fetch's headers. Other braces are text.
+#[test]
+fn request_placeholders_in_upstream_headers_are_errors() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: "http://shop.test"
+    headers: { X-Order: "{order_id}", X-Last: "{response.body.id}", X-Json: '{"a":1}' }
+rules:
+  - name: a
+    forward: { upstream: shop, path: /c }
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 4, 25, r#"upstream "shop": header "X-Order": {order_id} is not filled in here: an upstream's headers are sent as written, with every call and health probe; a header filled in from the request goes in a fetch's headers"#),
+            dir.at(DEFAULT, 4, 47, r#"upstream "shop": header "X-Last": {response.body.…} is not filled in here: an upstream's headers are sent as written, with every call and health probe; a header filled in from the request goes in a fetch's headers"#),
+        ]
+    );
+}
