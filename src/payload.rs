@@ -169,7 +169,7 @@ pub enum PayloadError {
     },
     #[error("필드 {0}는 0 이상이어야 합니다")]
     NegativeAmount(&'static str),
-    #[error("필드 {0}의 값이 너무 크거나 자릿수가 너무 많습니다 (유효숫자 28자리까지)")]
+    #[error("필드 {0}의 값이 너무 크거나 자릿수가 너무 많습니다 (유효숫자 28자리, 소수점 아래 28자리까지)")]
     AmountTooLarge(&'static str),
     /// A key given twice in one object (its path, cut at 100 characters): the proxy and a
     /// merchant reading the same body could take different values.

@@ -100,7 +100,10 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         "{replayed} replayed: {changed} changed, {} unchanged; {skipped} not decided by rules (guards' answers, repeats, ignored messages){}",
         replayed - changed,
         if unreadable > 0 {
-            format!("; {unreadable} unreadable lines")
+            format!(
+                "; {unreadable} unreadable line{}",
+                if unreadable == 1 { "" } else { "s" }
+            )
         } else {
             String::new()
         }

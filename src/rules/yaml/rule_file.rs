@@ -202,7 +202,16 @@ struct Walker<'s> {
 /// Reads the file's parts, again and again, each time without what failed the time before.
 fn walk_file(src: &str, duplicates: bool, file: &mut RuleFile) {
     let mut skip = Skip::default();
-    for _ in 0..MAX_PASSES {
+    for pass in 0..=MAX_PASSES {
+        if pass == MAX_PASSES {
+            // Said, so that an operator does not take the list for all there is; placed at the
+            // last error, so that it is listed after them.
+            file.errors.push(ParseError {
+                location: file.errors.last().and_then(|e| e.location),
+                message: format!("stopped reading this file after {MAX_PASSES} errors; fix those and check again for the rest"),
+            });
+            break;
+        }
         let walker = Walker {
             skip: &skip,
             cursor: RefCell::default(),

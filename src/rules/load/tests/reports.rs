@@ -960,3 +960,24 @@ rules:
         ]
     );
 }
+
+/// A file is read again at most 200 times to find its next error; when that runs out, the
+/// list says so after the last error found, rather than passing for all there is.
+#[test]
+fn a_file_with_more_errors_than_are_read_says_so() {
+    let rules: String = (0..250)
+        .map(|i| format!("  - name: r{i}\n    amount: {{ max: 5 }}\n    reasn: x\n"))
+        .collect();
+    let dir = default_file(&format!("rules:\n{rules}"));
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 201);
+    assert_eq!(
+        errors[200],
+        dir.at(
+            DEFAULT,
+            601,
+            5,
+            "stopped reading this file after 200 errors; fix those and check again for the rest"
+        )
+    );
+}
