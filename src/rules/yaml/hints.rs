@@ -50,6 +50,17 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
                 which(n)
             ));
         }
+        // `- name:a` above: without a space YAML reads `name:a` as one text, which the next
+        // line's `key: value` then continues.
+        if let Some(n) = (from..at.line.saturating_sub(1))
+            .rev()
+            .find(|&n| src.lines().nth(n).is_some_and(glued_key))
+        {
+            return Some(format!(
+                "{} needs a space after the colon of its key, e.g. name: a (without it, YAML reads the key and value as one text, which this line cannot continue)",
+                which(n)
+            ));
+        }
         return Some(
             "a value holding \": \" (a colon and a space) must be quoted, e.g. reason: \"주의: 한도 초과\"".into(),
         );

@@ -621,6 +621,12 @@ fn messages_say_what_the_yaml_should_hold() {
             r#"could not find expected ':' (while scanning a simple key): this line has a full-width "：", which YAML does not read as a colon: type ":" and a space"#,
         ),
         (
+            "no space after the colon of a rule's name",
+            "rules:\n  - name:a\n    amount: { max: 1 }\n    reason: x\n",
+            (3, 11),
+            r#"mapping values are not allowed in this context: line 2 needs a space after the colon of its key, e.g. name: a (without it, YAML reads the key and value as one text, which this line cannot continue)"#,
+        ),
+        (
             "a full-width colon after a rule's dash",
             "rules:\n  - name：a\n    amount: { max: 1 }\n    reason: x\n",
             (3, 11),
