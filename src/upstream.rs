@@ -540,6 +540,13 @@ fn classify(e: reqwest::Error, up: &Upstream) -> UpstreamError {
             "{cause} (the upstream answered without TLS: is its url meant to be http://?)"
         ));
     }
+    // A plain-HTTP server that closes on the TLS greeting it cannot read (Python's
+    // `http.server` does) rather than answering it.
+    if up.url.starts_with("https://") && cause.contains("tls handshake eof") {
+        return UpstreamError::Other(format!(
+            "{cause} (the upstream closed the connection during the TLS handshake: is its url meant to be http://?)"
+        ));
+    }
     UpstreamError::Other(cause)
 }
 

@@ -1261,6 +1261,18 @@ async fn https_to_a_plain_http_upstream_says_so() {
         error.ends_with("(the upstream answered without TLS: is its url meant to be http://?)"),
         "{error}"
     );
+    // One that reads the greeting and closes without a word.
+    let (closing, _) = raw_server(|mut conn, _| async move {
+        use tokio::io::AsyncReadExt;
+        let mut greeting = [0u8; 512];
+        let _ = conn.read(&mut greeting).await;
+    })
+    .await;
+    let error = forward_error(&closing.replace("http://", "https://")).await;
+    assert!(
+        error.ends_with("(the upstream closed the connection during the TLS handshake: is its url meant to be http://?)"),
+        "{error}"
+    );
 }
 
 /// `healthy_after: 4`: a shop that was down approves again only after four probes in a row
