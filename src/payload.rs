@@ -139,6 +139,10 @@ pub enum PayloadError {
     UnsupportedTransferEncoding(String),
     #[error("요청 본문이 올바른 JSON이 아닙니다 ({line}행 {column}열)")]
     InvalidJson { line: usize, column: usize },
+    /// JSON is UTF-8 (RFC 8259 §8.1), whatever a `charset` label says: a body in EUC-KR is
+    /// told so, rather than that its JSON is broken at a column.
+    #[error("요청 본문이 UTF-8이 아닙니다 ({line}행 {column}열): JSON은 UTF-8로 보내야 합니다")]
+    NotUtf8 { line: usize, column: usize },
     /// Nested deeper than serde_json reads (128 levels); no confirm body comes close.
     #[error("요청 본문의 JSON이 너무 깊이 중첩되어 있습니다 (최대 128단계)")]
     TooDeep,
@@ -352,22 +356,24 @@ fn parse_full(
                 read => read,
             }
         }
-        Encoding::Unknown => match parse_json_body(body, raw) {
-            // Broken JSON (it opens like JSON): said as such, rather than read as a form
-            // holding one odd key and refused as an unknown format.
-            Err(json_err @ PayloadError::InvalidJson { .. })
-                if body.trim_ascii_start().starts_with(b"{") =>
-            {
-                Err(json_err)
+        Encoding::Unknown => {
+            match parse_json_body(body, raw) {
+                // Broken JSON (it opens like JSON): said as such, rather than read as a form
+                // holding one odd key and refused as an unknown format.
+                Err(
+                    json_err @ (PayloadError::InvalidJson { .. } | PayloadError::NotUtf8 { .. }),
+                ) if body.trim_ascii_start().starts_with(b"{") => Err(json_err),
+                // Not JSON: a form, if it is one; one that names a key twice is refused as such.
+                Err(
+                    json_err @ (PayloadError::InvalidJson { .. } | PayloadError::NotUtf8 { .. }),
+                ) => match parse_form(body) {
+                    Ok(form) => normalise(form, None, Payload::parsed),
+                    Err(e @ PayloadError::DuplicateField(_)) => Err(e),
+                    Err(_) => Err(json_err),
+                },
+                read => read,
             }
-            // Not JSON: a form, if it is one; one that names a key twice is refused as such.
-            Err(json_err @ PayloadError::InvalidJson { .. }) => match parse_form(body) {
-                Ok(form) => normalise(form, None, Payload::parsed),
-                Err(e @ PayloadError::DuplicateField(_)) => Err(e),
-                Err(_) => Err(json_err),
-            },
-            read => read,
-        },
+        }
     }
 }
 
@@ -397,7 +403,7 @@ fn parse_json_body(
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
-        PayloadError::InvalidJson {
+        PayloadError::NotUtf8 {
             line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
             column: 1 + before.len() - line_start,
         }

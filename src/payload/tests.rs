@@ -233,15 +233,26 @@ fn invalid_utf8_is_refused() {
     // The position is the first byte that is not UTF-8, counted as serde_json counts.
     assert_eq!(
         parse(JSON, b"{\"imp_uid\":\"\xff\"}").unwrap_err(),
-        PayloadError::InvalidJson {
+        PayloadError::NotUtf8 {
             line: 1,
             column: 13
         }
     );
     assert_eq!(
         parse(JSON, b"{\n \"a\": \"\xc3\"}").unwrap_err(),
-        PayloadError::InvalidJson { line: 2, column: 8 }
+        PayloadError::NotUtf8 { line: 2, column: 8 }
     );
+    // Labelled EUC-KR, which JSON never is: the reason says what to send.
+    let e = parse(
+        Some("application/json; charset=euc-kr"),
+        b"{\"merchant_uid\":\"\xc1\xd6\xb9\xae-1\"}",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "요청 본문이 UTF-8이 아닙니다 (1행 18열): JSON은 UTF-8로 보내야 합니다"
+    );
+    assert_eq!(e.status(), 400);
 }
 
 #[test]
