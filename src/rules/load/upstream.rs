@@ -161,7 +161,8 @@ impl FileCompiler<'_, '_> {
             // URL parsers drop spaces and line breaks at the ends (a variable's value read from
             // a file often ends in one), so the url would load and every call then fail.
             Ok(Substituted { value: url, .. })
-                if url.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+                if url.contains(|c: char| c.is_whitespace() || c.is_control())
+                    && url.trim().starts_with("http") =>
             {
                 let from = if raw.url.contains("${") {
                     " (look at the value of its environment variable, which may end in a line break)"
@@ -246,16 +247,7 @@ impl FileCompiler<'_, '_> {
                 continue;
             }
             // Sent as written with every call and probe, for no request in particular.
-            if let Some(var) = [
-                "{order_id}",
-                "{tx_id}",
-                "{amount}",
-                "{store_id}",
-                "{response.",
-            ]
-            .into_iter()
-            .find(|var| v.contains(var))
-            {
+            if let Some(var) = REQUEST_PLACEHOLDERS.into_iter().find(|var| v.contains(var)) {
                 let var = if var.ends_with('.') {
                     "{response.body.…}"
                 } else {
@@ -300,7 +292,7 @@ impl FileCompiler<'_, '_> {
                     &h.path,
                 );
                 // A probe belongs to no request: `{order_id}` would be sent as `%7Border_id%7D`.
-                if h.path.contains(['{', '}']) {
+                if REQUEST_PLACEHOLDERS.iter().any(|p| h.path.contains(p)) {
                     self.error(
                         &hp("path"),
                         format!("upstream \"{name}\": health path is sent as written, for no request: placeholders such as {{order_id}} are not filled in"),
@@ -366,6 +358,17 @@ impl FileCompiler<'_, '_> {
         })
     }
 }
+
+/// The starts of the placeholders filled in from a request or an answer: in what goes with
+/// every call and probe of an upstream (its headers, its health path) they would be sent as
+/// written.
+const REQUEST_PLACEHOLDERS: [&str; 5] = [
+    "{order_id}",
+    "{tx_id}",
+    "{amount}",
+    "{store_id}",
+    "{response.",
+];
 
 /// The secrets worth masking, longest first: a token that holds a shorter one is masked whole.
 fn mask_list(mut secrets: Vec<Box<str>>) -> Arc<[memchr::memmem::Finder<'static>]> {
