@@ -12,7 +12,8 @@ use std::collections::HashSet;
 use rhai::{ASTFlags, Dynamic, Expr, FnCallExpr, Position, Stmt, StmtBlock, AST};
 
 use super::{
-    declared_names, declared_once, is_number, map_properties, request_numbers, ARITHMETIC,
+    declared_names, declared_once, is_number, map_properties, request_numbers, Properties,
+    ARITHMETIC,
 };
 
 /// A kind of value that is no condition and no script result.
@@ -135,7 +136,7 @@ struct Names {
     numbers: Vec<&'static str>,
     declared: HashSet<String>,
     functions: HashSet<String>,
-    properties: HashSet<String>,
+    properties: Properties,
     /// Variables declared once with a value of a known kind and never assigned again (`let
     /// limit = 1000000;`), whose kind is then that value's wherever they are read.
     constants: std::collections::HashMap<String, Kind>,
@@ -169,7 +170,7 @@ impl Names {
     /// Whether the script gives `name` a meaning of its own: its own `fn`, or (called as a
     /// method) a map's function property (`obj.len()` calls the function held by `obj.len`).
     fn own(&self, name: &str, method: bool) -> bool {
-        self.functions.contains(name) || (method && self.properties.contains(name))
+        self.functions.contains(name) || (method && self.properties.may_hold(name))
     }
 
     /// The request variable `name` is, when the script has no `name` of its own.
@@ -715,6 +716,7 @@ mod tests {
                 "let items = [1]; items.remove(0) == 1",
                 "fn trim(s) { true }\ntrim(order_id)",
                 "let m = #{ push: |x| true };\nm.push(1)",
+                "let m = #{};\nm.push = |x| true;\nm.push(1)",
             ],
         );
     }
