@@ -237,6 +237,7 @@ impl ScriptEngine {
                 match lint::no_result(&ast)
                     .or_else(|| lint::not_a_result(&ast))
                     .or_else(|| lint::in_place_result(&ast, true))
+                    .or_else(|| lint::in_place_kept(&ast))
                 {
                     Some((message, at)) => Err(compile_error(message, at, "")),
                     None => Ok(ast),

@@ -22,7 +22,9 @@ mod race;
 mod results;
 mod text;
 pub(super) use race::closure_reads_its_own_object;
-pub(super) use results::{in_place_result, not_a_condition, not_a_result, number_method_on_text};
+pub(super) use results::{
+    in_place_kept, in_place_result, not_a_condition, not_a_result, number_method_on_text,
+};
 pub(super) use text::impossible_text_comparison;
 
 /// Comparison operators, as Rhai names the functions behind them.

@@ -552,6 +552,45 @@ pub(in crate::script) fn in_place_result(ast: &AST, script: bool) -> Option<(Str
     })
 }
 
+/// The first variable declared with what a method that changes its object in place gives,
+/// and read afterwards: `let msg = ("  한도 초과  ").trim();` makes `msg` `()`, so `if amount >
+/// 1000000 { return msg; }` passes the payment. Only a variable declared once and never
+/// assigned again (see [`declared_once`]) is known to hold that `()` wherever it is read.
+pub(in crate::script) fn in_place_kept(ast: &AST) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    let kept = declared_once(ast, |value| names.in_place(Value::Expr(value)));
+    if kept.is_empty() {
+        return None;
+    }
+    let mut found = None;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let Some(rhai::ASTNode::Expr(Expr::Variable(var, _, read))) = path.last() else {
+            return true;
+        };
+        let Some(InPlace {
+            name,
+            noun,
+            args,
+            at,
+        }) = kept.get(var.1.as_str())
+        else {
+            return true;
+        };
+        let variable = var.1.as_str();
+        let args = if *args { "…" } else { "" };
+        found = Some((
+            format!(
+                "{name} changes its {noun} in place and gives (), so {variable} is () where it is read (line {}, column {}); write: let {variable} = …; {variable}.{name}({args});",
+                read.line().unwrap_or(1),
+                read.position().unwrap_or(1)
+            ),
+            *at,
+        ));
+        false
+    });
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use crate::script::tests::run_script;
@@ -717,6 +756,73 @@ mod tests {
                 "fn trim(s) { true }\ntrim(order_id)",
                 "let m = #{ push: |x| true };\nm.push(1)",
                 "let m = #{};\nm.push = |x| true;\nm.push(1)",
+            ],
+        );
+    }
+
+    /// A variable declared with what an in-place method gives holds `()`: returned, it passes
+    /// the payment it meant to refuse.
+    #[test]
+    fn a_variable_holding_an_in_place_result_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        let script =
+            "let msg = (\"  1회 한도 초과  \").trim();\nif amount > 1000000 { return msg; }\ntrue";
+        // What it did: the refusal passed.
+        let amount = r#"{"imp_uid":"i","merchant_uid":"m","amount":2000000}"#;
+        let ast = engine
+            .scripts
+            .compile_with_scope(&crate::script::compile_scope(&[]), script)
+            .unwrap();
+        let scope = crate::script::RequestScope::new(
+            &crate::script::tests::request(amount),
+            crate::script::tests::at("2026-12-01T12:30:00+09:00"),
+            true,
+        );
+        assert_eq!(
+            engine.eval_script(&scope, &ast, crate::script::tests::FULL),
+            Ok(ScriptVerdict::Pass)
+        );
+        for (src, message, line, column) in [
+            (
+                script,
+                "trim changes its string in place and gives (), so msg is () where it is read (line 2, column 30); write: let msg = …; msg.trim();",
+                1,
+                28,
+            ),
+            (
+                "let tags = payload.tags;\nlet all = tags.push(\"x\");\nall.len() > 1",
+                "push changes its array in place and gives (), so all is () where it is read (line 3, column 1); write: let all = …; all.push(…);",
+                2,
+                16,
+            ),
+            (
+                "let r = \"a\" + order_id;\nlet up = make_upper(r);\nif up == \"A\" { return \"x\"; }\ntrue",
+                "make_upper changes its string in place and gives (), so up is () where it is read (line 3, column 4); write: let up = …; up.make_upper();",
+                2,
+                10,
+            ),
+            (
+                "fn reason(s) { let r = s.replace(\"a\", \"b\"); r }\nreason(order_id)",
+                "replace changes its string in place and gives (), so r is () where it is read (line 1, column 45); write: let r = …; r.replace(…);",
+                1,
+                26,
+            ),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (message, line, column),
+                "{src}"
+            );
+        }
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                "let msg = \"  1회 한도 초과  \";\nmsg.trim();\nif amount > 1000000 { return msg; }\ntrue",
+                // Never read, assigned again, or a map's own function.
+                "let s = \" x \";\nlet done = s.trim();\ns != \"\"",
+                "let msg = \" x \".trim();\nmsg = \"x\";\nif amount > 5 { return msg; }\ntrue",
+                "let m = #{ trim: || \"x\" };\nlet msg = m.trim();\nmsg",
             ],
         );
     }
