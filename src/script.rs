@@ -238,6 +238,7 @@ impl ScriptEngine {
                     .or_else(|| lint::not_a_result(&ast))
                     .or_else(|| lint::in_place_result(&ast, true))
                     .or_else(|| lint::in_place_kept(&ast))
+                    .or_else(|| lint::dropped_value(&ast))
                 {
                     Some((message, at)) => Err(compile_error(message, at, "")),
                     None => Ok(ast),

@@ -18,9 +18,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
+mod dropped;
 mod race;
 mod results;
 mod text;
+pub(super) use dropped::dropped_value;
 pub(super) use race::closure_reads_its_own_object;
 pub(super) use results::{
     in_place_kept, in_place_result, not_a_condition, not_a_result, number_method_on_text,

@@ -67,7 +67,7 @@ impl Kind {
 
 /// Functions that give a number whatever they are called on (Rhai's and our helpers'; every
 /// one of their versions gives a number, or fails).
-const GIVE_NUMBERS: [&str; 15] = [
+pub(super) const GIVE_NUMBERS: [&str; 15] = [
     "len",
     "index_of",
     "to_int",
@@ -85,7 +85,7 @@ const GIVE_NUMBERS: [&str; 15] = [
     "seoul_minute",
 ];
 /// Functions that give a string.
-const GIVE_STRINGS: [&str; 12] = [
+pub(super) const GIVE_STRINGS: [&str; 12] = [
     "to_string",
     "to_debug",
     "to_json",
@@ -304,7 +304,7 @@ impl Value<'_> {
 }
 
 /// Where `e` starts (Rhai places an operator's call, and a chain, at the operator).
-fn start(e: &Expr) -> Position {
+pub(super) fn start(e: &Expr) -> Position {
     match e {
         Expr::FnCall(call, at) => call_start(call, *at),
         Expr::Dot(chain, ..) | Expr::Index(chain, ..) => start(&chain.lhs),
