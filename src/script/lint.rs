@@ -481,6 +481,53 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position
     found
 }
 
+/// The first comparison of the request's `now` (Unix time in milliseconds) with an integer
+/// literal that is plainly Unix time in seconds (from 10^9 to 10^11: 2001 to 5138 in seconds,
+/// 1970 to 1973 in milliseconds): `now >= 1796000000` holds on every request.
+pub(super) fn now_in_seconds(ast: &AST) -> Option<(String, Position)> {
+    if declared_names(ast).contains("now") {
+        return None;
+    }
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let call = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, _)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
+            _ => return true,
+        };
+        if !COMPARISONS.contains(&call.name.as_str()) {
+            return true;
+        }
+        let (n, at) = match &call.args[..] {
+            [Expr::Variable(v, ..), Expr::IntegerConstant(n, at)]
+            | [Expr::IntegerConstant(n, at), Expr::Variable(v, ..)]
+                if v.1 == "now" =>
+            {
+                (*n, *at)
+            }
+            _ => return true,
+        };
+        if !(1_000_000_000..100_000_000_000).contains(&n) {
+            return true;
+        }
+        let when = n
+            .checked_mul(1000)
+            .and_then(super::helpers::seoul)
+            .map(|t| (t.format("%Y-%m-%d").to_string(), t.format("%H:%M").to_string()));
+        let Some((date, time)) = when else {
+            return true;
+        };
+        found = Some((
+            format!(
+                "now is Unix time in milliseconds, and {n} is seconds ({date} {time} in Seoul; read as milliseconds it is early 1970, long past): write {n}000, or compare the Seoul date and time: seoul_date(now) with \"{date}\", seoul_time(now) with \"{time}\""
+            ),
+            at,
+        ));
+        false
+    });
+    found
+}
+
 /// The request's number variables (`amount`, `now`), and the answers whose `status` is a
 /// number (`response`, `fetched`), that the script does not declare names of its own for
 /// (`let now = seoul_time(now)`, a parameter, a loop variable): only those are what they are
@@ -1085,6 +1132,43 @@ mod tests {
                 "{script}"
             );
         }
+    }
+
+    /// `now` is Unix time in milliseconds; a literal in seconds compared with it is long past,
+    /// so the comparison is the same on every request.
+    #[test]
+    fn now_compared_with_seconds_is_a_load_error_at_the_literal() {
+        let engine = ScriptEngine::new();
+        let message = "now is Unix time in milliseconds, and 1796000000 is seconds (2026-11-30 09:53 in Seoul; read as milliseconds it is early 1970, long past): write 1796000000000, or compare the Seoul date and time: seoul_date(now) with \"2026-11-30\", seoul_time(now) with \"09:53\"";
+        for (src, column) in [
+            ("now >= 1796000000", 8),
+            ("1796000000 > now", 1),
+            ("order_id != \"x\" && now < 1796000000", 26),
+            ("now == 1796000000", 8),
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert_eq!((e.message.as_str(), e.column), (message, column), "{src}");
+        }
+        let e = engine
+            .compile_script("if now <= 1000000000 { return \"x\"; }\ntrue")
+            .unwrap_err();
+        assert!(
+            e.message.contains("write 1000000000000, or compare"),
+            "{e:?}"
+        );
+        assert_eq!((e.line, e.column), (1, 11));
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                "now >= 1796000000000",
+                "now - 1796000000000 < 86400000",
+                "amount < 1796000000",
+                "now > 999999999 && now != 100000000000",
+                "seoul_hour(now) >= 9",
+            ],
+        );
+        // A script's own `now`.
+        crate::script::tests::scripts_load(&engine, &["let now = now / 1000;\nnow >= 1796000000"]);
     }
 
     /// Each slip is an error at its string; comparisons whose types are not known at load, and
