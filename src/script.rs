@@ -186,6 +186,7 @@ impl ScriptEngine {
             .or_else(|| lint::closure_reads_its_own_object(&ast))
             .or_else(|| lint::number_method_on_text(&ast))
             .or_else(|| lint::now_in_seconds(&ast))
+            .or_else(|| lint::unknown_property(&ast, &self.functions))
         {
             Some((message, at)) => Err(compile_error(message, at, "")),
             None => Ok(ast),

@@ -26,6 +26,7 @@ pub(super) use dropped::dropped_value;
 pub(super) use race::closure_reads_its_own_object;
 pub(super) use results::{
     in_place_kept, in_place_result, not_a_condition, not_a_result, number_method_on_text,
+    unknown_property,
 };
 pub(super) use text::impossible_text_comparison;
 
@@ -53,8 +54,10 @@ const KEYWORDS: [&str; 12] = [
 ];
 
 /// JavaScript's (and Python's) names for what Rhai calls otherwise, for a hint.
-const JAVASCRIPT: [(&str, &str); 14] = [
+const JAVASCRIPT: [(&str, &str); 16] = [
     ("any", "some"),
+    ("length", "len"),
+    ("size", "len"),
     ("exists", "some"),
     ("every", "all"),
     ("lower", "to_lower"),

@@ -479,6 +479,83 @@ pub(in crate::script) fn number_method_on_text(ast: &AST) -> Option<(String, Pos
     found
 }
 
+/// The first property read from a string, a number or an array that no such value has:
+/// `order_id.length` (JavaScript's) compiles, then fails every request that reads it (`unknown
+/// property 'length'`), as only a map has properties of any name. Where the value's kind is
+/// known (see [`Names::kind`]), a property no getter of the engine gives (`len`, `is_empty` …)
+/// is a load error, with Rhai's name for JavaScript's and Python's (`length` → `len()`).
+pub(in crate::script) fn unknown_property(
+    ast: &AST,
+    known: &super::Functions,
+) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    let mut found = None;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let Some(rhai::ASTNode::Expr(e @ Expr::Dot(chain, ..))) = path.last() else {
+            return true;
+        };
+        // Only from the head of a chain: Rhai holds `fetched["stock"].body` as `fetched`
+        // indexed by `"stock".body` (but `a[b.len]` as `a` indexed by `b.len`, a chain of its
+        // own).
+        if let [.., rhai::ASTNode::Expr(parent @ (Expr::Dot(outer, ..) | Expr::Index(outer, ..))), _] =
+            path
+        {
+            if std::ptr::eq(&outer.rhs, *e) && !parent.options().contains(ASTFlags::BREAK) {
+                return true;
+            }
+        }
+        // Along the chain, with the kind of what each part is read from.
+        let mut kind = names.kind(&chain.lhs);
+        let mut rest = &chain.rhs;
+        loop {
+            let (part, next) = match rest {
+                Expr::Dot(inner, ..) => (&inner.lhs, Some(&inner.rhs)),
+                // What follows an index is read from an item, of a kind not known here.
+                Expr::Index(inner, ..) => (&inner.lhs, None),
+                part => (part, None),
+            };
+            match part {
+                Expr::Property(prop, at) => {
+                    let name = prop.2.as_str();
+                    let no_map = matches!(kind, Some(Kind::String | Kind::Number | Kind::Array));
+                    if no_map && !known.contains_key(&format!("get${name}")) {
+                        let noun = kind.map_or("value", Kind::noun);
+                        found = Some((property_message(noun, name, &chain.lhs, known), *at));
+                        return false;
+                    }
+                    kind = (name == "len").then_some(Kind::Number);
+                }
+                Expr::MethodCall(call, _) => kind = names.call_kind(call, true),
+                _ => kind = None,
+            }
+            match next {
+                Some(next) => rest = next,
+                None => break,
+            }
+        }
+        true
+    });
+    found
+}
+
+/// What to say of the property `name` read from a `noun` (`string`, …), the chain starting at
+/// `head`: Rhai's name for JavaScript's or Python's (`length` → `len()`), or the getter closest.
+fn property_message(noun: &str, name: &str, head: &Expr, known: &super::Functions) -> String {
+    let object = match head {
+        Expr::Variable(var, ..) => var.1.to_string(),
+        Expr::StringConstant(s, _) => format!("\"{s}\""),
+        _ => "x".to_owned(),
+    };
+    let hint = if let Some((_, rhai)) = super::JAVASCRIPT.iter().find(|(js, _)| *js == name) {
+        format!("; write {object}.{rhai}()")
+    } else {
+        let getters = known.keys().filter_map(|k| k.strip_prefix("get$"));
+        crate::suggest::closest(name, getters)
+            .map_or(String::new(), |c| format!("; did you mean {object}.{c}?"))
+    };
+    format!("a {noun} has no property {name}, so reading it fails every request{hint}")
+}
+
 /// Why a `when` or `require` expression cannot give true or false, whatever the request: what
 /// it gives (or one of its `if`/`switch` branches gives) is a string, a number, `()`, an array
 /// or a map — a literal, a request variable, arithmetic (`amount + 1`), a call known to give
@@ -823,6 +900,103 @@ mod tests {
                 "let s = \" x \";\nlet done = s.trim();\ns != \"\"",
                 "let msg = \" x \".trim();\nmsg = \"x\";\nif amount > 5 { return msg; }\ntrue",
                 "let m = #{ trim: || \"x\" };\nlet msg = m.trim();\nmsg",
+            ],
+        );
+    }
+
+    /// Only a map has properties of any name: `order_id.length` (JavaScript's) fails every
+    /// request that reads it.
+    #[test]
+    fn an_unknown_property_of_a_string_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        let fails = "so reading it fails every request";
+        for (src, message, line, column) in [
+            (
+                "order_id.length > 10",
+                format!("a string has no property length, {fails}; write order_id.len()"),
+                1,
+                10,
+            ),
+            (
+                "tx_id.size == 0",
+                format!("a string has no property size, {fails}; write tx_id.len()"),
+                1,
+                7,
+            ),
+            (
+                r#""abc".length > 1"#,
+                format!(r#"a string has no property length, {fails}; write "abc".len()"#),
+                1,
+                7,
+            ),
+            (
+                "order_id.to_upper().length > 1",
+                format!("a string has no property length, {fails}; write order_id.len()"),
+                1,
+                21,
+            ),
+            (
+                r#"order_id.lower == "x""#,
+                format!("a string has no property lower, {fails}; write order_id.to_lower()"),
+                1,
+                10,
+            ),
+            (
+                "order_id.lenght > 1",
+                format!("a string has no property lenght, {fails}; did you mean order_id.len?"),
+                1,
+                10,
+            ),
+            (
+                "amount.length > 1",
+                format!("a number has no property length, {fails}; write amount.len()"),
+                1,
+                8,
+            ),
+            (
+                "let s = order_id + \"-x\";\ns.length > 3",
+                format!("a string has no property length, {fails}; write s.len()"),
+                2,
+                3,
+            ),
+            (
+                "order_id.length() > 10",
+                "function not found: length; did you mean len?".to_owned(),
+                1,
+                10,
+            ),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (message.as_str(), line, column),
+                "{src}"
+            );
+        }
+        let e = engine
+            .compile_expression("api.length > 2", &[])
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("a string has no property length, {fails}; write api.len()")
+        );
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                "order_id.len > 1 && order_id.len() > 1 && !order_id.is_empty",
+                "order_id.len.is_odd || amount.is_zero",
+                // Maps have properties of any name; what they hold is not known here.
+                "payload.length > 1 && payload.items.length > 0",
+                r#"fetched["stock"].body.size > 0"#,
+            ],
+        );
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                "let m = #{ length: 1 };\nm.length > 0",
+                "let s = order_id;\ns = #{ length: 1 };\ns.length > 0",
+                // An index's own expression is a chain of its own.
+                "let s = \"ab\";\nlet a = [1, 2, 3];\na[s.len] > 0 && a[0] > 0",
             ],
         );
     }
