@@ -185,6 +185,8 @@ impl ScriptEngine {
             .or_else(|| lint::impossible_text_comparison(&ast))
             .or_else(|| lint::closure_reads_its_own_object(&ast))
             .or_else(|| lint::number_method_on_text(&ast))
+            .or_else(|| lint::now_in_seconds(&ast))
+            .or_else(|| lint::unknown_property(&ast, &self.functions))
         {
             Some((message, at)) => Err(compile_error(message, at, "")),
             None => Ok(ast),
@@ -237,6 +239,8 @@ impl ScriptEngine {
                 match lint::no_result(&ast)
                     .or_else(|| lint::not_a_result(&ast))
                     .or_else(|| lint::in_place_result(&ast, true))
+                    .or_else(|| lint::in_place_kept(&ast))
+                    .or_else(|| lint::dropped_value(&ast))
                 {
                     Some((message, at)) => Err(compile_error(message, at, "")),
                     None => Ok(ast),
@@ -422,26 +426,69 @@ fn compile_scope(extra: &[&str]) -> Scope<'static> {
     scope
 }
 
-/// A hint for a map key or property that is a word Rhai keeps for itself (`until`, the
-/// `window:` check's own key, or `in`, `do`, `fn` …), which Rhai reports only as "expecting
-/// name of a property".
+/// A hint for a map key or property that is a word Rhai keeps for itself: `until` (the
+/// `window:` check's own key), `in`, `fn` …, which Rhai reports as "expecting name of a
+/// property" (or, as a map's first key, "expecting '}' to end this object map literal"), and the
+/// words it reserves (`default`, `new`, `case`, `match`, `static`, `null`, `is` …), which it
+/// reports as "'default' is a reserved keyword" alone.
 fn keyword_hint(src: &str, error: &mut CompileError) {
-    if !error.message.starts_with("expecting name of a property") {
-        return;
-    }
-    let word: String = src
+    let line: Vec<char> = src
         .lines()
         .nth(error.line.saturating_sub(1))
         .unwrap_or_default()
         .chars()
-        .skip(error.column.saturating_sub(1))
-        .take_while(|c| c.is_alphanumeric() || *c == '_')
         .collect();
-    if !word.is_empty() {
-        error.message.push_str(&format!(
-            ": {word} is a word Rhai keeps for itself; quote it as a key (#{{\"{word}\": …}}) and read it as x[\"{word}\"]"
-        ));
+    let at = error.column.saturating_sub(1).min(line.len());
+    let is_name = |c: &char| c.is_alphanumeric() || *c == '_';
+    let word: String = line[at..].iter().take_while(|c| is_name(c)).collect();
+    if word.is_empty() {
+        return;
     }
+    let before = line[..at].iter().rev().find(|c| !c.is_whitespace());
+    let after = line[at + word.chars().count()..]
+        .iter()
+        .find(|c| !c.is_whitespace());
+    let property = before == Some(&'.');
+    let key = after == Some(&':');
+    // What the property is read from, when it is a name: `payload` in `payload.new`.
+    let object: String = if property {
+        let dot = line[..at].iter().rposition(|c| *c == '.').unwrap_or(0);
+        let end = line[..dot]
+            .iter()
+            .rposition(|c| !c.is_whitespace())
+            .map_or(0, |i| i + 1);
+        let name: String = line[..end]
+            .iter()
+            .rev()
+            .take_while(|c| is_name(c))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            "x".to_owned()
+        } else {
+            name
+        }
+    } else {
+        "x".to_owned()
+    };
+    let quote =
+        format!("quote it as a key (#{{\"{word}\": …}}) and read it as {object}[\"{word}\"]");
+    let message = &error.message;
+    let hint = if message.starts_with("expecting name of a property") {
+        format!(": {word} is a word Rhai keeps for itself; {quote}")
+    } else if *message == format!("'{word}' is a reserved keyword") && (property || key) {
+        format!(": a reserved word cannot be a bare map key or property; {quote}")
+    } else if message.starts_with("expecting '}' to end this object map literal")
+        && key
+        && rhai::Token::lookup_symbol_from_syntax(&word).is_some()
+    {
+        format!(": {word} is a word Rhai keeps for itself; {quote}")
+    } else {
+        return;
+    };
+    error.message.push_str(&hint);
 }
 
 fn compile_error(full: String, pos: Position, bare: &str) -> CompileError {
@@ -613,15 +660,100 @@ pub(crate) mod tests {
     #[test]
     fn a_keyword_as_a_key_says_how_to_quote_it() {
         let engine = ScriptEngine::new();
-        let hint = r#"expecting name of a property: until is a word Rhai keeps for itself; quote it as a key (#{"until": …}) and read it as x["until"]"#;
-        let err = engine
-            .compile_script("let w = #{ from: 1, until: 2 };\nw.from < 2")
-            .unwrap_err();
-        assert_eq!((err.message.as_str(), err.line, err.column), (hint, 1, 21));
+        let quote = |word: &str, object: &str| {
+            format!(r#"quote it as a key (#{{"{word}": …}}) and read it as {object}["{word}"]"#)
+        };
+        let kept = |word: &str, object: &str| {
+            format!(
+                "{word} is a word Rhai keeps for itself; {}",
+                quote(word, object)
+            )
+        };
+        let property = "expecting name of a property";
+        for (src, message, column) in [
+            (
+                "let w = #{ from: 1, until: 2 };\nw.from < 2",
+                format!("{property}: {}", kept("until", "x")),
+                21,
+            ),
+            // As the first key, Rhai says something else.
+            (
+                "let w = #{ until: 2 };\nw.x < 2",
+                format!(
+                    "expecting '}}' to end this object map literal: {}",
+                    kept("until", "x")
+                ),
+                12,
+            ),
+            (
+                "let w = #{ in: 2, fn: 3 };\nw.x < 2",
+                format!(
+                    "expecting '}}' to end this object map literal: {}",
+                    kept("in", "x")
+                ),
+                12,
+            ),
+        ] {
+            let err = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (err.message.as_str(), err.line, err.column),
+                (message.as_str(), 1, column),
+                "{src}"
+            );
+        }
         let err = engine
             .compile_expression("payload.until == 1", &[])
             .unwrap_err();
-        assert_eq!((err.message.as_str(), err.line, err.column), (hint, 1, 9));
+        assert_eq!(
+            (err.message.as_str(), err.line, err.column),
+            (
+                format!("{property}: {}", kept("until", "payload")).as_str(),
+                1,
+                9
+            )
+        );
+        // The words Rhai reserves, which it reports as reserved, and nothing more.
+        for word in ["new", "case", "match", "static", "null", "is", "default"] {
+            let reserved = |object: &str| {
+                format!(
+                    "'{word}' is a reserved keyword: a reserved word cannot be a bare map key or property; {}",
+                    quote(word, object)
+                )
+            };
+            for (src, object, column) in [
+                (
+                    format!("let w = #{{ {word}: 1000000 }};\nw.x == 1"),
+                    "x",
+                    12,
+                ),
+                (
+                    format!("let w = #{{ a: 1, {word} : 2 }};\nw.a == 1"),
+                    "x",
+                    18,
+                ),
+                (format!("payload.{word} != 1"), "payload", 9),
+                (format!("fetched[\"s\"].body . {word} != 1"), "body", 21),
+            ] {
+                let err = engine.compile_script(&src).unwrap_err();
+                assert_eq!(
+                    (err.message.as_str(), err.line, err.column),
+                    (reserved(object).as_str(), 1, column),
+                    "{src}"
+                );
+            }
+            // As a variable's name, quoting is no answer: Rhai's message stands.
+            let err = engine
+                .compile_script(&format!("let {word} = 1;\ntrue"))
+                .unwrap_err();
+            assert_eq!(err.message, format!("'{word}' is a reserved keyword"));
+            let quoted = format!("let w = #{{ \"{word}\": 1 }};\nw[\"{word}\"] == 1");
+            assert!(engine.compile_script(&quoted).is_ok(), "{quoted}");
+        }
+        // A map's other slips are Rhai's alone.
+        let err = engine
+            .compile_script("let w = #{ a: 1 b: 2 };\nw.a == 1")
+            .unwrap_err();
+        assert!(!err.message.contains("keeps for itself"), "{err:?}");
         assert!(engine
             .compile_script("let w = #{ \"until\": 2 };\nw[\"until\"] == 2")
             .is_ok());

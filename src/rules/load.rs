@@ -193,9 +193,9 @@ struct FileCompiler<'a, 'o> {
     upstreams_broken: bool,
     /// Set when an expression or script of this file mentions `payload`.
     uses_payload: bool,
-    /// The file's rules in order, each with whether it is a fetch rule, and the position of
-    /// the rule being compiled: what `fetched["name"]` may name.
-    rule_order: Vec<(String, bool)>,
+    /// The file's rules in order, and the position of the rule being compiled: what
+    /// `fetched["name"]` may name.
+    rule_order: Vec<RuleEntry>,
     current_rule: usize,
 }
 
@@ -283,7 +283,11 @@ impl FileCompiler<'_, '_> {
         self.rule_order = file
             .rules
             .iter()
-            .map(|(_, r)| (r.name.clone(), r.fetch.is_some()))
+            .map(|(_, r)| RuleEntry {
+                name: r.name.clone(),
+                fetch: r.fetch.is_some(),
+                off: r.mode == Some(Mode::Off),
+            })
             .collect();
         for (position, (i, raw_rule)) in file.rules.iter().enumerate() {
             let i = *i;
@@ -429,21 +433,32 @@ impl FileCompiler<'_, '_> {
     }
 
     /// `ast`, unless it names in `fetched` what is never there: a rule that is not a fetch
-    /// rule, or does not come before the rule being compiled (`fetched["stok"]` reads `()` on
-    /// every request, and a `require` on it refuses every payment).
+    /// rule, does not come before the rule being compiled, or is `mode: off` (`fetched["stok"]`
+    /// reads `()` on every request, and a `require` on it refuses every payment). A rule that is
+    /// off itself may read an off fetch rule: neither runs (both turned off together).
     fn fetched_checked(&self, ast: rhai::AST) -> Result<rhai::AST, crate::script::CompileError> {
         let earlier = &self.rule_order[..self.current_rule.min(self.rule_order.len())];
+        let reader_off = self
+            .rule_order
+            .get(self.current_rule)
+            .is_some_and(|r| r.off);
         for (name, at) in crate::script::fetched_names(&ast) {
-            let message = match self.rule_order.iter().position(|(n, _)| *n == name) {
-                Some(p) if p < earlier.len() && self.rule_order[p].1 => continue,
-                Some(p) if !self.rule_order[p].1 => format!(
+            let message = match self.rule_order.iter().position(|r| r.name == name) {
+                Some(p) if !self.rule_order[p].fetch => format!(
                     "fetched[\"{name}\"]: rule \"{name}\" is not a fetch rule; fetched holds the answers of the fetch rules before this one"
                 ),
-                Some(_) => format!(
+                Some(p) if p >= earlier.len() => format!(
                     "fetched[\"{name}\"]: the fetch rule \"{name}\" does not come before this rule, so its answer is never there when this rule runs"
                 ),
+                Some(p) if self.rule_order[p].off && !reader_off => format!(
+                    "fetched[\"{name}\"]: the fetch rule \"{name}\" has mode: off, so it never runs and its answer is never there; turn it on (mode: enforce or shadow), or turn this rule off too"
+                ),
+                Some(_) => continue,
                 None => {
-                    let fetches = earlier.iter().filter(|(_, f)| *f).map(|(n, _)| n.as_str());
+                    let fetches = earlier
+                        .iter()
+                        .filter(|r| r.fetch && (!r.off || reader_off))
+                        .map(|r| r.name.as_str());
                     let hint = crate::suggest::closest(&name, fetches)
                         .map_or(String::new(), |c| format!("; did you mean \"{c}\"?"));
                     format!("fetched[\"{name}\"]: no fetch rule \"{name}\" before this rule{hint}")
@@ -457,6 +472,15 @@ impl FileCompiler<'_, '_> {
         }
         Ok(ast)
     }
+}
+
+/// A rule of the file being compiled, as `fetched["name"]` sees it.
+struct RuleEntry {
+    name: String,
+    /// It is a fetch rule.
+    fetch: bool,
+    /// It has `mode: off`: it never runs.
+    off: bool,
 }
 
 /// Below this a deadline is most likely a slip of the unit (`3ms` for `3s`).

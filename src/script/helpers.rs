@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 /// Korea has no daylight saving time, so a fixed offset is exact.
 const SEOUL_OFFSET_SECS: i32 = 9 * 3600;
 
-fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
+pub(super) fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
     FixedOffset::east_opt(SEOUL_OFFSET_SECS)?
         .timestamp_millis_opt(now_ms)
         .single()

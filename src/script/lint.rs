@@ -18,11 +18,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
+mod dropped;
 mod race;
 mod results;
 mod text;
+pub(super) use dropped::dropped_value;
 pub(super) use race::closure_reads_its_own_object;
-pub(super) use results::{in_place_result, not_a_condition, not_a_result, number_method_on_text};
+pub(super) use results::{
+    in_place_kept, in_place_result, not_a_condition, not_a_result, number_method_on_text,
+    unknown_property,
+};
 pub(super) use text::impossible_text_comparison;
 
 /// Comparison operators, as Rhai names the functions behind them.
@@ -49,8 +54,10 @@ const KEYWORDS: [&str; 12] = [
 ];
 
 /// JavaScript's (and Python's) names for what Rhai calls otherwise, for a hint.
-const JAVASCRIPT: [(&str, &str); 14] = [
+const JAVASCRIPT: [(&str, &str); 16] = [
     ("any", "some"),
+    ("length", "len"),
+    ("size", "len"),
     ("exists", "some"),
     ("every", "all"),
     ("lower", "to_lower"),
@@ -74,13 +81,19 @@ pub(super) type Functions = BTreeMap<String, BTreeSet<usize>>;
 pub(super) fn unknown_function(ast: &AST, known: &Functions) -> Option<(String, Position)> {
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
     let properties = map_properties(ast);
+    let declared = declared_names(ast);
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let (call, at, method) = match path.last() {
             Some(ASTNode::Expr(Expr::FnCall(call, at)))
             | Some(ASTNode::Stmt(Stmt::FnCall(call, at))) => (call, *at, false),
+            // A map's property holding a function is called as a method: unless no map can
+            // hold `name`, the call may be that (where a key is computed at run time, only
+            // an object that is no map is checked).
             Some(ASTNode::Expr(Expr::MethodCall(call, at)))
-                if !properties.contains(call.name.as_str()) =>
+                if !properties.may_hold(call.name.as_str())
+                    || (!properties.written(call.name.as_str())
+                        && no_map_object(path, &declared)) =>
             {
                 (call, *at, true)
             }
@@ -132,26 +145,134 @@ pub(super) fn unknown_function(ast: &AST, known: &Functions) -> Option<(String, 
     found
 }
 
-/// The keys of every map literal in `ast`: `obj.over(1)` calls the function held by the map
-/// property `over`, when there is one, rather than a function `over`.
-fn map_properties(ast: &AST) -> HashSet<String> {
-    let mut properties = HashSet::new();
+/// Whether the method call ending `path` is made on a value that is never a map: a string
+/// literal, or a request variable that is a string or a number (`order_id.f()`, `amount.f()`).
+fn no_map_object(path: &[ASTNode], declared: &HashSet<String>) -> bool {
+    let [.., ASTNode::Expr(Expr::Dot(chain, ..)), ASTNode::Expr(call)] = path else {
+        return false;
+    };
+    if !std::ptr::eq(&chain.rhs, *call) {
+        return false;
+    }
+    match &chain.lhs {
+        Expr::StringConstant(..) | Expr::InterpolatedString(..) => true,
+        Expr::Variable(v, ..) => {
+            matches!(
+                v.1.as_str(),
+                "order_id" | "tx_id" | "api" | "amount" | "now"
+            ) && !declared.contains(v.1.as_str())
+        }
+        _ => false,
+    }
+}
+
+/// The names a map in `ast` may hold a value under: `obj.over(1)` calls the function held by
+/// the map property `over`, when there is one, rather than a function `over`. A map gets its
+/// keys from a literal (`#{ over: |x| … }`), an assignment (`m.over = |x| …;`, `m["over"] =
+/// Fn("f");`) or `set` (`m.set("over", …)`); the maps a script is given (`payload`, an answer)
+/// come from JSON, which holds no function. A key computed at run time (`m[k] = …`) may be any
+/// name.
+pub(super) struct Properties {
+    names: HashSet<String>,
+    /// Some key is computed at run time: any name may be a property.
+    any: bool,
+}
+
+impl Properties {
+    /// Whether some map may hold a value under `name`.
+    pub(super) fn may_hold(&self, name: &str) -> bool {
+        self.any || self.names.contains(name)
+    }
+
+    /// Whether `name` is a key written in the script (a literal's, an assignment's, `set`'s).
+    fn written(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+}
+
+pub(super) fn map_properties(ast: &AST) -> Properties {
+    let mut properties = Properties {
+        names: HashSet::new(),
+        any: false,
+    };
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
             Some(ASTNode::Expr(Expr::Map(map, _))) => {
-                properties.extend(map.0.iter().map(|(key, _)| key.name.to_string()));
+                properties
+                    .names
+                    .extend(map.0.iter().map(|(key, _)| key.name.to_string()));
             }
             // A map literal of constants only is folded into one value.
             Some(ASTNode::Expr(Expr::DynamicConstant(value, _))) => {
                 if let Some(map) = value.read_lock::<rhai::Map>() {
-                    properties.extend(map.keys().map(ToString::to_string));
+                    properties.names.extend(map.keys().map(ToString::to_string));
                 }
+            }
+            Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
+                assigned_keys(&assign.1.lhs, &mut properties);
+            }
+            // `m.set("over", …)`, `set(m, "over", …)`.
+            Some(ASTNode::Expr(Expr::MethodCall(call, _))) if call.name == "set" => {
+                set_key(call.args.first(), &mut properties);
+            }
+            Some(ASTNode::Expr(Expr::FnCall(call, _)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, _)))
+                if call.name == "set" =>
+            {
+                set_key(call.args.get(1), &mut properties);
             }
             _ => {}
         }
         true
     });
     properties
+}
+
+/// The keys an assignment's target names (`over` in `m.over = …`, `m["over"] = …`, `a.b.over =
+/// …`); a computed last key (`m[k] = …`) may be any.
+fn assigned_keys(target: &Expr, properties: &mut Properties) {
+    let mut node = target;
+    while let Expr::Dot(chain, ..) | Expr::Index(chain, ..) = node {
+        let last = match &chain.rhs {
+            rest @ (Expr::Dot(inner, ..) | Expr::Index(inner, ..)) => {
+                key_of(&inner.lhs, properties);
+                node = rest;
+                continue;
+            }
+            last => last,
+        };
+        match last {
+            Expr::Property(..) | Expr::StringConstant(..) => key_of(last, properties),
+            // An array's element (`a[0] = …`).
+            Expr::IntegerConstant(..) => {}
+            _ => properties.any = true,
+        }
+        break;
+    }
+}
+
+fn key_of(key: &Expr, properties: &mut Properties) {
+    match key {
+        Expr::Property(prop, _) => {
+            properties.names.insert(prop.2.to_string());
+        }
+        Expr::StringConstant(s, _) => {
+            properties.names.insert(s.to_string());
+        }
+        _ => {}
+    }
+}
+
+/// The key `set` is given: a string, or (computed at run time) any.
+fn set_key(key: Option<&Expr>, properties: &mut Properties) {
+    match key {
+        Some(Expr::StringConstant(s, _)) => {
+            properties.names.insert(s.to_string());
+        }
+        // An array's, a string's or a blob's element (`a.set(0, …)`).
+        Some(Expr::IntegerConstant(..)) => {}
+        _ => properties.any = true,
+    }
 }
 
 /// Every rule `ast` reads from `fetched` (`fetched["stock"]`, `fetched.stock`), with where.
@@ -359,6 +480,53 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position
             }
             None => true,
         }
+    });
+    found
+}
+
+/// The first comparison of the request's `now` (Unix time in milliseconds) with an integer
+/// literal that is plainly Unix time in seconds (from 10^9 to 10^11: 2001 to 5138 in seconds,
+/// 1970 to 1973 in milliseconds): `now >= 1796000000` holds on every request.
+pub(super) fn now_in_seconds(ast: &AST) -> Option<(String, Position)> {
+    if declared_names(ast).contains("now") {
+        return None;
+    }
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let call = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, _)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
+            _ => return true,
+        };
+        if !COMPARISONS.contains(&call.name.as_str()) {
+            return true;
+        }
+        let (n, at) = match &call.args[..] {
+            [Expr::Variable(v, ..), Expr::IntegerConstant(n, at)]
+            | [Expr::IntegerConstant(n, at), Expr::Variable(v, ..)]
+                if v.1 == "now" =>
+            {
+                (*n, *at)
+            }
+            _ => return true,
+        };
+        if !(1_000_000_000..100_000_000_000).contains(&n) {
+            return true;
+        }
+        let when = n
+            .checked_mul(1000)
+            .and_then(super::helpers::seoul)
+            .map(|t| (t.format("%Y-%m-%d").to_string(), t.format("%H:%M").to_string()));
+        let Some((date, time)) = when else {
+            return true;
+        };
+        found = Some((
+            format!(
+                "now is Unix time in milliseconds, and {n} is seconds ({date} {time} in Seoul; read as milliseconds it is early 1970, long past): write {n}000, or compare the Seoul date and time: seoul_date(now) with \"{date}\", seoul_time(now) with \"{time}\""
+            ),
+            at,
+        ));
+        false
     });
     found
 }
@@ -897,6 +1065,113 @@ mod tests {
                 .compile_script(script)
                 .unwrap_or_else(|e| panic!("{script}: {e:?}"));
         }
+    }
+
+    /// `obj.name(…)` calls the function a map holds under `name`, whichever way the key got
+    /// there: a literal, an assignment (`m.k = …`, `m["k"] = …`), `set`, a key computed at run
+    /// time. None of those is an unknown function.
+    #[test]
+    fn a_function_assigned_to_a_map_property_may_be_called_as_a_method() {
+        use crate::script::tests::run_script;
+        use crate::script::ScriptVerdict;
+        let engine = ScriptEngine::new();
+        // The request's amount is 50,000.
+        for (script, verdict) in [
+            (
+                "let rules = #{};\nrules.vip = |a| a <= 5000000;\nrules.vip(amount)\n",
+                ScriptVerdict::Pass,
+            ),
+            (
+                "let rules = #{};\nrules.vip = |a| a <= 5000;\nrules.vip(amount)\n",
+                ScriptVerdict::Refuse(None),
+            ),
+            ("let o = #{};\no.f = |x| x > 1;\no.f(2)\n", ScriptVerdict::Pass),
+            (
+                "fn over(x) { x > 1 }\nlet o = #{};\no[\"f\"] = Fn(\"over\");\no.f(2)\n",
+                ScriptVerdict::Pass,
+            ),
+            (
+                "fn check(r, a) { r.vip(a) }\nlet rules = #{};\nrules.vip = |a| a <= 5000;\ncheck(rules, amount)\n",
+                ScriptVerdict::Refuse(None),
+            ),
+            (
+                "let o = #{ tiers: #{} };\no.tiers.vip = |a| a > 1;\no.tiers.vip(amount)\n",
+                ScriptVerdict::Pass,
+            ),
+            (
+                "let o = #{};\no.set(\"vip\", |a| a > 1);\no.vip(amount)\n",
+                ScriptVerdict::Pass,
+            ),
+            (
+                "let o = #{};\nlet k = \"vip\";\no[k] = |a| a > 1;\no.vip(amount)\n",
+                ScriptVerdict::Pass,
+            ),
+        ] {
+            engine
+                .compile_script(script)
+                .unwrap_or_else(|e| panic!("{script}: {e:?}"));
+            assert_eq!(run_script(script), Ok(verdict), "{script}");
+        }
+        // A name no map holds is still checked, and so, where a key is computed at run time,
+        // is a method of a value that is no map.
+        for (script, message, line, column) in [
+            (
+                "let rules = #{};\nrules.vip = |a| a <= 5000000;\nrules.vvip(amount)\n",
+                "function not found: vvip",
+                3,
+                7,
+            ),
+            (
+                "let o = #{};\nlet k = \"vip\";\no[k] = |a| a > 1;\norder_id.startsWith(\"x\")\n",
+                "function not found: startsWith; did you mean starts_with?",
+                4,
+                10,
+            ),
+        ] {
+            let e = engine.compile_script(script).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (message, line, column),
+                "{script}"
+            );
+        }
+    }
+
+    /// `now` is Unix time in milliseconds; a literal in seconds compared with it is long past,
+    /// so the comparison is the same on every request.
+    #[test]
+    fn now_compared_with_seconds_is_a_load_error_at_the_literal() {
+        let engine = ScriptEngine::new();
+        let message = "now is Unix time in milliseconds, and 1796000000 is seconds (2026-11-30 09:53 in Seoul; read as milliseconds it is early 1970, long past): write 1796000000000, or compare the Seoul date and time: seoul_date(now) with \"2026-11-30\", seoul_time(now) with \"09:53\"";
+        for (src, column) in [
+            ("now >= 1796000000", 8),
+            ("1796000000 > now", 1),
+            ("order_id != \"x\" && now < 1796000000", 26),
+            ("now == 1796000000", 8),
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert_eq!((e.message.as_str(), e.column), (message, column), "{src}");
+        }
+        let e = engine
+            .compile_script("if now <= 1000000000 { return \"x\"; }\ntrue")
+            .unwrap_err();
+        assert!(
+            e.message.contains("write 1000000000000, or compare"),
+            "{e:?}"
+        );
+        assert_eq!((e.line, e.column), (1, 11));
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                "now >= 1796000000000",
+                "now - 1796000000000 < 86400000",
+                "amount < 1796000000",
+                "now > 999999999 && now != 100000000000",
+                "seoul_hour(now) >= 9",
+            ],
+        );
+        // A script's own `now`.
+        crate::script::tests::scripts_load(&engine, &["let now = now / 1000;\nnow >= 1796000000"]);
     }
 
     /// Each slip is an error at its string; comparisons whose types are not known at load, and

@@ -12,7 +12,8 @@ use std::collections::HashSet;
 use rhai::{ASTFlags, Dynamic, Expr, FnCallExpr, Position, Stmt, StmtBlock, AST};
 
 use super::{
-    declared_names, declared_once, is_number, map_properties, request_numbers, ARITHMETIC,
+    declared_names, declared_once, is_number, map_properties, request_numbers, Properties,
+    ARITHMETIC,
 };
 
 /// A kind of value that is no condition and no script result.
@@ -66,7 +67,7 @@ impl Kind {
 
 /// Functions that give a number whatever they are called on (Rhai's and our helpers'; every
 /// one of their versions gives a number, or fails).
-const GIVE_NUMBERS: [&str; 15] = [
+pub(super) const GIVE_NUMBERS: [&str; 15] = [
     "len",
     "index_of",
     "to_int",
@@ -84,7 +85,7 @@ const GIVE_NUMBERS: [&str; 15] = [
     "seoul_minute",
 ];
 /// Functions that give a string.
-const GIVE_STRINGS: [&str; 12] = [
+pub(super) const GIVE_STRINGS: [&str; 12] = [
     "to_string",
     "to_debug",
     "to_json",
@@ -135,7 +136,7 @@ struct Names {
     numbers: Vec<&'static str>,
     declared: HashSet<String>,
     functions: HashSet<String>,
-    properties: HashSet<String>,
+    properties: Properties,
     /// Variables declared once with a value of a known kind and never assigned again (`let
     /// limit = 1000000;`), whose kind is then that value's wherever they are read.
     constants: std::collections::HashMap<String, Kind>,
@@ -169,7 +170,7 @@ impl Names {
     /// Whether the script gives `name` a meaning of its own: its own `fn`, or (called as a
     /// method) a map's function property (`obj.len()` calls the function held by `obj.len`).
     fn own(&self, name: &str, method: bool) -> bool {
-        self.functions.contains(name) || (method && self.properties.contains(name))
+        self.functions.contains(name) || (method && self.properties.may_hold(name))
     }
 
     /// The request variable `name` is, when the script has no `name` of its own.
@@ -303,7 +304,7 @@ impl Value<'_> {
 }
 
 /// Where `e` starts (Rhai places an operator's call, and a chain, at the operator).
-fn start(e: &Expr) -> Position {
+pub(super) fn start(e: &Expr) -> Position {
     match e {
         Expr::FnCall(call, at) => call_start(call, *at),
         Expr::Dot(chain, ..) | Expr::Index(chain, ..) => start(&chain.lhs),
@@ -478,6 +479,83 @@ pub(in crate::script) fn number_method_on_text(ast: &AST) -> Option<(String, Pos
     found
 }
 
+/// The first property read from a string, a number or an array that no such value has:
+/// `order_id.length` (JavaScript's) compiles, then fails every request that reads it (`unknown
+/// property 'length'`), as only a map has properties of any name. Where the value's kind is
+/// known (see [`Names::kind`]), a property no getter of the engine gives (`len`, `is_empty` …)
+/// is a load error, with Rhai's name for JavaScript's and Python's (`length` → `len()`).
+pub(in crate::script) fn unknown_property(
+    ast: &AST,
+    known: &super::Functions,
+) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    let mut found = None;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let Some(rhai::ASTNode::Expr(e @ Expr::Dot(chain, ..))) = path.last() else {
+            return true;
+        };
+        // Only from the head of a chain: Rhai holds `fetched["stock"].body` as `fetched`
+        // indexed by `"stock".body` (but `a[b.len]` as `a` indexed by `b.len`, a chain of its
+        // own).
+        if let [.., rhai::ASTNode::Expr(parent @ (Expr::Dot(outer, ..) | Expr::Index(outer, ..))), _] =
+            path
+        {
+            if std::ptr::eq(&outer.rhs, *e) && !parent.options().contains(ASTFlags::BREAK) {
+                return true;
+            }
+        }
+        // Along the chain, with the kind of what each part is read from.
+        let mut kind = names.kind(&chain.lhs);
+        let mut rest = &chain.rhs;
+        loop {
+            let (part, next) = match rest {
+                Expr::Dot(inner, ..) => (&inner.lhs, Some(&inner.rhs)),
+                // What follows an index is read from an item, of a kind not known here.
+                Expr::Index(inner, ..) => (&inner.lhs, None),
+                part => (part, None),
+            };
+            match part {
+                Expr::Property(prop, at) => {
+                    let name = prop.2.as_str();
+                    let no_map = matches!(kind, Some(Kind::String | Kind::Number | Kind::Array));
+                    if no_map && !known.contains_key(&format!("get${name}")) {
+                        let noun = kind.map_or("value", Kind::noun);
+                        found = Some((property_message(noun, name, &chain.lhs, known), *at));
+                        return false;
+                    }
+                    kind = (name == "len").then_some(Kind::Number);
+                }
+                Expr::MethodCall(call, _) => kind = names.call_kind(call, true),
+                _ => kind = None,
+            }
+            match next {
+                Some(next) => rest = next,
+                None => break,
+            }
+        }
+        true
+    });
+    found
+}
+
+/// What to say of the property `name` read from a `noun` (`string`, …), the chain starting at
+/// `head`: Rhai's name for JavaScript's or Python's (`length` → `len()`), or the getter closest.
+fn property_message(noun: &str, name: &str, head: &Expr, known: &super::Functions) -> String {
+    let object = match head {
+        Expr::Variable(var, ..) => var.1.to_string(),
+        Expr::StringConstant(s, _) => format!("\"{s}\""),
+        _ => "x".to_owned(),
+    };
+    let hint = if let Some((_, rhai)) = super::JAVASCRIPT.iter().find(|(js, _)| *js == name) {
+        format!("; write {object}.{rhai}()")
+    } else {
+        let getters = known.keys().filter_map(|k| k.strip_prefix("get$"));
+        crate::suggest::closest(name, getters)
+            .map_or(String::new(), |c| format!("; did you mean {object}.{c}?"))
+    };
+    format!("a {noun} has no property {name}, so reading it fails every request{hint}")
+}
+
 /// Why a `when` or `require` expression cannot give true or false, whatever the request: what
 /// it gives (or one of its `if`/`switch` branches gives) is a string, a number, `()`, an array
 /// or a map — a literal, a request variable, arithmetic (`amount + 1`), a call known to give
@@ -549,6 +627,45 @@ pub(in crate::script) fn in_place_result(ast: &AST, script: bool) -> Option<(Str
         };
         Some((message, at))
     })
+}
+
+/// The first variable declared with what a method that changes its object in place gives,
+/// and read afterwards: `let msg = ("  한도 초과  ").trim();` makes `msg` `()`, so `if amount >
+/// 1000000 { return msg; }` passes the payment. Only a variable declared once and never
+/// assigned again (see [`declared_once`]) is known to hold that `()` wherever it is read.
+pub(in crate::script) fn in_place_kept(ast: &AST) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    let kept = declared_once(ast, |value| names.in_place(Value::Expr(value)));
+    if kept.is_empty() {
+        return None;
+    }
+    let mut found = None;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let Some(rhai::ASTNode::Expr(Expr::Variable(var, _, read))) = path.last() else {
+            return true;
+        };
+        let Some(InPlace {
+            name,
+            noun,
+            args,
+            at,
+        }) = kept.get(var.1.as_str())
+        else {
+            return true;
+        };
+        let variable = var.1.as_str();
+        let args = if *args { "…" } else { "" };
+        found = Some((
+            format!(
+                "{name} changes its {noun} in place and gives (), so {variable} is () where it is read (line {}, column {}); write: let {variable} = …; {variable}.{name}({args});",
+                read.line().unwrap_or(1),
+                read.position().unwrap_or(1)
+            ),
+            *at,
+        ));
+        false
+    });
+    found
 }
 
 #[cfg(test)]
@@ -715,6 +832,171 @@ mod tests {
                 "let items = [1]; items.remove(0) == 1",
                 "fn trim(s) { true }\ntrim(order_id)",
                 "let m = #{ push: |x| true };\nm.push(1)",
+                "let m = #{};\nm.push = |x| true;\nm.push(1)",
+            ],
+        );
+    }
+
+    /// A variable declared with what an in-place method gives holds `()`: returned, it passes
+    /// the payment it meant to refuse.
+    #[test]
+    fn a_variable_holding_an_in_place_result_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        let script =
+            "let msg = (\"  1회 한도 초과  \").trim();\nif amount > 1000000 { return msg; }\ntrue";
+        // What it did: the refusal passed.
+        let amount = r#"{"imp_uid":"i","merchant_uid":"m","amount":2000000}"#;
+        let ast = engine
+            .scripts
+            .compile_with_scope(&crate::script::compile_scope(&[]), script)
+            .unwrap();
+        let scope = crate::script::RequestScope::new(
+            &crate::script::tests::request(amount),
+            crate::script::tests::at("2026-12-01T12:30:00+09:00"),
+            true,
+        );
+        assert_eq!(
+            engine.eval_script(&scope, &ast, crate::script::tests::FULL),
+            Ok(ScriptVerdict::Pass)
+        );
+        for (src, message, line, column) in [
+            (
+                script,
+                "trim changes its string in place and gives (), so msg is () where it is read (line 2, column 30); write: let msg = …; msg.trim();",
+                1,
+                28,
+            ),
+            (
+                "let tags = payload.tags;\nlet all = tags.push(\"x\");\nall.len() > 1",
+                "push changes its array in place and gives (), so all is () where it is read (line 3, column 1); write: let all = …; all.push(…);",
+                2,
+                16,
+            ),
+            (
+                "let r = \"a\" + order_id;\nlet up = make_upper(r);\nif up == \"A\" { return \"x\"; }\ntrue",
+                "make_upper changes its string in place and gives (), so up is () where it is read (line 3, column 4); write: let up = …; up.make_upper();",
+                2,
+                10,
+            ),
+            (
+                "fn reason(s) { let r = s.replace(\"a\", \"b\"); r }\nreason(order_id)",
+                "replace changes its string in place and gives (), so r is () where it is read (line 1, column 45); write: let r = …; r.replace(…);",
+                1,
+                26,
+            ),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (message, line, column),
+                "{src}"
+            );
+        }
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                "let msg = \"  1회 한도 초과  \";\nmsg.trim();\nif amount > 1000000 { return msg; }\ntrue",
+                // Never read, assigned again, or a map's own function.
+                "let s = \" x \";\nlet done = s.trim();\ns != \"\"",
+                "let msg = \" x \".trim();\nmsg = \"x\";\nif amount > 5 { return msg; }\ntrue",
+                "let m = #{ trim: || \"x\" };\nlet msg = m.trim();\nmsg",
+            ],
+        );
+    }
+
+    /// Only a map has properties of any name: `order_id.length` (JavaScript's) fails every
+    /// request that reads it.
+    #[test]
+    fn an_unknown_property_of_a_string_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        let fails = "so reading it fails every request";
+        for (src, message, line, column) in [
+            (
+                "order_id.length > 10",
+                format!("a string has no property length, {fails}; write order_id.len()"),
+                1,
+                10,
+            ),
+            (
+                "tx_id.size == 0",
+                format!("a string has no property size, {fails}; write tx_id.len()"),
+                1,
+                7,
+            ),
+            (
+                r#""abc".length > 1"#,
+                format!(r#"a string has no property length, {fails}; write "abc".len()"#),
+                1,
+                7,
+            ),
+            (
+                "order_id.to_upper().length > 1",
+                format!("a string has no property length, {fails}; write order_id.len()"),
+                1,
+                21,
+            ),
+            (
+                r#"order_id.lower == "x""#,
+                format!("a string has no property lower, {fails}; write order_id.to_lower()"),
+                1,
+                10,
+            ),
+            (
+                "order_id.lenght > 1",
+                format!("a string has no property lenght, {fails}; did you mean order_id.len?"),
+                1,
+                10,
+            ),
+            (
+                "amount.length > 1",
+                format!("a number has no property length, {fails}; write amount.len()"),
+                1,
+                8,
+            ),
+            (
+                "let s = order_id + \"-x\";\ns.length > 3",
+                format!("a string has no property length, {fails}; write s.len()"),
+                2,
+                3,
+            ),
+            (
+                "order_id.length() > 10",
+                "function not found: length; did you mean len?".to_owned(),
+                1,
+                10,
+            ),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (message.as_str(), line, column),
+                "{src}"
+            );
+        }
+        let e = engine
+            .compile_expression("api.length > 2", &[])
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("a string has no property length, {fails}; write api.len()")
+        );
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                "order_id.len > 1 && order_id.len() > 1 && !order_id.is_empty",
+                "order_id.len.is_odd || amount.is_zero",
+                // Maps have properties of any name; what they hold is not known here.
+                "payload.length > 1 && payload.items.length > 0",
+                r#"fetched["stock"].body.size > 0"#,
+            ],
+        );
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                "let m = #{ length: 1 };\nm.length > 0",
+                "let s = order_id;\ns = #{ length: 1 };\ns.length > 0",
+                // An index's own expression is a chain of its own.
+                "let s = \"ab\";\nlet a = [1, 2, 3];\na[s.len] > 0 && a[0] > 0",
             ],
         );
     }

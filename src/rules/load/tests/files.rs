@@ -899,6 +899,54 @@ fn a_dangling_script_link_is_named_with_its_target() {
     );
 }
 
+/// A fetch rule with `mode: off` never runs, so its answer is never in `fetched`: reading it
+/// is refused like a name that is not there, except by a rule that is off too.
+#[test]
+fn fetched_names_no_fetch_rule_that_is_off() {
+    let dir = default_file(
+        r#"upstreams:
+  shop: { url: "http://shop.test" }
+rules:
+  - name: stock
+    fetch: { upstream: shop, path: /stock }
+    mode: off
+    reason: r
+  - name: limits
+    fetch: { upstream: shop, path: /limits }
+    mode: shadow
+    reason: r
+  - name: in-stock
+    require: 'fetched["stock"].body.left > 0'
+    reason: r
+  - name: stock-trial
+    require: 'fetched.stock.body.left > 0 && fetched["limits"] != ()'
+    mode: shadow
+    reason: r
+  - name: stock-off
+    require: 'fetched["stock"].body.left > 0'
+    mode: off
+    reason: r
+  - name: typo
+    require: 'fetched["stok"] != ()'
+    reason: r
+  - name: scripted
+    script: check.rhai
+"#,
+    );
+    dir.write("check.rhai", "fetched[\"stock\"] != ()\n");
+    let off = r#"fetched["stock"]: the fetch rule "stock" has mode: off, so it never runs and its answer is never there; turn it on (mode: enforce or shadow), or turn this rule off too"#;
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 13, 23, &format!(r#"rule "in-stock": require: invalid expression: {off}"#)),
+            dir.at(DEFAULT, 16, 23, &format!(r#"rule "stock-trial": require: invalid expression: {off}"#)),
+            // No did-you-mean for a rule that is off.
+            dir.at(DEFAULT, 24, 23, r#"rule "typo": require: invalid expression: fetched["stok"]: no fetch rule "stok" before this rule"#),
+            dir.at("check.rhai", 1, 9, &format!("{off} (script of rule \"scripted\")")),
+        ]
+    );
+}
+
 /// `fetched` holds the answers of earlier fetch rules; any other name reads `()` on every
 /// request, so a `require` on it refuses every payment. Named at the key, in expressions and
 /// scripts alike.
