@@ -108,6 +108,10 @@ fn clean_message(msg: &str) -> String {
         // serde_yaml's words for an integer beyond 64 bits: `integer "1000…000" as u128`.
         .replace("\" as u128", "\"")
         .replace("\" as i128", "\"");
+    // `amount： { max: 5 }`: the key runs on past the full-width colon to the first ": ".
+    if unknown_name(&msg).is_some_and(|name| name.contains('：')) {
+        return format!("{msg}; {FULL_WIDTH_COLON}");
+    }
     if let Some(known) = did_you_mean(&msg) {
         return format!("{msg}; did you mean \"{known}\"?");
     }

@@ -627,6 +627,12 @@ fn messages_say_what_the_yaml_should_hold() {
             r#"mapping values are not allowed in this context: line 2 needs a space after the colon of its key, e.g. name: a (without it, YAML reads the key and value as one text, which this line cannot continue)"#,
         ),
         (
+            "a full-width colon before a flow mapping",
+            "rules:\n  - name: a\n    amount： { max: 5 }\n    reason: x\n",
+            (3, 5),
+            r#"rules[0] (rule "a"): unknown field "amount： { max", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script"; "：" is a full-width colon, which YAML does not read as one: type ":" and a space"#,
+        ),
+        (
             "a full-width colon after a rule's dash",
             "rules:\n  - name：a\n    amount: { max: 1 }\n    reason: x\n",
             (3, 11),
