@@ -177,13 +177,13 @@ impl ScriptEngine {
     }
 
     /// `ast`, or the error of a slip Rhai accepts at compile time that would change decisions.
-    fn linted(&self, ast: AST) -> Result<AST, CompileError> {
+    fn linted(&self, ast: AST, src: &str) -> Result<AST, CompileError> {
         match lint::unknown_function(&ast, &self.functions)
             .or_else(|| lint::request_variable_in_fn(&ast))
             .or_else(|| lint::number_compared_with_string(&ast))
             .or_else(|| lint::unknown_response_field(&ast))
             .or_else(|| lint::impossible_text_comparison(&ast))
-            .or_else(|| lint::closure_reads_its_own_object(&ast))
+            .or_else(|| lint::closure_reads_its_own_object(&ast, src))
             .or_else(|| lint::number_method_on_text(&ast))
             .or_else(|| lint::now_in_seconds(&ast))
             .or_else(|| lint::unknown_property(&ast, &self.functions))
@@ -208,7 +208,7 @@ impl ScriptEngine {
                     None => Ok(ast),
                 }
             })
-            .and_then(|ast| self.linted(ast))
+            .and_then(|ast| self.linted(ast, src))
     }
 
     /// An expression compiled without the load-time checks, for tests of what the engine
@@ -246,7 +246,7 @@ impl ScriptEngine {
                     None => Ok(ast),
                 }
             })
-            .and_then(|ast| self.linted(ast))
+            .and_then(|ast| self.linted(ast, src))
     }
 
     /// Evaluates a boolean expression; anything but a bool is an error. It stops when
