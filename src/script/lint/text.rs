@@ -102,7 +102,7 @@ impl Shape {
 pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String, Position)> {
     let declared = declared_names(ast);
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
-    let copies = copies(ast);
+    let copies = copies(ast, declared.contains("api"));
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let call = match path.last() {
@@ -129,6 +129,7 @@ pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String
             (Expr::Variable(v, ..), _) if v.1 == "api" && !declared.contains("api") => {
                 ("api", Text::OneOf(&APIS))
             }
+            (_, Some("api")) => ("api", Text::OneOf(&APIS)),
             (_, Some(name)) if own.contains(name) => return true,
             (_, Some("seoul_weekday")) => ("seoul_weekday(…)", Text::OneOf(&WEEKDAYS)),
             (_, Some("seoul_time")) => ("seoul_time(…)", Text::Shaped(TIME)),
@@ -177,11 +178,13 @@ pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String
 }
 
 /// Variables that hold what a text helper gave (`let t = seoul_time(now);`, the usual start of
-/// a script), by name, with the helper (see [`declared_once`]).
-fn copies(ast: &AST) -> std::collections::HashMap<String, &'static str> {
+/// a script), by name, with the helper (see [`declared_once`]); and copies of `api` (`let a =
+/// api;`, `const a = api;`), as `"api"`, unless the script declares an `api` of its own.
+fn copies(ast: &AST, own_api: bool) -> std::collections::HashMap<String, &'static str> {
     const HELPERS: [&str; 3] = ["seoul_time", "seoul_date", "seoul_weekday"];
-    declared_once(ast, |value| {
-        helper(value).and_then(|h| HELPERS.into_iter().find(|k| *k == h))
+    declared_once(ast, |value| match value {
+        Expr::Variable(v, ..) if v.1 == "api" && !own_api => Some("api"),
+        _ => helper(value).and_then(|h| HELPERS.into_iter().find(|k| *k == h)),
     })
 }
 
@@ -235,6 +238,55 @@ mod tests {
                 "let t = seoul_time(now);\nt = \"x\";\nt < \"9:30\"",
                 "let t = seoul_time(now);\nlet t = \"9\";\nt < \"9:30\"",
                 "fn late(t) { t < \"9:30\" }\nlet t = seoul_time(now);\nlate(t)",
+            ],
+        );
+    }
+
+    /// A copy of `api` declared once and never assigned again is checked like `api`; one
+    /// assigned again, or of a script's own `api`, is left alone.
+    #[test]
+    fn a_copy_of_api_is_checked_like_api() {
+        let engine = ScriptEngine::new();
+        let never = |what: &str, s: &str| {
+            format!(r#"{what} is never "{s}": it is one of "v1", "v2-2024-01-01", "v2-2024-04-25""#)
+        };
+        for (src, message, line, column) in [
+            (
+                "let a = api;\nif a == \"v2\" { return \"x\"; }\ntrue",
+                never("a (from api)", "v2"),
+                2,
+                9,
+            ),
+            (
+                "const a = api;\n!(a in [\"v2\"])",
+                never("a (from api)", "v2"),
+                2,
+                9,
+            ),
+            (
+                "let version = api;\none_of(version, [\"v1\", \"V1\"])",
+                never("version (from api)", "V1"),
+                2,
+                24,
+            ),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (message.as_str(), line, column),
+                "{src}"
+            );
+        }
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                "let a = api;\na == \"v1\" || a != \"v2-2024-04-25\"",
+                "const a = api;\na in [\"v2-2024-01-01\", \"v2-2024-04-25\"]",
+                // Assigned again, declared twice, a parameter, or a script's own api.
+                "let a = api;\na = \"v2\";\na == \"v2\"",
+                "let a = api;\nlet a = \"v2\";\na == \"v2\"",
+                "fn v(a) { a == \"v2\" }\nlet a = api;\nv(a)",
+                "let api = \"v2\";\nlet a = api;\na == \"v2\"",
             ],
         );
     }
