@@ -455,7 +455,7 @@ fn errors_of_every_file_are_reported_together() {
                 "scripts/vip.rhai",
                 1,
                 9,
-                r#"unexpected ')' (script of rule "vip")"#
+                r#"unexpected ')' (script of rule "vip" in c.yaml)"#
             ),
             dir.at(
                 "c.yaml",
