@@ -517,14 +517,27 @@ fn root_cause(e: &EvalAltResult) -> &EvalAltResult {
     }
 }
 
+/// A run-time error on one line (the trace and the log line have no room for more): at the
+/// innermost place where it failed — inside the closure or the script's `fn`, not at the call
+/// that led there — with the calls it came through after it, innermost first (`…; in a
+/// closure called by filter (line 2, column 17)`). Rhai's own text puts each call on a line
+/// of its own.
 fn script_error(e: &EvalAltResult) -> ScriptError {
-    let pos = e.position();
-    let message = match root_cause(e) {
+    // The calls, outermost first.
+    let mut calls = Vec::new();
+    let mut cause = e;
+    while let EvalAltResult::ErrorInFunctionCall(name, _, inner, at) = cause {
+        calls.push((name.as_str(), *at));
+        cause = inner;
+    }
+    let mut message = match cause {
         EvalAltResult::ErrorTooManyOperations(_) => operations_message(),
         cause => {
-            let mut s = e.to_string();
-            if let Some(i) = s.rfind(" (line ") {
-                s.truncate(i);
+            let mut s = cause.to_string();
+            if !cause.position().is_none() {
+                if let Some(i) = s.rfind(" (line ") {
+                    s.truncate(i);
+                }
             }
             if matches!(
                 cause,
@@ -535,10 +548,60 @@ fn script_error(e: &EvalAltResult) -> ScriptError {
             }
             s
         }
-    };
+    }
+    .to_lowercase_first();
+    // A thrown or failed text may hold line breaks too.
+    if message.contains(['\n', '\r']) {
+        message = message
+            .split(['\n', '\r'])
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    message.push_str(&call_chain(&calls));
+    let at = std::iter::once(cause.position())
+        .chain(calls.iter().rev().map(|(_, at)| *at))
+        .find(|at| !at.is_none())
+        .unwrap_or(Position::NONE);
     ScriptError {
-        message: message.to_lowercase_first(),
-        position: position(pos),
+        message,
+        position: position(at),
+    }
+}
+
+/// The calls an error came through (outermost first), innermost first, as the end of its
+/// message: `; in a closure called by filter (line 2, column 17), in function limit (called at
+/// line 5, column 1)`. A call at the same place as the one around it was made by that one (a
+/// closure called back by `filter`).
+fn call_chain(calls: &[(&str, Position)]) -> String {
+    let mut parts = Vec::new();
+    let mut i = calls.len();
+    while i > 0 {
+        let (name, at) = calls[i - 1];
+        let what = if name.starts_with("anon$") {
+            "a closure".to_owned()
+        } else {
+            format!("function {name}")
+        };
+        let place = |at: Position| match position(at) {
+            Some((line, column)) => format!("line {line}, column {column}"),
+            None => "an unknown place".to_owned(),
+        };
+        match calls.get(i.wrapping_sub(2)) {
+            Some((by, by_at)) if i >= 2 && *by_at == at && !by.starts_with("anon$") => {
+                parts.push(format!("in {what} called by {by} ({})", place(at)));
+                i -= 2;
+            }
+            _ => {
+                parts.push(format!("in {what} (called at {})", place(at)));
+                i -= 1;
+            }
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(", "))
     }
 }
 
@@ -784,6 +847,87 @@ pub(crate) mod tests {
             );
             assert!(started.elapsed() < Duration::from_millis(500), "{arg}");
         }
+    }
+
+    /// An error inside a closure or a script's `fn` is traced on one line, where it failed,
+    /// with the calls it came through after it (Rhai's own text has a line per call, and points
+    /// at the outermost call).
+    #[test]
+    fn an_error_in_a_closure_or_fn_is_one_line_where_it_failed() {
+        for (src, message, line, column) in [
+            (
+                "let items = [1, 2, 3];\nlet big = items.filter(|x| 10 / (x - 2) > 1);\nbig.len() > 0",
+                "division by zero: 10 / 0; in a closure called by filter (line 2, column 17)",
+                2,
+                31,
+            ),
+            (
+                "fn share(x) {\n  x / (x - 1)\n}\nlet a = 1;\nshare(a) > 0",
+                "division by zero: 1 / 0; in function share (called at line 5, column 1)",
+                2,
+                5,
+            ),
+            (
+                "fn inner(x) { x / 0 }\nfn outer(x) {\n  inner(x)\n}\nouter(1) > 0",
+                "division by zero: 1 / 0; in function inner (called at line 3, column 3), in function outer (called at line 5, column 1)",
+                1,
+                17,
+            ),
+            (
+                "let f = |x| x / 0;\nf.call(1) > 0",
+                "division by zero: 1 / 0; in a closure (called at line 2, column 3)",
+                1,
+                15,
+            ),
+            // A thrown text with a line break stays on one line too.
+            ("throw \"품절\\n재고 없음\";", "runtime error: 품절 재고 없음", 1, 1),
+        ] {
+            let e = run_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.position),
+                (message, Some((line, column))),
+                "{src}"
+            );
+            assert!(!e.at("scripts/c.rhai").contains('\n'), "{src}");
+        }
+    }
+
+    /// `parse_json` of text that is no JSON object fails at the call, saying the text was
+    /// wrong and where in it: Rhai's own error pointed into the JSON text as if into the
+    /// script.
+    #[test]
+    fn invalid_json_fails_at_the_parse_json_call() {
+        for (src, message, line, column) in [
+            (
+                "let s = \"{\\\"a\\\": }\";\n\nlet v = parse_json(s);\ntrue",
+                "runtime error: parse_json: the text given is not valid JSON (an object): unexpected '}' at line 1, column 7 of that text",
+                3,
+                9,
+            ),
+            (
+                "let v = \"[1, 2]\".parse_json();\ntrue",
+                "runtime error: parse_json: the text given is JSON, but of an array where an object ({…}) was expected",
+                1,
+                18,
+            ),
+            (
+                "let v = [\"{}\", \"{\"].map(|t| parse_json(t));\ntrue",
+                "runtime error: parse_json: the text given is not valid JSON (an object): expecting '}' to end this object map literal at line 1, column 2 of that text; in a closure called by map (line 1, column 21)",
+                1,
+                29,
+            ),
+        ] {
+            let e = run_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.position),
+                (message, Some((line, column))),
+                "{src}"
+            );
+        }
+        assert_eq!(
+            run_script("let v = parse_json(\"{\\\"a\\\": 1}\");\nv.a == 1"),
+            Ok(ScriptVerdict::Pass)
+        );
     }
 
     /// A panic inside the engine (a helper's bug) is an error of the rule, not a lost request.
