@@ -200,6 +200,7 @@ impl ScriptEngine {
             .map_err(|e| {
                 let mut error = compile_error(e.to_string(), e.position(), &e.0.to_string());
                 keyword_hint(src, &mut error);
+                undefined_variable_hint(src, extra, &mut error);
                 error
             })
             .and_then(|ast| {
@@ -227,6 +228,7 @@ impl ScriptEngine {
             .map_err(|e| {
                 let mut error = compile_error(e.to_string(), e.position(), &e.0.to_string());
                 keyword_hint(src, &mut error);
+                undefined_variable_hint(src, &[], &mut error);
                 // Rhai reports a missing `}` where the script ends, as some other want.
                 if let Some((line, column)) = lint::unclosed_brace(src) {
                     error.message.push_str(&format!(
@@ -307,8 +309,8 @@ impl ScriptEngine {
         }
         Err(ScriptError {
             message: format!(
-                "script returned {}, expected true, false, () or a string",
-                result.type_name()
+                "the script gave {}, which no script may give: a script gives true or () to pass, false to refuse with the rule's reason, or a string to refuse with that string",
+                helpers::a_kind(result.type_name())
             ),
             position: None,
         })
@@ -370,7 +372,13 @@ impl ScriptEngine {
 
 fn as_bool(result: Dynamic) -> Result<bool, ScriptError> {
     result.as_bool().map_err(|t| ScriptError {
-        message: format!("expression returned {t}, expected a bool (true or false)"),
+        message: format!(
+            "the expression gave {}, not true or false: write a condition, such as order_id == \"x\" or amount > 1000",
+            match t {
+                "()" => "() (what a missing field reads as)",
+                t => helpers::a_kind(t),
+            }
+        ),
         position: None,
     })
 }
@@ -489,6 +497,26 @@ fn keyword_hint(src: &str, error: &mut CompileError) {
         return;
     };
     error.message.push_str(&hint);
+}
+
+/// A hint for an undefined variable that is defined, but not where it is read: `response`
+/// outside the `require` of a fetch rule (an earlier fetch rule's answer is
+/// `fetched["rule-name"]`), and a script's own variable read inside one of its `fn`s, which
+/// sees only its parameters.
+fn undefined_variable_hint(src: &str, extra: &[&str], error: &mut CompileError) {
+    let Some(name) = error.message.strip_prefix("undefined variable: ") else {
+        return;
+    };
+    let name = name.to_owned();
+    if name == "response" && !extra.contains(&"response") {
+        error.message.push_str(": response is the answer of a fetch rule's own call, seen only in that rule's require; elsewhere read the answer of a fetch rule before this one as fetched[\"rule-name\"] (fetched[\"stock\"].status, fetched[\"stock\"].body)");
+        return;
+    }
+    if let Some(function) = lint::outer_variable_in_fn(src, &name, error.line, error.column) {
+        error.message.push_str(&format!(
+            ": {name} is the script's, declared outside fn {function}, and a Rhai function sees only its parameters; pass it in: fn {function}(…, {name}) … called as {function}(…, {name})"
+        ));
+    }
 }
 
 fn compile_error(full: String, pos: Position, bare: &str) -> CompileError {
@@ -699,7 +727,7 @@ pub(crate) mod tests {
     fn non_bool_expression_is_an_error() {
         // Not known at load (`amount + 1` is refused there): the answer decides.
         let err = eval_expr("payload.amount", V1).unwrap_err();
-        assert!(err.message.contains("expected a bool"), "{err}");
+        assert!(err.message.contains("not true or false"), "{err}");
     }
 
     #[test]
@@ -989,10 +1017,77 @@ pub(crate) mod tests {
             run_script("try { let ok = amount < 5; ok } catch (e) { return \"c\"; }"),
             Ok(ScriptVerdict::Refuse(None))
         );
-        assert!(run_script("payload.amount")
-            .unwrap_err()
-            .message
-            .contains("expected true, false"));
+        // What the checks at load cannot see the kind of is said at run time, in words.
+        for (src, kind) in [
+            ("payload.amount", "a number"),
+            ("payload.custom", "a map"),
+            // Assigned again: not known at load.
+            (
+                "let all = ();\nall = payload.custom.values();\nall",
+                "an array",
+            ),
+        ] {
+            assert_eq!(
+                run_script(src).unwrap_err().message,
+                format!("the script gave {kind}, which no script may give: a script gives true or () to pass, false to refuse with the rule's reason, or a string to refuse with that string"),
+                "{src}"
+            );
+        }
+        for (src, kind) in [
+            ("payload.amount", "a number"),
+            ("payload.custom", "a map"),
+            ("payload.missing", "() (what a missing field reads as)"),
+        ] {
+            assert_eq!(
+                eval_expr(src, V1).unwrap_err().message,
+                format!("the expression gave {kind}, not true or false: write a condition, such as order_id == \"x\" or amount > 1000"),
+                "{src}"
+            );
+        }
+    }
+
+    /// An undefined variable that is defined elsewhere gets a hint: `response` outside the
+    /// `require` of a fetch rule, and a script's own variable inside its `fn`.
+    #[test]
+    fn undefined_variables_defined_elsewhere_get_a_hint() {
+        let engine = ScriptEngine::new();
+        let response = "undefined variable: response: response is the answer of a fetch rule's own call, seen only in that rule's require; elsewhere read the answer of a fetch rule before this one as fetched[\"rule-name\"] (fetched[\"stock\"].status, fetched[\"stock\"].body)";
+        let e = engine
+            .compile_expression("response.status == 200", &[])
+            .unwrap_err();
+        assert_eq!((e.message.as_str(), e.line, e.column), (response, 1, 1));
+        let e = engine
+            .compile_script("let r = response;\nr.status == 200")
+            .unwrap_err();
+        assert_eq!((e.message.as_str(), e.line, e.column), (response, 1, 9));
+        engine
+            .compile_expression("response.status == 200", &["response"])
+            .expect("a fetch rule's require");
+        for (src, name, function, line, column) in [
+            ("const VIP_LIMIT = 3000000;\nfn big(a) {\n  a > VIP_LIMIT\n}\nif big(amount) { return \"한도 초과\"; }\ntrue", "VIP_LIMIT", "big", 3, 7),
+            // Declared after the function, beside a `{` in a string and a comment.
+            ("// fn x() { limit }\nfn big(a) { let s = \"{\"; a > limit }\nlet limit = 1;\n!big(amount)", "limit", "big", 2, 30),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (
+                    format!("undefined variable: {name}: {name} is the script's, declared outside fn {function}, and a Rhai function sees only its parameters; pass it in: fn {function}(…, {name}) … called as {function}(…, {name})").as_str(),
+                    line,
+                    column
+                ),
+                "{src}"
+            );
+        }
+        // Declared nowhere, or only inside the function (after the read): no hint.
+        for src in [
+            "fn big(a) {\n  a > limit\n}\n!big(amount)",
+            "fn big(a) {\n  let x = a > limit;\n  let limit = 1;\n  x\n}\n!big(amount)",
+            "let x = limit;\nlet limit = 1;\nx == 1",
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(e.message, "undefined variable: limit", "{src}");
+        }
     }
 
     #[test]

@@ -22,7 +22,12 @@ fn invalid_json(e: &rhai::EvalAltResult) -> String {
     let (what, at) = match e {
         rhai::EvalAltResult::ErrorParsing(kind, at) => (kind.to_string(), *at),
         rhai::EvalAltResult::ErrorMismatchOutputType(_, actual, _) => {
-            return format!("parse_json: the text given is JSON, but of {} where an object ({{…}}) was expected", a_kind(actual));
+            let kind = if actual == "()" {
+                "null"
+            } else {
+                a_kind(actual)
+            };
+            return format!("parse_json: the text given is JSON, but of {kind} where an object ({{…}}) was expected");
         }
         other => {
             let mut s = other.to_string();
@@ -56,7 +61,7 @@ pub(super) fn a_kind(type_name: &str) -> &'static str {
         "map" => "a map",
         "string" | "&str" | "ImmutableString" => "a text",
         "bool" => "true or false",
-        "()" => "null",
+        "()" => "()",
         "char" => "a character",
         t if [
             "i64",
