@@ -177,13 +177,13 @@ impl ScriptEngine {
     }
 
     /// `ast`, or the error of a slip Rhai accepts at compile time that would change decisions.
-    fn linted(&self, ast: AST) -> Result<AST, CompileError> {
+    fn linted(&self, ast: AST, src: &str) -> Result<AST, CompileError> {
         match lint::unknown_function(&ast, &self.functions)
             .or_else(|| lint::request_variable_in_fn(&ast))
             .or_else(|| lint::number_compared_with_string(&ast))
             .or_else(|| lint::unknown_response_field(&ast))
             .or_else(|| lint::impossible_text_comparison(&ast))
-            .or_else(|| lint::closure_reads_its_own_object(&ast))
+            .or_else(|| lint::closure_reads_its_own_object(&ast, src))
             .or_else(|| lint::number_method_on_text(&ast))
             .or_else(|| lint::now_in_seconds(&ast))
             .or_else(|| lint::unknown_property(&ast, &self.functions))
@@ -200,6 +200,7 @@ impl ScriptEngine {
             .map_err(|e| {
                 let mut error = compile_error(e.to_string(), e.position(), &e.0.to_string());
                 keyword_hint(src, &mut error);
+                undefined_variable_hint(src, extra, &mut error);
                 error
             })
             .and_then(|ast| {
@@ -208,7 +209,7 @@ impl ScriptEngine {
                     None => Ok(ast),
                 }
             })
-            .and_then(|ast| self.linted(ast))
+            .and_then(|ast| self.linted(ast, src))
     }
 
     /// An expression compiled without the load-time checks, for tests of what the engine
@@ -227,6 +228,7 @@ impl ScriptEngine {
             .map_err(|e| {
                 let mut error = compile_error(e.to_string(), e.position(), &e.0.to_string());
                 keyword_hint(src, &mut error);
+                undefined_variable_hint(src, &[], &mut error);
                 // Rhai reports a missing `}` where the script ends, as some other want.
                 if let Some((line, column)) = lint::unclosed_brace(src) {
                     error.message.push_str(&format!(
@@ -246,7 +248,7 @@ impl ScriptEngine {
                     None => Ok(ast),
                 }
             })
-            .and_then(|ast| self.linted(ast))
+            .and_then(|ast| self.linted(ast, src))
     }
 
     /// Evaluates a boolean expression; anything but a bool is an error. It stops when
@@ -307,8 +309,8 @@ impl ScriptEngine {
         }
         Err(ScriptError {
             message: format!(
-                "script returned {}, expected true, false, () or a string",
-                result.type_name()
+                "the script gave {}, which no script may give: a script gives true or () to pass, false to refuse with the rule's reason, or a string to refuse with that string",
+                helpers::a_kind(result.type_name())
             ),
             position: None,
         })
@@ -370,7 +372,13 @@ impl ScriptEngine {
 
 fn as_bool(result: Dynamic) -> Result<bool, ScriptError> {
     result.as_bool().map_err(|t| ScriptError {
-        message: format!("expression returned {t}, expected a bool (true or false)"),
+        message: format!(
+            "the expression gave {}, not true or false: write a condition, such as order_id == \"x\" or amount > 1000",
+            match t {
+                "()" => "() (what a missing field reads as)",
+                t => helpers::a_kind(t),
+            }
+        ),
         position: None,
     })
 }
@@ -491,6 +499,26 @@ fn keyword_hint(src: &str, error: &mut CompileError) {
     error.message.push_str(&hint);
 }
 
+/// A hint for an undefined variable that is defined, but not where it is read: `response`
+/// outside the `require` of a fetch rule (an earlier fetch rule's answer is
+/// `fetched["rule-name"]`), and a script's own variable read inside one of its `fn`s, which
+/// sees only its parameters.
+fn undefined_variable_hint(src: &str, extra: &[&str], error: &mut CompileError) {
+    let Some(name) = error.message.strip_prefix("undefined variable: ") else {
+        return;
+    };
+    let name = name.to_owned();
+    if name == "response" && !extra.contains(&"response") {
+        error.message.push_str(": response is the answer of a fetch rule's own call, seen only in that rule's require; elsewhere read the answer of a fetch rule before this one as fetched[\"rule-name\"] (fetched[\"stock\"].status, fetched[\"stock\"].body)");
+        return;
+    }
+    if let Some(function) = lint::outer_variable_in_fn(src, &name, error.line, error.column) {
+        error.message.push_str(&format!(
+            ": {name} is the script's, declared outside fn {function}, and a Rhai function sees only its parameters; pass it in: fn {function}(…, {name}) … called as {function}(…, {name})"
+        ));
+    }
+}
+
 fn compile_error(full: String, pos: Position, bare: &str) -> CompileError {
     // rhai's Display appends " (line L, position C)"; we report the position ourselves.
     let message = if bare.is_empty() {
@@ -517,14 +545,27 @@ fn root_cause(e: &EvalAltResult) -> &EvalAltResult {
     }
 }
 
+/// A run-time error on one line (the trace and the log line have no room for more): at the
+/// innermost place where it failed — inside the closure or the script's `fn`, not at the call
+/// that led there — with the calls it came through after it, innermost first (`…; in a
+/// closure called by filter (line 2, column 17)`). Rhai's own text puts each call on a line
+/// of its own.
 fn script_error(e: &EvalAltResult) -> ScriptError {
-    let pos = e.position();
-    let message = match root_cause(e) {
+    // The calls, outermost first.
+    let mut calls = Vec::new();
+    let mut cause = e;
+    while let EvalAltResult::ErrorInFunctionCall(name, _, inner, at) = cause {
+        calls.push((name.as_str(), *at));
+        cause = inner;
+    }
+    let mut message = match cause {
         EvalAltResult::ErrorTooManyOperations(_) => operations_message(),
         cause => {
-            let mut s = e.to_string();
-            if let Some(i) = s.rfind(" (line ") {
-                s.truncate(i);
+            let mut s = cause.to_string();
+            if !cause.position().is_none() {
+                if let Some(i) = s.rfind(" (line ") {
+                    s.truncate(i);
+                }
             }
             if matches!(
                 cause,
@@ -535,10 +576,60 @@ fn script_error(e: &EvalAltResult) -> ScriptError {
             }
             s
         }
-    };
+    }
+    .to_lowercase_first();
+    // A thrown or failed text may hold line breaks too.
+    if message.contains(['\n', '\r']) {
+        message = message
+            .split(['\n', '\r'])
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    message.push_str(&call_chain(&calls));
+    let at = std::iter::once(cause.position())
+        .chain(calls.iter().rev().map(|(_, at)| *at))
+        .find(|at| !at.is_none())
+        .unwrap_or(Position::NONE);
     ScriptError {
-        message: message.to_lowercase_first(),
-        position: position(pos),
+        message,
+        position: position(at),
+    }
+}
+
+/// The calls an error came through (outermost first), innermost first, as the end of its
+/// message: `; in a closure called by filter (line 2, column 17), in function limit (called at
+/// line 5, column 1)`. A call at the same place as the one around it was made by that one (a
+/// closure called back by `filter`).
+fn call_chain(calls: &[(&str, Position)]) -> String {
+    let mut parts = Vec::new();
+    let mut i = calls.len();
+    while i > 0 {
+        let (name, at) = calls[i - 1];
+        let what = if name.starts_with("anon$") {
+            "a closure".to_owned()
+        } else {
+            format!("function {name}")
+        };
+        let place = |at: Position| match position(at) {
+            Some((line, column)) => format!("line {line}, column {column}"),
+            None => "an unknown place".to_owned(),
+        };
+        match calls.get(i.wrapping_sub(2)) {
+            Some((by, by_at)) if i >= 2 && *by_at == at && !by.starts_with("anon$") => {
+                parts.push(format!("in {what} called by {by} ({})", place(at)));
+                i -= 2;
+            }
+            _ => {
+                parts.push(format!("in {what} (called at {})", place(at)));
+                i -= 1;
+            }
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(", "))
     }
 }
 
@@ -636,7 +727,7 @@ pub(crate) mod tests {
     fn non_bool_expression_is_an_error() {
         // Not known at load (`amount + 1` is refused there): the answer decides.
         let err = eval_expr("payload.amount", V1).unwrap_err();
-        assert!(err.message.contains("expected a bool"), "{err}");
+        assert!(err.message.contains("not true or false"), "{err}");
     }
 
     #[test]
@@ -786,6 +877,87 @@ pub(crate) mod tests {
         }
     }
 
+    /// An error inside a closure or a script's `fn` is traced on one line, where it failed,
+    /// with the calls it came through after it (Rhai's own text has a line per call, and points
+    /// at the outermost call).
+    #[test]
+    fn an_error_in_a_closure_or_fn_is_one_line_where_it_failed() {
+        for (src, message, line, column) in [
+            (
+                "let items = [1, 2, 3];\nlet big = items.filter(|x| 10 / (x - 2) > 1);\nbig.len() > 0",
+                "division by zero: 10 / 0; in a closure called by filter (line 2, column 17)",
+                2,
+                31,
+            ),
+            (
+                "fn share(x) {\n  x / (x - 1)\n}\nlet a = 1;\nshare(a) > 0",
+                "division by zero: 1 / 0; in function share (called at line 5, column 1)",
+                2,
+                5,
+            ),
+            (
+                "fn inner(x) { x / 0 }\nfn outer(x) {\n  inner(x)\n}\nouter(1) > 0",
+                "division by zero: 1 / 0; in function inner (called at line 3, column 3), in function outer (called at line 5, column 1)",
+                1,
+                17,
+            ),
+            (
+                "let f = |x| x / 0;\nf.call(1) > 0",
+                "division by zero: 1 / 0; in a closure (called at line 2, column 3)",
+                1,
+                15,
+            ),
+            // A thrown text with a line break stays on one line too.
+            ("throw \"품절\\n재고 없음\";", "runtime error: 품절 재고 없음", 1, 1),
+        ] {
+            let e = run_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.position),
+                (message, Some((line, column))),
+                "{src}"
+            );
+            assert!(!e.at("scripts/c.rhai").contains('\n'), "{src}");
+        }
+    }
+
+    /// `parse_json` of text that is no JSON object fails at the call, saying the text was
+    /// wrong and where in it: Rhai's own error pointed into the JSON text as if into the
+    /// script.
+    #[test]
+    fn invalid_json_fails_at_the_parse_json_call() {
+        for (src, message, line, column) in [
+            (
+                "let s = \"{\\\"a\\\": }\";\n\nlet v = parse_json(s);\ntrue",
+                "runtime error: parse_json: the text given is not valid JSON (an object): unexpected '}' at line 1, column 7 of that text",
+                3,
+                9,
+            ),
+            (
+                "let v = \"[1, 2]\".parse_json();\ntrue",
+                "runtime error: parse_json: the text given is JSON, but of an array where an object ({…}) was expected",
+                1,
+                18,
+            ),
+            (
+                "let v = [\"{}\", \"{\"].map(|t| parse_json(t));\ntrue",
+                "runtime error: parse_json: the text given is not valid JSON (an object): expecting '}' to end this object map literal at line 1, column 2 of that text; in a closure called by map (line 1, column 21)",
+                1,
+                29,
+            ),
+        ] {
+            let e = run_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.position),
+                (message, Some((line, column))),
+                "{src}"
+            );
+        }
+        assert_eq!(
+            run_script("let v = parse_json(\"{\\\"a\\\": 1}\");\nv.a == 1"),
+            Ok(ScriptVerdict::Pass)
+        );
+    }
+
     /// A panic inside the engine (a helper's bug) is an error of the rule, not a lost request.
     #[test]
     fn a_panic_in_a_script_is_an_error() {
@@ -845,10 +1017,77 @@ pub(crate) mod tests {
             run_script("try { let ok = amount < 5; ok } catch (e) { return \"c\"; }"),
             Ok(ScriptVerdict::Refuse(None))
         );
-        assert!(run_script("payload.amount")
-            .unwrap_err()
-            .message
-            .contains("expected true, false"));
+        // What the checks at load cannot see the kind of is said at run time, in words.
+        for (src, kind) in [
+            ("payload.amount", "a number"),
+            ("payload.custom", "a map"),
+            // Assigned again: not known at load.
+            (
+                "let all = ();\nall = payload.custom.values();\nall",
+                "an array",
+            ),
+        ] {
+            assert_eq!(
+                run_script(src).unwrap_err().message,
+                format!("the script gave {kind}, which no script may give: a script gives true or () to pass, false to refuse with the rule's reason, or a string to refuse with that string"),
+                "{src}"
+            );
+        }
+        for (src, kind) in [
+            ("payload.amount", "a number"),
+            ("payload.custom", "a map"),
+            ("payload.missing", "() (what a missing field reads as)"),
+        ] {
+            assert_eq!(
+                eval_expr(src, V1).unwrap_err().message,
+                format!("the expression gave {kind}, not true or false: write a condition, such as order_id == \"x\" or amount > 1000"),
+                "{src}"
+            );
+        }
+    }
+
+    /// An undefined variable that is defined elsewhere gets a hint: `response` outside the
+    /// `require` of a fetch rule, and a script's own variable inside its `fn`.
+    #[test]
+    fn undefined_variables_defined_elsewhere_get_a_hint() {
+        let engine = ScriptEngine::new();
+        let response = "undefined variable: response: response is the answer of a fetch rule's own call, seen only in that rule's require; elsewhere read the answer of a fetch rule before this one as fetched[\"rule-name\"] (fetched[\"stock\"].status, fetched[\"stock\"].body)";
+        let e = engine
+            .compile_expression("response.status == 200", &[])
+            .unwrap_err();
+        assert_eq!((e.message.as_str(), e.line, e.column), (response, 1, 1));
+        let e = engine
+            .compile_script("let r = response;\nr.status == 200")
+            .unwrap_err();
+        assert_eq!((e.message.as_str(), e.line, e.column), (response, 1, 9));
+        engine
+            .compile_expression("response.status == 200", &["response"])
+            .expect("a fetch rule's require");
+        for (src, name, function, line, column) in [
+            ("const VIP_LIMIT = 3000000;\nfn big(a) {\n  a > VIP_LIMIT\n}\nif big(amount) { return \"한도 초과\"; }\ntrue", "VIP_LIMIT", "big", 3, 7),
+            // Declared after the function, beside a `{` in a string and a comment.
+            ("// fn x() { limit }\nfn big(a) { let s = \"{\"; a > limit }\nlet limit = 1;\n!big(amount)", "limit", "big", 2, 30),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (
+                    format!("undefined variable: {name}: {name} is the script's, declared outside fn {function}, and a Rhai function sees only its parameters; pass it in: fn {function}(…, {name}) … called as {function}(…, {name})").as_str(),
+                    line,
+                    column
+                ),
+                "{src}"
+            );
+        }
+        // Declared nowhere, or only inside the function (after the read): no hint.
+        for src in [
+            "fn big(a) {\n  a > limit\n}\n!big(amount)",
+            "fn big(a) {\n  let x = a > limit;\n  let limit = 1;\n  x\n}\n!big(amount)",
+            "let x = limit;\nlet limit = 1;\nx == 1",
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(e.message, "undefined variable: limit", "{src}");
+        }
     }
 
     #[test]

@@ -16,6 +16,74 @@ pub(super) fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
         .single()
 }
 
+/// What `parse_json` says of text that is no JSON (object): what Rhai found wrong, and where in
+/// that text.
+fn invalid_json(e: &rhai::EvalAltResult) -> String {
+    let (what, at) = match e {
+        rhai::EvalAltResult::ErrorParsing(kind, at) => (kind.to_string(), *at),
+        rhai::EvalAltResult::ErrorMismatchOutputType(_, actual, _) => {
+            let kind = if actual == "()" {
+                "null"
+            } else {
+                a_kind(actual)
+            };
+            return format!("parse_json: the text given is JSON, but of {kind} where an object ({{…}}) was expected");
+        }
+        other => {
+            let mut s = other.to_string();
+            if !other.position().is_none() {
+                if let Some(i) = s.rfind(" (line ") {
+                    s.truncate(i);
+                }
+            }
+            (s, other.position())
+        }
+    };
+    let what: String = {
+        let mut chars = what.chars();
+        chars
+            .next()
+            .map(|c| c.to_lowercase().chain(chars).collect())
+            .unwrap_or_default()
+    };
+    let place = match (at.line(), at.position()) {
+        (Some(line), Some(column)) => format!(" at line {line}, column {column} of that text"),
+        (Some(line), None) => format!(" at line {line} of that text"),
+        _ => String::new(),
+    };
+    format!("parse_json: the text given is not valid JSON (an object): {what}{place}")
+}
+
+/// A value's kind as Rhai names it (`array`, `i64`, `string` …), in words: "an array".
+pub(super) fn a_kind(type_name: &str) -> &'static str {
+    match type_name {
+        "array" => "an array",
+        "map" => "a map",
+        "string" | "&str" | "ImmutableString" => "a text",
+        "bool" => "true or false",
+        "()" => "()",
+        "char" => "a character",
+        t if [
+            "i64",
+            "i32",
+            "u64",
+            "f64",
+            "f32",
+            "decimal",
+            "rust_decimal::Decimal",
+            "INT",
+            "FLOAT",
+        ]
+        .contains(&t)
+            || t.ends_with("Decimal") =>
+        {
+            "a number"
+        }
+        "Fn" => "a function",
+        _ => "another kind of value",
+    }
+}
+
 /// `1234567` → `"1,234,567"`; keeps a fractional part as written.
 pub fn format_amount_text(text: &str) -> String {
     let (sign, digits) = match text.strip_prefix('-') {
@@ -158,6 +226,23 @@ pub(super) fn register_helpers(engine: &mut Engine) {
                 message.into(),
                 rhai::Position::NONE,
             )))
+        },
+    );
+    // Rhai's own `parse_json` fails with the position inside the JSON text, which the trace
+    // would show as a place in the script (`vip.rhai:1:9` for a call on line 3): the same
+    // function, failing at the call, with the JSON's own position in words.
+    engine.register_fn(
+        "parse_json",
+        |ctx: rhai::NativeCallContext, json: &str| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+            ctx.engine()
+                .parse_json(json, true)
+                .map(Dynamic::from)
+                .map_err(|e| {
+                    Box::new(rhai::EvalAltResult::ErrorRuntime(
+                        invalid_json(&e).into(),
+                        rhai::Position::NONE,
+                    ))
+                })
         },
     );
     engine.register_fn("before", |s: &str, sep: &str| {

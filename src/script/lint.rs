@@ -688,6 +688,111 @@ pub(super) fn unclosed_brace(src: &str) -> Option<(usize, usize)> {
     open.pop()
 }
 
+/// The `fn` whose body holds `line`:`column` in `src`, when `name` is declared (`let name`,
+/// `const name`) outside every `fn` body: a read of the script's own variable inside one of
+/// its functions, which Rhai refuses as an undefined variable. `None` when unsure (the place is
+/// in no function, or no such declaration is seen). Strings and comments are skipped as in
+/// [`unclosed_brace`].
+pub(super) fn outer_variable_in_fn(
+    src: &str,
+    name: &str,
+    line: usize,
+    column: usize,
+) -> Option<String> {
+    let (mut at_line, mut at_column) = (1, 0);
+    let mut chars = src.chars().peekable();
+    let mut quoted: Option<char> = None;
+    let mut depth = 0usize;
+    // The function whose body is being read, with the depth of its `{`.
+    let mut body: Option<(String, usize)> = None;
+    // After `fn`: its name, then its `{`.
+    let mut pending: Option<Option<String>> = None;
+    let mut word = String::new();
+    let mut previous_word = String::new();
+    let mut declared_outside = false;
+    let mut holder = None;
+    let finish_word = |word: &mut String,
+                       previous: &mut String,
+                       pending: &mut Option<Option<String>>,
+                       body: &Option<(String, usize)>| {
+        if word.is_empty() {
+            return false;
+        }
+        let mut outside = false;
+        if (previous == "let" || previous == "const") && word == name && body.is_none() {
+            outside = true;
+        }
+        match pending {
+            Some(None) => *pending = Some(Some(word.clone())),
+            _ if word == "fn" => *pending = Some(None),
+            _ => {}
+        }
+        *previous = std::mem::take(word);
+        outside
+    };
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            (at_line, at_column) = (at_line + 1, 0);
+        } else {
+            at_column += 1;
+        }
+        if quoted.is_none() && (at_line, at_column) == (line, column) {
+            holder = Some(body.as_ref().map(|(f, _)| f.clone()));
+        }
+        if quoted.is_none() && (c.is_alphanumeric() || c == '_') {
+            word.push(c);
+            continue;
+        }
+        declared_outside |= finish_word(&mut word, &mut previous_word, &mut pending, &body);
+        match (quoted, c) {
+            (Some(q), '\\') if q != '`' => match chars.next() {
+                Some('\n') => (at_line, at_column) = (at_line + 1, 0),
+                _ => at_column += 1,
+            },
+            (Some(q), c) if c == q => quoted = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'' | '`') => quoted = Some(c),
+            (None, '/') if chars.peek() == Some(&'/') => {
+                while chars.next_if(|&c| c != '\n').is_some() {}
+            }
+            (None, '/') if chars.peek() == Some(&'*') => {
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        (at_line, at_column) = (at_line + 1, 0);
+                    } else {
+                        at_column += 1;
+                    }
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+            }
+            (None, '{') => {
+                depth += 1;
+                if let Some(Some(function)) = pending.take() {
+                    if body.is_none() {
+                        body = Some((function, depth));
+                    }
+                }
+            }
+            (None, '}') => {
+                if body.as_ref().is_some_and(|(_, d)| *d == depth) {
+                    body = None;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+    declared_outside |= finish_word(&mut word, &mut previous_word, &mut pending, &body);
+    match holder {
+        Some(Some(function)) if declared_outside => Some(function),
+        _ => None,
+    }
+}
+
 /// Why a script file would pass every payment whatever it checks: it is empty (blank lines and
 /// comments only: a save that emptied it must not approve everything), or nothing in it can
 /// give a value other than `()` — its last statement gives none (`let ok = amount <= 1000000;`,

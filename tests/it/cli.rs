@@ -307,7 +307,10 @@ fn script_errors_point_into_the_script_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let want = format!("{}/scripts/vip.rhai:4:", rules.path().display());
     assert!(stderr.starts_with(&want), "{stderr}");
-    assert!(stderr.contains("(script of rule \"vip\")"), "{stderr}");
+    assert!(
+        stderr.contains("(script of rule \"vip\" in default.yaml)"),
+        "{stderr}"
+    );
 }
 
 /// Trying a script with `eval`, its `print` and `debug` output is on stderr (and not in the

@@ -339,7 +339,7 @@ rules:
     // Where in the rule file: the expression's first character (inside the quote).
     assert_eq!(
         error_of(&d, "not-a-bool"),
-        "default.yaml:4:35: require: expression returned i64, expected a bool (true or false)"
+        "default.yaml:4:35: require: the expression gave a number, not true or false: write a condition, such as order_id == \"x\" or amount > 1000"
     );
 }
 
@@ -402,7 +402,7 @@ async fn when_error_is_an_error_too() {
     assert_eq!(summary(&d), failed("w"));
     assert_eq!(
         error_of(&d, "w"),
-        "default.yaml:2:23: when: expression returned i64, expected a bool (true or false)"
+        "default.yaml:2:23: when: the expression gave a number, not true or false: write a condition, such as order_id == \"x\" or amount > 1000"
     );
 }
 

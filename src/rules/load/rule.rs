@@ -406,6 +406,13 @@ impl FileCompiler<'_, '_> {
         })
     }
 
+    /// What an error inside a script ends with: the rule that runs it, and the rule file it
+    /// is in (rules of several files may share a script, and one of them may be the one
+    /// lacking what the error says): ` (script of rule "qty" in events.yaml)`.
+    fn script_of(&self, rule: &str) -> String {
+        format!(" (script of rule \"{rule}\" in {})", self.name)
+    }
+
     fn script(&mut self, at: &[Seg<'_>], rule: &str, rel: &str) -> Option<Check> {
         let rel_path = Path::new(rel);
         let escapes = rel_path.is_absolute()
@@ -431,7 +438,7 @@ impl FileCompiler<'_, '_> {
             }
             // Like a script's syntax error: reported against the script, where the fix is.
             Err(e) => {
-                let suffix = format!(" (script of rule \"{rule}\")");
+                let suffix = self.script_of(rule);
                 self.errors.push(e.into_load_error(file, &suffix));
                 return None;
             }
@@ -455,7 +462,7 @@ impl FileCompiler<'_, '_> {
                         line: e.line,
                         column: e.column,
                     }),
-                    message: format!("{} (script of rule \"{rule}\")", e.message),
+                    message: format!("{}{}", e.message, self.script_of(rule)),
                 });
                 None
             }

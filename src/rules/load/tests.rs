@@ -254,7 +254,7 @@ rules:
                     "scripts/bin.rhai",
                     2,
                     3,
-                    r#"not valid UTF-8 (byte 0xC3); save the file as UTF-8 (script of rule "s")"#
+                    r#"not valid UTF-8 (byte 0xC3); save the file as UTF-8 (script of rule "s" in default.yaml)"#
                 ),
             ]
         );

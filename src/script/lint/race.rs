@@ -14,7 +14,14 @@ use rhai::{ASTFlags, ASTNode, Expr, FnCallExpr, Position, Stmt, AST};
 /// The first method call whose object is a variable that a closure given to it reads: the
 /// closure written in the call, or a variable given a closure once (and closures that call
 /// such a closure).
-pub(in crate::script) fn closure_reads_its_own_object(ast: &AST) -> Option<(String, Position)> {
+///
+/// The call to write instead takes the method's whole receiver, as written in `src`:
+/// `reduce(payload.items, …)` for `payload.items.reduce(…)`, not `reduce(payload, …)`, which
+/// would fail (no `reduce` of a map) or, for `filter`, quietly work on the whole map.
+pub(in crate::script) fn closure_reads_its_own_object(
+    ast: &AST,
+    src: &str,
+) -> Option<(String, Position)> {
     let closures = closure_variables(ast);
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
@@ -38,16 +45,23 @@ pub(in crate::script) fn closure_reads_its_own_object(ast: &AST) -> Option<(Stri
             return true;
         };
         let object = var.1.as_str();
+        let head = chain.lhs.position();
         for (call, at) in methods_of(e) {
             for arg in call.args.iter() {
                 if let Some(read) = reads(arg, object, &closures) {
                     let name = &call.name;
-                    found = Some((
+                    let receiver =
+                        receiver_text(src, head, at).unwrap_or_else(|| object.to_owned());
+                    let message = if receiver == object {
                         format!(
                             "{object} is read inside the closure passed to its own {name}: Rhai locks {object} for a method call, so the read would stall, then fail; call it as a function, which takes no lock: {name}({object}, …)"
-                        ),
-                        if read.is_none() { at } else { read },
-                    ));
+                        )
+                    } else {
+                        format!(
+                            "{object} is read inside the closure passed to {receiver}.{name}: Rhai locks {object} for a method call on any part of it, so the read would stall, then fail; call it as a function, which takes no lock: {name}({receiver}, …)"
+                        )
+                    };
+                    found = Some((message, if read.is_none() { at } else { read }));
                     return false;
                 }
             }
@@ -55,6 +69,38 @@ pub(in crate::script) fn closure_reads_its_own_object(ast: &AST) -> Option<(Stri
         true
     });
     found
+}
+
+/// The source text of a method call's receiver: from the head of its chain (at `head`) to the
+/// method's name (at `method`), without the dot, and with line breaks (and the indentation
+/// after them) left out: `payload.custom.keys()` for `payload.custom.keys().filter(…)`.
+fn receiver_text(src: &str, head: Position, method: Position) -> Option<String> {
+    let start = char_offset(src, head)?;
+    let end = char_offset(src, method)?;
+    let text: String = src
+        .chars()
+        .skip(start)
+        .take(end.checked_sub(start)?)
+        .collect();
+    let text = text.trim_end();
+    let text = text.strip_suffix('.')?;
+    let text = text.strip_suffix('?').unwrap_or(text).trim_end();
+    let text: String = text.lines().map(str::trim).collect();
+    (!text.is_empty()).then_some(text)
+}
+
+/// How many characters into `src` a position is (Rhai counts lines and columns from 1, in
+/// characters).
+fn char_offset(src: &str, at: Position) -> Option<usize> {
+    let (line, column) = (at.line()?, at.position()?);
+    let mut offset = 0;
+    for (n, text) in src.split('\n').enumerate() {
+        if n + 1 == line {
+            return (column <= text.chars().count() + 1).then_some(offset + column - 1);
+        }
+        offset += text.chars().count() + 1;
+    }
+    None
 }
 
 /// The methods a chain calls, each with its position: `filter` and `len` in
@@ -194,11 +240,19 @@ mod tests {
 
     /// What the script does when it runs without the load-time checks.
     fn run_unchecked(engine: &ScriptEngine, src: &str) -> Result<ScriptVerdict, String> {
+        run_unchecked_on(engine, src, V1)
+    }
+
+    fn run_unchecked_on(
+        engine: &ScriptEngine,
+        src: &str,
+        body: &str,
+    ) -> Result<ScriptVerdict, String> {
         let ast = engine
             .scripts
             .compile_with_scope(&compile_scope(&[]), src)
             .unwrap_or_else(|e| panic!("{src}: {e}"));
-        let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+        let scope = RequestScope::new(&request(body), at("2026-12-01T12:30:00+09:00"), true);
         engine
             .eval_script(&scope, &ast, FULL)
             .map_err(|e| e.message)
@@ -210,35 +264,42 @@ mod tests {
     #[test]
     fn a_closure_reading_its_own_object_is_a_load_error() {
         let engine = ScriptEngine::new();
-        for (src, object, method, line, column) in [
+        for (src, object, receiver, method, line, column) in [
             (
                 "let items = [1,2,3]; let total = items.reduce(|sum, x| sum + x * items.len(), 0); total > 0",
+                "items",
                 "items",
                 "reduce",
                 1,
                 66,
             ),
-            ("let items = [1,2,3];\nitems.filter(|x| x > items[0]).len() > 0", "items", "filter", 2, 22),
-            ("let items = [1,2,3];\nlet f = |x| items.len();\nitems.map(f).len() > 0", "items", "map", 3, 7),
+            ("let items = [1,2,3];\nitems.filter(|x| x > items[0]).len() > 0", "items", "items", "filter", 2, 22),
+            ("let items = [1,2,3];\nlet f = |x| items.len();\nitems.map(f).len() > 0", "items", "items", "map", 3, 7),
             (
                 "let items = [1,2,3];\nlet f = |x| items.len();\nlet g = |x| f.call(x);\nitems.map(g).len() > 0",
+                "items",
                 "items",
                 "map",
                 4,
                 7,
             ),
-            ("let m = #{a: [1,2]};\nm.a.filter(|x| x > m.a[0]).len() > 0", "m", "filter", 2, 20),
-            ("let items = [[1],[2]];\nitems[0].map(|v| items.len()).len() > 0", "items", "map", 2, 18),
-            ("let p = payload;\np.custom.keys().filter(|k| p.amount > 0).len() >= 0", "p", "filter", 2, 28),
-            ("let items = [1,2,3];\nitems.sort(|a, b| a - items.len());\ntrue", "items", "sort", 2, 23),
+            ("let m = #{a: [1,2]};\nm.a.filter(|x| x > m.a[0]).len() > 0", "m", "m.a", "filter", 2, 20),
+            ("let items = [[1],[2]];\nitems[0].map(|v| items.len()).len() > 0", "items", "items[0]", "map", 2, 18),
+            ("let p = payload;\np.custom.keys().filter(|k| p.amount > 0).len() >= 0", "p", "p.custom.keys()", "filter", 2, 28),
+            ("let items = [1,2,3];\nitems.sort(|a, b| a - items.len());\ntrue", "items", "items", "sort", 2, 23),
             // The request's variables too, shared as soon as a closure captures them.
-            ("payload.custom.keys().filter(|k| payload.amount > 0).len() >= 0", "payload", "filter", 1, 34),
+            ("payload.custom.keys().filter(|k| payload.amount > 0).len() >= 0", "payload", "payload.custom.keys()", "filter", 1, 34),
         ] {
             let e = engine.compile_script(src).unwrap_err();
             assert_eq!(
                 (e.message.as_str(), e.line, e.column),
                 (
-                    format!("{object} is read inside the closure passed to its own {method}: Rhai locks {object} for a method call, so the read would stall, then fail; call it as a function, which takes no lock: {method}({object}, …)").as_str(),
+                    if receiver == object {
+                        format!("{object} is read inside the closure passed to its own {method}: Rhai locks {object} for a method call, so the read would stall, then fail; call it as a function, which takes no lock: {method}({object}, …)")
+                    } else {
+                        format!("{object} is read inside the closure passed to {receiver}.{method}: Rhai locks {object} for a method call on any part of it, so the read would stall, then fail; call it as a function, which takes no lock: {method}({receiver}, …)")
+                    }
+                    .as_str(),
                     line,
                     column
                 ),
@@ -251,8 +312,9 @@ mod tests {
         let src = "payload.custom.keys().filter(|k| payload.amount > 0).len() >= 0";
         let e = engine.compile_expression(src, &[]).unwrap_err();
         assert!(
-            e.message
-                .starts_with("payload is read inside the closure passed to its own filter"),
+            e.message.starts_with(
+                "payload is read inside the closure passed to payload.custom.keys().filter"
+            ),
             "{e:?}"
         );
         for fine in [
@@ -271,5 +333,62 @@ mod tests {
             let ran = run_unchecked(&engine, fine);
             assert!(ran.is_ok(), "{fine}: {ran:?}");
         }
+    }
+
+    /// The call to write instead takes the method's whole receiver, as written: a longer one
+    /// (a property, an index, a method's result, across lines) as well as a plain variable.
+    /// Each suggested call loads and runs.
+    #[test]
+    fn the_suggested_call_takes_the_whole_receiver() {
+        let engine = ScriptEngine::new();
+        let body = r#"{"imp_uid":"imp_1","merchant_uid":"vip-7","amount":50000,"custom":{"tier":"gold"},"items":[1,2,3]}"#;
+        for (src, message, instead) in [
+            (
+                "payload.items.reduce(|sum, x| sum + x * payload.items.len(), 0) > 5",
+                "payload is read inside the closure passed to payload.items.reduce: Rhai locks payload for a method call on any part of it, so the read would stall, then fail; call it as a function, which takes no lock: reduce(payload.items, …)",
+                "reduce(payload.items, |sum, x| sum + x * payload.items.len(), 0) > 5",
+            ),
+            (
+                "payload.custom.keys().filter(|k| payload.amount > 0).len() >= 0",
+                "payload is read inside the closure passed to payload.custom.keys().filter: Rhai locks payload for a method call on any part of it, so the read would stall, then fail; call it as a function, which takes no lock: filter(payload.custom.keys(), …)",
+                "filter(payload.custom.keys(), |k| payload.amount > 0).len() >= 0",
+            ),
+            (
+                "let items = [[1],[2]];\nitems[0].map(|v| items.len()).len() > 0",
+                "items is read inside the closure passed to items[0].map: Rhai locks items for a method call on any part of it, so the read would stall, then fail; call it as a function, which takes no lock: map(items[0], …)",
+                "let items = [[1],[2]];\nmap(items[0], |v| items.len()).len() > 0",
+            ),
+            (
+                "let m = #{a: [1,2]};\nm.a\n  .filter(|x| x > m.a[0]).len() > 0",
+                "m is read inside the closure passed to m.a.filter: Rhai locks m for a method call on any part of it, so the read would stall, then fail; call it as a function, which takes no lock: filter(m.a, …)",
+                "let m = #{a: [1,2]};\nfilter(m.a, |x| x > m.a[0]).len() > 0",
+            ),
+            (
+                "let items = [1,2,3];\nitems.reduce(|sum, x| sum + x * items.len(), 0) > 5",
+                "items is read inside the closure passed to its own reduce: Rhai locks items for a method call, so the read would stall, then fail; call it as a function, which takes no lock: reduce(items, …)",
+                "let items = [1,2,3];\nreduce(items, |sum, x| sum + x * items.len(), 0) > 5",
+            ),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(e.message, message, "{src}");
+            let ran = run_unchecked_on(&engine, src, body).unwrap_err();
+            assert!(ran.contains("data race detected"), "{src}: {ran}");
+            engine
+                .compile_script(instead)
+                .unwrap_or_else(|e| panic!("{instead}: {e:?}"));
+            assert_eq!(
+                run_unchecked_on(&engine, instead, body),
+                Ok(ScriptVerdict::Pass),
+                "{instead}"
+            );
+        }
+        // A rule's expression gets the same.
+        let e = engine
+            .compile_expression(
+                "payload.items.reduce(|sum, x| sum + x * payload.items.len(), 0) > 5",
+                &[],
+            )
+            .unwrap_err();
+        assert!(e.message.ends_with("reduce(payload.items, …)"), "{e:?}");
     }
 }

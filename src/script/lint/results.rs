@@ -1,7 +1,7 @@
 //! What a `when`, a `require` or a script gives, where that is known when the rules load.
 //!
 //! Rhai checks the type of a result only when it runs: `require: 'amount - 1000'` compiles,
-//! then fails every request that reaches it ("expression returned i64, expected a bool"), and a
+//! then fails every request that reaches it ("the expression gave a number, not true or false"), and a
 //! script ending with `amount / 1000` fails the same way. Worse, a method that changes its
 //! object in place gives `()`: `return ("  한도 초과: " + order_id).trim();` passes the payment
 //! it meant to refuse. Each is a load error where the kind of the value is certain — a literal,

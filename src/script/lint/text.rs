@@ -97,17 +97,39 @@ impl Shape {
 
 /// The first comparison of a string whose values are known at load with a literal that can
 /// never compare as meant: `api` or `seoul_weekday(…)` with a value it never has (`api ==
-/// "v2"`, `seoul_weekday(now) == "Sat"`: always false), `seoul_time(…)`/`seoul_date(…)` with a
+/// "v2"`, `seoul_weekday(now) == "Sat"`: always false; a `switch` case too), `seoul_time(…)`/`seoul_date(…)` with a
 /// literal of another shape (`seoul_time(now) >= "9:00"`).
 pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String, Position)> {
     let declared = declared_names(ast);
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
-    let copies = copies(ast);
+    let copies = copies(ast, declared.contains("api"));
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let call = match path.last() {
             Some(ASTNode::Expr(Expr::FnCall(call, _)))
             | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
+            Some(ASTNode::Stmt(Stmt::Switch(switch, _))) => {
+                let subject = &switch.0;
+                let called = match subject {
+                    Expr::Variable(v, ..) => copies.get(v.1.as_str()).copied(),
+                    _ => helper(subject),
+                };
+                let (what, values) = match (subject, called) {
+                    (Expr::Variable(v, ..), _) if v.1 == "api" && !declared.contains("api") => {
+                        ("api", &APIS[..])
+                    }
+                    (_, Some("api")) => ("api", &APIS[..]),
+                    (_, Some(name)) if own.contains(name) => return true,
+                    (_, Some("seoul_weekday")) => ("seoul_weekday(…)", &WEEKDAYS[..]),
+                    _ => return true,
+                };
+                let named = match subject {
+                    Expr::Variable(v, ..) if called.is_some() => format!("{} (from {what})", v.1),
+                    _ => what.to_owned(),
+                };
+                found = impossible_case(&named, what, values, &switch.1);
+                return found.is_none();
+            }
             _ => return true,
         };
         // The subject and the strings it is compared with: `x == "a"`, `x < "a"`, `x in ["a",
@@ -129,6 +151,7 @@ pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String
             (Expr::Variable(v, ..), _) if v.1 == "api" && !declared.contains("api") => {
                 ("api", Text::OneOf(&APIS))
             }
+            (_, Some("api")) => ("api", Text::OneOf(&APIS)),
             (_, Some(name)) if own.contains(name) => return true,
             (_, Some("seoul_weekday")) => ("seoul_weekday(…)", Text::OneOf(&WEEKDAYS)),
             (_, Some("seoul_time")) => ("seoul_time(…)", Text::Shaped(TIME)),
@@ -176,12 +199,57 @@ pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String
     found
 }
 
+/// The first case of a `switch` on `api` or `seoul_weekday(…)` (`source`; `what` is the
+/// subject as written, a copy named with its source) that is none of its `values`, at the value the case gives: Rhai keeps a case's value only as its
+/// hash, so `values` are hashed the same way (by compiling a `switch` on them) and compared.
+fn impossible_case(
+    what: &str,
+    source: &str,
+    values: &[&str],
+    cases: &rhai::SwitchCasesCollection,
+) -> Option<(String, Position)> {
+    let arms: Vec<String> = values.iter().map(|a| format!("\"{a}\" => 0")).collect();
+    let src = format!("switch x {{ {} }}", arms.join(", "));
+    let mut known = HashSet::new();
+    if let Ok(ast) = rhai::Engine::new_raw().compile(src) {
+        ast.walk(&mut |path: &[ASTNode]| {
+            if let Some(ASTNode::Stmt(Stmt::Switch(switch, _))) = path.last() {
+                known.extend(switch.1.cases.keys().copied());
+            }
+            true
+        });
+    }
+    // Unsure (the probe found no case): do not report.
+    if known.len() != values.len() {
+        return None;
+    }
+    let at = cases
+        .cases
+        .iter()
+        .filter(|(hash, _)| !known.contains(hash))
+        .flat_map(|(_, list)| list.blocks.iter())
+        .filter_map(|&i| cases.expressions.get(i))
+        .map(|arm| arm.rhs.position())
+        .filter(|at| !at.is_none())
+        .min_by_key(|at| (at.line(), at.position()))?;
+    let listed: Vec<String> = values.iter().map(|a| format!("\"{a}\"")).collect();
+    Some((
+        format!(
+            "this case of the switch on {what} is never taken: its value (before =>) is none that {source} gives, {}; write one of those",
+            listed.join(", ")
+        ),
+        at,
+    ))
+}
+
 /// Variables that hold what a text helper gave (`let t = seoul_time(now);`, the usual start of
-/// a script), by name, with the helper (see [`declared_once`]).
-fn copies(ast: &AST) -> std::collections::HashMap<String, &'static str> {
+/// a script), by name, with the helper (see [`declared_once`]); and copies of `api` (`let a =
+/// api;`, `const a = api;`), as `"api"`, unless the script declares an `api` of its own.
+fn copies(ast: &AST, own_api: bool) -> std::collections::HashMap<String, &'static str> {
     const HELPERS: [&str; 3] = ["seoul_time", "seoul_date", "seoul_weekday"];
-    declared_once(ast, |value| {
-        helper(value).and_then(|h| HELPERS.into_iter().find(|k| *k == h))
+    declared_once(ast, |value| match value {
+        Expr::Variable(v, ..) if v.1 == "api" && !own_api => Some("api"),
+        _ => helper(value).and_then(|h| HELPERS.into_iter().find(|k| *k == h)),
     })
 }
 
@@ -237,6 +305,120 @@ mod tests {
                 "fn late(t) { t < \"9:30\" }\nlet t = seoul_time(now);\nlate(t)",
             ],
         );
+    }
+
+    /// A copy of `api` declared once and never assigned again is checked like `api`; one
+    /// assigned again, or of a script's own `api`, is left alone.
+    #[test]
+    fn a_copy_of_api_is_checked_like_api() {
+        let engine = ScriptEngine::new();
+        let never = |what: &str, s: &str| {
+            format!(r#"{what} is never "{s}": it is one of "v1", "v2-2024-01-01", "v2-2024-04-25""#)
+        };
+        for (src, message, line, column) in [
+            (
+                "let a = api;\nif a == \"v2\" { return \"x\"; }\ntrue",
+                never("a (from api)", "v2"),
+                2,
+                9,
+            ),
+            (
+                "const a = api;\n!(a in [\"v2\"])",
+                never("a (from api)", "v2"),
+                2,
+                9,
+            ),
+            (
+                "let version = api;\none_of(version, [\"v1\", \"V1\"])",
+                never("version (from api)", "V1"),
+                2,
+                24,
+            ),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (message.as_str(), line, column),
+                "{src}"
+            );
+        }
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                "let a = api;\na == \"v1\" || a != \"v2-2024-04-25\"",
+                "const a = api;\na in [\"v2-2024-01-01\", \"v2-2024-04-25\"]",
+                // Assigned again, declared twice, a parameter, or a script's own api.
+                "let a = api;\na = \"v2\";\na == \"v2\"",
+                "let a = api;\nlet a = \"v2\";\na == \"v2\"",
+                "fn v(a) { a == \"v2\" }\nlet a = api;\nv(a)",
+                "let api = \"v2\";\nlet a = api;\na == \"v2\"",
+            ],
+        );
+    }
+
+    /// A `switch` on `api` or `seoul_weekday(…)` (or a copy) with a case it never matches:
+    /// Rhai keeps only the cases' hashes, so the error is at the value the case gives.
+    #[test]
+    fn a_switch_case_api_or_the_weekday_never_has_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        let never = |what: &str| {
+            format!(
+                r#"this case of the switch on {what} is never taken: its value (before =>) is none that api gives, "v1", "v2-2024-01-01", "v2-2024-04-25"; write one of those"#
+            )
+        };
+        for (src, what, line, column) in [
+            (
+                "switch api {\n  \"v1\" => true,\n  \"v2\" => \"V2 결제는 아직 받지 않습니다\",\n  _ => true\n}",
+                "api",
+                3,
+                11,
+            ),
+            (
+                "let a = api;\nlet ok = switch a { \"v2-2024-04-25\" => true, \"V1\" | \"v1\" => false, _ => true };\nok",
+                "a (from api)",
+                2,
+                61,
+            ),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.line, e.column),
+                (never(what).as_str(), line, column),
+                "{src}"
+            );
+        }
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                "switch api {\n  \"v1\" => true,\n  \"v2-2024-01-01\" | \"v2-2024-04-25\" => false,\n  _ => true\n}",
+                "let a = api;\nswitch a { \"v1\" if amount > 0 => true, _ => false }",
+                // Not api: left alone.
+                "let api = \"v2\";\nswitch api { \"v2\" => true, _ => false }",
+                "let a = api;\na = \"v2\";\nswitch a { \"v2\" => true, _ => false }",
+            ],
+        );
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                r#"switch api { "v1" => true, "v2-2024-04-25" => amount > 0, _ => false }"#,
+                r#"switch seoul_weekday(now) { "sat" | "sun" => false, _ => true }"#,
+            ],
+        );
+        // seoul_weekday(…) the same way, and a copy of it.
+        for (src, what) in [
+            (r#"switch seoul_weekday(now) { "Sat" => false, _ => true }"#, "seoul_weekday(…)"),
+            (
+                "let day = now.seoul_weekday();\nswitch day { \"sat\" => false, \"Sun\" => false, _ => true }",
+                "day (from seoul_weekday(…))",
+            ),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert_eq!(
+                e.message,
+                format!(r#"this case of the switch on {what} is never taken: its value (before =>) is none that seoul_weekday(…) gives, "mon", "tue", "wed", "thu", "fri", "sat", "sun"; write one of those"#),
+                "{src}"
+            );
+        }
     }
 
     /// `seoul_time(…)` and `seoul_date(…)` give two-digit hours, months and days; text of

@@ -527,13 +527,13 @@ fn script_errors_are_reported_against_the_script() {
                 "scripts/vip.rhai",
                 3,
                 9,
-                r#"unexpected ')' (script of rule "vip")"#
+                r#"unexpected ')' (script of rule "vip" in default.yaml)"#
             ),
             dir.at(
                 "scripts/typo.rhai",
                 3,
                 4,
-                r#"undefined variable: order_idd (script of rule "typo")"#
+                r#"undefined variable: order_idd (script of rule "typo" in default.yaml)"#
             ),
         ]
     );
@@ -942,7 +942,7 @@ rules:
             dir.at(DEFAULT, 16, 23, &format!(r#"rule "stock-trial": require: invalid expression: {off}"#)),
             // No did-you-mean for a rule that is off.
             dir.at(DEFAULT, 24, 23, r#"rule "typo": require: invalid expression: fetched["stok"]: no fetch rule "stok" before this rule"#),
-            dir.at("check.rhai", 1, 9, &format!("{off} (script of rule \"scripted\")")),
+            dir.at("check.rhai", 1, 9, &format!("{off} (script of rule \"scripted\" in default.yaml)")),
         ]
     );
 }
@@ -992,7 +992,41 @@ rules:
             dir.at(DEFAULT, 11, 23, r#"rule "typo": require: invalid expression: fetched["stok"]: no fetch rule "stok" before this rule; did you mean "stock"?"#),
             dir.at(DEFAULT, 14, 22, r#"rule "local": require: invalid expression: fetched["limit"]: rule "limit" is not a fetch rule; fetched holds the answers of the fetch rules before this one"#),
             dir.at(DEFAULT, 17, 20, r#"rule "ahead": when: invalid expression: fetched["later"]: the fetch rule "later" does not come before this rule, so its answer is never there when this rule runs"#),
-            dir.at("check.rhai", 2, 9, r#"fetched["Stock"]: no fetch rule "Stock" before this rule; did you mean "stock"? (script of rule "scripted")"#),
+            dir.at("check.rhai", 2, 9, r#"fetched["Stock"]: no fetch rule "Stock" before this rule; did you mean "stock"? (script of rule "scripted" in default.yaml)"#),
         ]
+    );
+}
+
+/// A script shared by rules of two rule files: the error names the file whose rule lacks the
+/// fetch rule, not only the rule's name (both rules are called "qty").
+#[test]
+fn an_error_in_a_shared_script_names_the_rule_file() {
+    let fetching = r#"upstreams:
+  shop: { url: "http://shop.test" }
+rules:
+  - name: stock
+    fetch: { upstream: shop, path: /stock }
+    reason: r
+  - name: qty
+    script: scripts/qty.rhai
+    reason: r
+"#;
+    let dir = default_file(fetching);
+    dir.write(
+        "events.yaml",
+        "rules:\n  - name: qty\n    script: scripts/qty.rhai\n    reason: r\n",
+    )
+    .write(
+        "scripts/qty.rhai",
+        "let left = 1;\nlet stock = fetched[\"stock\"];\nstock.body.left >= left\n",
+    );
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            "scripts/qty.rhai",
+            2,
+            21,
+            r#"fetched["stock"]: no fetch rule "stock" before this rule (script of rule "qty" in events.yaml)"#
+        )]
     );
 }

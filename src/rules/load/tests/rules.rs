@@ -219,13 +219,13 @@ rules:
                 DEFAULT,
                 9,
                 14,
-                r#"rule "response-outside-fetch": require: invalid expression: undefined variable: response"#
+                r#"rule "response-outside-fetch": require: invalid expression: undefined variable: response: response is the answer of a fetch rule's own call, seen only in that rule's require; elsewhere read the answer of a fetch rule before this one as fetched["rule-name"] (fetched["stock"].status, fetched["stock"].body)"#
             ),
             dir.at(
                 DEFAULT,
                 12,
                 12,
-                r#"rule "response-in-when": when: invalid expression: undefined variable: response"#
+                r#"rule "response-in-when": when: invalid expression: undefined variable: response: response is the answer of a fetch rule's own call, seen only in that rule's require; elsewhere read the answer of a fetch rule before this one as fetched["rule-name"] (fetched["stock"].status, fetched["stock"].body)"#
             ),
         ]
     );
@@ -455,7 +455,7 @@ fn errors_of_every_file_are_reported_together() {
                 "scripts/vip.rhai",
                 1,
                 9,
-                r#"unexpected ')' (script of rule "vip")"#
+                r#"unexpected ')' (script of rule "vip" in c.yaml)"#
             ),
             dir.at(
                 "c.yaml",
