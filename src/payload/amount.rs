@@ -31,7 +31,7 @@ impl Amount {
     }
 
     /// The amount for a template (`{amount}` in a reason, a path, a body): as written, except
-    /// a spelling longer than [`MAX_WRITTEN`] characters (`5000.000…0` padded to 60 KB, which
+    /// a spelling longer than 40 characters (`5000.000…0` padded to 60 KB, which
     /// would make a 60 KB reason), which is written as its value (`5000`).
     pub fn for_template(&self) -> Cow<'_, str> {
         if self.text.len() <= MAX_WRITTEN {
