@@ -192,8 +192,13 @@ impl DecisionLog {
     }
 }
 
+/// Read too, to see whether the file ends mid-line ([`sink::LogFile::ends_mid_line`]).
 fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
 }
 
 /// Counts each queued record once, as written or as dropped, so that a shutdown that gives
@@ -477,6 +482,41 @@ mod tests {
         log.shutdown().await;
         assert_eq!(ids_in(&rotated), ids(0..1));
         assert_eq!(ids_in(&path), ids(1..2));
+    }
+
+    /// A file that ends in part of a line (a process killed mid-write left it) gets a line
+    /// break before the first record, at the start and at a reopen onto such a file: the
+    /// record stands whole on its own line instead of being glued to the fragment.
+    #[tokio::test]
+    async fn records_after_a_cut_line_start_on_a_line_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let fragment = r#"{"time":"2026-12-03T10:00:00.000Z","decision_id":"01a2"#;
+        std::fs::write(&path, fragment).unwrap();
+        let log = DecisionLog::open(&path, Sampling { every: 1 }, Metrics::new()).unwrap();
+        let d = Decision::approve(None);
+        log.write(&record("d0", &d));
+        log.shutdown_within(Duration::from_secs(5)).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines()
+                .nth(1)
+                .map(|l| l.contains(r#""decision_id":"d0""#)),
+            Some(true),
+            "{text}"
+        );
+        // Rotated by copy and cut: the file at the path now ends in another fragment.
+        std::fs::write(&path, fragment).unwrap();
+        log.reopen();
+        log.shutdown_within(Duration::from_secs(5)).await;
+        log.write(&record("d1", &d));
+        log.shutdown().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0], fragment);
+        let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(v["decision_id"], "d1");
     }
 
     #[tokio::test]

@@ -59,6 +59,10 @@ impl LogFile for Faulty {
         self.file.len()
     }
 
+    fn ends_mid_line(&self) -> bool {
+        self.file.ends_mid_line()
+    }
+
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut faults = self.faults.lock().unwrap();
         if let Some(stuck) = &faults.stuck {
