@@ -243,10 +243,13 @@ fn stand_ins(
     req: &ConfirmRequest,
     notes: &mut Vec<String>,
 ) -> Canned {
-    // Per call. Two rules may make the same call (an enforced fetch and a shadow trial of it):
-    // an answer that arrived beats a failure, which may be the shadow rule's cut-off rather
-    // than the upstream's.
+    // Per call. Two rules may make the same GET (an enforced fetch and a shadow trial of it),
+    // which goes out once per rule as the request arrives: an answer that arrived beats a
+    // failure, which may be the shadow rule's cut-off rather than the upstream's. A POST, PUT
+    // or forward goes out only when its rule is reached, each call answered on its own (the
+    // same reservation POSTed by two rules got 200, then 409): the rules' answers in turn.
     let mut answers: BTreeMap<(String, String), CannedAnswer> = BTreeMap::new();
+    let mut in_turn: Vec<(String, String, CannedAnswer)> = Vec::new();
     let mut canned = Canned::new();
     for rule in &ruleset.rules {
         let logged = record.trace.iter().find(|t| t.rule == *rule.name);
@@ -290,6 +293,10 @@ fn stand_ins(
             // Not called then (its `when` was false, or it was off).
             (None, None) => continue,
         };
+        if !key.starts_with("GET ") {
+            in_turn.push((upstream.name.clone(), key, answer));
+            continue;
+        }
         let slot = (upstream.name.clone(), key);
         let arrived = answer.outcome.is_ok();
         match answers.get(&slot) {
@@ -301,6 +308,14 @@ fn stand_ins(
     }
     for ((upstream, key), answer) in answers {
         canned = canned.answer(&upstream, &key, answer);
+    }
+    let mut first = std::collections::BTreeSet::new();
+    for (upstream, key, answer) in in_turn {
+        canned = if first.insert((upstream.clone(), key.clone())) {
+            canned.answer(&upstream, &key, answer)
+        } else {
+            canned.answer_again(&upstream, &key, answer)
+        };
     }
     canned
 }

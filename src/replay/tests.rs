@@ -196,6 +196,37 @@ async fn an_answer_that_arrived_beats_a_failure_of_the_same_call() {
     );
 }
 
+/// Two rules POSTing the same reservation each got their own answer (200, then 409), and a
+/// third one the deadline cut off: replayed, each call gets its rule's answer in turn, and
+/// the decision stands.
+#[tokio::test(start_paused = true)]
+async fn repeated_calls_with_side_effects_get_their_answers_in_turn() {
+    let rules_yaml = "settings: { deadline: 1s }\nupstreams:\n  res: { url: \"http://res.invalid\", timeout: 3s }\nrules:\n  - { name: a1, fetch: { upstream: res, method: POST, path: /reserve }, reason: r1 }\n  - { name: a2, fetch: { upstream: res, method: POST, path: /reserve }, reason: r2 }\n";
+    let (_dir, rules) = load_files(&[("default.yaml", rules_yaml)]);
+    let refused = line(
+        r#"{"rule":"a1","outcome":"pass","ms":1.0,"upstream":{"status":200,"body":""}},{"rule":"a2","outcome":"reject","ms":1.0,"upstream":{"status":409,"body":""},"reason":"r2"}"#,
+        "reject",
+        "",
+    )
+    .replace(r#""status":200,"trace""#, r#""status":409,"reason":"r2","rule":"a2","trace""#);
+    let r = again(&rules, &refused).await;
+    assert!(!r.changed(), "{}", r.explain());
+    assert_eq!(r.decision.rule.as_deref(), Some("a2"));
+
+    let cut = line(
+        r#"{"rule":"a1","outcome":"pass","ms":600.0,"upstream":{"status":200,"body":""}},{"rule":"a2","outcome":"error","ms":390.0,"error":"deadline of 1s exceeded"}"#,
+        "reject",
+        "",
+    )
+    .replace(
+        r#""status":200,"trace""#,
+        r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.","rule":"a2","trace""#,
+    );
+    let r = again(&rules, &cut).await;
+    assert!(!r.changed(), "{}", r.explain());
+    assert_eq!(r.decision.trace[1].outcome, Outcome::Error);
+}
+
 /// A rule that errs in the replay but did not then read something the log does not keep.
 #[tokio::test]
 async fn an_error_only_the_replay_has_is_noted() {

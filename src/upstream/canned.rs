@@ -29,6 +29,9 @@ use crate::rules::{parse_duration, Health, HttpMethod, Upstream};
 pub struct Canned {
     /// Upstream name → normalised `"METHOD /path?query"` → answer.
     answers: BTreeMap<String, BTreeMap<String, CannedAnswer>>,
+    /// Answers to the second, third … call of the same key, in turn (the last one stays):
+    /// a replayed record whose two rules POSTed the same reservation and got 200, then 409.
+    later: BTreeMap<(String, String), Vec<CannedAnswer>>,
     health: BTreeMap<String, Health>,
     calls: Mutex<Vec<RecordedCall>>,
 }
@@ -121,6 +124,16 @@ impl Canned {
         self
     }
 
+    /// Adds the answer to the next call of `key` from `upstream` after those already given:
+    /// the first call gets [`Self::answer`]'s, the second the first added here, and so on.
+    pub fn answer_again(mut self, upstream: &str, key: &str, answer: CannedAnswer) -> Canned {
+        self.later
+            .entry((upstream.to_owned(), normalise_key(key)))
+            .or_default()
+            .push(answer);
+        self
+    }
+
     /// Sets the health state `healthy: upstream` rules see. (Reading it back goes through
     /// [`Upstreams::health`], which this builder method shadows.)
     pub fn health(mut self, upstream: &str, health: Health) -> Canned {
@@ -143,7 +156,8 @@ impl Canned {
             .clone()
     }
 
-    fn record(&self, up: &Upstream, call: &HttpCall) {
+    /// Records `call`; returns how many calls of the same upstream and key came before it.
+    fn record(&self, up: &Upstream, call: &HttpCall) -> usize {
         let headers = super::merged_headers(up, call);
         let recorded = RecordedCall {
             upstream: up.name.clone(),
@@ -152,10 +166,17 @@ impl Canned {
             headers,
             body: call.body.clone(),
         };
-        self.calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(recorded);
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let earlier = calls
+            .iter()
+            .filter(|c| {
+                c.upstream == recorded.upstream
+                    && c.method == recorded.method
+                    && c.path_and_query == recorded.path_and_query
+            })
+            .count();
+        calls.push(recorded);
+        earlier
     }
 }
 
@@ -260,12 +281,20 @@ impl Upstreams for Canned {
         call: HttpCall,
     ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
         // Recorded when started, so a prefetch counts even if its rule is never reached.
-        self.record(&upstream, &call);
+        let earlier = self.record(&upstream, &call);
         let key = format!("{} {}", call.method, call.path_and_query);
-        let answer = self
-            .answers
-            .get(&upstream.name)
-            .and_then(|answers| answers.get(&key))
+        let again = earlier.checked_sub(1).and_then(|turn| {
+            let later = self
+                .later
+                .get(&(upstream.name.clone(), normalise_key(&key)))?;
+            later.get(turn).or(later.last())
+        });
+        let answer = again
+            .or_else(|| {
+                self.answers
+                    .get(&upstream.name)
+                    .and_then(|answers| answers.get(&key))
+            })
             .cloned();
         Box::pin(async move {
             let Some(answer) = answer else {
