@@ -249,6 +249,9 @@ pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<RulesWatcher> {
             identity = now;
             if identity.is_none() {
                 tracing::warn!(dir = %dir.display(), "the rules directory is gone; the running rules stay");
+                // A reload that fails, as any failed reload does: counted, and its error shown
+                // by /admin/rules (a `current` symlink pointed at a release not there).
+                reloader.request(Trigger::Watch);
                 continue;
             }
             match watch_events(&dir, &reloader) {

@@ -151,6 +151,20 @@ async fn a_replaced_rules_directory_is_watched_in_its_place() {
     root.write("rel1/default.yaml", &limit(11_000));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(reason_becomes(&server, "한도 30000원 초과").await);
+    // Pointed at a release that is not there: the running rules stay, and the failed reload
+    // is shown (and counted) like any other.
+    std::os::unix::fs::symlink("rel9", base.join("current.tmp")).unwrap();
+    std::fs::rename(base.join("current.tmp"), base.join("current")).unwrap();
+    let shown = eventually(Duration::from_secs(5), || async {
+        get(&server.admin_url("/admin/rules")).await.body["last_error"].is_object()
+    })
+    .await;
+    assert!(
+        shown,
+        "{:?}",
+        get(&server.admin_url("/admin/rules")).await.body
+    );
+    assert!(reason_becomes(&server, "한도 30000원 초과").await);
     server.stop().await;
 
     // A directory swapped in by renames.
