@@ -244,6 +244,20 @@ impl Signals {
 /// second PortOne waits on top of the answer. The kernel caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 4096;
 
+/// Reports every reason the proxy cannot start, then that it is not starting.
+fn not_starting(format: LogFormat, errors: &[impl std::fmt::Display]) -> ExitCode {
+    for e in errors {
+        match format {
+            // As `check` prints them: FILE:LINE:COL lines an editor can jump to.
+            LogFormat::Pretty => eprintln!("{e}"),
+            // A collector keeps records, not stray text between them.
+            LogFormat::Json => tracing::error!(error = %e, "cannot start"),
+        }
+    }
+    tracing::error!(errors = errors.len(), "not starting");
+    ExitCode::FAILURE
+}
+
 /// Binds `addr` with [`LISTEN_BACKLOG`] (tokio's `bind` listens with 1024 at most, std with 128).
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -364,28 +378,19 @@ async fn serve(args: ServeArgs) -> ExitCode {
 
     let app = match App::start(config).await {
         Ok(app) => app,
-        Err(errors) => {
-            for e in &errors {
-                match args.log_format {
-                    // As `check` prints them: FILE:LINE:COL lines an editor can jump to.
-                    LogFormat::Pretty => eprintln!("{e}"),
-                    // A collector keeps records, not stray text between them.
-                    LogFormat::Json => tracing::error!(error = %e, "cannot start"),
-                }
-            }
-            tracing::error!(errors = errors.len(), "not starting");
-            return ExitCode::FAILURE;
-        }
+        Err(errors) => return not_starting(args.log_format, &errors),
     };
     let (public, admin) = match (listen(args.listen), listen(args.admin_listen)) {
         (Ok(p), Ok(a)) => (p, a),
-        (Err(e), _) => {
-            tracing::error!("cannot listen on {}: {e}", args.listen);
-            return ExitCode::FAILURE;
-        }
-        (_, Err(e)) => {
-            tracing::error!("cannot listen on {}: {e}", args.admin_listen);
-            return ExitCode::FAILURE;
+        (public, admin) => {
+            let errors: Vec<String> = [
+                (args.listen, public.err()),
+                (args.admin_listen, admin.err()),
+            ]
+            .into_iter()
+            .filter_map(|(addr, e)| Some(format!("cannot listen on {addr}: {}", e?)))
+            .collect();
+            return not_starting(args.log_format, &errors);
         }
     };
     let (public_addr, admin_addr) = (public.local_addr().ok(), admin.local_addr().ok());

@@ -169,6 +169,53 @@ async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
     );
 }
 
+/// An address it cannot listen on is a reason not to start like any other: with JSON logs, a
+/// `cannot start` record for each listener, then `not starting`.
+#[tokio::test]
+async fn addresses_in_use_are_reported_as_reasons_not_to_start() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = tokio::process::Command::new(binary())
+        .args([
+            "serve",
+            "--listen",
+            &addr,
+            "--admin-listen",
+            &addr,
+            "--log-format",
+            "json",
+            "--rules",
+        ])
+        .arg(rules.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let records: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let reasons: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["message"] == "cannot start")
+        .map(|r| &r["error"])
+        .collect();
+    assert_eq!(reasons.len(), 2, "{stderr}");
+    assert!(
+        reasons.iter().all(|e| e
+            .as_str()
+            .is_some_and(|e| e.starts_with(&format!("cannot listen on {addr}: ")))),
+        "{stderr}"
+    );
+    let last = records.last().unwrap();
+    assert_eq!(
+        (&last["message"], &last["errors"]),
+        (&"not starting".into(), &2.into())
+    );
+}
+
 #[tokio::test]
 async fn sigusr1_reopens_the_decision_log_for_rotation() {
     let rules = Rules::with("default.yaml", LIMIT);
