@@ -519,6 +519,23 @@ mod tests {
         assert_eq!(v["decision_id"], "d1");
     }
 
+    /// A decision log deleted while open (by hand, or a rotation that deletes without
+    /// signalling) would swallow every record after it: the path is opened again, and the
+    /// records go to the new file there.
+    #[tokio::test]
+    async fn a_deleted_log_file_is_opened_again_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let log = DecisionLog::open(&path, Sampling { every: 1 }, Metrics::new()).unwrap();
+        let d = Decision::approve(None);
+        log.write(&record("d0", &d));
+        log.shutdown_within(Duration::from_secs(5)).await;
+        std::fs::remove_file(&path).unwrap();
+        log.write(&record("d1", &d));
+        log.shutdown().await;
+        assert_eq!(ids_in(&path), ids(1..2));
+    }
+
     #[tokio::test]
     async fn shutdown_counts_and_reports_what_a_stuck_writer_leaves() {
         let stuck = stuck_writer().await;

@@ -28,11 +28,18 @@ pub(super) trait LogFile: Send + 'static {
     /// Whether the file ends in part of a line (a writer killed mid-write left it), so that
     /// the next record must start on a new line; false when it cannot be read.
     fn ends_mid_line(&self) -> bool;
+    /// Whether the file was deleted while open: what is written to it then is lost with it.
+    fn deleted(&self) -> bool;
 }
 
 impl LogFile for File {
     fn len(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
+    }
+
+    fn deleted(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.metadata().is_ok_and(|m| m.nlink() == 0)
     }
 
     fn ends_mid_line(&self) -> bool {
@@ -294,6 +301,15 @@ impl<F: LogFile> FileSink<F> {
 
 impl<F: LogFile> Sink for FileSink<F> {
     fn write(&mut self, bytes: &[u8], lines: usize) {
+        // Records written to a deleted file would be lost without a word (and without a
+        // count): the path is opened again, a new file.
+        if self.reopen.is_none() && self.file.deleted() {
+            tracing::warn!(
+                path = %self.path.display(),
+                "the decision log file was deleted while open; opening a new one at its path"
+            );
+            self.reopen();
+        }
         self.try_reopen();
         if !self.retry_held() {
             self.give_up_if_due();

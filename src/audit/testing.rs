@@ -63,6 +63,10 @@ impl LogFile for Faulty {
         self.file.ends_mid_line()
     }
 
+    fn deleted(&self) -> bool {
+        self.file.deleted()
+    }
+
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut faults = self.faults.lock().unwrap();
         if let Some(stuck) = &faults.stuck {
