@@ -63,8 +63,19 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
         if !path.is_file() {
             // A ConfigMap key being removed leaves its link dangling for a moment, and a
             // removed file is a removed ruleset: said, not refused.
-            if let Some(link) = dangling_link(&path).filter(|_| file_name.ends_with(".yaml")) {
-                dangling.push(format!("{}: not read: {link}", path.display()));
+            if file_name.ends_with(".yaml") {
+                let what = dangling_link(&path).or_else(|| {
+                    Some(if path.is_dir() {
+                        // What a container's bind mount of a file that was not there makes.
+                        "a directory, not a file (a container's bind mount of a file that did not exist on the host creates one)".to_owned()
+                    } else {
+                        "not a regular file".to_owned()
+                    })
+                    .filter(|_| path.symlink_metadata().is_ok())
+                });
+                if let Some(what) = what {
+                    dangling.push(format!("{}: not read: {what}", path.display()));
+                }
             }
             continue;
         }

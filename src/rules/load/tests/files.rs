@@ -856,6 +856,7 @@ fn unreadable_and_dangling_entries_do_not_block_the_load() {
     symlink("gone.txt", dir.path().join("notes.txt")).unwrap();
     symlink("gone.rhai", dir.path().join("old.rhai")).unwrap();
     symlink("gone.yaml", dir.path().join("shop.yaml")).unwrap();
+    fs::create_dir(dir.path().join("events.yaml")).unwrap();
     let rules = dir.ok();
     fs::set_permissions(&lost, fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(rules.rulesets.keys().collect::<Vec<_>>(), ["default"]);
@@ -865,6 +866,15 @@ fn unreadable_and_dangling_entries_do_not_block_the_load() {
         rules.warnings.contains(&format!(
             "{}: not read: a symlink to gone.yaml, which does not exist",
             shop.display()
+        )),
+        "{:?}",
+        rules.warnings
+    );
+    let events = dir.path().join("events.yaml");
+    assert!(
+        rules.warnings.contains(&format!(
+            "{}: not read: a directory, not a file (a container's bind mount of a file that did not exist on the host creates one)",
+            events.display()
         )),
         "{:?}",
         rules.warnings
