@@ -192,6 +192,12 @@ impl DecisionLog {
     }
 }
 
+/// Whether the decision log at `path` can be opened (it is created if missing), without
+/// starting its writer: for a start-up that fails anyway, to report every reason at once.
+pub fn can_open(path: &Path) -> io::Result<()> {
+    open(path).map(drop)
+}
+
 /// Read too, to see whether the file ends mid-line ([`sink::LogFile::ends_mid_line`]).
 fn open(path: &Path) -> io::Result<File> {
     OpenOptions::new()

@@ -116,9 +116,25 @@ impl App {
                 config.gate.clone(),
                 metrics.clone(),
             );
-            tokio::task::spawn_blocking(move || RuleStore::open(dir, scripts, env, gate, metrics))
-                .await
-                .map_err(|e| vec![format!("loading rules failed: {e}")])??
+            let opened = tokio::task::spawn_blocking(move || {
+                RuleStore::open(dir, scripts, env, gate, metrics)
+            })
+            .await
+            .map_err(|e| vec![format!("loading rules failed: {e}")])?;
+            match opened {
+                Ok(store) => store,
+                Err(mut errors) => {
+                    // Every reason not to start at once: a decision log that cannot be opened
+                    // too, rather than only once the rules are fixed.
+                    if let Some(path) = &config.decision_log {
+                        if let Err(e) = crate::audit::can_open(path) {
+                            errors
+                                .push(format!("{}: cannot open decision log: {e}", path.display()));
+                        }
+                    }
+                    return Err(errors);
+                }
+            }
         };
         let store = Arc::new(store);
         for w in &store.current().warnings {

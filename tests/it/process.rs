@@ -169,6 +169,36 @@ async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
     );
 }
 
+/// Invalid rules and a decision log that cannot be opened are both reported at once, not the
+/// second only once the first is fixed.
+#[tokio::test]
+async fn every_reason_not_to_start_is_reported_at_once() {
+    let rules = Rules::with("default.yaml", "rules: [\n");
+    let out = tokio::process::Command::new(binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--decision-log",
+            "/nonexistent/d.jsonl",
+            "--rules",
+        ])
+        .arg(rules.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("default.yaml:2:1: "), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/d.jsonl: cannot open decision log: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not starting errors=2"), "{stderr}");
+}
+
 /// An address it cannot listen on is a reason not to start like any other: with JSON logs, a
 /// `cannot start` record for each listener, then `not starting`.
 #[tokio::test]
