@@ -25,10 +25,8 @@ pub(in crate::script) fn dropped_value(ast: &AST) -> Option<(String, Position)> 
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
     // Each part on its own: the script's statements, then each function's (closures too),
     // so that a statement at the top of a part is known to be the part's last or not.
-    let parts = std::iter::once(ast.clone_statements_only()).chain(ast.iter_functions().map(|f| {
-        let arity = f.params.len();
-        ast.clone_functions_only_filtered(|_, _, _, name, n| name == f.name && n == arity)
-    }));
+    let parts = std::iter::once(ast.clone_statements_only())
+        .chain(super::each_function(ast).map(|(_, one)| one));
     for part in parts {
         if let Some(found) = dropped_in(&part, &own) {
             return Some(found);
