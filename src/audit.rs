@@ -198,13 +198,38 @@ pub fn can_open(path: &Path) -> io::Result<()> {
     open(path).map(drop)
 }
 
-/// Read too, to see whether the file ends mid-line ([`sink::LogFile::ends_mid_line`]).
+/// Opens the log for appending. A file that ends in part of a line (a process killed
+/// mid-write left it) gets a line break first: a record appended to the fragment would be cut
+/// with it, unreadable, its decision id lost.
 fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(path)
+    use std::io::Write;
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    if ends_mid_line(path, &file) {
+        tracing::warn!(
+            path = %path.display(),
+            "the decision log ends in part of a line (left by a process killed mid-write?); new records start on the next line"
+        );
+        // Should this fail, the next write fails too, and is handled there.
+        let _ = file.write_all(b"\n");
+    }
+    Ok(file)
+}
+
+/// Whether the regular file `file`, opened at `path`, ends in part of a line. Read through
+/// a second, read-only handle: the log's own is append-only, and a FIFO (which a reader
+/// elsewhere empties) is never read here.
+fn ends_mid_line(path: &Path, file: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    if !meta.is_file() || meta.len() == 0 {
+        return false;
+    }
+    let mut last = [0u8; 1];
+    File::open(path)
+        .and_then(|reader| reader.read_at(&mut last, meta.len() - 1))
+        .is_ok_and(|n| n == 1 && last[0] != b'\n')
 }
 
 /// Counts each queued record once, as written or as dropped, so that a shutdown that gives

@@ -25,9 +25,6 @@ pub(super) trait LogFile: Send + 'static {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Cuts the file back to `len` bytes.
     fn cut(&mut self, len: u64) -> io::Result<()>;
-    /// Whether the file ends in part of a line (a writer killed mid-write left it), so that
-    /// the next record must start on a new line; false when it cannot be read.
-    fn ends_mid_line(&self) -> bool;
     /// Whether the file was deleted while open: what is written to it then is lost with it.
     fn deleted(&self) -> bool;
 }
@@ -40,14 +37,6 @@ impl LogFile for File {
     fn deleted(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
         self.metadata().is_ok_and(|m| m.nlink() == 0)
-    }
-
-    fn ends_mid_line(&self) -> bool {
-        use std::os::unix::fs::FileExt;
-        let mut last = [0u8; 1];
-        self.len()
-            .is_ok_and(|len| len > 0 && self.read_at(&mut last, len - 1).is_ok_and(|n| n == 1))
-            && last[0] != b'\n'
     }
 
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -114,14 +103,6 @@ impl<F: LogFile> FileSink<F> {
         ledger: Arc<Ledger>,
         limits: Limits,
     ) -> Self {
-        // A record appended to a cut line would be cut with it: unreadable, and its id lost.
-        let torn = file.ends_mid_line();
-        if torn {
-            tracing::warn!(
-                path = %path.display(),
-                "the decision log ends in part of a line (left by a process killed mid-write?); new records start on the next line"
-            );
-        }
         FileSink {
             file,
             open,
@@ -133,7 +114,7 @@ impl<F: LogFile> FileSink<F> {
             held_since: None,
             overflowed: 0,
             last_error: None,
-            torn,
+            torn: false,
             reopen: None,
         }
     }
@@ -271,9 +252,9 @@ impl<F: LogFile> FileSink<F> {
         retry.attempts += 1;
         match (self.open)() {
             Ok(file) => {
-                // A line break ends a fragment of the file records now go to (the same file, or
-                // one already there at the path), never starts a new one.
-                self.torn = file.ends_mid_line();
+                // A line break to end a fragment belongs to the old file, not the start of a
+                // new one (a fragment already in the file opened is ended as it is opened).
+                self.torn = self.torn && file.len().is_ok_and(|len| len > 0);
                 self.file = file;
                 if retry.attempts > 1 {
                     tracing::info!(

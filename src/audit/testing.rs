@@ -59,10 +59,6 @@ impl LogFile for Faulty {
         self.file.len()
     }
 
-    fn ends_mid_line(&self) -> bool {
-        self.file.ends_mid_line()
-    }
-
     fn deleted(&self) -> bool {
         self.file.deleted()
     }
