@@ -211,8 +211,13 @@ impl FileCompiler<'_, '_> {
             self.error(at, format!("{subject} must not hold \"#\": a fragment is never sent, so what follows it (and the query) would be dropped; write a literal # as %23"));
         }
         // The URL parser resolves `.` and `..`: `/../admin` after `http://shop/api` calls
-        // `http://shop/admin`, outside the prefix the url names.
-        let segments = path.split(['?', '#']).next().unwrap_or_default().split('/');
+        // `http://shop/admin`, outside the prefix the url names. In an http(s) URL it reads
+        // `\` as `/` too (`/..\admin`).
+        let segments = path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .split(['/', '\\']);
         if let Some(dots) = segments
             .into_iter()
             .find(|s| crate::upstream::is_dot_segment(s))

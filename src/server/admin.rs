@@ -24,6 +24,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(admin)
+        .fallback(super::confirm::plain(StatusCode::NOT_FOUND))
         .with_state(state)
 }
 

@@ -44,8 +44,20 @@ pub fn public_router(state: AppState) -> Router {
         // escapes from the framework).
         .route("/confirm/", confirm_endpoint())
         .route("/confirm/{*ruleset}", confirm_endpoint())
-        .route("/healthz", get(healthz))
+        .route(
+            "/healthz",
+            get(healthz).fallback(plain(StatusCode::METHOD_NOT_ALLOWED)),
+        )
+        .fallback(plain(StatusCode::NOT_FOUND))
         .with_state(state)
+}
+
+/// The bare `status` answer of a path or method the proxy does not serve, which reads no
+/// body: with `Connection: close` when the request has one (see [`unread_body`]).
+pub(super) fn plain(
+    status: StatusCode,
+) -> impl Fn(HeaderMap) -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    move |headers: HeaderMap| std::future::ready(unread_body(&headers, status.into_response()))
 }
 
 // The whole request is taken rather than a `HeaderMap` extractor, which would copy the headers.

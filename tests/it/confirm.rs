@@ -1012,9 +1012,10 @@ async fn rules_see_the_arrival_time_the_decision_log_records() {
     assert_eq!(reason, time.timestamp_millis().to_string(), "{r}");
 }
 
-/// A 404 or 405 leaves the request's body unread, and hyper ends a connection with a body
-/// left on it: such an answer says `Connection: close`, so that a client pooling connections
-/// does not send its next request into it. Without a body the connection stays open.
+/// A 404 or 405 (of the confirm endpoints, or of a path or method not served at all) leaves
+/// the request's body unread, and hyper ends a connection with a body left on it: such an
+/// answer says `Connection: close`, so that a client pooling connections does not send its
+/// next request into it. Without a body the connection stays open.
 #[tokio::test]
 async fn refusals_that_leave_a_body_unread_say_the_connection_closes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1024,7 +1025,20 @@ async fn refusals_that_leave_a_body_unread_say_the_connection_closes() {
     );
     let server = Server::start(rules.path()).await;
     let body = "x".repeat(30_000);
+    let with_body = |head: &str| {
+        format!(
+            "{head} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
     for (request, status, closes) in [
+        (with_body("POST /nope"), 404, true),
+        (with_body("POST /healthz"), 405, true),
+        (
+            "GET /nope HTTP/1.1\r\nhost: x\r\n\r\n".to_owned(),
+            404,
+            false,
+        ),
         (
             format!(
                 "POST /confirm/nope HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",

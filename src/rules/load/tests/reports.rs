@@ -930,6 +930,9 @@ rules:
   - name: ok
     fetch: { upstream: shop, path: "/s/{order_id}/...x/.well-known" }
     reason: r
+  - name: back
+    fetch: { upstream: shop, path: '/..\admin/{order_id}' }
+    reason: r
 "#,
     );
     let dots = |subject: &str, dots: &str| {
@@ -945,6 +948,7 @@ rules:
             dir.at(DEFAULT, 4, 21, r#"upstream "shop": health path is sent as written, for no request: placeholders such as {order_id} are not filled in"#),
             dir.at(DEFAULT, 7, 38, &dots(r#"rule "up": forward.path"#, "..")),
             dir.at(DEFAULT, 9, 36, &dots(r#"rule "stock": fetch.path"#, ".")),
+            dir.at(DEFAULT, 15, 36, &dots(r#"rule "back": fetch.path"#, "..")),
         ]
     );
 }
