@@ -376,22 +376,25 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }));
     }
 
-    let app = match App::start(config).await {
-        Ok(app) => app,
-        Err(errors) => return not_starting(args.log_format, &errors),
-    };
-    let (public, admin) = match (listen(args.listen), listen(args.admin_listen)) {
-        (Ok(p), Ok(a)) => (p, a),
-        (public, admin) => {
-            let errors: Vec<String> = [
-                (args.listen, public.err()),
-                (args.admin_listen, admin.err()),
-            ]
+    let (listen_on, admin_on) = (args.listen, args.admin_listen);
+    let listeners = move || match (listen(listen_on), listen(admin_on)) {
+        (Ok(p), Ok(a)) => Ok((p, a)),
+        (public, admin) => Err([(listen_on, public.err()), (admin_on, admin.err())]
             .into_iter()
             .filter_map(|(addr, e)| Some(format!("cannot listen on {addr}: {}", e?)))
-            .collect();
+            .collect::<Vec<String>>()),
+    };
+    let app = match App::start(config).await {
+        Ok(app) => app,
+        Err(mut errors) => {
+            // Every reason at once: addresses in use too (tried, then let go).
+            errors.extend(listeners().err().unwrap_or_default());
             return not_starting(args.log_format, &errors);
         }
+    };
+    let (public, admin) = match listeners() {
+        Ok(both) => both,
+        Err(errors) => return not_starting(args.log_format, &errors),
     };
     let (public_addr, admin_addr) = (public.local_addr().ok(), admin.local_addr().ok());
     tracing::info!(

@@ -169,16 +169,18 @@ async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
     );
 }
 
-/// Invalid rules and a decision log that cannot be opened are both reported at once, not the
-/// second only once the first is fixed.
+/// Invalid rules, a decision log that cannot be opened and an address in use are all reported
+/// at once, not each only once the one before is fixed.
 #[tokio::test]
 async fn every_reason_not_to_start_is_reported_at_once() {
     let rules = Rules::with("default.yaml", "rules: [\n");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
     let out = tokio::process::Command::new(binary())
         .args([
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            &addr,
             "--admin-listen",
             "127.0.0.1:0",
             "--decision-log",
@@ -196,7 +198,11 @@ async fn every_reason_not_to_start_is_reported_at_once() {
         stderr.contains("/nonexistent/d.jsonl: cannot open decision log: "),
         "{stderr}"
     );
-    assert!(stderr.contains("not starting errors=2"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}: ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not starting errors=3"), "{stderr}");
 }
 
 /// An address it cannot listen on is a reason not to start like any other: with JSON logs, a
