@@ -63,7 +63,6 @@ fn dropped_in(part: &AST, own: &HashSet<&str>) -> Option<(String, Position)> {
             let write = match value {
                 Expr::StringConstant(s, _) => format!("\"{s}\""),
                 Expr::BoolConstant(b, _) => b.to_string(),
-                Expr::IntegerConstant(n, _) => n.to_string(),
                 Expr::Variable(v, ..) => v.1.to_string(),
                 _ => "…".to_owned(),
             };
@@ -73,7 +72,12 @@ fn dropped_in(part: &AST, own: &HashSet<&str>) -> Option<(String, Position)> {
             };
             found = Some((
                 format!(
-                    "this value at the end of {what} is thrown away: the {statement} is not the last statement, so the script goes on after it as if the value were not there; to refuse with it, write return {write};"
+                    "this value at the end of {what} is thrown away: the {statement} is not the last statement, so the script goes on after it as if the value were not there; {}",
+                    match value {
+                        // A number is no answer a script may give.
+                        Expr::IntegerConstant(..) | Expr::FloatConstant(..) => "a script gives true or () to pass, false or a text to refuse: return one of those, or leave the value out".to_owned(),
+                        _ => format!("to refuse with it, write return {write};"),
+                    }
                 ),
                 start(value),
             ));
@@ -164,6 +168,14 @@ mod tests {
             format!("this value at the end of {what} is thrown away: the {stmt} is not the last statement, so the script goes on after it as if the value were not there; to refuse with it, write {write}")
         };
         let reason = r#"return "1회 한도 초과";"#;
+        // A number is no answer: the error says what a script may give instead.
+        let e = engine
+            .compile_script("if amount > 5 { 1 }\ntrue")
+            .unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.line, e.column),
+            ("this value at the end of an if block is thrown away: the if is not the last statement, so the script goes on after it as if the value were not there; a script gives true or () to pass, false or a text to refuse: return one of those, or leave the value out", 1, 17)
+        );
         for (src, message, line, column) in [
             (
                 "if amount > 1000000 { \"1회 한도 초과\" }\ntrue",
