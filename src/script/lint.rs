@@ -647,49 +647,68 @@ fn is_number(e: &Expr, numbers: &[&str]) -> bool {
     }
 }
 
+/// The characters of `src` outside string and character literals and comments, each with its
+/// line and column (1-based, in characters; a line break is at column 0 of the line it starts).
+/// A literal or comment is one space, at its first character, so that it still parts words.
+fn code_chars(src: &str) -> impl Iterator<Item = (char, usize, usize)> + '_ {
+    fn step((line, column): &mut (usize, usize), c: char) {
+        if c == '\n' {
+            (*line, *column) = (*line + 1, 0);
+        } else {
+            *column += 1;
+        }
+    }
+    let mut chars = src.chars().peekable();
+    let mut pos = (1, 0);
+    std::iter::from_fn(move || {
+        let c = chars.next()?;
+        step(&mut pos, c);
+        let at = pos;
+        match c {
+            '"' | '\'' | '`' => {
+                while let Some(inner) = chars.next() {
+                    step(&mut pos, inner);
+                    if inner == c {
+                        break;
+                    }
+                    // An escape in a "…" or '…' literal; a backtick string has none. A
+                    // backslash before a line break continues the string on the next line.
+                    if inner == '\\' && c != '`' {
+                        if let Some(escaped) = chars.next() {
+                            step(&mut pos, escaped);
+                        }
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                while let Some(inner) = chars.next_if(|&c| c != '\n') {
+                    step(&mut pos, inner);
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                let mut last = ' ';
+                for inner in chars.by_ref() {
+                    step(&mut pos, inner);
+                    if last == '*' && inner == '/' {
+                        break;
+                    }
+                    last = inner;
+                }
+            }
+            c => return Some((c, at.0, at.1)),
+        }
+        Some((' ', at.0, at.1))
+    })
+}
+
 /// The line and column (1-based, in characters) of the innermost `{` of `src` that is never
 /// closed, outside strings, characters and comments.
 pub(super) fn unclosed_brace(src: &str) -> Option<(usize, usize)> {
     let mut open = Vec::new();
-    let (mut line, mut column) = (1, 0);
-    let mut chars = src.chars().peekable();
-    // Inside a string or character literal: its closing quote.
-    let mut quoted: Option<char> = None;
-    while let Some(c) = chars.next() {
-        if c == '\n' {
-            (line, column) = (line + 1, 0);
-            continue;
-        }
-        column += 1;
-        match (quoted, c) {
-            // An escape in a "…" or '…' literal; a backtick string has none. A backslash
-            // before a line break continues the string on the next line.
-            (Some(q), '\\') if q != '`' => match chars.next() {
-                Some('\n') => (line, column) = (line + 1, 0),
-                _ => column += 1,
-            },
-            (Some(q), c) if c == q => quoted = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'' | '`') => quoted = Some(c),
-            (None, '/') if chars.peek() == Some(&'/') => {
-                while chars.next_if(|&c| c != '\n').is_some() {}
-            }
-            (None, '/') if chars.peek() == Some(&'*') => {
-                let mut last = ' ';
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        (line, column) = (line + 1, 0);
-                    } else {
-                        column += 1;
-                    }
-                    if last == '*' && c == '/' {
-                        break;
-                    }
-                    last = c;
-                }
-            }
-            (None, '{') => open.push((line, column)),
-            (None, '}') => {
+    for (c, line, column) in code_chars(src) {
+        match c {
+            '{' => open.push((line, column)),
+            '}' => {
                 open.pop();
             }
             _ => {}
@@ -701,17 +720,13 @@ pub(super) fn unclosed_brace(src: &str) -> Option<(usize, usize)> {
 /// The `fn` whose body holds `line`:`column` in `src`, when `name` is declared (`let name`,
 /// `const name`) outside every `fn` body: a read of the script's own variable inside one of
 /// its functions, which Rhai refuses as an undefined variable. `None` when unsure (the place is
-/// in no function, or no such declaration is seen). Strings and comments are skipped as in
-/// [`unclosed_brace`].
+/// in no function, or no such declaration is seen). Strings and comments are skipped.
 pub(super) fn outer_variable_in_fn(
     src: &str,
     name: &str,
     line: usize,
     column: usize,
 ) -> Option<String> {
-    let (mut at_line, mut at_column) = (1, 0);
-    let mut chars = src.chars().peekable();
-    let mut quoted: Option<char> = None;
     let mut depth = 0usize;
     // The function whose body is being read, with the depth of its `{`.
     let mut body: Option<(String, usize)> = None;
@@ -740,46 +755,17 @@ pub(super) fn outer_variable_in_fn(
         *previous = std::mem::take(word);
         outside
     };
-    while let Some(c) = chars.next() {
-        if c == '\n' {
-            (at_line, at_column) = (at_line + 1, 0);
-        } else {
-            at_column += 1;
-        }
-        if quoted.is_none() && (at_line, at_column) == (line, column) {
+    for (c, at_line, at_column) in code_chars(src) {
+        if (at_line, at_column) == (line, column) {
             holder = Some(body.as_ref().map(|(f, _)| f.clone()));
         }
-        if quoted.is_none() && (c.is_alphanumeric() || c == '_') {
+        if c.is_alphanumeric() || c == '_' {
             word.push(c);
             continue;
         }
         declared_outside |= finish_word(&mut word, &mut previous_word, &mut pending, &body);
-        match (quoted, c) {
-            (Some(q), '\\') if q != '`' => match chars.next() {
-                Some('\n') => (at_line, at_column) = (at_line + 1, 0),
-                _ => at_column += 1,
-            },
-            (Some(q), c) if c == q => quoted = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'' | '`') => quoted = Some(c),
-            (None, '/') if chars.peek() == Some(&'/') => {
-                while chars.next_if(|&c| c != '\n').is_some() {}
-            }
-            (None, '/') if chars.peek() == Some(&'*') => {
-                let mut last = ' ';
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        (at_line, at_column) = (at_line + 1, 0);
-                    } else {
-                        at_column += 1;
-                    }
-                    if last == '*' && c == '/' {
-                        break;
-                    }
-                    last = c;
-                }
-            }
-            (None, '{') => {
+        match c {
+            '{' => {
                 depth += 1;
                 if let Some(Some(function)) = pending.take() {
                     if body.is_none() {
@@ -787,7 +773,7 @@ pub(super) fn outer_variable_in_fn(
                     }
                 }
             }
-            (None, '}') => {
+            '}' => {
                 if body.as_ref().is_some_and(|(_, d)| *d == depth) {
                     body = None;
                 }
