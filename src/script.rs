@@ -686,6 +686,24 @@ pub(crate) mod tests {
         engine.eval_script(&scope, &ast, FULL)
     }
 
+    /// Asserts that the load-time checks refuse the script `src` with `message` at
+    /// `line`:`column`.
+    #[track_caller]
+    pub(crate) fn assert_refused(
+        engine: &ScriptEngine,
+        src: &str,
+        message: &str,
+        line: usize,
+        column: usize,
+    ) {
+        let e = engine.compile_script(src).unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.line, e.column),
+            (message, line, column),
+            "{src}"
+        );
+    }
+
     /// Panics naming the first of `scripts` that the load-time checks refuse.
     pub(crate) fn scripts_load(engine: &ScriptEngine, scripts: &[&str]) {
         for src in scripts {

@@ -1245,12 +1245,7 @@ mod tests {
                 10,
             ),
         ] {
-            let e = engine.compile_script(script).unwrap_err();
-            assert_eq!(
-                (e.message.as_str(), e.line, e.column),
-                (message, line, column),
-                "{script}"
-            );
+            crate::script::tests::assert_refused(&engine, script, message, line, column);
         }
     }
 

@@ -232,12 +232,7 @@ mod tests {
                 22,
             ),
         ] {
-            let e = engine.compile_script(src).unwrap_err();
-            assert_eq!(
-                (e.message.as_str(), e.line, e.column),
-                (message.as_str(), line, column),
-                "{src}"
-            );
+            crate::script::tests::assert_refused(&engine, src, message.as_str(), line, column);
         }
         crate::script::tests::scripts_load(
             &engine,

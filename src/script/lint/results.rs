@@ -810,12 +810,7 @@ mod tests {
                 1,
             ),
         ] {
-            let e = engine.compile_script(src).unwrap_err();
-            assert_eq!(
-                (e.message.as_str(), e.line, e.column),
-                (message, line, column),
-                "{src}"
-            );
+            crate::script::tests::assert_refused(&engine, src, message, line, column);
         }
         let e = engine
             .compile_expression(r#"(order_id + " ").trim()"#, &[])
@@ -885,12 +880,7 @@ mod tests {
                 26,
             ),
         ] {
-            let e = engine.compile_script(src).unwrap_err();
-            assert_eq!(
-                (e.message.as_str(), e.line, e.column),
-                (message, line, column),
-                "{src}"
-            );
+            crate::script::tests::assert_refused(&engine, src, message, line, column);
         }
         crate::script::tests::scripts_load(
             &engine,
@@ -966,12 +956,7 @@ mod tests {
                 10,
             ),
         ] {
-            let e = engine.compile_script(src).unwrap_err();
-            assert_eq!(
-                (e.message.as_str(), e.line, e.column),
-                (message.as_str(), line, column),
-                "{src}"
-            );
+            crate::script::tests::assert_refused(&engine, src, message.as_str(), line, column);
         }
         let e = engine
             .compile_expression("api.length > 2", &[])

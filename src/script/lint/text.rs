@@ -335,12 +335,7 @@ mod tests {
                 24,
             ),
         ] {
-            let e = engine.compile_script(src).unwrap_err();
-            assert_eq!(
-                (e.message.as_str(), e.line, e.column),
-                (message.as_str(), line, column),
-                "{src}"
-            );
+            crate::script::tests::assert_refused(&engine, src, message.as_str(), line, column);
         }
         crate::script::tests::scripts_load(
             &engine,
@@ -380,12 +375,7 @@ mod tests {
                 61,
             ),
         ] {
-            let e = engine.compile_script(src).unwrap_err();
-            assert_eq!(
-                (e.message.as_str(), e.line, e.column),
-                (never(what).as_str(), line, column),
-                "{src}"
-            );
+            crate::script::tests::assert_refused(&engine, src, never(what).as_str(), line, column);
         }
         crate::script::tests::scripts_load(
             &engine,
