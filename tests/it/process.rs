@@ -169,6 +169,29 @@ async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
     );
 }
 
+/// `serve` with `args` on `rules`, which must fail to start (exit 1): its stderr.
+async fn failed_start(rules: &Rules, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(binary())
+        .arg("serve")
+        .args(args)
+        .arg("--rules")
+        .arg(rules.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
+/// Every line of a `--log-format json` stderr, each one a JSON record.
+fn json_records(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// Invalid rules, a decision log that cannot be opened and an address in use are all reported
 /// at once, not each only once the one before is fixed.
 #[tokio::test]
@@ -176,23 +199,18 @@ async fn every_reason_not_to_start_is_reported_at_once() {
     let rules = Rules::with("default.yaml", "rules: [\n");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = tokio::process::Command::new(binary())
-        .args([
-            "serve",
+    let stderr = failed_start(
+        &rules,
+        &[
             "--listen",
             &addr,
             "--admin-listen",
             "127.0.0.1:0",
             "--decision-log",
             "/nonexistent/d.jsonl",
-            "--rules",
-        ])
-        .arg(rules.path())
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        ],
+    )
+    .await;
     assert!(stderr.contains("default.yaml:2:1: "), "{stderr}");
     assert!(
         stderr.contains("/nonexistent/d.jsonl: cannot open decision log: "),
@@ -212,27 +230,19 @@ async fn addresses_in_use_are_reported_as_reasons_not_to_start() {
     let rules = Rules::with("default.yaml", LIMIT);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = tokio::process::Command::new(binary())
-        .args([
-            "serve",
+    let stderr = failed_start(
+        &rules,
+        &[
             "--listen",
             &addr,
             "--admin-listen",
             &addr,
             "--log-format",
             "json",
-            "--rules",
-        ])
-        .arg(rules.path())
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let records: Vec<serde_json::Value> = stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+        ],
+    )
+    .await;
+    let records = json_records(&stderr);
     let reasons: Vec<&serde_json::Value> = records
         .iter()
         .filter(|r| r["message"] == "cannot start")
