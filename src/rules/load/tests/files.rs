@@ -861,24 +861,13 @@ fn unreadable_and_dangling_entries_do_not_block_the_load() {
     fs::set_permissions(&lost, fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(rules.rulesets.keys().collect::<Vec<_>>(), ["default"]);
     assert_eq!(rules.version, dir.version());
-    let shop = dir.path().join("shop.yaml");
-    assert!(
-        rules.warnings.contains(&format!(
-            "{}: not read: a symlink to gone.yaml, which does not exist",
-            shop.display()
-        )),
-        "{:?}",
-        rules.warnings
-    );
-    let events = dir.path().join("events.yaml");
-    assert!(
-        rules.warnings.contains(&format!(
-            "{}: not read: a directory, not a file (a container's bind mount of a file that did not exist on the host creates one)",
-            events.display()
-        )),
-        "{:?}",
-        rules.warnings
-    );
+    for (file, why) in [
+        ("shop.yaml", "a symlink to gone.yaml, which does not exist"),
+        ("events.yaml", "a directory, not a file (a container's bind mount of a file that did not exist on the host creates one)"),
+    ] {
+        let warning = format!("{}: not read: {why}", dir.path().join(file).display());
+        assert!(rules.warnings.contains(&warning), "{:?}", rules.warnings);
+    }
 
     // The dangling ruleset's target appearing changes the version (and so reloads).
     let before = dir.version();
