@@ -146,8 +146,16 @@ pub enum PayloadError {
     /// Nested deeper than serde_json reads (128 levels); no confirm body comes close.
     #[error("요청 본문의 JSON이 너무 깊이 중첩되어 있습니다 (최대 128단계)")]
     TooDeep,
-    #[error("요청 본문이 올바른 form-urlencoded 형식이 아닙니다")]
-    InvalidForm,
+    /// An empty body (or only whitespace), whatever its Content-Type.
+    #[error("요청 본문이 비어 있습니다")]
+    EmptyBody,
+    /// A `%` in a form key or value (the field named; a key as written) that does not start a
+    /// `%XX` escape.
+    #[error("필드 {0}에 올바르지 않은 % 이스케이프가 있습니다 (%는 16진수 두 자리와 함께 씁니다, % 자체는 %25)")]
+    FormBadEscape(String),
+    /// A form key or value (the field named) that is not UTF-8, raw or percent-encoded.
+    #[error("필드 {0}의 값이 UTF-8이 아닙니다: form 본문은 UTF-8로 인코딩해 보내 주세요")]
+    FormNotUtf8(String),
     /// A UTF-8 byte-order mark before the body (a file saved by some Windows editors and sent
     /// with `curl -d @file`): read as no JSON and no form, it would be refused as an unknown
     /// format, which is no help. Not skipped: a `forward` passes the bytes on, and parsers
@@ -160,6 +168,9 @@ pub enum PayloadError {
     /// otherwise): read as a form, it holds none of the fields.
     #[error("요청 본문이 JSON인데 Content-Type이 application/x-www-form-urlencoded입니다: JSON은 Content-Type: application/json으로 보내 주세요")]
     JsonLabelledAsForm,
+    /// The other way round: a confirm form sent as `application/json`.
+    #[error("요청 본문이 form-urlencoded인데 Content-Type이 application/json입니다: form은 Content-Type: application/x-www-form-urlencoded로 보내 주세요")]
+    FormLabelledAsJson,
     #[error("알 수 없는 요청 형식입니다: imp_uid/merchant_uid/amount (V1), payment_id/tx_id/total_amount (V2) 또는 type/data (V2) 필드가 필요합니다")]
     UnknownFormat,
     #[error("필수 필드 {0}가 없습니다")]
@@ -313,7 +324,21 @@ fn parse_kept(
     if body.len() > MAX_BODY {
         return Err(PayloadError::TooLarge);
     }
-    let encoding = encoding(content_type)?;
+    parse_unbounded(encoding(content_type)?, body, kept)
+}
+
+/// A request body as the decision log keeps it (a form as a JSON object of its decoded
+/// strings), for `replay`. Not held to [`MAX_BODY`]: the request met it as it arrived, and its
+/// JSON spelling may be longer (a form's `%01` is `\u0001`).
+pub fn parse_logged(body: &[u8]) -> Result<Parsed, PayloadError> {
+    parse_unbounded(Encoding::Json, body, None)
+}
+
+fn parse_unbounded(
+    encoding: Encoding,
+    body: &[u8],
+    kept: Option<&bytes::Bytes>,
+) -> Result<Parsed, PayloadError> {
     let raw = || kept.map_or_else(|| bytes::Bytes::copy_from_slice(body), bytes::Bytes::clone);
     // A JSON body is tried as JSON first in both cases, so the fast path's answer is the one the
     // full parser would give.
@@ -340,40 +365,52 @@ fn parse_full(
     body: &[u8],
     raw: impl FnOnce() -> bytes::Bytes,
 ) -> Result<Parsed, PayloadError> {
+    if body.trim_ascii().is_empty() {
+        return Err(PayloadError::EmptyBody);
+    }
     if body.starts_with("\u{feff}".as_bytes()) {
         return Err(PayloadError::ByteOrderMark);
     }
+    let read_form = || parse_form(body).and_then(|f| normalise(f, None, Payload::parsed));
+    // A body that is not JSON and holds a `=` is meant as a form: its own error (which field,
+    // what is wrong) says more than a JSON error at line 1, column 1.
+    let looks_like_form = || {
+        let start = body.trim_ascii_start();
+        !start.starts_with(b"{") && !start.starts_with(b"[") && body.contains(&b'=')
+    };
     match encoding {
-        Encoding::Json => parse_json_body(body, raw),
-        Encoding::Form => {
-            match parse_form(body).and_then(|f| normalise(f, None, Payload::parsed)) {
-                // `curl -d '{…}'` without a Content-Type header sends JSON labelled as a form.
-                Err(PayloadError::UnknownFormat | PayloadError::InvalidForm)
-                    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() =>
-                {
-                    Err(PayloadError::JsonLabelledAsForm)
-                }
-                read => read,
-            }
-        }
-        Encoding::Unknown => {
-            match parse_json_body(body, raw) {
-                // Broken JSON (it opens like JSON): said as such, rather than read as a form
-                // holding one odd key and refused as an unknown format.
-                Err(
-                    json_err @ (PayloadError::InvalidJson { .. } | PayloadError::NotUtf8 { .. }),
-                ) if body.trim_ascii_start().starts_with(b"{") => Err(json_err),
-                // Not JSON: a form, if it is one; one that names a key twice is refused as such.
-                Err(
-                    json_err @ (PayloadError::InvalidJson { .. } | PayloadError::NotUtf8 { .. }),
-                ) => match parse_form(body) {
-                    Ok(form) => normalise(form, None, Payload::parsed),
-                    Err(e @ PayloadError::DuplicateField(_)) => Err(e),
+        Encoding::Json => match parse_json_body(body, raw) {
+            // `curl -d 'imp_uid=…'` with `-H content-type: application/json`.
+            Err(json_err @ PayloadError::InvalidJson { .. }) if looks_like_form() => {
+                match read_form() {
+                    Ok(_) => Err(PayloadError::FormLabelledAsJson),
                     Err(_) => Err(json_err),
-                },
-                read => read,
+                }
             }
-        }
+            read => read,
+        },
+        Encoding::Form => match read_form() {
+            // `curl -d '{…}'` without a Content-Type header sends JSON labelled as a form.
+            Err(
+                PayloadError::UnknownFormat
+                | PayloadError::FormBadEscape(_)
+                | PayloadError::FormNotUtf8(_),
+            ) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
+                Err(PayloadError::JsonLabelledAsForm)
+            }
+            read => read,
+        },
+        Encoding::Unknown => match parse_json_body(body, raw) {
+            // Not JSON but shaped like a form: read as one, refused with its own reason.
+            Err(PayloadError::InvalidJson { .. } | PayloadError::NotUtf8 { .. })
+                if looks_like_form() =>
+            {
+                read_form()
+            }
+            // Broken JSON, or neither: said as broken JSON, rather than read as a form holding
+            // one odd key and refused as an unknown format.
+            read => read,
+        },
     }
 }
 

@@ -212,7 +212,7 @@ async fn decide(
     };
     // The log keeps a form body as an object of its decoded strings, so every record reads
     // as JSON.
-    let req = match payload::parse(Some("application/json"), &body) {
+    let req = match payload::parse_logged(&body) {
         Ok(Parsed::Confirm(req)) => req,
         Ok(Parsed::Ignored { .. }) => return Decision::ignored(),
         Err(e) => return Decision::reject(e.status(), e.to_string(), None),

@@ -38,6 +38,11 @@ pub struct EvalArgs {
     /// the merchant) is not sent and counts as a failed check, decided by on_error.
     #[arg(long, env = "CONFIRM_PROXY_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
+    /// The request's Content-Type, to decide a body exactly as `serve` did (a form sent as
+    /// application/json is a 400 there); without it the body is read as a request without
+    /// one: JSON first, then a form.
+    #[arg(long, env = "CONFIRM_PROXY_CONTENT_TYPE", value_name = "TYPE", value_parser = parse_content_type)]
+    pub content_type: Option<http::HeaderValue>,
     /// Request body file (PortOne JSON or form); "-" or nothing reads stdin.
     #[arg(value_name = "FILE|-")]
     pub file: Option<PathBuf>,
@@ -46,6 +51,13 @@ pub struct EvalArgs {
 fn parse_now(s: &str) -> Result<DateTime<FixedOffset>, String> {
     DateTime::parse_from_rfc3339(s)
         .map_err(|e| format!("expected RFC 3339 like 2026-12-01T10:00:00+09:00: {e}"))
+}
+
+fn parse_content_type(s: &str) -> Result<http::HeaderValue, String> {
+    http::HeaderValue::from_str(s)
+        .ok()
+        .filter(|v| v.to_str().is_ok())
+        .ok_or_else(|| "expected a header value like application/json; charset=utf-8".to_string())
 }
 
 const USAGE: u8 = 2;
@@ -91,12 +103,14 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     });
     let mut request = serde_json::Value::Null;
     let decision = runtime.block_on(async {
-        match payload::parse(None, &body) {
+        let content_type = args.content_type.as_ref().and_then(|ct| ct.to_str().ok());
+        match payload::parse(content_type, &body) {
             Ok(Parsed::Confirm(req)) => {
                 request = normalised(&req);
                 wait_for_health(&rules).await;
                 let original = Original {
                     body: body.clone().into(),
+                    content_type: args.content_type.clone(),
                     ..Original::default()
                 };
                 let ctx = Context {

@@ -5,23 +5,32 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+use super::scan::RESERVED;
 use super::PayloadError;
 
 /// A form body becomes a JSON object of strings, so rules see the same `payload` either way.
 ///
 /// Decoded strictly: a payment id must be exact, so invalid UTF-8 anywhere — raw or
-/// percent-encoded, in a key or a value — refuses the body instead of becoming U+FFFD.
-/// Empty pairs (`a=1&&b=2`) are skipped and a pair without `=` has an empty value. A key
-/// given twice (compared decoded) refuses the body, as in JSON: the merchant a `forward` sends
-/// the body to might read the other one.
+/// percent-encoded, in a key or a value — refuses the body instead of becoming U+FFFD, and
+/// the refusal names the field. Empty pairs (`a=1&&b=2`) are skipped and a pair without `=`
+/// has an empty value. A key given twice (compared decoded) refuses the body, as in JSON: the
+/// merchant a `forward` sends the body to might read the other one; so does a key serde_json
+/// reserves, which a JSON body may not carry either (the decision log writes the form as JSON).
 pub(super) fn parse_form(body: &[u8]) -> Result<Value, PayloadError> {
     use serde_json::map::Entry;
-    let body = std::str::from_utf8(body).map_err(|_| PayloadError::InvalidForm)?;
     let mut fields = Map::new();
-    for pair in body.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = Value::String(form_decode(value)?);
-        match fields.entry(form_decode(key)?) {
+    for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        // A key that does not decode is named as it was written.
+        let key = form_decode(key).map_err(|flaw| flaw.naming(&String::from_utf8_lossy(key)))?;
+        if key.starts_with(RESERVED) {
+            return Err(PayloadError::reserved(&key));
+        }
+        let value = Value::String(form_decode(value).map_err(|flaw| flaw.naming(&key))?);
+        match fields.entry(key) {
             Entry::Vacant(slot) => {
                 slot.insert(value);
             }
@@ -29,37 +38,55 @@ pub(super) fn parse_form(body: &[u8]) -> Result<Value, PayloadError> {
         }
     }
     if fields.is_empty() {
-        return Err(PayloadError::InvalidForm);
+        // Only separators: no field at all, which the format error lists.
+        return Err(PayloadError::UnknownFormat);
     }
     Ok(Value::Object(fields))
+}
+
+/// What is wrong with one form key or value; the caller names the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flaw {
+    BadEscape,
+    NotUtf8,
+}
+
+impl Flaw {
+    fn naming(self, field: &str) -> PayloadError {
+        let field = field.chars().take(100).collect();
+        match self {
+            Flaw::BadEscape => PayloadError::FormBadEscape(field),
+            Flaw::NotUtf8 => PayloadError::FormNotUtf8(field),
+        }
+    }
 }
 
 /// One form-urlencoded key or value: `+` is a space, then `%XX` escapes must decode to UTF-8.
 /// A `%` not followed by two hex digits refuses the body: browsers keep it as it is, other
 /// decoders reject it, so the merchant a `forward` sends the body to might read another id.
-fn form_decode(text: &str) -> Result<String, PayloadError> {
-    let bytes = text.as_bytes();
+fn form_decode(text: &[u8]) -> Result<String, Flaw> {
     let escape_ok = |i: usize| {
-        bytes
-            .get(i + 1..i + 3)
+        text.get(i + 1..i + 3)
             .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
     };
-    if bytes
+    if text
         .iter()
         .enumerate()
         .any(|(i, &b)| b == b'%' && !escape_ok(i))
     {
-        return Err(PayloadError::InvalidForm);
+        return Err(Flaw::BadEscape);
     }
-    let spaced = if text.contains('+') {
-        Cow::Owned(text.replace('+', " "))
+    let spaced = if text.contains(&b'+') {
+        Cow::Owned(
+            text.iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect(),
+        )
     } else {
         Cow::Borrowed(text)
     };
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8()
-        .map(Cow::into_owned)
-        .map_err(|_| PayloadError::InvalidForm)
+    let decoded: Cow<[u8]> = percent_encoding::percent_decode(&spaced).into();
+    String::from_utf8(decoded.into_owned()).map_err(|_| Flaw::NotUtf8)
 }
 
 #[cfg(test)]

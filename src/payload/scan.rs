@@ -141,7 +141,7 @@ pub(super) struct Flaw {
 /// `deserialize_any` as a one-key map with it, borrowed from its own static text. A key from the
 /// body that spells it either is in the text as it is, or was decoded from escapes into an
 /// owned string.)
-const RESERVED: &str = "$serde_json::private::";
+pub(super) const RESERVED: &str = "$serde_json::private::";
 
 /// The message of the error that unwinds the scan once a duplicate is found; the path is in
 /// the scan's `dup`, built on the way out.

@@ -220,7 +220,15 @@ fn malformed_bodies_say_what_is_wrong() {
         assert_eq!(&err(JSON, body), want, "body {body}");
     }
     assert_eq!(err(JSON, "{not json"), InvalidJson { line: 1, column: 2 });
-    assert!(matches!(err(None, ""), InvalidJson { .. }));
+    for body in ["", " \n", "\t"] {
+        for content_type in [None, JSON, FORM] {
+            assert_eq!(
+                err(content_type, body),
+                EmptyBody,
+                "{body:?} as {content_type:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -228,7 +236,7 @@ fn invalid_utf8_is_refused() {
     let body = b"imp_uid=\xff\xfe&merchant_uid=m&amount=1";
     assert_eq!(
         parse(Some("application/x-www-form-urlencoded"), body).unwrap_err(),
-        PayloadError::InvalidForm
+        PayloadError::FormNotUtf8("imp_uid".into())
     );
     // The position is the first byte that is not UTF-8, counted as serde_json counts.
     assert_eq!(
@@ -462,7 +470,6 @@ fn invalid_json_reason_is_korean_with_the_position_only() {
         ("{\n  \"imp_uid\": ,\n}", 2, 14),
         // End of input: the position is where the body ended.
         (r#"{"imp_uid":"#, 1, 11),
-        ("", 1, 1),
     ];
     for (body, line, column) in cases {
         let e = err(JSON, body);
@@ -490,14 +497,21 @@ fn invalid_json_reason_is_korean_with_the_position_only() {
 
 #[test]
 fn a_percent_sign_not_starting_an_escape_refuses_a_form() {
-    for body in [
-        "imp_uid=i&merchant_uid=m%&amount=50000",
-        "imp_uid=i&merchant_uid=m%2&amount=50000",
-        "imp_uid=i&merchant_uid=m&amount=50000&x=%ZZ",
-        "imp_uid=i&merchant_uid=m&amount=50000&%G1=x",
+    // The field is named: a value by its key, a key as it was written.
+    for (body, field) in [
+        ("imp_uid=i&merchant_uid=m%&amount=50000", "merchant_uid"),
+        ("imp_uid=i&merchant_uid=m%2&amount=50000", "merchant_uid"),
+        ("imp_uid=i&merchant_uid=m&amount=50000&x=%ZZ", "x"),
+        ("imp_uid=i&merchant_uid=m&amount=50000&%G1=x", "%G1"),
     ] {
-        assert_eq!(err(FORM, body), PayloadError::InvalidForm, "{body}");
+        let want = PayloadError::FormBadEscape(field.into());
+        assert_eq!(err(FORM, body), want, "{body}");
+        // Without a Content-Type the body is read as the form it looks like.
+        assert_eq!(err(None, body), want, "{body}");
     }
+    assert!(PayloadError::FormBadEscape("merchant_uid".into())
+        .to_string()
+        .contains("필드 merchant_uid에 올바르지 않은 % 이스케이프"));
     // An escaped one is the character itself.
     let Ok(Parsed::Confirm(req)) = parse(FORM, b"imp_uid=i&merchant_uid=m%25&amount=50000") else {
         panic!("an escaped % is refused");
@@ -507,22 +521,29 @@ fn a_percent_sign_not_starting_an_escape_refuses_a_form() {
 
 #[test]
 fn percent_encoded_invalid_utf8_in_a_form_is_refused() {
-    for body in [
-        "merchant_uid=blocked-%FF%FE&imp_uid=i&amount=1000",
-        "merchant_uid=m&imp_uid=i%C3&amount=1000",
-        "merchant_uid=m&imp_uid=i&amount=1000&memo=%80",
-        "merchant_uid=m&imp_uid=i&amount=1000&%FF=x",
-        "merchant%ED%A0%80_uid=m&imp_uid=i&amount=1000",
+    for (body, field) in [
+        (
+            "merchant_uid=blocked-%FF%FE&imp_uid=i&amount=1000",
+            "merchant_uid",
+        ),
+        ("merchant_uid=m&imp_uid=i%C3&amount=1000", "imp_uid"),
+        ("merchant_uid=m&imp_uid=i&amount=1000&memo=%80", "memo"),
+        ("merchant_uid=m&imp_uid=i&amount=1000&%FF=x", "%FF"),
+        (
+            "merchant%ED%A0%80_uid=m&imp_uid=i&amount=1000",
+            "merchant%ED%A0%80_uid",
+        ),
     ] {
-        assert_eq!(err(FORM, body), PayloadError::InvalidForm, "{body}");
-        assert_eq!(err(FORM, body).status(), 400);
-        // Without a Content-Type it is refused too (with the JSON reason, tried first).
-        assert!(parse(None, body.as_bytes()).is_err(), "{body}");
+        let want = PayloadError::FormNotUtf8(field.into());
+        assert_eq!(err(FORM, body), want, "{body}");
+        assert_eq!(want.status(), 400);
+        // Without a Content-Type the body is read as the form it looks like.
+        assert_eq!(err(None, body), want, "{body}");
     }
-    // Raw invalid UTF-8 in a key is refused as well.
+    // Raw invalid UTF-8 in a key is refused as well, the key shown as far as it is text.
     assert_eq!(
         parse(FORM, b"merchant_uid=m&imp_uid=i&amount=1000&\xc3=x").unwrap_err(),
-        PayloadError::InvalidForm
+        PayloadError::FormNotUtf8("\u{fffd}".into())
     );
 }
 
@@ -546,9 +567,10 @@ fn form_decoding() {
     assert_eq!(r.tx_id, "i=j");
     assert_eq!(r.payload.value()["flag"], "");
     assert_eq!(r.payload.value().as_object().map(Map::len), Some(4));
-    // Nothing but separators is no form at all.
-    for body in ["", "&", "&&&"] {
-        assert_eq!(err(FORM, body), PayloadError::InvalidForm, "{body:?}");
+    // Nothing but separators is no form at all: the format error lists the fields.
+    assert_eq!(err(FORM, ""), PayloadError::EmptyBody);
+    for body in ["&", "&&&"] {
+        assert_eq!(err(FORM, body), PayloadError::UnknownFormat, "{body:?}");
     }
     assert_eq!(err(FORM, "="), PayloadError::UnknownFormat);
     assert_eq!(
@@ -636,4 +658,34 @@ fn json_labelled_as_a_form_is_told_apart() {
         parse(FORM, b"a=1").unwrap_err(),
         PayloadError::UnknownFormat
     );
+}
+
+/// The other way round: a confirm form sent as `application/json` is told so; text that is
+/// neither stays a JSON error with its position.
+#[test]
+fn a_form_labelled_as_json_is_told_apart() {
+    let form = b"imp_uid=imp_1&merchant_uid=order-1&amount=5000";
+    assert_eq!(
+        parse(JSON, form).unwrap_err(),
+        PayloadError::FormLabelledAsJson
+    );
+    assert!(matches!(parse(None, form), Ok(Parsed::Confirm(_))));
+    assert_eq!(
+        parse(JSON, b"hello").unwrap_err(),
+        PayloadError::InvalidJson { line: 1, column: 1 }
+    );
+    assert_eq!(
+        parse(JSON, b"{\"a\"=1}").unwrap_err(),
+        PayloadError::InvalidJson { line: 1, column: 5 }
+    );
+}
+
+/// A key serde_json reserves is refused in a form as in JSON: the decision log writes a form
+/// as a JSON object, which `replay` reads back.
+#[test]
+fn a_reserved_key_is_refused_in_a_form() {
+    let body = "imp_uid=i&merchant_uid=m&amount=1000&%24serde_json%3A%3Aprivate%3A%3ANumber=5";
+    let want = PayloadError::ReservedField("$serde_json::private::Number".into());
+    assert_eq!(err(FORM, body), want);
+    assert_eq!(err(None, body), want);
 }

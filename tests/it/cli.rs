@@ -123,6 +123,41 @@ fn eval_prints_the_decision_and_trace() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `--content-type` decides a body as `serve` did with that header: the same form is a 400
+/// as JSON and an approval as a form (and without the option, read as JSON, then a form).
+#[test]
+fn eval_reads_the_body_as_its_content_type_says() {
+    let form = b"imp_uid=imp_1&merchant_uid=order-1&amount=50000".to_vec();
+    let rules = shipped_rules();
+    let decide = |content_type: &[&str]| {
+        let mut args = vec!["eval", "--rules", &rules];
+        args.extend_from_slice(content_type);
+        args.push("-");
+        let out = run_cli(&args, Some(&form));
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["decision"].clone()
+    };
+    let as_json = decide(&["--content-type", "application/json; charset=utf-8"]);
+    assert_eq!(as_json["status"], 400, "{as_json}");
+    assert!(
+        as_json["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Type이 application/json입니다"),
+        "{as_json}"
+    );
+    let as_form = decide(&["--content-type", "application/x-www-form-urlencoded"]);
+    assert_eq!(as_form["decision"], "approve", "{as_form}");
+    assert_eq!(decide(&[])["decision"], "approve");
+    assert_eq!(decide(&["--content-type", "text/plain"])["status"], 415);
+    let out = run_cli(
+        &["eval", "--rules", &rules, "--content-type", "\u{7f}", "-"],
+        Some(&form),
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
 /// `eval` calls upstreams for real: a `forward` (which may confirm at the merchant) is said on
 /// stderr, and `--dry-run` holds it back, the rule counting as an error.
 #[tokio::test]

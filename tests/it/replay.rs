@@ -150,3 +150,36 @@ fn replay_reports_unreadable_lines_and_a_missing_log() {
     assert_eq!(code, 2);
     assert!(err.starts_with("error: cannot read"), "{err}");
 }
+
+/// A form body is logged as a JSON object of its decoded strings; read back, it is decided as
+/// it was, even when its JSON spelling is longer than the 64 KiB the request met (a form's
+/// `%01` is `\u0001` in JSON).
+#[tokio::test]
+async fn a_form_request_replays_as_it_was_decided() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: \"한도 초과\"\n",
+    );
+    let (server, log) = logged(&rules).await;
+    let form = "application/x-www-form-urlencoded";
+    let memo = "%01".repeat(20_000);
+    for amount in [1_000, 50_000] {
+        let body = format!("imp_uid=imp_1&merchant_uid=order-1&amount={amount}&memo={memo}");
+        assert!(body.len() < 64 * 1024);
+        let answer = post(&server.url("/confirm"), Some(form), body).await;
+        assert_eq!(answer.status, if amount == 1_000 { 200 } else { 409 });
+    }
+    server.stop().await;
+    let longest = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::len)
+        .max();
+    assert!(longest > Some(64 * 1024), "{longest:?}");
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("2 replayed: 0 changed, 2 unchanged"),
+        "{out}"
+    );
+}
