@@ -181,6 +181,7 @@ impl ScriptEngine {
         match lint::unknown_function(&ast, &self.functions)
             .or_else(|| lint::request_variable_in_fn(&ast))
             .or_else(|| lint::number_compared_with_string(&ast))
+            .or_else(|| lint::text_compared_with_number(&ast))
             .or_else(|| lint::unknown_response_field(&ast))
             .or_else(|| lint::impossible_text_comparison(&ast))
             .or_else(|| lint::closure_reads_its_own_object(&ast, src))

@@ -26,7 +26,7 @@ pub(super) use dropped::dropped_value;
 pub(super) use race::closure_reads_its_own_object;
 pub(super) use results::{
     in_place_kept, in_place_result, not_a_condition, not_a_result, number_method_on_text,
-    unknown_property,
+    text_compared_with_number, unknown_property,
 };
 pub(super) use text::impossible_text_comparison;
 
@@ -1021,6 +1021,49 @@ mod tests {
             };
             compiled.unwrap_or_else(|e| panic!("{fine}: {e:?}"));
         }
+    }
+
+    /// Text compared with a number through a variable whose kind is known at load: the
+    /// comparison is `false` on every request, so the rule never applies.
+    #[test]
+    fn text_compared_with_a_number_through_a_variable_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        let quoted = |s: &str| {
+            format!("\"{s}\" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes")
+        };
+        for (src, message, line, column) in [
+            (
+                "const LIMIT = \"1000000\";\nif amount > LIMIT { return \"한도 초과\"; }\ntrue",
+                "this compares LIMIT, the string \"1000000\" (line 1), with a number, and a number compared with a string is never equal, smaller or larger: declare LIMIT without quotes".to_owned(),
+                2,
+                13,
+            ),
+            (
+                "let h = seoul_hour(now);\nif h >= \"10\" { return \"영업시간 전\"; }\ntrue",
+                quoted("10"),
+                2,
+                9,
+            ),
+            ("let a = amount;\na > \"1000\"", quoted("1000"), 2, 5),
+            (
+                "let t = seoul_time(now);\nt != 930",
+                "this is text, and a number compared with a string is never equal, smaller or larger: compare it with text, or read a number from it with parse_int(…)".to_owned(),
+                2,
+                1,
+            ),
+        ] {
+            crate::script::tests::assert_refused(&engine, src, &message, line, column);
+        }
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                // Assigned again, a parameter, or text on both sides: not known, or fine.
+                "let limit = \"1000000\";\nlimit = 1000000;\namount > limit",
+                "fn over(a, limit) { a > limit }\nlet limit = \"1\";\n!over(amount, 5)",
+                "let limit = \"1000000\";\norder_id != limit && (\"한도 \" + limit) != \"\"",
+                "let h = seoul_hour(now);\nh >= 10 && seoul_time(now) >= \"09:30\"",
+            ],
+        );
     }
 
     /// A script that gives no value passes every payment, whatever it checks: an emptied one,

@@ -137,6 +137,10 @@ fn pure(e: &Expr, own: &HashSet<&str>) -> bool {
         | Expr::CharConstant(..)
         | Expr::Variable(..) => true,
         Expr::DynamicConstant(value, _) => !value.is_unit(),
+        // Reading a field or an item (`payload.grade`, `h[0]`); a method call on the right
+        // (`list.push(x)`) is not pure.
+        Expr::Dot(x, ..) | Expr::Index(x, ..) => pure(&x.lhs, own) && pure(&x.rhs, own),
+        Expr::Property(..) => true,
         Expr::Array(items, _) => items.iter().all(|i| pure(i, own)),
         Expr::Map(map, _) => map.0.iter().all(|(_, v)| pure(v, own)),
         Expr::And(operands, _) | Expr::Or(operands, _) => operands.iter().all(|o| pure(o, own)),
@@ -225,6 +229,25 @@ mod tests {
                 2,
                 19,
             ),
+            // Text joined with a field or an item is a value all the same.
+            (
+                "if amount > 1000000 { \"1회 한도 초과 \" + payload.grade }\ntrue",
+                message("an if block", "return …;"),
+                1,
+                23,
+            ),
+            (
+                "let h = [10, 22];\nif amount > 5 {\n  \"영업시간(\" + h[0] + \"시)\"\n}\ntrue",
+                message("an if block", "return …;"),
+                3,
+                3,
+            ),
+            (
+                "let m = #{a: 1};\nif amount > 5 { m.a }\ntrue",
+                message("an if block", "return …;"),
+                2,
+                17,
+            ),
             (
                 "switch api { \"v1\" => \"구버전\", _ => () }\ntrue",
                 message("a switch arm", r#"return "구버전";"#),
@@ -253,6 +276,8 @@ mod tests {
                 "if amount > 1000000 { return \"1회 한도 초과\"; }\ntrue",
                 "let n = 0;\nif amount > 5 { n += 1; }\nif amount > 6 { print(\"x\") }\nn < 2",
                 "let a = [];\nif amount > 5 { a.push(1) }\na.len() < 1",
+                "let a = [[1]];\nif amount > 5 { a[0].push(1) }\na.len() < 1",
+                "let m = #{a: []};\nif amount > 5 { m.a.push(1) }\ntrue",
                 "if amount > 5 { () }\ntrue",
                 "switch api { \"v1\" => print(\"v1\"), _ => () }\ntrue",
                 "loop { if amount > 5 { break \"x\"; } break true; }",

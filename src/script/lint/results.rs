@@ -479,6 +479,58 @@ pub(in crate::script) fn number_method_on_text(ast: &AST) -> Option<(String, Pos
     found
 }
 
+/// The first comparison of text with a number where the kinds are known at load through a
+/// variable (the literal cases are [`super::number_compared_with_string`]'s):
+/// `const LIMIT = "1000000"; amount > LIMIT`, `let h = seoul_hour(now); h >= "10"`. Rhai
+/// answers it `false` without a word, so the rule never applies.
+pub(in crate::script) fn text_compared_with_number(ast: &AST) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    // Text variables declared with a literal, for a message that shows it.
+    let literals = declared_once(ast, |value| match value {
+        Expr::StringConstant(s, at) => Some((s.to_string(), *at)),
+        _ => None,
+    });
+    let mut found = None;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let call = match path.last() {
+            Some(rhai::ASTNode::Expr(Expr::FnCall(call, _)))
+            | Some(rhai::ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
+            _ => return true,
+        };
+        if !super::COMPARISONS.contains(&call.name.as_str()) || names.own(&call.name, false) {
+            return true;
+        }
+        let text = match &call.args[..] {
+            [a, b] => match (names.kind(a), names.kind(b)) {
+                (Some(Kind::String), Some(Kind::Number)) => a,
+                (Some(Kind::Number), Some(Kind::String)) => b,
+                _ => return true,
+            },
+            _ => return true,
+        };
+        let never = "a number compared with a string is never equal, smaller or larger";
+        let message = match text {
+            Expr::StringConstant(s, _) => {
+                format!("\"{s}\" is a string, and {never}: write the number without quotes")
+            }
+            Expr::Variable(v, ..) if literals.contains_key(v.1.as_str()) => {
+                let (s, at) = &literals[v.1.as_str()];
+                format!(
+                    "this compares {name}, the string \"{s}\" (line {}), with a number, and {never}: declare {name} without quotes",
+                    at.line().unwrap_or(0),
+                    name = v.1,
+                )
+            }
+            _ => format!(
+                "this is text, and {never}: compare it with text, or read a number from it with parse_int(…)"
+            ),
+        };
+        found = Some((message, start(text)));
+        false
+    });
+    found
+}
+
 /// The first property read from a string, a number or an array that no such value has:
 /// `order_id.length` (JavaScript's) compiles, then fails every request that reads it (`unknown
 /// property 'length'`), as only a map has properties of any name. Where the value's kind is
