@@ -152,7 +152,8 @@ impl Run<'_, '_> {
         if tokio::time::Instant::now() >= self.deadline {
             return None;
         }
-        let mut prefetches = self.start_prefetches();
+        let mut prefetches = calls::Prefetches(Vec::new());
+        self.start_prefetches(&mut prefetches, 0);
         let mut scope = if self.ruleset.uses_rhai {
             RequestScope::new(self.req, self.ctx.now, self.ruleset.uses_payload)
         } else {
@@ -161,6 +162,11 @@ impl Run<'_, '_> {
         // One clock read per rule: a rule's end is the next rule's start.
         let mut started = Instant::now();
         for (i, rule) in self.ruleset.rules.iter().enumerate() {
+            // The GET fetches after a call that may have changed something at the merchant
+            // start once it is done (or skipped).
+            if i > 0 && self.ruleset.rules[i - 1].changes_state() {
+                self.start_prefetches(&mut prefetches, i);
+            }
             if rule.mode == Mode::Off {
                 continue;
             }

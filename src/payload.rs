@@ -83,6 +83,12 @@ impl Payload {
         }
     }
 
+    /// Whether the body was read as a form (`application/x-www-form-urlencoded`, or no
+    /// Content-Type and not JSON).
+    pub fn is_form(&self) -> bool {
+        self.raw.is_none()
+    }
+
     /// The body as a JSON value (a form body as an object of strings).
     pub fn value(&self) -> &Value {
         self.value.get_or_init(|| {

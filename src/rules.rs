@@ -165,6 +165,12 @@ impl Rule {
         }
     }
 
+    /// Whether this rule runs and makes a call that may change something at the merchant:
+    /// GET fetches after it wait for it (see `engine::calls`).
+    pub fn changes_state(&self) -> bool {
+        self.mode != Mode::Off && self.has_side_effects()
+    }
+
     /// Whether this rule is a GET fetch: free of side effects, so started as the request
     /// arrives, before the rules ahead of it are evaluated.
     pub fn is_prefetch(&self) -> bool {

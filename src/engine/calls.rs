@@ -88,29 +88,37 @@ impl Run<'_, '_> {
         ))
     }
 
-    /// GET fetches have no side effects, so they start now and run while earlier rules are
-    /// evaluated; a request costs about its slowest check, not the sum.
-    pub(super) fn start_prefetches(&self) -> Prefetches {
+    /// GET fetches have no side effects, so they start early and run while earlier rules are
+    /// evaluated; a request costs about its slowest check, not the sum. Started here: those
+    /// of the rules from `from` up to the next rule whose call may change something at the
+    /// merchant (a `forward`, a POST or PUT fetch). The ones after such a rule start once it is
+    /// done ([`Run::rules`] calls this again), so that they read the merchant's state as that
+    /// call left it (`GET /orders/{id}` after a `forward` that confirms the order): decisions
+    /// are as if rules ran one after another.
+    pub(super) fn start_prefetches(&self, prefetches: &mut Prefetches, from: usize) {
         if !self.ruleset.prefetches {
-            return Prefetches(Vec::new());
+            return;
         }
-        Prefetches(
-            self.ruleset
-                .rules
-                .iter()
-                .map(|rule| match &rule.check {
-                    // A call that cannot be made is an error when its rule is reached.
-                    Check::Fetch(f) if rule.is_prefetch() => {
+        let rules = &self.ruleset.rules;
+        if prefetches.0.is_empty() {
+            prefetches.0.resize_with(rules.len(), || None);
+        }
+        for (i, rule) in rules.iter().enumerate().skip(from) {
+            if rule.changes_state() {
+                break;
+            }
+            if let Check::Fetch(f) = &rule.check {
+                // A call that cannot be made is an error when its rule is reached.
+                if rule.is_prefetch() {
+                    prefetches.0[i] =
                         fetch_call(f, self.req, self.body_by(rule))
                             .ok()
                             .map(|call| {
                                 tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call))
-                            })
-                    }
-                    _ => None,
-                })
-                .collect(),
-        )
+                            });
+                }
+            }
+        }
     }
 }
 

@@ -166,11 +166,16 @@ impl Run<'_, '_> {
         }
         let original = self.ctx.original;
         let mut headers = http::HeaderMap::new();
-        // SPEC §9: the request's own, `application/json` when it had none.
-        let ct = original
-            .content_type
-            .clone()
-            .unwrap_or(http::HeaderValue::from_static("application/json"));
+        // SPEC §9: the request's own, `application/json` when it had none; but a body without
+        // one that was read as a form is labelled as the form it is, or the merchant's JSON
+        // parser would refuse it and the buyer see that refusal.
+        let ct = original.content_type.clone().unwrap_or_else(|| {
+            http::HeaderValue::from_static(if self.req.payload.is_form() {
+                "application/x-www-form-urlencoded"
+            } else {
+                "application/json"
+            })
+        });
         headers.insert(http::header::CONTENT_TYPE, ct);
         // Every line as received, in order (`append`, not `insert`): unchanged.
         for (k, v) in &original.webhook_headers {

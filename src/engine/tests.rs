@@ -33,8 +33,9 @@ fn ruleset_with(yaml: &str, files: &[(&str, &str)]) -> (TempDir, Rules) {
     crate::rules::load_files(&all)
 }
 
+/// A request read as one without a Content-Type: JSON, or else a form.
 fn request(json: &str) -> ConfirmRequest {
-    match parse(Some("application/json"), json.as_bytes()).unwrap() {
+    match parse(None, json.as_bytes()).unwrap() {
         Parsed::Confirm(r) => r,
         Parsed::Ignored { .. } => panic!("not a confirm request: {json}"),
     }

@@ -307,6 +307,56 @@ async fn independent_get_fetches_run_concurrently() {
     server.stop().await;
 }
 
+/// A GET fetch after a call that may change something at the merchant reads the state that
+/// call left: it is sent once the call is answered, not when the request arrives. GET fetches
+/// before it still start at once.
+#[tokio::test]
+async fn a_get_after_a_call_with_side_effects_sees_what_the_call_did() {
+    use std::sync::Mutex;
+    let reserved: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (on_post, on_get) = (reserved.clone(), reserved.clone());
+    let shop = MockUpstream::start(
+        axum::Router::new()
+            .route(
+                "/reserve/{id}",
+                axum::routing::post(
+                    move |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        on_post.lock().unwrap().push(id);
+                        axum::Json(serde_json::json!({ "ok": true }))
+                    },
+                ),
+            )
+            .route(
+                "/state/{id}",
+                axum::routing::get(
+                    move |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                        let reserved = on_get.lock().unwrap().contains(&id);
+                        axum::Json(serde_json::json!({ "reserved": reserved }))
+                    },
+                ),
+            ),
+    )
+    .await;
+    let check = "    fetch: { upstream: shop, path: \"/state/{order_id}\" }\n    require: 'response.body.reserved == true'\n    reason: \"예약되지 않았습니다\"\n";
+    for reserve in [
+        "    fetch: { upstream: shop, method: POST, path: \"/reserve/{order_id}\" }\n    reason: r\n",
+        "    forward: { upstream: shop, path: /reserve/fwd }\n",
+    ] {
+        let rules = rules_with(
+            &shop.url(),
+            "deadline: 3s",
+            &format!("  - name: before\n    fetch: {{ upstream: shop, path: \"/state/x\" }}\n    reason: r\n  - name: reserve\n{reserve}  - name: check\n{check}"),
+        );
+        let server = Server::start(rules.path()).await;
+        let order = if reserve.contains("forward") { "fwd" } else { "post" };
+        let answer = server.confirm_json("/confirm", &v1(order, 5_000)).await;
+        assert_eq!(answer.status, 200, "{reserve}: {}", answer.reason());
+        server.stop().await;
+    }
+    assert_eq!(reserved.lock().unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn forward_is_not_called_when_an_earlier_rule_refuses() {
     let shop = shop().await;

@@ -398,6 +398,14 @@ async fn forward_passes_the_original_request_unchanged() {
         canned.calls()[0].headers["content-type"],
         "application/json"
     );
+    // Unless it was read as a form: then it is labelled as one.
+    let canned = shop(FORWARD, CannedAnswer::status(200));
+    let form = "imp_uid=imp_1&merchant_uid=order-1&amount=5000";
+    decide_full(&rules, form, canned.clone(), NOW, &bare).await;
+    assert_eq!(
+        canned.calls()[0].headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
 }
 
 // ---- what is called, and when ----
@@ -408,11 +416,14 @@ async fn side_effects_wait_for_earlier_rules() {
         r#"{SHOP}
 rules:
   - {{ name: closed, require: 'false', reason: "closed" }}
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
   - name: reserve
     fetch: {{ upstream: shop, method: POST, path: "/api/reserve/{{order_id}}", body: {{ qty: 1 }} }}
     reason: x
-  - name: stock
-    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+  - name: reserved
+    fetch: {{ upstream: shop, path: "/api/reserved/{{order_id}}" }}
     reason: x
   - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }} }}
 "#
@@ -429,7 +440,8 @@ rules:
     );
     let d = decide_with(&rules, V1, &canned).await;
     assert_eq!(summary(&d), refused("closed", "closed"));
-    // The GET fetch started early (no side effects); the POST fetch and the forward never did.
+    // The GET fetch before the POST started early (no side effects); the POST fetch and the
+    // forward never did, nor did the GET after the POST, which waits for what it changes.
     assert_eq!(keys(&canned), [STOCK]);
 }
 
@@ -480,6 +492,32 @@ rules:
     let d = decide_with(&rules, V1, &canned).await;
     assert_eq!(summary(&d), APPROVED);
     assert_eq!(started.elapsed(), Duration::from_millis(600));
+
+    // GET fetches after the POST start when it is answered, together.
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: reserve
+    fetch: {{ upstream: shop, method: POST, path: "/api/reserve/{{order_id}}" }}
+    reason: x
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+  - name: limits
+    fetch: {{ upstream: shop, path: "/api/limits/{{order_id}}" }}
+    reason: x
+"#
+    ));
+    let canned = Canned::new()
+        .answer("shop", "POST /api/reserve/order-1", ok_after(300))
+        .answer("shop", STOCK, ok_after(300))
+        .answer("shop", LIMITS, ok_after(300));
+    let canned = Arc::new(canned);
+    let started = tokio::time::Instant::now();
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(started.elapsed(), Duration::from_millis(600));
+    assert_eq!(keys(&canned), ["POST /api/reserve/order-1", STOCK, LIMITS]);
 }
 
 // ---- the deadline ----
