@@ -847,10 +847,21 @@ async fn secrets_never_appear_in_logs_decision_log_or_admin_rules() {
         "echo.yaml",
         &format!("{upstreams}rules:\n  - name: echo\n    fetch: {{ upstream: shop, path: /echo }}\n    require: response.status == 200\n    reason: \"{{response.body.error}}\"\n"),
     );
+    // Credentials in the url: the HTTP client sends them as `Authorization: Basic …`.
+    rules.write(
+        "basic.yaml",
+        "upstreams:\n  shop: { url: \"${BASIC_URL}\" }\nrules:\n  - name: echo\n    fetch: { upstream: shop, path: /echo }\n    require: response.status == 200\n    reason: \"{response.body.error}\"\n",
+    );
     let log = rules.path().join("decisions.jsonl");
     let token = "upstream-t0ken-4f9a";
     let admin_token = "admin-t0ken-77b1";
     let shop_url = shop.url();
+    let password = "basic-pa55-c3d1";
+    let basic_url = shop_url.replace("http://", &format!("http://merchant:{password}@"));
+    let basic = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("merchant:{password}"))
+    };
     let proc = Process::serve_env(
         rules.path(),
         &[
@@ -862,6 +873,7 @@ async fn secrets_never_appear_in_logs_decision_log_or_admin_rules() {
         &[
             ("SHOP_URL", shop_url.as_str()),
             ("SHOP_TOKEN", token),
+            ("BASIC_URL", basic_url.as_str()),
             ("CONFIRM_PROXY_WEBHOOK_SECRET", SECRET),
             ("CONFIRM_PROXY_ADMIN_TOKEN", admin_token),
             ("RUST_LOG", "debug"),
@@ -893,6 +905,13 @@ async fn secrets_never_appear_in_logs_decision_log_or_admin_rules() {
         "{}",
         echoed.body
     );
+    let echoed = signed_post(&proc.url("/confirm/basic"), SECRET, &body, now()).await;
+    assert_eq!(
+        (echoed.status, echoed.reason()),
+        (409, "invalid credentials: Basic ***"),
+        "{}",
+        echoed.body
+    );
     let view = client()
         .get(proc.admin_url("/admin/rules"))
         .bearer_auth(admin_token)
@@ -912,7 +931,7 @@ async fn secrets_never_appear_in_logs_decision_log_or_admin_rules() {
         ("decision log", std::fs::read_to_string(&log).unwrap()),
         ("/admin/rules", view),
     ] {
-        for secret in [token, admin_token, secret_key] {
+        for secret in [token, admin_token, secret_key, password, &basic] {
             assert!(
                 !text.contains(secret),
                 "{secret} appears in the {what}:\n{text}"

@@ -198,8 +198,8 @@ impl FileCompiler<'_, '_> {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
                     // Some merchant APIs take their key in the path (`/hooks/${TOKEN}`) or as
                     // a password (`https://user:${PASSWORD}@host`).
+                    secrets.extend(url_secrets(&u, &values));
                     secrets.extend(values.into_iter().map(Into::into));
-                    secrets.extend(u.password().map(Into::into));
                     self.substitution_warnings(&at("url"), name, "url", &empty, &bare);
                     Some(url)
                 }
@@ -369,6 +369,46 @@ const REQUEST_PLACEHOLDERS: [&str; 5] = [
     "{store_id}",
     "{response.",
 ];
+
+/// The parts of an upstream's url that may be secret besides the `${VAR}` values themselves
+/// (`values`): its password and, when a variable filled it in, its user name — as written,
+/// decoded, and as the `Authorization: Basic …` credentials the HTTP client sends for them,
+/// which an upstream that echoes its request shows — and a path prefix that came from a
+/// variable holding the whole url (`/hooks/SECRET` of `${HOOK_URL}`).
+fn url_secrets(url: &reqwest::Url, values: &[String]) -> Vec<Box<str>> {
+    use base64::Engine;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|d| d.into_owned())
+            .unwrap_or_else(|_| s.to_owned())
+    };
+    let mut secrets: Vec<Box<str>> = Vec::new();
+    let from_variable = |part: &str| !part.is_empty() && values.iter().any(|v| v.contains(part));
+    let (user, password) = (url.username(), url.password());
+    if from_variable(user) {
+        secrets.extend([user.into(), decode(user).into()]);
+    }
+    if let Some(password) = password {
+        secrets.extend([password.into(), decode(password).into()]);
+    }
+    if !user.is_empty() || password.is_some() {
+        let credentials = format!(
+            "{}:{}",
+            decode(user),
+            password.map(decode).unwrap_or_default()
+        );
+        secrets.push(
+            base64::engine::general_purpose::STANDARD
+                .encode(credentials)
+                .into(),
+        );
+    }
+    if url.path() != "/" && from_variable(url.path()) {
+        secrets.extend([url.path().into(), decode(url.path()).into()]);
+    }
+    secrets
+}
 
 /// The secrets worth masking, longest first: a token that holds a shorter one is masked whole.
 fn mask_list(mut secrets: Vec<Box<str>>) -> Arc<[memchr::memmem::Finder<'static>]> {

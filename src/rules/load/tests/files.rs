@@ -112,6 +112,40 @@ rules:
     assert_eq!(r[3].reason, Template::literal(DEFAULT_REASON));
 }
 
+/// Credentials in a url are masked as written, decoded, and as the `Authorization: Basic …`
+/// value the HTTP client makes of them; so is a path prefix from a variable holding the whole
+/// url. A path written in the file is no secret.
+#[test]
+fn a_urls_credentials_and_secret_path_are_masked() {
+    use base64::Engine;
+    let dir = default_file(
+        "upstreams:\n  hook: { url: \"${HOOK_URL}\" }\n  shop: { url: \"https://${HOST}/payments/confirm\" }\nrules:\n  - { name: a, forward: { upstream: hook, path: /x } }\n  - { name: b, forward: { upstream: shop, path: /x } }\n",
+    );
+    let url = "http://api%2Duser:p%40ssword1@shop.test/hooks/SECRETTOKEN99";
+    let rules = dir.ok_with(&[("HOOK_URL", url), ("HOST", "shop.test")]);
+    let set = rules.get("default").unwrap();
+    let secrets = |name: &str| -> Vec<String> {
+        set.upstreams[name]
+            .secrets
+            .iter()
+            .map(|f| String::from_utf8(f.needle().to_vec()).unwrap())
+            .collect()
+    };
+    let basic = base64::engine::general_purpose::STANDARD.encode("api-user:p@ssword1");
+    let mut want = vec![
+        url.to_owned(),
+        basic,
+        "/hooks/SECRETTOKEN99".to_owned(),
+        "p%40ssword1".to_owned(),
+        "api%2Duser".to_owned(),
+        "p@ssword1".to_owned(),
+        "api-user".to_owned(),
+    ];
+    want.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    assert_eq!(secrets("hook"), want);
+    assert_eq!(secrets("shop"), ["shop.test"]);
+}
+
 #[test]
 fn unset_variables_are_errors_naming_them() {
     let dir = default_file(
