@@ -58,6 +58,9 @@ pub struct Record<'a> {
     /// For a repeated delivery of a signed message: the decision id of its first delivery,
     /// whose answer it was given again.
     pub repeat_of: Option<&'a str>,
+    /// For a delivery of a signed message id seen before that was refused without running
+    /// rules: why (`other_body`, `other_ruleset`, `unanswered`). `replay` leaves it out.
+    pub repeat_refused: Option<&'a str>,
     /// The `webhook-id` of a signed request whose signature was verified.
     pub webhook_id: Option<&'a str>,
 }

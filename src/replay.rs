@@ -47,6 +47,7 @@ pub struct Record {
     /// A repeated delivery was answered from its first delivery, not by the rules.
     #[serde(default)]
     repeat_of: Option<String>,
+    repeat_refused: Option<String>,
 }
 
 fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<FixedOffset>, D::Error> {
@@ -96,10 +97,14 @@ pub fn read(line: &[u8]) -> Result<Record, String> {
 }
 
 impl Record {
-    /// Whether rules decided it: not a guard's answer, a repeated delivery or an ignored
-    /// message, which have nothing to replay.
+    /// Whether rules decided it: not a guard's answer, a repeated delivery (answered as its
+    /// first, or refused as no copy of it or as one whose first has no answer yet) or an
+    /// ignored message, which have nothing to replay.
     pub fn decided_by_rules(&self) -> bool {
-        self.request.is_some() && self.repeat_of.is_none() && self.decision != "ignored"
+        self.request.is_some()
+            && self.repeat_of.is_none()
+            && self.repeat_refused.is_none()
+            && self.decision != "ignored"
     }
 }
 

@@ -25,6 +25,10 @@ pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()>
         raw(out, ",\"repeat_of\":");
         string(out, first);
     }
+    if let Some(why) = r.repeat_refused {
+        raw(out, ",\"repeat_refused\":");
+        string(out, why);
+    }
     if let Some(id) = r.webhook_id {
         raw(out, ",\"webhook_id\":");
         string(out, id);
@@ -327,6 +331,7 @@ mod tests {
             latency_ms: 0.052,
             request: Some(request),
             repeat_of: Some("01a1"),
+            repeat_refused: Some("other_body"),
             webhook_id: Some("msg_2\"x"),
         };
         let text = line(&r);
@@ -337,6 +342,7 @@ mod tests {
             "time": "2026-12-01T12:00:00.042Z",
             "decision_id": "01a2",
             "repeat_of": "01a1",
+            "repeat_refused": "other_body",
             "webhook_id": "msg_2\"x",
             "ruleset": "default",
             "rules_version": "abc123",
@@ -372,6 +378,7 @@ mod tests {
             latency_ms: f64::NAN,
             request: None,
             repeat_of: None,
+            repeat_refused: None,
             webhook_id: None,
         };
         let v: Value = serde_json::from_str(&line(&r)).unwrap();
@@ -414,6 +421,7 @@ mod tests {
             latency_ms: 0.1,
             request: Some(&req.payload),
             repeat_of: None,
+            repeat_refused: None,
             webhook_id: None,
         })
     }

@@ -28,6 +28,7 @@ pub(super) fn record<'a>(id: &'a str, decision: &'a Decision) -> Record<'a> {
         latency_ms: 0.1,
         request: None,
         repeat_of: None,
+        repeat_refused: None,
         webhook_id: None,
     }
 }

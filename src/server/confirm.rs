@@ -125,6 +125,9 @@ enum Delivery {
     First(Arc<Ticket>),
     /// A repeat, answered as the delivery with this decision id was.
     RepeatOf(Box<str>),
+    /// A delivery of a message id seen before that was refused without running rules: why, as
+    /// the metric labels it (`other_body`, `other_ruleset`, `unanswered`).
+    Refused(&'static str),
 }
 
 impl Seen {
@@ -354,13 +357,14 @@ impl AppState {
     /// reads, the request, so that an operator can put the two side by side.
     fn not_a_copy(
         &self,
-        seen: &Seen,
+        seen: &mut Seen,
         (headers, body): (&HeaderMap, &bytes::Bytes),
         label: &'static str,
         how: &str,
         reason: &str,
     ) -> Response {
         self.0.metrics.repeated_delivery(label);
+        seen.delivery = Delivery::Refused(label);
         tracing::warn!(
             decision_id = seen.id.as_str(),
             webhook_id = seen.webhook_id.as_deref(),
@@ -392,6 +396,7 @@ impl AppState {
         let req = body_request(headers, body);
         let Some(answered) = answered else {
             self.0.metrics.repeated_delivery("unanswered");
+            seen.delivery = Delivery::Refused("unanswered");
             tracing::warn!(
                 decision_id = seen.id.as_str(),
                 "webhook message repeated while its first delivery has no answer"
@@ -527,9 +532,10 @@ impl AppState {
         if let Delivery::First(ticket) = &seen.delivery {
             ticket.settle(&seen.id, &decision);
         }
-        let repeat_of = match &seen.delivery {
-            Delivery::RepeatOf(id) => Some(&**id),
-            _ => None,
+        let (repeat_of, repeat_refused) = match &seen.delivery {
+            Delivery::RepeatOf(id) => (Some(&**id), None),
+            Delivery::Refused(why) => (None, Some(*why)),
+            _ => (None, None),
         };
         let elapsed = seen.started.elapsed();
         s.metrics
@@ -575,6 +581,7 @@ impl AppState {
                 latency_ms,
                 request: req.map(|r| &r.payload),
                 repeat_of,
+                repeat_refused,
                 webhook_id: seen.webhook_id.as_deref(),
             });
         }
