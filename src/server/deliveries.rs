@@ -11,7 +11,8 @@
 //! them. A store shared between replicas (the growth path of ARCHITECTURE.md) would take this
 //! type's place behind the same three steps: claim an id, settle its answer, await an answer.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +28,7 @@ use crate::webhook::Signed;
 /// remembered, so only PortOne's own traffic fills it. An id is kept until its signature
 /// expires, five minutes after PortOne signed it: 100,000 covers over 300 payments a second
 /// (160 should PortOne's clock run five minutes ahead), in about 30 MB (measured: 290 bytes
-/// each). When full, the oldest id is forgotten (and counted): a copy of that message is then
+/// each). When full, the id expiring first is forgotten (and counted): a copy of that message is then
 /// evaluated again, as it would be without this check.
 pub const CAPACITY: usize = 100_000;
 
@@ -49,8 +50,13 @@ type Key = [u8; 16];
 #[derive(Default)]
 struct Seen {
     by_id: HashMap<Key, First>,
-    /// Every remembered id, in the order it arrived, with the last second its signature holds.
-    order: VecDeque<(i64, Key)>,
+    /// Every remembered id with the last second its signature held when it was claimed,
+    /// soonest first. A repeat signed later extends its id's time in [`First::valid_until`];
+    /// the entry here is then out of date, and put back with that time when it comes up.
+    /// With the order of arrival, so that of ids expiring the same second the oldest goes
+    /// first.
+    expiry: BinaryHeap<Reverse<(i64, u64, Key)>>,
+    arrivals: u64,
 }
 
 /// A message's first delivery.
@@ -60,6 +66,9 @@ struct First {
     /// anything anyway.
     ruleset: u64,
     body: u64,
+    /// The last second (Unix time) a delivery of it may still verify: the latest signature
+    /// seen for it, plus the tolerance.
+    valid_until: i64,
     state: State,
 }
 
@@ -201,12 +210,15 @@ impl Deliveries {
         let (ruleset, body) = (hasher.hash_one(ruleset), hasher.hash_one(body));
         let mut seen = self.seen();
         seen.forget_expired(now);
-        if let Some(first) = seen.by_id.get(&key) {
+        if let Some(first) = seen.by_id.get_mut(&key) {
             let claim = if first.ruleset != ruleset {
                 Claim::Elsewhere
             } else if first.body != body {
                 Claim::Altered
             } else {
+                // A copy signed later (PortOne re-signs its retries) can itself be sent again
+                // until its own signature expires: the id is remembered until then.
+                first.valid_until = first.valid_until.max(message.valid_until);
                 Claim::Repeat(Earlier {
                     deliveries: self.clone(),
                     key,
@@ -215,8 +227,8 @@ impl Deliveries {
             return (claim, 0);
         }
         let mut forgotten = 0;
-        while seen.order.len() >= self.0.capacity {
-            seen.forget_oldest();
+        while seen.by_id.len() >= self.0.capacity {
+            seen.forget_soonest();
             forgotten += 1;
         }
         let state = State::Pending;
@@ -225,10 +237,14 @@ impl Deliveries {
             First {
                 ruleset,
                 body,
+                valid_until: message.valid_until,
                 state,
             },
         );
-        seen.order.push_back((message.valid_until, key));
+        seen.arrivals += 1;
+        let arrival = seen.arrivals;
+        seen.expiry
+            .push(Reverse((message.valid_until, arrival, key)));
         let ticket = Ticket {
             deliveries: self.clone(),
             key,
@@ -255,12 +271,12 @@ impl Deliveries {
     pub fn len_at(&self, now: i64) -> usize {
         let mut seen = self.seen();
         seen.forget_expired(now);
-        seen.order.len()
+        seen.by_id.len()
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.seen().order.len()
+        self.seen().by_id.len()
     }
 }
 
@@ -272,19 +288,38 @@ fn digest(id: &[u8]) -> Key {
 }
 
 impl Seen {
-    /// Forgets ids from the front whose signatures have expired. Ids are kept in arrival
-    /// order, which their expiry only roughly follows (senders' clocks differ by up to the
-    /// tolerance); one that expired behind a later one is forgotten with it. Until then its
-    /// copies are refused as too old anyway, before they are looked up.
+    /// Forgets every id whose signatures have all expired by `now`.
     fn forget_expired(&mut self, now: i64) {
-        while self.order.front().is_some_and(|(until, _)| *until < now) {
-            self.forget_oldest();
+        while self.soonest().is_some_and(|until| until < now) {
+            self.forget_soonest();
         }
     }
 
-    fn forget_oldest(&mut self) {
-        if let Some((_, key)) = self.order.pop_front() {
-            self.by_id.remove(&key);
+    /// Forgets the id whose signatures expire first (the one least likely to be sent again).
+    fn forget_soonest(&mut self) {
+        if self.soonest().is_some() {
+            if let Some(Reverse((_, _, key))) = self.expiry.pop() {
+                self.by_id.remove(&key);
+            }
+        }
+    }
+
+    /// When the first id to expire does, after putting back with its later time each entry
+    /// whose id a repeat has extended since.
+    fn soonest(&mut self) -> Option<i64> {
+        loop {
+            let Reverse((until, arrival, key)) = *self.expiry.peek()?;
+            match self.by_id.get(&key) {
+                Some(first) if first.valid_until > until => {
+                    self.expiry.pop();
+                    self.expiry.push(Reverse((first.valid_until, arrival, key)));
+                }
+                Some(_) => return Some(until),
+                // Not reachable: an id leaves `by_id` only with its entry here.
+                None => {
+                    self.expiry.pop();
+                }
+            }
         }
     }
 }
@@ -391,7 +426,7 @@ mod tests {
     }
 
     /// An id is remembered up to and including the last second its signature holds, then
-    /// forgotten; ids behind one that has not expired wait for it.
+    /// forgotten, whatever the order the ids arrived in.
     #[test]
     fn ids_are_forgotten_once_their_signatures_expire() {
         let deliveries = Deliveries::new(10);
@@ -403,21 +438,39 @@ mod tests {
         assert_eq!(deliveries.len(), 3, "a is forgotten at 401");
         let _a = first(deliveries.claim(signed("a", 1000), BODY, "default", 401));
         let _e = first(deliveries.claim(signed("e", 900), BODY, "default", 460));
-        assert_eq!(deliveries.len(), 5, "c waits behind b");
+        assert_eq!(deliveries.len(), 4, "c is forgotten at 460, before b");
         let _f = first(deliveries.claim(signed("f", 900), BODY, "default", 501));
-        assert_eq!(deliveries.len(), 4, "b and c are forgotten at 501");
+        assert_eq!(deliveries.len(), 4, "b is forgotten at 501");
         // Counting (a scrape) forgets what has expired by then, with no claim to do it.
         assert_eq!(deliveries.len_at(900), 4, "d, a, e and f hold through 900");
         assert_eq!(
             deliveries.len_at(901),
-            3,
-            "d is forgotten; e and f wait behind a"
+            1,
+            "d, e and f are forgotten; a holds"
         );
         assert_eq!(deliveries.len_at(1001), 0);
     }
 
+    /// A copy signed later (a resend PortOne signed again) keeps its id remembered until that
+    /// signature expires too: a captured copy of it is still a repeat, not a new message.
     #[test]
-    fn when_full_the_oldest_id_is_forgotten_and_counted() {
+    fn a_repeat_signed_later_keeps_its_id_longer() {
+        let deliveries = Deliveries::new(10);
+        let _g = first(deliveries.claim(signed("g", 400), BODY, "default", 100));
+        repeat(deliveries.claim(signed("g", 700), BODY, "default", 390));
+        // Another body or ruleset extends nothing.
+        let other = br#"{"imp_uid":"imp_1","merchant_uid":"order-1","amount":10}"#;
+        assert!(matches!(
+            deliveries.claim(signed("g", 900), other, "default", 391),
+            (Claim::Altered, 0)
+        ));
+        assert_eq!(deliveries.len_at(700), 1);
+        repeat(deliveries.claim(signed("g", 700), BODY, "default", 700));
+        assert_eq!(deliveries.len_at(701), 0);
+    }
+
+    #[test]
+    fn when_full_the_id_expiring_first_is_forgotten_and_counted() {
         let deliveries = Deliveries::new(2);
         let _a = first(deliveries.claim(signed("a", 400), BODY, "default", 100));
         let _b = first(deliveries.claim(signed("b", 400), BODY, "default", 100));
