@@ -517,7 +517,12 @@ impl AppState {
             .flatten();
         let ip = match forwarded {
             None => peer.ip(),
-            Some(v) => forwarded_addr(v.to_str().ok()?.rsplit(',').next()?)?,
+            // Only the right-most entry is read: those to its left are the client's to write,
+            // bytes that are not text included.
+            Some(v) => {
+                let last = v.as_bytes().rsplit(|&b| b == b',').next()?;
+                forwarded_addr(std::str::from_utf8(last).ok()?)?
+            }
         };
         Some(unmapped(ip))
     }

@@ -611,6 +611,22 @@ async fn forwarded_for_trusts_only_the_right_most_entry() {
         "no header: the peer address"
     );
     assert_eq!(send("10.9.9.9, 203.0.113.7:443").await, 200, "with a port");
+    // Bytes that are not text in the client's entries change nothing.
+    for xff in [&b"caf\xc3\xa9, 203.0.113.7"[..], b"\xff, 203.0.113.7"] {
+        let status = client()
+            .post(server.url("/confirm"))
+            .header("content-type", "application/json")
+            .header(
+                "x-forwarded-for",
+                http::HeaderValue::from_bytes(xff).unwrap(),
+            )
+            .body(v1("o", 5))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{xff:?}");
+    }
     server.stop().await;
 
     // The load balancer itself is allowed; an entry that is not an address must not fall
