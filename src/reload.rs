@@ -298,8 +298,8 @@ impl RuleStore {
         };
         // One save can reach the watcher as several events (a slow writer, a rename after a
         // write); the same files failing again is the failure already logged and counted.
+        // (A directory that cannot be read at all has no version: its errors tell it apart.)
         let repeated = trigger == Trigger::Watch
-            && version.is_some()
             && last
                 .as_ref()
                 .is_some_and(|l| l.version == version && l.errors == errors);
@@ -522,6 +522,18 @@ mod tests {
         ));
         rejected(3);
         assert!(store.last_error().unwrap().at >= first);
+        // A directory moved away, which the watcher reports twice (an event of its own, then
+        // the path's check), is one failure too, though it has no version.
+        let away = dir.path().with_extension("away");
+        std::fs::rename(dir.path(), &away).unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                store.reload(Trigger::Watch).await,
+                ReloadOutcome::Rejected { .. }
+            ));
+        }
+        rejected(4);
+        std::fs::rename(&away, dir.path()).unwrap();
 
         // Back to the running files: unchanged, and the error is over.
         std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();

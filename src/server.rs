@@ -94,6 +94,9 @@ struct Shared {
     /// an upstream whose probe has not answered yet must not take a serving proxy out of its
     /// load balancer: every replica loads the same rules, so all would go at once.
     pub(crate) ready: std::sync::atomic::AtomicBool,
+    /// Set at shutdown, for what waits on something shutdown does not (an admin reload waiting
+    /// for a rule file's writer).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// A started server: rules loaded, reload loop and watcher running, not yet listening.
@@ -190,6 +193,7 @@ impl App {
                 evaluations: TaskTracker::new(),
                 longest_deadline,
                 ready: std::sync::atomic::AtomicBool::new(false),
+                stopping: tokio::sync::watch::Sender::new(false),
             })),
             _watcher: watcher,
         })
@@ -224,6 +228,7 @@ impl App {
         let state = self.state.clone();
         tokio::spawn(async move {
             shutdown.await;
+            state.0.stopping.send_replace(true);
             let _ = stop_tx.send(Some(tokio::time::Instant::now() + state.grace()));
         });
         let stopped = |mut rx: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>| async move {

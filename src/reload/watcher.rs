@@ -241,7 +241,7 @@ pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<RulesWatcher> {
         loop {
             every.tick().await;
             let now = dir_identity(&dir);
-            if now == identity {
+            if now.as_ref().map(|d| d.id) == identity.as_ref().map(|d| d.id) {
                 continue;
             }
             // The old directory's events concern nothing any more.
@@ -282,13 +282,25 @@ fn watch_events(dir: &Path, reloader: &Reloader) -> notify::Result<notify::Recom
     Ok(watcher)
 }
 
-/// Which directory `dir` names now (device and inode, symlinks followed); `None` when none.
-fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+/// A directory the rules path named, held open.
+struct DirIdentity {
+    /// Device and inode.
+    id: (u64, u64),
+    /// While it is open, the directory's inode is not given to another one even once it is
+    /// removed: file systems that reuse inode numbers at once (`rm -rf rules && mkdir rules`
+    /// gets the same number back on ext4) would otherwise hide the new directory.
+    _open: std::fs::File,
+}
+
+/// Which directory `dir` names now (symlinks followed); `None` when none.
+fn dir_identity(dir: &Path) -> Option<DirIdentity> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir)
-        .ok()
-        .filter(std::fs::Metadata::is_dir)
-        .map(|m| (m.dev(), m.ino()))
+    let open = std::fs::File::open(dir).ok()?;
+    let meta = open.metadata().ok().filter(std::fs::Metadata::is_dir)?;
+    Some(DirIdentity {
+        id: (meta.dev(), meta.ino()),
+        _open: open,
+    })
 }
 
 #[cfg(test)]

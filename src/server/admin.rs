@@ -142,7 +142,20 @@ async fn admin_rules(State(state): State<AppState>) -> Response {
 }
 
 async fn admin_reload(State(state): State<AppState>) -> Response {
-    match state.0.reloader.reload(Trigger::Admin).await {
+    // A reload may wait for a rule file's writer (up to 10 s): at shutdown the caller is told
+    // at once rather than cut off at the end of the grace period.
+    let mut stopping = state.0.stopping.subscribe();
+    let outcome = tokio::select! {
+        outcome = state.0.reloader.reload(Trigger::Admin) => outcome,
+        _ = stopping.wait_for(|stopping| *stopping) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"applied": false, "errors": ["shutting down: the rules were not reloaded"], "version": state.0.store.current().version})),
+            )
+                .into_response();
+        }
+    };
+    match outcome {
         Some(ReloadOutcome::Applied { version }) => {
             axum::Json(json!({"applied": true, "version": version})).into_response()
         }

@@ -178,6 +178,14 @@ async fn a_replaced_rules_directory_is_watched_in_its_place() {
     assert!(reason_becomes(&server, "한도 40000원 초과").await);
     root.write("rules/default.yaml", &limit(41_000));
     assert!(reason_becomes(&server, "한도 41000원 초과").await);
+    // Removed and created again at once, which on some file systems gives the new directory
+    // the old one's inode number: it is told apart all the same, and edits in it go live.
+    std::fs::remove_dir_all(base.join("rules")).unwrap();
+    root.write("rules/default.yaml", &limit(42_000));
+    assert!(reason_becomes(&server, "한도 42000원 초과").await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    root.write("rules/default.yaml", &limit(43_000));
+    assert!(reason_becomes(&server, "한도 43000원 초과").await);
     server.stop().await;
 }
 

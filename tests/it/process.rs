@@ -120,6 +120,50 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     assert!(client().post(proc.url("/confirm")).send().await.is_err());
 }
 
+/// An admin reload waiting for a rule file's writer is answered at SIGTERM, which does not
+/// wait for it.
+#[tokio::test]
+async fn sigterm_answers_an_admin_reload_waiting_for_a_writer() {
+    use std::io::Write;
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: x\n",
+    );
+    let mut proc = Process::serve(rules.path(), &[]).await;
+    // Written to and not closed: every reload waits for it (up to 10 s).
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(rules.path().join("default.yaml"))
+        .unwrap();
+    writer.write_all(b"# being edited\n").unwrap();
+    writer.flush().unwrap();
+    let url = proc.admin_url("/admin/reload");
+    let reload = tokio::spawn(async move { post(&url, None, "").await });
+    let waiting = eventually(Duration::from_secs(3), || async {
+        proc.log_text()
+            .contains("waiting for a rules file to be closed")
+    })
+    .await;
+    assert!(waiting, "{}", proc.log_text());
+    let stopped = std::time::Instant::now();
+    proc.signal("TERM");
+    let answer = reload.await.unwrap();
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert_eq!(
+        answer.body["errors"][0],
+        "shutting down: the rules were not reloaded"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(5), proc.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit {status:?}\n{}", proc.log_text());
+    // Not held for the grace period (the 4 s deadline and 1 s): told and gone at once.
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    drop(writer);
+}
+
 #[tokio::test]
 async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
     let rules = Rules::with("default.yaml", "rules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n  - name: a\n    require: 'true'\n    reason: y\n");

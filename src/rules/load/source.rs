@@ -174,7 +174,13 @@ pub fn rules_version(dir: &Path) -> std::io::Result<String> {
     for rel in files {
         hash.update(rel.to_string_lossy().as_bytes());
         hash.update([0]);
-        match fs::read(dir.join(&rel)) {
+        let path = dir.join(&rel);
+        // Not read unless it is a file: a FIFO would block.
+        if fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+            hash.update((u64::MAX - 1).to_le_bytes());
+            continue;
+        }
+        match fs::read(&path) {
             Ok(content) => {
                 hash.update((content.len() as u64).to_le_bytes());
                 hash.update(&content);
@@ -265,8 +271,16 @@ fn collect_files(
         }
         let rel_path = rel.join(&name);
         match fs::metadata(root.join(&rel_path)) {
-            Ok(meta) if meta.is_dir() => collect_files(root, &rel_path, depth + 1, out)?,
-            Ok(meta) if meta.is_file() && is_rule_source(&rel_path) => out.push(rel_path),
+            Ok(meta) if meta.is_dir() => {
+                // A directory named like a rule file is warned about by the load (at the top,
+                // where rulesets are): its coming and going changes the version too.
+                if depth == 0 && is_rule_source(&rel_path) {
+                    out.push(rel_path.clone());
+                }
+                collect_files(root, &rel_path, depth + 1, out)?;
+            }
+            // Neither a file nor a directory (a FIFO): named, never read.
+            Ok(_) if is_rule_source(&rel_path) => out.push(rel_path),
             Ok(_) => {}
             // A dangling link named like a rule file: hashed as unreadable, so that its target
             // appearing changes the version.

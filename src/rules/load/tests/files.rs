@@ -758,6 +758,20 @@ fn rules_version_tracks_every_file_but_hidden_ones() {
     // Back to old content, back to the old version: it is a content hash, not a counter.
     fs::remove_file(dir.path().join("tests/more.yaml")).unwrap();
     assert_eq!(dir.version(), seen[3]);
+    // A directory named like a ruleset (which the load warns about) counts by its name.
+    fs::create_dir(dir.path().join("dir.yaml")).unwrap();
+    let with_dir = dir.version();
+    assert_ne!(with_dir, seen[3]);
+    fs::remove_dir(dir.path().join("dir.yaml")).unwrap();
+    assert_eq!(dir.version(), seen[3]);
+    // So does a FIFO, which is never opened (the version would wait for a writer).
+    #[cfg(unix)]
+    {
+        let fifo = dir.path().join("pipe.yaml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
+        assert_ne!(dir.version(), seen[3]);
+    }
 }
 
 /// Symlinked directories are followed, so a link back up (`scripts/all -> ..`) makes a loop:
