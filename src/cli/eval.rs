@@ -32,7 +32,7 @@ pub struct EvalArgs {
     #[arg(long, env = "CONFIRM_PROXY_RULESET", default_value = "default")]
     pub ruleset: String,
     /// Evaluation time instead of the clock, e.g. 2026-12-01T10:00:00+09:00.
-    #[arg(long, env = "CONFIRM_PROXY_NOW", value_parser = parse_now)]
+    #[arg(long, env = "CONFIRM_PROXY_NOW", allow_hyphen_values = true, value_parser = parse_now)]
     pub now: Option<DateTime<FixedOffset>>,
     /// Send only GET requests: a `forward` or POST/PUT `fetch` (which may confirm or reserve at
     /// the merchant) is not sent and counts as a failed check, decided by on_error.

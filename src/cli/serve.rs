@@ -100,6 +100,7 @@ pub struct ServeArgs {
         env = "CONFIRM_PROXY_IDLE_TIMEOUT",
         default_value = "75s",
         value_name = "DURATION",
+        allow_hyphen_values = true,
         value_parser = crate::rules::parse_duration
     )]
     pub idle_timeout: std::time::Duration,
@@ -377,12 +378,24 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 
     let (listen_on, admin_on) = (args.listen, args.admin_listen);
-    let listeners = move || match (listen(listen_on), listen(admin_on)) {
+    // The same address (or a port both take through an unspecified address): said as such,
+    // rather than as an address in use, which sends an operator looking for another process.
+    let shared = listen_on.port() != 0
+        && listen_on.port() == admin_on.port()
+        && (listen_on.ip() == admin_on.ip()
+            || listen_on.ip().is_unspecified()
+            || admin_on.ip().is_unspecified());
+    let listeners = move || {
+        match (listen(listen_on), listen(admin_on)) {
+        _ if shared => Err(vec![format!(
+            "--listen {listen_on} and --admin-listen {admin_on} take the same port: give the admin listener another one (the admin endpoints must never be served on the public listener)"
+        )]),
         (Ok(p), Ok(a)) => Ok((p, a)),
         (public, admin) => Err([(listen_on, public.err()), (admin_on, admin.err())]
             .into_iter()
             .filter_map(|(addr, e)| Some(format!("cannot listen on {addr}: {}", e?)))
             .collect::<Vec<String>>()),
+    }
     };
     let app = match App::start(config).await {
         Ok(app) => app,

@@ -128,6 +128,10 @@ fn sort_by_position(errors: &mut [LoadError], file: &Path) {
     }
 }
 
+/// The longest duration anything takes (a deadline, a timeout, a probe interval, the idle
+/// timeout): longer is a typo, and would overflow the timers' clock at the extreme.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// Parses `500ms`, `1.5s`, `4s`, `1m`, `1h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let expected = || {
@@ -146,12 +150,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => Decimal::from(3_600_000),
         _ => return Err(expected()),
     };
-    let micros = (num * millis_per_unit * Decimal::from(1000)).trunc();
-    let micros: u64 = micros.try_into().map_err(|_| expected())?;
+    let too_long = || format!("duration \"{s}\" is too long (at most 24h)");
+    let micros = num
+        .checked_mul(millis_per_unit * Decimal::from(1000))
+        .ok_or_else(too_long)?
+        .trunc();
+    let micros: u64 = micros.try_into().map_err(|_| too_long())?;
     if micros == 0 {
         return Err(format!("duration \"{s}\" must be greater than zero"));
     }
-    Ok(Duration::from_micros(micros))
+    let duration = Duration::from_micros(micros);
+    if duration > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(duration)
 }
 
 /// Whether Rhai source may read `payload`. Rhai has no way to name a variable at run time

@@ -272,38 +272,45 @@ async fn every_reason_not_to_start_is_reported_at_once() {
 #[tokio::test]
 async fn addresses_in_use_are_reported_as_reasons_not_to_start() {
     let rules = Rules::with("default.yaml", LIMIT);
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap().to_string();
-    let stderr = failed_start(
-        &rules,
-        &[
-            "--listen",
-            &addr,
-            "--admin-listen",
-            &addr,
-            "--log-format",
-            "json",
-        ],
-    )
-    .await;
+    let taken = [(); 2].map(|()| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let [public, admin] = taken
+        .each_ref()
+        .map(|t| t.local_addr().unwrap().to_string());
+    let both = start_reasons(&rules, &["--listen", &public, "--admin-listen", &admin]).await;
+    assert_eq!(both.len(), 2, "{both:?}");
+    for (reason, addr) in both.iter().zip([&public, &admin]) {
+        assert!(
+            reason.starts_with(&format!("cannot listen on {addr}: ")),
+            "{both:?}"
+        );
+    }
+    // One port for both listeners is a mistake of the command line, said as such.
+    drop(taken);
+    let shared = start_reasons(&rules, &["--listen", &public, "--admin-listen", &public]).await;
+    assert_eq!(
+        shared,
+        [format!("--listen {public} and --admin-listen {public} take the same port: give the admin listener another one (the admin endpoints must never be served on the public listener)")]
+    );
+}
+
+/// The reasons a serve with `args` gives for not starting, from its JSON records.
+async fn start_reasons(rules: &Rules, args: &[&str]) -> Vec<String> {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--log-format", "json"]);
+    let stderr = failed_start(rules, &all).await;
     let records = json_records(&stderr);
-    let reasons: Vec<&serde_json::Value> = records
+    let reasons: Vec<String> = records
         .iter()
         .filter(|r| r["message"] == "cannot start")
-        .map(|r| &r["error"])
+        .map(|r| r["error"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(reasons.len(), 2, "{stderr}");
-    assert!(
-        reasons.iter().all(|e| e
-            .as_str()
-            .is_some_and(|e| e.starts_with(&format!("cannot listen on {addr}: ")))),
-        "{stderr}"
-    );
     let last = records.last().unwrap();
     assert_eq!(
         (&last["message"], &last["errors"]),
-        (&"not starting".into(), &2.into())
+        (&"not starting".into(), &reasons.len().into()),
+        "{stderr}"
     );
+    reasons
 }
 
 #[tokio::test]

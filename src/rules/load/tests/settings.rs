@@ -380,6 +380,14 @@ fn parse_duration_rejects_other_forms() {
     for text in ["4 sec", "-1s", "4", "s", "", "1.5.2s", "4S", "4d", "1e3ms"] {
         assert_eq!(parse_duration(text), Err(expected(text)), "{text:?}");
     }
+    for text in ["25h", "99999999999999s", "1441m"] {
+        assert_eq!(
+            parse_duration(text),
+            Err(format!("duration \"{text}\" is too long (at most 24h)")),
+            "{text:?}"
+        );
+    }
+    assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
     for text in ["0s", "0ms", "0.0000001s"] {
         assert_eq!(
             parse_duration(text),
