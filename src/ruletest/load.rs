@@ -127,6 +127,11 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         }
         Err(e) => errors.push(error(e.location, e.message)),
     }
+    errors.extend(
+        yaml::separated_numbers(&src)
+            .into_iter()
+            .map(|e| error(e.location, e.message)),
+    );
     if rules.get(&raw.ruleset).is_none() {
         let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
         errors.push(error(
@@ -623,6 +628,26 @@ rules:
             )),
             ["tests/t.yaml:8:9: canned call \"get  /api/stock/o-1?n=50+left\" is the same call as \"GET /api/stock/o-1?n=50+left\""]
         );
+    }
+
+    /// `amount: 3,000,001` in a flow mapping is the amount 3 and two keys without values: the
+    /// case would test something else than its author meant.
+    #[test]
+    fn a_thousands_separator_in_a_request_is_an_error() {
+        let hint = "write numbers without thousands separators (1000, not 1,000): inside { … } a comma ends an entry";
+        assert_eq!(
+            errors("ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 3,000,001 }\n    expect: { decision: reject }\n"),
+            [
+                format!("tests/t.yaml:4:57: cases[0].request.000: no value; {hint}"),
+                format!("tests/t.yaml:4:61: cases[0].request.001: no value; {hint}"),
+            ]
+        );
+        assert_eq!(
+            errors("ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 3,000,000 }\n    expect: { decision: reject }\n"),
+            [format!("tests/t.yaml:4:61: cases[0].request: duplicate key \"000\" (first at line 4): a key may appear only once in a mapping; {hint}")]
+        );
+        // A null a request means stays one.
+        assert!(warnings("ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50, memo: null }\n    expect: { decision: approve }\n").is_empty());
     }
 
     #[test]

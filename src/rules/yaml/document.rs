@@ -214,10 +214,16 @@ fn duplicate_key(src: &str, e: &serde_yaml::Error, path: &[PathSeg], key: &str) 
     } else {
         format!("{}: ", path_text(path))
     };
+    // `{ amount: 3,000,000 }`: the commas ended entries, and `000` came twice.
+    let separator = if super::digits_only(key) {
+        format!("; {}", super::THOUSANDS_SEPARATOR)
+    } else {
+        String::new()
+    };
     ParseError {
         location: Some(error_location(e)),
         message: format!(
-            "{prefix}duplicate key \"{key}\"{first}: a key may appear only once in a mapping"
+            "{prefix}duplicate key \"{key}\"{first}: a key may appear only once in a mapping{separator}"
         ),
     }
 }
@@ -371,6 +377,21 @@ impl<'de> Visitor<'de> for ScanKey<'_> {
 /// was cleared would let any amount through. A null is meaningful only inside a fetch `body`
 /// (the JSON sent), which is left alone, and an empty top-level section is simply none.
 pub fn keys_without_value(src: &str) -> Vec<ParseError> {
+    without_value(src, |_| true)
+}
+
+/// Every key made of digits alone written without a value, at the key: in `{ amount:
+/// 3,000,001 }` the commas end entries, so the amount is 3 and `000` and `001` are keys. For
+/// files where a null may be meant (a rule test's request, sent as JSON).
+pub fn separated_numbers(src: &str) -> Vec<ParseError> {
+    without_value(
+        src,
+        |path| matches!(path.last(), Some(PathSeg::Key(k)) if super::digits_only(k)),
+    )
+}
+
+/// [`keys_without_value`] for the keys `pick` chooses.
+fn without_value(src: &str, pick: impl Fn(&[PathSeg]) -> bool) -> Vec<ParseError> {
     let Ok(root) = serde_yaml::from_str::<serde_yaml::Value>(src) else {
         return Vec::new(); // a syntax error is reported on its own
     };
@@ -378,6 +399,7 @@ pub fn keys_without_value(src: &str) -> Vec<ParseError> {
     nulls(&root, &mut Vec::new(), &mut found);
     found
         .into_iter()
+        .filter(|path| pick(path))
         .map(|path| ParseError {
             location: locate_key(src, &segs(&path)),
             message: match path.last() {
