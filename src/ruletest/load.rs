@@ -535,6 +535,26 @@ rules:
         );
     }
 
+    /// A rule whose mode can never give the outcome expected of it: an enforced rule under
+    /// `shadow`, a `mode: off` rule anywhere.
+    #[test]
+    fn expected_rules_must_be_able_to_give_the_outcome() {
+        let rules = "rules:\n  - { name: limit, amount: { max: 100 }, reason: x }\n  - { name: trial, amount: { max: 10 }, reason: y, mode: shadow }\n  - { name: off1, amount: { max: 1 }, reason: z, mode: off }\n";
+        assert_eq!(
+            load_with(
+                rules,
+                "ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50 }\n    expect: { decision: approve, rule: off1, shadow: [trial, limit, off1] }\n"
+            )
+            .expect_err("refused"),
+            [
+                r#"tests/t.yaml:5:40: rule "off1" has mode: off, so it never runs; name an enforced rule here"#,
+                r#"tests/t.yaml:5:62: rule "limit" is enforced, so it has no shadow outcome; expect.shadow names shadow rules (mode: shadow) that would refuse, and expect.rule the enforced rule that decides"#,
+                r#"tests/t.yaml:5:69: rule "off1" has mode: off, so it never runs; name a shadow rule here"#,
+            ]
+            .map(String::from)
+        );
+    }
+
     /// What is wrong inside one canned answer is reported at that answer, naming its call
     /// (every such answer of the file, not only the first).
     #[test]

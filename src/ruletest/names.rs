@@ -110,19 +110,28 @@ impl CaseNames<'_> {
                         format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
                     )),
                     // It never decides: the case could never pass.
-                    Some(Mode::Shadow | Mode::Off) => out.push((
+                    Some(Mode::Shadow) => out.push((
                         at(),
                         format!("rule \"{rule}\" is not enforced, so it never decides; name it under expect.shadow, or an enforced rule here"),
                     )),
+                    Some(Mode::Off) => out.push((at(), never_runs(rule, "an enforced rule"))),
                     Some(Mode::Enforce) => {}
                 }
             }
             for (j, rule) in c.expect.shadow.iter().flatten().enumerate() {
-                if mode(rule).is_none() {
-                    out.push((
-                        self.value(&[Seg::Key("expect"), Seg::Key("shadow"), Seg::Index(j)]),
+                let at = || self.value(&[Seg::Key("expect"), Seg::Key("shadow"), Seg::Index(j)]);
+                match mode(rule) {
+                    None => out.push((
+                        at(),
                         format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
-                    ));
+                    )),
+                    // Only shadow rules have shadow outcomes: the case could never pass.
+                    Some(Mode::Enforce) => out.push((
+                        at(),
+                        format!("rule \"{rule}\" is enforced, so it has no shadow outcome; expect.shadow names shadow rules (mode: shadow) that would refuse, and expect.rule the enforced rule that decides"),
+                    )),
+                    Some(Mode::Off) => out.push((at(), never_runs(rule, "a shadow rule"))),
+                    Some(Mode::Shadow) => {}
                 }
             }
         }
@@ -266,4 +275,9 @@ fn calls(ruleset: &Ruleset, req: &ConfirmRequest) -> Vec<(String, String)> {
             _ => None,
         })
         .collect()
+}
+
+/// The error for a `mode: off` rule named in an expectation, saying what to name instead.
+fn never_runs(rule: &str, instead: &str) -> String {
+    format!("rule \"{rule}\" has mode: off, so it never runs; name {instead} here")
 }
