@@ -16,6 +16,13 @@ pub(super) fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
         .single()
 }
 
+/// [`seoul`] for helper `name`, or its error for a number that is no time.
+fn seoul_at(name: &str, now_ms: INT) -> Result<DateTime<FixedOffset>, Box<rhai::EvalAltResult>> {
+    seoul(now_ms).ok_or_else(|| {
+        format!("{name}: {now_ms} is no time: it takes Unix time in milliseconds, as now is").into()
+    })
+}
+
 /// What `parse_json` says of text that is no JSON (object): what Rhai found wrong, and where in
 /// that text.
 fn invalid_json(e: &rhai::EvalAltResult) -> String {
@@ -146,22 +153,23 @@ pub(super) fn register_helpers(engine: &mut Engine) {
         "sleep",
         move |_: INT| -> Result<(), Box<rhai::EvalAltResult>> { Err(why.into()) },
     );
+    // A number no clock gives (a microsecond or nanosecond time, far beyond year 262,000) is an
+    // error rather than a made-up hour of -1 or an empty date a comparison would quietly use.
     engine.register_fn("seoul_date", |now: INT| {
-        seoul(now).map_or(String::new(), |t| t.format("%Y-%m-%d").to_string())
+        seoul_at("seoul_date", now).map(|t| t.format("%Y-%m-%d").to_string())
     });
     engine.register_fn("seoul_time", |now: INT| {
-        seoul(now).map_or(String::new(), |t| t.format("%H:%M").to_string())
+        seoul_at("seoul_time", now).map(|t| t.format("%H:%M").to_string())
     });
     engine.register_fn("seoul_hour", |now: INT| {
-        seoul(now).map_or(-1, |t| INT::from(t.hour()))
+        seoul_at("seoul_hour", now).map(|t| INT::from(t.hour()))
     });
     engine.register_fn("seoul_minute", |now: INT| {
-        seoul(now).map_or(-1, |t| INT::from(t.minute()))
+        seoul_at("seoul_minute", now).map(|t| INT::from(t.minute()))
     });
     engine.register_fn("seoul_weekday", |now: INT| {
-        seoul(now).map_or("", |t| {
-            WEEKDAYS[t.weekday().num_days_from_monday() as usize]
-        })
+        seoul_at("seoul_weekday", now)
+            .map(|t| WEEKDAYS[t.weekday().num_days_from_monday() as usize])
     });
     // `amount` is an integer or a Decimal, and arithmetic with a float literal on an integer
     // amount gives a float (`amount * 0.9`): each helper that takes a number takes all three,
@@ -268,6 +276,22 @@ mod tests {
             ),
             Ok(true)
         );
+        // A number no clock gives is an error, not an hour of -1.
+        for name in [
+            "seoul_date",
+            "seoul_time",
+            "seoul_hour",
+            "seoul_minute",
+            "seoul_weekday",
+        ] {
+            let e = eval_expr(&format!("{name}(9223372036854775807) != ()"), V1).unwrap_err();
+            assert!(
+                e.message.contains(&format!(
+                    "{name}: 9223372036854775807 is no time: it takes Unix time in milliseconds, as now is"
+                )),
+                "{e:?}"
+            );
+        }
         assert_eq!(
             eval_expr(
                 r#"one_of(order_id, ["a", "vip-7"]) && !one_of("z", ["a"])"#,
