@@ -153,7 +153,7 @@ pub(super) fn register_helpers(engine: &mut Engine) {
         "sleep",
         move |_: INT| -> Result<(), Box<rhai::EvalAltResult>> { Err(why.into()) },
     );
-    // A number no clock gives (a microsecond or nanosecond time, far beyond year 262,000) is an
+    // A number beyond what a date holds (a time in nanoseconds: past the year 262,000) is an
     // error rather than a made-up hour of -1 or an empty date a comparison would quietly use.
     engine.register_fn("seoul_date", |now: INT| {
         seoul_at("seoul_date", now).map(|t| t.format("%Y-%m-%d").to_string())
