@@ -718,6 +718,31 @@ mod upstreams;
 
 // ---- the deadline between rules (audit: 40 slow script rules answered after the deadline) ----
 
+/// The answer is due 2% before the deadline: at least 2 ms (a tenth of one under 20 ms), at
+/// most 10 ms.
+#[tokio::test(start_paused = true)]
+async fn the_answer_is_due_a_margin_before_the_deadline() {
+    let start = tokio::time::Instant::now();
+    for (deadline, margin) in [
+        (4000, 10_000),
+        (300, 6000),
+        (100, 2000),
+        (30, 2000),
+        (10, 1000),
+        (1, 100),
+    ] {
+        let settings = Settings {
+            deadline: Duration::from_millis(deadline),
+            ..Settings::default()
+        };
+        assert_eq!(
+            start + settings.deadline - answer_by(&settings, start),
+            Duration::from_micros(margin),
+            "deadline {deadline} ms"
+        );
+    }
+}
+
 /// Each evaluation runs up to its own 50 ms limit: 40 of them take 2 s.
 const SLOW_SCRIPTS: usize = 40;
 
