@@ -116,17 +116,23 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     };
     let src =
         crate::rules::read_text(file).map_err(|e| vec![e.into_load_error(file.to_owned(), "")])?;
-    let raw: RawSuite = yaml::from_str(&src).map_err(|e| vec![error(e.location, e.message)])?;
-    let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
-    let mut errors = Vec::new();
-    // A repeated key would have a case test another answer (or request) than the one its
+    // Syntax first, with the hints rule files get (an unclosed `{`, a tab, an unquoted `: `);
+    // a repeated key would have a case test another answer (or request) than the one its
     // author is looking at.
-    match yaml::check_document(&src) {
-        Ok(duplicates) => {
-            errors.extend(duplicates.into_iter().map(|e| error(e.location, e.message)))
-        }
-        Err(e) => errors.push(error(e.location, e.message)),
-    }
+    let mut errors: Vec<LoadError> = match yaml::check_document(&src) {
+        Ok(duplicates) => duplicates
+            .into_iter()
+            .map(|e| error(e.location, e.message))
+            .collect(),
+        Err(e) => return Err(vec![error(e.location, e.message)]),
+    };
+    let raw: RawSuite = match yaml::from_str(&src) {
+        Ok(raw) => raw,
+        // The duplicates say it better than serde's first complaint about them.
+        Err(_) if !errors.is_empty() => return Err(errors),
+        Err(e) => return Err(vec![error(e.location, e.message)]),
+    };
+    let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
     errors.extend(
         yaml::separated_numbers(&src)
             .into_iter()
@@ -668,6 +674,19 @@ rules:
         );
         // A null a request means stays one.
         assert!(warnings("ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50, memo: null }\n    expect: { decision: approve }\n").is_empty());
+    }
+
+    /// A syntax error in a test file gets the hint a rule file's would.
+    #[test]
+    fn syntax_errors_get_the_hints_of_rule_files() {
+        assert_eq!(
+            errors("ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50\n    expect: { decision: approve }\n"),
+            ["tests/t.yaml:5:11: did not find expected ',' or '}' (while parsing a flow mapping that starts at line 4 column 14): a flow mapping { ... } needs a \",\" between entries and a closing \"}\""]
+        );
+        assert_eq!(
+            errors("ruleset: default\ncases:\n  - name: a\n\trequest: { imp_uid: i }\n"),
+            ["tests/t.yaml:4:1: found a tab character that violates indentation (while scanning a plain scalar that starts at line 3 column 11): a tab; YAML indents with spaces only, so replace the tab with spaces"]
+        );
     }
 
     #[test]
