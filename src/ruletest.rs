@@ -310,19 +310,22 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
             ));
         }
     }
+    // An approval has no reason at all, which an empty one would hide.
+    let got_reason = || {
+        d.reason
+            .as_deref()
+            .map_or_else(|| "(none)".to_owned(), |r| format!("{r:?}"))
+    };
     if let Some(reason) = &expect.reason {
         if d.reason.as_deref() != Some(reason) {
-            out.push(format!(
-                "expected reason {reason:?}, got {:?}",
-                d.reason.as_deref().unwrap_or("")
-            ));
+            out.push(format!("expected reason {reason:?}, got {}", got_reason()));
         }
     }
     if let Some(part) = &expect.reason_contains {
         if !d.reason.as_deref().unwrap_or("").contains(part.as_str()) {
             out.push(format!(
-                "expected reason containing {part:?}, got {:?}",
-                d.reason.as_deref().unwrap_or("")
+                "expected reason containing {part:?}, got {}",
+                got_reason()
             ));
         }
     }
@@ -408,3 +411,37 @@ mod as_written;
 mod gate;
 #[cfg(test)]
 mod uncanned;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a failing case says it got: an approval's missing reason is "(none)", not "".
+    #[test]
+    fn a_missing_reason_is_said_to_be_none() {
+        let expect = Expect {
+            decision: Verdict::Reject,
+            rule: None,
+            reason: Some("한도 초과".into()),
+            reason_contains: Some("한도".into()),
+            status: None,
+            shadow: None,
+        };
+        assert_eq!(
+            compare(&expect, &Decision::approve(None)),
+            [
+                "expected decision reject, got approve",
+                r#"expected reason "한도 초과", got (none)"#,
+                r#"expected reason containing "한도", got (none)"#,
+            ]
+        );
+        let refused = Decision::reject(409, "재고 없음".into(), None);
+        assert_eq!(
+            compare(&expect, &refused),
+            [
+                r#"expected reason "한도 초과", got "재고 없음""#,
+                r#"expected reason containing "한도", got "재고 없음""#,
+            ]
+        );
+    }
+}
