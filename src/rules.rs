@@ -116,7 +116,8 @@ pub struct Ruleset {
     /// Whether an evaluation may wait for an upstream (a `fetch` or `forward` rule): the server
     /// then runs it in a task of its own, which the caller hanging up cannot cut short.
     pub calls_upstreams: bool,
-    /// Whether any rule is a GET fetch, started as the request arrives.
+    /// Whether any rule is a GET fetch, started early (as the request arrives, or once the
+    /// last call before it that may change something at the merchant is done).
     pub prefetches: bool,
     /// Metric handles, registered on first use by the server that evaluates this ruleset.
     pub metrics: std::sync::OnceLock<crate::metrics::RulesetMetrics>,
