@@ -839,7 +839,7 @@ fn catch_ending_with_a_value(ast: &AST) -> Option<Position> {
                 .branch
                 .statements()
                 .last()
-                .filter(|s| gives_value(s) && !matches!(s, Stmt::Return(..)))
+                .filter(|s| drops_value(s))
                 .map(Stmt::position);
         }
         found.is_none()
@@ -866,6 +866,27 @@ fn gives_value(stmt: &Stmt) -> bool {
         // `loop { … }` ends only by `break` (with a value, perhaps) or by an error.
         Stmt::While(f, _) => matches!(f.expr, Expr::Unit(..)),
         _ => false,
+    }
+}
+
+/// Whether `stmt`, ending a catch block, ends it with a value Rhai drops: not by `return` or
+/// `throw`, nor by `fail(…)` (which never returns), nor by an `if` each of whose ways out
+/// ends so or gives `()` (`if amount > 1000 { return false; }`).
+fn drops_value(stmt: &Stmt) -> bool {
+    let block = |b: &rhai::StmtBlock| b.statements().last().is_some_and(drops_value);
+    let call = |call: &rhai::FnCallExpr| call_gives_value(call) && call.name != "fail";
+    match stmt {
+        Stmt::Return(..) => false,
+        Stmt::Expr(e) => match &**e {
+            Expr::Unit(..) => false,
+            Expr::FnCall(c, _) => call(c),
+            Expr::Stmt(b) => block(b),
+            _ => true,
+        },
+        Stmt::FnCall(c, _) => call(c),
+        Stmt::If(f, _) => block(&f.body) || block(&f.branch),
+        Stmt::Block(b) => block(b),
+        _ => gives_value(stmt),
     }
 }
 
@@ -1117,6 +1138,12 @@ mod tests {
                 33,
             ),
             (
+                "try { fail(\"x\") } catch (e) { if amount > 1000 { return false; } else { \"c\" } }\ntrue",
+                "the value at the end of a catch block is dropped",
+                1,
+                31,
+            ),
+            (
                 "let ok = amount <= 1000;\nprint(`ok=${ok}`);",
                 "the script ends with a statement",
                 2,
@@ -1141,6 +1168,11 @@ mod tests {
                 "if amount > 1000000 { \"한도 초과\" }",
                 "for x in [1] { if x == amount { return \"x\"; } }",
                 "try { fail(\"x\") } catch (e) { return \"c\"; }",
+                // A catch block ending in fail(…), or an if that returns or throws, drops nothing.
+                "let n = 0;\ntry { n = parse_int(payload.stock); } catch (e) { fail(\"stock field unreadable: \" + e) }\nn > 0",
+                "try { fail(\"x\") } catch (e) { if amount > 1000 { return false; } }\ntrue",
+                "try { fail(\"x\") } catch (e) { if amount > 1000 { return \"재고 확인 실패\"; } else { return true; } }\ntrue",
+                "try { fail(\"x\") } catch (e) { if amount > 1000 { throw e; } }\ntrue",
                 "try { return amount <= 1000; } catch (e) { return \"c\"; }",
                 "try { return amount > 5; } catch (e) { }",
                 "try { let ok = payload.stock > 0; ok } catch (e) { return \"x\"; }",
