@@ -373,8 +373,9 @@ const REQUEST_PLACEHOLDERS: [&str; 5] = [
 /// The parts of an upstream's url that may be secret besides the `${VAR}` values themselves
 /// (`values`): its password and, when a variable filled it in, its user name — as written,
 /// decoded, and as the `Authorization: Basic …` credentials the HTTP client sends for them,
-/// which an upstream that echoes its request shows — and a path prefix that came from a
-/// variable holding the whole url (`/hooks/SECRET` of `${HOOK_URL}`).
+/// which an upstream that echoes its request shows. (Not the path of a url a variable gives
+/// whole: `/api/v1` is no secret, and masking it would change answers rules read, such as a
+/// `next` link; a token in the path goes in a variable of its own, `/hooks/${TOKEN}`.)
 fn url_secrets(url: &reqwest::Url, values: &[String]) -> Vec<Box<str>> {
     use base64::Engine;
     let decode = |s: &str| {
@@ -403,9 +404,6 @@ fn url_secrets(url: &reqwest::Url, values: &[String]) -> Vec<Box<str>> {
                 .encode(credentials)
                 .into(),
         );
-    }
-    if url.path() != "/" && from_variable(url.path()) {
-        secrets.extend([url.path().into(), decode(url.path()).into()]);
     }
     secrets
 }

@@ -113,8 +113,8 @@ rules:
 }
 
 /// Credentials in a url are masked as written, decoded, and as the `Authorization: Basic …`
-/// value the HTTP client makes of them; so is a path prefix from a variable holding the whole
-/// url. A path written in the file is no secret.
+/// value the HTTP client makes of them. A path is no secret, even in a variable holding the
+/// whole url (`/api/v1` would be masked in every answer that names it).
 #[test]
 fn a_urls_credentials_and_secret_path_are_masked() {
     use base64::Engine;
@@ -135,7 +135,6 @@ fn a_urls_credentials_and_secret_path_are_masked() {
     let mut want = vec![
         url.to_owned(),
         basic,
-        "/hooks/SECRETTOKEN99".to_owned(),
         "p%40ssword1".to_owned(),
         "api%2Duser".to_owned(),
         "p@ssword1".to_owned(),
