@@ -460,6 +460,17 @@ fn closest(name: &str, known: &Functions) -> Option<String> {
 pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position)> {
     let numbers = request_numbers(ast);
     let is_number = |e: &Expr| is_number(e, &numbers);
+    // Lists declared once with strings in them (`const OK = ["50000"]; amount in OK`).
+    let lists = declared_once(ast, |value| {
+        let strings = listed_strings(value);
+        (!strings.is_empty()).then_some(strings)
+    });
+    let listed = |list: &Expr| match list {
+        Expr::Variable(v, ..) => lists
+            .get(v.1.as_str())
+            .and_then(|strings| strings.first().cloned()),
+        list => listed_strings(list).into_iter().next(),
+    };
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         // A call at the top of an expression or script is a statement.
@@ -474,7 +485,7 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position
             ) if COMPARISONS.contains(&name) && is_number(other) => Some((s.to_string(), *at)),
             // `amount in ["50000"]` (Rhai's `contains` on the list), `one_of(amount, ["50000"])`.
             ("contains", [list, other]) | ("one_of", [other, list]) if is_number(other) => {
-                listed_strings(list).into_iter().next()
+                listed(list)
             }
             _ => None,
         };
@@ -1066,6 +1077,8 @@ mod tests {
                 9,
             ),
             ("let a = amount;\na > \"1000\"", quoted("1000"), 2, 5),
+            ("const OK = [\"50000\", \"99000\"];\n!(amount in OK)", quoted("50000"), 1, 13),
+            ("let OK = [50000, \"99000\"];\n!one_of(amount, OK)", quoted("99000"), 1, 18),
             (
                 "let t = seoul_time(now);\nt != 930",
                 "this is text, and a number compared with a string is never equal, smaller or larger: compare it with text, or read a number from it with parse_int(…)".to_owned(),
@@ -1083,6 +1096,7 @@ mod tests {
                 "fn over(a, limit) { a > limit }\nlet limit = \"1\";\n!over(amount, 5)",
                 "let limit = \"1000000\";\norder_id != limit && (\"한도 \" + limit) != \"\"",
                 "let h = seoul_hour(now);\nh >= 10 && seoul_time(now) >= \"09:30\"",
+                "const STORES = [\"s1\", \"s2\"];\nlet OK = [50000];\n(amount in OK) || one_of(order_id, STORES)",
             ],
         );
     }
