@@ -16,13 +16,6 @@ pub(super) fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
         .single()
 }
 
-/// [`seoul`] for helper `name`, or its error for a number that is no time.
-fn seoul_at(name: &str, now_ms: INT) -> Result<DateTime<FixedOffset>, Box<rhai::EvalAltResult>> {
-    seoul(now_ms).ok_or_else(|| {
-        format!("{name}: {now_ms} is no time: it takes Unix time in milliseconds, as now is").into()
-    })
-}
-
 /// What `parse_json` says of text that is no JSON (object): what Rhai found wrong, and where in
 /// that text.
 fn invalid_json(e: &rhai::EvalAltResult) -> String {
@@ -155,22 +148,58 @@ pub(super) fn register_helpers(engine: &mut Engine) {
     );
     // A number beyond what a date holds (a time in nanoseconds: past the year 262,000) is an
     // error rather than a made-up hour of -1 or an empty date a comparison would quietly use.
-    engine.register_fn("seoul_date", |now: INT| {
-        seoul_at("seoul_date", now).map(|t| t.format("%Y-%m-%d").to_string())
-    });
-    engine.register_fn("seoul_time", |now: INT| {
-        seoul_at("seoul_time", now).map(|t| t.format("%H:%M").to_string())
-    });
-    engine.register_fn("seoul_hour", |now: INT| {
-        seoul_at("seoul_hour", now).map(|t| INT::from(t.hour()))
-    });
-    engine.register_fn("seoul_minute", |now: INT| {
-        seoul_at("seoul_minute", now).map(|t| INT::from(t.minute()))
-    });
-    engine.register_fn("seoul_weekday", |now: INT| {
-        seoul_at("seoul_weekday", now)
-            .map(|t| WEEKDAYS[t.weekday().num_days_from_monday() as usize])
-    });
+    // Arithmetic on `now` with a fraction (`now + 0.5 * 3600000`) gives a float, and with a
+    // decimal a decimal: each is read to the millisecond.
+    fn register<T: rhai::Variant + Clone>(
+        engine: &mut Engine,
+        name: &'static str,
+        millis: fn(T) -> Option<INT>,
+        shown: fn(&T) -> String,
+        give: fn(DateTime<FixedOffset>) -> Dynamic,
+    ) {
+        engine.register_fn(
+            name,
+            move |now: T| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+                match millis(now.clone()).and_then(seoul) {
+                    Some(t) => Ok(give(t)),
+                    None => Err(format!(
+                        "{name}: {} is no time: it takes Unix time in milliseconds, as now is",
+                        shown(&now)
+                    )
+                    .into()),
+                }
+            },
+        );
+    }
+    let helpers: [(&'static str, fn(DateTime<FixedOffset>) -> Dynamic); 5] = [
+        ("seoul_date", |t| t.format("%Y-%m-%d").to_string().into()),
+        ("seoul_time", |t| t.format("%H:%M").to_string().into()),
+        ("seoul_hour", |t| INT::from(t.hour()).into()),
+        ("seoul_minute", |t| INT::from(t.minute()).into()),
+        ("seoul_weekday", |t| {
+            WEEKDAYS[t.weekday().num_days_from_monday() as usize].into()
+        }),
+    ];
+    for (name, give) in helpers {
+        register::<INT>(engine, name, Some, INT::to_string, give);
+        register::<FLOAT>(
+            engine,
+            name,
+            |f| {
+                // `as` saturates: a float beyond the integers is no time, said as such.
+                (f.is_finite() && f.abs() < 9.0e18).then(|| f.trunc() as INT)
+            },
+            FLOAT::to_string,
+            give,
+        );
+        register::<Decimal>(
+            engine,
+            name,
+            |d| rust_decimal::prelude::ToPrimitive::to_i64(&d.trunc()),
+            Decimal::to_string,
+            give,
+        );
+    }
     // `amount` is an integer or a Decimal, and arithmetic with a float literal on an integer
     // amount gives a float (`amount * 0.9`): each helper that takes a number takes all three,
     // so a rule does not work for one amount and fail for the next.
@@ -276,6 +305,25 @@ mod tests {
             ),
             Ok(true)
         );
+        // Arithmetic with a fraction gives a float or a decimal: read to the millisecond.
+        assert_eq!(
+            eval_expr(
+                r#"seoul_hour(now + 0.5 * 3600000) == 13 && seoul_time(now.to_decimal() + 60000.5) == "12:31" && seoul_weekday(now + 0.0) == "tue""#,
+                V1
+            ),
+            Ok(true)
+        );
+        for (call, name) in [
+            ("seoul_time(1.5e20)", "seoul_time"),
+            ("seoul_hour(-1.0e30)", "seoul_hour"),
+            ("seoul_date(1.0e20.to_decimal())", "seoul_date"),
+        ] {
+            let e = eval_expr(&format!("{call} != ()"), V1).unwrap_err();
+            assert!(
+                e.message.contains(&format!("{name}: ")) && e.message.contains(" is no time"),
+                "{call}: {e:?}"
+            );
+        }
         // A number no clock gives is an error, not an hour of -1.
         for name in [
             "seoul_date",
