@@ -16,6 +16,9 @@ pub(super) fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
         .single()
 }
 
+/// What a `seoul_…` helper gives for a time in Seoul.
+type Give = fn(DateTime<FixedOffset>) -> Dynamic;
+
 /// What `parse_json` says of text that is no JSON (object): what Rhai found wrong, and where in
 /// that text.
 fn invalid_json(e: &rhai::EvalAltResult) -> String {
@@ -155,7 +158,7 @@ pub(super) fn register_helpers(engine: &mut Engine) {
         name: &'static str,
         millis: fn(T) -> Option<INT>,
         shown: fn(&T) -> String,
-        give: fn(DateTime<FixedOffset>) -> Dynamic,
+        give: Give,
     ) {
         engine.register_fn(
             name,
@@ -171,7 +174,7 @@ pub(super) fn register_helpers(engine: &mut Engine) {
             },
         );
     }
-    let helpers: [(&'static str, fn(DateTime<FixedOffset>) -> Dynamic); 5] = [
+    let helpers: [(&'static str, Give); 5] = [
         ("seoul_date", |t| t.format("%Y-%m-%d").to_string().into()),
         ("seoul_time", |t| t.format("%H:%M").to_string().into()),
         ("seoul_hour", |t| INT::from(t.hour()).into()),
