@@ -132,6 +132,25 @@ fn longer_than(json: &serde_json::Value, max: usize) -> bool {
     serde_json::to_writer(Count(max), json).is_err()
 }
 
+/// `text` as a buyer may be shown it: line breaks and tabs made spaces, other control
+/// characters and text-direction controls left out. Text from outside (a merchant's answer, a
+/// script, a field name in a request) must not garble the payment window.
+pub fn for_buyers(text: String) -> String {
+    let shown = |c: char| match c {
+        '\n' | '\r' | '\t' | '\u{85}' | '\u{2028}' | '\u{2029}' => Some(' '),
+        '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+            None
+        }
+        c if c.is_control() => None,
+        c => Some(c),
+    };
+    if text.chars().all(|c| shown(c) == Some(c)) {
+        text
+    } else {
+        text.chars().filter_map(shown).collect()
+    }
+}
+
 /// Cuts `text` after `max` characters, marking the cut with `…`: for text that comes from
 /// outside (a merchant's answer, a script) into reasons, errors and log lines.
 pub fn cut_chars(text: &mut String, max: usize) {

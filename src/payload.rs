@@ -202,13 +202,21 @@ pub enum PayloadError {
     ReservedField(String),
 }
 
+/// A field name from the request as its refusal shows it to the buyer: made safe to show
+/// (a key may hold line breaks or text-direction controls) and cut at 100 characters.
+fn field_name(name: &str) -> String {
+    let mut name = crate::decision::for_buyers(name.to_owned());
+    crate::decision::cut_chars(&mut name, 100);
+    name
+}
+
 impl PayloadError {
     fn duplicate(path: &str) -> PayloadError {
-        PayloadError::DuplicateField(path.chars().take(100).collect())
+        PayloadError::DuplicateField(field_name(path))
     }
 
     fn reserved(path: &str) -> PayloadError {
-        PayloadError::ReservedField(path.chars().take(100).collect())
+        PayloadError::ReservedField(field_name(path))
     }
 
     /// 415 for a content type we do not read, 400 for everything else.

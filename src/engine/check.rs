@@ -264,19 +264,7 @@ const MERCHANT_REASON_MAX: usize = 500;
 /// breaks and tabs made spaces, and other control characters and text-direction controls left
 /// out — text from a merchant's answer or a script must not garble the payment window.
 fn capped(reason: String) -> String {
-    let shown = |c: char| match c {
-        '\n' | '\r' | '\t' | '\u{85}' | '\u{2028}' | '\u{2029}' => Some(' '),
-        '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
-            None
-        }
-        c if c.is_control() => None,
-        c => Some(c),
-    };
-    let mut reason = if reason.chars().all(|c| shown(c) == Some(c)) {
-        reason
-    } else {
-        reason.chars().filter_map(shown).collect()
-    };
+    let mut reason = crate::decision::for_buyers(reason);
     crate::decision::cut_chars(&mut reason, MERCHANT_REASON_MAX);
     reason
 }

@@ -53,7 +53,7 @@ enum Flaw {
 
 impl Flaw {
     fn naming(self, field: &str) -> PayloadError {
-        let field = field.chars().take(100).collect();
+        let field = super::field_name(field);
         match self {
             Flaw::BadEscape => PayloadError::FormBadEscape(field),
             Flaw::NotUtf8 => PayloadError::FormNotUtf8(field),

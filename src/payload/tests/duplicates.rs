@@ -106,10 +106,24 @@ fn duplicate_keys_in_json_are_refused_naming_the_field() {
         br#"{"imp_uid":"i","merchant_uid":"m","amount":1,"data":{"merchant_uid":"x","amount":2},"list":[{"a":1},{"a":1}]}"#,
     );
     assert_eq!((r.order_id.as_str(), r.amount.as_str()), ("m", "1"));
-    // A caller-chosen key is cut in the reason.
+    // A caller-chosen key is cut in the reason, and shown safely: no line breaks or
+    // text-direction controls reach the payment window.
     let key = "k".repeat(500);
     let e = err(JSON, &format!(r#"{{"{key}":1,"{key}":2}}"#));
-    assert_eq!(e, PayloadError::DuplicateField("k".repeat(100)));
+    assert_eq!(
+        e,
+        PayloadError::DuplicateField(format!("{}…", "k".repeat(100)))
+    );
+    let e = err(
+        JSON,
+        r#"{"a\r\nX-Injected: 1\u202e":1,"a\r\nX-Injected: 1\u202e":2}"#,
+    );
+    assert_eq!(e, PayloadError::DuplicateField("a  X-Injected: 1".into()));
+    let form = "imp_uid=i1&merchant_uid=o1&amount=5000&a%0D%0AX-Injected:%201%E2%80%AE=%FF";
+    assert_eq!(
+        err(Some("application/x-www-form-urlencoded"), form),
+        PayloadError::FormNotUtf8("a  X-Injected: 1".into())
+    );
 }
 
 #[test]
