@@ -309,6 +309,7 @@ impl AppState {
 }
 
 pub use admin::admin_router;
+pub(crate) use confirm::unmapped;
 pub use confirm::{confirm_path, public_router, UNKNOWN_RULESET_REASON};
 
 /// Liveness, on both listeners: the process answers HTTP.

@@ -380,11 +380,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let (listen_on, admin_on) = (args.listen, args.admin_listen);
     // The same address (or a port both take through an unspecified address): said as such,
     // rather than as an address in use, which sends an operator looking for another process.
+    // (`[::ffff:127.0.0.1]` is 127.0.0.1.)
+    let ip = |addr: SocketAddr| crate::server::unmapped(addr.ip());
+    let (public_ip, admin_ip) = (ip(listen_on), ip(admin_on));
     let shared = listen_on.port() != 0
         && listen_on.port() == admin_on.port()
-        && (listen_on.ip() == admin_on.ip()
-            || listen_on.ip().is_unspecified()
-            || admin_on.ip().is_unspecified());
+        && (public_ip == admin_ip || public_ip.is_unspecified() || admin_ip.is_unspecified());
     let listeners = move || {
         match (listen(listen_on), listen(admin_on)) {
         _ if shared => Err(vec![format!(

@@ -595,7 +595,7 @@ impl AppState {
 }
 
 /// An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d: as a.b.c.d.
-fn unmapped(ip: IpAddr) -> IpAddr {
+pub(crate) fn unmapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -606,7 +606,8 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 /// write it (`203.0.113.7:443`, `[2001:db8::1]:443`), or an IPv6 address in brackets without
 /// one (`[2001:db8::1]`, as RFC 7239's `Forwarded` writes it).
 fn forwarded_addr(entry: &str) -> Option<IpAddr> {
-    let entry = entry.trim();
+    // HTTP's own whitespace only (spaces and tabs around the comma), not Unicode's.
+    let entry = entry.trim_matches([' ', '\t']);
     entry
         .parse::<IpAddr>()
         .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))

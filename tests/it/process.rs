@@ -291,6 +291,10 @@ async fn addresses_in_use_are_reported_as_reasons_not_to_start() {
         shared,
         [format!("--listen {public} and --admin-listen {public} take the same port: give the admin listener another one (the admin endpoints must never be served on the public listener)")]
     );
+    // An IPv4 address written as IPv6 is the same address.
+    let mapped = public.replace("127.0.0.1", "[::ffff:127.0.0.1]");
+    let shared = start_reasons(&rules, &["--listen", &mapped, "--admin-listen", &public]).await;
+    assert!(shared[0].contains("take the same port"), "{shared:?}");
 }
 
 /// The reasons a serve with `args` gives for not starting, from its JSON records.
