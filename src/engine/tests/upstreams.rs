@@ -544,8 +544,8 @@ async fn deadline_ends_the_evaluation_and_on_error_decides() {
     let (_dir, rules) = slow_stock_rules("error_reason: \"잠시 후 다시 시도해 주세요\"");
     let started = tokio::time::Instant::now();
     let d = decide_with(&rules, V1, &slow()).await;
-    // Decided 2% of the deadline early, so that the answer leaves before it.
-    assert_eq!(started.elapsed(), Duration::from_millis(196));
+    // Decided a margin (5 ms of 200 ms) early, so that the answer leaves before it.
+    assert_eq!(started.elapsed(), Duration::from_millis(195));
     // The ruleset's on_error decides, not the rule's own `on_error: approve`.
     assert_eq!(summary(&d), refused("잠시 후 다시 시도해 주세요", "stock"));
     assert_eq!(outcomes(&d), [("first", "pass"), ("stock", "error")]);
@@ -557,7 +557,7 @@ async fn deadline_ends_the_evaluation_and_on_error_decides() {
     let (_dir, rules) = slow_stock_rules("on_error: approve");
     let started = tokio::time::Instant::now();
     let d = decide_with(&rules, V1, &slow()).await;
-    assert_eq!(started.elapsed(), Duration::from_millis(196));
+    assert_eq!(started.elapsed(), Duration::from_millis(195));
     assert_eq!(summary(&d), ("approve", 200, None, Some("stock")));
     assert_eq!(outcomes(&d), [("first", "pass"), ("stock", "error")]);
 }
@@ -573,7 +573,7 @@ async fn deadline_counts_from_arrival() {
         Duration::from_millis(100),
     )
     .await;
-    assert_eq!(started.elapsed(), Duration::from_millis(96));
+    assert_eq!(started.elapsed(), Duration::from_millis(95));
     assert_eq!(summary(&d).3, Some("stock"));
     assert_eq!(error_of(&d, "stock"), "deadline of 200ms exceeded");
 }
@@ -671,8 +671,8 @@ rules:
 "#
     ));
     let canned = shop(FORWARD, ok_after(20));
-    // The body came in just as the answer fell due (196 ms of a 200 ms deadline).
-    let d = decide_arrived(&rules, canned.clone(), Duration::from_millis(196)).await;
+    // The body came in just as the answer fell due (195 ms of a 200 ms deadline).
+    let d = decide_arrived(&rules, canned.clone(), Duration::from_millis(195)).await;
     // No rule ran, so none is named or traced.
     assert_eq!(
         summary(&d),
@@ -688,7 +688,7 @@ rules:
 }
 
 /// A `forward` after a GET fetch that answers late is not sent: neither when the answer falls
-/// due just as the fetch answers (196 ms of a 200 ms deadline, less its 2% margin; with
+/// due just as the fetch answers (195 ms of a 200 ms deadline, less its 5 ms margin; with
 /// tokio's paused clock the timer is seen first), nor once the forward's own answer could no
 /// longer be read in time (at 185 ms, past the 180 ms by which bodies must be in: a tenth of
 /// the deadline, at most 100 ms, before it). The merchant would act on a payment decided
@@ -707,7 +707,7 @@ rules:
   - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }} }}
 "#
     ));
-    for stock_at in [196, 185] {
+    for stock_at in [195, 185] {
         let canned = Arc::new(
             Canned::new()
                 .answer("shop", STOCK, ok_after(stock_at))
@@ -789,8 +789,8 @@ rules:
   - {last}
 "#
         ));
-        // Due at 196 ms (the deadline less its 2% margin).
-        let canned = Arc::new(Canned::new().answer("shop", RESERVE, ok_after(196)).answer(
+        // Due at 195 ms (the deadline less its 5 ms margin).
+        let canned = Arc::new(Canned::new().answer("shop", RESERVE, ok_after(195)).answer(
             "shop",
             FORWARD,
             CannedAnswer::status(200),
@@ -823,7 +823,7 @@ rules:
 "#
     ));
     let canned = shop(FORWARD, CannedAnswer::status(200));
-    let d = decide_arrived(&rules, canned.clone(), Duration::from_millis(196)).await;
+    let d = decide_arrived(&rules, canned.clone(), Duration::from_millis(195)).await;
     assert_eq!(
         summary(&d).0,
         "reject",
