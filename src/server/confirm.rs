@@ -473,6 +473,15 @@ impl AppState {
         match tokio::time::timeout_at(engine::answer_by(&set.settings, seen.started), read).await {
             Ok(Ok(bytes)) => Ok(bytes),
             Ok(Err(e)) if over_limit(&e) => Err(too_large()),
+            // Nobody is left to answer, and nothing was read to decide about: like a request
+            // dropped before it was read, no decision, no count, no record.
+            Ok(Err(e)) if caller_gone(&e) => {
+                tracing::warn!(
+                    decision_id = seen.id.as_str(),
+                    "the caller hung up while sending the request body; nothing was decided"
+                );
+                Err(closing(StatusCode::BAD_REQUEST.into_response()))
+            }
             Ok(Err(e)) => {
                 tracing::warn!(decision_id = seen.id.as_str(), error = %e, "request body could not be read");
                 Err(closing(self.refuse(
@@ -616,6 +625,22 @@ fn forwarded_addr(entry: &str) -> Option<IpAddr> {
             let inner = entry.strip_prefix('[')?.strip_suffix(']')?;
             inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
         })
+}
+
+/// Whether reading the body failed because the connection closed (or was reset) before all
+/// of it came: hyper says so with an I/O error of its own under the body error.
+fn caller_gone(e: &axum::Error) -> bool {
+    use std::io::ErrorKind;
+    crate::error_chain(e).any(|err| {
+        err.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+            )
+        })
+    })
 }
 
 /// Whether reading the body failed because it is over [`MAX_BODY`].

@@ -719,6 +719,55 @@ async fn a_caller_that_hangs_up_at_once_is_never_lost_unseen() {
     );
 }
 
+/// A caller that hangs up part-way through its body left nobody to answer and nothing to
+/// decide: a warning, and no decision, count or record (a dropped connection is not a refusal).
+#[tokio::test]
+async fn a_caller_that_hangs_up_while_sending_its_body_is_no_refusal() {
+    use tokio::io::AsyncWriteExt;
+    let rules = Rules::with("default.yaml", LIMIT);
+    let log = rules.path().join("decisions.jsonl");
+    let mut proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
+    let body = v1("half-sent", 5_000);
+    let mut stream = tokio::net::TcpStream::connect(proc.public).await.unwrap();
+    let request = format!(
+        "POST /confirm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..20]
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    drop(stream);
+    let warned = eventually(Duration::from_secs(3), || async {
+        proc.log_text()
+            .contains("the caller hung up while sending the request body; nothing was decided")
+    })
+    .await;
+    assert!(warned, "{}", proc.log_text());
+    // A request after it is counted and recorded as usual; the hang-up is in neither.
+    let answer = post(
+        &proc.url("/confirm"),
+        Some("application/json"),
+        v1("whole", 5_000),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let metrics = get(&proc.admin_url("/metrics")).await.body;
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(
+        metrics
+            .contains("confirm_proxy_requests_total{ruleset=\"default\",decision=\"approve\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("confirm_proxy_requests_total{ruleset=\"default\",decision=\"reject\"} 0"),
+        "{metrics}"
+    );
+    proc.signal("TERM");
+    proc.child.wait().await.unwrap();
+    let records = records_so_far(&log);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["order_id"], "whole");
+}
+
 /// A mistyped confirm URL fails every payment sent to it; the log names the ruleset asked for
 /// (metrics and the decision log only say `unknown`).
 #[tokio::test]
