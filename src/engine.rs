@@ -18,8 +18,8 @@
 //!   [`script::MAX_RUN_TIME`](crate::script::MAX_RUN_TIME); past the cut-off that is
 //!   nothing, so only an evaluation of a few dozen operations completes;
 //! - a non-GET `fetch` or a `forward` (calls with side effects) reached after the cut-off is
-//!   not started at all, while a GET fetch, started early (see the `calls` module), is still read if
-//!   its answer is already in.
+//!   not started at all, while a GET fetch, started early (see the `calls` module), is still
+//!   read if its answer is already in.
 //!
 //! A check cut off this way is an `error` shadow outcome, traced as `"shadow rule cut off to
 //! keep the deadline for enforced rules (shadow rules may use only the first 250ms of the

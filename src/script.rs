@@ -804,12 +804,7 @@ pub(crate) mod tests {
                 12,
             ),
         ] {
-            let err = engine.compile_script(src).unwrap_err();
-            assert_eq!(
-                (err.message.as_str(), err.line, err.column),
-                (message.as_str(), 1, column),
-                "{src}"
-            );
+            assert_refused(&engine, src, &message, 1, column);
         }
         let err = engine
             .compile_expression("payload.until == 1", &[])
@@ -1087,16 +1082,8 @@ pub(crate) mod tests {
             // Declared after the function, beside a `{` in a string and a comment.
             ("// fn x() { limit }\nfn big(a) { let s = \"{\"; a > limit }\nlet limit = 1;\n!big(amount)", "limit", "big", 2, 30),
         ] {
-            let e = engine.compile_script(src).unwrap_err();
-            assert_eq!(
-                (e.message.as_str(), e.line, e.column),
-                (
-                    format!("undefined variable: {name}: {name} is the script's, declared outside fn {function}, and a Rhai function sees only its parameters; pass it in: fn {function}(…, {name}) … called as {function}(…, {name})").as_str(),
-                    line,
-                    column
-                ),
-                "{src}"
-            );
+            let message = format!("undefined variable: {name}: {name} is the script's, declared outside fn {function}, and a Rhai function sees only its parameters; pass it in: fn {function}(…, {name}) … called as {function}(…, {name})");
+            assert_refused(&engine, src, &message, line, column);
         }
         // Declared nowhere, or only inside the function (after the read): no hint.
         for src in [

@@ -94,9 +94,10 @@ struct Shared {
     /// an upstream whose probe has not answered yet must not take a serving proxy out of its
     /// load balancer: every replica loads the same rules, so all would go at once.
     pub(crate) ready: std::sync::atomic::AtomicBool,
-    /// Set at shutdown, for what waits on something shutdown does not (an admin reload waiting
-    /// for a rule file's writer).
-    stopping: tokio::sync::watch::Sender<bool>,
+    /// At shutdown, the end of the grace period: one for both listeners and the evaluations
+    /// left, fixed then (the deadlines of the rules generations answered from so far). Also
+    /// for what waits on something shutdown does not (an admin reload waiting for a writer).
+    stopping: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
 }
 
 /// A started server: rules loaded, reload loop and watcher running, not yet listening.
@@ -193,7 +194,7 @@ impl App {
                 evaluations: TaskTracker::new(),
                 longest_deadline,
                 ready: std::sync::atomic::AtomicBool::new(false),
-                stopping: tokio::sync::watch::Sender::new(false),
+                stopping: tokio::sync::watch::Sender::new(None),
             })),
             _watcher: watcher,
         })
@@ -222,14 +223,14 @@ impl App {
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        // At shutdown: the end of the grace period, one for both listeners and the evaluations
-        // left, fixed then (the deadlines of the rules generations answered from so far).
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+        let stop_rx = self.state.0.stopping.subscribe();
         let state = self.state.clone();
         tokio::spawn(async move {
             shutdown.await;
-            state.0.stopping.send_replace(true);
-            let _ = stop_tx.send(Some(tokio::time::Instant::now() + state.grace()));
+            state
+                .0
+                .stopping
+                .send_replace(Some(tokio::time::Instant::now() + state.grace()));
         });
         let stopped = |mut rx: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>| async move {
             match rx.wait_for(Option::is_some).await {

@@ -387,16 +387,18 @@ async fn serve(args: ServeArgs) -> ExitCode {
         && listen_on.port() == admin_on.port()
         && (public_ip == admin_ip || public_ip.is_unspecified() || admin_ip.is_unspecified());
     let listeners = move || {
+        if shared {
+            return Err(vec![format!(
+                "--listen {listen_on} and --admin-listen {admin_on} take the same port: give the admin listener another one (the admin endpoints must never be served on the public listener)"
+            )]);
+        }
         match (listen(listen_on), listen(admin_on)) {
-        _ if shared => Err(vec![format!(
-            "--listen {listen_on} and --admin-listen {admin_on} take the same port: give the admin listener another one (the admin endpoints must never be served on the public listener)"
-        )]),
-        (Ok(p), Ok(a)) => Ok((p, a)),
-        (public, admin) => Err([(listen_on, public.err()), (admin_on, admin.err())]
-            .into_iter()
-            .filter_map(|(addr, e)| Some(format!("cannot listen on {addr}: {}", e?)))
-            .collect::<Vec<String>>()),
-    }
+            (Ok(p), Ok(a)) => Ok((p, a)),
+            (public, admin) => Err([(listen_on, public.err()), (admin_on, admin.err())]
+                .into_iter()
+                .filter_map(|(addr, e)| Some(format!("cannot listen on {addr}: {}", e?)))
+                .collect::<Vec<String>>()),
+        }
     };
     let app = match App::start(config).await {
         Ok(app) => app,

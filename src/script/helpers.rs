@@ -156,14 +156,14 @@ pub(super) fn register_helpers(engine: &mut Engine) {
     fn register<T: rhai::Variant + Clone>(
         engine: &mut Engine,
         name: &'static str,
-        millis: fn(T) -> Option<INT>,
+        millis: fn(&T) -> Option<INT>,
         shown: fn(&T) -> String,
         give: Give,
     ) {
         engine.register_fn(
             name,
             move |now: T| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
-                match millis(now.clone()).and_then(seoul) {
+                match millis(&now).and_then(seoul) {
                     Some(t) => Ok(give(t)),
                     None => Err(format!(
                         "{name}: {} is no time: it takes Unix time in milliseconds, as now is",
@@ -184,7 +184,7 @@ pub(super) fn register_helpers(engine: &mut Engine) {
         }),
     ];
     for (name, give) in helpers {
-        register::<INT>(engine, name, Some, INT::to_string, give);
+        register::<INT>(engine, name, |n| Some(*n), INT::to_string, give);
         register::<FLOAT>(
             engine,
             name,

@@ -475,14 +475,16 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position
     ast.walk(&mut |path: &[ASTNode]| {
         // A call at the top of an expression or script is a statement.
         let call = match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, _))) | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
+            Some(ASTNode::Expr(Expr::FnCall(call, _)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
             _ => return true,
         };
         let hit = match (call.name.as_str(), &call.args[..]) {
-            (
-                name,
-                [Expr::StringConstant(s, at), other] | [other, Expr::StringConstant(s, at)],
-            ) if COMPARISONS.contains(&name) && is_number(other) => Some((s.to_string(), *at)),
+            (name, [Expr::StringConstant(s, at), other] | [other, Expr::StringConstant(s, at)])
+                if COMPARISONS.contains(&name) && is_number(other) =>
+            {
+                Some((s.to_string(), *at))
+            }
             // `amount in ["50000"]` (Rhai's `contains` on the list), `one_of(amount, ["50000"])`.
             ("contains", [list, other]) | ("one_of", [other, list]) if is_number(other) => {
                 listed(list)
@@ -491,18 +493,21 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position
         };
         match hit {
             Some((s, at)) => {
-                found = Some((
-                    format!(
-                        "\"{s}\" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"
-                    ),
-                    at,
-                ));
+                found = Some((quoted_number(&s), at));
                 false
             }
             None => true,
         }
     });
     found
+}
+
+/// What a comparison of text with a number is: `false` on every request, without a word.
+const NEVER: &str = "a number compared with a string is never equal, smaller or larger";
+
+/// The error for the quoted number `s` compared with a number.
+fn quoted_number(s: &str) -> String {
+    format!("\"{s}\" is a string, and {NEVER}: write the number without quotes")
 }
 
 /// The first comparison of the request's `now` (Unix time in milliseconds) with an integer

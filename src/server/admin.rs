@@ -147,7 +147,7 @@ async fn admin_reload(State(state): State<AppState>) -> Response {
     let mut stopping = state.0.stopping.subscribe();
     let outcome = tokio::select! {
         outcome = state.0.reloader.reload(Trigger::Admin) => outcome,
-        _ = stopping.wait_for(|stopping| *stopping) => {
+        _ = stopping.wait_for(Option::is_some) => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 axum::Json(json!({"applied": false, "errors": ["shutting down: the rules were not reloaded"], "version": state.0.store.current().version})),

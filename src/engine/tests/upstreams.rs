@@ -445,6 +445,15 @@ rules:
     assert_eq!(keys(&canned), [STOCK]);
 }
 
+/// How long the V1 example, which `canned` must let through, took to decide on the paused
+/// clock.
+async fn approval_time(rules: &Rules, canned: &Arc<Canned>) -> Duration {
+    let started = tokio::time::Instant::now();
+    let d = decide_with(rules, V1, canned).await;
+    assert_eq!(summary(&d), APPROVED);
+    started.elapsed()
+}
+
 #[tokio::test(start_paused = true)]
 async fn get_fetches_run_concurrently_and_writes_in_order() {
     let (_dir, rules) = ruleset(&format!(
@@ -464,10 +473,10 @@ rules:
             .answer("shop", STOCK, ok_after(300))
             .answer("shop", LIMITS, ok_after(300));
     let canned = Arc::new(canned);
-    let started = tokio::time::Instant::now();
-    let d = decide_with(&rules, V1, &canned).await;
-    assert_eq!(summary(&d), APPROVED);
-    assert_eq!(started.elapsed(), Duration::from_millis(300));
+    assert_eq!(
+        approval_time(&rules, &canned).await,
+        Duration::from_millis(300)
+    );
     assert_eq!(keys(&canned), [STOCK, LIMITS]);
 
     // A POST fetch starts only after the rules before it passed: the times add up.
@@ -488,10 +497,10 @@ rules:
         ok_after(300),
     );
     let canned = Arc::new(canned);
-    let started = tokio::time::Instant::now();
-    let d = decide_with(&rules, V1, &canned).await;
-    assert_eq!(summary(&d), APPROVED);
-    assert_eq!(started.elapsed(), Duration::from_millis(600));
+    assert_eq!(
+        approval_time(&rules, &canned).await,
+        Duration::from_millis(600)
+    );
 
     // GET fetches after the POST start when it is answered, together.
     let (_dir, rules) = ruleset(&format!(
@@ -513,10 +522,10 @@ rules:
         .answer("shop", STOCK, ok_after(300))
         .answer("shop", LIMITS, ok_after(300));
     let canned = Arc::new(canned);
-    let started = tokio::time::Instant::now();
-    let d = decide_with(&rules, V1, &canned).await;
-    assert_eq!(summary(&d), APPROVED);
-    assert_eq!(started.elapsed(), Duration::from_millis(600));
+    assert_eq!(
+        approval_time(&rules, &canned).await,
+        Duration::from_millis(600)
+    );
     assert_eq!(keys(&canned), ["POST /api/reserve/order-1", STOCK, LIMITS]);
 }
 

@@ -290,21 +290,12 @@ mod tests {
             // The request's variables too, shared as soon as a closure captures them.
             ("payload.custom.keys().filter(|k| payload.amount > 0).len() >= 0", "payload", "payload.custom.keys()", "filter", 1, 34),
         ] {
-            let e = engine.compile_script(src).unwrap_err();
-            assert_eq!(
-                (e.message.as_str(), e.line, e.column),
-                (
-                    if receiver == object {
-                        format!("{object} is read inside the closure passed to its own {method}: Rhai locks {object} for a method call, so the read would stall, then fail; call it as a function, which takes no lock: {method}({object}, …)")
-                    } else {
-                        format!("{object} is read inside the closure passed to {receiver}.{method}: Rhai locks {object} for a method call on any part of it, so the read would stall, then fail; call it as a function, which takes no lock: {method}({receiver}, …)")
-                    }
-                    .as_str(),
-                    line,
-                    column
-                ),
-                "{src}"
-            );
+            let message = if receiver == object {
+                format!("{object} is read inside the closure passed to its own {method}: Rhai locks {object} for a method call, so the read would stall, then fail; call it as a function, which takes no lock: {method}({object}, …)")
+            } else {
+                format!("{object} is read inside the closure passed to {receiver}.{method}: Rhai locks {object} for a method call on any part of it, so the read would stall, then fail; call it as a function, which takes no lock: {method}({receiver}, …)")
+            };
+            crate::script::tests::assert_refused(&engine, src, &message, line, column);
             let ran = run_unchecked(&engine, src).unwrap_err();
             assert!(ran.contains("data race detected"), "{src}: {ran}");
         }
