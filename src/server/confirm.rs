@@ -1,8 +1,9 @@
 //! The public listener: the `/confirm` routes, the guards in the order of SPEC §9, the
 //! evaluation (in a task of its own when it calls upstreams), and the answer with its log line,
-//! metrics and decision record.
+//! metrics and decision record. The guards live beside it: [`source`] (403), [`body`]
+//! (413, 408) and [`signed`] (401, repeated deliveries).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -14,20 +15,23 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
-use super::deliveries::{Claim, Earlier, Ticket};
+use super::deliveries::Ticket;
 use super::{healthz, AppState};
 use crate::audit::Record;
 use crate::decision::Decision;
 use crate::engine::{self, Context, Original};
 use crate::payload::{self, ConfirmRequest, Parsed};
-use crate::rules::{Rules, Ruleset};
-use crate::webhook::Verifier;
-
-/// Bodies over this get 413.
-use crate::payload::MAX_BODY;
 // The only label an unknown ruleset gets: label values must not be chosen by callers (a
 // ruleset file may not take this name).
 use crate::rules::UNKNOWN_RULESET;
+use crate::rules::{Rules, Ruleset};
+use body::unread_body;
+pub(crate) use source::unmapped;
+
+mod body;
+mod signed;
+mod source;
+
 /// The reason of the 404 for a ruleset that is not loaded.
 pub const UNKNOWN_RULESET_REASON: &str = "알 수 없는 결제 확인 경로입니다";
 const JSON_UTF8: &str = "application/json; charset=utf-8";
@@ -301,241 +305,6 @@ impl AppState {
         }
     }
 
-    /// Checks the request's signature and claims its message. `None` for its first delivery,
-    /// to be evaluated (the ticket its answer settles is put in `seen`); otherwise the answer:
-    /// the 401 of a bad signature or of a message first sent to another ruleset, or a repeat's.
-    async fn signed(
-        &self,
-        verifier: &Verifier,
-        seen: &mut Seen,
-        set: &Ruleset,
-        headers: &HeaderMap,
-        body: &bytes::Bytes,
-    ) -> Option<Response> {
-        let s = &self.0;
-        let now = seen.arrived.timestamp();
-        let message = match verifier.verify(headers, body, now) {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::warn!(decision_id = seen.id.as_str(), error = %e, "webhook signature refused");
-                return Some(self.refuse(seen, 401, e.reason().into()));
-            }
-        };
-        seen.webhook_id = Some(
-            String::from_utf8_lossy(message.id)
-                .chars()
-                .take(100)
-                .collect(),
-        );
-        let (claim, forgotten) = s.deliveries.claim(message, body, &set.name, now);
-        s.metrics.delivery_ids_forgotten(forgotten);
-        match claim {
-            Claim::First(ticket) => {
-                seen.delivery = Delivery::First(Arc::new(ticket));
-                None
-            }
-            Claim::Repeat(earlier) => Some(self.repeat(seen, set, earlier, headers, body).await),
-            Claim::Elsewhere => Some(self.not_a_copy(
-                seen,
-                (headers, body),
-                "other_ruleset",
-                "for another ruleset",
-                "다른 결제 확인 경로로 이미 받은 요청입니다",
-            )),
-            Claim::Altered => Some(self.not_a_copy(
-                seen,
-                (headers, body),
-                "other_body",
-                "with another body",
-                "이미 받은 요청과 같은 id로 다른 내용의 요청이 왔습니다",
-            )),
-        }
-    }
-
-    /// The 401 of a message id seen before on a delivery that is no copy of the first. Its
-    /// line and record name the webhook id (as the first delivery's do) and, when its body
-    /// reads, the request, so that an operator can put the two side by side.
-    fn not_a_copy(
-        &self,
-        seen: &mut Seen,
-        (headers, body): (&HeaderMap, &bytes::Bytes),
-        label: &'static str,
-        how: &str,
-        reason: &str,
-    ) -> Response {
-        self.0.metrics.repeated_delivery(label);
-        seen.delivery = Delivery::Refused(label);
-        tracing::warn!(
-            decision_id = seen.id.as_str(),
-            webhook_id = seen.webhook_id.as_deref(),
-            "webhook message already received {how}"
-        );
-        let decision = Decision::reject(401, reason.into(), None);
-        self.finish(seen, decision, body_request(headers, body).as_ref())
-    }
-
-    /// The answer to a repeated delivery of a signed message: the one its first delivery got,
-    /// once given. A first delivery still unanswered at this request's deadline, or ended
-    /// without an answer, is a refusal: a repeat never approves what its first delivery did not.
-    /// The body is read only for the log line and record (the order id an operator looks for).
-    async fn repeat(
-        &self,
-        seen: &mut Seen,
-        set: &Ruleset,
-        earlier: Earlier,
-        headers: &HeaderMap,
-        body: &bytes::Bytes,
-    ) -> Response {
-        let answered = tokio::time::timeout_at(
-            engine::answer_by(&set.settings, seen.started),
-            earlier.answer(),
-        )
-        .await
-        .ok()
-        .flatten();
-        let req = body_request(headers, body);
-        let Some(answered) = answered else {
-            self.0.metrics.repeated_delivery("unanswered");
-            seen.delivery = Delivery::Refused("unanswered");
-            tracing::warn!(
-                decision_id = seen.id.as_str(),
-                "webhook message repeated while its first delivery has no answer"
-            );
-            let reason = "같은 결제 확인 요청을 처리하고 있습니다. 잠시 후 다시 시도해 주세요.";
-            let decision = Decision::reject(set.settings.reject_status, reason.into(), None);
-            return self.finish(seen, decision, req.as_ref());
-        };
-        self.0.metrics.repeated_delivery("answered");
-        seen.delivery = Delivery::RepeatOf(answered.decision_id.clone());
-        self.finish(seen, answered.decision(), req.as_ref())
-    }
-
-    /// The 403 of `--allow-from`, when the source is not allowed.
-    fn source_refused(
-        &self,
-        seen: &Seen,
-        peer: SocketAddr,
-        headers: &HeaderMap,
-    ) -> Option<Response> {
-        let allow_from = &self.0.allow_from;
-        if allow_from.is_empty() {
-            return None;
-        }
-        match self.client_addr(peer, headers) {
-            Some(client) if allow_from.iter().any(|net| net.contains(&client)) => return None,
-            Some(client) => {
-                tracing::warn!(decision_id = seen.id.as_str(), %client, "source address not allowed");
-            }
-            None => {
-                tracing::warn!(
-                    decision_id = seen.id.as_str(),
-                    "source address unknown: X-Forwarded-For does not end in an address"
-                );
-            }
-        }
-        let refusal = self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into());
-        // The socket's own peer is refused: it keeps no connection open for its next attempt.
-        // (Behind a load balancer the connection is the balancer's, shared with allowed clients:
-        // kept, unless the body left unread ends it anyway.)
-        Some(if self.0.trust_forwarded_for {
-            unread_body(headers, refusal)
-        } else {
-            closing(refusal)
-        })
-    }
-
-    /// The body, read within the deadline and the size limit, or the refusal saying which
-    /// it broke (413, 408; 400 when the HTTP layer could not read it). Each refusal leaves the
-    /// body unread (or half read) on the connection, so hyper closes it after the answer,
-    /// which says so: a client pooling connections sends its next request on a new one.
-    async fn read_body(
-        &self,
-        seen: &Seen,
-        set: &Ruleset,
-        headers: &HeaderMap,
-        body: Body,
-    ) -> Result<bytes::Bytes, Response> {
-        let too_large = || {
-            let e = payload::PayloadError::TooLarge;
-            closing(self.refuse(seen, e.status(), e.to_string()))
-        };
-        // A body announced as too large is refused before any of it is read (and before an
-        // `Expect: 100-continue` client is told to send it).
-        let announced = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|n| n > MAX_BODY as u64) {
-            return Err(too_large());
-        }
-        // The deadline covers a body sent slowly too; what has not arrived cannot be checked.
-        let read = axum::body::to_bytes(body, MAX_BODY);
-        match tokio::time::timeout_at(engine::answer_by(&set.settings, seen.started), read).await {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) if over_limit(&e) => Err(too_large()),
-            // Nobody is left to answer, and nothing was read to decide about: like a request
-            // dropped before it was read, no decision, no count, no record.
-            Ok(Err(e)) if caller_gone(&e) => {
-                tracing::warn!(
-                    decision_id = seen.id.as_str(),
-                    "the caller hung up while sending the request body; nothing was decided"
-                );
-                Err(closing(StatusCode::BAD_REQUEST.into_response()))
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(decision_id = seen.id.as_str(), error = %e, "request body could not be read");
-                Err(closing(self.refuse(
-                    seen,
-                    400,
-                    "요청 본문을 읽지 못했습니다".into(),
-                )))
-            }
-            Err(_) => {
-                tracing::warn!(
-                    decision_id = seen.id.as_str(),
-                    "request body not received within the deadline"
-                );
-                Err(closing(self.refuse(
-                    seen,
-                    408,
-                    "요청 본문을 제한 시간 안에 받지 못했습니다".into(),
-                )))
-            }
-        }
-    }
-
-    /// Whether a connection from `peer` is refused whatever it sends: `--allow-from` is set,
-    /// `peer` is not in it, and it is not a load balancer speaking for others
-    /// (`--trust-forwarded-for`). Such a connection gets a short head timeout.
-    pub(super) fn refuses_at_sight(&self, peer: IpAddr) -> bool {
-        let s = &self.0;
-        !s.allow_from.is_empty()
-            && !s.trust_forwarded_for
-            && !s.allow_from.iter().any(|net| net.contains(&unmapped(peer)))
-    }
-
-    /// With `--trust-forwarded-for`, the right-most `X-Forwarded-For` entry: the address our
-    /// own load balancer saw. Entries left of it are written by the client and prove nothing.
-    /// `None` when that entry is not an address (`unknown`, garbage): the source is then
-    /// unknown, never the load balancer's own address, which an allow-list may well contain.
-    fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
-        let forwarded = self
-            .0
-            .trust_forwarded_for
-            .then(|| headers.get_all("x-forwarded-for").iter().next_back())
-            .flatten();
-        let ip = match forwarded {
-            None => peer.ip(),
-            // Only the right-most entry is read: those to its left are the client's to write,
-            // bytes that are not text included.
-            Some(v) => {
-                let last = v.as_bytes().rsplit(|&b| b == b',').next()?;
-                forwarded_addr(std::str::from_utf8(last).ok()?)?
-            }
-        };
-        Some(unmapped(ip))
-    }
-
     fn refuse(&self, seen: &Seen, status: u16, reason: String) -> Response {
         self.finish(seen, Decision::reject(status, reason, None), None)
     }
@@ -603,51 +372,6 @@ impl AppState {
     }
 }
 
-/// An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d: as a.b.c.d.
-pub(crate) fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// An `X-Forwarded-For` entry: an address, or an address with a port as some load balancers
-/// write it (`203.0.113.7:443`, `[2001:db8::1]:443`), or an IPv6 address in brackets without
-/// one (`[2001:db8::1]`, as RFC 7239's `Forwarded` writes it).
-fn forwarded_addr(entry: &str) -> Option<IpAddr> {
-    // HTTP's own whitespace only (spaces and tabs around the comma), not Unicode's.
-    let entry = entry.trim_matches([' ', '\t']);
-    entry
-        .parse::<IpAddr>()
-        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
-        .ok()
-        .or_else(|| {
-            let inner = entry.strip_prefix('[')?.strip_suffix(']')?;
-            inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
-        })
-}
-
-/// Whether reading the body failed because the connection closed (or was reset) before all
-/// of it came: hyper says so with an I/O error of its own under the body error.
-fn caller_gone(e: &axum::Error) -> bool {
-    use std::io::ErrorKind;
-    crate::error_chain(e).any(|err| {
-        err.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(
-                io.kind(),
-                ErrorKind::UnexpectedEof
-                    | ErrorKind::ConnectionReset
-                    | ErrorKind::ConnectionAborted
-            )
-        })
-    })
-}
-
-/// Whether reading the body failed because it is over [`MAX_BODY`].
-fn over_limit(e: &axum::Error) -> bool {
-    crate::error_chain(e).any(|err| err.is::<http_body_util::LengthLimitError>())
-}
-
 /// Renders a decision as PortOne's answer (SPEC §3).
 fn answer(decision: &Decision, id: &str) -> Response {
     let status = StatusCode::from_u16(decision.status).unwrap_or(StatusCode::CONFLICT);
@@ -658,40 +382,4 @@ fn answer(decision: &Decision, id: &str) -> Response {
         h.insert(DECISION_ID, v);
     }
     response
-}
-
-/// The request a body holds, if it reads as one: for the log line and record of an answer
-/// that no rule decided.
-fn body_request(headers: &HeaderMap, body: &bytes::Bytes) -> Option<ConfirmRequest> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    match payload::parse_bytes(content_type, body) {
-        Ok(Parsed::Confirm(req)) => Some(req),
-        _ => None,
-    }
-}
-
-/// `answer`, to a request whose body is left unread, with `Connection: close` when there is a
-/// body: hyper ends such a connection after the answer (unless the whole body happened to be
-/// in already), and the answer says so, so that a client pooling connections does not send
-/// its next request into a connection being closed.
-fn unread_body(headers: &HeaderMap, answer: Response) -> Response {
-    let empty = headers.get(header::TRANSFER_ENCODING).is_none()
-        && headers
-            .get(header::CONTENT_LENGTH)
-            .is_none_or(|n| n.as_bytes() == b"0");
-    if empty {
-        answer
-    } else {
-        closing(answer)
-    }
-}
-
-/// `answer` with `Connection: close`: hyper ends the connection after it.
-fn closing(mut answer: Response) -> Response {
-    answer
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    answer
 }

@@ -1,0 +1,241 @@
+//! Rhai's errors in the operator's words: one line, at the innermost place that failed,
+//! lowercase, with hints where Rhai's own wording would mislead.
+
+use rhai::{EvalAltResult, ParseError, Position};
+
+use super::{lint, CompileError, ScriptError, MAX_OPERATIONS};
+
+/// Appended to the error of a rule that tried to change a request variable.
+const READ_ONLY_HINT: &str =
+    " (the request variables are read-only; copy one with `let` to work on a copy)";
+
+/// A hint for a map key or property that is a word Rhai keeps for itself: `until` (the
+/// `window:` check's own key), `in`, `fn` …, which Rhai reports as "expecting name of a
+/// property" (or, as a map's first key, "expecting '}' to end this object map literal"), and the
+/// words it reserves (`default`, `new`, `case`, `match`, `static`, `null`, `is` …), which it
+/// reports as "'default' is a reserved keyword" alone.
+fn keyword_hint(src: &str, error: &mut CompileError) {
+    let line: Vec<char> = src
+        .lines()
+        .nth(error.line.saturating_sub(1))
+        .unwrap_or_default()
+        .chars()
+        .collect();
+    let at = error.column.saturating_sub(1).min(line.len());
+    let is_name = |c: &char| c.is_alphanumeric() || *c == '_';
+    let word: String = line[at..].iter().take_while(|c| is_name(c)).collect();
+    if word.is_empty() {
+        return;
+    }
+    let before = line[..at].iter().rev().find(|c| !c.is_whitespace());
+    let after = line[at + word.chars().count()..]
+        .iter()
+        .find(|c| !c.is_whitespace());
+    let property = before == Some(&'.');
+    let key = after == Some(&':');
+    // What the property is read from, when it is a name: `payload` in `payload.new`.
+    let object: String = if property {
+        let dot = line[..at].iter().rposition(|c| *c == '.').unwrap_or(0);
+        let end = line[..dot]
+            .iter()
+            .rposition(|c| !c.is_whitespace())
+            .map_or(0, |i| i + 1);
+        let name: String = line[..end]
+            .iter()
+            .rev()
+            .take_while(|c| is_name(c))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            "x".to_owned()
+        } else {
+            name
+        }
+    } else {
+        "x".to_owned()
+    };
+    let quote =
+        format!("quote it as a key (#{{\"{word}\": …}}) and read it as {object}[\"{word}\"]");
+    let message = &error.message;
+    let hint = if message.starts_with("expecting name of a property") {
+        format!(": {word} is a word Rhai keeps for itself; {quote}")
+    } else if *message == format!("'{word}' is a reserved keyword") && (property || key) {
+        format!(": a reserved word cannot be a bare map key or property; {quote}")
+    } else if message.starts_with("expecting '}' to end this object map literal")
+        && key
+        && rhai::Token::lookup_symbol_from_syntax(&word).is_some()
+    {
+        format!(": {word} is a word Rhai keeps for itself; {quote}")
+    } else {
+        return;
+    };
+    error.message.push_str(&hint);
+}
+
+/// A hint for an undefined variable that is defined, but not where it is read: `response`
+/// outside the `require` of a fetch rule (an earlier fetch rule's answer is
+/// `fetched["rule-name"]`), and a script's own variable read inside one of its `fn`s, which
+/// sees only its parameters.
+fn undefined_variable_hint(src: &str, extra: &[&str], error: &mut CompileError) {
+    let Some(name) = error.message.strip_prefix("undefined variable: ") else {
+        return;
+    };
+    let name = name.to_owned();
+    if name == "response" && !extra.contains(&"response") {
+        error.message.push_str(": response is the answer of a fetch rule's own call, seen only in that rule's require; elsewhere read the answer of a fetch rule before this one as fetched[\"rule-name\"] (fetched[\"stock\"].status, fetched[\"stock\"].body)");
+        return;
+    }
+    if let Some(function) = lint::outer_variable_in_fn(src, &name, error.line, error.column) {
+        error.message.push_str(&format!(
+            ": {name} is the script's, declared outside fn {function}, and a Rhai function sees only its parameters; pass it in: fn {function}(…, {name}) … called as {function}(…, {name})"
+        ));
+    }
+}
+
+/// A parse error as the operator reads it: at its position, with a hint where Rhai's own words
+/// would mislead (a keyword used as a key, a variable read where it is not in scope).
+pub(super) fn parse_error(src: &str, extra: &[&str], e: &ParseError) -> CompileError {
+    let mut error = compile_error(e.to_string(), e.position(), &e.0.to_string());
+    keyword_hint(src, &mut error);
+    undefined_variable_hint(src, extra, &mut error);
+    error
+}
+
+/// The error of a load-time check ([`lint`](super::lint)) at `at`.
+pub(super) fn lint_error(message: String, at: Position) -> CompileError {
+    compile_error(message, at, "")
+}
+
+fn compile_error(full: String, pos: Position, bare: &str) -> CompileError {
+    // rhai's Display appends " (line L, position C)"; we report the position ourselves.
+    let message = if bare.is_empty() {
+        full
+    } else {
+        bare.to_owned()
+    };
+    CompileError {
+        message: message.to_lowercase_first(),
+        line: pos.line().unwrap_or(1),
+        column: pos.position().unwrap_or(1),
+    }
+}
+
+pub(super) fn operations_message() -> String {
+    format!("script stopped after {MAX_OPERATIONS} operations (sandbox limit)")
+}
+
+/// The error inside the function calls it came through.
+pub(super) fn root_cause(e: &EvalAltResult) -> &EvalAltResult {
+    match e {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => root_cause(inner),
+        other => other,
+    }
+}
+
+/// A run-time error on one line (the trace and the log line have no room for more): at the
+/// innermost place where it failed — inside the closure or the script's `fn`, not at the call
+/// that led there — with the calls it came through after it, innermost first (`…; in a
+/// closure called by filter (line 2, column 17)`). Rhai's own text puts each call on a line
+/// of its own.
+pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
+    // The calls, outermost first.
+    let mut calls = Vec::new();
+    let mut cause = e;
+    while let EvalAltResult::ErrorInFunctionCall(name, _, inner, at) = cause {
+        calls.push((name.as_str(), *at));
+        cause = inner;
+    }
+    let mut message = match cause {
+        EvalAltResult::ErrorTooManyOperations(_) => operations_message(),
+        cause => {
+            let mut s = cause.to_string();
+            if !cause.position().is_none() {
+                if let Some(i) = s.rfind(" (line ") {
+                    s.truncate(i);
+                }
+            }
+            if matches!(
+                cause,
+                EvalAltResult::ErrorAssignmentToConstant(..)
+                    | EvalAltResult::ErrorNonPureMethodCallOnConstant(..)
+            ) {
+                s.push_str(READ_ONLY_HINT);
+            }
+            s
+        }
+    }
+    .to_lowercase_first();
+    // A thrown or failed text may hold line breaks too.
+    if message.contains(['\n', '\r']) {
+        message = message
+            .split(['\n', '\r'])
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    message.push_str(&call_chain(&calls));
+    let at = std::iter::once(cause.position())
+        .chain(calls.iter().rev().map(|(_, at)| *at))
+        .find(|at| !at.is_none())
+        .unwrap_or(Position::NONE);
+    ScriptError {
+        message,
+        position: position(at),
+    }
+}
+
+/// The calls an error came through (outermost first), innermost first, as the end of its
+/// message: `; in a closure called by filter (line 2, column 17), in function limit (called at
+/// line 5, column 1)`. A call at the same place as the one around it was made by that one (a
+/// closure called back by `filter`).
+fn call_chain(calls: &[(&str, Position)]) -> String {
+    let mut parts = Vec::new();
+    let mut i = calls.len();
+    while i > 0 {
+        let (name, at) = calls[i - 1];
+        let what = if name.starts_with("anon$") {
+            "a closure".to_owned()
+        } else {
+            format!("function {name}")
+        };
+        let place = |at: Position| match position(at) {
+            Some((line, column)) => format!("line {line}, column {column}"),
+            None => "an unknown place".to_owned(),
+        };
+        match calls.get(i.wrapping_sub(2)) {
+            Some((by, by_at)) if i >= 2 && *by_at == at && !by.starts_with("anon$") => {
+                parts.push(format!("in {what} called by {by} ({})", place(at)));
+                i -= 2;
+            }
+            _ => {
+                parts.push(format!("in {what} (called at {})", place(at)));
+                i -= 1;
+            }
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(", "))
+    }
+}
+
+pub(super) fn position(pos: Position) -> Option<(usize, usize)> {
+    pos.line().map(|l| (l, pos.position().unwrap_or(1)))
+}
+
+trait LowercaseFirst {
+    fn to_lowercase_first(&self) -> String;
+}
+
+impl LowercaseFirst for String {
+    fn to_lowercase_first(&self) -> String {
+        let mut chars = self.chars();
+        match chars.next() {
+            Some(c) => c.to_lowercase().chain(chars).collect(),
+            None => String::new(),
+        }
+    }
+}

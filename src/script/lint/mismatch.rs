@@ -1,0 +1,175 @@
+//! Uses that do not fit the kind of value they are made of, where that kind is known when the
+//! rules load: a number method called on text, text compared with a number, a property read
+//! from a map that never has it.
+
+use rhai::{ASTFlags, Expr, Position, Stmt, AST};
+
+use super::declared_once;
+use super::results::{last_method, object_of, start, Kind, Names};
+
+/// Number methods and the functions that read a number from text, for a hint.
+const TEXT_TO_NUMBER: [(&str, &str); 3] = [
+    ("to_int", "parse_int"),
+    ("to_float", "parse_float"),
+    ("to_decimal", "parse_decimal"),
+];
+
+/// The first `to_int` (`to_float`, `to_decimal`) called on text: Rhai has them for numbers
+/// only, so `order_id.to_int() > 0` compiles and then fails every request ("function not
+/// found: to_int (&str | ImmutableString | String)"); `parse_int` reads a number from text.
+pub(in crate::script) fn number_method_on_text(ast: &AST) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    let mut found = None;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let Some(rhai::ASTNode::Expr(e)) = path.last() else {
+            return true;
+        };
+        let (call, object, at) = match e {
+            Expr::Dot(..) => match (last_method(e), object_of(e)) {
+                (Some((call, at)), Some(object)) => (call, object, at),
+                _ => return true,
+            },
+            Expr::FnCall(call, at) if call.args.len() == 1 => (&**call, &call.args[0], *at),
+            _ => return true,
+        };
+        let Some((name, instead)) = TEXT_TO_NUMBER.iter().find(|(m, _)| *m == call.name) else {
+            return true;
+        };
+        if names.own(name, matches!(e, Expr::Dot(..))) || names.kind(object) != Some(Kind::String) {
+            return true;
+        }
+        found = Some((
+            format!("{name} is for numbers, and this is text: write {instead}(…), which reads a number from text"),
+            at,
+        ));
+        false
+    });
+    found
+}
+
+/// The first comparison of text with a number where the kinds are known at load through a
+/// variable (the literal cases are [`super::number_compared_with_string`]'s):
+/// `const LIMIT = "1000000"; amount > LIMIT`, `let h = seoul_hour(now); h >= "10"`. Rhai
+/// answers it `false` without a word, so the rule never applies.
+pub(in crate::script) fn text_compared_with_number(ast: &AST) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    // Text variables declared with a literal, for a message that shows it.
+    let literals = declared_once(ast, |value| match value {
+        Expr::StringConstant(s, at) => Some((s.to_string(), *at)),
+        _ => None,
+    });
+    let mut found = None;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let call = match path.last() {
+            Some(rhai::ASTNode::Expr(Expr::FnCall(call, _)))
+            | Some(rhai::ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
+            _ => return true,
+        };
+        if !super::COMPARISONS.contains(&call.name.as_str()) || names.own(&call.name, false) {
+            return true;
+        }
+        let text = match &call.args[..] {
+            [a, b] => match (names.kind(a), names.kind(b)) {
+                (Some(Kind::String), Some(Kind::Number)) => a,
+                (Some(Kind::Number), Some(Kind::String)) => b,
+                _ => return true,
+            },
+            _ => return true,
+        };
+        let never = super::NEVER;
+        let message = match text {
+            Expr::StringConstant(s, _) => super::quoted_number(s),
+            Expr::Variable(v, ..) if literals.contains_key(v.1.as_str()) => {
+                let (s, at) = &literals[v.1.as_str()];
+                format!(
+                    "this compares {name}, the string \"{s}\" (line {}), with a number, and {never}: declare {name} without quotes",
+                    at.line().unwrap_or(0),
+                    name = v.1,
+                )
+            }
+            _ => format!(
+                "this is text, and {never}: compare it with text, or read a number from it with parse_int(…)"
+            ),
+        };
+        found = Some((message, start(text)));
+        false
+    });
+    found
+}
+
+/// The first property read from a string, a number or an array that no such value has:
+/// `order_id.length` (JavaScript's) compiles, then fails every request that reads it (`unknown
+/// property 'length'`), as only a map has properties of any name. Where the value's kind is
+/// known (see [`Names::kind`]), a property no getter of the engine gives (`len`, `is_empty` …)
+/// is a load error, with Rhai's name for JavaScript's and Python's (`length` → `len()`).
+pub(in crate::script) fn unknown_property(
+    ast: &AST,
+    known: &super::Functions,
+) -> Option<(String, Position)> {
+    let names = Names::of(ast);
+    let mut found = None;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let Some(rhai::ASTNode::Expr(e @ Expr::Dot(chain, ..))) = path.last() else {
+            return true;
+        };
+        // Only from the head of a chain: Rhai holds `fetched["stock"].body` as `fetched`
+        // indexed by `"stock".body` (but `a[b.len]` as `a` indexed by `b.len`, a chain of its
+        // own).
+        if let [.., rhai::ASTNode::Expr(parent @ (Expr::Dot(outer, ..) | Expr::Index(outer, ..))), _] =
+            path
+        {
+            if std::ptr::eq(&outer.rhs, *e) && !parent.options().contains(ASTFlags::BREAK) {
+                return true;
+            }
+        }
+        // Along the chain, with the kind of what each part is read from.
+        let mut kind = names.kind(&chain.lhs);
+        let mut rest = &chain.rhs;
+        loop {
+            let (part, next) = match rest {
+                Expr::Dot(inner, ..) => (&inner.lhs, Some(&inner.rhs)),
+                // What follows an index is read from an item, of a kind not known here.
+                Expr::Index(inner, ..) => (&inner.lhs, None),
+                part => (part, None),
+            };
+            match part {
+                Expr::Property(prop, at) => {
+                    let name = prop.2.as_str();
+                    let no_map = matches!(kind, Some(Kind::String | Kind::Number | Kind::Array));
+                    if no_map && !known.contains_key(&format!("get${name}")) {
+                        let noun = kind.map_or("value", Kind::noun);
+                        found = Some((property_message(noun, name, &chain.lhs, known), *at));
+                        return false;
+                    }
+                    kind = (name == "len").then_some(Kind::Number);
+                }
+                Expr::MethodCall(call, _) => kind = names.call_kind(call, true),
+                _ => kind = None,
+            }
+            match next {
+                Some(next) => rest = next,
+                None => break,
+            }
+        }
+        true
+    });
+    found
+}
+
+/// What to say of the property `name` read from a `noun` (`string`, …), the chain starting at
+/// `head`: Rhai's name for JavaScript's or Python's (`length` → `len()`), or the getter closest.
+fn property_message(noun: &str, name: &str, head: &Expr, known: &super::Functions) -> String {
+    let object = match head {
+        Expr::Variable(var, ..) => var.1.to_string(),
+        Expr::StringConstant(s, _) => format!("\"{s}\""),
+        _ => "x".to_owned(),
+    };
+    let hint = if let Some((_, rhai)) = super::JAVASCRIPT.iter().find(|(js, _)| *js == name) {
+        format!("; write {object}.{rhai}()")
+    } else {
+        let getters = known.keys().filter_map(|k| k.strip_prefix("get$"));
+        crate::suggest::closest(name, getters)
+            .map_or(String::new(), |c| format!("; did you mean {object}.{c}?"))
+    };
+    format!("a {noun} has no property {name}, so reading it fails every request{hint}")
+}

@@ -1,0 +1,385 @@
+//! Names that exist nowhere: a function the engine does not have (with its JavaScript
+//! spelling hinted), a property no map in the script sets, a field no upstream answer has,
+//! and the rules a script reads from `fetched`.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use rhai::{ASTNode, Expr, Position, Stmt, AST};
+
+use super::declared_names;
+
+/// Names Rhai handles itself rather than as registered functions.
+const KEYWORDS: [&str; 12] = [
+    "print",
+    "debug",
+    "type_of",
+    "eval",
+    "Fn",
+    "call",
+    "curry",
+    "is_shared",
+    "is_def_var",
+    "is_def_fn",
+    "this",
+    "global",
+];
+
+/// JavaScript's (and Python's) names for what Rhai calls otherwise, for a hint.
+pub(super) const JAVASCRIPT: [(&str, &str); 16] = [
+    ("any", "some"),
+    ("length", "len"),
+    ("size", "len"),
+    ("exists", "some"),
+    ("every", "all"),
+    ("lower", "to_lower"),
+    ("upper", "to_upper"),
+    ("startsWith", "starts_with"),
+    ("endsWith", "ends_with"),
+    ("includes", "contains"),
+    ("indexOf", "index_of"),
+    ("toUpperCase", "to_upper"),
+    ("toLowerCase", "to_lower"),
+    ("toString", "to_string"),
+    ("parseInt", "parse_int"),
+    ("parseFloat", "parse_float"),
+];
+
+/// Every function the engine has, by name, with the numbers of arguments it takes.
+pub(in crate::script) type Functions = BTreeMap<String, BTreeSet<usize>>;
+
+/// The first call in `ast` of a function that exists neither in `known` (the engine's) nor in
+/// the script itself, or with a number of arguments it does not take: its message and position.
+pub(in crate::script) fn unknown_function(
+    ast: &AST,
+    known: &Functions,
+) -> Option<(String, Position)> {
+    let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
+    let properties = map_properties(ast);
+    let declared = declared_names(ast);
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let (call, at, method) = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, at)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, at))) => (call, *at, false),
+            // A map's property holding a function is called as a method: unless no map can
+            // hold `name`, the call may be that (where a key is computed at run time, only
+            // an object that is no map is checked).
+            Some(ASTNode::Expr(Expr::MethodCall(call, at)))
+                if !properties.may_hold(call.name.as_str())
+                    || (!properties.written(call.name.as_str())
+                        && no_map_object(path, &declared)) =>
+            {
+                (call, *at, true)
+            }
+            _ => return true,
+        };
+        let name = call.name.as_str();
+        // Operators are Rhai's own (and `!` of an identifier is no call).
+        let identifier = name.starts_with(|c: char| c.is_alphabetic() || c == '_');
+        if !identifier || own.contains(name) || KEYWORDS.contains(&name) {
+            return true;
+        }
+        if let Some(arities) = known.get(name) {
+            // The value before the dot is the first argument.
+            let given = call.args.len() + usize::from(method);
+            if arities.contains(&given) {
+                return true;
+            }
+            let offset = usize::from(method);
+            let takes: Vec<String> = arities
+                .iter()
+                .filter(|&&n| n >= offset)
+                .map(|n| (n - offset).to_string())
+                .collect();
+            let how = if method { "x." } else { "" };
+            found = Some((
+                format!(
+                    "{how}{name}(…) takes {} argument{}, not {}",
+                    takes.join(" or "),
+                    if takes == ["1"] { "" } else { "s" },
+                    call.args.len()
+                ),
+                at,
+            ));
+            return false;
+        }
+        if let Some((_, why)) = crate::script::helpers::FORBIDDEN
+            .iter()
+            .find(|(f, _)| *f == name)
+        {
+            found = Some(((*why).to_owned(), at));
+            return false;
+        }
+        let hint = JAVASCRIPT
+            .iter()
+            .find(|(js, _)| *js == name)
+            .map(|(_, rhai)| (*rhai).to_owned())
+            .or_else(|| closest(name, known));
+        let hint = hint.map_or(String::new(), |h| format!("; did you mean {h}?"));
+        found = Some((format!("function not found: {name}{hint}"), at));
+        false
+    });
+    found
+}
+
+/// Whether the method call ending `path` is made on a value that is never a map: a string
+/// literal, or a request variable that is a string or a number (`order_id.f()`, `amount.f()`).
+fn no_map_object(path: &[ASTNode], declared: &HashSet<String>) -> bool {
+    let [.., ASTNode::Expr(Expr::Dot(chain, ..)), ASTNode::Expr(call)] = path else {
+        return false;
+    };
+    if !std::ptr::eq(&chain.rhs, *call) {
+        return false;
+    }
+    match &chain.lhs {
+        Expr::StringConstant(..) | Expr::InterpolatedString(..) => true,
+        Expr::Variable(v, ..) => {
+            matches!(
+                v.1.as_str(),
+                "order_id" | "tx_id" | "api" | "amount" | "now"
+            ) && !declared.contains(v.1.as_str())
+        }
+        _ => false,
+    }
+}
+
+/// The names a map in `ast` may hold a value under: `obj.over(1)` calls the function held by
+/// the map property `over`, when there is one, rather than a function `over`. A map gets its
+/// keys from a literal (`#{ over: |x| … }`), an assignment (`m.over = |x| …;`, `m["over"] =
+/// Fn("f");`) or `set` (`m.set("over", …)`); the maps a script is given (`payload`, an answer)
+/// come from JSON, which holds no function. A key computed at run time (`m[k] = …`) may be any
+/// name.
+pub(in crate::script) struct Properties {
+    names: HashSet<String>,
+    /// Some key is computed at run time: any name may be a property.
+    any: bool,
+}
+
+impl Properties {
+    /// Whether some map may hold a value under `name`.
+    pub(in crate::script) fn may_hold(&self, name: &str) -> bool {
+        self.any || self.names.contains(name)
+    }
+
+    /// Whether `name` is a key written in the script (a literal's, an assignment's, `set`'s).
+    fn written(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+}
+
+pub(in crate::script) fn map_properties(ast: &AST) -> Properties {
+    let mut properties = Properties {
+        names: HashSet::new(),
+        any: false,
+    };
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Expr(Expr::Map(map, _))) => {
+                properties
+                    .names
+                    .extend(map.0.iter().map(|(key, _)| key.name.to_string()));
+            }
+            // A map literal of constants only is folded into one value.
+            Some(ASTNode::Expr(Expr::DynamicConstant(value, _))) => {
+                if let Some(map) = value.read_lock::<rhai::Map>() {
+                    properties.names.extend(map.keys().map(ToString::to_string));
+                }
+            }
+            Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
+                assigned_keys(&assign.1.lhs, &mut properties);
+            }
+            // `m.set("over", …)`, `set(m, "over", …)`.
+            Some(ASTNode::Expr(Expr::MethodCall(call, _))) if call.name == "set" => {
+                set_key(call.args.first(), &mut properties);
+            }
+            Some(ASTNode::Expr(Expr::FnCall(call, _)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, _)))
+                if call.name == "set" =>
+            {
+                set_key(call.args.get(1), &mut properties);
+            }
+            _ => {}
+        }
+        true
+    });
+    properties
+}
+
+/// The keys an assignment's target names (`over` in `m.over = …`, `m["over"] = …`, `a.b.over =
+/// …`); a computed last key (`m[k] = …`) may be any.
+fn assigned_keys(target: &Expr, properties: &mut Properties) {
+    let mut node = target;
+    while let Expr::Dot(chain, ..) | Expr::Index(chain, ..) = node {
+        let last = match &chain.rhs {
+            rest @ (Expr::Dot(inner, ..) | Expr::Index(inner, ..)) => {
+                key_of(&inner.lhs, properties);
+                node = rest;
+                continue;
+            }
+            last => last,
+        };
+        match last {
+            Expr::Property(..) | Expr::StringConstant(..) => key_of(last, properties),
+            // An array's element (`a[0] = …`).
+            Expr::IntegerConstant(..) => {}
+            _ => properties.any = true,
+        }
+        break;
+    }
+}
+
+fn key_of(key: &Expr, properties: &mut Properties) {
+    match key {
+        Expr::Property(prop, _) => {
+            properties.names.insert(prop.2.to_string());
+        }
+        Expr::StringConstant(s, _) => {
+            properties.names.insert(s.to_string());
+        }
+        _ => {}
+    }
+}
+
+/// The key `set` is given: a string, or (computed at run time) any.
+fn set_key(key: Option<&Expr>, properties: &mut Properties) {
+    match key {
+        Some(Expr::StringConstant(s, _)) => {
+            properties.names.insert(s.to_string());
+        }
+        // An array's, a string's or a blob's element (`a.set(0, …)`).
+        Some(Expr::IntegerConstant(..)) => {}
+        _ => properties.any = true,
+    }
+}
+
+/// Every rule `ast` reads from `fetched` (`fetched["stock"]`, `fetched.stock`), with where.
+/// Keys computed at run time are not known here and left out, and so are assignments (a
+/// script writing into its own copy of `fetched` reads nothing).
+pub fn fetched_names(ast: &AST) -> Vec<(String, Position)> {
+    let mut names = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(e)) = path.last() else {
+            return true;
+        };
+        if let [.., ASTNode::Stmt(Stmt::Assignment(assign)), _] = path {
+            if std::ptr::eq(&assign.1.lhs, *e) {
+                return true;
+            }
+        }
+        if let Some((name, at, _)) = fetched_access(e) {
+            names.push((name.to_owned(), at));
+        }
+        true
+    });
+    names
+}
+
+/// The first field read from a fetch's answer that no answer has: `response` (and an earlier
+/// fetch's `fetched["name"]`) holds `status`, `headers` and `body` only, so
+/// `response.statuss == 200` would read `()` on every request.
+pub(in crate::script) fn unknown_response_field(ast: &AST) -> Option<(String, Position)> {
+    const FIELDS: [&str; 3] = ["status", "headers", "body"];
+    let declared = declared_names(ast);
+    let answers: Vec<&str> = ["response", "fetched"]
+        .into_iter()
+        .filter(|n| !declared.contains(*n))
+        .collect();
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(e)) = path.last() else {
+            return true;
+        };
+        let Some(mut field) = answer_rest(e, &answers) else {
+            return true;
+        };
+        while let Expr::Index(inner, _, _) | Expr::Dot(inner, _, _) = field {
+            field = &inner.lhs;
+        }
+        if let Expr::Property(prop, at) = field {
+            let name = prop.2.as_str();
+            if !FIELDS.contains(&name) {
+                let hint = crate::suggest::closest(name, FIELDS)
+                    .map_or(String::new(), |c| format!("; did you mean {c}?"));
+                found = Some((
+                    format!("an upstream's answer has status, headers and body, not {name}{hint}"),
+                    *at,
+                ));
+                return false;
+            }
+        }
+        true
+    });
+    found
+}
+
+/// What follows an upstream's answer in `e`: `status` in `response.status`,
+/// `fetched["stock"].status` or `fetched.stock.status`, `body.left` in `response.body.left`.
+/// Only for the answers named in `answers` (a script may have a `response` of its own).
+pub(super) fn answer_rest<'a>(e: &'a Expr, answers: &[&str]) -> Option<&'a Expr> {
+    let is = |e: &Expr, name: &str| {
+        answers.contains(&name) && matches!(e, Expr::Variable(v, ..) if v.1 == name)
+    };
+    match e {
+        Expr::Dot(chain, ..) if is(&chain.lhs, "response") => Some(&chain.rhs),
+        _ if answers.contains(&"fetched") => fetched_access(e).and_then(|(.., rest)| rest),
+        _ => None,
+    }
+}
+
+/// `fetched["stock"]…` or `fetched.stock…`: the rule named, where, and what follows the name
+/// (`status` in `fetched["stock"].status`, which Rhai holds as `fetched` indexed by
+/// `"stock".status`); `None` for anything else, or a name computed at run time.
+fn fetched_access(e: &Expr) -> Option<(&str, Position, Option<&Expr>)> {
+    let (Expr::Index(chain, ..) | Expr::Dot(chain, ..)) = e else {
+        return None;
+    };
+    if !matches!(&chain.lhs, Expr::Variable(v, ..) if v.1 == "fetched") {
+        return None;
+    }
+    let (key, rest) = match &chain.rhs {
+        Expr::Index(inner, ..) | Expr::Dot(inner, ..) => (&inner.lhs, Some(&inner.rhs)),
+        key => (key, None),
+    };
+    match key {
+        Expr::StringConstant(name, at) => Some((name.as_str(), *at, rest)),
+        Expr::Property(prop, at) => Some((prop.2.as_str(), *at, rest)),
+        _ => None,
+    }
+}
+
+/// The strings of an array literal, with their positions (the array's, once Rhai has folded
+/// an all-constant one into a single value).
+pub(super) fn listed_strings(list: &Expr) -> Vec<(String, Position)> {
+    match list {
+        Expr::Array(items, _) => items
+            .iter()
+            .filter_map(|item| match item {
+                Expr::StringConstant(s, at) => Some((s.to_string(), *at)),
+                _ => None,
+            })
+            .collect(),
+        Expr::DynamicConstant(value, at) => value
+            .read_lock::<rhai::Array>()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| {
+                        item.read_lock::<rhai::ImmutableString>()
+                            .map(|s| (s.to_string(), *at))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// The known function name closest to `name`, when it is close enough to be a slip.
+fn closest(name: &str, known: &Functions) -> Option<String> {
+    // Getters and setters (`get$len`) are not called by name.
+    let names = known
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !k.contains('$'));
+    crate::suggest::closest(name, names).map(str::to_owned)
+}

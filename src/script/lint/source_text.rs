@@ -1,0 +1,144 @@
+//! Checks of a script's source text, for what Rhai's parser reports at a misleading place: an
+//! unclosed `{`, and a variable of the script read inside one of its `fn`s.
+
+/// The characters of `src` outside string and character literals and comments, each with its
+/// line and column (1-based, in characters; a line break is at column 0 of the line it starts).
+/// A literal or comment is one space, at its first character, so that it still parts words.
+fn code_chars(src: &str) -> impl Iterator<Item = (char, usize, usize)> + '_ {
+    fn step((line, column): &mut (usize, usize), c: char) {
+        if c == '\n' {
+            (*line, *column) = (*line + 1, 0);
+        } else {
+            *column += 1;
+        }
+    }
+    let mut chars = src.chars().peekable();
+    let mut pos = (1, 0);
+    std::iter::from_fn(move || {
+        let c = chars.next()?;
+        step(&mut pos, c);
+        let at = pos;
+        match c {
+            '"' | '\'' | '`' => {
+                while let Some(inner) = chars.next() {
+                    step(&mut pos, inner);
+                    if inner == c {
+                        break;
+                    }
+                    // An escape in a "…" or '…' literal; a backtick string has none. A
+                    // backslash before a line break continues the string on the next line.
+                    if inner == '\\' && c != '`' {
+                        if let Some(escaped) = chars.next() {
+                            step(&mut pos, escaped);
+                        }
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                while let Some(inner) = chars.next_if(|&c| c != '\n') {
+                    step(&mut pos, inner);
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                let mut last = ' ';
+                for inner in chars.by_ref() {
+                    step(&mut pos, inner);
+                    if last == '*' && inner == '/' {
+                        break;
+                    }
+                    last = inner;
+                }
+            }
+            c => return Some((c, at.0, at.1)),
+        }
+        Some((' ', at.0, at.1))
+    })
+}
+
+/// The line and column (1-based, in characters) of the innermost `{` of `src` that is never
+/// closed, outside strings, characters and comments.
+pub(in crate::script) fn unclosed_brace(src: &str) -> Option<(usize, usize)> {
+    let mut open = Vec::new();
+    for (c, line, column) in code_chars(src) {
+        match c {
+            '{' => open.push((line, column)),
+            '}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open.pop()
+}
+
+/// The `fn` whose body holds `line`:`column` in `src`, when `name` is declared (`let name`,
+/// `const name`) outside every `fn` body: a read of the script's own variable inside one of
+/// its functions, which Rhai refuses as an undefined variable. `None` when unsure (the place is
+/// in no function, or no such declaration is seen). Strings and comments are skipped.
+pub(in crate::script) fn outer_variable_in_fn(
+    src: &str,
+    name: &str,
+    line: usize,
+    column: usize,
+) -> Option<String> {
+    let mut depth = 0usize;
+    // The function whose body is being read, with the depth of its `{`.
+    let mut body: Option<(String, usize)> = None;
+    // After `fn`: its name, then its `{`.
+    let mut pending: Option<Option<String>> = None;
+    let mut word = String::new();
+    let mut previous_word = String::new();
+    let mut declared_outside = false;
+    let mut holder = None;
+    let finish_word = |word: &mut String,
+                       previous: &mut String,
+                       pending: &mut Option<Option<String>>,
+                       body: &Option<(String, usize)>| {
+        if word.is_empty() {
+            return false;
+        }
+        let mut outside = false;
+        if (previous == "let" || previous == "const") && word == name && body.is_none() {
+            outside = true;
+        }
+        match pending {
+            Some(None) => *pending = Some(Some(word.clone())),
+            _ if word == "fn" => *pending = Some(None),
+            _ => {}
+        }
+        *previous = std::mem::take(word);
+        outside
+    };
+    for (c, at_line, at_column) in code_chars(src) {
+        if (at_line, at_column) == (line, column) {
+            holder = Some(body.as_ref().map(|(f, _)| f.clone()));
+        }
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        declared_outside |= finish_word(&mut word, &mut previous_word, &mut pending, &body);
+        match c {
+            '{' => {
+                depth += 1;
+                if let Some(Some(function)) = pending.take() {
+                    if body.is_none() {
+                        body = Some((function, depth));
+                    }
+                }
+            }
+            '}' => {
+                if body.as_ref().is_some_and(|(_, d)| *d == depth) {
+                    body = None;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+    declared_outside |= finish_word(&mut word, &mut previous_word, &mut pending, &body);
+    match holder {
+        Some(Some(function)) if declared_outside => Some(function),
+        _ => None,
+    }
+}

@@ -1,0 +1,103 @@
+//! The source guard: `--allow-from`, with the client read from `X-Forwarded-For` behind a
+//! trusted load balancer.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::body::{closing, unread_body};
+use super::Seen;
+use crate::server::AppState;
+
+impl AppState {
+    /// The 403 of `--allow-from`, when the source is not allowed.
+    pub(super) fn source_refused(
+        &self,
+        seen: &Seen,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+    ) -> Option<Response> {
+        let allow_from = &self.0.allow_from;
+        if allow_from.is_empty() {
+            return None;
+        }
+        match self.client_addr(peer, headers) {
+            Some(client) if allow_from.iter().any(|net| net.contains(&client)) => return None,
+            Some(client) => {
+                tracing::warn!(decision_id = seen.id.as_str(), %client, "source address not allowed");
+            }
+            None => {
+                tracing::warn!(
+                    decision_id = seen.id.as_str(),
+                    "source address unknown: X-Forwarded-For does not end in an address"
+                );
+            }
+        }
+        let refusal = self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into());
+        // The socket's own peer is refused: it keeps no connection open for its next attempt.
+        // (Behind a load balancer the connection is the balancer's, shared with allowed clients:
+        // kept, unless the body left unread ends it anyway.)
+        Some(if self.0.trust_forwarded_for {
+            unread_body(headers, refusal)
+        } else {
+            closing(refusal)
+        })
+    }
+
+    /// Whether a connection from `peer` is refused whatever it sends: `--allow-from` is set,
+    /// `peer` is not in it, and it is not a load balancer speaking for others
+    /// (`--trust-forwarded-for`). Such a connection gets a short head timeout.
+    pub(in crate::server) fn refuses_at_sight(&self, peer: IpAddr) -> bool {
+        let s = &self.0;
+        !s.allow_from.is_empty()
+            && !s.trust_forwarded_for
+            && !s.allow_from.iter().any(|net| net.contains(&unmapped(peer)))
+    }
+
+    /// With `--trust-forwarded-for`, the right-most `X-Forwarded-For` entry: the address our
+    /// own load balancer saw. Entries left of it are written by the client and prove nothing.
+    /// `None` when that entry is not an address (`unknown`, garbage): the source is then
+    /// unknown, never the load balancer's own address, which an allow-list may well contain.
+    fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
+        let forwarded = self
+            .0
+            .trust_forwarded_for
+            .then(|| headers.get_all("x-forwarded-for").iter().next_back())
+            .flatten();
+        let ip = match forwarded {
+            None => peer.ip(),
+            // Only the right-most entry is read: those to its left are the client's to write,
+            // bytes that are not text included.
+            Some(v) => {
+                let last = v.as_bytes().rsplit(|&b| b == b',').next()?;
+                forwarded_addr(std::str::from_utf8(last).ok()?)?
+            }
+        };
+        Some(unmapped(ip))
+    }
+}
+
+/// An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d: as a.b.c.d.
+pub(crate) fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// An `X-Forwarded-For` entry: an address, or an address with a port as some load balancers
+/// write it (`203.0.113.7:443`, `[2001:db8::1]:443`), or an IPv6 address in brackets without
+/// one (`[2001:db8::1]`, as RFC 7239's `Forwarded` writes it).
+fn forwarded_addr(entry: &str) -> Option<IpAddr> {
+    // HTTP's own whitespace only (spaces and tabs around the comma), not Unicode's.
+    let entry = entry.trim_matches([' ', '\t']);
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
+        .ok()
+        .or_else(|| {
+            let inner = entry.strip_prefix('[')?.strip_suffix(']')?;
+            inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
+        })
+}

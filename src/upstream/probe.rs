@@ -1,0 +1,91 @@
+//! Background health probes: one task per upstream with a `health` block, owned by the
+//! generation of rules that started it.
+
+use std::sync::Arc;
+
+use super::{send, HttpCall};
+use crate::rules::{Health, Rules, Upstream};
+
+/// Called after every probe (metrics count it): the upstream, whether this probe succeeded, and
+/// the state after it (the two differ while `unhealthy_after` / `healthy_after` are still
+/// counting). The state itself lives in [`Upstream::state`], where readiness, `healthy` rules
+/// and the `/metrics` health gauge read it.
+pub type HealthObserver = Arc<dyn Fn(&Upstream, bool, Health) + Send + Sync>;
+
+/// Starts one probe per upstream with a `health` block; the tasks belong to this generation of
+/// rules and stop when it is dropped.
+pub fn start_probes(rules: &Rules, observer: HealthObserver) {
+    for up in rules.upstreams() {
+        if up.health.is_some() {
+            let task = tokio::spawn(probe(up.clone(), observer.clone()));
+            rules.own_task(task.abort_handle());
+        }
+    }
+}
+
+async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
+    let Some(spec) = up.health.clone() else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(spec.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut ups, mut downs) = (0u32, 0u32);
+    loop {
+        ticker.tick().await;
+        let call = HttpCall {
+            method: http::Method::GET,
+            path_and_query: spec.path.clone(),
+            headers: http::HeaderMap::new(),
+            body: None,
+            body_by: None,
+        };
+        // Why a probe failed, for the operator reading the log when the shop goes down.
+        let failure = match send(&up, call).await {
+            Ok(r) if (200..300).contains(&r.status) => None,
+            Ok(r) => Some(format!("{} answered {}", spec.path, r.status)),
+            Err(e) => Some(format!("{}: {e}", spec.path)),
+        };
+        let ok = failure.is_none();
+        if ok {
+            ups += 1;
+            downs = 0;
+        } else {
+            downs += 1;
+            ups = 0;
+        }
+        let before = up.state.get();
+        // The first result settles an unknown state at once so readiness comes quickly;
+        // after that the thresholds keep one blip from flapping decisions.
+        let after = match before {
+            Health::Unknown => {
+                if ok {
+                    Health::Up
+                } else {
+                    Health::Down
+                }
+            }
+            Health::Up if downs >= spec.unhealthy_after => Health::Down,
+            Health::Down if ups >= spec.healthy_after => Health::Up,
+            same => same,
+        };
+        if after != before {
+            up.state.set(after);
+            match (after, failure) {
+                (Health::Down, Some(cause)) => tracing::warn!(
+                    ruleset = %up.ruleset,
+                    upstream = %up.name,
+                    from = %before,
+                    failed_probes = downs,
+                    "upstream unhealthy: {cause}"
+                ),
+                _ => tracing::info!(
+                    ruleset = %up.ruleset,
+                    upstream = %up.name,
+                    from = %before,
+                    "upstream healthy"
+                ),
+            }
+        }
+        observer(&up, ok, after);
+    }
+}
