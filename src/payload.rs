@@ -149,8 +149,9 @@ pub enum PayloadError {
     /// told so, rather than that its JSON is broken at a column.
     #[error("요청 본문이 UTF-8이 아닙니다 ({line}행 {column}열): JSON은 UTF-8로 보내야 합니다")]
     NotUtf8 { line: usize, column: usize },
-    /// Nested deeper than serde_json reads (128 levels); no confirm body comes close.
-    #[error("요청 본문의 JSON이 너무 깊이 중첩되어 있습니다 (최대 128단계)")]
+    /// Nested deeper than serde_json reads (127 levels: its limit of 128 counts the value
+    /// inside the deepest one); no confirm body comes close.
+    #[error("요청 본문의 JSON이 너무 깊이 중첩되어 있습니다 (최대 127단계)")]
     TooDeep,
     /// An empty body (or only whitespace), whatever its Content-Type.
     #[error("요청 본문이 비어 있습니다")]
@@ -200,6 +201,10 @@ pub enum PayloadError {
     /// `scan::RESERVED`.
     #[error("필드 이름 {0}는 사용할 수 없습니다")]
     ReservedField(String),
+    /// A key (its path, cut at 100 characters) that other parsers read as a field the proxy
+    /// reads (see `scan::look_alike`): the proxy and a merchant could take different values.
+    #[error("필드 이름 {key}는 {field}와 대소문자나 표기만 달라 받을 수 없습니다 (서버에 따라 같은 필드로 읽힙니다)")]
+    LookAlikeField { key: String, field: &'static str },
 }
 
 /// A field name from the request as its refusal shows it to the buyer: made safe to show
@@ -217,6 +222,13 @@ impl PayloadError {
 
     fn reserved(path: &str) -> PayloadError {
         PayloadError::ReservedField(field_name(path))
+    }
+
+    fn look_alike(path: &str, field: &'static str) -> PayloadError {
+        PayloadError::LookAlikeField {
+            key: field_name(path),
+            field,
+        }
     }
 
     /// 415 for a content type we do not read, 400 for everything else.
@@ -468,6 +480,7 @@ fn parse_json_body(
         _ if let Some(e) = syntax() => invalid(e),
         scan::ScanError::Duplicate(path) => PayloadError::duplicate(&path),
         scan::ScanError::Reserved(path) => PayloadError::reserved(&path),
+        scan::ScanError::LookAlike(path, field) => PayloadError::look_alike(&path, field),
     })?;
     let value: Value = serde_json::from_str(text).map_err(invalid)?;
     normalise(value, Some(&top), |value| Payload {

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use super::scan::RESERVED;
+use super::scan::{look_alike, RESERVED, TOP_FIELDS};
 use super::PayloadError;
 
 /// A form body becomes a JSON object of strings, so rules see the same `payload` either way.
@@ -28,6 +28,9 @@ pub(super) fn parse_form(body: &[u8]) -> Result<Value, PayloadError> {
         let key = form_decode(key).map_err(|flaw| flaw.naming(&String::from_utf8_lossy(key)))?;
         if key.starts_with(RESERVED) {
             return Err(PayloadError::reserved(&key));
+        }
+        if let Some(field) = look_alike(&key, &TOP_FIELDS) {
+            return Err(PayloadError::look_alike(&key, field));
         }
         let value = Value::String(form_decode(value).map_err(|flaw| flaw.naming(&key))?);
         match fields.entry(key) {
@@ -112,6 +115,8 @@ mod tests {
                 .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
                 .collect::<Vec<_>>()
                 .join("&");
+            // Keys that other parsers read as a field the proxy reads have a test of their own.
+            prop_assume!(pairs.iter().all(|(k, _)| look_alike(k, &TOP_FIELDS).is_none()));
             let mut want = Map::new();
             let mut repeated = None;
             for (k, v) in &pairs {
@@ -124,6 +129,37 @@ mod tests {
                 Some(e) => prop_assert_eq!(parse_form(body.as_bytes()), Err(e)),
                 None => prop_assert_eq!(parse_form(body.as_bytes()), Ok(Value::Object(want))),
             }
+        }
+    }
+
+    #[test]
+    fn keys_php_reads_as_a_read_field_are_refused() {
+        for (body, key, field) in [
+            (
+                "imp_uid=a&merchant_uid=b&amount=5000&+amount=9000000",
+                " amount",
+                "amount",
+            ),
+            (
+                "imp_uid=a&merchant.uid=b&amount=5000",
+                "merchant.uid",
+                "merchant_uid",
+            ),
+            (
+                "imp_uid=a&merchant_uid=b&amount[]=5000",
+                "amount[]",
+                "amount",
+            ),
+            ("IMP_UID=a&merchant_uid=b&amount=5000", "IMP_UID", "imp_uid"),
+        ] {
+            assert_eq!(
+                parse_form(body.as_bytes()),
+                Err(PayloadError::LookAlikeField {
+                    key: key.into(),
+                    field
+                }),
+                "{body}"
+            );
         }
     }
 }

@@ -76,6 +76,8 @@ pub(super) enum ScanError {
     Duplicate(String),
     /// The path of a key serde_json reserves for itself (see [`RESERVED`]).
     Reserved(String),
+    /// The path of a key that other parsers read as the field named (see [`look_alike`]).
+    LookAlike(String, &'static str),
     /// Not JSON (or nested beyond serde_json's limit).
     Json(serde_json::Error),
 }
@@ -96,14 +98,11 @@ pub(super) fn scan<'a>(text: &'a str, top: &mut Top<'a>) -> Result<(), ScanError
         .deserialize(&mut de)
         .and_then(|()| de.end());
     result.map_err(|e| match dup {
-        Some(Flaw {
-            path,
-            reserved: false,
-        }) => ScanError::Duplicate(path),
-        Some(Flaw {
-            path,
-            reserved: true,
-        }) => ScanError::Reserved(path),
+        Some(Flaw { path, kind }) => match kind {
+            FlawKind::Duplicate => ScanError::Duplicate(path),
+            FlawKind::Reserved => ScanError::Reserved(path),
+            FlawKind::LookAlike(field) => ScanError::LookAlike(path, field),
+        },
         None => ScanError::Json(e),
     })
 }
@@ -127,8 +126,61 @@ fn reserved_in(text: &str) -> Option<String> {
 #[derive(Debug)]
 pub(super) struct Flaw {
     path: String,
-    /// A reserved key rather than a repeated one.
-    reserved: bool,
+    kind: FlawKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FlawKind {
+    Duplicate,
+    Reserved,
+    LookAlike(&'static str),
+}
+
+/// The fields the proxy reads at the top of a body, and inside `data` of a V2 `2024-04-25` one.
+pub(super) const TOP_FIELDS: [&str; 8] = [
+    "imp_uid",
+    "merchant_uid",
+    "amount",
+    "payment_id",
+    "tx_id",
+    "total_amount",
+    "type",
+    "data",
+];
+const DATA_FIELDS: [&str; 4] = ["paymentId", "transactionId", "totalAmount", "storeId"];
+
+/// The field of `fields` that `key` is not, yet other parsers read it as: Go's `encoding/json`
+/// and ASP.NET match names whatever their case (`AMOUNT`, with Unicode folding: `ſ` is `s`), and
+/// PHP drops leading spaces, reads ` ` and `.` as `_` and `amount[x]` as `amount`. With both
+/// `amount` and `AMOUNT` in a body, the proxy would check one amount while a merchant's handler
+/// behind a `forward` acts on the other, so such a key is refused wherever it is (no PortOne body
+/// has one).
+pub(super) fn look_alike(key: &str, fields: &[&'static str]) -> Option<&'static str> {
+    fn folded(s: &str) -> impl Iterator<Item = char> + '_ {
+        let s = s.trim_start_matches(' ');
+        let s = &s[..s.find('[').unwrap_or(s.len())];
+        s.chars().flat_map(|c| {
+            match c {
+                ' ' | '.' => '_',
+                'ſ' => 's',
+                c => c,
+            }
+            .to_lowercase()
+        })
+    }
+    fields
+        .iter()
+        .copied()
+        .find(|field| key != *field && folded(key).eq(folded(field)))
+}
+
+/// Records `key` as a look-alike of `field` and gives the error that unwinds the scan.
+fn look_alike_error<E: de::Error>(dup: &mut Option<Flaw>, key: &str, field: &'static str) -> E {
+    *dup = Some(Flaw {
+        path: key.to_owned(),
+        kind: FlawKind::LookAlike(field),
+    });
+    E::custom(DUPLICATE)
 }
 
 /// Keys serde_json's own `Value` parser reads as instructions (with the `arbitrary_precision`
@@ -212,7 +264,7 @@ impl<'de> Seen<'de> {
         if matches!(key, Cow::Owned(_)) && key.starts_with(RESERVED) {
             *dup = Some(Flaw {
                 path: key.to_string(),
-                reserved: true,
+                kind: FlawKind::Reserved,
             });
             return Err(E::custom(DUPLICATE));
         }
@@ -224,7 +276,7 @@ impl<'de> Seen<'de> {
 fn duplicate<E: de::Error>(dup: &mut Option<Flaw>, key: &str) -> E {
     *dup = Some(Flaw {
         path: key.to_owned(),
-        reserved: false,
+        kind: FlawKind::Duplicate,
     });
     E::custom(DUPLICATE)
 }
@@ -381,7 +433,10 @@ impl<'de> Visitor<'de> for TopSeed<'_, 'de> {
                 "tx_id" => Some(&mut top.tx_id),
                 "total_amount" => Some(&mut top.total_amount),
                 "type" => Some(&mut top.kind),
-                _ => None,
+                _ => match look_alike(&key, &TOP_FIELDS) {
+                    Some(field) => return Err(look_alike_error(dup, &key, field)),
+                    None => None,
+                },
             };
             field_value(&mut map, key, slot, &mut others, dup)?;
         }
@@ -429,7 +484,10 @@ impl<'de> Visitor<'de> for DataSeed<'_, 'de> {
                 "transactionId" => Some(&mut data.transaction_id),
                 "totalAmount" => Some(&mut data.total_amount),
                 "storeId" => Some(&mut data.store_id),
-                _ => None,
+                _ => match look_alike(&key, &DATA_FIELDS) {
+                    Some(field) => return Err(look_alike_error(self.dup, &key, field)),
+                    None => None,
+                },
             };
             field_value(&mut map, key, slot, &mut others, &mut *self.dup)?;
         }
@@ -499,7 +557,63 @@ mod tests {
             Err(ScanError::Duplicate(path)) => Some(path),
             Err(ScanError::Json(e)) => panic!("{text}: {e}"),
             Err(ScanError::Reserved(path)) => panic!("{text}: reserved {path}"),
+            Err(ScanError::LookAlike(path, field)) => panic!("{text}: {path} looks like {field}"),
             Ok(_) => None,
+        }
+    }
+
+    #[test]
+    fn keys_other_parsers_read_as_a_read_field_are_refused_by_path() {
+        let cases = [
+            (
+                r#"{"imp_uid":"a","merchant_uid":"b","amount":5000,"AMOUNT":9000000}"#,
+                "AMOUNT",
+                "amount",
+            ),
+            // Before the field too, and without it.
+            (
+                r#"{"Merchant_Uid":"legacy-1","merchant_uid":"b"}"#,
+                "Merchant_Uid",
+                "merchant_uid",
+            ),
+            (r#"{"Imp_uid":"a"}"#, "Imp_uid", "imp_uid"),
+            (
+                r#"{"type":"Transaction.Confirm","Data":{}}"#,
+                "Data",
+                "data",
+            ),
+            (
+                r#"{"type":"Transaction.Confirm","data":{"totalAmount":1,"totalamount":9}}"#,
+                "data.totalamount",
+                "totalAmount",
+            ),
+            // Unicode folding as Go's: the long s is an s.
+            (
+                r#"{"data":{"tranſactionId":"t"}}"#,
+                "data.tranſactionId",
+                "transactionId",
+            ),
+            // PHP's renaming: a leading space dropped, `.` and ` ` as `_`, `a[x]` as `a`.
+            (r#"{" amount":1}"#, " amount", "amount"),
+            (r#"{"merchant.uid":"x"}"#, "merchant.uid", "merchant_uid"),
+            (r#"{"total amount":1}"#, "total amount", "total_amount"),
+            (r#"{"amount[0]":1}"#, "amount[0]", "amount"),
+        ];
+        for (text, path, field) in cases {
+            match scanned(text) {
+                Err(ScanError::LookAlike(p, f)) => {
+                    assert_eq!((p.as_str(), f), (path, field), "{text}")
+                }
+                other => panic!("{text}: {:?}", other.map(|_| ())),
+            }
+        }
+        // Fields of one level are not look-alikes at the other, and other keys are left alone.
+        for text in [
+            r#"{"imp_uid":"a","merchant_uid":"b","amount":1,"paymentid":"x","Timestamp":"t"}"#,
+            r#"{"type":"Transaction.Confirm","data":{"paymentId":"p","Amount":1,"TYPE":"x"}}"#,
+            r#"{"custom":{"AMOUNT":1,"Data":2}}"#,
+        ] {
+            assert!(scanned(text).is_ok(), "{text}");
         }
     }
 
