@@ -96,7 +96,7 @@ pub fn error_refusal(
 ) -> Decision {
     Decision::reject(
         settings.reject_status,
-        settings.error_reason.render(req, None),
+        settings.error_reason.render_reason(req, None),
         rule,
     )
 }

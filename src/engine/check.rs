@@ -70,7 +70,7 @@ impl Run<'_, '_> {
         scope: &mut RequestScope,
         prefetched: Option<&mut JoinHandle<Result<UpstreamResponse, UpstreamError>>>,
     ) -> (Verdict, Option<UpstreamAnswer>) {
-        let reason = || rule.reason.render(self.req, None);
+        let reason = || rule.reason.render_reason(self.req, None);
         let pass_if = |ok: bool| {
             if ok {
                 Verdict::Pass
@@ -196,7 +196,8 @@ impl Run<'_, '_> {
         let verdict = match result {
             Ok(r) if r.status == 200 => Verdict::Pass,
             Ok(r) => Verdict::Refuse(
-                merchant_reason(&r.body).unwrap_or_else(|| rule.reason.render(self.req, None)),
+                merchant_reason(&r.body)
+                    .unwrap_or_else(|| rule.reason.render_reason(self.req, None)),
             ),
             Err(e) => Verdict::Error(format!("forward to {}: {e}", fw.upstream.name)),
         };
@@ -217,7 +218,7 @@ impl Run<'_, '_> {
         };
         let response = scope.set_fetched(&rule.name, response_dynamic(&resp));
         // A field of the merchant's answer can be any size: capped like a merchant's reason.
-        let reason = || capped(rule.reason.render(self.req, Some(&resp.body)));
+        let reason = || capped(rule.reason.render_reason(self.req, Some(&resp.body)));
         match &f.require {
             // Part of an answer can pass where the whole would refuse
             // (`!response.body.contains("SOLD_OUT")` before the word came): the check could

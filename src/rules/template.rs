@@ -41,6 +41,9 @@ pub enum Scope {
 
 const REQUEST_VARS: &str = "{order_id}, {tx_id}, {amount}, {store_id}";
 
+/// The most characters one placeholder puts into a reason (an id is far shorter).
+pub const PLACEHOLDER_MAX: usize = 100;
+
 impl Template {
     /// A template of what a `fetch` sends (path, query, headers, body). `${…}` there is a
     /// slip for `{…}`: it would be sent as a literal `$` (`GET /api/stock/$order-1`), since
@@ -102,6 +105,22 @@ impl Template {
 
     pub fn render(&self, req: &ConfirmRequest, response: Option<&Value>) -> String {
         self.render_escaped(req, response, |s| Cow::Borrowed(s))
+    }
+
+    /// Renders a reason, which a buyer is shown: every placeholder value comes from outside (the
+    /// caller chooses the ids, the merchant its answer), so each is made safe to show (line
+    /// breaks as spaces, control and text-direction characters left out) and cut at
+    /// [`PLACEHOLDER_MAX`] characters.
+    pub fn render_reason(&self, req: &ConfirmRequest, response: Option<&Value>) -> String {
+        self.render_escaped(req, response, |s| {
+            let clean = crate::decision::for_buyers(s.to_owned());
+            if clean == s && s.chars().nth(PLACEHOLDER_MAX).is_none() {
+                return Cow::Borrowed(s);
+            }
+            let mut clean = clean;
+            crate::decision::cut_chars(&mut clean, PLACEHOLDER_MAX);
+            Cow::Owned(clean)
+        })
     }
 
     /// Renders with every placeholder value passed through `escape` (URL-encoding for paths).
@@ -201,6 +220,30 @@ mod tests {
             Parsed::Confirm(r) => r,
             Parsed::Ignored { .. } => unreachable!(),
         }
+    }
+
+    #[test]
+    fn reasons_show_ids_made_safe_and_cut() {
+        let long = "x".repeat(300);
+        let body = format!(
+            r#"{{"type":"Transaction.Confirm","data":{{"paymentId":"a\nb\u202ec\u0007d","transactionId":"{long}","totalAmount":1,"storeId":"s\r\nX"}}}}"#
+        );
+        let Ok(Parsed::Confirm(req)) = parse(Some("application/json"), body.as_bytes()) else {
+            panic!("{body}");
+        };
+        let t = Template::parse("주문 {order_id} / {tx_id} / {store_id}", Scope::Request).unwrap();
+        let reason = t.render_reason(&req, None);
+        let cut = format!("{}…", "x".repeat(PLACEHOLDER_MAX));
+        assert_eq!(reason, format!("주문 a bcd / {cut} / s  X"));
+        // Paths, headers and bodies get the ids exactly as sent.
+        assert!(t
+            .render(&req, None)
+            .starts_with("주문 a\nb\u{202e}c\u{7}d / "));
+        // Clean, short values are left as they are.
+        assert_eq!(
+            t.render_reason(&request(), None),
+            "주문 order 1/2 / tx-9 / store-1"
+        );
     }
 
     #[test]
