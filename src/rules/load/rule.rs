@@ -427,13 +427,15 @@ impl FileCompiler<'_, '_> {
         let src = match super::read_text(&file) {
             Ok(s) => s,
             Err(super::ReadError::Io(e)) => {
-                self.error(
-                    at,
-                    format!(
-                        "rule \"{rule}\": cannot read script \"{rel}\": {}",
-                        super::source::io_message(&file, &e)
-                    ),
+                let mut message = format!(
+                    "rule \"{rule}\": cannot read script \"{rel}\": {}",
+                    super::source::io_message(&file, &e)
                 );
+                // (A dangling link is named with its target instead.)
+                if e.kind() == std::io::ErrorKind::NotFound && file.symlink_metadata().is_err() {
+                    message.push_str(&missing_script_hint(self.dir, &file, rel));
+                }
+                self.error(at, message);
                 return None;
             }
             // Like a script's syntax error: reported against the script, where the fix is.
@@ -483,4 +485,48 @@ fn body_template(v: &serde_json::Value) -> Result<BodyTemplate, String> {
         ),
         other => BodyTemplate::Value(other.clone()),
     })
+}
+
+/// What to write instead of a script path that names no file: where it was looked for (script
+/// paths are relative to the rules directory, not to where `confirm-proxy` was started), and
+/// the script that was probably meant — one whose path ends the one written
+/// (`concert/scripts/vip.rhai` for `scripts/vip.rhai`), or one a slip away.
+fn missing_script_hint(dir: &Path, file: &Path, rel: &str) -> String {
+    let mut scripts = Vec::new();
+    collect_scripts(dir, Path::new(""), 0, &mut scripts);
+    scripts.sort();
+    let meant = scripts
+        .iter()
+        .filter(|s| rel.ends_with(&format!("/{s}")))
+        .max_by_key(|s| s.len())
+        .map(String::as_str)
+        .or_else(|| crate::suggest::closest(rel, scripts.iter().map(String::as_str)));
+    let mut hint = format!(
+        " (looked for {}; a script path is relative to the rules directory",
+        file.display()
+    );
+    if let Some(meant) = meant {
+        hint.push_str(&format!("; did you mean \"{meant}\"?"));
+    }
+    hint.push(')');
+    hint
+}
+
+/// The `.rhai` files under `dir`, by path relative to it, a few levels deep.
+fn collect_scripts(dir: &Path, rel: &Path, depth: usize, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir.join(rel)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = rel.join(&name);
+        if path.extension().is_some_and(|e| e == "rhai") {
+            out.push(path.to_string_lossy().into_owned());
+        } else if depth < 3 && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_scripts(dir, &path, depth + 1, out);
+        }
+    }
 }

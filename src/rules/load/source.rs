@@ -180,7 +180,7 @@ pub fn rules_version(dir: &Path) -> std::io::Result<String> {
             hash.update((u64::MAX - 1).to_le_bytes());
             continue;
         }
-        match fs::read(&path) {
+        match read_bounded(&path) {
             Ok(content) => {
                 hash.update((content.len() as u64).to_le_bytes());
                 hash.update(&content);
@@ -194,6 +194,20 @@ pub fn rules_version(dir: &Path) -> std::io::Result<String> {
         }
     }
     Ok(hex::encode(&hash.finalize()[..6]))
+}
+
+/// A file's bytes for the version, up to one byte past [`MAX_SOURCE_BYTES`] (the load refuses
+/// a larger file; its growth still changes the version through its length).
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let len = fs::File::open(path)?
+        .take(MAX_SOURCE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if len as u64 > MAX_SOURCE_BYTES {
+        bytes.extend_from_slice(&fs::metadata(path)?.len().to_le_bytes());
+    }
+    Ok(bytes)
 }
 
 /// Every script the ruleset files in `dir` reference (`script:`), relative to `dir` and without
@@ -212,7 +226,7 @@ pub fn referenced_scripts(dir: &Path) -> Vec<PathBuf> {
         if !name.ends_with(".yaml") || name.starts_with('.') || !path.is_file() {
             continue;
         }
-        let Ok(src) = fs::read_to_string(&path) else {
+        let Ok(src) = read_text(&path) else {
             continue;
         };
         let Ok(refs) = yaml::from_str::<RawScriptRefs>(&src) else {
@@ -332,9 +346,43 @@ impl ReadError {
     }
 }
 
-/// Reads a whole file as UTF-8 text; invalid UTF-8 is located at its first bad byte.
+/// The most a rule file, script or rule test may hold; the shipped ones are a few KiB.
+pub(crate) const MAX_SOURCE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a whole file as UTF-8 text; invalid UTF-8 is located at its first bad byte. Only a
+/// regular file of at most [`MAX_SOURCE_BYTES`] is read: opening a FIFO waits for a writer
+/// (the reload would hang), and a link to a device such as `/dev/zero` never ends.
 pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
-    let bytes = fs::read(path).map_err(ReadError::Io)?;
+    use std::io::{Error, ErrorKind, Read};
+    let meta = fs::metadata(path).map_err(ReadError::Io)?;
+    if meta.is_dir() {
+        return Err(ReadError::Io(Error::other("a directory, not a file")));
+    }
+    if !meta.is_file() {
+        return Err(ReadError::Io(Error::other(
+            "not a regular file (a FIFO, socket or device), never read",
+        )));
+    }
+    let too_large = |len: u64| {
+        ReadError::Io(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "{len} bytes, larger than the {} KiB a rules file or script may hold",
+                MAX_SOURCE_BYTES / 1024
+            ),
+        ))
+    };
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(ReadError::Io)?;
+    // Grown since it was looked at.
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
     // Some Windows editors start UTF-8 files with a byte-order mark: no text, and Rhai would
     // stop at it ("unexpected '\u{feff}'"); YAML skips it anyway.
     let bytes = match bytes.strip_prefix("\u{feff}".as_bytes()) {

@@ -610,16 +610,89 @@ fn script_paths_must_stay_inside_the_rules_directory() {
 #[test]
 fn missing_script_file() {
     let dir = default_file("rules:\n  - name: vip\n    script: scripts/missing.rhai\n");
-    let io_error = fs::read_to_string(dir.path().join("scripts/missing.rhai")).unwrap_err();
+    let file = dir.path().join("scripts/missing.rhai");
+    let io_error = fs::read_to_string(&file).unwrap_err();
     assert_eq!(
         dir.errors(),
         [dir.at(
             DEFAULT,
             3,
             13,
-            &format!(r#"rule "vip": cannot read script "scripts/missing.rhai": {io_error}"#)
+            &format!(
+                r#"rule "vip": cannot read script "scripts/missing.rhai": {io_error} (looked for {}; a script path is relative to the rules directory)"#,
+                file.display()
+            )
         )]
     );
+}
+
+/// A script path written from where the proxy was started (`concert/scripts/vip.rhai`) or
+/// with a slip names the script that was probably meant.
+#[test]
+fn a_missing_script_names_the_one_probably_meant() {
+    let dir = default_file(
+        "rules:\n  - name: a\n    script: concert/scripts/vip.rhai\n  - name: b\n    script: scripts/vip_limit.rhai\n  - name: c\n    script: scripts/nothing-like-it.rhai\n",
+    );
+    dir.write("scripts/vip.rhai", "true\n")
+        .write("scripts/hours.rhai", "true\n");
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(
+        errors[0].ends_with(r#"; did you mean "scripts/vip.rhai"?)"#),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].ends_with(r#"; did you mean "scripts/vip.rhai"?)"#),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].ends_with("relative to the rules directory)"),
+        "{}",
+        errors[2]
+    );
+}
+
+/// A script (or ruleset) that is no regular file is never opened: a FIFO would wait for a
+/// writer and hang the reload, and a link to a device never ends. Nor is a file too large
+/// for rules read.
+#[cfg(unix)]
+#[test]
+fn a_script_that_is_no_file_or_too_large_is_refused_without_reading_it() {
+    let dir = default_file(
+        "rules:\n  - name: fifo\n    script: scripts/f.rhai\n  - name: zero\n    script: scripts/zero.rhai\n  - name: big\n    script: scripts/big.rhai\n",
+    );
+    fs::create_dir_all(dir.path().join("scripts")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("scripts/f.rhai"))
+        .status();
+    assert!(made.is_ok_and(|s| s.success()));
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("scripts/zero.rhai")).unwrap();
+    let big = format!("{}true\n", "// padding\n".repeat(100_000));
+    dir.write("scripts/big.rhai", &big);
+    let started = std::time::Instant::now();
+    let errors = dir.errors();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let not_a_file = "not a regular file (a FIFO, socket or device), never read";
+    assert_eq!(
+        errors,
+        [
+            dir.at(DEFAULT, 3, 13, &format!(r#"rule "fifo": cannot read script "scripts/f.rhai": {not_a_file}"#)),
+            dir.at(DEFAULT, 5, 13, &format!(r#"rule "zero": cannot read script "scripts/zero.rhai": {not_a_file}"#)),
+            dir.at(
+                DEFAULT,
+                7,
+                13,
+                &format!(
+                    r#"rule "big": cannot read script "scripts/big.rhai": {} bytes, larger than the 1024 KiB a rules file or script may hold"#,
+                    big.len()
+                )
+            ),
+        ]
+    );
+    // The version never opens them either.
+    assert_eq!(dir.version(), dir.version());
 }
 
 // ---------------------------------------------------------------------------------------------
