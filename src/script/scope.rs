@@ -146,10 +146,20 @@ pub fn json_to_dynamic(v: &Value) -> Dynamic {
             let text = n.to_string();
             match text.parse::<Decimal>() {
                 Ok(d) => Dynamic::from_decimal(d),
-                // Beyond a Decimal (`1e400`, `-1e400`): the float's reading keeps the sign as
-                // ±infinity, where serde's `as_f64` gives none and NaN compared false with
-                // everything (`{"available": 1e400}` refused as sold out).
-                Err(_) => Dynamic::from_float(text.parse::<f64>().unwrap_or(f64::NAN)),
+                // Beyond a Decimal (`1e30`): a float. Beyond a float too (`1e400`): the largest
+                // float of its sign, not an infinity: Rhai compares floats relative to their
+                // size, and (∞ - 10) / ∞ is NaN, so an infinity is neither larger nor smaller
+                // than anything, itself included (`qty > 10` false for `"qty": 1e400`: a
+                // buyer's way past a limit). The largest float compares as the number written
+                // does against every bound a rule holds.
+                Err(_) => {
+                    let f = text.parse::<f64>().unwrap_or(f64::NAN);
+                    Dynamic::from_float(if f.is_infinite() {
+                        f64::MAX.copysign(f)
+                    } else {
+                        f
+                    })
+                }
             }
         }
         Value::String(s) => s.clone().into(),
@@ -183,16 +193,49 @@ mod tests {
         scope
     }
 
-    /// JSON numbers: integers as Rhai integers, others exactly as decimals, and those beyond a
-    /// decimal as floats that keep their sign (infinity), never NaN.
+    /// JSON numbers: integers as Rhai integers, others exactly as decimals, those beyond a
+    /// decimal as floats, and those beyond a float as the largest float of their sign, never an
+    /// infinity or NaN.
     #[test]
     fn json_numbers_keep_their_value_and_sign() {
         let number = |text: &str| json_to_dynamic(&serde_json::from_str(text).unwrap());
         assert_eq!(number("7").as_int(), Ok(7));
         assert_eq!(number("10.50").as_decimal(), Ok("10.50".parse().unwrap()));
-        assert_eq!(number("1e400").as_float(), Ok(f64::INFINITY));
-        assert_eq!(number("-1e400").as_float(), Ok(f64::NEG_INFINITY));
+        assert_eq!(number("1e30").as_float(), Ok(1e30));
+        assert_eq!(number("1e400").as_float(), Ok(f64::MAX));
+        assert_eq!(number("-1e400").as_float(), Ok(-f64::MAX));
         assert_eq!(number("1e-400").as_float(), Ok(0.0));
+    }
+
+    /// A number beyond a float compares as the number written does: Rhai's relative float
+    /// comparisons answer false for every comparison with an infinity, so `qty > 10` would let
+    /// `"qty": 1e400` past a limit.
+    #[test]
+    fn numbers_beyond_a_float_compare_as_written() {
+        let engine = ScriptEngine::new();
+        let body = br#"{"imp_uid":"i","merchant_uid":"m","amount":5000,"custom":{"big":1e400,"small":-1e400}}"#;
+        let req = match crate::payload::parse(Some("application/json"), body).unwrap() {
+            crate::payload::Parsed::Confirm(r) => r,
+            crate::payload::Parsed::Ignored { .. } => unreachable!(),
+        };
+        for expr in [
+            "payload.custom.big > 10",
+            "payload.custom.big >= 10.5",
+            "payload.custom.big > 1e300",
+            "payload.custom.big == payload.custom.big",
+            "payload.custom.small < 0",
+            "payload.custom.small < -1e300",
+            "payload.custom.big > amount",
+            "!(payload.custom.big < 10)",
+        ] {
+            let ast = engine.compile_expression(expr, &[]).unwrap();
+            let mut scope = RequestScope::new(&req, at("2026-12-01T12:30:00+09:00"), true);
+            assert_eq!(
+                engine.eval_bool(&mut scope, &ast, None, TimeLeft::Deadline(MAX_RUN_TIME)),
+                Ok(true),
+                "{expr}"
+            );
+        }
     }
 
     #[test]
