@@ -877,6 +877,19 @@ pub(crate) mod tests {
             ("let s = \"x\"; loop { s += s; }", "length"),
             ("let a = []; loop { a.push(1); }", "size"),
             ("fn f(x) { f(x + 1) } f(0)", "stack"),
+            // One call whose result would be 50,000 × 50,000 bytes: refused before it is made.
+            (
+                "let s = \"x\"; s.pad(50000, \"x\"); s.replace(\"x\", s); true",
+                "length",
+            ),
+            (
+                "let s = \"x\"; s.pad(50000, \"x\"); s.replace('x', s); true",
+                "length",
+            ),
+            (
+                "let s = \"x\"; s.pad(50000, \"x\"); s.replace(\"\", s); true",
+                "length",
+            ),
         ] {
             let started = Instant::now();
             let err = run_script(src).unwrap_err();
@@ -887,6 +900,27 @@ pub(crate) mod tests {
             );
             // Generous: the point is "milliseconds, not a hang"; the benchmark gives the number.
             assert!(took.as_secs() < 5, "{src} took {took:?}");
+        }
+    }
+
+    /// The `replace` that checks its result's size first still replaces as Rhai's does.
+    #[test]
+    fn replace_within_the_limit_works_as_before() {
+        for (src, want) in [
+            (
+                r#"let s = "hello, world"; s.replace("o", "0"); `[${s}]`"#,
+                "[hell0, w0rld]",
+            ),
+            (
+                r#"let s = "a-b-c"; s.replace('-', "+-"); `[${s}]`"#,
+                "[a+-b+-c]",
+            ),
+            (r#"let s = "ab"; s.replace("", "."); `[${s}]`"#, "[.a.b.]"),
+            (r#"let s = ""; s.replace("", "x"); `[${s}]`"#, "[]"),
+            (r#"let s = "aaa"; s.replace("a", ""); `[${s}]`"#, "[]"),
+        ] {
+            let out = run_script(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+            assert_eq!(out, ScriptVerdict::Refuse(Some(want.into())), "{src}");
         }
     }
 

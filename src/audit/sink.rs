@@ -123,6 +123,18 @@ impl<F: LogFile> FileSink<F> {
     /// whole and cuts the rest back off, so that a nearly full disk still takes what fits: the
     /// error comes with how many bytes of `bytes` (whole lines) are in the file.
     fn append_whole(&mut self, bytes: &[u8]) -> Result<(), (usize, io::Error)> {
+        // What goes to a deleted file is lost with it: while its path cannot be opened again
+        // (its directory removed), records are held like those of a failed write, and written
+        // once the path is back, or dropped and counted.
+        if self.reopen.is_some() && self.file.deleted() {
+            return Err((
+                0,
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the file was deleted and its path cannot be opened again",
+                ),
+            ));
+        }
         if self.torn {
             self.file.append(b"\n").map_err(|e| (0, e))?;
             self.torn = false;
@@ -268,11 +280,19 @@ impl<F: LogFile> FileSink<F> {
             Err(e) => {
                 if retry.attempts == 1 || retry.warned.elapsed() >= REOPEN_WARN_EVERY {
                     retry.warned = Instant::now();
+                    let meanwhile = if self.file.deleted() {
+                        format!(
+                            "records are held meanwhile, and dropped (and counted) after {:.1}s",
+                            self.limits.retry_for.as_secs_f64()
+                        )
+                    } else {
+                        "records go on to the file open so far".to_owned()
+                    };
                     tracing::warn!(
                         path = %self.path.display(),
                         attempts = retry.attempts,
-                        "cannot reopen the decision log: {e}; records go on to the file open \
-                         so far, and the reopen is retried before each write"
+                        "cannot reopen the decision log: {e}; {meanwhile}; the reopen is retried \
+                         before each write"
                     );
                 }
             }
@@ -398,6 +418,46 @@ mod tests {
         );
         assert!(log.contains("No space left on device"), "{log}");
         assert!(log.contains("5 held records written"), "{log}");
+    }
+
+    /// A log deleted with its directory cannot be opened again at its path: records are not
+    /// written into the deleted file (lost there without a count) but held, then written once
+    /// the directory is back — or dropped and counted when it does not come back in time.
+    #[test]
+    fn records_for_a_deleted_log_whose_directory_is_gone_are_held_or_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        let path = logs.join("d.jsonl");
+        std::fs::create_dir(&logs).unwrap();
+        let limits = Limits {
+            retry_for: Duration::from_millis(200),
+            retry_bytes: RETRY_BYTES,
+        };
+        let (mut sink, ledger) = sink(&path, &Shared::default(), limits);
+        let (_, log) = logged(|| {
+            sink.write(&batch(0, 1), 1);
+            std::fs::remove_dir_all(&logs).unwrap();
+            sink.write(&batch(1, 2), 2);
+            assert!(sink.holds_lines());
+            std::fs::create_dir(&logs).unwrap();
+            sink.tick();
+            assert!(!sink.holds_lines());
+            sink.write(&batch(3, 1), 1);
+        });
+        assert_eq!(ids_in(&path), ids(1..4));
+        assert_eq!(dropped(&ledger.metrics), 0);
+        assert!(log.contains("records are held meanwhile"), "{log}");
+        // Gone for longer than records are held.
+        let (_, log) = logged(|| {
+            std::fs::remove_dir_all(&logs).unwrap();
+            sink.write(&batch(4, 2), 2);
+            std::thread::sleep(Duration::from_millis(250));
+            sink.tick();
+            assert!(!sink.holds_lines());
+        });
+        assert_eq!(dropped(&ledger.metrics), 2);
+        assert_eq!(settled(&ledger), 6);
+        assert!(log.contains("decision-log records dropped: 2"), "{log}");
     }
 
     /// A disk with room for part of what is held takes the whole records that fit; the rest

@@ -2,7 +2,7 @@
 //! registered on the shared engine.
 
 use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Timelike};
-use rhai::{Dynamic, Engine, FLOAT, INT};
+use rhai::{Dynamic, Engine, ImmutableString, NativeCallContext, FLOAT, INT};
 
 use super::numbers::exact;
 use rust_decimal::Decimal;
@@ -149,6 +149,22 @@ pub(super) fn register_helpers(engine: &mut Engine) {
         "sleep",
         move |_: INT| -> Result<(), Box<rhai::EvalAltResult>> { Err(why.into()) },
     );
+    // Rhai checks a string's size after the call that made it; `replace` is the one string call
+    // whose result can be far beyond the limit from inputs within it (each of 64 KiB of `x`
+    // replaced by 64 KiB: 4 GB, seconds of one uninterruptible call, or the process killed
+    // for memory). Its result's size is known before it is built.
+    engine.register_fn(
+        "replace",
+        |ctx: NativeCallContext, s: &mut ImmutableString, find: &str, with: &str| {
+            replaced(&ctx, s, find, with)
+        },
+    );
+    engine.register_fn(
+        "replace",
+        |ctx: NativeCallContext, s: &mut ImmutableString, find: char, with: &str| {
+            replaced(&ctx, s, find.encode_utf8(&mut [0; 4]), with)
+        },
+    );
     // A number beyond what a date holds (a time in nanoseconds: past the year 262,000) is an
     // error rather than a made-up hour of -1 or an empty date a comparison would quietly use.
     // Arithmetic on `now` with a fraction (`now + 0.5 * 3600000`) gives a float, and with a
@@ -291,6 +307,37 @@ pub(super) fn register_helpers(engine: &mut Engine) {
     engine.register_fn("after", |s: &str, sep: &str| {
         s.split_once(sep).map_or("", |(_, tail)| tail).to_owned()
     });
+}
+
+/// `s` with every `find` replaced by `with`, unless the result would be over the engine's
+/// string limit: then the error Rhai gives for a string grown too large, before any of it is
+/// built.
+fn replaced(
+    ctx: &NativeCallContext,
+    s: &mut ImmutableString,
+    find: &str,
+    with: &str,
+) -> Result<(), Box<rhai::EvalAltResult>> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    // An empty `find` matches at every character boundary.
+    let count = if find.is_empty() {
+        s.chars().count() + 1
+    } else {
+        s.matches(find).count()
+    };
+    let len = (s.len() - count * find.len()).saturating_add(count.saturating_mul(with.len()));
+    let max = ctx.engine().max_string_size();
+    if max > 0 && len > max {
+        return Err(rhai::EvalAltResult::ErrorDataTooLarge(
+            "Length of string".into(),
+            ctx.call_position(),
+        )
+        .into());
+    }
+    *s = s.replace(find, with).into();
+    Ok(())
 }
 
 #[cfg(test)]
