@@ -312,10 +312,11 @@ pub struct Upstream {
     pub headers: http::HeaderMap,
     pub health: Option<HealthSpec>,
     pub client: reqwest::Client,
-    /// A client that keeps no connection, built on first use: a GET sent again after its
-    /// pooled connection was closed under it goes out on a connection of its own (another
-    /// pooled one, idle as long, may be closing too).
-    pub fresh: std::sync::OnceLock<reqwest::Client>,
+    /// A client that keeps no connection: for POST/PUT fetches and forwards, which cannot be
+    /// sent again should a pooled connection close under them, and for a GET sent again after
+    /// its pooled connection was closed under it (another pooled one, idle as long, may be
+    /// closing too).
+    pub fresh: reqwest::Client,
     pub state: Arc<HealthState>,
     /// The `${VAR}` values of its url and headers (and a URL's password), of 6 characters or
     /// more: any of them may be a credential. An upstream that echoes one back (`401 {"error":"bad token Bearer …"}`) has it

@@ -43,18 +43,6 @@ pub fn http_client(pool: bool) -> reqwest::Result<reqwest::Client> {
     .build()
 }
 
-/// `up`'s client that keeps no connection, built on first use (the pooled one should it fail
-/// to build; it takes the same settings).
-fn fresh_client(up: &Upstream) -> &reqwest::Client {
-    if let Some(client) = up.fresh.get() {
-        return client;
-    }
-    match http_client(false) {
-        Ok(client) => up.fresh.get_or_init(|| client),
-        Err(_) => &up.client,
-    }
-}
-
 /// How soon after a GET goes out a closed connection is taken for a pooled one the upstream
 /// closed as the request was sent (and the GET sent once more): about one round trip.
 const STALE_RACE: Duration = Duration::from_millis(250);
@@ -221,20 +209,25 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         }
     };
     // A pooled connection the upstream closed just as the request went out fails with nothing
-    // said; a GET (free of side effects, by the rules' contract) is sent once more, on a
-    // connection of its own. A POST or PUT may have been acted on: never repeated. Only a
-    // failure that comes at once is that race: one that comes later is the upstream's own end
-    // to this request (it read it, then closed), and sending it again would double its time and
-    // the load on a service already in trouble. The second try has what is left of the call's
-    // timeout, so `timeout` bounds the call as a whole.
-    let sent = match request(&up.client, up.timeout).send().await {
+    // said (an upstream that closes after every answer without saying so, or whose keep-alive
+    // timeout is shorter than the pool's, does that to a few calls in a hundred). A POST, a PUT
+    // or a forward may have been acted on, so it cannot be sent again: it goes on a connection
+    // of its own, where that race cannot happen, for the price of a connection set-up (a
+    // payment refused for a connection the proxy chose to reuse would cost more). A GET (free of
+    // side effects, by the rules' contract) keeps the pool and is sent once more, on a
+    // connection of its own. Only a failure that comes at once is that race: one that comes
+    // later is the upstream's own end to this request (it read it, then closed), and sending it
+    // again would double its time and the load on a service already in trouble. The second try
+    // has what is left of the call's timeout, so `timeout` bounds the call as a whole.
+    let client = if get { &up.client } else { &up.fresh };
+    let sent = match request(client, up.timeout).send().await {
         Err(e) if get && closed_under_us(&e) && started.elapsed() < STALE_RACE => {
             // Without the URL, which reqwest's text names in full: its path may hold a
             // `${VAR}` secret.
             let e = e.without_url();
             tracing::debug!(upstream = %up.name, "connection closed under the request ({e}); sending it again");
             let left = up.timeout.saturating_sub(started.elapsed());
-            request(fresh_client(up), left).send().await
+            request(&up.fresh, left).send().await
         }
         sent => sent,
     };

@@ -466,7 +466,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             health: None,
             client: reqwest::Client::new(),
-            fresh: Default::default(),
+            fresh: reqwest::Client::new(),
             state: Arc::default(),
             secrets: Arc::new([]),
         })

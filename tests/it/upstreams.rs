@@ -1056,6 +1056,29 @@ async fn a_get_on_a_connection_closed_under_it_is_sent_again() {
     server.stop().await;
 }
 
+/// A POST fetch and a forward cannot be sent again once a pooled connection closes under them
+/// (they may have been acted on), so they never go on one: against an upstream that closes
+/// each connection when a second request comes on it, every call is answered, each sent once.
+#[tokio::test]
+async fn posts_and_forwards_go_on_connections_of_their_own() {
+    let (url, answered) = closing_upstream().await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - {{ name: hold, fetch: {{ upstream: shop, method: POST, path: /hold, body: {{ order: \"{{order_id}}\" }} }}, reason: r }}\n  - {{ name: existing, forward: {{ upstream: shop, path: /confirm }} }}\n"
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    for i in 0..8 {
+        let a = server
+            .confirm_json("/confirm", &v1(&format!("o-{i}"), 5000))
+            .await;
+        assert_eq!(a.status, 200, "request {i}: {:?}", a.body);
+    }
+    server.stop().await;
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 16);
+}
+
 /// A GET is sent again only when the connection closed at once (a pooled one the upstream
 /// closed as it went out): an upstream that read it and closed later gets it once, and the
 /// call takes no more than its timeout.

@@ -334,7 +334,9 @@ impl FileCompiler<'_, '_> {
         let (Some(url), Some(timeout), Some(health)) = (url, timeout, health) else {
             return None;
         };
-        let client = match crate::upstream::http_client(true) {
+        let clients = crate::upstream::http_client(true)
+            .and_then(|pooled| Ok((pooled, crate::upstream::http_client(false)?)));
+        let (client, fresh) = match clients {
             Ok(c) => c,
             Err(e) => {
                 self.error(
@@ -352,7 +354,7 @@ impl FileCompiler<'_, '_> {
             headers,
             health,
             client,
-            fresh: std::sync::OnceLock::new(),
+            fresh,
             state: Arc::new(HealthState::default()),
             secrets: mask_list(secrets),
         })
