@@ -254,6 +254,17 @@ impl FileCompiler<'_, '_> {
         ));
     }
 
+    /// An error about the character at `offset` (in characters) of the value at `path`, whose
+    /// parsed text is `value`: it points at that character, through quotes and escapes.
+    fn error_in_value(&mut self, path: &[Seg<'_>], value: &str, offset: usize, message: String) {
+        let before: String = value.chars().take(offset).collect();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let scalar = yaml::locate(&self.src, path);
+        let at = yaml::position_in_scalar(&self.src, scalar, value, line, column);
+        self.error_at(at, message);
+    }
+
     fn error_at(&mut self, location: Location, message: impl Into<String>) {
         self.errors.push(LoadError {
             file: self.path.to_owned(),
@@ -395,9 +406,11 @@ impl FileCompiler<'_, '_> {
             if crate::decision::shows_nothing(r) {
                 self.error(&at, "error_reason must not be empty (it is what the buyer sees when a check cannot complete; spaces, controls and invisible characters show nothing)");
             }
-            match Template::parse(buyer_text(r), TemplateScope::Request) {
+            match Template::parse_at(buyer_text(r), TemplateScope::Request) {
                 Ok(t) => s.error_reason = t,
-                Err(e) => self.error(&at, format!("error_reason: {e}")),
+                Err((e, offset)) => {
+                    self.error_in_value(&at, buyer_text(r), offset, format!("error_reason: {e}"))
+                }
             }
         }
         if let Some(st) = raw.reject_status {

@@ -64,9 +64,16 @@ impl Template {
     }
 
     pub fn parse(src: &str, scope: Scope) -> Result<Template, String> {
+        Template::parse_at(src, scope).map_err(|(message, _)| message)
+    }
+
+    /// [`Template::parse`], with an error's place in `src` as a character offset (the brace or
+    /// `$` it is about), so that a load error can point at it rather than at the value's start.
+    pub fn parse_at(src: &str, scope: Scope) -> Result<Template, (String, usize)> {
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut rest = src;
+        let offset = |rest: &str| src[..src.len() - rest.len()].chars().count();
         while let Some(i) = rest.find(['{', '}']) {
             text.push_str(&rest[..i]);
             let tail = &rest[i..];
@@ -76,13 +83,30 @@ impl Template {
                 continue;
             }
             if tail.starts_with('}') {
-                return Err("unmatched \"}\" (write \"}}\" for a literal brace)".into());
+                return Err((
+                    "unmatched \"}\" (write \"}}\" for a literal brace)".into(),
+                    offset(tail),
+                ));
             }
             let Some(end) = tail.find('}') else {
-                return Err("unclosed \"{\" (write \"{{\" for a literal brace)".into());
+                return Err((
+                    "unclosed \"{\" (write \"{{\" for a literal brace)".into(),
+                    offset(tail),
+                ));
             };
             let name = tail[1..end].trim();
-            let var = parse_var(name, scope)?;
+            let var = parse_var(name, scope).map_err(|e| (e, offset(tail)))?;
+            // `${order_id}` (a shell's habit) would show the buyer a `$` before the id. Before
+            // `{amount}` a `$` may well be meant: a price in dollars.
+            if scope != Scope::Call
+                && text.ends_with('$')
+                && matches!(var, Var::OrderId | Var::TxId | Var::StoreId)
+            {
+                return Err((
+                    format!("\"${{{name}}}\" would show the buyer a \"$\" before the value; placeholders are written without it: {{{name}}}"),
+                    offset(tail) - 1,
+                ));
+            }
             if !text.is_empty() {
                 parts.push(Part::Text(std::mem::take(&mut text)));
             }
@@ -202,8 +226,17 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
                 Scope::Request | Scope::Call => REQUEST_VARS.to_owned(),
                 Scope::WithResponse => format!("{REQUEST_VARS}, {{response.body.<field>}}"),
             };
+            // PortOne's own names for the request fields, and slips.
+            let meant = match name {
+                "merchant_uid" | "payment_id" | "paymentId" => Some("order_id"),
+                "imp_uid" | "transactionId" | "transaction_id" => Some("tx_id"),
+                "total_amount" | "totalAmount" => Some("amount"),
+                "storeId" => Some("store_id"),
+                _ => crate::suggest::closest(name, ["order_id", "tx_id", "amount", "store_id"]),
+            };
+            let hint = meant.map_or_else(String::new, |m| format!(" (did you mean {{{m}}}?)"));
             return Err(format!(
-                "unknown placeholder {{{name}}}, expected one of {expected}"
+                "unknown placeholder {{{name}}}{hint}, expected one of {expected}"
             ));
         }
     })

@@ -98,10 +98,15 @@ impl FileCompiler<'_, '_> {
                 );
                 Template::literal(r)
             }
-            Some(r) => match Template::parse(super::buyer_text(r), reason_scope) {
+            Some(r) => match Template::parse_at(super::buyer_text(r), reason_scope) {
                 Ok(t) => t,
-                Err(e) => {
-                    self.error(&path("reason"), format!("rule \"{name}\": reason: {e}"));
+                Err((e, offset)) => {
+                    self.error_in_value(
+                        &path("reason"),
+                        super::buyer_text(r),
+                        offset,
+                        format!("rule \"{name}\": reason: {e}"),
+                    );
                     Template::literal(r)
                 }
             },

@@ -395,7 +395,7 @@ rules:
                 DEFAULT,
                 9,
                 50,
-                r#"rule "relative-path": fetch.path: unknown placeholder {oder_id}, expected one of {order_id}, {tx_id}, {amount}, {store_id}"#
+                r#"rule "relative-path": fetch.path: unknown placeholder {oder_id} (did you mean {order_id}?), expected one of {order_id}, {tx_id}, {amount}, {store_id}"#
             ),
             dir.at(
                 DEFAULT,

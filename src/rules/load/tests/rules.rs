@@ -265,15 +265,15 @@ rules:
             dir.at(
                 DEFAULT,
                 7,
-                13,
+                31,
                 &format!(
-                    r#"rule "typo": reason: unknown placeholder {{orderid}}, expected one of {request_vars}"#
+                    r#"rule "typo": reason: unknown placeholder {{orderid}} (did you mean {{order_id}}?), expected one of {request_vars}"#
                 )
             ),
             dir.at(
                 DEFAULT,
                 10,
-                13,
+                20,
                 &format!(
                     r#"rule "not-fetch": reason: placeholder {{response.body.left}} is only available in fetch rules; expected one of {request_vars}"#
                 )
@@ -281,7 +281,7 @@ rules:
             dir.at(
                 DEFAULT,
                 13,
-                13,
+                14,
                 &format!(
                     r#"rule "fetch-typo": reason: unknown placeholder {{respons.body.left}}, expected one of {request_vars}, {{response.body.<field>}}"#
                 )
@@ -289,7 +289,7 @@ rules:
             dir.at(
                 DEFAULT,
                 16,
-                13,
+                14,
                 r#"rule "unclosed": reason: unclosed "{" (write "{{" for a literal brace)"#
             ),
         ]
@@ -375,7 +375,7 @@ rules:
             dir.at(
                 DEFAULT,
                 13,
-                13,
+                14,
                 r#"rule "b": reason: unknown placeholder {nope}, expected one of {order_id}, {tx_id}, {amount}, {store_id}"#
             ),
             dir.at(

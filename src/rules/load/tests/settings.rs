@@ -256,6 +256,7 @@ fn error_reason_is_a_template_of_the_request() {
     let reason = &rules.get("default").unwrap().settings.error_reason;
     assert_eq!(reason.render(&req, None), "주문 o-7 처리 중 오류 {잠시 후}");
 
+    // Each error points at the placeholder it is about (its text starts at column 18).
     for (text, message) in [
         ("오류 {nope}", "error_reason: unknown placeholder"),
         (
@@ -270,10 +271,27 @@ fn error_reason_is_a_template_of_the_request() {
         let errors = dir.errors();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
-            errors[0].starts_with(&dir.at(DEFAULT, 2, 17, message)),
+            errors[0].starts_with(&dir.at(DEFAULT, 2, 21, message)),
             "{text}: {errors:?}"
         );
     }
+    // `${order_id}` would show the buyer a `$`; before `{amount}` it may be a dollar price.
+    let dir = default_file(&format!(
+        "settings:\n  error_reason: \"주문 ${{order_id}} 오류\"\n{ONE_RULE}"
+    ));
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            2,
+            21,
+            r#"error_reason: "${order_id}" would show the buyer a "$" before the value; placeholders are written without it: {order_id}"#
+        )]
+    );
+    default_file(&format!(
+        "settings:\n  error_reason: \"${{amount}} 결제 오류\"\n{ONE_RULE}"
+    ))
+    .ok();
 }
 
 #[test]
