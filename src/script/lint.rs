@@ -346,22 +346,43 @@ pub(super) fn no_result(ast: &AST) -> Option<(String, Position)> {
     ))
 }
 
-/// The position of the value ending a `catch` block anywhere in the script (its functions
-/// too): Rhai makes a catch block give `()`, so that value is never anyone's result.
+/// The position of the value ending a `catch` block whose value would be a result: of the
+/// script, or of one of its functions (a try/catch that ends it, directly or as the end of an
+/// `if` branch or block that does). Rhai makes a catch block give `()`, so that value is never
+/// anyone's result. A try/catch elsewhere gives nothing to anyone, whatever its blocks end with.
 fn catch_ending_with_a_value(ast: &AST) -> Option<Position> {
-    let mut found = None;
-    ast.walk(&mut |path: &[ASTNode]| {
-        if let Some(ASTNode::Stmt(Stmt::TryCatch(blocks, _))) = path.last() {
-            found = blocks
+    fn at_end(stmt: &Stmt) -> Option<Position> {
+        let last = |b: &rhai::StmtBlock| b.statements().last().and_then(at_end);
+        match stmt {
+            Stmt::TryCatch(blocks, _) => blocks
                 .branch
                 .statements()
                 .last()
                 .filter(|s| drops_value(s))
-                .map(Stmt::position);
+                .map(Stmt::position)
+                .or_else(|| last(&blocks.body)),
+            Stmt::If(f, _) => last(&f.body).or_else(|| last(&f.branch)),
+            Stmt::Block(b) => last(b),
+            _ => None,
         }
-        found.is_none()
-    });
-    found
+    }
+    ast.statements()
+        .last()
+        .and_then(at_end)
+        .or_else(|| {
+            each_function(ast).find_map(|(_, one)| {
+                // A function's own statements are the top of the walk of an AST holding it
+                // alone; what counts is the last one's.
+                let mut found = None;
+                one.walk(&mut |path: &[ASTNode]| {
+                    if let [ASTNode::Stmt(stmt)] = path {
+                        found = at_end(stmt);
+                    }
+                    true
+                });
+                found
+            })
+        })
 }
 
 /// Whether `stmt`, ending a script or block, can give a value other than `()`.
@@ -657,9 +678,16 @@ mod tests {
                 2,
                 33,
             ),
+            // Not at the end: thrown away like any value nobody takes.
             (
                 "try { fail(\"x\") } catch (e) { if amount > 1000 { return false; } else { \"c\" } }\ntrue",
-                "the value at the end of a catch block is dropped",
+                "this value at the end of an if block is thrown away",
+                1,
+                73,
+            ),
+            (
+                "try { fail(\"x\") } catch (e) { \"재고 확인 실패\" }\ntrue",
+                "this value at the end of a catch block is thrown away: the try/catch is not the last statement",
                 1,
                 31,
             ),
@@ -688,6 +716,10 @@ mod tests {
                 "if amount > 1000000 { \"한도 초과\" }",
                 "for x in [1] { if x == amount { return \"x\"; } }",
                 "try { fail(\"x\") } catch (e) { return \"c\"; }",
+                // A try/catch that is not the last statement gives its value to no one: a call
+                // ending its catch block is done for what it does.
+                "let r = [];\ntry { let y = 1 / 0; } catch (e) { r.push(\"a\"); }\nr.len() == 0",
+                "let r = [];\ntry { let y = 1 / 0; } catch (e) { r.push(\"a\") }\ntrue",
                 // A catch block ending in fail(…), or an if that returns or throws, drops nothing.
                 "let n = 0;\ntry { n = parse_int(payload.stock); } catch (e) { fail(\"stock field unreadable: \" + e) }\nn > 0",
                 "try { fail(\"x\") } catch (e) { if amount > 1000 { return false; } }\ntrue",

@@ -51,6 +51,9 @@ fn dropped_in(part: &AST, own: &HashSet<&str>) -> Option<(String, Position)> {
             Some(ASTNode::Stmt(Stmt::If(f, _))) if !taken(path, last) => {
                 [&f.body, &f.branch].into_iter().find_map(|b| pure_end(b, own))
             }
+            // A catch block gives `()` wherever it is: a value ending it is always thrown away
+            // (at the end of the script that is `no_result`'s to say, first).
+            Some(ASTNode::Stmt(Stmt::TryCatch(blocks, _))) => pure_end(&blocks.branch, own),
             Some(ASTNode::Stmt(Stmt::Switch(switch, _))) if !taken(path, last) => {
                 switch.1.expressions.iter().find_map(|case| match &case.rhs {
                     Expr::Stmt(block) => pure_end(block, own),
@@ -68,6 +71,7 @@ fn dropped_in(part: &AST, own: &HashSet<&str>) -> Option<(String, Position)> {
             };
             let (what, statement) = match path.last() {
                 Some(ASTNode::Stmt(Stmt::Switch(..))) => ("a switch arm", "switch"),
+                Some(ASTNode::Stmt(Stmt::TryCatch(..))) => ("a catch block", "try/catch"),
                 _ => ("an if block", "if"),
             };
             found = Some((
