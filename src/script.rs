@@ -128,7 +128,17 @@ pub struct ScriptEngine {
     /// The name of every function the engine has, with the numbers of arguments it takes, for
     /// the load-time check of calls.
     functions: lint::Functions,
+    /// Script runs at once: one fewer than the CPUs (at least one). A script runs on a server
+    /// thread without yielding, for up to its time limit; with every thread in a script, a
+    /// burst of heavy scripts would hold up every other request, those of rulesets without a
+    /// script included, past their deadlines. With a thread always left, scripts beyond the
+    /// limit wait their turn (their deadline running: one that runs out ends as `on_error`, in
+    /// time) while everything else is answered.
+    slots: tokio::sync::Semaphore,
 }
+
+/// Leave to [`ScriptEngine::slot`]: released when dropped.
+pub type Slot<'a> = Option<tokio::sync::SemaphorePermit<'a>>;
 
 impl Default for ScriptEngine {
     fn default() -> Self {
@@ -167,11 +177,26 @@ impl ScriptEngine {
         for (name, _) in helpers::FORBIDDEN {
             functions.remove(name);
         }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         ScriptEngine {
             engine,
             scripts: build_engine(rhai::OptimizationLevel::None, output),
             functions,
+            slots: tokio::sync::Semaphore::new(cpus.saturating_sub(1).max(1)),
         }
+    }
+
+    /// Every slot there is, for a test of what waits for one.
+    #[cfg(test)]
+    pub(crate) fn hold_every_slot(&self) -> Vec<tokio::sync::SemaphorePermit<'_>> {
+        std::iter::from_fn(|| self.slots.try_acquire().ok()).collect()
+    }
+
+    /// Waits for leave to run a script (see `slots`); hold it for the run.
+    pub async fn slot(&self) -> Slot<'_> {
+        // The semaphore is never closed, so this never fails; if it did, the script would
+        // run without waiting rather than not at all.
+        self.slots.acquire().await.ok()
     }
 
     /// `ast`, or the error of a slip Rhai accepts at compile time that would change decisions.

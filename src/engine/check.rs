@@ -93,6 +93,7 @@ impl Run<'_, '_> {
                 Err(e) => Verdict::Error(expr.error_at("require", &e)),
             },
             Check::Script { path, ast } => {
+                let _slot = self.ctx.scripts.slot().await;
                 match self
                     .ctx
                     .scripts

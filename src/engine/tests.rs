@@ -780,6 +780,40 @@ async fn rules_reached_after_the_deadline_are_not_evaluated_and_the_ruleset_deci
     assert!(took < Duration::from_millis(1000), "took {took:?}");
 }
 
+/// A script waits for a free slot (scripts never take every server thread) with its deadline
+/// running: one that comes too late is the ruleset's `on_error`, answered in time.
+#[tokio::test]
+async fn a_script_waiting_for_a_slot_is_answered_by_the_deadline() {
+    let (_dir, rules) = ruleset_with(
+        "settings: { deadline: 300ms, error_reason: DEADLINE }\nrules:\n  - { name: s, script: scripts/ok.rhai, on_error: approve, reason: x }\n",
+        &[("scripts/ok.rhai", "true")],
+    );
+    let scripts = ScriptEngine::new();
+    let original = Original::default();
+    let evaluate_now = || async {
+        let ctx = Context {
+            scripts: &scripts,
+            upstreams: Arc::new(Canned::new()),
+            now: at(NOW),
+            started: tokio::time::Instant::now(),
+            original: &original,
+            decision_id: None,
+        };
+        evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await
+    };
+    let held = scripts.hold_every_slot();
+    assert!(!held.is_empty());
+    let started = std::time::Instant::now();
+    let d = evaluate_now().await;
+    let took = started.elapsed();
+    assert_eq!(summary(&d), ("reject", 409, Some("DEADLINE"), Some("s")));
+    assert!(took >= Duration::from_millis(250), "took {took:?}");
+    assert!(took < Duration::from_millis(1000), "took {took:?}");
+    // A slot free again: the script runs.
+    drop(held);
+    assert_eq!(summary(&evaluate_now().await), APPROVED);
+}
+
 #[tokio::test]
 async fn slow_shadow_rules_cannot_carry_the_answer_past_the_deadline() {
     let (_dir, rules) = ruleset_with(

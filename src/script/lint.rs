@@ -366,23 +366,20 @@ fn catch_ending_with_a_value(ast: &AST) -> Option<Position> {
             _ => None,
         }
     }
-    ast.statements()
-        .last()
-        .and_then(at_end)
-        .or_else(|| {
-            each_function(ast).find_map(|(_, one)| {
-                // A function's own statements are the top of the walk of an AST holding it
-                // alone; what counts is the last one's.
-                let mut found = None;
-                one.walk(&mut |path: &[ASTNode]| {
-                    if let [ASTNode::Stmt(stmt)] = path {
-                        found = at_end(stmt);
-                    }
-                    true
-                });
-                found
-            })
+    ast.statements().last().and_then(at_end).or_else(|| {
+        each_function(ast).find_map(|(_, one)| {
+            // A function's own statements are the top of the walk of an AST holding it
+            // alone; what counts is the last one's.
+            let mut found = None;
+            one.walk(&mut |path: &[ASTNode]| {
+                if let [ASTNode::Stmt(stmt)] = path {
+                    found = at_end(stmt);
+                }
+                true
+            });
+            found
         })
+    })
 }
 
 /// Whether `stmt`, ending a script or block, can give a value other than `()`.
