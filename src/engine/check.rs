@@ -294,8 +294,9 @@ fn shown(reason: String) -> Option<String> {
 }
 
 /// Why a text answer is text, for the error of a `require` that read it as JSON: a
-/// compressed body, or what the JSON parser said (nesting too deep, a syntax error where it
-/// starts like JSON). Empty for answers that are JSON, or that never looked like it.
+/// compressed body, an empty one, or what the JSON parser said (nesting too deep, a syntax
+/// error where it starts like JSON). Empty for answers that are JSON, or that never looked
+/// like it.
 fn not_json(r: &UpstreamResponse) -> String {
     let Value::String(text) = &r.body else {
         return String::new();
@@ -310,6 +311,9 @@ fn not_json(r: &UpstreamResponse) -> String {
         return format!(", its body compressed ({encoding}), which is not read as JSON");
     }
     let start = text.trim_start();
+    if start.is_empty() {
+        return ", its body empty".into();
+    }
     if !(start.starts_with('{') || start.starts_with('[')) {
         return String::new();
     }

@@ -59,10 +59,11 @@ async fn authorized(State(state): State<AppState>, request: Request, next: Next)
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let rules = state.0.store.current();
-    let waiting: Vec<&str> = rules
+    // Named `ruleset/upstream`: rulesets may each have an upstream of the same name.
+    let waiting: Vec<String> = rules
         .upstreams()
         .filter(|u| u.health.is_some() && u.state.get() == crate::rules::Health::Unknown)
-        .map(|u| u.name.as_str())
+        .map(|u| format!("{}/{}", u.ruleset, u.name))
         .collect();
     let ready = &state.0.ready;
     if waiting.is_empty() {

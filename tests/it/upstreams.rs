@@ -607,7 +607,7 @@ async fn a_reload_adding_a_probed_upstream_keeps_a_ready_proxy_ready() {
     assert_eq!(ready.status, 200, "{:?}", ready.body);
     assert_eq!(
         ready.body["waiting_for_health"],
-        serde_json::json!(["shop"])
+        serde_json::json!(["default/shop"])
     );
     // The rule on the upstream whose health is still unknown decides by on_error.
     assert_eq!(

@@ -86,6 +86,7 @@ async fn why_an_answer_is_not_json_is_said() {
             answer(200, json!("\u{1f}\u{8b}binary")).header("Content-Encoding", "gzip"),
             ", its body compressed (gzip), which is not read as JSON",
         ),
+        (answer(200, json!("")), ", its body empty"),
     ] {
         let d = decide_with(&rules, V1, &shop(STOCK, canned)).await;
         assert_eq!(summary(&d), failed("stock"));
