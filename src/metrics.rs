@@ -35,6 +35,9 @@ pub const DECISION_LOG_DROPPED: &str = "confirm_proxy_decision_log_dropped_total
 /// delivery was; `unanswered`: refused, the first had no answer in time; `other_ruleset`,
 /// `other_body`: refused, not a copy of the first).
 pub const REPEATED_DELIVERIES: &str = "confirm_proxy_repeated_deliveries_total";
+/// The `answer` labels of [`REPEATED_DELIVERIES`]: given the first delivery's answer, refused
+/// while it had none, refused for another body or another ruleset under the same id.
+pub const REPEAT_ANSWERS: [&str; 4] = ["answered", "unanswered", "other_body", "other_ruleset"];
 /// Message ids forgotten before their signatures expired, to make room for new ones.
 pub const DELIVERY_IDS_FORGOTTEN: &str = "confirm_proxy_delivery_ids_forgotten_total";
 /// Signed message ids remembered now; set at scrape time.
@@ -133,6 +136,9 @@ impl Metrics {
             counter!(DELIVERY_IDS_FORGOTTEN).absolute(0);
             for result in ["applied", "unchanged", "rejected"] {
                 counter!(RELOADS, "result" => result).absolute(0);
+            }
+            for answer in REPEAT_ANSWERS {
+                counter!(REPEATED_DELIVERIES, "answer" => answer).absolute(0);
             }
         });
         m
@@ -243,8 +249,10 @@ impl Metrics {
         self.record(|| counter!(RELOADS, "result" => result).increment(1));
     }
 
-    /// A repeated delivery of a signed message, by how it was answered.
+    /// A repeated delivery of a signed message, by how it was answered (one of
+    /// [`REPEAT_ANSWERS`]).
     pub fn repeated_delivery(&self, answer: &'static str) {
+        debug_assert!(REPEAT_ANSWERS.contains(&answer), "{answer}");
         self.record(|| counter!(REPEATED_DELIVERIES, "answer" => answer).increment(1));
     }
 
@@ -347,6 +355,10 @@ mod tests {
         let text = m.render();
         for result in ["applied", "unchanged", "rejected"] {
             let line = format!("{RELOADS}{{result=\"{result}\"}} 0\n");
+            assert!(text.contains(&line), "{text}");
+        }
+        for answer in REPEAT_ANSWERS {
+            let line = format!("{REPEATED_DELIVERIES}{{answer=\"{answer}\"}} 0\n");
             assert!(text.contains(&line), "{text}");
         }
         for name in [REQUESTS, REQUEST_DURATION, RELOADS, DECISION_LOG_DROPPED] {
