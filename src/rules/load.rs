@@ -450,10 +450,15 @@ impl FileCompiler<'_, '_> {
             Err(e) => {
                 let scalar = yaml::locate(&self.src, path);
                 let at = yaml::position_in_scalar(&self.src, scalar, src, e.line, e.column);
+                let hint = if yaml::cut_by_comment(&self.src, scalar, src) {
+                    " (YAML reads an unquoted value only up to \" #\", the rest of the line being a comment: put the expression in quotes)"
+                } else {
+                    ""
+                };
                 self.error_at(
                     at,
                     format!(
-                        "rule \"{rule}\": {field}: invalid expression: {}",
+                        "rule \"{rule}\": {field}: invalid expression: {}{hint}",
                         e.message
                     ),
                 );

@@ -89,6 +89,21 @@ fn plain_scalar_at(src: &str, at: Location) -> Option<&str> {
     Some(&rest[..end]).filter(|t| !t.is_empty())
 }
 
+/// Whether the unquoted value `value` starting at `at` is followed on its line by a comment:
+/// YAML ends a plain scalar at ` #`, so `require: payload.tier != #{ t: 1 }` holds only
+/// `payload.tier !=`, and the expression error that follows says nothing of why.
+pub fn cut_by_comment(src: &str, at: Location, value: &str) -> bool {
+    let Some(line) = src.lines().nth(at.line.saturating_sub(1)) else {
+        return false;
+    };
+    let Some((start, _)) = line.char_indices().nth(at.column.saturating_sub(1)) else {
+        return false;
+    };
+    line[start..]
+        .strip_prefix(value)
+        .is_some_and(|rest| rest.starts_with([' ', '\t']) && rest.trim_start().starts_with('#'))
+}
+
 /// serde_yaml appends " at line L column C" to messages; we print the location ourselves.
 fn clean_message(msg: &str) -> String {
     let msg = match msg.find(" at line ") {
@@ -112,6 +127,20 @@ fn clean_message(msg: &str) -> String {
     if unknown_name(&msg).is_some_and(|name| name.contains('：')) {
         return format!("{msg}; {FULL_WIDTH_COLON}");
     }
+    // `upstreams:` indented under `settings:` (a key of the top, read as one of settings').
+    if let Some(name) = unknown_name(&msg).filter(|n| TOP_KEYS.contains(n)) {
+        if !msg.starts_with("unknown") {
+            return format!("{msg}; {}", top_key_hint(name));
+        }
+    }
+    // `health:` outdented to the level of the upstreams' names: read as an upstream of its own.
+    if let Some((name, _)) = msg
+        .strip_prefix("upstreams.")
+        .and_then(|rest| rest.split_once(':'))
+        .filter(|(name, _)| UPSTREAM_KEYS.contains(name))
+    {
+        return format!("{msg}; \"{name}\" is read as the name of an upstream: indent it under the upstream it belongs to");
+    }
     if let Some(known) = did_you_mean(&msg) {
         return format!("{msg}; did you mean \"{known}\"?");
     }
@@ -123,6 +152,16 @@ fn clean_message(msg: &str) -> String {
         return format!("{msg}; {FULL_WIDTH_COLON}");
     }
     msg
+}
+
+/// The keys at the top of a rule file.
+pub(super) const TOP_KEYS: [&str; 3] = ["settings", "upstreams", "rules"];
+/// The keys of an upstream.
+const UPSTREAM_KEYS: [&str; 4] = ["url", "timeout", "headers", "health"];
+
+/// The hint for a key of the top of a rule file found inside another.
+pub(super) fn top_key_hint(name: &str) -> String {
+    format!("\"{name}\" is a key of the top of the file, not of the one it is indented under: start it at the beginning of its line, like settings: and rules:")
 }
 
 /// The hint for a number written with a thousands separator inside `{ … }`.

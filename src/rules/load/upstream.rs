@@ -211,9 +211,13 @@ impl FileCompiler<'_, '_> {
                     None
                 }
                 _ => {
+                    // `url: "$SHOP_API_URL"`: the variable written without braces.
+                    let hint = bare.first().map_or_else(String::new, |var| {
+                        format!("; an environment variable is read only as ${{{var}}}, not ${var}")
+                    });
                     self.error(
                         &at("url"),
-                        format!("upstream \"{name}\": url is not an http:// or https:// URL"),
+                        format!("upstream \"{name}\": url is not an http:// or https:// URL{hint}"),
                     );
                     None
                 }

@@ -409,6 +409,12 @@ fn without_value(src: &str, pick: impl Fn(&[PathSeg]) -> bool) -> Vec<ParseError
                     path_text(&path),
                     super::THOUSANDS_SEPARATOR
                 ),
+                // `upstreams:` indented under `settings:`, its entries not.
+                Some(PathSeg::Key(k))
+                    if path.len() > 1 && super::TOP_KEYS.contains(&k.as_str()) =>
+                {
+                    format!("{}: no value; {}", path_text(&path), super::top_key_hint(k))
+                }
                 _ => format!(
                     "{}: no value; write one, or delete the key",
                     path_text(&path)

@@ -149,6 +149,62 @@ fn expression_errors_point_into_a_quoted_scalar() {
     );
 }
 
+/// Keys indented one level off say where they belong: `upstreams:` under `settings:`, an
+/// upstream's `health:` at the level of the upstreams' names, a `$VAR` url without braces.
+#[test]
+fn keys_at_the_wrong_level_say_where_they_belong() {
+    let top = r#""upstreams" is a key of the top of the file, not of the one it is indented under: start it at the beginning of its line, like settings: and rules:"#;
+    let dir = default_file(
+        "settings:\n  deadline: 3s\n  upstreams:\n    shop:\n      url: http://shop.test\nrules:\n  - { name: a, amount: { min: 1 }, reason: x }\n",
+    );
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            3,
+            3,
+            &format!(r#"settings: unknown field "upstreams", expected one of "deadline", "on_error", "error_reason", "reject_status"; {top}"#)
+        )]
+    );
+    let dir = default_file(
+        "upstreams:\n  shop:\n    url: http://shop.test\n  health: { path: /health }\nrules:\n  - { name: a, amount: { min: 1 }, reason: x }\n",
+    );
+    let errors = dir.errors();
+    assert!(
+        errors[0].ends_with(r#"upstreams.health: missing field "url"; "health" is read as the name of an upstream: indent it under the upstream it belongs to"#),
+        "{errors:#?}"
+    );
+    let dir = default_file(
+        "upstreams:\n  shop:\n    url: \"$SHOP_API_URL\"\nrules:\n  - { name: a, amount: { min: 1 }, reason: x }\n",
+    );
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            3,
+            10,
+            r#"upstream "shop": url is not an http:// or https:// URL; an environment variable is read only as ${SHOP_API_URL}, not $SHOP_API_URL"#
+        )]
+    );
+}
+
+/// An unquoted expression holding ` #` (a Rhai map literal) is cut there by YAML, which reads
+/// the rest as a comment: the error says so.
+#[test]
+fn an_expression_cut_by_a_yaml_comment_says_to_quote_it() {
+    let dir = default_file(
+        "rules:\n  - name: banned\n    require: payload.tier != #{ t: 1 }\n    reason: x\n  - name: quoted\n    require: 'payload.tier != #{ t: 1 }'\n    reason: x\n",
+    );
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with(&dir.at(DEFAULT, 3, 29, r#"rule "banned": require: invalid expression: "#))
+            && errors[0].ends_with(r#" (YAML reads an unquoted value only up to " #", the rest of the line being a comment: put the expression in quotes)"#),
+        "{}",
+        errors[0]
+    );
+}
+
 #[test]
 fn expression_errors_point_into_a_block_scalar() {
     let dir = default_file(
