@@ -310,7 +310,7 @@ impl RuleStore {
         // Each error is one line, up to a screenful: a widened limit can fail a hundred rule
         // tests at once, and the log must stay readable; `/admin/rules` has them all.
         for e in errors.iter().take(MAX_LOGGED_ERRORS) {
-            tracing::error!(%trigger, "rules not reloaded: {e}");
+            tracing::error!(%trigger, "rules not reloaded: {}", log_line(e));
         }
         if errors.len() > MAX_LOGGED_ERRORS {
             tracing::error!(
@@ -405,9 +405,38 @@ fn carry_health(old: &Rules, new: &Rules) {
     }
 }
 
+/// An error as one log line: a failing rule test's report (`--test-on-reload`) runs over
+/// several lines — the case, what it expected, the trace — which a log shows as one line of
+/// `\n`s; its first two say which case and why, and `/admin/rules` has the rest.
+fn log_line(error: &str) -> std::borrow::Cow<'_, str> {
+    let mut lines = error.lines().map(str::trim).filter(|l| !l.is_empty());
+    match (lines.next(), lines.next(), lines.next()) {
+        (Some(first), Some(second), more) => {
+            let rest = if more.is_some() {
+                " (GET /admin/rules shows the whole report)"
+            } else {
+                ""
+            };
+            format!("{first} {second}{rest}").into()
+        }
+        _ => error.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_over_several_lines_is_logged_as_its_first_two() {
+        let report = "FAIL rules/tests/t.yaml:6: too big\n  expected decision approve, got reject\n  actual: reject (status 409)\n  trace:\n";
+        assert_eq!(
+            log_line(report),
+            "FAIL rules/tests/t.yaml:6: too big expected decision approve, got reject (GET /admin/rules shows the whole report)"
+        );
+        let one = "rules/default.yaml:3:5: unknown field";
+        assert_eq!(log_line(one), one);
+    }
 
     pub(super) fn store_with(dir: &Path, metrics: Metrics) -> Arc<RuleStore> {
         Arc::new(

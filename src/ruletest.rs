@@ -67,6 +67,9 @@ pub struct Suite {
     /// `test` and `check` print them, neither fails on them.
     pub warnings: Vec<LoadError>,
     cases: Vec<Case>,
+    /// The file's text, to find a failing case's line in (only then: finding a node reads
+    /// the whole document).
+    src: Arc<str>,
 }
 
 impl Suite {
@@ -82,6 +85,8 @@ impl Suite {
 
 #[derive(Debug)]
 struct Case {
+    /// Its place in `cases:`.
+    index: usize,
     name: String,
     body: Vec<u8>,
     content_type: Option<&'static str>,
@@ -95,6 +100,8 @@ struct Case {
 #[derive(Debug)]
 pub struct CaseResult {
     pub file: PathBuf,
+    /// The line of the case's `name:`, for a failing case (0 for one that passed).
+    pub line: usize,
     pub name: String,
     pub expect: Expect,
     pub decision: Decision,
@@ -110,7 +117,12 @@ impl CaseResult {
     /// The block printed for a failing case: expected, actual, and the per-rule trace.
     pub fn explain(&self) -> String {
         let d = &self.decision;
-        let mut out = format!("FAIL {}: {}\n", self.file.display(), self.name);
+        let mut out = format!(
+            "FAIL {}:{}: {}\n",
+            self.file.display(),
+            self.line,
+            self.name
+        );
         for m in &self.mismatches {
             let _ = writeln!(out, "  {m}");
         }
@@ -186,8 +198,19 @@ pub async fn run(
                     decision.status
                 ));
             }
+            let line = if mismatches.is_empty() {
+                0
+            } else {
+                let name = [
+                    crate::rules::yaml::Seg::Key("cases"),
+                    crate::rules::yaml::Seg::Index(case.index),
+                    crate::rules::yaml::Seg::Key("name"),
+                ];
+                crate::rules::yaml::locate(&suite.src, &name).line
+            };
             results.push(CaseResult {
                 file: suite.file.clone(),
+                line,
                 name: case.name.clone(),
                 expect: case.expect.clone(),
                 decision,

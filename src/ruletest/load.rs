@@ -268,6 +268,7 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             upstreams.insert(up, converted);
         }
         cases.push(Case {
+            index: i,
             name: c.name,
             body,
             content_type,
@@ -287,6 +288,7 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             ruleset: raw.ruleset,
             warnings,
             cases,
+            src: src.into(),
         })
     } else {
         Err(errors)
