@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use clap::builder::BoolishValueParser;
 use clap::Args;
 
 use super::RulesDir;
@@ -12,6 +13,10 @@ use crate::script::ScriptEngine;
 pub struct CheckArgs {
     #[command(flatten)]
     pub rules: RulesDir,
+    /// Fail (exit 1) on warnings too: for the pipeline that ships rule changes, where a
+    /// deadline over 5 s or a YAML file named .yml should stop the change, not scroll by.
+    #[arg(long, env = "CONFIRM_PROXY_STRICT", value_parser = BoolishValueParser::new())]
+    pub strict: bool,
 }
 
 pub fn run(args: &CheckArgs) -> ExitCode {
@@ -27,11 +32,26 @@ pub fn run(args: &CheckArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for w in &rules.warnings {
+    let warnings: Vec<String> = rules
+        .warnings
+        .iter()
+        .cloned()
+        .chain(
+            suites
+                .iter()
+                .flat_map(|s| &s.warnings)
+                .map(ToString::to_string),
+        )
+        .collect();
+    for w in &warnings {
         eprintln!("warning: {w}");
     }
-    for w in suites.iter().flat_map(|s| &s.warnings) {
-        eprintln!("warning: {w}");
+    if args.strict && !warnings.is_empty() {
+        eprintln!(
+            "{} warning(s), and --strict makes warnings fail the check",
+            warnings.len()
+        );
+        return ExitCode::FAILURE;
     }
     out!(
         "ok: {} rulesets, {} rules",

@@ -475,6 +475,44 @@ fn check_warns_when_no_rule_is_enforced() {
     );
 }
 
+/// `--strict` (or `CONFIRM_PROXY_STRICT=true`) makes warnings fail the check, for CI.
+#[test]
+fn check_strict_fails_on_warnings() {
+    let rules = Rules::with(
+        "default.yaml",
+        "settings: { deadline: 6s }\nrules:\n  - { name: a, amount: { max: 100 }, reason: x }\n",
+    );
+    let dir = rules.path().to_str().unwrap();
+    check_ok(&rules, "ok: 1 rulesets, 1 rules");
+    let out = run_cli(&["check", "--strict", "--rules", dir], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: ") && stderr.contains("6s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 warning(s), and --strict makes warnings fail the check"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    // Without warnings, strict passes.
+    let clean = Rules::with(
+        "default.yaml",
+        "rules:\n  - { name: a, amount: { max: 100 }, reason: x }\n",
+    );
+    let out = run_cli(
+        &[
+            "check",
+            "--strict",
+            "--rules",
+            clean.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
 #[test]
 fn check_refuses_placeholders_in_forward_paths() {
     let rules = Rules::with(
