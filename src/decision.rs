@@ -136,18 +136,27 @@ fn longer_than(json: &serde_json::Value, max: usize) -> bool {
 /// characters and text-direction controls left out. Text from outside (a merchant's answer, a
 /// script, a field name in a request) must not garble the payment window.
 pub fn for_buyers(text: String) -> String {
-    let shown = |c: char| match c {
+    if shown_as_is(&text) {
+        text
+    } else {
+        text.chars().filter_map(shown).collect()
+    }
+}
+
+/// Whether [`for_buyers`] leaves `text` as it is.
+pub fn shown_as_is(text: &str) -> bool {
+    text.chars().all(|c| shown(c) == Some(c))
+}
+
+/// A character as a buyer may be shown it (see [`for_buyers`]).
+fn shown(c: char) -> Option<char> {
+    match c {
         '\n' | '\r' | '\t' | '\u{85}' | '\u{2028}' | '\u{2029}' => Some(' '),
         '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
             None
         }
         c if c.is_control() => None,
         c => Some(c),
-    };
-    if text.chars().all(|c| shown(c) == Some(c)) {
-        text
-    } else {
-        text.chars().filter_map(shown).collect()
     }
 }
 
