@@ -160,13 +160,24 @@ fn shown(c: char) -> Option<char> {
     }
 }
 
-/// Cuts `text` after `max` characters, marking the cut with `…`: for text that comes from
-/// outside (a merchant's answer, a script) into reasons, errors and log lines.
+/// Cuts `text` after at most `max` characters, marking the cut with `…`: for text that comes
+/// from outside (a merchant's answer, a script) into reasons, errors and log lines. The cut
+/// falls between what a reader sees as characters, never inside one made of several (an emoji
+/// with its skin tone or joined to another, a letter with its accents), which would show half
+/// of it.
 pub fn cut_chars(text: &mut String, max: usize) {
-    if let Some((at, _)) = text.char_indices().nth(max) {
-        text.truncate(at);
-        text.push('…');
-    }
+    use unicode_segmentation::UnicodeSegmentation;
+    let Some((at, _)) = text.char_indices().nth(max) else {
+        return;
+    };
+    let at = text
+        .grapheme_indices(true)
+        .map(|(i, _)| i)
+        .take_while(|&i| i <= at)
+        .last()
+        .unwrap_or(0);
+    text.truncate(at);
+    text.push('…');
 }
 
 /// Whether `text` shows a buyer nothing: only whitespace and characters that take no room —
@@ -281,6 +292,23 @@ impl Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cuts_fall_between_the_characters_a_reader_sees() {
+        let cut = |text: &str, max: usize| {
+            let mut t = text.to_owned();
+            cut_chars(&mut t, max);
+            t
+        };
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcd", 3), "abc…");
+        // A thumbs-up with its skin tone is two chars: cut before it, not between them.
+        assert_eq!(cut("ab👍🏽", 3), "ab…");
+        assert_eq!(cut("ab👍🏽c", 4), "ab👍🏽…");
+        // Hangul written as conjoining jamo (ᄒ+ᅡ+ᆫ is one syllable).
+        assert_eq!(cut("가\u{1112}\u{1161}\u{11ab}", 2), "가…");
+        assert_eq!(cut("한국어", 2), "한국…");
+    }
 
     #[test]
     fn what_shows_a_buyer_nothing() {
