@@ -354,7 +354,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
         trust_forwarded_for = args.trust_forwarded_for,
         admin_token = admin_token.is_some(),
         decision_log = %args.decision_log.as_deref().map_or_else(|| "off".into(), |p| p.display().to_string()),
+        decision_log_approvals = %match args.decision_log_approvals.every {
+            1 => "all".to_owned(),
+            n => format!("sample={n}"),
+        },
         test_on_reload = args.test_on_reload,
+        idle_timeout = ?args.idle_timeout,
+        admin_listen = %args.admin_listen,
         "protections"
     );
     if args.decision_log.is_none() && args.decision_log_approvals.every != 1 {
