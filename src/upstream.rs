@@ -199,10 +199,16 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     let url = format!("{}{}", up.url, call.path_and_query);
     let get = call.method == http::Method::GET;
     let request = |client: &reqwest::Client, timeout| {
-        let req = client
+        let mut req = client
             .request(call.method.clone(), &url)
             .timeout(timeout)
             .headers(merged_headers(up, &call));
+        // On a connection of its own, the request says it is the last: the upstream closes
+        // first, and the closed socket waits out TIME_WAIT at its end, not among the proxy's
+        // ephemeral ports (a thousand forwards a second would otherwise use them up).
+        if std::ptr::eq(client, &up.fresh) {
+            req = req.header(http::header::CONNECTION, "close");
+        }
         match &call.body {
             Some(body) => req.body(body.clone()),
             None => req,

@@ -450,7 +450,12 @@ impl FileCompiler<'_, '_> {
             Err(e) => {
                 let scalar = yaml::locate(&self.src, path);
                 let at = yaml::position_in_scalar(&self.src, scalar, src, e.line, e.column);
-                let hint = if yaml::cut_by_comment(&self.src, scalar, src) {
+                // Only an error where the value ends can come from the cut (Rhai wanted more);
+                // an error elsewhere is the expression's own, and its comment a real one.
+                let last_line = src.lines().count().max(1);
+                let last_len = src.lines().last().map_or(0, |l| l.chars().count());
+                let at_end = e.line > last_line || (e.line == last_line && e.column > last_len);
+                let hint = if at_end && yaml::cut_by_comment(&self.src, scalar, src) {
                     " (YAML reads an unquoted value only up to \" #\", the rest of the line being a comment: put the expression in quotes)"
                 } else {
                     ""

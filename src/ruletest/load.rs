@@ -26,7 +26,9 @@ pub fn load_suites(rules_dir: &Path, rules: &Rules) -> Result<Vec<Suite>, Vec<Lo
         Ok(entries) => entries
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml") && p.is_file())
+            // Not only regular files: a FIFO or a link to a device named like a test file is
+            // an error when read (never opened), rather than a suite silently not run.
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml") && !p.is_dir())
             .filter(|p| {
                 !p.file_name()
                     .and_then(|n| n.to_str())
@@ -442,6 +444,32 @@ mod tests {
                 "{}: not read: rule test files end in \".yaml\" (lower case); rename it to default.yaml",
                 dir.path().join("tests/default.yml").display()
             )]
+        );
+    }
+
+    /// A FIFO or a link to a device named like a test file is an error, never opened (a FIFO
+    /// would wait for a writer): not a suite silently left out.
+    #[cfg(unix)]
+    #[test]
+    fn a_test_file_that_is_no_regular_file_is_an_error() {
+        let (dir, rules) = crate::rules::load_files(&[
+            ("default.yaml", RULES),
+            ("tests/ok.yaml", "ruleset: default\ncases: []\n"),
+        ]);
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("tests/pipe.yaml"))
+            .status();
+        assert!(made.is_ok_and(|s| s.success()));
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("tests/zero.yaml")).unwrap();
+        let errors = load_suites(dir.path(), &rules).unwrap_err();
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let not_a_file = "cannot read: not a regular file (a FIFO, socket or device), never read";
+        assert_eq!(
+            lines,
+            ["pipe.yaml", "zero.yaml"].map(|f| format!(
+                "{}: {not_a_file}",
+                dir.path().join("tests").join(f).display()
+            ))
         );
     }
 

@@ -577,7 +577,11 @@ async fn allow_from_takes_bare_addresses_from_the_environment() {
     );
     // The rest of what the go-live checklist asks about is on the same line.
     let line = log.lines().find(|l| l.contains("protections")).unwrap();
-    for part in ["decision_log_approvals=all", "idle_timeout=75s", "admin_listen=127.0.0.1:"] {
+    for part in [
+        "decision_log_approvals=all",
+        "idle_timeout=75s",
+        "admin_listen=127.0.0.1:",
+    ] {
         assert!(line.contains(part), "{part}: {line}");
     }
 }

@@ -494,18 +494,37 @@ fn body_template(v: &serde_json::Value) -> Result<BodyTemplate, String> {
 
 /// What to write instead of a script path that names no file: where it was looked for (script
 /// paths are relative to the rules directory, not to where `confirm-proxy` was started), and
-/// the script that was probably meant — one whose path ends the one written
-/// (`concert/scripts/vip.rhai` for `scripts/vip.rhai`), or one a slip away.
+/// the script that was probably meant: one the path written ends with (`scripts/vip.rhai` for
+/// `concert/scripts/vip.rhai`, written from where the proxy was started), one whose path ends
+/// with the one written (`scripts/vip.rhai` for `vip.rhai`), one of the same file name
+/// elsewhere, or one a slip away (by path, then by file name).
 fn missing_script_hint(dir: &Path, file: &Path, rel: &str) -> String {
     let mut scripts = Vec::new();
     collect_scripts(dir, Path::new(""), 0, &mut scripts);
     scripts.sort();
+    let name_of = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
+    let rel_name = name_of(rel);
     let meant = scripts
         .iter()
         .filter(|s| rel.ends_with(&format!("/{s}")))
         .max_by_key(|s| s.len())
+        .or_else(|| {
+            scripts
+                .iter()
+                .filter(|s| s.ends_with(&format!("/{rel}")))
+                .min_by_key(|s| s.len())
+        })
+        .or_else(|| scripts.iter().find(|s| name_of(s) == rel_name))
         .map(String::as_str)
-        .or_else(|| crate::suggest::closest(rel, scripts.iter().map(String::as_str)));
+        .or_else(|| crate::suggest::closest(rel, scripts.iter().map(String::as_str)))
+        .or_else(|| {
+            let names: Vec<String> = scripts.iter().map(|s| name_of(s)).collect();
+            let name = crate::suggest::closest(&rel_name, names.iter().map(String::as_str))?;
+            scripts
+                .iter()
+                .find(|s| name_of(s) == name)
+                .map(String::as_str)
+        });
     let mut hint = format!(
         " (looked for {}; a script path is relative to the rules directory",
         file.display()

@@ -631,27 +631,32 @@ fn missing_script_file() {
 #[test]
 fn a_missing_script_names_the_one_probably_meant() {
     let dir = default_file(
-        "rules:\n  - name: a\n    script: concert/scripts/vip.rhai\n  - name: b\n    script: scripts/vip_limit.rhai\n  - name: c\n    script: scripts/nothing-like-it.rhai\n",
+        "rules:\n  - name: a\n    script: concert/scripts/vip.rhai\n  - name: b\n    script: scripts/vip_limit.rhai\n  - name: c\n    script: scripts/nothing-like-it.rhai\n  - name: d\n    script: vip.rhai\n  - name: e\n    script: scripts/deep.rhai\n  - name: f\n    script: lib/hour.rhai\n",
     );
     dir.write("scripts/vip.rhai", "true\n")
-        .write("scripts/hours.rhai", "true\n");
+        .write("scripts/hours.rhai", "true\n")
+        .write("scripts/sub/deep.rhai", "true\n");
     let errors = dir.errors();
-    assert_eq!(errors.len(), 3, "{errors:#?}");
-    assert!(
-        errors[0].ends_with(r#"; did you mean "scripts/vip.rhai"?)"#),
-        "{}",
-        errors[0]
-    );
-    assert!(
-        errors[1].ends_with(r#"; did you mean "scripts/vip.rhai"?)"#),
-        "{}",
-        errors[1]
-    );
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+    let meant = |i: usize, script: &str| {
+        assert!(
+            errors[i].ends_with(&format!("; did you mean \"{script}\"?)")),
+            "{}",
+            errors[i]
+        );
+    };
+    // Written from where the proxy was started; a slip; no script like it.
+    meant(0, "scripts/vip.rhai");
+    meant(1, "scripts/vip.rhai");
     assert!(
         errors[2].ends_with("relative to the rules directory)"),
         "{}",
         errors[2]
     );
+    // The folder left out; another folder; the file name a slip away in another folder.
+    meant(3, "scripts/vip.rhai");
+    meant(4, "scripts/sub/deep.rhai");
+    meant(5, "scripts/hours.rhai");
 }
 
 /// A script (or ruleset) that is no regular file is never opened: a FIFO would wait for a

@@ -193,10 +193,16 @@ fn keys_at_the_wrong_level_say_where_they_belong() {
 #[test]
 fn an_expression_cut_by_a_yaml_comment_says_to_quote_it() {
     let dir = default_file(
-        "rules:\n  - name: banned\n    require: payload.tier != #{ t: 1 }\n    reason: x\n  - name: quoted\n    require: 'payload.tier != #{ t: 1 }'\n    reason: x\n",
+        "rules:\n  - name: banned\n    require: payload.tier != #{ t: 1 }\n    reason: x\n  - name: quoted\n    require: 'payload.tier != #{ t: 1 }'\n    reason: x\n  - name: commented\n    require: order_idd == \"x\"  # a real comment\n    reason: x\n",
     );
     let errors = dir.errors();
-    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    // An error of the expression itself, with a real comment after it: no hint.
+    assert!(
+        errors[1].ends_with("undefined variable: order_idd"),
+        "{}",
+        errors[1]
+    );
     assert!(
         errors[0].starts_with(&dir.at(DEFAULT, 3, 29, r#"rule "banned": require: invalid expression: "#))
             && errors[0].ends_with(r#" (YAML reads an unquoted value only up to " #", the rest of the line being a comment: put the expression in quotes)"#),
