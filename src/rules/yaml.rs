@@ -75,6 +75,12 @@ pub fn number_as_written<'s>(
         .filter(|t| serde_json::from_str::<serde_json::Number>(t).is_ok())
 }
 
+/// The text of the value at `path` when it is written without quotes (`None` for a quoted one):
+/// `1e400` reads as a string (no `f64` holds it), yet is a number in JSON as written.
+pub fn unquoted_at<'s>(src: &'s str, path: &[Seg<'_>]) -> Option<&'s str> {
+    plain_scalar_at(src, locate(src, path))
+}
+
 /// The text of the plain scalar starting at `at`; `None` when no plain token starts there.
 fn plain_scalar_at(src: &str, at: Location) -> Option<&str> {
     let line = src.lines().nth(at.line.checked_sub(1)?)?;

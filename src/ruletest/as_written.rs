@@ -57,3 +57,22 @@ async fn case_request_amount_renders_as_written() {
     let results = run(&rules, &suites, &engine, None).await;
     assert!(results[0].passed(), "{}", results[0].explain());
 }
+
+/// A number beyond a float (`1e400`), which YAML hands over as a string, is sent as the number
+/// the case writes, so `payload.qty > 10` holds in the test as in `serve`; quoted, it is text.
+#[tokio::test]
+async fn a_number_beyond_a_float_is_sent_as_a_number() {
+    let (_dir, rules, suites) = loaded(
+        "rules:\n  - { name: qty, require: 'type_of(payload.qty) == \"string\" || payload.qty <= 10', reason: \"수량 초과\" }\n",
+        "ruleset: default\ncases:\n  - name: huge\n    request: { imp_uid: i, merchant_uid: o, amount: 5000, qty: 1e400 }\n    expect: { decision: reject, rule: qty }\n  - name: quoted\n    request: { imp_uid: i, merchant_uid: o, amount: 5000, qty: \"1e400\" }\n    expect: { decision: approve }\n",
+    );
+    let suites = suites.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&suites[0].cases[0].body),
+        r#"{"amount":5000,"imp_uid":"i","merchant_uid":"o","qty":1e400}"#
+    );
+    let results = run(&rules, &suites, &ScriptEngine::new(), None).await;
+    for r in &results {
+        assert!(r.passed(), "{}", r.explain());
+    }
+}

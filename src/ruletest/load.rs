@@ -396,6 +396,14 @@ fn json_as_written<'v>(
             Some(text) => out.push_str(text),
             None => out.push_str(&number.to_string()),
         },
+        // A number beyond a float (`1e400`) comes from YAML as a string; written without
+        // quotes it is the number `serve` would be sent.
+        Value::String(s)
+            if serde_json::from_str::<serde_json::Number>(s).is_ok()
+                && yaml::unquoted_at(src, path) == Some(s.as_str()) =>
+        {
+            out.push_str(s)
+        }
         other => out.push_str(&other.to_string()),
     }
 }
