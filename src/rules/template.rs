@@ -49,18 +49,26 @@ impl Template {
     /// slip for `{…}`: it would be sent as a literal `$` (`GET /api/stock/$order-1`), since
     /// `${VAR}` reads the environment only in upstream settings.
     pub fn parse_call(src: &str) -> Result<Template, String> {
+        Template::parse_call_at(src).map_err(|(message, _)| message)
+    }
+
+    /// [`Template::parse_call`], with an error's place as [`Template::parse_at`] gives it.
+    pub fn parse_call_at(src: &str) -> Result<Template, (String, usize)> {
         if let Some(i) = src.find("${") {
+            let at = src[..i].chars().count();
             let name = src[i + 2..].split('}').next().unwrap_or("");
             if parse_var(name, Scope::WithResponse).is_err() {
-                return Err(format!(
-                    "\"${{{name}}}\": ${{VAR}} reads an environment variable only in an upstream's url and headers, not in what a fetch sends; set it there (under upstreams), where every call of the upstream sends it"
+                return Err((
+                    format!("\"${{{name}}}\": ${{VAR}} reads an environment variable only in an upstream's url and headers, not in what a fetch sends; set it there (under upstreams), where every call of the upstream sends it"),
+                    at,
                 ));
             }
-            return Err(format!(
-                "\"${{{name}}}\": request placeholders are written without \"$\", like {{{name}}} (${{VAR}} reads an environment variable, and only in upstream settings)"
+            return Err((
+                format!("\"${{{name}}}\": request placeholders are written without \"$\", like {{{name}}} (${{VAR}} reads an environment variable, and only in upstream settings)"),
+                at,
             ));
         }
-        Template::parse(src, Scope::Call)
+        Template::parse_at(src, Scope::Call)
     }
 
     pub fn parse(src: &str, scope: Scope) -> Result<Template, String> {

@@ -139,14 +139,6 @@ fn clean_message(msg: &str) -> String {
             return format!("{msg}; {}", top_key_hint(name));
         }
     }
-    // `health:` outdented to the level of the upstreams' names: read as an upstream of its own.
-    if let Some((name, _)) = msg
-        .strip_prefix("upstreams.")
-        .and_then(|rest| rest.split_once(':'))
-        .filter(|(name, _)| UPSTREAM_KEYS.contains(name))
-    {
-        return format!("{msg}; \"{name}\" is read as the name of an upstream: indent it under the upstream it belongs to");
-    }
     if let Some(known) = did_you_mean(&msg) {
         return format!("{msg}; did you mean \"{known}\"?");
     }
@@ -165,9 +157,20 @@ pub(super) const TOP_KEYS: [&str; 3] = ["settings", "upstreams", "rules"];
 /// The keys of an upstream.
 const UPSTREAM_KEYS: [&str; 4] = ["url", "timeout", "headers", "health"];
 
+/// The hint for an error about an upstream whose name is a key of an upstream (`health:`
+/// outdented to the level of the upstreams' names) or of the top of the file (`rules:` indented
+/// under `upstreams:`): each is read as an upstream of its own.
+pub(super) fn upstream_name_hint(message: &str) -> Option<String> {
+    let (name, _) = message.strip_prefix("upstreams.")?.split_once(':')?;
+    if UPSTREAM_KEYS.contains(&name) {
+        return Some(format!("\"{name}\" is read as the name of an upstream: indent it under the upstream it belongs to"));
+    }
+    TOP_KEYS.contains(&name).then(|| top_key_hint(name))
+}
+
 /// The hint for a key of the top of a rule file found inside another.
 pub(super) fn top_key_hint(name: &str) -> String {
-    format!("\"{name}\" is a key of the top of the file, not of the one it is indented under: start it at the beginning of its line, like settings: and rules:")
+    format!("\"{name}\" is a key of the top of the file, not of the one it is indented under: start it at the beginning of its line")
 }
 
 /// The hint for a number written with a thousands separator inside `{ … }`.

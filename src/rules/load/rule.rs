@@ -325,10 +325,15 @@ impl FileCompiler<'_, '_> {
         };
         let upstream = self.upstream_ref(&sub("upstream"), name, &f.upstream, upstreams);
         let method = f.method.unwrap_or(HttpMethod::GET);
-        let mut template = |at: &[Seg<'_>], field: &str, s: &str| match Template::parse_call(s) {
+        let mut template = |at: &[Seg<'_>], field: &str, s: &str| match Template::parse_call_at(s) {
             Ok(t) => Some(t),
-            Err(e) => {
-                self.error(at, format!("rule \"{name}\": fetch.{field}: {e}"));
+            Err((e, offset)) => {
+                self.error_in_value(
+                    at,
+                    s,
+                    offset,
+                    format!("rule \"{name}\": fetch.{field}: {e}"),
+                );
                 None
             }
         };
@@ -424,7 +429,11 @@ impl FileCompiler<'_, '_> {
             || rel_path
                 .components()
                 .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-        if escapes || rel.is_empty() {
+        if rel.trim().is_empty() {
+            self.error(at, format!("rule \"{rule}\": script path is empty; write the script's path, relative to the rules directory (scripts/vip.rhai)"));
+            return None;
+        }
+        if escapes {
             self.error(at, format!("rule \"{rule}\": script path \"{rel}\" must be relative to the rules directory, without \"..\""));
             return None;
         }

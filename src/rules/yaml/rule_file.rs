@@ -55,6 +55,11 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
     file.errors.extend(keys_without_value(src));
     walk_file(src, duplicates, &mut file);
     name_rules(src, &mut file.errors);
+    for e in &mut file.errors {
+        if let Some(hint) = super::upstream_name_hint(&e.message) {
+            e.message = format!("{}; {hint}", e.message);
+        }
+    }
     file.errors
         .sort_by_key(|e| e.location.map(|l| (l.line, l.column)));
     file

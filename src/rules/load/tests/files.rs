@@ -395,13 +395,14 @@ rules:
                 DEFAULT,
                 9,
                 50,
-                r#"rule "relative-path": fetch.path: unknown placeholder {oder_id} (did you mean {order_id}?), expected one of {order_id}, {tx_id}, {amount}, {store_id}"#
+                r#"rule "relative-path": fetch.path must start with "/""#
             ),
+            // At the placeholder.
             dir.at(
                 DEFAULT,
                 9,
-                50,
-                r#"rule "relative-path": fetch.path must start with "/""#
+                57,
+                r#"rule "relative-path": fetch.path: unknown placeholder {oder_id} (did you mean {order_id}?), expected one of {order_id}, {tx_id}, {amount}, {store_id}"#
             ),
             dir.at(
                 DEFAULT,
@@ -475,10 +476,11 @@ rules:
         [
             dir.at(DEFAULT, 2, 65, &format!(r#"upstream "shop": header "Content-Length" {client_owned}"#)),
             dir.at(DEFAULT, 2, 88, r#"upstream "shop": health path: ${VAR} is read only in the upstream's url and headers; the probe sends the upstream's headers (put a key there), or put the variable in the url"#),
-            dir.at(DEFAULT, 7, 13, &format!(r#"rule "stock": fetch.path: "${{SHOP_TOKEN}}": {env_only}"#)),
+            // Each at what it is about: the value, or the `$` or brace in it.
             dir.at(DEFAULT, 7, 13, r##"rule "stock": fetch.path must not hold "#": a fragment is never sent, so what follows it (and the query) would be dropped; write a literal # as %23"##),
-            dir.at(DEFAULT, 8, 23, r#"rule "stock": fetch.headers: "${order_id}": request placeholders are written without "$", like {order_id} (${VAR} reads an environment variable, and only in upstream settings)"#),
-            dir.at(DEFAULT, 8, 43, r#"rule "stock": fetch.headers: placeholder {response.body.a} reads this fetch's answer, which is not there yet when its request is sent; use it in the rule's require or reason. Expected one of {order_id}, {tx_id}, {amount}, {store_id}"#),
+            dir.at(DEFAULT, 7, 21, &format!(r#"rule "stock": fetch.path: "${{SHOP_TOKEN}}": {env_only}"#)),
+            dir.at(DEFAULT, 8, 24, r#"rule "stock": fetch.headers: "${order_id}": request placeholders are written without "$", like {order_id} (${VAR} reads an environment variable, and only in upstream settings)"#),
+            dir.at(DEFAULT, 8, 44, r#"rule "stock": fetch.headers: placeholder {response.body.a} reads this fetch's answer, which is not there yet when its request is sent; use it in the rule's require or reason. Expected one of {order_id}, {tx_id}, {amount}, {store_id}"#),
             dir.at(DEFAULT, 8, 83, &format!(r#"rule "stock": fetch.headers: header "Transfer-Encoding" {client_owned}"#)),
         ]
     );
@@ -602,7 +604,12 @@ fn script_paths_must_stay_inside_the_rules_directory() {
                 13,
                 &message("sneaky", "scripts/../../outside.rhai")
             ),
-            dir.at(DEFAULT, 9, 13, &message("empty", "")),
+            dir.at(
+                DEFAULT,
+                9,
+                13,
+                r#"rule "empty": script path is empty; write the script's path, relative to the rules directory (scripts/vip.rhai)"#
+            ),
         ]
     );
 }

@@ -153,7 +153,7 @@ fn expression_errors_point_into_a_quoted_scalar() {
 /// upstream's `health:` at the level of the upstreams' names, a `$VAR` url without braces.
 #[test]
 fn keys_at_the_wrong_level_say_where_they_belong() {
-    let top = r#""upstreams" is a key of the top of the file, not of the one it is indented under: start it at the beginning of its line, like settings: and rules:"#;
+    let top = r#""upstreams" is a key of the top of the file, not of the one it is indented under: start it at the beginning of its line"#;
     let dir = default_file(
         "settings:\n  deadline: 3s\n  upstreams:\n    shop:\n      url: http://shop.test\nrules:\n  - { name: a, amount: { min: 1 }, reason: x }\n",
     );
@@ -172,6 +172,14 @@ fn keys_at_the_wrong_level_say_where_they_belong() {
     let errors = dir.errors();
     assert!(
         errors[0].ends_with(r#"upstreams.health: missing field "url"; "health" is read as the name of an upstream: indent it under the upstream it belongs to"#),
+        "{errors:#?}"
+    );
+    let dir = default_file(
+        "upstreams:\n  shop:\n    url: http://shop.test\n  rules:\n    - { name: a, amount: { min: 1 }, reason: x }\n",
+    );
+    let errors = dir.errors();
+    assert!(
+        errors.iter().any(|e| e.ends_with(r#"; "rules" is a key of the top of the file, not of the one it is indented under: start it at the beginning of its line"#)),
         "{errors:#?}"
     );
     let dir = default_file(
