@@ -99,7 +99,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     let upstreams = Arc::new(EvalUpstreams {
         real: HttpUpstreams::new(Metrics::new()),
         dry_run: args.dry_run,
-        writes: std::sync::Mutex::new(Vec::new()),
+        writes: Arc::default(),
     });
     let mut request = serde_json::Value::Null;
     let decision = runtime.block_on(async {
@@ -137,11 +137,15 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     // Moved in, not serialized again: that would spell the amount anew (`1e3` as `1e+3`).
     out["request"] = request;
     out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    for (call, sent) in upstreams.writes() {
-        if sent {
-            eprintln!("note: sent {call} for real (eval --dry-run holds such calls back)");
-        } else {
-            eprintln!("note: held back {call} (--dry-run); the rule counted as an error");
+    for (call, write) in upstreams.writes() {
+        match write {
+            Write::Sent => {
+                eprintln!("note: sent {call} for real (eval --dry-run holds such calls back)")
+            }
+            Write::NotSent(why) => eprintln!("note: tried {call}, not sent: {why}"),
+            Write::HeldBack => {
+                eprintln!("note: held back {call} (--dry-run); the rule counted as an error")
+            }
         }
     }
     ExitCode::SUCCESS
@@ -153,12 +157,23 @@ pub fn run(args: &EvalArgs) -> ExitCode {
 struct EvalUpstreams {
     real: HttpUpstreams,
     dry_run: bool,
-    /// "POST /payments/confirm to upstream shop", and whether it was sent.
-    writes: std::sync::Mutex<Vec<(String, bool)>>,
+    /// "POST /payments/confirm to upstream shop", and what became of it.
+    writes: Arc<std::sync::Mutex<Vec<(String, Write)>>>,
+}
+
+/// What became of a call that may change something at the merchant.
+#[derive(Debug, Clone)]
+enum Write {
+    /// Sent, or at least possibly received (an answer, a timeout, a connection cut midway).
+    Sent,
+    /// Never reached the upstream: why (connection refused, DNS).
+    NotSent(String),
+    /// Held back by `--dry-run`.
+    HeldBack,
 }
 
 impl EvalUpstreams {
-    fn writes(&self) -> Vec<(String, bool)> {
+    fn writes(&self) -> Vec<(String, Write)> {
         self.writes.lock().map(|w| w.clone()).unwrap_or_default()
     }
 }
@@ -174,9 +189,18 @@ impl Upstreams for EvalUpstreams {
                 "{} {} to upstream {}",
                 call.method, call.path_and_query, upstream.name
             );
-            if let Ok(mut writes) = self.writes.lock() {
-                writes.push((what, !self.dry_run));
-            }
+            let state = if self.dry_run {
+                Write::HeldBack
+            } else {
+                Write::Sent
+            };
+            let index = match self.writes.lock() {
+                Ok(mut writes) => {
+                    writes.push((what, state));
+                    Some(writes.len() - 1)
+                }
+                Err(_) => None,
+            };
             if self.dry_run {
                 let method = call.method.to_string();
                 return Box::pin(async move {
@@ -185,6 +209,19 @@ impl Upstreams for EvalUpstreams {
                     )))
                 });
             }
+            // A call that failed before reaching the upstream is no call to warn about.
+            let (writes, sending) = (self.writes.clone(), self.real.call(upstream, call));
+            return Box::pin(async move {
+                let result = sending.await;
+                if let Err(e @ (UpstreamError::Refused(_) | UpstreamError::Dns(_))) = &result {
+                    if let (Some(i), Ok(mut writes)) = (index, writes.lock()) {
+                        if let Some(entry) = writes.get_mut(i) {
+                            entry.1 = Write::NotSent(e.to_string());
+                        }
+                    }
+                }
+                result
+            });
         }
         self.real.call(upstream, call)
     }

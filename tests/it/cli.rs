@@ -210,6 +210,29 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
         stderr.contains("note: held back POST /confirm to upstream shop (--dry-run)"),
         "{stderr}"
     );
+
+    // An upstream that refuses the connection received nothing: said so, not "sent for real".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let rules = Rules::with(
+        "default.yaml",
+        &format!("upstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - name: existing\n    forward: {{ upstream: shop, path: /confirm }}\n"),
+    );
+    let dir = rules.path().to_str().unwrap().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        run_cli(
+            &["eval", "--rules", &dir, "-"],
+            Some(v1("o-1", 5).as_bytes()),
+        )
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("note: tried POST /confirm to upstream shop, not sent: connection refused"),
+        "{stderr}"
+    );
 }
 
 #[test]
