@@ -9,7 +9,8 @@ BIN=${1:-target/release/confirm-proxy}
 OHA=target/bench-tools/bin/oha
 [ -x "$OHA" ] || { echo "no $OHA: run scripts/bench.sh once, or cargo install oha --root target/bench-tools" >&2; exit 2; }
 WORK=$(mktemp -d)
-trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PID= LOAD=
+trap 'kill $PID $LOAD 2>/dev/null || true; rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/rules/scripts"
 cat > "$WORK/rules/heavy.yaml" <<'YAML'
 settings: { deadline: 2s }

@@ -299,7 +299,7 @@ pub struct Forward {
     pub path: String,
 }
 
-/// A merchant service, with its pooled client built once at load.
+/// A merchant service, with its two HTTP clients built once at load.
 pub struct Upstream {
     pub name: String,
     /// The ruleset (file) that defines it: two files may each have a `shop`, with their own
@@ -311,6 +311,7 @@ pub struct Upstream {
     /// Header values filled from `${VAR}` are marked sensitive and never printed.
     pub headers: http::HeaderMap,
     pub health: Option<HealthSpec>,
+    /// Pooled, for GETs (fetches and probes).
     pub client: reqwest::Client,
     /// A client that keeps no connection: for POST/PUT fetches and forwards, which cannot be
     /// sent again should a pooled connection close under them, and for a GET sent again after

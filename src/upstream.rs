@@ -1,5 +1,6 @@
 //! Calls to merchant services: the [`Upstreams`] seam the engine talks through, its real HTTP
-//! implementation (one pooled client per upstream, built at load), and background health probes.
+//! implementation (two clients per upstream, built at load: pooled for GETs, a connection per
+//! call for the rest), and background health probes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -198,17 +199,24 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     let body_by = call.body_by;
     let url = format!("{}{}", up.url, call.path_and_query);
     let get = call.method == http::Method::GET;
-    let request = |client: &reqwest::Client, timeout| {
-        let mut req = client
+    // `fresh`: on a connection of its own, which the request says is its last, so the upstream
+    // closes first and the closed socket waits out TIME_WAIT at its end, not among the proxy's
+    // ephemeral ports (a thousand forwards a second would otherwise use them up).
+    let request = |fresh: bool, timeout| {
+        let mut headers = merged_headers(up, &call);
+        let client = if fresh {
+            headers.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            &up.fresh
+        } else {
+            &up.client
+        };
+        let req = client
             .request(call.method.clone(), &url)
             .timeout(timeout)
-            .headers(merged_headers(up, &call));
-        // On a connection of its own, the request says it is the last: the upstream closes
-        // first, and the closed socket waits out TIME_WAIT at its end, not among the proxy's
-        // ephemeral ports (a thousand forwards a second would otherwise use them up).
-        if std::ptr::eq(client, &up.fresh) {
-            req = req.header(http::header::CONNECTION, "close");
-        }
+            .headers(headers);
         match &call.body {
             Some(body) => req.body(body.clone()),
             None => req,
@@ -225,15 +233,14 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     // later is the upstream's own end to this request (it read it, then closed), and sending it
     // again would double its time and the load on a service already in trouble. The second try
     // has what is left of the call's timeout, so `timeout` bounds the call as a whole.
-    let client = if get { &up.client } else { &up.fresh };
-    let sent = match request(client, up.timeout).send().await {
+    let sent = match request(!get, up.timeout).send().await {
         Err(e) if get && closed_under_us(&e) && started.elapsed() < STALE_RACE => {
             // Without the URL, which reqwest's text names in full: its path may hold a
             // `${VAR}` secret.
             let e = e.without_url();
             tracing::debug!(upstream = %up.name, "connection closed under the request ({e}); sending it again");
             let left = up.timeout.saturating_sub(started.elapsed());
-            request(&up.fresh, left).send().await
+            request(true, left).send().await
         }
         sent => sent,
     };

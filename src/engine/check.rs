@@ -93,7 +93,20 @@ impl Run<'_, '_> {
                 Err(e) => Verdict::Error(expr.error_at("require", &e)),
             },
             Check::Script { path, ast } => {
-                let _slot = self.ctx.scripts.slot().await;
+                // A shadow rule waits for its turn only up to its own cut-off: it must never use
+                // up the deadline (the ruleset's on_error would then answer for it).
+                let slot = self.ctx.scripts.slot();
+                let _slot = if rule.mode == Mode::Shadow {
+                    match tokio::time::timeout_at(self.shadow_until, slot).await {
+                        Ok(slot) => slot,
+                        Err(_) => {
+                            let cut = "shadow rule cut off waiting for its turn to run a script, to keep the deadline for enforced rules";
+                            return (Verdict::Error(format!("{path}: {cut}")), None);
+                        }
+                    }
+                } else {
+                    slot.await
+                };
                 match self
                     .ctx
                     .scripts

@@ -815,6 +815,34 @@ async fn a_script_waiting_for_a_slot_is_answered_by_the_deadline() {
     assert_eq!(summary(&evaluate_now().await), APPROVED);
 }
 
+/// A shadow script waits for its turn only until the shadow cut-off (half the deadline): it
+/// never uses up the deadline, and the enforced rule after it decides.
+#[tokio::test]
+async fn a_shadow_script_waits_for_its_turn_only_until_its_cut_off() {
+    let (_dir, rules) = ruleset_with(
+        "settings: { deadline: 300ms, error_reason: DEADLINE }\nrules:\n  - { name: s, script: scripts/ok.rhai, mode: shadow, reason: x }\n  - { name: limit, amount: { max: 10 }, reason: LIMIT }\n",
+        &[("scripts/ok.rhai", "false")],
+    );
+    let scripts = ScriptEngine::new();
+    let original = Original::default();
+    let ctx = Context {
+        scripts: &scripts,
+        upstreams: Arc::new(Canned::new()),
+        now: at(NOW),
+        started: tokio::time::Instant::now(),
+        original: &original,
+        decision_id: None,
+    };
+    let _held = scripts.hold_every_slot();
+    let started = std::time::Instant::now();
+    let d = evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await;
+    let took = started.elapsed();
+    assert_eq!(summary(&d), refused("LIMIT", "limit"));
+    assert_eq!(d.shadow.len(), 1, "{:?}", d.shadow);
+    assert_eq!(d.shadow[0].outcome, shadow_error("s").outcome);
+    assert!(took < Duration::from_millis(290), "took {took:?}");
+}
+
 #[tokio::test]
 async fn slow_shadow_rules_cannot_carry_the_answer_past_the_deadline() {
     let (_dir, rules) = ruleset_with(

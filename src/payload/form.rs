@@ -151,6 +151,12 @@ mod tests {
                 "amount",
             ),
             ("IMP_UID=a&merchant_uid=b&amount=5000", "IMP_UID", "imp_uid"),
+            // A `[` never closed is a `_` to PHP.
+            (
+                "imp_uid=a&merchant_uid=b&merchant[uid=c&amount=5000",
+                "merchant[uid",
+                "merchant_uid",
+            ),
         ] {
             assert_eq!(
                 parse_form(body.as_bytes()),

@@ -1,5 +1,5 @@
-//! One pass over a JSON body that refuses duplicate keys and keeps the raw text of the fields
-//! the proxy reads.
+//! One pass over a JSON body that refuses duplicate keys (and keys other parsers read as a field
+//! the proxy reads) and keeps the raw text of the fields the proxy reads.
 //!
 //! A `serde_json::Value` keeps the last of two equal keys, while a `forward` rule sends the body
 //! as it came to a merchant whose parser may keep the first: the proxy would check one order and
@@ -136,7 +136,7 @@ enum FlawKind {
     LookAlike(&'static str),
 }
 
-/// The fields the proxy reads at the top of a body, and inside `data` of a V2 `2024-04-25` one.
+/// The fields the proxy reads at the top of a body.
 pub(super) const TOP_FIELDS: [&str; 8] = [
     "imp_uid",
     "merchant_uid",
@@ -147,21 +147,26 @@ pub(super) const TOP_FIELDS: [&str; 8] = [
     "type",
     "data",
 ];
+/// The fields the proxy reads inside `data` (V2 `2024-04-25`).
 const DATA_FIELDS: [&str; 4] = ["paymentId", "transactionId", "totalAmount", "storeId"];
 
 /// The field of `fields` that `key` is not, yet other parsers read it as: Go's `encoding/json`
 /// and ASP.NET match names whatever their case (`AMOUNT`, with Unicode folding: `ſ` is `s`), and
-/// PHP drops leading spaces, reads ` ` and `.` as `_` and `amount[x]` as `amount`. With both
-/// `amount` and `AMOUNT` in a body, the proxy would check one amount while a merchant's handler
-/// behind a `forward` acts on the other, so such a key is refused wherever it is (no PortOne body
-/// has one).
+/// PHP drops leading spaces, reads ` `, `.` and a `[` never closed as `_`, and `amount[x]` as
+/// `amount`. With both `amount` and `AMOUNT` in a body, the proxy would check one amount while a
+/// merchant's handler behind a `forward` acts on the other, so such a key is refused at the top
+/// of a body or directly in `data`, where the fields are read (no PortOne body has one).
 pub(super) fn look_alike(key: &str, fields: &[&'static str]) -> Option<&'static str> {
     fn folded(s: &str) -> impl Iterator<Item = char> + '_ {
         let s = s.trim_start_matches(' ');
-        let s = &s[..s.find('[').unwrap_or(s.len())];
+        // `amount[x]` is PHP's array `amount`; a `[` never closed is a `_` to it (`merchant[uid`).
+        let s = match s.find('[') {
+            Some(i) if s[i..].contains(']') => &s[..i],
+            _ => s,
+        };
         s.chars().flat_map(|c| {
             match c {
-                ' ' | '.' => '_',
+                ' ' | '.' | '[' => '_',
                 'ſ' => 's',
                 c => c,
             }

@@ -1,24 +1,24 @@
 //! Checks of a compiled expression or script for slips that Rhai accepts at compile time and
-//! that would change decisions: a function that does not exist, and a number compared with a
-//! string.
+//! that would change decisions, and this file's own: a script that can give no result (empty,
+//! or ending with a statement that gives none), and a catch block whose value would be a result
+//! (Rhai makes it `()`).
 //!
 //! Rhai looks functions up only when a call runs, so `order_id.startsWith("legacy-")` (a
 //! JavaScript habit) compiles, and then fails every request: with `on_error: reject`, every
-//! payment is refused. Every name called is checked against the functions the engine has.
+//! payment is refused. Rhai answers a comparison between a number and a string `false` (`true`
+//! for `!=`) instead of failing: `amount > "1000000"` never holds. Such slips can only be told
+//! apart from meaningful code where the types are known when the rules load — a literal, a
+//! request variable, arithmetic — and are a load error there. (Making them run-time errors
+//! instead would mean turning off Rhai's fast operators, which made the 20-rule Rhai benchmark
+//! half again as slow.)
 //!
-//! Rhai answers a comparison between a number and a string `false` (`true` for `!=`) instead of
-//! failing: `amount > "1000000"` never holds, so a rule guarded by it never applies, and
-//! `require: 'amount < "1000000"'` refuses every payment. Such a comparison can only be told
-//! apart from a meaningful one where the types are known when the rules load: a string literal
-//! against a number literal, `amount`, `now`, or arithmetic. Caught there, it is a load error at
-//! the string. (Making it a run-time error instead would mean turning off Rhai's fast operators,
-//! which made the 20-rule Rhai benchmark half again as slow.)
-//!
-//! Beside this file: [`names`] (functions, properties and answer fields that exist nowhere),
-//! [`results`] (what an expression or script gives), [`mismatch`] (a use that does not fit its
-//! value's kind), [`text`] (text comparisons that can never hold), [`dropped`] (a value computed
-//! and thrown away), [`race`] (a closure reading the object it changes) and [`source_text`]
-//! (what the parser reports at a misleading place).
+//! Beside this file: [`names`] (functions and answer fields that exist nowhere; the properties
+//! the script's maps set), [`results`] (what an expression or script gives), [`mismatch`] (a use
+//! that does not fit its value's kind: a number method on text, text compared with a number, a
+//! property no map has), [`text`] (text comparisons that can never hold), [`dropped`] (a value
+//! computed and thrown away), [`race`] (a closure reading the object it changes) and
+//! [`source_text`] (what the parser reports at a misleading place). Numbers compared with
+//! strings and `now` compared with seconds are here.
 
 use std::collections::{HashMap, HashSet};
 
@@ -319,9 +319,17 @@ pub(super) fn no_result(ast: &AST) -> Option<(String, Position)> {
             Position::new(1, 1),
         ));
     };
-    if let Some(at) = catch_ending_with_a_value(ast) {
+    if let Some((at, function)) = catch_ending_with_a_value(ast) {
+        let effect = match function {
+            None => "so the payment would pass when the try fails".to_owned(),
+            // A closure's name is made up: to the reader it is a closure.
+            Some(name) if name.starts_with("anon$") => {
+                "so the closure would give () when the try fails".to_owned()
+            }
+            Some(name) => format!("so fn {name} would give () when the try fails"),
+        };
         return Some((
-            "the value at the end of a catch block is dropped (Rhai makes a catch block give ()), so the payment would pass when the try fails: return it, e.g. catch (e) { return \"재고를 확인하지 못했습니다\"; }".into(),
+            format!("the value at the end of a catch block is dropped (Rhai makes a catch block give ()), {effect}: return it, e.g. catch (e) {{ return \"재고를 확인하지 못했습니다\"; }}"),
             at,
         ));
     }
@@ -350,7 +358,7 @@ pub(super) fn no_result(ast: &AST) -> Option<(String, Position)> {
 /// script, or of one of its functions (a try/catch that ends it, directly or as the end of an
 /// `if` branch or block that does). Rhai makes a catch block give `()`, so that value is never
 /// anyone's result. A try/catch elsewhere gives nothing to anyone, whatever its blocks end with.
-fn catch_ending_with_a_value(ast: &AST) -> Option<Position> {
+fn catch_ending_with_a_value(ast: &AST) -> Option<(Position, Option<String>)> {
     fn at_end(stmt: &Stmt) -> Option<Position> {
         let last = |b: &rhai::StmtBlock| b.statements().last().and_then(at_end);
         match stmt {
@@ -366,8 +374,9 @@ fn catch_ending_with_a_value(ast: &AST) -> Option<Position> {
             _ => None,
         }
     }
-    ast.statements().last().and_then(at_end).or_else(|| {
-        each_function(ast).find_map(|(_, one)| {
+    let script = ast.statements().last().and_then(at_end);
+    script.map(|at| (at, None)).or_else(|| {
+        each_function(ast).find_map(|(f, one)| {
             // A function's own statements are the top of the walk of an AST holding it
             // alone; what counts is the last one's.
             let mut found = None;
@@ -377,7 +386,7 @@ fn catch_ending_with_a_value(ast: &AST) -> Option<Position> {
                 }
                 true
             });
-            found
+            found.map(|at| (at, Some(f.name.to_string())))
         })
     })
 }
@@ -705,6 +714,16 @@ mod tests {
             assert!(e.message.starts_with(starts), "{src}: {}", e.message);
             assert_eq!((e.line, e.column), (line, column), "{src}");
         }
+        // Ending a function, the catch's dropped value is that function's result.
+        let e = engine
+            .compile_script("fn check() {\n  try { fail(\"x\") } catch (e) { \"c\" }\n}\ncheck()")
+            .unwrap_err();
+        assert!(
+            e.message.contains(", so fn check would give () when the try fails: return it"),
+            "{}",
+            e.message
+        );
+        assert_eq!((e.line, e.column), (2, 33));
         crate::script::tests::scripts_load(
             &engine,
             &[

@@ -388,6 +388,14 @@ async fn forward_is_not_called_when_an_earlier_rule_refuses() {
     let calls = shop.calls();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[1].body, br#"{"order":"o"}"#);
+    // Each on a connection of its own, which it says is its last: the upstream closes first.
+    for call in &calls {
+        assert_eq!(
+            call.headers["connection"], "close",
+            "{} {}",
+            call.method, call.path
+        );
+    }
     server.stop().await;
 }
 
@@ -638,6 +646,8 @@ async fn env_variables_fill_urls_and_headers() {
         shop.calls()[0].headers["authorization"],
         "Bearer s3cret-token"
     );
+    // A GET keeps its pooled connection open for the next call.
+    assert!(shop.calls()[0].headers.get("connection").is_none());
     let rules_view = get(&server.admin_url("/admin/rules"))
         .await
         .body

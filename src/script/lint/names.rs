@@ -1,6 +1,6 @@
 //! Names that exist nowhere: a function the engine does not have (with its JavaScript
-//! spelling hinted), a property no map in the script sets, a field no upstream answer has,
-//! and the rules a script reads from `fetched`.
+//! spelling hinted), a field no upstream answer has; and what the other checks look names up
+//! in: the properties the script's own maps set, and the rules it reads from `fetched`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
