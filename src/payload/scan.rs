@@ -181,9 +181,14 @@ pub(super) fn look_alike(key: &str, fields: &[&'static str]) -> Option<&'static 
 
 /// Records `key` as a look-alike of `field` and gives the error that unwinds the scan.
 fn look_alike_error<E: de::Error>(dup: &mut Option<Flaw>, key: &str, field: &'static str) -> E {
+    flaw(dup, key, FlawKind::LookAlike(field))
+}
+
+/// Records `key` as the scan's flaw and gives the error that unwinds the scan.
+fn flaw<E: de::Error>(dup: &mut Option<Flaw>, key: &str, kind: FlawKind) -> E {
     *dup = Some(Flaw {
         path: key.to_owned(),
-        kind: FlawKind::LookAlike(field),
+        kind,
     });
     E::custom(DUPLICATE)
 }
@@ -267,11 +272,7 @@ impl<'de> Seen<'de> {
             return Err(duplicate(dup, key));
         }
         if matches!(key, Cow::Owned(_)) && key.starts_with(RESERVED) {
-            *dup = Some(Flaw {
-                path: key.to_string(),
-                kind: FlawKind::Reserved,
-            });
-            return Err(E::custom(DUPLICATE));
+            return Err(flaw(dup, key, FlawKind::Reserved));
         }
         Ok(())
     }
@@ -279,11 +280,7 @@ impl<'de> Seen<'de> {
 
 /// Records `key` as the duplicate and gives the error that unwinds the scan.
 fn duplicate<E: de::Error>(dup: &mut Option<Flaw>, key: &str) -> E {
-    *dup = Some(Flaw {
-        path: key.to_owned(),
-        kind: FlawKind::Duplicate,
-    });
-    E::custom(DUPLICATE)
+    flaw(dup, key, FlawKind::Duplicate)
 }
 
 /// An object key, borrowed from the body when it has no escapes.
