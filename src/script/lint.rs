@@ -13,7 +13,8 @@
 //! half again as slow.)
 //!
 //! Beside this file: [`names`] (functions and answer fields that exist nowhere; the properties
-//! the script's maps set), [`results`] (what an expression or script gives), [`mismatch`] (a use
+//! the script's maps set), [`kinds`] (what kind of value an expression gives, and which calls
+//! change their object in place), [`results`] (what an expression or script gives), [`mismatch`] (a use
 //! that does not fit its value's kind: a number method on text, text compared with a number, a
 //! property no map has), [`text`] (text comparisons that can never hold), [`dropped`] (a value
 //! computed and thrown away), [`race`] (a closure reading the object it changes) and
@@ -25,6 +26,7 @@ use std::collections::{HashMap, HashSet};
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
 mod dropped;
+mod kinds;
 mod mismatch;
 mod names;
 mod race;
@@ -719,7 +721,8 @@ mod tests {
             .compile_script("fn check() {\n  try { fail(\"x\") } catch (e) { \"c\" }\n}\ncheck()")
             .unwrap_err();
         assert!(
-            e.message.contains(", so fn check would give () when the try fails: return it"),
+            e.message
+                .contains(", so fn check would give () when the try fails: return it"),
             "{}",
             e.message
         );

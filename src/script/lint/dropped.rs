@@ -17,7 +17,8 @@ use std::collections::HashSet;
 
 use rhai::{ASTNode, Expr, Position, Stmt, StmtBlock, AST};
 
-use super::results::{start, GIVE_NUMBERS, GIVE_STRINGS};
+use super::kinds::{GIVE_NUMBERS, GIVE_STRINGS};
+use super::results::start;
 
 /// The first value (a literal, a variable, arithmetic or text made of those) ending a block of
 /// an `if` or an arm of a `switch` whose value nobody takes, with what to write instead.

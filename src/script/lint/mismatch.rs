@@ -5,7 +5,8 @@
 use rhai::{ASTFlags, Expr, Position, Stmt, AST};
 
 use super::declared_once;
-use super::results::{last_method, object_of, start, Kind, Names};
+use super::kinds::{Kind, Names};
+use super::results::{last_method, object_of, start};
 
 /// Number methods and the functions that read a number from text, for a hint.
 const TEXT_TO_NUMBER: [(&str, &str); 3] = [
