@@ -196,14 +196,30 @@ pub fn rules_version(dir: &Path) -> std::io::Result<String> {
     Ok(hex::encode(&hash.finalize()[..6]))
 }
 
+/// Opens a file for reading without waiting: opening a FIFO's reading end waits for a writer,
+/// unless non-blocking (what is opened is then looked at before anything is read from it).
+fn open_without_waiting(path: &Path) -> std::io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
 /// A file's bytes for the version, up to one byte past [`MAX_SOURCE_BYTES`] (the load refuses
-/// a larger file; its growth still changes the version through its length).
+/// a larger file; its growth still changes the version through its length). Anything but a
+/// regular file is no content (the load names it).
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
+    let file = open_without_waiting(path)?;
+    if !file.metadata()?.is_file() {
+        return Ok(Vec::new());
+    }
     let mut bytes = Vec::new();
-    let len = fs::File::open(path)?
-        .take(MAX_SOURCE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
+    let len = file.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes)?;
     if len as u64 > MAX_SOURCE_BYTES {
         bytes.extend_from_slice(&fs::metadata(path)?.len().to_le_bytes());
     }
@@ -354,7 +370,10 @@ pub(crate) const MAX_SOURCE_BYTES: u64 = 1024 * 1024;
 /// (the reload would hang), and a link to a device such as `/dev/zero` never ends.
 pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
     use std::io::{Error, ErrorKind, Read};
-    let meta = fs::metadata(path).map_err(ReadError::Io)?;
+    // Looked at through the handle itself, so that nothing can be put in the file's place
+    // between the look and the read.
+    let file = open_without_waiting(path).map_err(ReadError::Io)?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
     if meta.is_dir() {
         return Err(ReadError::Io(Error::other("a directory, not a file")));
     }
@@ -376,8 +395,8 @@ pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
         return Err(too_large(meta.len()));
     }
     let mut bytes = Vec::new();
-    fs::File::open(path)
-        .and_then(|f| f.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes))
+    file.take(MAX_SOURCE_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(ReadError::Io)?;
     // Grown since it was looked at.
     if bytes.len() as u64 > MAX_SOURCE_BYTES {
