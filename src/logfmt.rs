@@ -262,6 +262,20 @@ fn breaks_line(value: &str, special: Bytes) -> bool {
     rest.bytes().any(|b| special.has(b)) || rest.chars().any(hidden)
 }
 
+/// `text` for a line of a report printed to a terminal: as it is when it shows as itself, else
+/// quoted with escapes (line breaks, control and text-direction characters could forge lines of
+/// the report or drive the terminal), cut at `max` characters.
+pub(crate) fn on_one_line(text: &str, max: usize) -> String {
+    let plain = crate::decision::shown_as_is(text) && !text.chars().any(hidden);
+    let mut shown = if plain {
+        text.to_owned()
+    } else {
+        format!("{text:?}")
+    };
+    crate::decision::cut_chars(&mut shown, max);
+    shown
+}
+
 /// A character above ASCII that a terminal or log viewer would not show as itself: C1 controls
 /// (U+009B starts an escape sequence on many terminals), line and paragraph separators,
 /// text-direction controls, and invisible format characters (U+200B, U+00AD, U+FEFF, tags)

@@ -136,7 +136,7 @@ impl Replayed {
             "{} ({}, order {}, {})\n",
             r.decision_id,
             r.ruleset,
-            r.order_id.as_deref().unwrap_or("-"),
+            r.order_id.as_deref().map_or_else(|| "-".into(), shown_id),
             r.time.to_rfc3339()
         );
         let _ = writeln!(
@@ -369,6 +369,11 @@ fn failed_as(logged: &str) -> CannedAnswer {
 /// A body the log cut at [`MAX_TRACED_BODY`]: kept as the start of its text, marked `…`.
 fn is_cut(body: &Value) -> bool {
     matches!(body, Value::String(s) if s.len() > MAX_TRACED_BODY && s.ends_with('…'))
+}
+
+/// An order id as replay's report shows it: a caller chose it (see [`crate::logfmt::on_one_line`]).
+fn shown_id(id: &str) -> String {
+    crate::logfmt::on_one_line(id, 100)
 }
 
 #[cfg(test)]

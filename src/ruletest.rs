@@ -117,11 +117,13 @@ impl CaseResult {
     /// The block printed for a failing case: expected, actual, and the per-rule trace.
     pub fn explain(&self) -> String {
         let d = &self.decision;
+        // A name on one line: the report's lines are read one by one (the reload's log line
+        // takes its first two).
         let mut out = format!(
             "FAIL {}:{}: {}\n",
             self.file.display(),
             self.line,
-            self.name
+            crate::logfmt::on_one_line(&self.name, 200)
         );
         for m in &self.mismatches {
             let _ = writeln!(out, "  {m}");

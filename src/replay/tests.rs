@@ -254,3 +254,16 @@ async fn the_record_time_is_the_evaluation_time() {
     assert_eq!(r.decision.rule.as_deref(), Some("sale"));
     assert!(r.changed());
 }
+
+/// A caller chose the order id: in the report it cannot break lines or reach the terminal.
+#[test]
+fn order_ids_are_shown_escaped_when_they_hold_controls() {
+    assert_eq!(super::shown_id("order-1"), "order-1");
+    assert_eq!(super::shown_id("주문-1"), "주문-1");
+    assert_eq!(
+        super::shown_id("b-1\n  logged: reject\u{1b}[2J"),
+        r#""b-1\n  logged: reject\u{1b}[2J""#
+    );
+    assert_eq!(super::shown_id("b-\u{202e}abc"), r#""b-\u{202e}abc""#);
+    assert_eq!(super::shown_id(&"x".repeat(300)).chars().count(), 101);
+}
