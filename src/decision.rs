@@ -143,6 +143,17 @@ pub fn for_buyers(text: String) -> String {
     }
 }
 
+/// `text` from outside as a buyer may be shown it ([`for_buyers`]), cut at `max` characters
+/// ([`cut_chars`]); borrowed when it already is.
+pub fn for_buyers_cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if shown_as_is(text) && text.chars().nth(max).is_none() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = for_buyers(text.to_owned());
+    cut_chars(&mut shown, max);
+    std::borrow::Cow::Owned(shown)
+}
+
 /// Whether [`for_buyers`] leaves `text` as it is.
 pub fn shown_as_is(text: &str) -> bool {
     text.chars().all(|c| shown(c) == Some(c))

@@ -210,9 +210,7 @@ pub enum PayloadError {
 /// A field name from the request as its refusal shows it to the buyer: made safe to show
 /// (a key may hold line breaks or text-direction controls) and cut at 100 characters.
 fn field_name(name: &str) -> String {
-    let mut name = crate::decision::for_buyers(name.to_owned());
-    crate::decision::cut_chars(&mut name, 100);
-    name
+    crate::decision::for_buyers_cut(name, 100).into_owned()
 }
 
 impl PayloadError {

@@ -279,9 +279,10 @@ const MERCHANT_REASON_MAX: usize = 500;
 /// breaks and tabs made spaces, and other control characters and text-direction controls left
 /// out — text from a merchant's answer or a script must not garble the payment window.
 fn capped(reason: String) -> String {
-    let mut reason = crate::decision::for_buyers(reason);
-    crate::decision::cut_chars(&mut reason, MERCHANT_REASON_MAX);
-    reason
+    match crate::decision::for_buyers_cut(&reason, MERCHANT_REASON_MAX) {
+        std::borrow::Cow::Borrowed(_) => reason,
+        std::borrow::Cow::Owned(shown) => shown,
+    }
 }
 
 /// The merchant's own reason from a refusing confirm handler (`reason` for V1 style,

@@ -73,10 +73,19 @@ async fn decide_full(
 /// Evaluates ruleset `default` for the V1 example as if the request had arrived `ago` before
 /// now (reading and verifying it took that long): the deadline counts from arrival.
 async fn decide_arrived(rules: &Rules, upstreams: Arc<dyn Upstreams>, ago: Duration) -> Decision {
-    let scripts = ScriptEngine::new();
+    decide_on(&ScriptEngine::new(), rules, upstreams, ago).await
+}
+
+/// [`decide_arrived`] on the script engine `scripts` (whose turns a test may hold).
+async fn decide_on(
+    scripts: &ScriptEngine,
+    rules: &Rules,
+    upstreams: Arc<dyn Upstreams>,
+    ago: Duration,
+) -> Decision {
     let original = Original::default();
     let ctx = Context {
-        scripts: &scripts,
+        scripts,
         upstreams,
         now: at(NOW),
         started: tokio::time::Instant::now() - ago,
@@ -790,18 +799,7 @@ async fn a_script_waiting_for_a_slot_is_answered_by_the_deadline() {
         &[("scripts/ok.rhai", "true")],
     );
     let scripts = ScriptEngine::new();
-    let original = Original::default();
-    let evaluate_now = || async {
-        let ctx = Context {
-            scripts: &scripts,
-            upstreams: Arc::new(Canned::new()),
-            now: at(NOW),
-            started: tokio::time::Instant::now(),
-            original: &original,
-            decision_id: None,
-        };
-        evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await
-    };
+    let evaluate_now = || decide_on(&scripts, &rules, Arc::new(Canned::new()), Duration::ZERO);
     let held = scripts.hold_every_slot();
     assert!(!held.is_empty());
     let started = std::time::Instant::now();
@@ -824,18 +822,9 @@ async fn a_shadow_script_waits_for_its_turn_only_until_its_cut_off() {
         &[("scripts/ok.rhai", "false")],
     );
     let scripts = ScriptEngine::new();
-    let original = Original::default();
-    let ctx = Context {
-        scripts: &scripts,
-        upstreams: Arc::new(Canned::new()),
-        now: at(NOW),
-        started: tokio::time::Instant::now(),
-        original: &original,
-        decision_id: None,
-    };
     let _held = scripts.hold_every_slot();
     let started = std::time::Instant::now();
-    let d = evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await;
+    let d = decide_on(&scripts, &rules, Arc::new(Canned::new()), Duration::ZERO).await;
     let took = started.elapsed();
     assert_eq!(summary(&d), refused("LIMIT", "limit"));
     assert_eq!(d.shadow.len(), 1, "{:?}", d.shadow);

@@ -145,12 +145,7 @@ impl Template {
     /// [`PLACEHOLDER_MAX`] characters.
     pub fn render_reason(&self, req: &ConfirmRequest, response: Option<&Value>) -> String {
         self.render_escaped(req, response, |s| {
-            if crate::decision::shown_as_is(s) && s.chars().nth(PLACEHOLDER_MAX).is_none() {
-                return Cow::Borrowed(s);
-            }
-            let mut clean = crate::decision::for_buyers(s.to_owned());
-            crate::decision::cut_chars(&mut clean, PLACEHOLDER_MAX);
-            Cow::Owned(clean)
+            crate::decision::for_buyers_cut(s, PLACEHOLDER_MAX)
         })
     }
 

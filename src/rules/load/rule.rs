@@ -508,8 +508,14 @@ fn body_template(v: &serde_json::Value) -> Result<BodyTemplate, String> {
 /// with the one written (`scripts/vip.rhai` for `vip.rhai`), one of the same file name
 /// elsewhere, or one a slip away (by path, then by file name).
 fn missing_script_hint(dir: &Path, file: &Path, rel: &str) -> String {
-    let mut scripts = Vec::new();
-    collect_scripts(dir, Path::new(""), 0, &mut scripts);
+    // The `.rhai` files under the rules directory, as the rules version finds them.
+    let mut files = Vec::new();
+    let _ = super::source::collect_files(dir, Path::new(""), 0, &mut files);
+    let mut scripts: Vec<String> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     scripts.sort();
     let name_of = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
     let rel_name = name_of(rel);
@@ -543,23 +549,4 @@ fn missing_script_hint(dir: &Path, file: &Path, rel: &str) -> String {
     }
     hint.push(')');
     hint
-}
-
-/// The `.rhai` files under `dir`, by path relative to it, a few levels deep.
-fn collect_scripts(dir: &Path, rel: &Path, depth: usize, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir.join(rel)) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = rel.join(&name);
-        if path.extension().is_some_and(|e| e == "rhai") {
-            out.push(path.to_string_lossy().into_owned());
-        } else if depth < 3 && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            collect_scripts(dir, &path, depth + 1, out);
-        }
-    }
 }

@@ -174,26 +174,59 @@ pub fn rules_version(dir: &Path) -> std::io::Result<String> {
     for rel in files {
         hash.update(rel.to_string_lossy().as_bytes());
         hash.update([0]);
-        let path = dir.join(&rel);
-        // Not read unless it is a file: a FIFO would block.
-        if fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
-            hash.update((u64::MAX - 1).to_le_bytes());
-            continue;
-        }
-        match read_bounded(&path) {
+        // Read as the load reads it: a FIFO or device is never opened, a file too large not
+        // read past its limit.
+        match read_source(&dir.join(&rel)) {
             Ok(content) => {
                 hash.update((content.len() as u64).to_le_bytes());
                 hash.update(&content);
             }
-            // A referenced script that is missing (the load says so): creating it changes the
-            // version. Also a file removed between listing and reading.
+            // What the load will say instead: a referenced script that is missing (creating it
+            // changes the version), a FIFO, a file too large (its size is in the message, so
+            // it growing changes the version too), a file removed between listing and reading.
             Err(e) => {
                 hash.update(u64::MAX.to_le_bytes());
-                hash.update(format!("{:?}", e.kind()).as_bytes());
+                hash.update(e.to_string().as_bytes());
             }
         }
     }
     Ok(hex::encode(&hash.finalize()[..6]))
+}
+
+/// A rules file, script or rule test's bytes: only a regular file of at most
+/// [`MAX_SOURCE_BYTES`] is read, else an error saying what it is. Looked at through the open
+/// handle itself, so that nothing can be put in the file's place between the look and the read.
+fn read_source(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let file = open_without_waiting(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(Error::other("a directory, not a file"));
+    }
+    if !meta.is_file() {
+        return Err(Error::other(
+            "not a regular file (a FIFO, socket or device), never read",
+        ));
+    }
+    let too_large = |len: u64| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "{len} bytes, larger than the {} KiB a rules file or script may hold",
+                MAX_SOURCE_BYTES / 1024
+            ),
+        )
+    };
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes)?;
+    // Grown since it was looked at.
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Opens a file for reading without waiting: opening a FIFO's reading end waits for a writer,
@@ -207,23 +240,6 @@ fn open_without_waiting(path: &Path) -> std::io::Result<fs::File> {
         options.custom_flags(libc::O_NONBLOCK);
     }
     options.open(path)
-}
-
-/// A file's bytes for the version, up to one byte past [`MAX_SOURCE_BYTES`] (the load refuses
-/// a larger file; its growth still changes the version through its length). Anything but a
-/// regular file is no content (the load names it).
-fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let file = open_without_waiting(path)?;
-    if !file.metadata()?.is_file() {
-        return Ok(Vec::new());
-    }
-    let mut bytes = Vec::new();
-    let len = file.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes)?;
-    if len as u64 > MAX_SOURCE_BYTES {
-        bytes.extend_from_slice(&fs::metadata(path)?.len().to_le_bytes());
-    }
-    Ok(bytes)
 }
 
 /// Every script the ruleset files in `dir` reference (`script:`), relative to `dir` and without
@@ -274,7 +290,7 @@ fn script_rel_path(rel: &str) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
-fn collect_files(
+pub(super) fn collect_files(
     root: &Path,
     rel: &Path,
     depth: usize,
@@ -369,39 +385,7 @@ pub(crate) const MAX_SOURCE_BYTES: u64 = 1024 * 1024;
 /// regular file of at most [`MAX_SOURCE_BYTES`] is read: opening a FIFO waits for a writer
 /// (the reload would hang), and a link to a device such as `/dev/zero` never ends.
 pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
-    use std::io::{Error, ErrorKind, Read};
-    // Looked at through the handle itself, so that nothing can be put in the file's place
-    // between the look and the read.
-    let file = open_without_waiting(path).map_err(ReadError::Io)?;
-    let meta = file.metadata().map_err(ReadError::Io)?;
-    if meta.is_dir() {
-        return Err(ReadError::Io(Error::other("a directory, not a file")));
-    }
-    if !meta.is_file() {
-        return Err(ReadError::Io(Error::other(
-            "not a regular file (a FIFO, socket or device), never read",
-        )));
-    }
-    let too_large = |len: u64| {
-        ReadError::Io(Error::new(
-            ErrorKind::InvalidData,
-            format!(
-                "{len} bytes, larger than the {} KiB a rules file or script may hold",
-                MAX_SOURCE_BYTES / 1024
-            ),
-        ))
-    };
-    if meta.len() > MAX_SOURCE_BYTES {
-        return Err(too_large(meta.len()));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_SOURCE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
-    // Grown since it was looked at.
-    if bytes.len() as u64 > MAX_SOURCE_BYTES {
-        return Err(too_large(bytes.len() as u64));
-    }
+    let bytes = read_source(path).map_err(ReadError::Io)?;
     // Some Windows editors start UTF-8 files with a byte-order mark: no text, and Rhai would
     // stop at it ("unexpected '\u{feff}'"); YAML skips it anyway.
     let bytes = match bytes.strip_prefix("\u{feff}".as_bytes()) {
