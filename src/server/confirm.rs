@@ -3,6 +3,7 @@
 //! metrics and decision record. The guards live beside it: [`source`] (403), [`body`]
 //! (413, 408) and [`signed`] (401, repeated deliveries).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -43,9 +44,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/confirm", confirm_endpoint())
         // Everything under `/confirm/` is ours to answer (404 with a reason for any name that is
         // not a loaded ruleset, `/confirm/` and `/confirm/a/b` included), so it is matched whole
-        // and the name read from the raw path: ruleset names are plain ASCII, so a
-        // percent-encoded one never names a ruleset and needs no decoding (or a 400 for bad
-        // escapes from the framework).
+        // and the name read from the raw path by [`ruleset_in`] (no 400 from the framework
+        // for a bad escape: such a path names no ruleset).
         .route("/confirm/", confirm_endpoint())
         .route("/confirm/{*ruleset}", confirm_endpoint())
         .route(
@@ -72,14 +72,21 @@ async fn confirm(
 ) -> Response {
     let (parts, body) = request.into_parts();
     state
-        .confirm(ruleset_in(parts.uri.path()), peer, parts.headers, body)
+        .confirm(&ruleset_in(parts.uri.path()), peer, parts.headers, body)
         .await
 }
 
 /// The ruleset a confirm path names, as written: `default` for `/confirm`, `{ruleset}` for
 /// `/confirm/{ruleset}`. [`confirm_path`] is the way back.
-fn ruleset_in(path: &str) -> &str {
-    path.strip_prefix("/confirm/").unwrap_or("default")
+fn ruleset_in(path: &str) -> Cow<'_, str> {
+    match path.strip_prefix("/confirm/") {
+        None => Cow::Borrowed("default"),
+        // A client may percent-encode any character of the name (`%2D` for `-`), which names
+        // the same path (RFC 3986 §6.2.2.2); bytes that do not decode to text name no ruleset.
+        Some(name) => percent_encoding::percent_decode_str(name)
+            .decode_utf8()
+            .unwrap_or(Cow::Borrowed(name)),
+    }
 }
 
 /// The confirm URL path of ruleset `name`: `/confirm` for `default`.
@@ -98,7 +105,7 @@ async fn wrong_method(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    state.method_not_allowed(ruleset_in(request.uri().path()), peer, request.headers())
+    state.method_not_allowed(&ruleset_in(request.uri().path()), peer, request.headers())
 }
 
 /// Per-request facts gathered on the way in, for the log line and decision record.

@@ -123,6 +123,11 @@ async fn named_rulesets_and_unknown_ones() {
         .confirm_json("/confirm/..%2Fdefault", &v1("m-1", 5000))
         .await;
     assert_eq!(a.status, 404);
+    // A percent-encoded name is the same path (RFC 3986): `%6D` is `m`, `%2D` is `-`.
+    let a = server
+        .confirm_json("/confirm/%6Darathon", &v1("m-1", 5000))
+        .await;
+    assert_eq!((a.status, a.reason()), (403, "접수가 마감되었습니다"));
     let text = get(&server.admin_url("/metrics"))
         .await
         .body
