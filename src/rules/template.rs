@@ -236,7 +236,17 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
                 "storeId" => Some("store_id"),
                 _ => crate::suggest::closest(name, ["order_id", "tx_id", "amount", "store_id"]),
             };
-            let hint = meant.map_or_else(String::new, |m| format!(" (did you mean {{{m}}}?)"));
+            let env_like = name.len() >= 2
+                && name.starts_with(|c: char| c.is_ascii_uppercase())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            let hint = match meant {
+                Some(m) => format!(" (did you mean {{{m}}}?)"),
+                // `Authorization: "Bearer {SHOP_API_TOKEN}"` in a fetch's headers.
+                None if env_like => format!(" (an environment variable is read only in an upstream's url and headers, as ${{{name}}})"),
+                None => String::new(),
+            };
             return Err(format!(
                 "unknown placeholder {{{name}}}{hint}, expected one of {expected}"
             ));
@@ -373,6 +383,10 @@ mod tests {
         assert_eq!(
             Template::parse("{nope}", Scope::Request).unwrap_err(),
             "unknown placeholder {nope}, expected one of {order_id}, {tx_id}, {amount}, {store_id}"
+        );
+        assert_eq!(
+            Template::parse("Bearer {SHOP_API_TOKEN}", Scope::Call).unwrap_err(),
+            "unknown placeholder {SHOP_API_TOKEN} (an environment variable is read only in an upstream's url and headers, as ${SHOP_API_TOKEN}), expected one of {order_id}, {tx_id}, {amount}, {store_id}"
         );
         assert!(Template::parse("{response.body.x}", Scope::Request)
             .unwrap_err()

@@ -433,6 +433,11 @@ impl FileCompiler<'_, '_> {
             self.error(at, format!("rule \"{rule}\": script path is empty; write the script's path, relative to the rules directory (scripts/vip.rhai)"));
             return None;
         }
+        // `script: |` followed by code: taken as a path it would give a message of many lines.
+        if looks_like_code(rel) {
+            self.error(at, format!("rule \"{rule}\": script takes the path of a .rhai file, relative to the rules directory (scripts/vip.rhai), not the script's code: put the code in that file (one expression fits in require:)"));
+            return None;
+        }
         if escapes {
             self.error(at, format!("rule \"{rule}\": script path \"{rel}\" must be relative to the rules directory, without \"..\""));
             return None;
@@ -507,6 +512,16 @@ fn body_template(v: &serde_json::Value) -> Result<BodyTemplate, String> {
 /// `concert/scripts/vip.rhai`, written from where the proxy was started), one whose path ends
 /// with the one written (`scripts/vip.rhai` for `vip.rhai`), one of the same file name
 /// elsewhere, or one a slip away (by path, then by file name).
+/// Whether a `script:` value is Rhai code rather than a path: a line break, or characters of
+/// code (`;`, braces, brackets, quotes, comparisons) in a value that does not name a `.rhai`
+/// file.
+fn looks_like_code(value: &str) -> bool {
+    let value = value.trim();
+    value.contains('\n')
+        || (!value.ends_with(".rhai")
+            && value.contains(['{', '}', ';', '(', ')', '"', '\'', '<', '>', '=', '&', '|']))
+}
+
 fn missing_script_hint(dir: &Path, file: &Path, rel: &str) -> String {
     // The `.rhai` files under the rules directory, as the rules version finds them.
     let mut files = Vec::new();

@@ -132,7 +132,9 @@ rules:
     forward: { upstream: shop, path: /confirm }
 "#,
         );
-        let unset = |var: &str| format!("environment variable {var} is not set");
+        let unset = |var: &str| {
+            format!("environment variable {var} is not set (the proxy reads its environment when it starts: one set since needs a restart)")
+        };
         assert_eq!(
             dir.errors(),
             [
@@ -194,13 +196,13 @@ rules:
                     DEFAULT,
                     3,
                     10,
-                    r#"upstream "shop": url: environment variable SHOP_API_URL is not set"#
+                    r#"upstream "shop": url: environment variable SHOP_API_URL is not set (the proxy reads its environment when it starts: one set since needs a restart)"#
                 ),
                 dir.at(
                     DEFAULT,
                     4,
                     31,
-                    r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set"#
+                    r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment when it starts: one set since needs a restart)"#
                 ),
             ]
         );
@@ -210,7 +212,7 @@ rules:
                 DEFAULT,
                 4,
                 31,
-                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set"#
+                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment when it starts: one set since needs a restart)"#
             )]
         );
     }

@@ -37,7 +37,7 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
             out.push_str(&value);
             values.push(value);
         } else {
-            errors.push(format!("environment variable {var} is not set"));
+            errors.push(format!("environment variable {var} is not set (the proxy reads its environment when it starts: one set since needs a restart)"));
         }
         rest = &tail[end + 1..];
     }
@@ -54,21 +54,35 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
     })
 }
 
-/// `$NAME`s in `text` (a capital letter or `_`, then capitals, digits and `_`): the shell's
-/// spelling of a variable, which the rules send as written — `Bearer $SHOP_API_TOKEN` would
-/// be refused by the shop on every call, and a fetch without `require` tells every buyer the
-/// item is sold out.
+/// `$NAME`s and `{NAME}`s in `text` (a capital letter or `_`, then capitals, digits and
+/// `_`), as written: the shell's spelling of a variable and the placeholders' one, which the
+/// rules send as written — `Bearer $SHOP_API_TOKEN` would be refused by the shop on every
+/// call, and a fetch without `require` tells every buyer the item is sold out.
 fn bare_variables(text: &str) -> Vec<String> {
-    text.match_indices('$')
-        .filter_map(|(i, _)| {
-            let name: String = text[i + 1..]
-                .chars()
-                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            let starts_right = name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_');
-            (starts_right && name.len() >= 2).then_some(name)
+    let name_at = |from: usize| -> Option<&str> {
+        let rest = &text[from..];
+        let len = rest
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = &rest[..len];
+        (name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_') && len >= 2).then_some(name)
+    };
+    text.match_indices(['$', '{'])
+        .filter_map(|(i, sign)| {
+            let name = name_at(i + 1)?;
+            if sign == "$" {
+                Some(format!("${name}"))
+            } else {
+                let closed = text[i + 1 + name.len()..].starts_with('}');
+                (closed && !text[..i].ends_with('$')).then(|| format!("{{{name}}}"))
+            }
         })
         .collect()
+}
+
+/// The variable name in a form [`bare_variables`] found.
+fn variable_in(written: &str) -> &str {
+    written.trim_start_matches(['$', '{']).trim_end_matches('}')
 }
 
 /// A value with its `${VAR}`s filled in.
@@ -141,8 +155,9 @@ impl FileCompiler<'_, '_> {
                 ),
             );
         }
-        for var in bare {
-            self.warn(path, format_args!("upstream \"{name}\": {what}: ${var} is sent as written; an environment variable is read only as ${{{var}}}"));
+        for written in bare {
+            let var = variable_in(written);
+            self.warn(path, format_args!("upstream \"{name}\": {what}: {written} is sent as written; an environment variable is read only as ${{{var}}}"));
         }
     }
 
@@ -211,10 +226,23 @@ impl FileCompiler<'_, '_> {
                     None
                 }
                 _ => {
-                    // `url: "$SHOP_API_URL"`: the variable written without braces.
-                    let hint = bare.first().map_or_else(String::new, |var| {
-                        format!("; an environment variable is read only as ${{{var}}}, not ${var}")
-                    });
+                    // `url: "$SHOP_API_URL"`, `url: SHOP_API_URL`: a variable misspelt; a
+                    // url without its scheme (from a variable too, so the value is not shown).
+                    let whole = raw.url.trim();
+                    let is_name = bare_variables(&format!("{{{whole}}}")).len() == 1;
+                    let hint = match bare.first() {
+                        Some(written) => format!(
+                            "; an environment variable is read only as ${{{}}}, not {written}",
+                            variable_in(written)
+                        ),
+                        None if is_name => {
+                            format!("; an environment variable is read only as ${{{whole}}}")
+                        }
+                        None if !url.contains("://") => {
+                            "; write its scheme too (http://… or https://…)".to_owned()
+                        }
+                        None => String::new(),
+                    };
                     self.error(
                         &at("url"),
                         format!("upstream \"{name}\": url is not an http:// or https:// URL{hint}"),

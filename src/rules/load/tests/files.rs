@@ -170,13 +170,13 @@ rules:
                 DEFAULT,
                 3,
                 10,
-                r#"upstream "api": url: environment variable API_URL is not set"#
+                r#"upstream "api": url: environment variable API_URL is not set (the proxy reads its environment when it starts: one set since needs a restart)"#
             ),
             dir.at(
                 DEFAULT,
                 6,
                 31,
-                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set"#
+                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment when it starts: one set since needs a restart)"#
             ),
             dir.at(
                 DEFAULT,
@@ -252,6 +252,57 @@ rules:
             4,
             31,
             r#"upstream "shop": header "Authorization": $SHOP_API_TOKEN is sent as written; an environment variable is read only as ${SHOP_API_TOKEN}"#
+        )]
+    );
+}
+
+/// `{NAME}` — a variable written like a placeholder, without its `$` — is sent as written: a
+/// warning in a header, the hint of the error in a url, as is a url that is only a name.
+#[test]
+fn a_variable_without_its_dollar_is_named() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+    headers: { Authorization: "Bearer {SHOP_API_TOKEN}", X-Json: "{A}", X-Ok: "${SHOP_API_TOKEN}" }
+  braces:
+    url: "{SHOP_API_URL}"
+  name:
+    url: SHOP_API_URL
+rules:
+  - name: confirm
+    forward: { upstream: shop, path: /confirm }
+"#,
+    );
+    let bad_url = |upstream: &str, hint: &str| {
+        format!(
+            r#"upstream "{upstream}": url is not an http:// or https:// URL; an environment variable is read only as ${{SHOP_API_URL}}{hint}"#
+        )
+    };
+    assert_eq!(
+        dir.errors_with(&[("SHOP_API_TOKEN", "t0ken-secret")]),
+        [
+            dir.at(DEFAULT, 6, 10, &bad_url("braces", ", not {SHOP_API_URL}")),
+            dir.at(DEFAULT, 8, 10, &bad_url("name", "")),
+        ]
+    );
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+    headers: { Authorization: "Bearer {SHOP_API_TOKEN}", X-Json: "{A}", X-Ok: "${SHOP_API_TOKEN}" }
+rules:
+  - name: confirm
+    forward: { upstream: shop, path: /confirm }
+"#,
+    );
+    assert_eq!(
+        dir.ok_with(&[("SHOP_API_TOKEN", "t0ken-secret")]).warnings,
+        [dir.at(
+            DEFAULT,
+            4,
+            31,
+            r#"upstream "shop": header "Authorization": {SHOP_API_TOKEN} is sent as written; an environment variable is read only as ${SHOP_API_TOKEN}"#
         )]
     );
 }
@@ -507,14 +558,20 @@ rules:
     // The value may come from a secret, so the message never repeats it.
     let message =
         |name: &str| format!(r#"upstream "{name}": url is not an http:// or https:// URL"#);
+    const NO_SCHEME: &str = "; write its scheme too (http://… or https://…)";
     assert_eq!(
         dir.errors_with(&[("SHOP_URL", "shop.test/secret-path")]),
         // In file order, as every error of a file.
         [
             dir.at(DEFAULT, 3, 10, &message("ftp")),
-            dir.at(DEFAULT, 5, 10, &message("words")),
+            dir.at(DEFAULT, 5, 10, &format!("{}{NO_SCHEME}", message("words"))),
             dir.at(DEFAULT, 7, 10, &message("no-host")),
-            dir.at(DEFAULT, 9, 10, &message("from-env")),
+            dir.at(
+                DEFAULT,
+                9,
+                10,
+                &format!("{}{NO_SCHEME}", message("from-env"))
+            ),
         ]
     );
 }
@@ -610,6 +667,35 @@ fn script_paths_must_stay_inside_the_rules_directory() {
                 13,
                 r#"rule "empty": script path is empty; write the script's path, relative to the rules directory (scripts/vip.rhai)"#
             ),
+        ]
+    );
+}
+
+/// `script: |` followed by code is refused on one line that says what `script:` takes.
+#[test]
+fn script_code_instead_of_a_path() {
+    let dir = default_file(concat!(
+        "rules:\n",
+        "  - name: block\n",
+        "    script: |\n",
+        "      if amount > 100000 { return \"too much\"; }\n",
+        "      true\n",
+        "  - name: inline\n",
+        "    script: amount < 5000\n",
+        "  - name: call\n",
+        "    script: is_vip(order_id)\n",
+    ));
+    let message = |rule: &str| {
+        format!(
+            r#"rule "{rule}": script takes the path of a .rhai file, relative to the rules directory (scripts/vip.rhai), not the script's code: put the code in that file (one expression fits in require:)"#
+        )
+    };
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 3, 13, &message("block")),
+            dir.at(DEFAULT, 7, 13, &message("inline")),
+            dir.at(DEFAULT, 9, 13, &message("call")),
         ]
     );
 }
