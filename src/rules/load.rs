@@ -254,6 +254,19 @@ impl FileCompiler<'_, '_> {
         ));
     }
 
+    /// A warning when the buyer's text `value` at `path` was cut by YAML at ` #` (`reason:
+    /// 좌석 #1 매진` reads as `좌석`): a comment of a word glued to its `#` is most likely
+    /// the rest of the text; `# 설명` with a space reads as a comment meant as one.
+    fn warn_cut_by_comment(&mut self, path: &[Seg<'_>], value: &str, what: &str) {
+        let at = yaml::locate(&self.src, path);
+        let glued = yaml::comment_after(&self.src, at, value)
+            .filter(|comment| comment.starts_with(|c: char| !c.is_whitespace() && c != '#'))
+            .map(|comment| crate::decision::for_buyers_cut(comment.trim_end(), 20).into_owned());
+        if let Some(rest) = glued {
+            self.warn(path, format_args!("{what} ends before \" #{rest}\": YAML reads an unquoted value only up to \" #\", the rest of the line being a comment; put the whole text in quotes"));
+        }
+    }
+
     /// An error about the character at `offset` (in characters) of the value at `path`, whose
     /// parsed text is `value`: it points at that character, through quotes and escapes.
     fn error_in_value(&mut self, path: &[Seg<'_>], value: &str, offset: usize, message: String) {
@@ -407,7 +420,10 @@ impl FileCompiler<'_, '_> {
                 self.error(&at, "error_reason must not be empty (it is what the buyer sees when a check cannot complete; spaces, controls and invisible characters show nothing)");
             }
             match Template::parse_at(buyer_text(r), TemplateScope::Request) {
-                Ok(t) => s.error_reason = t,
+                Ok(t) => {
+                    self.warn_cut_by_comment(&at, r, "error_reason");
+                    s.error_reason = t;
+                }
                 Err((e, offset)) => {
                     self.error_in_value(&at, buyer_text(r), offset, format!("error_reason: {e}"))
                 }

@@ -144,9 +144,17 @@ impl Template {
     /// breaks as spaces, control and text-direction characters left out) and cut at
     /// [`PLACEHOLDER_MAX`] characters.
     pub fn render_reason(&self, req: &ConfirmRequest, response: Option<&Value>) -> String {
-        self.render_escaped(req, response, |s| {
+        let out = self.render_escaped(req, response, |s| {
             crate::decision::for_buyers_cut(s, PLACEHOLDER_MAX)
-        })
+        });
+        // A placeholder with nothing to show at either end (`{response.body.seat} 좌석이
+        // 매진되었습니다` without `seat`) leaves a space the buyer would see first.
+        let shown = out.trim();
+        if shown.len() == out.len() {
+            out
+        } else {
+            shown.to_owned()
+        }
     }
 
     /// Renders with every placeholder value passed through `escape` (URL-encoding for paths).
@@ -288,6 +296,17 @@ mod tests {
         assert_eq!(
             t.render_reason(&request(), None),
             "주문 order 1/2 / tx-9 / store-1"
+        );
+        // A placeholder with nothing to show leaves no space at either end.
+        let t = Template::parse(
+            "{response.body.seat} 좌석이 매진되었습니다 {response.body.note}",
+            Scope::WithResponse,
+        )
+        .unwrap();
+        let body = serde_json::json!({ "available": 0 });
+        assert_eq!(
+            t.render_reason(&request(), Some(&body)),
+            "좌석이 매진되었습니다"
         );
     }
 

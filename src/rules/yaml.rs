@@ -99,15 +99,19 @@ fn plain_scalar_at(src: &str, at: Location) -> Option<&str> {
 /// YAML ends a plain scalar at ` #`, so `require: payload.tier != #{ t: 1 }` holds only
 /// `payload.tier !=`, and the expression error that follows says nothing of why.
 pub fn cut_by_comment(src: &str, at: Location, value: &str) -> bool {
-    let Some(line) = src.lines().nth(at.line.saturating_sub(1)) else {
-        return false;
-    };
-    let Some((start, _)) = line.char_indices().nth(at.column.saturating_sub(1)) else {
-        return false;
-    };
-    line[start..]
-        .strip_prefix(value)
-        .is_some_and(|rest| rest.starts_with([' ', '\t']) && rest.trim_start().starts_with('#'))
+    comment_after(src, at, value).is_some()
+}
+
+/// The comment (after its `#`) that follows the unquoted value `value` starting at `at` on
+/// its line; see [`cut_by_comment`].
+pub fn comment_after<'s>(src: &'s str, at: Location, value: &str) -> Option<&'s str> {
+    let line = src.lines().nth(at.line.checked_sub(1)?)?;
+    let (start, _) = line.char_indices().nth(at.column.checked_sub(1)?)?;
+    let rest = line[start..].strip_prefix(value)?;
+    if !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    rest.trim_start().strip_prefix('#')
 }
 
 /// serde_yaml appends " at line L column C" to messages; we print the location ourselves.

@@ -83,9 +83,17 @@ fn ruleset_in(path: &str) -> Cow<'_, str> {
         None => Cow::Borrowed("default"),
         // A client may percent-encode any character of the name (`%2D` for `-`), which names
         // the same path (RFC 3986 §6.2.2.2); bytes that do not decode to text name no ruleset.
-        Some(name) => percent_encoding::percent_decode_str(name)
-            .decode_utf8()
-            .unwrap_or(Cow::Borrowed(name)),
+        // A confirm URL registered with a trailing slash (`/confirm/concert/`) is the same
+        // ruleset; `/confirm/` names none.
+        Some(name) => {
+            let name = name
+                .strip_suffix('/')
+                .filter(|n| !n.is_empty())
+                .unwrap_or(name);
+            percent_encoding::percent_decode_str(name)
+                .decode_utf8()
+                .unwrap_or(Cow::Borrowed(name))
+        }
     }
 }
 

@@ -123,11 +123,16 @@ async fn named_rulesets_and_unknown_ones() {
         .confirm_json("/confirm/..%2Fdefault", &v1("m-1", 5000))
         .await;
     assert_eq!(a.status, 404);
-    // A percent-encoded name is the same path (RFC 3986): `%6D` is `m`, `%2D` is `-`.
-    let a = server
-        .confirm_json("/confirm/%6Darathon", &v1("m-1", 5000))
-        .await;
-    assert_eq!((a.status, a.reason()), (403, "접수가 마감되었습니다"));
+    // A percent-encoded name is the same path (RFC 3986): `%6D` is `m`, `%2D` is `-`; a
+    // confirm URL registered with a trailing slash names the same ruleset too.
+    for path in ["/confirm/%6Darathon", "/confirm/marathon/"] {
+        let a = server.confirm_json(path, &v1("m-1", 5000)).await;
+        assert_eq!(
+            (a.status, a.reason()),
+            (403, "접수가 마감되었습니다"),
+            "{path}"
+        );
+    }
     let text = get(&server.admin_url("/metrics"))
         .await
         .body
@@ -296,9 +301,9 @@ async fn every_answer_has_its_decision_log_line_and_metric() {
             server.confirm_json("/confirm/%ff", &v1("o", 5000)).await,
         ),
         (
-            "encoded name",
+            "encoded nested path",
             server
-                .confirm_json("/confirm/defaul%74", &v1("o", 5000))
+                .confirm_json("/confirm/default%2Fx", &v1("o", 5000))
                 .await,
         ),
     ];

@@ -99,7 +99,14 @@ impl FileCompiler<'_, '_> {
                 Template::literal(r)
             }
             Some(r) => match Template::parse_at(super::buyer_text(r), reason_scope) {
-                Ok(t) => t,
+                Ok(t) => {
+                    self.warn_cut_by_comment(
+                        &path("reason"),
+                        r,
+                        &format!("rule \"{name}\": reason"),
+                    );
+                    t
+                }
                 Err((e, offset)) => {
                     self.error_in_value(
                         &path("reason"),

@@ -219,6 +219,38 @@ fn an_expression_cut_by_a_yaml_comment_says_to_quote_it() {
     );
 }
 
+/// `reason: 좌석 #1 매진` shows the buyer `좌석`: a warning says so; a comment written as one
+/// (`# 설명`) and a quoted reason are left alone.
+#[test]
+fn a_reason_cut_by_a_yaml_comment_is_a_warning() {
+    let dir = default_file(concat!(
+        "settings:\n",
+        "  error_reason: 잠시 후 #다시 시도해 주세요\n",
+        "rules:\n",
+        "  - name: seat\n",
+        "    amount: { max: 10 }\n",
+        "    reason: 좌석 #1 매진\n",
+        "  - name: noted\n",
+        "    amount: { max: 20 }\n",
+        "    reason: 매진되었습니다  # 구매자에게 보이는 문구\n",
+        "  - name: quoted\n",
+        "    amount: { max: 30 }\n",
+        "    reason: \"좌석 #2 매진\"\n",
+    ));
+    let cut = |what: &str, rest: &str| {
+        format!(
+            r#"{what} ends before " #{rest}": YAML reads an unquoted value only up to " #", the rest of the line being a comment; put the whole text in quotes"#
+        )
+    };
+    assert_eq!(
+        dir.ok().warnings,
+        [
+            dir.at(DEFAULT, 2, 17, &cut("error_reason", "다시 시도해 주세요")),
+            dir.at(DEFAULT, 6, 13, &cut(r#"rule "seat": reason"#, "1 매진")),
+        ]
+    );
+}
+
 #[test]
 fn expression_errors_point_into_a_block_scalar() {
     let dir = default_file(
