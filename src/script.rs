@@ -733,6 +733,33 @@ pub(crate) mod tests {
         }
     }
 
+    /// A property or an item of `()` — a field the payment does not have — says where `()`
+    /// comes from and how to read such a field.
+    #[test]
+    fn reading_into_a_missing_field_says_it_is_unit() {
+        for (src, start, column) in [
+            (
+                "let c = payload.custom_data;\nc.vip == true",
+                "unknown property 'vip' - a getter is not registered for type '()' (the value is ():",
+                3,
+            ),
+            (
+                "let c = payload.custom_data;\nc[\"vip\"] == true",
+                "indexer unavailable: () [string] (the value is ():",
+                2,
+            ),
+        ] {
+            let e = run_script(src).unwrap_err();
+            assert!(e.message.starts_with(start), "{src}: {}", e.message);
+            assert_eq!(e.position, Some((2, column)), "{src}");
+        }
+        // Read with `?.`, the missing field is `()`, and the script goes on.
+        assert!(matches!(
+            run_script("let c = payload.custom_data;\nc?.vip != true && c?[\"vip\"] == ()"),
+            Ok(ScriptVerdict::Pass)
+        ));
+    }
+
     /// `parse_json` of text that is no JSON object fails at the call, saying the text was
     /// wrong and where in it: Rhai's own error pointed into the JSON text as if into the
     /// script.

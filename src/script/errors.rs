@@ -9,6 +9,9 @@ use super::{lint, CompileError, ScriptError, MAX_OPERATIONS};
 const READ_ONLY_HINT: &str =
     " (the request variables are read-only; copy one with `let` to work on a copy)";
 
+/// Appended to the error of reading a property or an item of `()`.
+const UNIT_HINT: &str = " (the value is (): a field missing from the payload or from an answer reads as (); read it with ?. or ?[ (payload.custom_data?.vip), which gives () instead of failing, or test it first (if x != () { … }))";
+
 /// A hint for a map key or property that is a word Rhai keeps for itself: `until` (the
 /// `window:` check's own key), `in`, `fn` …, which Rhai reports as "expecting name of a
 /// property" (or, as a map's first key, "expecting '}' to end this object map literal"), and the
@@ -162,6 +165,11 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
                     | EvalAltResult::ErrorNonPureMethodCallOnConstant(..)
             ) {
                 s.push_str(READ_ONLY_HINT);
+            }
+            // `payload.custom_data.vip` for a payment without `custom_data`: Rhai names the
+            // type `()` and says nothing of where it came from.
+            if s.ends_with("for type '()'") || s.starts_with("Indexer unavailable: () [") {
+                s.push_str(UNIT_HINT);
             }
             s
         }
