@@ -257,6 +257,7 @@ impl ScriptEngine {
             .and_then(|ast| {
                 match lint::no_result(&ast)
                     .or_else(|| lint::not_a_result(&ast))
+                    .or_else(|| lint::quoted_bool_result(&ast))
                     .or_else(|| lint::in_place_result(&ast, true))
                     .or_else(|| lint::in_place_kept(&ast))
                     .or_else(|| lint::dropped_value(&ast))

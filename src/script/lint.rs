@@ -41,7 +41,9 @@ pub(super) use names::{
     map_properties, unknown_function, unknown_response_field, Functions, Properties,
 };
 pub(super) use race::closure_reads_its_own_object;
-pub(super) use results::{in_place_kept, in_place_result, not_a_condition, not_a_result};
+pub(super) use results::{
+    in_place_kept, in_place_result, not_a_condition, not_a_result, quoted_bool_result,
+};
 pub(super) use source_text::{outer_variable_in_fn, unclosed_brace};
 pub(super) use text::impossible_text_comparison;
 
@@ -334,6 +336,18 @@ pub(super) fn no_result(ast: &AST) -> Option<(String, Position)> {
             format!("the value at the end of a catch block is dropped (Rhai makes a catch block give ()), {effect}: return it, e.g. catch (e) {{ return \"재고를 확인하지 못했습니다\"; }}"),
             at,
         ));
+    }
+    // With `return`s before it too: a `let` that ends the script is read by no one, and the
+    // script gives `()` there (`… let ok = amount <= 80000;` passes every payment that gets
+    // that far).
+    if let Stmt::Var(var, ..) = last {
+        if returns_or_throws(ast) {
+            let name = &var.0.name;
+            return Some((
+                format!("the script ends with `let`/`const` {name}, which nothing reads: a script that gets there gives (), which passes the payment; end it with the value to give, e.g. let {name} = …; {name}"),
+                last.position(),
+            ));
+        }
     }
     if gives_value(last) || returns_or_throws(ast) {
         return None;
@@ -711,6 +725,26 @@ mod tests {
                 4,
                 3,
             ),
+            // Returns before it do not make a `let` at the end read.
+            (
+                "if amount > 100000 { return \"too much\"; }\nlet ok = !(api == \"v1\" && amount != 80000);",
+                "the script ends with `let`/`const` ok, which nothing reads: a script that gets there gives (), which passes the payment; end it with the value to give, e.g. let ok = …; ok",
+                2,
+                1,
+            ),
+            // The text "true" refuses with the reason "true".
+            (
+                "if amount > 100000 { return false; }\n\"true\"",
+                "\"true\" is a string, and a script that gives a string refuses the payment with it as the reason: write true without quotes",
+                2,
+                1,
+            ),
+            (
+                "if amount > 100000 { return \" False\"; }\ntrue",
+                "\" False\" is a string, and a script that gives a string refuses the payment with it as the reason: write false without quotes",
+                1,
+                29,
+            ),
         ] {
             let e = engine.compile_script(src).unwrap_err();
             assert!(e.message.starts_with(starts), "{src}: {}", e.message);
@@ -747,8 +781,9 @@ mod tests {
                 "try { return amount <= 1000; } catch (e) { return \"c\"; }",
                 "try { return amount > 5; } catch (e) { }",
                 "try { let ok = payload.stock > 0; ok } catch (e) { return \"x\"; }",
-                // An early return refuses; what follows may end in a statement.
-                "if amount > 1000000 { return \"한도 초과\"; }\nlet note = \"checked\";",
+                // An early return refuses; what follows may end in a statement (not a `let`,
+                // which nothing would read).
+                "if amount > 1000000 { return \"한도 초과\"; }\nprint(\"checked\");",
                 "let n = 0;\nif amount > 5 { throw \"x\" }\nn += 1;",
                 "if amount > 5 { fail(\"stock API down\") }",
                 "switch amount { 0 => \"zero\", _ => true }",

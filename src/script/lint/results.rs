@@ -211,6 +211,22 @@ pub(in crate::script) fn not_a_result(ast: &AST) -> Option<(String, Position)> {
     })
 }
 
+/// A script that gives the text `"true"` or `"false"` (at its end or a `return`): a string
+/// refuses with itself as the reason, so `"true"` refuses every payment that gets there.
+pub(in crate::script) fn quoted_bool_result(ast: &AST) -> Option<(String, Position)> {
+    script_results(ast).into_iter().find_map(|value| match value {
+        Value::Expr(e @ Expr::StringConstant(text, _))
+            if ["true", "false"].contains(&text.trim().to_ascii_lowercase().as_str()) =>
+        {
+            Some((
+                format!("\"{text}\" is a string, and a script that gives a string refuses the payment with it as the reason: write {} without quotes", text.trim().to_ascii_lowercase()),
+                start(e),
+            ))
+        }
+        _ => None,
+    })
+}
+
 /// The first method that changes its object in place (`trim`, `push`, …) whose `()` is what
 /// a script gives (at its end, or a `return`) or a `when`/`require` gives: `()` passes the
 /// payment (a script), or is no condition (an expression). `script` tells which.
