@@ -58,5 +58,16 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         rules.rulesets.len(),
         rules.rule_count()
     );
+    // The confirm URLs to register at PortOne. No `default.yaml` is no mistake when every
+    // confirm URL names its ruleset, so it is said here rather than warned about.
+    let mut serves: Vec<String> = rules
+        .rulesets
+        .keys()
+        .map(|name| format!("POST {} ({name}.yaml)", crate::server::confirm_path(name)))
+        .collect();
+    if !rules.rulesets.contains_key("default") {
+        serves.push("POST /confirm answers 404 (no default.yaml)".to_owned());
+    }
+    out!("serves: {}", serves.join(", "));
     ExitCode::SUCCESS
 }

@@ -99,12 +99,6 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
     if !errors.is_empty() {
         return Err(LoadErrors(errors));
     }
-    if !rulesets.contains_key("default") {
-        warnings.push(format!(
-            "{}: no default.yaml, so POST /confirm answers 404",
-            dir.display()
-        ));
-    }
     let version = version.map_err(|e| {
         LoadErrors(vec![LoadError {
             file: dir.to_owned(),

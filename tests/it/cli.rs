@@ -17,7 +17,8 @@ fn check_ok(rules: &Rules, summary: &str) -> Output {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), summary);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().next(), Some(summary), "{stdout}");
     out
 }
 
@@ -33,7 +34,43 @@ fn check_accepts_the_shipped_rules() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 rulesets, 4 rules"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok: 1 rulesets, 4 rules\nserves: POST /confirm (default.yaml)\n"
+    );
+}
+
+/// The confirm URLs to register are listed; no `default.yaml` is said there, not warned
+/// about, so `--strict` passes rules whose confirm URLs all name their ruleset.
+#[test]
+fn check_lists_the_confirm_urls_and_passes_strict_without_a_default() {
+    let rules = Rules::with(
+        "concert.yaml",
+        "rules:\n  - { name: a, amount: { max: 10 }, reason: x }\n",
+    );
+    rules.write(
+        "marathon.yaml",
+        "rules:\n  - { name: b, amount: { max: 10 }, reason: x }\n",
+    );
+    let out = run_cli(
+        &[
+            "check",
+            "--strict",
+            "--rules",
+            rules.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok: 2 rulesets, 2 rules\nserves: POST /confirm/concert (concert.yaml), POST /confirm/marathon (marathon.yaml), POST /confirm answers 404 (no default.yaml)\n"
+    );
 }
 
 #[test]

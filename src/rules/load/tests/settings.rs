@@ -475,18 +475,12 @@ fn deadline_over_five_seconds_loads_with_a_warning() {
     );
     assert_eq!(
         rules.warnings,
-        [
-            dir.at(
-                "shop.yaml",
-                2,
-                13,
-                "settings.deadline 6s is over 5s: PortOne may stop waiting first and count the payment as refused"
-            ),
-            format!(
-                "{}: no default.yaml, so POST /confirm answers 404",
-                dir.path().display()
-            ),
-        ]
+        [dir.at(
+            "shop.yaml",
+            2,
+            13,
+            "settings.deadline 6s is over 5s: PortOne may stop waiting first and count the payment as refused"
+        )]
     );
 }
 
