@@ -149,7 +149,7 @@ impl RuleStore {
 
     fn health_observer(&self) -> HealthObserver {
         let metrics = self.metrics.clone();
-        Arc::new(move |up, ok, health| metrics.health(up, ok, health))
+        Arc::new(move |up, failure, health| metrics.health(up, failure.is_none(), health))
     }
 
     /// Loads, validates and swaps. Parsing and compiling run on a blocking thread.

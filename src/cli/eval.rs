@@ -102,12 +102,13 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         writes: Arc::default(),
     });
     let mut request = serde_json::Value::Null;
+    let mut probes = Vec::new();
     let decision = runtime.block_on(async {
         let content_type = args.content_type.as_ref().and_then(|ct| ct.to_str().ok());
         match payload::parse(content_type, &body) {
             Ok(Parsed::Confirm(req)) => {
                 request = normalised(&req);
-                wait_for_health(&rules).await;
+                probes = wait_for_health(&rules, &ruleset.name).await;
                 let original = Original {
                     body: body.clone().into(),
                     content_type: args.content_type.clone(),
@@ -137,6 +138,11 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     // Moved in, not serialized again: that would spell the amount anew (`1e3` as `1e+3`).
     out["request"] = request;
     out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    // What a `healthy` rule read: the state of one probe, which `serve` would reach only
+    // after its thresholds, and why it failed (eval logs nothing else).
+    for probe in probes {
+        eprintln!("note: {probe}");
+    }
     for (call, write) in upstreams.writes() {
         match write {
             Write::Sent => {
@@ -264,17 +270,28 @@ fn read_body(file: Option<&PathBuf>) -> Result<Vec<u8>, String> {
     }
 }
 
-/// `healthy` rules need a probe result; give the probes one round before evaluating.
-async fn wait_for_health(rules: &crate::rules::Rules) {
+/// `healthy` rules need a probe result; give the probes one round before evaluating. What the
+/// first probe of each upstream of `ruleset` found, one line each.
+async fn wait_for_health(rules: &crate::rules::Rules, ruleset: &str) -> Vec<String> {
     let probed: Vec<_> = rules
         .upstreams()
         .filter(|u| u.health.is_some())
         .cloned()
         .collect();
     if probed.is_empty() {
-        return;
+        return Vec::new();
     }
-    start_probes(rules, Arc::new(|_, _, _| {}));
+    let found = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let seen = found.clone();
+    start_probes(
+        rules,
+        Arc::new(move |up: &Upstream, failure: Option<&str>, _| {
+            if let Ok(mut seen) = seen.lock() {
+                seen.entry((up.ruleset.clone(), up.name.clone()))
+                    .or_insert_with(|| failure.map(str::to_owned));
+            }
+        }),
+    );
     let limit =
         probed.iter().map(|u| u.timeout).max().unwrap_or_default() + Duration::from_millis(200);
     let _ = tokio::time::timeout(limit, async {
@@ -283,6 +300,19 @@ async fn wait_for_health(rules: &crate::rules::Rules) {
         }
     })
     .await;
+    let found = found.lock().map(|f| f.clone()).unwrap_or_default();
+    probed
+        .iter()
+        .filter(|u| &*u.ruleset == ruleset)
+        .map(|u| {
+            let probe = format!("health probe of upstream \"{}\"", u.name);
+            match found.get(&(u.ruleset.clone(), u.name.clone())) {
+                Some(None) => format!("{probe}: up"),
+                Some(Some(why)) => format!("{probe}: down ({why})"),
+                None => format!("{probe}: no answer within {} ms, so unknown (an error for a healthy rule, decided by on_error)", limit.as_millis()),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use super::{send, HttpCall};
 use crate::rules::{Health, Rules, Upstream};
 
-/// Called after every probe (metrics count it): the upstream, whether this probe succeeded, and
-/// the state after it (the two differ while `unhealthy_after` / `healthy_after` are still
+/// Called after every probe (metrics count it): the upstream, why this probe failed (`None`
+/// when it succeeded), and the state after it (the two differ while `unhealthy_after` / `healthy_after` are still
 /// counting). The state itself lives in [`Upstream::state`], where readiness, `healthy` rules
 /// and the `/metrics` health gauge read it.
-pub type HealthObserver = Arc<dyn Fn(&Upstream, bool, Health) + Send + Sync>;
+pub type HealthObserver = Arc<dyn Fn(&Upstream, Option<&str>, Health) + Send + Sync>;
 
 /// Starts one probe per upstream with a `health` block; the tasks belong to this generation of
 /// rules and stop when it is dropped.
@@ -70,7 +70,7 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
         };
         if after != before {
             up.state.set(after);
-            match (after, failure) {
+            match (after, &failure) {
                 (Health::Down, Some(cause)) => tracing::warn!(
                     ruleset = %up.ruleset,
                     upstream = %up.name,
@@ -86,6 +86,6 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
                 ),
             }
         }
-        observer(&up, ok, after);
+        observer(&up, failure.as_deref(), after);
     }
 }

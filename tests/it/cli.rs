@@ -195,6 +195,58 @@ fn eval_reads_the_body_as_its_content_type_says() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A `healthy` rule reads eval's one probe, and stderr says what the probe found: why it failed
+/// when it did.
+#[tokio::test]
+async fn eval_says_what_the_health_probe_found() {
+    use axum::routing::get;
+    let shop =
+        MockUpstream::start(axum::Router::new().route("/health", get(|| async { "ok" }))).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams:\n  shop: {{ url: \"{}\", health: {{ path: /health }} }}\n  orders: {{ url: \"{down}\", health: {{ path: /health }} }}\nrules:\n  - {{ name: shop-up, healthy: shop, reason: 점검 중 }}\n  - {{ name: orders-up, healthy: orders, reason: 주문 서버 점검 중 }}\n",
+            shop.url()
+        ),
+    );
+    let dir = rules.path().to_str().unwrap().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        run_cli(
+            &["eval", "--rules", &dir, "-"],
+            Some(v1("o-1", 5).as_bytes()),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v["decision"]["rule"], &v["decision"]["reason"]),
+        (
+            &serde_json::json!("orders-up"),
+            &serde_json::json!("주문 서버 점검 중")
+        )
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let notes: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("note: health"))
+        .collect();
+    assert_eq!(notes.len(), 2, "{stderr}");
+    let refused = format!(
+        "note: health probe of upstream \"orders\": down (/health: connection refused by {})",
+        down.trim_start_matches("http://")
+    );
+    assert_eq!(notes[0], refused, "{stderr}");
+    assert_eq!(
+        notes[1], "note: health probe of upstream \"shop\": up",
+        "{stderr}"
+    );
+}
+
 /// `eval` calls upstreams for real: a `forward` (which may confirm at the merchant) is said on
 /// stderr, and `--dry-run` holds it back, the rule counting as an error.
 #[tokio::test]
