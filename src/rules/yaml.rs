@@ -153,7 +153,35 @@ fn clean_message(msg: &str) -> String {
     if msg.contains("invalid type: string \"") && msg.contains('：') {
         return format!("{msg}; {FULL_WIDTH_COLON}");
     }
+    if let Some(number) = number_in_text(&msg) {
+        return format!("{msg}; write the number alone: {number}");
+    }
     msg
+}
+
+/// The number an operator meant by the text in `invalid type: string "…", expected a number`
+/// (or a whole number, or a status): `55_000`, `1 000`, `55000원`, `5,000 KRW` — digit
+/// separators and a currency after it, which YAML leaves a string.
+fn number_in_text(msg: &str) -> Option<String> {
+    let (_, rest) = msg.split_once("invalid type: string \"")?;
+    let (text, expected) = rest.split_once("\", expected ")?;
+    if !(expected.starts_with("a number")
+        || expected.starts_with("a whole number")
+        || expected.starts_with("an HTTP status"))
+    {
+        return None;
+    }
+    let bare = ["원", "KRW", "krw", "won"]
+        .iter()
+        .find_map(|unit| text.trim().strip_suffix(unit))
+        .unwrap_or(text);
+    let number: String = bare
+        .chars()
+        .filter(|c| !matches!(c, '_' | ',' | ' '))
+        .collect();
+    let (whole, fraction) = number.split_once('.').unwrap_or((&number, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (number != text && digits(whole) && digits(fraction)).then_some(number)
 }
 
 /// The keys at the top of a rule file.
@@ -249,6 +277,39 @@ mod tests {
             e.message,
             r#"a.b: invalid type: integer "100000000000000000000000", expected a map"#
         );
+    }
+
+    /// `55_000`, `1000원`, `5,000 KRW`: a number with separators or a currency, which YAML
+    /// reads as text, gets the number to write.
+    #[test]
+    fn a_number_written_as_text_gets_the_number_to_write() {
+        let message = |text: &str, expected: &str| {
+            clean_message(&format!(
+                r#"max: invalid type: string "{text}", expected {expected}"#
+            ))
+        };
+        for (text, number) in [
+            ("55_000", "55000"),
+            ("1000원", "1000"),
+            ("1,000 원", "1000"),
+            ("5,000 KRW", "5000"),
+            ("1 000.5", "1000.5"),
+        ] {
+            assert_eq!(
+                message(text, "a number"),
+                format!(
+                    r#"max: invalid type: string "{text}", expected a number; write the number alone: {number}"#
+                )
+            );
+        }
+        assert!(message("4_09", "u16").ends_with("; write the number alone: 409"));
+        for text in ["4O9", "abc", "12.3.4", "원"] {
+            assert!(
+                !message(text, "a number").contains("write the number"),
+                "{text}"
+            );
+        }
+        assert!(!message("55_000", "a map").contains("write the number"));
     }
 
     #[test]
