@@ -286,6 +286,37 @@ pub(crate) fn hidden(c: char) -> bool {
     !c.is_ascii() && !('\u{AC00}'..='\u{D7A3}').contains(&c) && c.escape_debug().len() > 1
 }
 
+/// `line`, a line of JSON, with U+2028, U+2029 and U+0085 (NEL) escaped; `None` when it has
+/// none, which is the usual case and copies nothing. JSON lets them stand raw in strings, and
+/// serde_json leaves them so, but readers that split text on every Unicode line break
+/// (Python's `splitlines`, some log shippers) would cut the record there — and a V1
+/// `merchant_uid` is chosen in the buyer's browser. In JSON text they can only be inside
+/// strings, where the escape means the same character; their UTF-8 lead bytes (0xE2, 0xC2)
+/// never occur inside another character, so a byte search finds exactly them.
+pub(crate) fn unicode_line_breaks_escaped(line: &[u8]) -> Option<Vec<u8>> {
+    let mut escaped: Option<Vec<u8>> = None;
+    let (mut from, mut copied) = (0, 0);
+    while let Some(n) = memchr::memchr2(0xE2, 0xC2, &line[from..]) {
+        let at = from + n;
+        let (escape, len): (&[u8], usize) = match line[at..] {
+            [0xE2, 0x80, 0xA8, ..] => (b"\\u2028", 3),
+            [0xE2, 0x80, 0xA9, ..] => (b"\\u2029", 3),
+            [0xC2, 0x85, ..] => (b"\\u0085", 2),
+            _ => {
+                from = at + 1;
+                continue;
+            }
+        };
+        let fixed = escaped.get_or_insert_with(|| Vec::with_capacity(line.len() + 16));
+        fixed.extend_from_slice(&line[copied..at]);
+        fixed.extend_from_slice(escape);
+        (from, copied) = (at + len, at + len);
+    }
+    let mut fixed = escaped?;
+    fixed.extend_from_slice(&line[copied..]);
+    Some(fixed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use super::Record;
 
 /// Appends `r` as one line of JSON, newline included.
 pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    let start = out.len();
     let mut time = [0u8; 27];
     out.extend_from_slice(b"{\"time\":\"");
     out.extend_from_slice(crate::logfmt::rfc3339(&r.time, 3, &mut time).as_bytes());
@@ -62,6 +63,10 @@ pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()>
         request.write_json(out)?;
     }
     out.extend_from_slice(b"}\n");
+    if let Some(line) = crate::logfmt::unicode_line_breaks_escaped(&out[start..]) {
+        out.truncate(start);
+        out.extend_from_slice(&line);
+    }
     Ok(())
 }
 
@@ -462,6 +467,24 @@ mod tests {
         );
     }
 
+    /// U+2028, U+2029 and NEL, which some readers take for line breaks, are escaped wherever
+    /// they are in the record: in the ids and in the body's own bytes.
+    #[test]
+    fn unicode_line_breaks_are_escaped() {
+        let body =
+            "{\"imp_uid\":\"i\u{2029}\",\"merchant_uid\":\"a\u{85}b\u{2028}c…\",\"amount\":5}";
+        for ct in [Some("application/json"), None] {
+            let text = request_line(ct, body.as_bytes());
+            assert!(text.ends_with('\n'));
+            assert!(!text.contains(['\u{2028}', '\u{2029}', '\u{85}']), "{text}");
+            assert!(text.contains(r#""order_id":"a\u0085b\u2028c…""#), "{text}");
+            assert!(text.contains(r#""tx_id":"i\u2029""#), "{text}");
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["order_id"], "a\u{85}b\u{2028}c…");
+            assert_eq!(v["request"], serde_json::from_str::<Value>(body).unwrap());
+        }
+    }
+
     #[test]
     fn amount_is_written_as_the_body_wrote_it() {
         const JSON: Option<&str> = Some("application/json");
@@ -538,9 +561,15 @@ mod tests {
             for ct in [Some("application/json"), None] {
                 let text = request_line(ct, body.as_bytes());
                 prop_assert_eq!(text.trim_end().lines().count(), 1);
+                prop_assert!(!text.contains(['\u{2028}', '\u{2029}', '\u{85}']), "{}", text);
                 let v: Value = serde_json::from_str(&text).unwrap();
                 prop_assert_eq!(&v["request"], &serde_json::from_str::<Value>(&body).unwrap());
-                prop_assert_eq!(request_text(&text), body.replace(['\n', '\r'], " "));
+                let one_line = body
+                    .replace(['\n', '\r'], " ")
+                    .replace('\u{2028}', "\\u2028")
+                    .replace('\u{2029}', "\\u2029")
+                    .replace('\u{85}', "\\u0085");
+                prop_assert_eq!(request_text(&text), one_line);
             }
         }
 

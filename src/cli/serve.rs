@@ -193,9 +193,41 @@ fn init_tracing(format: LogFormat) -> std::io::Result<LogGuard> {
         // Colours for a person at a terminal; the leaner line for files and collectors.
         LogFormat::Pretty if ansi => builder.init(),
         LogFormat::Pretty => builder.event_format(LineFormat).init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .map_writer(|_| JsonLines(spool.clone()))
+            .init(),
     }
     Ok(LogGuard(spool))
+}
+
+/// The JSON log's writer: each event (one line, written whole) with its Unicode line breaks
+/// escaped, as in the decision log (see [`crate::logfmt::unicode_line_breaks_escaped`]).
+struct JsonLines(Spool);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for JsonLines {
+    type Writer = JsonLine<'a>;
+
+    fn make_writer(&'a self) -> JsonLine<'a> {
+        JsonLine(self.0.make_writer())
+    }
+}
+
+struct JsonLine<'a>(crate::spool::SpoolWriter<'a>);
+
+impl std::io::Write for JsonLine<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match crate::logfmt::unicode_line_breaks_escaped(buf) {
+            Some(line) => self.0.write_all(&line)?,
+            None => self.0.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Writes out the last log lines when dropped at exit.

@@ -676,6 +676,36 @@ async fn the_decision_line_names_shadow_outcomes() {
     assert!(line.contains(" shadow=trial:reject "), "{line}");
 }
 
+/// An order id with Unicode line breaks (a V1 `merchant_uid` is the buyer's browser's to set)
+/// leaves each JSON log record on one line for readers that split on them too.
+#[tokio::test]
+async fn json_log_lines_escape_unicode_line_breaks() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - { name: limit, amount: { max: 100 }, reason: y }\n",
+    );
+    let proc = Process::serve(rules.path(), &["--log-format", "json"]).await;
+    let a = post(
+        &proc.url("/confirm"),
+        Some("application/json"),
+        v1("a\u{2028}b\u{2029}c\u{85}d", 5000),
+    )
+    .await;
+    assert_eq!(a.status, 409);
+    let id = a.decision_id();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            proc.log_text().contains(&id)
+        })
+        .await
+    );
+    let log = proc.log_text();
+    let line = log.lines().find(|l| l.contains(&id)).unwrap();
+    assert!(!line.contains(['\u{2028}', '\u{2029}', '\u{85}']), "{line}");
+    let record: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(record["order_id"], "a\u{2028}b\u{2029}c\u{85}d", "{line}");
+}
+
 /// A caller that closes its side right after sending a request (half-close or close; PortOne
 /// does neither) is taken as gone. Should that happen before its request is evaluated, the
 /// request is dropped undecided; either way the log tells: no request disappears unseen.
