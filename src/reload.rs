@@ -58,6 +58,13 @@ impl std::fmt::Display for Trigger {
     }
 }
 
+/// Whether the health of every upstream of `rules` with a probe is known.
+fn all_health_known(rules: &Rules) -> bool {
+    rules
+        .upstreams()
+        .all(|u| u.health.is_none() || u.state.get() != rules::Health::Unknown)
+}
+
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
@@ -97,6 +104,9 @@ pub struct RuleStore {
     /// reloads for them whatever their name (`script: scripts/check.txt`).
     scripts: Mutex<Vec<PathBuf>>,
     activity: Arc<Activity>,
+    /// Set once every probed upstream of the running generation has had its first answer
+    /// (see [`RuleStore::health_settled`]).
+    settled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RuleStore {
@@ -109,6 +119,8 @@ impl RuleStore {
         metrics: Metrics,
     ) -> Result<RuleStore, Vec<String>> {
         let rules = load(&dir, &scripts, &env, gate.as_ref())?;
+        // Settled from the start when nothing is probed.
+        let settled = Arc::new(std::sync::atomic::AtomicBool::new(all_health_known(&rules)));
         Ok(RuleStore {
             current: ArcSwap::from_pointee(rules),
             last_error: Mutex::new(None),
@@ -119,7 +131,25 @@ impl RuleStore {
             gate,
             metrics,
             activity: Arc::default(),
+            settled,
         })
+    }
+
+    /// Whether the health of every probed upstream has been known at some point since start:
+    /// from then on the proxy is ready (`/readyz`) whatever a reload adds — a new upstream whose
+    /// probe has not answered yet must not take a serving proxy out of its load balancer
+    /// (every replica loads the same rules, so all would go at once) — whether or not anyone
+    /// asked `/readyz` in between.
+    pub fn health_settled(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.settled.load(Relaxed) {
+            return true;
+        }
+        let known = all_health_known(&self.current());
+        if known {
+            self.settled.store(true, Relaxed);
+        }
+        known
     }
 
     /// Whether `path`, as the watcher reports it, is a script the rules reference.
@@ -143,13 +173,19 @@ impl RuleStore {
     }
 
     /// Starts the background tasks of the running generation (health probes).
-    pub fn start(&self) {
+    pub fn start(self: &Arc<Self>) {
         upstream::start_probes(&self.current(), self.health_observer());
     }
 
-    fn health_observer(&self) -> HealthObserver {
+    fn health_observer(self: &Arc<Self>) -> HealthObserver {
         let metrics = self.metrics.clone();
-        Arc::new(move |up, failure, health| metrics.health(up, failure.is_none(), health))
+        let store = Arc::downgrade(self);
+        Arc::new(move |up, failure, health| {
+            metrics.health(up, failure.is_none(), health);
+            if let Some(store) = store.upgrade() {
+                store.health_settled();
+            }
+        })
     }
 
     /// Loads, validates and swaps. Parsing and compiling run on a blocking thread.

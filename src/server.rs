@@ -90,10 +90,6 @@ struct Shared {
     /// since start: a request still running on an older rules generation keeps its deadline,
     /// and shutdown waits for it.
     longest_deadline: AtomicU64,
-    /// Set once `/readyz` first found every probed upstream's health known. A reload that adds
-    /// an upstream whose probe has not answered yet must not take a serving proxy out of its
-    /// load balancer: every replica loads the same rules, so all would go at once.
-    pub(crate) ready: std::sync::atomic::AtomicBool,
     /// At shutdown, the end of the grace period: one for both listeners and the evaluations
     /// left, fixed then (the deadlines of the rules generations answered from so far). Also
     /// for what waits on something shutdown does not (an admin reload waiting for a writer).
@@ -193,7 +189,6 @@ impl App {
                 idle_timeout: config.idle_timeout,
                 evaluations: TaskTracker::new(),
                 longest_deadline,
-                ready: std::sync::atomic::AtomicBool::new(false),
                 stopping: tokio::sync::watch::Sender::new(None),
             })),
             _watcher: watcher,

@@ -65,11 +65,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .filter(|u| u.health.is_some() && u.state.get() == crate::rules::Health::Unknown)
         .map(|u| format!("{}/{}", u.ruleset, u.name))
         .collect();
-    let ready = &state.0.ready;
     if waiting.is_empty() {
-        ready.store(true, std::sync::atomic::Ordering::Relaxed);
         axum::Json(json!({"ready": true, "version": rules.version})).into_response()
-    } else if ready.load(std::sync::atomic::Ordering::Relaxed) {
+    } else if state.0.store.health_settled() {
         // Ready before: a `healthy` rule on a new upstream errors (on_error) until its first
         // probe answers, which is that rule's business, not a reason to stop all traffic.
         axum::Json(json!({"ready": true, "version": rules.version, "waiting_for_health": waiting}))

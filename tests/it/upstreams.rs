@@ -625,6 +625,43 @@ async fn a_reload_adding_a_probed_upstream_keeps_a_ready_proxy_ready() {
     server.stop().await;
 }
 
+/// Readiness reached while no one asked `/readyz` counts the same: a reload adding a slow
+/// probed upstream keeps the proxy ready.
+#[tokio::test]
+async fn readiness_reached_unasked_survives_a_reload() {
+    let (fast, _up) = health_switch(true).await;
+    let slow = slow_health(Duration::from_secs(30)).await;
+    let rules = Rules::with(
+        "default.yaml",
+        &probed_shop(&fast.url(), "health: { path: /health }", "x"),
+    );
+    let server = Server::start(rules.path()).await;
+    // Watched through the metric, not `/readyz`.
+    let probed = eventually(Duration::from_secs(3), || async {
+        get(&server.admin_url("/metrics"))
+            .await
+            .body
+            .as_str()
+            .unwrap_or_default()
+            .contains(r#"confirm_proxy_upstream_healthy{ruleset="default",upstream="shop"} 1"#)
+    })
+    .await;
+    assert!(probed);
+    rules.write(
+        "other.yaml",
+        &probed_shop(&slow.url(), "timeout: 4s, health: { path: /health }", "x"),
+    );
+    let reload = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert_eq!(reload.status, 200, "{:?}", reload.body);
+    let ready = get(&server.admin_url("/readyz")).await;
+    assert_eq!(ready.status, 200, "{:?}", ready.body);
+    assert_eq!(
+        ready.body["waiting_for_health"],
+        serde_json::json!(["other/shop"])
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn env_variables_fill_urls_and_headers() {
     let shop = shop().await;
