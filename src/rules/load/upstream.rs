@@ -225,9 +225,11 @@ impl FileCompiler<'_, '_> {
                     }
                     None
                 }
-                _ => {
+                parsed => {
                     // `url: "$SHOP_API_URL"`, `url: SHOP_API_URL`: a variable misspelt; a
-                    // url without its scheme (from a variable too, so the value is not shown).
+                    // url without its scheme (from a variable too, so the value is not shown);
+                    // what the URL parser found wrong (`invalid port number`), which names no
+                    // part of the value.
                     let whole = raw.url.trim();
                     let is_name = bare_variables(&format!("{{{whole}}}")).len() == 1;
                     let hint = match bare.first() {
@@ -241,7 +243,10 @@ impl FileCompiler<'_, '_> {
                         None if !url.contains("://") => {
                             "; write its scheme too (http://… or https://…)".to_owned()
                         }
-                        None => String::new(),
+                        None => match parsed {
+                            Err(e) => format!(": {e}"),
+                            Ok(_) => String::new(),
+                        },
                     };
                     self.error(
                         &at("url"),

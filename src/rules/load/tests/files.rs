@@ -559,13 +559,31 @@ rules:
     let message =
         |name: &str| format!(r#"upstream "{name}": url is not an http:// or https:// URL"#);
     const NO_SCHEME: &str = "; write its scheme too (http://… or https://…)";
+    // What the URL parser found wrong names no part of the value, which may be a secret.
+    let port = default_file(
+        "upstreams:\n  api:\n    url: \"${SHOP_URL}\"\nrules:\n  - { name: a, amount: { max: 1 }, reason: x }\n",
+    );
+    assert_eq!(
+        port.errors_with(&[("SHOP_URL", "http://shop.test:99999/secret")]),
+        [port.at(
+            DEFAULT,
+            3,
+            10,
+            &format!("{}: invalid port number", message("api"))
+        )]
+    );
     assert_eq!(
         dir.errors_with(&[("SHOP_URL", "shop.test/secret-path")]),
         // In file order, as every error of a file.
         [
             dir.at(DEFAULT, 3, 10, &message("ftp")),
             dir.at(DEFAULT, 5, 10, &format!("{}{NO_SCHEME}", message("words"))),
-            dir.at(DEFAULT, 7, 10, &message("no-host")),
+            dir.at(
+                DEFAULT,
+                7,
+                10,
+                &format!("{}: empty host", message("no-host"))
+            ),
             dir.at(
                 DEFAULT,
                 9,
