@@ -134,7 +134,25 @@ fn amount_dynamic(value: Decimal, as_int: Option<i64>) -> Dynamic {
     }
 }
 
-/// JSON → Rhai, keeping integers as `INT` and other numbers exact where they fit.
+/// The significant decimal digits every float holds exactly.
+const FLOAT_DIGITS: usize = 15;
+
+/// The significant digits of a JSON number's text: its mantissa without sign, point, and
+/// leading or trailing zeros (`0.0120e5` has 2).
+fn significant_digits(number: &str) -> usize {
+    let mantissa = number.split(['e', 'E']).next().unwrap_or(number);
+    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let leading = digits.iter().take_while(|&&d| d == b'0').count();
+    let trailing = digits[leading..]
+        .iter()
+        .rev()
+        .take_while(|&&d| d == b'0')
+        .count();
+    digits.len() - leading - trailing
+}
+
+/// JSON → Rhai, keeping integers as `INT` and other numbers exact where they fit, and as
+/// their text where they fit no number type exactly.
 pub fn json_to_dynamic(v: &Value) -> Dynamic {
     match v {
         Value::Null => Dynamic::UNIT,
@@ -144,14 +162,19 @@ pub fn json_to_dynamic(v: &Value) -> Dynamic {
                 return Dynamic::from_int(i);
             }
             let text = n.to_string();
-            match text.parse::<Decimal>() {
+            match Decimal::from_str_exact(&text) {
                 Ok(d) => Dynamic::from_decimal(d),
-                // Beyond a Decimal (`1e30`): a float. Beyond a float too (`1e400`): the largest
-                // float of its sign, not an infinity: Rhai compares floats relative to their
-                // size, and (∞ - 10) / ∞ is NaN, so an infinity is neither larger nor smaller
-                // than anything, itself included (`qty > 10` false for `"qty": 1e400`: a
-                // buyer's way past a limit). The largest float compares as the number written
-                // does against every bound a rule holds.
+                // More digits than a Decimal or a float holds exactly
+                // (`0.99999999999999999999999999999`, which either would round to 1, so that
+                // `available >= 1` passed): its text, so that comparing it with a number is
+                // an error (`on_error`) rather than a decision on a rounded value.
+                Err(_) if significant_digits(&text) > FLOAT_DIGITS => text.into(),
+                // Beyond a Decimal (`1e30`) with few digits: a float. Beyond a float too
+                // (`1e400`): the largest float of its sign, not an infinity: Rhai compares
+                // floats relative to their size, and (∞ - 10) / ∞ is NaN, so an infinity is
+                // neither larger nor smaller than anything, itself included (`qty > 10` false
+                // for `"qty": 1e400`: a buyer's way past a limit). The largest float compares
+                // as the number written does against every bound a rule holds.
                 Err(_) => {
                     let f = text.parse::<f64>().unwrap_or(f64::NAN);
                     Dynamic::from_float(if f.is_infinite() {
@@ -205,6 +228,48 @@ mod tests {
         assert_eq!(number("1e400").as_float(), Ok(f64::MAX));
         assert_eq!(number("-1e400").as_float(), Ok(-f64::MAX));
         assert_eq!(number("1e-400").as_float(), Ok(0.0));
+        // More digits than any number type holds exactly: the text, never a rounded value
+        // (`0.999…9` rounded to 1 passed `available >= 1`).
+        for text in [
+            "0.99999999999999999999999999999",
+            "1.00000000000000000000000000001",
+            "123456789012345678901234567890123",
+        ] {
+            assert_eq!(number(text).into_string().as_deref(), Ok(text), "{text}");
+        }
+        assert_eq!(
+            number("0.9999999999999999999999999999").as_decimal(),
+            Ok("0.9999999999999999999999999999".parse().unwrap()),
+            "28 places fit a decimal"
+        );
+        assert_eq!(significant_digits("0.0120e5"), 2);
+        assert_eq!(significant_digits("-100"), 1);
+    }
+
+    /// A number read as its text holds no comparison with a number (Rhai compares a string
+    /// with a number as unequal), where the rounded value would have passed one side.
+    #[test]
+    fn a_number_too_precise_for_any_type_holds_no_comparison() {
+        let engine = ScriptEngine::new();
+        let mut scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+        let response = json_to_dynamic(
+            &serde_json::from_str(
+                r#"{"status": 200, "body": {"available": 0.99999999999999999999999999999}}"#,
+            )
+            .unwrap(),
+        );
+        let response = scope.set_fetched("stock", response);
+        for src in [
+            "response.body.available >= 1",
+            "response.body.available <= 1",
+        ] {
+            let ast = engine.compile_expression(src, &["response"]).unwrap();
+            assert_eq!(
+                engine.eval_bool(&mut scope, &ast, Some(response.clone()), FULL),
+                Ok(false),
+                "{src}"
+            );
+        }
     }
 
     /// A number beyond a float compares as the number written does: Rhai's relative float
