@@ -193,7 +193,7 @@ impl Run<'_, '_> {
                 self.current = None;
                 return None;
             }
-            let (verdict, answer) = match self.guard(rule, &mut scope) {
+            let (verdict, answer) = match self.guard(rule, &mut scope).await {
                 Ok(true) => {
                     // The handle stays in `prefetches` so a deadline cancels the call being
                     // awaited too (dropping a JoinHandle would only detach it).

@@ -114,7 +114,8 @@ pub struct Ruleset {
     /// Whether any rule runs Rhai (else no Rhai scope is built per request).
     pub uses_rhai: bool,
     /// Whether an evaluation may wait for an upstream (a `fetch` or `forward` rule): the server
-    /// then runs it in a task of its own, which the caller hanging up cannot cut short.
+    /// then runs it in a task of its own, which the caller hanging up cannot cut short (as it
+    /// does for one that runs Rhai, which may wait for its turn).
     pub calls_upstreams: bool,
     /// Whether any rule is a GET fetch, started early (as the request arrives, or once the
     /// last call before it that may change something at the merchant is done).

@@ -26,18 +26,23 @@ pub(super) enum Verdict {
 }
 
 impl Run<'_, '_> {
-    pub(super) fn guard(&self, rule: &Rule, scope: &mut RequestScope) -> Result<bool, String> {
+    pub(super) async fn guard(
+        &self,
+        rule: &Rule,
+        scope: &mut RequestScope,
+    ) -> Result<bool, String> {
         match &rule.when {
             Some(when) => self
                 .test(rule, when, scope, None)
+                .await
                 .map_err(|e| when.error_at("when", &e)),
             None => Ok(true),
         }
     }
 
     /// An expression of `rule`: natively when it has that form, else through Rhai (with
-    /// `response` in scope for a fetch's `require`).
-    fn test(
+    /// `response` in scope for a fetch's `require`), in its turn (see [`Self::turn`]).
+    async fn test(
         &self,
         rule: &Rule,
         expr: &Expr,
@@ -46,10 +51,30 @@ impl Run<'_, '_> {
     ) -> Result<bool, script::ScriptError> {
         match &expr.native {
             Some(native) => Ok(native.eval(self.req)),
-            None => self
-                .ctx
-                .scripts
-                .eval_bool(scope, &expr.ast, response, self.time_left(rule)),
+            None => {
+                let _turn = self.turn(rule).await.map_err(|cut| script::ScriptError {
+                    message: cut.to_owned(),
+                    position: None,
+                })?;
+                self.ctx
+                    .scripts
+                    .eval_bool(scope, &expr.ast, response, self.time_left(rule))
+            }
+        }
+    }
+
+    /// Leave to run Rhai (see [`script::ScriptEngine::slot`]): an expression over a large
+    /// payload can take as long as a script. A shadow rule waits for its turn only up to its
+    /// own cut-off: it must never use up the deadline (the ruleset's on_error would then
+    /// answer for it).
+    async fn turn(&self, rule: &Rule) -> Result<script::Slot<'_>, &'static str> {
+        let slot = self.ctx.scripts.slot();
+        if rule.mode == Mode::Shadow {
+            tokio::time::timeout_at(self.shadow_until, slot)
+                .await
+                .map_err(|_| "shadow rule cut off waiting for its turn to run Rhai, to keep the deadline for enforced rules")
+        } else {
+            Ok(slot.await)
         }
     }
 
@@ -88,24 +113,14 @@ impl Run<'_, '_> {
                 let now = self.ctx.now;
                 pass_if(from.is_none_or(|f| now >= f) && until.is_none_or(|u| now < u))
             }
-            Check::Require(expr) => match self.test(rule, expr, scope, None) {
+            Check::Require(expr) => match self.test(rule, expr, scope, None).await {
                 Ok(ok) => pass_if(ok),
                 Err(e) => Verdict::Error(expr.error_at("require", &e)),
             },
             Check::Script { path, ast } => {
-                // A shadow rule waits for its turn only up to its own cut-off: it must never use
-                // up the deadline (the ruleset's on_error would then answer for it).
-                let slot = self.ctx.scripts.slot();
-                let _slot = if rule.mode == Mode::Shadow {
-                    match tokio::time::timeout_at(self.shadow_until, slot).await {
-                        Ok(slot) => slot,
-                        Err(_) => {
-                            let cut = "shadow rule cut off waiting for its turn to run a script, to keep the deadline for enforced rules";
-                            return (Verdict::Error(format!("{path}: {cut}")), None);
-                        }
-                    }
-                } else {
-                    slot.await
+                let _turn = match self.turn(rule).await {
+                    Ok(turn) => turn,
+                    Err(cut) => return (Verdict::Error(format!("{path}: {cut}")), None),
                 };
                 match self
                     .ctx
@@ -166,7 +181,7 @@ impl Run<'_, '_> {
             return (self.cut_off(), None);
         };
         let answer = result.as_ref().ok().map(UpstreamAnswer::from);
-        (self.fetched(rule, f, scope, result), answer)
+        (self.fetched(rule, f, scope, result).await, answer)
     }
 
     /// A `forward`: the original request to the merchant's confirm handler, whose 200 passes
@@ -219,7 +234,7 @@ impl Run<'_, '_> {
     }
 
     /// Applies a fetch result: records it in `fetched`, then `require` (or the status) decides.
-    fn fetched(
+    async fn fetched(
         &self,
         rule: &Rule,
         f: &Fetch,
@@ -248,7 +263,7 @@ impl Run<'_, '_> {
                     Verdict::Error(cause)
                 }
             }
-            Some(expr) => match self.test(rule, expr, scope, Some(response)) {
+            Some(expr) => match self.test(rule, expr, scope, Some(response)).await {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Refuse(reason()),
                 Err(e) => Verdict::Error(expr.error_at(

@@ -813,6 +813,26 @@ async fn a_script_waiting_for_a_slot_is_answered_by_the_deadline() {
     assert_eq!(summary(&evaluate_now().await), APPROVED);
 }
 
+/// Rhai expressions take turns as scripts do (one over a large payload can take as long as a
+/// script); native ones (simple id tests) and the local checks do not wait.
+#[tokio::test]
+async fn a_rhai_expression_waits_for_its_turn_and_a_native_one_does_not() {
+    let (_dir, rules) = ruleset_with(
+        "settings: { deadline: 300ms, error_reason: DEADLINE }\nrules:\n  - { name: native, require: 'order_id.starts_with(\"order\")', reason: N }\n  - { name: rhai, require: 'amount + 0 > 1', reason: R }\n",
+        &[],
+    );
+    let scripts = ScriptEngine::new();
+    let evaluate_now = || decide_on(&scripts, &rules, Arc::new(Canned::new()), Duration::ZERO);
+    let held = scripts.hold_every_slot();
+    let started = std::time::Instant::now();
+    let d = evaluate_now().await;
+    assert_eq!(summary(&d), ("reject", 409, Some("DEADLINE"), Some("rhai")));
+    assert_eq!(d.trace[0].outcome, Outcome::Pass, "{:?}", d.trace);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    drop(held);
+    assert_eq!(summary(&evaluate_now().await), APPROVED);
+}
+
 /// A shadow script waits for its turn only until the shadow cut-off (half the deadline): it
 /// never uses up the deadline, and the enforced rule after it decides.
 #[tokio::test]

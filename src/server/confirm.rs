@@ -251,10 +251,11 @@ impl AppState {
                 .collect(),
             body: bytes,
         };
-        // An evaluation that waits for an upstream could be cut off midway by its caller going
-        // away, after a `forward` or a `POST` has reached the merchant: it gets a task of its own.
-        // Every other check (and Rhai) runs without yielding.
-        if set.calls_upstreams {
+        // An evaluation that waits — for an upstream, or for its turn to run Rhai — could be
+        // cut off midway by its caller going away (after a `forward` or a `POST` has reached
+        // the merchant, or with no record of the request at all): it gets a task of its own.
+        // Every other check runs without yielding.
+        if set.calls_upstreams || set.uses_rhai {
             self.detached(seen, set, req, original).await
         } else {
             let decision = engine::evaluate(&set, &req, &self.context(&seen, &original)).await;
@@ -277,7 +278,7 @@ impl AppState {
     }
 
     /// The evaluation and [`Self::finish`] in a task of their own, for a ruleset that calls
-    /// upstreams. Run in the connection's task, the evaluation would be dropped with it when
+    /// upstreams or runs Rhai. Run in the connection's task, the evaluation would be dropped with it when
     /// the caller hangs up while a rule waits for an upstream: a `forward` may already have
     /// reached the merchant, yet there would be no log line, no decision record and no count.
     /// Apart, it finishes (within its deadline) whatever the caller does, and shutdown waits
