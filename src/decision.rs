@@ -102,12 +102,43 @@ impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
             serde_json::Value::String(text) if text.len() > MAX_TRACED_BODY => cut(text),
             serde_json::Value::String(_) => r.body.clone(),
             json if !longer_than(json, MAX_TRACED_BODY) => r.body.clone(),
-            json => cut(&json.to_string()),
+            json => cut(&json_start(json, MAX_TRACED_BODY + 4)),
         };
         UpstreamAnswer {
             status: r.status,
             body,
             incomplete: r.incomplete.clone(),
+        }
+    }
+}
+
+/// The first `max` bytes or so of `json` as text, without writing out the rest (an answer
+/// may be a megabyte).
+fn json_start(json: &serde_json::Value, max: usize) -> String {
+    struct Upto(Vec<u8>, usize);
+    impl std::io::Write for Upto {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let room = self.1 - self.0.len();
+            self.0.extend_from_slice(&buf[..buf.len().min(room)]);
+            if buf.len() > room {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Upto(Vec::with_capacity(max), max);
+    let _ = serde_json::to_writer(&mut out, json);
+    // Cut anywhere, perhaps inside a character: the caller cuts again at a boundary.
+    match String::from_utf8(out.0) {
+        Ok(text) => text,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let mut bytes = e.into_bytes();
+            bytes.truncate(valid);
+            String::from_utf8(bytes).unwrap_or_default()
         }
     }
 }
@@ -364,6 +395,7 @@ mod tests {
             headers: Vec::new(),
             body,
             incomplete: None,
+            size: 0,
         })
     }
 

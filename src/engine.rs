@@ -89,6 +89,39 @@ pub fn answer_by(settings: &Settings, started: tokio::time::Instant) -> tokio::t
     started + deadline - margin
 }
 
+/// When the server answers for an evaluation still running (see [`overran`]): half-way
+/// through the margin [`answer_by`] leaves, so an evaluation that keeps its deadline always
+/// answers first, and the answer still leaves before the deadline.
+pub fn answer_at_latest(
+    settings: &Settings,
+    started: tokio::time::Instant,
+) -> tokio::time::Instant {
+    let by = answer_by(settings, started);
+    by + (started + settings.deadline - by) / 2
+}
+
+/// The decision for an evaluation still running when its answer was due: held past its own
+/// deadline in work the timer cannot interrupt (a megabyte answer parsed or freed). The
+/// ruleset's `on_error` decides, as for any check that could not complete.
+pub fn overran(settings: &Settings, req: &ConfirmRequest) -> Decision {
+    let mut decision = match settings.on_error {
+        OnError::Approve => Decision::approve(None),
+        OnError::Reject => error_refusal(settings, req, None),
+    };
+    decision.trace.push(RuleTrace {
+        rule: "(evaluation)".into(),
+        outcome: Outcome::Error,
+        ms: settings.deadline.as_secs_f64() * 1000.0,
+        reason: None,
+        upstream: None,
+        error: Some(format!(
+            "still running at the deadline of {:?}: answered by on_error",
+            settings.deadline
+        )),
+    });
+    decision
+}
+
 /// The refusal of a request whose check could not complete (`on_error: reject`), naming
 /// `rule` when one decided.
 pub fn error_refusal(

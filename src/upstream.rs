@@ -79,7 +79,15 @@ pub struct UpstreamResponse {
     /// [`MAX_RESPONSE_BYTES`] (`cut at 1024 KiB`), or the upstream stopped sending it (`cut
     /// short: timed out after 1s`). The status came whole and still counts.
     pub incomplete: Option<String>,
+    /// The body's size as received, in bytes: what parsing it and handing it to Rhai cost
+    /// grows with (see [`BIG_BODY`]).
+    pub size: usize,
 }
+
+/// A body from this size on is parsed (and turned into Rhai's values) on a blocking thread:
+/// up to [`MAX_RESPONSE_BYTES`] of JSON takes a server thread tens of milliseconds, during
+/// which the request's deadline timer could not fire (the answer would go out late).
+pub const BIG_BODY: usize = 64 * 1024;
 
 /// `.` or `..`, also percent-encoded, which URL parsers resolve (WHATWG URL, RFC 3986 §5.2.4).
 pub fn is_dot_segment(segment: &str) -> bool {
@@ -309,7 +317,16 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
             }
         }
     }
-    let mut body = parse_body(&body, content_type.as_deref(), &up.secrets);
+    let size = body.len();
+    let secrets = up.secrets.clone();
+    let parse = move || parse_body(&body, content_type.as_deref(), &secrets);
+    let mut body = if size >= BIG_BODY {
+        tokio::task::spawn_blocking(parse)
+            .await
+            .map_err(|e| UpstreamError::Other(format!("reading the answer failed: {e}")))?
+    } else {
+        parse()
+    };
     if let (Some(_), Value::String(text)) = (&incomplete, &mut body) {
         mask_cut_secret(text, &up.secrets);
     }
@@ -318,6 +335,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         headers,
         body,
         incomplete,
+        size,
     })
 }
 

@@ -245,7 +245,27 @@ impl Run<'_, '_> {
             Ok(r) => r,
             Err(e) => return Verdict::Error(format!("fetch from {}: {e}", f.upstream.name)),
         };
-        let response = scope.set_fetched(&rule.name, response_dynamic(&resp));
+        // A large answer becomes Rhai's values on a blocking thread, where the deadline timer
+        // can still end the wait (see `BIG_BODY`).
+        let (resp, dynamic) = if resp.size >= crate::upstream::BIG_BODY {
+            let converted = tokio::task::spawn_blocking(move || {
+                let dynamic = response_dynamic(&resp);
+                (resp, dynamic)
+            });
+            match converted.await {
+                Ok(both) => both,
+                Err(e) => {
+                    return Verdict::Error(format!(
+                        "reading the answer of {}: {e}",
+                        f.upstream.name
+                    ))
+                }
+            }
+        } else {
+            let dynamic = response_dynamic(&resp);
+            (resp, dynamic)
+        };
+        let response = scope.set_fetched(&rule.name, dynamic);
         // A field of the merchant's answer can be any size: capped like a merchant's reason.
         let reason = || capped(rule.reason.render_reason(self.req, Some(&resp.body)));
         match &f.require {

@@ -290,14 +290,29 @@ impl AppState {
         req: ConfirmRequest,
         original: Original,
     ) -> Response {
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         let state = self.clone();
         // What the answer needs should the evaluation end without one (its reason may name
         // the order).
         let req = Arc::new(req);
         let (kept, ruleset, kept_req) = (seen.clone(), set.clone(), req.clone());
+        // Whoever takes it first answers: the evaluation, or this side at the deadline.
+        let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let take = {
+            let taken = taken.clone();
+            move || !taken.swap(true, std::sync::atomic::Ordering::AcqRel)
+        };
+        let take_here = take.clone();
         self.0.evaluations.spawn(async move {
             let decision = engine::evaluate(&set, &req, &state.context(&seen, &original)).await;
+            if !take() {
+                tracing::warn!(
+                    decision_id = seen.id.as_str(),
+                    decision = decision.decision.as_str(),
+                    "evaluation ended after its answer was due; on_error answered, and this decision was not sent"
+                );
+                return;
+            }
             let response = state.finish(&seen, decision, Some(&req));
             if tx.send(response).is_err() {
                 tracing::warn!(
@@ -306,7 +321,25 @@ impl AppState {
                 );
             }
         });
-        match rx.await {
+        // The evaluation keeps its deadline where it awaits; work the timer cannot interrupt
+        // (a megabyte answer parsed or freed, on a busy machine) could still hold it past it,
+        // so the answer is sent from here then: the ruleset's `on_error`, in time.
+        let due = engine::answer_at_latest(&ruleset.settings, kept.started);
+        let answered = match tokio::time::timeout_at(due, &mut rx).await {
+            Ok(answered) => answered,
+            Err(_) if take_here() => {
+                tracing::warn!(
+                    decision_id = kept.id.as_str(),
+                    deadline = ?ruleset.settings.deadline,
+                    "evaluation still running when its answer was due: answered by on_error"
+                );
+                let decision = engine::overran(&ruleset.settings, &kept_req);
+                return self.finish(&kept, decision, Some(&kept_req));
+            }
+            // Taken by the evaluation just now: its answer is on its way.
+            Err(_) => rx.await,
+        };
+        match answered {
             Ok(response) => response,
             // The evaluation panicked (a bug): an error the ruleset's way, counted and recorded,
             // rather than a dropped connection.

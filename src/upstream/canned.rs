@@ -265,6 +265,7 @@ impl CannedAnswer {
                     .collect(),
                 body: self.body.clone(),
                 incomplete: self.incomplete.clone(),
+                size: serde_json::to_string(&self.body).map_or(0, |text| text.len()),
             }),
             Err(CannedError::Refused) => Err(UpstreamError::Refused(host(up))),
             Err(CannedError::Dns) => Err(UpstreamError::Dns(host(up))),

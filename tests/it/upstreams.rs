@@ -285,6 +285,55 @@ async fn the_deadline_holds_when_an_upstream_hangs() {
     server.stop().await;
 }
 
+/// An answer that arrives just before the deadline and takes long to read (a megabyte of
+/// JSON: parsed, turned into Rhai's values, freed, on a server thread the timer cannot
+/// interrupt) still has the request answered in time, by on_error, and the decision log
+/// holds the answer that was sent, once.
+#[tokio::test]
+async fn a_large_answer_just_before_the_deadline_is_answered_in_time() {
+    use tokio::io::AsyncWriteExt;
+    let items: Vec<String> = (0..100_000)
+        .map(|i| format!("{{\"a\":{}}}", i % 10))
+        .collect();
+    let body: &'static [u8] = format!("[{}]", items.join(",")).into_bytes().leak();
+    assert!(body.len() < 1024 * 1024, "read whole, not cut");
+    let (url, _count) = raw_server(move |mut conn, count| async move {
+        if read_request(&mut conn, &count).await {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = conn.write_all(head.as_bytes()).await;
+            tokio::time::sleep(Duration::from_millis(440)).await;
+            let _ = conn.write_all(body).await;
+        }
+    })
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 500ms, error_reason: \"시간 초과\" }}\nupstreams:\n  shop: {{ url: \"{url}\", timeout: 450ms }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    require: 'response.status == 200'\n    reason: r\n"
+        ),
+    );
+    let (server, log) = logged(&rules).await;
+    let mut answers = Vec::new();
+    for i in 0..3 {
+        let started = Instant::now();
+        let a = server
+            .confirm_json("/confirm", &v1(&format!("o-{i}"), 5000))
+            .await;
+        answers.push((a, started.elapsed()));
+    }
+    server.stop().await;
+    for (a, took) in &answers {
+        // Debug builds read a megabyte slowly: the answer is on_error's, sent in time.
+        assert_eq!((a.status, a.reason()), (409, "시간 초과"), "after {took:?}");
+        assert!(
+            *took < Duration::from_millis(700),
+            "answered after {took:?}"
+        );
+        let r = record(&log, &a.decision_id());
+        assert_eq!(r["decision"], "reject");
+    }
+}
+
 #[tokio::test]
 async fn independent_get_fetches_run_concurrently() {
     let shop = shop().await;
