@@ -171,7 +171,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(args))
+    let code = runtime.block_on(serve(args));
+    // Dropping the runtime would wait for every blocking task, a DNS lookup that hangs
+    // included; everything that matters (answers, the decision log) is done by now.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// Logs go to stderr through a [`Spool`], in batches: a decision line per request must not cost
