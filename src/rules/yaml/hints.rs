@@ -79,6 +79,12 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
                 which(n)
             ));
         }
+        if let Some(n) = block_left_early(&lines) {
+            return Some(format!(
+                "this line is indented no more than the key of the block (| or >) on {}, so the block ended above it: indent it like the block's other lines",
+                which(n)
+            ));
+        }
         return None;
     }
     if message.starts_with("did not find expected key")
@@ -107,6 +113,26 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
 }
 
 const TAB: &str = "a tab; YAML indents with spaces only, so replace the tab with spaces";
+
+/// The index of the `key: |` (or `>`, `|-`, …) line whose block the last of `lines` was meant
+/// to continue: the nearest line above it indented no more than it is such a key, with the
+/// block's lines between them indented more (`require: >-` over a multi-line expression, one
+/// line of which slipped left).
+fn block_left_early(lines: &[&str]) -> Option<usize> {
+    let (last, above) = lines.split_last()?;
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let depth = indent(last);
+    let n = above
+        .iter()
+        .rposition(|l| !l.trim().is_empty() && indent(l) <= depth)?;
+    let (_, value) = above[n].split_once(':')?;
+    let value = value.split(" #").next().unwrap_or(value).trim();
+    let block = value.starts_with(['|', '>'])
+        && value[1..]
+            .chars()
+            .all(|c| matches!(c, '-' | '+') || c.is_ascii_digit());
+    (block && n + 1 < above.len()).then_some(n)
+}
 
 /// The value of a `key: value` line, trimmed; a plain (unquoted) one without its comment.
 fn value_of(line: &str) -> Option<&str> {

@@ -615,6 +615,12 @@ fn messages_say_what_the_yaml_should_hold() {
             r#"could not find expected ':' (while scanning a simple key): this line needs a space after the colon of its key, e.g. reason: "…""#,
         ),
         (
+            "a line of a multi-line expression slipped left of its block",
+            "rules:\n  - name: a\n    require: >-\n      amount > 5 &&\n    order_id != \"x\"\n    reason: x\n",
+            (5, 5),
+            "could not find expected ':' (while scanning a simple key): this line is indented no more than the key of the block (| or >) on line 3, so the block ended above it: indent it like the block's other lines",
+        ),
+        (
             "a full-width colon",
             "rules:\n  - name: a\n    amount: { max: 1 }\n    reason：\"한도 초과\"\n  - name: b\n    amount: { max: 2 }\n    reason: x\n",
             (4, 5),
