@@ -215,6 +215,19 @@ rules:
                 r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment when it starts: one set since needs a restart)"#
             )]
         );
+        // Names are case-sensitive: a lowercase one names the variable that is set.
+        let dir = default_file(
+            "upstreams:\n  shop:\n    url: \"${shop_api_url}\"\nrules:\n  - name: existing-confirm\n    forward: { upstream: shop, path: /payments/confirm }\n",
+        );
+        assert_eq!(
+            dir.errors_with(&[("SHOP_API_URL", "http://shop.test")]),
+            [dir.at(
+                DEFAULT,
+                3,
+                10,
+                r#"upstream "shop": url: environment variable shop_api_url is not set; did you mean ${SHOP_API_URL}?"#
+            )]
+        );
     }
 
     #[test]

@@ -36,6 +36,12 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
             }
             out.push_str(&value);
             values.push(value);
+        } else if var != var.to_ascii_uppercase() && env(&var.to_ascii_uppercase()).is_some() {
+            // `${shop_api_url}`: environment variable names are case-sensitive.
+            errors.push(format!(
+                "environment variable {var} is not set; did you mean ${{{}}}?",
+                var.to_ascii_uppercase()
+            ));
         } else {
             errors.push(format!("environment variable {var} is not set (the proxy reads its environment when it starts: one set since needs a restart)"));
         }
