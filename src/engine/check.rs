@@ -364,7 +364,15 @@ fn not_json(r: &UpstreamResponse) -> String {
         return ", its body empty".into();
     }
     if !(start.starts_with('{') || start.starts_with('[')) {
-        return String::new();
+        // An HTML error page, a plain `OK`: `response.body.available` fails on text, which
+        // Rhai calls "type 'string'".
+        let kind = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "content-type")
+            .map(|(_, v)| format!(" ({v})"))
+            .unwrap_or_default();
+        return format!(", its body text{kind}, not JSON");
     }
     // Into a `Value`, as the answer was read (skipping a value has no depth limit).
     match serde_json::from_str::<Value>(text) {

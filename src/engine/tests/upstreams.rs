@@ -87,6 +87,11 @@ async fn why_an_answer_is_not_json_is_said() {
             ", its body compressed (gzip), which is not read as JSON",
         ),
         (answer(200, json!("")), ", its body empty"),
+        (
+            answer(200, json!("<html>점검 중</html>")).header("Content-Type", "text/html"),
+            ", its body text (text/html), not JSON",
+        ),
+        (answer(200, json!("OK")), ", its body text, not JSON"),
     ] {
         let d = decide_with(&rules, V1, &shop(STOCK, canned)).await;
         assert_eq!(summary(&d), failed("stock"));
