@@ -103,7 +103,7 @@ pub fn answer_at_latest(
 /// The decision for an evaluation still running when its answer was due: held past its own
 /// deadline in work the timer cannot interrupt (a megabyte answer parsed or freed). The
 /// ruleset's `on_error` decides, as for any check that could not complete.
-pub fn overran(settings: &Settings, req: &ConfirmRequest) -> Decision {
+pub fn overran(settings: &Settings, req: &ConfirmRequest, took: std::time::Duration) -> Decision {
     let mut decision = match settings.on_error {
         OnError::Approve => Decision::approve(None),
         OnError::Reject => error_refusal(settings, req, None),
@@ -111,7 +111,7 @@ pub fn overran(settings: &Settings, req: &ConfirmRequest) -> Decision {
     decision.trace.push(RuleTrace {
         rule: "(evaluation)".into(),
         outcome: Outcome::Error,
-        ms: settings.deadline.as_secs_f64() * 1000.0,
+        ms: millis(took),
         reason: None,
         upstream: None,
         error: Some(format!(

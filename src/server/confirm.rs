@@ -180,9 +180,25 @@ impl AppState {
         if let Some(refusal) = self.source_refused(&seen, peer, headers) {
             return refusal;
         }
+        // An unknown ruleset is the first thing wrong with the request (SPEC §9's order).
+        if seen.ruleset.is_none() {
+            return self.unknown_ruleset(&seen, ruleset, headers);
+        }
         unread_body(
             headers,
             self.refuse(&seen, 405, "POST 요청만 받습니다".into()),
+        )
+    }
+
+    /// The 404 of a confirm path that names no loaded ruleset.
+    fn unknown_ruleset(&self, seen: &Seen, ruleset: &str, headers: &HeaderMap) -> Response {
+        // Every payment sent to a mistyped confirm URL fails: say which name was asked for
+        // (metrics and the record say `unknown`; label values must not be callers' choice).
+        let requested: String = ruleset.chars().take(100).collect();
+        tracing::warn!(decision_id = seen.id.as_str(), requested, "no such ruleset");
+        unread_body(
+            headers,
+            self.refuse(seen, 404, UNKNOWN_RULESET_REASON.into()),
         )
     }
 
@@ -200,14 +216,7 @@ impl AppState {
             return refusal;
         }
         let Some(set) = seen.ruleset.clone() else {
-            // Every payment sent to a mistyped confirm URL fails: say which name was asked for
-            // (metrics and the record say `unknown`; label values must not be callers' choice).
-            let requested: String = ruleset.chars().take(100).collect();
-            tracing::warn!(decision_id = seen.id.as_str(), requested, "no such ruleset");
-            return unread_body(
-                &headers,
-                self.refuse(&seen, 404, UNKNOWN_RULESET_REASON.into()),
-            );
+            return self.unknown_ruleset(&seen, ruleset, &headers);
         };
         self.note_deadline(set.settings.deadline);
         let bytes = match self.read_body(&seen, &set, &headers, body).await {
@@ -333,7 +342,8 @@ impl AppState {
                     deadline = ?ruleset.settings.deadline,
                     "evaluation still running when its answer was due: answered by on_error"
                 );
-                let decision = engine::overran(&ruleset.settings, &kept_req);
+                let decision =
+                    engine::overran(&ruleset.settings, &kept_req, kept.started.elapsed());
                 return self.finish(&kept, decision, Some(&kept_req));
             }
             // Taken by the evaluation just now: its answer is on its way.

@@ -431,6 +431,8 @@ impl FileCompiler<'_, '_> {
     }
 
     fn script(&mut self, at: &[Seg<'_>], rule: &str, rel: &str) -> Option<Check> {
+        // `script: |` over a path keeps its line break.
+        let rel = rel.trim();
         let rel_path = Path::new(rel);
         let escapes = rel_path.is_absolute()
             || rel_path

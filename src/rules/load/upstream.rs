@@ -196,6 +196,20 @@ impl FileCompiler<'_, '_> {
                 );
                 None
             }
+            // `http://{SHOP_HOST}:8080`: braces are no part of a URL, and `{…}` is filled in
+            // in a fetch's path, never in an upstream's url.
+            Ok(Substituted { ref bare, .. })
+                if let Some(written) = bare.iter().find(|w| w.starts_with('{')) =>
+            {
+                self.error(
+                    &at("url"),
+                    format!(
+                        "upstream \"{name}\": url: {written} is sent as written; an environment variable is read only as ${{{}}}",
+                        variable_in(written)
+                    ),
+                );
+                None
+            }
             // The value may have come from a secret variable; say what is wrong without echoing it.
             Ok(Substituted {
                 value: url,

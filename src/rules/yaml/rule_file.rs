@@ -161,7 +161,7 @@ impl<'de> Visitor<'de> for NameVisitor {
 
 /// A shape error as an operator reads it: no Rust type names, no JSON.
 fn rule_file_message(e: &serde_yaml::Error) -> String {
-    clean_message(&e.to_string()).replace("a JSON number", "a number")
+    clean_message(&e.to_string().replace("a JSON number", "a number"))
 }
 
 /// A part of a rule file, read (and failing) on its own.

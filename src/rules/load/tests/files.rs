@@ -269,6 +269,8 @@ fn a_variable_without_its_dollar_is_named() {
     url: "{SHOP_API_URL}"
   name:
     url: SHOP_API_URL
+  host:
+    url: "http://{SHOP_HOST}:8080"
 rules:
   - name: confirm
     forward: { upstream: shop, path: /confirm }
@@ -282,8 +284,19 @@ rules:
     assert_eq!(
         dir.errors_with(&[("SHOP_API_TOKEN", "t0ken-secret")]),
         [
-            dir.at(DEFAULT, 6, 10, &bad_url("braces", ", not {SHOP_API_URL}")),
+            dir.at(
+                DEFAULT,
+                6,
+                10,
+                r#"upstream "braces": url: {SHOP_API_URL} is sent as written; an environment variable is read only as ${SHOP_API_URL}"#
+            ),
             dir.at(DEFAULT, 8, 10, &bad_url("name", "")),
+            dir.at(
+                DEFAULT,
+                10,
+                10,
+                r#"upstream "host": url: {SHOP_HOST} is sent as written; an environment variable is read only as ${SHOP_HOST}"#
+            ),
         ]
     );
     let dir = default_file(
@@ -715,6 +728,31 @@ fn script_code_instead_of_a_path() {
             dir.at(DEFAULT, 7, 13, &message("inline")),
             dir.at(DEFAULT, 9, 13, &message("call")),
         ]
+    );
+}
+
+/// `script: |` over a path (YAML keeps the block's line break) names that file.
+#[test]
+fn a_script_path_in_a_block_is_read_as_a_path() {
+    let dir = default_file(
+        "rules:\n  - name: vip\n    script: |\n      scripts/vip.rhai\n    reason: x\n",
+    );
+    dir.write("scripts/vip.rhai", "amount < 5");
+    dir.ok();
+}
+
+/// A number with separators or a unit in a rule's amount bounds gets the number to write.
+#[test]
+fn an_amount_bound_written_as_text_gets_the_number_to_write() {
+    let dir = default_file(
+        "rules:\n  - name: a\n    amount: { min: 55_000, max: 1000원 }\n    reason: x\n",
+    );
+    let errors = dir.errors();
+    assert!(
+        errors[0].ends_with(
+            r#"invalid type: string "55_000", expected a number; write the number alone: 55000"#
+        ),
+        "{errors:#?}"
     );
 }
 
