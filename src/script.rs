@@ -134,7 +134,7 @@ pub struct ScriptEngine {
     /// script included, past their deadlines. With a thread always left, scripts beyond the
     /// limit wait their turn (their deadline running: one that runs out ends as `on_error`, in
     /// time) while everything else is answered.
-    slots: tokio::sync::Semaphore,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Leave to [`ScriptEngine::slot`]: released when dropped.
@@ -182,7 +182,7 @@ impl ScriptEngine {
             engine,
             scripts: build_engine(rhai::OptimizationLevel::None, output),
             functions,
-            slots: tokio::sync::Semaphore::new(cpus.saturating_sub(1).max(1)),
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(cpus.saturating_sub(1).max(1))),
         }
     }
 
@@ -190,6 +190,12 @@ impl ScriptEngine {
     #[cfg(test)]
     pub(crate) fn hold_every_slot(&self) -> Vec<tokio::sync::SemaphorePermit<'_>> {
         std::iter::from_fn(|| self.slots.try_acquire().ok()).collect()
+    }
+
+    /// The turns Rhai takes (see `slots`), for other work that holds a thread as long: a large
+    /// upstream answer parsed (see [`crate::upstream::BIG_BODY`]).
+    pub fn turns(&self) -> std::sync::Arc<tokio::sync::Semaphore> {
+        self.slots.clone()
     }
 
     /// Waits for leave to run a script (see `slots`); hold it for the run.

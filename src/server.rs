@@ -173,11 +173,12 @@ impl App {
         );
         let verifier =
             (!config.webhook_secrets.is_empty()).then(|| Verifier::new(config.webhook_secrets));
+        let turns = scripts.turns();
         Ok(App {
             state: AppState(Arc::new(Shared {
                 store,
                 scripts,
-                upstreams: Arc::new(HttpUpstreams::new(metrics.clone())),
+                upstreams: Arc::new(HttpUpstreams::new(metrics.clone(), turns)),
                 metrics,
                 decision_log,
                 verifier,

@@ -156,11 +156,14 @@ pub trait Upstreams: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct HttpUpstreams {
     metrics: Metrics,
+    /// Rhai's turns (see [`crate::script::ScriptEngine::turns`]), which parsing a large answer
+    /// takes too.
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl HttpUpstreams {
-    pub fn new(metrics: Metrics) -> HttpUpstreams {
-        HttpUpstreams { metrics }
+    pub fn new(metrics: Metrics, turns: Arc<tokio::sync::Semaphore>) -> HttpUpstreams {
+        HttpUpstreams { metrics, turns }
     }
 }
 
@@ -171,6 +174,7 @@ impl Upstreams for HttpUpstreams {
         call: HttpCall,
     ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
         let metrics = self.metrics.clone();
+        let turns = self.turns.clone();
         Box::pin(async move {
             let mut counted = Counted {
                 metrics,
@@ -178,7 +182,7 @@ impl Upstreams for HttpUpstreams {
                 started: std::time::Instant::now(),
                 outcome: None,
             };
-            let result = send(&upstream, call).await;
+            let result = send(&upstream, call, Some(&turns)).await;
             counted.outcome = Some(call_outcome(&result));
             result
         })
@@ -202,7 +206,12 @@ pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
     headers
 }
 
-async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, UpstreamError> {
+/// One call; `turns`, when given, is waited for before a large answer is parsed.
+async fn send(
+    up: &Upstream,
+    call: HttpCall,
+    turns: Option<&tokio::sync::Semaphore>,
+) -> Result<UpstreamResponse, UpstreamError> {
     let started = std::time::Instant::now();
     let body_by = call.body_by;
     let url = format!("{}{}", up.url, call.path_and_query);
@@ -321,6 +330,12 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     let secrets = up.secrets.clone();
     let parse = move || parse_body(&body, content_type.as_deref(), &secrets);
     let mut body = if size >= BIG_BODY {
+        // With Rhai's turns: with every CPU parsing (six such answers at once on two), the
+        // runtime's timers fire late, and with them the deadline.
+        let _turn = match turns {
+            Some(turns) => turns.acquire().await.ok(),
+            None => None,
+        };
         tokio::task::spawn_blocking(parse)
             .await
             .map_err(|e| UpstreamError::Other(format!("reading the answer failed: {e}")))?

@@ -97,7 +97,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let upstreams = Arc::new(EvalUpstreams {
-        real: HttpUpstreams::new(Metrics::new()),
+        real: HttpUpstreams::new(Metrics::new(), scripts.turns()),
         dry_run: args.dry_run,
         writes: Arc::default(),
     });

@@ -248,6 +248,10 @@ impl Run<'_, '_> {
         // A large answer becomes Rhai's values on a blocking thread, where the deadline timer
         // can still end the wait (see `BIG_BODY`).
         let (resp, dynamic) = if resp.size >= crate::upstream::BIG_BODY {
+            let _turn = match self.turn(rule).await {
+                Ok(turn) => turn,
+                Err(cut) => return Verdict::Error(cut.to_owned()),
+            };
             let converted = tokio::task::spawn_blocking(move || {
                 let dynamic = response_dynamic(&resp);
                 (resp, dynamic)

@@ -40,7 +40,7 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
             body_by: None,
         };
         // Why a probe failed, for the operator reading the log when the shop goes down.
-        let failure = match send(&up, call).await {
+        let failure = match send(&up, call, None).await {
             Ok(r) if (200..300).contains(&r.status) => None,
             Ok(r) => Some(format!("{} answered {}", spec.path, r.status)),
             Err(e) => Some(format!("{}: {e}", spec.path)),
