@@ -248,6 +248,21 @@ impl FileCompiler<'_, '_> {
         ));
     }
 
+    /// Warnings about a buyer's text `value` at `path`, loaded as `template`: cut by a YAML
+    /// comment, or made of placeholders that may all be empty (it would render blank).
+    fn warn_about_reason(
+        &mut self,
+        path: &[Seg<'_>],
+        value: &str,
+        template: &Template,
+        what: &str,
+    ) {
+        self.warn_cut_by_comment(path, value, what);
+        if !template.never_blank() {
+            self.warn(path, format_args!("{what} has no words of its own, only placeholders that may be empty: then the buyer reads \"{}\"; add words", super::template::NOTHING_TO_SHOW));
+        }
+    }
+
     /// A warning when the buyer's text `value` at `path` was cut by YAML at ` #` (`reason:
     /// 좌석 #1 매진` reads as `좌석`): a comment of a word glued to its `#` is most likely
     /// the rest of the text; `# 설명` with a space reads as a comment meant as one.
@@ -415,7 +430,7 @@ impl FileCompiler<'_, '_> {
             }
             match Template::parse_at(buyer_text(r), TemplateScope::Request) {
                 Ok(t) => {
-                    self.warn_cut_by_comment(&at, r, "error_reason");
+                    self.warn_about_reason(&at, r, &t, "error_reason");
                     s.error_reason = t;
                 }
                 Err((e, offset)) => {

@@ -13,6 +13,10 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
+/// The reason a refusal gives when its template rendered nothing a buyer can read: that of a
+/// rule without one.
+pub const NOTHING_TO_SHOW: &str = super::DEFAULT_REASON;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Text(String),
@@ -150,11 +154,24 @@ impl Template {
         // A placeholder with nothing to show at either end (`{response.body.seat} 좌석이
         // 매진되었습니다` without `seat`) leaves a space the buyer would see first.
         let shown = out.trim();
-        if shown.len() == out.len() {
+        if crate::decision::shows_nothing(shown) {
+            // `reason: "{store_id}"` for a request without one: a refusal says something.
+            NOTHING_TO_SHOW.to_owned()
+        } else if shown.len() == out.len() {
             out
         } else {
             shown.to_owned()
         }
+    }
+
+    /// Whether what the template renders is never blank: it has words of its own, or a
+    /// placeholder every request fills (`{order_id}`, `{tx_id}`, `{amount}`; not `{store_id}`,
+    /// which V1 requests lack, nor an answer's field).
+    pub fn never_blank(&self) -> bool {
+        self.parts.iter().any(|p| match p {
+            Part::Text(t) => !crate::decision::shows_nothing(t),
+            Part::Var(v) => matches!(v, Var::OrderId | Var::TxId | Var::Amount),
+        })
     }
 
     /// Renders with every placeholder value passed through `escape` (URL-encoding for paths).
@@ -308,6 +325,10 @@ mod tests {
             t.render_reason(&request(), Some(&body)),
             "좌석이 매진되었습니다"
         );
+        // Nothing at all to show: a refusal still says something.
+        let t = Template::parse("{response.body.note}", Scope::WithResponse).unwrap();
+        assert!(!t.never_blank());
+        assert_eq!(t.render_reason(&request(), Some(&body)), NOTHING_TO_SHOW);
     }
 
     #[test]

@@ -100,9 +100,10 @@ impl FileCompiler<'_, '_> {
             }
             Some(r) => match Template::parse_at(super::buyer_text(r), reason_scope) {
                 Ok(t) => {
-                    self.warn_cut_by_comment(
+                    self.warn_about_reason(
                         &path("reason"),
                         r,
+                        &t,
                         &format!("rule \"{name}\": reason"),
                     );
                     t

@@ -251,6 +251,38 @@ fn a_reason_cut_by_a_yaml_comment_is_a_warning() {
     );
 }
 
+/// A reason of placeholders alone may render blank: a warning says what the buyer would read.
+#[test]
+fn a_reason_of_placeholders_alone_is_a_warning() {
+    let dir = default_file(concat!(
+        "settings:\n",
+        "  error_reason: \"{store_id}\"\n",
+        "upstreams: { shop: { url: \"http://shop.test\" } }\n",
+        "rules:\n",
+        "  - name: store\n",
+        "    fetch: { upstream: shop, path: /a }\n",
+        "    reason: \"{store_id} {response.body.x}\"\n",
+        "  - name: worded\n",
+        "    amount: { max: 20 }\n",
+        "    reason: \"{store_id} 매장\"\n",
+        "  - name: order\n",
+        "    amount: { max: 30 }\n",
+        "    reason: \"{order_id}\"\n",
+    ));
+    let blank = |what: &str| {
+        format!(
+            r#"{what} has no words of its own, only placeholders that may be empty: then the buyer reads "결제를 진행할 수 없습니다."; add words"#
+        )
+    };
+    assert_eq!(
+        dir.ok().warnings,
+        [
+            dir.at(DEFAULT, 2, 17, &blank("error_reason")),
+            dir.at(DEFAULT, 7, 13, &blank(r#"rule "store": reason"#)),
+        ]
+    );
+}
+
 #[test]
 fn expression_errors_point_into_a_block_scalar() {
     let dir = default_file(
