@@ -144,6 +144,7 @@ async fn admin_reload(State(state): State<AppState>) -> Response {
     // A reload may wait for a rule file's writer (up to 10 s): at shutdown the caller is told
     // at once rather than cut off at the end of the grace period.
     let mut stopping = state.0.stopping.subscribe();
+    let before = state.0.store.current().version.clone();
     let outcome = tokio::select! {
         outcome = state.0.reloader.reload(Trigger::Admin) => outcome,
         _ = stopping.wait_for(Option::is_some) => {
@@ -156,6 +157,12 @@ async fn admin_reload(State(state): State<AppState>) -> Response {
     };
     match outcome {
         Some(ReloadOutcome::Applied { version }) => {
+            axum::Json(json!({"applied": true, "version": version})).into_response()
+        }
+        // Unchanged since the last load, which may have come after this request (the watcher
+        // applying the same save while this reload waited for its writer): for the caller the
+        // rules changed.
+        Some(ReloadOutcome::Unchanged { version }) if version != before => {
             axum::Json(json!({"applied": true, "version": version})).into_response()
         }
         Some(ReloadOutcome::Unchanged { version }) => {

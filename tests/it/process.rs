@@ -164,6 +164,40 @@ async fn sigterm_answers_an_admin_reload_waiting_for_a_writer() {
     drop(writer);
 }
 
+/// An admin reload that waited for a writer reports the change as applied, also when the
+/// watcher applied it first (the rules then were unchanged since that load, but not since the
+/// caller asked).
+#[tokio::test]
+async fn an_admin_reload_waiting_for_a_writer_reports_the_change() {
+    use std::io::Write;
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: x\n",
+    );
+    let proc = Process::serve(rules.path(), &[]).await;
+    let before = get(&proc.admin_url("/admin/rules")).await.body["version"].clone();
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(rules.path().join("default.yaml"))
+        .unwrap();
+    writer.write_all(b"# being edited\n").unwrap();
+    writer.flush().unwrap();
+    let url = proc.admin_url("/admin/reload");
+    let reload = tokio::spawn(async move { post(&url, None, "").await });
+    let waiting = eventually(Duration::from_secs(3), || async {
+        proc.log_text()
+            .contains("waiting for a rules file to be closed")
+    })
+    .await;
+    assert!(waiting, "{}", proc.log_text());
+    drop(writer);
+    let answer = reload.await.unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["applied"], true, "{:?}", answer.body);
+    assert_eq!(answer.body.get("unchanged"), None, "{:?}", answer.body);
+    assert_ne!(answer.body["version"], before);
+}
+
 #[tokio::test]
 async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
     let rules = Rules::with("default.yaml", "rules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n  - name: a\n    require: 'true'\n    reason: y\n");
