@@ -214,6 +214,28 @@ impl Metrics {
         }
     }
 
+    /// Registers the series of every ruleset of `rules` at 0 — its requests by decision, and
+    /// each rule's `error` outcome — so that a `rate`/`increase` alert sees the first refusal or
+    /// failed check after a start or a reload (a series born at 1 shows no increase).
+    pub fn register(&self, rules: &Rules) {
+        for rs in rules.rulesets.values() {
+            let handles = rs
+                .metrics
+                .get_or_init(|| self.ruleset_handles(&rs.name, rs.rules.len()));
+            for (rule, cells) in rs.rules.iter().zip(&handles.rules) {
+                if rule.mode == crate::rules::Mode::Off {
+                    continue;
+                }
+                let error = crate::decision::Outcome::Error;
+                cells[error as usize].get_or_init(|| {
+                    self.record(|| {
+                        counter!(RULE_OUTCOMES, "ruleset" => rs.name.clone(), "rule" => rule.name.clone(), "outcome" => error.as_str())
+                    })
+                });
+            }
+        }
+    }
+
     fn ruleset_handles(&self, ruleset: &str, rules: usize) -> RulesetMetrics {
         self.record(|| RulesetMetrics {
             requests: [Verdict::Approve, Verdict::Reject, Verdict::Ignored].map(

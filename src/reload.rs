@@ -174,6 +174,7 @@ impl RuleStore {
 
     /// Starts the background tasks of the running generation (health probes).
     pub fn start(self: &Arc<Self>) {
+        self.metrics.register(&self.current());
         upstream::start_probes(&self.current(), self.health_observer());
     }
 
@@ -250,6 +251,7 @@ impl RuleStore {
         for w in &rules.warnings {
             tracing::warn!("{w}");
         }
+        self.metrics.register(&rules);
         upstream::start_probes(&rules, self.health_observer());
         first_probes(&rules).await;
         self.current.store(Arc::new(rules));

@@ -735,6 +735,47 @@ fn series(text: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Every loaded ruleset's request series and each rule's `error` series exist at 0 from start
+/// and from the reload that adds them, so `increase(…)` alerts see their first event.
+#[tokio::test]
+async fn series_of_loaded_rulesets_exist_at_zero() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - { name: limit, amount: { max: 10 }, reason: x }\n",
+    );
+    let server = Server::start(rules.path()).await;
+    let metrics = || async {
+        get(&server.admin_url("/metrics"))
+            .await
+            .body
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let text = metrics().await;
+    for series in [
+        r#"confirm_proxy_requests_total{ruleset="default",decision="reject"} 0"#,
+        r#"confirm_proxy_requests_total{ruleset="default",decision="approve"} 0"#,
+        r#"confirm_proxy_rule_outcomes_total{ruleset="default",rule="limit",outcome="error"} 0"#,
+    ] {
+        assert!(text.contains(series), "{series}\n{text}");
+    }
+    rules.write(
+        "shop.yaml",
+        "rules:\n  - { name: cap, amount: { max: 10 }, reason: x }\n",
+    );
+    let reload = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert_eq!(reload.status, 200, "{:?}", reload.body);
+    let text = metrics().await;
+    for series in [
+        r#"confirm_proxy_requests_total{ruleset="shop",decision="reject"} 0"#,
+        r#"confirm_proxy_rule_outcomes_total{ruleset="shop",rule="cap",outcome="error"} 0"#,
+    ] {
+        assert!(text.contains(series), "{series}\n{text}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn metrics_count_exactly_what_was_sent() {
     let rules = Rules::with("default.yaml", RULES);
