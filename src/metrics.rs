@@ -39,13 +39,44 @@ pub const REPEATED_DELIVERIES: &str = "confirm_proxy_repeated_deliveries_total";
 /// while it had none, refused for another body or another ruleset under the same id.
 pub const REPEAT_ANSWERS: [&str; 4] = ["answered", "unanswered", "other_body", "other_ruleset"];
 /// Message ids forgotten before their signatures expired, to make room for new ones.
+/// Confirm requests refused by a guard before any rule ran, by guard (SPEC §9's order).
+pub const GUARD_REFUSALS: &str = "confirm_proxy_guard_refusals_total";
+/// The guards, in the order [`guard_of`] maps statuses to them.
+pub const GUARDS: [&str; 9] = [
+    "source",
+    "ruleset",
+    "method",
+    "body_size",
+    "body_time",
+    "signature",
+    "content_type",
+    "payload",
+    "other",
+];
+
+/// The guard that answers with `status` (see [`GUARDS`]).
+fn guard_of(status: u16) -> usize {
+    match status {
+        403 => 0,
+        404 => 1,
+        405 => 2,
+        413 => 3,
+        408 => 4,
+        401 => 5,
+        415 => 6,
+        400 => 7,
+        _ => 8,
+    }
+}
+
 pub const DELIVERY_IDS_FORGOTTEN: &str = "confirm_proxy_delivery_ids_forgotten_total";
 /// Signed message ids remembered now; set at scrape time.
 pub const DELIVERY_IDS: &str = "confirm_proxy_delivery_ids";
 
 /// The `# HELP` line of each recorded metric (the health gauge writes its own).
-const HELP: [(&str, &str); 11] = [
+const HELP: [(&str, &str); 12] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
+    (GUARD_REFUSALS, "Confirm requests refused before any rule ran, by guard (source, ruleset, method, body_size, body_time, signature, content_type, payload)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
     (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve)."),
     (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class 2xx-5xx, other for a status outside 200-599, or refused, dns, timeout, error, cancelled)."),
@@ -80,6 +111,7 @@ pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
     unknown: Arc<RulesetMetrics>,
+    guards: Arc<[Counter; GUARDS.len()]>,
 }
 
 /// Metric handles of one ruleset, kept with the ruleset so a request never looks them up.
@@ -121,10 +153,15 @@ impl Metrics {
             rules: Vec::new(),
         }
         });
+        // Registered up front, at 0 (see below).
+        let guards = with_local_recorder(&recorder, || {
+            GUARDS.map(|guard| counter!(GUARD_REFUSALS, "guard" => guard))
+        });
         let m = Metrics {
             recorder: Arc::new(recorder),
             handle,
             unknown: Arc::new(unknown),
+            guards: Arc::new(guards),
         };
         m.record(|| {
             for (name, help) in HELP {
@@ -183,6 +220,13 @@ impl Metrics {
                 metrics.run_upkeep();
             }
         })
+    }
+
+    /// A confirm request refused with `status` by a guard, before any rule ran: a wrong
+    /// webhook secret (401) or a stale allow-list (403) refuses every payment, which the
+    /// requests counter alone cannot tell from rules refusing.
+    pub fn guard_refusal(&self, status: u16) {
+        self.guards[guard_of(status)].increment(1);
     }
 
     /// One confirm answer, with the outcomes of the rules that were evaluated. `None` is an

@@ -364,7 +364,9 @@ impl AppState {
         }
     }
 
+    /// A guard's refusal, before any rule ran.
     fn refuse(&self, seen: &Seen, status: u16, reason: String) -> Response {
+        self.0.metrics.guard_refusal(status);
         self.finish(seen, Decision::reject(status, reason, None), None)
     }
 

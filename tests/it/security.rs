@@ -835,6 +835,17 @@ async fn metrics_count_exactly_what_was_sent() {
         Some(6.0)
     );
     assert_eq!(value("confirm_proxy_decision_log_dropped_total"), Some(0.0));
+    // The one refusal before the rules: the unknown ruleset's; every other guard at 0.
+    for guard in confirm_proxy::metrics::GUARDS {
+        let expected = if guard == "ruleset" { 1.0 } else { 0.0 };
+        assert_eq!(
+            value(&format!(
+                r#"confirm_proxy_guard_refusals_total{{guard="{guard}"}}"#
+            )),
+            Some(expected),
+            "{guard}"
+        );
+    }
     server.stop().await;
 }
 
