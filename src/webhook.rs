@@ -33,6 +33,9 @@ impl WebhookSecret {
     /// include the secret. Surrounding whitespace is ignored because secrets read from files
     /// or environment variables often carry a trailing newline.
     pub fn parse(s: &str) -> Result<WebhookSecret, SecretError> {
+        if s.trim().is_empty() {
+            return Err(SecretError::Blank);
+        }
         let encoded = s
             .trim()
             .strip_prefix(SECRET_PREFIX)
@@ -69,6 +72,9 @@ impl fmt::Debug for WebhookSecret {
 pub enum SecretError {
     #[error("webhook secret must start with {SECRET_PREFIX}")]
     MissingPrefix,
+    /// `CONFIRM_PROXY_WEBHOOK_SECRET=whsec_…,`: the list's empty last item.
+    #[error("a webhook secret is empty (a comma too many in CONFIRM_PROXY_WEBHOOK_SECRET?)")]
+    Blank,
     #[error("webhook secret is not valid base64 after {SECRET_PREFIX}")]
     InvalidBase64,
     #[error("webhook secret is empty after {SECRET_PREFIX}")]
@@ -589,13 +595,14 @@ mod tests {
                 "WHSEC_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
                 SecretError::MissingPrefix,
             ),
-            ("", SecretError::MissingPrefix),
             (
                 "whsec_MfKQ9r8G*KYqrTwjUPD8ILPZIo2LaLaSw",
                 SecretError::InvalidBase64,
             ),
             ("whsec_MfKQ9", SecretError::InvalidBase64),
             ("whsec_", SecretError::Empty),
+            ("", SecretError::Blank),
+            (" \n", SecretError::Blank),
         ];
         for (input, expected) in cases {
             let err = WebhookSecret::parse(input).unwrap_err();
