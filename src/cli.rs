@@ -16,6 +16,8 @@ mod replay;
 mod serve;
 mod test;
 
+pub use serve::refused_as_json;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -281,6 +281,53 @@ impl Signals {
 /// second PortOne waits on top of the answer. The kernel caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 4096;
 
+/// A flag value the proxy cannot use: reported as every reason not to start is, with the
+/// exit code of a usage error.
+fn bad_flag(format: LogFormat, error: String) -> ExitCode {
+    not_starting(format, &[error]);
+    ExitCode::from(2)
+}
+
+/// A command line clap refused, for `serve --log-format json` (in the arguments or the
+/// environment): the same records as any other reason not to start, not clap's text between
+/// a collector's JSON lines. `None` when JSON was not asked for.
+pub fn refused_as_json(error: &clap::Error) -> Option<ExitCode> {
+    // `--help` and `--version` come as errors too, for stdout.
+    if !error.use_stderr() {
+        return None;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let serve = args.first().is_some_and(|a| a == "serve");
+    // The last `--log-format X` or `--log-format=X` given.
+    let flag = (0..args.len())
+        .rev()
+        .find_map(|i| match args[i].strip_prefix("--log-format") {
+            Some("") => args.get(i + 1).cloned(),
+            Some(rest) => rest.strip_prefix('=').map(str::to_owned),
+            None => None,
+        });
+    let json = flag
+        .or_else(|| std::env::var("CONFIRM_PROXY_LOG_FORMAT").ok())
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    if !serve || !json {
+        return None;
+    }
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(std::io::stderr)
+        .try_init();
+    // clap's text, without its usage lines: the first paragraph, on one line.
+    let text = error.to_string();
+    let first = text.split("\n\n").next().unwrap_or(&text);
+    let message = first
+        .trim()
+        .trim_start_matches("error: ")
+        .replace('\n', " ");
+    not_starting(LogFormat::Json, &[message]);
+    Some(ExitCode::from(2))
+}
+
 /// Reports every reason the proxy cannot start, then that it is not starting.
 fn not_starting(format: LogFormat, errors: &[impl std::fmt::Display]) -> ExitCode {
     for e in errors {
@@ -363,18 +410,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
     for s in &args.webhook_secret {
         match WebhookSecret::parse(s) {
             Ok(secret) => secrets.push(secret),
-            Err(e) => {
-                tracing::error!("--webhook-secret: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return bad_flag(args.log_format, format!("--webhook-secret: {e}")),
         }
     }
     let admin_token = match args.admin_token.as_deref().map(admin_token).transpose() {
         Ok(token) => token,
-        Err(e) => {
-            tracing::error!("--admin-token: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return bad_flag(args.log_format, format!("--admin-token: {e}")),
     };
     // What guards this process, in one line an operator can hold against the go-live checklist
     // (README, Security); never the secrets themselves.

@@ -247,6 +247,54 @@ async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
     );
 }
 
+/// A flag value refused with JSON logs asked for (by flag or environment) is a `cannot start`
+/// record too, not clap's text between the records; exit 2, a usage error. `--help` is not.
+#[test]
+fn a_bad_flag_value_with_json_logs_is_a_record() {
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut command = std::process::Command::new(binary());
+        command.args(args).env_remove("CONFIRM_PROXY_LOG_FORMAT");
+        if let Some(format) = env {
+            command.env("CONFIRM_PROXY_LOG_FORMAT", format);
+        }
+        command.output().unwrap()
+    };
+    for (args, env) in [
+        (
+            &["serve", "--log-format", "json", "--idle-timeout", "abc"][..],
+            None,
+        ),
+        (&["serve", "--idle-timeout", "abc"][..], Some("json")),
+        (
+            &["serve", "--log-format=json", "--admin-token", " "][..],
+            None,
+        ),
+    ] {
+        let out = run(args, env);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let records: Vec<serde_json::Value> = stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(records.len(), 2, "{stderr}");
+        assert_eq!(records[0]["message"], "cannot start", "{stderr}");
+        let error = records[0]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("--idle-timeout") || error.contains("--admin-token"),
+            "{stderr}"
+        );
+        assert_eq!(records[1]["message"], "not starting");
+    }
+    // Without JSON asked for, clap's own text; `--help` is help whatever the format.
+    let out = run(&["serve", "--idle-timeout", "abc"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: invalid value 'abc'"));
+    let out = run(&["serve", "--help"], Some("json"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--log-format"));
+}
+
 /// `serve` with `args` on `rules`, which must fail to start (exit 1): its stderr.
 async fn failed_start(rules: &Rules, args: &[&str]) -> String {
     let out = tokio::process::Command::new(binary())
