@@ -335,12 +335,16 @@ impl RuleStore {
             return ReloadOutcome::Rejected { errors };
         };
         // One save can reach the watcher as several events (a slow writer, a rename after a
-        // write); the same files failing again is the failure already logged and counted.
-        // (A directory that cannot be read at all has no version: its errors tell it apart.)
+        // write); the same files failing again is the failure already logged and counted,
+        // whatever its text (failing rule tests under `--test-on-reload` report their timings,
+        // which differ from run to run). A directory that cannot be read at all has no
+        // version: its errors tell it apart.
         let repeated = trigger == Trigger::Watch
-            && last
-                .as_ref()
-                .is_some_and(|l| l.version == version && l.errors == errors);
+            && last.as_ref().is_some_and(|l| match (&l.version, &version) {
+                (Some(before), Some(now)) => before == now,
+                (None, None) => l.errors == errors,
+                _ => false,
+            });
         if repeated {
             tracing::debug!("rules still not reloadable; the same files as the last failure");
             return ReloadOutcome::Rejected { errors };
@@ -601,6 +605,16 @@ mod tests {
         }
         rejected(4);
         std::fs::rename(&away, dir.path()).unwrap();
+        // The same files failing with other words (a failing rule test's timings) are the
+        // same failure.
+        let files = Some("0123456789ab".to_owned());
+        store.reject(
+            Trigger::Watch,
+            vec!["FAIL t: took 1.2 ms".into()],
+            files.clone(),
+        );
+        store.reject(Trigger::Watch, vec!["FAIL t: took 1.5 ms".into()], files);
+        rejected(5);
 
         // Back to the running files: unchanged, and the error is over.
         std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
