@@ -200,20 +200,19 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             ),
             None => suite_now,
         };
+        // Within the case's own text where it can be told apart: finding a number in the file
+        // reads the file up to it, once per number.
+        let (case_text, case_path) = match chunks.as_ref().and_then(|c| c.get(i)) {
+            Some(chunk) => (*chunk, vec![Seg::Index(0)]),
+            None => (src.as_str(), vec![Seg::Key("cases"), Seg::Index(i)]),
+        };
         let (body, content_type) = match &c.request {
             serde_json::Value::String(s) => (s.clone().into_bytes(), None),
             v @ serde_json::Value::Object(_) => {
-                // Within the case's own text where it can be told apart: finding a number in
-                // the file reads the file up to it, once per number.
-                let (text, mut path) = match chunks.as_ref().and_then(|c| c.get(i)) {
-                    Some(chunk) => (*chunk, vec![Seg::Index(0), Seg::Key("request")]),
-                    None => (
-                        src.as_str(),
-                        vec![Seg::Key("cases"), Seg::Index(i), Seg::Key("request")],
-                    ),
-                };
+                let mut path = case_path.clone();
+                path.push(Seg::Key("request"));
                 let mut json = String::new();
-                json_as_written(text, &mut path, v, &mut json);
+                json_as_written(case_text, &mut path, v, &mut json);
                 (json.into_bytes(), Some("application/json"))
             }
             _ => {
@@ -250,7 +249,24 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         let mut upstreams = BTreeMap::new();
         for (up, answers) in c.upstreams {
             let mut converted = BTreeMap::new();
-            for (call, raw) in answers {
+            for (call, mut raw) in answers {
+                // Its numbers as written, as `serve` would read them from the answer's JSON
+                // (`0.99999999999999999999999999999` is not the float 1.0).
+                if let Some(body) = raw.body_mut() {
+                    let read = body.clone();
+                    let mut path = case_path.clone();
+                    path.extend([
+                        Seg::Key("upstreams"),
+                        Seg::Key(&up),
+                        Seg::Key(&call),
+                        Seg::Key("body"),
+                    ]);
+                    let mut json = String::new();
+                    json_as_written(case_text, &mut path, &read, &mut json);
+                    if let Ok(written) = serde_json::from_str(&json) {
+                        *body = written;
+                    }
+                }
                 match CannedAnswer::try_from(raw) {
                     Ok(answer) => {
                         converted.insert(call, answer);

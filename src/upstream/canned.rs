@@ -423,6 +423,13 @@ pub struct RawAnswer {
     delay: Option<String>,
 }
 
+impl RawAnswer {
+    /// The body as read, for a reader that knows better how its numbers were written.
+    pub fn body_mut(&mut self) -> Option<&mut Value> {
+        self.body.as_mut()
+    }
+}
+
 impl TryFrom<RawAnswer> for CannedAnswer {
     type Error = String;
 
