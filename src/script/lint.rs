@@ -740,6 +740,12 @@ mod tests {
                 1,
             ),
             (
+                "let r = \"false\";\nif amount > 100000 { return r; }\ntrue",
+                "\"false\" is a string, and a script that gives a string refuses the payment with it as the reason: write false without quotes",
+                2,
+                29,
+            ),
+            (
                 "if amount > 100000 { return \" False\"; }\ntrue",
                 "\" False\" is a string, and a script that gives a string refuses the payment with it as the reason: write false without quotes",
                 1,

@@ -214,16 +214,26 @@ pub(in crate::script) fn not_a_result(ast: &AST) -> Option<(String, Position)> {
 /// A script that gives the text `"true"` or `"false"` (at its end or a `return`): a string
 /// refuses with itself as the reason, so `"true"` refuses every payment that gets there.
 pub(in crate::script) fn quoted_bool_result(ast: &AST) -> Option<(String, Position)> {
-    script_results(ast).into_iter().find_map(|value| match value {
-        Value::Expr(e @ Expr::StringConstant(text, _))
+    let bool_text = |e: &Expr| match e {
+        Expr::StringConstant(text, _)
             if ["true", "false"].contains(&text.trim().to_ascii_lowercase().as_str()) =>
         {
-            Some((
-                format!("\"{text}\" is a string, and a script that gives a string refuses the payment with it as the reason: write {} without quotes", text.trim().to_ascii_lowercase()),
-                start(e),
-            ))
+            Some(text.to_string())
         }
         _ => None,
+    };
+    // Also through a variable declared once with it (`let r = "false"; … return r;`).
+    let kept = declared_once(ast, bool_text);
+    script_results(ast).into_iter().find_map(|value| {
+        let Value::Expr(e) = value else { return None };
+        let text = match e {
+            Expr::Variable(var, ..) => kept.get(var.1.as_str()).cloned(),
+            _ => bool_text(e),
+        }?;
+        Some((
+            format!("\"{text}\" is a string, and a script that gives a string refuses the payment with it as the reason: write {} without quotes", text.trim().to_ascii_lowercase()),
+            start(e),
+        ))
     })
 }
 
