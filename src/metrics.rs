@@ -41,7 +41,7 @@ pub const REPEAT_ANSWERS: [&str; 4] = ["answered", "unanswered", "other_body", "
 /// Message ids forgotten before their signatures expired, to make room for new ones.
 /// Confirm requests refused by a guard before any rule ran, by guard (SPEC §9's order).
 pub const GUARD_REFUSALS: &str = "confirm_proxy_guard_refusals_total";
-/// The guards, in the order [`guard_of`] maps statuses to them.
+/// The guards, in the order `guard_of` maps statuses to them.
 pub const GUARDS: [&str; 9] = [
     "source",
     "ruleset",
@@ -76,7 +76,7 @@ pub const DELIVERY_IDS: &str = "confirm_proxy_delivery_ids";
 /// The `# HELP` line of each recorded metric (the health gauge writes its own).
 const HELP: [(&str, &str); 12] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
-    (GUARD_REFUSALS, "Confirm requests refused before any rule ran, by guard (source, ruleset, method, body_size, body_time, signature, content_type, payload)."),
+    (GUARD_REFUSALS, "Confirm requests refused before any rule ran, by guard (source, ruleset, method, body_size, body_time, signature, content_type, payload, other)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
     (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve)."),
     (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class 2xx-5xx, other for a status outside 200-599, or refused, dns, timeout, error, cancelled)."),

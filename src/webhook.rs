@@ -73,7 +73,7 @@ pub enum SecretError {
     #[error("webhook secret must start with {SECRET_PREFIX}")]
     MissingPrefix,
     /// `CONFIRM_PROXY_WEBHOOK_SECRET=whsec_…,`: the list's empty last item.
-    #[error("a webhook secret is empty (a comma too many in CONFIRM_PROXY_WEBHOOK_SECRET?)")]
+    #[error("a webhook secret is empty (an empty --webhook-secret, or a comma too many in CONFIRM_PROXY_WEBHOOK_SECRET?)")]
     Blank,
     #[error("webhook secret is not valid base64 after {SECRET_PREFIX}")]
     InvalidBase64,

@@ -308,7 +308,8 @@ pub fn refused_as_json(error: &clap::Error) -> Option<ExitCode> {
         });
     let json = flag
         .or_else(|| std::env::var("CONFIRM_PROXY_LOG_FORMAT").ok())
-        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+        // As clap reads it: `JSON` is no value of `--log-format`.
+        .is_some_and(|f| f == "json");
     if !serve || !json {
         return None;
     }

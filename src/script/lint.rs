@@ -787,6 +787,9 @@ mod tests {
                 "try { return amount <= 1000; } catch (e) { return \"c\"; }",
                 "try { return amount > 5; } catch (e) { }",
                 "try { let ok = payload.stock > 0; ok } catch (e) { return \"x\"; }",
+                // A text changed in place before it is given.
+                "let r = \"false\";\nr.replace(\"false\", \"한도 초과\");\nif amount > 5 { return r; }\ntrue",
+                "let r = \"false\";\nif amount > 100 { r.clear(); r.append(\"한도 초과\"); return r; }\ntrue",
                 // An early return refuses; what follows may end in a statement (not a `let`,
                 // which nothing would read).
                 "if amount > 1000000 { return \"한도 초과\"; }\nprint(\"checked\");",

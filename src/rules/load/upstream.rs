@@ -86,6 +86,17 @@ fn bare_variables(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The first `{…}` in `text` that is no `${…}` (as written in the file, before substitution).
+fn braced_word(text: &str) -> Option<&str> {
+    text.match_indices('{').find_map(|(i, _)| {
+        if text[..i].ends_with('$') {
+            return None;
+        }
+        let end = text[i..].find('}')?;
+        Some(&text[i..=i + end])
+    })
+}
+
 /// The variable name in a form [`bare_variables`] found.
 fn variable_in(written: &str) -> &str {
     written.trim_start_matches(['$', '{']).trim_end_matches('}')
@@ -206,6 +217,16 @@ impl FileCompiler<'_, '_> {
                     format!(
                         "upstream \"{name}\": url: {written} is sent as written; an environment variable is read only as ${{{}}}",
                         variable_in(written)
+                    ),
+                );
+                None
+            }
+            // `http://shop/{order_id}`: a placeholder, filled in in a fetch's path only.
+            Ok(_) if let Some(braced) = braced_word(&raw.url) => {
+                self.error(
+                    &at("url"),
+                    format!(
+                        "upstream \"{name}\": url: {braced} is sent as written: an upstream's url takes no placeholders (they go in a fetch's path) and reads environment variables as ${{VAR}}"
                     ),
                 );
                 None

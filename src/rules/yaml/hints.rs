@@ -79,13 +79,12 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
                 which(n)
             ));
         }
-        if let Some(n) = block_left_early(&lines) {
+        if let Some(key) = lines.last().and_then(|l| key_without_colon(l)) {
             return Some(format!(
-                "this line is indented no more than the key of the block (| or >) on {}, so the block ended above it: indent it like the block's other lines",
-                which(n)
+                "{key} is a key: write a colon and a space after it ({key}: …)"
             ));
         }
-        return None;
+        return block_left_early(&lines).map(|n| block_hint(&which(n)));
     }
     if message.starts_with("did not find expected key")
         || message.starts_with("did not find expected '-' indicator")
@@ -105,11 +104,58 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
                 which(n)
             ));
         }
+        if let Some(n) = block_left_early(&lines) {
+            return Some(block_hint(&which(n)));
+        }
         return Some(
             "check this line's indentation against the lines above it (spaces only)".into(),
         );
     }
     None
+}
+
+fn block_hint(line: &str) -> String {
+    format!("this line is indented less than the lines of the block (| or >) started on {line}, so the block ended above it: indent it like the block's other lines")
+}
+
+/// The keys of rule files, for a `key value` line missing its colon.
+const KEYS: [&str; 27] = [
+    "settings",
+    "upstreams",
+    "rules",
+    "deadline",
+    "on_error",
+    "error_reason",
+    "reject_status",
+    "url",
+    "timeout",
+    "headers",
+    "health",
+    "name",
+    "when",
+    "mode",
+    "action",
+    "reason",
+    "amount",
+    "window",
+    "require",
+    "healthy",
+    "fetch",
+    "forward",
+    "script",
+    "upstream",
+    "path",
+    "method",
+    "query",
+];
+
+/// The key of a `key value` line written without its colon (`reason "재고 없음"`).
+fn key_without_colon(line: &str) -> Option<&'static str> {
+    let t = line.trim_start().trim_start_matches("- ");
+    let (word, rest) = t.split_once(char::is_whitespace)?;
+    (!rest.trim().is_empty() && !word.contains(':'))
+        .then(|| KEYS.iter().find(|k| **k == word).copied())
+        .flatten()
 }
 
 const TAB: &str = "a tab; YAML indents with spaces only, so replace the tab with spaces";
@@ -121,17 +167,36 @@ const TAB: &str = "a tab; YAML indents with spaces only, so replace the tab with
 fn block_left_early(lines: &[&str]) -> Option<usize> {
     let (last, above) = lines.split_last()?;
     let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
-    let depth = indent(last);
-    let n = above
-        .iter()
-        .rposition(|l| !l.trim().is_empty() && indent(l) <= depth)?;
-    let (_, value) = above[n].split_once(':')?;
-    let value = value.split(" #").next().unwrap_or(value).trim();
-    let block = value.starts_with(['|', '>'])
-        && value[1..]
-            .chars()
-            .all(|c| matches!(c, '-' | '+') || c.is_ascii_digit());
-    (block && n + 1 < above.len()).then_some(n)
+    let is_block_key = |l: &str| {
+        l.split_once(':').is_some_and(|(_, value)| {
+            let value = value.split(" #").next().unwrap_or(value).trim();
+            value.starts_with(['|', '>'])
+                && value[1..]
+                    .chars()
+                    .all(|c| matches!(c, '-' | '+') || c.is_ascii_digit())
+        })
+    };
+    // Up from the line, over the block's lines (each indented more than any line after
+    // them), to the key that started the block.
+    let mut least = usize::MAX;
+    for (n, line) in above.iter().enumerate().rev() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let depth = indent(line);
+        if depth < least && is_block_key(line) {
+            let block_lines = least != usize::MAX;
+            return (block_lines && indent(last) < least).then_some(n);
+        }
+        if depth >= least {
+            continue;
+        }
+        if least != usize::MAX && depth <= indent(last) {
+            return None;
+        }
+        least = depth;
+    }
+    None
 }
 
 /// The value of a `key: value` line, trimmed; a plain (unquoted) one without its comment.

@@ -222,8 +222,17 @@ pub(in crate::script) fn quoted_bool_result(ast: &AST) -> Option<(String, Positi
         }
         _ => None,
     };
-    // Also through a variable declared once with it (`let r = "false"; … return r;`).
-    let kept = declared_once(ast, bool_text);
+    // Also through a variable declared once with it (`let r = "false"; … return r;`), unless a
+    // method is called on it, which may change it in place (`r.replace("false", "한도 초과")`).
+    let mut kept = declared_once(ast, bool_text);
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        if let Some(rhai::ASTNode::Expr(Expr::Dot(chain, ..))) = path.last() {
+            if let Expr::Variable(var, ..) = &chain.lhs {
+                kept.remove(var.1.as_str());
+            }
+        }
+        true
+    });
     script_results(ast).into_iter().find_map(|value| {
         let Value::Expr(e) = value else { return None };
         let text = match e {

@@ -271,6 +271,8 @@ fn a_variable_without_its_dollar_is_named() {
     url: SHOP_API_URL
   host:
     url: "http://{SHOP_HOST}:8080"
+  order:
+    url: "http://shop.test/{order_id}"
 rules:
   - name: confirm
     forward: { upstream: shop, path: /confirm }
@@ -296,6 +298,12 @@ rules:
                 10,
                 10,
                 r#"upstream "host": url: {SHOP_HOST} is sent as written; an environment variable is read only as ${SHOP_HOST}"#
+            ),
+            dir.at(
+                DEFAULT,
+                12,
+                10,
+                r#"upstream "order": url: {order_id} is sent as written: an upstream's url takes no placeholders (they go in a fetch's path) and reads environment variables as ${VAR}"#
             ),
         ]
     );

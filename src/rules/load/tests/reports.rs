@@ -618,7 +618,19 @@ fn messages_say_what_the_yaml_should_hold() {
             "a line of a multi-line expression slipped left of its block",
             "rules:\n  - name: a\n    require: >-\n      amount > 5 &&\n    order_id != \"x\"\n    reason: x\n",
             (5, 5),
-            "could not find expected ':' (while scanning a simple key): this line is indented no more than the key of the block (| or >) on line 3, so the block ended above it: indent it like the block's other lines",
+            "could not find expected ':' (while scanning a simple key): this line is indented less than the lines of the block (| or >) started on line 3, so the block ended above it: indent it like the block's other lines",
+        ),
+        (
+            "a line of a multi-line expression slipped to the margin",
+            "rules:\n  - name: a\n    require: |\n      amount > 5 &&\norder_id != \"x\"\n    reason: x\n",
+            (5, 1),
+            "could not find expected ':' (while scanning a simple key): this line is indented less than the lines of the block (| or >) started on line 3, so the block ended above it: indent it like the block's other lines",
+        ),
+        (
+            "a key without its colon after a block",
+            "rules:\n  - name: a\n    require: >-\n      amount > 5 &&\n      order_id != \"x\"\n    reason \"재고\"\n",
+            (6, 5),
+            "could not find expected ':' (while scanning a simple key): reason is a key: write a colon and a space after it (reason: …)",
         ),
         (
             "a full-width colon",
