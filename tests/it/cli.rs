@@ -9,6 +9,19 @@ fn check(rules: &Rules) -> Output {
     run_cli(&["check", "--rules", rules.path().to_str().unwrap()], None)
 }
 
+/// `check --strict` on `rules`.
+fn check_strict(rules: &Rules) -> Output {
+    run_cli(
+        &[
+            "check",
+            "--strict",
+            "--rules",
+            rules.path().to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
 /// `check` on `rules`, which must pass with `summary` on stdout; its output, for the warnings.
 fn check_ok(rules: &Rules, summary: &str) -> Output {
     let out = check(rules);
@@ -52,15 +65,7 @@ fn check_lists_the_confirm_urls_and_passes_strict_without_a_default() {
         "marathon.yaml",
         "rules:\n  - { name: b, amount: { max: 10 }, reason: x }\n",
     );
-    let out = run_cli(
-        &[
-            "check",
-            "--strict",
-            "--rules",
-            rules.path().to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = check_strict(&rules);
     assert!(
         out.status.success(),
         "{}",
@@ -594,9 +599,8 @@ fn check_strict_fails_on_warnings() {
         "default.yaml",
         "settings: { deadline: 6s }\nrules:\n  - { name: a, amount: { max: 100 }, reason: x }\n",
     );
-    let dir = rules.path().to_str().unwrap();
     check_ok(&rules, "ok: 1 rulesets, 1 rules");
-    let out = run_cli(&["check", "--strict", "--rules", dir], None);
+    let out = check_strict(&rules);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -613,15 +617,7 @@ fn check_strict_fails_on_warnings() {
         "default.yaml",
         "rules:\n  - { name: a, amount: { max: 100 }, reason: x }\n",
     );
-    let out = run_cli(
-        &[
-            "check",
-            "--strict",
-            "--rules",
-            clean.path().to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = check_strict(&clean);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 

@@ -133,12 +133,7 @@ async fn named_rulesets_and_unknown_ones() {
             "{path}"
         );
     }
-    let text = get(&server.admin_url("/metrics"))
-        .await
-        .body
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let text = server.metrics().await;
     assert!(
         text.contains(r#"confirm_proxy_requests_total{ruleset="unknown",decision="reject"} 2"#),
         "{text}"

@@ -67,12 +67,7 @@ async fn edit_applies_and_invalid_edit_keeps_old_rules() {
         "한도 20000원 초과",
         "old rules stay"
     );
-    let metrics = get(&server.admin_url("/metrics"))
-        .await
-        .body
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains(r#"confirm_proxy_reloads_total{result="rejected"}"#),
         "{metrics}"

@@ -746,15 +746,7 @@ async fn the_decision_line_names_shadow_outcomes() {
     )
     .await;
     assert_eq!(a.status, 200);
-    let id = a.decision_id();
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            proc.log_text().contains(&id)
-        })
-        .await
-    );
-    let log = proc.log_text();
-    let line = log.lines().find(|l| l.contains(&id)).unwrap();
+    let line = proc.log_line_of(&a.decision_id()).await;
     assert!(line.contains(" shadow=trial:reject "), "{line}");
 }
 
@@ -774,17 +766,9 @@ async fn json_log_lines_escape_unicode_line_breaks() {
     )
     .await;
     assert_eq!(a.status, 409);
-    let id = a.decision_id();
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            proc.log_text().contains(&id)
-        })
-        .await
-    );
-    let log = proc.log_text();
-    let line = log.lines().find(|l| l.contains(&id)).unwrap();
+    let line = proc.log_line_of(&a.decision_id()).await;
     assert!(!line.contains(['\u{2028}', '\u{2029}', '\u{85}']), "{line}");
-    let record: serde_json::Value = serde_json::from_str(line).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(record["order_id"], "a\u{2028}b\u{2029}c\u{85}d", "{line}");
 }
 

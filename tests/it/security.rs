@@ -744,15 +744,7 @@ async fn series_of_loaded_rulesets_exist_at_zero() {
         "rules:\n  - { name: limit, amount: { max: 10 }, reason: x }\n",
     );
     let server = Server::start(rules.path()).await;
-    let metrics = || async {
-        get(&server.admin_url("/metrics"))
-            .await
-            .body
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let text = metrics().await;
+    let text = server.metrics().await;
     for series in [
         r#"confirm_proxy_requests_total{ruleset="default",decision="reject"} 0"#,
         r#"confirm_proxy_requests_total{ruleset="default",decision="approve"} 0"#,
@@ -766,7 +758,7 @@ async fn series_of_loaded_rulesets_exist_at_zero() {
     );
     let reload = post(&server.admin_url("/admin/reload"), None, "").await;
     assert_eq!(reload.status, 200, "{:?}", reload.body);
-    let text = metrics().await;
+    let text = server.metrics().await;
     for series in [
         r#"confirm_proxy_requests_total{ruleset="shop",decision="reject"} 0"#,
         r#"confirm_proxy_rule_outcomes_total{ruleset="shop",rule="cap",outcome="error"} 0"#,
@@ -793,12 +785,7 @@ async fn metrics_count_exactly_what_was_sent() {
         testdata("v2-2024-04-25-other-type.json"),
     )
     .await;
-    let text = get(&server.admin_url("/metrics"))
-        .await
-        .body
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let text = server.metrics().await;
     let s = series(&text);
     let value = |k: &str| s.iter().find(|(name, _)| name == k).map(|(_, v)| *v);
     assert_eq!(

@@ -157,6 +157,16 @@ impl Server {
         post(&self.url(path), Some("application/json"), body.to_owned()).await
     }
 
+    /// `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        get(&self.admin_url("/metrics"))
+            .await
+            .body
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Stops accepting, waits for in-flight requests and the decision log.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -272,6 +282,17 @@ impl Process {
 
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// The log line naming decision `id`, once it is written (within 5 s).
+    pub async fn log_line_of(&self, id: &str) -> String {
+        let written = eventually(Duration::from_secs(5), || async {
+            self.log_text().contains(id)
+        })
+        .await;
+        assert!(written, "no log line for {id}:\n{}", self.log_text());
+        let log = self.log_text();
+        log.lines().find(|l| l.contains(id)).unwrap().to_owned()
     }
 }
 

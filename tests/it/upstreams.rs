@@ -584,12 +584,7 @@ async fn health_flapping_changes_decisions_and_readiness() {
     })
     .await;
     assert!(back, "a recovered shop approves again");
-    let metrics = get(&server.admin_url("/metrics"))
-        .await
-        .body
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains(r#"confirm_proxy_upstream_healthy{ruleset="default",upstream="shop"} 1"#),
         "{metrics}"
@@ -687,11 +682,9 @@ async fn readiness_reached_unasked_survives_a_reload() {
     let server = Server::start(rules.path()).await;
     // Watched through the metric, not `/readyz`.
     let probed = eventually(Duration::from_secs(3), || async {
-        get(&server.admin_url("/metrics"))
+        server
+            .metrics()
             .await
-            .body
-            .as_str()
-            .unwrap_or_default()
             .contains(r#"confirm_proxy_upstream_healthy{ruleset="default",upstream="shop"} 1"#)
     })
     .await;
@@ -912,15 +905,6 @@ fn gauge_rows(rows: &[(&str, &str, f64)]) -> Vec<(String, String, f64)> {
         .collect()
 }
 
-async fn metrics_text(server: &Server) -> String {
-    get(&server.admin_url("/metrics"))
-        .await
-        .body
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn health_gauge_has_one_series_per_ruleset_and_upstream() {
     let shop = shop().await;
@@ -947,10 +931,10 @@ async fn health_gauge_has_one_series_per_ruleset_and_upstream() {
         ("other", r#"we"ird\shop"#, 1.0),
     ]);
     let settled = eventually(Duration::from_secs(3), || async {
-        health_gauge(&metrics_text(&server).await) == expected
+        health_gauge(&server.metrics().await) == expected
     })
     .await;
-    let text = metrics_text(&server).await;
+    let text = server.metrics().await;
     assert!(settled, "{:?}\n{text}", health_gauge(&text));
     assert_eq!(
         text.matches("# TYPE confirm_proxy_upstream_healthy gauge\n")
@@ -1013,10 +997,10 @@ async fn health_gauge_follows_the_rules_in_force() {
         ("other", "shop", 0.0),
     ]);
     let settled = eventually(Duration::from_secs(3), || async {
-        health_gauge(&metrics_text(&server).await) == expected
+        health_gauge(&server.metrics().await) == expected
     })
     .await;
-    assert!(settled, "{}", metrics_text(&server).await);
+    assert!(settled, "{}", server.metrics().await);
 
     // The unhealthy `shop`s go (one from its ruleset, the other with its ruleset's file), a new
     // upstream comes that has not answered yet: the gauge shows the new rules only, at once.
@@ -1027,7 +1011,7 @@ async fn health_gauge_follows_the_rules_in_force() {
     std::fs::remove_file(rules.path().join("other.yaml")).unwrap();
     let reload = post(&server.admin_url("/admin/reload"), None, "").await;
     assert_eq!(reload.status, 200, "{:?}", reload.body);
-    let text = metrics_text(&server).await;
+    let text = server.metrics().await;
     assert_eq!(
         health_gauge(&text),
         gauge_rows(&[("default", "fresh", -1.0), ("default", "keep", 1.0)]),
@@ -1046,7 +1030,7 @@ async fn health_gauge_follows_the_rules_in_force() {
     );
     let reload = post(&server.admin_url("/admin/reload"), None, "").await;
     assert_eq!(reload.status, 200, "{:?}", reload.body);
-    let text = metrics_text(&server).await;
+    let text = server.metrics().await;
     assert!(health_gauge(&text).is_empty(), "{text}");
     assert!(!text.contains("confirm_proxy_upstream_healthy"), "{text}");
     server.stop().await;
@@ -1319,7 +1303,7 @@ async fn upstream_calls_are_counted_by_outcome() {
     for order in outcomes {
         server.confirm_json("/confirm", &v1(order, 5000)).await;
     }
-    let text = metrics_text(&server).await;
+    let text = server.metrics().await;
     server.stop().await;
     for (upstream, outcome) in outcomes.iter().map(|o| match *o {
         "refused" => ("closed", "refused"),
