@@ -104,10 +104,7 @@ pub fn answer_at_latest(
 /// deadline in work the timer cannot interrupt (a megabyte answer parsed or freed). The
 /// ruleset's `on_error` decides, as for any check that could not complete.
 pub fn overran(settings: &Settings, req: &ConfirmRequest, took: std::time::Duration) -> Decision {
-    let mut decision = match settings.on_error {
-        OnError::Approve => Decision::approve(None),
-        OnError::Reject => error_refusal(settings, req, None),
-    };
+    let mut decision = on_error(settings, req, None);
     decision.trace.push(RuleTrace {
         rule: "(evaluation)".into(),
         outcome: Outcome::Error,
@@ -120,6 +117,15 @@ pub fn overran(settings: &Settings, req: &ConfirmRequest, took: std::time::Durat
         )),
     });
     decision
+}
+
+/// The ruleset's `on_error` decision for a request whose checks could not complete, naming
+/// `rule` when one decided.
+fn on_error(settings: &Settings, req: &ConfirmRequest, rule: Option<Arc<str>>) -> Decision {
+    match settings.on_error {
+        OnError::Approve => Decision::approve(rule),
+        OnError::Reject => error_refusal(settings, req, rule),
+    }
 }
 
 /// The refusal of a request whose check could not complete (`on_error: reject`), naming
@@ -365,14 +371,10 @@ impl Run<'_, '_> {
     /// The ruleset's `on_error` decision once the deadline has passed, naming `rule` unless it
     /// is a shadow rule.
     fn past_deadline(&self, rule: Option<&Rule>) -> Decision {
-        let settings = &self.ruleset.settings;
         let name = rule
             .filter(|rule| rule.mode != Mode::Shadow)
             .map(|rule| rule.name.clone());
-        match settings.on_error {
-            OnError::Approve => Decision::approve(name),
-            OnError::Reject => error_refusal(settings, self.req, name),
-        }
+        on_error(&self.ruleset.settings, self.req, name)
     }
 
     /// Traces one rule, with the upstream answer it read; returns when it ended.

@@ -39,39 +39,23 @@ pub const REPEATED_DELIVERIES: &str = "confirm_proxy_repeated_deliveries_total";
 /// while it had none, refused for another body or another ruleset under the same id.
 pub const REPEAT_ANSWERS: [&str; 4] = ["answered", "unanswered", "other_body", "other_ruleset"];
 /// Message ids forgotten before their signatures expired, to make room for new ones.
-/// Confirm requests refused by a guard before any rule ran, by guard (SPEC §9's order).
-pub const GUARD_REFUSALS: &str = "confirm_proxy_guard_refusals_total";
-/// The guards, in the order `guard_of` maps statuses to them.
-pub const GUARDS: [&str; 9] = [
-    "source",
-    "ruleset",
-    "method",
-    "body_size",
-    "body_time",
-    "signature",
-    "content_type",
-    "payload",
-    "other",
-];
-
-/// The guard that answers with `status` (see [`GUARDS`]).
-fn guard_of(status: u16) -> usize {
-    match status {
-        403 => 0,
-        404 => 1,
-        405 => 2,
-        413 => 3,
-        408 => 4,
-        401 => 5,
-        415 => 6,
-        400 => 7,
-        _ => 8,
-    }
-}
-
 pub const DELIVERY_IDS_FORGOTTEN: &str = "confirm_proxy_delivery_ids_forgotten_total";
 /// Signed message ids remembered now; set at scrape time.
 pub const DELIVERY_IDS: &str = "confirm_proxy_delivery_ids";
+/// Confirm requests refused by a guard before any rule ran, by guard (SPEC §9's order).
+pub const GUARD_REFUSALS: &str = "confirm_proxy_guard_refusals_total";
+/// The guards and the status each answers with; `other` for any other status.
+pub const GUARDS: [(&str, u16); 9] = [
+    ("source", 403),
+    ("ruleset", 404),
+    ("method", 405),
+    ("body_size", 413),
+    ("body_time", 408),
+    ("signature", 401),
+    ("content_type", 415),
+    ("payload", 400),
+    ("other", 0),
+];
 
 /// The `# HELP` line of each recorded metric (the health gauge writes its own).
 const HELP: [(&str, &str); 12] = [
@@ -155,7 +139,7 @@ impl Metrics {
         });
         // Registered up front, at 0 (see below).
         let guards = with_local_recorder(&recorder, || {
-            GUARDS.map(|guard| counter!(GUARD_REFUSALS, "guard" => guard))
+            GUARDS.map(|(guard, _)| counter!(GUARD_REFUSALS, "guard" => guard))
         });
         let m = Metrics {
             recorder: Arc::new(recorder),
@@ -226,7 +210,11 @@ impl Metrics {
     /// webhook secret (401) or a stale allow-list (403) refuses every payment, which the
     /// requests counter alone cannot tell from rules refusing.
     pub fn guard_refusal(&self, status: u16) {
-        self.guards[guard_of(status)].increment(1);
+        let guard = GUARDS
+            .iter()
+            .position(|(_, answers)| *answers == status)
+            .unwrap_or(GUARDS.len() - 1);
+        self.guards[guard].increment(1);
     }
 
     /// One confirm answer, with the outcomes of the rules that were evaluated. `None` is an

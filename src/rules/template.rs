@@ -227,6 +227,17 @@ impl Template {
     }
 }
 
+/// Whether `name` is spelt like an environment variable (`SHOP_API_TOKEN`: a capital letter or
+/// `_`, then capitals, digits and `_`, two characters at least), so that `{NAME}` or `$NAME`
+/// was most likely meant as `${NAME}`.
+pub(crate) fn looks_like_variable(name: &str) -> bool {
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
 fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
     Ok(match name {
         "order_id" => Var::OrderId,
@@ -261,15 +272,10 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
                 "storeId" => Some("store_id"),
                 _ => crate::suggest::closest(name, ["order_id", "tx_id", "amount", "store_id"]),
             };
-            let env_like = name.len() >= 2
-                && name.starts_with(|c: char| c.is_ascii_uppercase())
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
             let hint = match meant {
                 Some(m) => format!(" (did you mean {{{m}}}?)"),
                 // `Authorization: "Bearer {SHOP_API_TOKEN}"` in a fetch's headers.
-                None if env_like => format!(" (an environment variable is read only in an upstream's url and headers, as ${{{name}}})"),
+                None if looks_like_variable(name) => format!(" (an environment variable is read only in an upstream's url and headers, as ${{{name}}})"),
                 None => String::new(),
             };
             return Err(format!(

@@ -287,9 +287,10 @@ impl AppState {
     }
 
     /// The evaluation and [`Self::finish`] in a task of their own, for a ruleset that calls
-    /// upstreams or runs Rhai. Run in the connection's task, the evaluation would be dropped with it when
-    /// the caller hangs up while a rule waits for an upstream: a `forward` may already have
-    /// reached the merchant, yet there would be no log line, no decision record and no count.
+    /// upstreams or runs Rhai. Run in the connection's task, the evaluation would be dropped
+    /// with it when the caller hangs up while a rule waits for an upstream or its turn: a
+    /// `forward` may already have reached the merchant, yet there would be no log line, no
+    /// decision record and no count.
     /// Apart, it finishes (within its deadline) whatever the caller does, and shutdown waits
     /// for it (see [`App::serve`](super::App::serve)).
     async fn detached(
@@ -305,16 +306,15 @@ impl AppState {
         // the order).
         let req = Arc::new(req);
         let (kept, ruleset, kept_req) = (seen.clone(), set.clone(), req.clone());
-        // Whoever takes it first answers: the evaluation, or this side at the deadline.
+        // Set by whoever answers first: the evaluation, or this side at the deadline.
         let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let take = {
-            let taken = taken.clone();
-            move || !taken.swap(true, std::sync::atomic::Ordering::AcqRel)
+        let taken_here = taken.clone();
+        let take = move |taken: &std::sync::atomic::AtomicBool| {
+            !taken.swap(true, std::sync::atomic::Ordering::AcqRel)
         };
-        let take_here = take.clone();
         self.0.evaluations.spawn(async move {
             let decision = engine::evaluate(&set, &req, &state.context(&seen, &original)).await;
-            if !take() {
+            if !take(&taken) {
                 tracing::warn!(
                     decision_id = seen.id.as_str(),
                     decision = decision.decision.as_str(),
@@ -336,7 +336,7 @@ impl AppState {
         let due = engine::answer_at_latest(&ruleset.settings, kept.started);
         let answered = match tokio::time::timeout_at(due, &mut rx).await {
             Ok(answered) => answered,
-            Err(_) if take_here() => {
+            Err(_) if take(&taken_here) => {
                 tracing::warn!(
                     decision_id = kept.id.as_str(),
                     deadline = ?ruleset.settings.deadline,

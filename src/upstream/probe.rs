@@ -7,9 +7,9 @@ use super::{send, HttpCall};
 use crate::rules::{Health, Rules, Upstream};
 
 /// Called after every probe (metrics count it): the upstream, why this probe failed (`None`
-/// when it succeeded), and the state after it (the two differ while `unhealthy_after` / `healthy_after` are still
-/// counting). The state itself lives in [`Upstream::state`], where readiness, `healthy` rules
-/// and the `/metrics` health gauge read it.
+/// when it succeeded), and the state after it (the two differ while `unhealthy_after` /
+/// `healthy_after` are still counting). The state itself lives in [`Upstream::state`], where
+/// readiness, `healthy` rules and the `/metrics` health gauge read it.
 pub type HealthObserver = Arc<dyn Fn(&Upstream, Option<&str>, Health) + Send + Sync>;
 
 /// Starts one probe per upstream with a `health` block; the tasks belong to this generation of

@@ -823,7 +823,7 @@ async fn metrics_count_exactly_what_was_sent() {
     );
     assert_eq!(value("confirm_proxy_decision_log_dropped_total"), Some(0.0));
     // The one refusal before the rules: the unknown ruleset's; every other guard at 0.
-    for guard in confirm_proxy::metrics::GUARDS {
+    for (guard, _) in confirm_proxy::metrics::GUARDS {
         let expected = if guard == "ruleset" { 1.0 } else { 0.0 };
         assert_eq!(
             value(&format!(

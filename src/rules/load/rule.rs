@@ -526,7 +526,6 @@ fn body_template(v: &serde_json::Value) -> Result<BodyTemplate, String> {
 /// code (`;`, braces, brackets, quotes, comparisons) in a value that does not name a `.rhai`
 /// file.
 fn looks_like_code(value: &str) -> bool {
-    let value = value.trim();
     value.contains('\n')
         || (!value.ends_with(".rhai")
             && value.contains(['{', '}', ';', '(', ')', '"', '\'', '<', '>', '=', '&', '|']))

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::model::RawUpstream;
+use super::super::template::looks_like_variable;
 use super::super::yaml::Seg;
 use super::super::{HealthSpec, HealthState, Upstream, DEFAULT_UPSTREAM_TIMEOUT};
 use super::{Env, FileCompiler};
@@ -70,8 +71,7 @@ fn bare_variables(text: &str) -> Vec<String> {
         let len = rest
             .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
             .unwrap_or(rest.len());
-        let name = &rest[..len];
-        (name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_') && len >= 2).then_some(name)
+        Some(&rest[..len]).filter(|name| looks_like_variable(name))
     };
     text.match_indices(['$', '{'])
         .filter_map(|(i, sign)| {
@@ -207,27 +207,18 @@ impl FileCompiler<'_, '_> {
                 );
                 None
             }
-            // `http://{SHOP_HOST}:8080`: braces are no part of a URL, and `{…}` is filled in
-            // in a fetch's path, never in an upstream's url.
-            Ok(Substituted { ref bare, .. })
-                if let Some(written) = bare.iter().find(|w| w.starts_with('{')) =>
-            {
-                self.error(
-                    &at("url"),
-                    format!(
-                        "upstream \"{name}\": url: {written} is sent as written; an environment variable is read only as ${{{}}}",
-                        variable_in(written)
-                    ),
-                );
-                None
-            }
-            // `http://shop/{order_id}`: a placeholder, filled in in a fetch's path only.
+            // `http://{SHOP_HOST}:8080`, `http://shop/{order_id}`: braces are no part of a URL,
+            // and `{…}` is filled in in a fetch's path, never in an upstream's url.
             Ok(_) if let Some(braced) = braced_word(&raw.url) => {
+                let inner = &braced[1..braced.len() - 1];
+                let why = if looks_like_variable(inner) {
+                    format!("; an environment variable is read only as ${{{inner}}}")
+                } else {
+                    ": an upstream's url takes no placeholders (they go in a fetch's path) and reads environment variables as ${VAR}".to_owned()
+                };
                 self.error(
                     &at("url"),
-                    format!(
-                        "upstream \"{name}\": url: {braced} is sent as written: an upstream's url takes no placeholders (they go in a fetch's path) and reads environment variables as ${{VAR}}"
-                    ),
+                    format!("upstream \"{name}\": url: {braced} is sent as written{why}"),
                 );
                 None
             }
@@ -272,13 +263,12 @@ impl FileCompiler<'_, '_> {
                     // what the URL parser found wrong (`invalid port number`), which names no
                     // part of the value.
                     let whole = raw.url.trim();
-                    let is_name = bare_variables(&format!("{{{whole}}}")).len() == 1;
                     let hint = match bare.first() {
                         Some(written) => format!(
                             "; an environment variable is read only as ${{{}}}, not {written}",
                             variable_in(written)
                         ),
-                        None if is_name => {
+                        None if looks_like_variable(whole) => {
                             format!("; an environment variable is read only as ${{{whole}}}")
                         }
                         None if !url.contains("://") => {
