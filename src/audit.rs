@@ -63,6 +63,9 @@ pub struct Record<'a> {
     pub repeat_refused: Option<&'a str>,
     /// The `webhook-id` of a signed request whose signature was verified.
     pub webhook_id: Option<&'a str>,
+    /// On a 403 of `--allow-from`: the client address refused (the right-most
+    /// `X-Forwarded-For` entry behind a trusted load balancer), when it was one.
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// Which approvals to log; refusals are always logged.

@@ -34,6 +34,12 @@ pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()>
         raw(out, ",\"webhook_id\":");
         string(out, id);
     }
+    if let Some(source) = r.source {
+        // An address is ASCII without quotes or backslashes: nothing to escape.
+        raw(out, ",\"source\":\"");
+        raw(out, &source.to_string());
+        raw(out, "\"");
+    }
     raw(out, ",\"ruleset\":");
     string(out, r.ruleset);
     raw(out, ",\"rules_version\":");
@@ -338,6 +344,7 @@ mod tests {
             repeat_of: Some("01a1"),
             repeat_refused: Some("other_body"),
             webhook_id: Some("msg_2\"x"),
+            source: Some("2001:db8::7".parse().unwrap()),
         };
         let text = line(&r);
         assert!(text.ends_with('\n'));
@@ -349,6 +356,7 @@ mod tests {
             "repeat_of": "01a1",
             "repeat_refused": "other_body",
             "webhook_id": "msg_2\"x",
+            "source": "2001:db8::7",
             "ruleset": "default",
             "rules_version": "abc123",
             "api": "v1",
@@ -385,6 +393,7 @@ mod tests {
             repeat_of: None,
             repeat_refused: None,
             webhook_id: None,
+            source: None,
         };
         let v: Value = serde_json::from_str(&line(&r)).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -428,6 +437,7 @@ mod tests {
             repeat_of: None,
             repeat_refused: None,
             webhook_id: None,
+            source: None,
         })
     }
 

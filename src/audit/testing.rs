@@ -30,6 +30,7 @@ pub(super) fn record<'a>(id: &'a str, decision: &'a Decision) -> Record<'a> {
         repeat_of: None,
         repeat_refused: None,
         webhook_id: None,
+        source: None,
     }
 }
 

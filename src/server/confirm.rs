@@ -131,6 +131,9 @@ struct Seen {
     /// sender chooses it), in its log line and record: an operator finds every delivery of a
     /// message by it.
     webhook_id: Option<Box<str>>,
+    /// The client address `--allow-from` refused, for its 403's record (the log line has it
+    /// too): an operator sees which sender to add, or to block further up.
+    refused_source: Option<std::net::IpAddr>,
 }
 
 /// Where a request stands among the deliveries of its signed message (see
@@ -172,6 +175,7 @@ impl AppState {
             rules,
             delivery: Delivery::Unsigned,
             webhook_id: None,
+            refused_source: None,
         }
     }
 
@@ -427,6 +431,7 @@ impl AppState {
                 repeat_of,
                 repeat_refused,
                 webhook_id: seen.webhook_id.as_deref(),
+                source: seen.refused_source,
             });
         }
         response

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use confirm_proxy::server::Config;
 use confirm_proxy::webhook::{sign, WebhookSecret};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::*;
 
@@ -430,11 +430,13 @@ async fn allow_from_refuses_other_sources() {
     );
     server.stop().await;
 
+    let log = rules.path().join("decisions.jsonl");
     let mut config = Config::new(rules.path().to_owned());
     config.allow_from = vec![
         "10.0.0.0/8".parse().unwrap(),
         "2001:db8::/32".parse().unwrap(),
     ];
+    config.decision_log = Some(log.clone());
     let server = Server::start_with(config).await;
     let a = server.confirm_json("/confirm", &v1("o", 5)).await;
     assert_eq!((a.status, a.decision()), (403, "reject"));
@@ -447,6 +449,9 @@ async fn allow_from_refuses_other_sources() {
         "{text}"
     );
     server.stop().await;
+    // The record names the address refused: the sender to add, or to block further up.
+    let r = record(&log, &a.decision_id());
+    assert_eq!((&r["status"], &r["source"]), (&json!(403), &json!("127.0.0.1")));
 }
 
 /// A source `--allow-from` refuses can hold no connection for long: its 403 closes the

@@ -22,7 +22,8 @@ impl AppState {
         if allow_from.is_empty() {
             return None;
         }
-        match self.client_addr(peer, headers) {
+        let client = self.client_addr(peer, headers);
+        match client {
             Some(client) if allow_from.iter().any(|net| net.contains(&client)) => return None,
             Some(client) => {
                 tracing::warn!(decision_id = seen.id.as_str(), %client, "source address not allowed");
@@ -34,7 +35,11 @@ impl AppState {
                 );
             }
         }
-        let refusal = self.refuse(seen, 403, "허용되지 않은 발신 주소입니다".into());
+        let seen = Seen {
+            refused_source: client,
+            ..seen.clone()
+        };
+        let refusal = self.refuse(&seen, 403, "허용되지 않은 발신 주소입니다".into());
         // The socket's own peer is refused: it keeps no connection open for its next attempt.
         // (Behind a load balancer the connection is the balancer's, shared with allowed clients:
         // kept, unless the body left unread ends it anyway.)
