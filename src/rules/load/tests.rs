@@ -228,6 +228,19 @@ rules:
                 r#"upstream "shop": url: environment variable shop_api_url is not set; did you mean ${SHOP_API_URL}?"#
             )]
         );
+        // And the other way round, for a variable that was exported in lowercase.
+        let dir = default_file(
+            "upstreams:\n  shop:\n    url: \"${SHOP_API_URL}\"\nrules:\n  - name: existing-confirm\n    forward: { upstream: shop, path: /payments/confirm }\n",
+        );
+        assert_eq!(
+            dir.errors_with(&[("shop_api_url", "http://shop.test")]),
+            [dir.at(
+                DEFAULT,
+                3,
+                10,
+                r#"upstream "shop": url: environment variable SHOP_API_URL is not set; did you mean ${shop_api_url}?"#
+            )]
+        );
     }
 
     #[test]

@@ -37,11 +37,14 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
             }
             out.push_str(&value);
             values.push(value);
-        } else if var != var.to_ascii_uppercase() && env(&var.to_ascii_uppercase()).is_some() {
-            // `${shop_api_url}`: environment variable names are case-sensitive.
+        } else if let Some(set) = [var.to_ascii_uppercase(), var.to_ascii_lowercase()]
+            .into_iter()
+            .find(|other| other != var && env(other).is_some())
+        {
+            // `${shop_api_url}` for SHOP_API_URL, or the other way round: environment variable
+            // names are case-sensitive.
             errors.push(format!(
-                "environment variable {var} is not set; did you mean ${{{}}}?",
-                var.to_ascii_uppercase()
+                "environment variable {var} is not set; did you mean ${{{set}}}?"
             ));
         } else {
             errors.push(format!("environment variable {var} is not set (the proxy reads its environment when it starts: one set since needs a restart)"));
