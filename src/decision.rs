@@ -9,7 +9,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
-    // The discriminants index per-verdict metric handles.
+    // Discriminants in the order of `ALL`: they index per-verdict metric handles.
     Approve = 0,
     Reject = 1,
     /// A V2 message of another type: acknowledged with 200, approves nothing.
@@ -17,6 +17,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    pub const ALL: [Verdict; 3] = [Verdict::Approve, Verdict::Reject, Verdict::Ignored];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Approve => "approve",
@@ -30,7 +32,7 @@ impl Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    // The discriminants (0..7) index per-outcome metric handles.
+    // Discriminants in the order of `ALL`: they index per-outcome metric handles.
     Pass = 0,
     Reject,
     /// The check could not complete; `on_error` decided what followed.
@@ -45,6 +47,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Pass,
+        Outcome::Reject,
+        Outcome::Error,
+        Outcome::Skipped,
+        Outcome::Approve,
+        Outcome::ShadowReject,
+        Outcome::ShadowApprove,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Pass => "pass",
@@ -334,6 +346,30 @@ impl Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Metric handles are indexed by discriminant: each variant sits at its own place in `ALL`.
+    /// (A new variant breaks the matches below: add it to `ALL` too.)
+    #[test]
+    fn all_lists_every_variant_at_its_discriminant() {
+        for (i, v) in Verdict::ALL.into_iter().enumerate() {
+            assert_eq!(v as usize, i);
+            match v {
+                Verdict::Approve | Verdict::Reject | Verdict::Ignored => {}
+            }
+        }
+        for (i, o) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(o as usize, i);
+            match o {
+                Outcome::Pass
+                | Outcome::Reject
+                | Outcome::Error
+                | Outcome::Skipped
+                | Outcome::Approve
+                | Outcome::ShadowReject
+                | Outcome::ShadowApprove => {}
+            }
+        }
+    }
 
     #[test]
     fn cuts_fall_between_the_characters_a_reader_sees() {

@@ -57,6 +57,32 @@ pub struct Original {
     pub webhook_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
+impl Original {
+    /// A body and its content type, without webhook headers. An empty content type was read
+    /// as none, and is forwarded as none.
+    pub fn new(body: impl Into<Bytes>, content_type: Option<&http::HeaderValue>) -> Original {
+        Original {
+            body: body.into(),
+            content_type: content_type
+                .filter(|ct| !ct.as_bytes().trim_ascii().is_empty())
+                .cloned(),
+            webhook_headers: Vec::new(),
+        }
+    }
+
+    /// A request as the server received it, with its `webhook-*` headers.
+    pub fn received(body: Bytes, headers: &http::HeaderMap) -> Original {
+        Original {
+            webhook_headers: headers
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with("webhook-"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..Original::new(body, headers.get(http::header::CONTENT_TYPE))
+        }
+    }
+}
+
 /// Everything an evaluation needs besides the rules and the request.
 pub struct Context<'a> {
     pub scripts: &'a ScriptEngine,

@@ -9,7 +9,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::decision::{Decision, Verdict};
+use crate::decision::{Decision, Outcome, Verdict};
 use crate::rules::{Health, Rules, Ruleset, Upstream};
 
 /// Confirm answers by ruleset and decision.
@@ -103,9 +103,9 @@ pub struct Metrics {
 /// a rule's series appears the first time that outcome happens.
 #[derive(Debug)]
 pub struct RulesetMetrics {
-    requests: [Counter; 3],
+    requests: [Counter; Verdict::ALL.len()],
     duration: Histogram,
-    rules: Vec<[OnceLock<Counter>; 7]>,
+    rules: Vec<[OnceLock<Counter>; Outcome::ALL.len()]>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -131,7 +131,7 @@ impl Metrics {
         let handle = recorder.handle();
         let unknown = with_local_recorder(&recorder, || {
             RulesetMetrics {
-            requests: [Verdict::Approve, Verdict::Reject, Verdict::Ignored]
+            requests: Verdict::ALL
                 .map(|v| counter!(REQUESTS, "ruleset" => crate::rules::UNKNOWN_RULESET, "decision" => v.as_str())),
             duration: histogram!(REQUEST_DURATION, "ruleset" => crate::rules::UNKNOWN_RULESET),
             rules: Vec::new(),
@@ -228,14 +228,20 @@ impl Metrics {
                 .get_or_init(|| self.ruleset_handles(&rs.name, rs.rules.len())),
             None => &self.unknown,
         };
-        handles.requests[decision.decision as usize].increment(1);
+        // `get`: a variant left out of `ALL` goes uncounted rather than failing the request.
+        if let Some(requests) = handles.requests.get(decision.decision as usize) {
+            requests.increment(1);
+        }
         handles.duration.record(elapsed.as_secs_f64());
         let Some(rs) = ruleset else { return };
         // Traces list evaluated rules in file order, so one pass pairs them with their index.
         let mut rules = rs.rules.iter().enumerate();
         for t in &decision.trace {
             if let Some((i, _)) = rules.by_ref().find(|(_, r)| r.name == t.rule) {
-                let cell = &handles.rules[i][t.outcome as usize];
+                let Some(cell) = handles.rules.get(i).and_then(|r| r.get(t.outcome as usize))
+                else {
+                    continue;
+                };
                 cell.get_or_init(|| {
                     self.record(|| {
                         counter!(RULE_OUTCOMES, "ruleset" => rs.name.clone(), "rule" => t.rule.clone(), "outcome" => t.outcome.as_str())
@@ -270,7 +276,7 @@ impl Metrics {
 
     fn ruleset_handles(&self, ruleset: &str, rules: usize) -> RulesetMetrics {
         self.record(|| RulesetMetrics {
-            requests: [Verdict::Approve, Verdict::Reject, Verdict::Ignored].map(
+            requests: Verdict::ALL.map(
                 |v| counter!(REQUESTS, "ruleset" => ruleset.to_owned(), "decision" => v.as_str()),
             ),
             duration: histogram!(REQUEST_DURATION, "ruleset" => ruleset.to_owned()),

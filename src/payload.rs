@@ -339,6 +339,14 @@ pub fn parse_bytes(
     parse_kept(content_type, body, Some(body))
 }
 
+/// A request as the server received it: its headers' [`body_type`] and [`parse_bytes`].
+pub fn parse_request(
+    headers: &http::HeaderMap,
+    body: &bytes::Bytes,
+) -> Result<Parsed, PayloadError> {
+    parse_bytes(body_type(headers)?, body)
+}
+
 fn parse_kept(
     content_type: Option<&str>,
     body: &[u8],

@@ -222,11 +222,10 @@ async fn decide(
         Ok(Parsed::Ignored { .. }) => return Decision::ignored(),
         Err(e) => return Decision::reject(e.status(), e.to_string(), None),
     };
-    let original = Original {
-        body: body.into(),
-        content_type: Some(http::HeaderValue::from_static("application/json")),
-        webhook_headers: Vec::new(),
-    };
+    let original = Original::new(
+        body,
+        Some(&http::HeaderValue::from_static("application/json")),
+    );
     let ctx = Context {
         scripts,
         upstreams: Arc::new(stand_ins(record, ruleset, &req, notes)),

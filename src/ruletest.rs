@@ -297,11 +297,12 @@ async fn decide(
     for (up, h) in &case.health {
         canned = canned.health(up, (*h).into());
     }
-    let original = Original {
-        body: case.body.clone().into(),
-        content_type: case.content_type.map(http::HeaderValue::from_static),
-        webhook_headers: Vec::new(),
-    };
+    let original = Original::new(
+        case.body.clone(),
+        case.content_type
+            .map(http::HeaderValue::from_static)
+            .as_ref(),
+    );
     let canned = Arc::new(canned);
     let ctx = Context {
         scripts,

@@ -109,11 +109,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
             Ok(Parsed::Confirm(req)) => {
                 request = normalised(&req);
                 probes = wait_for_health(&rules, &ruleset.name).await;
-                let original = Original {
-                    body: body.clone().into(),
-                    content_type: args.content_type.clone(),
-                    ..Original::default()
-                };
+                let original = Original::new(body.clone(), args.content_type.as_ref());
                 let ctx = Context {
                     scripts: &scripts,
                     upstreams: upstreams.clone(),

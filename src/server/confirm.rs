@@ -235,11 +235,7 @@ impl AppState {
                 return answer;
             }
         }
-        let content_type = match payload::body_type(&headers) {
-            Ok(ct) => ct,
-            Err(e) => return self.refuse(&seen, e.status(), e.to_string()),
-        };
-        let req = match payload::parse_bytes(content_type, &bytes) {
+        let req = match payload::parse_request(&headers, &bytes) {
             Ok(Parsed::Confirm(req)) => req,
             Ok(Parsed::Ignored { message_type }) => {
                 tracing::info!(
@@ -251,19 +247,7 @@ impl AppState {
             }
             Err(e) => return self.refuse(&seen, e.status(), e.to_string()),
         };
-        let original = Original {
-            // An empty one was read as missing, and is forwarded as missing.
-            content_type: headers
-                .get(header::CONTENT_TYPE)
-                .filter(|ct| !ct.as_bytes().trim_ascii().is_empty())
-                .cloned(),
-            webhook_headers: headers
-                .iter()
-                .filter(|(k, _)| k.as_str().starts_with("webhook-"))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            body: bytes,
-        };
+        let original = Original::received(bytes, &headers);
         // An evaluation that waits — for an upstream, or for its turn to run Rhai — could be
         // cut off midway by its caller going away (after a `forward` or a `POST` has reached
         // the merchant, or with no record of the request at all): it gets a task of its own.
@@ -363,7 +347,7 @@ impl AppState {
                     "evaluation ended without an answer"
                 );
                 let decision = engine::error_refusal(&ruleset.settings, &kept_req, None);
-                self.finish(&kept, decision, None)
+                self.finish(&kept, decision, Some(&kept_req))
             }
         }
     }

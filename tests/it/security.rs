@@ -451,7 +451,10 @@ async fn allow_from_refuses_other_sources() {
     server.stop().await;
     // The record names the address refused: the sender to add, or to block further up.
     let r = record(&log, &a.decision_id());
-    assert_eq!((&r["status"], &r["source"]), (&json!(403), &json!("127.0.0.1")));
+    assert_eq!(
+        (&r["status"], &r["source"]),
+        (&json!(403), &json!("127.0.0.1"))
+    );
 }
 
 /// A source `--allow-from` refuses can hold no connection for long: its 403 closes the

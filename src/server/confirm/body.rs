@@ -96,11 +96,9 @@ fn over_limit(e: &axum::Error) -> bool {
 
 /// The request a body holds, if it reads as one: for the log line and record of an answer
 /// that no rule decided.
+/// Read exactly as the rules would have read it: a body they would refuse names no request.
 pub(super) fn body_request(headers: &HeaderMap, body: &bytes::Bytes) -> Option<ConfirmRequest> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    match payload::parse_bytes(content_type, body) {
+    match payload::parse_request(headers, body) {
         Ok(Parsed::Confirm(req)) => Some(req),
         _ => None,
     }
