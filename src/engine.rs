@@ -433,7 +433,7 @@ const MAX_ERROR_CHARS: usize = 2000;
 /// string, or an upstream error quoting a huge answer, must not make each of those lines that
 /// large. What an operator needs to know comes first in every error.
 fn capped_error(mut cause: String) -> String {
-    crate::decision::cut_chars(&mut cause, MAX_ERROR_CHARS);
+    crate::text::cut_chars(&mut cause, MAX_ERROR_CHARS);
     cause
 }
 

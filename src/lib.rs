@@ -4,6 +4,10 @@
 //! (a [`rules`] snapshot evaluated, upstreams called through a seam) → [`decision`] (the answer).
 //! [`script`] owns the shared Rhai engine. [`ruletest`] and [`replay`] drive the same engine
 //! with canned upstreams: rule tests, and the decision log decided again.
+//!
+//! `SPEC §N` in comments is a section of the product contract, `SPEC.md` in the team's shared
+//! folder beside this repository (`../shared/`); the README says the same for operators and
+//! names every place where the proxy goes past it.
 
 /// The scalar methods of a serde `Visitor` (with `Value = ()`) that walks a document for its
 /// structure alone: every scalar is accepted and ignored. The duplicate-key walks of JSON bodies
@@ -67,6 +71,7 @@ pub mod script;
 pub mod server;
 pub mod spool;
 pub mod suggest;
+pub mod text;
 pub mod upstream;
 pub mod webhook;
 pub mod wordscan;

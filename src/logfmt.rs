@@ -17,6 +17,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::text::hidden;
 use crate::wordscan::{self, Bytes};
 
 /// `2026-11-25T10:00:00.123Z` (3 fraction digits) or `…00.123456Z` (6), without going through
@@ -266,24 +267,14 @@ fn breaks_line(value: &str, special: Bytes) -> bool {
 /// quoted with escapes (line breaks, control and text-direction characters could forge lines of
 /// the report or drive the terminal), cut at `max` characters.
 pub(crate) fn on_one_line(text: &str, max: usize) -> String {
-    let plain = crate::decision::shown_as_is(text) && !text.chars().any(hidden);
+    let plain = crate::text::shown_as_is(text) && !text.chars().any(hidden);
     let mut shown = if plain {
         text.to_owned()
     } else {
         format!("{text:?}")
     };
-    crate::decision::cut_chars(&mut shown, max);
+    crate::text::cut_chars(&mut shown, max);
     shown
-}
-
-/// A character above ASCII that a terminal or log viewer would not show as itself: C1 controls
-/// (U+009B starts an escape sequence on many terminals), line and paragraph separators,
-/// text-direction controls, and invisible format characters (U+200B, U+00AD, U+FEFF, tags)
-/// that would make one id look like another. Exactly those `{:?}` escapes, so a quoted value
-/// shows each as `\u{…}`.
-pub(crate) fn hidden(c: char) -> bool {
-    // Hangul syllables, the bulk of Korean reasons, are all shown: no table lookup.
-    !c.is_ascii() && !('\u{AC00}'..='\u{D7A3}').contains(&c) && c.escape_debug().len() > 1
 }
 
 /// `line`, a line of JSON, with U+2028, U+2029 and U+0085 (NEL) escaped; `None` when it has

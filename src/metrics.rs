@@ -99,7 +99,7 @@ pub struct Metrics {
 }
 
 /// Metric handles of one ruleset, kept with the ruleset so a request never looks them up.
-/// Request counters are indexed by [`Verdict`], rule counters by rule index and [`Outcome`](crate::decision::Outcome);
+/// Request counters are indexed by [`Verdict`], rule counters by rule index and [`Outcome`];
 /// a rule's series appears the first time that outcome happens.
 #[derive(Debug)]
 pub struct RulesetMetrics {

@@ -134,7 +134,6 @@ pub enum PayloadError {
     TooLarge,
     #[error("지원하지 않는 Content-Type입니다: {0} (application/json 또는 application/x-www-form-urlencoded만 받습니다)")]
     UnsupportedContentType(String),
-    /// Only the position: serde_json's own (English) message is not for buyers.
     /// A compressed body (any coding but `identity`): PortOne sends plain bodies, and the
     /// compressed bytes would be read as a broken JSON text.
     #[error("지원하지 않는 Content-Encoding입니다: {0} (압축하지 않은 본문만 받습니다)")]
@@ -143,6 +142,7 @@ pub enum PayloadError {
     /// `chunked`, and the rest would be read as the body's text.
     #[error("지원하지 않는 Transfer-Encoding입니다: {0} (chunked 외의 전송 코딩은 받지 않습니다)")]
     UnsupportedTransferEncoding(String),
+    /// Only the position: serde_json's own (English) message is not for buyers.
     #[error("요청 본문이 올바른 JSON이 아닙니다 ({line}행 {column}열)")]
     InvalidJson { line: usize, column: usize },
     /// JSON is UTF-8 (RFC 8259 §8.1), whatever a `charset` label says: a body in EUC-KR is
@@ -210,7 +210,7 @@ pub enum PayloadError {
 /// A field name from the request as its refusal shows it to the buyer: made safe to show
 /// (a key may hold line breaks or text-direction controls) and cut at 100 characters.
 fn field_name(name: &str) -> String {
-    crate::decision::for_buyers_cut(name, 100).into_owned()
+    crate::text::for_buyers_cut(name, 100).into_owned()
 }
 
 impl PayloadError {

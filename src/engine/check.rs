@@ -318,7 +318,7 @@ const MERCHANT_REASON_MAX: usize = 500;
 /// breaks and tabs made spaces, and other control characters and text-direction controls left
 /// out — text from a merchant's answer or a script must not garble the payment window.
 fn capped(reason: String) -> String {
-    match crate::decision::for_buyers_cut(&reason, MERCHANT_REASON_MAX) {
+    match crate::text::for_buyers_cut(&reason, MERCHANT_REASON_MAX) {
         std::borrow::Cow::Borrowed(_) => reason,
         std::borrow::Cow::Owned(shown) => shown,
     }
@@ -343,7 +343,7 @@ fn shown(reason: String) -> Option<String> {
     if reason.contains(char::REPLACEMENT_CHARACTER) {
         return None;
     }
-    Some(capped(reason)).filter(|r| !crate::decision::shows_nothing(r))
+    Some(capped(reason)).filter(|r| !crate::text::shows_nothing(r))
 }
 
 /// Why a text answer is text, for the error of a `require` that read it as JSON: a

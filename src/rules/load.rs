@@ -270,7 +270,7 @@ impl FileCompiler<'_, '_> {
         let at = yaml::locate(&self.src, path);
         let glued = yaml::comment_after(&self.src, at, value)
             .filter(|comment| comment.starts_with(|c: char| !c.is_whitespace() && c != '#'))
-            .map(|comment| crate::decision::for_buyers_cut(comment.trim_end(), 20).into_owned());
+            .map(|comment| crate::text::for_buyers_cut(comment.trim_end(), 20).into_owned());
         if let Some(rest) = glued {
             self.warn(path, format_args!("{what} ends before \" #{rest}\": YAML reads an unquoted value only up to \" #\", the rest of the line being a comment; put the whole text in quotes"));
         }
@@ -425,7 +425,7 @@ impl FileCompiler<'_, '_> {
         }
         if let Some(r) = &raw.error_reason {
             let at = [Seg::Key("settings"), Seg::Key("error_reason")];
-            if crate::decision::shows_nothing(r) {
+            if crate::text::shows_nothing(r) {
                 self.error(&at, "error_reason must not be empty (it is what the buyer sees when a check cannot complete; spaces, controls and invisible characters show nothing)");
             }
             match Template::parse_at(buyer_text(r), TemplateScope::Request) {

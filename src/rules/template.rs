@@ -149,12 +149,12 @@ impl Template {
     /// [`PLACEHOLDER_MAX`] characters.
     pub fn render_reason(&self, req: &ConfirmRequest, response: Option<&Value>) -> String {
         let out = self.render_escaped(req, response, |s| {
-            crate::decision::for_buyers_cut(s, PLACEHOLDER_MAX)
+            crate::text::for_buyers_cut(s, PLACEHOLDER_MAX)
         });
         // A placeholder with nothing to show at either end (`{response.body.seat} 좌석이
         // 매진되었습니다` without `seat`) leaves a space the buyer would see first.
         let shown = out.trim();
-        if crate::decision::shows_nothing(shown) {
+        if crate::text::shows_nothing(shown) {
             // `reason: "{store_id}"` for a request without one: a refusal says something.
             NOTHING_TO_SHOW.to_owned()
         } else if shown.len() == out.len() {
@@ -169,7 +169,7 @@ impl Template {
     /// which V1 requests lack, nor an answer's field).
     pub fn never_blank(&self) -> bool {
         self.parts.iter().any(|p| match p {
-            Part::Text(t) => !crate::decision::shows_nothing(t),
+            Part::Text(t) => !crate::text::shows_nothing(t),
             Part::Var(v) => matches!(v, Var::OrderId | Var::TxId | Var::Amount),
         })
     }

@@ -60,7 +60,7 @@ pub(super) fn printed(text: &str) -> Option<String> {
         ));
     }
     let mut line = text.to_owned();
-    crate::decision::cut_chars(&mut line, MAX_PRINTED_CHARS);
+    crate::text::cut_chars(&mut line, MAX_PRINTED_CHARS);
     Some(line)
 }
 

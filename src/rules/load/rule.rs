@@ -91,7 +91,7 @@ impl FileCompiler<'_, '_> {
         };
         let reason = match &raw.reason {
             // What the buyer would see: an empty refusal says nothing (as for error_reason).
-            Some(r) if crate::decision::shows_nothing(r) => {
+            Some(r) if crate::text::shows_nothing(r) => {
                 self.error(
                     &path("reason"),
                     format!("rule \"{name}\": reason must not be empty (it is the text the buyer sees when this rule refuses; spaces, controls and invisible characters show nothing)"),

@@ -1,0 +1,136 @@
+//! Text from outside (a merchant's answer, a script, a request's fields) made fit to show:
+//! to a buyer in a reason, or to an operator in a log line. Shared by the payload reader,
+//! the rules loader and templates, the engine and the log line writer.
+
+/// `text` as a buyer may be shown it: line breaks and tabs made spaces, other control
+/// characters and text-direction controls left out. Text from outside (a merchant's answer, a
+/// script, a field name in a request) must not garble the payment window.
+pub fn for_buyers(text: String) -> String {
+    if shown_as_is(&text) {
+        text
+    } else {
+        text.chars().filter_map(shown).collect()
+    }
+}
+
+/// `text` from outside as a buyer may be shown it ([`for_buyers`]), cut at `max` characters
+/// ([`cut_chars`]); borrowed when it already is.
+pub fn for_buyers_cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if shown_as_is(text) && text.chars().nth(max).is_none() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = for_buyers(text.to_owned());
+    cut_chars(&mut shown, max);
+    std::borrow::Cow::Owned(shown)
+}
+
+/// Whether [`for_buyers`] leaves `text` as it is.
+pub fn shown_as_is(text: &str) -> bool {
+    text.chars().all(|c| shown(c) == Some(c))
+}
+
+/// A character as a buyer may be shown it (see [`for_buyers`]).
+fn shown(c: char) -> Option<char> {
+    match c {
+        '\n' | '\r' | '\t' | '\u{85}' | '\u{2028}' | '\u{2029}' => Some(' '),
+        '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+            None
+        }
+        c if c.is_control() => None,
+        c => Some(c),
+    }
+}
+
+/// Cuts `text` after at most `max` characters, marking the cut with `…`: for text that comes
+/// from outside (a merchant's answer, a script) into reasons, errors and log lines. The cut
+/// falls between what a reader sees as characters, never inside one made of several (an emoji
+/// with its skin tone or joined to another, a letter with its accents), which would show half
+/// of it.
+pub fn cut_chars(text: &mut String, max: usize) {
+    use unicode_segmentation::UnicodeSegmentation;
+    let Some((at, _)) = text.char_indices().nth(max) else {
+        return;
+    };
+    let at = text
+        .grapheme_indices(true)
+        .map(|(i, _)| i)
+        .take_while(|&i| i <= at)
+        .last()
+        .unwrap_or(0);
+    text.truncate(at);
+    text.push('…');
+}
+
+/// Whether `text` shows a buyer nothing: only whitespace and characters that take no room —
+/// controls, format characters (zero-width space, joiners, text-direction marks, U+FEFF,
+/// U+00AD), the Hangul fillers and the blank Braille pattern, which render as blanks, and the
+/// object replacement character, which stands for something that is not there.
+pub fn shows_nothing(text: &str) -> bool {
+    text.chars().all(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || hidden(c)
+            || matches!(
+                c,
+                '\u{115F}'
+                    | '\u{1160}'
+                    | '\u{3164}'
+                    | '\u{FFA0}'
+                    | '\u{034F}'
+                    | '\u{2800}'
+                    | '\u{17B4}'
+                    | '\u{17B5}'
+                    | '\u{FFFC}'
+            )
+    })
+}
+
+/// A character above ASCII that a terminal or log viewer would not show as itself: C1 controls
+/// (U+009B starts an escape sequence on many terminals), line and paragraph separators,
+/// text-direction controls, and invisible format characters (U+200B, U+00AD, U+FEFF, tags)
+/// that would make one id look like another. Exactly those `{:?}` escapes, so a quoted value
+/// shows each as `\u{…}`.
+pub fn hidden(c: char) -> bool {
+    // Hangul syllables, the bulk of Korean reasons, are all shown: no table lookup.
+    !c.is_ascii() && !('\u{AC00}'..='\u{D7A3}').contains(&c) && c.escape_debug().len() > 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_fall_between_the_characters_a_reader_sees() {
+        let cut = |text: &str, max: usize| {
+            let mut t = text.to_owned();
+            cut_chars(&mut t, max);
+            t
+        };
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcd", 3), "abc…");
+        // A thumbs-up with its skin tone is two chars: cut before it, not between them.
+        assert_eq!(cut("ab👍🏽", 3), "ab…");
+        assert_eq!(cut("ab👍🏽c", 4), "ab👍🏽…");
+        // Hangul written as conjoining jamo (ᄒ+ᅡ+ᆫ is one syllable).
+        assert_eq!(cut("가\u{1112}\u{1161}\u{11ab}", 2), "가…");
+        assert_eq!(cut("한국어", 2), "한국…");
+    }
+
+    #[test]
+    fn what_shows_a_buyer_nothing() {
+        for blank in [
+            "",
+            " \t\n",
+            "\u{200b}\u{feff}\u{2060}",
+            "\u{202e}\u{200f}",
+            "\u{3164}\u{115f}\u{ad}\u{34f}",
+            "\u{2800}\u{fffc}\u{17b4}",
+            "\u{7}",
+        ] {
+            assert!(shows_nothing(blank), "{blank:?}");
+        }
+        for shown in ["\"", "'", "\\", "재고", "x\u{200b}", "…"] {
+            assert!(!shows_nothing(shown), "{shown:?}");
+        }
+    }
+}
