@@ -141,7 +141,7 @@ impl DecisionLog {
     pub fn write(&self, record: &Record<'_>) {
         if record.decision.decision == Verdict::Approve && self.sampling.every > 1 {
             let n = self.approvals.fetch_add(1, Ordering::Relaxed);
-            if n % self.sampling.every != 0 {
+            if !n.is_multiple_of(self.sampling.every) {
                 return;
             }
         }

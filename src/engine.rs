@@ -45,6 +45,11 @@ use crate::upstream::Upstreams;
 mod calls;
 mod check;
 
+/// Why a shadow rule ended as an error at the shadow cut-off; each place that cuts one off
+/// adds what was cut short.
+pub(crate) const SHADOW_CUT_OFF: &str =
+    "shadow rule cut off to keep the deadline for enforced rules";
+
 pub use calls::fetch_call;
 use check::Verdict;
 

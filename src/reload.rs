@@ -60,9 +60,7 @@ impl std::fmt::Display for Trigger {
 
 /// Whether the health of every upstream of `rules` with a probe is known.
 fn all_health_known(rules: &Rules) -> bool {
-    rules
-        .upstreams()
-        .all(|u| u.health.is_none() || u.state.get() != rules::Health::Unknown)
+    !rules.upstreams().any(|u| u.awaiting_first_probe())
 }
 
 /// What a reload did.
@@ -262,7 +260,7 @@ impl RuleStore {
         // A deleted (or renamed) file takes its confirm URL with it: every payment sent there
         // is refused from now on, which the operator must not learn from buyers.
         for gone in removed {
-            let path = crate::server::confirm_path(&gone);
+            let path = crate::rules::confirm_path(&gone);
             tracing::warn!(ruleset = %gone, "ruleset removed: POST {path} now answers 404 to every payment");
         }
         self.metrics.reload("applied");

@@ -18,9 +18,8 @@ use serde_json::Value;
 use crate::decision::{Decision, Outcome, MAX_TRACED_BODY};
 use crate::engine::{evaluate, fetch_call, Context, Original};
 use crate::payload::{self, ConfirmRequest, Parsed};
-use crate::rules::{Check, Health, Rules, Ruleset};
+use crate::rules::{Check, Health, Rules, Ruleset, UNKNOWN_RULESET_REASON};
 use crate::script::ScriptEngine;
-use crate::server::UNKNOWN_RULESET_REASON;
 use crate::upstream::canned::{Canned, CannedAnswer, CannedError};
 
 /// One decision-log line, as far as a replay reads it.

@@ -33,6 +33,17 @@ pub const DEFAULT_REJECT_STATUS: u16 = 409;
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// A refusal with no reason of its own (a `forward` whose endpoint gave none, say).
 pub const DEFAULT_REASON: &str = "결제를 진행할 수 없습니다.";
+/// The reason of the 404 for a ruleset that is not loaded.
+pub const UNKNOWN_RULESET_REASON: &str = "알 수 없는 결제 확인 경로입니다";
+
+/// The confirm URL path of ruleset `name` (its file's stem): `/confirm` for `default`.
+pub fn confirm_path(name: &str) -> String {
+    if name == "default" {
+        "/confirm".to_owned()
+    } else {
+        format!("/confirm/{name}")
+    }
+}
 
 /// Every ruleset of one rules directory, loaded together and swapped together.
 pub struct Rules {
@@ -326,6 +337,13 @@ pub struct Upstream {
     /// the decision log or `eval`'s output.
     /// Searchers for them, built at load, longest first.
     pub secrets: Arc<[memchr::memmem::Finder<'static>]>,
+}
+
+impl Upstream {
+    /// Probed, but its first probe has not answered yet (what `/readyz` waits for).
+    pub fn awaiting_first_probe(&self) -> bool {
+        self.health.is_some() && self.state.get() == Health::Unknown
+    }
 }
 
 impl fmt::Debug for Upstream {

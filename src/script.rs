@@ -101,16 +101,14 @@ impl TimeLeft {
     fn cause(self) -> &'static str {
         match self {
             TimeLeft::Deadline(_) => "the request's deadline",
-            TimeLeft::ShadowCutoff(_) => {
-                "shadow rule cut off to keep the deadline for enforced rules"
-            }
+            TimeLeft::ShadowCutoff(_) => crate::engine::SHADOW_CUT_OFF,
         }
     }
 }
 
 /// `50 ms`, `12.5 ms`.
 fn format_ms(d: Duration) -> String {
-    if d.subsec_nanos() % 1_000_000 == 0 {
+    if d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{} ms", d.as_millis())
     } else {
         format!("{:.1} ms", d.as_secs_f64() * 1000.0)

@@ -218,7 +218,7 @@ impl App {
         public: TcpListener,
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) {
         let stop_rx = self.state.0.stopping.subscribe();
         let state = self.state.clone();
         tokio::spawn(async move {
@@ -251,7 +251,7 @@ impl App {
             stopped(stop_rx.clone()),
         );
         let upkeep = self.state.0.metrics.spawn_upkeep();
-        let (a, b) = tokio::join!(public, admin);
+        tokio::join!(public, admin);
         // No request is accepted any more; what is left are evaluations whose caller went away
         // (or whose connection was given up on), each bound by its deadline.
         let evaluations = &self.state.0.evaluations;
@@ -270,7 +270,6 @@ impl App {
         if let Some(log) = &self.state.0.decision_log {
             log.shutdown().await;
         }
-        a.and(b)
     }
 }
 
@@ -306,8 +305,8 @@ impl AppState {
 }
 
 pub use admin::admin_router;
+pub use confirm::public_router;
 pub(crate) use confirm::unmapped;
-pub use confirm::{confirm_path, public_router, UNKNOWN_RULESET_REASON};
 
 /// Liveness, on both listeners: the process answers HTTP.
 async fn healthz() -> impl IntoResponse {

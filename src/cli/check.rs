@@ -63,7 +63,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     let mut serves: Vec<String> = rules
         .rulesets
         .keys()
-        .map(|name| format!("POST {} ({name}.yaml)", crate::server::confirm_path(name)))
+        .map(|name| format!("POST {} ({name}.yaml)", crate::rules::confirm_path(name)))
         .collect();
     if !rules.rulesets.contains_key("default") {
         serves.push("POST /confirm answers 404 (no default.yaml)".to_owned());

@@ -545,16 +545,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
             _ = int.recv() => tracing::info!("SIGINT: finishing in-flight requests"),
         }
     };
-    match app.serve(public, admin, shutdown).await {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            tracing::error!("server error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    app.serve(public, admin, shutdown).await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

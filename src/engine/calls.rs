@@ -83,7 +83,8 @@ impl Run<'_, '_> {
     pub(super) fn cut_off(&self) -> Verdict {
         let deadline = self.ruleset.settings.deadline;
         Verdict::Error(format!(
-            "shadow rule cut off to keep the deadline for enforced rules (shadow rules may use only the first {:?} of the {deadline:?} deadline)",
+            "{} (shadow rules may use only the first {:?} of the {deadline:?} deadline)",
+            super::SHADOW_CUT_OFF,
             deadline / 2
         ))
     }

@@ -67,12 +67,17 @@ impl Run<'_, '_> {
     /// payload can take as long as a script. A shadow rule waits for its turn only up to its
     /// own cut-off: it must never use up the deadline (the ruleset's on_error would then
     /// answer for it).
-    async fn turn(&self, rule: &Rule) -> Result<script::Slot<'_>, &'static str> {
+    async fn turn(&self, rule: &Rule) -> Result<script::Slot<'_>, String> {
         let slot = self.ctx.scripts.slot();
         if rule.mode == Mode::Shadow {
             tokio::time::timeout_at(self.shadow_until, slot)
                 .await
-                .map_err(|_| "shadow rule cut off waiting for its turn to run Rhai, to keep the deadline for enforced rules")
+                .map_err(|_| {
+                    format!(
+                        "{} (waiting for its turn to run Rhai)",
+                        super::SHADOW_CUT_OFF
+                    )
+                })
         } else {
             Ok(slot.await)
         }

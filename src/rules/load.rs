@@ -116,7 +116,7 @@ fn sort_by_position(errors: &mut [LoadError], file: &Path) {
         .filter(|&i| errors[i].file == file)
         .collect();
     let mut own: Vec<LoadError> = slots.iter().map(|&i| errors[i].clone()).collect();
-    own.sort_by_key(|e| e.location.map(|l| (l.line, l.column)));
+    own.sort_by_key(|e| e.location);
     for (slot, e) in slots.into_iter().zip(own) {
         errors[slot] = e;
     }

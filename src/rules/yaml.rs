@@ -17,8 +17,8 @@ pub use locate::{locate, locate_key, Seg};
 pub use rule_file::parse_rule_file;
 pub use scalar::{position_in_scalar, Origin};
 
-/// A 1-based position in a YAML source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A 1-based position in a YAML source; ordered as read (line, then column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Location {
     pub line: usize,
     pub column: usize,

@@ -297,9 +297,8 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         });
     }
     // In the order they are written, whichever check found them.
-    let place = |e: &LoadError| e.location.map(|l| (l.line, l.column));
-    errors.sort_by_key(place);
-    warnings.sort_by_key(place);
+    errors.sort_by_key(|e| e.location);
+    warnings.sort_by_key(|e| e.location);
     if errors.is_empty() {
         Ok(Suite {
             file: file.to_owned(),

@@ -104,7 +104,7 @@ impl Drop for Budgeted {
 pub(super) fn on_operation(_rhai_count: u64) -> Option<Dynamic> {
     let ops = OPS.get() + 1;
     OPS.set(ops);
-    if ops % CLOCK_EVERY_OPS != 0 && ops <= MAX_OPERATIONS {
+    if !ops.is_multiple_of(CLOCK_EVERY_OPS) && ops <= MAX_OPERATIONS {
         return None;
     }
     check_budget(ops)

@@ -62,7 +62,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     // Named `ruleset/upstream`: rulesets may each have an upstream of the same name.
     let waiting: Vec<String> = rules
         .upstreams()
-        .filter(|u| u.health.is_some() && u.state.get() == crate::rules::Health::Unknown)
+        .filter(|u| u.awaiting_first_probe())
         .map(|u| format!("{}/{}", u.ruleset, u.name))
         .collect();
     if waiting.is_empty() {

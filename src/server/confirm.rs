@@ -25,7 +25,7 @@ use crate::payload::{self, ConfirmRequest, Parsed};
 // The only label an unknown ruleset gets: label values must not be chosen by callers (a
 // ruleset file may not take this name).
 use crate::rules::UNKNOWN_RULESET;
-use crate::rules::{Rules, Ruleset};
+use crate::rules::{Rules, Ruleset, UNKNOWN_RULESET_REASON};
 use body::unread_body;
 pub(crate) use source::unmapped;
 
@@ -33,8 +33,6 @@ mod body;
 mod signed;
 mod source;
 
-/// The reason of the 404 for a ruleset that is not loaded.
-pub const UNKNOWN_RULESET_REASON: &str = "알 수 없는 결제 확인 경로입니다";
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 const DECISION_ID: &str = "x-confirm-decision-id";
 
@@ -77,7 +75,7 @@ async fn confirm(
 }
 
 /// The ruleset a confirm path names, as written: `default` for `/confirm`, `{ruleset}` for
-/// `/confirm/{ruleset}`. [`confirm_path`] is the way back.
+/// `/confirm/{ruleset}`. [`confirm_path`](crate::rules::confirm_path) is the way back.
 fn ruleset_in(path: &str) -> Cow<'_, str> {
     match path.strip_prefix("/confirm/") {
         None => Cow::Borrowed("default"),
@@ -94,15 +92,6 @@ fn ruleset_in(path: &str) -> Cow<'_, str> {
                 .decode_utf8()
                 .unwrap_or(Cow::Borrowed(name))
         }
-    }
-}
-
-/// The confirm URL path of ruleset `name`: `/confirm` for `default`.
-pub fn confirm_path(name: &str) -> String {
-    if name == "default" {
-        "/confirm".to_owned()
-    } else {
-        format!("/confirm/{name}")
     }
 }
 

@@ -227,8 +227,9 @@ impl Deliveries {
             return (claim, 0);
         }
         let mut forgotten = 0;
-        while seen.by_id.len() >= self.0.capacity {
-            seen.forget_soonest();
+        // Each turn forgets one id; should `by_id` and `expiry` ever disagree, it stops
+        // rather than spin under the lock.
+        while seen.by_id.len() >= self.0.capacity && seen.forget_soonest() {
             forgotten += 1;
         }
         let state = State::Pending;
@@ -290,17 +291,18 @@ fn digest(id: &[u8]) -> Key {
 impl Seen {
     /// Forgets every id whose signatures have all expired by `now`.
     fn forget_expired(&mut self, now: i64) {
-        while self.soonest().is_some_and(|until| until < now) {
-            self.forget_soonest();
-        }
+        while self.soonest().is_some_and(|until| until < now) && self.forget_soonest() {}
     }
 
-    /// Forgets the id whose signatures expire first (the one least likely to be sent again).
-    fn forget_soonest(&mut self) {
-        if self.soonest().is_some() {
-            if let Some(Reverse((_, _, key))) = self.expiry.pop() {
-                self.by_id.remove(&key);
-            }
+    /// Forgets the id whose signatures expire first (the one least likely to be sent again);
+    /// `false` when there was none.
+    fn forget_soonest(&mut self) -> bool {
+        if self.soonest().is_none() {
+            return false;
+        }
+        match self.expiry.pop() {
+            Some(Reverse((_, _, key))) => self.by_id.remove(&key).is_some(),
+            None => false,
         }
     }
 

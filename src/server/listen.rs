@@ -46,7 +46,7 @@ pub async fn serve(
     idle_timeout: Duration,
     stranger: impl Fn(IpAddr) -> bool,
     stop: impl Future<Output = tokio::time::Instant>,
-) -> io::Result<()> {
+) {
     let builder = |head_timeout| {
         let mut http = http1::Builder::new();
         // hyper's default, no half-close: a client whose side closes is taken as gone. PortOne
@@ -110,7 +110,6 @@ pub async fn serve(
             "stopped waiting at the end of the grace period for connections that never sent a whole request"
         );
     }
-    Ok(())
 }
 
 /// A peer that reset its connection before it was accepted is nothing; anything else (most

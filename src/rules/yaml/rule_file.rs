@@ -60,8 +60,7 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
             e.message = format!("{}; {hint}", e.message);
         }
     }
-    file.errors
-        .sort_by_key(|e| e.location.map(|l| (l.line, l.column)));
+    file.errors.sort_by_key(|e| e.location);
     file
 }
 
