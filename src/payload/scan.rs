@@ -88,7 +88,7 @@ pub(super) enum ScanError {
 /// `Result` cost more than the scan of a small body's keys.
 pub(super) fn scan<'a>(text: &'a str, top: &mut Top<'a>) -> Result<(), ScanError> {
     // A reserved key written without escapes is in the text as it is (its path is not worth
-    // a walk: no PortOne body has one); one spelled with escapes is caught by `Seen::check`.
+    // a walk: no PortOne body has one); one spelled with escapes is caught by `ObjectKeys::check`.
     if let Some(name) = reserved_in(text) {
         return Err(ScanError::Reserved(name));
     }
@@ -231,15 +231,15 @@ const INLINE_KEYS: usize = 8;
 
 /// The keys of one object so far (of the fields the proxy reads, their slots say whether they
 /// were seen). Keys with escapes, which only the full parser sees, go to the set.
-struct Seen<'de> {
+struct ObjectKeys<'de> {
     inline: [&'de str; INLINE_KEYS],
     len: usize,
     more: Option<HashSet<Cow<'de, str>>>,
 }
 
-impl<'de> Seen<'de> {
+impl<'de> ObjectKeys<'de> {
     fn new() -> Self {
-        Seen {
+        ObjectKeys {
             inline: [""; INLINE_KEYS],
             len: 0,
             more: None,
@@ -372,7 +372,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = Seen::new();
+        let mut seen = ObjectKeys::new();
         while let Some(key) = map.next_key_seed(Key)? {
             seen.check::<A::Error>(&key, self.dup)?;
             if let Err(e) = map.next_value_seed(Walk {
@@ -410,7 +410,7 @@ impl<'de> Visitor<'de> for TopSeed<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let top = self.top;
         // Only for keys the proxy does not read; made at the first one (V1 bodies have none).
-        let mut others: Option<Seen<'de>> = None;
+        let mut others: Option<ObjectKeys<'de>> = None;
         while let Some(key) = map.next_key_seed(Key)? {
             let dup = &mut *self.dup;
             if key == "data" {
@@ -479,7 +479,7 @@ impl<'de> Visitor<'de> for DataSeed<'_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut data = DataFields::default();
-        let mut others: Option<Seen<'de>> = None;
+        let mut others: Option<ObjectKeys<'de>> = None;
         while let Some(key) = map.next_key_seed(Key)? {
             let slot = match &*key {
                 "paymentId" => Some(&mut data.payment_id),
@@ -512,14 +512,14 @@ fn field_value<'de, A: MapAccess<'de>>(
     map: &mut A,
     key: Cow<'de, str>,
     slot: Option<&mut Field<'de>>,
-    others: &mut Option<Seen<'de>>,
+    others: &mut Option<ObjectKeys<'de>>,
     dup: &mut Option<Flaw>,
 ) -> Result<(), A::Error> {
     let read = match slot {
         Some(slot) if slot.present() => return Err(duplicate(dup, &key)),
         Some(slot) => raw_field(map, slot, dup),
         None => {
-            let seen = others.get_or_insert_with(Seen::new);
+            let seen = others.get_or_insert_with(ObjectKeys::new);
             seen.check(&key, dup)?;
             let walked = map.next_value_seed(Walk { dup: &mut *dup });
             if walked.is_ok() {

@@ -107,7 +107,7 @@ async fn wrong_method(
 
 /// Per-request facts gathered on the way in, for the log line and decision record.
 #[derive(Clone)]
-struct Seen {
+struct Arrival {
     id: String,
     started: tokio::time::Instant,
     arrived: DateTime<Utc>,
@@ -141,7 +141,7 @@ enum Delivery {
     Refused(&'static str),
 }
 
-impl Seen {
+impl Arrival {
     fn ruleset_name(&self) -> &str {
         self.ruleset
             .as_ref()
@@ -150,9 +150,9 @@ impl Seen {
 }
 
 impl AppState {
-    fn seen(&self, ruleset: &str) -> Seen {
+    fn arrival(&self, ruleset: &str) -> Arrival {
         let rules = self.0.store.current(); // one snapshot for the whole request
-        Seen {
+        Arrival {
             // Written straight into its buffer: `to_string` goes through `core::fmt`.
             id: uuid::Uuid::now_v7()
                 .hyphenated()
@@ -169,29 +169,33 @@ impl AppState {
     }
 
     fn method_not_allowed(&self, ruleset: &str, peer: SocketAddr, headers: &HeaderMap) -> Response {
-        let seen = self.seen(ruleset);
-        if let Some(refusal) = self.source_refused(&seen, peer, headers) {
+        let arrival = self.arrival(ruleset);
+        if let Some(refusal) = self.source_refused(&arrival, peer, headers) {
             return refusal;
         }
         // An unknown ruleset is the first thing wrong with the request (SPEC §9's order).
-        if seen.ruleset.is_none() {
-            return self.unknown_ruleset(&seen, ruleset, headers);
+        if arrival.ruleset.is_none() {
+            return self.unknown_ruleset(&arrival, ruleset, headers);
         }
         unread_body(
             headers,
-            self.refuse(&seen, 405, "POST 요청만 받습니다".into()),
+            self.refuse(&arrival, 405, "POST 요청만 받습니다".into()),
         )
     }
 
     /// The 404 of a confirm path that names no loaded ruleset.
-    fn unknown_ruleset(&self, seen: &Seen, ruleset: &str, headers: &HeaderMap) -> Response {
+    fn unknown_ruleset(&self, arrival: &Arrival, ruleset: &str, headers: &HeaderMap) -> Response {
         // Every payment sent to a mistyped confirm URL fails: say which name was asked for
         // (metrics and the record say `unknown`; label values must not be callers' choice).
         let requested: String = ruleset.chars().take(100).collect();
-        tracing::warn!(decision_id = seen.id.as_str(), requested, "no such ruleset");
+        tracing::warn!(
+            decision_id = arrival.id.as_str(),
+            requested,
+            "no such ruleset"
+        );
         unread_body(
             headers,
-            self.refuse(seen, 404, UNKNOWN_RULESET_REASON.into()),
+            self.refuse(arrival, 404, UNKNOWN_RULESET_REASON.into()),
         )
     }
 
@@ -203,22 +207,22 @@ impl AppState {
         body: Body,
     ) -> Response {
         let s = &self.0;
-        let mut seen = self.seen(ruleset);
+        let mut arrival = self.arrival(ruleset);
         // Guards in the order of SPEC §9; the first failing one answers.
-        if let Some(refusal) = self.source_refused(&seen, peer, &headers) {
+        if let Some(refusal) = self.source_refused(&arrival, peer, &headers) {
             return refusal;
         }
-        let Some(set) = seen.ruleset.clone() else {
-            return self.unknown_ruleset(&seen, ruleset, &headers);
+        let Some(set) = arrival.ruleset.clone() else {
+            return self.unknown_ruleset(&arrival, ruleset, &headers);
         };
         self.note_deadline(set.settings.deadline);
-        let bytes = match self.read_body(&seen, &set, &headers, body).await {
+        let bytes = match self.read_body(&arrival, &set, &headers, body).await {
             Ok(bytes) => bytes,
             Err(refusal) => return refusal,
         };
         if let Some(verifier) = &s.verifier {
             if let Some(answer) = self
-                .signed(verifier, &mut seen, &set, &headers, &bytes)
+                .signed(verifier, &mut arrival, &set, &headers, &bytes)
                 .await
             {
                 return answer;
@@ -228,13 +232,13 @@ impl AppState {
             Ok(Parsed::Confirm(req)) => req,
             Ok(Parsed::Ignored { message_type }) => {
                 tracing::info!(
-                    decision_id = seen.id.as_str(),
+                    decision_id = arrival.id.as_str(),
                     message_type,
                     "webhook type ignored"
                 );
-                return self.finish(&seen, Decision::ignored(), None);
+                return self.finish(&arrival, Decision::ignored(), None);
             }
-            Err(e) => return self.refuse(&seen, e.status(), e.to_string()),
+            Err(e) => return self.refuse(&arrival, e.status(), e.to_string()),
         };
         let original = Original::received(bytes, &headers);
         // An evaluation that waits — for an upstream, or for its turn to run Rhai — could be
@@ -242,24 +246,24 @@ impl AppState {
         // the merchant, or with no record of the request at all): it gets a task of its own.
         // Every other check runs without yielding.
         if set.calls_upstreams || set.uses_rhai {
-            self.detached(seen, set, req, original).await
+            self.detached(arrival, set, req, original).await
         } else {
-            let decision = engine::evaluate(&set, &req, &self.context(&seen, &original)).await;
-            self.finish(&seen, decision, Some(&req))
+            let decision = engine::evaluate(&set, &req, &self.context(&arrival, &original)).await;
+            self.finish(&arrival, decision, Some(&req))
         }
     }
 
-    /// What an evaluation of the request `seen` needs besides the rules and the request.
-    fn context<'a>(&'a self, seen: &'a Seen, original: &'a Original) -> Context<'a> {
+    /// What an evaluation of the request `arrival` needs besides the rules and the request.
+    fn context<'a>(&'a self, arrival: &'a Arrival, original: &'a Original) -> Context<'a> {
         Context {
             scripts: &self.0.scripts,
             upstreams: self.0.upstreams.clone(),
             // The arrival: the decision log's `time`, so a record replayed with `eval --now`
             // falls on the same side of every sale window.
-            now: seen.arrived.fixed_offset(),
-            started: seen.started,
+            now: arrival.arrived.fixed_offset(),
+            started: arrival.started,
             original,
-            decision_id: Some(seen.id.as_str()),
+            decision_id: Some(arrival.id.as_str()),
         }
     }
 
@@ -272,7 +276,7 @@ impl AppState {
     /// for it (see [`App::serve`](super::App::serve)).
     async fn detached(
         &self,
-        seen: Seen,
+        arrival: Arrival,
         set: Arc<Ruleset>,
         req: ConfirmRequest,
         original: Original,
@@ -282,7 +286,7 @@ impl AppState {
         // What the answer needs should the evaluation end without one (its reason may name
         // the order).
         let req = Arc::new(req);
-        let (kept, ruleset, kept_req) = (seen.clone(), set.clone(), req.clone());
+        let (kept, ruleset, kept_req) = (arrival.clone(), set.clone(), req.clone());
         // Set by whoever answers first: the evaluation, or this side at the deadline.
         let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let taken_here = taken.clone();
@@ -290,19 +294,19 @@ impl AppState {
             !taken.swap(true, std::sync::atomic::Ordering::AcqRel)
         };
         self.0.evaluations.spawn(async move {
-            let decision = engine::evaluate(&set, &req, &state.context(&seen, &original)).await;
+            let decision = engine::evaluate(&set, &req, &state.context(&arrival, &original)).await;
             if !take(&taken) {
                 tracing::warn!(
-                    decision_id = seen.id.as_str(),
+                    decision_id = arrival.id.as_str(),
                     decision = decision.decision.as_str(),
                     "evaluation ended after its answer was due; on_error answered, and this decision was not sent"
                 );
                 return;
             }
-            let response = state.finish(&seen, decision, Some(&req));
+            let response = state.finish(&arrival, decision, Some(&req));
             if tx.send(response).is_err() {
                 tracing::warn!(
-                    decision_id = seen.id.as_str(),
+                    decision_id = arrival.id.as_str(),
                     "answer not delivered: the caller hung up before it was ready"
                 );
             }
@@ -342,25 +346,30 @@ impl AppState {
     }
 
     /// A guard's refusal, before any rule ran.
-    fn refuse(&self, seen: &Seen, status: u16, reason: String) -> Response {
+    fn refuse(&self, arrival: &Arrival, status: u16, reason: String) -> Response {
         self.0.metrics.guard_refusal(status);
-        self.finish(seen, Decision::reject(status, reason, None), None)
+        self.finish(arrival, Decision::reject(status, reason, None), None)
     }
 
     /// Counts, logs and records one answer, then renders it.
-    fn finish(&self, seen: &Seen, decision: Decision, req: Option<&ConfirmRequest>) -> Response {
+    fn finish(
+        &self,
+        arrival: &Arrival,
+        decision: Decision,
+        req: Option<&ConfirmRequest>,
+    ) -> Response {
         let s = &self.0;
-        if let Delivery::First(ticket) = &seen.delivery {
-            ticket.settle(&seen.id, &decision);
+        if let Delivery::First(ticket) = &arrival.delivery {
+            ticket.settle(&arrival.id, &decision);
         }
-        let (repeat_of, repeat_refused) = match &seen.delivery {
+        let (repeat_of, repeat_refused) = match &arrival.delivery {
             Delivery::RepeatOf(id) => (Some(&**id), None),
             Delivery::Refused(why) => (None, Some(*why)),
             _ => (None, None),
         };
-        let elapsed = seen.started.elapsed();
+        let elapsed = arrival.started.elapsed();
         s.metrics
-            .decision(seen.ruleset.as_deref(), &decision, elapsed);
+            .decision(arrival.ruleset.as_deref(), &decision, elapsed);
         let latency_ms = engine::millis(elapsed);
         // What shadow rules would have done, `rule:outcome,…`: the point of running them.
         let shadow = (!decision.shadow.is_empty()).then(|| {
@@ -374,26 +383,26 @@ impl AppState {
         // Plain `&str`s: the line format quotes and escapes a value only when it needs it (an
         // order id comes from outside). Absent fields are left out.
         tracing::info!(
-            decision_id = seen.id.as_str(),
-            ruleset = seen.ruleset_name(),
+            decision_id = arrival.id.as_str(),
+            ruleset = arrival.ruleset_name(),
             decision = decision.decision.as_str(),
             status = decision.status,
             rule = decision.rule.as_deref(),
             reason = decision.reason.as_deref(),
             order_id = req.map(|r| r.order_id.as_str()),
             shadow = shadow.as_deref(),
-            webhook_id = seen.webhook_id.as_deref(),
+            webhook_id = arrival.webhook_id.as_deref(),
             repeat_of,
             latency_ms,
             "decision"
         );
-        let response = answer(&decision, &seen.id);
+        let response = answer(&decision, &arrival.id);
         if let Some(log) = &s.decision_log {
             log.write(&Record {
-                time: seen.arrived,
-                decision_id: &seen.id,
-                ruleset: seen.ruleset_name(),
-                rules_version: &seen.rules.version,
+                time: arrival.arrived,
+                decision_id: &arrival.id,
+                ruleset: arrival.ruleset_name(),
+                rules_version: &arrival.rules.version,
                 api: req.map(|r| r.api.as_str()),
                 order_id: req.map(|r| r.order_id.as_str()),
                 tx_id: req.map(|r| r.tx_id.as_str()),
@@ -403,8 +412,8 @@ impl AppState {
                 request: req.map(|r| &r.payload),
                 repeat_of,
                 repeat_refused,
-                webhook_id: seen.webhook_id.as_deref(),
-                source: seen.refused_source,
+                webhook_id: arrival.webhook_id.as_deref(),
+                source: arrival.refused_source,
             });
         }
         response

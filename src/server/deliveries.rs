@@ -37,7 +37,7 @@ pub const CAPACITY: usize = 100_000;
 pub struct Deliveries(Arc<Shared>);
 
 struct Shared {
-    seen: Mutex<Seen>,
+    seen: Mutex<IdTable>,
     /// Woken whenever a first delivery is settled, for the repeats waiting on one.
     settled: Notify,
     capacity: usize,
@@ -48,7 +48,7 @@ struct Shared {
 type Key = [u8; 16];
 
 #[derive(Default)]
-struct Seen {
+struct IdTable {
     by_id: HashMap<Key, First>,
     /// Every remembered id with the last second its signature held when it was claimed,
     /// soonest first. A repeat signed later extends its id's time in [`First::valid_until`];
@@ -190,7 +190,7 @@ impl Earlier {
 impl Deliveries {
     pub fn new(capacity: usize) -> Deliveries {
         Deliveries(Arc::new(Shared {
-            seen: Mutex::new(Seen::default()),
+            seen: Mutex::new(IdTable::default()),
             settled: Notify::new(),
             capacity: capacity.max(1),
         }))
@@ -263,7 +263,7 @@ impl Deliveries {
     }
 
     /// Nothing panics while the lock is held, so a poisoned one holds consistent data.
-    fn seen(&self) -> MutexGuard<'_, Seen> {
+    fn seen(&self) -> MutexGuard<'_, IdTable> {
         self.0.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -288,7 +288,7 @@ fn digest(id: &[u8]) -> Key {
     key
 }
 
-impl Seen {
+impl IdTable {
     /// Forgets every id whose signatures have all expired by `now`.
     fn forget_expired(&mut self, now: i64) {
         while self.soonest().is_some_and(|until| until < now) && self.forget_soonest() {}

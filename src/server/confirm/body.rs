@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::Seen;
+use super::Arrival;
 use crate::engine;
 use crate::payload::{self, ConfirmRequest, Parsed, MAX_BODY};
 use crate::rules::Ruleset;
@@ -18,14 +18,14 @@ impl AppState {
     /// which says so: a client pooling connections sends its next request on a new one.
     pub(super) async fn read_body(
         &self,
-        seen: &Seen,
+        arrival: &Arrival,
         set: &Ruleset,
         headers: &HeaderMap,
         body: Body,
     ) -> Result<bytes::Bytes, Response> {
         let too_large = || {
             let e = payload::PayloadError::TooLarge;
-            closing(self.refuse(seen, e.status(), e.to_string()))
+            closing(self.refuse(arrival, e.status(), e.to_string()))
         };
         // A body announced as too large is refused before any of it is read (and before an
         // `Expect: 100-continue` client is told to send it).
@@ -38,33 +38,34 @@ impl AppState {
         }
         // The deadline covers a body sent slowly too; what has not arrived cannot be checked.
         let read = axum::body::to_bytes(body, MAX_BODY);
-        match tokio::time::timeout_at(engine::answer_by(&set.settings, seen.started), read).await {
+        match tokio::time::timeout_at(engine::answer_by(&set.settings, arrival.started), read).await
+        {
             Ok(Ok(bytes)) => Ok(bytes),
             Ok(Err(e)) if over_limit(&e) => Err(too_large()),
             // Nobody is left to answer, and nothing was read to decide about: like a request
             // dropped before it was read, no decision, no count, no record.
             Ok(Err(e)) if caller_gone(&e) => {
                 tracing::warn!(
-                    decision_id = seen.id.as_str(),
+                    decision_id = arrival.id.as_str(),
                     "the caller hung up while sending the request body; nothing was decided"
                 );
                 Err(closing(StatusCode::BAD_REQUEST.into_response()))
             }
             Ok(Err(e)) => {
-                tracing::warn!(decision_id = seen.id.as_str(), error = %e, "request body could not be read");
+                tracing::warn!(decision_id = arrival.id.as_str(), error = %e, "request body could not be read");
                 Err(closing(self.refuse(
-                    seen,
+                    arrival,
                     400,
                     "요청 본문을 읽지 못했습니다".into(),
                 )))
             }
             Err(_) => {
                 tracing::warn!(
-                    decision_id = seen.id.as_str(),
+                    decision_id = arrival.id.as_str(),
                     "request body not received within the deadline"
                 );
                 Err(closing(self.refuse(
-                    seen,
+                    arrival,
                     408,
                     "요청 본문을 제한 시간 안에 받지 못했습니다".into(),
                 )))

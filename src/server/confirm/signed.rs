@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::body::body_request;
-use super::{Delivery, Seen};
+use super::{Arrival, Delivery};
 use crate::decision::Decision;
 use crate::engine;
 use crate::rules::Ruleset;
@@ -17,26 +17,26 @@ use crate::webhook::Verifier;
 
 impl AppState {
     /// Checks the request's signature and claims its message. `None` for its first delivery,
-    /// to be evaluated (the ticket its answer settles is put in `seen`); otherwise the answer:
+    /// to be evaluated (the ticket its answer settles is put in `arrival`); otherwise the answer:
     /// the 401 of a bad signature or of a message first sent to another ruleset, or a repeat's.
     pub(super) async fn signed(
         &self,
         verifier: &Verifier,
-        seen: &mut Seen,
+        arrival: &mut Arrival,
         set: &Ruleset,
         headers: &HeaderMap,
         body: &bytes::Bytes,
     ) -> Option<Response> {
         let s = &self.0;
-        let now = seen.arrived.timestamp();
+        let now = arrival.arrived.timestamp();
         let message = match verifier.verify(headers, body, now) {
             Ok(message) => message,
             Err(e) => {
-                tracing::warn!(decision_id = seen.id.as_str(), error = %e, "webhook signature refused");
-                return Some(self.refuse(seen, 401, e.reason().into()));
+                tracing::warn!(decision_id = arrival.id.as_str(), error = %e, "webhook signature refused");
+                return Some(self.refuse(arrival, 401, e.reason().into()));
             }
         };
-        seen.webhook_id = Some(
+        arrival.webhook_id = Some(
             String::from_utf8_lossy(message.id)
                 .chars()
                 .take(100)
@@ -46,19 +46,19 @@ impl AppState {
         s.metrics.delivery_ids_forgotten(forgotten);
         match claim {
             Claim::First(ticket) => {
-                seen.delivery = Delivery::First(Arc::new(ticket));
+                arrival.delivery = Delivery::First(Arc::new(ticket));
                 None
             }
-            Claim::Repeat(earlier) => Some(self.repeat(seen, set, earlier, headers, body).await),
+            Claim::Repeat(earlier) => Some(self.repeat(arrival, set, earlier, headers, body).await),
             Claim::Elsewhere => Some(self.not_a_copy(
-                seen,
+                arrival,
                 (headers, body),
                 "other_ruleset",
                 "for another ruleset",
                 "다른 결제 확인 경로로 이미 받은 요청입니다",
             )),
             Claim::Altered => Some(self.not_a_copy(
-                seen,
+                arrival,
                 (headers, body),
                 "other_body",
                 "with another body",
@@ -72,21 +72,21 @@ impl AppState {
     /// reads, the request, so that an operator can put the two side by side.
     fn not_a_copy(
         &self,
-        seen: &mut Seen,
+        arrival: &mut Arrival,
         (headers, body): (&HeaderMap, &bytes::Bytes),
         label: &'static str,
         how: &str,
         reason: &str,
     ) -> Response {
         self.0.metrics.repeated_delivery(label);
-        seen.delivery = Delivery::Refused(label);
+        arrival.delivery = Delivery::Refused(label);
         tracing::warn!(
-            decision_id = seen.id.as_str(),
-            webhook_id = seen.webhook_id.as_deref(),
+            decision_id = arrival.id.as_str(),
+            webhook_id = arrival.webhook_id.as_deref(),
             "webhook message already received {how}"
         );
         let decision = Decision::reject(401, reason.into(), None);
-        self.finish(seen, decision, body_request(headers, body).as_ref())
+        self.finish(arrival, decision, body_request(headers, body).as_ref())
     }
 
     /// The answer to a repeated delivery of a signed message: the one its first delivery got,
@@ -95,14 +95,14 @@ impl AppState {
     /// The body is read only for the log line and record (the order id an operator looks for).
     async fn repeat(
         &self,
-        seen: &mut Seen,
+        arrival: &mut Arrival,
         set: &Ruleset,
         earlier: Earlier,
         headers: &HeaderMap,
         body: &bytes::Bytes,
     ) -> Response {
         let answered = tokio::time::timeout_at(
-            engine::answer_by(&set.settings, seen.started),
+            engine::answer_by(&set.settings, arrival.started),
             earlier.answer(),
         )
         .await
@@ -111,17 +111,17 @@ impl AppState {
         let req = body_request(headers, body);
         let Some(answered) = answered else {
             self.0.metrics.repeated_delivery("unanswered");
-            seen.delivery = Delivery::Refused("unanswered");
+            arrival.delivery = Delivery::Refused("unanswered");
             tracing::warn!(
-                decision_id = seen.id.as_str(),
+                decision_id = arrival.id.as_str(),
                 "webhook message repeated while its first delivery has no answer"
             );
             let reason = "같은 결제 확인 요청을 처리하고 있습니다. 잠시 후 다시 시도해 주세요.";
             let decision = Decision::reject(set.settings.reject_status, reason.into(), None);
-            return self.finish(seen, decision, req.as_ref());
+            return self.finish(arrival, decision, req.as_ref());
         };
         self.0.metrics.repeated_delivery("answered");
-        seen.delivery = Delivery::RepeatOf(answered.decision_id.clone());
-        self.finish(seen, answered.decision(), req.as_ref())
+        arrival.delivery = Delivery::RepeatOf(answered.decision_id.clone());
+        self.finish(arrival, answered.decision(), req.as_ref())
     }
 }

@@ -7,14 +7,14 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::body::{closing, unread_body};
-use super::Seen;
+use super::Arrival;
 use crate::server::AppState;
 
 impl AppState {
     /// The 403 of `--allow-from`, when the source is not allowed.
     pub(super) fn source_refused(
         &self,
-        seen: &Seen,
+        arrival: &Arrival,
         peer: SocketAddr,
         headers: &HeaderMap,
     ) -> Option<Response> {
@@ -26,20 +26,20 @@ impl AppState {
         match client {
             Some(client) if allow_from.iter().any(|net| net.contains(&client)) => return None,
             Some(client) => {
-                tracing::warn!(decision_id = seen.id.as_str(), %client, "source address not allowed");
+                tracing::warn!(decision_id = arrival.id.as_str(), %client, "source address not allowed");
             }
             None => {
                 tracing::warn!(
-                    decision_id = seen.id.as_str(),
+                    decision_id = arrival.id.as_str(),
                     "source address unknown: X-Forwarded-For does not end in an address"
                 );
             }
         }
-        let seen = Seen {
+        let arrival = Arrival {
             refused_source: client,
-            ..seen.clone()
+            ..arrival.clone()
         };
-        let refusal = self.refuse(&seen, 403, "허용되지 않은 발신 주소입니다".into());
+        let refusal = self.refuse(&arrival, 403, "허용되지 않은 발신 주소입니다".into());
         // The socket's own peer is refused: it keeps no connection open for its next attempt.
         // (Behind a load balancer the connection is the balancer's, shared with allowed clients:
         // kept, unless the body left unread ends it anyway.)
