@@ -72,6 +72,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
             uses_payload: false,
             rule_order: Vec::new(),
             current_rule: 0,
+            before_comments: None,
         };
         let ruleset = file.compile(&name);
         if file.errors.is_empty() {
@@ -203,6 +204,10 @@ struct FileCompiler<'a, 'o> {
     /// `fetched["name"]` may name.
     rule_order: Vec<RuleEntry>,
     current_rule: usize,
+    /// Where the text before each glued comment that follows something on its line ends (see
+    /// [`yaml::ends_before_comments`]), found once: locating a value reads the file from its
+    /// start, so doing it for every reason made loading a long file quadratic.
+    before_comments: Option<Vec<usize>>,
 }
 
 impl FileCompiler<'_, '_> {
@@ -267,6 +272,13 @@ impl FileCompiler<'_, '_> {
     /// 좌석 #1 매진` reads as `좌석`): a comment of a word glued to its `#` is most likely
     /// the rest of the text; `# 설명` with a space reads as a comment meant as one.
     fn warn_cut_by_comment(&mut self, path: &[Seg<'_>], value: &str, what: &str) {
+        let src = &self.src;
+        let ends = self
+            .before_comments
+            .get_or_insert_with(|| yaml::ends_before_comments(src));
+        if !ends.iter().any(|&end| src[..end].ends_with(value)) {
+            return;
+        }
         let at = yaml::locate(&self.src, path);
         let glued = yaml::comment_after(&self.src, at, value)
             .filter(|comment| comment.starts_with(|c: char| !c.is_whitespace() && c != '#'))

@@ -102,6 +102,26 @@ pub fn cut_by_comment(src: &str, at: Location, value: &str) -> bool {
     comment_after(src, at, value).is_some()
 }
 
+/// Where the text before each ` #word` (or tab `#word`: a comment glued to its first word)
+/// that follows something else on its line ends, trailing blanks left out: an unquoted value
+/// whose text was cut that way ends at one of them. Quoted text may hold such a `#` too; these
+/// are candidates to look at, not comments for sure.
+pub fn ends_before_comments(src: &str) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut line_start = 0;
+    for line in src.split_inclusive('\n') {
+        for (i, _) in line.match_indices('#') {
+            let before = line[..i].trim_end_matches([' ', '\t']);
+            let glued = line[i + 1..].starts_with(|c: char| !c.is_whitespace() && c != '#');
+            if glued && before.len() < i && !before.trim_start().is_empty() {
+                ends.push(line_start + before.len());
+            }
+        }
+        line_start += line.len();
+    }
+    ends
+}
+
 /// The comment (after its `#`) that follows the unquoted value `value` starting at `at` on
 /// its line; see [`cut_by_comment`].
 pub fn comment_after<'s>(src: &'s str, at: Location, value: &str) -> Option<&'s str> {
@@ -259,6 +279,19 @@ mod tests {
 
     /// serde_yaml reads integers beyond 64 bits as 128-bit ones: they are found like any
     /// node, and the error naming one carries no Rust type name.
+    #[test]
+    fn text_ends_before_comments_are_found_once_for_the_file() {
+        let src = "# heading\nrules:\n  - reason: 좌석 #1 매진\n    when: a  #note\n    y: b # a comment\n    x: \"q #x\"\n  #\tb\n";
+        let ends: Vec<&str> = ends_before_comments(src)
+            .into_iter()
+            .map(|end| &src[..end])
+            .collect();
+        assert_eq!(ends.len(), 3, "{ends:?}");
+        assert!(ends[0].ends_with("reason: 좌석"));
+        assert!(ends[1].ends_with("when: a"));
+        assert!(ends[2].ends_with("x: \"q"), "a candidate, though quoted");
+    }
+
     #[test]
     fn integers_beyond_64_bits_are_located_and_named_plainly() {
         use Seg::*;
