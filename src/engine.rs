@@ -259,9 +259,25 @@ impl Run<'_, '_> {
             if (rule.uses_rhai() || rule.has_side_effects())
                 && tokio::time::Instant::now() >= self.deadline
             {
-                // Not evaluated, so neither traced nor named as deciding.
+                // Not run, but traced and named with why: the decision record must say which
+                // check the deadline kept from running (a `forward` the merchant never saw).
                 self.current = None;
-                return None;
+                let what = if rule.has_side_effects() {
+                    "not sent"
+                } else {
+                    "not run"
+                };
+                let cause = format!(
+                    "{what}: reached after the answer was due (deadline of {:?})",
+                    self.ruleset.settings.deadline
+                );
+                match self.conclude(rule, Verdict::Stopped(cause), None, started) {
+                    ControlFlow::Continue(ended) => {
+                        started = ended;
+                        continue;
+                    }
+                    ControlFlow::Break(decision) => return Some(decision),
+                }
             }
             let (verdict, answer) = match self.guard(rule, &mut scope).await {
                 Ok(true) => {

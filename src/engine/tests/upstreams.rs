@@ -788,13 +788,21 @@ async fn forward_after_a_stock_answer_at_185_ms(rules: &Rules) -> Decision {
 /// timer cannot stop what comes next without an await, so the rules after it look at the
 /// clock: a `forward` is not sent, and a Rhai rule is not evaluated (with no time left a short
 /// expression still completes and would let the payment through); the ruleset's `on_error`
-/// decides and names no rule.
+/// decides, naming that rule, whose trace says why it did not run (a record with no word of
+/// it read as an unexplained refusal, or with `on_error: approve` an approval whose forward
+/// the merchant never saw).
 #[tokio::test(start_paused = true)]
 async fn rules_reached_after_an_answer_seen_as_it_falls_due_are_not_run() {
     const RESERVE: &str = "POST /api/reserve/order-1";
-    for last in [
-        "{ name: last, forward: { upstream: shop, path: /payments/confirm } }",
-        "{ name: last, require: 'true', reason: x }",
+    for (last, why) in [
+        (
+            "{ name: last, forward: { upstream: shop, path: /payments/confirm } }",
+            "not sent: reached after the answer was due (deadline of 200ms)",
+        ),
+        (
+            "{ name: last, require: 'true', reason: x }",
+            "not run: reached after the answer was due (deadline of 200ms)",
+        ),
     ] {
         let (_dir, rules) = ruleset(&format!(
             r#"{SHOP}
@@ -815,10 +823,15 @@ rules:
         let d = decide_arrived(&rules, canned.clone(), Duration::ZERO).await;
         assert_eq!(
             summary(&d),
-            ("reject", 409, Some(DEFAULT_ERROR_REASON), None),
+            ("reject", 409, Some(DEFAULT_ERROR_REASON), Some("last")),
             "{last}"
         );
-        assert_eq!(outcomes(&d), [("reserve", "pass")], "{last}");
+        assert_eq!(
+            outcomes(&d),
+            [("reserve", "pass"), ("last", "error")],
+            "{last}"
+        );
+        assert_eq!(error_of(&d, "last"), why);
         assert_eq!(
             keys(&canned),
             [RESERVE],
