@@ -45,6 +45,16 @@ use crate::upstream::Upstreams;
 mod calls;
 mod check;
 
+/// Frees `value` on a blocking thread (inline outside a runtime). A large upstream answer is
+/// tens of thousands of allocations; freed on an async worker, it holds up that worker's
+/// deadline timers, and with a few such answers at once, answers went out past their deadline.
+pub(crate) fn free_in_background<T: Send + 'static>(value: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(value))),
+        Err(_) => drop(value),
+    }
+}
+
 /// Why a shadow rule ended as an error at the shadow cut-off; each place that cuts one off
 /// adds what was cut short.
 pub(crate) const SHADOW_CUT_OFF: &str =

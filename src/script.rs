@@ -286,14 +286,18 @@ impl ScriptEngine {
         &self,
         scope: &mut RequestScope,
         ast: &AST,
-        response: Option<Dynamic>,
+        response: &mut Option<Dynamic>,
         time_left: TimeLeft,
     ) -> Result<bool, ScriptError> {
         let len = scope.scope.len();
-        if let Some(response) = response {
+        if let Some(response) = response.take() {
             scope.scope.push_constant_dynamic("response", response);
         }
         let result = self.eval(&mut scope.scope, ast, time_left);
+        // Handed back rather than freed here: the caller knows whether it is large.
+        if scope.scope.len() > len {
+            *response = scope.scope.remove::<Dynamic>("response");
+        }
         scope.scope.rewind(len);
         scope.repair();
         as_bool(result?)
@@ -481,7 +485,7 @@ pub(crate) mod tests {
         let engine = ScriptEngine::new();
         let ast = engine.compile_expression(src, &[]).unwrap();
         let mut scope = RequestScope::new(&request(body), at("2026-12-01T12:30:00+09:00"), true);
-        engine.eval_bool(&mut scope, &ast, None, FULL)
+        engine.eval_bool(&mut scope, &ast, &mut None, FULL)
     }
 
     pub(super) fn run_script(src: &str) -> Result<ScriptVerdict, ScriptError> {

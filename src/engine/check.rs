@@ -33,7 +33,7 @@ impl Run<'_, '_> {
     ) -> Result<bool, String> {
         match &rule.when {
             Some(when) => self
-                .test(rule, when, scope, None)
+                .test(rule, when, scope, &mut None)
                 .await
                 .map_err(|e| when.error_at("when", &e)),
             None => Ok(true),
@@ -47,7 +47,7 @@ impl Run<'_, '_> {
         rule: &Rule,
         expr: &Expr,
         scope: &mut RequestScope,
-        response: Option<Dynamic>,
+        response: &mut Option<Dynamic>,
     ) -> Result<bool, script::ScriptError> {
         match &expr.native {
             Some(native) => Ok(native.eval(self.req)),
@@ -118,7 +118,7 @@ impl Run<'_, '_> {
                 let now = self.ctx.now;
                 pass_if(from.is_none_or(|f| now >= f) && until.is_none_or(|u| now < u))
             }
-            Check::Require(expr) => match self.test(rule, expr, scope, None).await {
+            Check::Require(expr) => match self.test(rule, expr, scope, &mut None).await {
                 Ok(ok) => pass_if(ok),
                 Err(e) => Verdict::Error(expr.error_at("require", &e)),
             },
@@ -252,29 +252,61 @@ impl Run<'_, '_> {
         };
         // A large answer becomes Rhai's values on a blocking thread, where the deadline timer
         // can still end the wait (see `BIG_BODY`).
-        let (resp, dynamic) = if resp.size >= crate::upstream::BIG_BODY {
-            let _turn = match self.turn(rule).await {
-                Ok(turn) => turn,
-                Err(cut) => return Verdict::Error(cut.to_owned()),
+        // So is its copy for `fetched`, and what is left of it is freed on one too.
+        let large = resp.size >= crate::upstream::BIG_BODY;
+        let (resp, response) = if large {
+            let converted = {
+                let _turn = match self.turn(rule).await {
+                    Ok(turn) => turn,
+                    Err(cut) => return Verdict::Error(cut),
+                };
+                tokio::task::spawn_blocking(move || {
+                    let dynamic = response_dynamic(&resp);
+                    (resp, dynamic)
+                })
+                .await
             };
-            let converted = tokio::task::spawn_blocking(move || {
-                let dynamic = response_dynamic(&resp);
-                (resp, dynamic)
-            });
-            match converted.await {
+            let failed =
+                |e| Verdict::Error(format!("reading the answer of {}: {e}", f.upstream.name));
+            let (resp, dynamic) = match converted {
                 Ok(both) => both,
-                Err(e) => {
-                    return Verdict::Error(format!(
-                        "reading the answer of {}: {e}",
-                        f.upstream.name
-                    ))
+                Err(e) => return failed(e),
+            };
+            // The copy needs no turn: it runs no Rhai, and queued behind other answers'
+            // conversions it would only wait.
+            let copied = tokio::task::spawn_blocking(move || {
+                let copy = dynamic.clone().into_read_only();
+                (dynamic, copy)
+            });
+            match copied.await {
+                Ok((dynamic, copy)) => {
+                    scope.set_fetched_copy(&rule.name, copy);
+                    (resp, dynamic)
                 }
+                Err(e) => return failed(e),
             }
         } else {
             let dynamic = response_dynamic(&resp);
-            (resp, dynamic)
+            (resp, scope.set_fetched(&rule.name, dynamic))
         };
-        let response = scope.set_fetched(&rule.name, dynamic);
+        let mut response = Some(response);
+        let verdict = self.require_on(rule, f, scope, &resp, &mut response).await;
+        if large {
+            crate::engine::free_in_background((resp, response));
+        }
+        verdict
+    }
+
+    /// A fetch's `require` (or, without one, its status) on the answer `resp`, which Rhai
+    /// sees as `response`.
+    async fn require_on(
+        &self,
+        rule: &Rule,
+        f: &Fetch,
+        scope: &mut RequestScope,
+        resp: &UpstreamResponse,
+        response: &mut Option<Dynamic>,
+    ) -> Verdict {
         // A field of the merchant's answer can be any size: capped like a merchant's reason.
         let reason = || capped(rule.reason.render_reason(self.req, Some(&resp.body)));
         match &f.require {
@@ -292,7 +324,7 @@ impl Run<'_, '_> {
                     Verdict::Error(cause)
                 }
             }
-            Some(expr) => match self.test(rule, expr, scope, Some(response)).await {
+            Some(expr) => match self.test(rule, expr, scope, response).await {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Refuse(reason()),
                 Err(e) => Verdict::Error(expr.error_at(

@@ -227,7 +227,7 @@ mod tests {
                 RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
             let started = Instant::now();
             let err = engine
-                .eval_bool(&mut scope, &ast, None, TimeLeft::Deadline(Duration::from_secs(1)))
+                .eval_bool(&mut scope, &ast, &mut None, TimeLeft::Deadline(Duration::from_secs(1)))
                 .unwrap_err();
             let took = started.elapsed();
             println!("{src}: {took:?}: {err}");
@@ -323,7 +323,7 @@ mod tests {
             engine.eval_bool(
                 &mut scope,
                 &ast,
-                None,
+                &mut None,
                 TimeLeft::ShadowCutoff(Duration::ZERO)
             ),
             Ok(true)

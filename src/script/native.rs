@@ -237,7 +237,7 @@ mod tests {
                         // Unchecked: `api == "qa-"` is a load error, and still has an answer.
                         let ast = engine.compile_unchecked(&shape);
                         let mut scope = RequestScope::new(&req, now, false);
-                        let rhai = engine.eval_bool(&mut scope, &ast, None, FULL).unwrap();
+                        let rhai = engine.eval_bool(&mut scope, &ast, &mut None, FULL).unwrap();
                         assert_eq!(native.eval(&req), rhai, "{shape} with {var} of {id:?}");
                         checked += 1;
                     }
@@ -273,7 +273,7 @@ mod tests {
             for shape in shapes {
                 let native = Native::recognise(shape).expect(shape);
                 let ast = engine.compile_expression(shape, &[]).unwrap();
-                let rhai = engine.eval_bool(&mut scope, &ast, None, FULL).unwrap();
+                let rhai = engine.eval_bool(&mut scope, &ast, &mut None, FULL).unwrap();
                 assert_eq!(native.eval(&req), rhai, "{shape} after {script}");
             }
         }

@@ -146,7 +146,7 @@ mod tests {
     fn eval(src: &str, amount: &str) -> Result<bool, ScriptError> {
         let engine = ScriptEngine::new();
         let ast = engine.compile_expression(src, &[]).unwrap();
-        engine.eval_bool(&mut scope(amount), &ast, None, FULL)
+        engine.eval_bool(&mut scope(amount), &ast, &mut None, FULL)
     }
 
     /// Every expression holds for `amount`, without an error.

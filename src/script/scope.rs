@@ -23,6 +23,17 @@ use crate::payload::ConfirmRequest;
 pub struct RequestScope {
     /// The request variables, in [`REQUEST_VARS`] order, every one read-only and none shared.
     pub(super) scope: Scope<'static>,
+    /// Holds a large answer in `fetched`: freed on a blocking thread (see
+    /// [`free_in_background`](crate::engine::free_in_background)).
+    large: bool,
+}
+
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        if self.large {
+            crate::engine::free_in_background(std::mem::take(&mut self.scope));
+        }
+    }
 }
 
 impl RequestScope {
@@ -47,6 +58,7 @@ impl RequestScope {
         ];
         RequestScope {
             scope: template_with(values.map(Dynamic::into_read_only)),
+            large: false,
         }
     }
 
@@ -54,6 +66,7 @@ impl RequestScope {
     pub fn empty() -> Self {
         RequestScope {
             scope: Scope::new(),
+            large: false,
         }
     }
 
@@ -67,15 +80,30 @@ impl RequestScope {
     /// ([`ScriptEngine::eval_bool`](super::ScriptEngine::eval_bool) makes it a constant
     /// there).
     pub fn set_fetched(&mut self, rule: &str, response: Dynamic) -> Dynamic {
-        if self.scope.is_empty() {
-            return response;
-        }
-        self.repair();
-        if let Some(fetched) = self.scope.get_value_mut::<Map>("fetched") {
+        if !self.scope.is_empty() {
             // A clone is writable (Rhai's `Dynamic::clone` drops the access mode).
-            fetched.insert(rule.into(), response.clone().into_read_only());
+            self.keep_fetched(rule, response.clone().into_read_only(), false);
         }
         response
+    }
+
+    /// Like [`set_fetched`](Self::set_fetched), with the read-only copy for `fetched` made
+    /// already: a large answer's, made on a blocking thread (copying it is as costly as
+    /// freeing it). This scope is then freed on one too.
+    pub fn set_fetched_copy(&mut self, rule: &str, read_only: Dynamic) {
+        if self.scope.is_empty() {
+            crate::engine::free_in_background(read_only);
+        } else {
+            self.keep_fetched(rule, read_only, true);
+        }
+    }
+
+    fn keep_fetched(&mut self, rule: &str, read_only: Dynamic, large: bool) {
+        self.repair();
+        if let Some(fetched) = self.scope.get_value_mut::<Map>("fetched") {
+            fetched.insert(rule.into(), read_only);
+            self.large |= large;
+        }
     }
 
     /// A closure that captures a request variable turns it into a shared value in place
@@ -249,6 +277,29 @@ mod tests {
     /// A number read as its text holds no comparison with a number (Rhai compares a string
     /// with a number as unequal), where the rounded value would have passed one side.
     #[test]
+    fn the_response_is_handed_back_and_a_large_copy_kept_in_fetched() {
+        let engine = ScriptEngine::new();
+        let mut scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), false);
+        let response = json_to_dynamic(&serde_json::json!({"status": 200, "body": {"n": 3}}));
+        scope.set_fetched_copy("stock", response.clone().into_read_only());
+        let mut handed = Some(response);
+        for src in ["response.body.n == 3", "fetched.stock.body.n == 3"] {
+            let ast = engine.compile_expression(src, &["response"]).unwrap();
+            assert_eq!(
+                engine.eval_bool(&mut scope, &ast, &mut handed, FULL),
+                Ok(true),
+                "{src}"
+            );
+            let back = handed.as_ref().map(|r| r.to_string());
+            assert_eq!(
+                back.as_deref(),
+                Some("#{\"body\": #{\"n\": 3}, \"status\": 200}")
+            );
+        }
+        assert!(scope.large, "freed off the async workers");
+    }
+
+    #[test]
     fn a_number_too_precise_for_any_type_holds_no_comparison() {
         let engine = ScriptEngine::new();
         let mut scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
@@ -265,7 +316,7 @@ mod tests {
         ] {
             let ast = engine.compile_expression(src, &["response"]).unwrap();
             assert_eq!(
-                engine.eval_bool(&mut scope, &ast, Some(response.clone()), FULL),
+                engine.eval_bool(&mut scope, &ast, &mut Some(response.clone()), FULL),
                 Ok(false),
                 "{src}"
             );
@@ -296,7 +347,12 @@ mod tests {
             let ast = engine.compile_expression(expr, &[]).unwrap();
             let mut scope = RequestScope::new(&req, at("2026-12-01T12:30:00+09:00"), true);
             assert_eq!(
-                engine.eval_bool(&mut scope, &ast, None, TimeLeft::Deadline(MAX_RUN_TIME)),
+                engine.eval_bool(
+                    &mut scope,
+                    &ast,
+                    &mut None,
+                    TimeLeft::Deadline(MAX_RUN_TIME)
+                ),
                 Ok(true),
                 "{expr}"
             );
@@ -423,7 +479,10 @@ mod tests {
                 &[],
             )
             .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
+        assert_eq!(
+            engine.eval_bool(&mut scope, &ast, &mut None, FULL),
+            Ok(true)
+        );
     }
 
     #[test]
@@ -438,7 +497,9 @@ mod tests {
             "fetched.remove(\"stock\") == ()",
         ] {
             let ast = engine.compile_expression(src, &[]).unwrap();
-            let err = engine.eval_bool(&mut scope, &ast, None, FULL).unwrap_err();
+            let err = engine
+                .eval_bool(&mut scope, &ast, &mut None, FULL)
+                .unwrap_err();
             assert!(
                 err.message.contains("cannot be called on constant"),
                 "{src}: {err}"
@@ -462,7 +523,10 @@ mod tests {
                 &[],
             )
             .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
+        assert_eq!(
+            engine.eval_bool(&mut scope, &ast, &mut None, FULL),
+            Ok(true)
+        );
         assert!(scope
             .scope
             .iter_raw()
@@ -472,7 +536,10 @@ mod tests {
         let ast = engine
             .compile_expression("fetched.len() == 2", &[])
             .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
+        assert_eq!(
+            engine.eval_bool(&mut scope, &ast, &mut None, FULL),
+            Ok(true)
+        );
         // `response` is read-only too.
         let response =
             scope.set_fetched("more", json_to_dynamic(&serde_json::json!({"body": [1]})));
@@ -483,7 +550,7 @@ mod tests {
             .eval_bool(
                 &mut scope,
                 &ast,
-                Some(response),
+                &mut Some(response),
                 TimeLeft::Deadline(MAX_RUN_TIME),
             )
             .unwrap_err();
@@ -494,6 +561,9 @@ mod tests {
         let ast = engine
             .compile_expression("fetched.more.body == [1]", &[])
             .unwrap();
-        assert_eq!(engine.eval_bool(&mut scope, &ast, None, FULL), Ok(true));
+        assert_eq!(
+            engine.eval_bool(&mut scope, &ast, &mut None, FULL),
+            Ok(true)
+        );
     }
 }
