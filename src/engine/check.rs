@@ -332,7 +332,7 @@ impl Run<'_, '_> {
                         "require on the answer of {} (status {}{})",
                         f.upstream.name,
                         resp.status,
-                        not_json(&resp)
+                        not_json(resp)
                     ),
                     &e,
                 )),
