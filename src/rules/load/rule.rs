@@ -378,6 +378,16 @@ impl FileCompiler<'_, '_> {
                 Err(_) => bad_headers.push((at, format!("invalid header name \"{k}\""))),
             }
         }
+        for (k, first) in super::upstream::repeated_headers(&f.headers) {
+            let at = [
+                Seg::Key("rules"),
+                Seg::Index(i),
+                Seg::Key("fetch"),
+                Seg::Key("headers"),
+                Seg::Key(k),
+            ];
+            bad_headers.push((at, format!("\"{k}\" is \"{first}\" again (header names ignore case): only one would be sent; keep one")));
+        }
         for (at, message) in bad_headers {
             self.error(&at, format!("rule \"{name}\": fetch.headers: {message}"));
         }

@@ -128,6 +128,23 @@ impl Substituted {
 /// occur in data that is no secret, and masking them would change what rules read.
 const MIN_MASKED_SECRET: usize = 6;
 
+/// The header names of `headers` that repeat an earlier one in another case (`x-api-key`
+/// after `X-Api-Key`), each with the one it repeats: HTTP header names ignore case, so only one
+/// of them would be sent, silently.
+pub(super) fn repeated_headers(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Vec<(&str, &str)> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut repeated = Vec::new();
+    for k in headers.keys() {
+        match seen.iter().find(|s| s.eq_ignore_ascii_case(k)) {
+            Some(first) => repeated.push((k.as_str(), *first)),
+            None => seen.push(k),
+        }
+    }
+    repeated
+}
+
 /// Whether the HTTP client alone may set `name`: it frames the message or manages the
 /// connection, and a value from the rules would contradict what is sent (a `Content-Length`
 /// that is not the body's length hangs or cuts the call).
@@ -300,6 +317,10 @@ impl FileCompiler<'_, '_> {
             Some(t) => self.duration(&at("timeout"), t),
             None => Some(DEFAULT_UPSTREAM_TIMEOUT),
         };
+        for (k, first) in repeated_headers(&raw.headers) {
+            let hpath = [base[0], base[1], Seg::Key("headers"), Seg::Key(k)];
+            self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" is \"{first}\" again (header names ignore case): only one would be sent; keep one"));
+        }
         let mut headers = http::HeaderMap::new();
         for (k, v) in &raw.headers {
             let hpath = [base[0], base[1], Seg::Key("headers"), Seg::Key(k.as_str())];

@@ -558,6 +558,28 @@ rules:
     );
 }
 
+/// HTTP header names ignore case: two keys that differ only in case would send one header,
+/// whichever the map kept, silently.
+#[test]
+fn a_header_named_twice_in_two_cases_is_an_error() {
+    let dir = default_file(
+        r#"upstreams:
+  shop: { url: "http://127.0.0.1:9", headers: { X-Api-Key: new, x-api-key: old } }
+rules:
+  - name: stock
+    fetch: { upstream: shop, path: /s, headers: { X-Tenant: a, x-tenant: b } }
+    reason: r
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 2, 76, r#"upstream "shop": header "x-api-key" is "X-Api-Key" again (header names ignore case): only one would be sent; keep one"#),
+            dir.at(DEFAULT, 5, 74, r#"rule "stock": fetch.headers: "x-tenant" is "X-Tenant" again (header names ignore case): only one would be sent; keep one"#),
+        ]
+    );
+}
+
 #[test]
 fn bad_upstream_urls() {
     let dir = default_file(
