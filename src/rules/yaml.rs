@@ -12,7 +12,7 @@ mod scalar;
 use serde::de::DeserializeOwned;
 
 use document::second_document;
-pub use document::{check_document, keys_without_value, separated_numbers};
+pub use document::{check_document, keys_without_value, test_keys_without_value};
 pub use locate::{locate, locate_key, Seg};
 pub use rule_file::parse_rule_file;
 pub use scalar::{position_in_scalar, Origin};

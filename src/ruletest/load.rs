@@ -136,7 +136,7 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     };
     let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
     errors.extend(
-        yaml::separated_numbers(&src)
+        yaml::test_keys_without_value(&src)
             .into_iter()
             .map(|e| error(e.location, e.message)),
     );
@@ -169,8 +169,28 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         .now
         .as_deref()
         .and_then(|s| parse_now(s, &[Seg::Key("now")], &mut errors));
+    // A top-level key is left out of `test_keys_without_value` (an empty section is none); a
+    // cleared `now:` is not: the cases would run on today's clock.
+    if raw.now.is_none() {
+        if let Some(location) = yaml::locate_key(&src, &[Seg::Key("now")]) {
+            errors.push(error(
+                Some(location),
+                "now: no value; write one, or delete the key".to_owned(),
+            ));
+        }
+    }
     let ruleset = rules.get(&raw.ruleset).map(|r| &**r);
     let mut warnings = Vec::new();
+    if raw.cases.is_empty() {
+        // `0 passed, 0 failed` proves nothing: say so.
+        warnings.push(error(
+            Some(
+                yaml::locate_key(&src, &[Seg::Key("cases")])
+                    .unwrap_or(yaml::Location { line: 1, column: 1 }),
+            ),
+            "no cases: this file tests nothing".to_owned(),
+        ));
+    }
     let mut first_named: HashMap<&str, usize> = HashMap::new();
     for (i, c) in raw.cases.iter().enumerate() {
         if let Some(&first) = first_named.get(c.name.as_str()) {
@@ -727,6 +747,23 @@ rules:
         );
         // A null a request means stays one.
         assert!(warnings("ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50, memo: null }\n    expect: { decision: approve }\n").is_empty());
+    }
+
+    /// A key left without its value outside the JSON a case sends or stands in: a cleared
+    /// `now:` would run the case on today's clock, a cleared `reason:` check nothing.
+    #[test]
+    fn a_key_without_a_value_is_an_error_outside_json() {
+        assert_eq!(
+            errors("ruleset: default\nnow:\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50, memo: null }\n    upstreams: { shop: { \"GET /x\": { status: 200, body: { n: null } } } }\n    expect: { decision: approve, reason: }\n"),
+            [
+                "tests/t.yaml:2:1: now: no value; write one, or delete the key",
+                "tests/t.yaml:7:34: cases[0].expect.reason: no value; write one, or delete the key",
+            ]
+        );
+        assert_eq!(
+            warnings("ruleset: default\ncases: []\n"),
+            ["tests/t.yaml:2:1: no cases: this file tests nothing"]
+        );
     }
 
     /// A syntax error in a test file gets the hint a rule file's would.

@@ -380,14 +380,17 @@ pub fn keys_without_value(src: &str) -> Vec<ParseError> {
     without_value(src, |_| true)
 }
 
-/// Every key made of digits alone written without a value, at the key: in `{ amount:
-/// 3,000,001 }` the commas end entries, so the amount is 3 and `000` and `001` are keys. For
-/// files where a null may be meant (a rule test's request, sent as JSON).
-pub fn separated_numbers(src: &str) -> Vec<ParseError> {
-    without_value(
-        src,
-        |path| matches!(path.last(), Some(PathSeg::Key(k)) if super::digits_only(k)),
-    )
+/// [`keys_without_value`] for a rule test file, whose `request` and canned answers' `body` are
+/// JSON, where a null may be meant — except for a key made of digits alone: in `{ amount:
+/// 3,000,001 }` the commas end entries, so the amount is 3 and `000` and `001` are keys.
+/// Elsewhere a cleared `now:` would run the case on today's clock, and a cleared `reason:` or
+/// `status:` in `expect` would stop checking it, each without a word.
+pub fn test_keys_without_value(src: &str) -> Vec<ParseError> {
+    without_value(src, |path| {
+        let json = |seg: &PathSeg| matches!(seg, PathSeg::Key(k) if k == "request" || k == "body");
+        matches!(path.last(), Some(PathSeg::Key(k)) if super::digits_only(k))
+            || !path.iter().any(json)
+    })
 }
 
 /// [`keys_without_value`] for the keys `pick` chooses.
