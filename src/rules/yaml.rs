@@ -277,8 +277,6 @@ mod tests {
 
     const SRC: &str = "settings:\n  deadline: 4s\nrules:\n  - name: a\n    require: 'x > 1'\n  - name: b\n    amount: { min: 1 }\n";
 
-    /// serde_yaml reads integers beyond 64 bits as 128-bit ones: they are found like any
-    /// node, and the error naming one carries no Rust type name.
     #[test]
     fn text_ends_before_comments_are_found_once_for_the_file() {
         let src = "# heading\nrules:\n  - reason: 좌석 #1 매진\n    when: a  #note\n    y: b # a comment\n    x: \"q #x\"\n  #\tb\n";
@@ -292,6 +290,8 @@ mod tests {
         assert!(ends[2].ends_with("x: \"q"), "a candidate, though quoted");
     }
 
+    /// serde_yaml reads integers beyond 64 bits as 128-bit ones: they are found like any
+    /// node, and the error naming one carries no Rust type name.
     #[test]
     fn integers_beyond_64_bits_are_located_and_named_plainly() {
         use Seg::*;

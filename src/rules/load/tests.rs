@@ -243,6 +243,22 @@ rules:
         );
     }
 
+    /// libyaml names a control character by its byte offset, with no position: it is found
+    /// and named instead.
+    #[test]
+    fn a_control_character_is_located_and_named() {
+        for (c, line, column) in [('\u{1b}', 4, 15), ('\u{7f}', 4, 15), ('\u{9b}', 4, 15)] {
+            let dir = default_file(&format!(
+                "rules:\n  - name: a\n    amount: {{ min: 1 }}\n    reason: \"x{c}y 한\"\n"
+            ));
+            let code = c as u32;
+            assert_eq!(
+                dir.errors(),
+                [dir.at(DEFAULT, line, column, &format!("a control character (U+{code:04X}) is not allowed in YAML, even in quotes; delete it (an editor may show it as ^[ or a box), or inside double quotes write it as an escape (\\u{code:04X})"))]
+            );
+        }
+    }
+
     #[test]
     fn invalid_utf8_is_located_at_the_first_bad_byte() {
         let dir = RulesDir::new();

@@ -59,11 +59,40 @@ pub fn check_document(src: &str) -> Result<Vec<ParseError>, ParseError> {
     }
 }
 
+/// The first character YAML does not allow in a file (C0 and C1 controls but tab, line
+/// breaks and NEL, DEL, U+FFFE and U+FFFF), where it is and which it is.
+fn control_character(src: &str) -> Option<ParseError> {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | '\u{85}')
+            || !(c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+    };
+    let (at, c) = src.char_indices().find(|&(_, c)| !allowed(c))?;
+    let before = &src[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Some(ParseError {
+        location: Some(Location {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }),
+        message: format!(
+            "a control character (U+{:04X}) is not allowed in YAML, even in quotes; delete it (an editor may show it as ^[ or a box), or inside double quotes write it as an escape (\\u{:04X})",
+            c as u32, c as u32
+        ),
+    })
+}
+
 /// A YAML syntax error: libyaml's message without the position we print anyway, with the
 /// context it gives (where the construct that is not closed starts). An error at the very end
 /// of the file (an unclosed `[` or `{`) is reported where that construct starts.
 fn syntax_error(src: &str, e: &serde_yaml::Error) -> ParseError {
     let msg = e.to_string();
+    // libyaml names such a character by its byte offset and serde_yaml gives no position: the
+    // character is found, and named, here.
+    if msg.starts_with("control characters are not allowed") {
+        if let Some(found) = control_character(src) {
+            return found;
+        }
+    }
     let (problem, context) = match msg.split_once(", while ") {
         Some((p, c)) => (p, Some(c)),
         None => (msg.as_str(), None),
