@@ -55,6 +55,16 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
     for entry in entries.flatten() {
         let path = entry.path();
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            // A name in another encoding (`상점.yaml` saved as EUC-KR) is no ruleset name, and
+            // must not go unmentioned: its rules would silently not be served.
+            let lossy = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if lossy.is_some_and(|n| n.ends_with(".yaml") && !n.starts_with('.')) {
+                listing.bad_names.push(LoadError {
+                    file: path,
+                    location: Some(Location { line: 1, column: 1 }),
+                    message: format!("{BAD_RULESET_NAME}; this name is not even UTF-8 text"),
+                });
+            }
             continue;
         };
         if file_name.starts_with('.') {

@@ -275,6 +275,25 @@ rules:
 // ---------------------------------------------------------------------------------------------
 // 4. Ruleset file names
 
+/// `상점.yaml` saved in EUC-KR: not UTF-8, so no ruleset name, and not passed over in silence.
+#[cfg(unix)]
+#[test]
+fn a_file_name_that_is_not_utf8_is_named_too() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, ONE_RULE);
+    let name = std::ffi::OsStr::from_bytes(b"\xbb\xf3\xc1\xa1.yaml");
+    std::fs::write(dir.path().join(name), ONE_RULE).unwrap();
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].ends_with(&format!(
+            ".yaml:1:1: {BAD_RULESET_NAME}; this name is not even UTF-8 text"
+        )),
+        "{errors:?}"
+    );
+}
+
 #[test]
 fn bad_ruleset_names_do_not_hide_other_errors() {
     let dir = RulesDir::new();
