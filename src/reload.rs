@@ -63,6 +63,17 @@ fn all_health_known(rules: &Rules) -> bool {
     !rules.upstreams().any(|u| u.awaiting_first_probe())
 }
 
+/// Whether a `*.yaml` file directly in `dir` is empty (0 bytes).
+fn empty_rule_file(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name().to_string_lossy().ends_with(".yaml")
+            && std::fs::metadata(e.path()).is_ok_and(|m| m.is_file() && m.len() == 0)
+    })
+}
+
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
@@ -217,7 +228,14 @@ impl RuleStore {
             // inotify's events reach us through notify's thread a moment after the write: a
             // write made while (or just before) the files were read may not be counted yet.
             tokio::time::sleep(EVENT_LAG).await;
-            if self.activity.event() == before && self.activity.writing().is_none() {
+            // An empty rule file that did not load is most likely one an editor saving in
+            // place has just truncated, its events not seen yet: read again once it is quiet
+            // (one that stays empty fails on the last attempt, as it should).
+            let truncated = matches!(loaded, Ok(Err(_))) && empty_rule_file(&self.dir);
+            if self.activity.event() == before
+                && self.activity.writing().is_none()
+                && (!truncated || attempt == LOAD_ATTEMPTS)
+            {
                 return (loaded, read_version);
             }
             // Something changed while the files were read: what was read may be half old,

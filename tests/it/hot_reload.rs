@@ -231,6 +231,42 @@ async fn admin_reload_is_synchronous() {
     server.stop().await;
 }
 
+/// A reload that finds a rule file empty — an editor saving in place has just truncated it —
+/// reads again once it is quiet rather than refusing the save; one left empty is refused.
+#[tokio::test]
+async fn a_reload_meeting_a_file_just_truncated_waits_for_its_content() {
+    let rules = Rules::with("default.yaml", &limit(10_000));
+    let mut config = Config::new(rules.path().to_owned());
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    let url = server.admin_url("/admin/reload");
+
+    rules.write("default.yaml", "");
+    let writer = {
+        let path = rules.path().join("default.yaml");
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::fs::write(path, limit(60_000)).unwrap();
+        })
+    };
+    let a = post(&url, None, "").await;
+    writer.await.unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["applied"], true);
+    assert_eq!(
+        server
+            .confirm_json("/confirm", &v1("o-1", 70_000))
+            .await
+            .reason(),
+        "한도 60000원 초과"
+    );
+
+    rules.write("default.yaml", "");
+    let a = post(&url, None, "").await;
+    assert_eq!(a.status, 422, "{:?}", a.body);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn in_flight_requests_finish_on_their_rules() {
     // The request starts on version 1 and waits on a slow upstream while the rules change;
