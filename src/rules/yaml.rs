@@ -12,7 +12,7 @@ mod scalar;
 use serde::de::DeserializeOwned;
 
 use document::second_document;
-pub use document::{check_document, keys_without_value, test_keys_without_value};
+pub use document::{check_document, keys_without_value, merge_keys, test_keys_without_value};
 pub use locate::{locate, locate_key, Seg};
 pub use rule_file::parse_rule_file;
 pub use scalar::{position_in_scalar, Origin};
@@ -157,6 +157,9 @@ fn clean_message(msg: &str) -> String {
     if unknown_name(&msg).is_some_and(|name| name.contains('：')) {
         return format!("{msg}; {FULL_WIDTH_COLON}");
     }
+    if unknown_name(&msg) == Some("<<") {
+        return format!("{msg}; {MERGE_KEY}");
+    }
     // `upstreams:` indented under `settings:` (a key of the top, read as one of settings').
     if let Some(name) = unknown_name(&msg).filter(|n| TOP_KEYS.contains(n)) {
         if !msg.starts_with("unknown") {
@@ -229,6 +232,9 @@ pub(super) fn top_key_hint(name: &str) -> String {
 pub(super) const THOUSANDS_SEPARATOR: &str = "write numbers without thousands separators (1000, not 1,000): inside { … } a comma ends an entry";
 
 /// The hint for a key followed by a full-width colon from a Korean input method.
+/// Why `<<: *defaults` does not work: serde_yaml reads YAML 1.2, which has no merge keys.
+pub(super) const MERGE_KEY: &str = "\"<<\" (a YAML merge key) is not supported: it is read as a field named \"<<\", not as the fields of its alias; write the fields out";
+
 pub(super) const FULL_WIDTH_COLON: &str =
     "\"：\" is a full-width colon, which YAML does not read as one: type \":\" and a space";
 

@@ -138,6 +138,7 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     errors.extend(
         yaml::test_keys_without_value(&src)
             .into_iter()
+            .chain(yaml::merge_keys(&src))
             .map(|e| error(e.location, e.message)),
     );
     if rules.get(&raw.ruleset).is_none() {
@@ -763,6 +764,15 @@ rules:
         assert_eq!(
             warnings("ruleset: default\ncases: []\n"),
             ["tests/t.yaml:2:1: no cases: this file tests nothing"]
+        );
+    }
+
+    /// YAML 1.2 has no merge keys: `<<: *base` in a request would be sent as a field `<<`.
+    #[test]
+    fn a_merge_key_is_an_error() {
+        assert_eq!(
+            errors("ruleset: default\ncases:\n  - name: a\n    request: &r { imp_uid: i, merchant_uid: o-1, amount: 50 }\n    expect: { decision: approve }\n  - name: b\n    request: { <<: *r, amount: 500 }\n    expect: { decision: approve }\n"),
+            ["tests/t.yaml:7:16: cases[1].request.<<: \"<<\" (a YAML merge key) is not supported: it is read as a field named \"<<\", not as the fields of its alias; write the fields out"]
         );
     }
 

@@ -243,6 +243,21 @@ rules:
         );
     }
 
+    /// YAML 1.2 has no merge keys: `<<: *a` is a field named `<<`, refused, and said why.
+    #[test]
+    fn a_merge_key_is_refused_with_why() {
+        let dir = default_file(
+            "rules:\n  - &a\n    name: a\n    amount: { min: 1 }\n    reason: x\n  - <<: *a\n    name: b\n",
+        );
+        let errors = dir.errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(":6:5: rules[1] (rule \"b\"): unknown field \"<<\"")
+                && errors[0].ends_with("\"<<\" (a YAML merge key) is not supported: it is read as a field named \"<<\", not as the fields of its alias; write the fields out"),
+            "{errors:?}"
+        );
+    }
+
     /// libyaml names a control character by its byte offset, with no position: it is found
     /// and named instead.
     #[test]

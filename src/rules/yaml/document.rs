@@ -422,6 +422,51 @@ pub fn test_keys_without_value(src: &str) -> Vec<ParseError> {
     })
 }
 
+/// Every `<<` key, at the key: in a rule test's request it would be sent as a field named
+/// `<<` (see [`MERGE_KEY`](super::MERGE_KEY)); a rule file's types refuse it as an unknown field.
+pub fn merge_keys(src: &str) -> Vec<ParseError> {
+    fn walk(node: &serde_yaml::Value, path: &mut Vec<PathSeg>, found: &mut Vec<Vec<PathSeg>>) {
+        match node {
+            serde_yaml::Value::Mapping(map) => {
+                for (key, value) in map {
+                    let Some(key) = key.as_str() else { continue };
+                    path.push(PathSeg::Key(key.to_owned()));
+                    if key == "<<" {
+                        found.push(path.clone());
+                    } else {
+                        walk(value, path, found);
+                    }
+                    path.pop();
+                }
+            }
+            serde_yaml::Value::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(PathSeg::Index(i));
+                    walk(item, path, found);
+                    path.pop();
+                }
+            }
+            serde_yaml::Value::Tagged(tagged) => walk(&tagged.value, path, found),
+            _ => {}
+        }
+    }
+    if !src.contains("<<") {
+        return Vec::new();
+    }
+    let Ok(root) = serde_yaml::from_str::<serde_yaml::Value>(src) else {
+        return Vec::new(); // a syntax error is reported on its own
+    };
+    let mut found = Vec::new();
+    walk(&root, &mut Vec::new(), &mut found);
+    found
+        .into_iter()
+        .map(|path| ParseError {
+            location: locate_key(src, &segs(&path)),
+            message: format!("{}: {}", path_text(&path), super::MERGE_KEY),
+        })
+        .collect()
+}
+
 /// [`keys_without_value`] for the keys `pick` chooses.
 fn without_value(src: &str, pick: impl Fn(&[PathSeg]) -> bool) -> Vec<ParseError> {
     let Ok(root) = serde_yaml::from_str::<serde_yaml::Value>(src) else {
