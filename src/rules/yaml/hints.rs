@@ -61,6 +61,14 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
                 which(n)
             ));
         }
+        // `  deadline: 3s` then `    on_error: approve`: indented past the key above, the
+        // line is read as more of that key's value.
+        if let Some((n, column)) = over_indented(src, at.line) {
+            return Some(format!(
+                "this line is indented more than line {} above it, whose key has a value already: keys of one mapping line up, so start this one at column {column} (or, if it belongs under a key, end that key's line with its colon)",
+                n + 1
+            ));
+        }
         return Some(
             "a value holding \": \" (a colon and a space) must be quoted, e.g. reason: \"주의: 한도 초과\"".into(),
         );
@@ -212,6 +220,39 @@ fn value_of(line: &str) -> Option<&str> {
 }
 
 /// A `key:value` line (`reason:"…"`), which YAML reads as one plain word.
+/// For a `key: value` line `line` (1-based) indented past the content line above it, which is a
+/// `key: value` too (its value given, so nothing may nest under it): that line's index and the
+/// column its key starts at.
+fn over_indented(src: &str, line: usize) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = src.lines().take(line).collect();
+    let this = lines.last()?;
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let is_key_value = |l: &str| {
+        let t = l.trim_start().trim_start_matches("- ");
+        t.split_once(": ").is_some_and(|(key, value)| {
+            !key.is_empty() && !value.trim().is_empty() && !key.contains(['"', '\'', '{', '['])
+        })
+    };
+    if !is_key_value(this) {
+        return None;
+    }
+    let (n, above) = lines[..lines.len() - 1]
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+    let above_key = indent(above)
+        + if above.trim_start().starts_with("- ") {
+            2
+        } else {
+            0
+        };
+    (indent(this) > above_key
+        && is_key_value(above)
+        && !above.trim_end().ends_with(['|', '>', '[', '{']))
+    .then_some((n, above_key + 1))
+}
+
 fn glued_key(line: &str) -> bool {
     let t = line.trim_start().trim_start_matches("- ");
     let Some((key, value)) = t.split_once(':') else {

@@ -598,6 +598,18 @@ fn messages_say_what_the_yaml_should_hold() {
             r#"mapping values are not allowed in this context: a value holding ": " (a colon and a space) must be quoted, e.g. reason: "주의: 한도 초과""#,
         ),
         (
+            "a key indented past the key above it, which has its value",
+            "settings:\n  deadline: 3s\n    on_error: approve\nrules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n",
+            (3, 13),
+            "mapping values are not allowed in this context: this line is indented more than line 2 above it, whose key has a value already: keys of one mapping line up, so start this one at column 3 (or, if it belongs under a key, end that key's line with its colon)",
+        ),
+        (
+            "a key indented past a rule's first key",
+            "rules:\n  - name: a\n      amount: { min: 1 }\n    reason: x\n",
+            (3, 13),
+            "mapping values are not allowed in this context: this line is indented more than line 2 above it, whose key has a value already: keys of one mapping line up, so start this one at column 5 (or, if it belongs under a key, end that key's line with its colon)",
+        ),
+        (
             "a value starting with @",
             "rules:\n  - name: a\n    reason: @home\n",
             (3, 13),
