@@ -40,6 +40,12 @@ pub fn check_document(src: &str) -> Result<Vec<ParseError>, ParseError> {
             continue;
         }
         if let Some(second) = documents.next() {
+            // No `---` nor `...`: libyaml saw a document end where the file did not mean one.
+            if second_document(src).is_none() {
+                if let Some(why) = no_second_document(src) {
+                    return Err(why);
+                }
+            }
             return Err(ParseError {
                 location: Some(second_document(src).unwrap_or_else(|| {
                     // The scan below finds every document start; this is a fallback.
@@ -162,6 +168,52 @@ fn at_end(src: &str, at: Location) -> bool {
     let rest: String = text.chars[i.min(text.chars.len())..].iter().collect();
     rest.lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+}
+
+/// What made libyaml read a second document in a file with no `---` or `...` line: a
+/// byte-order mark past the start (two files joined), or a first key indented more than a
+/// later one at column 1 (`settings:` deleted above its indented keys).
+fn no_second_document(src: &str) -> Option<ParseError> {
+    let at_line = |offset: usize| {
+        let before = &src[..offset];
+        let start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line: before.matches('\n').count() + 1,
+            column: before[start..].chars().count() + 1,
+        }
+    };
+    if let Some(i) = src
+        .char_indices()
+        .skip(1)
+        .find(|&(_, c)| c == '\u{feff}')
+        .map(|(i, _)| i)
+    {
+        return Some(ParseError {
+            location: Some(at_line(i)),
+            message: "a byte-order mark (U+FEFF, invisible) in the middle of the file, as when two files are joined: delete it".into(),
+        });
+    }
+    let content = |l: &&str| {
+        let t = l.trim_start_matches('\u{feff}').trim();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    let mut lines = src.lines().enumerate().filter(|(_, l)| content(l));
+    let (_, first) = lines.next()?;
+    let indent = first.len() - first.trim_start_matches([' ', '\u{feff}']).len();
+    if indent == 0 {
+        return None;
+    }
+    let (n, _) = lines.find(|(_, l)| !l.starts_with(' '))?;
+    Some(ParseError {
+        location: Some(Location {
+            line: n + 1,
+            column: 1,
+        }),
+        message: format!(
+            "this key starts at column 1, but the file's first key is indented (column {}): top-level keys start at column 1, so the key the first lines belong under (settings: in a rule file, say) is probably missing above them",
+            indent + 1
+        ),
+    })
 }
 
 /// Where a second document starts: a `---` line after content (or after another `---`), or

@@ -598,6 +598,18 @@ fn messages_say_what_the_yaml_should_hold() {
             r#"mapping values are not allowed in this context: a value holding ": " (a colon and a space) must be quoted, e.g. reason: "주의: 한도 초과""#,
         ),
         (
+            "the settings: line deleted above its indented keys",
+            "  deadline: 3s\n  on_error: reject\n\nrules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n",
+            (4, 1),
+            "this key starts at column 1, but the file's first key is indented (column 3): top-level keys start at column 1, so the key the first lines belong under (settings: in a rule file, say) is probably missing above them",
+        ),
+        (
+            "a byte-order mark after a comment: two files joined",
+            "# header\n\u{feff}settings:\n  deadline: 3s\nrules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n",
+            (2, 1),
+            "a byte-order mark (U+FEFF, invisible) in the middle of the file, as when two files are joined: delete it",
+        ),
+        (
             "a key indented past the key above it, which has its value",
             "settings:\n  deadline: 3s\n    on_error: approve\nrules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n",
             (3, 13),
