@@ -417,16 +417,33 @@ pub struct LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A message may quote the file (Rhai's `unexpected '\0'`): a control character would
+        // act on the operator's terminal rather than show. Line breaks and tabs are layout.
+        let raw = |c: char| c.is_control() && !matches!(c, '\n' | '\t');
+        let message: std::borrow::Cow<'_, str> = if self.message.contains(raw) {
+            self.message
+                .chars()
+                .map(|c| {
+                    if raw(c) {
+                        c.escape_unicode().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect::<String>()
+                .into()
+        } else {
+            self.message.as_str().into()
+        };
         match self.location {
             Some(l) => write!(
                 f,
-                "{}:{}:{}: {}",
+                "{}:{}:{}: {message}",
                 self.file.display(),
                 l.line,
                 l.column,
-                self.message
             ),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {message}", self.file.display()),
         }
     }
 }

@@ -243,6 +243,21 @@ rules:
         );
     }
 
+    /// A control character quoted in a message (Rhai's `unexpected '\0'`) is shown escaped;
+    /// line breaks and tabs stay layout.
+    #[test]
+    fn a_message_quoting_a_control_character_shows_it_escaped() {
+        let e = LoadError {
+            file: PathBuf::from("a.rhai"),
+            location: Some(Location { line: 2, column: 3 }),
+            message: "unexpected '\0' and \u{1b}[31m\n\tnext".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "a.rhai:2:3: unexpected '\\u{0}' and \\u{1b}[31m\n\tnext"
+        );
+    }
+
     /// YAML 1.2 has no merge keys: `<<: *a` is a field named `<<`, refused, and said why.
     #[test]
     fn a_merge_key_is_refused_with_why() {
