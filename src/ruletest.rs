@@ -22,7 +22,10 @@ use crate::upstream::canned::{Canned, CannedAnswer, CannedHealth, RawAnswer};
 pub use load::load_suites;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a rule test file: a mapping with ruleset, cases (and now)"
+)]
 struct RawSuite {
     ruleset: String,
     now: Option<String>,
@@ -31,7 +34,10 @@ struct RawSuite {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a case: a mapping with name, request and expect (and now, upstreams, health)"
+)]
 struct RawCase {
     name: String,
     /// A mapping is sent as JSON; a string is sent as it is (a form body, say).
@@ -47,7 +53,10 @@ struct RawCase {
 
 /// What a case expects; only the keys given are checked.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "what the case expects: a mapping with decision (and rule, reason, reason_contains, status, shadow)"
+)]
 pub struct Expect {
     pub decision: Verdict,
     pub rule: Option<String>,

@@ -767,6 +767,20 @@ rules:
         );
     }
 
+    /// A value of the wrong shape is told what was expected in the file's words, not by a
+    /// Rust type name.
+    #[test]
+    fn a_misplaced_canned_answer_says_what_was_expected() {
+        let e = errors(&format!(
+            "{CASE}    upstreams:\n      shop:\n        \"GET /x\": 401\n    expect: {{ decision: approve }}\n"
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("expected a canned answer: a mapping with status (and body, headers, delay) or error"),
+            "{e:?}"
+        );
+    }
+
     /// YAML 1.2 has no merge keys: `<<: *base` in a request would be sent as a field `<<`.
     #[test]
     fn a_merge_key_is_an_error() {

@@ -412,7 +412,10 @@ impl TryFrom<RawCanned> for Canned {
 /// A canned answer as written, before the checks that need more than its shape (which
 /// `ruletest` reports at the answer, naming its call).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a canned answer: a mapping with status (and body, headers, delay) or error"
+)]
 pub struct RawAnswer {
     status: Option<u16>,
     error: Option<CannedError>,
