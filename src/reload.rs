@@ -63,13 +63,17 @@ fn all_health_known(rules: &Rules) -> bool {
     !rules.upstreams().any(|u| u.awaiting_first_probe())
 }
 
-/// Whether a `*.yaml` file directly in `dir` is empty (0 bytes).
+/// Whether a ruleset file (`*.yaml` directly in `dir`, hidden ones aside, as the loader
+/// reads them) is empty (0 bytes).
 fn empty_rule_file(dir: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
     };
     entries.flatten().any(|e| {
-        e.file_name().to_string_lossy().ends_with(".yaml")
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.ends_with(".yaml")
+            && !name.starts_with('.')
             && std::fs::metadata(e.path()).is_ok_and(|m| m.is_file() && m.len() == 0)
     })
 }

@@ -53,7 +53,7 @@ impl Run<'_, '_> {
             Some(native) => Ok(native.eval(self.req)),
             None => {
                 let _turn = self.turn(rule).await.map_err(|cut| script::ScriptError {
-                    message: cut.to_owned(),
+                    message: cut,
                     position: None,
                 })?;
                 self.ctx

@@ -292,8 +292,7 @@ impl FileCompiler<'_, '_> {
     /// parsed text is `value`: it points at that character, through quotes and escapes.
     fn error_in_value(&mut self, path: &[Seg<'_>], value: &str, offset: usize, message: String) {
         let before: String = value.chars().take(offset).collect();
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let Location { line, column } = Location::after(&before);
         let scalar = yaml::locate(&self.src, path);
         let at = yaml::position_in_scalar(&self.src, scalar, value, line, column);
         self.error_at(at, message);

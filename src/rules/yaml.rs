@@ -24,6 +24,18 @@ pub struct Location {
     pub column: usize,
 }
 
+impl Location {
+    /// The position just after `text` (columns count characters): where what follows a
+    /// source's first `text.len()` bytes starts.
+    pub fn after(text: &str) -> Location {
+        let line_start = text.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line: text.matches('\n').count() + 1,
+            column: text[line_start..].chars().count() + 1,
+        }
+    }
+}
+
 /// A parse error with where it happened.
 #[derive(Debug)]
 pub struct ParseError {

@@ -170,16 +170,6 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         .now
         .as_deref()
         .and_then(|s| parse_now(s, &[Seg::Key("now")], &mut errors));
-    // A top-level key is left out of `test_keys_without_value` (an empty section is none); a
-    // cleared `now:` is not: the cases would run on today's clock.
-    if raw.now.is_none() {
-        if let Some(location) = yaml::locate_key(&src, &[Seg::Key("now")]) {
-            errors.push(error(
-                Some(location),
-                "now: no value; write one, or delete the key".to_owned(),
-            ));
-        }
-    }
     let ruleset = rules.get(&raw.ruleset).map(|r| &**r);
     let mut warnings = Vec::new();
     if raw.cases.is_empty() {

@@ -274,8 +274,8 @@ mod tests {
         assert_eq!(significant_digits("-100"), 1);
     }
 
-    /// A number read as its text holds no comparison with a number (Rhai compares a string
-    /// with a number as unequal), where the rounded value would have passed one side.
+    /// `eval_bool` hands the answer back (its caller frees a large one off the async workers),
+    /// and a copy made beforehand is what `fetched` holds.
     #[test]
     fn the_response_is_handed_back_and_a_large_copy_kept_in_fetched() {
         let engine = ScriptEngine::new();
@@ -299,6 +299,8 @@ mod tests {
         assert!(scope.large, "freed off the async workers");
     }
 
+    /// A number read as its text holds no comparison with a number (Rhai compares a string
+    /// with a number as unequal), where the rounded value would have passed one side.
     #[test]
     fn a_number_too_precise_for_any_type_holds_no_comparison() {
         let engine = ScriptEngine::new();

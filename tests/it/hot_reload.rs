@@ -11,13 +11,18 @@ fn limit(max: u32) -> String {
     format!("rules:\n  - name: limit\n    amount: {{ max: {max} }}\n    reason: \"한도 {max}원 초과\"\n")
 }
 
+/// The reason of the answer to order `o-1` for `amount` (empty for an approval).
+async fn reason_for(server: &Server, amount: i64) -> String {
+    server
+        .confirm_json("/confirm", &v1("o-1", amount))
+        .await
+        .reason()
+        .to_owned()
+}
+
 async fn reason_becomes(server: &Server, want: &str) -> bool {
     eventually(Duration::from_secs(5), || async {
-        server
-            .confirm_json("/confirm", &v1("o-1", 50_000))
-            .await
-            .reason()
-            == want
+        reason_for(server, 50_000).await == want
     })
     .await
 }
@@ -26,13 +31,7 @@ async fn reason_becomes(server: &Server, want: &str) -> bool {
 async fn edit_applies_and_invalid_edit_keeps_old_rules() {
     let rules = Rules::with("default.yaml", &limit(10_000));
     let server = Server::start(rules.path()).await;
-    assert_eq!(
-        server
-            .confirm_json("/confirm", &v1("o-1", 50_000))
-            .await
-            .reason(),
-        "한도 10000원 초과"
-    );
+    assert_eq!(reason_for(&server, 50_000).await, "한도 10000원 초과");
 
     let saved = std::time::Instant::now();
     rules.write("default.yaml", &limit(20_000));
@@ -60,10 +59,7 @@ async fn edit_applies_and_invalid_edit_keeps_old_rules() {
         "{error}"
     );
     assert_eq!(
-        server
-            .confirm_json("/confirm", &v1("o-1", 50_000))
-            .await
-            .reason(),
+        reason_for(&server, 50_000).await,
         "한도 20000원 초과",
         "old rules stay"
     );
@@ -107,13 +103,7 @@ async fn configmap_symlink_swap_is_seen() {
     std::os::unix::fs::symlink("..2026_11_25_01", root.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/default.yaml", root.join("default.yaml")).unwrap();
     let server = Server::start(root).await;
-    assert_eq!(
-        server
-            .confirm_json("/confirm", &v1("o-1", 50_000))
-            .await
-            .reason(),
-        "한도 10000원 초과"
-    );
+    assert_eq!(reason_for(&server, 50_000).await, "한도 10000원 초과");
 
     rules.write("..2026_11_25_02/default.yaml", &limit(45_000));
     std::os::unix::fs::symlink("..2026_11_25_02", root.join("..data_tmp")).unwrap();
@@ -197,13 +187,7 @@ async fn admin_reload_is_synchronous() {
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["applied"], true);
     let version = a.body["version"].as_str().unwrap().to_owned();
-    assert_eq!(
-        server
-            .confirm_json("/confirm", &v1("o-1", 70_000))
-            .await
-            .reason(),
-        "한도 60000원 초과"
-    );
+    assert_eq!(reason_for(&server, 70_000).await, "한도 60000원 초과");
     assert_eq!(
         get(&server.admin_url("/admin/rules")).await.body["version"],
         version.as_str()
@@ -221,13 +205,7 @@ async fn admin_reload_is_synchronous() {
         "{:?}",
         a.body
     );
-    assert_eq!(
-        server
-            .confirm_json("/confirm", &v1("o-1", 70_000))
-            .await
-            .reason(),
-        "한도 60000원 초과"
-    );
+    assert_eq!(reason_for(&server, 70_000).await, "한도 60000원 초과");
     server.stop().await;
 }
 
@@ -253,13 +231,7 @@ async fn a_reload_meeting_a_file_just_truncated_waits_for_its_content() {
     writer.await.unwrap();
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["applied"], true);
-    assert_eq!(
-        server
-            .confirm_json("/confirm", &v1("o-1", 70_000))
-            .await
-            .reason(),
-        "한도 60000원 초과"
-    );
+    assert_eq!(reason_for(&server, 70_000).await, "한도 60000원 초과");
 
     rules.write("default.yaml", "");
     let a = post(&url, None, "").await;
@@ -302,13 +274,7 @@ async fn in_flight_requests_finish_on_their_rules() {
     let reload = post(&server.admin_url("/admin/reload"), None, "").await;
     assert_eq!(reload.body["applied"], true);
     assert_eq!(in_flight.await.unwrap().reason(), "버전 1");
-    assert_eq!(
-        server
-            .confirm_json("/confirm", &v1("o-1", 5))
-            .await
-            .reason(),
-        "버전 2"
-    );
+    assert_eq!(reason_for(&server, 5).await, "버전 2");
     server.stop().await;
 }
 
@@ -317,13 +283,7 @@ async fn saving_only_a_script_reloads() {
     let rules = Rules::with("default.yaml", "rules:\n  - name: s\n    script: s.rhai\n");
     rules.write("s.rhai", "\"첫 번째\"");
     let server = Server::start(rules.path()).await;
-    assert_eq!(
-        server
-            .confirm_json("/confirm", &v1("o-1", 50_000))
-            .await
-            .reason(),
-        "첫 번째"
-    );
+    assert_eq!(reason_for(&server, 50_000).await, "첫 번째");
     rules.write("s.rhai", "\"두 번째\"");
     assert!(reason_becomes(&server, "두 번째").await);
     server.stop().await;
@@ -390,13 +350,7 @@ async fn saving_a_script_of_any_name_reloads() {
     let rules = Rules::with("default.yaml", TXT_SCRIPT_RULES);
     rules.write("scripts/chk.txt", "\"첫 번째\"");
     let server = Server::start(rules.path()).await;
-    assert_eq!(
-        server
-            .confirm_json("/confirm", &v1("o-1", 50_000))
-            .await
-            .reason(),
-        "첫 번째"
-    );
+    assert_eq!(reason_for(&server, 50_000).await, "첫 번째");
     let version = get(&server.admin_url("/admin/rules")).await.body["version"].clone();
 
     rules.write("scripts/chk.txt", "\"두 번째\"");
@@ -449,13 +403,7 @@ async fn admin_reload_applies_an_edited_script_of_any_name() {
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["applied"], true);
     assert!(a.body["unchanged"].is_null(), "{:?}", a.body);
-    assert_eq!(
-        server
-            .confirm_json("/confirm", &v1("o-1", 50_000))
-            .await
-            .reason(),
-        "두 번째"
-    );
+    assert_eq!(reason_for(&server, 50_000).await, "두 번째");
     // Nothing changed since: now it is unchanged.
     let again = post(&url, None, "").await;
     assert_eq!(again.body["unchanged"], true, "{:?}", again.body);

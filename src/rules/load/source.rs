@@ -408,11 +408,7 @@ pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
         let at = err.valid_up_to();
         // Valid by definition of `valid_up_to`.
         let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
-        let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
-        let location = Location {
-            line: valid.matches('\n').count() + 1,
-            column: valid[line_start..].chars().count() + 1,
-        };
+        let location = Location::after(valid);
         let detail = match err.error_len() {
             Some(_) => format!("byte 0x{:02X}", bytes[at]),
             None => "the file ends inside a character".to_owned(),

@@ -73,13 +73,8 @@ fn control_character(src: &str) -> Option<ParseError> {
             || !(c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}'))
     };
     let (at, c) = src.char_indices().find(|&(_, c)| !allowed(c))?;
-    let before = &src[..at];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     Some(ParseError {
-        location: Some(Location {
-            line: before.matches('\n').count() + 1,
-            column: before[line_start..].chars().count() + 1,
-        }),
+        location: Some(Location::after(&src[..at])),
         message: format!(
             "a control character (U+{:04X}) is not allowed in YAML, even in quotes; delete it (an editor may show it as ^[ or a box), or inside double quotes write it as an escape (\\u{:04X})",
             c as u32, c as u32
@@ -174,14 +169,6 @@ fn at_end(src: &str, at: Location) -> bool {
 /// byte-order mark past the start (two files joined), or a first key indented more than a
 /// later one at column 1 (`settings:` deleted above its indented keys).
 fn no_second_document(src: &str) -> Option<ParseError> {
-    let at_line = |offset: usize| {
-        let before = &src[..offset];
-        let start = before.rfind('\n').map_or(0, |i| i + 1);
-        Location {
-            line: before.matches('\n').count() + 1,
-            column: before[start..].chars().count() + 1,
-        }
-    };
     if let Some(i) = src
         .char_indices()
         .skip(1)
@@ -189,7 +176,7 @@ fn no_second_document(src: &str) -> Option<ParseError> {
         .map(|(i, _)| i)
     {
         return Some(ParseError {
-            location: Some(at_line(i)),
+            location: Some(Location::after(&src[..i])),
             message: "a byte-order mark (U+FEFF, invisible) in the middle of the file, as when two files are joined: delete it".into(),
         });
     }
@@ -458,14 +445,16 @@ impl<'de> Visitor<'de> for ScanKey<'_> {
 /// was cleared would let any amount through. A null is meaningful only inside a fetch `body`
 /// (the JSON sent), which is left alone, and an empty top-level section is simply none.
 pub fn keys_without_value(src: &str) -> Vec<ParseError> {
-    without_value(src, |_| true)
+    // A section left empty (`settings:` with every line commented out) is no section, which
+    // is what it says; `rules:` has its own error for that.
+    without_value(src, |path| path.len() > 1)
 }
 
 /// [`keys_without_value`] for a rule test file, whose `request` and canned answers' `body` are
 /// JSON, where a null may be meant — except for a key made of digits alone: in `{ amount:
 /// 3,000,001 }` the commas end entries, so the amount is 3 and `000` and `001` are keys.
-/// Elsewhere a cleared `now:` would run the case on today's clock, and a cleared `reason:` or
-/// `status:` in `expect` would stop checking it, each without a word.
+/// Elsewhere, top-level keys included, a cleared `now:` would run the cases on today's clock,
+/// and a cleared `reason:` or `status:` in `expect` would stop checking it, each without a word.
 pub fn test_keys_without_value(src: &str) -> Vec<ParseError> {
     without_value(src, |path| {
         let json = |seg: &PathSeg| matches!(seg, PathSeg::Key(k) if k == "request" || k == "body");
@@ -477,40 +466,17 @@ pub fn test_keys_without_value(src: &str) -> Vec<ParseError> {
 /// Every `<<` key, at the key: in a rule test's request it would be sent as a field named
 /// `<<` (see [`MERGE_KEY`](super::MERGE_KEY)); a rule file's types refuse it as an unknown field.
 pub fn merge_keys(src: &str) -> Vec<ParseError> {
-    fn walk(node: &serde_yaml::Value, path: &mut Vec<PathSeg>, found: &mut Vec<Vec<PathSeg>>) {
-        match node {
-            serde_yaml::Value::Mapping(map) => {
-                for (key, value) in map {
-                    let Some(key) = key.as_str() else { continue };
-                    path.push(PathSeg::Key(key.to_owned()));
-                    if key == "<<" {
-                        found.push(path.clone());
-                    } else {
-                        walk(value, path, found);
-                    }
-                    path.pop();
-                }
-            }
-            serde_yaml::Value::Sequence(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(PathSeg::Index(i));
-                    walk(item, path, found);
-                    path.pop();
-                }
-            }
-            serde_yaml::Value::Tagged(tagged) => walk(&tagged.value, path, found),
-            _ => {}
-        }
-    }
     if !src.contains("<<") {
         return Vec::new();
     }
     let Ok(root) = serde_yaml::from_str::<serde_yaml::Value>(src) else {
         return Vec::new(); // a syntax error is reported on its own
     };
-    let mut found = Vec::new();
-    walk(&root, &mut Vec::new(), &mut found);
-    found
+    let merge = |path: &[PathSeg], _: &serde_yaml::Value| match path.last() {
+        Some(PathSeg::Key(k)) if k == "<<" => Visit::Found,
+        _ => Visit::Descend,
+    };
+    entries_where(&root, &merge)
         .into_iter()
         .map(|path| ParseError {
             location: locate_key(src, &segs(&path)),
@@ -524,9 +490,19 @@ fn without_value(src: &str, pick: impl Fn(&[PathSeg]) -> bool) -> Vec<ParseError
     let Ok(root) = serde_yaml::from_str::<serde_yaml::Value>(src) else {
         return Vec::new(); // a syntax error is reported on its own
     };
-    let mut found = Vec::new();
-    nulls(&root, &mut Vec::new(), &mut found);
-    found
+    let null = |path: &[PathSeg], value: &serde_yaml::Value| {
+        let key = |back: usize, name: &str| {
+            path.len() >= back && matches!(&path[path.len() - back], PathSeg::Key(k) if k == name)
+        };
+        if key(1, "body") && key(2, "fetch") {
+            Visit::Skip // JSON sent as written: a null there is `null`
+        } else if value.is_null() {
+            Visit::Found
+        } else {
+            Visit::Descend
+        }
+    };
+    entries_where(&root, &null)
         .into_iter()
         .filter(|path| pick(path))
         .map(|path| ParseError {
@@ -553,37 +529,53 @@ fn without_value(src: &str, pick: impl Fn(&[PathSeg]) -> bool) -> Vec<ParseError
         .collect()
 }
 
-fn nulls(node: &serde_yaml::Value, path: &mut Vec<PathSeg>, found: &mut Vec<Vec<PathSeg>>) {
-    use serde_yaml::Value;
-    let in_body = path.len() >= 3
-        && matches!(&path[path.len() - 1], PathSeg::Key(k) if k == "body")
-        && matches!(&path[path.len() - 2], PathSeg::Key(k) if k == "fetch");
-    if in_body {
-        return;
-    }
-    match node {
-        Value::Mapping(map) => {
-            for (key, value) in map {
-                let Some(key) = key.as_str() else { continue };
-                path.push(PathSeg::Key(key.to_owned()));
-                // A section left empty (`settings:` with every line commented out) is no
-                // section, which is what it says; `rules:` has its own error for that.
-                if value.is_null() && path.len() > 1 {
-                    found.push(path.clone());
-                } else {
-                    nulls(value, path, found);
+/// What [`entries_where`] does with one mapping entry.
+enum Visit {
+    /// Its path is one of those looked for.
+    Found,
+    /// Nothing under it is looked at.
+    Skip,
+    Descend,
+}
+
+/// The path of every mapping entry of the document `root` that `decide` finds, in document
+/// order; `decide` sees each entry's path (its key last) and value.
+fn entries_where(
+    root: &serde_yaml::Value,
+    decide: &dyn Fn(&[PathSeg], &serde_yaml::Value) -> Visit,
+) -> Vec<Vec<PathSeg>> {
+    fn walk(
+        node: &serde_yaml::Value,
+        path: &mut Vec<PathSeg>,
+        decide: &dyn Fn(&[PathSeg], &serde_yaml::Value) -> Visit,
+        found: &mut Vec<Vec<PathSeg>>,
+    ) {
+        use serde_yaml::Value;
+        match node {
+            Value::Mapping(map) => {
+                for (key, value) in map {
+                    let Some(key) = key.as_str() else { continue };
+                    path.push(PathSeg::Key(key.to_owned()));
+                    match decide(path, value) {
+                        Visit::Found => found.push(path.clone()),
+                        Visit::Skip => {}
+                        Visit::Descend => walk(value, path, decide, found),
+                    }
+                    path.pop();
                 }
-                path.pop();
             }
-        }
-        Value::Sequence(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(PathSeg::Index(i));
-                nulls(item, path, found);
-                path.pop();
+            Value::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(PathSeg::Index(i));
+                    walk(item, path, decide, found);
+                    path.pop();
+                }
             }
+            Value::Tagged(tagged) => walk(&tagged.value, path, decide, found),
+            _ => {}
         }
-        Value::Tagged(tagged) => nulls(&tagged.value, path, found),
-        _ => {}
     }
+    let mut found = Vec::new();
+    walk(root, &mut Vec::new(), decide, &mut found);
+    found
 }
