@@ -1,9 +1,10 @@
 //! `confirm-proxy serve`: bind both listeners, run until SIGTERM/SIGINT, reload on SIGHUP,
 //! reopen the decision log on SIGUSR1.
 //!
-//! The signal handlers are installed before anything else: until then a SIGHUP or SIGUSR1 (sent
-//! by a rotation script or a config-management run while the proxy starts) would kill the
-//! process, their default action. A signal received during start-up is acted on once started:
+//! The signals it handles are held (blocked, so they wait) from its first step until their
+//! handlers are installed with the runtime: without a handler a SIGHUP or SIGUSR1 (sent by a
+//! rotation script or a config-management run while the proxy starts) would kill the process,
+//! their default action. A signal received during start-up is acted on once started:
 //! SIGHUP reloads, SIGUSR1 reopens the decision log, SIGTERM/SIGINT stop the proxy (exit 0)
 //! right after it has started, with nothing in flight.
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
+use nix::sys::signal::SigSet;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -151,6 +153,11 @@ pub enum LogFormat {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
+    // First, before any thread exists: every thread started from here on inherits the hold.
+    if let Err(e) = Signals::hold() {
+        eprintln!("cannot hold signals until their handlers are installed: {e}");
+        return ExitCode::FAILURE;
+    }
     // Kept until exit: dropping it writes out the last log lines.
     let _log_writer = match init_tracing(args.log_format) {
         Ok(guard) => guard,
@@ -264,15 +271,35 @@ struct Signals {
 }
 
 impl Signals {
+    /// The signals [`Signals`] handles, in its order.
+    fn set() -> SigSet {
+        use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGXFSZ};
+        [SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGXFSZ]
+            .into_iter()
+            .collect()
+    }
+
+    /// Holds the handled signals in this thread and every thread it starts, so one that arrives
+    /// before [`Signals::install`] waits instead of killing the process.
+    fn hold() -> nix::Result<()> {
+        Signals::set().thread_block()
+    }
+
+    /// Installs the handlers, then lets the held signals (and those still to come) through to
+    /// this thread — the one that held them; the runtime's threads keep them held, so this
+    /// thread alone receives them. Called from the future `run` blocks on, which runs on that
+    /// thread.
     fn install() -> std::io::Result<Signals> {
-        Ok(Signals {
+        let signals = Signals {
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             // 25 on Linux and the BSDs; tokio names no constant for it.
             xfsz: signal(SignalKind::from_raw(25))?,
-        })
+        };
+        Signals::set().thread_unblock()?;
+        Ok(signals)
     }
 }
 

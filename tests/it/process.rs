@@ -634,6 +634,57 @@ async fn sighup_and_sigusr1_during_start_up_do_not_kill_it() {
     assert!(written.contains(&a.decision_id()), "{written}");
 }
 
+/// Each thread of process `pid`: its id, its name and the signals it blocks (`SigBlk`).
+#[cfg(target_os = "linux")]
+fn blocked_signals_by_thread(pid: u32) -> Vec<(u32, String, u64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path();
+        let Ok(status) = std::fs::read_to_string(path.join("status")) else {
+            continue; // a thread that ended meanwhile
+        };
+        let tid = path.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let blocked = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .unwrap();
+        threads.push((tid, name.trim().to_owned(), blocked));
+    }
+    threads
+}
+
+/// Signals are held from `serve`'s first step, before any thread exists: the log writer's
+/// thread, started before the handlers were installed, inherited the hold and keeps it (as do
+/// the runtime's workers), while the main thread, which installed the handlers, lets the
+/// signals through.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn handled_signals_are_held_until_their_handlers_are_installed() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let proc = Process::serve(rules.path(), &[]).await;
+    let pid = proc.child.id().unwrap();
+    let threads = blocked_signals_by_thread(pid);
+    let (_, _, main) = threads.iter().find(|(tid, ..)| *tid == pid).unwrap();
+    assert_eq!(main & HUP_AND_USR1, 0, "{threads:?}");
+    let (_, _, log_writer) = threads
+        .iter()
+        .find(|(_, name, _)| name == "log-writer")
+        .unwrap();
+    assert_eq!(log_writer & HUP_AND_USR1, HUP_AND_USR1, "{threads:?}");
+    // And the main thread receives them: a SIGHUP reloads.
+    proc.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            proc.log_text().contains("SIGHUP: reloading rules")
+        })
+        .await,
+        "{}",
+        proc.log_text()
+    );
+}
+
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn sigterm_during_start_up_stops_once_started_with_exit_0() {
