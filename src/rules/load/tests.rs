@@ -133,7 +133,7 @@ rules:
 "#,
         );
         let unset = |var: &str| {
-            format!("environment variable {var} is not set (the proxy reads its environment when it starts: one set since needs a restart)")
+            format!("environment variable {var} is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)")
         };
         assert_eq!(
             dir.errors(),
@@ -196,13 +196,13 @@ rules:
                     DEFAULT,
                     3,
                     10,
-                    r#"upstream "shop": url: environment variable SHOP_API_URL is not set (the proxy reads its environment when it starts: one set since needs a restart)"#
+                    r#"upstream "shop": url: environment variable SHOP_API_URL is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"#
                 ),
                 dir.at(
                     DEFAULT,
                     4,
                     31,
-                    r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment when it starts: one set since needs a restart)"#
+                    r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"#
                 ),
             ]
         );
@@ -212,7 +212,7 @@ rules:
                 DEFAULT,
                 4,
                 31,
-                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment when it starts: one set since needs a restart)"#
+                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"#
             )]
         );
         // Names are case-sensitive: a lowercase one names the variable that is set.

@@ -47,7 +47,7 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
                 "environment variable {var} is not set; did you mean ${{{set}}}?"
             ));
         } else {
-            errors.push(format!("environment variable {var} is not set (the proxy reads its environment when it starts: one set since needs a restart)"));
+            errors.push(format!("environment variable {var} is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"));
         }
         rest = &tail[end + 1..];
     }

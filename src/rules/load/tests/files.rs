@@ -170,13 +170,13 @@ rules:
                 DEFAULT,
                 3,
                 10,
-                r#"upstream "api": url: environment variable API_URL is not set (the proxy reads its environment when it starts: one set since needs a restart)"#
+                r#"upstream "api": url: environment variable API_URL is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"#
             ),
             dir.at(
                 DEFAULT,
                 6,
                 31,
-                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment when it starts: one set since needs a restart)"#
+                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"#
             ),
             dir.at(
                 DEFAULT,
