@@ -40,6 +40,15 @@ const MAX_STRING_SIZE: usize = 64 * 1024;
 const MAX_ARRAY_SIZE: usize = 10_000;
 const MAX_MAP_SIZE: usize = 10_000;
 
+/// Stack of the threads that run scripts and drop what they made (the runtime's workers and
+/// blocking threads). No limit bounds how deeply values nest through closures: each one
+/// captured by the next (`let g = f; f = || g;` in a loop) makes a chain that Rust frees
+/// recursively, about 170 bytes of stack per link, and 2 MiB (tokio's default) overflows at
+/// some 12,500 links, which aborts the process. [`MAX_OPERATIONS`] allows some 20,000 (ten
+/// operations a link); 16 MiB holds four times that. It is address space: only the pages a
+/// thread touches take memory.
+pub const THREAD_STACK: usize = 16 << 20;
+
 /// Names every expression and script may read.
 pub const REQUEST_VARS: [&str; 8] = [
     "order_id", "tx_id", "amount", "store_id", "api", "payload", "now", "fetched",
@@ -212,6 +221,7 @@ impl ScriptEngine {
             .or_else(|| lint::unknown_response_field(&ast))
             .or_else(|| lint::impossible_text_comparison(&ast))
             .or_else(|| lint::closure_reads_its_own_object(&ast, src))
+            .or_else(|| lint::closure_holding_itself(&ast))
             .or_else(|| lint::number_method_on_text(&ast))
             .or_else(|| lint::now_in_seconds(&ast))
             .or_else(|| lint::unknown_property(&ast, &self.functions))
@@ -493,6 +503,27 @@ pub(crate) mod tests {
         let ast = engine.compile_script(src).unwrap();
         let scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
         engine.eval_script(&scope, &ast, FULL)
+    }
+
+    /// The longest chain of closures the limits let a script make (each captured by the next;
+    /// 25,000 links, a quarter more than [`MAX_OPERATIONS`] allows) is freed recursively on
+    /// a thread with [`THREAD_STACK`], as the runtime's are, without overflowing it — which
+    /// would abort the process. (Made here without the sandbox's time limit, which a debug
+    /// build would meet first.)
+    #[test]
+    fn the_longest_chain_of_closures_a_script_can_make_is_freed_on_a_runtime_thread() {
+        let freed = std::thread::Builder::new()
+            .stack_size(THREAD_STACK)
+            .spawn(|| {
+                let chain: Dynamic = Engine::new()
+                    .eval("let f = 0; for i in 0..25000 { let g = f; f = || g; } f")
+                    .unwrap();
+                assert!(chain.is_fnptr());
+                drop(chain);
+            })
+            .unwrap()
+            .join();
+        assert!(freed.is_ok());
     }
 
     /// Asserts that the load-time checks refuse the script `src` with `message` at

@@ -40,7 +40,7 @@ use names::{answer_rest, listed_strings, JAVASCRIPT};
 pub(super) use names::{
     map_properties, unknown_function, unknown_response_field, Functions, Properties,
 };
-pub(super) use race::closure_reads_its_own_object;
+pub(super) use race::{closure_holding_itself, closure_reads_its_own_object};
 pub(super) use results::{
     in_place_kept, in_place_result, not_a_condition, not_a_result, quoted_bool_result,
 };
