@@ -309,7 +309,7 @@ mod tests {
     use testing::*;
 
     #[test]
-    fn time_is_rfc3339_with_milliseconds() {
+    fn time_is_rfc3339_with_microseconds() {
         use chrono::TimeZone;
         let t = chrono::Utc
             .with_ymd_and_hms(2026, 1, 5, 9, 7, 3)
@@ -324,10 +324,10 @@ mod tests {
         let mut out = Vec::new();
         line::write(&r, &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["time"], "2026-01-05T09:07:03.042Z");
+        assert_eq!(v["time"], "2026-01-05T09:07:03.042000Z");
         assert_eq!(
             v["time"],
-            t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string().as_str()
+            t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().as_str()
         );
     }
 

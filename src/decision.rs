@@ -78,12 +78,38 @@ pub struct RuleTrace {
     pub ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The call this rule made (fetch, forward), so that a replay can tell an edited call
+    /// from the one the logged answer belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallMade>,
     /// The upstream answer this rule read (fetch, forward), kept for replay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamAnswer>,
     /// The cause when the outcome is `error` (internal; never shown to the buyer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One upstream call as a trace records it: which upstream, and what was sent to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallMade {
+    /// The upstream's name in the rule file.
+    pub upstream: String,
+    #[serde(serialize_with = "method_name")]
+    pub method: http::Method,
+    /// The path and query sent, after the upstream's base URL.
+    pub path: String,
+}
+
+impl std::fmt::Display for CallMade {
+    /// `GET /api/stock/o-1 from shop`, as replay's notes name a call.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} from {}", self.method, self.path, self.upstream)
+    }
+}
+
+fn method_name<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
 }
 
 /// Bodies larger than this are kept as a truncated string in traces and the decision log.

@@ -36,7 +36,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 
-use crate::decision::{Decision, Outcome, RuleTrace, ShadowOutcome, UpstreamAnswer};
+use crate::decision::{Decision, Outcome, RuleTrace, ShadowOutcome};
 use crate::payload::ConfirmRequest;
 use crate::rules::{Mode, OnError, Rule, Ruleset, Settings};
 use crate::script::{RequestScope, ScriptEngine};
@@ -61,7 +61,7 @@ pub(crate) const SHADOW_CUT_OFF: &str =
     "shadow rule cut off to keep the deadline for enforced rules";
 
 pub use calls::fetch_call;
-use check::Verdict;
+use check::{Called, Verdict};
 
 /// The original request, passed on unchanged by `forward`.
 #[derive(Debug, Clone, Default)]
@@ -151,6 +151,7 @@ pub fn overran(settings: &Settings, req: &ConfirmRequest, took: std::time::Durat
         outcome: Outcome::Error,
         ms: millis(took),
         reason: None,
+        call: None,
         upstream: None,
         error: Some(format!(
             "still running at the deadline of {:?}: answered by on_error",
@@ -281,7 +282,7 @@ impl Run<'_, '_> {
                     "{what}: reached after the answer was due (deadline of {:?})",
                     self.ruleset.settings.deadline
                 );
-                match self.conclude(rule, Verdict::Stopped(cause), None, started) {
+                match self.conclude(rule, Verdict::Stopped(cause), Called::default(), started) {
                     ControlFlow::Continue(ended) => {
                         started = ended;
                         continue;
@@ -297,10 +298,11 @@ impl Run<'_, '_> {
                     self.check(rule, &mut scope, prefetched).await
                 }
                 Ok(false) => {
-                    started = self.record(rule, Outcome::Skipped, started, None, None, None);
+                    let skipped = Called::default();
+                    started = self.record(rule, Outcome::Skipped, started, skipped, None, None);
                     continue;
                 }
-                Err(e) => (Verdict::Error(e), None),
+                Err(e) => (Verdict::Error(e), Called::default()),
             };
             self.current = None;
             match self.conclude(rule, verdict, answer, started) {
@@ -317,7 +319,7 @@ impl Run<'_, '_> {
         &mut self,
         rule: &Rule,
         verdict: Verdict,
-        answer: Option<UpstreamAnswer>,
+        answer: Called,
         started: Instant,
     ) -> ControlFlow<Decision, Instant> {
         // Stopped by the deadline (now, or as it neared): the ruleset's `on_error` decides.
@@ -406,6 +408,7 @@ impl Run<'_, '_> {
                 outcome: Outcome::Error,
                 ms: millis(started.elapsed()),
                 reason: None,
+                call: None,
                 upstream: None,
                 error: Some(format!(
                     "deadline of {:?} exceeded",
@@ -434,13 +437,13 @@ impl Run<'_, '_> {
         on_error(&self.ruleset.settings, self.req, name)
     }
 
-    /// Traces one rule, with the upstream answer it read; returns when it ended.
+    /// Traces one rule, with the call it made and the answer it read; returns when it ended.
     fn record(
         &mut self,
         rule: &Rule,
         outcome: Outcome,
         started: Instant,
-        upstream: Option<UpstreamAnswer>,
+        called: Called,
         reason: Option<String>,
         error: Option<String>,
     ) -> Instant {
@@ -448,7 +451,8 @@ impl Run<'_, '_> {
         self.trace.push(RuleTrace {
             rule: rule.name.clone(),
             outcome,
-            upstream,
+            call: called.call,
+            upstream: called.answer,
             ms: millis(ended.saturating_duration_since(started)),
             reason,
             error,

@@ -53,6 +53,9 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// One HTTP call to an upstream, already rendered from the rule's templates.
 #[derive(Debug, Clone)]
 pub struct HttpCall {
+    /// The rule making the call; `None` for a health probe. Replay answers each rule with the
+    /// answer its record holds, not whichever rule's answer to the same call came first.
+    pub rule: Option<Arc<str>>,
     pub method: http::Method,
     /// Appended to the upstream's base URL.
     pub path_and_query: String,

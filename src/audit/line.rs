@@ -19,7 +19,9 @@ pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()>
     let start = out.len();
     let mut time = [0u8; 27];
     out.extend_from_slice(b"{\"time\":\"");
-    out.extend_from_slice(crate::logfmt::rfc3339(&r.time, 3, &mut time).as_bytes());
+    // Microseconds: a sale window's limit may fall inside a millisecond, and replay must
+    // judge the arrival on the same side of it.
+    out.extend_from_slice(crate::logfmt::rfc3339(&r.time, 6, &mut time).as_bytes());
     raw(out, "\",\"decision_id\":");
     string(out, r.decision_id);
     if let Some(first) = r.repeat_of {
@@ -135,6 +137,15 @@ fn trace(t: &RuleTrace, out: &mut Vec<u8>) -> serde_json::Result<()> {
         raw(out, ",\"reason\":");
         string(out, reason);
     }
+    if let Some(call) = &t.call {
+        raw(out, ",\"call\":{\"upstream\":");
+        string(out, &call.upstream);
+        raw(out, ",\"method\":");
+        string(out, call.method.as_str());
+        raw(out, ",\"path\":");
+        string(out, &call.path);
+        out.push(b'}');
+    }
     if let Some(answer) = &t.upstream {
         raw(out, ",\"upstream\":{\"status\":");
         raw(out, itoa::Buffer::new().format(answer.status));
@@ -231,7 +242,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::decision::{Outcome, UpstreamAnswer, Verdict};
+    use crate::decision::{CallMade, Outcome, UpstreamAnswer, Verdict};
     use crate::payload::Amount;
 
     fn line(r: &Record<'_>) -> String {
@@ -266,6 +277,7 @@ mod tests {
                     outcome: Outcome::Pass,
                     ms: 0.001,
                     reason: None,
+                    call: None,
                     upstream: None,
                     error: None,
                 },
@@ -274,6 +286,11 @@ mod tests {
                     outcome: Outcome::Error,
                     ms: 12.0,
                     reason: Some(tricky.into()),
+                    call: Some(CallMade {
+                        upstream: "shop".into(),
+                        method: http::Method::GET,
+                        path: "/api/stock/o-\"1\"?x=1".into(),
+                    }),
                     upstream: Some(UpstreamAnswer {
                         status: 503,
                         body: json!({"error": "down\n", "n": 1.5, "list": [1, "x"]}),
@@ -351,7 +368,7 @@ mod tests {
         assert_eq!(text.trim_end().lines().count(), 1);
         let v: Value = serde_json::from_str(&text).unwrap();
         let mut expected = json!({
-            "time": "2026-12-01T12:00:00.042Z",
+            "time": "2026-12-01T12:00:00.042000Z",
             "decision_id": "01a2",
             "repeat_of": "01a1",
             "repeat_refused": "other_body",
@@ -373,6 +390,45 @@ mod tests {
         assert_eq!(v, expected);
         // The amount is written as sent, trailing zero and all.
         assert!(text.contains(",\"amount\":10.50,"), "{text}");
+    }
+
+    /// A sale window's limit can fall inside a millisecond, and a whole second must not lose
+    /// its digits: `time` is always six fraction digits.
+    #[test]
+    fn time_is_fixed_width_to_the_microsecond() {
+        use chrono::TimeZone;
+        let second = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 4, 18, 45, 25)
+            .unwrap();
+        let d = Decision::approve(None);
+        for (micros, expected) in [
+            (0, "2026-12-04T18:45:25.000000Z"),
+            (500, "2026-12-04T18:45:25.000500Z"),
+            (42_007, "2026-12-04T18:45:25.042007Z"),
+        ] {
+            let r = Record {
+                time: second + chrono::TimeDelta::microseconds(micros),
+                decision_id: "id",
+                ruleset: "default",
+                rules_version: "v",
+                api: None,
+                order_id: None,
+                tx_id: None,
+                amount: None,
+                decision: &d,
+                latency_ms: 0.1,
+                request: None,
+                repeat_of: None,
+                repeat_refused: None,
+                webhook_id: None,
+                source: None,
+            };
+            assert!(
+                line(&r).starts_with(&format!("{{\"time\":\"{expected}\",")),
+                "{}",
+                line(&r)
+            );
+        }
     }
 
     #[test]

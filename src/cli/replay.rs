@@ -26,6 +26,23 @@ pub struct ReplayArgs {
 /// Unreadable input, rules that do not load, bad usage.
 const CANNOT_RUN: u8 = 2;
 
+/// The longest line read as a record: `serve` never writes one over about 1 MiB, and a longer
+/// one (a binary file, a dump without line breaks) is skipped without being held in memory.
+const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// What the replay met, for the closing count.
+#[derive(Default)]
+struct Counts {
+    replayed: usize,
+    changed: usize,
+    /// Answers no rule decided: guards', repeats, ignored messages.
+    skipped: usize,
+    /// Answered by `on_error` because the deadline passed before the first rule.
+    deadline_first: usize,
+    unreadable: usize,
+    other_rulesets: usize,
+}
+
 pub fn run(args: &ReplayArgs) -> ExitCode {
     let mut input: Box<dyn BufRead> = match args.file.as_ref().filter(|p| p.as_os_str() != "-") {
         Some(path) => match std::fs::File::open(path) {
@@ -49,21 +66,34 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     let Some(runtime) = super::runtime(true) else {
         return ExitCode::from(CANNOT_RUN);
     };
-    let (mut replayed, mut changed, mut skipped, mut unreadable, mut other_rulesets) =
-        (0, 0, 0, 0, 0);
+    let mut counts = Counts::default();
     let mut line = Vec::new();
     let mut n = 0;
     loop {
-        line.clear();
         // Lines are read as bytes: one cut inside a character is an unreadable line like any
         // other, not the end of the replay.
-        match input.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => n += 1,
+        match read_line(&mut input, &mut line, MAX_LINE) {
+            Ok(Line::End) => break,
+            Ok(Line::Read) => n += 1,
+            Ok(Line::TooLong) => {
+                n += 1;
+                eprintln!(
+                    "{name}:{n}: not a decision-log record: a line over {} MiB, skipped",
+                    MAX_LINE >> 20
+                );
+                counts.unreadable += 1;
+                continue;
+            }
             Err(e) => {
                 eprintln!("error: cannot read {name}: {e}");
                 return ExitCode::from(CANNOT_RUN);
             }
+        }
+        if n == 1 && line.starts_with(&[0x1f, 0x8b]) {
+            eprintln!(
+                "error: {name}: gzip-compressed; decompress it first: zcat {name} | confirm-proxy replay -"
+            );
+            return ExitCode::from(CANNOT_RUN);
         }
         if line.trim_ascii().is_empty() {
             continue;
@@ -72,50 +102,148 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             Ok(record) => record,
             Err(e) => {
                 eprintln!("{name}:{n}: {e}");
-                unreadable += 1;
+                counts.unreadable += 1;
                 continue;
             }
         };
         if args.ruleset.as_ref().is_some_and(|r| *r != record.ruleset) {
-            other_rulesets += 1;
+            counts.other_rulesets += 1;
             continue;
         }
         if !record.decided_by_rules() {
-            skipped += 1;
+            counts.skipped += 1;
+            continue;
+        }
+        if record.deadline_came_first(&rules) {
+            counts.deadline_first += 1;
             continue;
         }
         let again = runtime.block_on(replay(&rules, &scripts, record));
-        replayed += 1;
+        counts.replayed += 1;
         if again.changed() {
-            changed += 1;
+            counts.changed += 1;
             out!("{}", again.explain());
         }
     }
-    if let Some(ruleset) = args.ruleset.as_ref().filter(|_| replayed + skipped == 0) {
+    let read_any = counts.replayed + counts.skipped + counts.deadline_first > 0;
+    if let Some(ruleset) = args.ruleset.as_ref().filter(|_| !read_any) {
+        if rules.get(ruleset).is_none() {
+            let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
+            eprintln!(
+                "error: unknown ruleset \"{ruleset}\": no record of it in {name}, and the rules load {}",
+                known.join(", ")
+            );
+            return ExitCode::from(CANNOT_RUN);
+        }
         eprintln!(
-            "note: no record of ruleset \"{ruleset}\" ({other_rulesets} records of other rulesets)"
+            "note: no record of ruleset \"{ruleset}\" ({} records of other rulesets)",
+            counts.other_rulesets
         );
     }
-    out!(
-        "{replayed} replayed: {changed} changed, {} unchanged; {skipped} not decided by rules (guards' answers, repeats, ignored messages){}",
-        replayed - changed,
-        if unreadable > 0 {
-            format!(
-                "; {unreadable} unreadable line{}",
-                if unreadable == 1 { "" } else { "s" }
-            )
-        } else {
-            String::new()
-        }
-    );
-    if changed > 0 {
+    out!("{}", summary(&counts));
+    if counts.changed > 0 {
         ExitCode::FAILURE
-    } else if unreadable > 0 && replayed + skipped + other_rulesets == 0 {
+    } else if counts.unreadable > 0 && !read_any && counts.other_rulesets == 0 {
         // Not one record read: not a decision log (a log file given by mistake), and "nothing
         // changed" would be no answer.
         eprintln!("error: no line of {name} is a decision-log record");
         ExitCode::from(CANNOT_RUN)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The closing count.
+fn summary(c: &Counts) -> String {
+    let mut out = format!(
+        "{} replayed: {} changed, {} unchanged; {} not decided by rules (guards' answers, repeats, ignored messages)",
+        c.replayed,
+        c.changed,
+        c.replayed - c.changed,
+        c.skipped
+    );
+    if c.deadline_first > 0 {
+        out.push_str(&format!(
+            "; {} answered by on_error with the deadline passed before the first rule",
+            c.deadline_first
+        ));
+    }
+    if c.unreadable > 0 {
+        let s = if c.unreadable == 1 { "" } else { "s" };
+        out.push_str(&format!("; {} unreadable line{s}", c.unreadable));
+    }
+    out
+}
+
+enum Line {
+    Read,
+    /// Over the limit: consumed, not kept.
+    TooLong,
+    End,
+}
+
+/// Reads the next line into `line` (its line break included), keeping at most `max` bytes: a
+/// longer line is read to its end and dropped.
+fn read_line(input: &mut dyn BufRead, line: &mut Vec<u8>, max: usize) -> std::io::Result<Line> {
+    line.clear();
+    let (mut any, mut too_long) = (false, false);
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        any = true;
+        let end = memchr::memchr(b'\n', buf).map(|i| i + 1);
+        let part = &buf[..end.unwrap_or(buf.len())];
+        if !too_long && line.len() + part.len() > max {
+            too_long = true;
+            line.clear();
+        }
+        if !too_long {
+            line.extend_from_slice(part);
+        }
+        let used = part.len();
+        input.consume(used);
+        if end.is_some() {
+            break;
+        }
+    }
+    Ok(match (any, too_long) {
+        (false, _) => Line::End,
+        (true, true) => Line::TooLong,
+        (true, false) => Line::Read,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &[u8], max: usize) -> Vec<Result<String, &'static str>> {
+        let mut input: &[u8] = text;
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            match read_line(&mut input, &mut line, max).unwrap() {
+                Line::End => return out,
+                Line::Read => out.push(Ok(String::from_utf8_lossy(&line).into_owned())),
+                Line::TooLong => out.push(Err("too long")),
+            }
+        }
+    }
+
+    /// A line over the limit is skipped whole, and the lines around it read as usual.
+    #[test]
+    fn lines_over_the_limit_are_skipped_not_kept() {
+        assert_eq!(
+            lines(b"abc\n0123456789\nde", 5),
+            [Ok("abc\n".into()), Err("too long"), Ok("de".into())]
+        );
+        assert_eq!(lines(b"", 5), []);
+        assert_eq!(lines(b"abcd\n", 5), [Ok("abcd\n".into())]);
     }
 }

@@ -23,14 +23,19 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Background GET fetches, aborted if the evaluation ends before their rule is reached. Empty
 /// (no allocation) when the ruleset has none; otherwise one slot per rule.
-pub(super) struct Prefetches(
-    pub(super) Vec<Option<JoinHandle<Result<UpstreamResponse, UpstreamError>>>>,
-);
+pub(super) struct Prefetches(pub(super) Vec<Option<Prefetch>>);
+
+/// One GET started early, with the path it was sent to: the trace names the call, and the
+/// path was rendered once already.
+pub(super) struct Prefetch {
+    pub(super) handle: JoinHandle<Result<UpstreamResponse, UpstreamError>>,
+    pub(super) path: String,
+}
 
 impl Drop for Prefetches {
     fn drop(&mut self) {
-        for handle in self.0.iter().flatten() {
-            handle.abort();
+        for prefetch in self.0.iter().flatten() {
+            prefetch.handle.abort();
         }
     }
 }
@@ -114,8 +119,12 @@ impl Run<'_, '_> {
                     prefetches.0[i] =
                         fetch_call(f, self.req, self.body_by(rule))
                             .ok()
-                            .map(|call| {
-                                tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call))
+                            .map(|mut call| {
+                                call.rule = Some(rule.name.clone());
+                                let path = call.path_and_query.clone();
+                                let handle =
+                                    tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call));
+                                Prefetch { handle, path }
                             });
                 }
             }
@@ -208,6 +217,7 @@ pub fn fetch_call(
         HttpMethod::PUT => http::Method::PUT,
     };
     Ok(HttpCall {
+        rule: None,
         method,
         path_and_query,
         headers,

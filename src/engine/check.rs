@@ -1,15 +1,30 @@
 //! One rule's check: its `when` guard, the check itself (amount, window, `require`, script,
 //! health, fetch, forward) and what the answer of an upstream makes of it.
 
-use rhai::{Dynamic, Map};
-use serde_json::Value;
-use tokio::task::JoinHandle;
-
+use super::calls::Prefetch;
 use super::{fetch_call, Run};
-use crate::decision::UpstreamAnswer;
+use crate::decision::{CallMade, UpstreamAnswer};
 use crate::rules::{Check, Expr, Fetch, Forward, Health, Mode, Rule};
 use crate::script::{self, RequestScope, ScriptVerdict, TimeLeft};
 use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse};
+use rhai::{Dynamic, Map};
+use serde_json::Value;
+
+/// What a rule's upstream call leaves in its trace: the call made and the answer read.
+#[derive(Default)]
+pub(super) struct Called {
+    pub(super) call: Option<CallMade>,
+    pub(super) answer: Option<UpstreamAnswer>,
+}
+
+/// `call` to `upstream` as the trace names it.
+fn call_made(upstream: &str, call: &HttpCall) -> CallMade {
+    CallMade {
+        upstream: upstream.to_owned(),
+        method: call.method.clone(),
+        path: call.path_and_query.clone(),
+    }
+}
 
 /// What one rule's check concluded.
 pub(super) enum Verdict {
@@ -98,8 +113,8 @@ impl Run<'_, '_> {
         &self,
         rule: &Rule,
         scope: &mut RequestScope,
-        prefetched: Option<&mut JoinHandle<Result<UpstreamResponse, UpstreamError>>>,
-    ) -> (Verdict, Option<UpstreamAnswer>) {
+        prefetched: Option<&mut Prefetch>,
+    ) -> (Verdict, Called) {
         let reason = || rule.reason.render_reason(self.req, None);
         let pass_if = |ok: bool| {
             if ok {
@@ -125,7 +140,9 @@ impl Run<'_, '_> {
             Check::Script { path, ast } => {
                 let _turn = match self.turn(rule).await {
                     Ok(turn) => turn,
-                    Err(cut) => return (Verdict::Error(format!("{path}: {cut}")), None),
+                    Err(cut) => {
+                        return (Verdict::Error(format!("{path}: {cut}")), Called::default())
+                    }
                 };
                 match self
                     .ctx
@@ -154,49 +171,71 @@ impl Run<'_, '_> {
             Check::Fetch(f) => return self.fetch(rule, f, scope, prefetched).await,
             Check::Forward(fw) => return self.forward(rule, fw).await,
         };
-        (verdict, None)
+        (verdict, Called::default())
     }
 
     /// A `fetch`: its answer (prefetched for a GET, called now otherwise) applied by
-    /// [`Self::fetched`], and the answer for the trace.
+    /// [`Self::fetched`], and the call and answer for the trace.
     async fn fetch(
         &self,
         rule: &Rule,
         f: &Fetch,
         scope: &mut RequestScope,
-        prefetched: Option<&mut JoinHandle<Result<UpstreamResponse, UpstreamError>>>,
-    ) -> (Verdict, Option<UpstreamAnswer>) {
-        let waited = match prefetched {
-            Some(handle) => self.wait(rule, handle).await.map(|joined| {
-                joined
-                    .unwrap_or_else(|e| Err(UpstreamError::Other(format!("fetch task ended: {e}"))))
-            }),
-            None if self.past_shadow_cutoff(rule) => None,
+        prefetched: Option<&mut Prefetch>,
+    ) -> (Verdict, Called) {
+        let (waited, call) = match prefetched {
+            Some(prefetch) => {
+                let call = CallMade {
+                    upstream: f.upstream.name.clone(),
+                    method: http::Method::GET,
+                    path: std::mem::take(&mut prefetch.path),
+                };
+                let waited = self.wait(rule, &mut prefetch.handle).await.map(|joined| {
+                    joined.unwrap_or_else(|e| {
+                        Err(UpstreamError::Other(format!("fetch task ended: {e}")))
+                    })
+                });
+                (waited, call)
+            }
+            None if self.past_shadow_cutoff(rule) => return (self.cut_off(), Called::default()),
             // Not prefetched: a POST or PUT, which may change something at the merchant.
-            None if let Some(late) = self.too_late_to_send(rule) => return (late, None),
+            None if let Some(late) = self.too_late_to_send(rule) => {
+                return (late, Called::default())
+            }
             None => match fetch_call(f, self.req, self.body_by(rule)) {
-                Ok(call) => {
+                Ok(mut call) => {
+                    call.rule = Some(rule.name.clone());
+                    let made = call_made(&f.upstream.name, &call);
                     let call = self.ctx.upstreams.call(f.upstream.clone(), call);
-                    self.wait(rule, call).await
+                    (self.wait(rule, call).await, made)
                 }
-                Err(e) => return (Verdict::Error(e), None),
+                Err(e) => return (Verdict::Error(e), Called::default()),
             },
         };
         let Some(result) = waited else {
-            return (self.cut_off(), None);
+            let called = Called {
+                call: Some(call),
+                answer: None,
+            };
+            return (self.cut_off(), called);
         };
         let answer = result.as_ref().ok().map(UpstreamAnswer::from);
-        (self.fetched(rule, f, scope, result).await, answer)
+        let verdict = self.fetched(rule, f, scope, result).await;
+        let called = Called {
+            call: Some(call),
+            answer,
+        };
+        (verdict, called)
     }
 
     /// A `forward`: the original request to the merchant's confirm handler, whose 200 passes
     /// and whose refusal refuses with its own reason.
-    async fn forward(&self, rule: &Rule, fw: &Forward) -> (Verdict, Option<UpstreamAnswer>) {
+    async fn forward(&self, rule: &Rule, fw: &Forward) -> (Verdict, Called) {
         if self.past_shadow_cutoff(rule) {
-            return (self.cut_off(), None);
+            return (self.cut_off(), Called::default());
         }
         if let Some(late) = self.too_late_to_send(rule) {
-            return (late, None);
+            return (late, Called::default());
         }
         let original = self.ctx.original;
         let mut headers = http::HeaderMap::new();
@@ -216,15 +255,21 @@ impl Run<'_, '_> {
             headers.append(k.clone(), v.clone());
         }
         let call = HttpCall {
+            rule: Some(rule.name.clone()),
             method: http::Method::POST,
             path_and_query: fw.path.clone(),
             headers,
             body: Some(original.body.clone()),
             body_by: self.body_by(rule),
         };
+        let made = call_made(&fw.upstream.name, &call);
         let call = self.ctx.upstreams.call(fw.upstream.clone(), call);
         let Some(result) = self.wait(rule, call).await else {
-            return (self.cut_off(), None);
+            let called = Called {
+                call: Some(made),
+                answer: None,
+            };
+            return (self.cut_off(), called);
         };
         let answer = result.as_ref().ok().map(UpstreamAnswer::from);
         let verdict = match result {
@@ -235,7 +280,11 @@ impl Run<'_, '_> {
             ),
             Err(e) => Verdict::Error(format!("forward to {}: {e}", fw.upstream.name)),
         };
-        (verdict, answer)
+        let called = Called {
+            call: Some(made),
+            answer,
+        };
+        (verdict, called)
     }
 
     /// Applies a fetch result: records it in `fetched`, then `require` (or the status) decides.

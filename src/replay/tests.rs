@@ -134,7 +134,10 @@ async fn what_the_record_cannot_stand_in_for_is_noted() {
     let r = again(&rules, &unreached).await;
     assert_eq!(r.decision.trace[1].outcome, Outcome::Error);
     assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
-    assert!(r.notes[0].starts_with("rule existing-confirm: the record has no upstream answer"));
+    assert_eq!(
+        r.notes,
+        ["rule existing-confirm: not in the record, and its POST /payments/confirm from shop may change something at the merchant, so no other rule's answer stands in for it; it counted as an error"]
+    );
 
     let cut = format!("\"{}…\"", "x".repeat(MAX_TRACED_BODY));
     let partial = line(
@@ -227,7 +230,8 @@ async fn repeated_calls_with_side_effects_get_their_answers_in_turn() {
     assert_eq!(r.decision.trace[1].outcome, Outcome::Error);
 }
 
-/// A rule that errs in the replay but did not then read something the log does not keep.
+/// A rule that errs in the replay but did not then read something the log does not keep: its
+/// `require` reads headers, which the log does not keep, and the note says so.
 #[tokio::test]
 async fn an_error_only_the_replay_has_is_noted() {
     let rules_yaml = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    require: 'response.headers[\"content-type\"].starts_with(\"application/json\")'\n    reason: x\n";
@@ -238,8 +242,12 @@ async fn an_error_only_the_replay_has_is_noted() {
         "",
     );
     let r = again(&rules, &logged).await;
-    assert_eq!(r.notes.len(), 1, "{}", r.explain());
-    assert!(r.notes[0].contains("not its headers"), "{:?}", r.notes);
+    assert_eq!(
+        r.notes,
+        ["rule stock reads response headers, which the log does not keep"],
+        "{}",
+        r.explain()
+    );
 }
 
 /// A rule's `window` is judged at the record's arrival time, not today.
@@ -266,4 +274,289 @@ fn order_ids_are_shown_escaped_when_they_hold_controls() {
     );
     assert_eq!(super::shown_id("b-\u{202e}abc"), r#""b-\u{202e}abc""#);
     assert_eq!(super::shown_id(&"x".repeat(300)).chars().count(), 101);
+}
+
+const RESERVE: &str = "upstreams:\n  res: { url: \"http://res.invalid\" }\nrules:\n  - { name: reserve, fetch: { upstream: res, method: POST, path: /reserve }, reason: r1 }\n";
+
+fn reserved(call: &str) -> String {
+    line(
+        &format!(
+            r#"{{"rule":"reserve","outcome":"pass","ms":1.0{call},"upstream":{{"status":200,"body":""}}}}"#
+        ),
+        "approve",
+        "",
+    )
+}
+
+/// A new rule POSTing the same call as a logged one does not get that rule's answer: a POST
+/// may change something at the merchant, and the record has no answer for this one.
+#[tokio::test]
+async fn a_new_post_rule_gets_no_other_rules_answer() {
+    let third = format!(
+        "{RESERVE}  - {{ name: reserve-third, fetch: {{ upstream: res, method: POST, path: /reserve }}, reason: r3 }}\n"
+    );
+    let (_dir, rules) = load_files(&[("default.yaml", &third)]);
+    let call = r#","call":{"upstream":"res","method":"POST","path":"/reserve"}"#;
+    for logged in [reserved(call), reserved("")] {
+        let r = again(&rules, &logged).await;
+        assert_eq!(
+            r.decision.trace[0].outcome,
+            Outcome::Pass,
+            "{}",
+            r.explain()
+        );
+        assert_eq!(
+            r.decision.trace[1].outcome,
+            Outcome::Error,
+            "{}",
+            r.explain()
+        );
+        assert_eq!(r.decision.rule.as_deref(), Some("reserve-third"));
+        assert_eq!(
+            r.notes,
+            ["rule reserve-third: not in the record, and its POST /reserve from res may change something at the merchant, so no other rule's answer stands in for it; it counted as an error"]
+        );
+    }
+}
+
+/// A rule whose call was edited (its path, method or upstream) gets no answer: the logged one
+/// answered another call.
+#[tokio::test]
+async fn a_changed_call_gets_no_answer() {
+    let stock = |path: &str, method: &str| {
+        format!("upstreams:\n  shop: {{ url: \"http://shop.invalid\" }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, method: {method}, path: \"{path}\" }}, reason: x }}\n")
+    };
+    let logged = line(
+        r#"{"rule":"stock","outcome":"pass","ms":1.0,"call":{"upstream":"shop","method":"GET","path":"/api/stock/order-1"},"upstream":{"status":200,"body":{"available":3}}}"#,
+        "approve",
+        "",
+    );
+    let (_dir, rules) = load_files(&[("default.yaml", &stock("/api/stock/{order_id}", "GET"))]);
+    let r = again(&rules, &logged).await;
+    assert!(!r.changed(), "{}", r.explain());
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    // The call is in the replay's trace too.
+    let call = r.decision.trace[0].call.as_ref().unwrap();
+    assert_eq!(call.to_string(), "GET /api/stock/order-1 from shop");
+
+    for (path, method, now) in [
+        (
+            "/api/v2/stock/{tx_id}",
+            "GET",
+            "GET /api/v2/stock/imp_1 from shop",
+        ),
+        (
+            "/api/stock/{order_id}",
+            "POST",
+            "POST /api/stock/order-1 from shop",
+        ),
+    ] {
+        let (_dir, rules) = load_files(&[("default.yaml", &stock(path, method))]);
+        let r = again(&rules, &logged).await;
+        assert_eq!(
+            r.decision.trace[0].outcome,
+            Outcome::Error,
+            "{}",
+            r.explain()
+        );
+        assert_eq!(
+            r.notes,
+            [format!("rule stock: its call changed (then GET /api/stock/order-1 from shop, now {now}): the record has no answer for it")]
+        );
+    }
+}
+
+const TWO_GETS: &str = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - { name: stock, fetch: { upstream: shop, path: \"/stock/{order_id}\" }, require: 'response.body.available > 0', reason: x }\n  - { name: stock-strict, fetch: { upstream: shop, path: \"/stock/{order_id}\" }, require: 'response.body.available > 5', reason: y }\n";
+
+/// A new GET identical to one the record has gets that answer (a GET changes nothing at the
+/// merchant, so the answer stands), and the note says whose it was.
+#[tokio::test]
+async fn a_new_get_rule_gets_the_answer_to_the_same_get() {
+    let (_dir, rules) = load_files(&[("default.yaml", TWO_GETS)]);
+    let logged = line(
+        r#"{"rule":"stock","outcome":"pass","ms":1.0,"call":{"upstream":"shop","method":"GET","path":"/stock/order-1"},"upstream":{"status":200,"body":{"available":3}}}"#,
+        "approve",
+        "",
+    );
+    let r = again(&rules, &logged).await;
+    assert_eq!(
+        r.decision.rule.as_deref(),
+        Some("stock-strict"),
+        "{}",
+        r.explain()
+    );
+    assert_eq!(r.decision.trace[1].outcome, Outcome::Reject);
+    assert_eq!(
+        r.notes,
+        ["rule stock-strict: not in the record; it got the answer rule stock got to the same GET"]
+    );
+}
+
+/// A shadow rule cut off at the shadow cut-off then, enforced now: it takes the answer another
+/// rule got to the same GET, or, with none, it has no answer and the note says why.
+#[tokio::test(start_paused = true)]
+async fn a_shadow_rule_cut_off_then_and_enforced_now() {
+    let (_dir, rules) = load_files(&[("default.yaml", TWO_GETS)]);
+    let cut = r#"{"rule":"stock-strict","outcome":"error","ms":0.1,"call":{"upstream":"shop","method":"GET","path":"/stock/order-1"},"error":"shadow rule cut off to keep the deadline for enforced rules (shadow rules may use only the first 2s of the 4s deadline)"}"#;
+    let logged = line(
+        &format!(
+            r#"{{"rule":"stock","outcome":"pass","ms":1.0,"call":{{"upstream":"shop","method":"GET","path":"/stock/order-1"}},"upstream":{{"status":200,"body":{{"available":9}}}}}},{cut}"#
+        ),
+        "approve",
+        r#","shadow":[{"rule":"stock-strict","outcome":"error"}]"#,
+    );
+    let r = again(&rules, &logged).await;
+    assert_eq!(
+        r.decision.trace[1].outcome,
+        Outcome::Pass,
+        "{}",
+        r.explain()
+    );
+    assert_eq!(
+        r.notes,
+        ["rule stock-strict: cut off as a shadow rule then; it got the answer rule stock got to the same GET"]
+    );
+
+    let alone = TWO_GETS.replace(
+        "/stock/{order_id}\" }, require: 'response.body.available > 0'",
+        "/other/{order_id}\" }, require: 'response.body.available > 0'",
+    );
+    let (_dir, rules) = load_files(&[("default.yaml", &alone)]);
+    let logged = line(
+        &format!(
+            r#"{{"rule":"stock","outcome":"pass","ms":1.0,"call":{{"upstream":"shop","method":"GET","path":"/other/order-1"}},"upstream":{{"status":200,"body":{{"available":9}}}}}},{cut}"#
+        ),
+        "approve",
+        "",
+    );
+    let r = again(&rules, &logged).await;
+    assert_eq!(
+        r.decision.trace[1].outcome,
+        Outcome::Error,
+        "{}",
+        r.explain()
+    );
+    assert_eq!(
+        r.notes,
+        ["rule stock-strict: cut off as a shadow rule then, so the record has no answer for it; it counted as an error"]
+    );
+}
+
+/// A shadow rule that was cut off then and is still one now is cut off again, with its own
+/// failure, not another rule's answer; no note claims it had none.
+#[tokio::test(start_paused = true)]
+async fn a_shadow_rule_still_shadow_gets_its_own_failure() {
+    let shadow = TWO_GETS.replace("reason: y }", "reason: y, mode: shadow }");
+    let (_dir, rules) = load_files(&[("default.yaml", &shadow)]);
+    let logged = line(
+        r#"{"rule":"stock","outcome":"pass","ms":1.0,"upstream":{"status":200,"body":{"available":9}}},{"rule":"stock-strict","outcome":"error","ms":0.1,"error":"shadow rule cut off to keep the deadline for enforced rules (shadow rules may use only the first 250ms of the 500ms deadline)"}"#,
+        "approve",
+        "",
+    );
+    let r = again(&rules, &logged).await;
+    assert!(!r.changed(), "{}", r.explain());
+    let strict = &r.decision.trace[1];
+    assert_eq!(strict.outcome, Outcome::Error, "{}", r.explain());
+    assert!(
+        strict
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("shadow rule cut off")),
+        "{strict:?}"
+    );
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+}
+
+/// The log's time has microseconds: a window limit inside a millisecond is judged on the
+/// side it was, and an older record with milliseconds still reads.
+#[tokio::test]
+async fn a_window_limit_inside_a_millisecond_is_kept() {
+    let window = |until: &str| {
+        format!("rules:\n  - name: sale\n    window: {{ until: \"{until}\" }}\n    reason: \"판매 기간이 아닙니다\"\n")
+    };
+    let at = |time: &str| line("", "approve", "").replace("2026-11-25T07:51:02.114Z", time);
+    for (time, until, open) in [
+        (
+            "2026-12-04T18:50:03.000400Z",
+            "2026-12-04T18:50:03.0005Z",
+            true,
+        ),
+        (
+            "2026-12-04T18:50:03.000600Z",
+            "2026-12-04T18:50:03.0005Z",
+            false,
+        ),
+        (
+            "2026-12-04T18:50:03.001Z",
+            "2026-12-04T18:50:03.0005Z",
+            false,
+        ),
+    ] {
+        let (_dir, rules) = load_files(&[("default.yaml", &window(until))]);
+        let r = again(&rules, &at(time)).await;
+        assert_eq!(
+            r.decision.decision == Verdict::Approve,
+            open,
+            "{time}: {}",
+            r.explain()
+        );
+    }
+    // The report shows the time fixed-width, also on a whole second.
+    let (_dir, rules) = load_files(&[("default.yaml", &window("2026-01-01T00:00:00Z"))]);
+    let r = again(&rules, &at("2026-12-04T18:45:25.000000Z")).await;
+    assert!(
+        r.explain()
+            .starts_with("d-1 (default, order order-1, 2026-12-04T18:45:25.000000Z)\n"),
+        "{}",
+        r.explain()
+    );
+}
+
+/// A record whose deadline passed before the first rule ran (the body came just before it) is
+/// the ruleset's `on_error` answer, not the rules': it is not decided again.
+#[test]
+fn a_record_the_deadline_answered_before_any_rule_is_left_out() {
+    let (_dir, rules) = load_files(&[(
+        "default.yaml",
+        "settings: { deadline: 1s }\nrules:\n  - { name: limit, amount: { max: 10000 }, reason: x }\n",
+    )]);
+    let refused = line("", "reject", "").replace(
+        r#""status":200"#,
+        r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.""#,
+    );
+    let record = read(refused.as_bytes()).unwrap();
+    assert!(record.deadline_came_first(&rules));
+    // A refusal by a rule, or another reason, is the rules' own.
+    for other in [
+        refused.replace(r#""trace":[]"#, r#""rule":"limit","trace":[]"#),
+        refused.replace("일시적인", "x"),
+        line("", "approve", ""),
+    ] {
+        assert!(
+            !read(other.as_bytes()).unwrap().deadline_came_first(&rules),
+            "{other}"
+        );
+    }
+    // With `on_error: approve`, an approval with an empty trace that took the deadline.
+    let (_dir, rules) = load_files(&[(
+        "default.yaml",
+        "settings: { deadline: 1s, on_error: approve }\nrules:\n  - { name: limit, amount: { max: 10000 }, reason: x }\n",
+    )]);
+    let late = line("", "approve", "").replace(r#""latency_ms":0.1"#, r#""latency_ms":995.2"#);
+    assert!(read(late.as_bytes()).unwrap().deadline_came_first(&rules));
+    assert!(!read(line("", "approve", "").as_bytes())
+        .unwrap()
+        .deadline_came_first(&rules));
+}
+
+/// JSON that is no object is said to be no record plainly, not in serde's words.
+#[test]
+fn json_that_is_no_object_is_no_record() {
+    for text in ["[]", "\"x\"", "3", "[1, 2]"] {
+        assert_eq!(
+            read(text.as_bytes()).unwrap_err(),
+            "not a decision-log record: expected a JSON object",
+            "{text}"
+        );
+    }
 }

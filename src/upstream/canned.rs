@@ -1,5 +1,5 @@
-//! Canned upstream answers and health states for rule tests: no network at all. Every call is
-//! recorded so a test can say what was (or was not) called.
+//! Canned upstream answers and health states for rule tests and replay: no network at all.
+//! Every call is recorded so a test can say what was (or was not) called.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,9 +29,13 @@ use crate::rules::{parse_duration, Health, HttpMethod, Upstream};
 pub struct Canned {
     /// Upstream name → normalised `"METHOD /path?query"` → answer.
     answers: BTreeMap<String, BTreeMap<String, CannedAnswer>>,
-    /// Answers to the second, third … call of the same key, in turn (the last one stays):
-    /// a replayed record whose two rules POSTed the same reservation and got 200, then 409.
-    later: BTreeMap<(String, String), Vec<CannedAnswer>>,
+    /// Per calling rule: (rule, upstream name, normalised key) → answer. A replayed record
+    /// answers each rule with its own logged answer (two rules POSTing the same reservation
+    /// got 200, then 409); once any is set, calls are answered only from here, and a rule
+    /// without an answer of its own gets none.
+    by_rule: BTreeMap<(Arc<str>, String, String), CannedAnswer>,
+    /// Answers go by rule only (see [`Canned::by_rule`]).
+    per_rule: bool,
     health: BTreeMap<String, Health>,
     calls: Mutex<Vec<RecordedCall>>,
 }
@@ -93,6 +97,8 @@ impl From<CannedHealth> for Health {
 /// A call the engine made, as it would have been sent.
 #[derive(Debug, Clone)]
 pub struct RecordedCall {
+    /// The rule that made it (`None`: a health probe).
+    pub rule: Option<Arc<str>>,
     /// The upstream's name in the rule file.
     pub upstream: String,
     pub method: http::Method,
@@ -124,13 +130,27 @@ impl Canned {
         self
     }
 
-    /// Adds the answer to the next call of `key` from `upstream` after those already given:
-    /// the first call gets [`Self::answer`]'s, the second the first added here, and so on.
-    pub fn answer_again(mut self, upstream: &str, key: &str, answer: CannedAnswer) -> Canned {
-        self.later
-            .entry((upstream.to_owned(), normalise_key(key)))
-            .or_default()
-            .push(answer);
+    /// Adds the answer `rule` gets when it calls `key` (`"POST /reserve"`) on `upstream`. Once
+    /// any rule has one, answers go by rule only: a call by another rule, or by this rule to
+    /// another key, gets [`UpstreamError::NoCannedAnswer`].
+    pub fn answer_rule(
+        mut self,
+        rule: &str,
+        upstream: &str,
+        key: &str,
+        answer: CannedAnswer,
+    ) -> Canned {
+        self.by_rule.insert(
+            (Arc::from(rule), upstream.to_owned(), normalise_key(key)),
+            answer,
+        );
+        self.by_rule()
+    }
+
+    /// Answers go by rule only, also before any rule has an answer: a replayed record none
+    /// of whose rules made a call still answers no rule with another's.
+    pub fn by_rule(mut self) -> Canned {
+        self.per_rule = true;
         self
     }
 
@@ -156,27 +176,34 @@ impl Canned {
             .clone()
     }
 
-    /// Records `call`; returns how many calls of the same upstream and key came before it.
-    fn record(&self, up: &Upstream, call: &HttpCall) -> usize {
+    /// Records `call`.
+    fn record(&self, up: &Upstream, call: &HttpCall) {
         let headers = super::merged_headers(up, call);
         let recorded = RecordedCall {
+            rule: call.rule.clone(),
             upstream: up.name.clone(),
             method: call.method.clone(),
             path_and_query: call.path_and_query.clone(),
             headers,
             body: call.body.clone(),
         };
-        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
-        let earlier = calls
-            .iter()
-            .filter(|c| {
-                c.upstream == recorded.upstream
-                    && c.method == recorded.method
-                    && c.path_and_query == recorded.path_and_query
-            })
-            .count();
-        calls.push(recorded);
-        earlier
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(recorded);
+    }
+
+    /// The answer to `key` from `upstream` for `call`: by its rule once any rule has its own.
+    fn answer_to(&self, upstream: &str, key: &str, call: &HttpCall) -> Option<&CannedAnswer> {
+        if !self.per_rule {
+            return self
+                .answers
+                .get(upstream)
+                .and_then(|answers| answers.get(key));
+        }
+        let rule = call.rule.clone()?;
+        self.by_rule
+            .get(&(rule, upstream.to_owned(), normalise_key(key)))
     }
 }
 
@@ -282,21 +309,9 @@ impl Upstreams for Canned {
         call: HttpCall,
     ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
         // Recorded when started, so a prefetch counts even if its rule is never reached.
-        let earlier = self.record(&upstream, &call);
+        self.record(&upstream, &call);
         let key = format!("{} {}", call.method, call.path_and_query);
-        let again = earlier.checked_sub(1).and_then(|turn| {
-            let later = self
-                .later
-                .get(&(upstream.name.clone(), normalise_key(&key)))?;
-            later.get(turn).or(later.last())
-        });
-        let answer = again
-            .or_else(|| {
-                self.answers
-                    .get(&upstream.name)
-                    .and_then(|answers| answers.get(&key))
-            })
-            .cloned();
+        let answer = self.answer_to(&upstream.name, &key, &call).cloned();
         Box::pin(async move {
             let Some(answer) = answer else {
                 return Err(UpstreamError::NoCannedAnswer(format!(
@@ -485,12 +500,56 @@ mod tests {
 
     fn get(path: &str) -> HttpCall {
         HttpCall {
+            rule: None,
             method: http::Method::GET,
             path_and_query: path.into(),
             headers: http::HeaderMap::new(),
             body: None,
             body_by: None,
         }
+    }
+
+    fn post_by(rule: Option<&str>) -> HttpCall {
+        HttpCall {
+            rule: rule.map(Arc::from),
+            method: http::Method::POST,
+            ..get("/reserve")
+        }
+    }
+
+    /// Replay answers each rule with its own logged answer: a rule without one (a new rule
+    /// making the same POST) gets none, not another rule's, and no answer is used up.
+    #[tokio::test]
+    async fn answers_go_by_rule_once_a_rule_has_its_own() {
+        let canned = Canned::new()
+            .answer("shop", "POST /reserve", CannedAnswer::status(500))
+            .answer_rule(
+                "reserve",
+                "shop",
+                "POST /reserve",
+                CannedAnswer::status(200),
+            )
+            .answer_rule("hold", "shop", "post  /reserve", CannedAnswer::status(409));
+        let up = upstream(Duration::from_secs(1));
+        let status = |rule| {
+            let call = canned.call(up.clone(), post_by(rule));
+            async move { call.await.map(|r| r.status) }
+        };
+        assert_eq!(status(Some("reserve")).await, Ok(200));
+        assert_eq!(status(Some("hold")).await, Ok(409));
+        assert_eq!(status(Some("reserve")).await, Ok(200));
+        for rule in [Some("reserve-third"), None] {
+            assert_eq!(
+                status(rule).await,
+                Err(UpstreamError::NoCannedAnswer("shop POST /reserve".into()))
+            );
+        }
+        // Its own answer is for its own call: another path gets none.
+        let moved = HttpCall {
+            path_and_query: "/v2/reserve".into(),
+            ..post_by(Some("reserve"))
+        };
+        assert!(canned.call(up.clone(), moved).await.is_err());
     }
 
     #[test]

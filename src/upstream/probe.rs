@@ -33,6 +33,7 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
     loop {
         ticker.tick().await;
         let call = HttpCall {
+            rule: None,
             method: http::Method::GET,
             path_and_query: spec.path.clone(),
             headers: http::HeaderMap::new(),

@@ -98,14 +98,29 @@ async fn replay_shows_the_decisions_an_edit_changes_without_calling_upstreams() 
     let (code, out, err) = replay(&rules, &log, &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        out.contains("note: rule vip: the record has no upstream answer or health for it"),
+        out.contains("note: rule vip: not in the record, and no rule of the record made its GET /vip/plenty from shop: the record has no upstream answer for it; it counted as an error\n"),
         "{out}"
     );
     assert!(out.contains("3 changed, 1 unchanged"), "{out}");
 
-    // Records of other rulesets are left out.
+    // A ruleset neither in the log nor in the rules is a mistyped name.
     let (code, out, err) = replay(&rules, &log, &["--ruleset", "marathon"]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: unknown ruleset \"marathon\": no record of it in {}, and the rules load default\n",
+            log.display()
+        )),
+        "{err}"
+    );
+
+    // Records of other rulesets are left out.
+    rules.write(
+        "marathon.yaml",
+        "rules:\n  - { name: limit, amount: { max: 10 }, reason: x }\n",
+    );
+    let (code, out, err) = replay(&rules, &log, &["--ruleset", "marathon"]);
+    assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("0 replayed"), "{out}");
     assert!(
         err.starts_with("note: no record of ruleset \"marathon\""),

@@ -885,3 +885,64 @@ async fn forward_keeps_every_webhook_header_line() {
     let ids: Vec<_> = call.headers.get_all("webhook-id").iter().collect();
     assert_eq!(ids, ["msg_first", "msg_second"], "as received, in order");
 }
+
+/// Each rule that made a call names it in its trace (upstream, method, path as sent), so a
+/// replay can tell an edited call from the logged one; the call carries the rule's name.
+#[tokio::test]
+async fn the_trace_names_each_call_made() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}", query: {{ x: "1" }} }}
+    reason: a
+  - name: reserve
+    fetch: {{ upstream: shop, method: POST, path: /reserve }}
+    reason: b
+  - name: existing
+    forward: {{ upstream: shop, path: /payments/confirm }}
+  - name: limit
+    amount: {{ max: 100000 }}
+    reason: c
+"#
+    ));
+    let canned = Arc::new(
+        Canned::new()
+            .answer(
+                "shop",
+                "GET /api/stock/order-1?x=1",
+                CannedAnswer::status(200),
+            )
+            .answer("shop", "POST /reserve", CannedAnswer::status(200))
+            .answer("shop", "POST /payments/confirm", CannedAnswer::status(200)),
+    );
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(summary(&d), APPROVED, "{:?}", d.trace);
+    let calls: Vec<Option<String>> = d
+        .trace
+        .iter()
+        .map(|t| t.call.as_ref().map(ToString::to_string))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            Some("GET /api/stock/order-1?x=1 from shop".to_owned()),
+            Some("POST /reserve from shop".to_owned()),
+            Some("POST /payments/confirm from shop".to_owned()),
+            None,
+        ]
+    );
+    assert_eq!(
+        serde_json::to_value(&d.trace[0]).unwrap()["call"],
+        json!({"upstream": "shop", "method": "GET", "path": "/api/stock/order-1?x=1"})
+    );
+    let by: Vec<Option<Arc<str>>> = canned.calls().into_iter().map(|c| c.rule).collect();
+    assert_eq!(
+        by,
+        [
+            Some("stock".into()),
+            Some("reserve".into()),
+            Some("existing".into())
+        ]
+    );
+}
