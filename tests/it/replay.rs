@@ -70,6 +70,15 @@ async fn replay_shows_the_decisions_an_edit_changes_without_calling_upstreams() 
     assert_eq!(bad.status, 400);
     server.stop().await;
     let calls = shop.calls().len();
+    // The log names the call each fetch made, and its time has microseconds.
+    let plenty = record(&log, &ids["plenty"]);
+    assert_eq!(
+        plenty["trace"][1]["call"],
+        serde_json::json!({"upstream": "shop", "method": "GET", "path": "/stock/plenty"}),
+        "{plenty}"
+    );
+    let time = plenty["time"].as_str().unwrap();
+    assert_eq!(time.len(), "2026-12-04T18:45:25.000000Z".len(), "{time}");
 
     let (code, out, err) = replay(&rules, &log, &[]);
     assert_eq!(code, 0, "{out}{err}");
@@ -196,5 +205,76 @@ async fn a_form_request_replays_as_it_was_decided() {
     assert!(
         out.starts_with("2 replayed: 0 changed, 2 unchanged"),
         "{out}"
+    );
+}
+
+/// Input that is no decision log is said to be so plainly: a gzip-compressed log (one line
+/// saying how to read it, exit 2), JSON that is no object, a line too long to be a record
+/// (skipped, not held in memory), and an empty log (nothing to replay, exit 0).
+#[test]
+fn replay_says_plainly_what_is_no_decision_log() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: \"한도 초과\"\n",
+    );
+    let log = rules.path().join("decisions.jsonl.gz");
+    std::fs::write(
+        &log,
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff\n\xfe\xfe\n",
+    )
+    .unwrap();
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    let name = log.display();
+    assert_eq!(
+        err,
+        format!("error: {name}: gzip-compressed; decompress it first: zcat {name} | confirm-proxy replay -\n")
+    );
+
+    let guard = r#"{"time":"2026-11-25T07:51:02.114Z","decision_id":"d-2","ruleset":"unknown","decision":"reject","status":404,"reason":"x","trace":[],"latency_ms":0.1}"#;
+    let log = rules.path().join("decisions.jsonl");
+    std::fs::write(&log, format!("[]\n{guard}\n")).unwrap();
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        err,
+        format!(
+            "{}:1: not a decision-log record: expected a JSON object\n",
+            log.display()
+        )
+    );
+
+    let mut long = vec![b'x'; 64 * 1024 * 1024 + 1];
+    long.push(b'\n');
+    long.extend_from_slice(format!("{guard}\n").as_bytes());
+    std::fs::write(&log, long).unwrap();
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        err,
+        format!(
+            "{}:1: not a decision-log record: a line over 64 MiB, skipped\n",
+            log.display()
+        )
+    );
+    assert!(out.contains("1 not decided by rules"), "{out}");
+    assert!(out.trim_end().ends_with("; 1 unreadable line"), "{out}");
+
+    // The deadline passed before the first rule: on_error's answer, not the rules'.
+    let late = r#"{"time":"2026-12-04T18:45:25.000000Z","decision_id":"d-3","ruleset":"default","rules_version":"abc","api":"v1","order_id":"order-1","tx_id":"imp_1","amount":50000,"decision":"reject","status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.","trace":[],"latency_ms":4990.2,"request":{"imp_uid":"imp_1","merchant_uid":"order-1","amount":50000}}"#;
+    std::fs::write(&log, format!("{late}\n")).unwrap();
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "0 replayed: 0 changed, 0 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages); 1 answered by on_error with the deadline passed before the first rule\n"
+    );
+
+    std::fs::write(&log, "").unwrap();
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert_eq!(
+        out,
+        "0 replayed: 0 changed, 0 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)\n"
     );
 }
