@@ -31,6 +31,7 @@ mod mismatch;
 mod names;
 mod race;
 mod results;
+mod sizes;
 mod source_text;
 mod text;
 pub(super) use dropped::dropped_value;
@@ -44,7 +45,8 @@ pub(super) use race::{closure_holding_itself, closure_reads_its_own_object};
 pub(super) use results::{
     in_place_kept, in_place_result, not_a_condition, not_a_result, quoted_bool_result,
 };
-pub(super) use source_text::{outer_variable_in_fn, unclosed_brace};
+pub(super) use sizes::literal_too_large;
+pub(super) use source_text::{outer_variable_in_fn, unclosed_brace, unclosed_comment};
 pub(super) use text::impossible_text_comparison;
 
 /// Comparison operators, as Rhai names the functions behind them.
@@ -813,6 +815,40 @@ mod tests {
             e.message
         );
         assert_eq!(super::unclosed_brace("if a { b } /* { */ `x{`"), None);
+    }
+
+    /// An unclosed `/*` is found where it opens, past strings, characters, line comments and
+    /// nested comments; a closed one is not.
+    #[test]
+    fn an_unclosed_block_comment_is_found_where_it_opens() {
+        let engine = crate::script::ScriptEngine::new();
+        let message = "this /* is never closed: Rhai would take everything after it as a comment and leave it out; end the comment with */ (comments nest: each /* needs its own */)";
+        for (src, line, column) in [
+            ("if amount > 1000000 { return \"한도 초과\"; }\n/* promo\nif amount > 5 { return \"x\"; }\ntrue", 2, 1),
+            ("/*", 1, 1),
+            ("let s = \"/* not a comment */\";\n/* a /* nested */ comment\ntrue", 2, 1),
+            ("// a /* in a line comment\nlet x = 1; /* open", 2, 12),
+            ("let c = '*'; let s = `a\\`; /*", 1, 28),
+        ] {
+            crate::script::tests::assert_refused(&engine, src, message, line, column);
+        }
+        let e = engine
+            .compile_expression("amount > 5 /* never closed", &[])
+            .unwrap_err();
+        assert_eq!((e.message.as_str(), e.line, e.column), (message, 1, 12));
+        for fine in [
+            "/* a */ true",
+            "/* a /* nested */ still a comment */ true",
+            "let s = \"/*\"; s.len() > 0",
+            "let s = `/*`; s.len() > 0",
+            "// /*\ntrue",
+            "let a = 6 / 2 * 3; a > 0",
+        ] {
+            assert_eq!(super::unclosed_comment(fine), None, "{fine}");
+            engine
+                .compile_script(fine)
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
         assert_eq!(
             super::unclosed_brace("let m = \"a \\\nb\";\nif x {\n"),
             Some((3, 6))

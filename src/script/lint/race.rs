@@ -272,28 +272,8 @@ fn closure_variables(ast: &AST) -> HashMap<String, HashSet<String>> {
 
 #[cfg(test)]
 mod tests {
-    use crate::script::tests::{at, request, FULL, V1};
-    use crate::script::{compile_scope, RequestScope, ScriptEngine, ScriptVerdict};
-
-    /// What the script does when it runs without the load-time checks.
-    fn run_unchecked(engine: &ScriptEngine, src: &str) -> Result<ScriptVerdict, String> {
-        run_unchecked_on(engine, src, V1)
-    }
-
-    fn run_unchecked_on(
-        engine: &ScriptEngine,
-        src: &str,
-        body: &str,
-    ) -> Result<ScriptVerdict, String> {
-        let ast = engine
-            .scripts
-            .compile_with_scope(&compile_scope(&[]), src)
-            .unwrap_or_else(|e| panic!("{src}: {e}"));
-        let scope = RequestScope::new(&request(body), at("2026-12-01T12:30:00+09:00"), true);
-        engine
-            .eval_script(&scope, &ast, FULL)
-            .map_err(|e| e.message)
-    }
+    use crate::script::tests::{run_unchecked, run_unchecked_on};
+    use crate::script::{ScriptEngine, ScriptVerdict};
 
     /// Each of these stalls and fails with "data race detected" on every request; each is a
     /// load error, at the closure's read of the variable (or at the call, for a closure held

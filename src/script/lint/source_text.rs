@@ -1,5 +1,6 @@
-//! Checks of a script's source text, for what Rhai's parser reports at a misleading place: an
-//! unclosed `{`, and a variable of the script read inside one of its `fn`s.
+//! Checks of a script's source text, for what Rhai's parser reports at a misleading place (an
+//! unclosed `{`, a variable of the script read inside one of its `fn`s) or not at all (an
+//! unclosed `/*`).
 
 /// The characters of `src` outside string and character literals and comments, each with its
 /// line and column (1-based, in characters; a line break is at column 0 of the line it starts).
@@ -53,6 +54,55 @@ fn code_chars(src: &str) -> impl Iterator<Item = (char, usize, usize)> + '_ {
         }
         Some((' ', at.0, at.1))
     })
+}
+
+/// The line and column (1-based, in characters) of the outermost `/*` of `src` that is never
+/// closed, outside string and character literals and line comments. Rhai takes the rest of the
+/// script as the comment without a word, so a forgotten `*/` would quietly leave out every rule
+/// after it. Block comments nest in Rhai: each `/*` needs its own `*/`.
+pub(in crate::script) fn unclosed_comment(src: &str) -> Option<(usize, usize)> {
+    let mut chars = src.chars().peekable();
+    let (mut line, mut column) = (1, 0);
+    let mut quote = None;
+    let mut line_comment = false;
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            (line, column) = (line + 1, 0);
+            line_comment = false;
+            continue;
+        }
+        column += 1;
+        if line_comment {
+            continue;
+        }
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            } else if c == '\\' && q != '`' && chars.peek().is_some_and(|&n| n != '\n') {
+                chars.next();
+                column += 1;
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('/', Some('*')) => {
+                open.push((line, column));
+                chars.next();
+                column += 1;
+            }
+            ('*', Some('/')) if !open.is_empty() => {
+                open.pop();
+                chars.next();
+                column += 1;
+            }
+            _ if !open.is_empty() => {}
+            ('/', Some('/')) => line_comment = true,
+            ('"' | '\'' | '`', _) => quote = Some(c),
+            _ => {}
+        }
+    }
+    open.first().copied()
 }
 
 /// The line and column (1-based, in characters) of the innermost `{` of `src` that is never
