@@ -235,6 +235,7 @@ impl ScriptEngine {
             .or_else(|| lint::closure_reads_its_own_object(&ast, src))
             .or_else(|| lint::closure_holding_itself(&ast))
             .or_else(|| lint::literal_too_large(&ast))
+            .or_else(|| lint::placeholder_in_text(&ast))
             .or_else(|| lint::number_method_on_text(&ast))
             .or_else(|| lint::now_in_seconds(&ast))
             .or_else(|| lint::unknown_property(&ast, &self.functions))

@@ -29,6 +29,7 @@ mod dropped;
 mod kinds;
 mod mismatch;
 mod names;
+mod placeholders;
 mod race;
 mod results;
 mod sizes;
@@ -45,6 +46,7 @@ pub(super) use race::{closure_holding_itself, closure_reads_its_own_object};
 pub(super) use results::{
     in_place_kept, in_place_result, not_a_condition, not_a_result, quoted_bool_result,
 };
+pub(super) use placeholders::placeholder_in_text;
 pub(super) use sizes::literal_too_large;
 pub(super) use source_text::{outer_variable_in_fn, unclosed_brace, unclosed_comment};
 pub(super) use text::impossible_text_comparison;

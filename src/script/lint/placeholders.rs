@@ -1,0 +1,88 @@
+//! Text in a script written as if Rhai filled it in: a reason template's `{amount}`, or a
+//! `${amount}` inside double quotes. Rhai fills in `${…}` only in a backtick string, so the
+//! buyer would be shown the braces as written.
+
+use rhai::{ASTNode, Expr, Position, AST};
+
+use crate::script::REQUEST_VARS;
+
+/// The first string literal holding `${…}` (written in double quotes) or a reason template's
+/// placeholder of a request variable (`{amount}`).
+pub(in crate::script) fn placeholder_in_text(ast: &AST) -> Option<(String, Position)> {
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(Expr::StringConstant(text, at))) = path.last() else {
+            return true;
+        };
+        let message = if let Some(name) = braced(text, "${") {
+            format!("${{{name}}} is not filled in inside double quotes: Rhai fills in ${{…}} only in a backtick string, so write `…${{{name}}}…` with backticks")
+        } else if let Some(name) = braced(text, "{").filter(|n| {
+            let head = n.split(['.', '[']).next().unwrap_or_default();
+            REQUEST_VARS.contains(&head) || head == "response"
+        }) {
+            format!("{{{name}}} is a reason template's placeholder, which a script's text is not: the buyer would see it as written; write `…${{{name}}}…` in a backtick string, which Rhai fills in (format_amount(amount) for an amount with separators)")
+        } else {
+            return true;
+        };
+        found = Some((message, *at));
+        false
+    });
+    found
+}
+
+/// The name between the first `open` (`${` or `{`) and the `}` after it, when it is a plain
+/// name or a path of names (`amount`, `response.body.seat`).
+fn braced<'t>(text: &'t str, open: &str) -> Option<&'t str> {
+    let mut rest = text;
+    while let Some(start) = rest.find(open) {
+        let after = &rest[start + open.len()..];
+        if let Some(end) = after.find('}') {
+            let name = &after[..end];
+            let is_path = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                && !name.starts_with(|c: char| c.is_ascii_digit() || c == '.');
+            if is_path {
+                return Some(name);
+            }
+        }
+        rest = after;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::script::tests::assert_refused;
+    use crate::script::ScriptEngine;
+
+    #[test]
+    fn a_placeholder_rhai_does_not_fill_in_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        assert_refused(
+            &engine,
+            "if amount > 1000000 { return \"한도 초과 (요청: {amount}원)\"; }\ntrue",
+            "{amount} is a reason template's placeholder, which a script's text is not: the buyer would see it as written; write `…${amount}…` in a backtick string, which Rhai fills in (format_amount(amount) for an amount with separators)",
+            1,
+            30,
+        );
+        assert_refused(
+            &engine,
+            "if amount > 1000000 {\n  return \"주문 ${order_id}: 한도 초과\";\n}\ntrue",
+            "${order_id} is not filled in inside double quotes: Rhai fills in ${…} only in a backtick string, so write `…${order_id}…` with backticks",
+            2,
+            10,
+        );
+        for fine in [
+            "if amount > 1000000 { return `한도 초과 (요청: ${format_amount(amount)}원)`; }\ntrue",
+            "if amount > 1000000 { return `주문 ${order_id}: 한도 초과`; }\ntrue",
+            // Braces that are no placeholder of a request value.
+            "let s = \"{}\"; let t = \"{grade}\"; let u = \"{ amount }\"; s != t && t != u",
+        ] {
+            engine
+                .compile_script(fine)
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
+    }
+}
