@@ -640,6 +640,29 @@ pub(crate) mod tests {
             .is_ok());
     }
 
+    /// JavaScript's and Python's ways of writing what Rhai writes otherwise: each error says
+    /// Rhai's, at the place it names.
+    #[test]
+    fn another_languages_way_gets_rhais() {
+        let engine = ScriptEngine::new();
+        for (src, message, line, column) in [
+            ("if order_id == 'store-a' { return false; }\ntrue", "invalid character: 'store-a': text is written in double quotes (\"store-a\"); single quotes hold one character", 1, 16),
+            ("if amount > 5 and amount < 9 { return false; }\ntrue", "expecting '{' to start a statement block: Rhai writes and as &&", 1, 15),
+            ("if amount > 5 or amount < 1 { return false; }\ntrue", "expecting '{' to start a statement block: Rhai writes or as ||", 1, 15),
+            ("if (amount > 5) return false;\ntrue", "expecting '{' to start a statement block: an if's branches are blocks in braces: if amount > 5 { return false; }", 1, 17),
+            ("if amount > 5 { return false; } elif amount > 3 { return false; }\ntrue", "undefined variable: elif: Rhai writes else if", 1, 33),
+            ("function check(a) { a > 1 }\ntrue", "undefined variable: function: a function is written fn name(a, b) { … }", 1, 1),
+            ("var x = 1;\nx > 0", "'var' is a reserved keyword: a variable is declared with let (const for one never assigned again)", 1, 1),
+            ("let x = null;\ntrue", "'null' is a reserved keyword: Rhai's value for nothing is ()", 1, 9),
+            ("let x = None;\ntrue", "undefined variable: None: Rhai's value for nothing is ()", 1, 9),
+            ("let ok = True;\nok", "undefined variable: True: Rhai writes true and false in lower case", 1, 10),
+            ("let n = 0;\nfor (let i = 0; i < 3; i++) { n += i; }\nn > 0", "expecting name of a variable: Rhai's loops are for i in 0..3 { … } and for item in list { … }", 2, 6),
+            ("if not (amount > 5) { return false; }\ntrue", "function not found: not; Rhai writes not as ! (if !(amount > 5))", 1, 4),
+        ] {
+            tests::assert_refused(&engine, src, message, line, column);
+        }
+    }
+
     /// `until` (the `window:` check's key) and other words Rhai keeps for itself cannot be a
     /// bare map key or property: the error says what to write instead.
     #[test]

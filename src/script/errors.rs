@@ -97,12 +97,64 @@ fn undefined_variable_hint(src: &str, extra: &[&str], error: &mut CompileError) 
     }
 }
 
+/// A hint for what JavaScript and Python write otherwise, where Rhai's words do not say it:
+/// `'text'` (a character literal to Rhai), `and`/`or`, `elif`, `function`, `var`, `null`,
+/// `None`, `True`, a C-style `for`, an `if` without braces.
+fn slip_hint(src: &str, error: &mut CompileError) {
+    let line = src
+        .lines()
+        .nth(error.line.saturating_sub(1))
+        .unwrap_or_default();
+    let from: String = line.chars().skip(error.column.saturating_sub(1)).collect();
+    let word: String = from
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    let message = error.message.as_str();
+    let hint = if message.starts_with("invalid character: ") && from.starts_with('\'') {
+        "text is written in double quotes (\"store-a\"); single quotes hold one character"
+    } else if message == "expecting '{' to start a statement block" {
+        match word.as_str() {
+            "and" => "Rhai writes and as &&",
+            "or" => "Rhai writes or as ||",
+            _ if line.trim_start().starts_with("if") => {
+                "an if's branches are blocks in braces: if amount > 5 { return false; }"
+            }
+            _ => return,
+        }
+    } else if message.starts_with("undefined variable: ")
+        || message.ends_with("is a reserved keyword")
+    {
+        match word.as_str() {
+            "elif" => "Rhai writes else if",
+            "function" | "def" => "a function is written fn name(a, b) { … }",
+            "var" => "a variable is declared with let (const for one never assigned again)",
+            "null" | "None" | "nil" | "undefined" => "Rhai's value for nothing is ()",
+            "True" | "False" => "Rhai writes true and false in lower case",
+            _ => return,
+        }
+    } else if message == "expecting name of a variable"
+        && line.trim_start().starts_with("for")
+        && line.trim_start()["for".len()..]
+            .trim_start()
+            .starts_with('(')
+    {
+        "Rhai's loops are for i in 0..3 { … } and for item in list { … }"
+    } else {
+        return;
+    };
+    error.message.push_str(": ");
+    error.message.push_str(hint);
+}
+
 /// A parse error as the operator reads it: at its position, with a hint where Rhai's own words
-/// would mislead (a keyword used as a key, a variable read where it is not in scope).
+/// would mislead (a keyword used as a key, a variable read where it is not in scope, another
+/// language's way of writing it).
 pub(super) fn parse_error(src: &str, extra: &[&str], e: &ParseError) -> CompileError {
     let mut error = compile_error(e.to_string(), e.position(), &e.0.to_string());
     keyword_hint(src, &mut error);
     undefined_variable_hint(src, extra, &mut error);
+    slip_hint(src, &mut error);
     error
 }
 

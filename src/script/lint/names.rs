@@ -115,7 +115,12 @@ pub(in crate::script) fn unknown_function(
             .find(|(js, _)| *js == name)
             .map(|(_, rhai)| (*rhai).to_owned())
             .or_else(|| closest(name, known));
-        let hint = hint.map_or(String::new(), |h| format!("; did you mean {h}?"));
+        let hint = match hint {
+            Some(h) => format!("; did you mean {h}?"),
+            // Python's `not (…)`.
+            None if name == "not" => "; Rhai writes not as ! (if !(amount > 5))".to_owned(),
+            None => String::new(),
+        };
         found = Some((format!("function not found: {name}{hint}"), at));
         false
     });
