@@ -663,6 +663,43 @@ pub(crate) mod tests {
         }
     }
 
+    /// A helper taking a number given text fails on every request: written in the script,
+    /// a load error; reached at run time (text in a variable, an absent field), the error
+    /// names the argument's kind as a rule author knows it, and `()` gets its hint.
+    #[test]
+    fn a_helper_given_the_wrong_kind_says_which_kind() {
+        let engine = ScriptEngine::new();
+        tests::assert_refused(
+            &engine,
+            "let d = seoul_date(\"2026-12-01\");\nd.len() > 0",
+            "seoul_date(…) takes a time in Unix milliseconds, such as now, not text, so this call would fail on every request",
+            1,
+            20,
+        );
+        tests::assert_refused(
+            &engine,
+            "format_amount(`${amount}`) != \"\"",
+            "format_amount(…) takes a number, such as amount, not text, so this call would fail on every request",
+            1,
+            15,
+        );
+        let ran = tests::run_unchecked(
+            &engine,
+            "let d = \"2026-12-01\"; let x = seoul_date(d); x.len() > 0",
+        );
+        assert_eq!(ran.unwrap_err(), "function not found: seoul_date (text)");
+        let ran = tests::run_unchecked(&engine, "let x = seoul_date(payload.ts); x.len() > 0")
+            .unwrap_err();
+        assert!(
+            ran.starts_with("function not found: seoul_date (()) (the value is ():"),
+            "{ran}"
+        );
+        let ran =
+            tests::run_unchecked(&engine, "let m = #{a: 1}; let g = payload.grade; m[g] == 1")
+                .unwrap_err();
+        assert!(ran.contains("(the value is ():"), "{ran}");
+    }
+
     /// `until` (the `window:` check's key) and other words Rhai keeps for itself cannot be a
     /// bare map key or property: the error says what to write instead.
     #[test]

@@ -218,9 +218,22 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
             ) {
                 s.push_str(READ_ONLY_HINT);
             }
+            let unit_argument = match cause {
+                EvalAltResult::ErrorFunctionNotFound(..) => {
+                    // Rust's names for Rhai's kinds: `seoul_date (&str | ImmutableString |
+                    // String)` for a text argument.
+                    s = plain_kinds(&s);
+                    s.contains("(()") || s.contains(", ()")
+                }
+                EvalAltResult::ErrorMismatchDataType(_, actual, _) => actual == "()",
+                _ => false,
+            };
             // `payload.custom_data.vip` for a payment without `custom_data`: Rhai names the
             // type `()` and says nothing of where it came from.
-            if s.ends_with("for type '()'") || s.starts_with("Indexer unavailable: () [") {
+            if unit_argument
+                || s.ends_with("for type '()'")
+                || s.starts_with("Indexer unavailable: () [")
+            {
                 s.push_str(UNIT_HINT);
             }
             s
@@ -244,6 +257,25 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
         message,
         position: position(at),
     }
+}
+
+/// A function's signature in an error with the kinds of its arguments as a rule author knows
+/// them: `text` for `&str | ImmutableString | String`, `integer` for `i64`, and so on.
+fn plain_kinds(message: &str) -> String {
+    const KINDS: [(&str, &str); 7] = [
+        ("&str | ImmutableString | String", "text"),
+        ("ImmutableString", "text"),
+        ("i64", "integer"),
+        ("f64", "float"),
+        ("rust_decimal::Decimal", "decimal"),
+        ("Array", "list"),
+        ("Map", "map"),
+    ];
+    let mut out = message.to_owned();
+    for (rust, plain) in KINDS {
+        out = out.replace(rust, plain);
+    }
+    out
 }
 
 /// The calls an error came through (outermost first), innermost first, as the end of its
