@@ -526,12 +526,6 @@ fn body_template(v: &serde_json::Value) -> Result<BodyTemplate, String> {
     })
 }
 
-/// What to write instead of a script path that names no file: where it was looked for (script
-/// paths are relative to the rules directory, not to where `confirm-proxy` was started), and
-/// the script that was probably meant: one the path written ends with (`scripts/vip.rhai` for
-/// `concert/scripts/vip.rhai`, written from where the proxy was started), one whose path ends
-/// with the one written (`scripts/vip.rhai` for `vip.rhai`), one of the same file name
-/// elsewhere, or one a slip away (by path, then by file name).
 /// Whether a `script:` value is Rhai code rather than a path: a line break, or characters of
 /// code (`;`, braces, brackets, quotes, comparisons) in a value that does not name a `.rhai`
 /// file.
@@ -541,6 +535,13 @@ fn looks_like_code(value: &str) -> bool {
             && value.contains(['{', '}', ';', '(', ')', '"', '\'', '<', '>', '=', '&', '|']))
 }
 
+/// What to write instead of a script path that names no file: where it was looked for (script
+/// paths are relative to the rules directory, not to where `confirm-proxy` was started), and
+/// the script that was probably meant: one the path written ends with (`scripts/vip.rhai` for
+/// `concert/scripts/vip.rhai`, written from where the proxy was started), one whose path ends
+/// with the one written (`scripts/vip.rhai` for `vip.rhai`), one of the same file name
+/// elsewhere (a slip in a directory's name), or one whose file name is a slip away or starts
+/// the other's. Whole paths are not compared: sharing `scripts/`, any two would look alike.
 fn missing_script_hint(dir: &Path, file: &Path, rel: &str) -> String {
     // The `.rhai` files under the rules directory, as the rules version finds them.
     let mut files = Vec::new();
@@ -565,13 +566,24 @@ fn missing_script_hint(dir: &Path, file: &Path, rel: &str) -> String {
         })
         .or_else(|| scripts.iter().find(|s| name_of(s) == rel_name))
         .map(String::as_str)
-        .or_else(|| crate::suggest::closest(rel, scripts.iter().map(String::as_str)))
         .or_else(|| {
-            let names: Vec<String> = scripts.iter().map(|s| name_of(s)).collect();
-            let name = crate::suggest::closest(&rel_name, names.iter().map(String::as_str))?;
+            // By file name without `.rhai`, which every candidate shares: a slip, or one
+            // name the start of the other (`vip_limit` for `vip`).
+            let stem = |name: &str| name.strip_suffix(".rhai").unwrap_or(name).to_owned();
+            let written = stem(&rel_name);
+            let stems: Vec<String> = scripts.iter().map(|s| stem(&name_of(s))).collect();
+            let near = crate::suggest::closest(&written, stems.iter().map(String::as_str))
+                .or_else(|| {
+                    stems
+                        .iter()
+                        .filter(|s| !s.is_empty() && !written.is_empty())
+                        .filter(|s| written.starts_with(s.as_str()) || s.starts_with(&written))
+                        .max_by_key(|s| s.len())
+                        .map(String::as_str)
+                })?;
             scripts
                 .iter()
-                .find(|s| name_of(s) == name)
+                .find(|s| stem(&name_of(s)) == near)
                 .map(String::as_str)
         });
     let mut hint = format!(

@@ -838,6 +838,21 @@ fn a_missing_script_names_the_one_probably_meant() {
     meant(5, "scripts/hours.rhai");
 }
 
+/// Paths that share only their folder are no slip of each other: `scripts/vip_list.rhai` is
+/// not `scripts/deal.rhai`.
+#[test]
+fn a_missing_script_sharing_only_its_folder_with_another_names_none() {
+    let dir = default_file("rules:\n  - name: a\n    script: scripts/vip_list.rhai\n");
+    dir.write("scripts/deal.rhai", "true\n");
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].ends_with("relative to the rules directory)"),
+        "{}",
+        errors[0]
+    );
+}
+
 /// A script (or ruleset) that is no regular file is never opened: a FIFO would wait for a
 /// writer and hang the reload, and a link to a device never ends. Nor is a file too large
 /// for rules read.
