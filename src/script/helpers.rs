@@ -232,8 +232,13 @@ pub(super) fn register_helpers(engine: &mut Engine) {
     engine.register_fn(
         "format_amount",
         |f: FLOAT| -> Result<String, Box<rhai::EvalAltResult>> {
+            // Below what six decimal places show: 0, where a decimal could not even hold it.
+            if f.abs() < 5e-7 {
+                return Ok("0".to_owned());
+            }
+            // `{f:?}` keeps an exponent (`1e300`) where `{f}` would write out 300 digits.
             let d = exact(f)
-                .ok_or_else(|| format!("format_amount: {f} is not an amount"))?
+                .ok_or_else(|| format!("format_amount: {f:?} is not an amount"))?
                 .round_dp(6)
                 .normalize();
             Ok(format_amount_text(&d.to_string()))
@@ -457,6 +462,21 @@ mod tests {
         );
         let e = eval_expr(r#"format_amount(1.0 / 0.0) == "x""#, V1).unwrap_err();
         assert!(e.to_string().contains("is not an amount"), "{e}");
+        // Too large for a decimal: named with its exponent, not 300 digits.
+        let e = eval_expr(r#"format_amount(1e300) == "x""#, V1).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("format_amount: 1e300 is not an amount"),
+            "{e}"
+        );
+        // Too small for six decimal places (and for a decimal): 0, as 1e-9 is.
+        assert_eq!(
+            eval_expr(
+                r#"format_amount(1e-300) == "0" && format_amount(1e-9) == "0" && format_amount(-1e-29) == "0""#,
+                V1
+            ),
+            Ok(true)
+        );
         assert_eq!(format_amount_text("1234567"), "1,234,567");
         assert_eq!(format_amount_text("100"), "100");
         assert_eq!(format_amount_text("1000.5"), "1,000.5");
