@@ -110,6 +110,9 @@ fn slip_hint(src: &str, error: &mut CompileError) {
         .chars()
         .take_while(|c| c.is_alphanumeric() || *c == '_')
         .collect();
+    let before: String = line.chars().take(error.column.saturating_sub(1)).collect();
+    // `let null = 1`: a name being declared is no slip of another language's value.
+    let declared = before.trim_end().ends_with("let") || before.trim_end().ends_with("const");
     let message = error.message.as_str();
     let hint = if message.starts_with("invalid character: ") && from.starts_with('\'') {
         "text is written in double quotes (\"store-a\"); single quotes hold one character"
@@ -122,8 +125,9 @@ fn slip_hint(src: &str, error: &mut CompileError) {
             }
             _ => return,
         }
-    } else if message.starts_with("undefined variable: ")
-        || message.ends_with("is a reserved keyword")
+    } else if !declared
+        && (message.starts_with("undefined variable: ")
+            || message.ends_with("is a reserved keyword"))
     {
         match word.as_str() {
             "elif" => "Rhai writes else if",
