@@ -92,10 +92,29 @@ impl RulesDir {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Check(args) => check::run(&args),
-        Command::Eval(args) => eval::run(&args),
-        Command::Test(args) => test::run(&args),
-        Command::Replay(args) => replay::run(&args),
+        Command::Check(args) => on_script_stack(move || check::run(&args)),
+        Command::Eval(args) => on_script_stack(move || eval::run(&args)),
+        Command::Test(args) => on_script_stack(move || test::run(&args)),
+        Command::Replay(args) => on_script_stack(move || replay::run(&args)),
+    }
+}
+
+/// Runs a one-shot command on a thread with the stack `serve` gives the threads that run
+/// scripts ([`crate::script::THREAD_STACK`]): what a script makes is freed as safely as there.
+/// (The main thread's stack is whatever `ulimit -s` says, often 8 MiB.)
+fn on_script_stack(command: impl FnOnce() -> ExitCode + Send + 'static) -> ExitCode {
+    let thread = std::thread::Builder::new()
+        .name("command".into())
+        .stack_size(crate::script::THREAD_STACK)
+        .spawn(command);
+    match thread.map(std::thread::JoinHandle::join) {
+        Ok(Ok(code)) => code,
+        // A panic was printed by the panic hook; an error starting the thread is said here.
+        Ok(Err(_)) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("cannot start the command's thread: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

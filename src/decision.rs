@@ -99,6 +99,8 @@ pub struct CallMade {
     pub method: http::Method,
     /// The path and query sent, after the upstream's base URL.
     pub path: String,
+    /// A digest of the rest of what was sent (see [`crate::upstream::fingerprint`]).
+    pub sent: String,
 }
 
 impl std::fmt::Display for CallMade {

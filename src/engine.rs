@@ -163,7 +163,7 @@ pub fn overran(settings: &Settings, req: &ConfirmRequest, took: std::time::Durat
 
 /// The ruleset's `on_error` decision for a request whose checks could not complete, naming
 /// `rule` when one decided.
-fn on_error(settings: &Settings, req: &ConfirmRequest, rule: Option<Arc<str>>) -> Decision {
+pub fn on_error(settings: &Settings, req: &ConfirmRequest, rule: Option<Arc<str>>) -> Decision {
     match settings.on_error {
         OnError::Approve => Decision::approve(rule),
         OnError::Reject => error_refusal(settings, req, rule),

@@ -18,11 +18,12 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::decision::{Decision, Outcome, MAX_TRACED_BODY};
-use crate::engine::{answer_by, error_refusal, evaluate, fetch_call, Context, Original};
+use crate::engine::{answer_by, evaluate, fetch_call, on_error, Context, Original};
 use crate::payload::{self, ConfirmRequest, Parsed};
-use crate::rules::{Check, Health, Mode, OnError, Rule, Rules, Ruleset, UNKNOWN_RULESET_REASON};
+use crate::rules::{Check, Health, Mode, Rule, Rules, Ruleset, UNKNOWN_RULESET_REASON};
 use crate::script::ScriptEngine;
 use crate::upstream::canned::{Canned, CannedAnswer, CannedError};
+use crate::upstream::fingerprint;
 
 /// One decision-log line, as far as a replay reads it.
 #[derive(Debug, Deserialize)]
@@ -72,11 +73,28 @@ struct Traced {
 }
 
 /// An upstream call: as the record names it, or as a rule makes it now.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Call {
     upstream: String,
     method: String,
     path: String,
+    /// The digest of the rest of what was sent ([`crate::upstream::fingerprint`]); absent in
+    /// logs written before it was.
+    #[serde(default)]
+    sent: Option<String>,
+}
+
+impl PartialEq for Call {
+    /// The same call: upstream, method and path, and what else was sent where both say.
+    fn eq(&self, other: &Call) -> bool {
+        self.upstream == other.upstream
+            && self.method == other.method
+            && self.path == other.path
+            && match (&self.sent, &other.sent) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
 }
 
 impl Call {
@@ -87,12 +105,14 @@ impl Call {
             Check::Fetch(f) => fetch_call(f, req, None).ok().map(|call| Call {
                 upstream: f.upstream.name.clone(),
                 method: call.method.to_string(),
+                sent: Some(fingerprint(&f.upstream, Some(&call))),
                 path: call.path_and_query,
             }),
             Check::Forward(fw) => Some(Call {
                 upstream: fw.upstream.name.clone(),
                 method: "POST".into(),
                 path: fw.path.clone(),
+                sent: Some(fingerprint(&fw.upstream, None)),
             }),
             _ => None,
         }
@@ -152,32 +172,22 @@ pub fn read(line: &[u8]) -> Result<Record, String> {
 
 impl Record {
     /// Whether the deadline had passed before the first rule ran (the body arrived just before
-    /// it): the ruleset's `on_error` answered, no rule is in the trace, and there is nothing
-    /// to decide again — replayed, the rules would run with all the time in the world.
+    /// it): no rule is in the trace, and the ruleset's `on_error` answered — a refusal that no
+    /// rule made, or an approval that took the deadline (a ruleset whose rules are all off
+    /// approves at once). Told from the record alone, not by the rules' `on_error` now, which
+    /// an edit may have changed.
     pub fn deadline_came_first(&self, rules: &Rules) -> bool {
         if !self.trace.is_empty() || self.rule.is_some() || !self.decided_by_rules() {
             return false;
         }
-        let Some(ruleset) = rules.get(&self.ruleset) else {
-            return false;
-        };
-        let body = self.request.as_ref().map_or("", |raw| raw.get());
-        let Ok(Parsed::Confirm(req)) = payload::parse_logged(body.as_bytes()) else {
-            return false;
-        };
-        let settings = &ruleset.settings;
         match self.decision.as_str() {
-            "reject" => self.reason == error_refusal(settings, &req, None).reason,
-            // An approval with an empty trace is also what a ruleset without rules gives:
-            // only one that took the deadline is the deadline's.
-            "approve" => {
+            "reject" => true,
+            "approve" => rules.get(&self.ruleset).is_some_and(|ruleset| {
                 let start = tokio::time::Instant::now();
-                let due = answer_by(settings, start) - start;
-                settings.on_error == OnError::Approve
-                    && self
-                        .latency_ms
-                        .is_some_and(|ms| ms >= due.as_secs_f64() * 1000.0)
-            }
+                let due = answer_by(&ruleset.settings, start) - start;
+                self.latency_ms
+                    .is_some_and(|ms| ms >= due.as_secs_f64() * 1000.0)
+            }),
             _ => false,
         }
     }
@@ -312,6 +322,11 @@ async fn decide(
         body,
         Some(&http::HeaderValue::from_static("application/json")),
     );
+    // Replayed, the rules would run with time to spare: it is the deadline's again, decided by
+    // the ruleset's `on_error` as it is now (an edited `on_error` or `error_reason` shows).
+    if record.deadline_came_first(rules) {
+        return on_error(&ruleset.settings, &req, None);
+    }
     let (canned, plans) = stand_ins(record, ruleset, &req, notes);
     let ctx = Context {
         scripts,
@@ -423,9 +438,15 @@ impl<'r> Logged<'r> {
             };
         }
         if let Some(then) = traced.call.as_ref().filter(|then| *then != now) {
-            let plan = format!(
-                "rule {name}: its call changed (then {then}, now {now}): the record has no answer for it"
-            );
+            let plan = if then.to_string() == now.to_string() {
+                format!(
+                    "rule {name}: its call changed ({now}, with other headers, another body or another base URL of its upstream): the record has no answer for it"
+                )
+            } else {
+                format!(
+                    "rule {name}: its call changed (then {then}, now {now}): the record has no answer for it"
+                )
+            };
             return (None, Some(plan));
         }
         match logged_answer(traced) {

@@ -41,13 +41,15 @@ pub(crate) const MAX_ARRAY_SIZE: usize = 10_000;
 pub(crate) const MAX_MAP_SIZE: usize = 10_000;
 
 /// Stack of the threads that run scripts and drop what they made (the runtime's workers and
-/// blocking threads). No limit bounds how deeply values nest through closures: each one
-/// captured by the next (`let g = f; f = || g;` in a loop) makes a chain that Rust frees
-/// recursively, about 170 bytes of stack per link, and 2 MiB (tokio's default) overflows at
-/// some 12,500 links, which aborts the process. [`MAX_OPERATIONS`] allows some 20,000 (ten
-/// operations a link); 16 MiB holds four times that. It is address space: only the pages a
+/// blocking threads, and the one-shot commands' thread). No limit bounds how deeply values
+/// nest through closures: each capturing a map that holds the one before (`let h = #{a: f};
+/// f = || h;` in a loop, with up to 18 maps nested in the literal) makes a chain that Rust
+/// frees recursively, about 240 bytes of stack per map. 2 MiB (tokio's default) overflowed at
+/// some 12,500 plain links, 16 MiB at 4,450 links of 16 maps (70,000 maps) — an overflow
+/// aborts the process. [`MAX_OPERATIONS`] allows some 20,000 links of 18 maps (about 85 MB of
+/// stack to free); 256 MiB holds three times that. It is address space: only the pages a
 /// thread touches take memory.
-pub const THREAD_STACK: usize = 16 << 20;
+pub const THREAD_STACK: usize = 256 << 20;
 
 /// A `/*` never closed, which Rhai accepts, leaving out the rest of the source as a comment.
 fn unclosed_comment(src: &str) -> Result<(), CompileError> {
@@ -541,25 +543,31 @@ pub(crate) mod tests {
         engine.eval_script(&scope, &ast, FULL)
     }
 
-    /// The longest chain of closures the limits let a script make (each captured by the next;
-    /// 25,000 links, a quarter more than [`MAX_OPERATIONS`] allows) is freed recursively on
-    /// a thread with [`THREAD_STACK`], as the runtime's are, without overflowing it — which
-    /// would abort the process. (Made here without the sandbox's time limit, which a debug
-    /// build would meet first.)
+    /// Long chains of closures (each captured by the next: 25,000 plain links, a quarter more
+    /// than [`MAX_OPERATIONS`] allows, and 8,000 links each holding 16 nested maps) are freed
+    /// recursively on a thread with [`THREAD_STACK`], as the runtime's are, without
+    /// overflowing it — which would abort the process. (Made here without the sandbox's time
+    /// limit, which a debug build would meet first.)
     #[test]
-    fn the_longest_chain_of_closures_a_script_can_make_is_freed_on_a_runtime_thread() {
-        let freed = std::thread::Builder::new()
-            .stack_size(THREAD_STACK)
-            .spawn(|| {
-                let chain: Dynamic = Engine::new()
-                    .eval("let f = 0; for i in 0..25000 { let g = f; f = || g; } f")
-                    .unwrap();
-                assert!(chain.is_fnptr());
-                drop(chain);
-            })
-            .unwrap()
-            .join();
-        assert!(freed.is_ok());
+    fn the_longest_chains_of_closures_a_script_can_make_are_freed_on_a_runtime_thread() {
+        let maps = format!("{}f{}", "#{a:".repeat(16), "}".repeat(16));
+        for script in [
+            "let f = 0; for i in 0..25000 { let g = f; f = || g; } f".to_owned(),
+            format!("let f = 0; for i in 0..8000 {{ let h = {maps}; f = || h; }} f"),
+        ] {
+            let freed = std::thread::Builder::new()
+                .stack_size(THREAD_STACK)
+                .spawn(move || {
+                    let mut engine = Engine::new();
+                    engine.set_max_expr_depths(0, 0);
+                    let chain: Dynamic = engine.eval(&script).unwrap();
+                    assert!(chain.is_fnptr());
+                    drop(chain);
+                })
+                .unwrap()
+                .join();
+            assert!(freed.is_ok());
+        }
     }
 
     /// Asserts that the load-time checks refuse the script `src` with `message` at
@@ -661,6 +669,32 @@ pub(crate) mod tests {
         ] {
             tests::assert_refused(&engine, src, message, line, column);
         }
+    }
+
+    /// `curry` copies what it binds beyond the size limits: a load error, as a method or a
+    /// function, in a script or an expression.
+    #[test]
+    fn curry_is_refused() {
+        let engine = ScriptEngine::new();
+        let message = "curry is not available in rules: the values it binds are copied with the function, beyond the sandbox's size limits; a closure captures what it needs without copying it: |x| id(x, a)";
+        tests::assert_refused(
+            &engine,
+            "fn id(x) { x }\nlet a = [];\nlet b = [];\nb.pad(10, Fn(\"id\").curry(a));\ntrue",
+            message,
+            4,
+            20,
+        );
+        tests::assert_refused(
+            &engine,
+            "let f = Fn(\"x\");\nlet g = curry(f, 1);\ntrue",
+            message,
+            2,
+            9,
+        );
+        let e = engine
+            .compile_expression("Fn(\"x\").curry(1) != ()", &[])
+            .unwrap_err();
+        assert_eq!(e.message, message);
     }
 
     /// A helper taking a number given text fails on every request: written in the script,

@@ -198,6 +198,41 @@ impl Upstreams for HttpUpstreams {
 
 /// The headers a call is sent with: the call's replace the upstream's of the same name, and
 /// every line of the call's is kept (a forward passes a repeated header on as it came).
+/// A short digest of what a call sends besides its method and path: the upstream's URL, and
+/// for a fetch (`content`) the upstream's headers, the call's and its body. `${VAR}` values
+/// go in as `***` (a URL's, and every header value marked sensitive), so the digest gives
+/// none of them away. Replay tells by it a call edited in a way its path does not show (a
+/// header, a body template, the base URL). A forward's headers and body are the request's
+/// own, which no rule edit changes: `None` leaves them out.
+pub fn fingerprint(up: &Upstream, content: Option<&HttpCall>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    match masked(up.url.as_bytes(), &up.secrets) {
+        Some(url) => hash.update(&url),
+        None => hash.update(up.url.as_bytes()),
+    }
+    if let Some(call) = content {
+        for (name, value) in up.headers.iter().chain(call.headers.iter()) {
+            hash.update(b"\n");
+            hash.update(name.as_str());
+            hash.update(b": ");
+            hash.update(if value.is_sensitive() {
+                b"***"
+            } else {
+                value.as_bytes()
+            });
+        }
+        if let Some(body) = &call.body {
+            hash.update(b"\n\n");
+            hash.update(body);
+        }
+    }
+    hash.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
     let mut headers = up.headers.clone();
     for name in call.headers.keys() {

@@ -144,6 +144,9 @@ fn trace(t: &RuleTrace, out: &mut Vec<u8>) -> serde_json::Result<()> {
         string(out, call.method.as_str());
         raw(out, ",\"path\":");
         string(out, &call.path);
+        raw(out, ",\"sent\":\"");
+        raw(out, &call.sent);
+        out.push(b'"');
         out.push(b'}');
     }
     if let Some(answer) = &t.upstream {
@@ -290,6 +293,7 @@ mod tests {
                         upstream: "shop".into(),
                         method: http::Method::GET,
                         path: "/api/stock/o-\"1\"?x=1".into(),
+                        sent: "0123456789abcdef".into(),
                     }),
                     upstream: Some(UpstreamAnswer {
                         status: 503,

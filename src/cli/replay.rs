@@ -116,7 +116,6 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         }
         if record.deadline_came_first(&rules) {
             counts.deadline_first += 1;
-            continue;
         }
         let again = runtime.block_on(replay(&rules, &scripts, record));
         counts.replayed += 1;
@@ -125,7 +124,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             out!("{}", again.explain());
         }
     }
-    let read_any = counts.replayed + counts.skipped + counts.deadline_first > 0;
+    let read_any = counts.replayed + counts.skipped > 0;
     if let Some(ruleset) = args.ruleset.as_ref().filter(|_| !read_any) {
         if rules.get(ruleset).is_none() {
             let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
@@ -155,19 +154,21 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
 
 /// The closing count.
 fn summary(c: &Counts) -> String {
+    let first = if c.deadline_first > 0 {
+        format!(
+            " ({} with the deadline passed before the first rule, decided by on_error)",
+            c.deadline_first
+        )
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "{} replayed: {} changed, {} unchanged; {} not decided by rules (guards' answers, repeats, ignored messages)",
+        "{} replayed{first}: {} changed, {} unchanged; {} not decided by rules (guards' answers, repeats, ignored messages)",
         c.replayed,
         c.changed,
         c.replayed - c.changed,
         c.skipped
     );
-    if c.deadline_first > 0 {
-        out.push_str(&format!(
-            "; {} answered by on_error with the deadline passed before the first rule",
-            c.deadline_first
-        ));
-    }
     if c.unreadable > 0 {
         let s = if c.unreadable == 1 { "" } else { "s" };
         out.push_str(&format!("; {} unreadable line{s}", c.unreadable));

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::check::Verdict;
 use super::Run;
+use crate::decision::CallMade;
 use crate::payload::ConfirmRequest;
 use crate::rules::{BodyTemplate, Check, Fetch, HttpMethod, Mode, Rule};
 use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse};
@@ -25,11 +26,11 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// (no allocation) when the ruleset has none; otherwise one slot per rule.
 pub(super) struct Prefetches(pub(super) Vec<Option<Prefetch>>);
 
-/// One GET started early, with the path it was sent to: the trace names the call, and the
-/// path was rendered once already.
+/// One GET started early, with the call as the trace names it (made from what was sent, not
+/// rendered again); taken when its rule reads the answer.
 pub(super) struct Prefetch {
     pub(super) handle: JoinHandle<Result<UpstreamResponse, UpstreamError>>,
-    pub(super) path: String,
+    pub(super) made: Option<CallMade>,
 }
 
 impl Drop for Prefetches {
@@ -121,10 +122,10 @@ impl Run<'_, '_> {
                             .ok()
                             .map(|mut call| {
                                 call.rule = Some(rule.name.clone());
-                                let path = call.path_and_query.clone();
+                                let made = Some(super::check::call_made(&f.upstream, &call, true));
                                 let handle =
                                     tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call));
-                                Prefetch { handle, path }
+                                Prefetch { handle, made }
                             });
                 }
             }

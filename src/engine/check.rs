@@ -4,7 +4,7 @@
 use super::calls::Prefetch;
 use super::{fetch_call, Run};
 use crate::decision::{CallMade, UpstreamAnswer};
-use crate::rules::{Check, Expr, Fetch, Forward, Health, Mode, Rule};
+use crate::rules::{Check, Expr, Fetch, Forward, Health, Mode, Rule, Upstream};
 use crate::script::{self, RequestScope, ScriptVerdict, TimeLeft};
 use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse};
 use rhai::{Dynamic, Map};
@@ -18,11 +18,12 @@ pub(super) struct Called {
 }
 
 /// `call` to `upstream` as the trace names it.
-fn call_made(upstream: &str, call: &HttpCall) -> CallMade {
+pub(super) fn call_made(upstream: &Upstream, call: &HttpCall, content: bool) -> CallMade {
     CallMade {
-        upstream: upstream.to_owned(),
+        upstream: upstream.name.clone(),
         method: call.method.clone(),
         path: call.path_and_query.clone(),
+        sent: crate::upstream::fingerprint(upstream, content.then_some(call)),
     }
 }
 
@@ -185,11 +186,12 @@ impl Run<'_, '_> {
     ) -> (Verdict, Called) {
         let (waited, call) = match prefetched {
             Some(prefetch) => {
-                let call = CallMade {
+                let call = prefetch.made.take().unwrap_or_else(|| CallMade {
                     upstream: f.upstream.name.clone(),
                     method: http::Method::GET,
-                    path: std::mem::take(&mut prefetch.path),
-                };
+                    path: String::new(),
+                    sent: String::new(),
+                });
                 let waited = self.wait(rule, &mut prefetch.handle).await.map(|joined| {
                     joined.unwrap_or_else(|e| {
                         Err(UpstreamError::Other(format!("fetch task ended: {e}")))
@@ -205,7 +207,7 @@ impl Run<'_, '_> {
             None => match fetch_call(f, self.req, self.body_by(rule)) {
                 Ok(mut call) => {
                     call.rule = Some(rule.name.clone());
-                    let made = call_made(&f.upstream.name, &call);
+                    let made = call_made(&f.upstream, &call, true);
                     let call = self.ctx.upstreams.call(f.upstream.clone(), call);
                     (self.wait(rule, call).await, made)
                 }
@@ -262,7 +264,7 @@ impl Run<'_, '_> {
             body: Some(original.body.clone()),
             body_by: self.body_by(rule),
         };
-        let made = call_made(&fw.upstream.name, &call);
+        let made = call_made(&fw.upstream, &call, false);
         let call = self.ctx.upstreams.call(fw.upstream.clone(), call);
         let Some(result) = self.wait(rule, call).await else {
             let called = Called {

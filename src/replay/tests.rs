@@ -364,6 +364,33 @@ async fn a_changed_call_gets_no_answer() {
             [format!("rule stock: its call changed (then GET /api/stock/order-1 from shop, now {now}): the record has no answer for it")]
         );
     }
+
+    // Logged with the digest of the rest of what was sent: a header, a body or a base URL
+    // edited since is a changed call too, though its path is the same.
+    let sent = &call.sent;
+    let with_sent = logged.replace(
+        r#""path":"/api/stock/order-1"}"#,
+        &format!(r#""path":"/api/stock/order-1","sent":"{sent}"}}"#),
+    );
+    assert_ne!(with_sent, logged);
+    assert!(!again(&rules, &with_sent).await.changed());
+    let header = stock("/api/stock/{order_id}", "GET")
+        .replace("fetch: {", "fetch: { headers: { x-key: \"b\" },");
+    let url = stock("/api/stock/{order_id}", "GET").replace("shop.invalid", "shop.invalid/v2");
+    for edited in [header, url] {
+        let (_dir, rules) = load_files(&[("default.yaml", &edited)]);
+        let r = again(&rules, &with_sent).await;
+        assert_eq!(
+            r.decision.trace[0].outcome,
+            Outcome::Error,
+            "{edited}\n{}",
+            r.explain()
+        );
+        assert_eq!(
+            r.notes,
+            ["rule stock: its call changed (GET /api/stock/order-1 from shop, with other headers, another body or another base URL of its upstream): the record has no answer for it"]
+        );
+    }
 }
 
 const TWO_GETS: &str = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - { name: stock, fetch: { upstream: shop, path: \"/stock/{order_id}\" }, require: 'response.body.available > 0', reason: x }\n  - { name: stock-strict, fetch: { upstream: shop, path: \"/stock/{order_id}\" }, require: 'response.body.available > 5', reason: y }\n";
@@ -513,23 +540,28 @@ async fn a_window_limit_inside_a_millisecond_is_kept() {
 }
 
 /// A record whose deadline passed before the first rule ran (the body came just before it) is
-/// the ruleset's `on_error` answer, not the rules': it is not decided again.
-#[test]
-fn a_record_the_deadline_answered_before_any_rule_is_left_out() {
-    let (_dir, rules) = load_files(&[(
-        "default.yaml",
-        "settings: { deadline: 1s }\nrules:\n  - { name: limit, amount: { max: 10000 }, reason: x }\n",
-    )]);
+/// the ruleset's `on_error` answer, told from the record alone: it is decided again by the
+/// `on_error` of the rules now, not by their checks, which would run with time to spare.
+#[tokio::test]
+async fn a_record_the_deadline_answered_before_any_rule_is_decided_by_on_error_again() {
+    let rules_with = |settings: &str| {
+        load_files(&[(
+            "default.yaml",
+            &format!("settings: {{ deadline: 1s{settings} }}\nrules:\n  - {{ name: limit, amount: {{ max: 10000 }}, reason: x }}\n"),
+        )])
+    };
+    let (_dir, rules) = rules_with("");
     let refused = line("", "reject", "").replace(
         r#""status":200"#,
         r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.""#,
     );
-    let record = read(refused.as_bytes()).unwrap();
-    assert!(record.deadline_came_first(&rules));
-    // A refusal by a rule, or another reason, is the rules' own.
+    assert!(read(refused.as_bytes())
+        .unwrap()
+        .deadline_came_first(&rules));
+    assert!(!again(&rules, &refused).await.changed());
+    // A refusal by a rule is the rules' own; an approval at once is no deadline's.
     for other in [
         refused.replace(r#""trace":[]"#, r#""rule":"limit","trace":[]"#),
-        refused.replace("일시적인", "x"),
         line("", "approve", ""),
     ] {
         assert!(
@@ -537,16 +569,26 @@ fn a_record_the_deadline_answered_before_any_rule_is_left_out() {
             "{other}"
         );
     }
-    // With `on_error: approve`, an approval with an empty trace that took the deadline.
-    let (_dir, rules) = load_files(&[(
-        "default.yaml",
-        "settings: { deadline: 1s, on_error: approve }\nrules:\n  - { name: limit, amount: { max: 10000 }, reason: x }\n",
-    )]);
+    // Edited since: another reason, or `on_error: approve`, shows as the change it is.
+    let (_dir, edited) = rules_with(", error_reason: \"시간 초과\"");
+    let now = again(&edited, &refused).await;
+    assert!(now.changed());
+    assert_eq!(now.decision.reason.as_deref(), Some("시간 초과"));
+    assert_eq!(now.decision.rule, None);
+    let (_dir, approving) = rules_with(", on_error: approve");
+    assert_eq!(
+        again(&approving, &refused).await.decision.decision.as_str(),
+        "approve"
+    );
+    // An approval with an empty trace that took the deadline, whatever `on_error` is now.
     let late = line("", "approve", "").replace(r#""latency_ms":0.1"#, r#""latency_ms":995.2"#);
     assert!(read(late.as_bytes()).unwrap().deadline_came_first(&rules));
-    assert!(!read(line("", "approve", "").as_bytes())
-        .unwrap()
-        .deadline_came_first(&rules));
+    let now = again(&rules, &late).await;
+    assert_eq!(
+        (now.decision.decision.as_str(), now.decision.rule.as_deref()),
+        ("reject", None)
+    );
+    assert!(!again(&approving, &late).await.changed());
 }
 
 /// JSON that is no object is said to be no record plainly, not in serde's words.

@@ -932,9 +932,17 @@ rules:
             None,
         ]
     );
+    let mut call = serde_json::to_value(&d.trace[0]).unwrap()["call"].take();
+    // The digest of the rest of what was sent: 16 hex digits.
+    let sent = call["sent"].take();
+    assert!(
+        sent.as_str()
+            .is_some_and(|s| s.len() == 16 && s.chars().all(|c| c.is_ascii_hexdigit())),
+        "{sent}"
+    );
     assert_eq!(
-        serde_json::to_value(&d.trace[0]).unwrap()["call"],
-        json!({"upstream": "shop", "method": "GET", "path": "/api/stock/order-1?x=1"})
+        call,
+        json!({"upstream": "shop", "method": "GET", "path": "/api/stock/order-1?x=1", "sent": null})
     );
     let by: Vec<Option<Arc<str>>> = canned.calls().into_iter().map(|c| c.rule).collect();
     assert_eq!(

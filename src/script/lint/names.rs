@@ -8,6 +8,18 @@ use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
 use super::declared_names;
 
+/// Rhai's `curry` copies the values it binds into the function pointer, where the sandbox's
+/// size checks do not look: `b.pad(10000, Fn("id").curry(a))` copies a list of 10,000 ten
+/// thousand times in one call — seconds past the time limit and gigabytes of memory.
+const CURRY: &str = "curry is not available in rules: the values it binds are copied with the function, beyond the sandbox's size limits; a closure captures what it needs without copying it: |x| id(x, a)";
+
+/// Whether a `curry` call is how Rhai makes a closure capture its variables (its first
+/// argument the closure's own function, `anon$…`), rather than one written in the script.
+fn closes_over(call: &rhai::FnCallExpr) -> bool {
+    matches!(call.args.first(), Some(Expr::DynamicConstant(value, _))
+        if value.read_lock::<rhai::FnPtr>().is_some_and(|f| f.fn_name().starts_with("anon$")))
+}
+
 /// Names Rhai handles itself rather than as registered functions.
 const KEYWORDS: [&str; 12] = [
     "print",
@@ -74,6 +86,10 @@ pub(in crate::script) fn unknown_function(
             _ => return true,
         };
         let name = call.name.as_str();
+        if name == "curry" && (method || !closes_over(call)) {
+            found = Some((CURRY.to_owned(), at));
+            return false;
+        }
         // Operators are Rhai's own (and `!` of an identifier is no call).
         let identifier = name.starts_with(|c: char| c.is_alphabetic() || c == '_');
         if !identifier || own.contains(name) || KEYWORDS.contains(&name) {
