@@ -437,6 +437,18 @@ impl<'r> Logged<'r> {
                 got => got,
             };
         }
+        // Reached too close to the deadline then, a call with side effects was not sent: no
+        // answer to stand in, whatever reaching it in time would have brought.
+        if traced
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(NOT_SENT))
+        {
+            let plan = format!(
+                "rule {name}: not sent then (reached too close to the deadline), so the record has no answer for it; it counted as an error"
+            );
+            return (None, Some(plan));
+        }
         if let Some(then) = traced.call.as_ref().filter(|then| *then != now) {
             let plan = if then.to_string() == now.to_string() {
                 format!(
@@ -519,13 +531,17 @@ fn logged_answer(t: &Traced) -> Option<CannedAnswer> {
     }
 }
 
+/// How the trace says a call with side effects was not sent, reached too late.
+const NOT_SENT: &str = "not sent";
+
 /// Whether a logged error is an upstream call's failure (rather than a `when` or script
 /// error), for records written before calls were traced.
 fn is_call_failure(error: &str) -> bool {
-    error.starts_with("fetch from ")
-        || error.starts_with("forward to ")
-        || error.contains("deadline of")
-        || error.contains(crate::engine::SHADOW_CUT_OFF)
+    !error.starts_with(NOT_SENT)
+        && (error.starts_with("fetch from ")
+            || error.starts_with("forward to ")
+            || error.contains("deadline of")
+            || error.contains(crate::engine::SHADOW_CUT_OFF))
 }
 
 fn cut_off_as_shadow(t: &Traced) -> bool {
@@ -542,11 +558,16 @@ fn note_headers_read(ruleset: &Ruleset, decision: &Decision, notes: &mut Vec<Str
     let mut answered = false;
     for t in &decision.trace {
         answered |= t.upstream.is_some();
+        if t.outcome == Outcome::Skipped {
+            continue;
+        }
         let Some(rule) = ruleset.rules.iter().find(|r| r.name == t.rule) else {
             continue;
         };
+        // A fetch's own answer, or an earlier one's through `fetched`.
         let require = match &rule.check {
             Check::Fetch(f) => f.require.as_ref(),
+            Check::Require(e) => Some(e),
             _ => None,
         };
         let reads_headers = [rule.when.as_ref(), require]

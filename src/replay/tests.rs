@@ -22,6 +22,18 @@ fn line(trace: &str, decision: &str, extra: &str) -> String {
     )
 }
 
+/// Asserts that the first rule errs in the replay, with `note` its only note.
+#[track_caller]
+fn assert_first_rule_errs(r: &Replayed, note: &str) {
+    assert_eq!(
+        r.decision.trace[0].outcome,
+        Outcome::Error,
+        "{}",
+        r.explain()
+    );
+    assert_eq!(r.notes, [note]);
+}
+
 async fn again(rules: &Rules, line: &str) -> Replayed {
     let record = read(line.as_bytes()).unwrap();
     assert!(record.decided_by_rules());
@@ -250,6 +262,44 @@ async fn an_error_only_the_replay_has_is_noted() {
     );
 }
 
+/// Headers read through `fetched` by a later rule are noted too; a rule that was skipped
+/// read nothing and gets no note.
+#[tokio::test]
+async fn headers_read_through_fetched_are_noted_and_skipped_rules_not() {
+    let rules_yaml = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    reason: x\n  - name: header-check\n    require: 'fetched[\"stock\"].headers[\"x-stock\"] == \"1\"'\n    reason: y\n  - name: off-today\n    when: 'amount > 1000000'\n    require: 'fetched[\"stock\"].headers[\"x-stock\"] == \"2\"'\n    reason: z\n";
+    let (_dir, rules) = load_files(&[("default.yaml", rules_yaml)]);
+    let logged = line(
+        r#"{"rule":"stock","outcome":"pass","ms":3.0,"upstream":{"status":200,"body":{"available":3}}},{"rule":"header-check","outcome":"pass","ms":0.1}"#,
+        "approve",
+        "",
+    );
+    let r = again(&rules, &logged).await;
+    assert_eq!(
+        r.notes,
+        ["rule header-check reads response headers, which the log does not keep"],
+        "{}",
+        r.explain()
+    );
+}
+
+/// A call with side effects that was not sent then (reached too close to the deadline) has no
+/// answer to stand in: an error with a note, not a hang until the deadline.
+#[tokio::test]
+async fn a_call_not_sent_then_gets_no_answer() {
+    let (_dir, rules) = load_files(&[(
+        "default.yaml",
+        "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - { name: reserve, fetch: { upstream: shop, method: POST, path: /reserve }, reason: x }\n",
+    )]);
+    let logged = line(
+        r#"{"rule":"reserve","outcome":"error","ms":0.0,"error":"not sent: reached too close to the deadline of 400ms to read an answer"}"#,
+        "reject",
+        "",
+    )
+    .replace(r#""status":200"#, r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.","rule":"reserve""#);
+    let r = again(&rules, &logged).await;
+    assert_first_rule_errs(&r, "rule reserve: not sent then (reached too close to the deadline), so the record has no answer for it; it counted as an error");
+}
+
 /// A rule's `window` is judged at the record's arrival time, not today.
 #[tokio::test]
 async fn the_record_time_is_the_evaluation_time() {
@@ -353,16 +403,7 @@ async fn a_changed_call_gets_no_answer() {
     ] {
         let (_dir, rules) = load_files(&[("default.yaml", &stock(path, method))]);
         let r = again(&rules, &logged).await;
-        assert_eq!(
-            r.decision.trace[0].outcome,
-            Outcome::Error,
-            "{}",
-            r.explain()
-        );
-        assert_eq!(
-            r.notes,
-            [format!("rule stock: its call changed (then GET /api/stock/order-1 from shop, now {now}): the record has no answer for it")]
-        );
+        assert_first_rule_errs(&r, &format!("rule stock: its call changed (then GET /api/stock/order-1 from shop, now {now}): the record has no answer for it"));
     }
 
     // Logged with the digest of the rest of what was sent: a header, a body or a base URL
@@ -380,15 +421,9 @@ async fn a_changed_call_gets_no_answer() {
     for edited in [header, url] {
         let (_dir, rules) = load_files(&[("default.yaml", &edited)]);
         let r = again(&rules, &with_sent).await;
-        assert_eq!(
-            r.decision.trace[0].outcome,
-            Outcome::Error,
-            "{edited}\n{}",
-            r.explain()
-        );
-        assert_eq!(
-            r.notes,
-            ["rule stock: its call changed (GET /api/stock/order-1 from shop, with other headers, another body or another base URL of its upstream): the record has no answer for it"]
+        assert_first_rule_errs(
+            &r,
+            "rule stock: its call changed (GET /api/stock/order-1 from shop, with other headers, another body or another base URL of its upstream): the record has no answer for it",
         );
     }
 }

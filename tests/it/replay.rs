@@ -72,9 +72,14 @@ async fn replay_shows_the_decisions_an_edit_changes_without_calling_upstreams() 
     let calls = shop.calls().len();
     // The log names the call each fetch made, and its time has microseconds.
     let plenty = record(&log, &ids["plenty"]);
+    let mut call = plenty["trace"][1]["call"].clone();
+    assert!(
+        call["sent"].take().as_str().is_some_and(|s| s.len() == 16),
+        "{plenty}"
+    );
     assert_eq!(
-        plenty["trace"][1]["call"],
-        serde_json::json!({"upstream": "shop", "method": "GET", "path": "/stock/plenty"}),
+        call,
+        serde_json::json!({"upstream": "shop", "method": "GET", "path": "/stock/plenty", "sent": null}),
         "{plenty}"
     );
     let time = plenty["time"].as_str().unwrap();
@@ -260,14 +265,14 @@ fn replay_says_plainly_what_is_no_decision_log() {
     assert!(out.contains("1 not decided by rules"), "{out}");
     assert!(out.trim_end().ends_with("; 1 unreadable line"), "{out}");
 
-    // The deadline passed before the first rule: on_error's answer, not the rules'.
+    // The deadline passed before the first rule: decided by on_error again, not the rules.
     let late = r#"{"time":"2026-12-04T18:45:25.000000Z","decision_id":"d-3","ruleset":"default","rules_version":"abc","api":"v1","order_id":"order-1","tx_id":"imp_1","amount":50000,"decision":"reject","status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.","trace":[],"latency_ms":4990.2,"request":{"imp_uid":"imp_1","merchant_uid":"order-1","amount":50000}}"#;
     std::fs::write(&log, format!("{late}\n")).unwrap();
     let (code, out, err) = replay(&rules, &log, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         out,
-        "0 replayed: 0 changed, 0 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages); 1 answered by on_error with the deadline passed before the first rule\n"
+        "1 replayed (1 with the deadline passed before the first rule, decided by on_error): 0 changed, 1 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)\n"
     );
 
     std::fs::write(&log, "").unwrap();

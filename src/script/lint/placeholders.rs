@@ -2,18 +2,23 @@
 //! `${amount}` inside double quotes. Rhai fills in `${…}` only in a backtick string, so the
 //! buyer would be shown the braces as written.
 
-use rhai::{ASTNode, Expr, Position, AST};
+use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
 use crate::script::REQUEST_VARS;
 
-/// The first string literal holding `${…}` (written in double quotes) or a reason template's
-/// placeholder of a request variable (`{amount}`).
+/// The first string literal a script returns (or throws, or fails with), alone or joined
+/// with `+`, holding `${…}` (written in double quotes) or a reason template's placeholder of a
+/// request variable (`{amount}`). Text used otherwise may hold braces on purpose: a template
+/// the script fills in itself (`tpl.replace("{amount}", …)`).
 pub(in crate::script) fn placeholder_in_text(ast: &AST) -> Option<(String, Position)> {
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let Some(ASTNode::Expr(Expr::StringConstant(text, at))) = path.last() else {
             return true;
         };
+        if !given_as_reason(path) {
+            return true;
+        }
         let message = if let Some(name) = braced(text, "${") {
             format!("${{{name}}} is not filled in inside double quotes: Rhai fills in ${{…}} only in a backtick string, so write `…${{{name}}}…` with backticks")
         } else if let Some(name) = braced(text, "{").filter(|n| {
@@ -28,6 +33,22 @@ pub(in crate::script) fn placeholder_in_text(ast: &AST) -> Option<(String, Posit
         false
     });
     found
+}
+
+/// Whether the node at the end of `path` is what a `return` or `throw` gives, or what `fail`
+/// is called with, itself or joined with `+`.
+fn given_as_reason(path: &[ASTNode]) -> bool {
+    for node in path.iter().rev().skip(1) {
+        match node {
+            ASTNode::Expr(Expr::FnCall(call, _)) if call.name == "+" => continue,
+            ASTNode::Expr(Expr::FnCall(call, _)) | ASTNode::Stmt(Stmt::FnCall(call, _)) => {
+                return call.name == "fail";
+            }
+            ASTNode::Stmt(Stmt::Return(..)) => return true,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// The name between the first `open` (`${` or `{`) and the `}` after it, when it is a plain
@@ -69,6 +90,13 @@ mod tests {
         );
         assert_refused(
             &engine,
+            "if amount > 1000000 { fail(\"한도 \" + \"{amount}\"); }\ntrue",
+            "{amount} is a reason template's placeholder, which a script's text is not: the buyer would see it as written; write `…${amount}…` in a backtick string, which Rhai fills in (format_amount(amount) for an amount with separators)",
+            1,
+            36,
+        );
+        assert_refused(
+            &engine,
             "if amount > 1000000 {\n  return \"주문 ${order_id}: 한도 초과\";\n}\ntrue",
             "${order_id} is not filled in inside double quotes: Rhai fills in ${…} only in a backtick string, so write `…${order_id}…` with backticks",
             2,
@@ -79,6 +107,8 @@ mod tests {
             "if amount > 1000000 { return `주문 ${order_id}: 한도 초과`; }\ntrue",
             // Braces that are no placeholder of a request value.
             "let s = \"{}\"; let t = \"{grade}\"; let u = \"{ amount }\"; s != t && t != u",
+            // A template the script fills in itself.
+            "let tpl = \"한도 초과 (요청: {amount}원)\";\ntpl.replace(\"{amount}\", format_amount(amount));\nif amount > 1000000 { return tpl; }\ntrue",
         ] {
             engine
                 .compile_script(fine)
