@@ -54,7 +54,13 @@ pub(in crate::script) fn closure_reads_its_own_object(
                     let name = &call.name;
                     let receiver =
                         receiver_text(src, head, at).unwrap_or_else(|| object.to_owned());
-                    let message = if receiver == object {
+                    let message = if CHANGES_ITS_OBJECT.contains(&name.as_str()) {
+                        // Called as a function, it would change a copy: the script would run,
+                        // and quietly do nothing.
+                        format!(
+                            "{object} is read inside the closure passed to {receiver}.{name}, which changes {receiver} in place: Rhai locks {object} for the call, so the read would stall, then fail; read what the closure needs before the call (let n = {object}.len();) and use that inside it"
+                        )
+                    } else if receiver == object {
                         format!(
                             "{object} is read inside the closure passed to its own {name}: Rhai locks {object} for a method call, so the read would stall, then fail; call it as a function, which takes no lock: {name}({object}, …)"
                         )
@@ -107,6 +113,25 @@ pub(in crate::script) fn closure_holding_itself(ast: &AST) -> Option<(String, Po
     });
     found
 }
+
+/// Methods that change their object in place: written as a function (`sort(items, …)`), the
+/// call would take no lock but change a copy, which nobody reads.
+const CHANGES_ITS_OBJECT: [&str; 14] = [
+    "sort",
+    "sort_desc",
+    "dedup",
+    "retain",
+    "drain",
+    "push",
+    "insert",
+    "pad",
+    "append",
+    "splice",
+    "truncate",
+    "chop",
+    "reverse",
+    "clear",
+];
 
 /// The source text of a method call's receiver: from the head of its chain (at `head`) to the
 /// method's name (at `method`), without the dot, and with line breaks (and the indentation
@@ -303,7 +328,6 @@ mod tests {
             ("let m = #{a: [1,2]};\nm.a.filter(|x| x > m.a[0]).len() > 0", "m", "m.a", "filter", 2, 20),
             ("let items = [[1],[2]];\nitems[0].map(|v| items.len()).len() > 0", "items", "items[0]", "map", 2, 18),
             ("let p = payload;\np.custom.keys().filter(|k| p.amount > 0).len() >= 0", "p", "p.custom.keys()", "filter", 2, 28),
-            ("let items = [1,2,3];\nitems.sort(|a, b| a - items.len());\ntrue", "items", "items", "sort", 2, 23),
             // The request's variables too, shared as soon as a closure captures them.
             ("payload.custom.keys().filter(|k| payload.amount > 0).len() >= 0", "payload", "payload.custom.keys()", "filter", 1, 34),
         ] {
@@ -316,6 +340,36 @@ mod tests {
             let ran = run_unchecked(&engine, src).unwrap_err();
             assert!(ran.contains("data race detected"), "{src}: {ran}");
         }
+        // A method that changes its object in place would change a copy if called as a
+        // function: the error says to read what the closure needs before the call.
+        for (src, receiver, method, column) in [
+            (
+                "let items = [1,2,3];\nitems.sort(|a, b| a - items.len());\ntrue",
+                "items",
+                "sort",
+                23,
+            ),
+            (
+                "let ids = [\"a\", \"b\"];\nids.retain(|x| x != ids[0]);\nids.len() > 0",
+                "ids",
+                "retain",
+                21,
+            ),
+        ] {
+            let object = receiver;
+            crate::script::tests::assert_refused(
+                &engine,
+                src,
+                &format!("{object} is read inside the closure passed to {receiver}.{method}, which changes {receiver} in place: Rhai locks {object} for the call, so the read would stall, then fail; read what the closure needs before the call (let n = {object}.len();) and use that inside it"),
+                2,
+                column,
+            );
+        }
+        let fixed = "let items = [3,1,2];\nlet n = items.len();\nitems.sort(|a, b| a - b + n * 0);\nitems[0] == 1";
+        assert!(matches!(
+            run_unchecked(&engine, fixed),
+            Ok(ScriptVerdict::Pass)
+        ));
         // In a `when` or `require` as well.
         let src = "payload.custom.keys().filter(|k| payload.amount > 0).len() >= 0";
         let e = engine.compile_expression(src, &[]).unwrap_err();
