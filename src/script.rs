@@ -666,9 +666,16 @@ pub(crate) mod tests {
             ("let ok = True;\nok", "undefined variable: True: Rhai writes true and false in lower case", 1, 10),
             ("let n = 0;\nfor (let i = 0; i < 3; i++) { n += i; }\nn > 0", "expecting name of a variable: Rhai's loops are for i in 0..3 { … } and for item in list { … }", 2, 6),
             ("if not (amount > 5) { return false; }\ntrue", "function not found: not; Rhai writes not as ! (if !(amount > 5))", 1, 4),
+            ("let ok = not is_blank(store_id);\nok", "undefined variable: not: Rhai writes not as ! (!is_blank(x))", 1, 10),
+            ("amount > 5 and amount < 10", "expecting ';' to terminate this statement: Rhai writes and as &&", 1, 12),
         ] {
             tests::assert_refused(&engine, src, message, line, column);
         }
+        // In a `when` or `require` too.
+        let e = engine
+            .compile_expression("amount > 5 or amount < 1", &[])
+            .unwrap_err();
+        assert_eq!(e.message, "unexpected 'or': Rhai writes or as ||");
     }
 
     /// `curry` copies what it binds beyond the size limits: a load error, as a method or a

@@ -89,9 +89,11 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
                 return ExitCode::from(CANNOT_RUN);
             }
         }
-        if n == 1 && line.starts_with(&[0x1f, 0x8b]) {
+        if let Some((format, tool)) = compressed(&line).filter(|_| n == 1) {
+            // From stdin the file's name is not known: the tool reads it.
+            let file = if name == "-" { "FILE" } else { name.as_str() };
             eprintln!(
-                "error: {name}: gzip-compressed; decompress it first: zcat {name} | confirm-proxy replay -"
+                "error: {name}: {format}-compressed; decompress it first: {tool} {file} | confirm-proxy replay -"
             );
             return ExitCode::from(CANNOT_RUN);
         }
@@ -150,6 +152,21 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The compression a log's first bytes show (a rotated log, compressed by logrotate), with the
+/// tool that writes it out decompressed: a decision log itself starts with `{`.
+fn compressed(start: &[u8]) -> Option<(&'static str, &'static str)> {
+    const MAGIC: [(&[u8], &str, &str); 4] = [
+        (&[0x1f, 0x8b], "gzip", "zcat"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz", "xzcat"),
+        (b"BZh", "bzip2", "bzcat"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd", "zstdcat"),
+    ];
+    MAGIC
+        .iter()
+        .find(|(magic, ..)| start.starts_with(magic))
+        .map(|&(_, format, tool)| (format, tool))
 }
 
 /// The closing count.

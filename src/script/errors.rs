@@ -116,6 +116,15 @@ fn slip_hint(src: &str, error: &mut CompileError) {
     let message = error.message.as_str();
     let hint = if message.starts_with("invalid character: ") && from.starts_with('\'') {
         "text is written in double quotes (\"store-a\"); single quotes hold one character"
+    } else if (message == "expecting ';' to terminate this statement"
+        || message.starts_with("unexpected '"))
+        && matches!(word.as_str(), "and" | "or")
+    {
+        if word == "and" {
+            "Rhai writes and as &&"
+        } else {
+            "Rhai writes or as ||"
+        }
     } else if message == "expecting '{' to start a statement block" {
         match word.as_str() {
             "and" => "Rhai writes and as &&",
@@ -131,6 +140,7 @@ fn slip_hint(src: &str, error: &mut CompileError) {
     {
         match word.as_str() {
             "elif" => "Rhai writes else if",
+            "not" => "Rhai writes not as ! (!is_blank(x))",
             "function" | "def" => "a function is written fn name(a, b) { … }",
             "var" => "a variable is declared with let (const for one never assigned again)",
             "null" | "None" | "nil" | "undefined" => "Rhai's value for nothing is ()",

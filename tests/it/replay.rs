@@ -213,7 +213,7 @@ async fn a_form_request_replays_as_it_was_decided() {
     );
 }
 
-/// Input that is no decision log is said to be so plainly: a gzip-compressed log (one line
+/// Input that is no decision log is said to be so plainly: a compressed log (one line
 /// saying how to read it, exit 2), JSON that is no object, a line too long to be a record
 /// (skipped, not held in memory), and an empty log (nothing to replay, exit 0).
 #[test]
@@ -235,6 +235,20 @@ fn replay_says_plainly_what_is_no_decision_log() {
         err,
         format!("error: {name}: gzip-compressed; decompress it first: zcat {name} | confirm-proxy replay -\n")
     );
+    // The other compressors logrotate can use, each with its tool.
+    for (magic, format, tool) in [
+        (&b"\xfd7zXZ\x00\x00\x04"[..], "xz", "xzcat"),
+        (b"BZh91AY&SY", "bzip2", "bzcat"),
+        (b"\x28\xb5\x2f\xfd\x24\x00", "zstd", "zstdcat"),
+    ] {
+        std::fs::write(&log, magic).unwrap();
+        let (code, out, err) = replay(&rules, &log, &[]);
+        assert_eq!(code, 2, "{out}{err}");
+        assert_eq!(
+            err,
+            format!("error: {name}: {format}-compressed; decompress it first: {tool} {name} | confirm-proxy replay -\n")
+        );
+    }
 
     let guard = r#"{"time":"2026-11-25T07:51:02.114Z","decision_id":"d-2","ruleset":"unknown","decision":"reject","status":404,"reason":"x","trace":[],"latency_ms":0.1}"#;
     let log = rules.path().join("decisions.jsonl");
