@@ -90,17 +90,47 @@ pub struct RuleTrace {
     pub error: Option<String>,
 }
 
-/// One upstream call as a trace records it: which upstream, and what was sent to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One upstream call as a trace records it (and as replay reads it back): which upstream,
+/// and what was sent to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CallMade {
     /// The upstream's name in the rule file.
     pub upstream: String,
-    #[serde(serialize_with = "method_name")]
+    #[serde(serialize_with = "method_name", deserialize_with = "method_named")]
     pub method: http::Method,
     /// The path and query sent, after the upstream's base URL.
     pub path: String,
-    /// A digest of the rest of what was sent (see [`crate::upstream::fingerprint`]).
+    /// A digest of the rest of what was sent (see [`crate::upstream::fingerprint`]); empty in
+    /// a record written before it was.
+    #[serde(default)]
     pub sent: String,
+}
+
+impl CallMade {
+    /// The call to `upstream` with `method` and `path`; `content`, a fetch's call, adds its
+    /// headers and body to the digest (a forward's are the request's own).
+    pub fn new(
+        upstream: &crate::rules::Upstream,
+        method: http::Method,
+        path: String,
+        content: Option<&crate::upstream::HttpCall>,
+    ) -> CallMade {
+        CallMade {
+            upstream: upstream.name.clone(),
+            method,
+            path,
+            sent: crate::upstream::fingerprint(upstream, content),
+        }
+    }
+
+    /// Whether `other` is the same call: upstream, method and path, and the digest where both
+    /// have one.
+    pub fn same_call(&self, other: &CallMade) -> bool {
+        self.upstream == other.upstream
+            && self.method == other.method
+            && self.path == other.path
+            && (self.sent.is_empty() || other.sent.is_empty() || self.sent == other.sent)
+    }
 }
 
 impl std::fmt::Display for CallMade {
@@ -112,6 +142,11 @@ impl std::fmt::Display for CallMade {
 
 fn method_name<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(m.as_str())
+}
+
+fn method_named<'de, D: serde::Deserializer<'de>>(d: D) -> Result<http::Method, D::Error> {
+    let name = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    http::Method::from_bytes(name.as_bytes()).map_err(serde::de::Error::custom)
 }
 
 /// Bodies larger than this are kept as a truncated string in traces and the decision log.

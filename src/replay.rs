@@ -17,13 +17,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::decision::{Decision, Outcome, MAX_TRACED_BODY};
+use crate::decision::{CallMade, Decision, Outcome, MAX_TRACED_BODY};
 use crate::engine::{answer_by, evaluate, fetch_call, on_error, Context, Original};
 use crate::payload::{self, ConfirmRequest, Parsed};
 use crate::rules::{Check, Health, Mode, Rule, Rules, Ruleset, UNKNOWN_RULESET_REASON};
 use crate::script::ScriptEngine;
 use crate::upstream::canned::{Canned, CannedAnswer, CannedError};
-use crate::upstream::fingerprint;
 
 /// One decision-log line, as far as a replay reads it.
 #[derive(Debug, Deserialize)]
@@ -65,73 +64,39 @@ struct Traced {
     outcome: String,
     /// Absent in logs written before calls were traced: the rule's call now stands in.
     #[serde(default)]
-    call: Option<Call>,
+    call: Option<CallMade>,
     #[serde(default)]
     upstream: Option<Answered>,
     #[serde(default)]
     error: Option<String>,
 }
 
-/// An upstream call: as the record names it, or as a rule makes it now.
-#[derive(Debug, Clone, Deserialize)]
-struct Call {
-    upstream: String,
-    method: String,
-    path: String,
-    /// The digest of the rest of what was sent ([`crate::upstream::fingerprint`]); absent in
-    /// logs written before it was.
-    #[serde(default)]
-    sent: Option<String>,
-}
-
-impl PartialEq for Call {
-    /// The same call: upstream, method and path, and what else was sent where both say.
-    fn eq(&self, other: &Call) -> bool {
-        self.upstream == other.upstream
-            && self.method == other.method
-            && self.path == other.path
-            && match (&self.sent, &other.sent) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
+/// The call `rule` makes for `req` now, as the trace names it; `None` for a rule that calls no
+/// upstream, or whose call cannot be made (the engine meets the same error when it reaches the
+/// rule).
+fn call_of(rule: &Rule, req: &ConfirmRequest) -> Option<CallMade> {
+    match &rule.check {
+        Check::Fetch(f) => fetch_call(f, req, None).ok().map(|call| {
+            CallMade::new(
+                &f.upstream,
+                call.method.clone(),
+                call.path_and_query.clone(),
+                Some(&call),
+            )
+        }),
+        Check::Forward(fw) => Some(CallMade::new(
+            &fw.upstream,
+            http::Method::POST,
+            fw.path.clone(),
+            None,
+        )),
+        _ => None,
     }
 }
 
-impl Call {
-    /// The call `rule` makes for `req` now; `None` for a rule that calls no upstream, or whose
-    /// call cannot be made (the engine meets the same error when it reaches the rule).
-    fn of(rule: &Rule, req: &ConfirmRequest) -> Option<Call> {
-        match &rule.check {
-            Check::Fetch(f) => fetch_call(f, req, None).ok().map(|call| Call {
-                upstream: f.upstream.name.clone(),
-                method: call.method.to_string(),
-                sent: Some(fingerprint(&f.upstream, Some(&call))),
-                path: call.path_and_query,
-            }),
-            Check::Forward(fw) => Some(Call {
-                upstream: fw.upstream.name.clone(),
-                method: "POST".into(),
-                path: fw.path.clone(),
-                sent: Some(fingerprint(&fw.upstream, None)),
-            }),
-            _ => None,
-        }
-    }
-
-    /// `"GET /stock/o-1"`, as canned answers are keyed.
-    fn key(&self) -> String {
-        format!("{} {}", self.method, self.path)
-    }
-
-    fn is_get(&self) -> bool {
-        self.method == "GET"
-    }
-}
-
-impl std::fmt::Display for Call {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} from {}", self.method, self.path, self.upstream)
-    }
+/// `"GET /stock/o-1"`, as canned answers are keyed.
+fn key(call: &CallMade) -> String {
+    format!("{} {}", call.method, call.path)
 }
 
 #[derive(Debug, Deserialize)]
@@ -368,12 +333,12 @@ fn stand_ins(
             canned = canned.health(&up.name, health);
             continue;
         }
-        let Some(now) = Call::of(rule, req) else {
+        let Some(now) = call_of(rule, req) else {
             continue;
         };
         let (answer, plan) = logged.answer_for(rule, traced, &now, notes);
         if let Some(answer) = answer {
-            canned = canned.answer_rule(&rule.name, &now.upstream, &now.key(), answer);
+            canned = canned.answer_rule(&rule.name, &now.upstream, &key(&now), answer);
         }
         if let Some(plan) = plan {
             plans.insert(rule.name.to_string(), plan);
@@ -390,7 +355,7 @@ struct Logged<'r> {
 struct LoggedCall<'r> {
     rule: &'r str,
     /// As logged, or (in older logs) as the rule of that name makes it now.
-    call: Option<Call>,
+    call: Option<CallMade>,
     answer: Option<CannedAnswer>,
     /// A shadow rule cut off at the shadow cut-off: its failure says nothing of the upstream.
     cut_off: bool,
@@ -404,7 +369,7 @@ impl<'r> Logged<'r> {
             .map(|t| {
                 let call = t.call.clone().or_else(|| {
                     let rule = ruleset.rules.iter().find(|r| *r.name == *t.rule)?;
-                    Call::of(rule, req)
+                    call_of(rule, req)
                 });
                 LoggedCall {
                     rule: &t.rule,
@@ -422,7 +387,7 @@ impl<'r> Logged<'r> {
         &self,
         rule: &Rule,
         traced: Option<&Traced>,
-        now: &Call,
+        now: &CallMade,
         notes: &mut Vec<String>,
     ) -> (Option<CannedAnswer>, Option<String>) {
         let name = &rule.name;
@@ -449,7 +414,7 @@ impl<'r> Logged<'r> {
             );
             return (None, Some(plan));
         }
-        if let Some(then) = traced.call.as_ref().filter(|then| *then != now) {
+        if let Some(then) = traced.call.as_ref().filter(|then| !then.same_call(now)) {
             let plan = if then.to_string() == now.to_string() {
                 format!(
                     "rule {name}: its call changed ({now}, with other headers, another body or another base URL of its upstream): the record has no answer for it"
@@ -480,18 +445,20 @@ impl<'r> Logged<'r> {
     /// GET, or none.
     fn stand_in(
         &self,
-        now: &Call,
+        now: &CallMade,
         name: &str,
         why: &str,
     ) -> (Option<CannedAnswer>, Option<String>) {
-        if !now.is_get() {
+        if now.method != http::Method::GET {
             let plan = format!(
                 "rule {name}: {why}, and its {} may change something at the merchant, so no other rule's answer stands in for it; it counted as an error",
                 now
             );
             return (None, Some(plan));
         }
-        let same = |c: &&LoggedCall| c.rule != name && c.call.as_ref() == Some(now) && !c.cut_off;
+        let same = |c: &&LoggedCall| {
+            c.rule != name && c.call.as_ref().is_some_and(|c| c.same_call(now)) && !c.cut_off
+        };
         // An answer that arrived says more than a failure of the same GET.
         let other = self
             .calls

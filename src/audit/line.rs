@@ -412,20 +412,7 @@ mod tests {
         ] {
             let r = Record {
                 time: second + chrono::TimeDelta::microseconds(micros),
-                decision_id: "id",
-                ruleset: "default",
-                rules_version: "v",
-                api: None,
-                order_id: None,
-                tx_id: None,
-                amount: None,
-                decision: &d,
-                latency_ms: 0.1,
-                request: None,
-                repeat_of: None,
-                repeat_refused: None,
-                webhook_id: None,
-                source: None,
+                ..crate::audit::testing::record("id", &d)
             };
             assert!(
                 line(&r).starts_with(&format!("{{\"time\":\"{expected}\",")),

@@ -30,7 +30,7 @@ pub(super) struct Prefetches(pub(super) Vec<Option<Prefetch>>);
 /// rendered again); taken when its rule reads the answer.
 pub(super) struct Prefetch {
     pub(super) handle: JoinHandle<Result<UpstreamResponse, UpstreamError>>,
-    pub(super) made: Option<CallMade>,
+    pub(super) made: CallMade,
 }
 
 impl Drop for Prefetches {
@@ -122,7 +122,7 @@ impl Run<'_, '_> {
                             .ok()
                             .map(|mut call| {
                                 call.rule = Some(rule.name.clone());
-                                let made = Some(super::check::call_made(&f.upstream, &call, true));
+                                let made = super::check::fetch_made(&f.upstream, &call);
                                 let handle =
                                     tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call));
                                 Prefetch { handle, made }

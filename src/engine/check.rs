@@ -18,13 +18,14 @@ pub(super) struct Called {
 }
 
 /// `call` to `upstream` as the trace names it.
-pub(super) fn call_made(upstream: &Upstream, call: &HttpCall, content: bool) -> CallMade {
-    CallMade {
-        upstream: upstream.name.clone(),
-        method: call.method.clone(),
-        path: call.path_and_query.clone(),
-        sent: crate::upstream::fingerprint(upstream, content.then_some(call)),
-    }
+/// A fetch's call as the trace names it.
+pub(super) fn fetch_made(upstream: &Upstream, call: &HttpCall) -> CallMade {
+    CallMade::new(
+        upstream,
+        call.method.clone(),
+        call.path_and_query.clone(),
+        Some(call),
+    )
 }
 
 /// What one rule's check concluded.
@@ -186,12 +187,7 @@ impl Run<'_, '_> {
     ) -> (Verdict, Called) {
         let (waited, call) = match prefetched {
             Some(prefetch) => {
-                let call = prefetch.made.take().unwrap_or_else(|| CallMade {
-                    upstream: f.upstream.name.clone(),
-                    method: http::Method::GET,
-                    path: String::new(),
-                    sent: String::new(),
-                });
+                let call = std::mem::take(&mut prefetch.made);
                 let waited = self.wait(rule, &mut prefetch.handle).await.map(|joined| {
                     joined.unwrap_or_else(|e| {
                         Err(UpstreamError::Other(format!("fetch task ended: {e}")))
@@ -207,7 +203,7 @@ impl Run<'_, '_> {
             None => match fetch_call(f, self.req, self.body_by(rule)) {
                 Ok(mut call) => {
                     call.rule = Some(rule.name.clone());
-                    let made = call_made(&f.upstream, &call, true);
+                    let made = fetch_made(&f.upstream, &call);
                     let call = self.ctx.upstreams.call(f.upstream.clone(), call);
                     (self.wait(rule, call).await, made)
                 }
@@ -264,7 +260,7 @@ impl Run<'_, '_> {
             body: Some(original.body.clone()),
             body_by: self.body_by(rule),
         };
-        let made = call_made(&fw.upstream, &call, false);
+        let made = CallMade::new(&fw.upstream, http::Method::POST, fw.path.clone(), None);
         let call = self.ctx.upstreams.call(fw.upstream.clone(), call);
         let Some(result) = self.wait(rule, call).await else {
             let called = Called {

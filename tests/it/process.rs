@@ -600,14 +600,7 @@ async fn sighup_and_sigusr1_during_start_up_do_not_kill_it() {
     let reader = let_go(fifo);
     let mut proc = starting.ready().await;
     // The SIGHUP of start-up is a reload once started.
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            proc.log_text().contains("SIGHUP: reloading rules")
-        })
-        .await,
-        "{}",
-        proc.log_text()
-    );
+    proc.log_line_of("SIGHUP: reloading rules").await;
     assert!(
         eventually(Duration::from_secs(5), || async {
             let metrics = get(&proc.admin_url("/metrics")).await;
@@ -675,14 +668,7 @@ async fn handled_signals_are_held_until_their_handlers_are_installed() {
     assert_eq!(log_writer & HUP_AND_USR1, HUP_AND_USR1, "{threads:?}");
     // And the main thread receives them: a SIGHUP reloads.
     proc.signal("HUP");
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            proc.log_text().contains("SIGHUP: reloading rules")
-        })
-        .await,
-        "{}",
-        proc.log_text()
-    );
+    proc.log_line_of("SIGHUP: reloading rules").await;
 }
 
 #[cfg(target_os = "linux")]
@@ -767,18 +753,12 @@ async fn an_upstream_turning_unhealthy_is_a_warning_with_its_cause() {
         "upstreams:\n  shop: { url: \"http://127.0.0.1:1\", health: { path: /health, interval: 100ms } }\nrules:\n  - name: up\n    healthy: shop\n    reason: 점검 중\n",
     );
     let proc = Process::serve(rules.path(), &[]).await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            proc.log_text().contains(" WARN ")
-        })
-        .await
-    );
-    let log = proc.log_text();
-    let line = log.lines().find(|l| l.contains(" WARN ")).unwrap();
+    let line = proc.log_line_of(" WARN ").await;
     assert!(
         line.contains("upstream unhealthy: /health: connection refused")
             && line.contains("ruleset=default upstream=shop from=unknown"),
-        "{log}"
+        "{}",
+        proc.log_text()
     );
 }
 

@@ -284,15 +284,16 @@ impl Process {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// The log line naming decision `id`, once it is written (within 5 s).
-    pub async fn log_line_of(&self, id: &str) -> String {
+    /// The first log line holding `text` (a decision id, a message), once it is written
+    /// (within 5 s).
+    pub async fn log_line_of(&self, text: &str) -> String {
         let written = eventually(Duration::from_secs(5), || async {
-            self.log_text().contains(id)
+            self.log_text().contains(text)
         })
         .await;
-        assert!(written, "no log line for {id}:\n{}", self.log_text());
+        assert!(written, "no log line with {text}:\n{}", self.log_text());
         let log = self.log_text();
-        log.lines().find(|l| l.contains(id)).unwrap().to_owned()
+        log.lines().find(|l| l.contains(text)).unwrap().to_owned()
     }
 }
 
