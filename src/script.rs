@@ -235,7 +235,7 @@ impl ScriptEngine {
             .or_else(|| lint::unknown_response_field(&ast))
             .or_else(|| lint::impossible_text_comparison(&ast))
             .or_else(|| lint::closure_reads_its_own_object(&ast, src))
-            .or_else(|| lint::closure_holding_itself(&ast))
+            .or_else(|| lint::captured_variable_changed(&ast, &self.functions))
             .or_else(|| lint::literal_too_large(&ast))
             .or_else(|| lint::placeholder_in_text(&ast))
             .or_else(|| lint::number_method_on_text(&ast))

@@ -17,7 +17,8 @@
 //! change their object in place), [`results`] (what an expression or script gives), [`mismatch`] (a use
 //! that does not fit its value's kind: a number method on text, text compared with a number, a
 //! property no map has), [`text`] (text comparisons that can never hold), [`dropped`] (a value
-//! computed and thrown away), [`race`] (a closure reading the object it changes) and
+//! computed and thrown away), [`race`] (a closure reading the object it changes), [`cycles`] (a
+//! variable changed after a closure captured it, which could make the closure hold itself) and
 //! [`source_text`] (what the parser reports at a misleading place). Numbers compared with
 //! strings and `now` compared with seconds are here.
 
@@ -25,6 +26,7 @@ use std::collections::{HashMap, HashSet};
 
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
+mod cycles;
 mod dropped;
 mod kinds;
 mod mismatch;
@@ -35,6 +37,7 @@ mod results;
 mod sizes;
 mod source_text;
 mod text;
+pub(super) use cycles::captured_variable_changed;
 pub(super) use dropped::dropped_value;
 pub(super) use mismatch::{number_method_on_text, text_compared_with_number, unknown_property};
 pub(crate) use names::fetched_names;
@@ -43,7 +46,7 @@ pub(super) use names::{
     map_properties, unknown_function, unknown_response_field, Functions, Properties,
 };
 pub(super) use placeholders::placeholder_in_text;
-pub(super) use race::{closure_holding_itself, closure_reads_its_own_object};
+pub(super) use race::closure_reads_its_own_object;
 pub(super) use results::{
     in_place_kept, in_place_result, not_a_condition, not_a_result, quoted_bool_result,
 };
