@@ -152,14 +152,15 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             ),
         ));
     }
-    let parse_now = |s: &str, path: &[Seg<'_>], errors: &mut Vec<LoadError>| {
+    // `field` names the key as the other errors of a test file do: `now`, `cases[2].now`.
+    let parse_now = |s: &str, path: &[Seg<'_>], field: &str, errors: &mut Vec<LoadError>| {
         match DateTime::parse_from_rfc3339(s) {
             Ok(t) => Some(t),
             Err(_) => {
                 errors.push(error(
                     at(path),
                     format!(
-                        "invalid time \"{s}\", expected RFC 3339 like 2026-12-01T12:00:00+09:00"
+                        "{field}: invalid time \"{s}\", expected RFC 3339 like 2026-12-01T12:00:00+09:00"
                     ),
                 ));
                 None
@@ -169,7 +170,7 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     let suite_now = raw
         .now
         .as_deref()
-        .and_then(|s| parse_now(s, &[Seg::Key("now")], &mut errors));
+        .and_then(|s| parse_now(s, &[Seg::Key("now")], "now", &mut errors));
     let ruleset = rules.get(&raw.ruleset).map(|r| &**r);
     let mut warnings = Vec::new();
     if raw.cases.is_empty() {
@@ -207,6 +208,7 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             Some(s) => parse_now(
                 s,
                 &[Seg::Key("cases"), Seg::Index(i), Seg::Key("now")],
+                &format!("cases[{i}].now"),
                 &mut errors,
             ),
             None => suite_now,
@@ -754,6 +756,18 @@ rules:
         assert_eq!(
             warnings("ruleset: default\ncases: []\n"),
             ["tests/t.yaml:2:1: no cases: this file tests nothing"]
+        );
+    }
+
+    /// A time that is no RFC 3339 timestamp is named by its key, the file's or a case's.
+    #[test]
+    fn an_invalid_time_names_its_key() {
+        assert_eq!(
+            errors("ruleset: default\nnow: yesterday\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50 }\n    now: \"2026-13-01T00:00:00Z\"\n    expect: { decision: approve }\n"),
+            [
+                "tests/t.yaml:2:6: now: invalid time \"yesterday\", expected RFC 3339 like 2026-12-01T12:00:00+09:00",
+                "tests/t.yaml:6:10: cases[0].now: invalid time \"2026-13-01T00:00:00Z\", expected RFC 3339 like 2026-12-01T12:00:00+09:00",
+            ]
         );
     }
 
