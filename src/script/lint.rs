@@ -834,6 +834,8 @@ mod tests {
             ("let s = \"/* not a comment */\";\n/* a /* nested */ comment\ntrue", 2, 1),
             ("// a /* in a line comment\nlet x = 1; /* open", 2, 12),
             ("let c = '*'; let s = `a\\`; /*", 1, 28),
+            // After a backtick string with code in it, strings and braces included.
+            ("let s = `a ${ `b` + #{x: 1}.x } c`; /*", 1, 37),
         ] {
             crate::script::tests::assert_refused(&engine, src, message, line, column);
         }
@@ -846,6 +848,9 @@ mod tests {
             "/* a /* nested */ still a comment */ true",
             "let s = \"/*\"; s.len() > 0",
             "let s = `/*`; s.len() > 0",
+            // A string inside a backtick string's code.
+            "let x = 1;\nlet s = `a ${ `/*` + x } b`;\ns.len() > 0",
+            "let s = `a ${ if true { `/*` } else { \"*/\" } } b`; s.len() > 0",
             "// /*\ntrue",
             "let a = 6 / 2 * 3; a > 0",
         ] {

@@ -64,6 +64,9 @@ pub(in crate::script) fn unclosed_comment(src: &str) -> Option<(usize, usize)> {
     let mut chars = src.chars().peekable();
     let (mut line, mut column) = (1, 0);
     let mut quote = None;
+    // For each `${` open in a backtick string, inner to outer: how many `{` of its code are
+    // open. Its code is code again, with strings of its own (`${ `/*` + x }`).
+    let mut interpolations: Vec<usize> = Vec::new();
     let mut line_comment = false;
     let mut open: Vec<(usize, usize)> = Vec::new();
     while let Some(c) = chars.next() {
@@ -79,6 +82,11 @@ pub(in crate::script) fn unclosed_comment(src: &str) -> Option<(usize, usize)> {
         if let Some(q) = quote {
             if c == q {
                 quote = None;
+            } else if q == '`' && c == '$' && chars.peek() == Some(&'{') {
+                chars.next();
+                column += 1;
+                quote = None;
+                interpolations.push(0);
             } else if c == '\\' && q != '`' && chars.peek().is_some_and(|&n| n != '\n') {
                 chars.next();
                 column += 1;
@@ -99,6 +107,19 @@ pub(in crate::script) fn unclosed_comment(src: &str) -> Option<(usize, usize)> {
             _ if !open.is_empty() => {}
             ('/', Some('/')) => line_comment = true,
             ('"' | '\'' | '`', _) => quote = Some(c),
+            ('{', _) => {
+                if let Some(depth) = interpolations.last_mut() {
+                    *depth += 1;
+                }
+            }
+            ('}', _) => match interpolations.last_mut() {
+                Some(0) => {
+                    interpolations.pop();
+                    quote = Some('`');
+                }
+                Some(depth) => *depth -= 1,
+                None => {}
+            },
             _ => {}
         }
     }
