@@ -13,11 +13,16 @@ use super::declared_names;
 /// thousand times in one call — seconds past the time limit and gigabytes of memory.
 const CURRY: &str = "curry is not available in rules: the values it binds are copied with the function, beyond the sandbox's size limits; a closure captures what it needs without copying it: |x| id(x, a)";
 
-/// Whether a `curry` call is how Rhai makes a closure capture its variables (its first
-/// argument the closure's own function, `anon$…`), rather than one written in the script.
-fn closes_over(call: &rhai::FnCallExpr) -> bool {
-    matches!(call.args.first(), Some(Expr::DynamicConstant(value, _))
-        if value.read_lock::<rhai::FnPtr>().is_some_and(|f| f.fn_name().starts_with("anon$")))
+/// Whether the `curry` call at the end of `path` is how Rhai makes a closure capture its
+/// variables (the second statement of the closure's block), rather than one written in the
+/// script — which may look the same, `curry(|x, v| …, a)`, but stands elsewhere.
+fn closes_over(path: &[ASTNode]) -> bool {
+    let block = match path {
+        [.., ASTNode::Expr(block), ASTNode::Stmt(Stmt::Expr(_)), ASTNode::Expr(Expr::FnCall(..))]
+        | [.., ASTNode::Expr(block), ASTNode::Stmt(Stmt::FnCall(..))] => block,
+        _ => return false,
+    };
+    super::race::captures(block).is_some()
 }
 
 /// Names Rhai handles itself rather than as registered functions.
@@ -86,7 +91,7 @@ pub(in crate::script) fn unknown_function(
             _ => return true,
         };
         let name = call.name.as_str();
-        if name == "curry" && (method || !closes_over(call)) {
+        if name == "curry" && (method || !closes_over(path)) {
             found = Some((CURRY.to_owned(), at));
             return false;
         }

@@ -174,20 +174,46 @@ fn reads(
 }
 
 /// The variables a closure literal captures, with where each is first read; `None` when `e`
-/// is no capturing closure. Rhai makes one a block that shares the variables, then curries
-/// them into the closure's function (a closure in a closure captures what the inner one does).
+/// is no capturing closure.
 pub(super) fn captures(e: &Expr) -> Option<Vec<(String, Position)>> {
-    let Expr::Stmt(block) = e else {
-        return None;
+    closure_literal(e)
+        .map(|(_, captured)| captured)
+        .filter(|captured| !captured.is_empty())
+}
+
+/// A closure written as `e`: its function's name and the variables it captures, with where
+/// each is first read (a closure in a closure captures what the inner one does). Rhai writes a
+/// capturing closure as a block of exactly two statements — one that shares the variables,
+/// then a call of `curry` with the closure's function and them — and any other as its function
+/// pointer.
+/// Nothing a script writes has that shape: a block holding a closure is no closure.
+pub(super) fn closure_literal(e: &Expr) -> Option<(String, Vec<(String, Position)>)> {
+    let anon = |value: &rhai::Dynamic| {
+        let name = value.read_lock::<rhai::FnPtr>()?.fn_name().to_owned();
+        name.starts_with("anon$").then_some(name)
     };
-    block.statements().iter().find_map(|s| match s {
-        Stmt::Share(vars) => Some(
-            vars.iter()
+    match e {
+        Expr::DynamicConstant(value, _) => Some((anon(value)?, Vec::new())),
+        Expr::Stmt(block) => {
+            let (vars, call) = match block.statements() {
+                [Stmt::Share(vars), Stmt::FnCall(call, _)] => (vars, call),
+                [Stmt::Share(vars), Stmt::Expr(e)] => match &**e {
+                    Expr::FnCall(call, _) => (vars, call),
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            let Some(Expr::DynamicConstant(value, _)) = call.args.first() else {
+                return None;
+            };
+            let captured = vars
+                .iter()
                 .map(|(ident, _)| (ident.name.to_string(), ident.pos))
-                .collect(),
-        ),
+                .collect();
+            (call.name == "curry").then_some((anon(value)?, captured))
+        }
         _ => None,
-    })
+    }
 }
 
 /// The variables given a closure that captures variables, with everything each reads through
