@@ -17,8 +17,8 @@ mod body;
 pub mod canned;
 mod probe;
 
-pub use body::parse_body;
-use body::{mask_cut_secret, masked};
+use body::{mask_cut_secret, masked, read_body, too_many_containers};
+pub use body::{parse_body, MAX_JSON_CONTAINERS};
 pub use probe::{start_probes, HealthObserver};
 
 /// Answers larger than this are cut off: a confirm check reads a few fields, never megabytes.
@@ -113,7 +113,18 @@ pub fn is_dot_segment(segment: &str) -> bool {
 const CUT_BY_DEADLINE: &str =
     "cut short: still coming when its rule had to decide, before the request's deadline";
 
+/// Why a body is not read as JSON although it came whole.
+const TOO_MANY_CONTAINERS: &str = "not read: it holds more than 10,000 objects and lists";
+
 impl UpstreamResponse {
+    /// Whether `body` holds only part of what came (cut by the size cap, the upstream or the
+    /// deadline), rather than all of it, kept as text.
+    pub fn partial(&self) -> bool {
+        self.incomplete
+            .as_deref()
+            .is_some_and(|why| why != TOO_MANY_CONTAINERS)
+    }
+
     /// Whether the body was cut because the request's deadline neared (not by the upstream
     /// or the size cap): a check that could not complete for the deadline's sake.
     pub fn cut_by_deadline(&self) -> bool {
@@ -365,8 +376,13 @@ async fn send(
         }
     }
     let size = body.len();
+    // A body that breaks this limit is kept as text: `require` cannot read it, and says why.
+    let json = !too_many_containers(&body);
+    if !json && incomplete.is_none() {
+        incomplete = Some(TOO_MANY_CONTAINERS.into());
+    }
     let secrets = up.secrets.clone();
-    let parse = move || parse_body(&body, content_type.as_deref(), &secrets);
+    let parse = move || read_body(&body, content_type.as_deref(), &secrets, json);
     let mut body = if size >= BIG_BODY {
         // With Rhai's turns: with every CPU parsing (six such answers at once on two), the
         // runtime's timers fire late, and with them the deadline.

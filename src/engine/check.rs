@@ -362,8 +362,14 @@ impl Run<'_, '_> {
             // not be made, which `on_error` decides.
             Some(_) if let Some(why) = &resp.incomplete => {
                 let cause = format!(
-                    "require on the answer of {} (status {}, its body {why}): not evaluated on part of an answer",
-                    f.upstream.name, resp.status
+                    "require on the answer of {} (status {}, its body {why}): not evaluated{}",
+                    f.upstream.name,
+                    resp.status,
+                    if resp.partial() {
+                        " on part of an answer"
+                    } else {
+                        ""
+                    }
                 );
                 if resp.cut_by_deadline() {
                     Verdict::Stopped(cause)

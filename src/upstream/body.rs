@@ -65,6 +65,53 @@ pub(super) fn mask_cut_secret(text: &mut String, secrets: &[Finder<'static>]) {
 /// made it unreadable to every `require`) and catch a token JSON-escaped (`\/` for `/`);
 /// in the text of any other answer.
 pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Finder<'static>]) -> Value {
+    read_body(body, content_type, secrets, true)
+}
+
+/// At most this many objects and lists are read from one answer as JSON. Each costs about a
+/// kilobyte and a half once parsed and handed to Rhai, so 1 MiB of nested `{"":{"":0}}` took
+/// 350 MB and, eight at once, a gigabyte — and the CPU that made other requests' answers late.
+/// A stock or order answer has tens; 10,000 bounds one answer to some 15 MB.
+pub const MAX_JSON_CONTAINERS: usize = 10_000;
+
+/// Whether `body` opens more than [`MAX_JSON_CONTAINERS`] objects and lists, outside strings:
+/// one pass over the bytes, before any is parsed.
+pub fn too_many_containers(body: &[u8]) -> bool {
+    if body.len() <= MAX_JSON_CONTAINERS {
+        return false;
+    }
+    let (mut count, mut in_string, mut escaped) = (0, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                count += 1;
+                if count > MAX_JSON_CONTAINERS {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// [`parse_body`], or only its text when `json` is false.
+pub fn read_body(
+    body: &[u8],
+    content_type: Option<&str>,
+    secrets: &[Finder<'static>],
+    json: bool,
+) -> Value {
     use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
     let labelled = content_type.and_then(charset).and_then(encoding);
     let text = match (Encoding::for_bom(body), labelled) {
@@ -76,14 +123,14 @@ pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Finder<'st
             Err(_) => label.unwrap_or(UTF_8).decode_without_bom_handling(body).0,
         },
     };
-    match serde_json::from_str(&text) {
-        Ok(mut json) => {
+    match json.then(|| serde_json::from_str(&text)) {
+        Some(Ok(mut json)) => {
             if !secrets.is_empty() {
                 mask_json(&mut json, secrets);
             }
             json
         }
-        Err(_) => {
+        _ => {
             let mut text = text.into_owned();
             mask_text(&mut text, secrets);
             Value::String(text)
@@ -166,6 +213,24 @@ fn charset(content_type: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Objects and lists are counted outside strings only, escaped quotes included.
+    #[test]
+    fn objects_and_lists_are_counted_outside_strings() {
+        let limit = super::MAX_JSON_CONTAINERS;
+        let many = |open: &str, n: usize| format!("[{}]", vec![open; n].join(","));
+        assert!(!super::too_many_containers(
+            many("{}", limit - 1).as_bytes()
+        ));
+        assert!(super::too_many_containers(many("{}", limit).as_bytes()));
+        assert!(super::too_many_containers(many("[]", limit).as_bytes()));
+        // In strings, with an escaped quote before them: not counted.
+        let text = format!(r#"["\"{}"]"#, "{[".repeat(limit));
+        assert!(!super::too_many_containers(text.as_bytes()));
+        let text = format!(r#"["\\", {}]"#, vec!["{}"; limit].join(","));
+        assert!(super::too_many_containers(text.as_bytes()));
+    }
+
     use super::*;
 
     fn finders(secrets: &[&str]) -> Vec<Finder<'static>> {

@@ -1074,6 +1074,53 @@ async fn an_answer_over_1_mib_is_cut_and_the_error_says_so() {
     );
 }
 
+/// An answer of more objects and lists than are read as JSON (each costs memory once parsed:
+/// 1 MiB of nested `{"":…}` took 350 MB) is kept as text: its status counts, and a `require`
+/// on it is an error saying why. One just under the limit is read.
+#[tokio::test]
+async fn an_answer_of_too_many_objects_is_not_read_as_json() {
+    let limit = confirm_proxy::upstream::MAX_JSON_CONTAINERS;
+    let nested = |n: usize| {
+        format!(
+            r#"{{"available": 1, "x": [{}]}}"#,
+            vec![r#"{"":0}"#; n].join(",")
+        )
+    };
+    // The answer object and its list are two of them.
+    let (over, under) = (nested(limit - 1), nested(limit - 2));
+    let shop = MockUpstream::start(
+        Router::new()
+            .route(
+                "/over",
+                routing::get(move || std::future::ready(over.clone())),
+            )
+            .route(
+                "/under",
+                routing::get(move || std::future::ready(under.clone())),
+            ),
+    )
+    .await;
+    let rules_for = |path: &str| {
+        Rules::with(
+            "default.yaml",
+            &format!(
+                "upstreams: {{ shop: {{ url: \"{}\" }} }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: {path} }}\n    require: 'response.body.available >= 1'\n    on_error: reject\n    reason: r\n  - name: status-only\n    fetch: {{ upstream: shop, path: {path} }}\n    reason: r\n",
+                shop.url()
+            ),
+        )
+    };
+    let (a, r) = decided(&rules_for("/over"), &v1("o-1", 5000)).await;
+    assert_eq!(a.status, 409, "{r}");
+    assert_eq!(
+        r["trace"][0]["error"],
+        "require on the answer of shop (status 200, its body not read: it holds more than 10,000 objects and lists): not evaluated",
+        "{r}"
+    );
+    let (a, r) = decided(&rules_for("/under"), &v1("o-1", 5000)).await;
+    assert_eq!(a.status, 200, "{r}");
+    assert_eq!(r["trace"][1]["outcome"], "pass", "{r}");
+}
+
 /// An upstream that answers the first request of each connection and closes the connection
 /// when a second request comes on it: the race of a keep-alive connection closed by the
 /// merchant's server just as the proxy reuses it. Returns its URL and a count of requests
