@@ -146,19 +146,50 @@ pub fn answer_at_latest(
 /// ruleset's `on_error` decides, as for any check that could not complete.
 pub fn overran(settings: &Settings, req: &ConfirmRequest, took: std::time::Duration) -> Decision {
     let mut decision = on_error(settings, req, None);
-    decision.trace.push(RuleTrace {
+    decision.trace.push(evaluation_error(
+        took,
+        format!(
+            "still running at the deadline of {:?}: answered by on_error",
+            settings.deadline
+        ),
+    ));
+    decision
+}
+
+/// The decision for an evaluation that reached its own after its answer was due: held up
+/// between its checks (every CPU busy, its timers late), it is too late to stand, and the
+/// ruleset's `on_error` decides, as when it is still running then. The trace keeps what the
+/// rules did.
+pub fn decided_late(
+    settings: &Settings,
+    req: &ConfirmRequest,
+    late: Decision,
+    took: std::time::Duration,
+) -> Decision {
+    let mut decision = on_error(settings, req, None);
+    decision.trace = late.trace;
+    decision.shadow = late.shadow;
+    decision.trace.push(evaluation_error(
+        took,
+        format!(
+            "decided ({}) only after the answer was due, near the deadline of {:?}: answered by on_error",
+            late.decision.as_str(),
+            settings.deadline
+        ),
+    ));
+    decision
+}
+
+fn evaluation_error(took: std::time::Duration, error: String) -> RuleTrace {
+    RuleTrace {
         rule: "(evaluation)".into(),
         outcome: Outcome::Error,
         ms: millis(took),
         reason: None,
         call: None,
         upstream: None,
-        error: Some(format!(
-            "still running at the deadline of {:?}: answered by on_error",
-            settings.deadline
-        )),
-    });
-    decision
+        error: Some(error),
+    }
 }
 
 /// The ruleset's `on_error` decision for a request whose checks could not complete, naming

@@ -293,8 +293,22 @@ impl AppState {
         let take = move |taken: &std::sync::atomic::AtomicBool| {
             !taken.swap(true, std::sync::atomic::Ordering::AcqRel)
         };
+        let due = engine::answer_at_latest(&ruleset.settings, kept.started);
         self.0.evaluations.spawn(async move {
-            let decision = engine::evaluate(&set, &req, &state.context(&arrival, &original)).await;
+            let mut decision =
+                engine::evaluate(&set, &req, &state.context(&arrival, &original)).await;
+            // Decided, but only after the answer was due (the runtime held up, its timers
+            // late): too late to stand, as if still running then.
+            if tokio::time::Instant::now() > due {
+                tracing::warn!(
+                    decision_id = arrival.id.as_str(),
+                    decision = decision.decision.as_str(),
+                    deadline = ?set.settings.deadline,
+                    "evaluation decided only after its answer was due: answered by on_error"
+                );
+                decision =
+                    engine::decided_late(&set.settings, &req, decision, arrival.started.elapsed());
+            }
             if !take(&taken) {
                 tracing::warn!(
                     decision_id = arrival.id.as_str(),
@@ -314,7 +328,6 @@ impl AppState {
         // The evaluation keeps its deadline where it awaits; work the timer cannot interrupt
         // (a megabyte answer parsed or freed, on a busy machine) could still hold it past it,
         // so the answer is sent from here then: the ruleset's `on_error`, in time.
-        let due = engine::answer_at_latest(&ruleset.settings, kept.started);
         let answered = match tokio::time::timeout_at(due, &mut rx).await {
             Ok(answered) => answered,
             Err(_) if take(&taken_here) => {

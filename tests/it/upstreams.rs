@@ -1121,6 +1121,40 @@ async fn an_answer_of_too_many_objects_is_not_read_as_json() {
     assert_eq!(r["trace"][1]["outcome"], "pass", "{r}");
 }
 
+/// With the runtime held up past the deadline — here by an upstream on the same one-thread
+/// runtime blocking it, so that every timer fires late and the answer is in when they do —
+/// the rule's approval is never the answer: the ruleset's `on_error` is, whichever side (the
+/// evaluation, which drops a decision it reached only after the answer was due, or the server
+/// waiting for it) runs first afterwards.
+#[tokio::test]
+async fn a_decision_reached_after_the_deadline_is_not_the_answer() {
+    let shop = MockUpstream::start(Router::new().route(
+        "/stock",
+        routing::get(|| async {
+            std::thread::sleep(Duration::from_millis(400));
+            r#"{"available": 1}"#
+        }),
+    ))
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 200ms, on_error: reject, error_reason: \"잠시 후 다시 시도해 주세요\" }}\nupstreams: {{ shop: {{ url: \"{}\", timeout: 2s }} }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    require: 'response.body.available >= 1'\n    reason: r\n",
+            shop.url()
+        ),
+    );
+    for _ in 0..3 {
+        let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+        assert_eq!(a.status, 409, "{r}");
+        assert_eq!(a.reason(), "잠시 후 다시 시도해 주세요", "{r}");
+        let trace = r["trace"].as_array().unwrap();
+        let last = trace.last().unwrap();
+        assert_eq!(last["outcome"], "error", "{r}");
+        let error = last["error"].as_str().unwrap();
+        assert!(error.contains("200ms"), "{r}");
+    }
+}
+
 /// An upstream that answers the first request of each connection and closes the connection
 /// when a second request comes on it: the race of a keep-alive connection closed by the
 /// merchant's server just as the proxy reuses it. Returns its URL and a count of requests
