@@ -11,8 +11,13 @@ use super::super::{HealthSpec, HealthState, Upstream, DEFAULT_UPSTREAM_TIMEOUT};
 use super::{Env, FileCompiler};
 
 /// Replaces `${VAR}` from the environment, or gives every problem of `s` (each unset
-/// variable, not only the first).
-fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
+/// variable, not only the first). A value put in `encoded` (a byte range of `s`) is
+/// percent-encoded: see [`userinfo`].
+fn substitute(
+    s: &str,
+    env: Env<'_>,
+    encoded: std::ops::Range<usize>,
+) -> Result<Substituted, Vec<String>> {
     let mut out = String::with_capacity(s.len());
     let mut errors = Vec::new();
     let mut rest = s;
@@ -35,7 +40,15 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
             if value.is_empty() {
                 empty.push(var.to_owned());
             }
-            out.push_str(&value);
+            let at = s.len() - rest.len() + i;
+            if encoded.contains(&at) {
+                out.extend(percent_encoding::utf8_percent_encode(
+                    &value,
+                    percent_encoding::NON_ALPHANUMERIC,
+                ));
+            } else {
+                out.push_str(&value);
+            }
             values.push(value);
         } else if let Some(set) = [var.to_ascii_uppercase(), var.to_ascii_lowercase()]
             .into_iter()
@@ -62,6 +75,23 @@ fn substitute(s: &str, env: Env<'_>) -> Result<Substituted, Vec<String>> {
         values,
         bare,
     })
+}
+
+/// Where in a url as written the user name and password are: from after `://` to the last
+/// `@` before the path. A variable's value there is percent-encoded, as a user name or
+/// password in a URL must be: a password holding `@` or `/` (`Kx9@Zq7/w`) would otherwise end
+/// the user part early, and the rest of it become the host the calls go to — with the
+/// credentials, and its text in DNS errors in the log.
+fn userinfo(url: &str) -> std::ops::Range<usize> {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return 0..0;
+    };
+    let authority = &url[start..];
+    let end = authority.find(['/', '?', '#']).unwrap_or(authority.len());
+    match authority[..end].rfind('@') {
+        Some(at) => start..start + at,
+        None => 0..0,
+    }
 }
 
 /// `$NAME`s and `{NAME}`s in `text` (a capital letter or `_`, then capitals, digits and
@@ -209,7 +239,7 @@ impl FileCompiler<'_, '_> {
         // Every problem of the upstream is reported (each unset variable of the url and of
         // every header, say), so an operator fixes them in one go.
         let mut secrets: Vec<Box<str>> = Vec::new();
-        let url = match substitute(&raw.url, self.opts.env) {
+        let url = match substitute(&raw.url, self.opts.env, userinfo(&raw.url)) {
             // URL parsers drop spaces and line breaks at the ends (a variable's value read from
             // a file often ends in one), so the url would load and every call then fail.
             Ok(Substituted { value: url, .. })
@@ -351,7 +381,7 @@ impl FileCompiler<'_, '_> {
                 );
                 continue;
             }
-            match substitute(v, self.opts.env) {
+            match substitute(v, self.opts.env, 0..0) {
                 Ok(sub) => match http::HeaderValue::from_str(&sub.value) {
                     Ok(mut hv) => {
                         self.substitution_warnings(

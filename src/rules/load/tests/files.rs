@@ -145,6 +145,39 @@ fn a_urls_credentials_and_secret_path_are_masked() {
     assert_eq!(secrets("shop"), ["shop.test"]);
 }
 
+/// A variable's value in a url's user name or password is percent-encoded: a password holding
+/// `@` or `/` stays the password, and the calls go to the host as written — not to one made of
+/// the password's own text, with the credentials.
+#[test]
+fn a_password_from_a_variable_stays_a_password() {
+    let dir = default_file(
+        "upstreams:\n  shop: { url: \"http://${SHOP_USER}:${SHOP_PASS}@shop.test/hooks/${HOOK}\" }\nrules:\n  - { name: a, forward: { upstream: shop, path: /x } }\n",
+    );
+    for password in [
+        "Kx9@Zq7Lm2Vt8/w!",
+        "hunter2@127.0.0.1:47301/steal",
+        "a:b#c?d%41",
+    ] {
+        let rules = dir.ok_with(&[
+            ("SHOP_USER", "shop admin"),
+            ("SHOP_PASS", password),
+            ("HOOK", "tok-1"),
+        ]);
+        let shop = &rules.get("default").unwrap().upstreams["shop"];
+        let url = reqwest::Url::parse(&shop.url).unwrap();
+        assert_eq!(url.host_str(), Some("shop.test"), "{password}");
+        assert_eq!(url.path(), "/hooks/tok-1", "{password}");
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .unwrap()
+                .into_owned()
+        };
+        assert_eq!(decode(url.username()), "shop admin");
+        assert_eq!(decode(url.password().unwrap()), password);
+    }
+}
+
 #[test]
 fn unset_variables_are_errors_naming_them() {
     let dir = default_file(
