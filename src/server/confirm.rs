@@ -238,7 +238,14 @@ impl AppState {
                 );
                 return self.finish(&arrival, Decision::ignored(), None);
             }
-            Err(e) => return self.refuse(&arrival, e.status(), e.to_string()),
+            Err(e) => {
+                // Read with another `Content-Type` (which the signature does not cover), the
+                // same signed body may well be a request: not an answer for its repeats.
+                if let Delivery::First(ticket) = &arrival.delivery {
+                    ticket.release();
+                }
+                return self.refuse(&arrival, e.status(), e.to_string());
+            }
         };
         let original = Original::received(bytes, &headers);
         // An evaluation that waits — for an upstream, or for its turn to run Rhai — could be

@@ -148,6 +148,20 @@ impl Ticket {
     }
 }
 
+impl Ticket {
+    /// Forgets the message instead of settling it: its answer depended on what its signature
+    /// does not cover (a `Content-Type` the body could not be read as), so a later delivery
+    /// is evaluated as a first one — else anyone holding a copy of a signed message could
+    /// send it ahead with a wrong `Content-Type` and have PortOne's own delivery refused.
+    pub fn release(&self) {
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.deliveries.seen().by_id.remove(&self.key);
+        self.deliveries.0.settled.notify_waiters();
+    }
+}
+
 impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.settled.swap(true, Ordering::AcqRel) {
@@ -317,7 +331,7 @@ impl IdTable {
                     self.expiry.push(Reverse((first.valid_until, arrival, key)));
                 }
                 Some(_) => return Some(until),
-                // Not reachable: an id leaves `by_id` only with its entry here.
+                // Released (see [`Ticket::release`]): its entry goes now.
                 None => {
                     self.expiry.pop();
                 }

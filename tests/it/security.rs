@@ -30,11 +30,23 @@ async fn signed_post(url: &str, secret: &str, body: &[u8], timestamp: i64) -> An
 
 /// Posts `body` signed as message `id`: every delivery of one message carries the same id.
 async fn signed_delivery(url: &str, secret: &str, id: &str, body: &[u8], timestamp: i64) -> Answer {
+    signed_delivery_as(url, secret, id, body, timestamp, "application/json").await
+}
+
+/// [`signed_delivery`] with another `Content-Type`, which the signature does not cover.
+async fn signed_delivery_as(
+    url: &str,
+    secret: &str,
+    id: &str,
+    body: &[u8],
+    timestamp: i64,
+    content_type: &str,
+) -> Answer {
     let key = WebhookSecret::parse(secret).unwrap();
     let signature = sign(&key, id, timestamp, body);
     let resp = client()
         .post(url)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("webhook-id", id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
@@ -279,6 +291,34 @@ async fn a_message_repeated_to_another_ruleset_is_refused() {
         (elsewhere.status, elsewhere.reason()),
         (401, "다른 결제 확인 경로로 이미 받은 요청입니다")
     );
+    server.stop().await;
+}
+
+/// A signed message sent ahead with a `Content-Type` it cannot be read as (the signature does
+/// not cover headers) gets its 415 or 400, and is not remembered: PortOne's own delivery of it
+/// is evaluated.
+#[tokio::test]
+async fn a_message_first_sent_with_a_wrong_content_type_is_evaluated_when_it_comes_right() {
+    let rules = Rules::with("default.yaml", RULES);
+    let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
+    let (url, body, ts) = (server.url("/confirm"), v2("order-1", 5000), now());
+    let ahead = signed_delivery_as(&url, SECRET, "msg_a", &body, ts, "text/plain").await;
+    assert_eq!(ahead.status, 415, "{:?}", ahead.body);
+    let as_form = signed_delivery_as(
+        &url,
+        SECRET,
+        "msg_a",
+        &body,
+        ts,
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(as_form.status, 400, "{:?}", as_form.body);
+    let real = signed_delivery(&url, SECRET, "msg_a", &body, ts).await;
+    assert_eq!(real.status, 200, "{:?}", real.body);
+    // From then on, a repeat is answered as that delivery was.
+    let repeat = signed_delivery_as(&url, SECRET, "msg_a", &body, ts, "text/plain").await;
+    assert_eq!(repeat.status, 200, "{:?}", repeat.body);
     server.stop().await;
 }
 
