@@ -84,7 +84,12 @@ impl Amount {
         if !(digits(int) && digits(frac)) {
             return Err(AmountError::NotANumber);
         }
-        text.parse()
+        let amount: Amount = text.parse()?;
+        // `-0`: no negative amount, but a sign all the same, which a plain decimal has not.
+        if unsigned.len() < text.len() {
+            return Err(AmountError::NotANumber);
+        }
+        Ok(amount)
     }
 }
 
@@ -310,6 +315,9 @@ mod tests {
             "0x10",
             "",
             "-",
+            "-0",
+            "-0.00",
+            "-0000",
         ] {
             assert_eq!(value(bad), Err(AmountError::NotANumber), "{bad:?}");
         }
