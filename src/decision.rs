@@ -164,17 +164,29 @@ pub struct UpstreamAnswer {
 
 impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
     fn from(r: &crate::upstream::UpstreamResponse) -> Self {
+        // At a character boundary, once the record's JSON spelling of the text (a control
+        // character takes six bytes: `\u0000`) would pass the limit.
         let cut = |text: &str| {
-            let at = (0..=MAX_TRACED_BODY)
-                .rev()
-                .find(|i| text.is_char_boundary(*i))
-                .unwrap_or(0);
+            let mut spelt = 0;
+            let at = text
+                .char_indices()
+                .find(|&(_, c)| {
+                    spelt += match c {
+                        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+                        c if c < ' ' => 6,
+                        c => c.len_utf8(),
+                    };
+                    spelt > MAX_TRACED_BODY
+                })
+                .map_or(text.len(), |(at, _)| at);
             serde_json::Value::String(format!("{}…", &text[..at]))
         };
         let body = match &r.body {
             // A text answer keeps its own start (what a `starts_with` on it reads when the
             // record is replayed), not the start of its JSON spelling.
-            serde_json::Value::String(text) if text.len() > MAX_TRACED_BODY => cut(text),
+            serde_json::Value::String(text) if spelt_longer_than(text, MAX_TRACED_BODY) => {
+                cut(text)
+            }
             serde_json::Value::String(_) => r.body.clone(),
             json if !longer_than(json, MAX_TRACED_BODY) => r.body.clone(),
             json => cut(&json_start(json, MAX_TRACED_BODY + 4)),
@@ -185,6 +197,21 @@ impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
             incomplete: r.incomplete.clone(),
         }
     }
+}
+
+/// Whether `text` spelt as a JSON string (without its quotes) takes more than `max` bytes.
+fn spelt_longer_than(text: &str, max: usize) -> bool {
+    text.len() > max
+        || text.len()
+            + text
+                .bytes()
+                .map(|b| match b {
+                    b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 8 | 12 => 1,
+                    b if b < b' ' => 5,
+                    _ => 0,
+                })
+                .sum::<usize>()
+            > max
 }
 
 /// The first `max` bytes or so of `json` as text, without writing out the rest (an answer
@@ -408,7 +435,20 @@ mod tests {
             kept.starts_with("<html>\"xxx") && kept.ends_with("x…"),
             "{kept}"
         );
-        assert_eq!(kept.len(), MAX_TRACED_BODY + '…'.len_utf8());
+        // Its spelling in the record, the quote escaped, is the limit's size.
+        let spelt = |s: &str| serde_json::to_string(s).unwrap().len() - 2;
+        assert_eq!(spelt(kept.strip_suffix('…').unwrap()), MAX_TRACED_BODY);
+        // Control characters, six bytes each in the record, count as such: a body of NULs
+        // (a compressed answer, not decoded) stays within the limit too.
+        let nuls = serde_json::Value::String("\0".repeat(MAX_TRACED_BODY));
+        let serde_json::Value::String(kept) = traced(nuls).body else {
+            panic!("a large text is kept as a cut string")
+        };
+        let kept = kept.strip_suffix('…').unwrap();
+        assert_eq!(kept.len(), MAX_TRACED_BODY / 6);
+        assert!(spelt(kept) <= MAX_TRACED_BODY);
+        let short = serde_json::Value::String("\0".repeat(MAX_TRACED_BODY / 6));
+        assert_eq!(traced(short.clone()).body, short);
 
         // Over it, with three-byte characters so that byte MAX_TRACED_BODY falls inside one.
         let large = serde_json::json!({ "memo": "가".repeat(MAX_TRACED_BODY) });
@@ -417,8 +457,10 @@ mod tests {
             panic!("a large body is kept as a cut string")
         };
         let kept = cut.strip_suffix('…').expect("marked as cut");
-        assert!(kept.len() <= MAX_TRACED_BODY, "{}", kept.len());
-        assert!(kept.len() > MAX_TRACED_BODY - 3, "{}", kept.len());
+        // Spelt in the record (its quotes escaped), within a character of the limit.
+        let spelt = serde_json::to_string(kept).unwrap().len() - 2;
+        assert!(spelt <= MAX_TRACED_BODY, "{spelt}");
+        assert!(spelt > MAX_TRACED_BODY - 3, "{spelt}");
         assert!(text.starts_with(kept));
     }
 }

@@ -564,10 +564,7 @@ mod tests {
                 r#"{"imp_uid":"i","merchant_uid":"o","amount":"0100"}"#,
                 "100",
             ),
-            (
-                r#"{"imp_uid":"i","merchant_uid":"o","amount":" -00 "}"#,
-                "0",
-            ),
+            (r#"{"imp_uid":"i","merchant_uid":"o","amount":" 00 "}"#, "0"),
         ] {
             let text = request_line(JSON, body.as_bytes());
             assert!(text.contains(&format!(",\"amount\":{amount},")), "{text}");
@@ -605,7 +602,7 @@ mod tests {
             order in any::<String>().prop_filter("not blank", |s| !s.trim().is_empty()),
             amount in proptest::sample::select(vec![
                 "1000", "10.50", "1e3", "1E+3", "0e5", "3.0000001e6", "0.0000000000000000000000000000000000",
-                "\"1000\"", "\" 10.50 \"", "\"0100\"", "\"-0\"", "\"\\u0031\"",
+                "\"1000\"", "\" 10.50 \"", "\"0100\"", "\"00\"", "\"\\u0031\"",
             ]),
             space in proptest::sample::select(vec!["", " ", "\n", "\r\n\t", "\n\n  "]),
             escape in any::<bool>(),
