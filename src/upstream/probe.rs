@@ -42,7 +42,15 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
         };
         // Why a probe failed, for the operator reading the log when the shop goes down.
         let failure = match send(&up, call, None).await {
-            Ok(r) if (200..300).contains(&r.status) => None,
+            // An answer whose body stops coming (the upstream closes early, or is still
+            // sending at its timeout) is no health: the service is stuck or going down.
+            Ok(r) if (200..300).contains(&r.status) => match r.incomplete.as_deref() {
+                Some(why) if why.starts_with("cut short") => Some(format!(
+                    "{} answered {}, but its body was {why}",
+                    spec.path, r.status
+                )),
+                _ => None,
+            },
             Ok(r) => Some(format!("{} answered {}", spec.path, r.status)),
             Err(e) => Some(format!("{}: {e}", spec.path)),
         };

@@ -604,6 +604,63 @@ async fn slow_health(delay: Duration) -> MockUpstream {
     .await
 }
 
+/// A health check whose 200 comes in time but whose body stops coming is a failed probe: the
+/// service is stuck. The same body sent whole is a success.
+#[tokio::test]
+async fn a_health_answer_whose_body_stalls_is_a_failed_probe() {
+    let stalls = Arc::new(AtomicBool::new(true));
+    let flag = stalls.clone();
+    let (url, _) = raw_server(move |mut conn, count| {
+        let stalls = flag.load(Ordering::SeqCst);
+        async move {
+            use tokio::io::AsyncWriteExt;
+            while read_request(&mut conn, &count).await {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":";
+                if conn.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                if stalls {
+                    // The rest never comes; the probe's timeout ends the wait.
+                    std::future::pending::<()>().await;
+                }
+                if conn.write_all(b"\"ok\"}").await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &probed_shop(
+            &url,
+            "timeout: 300ms, health: { path: /health, interval: 100ms, unhealthy_after: 1, healthy_after: 1 }",
+            "점검 중입니다",
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            server
+                .confirm_json("/confirm", &v1("o", 5000))
+                .await
+                .reason()
+                == "점검 중입니다"
+        })
+        .await,
+        "a stalled body makes the shop unhealthy"
+    );
+    stalls.store(false, Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            server.confirm_json("/confirm", &v1("o", 5000)).await.status == 200
+        })
+        .await,
+        "the whole body makes it healthy again"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn readyz_waits_for_the_first_probe() {
     let shop = slow_health(Duration::from_millis(500)).await;
