@@ -68,6 +68,23 @@ pub const REQUEST_VARS: [&str; 8] = [
     "order_id", "tx_id", "amount", "store_id", "api", "payload", "now", "fetched",
 ];
 
+/// Where a script's result came from, when it can only have come from one place: its last
+/// statement, in a script with no `return` (nor `throw`). For the error of a result no script
+/// may give.
+fn result_position(ast: &AST) -> Option<(usize, usize)> {
+    let mut returns = false;
+    ast.clone_statements_only()
+        .walk(&mut |path: &[rhai::ASTNode]| {
+            returns = matches!(
+                path.last(),
+                Some(rhai::ASTNode::Stmt(rhai::Stmt::Return(..)))
+            );
+            !returns
+        });
+    let at = ast.statements().last()?.position();
+    (!returns).then_some((at.line()?, at.position()?))
+}
+
 /// A compile error with its 1-based position inside the source text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileError {
@@ -366,7 +383,7 @@ impl ScriptEngine {
                 "the script gave {}, which no script may give: a script gives true or () to pass, false to refuse with the rule's reason, or a string to refuse with that string",
                 helpers::a_kind(result.type_name())
             ),
-            position: None,
+            position: result_position(ast),
         })
     }
 
@@ -1035,18 +1052,26 @@ pub(crate) mod tests {
             Ok(ScriptVerdict::Refuse(None))
         );
         // What the checks at load cannot see the kind of is said at run time, in words.
-        for (src, kind) in [
-            ("payload.amount", "a number"),
-            ("payload.custom", "a map"),
+        for (src, kind, at) in [
+            ("payload.amount", "a number", Some((1, 1))),
+            ("payload.custom", "a map", Some((1, 1))),
             // Assigned again: not known at load.
             (
                 "let all = ();\nall = payload.custom.values();\nall",
                 "an array",
+                Some((3, 1)),
+            ),
+            // With a `return` as well, the value may have come from either: no position.
+            (
+                "if amount > 100000000 { return false; }\npayload.custom",
+                "a map",
+                None,
             ),
         ] {
+            let e = run_script(src).unwrap_err();
             assert_eq!(
-                run_script(src).unwrap_err().message,
-                format!("the script gave {kind}, which no script may give: a script gives true or () to pass, false to refuse with the rule's reason, or a string to refuse with that string"),
+                (e.message, e.position),
+                (format!("the script gave {kind}, which no script may give: a script gives true or () to pass, false to refuse with the rule's reason, or a string to refuse with that string"), at),
                 "{src}"
             );
         }
