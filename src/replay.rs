@@ -157,6 +157,13 @@ impl Record {
         }
     }
 
+    /// Whether the server answered by `on_error` at the deadline with the rules unfinished, or
+    /// finished only after the answer was due: the trace ends with the `(evaluation)` entry.
+    /// Replayed, the rules would run with time to spare: it is the deadline's again.
+    pub fn overran(&self) -> bool {
+        self.trace.last().is_some_and(|t| t.rule == "(evaluation)")
+    }
+
     /// Whether rules decided it: not a guard's answer, a repeated delivery (answered as its
     /// first, or refused as no copy of it or as one whose first has no answer yet) or an
     /// ignored message, which have nothing to replay.
@@ -289,7 +296,7 @@ async fn decide(
     );
     // Replayed, the rules would run with time to spare: it is the deadline's again, decided by
     // the ruleset's `on_error` as it is now (an edited `on_error` or `error_reason` shows).
-    if record.deadline_came_first(rules) {
+    if record.deadline_came_first(rules) || record.overran() {
         return on_error(&ruleset.settings, &req, None);
     }
     let (canned, plans) = stand_ins(record, ruleset, &req, notes);

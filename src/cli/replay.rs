@@ -39,6 +39,8 @@ struct Counts {
     skipped: usize,
     /// Answered by `on_error` because the deadline passed before the first rule.
     deadline_first: usize,
+    /// Answered by `on_error` at the deadline with the rules still running, or finished late.
+    overran: usize,
     unreadable: usize,
     other_rulesets: usize,
 }
@@ -118,6 +120,8 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         }
         if record.deadline_came_first(&rules) {
             counts.deadline_first += 1;
+        } else if record.overran() {
+            counts.overran += 1;
         }
         let again = runtime.block_on(replay(&rules, &scripts, record));
         counts.replayed += 1;
@@ -171,13 +175,23 @@ fn compressed(start: &[u8]) -> Option<(&'static str, &'static str)> {
 
 /// The closing count.
 fn summary(c: &Counts) -> String {
-    let first = if c.deadline_first > 0 {
-        format!(
-            " ({} with the deadline passed before the first rule, decided by on_error)",
+    let mut at_deadline = Vec::new();
+    if c.deadline_first > 0 {
+        at_deadline.push(format!(
+            "{} with the deadline passed before the first rule",
             c.deadline_first
-        )
-    } else {
+        ));
+    }
+    if c.overran > 0 {
+        at_deadline.push(format!(
+            "{} with the rules unfinished when the answer was due",
+            c.overran
+        ));
+    }
+    let first = if at_deadline.is_empty() {
         String::new()
+    } else {
+        format!(" ({}, decided by on_error)", at_deadline.join(", "))
     };
     let mut out = format!(
         "{} replayed{first}: {} changed, {} unchanged; {} not decided by rules (guards' answers, repeats, ignored messages)",

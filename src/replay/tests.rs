@@ -626,6 +626,38 @@ async fn a_record_the_deadline_answered_before_any_rule_is_decided_by_on_error_a
     assert!(!again(&approving, &late).await.changed());
 }
 
+/// A record the server answered by `on_error` with the rules unfinished when the answer was
+/// due (or finished late), its trace ending with the `(evaluation)` entry, is the deadline's:
+/// decided by the `on_error` of the rules now, not by their checks.
+#[tokio::test]
+async fn a_record_answered_at_the_deadline_with_rules_unfinished_is_decided_by_on_error_again() {
+    let rules_with = |settings: &str| {
+        load_files(&[(
+            "default.yaml",
+            &format!("settings: {{ deadline: 1s{settings} }}\nrules:\n  - {{ name: limit, amount: {{ max: 10000 }}, reason: x }}\n"),
+        )])
+    };
+    let (_dir, rules) = rules_with("");
+    let late = line(
+        r#"{"rule":"limit","outcome":"pass","ms":0.1},{"rule":"(evaluation)","outcome":"error","ms":1012.0,"error":"decided (approve) only after the answer was due, near the deadline of 1s: answered by on_error"}"#,
+        "reject",
+        "",
+    )
+    .replace(
+        r#""status":200"#,
+        r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.""#,
+    );
+    let record = read(late.as_bytes()).unwrap();
+    assert!(record.overran() && !record.deadline_came_first(&rules));
+    assert!(!again(&rules, &late).await.changed());
+    let (_dir, approving) = rules_with(", on_error: approve");
+    assert_eq!(
+        again(&approving, &late).await.decision.decision.as_str(),
+        "approve"
+    );
+    assert!(!read(line("", "approve", "").as_bytes()).unwrap().overran());
+}
+
 /// JSON that is no object is said to be no record plainly, not in serde's words.
 #[test]
 fn json_that_is_no_object_is_no_record() {

@@ -10,14 +10,16 @@
 //! Writing into a cell is changing the variable: assigning it or a part of it; calling a method
 //! that adds a value (`push`, `mixin`, …), a function of the script's or a closure a map holds
 //! (either gets the variable as `this`), or a method that calls a closure with each element as
-//! `this` (`for_each`, `filter`, …) when that closure may change `this`; or giving it to `call`,
-//! which hands the cell itself to the closure it calls. Every such change of a variable after
-//! a closure captured it (earlier in the text, in the same statement, or in a loop around both
-//! when the variable outlives a round) is refused, and so is a call with `!`, which lets a
-//! function change the caller's variables unseen. That rules out every cycle however it is
-//! built (two variables, a map literal, an array, an `if`, a function wrapping the closure), at
-//! the price of refusing some changes that would have been harmless, such as a counter — the
-//! message says how to write those. Variables are told apart by their declarations: a `let` of
+//! `this` (`for_each`, `filter`, …) when that closure may change `this`; or giving it (or
+//! `it ?? x`) to `call`, which hands the cell itself to the closure it calls. Every such change
+//! of a variable after a closure captured it (earlier in the text, in the same statement, or in
+//! a loop around both when the variable outlives a round) is refused, and so is a call with
+//! `!`, which lets a function change the caller's variables unseen. That rules out every way of
+//! building a cycle that two adversarial reviews found (two variables, a map literal, an array,
+//! an `if`, a function wrapping the closure, `call`, `??`, a map's closure under a native
+//! function's name, one set through `Fn("set")`, shadowed names), at the price of refusing some
+//! changes that would have been harmless, such as a counter — the message says how to write
+//! those. Variables are told apart by their declarations: a `let` of
 //! the same name in an inner block, or in a loop's round, is another variable.
 
 use std::collections::{HashMap, HashSet};
@@ -103,12 +105,20 @@ struct Script<'a> {
     own: HashSet<String>,
     /// Variables given a closure once, when declared, and never changed: the closure's name.
     closure_variables: HashMap<String, String>,
+    /// Every name the script gives a value (`let`, assignment, loop, `catch`, parameter): a
+    /// request variable's name among them may hold anything.
+    declared: HashSet<String>,
+    /// The script makes function pointers by name (`Fn("set")`), through which a native
+    /// function may put a closure anywhere (`call(Fn("set"), m, "contains", |v| …)`): every
+    /// method call on a captured variable may then be a map's closure.
+    pointers: bool,
 }
 
 impl<'a> Script<'a> {
     fn new(ast: &AST, known: &'a Functions) -> Self {
         let mut externals = HashMap::new();
         let mut given: HashMap<String, Vec<Option<String>>> = HashMap::new();
+        let mut pointers = false;
         ast.walk(&mut |path: &[ASTNode]| {
             match path.last() {
                 Some(ASTNode::Expr(e)) => {
@@ -131,7 +141,24 @@ impl<'a> Script<'a> {
                         given.entry(name.to_owned()).or_default().push(None);
                     }
                 }
+                // A loop's or a `catch`'s variable may hold anything.
+                Some(ASTNode::Stmt(Stmt::For(f, _))) => {
+                    for var in std::iter::once(&f.0).chain(f.1.as_ref()) {
+                        given.entry(var.name.to_string()).or_default().push(None);
+                    }
+                }
+                Some(ASTNode::Stmt(Stmt::TryCatch(flow, _))) => {
+                    if let Expr::Variable(var, ..) = &flow.expr {
+                        given.entry(var.1.to_string()).or_default().push(None);
+                    }
+                }
                 _ => {}
+            }
+            if let Some(
+                ASTNode::Expr(Expr::FnCall(call, _)) | ASTNode::Stmt(Stmt::FnCall(call, _)),
+            ) = path.last()
+            {
+                pointers |= call.name == "Fn";
             }
             true
         });
@@ -142,6 +169,7 @@ impl<'a> Script<'a> {
                 given.entry(param.to_owned()).or_default().push(None);
             }
         }
+        let declared = given.keys().cloned().collect();
         let closure_variables = given
             .into_iter()
             .filter_map(|(name, values)| match <[_; 1]>::try_from(values) {
@@ -172,6 +200,8 @@ impl<'a> Script<'a> {
             use_this,
             own,
             closure_variables,
+            declared,
+            pointers,
         }
     }
 
@@ -182,12 +212,22 @@ impl<'a> Script<'a> {
         let mut captures: HashMap<(String, Declaration), Vec<Capture>> = HashMap::new();
         // The loops around each declaration (a `for` counts as around its own variables).
         let mut declared_in: HashMap<*const Stmt, Vec<*const Stmt>> = HashMap::new();
+        // The body's own statements, with the name each `let` declares: the block no node
+        // of the walk stands for.
+        let mut top: Vec<(*const Stmt, Option<String>)> = Vec::new();
         body.walk(&mut |path: &[ASTNode]| {
+            if let [ASTNode::Stmt(s)] = path {
+                let declares = match s {
+                    Stmt::Var(var, ..) => Some(var.0.name.to_string()),
+                    _ => None,
+                };
+                top.push((*s as *const Stmt, declares));
+            }
             match path.last() {
                 Some(ASTNode::Stmt(Stmt::Share(vars))) => {
                     for (ident, _) in vars.iter() {
                         let name = ident.name.to_string();
-                        let declaration = declaration(path, &name);
+                        let declaration = declaration(path, &name, &top);
                         captures
                             .entry((name, declaration))
                             .or_default()
@@ -216,7 +256,7 @@ impl<'a> Script<'a> {
                 return false;
             }
             for (name, at, written) in self.changes(path) {
-                let declaration = declaration(path, name);
+                let declaration = declaration(path, name, &top);
                 let inside_closure = declaration.is_none() && captured.contains(&name);
                 let earlier = captures.get(&(name.to_owned(), declaration));
                 if !inside_closure && earlier.is_none() {
@@ -321,6 +361,7 @@ impl<'a> Script<'a> {
             || self.own.contains(name)
             || !self.known.contains_key(name)
             || self.properties.may_hold(name)
+            || self.pointers
             || (GIVE_THIS.contains(&name) && call.args.iter().any(|arg| self.may_change_this(arg)))
     }
 
@@ -331,7 +372,7 @@ impl<'a> Script<'a> {
         let closure = match arg {
             Expr::Variable(var, ..) => {
                 let name = var.1.as_str();
-                if crate::script::REQUEST_VARS.contains(&name) {
+                if crate::script::REQUEST_VARS.contains(&name) && !self.declared.contains(name) {
                     return false;
                 }
                 self.closure_variables.get(name).cloned()
@@ -358,11 +399,25 @@ fn given_to_call<'p>(
     args: impl Iterator<Item = &'p Expr>,
     call: ASTNode<'p>,
 ) -> Vec<(&'p str, Position, ASTNode<'p>)> {
-    args.filter_map(|arg| match arg {
-        Expr::Variable(var, _, at) => Some((var.1.as_str(), *at, call)),
-        _ => None,
-    })
-    .collect()
+    let mut given = Vec::new();
+    for arg in args {
+        values_of(arg, &mut given);
+    }
+    given
+        .into_iter()
+        .map(|(name, at)| (name, at, call))
+        .collect()
+}
+
+/// The variables whose own value (their cell, not a copy) `e` may give: a variable, either
+/// side of `??`, the variable a property or item belongs to.
+fn values_of<'p>(e: &'p Expr, out: &mut Vec<(&'p str, Position)>) {
+    match e {
+        Expr::Variable(var, _, at) => out.push((var.1.as_str(), *at)),
+        Expr::Coalesce(sides, _) => sides.iter().for_each(|side| values_of(side, out)),
+        Expr::Dot(chain, ..) | Expr::Index(chain, ..) => values_of(&chain.lhs, out),
+        _ => {}
+    }
 }
 
 /// The name and position of a call with `!` at the end of `path`.
@@ -426,7 +481,7 @@ fn simple_statement<'p>(path: &'p [ASTNode<'p>]) -> Option<&'p Stmt> {
 
 /// The declaration of the `name` seen at the end of `path`: the nearest `let` or `const`
 /// before it in a block around it, or a `for` or `catch` around it that names it.
-fn declaration(path: &[ASTNode], name: &str) -> Declaration {
+fn declaration(path: &[ASTNode], name: &str, top: &[(*const Stmt, Option<String>)]) -> Declaration {
     for pair in path.windows(2).rev() {
         let ASTNode::Stmt(child) = pair[1] else {
             continue;
@@ -468,7 +523,16 @@ fn declaration(path: &[ASTNode], name: &str) -> Declaration {
             }
         }
     }
-    None
+    // The body's own statements: a `let` before the one the path starts from.
+    let ASTNode::Stmt(first) = path.first()? else {
+        return None;
+    };
+    let at = top.iter().position(|(s, _)| std::ptr::eq(*s, *first))?;
+    top[..at]
+        .iter()
+        .rev()
+        .find(|(_, declares)| declares.as_deref() == Some(name))
+        .map(|(s, _)| *s)
 }
 
 fn holds_itself(name: &str) -> String {
@@ -663,6 +727,39 @@ mod tests {
                 2,
                 1,
             ),
+            // `??` gives the variable itself, as a plain variable does.
+            (
+                "let a = [1];\nlet f = || a;\ncall(|x, v| { x += [v]; }, a ?? 0, f);\ntrue",
+                after("a", 2, 12),
+                3,
+                28,
+            ),
+            // A native function called through a pointer may put a closure in any map.
+            (
+                "let m = #{n: 1};\ncall(Fn(\"set\"), m, \"contains\", |v| { this.v = v; true });\nlet f = || m;\nm.contains([f]);\ntrue",
+                after("m", 3, 12),
+                4,
+                3,
+            ),
+            // A request variable's name, or a closure variable's, given something else.
+            (
+                "let a = [[1]];\nlet h = || a;\nlet g = [h];\nlet payload = || this = [g];\na.for_each(payload);\ntrue",
+                after("a", 2, 12),
+                5,
+                3,
+            ),
+            (
+                "let over = |x| x > 3;\nlet a = [[1]];\nlet h = || a;\nlet g = [h];\nfor over in [|| this = [g]] { a.for_each(over); }\ntrue",
+                after("a", 3, 12),
+                5,
+                33,
+            ),
+            (
+                "let f = || 0;\nfor f in [#{b: 1}] {\n  let c = || f;\n  let d = [c];\n  f.call(|| { this.v = d; });\n}\ntrue",
+                after("f", 3, 14),
+                5,
+                5,
+            ),
             // A call with `!` may change any of the script's variables.
             (
                 "fn keep(v) { if false { let payload = 0; } payload.v = v; true }\nlet f = || payload;\nkeep!([f]);\ntrue",
@@ -725,6 +822,7 @@ mod tests {
             // is another variable.
             "for tier in [\"gold\", \"silver\"] {\n  let limit = 5000;\n  if tier == \"gold\" { limit = 10000; }\n  if [1].some(|x| x > limit) { return false; }\n}\ntrue",
             "let n = 1;\nlet big = [1, 2, 3].filter(|x| x > n);\nfor item in [1, 2] { let n = 0; n += item; }\nbig.len() == 2",
+            "let n = 1;\nlet big = [1, 2, 3].filter(|x| x > n);\nlet n = 0;\nn += 1;\nbig.len() == 2",
             // Calls that cannot change their object: a request variable or a closure that
             // leaves `this` alone given to a method, a closure variable called.
             "let items = [\"a\"];\nlet f = || items;\nitems.index_of(order_id) < 0",
