@@ -17,8 +17,8 @@ mod body;
 pub mod canned;
 mod probe;
 
-use body::{mask_cut_secret, masked, read_body, too_many_containers};
-pub use body::{parse_body, MAX_JSON_CONTAINERS};
+use body::{mask_cut_secret, masked, read_body, too_many_parts};
+pub use body::{parse_body, MAX_JSON_PARTS};
 pub use probe::{start_probes, HealthObserver};
 
 /// Answers larger than this are cut off: a confirm check reads a few fields, never megabytes.
@@ -114,7 +114,7 @@ const CUT_BY_DEADLINE: &str =
     "cut short: still coming when its rule had to decide, before the request's deadline";
 
 /// Why a body is not read as JSON although it came whole.
-const TOO_MANY_CONTAINERS: &str = "not read: it holds more than 10,000 objects and lists";
+const TOO_MANY_PARTS: &str = "not read: it holds more than 20,000 values and keys";
 
 impl UpstreamResponse {
     /// Whether `body` holds only part of what came (cut by the size cap, the upstream or the
@@ -122,7 +122,7 @@ impl UpstreamResponse {
     pub fn partial(&self) -> bool {
         self.incomplete
             .as_deref()
-            .is_some_and(|why| why != TOO_MANY_CONTAINERS)
+            .is_some_and(|why| why != TOO_MANY_PARTS)
     }
 
     /// Whether the body was cut because the request's deadline neared (not by the upstream
@@ -377,9 +377,9 @@ async fn send(
     }
     let size = body.len();
     // A body that breaks this limit is kept as text: `require` cannot read it, and says why.
-    let json = !too_many_containers(&body);
+    let json = !too_many_parts(&body);
     if !json && incomplete.is_none() {
-        incomplete = Some(TOO_MANY_CONTAINERS.into());
+        incomplete = Some(TOO_MANY_PARTS.into());
     }
     let secrets = up.secrets.clone();
     let parse = move || read_body(&body, content_type.as_deref(), &secrets, json);

@@ -68,16 +68,18 @@ pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Finder<'st
     read_body(body, content_type, secrets, true)
 }
 
-/// At most this many objects and lists are read from one answer as JSON. Each costs about a
-/// kilobyte and a half once parsed and handed to Rhai, so 1 MiB of nested `{"":{"":0}}` took
-/// 350 MB and, eight at once, a gigabyte — and the CPU that made other requests' answers late.
-/// A stock or order answer has tens; 10,000 bounds one answer to some 15 MB.
-pub const MAX_JSON_CONTAINERS: usize = 10_000;
+/// At most this many values and keys are read from one answer as JSON. Each costs memory once
+/// parsed and handed to Rhai (about 1.5 KB an object, 100 bytes a number in a list): 1 MiB of
+/// nested `{"":{"":0}}` took 350 MB, and 10,000 objects of twelve numbers each 76 MB — ten such
+/// answers at once over half a gigabyte, with the CPU making other requests' answers late. A
+/// stock or order answer has tens; 20,000 bounds one answer to a few megabytes.
+pub const MAX_JSON_PARTS: usize = 20_000;
 
-/// Whether `body` opens more than [`MAX_JSON_CONTAINERS`] objects and lists, outside strings:
-/// one pass over the bytes, before any is parsed.
-pub fn too_many_containers(body: &[u8]) -> bool {
-    if body.len() <= MAX_JSON_CONTAINERS {
+/// Whether `body` holds more than [`MAX_JSON_PARTS`] values and keys, counted outside strings
+/// as the `{`, `[`, `,` and `:` that come with them: one pass over the bytes, before any is
+/// parsed.
+pub fn too_many_parts(body: &[u8]) -> bool {
+    if body.len() <= MAX_JSON_PARTS {
         return false;
     }
     let (mut count, mut in_string, mut escaped) = (0, false, false);
@@ -93,9 +95,9 @@ pub fn too_many_containers(body: &[u8]) -> bool {
         }
         match b {
             b'"' => in_string = true,
-            b'{' | b'[' => {
+            b'{' | b'[' | b',' | b':' => {
                 count += 1;
-                if count > MAX_JSON_CONTAINERS {
+                if count > MAX_JSON_PARTS {
                     return true;
                 }
             }
@@ -214,21 +216,23 @@ fn charset(content_type: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
 
-    /// Objects and lists are counted outside strings only, escaped quotes included.
+    /// Values and keys are counted outside strings only, escaped quotes included.
     #[test]
-    fn objects_and_lists_are_counted_outside_strings() {
-        let limit = super::MAX_JSON_CONTAINERS;
-        let many = |open: &str, n: usize| format!("[{}]", vec![open; n].join(","));
-        assert!(!super::too_many_containers(
-            many("{}", limit - 1).as_bytes()
-        ));
-        assert!(super::too_many_containers(many("{}", limit).as_bytes()));
-        assert!(super::too_many_containers(many("[]", limit).as_bytes()));
+    fn values_and_keys_are_counted_outside_strings() {
+        let limit = super::MAX_JSON_PARTS;
+        // A list of n numbers: its `[` and n - 1 commas.
+        let numbers = |n: usize| format!("[{}]", vec!["0"; n].join(","));
+        assert!(!super::too_many_parts(numbers(limit).as_bytes()));
+        assert!(super::too_many_parts(numbers(limit + 1).as_bytes()));
+        // An object of one key: its `{` and `:`, and a comma after it in a list.
+        let objects = |n: usize| format!("[{}]", vec![r#"{"a":0}"#; n].join(","));
+        assert!(!super::too_many_parts(objects(limit / 3).as_bytes()));
+        assert!(super::too_many_parts(objects(limit / 3 + 1).as_bytes()));
         // In strings, with an escaped quote before them: not counted.
-        let text = format!(r#"["\"{}"]"#, "{[".repeat(limit));
-        assert!(!super::too_many_containers(text.as_bytes()));
-        let text = format!(r#"["\\", {}]"#, vec!["{}"; limit].join(","));
-        assert!(super::too_many_containers(text.as_bytes()));
+        let text = format!(r#"["\"{}"]"#, "{[,:".repeat(limit));
+        assert!(!super::too_many_parts(text.as_bytes()));
+        let text = format!(r#"["\\", {}]"#, vec!["0"; limit].join(","));
+        assert!(super::too_many_parts(text.as_bytes()));
     }
 
     use super::*;

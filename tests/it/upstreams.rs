@@ -1131,20 +1131,16 @@ async fn an_answer_over_1_mib_is_cut_and_the_error_says_so() {
     );
 }
 
-/// An answer of more objects and lists than are read as JSON (each costs memory once parsed:
+/// An answer of more values and keys than are read as JSON (each costs memory once parsed:
 /// 1 MiB of nested `{"":…}` took 350 MB) is kept as text: its status counts, and a `require`
 /// on it is an error saying why. One just under the limit is read.
 #[tokio::test]
-async fn an_answer_of_too_many_objects_is_not_read_as_json() {
-    let limit = confirm_proxy::upstream::MAX_JSON_CONTAINERS;
-    let nested = |n: usize| {
-        format!(
-            r#"{{"available": 1, "x": [{}]}}"#,
-            vec![r#"{"":0}"#; n].join(",")
-        )
-    };
-    // The answer object and its list are two of them.
-    let (over, under) = (nested(limit - 1), nested(limit - 2));
+async fn an_answer_of_too_many_values_is_not_read_as_json() {
+    let limit = confirm_proxy::upstream::MAX_JSON_PARTS;
+    let numbers = |n: usize| format!(r#"{{"available": 1, "x": [{}]}}"#, vec!["0"; n].join(","));
+    // Counted as the `{`, `[`, `,` and `:` that come with values and keys: the answer's own
+    // take five, the list's numbers one each but the first.
+    let (over, under) = (numbers(limit - 3), numbers(limit - 4));
     let shop = MockUpstream::start(
         Router::new()
             .route(
@@ -1170,7 +1166,7 @@ async fn an_answer_of_too_many_objects_is_not_read_as_json() {
     assert_eq!(a.status, 409, "{r}");
     assert_eq!(
         r["trace"][0]["error"],
-        "require on the answer of shop (status 200, its body not read: it holds more than 10,000 objects and lists): not evaluated",
+        "require on the answer of shop (status 200, its body not read: it holds more than 20,000 values and keys): not evaluated",
         "{r}"
     );
     let (a, r) = decided(&rules_for("/under"), &v1("o-1", 5000)).await;

@@ -41,7 +41,10 @@ fn substitute(
                 empty.push(var.to_owned());
             }
             let at = s.len() - rest.len() + i;
-            if encoded.contains(&at) {
+            // A line break or space at its end (a value read from a file) is left as it is,
+            // for the url check to name, rather than sent encoded as part of a password.
+            let plain = value.trim() == value && !value.contains(char::is_control);
+            if encoded.contains(&at) && plain {
                 out.extend(percent_encoding::utf8_percent_encode(
                     &value,
                     percent_encoding::NON_ALPHANUMERIC,
@@ -289,6 +292,18 @@ impl FileCompiler<'_, '_> {
                     self.error(
                         &at("url"),
                         format!("upstream \"{name}\": url must not have a query string (\"?\") or fragment (\"#\"): it is a base (scheme, host, port and an optional path prefix) that rule paths are appended to; put query parameters in a fetch's query"),
+                    );
+                    None
+                }
+                // Basic authentication ends the user name at its first `:` (RFC 7617).
+                Ok(u)
+                    if percent_encoding::percent_decode_str(u.username())
+                        .decode_utf8_lossy()
+                        .contains(':') =>
+                {
+                    self.error(
+                        &at("url"),
+                        format!("upstream \"{name}\": url: the user name holds \":\", which Basic authentication cannot carry: the server would read the user name as ending there"),
                     );
                     None
                 }
