@@ -180,9 +180,13 @@ pub fn decided_late(
     decision
 }
 
+/// The trace entry's rule name when the evaluation as a whole, not one rule, ended in error:
+/// still running, or decided, when its answer was due.
+pub const EVALUATION: &str = "(evaluation)";
+
 fn evaluation_error(took: std::time::Duration, error: String) -> RuleTrace {
     RuleTrace {
-        rule: "(evaluation)".into(),
+        rule: EVALUATION.into(),
         outcome: Outcome::Error,
         ms: millis(took),
         reason: None,

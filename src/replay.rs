@@ -161,7 +161,9 @@ impl Record {
     /// finished only after the answer was due: the trace ends with the `(evaluation)` entry.
     /// Replayed, the rules would run with time to spare: it is the deadline's again.
     pub fn overran(&self) -> bool {
-        self.trace.last().is_some_and(|t| t.rule == "(evaluation)")
+        self.trace
+            .last()
+            .is_some_and(|t| t.rule == crate::engine::EVALUATION)
     }
 
     /// Whether rules decided it: not a guard's answer, a repeated delivery (answered as its

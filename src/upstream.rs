@@ -109,6 +109,9 @@ pub fn is_dot_segment(segment: &str) -> bool {
     dots == 1 || dots == 2
 }
 
+/// How [`UpstreamResponse::incomplete`] starts for a body that stopped coming.
+const CUT_SHORT: &str = "cut short";
+
 /// [`UpstreamResponse::incomplete`] of an answer still coming when its rule had to decide.
 const CUT_BY_DEADLINE: &str =
     "cut short: still coming when its rule had to decide, before the request's deadline";
@@ -123,6 +126,14 @@ impl UpstreamResponse {
         self.incomplete
             .as_deref()
             .is_some_and(|why| why != TOO_MANY_PARTS)
+    }
+
+    /// Whether the body stopped coming: the upstream closed early, or was still sending at its
+    /// timeout (or, for a rule, near the deadline) — not cut at the size cap.
+    pub fn stopped_coming(&self) -> bool {
+        self.incomplete
+            .as_deref()
+            .is_some_and(|why| why.starts_with(CUT_SHORT))
     }
 
     /// Whether the body was cut because the request's deadline neared (not by the upstream
@@ -370,20 +381,23 @@ async fn send(
             }
             Ok(None) => break,
             Err(e) => {
-                incomplete = Some(format!("cut short: {}", classify(e, up)));
+                incomplete = Some(format!("{CUT_SHORT}: {}", classify(e, up)));
                 break;
             }
         }
     }
     let size = body.len();
-    // A body that breaks this limit is kept as text: `require` cannot read it, and says why.
-    let json = !too_many_parts(&body);
-    if !json && incomplete.is_none() {
-        incomplete = Some(TOO_MANY_PARTS.into());
-    }
     let secrets = up.secrets.clone();
-    let parse = move || read_body(&body, content_type.as_deref(), &secrets, json);
-    let mut body = if size >= BIG_BODY {
+    // A body that breaks the limit on values is kept as text: `require` cannot read it, and
+    // says why. Counted with the parse, off the runtime for a large body.
+    let parse = move || {
+        let json = !too_many_parts(&body);
+        (
+            read_body(&body, content_type.as_deref(), &secrets, json),
+            json,
+        )
+    };
+    let (mut body, json) = if size >= BIG_BODY {
         // With Rhai's turns: with every CPU parsing (six such answers at once on two), the
         // runtime's timers fire late, and with them the deadline.
         let _turn = match turns {
@@ -396,6 +410,9 @@ async fn send(
     } else {
         parse()
     };
+    if !json && incomplete.is_none() {
+        incomplete = Some(TOO_MANY_PARTS.into());
+    }
     if let (Some(_), Value::String(text)) = (&incomplete, &mut body) {
         mask_cut_secret(text, &up.secrets);
     }

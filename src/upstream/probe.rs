@@ -44,8 +44,8 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
         let failure = match send(&up, call, None).await {
             // An answer whose body stops coming (the upstream closes early, or is still
             // sending at its timeout) is no health: the service is stuck or going down.
-            Ok(r) if (200..300).contains(&r.status) => match r.incomplete.as_deref() {
-                Some(why) if why.starts_with("cut short") => Some(format!(
+            Ok(r) if (200..300).contains(&r.status) => match &r.incomplete {
+                Some(why) if r.stopped_coming() => Some(format!(
                     "{} answered {}, but its body was {why}",
                     spec.path, r.status
                 )),

@@ -137,7 +137,7 @@ impl<'a> Script<'a> {
                         .push(closure);
                 }
                 Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
-                    if let Some(name) = head_variable(&assign.1.lhs) {
+                    if let Some((name, _)) = head_variable(&assign.1.lhs) {
                         given.entry(name.to_owned()).or_default().push(None);
                     }
                 }
@@ -304,18 +304,10 @@ impl<'a> Script<'a> {
     /// expression whose evaluation comes before the change (the value assigned, the call).
     fn changes<'p>(&self, path: &'p [ASTNode<'p>]) -> Vec<(&'p str, Position, ASTNode<'p>)> {
         match path.last() {
-            Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
-                let mut target = &assign.1.lhs;
-                while let Expr::Dot(chain, ..) | Expr::Index(chain, ..) = target {
-                    target = &chain.lhs;
-                }
-                match target {
-                    Expr::Variable(var, _, at) => {
-                        vec![(var.1.as_str(), *at, ASTNode::Expr(&assign.1.rhs))]
-                    }
-                    _ => Vec::new(),
-                }
-            }
+            Some(ASTNode::Stmt(Stmt::Assignment(assign))) => head_variable(&assign.1.lhs)
+                .map(|(name, at)| (name, at, ASTNode::Expr(&assign.1.rhs)))
+                .into_iter()
+                .collect(),
             // `call(f, a, …)` hands `a` itself to `f`, which may change it.
             Some(
                 node
@@ -432,13 +424,13 @@ fn parent_scope_call<'p>(path: &'p [ASTNode<'p>]) -> Option<(&'p str, Position)>
     }
 }
 
-/// The variable an assignment's target is part of: `m` for `m.a[0] = …`.
-fn head_variable(mut target: &Expr) -> Option<&str> {
+/// The variable an assignment's target is part of, with where: `m` for `m.a[0] = …`.
+fn head_variable(mut target: &Expr) -> Option<(&str, Position)> {
     while let Expr::Dot(chain, ..) | Expr::Index(chain, ..) = target {
         target = &chain.lhs;
     }
     match target {
-        Expr::Variable(var, ..) => Some(var.1.as_str()),
+        Expr::Variable(var, _, at) => Some((var.1.as_str(), *at)),
         _ => None,
     }
 }
