@@ -94,9 +94,10 @@ pub struct ServeArgs {
     /// Refuse a reload (and start-up) whose rule tests in rules/tests/ fail, like an invalid file.
     #[arg(long, env = "CONFIRM_PROXY_TEST_ON_RELOAD", value_parser = BoolishValueParser::new())]
     pub test_on_reload: bool,
-    /// Close a connection that sends no complete request head for this long: idle keep-alive
-    /// connections and clients that send slowly. Keep it above the load balancer's own idle
-    /// timeout. Sources that --allow-from refuses get 5 s at most.
+    /// Close a connection that sends no complete request head for this long (idle keep-alive
+    /// connections, clients that send slowly) or whose answer cannot be written for this long
+    /// (a client that does not read). Keep it above the load balancer's own idle timeout.
+    /// Sources that --allow-from refuses get 5 s at most.
     #[arg(
         long,
         env = "CONFIRM_PROXY_IDLE_TIMEOUT",

@@ -2,7 +2,8 @@
 //! that connects and then sends its request head slowly, or nothing at all, holds a connection
 //! (and a file descriptor) for ever: enough of them and PortOne's next confirm request cannot
 //! connect, which fails the payment. Here every connection has a head timeout, which in hyper
-//! also ends keep-alive connections left idle that long.
+//! also ends keep-alive connections left idle that long. hyper has no write timeout at all, so
+//! the same time bounds how long an answer may wait for a client that does not read it.
 
 use std::future::Future;
 use std::io;
@@ -19,6 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_io_timeout::TimeoutStream;
 use tower::ServiceExt;
 
 /// The most a connection buffers while its request head arrives; a longer head gets hyper's
@@ -57,10 +59,8 @@ pub async fn serve(
             .max_buf_size(MAX_HEAD);
         http
     };
-    let (http, strangers) = (
-        builder(idle_timeout),
-        builder(idle_timeout.min(STRANGER_TIMEOUT)),
-    );
+    let stranger_timeout = idle_timeout.min(STRANGER_TIMEOUT);
+    let (http, strangers) = (builder(idle_timeout), builder(stranger_timeout));
     let connections = GracefulShutdown::new();
     let mut stop = pin!(stop);
     let until = loop {
@@ -81,12 +81,20 @@ pub async fn serve(
             req.extensions_mut().insert(ConnectInfo(peer));
             req
         });
-        let http = if stranger(peer.ip()) {
-            &strangers
+        let (http, timeout) = if stranger(peer.ip()) {
+            (&strangers, stranger_timeout)
         } else {
-            &http
+            (&http, idle_timeout)
         };
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        // A client that sends requests but never reads the answers (pipelining them, or one
+        // large enough) fills the socket's send buffer, and hyper then waits to write for ever,
+        // holding the connection; the clock runs only while a write cannot go on.
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(timeout));
+        let conn = http.serve_connection(
+            TokioIo::new(Box::pin(stream)),
+            TowerToHyperService::new(service),
+        );
         let conn = connections.watch(conn);
         tokio::spawn(async move {
             // A client that goes away or times out is its own business, not an error of ours;

@@ -536,6 +536,60 @@ async fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout_and_one_in_
     server.stop().await;
 }
 
+/// A client that sends requests and never reads the answers fills the socket's buffers; the
+/// connection is closed once a write has waited the idle timeout, instead of being held for
+/// ever. Without that, reading later would still bring every answer.
+#[tokio::test]
+async fn a_connection_whose_answers_are_not_read_is_closed_at_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    const SENT: usize = 3000;
+    // Each refusal carries this reason twice: about 6 KB an answer, 18 MB in all, far more
+    // than loopback's socket buffers hold.
+    let reason = "x".repeat(3000);
+    let rules = Rules::with(
+        "default.yaml",
+        &format!("rules:\n  - name: all\n    amount: {{ max: 1 }}\n    reason: {reason}\n"),
+    );
+    let mut config = confirm_proxy::server::Config::new(rules.path().to_owned());
+    config.idle_timeout = std::time::Duration::from_millis(500);
+    let server = Server::start_with(config).await;
+    let body = v1("order-1", 1000);
+    let request = format!(
+        "POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let conn = tokio::net::TcpStream::connect(server.public).await.unwrap();
+    let (mut reader, mut writer) = conn.into_split();
+    let requests = request.repeat(SENT);
+    // The proxy stops reading requests once it cannot write answers, so this write may never
+    // finish; it is not waited for.
+    let sender = tokio::spawn(async move {
+        let _ = writer.write_all(requests.as_bytes()).await;
+        writer
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // The proxy closes with requests unread, so the end may come as a reset, which can also
+    // discard answers not yet read: only "not all of them" is certain.
+    let mut seen = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut seen),
+    )
+    .await
+    .expect("the proxy closes the connection")
+    .ok();
+    sender.abort();
+    let answers = memchr::memmem::find_iter(&seen, b"HTTP/1.1 ").count();
+    assert!(
+        answers < SENT,
+        "all {SENT} answers came: the stalled connection was kept"
+    );
+    // Other clients are served meanwhile and afterwards.
+    let a = server.confirm_json("/confirm", &v1("order-1", 1)).await;
+    assert_eq!(a.status, 200);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
