@@ -880,3 +880,37 @@ fn rule_times_are_milliseconds_to_the_microsecond() {
     assert_eq!(millis(Duration::from_nanos(400)), 0.0);
     assert_eq!(millis(Duration::from_secs(2)), 2000.0);
 }
+
+/// A decision reached after its answer was due does not stand: the ruleset's `on_error`
+/// answers, with what the rules did still traced, and the lateness traced after it.
+#[tokio::test]
+async fn a_decision_reached_after_its_answer_was_due_is_replaced_by_on_error() {
+    for (on_error, expected) in [
+        ("reject", ("reject", 409, Some(ERR), None)),
+        ("approve", APPROVED),
+    ] {
+        let (_dir, rules) = ruleset(&format!(
+            "settings: {{ deadline: 1s, on_error: {on_error} }}\nrules:\n  - {{ name: small, amount: {{ max: 10 }}, reason: big }}\n  - {{ name: trial, amount: {{ max: 10 }}, mode: shadow, reason: t }}\n"
+        ));
+        let on_time = decide(&rules, &v1("order-1", "5")).await;
+        assert_eq!(summary(&on_time), APPROVED);
+        let settings = &rules.get("default").unwrap().settings;
+        let late = decided_late(
+            settings,
+            &request(&v1("order-1", "5")),
+            on_time.clone(),
+            Duration::from_millis(1200),
+        );
+        assert_eq!(summary(&late), expected, "on_error: {on_error}");
+        let mut traced = outcomes(&on_time);
+        traced.push((EVALUATION, "error"));
+        assert_eq!(outcomes(&late), traced);
+        assert_eq!(late.shadow, on_time.shadow);
+        assert!(
+            error_of(&late, EVALUATION)
+                .starts_with("decided (approve) only after the answer was due"),
+            "{}",
+            error_of(&late, EVALUATION)
+        );
+    }
+}
