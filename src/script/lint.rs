@@ -37,6 +37,7 @@ mod results;
 mod sizes;
 mod source_text;
 mod text;
+mod values;
 pub(super) use cycles::captured_variable_changed;
 pub(super) use dropped::dropped_value;
 pub(super) use mismatch::{number_method_on_text, text_compared_with_number, unknown_property};
@@ -243,6 +244,12 @@ fn declared_once<T>(ast: &AST, value: impl Fn(&Expr) -> Option<T>) -> HashMap<St
             }
             Some(ASTNode::Stmt(stmt @ Stmt::For(..))) => {
                 other.extend(loop_names(stmt));
+            }
+            // `catch (err)` gives `err` the error, whatever an earlier `let err` held.
+            Some(ASTNode::Stmt(Stmt::TryCatch(flow, _))) => {
+                if let Expr::Variable(v, ..) = &flow.expr {
+                    other.insert(v.1.to_string());
+                }
             }
             Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
                 if let Expr::Variable(v, ..) = &assign.1.lhs {
@@ -653,6 +660,8 @@ mod tests {
                 "let limit = \"1000000\";\norder_id != limit && (\"한도 \" + limit) != \"\"",
                 "let h = seoul_hour(now);\nh >= 10 && seoul_time(now) >= \"09:30\"",
                 "const STORES = [\"s1\", \"s2\"];\nlet OK = [50000];\n(amount in OK) || one_of(order_id, STORES)",
+                // A `catch` variable named like an earlier string holds the error there.
+                "let err = \"회원 번호 오류\";\nlet n = 0;\ntry { n = parse_int(\"x\"); }\ncatch (err) { return \"읽을 수 없습니다: \" + err.message; }\nif n < 5 { return err; }\ntrue",
             ],
         );
     }

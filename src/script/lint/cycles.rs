@@ -17,9 +17,12 @@
 //! `!`, which lets a function change the caller's variables unseen. That rules out every way of
 //! building a cycle that two adversarial reviews found (two variables, a map literal, an array,
 //! an `if`, a function wrapping the closure, `call`, `??`, a map's closure under a native
-//! function's name, one set through `Fn("set")`, shadowed names), at the price of refusing some
-//! changes that would have been harmless, such as a counter — the message says how to write
-//! those. Variables are told apart by their declarations: a `let` of
+//! function's name, one set through `Fn("set")`, shadowed names, a key computed from a
+//! property), at the price of refusing some changes that would have been harmless — the
+//! message says which call counted as a change and why, and how to write it instead. A value
+//! that cannot hold a closure (a number, text, what `-` or `*` give, a constant list) is no
+//! change: a counter, a budget counted down or a limit given a new number after a closure read
+//! it are fine. Variables are told apart by their declarations: a `let` of
 //! the same name in an inner block, or in a loop's round, is another variable.
 
 use std::collections::{HashMap, HashSet};
@@ -27,19 +30,8 @@ use std::collections::{HashMap, HashSet};
 use rhai::{ASTNode, Expr, FnCallExpr, Position, Stmt, AST};
 
 use super::names::{map_properties, Functions, Properties};
-use super::race::{closure_literal, methods_of};
-
-/// Methods that put a value into their object.
-const ADDS: [&str; 8] = [
-    "push",
-    "insert",
-    "append",
-    "set",
-    "pad",
-    "splice",
-    "mixin",
-    "fill_with",
-];
+use super::race::{closure_literal, methods_of, STORES};
+use super::values::{assignment_holds_no_closure, holds_no_closure};
 
 /// Methods that call the closure they are given with their object, or each element of it, as
 /// `this` — which the closure may change.
@@ -93,6 +85,16 @@ struct Capture {
     loops: Vec<*const Stmt>,
 }
 
+/// A variable that the node at the end of a path changes.
+struct Change<'p> {
+    name: &'p str,
+    at: Position,
+    /// The expression whose evaluation comes before the change (the value assigned, the call).
+    written: ASTNode<'p>,
+    /// Why a call counts as a change, for the message: a call reads as no change at all.
+    how: Option<String>,
+}
+
 /// What the whole script tells about its functions.
 struct Script<'a> {
     known: &'a Functions,
@@ -112,6 +114,10 @@ struct Script<'a> {
     /// function may put a closure anywhere (`call(Fn("set"), m, "contains", |v| …)`): every
     /// method call on a captured variable may then be a map's closure.
     pointers: bool,
+    /// Variables that can never hold a closure: declared (`let`, `for`) with values that hold
+    /// none, and never changed but by writing such values (`let items = payload.items ?? [];`,
+    /// `for it in items`, `let total = 0; … total += it.price;`).
+    data: HashSet<String>,
 }
 
 impl<'a> Script<'a> {
@@ -119,6 +125,11 @@ impl<'a> Script<'a> {
         let mut externals = HashMap::new();
         let mut given: HashMap<String, Vec<Option<String>>> = HashMap::new();
         let mut pointers = false;
+        let own_names: HashSet<&str> = ast
+            .iter_functions()
+            .map(|f| f.name)
+            .filter(|name| !name.starts_with("anon$"))
+            .collect();
         ast.walk(&mut |path: &[ASTNode]| {
             match path.last() {
                 Some(ASTNode::Expr(e)) => {
@@ -158,7 +169,10 @@ impl<'a> Script<'a> {
                 ASTNode::Expr(Expr::FnCall(call, _)) | ASTNode::Stmt(Stmt::FnCall(call, _)),
             ) = path.last()
             {
-                pointers |= call.name == "Fn";
+                // A pointer to the script's own function reaches nothing a call of it by
+                // name would not; one to a native function (`Fn("set")`) may reach anything.
+                pointers |= call.name == "Fn"
+                    && !matches!(call.args.as_slice(), [Expr::StringConstant(f, _)] if own_names.contains(f.as_str()));
             }
             true
         });
@@ -169,8 +183,8 @@ impl<'a> Script<'a> {
                 given.entry(param.to_owned()).or_default().push(None);
             }
         }
-        let declared = given.keys().cloned().collect();
-        let closure_variables = given
+        let declared: HashSet<String> = given.keys().cloned().collect();
+        let closure_variables: HashMap<String, String> = given
             .into_iter()
             .filter_map(|(name, values)| match <[_; 1]>::try_from(values) {
                 Ok([Some(closure)]) => Some((name, closure)),
@@ -193,16 +207,52 @@ impl<'a> Script<'a> {
                 use_this.insert(f.name.to_string());
             }
         }
-        Self {
+        // Every variable is taken to hold no closure until a declaration or a change of it
+        // shows otherwise; what is left when none does holds none, whatever the order the
+        // script runs in (each value written into one is made of request values, constants
+        // and such variables).
+        let (values, not_data) = declared_values(ast, &externals);
+        let data = values
+            .iter()
+            .map(|(name, _)| name.clone())
+            .filter(|name| !not_data.contains(name))
+            .collect();
+        let mut script = Self {
             known,
-            properties: map_properties(ast),
+            properties: Properties::none(),
             externals,
             use_this,
             own,
             closure_variables,
             declared,
             pointers,
+            data,
+        };
+        loop {
+            let properties = map_properties(ast, &|name| script.is_data(name));
+            script.properties = properties;
+            let mut other: HashSet<String> = values
+                .iter()
+                .filter(|(_, value)| !holds_no_closure(value, &|name| script.is_data(name)))
+                .map(|(name, _)| name.clone())
+                .collect();
+            ast.walk(&mut |path: &[ASTNode]| {
+                other.extend(script.changes(path).iter().map(|c| c.name.to_owned()));
+                true
+            });
+            let before = script.data.len();
+            script.data.retain(|name| !other.contains(name));
+            if script.data.len() == before {
+                return script;
+            }
         }
+    }
+
+    /// Whether `name` holds no closure: a request variable the script does not declare, or
+    /// one of [`Script::data`].
+    fn is_data(&self, name: &str) -> bool {
+        self.data.contains(name)
+            || (crate::script::REQUEST_VARS.contains(&name) && !self.declared.contains(name))
     }
 
     /// The first change in `body` (the script's statements, or one function) of a variable
@@ -255,7 +305,13 @@ impl<'a> Script<'a> {
                 ));
                 return false;
             }
-            for (name, at, written) in self.changes(path) {
+            for Change {
+                name,
+                at,
+                written,
+                how,
+            } in self.changes(path)
+            {
                 let declaration = declaration(path, name, &top);
                 let inside_closure = declaration.is_none() && captured.contains(&name);
                 let earlier = captures.get(&(name.to_owned(), declaration));
@@ -268,27 +324,29 @@ impl<'a> Script<'a> {
                     None => true,
                     Some(d) => !(d == *round || declared_in.get(&d).is_some_and(|l| l.contains(round))),
                 };
+                let how = how.as_deref();
                 let (message, at) = if inside_closure {
                     (
                         format!(
-                            "{name} is changed inside a closure that captured it: a closure shares what it captures, so {name} could come to hold a closure that holds {name} — a cycle never freed, kept in memory after every request; have the closure give the value instead (let total = reduce(items, |sum, i| sum + i, 0);)"
+                            "{name} is changed inside a closure that captured it{}: a closure shares what it captures, so {name} could come to hold a closure that holds {name} — a cycle never freed, kept in memory after every request; have the closure give the value instead (let total = reduce(items, |sum, i| sum + i, 0);)",
+                            how.map(|how| format!(" ({how})")).unwrap_or_default()
                         ),
                         at,
                     )
                 } else if let Some(read) = captured_in(written, name) {
                     (holds_itself(name), read)
                 } else if let Some(c) = earlier.iter().find(|c| before(c.at, at)) {
-                    (after_capture(name, "after the closure at", c.at), at)
+                    (after_capture(name, how, "after the closure at", c.at), at)
                 } else if let Some(c) = statement
                     .and_then(|s| captured_in(ASTNode::Stmt(s), name))
                 {
-                    (after_capture(name, "in the same statement as the closure at", c), at)
+                    (after_capture(name, how, "in the same statement as the closure at", c), at)
                 } else if let Some(c) = earlier.iter().find(|c| {
                     c.loops
                         .iter()
                         .any(|round| outlives(round) && path_holds(path, *round))
                 }) {
-                    (after_capture(name, "in a loop where the closure at", c.at), at)
+                    (after_capture(name, how, "in a loop where the closure at", c.at), at)
                 } else {
                     continue;
                 };
@@ -300,14 +358,24 @@ impl<'a> Script<'a> {
         found
     }
 
-    /// The variables the node at the end of `path` changes: each with where, and the
-    /// expression whose evaluation comes before the change (the value assigned, the call).
-    fn changes<'p>(&self, path: &'p [ASTNode<'p>]) -> Vec<(&'p str, Position, ASTNode<'p>)> {
+    /// The variables the node at the end of `path` changes. Writing a value that can hold
+    /// no closure (`limit = 3`, `total += i.price * i.qty`, `m.push("text")`) is no change
+    /// here: it cannot put a closure where it would hold itself.
+    fn changes<'p>(&self, path: &'p [ASTNode<'p>]) -> Vec<Change<'p>> {
         match path.last() {
-            Some(ASTNode::Stmt(Stmt::Assignment(assign))) => head_variable(&assign.1.lhs)
-                .map(|(name, at)| (name, at, ASTNode::Expr(&assign.1.rhs)))
-                .into_iter()
-                .collect(),
+            Some(ASTNode::Stmt(Stmt::Assignment(assign)))
+                if !assignment_holds_no_closure(assign, &|name| self.is_data(name)) =>
+            {
+                head_variable(&assign.1.lhs)
+                    .map(|(name, at)| Change {
+                        name,
+                        at,
+                        written: ASTNode::Expr(&assign.1.rhs),
+                        how: None,
+                    })
+                    .into_iter()
+                    .collect()
+            }
             // `call(f, a, …)` hands `a` itself to `f`, which may change it.
             Some(
                 node
@@ -330,8 +398,13 @@ impl<'a> Script<'a> {
                     if call.name == "call" {
                         changed.extend(given_to_call(call.args.iter(), ASTNode::Expr(e)));
                     }
-                    if self.changes_its_object(object, call) {
-                        changed.push((object, at, ASTNode::Expr(e)));
+                    if let Some(how) = self.changes_its_object(object, call) {
+                        changed.push(Change {
+                            name: object,
+                            at,
+                            written: ASTNode::Expr(e),
+                            how: Some(how),
+                        });
                     }
                 }
                 changed
@@ -340,21 +413,52 @@ impl<'a> Script<'a> {
         }
     }
 
-    /// Whether a method call on `object` may write into it.
-    fn changes_its_object(&self, object: &str, call: &FnCallExpr) -> bool {
+    /// Why a method call on `object` may write into it, if it may.
+    fn changes_its_object(&self, object: &str, call: &FnCallExpr) -> Option<String> {
         let name = call.name.as_str();
+        let calls = format!("{object}.{name}(…)");
         // `f.call(…)` of a closure variable calls it, with no `this`.
         if name == "call" && self.closure_variables.contains_key(object) {
-            return false;
+            return None;
         }
-        ADDS.contains(&name)
-            // The script's own function, or a closure a map holds, gets it as `this` (a map's
-            // closure even under a native function's name).
-            || self.own.contains(name)
-            || !self.known.contains_key(name)
-            || self.properties.may_hold(name)
-            || self.pointers
-            || (GIVE_THIS.contains(&name) && call.args.iter().any(|arg| self.may_change_this(arg)))
+        // The script's own function, or a closure a map holds, gets it as `this` (a map's
+        // closure even under a native function's name).
+        let how = if name == "call" {
+            // Not a variable given one closure: it may hold a map, whose `call` calls a
+            // closure with the map as `this`.
+            format!(
+                "{object} may not hold a closure, and then {calls} calls one with {object} as this"
+            )
+        } else if self.own.contains(name) {
+            format!("{calls} runs this script's fn {name} with {object} as this, free to change it")
+        } else if !self.known.contains_key(name) {
+            format!("{name} is no function the engine has, so {calls} can only call a closure a map holds, with {object} as this")
+        } else if let Some(key) = self.properties.computed_for(name) {
+            let (line, column) = (key.line().unwrap_or(0), key.position().unwrap_or(0));
+            format!("the map key computed at {line}:{column} may be {name}, with a value that may be a closure, which {calls} would call with {object} as this; give that key a value made of constants and the request's values only")
+        } else if self.properties.may_hold(name) {
+            format!("a map in this script may hold a closure under the key {name}, which {calls} would call with {object} as this; rename the key, or give it no closure")
+        } else if self.pointers {
+            format!("the script makes a pointer to a native function (Fn(\"…\")), through which a closure may be put under any key, so {calls} may call one with {object} as this; call the function by name instead")
+        } else if STORES.contains(&name)
+            && !call
+                .args
+                .iter()
+                .all(|arg| holds_no_closure(arg, &|name| self.is_data(name)))
+        {
+            format!("{calls} puts a value into {object}")
+        } else if GIVE_THIS.contains(&name) && call.args.iter().any(|arg| self.may_change_this(arg))
+        {
+            let instead = if name == "index_of" {
+                "; to look a value up, contains(…) or in calls nothing"
+            } else {
+                ""
+            };
+            format!("{calls} calls what it is given with {object} or its items as this, and it is given what may be a closure that changes this{instead}")
+        } else {
+            return None;
+        };
+        Some(how)
     }
 
     /// Whether a method's argument may be a closure that changes `this`: a closure (written
@@ -362,42 +466,66 @@ impl<'a> Script<'a> {
     /// nor a constant nor a request variable.
     fn may_change_this(&self, arg: &Expr) -> bool {
         let closure = match arg {
-            Expr::Variable(var, ..) => {
-                let name = var.1.as_str();
-                if crate::script::REQUEST_VARS.contains(&name) && !self.declared.contains(name) {
-                    return false;
-                }
-                self.closure_variables.get(name).cloned()
-            }
+            Expr::Variable(var, ..) => self.closure_variables.get(var.1.as_str()).cloned(),
             _ => closure_literal(arg).map(|(name, _)| name),
         };
         if let Some(name) = closure {
             return self.use_this.contains(&name);
         }
-        !matches!(
-            arg,
-            Expr::IntegerConstant(..)
-                | Expr::FloatConstant(..)
-                | Expr::StringConstant(..)
-                | Expr::CharConstant(..)
-                | Expr::BoolConstant(..)
-                | Expr::Unit(..)
-        )
+        !holds_no_closure(arg, &|name| self.is_data(name))
     }
 }
 
+/// Every value a variable is declared with (a `let`'s or `const`'s value, a `for` loop's list
+/// for its variable; its counter is a number), and the names declared otherwise: parameters
+/// (but what a closure captures, which is the outer variable) and `catch` variables, which
+/// may be given anything.
+fn declared_values(
+    ast: &AST,
+    externals: &HashMap<String, usize>,
+) -> (Vec<(String, Expr)>, HashSet<String>) {
+    let mut values = Vec::new();
+    let mut other = HashSet::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Stmt(Stmt::Var(var, ..))) => {
+                values.push((var.0.name.to_string(), var.1.clone()));
+            }
+            Some(ASTNode::Stmt(Stmt::For(f, _))) => {
+                values.push((f.0.name.to_string(), f.2.expr.clone()));
+            }
+            Some(ASTNode::Stmt(Stmt::TryCatch(flow, _))) => {
+                if let Expr::Variable(var, ..) = &flow.expr {
+                    other.insert(var.1.to_string());
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    for f in ast.iter_functions() {
+        let shared = externals.get(f.name).copied().unwrap_or(0);
+        other.extend(f.params.into_iter().skip(shared).map(str::to_owned));
+    }
+    (values, other)
+}
+
 /// The variables among `args` (given to `call`), each with where, as changed by `e`.
-fn given_to_call<'p>(
-    args: impl Iterator<Item = &'p Expr>,
-    call: ASTNode<'p>,
-) -> Vec<(&'p str, Position, ASTNode<'p>)> {
+fn given_to_call<'p>(args: impl Iterator<Item = &'p Expr>, call: ASTNode<'p>) -> Vec<Change<'p>> {
     let mut given = Vec::new();
     for arg in args {
         values_of(arg, &mut given);
     }
     given
         .into_iter()
-        .map(|(name, at)| (name, at, call))
+        .map(|(name, at)| Change {
+            name,
+            at,
+            written: call,
+            how: Some(format!(
+                "given to call(…), which hands {name} itself, not a copy, to the function it calls"
+            )),
+        })
         .collect()
 }
 
@@ -533,10 +661,11 @@ fn holds_itself(name: &str) -> String {
     )
 }
 
-fn after_capture(name: &str, when: &str, capture: Position) -> String {
+fn after_capture(name: &str, how: Option<&str>, when: &str, capture: Position) -> String {
     let (line, column) = (capture.line().unwrap_or(0), capture.position().unwrap_or(0));
+    let how = how.map(|how| format!(" ({how})")).unwrap_or_default();
     format!(
-        "{name} is changed here {when} {line}:{column} captured it: a closure shares what it captures, so {name} could come to hold that closure, which holds {name} — a cycle never freed, kept in memory after every request; give {name} its last value before the closure is made, or let the closure capture a copy that is not changed (let {name}_now = {name};)"
+        "{name} is changed here{how} {when} {line}:{column} captured it: a closure shares what it captures, so {name} could come to hold that closure, which holds {name} — a cycle never freed, kept in memory after every request; give {name} its last value before the closure is made, or let the closure capture a copy that is not changed (let {name}_now = {name};)"
     )
 }
 
@@ -573,6 +702,20 @@ mod tests {
 
     fn holds_itself(v: &str) -> String {
         super::holds_itself(v)
+    }
+
+    const FOR_EACH: &str = "a.for_each(…) calls what it is given with a or its items as this, and it is given what may be a closure that changes this";
+    const CALL: &str =
+        "given to call(…), which hands a itself, not a copy, to the function it calls";
+
+    /// [`after`] for a change made by a call, with why it counts as one.
+    fn after_how(v: &str, how: &str, line: u16, column: u16) -> String {
+        super::after_capture(
+            v,
+            Some(how),
+            "after the closure at",
+            rhai::Position::new(line, column),
+        )
     }
 
     fn after(v: &str, line: usize, column: usize) -> String {
@@ -653,7 +796,7 @@ mod tests {
             ),
             (
                 "let a = [];\nlet f = || a;\na.push([f]);\ntrue",
-                after("a", 2, 12),
+                after_how("a", "a.push(…) puts a value into a", 2, 12),
                 3,
                 3,
             ),
@@ -665,26 +808,26 @@ mod tests {
             ),
             (
                 "let m = #{};\nlet f = || m;\nm.mixin(#{f: f});\ntrue",
-                after("m", 2, 12),
+                after_how("m", "m.mixin(…) puts a value into m", 2, 12),
                 3,
                 3,
             ),
             // Through `this`: a closure that sets it, the script's own function, a map's.
             (
                 "let a = [1];\nlet f = || a;\nlet g = [f];\na.for_each(|| this = g);\ntrue",
-                after("a", 2, 12),
+                after_how("a", FOR_EACH, 2, 12),
                 4,
                 3,
             ),
             (
                 "fn keep(v) { this.push(v) }\nlet a = [];\nlet f = || a;\na.keep([f]);\ntrue",
-                after("a", 3, 12),
+                after_how("a", "a.keep(…) runs this script's fn keep with a as this, free to change it", 3, 12),
                 4,
                 3,
             ),
             (
                 "let m = #{};\nm.keep = |v| { this.v = v };\nlet f = || m;\nm.keep([f]);\ntrue",
-                after("m", 3, 12),
+                after_how("m", "keep is no function the engine has, so m.keep(…) can only call a closure a map holds, with m as this", 3, 12),
                 4,
                 3,
             ),
@@ -696,19 +839,19 @@ mod tests {
         for (src, message, line, column) in [
             (
                 "let a = [1];\nlet f = || a;\ncall(|x, v| { x += [v]; }, a, f);\ntrue",
-                after("a", 2, 12),
+                after_how("a", CALL, 2, 12),
                 3,
                 28,
             ),
             (
                 "let m = #{n: 1};\nm.get = |k, v| { this.v = v; true };\nlet f = || m;\nm.get(\"x\", [f]);\ntrue",
-                after("m", 3, 12),
+                after_how("m", "a map in this script may hold a closure under the key get, which m.get(…) would call with m as this; rename the key, or give it no closure", 3, 12),
                 4,
                 3,
             ),
             (
                 "let a = [1];\nlet f = || a;\nlet g = [f];\na.for_each({ let z = 0; || this = g });\ntrue",
-                after("a", 2, 12),
+                after_how("a", FOR_EACH, 2, 12),
                 4,
                 3,
             ),
@@ -722,33 +865,33 @@ mod tests {
             // `??` gives the variable itself, as a plain variable does.
             (
                 "let a = [1];\nlet f = || a;\ncall(|x, v| { x += [v]; }, a ?? 0, f);\ntrue",
-                after("a", 2, 12),
+                after_how("a", CALL, 2, 12),
                 3,
                 28,
             ),
             // A native function called through a pointer may put a closure in any map.
             (
                 "let m = #{n: 1};\ncall(Fn(\"set\"), m, \"contains\", |v| { this.v = v; true });\nlet f = || m;\nm.contains([f]);\ntrue",
-                after("m", 3, 12),
+                after_how("m", "the script makes a pointer to a native function (Fn(\"…\")), through which a closure may be put under any key, so m.contains(…) may call one with m as this; call the function by name instead", 3, 12),
                 4,
                 3,
             ),
             // A request variable's name, or a closure variable's, given something else.
             (
                 "let a = [[1]];\nlet h = || a;\nlet g = [h];\nlet payload = || this = [g];\na.for_each(payload);\ntrue",
-                after("a", 2, 12),
+                after_how("a", FOR_EACH, 2, 12),
                 5,
                 3,
             ),
             (
                 "let over = |x| x > 3;\nlet a = [[1]];\nlet h = || a;\nlet g = [h];\nfor over in [|| this = [g]] { a.for_each(over); }\ntrue",
-                after("a", 3, 12),
+                after_how("a", FOR_EACH, 3, 12),
                 5,
                 33,
             ),
             (
                 "let f = || 0;\nfor f in [#{b: 1}] {\n  let c = || f;\n  let d = [c];\n  f.call(|| { this.v = d; });\n}\ntrue",
-                after("f", 3, 14),
+                after_how("f", "f may not hold a closure, and then f.call(…) calls one with f as this", 3, 14),
                 5,
                 5,
             ),
@@ -762,6 +905,56 @@ mod tests {
         ] {
             assert_refused(&engine, src, &message, line, column);
         }
+        // A map's closure under a key computed from a property or an item: any key.
+        for key in ["key.name", "keys[0]"] {
+            let src = format!("let n = #{{}};\nlet key = #{{name: \"contains\"}};\nlet keys = [\"contains\"];\nn[{key}] = |v| {{ this.v = v; true }};\nlet f = || n.len();\nn.contains([f]);\ntrue");
+            assert_refused(
+                &engine,
+                &src,
+                &after_how("n", &format!("the map key computed at 4:{} may be contains, with a value that may be a closure, which n.contains(…) would call with n as this; give that key a value made of constants and the request's values only", 5 + key.len()), 5, 12),
+                6,
+                3,
+            );
+        }
+        // Values that may hold a closure, given by an operator or a method that stores them.
+        for (src, how) in [
+            ("let a = [];\nlet f = || a;\na += f;\ntrue", None),
+            (
+                "let a = [];\nlet f = || a;\na.push(f);\ntrue",
+                Some("a.push(…) puts a value into a"),
+            ),
+            ("let a = [];\nlet f = || a;\na = a + [f];\ntrue", None),
+            ("let a = #{all: 1};\nlet f = || a;\na.all = f;\ntrue", None),
+        ] {
+            let message = match how {
+                Some(how) => after_how("a", how, 2, 12),
+                None => after("a", 2, 12),
+            };
+            assert_refused(
+                &engine,
+                src,
+                &message,
+                3,
+                1 + 2 * usize::from(how.is_some()),
+            );
+        }
+        // A variable counts as holding no closure only while everything written into it
+        // holds none: here `row` is given a closure once, so `seen[k] = row` may store one,
+        // and so may `total += extra` once `extra` is a list that holds one.
+        assert_refused(
+            &engine,
+            "let seen = #{};\nlet row = #{n: 1};\nlet f = || seen.len();\nrow = #{g: f};\nseen[order_id] = row;\nseen.all(1);\ntrue",
+            &after("seen", 3, 12),
+            5,
+            1,
+        );
+        assert_refused(
+            &engine,
+            "let total = [];\nlet extra = [1];\nlet f = || total;\nextra = [f];\ntotal += extra;\ntrue",
+            &after("total", 3, 12),
+            5,
+            1,
+        );
         // Nor can `curry` written in the script hand it over.
         let e = engine
             .compile_script("let a = [1];\nlet k = curry(|x, v| { x += [v]; }, a);\ntrue")
@@ -820,11 +1013,90 @@ mod tests {
             "let items = [\"a\"];\nlet f = || items;\nitems.index_of(order_id) < 0",
             "let items = [1, 5];\nlet count = || items.len();\nlet over = |x| x > 3;\nitems.filter(over).len() == 1 && count.call() == 2",
             "let over = |x| x > 3;\nlet check = |v| over.call(v);\nover.call(5) && check.call(6)",
+            // Values that can hold no closure, written after a capture: a limit given a new
+            // number, a budget counted down in a loop, a total kept by a closure, a message
+            // pushed, a count under a computed key; and keys named like functions holding
+            // none, a pointer to the script's own function.
+            "let items = [#{qty: 11}];\nlet limit = 10;\nlet over = items.some(|x| x.qty > limit);\nlimit = 3;\nover && items.some(|x| x.qty > limit)",
+            "let left = 100;\nfor x in [30, 40] {\n  if [x].some(|p| p > left) { return false; }\n  left -= x;\n}\nleft == 30",
+            "let total = 0;\n[#{p: 2, q: 3}].for_each(|| total += this.p * this.q);\ntotal == 6",
+            "let errors = [];\nlet add = || errors.push(`over ${amount}`);\nadd.call();\nerrors.len() == 1",
+            "let seen = #{};\nfor sku in [\"a\", \"a\"] { seen[sku] = (seen[sku] ?? 0) + 1; }\nlet banned = [\"x\"];\nlet hits = [\"a\"].filter(|s| s in banned);\nhits.len() == 0 && banned.len() == 1 && seen.a == 2",
+            "let caps = #{ all: 10 };\nlet items = [#{qty: 1}];\nlet count = || items.len();\nitems.all(|x| x.qty <= caps.all) && count.call() == 1",
+            // Values made of the request's: a total per item kept under a computed key, a
+            // sum of an item's fields, an order id looked up in a captured list.
+            "let items = payload.custom_data?.items ?? [#{sku: \"a\", qty: 2}, #{sku: \"a\", qty: 1}];\nlet qty = #{};\nfor it in items { qty[it.sku] = (qty[it.sku] ?? 0) + it.qty; }\nlet banned = [\"x\"];\nlet hits = items.filter(|x| x.sku in banned);\nhits.len() == 0 && banned.len() == 1 && qty.keys().len() == 1 && qty.a == 3",
+            "let items = [#{price: 2}, #{price: 3}];\nlet total = 0;\nlet over = || total > 100;\nfor it in items { total += it.price; }\n!over.call() && total == 5",
+            "let ids = [order_id];\nlet known = || ids.len();\nlet id = order_id;\nids.index_of(id) == 0 && known.call() == 1",
+            "fn is_ticket(x) { x == \"t\" }\nlet vips = [\"m\"];\nlet big = [1].filter(|x| \"m\" in vips);\nlet t = [\"t\", \"u\"].filter(Fn(\"is_ticket\"));\nt.len() == 1 && vips.contains(\"m\")",
         ] {
             engine
                 .compile_script(fine)
                 .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
             assert_eq!(run_unchecked(&engine, fine), Ok(ScriptVerdict::Pass), "{fine}");
+        }
+    }
+}
+#[cfg(test)]
+mod scratch {
+    #[test]
+    fn scratch_ops() {
+        let engine = crate::script::ScriptEngine::new();
+        for e in [
+            "[1] - [1]",
+            "[f] * 2",
+            "#{a: f} - #{}",
+            "[f] + 1",
+            "1 + [f]",
+            "\"x\" + [f]",
+            "[f] + \"x\"",
+            "-[f]",
+            "[f] % 2",
+            "[f] ** 2",
+            "[f] << 1",
+            "[f] & 1",
+            "[f] | [f]",
+            "[f] ^ 1",
+            "f - 1",
+            "f + 1",
+            "1 + f",
+            "#{a: f} + 1",
+            "'c' + [f]",
+            "[f] + 'c'",
+            "1.5 + [f]",
+            "[f] - \"x\"",
+            "\"x\" - f",
+            "f * 2",
+            "[f] == [f]",
+            "#{a: f} + #{b: 1}",
+            "blob(2) + [f]",
+            "[f] + blob(2)",
+            "() + [f]",
+            "[f] + ()",
+            "true + [f]",
+            "[f] + true",
+            "parse_decimal(\"1\") + [f]",
+            "[f] + parse_decimal(\"1\")",
+            "1 + 2",
+            "\"a\" + 1",
+        ] {
+            let src = format!("let f = || 1;\nlet r = {e};\ntype_of(r)");
+            let out = crate::script::tests::run_unchecked(&engine, &src);
+            eprintln!("SCRATCH {e:<30} => {out:?}");
+        }
+        for e in [
+            "let a = [f]; a -= 1; a",
+            "let a = [f]; a *= 2; a",
+            "let a = #{x: f}; a -= #{}; a",
+            "let a = [1]; a += f; a",
+            "let a = 1; a += [f]; a",
+            "let a = \"s\"; a -= f; a",
+            "let a = \"s\"; a += [f]; a",
+            "let a = 1; a -= f; a",
+        ] {
+            let src = format!("let f = || 1;\nlet r = {{ {e} }};\ntype_of(r) + \" \" + r.len()");
+            let out = crate::script::tests::run_unchecked(&engine, &src);
+            eprintln!("SCRATCH {e:<30} => {out:?}");
         }
     }
 }

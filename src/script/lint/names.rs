@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use rhai::{ASTNode, Expr, Position, Stmt, AST};
+use rhai::{ASTFlags, ASTNode, Expr, Position, Stmt, AST};
 
 use super::declared_names;
+use super::values::{assignment_holds_no_closure, holds_no_closure};
 
 /// Rhai's `curry` copies the values it binds into the function pointer, where the sandbox's
 /// size checks do not look: `b.pad(10000, Fn("id").curry(a))` copies a list of 10,000 ten
@@ -71,7 +72,7 @@ pub(in crate::script) fn unknown_function(
     known: &Functions,
 ) -> Option<(String, Position)> {
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
-    let properties = map_properties(ast);
+    let properties = map_properties(ast, &|_| false);
     let declared = declared_names(ast);
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
@@ -209,14 +210,27 @@ fn no_map_object(path: &[ASTNode], declared: &HashSet<String>) -> bool {
 /// name.
 pub(in crate::script) struct Properties {
     names: HashSet<String>,
-    /// Some key is computed at run time: any name may be a property.
-    any: bool,
+    /// Where a key is computed at run time (the first such): any name may be a property.
+    any: Option<Position>,
 }
 
 impl Properties {
+    /// No names at all, before they are known.
+    pub(in crate::script) fn none() -> Self {
+        Properties {
+            names: HashSet::new(),
+            any: None,
+        }
+    }
+
     /// Whether some map may hold a value under `name`.
     pub(in crate::script) fn may_hold(&self, name: &str) -> bool {
-        self.any || self.names.contains(name)
+        self.any.is_some() || self.names.contains(name)
+    }
+
+    /// Where a key that may be any name is computed, when `name` is no key written as such.
+    pub(in crate::script) fn computed_for(&self, name: &str) -> Option<Position> {
+        self.any.filter(|_| !self.names.contains(name))
     }
 
     /// Whether `name` is a key written in the script (a literal's, an assignment's, `set`'s).
@@ -225,36 +239,44 @@ impl Properties {
     }
 }
 
-pub(in crate::script) fn map_properties(ast: &AST) -> Properties {
+///
+/// A key whose value can hold no closure (`#{ all: 10 }`, `m.count = 0`, `m[k] += 1`) is left
+/// out: nothing can be called through it.
+///
+/// `data` tells the variables known to hold no closure (see [`super::values`]).
+pub(in crate::script) fn map_properties(ast: &AST, data: &dyn Fn(&str) -> bool) -> Properties {
     let mut properties = Properties {
         names: HashSet::new(),
-        any: false,
+        any: None,
     };
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
             Some(ASTNode::Expr(Expr::Map(map, _))) => {
-                properties
-                    .names
-                    .extend(map.0.iter().map(|(key, _)| key.name.to_string()));
+                properties.names.extend(
+                    map.0
+                        .iter()
+                        .filter(|(_, value)| !holds_no_closure(value, data))
+                        .map(|(key, _)| key.name.to_string()),
+                );
             }
-            // A map literal of constants only is folded into one value.
-            Some(ASTNode::Expr(Expr::DynamicConstant(value, _))) => {
-                if let Some(map) = value.read_lock::<rhai::Map>() {
-                    properties.names.extend(map.keys().map(ToString::to_string));
-                }
-            }
-            Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
-                assigned_keys(&assign.1.lhs, &mut properties);
+            // A map literal of constants only is folded into one value, which holds no
+            // closure.
+            Some(ASTNode::Stmt(Stmt::Assignment(assign)))
+                if !assignment_holds_no_closure(assign, data) =>
+            {
+                assigned_keys(&assign.1.lhs, assign.0.position(), &mut properties);
             }
             // `m.set("over", …)`, `set(m, "over", …)`.
-            Some(ASTNode::Expr(Expr::MethodCall(call, _))) if call.name == "set" => {
-                set_key(call.args.first(), &mut properties);
+            Some(ASTNode::Expr(Expr::MethodCall(call, at))) if call.name == "set" => {
+                let (key, value) = (call.args.first(), call.args.get(1));
+                set_key(key, value, *at, data, &mut properties);
             }
-            Some(ASTNode::Expr(Expr::FnCall(call, _)))
-            | Some(ASTNode::Stmt(Stmt::FnCall(call, _)))
+            Some(ASTNode::Expr(Expr::FnCall(call, at)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, at)))
                 if call.name == "set" =>
             {
-                set_key(call.args.get(1), &mut properties);
+                let (key, value) = (call.args.get(1), call.args.get(2));
+                set_key(key, value, *at, data, &mut properties);
             }
             _ => {}
         }
@@ -264,25 +286,31 @@ pub(in crate::script) fn map_properties(ast: &AST) -> Properties {
 }
 
 /// The keys an assignment's target names (`over` in `m.over = …`, `m["over"] = …`, `a.b.over =
-/// …`); a computed last key (`m[k] = …`) may be any.
-fn assigned_keys(target: &Expr, properties: &mut Properties) {
+/// …`); a computed last key (`m[k] = …`, `m[key.name] = …`) may be any.
+fn assigned_keys(target: &Expr, at: Position, properties: &mut Properties) {
     let mut node = target;
-    while let Expr::Dot(chain, ..) | Expr::Index(chain, ..) = node {
-        let last = match &chain.rhs {
-            rest @ (Expr::Dot(inner, ..) | Expr::Index(inner, ..)) => {
+    while let Expr::Dot(chain, options, _) | Expr::Index(chain, options, _) = node {
+        // Without `BREAK`, the chain goes on after this key: `m[k].over` is `m` indexed by
+        // `k.over`. With it, the index is an expression of its own: `key.name` in
+        // `m[key.name]` is the key, not a property of it.
+        match &chain.rhs {
+            rest @ (Expr::Dot(inner, ..) | Expr::Index(inner, ..))
+                if !options.contains(ASTFlags::BREAK) =>
+            {
                 key_of(&inner.lhs, properties);
                 node = rest;
-                continue;
             }
-            last => last,
-        };
-        match last {
-            Expr::Property(..) | Expr::StringConstant(..) => key_of(last, properties),
+            Expr::Property(..) | Expr::StringConstant(..) => {
+                key_of(&chain.rhs, properties);
+                break;
+            }
             // An array's element (`a[0] = …`).
-            Expr::IntegerConstant(..) => {}
-            _ => properties.any = true,
+            Expr::IntegerConstant(..) => break,
+            _ => {
+                properties.any.get_or_insert(at);
+                break;
+            }
         }
-        break;
     }
 }
 
@@ -298,15 +326,27 @@ fn key_of(key: &Expr, properties: &mut Properties) {
     }
 }
 
-/// The key `set` is given: a string, or (computed at run time) any.
-fn set_key(key: Option<&Expr>, properties: &mut Properties) {
+/// The key `set` is given a `value` under: a string, or (computed at run time) any; none when
+/// the value holds no closure.
+fn set_key(
+    key: Option<&Expr>,
+    value: Option<&Expr>,
+    at: Position,
+    data: &dyn Fn(&str) -> bool,
+    properties: &mut Properties,
+) {
+    if value.is_some_and(|value| holds_no_closure(value, data)) {
+        return;
+    }
     match key {
         Some(Expr::StringConstant(s, _)) => {
             properties.names.insert(s.to_string());
         }
         // An array's, a string's or a blob's element (`a.set(0, …)`).
         Some(Expr::IntegerConstant(..)) => {}
-        _ => properties.any = true,
+        _ => {
+            properties.any.get_or_insert(at);
+        }
     }
 }
 

@@ -23,6 +23,7 @@ pub(in crate::script) fn closure_reads_its_own_object(
     src: &str,
 ) -> Option<(String, Position)> {
     let closures = closure_variables(ast);
+    let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let Some(ASTNode::Expr(e)) = path.last() else {
@@ -47,6 +48,11 @@ pub(in crate::script) fn closure_reads_its_own_object(
         let object = var.1.as_str();
         let head = chain.lhs.position();
         for (call, at) in methods_of(e) {
+            // A closure `push`ed or `set` into its object is kept, not called: no read
+            // happens during the call (what that makes is for the cycle check).
+            if STORES.contains(&call.name.as_str()) && !own.contains(call.name.as_str()) {
+                continue;
+            }
             for arg in call.args.iter() {
                 if let Some(read) = reads(arg, object, &closures) {
                     let name = &call.name;
@@ -79,7 +85,7 @@ pub(in crate::script) fn closure_reads_its_own_object(
 
 /// Methods that change their object in place: written as a function (`sort(items, …)`), the
 /// call would take no lock but change a copy, which nobody reads.
-const CHANGES_ITS_OBJECT: [&str; 14] = [
+const CHANGES_ITS_OBJECT: [&str; 20] = [
     "sort",
     "sort_desc",
     "dedup",
@@ -94,6 +100,24 @@ const CHANGES_ITS_OBJECT: [&str; 14] = [
     "chop",
     "reverse",
     "clear",
+    "set",
+    "mixin",
+    "fill_with",
+    "pop",
+    "shift",
+    "remove",
+];
+
+/// Methods that keep the values they are given in their object without calling any.
+pub(super) const STORES: [&str; 8] = [
+    "push",
+    "insert",
+    "pad",
+    "append",
+    "splice",
+    "set",
+    "mixin",
+    "fill_with",
 ];
 
 /// The source text of a method call's receiver: from the head of its chain (at `head`) to the
