@@ -685,6 +685,14 @@ pub(crate) mod tests {
             ("if not (amount > 5) { return false; }\ntrue", "function not found: not; Rhai writes not as ! (if !(amount > 5))", 1, 4),
             ("let ok = not is_blank(store_id);\nok", "undefined variable: not: Rhai writes not as ! (!is_blank(x))", 1, 10),
             ("amount > 5 and amount < 10", "expecting ';' to terminate this statement: Rhai writes and as &&", 1, 12),
+            ("let x = amount > 5 ? 1 : 2;\nx == 1", "unknown operator: '?': Rhai has no c ? a : b; write if c { a } else { b }", 1, 20),
+            ("let n = 0;\nn++;\nn == 1", "unknown operator: '++': Rhai has no ++; write n += 1", 2, 2),
+            ("let n = 1;\nn--;\nn == 0", "unknown operator: '--': Rhai has no --; write n -= 1", 2, 2),
+            ("[1].filter(x => x > 1).len() == 0", "undefined variable: x: a closure is written |x| x.qty > 1, not x => …", 1, 12),
+            ("[1].filter((x) => x > 1).len() == 0", "undefined variable: x: a closure is written |x| x.qty > 1, not x => …", 1, 13),
+            ("Math.max(1, 2) == 2", "undefined variable: Math: Rhai has no Math; max(a, b), min(a, b), abs(x), floor(x) are functions of their own", 1, 1),
+            ("let ok = amount > 5;\nok || \"too small\"", "expecting a boolean expression, not a string: && and || join conditions; to refuse with a reason, return it: if !ok { return \"reason\"; }", 2, 7),
+            ("true\nfn f(x) { x }", "expecting ';' to terminate this statement: the statement before this fn needs a ; (or write the fns first)", 2, 1),
         ] {
             tests::assert_refused(&engine, src, message, line, column);
         }
@@ -950,6 +958,18 @@ pub(crate) mod tests {
         // Read with `?.`, the missing field is `()`, and the script goes on.
         assert!(matches!(
             run_script("let c = payload.custom_data;\nc?.vip != true && c?[\"vip\"] == ()"),
+            Ok(ScriptVerdict::Pass)
+        ));
+        // As a map's key, `?[` does not help (the key is missing, not the map): the error says
+        // to give the key a default, which works.
+        let e = run_script("let limits = #{a: 1};\n(limits?[store_id] ?? 0) < 5").unwrap_err();
+        assert!(
+            e.message.ends_with("where it is a map's key, give it a default (limits[store_id ?? \"\"] reads () for a missing key) or test it first (if store_id != () { … }))"),
+            "{}",
+            e.message
+        );
+        assert!(matches!(
+            run_script("let limits = #{a: 1};\n(limits[store_id ?? \"\"] ?? 0) < 5"),
             Ok(ScriptVerdict::Pass)
         ));
     }

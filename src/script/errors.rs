@@ -12,6 +12,9 @@ const READ_ONLY_HINT: &str =
 /// Appended to the error of reading a property or an item of `()`.
 const UNIT_HINT: &str = " (the value is (): a field missing from the payload or from an answer reads as (); read it with ?. or ?[ (payload.custom_data?.vip), which gives () instead of failing, or test it first (if x != () { … }))";
 
+/// Appended to the error of `()` where text was wanted, such as a map's key.
+const UNIT_KEY_HINT: &str = " (the value is (): a field missing from the payload or from an answer reads as (); where it is a map's key, give it a default (limits[store_id ?? \"\"] reads () for a missing key) or test it first (if store_id != () { … }))";
+
 /// A hint for a map key or property that is a word Rhai keeps for itself: `until` (the
 /// `window:` check's own key), `in`, `fn` …, which Rhai reports as "expecting name of a
 /// property" (or, as a map's first key, "expecting '}' to end this object map literal"), and the
@@ -134,6 +137,14 @@ fn slip_hint(src: &str, error: &mut CompileError) {
             }
             _ => return,
         }
+    } else if message.starts_with("undefined variable: ")
+        && from[word.len()..]
+            .trim_start_matches(|c: char| c == ')' || c.is_whitespace())
+            .starts_with("=>")
+    {
+        "a closure is written |x| x.qty > 1, not x => …"
+    } else if message == "undefined variable: Math" {
+        "Rhai has no Math; max(a, b), min(a, b), abs(x), floor(x) are functions of their own"
     } else if !declared
         && (message.starts_with("undefined variable: ")
             || message.ends_with("is a reserved keyword"))
@@ -147,6 +158,16 @@ fn slip_hint(src: &str, error: &mut CompileError) {
             "True" | "False" => "Rhai writes true and false in lower case",
             _ => return,
         }
+    } else if message == "unknown operator: '?'" {
+        "Rhai has no c ? a : b; write if c { a } else { b }"
+    } else if message == "unknown operator: '++'" {
+        "Rhai has no ++; write n += 1"
+    } else if message == "unknown operator: '--'" {
+        "Rhai has no --; write n -= 1"
+    } else if message == "expecting a boolean expression, not a string" {
+        "&& and || join conditions; to refuse with a reason, return it: if !ok { return \"reason\"; }"
+    } else if message == "expecting ';' to terminate this statement" && word == "fn" {
+        "the statement before this fn needs a ; (or write the fns first)"
     } else if message == "expecting name of a variable"
         && line.trim_start().starts_with("for")
         && line.trim_start()["for".len()..]
@@ -243,8 +264,17 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
                 _ => false,
             };
             // `payload.custom_data.vip` for a payment without `custom_data`: Rhai names the
-            // type `()` and says nothing of where it came from.
-            if unit_argument
+            // type `()` and says nothing of where it came from. A `()` where text was wanted
+            // is most often a map's key (`limits[store_id]` for a V1 payment), which `?[`
+            // does not help with.
+            let unit_key = matches!(
+                cause,
+                EvalAltResult::ErrorMismatchDataType(wanted, actual, _)
+                    if actual == "()" && wanted == "string"
+            );
+            if unit_key {
+                s.push_str(UNIT_KEY_HINT);
+            } else if unit_argument
                 || s.ends_with("for type '()'")
                 || s.starts_with("Indexer unavailable: () [")
             {
