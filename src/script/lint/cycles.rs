@@ -2,7 +2,8 @@
 //!
 //! A closure shares the variables it captures: Rhai turns each into a shared cell that the
 //! closure and the script both hold. A value is otherwise copied when it is assigned, put in an
-//! array or a map, or given to a native function. So a cycle of cells (a closure holding a
+//! array or a map, or given to a function — but for an engine function's first argument,
+//! which it may change in place (`push(v, f)` changes `v`). So a cycle of cells (a closure holding a
 //! variable that holds the closure), which is never freed and keeps whatever it holds in
 //! memory after every request, can only be made by writing into a cell after the closure that
 //! shares it exists: before that, the closure did not exist to be written there.
@@ -29,9 +30,9 @@ use std::collections::{HashMap, HashSet};
 
 use rhai::{ASTNode, Expr, FnCallExpr, Position, Stmt, AST};
 
-use super::names::{map_properties, Functions, Properties};
-use super::race::{closure_literal, methods_of, STORES};
-use super::values::{assignment_holds_no_closure, holds_no_closure};
+use super::names::{map_properties, AnyKey, Functions, Properties};
+use super::race::{closure_literal, continues_chain, methods_of, STORES};
+use super::values::{assignment_holds_no_closure, closure_gives_data, holds_no_closure, Known};
 
 /// Methods that call the closure they are given with their object, or each element of it, as
 /// `this` — which the closure may change.
@@ -85,6 +86,37 @@ struct Capture {
     loops: Vec<*const Stmt>,
 }
 
+impl Known for Script<'_> {
+    /// A request variable the script does not declare, or one of [`Script::data`].
+    fn data(&self, name: &str) -> bool {
+        self.data.contains(name)
+            || (crate::script::REQUEST_VARS.contains(&name) && !self.declared.contains(name))
+    }
+
+    fn engine_function(&self, name: &str) -> bool {
+        self.known.contains_key(name)
+            && !self.own.contains(name)
+            && !matches!(name, "call" | "Fn" | "curry")
+    }
+
+    fn gives_data(&self, closure: &Expr) -> bool {
+        closure_gives_data(self.ast, closure, self)
+    }
+
+    fn closure(&self, name: &str) -> Option<(String, Vec<String>)> {
+        let closure = self.closure_variables.get(name)?;
+        let shared = self.externals.get(closure).copied().unwrap_or(0);
+        let captured = self
+            .params
+            .get(closure)?
+            .iter()
+            .take(shared)
+            .cloned()
+            .collect();
+        Some((closure.clone(), captured))
+    }
+}
+
 /// A variable that the node at the end of a path changes.
 struct Change<'p> {
     name: &'p str,
@@ -97,6 +129,7 @@ struct Change<'p> {
 
 /// What the whole script tells about its functions.
 struct Script<'a> {
+    ast: &'a AST,
     known: &'a Functions,
     properties: Properties,
     /// How many variables each closure (by its function's name) captures.
@@ -118,10 +151,12 @@ struct Script<'a> {
     /// none, and never changed but by writing such values (`let items = payload.items ?? [];`,
     /// `for it in items`, `let total = 0; … total += it.price;`).
     data: HashSet<String>,
+    /// Each function's parameters (a closure's start with what it captures).
+    params: HashMap<String, Vec<String>>,
 }
 
 impl<'a> Script<'a> {
-    fn new(ast: &AST, known: &'a Functions) -> Self {
+    fn new(ast: &'a AST, known: &'a Functions) -> Self {
         let mut externals = HashMap::new();
         let mut given: HashMap<String, Vec<Option<String>>> = HashMap::new();
         let mut pointers = false;
@@ -170,9 +205,12 @@ impl<'a> Script<'a> {
             ) = path.last()
             {
                 // A pointer to the script's own function reaches nothing a call of it by
-                // name would not; one to a native function (`Fn("set")`) may reach anything.
+                // name would not; one to a native function (`Fn("set")`) may reach anything,
+                // and so may one named like both (`call(Fn("set"), m, k, v)` runs the
+                // engine's `set` when the script's takes another number of arguments).
                 pointers |= call.name == "Fn"
-                    && !matches!(call.args.as_slice(), [Expr::StringConstant(f, _)] if own_names.contains(f.as_str()));
+                    && !matches!(call.args.as_slice(), [Expr::StringConstant(f, _)]
+                        if own_names.contains(f.as_str()) && !known.contains_key(f.as_str()));
             }
             true
         });
@@ -210,7 +248,8 @@ impl<'a> Script<'a> {
         // Every variable is taken to hold no closure until a declaration or a change of it
         // shows otherwise; what is left when none does holds none, whatever the order the
         // script runs in (each value written into one is made of request values, constants
-        // and such variables).
+        // and such variables). The same goes for the variables given one closure once: one
+        // that a change may give another closure is no longer known by it.
         let (values, not_data) = declared_values(ast, &externals);
         let data = values
             .iter()
@@ -218,6 +257,7 @@ impl<'a> Script<'a> {
             .filter(|name| !not_data.contains(name))
             .collect();
         let mut script = Self {
+            ast,
             known,
             properties: Properties::none(),
             externals,
@@ -227,32 +267,40 @@ impl<'a> Script<'a> {
             declared,
             pointers,
             data,
+            params: ast
+                .iter_functions()
+                .map(|f| {
+                    let params = f.params.iter().map(|p| p.to_string()).collect();
+                    (f.name.to_owned(), params)
+                })
+                .collect(),
         };
         loop {
-            let properties = map_properties(ast, &|name| script.is_data(name));
+            let properties = map_properties(ast, &script);
             script.properties = properties;
-            let mut other: HashSet<String> = values
-                .iter()
-                .filter(|(_, value)| !holds_no_closure(value, &|name| script.is_data(name)))
-                .map(|(name, _)| name.clone())
-                .collect();
+            let mut changed: HashSet<String> = HashSet::new();
             ast.walk(&mut |path: &[ASTNode]| {
-                other.extend(script.changes(path).iter().map(|c| c.name.to_owned()));
+                changed.extend(script.changes(path).iter().map(|c| c.name.to_owned()));
                 true
             });
-            let before = script.data.len();
-            script.data.retain(|name| !other.contains(name));
-            if script.data.len() == before {
+            let given_closures: HashSet<&str> = values
+                .iter()
+                .filter(|(_, value)| !holds_no_closure(value, &script))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            // A closure variable changed (`h.become(k)`, a function of the script's that sets
+            // `this`) may hold another closure, or none.
+            let before = (script.data.len(), script.closure_variables.len());
+            script
+                .data
+                .retain(|name| !changed.contains(name) && !given_closures.contains(name.as_str()));
+            script
+                .closure_variables
+                .retain(|name, _| !changed.contains(name));
+            if (script.data.len(), script.closure_variables.len()) == before {
                 return script;
             }
         }
-    }
-
-    /// Whether `name` holds no closure: a request variable the script does not declare, or
-    /// one of [`Script::data`].
-    fn is_data(&self, name: &str) -> bool {
-        self.data.contains(name)
-            || (crate::script::REQUEST_VARS.contains(&name) && !self.declared.contains(name))
     }
 
     /// The first change in `body` (the script's statements, or one function) of a variable
@@ -364,7 +412,7 @@ impl<'a> Script<'a> {
     fn changes<'p>(&self, path: &'p [ASTNode<'p>]) -> Vec<Change<'p>> {
         match path.last() {
             Some(ASTNode::Stmt(Stmt::Assignment(assign)))
-                if !assignment_holds_no_closure(assign, &|name| self.is_data(name)) =>
+                if !assignment_holds_no_closure(assign, self) =>
             {
                 head_variable(&assign.1.lhs)
                     .map(|(name, at)| Change {
@@ -381,13 +429,32 @@ impl<'a> Script<'a> {
                 node
                 @ (ASTNode::Expr(Expr::FnCall(call, _)) | ASTNode::Stmt(Stmt::FnCall(call, _))),
             ) if call.name == "call" => given_to_call(call.args.iter().skip(1), *node),
+            // `push(v, f)`: an engine function called with a variable first changes that
+            // variable in place, as `v.push(f)` does (a function of the script's gets a copy).
+            Some(
+                node @ (ASTNode::Expr(Expr::FnCall(call, at))
+                | ASTNode::Stmt(Stmt::FnCall(call, at))),
+            ) if !call.is_operator_call() && !self.own.contains(call.name.as_str()) => {
+                let (Some(Expr::Variable(var, ..)), Some(rest)) =
+                    (call.args.first(), call.args.get(1..))
+                else {
+                    return Vec::new();
+                };
+                let object = var.1.as_str();
+                self.native_changes(object, call.name.as_str(), rest, true)
+                    .map(|how| Change {
+                        name: object,
+                        at: *at,
+                        written: *node,
+                        how: Some(how),
+                    })
+                    .into_iter()
+                    .collect()
+            }
             Some(ASTNode::Expr(e @ (Expr::Dot(chain, ..) | Expr::Index(chain, ..)))) => {
                 // Only at the head of a chain: `a.b.push(x)` changes `a`.
-                if let [.., ASTNode::Expr(Expr::Dot(outer, ..) | Expr::Index(outer, ..)), _] = path
-                {
-                    if std::ptr::eq(&outer.rhs, *e) {
-                        return Vec::new();
-                    }
+                if continues_chain(path) {
+                    return Vec::new();
                 }
                 let Expr::Variable(var, ..) = &chain.lhs else {
                     return Vec::new();
@@ -433,32 +500,53 @@ impl<'a> Script<'a> {
             format!("{calls} runs this script's fn {name} with {object} as this, free to change it")
         } else if !self.known.contains_key(name) {
             format!("{name} is no function the engine has, so {calls} can only call a closure a map holds, with {object} as this")
-        } else if let Some(key) = self.properties.computed_for(name) {
-            let (line, column) = (key.line().unwrap_or(0), key.position().unwrap_or(0));
-            format!("the map key computed at {line}:{column} may be {name}, with a value that may be a closure, which {calls} would call with {object} as this; give that key a value made of constants and the request's values only")
+        } else if let Some(how) = self.native_changes(object, name, &call.args, false) {
+            how
+        } else if let Some((at, kind)) = self.properties.computed_for(name) {
+            let (line, column) = (at.line().unwrap_or(0), at.position().unwrap_or(0));
+            let what = match kind {
+                AnyKey::Computed => format!("the map key computed at {line}:{column} may be {name}"),
+                AnyKey::This => format!("this = … at {line}:{column} may set the value under any map key, {name} among them"),
+                AnyKey::Map => format!("map(…) at {line}:{column} gives its closure's values under any map key, {name} among them"),
+            };
+            format!("{what}, with a value that may be a closure, which {calls} would call with {object} as this; write values made of constants and the request's values only there")
         } else if self.properties.may_hold(name) {
             format!("a map in this script may hold a closure under the key {name}, which {calls} would call with {object} as this; rename the key, or give it no closure")
         } else if self.pointers {
             format!("the script makes a pointer to a native function (Fn(\"…\")), through which a closure may be put under any key, so {calls} may call one with {object} as this; call the function by name instead")
-        } else if STORES.contains(&name)
-            && !call
-                .args
-                .iter()
-                .all(|arg| holds_no_closure(arg, &|name| self.is_data(name)))
-        {
-            format!("{calls} puts a value into {object}")
-        } else if GIVE_THIS.contains(&name) && call.args.iter().any(|arg| self.may_change_this(arg))
-        {
+        } else {
+            return None;
+        };
+        Some(how)
+    }
+
+    /// Why the engine's function `name`, called on `object` (as a method, or as a function
+    /// with `object` first) with `args` besides, may write into it, if it may: it stores a
+    /// value that may hold a closure, or calls a closure that may change `this`.
+    fn native_changes(
+        &self,
+        object: &str,
+        name: &str,
+        args: &[Expr],
+        function: bool,
+    ) -> Option<String> {
+        let calls = if function {
+            format!("{name}({object}, …)")
+        } else {
+            format!("{object}.{name}(…)")
+        };
+        if STORES.contains(&name) && !args.iter().all(|arg| holds_no_closure(arg, self)) {
+            return Some(format!("{calls} puts a value into {object}"));
+        }
+        if GIVE_THIS.contains(&name) && args.iter().any(|arg| self.may_change_this(arg)) {
             let instead = if name == "index_of" {
                 "; to look a value up, contains(…) or in calls nothing"
             } else {
                 ""
             };
-            format!("{calls} calls what it is given with {object} or its items as this, and it is given what may be a closure that changes this{instead}")
-        } else {
-            return None;
-        };
-        Some(how)
+            return Some(format!("{calls} calls what it is given with {object} or its items as this, and it is given what may be a closure that changes this{instead}"));
+        }
+        None
     }
 
     /// Whether a method's argument may be a closure that changes `this`: a closure (written
@@ -472,7 +560,7 @@ impl<'a> Script<'a> {
         if let Some(name) = closure {
             return self.use_this.contains(&name);
         }
-        !holds_no_closure(arg, &|name| self.is_data(name))
+        !holds_no_closure(arg, self)
     }
 }
 
@@ -911,7 +999,7 @@ mod tests {
             assert_refused(
                 &engine,
                 &src,
-                &after_how("n", &format!("the map key computed at 4:{} may be contains, with a value that may be a closure, which n.contains(…) would call with n as this; give that key a value made of constants and the request's values only", 5 + key.len()), 5, 12),
+                &after_how("n", &format!("the map key computed at 4:{} may be contains, with a value that may be a closure, which n.contains(…) would call with n as this; write values made of constants and the request's values only there", 5 + key.len()), 5, 12),
                 6,
                 3,
             );
@@ -988,6 +1076,37 @@ mod tests {
         assert!(ran.contains("data race detected"), "{ran}");
     }
 
+    /// The cycles a third adversarial review built past the check, each refused: an engine
+    /// function changing its first argument (`push(v, f)`), a script's `fn set` hiding
+    /// `Fn("set")`, a change inside an index (`w[v.push(f)]`), a closure variable given another
+    /// closure through `this`, closures put under any key by `map`, by `this = …` in `filter`
+    /// or in a function called on a property. Run without the check, each kept its closure's
+    /// list in memory for good (11 → 425 MB over 3,000 requests with 9,000 elements in it).
+    #[test]
+    fn the_third_reviews_cycles_are_load_errors() {
+        let engine = ScriptEngine::new();
+        for (src, name, line, column) in [
+            ("let v = [];\nlet a = 0;\nlet f = || a;\npush(v, f);\na = v;\ntrue", "a", 5, 1),
+            ("let v = #{};\nlet a = 0;\nlet f = || a;\nmixin(v, #{k: f});\nlet w = [0];\nfor_each(w, || this = [f]);\nlet z = [];\ninsert(z, 0, f);\na = [v, w, z];\ntrue", "a", 9, 1),
+            ("fn set(x) { x }\nlet m = #{n: 1};\ncall(Fn(\"set\"), m, \"contains\", |v| { this.v = v; true });\nlet f = || m;\nm.contains([f]);\ntrue", "m", 5, 3),
+            ("let v = [];\nlet a = 0;\nlet f = || a;\nlet w = [0];\ntry { w[v.push(f)] } catch { }\na = v;\ntrue", "a", 6, 1),
+            ("fn become(v) { this = v; }\nlet a = [0];\nlet f = || a;\nlet g = [f];\nlet k = || { this = g; };\nlet h = |x| 0;\nh.become(k);\na.for_each(h);\ntrue", "a", 8, 3),
+            ("fn become(v) { this = v; }\nlet f = || 0;\nf.become(#{});\nlet c = || f;\nlet g = [c];\nf.call(|| { this.v = g; });\ntrue", "f", 6, 3),
+            ("let d = #{contains: 0};\nlet m = d.map(|k| |v| { this.v = v; true });\nlet f = || m;\nm.contains([f]);\ntrue", "m", 4, 3),
+            ("let d = #{contains: 0};\nd.filter(|k| { this = |v| { this.v = v; true }; true });\nlet f = || d;\nd.contains([f]);\ntrue", "d", 4, 3),
+            ("fn put(v) { this = v; }\nlet d = #{contains: 0};\nd.contains.put(|v| { this.v = v; true });\nlet f = || d;\nd.contains([f]);\ntrue", "d", 5, 3),
+            ("let m = payload.custom_data.map(|k| |v| { this.v = v; true });\nlet f = || m;\nm.contains([f]);\ntrue", "m", 3, 3),
+        ] {
+            let e = engine.compile_script(src).unwrap_err();
+            assert!(
+                e.message.starts_with(&format!("{name} is changed here")),
+                "{src}: {}",
+                e.message
+            );
+            assert_eq!((e.line, e.column), (line, column), "{src}: {}", e.message);
+        }
+    }
+
     /// Changes before any capture, reads after one, closures that leave `this` alone, and
     /// variables no closure captures are all fine.
     #[test]
@@ -1028,75 +1147,17 @@ mod tests {
             "let items = payload.custom_data?.items ?? [#{sku: \"a\", qty: 2}, #{sku: \"a\", qty: 1}];\nlet qty = #{};\nfor it in items { qty[it.sku] = (qty[it.sku] ?? 0) + it.qty; }\nlet banned = [\"x\"];\nlet hits = items.filter(|x| x.sku in banned);\nhits.len() == 0 && banned.len() == 1 && qty.keys().len() == 1 && qty.a == 3",
             "let items = [#{price: 2}, #{price: 3}];\nlet total = 0;\nlet over = || total > 100;\nfor it in items { total += it.price; }\n!over.call() && total == 5",
             "let ids = [order_id];\nlet known = || ids.len();\nlet id = order_id;\nids.index_of(id) == 0 && known.call() == 1",
+            // What the engine's functions give of such values: a count, upper-case text, a
+            // list of skus mapped out of the request's items.
+            "let items = [#{qty: 5}];\nlet limit = 5;\nlet over = items.some(|x| x.qty > limit);\nlimit = items.len();\n!over && limit == 1",
+            "let skus = [];\nlet banned = |s| s in skus;\nskus = [#{sku: \"a\"}].map(|x| x.sku);\nbanned.call(\"a\")",
+            "let msg = \"\";\nlet add = |s| msg.len() + s.len();\nmsg = `${order_id}`.to_upper();\nadd.call(\"x\") > 1",
             "fn is_ticket(x) { x == \"t\" }\nlet vips = [\"m\"];\nlet big = [1].filter(|x| \"m\" in vips);\nlet t = [\"t\", \"u\"].filter(Fn(\"is_ticket\"));\nt.len() == 1 && vips.contains(\"m\")",
         ] {
             engine
                 .compile_script(fine)
                 .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
             assert_eq!(run_unchecked(&engine, fine), Ok(ScriptVerdict::Pass), "{fine}");
-        }
-    }
-}
-#[cfg(test)]
-mod scratch {
-    #[test]
-    fn scratch_ops() {
-        let engine = crate::script::ScriptEngine::new();
-        for e in [
-            "[1] - [1]",
-            "[f] * 2",
-            "#{a: f} - #{}",
-            "[f] + 1",
-            "1 + [f]",
-            "\"x\" + [f]",
-            "[f] + \"x\"",
-            "-[f]",
-            "[f] % 2",
-            "[f] ** 2",
-            "[f] << 1",
-            "[f] & 1",
-            "[f] | [f]",
-            "[f] ^ 1",
-            "f - 1",
-            "f + 1",
-            "1 + f",
-            "#{a: f} + 1",
-            "'c' + [f]",
-            "[f] + 'c'",
-            "1.5 + [f]",
-            "[f] - \"x\"",
-            "\"x\" - f",
-            "f * 2",
-            "[f] == [f]",
-            "#{a: f} + #{b: 1}",
-            "blob(2) + [f]",
-            "[f] + blob(2)",
-            "() + [f]",
-            "[f] + ()",
-            "true + [f]",
-            "[f] + true",
-            "parse_decimal(\"1\") + [f]",
-            "[f] + parse_decimal(\"1\")",
-            "1 + 2",
-            "\"a\" + 1",
-        ] {
-            let src = format!("let f = || 1;\nlet r = {e};\ntype_of(r)");
-            let out = crate::script::tests::run_unchecked(&engine, &src);
-            eprintln!("SCRATCH {e:<30} => {out:?}");
-        }
-        for e in [
-            "let a = [f]; a -= 1; a",
-            "let a = [f]; a *= 2; a",
-            "let a = #{x: f}; a -= #{}; a",
-            "let a = [1]; a += f; a",
-            "let a = 1; a += [f]; a",
-            "let a = \"s\"; a -= f; a",
-            "let a = \"s\"; a += [f]; a",
-            "let a = 1; a -= f; a",
-        ] {
-            let src = format!("let f = || 1;\nlet r = {{ {e} }};\ntype_of(r) + \" \" + r.len()");
-            let out = crate::script::tests::run_unchecked(&engine, &src);
-            eprintln!("SCRATCH {e:<30} => {out:?}");
         }
     }
 }

@@ -155,7 +155,7 @@ impl Names {
             numbers: request_numbers(ast),
             declared: declared_names(ast),
             functions: ast.iter_functions().map(|f| f.name.to_owned()).collect(),
-            properties: map_properties(ast, &|_| false),
+            properties: map_properties(ast, &super::values::Unknown),
             constants: std::collections::HashMap::new(),
         };
         // A variable's kind from what it is declared with, by the names known without them.

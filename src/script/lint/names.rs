@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use rhai::{ASTFlags, ASTNode, Expr, Position, Stmt, AST};
 
 use super::declared_names;
-use super::values::{assignment_holds_no_closure, holds_no_closure};
+use super::race::{continues_chain, methods_of};
+use super::values::{
+    assignment_holds_no_closure, closure_gives_data, holds_no_closure, Known, Unknown,
+};
 
 /// Rhai's `curry` copies the values it binds into the function pointer, where the sandbox's
 /// size checks do not look: `b.pad(10000, Fn("id").curry(a))` copies a list of 10,000 ten
@@ -72,7 +75,7 @@ pub(in crate::script) fn unknown_function(
     known: &Functions,
 ) -> Option<(String, Position)> {
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
-    let properties = map_properties(ast, &|_| false);
+    let properties = map_properties(ast, &Unknown);
     let declared = declared_names(ast);
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
@@ -210,8 +213,20 @@ fn no_map_object(path: &[ASTNode], declared: &HashSet<String>) -> bool {
 /// name.
 pub(in crate::script) struct Properties {
     names: HashSet<String>,
-    /// Where a key is computed at run time (the first such): any name may be a property.
-    any: Option<Position>,
+    /// Where a value may go under a key that is only known at run time (the first such
+    /// place), and how: any name may be a property.
+    any: Option<(Position, AnyKey)>,
+}
+
+/// How a value may go under any key.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(in crate::script) enum AnyKey {
+    /// `m[k] = v`, `m.set(k, v)`.
+    Computed,
+    /// `this = v` in a closure or a function called on a property.
+    This,
+    /// `d.map(…)`: the closure's values under `d`'s keys.
+    Map,
 }
 
 impl Properties {
@@ -228,8 +243,8 @@ impl Properties {
         self.any.is_some() || self.names.contains(name)
     }
 
-    /// Where a key that may be any name is computed, when `name` is no key written as such.
-    pub(in crate::script) fn computed_for(&self, name: &str) -> Option<Position> {
+    /// Where (and how) a value may go under any key, when `name` is no key written as such.
+    pub(in crate::script) fn computed_for(&self, name: &str) -> Option<(Position, AnyKey)> {
         self.any.filter(|_| !self.names.contains(name))
     }
 
@@ -243,8 +258,8 @@ impl Properties {
 /// A key whose value can hold no closure (`#{ all: 10 }`, `m.count = 0`, `m[k] += 1`) is left
 /// out: nothing can be called through it.
 ///
-/// `data` tells the variables known to hold no closure (see [`super::values`]).
-pub(in crate::script) fn map_properties(ast: &AST, data: &dyn Fn(&str) -> bool) -> Properties {
+/// `known` tells the variables known to hold no closure (see [`super::values`]).
+pub(in crate::script) fn map_properties(ast: &AST, known: &dyn Known) -> Properties {
     let mut properties = Properties {
         names: HashSet::new(),
         any: None,
@@ -255,28 +270,46 @@ pub(in crate::script) fn map_properties(ast: &AST, data: &dyn Fn(&str) -> bool) 
                 properties.names.extend(
                     map.0
                         .iter()
-                        .filter(|(_, value)| !holds_no_closure(value, data))
+                        .filter(|(_, value)| !holds_no_closure(value, known))
                         .map(|(key, _)| key.name.to_string()),
                 );
             }
-            // A map literal of constants only is folded into one value, which holds no
-            // closure.
             Some(ASTNode::Stmt(Stmt::Assignment(assign)))
-                if !assignment_holds_no_closure(assign, data) =>
+                if !assignment_holds_no_closure(assign, known) =>
             {
                 assigned_keys(&assign.1.lhs, assign.0.position(), &mut properties);
+            }
+            // `d.map(|k| …)` gives the closure's values under the keys `d` has, whatever they
+            // are (from a literal of numbers, or from the request): unless those values hold
+            // no closure, any key may hold one.
+            Some(ASTNode::Expr(e @ (Expr::Dot(chain, ..) | Expr::Index(chain, ..))))
+                if !continues_chain(path) =>
+            {
+                for (i, (call, at)) in methods_of(e).into_iter().enumerate() {
+                    let object = (i == 0).then_some(&chain.lhs);
+                    if call.name == "map" && !maps_to_data(ast, object, call.args.first(), known) {
+                        properties.any.get_or_insert((at, AnyKey::Map));
+                    }
+                }
+            }
+            Some(ASTNode::Expr(Expr::FnCall(call, at)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, at)))
+                if call.name == "map"
+                    && !maps_to_data(ast, call.args.first(), call.args.get(1), known) =>
+            {
+                properties.any.get_or_insert((*at, AnyKey::Map));
             }
             // `m.set("over", …)`, `set(m, "over", …)`.
             Some(ASTNode::Expr(Expr::MethodCall(call, at))) if call.name == "set" => {
                 let (key, value) = (call.args.first(), call.args.get(1));
-                set_key(key, value, *at, data, &mut properties);
+                set_key(key, value, *at, known, &mut properties);
             }
             Some(ASTNode::Expr(Expr::FnCall(call, at)))
             | Some(ASTNode::Stmt(Stmt::FnCall(call, at)))
                 if call.name == "set" =>
             {
                 let (key, value) = (call.args.get(1), call.args.get(2));
-                set_key(key, value, *at, data, &mut properties);
+                set_key(key, value, *at, known, &mut properties);
             }
             _ => {}
         }
@@ -285,9 +318,26 @@ pub(in crate::script) fn map_properties(ast: &AST, data: &dyn Fn(&str) -> bool) 
     properties
 }
 
+/// Whether `map` of `object` with `closure` gives values that hold no closure: both known to.
+fn maps_to_data(
+    ast: &AST,
+    object: Option<&Expr>,
+    closure: Option<&Expr>,
+    known: &dyn Known,
+) -> bool {
+    object.is_some_and(|object| holds_no_closure(object, known))
+        && closure.is_some_and(|closure| closure_gives_data(ast, closure, known))
+}
+
 /// The keys an assignment's target names (`over` in `m.over = …`, `m["over"] = …`, `a.b.over =
 /// …`); a computed last key (`m[k] = …`, `m[key.name] = …`) may be any.
 fn assigned_keys(target: &Expr, at: Position, properties: &mut Properties) {
+    // `this = v` in a closure or a function called on a property (`d.contains.put(v)`, or
+    // `d.filter(|k| { this = v; … })`) replaces that property's value: any key may be it.
+    if matches!(target, Expr::ThisPtr(..)) {
+        properties.any.get_or_insert((at, AnyKey::This));
+        return;
+    }
     let mut node = target;
     while let Expr::Dot(chain, options, _) | Expr::Index(chain, options, _) = node {
         // Without `BREAK`, the chain goes on after this key: `m[k].over` is `m` indexed by
@@ -307,7 +357,7 @@ fn assigned_keys(target: &Expr, at: Position, properties: &mut Properties) {
             // An array's element (`a[0] = …`).
             Expr::IntegerConstant(..) => break,
             _ => {
-                properties.any.get_or_insert(at);
+                properties.any.get_or_insert((at, AnyKey::Computed));
                 break;
             }
         }
@@ -332,10 +382,10 @@ fn set_key(
     key: Option<&Expr>,
     value: Option<&Expr>,
     at: Position,
-    data: &dyn Fn(&str) -> bool,
+    known: &dyn Known,
     properties: &mut Properties,
 ) {
-    if value.is_some_and(|value| holds_no_closure(value, data)) {
+    if value.is_some_and(|value| holds_no_closure(value, known)) {
         return;
     }
     match key {
@@ -345,7 +395,7 @@ fn set_key(
         // An array's, a string's or a blob's element (`a.set(0, …)`).
         Some(Expr::IntegerConstant(..)) => {}
         _ => {
-            properties.any.get_or_insert(at);
+            properties.any.get_or_insert((at, AnyKey::Computed));
         }
     }
 }

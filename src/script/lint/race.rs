@@ -33,14 +33,9 @@ pub(in crate::script) fn closure_reads_its_own_object(
             return true;
         };
         // Only the head of a chain holds the variable: `items` in `items.filter(…).len()`, not
-        // the rest of it (nor `i` in `a[i].map(…)`, which Rhai holds as `a` indexed by
-        // `i.map(…)`).
-        if let [.., ASTNode::Expr(parent @ (Expr::Dot(outer, ..) | Expr::Index(outer, ..))), _] =
-            path
-        {
-            if std::ptr::eq(&outer.rhs, *e) && !parent.options().contains(ASTFlags::BREAK) {
-                return true;
-            }
+        // the rest of it.
+        if continues_chain(path) {
+            return true;
         }
         let Expr::Variable(var, ..) = &chain.lhs else {
             return true;
@@ -81,6 +76,19 @@ pub(in crate::script) fn closure_reads_its_own_object(
         true
     });
     found
+}
+
+/// Whether the node at the end of `path` is the rest of a chain (`filter(…).len()` in
+/// `items.filter(…).len()`; `i.map(…)` in `a[i].map(…)`, which Rhai holds as `a` indexed by
+/// `i.map(…)`), rather than its head or an expression of its own (the index that ends a
+/// chain: `v.push(f)` in `w[v.push(f)]`).
+pub(super) fn continues_chain(path: &[ASTNode]) -> bool {
+    match path {
+        [.., ASTNode::Expr(parent @ (Expr::Dot(outer, ..) | Expr::Index(outer, ..))), ASTNode::Expr(e)] => {
+            std::ptr::eq(&outer.rhs, *e) && !parent.options().contains(ASTFlags::BREAK)
+        }
+        _ => false,
+    }
 }
 
 /// Methods that change their object in place: written as a function (`sort(items, …)`), the
