@@ -1076,12 +1076,13 @@ mod tests {
         assert!(ran.contains("data race detected"), "{ran}");
     }
 
-    /// The cycles a third adversarial review built past the check, each refused: an engine
-    /// function changing its first argument (`push(v, f)`), a script's `fn set` hiding
-    /// `Fn("set")`, a change inside an index (`w[v.push(f)]`), a closure variable given another
-    /// closure through `this`, closures put under any key by `map`, by `this = …` in `filter`
-    /// or in a function called on a property. Run without the check, each kept its closure's
-    /// list in memory for good (11 → 425 MB over 3,000 requests with 9,000 elements in it).
+    /// The cycles the third and fourth adversarial reviews built past the check, each
+    /// refused: an engine function changing its first argument (`push(v, f)`), a script's `fn
+    /// set` hiding `Fn("set")`, a change inside an index (`w[v.push(f)]`), a closure variable
+    /// given another closure through `this`, closures put under any key by `map`, by `this = …`
+    /// in `filter` or in a function called on a property, a closure given back by `reduce`.
+    /// Run without the check, each kept its closure's list in memory for good (11 → 425 MB
+    /// over 3,000 requests with 9,000 elements in it).
     #[test]
     fn the_third_reviews_cycles_are_load_errors() {
         let engine = ScriptEngine::new();
@@ -1096,6 +1097,10 @@ mod tests {
             ("let d = #{contains: 0};\nd.filter(|k| { this = |v| { this.v = v; true }; true });\nlet f = || d;\nd.contains([f]);\ntrue", "d", 4, 3),
             ("fn put(v) { this = v; }\nlet d = #{contains: 0};\nd.contains.put(|v| { this.v = v; true });\nlet f = || d;\nd.contains([f]);\ntrue", "d", 5, 3),
             ("let m = payload.custom_data.map(|k| |v| { this.v = v; true });\nlet f = || m;\nm.contains([f]);\ntrue", "m", 3, 3),
+            // A fourth: `reduce` gives its starting value back, here a closure.
+            ("let a = [];\nlet g = [1].reduce(|acc, x| acc, || a);\na = [g];\ntrue", "a", 3, 1),
+            ("let a = 0;\nlet h = || a;\nlet g = [1].reduce_rev(|acc, x| acc, h);\na = #{g: g};\ntrue", "a", 4, 1),
+            ("let a = 0;\nlet g = reduce([1], |acc, x| acc, || a);\na = [g];\ntrue", "a", 3, 1),
         ] {
             let e = engine.compile_script(src).unwrap_err();
             assert!(

@@ -90,9 +90,9 @@ pub(in crate::script) fn holds_no_closure(e: &Expr, known: &dyn Known) -> bool {
             holds_no_closure(&chain.lhs, known)
                 && methods_of(e)
                     .iter()
-                    .all(|(call, _)| engine_call(call, known))
+                    .all(|(call, _)| engine_call(call, 0, known))
         }
-        Expr::FnCall(call, _) if !call.is_operator_call() => engine_call(call, known),
+        Expr::FnCall(call, _) if !call.is_operator_call() => engine_call(call, 1, known),
         Expr::Coalesce(sides, _) => all(sides.iter().collect()),
         Expr::FnCall(call, _) if call.is_operator_call() && call.name == "+" => {
             all(call.args.iter().collect())
@@ -103,14 +103,39 @@ pub(in crate::script) fn holds_no_closure(e: &Expr, known: &dyn Known) -> bool {
     }
 }
 
-/// A call of the engine's function whose arguments hold no closure, or are closures that give
-/// none and read no `this` (`map(|x| x.sku)`, `filter(|x| x.qty > 1)`).
-fn engine_call(call: &rhai::FnCallExpr, known: &dyn Known) -> bool {
-    known.engine_function(call.name.as_str())
-        && call
-            .args
-            .iter()
-            .all(|arg| holds_no_closure(arg, known) || known.gives_data(arg))
+/// The engine's functions that call the closure they are given first (after the object, for a
+/// method) with the object's items, and give back only those items, indices or what the
+/// closure gives — never the closure itself. (`reduce`'s second argument, its starting value,
+/// may be given back as it is: it must hold no closure.)
+const CALLBACKS: [&str; 15] = [
+    "map",
+    "filter",
+    "some",
+    "all",
+    "find",
+    "find_map",
+    "reduce",
+    "reduce_rev",
+    "index_of",
+    "sort",
+    "sort_desc",
+    "dedup",
+    "retain",
+    "drain",
+    "for_each",
+];
+
+/// A call of the engine's function whose arguments hold no closure, but for a callback of
+/// [`CALLBACKS`] (at `callback`: 0 for a method, 1 for a function's) that gives none and reads
+/// no `this` (`map(|x| x.sku)`, `filter(|x| x.qty > 1)`). Any other closure argument may be
+/// given back.
+fn engine_call(call: &rhai::FnCallExpr, callback: usize, known: &dyn Known) -> bool {
+    let name = call.name.as_str();
+    known.engine_function(name)
+        && call.args.iter().enumerate().all(|(i, arg)| {
+            holds_no_closure(arg, known)
+                || (i == callback && CALLBACKS.contains(&name) && known.gives_data(arg))
+        })
 }
 
 fn no_function_in(value: &rhai::Dynamic) -> bool {
