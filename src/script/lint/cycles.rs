@@ -374,9 +374,16 @@ impl<'a> Script<'a> {
                 };
                 let how = how.as_deref();
                 let (message, at) = if inside_closure {
+                    // Collecting into a list (`bad.push(x.sku)`) is written with filter and map;
+                    // adding up, with reduce.
+                    let instead = if how.is_some_and(|how| how.contains("puts a value into")) {
+                        "(let bad = filter(items, |x| x.qty > 4).map(|x| x.sku);)"
+                    } else {
+                        "(let total = reduce(items, |sum, i| sum + i, 0);)"
+                    };
                     (
                         format!(
-                            "{name} is changed inside a closure that captured it{}: a closure shares what it captures, so {name} could come to hold a closure that holds {name} — a cycle never freed, kept in memory after every request; have the closure give the value instead (let total = reduce(items, |sum, i| sum + i, 0);)",
+                            "{name} is changed inside a closure that captured it{}: a closure shares what it captures, so {name} could come to hold a closure that holds {name} — a cycle never freed, kept in memory after every request; have the closure give the value instead {instead}",
                             how.map(|how| format!(" ({how})")).unwrap_or_default()
                         ),
                         at,
@@ -1066,6 +1073,14 @@ mod tests {
             "total is changed inside a closure that captured it: a closure shares what it captures, so total could come to hold a closure that holds total — a cycle never freed, kept in memory after every request; have the closure give the value instead (let total = reduce(items, |sum, i| sum + i, 0);)",
             2,
             21,
+        );
+        // Collecting into a captured list is written with filter and map.
+        assert_refused(
+            &engine,
+            "let bad = [];\n[#{qty: 5, sku: \"a\"}].filter(|x| { if x.qty > 4 { bad.push(x.sku); } true });\nbad.len() == 1",
+            "bad is changed inside a closure that captured it (bad.push(…) puts a value into bad): a closure shares what it captures, so bad could come to hold a closure that holds bad — a cycle never freed, kept in memory after every request; have the closure give the value instead (let bad = filter(items, |x| x.qty > 4).map(|x| x.sku);)",
+            2,
+            55,
         );
         // Run without the check, the recursive one fails on every request.
         let ran = run_unchecked(
