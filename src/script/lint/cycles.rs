@@ -32,7 +32,9 @@ use rhai::{ASTNode, Expr, FnCallExpr, Position, Stmt, AST};
 
 use super::names::{map_properties, AnyKey, Functions, Properties};
 use super::race::{closure_literal, continues_chain, methods_of, STORES};
-use super::values::{assignment_holds_no_closure, closure_gives_data, holds_no_closure, Known};
+use super::values::{
+    assignment_holds_no_closure, closure_gives_data, holds_no_closure, Known, Unknown,
+};
 
 /// Methods that call the closure they are given with their object, or each element of it, as
 /// `this` — which the closure may change.
@@ -54,11 +56,15 @@ const GIVE_THIS: [&str; 14] = [
 ];
 
 /// The first change of a variable after a closure captured it, or inside a closure that
-/// captured it, or a call with `!`: its message and position.
+/// captured it, a call with `!`, or a `break` that gives a variable out of its loop: its
+/// message and position.
 pub(in crate::script) fn captured_variable_changed(
     ast: &AST,
     known: &Functions,
 ) -> Option<(String, Position)> {
+    if let Some(at) = break_with_variable(ast) {
+        return Some((BREAK_WITH_VARIABLE.to_owned(), at));
+    }
     let script = Script::new(ast, known);
     let main = ast.clone_statements_only();
     if let Some(found) = script.changed_in(&main, &[]) {
@@ -73,6 +79,25 @@ pub(in crate::script) fn captured_variable_changed(
         }
     }
     None
+}
+
+const BREAK_WITH_VARIABLE: &str = "break with a value read from a variable gives that variable itself out of the loop, not a copy, and a closure sharing it could then come to hold itself where the checks cannot follow (a cycle never freed); give a variable the value before the break instead (found = x; break;)";
+
+/// Where a loop is left with `break value` whose value may be a variable's own cell: Rhai
+/// hands out a loop's value as it is, so `|| loop { break a; }` called gives `a` itself,
+/// which `g.call().push(g)` or `call(f, loop { break a; })` then write into (a sixth review's
+/// cycles). A value that is no variable's (`break n + 1`, `break "none"`) is a new one.
+fn break_with_variable(ast: &AST) -> Option<Position> {
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::BreakLoop(Some(value), _, at))) = path.last() {
+            if !holds_no_closure(value, &Unknown) {
+                found = Some(*at);
+            }
+        }
+        found.is_none()
+    });
+    found
 }
 
 /// A declaration in one body: a `let`/`const`, a `for` loop (its variables), a `try` (its
@@ -1122,6 +1147,9 @@ mod tests {
             ("let a = [];\nlet g = [1].reduce(|acc, x| acc, || a);\na = [g];\ntrue", "a", 3, 1),
             ("let a = 0;\nlet h = || a;\nlet g = [1].reduce_rev(|acc, x| acc, h);\na = #{g: g};\ntrue", "a", 4, 1),
             ("let a = 0;\nlet g = reduce([1], |acc, x| acc, || a);\na = [g];\ntrue", "a", 3, 1),
+            // A sixth: a loop's `break a` gives `a` itself.
+            ("let a = [];\nlet g = || loop { break a; };\ng.call().push(g);\ntrue", "break", 2, 19),
+            ("let a = #{};\nlet g = || a;\ncall(|x| x.k = g, loop { break a; });\ntrue", "break", 3, 26),
             // A fifth: a closure written into a request variable, read-only as it is, and
             // read back out of it.
             ("let a = 0;\nlet g = || a;\npayload.call(|| { this.k = g; });\na = payload.k;\ntrue", "a", 4, 1),
@@ -1129,8 +1157,12 @@ mod tests {
             ("fn put(v) { this.k = v; }\nlet a = 0;\nlet g = || a;\npayload.put(g);\na = payload.k;\ntrue", "a", 5, 1),
         ] {
             let e = engine.compile_script(src).unwrap_err();
+            let expected = match name {
+                "break" => "break with a value read from a variable".to_owned(),
+                name => format!("{name} is changed here"),
+            };
             assert!(
-                e.message.starts_with(&format!("{name} is changed here")),
+                e.message.starts_with(&expected),
                 "{src}: {}",
                 e.message
             );
@@ -1183,6 +1215,8 @@ mod tests {
             "let items = [#{qty: 5}];\nlet limit = 5;\nlet over = items.some(|x| x.qty > limit);\nlimit = items.len();\n!over && limit == 1",
             "let skus = [];\nlet banned = |s| s in skus;\nskus = [#{sku: \"a\"}].map(|x| x.sku);\nbanned.call(\"a\")",
             "let msg = \"\";\nlet add = |s| msg.len() + s.len();\nmsg = `${order_id}`.to_upper();\nadd.call(\"x\") > 1",
+            // A loop left with a new value, or with none.
+            "let found = 0;\nfor x in [1, 2] { if x == 2 { found = x; break; } }\nlet n = loop { break found + 3; };\nfound == 2 && n == 5",
             "fn is_ticket(x) { x == \"t\" }\nlet vips = [\"m\"];\nlet big = [1].filter(|x| \"m\" in vips);\nlet t = [\"t\", \"u\"].filter(Fn(\"is_ticket\"));\nt.len() == 1 && vips.contains(\"m\")",
         ] {
             engine
