@@ -143,7 +143,7 @@ impl Known for Script<'_> {
 
 /// A variable that the node at the end of a path changes.
 struct Change<'p> {
-    name: &'p str,
+    name: String,
     at: Position,
     /// The expression whose evaluation comes before the change (the value assigned, the call).
     written: ASTNode<'p>,
@@ -396,6 +396,7 @@ impl<'a> Script<'a> {
                 how,
             } in self.changes(path)
             {
+                let name = name.as_str();
                 let declaration = declaration(path, name, &top);
                 let inside_closure = declaration.is_none() && captured.contains(&name);
                 let earlier = captures.get(&(name.to_owned(), declaration));
@@ -460,7 +461,7 @@ impl<'a> Script<'a> {
             {
                 head_variable(&assign.1.lhs)
                     .map(|(name, at)| Change {
-                        name,
+                        name: name.to_owned(),
                         at,
                         written: ASTNode::Expr(&assign.1.rhs),
                         how: None,
@@ -487,7 +488,7 @@ impl<'a> Script<'a> {
                 let object = var.1.as_str();
                 self.native_changes(object, call.name.as_str(), rest, true)
                     .map(|how| Change {
-                        name: object,
+                        name: object.to_owned(),
                         at: *at,
                         written: *node,
                         how: Some(how),
@@ -511,7 +512,7 @@ impl<'a> Script<'a> {
                     }
                     if let Some(how) = self.changes_its_object(object, call) {
                         changed.push(Change {
-                            name: object,
+                            name: object.to_owned(),
                             at,
                             written: ASTNode::Expr(e),
                             how: Some(how),
@@ -651,25 +652,33 @@ fn given_to_call<'p>(args: impl Iterator<Item = &'p Expr>, call: ASTNode<'p>) ->
     given
         .into_iter()
         .map(|(name, at)| Change {
-            name,
-            at,
-            written: call,
             how: Some(format!(
                 "given to call(…), which hands {name} itself, not a copy, to the function it calls"
             )),
+            name,
+            at,
+            written: call,
         })
         .collect()
 }
 
-/// The variables whose own value (their cell, not a copy) `e` may give: a variable, either
-/// side of `??`, the variable a property or item belongs to.
-fn values_of<'p>(e: &'p Expr, out: &mut Vec<(&'p str, Position)>) {
-    match e {
-        Expr::Variable(var, _, at) => out.push((var.1.as_str(), *at)),
-        Expr::Coalesce(sides, _) => sides.iter().for_each(|side| values_of(side, out)),
-        Expr::Dot(chain, ..) | Expr::Index(chain, ..) => values_of(&chain.lhs, out),
-        _ => {}
-    }
+/// The variables whose own value (their cell, not a copy) `e` may give: any variable it reads
+/// outside a closure written in it. Rhai copies most values on the way, but not all: a
+/// variable, either side of `??`, the variable a property or item belongs to, and (at the
+/// optimization level of `when` and `require`) a `switch` arm hand out the cell itself (an
+/// eighth review wrote a closure into `payload` through `call(f, switch amount { … _ =>
+/// payload }, …)`), so every variable read counts.
+fn values_of(e: &Expr, out: &mut Vec<(String, Position)>) {
+    e.walk(&mut Vec::new(), &mut |path: &[ASTNode]| {
+        let in_closure = path
+            .iter()
+            .any(|node| matches!(node, ASTNode::Expr(x) if closure_literal(x).is_some()));
+        if let (false, Some(ASTNode::Expr(Expr::Variable(var, _, at)))) = (in_closure, path.last())
+        {
+            out.push((var.1.to_string(), *at));
+        }
+        true
+    });
 }
 
 /// The name and position of a call with `!` at the end of `path`.
@@ -1128,13 +1137,14 @@ mod tests {
         assert!(ran.contains("data race detected"), "{ran}");
     }
 
-    /// The cycles the third to seventh adversarial reviews built past the check, each
+    /// The cycles the third to eighth adversarial reviews built past the check, each
     /// refused: an engine function changing its first argument (`push(v, f)`), a script's `fn
     /// set` hiding `Fn("set")`, a change inside an index (`w[v.push(f)]`), a closure variable
     /// given another closure through `this`, closures put under any key by `map`, by `this = …`
     /// in `filter` or in a function called on a property, a closure given back by `reduce`, a
     /// closure kept in a request variable, a variable handed out by `break`, a `for` loop's
-    /// variable changed before a closure of a later round captures it.
+    /// variable changed before a closure of a later round captures it, a `switch` arm given to
+    /// `call`.
     /// Run without the check, each kept its closure's list in memory for good (11 → 425 MB
     /// over 3,000 requests with 9,000 elements in it).
     #[test]
@@ -1155,6 +1165,8 @@ mod tests {
             ("let a = [];\nlet g = [1].reduce(|acc, x| acc, || a);\na = [g];\ntrue", "a", 3, 1),
             ("let a = 0;\nlet h = || a;\nlet g = [1].reduce_rev(|acc, x| acc, h);\na = #{g: g};\ntrue", "a", 4, 1),
             ("let a = 0;\nlet g = reduce([1], |acc, x| acc, || a);\na = [g];\ntrue", "a", 3, 1),
+            // An eighth: a `switch` arm given to `call` may hand out the variable itself.
+            ("let a = #{};\ncall(|x, v| { x.k = v }, switch amount { 0 => #{}, _ => a }, || a);\ntrue", "holds a", 2, 65),
             // A seventh: a `for` loop's variable is one cell for all its rounds.
             ("let h = 0;\nfor x in [1, 2] {\n  x = h;\n  h = || x;\n}\ntrue", "x", 3, 3),
             ("let h = 0;\nfor x in [#{}, #{}] {\n  x.k = h;\n  h = #{f: || x};\n}\ntrue", "x", 3, 3),
@@ -1168,9 +1180,10 @@ mod tests {
             ("fn put(v) { this.k = v; }\nlet a = 0;\nlet g = || a;\npayload.put(g);\na = payload.k;\ntrue", "a", 5, 1),
         ] {
             let e = engine.compile_script(src).unwrap_err();
-            let expected = match name {
-                "break" => "break with a value read from a variable".to_owned(),
-                name => format!("{name} is changed here"),
+            let expected = match name.split_once(' ') {
+                _ if name == "break" => "break with a value read from a variable".to_owned(),
+                Some(("holds", name)) => format!("the closure given to {name} captures {name}"),
+                _ => format!("{name} is changed here"),
             };
             assert!(
                 e.message.starts_with(&expected),
@@ -1179,6 +1192,25 @@ mod tests {
             );
             assert_eq!((e.line, e.column), (line, column), "{src}: {}", e.message);
         }
+    }
+
+    /// In `when` and `require` too, whose optimization lets a `switch` arm hand out the
+    /// request variable itself (an eighth review: 28 → 169 MB in 1,000 requests, debug build).
+    #[test]
+    fn expressions_cannot_give_a_request_variable_a_closure_either() {
+        let engine = ScriptEngine::new();
+        let e = engine
+            .compile_expression(
+                "type_of(call(|x, v| { x.k = v }, switch amount { 0 => #{}, _ => payload }, || payload)) == \"()\"",
+                &[],
+            )
+            .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("the closure given to payload captures payload"),
+            "{}",
+            e.message
+        );
     }
 
     /// Changes before any capture, reads after one, closures that leave `this` alone, and
