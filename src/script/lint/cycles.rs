@@ -502,7 +502,7 @@ impl<'a> Script<'a> {
                     return Vec::new();
                 }
                 let Expr::Variable(var, ..) = &chain.lhs else {
-                    return Vec::new();
+                    return self.changes_through(e, &chain.lhs);
                 };
                 let object = var.1.as_str();
                 let mut changed = Vec::new();
@@ -523,6 +523,34 @@ impl<'a> Script<'a> {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The changes of a chain `e` whose head is no variable: its value may still be a
+    /// variable's own cell (a closure ending in a `switch`, as `when` and `require` are
+    /// optimised: `(|| switch amount { … _ => payload }).call().call(|v| this.k = v, …)`, a
+    /// ninth review), so a method that may change its object changes every variable the head
+    /// reads.
+    fn changes_through<'p>(&self, e: &'p Expr, head: &Expr) -> Vec<Change<'p>> {
+        // A closure at the head is called by the chain: what it gives counts.
+        let mut read = Vec::new();
+        variables_read(head, &mut read);
+        let mut changed = Vec::new();
+        for (call, at) in methods_of(e) {
+            if call.name == "call" {
+                changed.extend(given_to_call(call.args.iter(), ASTNode::Expr(e)));
+            }
+            for (name, _) in &read {
+                if let Some(how) = self.changes_its_object(name, call) {
+                    changed.push(Change {
+                        name: name.clone(),
+                        at,
+                        written: ASTNode::Expr(e),
+                        how: Some(how),
+                    });
+                }
+            }
+        }
+        changed
     }
 
     /// Why a method call on `object` may write into it, if it may.
@@ -662,19 +690,23 @@ fn given_to_call<'p>(args: impl Iterator<Item = &'p Expr>, call: ASTNode<'p>) ->
         .collect()
 }
 
-/// The variables whose own value (their cell, not a copy) `e` may give: any variable it reads
-/// outside a closure written in it. Rhai copies most values on the way, but not all: a
-/// variable, either side of `??`, the variable a property or item belongs to, and (at the
-/// optimization level of `when` and `require`) a `switch` arm hand out the cell itself (an
-/// eighth review wrote a closure into `payload` through `call(f, switch amount { … _ =>
-/// payload }, …)`), so every variable read counts.
+/// The variables whose own value (their cell, not a copy) `e` may give: any variable it reads,
+/// also inside a closure called in it. Rhai copies most values on the way, but not all: a
+/// variable, either side of `??`, the variable a property or item belongs to, and (as `when`
+/// and `require` are optimised) a `switch` arm, or a closure ending in one, hand out the cell
+/// itself (the eighth and ninth reviews wrote a closure into `payload` through `call(f, switch
+/// amount { … _ => payload }, …)` and `call(f, call(|| switch …), …)`), so every variable read
+/// counts. A closure that is `e` itself is given as a closure, not as what it would give.
 fn values_of(e: &Expr, out: &mut Vec<(String, Position)>) {
+    if closure_literal(e).is_none() {
+        variables_read(e, out);
+    }
+}
+
+/// Every variable `e` reads, also inside the closures written in it.
+fn variables_read(e: &Expr, out: &mut Vec<(String, Position)>) {
     e.walk(&mut Vec::new(), &mut |path: &[ASTNode]| {
-        let in_closure = path
-            .iter()
-            .any(|node| matches!(node, ASTNode::Expr(x) if closure_literal(x).is_some()));
-        if let (false, Some(ASTNode::Expr(Expr::Variable(var, _, at)))) = (in_closure, path.last())
-        {
+        if let Some(ASTNode::Expr(Expr::Variable(var, _, at))) = path.last() {
             out.push((var.1.to_string(), *at));
         }
         true
@@ -1137,7 +1169,7 @@ mod tests {
         assert!(ran.contains("data race detected"), "{ran}");
     }
 
-    /// The cycles the third to eighth adversarial reviews built past the check, each
+    /// The cycles the third to ninth adversarial reviews built past the check, each
     /// refused: an engine function changing its first argument (`push(v, f)`), a script's `fn
     /// set` hiding `Fn("set")`, a change inside an index (`w[v.push(f)]`), a closure variable
     /// given another closure through `this`, closures put under any key by `map`, by `this = …`
@@ -1165,6 +1197,9 @@ mod tests {
             ("let a = [];\nlet g = [1].reduce(|acc, x| acc, || a);\na = [g];\ntrue", "a", 3, 1),
             ("let a = 0;\nlet h = || a;\nlet g = [1].reduce_rev(|acc, x| acc, h);\na = #{g: g};\ntrue", "a", 4, 1),
             ("let a = 0;\nlet g = reduce([1], |acc, x| acc, || a);\na = [g];\ntrue", "a", 3, 1),
+            // A ninth: so may a closure ending in one, given on or called on.
+            ("let a = #{};\ncall(|x, v| { x.k = v }, call(|| switch amount { 0 => #{}, _ => a }), || a);\ntrue", "holds amount", 2, 41),
+            ("let a = #{};\n(|| switch amount { 0 => #{}, _ => a }).call().call(|v| { this.k = v }, || a);\ntrue", "holds amount", 2, 12),
             // An eighth: a `switch` arm given to `call` may hand out the variable itself.
             ("let a = #{};\ncall(|x, v| { x.k = v }, switch amount { 0 => #{}, _ => a }, || a);\ntrue", "holds a", 2, 65),
             // A seventh: a `for` loop's variable is one cell for all its rounds.
