@@ -271,7 +271,10 @@ impl ScriptEngine {
             .compile_expression_with_scope(&compile_scope(extra), src)
             .map_err(|e| parse_error(src, extra, &e))
             .and_then(|ast| {
-                match lint::not_a_condition(&ast).or_else(|| lint::in_place_result(&ast, false)) {
+                match lint::not_a_condition(&ast)
+                    .or_else(|| lint::in_place_result(&ast, false))
+                    .or_else(|| lint::switch_arm_reads_variable(&ast))
+                {
                     Some((message, at)) => Err(lint_error(message, at)),
                     None => Ok(ast),
                 }

@@ -38,7 +38,7 @@ mod sizes;
 mod source_text;
 mod text;
 mod values;
-pub(super) use cycles::captured_variable_changed;
+pub(super) use cycles::{captured_variable_changed, switch_arm_reads_variable};
 pub(super) use dropped::dropped_value;
 pub(super) use mismatch::{number_method_on_text, text_compared_with_number, unknown_property};
 pub(crate) use names::fetched_names;

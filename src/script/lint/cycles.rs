@@ -81,6 +81,41 @@ pub(in crate::script) fn captured_variable_changed(
     None
 }
 
+/// A `switch` arm in a `when` or `require` whose value reads a variable: as Rhai optimises
+/// expressions, such an arm (or a closure ending in the `switch`) hands out the variable's own
+/// cell rather than a copy, which a closure could then be written into where the checks cannot
+/// follow — three adversarial reviews built cycles through `payload` that way. Arms of
+/// constants, and what operators make of variables (`amount * 2`), are new values.
+pub(in crate::script) fn switch_arm_reads_variable(ast: &AST) -> Option<(String, Position)> {
+    let mut found = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Switch(switch, _))) = path.last() {
+            found = switch
+                .1
+                .expressions
+                .iter()
+                .map(|arm| arm_value(&arm.rhs))
+                .find(|value| !holds_no_closure(value, &Unknown))
+                .map(|value| (SWITCH_ARM_VARIABLE.to_owned(), value.position()));
+        }
+        found.is_none()
+    });
+    found
+}
+
+const SWITCH_ARM_VARIABLE: &str = "a switch arm in a when or require that gives a variable's value hands out the variable itself, not a copy, where the checks against closures that hold themselves cannot follow; give constants in the arms (switch api { \"v1\" => 1000000, _ => 3000000 }), or write a script";
+
+/// The value of a `switch` arm: its expression, inside the block Rhai may wrap it in.
+fn arm_value(e: &Expr) -> &Expr {
+    match e {
+        Expr::Stmt(block) => match block.statements() {
+            [Stmt::Expr(inner)] => arm_value(inner),
+            _ => e,
+        },
+        _ => e,
+    }
+}
+
 const BREAK_WITH_VARIABLE: &str = "break with a value read from a variable gives that variable itself out of the loop, not a copy, and a closure sharing it could then come to hold itself where the checks cannot follow (a cycle never freed); give a variable the value before the break instead (found = x; break;)";
 
 /// Where a loop is left with `break value` whose value may be a variable's own cell: Rhai
@@ -1242,9 +1277,45 @@ mod tests {
             .unwrap_err();
         assert!(
             e.message
-                .starts_with("the closure given to payload captures payload"),
+                .starts_with("a switch arm in a when or require that gives a variable's value"),
             "{}",
             e.message
+        );
+    }
+
+    /// A `switch` arm that gives a variable's value is refused in `when` and `require` (a
+    /// tenth review reached the cell through a closure given to `call` and through `reduce`);
+    /// arms of constants are fine there, and in scripts, which Rhai does not optimise, any arm.
+    #[test]
+    fn a_switch_arm_giving_a_variable_is_refused_in_expressions() {
+        let engine = ScriptEngine::new();
+        for src in [
+            "type_of(call(|g| g.call().call(|v| { this.k = v }, || payload), || switch amount { 0 => #{}, _ => payload })) == \"()\"",
+            "type_of([|| switch amount { 0 => #{}, _ => payload }].reduce(|acc, g| g.call().call(|v| { this.k = v }, || payload), 0)) != \"x\"",
+            "switch api { \"v1\" => amount, _ => 5 } > 3",
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert!(
+                e.message.starts_with("a switch arm in a when or require that gives a variable's value"),
+                "{src}: {}",
+                e.message
+            );
+        }
+        engine
+            .compile_expression(
+                "amount <= switch api { \"v1\" => 1000000, _ => 3000000 }",
+                &[],
+            )
+            .unwrap();
+        engine
+            .compile_expression(
+                "switch api { \"v1\" => amount * 2, _ => amount + 1 } > 3",
+                &[],
+            )
+            .unwrap();
+        crate::script::tests::scripts_load(
+            &engine,
+            &["let cap = 5;\nlet limit = switch api { \"v1\" => cap, _ => 7 };\nlimit > 3"],
         );
     }
 
