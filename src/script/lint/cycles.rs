@@ -216,10 +216,11 @@ impl<'a> Script<'a> {
         let mut externals = HashMap::new();
         let mut given: HashMap<String, Vec<Option<String>>> = HashMap::new();
         let mut pointers = false;
-        let own_names: HashSet<&str> = ast
+        let own: HashSet<String> = ast
             .iter_functions()
             .map(|f| f.name)
             .filter(|name| !name.starts_with("anon$"))
+            .map(str::to_owned)
             .collect();
         ast.walk(&mut |path: &[ASTNode]| {
             match path.last() {
@@ -266,7 +267,7 @@ impl<'a> Script<'a> {
                 // engine's `set` when the script's takes another number of arguments).
                 pointers |= call.name == "Fn"
                     && !matches!(call.args.as_slice(), [Expr::StringConstant(f, _)]
-                        if own_names.contains(f.as_str()) && !known.contains_key(f.as_str()));
+                        if own.contains(f.as_str()) && !known.contains_key(f.as_str()));
             }
             true
         });
@@ -286,10 +287,8 @@ impl<'a> Script<'a> {
             })
             .collect();
         let mut use_this = HashSet::new();
-        let mut own = HashSet::new();
         for (f, one) in super::each_function(ast) {
             if !f.name.starts_with("anon$") {
-                own.insert(f.name.to_string());
                 continue;
             }
             let mut this = false;

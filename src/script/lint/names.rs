@@ -260,10 +260,7 @@ impl Properties {
 ///
 /// `known` tells the variables known to hold no closure (see [`super::values`]).
 pub(in crate::script) fn map_properties(ast: &AST, known: &dyn Known) -> Properties {
-    let mut properties = Properties {
-        names: HashSet::new(),
-        any: None,
-    };
+    let mut properties = Properties::none();
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
             Some(ASTNode::Expr(Expr::Map(map, _))) => {
