@@ -4,6 +4,7 @@
 //! shape error of the file is reported, not only the first ([`parse_rule_file`]).
 
 mod document;
+mod flow;
 mod hints;
 mod locate;
 mod rule_file;

@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::flow::open_flow;
 use super::hints::hint;
 use super::locate::{locate_key, Find, Seg};
 use super::scalar::Text;
@@ -104,11 +105,24 @@ fn syntax_error(src: &str, e: &serde_yaml::Error) -> ParseError {
     };
     let mut location = error_location(e);
     let mut message = problem.replace('`', "\"");
+    // A `{` or `[` left open at the end of its line, which libyaml gives no start for.
+    let mut left_open = None;
     if let Some(context) = context {
-        let (what, start) = match context.split_once(" at line ") {
+        let (mut what, mut start) = match context.split_once(" at line ") {
             Some((what, at)) => (what, parse_line_column(at)),
             None => (context, None),
         };
+        if start.is_none() && what == "parsing a flow node" {
+            if let Some((open, c)) = open_flow(src, location) {
+                what = if c == '{' {
+                    "parsing a flow mapping"
+                } else {
+                    "parsing a flow sequence"
+                };
+                start = Some(open);
+                left_open = (open.line < location.line).then_some(c);
+            }
+        }
         match start {
             // libyaml notices a missing `:` lines later; the key that lacks it is where it began.
             Some(start) if message.starts_with("could not find expected ':'") => {
@@ -131,10 +145,10 @@ fn syntax_error(src: &str, e: &serde_yaml::Error) -> ParseError {
     if let Some(hint) = hint(src, location, &message) {
         message.push_str(": ");
         message.push_str(&hint);
-    } else if message.contains("expected ',' or '}'") {
+    } else if message.contains("expected ',' or '}'") || left_open == Some('{') {
         message
             .push_str(": a flow mapping { ... } needs a \",\" between entries and a closing \"}\"");
-    } else if message.contains("expected ',' or ']'") {
+    } else if message.contains("expected ',' or ']'") || left_open == Some('[') {
         message
             .push_str(": a flow sequence [ ... ] needs a \",\" between items and a closing \"]\"");
     }

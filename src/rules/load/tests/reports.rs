@@ -724,6 +724,24 @@ fn messages_say_what_the_yaml_should_hold() {
             r#"did not find expected ',' or ']' before the end of the file (while parsing a flow sequence that starts here): a flow sequence [ ... ] needs a "," between items and a closing "]""#,
         ),
         (
+            "a flow mapping left open at the end of its line, at the end of the file",
+            "rules:\n  - name: a\n    reason: x\n    amount: {\n",
+            (4, 13),
+            r#"did not find expected node content before the end of the file (while parsing a flow mapping that starts here): a flow mapping { ... } needs a "," between entries and a closing "}""#,
+        ),
+        (
+            "a flow mapping left open at the end of its line, with a rule after it",
+            "rules:\n  - name: a\n    reason: x\n    amount: {\n  - name: b\n    reason: y\n    amount: { min: 1 }\n",
+            (5, 3),
+            r#"did not find expected node content (while parsing a flow mapping that starts at line 4 column 13): a flow mapping { ... } needs a "," between entries and a closing "}""#,
+        ),
+        (
+            "a flow sequence left open at the end of its line",
+            "rules: [\n",
+            (1, 8),
+            r#"did not find expected node content before the end of the file (while parsing a flow sequence that starts here): a flow sequence [ ... ] needs a "," between items and a closing "]""#,
+        ),
+        (
             "a sequence at the top",
             "- rules: []\n",
             (1, 1),
