@@ -201,7 +201,7 @@ async fn admin_reload_is_synchronous() {
         a.body["errors"][0]
             .as_str()
             .unwrap()
-            .contains("default.yaml:2:1: did not find expected node content"),
+            .contains("default.yaml:1:8: did not find expected node content"),
         "{:?}",
         a.body
     );

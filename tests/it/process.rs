@@ -337,7 +337,7 @@ async fn every_reason_not_to_start_is_reported_at_once() {
         ],
     )
     .await;
-    assert!(stderr.contains("default.yaml:2:1: "), "{stderr}");
+    assert!(stderr.contains("default.yaml:1:8: "), "{stderr}");
     assert!(
         stderr.contains("/nonexistent/d.jsonl: cannot open decision log: "),
         "{stderr}"
