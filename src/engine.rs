@@ -45,14 +45,43 @@ use crate::upstream::Upstreams;
 mod calls;
 mod check;
 
-/// Frees `value` on a blocking thread (inline outside a runtime). A large upstream answer is
-/// tens of thousands of allocations; freed on an async worker, it holds up that worker's
-/// deadline timers, and with a few such answers at once, answers went out past their deadline.
+/// Frees `value` on the one thread kept for it (inline outside a runtime). A large upstream
+/// answer is tens of thousands of allocations; freed on an async worker, it holds up that
+/// worker's deadline timers, and with a few such answers at once, answers went out past their
+/// deadline. Freed on a blocking thread each, sixty requests' answers at once kept as many
+/// threads busy, and the workers' share of two CPUs fell so low that their timers fired 15 ms
+/// late: one thread (see [`freeing_thread`]) frees them one by one.
 pub(crate) fn free_in_background<T: Send + 'static>(value: T) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(value))),
-        Err(_) => drop(value),
+    if tokio::runtime::Handle::try_current().is_err() {
+        return drop(value);
     }
+    if let Err(returned) = freeing_thread().send(Box::new(value)) {
+        // The thread could not be started: freed here, as outside a runtime.
+        drop(returned.0);
+    }
+}
+
+type Garbage = Box<dyn Send>;
+
+/// The thread that frees what [`free_in_background`] is given, started on first use.
+fn freeing_thread() -> &'static std::sync::mpsc::Sender<Garbage> {
+    static SENDER: std::sync::OnceLock<std::sync::mpsc::Sender<Garbage>> =
+        std::sync::OnceLock::new();
+    SENDER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Garbage>();
+        let started = std::thread::Builder::new()
+            .name("confirm-proxy-free".into())
+            .spawn(move || {
+                // Ends when every sender is gone, which for a static one is never.
+                for garbage in rx {
+                    drop(garbage);
+                }
+            });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "could not start the thread that frees large answers; they are freed where they are dropped");
+        }
+        tx
+    })
 }
 
 /// Why a shadow rule ended as an error at the shadow cut-off; each place that cuts one off

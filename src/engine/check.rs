@@ -297,9 +297,10 @@ impl Run<'_, '_> {
             Ok(r) => r,
             Err(e) => return Verdict::Error(format!("fetch from {}: {e}", f.upstream.name)),
         };
-        // A large answer becomes Rhai's values on a blocking thread, where the deadline timer
-        // can still end the wait (see `BIG_BODY`).
-        // So is its copy for `fetched`, and what is left of it is freed on one too.
+        // A large answer becomes Rhai's values, and their copy for `fetched`, on a blocking
+        // thread, where the deadline timer can still end the wait (see `BIG_BODY`), and with a
+        // turn: more such threads than CPUs would only take the CPUs from the runtime's
+        // workers, whose timers then fire late. What is left of it is freed in the background.
         let large = resp.size >= crate::upstream::BIG_BODY;
         let (resp, response) = if large {
             let converted = {
@@ -309,28 +310,22 @@ impl Run<'_, '_> {
                 };
                 tokio::task::spawn_blocking(move || {
                     let dynamic = response_dynamic(&resp);
-                    (resp, dynamic)
+                    let copy = dynamic.clone().into_read_only();
+                    (resp, dynamic, copy)
                 })
                 .await
             };
-            let failed =
-                |e| Verdict::Error(format!("reading the answer of {}: {e}", f.upstream.name));
-            let (resp, dynamic) = match converted {
-                Ok(both) => both,
-                Err(e) => return failed(e),
-            };
-            // The copy needs no turn: it runs no Rhai, and queued behind other answers'
-            // conversions it would only wait.
-            let copied = tokio::task::spawn_blocking(move || {
-                let copy = dynamic.clone().into_read_only();
-                (dynamic, copy)
-            });
-            match copied.await {
-                Ok((dynamic, copy)) => {
+            match converted {
+                Ok((resp, dynamic, copy)) => {
                     scope.set_fetched_copy(&rule.name, copy);
                     (resp, dynamic)
                 }
-                Err(e) => return failed(e),
+                Err(e) => {
+                    return Verdict::Error(format!(
+                        "reading the answer of {}: {e}",
+                        f.upstream.name
+                    ))
+                }
             }
         } else {
             let dynamic = response_dynamic(&resp);
