@@ -237,6 +237,31 @@ mod tests {
     }
 
     #[test]
+    fn integer_amounts_beyond_a_float_compare_exactly() {
+        // 2^53 + 1, which a float rounds to 2^53: as an INT, Rhai's INT/f64 operators would
+        // find it equal to 9007199254740992.0 and below 1e16 + 1.
+        assert_all(
+            "9007199254740993",
+            &[
+                "type_of(amount) == \"decimal\"",
+                "amount > 9007199254740992.0 && !(amount <= 9007199254740992.0)",
+                "amount == 9007199254740993 && amount > 9007199254740992",
+                "amount < 1e16 && amount > 1000",
+                "amount % 2 == 1",
+            ],
+        );
+        assert_all(
+            "10000000000000001",
+            &["amount > 1e16 && !(amount == 1e16)", "1e16 < amount"],
+        );
+        // 2^53 itself is exact in a float, and stays an INT.
+        assert_all(
+            "9007199254740992",
+            &["type_of(amount) == \"i64\"", "amount == 9007199254740992.0"],
+        );
+    }
+
+    #[test]
     fn decimal_and_integer_mix_in_both_orders() {
         // Rhai's own Decimal/INT operators.
         assert_all(

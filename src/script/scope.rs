@@ -154,11 +154,15 @@ fn template_with(values: [Dynamic; REQUEST_VARS.len()]) -> Scope<'static> {
     scope
 }
 
-/// Integers stay `INT` so `amount >= 1000` reads naturally; fractions are exact `Decimal`s.
+/// Integers stay `INT` so `amount >= 1000` reads naturally; fractions are exact `Decimal`s,
+/// and so are integers beyond 2^53: Rhai compares an `INT` with a float literal in floating
+/// point, where 9007199254740993 equals 9007199254740992.0 (a `Decimal` compares exactly, see
+/// [`numbers`](super::numbers)).
 fn amount_dynamic(value: Decimal, as_int: Option<i64>) -> Dynamic {
+    const EXACT_IN_A_FLOAT: i64 = 1 << 53;
     match as_int {
-        Some(i) => Dynamic::from_int(i),
-        None => Dynamic::from_decimal(value),
+        Some(i) if i.abs() <= EXACT_IN_A_FLOAT => Dynamic::from_int(i),
+        _ => Dynamic::from_decimal(value),
     }
 }
 
