@@ -348,6 +348,7 @@ impl FileCompiler<'_, '_> {
                 name: r.name.clone(),
                 fetch: r.fetch.is_some(),
                 off: r.mode == Some(Mode::Off),
+                shadow: r.mode == Some(Mode::Shadow),
             })
             .collect();
         for (position, (i, raw_rule)) in file.rules.iter().enumerate() {
@@ -476,13 +477,16 @@ impl FileCompiler<'_, '_> {
             .compile_expression(src, extra)
             .and_then(|ast| self.fetched_checked(ast));
         match compiled {
-            Ok(ast) => Some(Expr {
-                src: src.to_owned(),
-                ast,
-                native: Native::recognise(src),
-                file: self.name.clone(),
-                origin: yaml::Origin::new(self.src.clone(), path),
-            }),
+            Ok(ast) => {
+                self.warn_shadow_fetched(path, &ast);
+                Some(Expr {
+                    src: src.to_owned(),
+                    ast,
+                    native: Native::recognise(src),
+                    file: self.name.clone(),
+                    origin: yaml::Origin::new(self.src.clone(), path),
+                })
+            }
             Err(e) => {
                 let scalar = yaml::locate(&self.src, path);
                 let at = yaml::position_in_scalar(&self.src, scalar, src, e.line, e.column);
@@ -550,6 +554,33 @@ impl FileCompiler<'_, '_> {
     }
 }
 
+impl FileCompiler<'_, '_> {
+    /// Warns, at `path`, about each shadow rule whose answer `ast` reads from `fetched` when
+    /// the rule being compiled is enforced: the trial would decide payments after all, and
+    /// whether its answer is there at all depends on the shadow cut-off.
+    fn warn_shadow_fetched(&mut self, path: &[Seg<'_>], ast: &rhai::AST) {
+        let reader = self.rule_order.get(self.current_rule);
+        if reader.is_none_or(|r| r.off || r.shadow) {
+            return;
+        }
+        let mut named = Vec::new();
+        for (name, _) in crate::script::fetched_names(ast) {
+            let shadow = self.rule_order.iter().any(|r| r.name == name && r.shadow);
+            if shadow && !named.contains(&name) {
+                named.push(name);
+            }
+        }
+        for name in named {
+            self.warn(
+                path,
+                format!(
+                    "fetched[\"{name}\"] is the answer of a shadow rule, read by an enforced rule: the trial decides payments after all, and when it is cut off at half the deadline its answer is missing and on_error decides; make \"{name}\" enforced, or let this rule make the call itself"
+                ),
+            );
+        }
+    }
+}
+
 /// A rule of the file being compiled, as `fetched["name"]` sees it.
 struct RuleEntry {
     name: String,
@@ -557,6 +588,8 @@ struct RuleEntry {
     fetch: bool,
     /// It has `mode: off`: it never runs.
     off: bool,
+    /// It has `mode: shadow`: it never decides.
+    shadow: bool,
 }
 
 /// Below this a deadline is most likely a slip of the unit (`3ms` for `3s`).

@@ -491,10 +491,13 @@ impl FileCompiler<'_, '_> {
             .compile_script(&src)
             .and_then(|ast| self.fetched_checked(ast));
         match compiled {
-            Ok(ast) => Some(Check::Script {
-                path: rel.to_owned(),
-                ast,
-            }),
+            Ok(ast) => {
+                self.warn_shadow_fetched(at, &ast);
+                Some(Check::Script {
+                    path: rel.to_owned(),
+                    ast,
+                })
+            }
             Err(e) => {
                 // Errors inside a script are reported against the script, where the fix is.
                 self.errors.push(LoadError {

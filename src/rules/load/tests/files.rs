@@ -1319,6 +1319,49 @@ rules:
     );
 }
 
+/// An enforced rule reading a shadow rule's answer makes the trial decide payments: a
+/// warning, once per name, at the expression or the rule's `script:`; shadow and off readers
+/// are not warned about.
+#[test]
+fn an_enforced_rule_reading_a_shadow_rules_answer_is_warned_about() {
+    let dir = default_file(
+        r#"upstreams:
+  shop: { url: "http://shop.test" }
+rules:
+  - name: trial
+    fetch: { upstream: shop, path: /stock }
+    mode: shadow
+    reason: r
+  - name: stock
+    fetch: { upstream: shop, path: /stock }
+    reason: r
+  - name: uses-trial
+    require: 'fetched["trial"].body.left > 0 && fetched.trial.status == 200 && fetched["stock"] != ()'
+    reason: r
+  - name: trial-too
+    require: 'fetched["trial"] != ()'
+    mode: shadow
+    reason: r
+  - name: off-too
+    require: 'fetched["trial"] != ()'
+    mode: off
+    reason: r
+  - name: scripted
+    script: check.rhai
+"#,
+    );
+    dir.write("check.rhai", "fetched[\"trial\"] != ()\n");
+    let rules = dir.ok();
+    let warning = r#"fetched["trial"] is the answer of a shadow rule, read by an enforced rule: the trial decides payments after all, and when it is cut off at half the deadline its answer is missing and on_error decides; make "trial" enforced, or let this rule make the call itself"#;
+    assert_eq!(
+        rules.warnings,
+        [
+            dir.at(DEFAULT, 12, 14, warning),
+            dir.at(DEFAULT, 23, 13, warning)
+        ]
+    );
+}
+
 /// `fetched` holds the answers of earlier fetch rules; any other name reads `()` on every
 /// request, so a `require` on it refuses every payment. Named at the key, in expressions and
 /// scripts alike.
