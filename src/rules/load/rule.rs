@@ -131,10 +131,22 @@ impl FileCompiler<'_, '_> {
         if self.errors.len() > errors_before {
             return None;
         }
+        let mode = raw.mode.unwrap_or_default();
+        // A trial is read as a dry run; a call that may change something at the merchant is
+        // made all the same.
+        let sends = match &check {
+            Some(Check::Forward(_)) => Some(("forward", "forward")),
+            Some(Check::Fetch(f)) if f.method == HttpMethod::POST => Some(("fetch", "POST fetch")),
+            Some(Check::Fetch(f)) if f.method == HttpMethod::PUT => Some(("fetch", "PUT fetch")),
+            _ => None,
+        };
+        if let (super::super::Mode::Shadow, Some((key, what))) = (mode, sends) {
+            self.warn(&path(key), format_args!("rule \"{name}\": a shadow {what} is still sent to the merchant, which may act on it (reserve stock, confirm the order); only its answer is ignored; to try it without side effects, use a rule test with canned answers (confirm-proxy test) or eval --dry-run"));
+        }
         Some(Rule {
             name: name.into(),
             when,
-            mode: raw.mode.unwrap_or_default(),
+            mode,
             on_error: raw.on_error,
             reason,
             check: check?,

@@ -1362,6 +1362,51 @@ rules:
     );
 }
 
+/// A shadow rule is taken for a dry run, but a forward or a POST/PUT fetch reaches the
+/// merchant all the same: a warning at its key; a shadow GET fetch is no side effect.
+#[test]
+fn a_shadow_call_that_may_change_something_at_the_merchant_is_warned_about() {
+    let dir = default_file(
+        r#"upstreams:
+  shop: { url: "http://shop.test" }
+rules:
+  - name: trial-stock
+    fetch: { upstream: shop, path: /stock }
+    mode: shadow
+    reason: r
+  - name: trial-reserve
+    fetch: { upstream: shop, method: PUT, path: /reserve }
+    mode: shadow
+    reason: r
+  - name: trial-confirm
+    mode: shadow
+    forward: { upstream: shop, path: /confirm }
+  - name: reserve
+    fetch: { upstream: shop, method: POST, path: /reserve }
+    reason: r
+"#,
+    );
+    let rules = dir.ok();
+    let side_effects = "is still sent to the merchant, which may act on it (reserve stock, confirm the order); only its answer is ignored; to try it without side effects, use a rule test with canned answers (confirm-proxy test) or eval --dry-run";
+    assert_eq!(
+        rules.warnings,
+        [
+            dir.at(
+                DEFAULT,
+                9,
+                12,
+                &format!(r#"rule "trial-reserve": a shadow PUT fetch {side_effects}"#)
+            ),
+            dir.at(
+                DEFAULT,
+                14,
+                14,
+                &format!(r#"rule "trial-confirm": a shadow forward {side_effects}"#)
+            ),
+        ]
+    );
+}
+
 /// `fetched` holds the answers of earlier fetch rules; any other name reads `()` on every
 /// request, so a `require` on it refuses every payment. Named at the key, in expressions and
 /// scripts alike.
