@@ -9,6 +9,17 @@ use super::{lint, CompileError, ScriptError, MAX_OPERATIONS};
 const READ_ONLY_HINT: &str =
     " (the request variables are read-only; copy one with `let` to work on a copy)";
 
+/// Appended to a size-limit error: what the limits are, and how a large upstream answer, which
+/// may hold more than they allow, can still be read — Rhai checks the whole object after a
+/// method call on it (it may have grown), and every value a function gives.
+fn too_large_hint() -> String {
+    use super::{MAX_ARRAY_SIZE, MAX_MAP_SIZE, MAX_STRING_SIZE};
+    format!(
+        " (sandbox limits: {} KiB of text, {MAX_ARRAY_SIZE} list items, {MAX_MAP_SIZE} map entries, each counted together with everything inside the value; a larger answer can still be read field by field (response.body.items[0].sku), counted with len(response.body.items) and walked with for, but a method called on it (response.body.items.len()) or a value as large made from it fails)",
+        MAX_STRING_SIZE / 1024
+    )
+}
+
 /// Appended to the error of reading a property or an item of `()`.
 const UNIT_HINT: &str = " (the value is (): a field missing from the payload or from an answer reads as (); read it with ?. or ?[ (payload.custom_data?.vip), which gives () instead of failing, or test it first (if x != () { … }))";
 
@@ -252,6 +263,9 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
                     | EvalAltResult::ErrorNonPureMethodCallOnConstant(..)
             ) {
                 s.push_str(READ_ONLY_HINT);
+            }
+            if matches!(cause, EvalAltResult::ErrorDataTooLarge(..)) {
+                s.push_str(&too_large_hint());
             }
             let unit_argument = match cause {
                 EvalAltResult::ErrorFunctionNotFound(..) => {

@@ -127,6 +127,43 @@ async fn fetch_require_on_a_text_body_is_an_error() {
     assert_eq!(summary(&d), APPROVED);
 }
 
+/// An answer may hold more than the sandbox lets a script value hold (here 80 KB of text in
+/// one list): it is read field by field and counted all the same; a method called on
+/// the whole list fails, saying what can be done instead.
+#[tokio::test]
+async fn an_answer_over_the_sandbox_limits_is_read_field_by_field() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    require: 'response.body.items[399].sku.len() == 200 && len(response.body.items) == 400'
+    reason: x
+  - name: later
+    require: 'fetched.stock.body.items[0].sku != ""'
+    reason: x
+  - name: method
+    require: 'fetched.stock.body.items.len() == 400'
+    reason: x
+"#
+    ));
+    let items: Vec<_> = (0..400).map(|_| json!({"sku": "s".repeat(200)})).collect();
+    let d = decide_with(&rules, V1, &stock(200, json!({ "items": items }))).await;
+    assert_eq!(
+        outcomes(&d),
+        [("stock", "pass"), ("later", "pass"), ("method", "error")]
+    );
+    let error = error_of(&d, "method");
+    assert!(
+        error.contains("length of string too large (sandbox limits: 64 KiB of text"),
+        "{error}"
+    );
+    assert!(
+        error.contains("counted with len(response.body.items)"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn fetched_answers_are_visible_to_later_rules() {
     let (_dir, rules) = ruleset(&format!(
