@@ -301,7 +301,7 @@ impl AppState {
             !taken.swap(true, std::sync::atomic::Ordering::AcqRel)
         };
         let due = engine::answer_at_latest(&ruleset.settings, kept.started);
-        self.0.evaluations.spawn(async move {
+        let evaluation = self.0.evaluations.spawn(async move {
             let mut decision =
                 engine::evaluate(&set, &req, &state.context(&arrival, &original)).await;
             // Decided, but only after the answer was due (the runtime held up, its timers
@@ -338,10 +338,13 @@ impl AppState {
         let answered = match tokio::time::timeout_at(due, &mut rx).await {
             Ok(answered) => answered,
             Err(_) if take(&taken_here) => {
+                // Its decision could no longer be sent: what it still has in flight (upstream
+                // calls, a turn it waits for) is cancelled, as the deadline would have.
+                evaluation.abort();
                 tracing::warn!(
                     decision_id = kept.id.as_str(),
                     deadline = ?ruleset.settings.deadline,
-                    "evaluation still running when its answer was due: answered by on_error"
+                    "evaluation still running when its answer was due: answered by on_error; it is stopped"
                 );
                 let decision =
                     engine::overran(&ruleset.settings, &kept_req, kept.started.elapsed());
