@@ -82,6 +82,10 @@ pub struct RuleTrace {
     /// from the one the logged answer belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call: Option<CallMade>,
+    /// For a `healthy` rule, the health probe whose state it read (its `GET`), so that a replay
+    /// can tell a rule that now reads another upstream's health, or another probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<CallMade>,
     /// The upstream answer this rule read (fetch, forward), kept for replay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamAnswer>,

@@ -220,6 +220,7 @@ fn evaluation_error(took: std::time::Duration, error: String) -> RuleTrace {
         ms: millis(took),
         reason: None,
         call: None,
+        probe: None,
         upstream: None,
         error: Some(error),
     }
@@ -473,6 +474,7 @@ impl Run<'_, '_> {
                 ms: millis(started.elapsed()),
                 reason: None,
                 call: None,
+                probe: None,
                 upstream: None,
                 error: Some(format!(
                     "deadline of {:?} exceeded",
@@ -516,6 +518,7 @@ impl Run<'_, '_> {
             rule: rule.name.clone(),
             outcome,
             call: called.call,
+            probe: called.probe,
             upstream: called.answer,
             ms: millis(ended.saturating_duration_since(started)),
             reason,

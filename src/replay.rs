@@ -65,6 +65,9 @@ struct Traced {
     /// Absent in logs written before calls were traced: the rule's call now stands in.
     #[serde(default)]
     call: Option<CallMade>,
+    /// A `healthy` rule's probe; absent in logs written before probes were traced.
+    #[serde(default)]
+    probe: Option<CallMade>,
     #[serde(default)]
     upstream: Option<Answered>,
     #[serde(default)]
@@ -334,12 +337,13 @@ fn stand_ins(
     for rule in &ruleset.rules {
         let traced = record.trace.iter().find(|t| t.rule == *rule.name);
         if let Check::Healthy(up) = &rule.check {
-            let health = match traced.map(|t| t.outcome.as_str()) {
-                Some("pass" | "shadow_approve") => Health::Up,
-                Some("reject" | "shadow_reject") => Health::Down,
-                _ => continue,
-            };
-            canned = canned.health(&up.name, health);
+            let (health, plan) = logged_health(record, rule, up, traced);
+            if let Some(health) = health {
+                canned = canned.health(&up.name, health);
+            }
+            if let Some(plan) = plan {
+                plans.insert(rule.name.to_string(), plan);
+            }
             continue;
         }
         let Some(now) = call_of(rule, req) else {
@@ -354,6 +358,58 @@ fn stand_ins(
         }
     }
     (canned, plans)
+}
+
+/// The health state a `healthy` rule reads in the replay, and the note should it be another
+/// rule's or none: the state the record's entry of the same name read, when it read the same
+/// probe (upstream, path, URL and headers); else the state another rule of the record read of
+/// that probe. A record written before probes were traced stands the entry of the same name in,
+/// whatever it checked.
+fn logged_health(
+    record: &Record,
+    rule: &Rule,
+    up: &crate::rules::Upstream,
+    traced: Option<&Traced>,
+) -> (Option<Health>, Option<String>) {
+    let name = &rule.name;
+    let state = |t: &Traced| match t.outcome.as_str() {
+        "pass" | "shadow_approve" => Some(Health::Up),
+        "reject" | "shadow_reject" => Some(Health::Down),
+        _ => None,
+    };
+    let Some(spec) = &up.health else {
+        return (None, None);
+    };
+    let now = CallMade::new(up, http::Method::GET, spec.path.clone(), None);
+    let why = match traced {
+        Some(t) => match (&t.probe, &t.call) {
+            (Some(then), _) if then.same_call(&now) => return (state(t), None),
+            (Some(then), _) => format!("its health check changed (then {then}, now {now})"),
+            (None, Some(call)) => format!("it read no health then (it made {call})"),
+            // Logged before probes were traced.
+            (None, None) => return (state(t), None),
+        },
+        None => "not in the record".to_owned(),
+    };
+    let other = record.trace.iter().find_map(|t| {
+        let read = t.probe.as_ref().is_some_and(|p| p.same_call(&now));
+        Some((t, state(t).filter(|_| read && t.rule != **name)?))
+    });
+    match other {
+        Some((t, health)) => (
+            Some(health),
+            Some(format!(
+                "rule {name}: {why}; it got the health rule {} read of the same probe ({now})",
+                t.rule
+            )),
+        ),
+        None => (
+            None,
+            Some(format!(
+                "rule {name}: {why}, and no rule of the record read the health of {now}: the record has no health state for it; it counted as an error"
+            )),
+        ),
+    }
 }
 
 /// What the record holds for the rules: per logged rule the call it made and what came of it.
@@ -527,7 +583,7 @@ fn cut_off_as_shadow(t: &Traced) -> bool {
             .is_some_and(|e| e.starts_with(crate::engine::SHADOW_CUT_OFF))
 }
 
-/// Notes a rule whose `when` or `require` reads `headers` once a replayed answer is in: the log
+/// Notes a rule whose `when`, `require` or script reads `headers` once a replayed answer is in: the log
 /// keeps an answer's status and body, not its headers, so what it reads there is not what it
 /// read then.
 fn note_headers_read(ruleset: &Ruleset, decision: &Decision, notes: &mut Vec<String>) {
@@ -546,10 +602,15 @@ fn note_headers_read(ruleset: &Ruleset, decision: &Decision, notes: &mut Vec<Str
             Check::Require(e) => Some(e),
             _ => None,
         };
-        let reads_headers = [rule.when.as_ref(), require]
-            .into_iter()
-            .flatten()
-            .any(|e| e.src.contains("headers"));
+        let script_reads_headers = match &rule.check {
+            Check::Script { ast, .. } => crate::script::names_field(ast, "headers"),
+            _ => false,
+        };
+        let reads_headers = script_reads_headers
+            || [rule.when.as_ref(), require]
+                .into_iter()
+                .flatten()
+                .any(|e| e.src.contains("headers"));
         if answered && reads_headers {
             notes.push(format!(
                 "rule {} reads response headers, which the log does not keep",
@@ -565,7 +626,8 @@ fn note_headers_read(ruleset: &Ruleset, decision: &Decision, notes: &mut Vec<Str
 fn note_new_errors(record: &Record, decision: &Decision, plans: &Plans, notes: &mut Vec<String>) {
     for t in &decision.trace {
         let planned = plans.get(&*t.rule);
-        if let Some(plan) = planned.filter(|_| t.call.is_some() || t.outcome == Outcome::Error) {
+        let called = t.call.is_some() || t.probe.is_some();
+        if let Some(plan) = planned.filter(|_| called || t.outcome == Outcome::Error) {
             notes.push(plan.clone());
             continue;
         }

@@ -9,7 +9,7 @@ mod budget;
 mod errors;
 mod helpers;
 mod lint;
-pub(crate) use lint::fetched_names;
+pub(crate) use lint::{fetched_names, names_field};
 pub mod native;
 mod numbers;
 mod scope;

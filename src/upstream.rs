@@ -232,12 +232,13 @@ impl Upstreams for HttpUpstreams {
 
 /// The headers a call is sent with: the call's replace the upstream's of the same name, and
 /// every line of the call's is kept (a forward passes a repeated header on as it came).
-/// A short digest of what a call sends besides its method and path: the upstream's URL, and
-/// for a fetch (`content`) the upstream's headers, the call's and its body. `${VAR}` values
-/// go in as `***` (a URL's, and every header value marked sensitive), so the digest gives
-/// none of them away. Replay tells by it a call edited in a way its path does not show (a
-/// header, a body template, the base URL). A forward's headers and body are the request's
-/// own, which no rule edit changes: `None` leaves them out.
+/// A short digest of what a call sends besides its method and path: the upstream's URL and
+/// headers, which every call to it sends (a forward and a health probe too), and for a fetch
+/// (`content`) the call's own headers and its body. `${VAR}` values go in as `***` (a URL's,
+/// and every header value marked sensitive), so the digest gives none of them away. Replay
+/// tells by it a call edited in a way its path does not show (a header, a body template, the
+/// base URL). A forward's own headers and body are the request's, which no rule edit changes:
+/// `None` leaves them out.
 pub fn fingerprint(up: &Upstream, content: Option<&HttpCall>) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
@@ -245,17 +246,18 @@ pub fn fingerprint(up: &Upstream, content: Option<&HttpCall>) -> String {
         Some(url) => hash.update(&url),
         None => hash.update(up.url.as_bytes()),
     }
+    let call_headers = content.into_iter().flat_map(|call| call.headers.iter());
+    for (name, value) in up.headers.iter().chain(call_headers) {
+        hash.update(b"\n");
+        hash.update(name.as_str());
+        hash.update(b": ");
+        hash.update(if value.is_sensitive() {
+            b"***"
+        } else {
+            value.as_bytes()
+        });
+    }
     if let Some(call) = content {
-        for (name, value) in up.headers.iter().chain(call.headers.iter()) {
-            hash.update(b"\n");
-            hash.update(name.as_str());
-            hash.update(b": ");
-            hash.update(if value.is_sensitive() {
-                b"***"
-            } else {
-                value.as_bytes()
-            });
-        }
         if let Some(body) = &call.body {
             hash.update(b"\n\n");
             hash.update(body);

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::decision::{Decision, RuleTrace, ShadowOutcome};
+use crate::decision::{CallMade, Decision, RuleTrace, ShadowOutcome};
 use crate::wordscan;
 
 use super::Record;
@@ -126,6 +126,21 @@ fn shadow(s: &ShadowOutcome, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
+/// `key` (with its comma and colon) and a call as an object.
+fn call_made(out: &mut Vec<u8>, key: &str, call: &CallMade) {
+    raw(out, key);
+    raw(out, "{\"upstream\":");
+    string(out, &call.upstream);
+    raw(out, ",\"method\":");
+    string(out, call.method.as_str());
+    raw(out, ",\"path\":");
+    string(out, &call.path);
+    raw(out, ",\"sent\":\"");
+    raw(out, &call.sent);
+    out.push(b'"');
+    out.push(b'}');
+}
+
 fn trace(t: &RuleTrace, out: &mut Vec<u8>) -> serde_json::Result<()> {
     raw(out, "{\"rule\":");
     string(out, &t.rule);
@@ -138,16 +153,10 @@ fn trace(t: &RuleTrace, out: &mut Vec<u8>) -> serde_json::Result<()> {
         string(out, reason);
     }
     if let Some(call) = &t.call {
-        raw(out, ",\"call\":{\"upstream\":");
-        string(out, &call.upstream);
-        raw(out, ",\"method\":");
-        string(out, call.method.as_str());
-        raw(out, ",\"path\":");
-        string(out, &call.path);
-        raw(out, ",\"sent\":\"");
-        raw(out, &call.sent);
-        out.push(b'"');
-        out.push(b'}');
+        call_made(out, ",\"call\":", call);
+    }
+    if let Some(probe) = &t.probe {
+        call_made(out, ",\"probe\":", probe);
     }
     if let Some(answer) = &t.upstream {
         raw(out, ",\"upstream\":{\"status\":");
@@ -281,6 +290,12 @@ mod tests {
                     ms: 0.001,
                     reason: None,
                     call: None,
+                    probe: Some(CallMade {
+                        upstream: "shop".into(),
+                        method: http::Method::GET,
+                        path: "/health".into(),
+                        sent: "fedcba9876543210".into(),
+                    }),
                     upstream: None,
                     error: None,
                 },
@@ -295,6 +310,7 @@ mod tests {
                         path: "/api/stock/o-\"1\"?x=1".into(),
                         sent: "0123456789abcdef".into(),
                     }),
+                    probe: None,
                     upstream: Some(UpstreamAnswer {
                         status: 503,
                         body: json!({"error": "down\n", "n": 1.5, "list": [1, "x"]}),

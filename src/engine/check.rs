@@ -14,6 +14,8 @@ use serde_json::Value;
 #[derive(Default)]
 pub(super) struct Called {
     pub(super) call: Option<CallMade>,
+    /// A `healthy` rule's probe.
+    pub(super) probe: Option<CallMade>,
     pub(super) answer: Option<UpstreamAnswer>,
 }
 
@@ -162,14 +164,27 @@ impl Run<'_, '_> {
                     Err(e) => Verdict::Error(e.at(path)),
                 }
             }
-            Check::Healthy(up) => match self.ctx.upstreams.health(up) {
-                Health::Up => Verdict::Pass,
-                Health::Down => Verdict::Refuse(reason()),
-                Health::Unknown => Verdict::Error(format!(
-                    "health of upstream \"{}\" is not known yet",
-                    up.name
-                )),
-            },
+            Check::Healthy(up) => {
+                let verdict = match self.ctx.upstreams.health(up) {
+                    Health::Up => Verdict::Pass,
+                    Health::Down => Verdict::Refuse(reason()),
+                    Health::Unknown => Verdict::Error(format!(
+                        "health of upstream \"{}\" is not known yet",
+                        up.name
+                    )),
+                };
+                let probe = up
+                    .health
+                    .as_ref()
+                    .map(|spec| CallMade::new(up, http::Method::GET, spec.path.clone(), None));
+                return (
+                    verdict,
+                    Called {
+                        probe,
+                        ..Called::default()
+                    },
+                );
+            }
             Check::Fetch(f) => return self.fetch(rule, f, scope, prefetched).await,
             Check::Forward(fw) => return self.forward(rule, fw).await,
         };
@@ -213,6 +228,7 @@ impl Run<'_, '_> {
         let Some(result) = waited else {
             let called = Called {
                 call: Some(call),
+                probe: None,
                 answer: None,
             };
             return (self.cut_off(), called);
@@ -221,6 +237,7 @@ impl Run<'_, '_> {
         let verdict = self.fetched(rule, f, scope, result).await;
         let called = Called {
             call: Some(call),
+            probe: None,
             answer,
         };
         (verdict, called)
@@ -265,6 +282,7 @@ impl Run<'_, '_> {
         let Some(result) = self.wait(rule, call).await else {
             let called = Called {
                 call: Some(made),
+                probe: None,
                 answer: None,
             };
             return (self.cut_off(), called);
@@ -280,6 +298,7 @@ impl Run<'_, '_> {
         };
         let called = Called {
             call: Some(made),
+            probe: None,
             answer,
         };
         (verdict, called)

@@ -669,3 +669,112 @@ fn json_that_is_no_object_is_no_record() {
         );
     }
 }
+
+/// A `healthy` rule reads the logged state only of the probe it read then: a rule of the same
+/// name that now reads another upstream, another probe path, or was a fetch then, gets the state
+/// another rule of the record read of its probe, or none (an error, noted).
+#[tokio::test]
+async fn a_health_state_stands_in_only_for_the_same_probe() {
+    let health = |upstream: &str, path: &str| {
+        format!("upstreams:\n  shop: {{ url: \"http://shop.invalid\", health: {{ path: {path} }} }}\n  backup: {{ url: \"http://backup.invalid\", health: {{ path: /health }} }}\nrules:\n  - {{ name: shop-up, healthy: {upstream}, reason: 점검 }}\n")
+    };
+    let (_dir, rules) = load_files(&[("default.yaml", &health("shop", "/health"))]);
+    // The probe as the engine traces it, read back from its own trace.
+    let up = match &rules.get("default").unwrap().rules[0].check {
+        Check::Healthy(up) => up.clone(),
+        other => panic!("{other:?}"),
+    };
+    let probe = CallMade::new(&up, http::Method::GET, "/health".into(), None);
+    let probe = serde_json::to_string(&probe).unwrap();
+    let logged = line(
+        &format!(r#"{{"rule":"shop-up","outcome":"pass","ms":0.01,"probe":{probe}}}"#),
+        "approve",
+        "",
+    );
+    let r = again(&rules, &logged).await;
+    assert!(!r.changed(), "{}", r.explain());
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    assert_eq!(
+        r.decision.trace[0]
+            .probe
+            .as_ref()
+            .map(|p| p.to_string())
+            .as_deref(),
+        Some("GET /health from shop")
+    );
+
+    for (edited, now) in [
+        (health("backup", "/health"), "GET /health from backup"),
+        (health("shop", "/healthz"), "GET /healthz from shop"),
+    ] {
+        let (_dir, rules) = load_files(&[("default.yaml", &edited)]);
+        let r = again(&rules, &logged).await;
+        assert_first_rule_errs(&r, &format!("rule shop-up: its health check changed (then GET /health from shop, now {now}), and no rule of the record read the health of {now}: the record has no health state for it; it counted as an error"));
+    }
+
+    // Logged as a fetch, a healthy rule now.
+    let fetched = line(
+        r#"{"rule":"shop-up","outcome":"pass","ms":1.0,"call":{"upstream":"shop","method":"GET","path":"/stock"},"upstream":{"status":200,"body":{}}}"#,
+        "approve",
+        "",
+    );
+    let r = again(&rules, &fetched).await;
+    assert_first_rule_errs(&r, "rule shop-up: it read no health then (it made GET /stock from shop), and no rule of the record read the health of GET /health from shop: the record has no health state for it; it counted as an error");
+
+    // A new rule reading a probe another rule of the record read gets that state.
+    let renamed = logged.replace(r#""rule":"shop-up""#, r#""rule":"shop-alive""#);
+    let r = again(&rules, &renamed).await;
+    assert!(!r.changed(), "{}", r.explain());
+    assert_eq!(r.notes, ["rule shop-up: not in the record; it got the health rule shop-alive read of the same probe (GET /health from shop)"]);
+
+    // A log written before probes were traced stands the state of the same name in.
+    let old = line(
+        r#"{"rule":"shop-up","outcome":"reject","ms":0.01}"#,
+        "reject",
+        "",
+    );
+    let r = again(&rules, &old).await;
+    assert_eq!(r.decision.rule.as_deref(), Some("shop-up"));
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+}
+
+/// A forward sends its upstream's headers: one edited since is a changed call, though the
+/// forward's own headers and body are the request's.
+#[test]
+fn a_forward_digest_holds_its_upstreams_headers() {
+    let forward = |key: &str| {
+        format!("upstreams:\n  shop: {{ url: \"http://shop.invalid\", headers: {{ x-shop-key: \"{key}\" }} }}\nrules:\n  - {{ name: confirm, forward: {{ upstream: shop, path: /confirm }} }}\n")
+    };
+    let sent = |yaml: &str| {
+        let (_dir, rules) = load_files(&[("default.yaml", yaml)]);
+        let rule = &rules.get("default").unwrap().rules[0];
+        let body = br#"{"imp_uid":"imp_1","merchant_uid":"order-1","amount":5000}"#;
+        let Ok(payload::Parsed::Confirm(req)) = payload::parse(Some("application/json"), body)
+        else {
+            panic!("not a confirm request");
+        };
+        call_of(rule, &req).unwrap().sent
+    };
+    assert_eq!(sent(&forward("right")), sent(&forward("right")));
+    assert_ne!(sent(&forward("right")), sent(&forward("rihgt")));
+}
+
+/// A script reading an answer's headers is noted as `when` and `require` are.
+#[tokio::test]
+async fn headers_read_by_a_script_are_noted() {
+    let rules_yaml = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    reason: x\n  - name: ctype\n    script: ctype.rhai\n";
+    let script = "let h = fetched[\"stock\"][\"headers\"];\nif h[\"content-type\"] != \"application/json\" { return \"json 아님\"; }\ntrue\n";
+    let (_dir, rules) = load_files(&[("default.yaml", rules_yaml), ("ctype.rhai", script)]);
+    let logged = line(
+        r#"{"rule":"stock","outcome":"pass","ms":3.0,"upstream":{"status":200,"body":{"available":3}}},{"rule":"ctype","outcome":"pass","ms":0.1}"#,
+        "approve",
+        "",
+    );
+    let r = again(&rules, &logged).await;
+    assert_eq!(
+        r.notes,
+        ["rule ctype reads response headers, which the log does not keep"],
+        "{}",
+        r.explain()
+    );
+}

@@ -41,8 +41,8 @@ mod values;
 pub(super) use cycles::{captured_variable_changed, switch_arm_reads_variable};
 pub(super) use dropped::dropped_value;
 pub(super) use mismatch::{number_method_on_text, text_compared_with_number, unknown_property};
-pub(crate) use names::fetched_names;
 use names::{answer_rest, listed_strings, JAVASCRIPT};
+pub(crate) use names::{fetched_names, names_field};
 pub(super) use names::{
     map_properties, unknown_function, unknown_response_field, Functions, Properties,
 };

@@ -419,6 +419,24 @@ pub fn fetched_names(ast: &AST) -> Vec<(String, Position)> {
     names
 }
 
+/// Whether `ast` (its functions and closures included) names `field` as a property or a
+/// string key anywhere (`r.headers`, `r["headers"]`): what replay notes a script reading,
+/// where a key computed at run time is out of its sight.
+pub fn names_field(ast: &AST, field: &str) -> bool {
+    let mut found = false;
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Expr(e)) = path.last() {
+            found = match e {
+                Expr::Property(p, _) => p.2 == field,
+                Expr::StringConstant(s, _) => s.as_str() == field,
+                _ => false,
+            };
+        }
+        !found
+    });
+    found
+}
+
 /// The first field read from a fetch's answer that no answer has: `response` (and an earlier
 /// fetch's `fetched["name"]`) holds `status`, `headers` and `body` only, so
 /// `response.statuss == 200` would read `()` on every request.
