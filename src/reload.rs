@@ -165,11 +165,16 @@ impl RuleStore {
         known
     }
 
-    /// Whether `path`, as the watcher reports it, is a script the rules reference.
+    /// Whether `path`, as the watcher reports it, is a script the rules reference, or a
+    /// directory one is in (`lib.d` of `lib.d/v.rhai`, swapped by a rename or a symlink).
     fn references(&self, path: &Path) -> bool {
-        self.scripts
-            .lock()
-            .is_ok_and(|scripts| scripts.iter().any(|s| path.ends_with(s)))
+        self.scripts.lock().is_ok_and(|scripts| {
+            scripts.iter().any(|s| {
+                Path::new(s)
+                    .ancestors()
+                    .any(|a| !a.as_os_str().is_empty() && path.ends_with(a))
+            })
+        })
     }
 
     /// The rules a new request evaluates against; it keeps them until it is answered.

@@ -53,6 +53,13 @@ impl Activity {
                 // A symlink (Kubernetes links each file into its `..data` directory) is
                 // complete when created and never closed.
                 EventKind::Create(CreateKind::File) if path.is_symlink() => {}
+                // Only a regular file is written and closed: a FIFO or a socket never is. A
+                // file that has content when created is a hard link (`ln`, `git`), complete.
+                EventKind::Create(CreateKind::File)
+                    if !std::fs::symlink_metadata(path)
+                        .is_ok_and(|m| m.is_file() && m.len() == 0) => {}
+                EventKind::Modify(ModifyKind::Data(_))
+                    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) => {}
                 EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
                     writing.insert(path.clone(), now);
                 }
@@ -196,11 +203,16 @@ async fn debounce(rx: &mut mpsc::Receiver<ReloadRequest>, waiting: &mut Vec<Relo
 }
 
 /// Files the rules version covers by name (`.yaml`, `.rhai`), and directories or Kubernetes'
-/// `..data` links that may hold rule files; not a decision log or an editor's swap file written
-/// next to them. Scripts with other names are known to the store ([`Reloader::concerns`]).
+/// `..data` links that may hold rule files (a name without an extension that is no regular
+/// file, or is gone); not a decision log, a file `git` keeps in `.git/objects` or an editor's
+/// swap file written next to them, which would hold reloads while they are written. Scripts
+/// with other names, and the directories they are in, are known to the store
+/// ([`Reloader::concerns`]).
 fn concerns_rules(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    rules::is_rule_source(path) || name.starts_with("..") || path.extension().is_none()
+    rules::is_rule_source(path)
+        || name.starts_with("..")
+        || (path.extension().is_none() && !path.is_file())
 }
 
 /// How often the rules directory's identity is checked (see [`RulesWatcher`]).
@@ -384,27 +396,66 @@ mod tests {
     #[test]
     fn writes_are_tracked_until_the_file_is_closed_renamed_or_removed() {
         use notify::event::{DataChange, RemoveKind, RenameMode};
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        for name in ["a.yaml", "b.yaml", "c.yaml"] {
+            std::fs::write(at(name), "").unwrap();
+        }
         let activity = Activity::default();
-        let event = |kind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
+        let event = |kind, name: &str| notify::Event::new(kind).add_path(at(name));
         activity.seen(&event(
             EventKind::Modify(ModifyKind::Data(DataChange::Any)),
-            "/r/a.yaml",
+            "a.yaml",
         ));
-        activity.seen(&event(EventKind::Create(CreateKind::File), "/r/b.yaml"));
-        activity.seen(&event(EventKind::Create(CreateKind::File), "/r/c.yaml"));
+        activity.seen(&event(EventKind::Create(CreateKind::File), "b.yaml"));
+        activity.seen(&event(EventKind::Create(CreateKind::File), "c.yaml"));
         assert!(activity.writing().is_some());
         activity.seen(&event(
             EventKind::Access(AccessKind::Close(AccessMode::Write)),
-            "/r/a.yaml",
+            "a.yaml",
         ));
         activity.seen(&event(
             EventKind::Modify(ModifyKind::Name(RenameMode::From)),
-            "/r/b.yaml",
+            "b.yaml",
         ));
-        assert_eq!(activity.writing(), Some(PathBuf::from("/r/c.yaml")));
-        activity.seen(&event(EventKind::Remove(RemoveKind::File), "/r/c.yaml"));
+        assert_eq!(activity.writing(), Some(at("c.yaml")));
+        activity.seen(&event(EventKind::Remove(RemoveKind::File), "c.yaml"));
         assert_eq!(activity.writing(), None);
         assert_eq!(activity.event(), 6);
+    }
+
+    /// A file that is never written and closed holds no reload: a FIFO, a hard link created
+    /// with its content (`ln`, `git`), a file gone before its event is read.
+    #[cfg(unix)]
+    #[test]
+    fn files_never_written_are_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        std::fs::write(at("source.yaml"), "rules: []\n").unwrap();
+        std::fs::hard_link(at("source.yaml"), at("linked.yaml")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(at("pipe.yaml"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        let activity = Activity::default();
+        for name in ["linked.yaml", "pipe.yaml", "gone.yaml"] {
+            let created =
+                notify::Event::new(EventKind::Create(CreateKind::File)).add_path(at(name));
+            activity.seen(&created);
+        }
+        assert_eq!(activity.writing(), None);
+    }
+
+    #[test]
+    fn files_without_an_extension_count_only_as_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("scripts")).unwrap();
+        std::fs::write(dir.path().join("decisions"), "{}\n").unwrap();
+        assert!(concerns_rules(&dir.path().join("scripts")));
+        assert!(concerns_rules(&dir.path().join("removed")));
+        assert!(concerns_rules(&dir.path().join("..data")));
+        assert!(!concerns_rules(&dir.path().join("decisions")));
     }
 
     #[test]
@@ -439,6 +490,22 @@ mod tests {
         assert!(!concerns("decisions.jsonl"));
         // However the watcher spells the directory.
         assert!(reloader.concerns(Path::new("rules/scripts/chk.txt")));
+        // The directories a script is in, swapped whole (renamed, or a symlink flipped), even
+        // with a dot in their name.
+        assert!(reloader.concerns(Path::new("rules/scripts")));
+        write(
+            "default.yaml",
+            "rules:\n  - name: chk\n    script: lib.d/chk.txt\n",
+        );
+        write("lib.d/chk.txt", "\"a\"");
+        store.reload(Trigger::Signal).await;
+        assert!(concerns("lib.d"));
+        assert!(!concerns("other.d"));
+        write(
+            "default.yaml",
+            "rules:\n  - name: chk\n    script: scripts/chk.txt\n",
+        );
+        store.reload(Trigger::Signal).await;
 
         let v1 = store.current().version.clone();
         write("scripts/chk.txt", "\"b\"");

@@ -320,6 +320,11 @@ pub(super) fn collect_files(
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name_str) = name.to_str() else {
+            // A ruleset file whose name is not UTF-8 is an error of the load (as at start-up):
+            // it changes the version, so that a reload reads it and says so.
+            if depth == 0 && name.as_encoded_bytes().ends_with(b".yaml") {
+                out.push(rel.join(&name));
+            }
             continue;
         };
         if name_str.starts_with('.') || name_str.ends_with('~') {
