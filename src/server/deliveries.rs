@@ -157,7 +157,10 @@ impl Ticket {
         if self.settled.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.deliveries.seen().by_id.remove(&self.key);
+        let mut seen = self.deliveries.seen();
+        seen.by_id.remove(&self.key);
+        seen.drop_released();
+        drop(seen);
         self.deliveries.0.settled.notify_waiters();
     }
 }
@@ -170,6 +173,17 @@ impl Drop for Ticket {
     }
 }
 
+/// What a repeat learns of its first delivery.
+#[derive(Debug, PartialEq)]
+pub enum FirstAnswer {
+    Answered(Answered),
+    /// It ended without an answer.
+    Unanswered,
+    /// Its message is no longer remembered: released (its body could not be read as the
+    /// request), or forgotten to make room. The repeat is then a first delivery itself.
+    Gone,
+}
+
 /// A repeat's view of its first delivery.
 pub struct Earlier {
     deliveries: Deliveries,
@@ -177,9 +191,8 @@ pub struct Earlier {
 }
 
 impl Earlier {
-    /// The first delivery's answer, waiting for it while it is being evaluated; `None` when it
-    /// ended without one, or its id has since been forgotten.
-    pub async fn answer(self) -> Option<Answered> {
+    /// The first delivery's answer, waiting for it while it is being evaluated.
+    pub async fn answer(self) -> FirstAnswer {
         let shared = &self.deliveries.0;
         loop {
             // Registered before the state is read, so a settle in between is not missed.
@@ -193,8 +206,9 @@ impl Earlier {
                 .map(|f| &f.state)
             {
                 Some(State::Pending) => {}
-                Some(State::Answered(answered)) => return Some(answered.clone()),
-                Some(State::Unanswered) | None => return None,
+                Some(State::Answered(answered)) => return FirstAnswer::Answered(answered.clone()),
+                Some(State::Unanswered) => return FirstAnswer::Unanswered,
+                None => return FirstAnswer::Gone,
             }
             settled.await;
         }
@@ -320,6 +334,20 @@ impl IdTable {
         }
     }
 
+    /// Drops the expiry entries of released ids once they outnumber the ids remembered: each
+    /// would otherwise stay until it came up, and a captured message sent again and again
+    /// with a wrong `Content-Type` (claimed, then released, each time) grew the queue by an
+    /// entry a request — 32 bytes each, never given back — for as long as an id remembered
+    /// before it had not expired. Amortised, a release costs a few entries' check.
+    fn drop_released(&mut self) {
+        if self.expiry.len() <= 2 * self.by_id.len() + 64 {
+            return;
+        }
+        let IdTable { by_id, expiry, .. } = self;
+        expiry.retain(|Reverse((_, _, key))| by_id.contains_key(key));
+        expiry.shrink_to_fit();
+    }
+
     /// When the first id to expire does, after putting back with its later time each entry
     /// whose id a repeat has extended since.
     fn soonest(&mut self) -> Option<i64> {
@@ -384,7 +412,9 @@ mod tests {
         ticket.settle("id-1", &refusal());
         // A second settle (a bug's path) changes nothing: one delivery has one answer.
         ticket.settle("id-2", &Decision::approve(None));
-        let answered = earlier.answer().await.expect("answered");
+        let FirstAnswer::Answered(answered) = earlier.answer().await else {
+            panic!("answered")
+        };
         assert_eq!(&*answered.decision_id, "id-1");
         assert_eq!(answered.decision(), refusal());
         // Another message is a first delivery of its own.
@@ -403,7 +433,9 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         ticket.settle("id-1", &Decision::approve(None));
-        let answered = waiting.await.unwrap().expect("answered");
+        let FirstAnswer::Answered(answered) = waiting.await.unwrap() else {
+            panic!("answered")
+        };
         assert_eq!(answered.verdict, Verdict::Approve);
         assert_eq!(answered.status, 200);
     }
@@ -414,7 +446,35 @@ mod tests {
         let ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
         let earlier = repeat(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
         drop(ticket);
-        assert_eq!(earlier.answer().await, None);
+        assert_eq!(earlier.answer().await, FirstAnswer::Unanswered);
+    }
+
+    /// A first delivery released while a repeat waits (a copy sent ahead with a wrong
+    /// `Content-Type`) leaves the repeat free to be a first delivery itself.
+    #[tokio::test]
+    async fn a_repeat_of_a_released_first_delivery_claims_again() {
+        let deliveries = Deliveries::new(10);
+        let ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        let earlier = repeat(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        let waiting = tokio::spawn(earlier.answer());
+        tokio::task::yield_now().await;
+        ticket.release();
+        assert_eq!(waiting.await.unwrap(), FirstAnswer::Gone);
+        first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+    }
+
+    /// Claimed and released again and again while an earlier id is remembered, a message
+    /// leaves no expiry entries piling up behind it.
+    #[test]
+    fn released_ids_leave_no_expiry_entries_behind() {
+        let deliveries = Deliveries::new(100);
+        let _kept = first(deliveries.claim(signed("msg_0", 300), BODY, "default", 100));
+        for _ in 0..10_000 {
+            first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100)).release();
+        }
+        let seen = deliveries.seen();
+        assert_eq!(seen.by_id.len(), 1);
+        assert!(seen.expiry.len() <= 2 + 64, "{}", seen.expiry.len());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::{Arrival, Delivery};
 use crate::decision::Decision;
 use crate::engine;
 use crate::rules::Ruleset;
-use crate::server::deliveries::{Claim, Earlier};
+use crate::server::deliveries::{Claim, Earlier, FirstAnswer};
 use crate::server::AppState;
 use crate::webhook::Verifier;
 
@@ -42,28 +42,37 @@ impl AppState {
                 .take(100)
                 .collect(),
         );
-        let (claim, forgotten) = s.deliveries.claim(message, body, &set.name, now);
-        s.metrics.delivery_ids_forgotten(forgotten);
-        match claim {
-            Claim::First(ticket) => {
-                arrival.delivery = Delivery::First(Arc::new(ticket));
-                None
-            }
-            Claim::Repeat(earlier) => Some(self.repeat(arrival, set, earlier, headers, body).await),
-            Claim::Elsewhere => Some(self.not_a_copy(
-                arrival,
-                (headers, body),
-                "other_ruleset",
-                "for another ruleset",
-                "다른 결제 확인 경로로 이미 받은 요청입니다",
-            )),
-            Claim::Altered => Some(self.not_a_copy(
-                arrival,
-                (headers, body),
-                "other_body",
-                "with another body",
-                "이미 받은 요청과 같은 id로 다른 내용의 요청이 왔습니다",
-            )),
+        loop {
+            let (claim, forgotten) = s.deliveries.claim(message, body, &set.name, now);
+            s.metrics.delivery_ids_forgotten(forgotten);
+            return match claim {
+                Claim::First(ticket) => {
+                    arrival.delivery = Delivery::First(Arc::new(ticket));
+                    None
+                }
+                Claim::Repeat(earlier) => {
+                    match self.repeat(arrival, set, earlier, headers, body).await {
+                        Some(answer) => Some(answer),
+                        // Its first delivery was released (or forgotten) while it waited: it is
+                        // the first now. Each turn waited for a release, within its deadline.
+                        None => continue,
+                    }
+                }
+                Claim::Elsewhere => Some(self.not_a_copy(
+                    arrival,
+                    (headers, body),
+                    "other_ruleset",
+                    "for another ruleset",
+                    "다른 결제 확인 경로로 이미 받은 요청입니다",
+                )),
+                Claim::Altered => Some(self.not_a_copy(
+                    arrival,
+                    (headers, body),
+                    "other_body",
+                    "with another body",
+                    "이미 받은 요청과 같은 id로 다른 내용의 요청이 왔습니다",
+                )),
+            };
         }
     }
 
@@ -92,6 +101,7 @@ impl AppState {
     /// The answer to a repeated delivery of a signed message: the one its first delivery got,
     /// once given. A first delivery still unanswered at this request's deadline, or ended
     /// without an answer, is a refusal: a repeat never approves what its first delivery did not.
+    /// `None` when the first is no longer remembered: this delivery is to be claimed again.
     /// The body is read only for the log line and record (the order id an operator looks for).
     async fn repeat(
         &self,
@@ -100,14 +110,17 @@ impl AppState {
         earlier: Earlier,
         headers: &HeaderMap,
         body: &bytes::Bytes,
-    ) -> Response {
+    ) -> Option<Response> {
         let answered = tokio::time::timeout_at(
             engine::answer_by(&set.settings, arrival.started),
             earlier.answer(),
         )
-        .await
-        .ok()
-        .flatten();
+        .await;
+        let answered = match answered {
+            Ok(FirstAnswer::Gone) => return None,
+            Ok(FirstAnswer::Answered(answered)) => Some(answered),
+            Ok(FirstAnswer::Unanswered) | Err(_) => None,
+        };
         let req = body_request(headers, body);
         let Some(answered) = answered else {
             self.0.metrics.repeated_delivery("unanswered");
@@ -118,10 +131,10 @@ impl AppState {
             );
             let reason = "같은 결제 확인 요청을 처리하고 있습니다. 잠시 후 다시 시도해 주세요.";
             let decision = Decision::reject(set.settings.reject_status, reason.into(), None);
-            return self.finish(arrival, decision, req.as_ref());
+            return Some(self.finish(arrival, decision, req.as_ref()));
         };
         self.0.metrics.repeated_delivery("answered");
         arrival.delivery = Delivery::RepeatOf(answered.decision_id.clone());
-        self.finish(arrival, answered.decision(), req.as_ref())
+        Some(self.finish(arrival, answered.decision(), req.as_ref()))
     }
 }
