@@ -123,8 +123,23 @@ impl CallMade {
             upstream: upstream.name.clone(),
             method,
             path,
-            sent: crate::upstream::fingerprint(upstream, content),
+            sent: match content {
+                Some(call) => crate::upstream::fingerprint(upstream, Some(call)),
+                None => upstream.digest.clone(),
+            },
         }
+    }
+
+    /// The health probe of `upstream` as a `healthy` rule's trace names it; `None` for one
+    /// without a probe.
+    pub fn probe(upstream: &crate::rules::Upstream) -> Option<CallMade> {
+        let spec = upstream.health.as_ref()?;
+        Some(CallMade::new(
+            upstream,
+            http::Method::GET,
+            spec.path.clone(),
+            None,
+        ))
     }
 
     /// Whether `other` is the same call: upstream, method and path, and the digest where both

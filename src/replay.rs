@@ -377,10 +377,9 @@ fn logged_health(
         "reject" | "shadow_reject" => Some(Health::Down),
         _ => None,
     };
-    let Some(spec) = &up.health else {
+    let Some(now) = CallMade::probe(up) else {
         return (None, None);
     };
-    let now = CallMade::new(up, http::Method::GET, spec.path.clone(), None);
     let why = match traced {
         Some(t) => match (&t.probe, &t.call) {
             (Some(then), _) if then.same_call(&now) => return (state(t), None),

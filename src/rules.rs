@@ -337,6 +337,9 @@ pub struct Upstream {
     /// the decision log or `eval`'s output.
     /// Searchers for them, built at load, longest first.
     pub secrets: Arc<[memchr::memmem::Finder<'static>]>,
+    /// The digest of what every call to it sends (its URL and headers; see
+    /// [`crate::upstream::fingerprint`]), made at load: a forward's and a probe's whole digest.
+    pub digest: String,
 }
 
 impl Upstream {

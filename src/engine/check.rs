@@ -173,10 +173,7 @@ impl Run<'_, '_> {
                         up.name
                     )),
                 };
-                let probe = up
-                    .health
-                    .as_ref()
-                    .map(|spec| CallMade::new(up, http::Method::GET, spec.path.clone(), None));
+                let probe = CallMade::probe(up);
                 return (
                     verdict,
                     Called {

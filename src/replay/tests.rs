@@ -684,7 +684,7 @@ async fn a_health_state_stands_in_only_for_the_same_probe() {
         Check::Healthy(up) => up.clone(),
         other => panic!("{other:?}"),
     };
-    let probe = CallMade::new(&up, http::Method::GET, "/health".into(), None);
+    let probe = CallMade::probe(&up).unwrap();
     let probe = serde_json::to_string(&probe).unwrap();
     let logged = line(
         &format!(r#"{{"rule":"shop-up","outcome":"pass","ms":0.01,"probe":{probe}}}"#),

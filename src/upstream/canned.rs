@@ -495,6 +495,7 @@ mod tests {
             fresh: reqwest::Client::new(),
             state: Arc::default(),
             secrets: Arc::new([]),
+            digest: String::new(),
         })
     }
 

@@ -483,7 +483,7 @@ impl FileCompiler<'_, '_> {
                 return None;
             }
         };
-        Some(Upstream {
+        let mut up = Upstream {
             name: name.to_owned(),
             ruleset: ruleset.into(),
             url: url.trim_end_matches('/').to_owned(),
@@ -494,7 +494,10 @@ impl FileCompiler<'_, '_> {
             fresh,
             state: Arc::new(HealthState::default()),
             secrets: mask_list(secrets),
-        })
+            digest: String::new(),
+        };
+        up.digest = crate::upstream::fingerprint(&up, None);
+        Some(up)
     }
 }
 
