@@ -72,17 +72,23 @@ pub const REQUEST_VARS: [&str; 8] = [
 /// statement, in a script with no `return` (nor `throw`). For the error of a result no script
 /// may give.
 fn result_position(ast: &AST) -> Option<(usize, usize)> {
-    let mut returns = false;
+    let mut returns = 0;
     ast.clone_statements_only()
         .walk(&mut |path: &[rhai::ASTNode]| {
-            returns = matches!(
+            if matches!(
                 path.last(),
                 Some(rhai::ASTNode::Stmt(rhai::Stmt::Return(..)))
-            );
-            !returns
+            ) {
+                returns += 1;
+            }
+            true
         });
-    let at = ast.statements().last()?.position();
-    (!returns).then_some((at.line()?, at.position()?))
+    let last = ast.statements().last()?;
+    // No `return`: the value is the last statement's. One `return` that is the last
+    // statement: the value is its. Any other `return` could have given it.
+    let single_return_last = returns == 1 && matches!(last, rhai::Stmt::Return(..));
+    let at = last.position();
+    (returns == 0 || single_return_last).then_some((at.line()?, at.position()?))
 }
 
 /// A compile error with its 1-based position inside the source text.
@@ -1089,6 +1095,23 @@ pub(crate) mod tests {
                 "if amount > 100000000 { return false; }\npayload.custom",
                 "a map",
                 None,
+            ),
+            // The only `return`, as the last statement: the value is its.
+            (
+                "let x = 1;\nlet y = 2;\nreturn payload.custom;",
+                "a map",
+                Some((3, 1)),
+            ),
+            (
+                "if amount > 1 { return payload.custom; }\nreturn true;",
+                "a map",
+                None,
+            ),
+            // A `return` inside a closure gives the closure's value, not the script's.
+            (
+                "let f = |x| { return x; };\nreturn payload.custom;",
+                "a map",
+                Some((2, 1)),
             ),
         ] {
             let e = run_script(src).unwrap_err();
