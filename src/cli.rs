@@ -135,6 +135,6 @@ fn runtime(paused: bool) -> Option<tokio::runtime::Runtime> {
 }
 
 /// Reads `${VAR}` from the process environment.
-fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+fn process_env(name: &str) -> Result<String, std::env::VarError> {
+    std::env::var(name)
 }

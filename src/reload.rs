@@ -35,7 +35,7 @@ const MAX_LOGGED_ERRORS: usize = 10;
 const EVENT_LAG: Duration = Duration::from_millis(20);
 
 /// Reads `${VAR}` values for upstreams.
-pub type EnvReader = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+pub type EnvReader = Arc<dyn Fn(&str) -> Result<String, std::env::VarError> + Send + Sync>;
 
 /// Extra validation a new generation must pass before it goes live (rule tests).
 pub type Gate = Arc<dyn Fn(&Path, &Rules) -> Result<(), Vec<String>> + Send + Sync>;
@@ -510,7 +510,7 @@ mod tests {
             RuleStore::open(
                 dir.to_owned(),
                 Arc::new(ScriptEngine::new()),
-                Arc::new(|_| None),
+                Arc::new(|_| Err(std::env::VarError::NotPresent)),
                 None,
                 metrics,
             )

@@ -487,7 +487,7 @@ pub(crate) fn load_files(files: &[(&str, &str)]) -> (tempfile::TempDir, Rules) {
     }
     let opts = LoadOptions {
         engine: &crate::script::ScriptEngine::new(),
-        env: &|_| None,
+        env: &|_| Err(std::env::VarError::NotPresent),
     };
     let rules = load_dir(dir.path(), &opts).unwrap_or_else(|e| panic!("{e}"));
     (dir, rules)

@@ -21,7 +21,7 @@ pub(crate) use source::{is_misnamed_yaml, read_text, ReadError, UNKNOWN_RULESET}
 pub use source::{is_rule_source, referenced_scripts, rules_version};
 
 /// Reads `${VAR}` values; the process environment in production, a map in tests.
-pub type Env<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+pub type Env<'a> = &'a (dyn Fn(&str) -> Result<String, std::env::VarError> + Sync);
 
 /// What a load needs from outside the rules directory.
 pub struct LoadOptions<'a> {

@@ -769,9 +769,9 @@ async fn env_variables_fill_urls_and_headers() {
     let url = shop.url();
     let mut config = Config::new(rules.path().to_owned());
     config.env = Arc::new(move |name| match name {
-        "SHOP_URL" => Some(url.clone()),
-        "SHOP_TOKEN" => Some("s3cret-token".into()),
-        _ => None,
+        "SHOP_URL" => Ok(url.clone()),
+        "SHOP_TOKEN" => Ok("s3cret-token".into()),
+        _ => Err(std::env::VarError::NotPresent),
     });
     let server = Server::start_with(config).await;
     assert_eq!(
@@ -795,7 +795,11 @@ async fn env_variables_fill_urls_and_headers() {
     server.stop().await;
 
     let mut config = Config::new(rules.path().to_owned());
-    config.env = Arc::new(|name| (name == "SHOP_URL").then(|| "http://127.0.0.1:1".to_owned()));
+    config.env = Arc::new(|name| {
+        (name == "SHOP_URL")
+            .then(|| "http://127.0.0.1:1".to_owned())
+            .ok_or(std::env::VarError::NotPresent)
+    });
     let errors = confirm_proxy::server::App::start(config)
         .await
         .err()

@@ -54,7 +54,11 @@ impl RulesDir {
     /// Loads with `vars` as the whole environment.
     fn load_with(&self, vars: &[(&str, &str)]) -> Result<Rules, LoadErrors> {
         let vars: HashMap<&str, &str> = vars.iter().copied().collect();
-        let env = |name: &str| vars.get(name).map(|v| (*v).to_owned());
+        let env = |name: &str| {
+            vars.get(name)
+                .map(|v| (*v).to_owned())
+                .ok_or(std::env::VarError::NotPresent)
+        };
         load_dir(
             self.path(),
             &LoadOptions {
@@ -116,6 +120,37 @@ mod settings;
 /// name in the rules version.
 mod audit {
     use super::*;
+
+    /// A value that is not UTF-8 is named as such, not as unset: the operator would look
+    /// for a variable that is there.
+    #[cfg(unix)]
+    #[test]
+    fn a_variable_whose_value_is_not_utf8_is_told_apart_from_an_unset_one() {
+        use std::os::unix::ffi::OsStringExt;
+        let dir = default_file(
+            "upstreams:\n  shop:\n    url: \"http://127.0.0.1:1\"\n    headers: { Authorization: \"Bearer ${TOKEN}\" }\nrules:\n  - name: via-shop\n    forward: { upstream: shop, path: /confirm }\n",
+        );
+        let env = |name: &str| match name {
+            "TOKEN" => Err(std::env::VarError::NotUnicode(
+                std::ffi::OsString::from_vec(b"\xff\xfe-token".to_vec()),
+            )),
+            _ => Err(std::env::VarError::NotPresent),
+        };
+        let options = LoadOptions {
+            engine: &ScriptEngine::new(),
+            env: &env,
+        };
+        let errors = load_dir(dir.path(), &options).unwrap_err().lines();
+        assert_eq!(
+            errors,
+            [dir.at(
+                DEFAULT,
+                4,
+                31,
+                r#"upstream "shop": header "Authorization": environment variable TOKEN is set, but its value is not UTF-8 text (a secret in another encoding, or binary data: set it as UTF-8, or as hex or base64 if the service takes that)"#
+            )]
+        );
+    }
 
     #[test]
     fn every_unset_variable_is_reported_in_one_load() {

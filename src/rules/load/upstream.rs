@@ -36,7 +36,7 @@ fn substitute(
         let var = &tail[..end];
         if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             errors.push(format!("invalid variable name \"{var}\" in ${{...}}"));
-        } else if let Some(value) = env(var) {
+        } else if let Ok(value) = env(var) {
             if value.is_empty() {
                 empty.push(var.to_owned());
             }
@@ -53,9 +53,11 @@ fn substitute(
                 out.push_str(&value);
             }
             values.push(value);
+        } else if let Err(std::env::VarError::NotUnicode(_)) = env(var) {
+            errors.push(format!("environment variable {var} is set, but its value is not UTF-8 text (a secret in another encoding, or binary data: set it as UTF-8, or as hex or base64 if the service takes that)"));
         } else if let Some(set) = [var.to_ascii_uppercase(), var.to_ascii_lowercase()]
             .into_iter()
-            .find(|other| other != var && env(other).is_some())
+            .find(|other| other != var && env(other).is_ok())
         {
             // `${shop_api_url}` for SHOP_API_URL, or the other way round: environment variable
             // names are case-sensitive.
