@@ -57,6 +57,7 @@ pub(crate) fn error_chain<'a>(
 }
 
 pub mod audit;
+pub mod background;
 pub mod cli;
 pub mod decision;
 pub mod engine;

@@ -181,8 +181,9 @@ pub struct ScriptEngine {
     slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-/// Leave to [`ScriptEngine::slot`]: released when dropped.
-pub type Slot<'a> = Option<tokio::sync::SemaphorePermit<'a>>;
+/// Leave to [`ScriptEngine::slot`]: released when dropped. Owned, so that work handed to a
+/// thread of its own (see [`crate::background::run`]) keeps it until that work ends.
+pub type Slot = Option<tokio::sync::OwnedSemaphorePermit>;
 
 impl Default for ScriptEngine {
     fn default() -> Self {
@@ -243,10 +244,10 @@ impl ScriptEngine {
     }
 
     /// Waits for leave to run a script (see `slots`); hold it for the run.
-    pub async fn slot(&self) -> Slot<'_> {
+    pub async fn slot(&self) -> Slot {
         // The semaphore is never closed, so this never fails; if it did, the script would
         // run without waiting rather than not at all.
-        self.slots.acquire().await.ok()
+        self.slots.clone().acquire_owned().await.ok()
     }
 
     /// `ast`, or the error of a slip Rhai accepts at compile time that would change decisions.

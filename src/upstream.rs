@@ -94,12 +94,13 @@ pub struct UpstreamResponse {
 impl Drop for UpstreamResponse {
     fn drop(&mut self) {
         if self.size >= BIG_BODY {
-            crate::engine::free_in_background(std::mem::take(&mut self.body));
+            crate::background::free(std::mem::take(&mut self.body));
         }
     }
 }
 
-/// A body from this size on is parsed (and turned into Rhai's values) on a blocking thread:
+/// A body from this size on is parsed (and turned into Rhai's values) on a thread of its own
+/// ([`crate::background::run`]):
 /// up to [`MAX_RESPONSE_BYTES`] of JSON takes a server thread tens of milliseconds, during
 /// which the request's deadline timer could not fire (the answer would go out late).
 pub const BIG_BODY: usize = 64 * 1024;
@@ -284,7 +285,7 @@ pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
 async fn send(
     up: &Upstream,
     call: HttpCall,
-    turns: Option<&tokio::sync::Semaphore>,
+    turns: Option<&Arc<tokio::sync::Semaphore>>,
 ) -> Result<UpstreamResponse, UpstreamError> {
     let started = std::time::Instant::now();
     let body_by = call.body_by;
@@ -414,11 +415,11 @@ async fn send(
     let (mut body, json) = if size >= BIG_BODY {
         // With Rhai's turns: with every CPU parsing (six such answers at once on two), the
         // runtime's timers fire late, and with them the deadline.
-        let _turn = match turns {
-            Some(turns) => turns.acquire().await.ok(),
+        let turn = match turns {
+            Some(turns) => Arc::clone(turns).acquire_owned().await.ok(),
             None => None,
         };
-        tokio::task::spawn_blocking(parse)
+        crate::background::run(turn, parse)
             .await
             .map_err(|e| UpstreamError::Other(format!("reading the answer failed: {e}")))?
     } else {

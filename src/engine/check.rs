@@ -86,7 +86,7 @@ impl Run<'_, '_> {
     /// payload can take as long as a script. A shadow rule waits for its turn only up to its
     /// own cut-off: it must never use up the deadline (the ruleset's on_error would then
     /// answer for it).
-    async fn turn(&self, rule: &Rule) -> Result<script::Slot<'_>, String> {
+    async fn turn(&self, rule: &Rule) -> Result<script::Slot, String> {
         let slot = self.ctx.scripts.slot();
         if rule.mode == Mode::Shadow {
             tokio::time::timeout_at(self.shadow_until, slot)
@@ -313,24 +313,22 @@ impl Run<'_, '_> {
             Ok(r) => r,
             Err(e) => return Verdict::Error(format!("fetch from {}: {e}", f.upstream.name)),
         };
-        // A large answer becomes Rhai's values, and their copy for `fetched`, on a blocking
-        // thread, where the deadline timer can still end the wait (see `BIG_BODY`), and with a
+        // A large answer becomes Rhai's values, and their copy for `fetched`, on a thread of
+        // its own, where the deadline timer can still end the wait (see `BIG_BODY`), and with a
         // turn: more such threads than CPUs would only take the CPUs from the runtime's
         // workers, whose timers then fire late. What is left of it is freed in the background.
         let large = resp.size >= crate::upstream::BIG_BODY;
         let (resp, response) = if large {
-            let converted = {
-                let _turn = match self.turn(rule).await {
-                    Ok(turn) => turn,
-                    Err(cut) => return Verdict::Error(cut),
-                };
-                tokio::task::spawn_blocking(move || {
-                    let dynamic = response_dynamic(&resp);
-                    let copy = dynamic.clone().into_read_only();
-                    (resp, dynamic, copy)
-                })
-                .await
+            let turn = match self.turn(rule).await {
+                Ok(turn) => turn,
+                Err(cut) => return Verdict::Error(cut),
             };
+            let converted = crate::background::run(turn, move || {
+                let dynamic = response_dynamic(&resp);
+                let copy = dynamic.clone().into_read_only();
+                (resp, dynamic, copy)
+            })
+            .await;
             match converted {
                 Ok((resp, dynamic, copy)) => {
                     scope.set_fetched_copy(&rule.name, copy);
@@ -350,7 +348,7 @@ impl Run<'_, '_> {
         let mut response = Some(response);
         let verdict = self.require_on(rule, f, scope, &resp, &mut response).await;
         if large {
-            crate::engine::free_in_background((resp, response));
+            crate::background::free((resp, response));
         }
         verdict
     }

@@ -914,29 +914,3 @@ async fn a_decision_reached_after_its_answer_was_due_is_replaced_by_on_error() {
         );
     }
 }
-
-/// Records the name of the thread it is dropped on.
-struct DropsOn(std::sync::mpsc::Sender<Option<String>>);
-
-impl Drop for DropsOn {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .send(std::thread::current().name().map(str::to_owned));
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_values_are_freed_on_the_thread_kept_for_it_not_on_a_worker() {
-    let (tx, rx) = std::sync::mpsc::channel();
-    free_in_background(DropsOn(tx.clone()));
-    let freed_on = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(freed_on.as_deref(), Some("confirm-proxy-free"));
-
-    // Outside a runtime (eval, rule tests before theirs starts) it is freed where it is.
-    let here = std::thread::spawn(move || {
-        free_in_background(DropsOn(tx));
-        rx.recv_timeout(Duration::from_secs(10)).unwrap()
-    });
-    assert_eq!(here.join().unwrap(), None, "a std thread without a name");
-}

@@ -23,15 +23,15 @@ use crate::payload::ConfirmRequest;
 pub struct RequestScope {
     /// The request variables, in [`REQUEST_VARS`] order, every one read-only and none shared.
     pub(super) scope: Scope<'static>,
-    /// Holds a large answer in `fetched`: freed on a blocking thread (see
-    /// [`free_in_background`](crate::engine::free_in_background)).
+    /// Holds a large answer in `fetched`: freed in the background (see
+    /// [`free`](crate::background::free)).
     large: bool,
 }
 
 impl Drop for RequestScope {
     fn drop(&mut self) {
         if self.large {
-            crate::engine::free_in_background(std::mem::take(&mut self.scope));
+            crate::background::free(std::mem::take(&mut self.scope));
         }
     }
 }
@@ -88,11 +88,11 @@ impl RequestScope {
     }
 
     /// Like [`set_fetched`](Self::set_fetched), with the read-only copy for `fetched` made
-    /// already: a large answer's, made on a blocking thread (copying it is as costly as
-    /// freeing it). This scope is then freed on one too.
+    /// already: a large answer's, made in the background (copying it is as costly as
+    /// freeing it). This scope is then freed in the background too.
     pub fn set_fetched_copy(&mut self, rule: &str, read_only: Dynamic) {
         if self.scope.is_empty() {
-            crate::engine::free_in_background(read_only);
+            crate::background::free(read_only);
         } else {
             self.keep_fetched(rule, read_only, true);
         }
