@@ -50,8 +50,8 @@ fn lower_priority() {
 /// worker's deadline timers, and with a few such answers at once, answers went out past their
 /// deadline. Freed on a blocking thread each, sixty requests' answers at once kept as many
 /// threads busy, and the workers' share of two CPUs fell so low that their timers fired 15 ms
-/// late: one thread (see [`freeing_thread`]), of low priority, frees them one by one.
-pub(crate) fn free<T: Send + 'static>(value: T) {
+/// late: one thread (`freeing_thread`), of low priority, frees them one by one.
+pub fn free<T: Send + 'static>(value: T) {
     if tokio::runtime::Handle::try_current().is_err() {
         return drop(value);
     }
@@ -69,14 +69,30 @@ fn freeing_thread() -> &'static std::sync::mpsc::Sender<Garbage> {
         std::sync::OnceLock::new();
     SENDER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Garbage>();
+        // Trims run at the priority of the runtime's threads (this one's, which the new thread
+        // inherits): a trim holds each heap while it walks it, and at a low priority it would
+        // hold a worker that allocates from that heap for as long as others had the CPU.
+        let (trim, trims) = std::sync::mpsc::sync_channel::<()>(1);
         let started = std::thread::Builder::new()
-            .name("confirm-proxy-free".into())
+            .name("confirm-proxy-trim".into())
             .spawn(move || {
-                lower_priority();
-                free_until_closed(&rx);
+                for () in trims {
+                    trim_heap();
+                }
+            })
+            .and_then(|_| {
+                std::thread::Builder::new()
+                    .name("confirm-proxy-free".into())
+                    .spawn(move || {
+                        lower_priority();
+                        free_until_closed(&rx, || {
+                            // Full: a trim is waiting to run, which covers this one too.
+                            let _ = trim.try_send(());
+                        });
+                    })
             });
         if let Err(e) = started {
-            tracing::warn!(error = %e, "could not start the thread that frees large answers; they are freed where they are dropped");
+            tracing::warn!(error = %e, "could not start the threads that free large answers; they are freed where they are dropped");
         }
         tx
     })
@@ -97,7 +113,7 @@ const TRIM_WHILE_BUSY: std::time::Duration = std::time::Duration::from_secs(10);
 /// allocated it, and the next burst is served from other arenas: three bursts of 100 large
 /// answers at once (1 MB, 10,000 keys each) left 340, 580 and 710 MB resident, and 650 MB
 /// after an idle minute; a trim brought that to 48 MB.
-fn free_until_closed(rx: &std::sync::mpsc::Receiver<Garbage>) {
+fn free_until_closed(rx: &std::sync::mpsc::Receiver<Garbage>, trim: impl Fn()) {
     use std::sync::mpsc::RecvTimeoutError;
     let mut freed = false;
     let mut trimmed = std::time::Instant::now();
@@ -114,7 +130,7 @@ fn free_until_closed(rx: &std::sync::mpsc::Receiver<Garbage>) {
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        trim_heap();
+        trim();
         freed = false;
         trimmed = std::time::Instant::now();
     }
