@@ -1,47 +1,83 @@
 //! Work kept off the runtime's workers, which must stay free to answer before the deadline:
 //! large upstream answers read ([`run`]) and freed ([`free`]) on threads of their own, of
-//! lower priority than the workers.
+//! lower priority than the workers (on Linux).
 
-use crate::script::{Slot, THREAD_STACK};
+use std::sync::{Arc, OnceLock};
 
-/// The nice value of those threads: a weight of 110 against a worker's 1,024, so a worker
-/// whose timer fires takes the CPU from them at once, and they have what the workers leave.
-/// At the same priority, in a burst of 100 large answers (1 MB, 10,000 keys each) on one CPU,
-/// the worker had a third of it beside a thread converting answers and the one freeing them,
-/// and answered up to 100 ms past a 1 s deadline.
+use tokio::sync::Semaphore;
+
+use crate::script::THREAD_STACK;
+
+/// How much those threads' nice value is above the process's (at most 19): 10 gives them a
+/// weight of 110 against a worker's 1,024, so the scheduler gives a worker whose timer fires
+/// the CPU ahead of them, and they have what the workers leave. At the same priority, in a
+/// burst of 100 large answers (1 MB, 10,000 keys each) on one CPU, the worker had a third of
+/// it beside a thread converting answers and the one freeing them, and answered up to 100 ms
+/// past a 1 s deadline.
+#[cfg(target_os = "linux")]
 const NICE: i32 = 10;
 
-/// Runs `work` on a thread of its own, of low priority, `turn` held until it ends — also
-/// when the caller stops waiting for it (its deadline passed, its evaluation was stopped):
-/// such work cannot be stopped, and with its turn let go another request's would start
-/// beside it, and so on with each request that gave up (three at once on one CPU, in a
-/// burst of large answers). An error only if no thread could be started.
+/// Leave to start work on a thread of its own: one per CPU, which bounds the threads and the
+/// answers being read at once (a few MB each). Its own, not Rhai's turns: a script waiting for
+/// a turn held by low-priority work would wait as long as everything else had the CPU.
+fn permits() -> &'static Arc<Semaphore> {
+    static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Arc::new(Semaphore::new(cpus))
+    })
+}
+
+/// Runs `work` on a thread of its own, of low priority, once one of its `permits` is free,
+/// and holds it until the work ends — also when the caller stops waiting (its deadline
+/// passed, its evaluation was stopped): such work cannot be stopped, and with its permit let
+/// go another request's would start beside it, and so on with each request that gave up
+/// (three at once on one CPU, in a burst of large answers). What the work made is then freed
+/// as [`free`] frees. An error only if no thread could be started.
 pub async fn run<T: Send + 'static>(
-    turn: Slot,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
+    run_with(permits(), work).await
+}
+
+/// [`run`] with leave from `permits`.
+async fn run_with<T: Send + 'static>(
+    permits: &Arc<Semaphore>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    // Started from here, at the runtime's priority, not from the work's thread.
+    let garbage = freeing_thread().clone();
+    let permit = Arc::clone(permits).acquire_owned().await.ok();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("confirm-proxy-work".into())
-        // What it makes may be freed here (the caller gone): as deep as on a runtime thread.
+        // What it makes may be freed here: as deep as on a runtime thread.
         .stack_size(THREAD_STACK)
         .spawn(move || {
             lower_priority();
-            let _turn = turn;
-            // The caller gone, what the work made is freed here, at this thread's priority.
-            let _ = tx.send(work());
+            let _permit = permit;
+            if let Err(unwanted) = tx.send(work()) {
+                // Freed where everything large is, so that a trim follows.
+                let _ = garbage.send(Box::new(unwanted));
+            }
         })
         .map_err(|e| format!("no thread to read it on: {e}"))?;
     rx.await
         .map_err(|_| "the thread reading it failed".to_owned())
 }
 
-/// Lowers the calling thread's priority to [`NICE`]. Linux gives each thread its own nice
-/// value; elsewhere it would be the whole process's, so it is left alone.
+/// Raises the calling thread's nice value by [`NICE`]: lowers its priority below the
+/// process's. Linux gives each thread its own nice value; elsewhere it would be the whole
+/// process's, so it is left alone.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(None, NICE) {
-        tracing::debug!(error = %e, "could not lower a background thread's priority");
+    {
+        use rustix::process::{getpriority_process, setpriority_process};
+        let lowered = getpriority_process(None)
+            .and_then(|nice| setpriority_process(None, (nice + NICE).min(19)));
+        if let Err(e) = lowered {
+            tracing::warn!(error = %e, "could not lower the priority of a thread that reads or frees large upstream answers; it runs at the workers' priority");
+        }
     }
 }
 
@@ -58,6 +94,27 @@ pub fn free<T: Send + 'static>(value: T) {
     if let Err(returned) = freeing_thread().send(Box::new(value)) {
         // The thread could not be started: freed here, as outside a runtime.
         drop(returned.0);
+    }
+}
+
+/// `value`, freed as [`free`] frees it when `large`, wherever it is dropped: an evaluation
+/// stopped at its deadline drops what it holds on a worker.
+pub struct FreeLater<T: Default + Send + 'static> {
+    pub value: T,
+    large: bool,
+}
+
+impl<T: Default + Send + 'static> FreeLater<T> {
+    pub fn new(value: T, large: bool) -> Self {
+        FreeLater { value, large }
+    }
+}
+
+impl<T: Default + Send + 'static> Drop for FreeLater<T> {
+    fn drop(&mut self) {
+        if self.large {
+            free(std::mem::take(&mut self.value));
+        }
     }
 }
 
@@ -102,13 +159,14 @@ fn freeing_thread() -> &'static std::sync::mpsc::Sender<Garbage> {
 /// system: long enough that a burst is over, short enough that memory comes back soon after.
 const TRIM_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How often it does so at most while large answers keep coming (a probe of a large page
-/// every 100 ms never leaves it idle). Not more often: a trim holds each thread's heap while
-/// it walks it, 3–50 ms after a burst, and a thread that allocates meanwhile waits.
-const TRIM_WHILE_BUSY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often it does so at most while large answers keep coming without such a pause (a
+/// probe of a large page every 100 ms), so that memory cannot grow for good. Rarely: a trim
+/// holds each thread's heap while it walks it, 3–50 ms after a burst, and a worker that
+/// allocates from that heap meanwhile waits.
+const TRIM_WHILE_BUSY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Frees what arrives until every sender is gone (for the static one: never), and hands what
-/// was freed back to the system after a second without more, or every ten seconds while it
+/// was freed back to the system after a second without more, or once a minute while it
 /// keeps coming. The allocator keeps freed memory for reuse in the arena of the thread that
 /// allocated it, and the next burst is served from other arenas: three bursts of 100 large
 /// answers at once (1 MB, 10,000 keys each) left 340, 580 and 710 MB resident, and 650 MB
@@ -182,36 +240,46 @@ mod tests {
         assert_eq!(here.join().unwrap(), None, "a std thread without a name");
     }
 
-    /// The work runs on a thread of its own at the lower priority, and keeps its turn until
-    /// it ends, also when its caller stopped waiting.
+    /// The work runs on a thread of its own, its nice value raised by [`NICE`], and keeps its
+    /// permit until it ends, also when its caller stopped waiting.
     #[cfg(target_os = "linux")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn work_runs_at_low_priority_and_keeps_its_turn_after_its_caller_is_gone() {
-        let (name, nice) = run(None, || {
+    async fn work_runs_at_low_priority_and_keeps_its_permit_after_its_caller_is_gone() {
+        use rustix::process::getpriority_process;
+        let here = getpriority_process(None).unwrap();
+        let (name, nice) = run(|| {
             (
                 std::thread::current().name().map(str::to_owned),
-                rustix::process::getpriority_process(None).unwrap(),
+                getpriority_process(None).unwrap(),
             )
         })
         .await
         .unwrap();
-        assert_eq!((name.as_deref(), nice), (Some("confirm-proxy-work"), NICE));
+        assert_eq!(
+            (name.as_deref(), nice),
+            (Some("confirm-proxy-work"), (here + NICE).min(19))
+        );
 
-        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
-        let turn = turns.clone().try_acquire_owned().ok();
+        let permits = Arc::new(Semaphore::new(1));
+        let (started, running) = std::sync::mpsc::channel::<()>();
         let (release, held) = std::sync::mpsc::channel::<()>();
-        let caller = tokio::spawn(run(turn, move || {
-            held.recv_timeout(Duration::from_secs(10))
-        }));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiting = permits.clone();
+        let caller = tokio::spawn(async move {
+            run_with(&waiting, move || {
+                let _ = started.send(());
+                held.recv_timeout(Duration::from_secs(10))
+            })
+            .await
+        });
+        running.recv_timeout(Duration::from_secs(10)).unwrap();
         caller.abort();
         let _ = caller.await;
         assert!(
-            turns.try_acquire().is_err(),
-            "the turn was let go while its work still ran"
+            permits.try_acquire().is_err(),
+            "the permit was let go while its work still ran"
         );
         release.send(()).unwrap();
-        let back = tokio::time::timeout(Duration::from_secs(10), turns.acquire()).await;
-        assert!(back.is_ok(), "the turn came back once the work ended");
+        let back = tokio::time::timeout(Duration::from_secs(10), permits.acquire()).await;
+        assert!(back.is_ok(), "the permit came back once the work ended");
     }
 }

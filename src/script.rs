@@ -181,9 +181,8 @@ pub struct ScriptEngine {
     slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-/// Leave to [`ScriptEngine::slot`]: released when dropped. Owned, so that work handed to a
-/// thread of its own (see [`crate::background::run`]) keeps it until that work ends.
-pub type Slot = Option<tokio::sync::OwnedSemaphorePermit>;
+/// Leave to [`ScriptEngine::slot`]: released when dropped.
+pub type Slot<'a> = Option<tokio::sync::SemaphorePermit<'a>>;
 
 impl Default for ScriptEngine {
     fn default() -> Self {
@@ -237,17 +236,11 @@ impl ScriptEngine {
         std::iter::from_fn(|| self.slots.try_acquire().ok()).collect()
     }
 
-    /// The turns Rhai takes (see `slots`), for other work that holds a thread as long: a large
-    /// upstream answer parsed (see [`crate::upstream::BIG_BODY`]).
-    pub fn turns(&self) -> std::sync::Arc<tokio::sync::Semaphore> {
-        self.slots.clone()
-    }
-
     /// Waits for leave to run a script (see `slots`); hold it for the run.
-    pub async fn slot(&self) -> Slot {
+    pub async fn slot(&self) -> Slot<'_> {
         // The semaphore is never closed, so this never fails; if it did, the script would
         // run without waiting rather than not at all.
-        self.slots.clone().acquire_owned().await.ok()
+        self.slots.acquire().await.ok()
     }
 
     /// `ast`, or the error of a slip Rhai accepts at compile time that would change decisions.

@@ -173,12 +173,11 @@ impl App {
         );
         let verifier =
             (!config.webhook_secrets.is_empty()).then(|| Verifier::new(config.webhook_secrets));
-        let turns = scripts.turns();
         Ok(App {
             state: AppState(Arc::new(Shared {
                 store,
                 scripts,
-                upstreams: Arc::new(HttpUpstreams::new(metrics.clone(), turns)),
+                upstreams: Arc::new(HttpUpstreams::new(metrics.clone())),
                 metrics,
                 decision_log,
                 verifier,

@@ -194,14 +194,11 @@ pub trait Upstreams: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct HttpUpstreams {
     metrics: Metrics,
-    /// Rhai's turns (see [`crate::script::ScriptEngine::turns`]), which parsing a large answer
-    /// takes too.
-    turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl HttpUpstreams {
-    pub fn new(metrics: Metrics, turns: Arc<tokio::sync::Semaphore>) -> HttpUpstreams {
-        HttpUpstreams { metrics, turns }
+    pub fn new(metrics: Metrics) -> HttpUpstreams {
+        HttpUpstreams { metrics }
     }
 }
 
@@ -212,7 +209,6 @@ impl Upstreams for HttpUpstreams {
         call: HttpCall,
     ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
         let metrics = self.metrics.clone();
-        let turns = self.turns.clone();
         Box::pin(async move {
             let mut counted = Counted {
                 metrics,
@@ -220,7 +216,7 @@ impl Upstreams for HttpUpstreams {
                 started: std::time::Instant::now(),
                 outcome: None,
             };
-            let result = send(&upstream, call, Some(&turns)).await;
+            let result = send(&upstream, call).await;
             counted.outcome = Some(call_outcome(&result));
             result
         })
@@ -281,12 +277,8 @@ pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
     headers
 }
 
-/// One call; `turns`, when given, is waited for before a large answer is parsed.
-async fn send(
-    up: &Upstream,
-    call: HttpCall,
-    turns: Option<&Arc<tokio::sync::Semaphore>>,
-) -> Result<UpstreamResponse, UpstreamError> {
+/// One call.
+async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, UpstreamError> {
     let started = std::time::Instant::now();
     let body_by = call.body_by;
     let url = format!("{}{}", up.url, call.path_and_query);
@@ -413,13 +405,7 @@ async fn send(
         )
     };
     let (mut body, json) = if size >= BIG_BODY {
-        // With Rhai's turns: with every CPU parsing (six such answers at once on two), the
-        // runtime's timers fire late, and with them the deadline.
-        let turn = match turns {
-            Some(turns) => Arc::clone(turns).acquire_owned().await.ok(),
-            None => None,
-        };
-        crate::background::run(turn, parse)
+        crate::background::run(parse)
             .await
             .map_err(|e| UpstreamError::Other(format!("reading the answer failed: {e}")))?
     } else {

@@ -97,7 +97,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let upstreams = Arc::new(EvalUpstreams {
-        real: HttpUpstreams::new(Metrics::new(), scripts.turns()),
+        real: HttpUpstreams::new(Metrics::new()),
         dry_run: args.dry_run,
         writes: Arc::default(),
     });

@@ -86,7 +86,7 @@ impl Run<'_, '_> {
     /// payload can take as long as a script. A shadow rule waits for its turn only up to its
     /// own cut-off: it must never use up the deadline (the ruleset's on_error would then
     /// answer for it).
-    async fn turn(&self, rule: &Rule) -> Result<script::Slot, String> {
+    async fn turn(&self, rule: &Rule) -> Result<script::Slot<'_>, String> {
         let slot = self.ctx.scripts.slot();
         if rule.mode == Mode::Shadow {
             tokio::time::timeout_at(self.shadow_until, slot)
@@ -314,21 +314,30 @@ impl Run<'_, '_> {
             Err(e) => return Verdict::Error(format!("fetch from {}: {e}", f.upstream.name)),
         };
         // A large answer becomes Rhai's values, and their copy for `fetched`, on a thread of
-        // its own, where the deadline timer can still end the wait (see `BIG_BODY`), and with a
-        // turn: more such threads than CPUs would only take the CPUs from the runtime's
-        // workers, whose timers then fire late. What is left of it is freed in the background.
+        // its own and of low priority, where the deadline timer can still end the wait (see
+        // `BIG_BODY`). What is left of it is freed in the background.
         let large = resp.size >= crate::upstream::BIG_BODY;
         let (resp, response) = if large {
-            let turn = match self.turn(rule).await {
-                Ok(turn) => turn,
-                Err(cut) => return Verdict::Error(cut),
-            };
-            let converted = crate::background::run(turn, move || {
+            let convert = crate::background::run(move || {
                 let dynamic = response_dynamic(&resp);
                 let copy = dynamic.clone().into_read_only();
                 (resp, dynamic, copy)
-            })
-            .await;
+            });
+            // A shadow rule waits for its thread only up to its own cut-off, as for a turn.
+            let converted = if rule.mode == Mode::Shadow {
+                match tokio::time::timeout_at(self.shadow_until, convert).await {
+                    Ok(converted) => converted,
+                    Err(_) => {
+                        return Verdict::Error(format!(
+                            "{} (reading the answer of {})",
+                            super::SHADOW_CUT_OFF,
+                            f.upstream.name
+                        ))
+                    }
+                }
+            } else {
+                convert.await
+            };
             match converted {
                 Ok((resp, dynamic, copy)) => {
                     scope.set_fetched_copy(&rule.name, copy);
@@ -345,12 +354,11 @@ impl Run<'_, '_> {
             let dynamic = response_dynamic(&resp);
             (resp, scope.set_fetched(&rule.name, dynamic))
         };
-        let mut response = Some(response);
-        let verdict = self.require_on(rule, f, scope, &resp, &mut response).await;
-        if large {
-            crate::background::free((resp, response));
-        }
-        verdict
+        // Freed in the background also if the evaluation is stopped in `require_on`; so is
+        // `resp`'s body (see `UpstreamResponse`'s Drop).
+        let mut response = crate::background::FreeLater::new(Some(response), large);
+        self.require_on(rule, f, scope, &resp, &mut response.value)
+            .await
     }
 
     /// A fetch's `require` (or, without one, its status) on the answer `resp`, which Rhai

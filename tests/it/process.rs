@@ -1031,10 +1031,12 @@ fn resident_kib(pid: u32) -> u64 {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[tokio::test]
 async fn memory_of_a_burst_of_large_answers_is_handed_back() {
-    // 5,000 keys in about 400 KB: parsed, and turned into Rhai's values for the require.
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    // 9,000 keys in about 700 KB: parsed, and turned into Rhai's values for the require.
     let big = format!(
         "{{\"available\": 0, {}}}",
-        (0..5000)
+        (0..9000)
             .map(|i| format!("\"key-{i:05}\": \"{}\"", "v".repeat(60)))
             .collect::<Vec<_>>()
             .join(", ")
@@ -1057,8 +1059,18 @@ async fn memory_of_a_burst_of_large_answers_is_handed_back() {
     let proc = Process::serve(rules.path(), &[]).await;
     let pid = proc.child.id().unwrap();
     let idle = resident_kib(pid);
+    // The peak, sampled while the bursts run (a trim may come between them on a slow machine).
+    let peak = Arc::new(AtomicU64::new(idle));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(resident_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
     let url = proc.url("/confirm");
-    let mut peak = idle;
     for round in 0..3 {
         let burst: Vec<_> = (0..24)
             .map(|i| {
@@ -1076,14 +1088,17 @@ async fn memory_of_a_burst_of_large_answers_is_handed_back() {
         for answer in burst {
             assert_eq!(answer.await.unwrap().status, 409);
         }
-        peak = peak.max(resident_kib(pid));
     }
+    sampler.abort();
+    let peak = peak.load(Ordering::Relaxed);
     let grown = peak.saturating_sub(idle);
     assert!(grown > 20_000, "the bursts took {grown} KiB");
-    // Handed back a second after the last answer was freed (freed at low priority: with the
-    // other tests running, that can take a debug build seconds).
+    // Without a trim the allocator keeps half of it or more for good (50–66% eight seconds
+    // after, in three runs); handed back a second after the last answer was freed (at low
+    // priority: with the other tests running, that can take a debug build seconds), 6–36%
+    // was left then, and less later.
     let back = eventually(Duration::from_secs(30), || async {
-        resident_kib(pid) < idle + grown / 2
+        resident_kib(pid) < idle + grown * 2 / 5
     })
     .await;
     assert!(
