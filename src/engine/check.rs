@@ -87,19 +87,14 @@ impl Run<'_, '_> {
     /// own cut-off: it must never use up the deadline (the ruleset's on_error would then
     /// answer for it).
     async fn turn(&self, rule: &Rule) -> Result<script::Slot<'_>, String> {
-        let slot = self.ctx.scripts.slot();
-        if rule.mode == Mode::Shadow {
-            tokio::time::timeout_at(self.shadow_until, slot)
-                .await
-                .map_err(|_| {
-                    format!(
-                        "{} (waiting for its turn to run Rhai)",
-                        super::SHADOW_CUT_OFF
-                    )
-                })
-        } else {
-            Ok(slot.await)
-        }
+        self.wait(rule, self.ctx.scripts.slot())
+            .await
+            .ok_or_else(|| {
+                format!(
+                    "{} (waiting for its turn to run Rhai)",
+                    super::SHADOW_CUT_OFF
+                )
+            })
     }
 
     /// The most a Rhai evaluation of `rule` may take: what is left of the deadline, or for a
@@ -323,20 +318,9 @@ impl Run<'_, '_> {
                 let copy = dynamic.clone().into_read_only();
                 (resp, dynamic, copy)
             });
-            // A shadow rule waits for its thread only up to its own cut-off, as for a turn.
-            let converted = if rule.mode == Mode::Shadow {
-                match tokio::time::timeout_at(self.shadow_until, convert).await {
-                    Ok(converted) => converted,
-                    Err(_) => {
-                        return Verdict::Error(format!(
-                            "{} (reading the answer of {})",
-                            super::SHADOW_CUT_OFF,
-                            f.upstream.name
-                        ))
-                    }
-                }
-            } else {
-                convert.await
+            // A shadow rule waits for it only up to its own cut-off, as for its call.
+            let Some(converted) = self.wait(rule, convert).await else {
+                return self.cut_off();
             };
             match converted {
                 Ok((resp, dynamic, copy)) => {

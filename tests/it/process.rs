@@ -1041,14 +1041,7 @@ async fn memory_of_a_burst_of_large_answers_is_handed_back() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let shop = MockUpstream::start(axum::Router::new().route(
-        "/stock",
-        axum::routing::get(move || {
-            let big = big.clone();
-            async move { big }
-        }),
-    ))
-    .await;
+    let shop = MockUpstream::answering("/stock", big).await;
     let rules = Rules::with(
         "default.yaml",
         &format!(

@@ -355,6 +355,15 @@ impl MockUpstream {
         }
     }
 
+    /// Answers every `GET path` with `body`.
+    pub async fn answering(path: &str, body: String) -> MockUpstream {
+        MockUpstream::start(axum::Router::new().route(
+            path,
+            axum::routing::get(move || std::future::ready(body.clone())),
+        ))
+        .await
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -1106,14 +1106,7 @@ async fn an_answer_over_1_mib_is_cut_and_the_error_says_so() {
         r#"{{"available": 1, "padding": "{}"}}"#,
         "x".repeat(2 << 20)
     );
-    let shop = MockUpstream::start(Router::new().route(
-        "/stock",
-        routing::get(move || {
-            let big = big.clone();
-            async move { big }
-        }),
-    ))
-    .await;
+    let shop = MockUpstream::answering("/stock", big).await;
     let rules = Rules::with(
         "default.yaml",
         &format!(
