@@ -33,7 +33,7 @@ fn permits() -> &'static Arc<Semaphore> {
 /// passed, its evaluation was stopped): such work cannot be stopped, and with its permit let
 /// go another request's would start beside it, and so on with each request that gave up
 /// (three at once on one CPU, in a burst of large answers). What the work made is then freed
-/// as [`free`] frees. An error only if no thread could be started.
+/// on its thread before the permit goes. An error only if no thread could be started.
 pub async fn run<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
@@ -45,8 +45,6 @@ async fn run_with<T: Send + 'static>(
     permits: &Arc<Semaphore>,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
-    // Started from here, at the runtime's priority, not from the work's thread.
-    let garbage = freeing_thread().clone();
     let permit = Arc::clone(permits).acquire_owned().await.ok();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -56,10 +54,8 @@ async fn run_with<T: Send + 'static>(
         .spawn(move || {
             lower_priority();
             let _permit = permit;
-            if let Err(unwanted) = tx.send(work()) {
-                // Freed where everything large is, so that a trim follows.
-                let _ = garbage.send(Box::new(unwanted));
-            }
+            // A result no longer waited for is freed here, at this thread's priority.
+            let _ = tx.send(work());
         })
         .map_err(|e| format!("no thread to read it on: {e}"))?;
     rx.await
@@ -126,87 +122,20 @@ fn freeing_thread() -> &'static std::sync::mpsc::Sender<Garbage> {
         std::sync::OnceLock::new();
     SENDER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Garbage>();
-        // Trims run at the priority of the runtime's threads (this one's, which the new thread
-        // inherits): a trim holds each heap while it walks it, and at a low priority it would
-        // hold a worker that allocates from that heap for as long as others had the CPU.
-        let (trim, trims) = std::sync::mpsc::sync_channel::<()>(1);
         let started = std::thread::Builder::new()
-            .name("confirm-proxy-trim".into())
+            .name("confirm-proxy-free".into())
             .spawn(move || {
-                for () in trims {
-                    trim_heap();
+                lower_priority();
+                for garbage in rx {
+                    drop(garbage);
                 }
-            })
-            .and_then(|_| {
-                std::thread::Builder::new()
-                    .name("confirm-proxy-free".into())
-                    .spawn(move || {
-                        lower_priority();
-                        free_until_closed(&rx, || {
-                            // Full: a trim is waiting to run, which covers this one too.
-                            let _ = trim.try_send(());
-                        });
-                    })
             });
         if let Err(e) = started {
-            tracing::warn!(error = %e, "could not start the threads that free large answers; they are freed where they are dropped");
+            tracing::warn!(error = %e, "could not start the thread that frees large answers; they are freed where they are dropped");
         }
         tx
     })
 }
-
-/// How long the freeing thread waits for more before it hands what it freed back to the
-/// system: long enough that a burst is over, short enough that memory comes back soon after.
-const TRIM_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How often it does so at most while large answers keep coming without such a pause (a
-/// probe of a large page every 100 ms), so that memory cannot grow for good. Rarely: a trim
-/// holds each thread's heap while it walks it, 3–50 ms after a burst, and a worker that
-/// allocates from that heap meanwhile waits.
-const TRIM_WHILE_BUSY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Frees what arrives until every sender is gone (for the static one: never), and hands what
-/// was freed back to the system after a second without more, or once a minute while it
-/// keeps coming. The allocator keeps freed memory for reuse in the arena of the thread that
-/// allocated it, and the next burst is served from other arenas: three bursts of 100 large
-/// answers at once (1 MB, 10,000 keys each) left 340, 580 and 710 MB resident, and 650 MB
-/// after an idle minute; a trim brought that to 48 MB.
-fn free_until_closed(rx: &std::sync::mpsc::Receiver<Garbage>, trim: impl Fn()) {
-    use std::sync::mpsc::RecvTimeoutError;
-    let mut freed = false;
-    let mut trimmed = std::time::Instant::now();
-    loop {
-        match rx.recv_timeout(TRIM_AFTER_IDLE) {
-            Ok(garbage) => {
-                drop(garbage);
-                freed = true;
-                if trimmed.elapsed() < TRIM_WHILE_BUSY {
-                    continue;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) if freed => {}
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-        trim();
-        freed = false;
-        trimmed = std::time::Instant::now();
-    }
-}
-
-/// Returns the heap's free pages to the system (glibc's `malloc_trim`, which walks every
-/// arena); other C libraries have no such call and do without.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[expect(unsafe_code, reason = "glibc's malloc_trim has no safe binding")]
-fn trim_heap() {
-    let started = std::time::Instant::now();
-    // SAFETY: malloc_trim takes no pointers and is thread-safe: it locks each arena in turn.
-    let released = unsafe { libc::malloc_trim(0) } == 1;
-    tracing::debug!(released, took = ?started.elapsed(), "freed memory handed back to the system");
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_heap() {}
 
 #[cfg(test)]
 mod tests {
