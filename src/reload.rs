@@ -250,7 +250,12 @@ impl RuleStore {
             // Something changed while the files were read: what was read may be half old,
             // half new. Read again once the directory is quiet.
             if attempt < LOAD_ATTEMPTS {
-                tracing::info!("rules changed while they were read; reading them again");
+                let changed = self.activity.event() != before || self.activity.writing().is_some();
+                if changed {
+                    tracing::info!("rules changed while they were read; reading them again");
+                } else {
+                    tracing::info!("a rule file is empty (an editor may be saving it); reading the rules again");
+                }
                 tokio::time::sleep(DEBOUNCE).await;
             }
         }

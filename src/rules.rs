@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
 
-pub(crate) use load::{is_misnamed_yaml, read_text, UNKNOWN_RULESET};
+pub(crate) use load::{is_misnamed_yaml, read_yaml_text, UNKNOWN_RULESET};
 pub use load::{
     is_rule_source, load_dir, parse_duration, referenced_scripts, rules_version, Env, LoadOptions,
 };
@@ -35,6 +35,33 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_REASON: &str = "결제를 진행할 수 없습니다.";
 /// The reason of the 404 for a ruleset that is not loaded.
 pub const UNKNOWN_RULESET_REASON: &str = "알 수 없는 결제 확인 경로입니다";
+
+/// What is wrong with `s`, a time that is not RFC 3339, when it is a common near miss: no UTC
+/// offset, an offset without its colon, a date alone, no seconds. For the error that names it.
+pub fn time_slip(s: &str) -> Option<&'static str> {
+    use chrono::NaiveDate;
+    let s = s.trim();
+    let parses = |t: &str| DateTime::parse_from_rfc3339(t).is_ok();
+    let offset_without_colon = s.len() > 5
+        && s.is_char_boundary(s.len() - 5)
+        && s[s.len() - 5..].starts_with(['+', '-'])
+        && s[s.len() - 4..].bytes().all(|b| b.is_ascii_digit());
+    if parses(&format!("{s}+09:00")) {
+        Some("it has no UTC offset: add one, +09:00 for Korean time (2026-12-10T10:00:00+09:00)")
+    } else if offset_without_colon
+        && parses(&format!("{}:{}", &s[..s.len() - 2], &s[s.len() - 2..]))
+    {
+        Some("write the offset with a colon: +09:00, not +0900")
+    } else if parses(&format!("{s}:00+09:00")) {
+        Some("it has no seconds and no UTC offset: add both, :00 and +09:00 for Korean time (2026-12-10T10:00:00+09:00)")
+    } else if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
+        Some("a date alone: add the time and the offset (2026-12-10T00:00:00+09:00)")
+    } else if DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M%:z").is_ok() {
+        Some("the seconds are required: 10:00:00, not 10:00")
+    } else {
+        None
+    }
+}
 
 /// The confirm URL path of ruleset `name` (its file's stem): `/confirm` for `default`.
 pub fn confirm_path(name: &str) -> String {
@@ -194,6 +221,24 @@ impl Rule {
     /// Whether evaluating this rule may wait for an upstream's answer (`fetch`, `forward`).
     pub fn calls_upstream(&self) -> bool {
         self.mode != Mode::Off && matches!(self.check, Check::Fetch(_) | Check::Forward(_))
+    }
+
+    /// Whether this rule's outcome may depend on the clock: a `window`, or an expression or
+    /// script that reads `now`.
+    pub fn reads_clock(&self) -> bool {
+        let reads = |e: &Option<Expr>| e.as_ref().is_some_and(|e| crate::script::reads_now(&e.ast));
+        self.mode != Mode::Off
+            && (reads(&self.when)
+                || match &self.check {
+                    Check::Window { .. } => true,
+                    Check::Require(e) => crate::script::reads_now(&e.ast),
+                    Check::Script { ast, .. } => crate::script::reads_now(ast),
+                    Check::Fetch(f) => reads(&f.require),
+                    Check::Approve
+                    | Check::Amount { .. }
+                    | Check::Healthy(_)
+                    | Check::Forward(_) => false,
+                })
     }
 
     /// Whether evaluating this rule may run Rhai. A fetch counts: its answer goes into the

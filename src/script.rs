@@ -68,6 +68,33 @@ pub const REQUEST_VARS: [&str; 8] = [
     "order_id", "tx_id", "amount", "store_id", "api", "payload", "now", "fetched",
 ];
 
+/// `unexpected 'let'` in a `require` or `when`: says where statements may be written.
+fn statement_in_expression(mut error: CompileError) -> CompileError {
+    const STATEMENTS: [&str; 7] = ["let", "const", "for", "while", "loop", "do", "fn"];
+    let keyword = error
+        .message
+        .strip_prefix("unexpected '")
+        .and_then(|rest| rest.strip_suffix('\''));
+    if let Some(keyword) = keyword.filter(|k| STATEMENTS.contains(k)) {
+        error.message.push_str(&format!(": require and when hold one expression, and {keyword} begins a statement; write statements in a script (script: scripts/NAME.rhai)"));
+    }
+    error
+}
+
+/// Whether `ast` reads the request's `now` (the evaluation time) anywhere: its outcome may
+/// depend on the clock.
+pub fn reads_now(ast: &AST) -> bool {
+    let mut found = false;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        found = matches!(
+            path.last(),
+            Some(rhai::ASTNode::Expr(rhai::Expr::Variable(var, ..))) if var.1 == "now"
+        );
+        !found
+    });
+    found
+}
+
 /// Where a script's result came from, when it can only have come from one place: its last
 /// statement, in a script with no `return` (nor `throw`). For the error of a result no script
 /// may give.
@@ -269,7 +296,7 @@ impl ScriptEngine {
         unclosed_comment(src)?;
         self.engine
             .compile_expression_with_scope(&compile_scope(extra), src)
-            .map_err(|e| parse_error(src, extra, &e))
+            .map_err(|e| statement_in_expression(parse_error(src, extra, &e)))
             .and_then(|ast| {
                 match lint::not_a_condition(&ast)
                     .or_else(|| lint::in_place_result(&ast, false))
@@ -704,6 +731,28 @@ pub(crate) mod tests {
             .compile_expression("amount > 5 or amount < 1", &[])
             .unwrap_err();
         assert_eq!(e.message, "unexpected 'or': Rhai writes or as ||");
+    }
+
+    /// Characters a Korean input method or a word processor types where Rhai needs ASCII, and
+    /// statements where one expression is expected, get the fix, not only what was unexpected.
+    #[test]
+    fn non_ascii_characters_and_statements_in_expressions_get_a_hint() {
+        let engine = ScriptEngine::new();
+        for (src, message, line, column) in [
+            ("let 한도 = 1000000;\ntrue", "unexpected '한': names of variables and functions are ASCII letters, digits and _ (한도 → limit); text in Korean goes inside quotes", 1, 5),
+            ("order_id.starts_with(“vip-”)", "unexpected '“': a curly quote, as a word processor types it: write text in straight double quotes (\"vip-\")", 1, 22),
+            ("let a = 1；\ntrue", "unexpected '；': a full-width ；: type the ASCII ;", 1, 10),
+            ("let a = 1;\nif amount ＞ 5 { return false; }\ntrue", "unexpected '＞': a full-width ＞: type the ASCII >", 2, 11),
+        ] {
+            tests::assert_refused(&engine, src, message, line, column);
+        }
+        let e = engine
+            .compile_expression("let w = 5; amount > w", &[])
+            .unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.line, e.column),
+            ("unexpected 'let': require and when hold one expression, and let begins a statement; write statements in a script (script: scripts/NAME.rhai)", 1, 1)
+        );
     }
 
     /// `curry` copies what it binds beyond the size limits: a load error, as a method or a

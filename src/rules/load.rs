@@ -17,7 +17,7 @@ use super::{
 use crate::script::native::Native;
 use crate::script::ScriptEngine;
 use source::ruleset_files;
-pub(crate) use source::{is_misnamed_yaml, read_text, ReadError, UNKNOWN_RULESET};
+pub(crate) use source::{is_misnamed_yaml, read_text, read_yaml_text, ReadError, UNKNOWN_RULESET};
 pub use source::{is_rule_source, referenced_scripts, rules_version};
 
 /// Reads `${VAR}` values; the process environment in production, a map in tests.
@@ -47,7 +47,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
     warnings.extend(files.not_rulesets);
     let files = files.rulesets;
     for (name, path) in files {
-        let src: Arc<str> = match read_text(&path) {
+        let src: Arc<str> = match read_yaml_text(&path) {
             Ok(src) => src.into(),
             Err(e) => {
                 errors.push(e.into_load_error(path, ""));
@@ -385,8 +385,9 @@ impl FileCompiler<'_, '_> {
                 _ => false,
             });
             if called && up.timeout >= settings.deadline {
+                // At its `timeout` (at the upstream when the default is left).
                 self.warn(
-                    &[Seg::Key("upstreams"), Seg::Key(key)],
+                    &[Seg::Key("upstreams"), Seg::Key(key), Seg::Key("timeout")],
                     format_args!("upstream \"{key}\": its timeout {:?} is not below the deadline {:?}, so a call that hangs is ended by the deadline first and the ruleset's on_error decides, not the rule's; set a timeout below the deadline", up.timeout, settings.deadline),
                 );
             }

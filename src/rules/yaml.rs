@@ -179,6 +179,12 @@ fn clean_message(msg: &str) -> String {
             return format!("{msg}; {}", top_key_hint(name));
         }
     }
+    // `error_reason:` in a rule: a key of the whole file's settings only.
+    if let Some(name) = unknown_name(&msg).filter(|n| SETTINGS_ONLY.contains(n)) {
+        if msg.starts_with("rules[") {
+            return format!("{msg}; \"{name}\" is a key of settings, for every rule of the file: a rule has its own reason and on_error, but not {name}");
+        }
+    }
     if let Some(known) = did_you_mean(&msg) {
         return format!("{msg}; did you mean \"{known}\"?");
     }
@@ -222,6 +228,8 @@ fn number_in_text(msg: &str) -> Option<String> {
 
 /// The keys at the top of a rule file.
 pub(super) const TOP_KEYS: [&str; 3] = ["settings", "upstreams", "rules"];
+/// The keys of `settings` that a rule has not.
+const SETTINGS_ONLY: [&str; 3] = ["deadline", "error_reason", "reject_status"];
 /// The keys of an upstream.
 const UPSTREAM_KEYS: [&str; 4] = ["url", "timeout", "headers", "health"];
 
@@ -275,6 +283,32 @@ fn did_you_mean(msg: &str) -> Option<&str> {
         &unknown.to_lowercase(),
         expected.split('"').skip(1).step_by(2),
     )
+}
+
+/// The most `[` and `{` a YAML file may hold open at once. libyaml reads flow collections
+/// nested N deep in time growing with N² (64 KB of `[` took 14 s, 1 MiB would take about an
+/// hour, holding every reload behind it) before serde_yaml's own limit of 128 levels refuses
+/// the file; no rule or test file comes near this.
+pub const MAX_FLOW_DEPTH: usize = 100;
+
+/// Where a `[` or `{` first makes more than [`MAX_FLOW_DEPTH`] open at once. A linear count
+/// over every byte, quotes and comments included: an unmatched bracket in text counts too,
+/// which no real file has a hundred of.
+pub fn too_deep(src: &str) -> Option<Location> {
+    let mut depth = 0usize;
+    for (i, b) in src.bytes().enumerate() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(Location::after(&src[..i]));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// How many times a file is read again to find the next error, at most.

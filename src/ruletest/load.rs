@@ -116,8 +116,8 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         location,
         message,
     };
-    let src =
-        crate::rules::read_text(file).map_err(|e| vec![e.into_load_error(file.to_owned(), "")])?;
+    let src = crate::rules::read_yaml_text(file)
+        .map_err(|e| vec![e.into_load_error(file.to_owned(), "")])?;
     // Syntax first, with the hints rule files get (an unclosed `{`, a tab, an unquoted `: `);
     // a repeated key would have a case test another answer (or request) than the one its
     // author is looking at.
@@ -157,10 +157,13 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         match DateTime::parse_from_rfc3339(s) {
             Ok(t) => Some(t),
             Err(_) => {
+                let slip = crate::rules::time_slip(s)
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
                 errors.push(error(
                     at(path),
                     format!(
-                        "{field}: invalid time \"{s}\", expected RFC 3339 like 2026-12-01T12:00:00+09:00"
+                        "{field}: invalid time \"{s}\", expected RFC 3339 like 2026-12-01T12:00:00+09:00{slip}"
                     ),
                 ));
                 None
@@ -181,6 +184,28 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
                     .unwrap_or(yaml::Location { line: 1, column: 1 }),
             ),
             "no cases: this file tests nothing".to_owned(),
+        ));
+    }
+    // Cases on today's clock pass or fail with the date: a suite written before a sale opens
+    // starts failing (or passing wrongly) once it has.
+    let unpinned = raw.cases.iter().filter(|c| c.now.is_none()).count();
+    let clock_rule = ruleset.and_then(|r| r.rules.iter().find(|rule| rule.reads_clock()));
+    if let (None, true, Some(rule)) = (&raw.now, unpinned > 0, clock_rule) {
+        warnings.push(error(
+            Some(
+                yaml::locate_key(&src, &[Seg::Key("ruleset")])
+                    .unwrap_or(yaml::Location { line: 1, column: 1 }),
+            ),
+            format!(
+                "no now: {unpinned} of {} cases run on today's clock, and rule \"{}\" depends on it ({}), so they pass or fail with the date; fix the time with now: \"2026-12-01T12:00:00+09:00\" at the top (or per case)",
+                raw.cases.len(),
+                rule.name,
+                if matches!(rule.check, crate::rules::Check::Window { .. }) {
+                    "a window"
+                } else {
+                    "it reads now"
+                },
+            ),
         ));
     }
     let mut first_named: HashMap<&str, usize> = HashMap::new();
@@ -756,6 +781,56 @@ rules:
         assert_eq!(
             warnings("ruleset: default\ncases: []\n"),
             ["tests/t.yaml:2:1: no cases: this file tests nothing"]
+        );
+    }
+
+    /// Cases without a fixed time are a warning when a rule of the ruleset depends on the
+    /// clock (they pass or fail with the date), and only then.
+    #[test]
+    fn cases_on_todays_clock_are_a_warning_where_a_rule_reads_the_clock() {
+        let case = |now: &str| {
+            format!("  - name: a{now}\n    request: {{ imp_uid: i, merchant_uid: o-1, amount: 50 }}\n    expect: {{ decision: approve }}\n")
+        };
+        let pinned = case("-pinned\n    now: \"2026-12-01T12:00:00+09:00\"");
+        let window = "rules:\n  - { name: open, window: { from: \"2026-12-10T10:00:00+09:00\" }, reason: x }\n";
+        let script = "rules:\n  - { name: hours, require: 'seoul_hour(now) >= 9', reason: x }\n";
+        let amount = "rules:\n  - { name: limit, amount: { max: 100 }, reason: x }\n";
+        assert_eq!(
+            load_with(window, &format!("ruleset: default\ncases:\n{}{pinned}", case(""))),
+            Ok(vec![r#"tests/t.yaml:1:1: no now: 1 of 2 cases run on today's clock, and rule "open" depends on it (a window), so they pass or fail with the date; fix the time with now: "2026-12-01T12:00:00+09:00" at the top (or per case)"#.to_owned()])
+        );
+        assert_eq!(
+            load_with(script, &format!("ruleset: default\ncases:\n{}", case(""))),
+            Ok(vec![r#"tests/t.yaml:1:1: no now: 1 of 1 cases run on today's clock, and rule "hours" depends on it (it reads now), so they pass or fail with the date; fix the time with now: "2026-12-01T12:00:00+09:00" at the top (or per case)"#.to_owned()])
+        );
+        // Every case pinned, a time for the file, or no rule that reads the clock: no warning.
+        assert_eq!(
+            load_with(window, &format!("ruleset: default\ncases:\n{pinned}")),
+            Ok(vec![])
+        );
+        assert_eq!(
+            load_with(
+                script,
+                &format!(
+                    "ruleset: default\nnow: \"2026-12-01T12:00:00+09:00\"\ncases:\n{}",
+                    case("")
+                )
+            ),
+            Ok(vec![])
+        );
+        assert_eq!(
+            load_with(amount, &format!("ruleset: default\ncases:\n{}", case(""))),
+            Ok(vec![])
+        );
+    }
+
+    /// A test file nesting `[` or `{` deeper than any needs is refused before YAML reads it,
+    /// as a rule file is.
+    #[test]
+    fn a_test_file_nested_too_deep_is_refused() {
+        assert_eq!(
+            errors(&format!("ruleset: default\ncases: {}", "{a: ".repeat(50_000))),
+            ["tests/t.yaml:2:408: more than 100 [ and { open at once here: no rule or test file nests that deep, and YAML would take minutes to read it; close them"]
         );
     }
 

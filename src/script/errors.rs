@@ -128,6 +128,36 @@ fn slip_hint(src: &str, error: &mut CompileError) {
     // `let null = 1`: a name being declared is no slip of another language's value.
     let declared = before.trim_end().ends_with("let") || before.trim_end().ends_with("const");
     let message = error.message.as_str();
+    // `unexpected '한'`: a character Rhai has no use for outside quotes, typed by a Korean
+    // input method or pasted from a document.
+    let foreign = message
+        .strip_prefix("unexpected '")
+        .and_then(|rest| rest.strip_suffix('\''))
+        .and_then(|c| {
+            let mut chars = c.chars();
+            chars
+                .next()
+                .filter(|c| !c.is_ascii() && chars.next().is_none())
+        });
+    if let Some(c) = foreign {
+        let hint = match c {
+            '“' | '”' | '‘' | '’' => {
+                "a curly quote, as a word processor types it: write text in straight double quotes (\"vip-\")".to_owned()
+            }
+            // Full-width forms of ASCII (`；`, `＞`, `（`) from a Korean input method.
+            '\u{FF01}'..='\u{FF5E}' => {
+                let ascii = char::from_u32(c as u32 - 0xFEE0).unwrap_or(c);
+                format!("a full-width {c}: type the ASCII {ascii}")
+            }
+            c if c.is_alphabetic() => {
+                "names of variables and functions are ASCII letters, digits and _ (한도 → limit); text in Korean goes inside quotes".to_owned()
+            }
+            _ => return,
+        };
+        error.message.push_str(": ");
+        error.message.push_str(&hint);
+        return;
+    }
     let hint = if message.starts_with("invalid character: ") && from.starts_with('\'') {
         "text is written in double quotes (\"store-a\"); single quotes hold one character"
     } else if (message == "expecting ';' to terminate this statement"

@@ -32,6 +32,20 @@ async fn sighup_reloads() {
     assert!(applied, "{}", proc.log_text());
 }
 
+/// A reload that reads again because a rule file is empty (an editor truncating it to save)
+/// says so, rather than that the rules changed while they were read.
+#[tokio::test]
+async fn reading_again_for_an_empty_file_says_why() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let proc = Process::serve(rules.path(), &[]).await;
+    rules.write("default.yaml", "");
+    proc.log_line_of("a rule file is empty (an editor may be saving it); reading the rules again")
+        .await;
+    proc.log_line_of("rules not reloaded").await;
+    let log = proc.log_text();
+    assert!(!log.contains("rules changed while they were read"), "{log}");
+}
+
 /// Deleting a ruleset's file takes its confirm URL away: the reload says so as a warning.
 #[tokio::test]
 async fn a_removed_ruleset_is_warned_about() {

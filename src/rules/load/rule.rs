@@ -219,7 +219,10 @@ impl FileCompiler<'_, '_> {
                     match DateTime::parse_from_rfc3339(v) {
                         Ok(t) => Some(Some(t)),
                         Err(_) => {
-                            self.error(&sub("window", f), format!("rule \"{name}\": window.{f}: invalid timestamp \"{v}\", expected RFC 3339 like 2026-12-01T10:00:00+09:00"));
+                            let slip = crate::rules::time_slip(v)
+                                .map(|h| format!("; {h}"))
+                                .unwrap_or_default();
+                            self.error(&sub("window", f), format!("rule \"{name}\": window.{f}: invalid timestamp \"{v}\", expected RFC 3339 like 2026-12-01T10:00:00+09:00{slip}"));
                             None
                         }
                     }

@@ -268,7 +268,7 @@ pub fn referenced_scripts(dir: &Path) -> Vec<PathBuf> {
         if !name.ends_with(".yaml") || name.starts_with('.') || !path.is_file() {
             continue;
         }
-        let Ok(src) = read_text(&path) else {
+        let Ok(src) = read_yaml_text(&path) else {
             continue;
         };
         let Ok(refs) = yaml::from_str::<RawScriptRefs>(&src) else {
@@ -373,6 +373,8 @@ pub(crate) enum ReadError {
         location: Location,
         detail: String,
     },
+    /// A YAML file with more than [`yaml::MAX_FLOW_DEPTH`] `[` and `{` open at once.
+    TooDeep(Location),
 }
 
 impl ReadError {
@@ -389,12 +391,30 @@ impl ReadError {
                 location: Some(location),
                 message: format!("not valid UTF-8 ({detail}); save the file as UTF-8{suffix}"),
             },
+            ReadError::TooDeep(location) => LoadError {
+                file,
+                location: Some(location),
+                message: format!(
+                    "more than {} [ and {{ open at once here: no rule or test file nests that deep, and YAML would take minutes to read it; close them{suffix}",
+                    yaml::MAX_FLOW_DEPTH
+                ),
+            },
         }
     }
 }
 
 /// The most a rule file, script or rule test may hold; the shipped ones are a few KiB.
 pub(crate) const MAX_SOURCE_BYTES: u64 = 1024 * 1024;
+
+/// [`read_text`] for a YAML file (rules, rule tests): also refused, before any YAML parser
+/// sees it, when it nests flow collections deeper than [`yaml::MAX_FLOW_DEPTH`].
+pub(crate) fn read_yaml_text(path: &Path) -> Result<String, ReadError> {
+    let src = read_text(path)?;
+    match yaml::too_deep(&src) {
+        Some(at) => Err(ReadError::TooDeep(at)),
+        None => Ok(src),
+    }
+}
 
 /// Reads a whole file as UTF-8 text; invalid UTF-8 is located at its first bad byte. Only a
 /// regular file of at most [`MAX_SOURCE_BYTES`] is read: opening a FIFO waits for a writer

@@ -104,6 +104,14 @@ fn syntax_error(src: &str, e: &serde_yaml::Error) -> ParseError {
         None => problem,
     };
     let mut location = error_location(e);
+    // One at the start of a line above (where a joined file began) or on the error's line.
+    if let Some(bom) = mid_file_bom(src).filter(|bom| {
+        bom.location.is_some_and(|at| {
+            at.line == location.line || (at.line < location.line && at.column == 1)
+        })
+    }) {
+        return bom;
+    }
     let mut message = problem.replace('`', "\"");
     // A `{` or `[` left open at the end of its line, which libyaml gives no start for.
     let mut left_open = None;
@@ -183,16 +191,8 @@ fn at_end(src: &str, at: Location) -> bool {
 /// byte-order mark past the start (two files joined), or a first key indented more than a
 /// later one at column 1 (`settings:` deleted above its indented keys).
 fn no_second_document(src: &str) -> Option<ParseError> {
-    if let Some(i) = src
-        .char_indices()
-        .skip(1)
-        .find(|&(_, c)| c == '\u{feff}')
-        .map(|(i, _)| i)
-    {
-        return Some(ParseError {
-            location: Some(Location::after(&src[..i])),
-            message: "a byte-order mark (U+FEFF, invisible) in the middle of the file, as when two files are joined: delete it".into(),
-        });
+    if let Some(bom) = mid_file_bom(src) {
+        return Some(bom);
     }
     let content = |l: &&str| {
         let t = l.trim_start_matches('\u{feff}').trim();
@@ -214,6 +214,17 @@ fn no_second_document(src: &str) -> Option<ParseError> {
             "this key starts at column 1, but the file's first key is indented (column {}): top-level keys start at column 1, so the key the first lines belong under (settings: in a rule file, say) is probably missing above them",
             indent + 1
         ),
+    })
+}
+
+/// A byte-order mark past the start of the file (two files joined, or a line pasted from
+/// one): invisible in an editor, and libyaml reads it as text, so the error it reports (a
+/// second document, a line "indented wrongly") points at a line that looks right.
+fn mid_file_bom(src: &str) -> Option<ParseError> {
+    let (i, _) = src.char_indices().skip(1).find(|&(_, c)| c == '\u{feff}')?;
+    Some(ParseError {
+        location: Some(Location::after(&src[..i])),
+        message: "a byte-order mark (U+FEFF, invisible) in the middle of the file, as when two files are joined: delete it".into(),
     })
 }
 

@@ -161,7 +161,13 @@ const KEYS: [&str; 27] = [
 fn key_without_colon(line: &str) -> Option<&'static str> {
     let t = line.trim_start().trim_start_matches("- ");
     let (word, rest) = t.split_once(char::is_whitespace)?;
-    (!rest.trim().is_empty() && !word.contains(':'))
+    let rest = rest.trim();
+    // `amount == 50000`: a line of an expression (one that slipped out of its block), not a
+    // key missing its colon.
+    let expression = rest.starts_with([
+        '=', '!', '<', '>', '&', '|', '+', '-', '*', '/', '%', '.', ')',
+    ]) || rest.starts_with("in ");
+    (!rest.is_empty() && !expression && !word.contains(':'))
         .then(|| KEYS.iter().find(|k| **k == word).copied())
         .flatten()
 }

@@ -610,6 +610,18 @@ fn messages_say_what_the_yaml_should_hold() {
             "a byte-order mark (U+FEFF, invisible) in the middle of the file, as when two files are joined: delete it",
         ),
         (
+            "a byte-order mark before a key in the middle of the file",
+            "settings:\n  deadline: 3s\n\u{feff}rules:\n  - name: a\n    amount: { max: 100 }\n    reason: x\n",
+            (3, 1),
+            "a byte-order mark (U+FEFF, invisible) in the middle of the file, as when two files are joined: delete it",
+        ),
+        (
+            "a byte-order mark before an indented rule",
+            "rules:\n  - name: a\n    amount: { max: 100 }\n    reason: x\n\u{feff}  - name: b\n    amount: { max: 5 }\n    reason: y\n",
+            (5, 1),
+            "a byte-order mark (U+FEFF, invisible) in the middle of the file, as when two files are joined: delete it",
+        ),
+        (
             "a key indented past the key above it, which has its value",
             "settings:\n  deadline: 3s\n    on_error: approve\nrules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n",
             (3, 13),
@@ -667,6 +679,12 @@ fn messages_say_what_the_yaml_should_hold() {
             "a line of a multi-line expression slipped to the margin",
             "rules:\n  - name: a\n    require: |\n      amount > 5 &&\norder_id != \"x\"\n    reason: x\n",
             (5, 1),
+            "could not find expected ':' (while scanning a simple key): this line is indented less than the lines of the block (| or >) started on line 3, so the block ended above it: indent it like the block's other lines",
+        ),
+        (
+            "a line of a multi-line expression that starts with a key's name slipped left",
+            "rules:\n  - name: a\n    require: >-\n      order_id.starts_with(\"m-\") &&\n    amount == 50000\n    reason: x\n",
+            (5, 5),
             "could not find expected ':' (while scanning a simple key): this line is indented less than the lines of the block (| or >) started on line 3, so the block ended above it: indent it like the block's other lines",
         ),
         (
@@ -1075,4 +1093,43 @@ fn a_file_with_more_errors_than_are_read_says_so() {
             "stopped reading this file after 200 errors; fix those and check again for the rest"
         )
     );
+}
+
+/// A key of `settings` written in a rule says where it belongs, not only that a rule has no
+/// such key.
+#[test]
+fn a_settings_key_in_a_rule_says_it_belongs_to_settings() {
+    let dir = RulesDir::new();
+    dir.write(
+        DEFAULT,
+        "rules:\n  - name: up\n    amount: { max: 5 }\n    error_reason: \"주문 서버 점검 중\"\n    reason: x\n",
+    );
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(&dir.at(DEFAULT, 4, 5, r#"rules[0] (rule "up"): unknown field "error_reason", expected one of"#))
+            && errors[0].ends_with(r#"; "error_reason" is a key of settings, for every rule of the file: a rule has its own reason and on_error, but not error_reason"#),
+        "{errors:?}"
+    );
+}
+
+/// Flow collections nested deeper than any rule file needs are refused before YAML reads
+/// them: libyaml takes time growing with the square of the depth (minutes for 1 MiB of `[`),
+/// and every reload would wait behind it.
+#[test]
+fn flow_collections_nested_too_deep_are_refused_before_yaml_reads_them() {
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, &format!("rules: {}", "[".repeat(200_000)));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            1,
+            108,
+            "more than 100 [ and { open at once here: no rule or test file nests that deep, and YAML would take minutes to read it; close them"
+        )]
+    );
+    // 200,000 levels would take libyaml hours; the count takes microseconds.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }

@@ -531,7 +531,7 @@ fn bad_window_timestamps() {
                 3,
                 21,
                 &format!(
-                    r#"rule "bad-from": window.from: invalid timestamp "2026-12-01 10:00", {expected}"#
+                    r#"rule "bad-from": window.from: invalid timestamp "2026-12-01 10:00", {expected}; it has no seconds and no UTC offset: add both, :00 and +09:00 for Korean time (2026-12-10T10:00:00+09:00)"#
                 )
             ),
             dir.at(
@@ -539,7 +539,7 @@ fn bad_window_timestamps() {
                 7,
                 14,
                 &format!(
-                    r#"rule "bad-until": window.until: invalid timestamp "2026-12-03T18:00:00", {expected}"#
+                    r#"rule "bad-until": window.until: invalid timestamp "2026-12-03T18:00:00", {expected}; it has no UTC offset: add one, +09:00 for Korean time (2026-12-10T10:00:00+09:00)"#
                 )
             ),
             dir.at(
@@ -550,6 +550,37 @@ fn bad_window_timestamps() {
             ),
         ]
     );
+}
+
+/// The near misses of RFC 3339 an operator writes are named; a time that is nothing like one
+/// gets no guess.
+#[test]
+fn a_near_miss_of_rfc_3339_says_what_is_missing() {
+    use crate::rules::time_slip;
+    assert_eq!(
+        time_slip("2026-12-10T10:00:00"),
+        Some("it has no UTC offset: add one, +09:00 for Korean time (2026-12-10T10:00:00+09:00)")
+    );
+    assert_eq!(
+        time_slip("2026-12-10 10:00:00.5"),
+        Some("it has no UTC offset: add one, +09:00 for Korean time (2026-12-10T10:00:00+09:00)")
+    );
+    assert_eq!(
+        time_slip("2026-12-10T10:00:00+0900"),
+        Some("write the offset with a colon: +09:00, not +0900")
+    );
+    assert_eq!(
+        time_slip("2026-12-10"),
+        Some("a date alone: add the time and the offset (2026-12-10T00:00:00+09:00)")
+    );
+    assert_eq!(
+        time_slip("2026-12-10T10:00+09:00"),
+        Some("the seconds are required: 10:00:00, not 10:00")
+    );
+    assert_eq!(time_slip("2026-12-10T10:00"), Some("it has no seconds and no UTC offset: add both, :00 and +09:00 for Korean time (2026-12-10T10:00:00+09:00)"));
+    for other in ["tomorrow", "", "2026-13-40T10:00:00", "１２월", "+0900"] {
+        assert_eq!(time_slip(other), None, "{other}");
+    }
 }
 
 #[test]
@@ -594,16 +625,25 @@ fn window_from_must_be_before_until() {
 #[test]
 fn an_upstream_timeout_not_below_the_deadline_is_warned_about() {
     let dir = default_file(
-        "settings: { deadline: 1s }\nupstreams:\n  shop: { url: \"http://shop.invalid\" }\n  fast: { url: \"http://shop.invalid\", timeout: 500ms }\n  probed: { url: \"http://shop.invalid\", health: { path: /health } }\nrules:\n  - name: up\n    healthy: probed\n    reason: x\n  - name: quick\n    fetch: { upstream: fast, path: /q }\n    reason: x\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    on_error: approve\n    reason: x\n",
+        "settings: { deadline: 1s }\nupstreams:\n  shop: { url: \"http://shop.invalid\" }\n  fast: { url: \"http://shop.invalid\", timeout: 500ms }\n  probed: { url: \"http://shop.invalid\", health: { path: /health } }\n  slow:\n    url: \"http://shop.invalid\"\n    timeout: 1s\nrules:\n  - name: up\n    healthy: probed\n    reason: x\n  - name: quick\n    fetch: { upstream: fast, path: /q }\n    reason: x\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    on_error: approve\n    reason: x\n  - name: slow\n    forward: { upstream: slow, path: /confirm }\n",
     );
     let rules = dir.ok();
+    // At the upstream when its timeout is the default; at its timeout when written.
     assert_eq!(
         rules.warnings,
-        [dir.at(
-            DEFAULT,
-            3,
-            9,
-            "upstream \"shop\": its timeout 2s is not below the deadline 1s, so a call that hangs is ended by the deadline first and the ruleset's on_error decides, not the rule's; set a timeout below the deadline"
-        )]
+        [
+            dir.at(
+                DEFAULT,
+                3,
+                9,
+                "upstream \"shop\": its timeout 2s is not below the deadline 1s, so a call that hangs is ended by the deadline first and the ruleset's on_error decides, not the rule's; set a timeout below the deadline"
+            ),
+            dir.at(
+                DEFAULT,
+                8,
+                14,
+                "upstream \"slow\": its timeout 1s is not below the deadline 1s, so a call that hangs is ended by the deadline first and the ruleset's on_error decides, not the rule's; set a timeout below the deadline"
+            ),
+        ]
     );
 }
