@@ -422,7 +422,8 @@ mod tests {
             headers: Vec::new(),
             body,
             incomplete: None,
-            size: 0,
+            not_json: None,
+            large: false,
         })
     }
 

@@ -240,7 +240,12 @@ impl RuleStore {
             // An empty rule file that did not load is most likely one an editor saving in
             // place has just truncated, its events not seen yet: read again once it is quiet
             // (one that stays empty fails on the last attempt, as it should).
-            let truncated = matches!(loaded, Ok(Err(_))) && empty_rule_file(&self.dir);
+            let truncated = matches!(loaded, Ok(Err(_))) && {
+                let dir = self.dir.clone();
+                tokio::task::spawn_blocking(move || empty_rule_file(&dir))
+                    .await
+                    .unwrap_or(false)
+            };
             if self.activity.event() == before
                 && self.activity.writing().is_none()
                 && (!truncated || attempt == LOAD_ATTEMPTS)

@@ -45,19 +45,20 @@ fn shown(c: char) -> Option<char> {
 /// from outside (a merchant's answer, a script) into reasons, errors and log lines. The cut
 /// falls between what a reader sees as characters, never inside one made of several (an emoji
 /// with its skin tone or joined to another, a letter with its accents), which would show half
-/// of it.
+/// of it — unless that would keep nothing: text that is one character built of hundreds
+/// (a letter under 600 combining marks, a run of conjoining jamo) is cut between its parts.
 pub fn cut_chars(text: &mut String, max: usize) {
     use unicode_segmentation::UnicodeSegmentation;
     let Some((at, _)) = text.char_indices().nth(max) else {
         return;
     };
-    let at = text
+    let between_seen = text
         .grapheme_indices(true)
         .map(|(i, _)| i)
         .take_while(|&i| i <= at)
         .last()
         .unwrap_or(0);
-    text.truncate(at);
+    text.truncate(if between_seen > 0 { between_seen } else { at });
     text.push('…');
 }
 
@@ -114,6 +115,11 @@ mod tests {
         // Hangul written as conjoining jamo (ᄒ+ᅡ+ᆫ is one syllable).
         assert_eq!(cut("가\u{1112}\u{1161}\u{11ab}", 2), "가…");
         assert_eq!(cut("한국어", 2), "한국…");
+        // One cluster longer than the cut: cut inside it rather than keep nothing.
+        let marks = format!("a{}", "\u{301}".repeat(600));
+        assert_eq!(cut(&marks, 3), "a\u{301}\u{301}…");
+        let jamo = "\u{1100}".repeat(600);
+        assert_eq!(cut(&jamo, 2), "\u{1100}\u{1100}…");
     }
 
     #[test]

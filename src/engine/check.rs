@@ -310,8 +310,8 @@ impl Run<'_, '_> {
         };
         // A large answer becomes Rhai's values, and their copy for `fetched`, on a thread of
         // its own and of low priority, where the deadline timer can still end the wait (see
-        // `BIG_BODY`). What is left of it is freed in the background.
-        let large = resp.size >= crate::upstream::BIG_BODY;
+        // `upstream::is_large`). What is left of it is freed in the background.
+        let large = resp.large;
         let (resp, response) = if large {
             let convert = crate::background::run(move || {
                 let dynamic = response_dynamic(&resp);
@@ -469,10 +469,10 @@ fn not_json(r: &UpstreamResponse) -> String {
             .unwrap_or_default();
         return format!(", its body text{kind}, not JSON");
     }
-    // Into a `Value`, as the answer was read (skipping a value has no depth limit).
-    match serde_json::from_str::<Value>(text) {
-        Err(e) => format!(", its body not JSON: {e}"),
-        Ok(_) => String::new(),
+    // What the parser said when the answer was read.
+    match &r.not_json {
+        Some(e) => format!(", its body not JSON: {e}"),
+        None => String::new(),
     }
 }
 

@@ -252,7 +252,12 @@ pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<RulesWatcher> {
         every.tick().await;
         loop {
             every.tick().await;
-            let now = dir_identity(&dir);
+            // Off the workers: a stat of a hung network mount would hold one.
+            let looked_at = dir.clone();
+            let Ok(now) = tokio::task::spawn_blocking(move || dir_identity(&looked_at)).await
+            else {
+                continue;
+            };
             if now.as_ref().map(|d| d.id) == identity.as_ref().map(|d| d.id) {
                 continue;
             }

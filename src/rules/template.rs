@@ -207,12 +207,15 @@ impl Template {
                         // they could not be read) would show the buyer mojibake: left out,
                         // like a missing field.
                         Some(Value::String(s)) if s.contains(char::REPLACEMENT_CHARACTER) => {}
-                        Some(Value::String(s)) => out.push_str(&escape(s)),
+                        Some(Value::String(s)) => out.push_str(&escape(head(s))),
                         Some(other) => {
-                            let mut s = String::new();
+                            // Written only as far as a reason can show (`Bounded` stops the
+                            // writer there): `{response.body}` of a megabyte answer would
+                            // otherwise be written whole on a worker, to be cut after.
+                            let mut s = Bounded(String::new());
                             let _ = write!(s, "{other}");
-                            if !s.contains(char::REPLACEMENT_CHARACTER) {
-                                out.push_str(&escape(&s));
+                            if !s.0.contains(char::REPLACEMENT_CHARACTER) {
+                                out.push_str(&escape(&s.0));
                             }
                         }
                     }
@@ -225,6 +228,40 @@ impl Template {
     pub fn has_placeholders(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Var(_)))
     }
+}
+
+/// The most of one answer field a template renders, in bytes: past what any reason shows
+/// (reasons are cut at 500 characters, at most 2,000 bytes, after controls are left out).
+const FIELD_MAX: usize = 16 * 1024;
+
+/// `s` up to [`FIELD_MAX`] bytes, cut at a character boundary.
+fn head(s: &str) -> &str {
+    head_within(s, FIELD_MAX)
+}
+
+/// A writer that takes [`FIELD_MAX`] bytes and then fails, which stops what writes into it.
+struct Bounded(String);
+
+impl Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = FIELD_MAX - self.0.len();
+        if s.len() <= room {
+            self.0.push_str(s);
+            Ok(())
+        } else {
+            self.0.push_str(head_within(s, room));
+            Err(std::fmt::Error)
+        }
+    }
+}
+
+/// `s` up to `max` bytes, cut at a character boundary.
+fn head_within(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Whether `name` is spelt like an environment variable (`SHOP_API_TOKEN`: a capital letter or
@@ -422,6 +459,28 @@ mod tests {
             Cow::Owned(s.replace(' ', "%20").replace('/', "%2F"))
         });
         assert_eq!(out, "/api/stock/order%201%2F2");
+    }
+
+    /// An answer's field is written only as far as a reason can show: a megabyte object or
+    /// text is not written whole to be cut after.
+    #[test]
+    fn a_large_answer_field_is_written_only_as_far_as_a_reason_shows() {
+        let t = Template::parse("품절: {response.body.items}", Scope::WithResponse).unwrap();
+        let items: Vec<_> = (0..100_000)
+            .map(|i| serde_json::json!({"sku": i}))
+            .collect();
+        let body = serde_json::json!({ "items": items });
+        let out = t.render_escaped(&request(), Some(&body), |s| Cow::Borrowed(s));
+        assert!(
+            out.starts_with("품절: [{\"sku\":0},{\"sku\":1}"),
+            "{}",
+            &out[..40]
+        );
+        assert_eq!(out.len(), "품절: ".len() + FIELD_MAX);
+        let text = serde_json::json!({ "items": "가".repeat(100_000) });
+        let out = t.render_escaped(&request(), Some(&text), |s| Cow::Borrowed(s));
+        // Cut at a character boundary: 3-byte characters, 16 KiB is not a multiple of 3.
+        assert_eq!(out, format!("품절: {}", "가".repeat(FIELD_MAX / 3)));
     }
 
     #[test]

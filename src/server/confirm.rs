@@ -355,14 +355,14 @@ impl AppState {
         };
         match answered {
             Ok(response) => response,
-            // The evaluation panicked (a bug): an error the ruleset's way, counted and recorded,
-            // rather than a dropped connection.
+            // The evaluation panicked (a bug): a check that could not complete, decided by the
+            // ruleset's on_error, counted and recorded, rather than a dropped connection.
             Err(_) => {
                 tracing::error!(
                     decision_id = kept.id.as_str(),
                     "evaluation ended without an answer"
                 );
-                let decision = engine::error_refusal(&ruleset.settings, &kept_req, None);
+                let decision = engine::on_error(&ruleset.settings, &kept_req, None);
                 self.finish(&kept, decision, Some(&kept_req))
             }
         }

@@ -65,7 +65,7 @@ pub(super) fn mask_cut_secret(text: &mut String, secrets: &[Finder<'static>]) {
 /// made it unreadable to every `require`) and catch a token JSON-escaped (`\/` for `/`);
 /// in the text of any other answer.
 pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Finder<'static>]) -> Value {
-    read_body(body, content_type, secrets, true)
+    read_body_noting(body, content_type, secrets, true).0
 }
 
 /// At most this many values and keys are read from one answer as JSON. Each costs memory once
@@ -76,11 +76,15 @@ pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Finder<'st
 /// 9,999 long keys) peaked at 18 MB, ten at once at 70 MB.
 pub const MAX_JSON_PARTS: usize = 20_000;
 
-/// Whether `body` holds more than [`MAX_JSON_PARTS`] values and keys, counted outside strings
-/// as the `{`, `[`, `,` and `:` that come with them: one pass over the bytes, before any is
-/// parsed.
+/// Whether `body` holds more than [`MAX_JSON_PARTS`] values and keys (see [`more_parts_than`]).
 pub fn too_many_parts(body: &[u8]) -> bool {
-    if body.len() <= MAX_JSON_PARTS {
+    more_parts_than(body, MAX_JSON_PARTS)
+}
+
+/// Whether `body` holds more than `limit` values and keys, counted outside strings as the `{`,
+/// `[`, `,` and `:` that come with them: one pass over the bytes, before any is parsed.
+pub fn more_parts_than(body: &[u8], limit: usize) -> bool {
+    if body.len() <= limit {
         return false;
     }
     let (mut count, mut in_string, mut escaped) = (0, false, false);
@@ -98,7 +102,7 @@ pub fn too_many_parts(body: &[u8]) -> bool {
             b'"' => in_string = true,
             b'{' | b'[' | b',' | b':' => {
                 count += 1;
-                if count > MAX_JSON_PARTS {
+                if count > limit {
                     return true;
                 }
             }
@@ -108,13 +112,16 @@ pub fn too_many_parts(body: &[u8]) -> bool {
     false
 }
 
-/// [`parse_body`], or only its text when `json` is false.
-pub fn read_body(
+/// [`parse_body`] (or only its text when `json` is false), and what the JSON parser said of a
+/// body read as JSON that did not parse:
+/// kept for the error of a `require` that reads its fields, so that it need not be parsed
+/// again then (a megabyte, on a worker).
+pub fn read_body_noting(
     body: &[u8],
     content_type: Option<&str>,
     secrets: &[Finder<'static>],
     json: bool,
-) -> Value {
+) -> (Value, Option<String>) {
     use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
     let labelled = content_type.and_then(charset).and_then(encoding);
     let text = match (Encoding::for_bom(body), labelled) {
@@ -126,19 +133,19 @@ pub fn read_body(
             Err(_) => label.unwrap_or(UTF_8).decode_without_bom_handling(body).0,
         },
     };
-    match json.then(|| serde_json::from_str(&text)) {
+    let not_json = match json.then(|| serde_json::from_str(&text)) {
         Some(Ok(mut json)) => {
             if !secrets.is_empty() {
                 mask_json(&mut json, secrets);
             }
-            json
+            return (json, None);
         }
-        _ => {
-            let mut text = text.into_owned();
-            mask_text(&mut text, secrets);
-            Value::String(text)
-        }
-    }
+        Some(Err(e)) => Some(e.to_string()),
+        None => None,
+    };
+    let mut text = text.into_owned();
+    mask_text(&mut text, secrets);
+    (Value::String(text), not_json)
 }
 
 /// [`masked`] in every string and key of a JSON value; numbers and the structure stay as they
@@ -234,6 +241,22 @@ mod tests {
         assert!(!super::too_many_parts(text.as_bytes()));
         let text = format!(r#"["\\", {}]"#, vec!["0"; limit].join(","));
         assert!(super::too_many_parts(text.as_bytes()));
+    }
+
+    /// An answer is read off the workers from 64 KiB, or when it has more than
+    /// [`MANY_PARTS`](crate::upstream::MANY_PARTS) values and keys at any size.
+    #[test]
+    fn an_answer_is_large_by_its_size_or_by_its_parts() {
+        use crate::upstream::{is_large, BIG_BODY, MANY_PARTS};
+        let objects = |n: usize| format!("[{}]", vec![r#"{"a":0}"#; n].join(","));
+        // 6,600 objects in 52 KB: large though small.
+        let many = objects(6_600);
+        assert!(many.len() < BIG_BODY && is_large(many.as_bytes()));
+        assert!(!is_large(objects(MANY_PARTS / 3).as_bytes()));
+        assert!(is_large(objects(MANY_PARTS / 3 + 1).as_bytes()));
+        // A stock answer is not; 64 KiB of text is.
+        assert!(!is_large(br#"{"available": 3, "sku": "A-1"}"#));
+        assert!(is_large(format!("\"{}\"", "x".repeat(BIG_BODY)).as_bytes()));
     }
 
     use super::*;

@@ -292,7 +292,17 @@ impl CannedAnswer {
                     .collect(),
                 body: self.body.clone(),
                 incomplete: self.incomplete.clone(),
-                size: serde_json::to_string(&self.body).map_or(0, |text| text.len()),
+                // As `serve` would have noted it reading the same text.
+                not_json: match &self.body {
+                    serde_json::Value::String(text) => {
+                        serde_json::from_str::<serde_json::Value>(text)
+                            .err()
+                            .map(|e| e.to_string())
+                    }
+                    _ => None,
+                },
+                large: serde_json::to_string(&self.body)
+                    .is_ok_and(|text| super::is_large(text.as_bytes())),
             }),
             Err(CannedError::Refused) => Err(UpstreamError::Refused(host(up))),
             Err(CannedError::Dns) => Err(UpstreamError::Dns(host(up))),
