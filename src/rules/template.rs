@@ -228,6 +228,15 @@ impl Template {
     pub fn has_placeholders(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Var(_)))
     }
+
+    /// The first field of each `{response.body.…}` placeholder (`available` of
+    /// `{response.body.available}`).
+    pub fn response_fields(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(Var::ResponseBody(path)) => path.first().map(String::as_str),
+            _ => None,
+        })
+    }
 }
 
 /// The most of one answer field a template renders, in bytes: past what any reason shows

@@ -106,6 +106,9 @@ impl FileCompiler<'_, '_> {
                         &t,
                         &format!("rule \"{name}\": reason"),
                     );
+                    if let Some(require) = raw.require.as_deref().filter(|_| raw.fetch.is_some()) {
+                        self.warn_about_misspelt_fields(&path("reason"), name, &t, require);
+                    }
                     t
                 }
                 Err((e, offset)) => {
@@ -527,6 +530,46 @@ impl FileCompiler<'_, '_> {
             }
         }
     }
+
+    /// A `{response.body.x}` in a fetch rule's reason that names no field its `require` reads,
+    /// but one close to it (`availble` where the require reads `available`): the answer has
+    /// no such field, so the buyer would read the reason with nothing in its place.
+    fn warn_about_misspelt_fields(
+        &mut self,
+        at: &[Seg<'_>],
+        rule: &str,
+        reason: &Template,
+        require: &str,
+    ) {
+        let read = fields_read(require);
+        for field in reason.response_fields() {
+            if read.contains(&field) {
+                continue;
+            }
+            if let Some(known) = crate::suggest::closest(field, read.iter().copied()) {
+                self.warn(at, format_args!("rule \"{rule}\": reason: {{response.body.{field}}} names a field the require never reads, which renders empty if the answer lacks it; did you mean {{response.body.{known}}}?"));
+            }
+        }
+    }
+}
+
+/// The fields an expression reads as `response.body.NAME` (the first name after `body`).
+fn fields_read(expr: &str) -> Vec<&str> {
+    const READ: &str = "response.body.";
+    let mut fields: Vec<&str> = expr
+        .match_indices(READ)
+        .map(|(i, _)| {
+            let rest = &expr[i + READ.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|f| !f.is_empty())
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    fields
 }
 
 fn body_template(v: &serde_json::Value) -> Result<BodyTemplate, String> {

@@ -647,3 +647,21 @@ fn an_upstream_timeout_not_below_the_deadline_is_warned_about() {
         ]
     );
 }
+
+/// A fetch rule's reason naming an answer field close to one its require reads, but not it,
+/// is most likely a typo: the buyer would read the reason with nothing in its place.
+#[test]
+fn a_reason_field_misspelt_against_the_require_is_warned_about() {
+    let dir = default_file(
+        "upstreams: { shop: { url: \"http://shop.invalid\", timeout: 1s } }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    require: 'response.body.available > 0 && response.body.status == \"ok\"'\n    reason: \"재고 {response.body.availble}개, {response.body.note}\"\n",
+    );
+    assert_eq!(
+        dir.ok().warnings,
+        [dir.at(
+            DEFAULT,
+            6,
+            13,
+            "rule \"stock\": reason: {response.body.availble} names a field the require never reads, which renders empty if the answer lacks it; did you mean {response.body.available}?"
+        )]
+    );
+}
