@@ -328,8 +328,10 @@ impl RuleStore {
     ) -> Result<(Option<String>, Result<Option<Rules>, Vec<String>>), tokio::task::JoinError> {
         let store = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            // Read before the lock: the watcher's thread asks it on every event.
+            let referenced = rules::referenced_scripts(&store.dir);
             if let Ok(mut scripts) = store.scripts.lock() {
-                *scripts = rules::referenced_scripts(&store.dir);
+                *scripts = referenced;
             }
             let version = rules::rules_version(&store.dir).ok();
             if version.as_ref() == Some(&store.current().version) {
