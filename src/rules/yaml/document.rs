@@ -150,6 +150,10 @@ fn syntax_error(src: &str, e: &serde_yaml::Error) -> ParseError {
             None => message.push_str(&format!(" (while {what})")),
         }
     }
+    // An alias of an alias of …: serde_yaml stops expanding it, at no position of its own.
+    if message == "repetition limit exceeded" {
+        message.push_str(": the file's aliases (*name) expand to too many values; write the values out instead of repeating anchors");
+    }
     if let Some(hint) = hint(src, location, &message) {
         message.push_str(": ");
         message.push_str(&hint);

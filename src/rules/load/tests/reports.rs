@@ -610,6 +610,12 @@ fn messages_say_what_the_yaml_should_hold() {
             "a byte-order mark (U+FEFF, invisible) in the middle of the file, as when two files are joined: delete it",
         ),
         (
+            "aliases that expand to billions of values",
+            "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\na1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\na2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\na3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\na4: &a4 [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\na5: &a5 [*a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4]\na6: &a6 [*a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5]\na7: &a7 [*a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6]\na8: &a8 [*a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7]\na9: &a9 [*a8, *a8, *a8, *a8, *a8, *a8, *a8, *a8, *a8, *a8]\nrules: *a9\n",
+            (1, 1),
+            "repetition limit exceeded: the file's aliases (*name) expand to too many values; write the values out instead of repeating anchors",
+        ),
+        (
             "a byte-order mark before a key in the middle of the file",
             "settings:\n  deadline: 3s\n\u{feff}rules:\n  - name: a\n    amount: { max: 100 }\n    reason: x\n",
             (3, 1),
