@@ -379,6 +379,13 @@ impl FileCompiler<'_, '_> {
         }
         let mut headers = Vec::new();
         let mut bad_headers = Vec::new();
+        if f.headers.len() > super::upstream::MAX_HEADERS {
+            self.error(
+                &[Seg::Key("rules"), Seg::Index(i), Seg::Key("fetch"), Seg::Key("headers")],
+                format!("rule \"{name}\": fetch.headers: {} headers, more than the {} a server takes; send fewer", f.headers.len(), super::upstream::MAX_HEADERS),
+            );
+            return None;
+        }
         for (k, v) in &f.headers {
             let at = [
                 Seg::Key("rules"),

@@ -163,6 +163,10 @@ impl Substituted {
 /// occur in data that is no secret, and masking them would change what rules read.
 const MIN_MASKED_SECRET: usize = 6;
 
+/// The most headers an upstream, or a fetch, may send: servers refuse more (hyper at 100), and
+/// tens of thousands overflow the HTTP library's header map (a panic, found by an audit).
+pub(super) const MAX_HEADERS: usize = 100;
+
 /// The header names of `headers` that repeat an earlier one in another case (`x-api-key`
 /// after `X-Api-Key`), each with the one it repeats: HTTP header names ignore case, so only one
 /// of them would be sent, silently.
@@ -364,6 +368,13 @@ impl FileCompiler<'_, '_> {
             Some(t) => self.duration(&at("timeout"), t),
             None => Some(DEFAULT_UPSTREAM_TIMEOUT),
         };
+        if raw.headers.len() > MAX_HEADERS {
+            self.error(
+                &at("headers"),
+                format!("upstream \"{name}\": {} headers, more than the {MAX_HEADERS} a server takes (hyper's limit); send fewer", raw.headers.len()),
+            );
+            return None;
+        }
         for (k, first) in repeated_headers(&raw.headers) {
             let hpath = [base[0], base[1], Seg::Key("headers"), Seg::Key(k)];
             self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" is \"{first}\" again (header names ignore case): only one would be sent; keep one"));

@@ -665,3 +665,28 @@ fn a_reason_field_misspelt_against_the_require_is_warned_about() {
         )]
     );
 }
+
+/// More headers than a server takes are refused at load, for an upstream and for a fetch:
+/// tens of thousands made the HTTP library's header map panic.
+#[test]
+fn more_headers_than_a_server_takes_are_refused() {
+    let many = |n: usize| {
+        (0..n)
+            .map(|i| format!("x-h{i}: \"v\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let dir = default_file(&format!(
+        "upstreams:\n  shop:\n    url: \"http://shop.invalid\"\n    timeout: 1s\n    headers: {{ {} }}\n  ok:\n    url: \"http://shop.invalid\"\n    timeout: 1s\n    headers: {{ {} }}\nrules:\n  - name: stock\n    fetch:\n      upstream: ok\n      path: /stock\n      headers: {{ {} }}\n    reason: x\n",
+        many(101),
+        many(100),
+        many(30_000)
+    ));
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 5, 14, "upstream \"shop\": 101 headers, more than the 100 a server takes (hyper's limit); send fewer"),
+            dir.at(DEFAULT, 15, 16, "rule \"stock\": fetch.headers: 30000 headers, more than the 100 a server takes; send fewer"),
+        ]
+    );
+}
