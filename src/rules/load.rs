@@ -73,13 +73,28 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
             rule_order: Vec::new(),
             current_rule: 0,
             before_comments: None,
+            located_errors: 0,
+            located_warnings: 0,
+            unlocated_errors: 0,
+            unlocated_warnings: 0,
         };
         let ruleset = file.compile(&name);
+        let (more_errors, more_warnings) = (file.unlocated_errors, file.unlocated_warnings);
         if file.errors.is_empty() {
             rulesets.insert(name, Arc::new(ruleset));
         } else {
             sort_by_position(&mut file.errors, &path);
             errors.append(&mut file.errors);
+        }
+        if more_errors > 0 {
+            errors.push(LoadError {
+                file: path.clone(),
+                location: None,
+                message: format!("and {more_errors} more errors, not shown: only the first {MAX_LOCATED} errors of a file are located; fix these and check again"),
+            });
+        }
+        if more_warnings > 0 {
+            warnings.push(format!("{}: and {more_warnings} more warnings, not shown: only the first {MAX_LOCATED} warnings of a file are located", path.display()));
         }
     }
     // Nothing to evaluate refuses every payment with 404, while the proxy would look healthy:
@@ -208,9 +223,30 @@ struct FileCompiler<'a, 'o> {
     /// [`yaml::ends_before_comments`]), found once: locating a value reads the file from its
     /// start, so doing it for every reason made loading a long file quadratic.
     before_comments: Option<Vec<usize>>,
+    /// Errors and warnings located so far, and those past [`MAX_LOCATED`], counted only.
+    located_errors: usize,
+    located_warnings: usize,
+    unlocated_errors: usize,
+    unlocated_warnings: usize,
 }
 
+/// The most errors, and the most warnings, of one file that are located: locating one reads
+/// the file again from its start, so a generated file with the same slip in each of 5,000
+/// rules took minutes (and held every reload behind it). The rest are counted in one line.
+const MAX_LOCATED: usize = 50;
+
 impl FileCompiler<'_, '_> {
+    /// Whether no more errors of this file are located (see [`MAX_LOCATED`]).
+    fn errors_full(&self) -> bool {
+        self.located_errors >= MAX_LOCATED
+    }
+
+    /// Counts an error not to be located, when no more are (then `true`).
+    fn error_not_located(&mut self) -> bool {
+        let full = self.errors_full();
+        self.unlocated_errors += usize::from(full);
+        full
+    }
     /// Reports, at `at`, what keeps a path written in the file (`fetch.path`, `forward.path`, a
     /// health `path`; `subject` names it) from being sent as written after the upstream's url.
     fn check_path(&mut self, at: &[Seg<'_>], subject: &str, path: &str) {
@@ -238,12 +274,20 @@ impl FileCompiler<'_, '_> {
     }
 
     fn error(&mut self, path: &[Seg<'_>], message: impl Into<String>) {
+        if self.error_not_located() {
+            return;
+        }
         let location = yaml::locate(&self.src, path);
         self.error_at(location, message);
     }
 
     /// A warning at the node `path`, as `FILE:LINE:COL: message`.
     fn warn(&mut self, path: &[Seg<'_>], message: impl std::fmt::Display) {
+        if self.located_warnings >= MAX_LOCATED {
+            self.unlocated_warnings += 1;
+            return;
+        }
+        self.located_warnings += 1;
         let at = yaml::locate(&self.src, path);
         self.warnings.push(format!(
             "{}:{}:{}: {message}",
@@ -279,6 +323,10 @@ impl FileCompiler<'_, '_> {
         if !ends.iter().any(|&end| src[..end].ends_with(value)) {
             return;
         }
+        if self.located_warnings >= MAX_LOCATED {
+            self.unlocated_warnings += 1;
+            return;
+        }
         let at = yaml::locate(&self.src, path);
         let glued = yaml::comment_after(&self.src, at, value)
             .filter(|comment| comment.starts_with(|c: char| !c.is_whitespace() && c != '#'))
@@ -291,6 +339,9 @@ impl FileCompiler<'_, '_> {
     /// An error about the character at `offset` (in characters) of the value at `path`, whose
     /// parsed text is `value`: it points at that character, through quotes and escapes.
     fn error_in_value(&mut self, path: &[Seg<'_>], value: &str, offset: usize, message: String) {
+        if self.error_not_located() {
+            return;
+        }
         let before: String = value.chars().take(offset).collect();
         let Location { line, column } = Location::after(&before);
         let scalar = yaml::locate(&self.src, path);
@@ -299,6 +350,7 @@ impl FileCompiler<'_, '_> {
     }
 
     fn error_at(&mut self, location: Location, message: impl Into<String>) {
+        self.located_errors += 1;
         self.errors.push(LoadError {
             file: self.path.to_owned(),
             location: Some(location),
@@ -358,6 +410,9 @@ impl FileCompiler<'_, '_> {
             if raw_rule.name.trim().is_empty() {
                 self.error(&at, "rule name must not be empty");
             } else if let Some(&first) = seen.get(raw_rule.name.as_str()) {
+                if self.error_not_located() {
+                    continue;
+                }
                 let first_at = yaml::locate(
                     &self.src,
                     &[Seg::Key("rules"), Seg::Index(first), Seg::Key("name")],
@@ -488,6 +543,7 @@ impl FileCompiler<'_, '_> {
                     origin: yaml::Origin::new(self.src.clone(), path),
                 })
             }
+            Err(_) if self.error_not_located() => None,
             Err(e) => {
                 let scalar = yaml::locate(&self.src, path);
                 let at = yaml::position_in_scalar(&self.src, scalar, src, e.line, e.column);

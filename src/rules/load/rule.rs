@@ -281,7 +281,11 @@ impl FileCompiler<'_, '_> {
                 // The path is sent as written: a placeholder would reach the merchant as
                 // `%7Border_id%7D`. Forward passes the original request on unchanged, so the
                 // handler reads the order from the body; a path built from it is a fetch.
-                if let Some(brace) = f.path.find(['{', '}']) {
+                if let Some(brace) = f
+                    .path
+                    .find(['{', '}'])
+                    .filter(|_| !self.error_not_located())
+                {
                     let scalar = yaml::locate(&self.src, &sub("forward", "path"));
                     let column = f.path[..brace].chars().count() + 1;
                     let at = yaml::position_in_scalar(&self.src, scalar, &f.path, 1, column);

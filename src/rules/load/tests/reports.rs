@@ -1139,3 +1139,44 @@ fn flow_collections_nested_too_deep_are_refused_before_yaml_reads_them() {
     // 200,000 levels would take libyaml hours; the count takes microseconds.
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// Only the first 50 errors, and the first 50 warnings, of a file are located (each reads the
+/// file again); the rest are counted in one line, so that a generated file with the same slip
+/// in thousands of rules is reported in moments.
+#[test]
+fn only_the_first_fifty_errors_and_warnings_of_a_file_are_located() {
+    let rule = |i: usize, check: &str| {
+        format!("  - name: r{i}\n    {check}\n    reason: \"{{store_id}}\"\n")
+    };
+    let warned: String = (0..60).map(|i| rule(i, "amount: { max: 5 }")).collect();
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, &format!("rules:\n{warned}"));
+    let rules = dir.ok();
+    let warnings = &rules.warnings;
+    assert_eq!(warnings.len(), 51, "{warnings:?}");
+    assert!(
+        warnings[49].starts_with(&dir.at(DEFAULT, 151, 13, "rule \"r49\": reason has no words")),
+        "{}",
+        warnings[49]
+    );
+    assert_eq!(
+        warnings[50],
+        format!(
+            "{}: and 10 more warnings, not shown: only the first 50 warnings of a file are located",
+            dir.path().join(DEFAULT).display()
+        )
+    );
+    let broken: String = (0..3000).map(|i| rule(i, "require: 'amount >'")).collect();
+    dir.write(DEFAULT, &format!("rules:\n{broken}"));
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 51);
+    assert!(
+        errors[0].starts_with(&dir.at(DEFAULT, 3, 23, "rule \"r0\": require: invalid expression")),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(
+        errors[50],
+        format!("{}: and 2950 more errors, not shown: only the first 50 errors of a file are located; fix these and check again", dir.path().join(DEFAULT).display())
+    );
+}
