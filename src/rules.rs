@@ -309,7 +309,8 @@ pub enum Check {
     Forward(Forward),
     Script {
         path: String,
-        ast: rhai::AST,
+        /// Shared by every rule that names the same script.
+        ast: Arc<rhai::AST>,
     },
 }
 

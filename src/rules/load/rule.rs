@@ -1,7 +1,7 @@
 //! Compiling one rule: its guard, its one check, its reason; every error located in the file.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::DateTime;
@@ -492,6 +492,10 @@ impl FileCompiler<'_, '_> {
             return None;
         }
         let file = self.dir.join(rel_path);
+        if let Some((src, compiled)) = self.scripts.get(&file) {
+            let (src, compiled) = (src.clone(), compiled.clone());
+            return self.script_compiled(at, rule, rel, file, &src, compiled);
+        }
         let src = match super::read_text(&file) {
             Ok(s) => s,
             Err(super::ReadError::Io(e)) => {
@@ -513,12 +517,27 @@ impl FileCompiler<'_, '_> {
                 return None;
             }
         };
-        self.uses_payload |= super::mentions_payload(&src);
-        let compiled = self
-            .opts
-            .engine
-            .compile_script(&src)
-            .and_then(|ast| self.fetched_checked(ast));
+        let src: Arc<str> = src.into();
+        let compiled = self.opts.engine.compile_script(&src).map(Arc::new);
+        self.scripts
+            .insert(file.clone(), (src.clone(), compiled.clone()));
+        self.script_compiled(at, rule, rel, file, &src, compiled)
+    }
+
+    /// The check of a script rule whose script `file` (`rel` as the rule names it) was read as
+    /// `src` and compiled: the checks that depend on the rule's place in the file, then the
+    /// rule's check, or the script's error reported against the script.
+    fn script_compiled(
+        &mut self,
+        at: &[Seg<'_>],
+        rule: &str,
+        rel: &str,
+        file: PathBuf,
+        src: &str,
+        compiled: Result<Arc<rhai::AST>, crate::script::CompileError>,
+    ) -> Option<Check> {
+        self.uses_payload |= super::mentions_payload(src);
+        let compiled = compiled.and_then(|ast| self.fetched_checked(&ast).map(|()| ast));
         match compiled {
             Ok(ast) => {
                 self.warn_shadow_fetched(at, &ast);

@@ -703,6 +703,8 @@ fn scripts_load_relative_to_the_rules_directory() {
   - name: dotted
     script: ./scripts/vip.rhai
     reason: 안 됩니다
+  - name: again
+    script: scripts/vip.rhai
 "#,
     );
     dir.write(
@@ -711,6 +713,13 @@ fn scripts_load_relative_to_the_rules_directory() {
     );
     let rules = dir.ok();
     let r = &rules.get("default").unwrap().rules;
+    // Rules naming the same script share one compiled script.
+    let (Check::Script { ast: first, .. }, Check::Script { ast: again, .. }) =
+        (&r[0].check, &r[2].check)
+    else {
+        panic!("script rules: {r:?}");
+    };
+    assert!(Arc::ptr_eq(first, again));
     assert!(matches!(&r[0].check, Check::Script { path, .. } if path == "scripts/vip.rhai"));
     assert!(matches!(&r[1].check, Check::Script { path, .. } if path == "./scripts/vip.rhai"));
     assert_eq!(r[0].reason, Template::literal(DEFAULT_REASON));
