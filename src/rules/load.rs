@@ -134,7 +134,7 @@ fn sort_by_position(errors: &mut [LoadError], file: &Path) {
         .filter(|&i| errors[i].file == file)
         .collect();
     let mut own: Vec<LoadError> = slots.iter().map(|&i| errors[i].clone()).collect();
-    own.sort_by_key(|e| e.location);
+    own.sort_by_key(|e| (e.location.is_none(), e.location));
     for (slot, e) in slots.into_iter().zip(own) {
         errors[slot] = e;
     }
@@ -375,10 +375,15 @@ impl FileCompiler<'_, '_> {
         // read on its own; the parts that read are compiled below, so their errors come too.
         let file = yaml::parse_rule_file(&self.src);
         for e in file.errors {
-            self.error_at(
-                e.location.unwrap_or(Location { line: 1, column: 1 }),
-                e.message,
-            );
+            match e.location {
+                Some(at) => self.error_at(at, e.message),
+                // A count of errors not located (see `yaml::keys_without_value`).
+                None => self.errors.push(LoadError {
+                    file: self.path.to_owned(),
+                    location: None,
+                    message: e.message,
+                }),
+            }
         }
         self.broken_upstreams = file.broken_upstreams;
         self.upstreams_broken = file.upstreams_broken;

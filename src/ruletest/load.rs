@@ -209,8 +209,14 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         ));
     }
     let mut first_named: HashMap<&str, usize> = HashMap::new();
+    // Each is located by reading the file again (twice): the first 50, the rest counted.
+    let mut duplicates = 0;
     for (i, c) in raw.cases.iter().enumerate() {
         if let Some(&first) = first_named.get(c.name.as_str()) {
+            duplicates += 1;
+            if duplicates > 50 {
+                continue;
+            }
             let first_at = yaml::locate(
                 &src,
                 &[Seg::Key("cases"), Seg::Index(first), Seg::Key("name")],
@@ -225,6 +231,15 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         } else {
             first_named.insert(&c.name, i);
         }
+    }
+    if duplicates > 50 {
+        errors.push(error(
+            None,
+            format!(
+                "and {} more duplicate case names, not shown",
+                duplicates - 50
+            ),
+        ));
     }
     let chunks = case_texts(&src, raw.cases.len());
     let mut cases = Vec::new();
@@ -270,6 +285,11 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         let names = CaseNames {
             src: &src,
             case: i,
+            text: chunks.as_ref().and_then(|c| c.get(i)).map(|text| {
+                // A slice of `src`: its line is one more than the line breaks before it.
+                let start = text.as_ptr() as usize - src.as_ptr() as usize;
+                (*text, src[..start].matches('\n').count() + 1)
+            }),
             ruleset,
         };
         for (path, message) in names.errors(&c) {

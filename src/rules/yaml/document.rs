@@ -531,9 +531,16 @@ fn without_value(src: &str, pick: impl Fn(&[PathSeg]) -> bool) -> Vec<ParseError
             Visit::Descend
         }
     };
-    entries_where(&root, &null)
+    let found: Vec<Vec<PathSeg>> = entries_where(&root, &null)
         .into_iter()
         .filter(|path| pick(path))
+        .collect();
+    // Each is located by reading the file again: the first ones only, the rest counted.
+    const LOCATED: usize = 50;
+    let more = found.len().saturating_sub(LOCATED);
+    let mut errors: Vec<ParseError> = found
+        .into_iter()
+        .take(LOCATED)
         .map(|path| ParseError {
             location: locate_key(src, &segs(&path)),
             message: match path.last() {
@@ -555,7 +562,14 @@ fn without_value(src: &str, pick: impl Fn(&[PathSeg]) -> bool) -> Vec<ParseError
                 ),
             },
         })
-        .collect()
+        .collect();
+    if more > 0 {
+        errors.push(ParseError {
+            location: None,
+            message: format!("and {more} more keys without a value, not shown"),
+        });
+    }
+    errors
 }
 
 /// What [`entries_where`] does with one mapping entry.

@@ -60,7 +60,9 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
             e.message = format!("{}; {hint}", e.message);
         }
     }
-    file.errors.sort_by_key(|e| e.location);
+    // Located ones in file order, a count of those not located after them.
+    file.errors
+        .sort_by_key(|e| (e.location.is_none(), e.location));
     file
 }
 

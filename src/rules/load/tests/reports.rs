@@ -1180,3 +1180,32 @@ fn only_the_first_fifty_errors_and_warnings_of_a_file_are_located() {
         format!("{}: and 2950 more errors, not shown: only the first 50 errors of a file are located; fix these and check again", dir.path().join(DEFAULT).display())
     );
 }
+
+/// Keys without a value are located for the first 50 only (each reads the file again); the
+/// rest are counted in a line after them.
+#[test]
+fn only_the_first_fifty_keys_without_a_value_are_located() {
+    let rules: String = (0..60)
+        .map(|i| format!("  - name: r{i}\n    amount: {{ max: 5 }}\n    mode:\n    reason: x\n"))
+        .collect();
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, &format!("rules:\n{rules}"));
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 51, "{errors:?}");
+    assert_eq!(
+        errors[0],
+        dir.at(
+            DEFAULT,
+            4,
+            5,
+            "rules[0].mode (rule \"r0\"): no value; write one, or delete the key"
+        )
+    );
+    assert_eq!(
+        errors[50],
+        format!(
+            "{}: and 10 more keys without a value, not shown",
+            dir.path().join(DEFAULT).display()
+        )
+    );
+}
