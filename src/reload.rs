@@ -246,17 +246,14 @@ impl RuleStore {
                     .await
                     .unwrap_or(false)
             };
-            if self.activity.event() == before
-                && self.activity.writing().is_none()
-                && (!truncated || attempt == LOAD_ATTEMPTS)
-            {
+            let quiet = self.activity.event() == before && self.activity.writing().is_none();
+            if quiet && (!truncated || attempt == LOAD_ATTEMPTS) {
                 return (loaded, read_version);
             }
             // Something changed while the files were read: what was read may be half old,
             // half new. Read again once the directory is quiet.
             if attempt < LOAD_ATTEMPTS {
-                let changed = self.activity.event() != before || self.activity.writing().is_some();
-                if changed {
+                if !quiet {
                     tracing::info!("rules changed while they were read; reading them again");
                 } else {
                     tracing::info!("a rule file is empty (an editor may be saving it); reading the rules again");

@@ -15,7 +15,10 @@ mod numbers;
 mod scope;
 
 use budget::{on_operation, Budgeted, Limit};
-use errors::{lint_error, operations_message, parse_error, position, root_cause, script_error};
+use errors::{
+    lint_error, operations_message, parse_error, position, root_cause, script_error,
+    statement_in_expression,
+};
 pub use helpers::format_amount_text;
 use helpers::register_helpers;
 pub use scope::{json_to_dynamic, RequestScope};
@@ -67,19 +70,6 @@ fn unclosed_comment(src: &str) -> Result<(), CompileError> {
 pub const REQUEST_VARS: [&str; 8] = [
     "order_id", "tx_id", "amount", "store_id", "api", "payload", "now", "fetched",
 ];
-
-/// `unexpected 'let'` in a `require` or `when`: says where statements may be written.
-fn statement_in_expression(mut error: CompileError) -> CompileError {
-    const STATEMENTS: [&str; 7] = ["let", "const", "for", "while", "loop", "do", "fn"];
-    let keyword = error
-        .message
-        .strip_prefix("unexpected '")
-        .and_then(|rest| rest.strip_suffix('\''));
-    if let Some(keyword) = keyword.filter(|k| STATEMENTS.contains(k)) {
-        error.message.push_str(&format!(": require and when hold one expression, and {keyword} begins a statement; write statements in a script (script: scripts/NAME.rhai)"));
-    }
-    error
-}
 
 /// Whether `ast` reads the request's `now` (the evaluation time) anywhere: its outcome may
 /// depend on the clock.

@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 
 use super::model::RawSettings;
 use super::template::{Scope as TemplateScope, Template};
-use super::yaml::{self, Location, Seg};
+use super::yaml::{self, Location, Seg, MAX_LOCATED};
 use super::{
     Check, Expr, LoadError, LoadErrors, Mode, Rule, Rules, Ruleset, Settings, PORTONE_TIMEOUT,
 };
@@ -242,21 +242,19 @@ type CompiledScript = (
     Result<Arc<rhai::AST>, crate::script::CompileError>,
 );
 
-/// The most errors, and the most warnings, of one file that are located: locating one reads
-/// the file again from its start, so a generated file with the same slip in each of 5,000
-/// rules took minutes (and held every reload behind it). The rest are counted in one line.
-const MAX_LOCATED: usize = 50;
-
 impl FileCompiler<'_, '_> {
-    /// Whether no more errors of this file are located (see [`MAX_LOCATED`]).
-    fn errors_full(&self) -> bool {
-        self.located_errors >= MAX_LOCATED
+    /// Counts an error not to be located, when no more of this file are (then `true`; see
+    /// [`MAX_LOCATED`]).
+    fn error_not_located(&mut self) -> bool {
+        let full = self.located_errors >= MAX_LOCATED;
+        self.unlocated_errors += usize::from(full);
+        full
     }
 
-    /// Counts an error not to be located, when no more are (then `true`).
-    fn error_not_located(&mut self) -> bool {
-        let full = self.errors_full();
-        self.unlocated_errors += usize::from(full);
+    /// [`Self::error_not_located`] for a warning.
+    fn warning_not_located(&mut self) -> bool {
+        let full = self.located_warnings >= MAX_LOCATED;
+        self.unlocated_warnings += usize::from(full);
         full
     }
     /// Reports, at `at`, what keeps a path written in the file (`fetch.path`, `forward.path`, a
@@ -295,8 +293,7 @@ impl FileCompiler<'_, '_> {
 
     /// A warning at the node `path`, as `FILE:LINE:COL: message`.
     fn warn(&mut self, path: &[Seg<'_>], message: impl std::fmt::Display) {
-        if self.located_warnings >= MAX_LOCATED {
-            self.unlocated_warnings += 1;
+        if self.warning_not_located() {
             return;
         }
         self.located_warnings += 1;
@@ -335,8 +332,9 @@ impl FileCompiler<'_, '_> {
         if !ends.iter().any(|&end| src[..end].ends_with(value)) {
             return;
         }
+        // Whether it is a warning takes its location: past the cap, a candidate is not
+        // counted as one.
         if self.located_warnings >= MAX_LOCATED {
-            self.unlocated_warnings += 1;
             return;
         }
         let at = yaml::locate(&self.src, path);

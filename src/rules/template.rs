@@ -207,7 +207,7 @@ impl Template {
                         // they could not be read) would show the buyer mojibake: left out,
                         // like a missing field.
                         Some(Value::String(s)) if s.contains(char::REPLACEMENT_CHARACTER) => {}
-                        Some(Value::String(s)) => out.push_str(&escape(head(s))),
+                        Some(Value::String(s)) => out.push_str(&escape(head_within(s, FIELD_MAX))),
                         Some(other) => {
                             // Written only as far as a reason can show (`Bounded` stops the
                             // writer there): `{response.body}` of a megabyte answer would
@@ -242,11 +242,6 @@ impl Template {
 /// The most of one answer field a template renders, in bytes: past what any reason shows
 /// (reasons are cut at 500 characters, at most 2,000 bytes, after controls are left out).
 const FIELD_MAX: usize = 16 * 1024;
-
-/// `s` up to [`FIELD_MAX`] bytes, cut at a character boundary.
-fn head(s: &str) -> &str {
-    head_within(s, FIELD_MAX)
-}
 
 /// A writer that takes [`FIELD_MAX`] bytes and then fails, which stops what writes into it.
 struct Bounded(String);

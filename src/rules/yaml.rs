@@ -311,6 +311,11 @@ pub fn too_deep(src: &str) -> Option<Location> {
     None
 }
 
+/// The most errors, and the most warnings, of one file that are located: locating one reads
+/// the file again from its start, so a generated file with the same slip in each of 5,000
+/// rules took minutes (and held every reload behind it). The rest are counted in one line.
+pub const MAX_LOCATED: usize = 50;
+
 /// How many times a file is read again to find the next error, at most.
 const MAX_PASSES: usize = 200;
 

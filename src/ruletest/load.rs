@@ -209,12 +209,12 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         ));
     }
     let mut first_named: HashMap<&str, usize> = HashMap::new();
-    // Each is located by reading the file again (twice): the first 50, the rest counted.
+    // Each is located by reading the file again (twice): the first ones only, the rest counted.
     let mut duplicates = 0;
     for (i, c) in raw.cases.iter().enumerate() {
         if let Some(&first) = first_named.get(c.name.as_str()) {
             duplicates += 1;
-            if duplicates > 50 {
+            if duplicates > yaml::MAX_LOCATED {
                 continue;
             }
             let first_at = yaml::locate(
@@ -232,12 +232,12 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             first_named.insert(&c.name, i);
         }
     }
-    if duplicates > 50 {
+    if duplicates > yaml::MAX_LOCATED {
         errors.push(error(
             None,
             format!(
                 "and {} more duplicate case names, not shown",
-                duplicates - 50
+                duplicates - yaml::MAX_LOCATED
             ),
         ));
     }

@@ -130,15 +130,12 @@ fn slip_hint(src: &str, error: &mut CompileError) {
     let message = error.message.as_str();
     // `unexpected '한'`: a character Rhai has no use for outside quotes, typed by a Korean
     // input method or pasted from a document.
-    let foreign = message
-        .strip_prefix("unexpected '")
-        .and_then(|rest| rest.strip_suffix('\''))
-        .and_then(|c| {
-            let mut chars = c.chars();
-            chars
-                .next()
-                .filter(|c| !c.is_ascii() && chars.next().is_none())
-        });
+    let foreign = unexpected(message).and_then(|c| {
+        let mut chars = c.chars();
+        chars
+            .next()
+            .filter(|c| !c.is_ascii() && chars.next().is_none())
+    });
     if let Some(c) = foreign {
         let hint = match c {
             '“' | '”' | '‘' | '’' => {
@@ -221,6 +218,23 @@ fn slip_hint(src: &str, error: &mut CompileError) {
     };
     error.message.push_str(": ");
     error.message.push_str(hint);
+}
+
+/// What Rhai's `unexpected 'X'` names: `X`.
+fn unexpected(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("unexpected '")
+        .and_then(|rest| rest.strip_suffix('\''))
+}
+
+/// `unexpected 'let'` in a `require` or `when`: says where statements may be written.
+pub(super) fn statement_in_expression(mut error: CompileError) -> CompileError {
+    const STATEMENTS: [&str; 7] = ["let", "const", "for", "while", "loop", "do", "fn"];
+    if let Some(keyword) = unexpected(&error.message).filter(|k| STATEMENTS.contains(k)) {
+        let keyword = keyword.to_owned();
+        error.message.push_str(&format!(": require and when hold one expression, and {keyword} begins a statement; write statements in a script (script: scripts/NAME.rhai)"));
+    }
+    error
 }
 
 /// A parse error as the operator reads it: at its position, with a hint where Rhai's own words

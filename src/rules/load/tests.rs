@@ -44,6 +44,11 @@ impl RulesDir {
     }
 
     /// The line an error in `rel` at `line:col` prints as.
+    /// A report about the file `rel` as a whole, at no position in it.
+    fn whole(&self, rel: &str, message: &str) -> String {
+        format!("{}: {message}", self.path().join(rel).display())
+    }
+
     fn at(&self, rel: &str, line: usize, col: usize, message: &str) -> String {
         format!(
             "{}:{line}:{col}: {message}",

@@ -536,11 +536,10 @@ fn without_value(src: &str, pick: impl Fn(&[PathSeg]) -> bool) -> Vec<ParseError
         .filter(|path| pick(path))
         .collect();
     // Each is located by reading the file again: the first ones only, the rest counted.
-    const LOCATED: usize = 50;
-    let more = found.len().saturating_sub(LOCATED);
+    let more = found.len().saturating_sub(super::MAX_LOCATED);
     let mut errors: Vec<ParseError> = found
         .into_iter()
-        .take(LOCATED)
+        .take(super::MAX_LOCATED)
         .map(|path| ParseError {
             location: locate_key(src, &segs(&path)),
             message: match path.last() {

@@ -1161,9 +1161,9 @@ fn only_the_first_fifty_errors_and_warnings_of_a_file_are_located() {
     );
     assert_eq!(
         warnings[50],
-        format!(
-            "{}: and 10 more warnings, not shown: only the first 50 warnings of a file are located",
-            dir.path().join(DEFAULT).display()
+        dir.whole(
+            DEFAULT,
+            "and 10 more warnings, not shown: only the first 50 warnings of a file are located"
         )
     );
     let broken: String = (0..3000).map(|i| rule(i, "require: 'amount >'")).collect();
@@ -1177,7 +1177,7 @@ fn only_the_first_fifty_errors_and_warnings_of_a_file_are_located() {
     );
     assert_eq!(
         errors[50],
-        format!("{}: and 2950 more errors, not shown: only the first 50 errors of a file are located; fix these and check again", dir.path().join(DEFAULT).display())
+        dir.whole(DEFAULT, "and 2950 more errors, not shown: only the first 50 errors of a file are located; fix these and check again")
     );
 }
 
@@ -1203,9 +1203,6 @@ fn only_the_first_fifty_keys_without_a_value_are_located() {
     );
     assert_eq!(
         errors[50],
-        format!(
-            "{}: and 10 more keys without a value, not shown",
-            dir.path().join(DEFAULT).display()
-        )
+        dir.whole(DEFAULT, "and 10 more keys without a value, not shown")
     );
 }
