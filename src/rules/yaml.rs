@@ -9,6 +9,7 @@ mod hints;
 mod locate;
 mod rule_file;
 mod scalar;
+mod written;
 
 use serde::de::DeserializeOwned;
 
@@ -17,6 +18,7 @@ pub use document::{check_document, keys_without_value, merge_keys, test_keys_wit
 pub use locate::{locate, locate_key, Seg};
 pub use rule_file::parse_rule_file;
 pub use scalar::{position_in_scalar, Origin};
+pub use written::{numbers_as_written, Texts};
 
 /// A 1-based position in a YAML source; ordered as read (line, then column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]

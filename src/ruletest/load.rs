@@ -242,6 +242,9 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         ));
     }
     let chunks = case_texts(&src, raw.cases.len());
+    // The numbers the cases send as written, read in one pass over the file: finding one
+    // number by its path reads the file up to it, once per number.
+    let written = yaml::numbers_as_written(&src, &[Seg::Key("cases")], &sent(&raw.cases));
     let mut cases = Vec::new();
     for (i, c) in raw.cases.into_iter().enumerate() {
         let now = match c.now.as_deref() {
@@ -253,19 +256,22 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             ),
             None => suite_now,
         };
-        // Within the case's own text where it can be told apart: finding a number in the file
-        // reads the file up to it, once per number.
+        // One by one, within the case's own text where it can be told apart.
         let (case_text, case_path) = match chunks.as_ref().and_then(|c| c.get(i)) {
             Some(chunk) => (*chunk, vec![Seg::Index(0)]),
             None => (src.as_str(), vec![Seg::Key("cases"), Seg::Index(i)]),
         };
+        let as_written = AsWritten {
+            texts: written.as_ref(),
+            case: i,
+            case_text,
+            case_path,
+        };
         let (body, content_type) = match &c.request {
             serde_json::Value::String(s) => (s.clone().into_bytes(), None),
             v @ serde_json::Value::Object(_) => {
-                let mut path = case_path.clone();
-                path.push(Seg::Key("request"));
                 let mut json = String::new();
-                json_as_written(case_text, &mut path, v, &mut json);
+                as_written.json(&mut vec![Seg::Key("request")], v, &mut json);
                 (json.into_bytes(), Some("application/json"))
             }
             _ => {
@@ -312,15 +318,14 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
                 // (`0.99999999999999999999999999999` is not the float 1.0).
                 if let Some(body) = raw.body_mut() {
                     let read = body.clone();
-                    let mut path = case_path.clone();
-                    path.extend([
+                    let mut path = vec![
                         Seg::Key("upstreams"),
                         Seg::Key(&up),
                         Seg::Key(&call),
                         Seg::Key("body"),
-                    ]);
+                    ];
                     let mut json = String::new();
-                    json_as_written(case_text, &mut path, &read, &mut json);
+                    as_written.json(&mut path, &read, &mut json);
                     if let Ok(written) = serde_json::from_str(&json) {
                         *body = written;
                     }
@@ -424,60 +429,110 @@ fn case_texts(src: &str, count: usize) -> Option<Vec<&str>> {
     )
 }
 
-/// `v` (a case's `request`, read from YAML) as JSON, each number as the file writes it:
-/// serde_yaml hands a number with a fraction over as an `f64`, so `amount: 10.50` would be sent
-/// as `10.5` (and `{amount}` render differently from `serve`), and
-/// `1000.000000000000000001` as `1000.0` (and pass a limit that `serve` enforces).
-fn json_as_written<'v>(
-    src: &str,
-    path: &mut Vec<Seg<'v>>,
-    v: &'v serde_json::Value,
-    out: &mut String,
-) {
-    use serde_json::Value;
-    match v {
-        Value::Object(map) => {
-            out.push('{');
-            for (n, (key, value)) in map.iter().enumerate() {
-                if n > 0 {
-                    out.push(',');
+/// What the cases send whose numbers are sent as written: each request, and each canned
+/// answer's body, at their places in `cases`.
+fn sent(cases: &[super::RawCase]) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let case = |c: &super::RawCase| {
+        let upstreams: Map<String, Value> = c
+            .upstreams
+            .iter()
+            .map(|(up, answers)| {
+                let bodies = answers
+                    .iter()
+                    .filter_map(|(call, a)| Some((call.clone(), json!({ "body": a.body()? }))));
+                (up.clone(), Value::Object(bodies.collect()))
+            })
+            .collect();
+        json!({ "request": c.request, "upstreams": upstreams })
+    };
+    Value::Array(cases.iter().map(case).collect())
+}
+
+/// Where the numbers of one case are found as the file writes them: serde_yaml hands a number
+/// with a fraction over as an `f64`, so `amount: 10.50` would be sent as `10.5` (and `{amount}`
+/// render differently from `serve`), and `1000.000000000000000001` as `1000.0` (and pass a
+/// limit that `serve` enforces).
+struct AsWritten<'a> {
+    /// Every fractional number of the file's cases, read in one pass (`None` when that could
+    /// not be done).
+    texts: Option<&'a yaml::Texts>,
+    case: usize,
+    /// Where to find one number at a time: the case's text and the case's path in it.
+    case_text: &'a str,
+    case_path: Vec<Seg<'a>>,
+}
+
+impl AsWritten<'_> {
+    /// `v`, the value at `path` in the case (its `request`, a canned answer's body), as JSON,
+    /// each number as written.
+    fn json<'v>(&self, path: &mut Vec<Seg<'v>>, v: &'v serde_json::Value, out: &mut String) {
+        use serde_json::Value;
+        match v {
+            Value::Object(map) => {
+                out.push('{');
+                for (n, (key, value)) in map.iter().enumerate() {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    path.push(Seg::Key(key));
+                    self.json(path, value, out);
+                    path.pop();
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                path.push(Seg::Key(key));
-                json_as_written(src, path, value, out);
-                path.pop();
+                out.push('}');
             }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    out.push(',');
+            Value::Array(items) => {
+                out.push('[');
+                for (n, item) in items.iter().enumerate() {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    path.push(Seg::Index(n));
+                    self.json(path, item, out);
+                    path.pop();
                 }
-                path.push(Seg::Index(n));
-                json_as_written(src, path, item, out);
-                path.pop();
+                out.push(']');
             }
-            out.push(']');
+            // The text found is the number's own only if it reads as the same value.
+            Value::Number(number) => match self
+                .number(path, number)
+                .filter(|text| text.parse::<f64>().ok() == number.as_f64())
+            {
+                Some(text) => out.push_str(text),
+                None => out.push_str(&number.to_string()),
+            },
+            // A number beyond a float (`1e400`) comes from YAML as a string; written without
+            // quotes it is the number `serve` would be sent.
+            Value::String(s)
+                if serde_json::from_str::<serde_json::Number>(s).is_ok()
+                    && yaml::unquoted_at(self.case_text, &self.in_case_text(path))
+                        == Some(s.as_str()) =>
+            {
+                out.push_str(s)
+            }
+            other => out.push_str(&other.to_string()),
         }
-        // The text found is the number's own only if it reads as the same value.
-        Value::Number(number) => match yaml::number_as_written(src, path, number)
-            .filter(|text| text.parse::<f64>().ok() == number.as_f64())
-        {
-            Some(text) => out.push_str(text),
-            None => out.push_str(&number.to_string()),
-        },
-        // A number beyond a float (`1e400`) comes from YAML as a string; written without
-        // quotes it is the number `serve` would be sent.
-        Value::String(s)
-            if serde_json::from_str::<serde_json::Number>(s).is_ok()
-                && yaml::unquoted_at(src, path) == Some(s.as_str()) =>
-        {
-            out.push_str(s)
+    }
+
+    /// The text of the fractional number `n` at `path`, if it is a JSON number.
+    fn number(&self, path: &[Seg<'_>], n: &serde_json::Number) -> Option<&str> {
+        match self.texts {
+            Some(texts) => texts.get(&[&[Seg::Index(self.case)], path].concat()),
+            None => yaml::number_as_written(self.case_text, &self.in_case_text(path), n),
         }
-        other => out.push_str(&other.to_string()),
+    }
+
+    fn in_case_text<'p>(&self, path: &[Seg<'p>]) -> Vec<Seg<'p>>
+    where
+        Self: 'p,
+    {
+        self.case_path
+            .iter()
+            .copied()
+            .chain(path.iter().copied())
+            .collect()
     }
 }
 

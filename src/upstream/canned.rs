@@ -452,6 +452,11 @@ pub struct RawAnswer {
 }
 
 impl RawAnswer {
+    /// The body as read.
+    pub fn body(&self) -> Option<&Value> {
+        self.body.as_ref()
+    }
+
     /// The body as read, for a reader that knows better how its numbers were written.
     pub fn body_mut(&mut self) -> Option<&mut Value> {
         self.body.as_mut()

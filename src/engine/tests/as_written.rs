@@ -24,6 +24,22 @@ rules:
     );
     let d = decide(&rules, &v1("order-1", "1000")).await;
     assert_eq!(summary(&d), refused("under", "floor"));
+
+    // Each bound is its own rule's, however many the file has (they are read in one pass).
+    let (_dir, rules) = ruleset(
+        r#"
+rules:
+  - { name: any, amount: { min: 1, max: 5000000 }, reason: "range" }
+  - { name: limit, amount: { max: 1000.00000000000000001 }, reason: "over" }
+  - name: floor
+    amount:
+      min: 1000.00000000000000001
+      max: 2000.5
+    reason: "under"
+"#,
+    );
+    let d = decide(&rules, &v1("order-1", "1000")).await;
+    assert_eq!(summary(&d), refused("under", "floor"));
 }
 
 /// A canned answer written without a body (`{ status: 204 }`) is what a real answer without a

@@ -176,8 +176,11 @@ impl FileCompiler<'_, '_> {
                  -> Option<Option<Decimal>> {
                     let Some(n) = n else { return Some(None) };
                     // Exactly as written, not as the `f64` serde_yaml made of a fraction.
-                    let text = yaml::number_as_written(&self.src, &sub("amount", f), n)
-                        .map_or_else(|| n.to_string(), str::to_owned);
+                    let text = match &self.amount_texts {
+                        Some(texts) => texts.get(&[Seg::Index(i), Seg::Key("amount"), Seg::Key(f)]),
+                        None => yaml::number_as_written(&self.src, &sub("amount", f), n),
+                    }
+                    .map_or_else(|| n.to_string(), str::to_owned);
                     match text.parse::<crate::payload::Amount>() {
                         Ok(a) => Some(Some(a.value())),
                         Err(e) => {
