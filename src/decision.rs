@@ -179,6 +179,10 @@ pub struct UpstreamAnswer {
     /// Why the body is only its start (see [`UpstreamResponse`](crate::upstream::UpstreamResponse)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incomplete: Option<String>,
+    /// The trace keeps only the start of the body ([`MAX_TRACED_BODY`]), marked `…`: said
+    /// outright, since a text ending in `…` may be the answer's own.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cut: bool,
 }
 
 impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
@@ -200,20 +204,21 @@ impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
                 .map_or(text.len(), |(at, _)| at);
             serde_json::Value::String(format!("{}…", &text[..at]))
         };
-        let body = match &r.body {
+        let (body, was_cut) = match &r.body {
             // A text answer keeps its own start (what a `starts_with` on it reads when the
             // record is replayed), not the start of its JSON spelling.
             serde_json::Value::String(text) if spelt_longer_than(text, MAX_TRACED_BODY) => {
-                cut(text)
+                (cut(text), true)
             }
-            serde_json::Value::String(_) => r.body.clone(),
-            json if !longer_than(json, MAX_TRACED_BODY) => r.body.clone(),
-            json => cut(&json_start(json, MAX_TRACED_BODY + 4)),
+            serde_json::Value::String(_) => (r.body.clone(), false),
+            json if !longer_than(json, MAX_TRACED_BODY) => (r.body.clone(), false),
+            json => (cut(&json_start(json, MAX_TRACED_BODY + 4)), true),
         };
         UpstreamAnswer {
             status: r.status,
             body,
             incomplete: r.incomplete.clone(),
+            cut: was_cut,
         }
     }
 }
@@ -440,7 +445,9 @@ mod tests {
         assert_eq!(exact.to_string().len(), MAX_TRACED_BODY);
         assert_eq!(traced(exact.clone()).body, exact);
         let over = serde_json::json!({ "a": "x".repeat(pad + 1) });
-        assert!(traced(over).body.is_string());
+        let kept = traced(over);
+        assert!(kept.body.is_string() && kept.cut);
+        assert!(!traced(small).cut && !traced(exact).cut);
 
         // A text answer at the limit: the value itself.
         let at_limit = serde_json::Value::String("x".repeat(MAX_TRACED_BODY));

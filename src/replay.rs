@@ -110,6 +110,9 @@ struct Answered {
     /// evaluated on it.
     #[serde(default)]
     incomplete: Option<String>,
+    /// The log kept only the start of the body (absent in logs written before it said so).
+    #[serde(default)]
+    cut: bool,
 }
 
 /// Reads one line of the decision log (its line break included or not).
@@ -492,7 +495,7 @@ impl<'r> Logged<'r> {
         }
         match logged_answer(traced) {
             Some(answer) => {
-                if traced.upstream.as_ref().is_some_and(|a| is_cut(&a.body)) {
+                if traced.upstream.as_ref().is_some_and(is_cut) {
                     notes.push(format!(
                         "rule {name}: the log kept only the first {} KiB of the upstream's answer",
                         MAX_TRACED_BODY / 1024
@@ -672,9 +675,13 @@ fn failed_as(logged: &str) -> CannedAnswer {
     }
 }
 
-/// A body the log cut at [`MAX_TRACED_BODY`]: kept as the start of its text, marked `…`.
-fn is_cut(body: &Value) -> bool {
-    matches!(body, Value::String(s) if s.len() > MAX_TRACED_BODY && s.ends_with('…'))
+/// An answer whose body the log cut at [`MAX_TRACED_BODY`], kept as the start of its text
+/// marked `…`: said by `cut`, or, in a log written before that, by a text of about that size
+/// (the cut keeps what fits in the limit once spelt in JSON, so a little less may be kept).
+fn is_cut(answer: &Answered) -> bool {
+    answer.cut
+        || matches!(&answer.body, Value::String(s)
+            if s.len() + 8 > MAX_TRACED_BODY && s.ends_with('…'))
 }
 
 /// An order id as replay's report shows it: a caller chose it (see [`crate::logfmt::on_one_line`]).

@@ -17,7 +17,7 @@ mod body;
 pub mod canned;
 mod probe;
 
-use body::{mask_cut_secret, masked, read_body_noting, too_many_parts};
+use body::{mask_cut_secret, mask_json, masked, read_body_noting, too_many_parts};
 pub use body::{parse_body, MAX_JSON_PARTS};
 pub use probe::{start_probes, HealthObserver};
 
@@ -62,12 +62,23 @@ pub struct HttpCall {
     /// Merged over the upstream's own headers.
     pub headers: http::HeaderMap,
     pub body: Option<Bytes>,
-    /// When the body must be in, for a call an enforced rule waits on: the request's deadline
-    /// less time for the rule to decide. A body still coming then is cut there, so the status
-    /// that already arrived decides (a merchant's refusal stays a refusal) instead of the
-    /// deadline deciding by `on_error`. `None`: the timeout alone (health probes; shadow
-    /// rules, whose wait ends at the shadow cut-off).
-    pub body_by: Option<tokio::time::Instant>,
+    /// When the body must be in, for a call an enforced rule waits on. `None`: the timeout
+    /// alone (health probes; shadow rules, whose wait ends at the shadow cut-off).
+    pub body_by: Option<BodyDue>,
+}
+
+/// When the body of an answer an enforced rule waits on must be in. A body still coming then
+/// is cut there, so the status that already arrived decides (a merchant's refusal stays a
+/// refusal) instead of the deadline deciding by `on_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDue {
+    /// The request's deadline less time for the rule to decide.
+    pub by: tokio::time::Instant,
+    /// For an answer whose status line comes after `by`: until when its body is still read.
+    /// An upstream often writes its headers and its body apart, a fraction of a millisecond
+    /// between them; cut at `by`, an answer that came whole that late would lose its body to
+    /// the timer (a sold-out refusal made an error that `on_error: approve` let through).
+    pub late: tokio::time::Instant,
 }
 
 /// An upstream's answer as rules see it.
@@ -202,6 +213,15 @@ pub trait Upstreams: Send + Sync {
 
     /// The last health-probe conclusion for an upstream.
     fn health(&self, upstream: &Upstream) -> Health;
+
+    /// Whether a large answer is made into Rhai's values where the rule waits for it, rather
+    /// than on a thread of its own (see [`is_large`]): canned answers are given on a paused
+    /// clock (rule tests, replay), which moves on to the next timer whenever every task
+    /// waits, so work on another thread would seem to last until the deadline and the case
+    /// would end by `on_error` where `serve` decides on the answer.
+    fn large_answers_inline(&self) -> bool {
+        false
+    }
 }
 
 /// Real HTTP through each upstream's pooled client.
@@ -374,9 +394,13 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     let mut body = Vec::new();
     let mut incomplete = None;
     // One timer for the whole body (none without `body_by`), not one per chunk.
+    let due_at = body_by.map(|due| match tokio::time::Instant::now() < due.by {
+        true => due.by,
+        false => due.late,
+    });
     let due = async {
-        match body_by {
-            Some(by) => tokio::time::sleep_until(by).await,
+        match due_at {
+            Some(at) => tokio::time::sleep_until(at).await,
             None => std::future::pending().await,
         }
     };

@@ -167,6 +167,9 @@ fn trace(t: &RuleTrace, out: &mut Vec<u8>) -> serde_json::Result<()> {
             raw(out, ",\"incomplete\":");
             string(out, why);
         }
+        if answer.cut {
+            raw(out, ",\"cut\":true");
+        }
         out.push(b'}');
     }
     if let Some(error) = &t.error {
@@ -315,6 +318,7 @@ mod tests {
                         status: 503,
                         body: json!({"error": "down\n", "n": 1.5, "list": [1, "x"]}),
                         incomplete: Some("cut short: timed out after 1s".into()),
+                        cut: true,
                     }),
                     error: Some("timeout after 1s: \"shop\"".into()),
                 },

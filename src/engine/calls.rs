@@ -13,7 +13,7 @@ use super::Run;
 use crate::decision::CallMade;
 use crate::payload::ConfirmRequest;
 use crate::rules::{BodyTemplate, Check, Fetch, HttpMethod, Mode, Rule};
-use crate::upstream::{HttpCall, UpstreamError, UpstreamResponse};
+use crate::upstream::{BodyDue, HttpCall, UpstreamError, UpstreamResponse};
 
 /// Characters left as they are in a path segment (RFC 3986 unreserved).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -59,8 +59,13 @@ impl Run<'_, '_> {
 
     /// When the body of an answer `rule` waits for must be in (see [`Run::bodies_by`]); `None`
     /// for a shadow rule, whose wait ends at the shadow cut-off with the cut-off's own error.
-    pub(super) fn body_by(&self, rule: &Rule) -> Option<tokio::time::Instant> {
-        (rule.mode != Mode::Shadow).then_some(self.bodies_by)
+    pub(super) fn body_by(&self, rule: &Rule) -> Option<BodyDue> {
+        // A body whose status came after `bodies_by` gets three quarters of what is left.
+        let late = self.deadline - (self.deadline - self.bodies_by) / 4;
+        (rule.mode != Mode::Shadow).then_some(BodyDue {
+            by: self.bodies_by,
+            late,
+        })
     }
 
     /// Whether the call of enforced rule `rule`, which may change something at the merchant
@@ -138,7 +143,7 @@ impl Run<'_, '_> {
 pub fn fetch_call(
     f: &Fetch,
     req: &ConfirmRequest,
-    body_by: Option<tokio::time::Instant>,
+    body_by: Option<BodyDue>,
 ) -> Result<HttpCall, String> {
     let mut path_and_query = f.path.render_escaped(req, None, |s| {
         Cow::Owned(utf8_percent_encode(s, PATH_SEGMENT).to_string())

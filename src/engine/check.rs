@@ -312,7 +312,7 @@ impl Run<'_, '_> {
         // its own and of low priority, where the deadline timer can still end the wait (see
         // `upstream::is_large`). What is left of it is freed in the background.
         let large = resp.large;
-        let (resp, response) = if large {
+        let (resp, response) = if large && !self.ctx.upstreams.large_answers_inline() {
             let convert = crate::background::run(move || {
                 let dynamic = response_dynamic(&resp);
                 let copy = dynamic.clone().into_read_only();

@@ -164,6 +164,27 @@ async fn what_the_record_cannot_stand_in_for_is_noted() {
         r.notes,
         ["rule existing-confirm: the log kept only the first 4 KiB of the upstream's answer"]
     );
+
+    // The log says so outright (`cut`), also where the text kept is shorter than the limit (a
+    // JSON answer cut where its spelling, escapes and all, reaches 4 KiB).
+    for (body, cut) in [
+        ("\"{\\\"a\\\":\\\"xx…\"", ",\"cut\":true"),
+        ("\"short…\"", ""),
+    ] {
+        let record = line(
+            &format!(
+                r#"{{"rule":"shop-up","outcome":"pass","ms":0.01}},{{"rule":"existing-confirm","outcome":"pass","ms":3.2,"upstream":{{"status":409,"body":{body}{cut}}}}}"#
+            ),
+            "reject",
+            "",
+        );
+        let r = again(&rules, &record).await;
+        let noted = r
+            .notes
+            .iter()
+            .any(|n| n.contains("kept only the first 4 KiB"));
+        assert_eq!(noted, !cut.is_empty(), "{body}: {:?}", r.notes);
+    }
 }
 
 /// A call the deadline cut off is still waiting when the deadline comes again: the

@@ -89,3 +89,69 @@ async fn a_canned_answer_keeps_its_numbers_as_written() {
     let results = run(&rules, &suites, &ScriptEngine::new(), None).await;
     assert!(results[0].passed(), "{}", results[0].explain());
 }
+
+const SHOP: &str = "upstreams:\n  shop: { url: \"http://127.0.0.1:9\", timeout: 1s, headers: { Authorization: \"Bearer ${SHOP_TOKEN}\" } }\n";
+
+/// A canned answer too large to read on the runtime's workers (more than 2,000 values) is
+/// decided on, as `serve` decides on the real one: on the paused clock of `confirm-proxy test`
+/// and replay, reading it on a thread of its own seemed to take until the deadline, and every
+/// such case ended by `on_error`.
+#[tokio::test(start_paused = true)]
+async fn a_large_canned_answer_is_decided_on() {
+    let pad = vec!["0"; 2100].join(", ");
+    let (_dir, rules, suites) = loaded(
+        &format!("settings: {{ on_error: reject, deadline: 3s }}\n{}rules:\n  - name: stock\n    on_error: approve\n    fetch: {{ upstream: shop, path: \"/api/stock/{{order_id}}\" }}\n    require: 'response.status == 200 && response.body.available >= 1'\n    reason: \"재고 없음\"\n", SHOP.replace("${SHOP_TOKEN}", "t")),
+        &format!("ruleset: default\ncases:\n  - name: in stock\n    request: {{ imp_uid: i, merchant_uid: o3, amount: 1000 }}\n    upstreams: {{ shop: {{ \"GET /api/stock/o3\": {{ status: 200, body: {{ available: 1, pad: [{pad}] }} }} }} }}\n    expect: {{ decision: approve }}\n  - name: sold out\n    request: {{ imp_uid: i, merchant_uid: o3, amount: 1000 }}\n    upstreams: {{ shop: {{ \"GET /api/stock/o3\": {{ status: 200, body: {{ available: 0, pad: [{pad}] }} }} }} }}\n    expect: {{ decision: reject, rule: stock, reason: \"재고 없음\" }}\n"),
+    );
+    let suites = suites.unwrap();
+    let results = run(&rules, &suites, &ScriptEngine::new(), None).await;
+    for r in &results {
+        assert!(r.passed(), "{}", r.explain());
+    }
+}
+
+/// A canned answer's `${VAR}` secrets are masked before rules read it, as `serve` masks a real
+/// answer's: a merchant that echoes the token gives the buyer `***`, in the test as live.
+#[tokio::test]
+async fn a_canned_answer_has_its_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "default.yaml",
+        &format!("{SHOP}rules:\n  - name: auth\n    fetch: {{ upstream: shop, path: /me }}\n    reason: \"거절 {{response.body.error}}\"\n"),
+    );
+    write(
+        "tests/t.yaml",
+        "ruleset: default\ncases:\n  - name: echoed\n    request: { imp_uid: i, merchant_uid: o, amount: 1000 }\n    upstreams: { shop: { \"GET /me\": { status: 401, body: { error: \"invalid credentials: Bearer supersecret123\" } } } }\n    expect: { decision: reject, reason: \"거절 invalid credentials: Bearer ***\" }\n",
+    );
+    let env = |name: &str| match name {
+        "SHOP_TOKEN" => Ok("supersecret123".to_owned()),
+        _ => Err(std::env::VarError::NotPresent),
+    };
+    let engine = ScriptEngine::new();
+    let opts = crate::rules::LoadOptions {
+        engine: &engine,
+        env: &env,
+    };
+    let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
+    let suites = load_suites(dir.path(), &rules).unwrap();
+    let results = run(&rules, &suites, &engine, None).await;
+    assert!(results[0].passed(), "{}", results[0].explain());
+}
+
+/// `amount: -0` in a case is sent as `-0`, as the file writes it (YAML reads it as the
+/// integer 0): `{amount}` renders `-0` in the test as in `serve`.
+#[tokio::test]
+async fn a_negative_zero_is_sent_as_written() {
+    let (_dir, rules, suites) = loaded(
+        "rules:\n  - { name: limit, amount: { min: 1 }, reason: \"요청: {amount}원\" }\n",
+        "ruleset: default\ncases:\n  - name: zero\n    request: { imp_uid: i, merchant_uid: o, amount: -0 }\n    expect: { decision: reject, reason: \"요청: -0원\" }\n",
+    );
+    let suites = suites.unwrap();
+    let results = run(&rules, &suites, &ScriptEngine::new(), None).await;
+    assert!(results[0].passed(), "{}", results[0].explain());
+}

@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::oneshot;
 
 use super::deliveries::Ticket;
@@ -159,7 +159,9 @@ impl AppState {
                 .encode_lower(&mut uuid::Uuid::encode_buffer())
                 .to_owned(),
             started: tokio::time::Instant::now(),
-            arrived: Utc::now(),
+            // To the microsecond, as the decision log keeps it: a replay of the record then
+            // gives `window` and scripts the very clock they read here.
+            arrived: Utc::now().trunc_subsecs(6),
             ruleset: rules.get(ruleset).cloned(),
             rules,
             delivery: Delivery::Unsigned,

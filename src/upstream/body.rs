@@ -150,7 +150,7 @@ pub fn read_body_noting(
 
 /// [`masked`] in every string and key of a JSON value; numbers and the structure stay as they
 /// are. The parser's depth limit (128) bounds the recursion.
-fn mask_json(value: &mut Value, secrets: &[Finder<'static>]) {
+pub(super) fn mask_json(value: &mut Value, secrets: &[Finder<'static>]) {
     match value {
         Value::String(text) => mask_text(text, secrets),
         Value::Array(items) => items.iter_mut().for_each(|v| mask_json(v, secrets)),

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{parse_body, BoxFuture, HttpCall, UpstreamError, UpstreamResponse, Upstreams};
+use super::{
+    mask_json, masked, parse_body, BoxFuture, HttpCall, UpstreamError, UpstreamResponse, Upstreams,
+};
 use crate::rules::{parse_duration, Health, HttpMethod, Upstream};
 
 /// Stand-in for the merchant's services: answers keyed by upstream name and `"METHOD /path?query"`,
@@ -282,15 +284,24 @@ impl CannedAnswer {
         if delay > up.timeout {
             return (up.timeout, Err(UpstreamError::Timeout(up.timeout)));
         }
+        // Its `${VAR}` secrets masked, as `serve` masks a real answer's before rules read it.
+        let mut body = self.body.clone();
+        mask_json(&mut body, &up.secrets);
         let result = match self.outcome {
             Ok(status) => Ok(UpstreamResponse {
                 status,
                 headers: self
                     .headers
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| {
+                        let v = masked(v.as_bytes(), &up.secrets).map_or_else(
+                            || v.clone(),
+                            |m| String::from_utf8_lossy(&m).into_owned(),
+                        );
+                        (k.clone(), v)
+                    })
                     .collect(),
-                body: self.body.clone(),
+                body,
                 incomplete: self.incomplete.clone(),
                 // As `serve` would have noted it reading the same text.
                 not_json: match &self.body {
@@ -345,6 +356,10 @@ impl Upstreams for Canned {
             .get(&upstream.name)
             .copied()
             .unwrap_or(Health::Unknown)
+    }
+
+    fn large_answers_inline(&self) -> bool {
+        true
     }
 }
 

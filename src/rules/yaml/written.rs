@@ -156,7 +156,8 @@ impl<'de> DeserializeSeed<'de> for Guided<'_, '_> {
         match self.guide {
             Value::Object(_) => d.deserialize_map(self),
             Value::Array(_) => d.deserialize_seq(self),
-            Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
+            // And zero, which YAML may write as `-0`, as JSON does.
+            Value::Number(n) if !(n.is_i64() || n.is_u64()) || n.as_u64() == Some(0) => {
                 // serde_yaml gives any scalar asked for as text as it is written.
                 let text = String::deserialize(d)?;
                 let at = self.walk.at.clone();
