@@ -33,6 +33,9 @@ use sink::{FileSink, Limits, LogFile, Opener};
 const MAX_PENDING_BYTES: usize = 128 * 1024 * 1024;
 /// How long shutdown waits for the writer; what it has not written by then is counted as lost.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Records that cannot be queued are warned about at most this often, with how many: one
+/// warning per record flooded the log with 61,770 identical lines while a writer was stuck.
+const DROP_WARN_EVERY: Duration = Duration::from_secs(5);
 
 /// One line of the decision log. Holds what is needed to replay the decision later.
 ///
@@ -100,6 +103,14 @@ pub struct DecisionLog {
     ledger: Arc<Ledger>,
     sampling: Sampling,
     approvals: Arc<AtomicU64>,
+    unqueued: Arc<Mutex<Unqueued>>,
+}
+
+/// Records that could not be queued since the last warning about them.
+#[derive(Default)]
+struct Unqueued {
+    warned: Option<std::time::Instant>,
+    since: u64,
 }
 
 impl DecisionLog {
@@ -133,6 +144,7 @@ impl DecisionLog {
             ledger,
             sampling,
             approvals: Arc::new(AtomicU64::new(0)),
+            unqueued: Arc::default(),
         })
     }
 
@@ -152,20 +164,56 @@ impl DecisionLog {
         LINE.with_borrow_mut(|line| {
             line.clear();
             if line::write(record, line).is_err() {
-                self.dropped("a decision-log record could not be serialised");
+                self.dropped(record, "a decision-log record could not be serialised");
                 return;
             }
             if self.spool.push(line, 1) {
                 self.ledger.queued.fetch_add(1, Ordering::Relaxed);
             } else {
-                self.dropped("decision log is behind; a record was not written");
+                self.dropped(
+                    record,
+                    "the decision log is behind (its writer has not kept up)",
+                );
             }
         });
     }
 
-    fn dropped(&self, why: &str) {
+    /// Counts a record that could not be queued, and warns: at once for the first, then at
+    /// most every [`DROP_WARN_EVERY`] with how many since, naming the last one's decision.
+    fn dropped(&self, record: &Record<'_>, why: &str) {
         self.ledger.metrics.decision_log_dropped();
-        tracing::warn!("{why}");
+        let mut unqueued = self.unqueued.lock().unwrap_or_else(PoisonError::into_inner);
+        unqueued.since += 1;
+        if unqueued
+            .warned
+            .is_some_and(|at| at.elapsed() < DROP_WARN_EVERY)
+        {
+            return;
+        }
+        unqueued.warned = Some(std::time::Instant::now());
+        let n = std::mem::take(&mut unqueued.since);
+        drop(unqueued);
+        tracing::warn!(
+            decision_id = %record.decision_id,
+            dropped = n,
+            "{why}: {n} record(s) not written since the last such warning, this one's among them \
+             (counted in confirm_proxy_decision_log_dropped_total)"
+        );
+    }
+
+    /// Records queued and not yet written (nor given up on): a writer stuck on its file
+    /// shows here long before any record is dropped.
+    pub fn backlog(&self) -> u64 {
+        let settled = self
+            .ledger
+            .settled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count;
+        self.ledger
+            .queued
+            .load(Ordering::Relaxed)
+            .saturating_sub(settled)
     }
 
     /// Closes and reopens the file (after an external rename for rotation).
@@ -205,18 +253,16 @@ pub fn can_open(path: &Path) -> io::Result<()> {
 }
 
 /// Opens the log for appending. A file that ends in part of a line (a process killed
-/// mid-write left it) gets a line break first: a record appended to the fragment would be cut
-/// with it, unreadable, its decision id lost.
+/// mid-write left it) gets a line break before the first record, written by the sink, which
+/// keeps and retries it like a record on a full disk: a record appended to the fragment would
+/// be cut with it, unreadable, its decision id lost.
 fn open(path: &Path) -> io::Result<File> {
-    use std::io::Write;
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
     if ends_mid_line(path, &file) {
         tracing::warn!(
             path = %path.display(),
             "the decision log ends in part of a line (left by a process killed mid-write?); new records start on the next line"
         );
-        // Should this fail, the next write fails too, and is handled there.
-        let _ = file.write_all(b"\n");
     }
     Ok(file)
 }
@@ -489,14 +535,23 @@ mod tests {
             stuck.log.write(&record(&format!("d{n}{pad}"), &d));
             n += 1;
         }
+        // The records waiting show in the backlog; more that cannot be queued are counted,
+        // and warned about once in a while, not once each.
+        assert_eq!(stuck.log.backlog(), n as u64 - 2);
+        for i in 0..20 {
+            stuck.log.write(&record(&format!("e{i}{pad}"), &d));
+        }
         drop(guard);
+        // (Not shown when wrong: each record holds 256 KiB.)
         let text = captured.text();
-        assert!(text.contains("WARN"), "{text}");
-        assert!(text.contains("decision log is behind"), "{text}");
+        assert_eq!(text.matches("WARN").count(), 1);
+        assert!(text.contains("decision log is behind"));
+        assert!(text.contains(&format!("decision_id=d{}x", n - 1)));
         drop(stuck.release);
         stuck.log.shutdown_within(Duration::from_secs(30)).await;
-        assert_eq!(dropped(&stuck.metrics), 1);
+        assert_eq!(dropped(&stuck.metrics), 21);
         assert_eq!(ids_in(&stuck.path).len() + 1, n);
+        assert_eq!(stuck.log.backlog(), 0);
     }
 
     /// Rotation: once the file is renamed and the log reopened, records go to a new file at

@@ -30,6 +30,8 @@ pub const HEALTH_PROBES: &str = "confirm_proxy_health_probes_total";
 pub const RELOADS: &str = "confirm_proxy_reloads_total";
 /// Decision-log records that could not be written (must stay 0).
 pub const DECISION_LOG_DROPPED: &str = "confirm_proxy_decision_log_dropped_total";
+/// Gauge, read at scrape time.
+pub const DECISION_LOG_BACKLOG: &str = "confirm_proxy_decision_log_backlog";
 
 /// Repeated deliveries of a signed message by how they were answered (`answered`: as the first
 /// delivery was; `unanswered`: refused, the first had no answer in time; `other_ruleset`,
@@ -58,7 +60,7 @@ pub const GUARDS: [(&str, u16); 9] = [
 ];
 
 /// The `# HELP` line of each recorded metric (the health gauge writes its own).
-const HELP: [(&str, &str); 12] = [
+const HELP: [(&str, &str); 13] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
     (GUARD_REFUSALS, "Confirm requests refused before any rule ran, by guard (source, ruleset, method, body_size, body_time, signature, content_type, payload, other)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
@@ -68,6 +70,7 @@ const HELP: [(&str, &str); 12] = [
     (HEALTH_PROBES, "Health probes of upstreams by result (success, failure)."),
     (RELOADS, "Rule reloads by result (applied, unchanged, rejected)."),
     (DECISION_LOG_DROPPED, "Decision-log records that could not be written (should stay 0)."),
+    (DECISION_LOG_BACKLOG, "Decision-log records queued and not yet written (a few at most; one that keeps growing is a writer stuck on its file)."),
     (REPEATED_DELIVERIES, "Repeated deliveries of a signed message (answered as the first was, unanswered, other_ruleset, other_body)."),
     (DELIVERY_IDS_FORGOTTEN, "Signed message ids forgotten early to make room (a replay of one is evaluated again)."),
     (DELIVERY_IDS, "Signed message ids remembered now, each until its signature expires (at most 100000)."),
@@ -325,6 +328,11 @@ impl Metrics {
         if n > 0 {
             self.record(|| counter!(DELIVERY_IDS_FORGOTTEN).increment(n as u64));
         }
+    }
+
+    /// How many decision-log records wait to be written, read when `/metrics` is scraped.
+    pub fn decision_log_backlog(&self, n: u64) {
+        self.record(|| metrics::gauge!(DECISION_LOG_BACKLOG).set(n as f64));
     }
 
     pub fn decision_log_dropped(&self) {

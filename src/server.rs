@@ -150,18 +150,9 @@ impl App {
             None => None,
         };
         let (reloader, _task) = reload::spawn_reload_loop(store.clone());
-        let watcher = if config.watch {
-            Some(
-                reload::watch(&config.rules_dir, reloader.clone()).map_err(|e| {
-                    vec![format!(
-                        "{}: cannot watch rules directory: {e}",
-                        config.rules_dir.display()
-                    )]
-                })?,
-            )
-        } else {
-            None
-        };
+        let watcher = config
+            .watch
+            .then(|| reload::watch(&config.rules_dir, reloader.clone()));
         let rules = store.current();
         let longest_deadline = AtomicU64::new(nanos(longest_deadline(&rules)));
         tracing::info!(

@@ -197,14 +197,18 @@ impl io::Write for SpoolWriter<'_> {
     }
 }
 
-/// Standard error as a spool's sink.
-pub struct Stderr;
+/// Standard error as a spool's sink. Lines a failed write lost (a full disk under a redirect,
+/// a log reader gone) are counted in the shared count, as a whole batch: stderr itself is
+/// where they would have been reported.
+#[derive(Clone, Default)]
+pub struct Stderr(pub Arc<AtomicU64>);
 
 impl Sink for Stderr {
-    fn write(&mut self, bytes: &[u8], _lines: usize) {
+    fn write(&mut self, bytes: &[u8], lines: usize) {
         use io::Write;
-        // Nowhere left to report a failing stderr.
-        let _ = io::stderr().lock().write_all(bytes);
+        if io::stderr().lock().write_all(bytes).is_err() {
+            self.0.fetch_add(lines as u64, Ordering::Relaxed);
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub(super) trait LogFile: Send + 'static {
     fn cut(&mut self, len: u64) -> io::Result<()>;
     /// Whether the file was deleted while open: what is written to it then is lost with it.
     fn deleted(&self) -> bool;
+    /// Whether the file, opened at `path`, ends in part of a line.
+    fn ends_mid_line(&self, path: &Path) -> bool;
 }
 
 impl LogFile for File {
@@ -37,6 +39,10 @@ impl LogFile for File {
     fn deleted(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
         self.metadata().is_ok_and(|m| m.nlink() == 0)
+    }
+
+    fn ends_mid_line(&self, path: &Path) -> bool {
+        super::ends_mid_line(path, self)
     }
 
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -83,8 +89,9 @@ pub(super) struct FileSink<F> {
     /// Records dropped because `held` was full, reported when the held records are settled.
     overflowed: usize,
     last_error: Option<io::Error>,
-    /// A failed cut may have left a fragment at the end of the file: the next write first ends
-    /// it with a line break, so that it at least does not swallow the next record.
+    /// The file ends in part of a line (a failed cut left it, or a process killed mid-write
+    /// before this one opened the file): the next write first ends it with a line break, kept
+    /// and retried as records are, so that it does not swallow the next record.
     torn: bool,
     /// A reopen that failed, retried before each write until it succeeds.
     reopen: Option<ReopenRetry>,
@@ -104,6 +111,7 @@ impl<F: LogFile> FileSink<F> {
         limits: Limits,
     ) -> Self {
         FileSink {
+            torn: file.ends_mid_line(path),
             file,
             open,
             path: path.to_owned(),
@@ -114,7 +122,6 @@ impl<F: LogFile> FileSink<F> {
             held_since: None,
             overflowed: 0,
             last_error: None,
-            torn: false,
             reopen: None,
         }
     }
@@ -265,8 +272,8 @@ impl<F: LogFile> FileSink<F> {
         match (self.open)() {
             Ok(file) => {
                 // A line break to end a fragment belongs to the old file, not the start of a
-                // new one (a fragment already in the file opened is ended as it is opened).
-                self.torn = self.torn && file.len().is_ok_and(|len| len > 0);
+                // new one, unless that one ends in part of a line too.
+                self.torn = file.ends_mid_line(&self.path);
                 self.file = file;
                 if retry.attempts > 1 {
                     tracing::info!(
@@ -564,6 +571,34 @@ mod tests {
         }
         assert_eq!(settled(&ledger), 4);
         assert!(log.contains("could not be cut off"), "{log}");
+    }
+
+    /// A file that ends in part of a line when opened on a full disk: its line break waits
+    /// with the records, written first once there is room, so no record is glued to the
+    /// fragment (one was, unreadable to replay and uncounted, when the break was tried once at
+    /// open).
+    #[test]
+    fn the_line_break_after_a_fragment_waits_for_room_with_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let fragment = r#"{"time":"2026-12-03T10:00:00.000Z","decision_id":"01a2"#;
+        std::fs::write(&path, fragment).unwrap();
+        let faults = Shared::default();
+        faults.lock().unwrap().room = Some(0);
+        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+        sink.write(&batch(0, 2), 2);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), fragment);
+        faults.lock().unwrap().room = None;
+        sink.tick();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0], fragment);
+        for (l, id) in lines[1..].iter().zip(ids(0..2)) {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["decision_id"], id.as_str());
+        }
+        assert_eq!(settled(&ledger), 2);
     }
 
     #[test]

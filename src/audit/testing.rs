@@ -65,6 +65,10 @@ impl LogFile for Faulty {
         self.file.deleted()
     }
 
+    fn ends_mid_line(&self, path: &std::path::Path) -> bool {
+        self.file.ends_mid_line(path)
+    }
+
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut faults = self.faults.lock().unwrap();
         if let Some(stuck) = &faults.stuck {

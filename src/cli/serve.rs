@@ -200,7 +200,8 @@ fn init_tracing(format: LogFormat) -> std::io::Result<LogGuard> {
         // directory) at info; only its warnings concern an operator.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,notify=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let spool = Spool::start("log-writer", 16 << 20, spool::Stderr)?;
+    let failed = spool::Stderr::default();
+    let spool = Spool::start("log-writer", 16 << 20, failed.clone())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
@@ -215,7 +216,7 @@ fn init_tracing(format: LogFormat) -> std::io::Result<LogGuard> {
             .map_writer(|_| JsonLines(spool.clone()))
             .init(),
     }
-    Ok(LogGuard(spool))
+    Ok(LogGuard(spool, failed))
 }
 
 /// The JSON log's writer: each event (one line, written whole) with its Unicode line breaks
@@ -246,19 +247,32 @@ impl std::io::Write for JsonLine<'_> {
     }
 }
 
-/// Writes out the last log lines when dropped at exit.
-struct LogGuard(Spool);
+/// Writes out the last log lines when dropped at exit, for at most 5 s, and says how many
+/// were lost (refused while 16 MiB waited, or lost to a failed write).
+struct LogGuard(Spool, spool::Stderr);
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        let _ = self
+        let drained = self
             .0
             .drain()
-            .recv_timeout(std::time::Duration::from_secs(5));
-        let dropped = self.0.refused();
-        if dropped > 0 {
-            eprintln!("{dropped} log lines were dropped: stderr did not keep up");
-        }
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .is_ok();
+        let lost = self.0.refused() + (self.1).0.load(std::sync::atomic::Ordering::Relaxed);
+        last_words(drained, lost, &mut std::io::stderr());
+    }
+}
+
+/// The last line at exit: how many log lines were lost, if any — only once the spool has
+/// drained. Not drained, stderr is stalled (a log reader that stopped reading) and a write to
+/// it would block the exit for as long, with the public port closed, under a supervisor
+/// counting down to SIGKILL. A write that fails (the reader gone) is no panic.
+fn last_words(drained: bool, lost: u64, stderr: &mut impl std::io::Write) {
+    if drained && lost > 0 {
+        let _ = writeln!(
+            stderr,
+            "{lost} log lines were dropped: stderr did not keep up or could not be written"
+        );
     }
 }
 
@@ -585,6 +599,31 @@ async fn serve(args: ServeArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The count of lost log lines is written only once the spool drained: to a stalled stderr
+    /// it would block the exit (it held a SIGTERM for good), and a write that fails is let go.
+    #[test]
+    fn the_last_words_never_wait_for_a_stalled_stderr() {
+        let mut out = Vec::new();
+        last_words(false, 13100, &mut out);
+        last_words(true, 0, &mut out);
+        assert!(out.is_empty());
+        last_words(true, 3, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "3 log lines were dropped: stderr did not keep up or could not be written\n"
+        );
+        struct Broken;
+        impl std::io::Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        last_words(true, 3, &mut Broken);
+    }
 
     /// A dual-stack listener reports IPv4 sources as `::ffff:a.b.c.d`, and they are matched as
     /// IPv4: a network written in that form is read as the IPv4 network it maps.

@@ -239,9 +239,20 @@ impl Drop for RulesWatcher {
 /// editors' rename-on-save all show up as events on it), and the directory the path names (see
 /// [`RulesWatcher`]). Files saved between the first load and the start of the watch are caught
 /// by a reload here.
-pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<RulesWatcher> {
-    let mut identity = dir_identity(dir);
-    let mut watching = Some(watch_events(dir, &reloader)?);
+///
+/// A watch that cannot be set up (the kernel's inotify limits reached: a busy node's
+/// `fs.inotify.max_user_instances`) does not keep the proxy from serving: it is warned about and
+/// tried again every second, and `SIGHUP` or `POST /admin/reload` reload meanwhile.
+pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
+    let mut identity = dir_identity(dir).ok().flatten();
+    let mut unwatched = Warned::default();
+    let mut watching = match watch_events(dir, &reloader) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            unwatched.warn(|| not_watched(dir, &e));
+            None
+        }
+    };
     if rules::rules_version(dir).is_ok_and(|v| v != reloader.store.current().version) {
         reloader.request(Trigger::Watch);
     }
@@ -250,15 +261,41 @@ pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<RulesWatcher> {
         let mut every = tokio::time::interval(IDENTITY_CHECK);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
+        let mut unreadable = Warned::default();
         loop {
             every.tick().await;
             // Off the workers: a stat of a hung network mount would hold one.
             let looked_at = dir.clone();
-            let Ok(now) = tokio::task::spawn_blocking(move || dir_identity(&looked_at)).await
+            let Ok(looked) = tokio::task::spawn_blocking(move || dir_identity(&looked_at)).await
             else {
                 continue;
             };
+            let now = match looked {
+                Ok(now) => now,
+                // Out of file descriptors, or no permission: which directory the path names is
+                // not known, so the watch stays as it is (it is no directory gone).
+                Err(e) => {
+                    unreadable.warn(|| {
+                        format!(
+                            "cannot look at the rules directory {}: {e}; its watch stays as it is",
+                            dir.display()
+                        )
+                    });
+                    continue;
+                }
+            };
             if now.as_ref().map(|d| d.id) == identity.as_ref().map(|d| d.id) {
+                if watching.is_none() && identity.is_some() {
+                    match watch_events(&dir, &reloader) {
+                        Ok(w) => {
+                            watching = Some(w);
+                            unwatched = Warned::default();
+                            tracing::info!(dir = %dir.display(), "watching the rules directory now");
+                            reloader.request(Trigger::Watch);
+                        }
+                        Err(e) => unwatched.warn(|| not_watched(&dir, &e)),
+                    }
+                }
                 continue;
             }
             // The old directory's events concern nothing any more.
@@ -284,17 +321,55 @@ pub fn watch(dir: &Path, reloader: Reloader) -> notify::Result<RulesWatcher> {
             }
         }
     });
-    Ok(RulesWatcher { task })
+    RulesWatcher { task }
+}
+
+/// How often a trouble that lasts is warned about again.
+const WARN_AGAIN: Duration = Duration::from_secs(60);
+
+/// When a lasting trouble was last warned about.
+#[derive(Default)]
+struct Warned(Option<std::time::Instant>);
+
+impl Warned {
+    fn warn(&mut self, message: impl FnOnce() -> String) {
+        if self.0.is_none_or(|at| at.elapsed() >= WARN_AGAIN) {
+            self.0 = Some(std::time::Instant::now());
+            tracing::warn!("{}", message());
+        }
+    }
+}
+
+/// Why `dir` is not watched, and what still reloads it.
+fn not_watched(dir: &Path, e: &notify::Error) -> String {
+    // inotify_init's EMFILE is the per-user limit of inotify instances, not of open files.
+    let limits = match &e.kind {
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) => {
+            " (the limit of inotify instances, fs.inotify.max_user_instances, or of open files)"
+        }
+        notify::ErrorKind::MaxFilesWatch => " (fs.inotify.max_user_watches)",
+        _ => "",
+    };
+    format!(
+        "cannot watch the rules directory {}: {e}{limits}; edits are not picked up until the watch starts (tried again every second); SIGHUP or POST /admin/reload reload meanwhile",
+        dir.display()
+    )
 }
 
 /// A notify watcher feeding `reloader` with the events under `dir`.
 fn watch_events(dir: &Path, reloader: &Reloader) -> notify::Result<notify::RecommendedWatcher> {
     let watching = reloader.clone();
-    let mut watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        match event {
             Ok(e) => watching.watched(e),
-            Err(e) => tracing::warn!("rules watcher: {e}"),
-        })?;
+            // Events may have been missed (a new subdirectory not watched: the limit of
+            // watches reached): what is on disk now is loaded.
+            Err(e) => {
+                tracing::warn!("rules watcher: {e}; reloading, as edits may have been missed (SIGHUP or POST /admin/reload reload later ones)");
+                watching.request(Trigger::Watch);
+            }
+        }
+    })?;
     watcher.watch(dir, RecursiveMode::Recursive)?;
     Ok(watcher)
 }
@@ -309,15 +384,27 @@ struct DirIdentity {
     _open: std::fs::File,
 }
 
-/// Which directory `dir` names now (symlinks followed); `None` when none.
-fn dir_identity(dir: &Path) -> Option<DirIdentity> {
+/// Which directory `dir` names now (symlinks followed); `None` when none (nothing there, or
+/// no directory); an error when that cannot be told (out of file descriptors, no permission).
+fn dir_identity(dir: &Path) -> std::io::Result<Option<DirIdentity>> {
     use std::os::unix::fs::MetadataExt;
-    let open = std::fs::File::open(dir).ok()?;
-    let meta = open.metadata().ok().filter(std::fs::Metadata::is_dir)?;
-    Some(DirIdentity {
+    let open = match std::fs::File::open(dir) {
+        Ok(open) => open,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = open.metadata()?;
+    Ok(meta.is_dir().then(|| DirIdentity {
         id: (meta.dev(), meta.ino()),
         _open: open,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -325,6 +412,19 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
     use crate::reload::tests::{store, store_with, GOOD};
+
+    /// Nothing there, a file, or a path through a file: no directory (gone). Out of file
+    /// descriptors or permission is an error instead, which leaves the watch alone.
+    #[test]
+    fn what_the_rules_path_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        for gone in [dir.path().join("missing"), file.clone(), file.join("rules")] {
+            assert!(dir_identity(&gone).unwrap().is_none(), "{}", gone.display());
+        }
+        assert!(dir_identity(dir.path()).unwrap().is_some());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn watch_events_are_debounced_into_one_reload() {
@@ -366,7 +466,7 @@ mod tests {
         std::fs::write(&path, GOOD).unwrap();
         let store = store(dir.path());
         let (reloader, _task) = spawn_reload_loop(store.clone());
-        let _watcher = watch(dir.path(), reloader).unwrap();
+        let _watcher = watch(dir.path(), reloader);
         let v1 = store.current().version.clone();
 
         // The first rule alone is a valid file; the second comes after a pause.

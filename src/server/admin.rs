@@ -86,6 +86,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let rules = state.0.store.current();
     let now = chrono::Utc::now().timestamp();
     state.0.metrics.delivery_ids(state.0.deliveries.len_at(now));
+    if let Some(log) = &state.0.decision_log {
+        state.0.metrics.decision_log_backlog(log.backlog());
+    }
     (
         [(
             header::CONTENT_TYPE,

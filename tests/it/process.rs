@@ -521,6 +521,16 @@ async fn the_file_size_limit_fails_writes_instead_of_killing_the_server() {
         .await,
         "dropped records are counted"
     );
+    // Once given up on, nothing waits: the backlog gauge is back to 0.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let metrics = get(&proc.admin_url("/metrics")).await;
+            let text = metrics.body.as_str().unwrap_or_default();
+            text.contains("\nconfirm_proxy_decision_log_backlog 0\n")
+        })
+        .await,
+        "the backlog is shown, and empties"
+    );
     assert!(proc.child.try_wait().unwrap().is_none(), "still running");
     let written = std::fs::read_to_string(&log).unwrap();
     assert!(
