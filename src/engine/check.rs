@@ -341,8 +341,19 @@ impl Run<'_, '_> {
         // Freed in the background also if the evaluation is stopped in `require_on`; so is
         // `resp`'s body (see `UpstreamResponse`'s Drop).
         let mut response = crate::background::FreeLater::new(Some(response), large);
-        self.require_on(rule, f, scope, &resp, &mut response.value)
-            .await
+        let verdict = self
+            .require_on(rule, f, scope, &resp, &mut response.value)
+            .await;
+        // A shadow rule cut off while its `require` waited or ran leaves nothing in `fetched`,
+        // as one cut off waiting for its answer: whether a later rule saw the answer would
+        // otherwise depend on the shadow rule's timing and the load (an enforced rule reading
+        // it refused a payment that way).
+        if rule.mode == Mode::Shadow
+            && matches!(&verdict, Verdict::Error(why) if why.contains(super::SHADOW_CUT_OFF))
+        {
+            scope.forget_fetched(&rule.name);
+        }
+        verdict
     }
 
     /// A fetch's `require` (or, without one, its status) on the answer `resp`, which Rhai

@@ -851,6 +851,42 @@ async fn a_shadow_script_waits_for_its_turn_only_until_its_cut_off() {
     assert!(took < Duration::from_millis(290), "took {took:?}");
 }
 
+/// A shadow rule cut off after its answer came (its `require` waiting for a turn to run Rhai
+/// until the cut-off) leaves nothing in `fetched`, as one cut off waiting for the answer: an
+/// enforced rule after it reads `()` whatever the shadow rule's timing (one refused a payment
+/// under load when the answer stayed).
+#[tokio::test]
+async fn a_shadow_rule_cut_off_after_its_answer_came_leaves_nothing_in_fetched() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 1s, on_error: reject }}
+rules:
+  - name: trial
+    mode: shadow
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    require: '[1, 2].reduce(|s, x| s + x, 0) > 0 && response.status == 200'
+    reason: trial
+  - {{ name: reader, require: 'fetched["trial"] == ()', reason: "trial answer visible" }}
+"#
+    ));
+    let scripts = ScriptEngine::new();
+    let held = scripts.hold_every_slot();
+    // Turns are free again after the cut-off (500 ms), for `reader`.
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        drop(held);
+    };
+    let canned = shop(STOCK, CannedAnswer::status(200));
+    let (d, ()) = tokio::join!(decide_on(&scripts, &rules, canned, Duration::ZERO), release);
+    assert_eq!(outcomes(&d), [("trial", "error"), ("reader", "pass")]);
+    assert!(
+        error_of(&d, "trial").contains("waiting for its turn to run Rhai"),
+        "{}",
+        error_of(&d, "trial")
+    );
+    assert_eq!(summary(&d), APPROVED);
+}
+
 #[tokio::test]
 async fn slow_shadow_rules_cannot_carry_the_answer_past_the_deadline() {
     let (_dir, rules) = ruleset_with(

@@ -12,7 +12,8 @@ use super::model::RawSettings;
 use super::template::{Scope as TemplateScope, Template};
 use super::yaml::{self, Location, Seg, MAX_LOCATED};
 use super::{
-    Check, Expr, LoadError, LoadErrors, Mode, Rule, Rules, Ruleset, Settings, PORTONE_TIMEOUT,
+    Check, Expr, LoadError, LoadErrors, Mode, OnError, Rule, Rules, Ruleset, Settings,
+    PORTONE_TIMEOUT,
 };
 use crate::script::native::Native;
 use crate::script::ScriptEngine;
@@ -489,6 +490,19 @@ impl FileCompiler<'_, '_> {
                 self.warn(
                     &[Seg::Key("upstreams"), Seg::Key(key), Seg::Key("timeout")],
                     format_args!("upstream \"{key}\": its timeout {:?} is not below the deadline {:?}, so a call that hangs is ended by the deadline first and the ruleset's on_error decides, not the rule's; set a timeout below the deadline", up.timeout, settings.deadline),
+                );
+            }
+        }
+        // Failing open where the merchant is asked to act: a call the deadline stops is the
+        // ruleset's `on_error` to decide, never the rule's.
+        if settings.on_error == OnError::Approve {
+            if let Some(r) = rules
+                .iter()
+                .find(|r| r.mode == Mode::Enforce && r.has_side_effects())
+            {
+                self.warn(
+                    &[Seg::Key("settings"), Seg::Key("on_error")],
+                    format_args!("settings.on_error: approve with rule \"{}\", which asks the merchant to act (a forward, or a POST/PUT fetch): when the deadline stops that call (not sent, reached too close to the deadline; or its answer not in by then), the payment is approved without the merchant's answer, whatever the rule's own on_error says; use on_error: reject unless approving then is what you want", r.name),
                 );
             }
         }

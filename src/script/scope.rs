@@ -98,6 +98,19 @@ impl RequestScope {
         }
     }
 
+    /// Takes `fetched[rule]` back out (a shadow rule cut off after its answer came). A large
+    /// answer's copy is freed in the background.
+    pub fn forget_fetched(&mut self, rule: &str) {
+        self.repair();
+        let removed = self
+            .scope
+            .get_value_mut::<Map>("fetched")
+            .and_then(|fetched| fetched.remove(rule));
+        if let Some(value) = removed {
+            crate::background::free(value);
+        }
+    }
+
     fn keep_fetched(&mut self, rule: &str, read_only: Dynamic, large: bool) {
         self.repair();
         if let Some(fetched) = self.scope.get_value_mut::<Map>("fetched") {

@@ -1416,6 +1416,34 @@ rules:
     );
 }
 
+/// A ruleset that approves on error, with a rule that asks the merchant to act: a call the
+/// deadline stops approves the payment unasked (the ruleset's `on_error` decides it, never the
+/// rule's), warned about at `on_error`. Shadow calls and GETs do not count.
+#[test]
+fn approving_on_error_beside_a_call_that_acts_at_the_merchant_is_warned_about() {
+    let warned = |rules: &str| {
+        let dir = default_file(&format!(
+            "settings:\n  on_error: approve\nupstreams:\n  shop: {{ url: \"http://shop.test\" }}\nrules:\n{rules}"
+        ));
+        dir.ok().warnings.clone()
+    };
+    let with = warned(
+        "  - { name: stock, fetch: { upstream: shop, path: /stock }, reason: r }\n  - { name: confirm, forward: { upstream: shop, path: /confirm }, on_error: reject }\n",
+    );
+    assert_eq!(with.len(), 1, "{with:?}");
+    assert!(
+        with[0].ends_with(":2:13: settings.on_error: approve with rule \"confirm\", which asks the merchant to act (a forward, or a POST/PUT fetch): when the deadline stops that call (not sent, reached too close to the deadline; or its answer not in by then), the payment is approved without the merchant's answer, whatever the rule's own on_error says; use on_error: reject unless approving then is what you want"),
+        "{with:?}"
+    );
+    let without = warned(
+        "  - { name: stock, fetch: { upstream: shop, path: /stock }, reason: r }\n  - { name: trial, fetch: { upstream: shop, method: POST, path: /r }, mode: shadow, reason: r }\n  - { name: limit, amount: { max: 10 }, reason: r }\n",
+    );
+    assert!(
+        without.iter().all(|w| !w.contains("settings.on_error")),
+        "{without:?}"
+    );
+}
+
 /// `fetched` holds the answers of earlier fetch rules; any other name reads `()` on every
 /// request, so a `require` on it refuses every payment. Named at the key, in expressions and
 /// scripts alike.
