@@ -229,6 +229,22 @@ impl DecisionLog {
     }
 
     async fn shutdown_within(&self, limit: Duration) {
+        // Records dropped since the last warning about them (a burst that ended within its
+        // 5 s) are said now, not left to the metric alone.
+        let unsaid = std::mem::take(
+            &mut self
+                .unqueued
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .since,
+        );
+        if unsaid > 0 {
+            tracing::warn!(
+                dropped = unsaid,
+                "{unsaid} more decision-log record(s) could not be queued since the last warning \
+                 about it (counted in confirm_proxy_decision_log_dropped_total)"
+            );
+        }
         let done = self.spool.drain();
         let waited = tokio::task::spawn_blocking(move || done.recv_timeout(limit)).await;
         if matches!(waited, Ok(Ok(()))) {
@@ -547,8 +563,19 @@ mod tests {
         assert_eq!(text.matches("WARN").count(), 1);
         assert!(text.contains("decision log is behind"));
         assert!(text.contains(&format!("decision_id=d{}x", n - 1)));
+        // Shutdown says how many came after that warning.
+        let captured = Captured::default();
+        let guard = captured.on_this_thread();
         drop(stuck.release);
         stuck.log.shutdown_within(Duration::from_secs(30)).await;
+        drop(guard);
+        assert!(
+            captured
+                .text()
+                .contains("20 more decision-log record(s) could not be queued"),
+            "{}",
+            captured.text().len()
+        );
         assert_eq!(dropped(&stuck.metrics), 21);
         assert_eq!(ids_in(&stuck.path).len() + 1, n);
         assert_eq!(stuck.log.backlog(), 0);

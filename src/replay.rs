@@ -493,6 +493,21 @@ impl<'r> Logged<'r> {
             };
             return (None, Some(plan));
         }
+        // A shadow rule cut off after its answer came (its `require` stopped) left nothing in
+        // `fetched`: replayed as cut off again, not as passing on the answer (the paused clock
+        // would give its `require` all the time it needs).
+        if rule.mode == Mode::Shadow
+            && traced.upstream.is_some()
+            && traced
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains(crate::engine::SHADOW_CUT_OFF))
+        {
+            let plan = format!(
+                "rule {name}: cut off as a shadow rule then, after its answer came; cut off again, waiting for it"
+            );
+            return (Some(CannedAnswer::hang()), Some(plan));
+        }
         match logged_answer(traced) {
             Some(answer) => {
                 if traced.upstream.as_ref().is_some_and(is_cut) {
@@ -676,12 +691,12 @@ fn failed_as(logged: &str) -> CannedAnswer {
 }
 
 /// An answer whose body the log cut at [`MAX_TRACED_BODY`], kept as the start of its text
-/// marked `…`: said by `cut`, or, in a log written before that, by a text of about that size
-/// (the cut keeps what fits in the limit once spelt in JSON, so a little less may be kept).
+/// marked `…`: said by `cut`, or, in a log written before that, by a text longer than the
+/// limit (no answer kept whole is; one cut where its JSON spelling reached the limit may be
+/// shorter, and goes unnoticed in such a log).
 fn is_cut(answer: &Answered) -> bool {
     answer.cut
-        || matches!(&answer.body, Value::String(s)
-            if s.len() + 8 > MAX_TRACED_BODY && s.ends_with('…'))
+        || matches!(&answer.body, Value::String(s) if s.len() > MAX_TRACED_BODY && s.ends_with('…'))
 }
 
 /// An order id as replay's report shows it: a caller chose it (see [`crate::logfmt::on_one_line`]).

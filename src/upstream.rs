@@ -74,11 +74,20 @@ pub struct HttpCall {
 pub struct BodyDue {
     /// The request's deadline less time for the rule to decide.
     pub by: tokio::time::Instant,
-    /// For an answer whose status line comes after `by`: until when its body is still read.
-    /// An upstream often writes its headers and its body apart, a fraction of a millisecond
-    /// between them; cut at `by`, an answer that came whole that late would lose its body to
-    /// the timer (a sold-out refusal made an error that `on_error: approve` let through).
+    /// The latest a body is read to, for an answer whose status line comes late: the body is
+    /// due `late - by` after its status line, but never before `by` nor after `late`. An
+    /// upstream often writes its headers and its body apart, a fraction of a millisecond
+    /// between them; cut at `by`, an answer that came whole that late (or straddling `by`)
+    /// would lose its body to the timer (a sold-out refusal made an error that
+    /// `on_error: approve` let through). Not before `by`.
     pub late: tokio::time::Instant,
+}
+
+impl BodyDue {
+    /// When the body of an answer whose status line came at `status_at` must be in.
+    fn for_status_at(&self, status_at: tokio::time::Instant) -> tokio::time::Instant {
+        (status_at + (self.late - self.by)).clamp(self.by, self.late)
+    }
 }
 
 /// An upstream's answer as rules see it.
@@ -394,10 +403,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     let mut body = Vec::new();
     let mut incomplete = None;
     // One timer for the whole body (none without `body_by`), not one per chunk.
-    let due_at = body_by.map(|due| match tokio::time::Instant::now() < due.by {
-        true => due.by,
-        false => due.late,
-    });
+    let due_at = body_by.map(|due| due.for_status_at(tokio::time::Instant::now()));
     let due = async {
         match due_at {
             Some(at) => tokio::time::sleep_until(at).await,
@@ -562,4 +568,41 @@ fn closed_under_us(e: &reqwest::Error) -> bool {
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     crate::error_chain(e).last().unwrap_or(e).to_string()
+}
+
+#[cfg(test)]
+mod body_due_tests {
+    use super::BodyDue;
+    use std::time::Duration;
+
+    /// A body is due `late - by` after its status line, never before `by` nor after `late`:
+    /// an answer straddling `by` is treated like one a little later, not cut at once.
+    #[test]
+    fn a_body_is_due_a_while_after_its_status_line_within_by_and_late() {
+        let t0 = tokio::time::Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let due = BodyDue {
+            by: ms(900),
+            late: ms(960),
+        };
+        for (status, body) in [
+            (0, 900),
+            (840, 900),
+            (850, 910),
+            (890, 950),
+            (905, 960),
+            (990, 960),
+        ] {
+            assert_eq!(
+                due.for_status_at(ms(status)),
+                ms(body),
+                "status at {status} ms"
+            );
+        }
+        let tight = BodyDue {
+            by: ms(9),
+            late: ms(9),
+        };
+        assert_eq!(tight.for_status_at(ms(20)), ms(9));
+    }
 }

@@ -60,8 +60,9 @@ impl Run<'_, '_> {
     /// When the body of an answer `rule` waits for must be in (see [`Run::bodies_by`]); `None`
     /// for a shadow rule, whose wait ends at the shadow cut-off with the cut-off's own error.
     pub(super) fn body_by(&self, rule: &Rule) -> Option<BodyDue> {
-        // A body whose status came after `bodies_by` gets three quarters of what is left.
-        let late = self.deadline - (self.deadline - self.bodies_by) / 4;
+        // A body whose status came late gets up to three quarters of what is left after
+        // `bodies_by` (none when the answer is due before it: deadlines of a few ms).
+        let late = (self.deadline - (self.deadline - self.bodies_by) / 4).max(self.bodies_by);
         (rule.mode != Mode::Shadow).then_some(BodyDue {
             by: self.bodies_by,
             late,

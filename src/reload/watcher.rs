@@ -244,7 +244,9 @@ impl Drop for RulesWatcher {
 /// `fs.inotify.max_user_instances`) does not keep the proxy from serving: it is warned about and
 /// tried again every second, and `SIGHUP` or `POST /admin/reload` reload meanwhile.
 pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
-    let mut identity = dir_identity(dir).ok().flatten();
+    // `None` while not known (the first look failed: out of file descriptors): the first look
+    // that works is taken as it is, not as a directory swapped in.
+    let mut identity = dir_identity(dir).ok();
     let mut unwatched = Warned::default();
     let mut watching = match watch_events(dir, &reloader) {
         Ok(w) => Some(w),
@@ -271,6 +273,10 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
                 continue;
             };
             let now = match looked {
+                Ok(now) if identity.is_none() => {
+                    identity = Some(now);
+                    continue;
+                }
                 Ok(now) => now,
                 // Out of file descriptors, or no permission: which directory the path names is
                 // not known, so the watch stays as it is (it is no directory gone).
@@ -284,8 +290,9 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
                     continue;
                 }
             };
-            if now.as_ref().map(|d| d.id) == identity.as_ref().map(|d| d.id) {
-                if watching.is_none() && identity.is_some() {
+            let known = identity.as_ref().and_then(Option::as_ref);
+            if now.as_ref().map(|d| d.id) == known.map(|d| d.id) {
+                if watching.is_none() && known.is_some() {
                     match watch_events(&dir, &reloader) {
                         Ok(w) => {
                             watching = Some(w);
@@ -300,25 +307,25 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
             }
             // The old directory's events concern nothing any more.
             drop(watching.take());
-            identity = now;
-            if identity.is_none() {
+            let gone = now.is_none();
+            identity = Some(now);
+            if gone {
                 tracing::warn!(dir = %dir.display(), "the rules directory is gone; the running rules stay");
                 // A reload that fails, as any failed reload does: counted, and its error shown
                 // by /admin/rules (a `current` symlink pointed at a release not there).
                 reloader.request(Trigger::Watch);
                 continue;
             }
+            // Loaded whether or not it can be watched; an unwatched one is tried again every
+            // second (above).
             match watch_events(&dir, &reloader) {
                 Ok(w) => {
                     watching = Some(w);
                     tracing::info!(dir = %dir.display(), "the rules directory was replaced; watching the new one");
-                    reloader.request(Trigger::Watch);
                 }
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), "cannot watch the new rules directory: {e}; trying again");
-                    identity = None;
-                }
+                Err(e) => unwatched.warn(|| not_watched(&dir, &e)),
             }
+            reloader.request(Trigger::Watch);
         }
     });
     RulesWatcher { task }

@@ -799,3 +799,39 @@ async fn headers_read_by_a_script_are_noted() {
         r.explain()
     );
 }
+
+/// A shadow rule cut off after its answer came (its `require` waiting for a turn to run Rhai)
+/// left nothing in `fetched`: replayed as cut off again, so a rule reading `fetched` decides
+/// as it did, rather than on the logged answer the paused clock would let it pass on.
+#[tokio::test(start_paused = true)]
+async fn a_shadow_rule_cut_off_after_its_answer_came_is_cut_off_again() {
+    let (_dir, rules) = load_files(&[(
+        "default.yaml",
+        r#"
+settings: { deadline: 1s }
+upstreams:
+  shop: { url: "http://shop.invalid" }
+rules:
+  - name: trial
+    mode: shadow
+    fetch: { upstream: shop, path: "/api/stock/{order_id}" }
+    require: '[1, 2].reduce(|s, x| s + x, 0) > 0'
+    reason: trial
+  - { name: reader, require: 'fetched["trial"] == ()', reason: "trial answer visible" }
+"#,
+    )]);
+    let record = line(
+        &format!(
+            r#"{{"rule":"trial","outcome":"error","ms":500.0,"error":"require on the answer of shop (status 200): script stopped after 0 ms ({} (waiting for its turn to run Rhai))","upstream":{{"status":200,"body":{{"available":1}}}}}},{{"rule":"reader","outcome":"pass","ms":0.01}}"#,
+            crate::engine::SHADOW_CUT_OFF
+        ),
+        "approve",
+        r#","shadow":[{"rule":"trial","outcome":"error"}]"#,
+    );
+    let r = again(&rules, &record).await;
+    assert_eq!(r.decision.decision, Verdict::Approve, "{}", r.explain());
+    assert_eq!(
+        r.notes,
+        ["rule trial: cut off as a shadow rule then, after its answer came; cut off again, waiting for it"]
+    );
+}

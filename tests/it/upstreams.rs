@@ -1309,35 +1309,40 @@ async fn a_get_the_upstream_closed_on_later_is_not_sent_again() {
     assert_eq!(read.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
-/// An answer that comes late in the deadline (past the point where bodies must be in) but
-/// whole — its headers and its body written apart, a millisecond between them, as many servers
-/// do — is read as usual: the sold-out body refuses, rather than being cut as it arrives and
-/// left to `on_error: approve`.
+/// An answer that comes late in the deadline (past the point where bodies must be in, or
+/// straddling it) but whole — its headers and its body written apart, a few milliseconds
+/// between them, as many servers do — is read as usual: the sold-out body refuses, rather than
+/// being cut as it arrives and left to `on_error: approve`.
 #[tokio::test]
 async fn an_answer_that_comes_whole_late_in_the_deadline_is_read() {
     use tokio::io::AsyncWriteExt;
-    // The deadline is 1 s: bodies are due 100 ms before it; the answer starts at 920 ms.
-    let (url, _) = raw_server(|mut conn, count| async move {
-        if read_request(&mut conn, &count).await {
-            tokio::time::sleep(Duration::from_millis(920)).await;
-            let head =
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n";
-            if conn.write_all(head.as_bytes()).await.is_ok() {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                let _ = conn.write_all(b"{\"available\":0}").await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
+    // The deadline is 1 s: bodies are due 100 ms before it (at 900 ms).
+    for (head_at, body_after) in [(920, 1), (895, 10)] {
+        let (url, _) = raw_server(move |mut conn, count| async move {
+            if read_request(&mut conn, &count).await {
+                tokio::time::sleep(Duration::from_millis(head_at)).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n";
+                if conn.write_all(head.as_bytes()).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(body_after)).await;
+                    let _ = conn.write_all(b"{\"available\":0}").await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
-        }
-    })
-    .await;
-    let rules = Rules::with(
-        "default.yaml",
-        &format!(
-            "settings: {{ on_error: approve, deadline: 1s }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 2s }} }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    require: 'response.body.available >= 1'\n    reason: \"재고 없음\"\n"
-        ),
-    );
-    let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
-    assert_eq!((a.status, a.reason()), (409, "재고 없음"), "{r}");
+        })
+        .await;
+        let rules = Rules::with(
+            "default.yaml",
+            &format!(
+                "settings: {{ on_error: approve, deadline: 1s }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 2s }} }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    require: 'response.body.available >= 1'\n    reason: \"재고 없음\"\n"
+            ),
+        );
+        let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+        assert_eq!(
+            (a.status, a.reason()),
+            (409, "재고 없음"),
+            "head at {head_at} ms: {r}"
+        );
+    }
 }
 
 /// Once the status line is in, the status decides a `forward` and a fetch without `require`,
