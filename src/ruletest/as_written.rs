@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// Asserts that every case of the suites passes.
+async fn assert_all_pass(rules: &Rules, suites: &[Suite], engine: &ScriptEngine) {
+    for r in run(rules, suites, engine, None).await {
+        assert!(r.passed(), "{}", r.explain());
+    }
+}
+
+/// Loads `rules` and the rule test file `test`, and asserts that every case passes.
+async fn passes(rules: &str, test: &str) {
+    let (_dir, rules, suites) = loaded(rules, test);
+    assert_all_pass(&rules, &suites.unwrap(), &ScriptEngine::new()).await;
+}
+
 /// A case's `request` mapping is sent with its numbers as written, not as the `f64`s serde_yaml
 /// reads them as: `1000.000000000000000001` stays above `max: 1000`, refused by the test as by
 /// `serve`.
@@ -48,14 +61,11 @@ async fn case_request_amount_is_sent_as_written() {
 /// `serve` (not `10.5`).
 #[tokio::test]
 async fn case_request_amount_renders_as_written() {
-    let (_dir, rules, suites) = loaded(
+    passes(
         "rules:\n  - { name: limit, amount: { max: 10 }, reason: \"over {amount}\" }\n",
         "ruleset: default\ncases:\n  - name: over\n    request: { imp_uid: i, merchant_uid: o, amount: 10.50 }\n    expect: { decision: reject, reason: \"over 10.50\" }\n",
-    );
-    let suites = suites.unwrap();
-    let engine = ScriptEngine::new();
-    let results = run(&rules, &suites, &engine, None).await;
-    assert!(results[0].passed(), "{}", results[0].explain());
+    )
+    .await;
 }
 
 /// A number beyond a float (`1e400`), which YAML hands over as a string, is sent as the number
@@ -71,23 +81,18 @@ async fn a_number_beyond_a_float_is_sent_as_a_number() {
         String::from_utf8_lossy(&suites[0].cases[0].body),
         r#"{"amount":5000,"imp_uid":"i","merchant_uid":"o","qty":1e400}"#
     );
-    let results = run(&rules, &suites, &ScriptEngine::new(), None).await;
-    for r in &results {
-        assert!(r.passed(), "{}", r.explain());
-    }
+    assert_all_pass(&rules, &suites, &ScriptEngine::new()).await;
 }
 
 /// A canned answer's numbers are read as written, as `serve` reads the answer's JSON: a number
 /// with more digits than any number type holds is text to Rhai in both, not the float 1.0.
 #[tokio::test]
 async fn a_canned_answer_keeps_its_numbers_as_written() {
-    let (_dir, rules, suites) = loaded(
+    passes(
         "upstreams:\n  shop: { url: \"http://shop.test\" }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    require: 'response.body.v >= 1'\n    reason: 품절\n",
         "ruleset: default\ncases:\n  - name: just under one\n    request: { imp_uid: i, merchant_uid: o, amount: 5000 }\n    upstreams:\n      shop:\n        \"GET /stock\": { status: 200, body: { v: 0.99999999999999999999999999999, n: 10.50 } }\n    expect: { decision: reject, rule: stock }\n",
-    );
-    let suites = suites.unwrap();
-    let results = run(&rules, &suites, &ScriptEngine::new(), None).await;
-    assert!(results[0].passed(), "{}", results[0].explain());
+    )
+    .await;
 }
 
 const SHOP: &str = "upstreams:\n  shop: { url: \"http://127.0.0.1:9\", timeout: 1s, headers: { Authorization: \"Bearer ${SHOP_TOKEN}\" } }\n";
@@ -99,15 +104,11 @@ const SHOP: &str = "upstreams:\n  shop: { url: \"http://127.0.0.1:9\", timeout: 
 #[tokio::test(start_paused = true)]
 async fn a_large_canned_answer_is_decided_on() {
     let pad = vec!["0"; 2100].join(", ");
-    let (_dir, rules, suites) = loaded(
+    passes(
         &format!("settings: {{ on_error: reject, deadline: 3s }}\n{}rules:\n  - name: stock\n    on_error: approve\n    fetch: {{ upstream: shop, path: \"/api/stock/{{order_id}}\" }}\n    require: 'response.status == 200 && response.body.available >= 1'\n    reason: \"재고 없음\"\n", SHOP.replace("${SHOP_TOKEN}", "t")),
         &format!("ruleset: default\ncases:\n  - name: in stock\n    request: {{ imp_uid: i, merchant_uid: o3, amount: 1000 }}\n    upstreams: {{ shop: {{ \"GET /api/stock/o3\": {{ status: 200, body: {{ available: 1, pad: [{pad}] }} }} }} }}\n    expect: {{ decision: approve }}\n  - name: sold out\n    request: {{ imp_uid: i, merchant_uid: o3, amount: 1000 }}\n    upstreams: {{ shop: {{ \"GET /api/stock/o3\": {{ status: 200, body: {{ available: 0, pad: [{pad}] }} }} }} }}\n    expect: {{ decision: reject, rule: stock, reason: \"재고 없음\" }}\n"),
-    );
-    let suites = suites.unwrap();
-    let results = run(&rules, &suites, &ScriptEngine::new(), None).await;
-    for r in &results {
-        assert!(r.passed(), "{}", r.explain());
-    }
+    )
+    .await;
 }
 
 /// A canned answer's `${VAR}` secrets are masked before rules read it, as `serve` masks a real
@@ -139,19 +140,16 @@ async fn a_canned_answer_has_its_secrets_masked() {
     };
     let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
     let suites = load_suites(dir.path(), &rules).unwrap();
-    let results = run(&rules, &suites, &engine, None).await;
-    assert!(results[0].passed(), "{}", results[0].explain());
+    assert_all_pass(&rules, &suites, &engine).await;
 }
 
 /// `amount: -0` in a case is sent as `-0`, as the file writes it (YAML reads it as the
 /// integer 0): `{amount}` renders `-0` in the test as in `serve`.
 #[tokio::test]
 async fn a_negative_zero_is_sent_as_written() {
-    let (_dir, rules, suites) = loaded(
+    passes(
         "rules:\n  - { name: limit, amount: { min: 1 }, reason: \"요청: {amount}원\" }\n",
         "ruleset: default\ncases:\n  - name: zero\n    request: { imp_uid: i, merchant_uid: o, amount: -0 }\n    expect: { decision: reject, reason: \"요청: -0원\" }\n",
-    );
-    let suites = suites.unwrap();
-    let results = run(&rules, &suites, &ScriptEngine::new(), None).await;
-    assert!(results[0].passed(), "{}", results[0].explain());
+    )
+    .await;
 }

@@ -256,9 +256,11 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             ),
             None => suite_now,
         };
-        // One by one, within the case's own text where it can be told apart.
-        let (case_text, case_path) = match chunks.as_ref().and_then(|c| c.get(i)) {
-            Some(chunk) => (*chunk, vec![Seg::Index(0)]),
+        // The case's own text, where it can be told apart.
+        let chunk = chunks.as_ref().and_then(|c| c.get(i)).copied();
+        // One number at a time, within that text where there is one.
+        let (case_text, case_path) = match chunk {
+            Some(chunk) => (chunk, vec![Seg::Index(0)]),
             None => (src.as_str(), vec![Seg::Key("cases"), Seg::Index(i)]),
         };
         let as_written = AsWritten {
@@ -291,10 +293,10 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         let names = CaseNames {
             src: &src,
             case: i,
-            text: chunks.as_ref().and_then(|c| c.get(i)).map(|text| {
+            text: chunk.map(|text| {
                 // A slice of `src`: its line is one more than the line breaks before it.
                 let start = text.as_ptr() as usize - src.as_ptr() as usize;
-                (*text, src[..start].matches('\n').count() + 1)
+                (text, src[..start].matches('\n').count() + 1)
             }),
             ruleset,
         };
@@ -524,6 +526,7 @@ impl AsWritten<'_> {
         }
     }
 
+    /// `path`, a path within the case, as a path in [`Self::case_text`].
     fn in_case_text<'p>(&self, path: &[Seg<'p>]) -> Vec<Seg<'p>>
     where
         Self: 'p,
