@@ -33,6 +33,10 @@ pub const DECISION_LOG_DROPPED: &str = "confirm_proxy_decision_log_dropped_total
 /// Gauge, read at scrape time.
 pub const DECISION_LOG_BACKLOG: &str = "confirm_proxy_decision_log_backlog";
 
+/// 1 while every edit of the rules directory is picked up by its watcher, 0 while it is not
+/// watched or cannot be looked at; set at scrape time.
+pub const RULES_WATCHED: &str = "confirm_proxy_rules_watched";
+
 /// Repeated deliveries of a signed message by how they were answered (`answered`: as the first
 /// delivery was; `unanswered`: refused, the first had no answer in time; `other_ruleset`,
 /// `other_body`: refused, not a copy of the first).
@@ -60,7 +64,7 @@ pub const GUARDS: [(&str, u16); 9] = [
 ];
 
 /// The `# HELP` line of each recorded metric (the health gauge writes its own).
-const HELP: [(&str, &str); 13] = [
+const HELP: [(&str, &str); 14] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
     (GUARD_REFUSALS, "Confirm requests refused before any rule ran, by guard (source, ruleset, method, body_size, body_time, signature, content_type, payload, other)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
@@ -72,6 +76,7 @@ const HELP: [(&str, &str); 13] = [
     (DECISION_LOG_DROPPED, "Decision-log records that could not be written (should stay 0)."),
     (DECISION_LOG_BACKLOG, "Decision-log records queued and not yet written (a few at most; one that keeps growing is a writer stuck on its file)."),
     (REPEATED_DELIVERIES, "Repeated deliveries of a signed message (answered as the first was, unanswered, other_ruleset, other_body)."),
+    (RULES_WATCHED, "1 while every edit of the rules directory is picked up by the watcher; 0 while it cannot be watched or looked at (/admin/rules says why; SIGHUP or POST /admin/reload still reload)."),
     (DELIVERY_IDS_FORGOTTEN, "Signed message ids forgotten early to make room (a replay of one is evaluated again)."),
     (DELIVERY_IDS, "Signed message ids remembered now, each until its signature expires (at most 100000)."),
 ];
@@ -333,6 +338,12 @@ impl Metrics {
     /// How many decision-log records wait to be written, read when `/metrics` is scraped.
     pub fn decision_log_backlog(&self, n: u64) {
         self.record(|| metrics::gauge!(DECISION_LOG_BACKLOG).set(n as f64));
+    }
+
+    /// Whether the rules directory's watch picks up every edit, read when `/metrics` is
+    /// scraped.
+    pub fn rules_watched(&self, ok: bool) {
+        self.record(|| metrics::gauge!(RULES_WATCHED).set(if ok { 1.0 } else { 0.0 }));
     }
 
     pub fn decision_log_dropped(&self) {

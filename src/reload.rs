@@ -8,7 +8,8 @@
 mod watcher;
 
 pub use watcher::{
-    spawn_reload_loop, watch, Activity, ReloadRequest, Reloader, RulesWatcher, DEBOUNCE,
+    spawn_reload_loop, watch, Activity, ReloadRequest, Reloader, RulesWatcher, Trouble,
+    WatchStatus, DEBOUNCE,
 };
 
 use std::path::{Path, PathBuf};
@@ -117,6 +118,8 @@ pub struct RuleStore {
     /// reloads for them whatever their name (`script: scripts/check.txt`).
     scripts: Mutex<Vec<PathBuf>>,
     activity: Arc<Activity>,
+    /// How the rules directory's watch is doing; `None` while nothing watches it.
+    watch: Mutex<Option<WatchStatus>>,
     /// Set once every probed upstream of the running generation has had its first answer
     /// (see [`RuleStore::health_settled`]).
     settled: Arc<std::sync::atomic::AtomicBool>,
@@ -144,6 +147,7 @@ impl RuleStore {
             gate,
             metrics,
             activity: Arc::default(),
+            watch: Mutex::new(None),
             settled,
         })
     }
@@ -188,6 +192,17 @@ impl RuleStore {
 
     pub fn last_error(&self) -> Option<ReloadFailure> {
         self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// How the rules directory's watch is doing (`None`: not watched at all).
+    pub fn watch_status(&self) -> Option<WatchStatus> {
+        self.watch.lock().ok().and_then(|w| w.clone())
+    }
+
+    fn update_watch(&self, change: impl FnOnce(&mut WatchStatus)) {
+        if let Ok(mut status) = self.watch.lock() {
+            change(status.get_or_insert_with(WatchStatus::default));
+        }
     }
 
     /// Starts the background tasks of the running generation (health probes).

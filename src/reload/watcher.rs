@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -247,11 +247,13 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
     // `None` while not known (the first look failed: out of file descriptors): the first look
     // that works is taken as it is, not as a directory swapped in.
     let mut identity = dir_identity(dir).ok();
-    let mut unwatched = Warned::default();
+    let store = reloader.store.clone();
+    store.update_watch(|_| {});
+    let mut unwatched = Lasting::new(&store, |s| &mut s.not_watched);
     let mut watching = match watch_events(dir, &reloader) {
         Ok(w) => Some(w),
         Err(e) => {
-            unwatched.warn(|| not_watched(dir, &e));
+            unwatched.report(not_watched(dir, &e));
             None
         }
     };
@@ -263,7 +265,7 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
         let mut every = tokio::time::interval(IDENTITY_CHECK);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
-        let mut unreadable = Warned::default();
+        let mut unreadable = Lasting::new(&store, |s| &mut s.unreadable);
         loop {
             every.tick().await;
             // Off the workers: a stat of a hung network mount would hold one.
@@ -274,19 +276,21 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
             };
             let now = match looked {
                 Ok(now) if identity.is_none() => {
+                    unreadable.over();
                     identity = Some(now);
                     continue;
                 }
-                Ok(now) => now,
+                Ok(now) => {
+                    unreadable.over();
+                    now
+                }
                 // Out of file descriptors, or no permission: which directory the path names is
                 // not known, so the watch stays as it is (it is no directory gone).
                 Err(e) => {
-                    unreadable.warn(|| {
-                        format!(
-                            "cannot look at the rules directory {}: {e}; its watch stays as it is",
-                            dir.display()
-                        )
-                    });
+                    unreadable.report(format!(
+                        "cannot look at the rules directory {}: {e}; its watch stays as it is, and a directory swapped in is not noticed",
+                        dir.display()
+                    ));
                     continue;
                 }
             };
@@ -296,11 +300,11 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
                     match watch_events(&dir, &reloader) {
                         Ok(w) => {
                             watching = Some(w);
-                            unwatched = Warned::default();
+                            unwatched.over();
                             tracing::info!(dir = %dir.display(), "watching the rules directory now");
                             reloader.request(Trigger::Watch);
                         }
-                        Err(e) => unwatched.warn(|| not_watched(&dir, &e)),
+                        Err(e) => unwatched.report(not_watched(&dir, &e)),
                     }
                 }
                 continue;
@@ -321,9 +325,10 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
             match watch_events(&dir, &reloader) {
                 Ok(w) => {
                     watching = Some(w);
+                    unwatched.over();
                     tracing::info!(dir = %dir.display(), "the rules directory was replaced; watching the new one");
                 }
-                Err(e) => unwatched.warn(|| not_watched(&dir, &e)),
+                Err(e) => unwatched.report(not_watched(&dir, &e)),
             }
             reloader.request(Trigger::Watch);
         }
@@ -334,15 +339,69 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
 /// How often a trouble that lasts is warned about again.
 const WARN_AGAIN: Duration = Duration::from_secs(60);
 
-/// When a lasting trouble was last warned about.
-#[derive(Default)]
-struct Warned(Option<std::time::Instant>);
+/// How the watch of the rules directory is doing: while it has a trouble, edits may not be
+/// picked up, which `/admin/rules` and the `confirm_proxy_rules_watched` gauge tell operators
+/// (a warning once a minute in the log is easy to miss).
+#[derive(Debug, Clone, Default)]
+pub struct WatchStatus {
+    /// Why the directory is not watched: its edits are not picked up.
+    pub not_watched: Option<Trouble>,
+    /// Why the path cannot be looked at: a directory swapped in there is not noticed.
+    pub unreadable: Option<Trouble>,
+}
 
-impl Warned {
-    fn warn(&mut self, message: impl FnOnce() -> String) {
-        if self.0.is_none_or(|at| at.elapsed() >= WARN_AGAIN) {
-            self.0 = Some(std::time::Instant::now());
-            tracing::warn!("{}", message());
+impl WatchStatus {
+    /// Whether every edit is picked up.
+    pub fn ok(&self) -> bool {
+        self.not_watched.is_none() && self.unreadable.is_none()
+    }
+
+    pub fn troubles(&self) -> impl Iterator<Item = &Trouble> {
+        self.not_watched.iter().chain(&self.unreadable)
+    }
+}
+
+/// A trouble of the watch, and since when it has lasted.
+#[derive(Debug, Clone)]
+pub struct Trouble {
+    pub since: SystemTime,
+    pub message: String,
+}
+
+/// One kind of lasting trouble: recorded in the store's [`WatchStatus`] while it lasts, and
+/// warned about when it starts and again every [`WARN_AGAIN`].
+struct Lasting {
+    store: Arc<RuleStore>,
+    slot: fn(&mut WatchStatus) -> &mut Option<Trouble>,
+    warned: Option<Instant>,
+}
+
+impl Lasting {
+    fn new(store: &Arc<RuleStore>, slot: fn(&mut WatchStatus) -> &mut Option<Trouble>) -> Self {
+        Lasting {
+            store: store.clone(),
+            slot,
+            warned: None,
+        }
+    }
+
+    fn report(&mut self, message: String) {
+        if self.warned.is_none_or(|at| at.elapsed() >= WARN_AGAIN) {
+            self.warned = Some(Instant::now());
+            tracing::warn!("{message}");
+        }
+        let slot = self.slot;
+        self.store.update_watch(|status| {
+            let trouble = slot(status);
+            let since = trouble.as_ref().map_or_else(SystemTime::now, |t| t.since);
+            *trouble = Some(Trouble { since, message });
+        });
+    }
+
+    fn over(&mut self) {
+        if self.warned.take().is_some() {
+            let slot = self.slot;
+            self.store.update_watch(|status| *slot(status) = None);
         }
     }
 }
@@ -395,13 +454,15 @@ struct DirIdentity {
 /// no directory); an error when that cannot be told (out of file descriptors, no permission).
 fn dir_identity(dir: &Path) -> std::io::Result<Option<DirIdentity>> {
     use std::os::unix::fs::MetadataExt;
+    const ELOOP: i32 = 40;
     let open = match std::fs::File::open(dir) {
         Ok(open) => open,
+        // A symlink loop (`current` pointed at itself) names no directory either.
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-            ) =>
+            ) || e.raw_os_error() == Some(ELOOP) =>
         {
             return Ok(None)
         }
@@ -427,10 +488,62 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
         std::fs::write(&file, "x").unwrap();
-        for gone in [dir.path().join("missing"), file.clone(), file.join("rules")] {
+        let looped = dir.path().join("current");
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        for gone in [
+            dir.path().join("missing"),
+            file.clone(),
+            file.join("rules"),
+            looped,
+        ] {
             assert!(dir_identity(&gone).unwrap().is_none(), "{}", gone.display());
         }
         assert!(dir_identity(dir.path()).unwrap().is_some());
+    }
+
+    /// A lasting trouble is in the store's status from its first report to its end, with the
+    /// time it started; the log is warned once, not at every report.
+    #[test]
+    fn a_lasting_trouble_is_shown_until_it_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        let store = store(dir.path());
+        assert!(store.watch_status().is_none(), "nothing watches yet");
+        store.update_watch(|_| {});
+        assert!(store.watch_status().unwrap().ok());
+
+        let mut unwatched = Lasting::new(&store, |s| &mut s.not_watched);
+        let mut unreadable = Lasting::new(&store, |s| &mut s.unreadable);
+        unwatched.report("first".into());
+        let first = store.watch_status().unwrap();
+        let since = first.not_watched.as_ref().unwrap().since;
+        assert!(!first.ok());
+        assert!(first.unreadable.is_none());
+        let warned = unwatched.warned;
+        std::thread::sleep(Duration::from_millis(5));
+        unwatched.report("second".into());
+        unreadable.report("cannot look".into());
+        let status = store.watch_status().unwrap();
+        let trouble = status.not_watched.as_ref().unwrap();
+        assert_eq!((trouble.since, trouble.message.as_str()), (since, "second"));
+        assert_eq!(unwatched.warned, warned, "warned again only after a minute");
+        assert_eq!(
+            status
+                .troubles()
+                .map(|t| &t.message[..])
+                .collect::<Vec<_>>(),
+            ["second", "cannot look"]
+        );
+
+        unwatched.over();
+        let status = store.watch_status().unwrap();
+        assert!(status.not_watched.is_none() && status.unreadable.is_some());
+        unreadable.over();
+        assert!(store.watch_status().unwrap().ok());
+        assert!(
+            unwatched.warned.is_none(),
+            "a new trouble is warned about at once"
+        );
     }
 
     #[tokio::test(start_paused = true)]

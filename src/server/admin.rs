@@ -86,6 +86,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let rules = state.0.store.current();
     let now = chrono::Utc::now().timestamp();
     state.0.metrics.delivery_ids(state.0.deliveries.len_at(now));
+    if let Some(watch) = state.0.store.watch_status() {
+        state.0.metrics.rules_watched(watch.ok());
+    }
     if let Some(log) = &state.0.decision_log {
         state.0.metrics.decision_log_backlog(log.backlog());
     }
@@ -132,10 +135,21 @@ async fn admin_rules(State(state): State<AppState>) -> Response {
         let at: DateTime<Utc> = e.at.into();
         json!({"at": at.to_rfc3339_opts(SecondsFormat::Secs, true), "errors": e.errors})
     });
+    // Edits not picked up would otherwise look like edits that did not load.
+    let watch = store.watch_status().map(|w| {
+        json!({
+            "watching": w.not_watched.is_none(),
+            "troubles": w.troubles().map(|t| {
+                let since: DateTime<Utc> = t.since.into();
+                json!({"since": since.to_rfc3339_opts(SecondsFormat::Secs, true), "message": t.message})
+            }).collect::<Vec<_>>(),
+        })
+    });
     axum::Json(json!({
         "version": rules.version,
         "loaded_at": loaded_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         "dir": store.dir().display().to_string(),
+        "watch": watch,
         "rulesets": rulesets,
         "warnings": rules.warnings,
         "last_error": last_error,

@@ -32,6 +32,74 @@ async fn sighup_reloads() {
     assert!(applied, "{}", proc.log_text());
 }
 
+/// A rules directory that cannot be watched (the kernel's inotify limit, set to 0 in a user
+/// namespace of the test's own) is shown by /admin/rules and the `rules_watched` gauge until the
+/// watch starts, and edits reload from then on.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_rules_directory_that_cannot_be_watched_is_shown_until_it_is() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let flag = tempfile::tempdir().unwrap();
+    let limit_lifted = flag.path().join("lift");
+    // unshare execs, so the child is the proxy itself; the limit is lifted from inside the
+    // namespace once the test creates the flag file (bounded: 20 s).
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_inotify_instances || exit 97; \
+         (for _ in $(seq 400); do [ -e '{}' ] && break; sleep 0.05; done; \
+          echo 128 > /proc/sys/user/max_inotify_instances) >/dev/null 2>&1 & \
+         exec \"$0\" \"$@\"",
+        limit_lifted.display()
+    );
+    let mut unshare = tokio::process::Command::new("unshare");
+    unshare
+        .args(["--user", "--map-root-user", "bash", "-c", &script])
+        .arg(binary());
+    let proc = Process::serve_as(unshare, rules.path(), &[]).await;
+    let watch = get(&proc.admin_url("/admin/rules")).await.body["watch"].clone();
+    assert_eq!(watch["watching"], false, "{watch}");
+    let trouble = watch["troubles"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        trouble.starts_with("cannot watch the rules directory")
+            && trouble.contains("max_user_instances"),
+        "{watch}"
+    );
+    let gauge = |value: &'static str| {
+        let url = proc.admin_url("/metrics");
+        async move {
+            let metrics = get(&url).await;
+            let text = metrics.body.as_str().unwrap_or_default().to_owned();
+            text.contains(&format!("\nconfirm_proxy_rules_watched {value}\n"))
+        }
+    };
+    assert!(gauge("0").await, "the gauge says it is not watched");
+    // Serving goes on, and SIGHUP still reloads (sighup_reloads).
+    let url = proc.url("/confirm");
+    assert_eq!(
+        post(&url, Some("application/json"), v1("o", 50_000))
+            .await
+            .status,
+        409
+    );
+
+    std::fs::write(&limit_lifted, "").unwrap();
+    let watching = eventually(Duration::from_secs(10), || async {
+        let watch = get(&proc.admin_url("/admin/rules")).await.body["watch"].clone();
+        watch["watching"] == true && watch["troubles"] == serde_json::json!([])
+    })
+    .await;
+    assert!(watching, "{}", proc.log_text());
+    assert!(gauge("1").await, "the gauge says it is watched");
+    rules.write("default.yaml", &LIMIT.replace("10000", "100000"));
+    let applied = eventually(Duration::from_secs(5), || async {
+        post(&url, Some("application/json"), v1("o", 50_000))
+            .await
+            .status
+            == 200
+    })
+    .await;
+    assert!(applied, "an edit reloads once watched: {}", proc.log_text());
+}
+
 /// A reload that reads again because a rule file is empty (an editor truncating it to save)
 /// says so, rather than that the rules changed while they were read.
 #[tokio::test]
