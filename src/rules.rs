@@ -37,27 +37,43 @@ pub const DEFAULT_REASON: &str = "결제를 진행할 수 없습니다.";
 pub const UNKNOWN_RULESET_REASON: &str = "알 수 없는 결제 확인 경로입니다";
 
 /// What is wrong with `s`, a time that is not RFC 3339, when it is a common near miss: no UTC
-/// offset, an offset without its colon, a date alone, no seconds. For the error that names it.
-pub fn time_slip(s: &str) -> Option<&'static str> {
+/// offset, an offset without its colon, a date alone, no seconds; with `s` put right (Korean time
+/// where the offset is missing), for the error that names it.
+pub fn time_slip(s: &str) -> Option<String> {
     use chrono::NaiveDate;
     let s = s.trim();
     let parses = |t: &str| DateTime::parse_from_rfc3339(t).is_ok();
+    // chrono also reads a space between date and time; the fix shows the usual `T`.
+    let with_t = || s.replacen(' ', "T", 1);
     let offset_without_colon = s.len() > 5
         && s.is_char_boundary(s.len() - 5)
         && s[s.len() - 5..].starts_with(['+', '-'])
         && s[s.len() - 4..].bytes().all(|b| b.is_ascii_digit());
+    let colon_added = || format!("{}:{}", &s[..s.len() - 2], &s[s.len() - 2..]);
     if parses(&format!("{s}+09:00")) {
-        Some("it has no UTC offset: add one, +09:00 for Korean time (2026-12-10T10:00:00+09:00)")
-    } else if offset_without_colon
-        && parses(&format!("{}:{}", &s[..s.len() - 2], &s[s.len() - 2..]))
-    {
-        Some("write the offset with a colon: +09:00, not +0900")
+        Some(format!(
+            "it has no UTC offset: add one, +09:00 for Korean time ({}+09:00)",
+            with_t()
+        ))
+    } else if offset_without_colon && parses(&colon_added()) {
+        Some(format!(
+            "write the offset with a colon: +09:00, not +0900 ({})",
+            colon_added()
+        ))
     } else if parses(&format!("{s}:00+09:00")) {
-        Some("it has no seconds and no UTC offset: add both, :00 and +09:00 for Korean time (2026-12-10T10:00:00+09:00)")
+        Some(format!(
+            "it has no seconds and no UTC offset: add both, :00 and +09:00 for Korean time ({}:00+09:00)",
+            with_t()
+        ))
     } else if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
-        Some("a date alone: add the time and the offset (2026-12-10T00:00:00+09:00)")
+        Some(format!(
+            "a date alone: add the time and the offset ({s}T00:00:00+09:00)"
+        ))
     } else if DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M%:z").is_ok() {
-        Some("the seconds are required: 10:00:00, not 10:00")
+        let (time, offset) = s.split_at(s.len() - 6);
+        Some(format!(
+            "the seconds are required: 10:00:00, not 10:00 ({time}:00{offset})"
+        ))
     } else {
         None
     }

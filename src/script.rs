@@ -692,6 +692,10 @@ pub(crate) mod tests {
         let engine = ScriptEngine::new();
         for (src, message, line, column) in [
             ("if order_id == 'store-a' { return false; }\ntrue", "invalid character: 'store-a': text is written in double quotes (\"store-a\"); single quotes hold one character", 1, 16),
+            // One character in single quotes is a character, which no text ever equals.
+            ("order_id != 'x'", "'x' in single quotes is one character, not text, and text compared with a character is never equal: write text in double quotes (\"x\")", 1, 13),
+            ("'q' == payload.kind.to_string()", "'q' in single quotes is one character, not text, and text compared with a character is never equal: write text in double quotes (\"q\")", 1, 1),
+            ("const C = 'x'; order_id == C", "this is one character (written in single quotes), not text, and text compared with a character is never equal: write text in double quotes", 1, 28),
             ("if amount > 5 and amount < 9 { return false; }\ntrue", "expecting '{' to start a statement block: Rhai writes and as &&", 1, 15),
             ("if amount > 5 or amount < 1 { return false; }\ntrue", "expecting '{' to start a statement block: Rhai writes or as ||", 1, 15),
             ("if (amount > 5) return false;\ntrue", "expecting '{' to start a statement block: an if's branches are blocks in braces: if amount > 5 { return false; }", 1, 17),

@@ -221,6 +221,8 @@ const NO_RULES: &str = "no rules: a ruleset needs at least one rule (an empty ru
 
 /// The warning for a ruleset whose every rule is `mode: shadow` or `mode: off`.
 const NOTHING_ENFORCED: &str = "no rule is enforced (every rule has mode: shadow or off), so this ruleset approves every payment";
+/// The warning for a ruleset whose enforced rules are all approvals.
+const NOTHING_REFUSES: &str = "no enforced rule can refuse (the enforced rules are all action: approve; the others have mode: shadow or off), so this ruleset approves every payment";
 
 /// The error for a `{` or `}` in `forward.path` (after `rule "NAME": `): the engine sends that
 /// path as written, so a placeholder would reach the merchant as `%7Border_id%7D`.
@@ -506,9 +508,38 @@ impl FileCompiler<'_, '_> {
                 );
             }
         }
+        // `when: 'true'` with `action: approve` is how approving everything on purpose is
+        // written (the error for a missing `when` says so): only the rules it hides are news.
+        let approves_all = |r: &super::model::RawRule| {
+            r.action.is_some()
+                && r.mode.unwrap_or_default() == Mode::Enforce
+                && r.when.as_deref().and_then(rule::constant) == Some(true)
+        };
+        let first_approving_all = file.rules.iter().position(|(_, r)| approves_all(r));
+        if let Some(first) = first_approving_all {
+            let (i, r) = &file.rules[first];
+            let hidden = file.rules[first + 1..]
+                .iter()
+                .filter(|(_, r)| r.mode != Some(Mode::Off))
+                .count();
+            if hidden > 0 {
+                self.warn(
+                    &[Seg::Key("rules"), Seg::Index(*i), Seg::Key("when")],
+                    format_args!("rule \"{}\": when is always true, so this rule approves every payment and {} never evaluated", r.name, if hidden == 1 { "the rule after it is".to_owned() } else { format!("the {hidden} rules after it are") }),
+                );
+            }
+        }
         if !rules.is_empty() && rules.iter().all(|r| r.mode != Mode::Enforce) {
             self.warnings
                 .push(format!("{}: {NOTHING_ENFORCED}", self.path.display()));
+        } else if !rules.is_empty()
+            && first_approving_all.is_none()
+            && !rules
+                .iter()
+                .any(|r| r.mode == Mode::Enforce && !matches!(r.check, Check::Approve))
+        {
+            self.warnings
+                .push(format!("{}: {NOTHING_REFUSES}", self.path.display()));
         }
         Ruleset {
             name: name.to_owned(),

@@ -146,6 +146,9 @@ impl FileCompiler<'_, '_> {
         if let (super::super::Mode::Shadow, Some((key, what))) = (mode, sends) {
             self.warn(&path(key), format_args!("rule \"{name}\": a shadow {what} is still sent to the merchant, which may act on it (reserve stock, confirm the order); only its answer is ignored; to try it without side effects, use a rule test with canned answers (confirm-proxy test) or eval --dry-run"));
         }
+        if mode != super::super::Mode::Off {
+            self.warn_if_it_never_acts(i, raw, check.as_ref());
+        }
         Some(Rule {
             name: name.into(),
             when,
@@ -244,9 +247,23 @@ impl FileCompiler<'_, '_> {
                 }
                 if let (Some(f), Some(u)) = (from, until) {
                     if f >= u {
+                        // With two offsets (`Z` beside `+09:00`) the order is not what it seems.
+                        let both = (f.offset() != u.offset())
+                            .then(|| {
+                                let kst = chrono::FixedOffset::east_opt(9 * 3600)?;
+                                Some(format!(
+                                    " (in Korean time, from is {} and until {})",
+                                    f.with_timezone(&kst).to_rfc3339(),
+                                    u.with_timezone(&kst).to_rfc3339()
+                                ))
+                            })
+                            .flatten()
+                            .unwrap_or_default();
                         self.error(
                             &path("window"),
-                            format!("rule \"{name}\": window.from must be before window.until"),
+                            format!(
+                                "rule \"{name}\": window.from must be before window.until{both}"
+                            ),
                         );
                         return None;
                     }
@@ -567,6 +584,32 @@ impl FileCompiler<'_, '_> {
     /// A `{response.body.x}` in a fetch rule's reason that names no field its `require` reads,
     /// but one close to it (`availble` where the require reads `available`): the answer has
     /// no such field, so the buyer would read the reason with nothing in its place.
+    /// Rules that load and can never do what they are there for: a guard or a requirement
+    /// written as a constant, a window that is over for every payment (an unconditional
+    /// approval hiding the rules after it is the ruleset's to see). Each is most likely a slip (a test value left in, a
+    /// wrong year), and none shows in a rule test that does not look for it.
+    fn warn_if_it_never_acts(&mut self, i: usize, raw: &RawRule, check: Option<&Check>) {
+        let name = raw.name.as_str();
+        let path = |k: &'static str| [Seg::Key("rules"), Seg::Index(i), Seg::Key(k)];
+        if raw.when.as_deref().and_then(constant) == Some(false) {
+            self.warn(&path("when"), format_args!("rule \"{name}\": when is always false, so this rule never applies; to keep a rule in the file without evaluating it, use mode: off"));
+        }
+        if raw.fetch.is_none() && raw.require.as_deref().and_then(constant) == Some(true) {
+            self.warn(
+                &path("require"),
+                format_args!("rule \"{name}\": require is always true, so this rule never refuses"),
+            );
+        }
+        if let Some(Check::Window {
+            until: Some(until), ..
+        }) = check
+        {
+            if raw.when.is_none() && *until <= chrono::Utc::now() {
+                self.warn(&path("window"), format_args!("rule \"{name}\": the window ended at {}, so this rule refuses every payment from now on; is the date right?", until.to_rfc3339()));
+            }
+        }
+    }
+
     fn warn_about_misspelt_fields(
         &mut self,
         at: &[Seg<'_>],
@@ -689,4 +732,17 @@ fn missing_script_hint(dir: &Path, file: &Path, rel: &str) -> String {
     }
     hint.push(')');
     hint
+}
+
+/// The value of an expression written as a constant (`true`, `(false)`), if it is one.
+pub(super) fn constant(src: &str) -> Option<bool> {
+    let mut s = src.trim();
+    while let Some(inner) = s.strip_prefix('(').and_then(|t| t.strip_suffix(')')) {
+        s = inner.trim();
+    }
+    match s {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }

@@ -649,14 +649,96 @@ mod fail_open {
             warning(DEFAULT),
             format!("{}: {NOTHING_ENFORCED}", dir.path().join(DEFAULT).display())
         );
+        // Its only enforced rule approves: it approves every payment too.
+        let refuses_nothing = format!(
+            "{}: {NOTHING_REFUSES}",
+            dir.path().join("approve.yaml").display()
+        );
         assert_eq!(
             rules.warnings,
             [
+                refuses_nothing,
                 warning(DEFAULT),
                 warning("mixed.yaml"),
                 warning("parked.yaml")
             ]
         );
+    }
+
+    /// Rules that load and never act — a constant guard or requirement, rules behind an
+    /// approval of everything, a window over for every payment — are warned about where they
+    /// are written; the same rules written to act, or parked with `mode: off`, are not.
+    #[test]
+    fn rules_that_can_never_act_are_warned_about() {
+        let dir = default_file(
+            r#"rules:
+  - name: never
+    when: 'false'
+    amount: { max: 100 }
+    reason: x
+  - name: always
+    require: ' (true) '
+    reason: x
+  - name: year-slip
+    window: { from: "2020-12-01T10:00:00+09:00", until: "2020-12-03T18:00:00+09:00" }
+    reason: x
+  - name: event-over
+    when: 'order_id.starts_with("m-")'
+    window: { until: "2020-12-03T18:00:00+09:00" }
+    reason: x
+  - name: parked
+    when: 'false'
+    require: 'true'
+    mode: off
+    reason: x
+  - name: closed
+    require: 'false'
+    reason: x
+  - name: approve-all
+    when: 'true'
+    action: approve
+  - name: hidden
+    amount: { max: 5 }
+    reason: x
+  - name: also-parked
+    amount: { max: 5 }
+    mode: off
+    reason: x
+"#,
+        );
+        let rules = dir.ok();
+        let path = dir.path().join(DEFAULT);
+        let at = |line: usize, col: usize, text: &str| {
+            format!("{}:{line}:{col}: {text}", path.display())
+        };
+        assert_eq!(
+            rules.warnings,
+            [
+                at(
+                    3,
+                    11,
+                    r#"rule "never": when is always false, so this rule never applies; to keep a rule in the file without evaluating it, use mode: off"#
+                ),
+                at(
+                    7,
+                    14,
+                    r#"rule "always": require is always true, so this rule never refuses"#
+                ),
+                at(
+                    10,
+                    13,
+                    r#"rule "year-slip": the window ended at 2020-12-03T18:00:00+09:00, so this rule refuses every payment from now on; is the date right?"#
+                ),
+                at(
+                    25,
+                    11,
+                    r#"rule "approve-all": when is always true, so this rule approves every payment and the rule after it is never evaluated"#
+                ),
+            ]
+        );
+        // Approving everything on purpose is one rule, alone: no warning (see above).
+        let alone = default_file("rules:\n  - name: approve-all\n    when: ' true'\n    action: approve\n  - name: later\n    amount: { max: 5 }\n    mode: off\n    reason: x\n");
+        assert_eq!(alone.ok().warnings, Vec::<String>::new());
     }
 
     #[test]

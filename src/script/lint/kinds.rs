@@ -18,6 +18,8 @@ use super::{
 pub(super) enum Kind {
     Number,
     String,
+    /// `'x'`: one character, which Rhai never finds equal to a string.
+    Char,
     Array,
     Map,
     Unit,
@@ -28,6 +30,7 @@ impl Kind {
         match self {
             Kind::Number => "a number",
             Kind::String => "a string",
+            Kind::Char => "a character",
             Kind::Array => "an array",
             Kind::Map => "a map",
             Kind::Unit => "()",
@@ -39,6 +42,7 @@ impl Kind {
         match self {
             Kind::Number => "number",
             Kind::String => "string",
+            Kind::Char => "character",
             Kind::Array => "array",
             Kind::Map => "map",
             Kind::Unit => "value",
@@ -50,6 +54,8 @@ impl Kind {
             Some(Kind::Number)
         } else if value.is_string() {
             Some(Kind::String)
+        } else if value.is_char() {
+            Some(Kind::Char)
         } else if value.is_array() {
             Some(Kind::Array)
         } else if value.is_map() {
@@ -183,6 +189,7 @@ impl Names {
         }
         match e {
             Expr::StringConstant(..) | Expr::InterpolatedString(..) => Some(Kind::String),
+            Expr::CharConstant(..) => Some(Kind::Char),
             Expr::IntegerConstant(..) | Expr::FloatConstant(..) => Some(Kind::Number),
             Expr::Unit(..) => Some(Kind::Unit),
             Expr::Array(..) => Some(Kind::Array),

@@ -531,7 +531,7 @@ fn bad_window_timestamps() {
                 3,
                 21,
                 &format!(
-                    r#"rule "bad-from": window.from: invalid timestamp "2026-12-01 10:00", {expected}; it has no seconds and no UTC offset: add both, :00 and +09:00 for Korean time (2026-12-10T10:00:00+09:00)"#
+                    r#"rule "bad-from": window.from: invalid timestamp "2026-12-01 10:00", {expected}; it has no seconds and no UTC offset: add both, :00 and +09:00 for Korean time (2026-12-01T10:00:00+09:00)"#
                 )
             ),
             dir.at(
@@ -539,7 +539,7 @@ fn bad_window_timestamps() {
                 7,
                 14,
                 &format!(
-                    r#"rule "bad-until": window.until: invalid timestamp "2026-12-03T18:00:00", {expected}; it has no UTC offset: add one, +09:00 for Korean time (2026-12-10T10:00:00+09:00)"#
+                    r#"rule "bad-until": window.until: invalid timestamp "2026-12-03T18:00:00", {expected}; it has no UTC offset: add one, +09:00 for Korean time (2026-12-03T18:00:00+09:00)"#
                 )
             ),
             dir.at(
@@ -557,27 +557,40 @@ fn bad_window_timestamps() {
 #[test]
 fn a_near_miss_of_rfc_3339_says_what_is_missing() {
     use crate::rules::time_slip;
-    assert_eq!(
-        time_slip("2026-12-10T10:00:00"),
-        Some("it has no UTC offset: add one, +09:00 for Korean time (2026-12-10T10:00:00+09:00)")
-    );
-    assert_eq!(
-        time_slip("2026-12-10 10:00:00.5"),
-        Some("it has no UTC offset: add one, +09:00 for Korean time (2026-12-10T10:00:00+09:00)")
-    );
-    assert_eq!(
-        time_slip("2026-12-10T10:00:00+0900"),
-        Some("write the offset with a colon: +09:00, not +0900")
-    );
-    assert_eq!(
-        time_slip("2026-12-10"),
-        Some("a date alone: add the time and the offset (2026-12-10T00:00:00+09:00)")
-    );
-    assert_eq!(
-        time_slip("2026-12-10T10:00+09:00"),
-        Some("the seconds are required: 10:00:00, not 10:00")
-    );
-    assert_eq!(time_slip("2026-12-10T10:00"), Some("it has no seconds and no UTC offset: add both, :00 and +09:00 for Korean time (2026-12-10T10:00:00+09:00)"));
+    // The time put right is the operator's own, never an example date they might copy.
+    for (written, slip) in [
+        (
+            "2027-03-15T10:00:00",
+            "it has no UTC offset: add one, +09:00 for Korean time (2027-03-15T10:00:00+09:00)",
+        ),
+        (
+            "2027-03-15 10:00:00.5",
+            "it has no UTC offset: add one, +09:00 for Korean time (2027-03-15T10:00:00.5+09:00)",
+        ),
+        (
+            "2027-03-15T10:00:00+0900",
+            "write the offset with a colon: +09:00, not +0900 (2027-03-15T10:00:00+09:00)",
+        ),
+        (
+            "2027-03-15",
+            "a date alone: add the time and the offset (2027-03-15T00:00:00+09:00)",
+        ),
+        (
+            "2027-03-15T10:00+09:00",
+            "the seconds are required: 10:00:00, not 10:00 (2027-03-15T10:00:00+09:00)",
+        ),
+        (
+            "2027-03-15T10:00",
+            "it has no seconds and no UTC offset: add both, :00 and +09:00 for Korean time (2027-03-15T10:00:00+09:00)",
+        ),
+    ] {
+        assert_eq!(time_slip(written).as_deref(), Some(slip), "{written}");
+        let fixed = &slip[slip.rfind('(').unwrap() + 1..slip.len() - 1];
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(fixed).is_ok(),
+            "{written}: the fix {fixed} is RFC 3339"
+        );
+    }
     for other in ["tomorrow", "", "2026-13-40T10:00:00", "１２월", "+0900"] {
         assert_eq!(time_slip(other), None, "{other}");
     }
@@ -613,7 +626,7 @@ fn window_from_must_be_before_until() {
                 DEFAULT,
                 7,
                 7,
-                r#"rule "same-instant": window.from must be before window.until"#
+                r#"rule "same-instant": window.from must be before window.until (in Korean time, from is 2026-12-03T18:00:00+09:00 and until 2026-12-03T18:00:00+09:00)"#
             ),
         ]
     );
