@@ -58,6 +58,7 @@ struct RawCase {
     expecting = "what the case expects: a mapping with decision (and rule, reason, reason_contains, status, shadow)"
 )]
 pub struct Expect {
+    #[serde(deserialize_with = "crate::rules::model::choice")]
     pub decision: Verdict,
     pub rule: Option<String>,
     pub reason: Option<String>,

@@ -6,8 +6,63 @@
 //! (serde would name the Rust type).
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
+use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
 use serde::Deserialize;
+
+/// A choice among words (`on_error: reject`) read from a plain word only, for fields marked
+/// `#[serde(deserialize_with = "choice")]` (or [`optional_choice`]). serde_yaml also reads an
+/// enum from a list or a mapping, as a variant named by a YAML tag, and its error for one
+/// (`on_error: [reject]`) says `expected a YAML tag starting with '!'`; this one names the
+/// choices, as the error for a misspelt word does.
+pub fn choice<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_any(Choice(PhantomData))
+        .and_then(|t: Option<T>| {
+            t.ok_or_else(|| {
+                de::Error::invalid_type(de::Unexpected::Unit, &Choice::<T>(PhantomData))
+            })
+        })
+}
+
+/// [`choice`] for an optional field: `~` (null) is no choice, as for any optional field.
+pub fn optional_choice<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    d.deserialize_any(Choice(PhantomData))
+}
+
+struct Choice<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Choice<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        // serde's own list of the words, from its error for a word that is none of them.
+        let probe: Result<T, de::value::Error> = T::deserialize("\u{1}".into_deserializer());
+        let words = probe
+            .err()
+            .and_then(|e| {
+                let text = e.to_string();
+                text.split_once(", expected ")
+                    .map(|(_, words)| words.replace('`', "\""))
+            })
+            .unwrap_or_else(|| "a word".to_owned());
+        f.write_str(&words)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<T>, E> {
+        T::deserialize(v.into_deserializer()).map(Some)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(
@@ -16,6 +71,7 @@ use serde::Deserialize;
 )]
 pub struct RawSettings {
     pub deadline: Option<String>,
+    #[serde(default, deserialize_with = "optional_choice")]
     pub on_error: Option<OnError>,
     pub error_reason: Option<String>,
     pub reject_status: Option<u16>,
@@ -62,9 +118,12 @@ pub struct RawHealth {
 pub struct RawRule {
     pub name: String,
     pub when: Option<String>,
+    #[serde(default, deserialize_with = "optional_choice")]
     pub mode: Option<Mode>,
+    #[serde(default, deserialize_with = "optional_choice")]
     pub action: Option<Action>,
     pub reason: Option<String>,
+    #[serde(default, deserialize_with = "optional_choice")]
     pub on_error: Option<OnError>,
     // The checks; exactly one (or `action: approve`) is allowed, which `load` enforces so the
     // error can name every check that was given.
@@ -124,6 +183,7 @@ pub enum HttpMethod {
 )]
 pub struct RawFetch {
     pub upstream: String,
+    #[serde(default, deserialize_with = "optional_choice")]
     pub method: Option<HttpMethod>,
     pub path: String,
     #[serde(default)]

@@ -187,6 +187,24 @@ fn clean_message(msg: &str) -> String {
             return format!("{msg}; \"{name}\" is a key of settings, for every rule of the file: a rule has its own reason and on_error, but not {name}");
         }
     }
+    // `deadline: 3s` at the start of its line, below `settings:`: a key of the top of the file
+    // to YAML.
+    if let Some(name) = unknown_name(&msg).filter(|_| msg.starts_with("unknown field \"")) {
+        if msg.ends_with(r#"expected one of "settings", "upstreams", "rules""#) {
+            let hint = if SETTINGS_KEYS.contains(&name) {
+                Some(format!(
+                    "\"{name}\" belongs under settings: indent it two spaces more than settings:"
+                ))
+            } else if RULE_KEYS.contains(&name) {
+                Some(format!("\"{name}\" is a key of a rule: indent it under its rule in rules:, lined up with the rule's name"))
+            } else {
+                UPSTREAM_KEYS.contains(&name).then(|| format!("\"{name}\" is a key of an upstream: indent it under the upstream's name in upstreams:"))
+            };
+            if let Some(hint) = hint {
+                return format!("{msg}; {hint}");
+            }
+        }
+    }
     if let Some(known) = did_you_mean(&msg) {
         return format!("{msg}; did you mean \"{known}\"?");
     }
@@ -230,6 +248,13 @@ fn number_in_text(msg: &str) -> Option<String> {
 
 /// The keys at the top of a rule file.
 pub(super) const TOP_KEYS: [&str; 3] = ["settings", "upstreams", "rules"];
+/// The keys of `settings`.
+const SETTINGS_KEYS: [&str; 4] = ["deadline", "on_error", "error_reason", "reject_status"];
+/// The keys of a rule.
+const RULE_KEYS: [&str; 13] = [
+    "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require",
+    "healthy", "fetch", "forward", "script",
+];
 /// The keys of `settings` that a rule has not.
 const SETTINGS_ONLY: [&str; 3] = ["deadline", "error_reason", "reject_status"];
 /// The keys of an upstream.

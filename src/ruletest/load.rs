@@ -805,6 +805,19 @@ rules:
         );
     }
 
+    /// A decision written as a mapping or a list names the decisions, as a misspelt one does.
+    #[test]
+    fn a_decision_that_is_no_word_names_the_decisions() {
+        assert_eq!(
+            errors(&format!("{CASE}    expect: {{ decision: {{ reject: true }} }}\n")),
+            ["tests/t.yaml:5:25: cases[0].expect.decision: invalid type: map, expected one of \"approve\", \"reject\", \"ignored\""]
+        );
+        assert_eq!(
+            errors(&format!("{CASE}    expect: {{ decision: rejct }}\n")),
+            ["tests/t.yaml:5:25: cases[0].expect.decision: unknown variant \"rejct\", expected one of \"approve\", \"reject\", \"ignored\"; did you mean \"reject\"?"]
+        );
+    }
+
     #[test]
     fn a_repeated_key_or_call_is_an_error() {
         assert_eq!(

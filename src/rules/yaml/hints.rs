@@ -274,37 +274,65 @@ fn glued_key(line: &str) -> bool {
 /// The index of the first line up to `last` whose quoted value is broken: a quote never closed,
 /// or text after the quote that closes it (a quote inside the value).
 fn broken_quote(src: &str, last: usize) -> Option<usize> {
-    src.lines().take(last).position(|line| {
+    let lines: Vec<&str> = src.lines().take(last).collect();
+    let mut n = 0;
+    while n < lines.len() {
+        let line = lines[n];
         let Some(value) = value_of(line).or_else(|| line.trim().strip_prefix("- ")) else {
-            return false;
+            n += 1;
+            continue;
         };
-        let end = if let Some(inner) = value.strip_prefix('"') {
-            // `\"` is a quote inside.
-            let mut escaped = false;
-            inner
-                .char_indices()
-                .find(|&(_, c)| {
-                    let closes = c == '"' && !escaped;
-                    escaped = c == '\\' && !escaped;
-                    closes
-                })
-                .map(|(i, _)| &inner[i + 1..])
-        } else if let Some(inner) = value.strip_prefix('\'') {
-            // `''` is a quote inside.
-            let mut rest = inner;
-            loop {
-                match rest.find('\'') {
-                    Some(i) if rest[i + 1..].starts_with('\'') => rest = &rest[i + 2..],
-                    Some(i) => break Some(&rest[i + 1..]),
-                    None => break None,
-                }
+        let Some(quote) = value.chars().next().filter(|c| matches!(c, '"' | '\'')) else {
+            n += 1;
+            continue;
+        };
+        // A quoted value may go on over the next lines (a long expression): it is closed
+        // where its closing quote is, on whichever line.
+        let mut rest = &value[1..];
+        let mut at = n;
+        let after = loop {
+            if let Some(after) = closing_quote(rest, quote) {
+                break Some(after);
             }
-        } else {
-            return false;
+            at += 1;
+            match lines.get(at) {
+                Some(next) => rest = next,
+                None => break None,
+            }
         };
-        match end {
-            None => true,
-            Some(after) => !after.trim().is_empty() && !after.trim_start().starts_with('#'),
+        match after {
+            Some(after) if after.trim().is_empty() || after.trim_start().starts_with('#') => {
+                n = at + 1;
+            }
+            _ => return Some(n),
         }
-    })
+    }
+    None
+}
+
+/// What follows the quote that closes a value quoted with `quote`, given the text after its
+/// opening quote (or a continuation line of it); `None` when it is not closed there.
+fn closing_quote(inner: &str, quote: char) -> Option<&str> {
+    if quote == '"' {
+        // `\"` is a quote inside.
+        let mut escaped = false;
+        inner
+            .char_indices()
+            .find(|&(_, c)| {
+                let closes = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            })
+            .map(|(i, _)| &inner[i + 1..])
+    } else {
+        // `''` is a quote inside.
+        let mut rest = inner;
+        loop {
+            match rest.find('\'') {
+                Some(i) if rest[i + 1..].starts_with('\'') => rest = &rest[i + 2..],
+                Some(i) => break Some(&rest[i + 1..]),
+                None => break None,
+            }
+        }
+    }
 }

@@ -579,6 +579,49 @@ fn a_syntax_error_is_the_only_error_of_its_file() {
 #[test]
 fn messages_say_what_the_yaml_should_hold() {
     let cases: &[(&str, &str, (usize, usize), &str)] = &[
+        // A choice written as a list or a mapping: the choices, not serde_yaml's YAML tags.
+        (
+            "on_error as a list",
+            "settings:\n  on_error: [reject]\nrules:\n  - name: a\n    amount: { max: 1 }\n    reason: x\n",
+            (2, 13),
+            r#"settings.on_error: invalid type: sequence, expected "reject" or "approve""#,
+        ),
+        (
+            "mode as a mapping",
+            "rules:\n  - name: a\n    mode: { shadow: true }\n    amount: { max: 1 }\n    reason: x\n",
+            (3, 11),
+            r#"rules[0].mode (rule "a"): invalid type: map, expected one of "enforce", "shadow", "off""#,
+        ),
+        (
+            "action as a list",
+            "rules:\n  - name: a\n    when: 'amount > 1'\n    action: [approve]\n",
+            (4, 13),
+            r#"rules[0].action (rule "a"): invalid type: sequence, expected "approve""#,
+        ),
+        (
+            "a method as a list",
+            "upstreams:\n  u: { url: \"http://u.test\" }\nrules:\n  - name: a\n    fetch: { upstream: u, path: /x, method: [GET] }\n    reason: x\n",
+            (5, 45),
+            r#"rules[0].fetch.method (rule "a"): invalid type: sequence, expected one of "GET", "get", "POST", "post", "PUT", "put""#,
+        ),
+        (
+            "a key of settings at the start of its line",
+            "settings:\ndeadline: 3s\nrules:\n  - name: a\n    amount: { max: 1 }\n    reason: x\n",
+            (2, 1),
+            r#"unknown field "deadline", expected one of "settings", "upstreams", "rules"; "deadline" belongs under settings: indent it two spaces more than settings:"#,
+        ),
+        (
+            "a key of a rule at the start of its line",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: x\nwhen: 'amount > 5'\n",
+            (5, 1),
+            r#"unknown field "when", expected one of "settings", "upstreams", "rules"; "when" is a key of a rule: indent it under its rule in rules:, lined up with the rule's name"#,
+        ),
+        (
+            "on_error as a yes/no",
+            "rules:\n  - name: a\n    on_error: true\n    amount: { max: 1 }\n    reason: x\n",
+            (3, 15),
+            r#"rules[0].on_error (rule "a"): invalid type: boolean "true", expected "reject" or "approve""#,
+        ),
         (
             "a flow mapping without its }",
             "rules:\n  - name: a\n    amount: { max: 1000 reason: x\n",
@@ -656,6 +699,12 @@ fn messages_say_what_the_yaml_should_hold() {
             "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: \"더 이상 \"지원\"하지 않습니다\"\n",
             (4, 20),
             r#"did not find expected key (while parsing a block mapping that starts at line 2 column 5): this line has a quote that ends its value early or is never closed: inside "…" write \" for a quote, inside '…' write ''"#,
+        ),
+        (
+            "a broken quote below a quoted value written over two lines",
+            "rules:\n  - name: a\n    require: 'amount > 1000\n      && amount < 5000000'\n    reason: x\n  - name: b\n    require: 'order_id.starts_with('qa-')'\n    reason: x\n",
+            (7, 37),
+            r#"did not find expected key (while parsing a block mapping that starts at line 6 column 5): this line has a quote that ends its value early or is never closed: inside "…" write \" for a quote, inside '…' write ''"#,
         ),
         (
             "a reason whose quote is never closed",
