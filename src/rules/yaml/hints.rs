@@ -94,6 +94,28 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
         }
         return block_left_early(&lines).map(|n| block_hint(&which(n)));
     }
+    if message.starts_with("unknown anchor") {
+        let alias: String = line?
+            .chars()
+            .skip(at.column.checked_sub(1)?)
+            .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ']' | '}'))
+            .collect();
+        let name = alias.strip_prefix('*')?;
+        return Some(format!("{alias} refers to no &{name} defined above it: an alias repeats a value marked with &{name} earlier in the file; mark one, or write the value out"));
+    }
+    // `&& amount < 5` slipped left of its block: YAML reads `&` as an anchor and `|` as a new
+    // block, and says so in its own terms.
+    if message.starts_with("did not find expected alphabetic or numeric character")
+        || message.starts_with("did not find expected comment or line break")
+    {
+        let lines: Vec<&str> = src.lines().take(at.line).collect();
+        let operator = lines
+            .last()
+            .is_some_and(|l| l.trim_start().starts_with(['&', '|', '>', '!']));
+        return block_left_early(&lines)
+            .filter(|_| operator)
+            .map(|n| block_hint(&which(n)));
+    }
     if message.starts_with("did not find expected key")
         || message.starts_with("did not find expected '-' indicator")
     {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{
-    check_document, clean_message, error_location, keys_without_value, ParseError, MAX_PASSES,
+    check_document, clean_message, error_location, keys_without_value, ParseError, Seg, MAX_PASSES,
 };
 use crate::rules::model::{RawRule, RawSettings, RawUpstream};
 use seeds::Root;
@@ -237,7 +237,13 @@ fn walk_file(src: &str, duplicates: bool, file: &mut RuleFile) {
         };
         let raw = e.to_string();
         let error = ParseError {
-            location: Some(error_location(&e)),
+            // An unknown key is placed at the key, whatever its value.
+            location: Some(
+                (!raw.contains("unknown field"))
+                    .then(|| alias_used(src, &cursor))
+                    .flatten()
+                    .unwrap_or_else(|| error_location(&e)),
+            ),
             message: rule_file_message(&e),
         };
         // Already reported, at the repeated key, by `check_document`.
@@ -284,6 +290,28 @@ fn walk_file(src: &str, duplicates: bool, file: &mut RuleFile) {
     // Could not read on: whatever is not known is broken.
     file.upstreams_broken = true;
     file.rules_broken = true;
+}
+
+/// Where the value of the key the walk failed in is an alias (`mode: *lim`): serde_yaml places
+/// an error in an aliased value where its anchor defines it (`limits: &lim …`, lines above),
+/// which is not where the value was used wrongly.
+fn alias_used(src: &str, cursor: &Cursor) -> Option<super::Location> {
+    let key = cursor.key.as_deref().filter(|_| !cursor.done)?;
+    let mut path = match cursor.part.as_ref()? {
+        Part::Settings => vec![Seg::Key("settings")],
+        Part::Upstream(name) => vec![Seg::Key("upstreams"), Seg::Key(name)],
+        Part::Rule(i) => vec![Seg::Key("rules"), Seg::Index(*i)],
+    };
+    path.push(Seg::Key(key));
+    let at = super::locate_key(src, &path)?;
+    let line = src.lines().nth(at.line.checked_sub(1)?)?;
+    let (start, _) = line.char_indices().nth(at.column.checked_sub(1)?)?;
+    let rest = line[start..].strip_prefix(key)?.trim_start();
+    let value = rest.strip_prefix(':')?.trim_start();
+    value.starts_with('*').then(|| super::Location {
+        line: at.line,
+        column: line[..line.len() - value.len()].chars().count() + 1,
+    })
 }
 
 impl RuleFile {

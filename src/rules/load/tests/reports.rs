@@ -617,6 +617,30 @@ fn messages_say_what_the_yaml_should_hold() {
             r#"unknown field "when", expected one of "settings", "upstreams", "rules"; "when" is a key of a rule: indent it under its rule in rules:, lined up with the rule's name"#,
         ),
         (
+            "an alias of a mapping used as a mode: placed at the alias, not the anchor",
+            "rules:\n  - name: a\n    amount: &lim { max: 5 }\n    reason: x\n  - name: b\n    amount: { max: 9 }\n    mode: *lim\n    reason: x\n",
+            (7, 11),
+            r#"rules[1].mode (rule "b"): invalid type: map, expected one of "enforce", "shadow", "off""#,
+        ),
+        (
+            "an && line of a block expression slipped left",
+            "rules:\n  - name: a\n    require: >-\n      amount > 5\n    && amount < 9\n    reason: x\n",
+            (5, 6),
+            "did not find expected alphabetic or numeric character (while scanning an anchor that starts at line 5 column 5): this line is indented less than the lines of the block (| or >) started on line 3, so the block ended above it: indent it like the block's other lines",
+        ),
+        (
+            "an || line of a block expression slipped left",
+            "rules:\n  - name: a\n    require: >-\n      amount > 5\n    || amount < 9\n    reason: x\n",
+            (5, 6),
+            "did not find expected comment or line break (while scanning a block scalar that starts at line 5 column 5): this line is indented less than the lines of the block (| or >) started on line 3, so the block ended above it: indent it like the block's other lines",
+        ),
+        (
+            "an alias of no anchor",
+            "rules:\n  - name: a\n    amount: *missing\n    reason: x\n",
+            (3, 13),
+            "unknown anchor: *missing refers to no &missing defined above it: an alias repeats a value marked with &missing earlier in the file; mark one, or write the value out",
+        ),
+        (
             "on_error as a yes/no",
             "rules:\n  - name: a\n    on_error: true\n    amount: { max: 1 }\n    reason: x\n",
             (3, 15),
