@@ -685,6 +685,19 @@ pub(crate) mod tests {
             .is_ok());
     }
 
+    /// Slips of an expression that Rhai's words alone leave unclear.
+    #[test]
+    fn slips_of_an_expression_get_a_hint() {
+        let engine = ScriptEngine::new();
+        for (src, message) in [
+            ("amount => 1000", "unexpected '=>': greater than or equal is written >= (amount >= 1000); a closure is written |x| …"),
+            ("order_id = \"x\"", "unexpected '=': = gives a variable a value; compare with == (order_id == \"x\")"),
+        ] {
+            let err = engine.compile_expression(src, &[]).unwrap_err();
+            assert_eq!(err.message, message, "{src}");
+        }
+    }
+
     /// JavaScript's and Python's ways of writing what Rhai writes otherwise: each error says
     /// Rhai's, at the place it names.
     #[test]
@@ -692,6 +705,10 @@ pub(crate) mod tests {
         let engine = ScriptEngine::new();
         for (src, message, line, column) in [
             ("if order_id == 'store-a' { return false; }\ntrue", "invalid character: 'store-a': text is written in double quotes (\"store-a\"); single quotes hold one character", 1, 16),
+            ("amount > 5 &&", "script is incomplete: a value is missing after its last operator (&&, ||, ==, +), or a bracket or a quote is not closed", 1, 14),
+            ("import \"helpers\" as h;\ntrue", "'import' is a reserved keyword: scripts cannot import modules (each script is one file, run sandboxed); write the functions it needs in it", 1, 1),
+            ("amout > 5", "undefined variable: amout; did you mean amount?", 1, 1),
+            ("let limit = 5;\namount < limt", "undefined variable: limt; did you mean limit?", 2, 10),
             // One character in single quotes is a character, which no text ever equals.
             ("order_id != 'x'", "'x' in single quotes is one character, not text, and text compared with a character is never equal: write text in double quotes (\"x\")", 1, 13),
             ("'q' == payload.kind.to_string()", "'q' in single quotes is one character, not text, and text compared with a character is never equal: write text in double quotes (\"q\")", 1, 1),

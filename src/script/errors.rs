@@ -111,6 +111,32 @@ fn undefined_variable_hint(src: &str, extra: &[&str], error: &mut CompileError) 
     }
 }
 
+/// For an undefined variable no other hint explains: the name closest to it among those it
+/// could read (the request's, the caller's, the script's own), when close enough to be a slip.
+fn closest_variable(src: &str, extra: &[&str], error: &mut CompileError) {
+    let Some(name) = error.message.strip_prefix("undefined variable: ") else {
+        return;
+    };
+    if name.contains(':') {
+        return;
+    }
+    let name = name.to_owned();
+    let declared = src
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .collect::<Vec<_>>();
+    let declared = declared
+        .windows(2)
+        .filter(|w| matches!(w[0], "let" | "const"))
+        .map(|w| w[1]);
+    let names = super::REQUEST_VARS
+        .into_iter()
+        .chain(extra.iter().copied())
+        .chain(declared);
+    if let Some(known) = crate::suggest::closest(&name, names).filter(|k| *k != name) {
+        error.message.push_str(&format!("; did you mean {known}?"));
+    }
+}
+
 /// A hint for what JavaScript and Python write otherwise, where Rhai's words do not say it:
 /// `'text'` (a character literal to Rhai), `and`/`or`, `elif`, `function`, `var`, `null`,
 /// `None`, `True`, a C-style `for`, an `if` without braces.
@@ -194,8 +220,21 @@ fn slip_hint(src: &str, error: &mut CompileError) {
             "var" => "a variable is declared with let (const for one never assigned again)",
             "null" | "None" | "nil" | "undefined" => "Rhai's value for nothing is ()",
             "True" | "False" => "Rhai writes true and false in lower case",
+            "import" | "export" => "scripts cannot import modules (each script is one file, run sandboxed); write the functions it needs in it",
             _ => return,
         }
+    } else if message == "unexpected '='" {
+        "= gives a variable a value; compare with == (order_id == \"x\")"
+    } else if message == "unexpected '=>'"
+        && !from
+            .get(2..)
+            .unwrap_or_default()
+            .trim_start()
+            .starts_with('{')
+    {
+        "greater than or equal is written >= (amount >= 1000); a closure is written |x| …"
+    } else if message == "script is incomplete" {
+        "a value is missing after its last operator (&&, ||, ==, +), or a bracket or a quote is not closed"
     } else if message == "unknown operator: '?'" {
         "Rhai has no c ? a : b; write if c { a } else { b }"
     } else if message == "unknown operator: '++'" {
@@ -245,6 +284,7 @@ pub(super) fn parse_error(src: &str, extra: &[&str], e: &ParseError) -> CompileE
     keyword_hint(src, &mut error);
     undefined_variable_hint(src, extra, &mut error);
     slip_hint(src, &mut error);
+    closest_variable(src, extra, &mut error);
     error
 }
 

@@ -801,7 +801,7 @@ fn check_prints_every_shape_error_of_a_file() {
             format!("{dir}/default.yaml:2:3: settings: unknown field \"deadlin\", expected one of \"deadline\", \"on_error\", \"error_reason\", \"reject_status\"; did you mean \"deadline\"?"),
             format!("{dir}/default.yaml:5:15: rules[0].amount (rule \"a\"): unknown field \"mx\", expected \"min\" or \"max\"; did you mean \"max\"?"),
             format!("{dir}/default.yaml:8:5: rules[1] (rule \"b\"): unknown field \"foo\", expected one of \"name\", \"when\", \"mode\", \"action\", \"reason\", \"on_error\", \"amount\", \"window\", \"require\", \"healthy\", \"fetch\", \"forward\", \"script\""),
-            format!("{dir}/default.yaml:13:7: rule \"c\": require: invalid expression: undefined variable: order_idd"),
+            format!("{dir}/default.yaml:13:7: rule \"c\": require: invalid expression: undefined variable: order_idd; did you mean order_id?"),
         ]
     );
     // A second document is located where it starts, never at line 0.

@@ -749,7 +749,7 @@ fn script_errors_are_reported_against_the_script() {
                 "scripts/typo.rhai",
                 3,
                 4,
-                r#"undefined variable: order_idd (script of rule "typo" in default.yaml)"#
+                r#"undefined variable: order_idd; did you mean order_id? (script of rule "typo" in default.yaml)"#
             ),
         ]
     );

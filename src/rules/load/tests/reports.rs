@@ -52,7 +52,9 @@ fn expression_errors_map_back_through_every_scalar_style() {
 "#,
     );
     let undefined = |rule: &str| {
-        format!(r#"rule "{rule}": require: invalid expression: undefined variable: order_idd"#)
+        format!(
+            r#"rule "{rule}": require: invalid expression: undefined variable: order_idd; did you mean order_id?"#
+        )
     };
     assert_eq!(
         dir.errors(),
@@ -92,8 +94,11 @@ fn an_incomplete_expression_is_reported_after_its_last_character() {
     reason: x
 "#,
     );
-    let incomplete =
-        |rule: &str| format!(r#"rule "{rule}": require: invalid expression: script is incomplete"#);
+    let incomplete = |rule: &str| {
+        format!(
+            r#"rule "{rule}": require: invalid expression: script is incomplete: a value is missing after its last operator (&&, ||, ==, +), or a bracket or a quote is not closed"#
+        )
+    };
     assert_eq!(
         dir.errors(),
         [
@@ -229,7 +234,7 @@ rules: []
                 DEFAULT,
                 13,
                 15,
-                r#"rule "b": require: invalid expression: undefined variable: order_idd"#
+                r#"rule "b": require: invalid expression: undefined variable: order_idd; did you mean order_id?"#
             ),
             dir.at(DEFAULT, 15, 1, &repeated("", "rules", 7)),
         ]
@@ -518,7 +523,7 @@ rules:
                 DEFAULT,
                 22,
                 15,
-                r#"rule "c": require: invalid expression: undefined variable: order_idd"#
+                r#"rule "c": require: invalid expression: undefined variable: order_idd; did you mean order_id?"#
             ),
             // `shop` itself is broken (reported above): no second error for it. `nowhere` is
             // unknown; the broken upstreams are still named as the ones there are.

@@ -136,14 +136,14 @@ fn expression_errors_point_into_a_quoted_scalar() {
                 DEFAULT,
                 6,
                 22,
-                r#"rule "double": when: invalid expression: unexpected '='"#
+                r#"rule "double": when: invalid expression: unexpected '=': = gives a variable a value; compare with == (order_id == "x")"#
             ),
             // Past the end of the expression: Rhai wanted more.
             dir.at(
                 DEFAULT,
                 10,
                 31,
-                r#"rule "plain": require: invalid expression: script is incomplete"#
+                r#"rule "plain": require: invalid expression: script is incomplete: a value is missing after its last operator (&&, ||, ==, +), or a bracket or a quote is not closed"#
             ),
         ]
     );
@@ -207,7 +207,7 @@ fn an_expression_cut_by_a_yaml_comment_says_to_quote_it() {
     assert_eq!(errors.len(), 2, "{errors:#?}");
     // An error of the expression itself, with a real comment after it: no hint.
     assert!(
-        errors[1].ends_with("undefined variable: order_idd"),
+        errors[1].ends_with("undefined variable: order_idd; did you mean order_id?"),
         "{}",
         errors[1]
     );
@@ -315,7 +315,7 @@ fn expression_errors_point_into_a_block_scalar() {
                 DEFAULT,
                 11,
                 12,
-                r#"rule "checked": require: invalid expression: undefined variable: order_idd"#
+                r#"rule "checked": require: invalid expression: undefined variable: order_idd; did you mean order_id?"#
             ),
         ]
     );
@@ -347,7 +347,7 @@ rules:
                 DEFAULT,
                 6,
                 33,
-                r#"rule "typo": require: invalid expression: undefined variable: order_idd"#
+                r#"rule "typo": require: invalid expression: undefined variable: order_idd; did you mean order_id?"#
             ),
             dir.at(
                 DEFAULT,
@@ -504,7 +504,7 @@ rules:
                 DEFAULT,
                 12,
                 23,
-                r#"rule "b": require: invalid expression: script is incomplete"#
+                r#"rule "b": require: invalid expression: script is incomplete: a value is missing after its last operator (&&, ||, ==, +), or a bracket or a quote is not closed"#
             ),
             dir.at(
                 DEFAULT,
