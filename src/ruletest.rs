@@ -21,16 +21,91 @@ use crate::script::ScriptEngine;
 use crate::upstream::canned::{Canned, CannedAnswer, CannedHealth, RawAnswer};
 pub use load::load_suites;
 
-#[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a rule test file: a mapping with ruleset, cases (and now)"
-)]
+#[derive(Debug)]
 struct RawSuite {
     ruleset: String,
     now: Option<String>,
-    #[serde(default)]
     cases: Vec<RawCase>,
+}
+
+/// Reads a test file with the cases whose indices are in the set left out (read as anything):
+/// after a case's shape error the file is read again without it, so that the shape errors of
+/// every case are reported in one run, not one per run.
+struct SuiteWithout<'a>(&'a std::collections::HashSet<usize>);
+
+const SUITE_KEYS: &[&str] = &["ruleset", "now", "cases"];
+
+impl<'de> serde::de::DeserializeSeed<'de> for SuiteWithout<'_> {
+    type Value = RawSuite;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<RawSuite, D::Error> {
+        d.deserialize_struct("RawSuite", SUITE_KEYS, self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for SuiteWithout<'_> {
+    type Value = RawSuite;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a rule test file: a mapping with ruleset, cases (and now)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawSuite, A::Error> {
+        use serde::de::Error;
+        let (mut ruleset, mut now, mut cases) = (None, None, Vec::new());
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "ruleset" => ruleset = Some(map.next_value()?),
+                "now" => now = map.next_value()?,
+                "cases" => cases = map.next_value_seed(CasesWithout(self.0))?,
+                other => return Err(A::Error::unknown_field(other, SUITE_KEYS)),
+            }
+        }
+        Ok(RawSuite {
+            ruleset: ruleset.ok_or_else(|| A::Error::missing_field("ruleset"))?,
+            now,
+            cases,
+        })
+    }
+}
+
+struct CasesWithout<'a>(&'a std::collections::HashSet<usize>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for CasesWithout<'_> {
+    type Value = Vec<RawCase>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<RawCase>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for CasesWithout<'_> {
+    type Value = Vec<RawCase>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of cases, each starting with \"- name: …\"")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<RawCase>, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<RawCase>, A::Error> {
+        let mut cases = Vec::new();
+        for i in 0.. {
+            if self.0.contains(&i) {
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                    break;
+                }
+            } else {
+                match seq.next_element::<RawCase>()? {
+                    Some(case) => cases.push(case),
+                    None => break,
+                }
+            }
+        }
+        Ok(cases)
+    }
 }
 
 #[derive(Debug, Deserialize)]

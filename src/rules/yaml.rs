@@ -48,7 +48,20 @@ pub struct ParseError {
 
 /// Parses a whole document into `T`, strictly (the types deny unknown fields).
 pub fn from_str<T: DeserializeOwned>(src: &str) -> Result<T, ParseError> {
-    serde_yaml::from_str(src).map_err(|e| match e.location() {
+    serde_yaml::from_str(src).map_err(|e| parse_error(src, &e))
+}
+
+/// [`from_str`] through a seed (a reading that leaves parts out, say).
+pub fn from_str_seed<'de, S: serde::de::DeserializeSeed<'de>>(
+    src: &'de str,
+    seed: S,
+) -> Result<S::Value, ParseError> {
+    seed.deserialize(serde_yaml::Deserializer::from_str(src))
+        .map_err(|e| parse_error(src, &e))
+}
+
+fn parse_error(src: &str, e: &serde_yaml::Error) -> ParseError {
+    match e.location() {
         Some(l) => ParseError {
             location: Some(Location {
                 line: l.line(),
@@ -67,7 +80,7 @@ pub fn from_str<T: DeserializeOwned>(src: &str) -> Result<T, ParseError> {
                 message: clean_message(&e.to_string()),
             },
         },
-    })
+    }
 }
 
 /// The error for a file of more than one document, at the start of the second.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::DateTime;
 
 use super::names::CaseNames;
-use super::{Case, RawSuite, Suite};
+use super::{Case, RawSuite, Suite, SuiteWithout};
 use crate::payload::{self, Parsed};
 use crate::rules::yaml::{self, Seg};
 use crate::rules::{LoadError, Rules};
@@ -58,6 +58,13 @@ pub fn load_suites(rules_dir: &Path, rules: &Rules) -> Result<Vec<Suite>, Vec<Lo
     } else {
         Err(errors)
     }
+}
+
+/// The case a shape error is in, from the path serde_yaml starts its message with
+/// (`cases[3].expect: …`).
+fn case_of(message: &str) -> Option<usize> {
+    let (index, _) = message.strip_prefix("cases[")?.split_once(']')?;
+    index.parse().ok()
 }
 
 /// Test files named `.yml` or `.YAML`, and directories of test files under `tests/`, are not
@@ -128,11 +135,27 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             .collect(),
         Err(e) => return Err(vec![error(e.location, e.message)]),
     };
-    let raw: RawSuite = match yaml::from_str(&src) {
-        Ok(raw) => raw,
-        // The duplicates say it better than serde's first complaint about them.
-        Err(_) if !errors.is_empty() => return Err(errors),
-        Err(e) => return Err(vec![error(e.location, e.message)]),
+    // A case that is not well-formed is left out and the file read again, for the next one's
+    // error: every case's shape error in one run.
+    let mut left_out = std::collections::HashSet::new();
+    let mut shape_errors = Vec::new();
+    let raw: RawSuite = loop {
+        match yaml::from_str_seed(&src, SuiteWithout(&left_out)) {
+            Ok(raw) if shape_errors.is_empty() => break raw,
+            Ok(_) => return Err(shape_errors),
+            // The duplicates say it better than serde's first complaint about them.
+            Err(_) if !errors.is_empty() => return Err(errors),
+            Err(e) => {
+                let case = case_of(&e.message).filter(|i| !left_out.contains(i));
+                shape_errors.push(error(e.location, e.message));
+                match case {
+                    Some(i) if shape_errors.len() < yaml::MAX_LOCATED => {
+                        left_out.insert(i);
+                    }
+                    _ => return Err(shape_errors),
+                }
+            }
+        }
     };
     let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
     errors.extend(
@@ -802,6 +825,27 @@ rules:
                 "{CASE}    expect: {{ decision: reject }}\n  - name: b\n    request: {{ imp_uid: i, merchant_uid: o-2, amount: 50 }}\n    expect: {{ decision: reject }}\n  - name: a\n    request: {{ imp_uid: i, merchant_uid: o-3, amount: 50 }}\n    expect: {{ decision: reject }}\n"
             )),
             ["tests/t.yaml:9:11: duplicate case name \"a\" (also at line 3): case names are unique in a file"]
+        );
+    }
+
+    /// The shape errors of every case come in one run: a case that is not well-formed is left
+    /// out and the file read again.
+    #[test]
+    fn every_case_shape_error_is_reported_at_once() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    health: {{ shop: upp }}\n    expect: {{ decision: approve }}\n  - name: b\n    request: {{ imp_uid: i, merchant_uid: o-2, amount: 50 }}\n    expct: {{ decision: approve }}\n  - name: c\n    request: {{ imp_uid: i, merchant_uid: o-3, amount: 50 }}\n    expect: {{ decision: approve }}\n  - name: d\n    request: {{ imp_uid: i, merchant_uid: o-4, amount: 50 }}\n    expect: {{ decision: {{ reject: true }} }}\n"
+            )),
+            [
+                "tests/t.yaml:5:21: cases[0].health.shop: unknown variant \"upp\", expected one of \"up\", \"down\", \"unknown\"; did you mean \"up\"?",
+                "tests/t.yaml:9:5: cases[1]: unknown field \"expct\", expected one of \"name\", \"request\", \"now\", \"upstreams\", \"health\", \"expect\"; did you mean \"expect\"?",
+                "tests/t.yaml:15:25: cases[3].expect.decision: invalid type: map, expected one of \"approve\", \"reject\", \"ignored\"",
+            ]
+        );
+        // Cases as a mapping: the list it should be.
+        assert_eq!(
+            errors("ruleset: default\ncases:\n  a: { request: {}, expect: { decision: approve } }\n"),
+            ["tests/t.yaml:3:3: cases: invalid type: map, expected a list of cases, each starting with \"- name: …\""]
         );
     }
 
