@@ -828,6 +828,25 @@ rules:
         );
     }
 
+    /// An approval names no refusing rule (unless the deadline may approve with one in
+    /// flight, on_error: approve): such a case could never pass.
+    #[test]
+    fn an_approval_decided_by_a_refusing_rule_is_an_error() {
+        let expect = |rule: &str| {
+            format!("{CASE}    health: {{ shop: up }}\n    expect: {{ decision: approve, rule: {rule} }}\n")
+        };
+        assert_eq!(
+            errors(&expect("stock")),
+            ["tests/t.yaml:6:40: rule \"stock\" never decides an approval (only an action: approve rule does), so this case could never pass; when every rule passes, the approval names no rule: leave expect.rule out"]
+        );
+        let approving = format!(
+            "{RULES}  - name: qa\n    when: 'order_id.starts_with(\"qa-\")'\n    action: approve\n"
+        );
+        assert!(load_with(&approving, &expect("qa")).is_ok());
+        let fail_open = format!("settings: {{ on_error: approve }}\n{RULES}");
+        assert!(load_with(&fail_open, &expect("stock")).is_ok());
+    }
+
     /// The shape errors of every case come in one run: a case that is not well-formed is left
     /// out and the file read again.
     #[test]

@@ -131,7 +131,23 @@ impl CaseNames<'_> {
                         format!("rule \"{rule}\" is not enforced, so it never decides; name it under expect.shadow, or an enforced rule here"),
                     )),
                     Some(Mode::Off) => out.push((at(), never_runs(rule, "an enforced rule"))),
-                    Some(Mode::Enforce) => {}
+                    Some(Mode::Enforce) => {
+                        // Only an `action: approve` rule decides an approval (or any rule whose
+                        // check the deadline cut off, with on_error: approve): the case could
+                        // never pass.
+                        let approves = ruleset.rules.iter().any(|r| {
+                            &*r.name == rule && matches!(r.check, crate::rules::Check::Approve)
+                        });
+                        if c.expect.decision == crate::decision::Verdict::Approve
+                            && !approves
+                            && ruleset.settings.on_error == crate::rules::OnError::Reject
+                        {
+                            out.push((
+                                at(),
+                                format!("rule \"{rule}\" never decides an approval (only an action: approve rule does), so this case could never pass; when every rule passes, the approval names no rule: leave expect.rule out"),
+                            ));
+                        }
+                    }
                 }
             }
             for (j, rule) in c.expect.shadow.iter().flatten().enumerate() {
