@@ -61,6 +61,7 @@ fn unclosed_comment(src: &str) -> Result<(), CompileError> {
             message: "this /* is never closed: Rhai would take everything after it as a comment and leave it out; end the comment with */ (comments nest: each /* needs its own */)".into(),
             line,
             column,
+            also: Vec::new(),
         }),
         None => Ok(()),
     }
@@ -114,6 +115,9 @@ pub struct CompileError {
     pub message: String,
     pub line: usize,
     pub column: usize,
+    /// The load-time checks' other findings in the same source, in source order: an operator
+    /// fixes every slip of a script in one round, not one per run.
+    pub also: Vec<CompileError>,
 }
 
 /// A run-time failure of an expression or script (including sandbox limits).
@@ -260,23 +264,43 @@ impl ScriptEngine {
         self.slots.acquire().await.ok()
     }
 
-    /// `ast`, or the error of a slip Rhai accepts at compile time that would change decisions.
-    fn linted(&self, ast: AST, src: &str) -> Result<AST, CompileError> {
-        match lint::unknown_function(&ast, &self.functions)
-            .or_else(|| lint::request_variable_in_fn(&ast))
-            .or_else(|| lint::number_compared_with_string(&ast))
-            .or_else(|| lint::text_compared_with_number(&ast))
-            .or_else(|| lint::unknown_response_field(&ast))
-            .or_else(|| lint::impossible_text_comparison(&ast))
-            .or_else(|| lint::closure_reads_its_own_object(&ast, src))
-            .or_else(|| lint::captured_variable_changed(&ast, &self.functions))
-            .or_else(|| lint::literal_too_large(&ast))
-            .or_else(|| lint::placeholder_in_text(&ast))
-            .or_else(|| lint::number_method_on_text(&ast))
-            .or_else(|| lint::now_in_seconds(&ast))
-            .or_else(|| lint::unknown_property(&ast, &self.functions))
-        {
-            Some((message, at)) => Err(lint_error(message, at)),
+    /// `ast`, or the errors of the slips Rhai accepts at compile time that would change
+    /// decisions: `found` (the checks of an expression or a script) and the checks of both,
+    /// the earliest in the source first.
+    fn linted(
+        &self,
+        ast: AST,
+        src: &str,
+        found: Vec<Option<(String, rhai::Position)>>,
+    ) -> Result<AST, CompileError> {
+        let found = found.into_iter().chain([
+            lint::unknown_function(&ast, &self.functions),
+            lint::request_variable_in_fn(&ast),
+            lint::number_compared_with_string(&ast),
+            lint::text_compared_with_number(&ast),
+            lint::unknown_response_field(&ast),
+            lint::impossible_text_comparison(&ast),
+            lint::closure_reads_its_own_object(&ast, src),
+            lint::captured_variable_changed(&ast, &self.functions),
+            lint::literal_too_large(&ast),
+            lint::placeholder_in_text(&ast),
+            lint::number_method_on_text(&ast),
+            lint::now_in_seconds(&ast),
+            lint::unknown_property(&ast, &self.functions),
+        ]);
+        let mut errors: Vec<CompileError> = found
+            .flatten()
+            .map(|(message, at)| lint_error(message, at))
+            .collect();
+        // Stable: of two findings at one place, the one checked first.
+        errors.sort_by_key(|e| (e.line, e.column));
+        errors.dedup_by_key(|e| (e.line, e.column));
+        let mut errors = errors.into_iter();
+        match errors.next() {
+            Some(mut first) => {
+                first.also = errors.collect();
+                Err(first)
+            }
             None => Ok(ast),
         }
     }
@@ -288,15 +312,13 @@ impl ScriptEngine {
             .compile_expression_with_scope(&compile_scope(extra), src)
             .map_err(|e| statement_in_expression(parse_error(src, extra, &e)))
             .and_then(|ast| {
-                match lint::not_a_condition(&ast)
-                    .or_else(|| lint::in_place_result(&ast, false))
-                    .or_else(|| lint::switch_arm_reads_variable(&ast))
-                {
-                    Some((message, at)) => Err(lint_error(message, at)),
-                    None => Ok(ast),
-                }
+                let found = vec![
+                    lint::not_a_condition(&ast),
+                    lint::in_place_result(&ast, false),
+                    lint::switch_arm_reads_variable(&ast),
+                ];
+                self.linted(ast, src, found)
             })
-            .and_then(|ast| self.linted(ast, src))
     }
 
     /// An expression compiled without the load-time checks, for tests of what the engine
@@ -324,18 +346,16 @@ impl ScriptEngine {
                 error
             })
             .and_then(|ast| {
-                match lint::no_result(&ast)
-                    .or_else(|| lint::not_a_result(&ast))
-                    .or_else(|| lint::quoted_bool_result(&ast))
-                    .or_else(|| lint::in_place_result(&ast, true))
-                    .or_else(|| lint::in_place_kept(&ast))
-                    .or_else(|| lint::dropped_value(&ast))
-                {
-                    Some((message, at)) => Err(lint_error(message, at)),
-                    None => Ok(ast),
-                }
+                let found = vec![
+                    lint::no_result(&ast),
+                    lint::not_a_result(&ast),
+                    lint::quoted_bool_result(&ast),
+                    lint::in_place_result(&ast, true),
+                    lint::in_place_kept(&ast),
+                    lint::dropped_value(&ast),
+                ];
+                self.linted(ast, src, found)
             })
-            .and_then(|ast| self.linted(ast, src))
     }
 
     /// Evaluates a boolean expression; anything but a bool is an error. It stops when

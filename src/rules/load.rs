@@ -634,26 +634,30 @@ impl FileCompiler<'_, '_> {
                 })
             }
             Err(_) if self.error_not_located() => None,
-            Err(e) => {
+            Err(mut first) => {
                 let scalar = yaml::locate(&self.src, path);
-                let at = yaml::position_in_scalar(&self.src, scalar, src, e.line, e.column);
-                // Only an error where the value ends can come from the cut (Rhai wanted more);
-                // an error elsewhere is the expression's own, and its comment a real one.
-                let last_line = src.lines().count().max(1);
-                let last_len = src.lines().last().map_or(0, |l| l.chars().count());
-                let at_end = e.line > last_line || (e.line == last_line && e.column > last_len);
-                let hint = if at_end && yaml::cut_by_comment(&self.src, scalar, src) {
-                    " (YAML reads an unquoted value only up to \" #\", the rest of the line being a comment: put the expression in quotes)"
-                } else {
-                    ""
-                };
-                self.error_at(
-                    at,
-                    format!(
-                        "rule \"{rule}\": {field}: invalid expression: {}{hint}",
-                        e.message
-                    ),
-                );
+                let also = std::mem::take(&mut first.also);
+                for e in std::iter::once(first).chain(also) {
+                    let at = yaml::position_in_scalar(&self.src, scalar, src, e.line, e.column);
+                    // Only an error where the value ends can come from the cut (Rhai wanted
+                    // more); an error elsewhere is the expression's own, and its comment a
+                    // real one.
+                    let last_line = src.lines().count().max(1);
+                    let last_len = src.lines().last().map_or(0, |l| l.chars().count());
+                    let at_end = e.line > last_line || (e.line == last_line && e.column > last_len);
+                    let hint = if at_end && yaml::cut_by_comment(&self.src, scalar, src) {
+                        " (YAML reads an unquoted value only up to \" #\", the rest of the line being a comment: put the expression in quotes)"
+                    } else {
+                        ""
+                    };
+                    self.error_at(
+                        at,
+                        format!(
+                            "rule \"{rule}\": {field}: invalid expression: {}{hint}",
+                            e.message
+                        ),
+                    );
+                }
                 None
             }
         }
@@ -695,6 +699,7 @@ impl FileCompiler<'_, '_> {
                 message,
                 line: at.line().unwrap_or(1),
                 column: at.position().unwrap_or(1),
+                also: Vec::new(),
             });
         }
         Ok(())

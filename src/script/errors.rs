@@ -304,6 +304,7 @@ fn compile_error(full: String, pos: Position, bare: &str) -> CompileError {
         message: message.to_lowercase_first(),
         line: pos.line().unwrap_or(1),
         column: pos.position().unwrap_or(1),
+        also: Vec::new(),
     }
 }
 

@@ -566,28 +566,29 @@ impl FileCompiler<'_, '_> {
                     ast,
                 })
             }
-            Err(e) => {
+            Err(mut first) => {
                 // Errors inside a script are reported against the script, where the fix is.
-                self.errors.push(LoadError {
-                    file,
-                    location: Some(Location {
-                        line: e.line,
-                        column: e.column,
-                    }),
-                    message: format!("{}{}", e.message, self.script_of(rule)),
-                });
+                let also = std::mem::take(&mut first.also);
+                for e in std::iter::once(first).chain(also) {
+                    self.errors.push(LoadError {
+                        file: file.clone(),
+                        location: Some(Location {
+                            line: e.line,
+                            column: e.column,
+                        }),
+                        message: format!("{}{}", e.message, self.script_of(rule)),
+                    });
+                }
                 None
             }
         }
     }
 
-    /// A `{response.body.x}` in a fetch rule's reason that names no field its `require` reads,
-    /// but one close to it (`availble` where the require reads `available`): the answer has
-    /// no such field, so the buyer would read the reason with nothing in its place.
     /// Rules that load and can never do what they are there for: a guard or a requirement
     /// written as a constant, a window that is over for every payment (an unconditional
-    /// approval hiding the rules after it is the ruleset's to see). Each is most likely a slip (a test value left in, a
-    /// wrong year), and none shows in a rule test that does not look for it.
+    /// approval hiding the rules after it is the ruleset's to see). Each is most likely a slip
+    /// (a test value left in, a wrong year), and none shows in a rule test that does not look
+    /// for it.
     fn warn_if_it_never_acts(&mut self, i: usize, raw: &RawRule, check: Option<&Check>) {
         let name = raw.name.as_str();
         let path = |k: &'static str| [Seg::Key("rules"), Seg::Index(i), Seg::Key(k)];
@@ -610,6 +611,9 @@ impl FileCompiler<'_, '_> {
         }
     }
 
+    /// A `{response.body.x}` in a fetch rule's reason that names no field its `require` reads,
+    /// but one close to it (`availble` where the require reads `available`): the answer has
+    /// no such field, so the buyer would read the reason with nothing in its place.
     fn warn_about_misspelt_fields(
         &mut self,
         at: &[Seg<'_>],

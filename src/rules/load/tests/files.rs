@@ -755,6 +755,31 @@ fn script_errors_are_reported_against_the_script() {
     );
 }
 
+/// The load-time checks' findings in one script, and in one expression, come together, in
+/// the order they are written (a syntax error is still Rhai's one error).
+#[test]
+fn every_slip_the_checks_find_in_a_script_or_expression_comes_at_once() {
+    let dir = default_file(
+        "rules:\n  - name: vip\n    script: scripts/vip.rhai\n  - name: f\n    require: 'order_id.length < 40 && amount < \"5000\" && api == \"v2\"'\n    reason: x\n",
+    );
+    dir.write(
+        "scripts/vip.rhai",
+        "if amount > 1000000 {\n    return \"한도 초과 (${amount}원)\";\n}\nlet n = order_id.length;\namount\n",
+    );
+    let script = r#" (script of rule "vip" in default.yaml)"#;
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at("scripts/vip.rhai", 2, 12, &format!("${{amount}} is not filled in inside double quotes: Rhai fills in ${{…}} only in a backtick string, so write `…${{amount}}…` with backticks{script}")),
+            dir.at("scripts/vip.rhai", 4, 18, &format!("a string has no property length, so reading it fails every request; write order_id.len(){script}")),
+            dir.at("scripts/vip.rhai", 5, 1, &format!("this gives a number, which no script may give: a script gives true or () to pass, false to refuse with the rule's reason, or a string to refuse with that string; write a condition, such as amount <= 1000000, or a reason{script}")),
+            dir.at(DEFAULT, 5, 24, r#"rule "f": require: invalid expression: a string has no property length, so reading it fails every request; write order_id.len()"#),
+            dir.at(DEFAULT, 5, 48, r#"rule "f": require: invalid expression: "5000" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#),
+            dir.at(DEFAULT, 5, 65, r#"rule "f": require: invalid expression: api is never "v2": it is one of "v1", "v2-2024-01-01", "v2-2024-04-25""#),
+        ]
+    );
+}
+
 #[test]
 fn script_paths_must_stay_inside_the_rules_directory() {
     let dir = default_file(
