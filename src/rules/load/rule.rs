@@ -201,7 +201,20 @@ impl FileCompiler<'_, '_> {
                 };
                 let min = bound("min", &a.min)?;
                 let max = bound("max", &a.max)?;
-                if min.is_none() && max.is_none() {
+                // `min: ~` is reported as a key without a value, which says it better.
+                let written = |k| {
+                    yaml::locate_key(
+                        &self.src,
+                        &[
+                            Seg::Key("rules"),
+                            Seg::Index(i),
+                            Seg::Key("amount"),
+                            Seg::Key(k),
+                        ],
+                    )
+                    .is_some()
+                };
+                if min.is_none() && max.is_none() && !written("min") && !written("max") {
                     self.error(
                         &path("amount"),
                         format!("rule \"{name}\": amount needs min, max or both"),

@@ -466,8 +466,13 @@ impl FileCompiler<'_, '_> {
                 };
                 let unhealthy_after = h.unhealthy_after.unwrap_or(2);
                 let healthy_after = h.healthy_after.unwrap_or(1);
-                if unhealthy_after == 0 || healthy_after == 0 {
-                    self.error(&[base[0], base[1], Seg::Key("health")], format!("upstream \"{name}\": unhealthy_after and healthy_after must be at least 1"));
+                for (key, n) in [
+                    ("unhealthy_after", unhealthy_after),
+                    ("healthy_after", healthy_after),
+                ] {
+                    if n == 0 {
+                        self.error(&[base[0], base[1], Seg::Key("health"), Seg::Key(key)], format!("upstream \"{name}\": health.{key} must be at least 1 (probes in a row that decide the state)"));
+                    }
                 }
                 // `None` (a bad interval, already reported) fails the upstream below.
                 interval.map(|interval| {

@@ -646,6 +646,12 @@ fn messages_say_what_the_yaml_should_hold() {
             "unknown anchor: *missing refers to no &missing defined above it: an alias repeats a value marked with &missing earlier in the file; mark one, or write the value out",
         ),
         (
+            "an amount bound without a value: no second error that amount needs one",
+            "rules:\n  - name: a\n    amount: { min: ~ }\n    reason: x\n",
+            (3, 15),
+            r#"rules[0].amount.min (rule "a"): no value; write one, or delete the key"#,
+        ),
+        (
             "on_error as a yes/no",
             "rules:\n  - name: a\n    on_error: true\n    amount: { max: 1 }\n    reason: x\n",
             (3, 15),
@@ -992,24 +998,29 @@ fn health_probe_intervals_have_a_minimum() {
 /// down after a probe that succeeded): each one of them is an error on its own.
 #[test]
 fn health_probe_thresholds_are_at_least_one() {
-    for thresholds in [
-        "unhealthy_after: 0",
-        "healthy_after: 0",
-        "unhealthy_after: 0, healthy_after: 0",
+    let at = |column: usize, key: &str| {
+        format!(
+            "{DEFAULT}:4:{column}: upstream \"shop\": health.{key} must be at least 1 (probes in a row that decide the state)"
+        )
+    };
+    for (thresholds, errors) in [
+        ("unhealthy_after: 0", vec![at(47, "unhealthy_after")]),
+        ("healthy_after: 0", vec![at(45, "healthy_after")]),
+        (
+            "unhealthy_after: 0, healthy_after: 0",
+            vec![at(47, "unhealthy_after"), at(65, "healthy_after")],
+        ),
     ] {
         let dir = default_file(&format!(
             "upstreams:\n  shop:\n    url: http://shop.test\n    health: {{ path: /health, {thresholds} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: x\n"
         ));
-        assert_eq!(
-            dir.errors(),
-            [dir.at(
-                DEFAULT,
-                4,
-                13,
-                r#"upstream "shop": unhealthy_after and healthy_after must be at least 1"#
-            )],
-            "{thresholds}"
-        );
+        let prefix = format!("{}/", dir.path().display());
+        let got: Vec<String> = dir
+            .errors()
+            .iter()
+            .map(|e| e.replace(&prefix, ""))
+            .collect();
+        assert_eq!(got, errors, "{thresholds}");
     }
 }
 
