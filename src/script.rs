@@ -712,6 +712,8 @@ pub(crate) mod tests {
         for (src, message) in [
             ("amount => 1000", "unexpected '=>': greater than or equal is written >= (amount >= 1000); a closure is written |x| …"),
             ("order_id = \"x\"", "unexpected '=': = gives a variable a value; compare with == (order_id == \"x\")"),
+            ("amount === 5", "=== is not an operator in Rhai: write =="),
+            ("amount !== 5", "!== is not an operator in Rhai: write !="),
         ] {
             let err = engine.compile_expression(src, &[]).unwrap_err();
             assert_eq!(err.message, message, "{src}");
@@ -832,6 +834,25 @@ pub(crate) mod tests {
             1,
             15,
         );
+        // Kinds known through request variables and literals, for every helper argument.
+        for (src, message, column) in [
+            ("one_of(amount, \"50000\")", "one_of(…) takes a list (such as [\"store-a\", \"store-b\"]) as its second argument, not a string, so this call would fail on every request", 16),
+            ("before(order_id, 1) == \"x\"", "before(…) takes text as its second argument, not a number, so this call would fail on every request", 18),
+            ("after(amount, \"-\") == \"x\"", "after(…) takes text as its first argument, not a number, so this call would fail on every request", 7),
+            ("format_amount(order_id) != \"\"", "format_amount(…) takes a number (such as amount) as its first argument, not a string, so this call would fail on every request", 15),
+            ("seoul_hour([1]) > 9", "seoul_hour(…) takes a time in Unix milliseconds (such as now) as its first argument, not an array, so this call would fail on every request", 12),
+        ] {
+            tests::assert_refused(&engine, src, message, 1, column);
+        }
+        for fine in [
+            "one_of(store_id, [\"a\"])",
+            "order_id.before(\"-\") == \"x\"",
+            "seoul_hour(now) > 9 && format_amount(amount) != \"\"",
+            // The request's `now`, read before the script's own takes its name.
+            "let now = seoul_time(now);\nnow >= \"10:00\"",
+        ] {
+            assert!(engine.compile_script(fine).is_ok(), "{fine}");
+        }
         let ran = tests::run_unchecked(
             &engine,
             "let d = \"2026-12-01\"; let x = seoul_date(d); x.len() > 0",

@@ -139,23 +139,28 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     // error: every case's shape error in one run.
     let mut left_out = std::collections::HashSet::new();
     let mut shape_errors = Vec::new();
-    let raw: RawSuite = loop {
-        match yaml::from_str_seed(&src, SuiteWithout(&left_out)) {
-            Ok(raw) if shape_errors.is_empty() => break raw,
-            Ok(_) => return Err(shape_errors),
-            // The duplicates say it better than serde's first complaint about them.
-            Err(_) if !errors.is_empty() => return Err(errors),
-            Err(e) => {
-                let case = case_of(&e.message).filter(|i| !left_out.contains(i));
-                shape_errors.push(error(e.location, e.message));
-                match case {
-                    Some(i) if shape_errors.len() < yaml::MAX_LOCATED => {
-                        left_out.insert(i);
-                    }
-                    _ => return Err(shape_errors),
-                }
-            }
+    let raw: Option<RawSuite> = loop {
+        let e = match yaml::from_str_seed(&src, SuiteWithout(&left_out)) {
+            Ok(raw) if shape_errors.is_empty() => break Some(raw),
+            Ok(_) => break None,
+            Err(e) => e,
+        };
+        let case = case_of(&e.message).filter(|i| !left_out.contains(i));
+        // A repeated key is reported at the repetition (above), better than serde's words.
+        if !e.message.contains("duplicate") {
+            shape_errors.push(error(e.location, e.message));
         }
+        match case {
+            Some(i) if shape_errors.len() < yaml::MAX_LOCATED => {
+                left_out.insert(i);
+            }
+            _ => break None,
+        }
+    };
+    let Some(raw) = raw else {
+        errors.extend(shape_errors);
+        errors.sort_by_key(|e| e.location.map(|l| (l.line, l.column)));
+        return Err(errors);
     };
     let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
     errors.extend(
@@ -859,6 +864,16 @@ rules:
                 "tests/t.yaml:5:21: cases[0].health.shop: unknown variant \"upp\", expected one of \"up\", \"down\", \"unknown\"; did you mean \"up\"?",
                 "tests/t.yaml:9:5: cases[1]: unknown field \"expct\", expected one of \"name\", \"request\", \"now\", \"upstreams\", \"health\", \"expect\"; did you mean \"expect\"?",
                 "tests/t.yaml:15:25: cases[3].expect.decision: invalid type: map, expected one of \"approve\", \"reject\", \"ignored\"",
+            ]
+        );
+        // A repeated key (reported at the repetition) and another case's shape error: both.
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GET /x\": {{ status: 200 }}\n        \"GET /x\": {{ status: 500 }}\n    expect: {{ decision: approve }}\n  - name: b\n    request: {{ imp_uid: i, merchant_uid: o-2, amount: 50 }}\n    expect: {{ decision: aprove }}\n"
+            )),
+            [
+                "tests/t.yaml:8:9: cases[0].upstreams.shop: duplicate key \"GET /x\" (first at line 7): a key may appear only once in a mapping",
+                "tests/t.yaml:12:25: cases[1].expect.decision: unknown variant \"aprove\", expected one of \"approve\", \"reject\", \"ignored\"; did you mean \"approve\"?",
             ]
         );
         // Cases as a mapping: the list it should be.

@@ -223,6 +223,15 @@ fn slip_hint(src: &str, error: &mut CompileError) {
             "import" | "export" => "scripts cannot import modules (each script is one file, run sandboxed); write the functions it needs in it",
             _ => return,
         }
+    } else if let Some(op) = message
+        .strip_prefix("unexpected ''")
+        .and_then(|rest| rest.split_once("' is not a valid operator. This is not JavaScript!"))
+        .map(|(op, _)| op.to_owned())
+    {
+        // Rhai's own words, quoted twice and addressed to a programmer.
+        let instead = if op == "!==" { "!=" } else { "==" };
+        error.message = format!("{op} is not an operator in Rhai: write {instead}");
+        return;
     } else if message == "unexpected '='" {
         "= gives a variable a value; compare with == (order_id == \"x\")"
     } else if message == "unexpected '=>'"

@@ -462,6 +462,20 @@ impl FileCompiler<'_, '_> {
                 );
                 None
             }
+            // SPEC §9: a YAML mapping, sent as a JSON object; a string or a list would be sent
+            // as JSON too (`"raw o1"`), which no handler written for an object reads.
+            (Some(b), _) if !b.is_object() => {
+                self.error(
+                    &sub("body"),
+                    format!("rule \"{name}\": fetch.body is a mapping of fields, sent as a JSON object (body: {{ order: \"{{order_id}}\" }}), not {}", match b {
+                        serde_json::Value::Array(_) => "a list",
+                        serde_json::Value::String(_) => "text",
+                        serde_json::Value::Null => "empty",
+                        _ => "a single value",
+                    }),
+                );
+                None
+            }
             (Some(b), _) => match body_template(b) {
                 Ok(t) => Some(t),
                 Err(e) => {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use rhai::{ASTFlags, ASTNode, Expr, Position, Stmt, AST};
 
 use super::declared_names;
+use super::kinds::Kind;
 use super::race::{continues_chain, methods_of};
 use super::values::{
     assignment_holds_no_closure, closure_gives_data, holds_no_closure, Known, Unknown,
@@ -77,6 +78,7 @@ pub(in crate::script) fn unknown_function(
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
     let properties = map_properties(ast, &Unknown);
     let declared = declared_names(ast);
+    let kinds = super::kinds::Names::of(ast);
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let (call, at, method) = match path.last() {
@@ -108,7 +110,9 @@ pub(in crate::script) fn unknown_function(
             // The value before the dot is the first argument.
             let given = call.args.len() + usize::from(method);
             if arities.contains(&given) {
-                if let Some(text) = text_for_number(name, call, method) {
+                if let Some(text) = text_for_number(name, call, method)
+                    .or_else(|| wrong_kind(name, call, method, &kinds, &declared))
+                {
                     found = Some(text);
                     return false;
                 }
@@ -165,6 +169,90 @@ fn number_taken(helper: &str) -> Option<&'static str> {
         "format_amount" => Some("a number, such as amount"),
         _ => None,
     }
+}
+
+/// What each helper's arguments must be, where one of another kind finds no function on every
+/// request: (helper, argument index as a function call counts it, kind, in words).
+const HELPER_ARGUMENTS: [(&str, usize, Kind, &str); 11] = [
+    (
+        "seoul_date",
+        0,
+        Kind::Number,
+        "a time in Unix milliseconds (such as now)",
+    ),
+    (
+        "seoul_time",
+        0,
+        Kind::Number,
+        "a time in Unix milliseconds (such as now)",
+    ),
+    (
+        "seoul_hour",
+        0,
+        Kind::Number,
+        "a time in Unix milliseconds (such as now)",
+    ),
+    (
+        "seoul_minute",
+        0,
+        Kind::Number,
+        "a time in Unix milliseconds (such as now)",
+    ),
+    (
+        "seoul_weekday",
+        0,
+        Kind::Number,
+        "a time in Unix milliseconds (such as now)",
+    ),
+    (
+        "format_amount",
+        0,
+        Kind::Number,
+        "a number (such as amount)",
+    ),
+    (
+        "one_of",
+        1,
+        Kind::Array,
+        "a list (such as [\"store-a\", \"store-b\"])",
+    ),
+    ("before", 0, Kind::String, "text"),
+    ("before", 1, Kind::String, "text"),
+    ("after", 0, Kind::String, "text"),
+    ("after", 1, Kind::String, "text"),
+];
+
+/// A helper given an argument of a kind known at load (a literal, a request variable, a
+/// variable declared with one) that it does not take (`one_of(store_id, "store-a")`,
+/// `before(order_id, 1)`, `format_amount(order_id)`): Rhai finds no function for it on every
+/// request, and `on_error` decides every payment.
+fn wrong_kind(
+    name: &str,
+    call: &rhai::FnCallExpr,
+    method: bool,
+    kinds: &super::kinds::Names,
+    declared: &HashSet<String>,
+) -> Option<(String, Position)> {
+    let mut arguments = HELPER_ARGUMENTS
+        .iter()
+        .filter(|(helper, ..)| *helper == name);
+    arguments.find_map(|&(_, index, kind, words)| {
+        // The value before the dot of a method call is the first argument, not in `args`.
+        let arg = call.args.get(index.checked_sub(usize::from(method))?)?;
+        // A variable the script declares may hold another value where the call reads it
+        // (`let now = seoul_time(now)` reads the request's `now`): only what is certain.
+        if matches!(arg, Expr::Variable(v, ..) if declared.contains(v.1.as_str())) {
+            return None;
+        }
+        let given = kinds.kind(arg)?;
+        (given != kind).then(|| {
+            let nth = ["first", "second"][index];
+            (
+                format!("{name}(…) takes {words} as its {nth} argument, not {}, so this call would fail on every request", given.name()),
+                arg.position(),
+            )
+        })
+    })
 }
 
 /// A helper that takes a number given text written in the script (`seoul_date("2026-12-01")`),
@@ -455,6 +543,25 @@ pub(in crate::script) fn unknown_response_field(ast: &AST) -> Option<(String, Po
         let Some(mut field) = answer_rest(e, &answers) else {
             return true;
         };
+        // `response.headers["Content-Type"]`: the answer's header names are lower case, so
+        // a name with capitals is never there.
+        if let Expr::Index(inner, _, _) = field {
+            if matches!(&inner.lhs, Expr::Property(p, _) if p.2 == "headers") {
+                let mut key = &inner.rhs;
+                while let Expr::Index(i, _, _) | Expr::Dot(i, _, _) = key {
+                    key = &i.lhs;
+                }
+                if let Expr::StringConstant(name, at) = key {
+                    if name.chars().any(char::is_uppercase) {
+                        found = Some((
+                            format!("header names in an answer's headers are lower case, so \"{name}\" is never there: write \"{}\"", name.to_lowercase()),
+                            *at,
+                        ));
+                        return false;
+                    }
+                }
+            }
+        }
         while let Expr::Index(inner, _, _) | Expr::Dot(inner, _, _) = field {
             field = &inner.lhs;
         }

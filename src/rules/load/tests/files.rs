@@ -491,6 +491,37 @@ rules:
     );
 }
 
+/// A fetch body is a mapping (SPEC §9), sent as a JSON object: text or a list is an error.
+#[test]
+fn a_fetch_body_is_a_mapping() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+rules:
+  - name: text
+    fetch: { upstream: shop, method: POST, path: /hold, body: "raw {order_id}" }
+    reason: x
+  - name: list
+    fetch: { upstream: shop, method: PUT, path: /hold, body: [1, "{order_id}"] }
+    reason: x
+  - name: object
+    fetch: { upstream: shop, method: POST, path: /hold, body: { order: "{order_id}" } }
+    reason: x
+"#,
+    );
+    let message = |rule: &str, what: &str| {
+        format!("rule \"{rule}\": fetch.body is a mapping of fields, sent as a JSON object (body: {{ order: \"{{order_id}}\" }}), not {what}")
+    };
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 6, 63, &message("text", "text")),
+            dir.at(DEFAULT, 9, 62, &message("list", "a list")),
+        ]
+    );
+}
+
 #[test]
 fn bad_fetch_and_forward_fields() {
     let dir = default_file(
