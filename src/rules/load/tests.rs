@@ -126,6 +126,25 @@ mod settings;
 mod audit {
     use super::*;
 
+    /// A header value with a line break from its variable (read from a file) names the
+    /// variable, never its value.
+    #[test]
+    fn a_header_variable_ending_in_a_line_break_is_named() {
+        let dir = default_file(
+            "upstreams:\n  shop:\n    url: \"http://127.0.0.1:1\"\n    headers: { X-Shop: \"${SHOP}\", Authorization: \"Bearer ${TOKEN}\" }\nrules:\n  - name: via-shop\n    forward: { upstream: shop, path: /confirm }\n",
+        );
+        let errors = dir.errors_with(&[("SHOP", "a"), ("TOKEN", "s3cret\n")]);
+        assert_eq!(
+            errors,
+            [dir.at(
+                DEFAULT,
+                4,
+                50,
+                r#"upstream "shop": header "Authorization" has characters not allowed in a header value: the value of environment variable TOKEN holds a line break or another control character (a value read from a file often ends in one)"#
+            )]
+        );
+    }
+
     /// A value that is not UTF-8 is named as such, not as unset: the operator would look
     /// for a variable that is there.
     #[cfg(unix)]

@@ -423,7 +423,20 @@ impl FileCompiler<'_, '_> {
                         headers.insert(hname, hv);
                         secrets.extend(sub.values.into_iter().map(Into::into));
                     }
-                    Err(_) => self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" has characters not allowed in a header value")),
+                    Err(_) => {
+                        // Most often a variable's value read from a file, ending in a line
+                        // break: name it (never its value, which may be a secret).
+                        let names = v
+                            .split("${")
+                            .skip(1)
+                            .filter_map(|rest| rest.split_once('}').map(|(var, _)| var));
+                        let from = names
+                            .zip(&sub.values)
+                            .find(|(_, value)| value.contains(char::is_control))
+                            .map(|(var, _)| format!(": the value of environment variable {var} holds a line break or another control character (a value read from a file often ends in one)"))
+                            .unwrap_or_default();
+                        self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" has characters not allowed in a header value{from}"));
+                    }
                 },
                 Err(errors) => {
                     for e in errors {
