@@ -1094,6 +1094,17 @@ rules:
         );
     }
 
+    /// A canned call written as the buyer reads the order id, not as it is sent: the warning
+    /// says how to write it.
+    #[test]
+    fn a_canned_call_written_undecoded_says_how_it_is_sent() {
+        let sent = "GET /api/stock/%EC%A3%BC%EB%AC%B8-1?n=50+left";
+        assert_eq!(
+            warnings("ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: 주문-1, amount: 50 }\n    health: { shop: up }\n    upstreams:\n      shop:\n        \"GET /api/stock/주문-1?n=50+left\": { status: 200 }\n        \"POST /payments/confirm\": { status: 200 }\n    expect: { decision: approve }\n"),
+            [format!("tests/t.yaml:8:9: canned answer \"GET /api/stock/주문-1?n=50+left\" is never used: for this request the rules of ruleset \"default\" call \"shop\" with \"{sent}\", \"POST /payments/confirm\" (the call is named as it is sent, percent-encoded: write \"{sent}\")")]
+        );
+    }
+
     #[test]
     fn a_health_state_no_rule_reads_is_a_warning() {
         let rules = "upstreams:\n  shop: { url: \"http://127.0.0.1:9\", health: { path: /health } }\nrules:\n  - name: parked\n    healthy: shop\n    mode: off\n    reason: x\n  - name: limit\n    amount: { max: 100 }\n    reason: y\n";

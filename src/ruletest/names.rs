@@ -254,6 +254,17 @@ impl CaseNames<'_> {
                         made.join(", ")
                     )
                 };
+                // `GET /s/주문-1` for the `/s/%EC%A3%BC…-1` a placeholder is sent as.
+                let decoded = |k: &str| {
+                    percent_encoding::percent_decode_str(k)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                };
+                if let Some(sent) = to_up.iter().find(|m| decoded(m) == decoded(&normal)) {
+                    message.push_str(&format!(
+                        " (the call is named as it is sent, percent-encoded: write \"{sent}\")"
+                    ));
+                }
                 if let Some(h) = &upstream.health {
                     if normal == format!("GET {}", h.path) {
                         message.push_str(&format!(
