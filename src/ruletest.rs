@@ -19,7 +19,7 @@ use crate::payload::{self, Parsed};
 use crate::rules::{Check, LoadError, Mode, Rule, Rules};
 use crate::script::ScriptEngine;
 use crate::upstream::canned::{Canned, CannedAnswer, CannedHealth, RawAnswer};
-pub use load::load_suites;
+pub use load::{load_suites, shape_errors};
 
 #[derive(Debug)]
 struct RawSuite {

@@ -22,20 +22,8 @@ use crate::upstream::canned::CannedAnswer;
 /// the case's request is a warning ([`Suite::warnings`]).
 pub fn load_suites(rules_dir: &Path, rules: &Rules) -> Result<Vec<Suite>, Vec<LoadError>> {
     let dir = rules_dir.join("tests");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .flatten()
-            .map(|e| e.path())
-            // Not only regular files: a FIFO or a link to a device named like a test file is
-            // an error when read (never opened), rather than a suite silently not run.
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml") && !p.is_dir())
-            .filter(|p| {
-                !p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'))
-            })
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+    let files = match test_files(&dir) {
+        Ok(files) => files,
         Err(e) => {
             return Err(vec![LoadError {
                 file: dir,
@@ -44,7 +32,6 @@ pub fn load_suites(rules_dir: &Path, rules: &Rules) -> Result<Vec<Suite>, Vec<Lo
             }])
         }
     };
-    files.sort();
     let mut suites = Vec::new();
     let mut errors = misnamed_tests(&dir);
     for file in files {
@@ -65,6 +52,29 @@ pub fn load_suites(rules_dir: &Path, rules: &Rules) -> Result<Vec<Suite>, Vec<Lo
 fn case_of(message: &str) -> Option<usize> {
     let (index, _) = message.strip_prefix("cases[")?.split_once(']')?;
     index.parse().ok()
+}
+
+/// The test files in `dir` (none when it does not exist), sorted.
+fn test_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        // Not only regular files: a FIFO or a link to a device named like a test file is an
+        // error when read (never opened), rather than a suite silently not run.
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml") && !p.is_dir())
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Test files named `.yml` or `.YAML`, and directories of test files under `tests/`, are not
@@ -117,7 +127,10 @@ fn nested_tests(path: &Path) -> bool {
         })
 }
 
-fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
+/// The test file `file` read as far as its shape goes, without the rules: its text, what it
+/// holds, and the repeated keys found (errors, reported with the rest); or every syntax and
+/// shape error of it.
+fn read_suite(file: &Path) -> Result<(String, RawSuite, Vec<LoadError>), Vec<LoadError>> {
     let error = |location, message: String| LoadError {
         file: file.to_owned(),
         location,
@@ -157,11 +170,39 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             _ => break None,
         }
     };
-    let Some(raw) = raw else {
-        errors.extend(shape_errors);
-        errors.sort_by_key(|e| e.location.map(|l| (l.line, l.column)));
-        return Err(errors);
+    match raw {
+        Some(raw) => Ok((src, raw, errors)),
+        None => {
+            errors.extend(shape_errors);
+            errors.sort_by_key(|e| e.location.map(|l| (l.line, l.column)));
+            Err(errors)
+        }
+    }
+}
+
+/// The syntax and shape errors of every test file under `rules_dir`, read without rules: for
+/// `check` when the rules themselves do not load, so that a broken test file is not found
+/// only once they do.
+pub fn shape_errors(rules_dir: &Path) -> Vec<LoadError> {
+    let dir = rules_dir.join("tests");
+    let files = test_files(&dir).unwrap_or_default();
+    let mut errors = misnamed_tests(&dir);
+    for file in files {
+        match read_suite(&file) {
+            Ok((_, _, mut repeated)) => errors.append(&mut repeated),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    errors
+}
+
+fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
+    let error = |location, message: String| LoadError {
+        file: file.to_owned(),
+        location,
+        message,
     };
+    let (src, raw, mut errors) = read_suite(file)?;
     let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
     errors.extend(
         yaml::test_keys_without_value(&src)

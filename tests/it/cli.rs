@@ -546,6 +546,38 @@ fn serve_refuses_an_empty_admin_token() {
 
 /// Audit (fail-open): a rule file emptied by a full disk or a non-atomic save must not load,
 /// or every payment would be approved. `check` fails at `FILE:LINE:COL`.
+/// A rule file that does not load still leaves the test files' own shape checked: a broken
+/// test file is not found only once the rules are fixed.
+#[test]
+fn check_reports_test_file_shape_errors_beside_rule_errors() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: a\n    amount: { max: 5 }\n    reasn: x\n",
+    );
+    rules.write(
+        "tests/t.yaml",
+        "ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o, amount: 5 }\n    expct: { decision: approve }\n",
+    );
+    let out = check(&rules);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let dir = rules.path().display();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{dir}/default.yaml:4:5: rules[0] (rule \"a\"): unknown field \"reasn\""
+        )),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{dir}/tests/t.yaml:5:5: cases[0]: unknown field \"expct\""
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn check_refuses_a_ruleset_without_rules() {
     let no_rules = "no rules: a ruleset needs at least one rule (an empty ruleset would approve every payment; to approve everything on purpose, write a rule with when: 'true' and action: approve)";
