@@ -35,6 +35,23 @@ fn check_ok(rules: &Rules, summary: &str) -> Output {
     out
 }
 
+/// `check` on `rules`, which must fail: its error lines, each beginning as in `starts`
+/// (paths relative to the rules directory).
+fn check_fails_with(rules: &Rules, starts: &[&str]) {
+    let out = check(rules);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let prefix = format!("{}/", rules.path().display());
+    let lines: Vec<String> = stderr.lines().map(|l| l.replace(&prefix, "")).collect();
+    assert_eq!(lines.len(), starts.len(), "{stderr}");
+    for (line, start) in lines.iter().zip(starts) {
+        assert!(
+            line.starts_with(start),
+            "{line}\ndoes not start with\n{start}"
+        );
+    }
+}
+
 fn shipped_rules() -> String {
     format!("{}/rules", env!("CARGO_MANIFEST_DIR"))
 }
@@ -82,29 +99,13 @@ fn check_lists_the_confirm_urls_and_passes_strict_without_a_default() {
 fn check_prints_every_error_with_its_location() {
     let rules = Rules::with("default.yaml", "settings:\n  deadline: 4 sec\nrules:\n  - name: a\n    require: 'order_idd == 1'\n    reason: x\n");
     rules.write("other.yaml", "rules:\n  - name: b\n    amount: { mx: 1 }\n");
-    let out = check(&rules);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let dir = rules.path().display();
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 3, "{stderr}");
-    assert!(
-        lines[0].starts_with(&format!(
-            "{dir}/default.yaml:2:13: invalid duration \"4 sec\""
-        )),
-        "{stderr}"
-    );
-    assert!(
-        lines[1].starts_with(&format!(
-            "{dir}/default.yaml:5:15: rule \"a\": require: invalid expression:"
-        )),
-        "{stderr}"
-    );
-    assert!(
-        lines[2].starts_with(&format!(
-            "{dir}/other.yaml:3:15: rules[0].amount (rule \"b\"): unknown field \"mx\""
-        )),
-        "{stderr}"
+    check_fails_with(
+        &rules,
+        &[
+            "default.yaml:2:13: invalid duration \"4 sec\"",
+            "default.yaml:5:15: rule \"a\": require: invalid expression:",
+            "other.yaml:3:15: rules[0].amount (rule \"b\"): unknown field \"mx\"",
+        ],
     );
 }
 
@@ -558,23 +559,12 @@ fn check_reports_test_file_shape_errors_beside_rule_errors() {
         "tests/t.yaml",
         "ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o, amount: 5 }\n    expct: { decision: approve }\n",
     );
-    let out = check(&rules);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let dir = rules.path().display();
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 2, "{stderr}");
-    assert!(
-        lines[0].starts_with(&format!(
-            "{dir}/default.yaml:4:5: rules[0] (rule \"a\"): unknown field \"reasn\""
-        )),
-        "{stderr}"
-    );
-    assert!(
-        lines[1].starts_with(&format!(
-            "{dir}/tests/t.yaml:5:5: cases[0]: unknown field \"expct\""
-        )),
-        "{stderr}"
+    check_fails_with(
+        &rules,
+        &[
+            "default.yaml:4:5: rules[0] (rule \"a\"): unknown field \"reasn\"",
+            "tests/t.yaml:5:5: cases[0]: unknown field \"expct\"",
+        ],
     );
 }
 
