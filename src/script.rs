@@ -120,6 +120,14 @@ pub struct CompileError {
     pub also: Vec<CompileError>,
 }
 
+impl CompileError {
+    /// This error and those found with it, in source order.
+    pub fn into_all(mut self) -> impl Iterator<Item = CompileError> {
+        let also = std::mem::take(&mut self.also);
+        std::iter::once(self).chain(also)
+    }
+}
+
 /// A run-time failure of an expression or script (including sandbox limits).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}{}", position.map(|(l, c)| format!(" (line {l}, column {c})")).unwrap_or_default())]
@@ -823,14 +831,14 @@ pub(crate) mod tests {
         tests::assert_refused(
             &engine,
             "let d = seoul_date(\"2026-12-01\");\nd.len() > 0",
-            "seoul_date(…) takes a time in Unix milliseconds, such as now, not text, so this call would fail on every request",
+            "seoul_date(…) takes a time in Unix milliseconds (such as now) as its first argument, not a string, so this call would fail on every request",
             1,
             20,
         );
         tests::assert_refused(
             &engine,
             "format_amount(`${amount}`) != \"\"",
-            "format_amount(…) takes a number, such as amount, not text, so this call would fail on every request",
+            "format_amount(…) takes a number (such as amount) as its first argument, not a string, so this call would fail on every request",
             1,
             15,
         );

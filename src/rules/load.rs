@@ -634,10 +634,9 @@ impl FileCompiler<'_, '_> {
                 })
             }
             Err(_) if self.error_not_located() => None,
-            Err(mut first) => {
+            Err(errors) => {
                 let scalar = yaml::locate(&self.src, path);
-                let also = std::mem::take(&mut first.also);
-                for e in std::iter::once(first).chain(also) {
+                for e in errors.into_all() {
                     let at = yaml::position_in_scalar(&self.src, scalar, src, e.line, e.column);
                     // Only an error where the value ends can come from the cut (Rhai wanted
                     // more); an error elsewhere is the expression's own, and its comment a

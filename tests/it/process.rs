@@ -7,6 +7,26 @@ use crate::support::*;
 const LIMIT: &str =
     "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: \"한도 초과\"\n";
 
+/// The status `url` answers a V1 payment of 50,000: 409 under [`LIMIT`], 200 once raised.
+async fn status_of_50000(url: &str) -> u16 {
+    post(url, Some("application/json"), v1("o", 50_000))
+        .await
+        .status
+}
+
+/// Raises [`LIMIT`] to 100,000 in `rules`.
+fn raise_limit(rules: &Rules) {
+    rules.write("default.yaml", &LIMIT.replace("10000", "100000"));
+}
+
+/// Whether `url` approves 50,000 within 5 s (the raised limit live).
+async fn approves_50000_soon(url: &str) -> bool {
+    eventually(Duration::from_secs(5), || async {
+        status_of_50000(url).await == 200
+    })
+    .await
+}
+
 #[tokio::test]
 async fn sighup_reloads() {
     let rules = Rules::with("default.yaml", LIMIT);
@@ -14,22 +34,10 @@ async fn sighup_reloads() {
     // through the one reload loop.
     let proc = Process::serve(rules.path(), &[]).await;
     let url = proc.url("/confirm");
-    assert_eq!(
-        post(&url, Some("application/json"), v1("o", 50_000))
-            .await
-            .status,
-        409
-    );
-    rules.write("default.yaml", &LIMIT.replace("10000", "100000"));
+    assert_eq!(status_of_50000(&url).await, 409);
+    raise_limit(&rules);
     proc.signal("HUP");
-    let applied = eventually(Duration::from_secs(5), || async {
-        post(&url, Some("application/json"), v1("o", 50_000))
-            .await
-            .status
-            == 200
-    })
-    .await;
-    assert!(applied, "{}", proc.log_text());
+    assert!(approves_50000_soon(&url).await, "{}", proc.log_text());
 }
 
 /// A rules directory that cannot be watched (the kernel's inotify limit, set to 0 in a user
@@ -74,12 +82,7 @@ async fn a_rules_directory_that_cannot_be_watched_is_shown_until_it_is() {
     assert!(gauge("0").await, "the gauge says it is not watched");
     // Serving goes on, and SIGHUP still reloads (sighup_reloads).
     let url = proc.url("/confirm");
-    assert_eq!(
-        post(&url, Some("application/json"), v1("o", 50_000))
-            .await
-            .status,
-        409
-    );
+    assert_eq!(status_of_50000(&url).await, 409);
 
     std::fs::write(&limit_lifted, "").unwrap();
     let watching = eventually(Duration::from_secs(10), || async {
@@ -89,15 +92,12 @@ async fn a_rules_directory_that_cannot_be_watched_is_shown_until_it_is() {
     .await;
     assert!(watching, "{}", proc.log_text());
     assert!(gauge("1").await, "the gauge says it is watched");
-    rules.write("default.yaml", &LIMIT.replace("10000", "100000"));
-    let applied = eventually(Duration::from_secs(5), || async {
-        post(&url, Some("application/json"), v1("o", 50_000))
-            .await
-            .status
-            == 200
-    })
-    .await;
-    assert!(applied, "an edit reloads once watched: {}", proc.log_text());
+    raise_limit(&rules);
+    assert!(
+        approves_50000_soon(&url).await,
+        "an edit reloads once watched: {}",
+        proc.log_text()
+    );
 }
 
 /// A reload that reads again because a rule file is empty (an editor truncating it to save)

@@ -593,10 +593,9 @@ impl FileCompiler<'_, '_> {
                     ast,
                 })
             }
-            Err(mut first) => {
+            Err(errors) => {
                 // Errors inside a script are reported against the script, where the fix is.
-                let also = std::mem::take(&mut first.also);
-                for e in std::iter::once(first).chain(also) {
+                for e in errors.into_all() {
                     self.errors.push(LoadError {
                         file: file.clone(),
                         location: Some(Location {

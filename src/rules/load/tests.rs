@@ -140,7 +140,7 @@ mod audit {
                 DEFAULT,
                 4,
                 50,
-                r#"upstream "shop": header "Authorization" has characters not allowed in a header value: the value of environment variable TOKEN holds a line break or another control character (a value read from a file often ends in one)"#
+                r#"upstream "shop": header "Authorization" has characters not allowed in a header value: the value of environment variable TOKEN has a space at an end, a line break or another control character, as a value read from a file often does"#
             )]
         );
     }

@@ -23,6 +23,7 @@ fn substitute(
     let mut rest = s;
     let mut empty = Vec::new();
     let mut values = Vec::new();
+    let mut unplain = None;
     let mut bare = Vec::new();
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
@@ -44,6 +45,9 @@ fn substitute(
             // A line break or space at its end (a value read from a file) is left as it is,
             // for the url check to name, rather than sent encoded as part of a password.
             let plain = value.trim() == value && !value.contains(char::is_control);
+            if !plain && unplain.is_none() {
+                unplain = Some(var.to_owned());
+            }
             if encoded.contains(&at) && plain {
                 out.extend(percent_encoding::utf8_percent_encode(
                     &value,
@@ -78,8 +82,15 @@ fn substitute(
         value: out,
         empty,
         values,
+        unplain,
         bare,
     })
+}
+
+/// What to say of a variable whose value has a space at an end or a control character: its
+/// name, never its value (which may be a secret).
+fn unplain_variable(var: &str) -> String {
+    format!("the value of environment variable {var} has a space at an end, a line break or another control character, as a value read from a file often does")
 }
 
 /// Where in a url as written the user name and password are: from after `://` to the last
@@ -148,6 +159,9 @@ struct Substituted {
     empty: Vec<String>,
     /// The variables' values, in order.
     values: Vec<String>,
+    /// The first variable whose value has a space at an end or a control character (a value
+    /// read from a file, ending in a line break): what to name when the result is refused.
+    unplain: Option<String>,
     /// `$NAME`s written without braces (see [`bare_variables`]).
     bare: Vec<String>,
 }
@@ -251,15 +265,16 @@ impl FileCompiler<'_, '_> {
         let url = match substitute(&raw.url, self.opts.env, userinfo(&raw.url)) {
             // URL parsers drop spaces and line breaks at the ends (a variable's value read from
             // a file often ends in one), so the url would load and every call then fail.
-            Ok(Substituted { value: url, .. })
-                if url.contains(|c: char| c.is_whitespace() || c.is_control())
-                    && url.trim().starts_with("http") =>
+            Ok(Substituted {
+                value: url,
+                unplain,
+                ..
+            }) if url.contains(|c: char| c.is_whitespace() || c.is_control())
+                && url.trim().starts_with("http") =>
             {
-                let from = if raw.url.contains("${") {
-                    " (look at the value of its environment variable, which may end in a line break)"
-                } else {
-                    ""
-                };
+                let from = unplain.map_or(String::new(), |var| {
+                    format!(" ({})", unplain_variable(&var))
+                });
                 self.error(
                     &at("url"),
                     format!("upstream \"{name}\": url has a space, line break or other control character, which no URL has{from}"),
@@ -287,6 +302,7 @@ impl FileCompiler<'_, '_> {
                 values,
                 empty,
                 bare,
+                ..
             }) => match reqwest::Url::parse(&url) {
                 // The url is a base that rule paths are appended to: a query string or fragment
                 // would end up in front of them (`/base?q=1/api/stock`), the path lost.
@@ -424,17 +440,10 @@ impl FileCompiler<'_, '_> {
                         secrets.extend(sub.values.into_iter().map(Into::into));
                     }
                     Err(_) => {
-                        // Most often a variable's value read from a file, ending in a line
-                        // break: name it (never its value, which may be a secret).
-                        let names = v
-                            .split("${")
-                            .skip(1)
-                            .filter_map(|rest| rest.split_once('}').map(|(var, _)| var));
-                        let from = names
-                            .zip(&sub.values)
-                            .find(|(_, value)| value.contains(char::is_control))
-                            .map(|(var, _)| format!(": the value of environment variable {var} holds a line break or another control character (a value read from a file often ends in one)"))
-                            .unwrap_or_default();
+                        let from = sub
+                            .unplain
+                            .as_deref()
+                            .map_or(String::new(), |var| format!(": {}", unplain_variable(var)));
                         self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" has characters not allowed in a header value{from}"));
                     }
                 },

@@ -110,9 +110,7 @@ pub(in crate::script) fn unknown_function(
             // The value before the dot is the first argument.
             let given = call.args.len() + usize::from(method);
             if arities.contains(&given) {
-                if let Some(text) = text_for_number(name, call, method)
-                    .or_else(|| wrong_kind(name, call, method, &kinds, &declared))
-                {
+                if let Some(text) = wrong_kind(name, call, method, &kinds, &declared) {
                     found = Some(text);
                     return false;
                 }
@@ -158,17 +156,6 @@ pub(in crate::script) fn unknown_function(
         false
     });
     found
-}
-
-/// What a helper whose one argument is a number takes (none takes text).
-fn number_taken(helper: &str) -> Option<&'static str> {
-    match helper {
-        "seoul_date" | "seoul_time" | "seoul_hour" | "seoul_minute" | "seoul_weekday" => {
-            Some("a time in Unix milliseconds, such as now")
-        }
-        "format_amount" => Some("a number, such as amount"),
-        _ => None,
-    }
 }
 
 /// What each helper's arguments must be, where one of another kind finds no function on every
@@ -252,23 +239,6 @@ fn wrong_kind(
                 arg.position(),
             )
         })
-    })
-}
-
-/// A helper that takes a number given text written in the script (`seoul_date("2026-12-01")`),
-/// for which Rhai would find no function on every request: its message and position.
-fn text_for_number(
-    name: &str,
-    call: &rhai::FnCallExpr,
-    method: bool,
-) -> Option<(String, Position)> {
-    let takes = number_taken(name)?;
-    let arg = call.args.first().filter(|_| !method)?;
-    matches!(arg, Expr::StringConstant(..) | Expr::InterpolatedString(..)).then(|| {
-        (
-            format!("{name}(…) takes {takes}, not text, so this call would fail on every request"),
-            arg.position(),
-        )
     })
 }
 

@@ -1094,7 +1094,7 @@ rules:
         assert_eq!(
             dir.errors_with(&[("SHOP_URL", value)]),
             [
-                dir.at(DEFAULT, 3, 10, r#"upstream "from-env": url has a space, line break or other control character, which no URL has (look at the value of its environment variable, which may end in a line break)"#),
+                dir.at(DEFAULT, 3, 10, r#"upstream "from-env": url has a space, line break or other control character, which no URL has (the value of environment variable SHOP_URL has a space at an end, a line break or another control character, as a value read from a file often does)"#),
                 dir.at(DEFAULT, 5, 10, r#"upstream "written": url has a space, line break or other control character, which no URL has"#),
             ],
             "{value:?}"
