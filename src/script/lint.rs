@@ -75,44 +75,43 @@ pub(super) fn each_function(
     })
 }
 
-/// The first request variable a script's own `fn` reads without having it as a parameter or a
+/// Each request variable a script's own `fn` reads without having it as a parameter or a
 /// `let` of its own: a Rhai function sees only its parameters, so it fails every request that
 /// calls it (`variable not found: amount`). Closures are left out: they capture what they use.
-pub(super) fn request_variable_in_fn(ast: &AST) -> Option<(String, Position)> {
+pub(super) fn request_variable_in_fn(ast: &AST) -> Vec<(String, Position)> {
+    let mut found = Vec::new();
     for (f, one) in each_function(ast) {
         if f.name.starts_with("anon$") {
             continue;
         }
         // Its parameters, `let`s and loop variables.
         let own = declared_names(&one);
-        let mut found = None;
+        let mut reported = HashSet::new();
         one.walk(&mut |path: &[ASTNode]| {
             let Some(ASTNode::Expr(Expr::Variable(var, _, at))) = path.last() else {
                 return true;
             };
             let name = var.1.as_str();
             let request = super::REQUEST_VARS.contains(&name) || name == "response";
-            if request && !own.contains(name) {
-                found = Some((
+            // Once per function and name: one parameter fixes them all.
+            if request && !own.contains(name) && reported.insert(name.to_owned()) {
+                found.push((
                     format!(
                         "fn {}: {name} is not visible here, as a Rhai function sees only its parameters; pass it in: fn {}({name}) … called as {}({name})",
                         f.name, f.name, f.name
                     ),
                     *at,
                 ));
-                return false;
+                return true;
             }
             true
         });
-        if found.is_some() {
-            return found;
-        }
     }
-    None
+    found
 }
 
-/// The first comparison of a string literal with a number in `ast`: its message and position.
-pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position)> {
+/// Each comparison of a string literal with a number in `ast`: its message and position.
+pub(super) fn number_compared_with_string(ast: &AST) -> Vec<(String, Position)> {
     let numbers = request_numbers(ast);
     let is_number = |e: &Expr| is_number(e, &numbers);
     // Lists declared once with strings in them (`const OK = ["50000"]; amount in OK`).
@@ -126,7 +125,7 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position
             .and_then(|strings| strings.first().cloned()),
         list => listed_strings(list).into_iter().next(),
     };
-    let mut found = None;
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         // A call at the top of an expression or script is a statement.
         let call = match path.last() {
@@ -148,8 +147,8 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Option<(String, Position
         };
         match hit {
             Some((s, at)) => {
-                found = Some((quoted_number(&s), at));
-                false
+                found.push((quoted_number(&s), at));
+                true
             }
             None => true,
         }
@@ -165,14 +164,14 @@ fn quoted_number(s: &str) -> String {
     format!("\"{s}\" is a string, and {NEVER}: write the number without quotes")
 }
 
-/// The first comparison of the request's `now` (Unix time in milliseconds) with an integer
+/// Each comparison of the request's `now` (Unix time in milliseconds) with an integer
 /// literal that is plainly Unix time in seconds (from 10^9 to 10^11: 2001 to 5138 in seconds,
 /// 1970 to 1973 in milliseconds): `now >= 1796000000` holds on every request.
-pub(super) fn now_in_seconds(ast: &AST) -> Option<(String, Position)> {
+pub(super) fn now_in_seconds(ast: &AST) -> Vec<(String, Position)> {
     if declared_names(ast).contains("now") {
-        return None;
+        return Vec::new();
     }
-    let mut found = None;
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         let call = match path.last() {
             Some(ASTNode::Expr(Expr::FnCall(call, _)))
@@ -201,13 +200,13 @@ pub(super) fn now_in_seconds(ast: &AST) -> Option<(String, Position)> {
         let Some((date, time)) = when else {
             return true;
         };
-        found = Some((
+        found.push((
             format!(
                 "now is Unix time in milliseconds, and {n} is seconds ({date} {time} in Seoul; read as milliseconds it is early 1970, long past): write {n}000, or compare the Seoul date and time: seoul_date(now) with \"{date}\", seoul_time(now) with \"{time}\""
             ),
             at,
         ));
-        false
+        true
     });
     found
 }
@@ -546,6 +545,36 @@ mod tests {
         engine
             .compile_script(script)
             .expect("a script's own function");
+    }
+
+    /// Every slip a check finds is reported, not only its first: an operator fixes them all
+    /// in one edit. A request variable read in a `fn` is reported once per function and name.
+    #[test]
+    fn every_finding_of_a_check_is_reported_together() {
+        let engine = ScriptEngine::new();
+        let found = |e: crate::script::CompileError| -> Vec<(usize, usize, String)> {
+            e.into_all()
+                .map(|e| (e.line, e.column, e.message))
+                .collect()
+        };
+        let script = "fn limit() { amount + amount > 5 }\nfn cap() { amount > 1 }\nlet a = order_id.startsWith(\"vip-\");\nlet b = lenght(order_id);\nif amount > \"1000\" { return \"x\"; }\nif amount > \"2000\" { return \"y\"; }\na && b\n";
+        let got = found(engine.compile_script(script).unwrap_err());
+        let places: Vec<(usize, usize)> = got.iter().map(|(l, c, _)| (*l, *c)).collect();
+        assert_eq!(
+            places,
+            [(1, 14), (2, 12), (3, 18), (4, 9), (5, 13), (6, 13)],
+            "{got:#?}"
+        );
+        assert!(got[0].2.starts_with("fn limit: amount"), "{got:#?}");
+        assert!(got[1].2.starts_with("fn cap: amount"), "{got:#?}");
+        assert!(got[2].2.contains("startsWith"), "{got:#?}");
+        assert!(got[3].2.contains("lenght"), "{got:#?}");
+        assert!(got[4].2.contains("\"1000\""), "{got:#?}");
+        assert!(got[5].2.contains("\"2000\""), "{got:#?}");
+        let expression = r#"order_id.startsWith("a") || store_id.endsWith("b")"#;
+        let got = found(engine.compile_expression(expression, &[]).unwrap_err());
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].2.contains("startsWith") && got[1].2.contains("endsWith"));
     }
 
     /// The lints walk each function on its own: a script of many functions is walked once per

@@ -55,30 +55,26 @@ const GIVE_THIS: [&str; 14] = [
     "retain",
 ];
 
-/// The first change of a variable after a closure captured it, or inside a closure that
-/// captured it, a call with `!`, or a `break` that gives a variable out of its loop: its
-/// message and position.
+/// The changes of a variable after a closure captured it, or inside a closure that captured
+/// it, a call with `!`, or a `break` that gives a variable out of its loop: the first of each
+/// of the script's parts (its statements, each function), with its message and position.
 pub(in crate::script) fn captured_variable_changed(
     ast: &AST,
     known: &Functions,
-) -> Option<(String, Position)> {
+) -> Vec<(String, Position)> {
     if let Some(at) = break_with_variable(ast) {
-        return Some((BREAK_WITH_VARIABLE.to_owned(), at));
+        return vec![(BREAK_WITH_VARIABLE.to_owned(), at)];
     }
     let script = Script::new(ast, known);
     let main = ast.clone_statements_only();
-    if let Some(found) = script.changed_in(&main, &[]) {
-        return Some(found);
-    }
+    let mut found: Vec<_> = script.changed_in(&main, &[]).into_iter().collect();
     for (f, one) in super::each_function(ast) {
         // A closure's function takes what it captures as its first parameters.
         let shared = script.externals.get(f.name.as_str()).copied().unwrap_or(0);
         let captured: Vec<&str> = f.params.iter().take(shared).map(|p| p.as_str()).collect();
-        if let Some(found) = script.changed_in(&one, &captured) {
-            return Some(found);
-        }
+        found.extend(script.changed_in(&one, &captured));
     }
-    None
+    found
 }
 
 /// A `switch` arm in a `when` or `require` whose value reads a variable: as Rhai optimises
@@ -86,19 +82,21 @@ pub(in crate::script) fn captured_variable_changed(
 /// cell rather than a copy, which a closure could then be written into where the checks cannot
 /// follow — three adversarial reviews built cycles through `payload` that way. Arms of
 /// constants, and what operators make of variables (`amount * 2`), are new values.
-pub(in crate::script) fn switch_arm_reads_variable(ast: &AST) -> Option<(String, Position)> {
-    let mut found = None;
+pub(in crate::script) fn switch_arm_reads_variable(ast: &AST) -> Vec<(String, Position)> {
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         if let Some(ASTNode::Stmt(Stmt::Switch(switch, _))) = path.last() {
-            found = switch
-                .1
-                .expressions
-                .iter()
-                .map(|arm| arm_value(&arm.rhs))
-                .find(|value| !holds_no_closure(value, &Unknown))
-                .map(|value| (SWITCH_ARM_VARIABLE.to_owned(), value.position()));
+            found.extend(
+                switch
+                    .1
+                    .expressions
+                    .iter()
+                    .map(|arm| arm_value(&arm.rhs))
+                    .filter(|value| !holds_no_closure(value, &Unknown))
+                    .map(|value| (SWITCH_ARM_VARIABLE.to_owned(), value.position())),
+            );
         }
-        found.is_none()
+        true
     });
     found
 }

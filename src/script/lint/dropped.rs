@@ -20,25 +20,21 @@ use rhai::{ASTNode, Expr, Position, Stmt, StmtBlock, AST};
 use super::kinds::{GIVE_NUMBERS, GIVE_STRINGS};
 use super::results::start;
 
-/// The first value (a literal, a variable, arithmetic or text made of those) ending a block of
+/// Each value (a literal, a variable, arithmetic or text made of those) ending a block of
 /// an `if` or an arm of a `switch` whose value nobody takes, with what to write instead.
-pub(in crate::script) fn dropped_value(ast: &AST) -> Option<(String, Position)> {
+pub(in crate::script) fn dropped_value(ast: &AST) -> Vec<(String, Position)> {
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
     // Each part on its own: the script's statements, then each function's (closures too),
     // so that a statement at the top of a part is known to be the part's last or not.
-    let parts = std::iter::once(ast.clone_statements_only())
-        .chain(super::each_function(ast).map(|(_, one)| one));
-    for part in parts {
-        if let Some(found) = dropped_in(&part, &own) {
-            return Some(found);
-        }
-    }
-    None
+    std::iter::once(ast.clone_statements_only())
+        .chain(super::each_function(ast).map(|(_, one)| one))
+        .flat_map(|part| dropped_in(&part, &own))
+        .collect()
 }
 
 /// [`dropped_value`] in a part whose top statements are one list: a script's, or one
 /// function's body.
-fn dropped_in(part: &AST, own: &HashSet<&str>) -> Option<(String, Position)> {
+fn dropped_in(part: &AST, own: &HashSet<&str>) -> Vec<(String, Position)> {
     let mut last: Option<*const Stmt> = None;
     part.walk(&mut |path: &[ASTNode]| {
         if let [ASTNode::Stmt(stmt)] = path {
@@ -46,7 +42,7 @@ fn dropped_in(part: &AST, own: &HashSet<&str>) -> Option<(String, Position)> {
         }
         true
     });
-    let mut found = None;
+    let mut found = Vec::new();
     part.walk(&mut |path: &[ASTNode]| {
         let value = match path.last() {
             Some(ASTNode::Stmt(Stmt::If(f, _))) if !taken(path, last) => {
@@ -75,7 +71,7 @@ fn dropped_in(part: &AST, own: &HashSet<&str>) -> Option<(String, Position)> {
                 Some(ASTNode::Stmt(Stmt::TryCatch(..))) => ("a catch block", "try/catch"),
                 _ => ("an if block", "if"),
             };
-            found = Some((
+            found.push((
                 format!(
                     "this value at the end of {what} is thrown away: the {statement} is not the last statement, so the script goes on after it as if the value were not there; {}",
                     match value {
@@ -86,7 +82,7 @@ fn dropped_in(part: &AST, own: &HashSet<&str>) -> Option<(String, Position)> {
                 ),
                 start(value),
             ));
-            return false;
+            return true;
         }
         true
     });

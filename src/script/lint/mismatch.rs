@@ -15,12 +15,12 @@ const TEXT_TO_NUMBER: [(&str, &str); 3] = [
     ("to_decimal", "parse_decimal"),
 ];
 
-/// The first `to_int` (`to_float`, `to_decimal`) called on text: Rhai has them for numbers
+/// Each `to_int` (`to_float`, `to_decimal`) called on text: Rhai has them for numbers
 /// only, so `order_id.to_int() > 0` compiles and then fails every request ("function not
 /// found: to_int (&str | ImmutableString | String)"); `parse_int` reads a number from text.
-pub(in crate::script) fn number_method_on_text(ast: &AST) -> Option<(String, Position)> {
+pub(in crate::script) fn number_method_on_text(ast: &AST) -> Vec<(String, Position)> {
     let names = Names::of(ast);
-    let mut found = None;
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[rhai::ASTNode]| {
         let Some(rhai::ASTNode::Expr(e)) = path.last() else {
             return true;
@@ -39,28 +39,28 @@ pub(in crate::script) fn number_method_on_text(ast: &AST) -> Option<(String, Pos
         if names.own(name, matches!(e, Expr::Dot(..))) || names.kind(object) != Some(Kind::String) {
             return true;
         }
-        found = Some((
+        found.push((
             format!("{name} is for numbers, and this is text: write {instead}(…), which reads a number from text"),
             at,
         ));
-        false
+        true
     });
     found
 }
 
-/// The first comparison of text with a number where the kinds are known at load through a
+/// Each comparison of text with a number where the kinds are known at load through a
 /// variable (the literal cases are [`super::number_compared_with_string`]'s):
 /// `const LIMIT = "1000000"; amount > LIMIT`, `let h = seoul_hour(now); h >= "10"`. Rhai
 /// answers it `false` without a word, so the rule never applies. Likewise text compared with
 /// a character: `order_id == 'x'` (single quotes, as in SQL) is never true, and `!=` always.
-pub(in crate::script) fn text_compared_with_number(ast: &AST) -> Option<(String, Position)> {
+pub(in crate::script) fn text_compared_with_number(ast: &AST) -> Vec<(String, Position)> {
     let names = Names::of(ast);
     // Text variables declared with a literal, for a message that shows it.
     let literals = declared_once(ast, |value| match value {
         Expr::StringConstant(s, at) => Some((s.to_string(), *at)),
         _ => None,
     });
-    let mut found = None;
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[rhai::ASTNode]| {
         let call = match path.last() {
             Some(rhai::ASTNode::Expr(Expr::FnCall(call, _)))
@@ -76,7 +76,7 @@ pub(in crate::script) fn text_compared_with_number(ast: &AST) -> Option<(String,
                 (Some(Kind::Number), Some(Kind::String)) => b,
                 (Some(Kind::String), Some(Kind::Char)) | (Some(Kind::Char), Some(Kind::String)) => {
                     let never = "text compared with a character is never equal";
-                    found = Some(match (a, b) {
+                    found.push(match (a, b) {
                         (Expr::CharConstant(c, at), _) | (_, Expr::CharConstant(c, at)) => (
                             format!("'{c}' in single quotes is one character, not text, and {never}: write text in double quotes (\"{c}\")"),
                             *at,
@@ -89,7 +89,7 @@ pub(in crate::script) fn text_compared_with_number(ast: &AST) -> Option<(String,
                             )
                         }
                     });
-                    return false;
+                    return true;
                 }
                 _ => return true,
             },
@@ -110,13 +110,13 @@ pub(in crate::script) fn text_compared_with_number(ast: &AST) -> Option<(String,
                 "this is text, and {never}: compare it with text, or read a number from it with parse_int(…)"
             ),
         };
-        found = Some((message, start(text)));
-        false
+        found.push((message, start(text)));
+        true
     });
     found
 }
 
-/// The first property read from a string, a number or an array that no such value has:
+/// Each property read from a string, a number or an array that no such value has:
 /// `order_id.length` (JavaScript's) compiles, then fails every request that reads it (`unknown
 /// property 'length'`), as only a map has properties of any name. Where the value's kind is
 /// known (see [`Names::kind`]), a property no getter of the engine gives (`len`, `is_empty` …)
@@ -124,9 +124,9 @@ pub(in crate::script) fn text_compared_with_number(ast: &AST) -> Option<(String,
 pub(in crate::script) fn unknown_property(
     ast: &AST,
     known: &super::Functions,
-) -> Option<(String, Position)> {
+) -> Vec<(String, Position)> {
     let names = Names::of(ast);
-    let mut found = None;
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[rhai::ASTNode]| {
         let Some(rhai::ASTNode::Expr(e @ Expr::Dot(chain, ..))) = path.last() else {
             return true;
@@ -157,8 +157,8 @@ pub(in crate::script) fn unknown_property(
                     let no_map = matches!(kind, Some(Kind::String | Kind::Number | Kind::Array));
                     if no_map && !known.contains_key(&format!("get${name}")) {
                         let noun = kind.map_or("value", Kind::noun);
-                        found = Some((property_message(noun, name, &chain.lhs, known), *at));
-                        return false;
+                        found.push((property_message(noun, name, &chain.lhs, known), *at));
+                        return true;
                     }
                     kind = (name == "len").then_some(Kind::Number);
                 }

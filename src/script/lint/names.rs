@@ -69,17 +69,14 @@ pub(super) const JAVASCRIPT: [(&str, &str); 16] = [
 /// Every function the engine has, by name, with the numbers of arguments it takes.
 pub(in crate::script) type Functions = BTreeMap<String, BTreeSet<usize>>;
 
-/// The first call in `ast` of a function that exists neither in `known` (the engine's) nor in
+/// Each call in `ast` of a function that exists neither in `known` (the engine's) nor in
 /// the script itself, or with a number of arguments it does not take: its message and position.
-pub(in crate::script) fn unknown_function(
-    ast: &AST,
-    known: &Functions,
-) -> Option<(String, Position)> {
+pub(in crate::script) fn unknown_function(ast: &AST, known: &Functions) -> Vec<(String, Position)> {
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
     let properties = map_properties(ast, &Unknown);
     let declared = declared_names(ast);
     let kinds = super::kinds::Names::of(ast);
-    let mut found = None;
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         let (call, at, method) = match path.last() {
             Some(ASTNode::Expr(Expr::FnCall(call, at)))
@@ -98,8 +95,8 @@ pub(in crate::script) fn unknown_function(
         };
         let name = call.name.as_str();
         if name == "curry" && (method || !closes_over(path)) {
-            found = Some((CURRY.to_owned(), at));
-            return false;
+            found.push((CURRY.to_owned(), at));
+            return true;
         }
         // Operators are Rhai's own (and `!` of an identifier is no call).
         let identifier = name.starts_with(|c: char| c.is_alphabetic() || c == '_');
@@ -111,8 +108,8 @@ pub(in crate::script) fn unknown_function(
             let given = call.args.len() + usize::from(method);
             if arities.contains(&given) {
                 if let Some(text) = wrong_kind(name, call, method, &kinds, &declared) {
-                    found = Some(text);
-                    return false;
+                    found.push(text);
+                    return true;
                 }
                 return true;
             }
@@ -123,7 +120,7 @@ pub(in crate::script) fn unknown_function(
                 .map(|n| (n - offset).to_string())
                 .collect();
             let how = if method { "x." } else { "" };
-            found = Some((
+            found.push((
                 format!(
                     "{how}{name}(…) takes {} argument{}, not {}",
                     takes.join(" or "),
@@ -132,14 +129,14 @@ pub(in crate::script) fn unknown_function(
                 ),
                 at,
             ));
-            return false;
+            return true;
         }
         if let Some((_, why)) = crate::script::helpers::FORBIDDEN
             .iter()
             .find(|(f, _)| *f == name)
         {
-            found = Some(((*why).to_owned(), at));
-            return false;
+            found.push(((*why).to_owned(), at));
+            return true;
         }
         let hint = JAVASCRIPT
             .iter()
@@ -152,8 +149,8 @@ pub(in crate::script) fn unknown_function(
             None if name == "not" => "; Rhai writes not as ! (if !(amount > 5))".to_owned(),
             None => String::new(),
         };
-        found = Some((format!("function not found: {name}{hint}"), at));
-        false
+        found.push((format!("function not found: {name}{hint}"), at));
+        true
     });
     found
 }
@@ -495,17 +492,17 @@ pub fn names_field(ast: &AST, field: &str) -> bool {
     found
 }
 
-/// The first field read from a fetch's answer that no answer has: `response` (and an earlier
+/// Each field read from a fetch's answer that no answer has: `response` (and an earlier
 /// fetch's `fetched["name"]`) holds `status`, `headers` and `body` only, so
 /// `response.statuss == 200` would read `()` on every request.
-pub(in crate::script) fn unknown_response_field(ast: &AST) -> Option<(String, Position)> {
+pub(in crate::script) fn unknown_response_field(ast: &AST) -> Vec<(String, Position)> {
     const FIELDS: [&str; 3] = ["status", "headers", "body"];
     let declared = declared_names(ast);
     let answers: Vec<&str> = ["response", "fetched"]
         .into_iter()
         .filter(|n| !declared.contains(*n))
         .collect();
-    let mut found = None;
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         let Some(ASTNode::Expr(e)) = path.last() else {
             return true;
@@ -523,11 +520,11 @@ pub(in crate::script) fn unknown_response_field(ast: &AST) -> Option<(String, Po
                 }
                 if let Expr::StringConstant(name, at) = key {
                     if name.chars().any(char::is_uppercase) {
-                        found = Some((
+                        found.push((
                             format!("header names in an answer's headers are lower case, so \"{name}\" is never there: write \"{}\"", name.to_lowercase()),
                             *at,
                         ));
-                        return false;
+                        return true;
                     }
                 }
             }
@@ -540,11 +537,11 @@ pub(in crate::script) fn unknown_response_field(ast: &AST) -> Option<(String, Po
             if !FIELDS.contains(&name) {
                 let hint = crate::suggest::closest(name, FIELDS)
                     .map_or(String::new(), |c| format!("; did you mean {c}?"));
-                found = Some((
+                found.push((
                     format!("an upstream's answer has status, headers and body, not {name}{hint}"),
                     *at,
                 ));
-                return false;
+                return true;
             }
         }
         true

@@ -6,12 +6,12 @@ use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
 use crate::script::REQUEST_VARS;
 
-/// The first string literal a script returns (or throws, or fails with), alone or joined
+/// Each string literal a script returns (or throws, or fails with), alone or joined
 /// with `+`, holding `${…}` (written in double quotes) or a reason template's placeholder of a
 /// request variable (`{amount}`). Text used otherwise may hold braces on purpose: a template
 /// the script fills in itself (`tpl.replace("{amount}", …)`).
-pub(in crate::script) fn placeholder_in_text(ast: &AST) -> Option<(String, Position)> {
-    let mut found = None;
+pub(in crate::script) fn placeholder_in_text(ast: &AST) -> Vec<(String, Position)> {
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         let Some(ASTNode::Expr(Expr::StringConstant(text, at))) = path.last() else {
             return true;
@@ -29,8 +29,8 @@ pub(in crate::script) fn placeholder_in_text(ast: &AST) -> Option<(String, Posit
         } else {
             return true;
         };
-        found = Some((message, *at));
-        false
+        found.push((message, *at));
+        true
     });
     found
 }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use rhai::{ASTFlags, ASTNode, Expr, FnCallExpr, Position, Stmt, AST};
 
-/// The first method call whose object is a variable that a closure given to it reads: the
+/// Each method call whose object is a variable that a closure given to it reads: the
 /// closure written in the call, or a variable given a closure once (and closures that call
 /// such a closure).
 ///
@@ -21,10 +21,10 @@ use rhai::{ASTFlags, ASTNode, Expr, FnCallExpr, Position, Stmt, AST};
 pub(in crate::script) fn closure_reads_its_own_object(
     ast: &AST,
     src: &str,
-) -> Option<(String, Position)> {
+) -> Vec<(String, Position)> {
     let closures = closure_variables(ast);
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
-    let mut found = None;
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         let Some(ASTNode::Expr(e)) = path.last() else {
             return true;
@@ -68,8 +68,8 @@ pub(in crate::script) fn closure_reads_its_own_object(
                             "{object} is read inside the closure passed to {receiver}.{name}: Rhai locks {object} for a method call on any part of it, so the read would stall, then fail; call it as a function, which takes no lock: {name}({receiver}, …)"
                         )
                     };
-                    found = Some((message, if read.is_none() { at } else { read }));
-                    return false;
+                    found.push((message, if read.is_none() { at } else { read }));
+                    return true;
                 }
             }
         }

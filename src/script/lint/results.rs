@@ -174,9 +174,9 @@ pub(super) fn object_of(e: &Expr) -> Option<&Expr> {
 /// or a map — a literal, a request variable, arithmetic (`amount + 1`), a call known to give
 /// one of those (`seoul_hour(now)`, `order_id.len()`). `require: 'order_id'` would fail every
 /// request that reaches it.
-pub(in crate::script) fn not_a_condition(ast: &AST) -> Option<(String, Position)> {
+pub(in crate::script) fn not_a_condition(ast: &AST) -> Vec<(String, Position)> {
     let names = Names::of(ast);
-    expression_results(ast).into_iter().find_map(|value| {
+    expression_results(ast).into_iter().filter_map(|value| {
         let kind = match value {
             Value::Expr(Expr::Variable(var, ..)) if var.1 == "store_id" => "a string or ()",
             // `if amount > 5 { true }` gives () otherwise: Rhai's own error says so.
@@ -190,14 +190,15 @@ pub(in crate::script) fn not_a_condition(ast: &AST) -> Option<(String, Position)
             value.start(),
         ))
     })
+    .collect()
 }
 
 /// Why a script fails every request that reaches its end or a `return`: what it gives there
 /// is a number, an array or a map (`amount / 1000`, `#{ok: true}`), and a script gives true,
 /// false, `()` or a string.
-pub(in crate::script) fn not_a_result(ast: &AST) -> Option<(String, Position)> {
+pub(in crate::script) fn not_a_result(ast: &AST) -> Vec<(String, Position)> {
     let names = Names::of(ast);
-    script_results(ast).into_iter().find_map(|value| {
+    script_results(ast).into_iter().filter_map(|value| {
         let kind = names
             .value_kind(value)
             .filter(|k| matches!(k, Kind::Number | Kind::Array | Kind::Map))?;
@@ -209,11 +210,12 @@ pub(in crate::script) fn not_a_result(ast: &AST) -> Option<(String, Position)> {
             value.start(),
         ))
     })
+    .collect()
 }
 
 /// A script that gives the text `"true"` or `"false"` (at its end or a `return`): a string
 /// refuses with itself as the reason, so `"true"` refuses every payment that gets there.
-pub(in crate::script) fn quoted_bool_result(ast: &AST) -> Option<(String, Position)> {
+pub(in crate::script) fn quoted_bool_result(ast: &AST) -> Vec<(String, Position)> {
     let bool_text = |e: &Expr| match e {
         Expr::StringConstant(text, _)
             if ["true", "false"].contains(&text.trim().to_ascii_lowercase().as_str()) =>
@@ -233,7 +235,7 @@ pub(in crate::script) fn quoted_bool_result(ast: &AST) -> Option<(String, Positi
         }
         true
     });
-    script_results(ast).into_iter().find_map(|value| {
+    script_results(ast).into_iter().filter_map(|value| {
         let Value::Expr(e) = value else { return None };
         let text = match e {
             Expr::Variable(var, ..) => kept.get(var.1.as_str()).cloned(),
@@ -244,19 +246,20 @@ pub(in crate::script) fn quoted_bool_result(ast: &AST) -> Option<(String, Positi
             start(e),
         ))
     })
+    .collect()
 }
 
-/// The first method that changes its object in place (`trim`, `push`, …) whose `()` is what
+/// Each method that changes its object in place (`trim`, `push`, …) whose `()` is what
 /// a script gives (at its end, or a `return`) or a `when`/`require` gives: `()` passes the
 /// payment (a script), or is no condition (an expression). `script` tells which.
-pub(in crate::script) fn in_place_result(ast: &AST, script: bool) -> Option<(String, Position)> {
+pub(in crate::script) fn in_place_result(ast: &AST, script: bool) -> Vec<(String, Position)> {
     let names = Names::of(ast);
     let results = if script {
         script_results(ast)
     } else {
         expression_results(ast)
     };
-    results.into_iter().find_map(|value| {
+    results.into_iter().filter_map(|value| {
         let InPlace {
             name,
             noun,
@@ -275,19 +278,20 @@ pub(in crate::script) fn in_place_result(ast: &AST, script: bool) -> Option<(Str
         };
         Some((message, at))
     })
+    .collect()
 }
 
-/// The first variable declared with what a method that changes its object in place gives,
+/// Each variable declared with what a method that changes its object in place gives,
 /// and read afterwards: `let msg = ("  한도 초과  ").trim();` makes `msg` `()`, so `if amount >
 /// 1000000 { return msg; }` passes the payment. Only a variable declared once and never
 /// assigned again (see [`declared_once`]) is known to hold that `()` wherever it is read.
-pub(in crate::script) fn in_place_kept(ast: &AST) -> Option<(String, Position)> {
+pub(in crate::script) fn in_place_kept(ast: &AST) -> Vec<(String, Position)> {
     let names = Names::of(ast);
     let kept = declared_once(ast, |value| names.in_place(Value::Expr(value)));
     if kept.is_empty() {
-        return None;
+        return Vec::new();
     }
-    let mut found = None;
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[rhai::ASTNode]| {
         let Some(rhai::ASTNode::Expr(Expr::Variable(var, _, read))) = path.last() else {
             return true;
@@ -303,7 +307,7 @@ pub(in crate::script) fn in_place_kept(ast: &AST) -> Option<(String, Position)> 
         };
         let variable = var.1.as_str();
         let args = if *args { "…" } else { "" };
-        found = Some((
+        found.push((
             format!(
                 "{name} changes its {noun} in place and gives (), so {variable} is () where it is read (line {}, column {}); write: let {variable} = …; {variable}.{name}({args});",
                 read.line().unwrap_or(1),
@@ -311,7 +315,7 @@ pub(in crate::script) fn in_place_kept(ast: &AST) -> Option<(String, Position)> 
             ),
             *at,
         ));
-        false
+        true
     });
     found
 }

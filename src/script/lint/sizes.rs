@@ -9,9 +9,9 @@ use rhai::{ASTNode, Dynamic, Expr, Position, AST};
 
 use crate::script::MAX_STRING_SIZE;
 
-/// The first list or map literal in `ast` whose strings hold more text than the string limit.
-pub(in crate::script) fn literal_too_large(ast: &AST) -> Option<(String, Position)> {
-    let mut found = None;
+/// Each list or map literal in `ast` whose strings hold more text than the string limit.
+pub(in crate::script) fn literal_too_large(ast: &AST) -> Vec<(String, Position)> {
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         let Some(ASTNode::Expr(e)) = path.last() else {
             return true;
@@ -27,7 +27,7 @@ pub(in crate::script) fn literal_too_large(ast: &AST) -> Option<(String, Positio
         if text <= MAX_STRING_SIZE {
             return true;
         }
-        found = Some((
+        found.push((
             format!(
                 "the strings of this {what} hold {} KiB of text, and Rhai counts a {what}'s text together against its {} KiB string limit, so building it would fail on every request; keep each {what} under {} KiB of text (split a long list of ids into several)",
                 text.div_ceil(1024),
@@ -36,7 +36,7 @@ pub(in crate::script) fn literal_too_large(ast: &AST) -> Option<(String, Positio
             ),
             e.position(),
         ));
-        false
+        true
     });
     found
 }

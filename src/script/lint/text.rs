@@ -95,15 +95,15 @@ impl Shape {
     }
 }
 
-/// The first comparison of a string whose values are known at load with a literal that can
+/// Each comparison of a string whose values are known at load with a literal that can
 /// never compare as meant: `api` or `seoul_weekday(…)` with a value it never has (`api ==
 /// "v2"`, `seoul_weekday(now) == "Sat"`: always false; a `switch` case too), `seoul_time(…)`/`seoul_date(…)` with a
 /// literal of another shape (`seoul_time(now) >= "9:00"`).
-pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String, Position)> {
+pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Vec<(String, Position)> {
     let declared = declared_names(ast);
     let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
     let copies = copies(ast, declared.contains("api"));
-    let mut found = None;
+    let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         let call = match path.last() {
             Some(ASTNode::Expr(Expr::FnCall(call, _)))
@@ -127,8 +127,8 @@ pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String
                     Expr::Variable(v, ..) if called.is_some() => format!("{} (from {what})", v.1),
                     _ => what.to_owned(),
                 };
-                found = impossible_case(&named, what, values, &switch.1);
-                return found.is_none();
+                found.extend(impossible_case(&named, what, values, &switch.1));
+                return true;
             }
             _ => return true,
         };
@@ -193,8 +193,8 @@ pub(in crate::script) fn impossible_text_comparison(ast: &AST) -> Option<(String
                     )
                 }),
         };
-        found = message;
-        found.is_none()
+        found.extend(message);
+        true
     });
     found
 }
