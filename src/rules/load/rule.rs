@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 
 use super::super::model::{Action, RawFetch, RawRule};
 use super::super::template::{Scope as TemplateScope, Template};
-use super::super::yaml::{self, Location, Seg};
+use super::super::yaml::{self, Location, Seg, MAX_LOCATED};
 use super::super::{
     BodyTemplate, Check, Fetch, Forward, HttpMethod, LoadError, Rule, Upstream, DEFAULT_REASON,
 };
@@ -594,8 +594,11 @@ impl FileCompiler<'_, '_> {
                 })
             }
             Err(errors) => {
-                // Errors inside a script are reported against the script, where the fix is.
-                for e in errors.into_all() {
+                // Errors inside a script are reported against the script, where the fix is;
+                // as many as of a rule file, so that a generated script's thousand slips do
+                // not bury the rest of the load.
+                let mut errors = errors.into_all();
+                for e in errors.by_ref().take(MAX_LOCATED) {
                     self.errors.push(LoadError {
                         file: file.clone(),
                         location: Some(Location {
@@ -603,6 +606,14 @@ impl FileCompiler<'_, '_> {
                             column: e.column,
                         }),
                         message: format!("{}{}", e.message, self.script_of(rule)),
+                    });
+                }
+                let more = errors.count();
+                if more > 0 {
+                    self.errors.push(LoadError {
+                        file: file.clone(),
+                        location: None,
+                        message: format!("and {more} more errors in this script, not shown: only the first {MAX_LOCATED} are listed; fix these and check again{}", self.script_of(rule)),
                     });
                 }
                 None

@@ -1270,6 +1270,33 @@ fn only_the_first_fifty_errors_and_warnings_of_a_file_are_located() {
     );
 }
 
+/// A script's load-time checks report every slip they find, the first 50 listed and the
+/// rest counted, as a rule file's errors are.
+#[test]
+fn a_script_lists_its_first_fifty_errors_and_counts_the_rest() {
+    let dir = RulesDir::new();
+    dir.write(
+        DEFAULT,
+        "rules:\n  - name: s\n    script: s.rhai\n    reason: 한도 초과\n",
+    );
+    let slips: String = (0..60)
+        .map(|i| format!("let a{i} = lenght(order_id);\n"))
+        .collect();
+    dir.write("s.rhai", &format!("{slips}true\n"));
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 51, "{errors:?}");
+    let of_rule = " (script of rule \"s\" in default.yaml)";
+    for (i, e) in errors[..50].iter().enumerate() {
+        let message = format!("function not found: lenght; did you mean len?{of_rule}");
+        let column = 9 + i.to_string().len();
+        assert_eq!(*e, dir.at("s.rhai", i + 1, column, &message));
+    }
+    assert_eq!(
+        errors[50],
+        dir.whole("s.rhai", &format!("and 10 more errors in this script, not shown: only the first 50 are listed; fix these and check again{of_rule}"))
+    );
+}
+
 /// Keys without a value are located for the first 50 only (each reads the file again); the
 /// rest are counted in a line after them.
 #[test]
