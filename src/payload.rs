@@ -142,6 +142,10 @@ pub enum PayloadError {
     /// `chunked`, and the rest would be read as the body's text.
     #[error("지원하지 않는 Transfer-Encoding입니다: {0} (chunked 외의 전송 코딩은 받지 않습니다)")]
     UnsupportedTransferEncoding(String),
+    /// `chunked` twice (RFC 9112 forbids it): a proxy in front may take the body to end
+    /// elsewhere than the HTTP layer here does, a way to slip a second request in.
+    #[error("Transfer-Encoding에 chunked가 두 번 이상 있습니다: 본문이 어디서 끝나는지 한 가지로 정해지지 않습니다")]
+    RepeatedChunked,
     /// Only the position: serde_json's own (English) message is not for buyers.
     #[error("요청 본문이 올바른 JSON이 아닙니다 ({line}행 {column}열)")]
     InvalidJson { line: usize, column: usize },
@@ -300,6 +304,19 @@ pub fn body_type(headers: &http::HeaderMap) -> Result<Option<&str>, PayloadError
             "(텍스트가 아님)".into(),
         )),
     }
+}
+
+/// Whether the request's `Transfer-Encoding` headers name `chunked` more than once, in one
+/// header or several: how such a body is framed depends on who reads it (see
+/// [`PayloadError::RepeatedChunked`]).
+pub fn chunked_twice(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .into_iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .filter(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        .count()
+        > 1
 }
 
 /// Every coding listed in `values` is `allowed` (or `identity`), else the value as `error`.

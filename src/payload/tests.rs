@@ -688,3 +688,33 @@ fn a_reserved_key_is_refused_in_a_form() {
     assert_eq!(err(FORM, body), want);
     assert_eq!(err(None, body), want);
 }
+
+/// `chunked` counted across the codings of every `Transfer-Encoding` header, in any case.
+#[test]
+fn chunked_named_twice_is_found_in_one_header_or_several() {
+    let headers = |values: &[&str]| {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append(
+                http::header::TRANSFER_ENCODING,
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    };
+    for twice in [
+        &["chunked, chunked"][..],
+        &["Chunked", " CHUNKED "],
+        &["chunked,gzip,chunked"],
+    ] {
+        assert!(chunked_twice(&headers(twice)), "{twice:?}");
+    }
+    for once in [
+        &[][..],
+        &["chunked"],
+        &["gzip, chunked"],
+        &["identity", "chunked"],
+    ] {
+        assert!(!chunked_twice(&headers(once)), "{once:?}");
+    }
+}

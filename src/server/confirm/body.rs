@@ -27,6 +27,11 @@ impl AppState {
             let e = payload::PayloadError::TooLarge;
             closing(self.refuse(arrival, e.status(), e.to_string()))
         };
+        // Framed two ways, the body is not read at all, and the connection goes with it.
+        if payload::chunked_twice(headers) {
+            let e = payload::PayloadError::RepeatedChunked;
+            return Err(closing(self.refuse(arrival, e.status(), e.to_string())));
+        }
         // A body announced as too large is refused before any of it is read (and before an
         // `Expect: 100-continue` client is told to send it).
         let announced = headers
