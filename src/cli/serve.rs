@@ -124,7 +124,28 @@ fn parse_network(s: &str) -> Result<IpNet, String> {
              (203.0.113.0/24, 2001:db8::/32)"
                 .to_owned()
         })?;
-    unmapped_network(net)
+    let unmapped = unmapped_network(net)?;
+    // `10.0.0.1/8` is 10.0.0.0/8 to a matcher: most likely one address meant, with a network's
+    // prefix length left on it, and a whole network let in without a word.
+    if net.trunc() != net {
+        return Err(format!(
+            "{net} has bits set past its /{len} prefix, so it would let in all of {network} ({count} addresses); write {network} for the network, or {addr} alone for the one address",
+            len = net.prefix_len(),
+            network = net.trunc(),
+            count = addresses(&net),
+            addr = net.addr(),
+        ));
+    }
+    Ok(unmapped)
+}
+
+/// How many addresses `net` holds, in words for a large one.
+fn addresses(net: &IpNet) -> String {
+    let free = u32::from(net.max_prefix_len() - net.prefix_len());
+    match 1u128.checked_shl(free) {
+        Some(n) if n < 1_000_000_000 => crate::script::format_amount_text(&n.to_string()),
+        _ => format!("2^{free}"),
+    }
 }
 
 /// Sources are matched as IPv4 when they arrive as IPv4-mapped IPv6 (`::ffff:10.0.0.1`, what
@@ -634,6 +655,10 @@ mod tests {
         assert_eq!(net("::ffff:203.0.113.7"), Ok("203.0.113.7/32".into()));
         assert_eq!(net("2001:db8::/32"), Ok("2001:db8::/32".into()));
         assert_eq!(net("10.0.0.0/8"), Ok("10.0.0.0/8".into()));
+        assert_eq!(
+            net("::ffff:10.0.0.7/104").unwrap_err(),
+            "::ffff:10.0.0.7/104 has bits set past its /104 prefix, so it would let in all of ::ffff:10.0.0.0/104 (16,777,216 addresses); write ::ffff:10.0.0.0/104 for the network, or ::ffff:10.0.0.7 alone for the one address"
+        );
         assert!(net("::ffff:10.0.0.0/80")
             .unwrap_err()
             .contains("give the IPv4 network"));
@@ -688,6 +713,14 @@ mod tests {
         for bad in ["203.0.113.0/33", "203.0.113", "", "example.com"] {
             let e = parse_network(bad).unwrap_err();
             assert!(e.contains("203.0.113.0/24"), "{bad}: {e}");
+        }
+        // An address with a network's prefix length: which was meant is the operator's call.
+        for (bad, message) in [
+            ("10.0.0.1/8", "10.0.0.1/8 has bits set past its /8 prefix, so it would let in all of 10.0.0.0/8 (16,777,216 addresses); write 10.0.0.0/8 for the network, or 10.0.0.1 alone for the one address"),
+            ("203.0.113.7/24", "203.0.113.7/24 has bits set past its /24 prefix, so it would let in all of 203.0.113.0/24 (256 addresses); write 203.0.113.0/24 for the network, or 203.0.113.7 alone for the one address"),
+            ("2001:db8::7/32", "2001:db8::7/32 has bits set past its /32 prefix, so it would let in all of 2001:db8::/32 (2^96 addresses); write 2001:db8::/32 for the network, or 2001:db8::7 alone for the one address"),
+        ] {
+            assert_eq!(parse_network(bad).unwrap_err(), message);
         }
     }
 
