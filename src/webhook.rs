@@ -18,6 +18,17 @@ const ID_HEADER: &str = "webhook-id";
 const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 const SIGNATURE_HEADER: &str = "webhook-signature";
 const SECRET_PREFIX: &str = "whsec_";
+/// The shortest key taken. Standard Webhooks secrets are 24 to 64 bytes; a key much shorter
+/// than that (a truncated copy, `whsec_QQ==`) could be found from one signed request by trying
+/// every value, and then any request could be forged. Below the spec's 24 only by a margin,
+/// so that no secret a sender issues is refused.
+const MIN_SECRET_BYTES: usize = 16;
+/// A secret's base64, with or without its `=` padding: a copy that lost it is still the key.
+const SECRET_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 const V1_PREFIX: &[u8] = b"v1,";
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
@@ -40,11 +51,17 @@ impl WebhookSecret {
             .trim()
             .strip_prefix(SECRET_PREFIX)
             .ok_or(SecretError::MissingPrefix)?;
-        let key = BASE64
+        let key = SECRET_BASE64
             .decode(encoded)
             .map_err(|_| SecretError::InvalidBase64)?;
         if key.is_empty() {
             return Err(SecretError::Empty);
+        }
+        if key.len() < MIN_SECRET_BYTES {
+            return Err(SecretError::TooShort { bytes: key.len() });
+        }
+        if key.iter().all(|&b| b == key[0]) {
+            return Err(SecretError::Placeholder);
         }
         // HMAC accepts keys of any length, so this cannot fail in practice; mapping the error
         // keeps parsing free of panics.
@@ -79,6 +96,10 @@ pub enum SecretError {
     InvalidBase64,
     #[error("webhook secret is empty after {SECRET_PREFIX}")]
     Empty,
+    #[error("webhook secret is only {bytes} bytes after {SECRET_PREFIX} (base64-decoded), too short to keep signatures from being forged; Standard Webhooks secrets are 24 to 64 bytes: copy the whole secret PortOne issued")]
+    TooShort { bytes: usize },
+    #[error("webhook secret's bytes are all the same (a placeholder such as {SECRET_PREFIX}AAAA…?): use the secret PortOne issued")]
+    Placeholder,
     #[error("webhook secret cannot be used as an hmac-sha256 key")]
     InvalidKey,
 }
@@ -600,6 +621,15 @@ mod tests {
                 SecretError::InvalidBase64,
             ),
             ("whsec_MfKQ9", SecretError::InvalidBase64),
+            ("whsec_QQ==", SecretError::TooShort { bytes: 1 }),
+            (
+                "whsec_MfKQ9r8GKYqrTwjUPD8I",
+                SecretError::TooShort { bytes: 15 },
+            ),
+            (
+                "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                SecretError::Placeholder,
+            ),
             ("whsec_", SecretError::Empty),
             ("", SecretError::Blank),
             (" \n", SecretError::Blank),
@@ -610,6 +640,16 @@ mod tests {
             let message = err.to_string();
             assert!(!message.contains("MfKQ9"), "{message}");
         }
+    }
+
+    #[test]
+    fn a_secret_copied_without_its_base64_padding_is_the_same_key() {
+        let padded = secret(SECRET_B);
+        let unpadded = secret(SECRET_B.trim_end_matches('='));
+        assert_eq!(
+            sign(&padded, "msg_1", TS, BODY),
+            sign(&unpadded, "msg_1", TS, BODY)
+        );
     }
 
     #[test]
