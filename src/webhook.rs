@@ -15,6 +15,9 @@ use subtle::ConstantTimeEq;
 type HmacSha256 = Hmac<Sha256>;
 
 const ID_HEADER: &str = "webhook-id";
+/// The longest `webhook-id` taken: senders' ids are a few dozen characters, and each one is
+/// logged whole and remembered for repeats.
+pub const MAX_ID_LEN: usize = 256;
 const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 const SIGNATURE_HEADER: &str = "webhook-signature";
 const SECRET_PREFIX: &str = "whsec_";
@@ -142,6 +145,11 @@ impl Verifier {
         let msg_id = Some(header(headers, ID_HEADER)?)
             .filter(|id| !id.is_empty())
             .ok_or(VerifyError::MissingHeader(ID_HEADER))?;
+        // Ids are printable ASCII (`msg_2KWP…`). Any other byte would be shown as `�` in the
+        // logs and the decision log, where two ids that differ must be told apart.
+        if msg_id.len() > MAX_ID_LEN || !msg_id.iter().all(u8::is_ascii_graphic) {
+            return Err(VerifyError::BadId);
+        }
         let raw_timestamp = header(headers, TIMESTAMP_HEADER)?;
         let signatures = header(headers, SIGNATURE_HEADER)?;
 
@@ -228,6 +236,8 @@ pub enum VerifyError {
     MissingHeader(&'static str),
     #[error("header {0} given more than once")]
     RepeatedHeader(&'static str),
+    #[error("webhook-id is not printable ASCII of at most {MAX_ID_LEN} characters")]
+    BadId,
     #[error("webhook-timestamp is not an integer number of seconds")]
     BadTimestamp,
     #[error("timestamp is older than the allowed tolerance")]
@@ -252,6 +262,7 @@ impl VerifyError {
             }
             VerifyError::MissingHeader(_) => "서명 헤더가 없습니다",
             VerifyError::RepeatedHeader(_) => "서명 헤더가 두 번 이상 있습니다",
+            VerifyError::BadId => "서명 헤더(webhook-id)가 올바르지 않습니다",
             VerifyError::BadTimestamp => "서명 시각(webhook-timestamp)이 올바른 숫자가 아닙니다",
             VerifyError::TooOld => "서명 시각이 허용 범위를 벗어났습니다(너무 오래됨)",
             VerifyError::TooNew => "서명 시각이 허용 범위를 벗어났습니다(미래 시각)",
@@ -442,6 +453,39 @@ mod tests {
             verifier.verify(&request, BODY, TS),
             Err(VerifyError::MissingHeader(ID_HEADER))
         );
+    }
+
+    /// An id that is not printable ASCII, or too long, is refused even when signed: in the
+    /// logs two such ids could not be told apart.
+    #[test]
+    fn an_id_must_be_printable_ascii_of_bounded_length() {
+        let key = secret(SECRET_A);
+        let verifier = Verifier::new(vec![key.clone()]);
+        let signed_as = |id: &[u8]| {
+            let mac = key.mac(id, TS.to_string().as_bytes(), BODY);
+            let mut h = headers(&[
+                (TIMESTAMP_HEADER, &TS.to_string()),
+                (SIGNATURE_HEADER, &format!("v1,{}", BASE64.encode(mac))),
+            ]);
+            h.insert(ID_HEADER, HeaderValue::from_bytes(id).unwrap());
+            verifier.verify(&h, BODY, TS).map(|m| m.id.to_vec())
+        };
+        let longest = "m".repeat(MAX_ID_LEN);
+        assert_eq!(
+            signed_as(longest.as_bytes()),
+            Ok(longest.clone().into_bytes())
+        );
+        assert_eq!(signed_as(b"msg_2KWPBgLl"), Ok(b"msg_2KWPBgLl".to_vec()));
+        let too_long = format!("{longest}m");
+        for id in [
+            &b"msg_\xfe\xffq"[..],
+            b"msg_\xc0\xc1q",
+            b"msg 1",
+            b"msg_\t1",
+            too_long.as_bytes(),
+        ] {
+            assert_eq!(signed_as(id), Err(VerifyError::BadId), "{id:?}");
+        }
     }
 
     #[test]
