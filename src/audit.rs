@@ -90,7 +90,10 @@ impl std::str::FromStr for Sampling {
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|n| *n >= 1)
             .ok_or_else(|| {
-                format!("expected \"all\" or \"sample=N\" with N >= 1, found \"{s}\"")
+                format!(
+                    "expected \"all\" or \"sample=N\" with N a whole number from 1 to {}, found \"{s}\"",
+                    u64::MAX
+                )
             })?;
         Ok(Sampling { every: n })
     }

@@ -55,6 +55,23 @@ pub enum Command {
     Replay(replay::ReplayArgs),
 }
 
+/// An on/off flag's value, as its `CONFIRM_PROXY_…` variable gives it (the flag alone means
+/// on). The values clap's own boolish parser takes, with an error that lists them.
+fn switch(s: &str) -> Result<bool, String> {
+    const ON: [&str; 6] = ["true", "1", "yes", "on", "y", "t"];
+    const OFF: [&str; 6] = ["false", "0", "no", "off", "n", "f"];
+    let v = s.trim().to_ascii_lowercase();
+    if ON.contains(&v.as_str()) {
+        Ok(true)
+    } else if OFF.contains(&v.as_str()) {
+        Ok(false)
+    } else {
+        Err(format!(
+            "expected true or false (or 1/0, yes/no, on/off), found \"{s}\"; from the environment (CONFIRM_PROXY_…), an empty value is not false: unset the variable instead"
+        ))
+    }
+}
+
 /// The rules directory, shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct RulesDir {
@@ -137,4 +154,24 @@ fn runtime(paused: bool) -> Option<tokio::runtime::Runtime> {
 /// Reads `${VAR}` from the process environment.
 fn process_env(name: &str) -> Result<String, std::env::VarError> {
     std::env::var(name)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn switches_read_the_usual_words_and_list_them_otherwise() {
+        for on in ["true", "1", "YES", " on "] {
+            assert_eq!(super::switch(on), Ok(true), "{on}");
+        }
+        for off in ["false", "0", "No", "off"] {
+            assert_eq!(super::switch(off), Ok(false), "{off}");
+        }
+        for bad in ["maybe", ""] {
+            let e = super::switch(bad).unwrap_err();
+            assert!(
+                e.starts_with("expected true or false (or 1/0, yes/no, on/off)"),
+                "{e}"
+            );
+        }
+    }
 }

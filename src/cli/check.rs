@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::builder::BoolishValueParser;
 use clap::Args;
 
 use super::RulesDir;
@@ -15,7 +14,7 @@ pub struct CheckArgs {
     pub rules: RulesDir,
     /// Fail (exit 1) on warnings too: for the pipeline that ships rule changes, where a
     /// deadline over 5 s or a YAML file named .yml should stop the change, not scroll by.
-    #[arg(long, env = "CONFIRM_PROXY_STRICT", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "CONFIRM_PROXY_STRICT", value_parser = super::switch)]
     pub strict: bool,
 }
 

@@ -36,7 +36,7 @@ pub struct EvalArgs {
     pub now: Option<DateTime<FixedOffset>>,
     /// Send only GET requests: a `forward` or POST/PUT `fetch` (which may confirm or reserve at
     /// the merchant) is not sent and counts as a failed check, decided by on_error.
-    #[arg(long, env = "CONFIRM_PROXY_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "CONFIRM_PROXY_DRY_RUN", value_parser = super::switch)]
     pub dry_run: bool,
     /// The request's Content-Type, to decide a body exactly as `serve` did (a form sent as
     /// application/json is a 400 there); without it the body is read as a request without

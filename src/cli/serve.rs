@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use nix::sys::signal::SigSet;
@@ -37,7 +36,8 @@ pub struct ServeArgs {
         long,
         env = "CONFIRM_PROXY_LISTEN",
         default_value = "0.0.0.0:8080",
-        value_name = "ADDR"
+        value_name = "ADDR",
+        value_parser = parse_listen
     )]
     pub listen: SocketAddr,
     /// Admin listener (/healthz, /readyz, /metrics, /admin/*). Keep it off the internet.
@@ -45,7 +45,8 @@ pub struct ServeArgs {
         long,
         env = "CONFIRM_PROXY_ADMIN_LISTEN",
         default_value = "127.0.0.1:9901",
-        value_name = "ADDR"
+        value_name = "ADDR",
+        value_parser = parse_listen
     )]
     pub admin_listen: SocketAddr,
     /// Append one JSON line per answered request to this file (reopened on SIGUSR1).
@@ -81,7 +82,7 @@ pub struct ServeArgs {
     )]
     pub allow_from: Vec<IpNet>,
     /// Behind a load balancer: take the client address from the right-most X-Forwarded-For entry.
-    #[arg(long, env = "CONFIRM_PROXY_TRUST_FORWARDED_FOR", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "CONFIRM_PROXY_TRUST_FORWARDED_FOR", value_parser = super::switch)]
     pub trust_forwarded_for: bool,
     /// Require "Authorization: Bearer <token>" on /admin/* endpoints.
     #[arg(
@@ -92,7 +93,7 @@ pub struct ServeArgs {
     )]
     pub admin_token: Option<String>,
     /// Refuse a reload (and start-up) whose rule tests in rules/tests/ fail, like an invalid file.
-    #[arg(long, env = "CONFIRM_PROXY_TEST_ON_RELOAD", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "CONFIRM_PROXY_TEST_ON_RELOAD", value_parser = super::switch)]
     pub test_on_reload: bool,
     /// Close a connection that sends no complete request head for this long (idle keep-alive
     /// connections, clients that send slowly) or whose answer cannot be written for this long
@@ -110,6 +111,39 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "CONFIRM_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+}
+
+/// A listener's address: an IP address and a port, the error saying which part is wrong.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    const FORM: &str =
+        "expected IP:PORT, such as 0.0.0.0:8080 (every interface), 127.0.0.1:9901 or [::]:8080";
+    let s = s.trim();
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    if s.parse::<u16>().is_ok() {
+        return Err(format!(
+            "{FORM}; a port alone is not enough: write 0.0.0.0:{s} or 127.0.0.1:{s}"
+        ));
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(FORM.to_owned());
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<std::net::IpAddr>().is_err() {
+        return Err(format!(
+            "{FORM}; \"{host}\" is not an IP address, and names are not looked up (for localhost, write 127.0.0.1)"
+        ));
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "{FORM}; the port must be a number from 0 to 65535, not \"{port}\""
+        ));
+    }
+    // An IPv6 address needs its brackets before a port.
+    Err(format!(
+        "{FORM}; write an IPv6 address in brackets: [{host}]:{port}"
+    ))
 }
 
 /// An `--allow-from` value. PortOne publishes single addresses, so a bare address is its own
@@ -698,6 +732,38 @@ mod tests {
             }
         }
         drop(listener);
+    }
+
+    #[test]
+    fn listener_addresses_and_what_is_wrong_with_others() {
+        assert_eq!(
+            parse_listen(" 127.0.0.1:9901 "),
+            Ok("127.0.0.1:9901".parse().unwrap())
+        );
+        assert_eq!(parse_listen("[::]:8080"), Ok("[::]:8080".parse().unwrap()));
+        for (bad, says) in [
+            (
+                "8080",
+                "a port alone is not enough: write 0.0.0.0:8080 or 127.0.0.1:8080",
+            ),
+            (
+                "localhost:8080",
+                "\"localhost\" is not an IP address, and names are not looked up",
+            ),
+            (
+                "127.0.0.1:99999",
+                "the port must be a number from 0 to 65535, not \"99999\"",
+            ),
+            ("127.0.0.1", "expected IP:PORT"),
+            ("::1:8080", "write an IPv6 address in brackets: [::1]:8080"),
+        ] {
+            let e = parse_listen(bad).unwrap_err();
+            assert!(
+                e.starts_with("expected IP:PORT, such as 0.0.0.0:8080"),
+                "{bad}: {e}"
+            );
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]
