@@ -71,7 +71,7 @@ fn load(dir: &Path, scripts: &ScriptEngine) -> Rules {
         dir,
         &LoadOptions {
             engine: scripts,
-            env: &|_| Err(std::env::VarError::NotPresent),
+            env: &|_: &str| Err(std::env::VarError::NotPresent),
         },
     )
     .unwrap()

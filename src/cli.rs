@@ -91,7 +91,7 @@ impl RulesDir {
     fn load(&self, scripts: &crate::script::ScriptEngine) -> Option<crate::rules::Rules> {
         let opts = crate::rules::LoadOptions {
             engine: scripts,
-            env: &process_env,
+            env: &crate::rules::ProcessEnv,
         };
         match crate::rules::load_dir(&self.dir, &opts) {
             Ok(rules) => Some(rules),
@@ -152,10 +152,6 @@ fn runtime(paused: bool) -> Option<tokio::runtime::Runtime> {
 }
 
 /// Reads `${VAR}` from the process environment.
-fn process_env(name: &str) -> Result<String, std::env::VarError> {
-    std::env::var(name)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

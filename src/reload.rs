@@ -36,7 +36,7 @@ const MAX_LOGGED_ERRORS: usize = 10;
 const EVENT_LAG: Duration = Duration::from_millis(20);
 
 /// Reads `${VAR}` values for upstreams.
-pub type EnvReader = Arc<dyn Fn(&str) -> Result<String, std::env::VarError> + Send + Sync>;
+pub type EnvReader = Arc<dyn crate::rules::Environment + Send>;
 
 /// Extra validation a new generation must pass before it goes live (rule tests).
 pub type Gate = Arc<dyn Fn(&Path, &Rules) -> Result<(), Vec<String>> + Send + Sync>;
@@ -428,12 +428,11 @@ fn load(
     env: &EnvReader,
     gate: Option<&Gate>,
 ) -> Result<Rules, Vec<String>> {
-    let env = env.as_ref();
     let mut rules = rules::load_dir(
         dir,
         &LoadOptions {
             engine: scripts,
-            env: &env,
+            env: env.as_ref(),
         },
     )
     .map_err(|e| e.lines())?;
@@ -534,7 +533,7 @@ mod tests {
             RuleStore::open(
                 dir.to_owned(),
                 Arc::new(ScriptEngine::new()),
-                Arc::new(|_| Err(std::env::VarError::NotPresent)),
+                Arc::new(|_: &str| Err(std::env::VarError::NotPresent)),
                 None,
                 metrics,
             )

@@ -18,7 +18,8 @@ use rust_decimal::Decimal;
 
 pub(crate) use load::{is_misnamed_yaml, read_yaml_text, UNKNOWN_RULESET};
 pub use load::{
-    is_rule_source, load_dir, parse_duration, referenced_scripts, rules_version, Env, LoadOptions,
+    is_rule_source, load_dir, parse_duration, referenced_scripts, rules_version, Env, Environment,
+    LoadOptions, ProcessEnv,
 };
 pub use model::{HttpMethod, Mode, OnError};
 pub use template::Template;
@@ -549,7 +550,7 @@ pub(crate) fn load_files(files: &[(&str, &str)]) -> (tempfile::TempDir, Rules) {
     }
     let opts = LoadOptions {
         engine: &crate::script::ScriptEngine::new(),
-        env: &|_| Err(std::env::VarError::NotPresent),
+        env: &|_: &str| Err(std::env::VarError::NotPresent),
     };
     let rules = load_dir(dir.path(), &opts).unwrap_or_else(|e| panic!("{e}"));
     (dir, rules)

@@ -59,7 +59,7 @@ impl Config {
             decision_log_approvals: Sampling { every: 1 },
             gate: None,
             watch: true,
-            env: Arc::new(|name| std::env::var(name)),
+            env: Arc::new(crate::rules::ProcessEnv),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }

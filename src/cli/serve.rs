@@ -552,7 +552,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     config.admin_token = admin_token;
     config.decision_log = args.decision_log;
     config.decision_log_approvals = args.decision_log_approvals;
-    config.env = Arc::new(super::process_env);
+    config.env = Arc::new(crate::rules::ProcessEnv);
     config.idle_timeout = args.idle_timeout;
     if args.test_on_reload {
         // The gate has its own engine: it runs on the reload thread, never on a request.

@@ -22,7 +22,38 @@ pub(crate) use source::{is_misnamed_yaml, read_text, read_yaml_text, ReadError, 
 pub use source::{is_rule_source, referenced_scripts, rules_version};
 
 /// Reads `${VAR}` values; the process environment in production, a map in tests.
-pub type Env<'a> = &'a (dyn Fn(&str) -> Result<String, std::env::VarError> + Sync);
+pub type Env<'a> = &'a dyn Environment;
+
+/// Where `${VAR}` values come from: the process's environment, or a test's own (any
+/// `Fn(&str) -> Result<String, VarError>`).
+pub trait Environment: Sync {
+    fn var(&self, name: &str) -> Result<String, std::env::VarError>;
+    /// The names of the variables that are set, for a "did you mean" when one is not.
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+impl<F: Fn(&str) -> Result<String, std::env::VarError> + Sync> Environment for F {
+    fn var(&self, name: &str) -> Result<String, std::env::VarError> {
+        self(name)
+    }
+}
+
+/// The process's own environment, as `serve`, `check` and `test` read it.
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, name: &str) -> Result<String, std::env::VarError> {
+        std::env::var(name)
+    }
+
+    fn names(&self) -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect()
+    }
+}
 
 /// What a load needs from outside the rules directory.
 pub struct LoadOptions<'a> {

@@ -768,7 +768,7 @@ async fn env_variables_fill_urls_and_headers() {
     let rules = Rules::with("default.yaml", yaml);
     let url = shop.url();
     let mut config = Config::new(rules.path().to_owned());
-    config.env = Arc::new(move |name| match name {
+    config.env = Arc::new(move |name: &str| match name {
         "SHOP_URL" => Ok(url.clone()),
         "SHOP_TOKEN" => Ok("s3cret-token".into()),
         _ => Err(std::env::VarError::NotPresent),
@@ -795,7 +795,7 @@ async fn env_variables_fill_urls_and_headers() {
     server.stop().await;
 
     let mut config = Config::new(rules.path().to_owned());
-    config.env = Arc::new(|name| {
+    config.env = Arc::new(|name: &str| {
         (name == "SHOP_URL")
             .then(|| "http://127.0.0.1:1".to_owned())
             .ok_or(std::env::VarError::NotPresent)

@@ -24,6 +24,22 @@ struct RulesDir {
     tmp: TempDir,
 }
 
+/// A test's whole environment, names listed as the process's are.
+struct Vars<'a>(HashMap<&'a str, &'a str>);
+
+impl crate::rules::Environment for Vars<'_> {
+    fn var(&self, name: &str) -> Result<String, std::env::VarError> {
+        self.0
+            .get(name)
+            .map(|v| (*v).to_owned())
+            .ok_or(std::env::VarError::NotPresent)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.keys().map(|k| (*k).to_owned()).collect()
+    }
+}
+
 impl RulesDir {
     fn new() -> Self {
         RulesDir {
@@ -58,17 +74,11 @@ impl RulesDir {
 
     /// Loads with `vars` as the whole environment.
     fn load_with(&self, vars: &[(&str, &str)]) -> Result<Rules, LoadErrors> {
-        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
-        let env = |name: &str| {
-            vars.get(name)
-                .map(|v| (*v).to_owned())
-                .ok_or(std::env::VarError::NotPresent)
-        };
         load_dir(
             self.path(),
             &LoadOptions {
                 engine: &ScriptEngine::new(),
-                env: &env,
+                env: &Vars(vars.iter().copied().collect()),
             },
         )
     }
@@ -147,6 +157,26 @@ mod audit {
 
     /// A value that is not UTF-8 is named as such, not as unset: the operator would look
     /// for a variable that is there.
+    /// An unset variable whose name is a slip of one that is set names that one; one with
+    /// nothing like it set says the environment is read at start.
+    #[test]
+    fn an_unset_variable_names_a_set_one_it_is_a_slip_of() {
+        let dir = default_file(
+            "upstreams:\n  shop:\n    url: \"${SHOP_API_URI}\"\n    headers: { Authorization: \"Bearer ${TOKEN}\" }\nrules:\n  - name: via-shop\n    forward: { upstream: shop, path: /confirm }\n",
+        );
+        let errors = dir
+            .load_with(&[("SHOP_API_URL", "http://127.0.0.1:1"), ("HOME", "/root")])
+            .unwrap_err()
+            .lines();
+        assert_eq!(
+            errors,
+            [
+                dir.at(DEFAULT, 3, 10, "upstream \"shop\": url: environment variable SHOP_API_URI is not set; did you mean ${SHOP_API_URL}, which is set?"),
+                dir.at(DEFAULT, 4, 31, "upstream \"shop\": header \"Authorization\": environment variable TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"),
+            ]
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_variable_whose_value_is_not_utf8_is_told_apart_from_an_unset_one() {

@@ -10,6 +10,19 @@ use super::super::yaml::Seg;
 use super::super::{HealthSpec, HealthState, Upstream, DEFAULT_UPSTREAM_TIMEOUT};
 use super::{Env, FileCompiler};
 
+/// The set variable `var` is a slip of: a letter or two away (one in a short name). Closer
+/// than the rule files' "did you mean": variables of one service share long prefixes
+/// (`SHOP_API_URL`, `SHOP_API_TOKEN`), and naming another of them would mislead.
+fn misspelt(var: &str, names: Vec<String>) -> Option<String> {
+    let most = (var.len() / 5).clamp(1, 2);
+    names
+        .into_iter()
+        .map(|name| (strsim::damerau_levenshtein(var, &name), name))
+        .filter(|(edits, _)| *edits <= most)
+        .min()
+        .map(|(_, name)| name)
+}
+
 /// Replaces `${VAR}` from the environment, or gives every problem of `s` (each unset
 /// variable, not only the first). A value put in `encoded` (a byte range of `s`) is
 /// percent-encoded: see [`userinfo`].
@@ -37,7 +50,7 @@ fn substitute(
         let var = &tail[..end];
         if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             errors.push(format!("invalid variable name \"{var}\" in ${{...}}"));
-        } else if let Ok(value) = env(var) {
+        } else if let Ok(value) = env.var(var) {
             if value.is_empty() {
                 empty.push(var.to_owned());
             }
@@ -57,11 +70,11 @@ fn substitute(
                 out.push_str(&value);
             }
             values.push(value);
-        } else if let Err(std::env::VarError::NotUnicode(_)) = env(var) {
+        } else if let Err(std::env::VarError::NotUnicode(_)) = env.var(var) {
             errors.push(format!("environment variable {var} is set, but its value is not UTF-8 text (a secret in another encoding, or binary data: set it as UTF-8, or as hex or base64 if the service takes that)"));
         } else if let Some(set) = [var.to_ascii_uppercase(), var.to_ascii_lowercase()]
             .into_iter()
-            .find(|other| other != var && env(other).is_ok())
+            .find(|other| other != var && env.var(other).is_ok())
         {
             // `${shop_api_url}` for SHOP_API_URL, or the other way round: environment variable
             // names are case-sensitive.
@@ -69,7 +82,13 @@ fn substitute(
                 "environment variable {var} is not set; did you mean ${{{set}}}?"
             ));
         } else {
-            errors.push(format!("environment variable {var} is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"));
+            // A slip in the name (`SHOP_API_URI` for SHOP_API_URL) is named; a variable set
+            // after the proxy started is another reason it may be missing.
+            let hint = match misspelt(var, env.names()) {
+                Some(set) => format!("; did you mean ${{{set}}}, which is set?"),
+                None => " (the proxy reads its environment only when it starts: a variable set later needs a restart)".to_owned(),
+            };
+            errors.push(format!("environment variable {var} is not set{hint}"));
         }
         rest = &tail[end + 1..];
     }
@@ -599,4 +618,29 @@ fn mask_list(mut secrets: Vec<Box<str>>) -> Arc<[memchr::memmem::Finder<'static>
         .iter()
         .map(|s| memchr::memmem::Finder::new(s.as_bytes()).into_owned())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::misspelt;
+
+    #[test]
+    fn a_slip_of_a_set_name_is_found_and_a_sibling_is_not() {
+        let set = || {
+            ["SHOP_API_URL", "SHOP_API_TOKEN", "HOME", "PATH"]
+                .map(String::from)
+                .to_vec()
+        };
+        for (slip, meant) in [
+            ("SHOP_API_URI", "SHOP_API_URL"),
+            ("SHOP_APIURL", "SHOP_API_URL"),
+            ("SHOP_API_TOKN", "SHOP_API_TOKEN"),
+            ("HOEM", "HOME"),
+        ] {
+            assert_eq!(misspelt(slip, set()).as_deref(), Some(meant), "{slip}");
+        }
+        for other in ["SHOP_API_KEY", "SHOP_URL", "TOKEN", "PAY"] {
+            assert_eq!(misspelt(other, set()), None, "{other}");
+        }
+    }
 }
