@@ -476,13 +476,17 @@ impl FileCompiler<'_, '_> {
                 );
                 None
             }
-            (Some(b), _) => match body_template(b) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    self.error(&sub("body"), format!("rule \"{name}\": fetch.body: {e}"));
-                    None
+            // Every text of the body is checked, each error at its own place.
+            (Some(b), _) => body_template(b, &mut sub("body").to_vec(), &mut |at, s| {
+                match Template::parse_call_at(s) {
+                    Ok(t) => Some(t),
+                    Err((e, offset)) => {
+                        let message = format!("rule \"{name}\": fetch.body: {e}");
+                        self.error_in_value(at, s, offset, message);
+                        None
+                    }
                 }
-            },
+            }),
         };
         self.check_path(
             &sub("path"),
@@ -689,19 +693,44 @@ fn fields_read(expr: &str) -> Vec<&str> {
     fields
 }
 
-fn body_template(v: &serde_json::Value) -> Result<BodyTemplate, String> {
-    Ok(match v {
-        serde_json::Value::String(s) => BodyTemplate::Text(Template::parse_call(s)?),
+/// `v` as a template, each of its texts made by `text` (at its place in the file, `at`);
+/// `None` when any text gave none, after all were tried.
+fn body_template<'v>(
+    v: &'v serde_json::Value,
+    at: &mut Vec<Seg<'v>>,
+    text: &mut dyn FnMut(&[Seg<'_>], &str) -> Option<Template>,
+) -> Option<BodyTemplate> {
+    let mut part = |at: &mut Vec<Seg<'v>>, seg, v| {
+        at.push(seg);
+        let t = body_template(v, at, text);
+        at.pop();
+        t
+    };
+    match v {
+        serde_json::Value::String(s) => text(at, s).map(BodyTemplate::Text),
         serde_json::Value::Array(items) => {
-            BodyTemplate::Array(items.iter().map(body_template).collect::<Result<_, _>>()?)
+            let items: Vec<_> = items
+                .iter()
+                .enumerate()
+                .map(|(j, item)| part(at, Seg::Index(j), item))
+                .collect();
+            items
+                .into_iter()
+                .collect::<Option<_>>()
+                .map(BodyTemplate::Array)
         }
-        serde_json::Value::Object(map) => BodyTemplate::Object(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), body_template(v)?)))
-                .collect::<Result<_, String>>()?,
-        ),
-        other => BodyTemplate::Value(other.clone()),
-    })
+        serde_json::Value::Object(map) => {
+            let fields: Vec<_> = map
+                .iter()
+                .map(|(k, v)| part(at, Seg::Key(k), v).map(|t| (k.clone(), t)))
+                .collect();
+            fields
+                .into_iter()
+                .collect::<Option<_>>()
+                .map(BodyTemplate::Object)
+        }
+        other => Some(BodyTemplate::Value(other.clone())),
+    }
 }
 
 /// Whether a `script:` value is Rhai code rather than a path: a line break, or characters of

@@ -522,6 +522,38 @@ rules:
     );
 }
 
+/// Every text of a fetch body is checked, each error at its placeholder, however deep.
+#[test]
+fn each_placeholder_error_of_a_fetch_body_is_at_its_place() {
+    let dir = default_file(
+        r#"upstreams:
+  shop:
+    url: http://shop.test
+rules:
+  - name: reserve
+    fetch:
+      upstream: shop
+      method: POST
+      path: /reserve
+      body:
+        order: "{order_idd}"
+        items:
+          - sku: "{payload.sku}"
+            qty: "{amountt}"
+    reason: x
+"#,
+    );
+    let expected = "expected one of {order_id}, {tx_id}, {amount}, {store_id}";
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 11, 17, &format!("rule \"reserve\": fetch.body: unknown placeholder {{order_idd}} (did you mean {{order_id}}?), {expected}")),
+            dir.at(DEFAULT, 13, 19, &format!("rule \"reserve\": fetch.body: unknown placeholder {{payload.sku}}, {expected}")),
+            dir.at(DEFAULT, 14, 19, &format!("rule \"reserve\": fetch.body: unknown placeholder {{amountt}} (did you mean {{amount}}?), {expected}")),
+        ]
+    );
+}
+
 #[test]
 fn bad_fetch_and_forward_fields() {
     let dir = default_file(
