@@ -428,7 +428,7 @@ fn load(
     env: &EnvReader,
     gate: Option<&Gate>,
 ) -> Result<Rules, Vec<String>> {
-    let mut rules = rules::load_dir(
+    let rules = rules::load_dir(
         dir,
         &LoadOptions {
             engine: scripts,
@@ -438,14 +438,12 @@ fn load(
     .map_err(|e| e.lines())?;
     match gate {
         Some(gate) => gate(dir, &rules)?,
-        // Rule tests do not hold the rules back here, but a broken test file is still worth
-        // saying: `check` and `test` refuse it, so the next CI run or `--test-on-reload` would.
+        // The test files are part of the directory a reload validates (SPEC §5), as `check`
+        // validates them: one that does not read holds the rules back as a broken rule file
+        // would. Without the gate their cases are not run.
         None => {
-            if let Err(errors) = crate::ruletest::load_suites(dir, &rules) {
-                rules.warnings.extend(errors.iter().map(|e| {
-                    format!("{e} (a rule test file `check` and `test` refuse; serve does not run rule tests without --test-on-reload)")
-                }));
-            }
+            crate::ruletest::load_suites(dir, &rules)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
         }
     }
     Ok(rules)
@@ -547,24 +545,47 @@ mod tests {
 
     pub(super) const GOOD: &str = "rules:\n  - name: a\n    amount: { max: 100 }\n    reason: x\n";
 
-    /// Without `--test-on-reload` rule tests hold nothing back, but a test file `check` would
-    /// refuse is said in the load's warnings.
+    /// A test file that does not read is part of an invalid directory (SPEC §5), with or
+    /// without `--test-on-reload`: it stops the start, and a reload that brings one keeps the
+    /// running rules, the test file's error shown.
     #[tokio::test]
-    async fn a_broken_rule_test_file_is_a_warning_without_the_gate() {
+    async fn a_broken_rule_test_file_holds_the_rules_back() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
         std::fs::create_dir(dir.path().join("tests")).unwrap();
-        std::fs::write(dir.path().join("tests/default.yaml"), "cases: [oops").unwrap();
-        let store = store(dir.path());
-        let warnings = &store.current().warnings;
         let test_file = dir.path().join("tests/default.yaml");
+        std::fs::write(&test_file, "cases: [oops").unwrap();
+        let open = || {
+            RuleStore::open(
+                dir.path().to_owned(),
+                Arc::new(ScriptEngine::new()),
+                Arc::new(|_: &str| Err(std::env::VarError::NotPresent)),
+                None,
+                Metrics::new(),
+            )
+        };
+        let errors = open().err().expect("a broken test file stops the start");
         assert!(
-            warnings
+            errors
                 .iter()
-                .any(|w| w.starts_with(&format!("{}:", test_file.display()))
-                    && w.ends_with("serve does not run rule tests without --test-on-reload)")),
-            "{warnings:?}"
+                .any(|e| e.starts_with(&format!("{}:1:", test_file.display()))),
+            "{errors:?}"
         );
+        std::fs::write(&test_file, "ruleset: default\ncases: []\n").unwrap();
+        let store = Arc::new(open().unwrap());
+        let v1 = store.current().version.clone();
+        std::fs::write(&test_file, "cases: [oops").unwrap();
+        std::fs::write(dir.path().join("default.yaml"), GOOD.replace("100", "200")).unwrap();
+        match store.reload(Trigger::Admin).await {
+            ReloadOutcome::Rejected { errors } => assert!(
+                errors
+                    .iter()
+                    .any(|e| e.starts_with(&format!("{}:1:", test_file.display()))),
+                "{errors:?}"
+            ),
+            other => panic!("expected the reload refused, got {other:?}"),
+        }
+        assert_eq!(store.current().version, v1);
     }
 
     #[tokio::test]

@@ -46,20 +46,19 @@ pub fn run(args: &TestArgs) -> ExitCode {
         &scripts,
         args.filter.as_deref(),
     ));
-    // A FILTER that matches nothing (a typo in a CI step) tested nothing: not a pass.
-    let mut nothing_run = false;
+    // A FILTER that matches nothing is no tests at all, which SPEC §9 makes a pass; it may
+    // be a typo in a CI step, so it is said.
     if let Some(filter) = args.filter.as_deref().filter(|_| results.is_empty()) {
         let cases: usize = suites.iter().map(ruletest::Suite::len).sum();
         let plural = if cases == 1 { "" } else { "s" };
-        eprintln!("error: no case name contains \"{filter}\" ({cases} case{plural} in all): nothing was tested");
-        nothing_run = true;
+        eprintln!("warning: no case name contains \"{filter}\" ({cases} case{plural} in all): nothing was tested");
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
     for r in results.iter().filter(|r| !r.passed()) {
         out!("{}", r.explain());
     }
     out!("{} passed, {} failed", results.len() - failed, failed);
-    if failed == 0 && !nothing_run {
+    if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

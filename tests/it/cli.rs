@@ -887,16 +887,16 @@ fn a_closed_stdout_is_no_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// A FILTER that matches no case (a typo) runs nothing: said on stderr, and exit 1, so that
-/// a CI step with a mistyped filter is not a passing suite.
+/// A FILTER that matches no case runs nothing, which is no tests at all (SPEC §9: `0 passed,
+/// 0 failed`, exit 0); as it may be a typo, stderr says so.
 #[test]
-fn a_test_filter_that_matches_nothing_fails() {
+fn a_test_filter_that_matches_nothing_is_said() {
     let out = run_cli(&["test", "--rules", &shipped_rules(), "no such case"], None);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "0 passed, 0 failed\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.starts_with("error: no case name contains \"no such case\" (")
+        stderr.starts_with("warning: no case name contains \"no such case\" (")
             && stderr.trim_end().ends_with("nothing was tested"),
         "{stderr}"
     );
