@@ -281,7 +281,7 @@ impl Run<'_, '_> {
         };
         let answer = result.as_ref().ok().map(UpstreamAnswer::from);
         let verdict = match result {
-            Ok(r) if r.status == 200 => Verdict::Pass,
+            Ok(r) if r.status == 200 => passing(&fw.upstream.name, &r),
             Ok(r) => Verdict::Refuse(
                 merchant_reason(&r.body)
                     .unwrap_or_else(|| rule.reason.render_reason(self.req, None)),
@@ -403,11 +403,32 @@ impl Run<'_, '_> {
                 )),
             },
             None => match resp.status {
-                200..=299 => Verdict::Pass,
+                200..=299 => passing(&f.upstream.name, resp),
                 500.. => Verdict::Error(format!("{} answered {}", f.upstream.name, resp.status)),
                 _ => Verdict::Refuse(reason()),
             },
         }
+    }
+}
+
+/// A status that passes, on an answer that came whole. One whose body stopped coming (closed
+/// early, the upstream's timeout, the deadline) is a transport failure (SPEC §9), which
+/// `on_error` decides — the rule's, or the ruleset's when the deadline cut it: the handler may
+/// have failed midway after its status line. (A refusing status refuses however its body
+/// ends: `on_error: approve` must not pass a merchant's 409. An answer that came whole but was
+/// read only up to the size cap passes: nothing failed.)
+fn passing(upstream: &str, resp: &UpstreamResponse) -> Verdict {
+    let Some(why) = resp.incomplete.as_ref().filter(|_| resp.stopped_coming()) else {
+        return Verdict::Pass;
+    };
+    let cause = format!(
+        "{upstream} answered {}, but its body {why}: a pass needs the whole answer",
+        resp.status
+    );
+    if resp.cut_by_deadline() {
+        Verdict::Stopped(cause)
+    } else {
+        Verdict::Error(cause)
     }
 }
 

@@ -1417,24 +1417,75 @@ async fn an_answer_cut_by_the_deadline_is_the_rulesets_on_error() {
     }
 }
 
-/// A cut answer whose status passes a fetch without `require` is no body for later rules
-/// either: `fetched["stock"].body` is `()`, not part of an answer.
+/// A passing status whose body then stops coming is no pass: the handler may have failed
+/// after its status line, and SPEC §9 makes transport failures errors. `on_error` decides —
+/// the rule's when the upstream cut it, the ruleset's when the deadline did — for a
+/// `forward`, a POST fetch and a GET fetch without `require` alike.
+#[tokio::test]
+async fn a_pass_whose_body_stops_coming_is_an_error() {
+    let cut_pass =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"ok\":";
+    let (closing, _) = raw_upstream(cut_pass, Duration::ZERO).await;
+    let (trickling, _) = raw_upstream(cut_pass, Duration::from_secs(5)).await;
+    for (url, timeout, why) in [
+        (&closing, "300ms", "cut short: request failed"),
+        (&trickling, "300ms", "cut short: timed out after 300ms"),
+        (
+            &trickling,
+            "2s",
+            "cut short: still coming when its rule had to decide, before the request's deadline",
+        ),
+    ] {
+        for check in [
+            "forward: { upstream: shop, path: /confirm }",
+            "fetch: { upstream: shop, method: POST, path: /reserve }",
+            "fetch: { upstream: shop, path: /stock }",
+        ] {
+            let rules = Rules::with(
+                "default.yaml",
+                &format!(
+                    "settings: {{ on_error: reject, error_reason: \"확인하지 못했습니다\", deadline: 500ms }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: {timeout} }} }}\nrules:\n  - {{ name: merchant, {check}, reason: \"판매 종료\" }}\n"
+                ),
+            );
+            let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+            assert_eq!(
+                (a.status, a.reason()),
+                (409, "확인하지 못했습니다"),
+                "{check} ({why}): {r}"
+            );
+            let step = &r["trace"][0];
+            assert_eq!(step["outcome"], "error", "{r}");
+            let error = step["error"].as_str().unwrap();
+            assert!(
+                error.starts_with(&format!("shop answered 200, but its body {why}"))
+                    && error.ends_with(": a pass needs the whole answer"),
+                "{r}"
+            );
+        }
+    }
+}
+
+/// A cut answer is no body for later rules: after a fetch whose answer was cut (passed by its
+/// rule's `on_error: approve`), `fetched["stock"]` has the status and `()` for the body, not
+/// part of an answer.
 #[tokio::test]
 async fn later_rules_see_no_body_of_a_cut_answer() {
     let (url, _) = raw_upstream(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"available\": 1",
-        Duration::from_secs(5),
+        Duration::ZERO,
     )
     .await;
     let rules = Rules::with(
         "default.yaml",
         &format!(
-            "settings: {{ deadline: 500ms }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 2s }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: r }}\n  - {{ name: later, require: 'fetched[\"stock\"].status == 200 && fetched[\"stock\"].body == ()', reason: seen }}\n"
+            "settings: {{ deadline: 500ms }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 2s }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: r, on_error: approve }}\n  - {{ name: later, require: 'fetched[\"stock\"].status == 200 && fetched[\"stock\"].body == ()', reason: seen }}\n"
         ),
     );
     let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
     assert_eq!(a.status, 200, "{r}");
     assert_eq!(r["trace"][0]["upstream"]["status"], 200, "{r}");
+    assert_eq!(r["trace"][0]["outcome"], "error", "{r}");
+    assert_eq!(r["trace"][1]["outcome"], "pass", "{r}");
 }
 
 /// `confirm_proxy_upstream_calls_total` is how an operator sees a merchant service fail: each
