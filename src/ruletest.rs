@@ -53,12 +53,11 @@ impl<'de> serde::de::Visitor<'de> for SuiteWithout<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawSuite, A::Error> {
         use serde::de::Error;
         let (mut ruleset, mut now, mut cases) = (None, None, Vec::new());
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
+        while let Some(key) = map.next_key_seed(SuiteKey)? {
+            match key {
                 "ruleset" => ruleset = Some(map.next_value()?),
                 "now" => now = map.next_value()?,
-                "cases" => cases = map.next_value_seed(CasesWithout(self.0))?,
-                other => return Err(A::Error::unknown_field(other, SUITE_KEYS)),
+                _ => cases = map.next_value_seed(CasesWithout(self.0))?,
             }
         }
         Ok(RawSuite {
@@ -66,6 +65,34 @@ impl<'de> serde::de::Visitor<'de> for SuiteWithout<'_> {
             now,
             cases,
         })
+    }
+}
+
+/// A key of a test file, refused while it is read if unknown: the error is then placed at the
+/// key, not at the start of the file.
+struct SuiteKey;
+
+impl<'de> serde::de::DeserializeSeed<'de> for SuiteKey {
+    type Value = &'static str;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<&'static str, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for SuiteKey {
+    type Value = &'static str;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key of a rule test file (ruleset, now, cases)")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<&'static str, E> {
+        SUITE_KEYS
+            .iter()
+            .find(|k| **k == key)
+            .copied()
+            .ok_or_else(|| E::unknown_field(key, SUITE_KEYS))
     }
 }
 

@@ -893,6 +893,17 @@ rules:
         assert!(load_with(&fail_open, &expect("stock")).is_ok());
     }
 
+    /// A misspelt key of the file itself is placed at that key, wherever it is in the file.
+    #[test]
+    fn a_misspelt_top_key_is_placed_at_the_key() {
+        assert_eq!(
+            errors(&format!(
+                "# the shop's cases\n{CASE}    expect: {{ decision: approve }}\ncase:\n  - name: b\n"
+            )),
+            ["tests/t.yaml:7:1: unknown field \"case\", expected one of \"ruleset\", \"now\", \"cases\"; did you mean \"cases\"?"]
+        );
+    }
+
     /// The shape errors of every case come in one run: a case that is not well-formed is left
     /// out and the file read again.
     #[test]
