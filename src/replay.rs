@@ -55,7 +55,11 @@ pub struct Record {
 
 fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<FixedOffset>, D::Error> {
     let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-    DateTime::parse_from_rfc3339(&text).map_err(serde::de::Error::custom)
+    DateTime::parse_from_rfc3339(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "\"{text}\": {e}, expected RFC 3339 as the proxy writes it (2026-12-05T06:47:44.123456Z)"
+        ))
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,20 +129,44 @@ pub fn read(line: &[u8]) -> Result<Record, String> {
             e.valid_up_to() + 1
         )
     })?;
-    serde_json::from_str(text).map_err(|e| {
-        // `[]` or `"text"` is JSON, but serde's "invalid length 0, expected struct Record with
-        // 12 elements" would say nothing an operator can use.
-        if e.is_data() && !text.trim_start().starts_with('{') {
-            return "not a decision-log record: expected a JSON object".to_owned();
-        }
-        // serde_json's "at line 1 column C": the line is the file's, given by the caller.
-        let message = e.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message);
-        format!(
-            "not a decision-log record: {message} (column {})",
-            e.column()
-        )
-    })
+    let mut json = serde_json::Deserializer::from_str(text);
+    let record: Result<Record, _> = serde_path_to_error::deserialize(&mut json);
+    let record = record
+        .map_err(|e| (e.path().to_string(), e.into_inner()))
+        .and_then(|record| json.end().map(|()| record).map_err(|e| (".".into(), e)))
+        .map_err(|(field, e)| {
+            // The field the error is in (`status: invalid type: …`), where there is one.
+            // `[]` or `"text"` is JSON, but serde's "invalid length 0, expected struct Record
+            // with 12 elements" would say nothing an operator can use.
+            if e.is_data() && !text.trim_start().starts_with('{') {
+                return "not a decision-log record: expected a JSON object".to_owned();
+            }
+            // serde_json's "at line 1 column C": the line is the file's, given by the caller.
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message);
+            let field = if field == "." || !e.is_data() {
+                String::new()
+            } else {
+                format!("{field}: ")
+            };
+            format!(
+                "not a decision-log record: {field}{message} (column {})",
+                e.column()
+            )
+        })?;
+    // What the proxy never writes: a line edited or damaged, which must not pass for a guard's
+    // answer (with nothing to replay) or for a decision that changed.
+    if !["approve", "reject", "ignored"].contains(&record.decision.as_str()) {
+        return Err(format!(
+            "not a decision-log record: decision \"{}\" is none of \"approve\", \"reject\", \"ignored\"",
+            record.decision
+        ));
+    }
+    let ruled = !record.trace.is_empty() || record.rule.is_some();
+    if ruled && record.request.is_none() && record.repeat_of.is_none() {
+        return Err("not a decision-log record: it has a rule or a trace but no request (a line edited or cut?): rules decide only requests, which the proxy logs with them".to_owned());
+    }
+    Ok(record)
 }
 
 impl Record {
@@ -304,7 +332,12 @@ async fn decide(
     );
     // Replayed, the rules would run with time to spare: it is the deadline's again, decided by
     // the ruleset's `on_error` as it is now (an edited `on_error` or `error_reason` shows).
-    if record.deadline_came_first(rules) || record.overran() {
+    if record.deadline_came_first(rules) {
+        notes.push("the deadline had passed before the first rule ran (the body came just before it), so the ruleset's on_error decided; it decides again as it is now".to_owned());
+        return on_error(&ruleset.settings, &req, None);
+    }
+    if record.overran() {
+        notes.push("the rules had not finished by the deadline, so the ruleset's on_error decided; it decides again as it is now".to_owned());
         return on_error(&ruleset.settings, &req, None);
     }
     let (canned, plans) = stand_ins(record, ruleset, &req, notes);
@@ -386,6 +419,10 @@ fn logged_health(
     let why = match traced {
         Some(t) => match (&t.probe, &t.call) {
             (Some(then), _) if then.same_call(&now) => return (state(t), None),
+            // Alike in words, the probe's headers or base URL changed.
+            (Some(then), _) if then.to_string() == now.to_string() => format!(
+                "its health check changed ({now}, with other headers or another base URL of its upstream)"
+            ),
             (Some(then), _) => format!("its health check changed (then {then}, now {now})"),
             (None, Some(call)) => format!("it read no health then (it made {call})"),
             // Logged before probes were traced.
@@ -661,7 +698,7 @@ fn note_new_errors(record: &Record, decision: &Decision, plans: &Plans, notes: &
         if noted {
             continue;
         }
-        if error.contains("no canned answer") || then.is_none() {
+        if error.contains("no answer on file") || then.is_none() {
             notes.push(format!(
                 "rule {}: the record has no upstream answer or health for it (a new or renamed rule, or not reached then); it counted as an error",
                 t.rule

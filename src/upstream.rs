@@ -201,8 +201,9 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("request failed: {0}")]
     Other(String),
-    /// A canned test answer was missing (rule tests only).
-    #[error("no canned answer for {0}")]
+    /// An answer not on file: a rule test's canned answers, or a replayed record, hold none
+    /// for the call (`test` and `replay` only).
+    #[error("no answer on file for {0}")]
     NoCannedAnswer(String),
     /// Held back on purpose (`eval --dry-run`: a call that may change something at the merchant).
     #[error("not sent: {0}")]

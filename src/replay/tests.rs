@@ -64,6 +64,49 @@ fn records_no_rule_decided_are_not_replayed() {
     );
 }
 
+/// A line the proxy could not have written — edited or damaged — is named as such, not taken
+/// for a guard's answer or for a decision that changed.
+#[test]
+fn a_record_the_proxy_could_not_have_written_is_refused() {
+    let approve = line(
+        r#"{"rule":"shop-up","outcome":"pass","ms":0.1}"#,
+        "approve",
+        "",
+    );
+    assert_eq!(
+        read(
+            approve
+                .replace(r#""decision":"approve""#, r#""decision":"approved""#)
+                .as_bytes()
+        )
+        .unwrap_err(),
+        r#"not a decision-log record: decision "approved" is none of "approve", "reject", "ignored""#
+    );
+    let cut = approve.replace(
+        r#","request":{"imp_uid":"imp_1","merchant_uid":"order-1","amount":5000}"#,
+        "",
+    );
+    assert!(read(cut.as_bytes())
+        .unwrap_err()
+        .starts_with("not a decision-log record: it has a rule or a trace but no request"));
+    let e = read(
+        approve
+            .replace("2026-11-25T07:51:02.114Z", "2026-11-25 07:51")
+            .as_bytes(),
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with(r#"not a decision-log record: time: "2026-11-25 07:51": "#)
+            && e.contains("expected RFC 3339 as the proxy writes it"),
+        "{e}"
+    );
+    // A field of the wrong kind is named.
+    assert_eq!(
+        read(approve.replace(r#""status":200"#, r#""status":"200""#).as_bytes()).unwrap_err(),
+        "not a decision-log record: status: invalid type: string \"200\", expected u16 (column 194)"
+    );
+}
+
 /// An answer that was cut short then is replayed cut: its `require` is again not evaluated
 /// on part of an answer, and the rule's `on_error` decides as it did.
 #[tokio::test]
@@ -622,10 +665,10 @@ async fn a_record_the_deadline_answered_before_any_rule_is_decided_by_on_error_a
     assert_eq!(now.decision.reason.as_deref(), Some("시간 초과"));
     assert_eq!(now.decision.rule, None);
     let (_dir, approving) = rules_with(", on_error: approve");
-    assert_eq!(
-        again(&approving, &refused).await.decision.decision.as_str(),
-        "approve"
-    );
+    let now = again(&approving, &refused).await;
+    assert_eq!(now.decision.decision.as_str(), "approve");
+    // The change's block says why no rule ran.
+    assert_eq!(now.notes, ["the deadline had passed before the first rule ran (the body came just before it), so the ruleset's on_error decided; it decides again as it is now"]);
     // An approval with an empty trace that took the deadline, whatever `on_error` is now.
     let late = line("", "approve", "").replace(r#""latency_ms":0.1"#, r#""latency_ms":995.2"#);
     assert!(read(late.as_bytes()).unwrap().deadline_came_first(&rules));
@@ -662,10 +705,9 @@ async fn a_record_answered_at_the_deadline_with_rules_unfinished_is_decided_by_o
     assert!(record.overran() && !record.deadline_came_first(&rules));
     assert!(!again(&rules, &late).await.changed());
     let (_dir, approving) = rules_with(", on_error: approve");
-    assert_eq!(
-        again(&approving, &late).await.decision.decision.as_str(),
-        "approve"
-    );
+    let now = again(&approving, &late).await;
+    assert_eq!(now.decision.decision.as_str(), "approve");
+    assert_eq!(now.notes, ["the rules had not finished by the deadline, so the ruleset's on_error decided; it decides again as it is now"]);
     assert!(!read(line("", "approve", "").as_bytes()).unwrap().overran());
 }
 
@@ -722,6 +764,14 @@ async fn a_health_state_stands_in_only_for_the_same_probe() {
         let r = again(&rules, &logged).await;
         assert_first_rule_errs(&r, &format!("rule shop-up: its health check changed (then GET /health from shop, now {now}), and no rule of the record read the health of {now}: the record has no health state for it; it counted as an error"));
     }
+    // The same in words, but with another header: said so, not "then X, now X".
+    let headed = health("shop", "/health").replace(
+        "url: \"http://shop.invalid\",",
+        "url: \"http://shop.invalid\", headers: { X-Probe: \"1\" },",
+    );
+    let (_headed_dir, headed) = load_files(&[("default.yaml", &headed)]);
+    let r = again(&headed, &logged).await;
+    assert_first_rule_errs(&r, "rule shop-up: its health check changed (GET /health from shop, with other headers or another base URL of its upstream), and no rule of the record read the health of GET /health from shop: the record has no health state for it; it counted as an error");
 
     // Logged as a fetch, a healthy rule now.
     let fetched = line(

@@ -212,7 +212,7 @@ async fn fetch_transport_errors_use_on_error() {
     }
     let d = decide(&rules, V1).await;
     assert!(
-        error_of(&d, "stock").contains("no canned answer for shop GET /api/stock/order-1"),
+        error_of(&d, "stock").contains("no answer on file for shop GET /api/stock/order-1"),
         "{d:?}"
     );
 }

@@ -172,7 +172,7 @@ mod audit {
             errors,
             [
                 dir.at(DEFAULT, 3, 10, "upstream \"shop\": url: environment variable SHOP_API_URI is not set; did you mean ${SHOP_API_URL}, which is set?"),
-                dir.at(DEFAULT, 4, 31, "upstream \"shop\": header \"Authorization\": environment variable TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"),
+                dir.at(DEFAULT, 4, 31, "upstream \"shop\": header \"Authorization\": environment variable TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)"),
             ]
         );
     }
@@ -222,7 +222,7 @@ rules:
 "#,
         );
         let unset = |var: &str| {
-            format!("environment variable {var} is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)")
+            format!("environment variable {var} is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)")
         };
         assert_eq!(
             dir.errors(),
@@ -285,13 +285,13 @@ rules:
                     DEFAULT,
                     3,
                     10,
-                    r#"upstream "shop": url: environment variable SHOP_API_URL is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"#
+                    r#"upstream "shop": url: environment variable SHOP_API_URL is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)"#
                 ),
                 dir.at(
                     DEFAULT,
                     4,
                     31,
-                    r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"#
+                    r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)"#
                 ),
             ]
         );
@@ -301,7 +301,7 @@ rules:
                 DEFAULT,
                 4,
                 31,
-                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart)"#
+                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)"#
             )]
         );
         // Names are case-sensitive: a lowercase one names the variable that is set.

@@ -86,7 +86,7 @@ fn substitute(
             // after the proxy started is another reason it may be missing.
             let hint = match misspelt(var, env.names()) {
                 Some(set) => format!("; did you mean ${{{set}}}, which is set?"),
-                None => " (the proxy reads its environment only when it starts: a variable set later needs a restart)".to_owned(),
+                None => " (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)".to_owned(),
             };
             errors.push(format!("environment variable {var} is not set{hint}"));
         }
