@@ -75,8 +75,27 @@ pub fn time_slip(s: &str) -> Option<String> {
         Some(format!(
             "the seconds are required: 10:00:00, not 10:00 ({time}:00{offset})"
         ))
+    } else if let Some((unit, t)) = unix_time(s) {
+        let kst = chrono::FixedOffset::east_opt(9 * 3600)?;
+        Some(format!(
+            "a Unix time in {unit}: write it as a date and time ({})",
+            t.with_timezone(&kst).to_rfc3339()
+        ))
     } else {
         None
+    }
+}
+
+/// `s` read as a Unix time of this century, in seconds (10 digits) or milliseconds (13).
+fn unix_time(s: &str) -> Option<(&'static str, DateTime<chrono::Utc>)> {
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = s.parse().ok()?;
+    match s.len() {
+        10 => Some(("seconds", DateTime::from_timestamp(n, 0)?)),
+        13 => Some(("milliseconds", DateTime::from_timestamp_millis(n)?)),
+        _ => None,
     }
 }
 

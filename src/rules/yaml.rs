@@ -224,6 +224,13 @@ fn clean_message(msg: &str) -> String {
     if unknown_name(&msg).is_some_and(digits_only) {
         return format!("{msg}; {THOUSANDS_SEPARATOR}");
     }
+    // `shadow: lower-limit-trial`: one name where a list is read.
+    if let Some(text) = msg
+        .split_once("invalid type: string \"")
+        .and_then(|(_, rest)| rest.strip_suffix("\", expected a sequence"))
+    {
+        return format!("{msg}; write a list, even of one: [{text}]");
+    }
     // `deadline： 4s`: one plain string to YAML, so its mapping became a string.
     if msg.contains("invalid type: string \"") && msg.contains('：') {
         return format!("{msg}; {FULL_WIDTH_COLON}");
@@ -407,6 +414,17 @@ mod tests {
         assert_eq!(
             e.message,
             r#"a.b: invalid type: integer "100000000000000000000000", expected a map"#
+        );
+    }
+
+    /// One name where a list is read (`shadow: lower-limit-trial`) gets the list to write.
+    #[test]
+    fn one_name_where_a_list_belongs_gets_the_list() {
+        assert_eq!(
+            clean_message(
+                r#"cases[0].expect.shadow: invalid type: string "trial", expected a sequence at line 7 column 42"#
+            ),
+            r#"cases[0].expect.shadow: invalid type: string "trial", expected a sequence; write a list, even of one: [trial]"#
         );
     }
 

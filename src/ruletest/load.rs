@@ -846,7 +846,7 @@ rules:
             )),
             [
                 "tests/t.yaml:5:25: unknown upstream \"nope\", expected one of pay, shop",
-                "tests/t.yaml:5:35: upstream \"pay\" has no health probe, so no rule reads its health",
+                "tests/t.yaml:5:35: upstream \"pay\" has no health probe, so no rule reads its health: leave it out of the case's health, or give the upstream a probe in the rule file (health: { path: /health }) for a healthy: pay rule",
             ]
         );
     }

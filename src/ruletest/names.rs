@@ -105,7 +105,7 @@ impl CaseNames<'_> {
                     Some(u) if u.health.is_none() => out.push((
                         at(),
                         format!(
-                            "upstream \"{up}\" has no health probe, so no rule reads its health"
+                            "upstream \"{up}\" has no health probe, so no rule reads its health: leave it out of the case's health, or give the upstream a probe in the rule file (health: {{ path: /health }}) for a healthy: {up} rule"
                         ),
                     )),
                     Some(_) => {}

@@ -707,7 +707,7 @@ fn test_refuses_test_files_naming_what_the_ruleset_does_not_have() {
         format!("{file}:8:9: invalid canned call \"GETT /api/stock/o-1\": unknown method \"GETT\", expected GET, POST or PUT"),
         format!("{file}:9:9: invalid canned call \"nospace\", expected a method and a path like \"GET /api/stock/order-1\""),
         format!("{file}:10:15: unknown upstream \"nope\", expected one of shop"),
-        format!("{file}:10:25: upstream \"shop\" has no health probe, so no rule reads its health"),
+        format!("{file}:10:25: upstream \"shop\" has no health probe, so no rule reads its health: leave it out of the case's health, or give the upstream a probe in the rule file (health: {{ path: /health }}) for a healthy: shop rule"),
         format!("{file}:11:39: unknown rule \"nosuchrule\", ruleset \"default\" has rules stock"),
         format!("{file}:12:11: duplicate case name \"in stock\" (also at line 3): case names are unique in a file"),
     ];

@@ -583,6 +583,14 @@ fn a_near_miss_of_rfc_3339_says_what_is_missing() {
             "2027-03-15T10:00",
             "it has no seconds and no UTC offset: add both, :00 and +09:00 for Korean time (2027-03-15T10:00:00+09:00)",
         ),
+        (
+            "1764558000",
+            "a Unix time in seconds: write it as a date and time (2025-12-01T12:00:00+09:00)",
+        ),
+        (
+            "1764558000500",
+            "a Unix time in milliseconds: write it as a date and time (2025-12-01T12:00:00.500+09:00)",
+        ),
     ] {
         assert_eq!(time_slip(written).as_deref(), Some(slip), "{written}");
         let fixed = &slip[slip.rfind('(').unwrap() + 1..slip.len() - 1];
@@ -591,7 +599,14 @@ fn a_near_miss_of_rfc_3339_says_what_is_missing() {
             "{written}: the fix {fixed} is RFC 3339"
         );
     }
-    for other in ["tomorrow", "", "2026-13-40T10:00:00", "１２월", "+0900"] {
+    for other in [
+        "tomorrow",
+        "",
+        "2026-13-40T10:00:00",
+        "１２월",
+        "+0900",
+        "20271231",
+    ] {
         assert_eq!(time_slip(other), None, "{other}");
     }
 }
