@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::decision::{CallMade, Decision, Outcome, MAX_TRACED_BODY};
+use crate::decision::{CallMade, Decision, Outcome, Verdict, MAX_TRACED_BODY};
 use crate::engine::{answer_by, evaluate, fetch_call, on_error, Context, Original};
 use crate::payload::{self, ConfirmRequest, Parsed};
 use crate::rules::{Check, Health, Mode, Rule, Rules, Ruleset, UNKNOWN_RULESET_REASON};
@@ -34,7 +34,8 @@ pub struct Record {
     pub ruleset: String,
     #[serde(default)]
     pub order_id: Option<String>,
-    pub decision: String,
+    /// A value the proxy never writes is a line edited or damaged, not a decision that changed.
+    pub decision: Verdict,
     pub status: u16,
     #[serde(default)]
     pub reason: Option<String>,
@@ -135,7 +136,6 @@ pub fn read(line: &[u8]) -> Result<Record, String> {
         .map_err(|e| (e.path().to_string(), e.into_inner()))
         .and_then(|record| json.end().map(|()| record).map_err(|e| (".".into(), e)))
         .map_err(|(field, e)| {
-            // The field the error is in (`status: invalid type: …`), where there is one.
             // `[]` or `"text"` is JSON, but serde's "invalid length 0, expected struct Record
             // with 12 elements" would say nothing an operator can use.
             if e.is_data() && !text.trim_start().starts_with('{') {
@@ -144,6 +144,7 @@ pub fn read(line: &[u8]) -> Result<Record, String> {
             // serde_json's "at line 1 column C": the line is the file's, given by the caller.
             let message = e.to_string();
             let message = message.split(" at line ").next().unwrap_or(&message);
+            // The field the error is in (`status: invalid type: …`), where there is one.
             let field = if field == "." || !e.is_data() {
                 String::new()
             } else {
@@ -155,13 +156,7 @@ pub fn read(line: &[u8]) -> Result<Record, String> {
             )
         })?;
     // What the proxy never writes: a line edited or damaged, which must not pass for a guard's
-    // answer (with nothing to replay) or for a decision that changed.
-    if !["approve", "reject", "ignored"].contains(&record.decision.as_str()) {
-        return Err(format!(
-            "not a decision-log record: decision \"{}\" is none of \"approve\", \"reject\", \"ignored\"",
-            record.decision
-        ));
-    }
+    // answer, with nothing to replay.
     let ruled = !record.trace.is_empty() || record.rule.is_some();
     if ruled && record.request.is_none() && record.repeat_of.is_none() {
         return Err("not a decision-log record: it has a rule or a trace but no request (a line edited or cut?): rules decide only requests, which the proxy logs with them".to_owned());
@@ -179,15 +174,15 @@ impl Record {
         if !self.trace.is_empty() || self.rule.is_some() || !self.decided_by_rules() {
             return false;
         }
-        match self.decision.as_str() {
-            "reject" => true,
-            "approve" => rules.get(&self.ruleset).is_some_and(|ruleset| {
+        match self.decision {
+            Verdict::Reject => true,
+            Verdict::Approve => rules.get(&self.ruleset).is_some_and(|ruleset| {
                 let start = tokio::time::Instant::now();
                 let due = answer_by(&ruleset.settings, start) - start;
                 self.latency_ms
                     .is_some_and(|ms| ms >= due.as_secs_f64() * 1000.0)
             }),
-            _ => false,
+            Verdict::Ignored => false,
         }
     }
 
@@ -207,7 +202,7 @@ impl Record {
         self.request.is_some()
             && self.repeat_of.is_none()
             && self.repeat_refused.is_none()
-            && self.decision != "ignored"
+            && self.decision != Verdict::Ignored
     }
 }
 
@@ -225,7 +220,7 @@ impl Replayed {
     pub fn changed(&self) -> bool {
         let r = &self.record;
         let d = &self.decision;
-        r.decision != d.decision.as_str()
+        r.decision != d.decision
             || r.status != d.status
             || r.rule.as_deref() != d.rule.as_deref()
             || r.reason != d.reason
@@ -247,7 +242,7 @@ impl Replayed {
             out,
             "  logged: {}",
             answer(
-                &r.decision,
+                r.decision.as_str(),
                 r.status,
                 r.rule.as_deref(),
                 r.reason.as_deref()

@@ -17,7 +17,7 @@ type HmacSha256 = Hmac<Sha256>;
 const ID_HEADER: &str = "webhook-id";
 /// The longest `webhook-id` taken: senders' ids are a few dozen characters, and each one is
 /// logged whole and remembered for repeats.
-pub const MAX_ID_LEN: usize = 256;
+const MAX_ID_LEN: usize = 256;
 const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 const SIGNATURE_HEADER: &str = "webhook-signature";
 const SECRET_PREFIX: &str = "whsec_";

@@ -80,7 +80,7 @@ fn a_record_the_proxy_could_not_have_written_is_refused() {
                 .as_bytes()
         )
         .unwrap_err(),
-        r#"not a decision-log record: decision "approved" is none of "approve", "reject", "ignored""#
+        "not a decision-log record: decision: unknown variant `approved`, expected one of `approve`, `reject`, `ignored` (column 180)"
     );
     let cut = approve.replace(
         r#","request":{"imp_uid":"imp_1","merchant_uid":"order-1","amount":5000}"#,

@@ -102,7 +102,6 @@ pub(super) fn request_variable_in_fn(ast: &AST) -> Vec<(String, Position)> {
                     ),
                     *at,
                 ));
-                return true;
             }
             true
         });

@@ -1345,27 +1345,38 @@ async fn an_answer_that_comes_whole_late_in_the_deadline_is_read() {
     }
 }
 
-/// Once the status line is in, the status decides a `forward` and a fetch without `require`,
-/// even when the body then stops coming (closed early, or trickling past the timeout): a
-/// merchant's refusal stays a refusal, not an error that `on_error: approve` would pass. The
-/// trace says what happened to the body.
-#[tokio::test]
-async fn a_refusal_whose_body_stops_coming_still_refuses() {
-    let closed_early =
-        "HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"reason\":";
-    let (closing, _) = raw_upstream(closed_early, Duration::ZERO).await;
-    let (trickling, _) = raw_upstream(closed_early, Duration::from_secs(5)).await;
-    // The upstream's timeout (300 ms) ends the body, or the request's deadline (500 ms,
-    // against a 2 s timeout) does, before it would decide by on_error.
-    for (url, timeout, why) in [
-        (&closing, "300ms", "cut short: request failed"),
-        (&trickling, "300ms", "cut short: timed out after 300ms"),
+/// Upstreams that send `head` (a status line, headers and the start of a longer body) and then
+/// no more, with the upstream `timeout` to give them and how the trace says the body ended: the
+/// connection closed early, the upstream's timeout (300 ms) ends the body, or the request's
+/// deadline (500 ms in the rules of the tests, against a 2 s timeout) does.
+async fn cut_short(head: &'static str) -> [(String, &'static str, &'static str); 3] {
+    let (closing, _) = raw_upstream(head, Duration::ZERO).await;
+    let (trickling, _) = raw_upstream(head, Duration::from_secs(5)).await;
+    [
+        (closing, "300ms", "cut short: request failed"),
         (
-            &trickling,
+            trickling.clone(),
+            "300ms",
+            "cut short: timed out after 300ms",
+        ),
+        (
+            trickling,
             "2s",
             "cut short: still coming when its rule had to decide, before the request's deadline",
         ),
-    ] {
+    ]
+}
+
+/// Once the status line is in, a refusing status refuses for a `forward` and a fetch without
+/// `require`, even when the body then stops coming (closed early, or trickling past the
+/// timeout): a merchant's refusal stays a refusal, not an error that `on_error: approve` would
+/// pass. (A passing status does not pass so: see below.) The trace says what happened to the
+/// body.
+#[tokio::test]
+async fn a_refusal_whose_body_stops_coming_still_refuses() {
+    let refusal =
+        "HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"reason\":";
+    for (url, timeout, why) in cut_short(refusal).await {
         for check in [
             "forward: { upstream: shop, path: /confirm }",
             "fetch: { upstream: shop, method: POST, path: /reserve }",
@@ -1423,19 +1434,9 @@ async fn an_answer_cut_by_the_deadline_is_the_rulesets_on_error() {
 /// `forward`, a POST fetch and a GET fetch without `require` alike.
 #[tokio::test]
 async fn a_pass_whose_body_stops_coming_is_an_error() {
-    let cut_pass =
+    let pass =
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"ok\":";
-    let (closing, _) = raw_upstream(cut_pass, Duration::ZERO).await;
-    let (trickling, _) = raw_upstream(cut_pass, Duration::from_secs(5)).await;
-    for (url, timeout, why) in [
-        (&closing, "300ms", "cut short: request failed"),
-        (&trickling, "300ms", "cut short: timed out after 300ms"),
-        (
-            &trickling,
-            "2s",
-            "cut short: still coming when its rule had to decide, before the request's deadline",
-        ),
-    ] {
+    for (url, timeout, why) in cut_short(pass).await {
         for check in [
             "forward: { upstream: shop, path: /confirm }",
             "fetch: { upstream: shop, method: POST, path: /reserve }",

@@ -155,8 +155,6 @@ mod audit {
         );
     }
 
-    /// A value that is not UTF-8 is named as such, not as unset: the operator would look
-    /// for a variable that is there.
     /// An unset variable whose name is a slip of one that is set names that one; one with
     /// nothing like it set says the environment is read at start.
     #[test]
@@ -177,6 +175,8 @@ mod audit {
         );
     }
 
+    /// A value that is not UTF-8 is named as such, not as unset: the operator would look
+    /// for a variable that is there.
     #[cfg(unix)]
     #[test]
     fn a_variable_whose_value_is_not_utf8_is_told_apart_from_an_unset_one() {

@@ -107,10 +107,7 @@ pub(in crate::script) fn unknown_function(ast: &AST, known: &Functions) -> Vec<(
             // The value before the dot is the first argument.
             let given = call.args.len() + usize::from(method);
             if arities.contains(&given) {
-                if let Some(text) = wrong_kind(name, call, method, &kinds, &declared) {
-                    found.push(text);
-                    return true;
-                }
+                found.extend(wrong_kind(name, call, method, &kinds, &declared));
                 return true;
             }
             let offset = usize::from(method);
