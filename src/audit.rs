@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -107,6 +107,9 @@ pub struct DecisionLog {
     sampling: Sampling,
     approvals: Arc<AtomicU64>,
     unqueued: Arc<Mutex<Unqueued>>,
+    /// Set as the shutdown drain begins: a record that comes after it would be queued behind
+    /// the drain and never written, so it is counted as dropped instead.
+    closed: Arc<AtomicBool>,
 }
 
 /// Records that could not be queued since the last warning about them.
@@ -148,6 +151,7 @@ impl DecisionLog {
             sampling,
             approvals: Arc::new(AtomicU64::new(0)),
             unqueued: Arc::default(),
+            closed: Arc::default(),
         })
     }
 
@@ -168,6 +172,13 @@ impl DecisionLog {
             line.clear();
             if line::write(record, line).is_err() {
                 self.dropped(record, "a decision-log record could not be serialised");
+                return;
+            }
+            if self.closed.load(Ordering::Acquire) {
+                self.dropped(
+                    record,
+                    "the decision log was already closed for the shutdown",
+                );
                 return;
             }
             if self.spool.push(line, 1) {
@@ -228,10 +239,12 @@ impl DecisionLog {
     /// after 30 s with a stuck writer: what it has not written by then is counted as dropped
     /// and reported.
     pub async fn shutdown(&self) {
-        self.shutdown_within(DRAIN_TIMEOUT).await;
+        self.closed.store(true, Ordering::Release);
+        self.drain_within(DRAIN_TIMEOUT).await;
     }
 
-    async fn shutdown_within(&self, limit: Duration) {
+    /// Writes everything queued so far, waiting at most `limit` (see [`Self::shutdown`]).
+    async fn drain_within(&self, limit: Duration) {
         // Records dropped since the last warning about them (a burst that ended within its
         // 5 s) are said now, not left to the metric alone.
         let unsaid = std::mem::take(
@@ -508,7 +521,7 @@ mod tests {
         let faults = Shared::default();
         let (log, metrics) = faulty_log(&path, &faults, Limits::default());
         log.write(&record("d0", &Decision::approve(None)));
-        log.shutdown_within(Duration::from_secs(5)).await;
+        log.drain_within(Duration::from_secs(5)).await;
         let (release, stuck) = std::sync::mpsc::channel();
         faults.lock().unwrap().stuck = Some(stuck);
         Stuck {
@@ -533,7 +546,7 @@ mod tests {
             stuck.log.write(&record(&format!("d{i}{pad}"), &d));
         }
         drop(stuck.release);
-        stuck.log.shutdown_within(Duration::from_secs(20)).await;
+        stuck.log.drain_within(Duration::from_secs(20)).await;
         assert_eq!(dropped(&stuck.metrics), 0);
         assert_eq!(ids_in(&stuck.path).len(), n + 1);
     }
@@ -570,7 +583,7 @@ mod tests {
         let captured = Captured::default();
         let guard = captured.on_this_thread();
         drop(stuck.release);
-        stuck.log.shutdown_within(Duration::from_secs(30)).await;
+        stuck.log.drain_within(Duration::from_secs(30)).await;
         drop(guard);
         assert!(
             captured
@@ -594,12 +607,12 @@ mod tests {
         let log = DecisionLog::open(&path, Sampling { every: 1 }, Metrics::new()).unwrap();
         let d = Decision::approve(None);
         log.write(&record("d0", &d));
-        log.shutdown_within(Duration::from_secs(5)).await;
+        log.drain_within(Duration::from_secs(5)).await;
         std::fs::rename(&path, &rotated).unwrap();
         log.reopen();
         // The reopen happens after the records already queued; a record queued at the same
         // moment may still land in the renamed file, so the test waits for the writer.
-        log.shutdown_within(Duration::from_secs(5)).await;
+        log.drain_within(Duration::from_secs(5)).await;
         log.write(&record("d1", &d));
         log.shutdown().await;
         assert_eq!(ids_in(&rotated), ids(0..1));
@@ -618,7 +631,7 @@ mod tests {
         let log = DecisionLog::open(&path, Sampling { every: 1 }, Metrics::new()).unwrap();
         let d = Decision::approve(None);
         log.write(&record("d0", &d));
-        log.shutdown_within(Duration::from_secs(5)).await;
+        log.drain_within(Duration::from_secs(5)).await;
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text.lines()
@@ -630,7 +643,7 @@ mod tests {
         // Rotated by copy and cut: the file at the path now ends in another fragment.
         std::fs::write(&path, fragment).unwrap();
         log.reopen();
-        log.shutdown_within(Duration::from_secs(5)).await;
+        log.drain_within(Duration::from_secs(5)).await;
         log.write(&record("d1", &d));
         log.shutdown().await;
         let text = std::fs::read_to_string(&path).unwrap();
@@ -651,11 +664,33 @@ mod tests {
         let log = DecisionLog::open(&path, Sampling { every: 1 }, Metrics::new()).unwrap();
         let d = Decision::approve(None);
         log.write(&record("d0", &d));
-        log.shutdown_within(Duration::from_secs(5)).await;
+        log.drain_within(Duration::from_secs(5)).await;
         std::fs::remove_file(&path).unwrap();
         log.write(&record("d1", &d));
         log.shutdown().await;
         assert_eq!(ids_in(&path), ids(1..2));
+    }
+
+    /// A record that comes once the shutdown has begun would queue behind the drain and never
+    /// be written: it is counted as dropped, and warned about.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_record_after_the_shutdown_is_counted_as_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let metrics = Metrics::new();
+        let log = DecisionLog::open(&path, Sampling { every: 1 }, metrics.clone()).unwrap();
+        let d = Decision::approve(None);
+        log.write(&record("d0", &d));
+        log.shutdown().await;
+        let captured = Captured::default();
+        let guard = captured.on_this_thread();
+        log.write(&record("d1", &d));
+        drop(guard);
+        assert_eq!(ids_in(&path), ids(0..1));
+        assert_eq!(dropped(&metrics), 1);
+        let text = captured.text();
+        assert!(text.contains("already closed for the shutdown"), "{text}");
+        assert!(text.contains("decision_id=d1"), "{text}");
     }
 
     #[tokio::test]
@@ -668,7 +703,7 @@ mod tests {
         // A current-thread runtime: what shutdown logs, it logs on this thread.
         let captured = Captured::default();
         let guard = captured.on_this_thread();
-        stuck.log.shutdown_within(Duration::from_millis(300)).await;
+        stuck.log.drain_within(Duration::from_millis(300)).await;
         drop(guard);
         let text = captured.text();
         assert_eq!(dropped(&stuck.metrics), 7);
@@ -678,13 +713,13 @@ mod tests {
         // no error to report about it.
         let captured = Captured::default();
         let guard = captured.on_this_thread();
-        stuck.log.shutdown_within(Duration::from_millis(100)).await;
+        stuck.log.drain_within(Duration::from_millis(100)).await;
         drop(guard);
         assert_eq!(captured.text(), "");
         assert_eq!(dropped(&stuck.metrics), 7);
         // Should the write still finish, nothing is counted twice.
         drop(stuck.release);
-        stuck.log.shutdown_within(Duration::from_secs(5)).await;
+        stuck.log.drain_within(Duration::from_secs(5)).await;
         assert_eq!(dropped(&stuck.metrics), 7);
     }
 }

@@ -311,6 +311,26 @@ pub struct Decision {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shadow: Vec<ShadowOutcome>,
     pub trace: Vec<RuleTrace>,
+    /// GET fetches started when the request arrived whose answers decided nothing (see
+    /// [`UnusedFetch`]), so that every call the merchant saw is on record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unused_fetches: Vec<UnusedFetch>,
+}
+
+/// A GET fetch started early (SPEC §4: GET fetches start when the request arrives) whose rule
+/// never read it: the evaluation ended before that rule, its `when` was false, or its guard
+/// failed. Its answer decided nothing, but the merchant's API saw the call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnusedFetch {
+    pub rule: Arc<str>,
+    pub call: CallMade,
+    /// The answer's status, if it was in when the evaluation ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Why the call failed, if it had by then. Neither a status nor an error: it was
+    /// cancelled then, still under way or not yet sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Decision {
@@ -322,6 +342,7 @@ impl Decision {
             rule,
             shadow: Vec::new(),
             trace: Vec::new(),
+            unused_fetches: Vec::new(),
         }
     }
 
@@ -333,6 +354,7 @@ impl Decision {
             rule,
             shadow: Vec::new(),
             trace: Vec::new(),
+            unused_fetches: Vec::new(),
         }
     }
 

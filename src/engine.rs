@@ -225,6 +225,7 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         trace: Vec::with_capacity(ruleset.rules.len()),
         shadow: Vec::new(),
         current: None,
+        prefetches: calls::Prefetches::default(),
     };
     // Waiting for an upstream, the timer ends the evaluation; Rhai runs without yielding, so
     // between rules and after a failed check the evaluation looks at the clock itself (`None`).
@@ -234,6 +235,7 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
     };
     decision.trace = run.trace;
     decision.shadow = run.shadow;
+    decision.unused_fetches = run.prefetches.unused();
     decision
 }
 
@@ -257,6 +259,8 @@ struct Run<'a, 'c> {
     shadow: Vec<ShadowOutcome>,
     /// The index of the rule being evaluated and when it started, so a deadline can name it.
     current: Option<(usize, Instant)>,
+    /// The GET fetches started early whose rules have not read them yet.
+    prefetches: calls::Prefetches,
 }
 
 impl Run<'_, '_> {
@@ -268,8 +272,7 @@ impl Run<'_, '_> {
         if tokio::time::Instant::now() >= self.deadline {
             return None;
         }
-        let mut prefetches = calls::Prefetches(Vec::new());
-        self.start_prefetches(&mut prefetches, 0);
+        self.start_prefetches(0);
         let mut scope = if self.ruleset.uses_rhai {
             RequestScope::new(self.req, self.ctx.now, self.ruleset.uses_payload)
         } else {
@@ -277,11 +280,13 @@ impl Run<'_, '_> {
         };
         // One clock read per rule: a rule's end is the next rule's start.
         let mut started = Instant::now();
-        for (i, rule) in self.ruleset.rules.iter().enumerate() {
+        // The rules outlive the run (`'a`), so the loop does not hold `self`.
+        let rules = &self.ruleset.rules[..];
+        for (i, rule) in rules.iter().enumerate() {
             // The GET fetches after a call that may have changed something at the merchant
             // start once it is done (or skipped).
-            if i > 0 && self.ruleset.rules[i - 1].changes_state() {
-                self.start_prefetches(&mut prefetches, i);
+            if i > 0 && rules[i - 1].changes_state() {
+                self.start_prefetches(i);
             }
             if rule.mode == Mode::Off {
                 continue;
@@ -318,9 +323,9 @@ impl Run<'_, '_> {
             }
             let (verdict, answer) = match self.guard(rule, &mut scope).await {
                 Ok(true) => {
-                    // The handle stays in `prefetches` so a deadline cancels the call being
-                    // awaited too (dropping a JoinHandle would only detach it).
-                    let prefetched = prefetches.0.get_mut(i).and_then(Option::as_mut);
+                    // Taken: whatever it answers is this rule's, traced with it. Dropped with
+                    // the evaluation if the deadline ends the wait, which cancels the call.
+                    let prefetched = self.prefetches.0.get_mut(i).and_then(Option::take);
                     self.check(rule, &mut scope, prefetched).await
                 }
                 Ok(false) => {

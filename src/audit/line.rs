@@ -110,6 +110,27 @@ fn decision(d: &Decision, out: &mut Vec<u8>) -> serde_json::Result<()> {
         trace(t, out)?;
     }
     out.push(b']');
+    if !d.unused_fetches.is_empty() {
+        raw(out, ",\"unused_fetches\":[");
+        for (i, u) in d.unused_fetches.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            raw(out, "{\"rule\":");
+            string(out, &u.rule);
+            call_made(out, ",\"call\":", &u.call);
+            if let Some(status) = u.status {
+                raw(out, ",\"status\":");
+                raw(out, itoa::Buffer::new().format(status));
+            }
+            if let Some(error) = &u.error {
+                raw(out, ",\"error\":");
+                string(out, error);
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
     Ok(())
 }
 
@@ -257,7 +278,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::decision::{CallMade, Outcome, UpstreamAnswer, Verdict};
+    use crate::decision::{CallMade, Outcome, UnusedFetch, UpstreamAnswer, Verdict};
     use crate::payload::Amount;
 
     fn line(r: &Record<'_>) -> String {
@@ -321,6 +342,25 @@ mod tests {
                         cut: true,
                     }),
                     error: Some("timeout after 1s: \"shop\"".into()),
+                },
+            ],
+            unused_fetches: vec![
+                UnusedFetch {
+                    rule: Arc::from("limits"),
+                    call: CallMade {
+                        upstream: "shop".into(),
+                        method: http::Method::GET,
+                        path: "/api/limits/o-\"1\"".into(),
+                        sent: "0123456789abcdef".into(),
+                    },
+                    status: Some(200),
+                    error: None,
+                },
+                UnusedFetch {
+                    rule: Arc::from("stock-2"),
+                    call: CallMade::default(),
+                    status: None,
+                    error: Some("connection refused: \"shop\"".into()),
                 },
             ],
         }

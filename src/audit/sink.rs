@@ -23,6 +23,10 @@ pub(super) trait LogFile: Send + 'static {
     /// The length, where the next append lands.
     fn len(&self) -> io::Result<u64>;
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Reserves disk space for `len` bytes from `at` without changing the file's length, so
+    /// that an append there cannot fail for want of room part-way through a line. An error is
+    /// a lack of room; where the file system cannot reserve, this is a no-op.
+    fn reserve(&mut self, at: u64, len: u64) -> io::Result<()>;
     /// Cuts the file back to `len` bytes.
     fn cut(&mut self, len: u64) -> io::Result<()>;
     /// Whether the file was deleted while open: what is written to it then is lost with it.
@@ -49,9 +53,56 @@ impl LogFile for File {
         self.write_all(bytes)
     }
 
+    #[cfg(target_os = "linux")]
+    fn reserve(&mut self, at: u64, len: u64) -> io::Result<()> {
+        use rustix::fs::{fallocate, FallocateFlags};
+        use rustix::io::Errno;
+        match fallocate(&*self, FallocateFlags::KEEP_SIZE, at, len) {
+            Err(e @ (Errno::NOSPC | Errno::DQUOT | Errno::FBIG)) => Err(e.into()),
+            // Done, or not supported here (EOPNOTSUPP) or refused otherwise: the write finds
+            // out.
+            _ => Ok(()),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn reserve(&mut self, _: u64, _: u64) -> io::Result<()> {
+        Ok(())
+    }
+
     fn cut(&mut self, len: u64) -> io::Result<()> {
         self.set_len(len)
     }
+}
+
+/// The longest run of whole lines at the start of `bytes` for which `file` reserves room from
+/// `at` (its length): all of `bytes`, or as many lines as fit — found by halving, a few calls
+/// however many lines — with the error that kept the rest out.
+fn reserve_whole_lines<F: LogFile>(
+    file: &mut F,
+    at: u64,
+    bytes: &[u8],
+) -> (usize, Option<io::Error>) {
+    let Err(full) = file.reserve(at, bytes.len() as u64) else {
+        return (bytes.len(), None);
+    };
+    let ends: Vec<usize> = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    // Invariant: the first `fit` lines have room, the first `over` do not.
+    let (mut fit, mut over) = (0, ends.len());
+    while over - fit > 1 {
+        let mid = fit + (over - fit) / 2;
+        if file.reserve(at, ends[mid - 1] as u64).is_ok() {
+            fit = mid;
+        } else {
+            over = mid;
+        }
+    }
+    (fit.checked_sub(1).map_or(0, |last| ends[last]), Some(full))
 }
 
 /// Opens the decision log's path again (SIGUSR1).
@@ -147,6 +198,18 @@ impl<F: LogFile> FileSink<F> {
             self.torn = false;
         }
         let before = self.file.len().map_err(|e| (0, e))?;
+        // Room first: on a full disk the file then never holds part of a line, not even for
+        // the moment before it is cut off again (a log shipper tailing it would see the file
+        // shrink and read it again from the start, at every retry).
+        let (room, full) = reserve_whole_lines(&mut self.file, before, bytes);
+        if let Some(full) = full {
+            if room > 0 {
+                self.file.append(&bytes[..room]).map_err(|e| (0, e))?;
+            }
+            return Err((room, full));
+        }
+        // Cut back below where the file system cannot reserve room, or the write failed
+        // anyway.
         let Err(e) = self.file.append(bytes) else {
             return Ok(());
         };
@@ -394,37 +457,101 @@ mod tests {
         ledger.settled.lock().unwrap().count
     }
 
+    /// Where room can be reserved, a full disk never gets part of a line, not even for a
+    /// moment (a shipper tailing the file would see it shrink at every retry and read it all
+    /// again); where it cannot, the part written is cut back off.
     #[test]
-    fn a_failed_write_is_cut_back_and_retried_until_the_disk_has_room() {
+    fn a_failed_write_leaves_whole_lines_and_is_retried_until_the_disk_has_room() {
+        for no_reserve in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("d.jsonl");
+            let faults = Shared::default();
+            faults.lock().unwrap().no_reserve = no_reserve;
+            let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+            let (_, log) = logged(|| {
+                sink.write(&batch(0, 3), 3);
+                // The disk fills part-way through the next batch.
+                faults.lock().unwrap().room = Some(100);
+                sink.write(&batch(3, 3), 3);
+                assert_eq!(ids_in(&path), ids(0..3), "no fragment stays");
+                assert!(sink.holds_lines());
+                sink.tick();
+                sink.write(&batch(6, 2), 2);
+                assert_eq!(ids_in(&path), ids(0..3));
+                // Room again: the held records go first, in order.
+                faults.lock().unwrap().room = None;
+                sink.tick();
+                assert!(!sink.holds_lines());
+                sink.write(&batch(8, 1), 1);
+            });
+            assert_eq!(ids_in(&path), ids(0..9));
+            assert_eq!(settled(&ledger), 9);
+            assert_eq!(dropped(&ledger.metrics), 0);
+            let cuts = faults.lock().unwrap().cuts;
+            if no_reserve {
+                assert!(cuts > 0, "the fragment was cut back off");
+            } else {
+                assert_eq!(cuts, 0, "nothing but whole lines was ever written");
+            }
+            assert!(
+                log.contains("WARN") && log.contains("could not write decision-log records"),
+                "{log}"
+            );
+            assert!(log.contains("No space left on device"), "{log}");
+            assert!(log.contains("5 held records written"), "{log}");
+        }
+    }
+
+    /// The real file: room is reserved without changing its length (a no-op on a file
+    /// system that cannot reserve), and what is reserved takes the write.
+    #[test]
+    fn reserving_room_leaves_the_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let mut file = super::super::open(&path).unwrap();
+        file.append(b"{}\n").unwrap();
+        assert_eq!(reserve_whole_lines(&mut file, 3, b"{\"a\":1}\n{}\n").0, 11);
+        assert_eq!(file.len().unwrap(), 3);
+        file.append(b"{\"a\":1}\n{}\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}\n{\"a\":1}\n{}\n");
+    }
+
+    /// On a disk with room for part of a batch, the reservation finds the whole lines that fit.
+    #[test]
+    fn the_lines_that_fit_are_found_by_halving() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
         let faults = Shared::default();
-        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
-        let (_, log) = logged(|| {
-            sink.write(&batch(0, 3), 3);
-            // The disk fills part-way through the next batch.
-            faults.lock().unwrap().room = Some(100);
-            sink.write(&batch(3, 3), 3);
-            assert_eq!(ids_in(&path), ids(0..3), "the fragment is cut back off");
-            assert!(sink.holds_lines());
-            sink.tick();
-            sink.write(&batch(6, 2), 2);
-            assert_eq!(ids_in(&path), ids(0..3));
-            // Room again: the held records go first, in order.
-            faults.lock().unwrap().room = None;
-            sink.tick();
-            assert!(!sink.holds_lines());
-            sink.write(&batch(8, 1), 1);
-        });
-        assert_eq!(ids_in(&path), ids(0..9));
-        assert_eq!(settled(&ledger), 9);
-        assert_eq!(dropped(&ledger.metrics), 0);
-        assert!(
-            log.contains("WARN") && log.contains("could not write decision-log records"),
-            "{log}"
-        );
-        assert!(log.contains("No space left on device"), "{log}");
-        assert!(log.contains("5 held records written"), "{log}");
+        let (mut file, _) = faulty(&path, &faults);
+        let lines = batch(0, 7);
+        let ends: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i] == b'\n')
+            .map(|i| i + 1)
+            .collect();
+        for room in [
+            0,
+            1,
+            ends[0] - 1,
+            ends[0],
+            ends[0] + 1,
+            ends[3],
+            ends[6] - 1,
+        ] {
+            faults.lock().unwrap().room = Some(room);
+            let (fit, full) = reserve_whole_lines(&mut file, 0, &lines);
+            let expected = ends
+                .iter()
+                .rev()
+                .find(|&&end| end <= room)
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(fit, expected, "room {room}");
+            assert!(full.is_some());
+        }
+        faults.lock().unwrap().room = Some(ends[6]);
+        let (fit, full) = reserve_whole_lines(&mut file, 0, &lines);
+        assert_eq!(fit, lines.len());
+        assert!(full.is_none());
     }
 
     /// A log deleted with its directory cannot be opened again at its path: records are not
@@ -551,6 +678,7 @@ mod tests {
             {
                 let mut f = faults.lock().unwrap();
                 f.room = Some(40);
+                f.no_reserve = true;
                 f.cut_fails = true;
             }
             sink.write(&batch(1, 2), 2);

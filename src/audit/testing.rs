@@ -40,6 +40,11 @@ pub(super) struct Faults {
     /// Bytes that may still be written; past them an append writes what fits and fails
     /// with "no space left on device" (`None`: no limit).
     pub(super) room: Option<usize>,
+    /// Reserving room does nothing (a file system without `fallocate`): a write past `room`
+    /// leaves part of a line, which is cut back off.
+    pub(super) no_reserve: bool,
+    /// Cuts made so far.
+    pub(super) cuts: usize,
     /// Cutting the file back fails.
     pub(super) cut_fails: bool,
     /// Opening the path again fails.
@@ -91,7 +96,19 @@ impl LogFile for Faulty {
         }
     }
 
+    fn reserve(&mut self, _: u64, len: u64) -> io::Result<()> {
+        let faults = self.faults.lock().unwrap();
+        match faults.room {
+            Some(room) if !faults.no_reserve && (room as u64) < len => Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn cut(&mut self, len: u64) -> io::Result<()> {
+        self.faults.lock().unwrap().cuts += 1;
         if self.faults.lock().unwrap().cut_fails {
             return Err(io::Error::other("cut refused"));
         }

@@ -2,6 +2,8 @@
 //! by the shadow cut-off, and the HTTP call a fetch rule makes.
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -10,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::check::Verdict;
 use super::Run;
-use crate::decision::CallMade;
+use crate::decision::{CallMade, UnusedFetch};
 use crate::payload::ConfirmRequest;
 use crate::rules::{BodyTemplate, Check, Fetch, HttpMethod, Mode, Rule};
 use crate::upstream::{BodyDue, HttpCall, UpstreamError, UpstreamResponse};
@@ -22,22 +24,58 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// Background GET fetches, aborted if the evaluation ends before their rule is reached. Empty
-/// (no allocation) when the ruleset has none; otherwise one slot per rule.
+/// Background GET fetches, one slot per rule; a slot is emptied when its rule reads the
+/// answer. Empty (no allocation) when the ruleset has none.
+#[derive(Default)]
 pub(super) struct Prefetches(pub(super) Vec<Option<Prefetch>>);
 
 /// One GET started early, with the call as the trace names it (made from what was sent, not
-/// rendered again); taken when its rule reads the answer.
+/// rendered again). Dropping it cancels the call: the evaluation ended before its rule read
+/// it, or the deadline stopped the wait (dropping a bare `JoinHandle` would only detach it).
 pub(super) struct Prefetch {
     pub(super) handle: JoinHandle<Result<UpstreamResponse, UpstreamError>>,
     pub(super) made: CallMade,
+    pub(super) rule: Arc<str>,
 }
 
-impl Drop for Prefetches {
+impl Drop for Prefetch {
     fn drop(&mut self) {
-        for prefetch in self.0.iter().flatten() {
-            prefetch.handle.abort();
-        }
+        self.handle.abort();
+    }
+}
+
+impl Prefetches {
+    /// The fetches still in their slots when the evaluation ended, none of which decided
+    /// anything: their rules were not reached, or skipped by `when`, or failed before their
+    /// wait. Each with its answer's status or error if it had one by then; the rest are
+    /// cancelled as they are dropped.
+    pub(super) fn unused(self) -> Vec<UnusedFetch> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        self.0
+            .into_iter()
+            .flatten()
+            .map(|mut prefetch| {
+                let ended = if prefetch.handle.is_finished() {
+                    match std::pin::Pin::new(&mut prefetch.handle).poll(&mut cx) {
+                        std::task::Poll::Ready(Ok(ended)) => Some(ended),
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                let (status, error) = match ended {
+                    Some(Ok(answer)) => (Some(answer.status), None),
+                    Some(Err(e)) => (None, Some(e.to_string())),
+                    None => (None, None),
+                };
+                UnusedFetch {
+                    rule: prefetch.rule.clone(),
+                    call: std::mem::take(&mut prefetch.made),
+                    status,
+                    error,
+                }
+            })
+            .collect()
     }
 }
 
@@ -108,13 +146,13 @@ impl Run<'_, '_> {
     /// done ([`Run::rules`] calls this again), so that they read the merchant's state as that
     /// call left it (`GET /orders/{id}` after a `forward` that confirms the order): decisions
     /// are as if rules ran one after another.
-    pub(super) fn start_prefetches(&self, prefetches: &mut Prefetches, from: usize) {
+    pub(super) fn start_prefetches(&mut self, from: usize) {
         if !self.ruleset.prefetches {
             return;
         }
         let rules = &self.ruleset.rules;
-        if prefetches.0.is_empty() {
-            prefetches.0.resize_with(rules.len(), || None);
+        if self.prefetches.0.is_empty() {
+            self.prefetches.0.resize_with(rules.len(), || None);
         }
         for (i, rule) in rules.iter().enumerate().skip(from) {
             if rule.changes_state() {
@@ -123,7 +161,7 @@ impl Run<'_, '_> {
             if let Check::Fetch(f) = &rule.check {
                 // A call that cannot be made is an error when its rule is reached.
                 if rule.is_prefetch() {
-                    prefetches.0[i] =
+                    self.prefetches.0[i] =
                         fetch_call(f, self.req, self.body_by(rule))
                             .ok()
                             .map(|mut call| {
@@ -131,7 +169,11 @@ impl Run<'_, '_> {
                                 let made = super::check::fetch_made(&f.upstream, &call);
                                 let handle =
                                     tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call));
-                                Prefetch { handle, made }
+                                Prefetch {
+                                    handle,
+                                    made,
+                                    rule: rule.name.clone(),
+                                }
                             });
                 }
             }

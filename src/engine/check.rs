@@ -112,7 +112,7 @@ impl Run<'_, '_> {
         &self,
         rule: &Rule,
         scope: &mut RequestScope,
-        prefetched: Option<&mut Prefetch>,
+        prefetched: Option<Prefetch>,
     ) -> (Verdict, Called) {
         let reason = || rule.reason.render_reason(self.req, None);
         let pass_if = |ok: bool| {
@@ -190,10 +190,10 @@ impl Run<'_, '_> {
         rule: &Rule,
         f: &Fetch,
         scope: &mut RequestScope,
-        prefetched: Option<&mut Prefetch>,
+        prefetched: Option<Prefetch>,
     ) -> (Verdict, Called) {
         let (waited, call) = match prefetched {
-            Some(prefetch) => {
+            Some(mut prefetch) => {
                 let call = std::mem::take(&mut prefetch.made);
                 let waited = self.wait(rule, &mut prefetch.handle).await.map(|joined| {
                     joined.unwrap_or_else(|e| {

@@ -100,6 +100,7 @@ impl Answered {
             rule: self.rule.clone(),
             shadow: Vec::new(),
             trace: Vec::new(),
+            unused_fetches: Vec::new(),
         }
     }
 }

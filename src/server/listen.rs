@@ -62,6 +62,10 @@ pub async fn serve(
     let stranger_timeout = idle_timeout.min(STRANGER_TIMEOUT);
     let (http, strangers) = (builder(idle_timeout), builder(stranger_timeout));
     let connections = GracefulShutdown::new();
+    // The connections' tasks, so that those still open at the end of the grace period are
+    // ended rather than left to run into the decision log's drain. Finished ones are reaped
+    // as connections come.
+    let mut tasks = tokio::task::JoinSet::new();
     let mut stop = pin!(stop);
     let until = loop {
         let (stream, peer) = tokio::select! {
@@ -96,7 +100,8 @@ pub async fn serve(
             TowerToHyperService::new(service),
         );
         let conn = connections.watch(conn);
-        tokio::spawn(async move {
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             // A client that goes away or times out is its own business, not an error of ours;
             // but one that hangs up with a request unanswered is told, since that request may
             // have been dropped before anything was decided about it.
@@ -114,8 +119,11 @@ pub async fn serve(
         .await
         .is_err()
     {
+        // A request whose head comes in now would be answered, and recorded, after the
+        // decision log was drained: its line lost without a count. The connection is closed.
+        tasks.abort_all();
         tracing::info!(
-            "stopped waiting at the end of the grace period for connections that never sent a whole request"
+            "closed, at the end of the grace period, connections that never sent a whole request"
         );
     }
 }

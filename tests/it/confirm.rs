@@ -951,6 +951,47 @@ async fn shutdown_waits_for_an_evaluation_whose_caller_hung_up() {
     assert_eq!(records[0]["trace"][0]["outcome"], "pass", "{}", records[0]);
 }
 
+/// A connection still sending its request head at the end of the grace period is closed,
+/// not left open: a request whose head came in after the decision log was drained would be
+/// answered, and its record lost without a count.
+#[tokio::test]
+async fn a_connection_still_sending_its_head_is_closed_at_the_end_of_the_grace_period() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rules = Rules::with(
+        "default.yaml",
+        "settings: { deadline: 200ms }\nrules:\n  - { name: limit, amount: { max: 10000 }, reason: x }\n",
+    );
+    let (server, log) = logged(&rules).await;
+    let mut conn = tokio::net::TcpStream::connect(server.public).await.unwrap();
+    conn.write_all(b"POST /confirm HTTP/1.1\r\nHost: proxy\r\n")
+        .await
+        .unwrap();
+    // The grace period is the longest deadline and a second.
+    tokio::time::timeout(std::time::Duration::from_secs(10), server.stop())
+        .await
+        .expect("shutdown did not finish within the grace period");
+    // The rest of the head and a body now: nobody answers, the connection is closed.
+    let body = v1("too-late", 5);
+    let rest = format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = conn.write_all(rest.as_bytes()).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        conn.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the connection was left open after the shutdown");
+    assert!(
+        read.is_err() || answer.is_empty(),
+        "answered after the shutdown: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(records_of(&log, "too-late").is_empty());
+}
+
 #[tokio::test]
 async fn shutdown_grace_covers_a_request_on_an_older_rules_generation() {
     // Start-up rules with a short deadline; then a generation with a long one takes a request

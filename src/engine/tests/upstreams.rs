@@ -709,6 +709,90 @@ rules:
     assert_eq!(in_flight.load(Ordering::SeqCst), 0);
 }
 
+/// GET fetches started early whose answers decided nothing are on record with what became of
+/// them: the merchant's API saw those calls too. A rule skipped by `when` (answered), a rule
+/// never reached (one answered with an error, one still under way and cancelled); the fetch
+/// its rule read is in the trace, not here.
+#[tokio::test(start_paused = true)]
+async fn prefetches_that_decided_nothing_are_recorded() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: vip
+    when: 'amount > 1000000'
+    fetch: {{ upstream: shop, path: "/api/vip/{{order_id}}" }}
+    reason: x
+  - name: limits
+    fetch: {{ upstream: shop, path: "/api/limits/{{order_id}}" }}
+    require: 'response.body.ok'
+    reason: "한도 초과"
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+  - name: coupon
+    fetch: {{ upstream: shop, path: "/api/coupon/{{order_id}}" }}
+    reason: x
+"#
+    ));
+    let canned = Arc::new(
+        Canned::new()
+            .answer("shop", "GET /api/vip/order-1", ok_after(10))
+            .answer(
+                "shop",
+                LIMITS,
+                answer(200, json!({"ok": false})).delay(Duration::from_millis(50)),
+            )
+            .answer("shop", STOCK, ok_after(1000))
+            .answer(
+                "shop",
+                "GET /api/coupon/order-1",
+                CannedAnswer::error(CannedError::Refused),
+            ),
+    );
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(summary(&d), refused("한도 초과", "limits"));
+    let unused: Vec<_> = d
+        .unused_fetches
+        .iter()
+        .map(|u| (&*u.rule, u.call.path.as_str(), u.status, u.error.is_some()))
+        .collect();
+    assert_eq!(
+        unused,
+        [
+            ("vip", "/api/vip/order-1", Some(200), false),
+            ("stock", "/api/stock/order-1", None, false),
+            ("coupon", "/api/coupon/order-1", None, true),
+        ]
+    );
+    assert!(
+        d.unused_fetches[2]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("connection refused")),
+        "{:?}",
+        d.unused_fetches
+    );
+    assert_eq!(
+        d.trace[1].call.as_ref().map(|c| c.path.as_str()),
+        Some("/api/limits/order-1")
+    );
+    // An evaluation that reads every fetch it started has none to record.
+    let canned = Arc::new(
+        Canned::new()
+            .answer("shop", LIMITS, answer(200, json!({"ok": true})))
+            .answer("shop", STOCK, ok_after(0))
+            .answer("shop", "GET /api/coupon/order-1", ok_after(0)),
+    );
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(
+        d.unused_fetches.len(),
+        1,
+        "only the skipped vip rule's: {:?}",
+        d.unused_fetches
+    );
+}
+
 // ---- the deadline and side effects; forwarded headers ----
 
 /// A `forward` (a call with side effects at the merchant) must not be started once the
