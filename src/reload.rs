@@ -118,6 +118,8 @@ pub struct RuleStore {
     /// reloads for them whatever their name (`script: scripts/check.txt`).
     scripts: Mutex<Vec<PathBuf>>,
     activity: Arc<Activity>,
+    /// [`WRITERS_MAX`]; shorter in tests.
+    writers_max: Duration,
     /// How the rules directory's watch is doing; `None` while nothing watches it.
     watch: Mutex<Option<WatchStatus>>,
     /// Set once every probed upstream of the running generation has had its first answer
@@ -147,6 +149,7 @@ impl RuleStore {
             gate,
             metrics,
             activity: Arc::default(),
+            writers_max: WRITERS_MAX,
             watch: Mutex::new(None),
             settled,
         })
@@ -242,8 +245,12 @@ impl RuleStore {
         Option<String>,
     ) {
         let mut read_version = None;
+        // One bound for the whole reload, not for each read: a writer that keeps a file open
+        // and writes to it now and then would otherwise be waited for again at every read.
+        let writers_until = tokio::time::Instant::now() + self.writers_max;
+        let mut overdue = false;
         for attempt in 1..=LOAD_ATTEMPTS {
-            self.wait_for_writers().await;
+            overdue = overdue || !self.wait_for_writers(writers_until).await;
             let before = self.activity.event();
             let loaded = self.load_if_changed().await.map(|(version, result)| {
                 read_version = version;
@@ -261,7 +268,9 @@ impl RuleStore {
                     .await
                     .unwrap_or(false)
             };
-            let quiet = self.activity.event() == before && self.activity.writing().is_none();
+            // A writer given up on (see `wait_for_writers`) is read as it is.
+            let quiet =
+                self.activity.event() == before && (overdue || self.activity.writing().is_none());
             if quiet && (!truncated || attempt == LOAD_ATTEMPTS) {
                 return (loaded, read_version);
             }
@@ -355,16 +364,16 @@ impl RuleStore {
         .await
     }
 
-    /// Returns once no rule file is being written (see [`Activity`]), or after [`WRITERS_MAX`]
-    /// of a writer that keeps writing without closing: a reload (and an operator's
-    /// `POST /admin/reload` waiting for it) must not wait for ever.
-    async fn wait_for_writers(&self) {
-        let until = tokio::time::Instant::now() + WRITERS_MAX;
+    /// Returns true once no rule file is being written (see [`Activity`]), or false at
+    /// `until` ([`WRITERS_MAX`] after the reload began) with a writer that keeps writing
+    /// without closing: a reload (and an operator's `POST /admin/reload` waiting for it) must
+    /// not wait for ever.
+    async fn wait_for_writers(&self, until: tokio::time::Instant) -> bool {
         let mut said = false;
         while let Some(path) = self.activity.writing() {
             if tokio::time::Instant::now() >= until {
-                tracing::warn!(path = %path.display(), "a rules file has been written to for {WRITERS_MAX:?} without being closed; reloading anyway");
-                return;
+                tracing::warn!(path = %path.display(), "a rules file has been written to for {:?} without being closed; reloading anyway", self.writers_max);
+                return false;
             }
             if !said {
                 tracing::info!(path = %path.display(), "waiting for a rules file to be closed before reloading");
@@ -372,6 +381,7 @@ impl RuleStore {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        true
     }
 
     fn reject(
@@ -586,6 +596,50 @@ mod tests {
             other => panic!("expected the reload refused, got {other:?}"),
         }
         assert_eq!(store.current().version, v1);
+    }
+
+    /// A writer that keeps a rule file open and writes to it now and then holds a reload
+    /// back for `writers_max` once, not again at each read of the directory: the reload
+    /// (and a `POST /admin/reload` waiting for it) is bounded by it.
+    #[tokio::test]
+    async fn a_writer_that_never_closes_holds_a_reload_back_only_once() {
+        use notify::event::{DataChange, EventKind, ModifyKind};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("default.yaml");
+        std::fs::write(&file, GOOD).unwrap();
+        let mut store = RuleStore::open(
+            dir.path().to_owned(),
+            Arc::new(ScriptEngine::new()),
+            Arc::new(|_: &str| Err(std::env::VarError::NotPresent)),
+            None,
+            Metrics::new(),
+        )
+        .unwrap();
+        store.writers_max = Duration::from_millis(800);
+        let store = Arc::new(store);
+        std::fs::write(&file, GOOD.replace("100", "200")).unwrap();
+        // What the watcher sees of a writer that writes every 300 ms and never closes.
+        let activity = store.activity.clone();
+        let writer = tokio::spawn(async move {
+            for _ in 0..30 {
+                let write =
+                    notify::Event::new(EventKind::Modify(ModifyKind::Data(DataChange::Content)))
+                        .add_path(file.clone());
+                activity.seen(&write);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        let started = std::time::Instant::now();
+        let outcome = store.reload(Trigger::Admin).await;
+        let took = started.elapsed();
+        writer.abort();
+        assert!(
+            matches!(outcome, ReloadOutcome::Applied { .. }),
+            "{outcome:?} after {took:?}"
+        );
+        // Waiting again at each of the five reads took over 5 s, and failed.
+        assert!(took < Duration::from_secs(4), "{took:?}");
+        assert!(took >= Duration::from_millis(800), "{took:?}");
     }
 
     #[tokio::test]

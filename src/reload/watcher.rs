@@ -42,7 +42,7 @@ impl Activity {
         self.events.load(Ordering::SeqCst)
     }
 
-    fn seen(&self, event: &notify::Event) {
+    pub(super) fn seen(&self, event: &notify::Event) {
         self.events.fetch_add(1, Ordering::SeqCst);
         let Ok(mut writing) = self.writing.lock() else {
             return;
@@ -250,7 +250,9 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
     let store = reloader.store.clone();
     store.update_watch(|_| {});
     let mut unwatched = Lasting::new(&store, |s| &mut s.not_watched);
-    let mut watching = match watch_events(dir, &reloader) {
+    // Set by the watch when it fails while running (see `watch_events`).
+    let broken = Broken::default();
+    let mut watching = match watch_events(dir, &reloader, &broken) {
         Ok(w) => Some(w),
         Err(e) => {
             unwatched.report(not_watched(dir, &e));
@@ -268,6 +270,12 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
         let mut unreadable = Lasting::new(&store, |s| &mut s.unreadable);
         loop {
             every.tick().await;
+            // A watch that failed while running misses edits (a subdirectory it could not add):
+            // it is shown as a trouble, and set up again (below) until that works.
+            if let Some(why) = broken.take() {
+                drop(watching.take());
+                unwatched.report(why);
+            }
             // Off the workers: a stat of a hung network mount would hold one.
             let looked_at = dir.clone();
             let Ok(looked) = tokio::task::spawn_blocking(move || dir_identity(&looked_at)).await
@@ -297,7 +305,7 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
             let known = identity.as_ref().and_then(Option::as_ref);
             if now.as_ref().map(|d| d.id) == known.map(|d| d.id) {
                 if watching.is_none() && known.is_some() {
-                    match watch_events(&dir, &reloader) {
+                    match watch_events(&dir, &reloader, &broken) {
                         Ok(w) => {
                             watching = Some(w);
                             unwatched.over();
@@ -322,7 +330,7 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
             }
             // Loaded whether or not it can be watched; an unwatched one is tried again every
             // second (above).
-            match watch_events(&dir, &reloader) {
+            match watch_events(&dir, &reloader, &broken) {
                 Ok(w) => {
                     watching = Some(w);
                     unwatched.over();
@@ -422,16 +430,39 @@ fn not_watched(dir: &Path, e: &notify::Error) -> String {
     )
 }
 
-/// A notify watcher feeding `reloader` with the events under `dir`.
-fn watch_events(dir: &Path, reloader: &Reloader) -> notify::Result<notify::RecommendedWatcher> {
+/// Why the running watch failed, if it did; taken by the watcher's task.
+#[derive(Clone, Default)]
+struct Broken(Arc<Mutex<Option<String>>>);
+
+impl Broken {
+    fn set(&self, why: String) {
+        if let Ok(mut broken) = self.0.lock() {
+            *broken = Some(why);
+        }
+    }
+
+    fn take(&self) -> Option<String> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+/// A notify watcher feeding `reloader` with the events under `dir`; an error of the running
+/// watch is left in `broken`.
+fn watch_events(
+    dir: &Path,
+    reloader: &Reloader,
+    broken: &Broken,
+) -> notify::Result<notify::RecommendedWatcher> {
     let watching = reloader.clone();
+    let (broken, watched) = (broken.clone(), dir.to_owned());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         match event {
             Ok(e) => watching.watched(e),
-            // Events may have been missed (a new subdirectory not watched: the limit of
-            // watches reached): what is on disk now is loaded.
+            // Events may have been missed, and later ones will be (a new subdirectory not
+            // watched: the limit of watches reached): what is on disk now is loaded, and the
+            // watch is set up again, whole, as soon as it can be.
             Err(e) => {
-                tracing::warn!("rules watcher: {e}; reloading, as edits may have been missed (SIGHUP or POST /admin/reload reload later ones)");
+                broken.set(not_watched(&watched, &e));
                 watching.request(Trigger::Watch);
             }
         }

@@ -138,7 +138,9 @@ async fn admin_rules(State(state): State<AppState>) -> Response {
     // Edits not picked up would otherwise look like edits that did not load.
     let watch = store.watch_status().map(|w| {
         json!({
-            "watching": w.not_watched.is_none(),
+            // Every edit picked up (the `confirm_proxy_rules_watched` gauge): not while the
+            // path cannot be looked at either, when a directory swapped in is not noticed.
+            "watching": w.ok(),
             "troubles": w.troubles().map(|t| {
                 let since: DateTime<Utc> = t.since.into();
                 json!({"since": since.to_rfc3339_opts(SecondsFormat::Secs, true), "message": t.message})

@@ -100,6 +100,62 @@ async fn a_rules_directory_that_cannot_be_watched_is_shown_until_it_is() {
     );
 }
 
+/// A watch that fails while running — a subdirectory made after the start that the limit of
+/// watches keeps it from adding (lowered to the one watch of the rules directory, in a user
+/// namespace of the test's own) — misses edits under it: that is shown as for a watch that
+/// never started, and the watch is set up again, whole, once it can be.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_watch_that_fails_while_running_is_shown_and_set_up_again() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let flag = tempfile::tempdir().unwrap();
+    let limit_lifted = flag.path().join("lift");
+    let script = format!(
+        "echo 1 > /proc/sys/user/max_inotify_watches || exit 97; \
+         (for _ in $(seq 400); do [ -e '{}' ] && break; sleep 0.05; done; \
+          echo 8192 > /proc/sys/user/max_inotify_watches) >/dev/null 2>&1 & \
+         exec \"$0\" \"$@\"",
+        limit_lifted.display()
+    );
+    let mut unshare = tokio::process::Command::new("unshare");
+    unshare
+        .args(["--user", "--map-root-user", "bash", "-c", &script])
+        .arg(binary());
+    let proc = Process::serve_as(unshare, rules.path(), &[]).await;
+    let watch = || {
+        let url = proc.admin_url("/admin/rules");
+        async move { get(&url).await.body["watch"].clone() }
+    };
+    assert_eq!(watch().await["watching"], true, "{}", proc.log_text());
+    std::fs::create_dir(rules.path().join("scripts")).unwrap();
+    let shown = eventually(Duration::from_secs(10), || async {
+        let w = watch().await;
+        w["watching"] == false
+            && w["troubles"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("max_user_watches"))
+    })
+    .await;
+    assert!(shown, "{}\n{}", watch().await, proc.log_text());
+    let metrics = get(&proc.admin_url("/metrics")).await;
+    let text = metrics.body.as_str().unwrap_or_default();
+    assert!(text.contains("\nconfirm_proxy_rules_watched 0\n"), "{text}");
+
+    std::fs::write(&limit_lifted, "").unwrap();
+    let watching = eventually(Duration::from_secs(10), || async {
+        let w = watch().await;
+        w["watching"] == true && w["troubles"] == serde_json::json!([])
+    })
+    .await;
+    assert!(watching, "{}", proc.log_text());
+    raise_limit(&rules);
+    assert!(
+        approves_50000_soon(&proc.url("/confirm")).await,
+        "an edit reloads once watched again: {}",
+        proc.log_text()
+    );
+}
+
 /// A reload that reads again because a rule file is empty (an editor truncating it to save)
 /// says so, rather than that the rules changed while they were read.
 #[tokio::test]
