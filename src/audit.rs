@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -107,9 +107,6 @@ pub struct DecisionLog {
     sampling: Sampling,
     approvals: Arc<AtomicU64>,
     unqueued: Arc<Mutex<Unqueued>>,
-    /// Set as the shutdown drain begins: a record that comes after it would be queued behind
-    /// the drain and never written, so it is counted as dropped instead.
-    closed: Arc<AtomicBool>,
 }
 
 /// Records that could not be queued since the last warning about them.
@@ -151,7 +148,6 @@ impl DecisionLog {
             sampling,
             approvals: Arc::new(AtomicU64::new(0)),
             unqueued: Arc::default(),
-            closed: Arc::default(),
         })
     }
 
@@ -174,15 +170,14 @@ impl DecisionLog {
                 self.dropped(record, "a decision-log record could not be serialised");
                 return;
             }
-            if self.closed.load(Ordering::Acquire) {
+            if self.spool.push(line, 1) {
+                self.ledger.queued.fetch_add(1, Ordering::Relaxed);
+            } else if self.spool.is_closed() {
+                // Behind the shutdown's drain, it would never be written.
                 self.dropped(
                     record,
                     "the decision log was already closed for the shutdown",
                 );
-                return;
-            }
-            if self.spool.push(line, 1) {
-                self.ledger.queued.fetch_add(1, Ordering::Relaxed);
             } else {
                 self.dropped(
                     record,
@@ -238,13 +233,20 @@ impl DecisionLog {
     /// Writes everything queued so far and flushes; returns when the file is complete, or
     /// after 30 s with a stuck writer: what it has not written by then is counted as dropped
     /// and reported.
+    /// Records that come after it are counted as dropped.
     pub async fn shutdown(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.drain_within(DRAIN_TIMEOUT).await;
+        self.settle(self.spool.close(), DRAIN_TIMEOUT).await;
     }
 
     /// Writes everything queued so far, waiting at most `limit` (see [`Self::shutdown`]).
+    #[cfg(test)]
     async fn drain_within(&self, limit: Duration) {
+        self.settle(self.spool.drain(), limit).await;
+    }
+
+    /// Waits at most `limit` for `done`, the writer's word that what was queued before it is
+    /// written; counts and reports what is not by then.
+    async fn settle(&self, done: std::sync::mpsc::Receiver<()>, limit: Duration) {
         // Records dropped since the last warning about them (a burst that ended within its
         // 5 s) are said now, not left to the metric alone.
         let unsaid = std::mem::take(
@@ -261,7 +263,6 @@ impl DecisionLog {
                  about it (counted in confirm_proxy_decision_log_dropped_total)"
             );
         }
-        let done = self.spool.drain();
         let waited = tokio::task::spawn_blocking(move || done.recv_timeout(limit)).await;
         if matches!(waited, Ok(Ok(()))) {
             return;

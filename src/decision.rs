@@ -312,7 +312,7 @@ pub struct Decision {
     pub shadow: Vec<ShadowOutcome>,
     pub trace: Vec<RuleTrace>,
     /// GET fetches started when the request arrived whose answers decided nothing (see
-    /// [`UnusedFetch`]), so that every call the merchant saw is on record.
+    /// [`UnusedFetch`]), so that every GET fetch the merchant saw is on record.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unused_fetches: Vec<UnusedFetch>,
 }

@@ -36,7 +36,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 
-use crate::decision::{Decision, Outcome, RuleTrace, ShadowOutcome};
+use crate::decision::{CallMade, Decision, Outcome, RuleTrace, ShadowOutcome};
 use crate::payload::ConfirmRequest;
 use crate::rules::{Mode, OnError, Rule, Ruleset, Settings};
 use crate::script::{RequestScope, ScriptEngine};
@@ -159,6 +159,7 @@ pub fn decided_late(
     let mut decision = on_error(settings, req, None);
     decision.trace = late.trace;
     decision.shadow = late.shadow;
+    decision.unused_fetches = late.unused_fetches;
     decision.trace.push(evaluation_error(
         took,
         format!(
@@ -226,6 +227,7 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         shadow: Vec::new(),
         current: None,
         prefetches: calls::Prefetches::default(),
+        current_call: None,
     };
     // Waiting for an upstream, the timer ends the evaluation; Rhai runs without yielding, so
     // between rules and after a failed check the evaluation looks at the clock itself (`None`).
@@ -261,6 +263,9 @@ struct Run<'a, 'c> {
     current: Option<(usize, Instant)>,
     /// The GET fetches started early whose rules have not read them yet.
     prefetches: calls::Prefetches,
+    /// The call of the prefetch `current` waits for, so that a deadline that ends the wait
+    /// traces it.
+    current_call: Option<CallMade>,
 }
 
 impl Run<'_, '_> {
@@ -326,6 +331,7 @@ impl Run<'_, '_> {
                     // Taken: whatever it answers is this rule's, traced with it. Dropped with
                     // the evaluation if the deadline ends the wait, which cancels the call.
                     let prefetched = self.prefetches.0.get_mut(i).and_then(Option::take);
+                    self.current_call = prefetched.as_ref().map(|p| p.made.clone());
                     self.check(rule, &mut scope, prefetched).await
                 }
                 Ok(false) => {
@@ -336,6 +342,7 @@ impl Run<'_, '_> {
                 Err(e) => (Verdict::Error(e), Called::default()),
             };
             self.current = None;
+            self.current_call = None;
             match self.conclude(rule, verdict, answer, started) {
                 ControlFlow::Continue(ended) => started = ended,
                 ControlFlow::Break(decision) => return Some(decision),
@@ -439,7 +446,7 @@ impl Run<'_, '_> {
                 outcome: Outcome::Error,
                 ms: millis(started.elapsed()),
                 reason: None,
-                call: None,
+                call: self.current_call.take(),
                 probe: None,
                 upstream: None,
                 error: Some(format!(

@@ -248,9 +248,17 @@ impl RuleStore {
         // One bound for the whole reload, not for each read: a writer that keeps a file open
         // and writes to it now and then would otherwise be waited for again at every read.
         let writers_until = tokio::time::Instant::now() + self.writers_max;
-        let mut overdue = false;
         for attempt in 1..=LOAD_ATTEMPTS {
-            overdue = overdue || !self.wait_for_writers(writers_until).await;
+            if let Err(path) = self.wait_for_writers(writers_until).await {
+                // Never read as it is: a file cut short parses, with fewer rules. Its close
+                // is an event that reloads.
+                let still = format!(
+                    "{}: still being written after {:?} (written to, not closed); the running rules stay, and closing it reloads",
+                    path.display(),
+                    self.writers_max
+                );
+                return (Ok(Err(vec![still])), read_version);
+            }
             let before = self.activity.event();
             let loaded = self.load_if_changed().await.map(|(version, result)| {
                 read_version = version;
@@ -268,9 +276,7 @@ impl RuleStore {
                     .await
                     .unwrap_or(false)
             };
-            // A writer given up on (see `wait_for_writers`) is read as it is.
-            let quiet =
-                self.activity.event() == before && (overdue || self.activity.writing().is_none());
+            let quiet = self.activity.event() == before && self.activity.writing().is_none();
             if quiet && (!truncated || attempt == LOAD_ATTEMPTS) {
                 return (loaded, read_version);
             }
@@ -364,16 +370,15 @@ impl RuleStore {
         .await
     }
 
-    /// Returns true once no rule file is being written (see [`Activity`]), or false at
-    /// `until` ([`WRITERS_MAX`] after the reload began) with a writer that keeps writing
-    /// without closing: a reload (and an operator's `POST /admin/reload` waiting for it) must
-    /// not wait for ever.
-    async fn wait_for_writers(&self, until: tokio::time::Instant) -> bool {
+    /// Returns once no rule file is being written (see [`Activity`]), or at `until`
+    /// ([`WRITERS_MAX`] after the reload began) with the file a writer keeps writing without
+    /// closing: a reload (and an operator's `POST /admin/reload` waiting for it) must not wait
+    /// for ever.
+    async fn wait_for_writers(&self, until: tokio::time::Instant) -> Result<(), PathBuf> {
         let mut said = false;
         while let Some(path) = self.activity.writing() {
             if tokio::time::Instant::now() >= until {
-                tracing::warn!(path = %path.display(), "a rules file has been written to for {:?} without being closed; reloading anyway", self.writers_max);
-                return false;
+                return Err(path);
             }
             if !said {
                 tracing::info!(path = %path.display(), "waiting for a rules file to be closed before reloading");
@@ -381,7 +386,7 @@ impl RuleStore {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        true
+        Ok(())
     }
 
     fn reject(
@@ -599,11 +604,12 @@ mod tests {
     }
 
     /// A writer that keeps a rule file open and writes to it now and then holds a reload
-    /// back for `writers_max` once, not again at each read of the directory: the reload
-    /// (and a `POST /admin/reload` waiting for it) is bounded by it.
+    /// back for `writers_max` in all, not again at each read of the directory; then the
+    /// reload is refused (a file cut short parses, with fewer rules: it is never read as it
+    /// is), and once the file is closed a reload applies it.
     #[tokio::test]
-    async fn a_writer_that_never_closes_holds_a_reload_back_only_once() {
-        use notify::event::{DataChange, EventKind, ModifyKind};
+    async fn a_writer_that_never_closes_holds_a_reload_back_once_then_refuses_it() {
+        use notify::event::{AccessKind, AccessMode, DataChange, EventKind, ModifyKind};
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("default.yaml");
         std::fs::write(&file, GOOD).unwrap();
@@ -617,14 +623,14 @@ mod tests {
         .unwrap();
         store.writers_max = Duration::from_millis(800);
         let store = Arc::new(store);
+        let v1 = store.current().version.clone();
         std::fs::write(&file, GOOD.replace("100", "200")).unwrap();
         // What the watcher sees of a writer that writes every 300 ms and never closes.
+        let event = |kind| notify::Event::new(kind).add_path(file.clone());
+        let write = event(EventKind::Modify(ModifyKind::Data(DataChange::Content)));
         let activity = store.activity.clone();
         let writer = tokio::spawn(async move {
             for _ in 0..30 {
-                let write =
-                    notify::Event::new(EventKind::Modify(ModifyKind::Data(DataChange::Content)))
-                        .add_path(file.clone());
                 activity.seen(&write);
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
@@ -633,13 +639,26 @@ mod tests {
         let outcome = store.reload(Trigger::Admin).await;
         let took = started.elapsed();
         writer.abort();
+        let ReloadOutcome::Rejected { errors } = outcome else {
+            panic!("expected the reload refused, got {outcome:?} after {took:?}")
+        };
         assert!(
-            matches!(outcome, ReloadOutcome::Applied { .. }),
-            "{outcome:?} after {took:?}"
+            errors[0].ends_with("still being written after 800ms (written to, not closed); the running rules stay, and closing it reloads"),
+            "{errors:?}"
         );
-        // Waiting again at each of the five reads took over 5 s, and failed.
-        assert!(took < Duration::from_secs(4), "{took:?}");
+        assert_eq!(store.current().version, v1, "the running rules stay");
+        // Waiting again at each of the five reads took over 5 s.
+        assert!(took < Duration::from_secs(3), "{took:?}");
         assert!(took >= Duration::from_millis(800), "{took:?}");
+        store
+            .activity
+            .seen(&event(EventKind::Access(AccessKind::Close(
+                AccessMode::Write,
+            ))));
+        assert!(matches!(
+            store.reload(Trigger::Watch).await,
+            ReloadOutcome::Applied { .. }
+        ));
     }
 
     #[tokio::test]

@@ -42,6 +42,9 @@ struct Pending {
     lines: usize,
     reopen: bool,
     drained: Vec<mpsc::Sender<()>>,
+    /// Set by [`Spool::close`]: what is pushed after it would wait behind the last drain and
+    /// never be written, so it is refused.
+    closed: bool,
 }
 
 struct Shared {
@@ -78,7 +81,7 @@ impl Spool {
         let Ok(mut pending) = self.0.pending.lock() else {
             return self.refuse();
         };
-        if pending.bytes.len() + bytes.len() > self.0.limit {
+        if pending.closed || pending.bytes.len() + bytes.len() > self.0.limit {
             drop(pending);
             return self.refuse();
         }
@@ -112,8 +115,24 @@ impl Spool {
     /// Everything pushed so far is written (or given up on by the sink) when the returned
     /// receiver gets its message.
     pub fn drain(&self) -> mpsc::Receiver<()> {
+        self.drain_closing(false)
+    }
+
+    /// [`Self::drain`], refusing every push from now on (in the same step, so no line slips in
+    /// behind the drain): for a shutdown.
+    pub fn close(&self) -> mpsc::Receiver<()> {
+        self.drain_closing(true)
+    }
+
+    /// Whether [`Self::close`] was called: a refused push was refused for that.
+    pub fn is_closed(&self) -> bool {
+        self.0.pending.lock().is_ok_and(|pending| pending.closed)
+    }
+
+    fn drain_closing(&self, close: bool) -> mpsc::Receiver<()> {
         let (ack, done) = mpsc::channel();
         if let Ok(mut pending) = self.0.pending.lock() {
+            pending.closed |= close;
             pending.drained.push(ack);
             self.0.wake.notify_one();
         }

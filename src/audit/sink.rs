@@ -202,14 +202,19 @@ impl<F: LogFile> FileSink<F> {
         // the moment before it is cut off again (a log shipper tailing it would see the file
         // shrink and read it again from the start, at every retry).
         let (room, full) = reserve_whole_lines(&mut self.file, before, bytes);
-        if let Some(full) = full {
-            if room > 0 {
-                self.file.append(&bytes[..room]).map_err(|e| (0, e))?;
-            }
-            return Err((room, full));
+        if room > 0 {
+            self.append_from(before, &bytes[..room])?;
         }
-        // Cut back below where the file system cannot reserve room, or the write failed
-        // anyway.
+        match full {
+            Some(full) => Err((room, full)),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends `bytes` (whole lines) at `before`, the file's length. A write that fails
+    /// part-way anyway (a file system that cannot reserve room, a file-size limit, an I/O
+    /// error) keeps the lines it wrote whole and cuts the rest back off.
+    fn append_from(&mut self, before: u64, bytes: &[u8]) -> Result<(), (usize, io::Error)> {
         let Err(e) = self.file.append(bytes) else {
             return Ok(());
         };
@@ -500,6 +505,33 @@ mod tests {
             assert!(log.contains("No space left on device"), "{log}");
             assert!(log.contains("5 held records written"), "{log}");
         }
+    }
+
+    /// A write that fails part-way where room was reserved for it (a reservation that does
+    /// not hold, an I/O error) is cut back to whole lines too, and nothing is written twice.
+    #[test]
+    fn a_reserved_write_that_fails_part_way_is_cut_back_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let faults = Shared::default();
+        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+        let lines = batch(0, 3);
+        let first = lines.iter().position(|&b| b == b'\n').unwrap() + 1;
+        {
+            let mut f = faults.lock().unwrap();
+            // Room reserved for two of the three, and a write that fails inside the second.
+            f.reserve_room = Some(lines.len() - 10);
+            f.room = Some(first + 50);
+        }
+        let (_, log) = logged(|| {
+            sink.write(&lines, 3);
+            assert_eq!(ids_in(&path), ids(0..1), "the fragment is cut back off");
+            *faults.lock().unwrap() = Faults::default();
+            sink.tick();
+        });
+        assert_eq!(ids_in(&path), ids(0..3), "each once: {log}");
+        assert_eq!(settled(&ledger), 3);
+        assert_eq!(dropped(&ledger.metrics), 0);
     }
 
     /// The real file: room is reserved without changing its length (a no-op on a file

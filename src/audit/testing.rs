@@ -40,6 +40,9 @@ pub(super) struct Faults {
     /// Bytes that may still be written; past them an append writes what fits and fails
     /// with "no space left on device" (`None`: no limit).
     pub(super) room: Option<usize>,
+    /// The room reserving sees, when not `room` (a file system whose reservation does not
+    /// hold: the write fails where the reservation said there was room).
+    pub(super) reserve_room: Option<usize>,
     /// Reserving room does nothing (a file system without `fallocate`): a write past `room`
     /// leaves part of a line, which is cut back off.
     pub(super) no_reserve: bool,
@@ -98,7 +101,7 @@ impl LogFile for Faulty {
 
     fn reserve(&mut self, _: u64, len: u64) -> io::Result<()> {
         let faults = self.faults.lock().unwrap();
-        match faults.room {
+        match faults.reserve_room.or(faults.room) {
             Some(room) if !faults.no_reserve && (room as u64) < len => Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 "No space left on device",

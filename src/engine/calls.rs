@@ -56,9 +56,15 @@ impl Prefetches {
             .flatten()
             .map(|mut prefetch| {
                 let ended = if prefetch.handle.is_finished() {
-                    match std::pin::Pin::new(&mut prefetch.handle).poll(&mut cx) {
+                    // Unconstrained: with the task's cooperative budget spent, a finished
+                    // handle would still answer `Pending`.
+                    let joined = std::pin::pin!(tokio::task::unconstrained(&mut prefetch.handle));
+                    match joined.poll(&mut cx) {
                         std::task::Poll::Ready(Ok(ended)) => Some(ended),
-                        _ => None,
+                        std::task::Poll::Ready(Err(e)) => {
+                            Some(Err(UpstreamError::Other(format!("fetch task ended: {e}"))))
+                        }
+                        std::task::Poll::Pending => None,
                     }
                 } else {
                     None

@@ -250,9 +250,7 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
     let store = reloader.store.clone();
     store.update_watch(|_| {});
     let mut unwatched = Lasting::new(&store, |s| &mut s.not_watched);
-    // Set by the watch when it fails while running (see `watch_events`).
-    let broken = Broken::default();
-    let mut watching = match watch_events(dir, &reloader, &broken) {
+    let mut watching = match watch_events(dir, &reloader) {
         Ok(w) => Some(w),
         Err(e) => {
             unwatched.report(not_watched(dir, &e));
@@ -270,11 +268,14 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
         let mut unreadable = Lasting::new(&store, |s| &mut s.unreadable);
         loop {
             every.tick().await;
-            // A watch that failed while running misses edits (a subdirectory it could not add):
-            // it is shown as a trouble, and set up again (below) until that works.
-            if let Some(why) = broken.take() {
-                drop(watching.take());
-                unwatched.report(why);
+            // A watch that failed while running misses edits under what it could not add (a new
+            // subdirectory past the limit of watches): shown as a trouble, and added again
+            // (below) until that works; what it does watch goes on reloading meanwhile.
+            if let Some(w) = &mut watching {
+                if let Some(why) = w.broken.take() {
+                    w.incomplete = true;
+                    unwatched.report(why);
+                }
             }
             // Off the workers: a stat of a hung network mount would hold one.
             let looked_at = dir.clone();
@@ -304,8 +305,11 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
             };
             let known = identity.as_ref().and_then(Option::as_ref);
             if now.as_ref().map(|d| d.id) == known.map(|d| d.id) {
-                if watching.is_none() && known.is_some() {
-                    match watch_events(&dir, &reloader, &broken) {
+                if known.is_none() {
+                    continue;
+                }
+                match &mut watching {
+                    None => match watch_events(&dir, &reloader) {
                         Ok(w) => {
                             watching = Some(w);
                             unwatched.over();
@@ -313,7 +317,20 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
                             reloader.request(Trigger::Watch);
                         }
                         Err(e) => unwatched.report(not_watched(&dir, &e)),
+                    },
+                    // notify adds what it does not watch yet, and keeps what it does.
+                    Some(w) if w.incomplete => {
+                        match w.watcher.watch(&dir, RecursiveMode::Recursive) {
+                            Ok(()) => {
+                                w.incomplete = false;
+                                unwatched.over();
+                                tracing::info!(dir = %dir.display(), "watching all of the rules directory again");
+                                reloader.request(Trigger::Watch);
+                            }
+                            Err(e) => unwatched.report(not_watched(&dir, &e)),
+                        }
                     }
+                    Some(_) => {}
                 }
                 continue;
             }
@@ -330,7 +347,7 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
             }
             // Loaded whether or not it can be watched; an unwatched one is tried again every
             // second (above).
-            match watch_events(&dir, &reloader, &broken) {
+            match watch_events(&dir, &reloader) {
                 Ok(w) => {
                     watching = Some(w);
                     unwatched.over();
@@ -446,15 +463,21 @@ impl Broken {
     }
 }
 
-/// A notify watcher feeding `reloader` with the events under `dir`; an error of the running
-/// watch is left in `broken`.
-fn watch_events(
-    dir: &Path,
-    reloader: &Reloader,
-    broken: &Broken,
-) -> notify::Result<notify::RecommendedWatcher> {
+/// A running watch of the rules directory.
+struct Watch {
+    watcher: notify::RecommendedWatcher,
+    /// Why it failed while running, if it did: its own, so that a watch being replaced does
+    /// not mark its successor.
+    broken: Broken,
+    /// It failed while running, and has not added everything again since.
+    incomplete: bool,
+}
+
+/// A notify watcher feeding `reloader` with the events under `dir`.
+fn watch_events(dir: &Path, reloader: &Reloader) -> notify::Result<Watch> {
     let watching = reloader.clone();
-    let (broken, watched) = (broken.clone(), dir.to_owned());
+    let broken = Broken::default();
+    let (failed, watched) = (broken.clone(), dir.to_owned());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         match event {
             Ok(e) => watching.watched(e),
@@ -462,13 +485,17 @@ fn watch_events(
             // watched: the limit of watches reached): what is on disk now is loaded, and the
             // watch is set up again, whole, as soon as it can be.
             Err(e) => {
-                broken.set(not_watched(&watched, &e));
+                failed.set(not_watched(&watched, &e));
                 watching.request(Trigger::Watch);
             }
         }
     })?;
     watcher.watch(dir, RecursiveMode::Recursive)?;
-    Ok(watcher)
+    Ok(Watch {
+        watcher,
+        broken,
+        incomplete: false,
+    })
 }
 
 /// A directory the rules path named, held open.

@@ -140,6 +140,14 @@ async fn a_watch_that_fails_while_running_is_shown_and_set_up_again() {
     let metrics = get(&proc.admin_url("/metrics")).await;
     let text = metrics.body.as_str().unwrap_or_default();
     assert!(text.contains("\nconfirm_proxy_rules_watched 0\n"), "{text}");
+    // What it does watch still reloads.
+    raise_limit(&rules);
+    let url = proc.url("/confirm");
+    assert!(
+        approves_50000_soon(&url).await,
+        "an edit of a file it watches reloads: {}",
+        proc.log_text()
+    );
 
     std::fs::write(&limit_lifted, "").unwrap();
     let watching = eventually(Duration::from_secs(10), || async {
@@ -148,9 +156,13 @@ async fn a_watch_that_fails_while_running_is_shown_and_set_up_again() {
     })
     .await;
     assert!(watching, "{}", proc.log_text());
-    raise_limit(&rules);
+    std::fs::write(rules.path().join("default.yaml"), LIMIT).unwrap();
+    let refused = eventually(Duration::from_secs(10), || async {
+        status_of_50000(&url).await == 409
+    })
+    .await;
     assert!(
-        approves_50000_soon(&proc.url("/confirm")).await,
+        refused,
         "an edit reloads once watched again: {}",
         proc.log_text()
     );

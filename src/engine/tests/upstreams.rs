@@ -681,6 +681,17 @@ rules:
     let upstreams = Arc::new(Hanging(in_flight.clone()));
     let d = decide_full(&rules, V1, upstreams, NOW, &Original::default()).await;
     assert_eq!(error_of(&d, "stock"), "deadline of 200ms exceeded");
+    // The call the deadline cut off is traced with its rule; the one never read is recorded
+    // as cancelled.
+    let call = |c: Option<&CallMade>| c.map(|c| c.path.clone());
+    assert_eq!(
+        call(d.trace[0].call.as_ref()),
+        Some("/api/stock/order-1".into())
+    );
+    assert_eq!(d.unused_fetches.len(), 1, "{:?}", d.unused_fetches);
+    let limits = &d.unused_fetches[0];
+    assert_eq!(call(Some(&limits.call)), Some("/api/limits/order-1".into()));
+    assert_eq!((limits.status, limits.error.as_deref()), (None, None));
     // Both prefetches were started; the one being awaited must be cancelled too.
     for _ in 0..10 {
         tokio::task::yield_now().await;
