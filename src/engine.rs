@@ -36,7 +36,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 
-use crate::decision::{CallMade, Decision, Outcome, RuleTrace, ShadowOutcome};
+use crate::decision::{Decision, Outcome, RuleTrace, ShadowOutcome};
 use crate::payload::ConfirmRequest;
 use crate::rules::{Mode, OnError, Rule, Ruleset, Settings};
 use crate::script::{RequestScope, ScriptEngine};
@@ -226,18 +226,19 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         trace: Vec::with_capacity(ruleset.rules.len()),
         shadow: Vec::new(),
         current: None,
-        prefetches: calls::Prefetches::default(),
-        current_call: None,
     };
+    // Outside `run`, so that a deadline that drops the evaluation leaves them to be recorded
+    // (and to name the call it cut off); small futures matter here, as every request makes one.
+    let mut prefetches = calls::Prefetches::default();
     // Waiting for an upstream, the timer ends the evaluation; Rhai runs without yielding, so
     // between rules and after a failed check the evaluation looks at the clock itself (`None`).
-    let mut decision = match tokio::time::timeout_at(deadline, run.rules()).await {
+    let mut decision = match tokio::time::timeout_at(deadline, run.rules(&mut prefetches)).await {
         Ok(Some(d)) => d,
-        Ok(None) | Err(_) => run.timed_out(),
+        Ok(None) | Err(_) => run.timed_out(&prefetches),
     };
     decision.trace = run.trace;
     decision.shadow = run.shadow;
-    decision.unused_fetches = run.prefetches.unused();
+    decision.unused_fetches = prefetches.unused();
     decision
 }
 
@@ -261,23 +262,18 @@ struct Run<'a, 'c> {
     shadow: Vec<ShadowOutcome>,
     /// The index of the rule being evaluated and when it started, so a deadline can name it.
     current: Option<(usize, Instant)>,
-    /// The GET fetches started early whose rules have not read them yet.
-    prefetches: calls::Prefetches,
-    /// The call of the prefetch `current` waits for, so that a deadline that ends the wait
-    /// traces it.
-    current_call: Option<CallMade>,
 }
 
 impl Run<'_, '_> {
     /// The decision, or `None` when the deadline passed first (then [`Self::timed_out`]
     /// decides, with `current` naming the rule it caught).
-    async fn rules(&mut self) -> Option<Decision> {
+    async fn rules(&mut self, prefetches: &mut calls::Prefetches) -> Option<Decision> {
         // Already due (the body took the whole deadline to arrive): nothing is started, not
         // even a prefetch, and the ruleset's `on_error` answers.
         if tokio::time::Instant::now() >= self.deadline {
             return None;
         }
-        self.start_prefetches(0);
+        self.start_prefetches(prefetches, 0);
         let mut scope = if self.ruleset.uses_rhai {
             RequestScope::new(self.req, self.ctx.now, self.ruleset.uses_payload)
         } else {
@@ -285,13 +281,12 @@ impl Run<'_, '_> {
         };
         // One clock read per rule: a rule's end is the next rule's start.
         let mut started = Instant::now();
-        // The rules outlive the run (`'a`), so the loop does not hold `self`.
         let rules = &self.ruleset.rules[..];
         for (i, rule) in rules.iter().enumerate() {
             // The GET fetches after a call that may have changed something at the merchant
             // start once it is done (or skipped).
             if i > 0 && rules[i - 1].changes_state() {
-                self.start_prefetches(i);
+                self.start_prefetches(prefetches, i);
             }
             if rule.mode == Mode::Off {
                 continue;
@@ -328,10 +323,9 @@ impl Run<'_, '_> {
             }
             let (verdict, answer) = match self.guard(rule, &mut scope).await {
                 Ok(true) => {
-                    // Taken: whatever it answers is this rule's, traced with it. Dropped with
-                    // the evaluation if the deadline ends the wait, which cancels the call.
-                    let prefetched = self.prefetches.0.get_mut(i).and_then(Option::take);
-                    self.current_call = prefetched.as_ref().map(|p| p.made.clone());
+                    // The handle stays in its slot, so that a deadline that ends the wait
+                    // cancels the call (dropping a JoinHandle would only detach it).
+                    let prefetched = prefetches.0.get_mut(i).and_then(Option::as_mut);
                     self.check(rule, &mut scope, prefetched).await
                 }
                 Ok(false) => {
@@ -342,7 +336,6 @@ impl Run<'_, '_> {
                 Err(e) => (Verdict::Error(e), Called::default()),
             };
             self.current = None;
-            self.current_call = None;
             match self.conclude(rule, verdict, answer, started) {
                 ControlFlow::Continue(ended) => started = ended,
                 ControlFlow::Break(decision) => return Some(decision),
@@ -430,14 +423,14 @@ impl Run<'_, '_> {
     }
 
     /// The deadline passed while `current` was being evaluated (or about to be): it is traced
-    /// as an error, whatever was in flight (an upstream call, a prefetch) is dropped and
-    /// cancelled, and the ruleset's `on_error` decides.
-    fn timed_out(&mut self) -> Decision {
+    /// as an error (with the prefetch it was reading), whatever was in flight (an upstream
+    /// call, a prefetch) is dropped and cancelled, and the ruleset's `on_error` decides.
+    fn timed_out(&mut self, prefetches: &calls::Prefetches) -> Decision {
         let rule = self
             .current
             .take()
-            .map(|(i, started)| (&self.ruleset.rules[i], started));
-        if let Some((rule, started)) = rule {
+            .map(|(i, started)| (i, &self.ruleset.rules[i], started));
+        if let Some((i, rule, started)) = rule {
             if let Some(id) = self.ctx.decision_id {
                 tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, deadline = ?self.ruleset.settings.deadline, "rule check stopped by the deadline");
             }
@@ -446,7 +439,7 @@ impl Run<'_, '_> {
                 outcome: Outcome::Error,
                 ms: millis(started.elapsed()),
                 reason: None,
-                call: self.current_call.take(),
+                call: prefetches.read(i),
                 probe: None,
                 upstream: None,
                 error: Some(format!(
@@ -464,7 +457,7 @@ impl Run<'_, '_> {
                 });
             }
         }
-        self.past_deadline(rule.map(|(rule, _)| rule))
+        self.past_deadline(rule.map(|(_, rule, _)| rule))
     }
 
     /// The ruleset's `on_error` decision once the deadline has passed, naming `rule` unless it

@@ -24,8 +24,7 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// Background GET fetches, one slot per rule; a slot is emptied when its rule reads the
-/// answer. Empty (no allocation) when the ruleset has none.
+/// Background GET fetches, one slot per rule. Empty (no allocation) when the ruleset has none.
 #[derive(Default)]
 pub(super) struct Prefetches(pub(super) Vec<Option<Prefetch>>);
 
@@ -36,6 +35,8 @@ pub(super) struct Prefetch {
     pub(super) handle: JoinHandle<Result<UpstreamResponse, UpstreamError>>,
     pub(super) made: CallMade,
     pub(super) rule: Arc<str>,
+    /// Its rule reached its check and waited for it.
+    pub(super) read: bool,
 }
 
 impl Drop for Prefetch {
@@ -45,15 +46,22 @@ impl Drop for Prefetch {
 }
 
 impl Prefetches {
-    /// The fetches still in their slots when the evaluation ended, none of which decided
-    /// anything: their rules were not reached, or skipped by `when`, or failed before their
-    /// wait. Each with its answer's status or error if it had one by then; the rest are
-    /// cancelled as they are dropped.
+    /// The call of rule `i`'s prefetch, if its rule read it.
+    pub(super) fn read(&self, i: usize) -> Option<CallMade> {
+        let prefetch = self.0.get(i)?.as_ref()?;
+        prefetch.read.then(|| prefetch.made.clone())
+    }
+
+    /// The fetches no rule read by the end of the evaluation, none of which decided anything:
+    /// their rules were not reached, or skipped by `when`, or failed before their wait. Each
+    /// with its answer's status or error if it had one by then; the rest are cancelled as
+    /// they are dropped.
     pub(super) fn unused(self) -> Vec<UnusedFetch> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         self.0
             .into_iter()
             .flatten()
+            .filter(|prefetch| !prefetch.read)
             .map(|mut prefetch| {
                 let ended = if prefetch.handle.is_finished() {
                     // Unconstrained: with the task's cooperative budget spent, a finished
@@ -152,13 +160,13 @@ impl Run<'_, '_> {
     /// done ([`Run::rules`] calls this again), so that they read the merchant's state as that
     /// call left it (`GET /orders/{id}` after a `forward` that confirms the order): decisions
     /// are as if rules ran one after another.
-    pub(super) fn start_prefetches(&mut self, from: usize) {
+    pub(super) fn start_prefetches(&self, prefetches: &mut Prefetches, from: usize) {
         if !self.ruleset.prefetches {
             return;
         }
         let rules = &self.ruleset.rules;
-        if self.prefetches.0.is_empty() {
-            self.prefetches.0.resize_with(rules.len(), || None);
+        if prefetches.0.is_empty() {
+            prefetches.0.resize_with(rules.len(), || None);
         }
         for (i, rule) in rules.iter().enumerate().skip(from) {
             if rule.changes_state() {
@@ -167,7 +175,7 @@ impl Run<'_, '_> {
             if let Check::Fetch(f) = &rule.check {
                 // A call that cannot be made is an error when its rule is reached.
                 if rule.is_prefetch() {
-                    self.prefetches.0[i] =
+                    prefetches.0[i] =
                         fetch_call(f, self.req, self.body_by(rule))
                             .ok()
                             .map(|mut call| {
@@ -179,6 +187,7 @@ impl Run<'_, '_> {
                                     handle,
                                     made,
                                     rule: rule.name.clone(),
+                                    read: false,
                                 }
                             });
                 }

@@ -112,7 +112,7 @@ impl Run<'_, '_> {
         &self,
         rule: &Rule,
         scope: &mut RequestScope,
-        prefetched: Option<Prefetch>,
+        prefetched: Option<&mut Prefetch>,
     ) -> (Verdict, Called) {
         let reason = || rule.reason.render_reason(self.req, None);
         let pass_if = |ok: bool| {
@@ -190,11 +190,13 @@ impl Run<'_, '_> {
         rule: &Rule,
         f: &Fetch,
         scope: &mut RequestScope,
-        prefetched: Option<Prefetch>,
+        prefetched: Option<&mut Prefetch>,
     ) -> (Verdict, Called) {
         let (waited, call) = match prefetched {
-            Some(mut prefetch) => {
-                let call = std::mem::take(&mut prefetch.made);
+            Some(prefetch) => {
+                // Left in its slot, read: a deadline that ends the wait traces it from there.
+                prefetch.read = true;
+                let call = prefetch.made.clone();
                 let waited = self.wait(rule, &mut prefetch.handle).await.map(|joined| {
                     joined.unwrap_or_else(|e| {
                         Err(UpstreamError::Other(format!("fetch task ended: {e}")))

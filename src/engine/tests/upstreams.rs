@@ -683,7 +683,7 @@ rules:
     assert_eq!(error_of(&d, "stock"), "deadline of 200ms exceeded");
     // The call the deadline cut off is traced with its rule; the one never read is recorded
     // as cancelled.
-    let call = |c: Option<&CallMade>| c.map(|c| c.path.clone());
+    let call = |c: Option<&crate::decision::CallMade>| c.map(|c| c.path.clone());
     assert_eq!(
         call(d.trace[0].call.as_ref()),
         Some("/api/stock/order-1".into())
