@@ -232,8 +232,7 @@ impl DecisionLog {
 
     /// Writes everything queued so far and flushes; returns when the file is complete, or
     /// after 30 s with a stuck writer: what it has not written by then is counted as dropped
-    /// and reported.
-    /// Records that come after it are counted as dropped.
+    /// and reported. Records that come after it are counted as dropped too.
     pub async fn shutdown(&self) {
         self.settle(self.spool.close(), DRAIN_TIMEOUT).await;
     }

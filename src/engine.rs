@@ -238,7 +238,7 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
     };
     decision.trace = run.trace;
     decision.shadow = run.shadow;
-    decision.unused_fetches = prefetches.unused();
+    decision.unused_fetches = prefetches.unused(&ruleset.rules);
     decision
 }
 
@@ -281,11 +281,10 @@ impl Run<'_, '_> {
         };
         // One clock read per rule: a rule's end is the next rule's start.
         let mut started = Instant::now();
-        let rules = &self.ruleset.rules[..];
-        for (i, rule) in rules.iter().enumerate() {
+        for (i, rule) in self.ruleset.rules.iter().enumerate() {
             // The GET fetches after a call that may have changed something at the merchant
             // start once it is done (or skipped).
-            if i > 0 && rules[i - 1].changes_state() {
+            if i > 0 && self.ruleset.rules[i - 1].changes_state() {
                 self.start_prefetches(prefetches, i);
             }
             if rule.mode == Mode::Off {

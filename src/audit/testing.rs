@@ -111,8 +111,9 @@ impl LogFile for Faulty {
     }
 
     fn cut(&mut self, len: u64) -> io::Result<()> {
-        self.faults.lock().unwrap().cuts += 1;
-        if self.faults.lock().unwrap().cut_fails {
+        let mut faults = self.faults.lock().unwrap();
+        faults.cuts += 1;
+        if faults.cut_fails {
             return Err(io::Error::other("cut refused"));
         }
         self.file.set_len(len)

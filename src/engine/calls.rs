@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -34,7 +33,6 @@ pub(super) struct Prefetches(pub(super) Vec<Option<Prefetch>>);
 pub(super) struct Prefetch {
     pub(super) handle: JoinHandle<Result<UpstreamResponse, UpstreamError>>,
     pub(super) made: CallMade,
-    pub(super) rule: Arc<str>,
     /// Its rule reached its check and waited for it.
     pub(super) read: bool,
 }
@@ -52,38 +50,26 @@ impl Prefetches {
         prefetch.read.then(|| prefetch.made.clone())
     }
 
-    /// The fetches no rule read by the end of the evaluation, none of which decided anything:
-    /// their rules were not reached, or skipped by `when`, or failed before their wait. Each
-    /// with its answer's status or error if it had one by then; the rest are cancelled as
-    /// they are dropped.
-    pub(super) fn unused(self) -> Vec<UnusedFetch> {
+    /// The fetches no rule of `rules` (whose slots these are) read by the end of the
+    /// evaluation, none of which decided anything: their rules were not reached, or skipped by
+    /// `when`, or failed before their wait. Each with its answer's status or error if it had
+    /// one by then; the rest are cancelled as they are dropped.
+    pub(super) fn unused(self, rules: &[Rule]) -> Vec<UnusedFetch> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        self.0
-            .into_iter()
-            .flatten()
-            .filter(|prefetch| !prefetch.read)
-            .map(|mut prefetch| {
-                let ended = if prefetch.handle.is_finished() {
-                    // Unconstrained: with the task's cooperative budget spent, a finished
-                    // handle would still answer `Pending`.
-                    let joined = std::pin::pin!(tokio::task::unconstrained(&mut prefetch.handle));
-                    match joined.poll(&mut cx) {
-                        std::task::Poll::Ready(Ok(ended)) => Some(ended),
-                        std::task::Poll::Ready(Err(e)) => {
-                            Some(Err(UpstreamError::Other(format!("fetch task ended: {e}"))))
-                        }
-                        std::task::Poll::Pending => None,
-                    }
-                } else {
-                    None
-                };
-                let (status, error) = match ended {
-                    Some(Ok(answer)) => (Some(answer.status), None),
-                    Some(Err(e)) => (None, Some(e.to_string())),
-                    None => (None, None),
+        let slots = self.0.into_iter().zip(rules);
+        slots
+            .filter_map(|(slot, rule)| Some((slot.filter(|p| !p.read)?, rule)))
+            .map(|(mut prefetch, rule)| {
+                // Unconstrained: with the task's cooperative budget spent, even a finished
+                // handle would answer `Pending`.
+                let handle = std::pin::pin!(tokio::task::unconstrained(&mut prefetch.handle));
+                let (status, error) = match handle.poll(&mut cx).map(joined) {
+                    std::task::Poll::Ready(Ok(answer)) => (Some(answer.status), None),
+                    std::task::Poll::Ready(Err(e)) => (None, Some(e.to_string())),
+                    std::task::Poll::Pending => (None, None),
                 };
                 UnusedFetch {
-                    rule: prefetch.rule.clone(),
+                    rule: rule.name.clone(),
                     call: std::mem::take(&mut prefetch.made),
                     status,
                     error,
@@ -91,6 +77,13 @@ impl Prefetches {
             })
             .collect()
     }
+}
+
+/// A fetch task's end as the fetch's own result (a task that panicked is a failed call).
+pub(super) fn joined(
+    ended: Result<Result<UpstreamResponse, UpstreamError>, tokio::task::JoinError>,
+) -> Result<UpstreamResponse, UpstreamError> {
+    ended.unwrap_or_else(|e| Err(UpstreamError::Other(format!("fetch task ended: {e}"))))
 }
 
 impl Run<'_, '_> {
@@ -186,7 +179,6 @@ impl Run<'_, '_> {
                                 Prefetch {
                                     handle,
                                     made,
-                                    rule: rule.name.clone(),
                                     read: false,
                                 }
                             });

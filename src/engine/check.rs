@@ -1,7 +1,7 @@
 //! One rule's check: its `when` guard, the check itself (amount, window, `require`, script,
 //! health, fetch, forward) and what the answer of an upstream makes of it.
 
-use super::calls::Prefetch;
+use super::calls::{joined, Prefetch};
 use super::{fetch_call, Run};
 use crate::decision::{CallMade, UpstreamAnswer};
 use crate::rules::{Check, Expr, Fetch, Forward, Health, Mode, Rule, Upstream};
@@ -197,11 +197,7 @@ impl Run<'_, '_> {
                 // Left in its slot, read: a deadline that ends the wait traces it from there.
                 prefetch.read = true;
                 let call = prefetch.made.clone();
-                let waited = self.wait(rule, &mut prefetch.handle).await.map(|joined| {
-                    joined.unwrap_or_else(|e| {
-                        Err(UpstreamError::Other(format!("fetch task ended: {e}")))
-                    })
-                });
+                let waited = self.wait(rule, &mut prefetch.handle).await.map(joined);
                 (waited, call)
             }
             None if self.past_shadow_cutoff(rule) => return (self.cut_off(), Called::default()),

@@ -482,8 +482,8 @@ fn watch_events(dir: &Path, reloader: &Reloader) -> notify::Result<Watch> {
         match event {
             Ok(e) => watching.watched(e),
             // Events may have been missed, and later ones will be (a new subdirectory not
-            // watched: the limit of watches reached): what is on disk now is loaded, and the
-            // watch is set up again, whole, as soon as it can be.
+            // watched: the limit of watches reached): what is on disk now is loaded, and what
+            // the watch could not add is added again as soon as it can be.
             Err(e) => {
                 failed.set(not_watched(&watched, &e));
                 watching.request(Trigger::Watch);

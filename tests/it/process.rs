@@ -40,6 +40,34 @@ async fn sighup_reloads() {
     assert!(approves_50000_soon(&url).await, "{}", proc.log_text());
 }
 
+/// The proxy serving `rules` in a user namespace of its own, with its inotify limit
+/// `/proc/sys/user/{limit}` at `low` until the returned flag file is created, then `high`.
+#[cfg(target_os = "linux")]
+async fn serve_under_inotify_limit(
+    rules: &Rules,
+    limit: &str,
+    low: u32,
+    high: u32,
+) -> (Process, tempfile::TempDir, std::path::PathBuf) {
+    let flag = tempfile::tempdir().unwrap();
+    let lift = flag.path().join("lift");
+    // unshare execs, so the child is the proxy itself; the limit is lifted from inside the
+    // namespace once the test creates the flag file (bounded: 20 s).
+    let script = format!(
+        "echo {low} > /proc/sys/user/{limit} || exit 97; \
+         (for _ in $(seq 400); do [ -e '{}' ] && break; sleep 0.05; done; \
+          echo {high} > /proc/sys/user/{limit}) >/dev/null 2>&1 & \
+         exec \"$0\" \"$@\"",
+        lift.display()
+    );
+    let mut unshare = tokio::process::Command::new("unshare");
+    unshare
+        .args(["--user", "--map-root-user", "bash", "-c", &script])
+        .arg(binary());
+    let proc = Process::serve_as(unshare, rules.path(), &[]).await;
+    (proc, flag, lift)
+}
+
 /// A rules directory that cannot be watched (the kernel's inotify limit, set to 0 in a user
 /// namespace of the test's own) is shown by /admin/rules and the `rules_watched` gauge until the
 /// watch starts, and edits reload from then on.
@@ -47,22 +75,8 @@ async fn sighup_reloads() {
 #[tokio::test]
 async fn a_rules_directory_that_cannot_be_watched_is_shown_until_it_is() {
     let rules = Rules::with("default.yaml", LIMIT);
-    let flag = tempfile::tempdir().unwrap();
-    let limit_lifted = flag.path().join("lift");
-    // unshare execs, so the child is the proxy itself; the limit is lifted from inside the
-    // namespace once the test creates the flag file (bounded: 20 s).
-    let script = format!(
-        "echo 0 > /proc/sys/user/max_inotify_instances || exit 97; \
-         (for _ in $(seq 400); do [ -e '{}' ] && break; sleep 0.05; done; \
-          echo 128 > /proc/sys/user/max_inotify_instances) >/dev/null 2>&1 & \
-         exec \"$0\" \"$@\"",
-        limit_lifted.display()
-    );
-    let mut unshare = tokio::process::Command::new("unshare");
-    unshare
-        .args(["--user", "--map-root-user", "bash", "-c", &script])
-        .arg(binary());
-    let proc = Process::serve_as(unshare, rules.path(), &[]).await;
+    let (proc, _flag, limit_lifted) =
+        serve_under_inotify_limit(&rules, "max_inotify_instances", 0, 128).await;
     let watch = get(&proc.admin_url("/admin/rules")).await.body["watch"].clone();
     assert_eq!(watch["watching"], false, "{watch}");
     let trouble = watch["troubles"][0]["message"].as_str().unwrap_or_default();
@@ -103,25 +117,13 @@ async fn a_rules_directory_that_cannot_be_watched_is_shown_until_it_is() {
 /// A watch that fails while running — a subdirectory made after the start that the limit of
 /// watches keeps it from adding (lowered to the one watch of the rules directory, in a user
 /// namespace of the test's own) — misses edits under it: that is shown as for a watch that
-/// never started, and the watch is set up again, whole, once it can be.
+/// never started, what it does watch still reloads, and the rest is added once it can be.
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_watch_that_fails_while_running_is_shown_and_set_up_again() {
     let rules = Rules::with("default.yaml", LIMIT);
-    let flag = tempfile::tempdir().unwrap();
-    let limit_lifted = flag.path().join("lift");
-    let script = format!(
-        "echo 1 > /proc/sys/user/max_inotify_watches || exit 97; \
-         (for _ in $(seq 400); do [ -e '{}' ] && break; sleep 0.05; done; \
-          echo 8192 > /proc/sys/user/max_inotify_watches) >/dev/null 2>&1 & \
-         exec \"$0\" \"$@\"",
-        limit_lifted.display()
-    );
-    let mut unshare = tokio::process::Command::new("unshare");
-    unshare
-        .args(["--user", "--map-root-user", "bash", "-c", &script])
-        .arg(binary());
-    let proc = Process::serve_as(unshare, rules.path(), &[]).await;
+    let (proc, _flag, limit_lifted) =
+        serve_under_inotify_limit(&rules, "max_inotify_watches", 1, 8192).await;
     let watch = || {
         let url = proc.admin_url("/admin/rules");
         async move { get(&url).await.body["watch"].clone() }
