@@ -229,16 +229,16 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
     };
     // Outside `run`, so that a deadline that drops the evaluation leaves them to be recorded
     // (and to name the call it cut off); small futures matter here, as every request makes one.
-    let mut prefetches = calls::Prefetches::default();
+    let mut calls = calls::Calls::default();
     // Waiting for an upstream, the timer ends the evaluation; Rhai runs without yielding, so
     // between rules and after a failed check the evaluation looks at the clock itself (`None`).
-    let mut decision = match tokio::time::timeout_at(deadline, run.rules(&mut prefetches)).await {
+    let mut decision = match tokio::time::timeout_at(deadline, run.rules(&mut calls)).await {
         Ok(Some(d)) => d,
-        Ok(None) | Err(_) => run.timed_out(&prefetches),
+        Ok(None) | Err(_) => run.timed_out(&mut calls),
     };
     decision.trace = run.trace;
     decision.shadow = run.shadow;
-    decision.unused_fetches = prefetches.unused(&ruleset.rules);
+    decision.unused_fetches = calls.unused(&ruleset.rules);
     decision
 }
 
@@ -267,13 +267,13 @@ struct Run<'a, 'c> {
 impl Run<'_, '_> {
     /// The decision, or `None` when the deadline passed first (then [`Self::timed_out`]
     /// decides, with `current` naming the rule it caught).
-    async fn rules(&mut self, prefetches: &mut calls::Prefetches) -> Option<Decision> {
+    async fn rules(&mut self, calls: &mut calls::Calls) -> Option<Decision> {
         // Already due (the body took the whole deadline to arrive): nothing is started, not
         // even a prefetch, and the ruleset's `on_error` answers.
         if tokio::time::Instant::now() >= self.deadline {
             return None;
         }
-        self.start_prefetches(prefetches, 0);
+        self.start_prefetches(calls, 0);
         let mut scope = if self.ruleset.uses_rhai {
             RequestScope::new(self.req, self.ctx.now, self.ruleset.uses_payload)
         } else {
@@ -285,7 +285,7 @@ impl Run<'_, '_> {
             // The GET fetches after a call that may have changed something at the merchant
             // start once it is done (or skipped).
             if i > 0 && self.ruleset.rules[i - 1].changes_state() {
-                self.start_prefetches(prefetches, i);
+                self.start_prefetches(calls, i);
             }
             if rule.mode == Mode::Off {
                 continue;
@@ -324,8 +324,9 @@ impl Run<'_, '_> {
                 Ok(true) => {
                     // The handle stays in its slot, so that a deadline that ends the wait
                     // cancels the call (dropping a JoinHandle would only detach it).
-                    let prefetched = prefetches.0.get_mut(i).and_then(Option::as_mut);
-                    self.check(rule, &mut scope, prefetched).await
+                    let prefetched = calls.prefetches.get_mut(i).and_then(Option::as_mut);
+                    self.check(rule, &mut scope, prefetched, &mut calls.sent)
+                        .await
                 }
                 Ok(false) => {
                     let skipped = Called::default();
@@ -422,9 +423,9 @@ impl Run<'_, '_> {
     }
 
     /// The deadline passed while `current` was being evaluated (or about to be): it is traced
-    /// as an error (with the prefetch it was reading), whatever was in flight (an upstream
+    /// as an error (with the call it was waiting for), whatever was in flight (an upstream
     /// call, a prefetch) is dropped and cancelled, and the ruleset's `on_error` decides.
-    fn timed_out(&mut self, prefetches: &calls::Prefetches) -> Decision {
+    fn timed_out(&mut self, calls: &mut calls::Calls) -> Decision {
         let rule = self
             .current
             .take()
@@ -438,7 +439,7 @@ impl Run<'_, '_> {
                 outcome: Outcome::Error,
                 ms: millis(started.elapsed()),
                 reason: None,
-                call: prefetches.read(i),
+                call: calls.waited_for(i),
                 probe: None,
                 upstream: None,
                 error: Some(format!(

@@ -23,9 +23,17 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// Background GET fetches, one slot per rule. Empty (no allocation) when the ruleset has none.
+/// The calls of an evaluation that a deadline may cut off, kept outside it so that they can be
+/// traced (and recorded) when it is dropped.
 #[derive(Default)]
-pub(super) struct Prefetches(pub(super) Vec<Option<Prefetch>>);
+pub(super) struct Calls {
+    /// Background GET fetches, one slot per rule. Empty (no allocation) when the ruleset has
+    /// none.
+    pub(super) prefetches: Vec<Option<Prefetch>>,
+    /// The call the rule being evaluated sent itself (a `forward`, a POST or PUT fetch) while
+    /// it waits for the answer.
+    pub(super) sent: Option<CallMade>,
+}
 
 /// One GET started early, with the call as the trace names it (made from what was sent, not
 /// rendered again). Dropping it cancels the call: the evaluation ended before its rule read
@@ -43,10 +51,13 @@ impl Drop for Prefetch {
     }
 }
 
-impl Prefetches {
-    /// The call of rule `i`'s prefetch, if its rule read it.
-    pub(super) fn read(&self, i: usize) -> Option<CallMade> {
-        let prefetch = self.0.get(i)?.as_ref()?;
+impl Calls {
+    /// The call rule `i` was waiting for: the one it sent, or its prefetch if it read it.
+    pub(super) fn waited_for(&mut self, i: usize) -> Option<CallMade> {
+        if let Some(sent) = self.sent.take() {
+            return Some(sent);
+        }
+        let prefetch = self.prefetches.get(i)?.as_ref()?;
         prefetch.read.then(|| prefetch.made.clone())
     }
 
@@ -56,7 +67,7 @@ impl Prefetches {
     /// one by then; the rest are cancelled as they are dropped.
     pub(super) fn unused(self, rules: &[Rule]) -> Vec<UnusedFetch> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let slots = self.0.into_iter().zip(rules);
+        let slots = self.prefetches.into_iter().zip(rules);
         slots
             .filter_map(|(slot, rule)| Some((slot.filter(|p| !p.read)?, rule)))
             .map(|(mut prefetch, rule)| {
@@ -100,6 +111,20 @@ impl Run<'_, '_> {
         } else {
             Some(call.await)
         }
+    }
+
+    /// [`Self::wait`] for the answer to a call `rule` sent itself, `made`, which is left in
+    /// `sent` meanwhile: a deadline that ends the wait names the call from there.
+    pub(super) async fn wait_sent<F: std::future::Future>(
+        &self,
+        rule: &Rule,
+        call: F,
+        made: CallMade,
+        sent: &mut Option<CallMade>,
+    ) -> (Option<F::Output>, CallMade) {
+        *sent = Some(made);
+        let waited = self.wait(rule, call).await;
+        (waited, sent.take().unwrap_or_default())
     }
 
     /// When the body of an answer `rule` waits for must be in (see [`Run::bodies_by`]); `None`
@@ -153,13 +178,14 @@ impl Run<'_, '_> {
     /// done ([`Run::rules`] calls this again), so that they read the merchant's state as that
     /// call left it (`GET /orders/{id}` after a `forward` that confirms the order): decisions
     /// are as if rules ran one after another.
-    pub(super) fn start_prefetches(&self, prefetches: &mut Prefetches, from: usize) {
+    pub(super) fn start_prefetches(&self, calls: &mut Calls, from: usize) {
         if !self.ruleset.prefetches {
             return;
         }
         let rules = &self.ruleset.rules;
-        if prefetches.0.is_empty() {
-            prefetches.0.resize_with(rules.len(), || None);
+        let prefetches = &mut calls.prefetches;
+        if prefetches.is_empty() {
+            prefetches.resize_with(rules.len(), || None);
         }
         for (i, rule) in rules.iter().enumerate().skip(from) {
             if rule.changes_state() {
@@ -168,7 +194,7 @@ impl Run<'_, '_> {
             if let Check::Fetch(f) = &rule.check {
                 // A call that cannot be made is an error when its rule is reached.
                 if rule.is_prefetch() {
-                    prefetches.0[i] =
+                    prefetches[i] =
                         fetch_call(f, self.req, self.body_by(rule))
                             .ok()
                             .map(|mut call| {

@@ -113,6 +113,7 @@ impl Run<'_, '_> {
         rule: &Rule,
         scope: &mut RequestScope,
         prefetched: Option<&mut Prefetch>,
+        sent: &mut Option<CallMade>,
     ) -> (Verdict, Called) {
         let reason = || rule.reason.render_reason(self.req, None);
         let pass_if = |ok: bool| {
@@ -177,8 +178,8 @@ impl Run<'_, '_> {
                     },
                 );
             }
-            Check::Fetch(f) => return self.fetch(rule, f, scope, prefetched).await,
-            Check::Forward(fw) => return self.forward(rule, fw).await,
+            Check::Fetch(f) => return self.fetch(rule, f, scope, prefetched, sent).await,
+            Check::Forward(fw) => return self.forward(rule, fw, sent).await,
         };
         (verdict, Called::default())
     }
@@ -191,6 +192,7 @@ impl Run<'_, '_> {
         f: &Fetch,
         scope: &mut RequestScope,
         prefetched: Option<&mut Prefetch>,
+        sent: &mut Option<CallMade>,
     ) -> (Verdict, Called) {
         let (waited, call) = match prefetched {
             Some(prefetch) => {
@@ -210,7 +212,7 @@ impl Run<'_, '_> {
                     call.rule = Some(rule.name.clone());
                     let made = fetch_made(&f.upstream, &call);
                     let call = self.ctx.upstreams.call(f.upstream.clone(), call);
-                    (self.wait(rule, call).await, made)
+                    self.wait_sent(rule, call, made, sent).await
                 }
                 Err(e) => return (Verdict::Error(e), Called::default()),
             },
@@ -235,7 +237,12 @@ impl Run<'_, '_> {
 
     /// A `forward`: the original request to the merchant's confirm handler, whose 200 passes
     /// and whose refusal refuses with its own reason.
-    async fn forward(&self, rule: &Rule, fw: &Forward) -> (Verdict, Called) {
+    async fn forward(
+        &self,
+        rule: &Rule,
+        fw: &Forward,
+        sent: &mut Option<CallMade>,
+    ) -> (Verdict, Called) {
         if self.past_shadow_cutoff(rule) {
             return (self.cut_off(), Called::default());
         }
@@ -269,7 +276,8 @@ impl Run<'_, '_> {
         };
         let made = CallMade::new(&fw.upstream, http::Method::POST, fw.path.clone(), None);
         let call = self.ctx.upstreams.call(fw.upstream.clone(), call);
-        let Some(result) = self.wait(rule, call).await else {
+        let (result, made) = self.wait_sent(rule, call, made, sent).await;
+        let Some(result) = result else {
             let called = Called {
                 call: Some(made),
                 probe: None,

@@ -243,6 +243,35 @@ async fn a_call_the_deadline_cut_off_is_cut_off_again() {
     );
 }
 
+/// A `forward` the deadline cut off is traced with its call: replayed, the same call waits
+/// for the deadline again, and one whose path changed since has no answer in the record.
+#[tokio::test(start_paused = true)]
+async fn a_forward_the_deadline_cut_off_is_matched_by_its_call() {
+    let forward = |path: &str| {
+        format!("settings: {{ deadline: 1s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"http://shop.invalid\", timeout: 3s }}\nrules:\n  - {{ name: existing, forward: {{ upstream: shop, path: {path} }}, reason: x }}\n")
+    };
+    let cut = line(
+        r#"{"rule":"existing","outcome":"error","ms":990.0,"call":{"upstream":"shop","method":"POST","path":"/confirm"},"error":"deadline of 1s exceeded"}"#,
+        "reject",
+        "",
+    )
+    .replace(
+        r#""status":200"#,
+        r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.","rule":"existing""#,
+    );
+    let (_dir, rules) = load_files(&[("default.yaml", &forward("/confirm"))]);
+    let r = again(&rules, &cut).await;
+    assert!(!r.changed(), "{}", r.explain());
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    assert_eq!(
+        r.decision.trace[0].error.as_deref(),
+        Some("deadline of 1s exceeded")
+    );
+    let (_dir, rules) = load_files(&[("default.yaml", &forward("/v2/confirm"))]);
+    let r = again(&rules, &cut).await;
+    assert_first_rule_errs(&r, "rule existing: its call changed (then POST /confirm from shop, now POST /v2/confirm from shop): the record has no answer for it");
+}
+
 /// An enforced fetch and a shadow trial of the same call: the answer the enforced rule got
 /// stands, whatever the shadow rule's cut-off left in the log; and a body that was a JSON
 /// string stays a string.

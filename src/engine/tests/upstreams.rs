@@ -699,6 +699,40 @@ rules:
     assert_eq!(in_flight.load(Ordering::SeqCst), 0);
 }
 
+/// A call the rule sent itself (not prefetched), still unanswered at the deadline, is traced
+/// with the rule: the record says the merchant was sent it, not only that time ran out.
+#[tokio::test(start_paused = true)]
+async fn a_sent_call_cut_off_by_the_deadline_is_traced() {
+    for (check, path) in [
+        (
+            "forward: { upstream: shop, path: /payments/confirm }",
+            "/payments/confirm",
+        ),
+        (
+            r#"fetch: { upstream: shop, method: POST, path: "/api/reserve/{order_id}" }"#,
+            "/api/reserve/order-1",
+        ),
+    ] {
+        let (_dir, rules) = ruleset(&format!(
+            "{SHOP}settings: {{ deadline: 200ms }}\nrules:\n  - name: merchant\n    {check}\n    reason: x\n"
+        ));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let upstreams = Arc::new(Hanging(in_flight.clone()));
+        let d = decide_full(&rules, V1, upstreams, NOW, &Original::default()).await;
+        assert_eq!(summary(&d).3, Some("merchant"), "{check}");
+        assert_eq!(error_of(&d, "merchant"), "deadline of 200ms exceeded");
+        let call = d.trace[0]
+            .call
+            .as_ref()
+            .map(|c| (c.method.as_str(), c.path.as_str()));
+        assert_eq!(call, Some(("POST", path)), "{check}");
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0, "{check}");
+    }
+}
+
 #[tokio::test]
 async fn an_early_decision_cancels_prefetches() {
     let (_dir, rules) = ruleset(&format!(
