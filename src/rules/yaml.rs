@@ -14,7 +14,7 @@ mod written;
 use serde::de::DeserializeOwned;
 
 use document::second_document;
-pub use document::{check_document, keys_without_value, merge_keys, test_keys_without_value};
+pub use document::{check_document, keys_without_value, merge_keys, tags, test_keys_without_value};
 pub use locate::{locate, locate_key, Seg};
 pub use rule_file::parse_rule_file;
 pub use scalar::{position_in_scalar, Origin};
@@ -523,6 +523,17 @@ mod tests {
             None
         );
         assert_eq!(locate_key("", &[Key("rules")]), None);
+        // A tagged key is found by its name (a slip of `!` makes one: `!Authorization: "x"`
+        // is the key "x", tagged `!Authorization:`).
+        assert_eq!(
+            locate_key(empty, &[Key("other")]),
+            Some(Location { line: 5, column: 1 })
+        );
+        let slip = "h: { !Authorization: \"Bearer x\" }\n";
+        assert_eq!(
+            locate_key(slip, &[Key("h"), Key("Bearer x")]),
+            Some(Location { line: 1, column: 6 })
+        );
         // Found before the rest of the document is read.
         assert_eq!(
             locate_key("rules: [", &[Key("rules")]),

@@ -205,8 +205,9 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     let (src, raw, mut errors) = read_suite(file)?;
     let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
     errors.extend(
-        yaml::test_keys_without_value(&src)
+        yaml::tags(&src)
             .into_iter()
+            .chain(yaml::test_keys_without_value(&src))
             .chain(yaml::merge_keys(&src))
             .map(|e| error(e.location, e.message)),
     );
@@ -1087,6 +1088,16 @@ rules:
         assert_eq!(
             errors("ruleset: default\ncases:\n  - name: a\n    request: &r { imp_uid: i, merchant_uid: o-1, amount: 50 }\n    expect: { decision: approve }\n  - name: b\n    request: { <<: *r, amount: 500 }\n    expect: { decision: approve }\n"),
             ["tests/t.yaml:7:16: cases[1].request.<<: \"<<\" (a YAML merge key) is not supported: it is read as a field named \"<<\", not as the fields of its alias; write the fields out"]
+        );
+    }
+
+    /// A tag is dropped from what it tags, so an expected reason typed as `!Sold out` would
+    /// expect `out`: an error, as in a rule file.
+    #[test]
+    fn a_yaml_tag_is_an_error() {
+        assert_eq!(
+            errors("ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50 }\n    expect: { decision: reject, reason: !Sold out }\n"),
+            ["tests/t.yaml:5:41: cases[0].expect.reason: \"!Sold\" is read as a YAML tag, which means nothing here and is dropped from what it tags; a text that starts with \"!\" goes in quotes (\"!…\")"]
         );
     }
 

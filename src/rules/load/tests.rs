@@ -127,6 +127,7 @@ fn time(rfc3339: &str) -> DateTime<chrono::FixedOffset> {
 }
 
 mod files;
+mod mutations;
 mod reports;
 mod rules;
 mod settings;

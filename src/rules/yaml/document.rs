@@ -514,6 +514,83 @@ pub fn merge_keys(src: &str) -> Vec<ParseError> {
         .collect()
 }
 
+/// Every YAML tag (`!name` before a value or a key), at the tag. serde_yaml reads a tagged
+/// value as the value alone, so a reason typed as `!Sold out` would reach buyers as `out`
+/// without a word; rule files and rule tests use no tags, so each one is an error.
+pub fn tags(src: &str) -> Vec<ParseError> {
+    use serde_yaml::Value;
+    /// A tag's path, the tag, and whether it is on the key at the end of the path.
+    type Found = (Vec<PathSeg>, String, bool);
+    fn walk(node: &Value, path: &mut Vec<PathSeg>, found: &mut Vec<Found>) {
+        match node {
+            Value::Tagged(tagged) => {
+                found.push((path.clone(), tagged.tag.to_string(), false));
+                walk(&tagged.value, path, found);
+            }
+            Value::Mapping(map) => {
+                for (key, value) in map {
+                    let Some(name) = key.as_str() else { continue };
+                    path.push(PathSeg::Key(name.to_owned()));
+                    if let Value::Tagged(tagged) = key {
+                        found.push((path.clone(), tagged.tag.to_string(), true));
+                    }
+                    walk(value, path, found);
+                    path.pop();
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(PathSeg::Index(i));
+                    walk(item, path, found);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    if !src.contains('!') {
+        return Vec::new();
+    }
+    let Ok(root) = serde_yaml::from_str::<Value>(src) else {
+        return Vec::new(); // a syntax error is reported on its own
+    };
+    let mut found = Vec::new();
+    walk(&root, &mut Vec::new(), &mut found);
+    found
+        .into_iter()
+        .take(super::MAX_LOCATED)
+        .map(|(path, tag, on_key)| {
+            let segs = segs(&path);
+            let location = if on_key {
+                locate_key(src, &segs)
+            } else {
+                Some(super::locate(src, &segs))
+            };
+            // As typed (serde_yaml shows a bare `!` as `!!`).
+            let tag = location
+                .and_then(|l| written_at(src, l))
+                .filter(|t| t.starts_with('!'))
+                .map_or(tag, str::to_owned);
+            let what = match (path.is_empty(), on_key) {
+                (true, _) => format!("\"{tag}\" before the document"),
+                (false, true) => format!("{}: \"{tag}\" before the key", path_text(&path)),
+                (false, false) => format!("{}: \"{tag}\"", path_text(&path)),
+            };
+            ParseError {
+                location,
+                message: format!("{what} is read as a YAML tag, which means nothing here and is dropped from what it tags; a text that starts with \"!\" goes in quotes (\"!…\")"),
+            }
+        })
+        .collect()
+}
+
+/// The text at `at` in `src` up to the next space or line end.
+fn written_at(src: &str, at: Location) -> Option<&str> {
+    let line = src.lines().nth(at.line.checked_sub(1)?)?;
+    let start = line.char_indices().nth(at.column.checked_sub(1)?)?.0;
+    line[start..].split([' ', '\t']).next()
+}
+
 /// [`keys_without_value`] for the keys `pick` chooses.
 fn without_value(src: &str, pick: impl Fn(&[PathSeg]) -> bool) -> Vec<ParseError> {
     let Ok(root) = serde_yaml::from_str::<serde_yaml::Value>(src) else {

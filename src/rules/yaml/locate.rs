@@ -110,6 +110,15 @@ impl<'de> Visitor<'de> for Find<'_, '_> {
         .ok_or_else(|| de::Error::custom(MISSING))
     }
 
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        // A tagged node (`!tag value`): found at its tag, looked into as its value.
+        if self.path.is_empty() {
+            return Err(self.end());
+        }
+        let (IgnoredAny, variant) = data.variant::<IgnoredAny>()?;
+        de::VariantAccess::newtype_variant_seed(variant, self)
+    }
+
     fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
         Err(self.end())
     }
@@ -195,9 +204,9 @@ impl<'de> Visitor<'de> for Key<'_> {
         Ok(false)
     }
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<bool, A::Error> {
-        // A tagged key (`!tag name:`) is never the wanted one.
+        // A tagged key (`!tag name:`, or a slip that makes one: `!Authorization: "x"` is the key
+        // "x" tagged `!Authorization:`) is its name, as the checks that find it read it.
         let (IgnoredAny, variant) = data.variant::<IgnoredAny>()?;
-        de::VariantAccess::newtype_variant::<IgnoredAny>(variant)?;
-        Ok(false)
+        de::VariantAccess::newtype_variant_seed(variant, self)
     }
 }

@@ -52,6 +52,8 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
         }
     }
     let duplicates = !file.errors.is_empty();
+    // A tag first: at a key, it is why the key has no value (`{ !Authorization: "x" }`).
+    file.errors.extend(super::tags(src));
     file.errors.extend(keys_without_value(src));
     walk_file(src, duplicates, &mut file);
     name_rules(src, &mut file.errors);

@@ -652,6 +652,12 @@ fn messages_say_what_the_yaml_should_hold() {
             r#"rules[0].amount.min (rule "a"): no value; write one, or delete the key"#,
         ),
         (
+            "a reason starting with \"!\", unquoted: YAML would drop the word as a tag",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: !Sold out\n",
+            (4, 13),
+            r#"rules[0].reason (rule "a"): "!Sold" is read as a YAML tag, which means nothing here and is dropped from what it tags; a text that starts with "!" goes in quotes ("!…")"#,
+        ),
+        (
             "on_error as a yes/no",
             "rules:\n  - name: a\n    on_error: true\n    amount: { max: 1 }\n    reason: x\n",
             (3, 15),
