@@ -548,6 +548,8 @@ mod as_written;
 #[cfg(test)]
 mod gate;
 #[cfg(test)]
+mod mutations;
+#[cfg(test)]
 mod uncanned;
 
 #[cfg(test)]

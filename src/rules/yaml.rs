@@ -7,6 +7,8 @@ mod document;
 mod flow;
 mod hints;
 mod locate;
+#[cfg(test)]
+pub(crate) mod mutate;
 mod rule_file;
 mod scalar;
 mod written;
