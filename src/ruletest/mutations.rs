@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::load_suites;
-use crate::rules::yaml::mutate::{apply, edits, VARS, WORKING};
+use crate::rules::yaml::mutate::{apply, edits, Working, VARS, WORKING};
 use crate::rules::{load_dir, LoadOptions};
 use crate::script::ScriptEngine;
 
@@ -19,7 +19,7 @@ proptest! {
         which in 0..WORKING.len(),
         edits in edits(),
     ) {
-        let (yaml, scripts, tests) = WORKING[which];
+        let Working { rules: yaml, scripts, tests } = WORKING[which];
         let broken = apply(tests, &edits);
         let dir = tempfile::tempdir().unwrap();
         let files = scripts

@@ -3,21 +3,28 @@
 
 use proptest::prelude::*;
 
-/// The shipped and example rule files, each with the scripts it uses and its rule tests.
-pub const WORKING: [(&str, &[(&str, &str)], &str); 3] = [
-    (
-        include_str!("../../../rules/default.yaml"),
-        &[],
-        include_str!("../../../rules/tests/default.yaml"),
-    ),
-    (
-        include_str!("../../../examples/shop-rules/default.yaml"),
-        &[],
-        include_str!("../../../examples/shop-rules/tests/default.yaml"),
-    ),
-    (
-        include_str!("../../../examples/scripted-rules/default.yaml"),
-        &[
+/// A working rules directory: its rule file, the scripts it uses and its rule tests.
+pub struct Working {
+    pub rules: &'static str,
+    pub scripts: &'static [(&'static str, &'static str)],
+    pub tests: &'static str,
+}
+
+/// The shipped and example rules directories.
+pub const WORKING: [Working; 3] = [
+    Working {
+        rules: include_str!("../../../rules/default.yaml"),
+        scripts: &[],
+        tests: include_str!("../../../rules/tests/default.yaml"),
+    },
+    Working {
+        rules: include_str!("../../../examples/shop-rules/default.yaml"),
+        scripts: &[],
+        tests: include_str!("../../../examples/shop-rules/tests/default.yaml"),
+    },
+    Working {
+        rules: include_str!("../../../examples/scripted-rules/default.yaml"),
+        scripts: &[
             (
                 "scripts/vip.rhai",
                 include_str!("../../../examples/scripted-rules/scripts/vip.rhai"),
@@ -31,8 +38,8 @@ pub const WORKING: [(&str, &[(&str, &str)], &str); 3] = [
                 include_str!("../../../examples/scripted-rules/scripts/marathon.rhai"),
             ),
         ],
-        include_str!("../../../examples/scripted-rules/tests/default.yaml"),
-    ),
+        tests: include_str!("../../../examples/scripted-rules/tests/default.yaml"),
+    },
 ];
 
 /// The environment the example rules need.

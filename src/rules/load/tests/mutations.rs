@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::rules::yaml::mutate::{apply, edits, VARS, WORKING};
+use crate::rules::yaml::mutate::{apply, edits, Working, VARS, WORKING};
 
 proptest! {
     #![proptest_config(ProptestConfig {
@@ -18,7 +18,7 @@ proptest! {
         target in any::<usize>(),
         edits in edits(),
     ) {
-        let (yaml, scripts, _) = WORKING[which];
+        let Working { rules: yaml, scripts, .. } = WORKING[which];
         // The rule file, or one of its scripts.
         let target = target % (scripts.len() + 1);
         let broken = |i: usize, s: &str| {
