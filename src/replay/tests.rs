@@ -904,3 +904,79 @@ rules:
         ["rule trial: cut off as a shadow rule then, after its answer came; cut off again, waiting for it"]
     );
 }
+
+/// Decision-log lines broken at random (a log cut, edited or corrupted): each is read or
+/// refused with a reason, and replayed if read, never a panic.
+mod mutations {
+    use super::*;
+    use crate::rules::yaml::mutate::{apply, edits};
+    use proptest::prelude::*;
+
+    const RULES_ALL: &str = "settings: { deadline: 1s }\nupstreams:\n  shop: { url: \"http://shop.invalid\", health: { path: /health } }\nrules:\n  - { name: shop-up, healthy: shop, reason: down }\n  - { name: stock, fetch: { upstream: shop, path: \"/stock/{order_id}\" }, require: 'response.body.available > 0', reason: sold out }\n  - { name: trial, amount: { max: 100 }, mode: shadow, reason: over }\n  - { name: existing, forward: { upstream: shop, path: /confirm } }\n";
+
+    fn lines() -> [String; 3] {
+        [
+            line(
+                r#"{"rule":"shop-up","outcome":"pass","ms":0.01,"probe":{"upstream":"shop","method":"GET","path":"/health"}},{"rule":"stock","outcome":"pass","ms":1.0,"call":{"upstream":"shop","method":"GET","path":"/stock/order-1"},"upstream":{"status":200,"body":{"available":3}}},{"rule":"trial","outcome":"shadow_reject","ms":0.01,"reason":"over"},{"rule":"existing","outcome":"pass","ms":2.0,"call":{"upstream":"shop","method":"POST","path":"/confirm"},"upstream":{"status":200,"body":"ok"}}"#,
+                "approve",
+                r#","shadow":[{"rule":"trial","outcome":"reject","reason":"over"}]"#,
+            ),
+            line(
+                r#"{"rule":"shop-up","outcome":"pass","ms":0.01},{"rule":"stock","outcome":"error","ms":990.0,"call":{"upstream":"shop","method":"GET","path":"/stock/order-1"},"error":"deadline of 1s exceeded"}"#,
+                "reject",
+                r#","unused_fetches":[{"rule":"x","call":{"upstream":"shop","method":"GET","path":"/x"},"status":200}]"#,
+            )
+            .replacen(
+                r#""status":200"#,
+                r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.","rule":"stock""#,
+                1,
+            ),
+            line(
+                r#"{"rule":"shop-up","outcome":"pass","ms":0.01},{"rule":"stock","outcome":"reject","ms":1.0,"upstream":{"status":200,"body":{"available":0}},"reason":"sold out"}"#,
+                "reject",
+                "",
+            )
+            .replacen(
+                r#""status":200"#,
+                r#""status":409,"reason":"sold out","rule":"stock""#,
+                1,
+            ),
+        ]
+    }
+
+    /// The lines broken below are whole records, replayed as they were decided.
+    #[tokio::test(start_paused = true)]
+    async fn the_lines_to_break_are_records() {
+        let (_dir, rules) = load_files(&[("default.yaml", RULES_ALL)]);
+        for line in lines() {
+            let r = again(&rules, &line).await;
+            assert!(!r.changed(), "{}", r.explain());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("MUTATION_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn a_log_line_broken_anyhow_is_read_or_refused(which in 0..3usize, edits in edits()) {
+            let (_dir, rules) = load_files(&[("default.yaml", RULES_ALL)]);
+            let broken = apply(&lines()[which], &edits);
+            match read(broken.as_bytes()) {
+                Err(e) => prop_assert!(!e.trim().is_empty()),
+                Ok(record) if record.decided_by_rules() => {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .start_paused(true)
+                        .build()
+                        .unwrap();
+                    let r = runtime.block_on(replay(&rules, &ScriptEngine::new(), record));
+                    let _ = r.explain();
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+}
