@@ -3,8 +3,10 @@
 //! the rules loader and templates, the engine and the log line writer.
 
 /// `text` as a buyer may be shown it: line breaks and tabs made spaces, other control
-/// characters and text-direction controls left out. Text from outside (a merchant's answer, a
-/// script, a field name in a request) must not garble the payment window.
+/// characters, text-direction controls and zero-width spaces (U+200B, the word joiner and
+/// invisible operators U+2060–2064, U+FEFF) left out. Text from outside (a merchant's answer, a
+/// script, a field name in a request) must not garble the payment window. The zero-width
+/// joiners (U+200C, U+200D) stay: emoji sequences and some scripts are built with them.
 pub fn for_buyers(text: String) -> String {
     if shown_as_is(&text) {
         text
@@ -33,9 +35,14 @@ pub fn shown_as_is(text: &str) -> bool {
 fn shown(c: char) -> Option<char> {
     match c {
         '\n' | '\r' | '\t' | '\u{85}' | '\u{2028}' | '\u{2029}' => Some(' '),
-        '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
-            None
-        }
+        '\u{61c}'
+        | '\u{200b}'
+        | '\u{200e}'
+        | '\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{feff}' => None,
         c if c.is_control() => None,
         c => Some(c),
     }

@@ -373,6 +373,16 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         sent => sent,
     };
     let mut resp = sent.map_err(|e| classify(e, up))?;
+    // Framed two ways: which body the upstream meant is a guess another reader of the same
+    // bytes may make differently (RFC 9112 §6.3 says to treat it as an error).
+    let framing = resp.headers();
+    if framing.contains_key(http::header::TRANSFER_ENCODING)
+        && framing.contains_key(http::header::CONTENT_LENGTH)
+    {
+        return Err(UpstreamError::Other(
+            "the answer has both Content-Length and Transfer-Encoding, which readers may take for different bodies: not read".into(),
+        ));
+    }
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()

@@ -122,6 +122,82 @@ fn reserved_in(text: &str) -> Option<String> {
     None
 }
 
+/// The first key of the JSON `text` that serde_json's `Value` parser takes for an instruction
+/// ([`RESERVED`]), written out or spelled with escapes; `None` when there is none, or when the
+/// text is not JSON (which its parse says on its own). For JSON read from elsewhere than a
+/// confirm body (an upstream's answer), where repeated keys are allowed.
+pub(crate) fn reserved_key(text: &str) -> Option<String> {
+    // Written out, it has a `$`; spelled with escapes, a backslash.
+    if !text.contains(['$', '\\']) {
+        return None;
+    }
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let body = text.as_bytes().as_ptr_range();
+    let _ = Reserved {
+        found: &mut found,
+        body: &body,
+    }
+    .deserialize(&mut de);
+    found
+}
+
+/// Walks a JSON value for [`reserved_key`], ending at the first reserved key.
+struct Reserved<'s> {
+    found: &'s mut Option<String>,
+    /// The text's bytes: a key borrowed from them is the body's (a number's own key, see
+    /// [`RESERVED`], is borrowed from serde_json's static text).
+    body: &'s std::ops::Range<*const u8>,
+}
+
+impl Reserved<'_> {
+    fn inner(&mut self) -> Reserved<'_> {
+        Reserved {
+            found: &mut *self.found,
+            body: self.body,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Reserved<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Reserved<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    crate::ignore_scalars!();
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self.inner())?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(Key)? {
+            // Decoded from escapes (owned), or written out in the body.
+            let from_body = match &key {
+                Cow::Owned(_) => true,
+                Cow::Borrowed(k) => self.body.contains(&k.as_ptr()),
+            };
+            if from_body && key.starts_with(RESERVED) {
+                *self.found = Some(key.chars().take(100).collect());
+                return Err(de::Error::custom(RESERVED));
+            }
+            map.next_value_seed(self.inner())?;
+        }
+        Ok(())
+    }
+}
+
 /// The key that ended a scan, and where: its path is built on the way out.
 #[derive(Debug)]
 pub(super) struct Flaw {
@@ -539,6 +615,33 @@ mod tests {
     fn scanned(text: &str) -> Result<Top<'_>, ScanError> {
         let mut top = Top::default();
         scan(text, &mut top).map(|()| top)
+    }
+
+    #[test]
+    fn reserved_keys_of_other_json_are_found_however_written() {
+        let number = r#"{"available":{"$serde_json::private::Number":"99"}}"#;
+        let escaped = r#"[1, {"a": 2.5, "\u0024serde_json::private::RawValue": "{}"}]"#;
+        let spelled = r#"{"x":{"\u0024serde_json::priv\u0061te::Number":"1"}}"#;
+        assert_eq!(
+            reserved_key(number).as_deref(),
+            Some("$serde_json::private::Number")
+        );
+        assert_eq!(
+            reserved_key(escaped).as_deref(),
+            Some("$serde_json::private::RawValue")
+        );
+        assert_eq!(
+            reserved_key(spelled).as_deref(),
+            Some("$serde_json::private::Number")
+        );
+        // Numbers, repeated keys, `$` and escapes elsewhere, and the name in a value are data.
+        for data in [
+            r#"{"available":3,"price":"$5","n":[1.5,1e400,-0],"a":1,"a":2}"#,
+            r#"{"url":"http:\/\/x","note":"$serde_json::private::Number"}"#,
+            "not json $ \\",
+        ] {
+            assert_eq!(reserved_key(data), None, "{data}");
+        }
     }
 
     #[test]

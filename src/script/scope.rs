@@ -196,6 +196,10 @@ fn significant_digits(number: &str) -> usize {
     digits.len() - leading - trailing
 }
 
+/// Below this, a JSON number that is not 0 and not a Decimal (written with an exponent, or
+/// beyond 28 places) is kept as its text: see [`json_to_dynamic`].
+const TINY: f64 = 1e-12;
+
 /// JSON → Rhai, keeping integers as `INT` and other numbers exact where they fit, and as
 /// their text where they fit no number type exactly.
 pub fn json_to_dynamic(v: &Value) -> Dynamic {
@@ -222,11 +226,16 @@ pub fn json_to_dynamic(v: &Value) -> Dynamic {
                 // as the number written does against every bound a rule holds.
                 Err(_) => {
                     let f = text.parse::<f64>().unwrap_or(f64::NAN);
-                    Dynamic::from_float(if f.is_infinite() {
-                        f64::MAX.copysign(f)
+                    if f.is_infinite() {
+                        Dynamic::from_float(f64::MAX.copysign(f))
+                    } else if f.abs() < TINY && significant_digits(&text) > 0 {
+                        // `1e-30`, or `1e-400`, which is 0 as a float: Rhai takes a float within
+                        // 2.2e-16 of 0 for 0 (and two floats whose product is 0 for equal), so
+                        // `== 0` would hold for a number that is not 0. Its text, as above.
+                        text.into()
                     } else {
-                        f
-                    })
+                        Dynamic::from_float(f)
+                    }
                 }
             }
         }
@@ -272,7 +281,14 @@ mod tests {
         assert_eq!(number("1e30").as_float(), Ok(1e30));
         assert_eq!(number("1e400").as_float(), Ok(f64::MAX));
         assert_eq!(number("-1e400").as_float(), Ok(-f64::MAX));
-        assert_eq!(number("1e-400").as_float(), Ok(0.0));
+        // Beyond a decimal's places, a number that is not 0 (Rhai would take a float that small,
+        // or the float's 0, for 0) is its text; a 0 written so is 0.
+        for text in ["1e-400", "-1e-400", "1e-30", "1.5e-13"] {
+            assert_eq!(number(text).into_string().as_deref(), Ok(text), "{text}");
+        }
+        assert_eq!(number("2.5e-3").as_float(), Ok(0.0025));
+        assert_eq!(number("1e-12").as_float(), Ok(1e-12));
+        assert_eq!(number("0e-400").as_float(), Ok(0.0));
         // More digits than any number type holds exactly: the text, never a rounded value
         // (`0.999…9` rounded to 1 passed `available >= 1`).
         for text in [
@@ -344,11 +360,11 @@ mod tests {
 
     /// A number beyond a float compares as the number written does: Rhai's relative float
     /// comparisons answer false for every comparison with an infinity, so `qty > 10` would let
-    /// `"qty": 1e400` past a limit.
+    /// `"qty": 1e400` past a limit. One too small for a decimal is not 0.
     #[test]
     fn numbers_beyond_a_float_compare_as_written() {
         let engine = ScriptEngine::new();
-        let body = br#"{"imp_uid":"i","merchant_uid":"m","amount":5000,"custom":{"big":1e400,"small":-1e400}}"#;
+        let body = br#"{"imp_uid":"i","merchant_uid":"m","amount":5000,"custom":{"big":1e400,"small":-1e400,"tiny":1e-400,"minus_tiny":-1e-400}}"#;
         let req = match crate::payload::parse(Some("application/json"), body).unwrap() {
             crate::payload::Parsed::Confirm(r) => r,
             crate::payload::Parsed::Ignored { .. } => unreachable!(),
@@ -362,6 +378,9 @@ mod tests {
             "payload.custom.small < -1e300",
             "payload.custom.big > amount",
             "!(payload.custom.big < 10)",
+            "payload.custom.tiny != 0",
+            "!(payload.custom.tiny == 0)",
+            "payload.custom.minus_tiny != 0",
         ] {
             let ast = engine.compile_expression(expr, &[]).unwrap();
             let mut scope = RequestScope::new(&req, at("2026-12-01T12:30:00+09:00"), true);

@@ -133,14 +133,24 @@ pub fn read_body_noting(
             Err(_) => label.unwrap_or(UTF_8).decode_without_bom_handling(body).0,
         },
     };
-    let not_json = match json.then(|| serde_json::from_str(&text)) {
+    let parsed = json.then(|| match crate::payload::reserved_key(&text) {
+        // Read as an instruction by the parser here, as an ordinary key by every other reader
+        // of the answer (the merchant's, the decision log's): a `require` on it errs rather
+        // than decide on what no one else sees (`{"available":{"$serde_json::private::Number":
+        // "99"}}` would be 99).
+        Some(key) => Err(format!(
+            "a key the JSON reader here would take for an instruction, not data: \"{key}\""
+        )),
+        None => serde_json::from_str(&text).map_err(|e| e.to_string()),
+    });
+    let not_json = match parsed {
         Some(Ok(mut json)) => {
             if !secrets.is_empty() {
                 mask_json(&mut json, secrets);
             }
             return (json, None);
         }
-        Some(Err(e)) => Some(e.to_string()),
+        Some(Err(e)) => Some(e),
         None => None,
     };
     let mut text = text.into_owned();
@@ -412,6 +422,17 @@ mod tests {
                 "{ct:?}"
             );
         }
+        // A key the JSON reader here takes for an instruction: not read as JSON (a `require`
+        // on it errs), rather than as what no other reader of the answer sees.
+        let answer = br#"{"available":{"$serde_json::private::Number":"99"}}"#;
+        let (body, not_json) = read_body_noting(answer, None, &[], true);
+        assert_eq!(body, Value::String(String::from_utf8_lossy(answer).into()));
+        assert_eq!(
+            not_json.as_deref(),
+            Some(
+                r#"a key the JSON reader here would take for an instruction, not data: "$serde_json::private::Number""#
+            )
+        );
         // A byte-order mark before JSON; text stays text.
         assert_eq!(
             parse_body("\u{feff}{\"a\":1}".as_bytes(), None, &[]),

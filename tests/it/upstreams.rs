@@ -1489,6 +1489,31 @@ async fn later_rules_see_no_body_of_a_cut_answer() {
     assert_eq!(r["trace"][1]["outcome"], "pass", "{r}");
 }
 
+/// An answer framed both by `Content-Length` and as chunked may be read as two different
+/// bodies: an error (`on_error`), not the body one reading of it gives.
+#[tokio::test]
+async fn an_answer_framed_two_ways_is_an_error() {
+    let (url, _) = raw_upstream(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\ntransfer-encoding: chunked\r\n\r\nf\r\n{\"available\":0}\r\n0\r\n\r\n",
+        Duration::ZERO,
+    )
+    .await;
+    for rule in [
+        "{ name: stock, fetch: { upstream: shop, path: /stock }, reason: r }",
+        "{ name: stock, fetch: { upstream: shop, path: /stock }, require: 'response.body.available > 0', reason: r }",
+    ] {
+        let rules = Rules::with(
+            "default.yaml",
+            &format!("settings: {{ deadline: 2s, error_reason: \"잠시 후\" }}\nupstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - {rule}\n"),
+        );
+        let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+        assert_eq!((a.status, a.reason()), (409, "잠시 후"), "{r}");
+        assert_eq!(r["trace"][0]["outcome"], "error", "{r}");
+        let error = r["trace"][0]["error"].as_str().unwrap_or_default();
+        assert!(error.contains("both Content-Length and Transfer-Encoding"), "{r}");
+    }
+}
+
 /// `confirm_proxy_upstream_calls_total` is how an operator sees a merchant service fail: each
 /// call is counted once, under its status class or the kind of failure.
 #[tokio::test]

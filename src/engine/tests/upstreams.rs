@@ -360,6 +360,12 @@ async fn forward_answers_decide() {
             json!({"reason": "재고\n없음\u{202e}\u{0}\u{9b}"}),
             Some("재고 없음"),
         ),
+        // Zero-width spaces are left out too; the joiners that build an emoji stay.
+        (
+            409,
+            json!({"reason": "재고\u{200b}없음\u{feff}\u{2060} 👩\u{200d}💻"}),
+            Some("재고없음 👩\u{200d}💻"),
+        ),
         // A line separator alone is a line break too.
         (
             409,
