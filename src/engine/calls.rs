@@ -31,8 +31,8 @@ pub(super) struct Calls {
     /// none.
     pub(super) prefetches: Vec<Option<Prefetch>>,
     /// The call the rule being evaluated sent itself (a `forward`, a POST or PUT fetch) while
-    /// it waits for the answer.
-    pub(super) sent: Option<CallMade>,
+    /// it waits for the answer. Boxed: every request's future holds the slot, few fill it.
+    pub(super) sent: Option<Box<CallMade>>,
 }
 
 /// One GET started early, with the call as the trace names it (made from what was sent, not
@@ -55,7 +55,7 @@ impl Calls {
     /// The call rule `i` was waiting for: the one it sent, or its prefetch if it read it.
     pub(super) fn waited_for(&mut self, i: usize) -> Option<CallMade> {
         if let Some(sent) = self.sent.take() {
-            return Some(sent);
+            return Some(*sent);
         }
         let prefetch = self.prefetches.get(i)?.as_ref()?;
         prefetch.read.then(|| prefetch.made.clone())
@@ -120,11 +120,11 @@ impl Run<'_, '_> {
         rule: &Rule,
         call: F,
         made: CallMade,
-        sent: &mut Option<CallMade>,
+        sent: &mut Option<Box<CallMade>>,
     ) -> (Option<F::Output>, CallMade) {
-        *sent = Some(made);
+        *sent = Some(Box::new(made));
         let waited = self.wait(rule, call).await;
-        (waited, sent.take().unwrap_or_default())
+        (waited, sent.take().map(|made| *made).unwrap_or_default())
     }
 
     /// When the body of an answer `rule` waits for must be in (see [`Run::bodies_by`]); `None`

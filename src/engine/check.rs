@@ -113,7 +113,7 @@ impl Run<'_, '_> {
         rule: &Rule,
         scope: &mut RequestScope,
         prefetched: Option<&mut Prefetch>,
-        sent: &mut Option<CallMade>,
+        sent: &mut Option<Box<CallMade>>,
     ) -> (Verdict, Called) {
         let reason = || rule.reason.render_reason(self.req, None);
         let pass_if = |ok: bool| {
@@ -192,7 +192,7 @@ impl Run<'_, '_> {
         f: &Fetch,
         scope: &mut RequestScope,
         prefetched: Option<&mut Prefetch>,
-        sent: &mut Option<CallMade>,
+        sent: &mut Option<Box<CallMade>>,
     ) -> (Verdict, Called) {
         let (waited, call) = match prefetched {
             Some(prefetch) => {
@@ -241,7 +241,7 @@ impl Run<'_, '_> {
         &self,
         rule: &Rule,
         fw: &Forward,
-        sent: &mut Option<CallMade>,
+        sent: &mut Option<Box<CallMade>>,
     ) -> (Verdict, Called) {
         if self.past_shadow_cutoff(rule) {
             return (self.cut_off(), Called::default());
