@@ -213,9 +213,26 @@ pub enum PayloadError {
 }
 
 /// A field name from the request as its refusal shows it to the buyer: made safe to show
-/// (a key may hold line breaks or text-direction controls) and cut at 100 characters.
+/// (a key may hold line breaks or text-direction controls) and cut at 100 characters. A
+/// control character is shown escaped (`amount\u{0}`), not left out: the name must still
+/// read as the one that was refused, not as the field it looks like. (Line breaks and tabs
+/// are spaces, as in every reason.)
 fn field_name(name: &str) -> String {
-    crate::text::for_buyers_cut(name, 100).into_owned()
+    let escaped_control = |c: char| c.is_control() && !matches!(c, '\n' | '\r' | '\t');
+    let escaped: String = if name.contains(escaped_control) {
+        name.chars()
+            .map(|c| {
+                if escaped_control(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        name.to_owned()
+    };
+    crate::text::for_buyers_cut(&escaped, 100).into_owned()
 }
 
 impl PayloadError {
@@ -267,8 +284,9 @@ fn encoding(content_type: Option<&str>) -> Result<Encoding, PayloadError> {
     } else if mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         Ok(Encoding::Form)
     } else {
+        // Shown to the buyer: a tab or a control character in it must not be.
         Err(PayloadError::UnsupportedContentType(
-            ct.chars().take(100).collect(),
+            crate::text::for_buyers_cut(ct, 100).into_owned(),
         ))
     }
 }
@@ -284,8 +302,9 @@ pub fn body_type(headers: &http::HeaderMap) -> Result<Option<&str>, PayloadError
             .into_iter()
             .map(http::HeaderValue::as_bytes)
     };
-    // A body is read only as it came: the HTTP layer undoes `chunked` and nothing else, and
-    // any content coding but `identity` (an empty value is none) is a 415 naming it.
+    // A body is read only as it came: the HTTP layer undoes `chunked` and nothing else (RFC
+    // 9112 has no `identity` transfer coding: `identity, chunked` is refused too), and any
+    // content coding but `identity` (an empty value is none) is a 415 naming it.
     check_codings(
         values(http::header::TRANSFER_ENCODING),
         b"chunked",
@@ -320,7 +339,7 @@ pub fn chunked_twice(headers: &http::HeaderMap) -> bool {
         > 1
 }
 
-/// Every coding listed in `values` is `allowed` (or `identity`), else the value as `error`.
+/// Every coding listed in `values` is `allowed`, else the value as `error`.
 fn check_codings<'a>(
     values: impl IntoIterator<Item = &'a [u8]>,
     allowed: &[u8],
@@ -330,14 +349,14 @@ fn check_codings<'a>(
         let coded = value
             .split(|&b| b == b',')
             .map(<[u8]>::trim_ascii)
-            .any(|coding| {
-                !coding.is_empty()
-                    && !coding.eq_ignore_ascii_case(allowed)
-                    && !coding.eq_ignore_ascii_case(b"identity")
-            });
+            .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(allowed));
         if coded {
+            // Shown to the buyer: what a caller put in a header (a control character, a
+            // text-direction override) must not be.
             let shown = String::from_utf8_lossy(value);
-            return Err(error(shown.trim().chars().take(100).collect()));
+            return Err(error(
+                crate::text::for_buyers_cut(shown.trim(), 100).into_owned(),
+            ));
         }
     }
     Ok(())

@@ -151,6 +151,17 @@ mod tests {
                 "amount",
             ),
             ("IMP_UID=a&merchant_uid=b&amount=5000", "IMP_UID", "imp_uid"),
+            // A name ends at a NUL for PHP.
+            (
+                "imp_uid=i&merchant_uid=o&amount=5000&amount%00=1",
+                "amount\\u{0}",
+                "amount",
+            ),
+            (
+                "imp_uid=i&merchant_uid=o&amount=5000&merchant_uid%00x=qa-1",
+                "merchant_uid\\u{0}x",
+                "merchant_uid",
+            ),
             // A `[` never closed is a `_` to PHP.
             (
                 "imp_uid=a&merchant_uid=b&merchant[uid=c&amount=5000",

@@ -115,7 +115,8 @@ fn reserved_in(text: &str) -> Option<String> {
     while let Some(i) = text[from..].find('$') {
         let at = &text[from + i..];
         if at.starts_with(RESERVED) {
-            return Some(at.chars().take_while(|c| *c != '"').take(100).collect());
+            // Whole (a body is at most 64 KiB): what shows it cuts it, with `…`.
+            return Some(at.chars().take_while(|c| *c != '"').collect());
         }
         from += i + 1;
     }
@@ -189,7 +190,7 @@ impl<'de> Visitor<'de> for Reserved<'_> {
                 Cow::Borrowed(k) => self.body.contains(&k.as_ptr()),
             };
             if from_body && key.starts_with(RESERVED) {
-                *self.found = Some(key.chars().take(100).collect());
+                *self.found = Some(key.into_owned());
                 return Err(de::Error::custom(RESERVED));
             }
             map.next_value_seed(self.inner())?;
@@ -228,13 +229,15 @@ const DATA_FIELDS: [&str; 4] = ["paymentId", "transactionId", "totalAmount", "st
 
 /// The field of `fields` that `key` is not, yet other parsers read it as: Go's `encoding/json`
 /// and ASP.NET match names whatever their case (`AMOUNT`, with Unicode folding: `ſ` is `s`), and
-/// PHP drops leading spaces, reads ` `, `.` and a `[` never closed as `_`, and `amount[x]` as
-/// `amount`. With both `amount` and `AMOUNT` in a body, the proxy would check one amount while a
+/// PHP drops leading spaces, reads ` `, `.` and a `[` never closed as `_`, and `amount[x]` and
+/// `amount\0x` as `amount`. With both `amount` and `AMOUNT` in a body, the proxy would check one amount while a
 /// merchant's handler behind a `forward` acts on the other, so such a key is refused at the top
 /// of a body or directly in `data`, where the fields are read (no PortOne body has one).
 pub(super) fn look_alike(key: &str, fields: &[&'static str]) -> Option<&'static str> {
     fn folded(s: &str) -> impl Iterator<Item = char> + '_ {
         let s = s.trim_start_matches(' ');
+        // PHP (and C) ends a name at a NUL: `amount%00x` is `amount` to it.
+        let s = s.split('\0').next().unwrap_or(s);
         // `amount[x]` is PHP's array `amount`; a `[` never closed is a `_` to it (`merchant[uid`).
         let s = match s.find('[') {
             Some(i) if s[i..].contains(']') => &s[..i],

@@ -283,6 +283,36 @@ fn a_compressed_body_is_refused_naming_its_coding() {
         check(&[" gzip "]).unwrap_err().to_string(),
         "지원하지 않는 Content-Encoding입니다: gzip (압축하지 않은 본문만 받습니다)"
     );
+    // Shown to the buyer as any text from outside: no control or text-direction character,
+    // a tab as a space, cut at 100 characters with `…`.
+    assert_eq!(
+        check(&["x\u{9b}31m\u{202e}\u{85}y\tz"]).unwrap_err(),
+        PayloadError::UnsupportedContentEncoding("x31m y z".into())
+    );
+    let long = "g".repeat(150);
+    assert_eq!(
+        check(&[long.as_str()]).unwrap_err(),
+        PayloadError::UnsupportedContentEncoding(format!("{}…", "g".repeat(100)))
+    );
+    // No `identity` transfer coding (RFC 9112): only `chunked` is undone.
+    let te = |value: &str| {
+        check_codings(
+            [value.as_bytes()],
+            b"chunked",
+            PayloadError::UnsupportedTransferEncoding,
+        )
+    };
+    assert_eq!(te(" chunked "), Ok(()));
+    assert_eq!(
+        te("identity, chunked"),
+        Err(PayloadError::UnsupportedTransferEncoding(
+            "identity, chunked".into()
+        ))
+    );
+    assert_eq!(
+        parse(Some("text/pl\tain"), b"{}").unwrap_err(),
+        PayloadError::UnsupportedContentType("text/pl ain".into())
+    );
 }
 
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");

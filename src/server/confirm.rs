@@ -41,7 +41,7 @@ pub fn public_router(state: AppState) -> Router {
     Router::new()
         .route("/confirm", confirm_endpoint())
         // Everything under `/confirm/` is ours to answer (404 with a reason for any name that is
-        // not a loaded ruleset, `/confirm/` and `/confirm/a/b` included), so it is matched whole
+        // not a loaded ruleset, `/confirm//` and `/confirm/a/b` included), so it is matched whole
         // and the name read from the raw path by [`ruleset_in`] (no 400 from the framework
         // for a bad escape: such a path names no ruleset).
         .route("/confirm/", confirm_endpoint())
@@ -81,8 +81,10 @@ fn ruleset_in(path: &str) -> Cow<'_, str> {
         None => Cow::Borrowed("default"),
         // A client may percent-encode any character of the name (`%2D` for `-`), which names
         // the same path (RFC 3986 §6.2.2.2); bytes that do not decode to text name no ruleset.
-        // A confirm URL registered with a trailing slash (`/confirm/concert/`) is the same
-        // ruleset; `/confirm/` names none.
+        // A confirm URL registered with a trailing slash is the same: `/confirm/concert/` is
+        // `/confirm/concert`, and `/confirm/` is `/confirm` (else every payment sent to a URL
+        // registered so would be refused).
+        Some("") => Cow::Borrowed("default"),
         Some(name) => {
             let name = name
                 .strip_suffix('/')

@@ -139,7 +139,8 @@ pub fn read_body_noting(
         // than decide on what no one else sees (`{"available":{"$serde_json::private::Number":
         // "99"}}` would be 99).
         Some(key) => Err(format!(
-            "a key the JSON reader here would take for an instruction, not data: \"{key}\""
+            "a key the JSON reader here would take for an instruction, not data: \"{}\"",
+            crate::text::for_buyers_cut(&key, 100)
         )),
         None => serde_json::from_str(&text).map_err(|e| e.to_string()),
     });

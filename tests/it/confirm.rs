@@ -124,7 +124,10 @@ async fn named_rulesets_and_unknown_ones() {
         .await;
     assert_eq!(a.status, 404);
     // A percent-encoded name is the same path (RFC 3986): `%6D` is `m`, `%2D` is `-`; a
-    // confirm URL registered with a trailing slash names the same ruleset too.
+    // confirm URL registered with a trailing slash names the same ruleset too, and `/confirm/`
+    // is `/confirm`.
+    let a = server.confirm_json("/confirm/", &v1("m-1", 5000)).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
     for path in ["/confirm/%6Darathon", "/confirm/marathon/"] {
         let a = server.confirm_json(path, &v1("m-1", 5000)).await;
         assert_eq!(
@@ -283,7 +286,7 @@ async fn every_answer_has_its_decision_log_line_and_metric() {
         ("method, named", get(&server.url("/confirm/nope")).await),
         (
             "empty name",
-            server.confirm_json("/confirm/", &v1("o", 5000)).await,
+            server.confirm_json("/confirm//", &v1("o", 5000)).await,
         ),
         (
             "nested path",
