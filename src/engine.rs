@@ -325,8 +325,11 @@ impl Run<'_, '_> {
                     // The handle stays in its slot, so that a deadline that ends the wait
                     // cancels the call (dropping a JoinHandle would only detach it).
                     let prefetched = calls.prefetches.get_mut(i).and_then(Option::as_mut);
-                    self.check(rule, &mut scope, prefetched, &mut calls.sent)
-                        .await
+                    let checked = self
+                        .check(rule, &mut scope, prefetched, &mut calls.sent)
+                        .await;
+                    calls.sent = None;
+                    checked
                 }
                 Ok(false) => {
                     let skipped = Called::default();

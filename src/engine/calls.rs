@@ -30,8 +30,8 @@ pub(super) struct Calls {
     /// Background GET fetches, one slot per rule. Empty (no allocation) when the ruleset has
     /// none.
     pub(super) prefetches: Vec<Option<Prefetch>>,
-    /// The call the rule being evaluated sent itself (a `forward`, a POST or PUT fetch) while
-    /// it waits for the answer. Boxed: every request's future holds the slot, few fill it.
+    /// The call the rule being evaluated sent itself (a `forward`, a POST or PUT fetch), until
+    /// its check is done. Boxed: every request's future holds the slot, few fill it.
     pub(super) sent: Option<Box<CallMade>>,
 }
 
@@ -100,11 +100,7 @@ pub(super) fn joined(
 impl Run<'_, '_> {
     /// Awaits `call` for `rule`: to the end for an enforced rule (the deadline bounds it), until
     /// the shadow cut-off for a shadow rule (`None` if it is not done by then).
-    pub(super) async fn wait<F: std::future::Future>(
-        &self,
-        rule: &Rule,
-        call: F,
-    ) -> Option<F::Output> {
+    pub(super) async fn wait<F: Future>(&self, rule: &Rule, call: F) -> Option<F::Output> {
         if rule.mode == Mode::Shadow {
             // Polls `call` first: an answer already in is taken even past the cut-off.
             tokio::time::timeout_at(self.shadow_until, call).await.ok()
@@ -113,18 +109,19 @@ impl Run<'_, '_> {
         }
     }
 
-    /// [`Self::wait`] for the answer to a call `rule` sent itself, `made`, which is left in
-    /// `sent` meanwhile: a deadline that ends the wait names the call from there.
-    pub(super) async fn wait_sent<F: std::future::Future>(
+    /// [`Self::wait`] for the answer to a call `rule` sent itself, `made`, a copy of which
+    /// stays in `sent` until the rule's check is done ([`Run::rules`] clears it): a deadline
+    /// that ends the check, in the wait or in reading the answer after it, names the call
+    /// from there, as it does a prefetch from its slot.
+    pub(super) async fn wait_sent<F: Future>(
         &self,
         rule: &Rule,
         call: F,
         made: CallMade,
         sent: &mut Option<Box<CallMade>>,
     ) -> (Option<F::Output>, CallMade) {
-        *sent = Some(Box::new(made));
-        let waited = self.wait(rule, call).await;
-        (waited, sent.take().map(|made| *made).unwrap_or_default())
+        *sent = Some(Box::new(made.clone()));
+        (self.wait(rule, call).await, made)
     }
 
     /// When the body of an answer `rule` waits for must be in (see [`Run::bodies_by`]); `None`

@@ -955,10 +955,7 @@ mod mutations {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: std::env::var("MUTATION_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64),
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::rules::yaml::mutate::config())]
 
         #[test]
         fn a_log_line_broken_anyhow_is_read_or_refused(which in 0..3usize, edits in edits()) {

@@ -16,7 +16,7 @@ mod written;
 use serde::de::DeserializeOwned;
 
 use document::second_document;
-pub use document::{check_document, keys_without_value, merge_keys, tags, test_keys_without_value};
+pub use document::{check_document, rule_file_values, test_file_values};
 pub use locate::{locate, locate_key, Seg};
 pub use rule_file::parse_rule_file;
 pub use scalar::{position_in_scalar, Origin};

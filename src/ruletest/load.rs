@@ -205,10 +205,8 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     let (src, raw, mut errors) = read_suite(file)?;
     let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
     errors.extend(
-        yaml::tags(&src)
+        yaml::test_file_values(&src)
             .into_iter()
-            .chain(yaml::test_keys_without_value(&src))
-            .chain(yaml::merge_keys(&src))
             .map(|e| error(e.location, e.message)),
     );
     if rules.get(&raw.ruleset).is_none() {

@@ -9,10 +9,7 @@ use crate::rules::{load_dir, LoadOptions};
 use crate::script::ScriptEngine;
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("MUTATION_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(crate::rules::yaml::mutate::config())]
 
     #[test]
     fn a_rule_test_file_broken_anyhow_gets_located_errors(

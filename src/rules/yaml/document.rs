@@ -468,15 +468,39 @@ impl<'de> Visitor<'de> for ScanKey<'_> {
     }
 }
 
+/// The checks of a rule file's values, on one reading of it as a `serde_yaml::Value` (none for
+/// a file with a syntax error, which is reported on its own): its [`tags`] and
+/// [`keys_without_value`].
+pub fn rule_file_values(src: &str) -> Vec<ParseError> {
+    let Ok(root) = serde_yaml::from_str::<serde_yaml::Value>(src) else {
+        return Vec::new();
+    };
+    let mut errors = tags(src, &root);
+    errors.extend(keys_without_value(src, &root));
+    errors
+}
+
+/// [`rule_file_values`] for a rule test file: its [`tags`], [`test_keys_without_value`] and
+/// [`merge_keys`].
+pub fn test_file_values(src: &str) -> Vec<ParseError> {
+    let Ok(root) = serde_yaml::from_str::<serde_yaml::Value>(src) else {
+        return Vec::new();
+    };
+    let mut errors = tags(src, &root);
+    errors.extend(test_keys_without_value(src, &root));
+    errors.extend(merge_keys(src, &root));
+    errors
+}
+
 /// Every key of a rule file written without a value (`mode:`, `min: ~`), at the key. YAML reads
 /// such a value as null, which serde takes for an absent optional key without a word: a shadow
 /// rule whose `mode:` was cleared would start refusing payments, an amount range whose `min:`
 /// was cleared would let any amount through. A null is meaningful only inside a fetch `body`
 /// (the JSON sent), which is left alone, and an empty top-level section is simply none.
-pub fn keys_without_value(src: &str) -> Vec<ParseError> {
+fn keys_without_value(src: &str, root: &serde_yaml::Value) -> Vec<ParseError> {
     // A section left empty (`settings:` with every line commented out) is no section, which
     // is what it says; `rules:` has its own error for that.
-    without_value(src, |path| path.len() > 1)
+    without_value(src, root, |path| path.len() > 1)
 }
 
 /// [`keys_without_value`] for a rule test file, whose `request` and canned answers' `body` are
@@ -484,8 +508,8 @@ pub fn keys_without_value(src: &str) -> Vec<ParseError> {
 /// 3,000,001 }` the commas end entries, so the amount is 3 and `000` and `001` are keys.
 /// Elsewhere, top-level keys included, a cleared `now:` would run the cases on today's clock,
 /// and a cleared `reason:` or `status:` in `expect` would stop checking it, each without a word.
-pub fn test_keys_without_value(src: &str) -> Vec<ParseError> {
-    without_value(src, |path| {
+fn test_keys_without_value(src: &str, root: &serde_yaml::Value) -> Vec<ParseError> {
+    without_value(src, root, |path| {
         let json = |seg: &PathSeg| matches!(seg, PathSeg::Key(k) if k == "request" || k == "body");
         matches!(path.last(), Some(PathSeg::Key(k)) if super::digits_only(k))
             || !path.iter().any(json)
@@ -494,18 +518,15 @@ pub fn test_keys_without_value(src: &str) -> Vec<ParseError> {
 
 /// Every `<<` key, at the key: in a rule test's request it would be sent as a field named
 /// `<<` (see [`MERGE_KEY`](super::MERGE_KEY)); a rule file's types refuse it as an unknown field.
-pub fn merge_keys(src: &str) -> Vec<ParseError> {
+fn merge_keys(src: &str, root: &serde_yaml::Value) -> Vec<ParseError> {
     if !src.contains("<<") {
         return Vec::new();
     }
-    let Ok(root) = serde_yaml::from_str::<serde_yaml::Value>(src) else {
-        return Vec::new(); // a syntax error is reported on its own
-    };
     let merge = |path: &[PathSeg], _: &serde_yaml::Value| match path.last() {
         Some(PathSeg::Key(k)) if k == "<<" => Visit::Found,
         _ => Visit::Descend,
     };
-    entries_where(&root, &merge)
+    entries_where(root, &merge)
         .into_iter()
         .map(|path| ParseError {
             location: locate_key(src, &segs(&path)),
@@ -517,7 +538,7 @@ pub fn merge_keys(src: &str) -> Vec<ParseError> {
 /// Every YAML tag (`!name` before a value or a key), at the tag. serde_yaml reads a tagged
 /// value as the value alone, so a reason typed as `!Sold out` would reach buyers as `out`
 /// without a word; rule files and rule tests use no tags, so each one is an error.
-pub fn tags(src: &str) -> Vec<ParseError> {
+fn tags(src: &str, root: &serde_yaml::Value) -> Vec<ParseError> {
     use serde_yaml::Value;
     /// A tag's path, the tag, and whether it is on the key at the end of the path.
     type Found = (Vec<PathSeg>, String, bool);
@@ -551,11 +572,8 @@ pub fn tags(src: &str) -> Vec<ParseError> {
     if !src.contains('!') {
         return Vec::new();
     }
-    let Ok(root) = serde_yaml::from_str::<Value>(src) else {
-        return Vec::new(); // a syntax error is reported on its own
-    };
     let mut found = Vec::new();
-    walk(&root, &mut Vec::new(), &mut found);
+    walk(root, &mut Vec::new(), &mut found);
     found
         .into_iter()
         .take(super::MAX_LOCATED)
@@ -592,10 +610,11 @@ fn written_at(src: &str, at: Location) -> Option<&str> {
 }
 
 /// [`keys_without_value`] for the keys `pick` chooses.
-fn without_value(src: &str, pick: impl Fn(&[PathSeg]) -> bool) -> Vec<ParseError> {
-    let Ok(root) = serde_yaml::from_str::<serde_yaml::Value>(src) else {
-        return Vec::new(); // a syntax error is reported on its own
-    };
+fn without_value(
+    src: &str,
+    root: &serde_yaml::Value,
+    pick: impl Fn(&[PathSeg]) -> bool,
+) -> Vec<ParseError> {
     let null = |path: &[PathSeg], value: &serde_yaml::Value| {
         let key = |back: usize, name: &str| {
             path.len() >= back && matches!(&path[path.len() - back], PathSeg::Key(k) if k == name)
@@ -608,7 +627,7 @@ fn without_value(src: &str, pick: impl Fn(&[PathSeg]) -> bool) -> Vec<ParseError
             Visit::Descend
         }
     };
-    let found: Vec<Vec<PathSeg>> = entries_where(&root, &null)
+    let found: Vec<Vec<PathSeg>> = entries_where(root, &null)
         .into_iter()
         .filter(|path| pick(path))
         .collect();

@@ -147,6 +147,18 @@ fn apply_one(s: &str, edit: &Edit) -> String {
     }
 }
 
+/// The property tests' settings: 64 cases, or `MUTATION_CASES` (thousands, for a longer
+/// search than CI makes).
+pub fn config() -> ProptestConfig {
+    let cases = std::env::var("MUTATION_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok());
+    ProptestConfig {
+        cases: cases.unwrap_or(64),
+        ..ProptestConfig::default()
+    }
+}
+
 /// One to three edits.
 pub fn edits() -> impl Strategy<Value = Vec<Edit>> {
     prop::collection::vec(edit(), 1..4)

@@ -8,9 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{
-    check_document, clean_message, error_location, keys_without_value, ParseError, Seg, MAX_PASSES,
-};
+use super::{check_document, clean_message, error_location, ParseError, Seg, MAX_PASSES};
 use crate::rules::model::{RawRule, RawSettings, RawUpstream};
 use seeds::Root;
 
@@ -52,9 +50,8 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
         }
     }
     let duplicates = !file.errors.is_empty();
-    // A tag first: at a key, it is why the key has no value (`{ !Authorization: "x" }`).
-    file.errors.extend(super::tags(src));
-    file.errors.extend(keys_without_value(src));
+    // Tags come first: at a key, one is why the key has no value (`{ !Authorization: "x" }`).
+    file.errors.extend(super::rule_file_values(src));
     walk_file(src, duplicates, &mut file);
     name_rules(src, &mut file.errors);
     for e in &mut file.errors {

@@ -7,10 +7,7 @@ use super::*;
 use crate::rules::yaml::mutate::{apply, edits, Working, VARS, WORKING};
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("MUTATION_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(crate::rules::yaml::mutate::config())]
 
     #[test]
     fn a_rule_file_broken_anyhow_gets_located_errors(
