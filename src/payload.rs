@@ -15,7 +15,7 @@ mod scan;
 pub use amount::{Amount, AmountError};
 use form::parse_form;
 use normalise::normalise;
-pub(crate) use scan::reserved_key;
+pub(crate) use scan::{reserved_key, RESERVED};
 
 /// The V2 message type that asks for a confirmation; every other type is acknowledged and ignored.
 const CONFIRM_TYPE: &str = "Transaction.Confirm";

@@ -282,7 +282,7 @@ fn flaw<E: de::Error>(dup: &mut Option<Flaw>, key: &str, kind: FlawKind) -> E {
 /// `deserialize_any` as a one-key map with it, borrowed from its own static text. A key from the
 /// body that spells it either is in the text as it is, or was decoded from escapes into an
 /// owned string.)
-pub(super) const RESERVED: &str = "$serde_json::private::";
+pub(crate) const RESERVED: &str = "$serde_json::private::";
 
 /// The message of the error that unwinds the scan once a duplicate is found; the path is in
 /// the scan's `dup`, built on the way out.

@@ -1099,6 +1099,22 @@ rules:
         );
     }
 
+    /// Read from YAML, a key serde_json takes for an instruction makes a canned answer
+    /// `{ available: 99 }` and a request's amount a number, where `serve` errs on the answer
+    /// and refuses the payment: each is an error, at the key, however it is spelled.
+    #[test]
+    fn a_key_serde_json_reserves_is_an_error() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GET /x\": {{ status: 200, body: {{ available: {{ \"$serde_json::private::Number\": \"99\" }} }} }}\n    expect: {{ decision: approve }}\n  - name: b\n    request: {{ imp_uid: i, merchant_uid: o-1, amount: {{ \"\\x24serde_json::private::Number\": \"50\" }} }}\n    expect: {{ decision: approve }}\n"
+            )),
+            [
+                "tests/t.yaml:7:55: cases[0].upstreams.shop.GET /x.body.available.$serde_json::private::Number: a key starting with \"$serde_json::private::\" is read by the JSON reader here as an instruction, not as data (a payment with one is refused, an upstream answer with one is not read as JSON); rename the key",
+                "tests/t.yaml:10:57: cases[1].request.amount.$serde_json::private::Number: a key starting with \"$serde_json::private::\" is read by the JSON reader here as an instruction, not as data (a payment with one is refused, an upstream answer with one is not read as JSON); rename the key",
+            ]
+        );
+    }
+
     /// A syntax error in a test file gets the hint a rule file's would.
     #[test]
     fn syntax_errors_get_the_hints_of_rule_files() {

@@ -363,6 +363,21 @@ rules:
         );
     }
 
+    /// Read from YAML, `{ "$serde_json::private::Number": "5" }` in a fetch body would be sent
+    /// as `5`: a key serde_json takes for an instruction is refused at the key.
+    #[test]
+    fn a_key_serde_json_reserves_is_refused_in_a_fetch_body() {
+        let dir = default_file(
+            "upstreams:\n  shop: { url: \"http://127.0.0.1:9\" }\nrules:\n  - name: hold\n    fetch:\n      upstream: shop\n      method: POST\n      path: /hold\n      body: { order: \"{order_id}\", n: { \"$serde_json::private::Number\": \"5\" } }\n    reason: x\n",
+        );
+        let errors = dir.errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].ends_with(":9:41: rules[0].fetch.body.n.$serde_json::private::Number (rule \"hold\"): a key starting with \"$serde_json::private::\" is read by the JSON reader here as an instruction, not as data (the body sent would not be the one written); rename the key"),
+            "{errors:?}"
+        );
+    }
+
     /// libyaml names a control character by its byte offset, with no position: it is found
     /// and named instead.
     #[test]

@@ -477,6 +477,12 @@ pub fn rule_file_values(src: &str) -> Vec<ParseError> {
     };
     let mut errors = tags(src, &root);
     errors.extend(keys_without_value(src, &root));
+    // A fetch's `body` is the JSON sent.
+    let sent = "the body sent would not be the one written";
+    errors.extend(reserved_keys(src, &root, sent, |path| {
+        path.windows(2)
+            .any(|w| matches!(w, [PathSeg::Key(f), PathSeg::Key(b)] if f == "fetch" && b == "body"))
+    }));
     errors
 }
 
@@ -489,7 +495,47 @@ pub fn test_file_values(src: &str) -> Vec<ParseError> {
     let mut errors = tags(src, &root);
     errors.extend(test_keys_without_value(src, &root));
     errors.extend(merge_keys(src, &root));
+    // A case's `request` and a canned answer's `body` are JSON.
+    let serve = "a payment with one is refused, an upstream answer with one is not read as JSON";
+    errors.extend(reserved_keys(src, &root, serve, |path| {
+        path.iter()
+            .any(|seg| matches!(seg, PathSeg::Key(k) if k == "request" || k == "body"))
+    }));
     errors
+}
+
+/// Every key of the JSON a file writes (`json` picks the paths inside it) that serde_json
+/// reads as an instruction rather than data ([`RESERVED`](crate::payload::RESERVED)), at the
+/// key, with `why` it matters there. Read from YAML, `{ available: { "$serde_json::private::Number": "99" } }` would be the
+/// number 99, where a payment with such a key is refused and an upstream answer with one is not
+/// read as JSON: a rule test would pass on what `serve` never decides, a fetch would send what
+/// was not written.
+fn reserved_keys(
+    src: &str,
+    root: &serde_yaml::Value,
+    why: &str,
+    json: impl Fn(&[PathSeg]) -> bool,
+) -> Vec<ParseError> {
+    use crate::payload::RESERVED;
+    // Written out it has a `$`; spelled with escapes (`"\x24serde_json…"`), a backslash.
+    if !src.contains(['$', '\\']) {
+        return Vec::new();
+    }
+    let reserved = |path: &[PathSeg], _: &serde_yaml::Value| match path.split_last() {
+        Some((PathSeg::Key(k), inside)) if k.starts_with(RESERVED) && json(inside) => Visit::Found,
+        _ => Visit::Descend,
+    };
+    entries_where(root, &reserved)
+        .into_iter()
+        .take(super::MAX_LOCATED)
+        .map(|path| ParseError {
+            location: locate_key(src, &segs(&path)),
+            message: format!(
+                "{}: a key starting with \"{RESERVED}\" is read by the JSON reader here as an instruction, not as data ({why}); rename the key",
+                path_text(&path)
+            ),
+        })
+        .collect()
 }
 
 /// Every key of a rule file written without a value (`mode:`, `min: ~`), at the key. YAML reads
