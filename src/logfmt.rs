@@ -277,30 +277,70 @@ pub(crate) fn on_one_line(text: &str, max: usize) -> String {
     shown
 }
 
-/// `line`, a line of JSON, with U+2028, U+2029 and U+0085 (NEL) escaped; `None` when it has
-/// none, which is the usual case and copies nothing. JSON lets them stand raw in strings, and
-/// serde_json leaves them so, but readers that split text on every Unicode line break
-/// (Python's `splitlines`, some log shippers) would cut the record there — and a V1
-/// `merchant_uid` is chosen in the buyer's browser. In JSON text they can only be inside
-/// strings, where the escape means the same character; their UTF-8 lead bytes (0xE2, 0xC2)
-/// never occur inside another character, so a byte search finds exactly them.
-pub(crate) fn unicode_line_breaks_escaped(line: &[u8]) -> Option<Vec<u8>> {
+/// Whether a JSON line ([`unseen_escaped`]) writes `c` escaped: Unicode line breaks (U+2028,
+/// U+2029, U+0085), which JSON allows raw in strings and serde_json leaves so, but which readers
+/// that split text on every Unicode line break (Python's `splitlines`, some log shippers) would
+/// cut the record at; C1 controls (U+009B starts an escape sequence on many terminals);
+/// text-direction controls, which reorder what a terminal shows of the line (`tail -f`, `less`);
+/// and invisible characters (zero-width spaces and joiners, U+00AD, U+FEFF, tags), which make one
+/// id look like another. The text log quotes the same ones (see [`hidden`]). A V1 `merchant_uid`
+/// is chosen in the buyer's browser.
+pub(crate) fn escaped_in_json_lines(c: char) -> bool {
+    matches!(c,
+        '\u{80}'..='\u{9f}' | '\u{ad}' | '\u{61c}'
+        | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}'
+        | '\u{feff}' | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}')
+}
+
+/// The UTF-8 lead bytes of every character [`escaped_in_json_lines`] escapes: where the scan
+/// stops to look. None is a Hangul syllable's (0xEA–0xED), the bulk of non-ASCII text here.
+const LEADS: [u8; 5] = [0xC2, 0xD8, 0xE2, 0xEF, 0xF3];
+
+/// `line`, a line of JSON, with every character [`escaped_in_json_lines`] names written as its
+/// JSON escape (`\u202e`; a surrogate pair above U+FFFF); `None` when it has none, which is
+/// the usual case and copies nothing. In JSON text such characters can only be inside strings,
+/// where the escape means the same character, so every reader reads the same data. A lead byte
+/// never occurs inside another character, so the scan finds only characters' starts.
+pub(crate) fn unseen_escaped(line: &[u8]) -> Option<Vec<u8>> {
+    let [a, b, c, d, e] = LEADS;
+    // Two searches, each resumed only once it is passed: the common leads, and the rare ones
+    // (Arabic, supplementary planes), so that a line with many `…` (0xE2) is not rescanned
+    // for the others at each.
+    let (mut common, mut rare) = (Some(0), Some(0));
+    let mut next = |from: usize| {
+        let find = |at: &mut Option<usize>, search: &dyn Fn(&[u8]) -> Option<usize>| {
+            if at.is_some_and(|i| i < from) {
+                *at = search(&line[from..]).map(|n| from + n);
+            }
+            *at
+        };
+        let x = find(&mut common, &|h| memchr::memchr3(a, c, d, h));
+        let y = find(&mut rare, &|h| memchr::memchr2(b, e, h));
+        x.into_iter().chain(y).min()
+    };
     let mut escaped: Option<Vec<u8>> = None;
     let (mut from, mut copied) = (0, 0);
-    while let Some(n) = memchr::memchr2(0xE2, 0xC2, &line[from..]) {
-        let at = from + n;
-        let (escape, len): (&[u8], usize) = match line[at..] {
-            [0xE2, 0x80, 0xA8, ..] => (b"\\u2028", 3),
-            [0xE2, 0x80, 0xA9, ..] => (b"\\u2029", 3),
-            [0xC2, 0x85, ..] => (b"\\u0085", 2),
-            _ => {
-                from = at + 1;
-                continue;
-            }
+    while let Some(at) = next(from) {
+        let len = if line[at] >= 0xF0 {
+            4
+        } else if line[at] >= 0xE0 {
+            3
+        } else {
+            2
+        };
+        let c = line
+            .get(at..at + len)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .and_then(|s| s.chars().next());
+        let Some(c) = c.filter(|c| escaped_in_json_lines(*c)) else {
+            from = at + 1;
+            continue;
         };
         let fixed = escaped.get_or_insert_with(|| Vec::with_capacity(line.len() + 16));
         fixed.extend_from_slice(&line[copied..at]);
-        fixed.extend_from_slice(escape);
+        for unit in c.encode_utf16(&mut [0; 2]) {
+            let _ = write!(ByteWriter(fixed), "\\u{unit:04x}");
+        }
         (from, copied) = (at + len, at + len);
     }
     let mut fixed = escaped?;
@@ -308,10 +348,21 @@ pub(crate) fn unicode_line_breaks_escaped(line: &[u8]) -> Option<Vec<u8>> {
     Some(fixed)
 }
 
+/// `fmt::Write` into bytes.
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn rfc3339_with_millis_and_micros() {
@@ -403,6 +454,72 @@ mod tests {
             1,
             "a newline in a value stays escaped"
         );
+    }
+
+    /// The scan stops at every character a JSON line escapes.
+    #[test]
+    fn every_character_json_lines_escape_has_a_lead_byte_looked_for() {
+        let escaped = (0..=u32::from(char::MAX))
+            .filter_map(char::from_u32)
+            .filter(|c| escaped_in_json_lines(*c));
+        for c in escaped {
+            let lead = c.encode_utf8(&mut [0; 4]).as_bytes()[0];
+            assert!(LEADS.contains(&lead), "{c:?}");
+            // What the text log quotes too.
+            assert!(hidden(c), "{c:?}");
+        }
+    }
+
+    /// A JSON line as the character-by-character reading of the rule would write it.
+    fn unseen_escaped_slowly(line: &str) -> String {
+        line.chars()
+            .map(|c| match c {
+                c if escaped_in_json_lines(c) => c
+                    .encode_utf16(&mut [0; 2])
+                    .iter()
+                    .map(|u| format!("\\u{u:04x}"))
+                    .collect(),
+                c => c.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_lines_escape_line_breaks_direction_controls_and_invisibles() {
+        let s = "a\u{2028}b\u{202e}c…\u{9b}[31m\u{feff}\u{e0041}한\u{61c}d\u{85}";
+        let line = serde_json::to_string(&s).unwrap();
+        let out = String::from_utf8(unseen_escaped(line.as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            r#""a\u2028b\u202ec…\u009b[31m\ufeff\udb40\udc41한\u061cd\u0085""#
+        );
+        assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        // Nothing to escape: nothing copied.
+        assert_eq!(unseen_escaped("\"…한 ٠ \u{e0080}\"".as_bytes()), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        #[test]
+        fn json_lines_escape_what_the_rule_names_and_read_back_the_same(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::arbitrary::any::<String>(),
+                    proptest::sample::select(vec!["\u{2028}", "\u{202e}", "\u{200b}", "\u{85}", "\u{9b}", "\u{feff}", "\u{e0001}", "\u{61c}", "…", "한", "\u{e2}", "\u{ef}"])
+                        .prop_map(str::to_owned),
+                ],
+                0..8,
+            )
+        ) {
+            let s = parts.concat();
+            let line = serde_json::to_string(&s).unwrap();
+            let out = match unseen_escaped(line.as_bytes()) {
+                Some(out) => String::from_utf8(out).unwrap(),
+                None => line.clone(),
+            };
+            proptest::prop_assert_eq!(&out, &unseen_escaped_slowly(&line));
+            proptest::prop_assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        }
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()>
         request.write_json(out)?;
     }
     out.extend_from_slice(b"}\n");
-    if let Some(line) = crate::logfmt::unicode_line_breaks_escaped(&out[start..]) {
+    if let Some(line) = crate::logfmt::unseen_escaped(&out[start..]) {
         out.truncate(start);
         out.extend_from_slice(&line);
     }
@@ -584,20 +584,27 @@ mod tests {
         );
     }
 
-    /// U+2028, U+2029 and NEL, which some readers take for line breaks, are escaped wherever
-    /// they are in the record: in the ids and in the body's own bytes.
+    /// U+2028, U+2029 and NEL, which some readers take for line breaks, and text-direction
+    /// controls, which reorder a terminal's line, are escaped wherever they are in the record:
+    /// in the ids and in the body's own bytes.
     #[test]
-    fn unicode_line_breaks_are_escaped() {
+    fn unicode_line_breaks_and_direction_controls_are_escaped() {
         let body =
-            "{\"imp_uid\":\"i\u{2029}\",\"merchant_uid\":\"a\u{85}b\u{2028}c…\",\"amount\":5}";
+            "{\"imp_uid\":\"i\u{2029}\",\"merchant_uid\":\"a\u{85}b\u{2028}c…\u{202e}d\",\"amount\":5}";
         for ct in [Some("application/json"), None] {
             let text = request_line(ct, body.as_bytes());
             assert!(text.ends_with('\n'));
-            assert!(!text.contains(['\u{2028}', '\u{2029}', '\u{85}']), "{text}");
-            assert!(text.contains(r#""order_id":"a\u0085b\u2028c…""#), "{text}");
+            assert!(
+                !text.contains(['\u{2028}', '\u{2029}', '\u{85}', '\u{202e}']),
+                "{text}"
+            );
+            assert!(
+                text.contains(r#""order_id":"a\u0085b\u2028c…\u202ed""#),
+                "{text}"
+            );
             assert!(text.contains(r#""tx_id":"i\u2029""#), "{text}");
             let v: Value = serde_json::from_str(&text).unwrap();
-            assert_eq!(v["order_id"], "a\u{85}b\u{2028}c…");
+            assert_eq!(v["order_id"], "a\u{85}b\u{2028}c…\u{202e}d");
             assert_eq!(v["request"], serde_json::from_str::<Value>(body).unwrap());
         }
     }
@@ -675,14 +682,21 @@ mod tests {
             for ct in [Some("application/json"), None] {
                 let text = request_line(ct, body.as_bytes());
                 prop_assert_eq!(text.trim_end().lines().count(), 1);
-                prop_assert!(!text.contains(['\u{2028}', '\u{2029}', '\u{85}']), "{}", text);
+                prop_assert!(!text.chars().any(crate::logfmt::escaped_in_json_lines), "{}", text);
                 let v: Value = serde_json::from_str(&text).unwrap();
                 prop_assert_eq!(&v["request"], &serde_json::from_str::<Value>(&body).unwrap());
-                let one_line = body
-                    .replace(['\n', '\r'], " ")
-                    .replace('\u{2028}', "\\u2028")
-                    .replace('\u{2029}', "\\u2029")
-                    .replace('\u{85}', "\\u0085");
+                let one_line: String = body
+                    .chars()
+                    .map(|c| match c {
+                        '\n' | '\r' => " ".to_owned(),
+                        c if crate::logfmt::escaped_in_json_lines(c) => c
+                            .encode_utf16(&mut [0; 2])
+                            .iter()
+                            .map(|u| format!("\\u{u:04x}"))
+                            .collect(),
+                        c => c.to_string(),
+                    })
+                    .collect();
                 prop_assert_eq!(request_text(&text), one_line);
             }
         }

@@ -274,8 +274,9 @@ fn init_tracing(format: LogFormat) -> std::io::Result<LogGuard> {
     Ok(LogGuard(spool, failed))
 }
 
-/// The JSON log's writer: each event (one line, written whole) with its Unicode line breaks
-/// escaped, as in the decision log (see [`crate::logfmt::unicode_line_breaks_escaped`]).
+/// The JSON log's writer: each event (one line, written whole) with its Unicode line breaks,
+/// text-direction controls and invisible characters escaped, as in the decision log (see
+/// [`crate::logfmt::unseen_escaped`]).
 struct JsonLines(Spool);
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for JsonLines {
@@ -290,7 +291,7 @@ struct JsonLine<'a>(crate::spool::SpoolWriter<'a>);
 
 impl std::io::Write for JsonLine<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match crate::logfmt::unicode_line_breaks_escaped(buf) {
+        match crate::logfmt::unseen_escaped(buf) {
             Some(line) => self.0.write_all(&line)?,
             None => self.0.write_all(buf)?,
         }

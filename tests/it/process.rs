@@ -944,9 +944,10 @@ async fn the_decision_line_names_shadow_outcomes() {
 }
 
 /// An order id with Unicode line breaks (a V1 `merchant_uid` is the buyer's browser's to set)
-/// leaves each JSON log record on one line for readers that split on them too.
+/// leaves each JSON log record on one line for readers that split on them too, and one with a
+/// text-direction control does not reorder the line on a terminal.
 #[tokio::test]
-async fn json_log_lines_escape_unicode_line_breaks() {
+async fn json_log_lines_escape_unicode_line_breaks_and_direction_controls() {
     let rules = Rules::with(
         "default.yaml",
         "rules:\n  - { name: limit, amount: { max: 100 }, reason: y }\n",
@@ -955,14 +956,24 @@ async fn json_log_lines_escape_unicode_line_breaks() {
     let a = post(
         &proc.url("/confirm"),
         Some("application/json"),
-        v1("a\u{2028}b\u{2029}c\u{85}d", 5000),
+        v1("a\u{2028}b\u{2029}c\u{85}d\u{202e}e", 5000),
     )
     .await;
     assert_eq!(a.status, 409);
     let line = proc.log_line_of(&a.decision_id()).await;
-    assert!(!line.contains(['\u{2028}', '\u{2029}', '\u{85}']), "{line}");
+    assert!(
+        !line.contains(['\u{2028}', '\u{2029}', '\u{85}', '\u{202e}']),
+        "{line}"
+    );
+    assert!(
+        line.contains(r#""a\u2028b\u2029c\u0085d\u202ee""#),
+        "{line}"
+    );
     let record: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(record["order_id"], "a\u{2028}b\u{2029}c\u{85}d", "{line}");
+    assert_eq!(
+        record["order_id"], "a\u{2028}b\u{2029}c\u{85}d\u{202e}e",
+        "{line}"
+    );
 }
 
 /// A caller that closes its side right after sending a request (half-close or close; PortOne
