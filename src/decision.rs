@@ -328,7 +328,8 @@ pub struct UnusedFetch {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Why the call failed, if it had by then. Neither a status nor an error: it was
-    /// cancelled then, still under way or not yet sent.
+    /// cancelled then, under way (a call that had not begun is stopped unsent, and not
+    /// recorded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

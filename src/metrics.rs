@@ -48,6 +48,9 @@ pub const REPEAT_ANSWERS: [&str; 4] = ["answered", "unanswered", "other_body", "
 pub const DELIVERY_IDS_FORGOTTEN: &str = "confirm_proxy_delivery_ids_forgotten_total";
 /// Signed message ids remembered now; set at scrape time.
 pub const DELIVERY_IDS: &str = "confirm_proxy_delivery_ids";
+/// Signed requests whose signature verified, by the secret that verified it (`secret="1"`: the
+/// first `--webhook-secret` given).
+pub const SIGNATURES_VERIFIED: &str = "confirm_proxy_signatures_verified_total";
 /// Confirm requests refused by a guard before any rule ran, by guard (SPEC §9's order).
 pub const GUARD_REFUSALS: &str = "confirm_proxy_guard_refusals_total";
 /// The guards and the status each answers with; `other` for any other status.
@@ -64,7 +67,7 @@ pub const GUARDS: [(&str, u16); 9] = [
 ];
 
 /// The `# HELP` line of each recorded metric (the health gauge writes its own).
-const HELP: [(&str, &str); 14] = [
+const HELP: [(&str, &str); 15] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
     (GUARD_REFUSALS, "Confirm requests refused before any rule ran, by guard (source, ruleset, method, body_size, body_time, signature, content_type, payload, other)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
@@ -79,6 +82,7 @@ const HELP: [(&str, &str); 14] = [
     (RULES_WATCHED, "1 while every edit of the rules directory is picked up by the watcher; 0 while it cannot be watched or looked at (/admin/rules says why; SIGHUP or POST /admin/reload still reload)."),
     (DELIVERY_IDS_FORGOTTEN, "Signed message ids forgotten early to make room (a replay of one is evaluated again)."),
     (DELIVERY_IDS, "Signed message ids remembered now, each until its signature expires (at most 100000)."),
+    (SIGNATURES_VERIFIED, "Signed confirm requests whose signature verified, by the secret that verified it (1 for the first --webhook-secret given): after a rotation, the old secret's count stops growing once PortOne signs with the new one alone."),
 ];
 
 /// Gives `name` its help text, with its unit when it has one. The exporter keeps help texts by
@@ -104,6 +108,8 @@ pub struct Metrics {
     handle: PrometheusHandle,
     unknown: Arc<RulesetMetrics>,
     guards: Arc<[Counter; GUARDS.len()]>,
+    /// One counter per webhook secret, in the order given; set once at start.
+    secrets: Arc<OnceLock<Box<[Counter]>>>,
 }
 
 /// Metric handles of one ruleset, kept with the ruleset so a request never looks them up.
@@ -154,6 +160,7 @@ impl Metrics {
             handle,
             unknown: Arc::new(unknown),
             guards: Arc::new(guards),
+            secrets: Arc::default(),
         };
         m.record(|| {
             for (name, help) in HELP {
@@ -212,6 +219,28 @@ impl Metrics {
                 metrics.run_upkeep();
             }
         })
+    }
+
+    /// Registers the counters of [`SIGNATURES_VERIFIED`] for `n` secrets, at 0: a secret that
+    /// verifies nothing shows as 0, not as no data. Only the first call counts.
+    pub fn signature_secrets(&self, n: usize) {
+        let counters = self.record(|| {
+            (1..=n)
+                .map(|i| {
+                    let c = counter!(SIGNATURES_VERIFIED, "secret" => i.to_string());
+                    c.absolute(0);
+                    c
+                })
+                .collect()
+        });
+        let _ = self.secrets.set(counters);
+    }
+
+    /// A signed request verified by secret `index` (0 for the first given).
+    pub fn signature_verified(&self, index: usize) {
+        if let Some(c) = self.secrets.get().and_then(|c| c.get(index)) {
+            c.increment(1);
+        }
     }
 
     /// A confirm request refused with `status` by a guard, before any rule ran: a wrong

@@ -416,7 +416,8 @@ impl RuleStore {
         // Each error is one line, up to a screenful: a widened limit can fail a hundred rule
         // tests at once, and the log must stay readable; `/admin/rules` has them all.
         for e in errors.iter().take(MAX_LOGGED_ERRORS) {
-            tracing::error!(%trigger, "rules not reloaded: {}", log_line(e));
+            // In its own field, as a start-up failure's: one message for alerts to match.
+            tracing::error!(%trigger, error = %log_line(e), "rules not reloaded");
         }
         if errors.len() > MAX_LOGGED_ERRORS {
             tracing::error!(

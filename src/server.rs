@@ -164,6 +164,9 @@ impl App {
         );
         let verifier =
             (!config.webhook_secrets.is_empty()).then(|| Verifier::new(config.webhook_secrets));
+        if let Some(v) = &verifier {
+            metrics.signature_secrets(v.secrets());
+        }
         Ok(App {
             state: AppState(Arc::new(Shared {
                 store,

@@ -129,6 +129,11 @@ impl Verifier {
         }
     }
 
+    /// How many secrets it checks against.
+    pub fn secrets(&self) -> usize {
+        self.secrets.len()
+    }
+
     pub fn with_tolerance(self, tolerance: Duration) -> Self {
         Verifier { tolerance, ..self }
     }
@@ -158,19 +163,19 @@ impl Verifier {
 
         let candidates = v1_signatures(signatures);
         // The raw timestamp bytes are what the sender signed, so they are hashed as received.
-        let matched = self.secrets.iter().any(|secret| {
+        let matched = self.secrets.iter().position(|secret| {
             let expected = secret.mac(msg_id, raw_timestamp, body);
             candidates
                 .iter()
                 .any(|candidate| bool::from(candidate.as_slice().ct_eq(&expected)))
         });
-        if matched {
-            Ok(Signed {
+        match matched {
+            Some(secret) => Ok(Signed {
                 id: msg_id,
                 valid_until: timestamp.saturating_add_unsigned(self.tolerance.as_secs()),
-            })
-        } else {
-            Err(VerifyError::NoMatchingSignature)
+                secret,
+            }),
+            None => Err(VerifyError::NoMatchingSignature),
         }
     }
 
@@ -196,6 +201,9 @@ pub struct Signed<'h> {
     /// The last second (Unix time) at which its signature still verifies: after it, a copy is
     /// refused as too old whatever else is remembered about it.
     pub valid_until: i64,
+    /// Which secret verified it (0 for the first given): a rotation is over once the old one
+    /// verifies nothing more.
+    pub secret: usize,
 }
 
 /// The one value of `name`. Given twice, which one counts is up to each reader, and a

@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -43,6 +45,10 @@ pub(super) struct Prefetch {
     pub(super) made: CallMade,
     /// Its rule reached its check and waited for it.
     pub(super) read: bool,
+    /// Set by whichever comes first: the task beginning its call, or the evaluation ending
+    /// with the call unread ([`Calls::unused`]). A call whose task had not begun by then is
+    /// never sent, so the record leaves it out: the merchant's API cannot have seen it.
+    pub(super) claimed: Arc<AtomicBool>,
 }
 
 impl Drop for Prefetch {
@@ -64,12 +70,14 @@ impl Calls {
     /// The fetches no rule of `rules` (whose slots these are) read by the end of the
     /// evaluation, none of which decided anything: their rules were not reached, or skipped by
     /// `when`, or failed before their wait. Each with its answer's status or error if it had
-    /// one by then; the rest are cancelled as they are dropped.
+    /// one by then; the rest are cancelled as they are dropped. One whose task had not begun
+    /// is stopped before it sends anything, and left out.
     pub(super) fn unused(self, rules: &[Rule]) -> Vec<UnusedFetch> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let slots = self.prefetches.into_iter().zip(rules);
         slots
             .filter_map(|(slot, rule)| Some((slot.filter(|p| !p.read)?, rule)))
+            .filter(|(prefetch, _)| prefetch.claimed.swap(true, Ordering::AcqRel))
             .map(|(mut prefetch, rule)| {
                 // Unconstrained: with the task's cooperative budget spent, even a finished
                 // handle would answer `Pending`.
@@ -197,12 +205,20 @@ impl Run<'_, '_> {
                             .map(|mut call| {
                                 call.rule = Some(rule.name.clone());
                                 let made = super::check::fetch_made(&f.upstream, &call);
-                                let handle =
-                                    tokio::spawn(self.ctx.upstreams.call(f.upstream.clone(), call));
+                                let claimed = Arc::new(AtomicBool::new(false));
+                                let call = self.ctx.upstreams.call(f.upstream.clone(), call);
+                                let begun = claimed.clone();
+                                let handle = tokio::spawn(async move {
+                                    if begun.swap(true, Ordering::AcqRel) {
+                                        return Err(UpstreamError::Other("not sent".into()));
+                                    }
+                                    call.await
+                                });
                                 Prefetch {
                                     handle,
                                     made,
                                     read: false,
+                                    claimed,
                                 }
                             });
                 }

@@ -118,8 +118,10 @@ async fn admin_rules(State(state): State<AppState>) -> Response {
                     "on_error": r.settings.on_error,
                     "reject_status": r.settings.reject_status,
                 },
+                // With its `when`: a rule held to an order prefix is not held to every order.
                 "rules": r.rules.iter().map(|rule| json!({
                     "name": rule.name,
+                    "when": rule.when.as_ref().map(|w| &w.src),
                     "check": rule.check.kind(),
                     "mode": rule.mode,
                 })).collect::<Vec<_>>(),

@@ -379,6 +379,7 @@ mod tests {
         Signed {
             id: id.as_bytes(),
             valid_until,
+            secret: 0,
         }
     }
 

@@ -242,7 +242,14 @@ async fn admin_rules_shows_rulesets_and_version() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["default", "marathon"]);
-    assert_eq!(a.body["rulesets"][0]["rules"][1]["name"], "amount-range");
+    // Each rule with its `when` (null without one), check and mode.
+    assert_eq!(
+        a.body["rulesets"][0]["rules"],
+        serde_json::json!([
+            {"name": "qa", "when": "order_id.starts_with(\"qa-\")", "check": "approve", "mode": "enforce"},
+            {"name": "amount-range", "when": null, "check": "amount", "mode": "enforce"},
+        ])
+    );
     assert!(a.body["last_error"].is_null());
     server.stop().await;
 }

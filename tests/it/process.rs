@@ -209,6 +209,27 @@ async fn a_removed_ruleset_is_warned_about() {
     assert!(warned, "{}", proc.log_text());
 }
 
+/// With `--log-format json`, a refused reload is a record as a refused start-up is: its
+/// message names what happened, its `error` field the reason, so one alert matches each.
+#[tokio::test]
+async fn a_refused_reload_in_the_json_log_has_its_error_in_a_field() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let proc = Process::serve(rules.path(), &["--log-format", "json"]).await;
+    rules.write(
+        "default.yaml",
+        "rules:\n  - { name: a, amount: { mx: 1 }, reason: x }\n",
+    );
+    let line = proc.log_line_of("rules not reloaded").await;
+    let record: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["message"], "rules not reloaded", "{line}");
+    assert_eq!(record["trigger"], "watch", "{line}");
+    let error = record["error"].as_str().unwrap_or_default();
+    assert!(
+        error.ends_with("default.yaml:2:26: rules[0].amount (rule \"a\"): unknown field \"mx\", expected \"min\" or \"max\"; did you mean \"max\"?"),
+        "{line}"
+    );
+}
+
 /// A reload refused for many errors (a hundred failing rule tests, say) logs the first ten,
 /// then how many more there are: `/admin/rules` has them all.
 #[tokio::test]
@@ -226,8 +247,9 @@ async fn a_reload_with_many_errors_logs_ten_of_them() {
     .await;
     let log = proc.log_text();
     assert!(logged, "{log}");
-    assert!(log.contains("(rule \"r9\")"), "{log}");
-    assert!(!log.contains("(rule \"r11\")"), "{log}");
+    // Each in its `error` field, quoted and escaped as every value with quotes is.
+    assert!(log.contains(r#"(rule \"r9\")"#), "{log}");
+    assert!(!log.contains(r#"(rule \"r11\")"#), "{log}");
 }
 
 #[tokio::test]

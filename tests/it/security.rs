@@ -110,12 +110,14 @@ async fn signed_v2_requests_pass_and_everything_else_gets_401() {
     server.stop().await;
 }
 
+/// Both secrets verify during a rotation, and the metrics say which one did: the old one's
+/// count stops growing once PortOne signs with the new one alone.
 #[tokio::test]
 async fn two_secrets_allow_rotation() {
     let rules = Rules::with("default.yaml", RULES);
     let server = Server::start_with(with_secrets(&rules, &[SECRET, NEW_SECRET])).await;
     let body = testdata("v2-2024-01-01.json");
-    for secret in [SECRET, NEW_SECRET] {
+    for secret in [SECRET, NEW_SECRET, NEW_SECRET] {
         assert_eq!(
             signed_post(&server.url("/confirm"), secret, &body, now())
                 .await
@@ -123,6 +125,17 @@ async fn two_secrets_allow_rotation() {
             200
         );
     }
+    let text = get(&server.admin_url("/metrics")).await.body;
+    let metrics = series(text.as_str().unwrap());
+    let value = |name: &str| metrics.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    assert_eq!(
+        value(r#"confirm_proxy_signatures_verified_total{secret="1"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(r#"confirm_proxy_signatures_verified_total{secret="2"}"#),
+        Some(2.0)
+    );
     server.stop().await;
 }
 

@@ -638,6 +638,53 @@ async fn deadline_counts_from_arrival() {
     assert_eq!(error_of(&d, "stock"), "deadline of 200ms exceeded");
 }
 
+/// An upstream that never answers and counts the calls it began (a call's future polled:
+/// the point where a real one sends its request).
+struct Begun(Arc<AtomicUsize>);
+
+impl Upstreams for Begun {
+    fn call(
+        &self,
+        _: Arc<Upstream>,
+        _: HttpCall,
+    ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
+        let begun = self.0.clone();
+        Box::pin(async move {
+            begun.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        })
+    }
+
+    fn health(&self, _: &Upstream) -> Health {
+        Health::Unknown
+    }
+}
+
+/// A prefetch whose task had not begun when the evaluation ended (an earlier rule decided at
+/// once) is stopped before it sends anything, and left out of the record: the merchant's API
+/// cannot have seen it. (On this single-threaded runtime the evaluation never yields to it.)
+#[tokio::test]
+async fn a_prefetch_that_never_began_is_not_sent_nor_recorded() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - {{ name: first, amount: {{ min: 100000000 }}, reason: "한도 미달" }}
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+"#
+    ));
+    let begun = Arc::new(AtomicUsize::new(0));
+    let upstreams = Arc::new(Begun(begun.clone()));
+    let d = decide_full(&rules, V1, upstreams, NOW, &Original::default()).await;
+    assert_eq!(summary(&d), refused("한도 미달", "first"));
+    assert_eq!(d.unused_fetches, [], "{:?}", d.unused_fetches);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(begun.load(Ordering::SeqCst), 0, "the call was sent");
+}
+
 /// An upstream that never answers and counts its calls still in flight.
 struct Hanging(Arc<AtomicUsize>);
 

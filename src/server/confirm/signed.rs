@@ -36,6 +36,7 @@ impl AppState {
                 return Some(self.refuse(arrival, 401, e.reason().into()));
             }
         };
+        s.metrics.signature_verified(message.secret);
         // Printable ASCII of a bounded length (the verifier checked), kept whole.
         arrival.webhook_id = Some(String::from_utf8_lossy(message.id).into());
         loop {
