@@ -12,6 +12,7 @@ mod lint;
 pub(crate) use lint::{fetched_names, names_field};
 pub mod native;
 mod numbers;
+mod render;
 mod scope;
 
 use budget::{on_operation, Budgeted, Limit};
@@ -535,6 +536,7 @@ fn build_engine(level: rhai::OptimizationLevel, output: bool) -> Engine {
         engine.on_debug(|_, _, _| {});
     }
     register_helpers(&mut engine);
+    render::register(&mut engine);
     // `amount < 2000.0` with a fractional amount (a Decimal): exact, not an error.
     numbers::register(&mut engine);
     engine

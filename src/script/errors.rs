@@ -345,7 +345,7 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
     let mut message = match cause {
         EvalAltResult::ErrorTooManyOperations(_) => operations_message(),
         cause => {
-            let mut s = cause.to_string();
+            let mut s = shown(cause);
             if !cause.position().is_none() {
                 if let Some(i) = s.rfind(" (line ") {
                     s.truncate(i);
@@ -409,6 +409,39 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
         message,
         position: position(at),
     }
+}
+
+/// The most of an error's text that is read: the message is cut shorter still where it is
+/// shown (2,000 characters).
+const SHOWN_MAX: usize = 8 * 1024;
+
+/// `cause` as its `Display` writes it, stopped at [`SHOWN_MAX`] bytes (and marked `…`): a
+/// thrown map or list is written whole otherwise, which for a map holding one 64 KiB string
+/// under thousands of keys took seconds and hundreds of megabytes, out of the time budget's
+/// reach, to be cut to 2,000 characters afterwards.
+fn shown(cause: &EvalAltResult) -> String {
+    use std::fmt::Write;
+    struct Capped(String);
+    impl Write for Capped {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = SHOWN_MAX.saturating_sub(self.0.len());
+            if s.len() <= room {
+                self.0.push_str(s);
+                return Ok(());
+            }
+            let cut = (0..=room)
+                .rev()
+                .find(|&i| s.is_char_boundary(i))
+                .unwrap_or(0);
+            self.0.push_str(&s[..cut]);
+            Err(std::fmt::Error)
+        }
+    }
+    let mut text = Capped(String::new());
+    if write!(text, "{cause}").is_err() {
+        text.0.push('…');
+    }
+    text.0
 }
 
 /// A function's signature in an error with the kinds of its arguments as a rule author knows

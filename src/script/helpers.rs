@@ -10,10 +10,14 @@ use rust_decimal::Decimal;
 /// Korea has no daylight saving time, so a fixed offset is exact.
 const SEOUL_OFFSET_SECS: i32 = 9 * 3600;
 
+/// `now_ms` in Seoul; `None` outside the years 0 to 9999. Past 9999 a date is written
+/// `+10000-01-01`, which sorts before every real date (`seoul_date(now * 1000) < "2026-12-03"`
+/// would hold), and such a time is a unit slip (microseconds or nanoseconds for milliseconds).
 pub(super) fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
     FixedOffset::east_opt(SEOUL_OFFSET_SECS)?
         .timestamp_millis_opt(now_ms)
         .single()
+        .filter(|t| (0..=9999).contains(&t.year()))
 }
 
 /// What a `seoul_…` helper gives for a time in Seoul.
@@ -165,8 +169,8 @@ pub(super) fn register_helpers(engine: &mut Engine) {
             replaced(&ctx, s, find.encode_utf8(&mut [0; 4]), with)
         },
     );
-    // A number beyond what a date holds (a time in nanoseconds: past the year 262,000) is an
-    // error rather than a made-up hour of -1 or an empty date a comparison would quietly use.
+    // A number past the year 9999 (a time in microseconds or nanoseconds) is an error rather
+    // than a made-up hour of -1 or a date a comparison would quietly misorder.
     // Arithmetic on `now` with a fraction (`now + 0.5 * 3600000`) gives a float, and with a
     // decimal a decimal: each is read to the millisecond.
     fn register<T: rhai::Variant + Clone>(
@@ -379,6 +383,21 @@ mod tests {
                 "{call}: {e:?}"
             );
         }
+        // A time in microseconds is past the year 9999, where a date would sort before every
+        // real one: an error. The last millisecond of 9999 is still a date.
+        let e = eval_expr("seoul_date(now * 1000) < \"2026-12-03\"", V1).unwrap_err();
+        assert!(
+            e.message
+                .contains(" is no time: it takes Unix time in milliseconds"),
+            "{e:?}"
+        );
+        assert_eq!(
+            eval_expr(
+                r#"seoul_date(253402300799999 - 9 * 3600000) == "9999-12-31""#,
+                V1
+            ),
+            Ok(true)
+        );
         // A number no clock gives is an error, not an hour of -1.
         for name in [
             "seoul_date",

@@ -35,6 +35,19 @@ pub(super) fn register(engine: &mut Engine) {
     comparison!(">", Some(Greater));
     comparison!(">=", Some(Greater | Equal));
 
+    // Rust's float parser takes `inf`, `NaN` and `1e400` (infinity), which Rhai orders as
+    // neither above nor below anything: `qty.parse_float() > 10` would be false for them.
+    engine.register_fn(
+        "parse_float",
+        |s: &str| -> Result<FLOAT, Box<EvalAltResult>> {
+            match s.trim().parse::<FLOAT>() {
+                Ok(f) if f.is_finite() => Ok(f),
+                Ok(_) => Err(format!("parse_float: {s:?} is no finite number").into()),
+                Err(e) => Err(format!("parse_float: {s:?} is no number: {e}").into()),
+            }
+        },
+    );
+
     for op in ARITHMETIC {
         engine.register_fn(op.symbol, move |x: Decimal, y: FLOAT| match exact(y) {
             Some(y) => op.on_decimals(x, y),
@@ -154,6 +167,38 @@ mod tests {
         for src in expressions {
             assert_eq!(eval(src, amount), Ok(true), "{src} with amount {amount}");
         }
+    }
+
+    /// `parse_float` gives finite numbers only: Rhai orders infinity and NaN as neither above nor
+    /// below anything.
+    #[test]
+    fn parse_float_refuses_what_is_no_finite_number() {
+        use crate::script::tests::eval_expr;
+        const V1: &str = r#"{"imp_uid":"i","merchant_uid":"o","amount":5}"#;
+        for text in ["1e400", "inf", "-inf", "NaN"] {
+            let e = eval_expr(&format!("\"{text}\".parse_float() > 10.0"), V1).unwrap_err();
+            assert!(e.message.contains("is no finite number"), "{text}: {e:?}");
+        }
+        let e = eval_expr("\"x1\".parse_float() > 10.0", V1).unwrap_err();
+        assert!(
+            e.message.contains("parse_float: \"x1\" is no number"),
+            "{e:?}"
+        );
+        assert_eq!(eval_expr("\" 2.5 \".parse_float() > 2.4", V1), Ok(true));
+    }
+
+    /// What the README offers instead of a `switch` on a fractional amount (a decimal, which no
+    /// float arm matches).
+    #[test]
+    fn a_fractional_amount_matches_float_literals_by_value() {
+        assert_all(
+            "9.99",
+            &[
+                "amount == 9.99",
+                "one_of(amount, [9.99, 19.99])",
+                "switch amount { 9.99 => false, _ => true }",
+            ],
+        );
     }
 
     #[test]
