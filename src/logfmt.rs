@@ -339,7 +339,7 @@ pub(crate) fn unseen_escaped(line: &[u8]) -> Option<Vec<u8>> {
         let fixed = escaped.get_or_insert_with(|| Vec::with_capacity(line.len() + 16));
         fixed.extend_from_slice(&line[copied..at]);
         for unit in c.encode_utf16(&mut [0; 2]) {
-            let _ = write!(ByteWriter(fixed), "\\u{unit:04x}");
+            let _ = std::io::Write::write_fmt(fixed, format_args!("\\u{unit:04x}"));
         }
         (from, copied) = (at + len, at + len);
     }
@@ -348,18 +348,8 @@ pub(crate) fn unseen_escaped(line: &[u8]) -> Option<Vec<u8>> {
     Some(fixed)
 }
 
-/// `fmt::Write` into bytes.
-struct ByteWriter<'a>(&'a mut Vec<u8>);
-
-impl Write for ByteWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::TimeZone;
     use proptest::strategy::Strategy;
@@ -471,7 +461,7 @@ mod tests {
     }
 
     /// A JSON line as the character-by-character reading of the rule would write it.
-    fn unseen_escaped_slowly(line: &str) -> String {
+    pub(crate) fn unseen_escaped_slowly(line: &str) -> String {
         line.chars()
             .map(|c| match c {
                 c if escaped_in_json_lines(c) => c

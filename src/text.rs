@@ -69,6 +69,38 @@ pub fn cut_chars(text: &mut String, max: usize) {
     text.push('…');
 }
 
+/// `value` as its `Display` writes it, stopped after `max` bytes (at a character boundary), and
+/// whether it was cut. The writer fails once full, which stops the writing: a megabyte answer
+/// or a map holding one string under thousands of keys costs no more than `max`.
+pub fn display_within(value: impl std::fmt::Display, max: usize) -> (String, bool) {
+    use std::fmt::Write;
+    struct Bounded(String, usize);
+    impl Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = self.1 - self.0.len();
+            if s.len() <= room {
+                self.0.push_str(s);
+                Ok(())
+            } else {
+                self.0.push_str(head_within(s, room));
+                Err(std::fmt::Error)
+            }
+        }
+    }
+    let mut out = Bounded(String::new(), max);
+    let cut = write!(out, "{value}").is_err();
+    (out.0, cut)
+}
+
+/// `s` up to `max` bytes, cut at a character boundary.
+pub fn head_within(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Whether `text` shows a buyer nothing: only whitespace and characters that take no room —
 /// controls, format characters (zero-width space, joiners, text-direction marks, U+FEFF,
 /// U+00AD), the Hangul fillers and the blank Braille pattern, which render as blanks, and the

@@ -685,18 +685,8 @@ mod tests {
                 prop_assert!(!text.chars().any(crate::logfmt::escaped_in_json_lines), "{}", text);
                 let v: Value = serde_json::from_str(&text).unwrap();
                 prop_assert_eq!(&v["request"], &serde_json::from_str::<Value>(&body).unwrap());
-                let one_line: String = body
-                    .chars()
-                    .map(|c| match c {
-                        '\n' | '\r' => " ".to_owned(),
-                        c if crate::logfmt::escaped_in_json_lines(c) => c
-                            .encode_utf16(&mut [0; 2])
-                            .iter()
-                            .map(|u| format!("\\u{u:04x}"))
-                            .collect(),
-                        c => c.to_string(),
-                    })
-                    .collect();
+                let one_line =
+                    crate::logfmt::tests::unseen_escaped_slowly(&body.replace(['\n', '\r'], " "));
                 prop_assert_eq!(request_text(&text), one_line);
             }
         }

@@ -1,11 +1,11 @@
 //! Reason, path, header and body templates: `{order_id}`-style placeholders parsed once at load.
 
 use std::borrow::Cow;
-use std::fmt::Write;
 
 use serde_json::Value;
 
 use crate::payload::ConfirmRequest;
+use crate::text::{display_within, head_within};
 
 /// A parsed template. Rendering never fails: a missing response field renders empty.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,13 +209,12 @@ impl Template {
                         Some(Value::String(s)) if s.contains(char::REPLACEMENT_CHARACTER) => {}
                         Some(Value::String(s)) => out.push_str(&escape(head_within(s, FIELD_MAX))),
                         Some(other) => {
-                            // Written only as far as a reason can show (`Bounded` stops the
-                            // writer there): `{response.body}` of a megabyte answer would
-                            // otherwise be written whole on a worker, to be cut after.
-                            let mut s = Bounded(String::new());
-                            let _ = write!(s, "{other}");
-                            if !s.0.contains(char::REPLACEMENT_CHARACTER) {
-                                out.push_str(&escape(&s.0));
+                            // Written only as far as a reason can show: `{response.body}` of
+                            // a megabyte answer would otherwise be written whole on a worker,
+                            // to be cut after.
+                            let (s, _) = display_within(other, FIELD_MAX);
+                            if !s.contains(char::REPLACEMENT_CHARACTER) {
+                                out.push_str(&escape(&s));
                             }
                         }
                     }
@@ -242,31 +241,6 @@ impl Template {
 /// The most of one answer field a template renders, in bytes: past what any reason shows
 /// (reasons are cut at 500 characters, at most 2,000 bytes, after controls are left out).
 const FIELD_MAX: usize = 16 * 1024;
-
-/// A writer that takes [`FIELD_MAX`] bytes and then fails, which stops what writes into it.
-struct Bounded(String);
-
-impl Write for Bounded {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let room = FIELD_MAX - self.0.len();
-        if s.len() <= room {
-            self.0.push_str(s);
-            Ok(())
-        } else {
-            self.0.push_str(head_within(s, room));
-            Err(std::fmt::Error)
-        }
-    }
-}
-
-/// `s` up to `max` bytes, cut at a character boundary.
-fn head_within(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
 
 /// Whether `name` is spelt like an environment variable (`SHOP_API_TOKEN`: a capital letter or
 /// `_`, then capitals, digits and `_`, two characters at least), so that `{NAME}` or `$NAME`

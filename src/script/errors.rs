@@ -420,28 +420,11 @@ const SHOWN_MAX: usize = 8 * 1024;
 /// under thousands of keys took seconds and hundreds of megabytes, out of the time budget's
 /// reach, to be cut to 2,000 characters afterwards.
 fn shown(cause: &EvalAltResult) -> String {
-    use std::fmt::Write;
-    struct Capped(String);
-    impl Write for Capped {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            let room = SHOWN_MAX.saturating_sub(self.0.len());
-            if s.len() <= room {
-                self.0.push_str(s);
-                return Ok(());
-            }
-            let cut = (0..=room)
-                .rev()
-                .find(|&i| s.is_char_boundary(i))
-                .unwrap_or(0);
-            self.0.push_str(&s[..cut]);
-            Err(std::fmt::Error)
-        }
+    let (mut text, cut) = crate::text::display_within(cause, SHOWN_MAX);
+    if cut {
+        text.push('…');
     }
-    let mut text = Capped(String::new());
-    if write!(text, "{cause}").is_err() {
-        text.0.push('…');
-    }
-    text.0
+    text
 }
 
 /// A function's signature in an error with the kinds of its arguments as a rule author knows

@@ -638,28 +638,6 @@ async fn deadline_counts_from_arrival() {
     assert_eq!(error_of(&d, "stock"), "deadline of 200ms exceeded");
 }
 
-/// An upstream that never answers and counts the calls it began (a call's future polled:
-/// the point where a real one sends its request).
-struct Begun(Arc<AtomicUsize>);
-
-impl Upstreams for Begun {
-    fn call(
-        &self,
-        _: Arc<Upstream>,
-        _: HttpCall,
-    ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
-        let begun = self.0.clone();
-        Box::pin(async move {
-            begun.fetch_add(1, Ordering::SeqCst);
-            std::future::pending().await
-        })
-    }
-
-    fn health(&self, _: &Upstream) -> Health {
-        Health::Unknown
-    }
-}
-
 /// A prefetch whose task had not begun when the evaluation ended (an earlier rule decided at
 /// once) is stopped before it sends anything, and left out of the record: the merchant's API
 /// cannot have seen it. (On this single-threaded runtime the evaluation never yields to it.)
@@ -674,8 +652,8 @@ rules:
     reason: x
 "#
     ));
-    let begun = Arc::new(AtomicUsize::new(0));
-    let upstreams = Arc::new(Begun(begun.clone()));
+    let upstreams = Arc::new(Hanging::default());
+    let begun = upstreams.begun.clone();
     let d = decide_full(&rules, V1, upstreams, NOW, &Original::default()).await;
     assert_eq!(summary(&d), refused("한도 미달", "first"));
     assert_eq!(d.unused_fetches, [], "{:?}", d.unused_fetches);
@@ -685,8 +663,13 @@ rules:
     assert_eq!(begun.load(Ordering::SeqCst), 0, "the call was sent");
 }
 
-/// An upstream that never answers and counts its calls still in flight.
-struct Hanging(Arc<AtomicUsize>);
+/// An upstream that never answers and counts its calls still in flight, and the calls it
+/// began (a call's future polled: the point where a real one sends its request).
+#[derive(Default)]
+struct Hanging {
+    in_flight: Arc<AtomicUsize>,
+    begun: Arc<AtomicUsize>,
+}
 
 /// One call in flight; dropping it (cancelling the call) ends it.
 struct InFlight(Arc<AtomicUsize>);
@@ -703,10 +686,12 @@ impl Upstreams for Hanging {
         _: Arc<Upstream>,
         _: HttpCall,
     ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        let in_flight = InFlight(self.0.clone());
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let in_flight = InFlight(self.in_flight.clone());
+        let begun = self.begun.clone();
         Box::pin(async move {
             let _in_flight = in_flight;
+            begun.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         })
     }
@@ -731,7 +716,10 @@ rules:
 "#
     ));
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let upstreams = Arc::new(Hanging(in_flight.clone()));
+    let upstreams = Arc::new(Hanging {
+        in_flight: in_flight.clone(),
+        ..Default::default()
+    });
     let d = decide_full(&rules, V1, upstreams, NOW, &Original::default()).await;
     assert_eq!(error_of(&d, "stock"), "deadline of 200ms exceeded");
     // The call the deadline cut off is traced with its rule; the one never read is recorded
@@ -770,7 +758,10 @@ async fn a_sent_call_cut_off_by_the_deadline_is_traced() {
             "{SHOP}settings: {{ deadline: 200ms }}\nrules:\n  - name: merchant\n    {check}\n    reason: x\n"
         ));
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let upstreams = Arc::new(Hanging(in_flight.clone()));
+        let upstreams = Arc::new(Hanging {
+            in_flight: in_flight.clone(),
+            ..Default::default()
+        });
         let d = decide_full(&rules, V1, upstreams, NOW, &Original::default()).await;
         assert_eq!(summary(&d).3, Some("merchant"), "{check}");
         assert_eq!(error_of(&d, "merchant"), "deadline of 200ms exceeded");
@@ -798,7 +789,10 @@ rules:
 "#
     ));
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let upstreams = Arc::new(Hanging(in_flight.clone()));
+    let upstreams = Arc::new(Hanging {
+        in_flight: in_flight.clone(),
+        ..Default::default()
+    });
     let d = decide_full(&rules, V1, upstreams, NOW, &Original::default()).await;
     assert_eq!(summary(&d).3, Some("closed"));
     for _ in 0..10 {
