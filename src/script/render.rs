@@ -171,7 +171,7 @@ mod tests {
         let map: rhai::Map = (0..1000)
             .map(|i| (format!("k{i}").into(), rhai::Dynamic::from(s.clone())))
             .collect();
-        scope.set_fetched("big", rhai::Dynamic::from_map(map));
+        let _ = scope.set_fetched("big", rhai::Dynamic::from_map(map));
         // (`${m}` and `"x" + m` of a map reach Rhai's own rendering, not these: see the
         // module's note.)
         for render in [
