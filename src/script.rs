@@ -475,12 +475,17 @@ impl ScriptEngine {
                 time_left.cause()
             ),
             Limit::Time => format!("script stopped after {} (time limit)", format_ms(limit)),
+            Limit::TooLarge(_) => render::too_large_message(),
+        };
+        // Where it stopped; a refused rendering knows its own place, which the operation
+        // after it does not.
+        let at = match stopped {
+            Limit::TooLarge(at) => Some(at),
+            _ => result.err().map(|e| root_cause(&e).position()),
         };
         Err(ScriptError {
             message,
-            position: result
-                .err()
-                .and_then(|e| position(root_cause(&e).position())),
+            position: at.and_then(position),
         })
     }
 }

@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use rhai::Dynamic;
+use rhai::{Dynamic, Position};
 
 use super::MAX_OPERATIONS;
 
@@ -19,6 +19,9 @@ const CLOCK_EVERY_OPS: u64 = 64;
 pub(super) enum Limit {
     Operations,
     Time,
+    /// A map or list whose text would pass the string limit was asked for as text, here (see
+    /// [`render`](super::render)).
+    TooLarge(Position),
 }
 
 // The budget of the evaluation running on this thread. The engine is shared by every thread,
@@ -95,6 +98,18 @@ impl Drop for Budgeted {
         STOP_AT.set(stop_at);
         STOPPED.set(stopped);
         PRINTED.set(printed);
+    }
+}
+
+/// Stops the evaluation at its next operation, as if a limit had run out: for a limit a native
+/// function finds where an error of its own would not end the evaluation (Rhai answers an
+/// error of a rendering function by rendering the value its own way). Outside an evaluation it
+/// does nothing.
+pub(super) fn stop(limit: Limit) {
+    if STOP_AT.get().is_some() && STOPPED.get().is_none() {
+        STOPPED.set(Some(limit));
+        // The next operation passes MAX_OPERATIONS, so it reaches `check_budget` and fails.
+        OPS.set(MAX_OPERATIONS);
     }
 }
 
