@@ -533,10 +533,10 @@ mod tests {
 
     #[test]
     fn a_report_over_several_lines_is_logged_as_its_first_two() {
-        let report = "FAIL rules/tests/t.yaml:6: too big\n  expected decision approve, got reject\n  actual: reject (status 409)\n  trace:\n";
+        let report = "FAIL rules/tests/t.yaml:6:11: too big\n  expected decision approve, got reject\n  actual: reject (status 409)\n  trace:\n";
         assert_eq!(
             log_line(report),
-            "FAIL rules/tests/t.yaml:6: too big expected decision approve, got reject (GET /admin/rules shows the whole report)"
+            "FAIL rules/tests/t.yaml:6:11: too big expected decision approve, got reject (GET /admin/rules shows the whole report)"
         );
         let one = "rules/default.yaml:3:5: unknown field";
         assert_eq!(log_line(one), one);

@@ -212,8 +212,10 @@ struct Case {
 #[derive(Debug)]
 pub struct CaseResult {
     pub file: PathBuf,
-    /// The line of the case's `name:`, for a failing case (0 for one that passed).
+    /// Where the case's `name:` value is (line, column), for a failing case (0, 0 for one
+    /// that passed).
     pub line: usize,
+    pub column: usize,
     pub name: String,
     pub expect: Expect,
     pub decision: Decision,
@@ -232,9 +234,10 @@ impl CaseResult {
         // A name on one line: the report's lines are read one by one (the reload's log line
         // takes its first two).
         let mut out = format!(
-            "FAIL {}:{}: {}\n",
+            "FAIL {}:{}:{}: {}\n",
             self.file.display(),
             self.line,
+            self.column,
             crate::logfmt::on_one_line(&self.name, 200)
         );
         for m in &self.mismatches {
@@ -312,19 +315,20 @@ pub async fn run(
                     decision.status
                 ));
             }
-            let line = if mismatches.is_empty() {
-                0
+            let at = if mismatches.is_empty() {
+                crate::rules::yaml::Location { line: 0, column: 0 }
             } else {
                 let name = [
                     crate::rules::yaml::Seg::Key("cases"),
                     crate::rules::yaml::Seg::Index(case.index),
                     crate::rules::yaml::Seg::Key("name"),
                 ];
-                crate::rules::yaml::locate(&suite.src, &name).line
+                crate::rules::yaml::locate(&suite.src, &name)
             };
             results.push(CaseResult {
                 file: suite.file.clone(),
-                line,
+                line: at.line,
+                column: at.column,
                 name: case.name.clone(),
                 expect: case.expect.clone(),
                 decision,

@@ -374,9 +374,9 @@ fn test_reports_failing_cases_with_their_trace() {
     let out = run_cli(&["test", "--rules", dir], None);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    // Where the case is: the line of its name.
+    // Where the case is: the place of its name.
     assert!(
-        stdout.contains("tests/limit.yaml:6: wrong expectation\n"),
+        stdout.contains("tests/limit.yaml:6:11: wrong expectation\n"),
         "{stdout}"
     );
     assert!(
