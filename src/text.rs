@@ -69,6 +69,17 @@ pub fn cut_chars(text: &mut String, max: usize) {
     text.push('…');
 }
 
+/// `text` cut at `max` characters ([`cut_chars`]); borrowed when it is no longer.
+pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    // A character takes at least a byte, so a text of at most `max` bytes is not counted.
+    if text.len() <= max || text.chars().nth(max).is_none() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = text.to_owned();
+    cut_chars(&mut shown, max);
+    std::borrow::Cow::Owned(shown)
+}
+
 /// `value` as its `Display` writes it, stopped after `max` bytes (at a character boundary), and
 /// whether it was cut. The writer fails once full, which stops the writing: a megabyte answer
 /// or a map holding one string under thousands of keys costs no more than `max`.
@@ -138,6 +149,16 @@ pub fn hidden(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_borrows_what_fits_and_marks_a_cut() {
+        use std::borrow::Cow;
+        assert!(matches!(cut("order-1", 7), Cow::Borrowed("order-1")));
+        // Three characters of nine bytes fit three characters.
+        assert!(matches!(cut("가나다", 3), Cow::Borrowed("가나다")));
+        assert_eq!(cut("가나다라", 3), "가나다…");
+        assert_eq!(cut(&"o".repeat(500), 200), format!("{}…", "o".repeat(200)));
+    }
 
     #[test]
     fn cuts_fall_between_the_characters_a_reader_sees() {

@@ -35,6 +35,8 @@ mod source;
 
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 const DECISION_ID: &str = "x-confirm-decision-id";
+/// The characters of an order or webhook id the decision's log line shows.
+const LOGGED_ID_MAX: usize = 200;
 
 pub fn public_router(state: AppState) -> Router {
     let confirm_endpoint = || post(confirm).fallback(wrong_method);
@@ -408,7 +410,13 @@ impl AppState {
             outcomes.join(",")
         });
         // Plain `&str`s: the line format quotes and escapes a value only when it needs it (an
-        // order id comes from outside). Absent fields are left out.
+        // order id comes from outside). Absent fields are left out. Ids from outside are cut
+        // for the line (a 60 KB order id fits a body): the decision log keeps them whole.
+        let order_id = req.map(|r| crate::text::cut(&r.order_id, LOGGED_ID_MAX));
+        let webhook_id = arrival
+            .webhook_id
+            .as_deref()
+            .map(|id| crate::text::cut(id, LOGGED_ID_MAX));
         tracing::info!(
             decision_id = arrival.id.as_str(),
             ruleset = arrival.ruleset_name(),
@@ -416,9 +424,9 @@ impl AppState {
             status = decision.status,
             rule = decision.rule.as_deref(),
             reason = decision.reason.as_deref(),
-            order_id = req.map(|r| r.order_id.as_str()),
+            order_id = order_id.as_deref(),
             shadow = shadow.as_deref(),
-            webhook_id = arrival.webhook_id.as_deref(),
+            webhook_id = webhook_id.as_deref(),
             repeat_of,
             latency_ms,
             "decision"

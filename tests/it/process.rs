@@ -1296,3 +1296,33 @@ async fn memory_of_a_burst_of_large_answers_is_handed_back() {
         resident_kib(pid)
     );
 }
+
+/// An order id as long as a body allows is cut in the decision's log line, which people read,
+/// and kept whole in the decision log, which replays it.
+#[tokio::test]
+async fn a_huge_order_id_is_cut_in_the_log_line_and_whole_in_the_decision_log() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let log = rules.path().join("decisions.jsonl");
+    let proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
+    let order_id = "가".repeat(20_000);
+    let answer = post(
+        &proc.url("/confirm"),
+        Some("application/json"),
+        v1(&order_id, 5_000),
+    )
+    .await;
+    let shown = format!(" order_id={}… ", "가".repeat(200));
+    let line = eventually(Duration::from_secs(3), || async {
+        proc.log_text().contains(&shown)
+    })
+    .await;
+    assert!(line, "{}", &proc.log_text());
+    assert!(!proc.log_text().contains(&"가".repeat(201)));
+    let whole = eventually(Duration::from_secs(3), || async {
+        records_so_far(&log)
+            .iter()
+            .any(|r| r["decision_id"] == answer.decision_id() && r["order_id"] == order_id)
+    })
+    .await;
+    assert!(whole, "{}", proc.log_text());
+}
