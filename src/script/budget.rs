@@ -1,6 +1,15 @@
 //! The budget of one evaluation, kept on the thread that runs it: operations are counted and
 //! the clock read, so a script stops at [`MAX_OPERATIONS`] or its time limit, even if it
 //! catches the stop.
+//!
+//! Most operations take nanoseconds, but one can copy a whole value: a list filled by index
+//! (`big[i] = inner`, where Rhai checks the size of the item, not of the list) can hold a
+//! million items, and each argument of a call, each `let y = big`, each item `big in list`
+//! compares against copies it, some 10 ms apiece. Checked only every [`CLOCK_EVERY_OPS`]
+//! operations, 64 such copies ran past the limit: 0.9 s and 620 MB for a call of 128 `big`
+//! arguments. So a clock that costs about as much as counting (the kernel's coarse clock, one
+//! tick behind, 3 ns a read) is read at every operation too, and the exact one once the coarse
+//! one says the limit may have come.
 
 use std::cell::Cell;
 use std::time::Instant;
@@ -9,9 +18,10 @@ use rhai::{Dynamic, Position};
 
 use super::MAX_OPERATIONS;
 
-/// The clock is read every this many operations (a power of two): often enough that the limit
-/// holds to a few milliseconds even for expensive operations, rarely enough to cost nothing
-/// measurable (one clock read is about as much as one cheap operation).
+/// The exact clock is read every this many operations (a power of two), and at every one once
+/// the coarse clock says the limit may have come: often enough that the limit holds to the
+/// coarse clock's tick for cheap operations, rarely enough to cost nothing measurable (one
+/// exact read is about as much as one cheap operation).
 const CLOCK_EVERY_OPS: u64 = 64;
 
 /// Which limit stopped an evaluation.
@@ -34,6 +44,9 @@ thread_local! {
     static OPS: Cell<u64> = const { Cell::new(0) };
     /// When the evaluation must stop; `None` outside an evaluation.
     static STOP_AT: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The same moment on the coarse clock ([`coarse_now`]), when the exact clock is to be read
+    /// at every operation; `u64::MAX` outside an evaluation.
+    static COARSE_STOP_AT: Cell<u64> = const { Cell::new(u64::MAX) };
     /// The limit that stopped the evaluation. Once set, every further operation fails too, so a
     /// `try`/`catch` around a callback (where the stop arrives wrapped, hence catchable)
     /// cannot swallow it and carry on.
@@ -70,15 +83,19 @@ pub(super) fn printed(text: &str) -> Option<String> {
 /// Installs a budget on this thread for one evaluation; restores the previous one when
 /// dropped (also if the evaluation unwinds).
 pub(super) struct Budgeted {
-    previous: (u64, Option<Instant>, Option<Limit>, u32),
+    previous: (u64, Option<Instant>, u64, Option<Limit>, u32),
 }
 
 impl Budgeted {
     pub(super) fn start(stop_at: Instant) -> Self {
+        // The coarse clock may lag the exact one by up to a tick; the exact one decides.
+        let left = stop_at.saturating_duration_since(Instant::now());
+        let coarse_stop_at = coarse_now().saturating_add(left.as_nanos() as u64);
         Budgeted {
             previous: (
                 OPS.replace(0),
                 STOP_AT.replace(Some(stop_at)),
+                COARSE_STOP_AT.replace(coarse_stop_at),
                 STOPPED.take(),
                 PRINTED.replace(0),
             ),
@@ -93,9 +110,10 @@ impl Budgeted {
 
 impl Drop for Budgeted {
     fn drop(&mut self) {
-        let (ops, stop_at, stopped, printed) = self.previous;
+        let (ops, stop_at, coarse_stop_at, stopped, printed) = self.previous;
         OPS.set(ops);
         STOP_AT.set(stop_at);
+        COARSE_STOP_AT.set(coarse_stop_at);
         STOPPED.set(stopped);
         PRINTED.set(printed);
     }
@@ -115,14 +133,34 @@ pub(super) fn stop(limit: Limit) {
 
 /// Rhai's progress callback, called at every operation; `Some` terminates the script
 /// (`ErrorTerminated`, which a script cannot catch unless it comes out of a callback).
-/// Counting is all most operations cost; every [`CLOCK_EVERY_OPS`]th reads the clock.
+/// Counting and a coarse clock read are all most operations cost; every [`CLOCK_EVERY_OPS`]th,
+/// and every one once the coarse clock reaches the limit, reads the exact clock.
 pub(super) fn on_operation(_rhai_count: u64) -> Option<Dynamic> {
     let ops = OPS.get() + 1;
     OPS.set(ops);
-    if !ops.is_multiple_of(CLOCK_EVERY_OPS) && ops <= MAX_OPERATIONS {
+    if !ops.is_multiple_of(CLOCK_EVERY_OPS)
+        && ops <= MAX_OPERATIONS
+        && coarse_now() < COARSE_STOP_AT.get()
+    {
         return None;
     }
     check_budget(ops)
+}
+
+/// Nanoseconds on the kernel's coarse monotonic clock: the time of the last timer tick (1–4 ms
+/// apart, more on an idle tickless CPU), read without asking the hardware. Where there is
+/// none, 0, and the exact clock is read every [`CLOCK_EVERY_OPS`] operations only.
+#[cfg(target_os = "linux")]
+fn coarse_now() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn coarse_now() -> u64 {
+    0
 }
 
 #[cold]
@@ -203,6 +241,36 @@ mod tests {
         );
         assert!(err.position.is_some(), "{err:?}");
         // Generous for slow CI and debug builds; it stops a few ms after MAX_RUN_TIME.
+        assert!(took < Duration::from_millis(500), "took {took:?}");
+    }
+
+    /// A list of lists far over the item limit (filled by index, which Rhai checks item by
+    /// item) copied into each argument of a call: 128 copies of 600,000 items, some
+    /// milliseconds each, each one operation. Checked only every 64 operations, the limit let
+    /// 0.9 s and 620 MB of copies through (release build, by `eval`); the coarse clock read at
+    /// every operation stops it one copy after the limit. (The list is made here, so that
+    /// making it spends none of the script's 50 ms and the limit falls among the copies.)
+    #[test]
+    fn operations_that_copy_a_huge_value_stop_at_the_time_limit() {
+        let engine = ScriptEngine::new();
+        let args: Vec<String> = (0..128).map(|i| format!("a{i}")).collect();
+        let src = format!(
+            "fn f({}) {{ true }}\nlet big = fetched.big;\nf({})",
+            args.join(", "),
+            vec!["big"; 128].join(", ")
+        );
+        let ast = engine.compile_script(&src).unwrap();
+        let mut scope = RequestScope::new(&request(V1), at("2026-12-01T12:30:00+09:00"), true);
+        let inner: rhai::Array = vec![Dynamic::from_int(0); 10_000];
+        let big: rhai::Array = vec![Dynamic::from_array(inner); 60];
+        let _ = scope.set_fetched("big", Dynamic::from_array(big));
+        let started = Instant::now();
+        let result = engine.eval_script(&scope, &ast, TimeLeft::Deadline(Duration::from_secs(1)));
+        let took = started.elapsed();
+        println!("128 copies of a 600,000-item list stopped after {took:?}: {result:?}");
+        let err = result.unwrap_err();
+        assert!(err.message.contains("(time limit)"), "{err}");
+        // Generous for slow CI and debug builds, where one copy takes tens of milliseconds.
         assert!(took < Duration::from_millis(500), "took {took:?}");
     }
 
@@ -331,17 +399,22 @@ mod tests {
             ),
             "{err}"
         );
-        // Past the cut-off (no time left), a cheap expression still completes.
+        // A cheap expression completes with a little time left; past the cut-off, with none
+        // left, even it is stopped (once the clock was read only every 64 operations, an
+        // expression of fewer went through; the clock is read at every operation now: one
+        // operation can be a long copy).
         let ast = engine.compile_expression("amount > 1000", &[]).unwrap();
         let mut scope = scope;
+        let mut eval = |left| engine.eval_bool(&mut scope, &ast, &mut None, left);
         assert_eq!(
-            engine.eval_bool(
-                &mut scope,
-                &ast,
-                &mut None,
-                TimeLeft::ShadowCutoff(Duration::ZERO)
-            ),
+            eval(TimeLeft::ShadowCutoff(Duration::from_millis(20))),
             Ok(true)
+        );
+        let err = eval(TimeLeft::ShadowCutoff(Duration::ZERO)).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("script stopped after 0 ms (shadow rule cut off"),
+            "{err}"
         );
     }
 }
