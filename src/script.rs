@@ -1,7 +1,7 @@
 //! The single, shared Rhai engine: sandbox limits, helper functions, and the scope a request
 //! is seen through. Compiled ASTs live in `Rules`; this module never compiles per request.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rhai::{Dynamic, Engine, Scope, AST};
 
@@ -440,7 +440,7 @@ impl ScriptEngine {
         let limit = time_left.duration().min(MAX_RUN_TIME);
         // Scripts may declare variables; drop them so the next rule sees a clean scope.
         let len = scope.len();
-        let budget = Budgeted::start(Instant::now() + limit);
+        let budget = Budgeted::start(limit);
         // A panic inside Rhai or a helper must not take the request (and its answer and
         // decision-log line) with it: it is an error decision like any other.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -12,7 +12,7 @@
 //! one says the limit may have come.
 
 use std::cell::Cell;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, Position};
 
@@ -87,10 +87,11 @@ pub(super) struct Budgeted {
 }
 
 impl Budgeted {
-    pub(super) fn start(stop_at: Instant) -> Self {
+    /// A budget of `limit` from now.
+    pub(super) fn start(limit: Duration) -> Self {
+        let stop_at = Instant::now() + limit;
         // The coarse clock may lag the exact one by up to a tick; the exact one decides.
-        let left = stop_at.saturating_duration_since(Instant::now());
-        let coarse_stop_at = coarse_now().saturating_add(left.as_nanos() as u64);
+        let coarse_stop_at = coarse_now().saturating_add(limit.as_nanos() as u64);
         Budgeted {
             previous: (
                 OPS.replace(0),
@@ -204,7 +205,7 @@ mod tests {
     fn the_operation_after_the_last_allowed_one_is_stopped() {
         // The deadline is an hour away, so only the count can stop it. A script cannot pin
         // this edge: Rhai's own `max_operations` (the same number) stops top-level code too.
-        let budget = Budgeted::start(Instant::now() + Duration::from_secs(3600));
+        let budget = Budgeted::start(Duration::from_secs(3600));
         for op in 1..=MAX_OPERATIONS {
             assert!(on_operation(op).is_none(), "operation {op} was stopped");
         }
@@ -217,7 +218,7 @@ mod tests {
         let long = "가".repeat(MAX_PRINTED_CHARS + 5);
         for _ in 0..2 {
             // Each evaluation has its own allowance.
-            let budget = Budgeted::start(Instant::now() + Duration::from_secs(1));
+            let budget = Budgeted::start(Duration::from_secs(1));
             let lines: Vec<String> = (0..100).filter_map(|_| printed(&long)).collect();
             drop(budget);
             assert_eq!(lines.len() as u32, MAX_PRINTED_LINES + 1);
@@ -225,7 +226,7 @@ mod tests {
             assert!(lines[0].ends_with('…'));
             assert!(lines[MAX_PRINTED_LINES as usize].starts_with("(further print"));
         }
-        let _budget = Budgeted::start(Instant::now() + Duration::from_secs(1));
+        let _budget = Budgeted::start(Duration::from_secs(1));
         assert_eq!(printed("짧은 줄").as_deref(), Some("짧은 줄"));
     }
 
