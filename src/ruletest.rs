@@ -212,10 +212,8 @@ struct Case {
 #[derive(Debug)]
 pub struct CaseResult {
     pub file: PathBuf,
-    /// Where the case's `name:` value is (line, column), for a failing case (0, 0 for one
-    /// that passed).
-    pub line: usize,
-    pub column: usize,
+    /// Where the case's `name:` value is, for a failing case (0:0 for one that passed).
+    pub at: crate::rules::yaml::Location,
     pub name: String,
     pub expect: Expect,
     pub decision: Decision,
@@ -236,8 +234,8 @@ impl CaseResult {
         let mut out = format!(
             "FAIL {}:{}:{}: {}\n",
             self.file.display(),
-            self.line,
-            self.column,
+            self.at.line,
+            self.at.column,
             crate::logfmt::on_one_line(&self.name, 200)
         );
         for m in &self.mismatches {
@@ -316,7 +314,7 @@ pub async fn run(
                 ));
             }
             let at = if mismatches.is_empty() {
-                crate::rules::yaml::Location { line: 0, column: 0 }
+                crate::rules::yaml::Location::default()
             } else {
                 let name = [
                     crate::rules::yaml::Seg::Key("cases"),
@@ -327,8 +325,7 @@ pub async fn run(
             };
             results.push(CaseResult {
                 file: suite.file.clone(),
-                line: at.line,
-                column: at.column,
+                at,
                 name: case.name.clone(),
                 expect: case.expect.clone(),
                 decision,

@@ -18,8 +18,8 @@ pub fn for_buyers(text: String) -> String {
 /// `text` from outside as a buyer may be shown it ([`for_buyers`]), cut at `max` characters
 /// ([`cut_chars`]); borrowed when it already is.
 pub fn for_buyers_cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if shown_as_is(text) && text.chars().nth(max).is_none() {
-        return std::borrow::Cow::Borrowed(text);
+    if shown_as_is(text) {
+        return cut(text, max);
     }
     let mut shown = for_buyers(text.to_owned());
     cut_chars(&mut shown, max);

@@ -61,7 +61,8 @@ fn items_too_large(items: &[Dynamic], budget: &mut usize) -> bool {
 /// Whether a value's text could not fit the string limit (`too_large` tells, given the
 /// limit); if so, the evaluation is stopped.
 fn refused(ctx: &NativeCallContext, too_large: impl FnOnce(&mut usize) -> bool) -> bool {
-    let refused = too_large(&mut MAX_STRING_SIZE.clone());
+    let mut budget = MAX_STRING_SIZE;
+    let refused = too_large(&mut budget);
     if refused {
         budget::stop(Limit::TooLarge(ctx.call_position()));
     }
