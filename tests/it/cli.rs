@@ -208,9 +208,8 @@ async fn eval_says_what_the_health_probe_found() {
     use axum::routing::get;
     let shop =
         MockUpstream::start(axum::Router::new().route("/health", get(|| async { "ok" }))).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let down = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    // Port 1 on loopback: nothing listens, so the probe's connection is refused.
+    let down = "http://127.0.0.1:1";
     let rules = Rules::with(
         "default.yaml",
         &format!(
@@ -307,9 +306,8 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
     );
 
     // An upstream that refuses the connection received nothing: said so, not "sent for real".
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    // Port 1 on loopback: nothing listens there.
+    let url = "http://127.0.0.1:1";
     let rules = Rules::with(
         "default.yaml",
         &format!("upstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - name: existing\n    forward: {{ upstream: shop, path: /confirm }}\n"),
@@ -387,10 +385,17 @@ fn test_reports_failing_cases_with_their_trace() {
         stdout.contains("actual: reject (status 409), rule limit, reason \"한도 초과\""),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("limit") && stdout.contains("reject"),
-        "the trace is printed: {stdout}"
-    );
+    // The failing case's trace: the `limit` rule's one step, refusing with its reason.
+    let trace: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| *l != "  trace:")
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    assert_eq!(trace.len(), 1, "{stdout}");
+    let step: Vec<&str> = trace[0].split_whitespace().collect();
+    assert_eq!(step.get(..2), Some(&["limit", "reject"][..]), "{stdout}");
+    assert!(trace[0].ends_with("  reason: 한도 초과"), "{stdout}");
     assert!(
         stdout.trim_end().ends_with("2 passed, 1 failed"),
         "{stdout}"

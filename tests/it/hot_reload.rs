@@ -20,6 +20,18 @@ async fn reason_for(server: &Server, amount: i64) -> String {
         .to_owned()
 }
 
+/// How many reloads `server` has made, whatever their result.
+async fn reloads(server: &Server) -> f64 {
+    let text = server.metrics().await;
+    ["applied", "unchanged", "rejected"]
+        .iter()
+        .map(|result| {
+            let series = format!(r#"confirm_proxy_reloads_total{{result="{result}"}}"#);
+            metric(&text, &series).unwrap_or_else(|| panic!("no {series}:\n{text}"))
+        })
+        .sum()
+}
+
 async fn reason_becomes(server: &Server, want: &str) -> bool {
     eventually(Duration::from_secs(5), || async {
         reason_for(server, 50_000).await == want
@@ -65,7 +77,11 @@ async fn edit_applies_and_invalid_edit_keeps_old_rules() {
     );
     let metrics = server.metrics().await;
     assert!(
-        metrics.contains(r#"confirm_proxy_reloads_total{result="rejected"}"#),
+        metric(
+            &metrics,
+            r#"confirm_proxy_reloads_total{result="rejected"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
         "{metrics}"
     );
 
@@ -132,10 +148,30 @@ async fn a_replaced_rules_directory_is_watched_in_its_place() {
     assert!(reason_becomes(&server, "한도 20000원 초과").await);
     root.write("rel2/default.yaml", &limit(30_000));
     assert!(reason_becomes(&server, "한도 30000원 초과").await);
-    // The old release no longer counts.
+    // The old release no longer counts: an edit there sets off no reload at all. A reload would
+    // read rel2 and find it unchanged, so only the count of reloads can tell. That count moves
+    // for a save in the release watched, even one that changes nothing...
+    let before = reloads(&server).await;
+    root.write("rel2/default.yaml", &limit(30_000));
+    let counted = eventually(Duration::from_secs(5), || async {
+        reloads(&server).await > before
+    })
+    .await;
+    assert!(counted, "a save in the watched release was not seen");
+    // ...and stays put for one in the old release. An admin reload, answered once every reload
+    // asked for before it is done and counted, leaves none of those to come.
+    let settled = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert_eq!(settled.body["unchanged"], true, "{:?}", settled.body);
+    let before = reloads(&server).await;
     root.write("rel1/default.yaml", &limit(11_000));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(reason_becomes(&server, "한도 30000원 초과").await);
+    // A watch event reloads after 300 ms of quiet: four times that is ample for a watch to show.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        reloads(&server).await,
+        before,
+        "an edit of the old release set off a reload"
+    );
+    assert_eq!(reason_for(&server, 50_000).await, "한도 30000원 초과");
     // Pointed at a release that is not there: the running rules stay, and the failed reload
     // is shown (and counted) like any other.
     std::os::unix::fs::symlink("rel9", base.join("current.tmp")).unwrap();
@@ -168,6 +204,11 @@ async fn a_replaced_rules_directory_is_watched_in_its_place() {
     std::fs::remove_dir_all(base.join("rules")).unwrap();
     root.write("rules/default.yaml", &limit(42_000));
     assert!(reason_becomes(&server, "한도 42000원 초과").await);
+    // Time for the check of which directory the path names (every second) to move the watch to
+    // the new directory: 42000 may have come before that, by the reload the old watch set off
+    // when its directory was removed, and an edit made before the move would go live by the
+    // reload the move makes, whether or not the new directory is watched. Nothing the proxy
+    // shows tells that the move is done, so this is a wait, not a condition.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     root.write("rules/default.yaml", &limit(43_000));
     assert!(reason_becomes(&server, "한도 43000원 초과").await);

@@ -85,15 +85,8 @@ async fn a_rules_directory_that_cannot_be_watched_is_shown_until_it_is() {
             && trouble.contains("max_user_instances"),
         "{watch}"
     );
-    let gauge = |value: &'static str| {
-        let url = proc.admin_url("/metrics");
-        async move {
-            let metrics = get(&url).await;
-            let text = metrics.body.as_str().unwrap_or_default().to_owned();
-            text.contains(&format!("\nconfirm_proxy_rules_watched {value}\n"))
-        }
-    };
-    assert!(gauge("0").await, "the gauge says it is not watched");
+    let gauge = || async { metric(&proc.metrics().await, "confirm_proxy_rules_watched") };
+    assert_eq!(gauge().await, Some(0.0), "the gauge says it is not watched");
     // Serving goes on, and SIGHUP still reloads (sighup_reloads).
     let url = proc.url("/confirm");
     assert_eq!(status_of_50000(&url).await, 409);
@@ -105,7 +98,7 @@ async fn a_rules_directory_that_cannot_be_watched_is_shown_until_it_is() {
     })
     .await;
     assert!(watching, "{}", proc.log_text());
-    assert!(gauge("1").await, "the gauge says it is watched");
+    assert_eq!(gauge().await, Some(1.0), "the gauge says it is watched");
     raise_limit(&rules);
     assert!(
         approves_50000_soon(&url).await,
@@ -139,9 +132,12 @@ async fn a_watch_that_fails_while_running_is_shown_and_set_up_again() {
     })
     .await;
     assert!(shown, "{}\n{}", watch().await, proc.log_text());
-    let metrics = get(&proc.admin_url("/metrics")).await;
-    let text = metrics.body.as_str().unwrap_or_default();
-    assert!(text.contains("\nconfirm_proxy_rules_watched 0\n"), "{text}");
+    let text = proc.metrics().await;
+    assert_eq!(
+        metric(&text, "confirm_proxy_rules_watched"),
+        Some(0.0),
+        "{text}"
+    );
     // What it does watch still reloads.
     raise_limit(&rules);
     let url = proc.url("/confirm");
@@ -280,10 +276,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     proc.signal("TERM");
     let answer = in_flight.await.unwrap();
     assert_eq!(answer.status, 200, "the in-flight request is answered");
-    let status = tokio::time::timeout(Duration::from_secs(5), proc.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = proc.exited().await;
     assert!(status.success(), "exit {status:?}\n{}", proc.log_text());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -327,10 +320,7 @@ async fn sigterm_answers_an_admin_reload_waiting_for_a_writer() {
         answer.body["errors"][0],
         "shutting down: the rules were not reloaded"
     );
-    let status = tokio::time::timeout(Duration::from_secs(5), proc.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = proc.exited().await;
     assert!(status.success(), "exit {status:?}\n{}", proc.log_text());
     // Not held for the grace period (the 4 s deadline and 1 s): told and gone at once.
     let took = stopped.elapsed();
@@ -404,10 +394,7 @@ async fn invalid_rules_at_start_up_exit_non_zero_with_the_location() {
     let out = start("json").await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let records: Vec<serde_json::Value> = stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let records = json_records(&stderr);
     assert!(
         records
             .iter()
@@ -447,10 +434,7 @@ fn a_bad_flag_value_with_json_logs_is_a_record() {
         let out = run(args, env);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let records: Vec<serde_json::Value> = stderr
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
+        let records = json_records(&stderr);
         assert_eq!(records.len(), 2, "{stderr}");
         assert_eq!(records[0]["message"], "cannot start", "{stderr}");
         let error = records[0]["error"].as_str().unwrap_or_default();
@@ -619,7 +603,7 @@ async fn sigusr1_reopens_the_decision_log_for_rotation() {
         );
     }
     proc.signal("TERM");
-    proc.child.wait().await.unwrap();
+    proc.exited().await;
     let ids = |path: &std::path::Path| -> Vec<String> {
         std::fs::read_to_string(path)
             .unwrap()
@@ -675,21 +659,24 @@ async fn the_file_size_limit_fails_writes_instead_of_killing_the_server() {
     // The records that do not fit are retried for 5 s, then dropped and counted.
     assert!(
         eventually(Duration::from_secs(10), || async {
-            let text = get(&proc.admin_url("/metrics")).await.body.to_string();
-            !text.contains("confirm_proxy_decision_log_dropped_total 0")
+            metric(
+                &proc.metrics().await,
+                "confirm_proxy_decision_log_dropped_total",
+            )
+            .is_some_and(|n| n > 0.0)
         })
         .await,
-        "dropped records are counted"
+        "dropped records are counted: {}",
+        proc.metrics().await
     );
     // Once given up on, nothing waits: the backlog gauge is back to 0.
     assert!(
         eventually(Duration::from_secs(10), || async {
-            let metrics = get(&proc.admin_url("/metrics")).await;
-            let text = metrics.body.as_str().unwrap_or_default();
-            text.contains("\nconfirm_proxy_decision_log_backlog 0\n")
+            metric(&proc.metrics().await, "confirm_proxy_decision_log_backlog") == Some(0.0)
         })
         .await,
-        "the backlog is shown, and empties"
+        "the backlog is shown, and empties: {}",
+        proc.metrics().await
     );
     assert!(proc.child.try_wait().unwrap().is_none(), "still running");
     let written = std::fs::read_to_string(&log).unwrap();
@@ -702,7 +689,7 @@ async fn the_file_size_limit_fails_writes_instead_of_killing_the_server() {
         serde_json::from_str::<serde_json::Value>(line).expect("only whole lines");
     }
     proc.signal("TERM");
-    let status = proc.child.wait().await.unwrap();
+    let status = proc.exited().await;
     assert!(status.success(), "{status:?}");
     assert!(proc.log_text().contains("SIGXFSZ"), "{}", proc.log_text());
 }
@@ -787,12 +774,10 @@ async fn sighup_and_sigusr1_during_start_up_do_not_kill_it() {
     proc.log_line_of("SIGHUP: reloading rules").await;
     assert!(
         eventually(Duration::from_secs(5), || async {
-            let metrics = get(&proc.admin_url("/metrics")).await;
-            metrics
-                .body
-                .as_str()
-                .unwrap_or_default()
-                .contains(r#"confirm_proxy_reloads_total{result="unchanged"} 1"#)
+            metric(
+                &proc.metrics().await,
+                r#"confirm_proxy_reloads_total{result="unchanged"}"#,
+            ) == Some(1.0)
         })
         .await,
         "{}",
@@ -802,10 +787,7 @@ async fn sighup_and_sigusr1_during_start_up_do_not_kill_it() {
     let a = post(&url, Some("application/json"), v1("o-1", 50_000)).await;
     assert_eq!(a.status, 409, "{:?}", a.body);
     proc.signal("TERM");
-    let status = tokio::time::timeout(Duration::from_secs(5), proc.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = proc.exited().await;
     assert!(status.success(), "exit {status:?}\n{}", proc.log_text());
     let written = reader.join().unwrap();
     assert!(written.contains(&a.decision_id()), "{written}");
@@ -864,10 +846,7 @@ async fn sigterm_during_start_up_stops_once_started_with_exit_0() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(starting.child.try_wait().unwrap().is_none());
     let reader = let_go(fifo);
-    let status = tokio::time::timeout(Duration::from_secs(5), starting.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = starting.exited().await;
     assert!(status.success(), "exit {status:?}\n{}", starting.log_text());
     reader.join().unwrap();
 }
@@ -876,44 +855,15 @@ async fn sigterm_during_start_up_stops_once_started_with_exit_0() {
 async fn sigterm_waits_for_an_evaluation_whose_caller_hung_up() {
     // The merchant's existing confirm handler answers after 1 s; the caller gives up after
     // 200 ms, and SIGTERM comes while the forward is still waiting.
-    let shop = MockUpstream::start(axum::Router::new().route(
-        "/payments/confirm",
-        axum::routing::post(|| async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            axum::Json(serde_json::json!({"ok": true}))
-        }),
-    ))
-    .await;
-    let rules = Rules::with(
-        "default.yaml",
-        &format!("settings: {{ deadline: 4s }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 3s }}\nrules:\n  - name: existing-confirm\n    forward: {{ upstream: shop, path: /payments/confirm }}\n", shop.url()),
-    );
+    let (shop, rules) = slow_merchant(Duration::from_secs(1)).await;
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("decisions.jsonl");
     let mut proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
-    let sent = impatient_client(Duration::from_millis(200))
-        .post(proc.url("/confirm"))
-        .header("content-type", "application/json")
-        .body(v1("gone-3", 5_000))
-        .send()
-        .await;
-    assert!(sent.is_err(), "answered before the merchant: {sent:?}");
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            shop.calls_to("/payments/confirm") == 1
-        })
-        .await
-    );
+    hang_up_mid_forward(&proc.url("/confirm"), &shop, "gone-3").await;
     proc.signal("TERM");
-    let status = tokio::time::timeout(Duration::from_secs(10), proc.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = proc.exited().await;
     assert!(status.success(), "exit {status:?}\n{}", proc.log_text());
-    let records: Vec<_> = records_so_far(&log)
-        .into_iter()
-        .filter(|r| r["order_id"] == "gone-3")
-        .collect();
+    let records = records_of(&log, "gone-3");
     assert_eq!(records.len(), 1, "{records:?}\n{}", proc.log_text());
     assert_eq!(records[0]["trace"][0]["outcome"], "pass", "{}", records[0]);
     // The log line of the decision, and a word on the answer nobody received (the last lines
@@ -1007,12 +957,8 @@ async fn a_caller_that_hangs_up_at_once_is_never_lost_unseen() {
     let rules = Rules::with("default.yaml", LIMIT);
     let log = rules.path().join("decisions.jsonl");
     let proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
-    let body = v1("hung-up-1", 5_000);
     let mut stream = tokio::net::TcpStream::connect(proc.public).await.unwrap();
-    let request = format!(
-        "POST /confirm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = raw_post(&v1("hung-up-1", 5_000));
     stream.write_all(request.as_bytes()).await.unwrap();
     stream.shutdown().await.unwrap();
     let mut answer = Vec::new();
@@ -1051,12 +997,10 @@ async fn a_caller_that_hangs_up_while_sending_its_body_is_no_refusal() {
     let mut proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
     let body = v1("half-sent", 5_000);
     let mut stream = tokio::net::TcpStream::connect(proc.public).await.unwrap();
-    let request = format!(
-        "POST /confirm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
-        body.len(),
-        &body[..20]
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    // The whole body announced, its first 20 bytes sent.
+    let request = raw_post(&body);
+    let sent = request.len() - (body.len() - 20);
+    stream.write_all(&request.as_bytes()[..sent]).await.unwrap();
     drop(stream);
     let warned = eventually(Duration::from_secs(3), || async {
         proc.log_text()
@@ -1072,19 +1016,14 @@ async fn a_caller_that_hangs_up_while_sending_its_body_is_no_refusal() {
     )
     .await;
     assert_eq!(answer.status, 200);
-    let metrics = get(&proc.admin_url("/metrics")).await.body;
-    let metrics = metrics.as_str().unwrap_or_default();
-    assert!(
-        metrics
-            .contains("confirm_proxy_requests_total{ruleset=\"default\",decision=\"approve\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("confirm_proxy_requests_total{ruleset=\"default\",decision=\"reject\"} 0"),
-        "{metrics}"
-    );
+    let metrics = proc.metrics().await;
+    for (decision, n) in [("approve", 1.0), ("reject", 0.0)] {
+        let series =
+            format!(r#"confirm_proxy_requests_total{{ruleset="default",decision="{decision}"}}"#);
+        assert_eq!(metric(&metrics, &series), Some(n), "{metrics}");
+    }
     proc.signal("TERM");
-    proc.child.wait().await.unwrap();
+    proc.exited().await;
     let records = records_so_far(&log);
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["order_id"], "whole");

@@ -44,24 +44,16 @@ async fn signed_delivery_as(
 ) -> Answer {
     let key = WebhookSecret::parse(secret).unwrap();
     let signature = sign(&key, id, timestamp, body);
-    let resp = client()
-        .post(url)
-        .header("content-type", content_type)
-        .header("webhook-id", id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    send(
+        client()
+            .post(url)
+            .header("content-type", content_type)
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_vec()),
+    )
+    .await
 }
 
 fn with_secrets(rules: &Rules, secrets: &[&str]) -> Config {
@@ -125,16 +117,22 @@ async fn two_secrets_allow_rotation() {
             200
         );
     }
-    let text = get(&server.admin_url("/metrics")).await.body;
-    let metrics = series(text.as_str().unwrap());
-    let value = |name: &str| metrics.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    let text = server.metrics().await;
     assert_eq!(
-        value(r#"confirm_proxy_signatures_verified_total{secret="1"}"#),
-        Some(1.0)
+        metric(
+            &text,
+            r#"confirm_proxy_signatures_verified_total{secret="1"}"#
+        ),
+        Some(1.0),
+        "{text}"
     );
     assert_eq!(
-        value(r#"confirm_proxy_signatures_verified_total{secret="2"}"#),
-        Some(2.0)
+        metric(
+            &text,
+            r#"confirm_proxy_signatures_verified_total{secret="2"}"#
+        ),
+        Some(2.0),
+        "{text}"
     );
     server.stop().await;
 }
@@ -150,22 +148,11 @@ fn v2(order_id: &str, amount: i64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A merchant confirm endpoint that approves after `delay`, counting its calls.
-async fn existing_confirm(delay: Duration) -> MockUpstream {
-    MockUpstream::start(axum::Router::new().route(
-        "/confirm",
-        axum::routing::post(move || async move {
-            tokio::time::sleep(delay).await;
-            "ok"
-        }),
-    ))
-    .await
-}
-
-/// Rules that refuse amounts over 100,000, then forward to `shop`'s confirm endpoint.
+/// Rules that refuse amounts over 100,000, then forward to `shop`'s confirm handler (a
+/// [`merchant`]).
 fn forwarding(shop: &MockUpstream, settings: &str) -> String {
     format!(
-        "settings: {{ {settings} }}\nupstreams:\n  shop: {{ url: \"{}\" }}\nrules:\n  - name: limit\n    amount: {{ max: 100000 }}\n    reason: \"한도 초과\"\n  - name: existing\n    forward: {{ upstream: shop, path: /confirm }}\n",
+        "settings: {{ {settings} }}\nupstreams:\n  shop: {{ url: \"{}\" }}\nrules:\n  - name: limit\n    amount: {{ max: 100000 }}\n    reason: \"한도 초과\"\n  - name: existing\n    forward: {{ upstream: shop, path: {MERCHANT_CONFIRM} }}\n",
         shop.url()
     )
 }
@@ -175,7 +162,7 @@ fn forwarding(shop: &MockUpstream, settings: &str) -> String {
 /// (here a `forward` to the merchant) do not run again.
 #[tokio::test]
 async fn a_repeated_message_is_answered_as_its_first_delivery_without_running_the_rules_again() {
-    let shop = existing_confirm(Duration::ZERO).await;
+    let shop = merchant(Duration::ZERO).await;
     let rules = Rules::with("default.yaml", &forwarding(&shop, "deadline: 2s"));
     let log = rules.path().join("decisions.jsonl");
     let mut config = with_secrets(&rules, &[SECRET]);
@@ -188,7 +175,11 @@ async fn a_repeated_message_is_answered_as_its_first_delivery_without_running_th
     let again = signed_delivery(&url, SECRET, "msg_a", &approved, ts).await;
     assert_eq!((first.status, again.status), (200, 200));
     assert_eq!(first.body, again.body);
-    assert_eq!(shop.calls_to("/confirm"), 1, "the merchant is asked once");
+    assert_eq!(
+        shop.calls_to(MERCHANT_CONFIRM),
+        1,
+        "the merchant is asked once"
+    );
     assert_ne!(first.decision_id(), again.decision_id());
 
     let no = signed_delivery(&url, SECRET, "msg_b", &refused, ts).await;
@@ -198,10 +189,9 @@ async fn a_repeated_message_is_answered_as_its_first_delivery_without_running_th
     // A new message is evaluated, even with the body of an earlier one.
     let other = signed_delivery(&url, SECRET, "msg_c", &approved, ts).await;
     assert_eq!(other.status, 200);
-    assert_eq!(shop.calls_to("/confirm"), 2);
+    assert_eq!(shop.calls_to(MERCHANT_CONFIRM), 2);
 
-    let text = get(&server.admin_url("/metrics")).await.body;
-    let text = text.as_str().unwrap();
+    let text = server.metrics().await;
     assert!(
         text.contains("# TYPE confirm_proxy_delivery_ids gauge\n"),
         "{text}"
@@ -210,8 +200,7 @@ async fn a_repeated_message_is_answered_as_its_first_delivery_without_running_th
         text.contains("# HELP confirm_proxy_delivery_ids "),
         "{text}"
     );
-    let metrics = series(text);
-    let value = |name: &str| metrics.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    let value = |series: &str| metric(&text, series);
     assert_eq!(
         value(r#"confirm_proxy_repeated_deliveries_total{answer="answered"}"#),
         Some(2.0)
@@ -265,7 +254,7 @@ async fn waiting_at_the_merchant(
     let (url, id, body) = (url.to_owned(), id.to_owned(), body.to_vec());
     let delivery = tokio::spawn(async move { signed_delivery(&url, SECRET, &id, &body, ts).await });
     let asked = eventually(Duration::from_secs(5), || async {
-        shop.calls_to("/confirm") == 1
+        shop.calls_to(MERCHANT_CONFIRM) == 1
     })
     .await;
     assert!(asked, "the first delivery reaches the merchant");
@@ -276,7 +265,7 @@ async fn waiting_at_the_merchant(
 /// instead of calling the merchant alongside it.
 #[tokio::test]
 async fn a_repeat_arriving_during_its_first_delivery_waits_for_that_answer() {
-    let shop = existing_confirm(Duration::from_millis(300)).await;
+    let shop = merchant(Duration::from_millis(300)).await;
     let rules = Rules::with("default.yaml", &forwarding(&shop, "deadline: 2s"));
     let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
     let (url, body, ts) = (server.url("/confirm"), v2("order-1", 5000), now());
@@ -284,7 +273,7 @@ async fn a_repeat_arriving_during_its_first_delivery_waits_for_that_answer() {
     let again = signed_delivery(&url, SECRET, "msg_a", &body, ts).await;
     let first = first.await.unwrap();
     assert_eq!((first.status, again.status), (200, 200));
-    assert_eq!(shop.calls_to("/confirm"), 1);
+    assert_eq!(shop.calls_to(MERCHANT_CONFIRM), 1);
     server.stop().await;
 }
 
@@ -430,7 +419,7 @@ async fn a_refused_repeat_is_logged_with_its_message_id() {
 /// repeat is refused, and the first delivery still gets its own answer.
 #[tokio::test]
 async fn a_repeat_whose_first_delivery_is_unanswered_by_its_deadline_is_refused() {
-    let shop = existing_confirm(Duration::from_millis(1500)).await;
+    let shop = merchant(Duration::from_millis(1500)).await;
     let rules = Rules::with("default.yaml", &forwarding(&shop, "deadline: 2s"));
     let mut config = with_secrets(&rules, &[SECRET]);
     config.watch = false;
@@ -466,7 +455,7 @@ async fn a_repeat_whose_first_delivery_is_unanswered_by_its_deadline_is_refused(
         200,
         "the first delivery is answered on its own rules"
     );
-    assert_eq!(shop.calls_to("/confirm"), 1);
+    assert_eq!(shop.calls_to(MERCHANT_CONFIRM), 1);
     assert_repeats(&server, "unanswered", 1).await;
     server.stop().await;
 }
@@ -495,10 +484,13 @@ async fn allow_from_refuses_other_sources() {
     assert_eq!((a.status, a.decision()), (403, "reject"));
     assert_eq!(get(&server.url("/healthz")).await.status, 200);
     // Counted under the ruleset it was sent to: the name is a loaded one, not the caller's choice.
-    let metrics = get(&server.admin_url("/metrics")).await;
-    let text = metrics.body.as_str().unwrap();
-    assert!(
-        text.contains(r#"confirm_proxy_requests_total{ruleset="default",decision="reject"} 1"#),
+    let text = server.metrics().await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"confirm_proxy_requests_total{ruleset="default",decision="reject"}"#
+        ),
+        Some(1.0),
         "{text}"
     );
     server.stop().await;
@@ -531,11 +523,7 @@ async fn a_refused_source_holds_no_connection_for_long() {
         }
     };
 
-    let body = v1("o", 5);
-    let request = format!(
-        "POST /confirm HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = raw_post(&v1("o", 5));
     let mut refused = connect_from("127.0.0.1").await;
     refused.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
@@ -565,9 +553,7 @@ async fn a_refused_source_holds_no_connection_for_long() {
         "the allowed source's connection stays open"
     );
     allowed.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = vec![0u8; 4096];
-    let n = allowed.read(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
+    let answer = read_once(&mut allowed).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
         !answer.to_ascii_lowercase().contains("connection: close"),
@@ -785,17 +771,6 @@ async fn admin_token_guards_admin_endpoints() {
     server.stop().await;
 }
 
-/// Parses Prometheus text into (series, value) pairs.
-fn series(text: &str) -> Vec<(String, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            l.rsplit_once(' ')
-                .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
-        })
-        .collect()
-}
-
 /// Every loaded ruleset's request series and each rule's `error` series exist at 0 from start
 /// and from the reload that adds them, so `increase(…)` alerts see their first event.
 #[tokio::test]
@@ -807,11 +782,11 @@ async fn series_of_loaded_rulesets_exist_at_zero() {
     let server = Server::start(rules.path()).await;
     let text = server.metrics().await;
     for series in [
-        r#"confirm_proxy_requests_total{ruleset="default",decision="reject"} 0"#,
-        r#"confirm_proxy_requests_total{ruleset="default",decision="approve"} 0"#,
-        r#"confirm_proxy_rule_outcomes_total{ruleset="default",rule="limit",outcome="error"} 0"#,
+        r#"confirm_proxy_requests_total{ruleset="default",decision="reject"}"#,
+        r#"confirm_proxy_requests_total{ruleset="default",decision="approve"}"#,
+        r#"confirm_proxy_rule_outcomes_total{ruleset="default",rule="limit",outcome="error"}"#,
     ] {
-        assert!(text.contains(series), "{series}\n{text}");
+        assert_eq!(metric(&text, series), Some(0.0), "{series}\n{text}");
     }
     rules.write(
         "shop.yaml",
@@ -821,10 +796,10 @@ async fn series_of_loaded_rulesets_exist_at_zero() {
     assert_eq!(reload.status, 200, "{:?}", reload.body);
     let text = server.metrics().await;
     for series in [
-        r#"confirm_proxy_requests_total{ruleset="shop",decision="reject"} 0"#,
-        r#"confirm_proxy_rule_outcomes_total{ruleset="shop",rule="cap",outcome="error"} 0"#,
+        r#"confirm_proxy_requests_total{ruleset="shop",decision="reject"}"#,
+        r#"confirm_proxy_rule_outcomes_total{ruleset="shop",rule="cap",outcome="error"}"#,
     ] {
-        assert!(text.contains(series), "{series}\n{text}");
+        assert_eq!(metric(&text, series), Some(0.0), "{series}\n{text}");
     }
     server.stop().await;
 }
@@ -847,8 +822,7 @@ async fn metrics_count_exactly_what_was_sent() {
     )
     .await;
     let text = server.metrics().await;
-    let s = series(&text);
-    let value = |k: &str| s.iter().find(|(name, _)| name == k).map(|(_, v)| *v);
+    let value = |series: &str| metric(&text, series);
     assert_eq!(
         value(r#"confirm_proxy_requests_total{ruleset="default",decision="approve"}"#),
         Some(3.0),
@@ -904,9 +878,10 @@ async fn decision_log_survives_sigterm_during_a_burst() {
     let mut proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
     let url = proc.url("/confirm");
     // A bounded burst: 8 workers × 100 requests, SIGTERM part-way through.
+    let answers = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for w in 0..8 {
-        let url = url.clone();
+        let (url, answers) = (url.clone(), answers.clone());
         workers.push(tokio::spawn(async move {
             let c = client();
             let mut answered = Vec::new();
@@ -923,21 +898,29 @@ async fn decision_log_survives_sigterm_during_a_burst() {
                 };
                 if let Some(id) = resp.headers().get("x-confirm-decision-id") {
                     answered.push(id.to_str().unwrap().to_owned());
+                    answers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
             }
             answered
         }));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Once the burst is under way, however slowly the machine runs it: some answers are in,
+    // most are still to come.
+    let under_way = eventually(Duration::from_secs(10), || async {
+        answers.load(std::sync::atomic::Ordering::SeqCst) >= 20
+    })
+    .await;
+    assert!(
+        under_way,
+        "the burst did not get going:\n{}",
+        proc.log_text()
+    );
     proc.signal("TERM");
     let mut answered = Vec::new();
     for w in workers {
         answered.extend(w.await.unwrap());
     }
-    let status = tokio::time::timeout(Duration::from_secs(10), proc.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = proc.exited().await;
     assert!(status.success(), "{}", proc.log_text());
     assert!(!answered.is_empty());
     let text = std::fs::read_to_string(&log).unwrap();
@@ -1072,7 +1055,7 @@ async fn secrets_never_appear_in_logs_decision_log_or_admin_rules() {
     assert!(view.contains("\"version\""));
     proc.signal("TERM");
     let mut proc = proc;
-    proc.child.wait().await.unwrap();
+    proc.exited().await;
     let secret_key = SECRET.trim_start_matches("whsec_");
     for (what, text) in [
         ("log", proc.log_text()),
@@ -1118,7 +1101,7 @@ async fn a_secret_in_an_upstream_url_path_stays_out_of_debug_logs() {
     assert_eq!(answer.status, 409, "{}", answer.body);
     proc.signal("TERM");
     let mut proc = proc;
-    proc.child.wait().await.unwrap();
+    proc.exited().await;
     let log = proc.log_text();
     // The path this is about was taken.
     assert!(log.contains("sending it again"), "{log}");
@@ -1232,7 +1215,7 @@ fn sign_with(secret: &str, id: &str, ts: i64, body: &[u8]) -> String {
 
 /// `/metrics` counts `n` repeated deliveries answered `answer`.
 async fn assert_repeats(server: &Server, answer: &str, n: u64) {
-    let metrics = get(&server.admin_url("/metrics")).await.body;
-    let line = format!("confirm_proxy_repeated_deliveries_total{{answer=\"{answer}\"}} {n}");
-    assert!(metrics.as_str().unwrap().contains(&line), "{metrics}");
+    let text = server.metrics().await;
+    let series = format!(r#"confirm_proxy_repeated_deliveries_total{{answer="{answer}"}}"#);
+    assert_eq!(metric(&text, &series), Some(n as f64), "{text}");
 }

@@ -88,14 +88,16 @@ pub async fn post(url: &str, content_type: Option<&str>, body: impl Into<reqwest
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
-    read(req.send().await.unwrap()).await
+    send(req).await
 }
 
 pub async fn get(url: &str) -> Answer {
-    read(client().get(url).send().await.unwrap()).await
+    send(client().get(url)).await
 }
 
-async fn read(resp: reqwest::Response) -> Answer {
+/// Sends `req` and reads its answer (a body that is not JSON is kept as a JSON string).
+pub async fn send(req: reqwest::RequestBuilder) -> Answer {
+    let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap();
@@ -215,6 +217,18 @@ pub fn v1(order_id: &str, amount: i64) -> String {
         .to_string()
 }
 
+/// How long a test waits for what must come (an answer, an exit) before it fails: far longer
+/// than any of them takes on a loaded machine, so that only a hang, not a slow run, reaches it.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The output of `fut`, which must come within `limit`: a regression that makes the wait
+/// endless fails the test, naming `what` was waited for, instead of hanging the whole run.
+pub async fn within<F: std::future::Future>(limit: Duration, what: &str, fut: F) -> F::Output {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("waited {limit:?} for {what}"))
+}
+
 /// Polls `f` until it returns true, for at most `limit`.
 pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
 where
@@ -282,6 +296,21 @@ impl Process {
 
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        get(&self.admin_url("/metrics"))
+            .await
+            .body
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Its exit status once it has exited (after a signal), within [`PATIENCE`].
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        exited(&mut self.child, &self.log).await
     }
 
     /// The first log line holding `text` (a decision id, a message), once it is written
@@ -432,6 +461,20 @@ fn signal(child: &tokio::process::Child, sig: &str) {
     assert!(ok, "kill -{sig} {pid}");
 }
 
+/// The exit status of `child`, whose stderr is `log`, once it has exited, within [`PATIENCE`].
+async fn exited(
+    child: &mut tokio::process::Child,
+    log: &std::sync::Mutex<Vec<String>>,
+) -> std::process::ExitStatus {
+    match tokio::time::timeout(PATIENCE, child.wait()).await {
+        Ok(status) => status.unwrap(),
+        Err(_) => panic!(
+            "the server did not exit within {PATIENCE:?}:\n{}",
+            log.lock().unwrap().join("\n")
+        ),
+    }
+}
+
 /// The public and admin addresses of a "listening" log line: pretty logs say `public=ADDR`,
 /// JSON logs have a "public" field.
 fn listening_on(line: &str) -> Option<(SocketAddr, SocketAddr)> {
@@ -526,6 +569,11 @@ impl Starting {
 
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// Its exit status once it has exited (after a signal), within [`PATIENCE`].
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        exited(&mut self.child, &self.log).await
     }
 
     /// Waits (at most 10 s) for the server to listen.
@@ -626,4 +674,172 @@ pub async fn raw_upstream(
         }
     })
     .await
+}
+
+/// A raw HTTP/1.1 request: `head` (`POST /confirm`), then `headers` (whole lines, each ending
+/// in `\r\n`) and `body` with the `Content-Length` it has.
+pub fn raw_request(head: &str, headers: &str, body: &str) -> String {
+    format!(
+        "{head} HTTP/1.1\r\nhost: x\r\n{headers}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A raw confirm request of the JSON `body`, as PortOne sends one.
+pub fn raw_post(body: &str) -> String {
+    raw_request("POST /confirm", "content-type: application/json\r\n", body)
+}
+
+/// What one read of `conn` brings, as text (a small answer on loopback comes in one piece),
+/// within [`PATIENCE`]; empty once the peer has closed.
+pub async fn read_once(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    let n = within(PATIENCE, "an answer on the connection", conn.read(&mut buf))
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// The decision-log records so far of order `order_id`.
+pub fn records_of(log: &Path, order_id: &str) -> Vec<Value> {
+    records_so_far(log)
+        .into_iter()
+        .filter(|r| r["order_id"] == order_id)
+        .collect()
+}
+
+/// The path of a [`merchant`]'s existing confirm handler.
+pub const MERCHANT_CONFIRM: &str = "/payments/confirm";
+
+/// A merchant whose existing confirm handler (`POST` [`MERCHANT_CONFIRM`]) approves after
+/// `delay`.
+pub async fn merchant(delay: Duration) -> MockUpstream {
+    MockUpstream::start(axum::Router::new().route(
+        MERCHANT_CONFIRM,
+        axum::routing::post(move || async move {
+            tokio::time::sleep(delay).await;
+            axum::Json(serde_json::json!({"ok": true}))
+        }),
+    ))
+    .await
+}
+
+/// A [`merchant`] that approves after `delay`, and a ruleset that forwards to it with a
+/// deadline (4 s) well beyond that.
+pub async fn slow_merchant(delay: Duration) -> (MockUpstream, Rules) {
+    let shop = merchant(delay).await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 4s }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 3s }}\nrules:\n  - name: existing-confirm\n    forward: {{ upstream: shop, path: {MERCHANT_CONFIRM} }}\n",
+            shop.url()
+        ),
+    );
+    (shop, rules)
+}
+
+/// Sends a confirm request for `order_id` to `url` and hangs up after 200 ms, before `shop` (a
+/// [`slow_merchant`] of a second or more) answers; returns once the merchant has the forward.
+pub async fn hang_up_mid_forward(url: &str, shop: &MockUpstream, order_id: &str) {
+    let sent = impatient_client(Duration::from_millis(200))
+        .post(url)
+        .header("content-type", "application/json")
+        .body(v1(order_id, 5_000))
+        .send()
+        .await;
+    assert!(sent.is_err(), "answered before the merchant: {sent:?}");
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            shop.calls_to(MERCHANT_CONFIRM) == 1
+        })
+        .await,
+        "the merchant was never called"
+    );
+}
+
+/// One sample of a Prometheus text exposition: name, labels (unescaped) and value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
+/// The value of `series` — a name and its labels as `/metrics` writes them,
+/// `name{label="value",…}` — in the `/metrics` text `text`; `None` when it is not there (or
+/// `text` is no exposition at all, as when `/metrics` failed).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    let (name, labels, _) =
+        sample(&format!("{series} 0")).unwrap_or_else(|| panic!("not a series: {series}"));
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(sample)
+        .find(|(n, l, _)| *n == name && *l == labels)
+        .map(|(_, _, value)| value)
+}
+
+/// Parses a whole `/metrics` text, panicking on anything that is not valid text exposition
+/// format: a sample line that does not parse, a `# HELP` or `# TYPE` given twice for one
+/// family, or a family's lines not kept together.
+pub fn exposition(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let mut described = std::collections::HashSet::new();
+    let mut seen_families: Vec<String> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut words = rest.splitn(3, ' ');
+            let (kind, name) = (words.next().unwrap(), words.next().unwrap_or(""));
+            assert!(
+                described.insert((kind.to_owned(), name.to_owned())),
+                "second `# {kind}` for {name}:\n{text}"
+            );
+            continue;
+        }
+        let (name, labels, value) = sample(line).unwrap_or_else(|| panic!("bad line {line:?}"));
+        // Histogram series belong to the family without their suffix.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| described.contains(&("TYPE".to_owned(), f.to_string())))
+            .unwrap_or(&name)
+            .to_owned();
+        if seen_families.last() != Some(&family) {
+            assert!(
+                !seen_families.contains(&family),
+                "{family} is split:\n{text}"
+            );
+            seen_families.push(family);
+        }
+        samples.push((name, labels, value));
+    }
+    samples
+}
+
+/// One sample line of a text exposition; `None` when it is not one.
+fn sample(line: &str) -> Option<Sample> {
+    let (series, value) = line.rsplit_once(' ')?;
+    let value = value.parse().ok()?;
+    let Some((name, mut rest)) = series.split_once('{') else {
+        return Some((series.to_owned(), Vec::new(), value));
+    };
+    let mut labels = Vec::new();
+    loop {
+        if rest == "}" {
+            break;
+        }
+        let (label, after) = rest.split_once("=\"")?;
+        let mut chars = after.char_indices();
+        let mut text = String::new();
+        let end = loop {
+            match chars.next()? {
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => text.push('\n'),
+                    c @ ('\\' | '"') => text.push(c),
+                    _ => return None,
+                },
+                (i, '"') => break i,
+                (_, c) => text.push(c),
+            }
+        };
+        labels.push((label.to_owned(), text));
+        rest = &after[end + 1..];
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+    }
+    Some((name.to_owned(), labels, value))
 }
