@@ -500,6 +500,11 @@ pub struct LoadError {
     pub message: String,
 }
 
+/// The most characters of a quoted text (a name, a value) a load error shows.
+const MAX_QUOTED_CHARS: usize = 200;
+/// The most characters of a load error's message, hints included.
+const MAX_MESSAGE_CHARS: usize = 2_000;
+
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A message may quote the file (Rhai's `unexpected '\0'`): a control character would
@@ -520,6 +525,10 @@ impl fmt::Display for LoadError {
         } else {
             self.message.as_str().into()
         };
+        // A value of a megabyte, quoted whole (or unquoted, by Rhai), would make a line no one
+        // reads.
+        let message = crate::text::cut_quoted(&message, MAX_QUOTED_CHARS);
+        let message = crate::text::cut(&message, MAX_MESSAGE_CHARS);
         match self.location {
             Some(l) => write!(
                 f,

@@ -292,6 +292,7 @@ impl ScriptEngine {
         found.extend(lint::closure_reads_its_own_object(&ast, src));
         found.extend(lint::captured_variable_changed(&ast, &self.functions));
         found.extend(lint::literal_too_large(&ast));
+        found.extend(lint::number_too_large(&ast, src));
         found.extend(lint::placeholder_in_text(&ast));
         found.extend(lint::number_method_on_text(&ast));
         found.extend(lint::now_in_seconds(&ast));

@@ -1,10 +1,18 @@
 //! "Did you mean …?": the known name closest to a misspelt one, for the messages of rule files
 //! (unknown keys and values) and of expressions (unknown functions).
 
+/// Longer than every name a word could be a slip of (keys, values, functions).
+const MAX_SLIP_BYTES: usize = 100;
+
 /// The candidate closest to `word`, when it is close enough to be a slip: one edit away (more in
 /// longer names; a swap of neighbours is one) and not all of it, or sharing most of its start
 /// (`minimum` → `min`).
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // No slip of a name, and comparing a word of a megabyte with each name took seconds: the
+    // measures below take time growing with the product of the lengths.
+    if word.len() > MAX_SLIP_BYTES {
+        return None;
+    }
     candidates
         .into_iter()
         .map(|known| {
@@ -43,5 +51,7 @@ mod tests {
         for word in ["foo", "bogus", "deny", "x", "b"] {
             assert_eq!(closest(word, keys), None, "{word}");
         }
+        let long = format!("reaso{}", "n".repeat(1_000_000));
+        assert_eq!(closest(&long, keys), None);
     }
 }

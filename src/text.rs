@@ -80,6 +80,28 @@ pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(shown)
 }
 
+/// `message` with each quoted text in it (between two `"`) longer than `max` characters cut to
+/// `max` ([`cut_chars`]): an error quoting what an operator wrote (a misspelt name, a duration, a
+/// placeholder) stays a line they can read, however long that was. Borrowed when none is.
+pub fn cut_quoted(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    let long = |quoted: &&str| quoted.len() > max && quoted.chars().nth(max).is_some();
+    if message.len() <= max || !message.split('"').skip(1).step_by(2).any(|q| long(&q)) {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut out = String::new();
+    for (i, part) in message.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        if i % 2 == 1 {
+            out.push_str(&cut(part, max));
+        } else {
+            out.push_str(part);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `value` as its `Display` writes it, stopped after `max` bytes (at a character boundary), and
 /// whether it was cut. The writer fails once full, which stops the writing: a megabyte answer
 /// or a map holding one string under thousands of keys costs no more than `max`.
@@ -149,6 +171,26 @@ pub fn hidden(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_quoted_texts_are_cut_and_the_rest_kept() {
+        let long = "h".repeat(1000);
+        let message = format!("unknown function \"{long}\": did you mean \"starts_with\"?");
+        let shown = cut_quoted(&message, 20);
+        assert_eq!(
+            shown,
+            format!(
+                "unknown function \"{}…\": did you mean \"starts_with\"?",
+                &long[..20]
+            )
+        );
+        // Short quotes and unquoted text are left alone, borrowed.
+        let plain = format!("\"short\" {long}");
+        assert!(matches!(
+            cut_quoted(&plain, 10),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn cut_borrows_what_fits_and_marks_a_cut() {

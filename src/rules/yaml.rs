@@ -368,6 +368,28 @@ pub const MAX_LOCATED: usize = 50;
 /// How many times a file is read again to find the next error, at most.
 const MAX_PASSES: usize = 200;
 
+/// How many nodes all the readings of one file for its next error may read, at most (about a
+/// second): each reads the whole file, so a big generated file with an error in each part
+/// (a 600 KB one with 200 repeated keys) took over 10 s, and held every reload behind it.
+const REREAD_VALUES: usize = 2_000_000;
+
+/// How many times a file of `values` nodes ([`document::Checked::values`]) is read to find its errors
+/// one by one, at most: [`MAX_PASSES`], fewer for a big file, but at least 3.
+pub fn passes_for(values: usize) -> usize {
+    (REREAD_VALUES / values.max(1)).clamp(3, MAX_PASSES)
+}
+
+/// The note after the last error found when the readings stopped, so that an operator does not
+/// take the list for all there is; placed at that error, so that it is listed after it.
+fn stopped_after(at: Option<Location>, errors: usize) -> ParseError {
+    ParseError {
+        location: at,
+        message: format!(
+            "stopped reading this file after {errors} errors; fix those and check again for the rest"
+        ),
+    }
+}
+
 /// The location of a serde_yaml error; never line 0.
 fn error_location(e: &serde_yaml::Error) -> Location {
     e.location()
@@ -623,5 +645,67 @@ mod tests {
         let err = from_str::<T>("a: 1\n---\na: 2\n").unwrap_err();
         assert_eq!(err.location, Some(Location { line: 2, column: 1 }));
         assert_eq!(err.message, SECOND_DOCUMENT);
+    }
+
+    /// One anchor of N items used at N aliases reads N² values: refused once past the limit,
+    /// in about the time the limit's values take, rather than read whole.
+    #[test]
+    fn aliases_fanning_out_to_too_many_values_are_refused_early() {
+        let n = 5_000;
+        let src = format!(
+            "x: &a [{}]\ny: [{}]\n",
+            vec!["1"; n].join(","),
+            vec!["*a"; n].join(",")
+        );
+        let started = std::time::Instant::now();
+        let e = check_document(&src).unwrap_err();
+        println!(
+            "{} KB: refused after {:?}",
+            src.len() / 1000,
+            started.elapsed()
+        );
+        assert!(
+            e.message.starts_with(&format!(
+                "the file's aliases (*name) repeat its anchors (&name) to more than {} values",
+                2 * src.len() + 100_000
+            )),
+            "{}",
+            e.message
+        );
+        assert!(e.location.is_some());
+        // A few hundred values repeated a hundred times are well within it.
+        let few = format!(
+            "x: &a [{}]\ny: [{}]\n",
+            vec!["1"; 300].join(","),
+            vec!["*a"; 100].join(",")
+        );
+        let checked = check_document(&few).unwrap();
+        assert_eq!(checked.values, 1 + 2 + 300 + 2 + 100 * 301);
+    }
+
+    /// Each repeated key is found by reading the file again: a big file is read fewer times,
+    /// the rest of its repeated keys counted in one line after those shown.
+    #[test]
+    fn repeated_keys_of_a_big_file_are_found_within_a_reading_budget() {
+        let items = vec!["1"; 100_000].join(",");
+        let src = format!("x: [{items}]\n{}", "y: 1\n".repeat(50));
+        let checked = check_document(&src).unwrap();
+        let passes = passes_for(checked.values);
+        assert_eq!(passes, 19, "{} values", checked.values);
+        assert_eq!(checked.duplicates.len(), 20);
+        assert!(checked.duplicates[18]
+            .message
+            .starts_with("duplicate key \"y\" (first at line 2)"));
+        assert_eq!(
+            checked.duplicates[18].location,
+            Some(Location {
+                line: 21,
+                column: 1
+            })
+        );
+        assert_eq!(
+            checked.duplicates[19].message,
+            "and 30 more repeated keys, not shown: fix these and check again"
+        );
     }
 }

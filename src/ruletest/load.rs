@@ -127,10 +127,19 @@ fn nested_tests(path: &Path) -> bool {
         })
 }
 
-/// The test file `file` read as far as its shape goes, without the rules: its text, what it
-/// holds, and the repeated keys found (errors, reported with the rest); or every syntax and
+/// A test file read as far as its shape goes, without the rules.
+struct ReadSuite {
+    src: String,
+    raw: RawSuite,
+    /// The repeated keys found (errors, reported with the rest).
+    repeated: Vec<LoadError>,
+    /// How many times the file may be read again to locate its errors ([`yaml::passes_for`]).
+    passes: usize,
+}
+
+/// The test file `file` read as far as its shape goes, without the rules; or every syntax and
 /// shape error of it.
-fn read_suite(file: &Path) -> Result<(String, RawSuite, Vec<LoadError>), Vec<LoadError>> {
+fn read_suite(file: &Path) -> Result<ReadSuite, Vec<LoadError>> {
     let error = |location, message: String| LoadError {
         file: file.to_owned(),
         location,
@@ -141,11 +150,15 @@ fn read_suite(file: &Path) -> Result<(String, RawSuite, Vec<LoadError>), Vec<Loa
     // Syntax first, with the hints rule files get (an unclosed `{`, a tab, an unquoted `: `);
     // a repeated key would have a case test another answer (or request) than the one its
     // author is looking at.
-    let mut errors: Vec<LoadError> = match yaml::check_document(&src) {
-        Ok(duplicates) => duplicates
-            .into_iter()
-            .map(|e| error(e.location, e.message))
-            .collect(),
+    let (mut errors, passes): (Vec<LoadError>, usize) = match yaml::check_document(&src) {
+        Ok(checked) => (
+            checked
+                .duplicates
+                .into_iter()
+                .map(|e| error(e.location, e.message))
+                .collect(),
+            yaml::passes_for(checked.values),
+        ),
         Err(e) => return Err(vec![error(e.location, e.message)]),
     };
     // A case that is not well-formed is left out and the file read again, for the next one's
@@ -164,14 +177,19 @@ fn read_suite(file: &Path) -> Result<(String, RawSuite, Vec<LoadError>), Vec<Loa
             shape_errors.push(error(e.location, e.message));
         }
         match case {
-            Some(i) if shape_errors.len() < yaml::MAX_LOCATED => {
+            Some(i) if shape_errors.len() < yaml::MAX_LOCATED.min(passes) => {
                 left_out.insert(i);
             }
             _ => break None,
         }
     };
     match raw {
-        Some(raw) => Ok((src, raw, errors)),
+        Some(raw) => Ok(ReadSuite {
+            src,
+            raw,
+            repeated: errors,
+            passes,
+        }),
         None => {
             errors.extend(shape_errors);
             errors.sort_by_key(|e| e.location.map(|l| (l.line, l.column)));
@@ -189,7 +207,7 @@ pub fn shape_errors(rules_dir: &Path) -> Vec<LoadError> {
     let mut errors = misnamed_tests(&dir);
     for file in files {
         match read_suite(&file) {
-            Ok((_, _, mut repeated)) => errors.append(&mut repeated),
+            Ok(mut read) => errors.append(&mut read.repeated),
             Err(mut e) => errors.append(&mut e),
         }
     }
@@ -202,7 +220,12 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         location,
         message,
     };
-    let (src, raw, mut errors) = read_suite(file)?;
+    let ReadSuite {
+        src,
+        raw,
+        repeated: mut errors,
+        passes,
+    } = read_suite(file)?;
     let at = |path: &[Seg<'_>]| Some(yaml::locate(&src, path));
     errors.extend(
         yaml::test_file_values(&src)
@@ -279,10 +302,11 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     let mut first_named: HashMap<&str, usize> = HashMap::new();
     // Each is located by reading the file again (twice): the first ones only, the rest counted.
     let mut duplicates = 0;
+    let located = yaml::MAX_LOCATED.min(passes);
     for (i, c) in raw.cases.iter().enumerate() {
         if let Some(&first) = first_named.get(c.name.as_str()) {
             duplicates += 1;
-            if duplicates > yaml::MAX_LOCATED {
+            if duplicates > located {
                 continue;
             }
             let first_at = yaml::locate(
@@ -300,12 +324,14 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             first_named.insert(&c.name, i);
         }
     }
-    if duplicates > yaml::MAX_LOCATED {
+    if duplicates > located {
+        // At the last one shown, so that it is listed after them.
+        let at = errors.last().and_then(|e| e.location);
         errors.push(error(
-            None,
+            at,
             format!(
                 "and {} more duplicate case names, not shown",
-                duplicates - yaml::MAX_LOCATED
+                duplicates - located
             ),
         ));
     }
@@ -870,6 +896,20 @@ rules:
                 "{CASE}    expect: {{ decision: reject }}\n  - name: b\n    request: {{ imp_uid: i, merchant_uid: o-2, amount: 50 }}\n    expect: {{ decision: reject }}\n  - name: a\n    request: {{ imp_uid: i, merchant_uid: o-3, amount: 50 }}\n    expect: {{ decision: reject }}\n"
             )),
             ["tests/t.yaml:9:11: duplicate case name \"a\" (also at line 3): case names are unique in a file"]
+        );
+        // Past the first 50, counted in one line after them.
+        let more: String = (0..53)
+            .map(|i| format!("  - name: a\n    request: {{ imp_uid: i, merchant_uid: o-{i}, amount: 50 }}\n    expect: {{ decision: reject }}\n"))
+            .collect();
+        let errors = errors(&format!("{CASE}    expect: {{ decision: reject }}\n{more}"));
+        assert_eq!(errors.len(), 51, "{errors:?}");
+        assert_eq!(
+            errors[49],
+            "tests/t.yaml:153:11: duplicate case name \"a\" (also at line 3): case names are unique in a file"
+        );
+        assert_eq!(
+            errors[50],
+            "tests/t.yaml:153:11: and 3 more duplicate case names, not shown"
         );
     }
 

@@ -189,6 +189,10 @@ mod tests {
     use crate::script::{RequestScope, ScriptEngine, ScriptError, ScriptVerdict, TimeLeft};
     use std::time::Duration;
 
+    /// "Stopped soon": far under what the same script takes unchecked (seconds in a debug
+    /// build), and generous for a loaded machine, where a thread may wait its turn for a while.
+    const SOON: Duration = Duration::from_secs(2);
+
     fn run_script_within(
         src: &str,
         time_left: Duration,
@@ -241,8 +245,8 @@ mod tests {
             "{err}"
         );
         assert!(err.position.is_some(), "{err:?}");
-        // Generous for slow CI and debug builds; it stops a few ms after MAX_RUN_TIME.
-        assert!(took < Duration::from_millis(500), "took {took:?}");
+        // It stops a few ms after MAX_RUN_TIME.
+        assert!(took < SOON, "took {took:?}");
     }
 
     /// A list of lists far over the item limit (filled by index, which Rhai checks item by
@@ -271,8 +275,8 @@ mod tests {
         println!("128 copies of a 600,000-item list stopped after {took:?}: {result:?}");
         let err = result.unwrap_err();
         assert!(err.message.contains("(time limit)"), "{err}");
-        // Generous for slow CI and debug builds, where one copy takes tens of milliseconds.
-        assert!(took < Duration::from_millis(500), "took {took:?}");
+        // One copy takes tens of milliseconds in a debug build.
+        assert!(took < SOON, "took {took:?}");
     }
 
     #[test]
@@ -285,7 +289,7 @@ mod tests {
                 .starts_with("script stopped after 5 ms (the request's deadline)"),
             "{err}"
         );
-        assert!(took < Duration::from_millis(250), "took {took:?}");
+        assert!(took < SOON, "took {took:?}");
         // No time left at all: stopped within the first CLOCK_EVERY_OPS operations.
         let (result, _) = run_script_within("loop {}", Duration::ZERO);
         assert!(result.unwrap_err().message.contains("0 ms"));
@@ -316,7 +320,7 @@ mod tests {
             let took = started.elapsed();
             println!("{src}: {took:?}: {err}");
             assert!(limits.iter().any(|l| err.message.contains(l)), "{src}: {err}");
-            assert!(took < Duration::from_millis(500), "{src} took {took:?}");
+            assert!(took < SOON, "{src} took {took:?}");
         }
     }
 
@@ -349,7 +353,7 @@ mod tests {
                     || err.message.contains("(time limit)"),
                 "{src}: {err}"
             );
-            assert!(took < Duration::from_millis(500), "{src} took {took:?}");
+            assert!(took < SOON, "{src} took {took:?}");
         }
         // Catching ordinary errors still works.
         assert_eq!(
@@ -363,8 +367,8 @@ mod tests {
         // A whole request's worth of helper calls, well within both limits, on any thread.
         let src = r#"
             let total = 0;
-            for i in 0..1000 { total += i; }
-            if seoul_hour(now) >= 10 && one_of(order_id, ["vip-7"]) && total == 499500 {
+            for i in 0..100 { total += i; }
+            if seoul_hour(now) >= 10 && one_of(order_id, ["vip-7"]) && total == 4950 {
                 true
             } else {
                 "refused"

@@ -51,7 +51,7 @@ pub(super) use race::closure_reads_its_own_object;
 pub(super) use results::{
     in_place_kept, in_place_result, not_a_condition, not_a_result, quoted_bool_result,
 };
-pub(super) use sizes::literal_too_large;
+pub(super) use sizes::{literal_too_large, number_too_large};
 pub(super) use source_text::{outer_variable_in_fn, unclosed_brace, unclosed_comment};
 pub(super) use text::impossible_text_comparison;
 

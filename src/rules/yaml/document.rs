@@ -11,58 +11,132 @@ use super::flow::open_flow;
 use super::hints::hint;
 use super::locate::{locate_key, Find, Seg};
 use super::scalar::Text;
-use super::{error_location, Location, ParseError, MAX_PASSES, SECOND_DOCUMENT};
+use super::{error_location, passes_for, Location, ParseError, SECOND_DOCUMENT};
 
-/// Syntax (and a second document, and duplicate keys): the errors serde would not find, or
-/// not where they are. Every duplicate key is an error of its own (`Ok`); a syntax error or a
-/// second document is the one error of the file (`Err`). YAML itself keeps the last of two
-/// equal keys without a word, so rule files and rule test files are both checked with this.
-pub fn check_document(src: &str) -> Result<Vec<ParseError>, ParseError> {
-    let mut duplicates = Vec::new();
-    loop {
-        let mut documents = serde_yaml::Deserializer::from_str(src);
-        let Some(first) = documents.next() else {
-            return Ok(duplicates);
-        };
-        let scan = Scan {
-            allowed: duplicates.len(),
-            seen: Cell::new(0),
-            path: RefCell::new(Vec::new()),
-            found: RefCell::new(None),
-        };
-        if let Err(e) = (ScanSeed { scan: &scan }).deserialize(first) {
-            let Some((path, key)) = scan.found.take() else {
-                return Err(syntax_error(src, &e));
-            };
-            duplicates.push(duplicate_key(src, &e, &path, &key));
-            if duplicates.len() >= MAX_PASSES {
-                return Ok(duplicates);
-            }
-            continue;
+/// A document that reads: its repeated keys, each an error of its own, and how many values
+/// it holds.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub duplicates: Vec<ParseError>,
+    /// Every node, each key and each value, aliases expanded: what one reading costs, which
+    /// bounds how often the file is read again for its next error ([`passes_for`]).
+    pub values: usize,
+}
+
+/// Syntax (and a second document, and duplicate keys, and aliases expanding to too much): the
+/// errors serde would not find, or not where they are. Every duplicate key is an error of its
+/// own (`Ok`); any other is the one error of the file (`Err`). YAML itself keeps the last of
+/// two equal keys without a word, so rule files and rule test files are both checked with this.
+pub fn check_document(src: &str) -> Result<Checked, ParseError> {
+    // The first reading counts the values and the repeated keys. Each repeated key is then
+    // found by a reading that fails at it, serde_yaml placing the error at the key.
+    let (values, repeated) = match scan(src, usize::MAX) {
+        Scanned::Read { values, repeated } => (values, repeated),
+        // (No repeated key fails a reading that allows them all.)
+        Scanned::Failed(e) | Scanned::Duplicate(e) => return Err(e),
+    };
+    let mut checked = Checked {
+        duplicates: Vec::new(),
+        values,
+    };
+    let shown = repeated.min(passes_for(values));
+    for allowed in 0..shown {
+        match scan(src, allowed) {
+            Scanned::Duplicate(e) => checked.duplicates.push(e),
+            // Read as before: the same file, the same readings.
+            Scanned::Read { .. } | Scanned::Failed(_) => break,
         }
-        if let Some(second) = documents.next() {
-            // No `---` nor `...`: libyaml saw a document end where the file did not mean one.
-            if second_document(src).is_none() {
-                if let Some(why) = no_second_document(src) {
-                    return Err(why);
+    }
+    if repeated > checked.duplicates.len() {
+        let at = checked.duplicates.last().and_then(|e| e.location);
+        checked.duplicates.push(ParseError {
+            location: at,
+            message: format!(
+                "and {} more repeated keys, not shown: fix these and check again",
+                repeated - checked.duplicates.len()
+            ),
+        });
+    }
+    Ok(checked)
+}
+
+/// What one reading of a document found.
+enum Scanned {
+    /// Read to the end: its size in nodes, and how many keys repeat one before them.
+    Read { values: usize, repeated: usize },
+    /// The repeated key after the first `allowed` ones.
+    Duplicate(ParseError),
+    /// The document's one error.
+    Failed(ParseError),
+}
+
+/// Reads `src` through, allowing `allowed` repeated keys.
+fn scan(src: &str, allowed: usize) -> Scanned {
+    let mut documents = serde_yaml::Deserializer::from_str(src);
+    let Some(first) = documents.next() else {
+        return Scanned::Read {
+            values: 0,
+            repeated: 0,
+        };
+    };
+    let scan = Scan {
+        allowed,
+        seen: Cell::new(0),
+        values: Cell::new(0),
+        max_values: max_values(src),
+        path: RefCell::new(Vec::new()),
+        found: RefCell::new(None),
+    };
+    if let Err(e) = (ScanSeed { scan: &scan }).deserialize(first) {
+        if scan.values.get() > scan.max_values {
+            return Scanned::Failed(too_many_values(&e, scan.max_values));
+        }
+        return match scan.found.take() {
+            Some((path, key)) => Scanned::Duplicate(duplicate_key(src, &e, &path, &key)),
+            None => Scanned::Failed(syntax_error(src, &e)),
+        };
+    }
+    if let Some(second) = documents.next() {
+        // No `---` nor `...`: libyaml saw a document end where the file did not mean one.
+        if second_document(src).is_none() {
+            if let Some(why) = no_second_document(src) {
+                return Scanned::Failed(why);
+            }
+        }
+        return Scanned::Failed(ParseError {
+            location: Some(second_document(src).unwrap_or_else(|| {
+                // The scan below finds every document start; this is a fallback.
+                let find = Find {
+                    path: &[],
+                    key: false,
+                };
+                match find.deserialize(second) {
+                    Err(e) => error_location(&e),
+                    Ok(()) => Location { line: 1, column: 1 },
                 }
-            }
-            return Err(ParseError {
-                location: Some(second_document(src).unwrap_or_else(|| {
-                    // The scan below finds every document start; this is a fallback.
-                    let find = Find {
-                        path: &[],
-                        key: false,
-                    };
-                    match find.deserialize(second) {
-                        Err(e) => error_location(&e),
-                        Ok(()) => Location { line: 1, column: 1 },
-                    }
-                })),
-                message: SECOND_DOCUMENT.into(),
-            });
-        }
-        return Ok(duplicates);
+            })),
+            message: SECOND_DOCUMENT.into(),
+        });
+    }
+    Scanned::Read {
+        values: scan.values.get(),
+        repeated: scan.seen.get(),
+    }
+}
+
+/// The most nodes a file of `src` may expand to through its aliases: far more than any file
+/// written out holds (a node takes a character or more), and a few hundred values repeated at
+/// a hundred aliases, yet bounded. A single anchor of N items used at N aliases reads N² values
+/// (N = 5,000, a 25 KB file, took 3.5 s and 1.8 GB), and serde_yaml's own limit only stops
+/// aliases of aliases.
+fn max_values(src: &str) -> usize {
+    2 * src.len() + 100_000
+}
+
+fn too_many_values(e: &serde_yaml::Error, max: usize) -> ParseError {
+    ParseError {
+        location: Some(error_location(e)),
+        message: format!("the file's aliases (*name) repeat its anchors (&name) to more than {max} values in all (two per character of the file, and 100000): write the values out instead of repeating large anchors"),
     }
 }
 
@@ -326,16 +400,32 @@ fn duplicate_key(src: &str, e: &serde_yaml::Error, path: &[PathSeg], key: &str) 
 }
 
 /// A walk over a whole document that fails at the first duplicate key after `allowed` ones
-/// (serde_yaml marks an error raised while a key is read with the key's position).
+/// (serde_yaml marks an error raised while a key is read with the key's position), or once it
+/// has met more than `max_values` nodes.
 struct Scan {
     allowed: usize,
     seen: Cell<usize>,
+    values: Cell<usize>,
+    max_values: usize,
     path: RefCell<Vec<PathSeg>>,
     /// The duplicate the walk failed at: the mapping's path and the key.
     found: RefCell<Option<(Vec<PathSeg>, String)>>,
 }
 
 const DUPLICATE: &str = "\u{0}duplicate";
+const TOO_MANY: &str = "\u{0}too many values";
+
+impl Scan {
+    /// Counts a node about to be read; an error once there are too many.
+    fn count<E: de::Error>(&self) -> Result<(), E> {
+        let n = self.values.get() + 1;
+        self.values.set(n);
+        if n > self.max_values {
+            return Err(E::custom(TOO_MANY));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone, Copy)]
 struct ScanSeed<'a> {
@@ -345,6 +435,7 @@ struct ScanSeed<'a> {
 impl<'de> DeserializeSeed<'de> for ScanSeed<'_> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.scan.count()?;
         d.deserialize_any(self)
     }
 }
@@ -410,6 +501,7 @@ struct ScanKey<'a> {
 impl<'de> DeserializeSeed<'de> for ScanKey<'_> {
     type Value = Option<String>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        self.scan.count()?;
         d.deserialize_any(self)
     }
 }

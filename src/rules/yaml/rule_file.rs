@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{check_document, clean_message, error_location, ParseError, Seg, MAX_PASSES};
+use super::{
+    check_document, clean_message, error_location, passes_for, stopped_after, ParseError, Seg,
+};
 use crate::rules::model::{RawRule, RawSettings, RawUpstream};
 use seeds::Root;
 
@@ -40,19 +42,22 @@ pub struct RuleFile {
 /// Within one key of a part (`amount: { mx: 1, mn: 2 }`) only the first error is found.
 pub fn parse_rule_file(src: &str) -> RuleFile {
     let mut file = RuleFile::default();
-    match check_document(src) {
-        Ok(duplicates) => file.errors = duplicates,
+    let values = match check_document(src) {
+        Ok(checked) => {
+            file.errors = checked.duplicates;
+            checked.values
+        }
         Err(fatal) => {
             file.errors.push(fatal);
             file.upstreams_broken = true;
             file.rules_broken = true;
             return file;
         }
-    }
+    };
     let duplicates = !file.errors.is_empty();
     // Tags come first: at a key, one is why the key has no value (`{ !Authorization: "x" }`).
     file.errors.extend(super::rule_file_values(src));
-    walk_file(src, duplicates, &mut file);
+    walk_file(src, duplicates, passes_for(values), &mut file);
     name_rules(src, &mut file.errors);
     for e in &mut file.errors {
         if let Some(hint) = super::upstream_name_hint(&e.message) {
@@ -204,17 +209,14 @@ struct Walker<'s> {
     found: RefCell<Found>,
 }
 
-/// Reads the file's parts, again and again, each time without what failed the time before.
-fn walk_file(src: &str, duplicates: bool, file: &mut RuleFile) {
+/// Reads the file's parts, again and again (`passes` times at most), each time without what
+/// failed the time before.
+fn walk_file(src: &str, duplicates: bool, passes: usize, file: &mut RuleFile) {
     let mut skip = Skip::default();
-    for pass in 0..=MAX_PASSES {
-        if pass == MAX_PASSES {
-            // Said, so that an operator does not take the list for all there is; placed at the
-            // last error, so that it is listed after them.
-            file.errors.push(ParseError {
-                location: file.errors.last().and_then(|e| e.location),
-                message: format!("stopped reading this file after {MAX_PASSES} errors; fix those and check again for the rest"),
-            });
+    for pass in 0..=passes {
+        if pass == passes {
+            let at = file.errors.last().and_then(|e| e.location);
+            file.errors.push(stopped_after(at, passes));
             break;
         }
         let walker = Walker {

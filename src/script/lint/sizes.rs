@@ -1,4 +1,5 @@
-//! A list or map literal holding more text than the sandbox lets a value hold.
+//! Literals beyond what a value holds: a list or map literal holding more text than the
+//! sandbox lets a value hold, and a number literal too large for a number.
 //!
 //! Rhai counts the text of every string in a list (or map, nested ones included) together
 //! against its one string limit. A literal over it fails every time it is built — on every
@@ -41,6 +42,48 @@ pub(in crate::script) fn literal_too_large(ast: &AST) -> Vec<(String, Position)>
     found
 }
 
+/// Each number literal beyond the largest number (about 1.8e308), which Rhai reads as infinity
+/// without a word: `amount < 1e400` then holds for every payment, and `amount > 1e400` for none.
+/// An infinity computed from constants (`1.0 / 0.0`, folded into one at load) is meant.
+pub(in crate::script) fn number_too_large(ast: &AST, src: &str) -> Vec<(String, Position)> {
+    let mut found = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Expr(Expr::FloatConstant(f, at))) = path.last() {
+            if !f.is_finite() && written_infinite(src, *at) {
+                found.push((
+                    "this number is larger than any a number can hold (about 1.8e308), so it is read as infinity, which every amount is below; write the limit you mean".to_owned(),
+                    *at,
+                ));
+            }
+        }
+        true
+    });
+    found
+}
+
+/// Whether the text at `at` in `src` is a number literal (a sign before it allowed) too large
+/// for a float.
+fn written_infinite(src: &str, at: Position) -> bool {
+    let (Some(line), Some(column)) = (at.line(), at.position()) else {
+        return false;
+    };
+    let Some(text) = src.split('\n').nth(line - 1) else {
+        return false;
+    };
+    let rest: String = text.chars().skip(column - 1).collect();
+    let rest = rest.trim_start_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+    let mut literal = String::new();
+    for c in rest.chars() {
+        let exponent_sign = matches!(c, '+' | '-') && literal.ends_with(['e', 'E']);
+        if c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E') || exponent_sign {
+            literal.push(c);
+        } else if c != '_' {
+            break;
+        }
+    }
+    literal.parse::<f64>().is_ok_and(f64::is_infinite)
+}
+
 /// Bytes of string text in a literal, its nested literals included (what Rhai counts).
 fn text_of(e: &Expr) -> usize {
     match e {
@@ -73,6 +116,32 @@ fn text_in_value(value: &Dynamic) -> usize {
 mod tests {
     use crate::script::tests::{assert_refused, run_unchecked};
     use crate::script::ScriptEngine;
+
+    /// `1e400` is read as infinity: refused where it is written, in expressions and scripts.
+    #[test]
+    fn a_number_literal_beyond_every_number_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        for src in [
+            "amount < 1e400",
+            "amount > -1e400",
+            "amount < 1_0e3_99",
+            "amount < 1.5E+400",
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert!(
+                e.message
+                    .starts_with("this number is larger than any a number can hold"),
+                "{src}: {e:?}"
+            );
+        }
+        let e = engine
+            .compile_script("let limit = 1e999;\namount < limit")
+            .unwrap_err();
+        assert_eq!((e.line, e.column), (1, 13), "{e:?}");
+        assert!(engine.compile_expression("amount < 1.7e308", &[]).is_ok());
+        // An infinity computed is one meant.
+        assert!(engine.compile_expression("amount < 1.0 / 0.0", &[]).is_ok());
+    }
 
     /// 9,000 ids of eight characters: 72 KB of text, short strings all. Refused at the list,
     /// where running it fails on every request; 7,000 of them load and run.

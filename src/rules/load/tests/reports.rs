@@ -696,8 +696,8 @@ fn messages_say_what_the_yaml_should_hold() {
         (
             "aliases that expand to billions of values",
             "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\na1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\na2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\na3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\na4: &a4 [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\na5: &a5 [*a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4]\na6: &a6 [*a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5]\na7: &a7 [*a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6]\na8: &a8 [*a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7]\na9: &a9 [*a8, *a8, *a8, *a8, *a8, *a8, *a8, *a8, *a8, *a8]\nrules: *a9\n",
-            (1, 1),
-            "repetition limit exceeded: the file's aliases (*name) expand to too many values; write the values out instead of repeating anchors",
+            (2, 5),
+            "the file's aliases (*name) repeat its anchors (&name) to more than 101162 values in all (two per character of the file, and 100000): write the values out instead of repeating large anchors",
         ),
         (
             "a byte-order mark before a key in the middle of the file",
@@ -1327,4 +1327,42 @@ fn only_the_first_fifty_keys_without_a_value_are_located() {
         errors[50],
         dir.whole(DEFAULT, "and 10 more keys without a value, not shown")
     );
+}
+
+/// A value of a megabyte is quoted cut short, and a message that quotes one unquoted (Rhai's
+/// "function not found: …") is cut as a whole: an error stays a line an operator can read.
+#[test]
+fn long_values_are_cut_short_in_errors() {
+    let long = "s".repeat(100_000);
+    let dir = default_file(&format!(
+        "settings:\n  deadline: 3{long}\nrules:\n  - name: a\n    amount: {{ max: 5 }}\n    reason: x\n"
+    ));
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            2,
+            13,
+            &format!(
+                "invalid duration \"3{}…\", expected a number and a unit like 500ms, 1.5s, 4s or 1m",
+                &long[..199]
+            )
+        )]
+    );
+
+    let dir = default_file("rules:\n  - { name: s, script: scripts/s.rhai }\n");
+    dir.write(
+        "scripts/s.rhai",
+        &format!("starts_wit{}(\"x\")\n", "h".repeat(100_000)),
+    );
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let prefix = dir.at("scripts/s.rhai", 1, 1, "");
+    let message = errors[0].strip_prefix(&prefix).unwrap();
+    assert!(
+        message.starts_with("function not found: starts_withh"),
+        "{message}"
+    );
+    assert_eq!(message.chars().count(), 2_001);
+    assert!(message.ends_with('…'));
 }
