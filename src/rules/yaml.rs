@@ -240,21 +240,31 @@ fn clean_message(msg: &str) -> String {
     if let Some(number) = number_in_text(&msg) {
         return format!("{msg}; write the number alone: {number}");
     }
+    // `min: 1e400`: YAML keeps a number no float holds as text.
+    if let Some(text) =
+        string_for_number(&msg).filter(|t| t.parse::<f64>().is_ok_and(f64::is_infinite))
+    {
+        return format!("{msg}; {text} is larger than any number can hold (about 1.8e308): write the limit you mean");
+    }
     msg
+}
+
+/// The text in `invalid type: string "…", expected …` where a number (or a whole number, or a
+/// status) is expected.
+fn string_for_number(msg: &str) -> Option<&str> {
+    let (_, rest) = msg.split_once("invalid type: string \"")?;
+    let (text, expected) = rest.split_once("\", expected ")?;
+    (expected.starts_with("a number")
+        || expected.starts_with("a whole number")
+        || expected.starts_with("an HTTP status"))
+    .then_some(text)
 }
 
 /// The number an operator meant by the text in `invalid type: string "…", expected a number`
 /// (or a whole number, or a status): `55_000`, `1 000`, `55000원`, `5,000 KRW` — digit
 /// separators and a currency after it, which YAML leaves a string.
 fn number_in_text(msg: &str) -> Option<String> {
-    let (_, rest) = msg.split_once("invalid type: string \"")?;
-    let (text, expected) = rest.split_once("\", expected ")?;
-    if !(expected.starts_with("a number")
-        || expected.starts_with("a whole number")
-        || expected.starts_with("an HTTP status"))
-    {
-        return None;
-    }
+    let text = string_for_number(msg)?;
     let bare = ["원", "KRW", "krw", "won"]
         .iter()
         .find_map(|unit| text.trim().strip_suffix(unit))

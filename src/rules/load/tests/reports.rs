@@ -1366,3 +1366,18 @@ fn long_values_are_cut_short_in_errors() {
     assert_eq!(message.chars().count(), 2_001);
     assert!(message.ends_with('…'));
 }
+
+/// A number no float holds is kept as text by YAML: the error says why.
+#[test]
+fn a_number_beyond_every_float_says_so() {
+    let dir = default_file("rules:\n  - name: a\n    amount: { min: 1e400 }\n    reason: x\n");
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            3,
+            20,
+            r#"rules[0].amount.min (rule "a"): invalid type: string "1e400", expected a number; 1e400 is larger than any number can hold (about 1.8e308): write the limit you mean"#
+        )]
+    );
+}
