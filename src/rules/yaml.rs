@@ -389,17 +389,6 @@ pub fn passes_for(values: usize) -> usize {
     (REREAD_VALUES / values.max(1)).clamp(3, MAX_PASSES)
 }
 
-/// The note after the last error found when the readings stopped, so that an operator does not
-/// take the list for all there is; placed at that error, so that it is listed after it.
-fn stopped_after(at: Option<Location>, errors: usize) -> ParseError {
-    ParseError {
-        location: at,
-        message: format!(
-            "stopped reading this file after {errors} errors; fix those and check again for the rest"
-        ),
-    }
-}
-
 /// The location of a serde_yaml error; never line 0.
 fn error_location(e: &serde_yaml::Error) -> Location {
     e.location()

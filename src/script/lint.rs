@@ -62,6 +62,20 @@ const ARITHMETIC: [&str; 5] = ["+", "-", "*", "/", "%"];
 /// Request variables that are always numbers.
 const NUMBERS: [&str; 2] = ["amount", "now"];
 
+/// How many characters into `src` a position is (Rhai counts lines and columns from 1, in
+/// characters).
+pub(super) fn char_offset(src: &str, at: Position) -> Option<usize> {
+    let (line, column) = (at.line()?, at.position()?);
+    let mut offset = 0;
+    for (n, text) in src.split('\n').enumerate() {
+        if n + 1 == line {
+            return (column <= text.chars().count() + 1).then_some(offset + column - 1);
+        }
+        offset += text.chars().count() + 1;
+    }
+    None
+}
+
 /// Each of the script's functions (closures too) with an AST holding it alone, for a walk of
 /// its body on its own. Linear in the number of functions (a filtered clone of the whole AST
 /// per function made a script of 4,000 functions take seconds to load).

@@ -161,12 +161,7 @@ impl Server {
 
     /// `/metrics` as text.
     pub async fn metrics(&self) -> String {
-        get(&self.admin_url("/metrics"))
-            .await
-            .body
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        metrics_text(&self.admin_url("/metrics")).await
     }
 
     /// Stops accepting, waits for in-flight requests and the decision log.
@@ -227,6 +222,11 @@ pub async fn within<F: std::future::Future>(limit: Duration, what: &str, fut: F)
     tokio::time::timeout(limit, fut)
         .await
         .unwrap_or_else(|_| panic!("waited {limit:?} for {what}"))
+}
+
+/// The text `/metrics` at `url` answers (empty when it answers no text).
+async fn metrics_text(url: &str) -> String {
+    get(url).await.body.as_str().unwrap_or_default().to_owned()
 }
 
 /// Polls `f` until it returns true, for at most `limit`.
@@ -300,12 +300,7 @@ impl Process {
 
     /// `/metrics` as text.
     pub async fn metrics(&self) -> String {
-        get(&self.admin_url("/metrics"))
-            .await
-            .body
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        metrics_text(&self.admin_url("/metrics")).await
     }
 
     /// Its exit status once it has exited (after a signal), within [`PATIENCE`].

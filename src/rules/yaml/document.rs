@@ -15,7 +15,7 @@ use super::{error_location, passes_for, Location, ParseError, SECOND_DOCUMENT};
 
 /// A document that reads: its repeated keys, each an error of its own, and how many values
 /// it holds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Checked {
     pub duplicates: Vec<ParseError>,
     /// Every node, each key and each value, aliases expanded: what one reading costs, which

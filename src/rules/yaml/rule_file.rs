@@ -8,9 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{
-    check_document, clean_message, error_location, passes_for, stopped_after, ParseError, Seg,
-};
+use super::{check_document, clean_message, error_location, passes_for, ParseError, Seg};
 use crate::rules::model::{RawRule, RawSettings, RawUpstream};
 use seeds::Root;
 
@@ -215,8 +213,12 @@ fn walk_file(src: &str, duplicates: bool, passes: usize, file: &mut RuleFile) {
     let mut skip = Skip::default();
     for pass in 0..=passes {
         if pass == passes {
-            let at = file.errors.last().and_then(|e| e.location);
-            file.errors.push(stopped_after(at, passes));
+            // Said, so that an operator does not take the list for all there is; placed at the
+            // last error, so that it is listed after them.
+            file.errors.push(ParseError {
+                location: file.errors.last().and_then(|e| e.location),
+                message: format!("stopped reading this file after {passes} errors; fix those and check again for the rest"),
+            });
             break;
         }
         let walker = Walker {

@@ -132,8 +132,8 @@ pub(super) const STORES: [&str; 8] = [
 /// method's name (at `method`), without the dot, and with line breaks (and the indentation
 /// after them) left out: `payload.custom.keys()` for `payload.custom.keys().filter(…)`.
 fn receiver_text(src: &str, head: Position, method: Position) -> Option<String> {
-    let start = char_offset(src, head)?;
-    let end = char_offset(src, method)?;
+    let start = super::char_offset(src, head)?;
+    let end = super::char_offset(src, method)?;
     let text: String = src
         .chars()
         .skip(start)
@@ -144,20 +144,6 @@ fn receiver_text(src: &str, head: Position, method: Position) -> Option<String> 
     let text = text.strip_suffix('?').unwrap_or(text).trim_end();
     let text: String = text.lines().map(str::trim).collect();
     (!text.is_empty()).then_some(text)
-}
-
-/// How many characters into `src` a position is (Rhai counts lines and columns from 1, in
-/// characters).
-fn char_offset(src: &str, at: Position) -> Option<usize> {
-    let (line, column) = (at.line()?, at.position()?);
-    let mut offset = 0;
-    for (n, text) in src.split('\n').enumerate() {
-        if n + 1 == line {
-            return (column <= text.chars().count() + 1).then_some(offset + column - 1);
-        }
-        offset += text.chars().count() + 1;
-    }
-    None
 }
 
 /// The methods a chain calls, each with its position: `filter` and `len` in

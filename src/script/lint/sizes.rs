@@ -64,16 +64,12 @@ pub(in crate::script) fn number_too_large(ast: &AST, src: &str) -> Vec<(String, 
 /// Whether the text at `at` in `src` is a number literal (a sign before it allowed) too large
 /// for a float.
 fn written_infinite(src: &str, at: Position) -> bool {
-    let (Some(line), Some(column)) = (at.line(), at.position()) else {
+    let Some(offset) = super::char_offset(src, at) else {
         return false;
     };
-    let Some(text) = src.split('\n').nth(line - 1) else {
-        return false;
-    };
-    let rest: String = text.chars().skip(column - 1).collect();
-    let rest = rest.trim_start_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
     let mut literal = String::new();
-    for c in rest.chars() {
+    let rest = src.chars().skip(offset);
+    for c in rest.skip_while(|c| matches!(c, '-' | '+') || c.is_whitespace()) {
         let exponent_sign = matches!(c, '+' | '-') && literal.ends_with(['e', 'E']);
         if c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E') || exponent_sign {
             literal.push(c);
