@@ -492,12 +492,14 @@ impl FileCompiler<'_, '_> {
                 if self.error_not_located() {
                     continue;
                 }
-                let first_at = yaml::locate(
+                // A name may be an alias (`name: *n`): each is placed where it is written.
+                let first_at = yaml::locate_written(
                     &self.src,
                     &[Seg::Key("rules"), Seg::Index(first), Seg::Key("name")],
                 );
-                self.error(
-                    &at,
+                let here = yaml::locate_written(&self.src, &at);
+                self.error_at(
+                    here,
                     format!(
                         "duplicate rule name \"{}\" (first used at line {})",
                         raw_rule.name, first_at.line

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use document::second_document;
 pub use document::{check_document, rule_file_values, test_file_values};
-pub use locate::{locate, locate_key, Seg};
+pub use locate::{locate, locate_key, locate_written, Seg};
 pub use rule_file::parse_rule_file;
 pub use scalar::{position_in_scalar, Origin};
 pub use written::{numbers_as_written, Texts};
@@ -180,6 +180,8 @@ fn clean_message(msg: &str) -> String {
             "expected an HTTP status code (a number such as 409)",
         )
         .replace("expected u32", "expected a whole number")
+        // serde's words for a key of a struct, met by a key that is a list or a mapping.
+        .replace("expected field identifier", "expected a key name")
         // serde_yaml's words for an integer beyond 64 bits: `integer "1000…000" as u128`.
         .replace("\" as u128", "\"")
         .replace("\" as i128", "\"");

@@ -309,12 +309,13 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             if duplicates > located {
                 continue;
             }
-            let first_at = yaml::locate(
+            let first_at = yaml::locate_written(
                 &src,
                 &[Seg::Key("cases"), Seg::Index(first), Seg::Key("name")],
             );
+            let here = [Seg::Key("cases"), Seg::Index(i), Seg::Key("name")];
             errors.push(error(
-                at(&[Seg::Key("cases"), Seg::Index(i), Seg::Key("name")]),
+                Some(yaml::locate_written(&src, &here)),
                 format!(
                     "duplicate case name \"{}\" (also at line {}): case names are unique in a file",
                     c.name, first_at.line
@@ -896,6 +897,12 @@ rules:
                 "{CASE}    expect: {{ decision: reject }}\n  - name: b\n    request: {{ imp_uid: i, merchant_uid: o-2, amount: 50 }}\n    expect: {{ decision: reject }}\n  - name: a\n    request: {{ imp_uid: i, merchant_uid: o-3, amount: 50 }}\n    expect: {{ decision: reject }}\n"
             )),
             ["tests/t.yaml:9:11: duplicate case name \"a\" (also at line 3): case names are unique in a file"]
+        );
+        // A name written as an alias is placed at the alias, not at its anchor.
+        assert_eq!(
+            errors(&(CASE.replace("name: a", "name: &n a")
+                + "    expect: { decision: reject }\n  - name: *n\n    request: { imp_uid: i, merchant_uid: o-2, amount: 50 }\n    expect: { decision: reject }\n")),
+            ["tests/t.yaml:6:11: duplicate case name \"a\" (also at line 3): case names are unique in a file"]
         );
         // Past the first 50, counted in one line after them.
         let more: String = (0..53)

@@ -52,6 +52,30 @@ pub fn locate_key(src: &str, path: &[Seg<'_>]) -> Option<Location> {
     }
 }
 
+/// Where the value at `path` is written: at its alias when it is one (`name: *n`), since
+/// serde_yaml places an aliased node where its anchor defines it, which may be lines above
+/// where it was used. For errors about the value as a whole; a position inside a scalar is
+/// in the anchor's text.
+pub fn locate_written(src: &str, path: &[Seg<'_>]) -> Location {
+    alias_at(src, path).unwrap_or_else(|| locate(src, path))
+}
+
+/// The alias written as the value of the key `path` ends with, if it is one.
+pub(super) fn alias_at(src: &str, path: &[Seg<'_>]) -> Option<Location> {
+    let Some(Seg::Key(key)) = path.last() else {
+        return None;
+    };
+    let at = locate_key(src, path)?;
+    let line = src.lines().nth(at.line.checked_sub(1)?)?;
+    let (start, _) = line.char_indices().nth(at.column.checked_sub(1)?)?;
+    let rest = line[start..].strip_prefix(key)?.trim_start();
+    let value = rest.strip_prefix(':')?.trim_start();
+    value.starts_with('*').then(|| Location {
+        line: at.line,
+        column: line[..line.len() - value.len()].chars().count() + 1,
+    })
+}
+
 const FOUND: &str = "\u{0}found";
 const MISSING: &str = "\u{0}missing";
 

@@ -296,8 +296,7 @@ fn walk_file(src: &str, duplicates: bool, passes: usize, file: &mut RuleFile) {
 }
 
 /// Where the value of the key the walk failed in is an alias (`mode: *lim`): serde_yaml places
-/// an error in an aliased value where its anchor defines it (`limits: &lim …`, lines above),
-/// which is not where the value was used wrongly.
+/// an error in an aliased value where its anchor defines it, not where it was used wrongly.
 fn alias_used(src: &str, cursor: &Cursor) -> Option<super::Location> {
     let key = cursor.key.as_deref().filter(|_| !cursor.done)?;
     let mut path = match cursor.part.as_ref()? {
@@ -306,15 +305,7 @@ fn alias_used(src: &str, cursor: &Cursor) -> Option<super::Location> {
         Part::Rule(i) => vec![Seg::Key("rules"), Seg::Index(*i)],
     };
     path.push(Seg::Key(key));
-    let at = super::locate_key(src, &path)?;
-    let line = src.lines().nth(at.line.checked_sub(1)?)?;
-    let (start, _) = line.char_indices().nth(at.column.checked_sub(1)?)?;
-    let rest = line[start..].strip_prefix(key)?.trim_start();
-    let value = rest.strip_prefix(':')?.trim_start();
-    value.starts_with('*').then(|| super::Location {
-        line: at.line,
-        column: line[..line.len() - value.len()].chars().count() + 1,
-    })
+    super::locate::alias_at(src, &path)
 }
 
 impl RuleFile {

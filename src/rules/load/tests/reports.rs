@@ -405,6 +405,41 @@ rules:
     );
 }
 
+/// A key that is a list (`? [a, b]`) has no name to leave out on the next reading: it is
+/// reported once, for its rule, and the next rule is still read.
+#[test]
+fn a_key_that_is_not_a_name_is_reported_once() {
+    let dir = default_file(
+        r#"rules:
+  - name: a
+    amount: { min: 100 }
+    reason: x
+    ? [a, b]
+    : 1
+  - name: b
+    foo: 1
+    reason: x
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(
+                DEFAULT,
+                5,
+                7,
+                r#"rules[0] (rule "a"): invalid type: sequence, expected a key name"#
+            ),
+            dir.at(
+                DEFAULT,
+                8,
+                5,
+                r#"rules[1] (rule "b"): unknown field "foo", expected one of "name", "when", "mode", "action", "reason", "on_error", "amount", "window", "require", "healthy", "fetch", "forward", "script""#
+            ),
+        ]
+    );
+}
+
 /// A duplicate key (which a plain YAML value refuses) does not cost the other errors of the
 /// file their rule names, nor its own.
 #[test]

@@ -42,6 +42,30 @@ fn duplicate_rule_names_name_the_first_use() {
     );
 }
 
+/// A name written as an alias is placed at the alias, not at its anchor lines above.
+#[test]
+fn a_duplicate_rule_name_written_as_an_alias_is_placed_at_the_alias() {
+    let dir = default_file(
+        r#"rules:
+  - name: &n limit
+    amount: { max: 100 }
+    reason: x
+  - name: *n
+    amount: { min: 1 }
+    reason: y
+"#,
+    );
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            5,
+            11,
+            r#"duplicate rule name "limit" (first used at line 2)"#
+        )]
+    );
+}
+
 #[test]
 fn a_rule_has_exactly_one_check_or_a_guarded_approve() {
     let dir = default_file(

@@ -303,6 +303,9 @@ struct FilterKey<'a, 's, K> {
 impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for FilterKey<'_, '_, K> {
     type Value = Result<K::Value, K>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        // Until the key reads as a name, an error is the part's: a key that is a list
+        // (`? [a, b]`) has no name to leave out on the next walk.
+        self.w.cursor.borrow_mut().key = None;
         d.deserialize_str(self)
     }
 }
