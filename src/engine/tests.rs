@@ -842,13 +842,12 @@ async fn a_shadow_script_waits_for_its_turn_only_until_its_cut_off() {
     );
     let scripts = ScriptEngine::new();
     let _held = scripts.hold_every_slot();
-    let started = std::time::Instant::now();
     let d = decide_on(&scripts, &rules, Arc::new(Canned::new()), Duration::ZERO).await;
-    let took = started.elapsed();
+    // Decided by `limit`, not DEADLINE: the wait for a turn ended before the deadline did
+    // (asserted by the outcome, not by a clock, which a loaded machine can stretch).
     assert_eq!(summary(&d), refused("LIMIT", "limit"));
     assert_eq!(d.shadow.len(), 1, "{:?}", d.shadow);
     assert_eq!(d.shadow[0].outcome, shadow_error("s").outcome);
-    assert!(took < Duration::from_millis(290), "took {took:?}");
 }
 
 /// A shadow rule cut off after its answer came (its `require` waiting for a turn to run Rhai
