@@ -37,6 +37,25 @@ pub const DEFAULT_REASON: &str = "결제를 진행할 수 없습니다.";
 /// The reason of the 404 for a ruleset that is not loaded.
 pub const UNKNOWN_RULESET_REASON: &str = "알 수 없는 결제 확인 경로입니다";
 
+/// A time as rule files, rule tests and `eval --now` take it: RFC 3339, with its UTC offset.
+/// The error says what is wrong where that can be said (see [`time_slip`]).
+pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, Option<String>> {
+    use chrono::{format::ParseErrorKind, Timelike};
+    match DateTime::parse_from_rfc3339(s) {
+        // chrono keeps `:60` as a leap second, which sorts before the next minute in a window
+        // but is that next minute in `now`'s milliseconds: the two would disagree.
+        Ok(t) if t.nanosecond() >= 1_000_000_000 => Err(Some(
+            "it has second 60 (a leap second), which the clocks here do not count: write :59, or :00 of the next minute".to_owned(),
+        )),
+        Ok(t) => Ok(t),
+        Err(e) => Err(time_slip(s).or_else(|| {
+            (e.kind() == ParseErrorKind::OutOfRange).then(|| {
+                "a part of it is out of range: months 01-12, a day the month has, hours 00-23, minutes and seconds 00-59".to_owned()
+            })
+        })),
+    }
+}
+
 /// What is wrong with `s`, a time that is not RFC 3339, when it is a common near miss: no UTC
 /// offset, an offset without its colon, a date alone, no seconds; with `s` put right (Korean time
 /// where the offset is missing), for the error that names it.

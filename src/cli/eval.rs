@@ -49,9 +49,9 @@ pub struct EvalArgs {
 }
 
 fn parse_now(s: &str) -> Result<DateTime<FixedOffset>, String> {
-    DateTime::parse_from_rfc3339(s).map_err(|e| {
-        let why = crate::rules::time_slip(s).unwrap_or_else(|| e.to_string());
-        format!("expected RFC 3339 like 2026-12-01T10:00:00+09:00: {why}")
+    crate::rules::parse_time(s).map_err(|why| {
+        let why = why.map(|h| format!(": {h}")).unwrap_or_default();
+        format!("expected RFC 3339 like 2026-12-01T10:00:00+09:00{why}")
     })
 }
 

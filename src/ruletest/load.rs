@@ -4,8 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use chrono::DateTime;
-
 use super::names::CaseNames;
 use super::{Case, RawSuite, Suite, SuiteWithout};
 use crate::payload::{self, Parsed};
@@ -245,12 +243,10 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     }
     // `field` names the key as the other errors of a test file do: `now`, `cases[2].now`.
     let parse_now = |s: &str, path: &[Seg<'_>], field: &str, errors: &mut Vec<LoadError>| {
-        match DateTime::parse_from_rfc3339(s) {
+        match crate::rules::parse_time(s) {
             Ok(t) => Some(t),
-            Err(_) => {
-                let slip = crate::rules::time_slip(s)
-                    .map(|h| format!("; {h}"))
-                    .unwrap_or_default();
+            Err(why) => {
+                let slip = why.map(|h| format!("; {h}")).unwrap_or_default();
                 errors.push(error(
                     at(path),
                     format!(
@@ -1108,7 +1104,7 @@ rules:
             errors("ruleset: default\nnow: yesterday\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50 }\n    now: \"2026-13-01T00:00:00Z\"\n    expect: { decision: approve }\n"),
             [
                 "tests/t.yaml:2:6: now: invalid time \"yesterday\", expected RFC 3339 like 2026-12-01T12:00:00+09:00",
-                "tests/t.yaml:6:10: cases[0].now: invalid time \"2026-13-01T00:00:00Z\", expected RFC 3339 like 2026-12-01T12:00:00+09:00",
+                "tests/t.yaml:6:10: cases[0].now: invalid time \"2026-13-01T00:00:00Z\", expected RFC 3339 like 2026-12-01T12:00:00+09:00; a part of it is out of range: months 01-12, a day the month has, hours 00-23, minutes and seconds 00-59",
             ]
         );
     }

@@ -238,19 +238,18 @@ impl FileCompiler<'_, '_> {
                               v: &Option<String>|
                  -> Option<Option<DateTime<chrono::FixedOffset>>> {
                     let Some(v) = v else { return Some(None) };
-                    match DateTime::parse_from_rfc3339(v) {
+                    match crate::rules::parse_time(v) {
                         Ok(t) => Some(Some(t)),
-                        Err(_) => {
-                            let slip = crate::rules::time_slip(v)
-                                .map(|h| format!("; {h}"))
-                                .unwrap_or_default();
+                        Err(why) => {
+                            let slip = why.map(|h| format!("; {h}")).unwrap_or_default();
                             self.error(&sub("window", f), format!("rule \"{name}\": window.{f}: invalid timestamp \"{v}\", expected RFC 3339 like 2026-12-01T10:00:00+09:00{slip}"));
                             None
                         }
                     }
                 };
-                let from = ts("from", &w.from)?;
-                let until = ts("until", &w.until)?;
+                // Both read before either fails, so that both errors are reported.
+                let (from, until) = (ts("from", &w.from), ts("until", &w.until));
+                let (from, until) = (from?, until?);
                 if from.is_none() && until.is_none() {
                     self.error(
                         &path("window"),

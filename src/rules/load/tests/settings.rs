@@ -520,6 +520,9 @@ fn bad_window_timestamps() {
   - name: empty
     window: {}
     reason: x
+  - name: both-bad
+    window: { from: "2026-12-31T23:59:60Z", until: "2026-02-30T10:00:00+09:00" }
+    reason: x
 "#,
     );
     let expected = "expected RFC 3339 like 2026-12-01T10:00:00+09:00";
@@ -547,6 +550,23 @@ fn bad_window_timestamps() {
                 10,
                 13,
                 r#"rule "empty": window needs from, until or both"#
+            ),
+            // Both of one window's errors, not only the first.
+            dir.at(
+                DEFAULT,
+                13,
+                21,
+                &format!(
+                    r#"rule "both-bad": window.from: invalid timestamp "2026-12-31T23:59:60Z", {expected}; it has second 60 (a leap second), which the clocks here do not count: write :59, or :00 of the next minute"#
+                )
+            ),
+            dir.at(
+                DEFAULT,
+                13,
+                52,
+                &format!(
+                    r#"rule "both-bad": window.until: invalid timestamp "2026-02-30T10:00:00+09:00", {expected}; a part of it is out of range: months 01-12, a day the month has, hours 00-23, minutes and seconds 00-59"#
+                )
             ),
         ]
     );
