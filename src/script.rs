@@ -1012,6 +1012,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// The machine's clock would make a rule decide differently in its tests and a replay
+    /// than in `serve`: `timestamp` is not in the engine, and its error says what to use.
+    #[test]
+    fn timestamp_is_not_available() {
+        let engine = ScriptEngine::new();
+        let err = engine
+            .compile_expression("timestamp().elapsed < 1.0", &[])
+            .unwrap_err();
+        assert!(
+            err.message
+                .starts_with("timestamp is not available in rules")
+                && err.message.ends_with("seoul_hour(now)"),
+            "{err:?}"
+        );
+        let err = run_script("Fn(\"timestamp\").call(); true").unwrap_err();
+        assert!(err.message.contains("timestamp"), "{err}");
+    }
+
     /// An error inside a closure or a script's `fn` is traced on one line, where it failed,
     /// with the calls it came through after it (Rhai's own text has a line per call, and points
     /// at the outermost call).

@@ -105,7 +105,7 @@ pub struct ServeArgs {
         default_value = "75s",
         value_name = "DURATION",
         allow_hyphen_values = true,
-        value_parser = crate::rules::parse_duration
+        value_parser = parse_idle_timeout
     )]
     pub idle_timeout: std::time::Duration,
     /// Log format on stderr.
@@ -652,9 +652,44 @@ async fn serve(args: ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Below this, a request head sent in two packets, or by a client on a slow network, would
+/// be cut off: `1ms` for `1m` is a slip of the unit.
+const MIN_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn parse_idle_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::rules::parse_duration(s)?;
+    if d < MIN_IDLE_TIMEOUT {
+        return Err(format!("{d:?} is too short, expected at least 1s: a request head sent in two packets, or over a slow network, would be cut off (a few seconds when exposed directly, above the load balancer's idle timeout behind one)"));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `1ms` for `1m`: an idle timeout that would cut off a request head sent in two packets.
+    #[test]
+    fn an_idle_timeout_under_a_second_is_refused() {
+        assert_eq!(
+            parse_idle_timeout("1s"),
+            Ok(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(
+            parse_idle_timeout("75s"),
+            Ok(std::time::Duration::from_secs(75))
+        );
+        for short in ["1ms", "999ms", "0.5s"] {
+            let e = parse_idle_timeout(short).unwrap_err();
+            assert!(
+                e.contains("too short, expected at least 1s"),
+                "{short}: {e}"
+            );
+        }
+        assert!(parse_idle_timeout("abc")
+            .unwrap_err()
+            .starts_with("invalid duration"));
+    }
 
     /// The count of lost log lines is written only once the spool drained: to a stalled stderr
     /// it would block the exit (it held a SIGTERM for good), and a write that fails is let go.

@@ -526,6 +526,12 @@ impl FileCompiler<'_, '_> {
                     &[Seg::Key("upstreams"), Seg::Key(key), Seg::Key("timeout")],
                     format_args!("upstream \"{key}\": its timeout {:?} is not below the deadline {:?}, so a call that hangs is ended by the deadline first and the ruleset's on_error decides, not the rule's; set a timeout below the deadline", up.timeout, settings.deadline),
                 );
+            } else if called && up.timeout < SHORT_TIMEOUT {
+                // `5ms` for `5s`: no call over a network answers that fast.
+                self.warn(
+                    &[Seg::Key("upstreams"), Seg::Key(key), Seg::Key("timeout")],
+                    format_args!("upstream \"{key}\": its timeout {:?} is very short: a call that takes longer, as most calls over a network do, ends in on_error (was a unit of seconds meant?)", up.timeout),
+                );
             }
         }
         // Failing open where the merchant is asked to act: a call the deadline stops is the
@@ -778,6 +784,8 @@ struct RuleEntry {
 
 /// Below this a deadline is most likely a slip of the unit (`3ms` for `3s`).
 const SHORT_DEADLINE: Duration = Duration::from_millis(100);
+/// Below this an upstream's timeout is most likely a slip of the unit (`5ms` for `5s`).
+const SHORT_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// A reason as the buyer should see it: without the line break a YAML block scalar (`reason: >`
 /// or `|`) ends with, which no payment window shows well.

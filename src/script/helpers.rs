@@ -132,10 +132,17 @@ fn in_list(d: Decimal, list: &rhai::Array) -> bool {
 
 /// Functions of Rhai's standard library that no rule may call, with why. The load refuses a
 /// call by name; a call reached another way (`Fn("sleep").call(3)`) is an error at run time.
-pub(super) const FORBIDDEN: [(&str, &str); 1] = [(
-    "sleep",
-    "sleep is not available in rules: it would hold the request (and a worker thread) past its deadline",
-)];
+pub(super) const FORBIDDEN: [(&str, &str); 2] = [
+    (
+        "sleep",
+        "sleep is not available in rules: it would hold the request (and a worker thread) past its deadline",
+    ),
+    // Left out of the engine (rhai's `no_time`); named here so that its error says why.
+    (
+        "timestamp",
+        "timestamp is not available in rules: it reads the machine's clock, so a rule would decide one way in serve and another in its rule tests or a replay; the request's time is now (Unix time in milliseconds), in Korean time seoul_date(now), seoul_time(now), seoul_hour(now)",
+    ),
+];
 
 /// What `seoul_weekday` returns, Monday first.
 pub(super) const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];

@@ -696,6 +696,24 @@ fn an_upstream_timeout_not_below_the_deadline_is_warned_about() {
     );
 }
 
+/// A timeout under 10 ms is most likely a slip of the unit: no call over a network answers
+/// that fast, so every call would end in on_error.
+#[test]
+fn a_very_short_upstream_timeout_is_warned_about() {
+    let dir = default_file(
+        "upstreams:\n  shop: { url: \"http://shop.invalid\", timeout: 0.5ms }\n  fine: { url: \"http://shop.invalid\", timeout: 10ms }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    reason: x\n  - name: other\n    fetch: { upstream: fine, path: /stock }\n    reason: x\n",
+    );
+    assert_eq!(
+        dir.ok().warnings,
+        [dir.at(
+            DEFAULT,
+            2,
+            48,
+            "upstream \"shop\": its timeout 500µs is very short: a call that takes longer, as most calls over a network do, ends in on_error (was a unit of seconds meant?)"
+        )]
+    );
+}
+
 /// A fetch rule's reason naming an answer field close to one its require reads, but not it,
 /// is most likely a typo: the buyer would read the reason with nothing in its place.
 #[test]
