@@ -105,6 +105,10 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     });
     let mut request = serde_json::Value::Null;
     let mut probes = Vec::new();
+    // Printed, so that a run on the clock can be told apart and run again with `--now`.
+    let now = args
+        .now
+        .unwrap_or_else(|| chrono::Utc::now().fixed_offset());
     let decision = runtime.block_on(async {
         let content_type = args.content_type.as_ref().and_then(|ct| ct.to_str().ok());
         match payload::parse(content_type, &body) {
@@ -115,9 +119,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
                 let ctx = Context {
                     scripts: &scripts,
                     upstreams: upstreams.clone(),
-                    now: args
-                        .now
-                        .unwrap_or_else(|| chrono::Utc::now().fixed_offset()),
+                    now,
                     started: tokio::time::Instant::now(),
                     original: &original,
                     decision_id: None,
@@ -131,6 +133,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     let mut out = serde_json::json!({
         "ruleset": ruleset.name,
         "rules_version": rules.version,
+        "now": now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         "decision": decision,
     });
     // Moved in, not serialized again: that would spell the amount anew (`1e3` as `1e+3`).

@@ -120,6 +120,9 @@ fn eval_prints_the_decision_and_trace() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["decision"]["decision"], "approve");
+    // The clock's time, to run it again with --now.
+    let now = v["now"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(now).is_ok(), "{now}");
     assert_eq!(
         v["request"],
         serde_json::json!({"api": "v1", "order_id": "order-20261201-0001",
@@ -164,6 +167,14 @@ fn eval_prints_the_decision_and_trace() {
     assert_eq!(out.status.code(), Some(1));
     let out = run_cli(&["eval", "--now", "yesterday", "-"], Some(&body));
     assert_eq!(out.status.code(), Some(2));
+    // --now's time as given, offset and all.
+    let at = "2026-12-01T12:00:00.250+09:00";
+    let out = run_cli(
+        &["eval", "--rules", &shipped_rules(), "--now", at, "-"],
+        Some(&body),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["now"], at);
 }
 
 /// `--content-type` decides a body as `serve` did with that header: the same form is a 400
