@@ -186,6 +186,12 @@ impl Verifier {
         if age > tolerance {
             Err(VerifyError::TooOld)
         } else if age < -tolerance {
+            // A sender's slip worth naming: Unix time in milliseconds, which reads as a time
+            // thousands of years ahead.
+            let as_seconds = i128::from(timestamp / 1000);
+            if (i128::from(now_unix) - as_seconds).abs() <= tolerance {
+                return Err(VerifyError::InMilliseconds);
+            }
             Err(VerifyError::TooNew)
         } else {
             Ok(())
@@ -252,6 +258,8 @@ pub enum VerifyError {
     TooOld,
     #[error("timestamp is further in the future than the allowed tolerance")]
     TooNew,
+    #[error("webhook-timestamp is in milliseconds, expected seconds since 1970")]
+    InMilliseconds,
     #[error("no matching signature")]
     NoMatchingSignature,
 }
@@ -274,6 +282,9 @@ impl VerifyError {
             VerifyError::BadTimestamp => "서명 시각(webhook-timestamp)이 올바른 숫자가 아닙니다",
             VerifyError::TooOld => "서명 시각이 허용 범위를 벗어났습니다(너무 오래됨)",
             VerifyError::TooNew => "서명 시각이 허용 범위를 벗어났습니다(미래 시각)",
+            VerifyError::InMilliseconds => {
+                "서명 시각(webhook-timestamp)이 초 단위가 아닙니다(밀리초)"
+            }
             VerifyError::NoMatchingSignature => "서명이 올바르지 않습니다",
         }
     }
@@ -561,6 +572,18 @@ mod tests {
             verifier.verify(&request, BODY, TS - 301),
             Err(VerifyError::TooNew)
         );
+        // Milliseconds by mistake: named, within the tolerance of the seconds they stand for.
+        let request = signed_headers(&secret(SECRET_A), "msg_1", TS * 1000 + 999, BODY);
+        for now in [TS - 300, TS, TS + 300] {
+            assert_eq!(
+                verifier.verify(&request, BODY, now),
+                Err(VerifyError::InMilliseconds)
+            );
+        }
+        assert_eq!(
+            verifier.verify(&request, BODY, TS - 301),
+            Err(VerifyError::TooNew)
+        );
     }
 
     /// What a verified message tells its receiver: the id that all its deliveries share, and
@@ -734,6 +757,7 @@ mod tests {
             VerifyError::BadTimestamp,
             VerifyError::TooOld,
             VerifyError::TooNew,
+            VerifyError::InMilliseconds,
             VerifyError::NoMatchingSignature,
         ];
         for err in all {
