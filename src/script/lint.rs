@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rhai::{ASTNode, Expr, Position, Stmt, AST};
+use rhai::{ASTNode, Expr, Position, Stmt, AST, INT};
 
 mod cycles;
 mod dropped;
@@ -177,9 +177,11 @@ fn quoted_number(s: &str) -> String {
     format!("\"{s}\" is a string, and {NEVER}: write the number without quotes")
 }
 
-/// Each comparison of the request's `now` (Unix time in milliseconds) with an integer
-/// literal that is plainly Unix time in seconds (from 10^9 to 10^11: 2001 to 5138 in seconds,
-/// 1970 to 1973 in milliseconds): `now >= 1796000000` holds on every request.
+/// Each use of a time in another unit where `now`'s Unix milliseconds belong: a comparison of
+/// `now` with an integer literal that is plainly Unix time in seconds (10^9 to 10^11: 2001 to
+/// 5138 in seconds, 1970 to 1973 in milliseconds), microseconds (10^15 to 10^17) or
+/// nanoseconds (from 10^18), which holds or fails on every request alike; and a `seoul_*`
+/// helper given seconds (such a literal, or `now / 1000`), which reads them as early 1970.
 pub(super) fn now_in_seconds(ast: &AST) -> Vec<(String, Position)> {
     if declared_names(ast).contains("now") {
         return Vec::new();
@@ -191,37 +193,81 @@ pub(super) fn now_in_seconds(ast: &AST) -> Vec<(String, Position)> {
             | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
             _ => return true,
         };
-        if !COMPARISONS.contains(&call.name.as_str()) {
+        let name = call.name.as_str();
+        let is_now = |e: &Expr| matches!(e, Expr::Variable(v, ..) if v.1 == "now");
+        if name.starts_with("seoul_") {
+            match &call.args[..] {
+                // Only seconds: a larger unit is past the year 9999 for a helper, an error
+                // decision rather than a wrong date.
+                [Expr::IntegerConstant(n, at)] => {
+                    if let Some((unit @ "seconds", ms, date, time)) = other_unit(*n) {
+                        found.push((
+                            format!("{name} takes Unix time in milliseconds, as now is; {n} is {unit} ({date} {time} in Seoul, which {name} would read as {}): write {ms}", as_millis(*n)),
+                            *at,
+                        ));
+                    }
+                }
+                [Expr::FnCall(div, _)]
+                    if div.name == "/"
+                        && matches!(&div.args[..], [a, Expr::IntegerConstant(1000, _)] if is_now(a)) =>
+                {
+                    found.push((
+                        format!("{name} takes Unix time in milliseconds, as now is; now / 1000 is seconds, which it would read as early 1970: write {name}(now)"),
+                        div.args[0].position(),
+                    ));
+                }
+                _ => {}
+            }
+            return true;
+        }
+        if !COMPARISONS.contains(&name) {
             return true;
         }
         let (n, at) = match &call.args[..] {
-            [Expr::Variable(v, ..), Expr::IntegerConstant(n, at)]
-            | [Expr::IntegerConstant(n, at), Expr::Variable(v, ..)]
-                if v.1 == "now" =>
-            {
+            [v, Expr::IntegerConstant(n, at)] | [Expr::IntegerConstant(n, at), v] if is_now(v) => {
                 (*n, *at)
             }
             _ => return true,
         };
-        if !(1_000_000_000..100_000_000_000).contains(&n) {
-            return true;
+        if let Some((unit, ms, date, time)) = other_unit(n) {
+            found.push((
+                format!(
+                    "now is Unix time in milliseconds, and {n} is {unit} ({date} {time} in Seoul; read as milliseconds it is {}): write {ms}, or compare the Seoul date and time: seoul_date(now) with \"{date}\", seoul_time(now) with \"{time}\"",
+                    as_millis(n)
+                ),
+                at,
+            ));
         }
-        let when = n
-            .checked_mul(1000)
-            .and_then(super::helpers::seoul)
-            .map(|t| (t.format("%Y-%m-%d").to_string(), t.format("%H:%M").to_string()));
-        let Some((date, time)) = when else {
-            return true;
-        };
-        found.push((
-            format!(
-                "now is Unix time in milliseconds, and {n} is seconds ({date} {time} in Seoul; read as milliseconds it is early 1970, long past): write {n}000, or compare the Seoul date and time: seoul_date(now) with \"{date}\", seoul_time(now) with \"{time}\""
-            ),
-            at,
-        ));
         true
     });
     found
+}
+
+/// `n` read as Unix time in seconds, microseconds or nanoseconds, when it is plainly one of
+/// them: the unit, `n` in milliseconds, and its date and time in Seoul.
+fn other_unit(n: INT) -> Option<(&'static str, INT, String, String)> {
+    let (unit, ms) = match n {
+        1_000_000_000..100_000_000_000 => ("seconds", n.checked_mul(1000)?),
+        1_000_000_000_000_000..100_000_000_000_000_000 => ("microseconds", n / 1000),
+        1_000_000_000_000_000_000.. => ("nanoseconds", n / 1_000_000),
+        _ => return None,
+    };
+    let t = super::helpers::seoul(ms)?;
+    Some((
+        unit,
+        ms,
+        t.format("%Y-%m-%d").to_string(),
+        t.format("%H:%M").to_string(),
+    ))
+}
+
+/// What a time in another unit is, read as milliseconds.
+fn as_millis(n: INT) -> &'static str {
+    if n < 100_000_000_000 {
+        "early 1970, long past"
+    } else {
+        "far in the future"
+    }
 }
 
 /// The request's number variables (`amount`, `now`), and the answers whose `status` is a
@@ -1069,6 +1115,40 @@ mod tests {
                 "amount < 1796000000",
                 "now > 999999999 && now != 100000000000",
                 "seoul_hour(now) >= 9",
+            ],
+        );
+        // Microseconds and nanoseconds, which no request's now reaches.
+        for (src, unit) in [
+            ("now >= 1796000000000000", "microseconds"),
+            ("now < 1796000000000000000", "nanoseconds"),
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert!(
+                e.message.contains(&format!("is {unit} (2026-11-30 09:53 in Seoul; read as milliseconds it is far in the future): write 1796000000000")),
+                "{src}: {e:?}"
+            );
+        }
+        // Seconds given to a Seoul helper, which reads them as early 1970.
+        let e = engine
+            .compile_expression("seoul_date(now / 1000) == \"2026-12-01\"", &[])
+            .unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.column),
+            ("seoul_date takes Unix time in milliseconds, as now is; now / 1000 is seconds, which it would read as early 1970: write seoul_date(now)", 12)
+        );
+        let e = engine
+            .compile_expression("seoul_hour(1796000000) > 3", &[])
+            .unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.column),
+            ("seoul_hour takes Unix time in milliseconds, as now is; 1796000000 is seconds (2026-11-30 09:53 in Seoul, which seoul_hour would read as early 1970, long past): write 1796000000000", 12)
+        );
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                "seoul_hour(now) > 3 && now / 1000 > 5",
+                "seoul_date(1796000000000) == \"2026-11-30\"",
+                "seoul_hour(now + 3600000) > 3",
             ],
         );
         // A script's own `now`.
