@@ -423,19 +423,29 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
                         *body = written;
                     }
                 }
+                let answer_at = [
+                    Seg::Key("cases"),
+                    Seg::Index(i),
+                    Seg::Key("upstreams"),
+                    Seg::Key(&up),
+                    Seg::Key(&call),
+                ];
+                // At the delay itself when it is what is wrong.
+                let bad_delay = raw
+                    .delay()
+                    .is_some_and(|d| crate::rules::parse_duration(d).is_err());
+                let (at_path, field) = if bad_delay {
+                    ([&answer_at[..], &[Seg::Key("delay")]].concat(), ".delay")
+                } else {
+                    (answer_at.to_vec(), "")
+                };
                 match CannedAnswer::try_from(raw) {
                     Ok(answer) => {
                         converted.insert(call, answer);
                     }
                     Err(message) => errors.push(error(
-                        at(&[
-                            Seg::Key("cases"),
-                            Seg::Index(i),
-                            Seg::Key("upstreams"),
-                            Seg::Key(&up),
-                            Seg::Key(&call),
-                        ]),
-                        format!("cases[{i}].upstreams.{up}.\"{call}\": {message}"),
+                        at(&at_path),
+                        format!("cases[{i}].upstreams.{up}.\"{call}\"{field}: {message}"),
                     )),
                 }
             }
@@ -843,6 +853,20 @@ rules:
                 "{CASE}    upstreams:\n      nope:\n        \"GET /x\": {{ status: 200 }}\n    expect: {{ decision: approve }}\n"
             )),
             ["tests/t.yaml:6:7: unknown upstream \"nope\", expected one of pay, shop"]
+        );
+    }
+
+    /// A delay that is no duration is placed at the delay, not at the answer's `{`.
+    #[test]
+    fn a_bad_canned_delay_is_an_error_at_the_delay() {
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GET /x\": {{ status: 200, delay: soon }}\n        \"GET /y\": {{ status: 99 }}\n    expect: {{ decision: approve }}\n"
+            )),
+            [
+                "tests/t.yaml:7:41: cases[0].upstreams.shop.\"GET /x\".delay: invalid duration \"soon\", expected a number and a unit like 500ms, 1.5s, 4s or 1m",
+                "tests/t.yaml:8:19: cases[0].upstreams.shop.\"GET /y\": status 99 is not an HTTP status (100 to 599)",
+            ]
         );
     }
 

@@ -472,6 +472,11 @@ impl RawAnswer {
         self.body.as_ref()
     }
 
+    /// The delay as written, for a reader that places its error at it.
+    pub fn delay(&self) -> Option<&str> {
+        self.delay.as_deref()
+    }
+
     /// The body as read, for a reader that knows better how its numbers were written.
     pub fn body_mut(&mut self) -> Option<&mut Value> {
         self.body.as_mut()
