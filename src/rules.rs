@@ -70,6 +70,16 @@ pub fn time_slip(s: &str) -> Option<String> {
         && s[s.len() - 5..].starts_with(['+', '-'])
         && s[s.len() - 4..].bytes().all(|b| b.is_ascii_digit());
     let colon_added = || format!("{}:{}", &s[..s.len() - 2], &s[s.len() - 2..]);
+    // `KST` (or `UTC`) for the offset: RFC 3339 writes it as a number.
+    let named = [("KST", "+09:00"), ("UTC", "Z")]
+        .into_iter()
+        .find_map(|(name, offset)| Some((s.strip_suffix(name)?.trim_end(), name, offset)));
+    if let Some((time, name, offset)) = named.filter(|(t, _, o)| parses(&format!("{t}{o}"))) {
+        return Some(format!(
+            "write the offset as RFC 3339 does, {offset} for {name} ({}{offset})",
+            time.replacen(' ', "T", 1)
+        ));
+    }
     if parses(&format!("{s}+09:00")) {
         Some(format!(
             "it has no UTC offset: add one, +09:00 for Korean time ({}+09:00)",

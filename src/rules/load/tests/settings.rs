@@ -604,6 +604,14 @@ fn a_near_miss_of_rfc_3339_says_what_is_missing() {
             "it has no seconds and no UTC offset: add both, :00 and +09:00 for Korean time (2027-03-15T10:00:00+09:00)",
         ),
         (
+            "2027-03-15T10:00:00 KST",
+            "write the offset as RFC 3339 does, +09:00 for KST (2027-03-15T10:00:00+09:00)",
+        ),
+        (
+            "2027-03-15 10:00:00UTC",
+            "write the offset as RFC 3339 does, Z for UTC (2027-03-15T10:00:00Z)",
+        ),
+        (
             "1764558000",
             "a Unix time in seconds: write it as a date and time (2025-12-01T12:00:00+09:00)",
         ),
