@@ -12,4 +12,5 @@ mod hot_reload;
 mod process;
 mod replay;
 mod security;
+mod sequential;
 mod upstreams;
