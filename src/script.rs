@@ -295,7 +295,7 @@ impl ScriptEngine {
         found.extend(lint::number_too_large(&ast, src));
         found.extend(lint::placeholder_in_text(&ast));
         found.extend(lint::number_method_on_text(&ast));
-        found.extend(lint::now_in_seconds(&ast));
+        found.extend(lint::time_in_other_units(&ast));
         found.extend(lint::unknown_property(&ast, &self.functions));
         let mut errors: Vec<CompileError> = found
             .into_iter()

@@ -182,7 +182,7 @@ fn quoted_number(s: &str) -> String {
 /// 5138 in seconds, 1970 to 1973 in milliseconds), microseconds (10^15 to 10^17) or
 /// nanoseconds (from 10^18), which holds or fails on every request alike; and a `seoul_*`
 /// helper given seconds (such a literal, or `now / 1000`), which reads them as early 1970.
-pub(super) fn now_in_seconds(ast: &AST) -> Vec<(String, Position)> {
+pub(super) fn time_in_other_units(ast: &AST) -> Vec<(String, Position)> {
     if declared_names(ast).contains("now") {
         return Vec::new();
     }
