@@ -321,7 +321,7 @@ pub async fn run(
                     crate::rules::yaml::Seg::Index(case.index),
                     crate::rules::yaml::Seg::Key("name"),
                 ];
-                crate::rules::yaml::locate(&suite.src, &name)
+                crate::rules::yaml::locate_written(&suite.src, &name)
             };
             results.push(CaseResult {
                 file: suite.file.clone(),

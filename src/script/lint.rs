@@ -1129,20 +1129,12 @@ mod tests {
             );
         }
         // Seconds given to a Seoul helper, which reads them as early 1970.
-        let e = engine
-            .compile_expression("seoul_date(now / 1000) == \"2026-12-01\"", &[])
-            .unwrap_err();
-        assert_eq!(
-            (e.message.as_str(), e.column),
-            ("seoul_date takes Unix time in milliseconds, as now is; now / 1000 is seconds, which it would read as early 1970: write seoul_date(now)", 12)
-        );
-        let e = engine
-            .compile_expression("seoul_hour(1796000000) > 3", &[])
-            .unwrap_err();
-        assert_eq!(
-            (e.message.as_str(), e.column),
-            ("seoul_hour takes Unix time in milliseconds, as now is; 1796000000 is seconds (2026-11-30 09:53 in Seoul, which seoul_hour would read as early 1970, long past): write 1796000000000", 12)
-        );
+        for (src, message) in [
+            ("seoul_date(now / 1000) == \"2026-12-01\"", "seoul_date takes Unix time in milliseconds, as now is; now / 1000 is seconds, which it would read as early 1970: write seoul_date(now)"),
+            ("seoul_hour(1796000000) > 3", "seoul_hour takes Unix time in milliseconds, as now is; 1796000000 is seconds (2026-11-30 09:53 in Seoul, which seoul_hour would read as early 1970, long past): write 1796000000000"),
+        ] {
+            crate::script::tests::assert_refused(&engine, src, message, 1, 12);
+        }
         crate::script::tests::expressions_load(
             &engine,
             &[

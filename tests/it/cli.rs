@@ -419,6 +419,19 @@ fn test_reports_failing_cases_with_their_trace() {
         "1 passed, 0 failed",
         "FILTER is a substring of case names"
     );
+
+    // A name written as an alias is placed at the alias, not at its anchor.
+    let rules = Rules::with("default.yaml", LIMIT_RULES);
+    rules.write(
+        "tests/alias.yaml",
+        "ruleset: &n default\ncases:\n  - name: *n\n    request: { imp_uid: i, merchant_uid: m, amount: 50000 }\n    expect: { decision: approve }\n",
+    );
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("tests/alias.yaml:3:11: default\n"),
+        "{stdout}"
+    );
 }
 
 #[test]
