@@ -72,6 +72,7 @@ fn load(dir: &Path, scripts: &ScriptEngine) -> Rules {
         &LoadOptions {
             engine: scripts,
             env: &|_: &str| Err(std::env::VarError::NotPresent),
+            previous: None,
         },
     )
     .unwrap()

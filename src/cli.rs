@@ -92,6 +92,7 @@ impl RulesDir {
         let opts = crate::rules::LoadOptions {
             engine: scripts,
             env: &crate::rules::ProcessEnv,
+            previous: None,
         };
         match crate::rules::load_dir(&self.dir, &opts) {
             Ok(rules) => Some(rules),

@@ -136,7 +136,7 @@ impl RuleStore {
         gate: Option<Gate>,
         metrics: Metrics,
     ) -> Result<RuleStore, Vec<String>> {
-        let rules = load(&dir, &scripts, &env, gate.as_ref())?;
+        let rules = load(&dir, &scripts, &env, gate.as_ref(), None)?;
         // Settled from the start when nothing is probed.
         let settled = Arc::new(std::sync::atomic::AtomicBool::new(all_health_known(&rules)));
         Ok(RuleStore {
@@ -361,10 +361,17 @@ impl RuleStore {
                 *scripts = referenced;
             }
             let version = rules::rules_version(&store.dir).ok();
-            if version.as_ref() == Some(&store.current().version) {
+            let running = store.current();
+            if version.as_ref() == Some(&running.version) {
                 return (version, Ok(None));
             }
-            let loaded = load(&store.dir, &store.engine, &store.env, store.gate.as_ref());
+            let loaded = load(
+                &store.dir,
+                &store.engine,
+                &store.env,
+                store.gate.as_ref(),
+                Some(&running),
+            );
             (version, loaded.map(Some))
         })
         .await
@@ -443,12 +450,14 @@ fn load(
     scripts: &ScriptEngine,
     env: &EnvReader,
     gate: Option<&Gate>,
+    running: Option<&Rules>,
 ) -> Result<Rules, Vec<String>> {
     let rules = rules::load_dir(
         dir,
         &LoadOptions {
             engine: scripts,
             env: env.as_ref(),
+            previous: running,
         },
     )
     .map_err(|e| e.lines())?;

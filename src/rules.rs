@@ -608,6 +608,7 @@ pub(crate) fn load_files(files: &[(&str, &str)]) -> (tempfile::TempDir, Rules) {
     let opts = LoadOptions {
         engine: &crate::script::ScriptEngine::new(),
         env: &|_: &str| Err(std::env::VarError::NotPresent),
+        previous: None,
     };
     let rules = load_dir(dir.path(), &opts).unwrap_or_else(|e| panic!("{e}"));
     (dir, rules)

@@ -59,6 +59,13 @@ impl Environment for ProcessEnv {
 pub struct LoadOptions<'a> {
     pub engine: &'a ScriptEngine,
     pub env: Env<'a>,
+    /// The running generation, when this load may replace it: an upstream it has too (same
+    /// ruleset, same name) takes over its HTTP clients and so their open connections. A
+    /// reload then sends the next fetch, forward and probe over a connection already made
+    /// instead of opening one (a TCP, maybe TLS, handshake on the request's time) and
+    /// leaving the old ones to close in TIME-WAIT. The clients hold nothing of the upstream's
+    /// settings, so a changed url or timeout takes effect all the same.
+    pub previous: Option<&'a Rules>,
 }
 
 /// Loads and validates a whole rules directory; nothing is returned unless everything is valid.

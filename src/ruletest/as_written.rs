@@ -137,6 +137,7 @@ async fn a_canned_answer_has_its_secrets_masked() {
     let opts = crate::rules::LoadOptions {
         engine: &engine,
         env: &env,
+        previous: None,
     };
     let rules = crate::rules::load_dir(dir.path(), &opts).unwrap();
     let suites = load_suites(dir.path(), &rules).unwrap();

@@ -35,7 +35,11 @@ proptest! {
                 .ok_or(std::env::VarError::NotPresent)
         };
         let engine = ScriptEngine::new();
-        let options = LoadOptions { engine: &engine, env: &env };
+        let options = LoadOptions {
+            engine: &engine,
+            env: &env,
+            previous: None,
+        };
         let rules = load_dir(dir.path(), &options).unwrap_or_else(|e| panic!("{e}"));
         if let Err(errors) = load_suites(dir.path(), &rules) {
             let lines = broken.lines().count() + 1;

@@ -487,3 +487,37 @@ async fn a_moved_upstream_is_probed_before_the_new_rules_go_live() {
     assert_eq!((a.status, a.decision()), (200, "approve"), "{:?}", a.body);
     server.stop().await;
 }
+
+/// Audit: every reload built new HTTP clients, so the first fetch after it opened a connection
+/// (a handshake on a payment's time) and the old ones were left to close. An upstream the new
+/// rules still have keeps its connections.
+#[tokio::test]
+async fn a_reload_keeps_the_connections_to_an_upstream_it_still_has() {
+    let shop = MockUpstream::answering("/stock", r#"{"left":3}"#.to_owned()).await;
+    let yaml = |reason: &str| {
+        format!("upstreams:\n  shop: {{ url: \"{}\" }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    require: response.body.left > 0\n    reason: {reason}\n", shop.url())
+    };
+    let rules = Rules::with("default.yaml", &yaml("품절"));
+    let mut config = Config::new(rules.path().to_owned());
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    let first = server.confirm_json("/confirm", &v1("o-1", 1000)).await;
+    assert_eq!(first.decision(), "approve", "{:?}", first.body);
+    rules.write("default.yaml", &yaml("재고 없음"));
+    let reload = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert_eq!(reload.status, 200, "{:?}", reload.body);
+    assert!(
+        reload.body.to_string().contains("applied"),
+        "{:?}",
+        reload.body
+    );
+    let second = server.confirm_json("/confirm", &v1("o-2", 1000)).await;
+    assert_eq!(second.decision(), "approve", "{:?}", second.body);
+    let calls = shop.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(
+        calls[0].peer, calls[1].peer,
+        "a new connection after the reload"
+    );
+    server.stop().await;
+}

@@ -330,6 +330,8 @@ pub struct MockUpstream {
 
 #[derive(Debug, Clone)]
 pub struct RecordedCall {
+    /// The proxy's end of the connection the call came on: one per connection.
+    pub peer: SocketAddr,
     pub method: String,
     pub path: String,
     pub headers: axum::http::HeaderMap,
@@ -346,10 +348,16 @@ impl MockUpstream {
                 let recorded = recorded.clone();
                 async move {
                     let (parts, body) = req.into_parts();
+                    let peer = parts
+                        .extensions
+                        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                        .map(|info| info.0)
+                        .expect("served with connect info");
                     let bytes = axum::body::to_bytes(body, 1 << 20)
                         .await
                         .unwrap_or_default();
                     recorded.lock().unwrap().push(RecordedCall {
+                        peer,
                         method: parts.method.to_string(),
                         path: parts
                             .uri
@@ -370,7 +378,8 @@ impl MockUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, service).await;
         });
         MockUpstream {
             addr,

@@ -79,6 +79,7 @@ impl RulesDir {
             &LoadOptions {
                 engine: &ScriptEngine::new(),
                 env: &Vars(vars.iter().copied().collect()),
+                previous: None,
             },
         )
     }
@@ -194,6 +195,7 @@ mod audit {
         let options = LoadOptions {
             engine: &ScriptEngine::new(),
             env: &env,
+            previous: None,
         };
         let errors = load_dir(dir.path(), &options).unwrap_err().lines();
         assert_eq!(

@@ -530,8 +530,14 @@ impl FileCompiler<'_, '_> {
         let (Some(url), Some(timeout), Some(health)) = (url, timeout, health) else {
             return None;
         };
-        let clients = crate::upstream::http_client(true)
-            .and_then(|pooled| Ok((pooled, crate::upstream::http_client(false)?)));
+        let running = (self.opts.previous)
+            .and_then(|rules| rules.get(ruleset))
+            .and_then(|set| set.upstreams.get(name));
+        let clients = match running {
+            Some(up) => Ok((up.client.clone(), up.fresh.clone())),
+            None => crate::upstream::http_client(true)
+                .and_then(|pooled| Ok((pooled, crate::upstream::http_client(false)?))),
+        };
         let (client, fresh) = match clients {
             Ok(c) => c,
             Err(e) => {
