@@ -284,7 +284,7 @@ impl Run<'_, '_> {
         for (i, rule) in self.ruleset.rules.iter().enumerate() {
             // The GET fetches after a call that may have changed something at the merchant
             // start once it is done (or skipped).
-            if i > 0 && self.ruleset.rules[i - 1].changes_state() {
+            if i > 0 && self.holds_back_prefetches(&self.ruleset.rules[i - 1]) {
                 self.start_prefetches(calls, i);
             }
             if rule.mode == Mode::Off {

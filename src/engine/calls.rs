@@ -176,6 +176,12 @@ impl Run<'_, '_> {
         ))
     }
 
+    /// Whether the GET fetches after `rule` wait for it: it may change something at the
+    /// merchant, and it is not known up front to be skipped.
+    pub(super) fn holds_back_prefetches(&self, rule: &Rule) -> bool {
+        rule.changes_state() && !rule.skips_up_front(self.req)
+    }
+
     /// GET fetches have no side effects, so they start early and run while earlier rules are
     /// evaluated; a request costs about its slowest check, not the sum. Started here: those
     /// of the rules from `from` up to the next rule whose call may change something at the
@@ -183,6 +189,11 @@ impl Run<'_, '_> {
     /// done ([`Run::rules`] calls this again), so that they read the merchant's state as that
     /// call left it (`GET /orders/{id}` after a `forward` that confirms the order): decisions
     /// are as if rules ran one after another.
+    ///
+    /// A rule whose `when` is known up front to skip the request ([`Rule::skips_up_front`])
+    /// makes no call: a ruleset with a stock fetch per event, each behind its own `when`,
+    /// asks only the stock of the payment's event. Nor does its `forward` hold back the GETs
+    /// after it.
     pub(super) fn start_prefetches(&self, calls: &mut Calls, from: usize) {
         if !self.ruleset.prefetches {
             return;
@@ -193,12 +204,12 @@ impl Run<'_, '_> {
             prefetches.resize_with(rules.len(), || None);
         }
         for (i, rule) in rules.iter().enumerate().skip(from) {
-            if rule.changes_state() {
+            if self.holds_back_prefetches(rule) {
                 break;
             }
             if let Check::Fetch(f) = &rule.check {
                 // A call that cannot be made is an error when its rule is reached.
-                if rule.is_prefetch() {
+                if rule.is_prefetch() && !rule.skips_up_front(self.req) {
                     prefetches[i] =
                         fetch_call(f, self.req, self.body_by(rule))
                             .ok()

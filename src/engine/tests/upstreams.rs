@@ -580,6 +580,44 @@ rules:
     assert_eq!(keys(&canned), ["POST /api/reserve/order-1", STOCK, LIMITS]);
 }
 
+/// Audit: a GET fetch behind a `when` that skips the payment was sent all the same as the
+/// request arrived (a ruleset with a stock fetch per event asked every event's stock on every
+/// payment), and a `forward` its `when` skips held back the GETs after it. A `when` of the
+/// simple shapes is known up front; one that needs Rhai is not, and its fetch still starts
+/// early (see `prefetches_that_decided_nothing_are_recorded`).
+#[tokio::test(start_paused = true)]
+async fn a_call_its_when_skips_is_neither_made_nor_waited_for() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: limits
+    fetch: {{ upstream: shop, path: "/api/limits/{{order_id}}" }}
+    reason: x
+  - name: marathon
+    when: 'order_id.starts_with("marathon-")'
+    fetch: {{ upstream: shop, path: "/api/marathon/{{order_id}}" }}
+    reason: 마감
+  - name: concert
+    when: 'order_id.starts_with("concert-")'
+    forward: {{ upstream: shop, path: /payments/confirm }}
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+"#
+    ));
+    let canned =
+        Canned::new()
+            .answer("shop", LIMITS, ok_after(300))
+            .answer("shop", STOCK, ok_after(300));
+    let canned = Arc::new(canned);
+    assert_eq!(
+        approval_time(&rules, &canned).await,
+        Duration::from_millis(300),
+        "the stock fetch waited for the skipped forward"
+    );
+    assert_eq!(keys(&canned), [LIMITS, STOCK]);
+}
+
 // ---- the deadline ----
 
 fn slow_stock_rules(settings: &str) -> (TempDir, Rules) {
