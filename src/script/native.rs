@@ -1,5 +1,6 @@
 //! The commonest rule expressions — a prefix, suffix, substring or equality test of one request
-//! id against a string literal, as in `order_id.starts_with("qa-")` — evaluated without Rhai.
+//! id against a string literal, as in `order_id.starts_with("qa-")`, or `store_id` compared with
+//! one — evaluated without Rhai.
 //!
 //! Through Rhai such a test costs about 4,600 instructions (function resolution, `Dynamic`
 //! values); here it is a string comparison, and a ruleset made only of such tests needs no Rhai
@@ -21,12 +22,15 @@ pub struct Native {
     negate: bool,
 }
 
-/// Request variables that are always strings (`store_id` may be `()`, so it is not here).
+/// Request variables that are always strings, and `store_id`, which V1 requests lack (`()`):
+/// only compared with `==` / `!=`, which Rhai answers for `()` too (not equal), where a method
+/// call on it is an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Var {
     OrderId,
     TxId,
     Api,
+    StoreId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,9 +51,10 @@ impl Native {
             "order_id" => Var::OrderId,
             "tx_id" => Var::TxId,
             "api" => Var::Api,
+            "store_id" => Var::StoreId,
             _ => return None,
         };
-        let (op, literal, negate) = if s.eat(".") {
+        let (op, literal, negate) = if var != Var::StoreId && s.eat(".") {
             let op = match s.ident()? {
                 "starts_with" => Op::StartsWith,
                 "ends_with" => Op::EndsWith,
@@ -88,6 +93,11 @@ impl Native {
             Var::OrderId => req.order_id.as_str(),
             Var::TxId => req.tx_id.as_str(),
             Var::Api => req.api.as_str(),
+            // Only `==` (see `Var`): `()` equals no string.
+            Var::StoreId => match req.store_id.as_deref() {
+                Some(id) => id,
+                None => return self.negate,
+            },
         };
         let lit = &*self.literal;
         let result = match self.op {
@@ -174,11 +184,15 @@ mod tests {
             r#"order_id == "a""#,
             r#"order_id != """#,
             r#"order_id.starts_with("주문-")"#,
+            r#"store_id == "gangnam""#,
+            r#"store_id != "x""#,
         ] {
             assert!(Native::recognise(src).is_some(), "{src}");
         }
         for src in [
             r#"store_id.starts_with("a")"#,
+            r#"!store_id.contains("a")"#,
+            r#"!store_id == "a""#,
             r#"payload.starts_with("a")"#,
             r#"order_id.starts_with("a\"b")"#,
             r#"order_id.starts_with("a\\b")"#,
@@ -247,6 +261,33 @@ mod tests {
         assert_eq!(checked, 7 * 9 * 3 * 7);
     }
 
+    /// `store_id` is `()` in a V1 request: Rhai finds it equal to no string, and the native
+    /// way says the same.
+    #[test]
+    fn store_id_agrees_with_rhai_when_absent_too() {
+        let engine = ScriptEngine::new();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00+09:00").unwrap();
+        let mut checked = 0;
+        for store in [None, Some("store-1"), Some("강남점"), Some("s")] {
+            let mut req = request("order-1", "imp-1");
+            req.store_id = store.map(str::to_owned);
+            for lit in ["", "store-1", "store", "강남점", "()"] {
+                for shape in [
+                    format!("store_id == \"{lit}\""),
+                    format!("store_id != \"{lit}\""),
+                ] {
+                    let native = Native::recognise(&shape).expect(&shape);
+                    let ast = engine.compile_unchecked(&shape);
+                    let mut scope = RequestScope::new(&req, now, false);
+                    let rhai = engine.eval_bool(&mut scope, &ast, &mut None, FULL).unwrap();
+                    assert_eq!(native.eval(&req), rhai, "{shape} with store_id {store:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 4 * 5 * 2);
+    }
+
     /// The native way reads the request itself, Rhai its scope: they agree only because no
     /// rule can change the scope. Scripts that try, then both ways, on one request's scope.
     #[test]
@@ -260,12 +301,14 @@ mod tests {
             r#"order_id == "order-1""#,
             r#"tx_id.ends_with("-1")"#,
             r#"api != "v2-2024-01-01""#,
+            r#"store_id == "s1""#,
         ];
         for script in [
             r#"order_id = "qa-1"; true"#,
             r#"order_id.clear(); order_id.append("qa-1"); true"#,
             r#"tx_id += "x"; true"#,
             r#"api = "v2"; true"#,
+            r#"store_id = "s1"; true"#,
             r#"let order_id = "qa-1"; let api = "v2"; true"#,
         ] {
             let ast = engine.compile_script(script).unwrap();
