@@ -1,32 +1,42 @@
 //! The commonest rule expressions — a prefix, suffix, substring or equality test of one request
-//! id against a string literal, as in `order_id.starts_with("qa-")`, or `store_id` compared with
-//! one — evaluated without Rhai.
+//! id against a string literal, as in `order_id.starts_with("qa-")`, `store_id` compared with
+//! one, or `amount` compared with a whole number — evaluated without Rhai.
 //!
 //! Through Rhai such a test costs about 4,600 instructions (function resolution, `Dynamic`
 //! values); here it is a string comparison, and a ruleset made only of such tests needs no Rhai
 //! scope per request at all. Every expression is still compiled by Rhai at load (errors and
 //! positions come from there); this is a second way to run the few shapes whose meaning cannot
-//! differ: the variables are always strings and the literal has no escapes, so neither side
-//! can fail or convert anything. Everything else runs in Rhai. A test below checks that both
+//! differ: the variables are always strings (or `()`, which no string equals) and the literal
+//! has no escapes, or the amount is an exact decimal and the literal a whole number, so neither
+//! side can fail or round anything. Everything else runs in Rhai. Tests below check that both
 //! ways agree.
+
+use std::cmp::Ordering;
+
+use rust_decimal::Decimal;
 
 use crate::payload::ConfirmRequest;
 
 /// A recognised expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Native {
-    var: Var,
-    op: Op,
-    literal: Box<str>,
-    /// `!` before a method call, or `!=` instead of `==`.
-    negate: bool,
+pub enum Native {
+    Text {
+        var: Var,
+        op: Op,
+        literal: Box<str>,
+        /// `!` before a method call, or `!=` instead of `==`.
+        negate: bool,
+    },
+    /// `amount OP N`: whether it holds when the amount is less than, equal to, greater than
+    /// `literal`.
+    Amount { literal: Decimal, holds: [bool; 3] },
 }
 
 /// Request variables that are always strings, and `store_id`, which V1 requests lack (`()`):
 /// only compared with `==` / `!=`, which Rhai answers for `()` too (not equal), where a method
 /// call on it is an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Var {
+pub enum Var {
     OrderId,
     TxId,
     Api,
@@ -34,7 +44,7 @@ enum Var {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub enum Op {
     StartsWith,
     EndsWith,
     Contains,
@@ -42,12 +52,17 @@ enum Op {
 }
 
 impl Native {
-    /// Recognises `[!]VAR.starts_with|ends_with|contains("LIT")` and `VAR ==|!= "LIT"`, with any
-    /// spaces between the parts; `None` for everything else.
+    /// Recognises `[!]VAR.starts_with|ends_with|contains("LIT")`, `VAR ==|!= "LIT"` and
+    /// `amount <|<=|>|>=|==|!= DIGITS`, with any spaces between the parts; `None` for everything
+    /// else.
     pub fn recognise(src: &str) -> Option<Native> {
         let mut s = Cursor(src);
         let negate_call = s.eat("!");
-        let var = match s.ident()? {
+        let ident = s.ident()?;
+        if ident == "amount" && !negate_call {
+            return Native::amount(s);
+        }
+        let var = match ident {
             "order_id" => Var::OrderId,
             "tx_id" => Var::TxId,
             "api" => Var::Api,
@@ -80,7 +95,7 @@ impl Native {
             return None;
         };
         s.end()?;
-        Some(Native {
+        Some(Native::Text {
             var,
             op,
             literal: literal.into(),
@@ -88,25 +103,65 @@ impl Native {
         })
     }
 
+    /// The rest of `amount OP DIGITS`. Only digits: a sign, a point, an exponent or `_` is left
+    /// to Rhai (and its float rules); 18 digits at most, so the literal is a Rhai `INT`.
+    fn amount(mut s: Cursor<'_>) -> Option<Native> {
+        // Longest first: `<=` before `<`.
+        let holds = [
+            ("<=", [true, true, false]),
+            (">=", [false, true, true]),
+            ("==", [false, true, false]),
+            ("!=", [true, false, true]),
+            ("<", [true, false, false]),
+            (">", [false, false, true]),
+        ]
+        .into_iter()
+        .find(|(op, _)| s.eat(op))?
+        .1;
+        let digits = s.digits()?;
+        s.end()?;
+        if digits.len() > 18 {
+            return None;
+        }
+        Some(Native::Amount {
+            literal: digits.parse::<i64>().ok()?.into(),
+            holds,
+        })
+    }
+
     pub fn eval(&self, req: &ConfirmRequest) -> bool {
-        let value = match self.var {
+        let (var, op, lit, negate) = match self {
+            Native::Text {
+                var,
+                op,
+                literal,
+                negate,
+            } => (*var, *op, &**literal, *negate),
+            Native::Amount { literal, holds } => {
+                return match req.amount.value().cmp(literal) {
+                    Ordering::Less => holds[0],
+                    Ordering::Equal => holds[1],
+                    Ordering::Greater => holds[2],
+                };
+            }
+        };
+        let value = match var {
             Var::OrderId => req.order_id.as_str(),
             Var::TxId => req.tx_id.as_str(),
             Var::Api => req.api.as_str(),
             // Only `==` (see `Var`): `()` equals no string.
             Var::StoreId => match req.store_id.as_deref() {
                 Some(id) => id,
-                None => return self.negate,
+                None => return negate,
             },
         };
-        let lit = &*self.literal;
-        let result = match self.op {
+        let result = match op {
             Op::StartsWith => value.starts_with(lit),
             Op::EndsWith => value.ends_with(lit),
             Op::Contains => value.contains(lit),
             Op::Equals => value == lit,
         };
-        result != self.negate
+        result != negate
     }
 }
 
@@ -152,6 +207,24 @@ impl<'a> Cursor<'a> {
         Some(lit)
     }
 
+    /// ASCII digits, at least one, and not followed by what would make them another number
+    /// (`1.5`, `1e3`, `1_000`, `0x10`).
+    fn digits(&mut self) -> Option<&'a str> {
+        self.0 = self.0.trim_start();
+        let end = self
+            .0
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(self.0.len());
+        let (digits, rest) = self.0.split_at(end);
+        if digits.is_empty()
+            || rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+        {
+            return None;
+        }
+        self.0 = rest;
+        Some(digits)
+    }
+
     fn end(&mut self) -> Option<()> {
         self.0.trim().is_empty().then_some(())
     }
@@ -186,6 +259,11 @@ mod tests {
             r#"order_id.starts_with("주문-")"#,
             r#"store_id == "gangnam""#,
             r#"store_id != "x""#,
+            "amount >= 1000000",
+            "amount<1000",
+            " amount == 0 ",
+            "amount != 50000",
+            "amount <= 999999999999999999",
         ] {
             assert!(Native::recognise(src).is_some(), "{src}");
         }
@@ -193,6 +271,21 @@ mod tests {
             r#"store_id.starts_with("a")"#,
             r#"!store_id.contains("a")"#,
             r#"!store_id == "a""#,
+            "amount >= 1_000_000",
+            "amount > 1.5",
+            "amount > 1.",
+            "amount > -1",
+            "amount >= 1e6",
+            "amount > 0x10",
+            "amount > 0b1",
+            "!amount > 1",
+            "amount >= 1000000 && true",
+            "amount > 1234567890123456789",
+            "amount => 1",
+            "amount >== 1",
+            "amount >",
+            "1000 < amount",
+            "amount.to_string() == \"1\"",
             r#"payload.starts_with("a")"#,
             r#"order_id.starts_with("a\"b")"#,
             r#"order_id.starts_with("a\\b")"#,
@@ -261,6 +354,58 @@ mod tests {
         assert_eq!(checked, 7 * 9 * 3 * 7);
     }
 
+    /// `amount` is an `INT`, or a `Decimal` when it has a fraction or is beyond 2^53; compared
+    /// with a whole number, both ways give the same answer, at the edges too.
+    #[test]
+    fn amount_agrees_with_rhai() {
+        let engine = ScriptEngine::new();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00+09:00").unwrap();
+        let amounts = [
+            "1",
+            "999999",
+            "1000000",
+            "1000001",
+            "10.5",
+            "999999.999",
+            "1000000.0000000001",
+            "1e6",
+            "\"1000000\"",
+            "9007199254740992",
+            "9007199254740993",
+            "123456789012345678901234",
+        ];
+        let literals = [
+            "0",
+            "1",
+            "10",
+            "999999",
+            "1000000",
+            "9007199254740992",
+            "9007199254740993",
+            "999999999999999999",
+        ];
+        let mut checked = 0;
+        for amount in amounts {
+            let body = format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":{amount}}}"#);
+            let req = match parse(Some("application/json"), body.as_bytes()) {
+                Ok(Parsed::Confirm(req)) => req,
+                other => panic!("{amount}: not a confirm request: {other:?}"),
+            };
+            for lit in literals {
+                for op in ["<", "<=", ">", ">=", "==", "!="] {
+                    let shape = format!("amount {op} {lit}");
+                    let native = Native::recognise(&shape).expect(&shape);
+                    let ast = engine.compile_unchecked(&shape);
+                    let mut scope = RequestScope::new(&req, now, false);
+                    let rhai = engine.eval_bool(&mut scope, &ast, &mut None, FULL).unwrap();
+                    assert_eq!(native.eval(&req), rhai, "{shape} with amount {amount}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 12 * 8 * 6);
+    }
+
     /// `store_id` is `()` in a V1 request: Rhai finds it equal to no string, and the native
     /// way says the same.
     #[test]
@@ -302,6 +447,7 @@ mod tests {
             r#"tx_id.ends_with("-1")"#,
             r#"api != "v2-2024-01-01""#,
             r#"store_id == "s1""#,
+            "amount > 500",
         ];
         for script in [
             r#"order_id = "qa-1"; true"#,

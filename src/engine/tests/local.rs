@@ -552,6 +552,7 @@ rules:
   - { name: qa, when: 'order_id.starts_with("qa-")', action: approve }
   - { name: legacy, require: '!order_id.starts_with("legacy-")', reason: "old" }
   - { name: api, require: 'api != "v2-2024-01-01"', reason: "v1 only" }
+  - { name: cap, require: 'amount <= 3000000', reason: "cap" }
 "#;
     let (_dir, rules) = ruleset(native_only);
     let rs = rules.get("default").unwrap();
@@ -569,9 +570,13 @@ rules:
         summary(&decide(&rules, &v1("order-1", "1000")).await),
         ("approve", 200, None, None)
     );
+    assert_eq!(
+        summary(&decide(&rules, &v1("order-1", "3000000.5")).await),
+        refused("cap", "cap")
+    );
 
     let mixed =
-        format!("{native_only}  - {{ name: big, require: 'amount < 5000', reason: big }}\n");
+        format!("{native_only}  - {{ name: big, require: 'amount * 2 < 10000', reason: big }}\n");
     let (_dir, rules) = ruleset(&mixed);
     assert!(rules.get("default").unwrap().uses_rhai);
     assert_eq!(
