@@ -500,7 +500,8 @@ async fn first_probes(rules: &Rules) {
 }
 
 /// An upstream that is the same in the new rules keeps its known health, so a reload does not
-/// turn every `healthy` rule into an error until the next probe.
+/// turn every `healthy` rule into an error until the next probe, and its probe goes on
+/// counting and at its pace (see [`crate::rules::HealthState`]).
 fn carry_health(old: &Rules, new: &Rules) {
     for (name, ruleset) in &new.rulesets {
         let Some(old_set) = old.get(name) else {
@@ -511,7 +512,7 @@ fn carry_health(old: &Rules, new: &Rules) {
                 if prev.url == up.url
                     && prev.health.as_ref().map(|h| &h.path) == up.health.as_ref().map(|h| &h.path)
                 {
-                    up.state.set(prev.state.get());
+                    up.state.carry(&prev.state);
                 }
             }
         }

@@ -507,13 +507,57 @@ impl std::fmt::Display for Health {
     }
 }
 
-/// Lock-free health state read by every `healthy` rule.
+/// Lock-free health state read by every `healthy` rule, with what its probe has counted so
+/// far. A reload that keeps the upstream carries all of it over ([`HealthState::carry`]):
+/// were the count to start again at every reload, edits more frequent than
+/// `unhealthy_after` probes would hide an outage for as long as they go on (and keep a shop
+/// that is back marked down).
 #[derive(Debug, Default)]
-pub struct HealthState(AtomicU8);
+pub struct HealthState {
+    health: AtomicU8,
+    /// The latest probes' results in a row: successes (> 0) or failures (< 0).
+    streak: std::sync::atomic::AtomicI32,
+    /// When the latest probe was sent; the probe of the next generation goes on from there
+    /// instead of sending one at once.
+    last_probe: Mutex<Option<tokio::time::Instant>>,
+}
 
 impl HealthState {
+    /// Takes over `old`'s state, count and probe time (the same upstream in the rules being
+    /// replaced).
+    pub fn carry(&self, old: &HealthState) {
+        self.set(old.get());
+        self.streak
+            .store(old.streak.load(Ordering::Acquire), Ordering::Release);
+        let last = old.last_probe.lock().map(|at| *at).unwrap_or(None);
+        if let Ok(mut mine) = self.last_probe.lock() {
+            *mine = last;
+        }
+    }
+
+    /// Counts a probe's result, sent at `at`; returns the results in a row like it.
+    pub fn count(&self, ok: bool, at: tokio::time::Instant) -> u32 {
+        let before = self.streak.load(Ordering::Acquire);
+        let after = match (ok, before) {
+            (true, n) if n > 0 => n.saturating_add(1),
+            (true, _) => 1,
+            (false, n) if n < 0 => n.saturating_sub(1),
+            (false, _) => -1,
+        };
+        self.streak.store(after, Ordering::Release);
+        if let Ok(mut last) = self.last_probe.lock() {
+            *last = Some(at);
+        }
+        after.unsigned_abs()
+    }
+
+    /// When the latest probe was sent, if one was.
+    pub fn last_probe(&self) -> Option<tokio::time::Instant> {
+        self.last_probe.lock().map(|at| *at).unwrap_or(None)
+    }
+
     pub fn get(&self) -> Health {
-        match self.0.load(Ordering::Acquire) {
+        match self.health.load(Ordering::Acquire) {
             1 => Health::Up,
             2 => Health::Down,
             _ => Health::Unknown,
@@ -526,7 +570,7 @@ impl HealthState {
             Health::Up => 1,
             Health::Down => 2,
         };
-        self.0.store(v, Ordering::Release);
+        self.health.store(v, Ordering::Release);
     }
 }
 

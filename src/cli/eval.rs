@@ -21,7 +21,7 @@ use crate::rules::Health;
 use crate::rules::Upstream;
 use crate::script::ScriptEngine;
 use crate::upstream::{
-    start_probes, BoxFuture, HttpCall, HttpUpstreams, UpstreamError, UpstreamResponse, Upstreams,
+    start_probes_of, BoxFuture, HttpCall, HttpUpstreams, UpstreamError, UpstreamResponse, Upstreams,
 };
 
 #[derive(Debug, Args)]
@@ -275,7 +275,9 @@ fn read_body(file: Option<&PathBuf>) -> Result<Vec<u8>, String> {
 /// first probe of each upstream of `ruleset` found, one line each.
 async fn wait_for_health(rules: &crate::rules::Rules, ruleset: &str) -> Vec<String> {
     let probed: Vec<_> = rules
-        .upstreams()
+        .get(ruleset)
+        .into_iter()
+        .flat_map(|r| r.upstreams.values())
         .filter(|u| u.health.is_some())
         .cloned()
         .collect();
@@ -284,8 +286,9 @@ async fn wait_for_health(rules: &crate::rules::Rules, ruleset: &str) -> Vec<Stri
     }
     let found = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
     let seen = found.clone();
-    start_probes(
+    start_probes_of(
         rules,
+        probed.iter(),
         Arc::new(move |up: &Upstream, failure: Option<&str>, _| {
             if let Ok(mut seen) = seen.lock() {
                 seen.entry((up.ruleset.clone(), up.name.clone()))
@@ -304,7 +307,6 @@ async fn wait_for_health(rules: &crate::rules::Rules, ruleset: &str) -> Vec<Stri
     let found = found.lock().map(|f| f.clone()).unwrap_or_default();
     probed
         .iter()
-        .filter(|u| &*u.ruleset == ruleset)
         .map(|u| {
             let probe = format!("health probe of upstream \"{}\"", u.name);
             match found.get(&(u.ruleset.clone(), u.name.clone())) {

@@ -337,6 +337,10 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     // number by its path reads the file up to it, once per number.
     let written = yaml::numbers_as_written(&src, &[Seg::Key("cases")], &sent(&raw.cases));
     let mut cases = Vec::new();
+    // Where the last case's text starts and its line: the cases come in file order, so each
+    // counts the line breaks from the one before (from the top for each, a file of thousands
+    // of cases took seconds to load, at every reload).
+    let mut line_at = (0, 1);
     for (i, c) in raw.cases.into_iter().enumerate() {
         let now = match c.now.as_deref() {
             Some(s) => parse_now(
@@ -387,7 +391,9 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             text: chunk.map(|text| {
                 // A slice of `src`: its line is one more than the line breaks before it.
                 let start = text.as_ptr() as usize - src.as_ptr() as usize;
-                (text, src[..start].matches('\n').count() + 1)
+                let (from, line) = if start >= line_at.0 { line_at } else { (0, 1) };
+                line_at = (start, line + src[from..start].matches('\n').count());
+                (text, line_at.1)
             }),
             ruleset,
         };

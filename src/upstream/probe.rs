@@ -15,7 +15,17 @@ pub type HealthObserver = Arc<dyn Fn(&Upstream, Option<&str>, Health) + Send + S
 /// Starts one probe per upstream with a `health` block; the tasks belong to this generation of
 /// rules and stop when it is dropped.
 pub fn start_probes(rules: &Rules, observer: HealthObserver) {
-    for up in rules.upstreams() {
+    start_probes_of(rules, rules.upstreams(), observer);
+}
+
+/// Starts the probes of `upstreams` only (of `rules`, which owns the tasks): `eval` asks about
+/// one ruleset, and must not probe every other ruleset's merchant, nor wait for them.
+pub fn start_probes_of<'a>(
+    rules: &Rules,
+    upstreams: impl Iterator<Item = &'a Arc<Upstream>>,
+    observer: HealthObserver,
+) {
+    for up in upstreams {
         if up.health.is_some() {
             let task = tokio::spawn(probe(up.clone(), observer.clone()));
             rules.own_task(task.abort_handle());
@@ -27,11 +37,16 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
     let Some(spec) = up.health.clone() else {
         return;
     };
-    let mut ticker = tokio::time::interval(spec.interval);
+    // An upstream the replaced rules probed already goes on at its pace: a reload neither
+    // probes every upstream at once nor resets their counts.
+    let first = match up.state.last_probe() {
+        Some(last) => last + spec.interval,
+        None => tokio::time::Instant::now(),
+    };
+    let mut ticker = tokio::time::interval_at(first, spec.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut ups, mut downs) = (0u32, 0u32);
     loop {
-        ticker.tick().await;
+        let sent = ticker.tick().await;
         let call = HttpCall {
             rule: None,
             method: http::Method::GET,
@@ -55,13 +70,7 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
             Err(e) => Some(format!("{}: {e}", spec.path)),
         };
         let ok = failure.is_none();
-        if ok {
-            ups += 1;
-            downs = 0;
-        } else {
-            downs += 1;
-            ups = 0;
-        }
+        let in_a_row = up.state.count(ok, sent);
         let before = up.state.get();
         // The first result settles an unknown state at once so readiness comes quickly;
         // after that the thresholds keep one blip from flapping decisions.
@@ -73,8 +82,8 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
                     Health::Down
                 }
             }
-            Health::Up if downs >= spec.unhealthy_after => Health::Down,
-            Health::Down if ups >= spec.healthy_after => Health::Up,
+            Health::Up if !ok && in_a_row >= spec.unhealthy_after => Health::Down,
+            Health::Down if ok && in_a_row >= spec.healthy_after => Health::Up,
             same => same,
         };
         if after != before {
@@ -84,7 +93,7 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
                     ruleset = %up.ruleset,
                     upstream = %up.name,
                     from = %before,
-                    failed_probes = downs,
+                    failed_probes = in_a_row,
                     "upstream unhealthy: {cause}"
                 ),
                 _ => tracing::info!(

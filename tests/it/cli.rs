@@ -213,7 +213,8 @@ fn eval_reads_the_body_as_its_content_type_says() {
 }
 
 /// A `healthy` rule reads eval's one probe, and stderr says what the probe found: why it failed
-/// when it did.
+/// when it did. Only the ruleset evaluated is probed (audit: every ruleset's upstreams were,
+/// and eval waited for all of them).
 #[tokio::test]
 async fn eval_says_what_the_health_probe_found() {
     use axum::routing::get;
@@ -225,6 +226,13 @@ async fn eval_says_what_the_health_probe_found() {
         "default.yaml",
         &format!(
             "upstreams:\n  shop: {{ url: \"{}\", health: {{ path: /health }} }}\n  orders: {{ url: \"{down}\", health: {{ path: /health }} }}\nrules:\n  - {{ name: shop-up, healthy: shop, reason: 점검 중 }}\n  - {{ name: orders-up, healthy: orders, reason: 주문 서버 점검 중 }}\n",
+            shop.url()
+        ),
+    );
+    rules.write(
+        "other.yaml",
+        &format!(
+            "upstreams:\n  same-shop: {{ url: \"{}\", health: {{ path: /health }} }}\nrules:\n  - {{ name: up, healthy: same-shop, reason: 점검 중 }}\n",
             shop.url()
         ),
     );
@@ -246,6 +254,7 @@ async fn eval_says_what_the_health_probe_found() {
             &serde_json::json!("주문 서버 점검 중")
         )
     );
+    assert_eq!(shop.calls_to("/health"), 1, "probed for another ruleset");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let notes: Vec<&str> = stderr
         .lines()

@@ -596,6 +596,59 @@ async fn health_flapping_changes_decisions_and_readiness() {
     server.stop().await;
 }
 
+/// Audit: every reload started the probes' counts again (and probed at once), so edits more
+/// frequent than `unhealthy_after` probes hid an outage — every payment approved — and, with
+/// `healthy_after`, kept a shop that was back marked down. Here a reload every 40 ms against
+/// probes every 100 ms, three in a row needed either way.
+#[tokio::test]
+async fn reloads_neither_hide_an_outage_nor_a_recovery() {
+    let (shop, up) = health_switch(true).await;
+    let rules = Rules::with(
+        "default.yaml",
+        &probed_shop(
+            &shop.url(),
+            "timeout: 200ms, health: { path: /health, interval: 100ms, unhealthy_after: 3, healthy_after: 3 }",
+            "상점 점검 중입니다",
+        ),
+    );
+    let mut config = confirm_proxy::server::Config::new(rules.path().to_owned());
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    let approves = || async { server.confirm_json("/confirm", &v1("o", 5000)).await.status == 200 };
+    assert!(eventually(Duration::from_secs(3), approves).await);
+    let mut edits = 0;
+    // Reloads, each applied (another file changes), until `done` holds; at most 3 s of them.
+    let mut reload_until = async |done: bool| {
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while tokio::time::Instant::now() < until {
+            edits += 1;
+            rules.write("other.yaml", &format!("# edit {edits}\nrules:\n  - {{ name: cap, amount: {{ max: 1000000 }}, reason: 한도 }}\n"));
+            let reload = post(&server.admin_url("/admin/reload"), None, "").await;
+            assert!(
+                reload.body.to_string().contains("\"applied\":true"),
+                "{:?}",
+                reload.body
+            );
+            if approves().await == done {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        false
+    };
+    up.store(false, Ordering::SeqCst);
+    assert!(
+        reload_until(false).await,
+        "the outage went unseen through the reloads"
+    );
+    up.store(true, Ordering::SeqCst);
+    assert!(
+        reload_until(true).await,
+        "the recovery went unseen through the reloads"
+    );
+    server.stop().await;
+}
+
 /// A shop whose `/health` answers only once the returned sender says `true` (or is dropped):
 /// until then its probes wait, for as long as their timeout lets them.
 async fn held_health() -> (MockUpstream, tokio::sync::watch::Sender<bool>) {
