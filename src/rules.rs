@@ -285,8 +285,8 @@ impl Rule {
 
     /// Whether this rule's `when` skips `req` whatever the rules before it do: a `when` of the
     /// simple shapes ([`crate::script::native::Native`], `order_id.starts_with("marathon-")`)
-    /// reads nothing but the request's ids and amount, so it is known as the request arrives, and the
-    /// call of a rule it skips need not be made at all.
+    /// reads nothing but the request's ids and amount, so it is known as the request arrives,
+    /// and the call of a rule it skips need not be made at all.
     pub fn skips_up_front(&self, req: &crate::payload::ConfirmRequest) -> bool {
         let native = self.when.as_ref().and_then(|w| w.native.as_ref());
         native.is_some_and(|n| !n.eval(req))

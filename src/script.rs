@@ -736,6 +736,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// Audit: a blocklist written as a chain of `&&` (70 ids) was refused as "expression exceeds
+    /// maximum complexity", with no limit and no way out named; the `in` list it names loads.
+    #[test]
+    fn a_chain_too_deep_names_the_limit_and_the_in_list() {
+        let engine = ScriptEngine::new();
+        let ids: Vec<String> = (0..70).map(|i| format!("\"o-{i}\"")).collect();
+        let chain: Vec<String> = ids.iter().map(|id| format!("order_id != {id}")).collect();
+        let err = engine
+            .compile_expression(&chain.join(" && "), &[])
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "expression exceeds maximum complexity (at most 64 levels, and each && or || of a chain is one more: test a long list of values with in, !(order_id in [\"o-1\", \"o-2\", …]))"
+        );
+        let list = format!("!(order_id in [{}])", ids.join(", "));
+        assert!(engine.compile_expression(&list, &[]).is_ok(), "{list}");
+    }
+
     /// JavaScript's and Python's ways of writing what Rhai writes otherwise: each error says
     /// Rhai's, at the place it names.
     #[test]

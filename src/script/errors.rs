@@ -294,6 +294,12 @@ pub(super) fn parse_error(src: &str, extra: &[&str], e: &ParseError) -> CompileE
     undefined_variable_hint(src, extra, &mut error);
     slip_hint(src, &mut error);
     closest_variable(src, extra, &mut error);
+    if matches!(*e.0, rhai::ParseErrorType::ExprTooDeep) {
+        error.message.push_str(&format!(
+            " (at most {} levels, and each && or || of a chain is one more: test a long list of values with in, !(order_id in [\"o-1\", \"o-2\", …]))",
+            super::MAX_EXPR_DEPTH
+        ));
+    }
     error
 }
 
