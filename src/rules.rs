@@ -529,7 +529,7 @@ impl HealthState {
         self.set(old.get());
         self.streak
             .store(old.streak.load(Ordering::Acquire), Ordering::Release);
-        let last = old.last_probe.lock().map(|at| *at).unwrap_or(None);
+        let last = old.last_probe();
         if let Ok(mut mine) = self.last_probe.lock() {
             *mine = last;
         }

@@ -306,6 +306,18 @@ mod tests {
         }
     }
 
+    /// Runs `shape` both ways on `req` and asserts they agree (`what`: the request, for the
+    /// failure message). Compiled unchecked: `api == "qa-"` is a load error, and still has an
+    /// answer.
+    fn assert_agrees(engine: &ScriptEngine, req: &ConfirmRequest, shape: &str, what: &str) {
+        let native = Native::recognise(shape).expect(shape);
+        let ast = engine.compile_unchecked(shape);
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00+09:00").unwrap();
+        let mut scope = RequestScope::new(req, now, false);
+        let rhai = engine.eval_bool(&mut scope, &ast, &mut None, FULL).unwrap();
+        assert_eq!(native.eval(req), rhai, "{shape} with {what}");
+    }
+
     /// Both ways of running a recognised expression give the same answer, over ids and
     /// literals chosen to hit the edges: empty strings, multi-byte characters, a literal longer
     /// than the id, case differences.
@@ -325,7 +337,6 @@ mod tests {
             "legacy-7x",
             "_",
         ];
-        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00+09:00").unwrap();
         let mut checked = 0;
         for id in ids {
             let req = request(id, &format!("{id}tx"));
@@ -340,12 +351,7 @@ mod tests {
                         format!("{var} == \"{lit}\""),
                         format!("{var} != \"{lit}\""),
                     ] {
-                        let native = Native::recognise(&shape).expect(&shape);
-                        // Unchecked: `api == "qa-"` is a load error, and still has an answer.
-                        let ast = engine.compile_unchecked(&shape);
-                        let mut scope = RequestScope::new(&req, now, false);
-                        let rhai = engine.eval_bool(&mut scope, &ast, &mut None, FULL).unwrap();
-                        assert_eq!(native.eval(&req), rhai, "{shape} with {var} of {id:?}");
+                        assert_agrees(&engine, &req, &shape, &format!("{var} of {id:?}"));
                         checked += 1;
                     }
                 }
@@ -359,7 +365,6 @@ mod tests {
     #[test]
     fn amount_agrees_with_rhai() {
         let engine = ScriptEngine::new();
-        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00+09:00").unwrap();
         let amounts = [
             "1",
             "999999",
@@ -394,11 +399,7 @@ mod tests {
             for lit in literals {
                 for op in ["<", "<=", ">", ">=", "==", "!="] {
                     let shape = format!("amount {op} {lit}");
-                    let native = Native::recognise(&shape).expect(&shape);
-                    let ast = engine.compile_unchecked(&shape);
-                    let mut scope = RequestScope::new(&req, now, false);
-                    let rhai = engine.eval_bool(&mut scope, &ast, &mut None, FULL).unwrap();
-                    assert_eq!(native.eval(&req), rhai, "{shape} with amount {amount}");
+                    assert_agrees(&engine, &req, &shape, &format!("amount {amount}"));
                     checked += 1;
                 }
             }
@@ -411,7 +412,6 @@ mod tests {
     #[test]
     fn store_id_agrees_with_rhai_when_absent_too() {
         let engine = ScriptEngine::new();
-        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00+09:00").unwrap();
         let mut checked = 0;
         for store in [None, Some("store-1"), Some("강남점"), Some("s")] {
             let mut req = request("order-1", "imp-1");
@@ -421,11 +421,7 @@ mod tests {
                     format!("store_id == \"{lit}\""),
                     format!("store_id != \"{lit}\""),
                 ] {
-                    let native = Native::recognise(&shape).expect(&shape);
-                    let ast = engine.compile_unchecked(&shape);
-                    let mut scope = RequestScope::new(&req, now, false);
-                    let rhai = engine.eval_bool(&mut scope, &ast, &mut None, FULL).unwrap();
-                    assert_eq!(native.eval(&req), rhai, "{shape} with store_id {store:?}");
+                    assert_agrees(&engine, &req, &shape, &format!("store_id {store:?}"));
                     checked += 1;
                 }
             }
