@@ -1,7 +1,10 @@
-//! Background health probes: one task per upstream with a `health` block, owned by the
-//! generation of rules that started it.
+//! Background health probes: one task per distinct probe (an upstream with a `health` block,
+//! or several that would send the very same probe), owned by the generation of rules that
+//! started it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{send, HttpCall};
 use crate::rules::{Health, Rules, Upstream};
@@ -25,18 +28,76 @@ pub fn start_probes_of<'a>(
     upstreams: impl Iterator<Item = &'a Arc<Upstream>>,
     observer: HealthObserver,
 ) {
-    for up in upstreams {
-        if up.health.is_some() {
-            let task = tokio::spawn(probe(up.clone(), observer.clone()));
-            rules.own_task(task.abort_handle());
-        }
+    for members in same_probes(upstreams) {
+        let task = tokio::spawn(probe(members, observer.clone()));
+        rules.own_task(task.abort_handle());
     }
 }
 
-async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
+/// What makes two upstreams' probes the same: the request sent (url, headers, path), how long
+/// it may take, and how often and how strictly it is counted.
+#[derive(PartialEq, Eq, Hash)]
+struct ProbeKey<'a> {
+    url: &'a str,
+    path: &'a str,
+    headers: Vec<(&'a str, &'a [u8])>,
+    timeout: Duration,
+    interval: Duration,
+    unhealthy_after: u32,
+    healthy_after: u32,
+}
+
+/// The probed upstreams, grouped so that upstreams whose probes would be the same share one:
+/// an operator with a ruleset per store, each naming the same `shop` with the same health
+/// check, gets one probe of the shop rather than one per file, and every ruleset sees the
+/// same health at the same moment.
+fn same_probes<'a>(upstreams: impl Iterator<Item = &'a Arc<Upstream>>) -> Vec<Vec<Arc<Upstream>>> {
+    let mut groups: Vec<Vec<Arc<Upstream>>> = Vec::new();
+    let mut index: HashMap<ProbeKey<'a>, usize> = HashMap::new();
+    for up in upstreams {
+        let Some(spec) = &up.health else {
+            continue;
+        };
+        let mut headers: Vec<_> = (up.headers.iter())
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
+        headers.sort_unstable();
+        let key = ProbeKey {
+            url: &up.url,
+            path: &spec.path,
+            headers,
+            timeout: up.timeout,
+            interval: spec.interval,
+            unhealthy_after: spec.unhealthy_after,
+            healthy_after: spec.healthy_after,
+        };
+        let at = *index.entry(key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[at].push(up.clone());
+    }
+    groups
+}
+
+/// Probes on behalf of `members` (one or more upstreams with the same probe): the one probed
+/// most recently goes on at its pace, and every member takes its state after each probe.
+async fn probe(members: Vec<Arc<Upstream>>, observer: HealthObserver) {
+    let Some(up) = members.iter().max_by_key(|m| m.state.last_probe()).cloned() else {
+        return;
+    };
     let Some(spec) = up.health.clone() else {
         return;
     };
+    let others: Vec<_> = members
+        .iter()
+        .filter(|m| !Arc::ptr_eq(m, &up))
+        .cloned()
+        .collect();
+    // A ruleset added beside one already probed knows the shop's health at once.
+    for member in &others {
+        member.state.carry(&up.state);
+    }
     // An upstream the replaced rules probed already goes on at its pace: a reload neither
     // probes every upstream at once nor resets their counts.
     let first = match up.state.last_probe() {
@@ -86,24 +147,84 @@ async fn probe(up: Arc<Upstream>, observer: HealthObserver) {
             Health::Down if ok && in_a_row >= spec.healthy_after => Health::Up,
             same => same,
         };
-        if after != before {
-            up.state.set(after);
-            match (after, &failure) {
-                (Health::Down, Some(cause)) => tracing::warn!(
-                    ruleset = %up.ruleset,
-                    upstream = %up.name,
-                    from = %before,
-                    failed_probes = in_a_row,
-                    "upstream unhealthy: {cause}"
-                ),
-                _ => tracing::info!(
-                    ruleset = %up.ruleset,
-                    upstream = %up.name,
-                    from = %before,
-                    "upstream healthy"
-                ),
-            }
+        up.state.set(after);
+        for member in &others {
+            member.state.carry(&up.state);
         }
-        observer(&up, failure.as_deref(), after);
+        for member in &members {
+            if after != before {
+                log_change(member, before, after, failure.as_deref(), in_a_row);
+            }
+            observer(member, failure.as_deref(), after);
+        }
+    }
+}
+
+fn log_change(up: &Upstream, before: Health, after: Health, failure: Option<&str>, in_a_row: u32) {
+    match (after, failure) {
+        (Health::Down, Some(cause)) => tracing::warn!(
+            ruleset = %up.ruleset,
+            upstream = %up.name,
+            from = %before,
+            failed_probes = in_a_row,
+            "upstream unhealthy: {cause}"
+        ),
+        _ => tracing::info!(
+            ruleset = %up.ruleset,
+            upstream = %up.name,
+            from = %before,
+            "upstream healthy"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::HealthSpec;
+
+    fn probed(
+        ruleset: &str,
+        headers: &[(&'static str, &'static str)],
+        timeout_ms: u64,
+    ) -> Arc<Upstream> {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(*name, http::HeaderValue::from_static(value));
+        }
+        Arc::new(Upstream {
+            name: "shop".into(),
+            ruleset: ruleset.into(),
+            url: "http://shop.invalid".into(),
+            timeout: Duration::from_millis(timeout_ms),
+            headers: map,
+            health: Some(HealthSpec {
+                path: "/health".into(),
+                interval: Duration::from_secs(5),
+                unhealthy_after: 2,
+                healthy_after: 1,
+            }),
+            client: reqwest::Client::new(),
+            fresh: reqwest::Client::new(),
+            state: Arc::default(),
+            secrets: Arc::new([]),
+            digest: String::new(),
+        })
+    }
+
+    #[test]
+    fn only_upstreams_sending_the_same_probe_share_it() {
+        let ups = [
+            probed("a", &[("x-key", "1"), ("x-store", "s")], 500),
+            // The same headers written in another order: the same probe.
+            probed("b", &[("x-store", "s"), ("x-key", "1")], 500),
+            probed("c", &[("x-key", "2"), ("x-store", "s")], 500),
+            probed("d", &[("x-key", "1"), ("x-store", "s")], 900),
+        ];
+        let groups: Vec<Vec<String>> = same_probes(ups.iter())
+            .iter()
+            .map(|g| g.iter().map(|up| up.ruleset.to_string()).collect())
+            .collect();
+        assert_eq!(groups, [vec!["a", "b"], vec!["c"], vec!["d"]]);
     }
 }

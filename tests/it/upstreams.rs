@@ -649,6 +649,65 @@ async fn reloads_neither_hide_an_outage_nor_a_recovery() {
     server.stop().await;
 }
 
+/// Rulesets that each name the same shop with the same health check share one probe of it
+/// (an operator with a file per store does not multiply the probes the shop gets), and see an
+/// outage at the same moment; the same URL with other headers is another probe.
+#[tokio::test]
+async fn rulesets_naming_the_same_probe_share_it() {
+    let (shop, up) = health_switch(true).await;
+    let health = "timeout: 200ms, health: { path: /health, interval: 100ms, unhealthy_after: 1, healthy_after: 1 }";
+    let rules = Rules::with(
+        "store-a.yaml",
+        &probed_shop(&shop.url(), health, "A 점검 중"),
+    );
+    rules.write(
+        "store-b.yaml",
+        &probed_shop(&shop.url(), health, "B 점검 중"),
+    );
+    let other = format!("headers: {{ X-Store: c }}, {health}");
+    rules.write(
+        "store-c.yaml",
+        &probed_shop(&shop.url(), &other, "C 점검 중"),
+    );
+    let server = Server::start(rules.path()).await;
+    let ready = eventually(Duration::from_secs(3), || async {
+        get(&server.admin_url("/readyz")).await.status == 200
+    })
+    .await;
+    assert!(ready);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let probes = shop.calls();
+    let of_c = probes
+        .iter()
+        .filter(|c| c.headers.contains_key("x-store"))
+        .count();
+    let shared = probes.len() - of_c;
+    // About ten each; two probes for a and b would be about twenty.
+    assert!(of_c >= 5, "store-c's own probe runs: {of_c}");
+    assert!(
+        shared <= of_c + 2,
+        "a and b share one probe: {shared} probes for the two of them, {of_c} for c"
+    );
+    up.store(false, Ordering::SeqCst);
+    for (path, reason) in [
+        ("/confirm/store-a", "A 점검 중"),
+        ("/confirm/store-b", "B 점검 중"),
+    ] {
+        let refused = eventually(Duration::from_secs(3), || async {
+            server.confirm_json(path, &v1("o", 5000)).await.reason() == reason
+        })
+        .await;
+        assert!(refused, "{path} sees the outage");
+    }
+    // Metrics count the shared probe for each ruleset that uses it.
+    let metrics = server.metrics().await;
+    for ruleset in ["store-a", "store-b", "store-c"] {
+        let failures = format!("ruleset=\"{ruleset}\",upstream=\"shop\",result=\"failure\"");
+        assert!(metrics.contains(&failures), "{ruleset}: {metrics}");
+    }
+    server.stop().await;
+}
+
 /// A shop whose `/health` answers only once the returned sender says `true` (or is dropped):
 /// until then its probes wait, for as long as their timeout lets them.
 async fn held_health() -> (MockUpstream, tokio::sync::watch::Sender<bool>) {
