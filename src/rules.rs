@@ -535,6 +535,29 @@ impl HealthState {
         }
     }
 
+    /// Brings the state in line with the results in a row so far under `spec`'s thresholds,
+    /// which may not be those they were counted under: a reload that lowers
+    /// `unhealthy_after`, or an upstream probed on its own that now shares a probe with
+    /// others. Returns the state before and after.
+    pub fn settle(&self, spec: &HealthSpec) -> (Health, Health) {
+        let before = self.get();
+        let streak = self.streak.load(Ordering::Acquire);
+        let after = match before {
+            Health::Up if streak < 0 && streak.unsigned_abs() >= spec.unhealthy_after => {
+                Health::Down
+            }
+            Health::Down if streak > 0 && streak.unsigned_abs() >= spec.healthy_after => Health::Up,
+            same => same,
+        };
+        self.set(after);
+        (before, after)
+    }
+
+    /// The results in a row so far: successes (> 0) or failures (< 0).
+    pub fn streak(&self) -> i32 {
+        self.streak.load(Ordering::Acquire)
+    }
+
     /// Counts a probe's result, sent at `at`; returns the results in a row like it.
     pub fn count(&self, ok: bool, at: tokio::time::Instant) -> u32 {
         let before = self.streak.load(Ordering::Acquire);

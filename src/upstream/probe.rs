@@ -94,9 +94,24 @@ async fn probe(members: Vec<Arc<Upstream>>, observer: HealthObserver) {
         .filter(|m| !Arc::ptr_eq(m, &up))
         .cloned()
         .collect();
-    // A ruleset added beside one already probed knows the shop's health at once.
-    for member in &others {
-        member.state.carry(&up.state);
+    // The latest results go on counting under this probe's thresholds (a reload may have
+    // changed them, or `up` was probed on its own until now, more or less strictly), and a
+    // ruleset added beside one already probed knows the shop's health at once.
+    let (was, now) = up.state.settle(&spec);
+    let streak = up.state.streak();
+    for member in &members {
+        let before = if Arc::ptr_eq(member, &up) {
+            was
+        } else {
+            let before = member.state.get();
+            member.state.carry(&up.state);
+            before
+        };
+        if before != now && before != Health::Unknown {
+            let cause = (now == Health::Down)
+                .then(|| format!("the latest {} probes failed", streak.unsigned_abs()));
+            log_change(member, before, now, cause.as_deref(), streak.unsigned_abs());
+        }
     }
     // An upstream the replaced rules probed already goes on at its pace: a reload neither
     // probes every upstream at once nor resets their counts.
@@ -226,5 +241,37 @@ mod tests {
             .map(|g| g.iter().map(|up| up.ruleset.to_string()).collect())
             .collect();
         assert_eq!(groups, [vec!["a", "b"], vec!["c"], vec!["d"]]);
+    }
+
+    #[test]
+    fn results_counted_under_other_thresholds_settle_under_the_new_ones() {
+        let spec = |unhealthy_after, healthy_after| HealthSpec {
+            path: "/health".into(),
+            interval: Duration::from_secs(5),
+            unhealthy_after,
+            healthy_after,
+        };
+        let at = tokio::time::Instant::now();
+        // Up, with two failures in a row that `unhealthy_after: 5` did not count as down yet.
+        let state = crate::rules::HealthState::default();
+        state.set(Health::Up);
+        state.count(false, at);
+        state.count(false, at);
+        assert_eq!(state.settle(&spec(5, 1)), (Health::Up, Health::Up));
+        assert_eq!(state.settle(&spec(2, 1)), (Health::Up, Health::Down));
+        // Down, with three successes that `healthy_after: 4` did not count as up yet.
+        let state = crate::rules::HealthState::default();
+        state.set(Health::Down);
+        for _ in 0..3 {
+            state.count(true, at);
+        }
+        assert_eq!(state.settle(&spec(2, 4)), (Health::Down, Health::Down));
+        assert_eq!(state.settle(&spec(2, 3)), (Health::Down, Health::Up));
+        // Not probed yet: nothing to settle.
+        let state = crate::rules::HealthState::default();
+        assert_eq!(
+            state.settle(&spec(1, 1)),
+            (Health::Unknown, Health::Unknown)
+        );
     }
 }

@@ -708,6 +708,74 @@ async fn rulesets_naming_the_same_probe_share_it() {
     server.stop().await;
 }
 
+/// Audit: an upstream probed on its own that a reload makes share the probe of others brought
+/// its state along and the others took it: during an outage, rulesets that had seen it
+/// approved again until the next probe, because the joiner's looser `unhealthy_after` had not
+/// counted its failures as down yet. The results in a row now count under the shared
+/// probe's thresholds, so everyone refuses straight after the reload.
+#[tokio::test]
+async fn an_upstream_joining_a_shared_probe_in_an_outage_does_not_bring_the_shop_back() {
+    let (shop, up) = health_switch(true).await;
+    let health = |unhealthy_after: u32| {
+        format!("timeout: 200ms, health: {{ path: /health, interval: 300ms, unhealthy_after: {unhealthy_after}, healthy_after: 1 }}")
+    };
+    let rules = Rules::with(
+        "store-a.yaml",
+        &probed_shop(&shop.url(), &health(2), "A 점검 중"),
+    );
+    rules.write(
+        "store-b.yaml",
+        &probed_shop(&shop.url(), &health(2), "B 점검 중"),
+    );
+    rules.write(
+        "store-d.yaml",
+        &probed_shop(&shop.url(), &health(1000), "D 점검 중"),
+    );
+    let mut config = confirm_proxy::server::Config::new(rules.path().to_owned());
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    let ready = eventually(Duration::from_secs(3), || async {
+        get(&server.admin_url("/readyz")).await.status == 200
+    })
+    .await;
+    assert!(ready);
+    up.store(false, Ordering::SeqCst);
+    let outage_seen = eventually(Duration::from_secs(5), || async {
+        server
+            .confirm_json("/confirm/store-a", &v1("o", 5000))
+            .await
+            .status
+            == 409
+    })
+    .await;
+    assert!(outage_seen);
+    // d's own probe has failed as often, but 1000 failures are needed to call it down.
+    assert_eq!(
+        server
+            .confirm_json("/confirm/store-d", &v1("o", 5000))
+            .await
+            .status,
+        200
+    );
+    rules.write(
+        "store-d.yaml",
+        &probed_shop(&shop.url(), &health(2), "D 점검 중"),
+    );
+    let reload = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert!(
+        reload.body.to_string().contains("\"applied\":true"),
+        "{:?}",
+        reload.body
+    );
+    for store in ["a", "b", "d"] {
+        let answer = server
+            .confirm_json(&format!("/confirm/store-{store}"), &v1("o", 5000))
+            .await;
+        assert_eq!(answer.status, 409, "store-{store} right after the reload");
+    }
+    server.stop().await;
+}
+
 /// A shop whose `/health` answers only once the returned sender says `true` (or is dropped):
 /// until then its probes wait, for as long as their timeout lets them.
 async fn held_health() -> (MockUpstream, tokio::sync::watch::Sender<bool>) {
