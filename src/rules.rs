@@ -535,14 +535,19 @@ impl HealthState {
         }
     }
 
-    /// Brings the state in line with the results in a row so far under `spec`'s thresholds,
-    /// which may not be those they were counted under: a reload that lowers
-    /// `unhealthy_after`, or an upstream probed on its own that now shares a probe with
-    /// others. Returns the state before and after.
+    /// Brings the state in line with the results in a row so far under `spec`'s thresholds:
+    /// after each probe, and when a probe starts, since they may not be the thresholds the
+    /// results were counted under (a reload that lowers `unhealthy_after`, or an upstream
+    /// probed on its own that now shares a probe with others). Returns the state before and
+    /// after.
     pub fn settle(&self, spec: &HealthSpec) -> (Health, Health) {
         let before = self.get();
         let streak = self.streak.load(Ordering::Acquire);
         let after = match before {
+            // The first result settles an unknown state at once so readiness comes quickly;
+            // after that the thresholds keep one blip from flapping decisions.
+            Health::Unknown if streak > 0 => Health::Up,
+            Health::Unknown if streak < 0 => Health::Down,
             Health::Up if streak < 0 && streak.unsigned_abs() >= spec.unhealthy_after => {
                 Health::Down
             }

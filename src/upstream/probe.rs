@@ -147,22 +147,7 @@ async fn probe(members: Vec<Arc<Upstream>>, observer: HealthObserver) {
         };
         let ok = failure.is_none();
         let in_a_row = up.state.count(ok, sent);
-        let before = up.state.get();
-        // The first result settles an unknown state at once so readiness comes quickly;
-        // after that the thresholds keep one blip from flapping decisions.
-        let after = match before {
-            Health::Unknown => {
-                if ok {
-                    Health::Up
-                } else {
-                    Health::Down
-                }
-            }
-            Health::Up if !ok && in_a_row >= spec.unhealthy_after => Health::Down,
-            Health::Down if ok && in_a_row >= spec.healthy_after => Health::Up,
-            same => same,
-        };
-        up.state.set(after);
+        let (before, after) = up.state.settle(&spec);
         for member in &others {
             member.state.carry(&up.state);
         }
@@ -267,11 +252,20 @@ mod tests {
         }
         assert_eq!(state.settle(&spec(2, 4)), (Health::Down, Health::Down));
         assert_eq!(state.settle(&spec(2, 3)), (Health::Down, Health::Up));
-        // Not probed yet: nothing to settle.
+        // Not probed yet: nothing to settle; the first result settles it at once, whatever
+        // the thresholds.
         let state = crate::rules::HealthState::default();
         assert_eq!(
-            state.settle(&spec(1, 1)),
+            state.settle(&spec(3, 3)),
             (Health::Unknown, Health::Unknown)
         );
+        state.count(false, at);
+        assert_eq!(state.settle(&spec(3, 3)), (Health::Unknown, Health::Down));
+        let state = crate::rules::HealthState::default();
+        state.count(true, at);
+        assert_eq!(state.settle(&spec(3, 3)), (Health::Unknown, Health::Up));
+        // Then one result against the state is not enough under `unhealthy_after: 3`.
+        state.count(false, at);
+        assert_eq!(state.settle(&spec(3, 3)), (Health::Up, Health::Up));
     }
 }
