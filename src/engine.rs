@@ -363,10 +363,18 @@ impl Run<'_, '_> {
             Verdict::Stopped(cause) => Verdict::Stopped(capped_error(cause)),
             verdict => verdict,
         };
+        let failed = matches!(verdict, Verdict::Error(_) | Verdict::Stopped(_));
+        // An error once the deadline has passed (Rhai given no time left, say) is the
+        // deadline's, and is logged as such: "failed" would send the operator to the rule.
+        let stopped = failed && (stopped || tokio::time::Instant::now() >= self.deadline);
         if let (Verdict::Error(cause) | Verdict::Stopped(cause), Some(id)) =
             (&verdict, self.ctx.decision_id)
         {
-            tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
+            if stopped {
+                tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, deadline = ?self.ruleset.settings.deadline, error = %cause, "rule check stopped by the deadline");
+            } else {
+                tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
+            }
         }
         if rule.mode == Mode::Shadow {
             // Traced and counted, never deciding.
@@ -412,7 +420,7 @@ impl Run<'_, '_> {
             }
             Verdict::Error(cause) | Verdict::Stopped(cause) => {
                 let ended = self.record(rule, Outcome::Error, started, answer, None, Some(cause));
-                if stopped || tokio::time::Instant::now() >= self.deadline {
+                if stopped {
                     // A check stopped by the deadline (Rhai given no time left, an answer cut
                     // as it neared) is the deadline's business, not the rule's own `on_error`.
                     ControlFlow::Break(self.past_deadline(Some(rule)))
