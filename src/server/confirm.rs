@@ -307,9 +307,21 @@ impl AppState {
             !taken.swap(true, std::sync::atomic::Ordering::AcqRel)
         };
         let due = engine::answer_at_latest(&ruleset.settings, kept.started);
-        let evaluation = self.0.evaluations.spawn(async move {
+        self.0.evaluations.spawn(async move {
             let mut decision =
                 engine::evaluate(&set, &req, &state.context(&arrival, &original)).await;
+            if !take(&taken) {
+                // Answered at the deadline from the other side (by on_error, warned about
+                // there). Its decision is not sent or recorded, but what its rules did is
+                // counted: a rule the deadline stopped is an `error` an alert must see.
+                state.0.metrics.rule_outcomes(&set, &decision.trace);
+                tracing::debug!(
+                    decision_id = arrival.id.as_str(),
+                    decision = decision.decision.as_str(),
+                    "evaluation ended after its answer was due; on_error answered, and this decision was not sent"
+                );
+                return;
+            }
             // Decided, but only after the answer was due (the runtime held up, its timers
             // late): too late to stand, as if still running then.
             if tokio::time::Instant::now() > due {
@@ -321,14 +333,6 @@ impl AppState {
                 );
                 decision =
                     engine::decided_late(&set.settings, &req, decision, arrival.started.elapsed());
-            }
-            if !take(&taken) {
-                tracing::warn!(
-                    decision_id = arrival.id.as_str(),
-                    decision = decision.decision.as_str(),
-                    "evaluation ended after its answer was due; on_error answered, and this decision was not sent"
-                );
-                return;
             }
             let response = state.finish(&arrival, decision, Some(&req));
             if tx.send(response).is_err() {
@@ -344,13 +348,13 @@ impl AppState {
         let answered = match tokio::time::timeout_at(due, &mut rx).await {
             Ok(answered) => answered,
             Err(_) if take(&taken_here) => {
-                // Its decision could no longer be sent: what it still has in flight (upstream
-                // calls, a turn it waits for) is cancelled, as the deadline would have.
-                evaluation.abort();
+                // Its own deadline has passed: where it next pauses, it ends, and what it
+                // still has in flight (upstream calls, a turn it waits for) is cancelled. It
+                // is not aborted, so that it still counts its rules' outcomes.
                 tracing::warn!(
                     decision_id = kept.id.as_str(),
                     deadline = ?ruleset.settings.deadline,
-                    "evaluation still running when its answer was due: answered by on_error; it is stopped"
+                    "evaluation still running when its answer was due: answered by on_error; it ends at its next pause"
                 );
                 let decision =
                     engine::overran(&ruleset.settings, &kept_req, kept.started.elapsed());
