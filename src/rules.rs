@@ -451,6 +451,9 @@ pub struct Upstream {
     /// closing too).
     pub fresh: reqwest::Client,
     pub state: Arc<HealthState>,
+    /// `max_connections`: the calls to it that may be in flight at once (each has a
+    /// connection), for requests; health probes are not among them.
+    pub slots: Option<Slots>,
     /// The `${VAR}` values of its url and headers (and a URL's password), of 6 characters or
     /// more: any of them may be a credential. An upstream that echoes one back (`401 {"error":"bad token Bearer …"}`) has it
     /// replaced by `***` in its answer before anything reads it, so it never reaches a reason,
@@ -460,6 +463,24 @@ pub struct Upstream {
     /// The digest of what every call to it sends (its URL and headers; see
     /// [`crate::upstream::fingerprint`]), made at load: a forward's and a probe's whole digest.
     pub digest: String,
+}
+
+/// The connections an upstream's calls share (`max_connections`): a call waits for one, within
+/// its `timeout`. Kept across a reload that keeps the upstream and its limit, so that calls of
+/// the old rules and of the new share them.
+#[derive(Clone)]
+pub struct Slots {
+    pub max: u32,
+    pub free: Arc<tokio::sync::Semaphore>,
+}
+
+impl Slots {
+    pub fn new(max: u32) -> Slots {
+        Slots {
+            max,
+            free: Arc::new(tokio::sync::Semaphore::new(max as usize)),
+        }
+    }
 }
 
 impl Upstream {

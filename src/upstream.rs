@@ -199,6 +199,9 @@ pub enum UpstreamError {
     Dns(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// Every connection `max_connections` allows stayed busy for the whole `timeout`.
+    #[error("timed out after {waited:?} waiting for a free connection (max_connections: {max})")]
+    NoFreeConnection { max: u32, waited: Duration },
     #[error("request failed: {0}")]
     Other(String),
     /// An answer not on file: a rule test's canned answers, or a replayed record, hold none
@@ -324,6 +327,23 @@ pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
 /// One call.
 async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, UpstreamError> {
     let started = std::time::Instant::now();
+    // Held until the answer is read: the connection is busy until then. The wait is part of
+    // the call's `timeout`. A health probe (no rule) goes on without one: a busy shop must not
+    // read as down because its calls took every connection.
+    let slots = up.slots.as_ref().filter(|_| call.rule.is_some());
+    let _slot = match slots {
+        Some(slots) => match tokio::time::timeout(up.timeout, slots.free.acquire()).await {
+            Ok(Ok(slot)) => Some(slot),
+            // The semaphore is never closed; were it, waiting could not end otherwise either.
+            Ok(Err(_)) | Err(_) => {
+                return Err(UpstreamError::NoFreeConnection {
+                    max: slots.max,
+                    waited: up.timeout,
+                })
+            }
+        },
+        None => None,
+    };
     let body_by = call.body_by;
     let url = format!("{}{}", up.url, call.path_and_query);
     let get = call.method == http::Method::GET;
@@ -361,7 +381,10 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     // later is the upstream's own end to this request (it read it, then closed), and sending it
     // again would double its time and the load on a service already in trouble. The second try
     // has what is left of the call's timeout, so `timeout` bounds the call as a whole.
-    let sent = match request(!get, up.timeout).send().await {
+    let sent = match request(!get, up.timeout.saturating_sub(started.elapsed()))
+        .send()
+        .await
+    {
         Err(e) if get && closed_under_us(&e) && started.elapsed() < STALE_RACE => {
             // Without the URL, which reqwest's text names in full: its path may hold a
             // `${VAR}` secret.
@@ -511,7 +534,7 @@ fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static st
         },
         Err(UpstreamError::Refused(_)) => "refused",
         Err(UpstreamError::Dns(_)) => "dns",
-        Err(UpstreamError::Timeout(_)) => "timeout",
+        Err(UpstreamError::Timeout(_) | UpstreamError::NoFreeConnection { .. }) => "timeout",
         Err(_) => "error",
     }
 }
@@ -579,6 +602,62 @@ fn closed_under_us(e: &reqwest::Error) -> bool {
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     crate::error_chain(e).last().unwrap_or(e).to_string()
+}
+
+#[cfg(test)]
+mod slots_tests {
+    use super::*;
+    use crate::rules::Slots;
+
+    fn limited(slots: &Slots) -> Upstream {
+        Upstream {
+            name: "shop".into(),
+            ruleset: "default".into(),
+            // Nothing listens there: a call that got a connection would be refused.
+            url: "http://127.0.0.1:1".into(),
+            timeout: Duration::from_millis(50),
+            headers: http::HeaderMap::new(),
+            health: None,
+            client: reqwest::Client::new(),
+            fresh: reqwest::Client::new(),
+            state: Arc::default(),
+            slots: Some(slots.clone()),
+            secrets: Arc::new([]),
+            digest: String::new(),
+        }
+    }
+
+    fn call(rule: Option<&str>) -> HttpCall {
+        HttpCall {
+            rule: rule.map(Into::into),
+            method: http::Method::GET,
+            path_and_query: "/stock".into(),
+            headers: http::HeaderMap::new(),
+            body: None,
+            body_by: None,
+        }
+    }
+
+    /// With every connection busy, a call waits its `timeout` for one and says so; a health
+    /// probe does not wait, and the slot comes back once the call that held it ends.
+    #[tokio::test]
+    async fn a_call_waits_its_timeout_for_a_free_connection_and_a_probe_does_not() {
+        let slots = Slots::new(1);
+        let up = limited(&slots);
+        let held = slots.free.clone().try_acquire_owned().unwrap();
+        let waited = send(&up, call(Some("stock"))).await.unwrap_err();
+        assert_eq!(
+            waited.to_string(),
+            "timed out after 50ms waiting for a free connection (max_connections: 1)"
+        );
+        assert_eq!(call_outcome(&Err(waited)), "timeout");
+        let probe = send(&up, call(None)).await.unwrap_err();
+        assert!(matches!(probe, UpstreamError::Refused(_)), "{probe}");
+        drop(held);
+        let sent = send(&up, call(Some("stock"))).await.unwrap_err();
+        assert!(matches!(sent, UpstreamError::Refused(_)), "{sent}");
+        assert_eq!(slots.free.available_permits(), 1);
+    }
 }
 
 #[cfg(test)]

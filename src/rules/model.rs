@@ -88,7 +88,7 @@ pub enum OnError {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "an upstream: a mapping with url (and timeout, headers, health)"
+    expecting = "an upstream: a mapping with url (and timeout, headers, health, max_connections)"
 )]
 pub struct RawUpstream {
     pub url: String,
@@ -96,6 +96,7 @@ pub struct RawUpstream {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub health: Option<RawHealth>,
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

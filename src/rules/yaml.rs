@@ -292,7 +292,7 @@ const RULE_KEYS: [&str; 13] = [
 /// The keys of `settings` that a rule has not.
 const SETTINGS_ONLY: [&str; 3] = ["deadline", "error_reason", "reject_status"];
 /// The keys of an upstream.
-const UPSTREAM_KEYS: [&str; 4] = ["url", "timeout", "headers", "health"];
+const UPSTREAM_KEYS: [&str; 5] = ["url", "timeout", "headers", "health", "max_connections"];
 
 /// The hint for an error about an upstream whose name is a key of an upstream (`health:`
 /// outdented to the level of the upstreams' names) or of the top of the file (`rules:` indented

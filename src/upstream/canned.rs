@@ -529,6 +529,7 @@ mod tests {
             client: reqwest::Client::new(),
             fresh: reqwest::Client::new(),
             state: Arc::default(),
+            slots: None,
             secrets: Arc::new([]),
             digest: String::new(),
         })

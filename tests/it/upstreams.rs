@@ -1906,3 +1906,102 @@ async fn a_header_sent_on_several_lines_is_one_value() {
     let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
     assert_eq!(a.status, 200, "{r}");
 }
+
+/// A stock API that answers after `delay`, counting the calls in flight and the most at once.
+async fn counting_stock(delay: Duration) -> (MockUpstream, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::AtomicUsize;
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = most.clone();
+    let shop = MockUpstream::start(Router::new().route(
+        "/stock",
+        routing::get(move || {
+            let (now, most) = (now.clone(), most.clone());
+            async move {
+                // Counted down also when the proxy gives up on the call and the handler is
+                // dropped with its connection.
+                struct InFlight(Arc<AtomicUsize>);
+                impl Drop for InFlight {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                let _in_flight = InFlight(now);
+                most.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                Json(json!({"available": 1}))
+            }
+        }),
+    ))
+    .await;
+    (shop, seen)
+}
+
+/// `max_connections` holds the calls in flight to that many; the others wait their turn
+/// within their `timeout`, and one that waits it out is an error for `on_error`.
+#[tokio::test]
+async fn max_connections_bounds_the_calls_in_flight() {
+    let (shop, most) = counting_stock(Duration::from_millis(150)).await;
+    let rules = |timeout: &str| {
+        Rules::with(
+            "default.yaml",
+            &format!(
+                "settings: {{ deadline: 3s }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: {timeout}, max_connections: 2 }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    require: 'response.body.available >= 1'\n    reason: 품절\n",
+                shop.url()
+            ),
+        )
+    };
+    let burst = |server: &Server| {
+        let url = server.url("/confirm");
+        let sends: Vec<_> = (0..6)
+            .map(|i| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    post(&url, Some("application/json"), v1(&format!("o-{i}"), 5000)).await
+                })
+            })
+            .collect();
+        async move {
+            let mut answers = Vec::new();
+            for send in sends {
+                answers.push(send.await.unwrap());
+            }
+            answers
+        }
+    };
+    // Time enough for everyone: six calls of 150 ms, two at a time, all pass.
+    let roomy = rules("2s");
+    let (server, log) = logged(&roomy).await;
+    let answers = burst(&server).await;
+    assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+    server.stop().await;
+    drop(log);
+    // 300 ms against calls of a second: two calls reach the shop and time out; the others
+    // wait for a connection, and get one too late or none, and never reach it.
+    let (hung, most) = counting_stock(Duration::from_secs(1)).await;
+    let tight = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 3s }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 300ms, max_connections: 2 }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: 품절\n",
+            hung.url()
+        ),
+    );
+    let (server, log) = logged(&tight).await;
+    let started = Instant::now();
+    let answers = burst(&server).await;
+    let took = started.elapsed();
+    server.stop().await;
+    assert!(answers.iter().all(|a| a.status == 409), "{answers:?}");
+    // Each call's wait is part of its timeout: no answer waits for a queue to drain.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+    for a in &answers {
+        let r = record(&log, &a.decision_id());
+        let error = r["trace"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(error.contains("timed out after 300ms"), "{r}");
+    }
+}

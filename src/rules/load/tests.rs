@@ -84,6 +84,18 @@ impl RulesDir {
         )
     }
 
+    /// Loads as a reload after `previous` does.
+    fn load_after(&self, previous: &Rules) -> Result<Rules, LoadErrors> {
+        load_dir(
+            self.path(),
+            &LoadOptions {
+                engine: &ScriptEngine::new(),
+                env: &Vars(Default::default()),
+                previous: Some(previous),
+            },
+        )
+    }
+
     fn ok_with(&self, vars: &[(&str, &str)]) -> Rules {
         self.load_with(vars)
             .unwrap_or_else(|e| panic!("expected the rules to load, got:\n{e}"))

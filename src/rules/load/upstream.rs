@@ -7,8 +7,12 @@ use std::time::Duration;
 use super::super::model::RawUpstream;
 use super::super::template::looks_like_variable;
 use super::super::yaml::Seg;
-use super::super::{HealthSpec, HealthState, Upstream, DEFAULT_UPSTREAM_TIMEOUT};
+use super::super::{HealthSpec, HealthState, Slots, Upstream, DEFAULT_UPSTREAM_TIMEOUT};
 use super::{Env, FileCompiler};
+
+/// The most `max_connections` an upstream may have: a limit is for protecting the merchant's
+/// service, and beyond this the proxy's own open-files limit comes first.
+const MAX_CONNECTIONS: u32 = 10_000;
 
 /// The set variable `var` is a slip of: a letter or two away (one in a short name). Closer
 /// than the rule files' "did you mean": variables of one service share long prefixes
@@ -403,6 +407,13 @@ impl FileCompiler<'_, '_> {
             Some(t) => self.duration(&at("timeout"), t),
             None => Some(DEFAULT_UPSTREAM_TIMEOUT),
         };
+        let max_connections = match raw.max_connections {
+            Some(n) if !(1..=MAX_CONNECTIONS).contains(&n) => {
+                self.error(&at("max_connections"), format!("upstream \"{name}\": max_connections {n}, expected 1 to {MAX_CONNECTIONS} (the calls to it in flight at once; leave it out for no limit)"));
+                return None;
+            }
+            n => n,
+        };
         if raw.headers.len() > MAX_HEADERS {
             self.error(
                 &at("headers"),
@@ -533,6 +544,14 @@ impl FileCompiler<'_, '_> {
         let running = (self.opts.previous)
             .and_then(|rules| rules.get(ruleset))
             .and_then(|set| set.upstreams.get(name));
+        // The same limit keeps its slots, which calls of the running rules hold: a reload must
+        // not let twice as many in.
+        let slots = max_connections.map(|max| {
+            running
+                .and_then(|up| up.slots.clone())
+                .filter(|slots| slots.max == max)
+                .unwrap_or_else(|| Slots::new(max))
+        });
         let clients = match running {
             Some(up) => Ok((up.client.clone(), up.fresh.clone())),
             None => crate::upstream::http_client(true)
@@ -558,6 +577,7 @@ impl FileCompiler<'_, '_> {
             client,
             fresh,
             state: Arc::new(HealthState::default()),
+            slots,
             secrets: mask_list(secrets),
             digest: String::new(),
         };

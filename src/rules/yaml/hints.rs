@@ -149,7 +149,7 @@ fn block_hint(line: &str) -> String {
 }
 
 /// The keys of rule files, for a `key value` line missing its colon.
-const KEYS: [&str; 27] = [
+const KEYS: [&str; 28] = [
     "settings",
     "upstreams",
     "rules",
@@ -161,6 +161,7 @@ const KEYS: [&str; 27] = [
     "timeout",
     "headers",
     "health",
+    "max_connections",
     "name",
     "when",
     "mode",

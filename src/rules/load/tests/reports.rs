@@ -526,7 +526,7 @@ rules:
                 DEFAULT,
                 9,
                 5,
-                r#"upstreams.shop: unknown field "timout", expected one of "url", "timeout", "headers", "health"; did you mean "timeout"?"#
+                r#"upstreams.shop: unknown field "timout", expected one of "url", "timeout", "headers", "health", "max_connections"; did you mean "timeout"?"#
             ),
             dir.at(
                 DEFAULT,
@@ -1063,6 +1063,48 @@ fn health_probe_thresholds_are_at_least_one() {
             .collect();
         assert_eq!(got, errors, "{thresholds}");
     }
+}
+
+/// A limit on an upstream's connections is from 1 (0 would refuse every call) to 10,000; a
+/// limit kept by a reload keeps its slots, which calls of the running rules hold.
+#[test]
+fn max_connections_is_a_positive_limit_kept_across_reloads() {
+    let yaml = |n: &str| {
+        format!(
+            "upstreams:\n  shop:\n    url: http://shop.test\n    max_connections: {n}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: x\n"
+        )
+    };
+    for n in ["0", "10001"] {
+        let dir = default_file(&yaml(n));
+        let prefix = format!("{}/", dir.path().display());
+        let got: Vec<String> = dir
+            .errors()
+            .iter()
+            .map(|e| e.replace(&prefix, ""))
+            .collect();
+        assert_eq!(
+            got,
+            [format!("{DEFAULT}:4:22: upstream \"shop\": max_connections {n}, expected 1 to 10000 (the calls to it in flight at once; leave it out for no limit)")],
+            "{n}"
+        );
+    }
+    let dir = default_file(&yaml("-1"));
+    assert!(dir.errors()[0].contains(":4:22: "), "{:?}", dir.errors());
+    let first = default_file(&yaml("8")).ok();
+    let slots = |rules: &Rules| {
+        rules.get("default").unwrap().upstreams["shop"]
+            .slots
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(slots(&first).max, 8);
+    let reload = |n: &str| {
+        let dir = default_file(&yaml(n));
+        dir.load_after(&first).unwrap()
+    };
+    assert!(Arc::ptr_eq(&slots(&first).free, &slots(&reload("8")).free));
+    assert!(!Arc::ptr_eq(&slots(&first).free, &slots(&reload("4")).free));
+    assert_eq!(slots(&reload("4")).max, 4);
 }
 
 #[test]
