@@ -344,6 +344,8 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         },
         None => None,
     };
+    // The race below is told by how soon after sending a failure comes, not after waiting.
+    let sending = std::time::Instant::now();
     let body_by = call.body_by;
     let url = format!("{}{}", up.url, call.path_and_query);
     let get = call.method == http::Method::GET;
@@ -385,7 +387,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         .send()
         .await
     {
-        Err(e) if get && closed_under_us(&e) && started.elapsed() < STALE_RACE => {
+        Err(e) if get && closed_under_us(&e) && sending.elapsed() < STALE_RACE => {
             // Without the URL, which reqwest's text names in full: its path may hold a
             // `${VAR}` secret.
             let e = e.without_url();
