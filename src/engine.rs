@@ -356,17 +356,19 @@ impl Run<'_, '_> {
         answer: Called,
         started: Instant,
     ) -> ControlFlow<Decision, Instant> {
-        // Stopped by the deadline (now, or as it neared): the ruleset's `on_error` decides.
-        let stopped = matches!(verdict, Verdict::Stopped(_));
+        // Stopped by the deadline (now, or as it neared), or an error once it has passed (Rhai
+        // given no time left, say): the deadline's, for the ruleset's `on_error` to decide, and
+        // logged as such ("failed" would send the operator to the rule).
+        let stopped = match &verdict {
+            Verdict::Stopped(_) => true,
+            Verdict::Error(_) => tokio::time::Instant::now() >= self.deadline,
+            _ => false,
+        };
         let verdict = match verdict {
             Verdict::Error(cause) => Verdict::Error(capped_error(cause)),
             Verdict::Stopped(cause) => Verdict::Stopped(capped_error(cause)),
             verdict => verdict,
         };
-        let failed = matches!(verdict, Verdict::Error(_) | Verdict::Stopped(_));
-        // An error once the deadline has passed (Rhai given no time left, say) is the
-        // deadline's, and is logged as such: "failed" would send the operator to the rule.
-        let stopped = failed && (stopped || tokio::time::Instant::now() >= self.deadline);
         if let (Verdict::Error(cause) | Verdict::Stopped(cause), Some(id)) =
             (&verdict, self.ctx.decision_id)
         {

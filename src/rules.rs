@@ -483,6 +483,28 @@ impl Slots {
     }
 }
 
+#[cfg(test)]
+impl Upstream {
+    /// An upstream named `shop` of the ruleset `default`, as loaded from a `url` and a
+    /// `timeout` alone; a test sets any other field with `..Upstream::for_tests(…)`.
+    pub fn for_tests(url: &str, timeout: Duration) -> Upstream {
+        Upstream {
+            name: "shop".into(),
+            ruleset: "default".into(),
+            url: url.into(),
+            timeout,
+            headers: http::HeaderMap::new(),
+            health: None,
+            client: reqwest::Client::new(),
+            fresh: reqwest::Client::new(),
+            state: Arc::default(),
+            slots: None,
+            secrets: Arc::new([]),
+            digest: String::new(),
+        }
+    }
+}
+
 impl Upstream {
     /// Probed, but its first probe has not answered yet (what `/readyz` waits for).
     pub fn awaiting_first_probe(&self) -> bool {

@@ -613,19 +613,9 @@ mod slots_tests {
 
     fn limited(slots: &Slots) -> Upstream {
         Upstream {
-            name: "shop".into(),
-            ruleset: "default".into(),
-            // Nothing listens there: a call that got a connection would be refused.
-            url: "http://127.0.0.1:1".into(),
-            timeout: Duration::from_millis(50),
-            headers: http::HeaderMap::new(),
-            health: None,
-            client: reqwest::Client::new(),
-            fresh: reqwest::Client::new(),
-            state: Arc::default(),
             slots: Some(slots.clone()),
-            secrets: Arc::new([]),
-            digest: String::new(),
+            // Nothing listens there: a call that got a connection would be refused.
+            ..Upstream::for_tests("http://127.0.0.1:1", Duration::from_millis(50))
         }
     }
 

@@ -519,20 +519,7 @@ mod tests {
     use super::*;
 
     fn upstream(timeout: Duration) -> Arc<Upstream> {
-        Arc::new(Upstream {
-            name: "shop".into(),
-            ruleset: "default".into(),
-            url: "http://shop.invalid".into(),
-            timeout,
-            headers: http::HeaderMap::new(),
-            health: None,
-            client: reqwest::Client::new(),
-            fresh: reqwest::Client::new(),
-            state: Arc::default(),
-            slots: None,
-            secrets: Arc::new([]),
-            digest: String::new(),
-        })
+        Arc::new(Upstream::for_tests("http://shop.invalid", timeout))
     }
 
     fn get(path: &str) -> HttpCall {

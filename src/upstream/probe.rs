@@ -193,10 +193,7 @@ mod tests {
             map.append(*name, http::HeaderValue::from_static(value));
         }
         Arc::new(Upstream {
-            name: "shop".into(),
             ruleset: ruleset.into(),
-            url: "http://shop.invalid".into(),
-            timeout: Duration::from_millis(timeout_ms),
             headers: map,
             health: Some(HealthSpec {
                 path: "/health".into(),
@@ -204,12 +201,7 @@ mod tests {
                 unhealthy_after: 2,
                 healthy_after: 1,
             }),
-            client: reqwest::Client::new(),
-            fresh: reqwest::Client::new(),
-            state: Arc::default(),
-            slots: None,
-            secrets: Arc::new([]),
-            digest: String::new(),
+            ..Upstream::for_tests("http://shop.invalid", Duration::from_millis(timeout_ms))
         })
     }
 

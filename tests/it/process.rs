@@ -250,14 +250,8 @@ async fn a_reload_with_many_errors_logs_ten_of_them() {
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_0() {
-    let shop = MockUpstream::start(axum::Router::new().route(
-        "/slow",
-        axum::routing::get(|| async {
-            tokio::time::sleep(Duration::from_millis(700)).await;
-            "ok"
-        }),
-    ))
-    .await;
+    let shop =
+        MockUpstream::answering_after("/slow", Duration::from_millis(700), "ok".into()).await;
     let rules = Rules::with(
         "default.yaml",
         &format!("upstreams:\n  shop: {{ url: \"{}\" }}\nrules:\n  - name: slow\n    fetch: {{ upstream: shop, path: /slow }}\n    reason: x\n", shop.url()),
@@ -1200,21 +1194,9 @@ async fn memory_of_a_burst_of_large_answers_is_handed_back() {
     };
     let url = proc.url("/confirm");
     for round in 0..3 {
-        let burst: Vec<_> = (0..24)
-            .map(|i| {
-                let url = url.clone();
-                tokio::spawn(async move {
-                    post(
-                        &url,
-                        Some("application/json"),
-                        v1(&format!("o-{round}-{i}"), 5000),
-                    )
-                    .await
-                })
-            })
-            .collect();
-        for answer in burst {
-            assert_eq!(answer.await.unwrap().status, 409);
+        let bodies = (0..24).map(|i| v1(&format!("o-{round}-{i}"), 5000));
+        for answer in burst(&url, bodies).await {
+            assert_eq!(answer.status, 409);
         }
     }
     sampler.abort();
@@ -1274,13 +1256,11 @@ async fn a_require_the_deadline_stops_is_logged_as_the_deadline() {
     // Expressions have no loops, but closures called back by `reduce` nest: 10^8 steps, far
     // more than the 40 ms left when the answer comes at 940 ms of the 980 ms the answer is due.
     let heavy = r#"blob(10000, 1).to_array().reduce(|s, x| s + blob(10000, 1).to_array().reduce(|t, y| t + blob(10000, 65).as_string().to_upper().len(), 0), 0) > 0"#;
-    let shop = MockUpstream::start(axum::Router::new().route(
+    let shop = MockUpstream::answering_after(
         "/stock",
-        axum::routing::get(|| async {
-            tokio::time::sleep(Duration::from_millis(940)).await;
-            "{\"available\": 1}"
-        }),
-    ))
+        Duration::from_millis(940),
+        r#"{"available": 1}"#.into(),
+    )
     .await;
     let rules = Rules::with(
         "default.yaml",

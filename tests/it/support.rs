@@ -390,9 +390,22 @@ impl MockUpstream {
 
     /// Answers every `GET path` with `body`.
     pub async fn answering(path: &str, body: String) -> MockUpstream {
+        MockUpstream::answering_after(path, Duration::ZERO, body).await
+    }
+
+    /// Answers every `GET path` with `body` after `delay`.
+    pub async fn answering_after(path: &str, delay: Duration, body: String) -> MockUpstream {
         MockUpstream::start(axum::Router::new().route(
             path,
-            axum::routing::get(move || std::future::ready(body.clone())),
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    body
+                }
+            }),
         ))
         .await
     }
@@ -411,6 +424,22 @@ impl MockUpstream {
             .filter(|c| c.path.starts_with(path_prefix))
             .count()
     }
+}
+
+/// Sends every one of `bodies` (JSON) to `url` at once; the answers, in the same order.
+pub async fn burst(url: &str, bodies: impl IntoIterator<Item = String>) -> Vec<Answer> {
+    let sends: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let url = url.to_owned();
+            tokio::spawn(async move { post(&url, Some("application/json"), body).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for send in sends {
+        answers.push(send.await.unwrap());
+    }
+    answers
 }
 
 /// Runs the binary with `args`, `stdin` written to it, to the end.

@@ -1375,17 +1375,8 @@ async fn a_get_on_a_connection_closed_under_it_is_sent_again() {
     assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 5);
     // A burst leaves several pooled connections idle, each closing on its next request: the
     // GET sent again goes on a connection of its own, not on another of them.
-    let url = server.url("/confirm");
-    let burst: Vec<_> = (0..6)
-        .map(|i| {
-            let url = url.clone();
-            tokio::spawn(async move {
-                post(&url, Some("application/json"), v1(&format!("b-{i}"), 5000)).await
-            })
-        })
-        .collect();
-    for task in burst {
-        let a = task.await.unwrap();
+    let bodies = (0..6).map(|i| v1(&format!("b-{i}"), 5000));
+    for a in burst(&server.url("/confirm"), bodies).await {
         assert_eq!(a.status, 200, "{:?}", a.body);
     }
     for i in 0..6 {
@@ -1951,28 +1942,14 @@ async fn max_connections_bounds_the_calls_in_flight() {
             ),
         )
     };
-    let burst = |server: &Server| {
+    let six = |server: &Server| {
         let url = server.url("/confirm");
-        let sends: Vec<_> = (0..6)
-            .map(|i| {
-                let url = url.clone();
-                tokio::spawn(async move {
-                    post(&url, Some("application/json"), v1(&format!("o-{i}"), 5000)).await
-                })
-            })
-            .collect();
-        async move {
-            let mut answers = Vec::new();
-            for send in sends {
-                answers.push(send.await.unwrap());
-            }
-            answers
-        }
+        async move { burst(&url, (0..6).map(|i| v1(&format!("o-{i}"), 5000))).await }
     };
     // Time enough for everyone: six calls of 150 ms, two at a time, all pass.
     let roomy = rules("2s");
     let (server, log) = logged(&roomy).await;
-    let answers = burst(&server).await;
+    let answers = six(&server).await;
     assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
     assert_eq!(most.load(Ordering::SeqCst), 2);
     server.stop().await;
@@ -1989,7 +1966,7 @@ async fn max_connections_bounds_the_calls_in_flight() {
     );
     let (server, log) = logged(&tight).await;
     let started = Instant::now();
-    let answers = burst(&server).await;
+    let answers = six(&server).await;
     let took = started.elapsed();
     server.stop().await;
     assert!(answers.iter().all(|a| a.status == 409), "{answers:?}");

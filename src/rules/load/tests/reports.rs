@@ -1076,15 +1076,9 @@ fn max_connections_is_a_positive_limit_kept_across_reloads() {
     };
     for n in ["0", "10001"] {
         let dir = default_file(&yaml(n));
-        let prefix = format!("{}/", dir.path().display());
-        let got: Vec<String> = dir
-            .errors()
-            .iter()
-            .map(|e| e.replace(&prefix, ""))
-            .collect();
         assert_eq!(
-            got,
-            [format!("{DEFAULT}:4:22: upstream \"shop\": max_connections {n}, expected 1 to 10000 (the calls to it in flight at once; leave it out for no limit)")],
+            dir.errors(),
+            [dir.at(DEFAULT, 4, 22, &format!("upstream \"shop\": max_connections {n}, expected 1 to 10000 (the calls to it in flight at once; leave it out for no limit)"))],
             "{n}"
         );
     }
