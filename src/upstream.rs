@@ -536,7 +536,9 @@ fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static st
         },
         Err(UpstreamError::Refused(_)) => "refused",
         Err(UpstreamError::Dns(_)) => "dns",
-        Err(UpstreamError::Timeout(_) | UpstreamError::NoFreeConnection { .. }) => "timeout",
+        Err(UpstreamError::Timeout(_)) => "timeout",
+        // Told apart from a slow upstream: the limit, not the merchant, is what to look at.
+        Err(UpstreamError::NoFreeConnection { .. }) => "no_free_connection",
         Err(_) => "error",
     }
 }
@@ -642,7 +644,7 @@ mod slots_tests {
             waited.to_string(),
             "timed out after 50ms waiting for a free connection (max_connections: 1)"
         );
-        assert_eq!(call_outcome(&Err(waited)), "timeout");
+        assert_eq!(call_outcome(&Err(waited)), "no_free_connection");
         let probe = send(&up, call(None)).await.unwrap_err();
         assert!(matches!(probe, UpstreamError::Refused(_)), "{probe}");
         drop(held);

@@ -1968,6 +1968,19 @@ async fn max_connections_bounds_the_calls_in_flight() {
     let started = Instant::now();
     let answers = six(&server).await;
     let took = started.elapsed();
+    // The two that reached the shop timed out there; a call that waited its 300 ms out for a
+    // connection is counted apart. Which of the waiting four got a connection just in time is
+    // a race of timers, so only the sum is exact.
+    let text = server.metrics().await;
+    let count = |outcome: &str| {
+        metric(
+            &text,
+            &format!(r#"confirm_proxy_upstream_calls_total{{ruleset="default",upstream="shop",outcome="{outcome}"}}"#),
+        )
+        .unwrap_or(0.0)
+    };
+    let (timeout, waited) = (count("timeout"), count("no_free_connection"));
+    assert!(timeout >= 2.0 && timeout + waited == 6.0, "{text}");
     server.stop().await;
     assert!(answers.iter().all(|a| a.status == 409), "{answers:?}");
     // Each call's wait is part of its timeout: no answer waits for a queue to drain.
