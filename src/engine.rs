@@ -51,7 +51,7 @@ pub(crate) const SHADOW_CUT_OFF: &str =
     "shadow rule cut off to keep the deadline for enforced rules";
 
 pub use calls::fetch_call;
-use check::{Called, Verdict};
+use check::{Called, Checked};
 
 /// The original request, passed on unchanged by `forward`.
 #[derive(Debug, Clone, Default)]
@@ -199,11 +199,7 @@ pub fn on_error(settings: &Settings, req: &ConfirmRequest, rule: Option<Arc<str>
 
 /// The refusal of a request whose check could not complete (`on_error: reject`), naming
 /// `rule` when one decided.
-pub fn error_refusal(
-    settings: &Settings,
-    req: &ConfirmRequest,
-    rule: Option<Arc<str>>,
-) -> Decision {
+fn error_refusal(settings: &Settings, req: &ConfirmRequest, rule: Option<Arc<str>>) -> Decision {
     Decision::reject(
         settings.reject_status,
         settings.error_reason.render_reason(req, None),
@@ -211,7 +207,11 @@ pub fn error_refusal(
     )
 }
 
-/// Evaluates `ruleset` for `req`. Always returns within the ruleset's deadline.
+/// Evaluates `ruleset` for `req`. Every wait (an upstream, a script's turn) ends at the
+/// ruleset's deadline, but work between waits that the timer cannot interrupt (a megabyte
+/// answer parsed, a script at its operation limit) can run past it: the server therefore
+/// answers at the deadline itself ([`overran`], [`decided_late`]) rather than trusting this
+/// future to be done by then.
 pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>) -> Decision {
     let deadline = answer_by(&ruleset.settings, ctx.started);
     // A tenth of the deadline, at most 100 ms, for a rule to read an answer and decide.
@@ -312,7 +312,7 @@ impl Run<'_, '_> {
                     "{what}: reached after the answer was due (deadline of {:?})",
                     self.ruleset.settings.deadline
                 );
-                match self.conclude(rule, Verdict::Stopped(cause), Called::default(), started) {
+                match self.conclude(rule, Checked::Stopped(cause), Called::default(), started) {
                     ControlFlow::Continue(ended) => {
                         started = ended;
                         continue;
@@ -336,7 +336,7 @@ impl Run<'_, '_> {
                     started = self.record(rule, Outcome::Skipped, started, skipped, None, None);
                     continue;
                 }
-                Err(e) => (Verdict::Error(e), Called::default()),
+                Err(e) => (Checked::Error(e), Called::default()),
             };
             self.current = None;
             match self.conclude(rule, verdict, answer, started) {
@@ -352,7 +352,7 @@ impl Run<'_, '_> {
     fn conclude(
         &mut self,
         rule: &Rule,
-        verdict: Verdict,
+        verdict: Checked,
         answer: Called,
         started: Instant,
     ) -> ControlFlow<Decision, Instant> {
@@ -360,16 +360,16 @@ impl Run<'_, '_> {
         // given no time left, say): the deadline's, for the ruleset's `on_error` to decide, and
         // logged as such ("failed" would send the operator to the rule).
         let stopped = match &verdict {
-            Verdict::Stopped(_) => true,
-            Verdict::Error(_) => tokio::time::Instant::now() >= self.deadline,
+            Checked::Stopped(_) => true,
+            Checked::Error(_) => tokio::time::Instant::now() >= self.deadline,
             _ => false,
         };
         let verdict = match verdict {
-            Verdict::Error(cause) => Verdict::Error(capped_error(cause)),
-            Verdict::Stopped(cause) => Verdict::Stopped(capped_error(cause)),
+            Checked::Error(cause) => Checked::Error(capped_error(cause)),
+            Checked::Stopped(cause) => Checked::Stopped(capped_error(cause)),
             verdict => verdict,
         };
-        if let (Verdict::Error(cause) | Verdict::Stopped(cause), Some(id)) =
+        if let (Checked::Error(cause) | Checked::Stopped(cause), Some(id)) =
             (&verdict, self.ctx.decision_id)
         {
             if stopped {
@@ -381,15 +381,15 @@ impl Run<'_, '_> {
         if rule.mode == Mode::Shadow {
             // Traced and counted, never deciding.
             let (traced, outcome, reason, error) = match verdict {
-                Verdict::Pass => {
+                Checked::Pass => {
                     let ended = self.record(rule, Outcome::Pass, started, answer, None, None);
                     return ControlFlow::Continue(ended);
                 }
-                Verdict::Approve => (Outcome::ShadowApprove, Outcome::Approve, None, None),
-                Verdict::Refuse(reason) => {
+                Checked::Approve => (Outcome::ShadowApprove, Outcome::Approve, None, None),
+                Checked::Refuse(reason) => {
                     (Outcome::ShadowReject, Outcome::Reject, Some(reason), None)
                 }
-                Verdict::Error(cause) | Verdict::Stopped(cause) => {
+                Checked::Error(cause) | Checked::Stopped(cause) => {
                     (Outcome::Error, Outcome::Error, None, Some(cause))
                 }
             };
@@ -404,14 +404,14 @@ impl Run<'_, '_> {
         }
         let settings = &self.ruleset.settings;
         match verdict {
-            Verdict::Pass => {
+            Checked::Pass => {
                 ControlFlow::Continue(self.record(rule, Outcome::Pass, started, answer, None, None))
             }
-            Verdict::Approve => {
+            Checked::Approve => {
                 self.record(rule, Outcome::Approve, started, answer, None, None);
                 ControlFlow::Break(Decision::approve(Some(rule.name.clone())))
             }
-            Verdict::Refuse(reason) => {
+            Checked::Refuse(reason) => {
                 let traced = Some(reason.clone());
                 self.record(rule, Outcome::Reject, started, answer, traced, None);
                 ControlFlow::Break(Decision::reject(
@@ -420,7 +420,7 @@ impl Run<'_, '_> {
                     Some(rule.name.clone()),
                 ))
             }
-            Verdict::Error(cause) | Verdict::Stopped(cause) => {
+            Checked::Error(cause) | Checked::Stopped(cause) => {
                 let ended = self.record(rule, Outcome::Error, started, answer, None, Some(cause));
                 if stopped {
                     // A check stopped by the deadline (Rhai given no time left, an answer cut

@@ -5,6 +5,14 @@
 //! [`script`] owns the shared Rhai engine. [`ruletest`] and [`replay`] drive the same engine
 //! with canned upstreams: rule tests, and the decision log decided again.
 //!
+//! Around that line: [`server`] (the listeners and the guards in front of the engine: source,
+//! size, [`webhook`] signature, payload) and [`cli`] (`serve`, `check`, `test`, `eval`,
+//! `replay`); [`upstream`] (HTTP calls to the merchant, health probes, canned answers);
+//! [`reload`] (the rules snapshot, swapped whole, and what triggers a reload); [`audit`] (the
+//! decision log) written through [`spool`], as the log line of [`logfmt`] is; [`metrics`];
+//! [`background`] (large answers read and freed off the runtime's workers); and small shared
+//! pieces: [`text`] (outside text made fit to show), [`wordscan`], [`suggest`] ("did you mean").
+//!
 //! `SPEC §N` in comments is a section of the product contract, `SPEC.md` in the team's shared
 //! folder beside this repository (`../shared/`); the README says the same for operators and
 //! names every place where the proxy goes past it.

@@ -72,7 +72,7 @@ const HELP: [(&str, &str); 15] = [
     (GUARD_REFUSALS, "Confirm requests refused before any rule ran, by guard (source, ruleset, method, body_size, body_time, signature, content_type, payload, other)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
     (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve)."),
-    (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class 2xx-5xx, other for a status outside 200-599, or refused, dns, timeout, error, cancelled)."),
+    (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class 2xx-5xx, other for a status outside 200-599, or refused, dns, timeout, no_free_connection, error, cancelled)."),
     (UPSTREAM_DURATION, "Duration of calls to merchant upstreams."),
     (HEALTH_PROBES, "Health probes of upstreams by result (success, failure)."),
     (RELOADS, "Rule reloads by result (applied, unchanged, rejected)."),

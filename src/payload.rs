@@ -251,7 +251,8 @@ impl PayloadError {
         }
     }
 
-    /// 415 for a content type we do not read, 400 for everything else.
+    /// 413 for a body over [`MAX_BODY`], 415 for a content type, content coding or transfer
+    /// coding we do not read, 400 for everything else.
     pub fn status(&self) -> u16 {
         match self {
             PayloadError::TooLarge => 413,

@@ -1,4 +1,5 @@
-//! The single, shared Rhai engine: sandbox limits, helper functions, and the scope a request
+//! The Rhai engine requests share (one per process; `serve --test-on-reload` builds a silent
+//! second one for its gate): sandbox limits, helper functions, and the scope a request
 //! is seen through. Compiled ASTs live in `Rules`; this module never compiles per request.
 
 use std::time::Duration;
@@ -191,7 +192,9 @@ fn format_ms(d: Duration) -> String {
     }
 }
 
-/// The shared engine. Built once per process; `Engine` is `Send + Sync` with rhai's `sync`.
+/// The engine requests share, built once per process (and once more, silent, for the
+/// `--test-on-reload` gate); it holds two Rhai engines, for expressions and for scripts (see
+/// `scripts`). `Engine` is `Send + Sync` with rhai's `sync`.
 pub struct ScriptEngine {
     engine: Engine,
     /// The same engine, compiling without Rhai's optimiser: it treats the value at the end of

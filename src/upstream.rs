@@ -237,7 +237,8 @@ pub trait Upstreams: Send + Sync {
     }
 }
 
-/// Real HTTP through each upstream's pooled client.
+/// Real HTTP through each upstream's two clients: a pooled one for GETs, a connection of its
+/// own for every call that may change something at the merchant (see `send`).
 #[derive(Debug, Clone)]
 pub struct HttpUpstreams {
     metrics: Metrics,
@@ -274,8 +275,6 @@ impl Upstreams for HttpUpstreams {
     }
 }
 
-/// The headers a call is sent with: the call's replace the upstream's of the same name, and
-/// every line of the call's is kept (a forward passes a repeated header on as it came).
 /// A short digest of what a call sends besides its method and path: the upstream's URL and
 /// headers, which every call to it sends (a forward and a health probe too), and for a fetch
 /// (`content`) the call's own headers and its body. `${VAR}` values go in as `***` (a URL's,
@@ -313,6 +312,8 @@ pub fn fingerprint(up: &Upstream, content: Option<&HttpCall>) -> String {
         .collect()
 }
 
+/// The headers a call is sent with: the call's replace the upstream's of the same name, and
+/// every line of the call's is kept (a forward passes a repeated header on as it came).
 pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
     let mut headers = up.headers.clone();
     for name in call.headers.keys() {

@@ -60,7 +60,8 @@ pub struct ServeArgs {
         value_name = "all|sample=N"
     )]
     pub decision_log_approvals: Sampling,
-    /// Standard Webhooks secret (whsec_...); requests without a valid signature get 401.
+    /// Standard Webhooks secret (whsec_..., or the base64 alone); requests without a valid
+    /// signature get 401.
     /// Give it twice while rotating secrets. A message delivered again (same webhook-id) gets
     /// its first delivery's answer without running the rules again.
     #[arg(
@@ -667,6 +668,23 @@ fn parse_idle_timeout(s: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The flag's default is written as text for `--help`; it must be the server's own.
+    #[test]
+    fn the_idle_timeout_default_is_the_servers() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        let flag = serve
+            .get_arguments()
+            .find(|a| a.get_id() == "idle_timeout")
+            .unwrap();
+        let default = flag.get_default_values()[0].to_str().unwrap();
+        assert_eq!(
+            parse_idle_timeout(default),
+            Ok(crate::server::DEFAULT_IDLE_TIMEOUT)
+        );
+    }
 
     /// `1ms` for `1m`: an idle timeout that would cut off a request head sent in two packets.
     #[test]

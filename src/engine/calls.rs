@@ -11,7 +11,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::check::Verdict;
+use super::check::Checked;
 use super::Run;
 use crate::decision::{CallMade, UnusedFetch};
 use crate::payload::ConfirmRequest;
@@ -149,12 +149,12 @@ impl Run<'_, '_> {
     /// longer be read before the deadline ([`Run::bodies_by`]), and the merchant would act on
     /// a payment decided whatever it answers. The rule's check cannot complete: stopped by the
     /// deadline, for the ruleset's `on_error`, traced.
-    pub(super) fn too_late_to_send(&self, rule: &Rule) -> Option<Verdict> {
+    pub(super) fn too_late_to_send(&self, rule: &Rule) -> Option<Checked> {
         let late = rule.has_side_effects()
             && rule.mode != Mode::Shadow
             && tokio::time::Instant::now() >= self.bodies_by;
         late.then(|| {
-            Verdict::Stopped(format!(
+            Checked::Stopped(format!(
                 "not sent: reached too close to the deadline of {:?} to read an answer",
                 self.ruleset.settings.deadline
             ))
@@ -167,9 +167,9 @@ impl Run<'_, '_> {
     }
 
     /// The error of a shadow rule cut off at the shadow cut-off.
-    pub(super) fn cut_off(&self) -> Verdict {
+    pub(super) fn cut_off(&self) -> Checked {
         let deadline = self.ruleset.settings.deadline;
-        Verdict::Error(format!(
+        Checked::Error(format!(
             "{} (shadow rules may use only the first {:?} of the {deadline:?} deadline)",
             super::SHADOW_CUT_OFF,
             deadline / 2

@@ -19,7 +19,6 @@ pub(super) struct Called {
     pub(super) answer: Option<UpstreamAnswer>,
 }
 
-/// `call` to `upstream` as the trace names it.
 /// A fetch's call as the trace names it.
 pub(super) fn fetch_made(upstream: &Upstream, call: &HttpCall) -> CallMade {
     CallMade::new(
@@ -31,7 +30,7 @@ pub(super) fn fetch_made(upstream: &Upstream, call: &HttpCall) -> CallMade {
 }
 
 /// What one rule's check concluded.
-pub(super) enum Verdict {
+pub(super) enum Checked {
     Pass,
     Refuse(String),
     Approve,
@@ -114,17 +113,17 @@ impl Run<'_, '_> {
         scope: &mut RequestScope,
         prefetched: Option<&mut Prefetch>,
         sent: &mut Option<Box<CallMade>>,
-    ) -> (Verdict, Called) {
+    ) -> (Checked, Called) {
         let reason = || rule.reason.render_reason(self.req, None);
         let pass_if = |ok: bool| {
             if ok {
-                Verdict::Pass
+                Checked::Pass
             } else {
-                Verdict::Refuse(reason())
+                Checked::Refuse(reason())
             }
         };
         let verdict = match &rule.check {
-            Check::Approve => Verdict::Approve,
+            Check::Approve => Checked::Approve,
             Check::Amount { min, max } => {
                 let amount = self.req.amount.value();
                 pass_if(min.is_none_or(|m| amount >= m) && max.is_none_or(|m| amount <= m))
@@ -135,13 +134,13 @@ impl Run<'_, '_> {
             }
             Check::Require(expr) => match self.test(rule, expr, scope, &mut None).await {
                 Ok(ok) => pass_if(ok),
-                Err(e) => Verdict::Error(expr.error_at("require", &e)),
+                Err(e) => Checked::Error(expr.error_at("require", &e)),
             },
             Check::Script { path, ast } => {
                 let _turn = match self.turn(rule).await {
                     Ok(turn) => turn,
                     Err(cut) => {
-                        return (Verdict::Error(format!("{path}: {cut}")), Called::default())
+                        return (Checked::Error(format!("{path}: {cut}")), Called::default())
                     }
                 };
                 match self
@@ -149,22 +148,22 @@ impl Run<'_, '_> {
                     .scripts
                     .eval_script(scope, ast, self.time_left(rule))
                 {
-                    Ok(ScriptVerdict::Pass) => Verdict::Pass,
-                    Ok(ScriptVerdict::Refuse(None)) => Verdict::Refuse(reason()),
+                    Ok(ScriptVerdict::Pass) => Checked::Pass,
+                    Ok(ScriptVerdict::Refuse(None)) => Checked::Refuse(reason()),
                     // A long string is capped; one that is blank as the buyer would see it
                     // says nothing (a blank `reason` does not load): the rule's reason stands in.
                     Ok(ScriptVerdict::Refuse(Some(r))) => match shown(r) {
-                        Some(r) => Verdict::Refuse(r),
-                        None => Verdict::Refuse(reason()),
+                        Some(r) => Checked::Refuse(r),
+                        None => Checked::Refuse(reason()),
                     },
-                    Err(e) => Verdict::Error(e.at(path)),
+                    Err(e) => Checked::Error(e.at(path)),
                 }
             }
             Check::Healthy(up) => {
                 let verdict = match self.ctx.upstreams.health(up) {
-                    Health::Up => Verdict::Pass,
-                    Health::Down => Verdict::Refuse(reason()),
-                    Health::Unknown => Verdict::Error(format!(
+                    Health::Up => Checked::Pass,
+                    Health::Down => Checked::Refuse(reason()),
+                    Health::Unknown => Checked::Error(format!(
                         "health of upstream \"{}\" is not known yet",
                         up.name
                     )),
@@ -193,7 +192,7 @@ impl Run<'_, '_> {
         scope: &mut RequestScope,
         prefetched: Option<&mut Prefetch>,
         sent: &mut Option<Box<CallMade>>,
-    ) -> (Verdict, Called) {
+    ) -> (Checked, Called) {
         let (waited, call) = match prefetched {
             Some(prefetch) => {
                 // Left in its slot, read: a deadline that ends the wait traces it from there.
@@ -214,7 +213,7 @@ impl Run<'_, '_> {
                     let call = self.ctx.upstreams.call(f.upstream.clone(), call);
                     self.wait_sent(rule, call, made, sent).await
                 }
-                Err(e) => return (Verdict::Error(e), Called::default()),
+                Err(e) => return (Checked::Error(e), Called::default()),
             },
         };
         let Some(result) = waited else {
@@ -242,7 +241,7 @@ impl Run<'_, '_> {
         rule: &Rule,
         fw: &Forward,
         sent: &mut Option<Box<CallMade>>,
-    ) -> (Verdict, Called) {
+    ) -> (Checked, Called) {
         if self.past_shadow_cutoff(rule) {
             return (self.cut_off(), Called::default());
         }
@@ -288,11 +287,11 @@ impl Run<'_, '_> {
         let answer = result.as_ref().ok().map(UpstreamAnswer::from);
         let verdict = match result {
             Ok(r) if r.status == 200 => passing(&fw.upstream.name, &r),
-            Ok(r) => Verdict::Refuse(
+            Ok(r) => Checked::Refuse(
                 merchant_reason(&r.body)
                     .unwrap_or_else(|| rule.reason.render_reason(self.req, None)),
             ),
-            Err(e) => Verdict::Error(format!("forward to {}: {e}", fw.upstream.name)),
+            Err(e) => Checked::Error(format!("forward to {}: {e}", fw.upstream.name)),
         };
         let called = Called {
             call: Some(made),
@@ -309,10 +308,10 @@ impl Run<'_, '_> {
         f: &Fetch,
         scope: &mut RequestScope,
         result: Result<UpstreamResponse, UpstreamError>,
-    ) -> Verdict {
+    ) -> Checked {
         let resp = match result {
             Ok(r) => r,
-            Err(e) => return Verdict::Error(format!("fetch from {}: {e}", f.upstream.name)),
+            Err(e) => return Checked::Error(format!("fetch from {}: {e}", f.upstream.name)),
         };
         // A large answer becomes Rhai's values, and their copy for `fetched`, on a thread of
         // its own and of low priority, where the deadline timer can still end the wait (see
@@ -334,7 +333,7 @@ impl Run<'_, '_> {
                     (resp, dynamic)
                 }
                 Err(e) => {
-                    return Verdict::Error(format!(
+                    return Checked::Error(format!(
                         "reading the answer of {}: {e}",
                         f.upstream.name
                     ))
@@ -355,7 +354,7 @@ impl Run<'_, '_> {
         // otherwise depend on the shadow rule's timing and the load (an enforced rule reading
         // it refused a payment that way).
         if rule.mode == Mode::Shadow
-            && matches!(&verdict, Verdict::Error(why) if why.contains(super::SHADOW_CUT_OFF))
+            && matches!(&verdict, Checked::Error(why) if why.contains(super::SHADOW_CUT_OFF))
         {
             scope.forget_fetched(&rule.name);
         }
@@ -371,7 +370,7 @@ impl Run<'_, '_> {
         scope: &mut RequestScope,
         resp: &UpstreamResponse,
         response: &mut Option<Dynamic>,
-    ) -> Verdict {
+    ) -> Checked {
         // A field of the merchant's answer can be any size: capped like a merchant's reason.
         let reason = || capped(rule.reason.render_reason(self.req, Some(&resp.body)));
         match &f.require {
@@ -390,15 +389,15 @@ impl Run<'_, '_> {
                     }
                 );
                 if resp.cut_by_deadline() {
-                    Verdict::Stopped(cause)
+                    Checked::Stopped(cause)
                 } else {
-                    Verdict::Error(cause)
+                    Checked::Error(cause)
                 }
             }
             Some(expr) => match self.test(rule, expr, scope, response).await {
-                Ok(true) => Verdict::Pass,
-                Ok(false) => Verdict::Refuse(reason()),
-                Err(e) => Verdict::Error(expr.error_at(
+                Ok(true) => Checked::Pass,
+                Ok(false) => Checked::Refuse(reason()),
+                Err(e) => Checked::Error(expr.error_at(
                     &format!(
                         "require on the answer of {} (status {}{})",
                         f.upstream.name,
@@ -410,8 +409,8 @@ impl Run<'_, '_> {
             },
             None => match resp.status {
                 200..=299 => passing(&f.upstream.name, resp),
-                500.. => Verdict::Error(format!("{} answered {}", f.upstream.name, resp.status)),
-                _ => Verdict::Refuse(reason()),
+                500.. => Checked::Error(format!("{} answered {}", f.upstream.name, resp.status)),
+                _ => Checked::Refuse(reason()),
             },
         }
     }
@@ -423,18 +422,18 @@ impl Run<'_, '_> {
 /// have failed midway after its status line. (A refusing status refuses however its body
 /// ends: `on_error: approve` must not pass a merchant's 409. An answer that came whole but was
 /// read only up to the size cap passes: nothing failed.)
-fn passing(upstream: &str, resp: &UpstreamResponse) -> Verdict {
+fn passing(upstream: &str, resp: &UpstreamResponse) -> Checked {
     let Some(why) = resp.incomplete.as_ref().filter(|_| resp.stopped_coming()) else {
-        return Verdict::Pass;
+        return Checked::Pass;
     };
     let cause = format!(
         "{upstream} answered {}, but its body {why}: a pass needs the whole answer",
         resp.status
     );
     if resp.cut_by_deadline() {
-        Verdict::Stopped(cause)
+        Checked::Stopped(cause)
     } else {
-        Verdict::Error(cause)
+        Checked::Error(cause)
     }
 }
 

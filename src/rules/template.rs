@@ -49,14 +49,10 @@ const REQUEST_VARS: &str = "{order_id}, {tx_id}, {amount}, {store_id}";
 pub const PLACEHOLDER_MAX: usize = 100;
 
 impl Template {
-    /// A template of what a `fetch` sends (path, query, headers, body). `${…}` there is a
-    /// slip for `{…}`: it would be sent as a literal `$` (`GET /api/stock/$order-1`), since
-    /// `${VAR}` reads the environment only in upstream settings.
-    pub fn parse_call(src: &str) -> Result<Template, String> {
-        Template::parse_call_at(src).map_err(|(message, _)| message)
-    }
-
-    /// [`Template::parse_call`], with an error's place as [`Template::parse_at`] gives it.
+    /// A template of what a `fetch` sends (path, query, headers, body), with an error's place
+    /// as [`Template::parse_at`] gives it. `${…}` there is a slip for `{…}`: it would be sent
+    /// as a literal `$` (`GET /api/stock/$order-1`), since `${VAR}` reads the environment only
+    /// in upstream settings.
     pub fn parse_call_at(src: &str) -> Result<Template, (String, usize)> {
         if let Some(i) = src.find("${") {
             let at = src[..i].chars().count();
@@ -224,6 +220,7 @@ impl Template {
         out
     }
 
+    #[cfg(test)]
     pub fn has_placeholders(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Var(_)))
     }

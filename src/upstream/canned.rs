@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    mask_json, masked, parse_body, BoxFuture, HttpCall, UpstreamError, UpstreamResponse, Upstreams,
+    mask_json, masked, parse_body, too_many_parts, BoxFuture, HttpCall, UpstreamError,
+    UpstreamResponse, Upstreams, TOO_MANY_PARTS,
 };
 use crate::rules::{parse_duration, Health, HttpMethod, Upstream};
 
@@ -287,6 +288,14 @@ impl CannedAnswer {
         // Its `${VAR}` secrets masked, as `serve` masks a real answer's before rules read it.
         let mut body = self.body.clone();
         mask_json(&mut body, &up.secrets);
+        let text = serde_json::to_string(&self.body).unwrap_or_default();
+        let mut incomplete = self.incomplete.clone();
+        // More values than `serve` reads as JSON: kept as text, which `require` cannot read,
+        // so a rule test decides as the server would.
+        if incomplete.is_none() && !body.is_string() && too_many_parts(text.as_bytes()) {
+            body = Value::String(serde_json::to_string(&body).unwrap_or_default());
+            incomplete = Some(TOO_MANY_PARTS.into());
+        }
         let result = match self.outcome {
             Ok(status) => Ok(UpstreamResponse {
                 status,
@@ -302,7 +311,7 @@ impl CannedAnswer {
                     })
                     .collect(),
                 body,
-                incomplete: self.incomplete.clone(),
+                incomplete,
                 // As `serve` would have noted it reading the same text.
                 not_json: match &self.body {
                     serde_json::Value::String(text) => {
@@ -312,8 +321,7 @@ impl CannedAnswer {
                     }
                     _ => None,
                 },
-                large: serde_json::to_string(&self.body)
-                    .is_ok_and(|text| super::is_large(text.as_bytes())),
+                large: super::is_large(text.as_bytes()),
             }),
             Err(CannedError::Refused) => Err(UpstreamError::Refused(host(up))),
             Err(CannedError::Dns) => Err(UpstreamError::Dns(host(up))),
@@ -539,6 +547,25 @@ mod tests {
             method: http::Method::POST,
             ..get("/reserve")
         }
+    }
+
+    /// An answer of more values than `serve` reads as JSON is kept as text in a rule test too,
+    /// so `require` cannot read it there either.
+    #[test]
+    fn an_answer_of_too_many_values_is_kept_as_text_as_serve_keeps_it() {
+        let up = upstream(Duration::from_secs(1));
+        let values = |n: usize| Value::Array((0..n).map(|i| i.into()).collect());
+        let limit = super::super::body::MAX_JSON_PARTS;
+        let (_, read) = CannedAnswer::status(200).body(values(limit)).settle(&up);
+        let read = read.unwrap();
+        assert!(read.body.is_array() && read.incomplete.is_none());
+        let (_, kept) = CannedAnswer::status(200)
+            .body(values(limit + 1))
+            .settle(&up);
+        let kept = kept.unwrap();
+        assert!(kept.body.is_string());
+        assert_eq!(kept.incomplete.as_deref(), Some(TOO_MANY_PARTS));
+        assert!(!kept.partial());
     }
 
     /// Replay answers each rule with its own logged answer: a rule without one (a new rule

@@ -408,82 +408,14 @@ impl FileCompiler<'_, '_> {
             None => Some(DEFAULT_UPSTREAM_TIMEOUT),
         };
         let max_connections = match raw.max_connections {
+            // Reported, and the load fails; the upstream's other keys are still checked.
             Some(n) if !(1..=MAX_CONNECTIONS).contains(&n) => {
                 self.error(&at("max_connections"), format!("upstream \"{name}\": max_connections {n}, expected 1 to {MAX_CONNECTIONS} (the calls to it in flight at once; leave it out for no limit)"));
-                return None;
+                None
             }
             n => n,
         };
-        if raw.headers.len() > MAX_HEADERS {
-            self.error(
-                &at("headers"),
-                format!("upstream \"{name}\": {} headers, more than the {MAX_HEADERS} a server takes (hyper's limit); send fewer", raw.headers.len()),
-            );
-            return None;
-        }
-        for (k, first) in repeated_headers(&raw.headers) {
-            let hpath = [base[0], base[1], Seg::Key("headers"), Seg::Key(k)];
-            self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" is \"{first}\" again (header names ignore case): only one would be sent; keep one"));
-        }
-        let mut headers = http::HeaderMap::new();
-        for (k, v) in &raw.headers {
-            let hpath = [base[0], base[1], Seg::Key("headers"), Seg::Key(k.as_str())];
-            let Ok(hname) = http::HeaderName::from_bytes(k.as_bytes()) else {
-                self.error(
-                    &hpath,
-                    format!("upstream \"{name}\": invalid header name \"{k}\""),
-                );
-                continue;
-            };
-            if client_owned_header(&hname) {
-                self.error(
-                    &hpath,
-                    format!("upstream \"{name}\": {}", client_owned_message(k)),
-                );
-                continue;
-            }
-            // Sent as written with every call and probe, for no request in particular.
-            if let Some(var) = REQUEST_PLACEHOLDERS.into_iter().find(|var| v.contains(var)) {
-                let var = if var.ends_with('.') {
-                    "{response.body.…}"
-                } else {
-                    var
-                };
-                self.error(
-                    &hpath,
-                    format!("upstream \"{name}\": header \"{k}\": {var} is not filled in here: an upstream's headers are sent as written, with every call and health probe; a header filled in from the request goes in a fetch's headers"),
-                );
-                continue;
-            }
-            match substitute(v, self.opts.env, 0..0) {
-                Ok(sub) => match http::HeaderValue::from_str(&sub.value) {
-                    Ok(mut hv) => {
-                        self.substitution_warnings(
-                            &hpath,
-                            name,
-                            &format!("header \"{k}\""),
-                            &sub.empty,
-                            &sub.bare,
-                        );
-                        hv.set_sensitive(sub.secret());
-                        headers.insert(hname, hv);
-                        secrets.extend(sub.values.into_iter().map(Into::into));
-                    }
-                    Err(_) => {
-                        let from = sub
-                            .unplain
-                            .as_deref()
-                            .map_or(String::new(), |var| format!(": {}", unplain_variable(var)));
-                        self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" has characters not allowed in a header value{from}"));
-                    }
-                },
-                Err(errors) => {
-                    for e in errors {
-                        self.error(&hpath, format!("upstream \"{name}\": header \"{k}\": {e}"));
-                    }
-                }
-            }
-        }
+        let headers = self.upstream_headers(name, raw, &mut secrets);
         let health = match &raw.health {
             None => Some(None),
             Some(h) => {
@@ -583,6 +515,88 @@ impl FileCompiler<'_, '_> {
         };
         up.digest = crate::upstream::fingerprint(&up, None);
         Some(up)
+    }
+
+    /// An upstream's `headers`, each problem reported (the load then fails); `${VAR}` values
+    /// go into `secrets`, to be masked wherever they could show.
+    fn upstream_headers(
+        &mut self,
+        name: &str,
+        raw: &RawUpstream,
+        secrets: &mut Vec<Box<str>>,
+    ) -> http::HeaderMap {
+        let base = [Seg::Key("upstreams"), Seg::Key(name)];
+        let mut headers = http::HeaderMap::new();
+        if raw.headers.len() > MAX_HEADERS {
+            self.error(
+                &[base[0], base[1], Seg::Key("headers")],
+                format!("upstream \"{name}\": {} headers, more than the {MAX_HEADERS} a server takes (hyper's limit); send fewer", raw.headers.len()),
+            );
+            return headers;
+        }
+        for (k, first) in repeated_headers(&raw.headers) {
+            let hpath = [base[0], base[1], Seg::Key("headers"), Seg::Key(k)];
+            self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" is \"{first}\" again (header names ignore case): only one would be sent; keep one"));
+        }
+        for (k, v) in &raw.headers {
+            let hpath = [base[0], base[1], Seg::Key("headers"), Seg::Key(k.as_str())];
+            let Ok(hname) = http::HeaderName::from_bytes(k.as_bytes()) else {
+                self.error(
+                    &hpath,
+                    format!("upstream \"{name}\": invalid header name \"{k}\""),
+                );
+                continue;
+            };
+            if client_owned_header(&hname) {
+                self.error(
+                    &hpath,
+                    format!("upstream \"{name}\": {}", client_owned_message(k)),
+                );
+                continue;
+            }
+            // Sent as written with every call and probe, for no request in particular.
+            if let Some(var) = REQUEST_PLACEHOLDERS.into_iter().find(|var| v.contains(var)) {
+                let var = if var.ends_with('.') {
+                    "{response.body.…}"
+                } else {
+                    var
+                };
+                self.error(
+                    &hpath,
+                    format!("upstream \"{name}\": header \"{k}\": {var} is not filled in here: an upstream's headers are sent as written, with every call and health probe; a header filled in from the request goes in a fetch's headers"),
+                );
+                continue;
+            }
+            match substitute(v, self.opts.env, 0..0) {
+                Ok(sub) => match http::HeaderValue::from_str(&sub.value) {
+                    Ok(mut hv) => {
+                        self.substitution_warnings(
+                            &hpath,
+                            name,
+                            &format!("header \"{k}\""),
+                            &sub.empty,
+                            &sub.bare,
+                        );
+                        hv.set_sensitive(sub.secret());
+                        headers.insert(hname, hv);
+                        secrets.extend(sub.values.into_iter().map(Into::into));
+                    }
+                    Err(_) => {
+                        let from = sub
+                            .unplain
+                            .as_deref()
+                            .map_or(String::new(), |var| format!(": {}", unplain_variable(var)));
+                        self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" has characters not allowed in a header value{from}"));
+                    }
+                },
+                Err(errors) => {
+                    for e in errors {
+                        self.error(&hpath, format!("upstream \"{name}\": header \"{k}\": {e}"));
+                    }
+                }
+            }
+        }
+        headers
     }
 }
 

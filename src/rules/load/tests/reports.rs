@@ -1101,6 +1101,35 @@ fn max_connections_is_a_positive_limit_kept_across_reloads() {
     assert_eq!(slots(&reload("4")).max, 4);
 }
 
+/// A bad limit or too many headers do not hide the upstream's other problems: an operator
+/// fixes them all in one go.
+#[test]
+fn every_problem_of_an_upstream_is_reported_together() {
+    let dir = default_file(
+        "upstreams:\n  shop:\n    url: http://shop.test\n    max_connections: 0\n    headers: { \"bad header\": x }\n    health: { path: /health, interval: 1ms }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    reason: x\n",
+    );
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    for said in [
+        "max_connections 0",
+        "invalid header name",
+        "health interval 1ms",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(said)),
+            "{said}: {errors:?}"
+        );
+    }
+    let many: String = (0..101).map(|i| format!("x-h{i}: v, ")).collect();
+    let dir = default_file(&format!(
+        "upstreams:\n  shop:\n    url: http://shop.test\n    headers: {{ {many} }}\n    health: {{ path: /health, interval: 1ms }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: x\n"
+    ));
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("101 headers"), "{errors:?}");
+    assert!(errors[1].contains("health interval 1ms"), "{errors:?}");
+}
+
 #[test]
 fn upstream_urls_are_bases_without_query_or_fragment() {
     let dir = default_file(
