@@ -415,14 +415,49 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    // A header sent on several lines is one value, its lines joined by ", " (RFC 9110 §5.3),
-    // so `response.headers["x"]` holds all of it rather than the last line.
-    let headers = resp
-        .headers()
+    let headers = joined_headers(resp.headers(), up);
+    let (body, mut incomplete) = read_body(&mut resp, body_by, up).await;
+    let large = is_large(&body);
+    let secrets = up.secrets.clone();
+    // A body that breaks the limit on values is kept as text: `require` cannot read it, and
+    // says why. Counted with the parse, off the runtime for a large body.
+    let parse = move || {
+        let json = !too_many_parts(&body);
+        let (body, not_json) = read_body_noting(&body, content_type.as_deref(), &secrets, json);
+        (body, not_json, json)
+    };
+    let (mut body, not_json, json) = if large {
+        crate::background::run(parse)
+            .await
+            .map_err(|e| UpstreamError::Other(format!("reading the answer failed: {e}")))?
+    } else {
+        parse()
+    };
+    if !json && incomplete.is_none() {
+        incomplete = Some(TOO_MANY_PARTS.into());
+    }
+    if let (Some(_), Value::String(text)) = (&incomplete, &mut body) {
+        mask_cut_secret(text, &up.secrets);
+    }
+    Ok(UpstreamResponse {
+        status,
+        headers,
+        body,
+        incomplete,
+        not_json,
+        large,
+    })
+}
+
+/// An answer's headers, names lowercase, `${VAR}` values masked. A header sent on several
+/// lines is one value, its lines joined by ", " (RFC 9110 §5.3), so `response.headers["x"]`
+/// holds all of it rather than the last line.
+fn joined_headers(answer: &http::HeaderMap, up: &Upstream) -> Vec<(String, String)> {
+    answer
         .keys()
         .map(|k| {
             let mut value = String::new();
-            for (i, line) in resp.headers().get_all(k).iter().enumerate() {
+            for (i, line) in answer.get_all(k).iter().enumerate() {
                 if i > 0 {
                     value.push_str(", ");
                 }
@@ -433,7 +468,17 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
             }
             (k.as_str().to_owned(), value)
         })
-        .collect();
+        .collect()
+}
+
+/// The body of an answer whose status is in, as much as came: up to
+/// [`MAX_RESPONSE_BYTES`], until the upstream stopped sending, or until `body_by` says its rule
+/// must decide. The second value says why the body is not all of it.
+async fn read_body(
+    resp: &mut reqwest::Response,
+    body_by: Option<BodyDue>,
+    up: &Upstream,
+) -> (Vec<u8>, Option<String>) {
     // Once the status is in, the answer is the upstream's: a body that stops coming (closed
     // early, or still trickling at the timeout) leaves the status to decide, as it decides a
     // `forward` and a fetch without `require`, and a `require` on the body says what happened.
@@ -474,36 +519,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
             }
         }
     }
-    let large = is_large(&body);
-    let secrets = up.secrets.clone();
-    // A body that breaks the limit on values is kept as text: `require` cannot read it, and
-    // says why. Counted with the parse, off the runtime for a large body.
-    let parse = move || {
-        let json = !too_many_parts(&body);
-        let (body, not_json) = read_body_noting(&body, content_type.as_deref(), &secrets, json);
-        (body, not_json, json)
-    };
-    let (mut body, not_json, json) = if large {
-        crate::background::run(parse)
-            .await
-            .map_err(|e| UpstreamError::Other(format!("reading the answer failed: {e}")))?
-    } else {
-        parse()
-    };
-    if !json && incomplete.is_none() {
-        incomplete = Some(TOO_MANY_PARTS.into());
-    }
-    if let (Some(_), Value::String(text)) = (&incomplete, &mut body) {
-        mask_cut_secret(text, &up.secrets);
-    }
-    Ok(UpstreamResponse {
-        status,
-        headers,
-        body,
-        incomplete,
-        not_json,
-        large,
-    })
+    (body, incomplete)
 }
 
 /// Counts one upstream call when it ends, also when it ends by being dropped: a call cut off by
