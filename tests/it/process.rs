@@ -898,12 +898,7 @@ async fn the_decision_line_names_shadow_outcomes() {
         "rules:\n  - { name: trial, amount: { max: 1000 }, mode: shadow, reason: x }\n  - { name: limit, amount: { max: 100000 }, reason: y }\n",
     );
     let proc = Process::serve(rules.path(), &[]).await;
-    let a = post(
-        &proc.url("/confirm"),
-        Some("application/json"),
-        v1("o-1", 5000),
-    )
-    .await;
+    let a = proc.confirm_json("/confirm", &v1("o-1", 5000)).await;
     assert_eq!(a.status, 200);
     let line = proc.log_line_of(&a.decision_id()).await;
     assert!(line.contains(" shadow=trial:reject "), "{line}");
@@ -919,12 +914,9 @@ async fn json_log_lines_escape_unicode_line_breaks_and_direction_controls() {
         "rules:\n  - { name: limit, amount: { max: 100 }, reason: y }\n",
     );
     let proc = Process::serve(rules.path(), &["--log-format", "json"]).await;
-    let a = post(
-        &proc.url("/confirm"),
-        Some("application/json"),
-        v1("a\u{2028}b\u{2029}c\u{85}d\u{202e}e", 5000),
-    )
-    .await;
+    let a = proc
+        .confirm_json("/confirm", &v1("a\u{2028}b\u{2029}c\u{85}d\u{202e}e", 5000))
+        .await;
     assert_eq!(a.status, 409);
     let line = proc.log_line_of(&a.decision_id()).await;
     assert!(
@@ -1003,12 +995,7 @@ async fn a_caller_that_hangs_up_while_sending_its_body_is_no_refusal() {
     .await;
     assert!(warned, "{}", proc.log_text());
     // A request after it is counted and recorded as usual; the hang-up is in neither.
-    let answer = post(
-        &proc.url("/confirm"),
-        Some("application/json"),
-        v1("whole", 5_000),
-    )
-    .await;
+    let answer = proc.confirm_json("/confirm", &v1("whole", 5_000)).await;
     assert_eq!(answer.status, 200);
     let metrics = proc.metrics().await;
     for (decision, n) in [("approve", 1.0), ("reject", 0.0)] {
@@ -1029,12 +1016,9 @@ async fn a_caller_that_hangs_up_while_sending_its_body_is_no_refusal() {
 async fn an_unknown_ruleset_is_named_in_the_log() {
     let rules = Rules::with("default.yaml", LIMIT);
     let proc = Process::serve(rules.path(), &[]).await;
-    let a = post(
-        &proc.url("/confirm/marathon2026"),
-        Some("application/json"),
-        v1("o", 5_000),
-    )
-    .await;
+    let a = proc
+        .confirm_json("/confirm/marathon2026", &v1("o", 5_000))
+        .await;
     assert_eq!(a.status, 404);
     let id = a.decision_id();
     let logged = eventually(Duration::from_secs(3), || async {
@@ -1226,12 +1210,7 @@ async fn a_huge_order_id_is_cut_in_the_log_line_and_whole_in_the_decision_log() 
     let log = rules.path().join("decisions.jsonl");
     let proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
     let order_id = "가".repeat(20_000);
-    let answer = post(
-        &proc.url("/confirm"),
-        Some("application/json"),
-        v1(&order_id, 5_000),
-    )
-    .await;
+    let answer = proc.confirm_json("/confirm", &v1(&order_id, 5_000)).await;
     let shown = format!(" order_id={}… ", "가".repeat(200));
     let line = eventually(Duration::from_secs(3), || async {
         proc.log_text().contains(&shown)
@@ -1270,12 +1249,7 @@ async fn a_require_the_deadline_stops_is_logged_as_the_deadline() {
         ),
     );
     let proc = Process::serve(rules.path(), &[]).await;
-    let a = post(
-        &proc.url("/confirm"),
-        Some("application/json"),
-        v1("o-1", 5000),
-    )
-    .await;
+    let a = proc.confirm_json("/confirm", &v1("o-1", 5000)).await;
     assert_eq!(a.status, 409);
     let id = a.decision_id();
     let line = proc.log_line_of("rule check").await;

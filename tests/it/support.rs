@@ -290,6 +290,10 @@ impl Process {
         format!("http://{}{path}", self.public)
     }
 
+    pub async fn confirm_json(&self, path: &str, body: &str) -> Answer {
+        post(&self.url(path), Some("application/json"), body.to_owned()).await
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
     }
