@@ -294,7 +294,17 @@ impl Rule {
 
     /// Whether evaluating this rule may wait for an upstream's answer (`fetch`, `forward`).
     pub fn calls_upstream(&self) -> bool {
-        self.mode != Mode::Off && matches!(self.check, Check::Fetch(_) | Check::Forward(_))
+        self.called().is_some()
+    }
+
+    /// The upstream this rule calls (`fetch`, `forward`), unless it has `mode: off`.
+    pub fn called(&self) -> Option<&Upstream> {
+        match &self.check {
+            _ if self.mode == Mode::Off => None,
+            Check::Fetch(f) => Some(&f.upstream),
+            Check::Forward(f) => Some(&f.upstream),
+            _ => None,
+        }
     }
 
     /// Whether this rule's outcome may depend on the clock: a `window`, or an expression or

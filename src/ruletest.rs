@@ -359,23 +359,15 @@ fn unset_for(
         .iter()
         .filter(|rule| failed(rule))
         .filter_map(|rule| {
-            let (upstream, key) = match &rule.check {
-                Check::Fetch(f) => {
-                    let call = crate::engine::fetch_call(f, req, None).ok()?;
-                    (
-                        &f.upstream.name,
-                        format!("{} {}", call.method, call.path_and_query),
-                    )
-                }
-                Check::Forward(fw) => (&fw.upstream.name, format!("POST {}", fw.path)),
-                Check::Healthy(up) if !case.health.contains_key(&up.name) => {
+            if let Check::Healthy(up) = &rule.check {
+                if !case.health.contains_key(&up.name) {
                     return Some(format!(
                         "rule {} reads the health of {}, which the case does not set; add health: {{ {}: up }} (down, or unknown to test on_error)",
                         rule.name, up.name, up.name
-                    ))
+                    ));
                 }
-                _ => return None,
-            };
+            }
+            let (upstream, key) = names::canned_call(rule, req)?;
             (!canned.has_answer(upstream, &key)).then(|| {
                 format!(
                     "rule {} calls {upstream} with \"{key}\", which the case has no canned answer for; add it to the case's upstreams (error: refused, dns or timeout to test on_error)",

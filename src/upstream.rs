@@ -163,7 +163,8 @@ const CUT_SHORT: &str = "cut short";
 const CUT_BY_DEADLINE: &str =
     "cut short: still coming when its rule had to decide, before the request's deadline";
 
-/// Why a body is not read as JSON although it came whole.
+/// Why a body is not read as JSON although it came whole (the count is
+/// [`body::MAX_JSON_PARTS`], checked by a test below).
 const TOO_MANY_PARTS: &str = "not read: it holds more than 20,000 values and keys";
 
 impl UpstreamResponse {
@@ -669,6 +670,17 @@ mod slots_tests {
         assert!(matches!(sent, UpstreamError::Refused(_)), "{sent}");
         assert_eq!(slots.free.available_permits(), 1);
     }
+}
+
+/// The count written in [`TOO_MANY_PARTS`] is the cap the body reader applies.
+#[test]
+fn the_too_many_parts_text_names_the_cap() {
+    let cap = body::MAX_JSON_PARTS.to_string();
+    let (thousands, rest) = cap.split_at(cap.len() - 3);
+    assert!(
+        TOO_MANY_PARTS.contains(&format!(" {thousands},{rest} ")),
+        "{TOO_MANY_PARTS}"
+    );
 }
 
 #[cfg(test)]

@@ -519,14 +519,37 @@ impl FileCompiler<'_, '_> {
                 rules.push(rule);
             }
         }
+        self.warn_about_ruleset(&file.rules, &settings, &upstreams, &rules);
+        Ruleset {
+            name: name.to_owned(),
+            file: self.path.to_owned(),
+            settings,
+            upstreams,
+            uses_payload: std::mem::take(&mut self.uses_payload),
+            uses_rhai: rules.iter().any(Rule::uses_rhai),
+            calls_upstreams: rules.iter().any(Rule::calls_upstream),
+            prefetches: rules.iter().any(Rule::is_prefetch),
+            rules,
+            metrics: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The warnings about a ruleset as a whole, once its rules are compiled: upstream timeouts
+    /// the deadline makes moot (or too short to be meant), failing open where the merchant is
+    /// asked to act, rules hidden behind one approving everything, and nothing that refuses.
+    fn warn_about_ruleset(
+        &mut self,
+        raw_rules: &[(usize, super::model::RawRule)],
+        settings: &Settings,
+        upstreams: &BTreeMap<String, Arc<super::Upstream>>,
+        rules: &[Rule],
+    ) {
         // A call that hangs is ended by the deadline before its own timeout: the ruleset's
         // on_error decides, not the rule's (health probes are not bound by the deadline).
-        for (key, up) in &upstreams {
-            let called = rules.iter().any(|r| match &r.check {
-                Check::Fetch(f) => f.upstream.name == *key,
-                Check::Forward(f) => f.upstream.name == *key,
-                _ => false,
-            });
+        for (key, up) in upstreams {
+            let called = rules
+                .iter()
+                .any(|r| r.called().is_some_and(|u| u.name == *key));
             if called && up.timeout >= settings.deadline {
                 // At its `timeout` (at the upstream when the default is left).
                 self.warn(
@@ -561,10 +584,10 @@ impl FileCompiler<'_, '_> {
                 && r.mode.unwrap_or_default() == Mode::Enforce
                 && r.when.as_deref().and_then(rule::constant) == Some(true)
         };
-        let first_approving_all = file.rules.iter().position(|(_, r)| approves_all(r));
+        let first_approving_all = raw_rules.iter().position(|(_, r)| approves_all(r));
         if let Some(first) = first_approving_all {
-            let (i, r) = &file.rules[first];
-            let hidden = file.rules[first + 1..]
+            let (i, r) = &raw_rules[first];
+            let hidden = raw_rules[first + 1..]
                 .iter()
                 .filter(|(_, r)| r.mode != Some(Mode::Off))
                 .count();
@@ -586,18 +609,6 @@ impl FileCompiler<'_, '_> {
         {
             self.warnings
                 .push(format!("{}: {NOTHING_REFUSES}", self.path.display()));
-        }
-        Ruleset {
-            name: name.to_owned(),
-            file: self.path.to_owned(),
-            settings,
-            upstreams,
-            uses_payload: std::mem::take(&mut self.uses_payload),
-            uses_rhai: rules.iter().any(Rule::uses_rhai),
-            calls_upstreams: rules.iter().any(Rule::calls_upstream),
-            prefetches: rules.iter().any(Rule::is_prefetch),
-            rules,
-            metrics: std::sync::OnceLock::new(),
         }
     }
 

@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::names::CaseNames;
-use super::{Case, RawSuite, Suite, SuiteWithout};
+use super::{Case, RawCase, RawSuite, Suite, SuiteWithout};
 use crate::payload::{self, Parsed};
 use crate::rules::yaml::{self, Seg};
-use crate::rules::{LoadError, Rules};
-use crate::upstream::canned::CannedAnswer;
+use crate::rules::{LoadError, Rules, Ruleset};
+use crate::upstream::canned::{CannedAnswer, RawAnswer};
 
 /// Reads every `tests/*.yaml` under the rules directory. Errors are `FILE:LINE:COL: message`.
 ///
@@ -138,11 +138,7 @@ struct ReadSuite {
 /// The test file `file` read as far as its shape goes, without the rules; or every syntax and
 /// shape error of it.
 fn read_suite(file: &Path) -> Result<ReadSuite, Vec<LoadError>> {
-    let error = |location, message: String| LoadError {
-        file: file.to_owned(),
-        location,
-        message,
-    };
+    let error = |location, message: String| error_in(file, location, message);
     let src = crate::rules::read_yaml_text(file)
         .map_err(|e| vec![e.into_load_error(file.to_owned(), "")])?;
     // Syntax first, with the hints rule files get (an unclosed `{`, a tab, an unquoted `: `);
@@ -213,11 +209,7 @@ pub fn shape_errors(rules_dir: &Path) -> Vec<LoadError> {
 }
 
 fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
-    let error = |location, message: String| LoadError {
-        file: file.to_owned(),
-        location,
-        message,
-    };
+    let error = |location, message: String| error_in(file, location, message);
     let ReadSuite {
         src,
         raw,
@@ -262,76 +254,8 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         .as_deref()
         .and_then(|s| parse_now(s, &[Seg::Key("now")], "now", &mut errors));
     let ruleset = rules.get(&raw.ruleset).map(|r| &**r);
-    let mut warnings = Vec::new();
-    if raw.cases.is_empty() {
-        // `0 passed, 0 failed` proves nothing: say so.
-        warnings.push(error(
-            Some(
-                yaml::locate_key(&src, &[Seg::Key("cases")])
-                    .unwrap_or(yaml::Location { line: 1, column: 1 }),
-            ),
-            "no cases: this file tests nothing".to_owned(),
-        ));
-    }
-    // Cases on today's clock pass or fail with the date: a suite written before a sale opens
-    // starts failing (or passing wrongly) once it has.
-    let unpinned = raw.cases.iter().filter(|c| c.now.is_none()).count();
-    let clock_rule = ruleset.and_then(|r| r.rules.iter().find(|rule| rule.reads_clock()));
-    if let (None, true, Some(rule)) = (&raw.now, unpinned > 0, clock_rule) {
-        warnings.push(error(
-            Some(
-                yaml::locate_key(&src, &[Seg::Key("ruleset")])
-                    .unwrap_or(yaml::Location { line: 1, column: 1 }),
-            ),
-            format!(
-                "no now: {unpinned} of {} cases run on today's clock, and rule \"{}\" depends on it ({}), so they pass or fail with the date; fix the time with now: \"2026-12-01T12:00:00+09:00\" at the top (or per case)",
-                raw.cases.len(),
-                rule.name,
-                if matches!(rule.check, crate::rules::Check::Window { .. }) {
-                    "a window"
-                } else {
-                    "it reads now"
-                },
-            ),
-        ));
-    }
-    let mut first_named: HashMap<&str, usize> = HashMap::new();
-    // Each is located by reading the file again (twice): the first ones only, the rest counted.
-    let mut duplicates = 0;
-    let located = yaml::MAX_LOCATED.min(passes);
-    for (i, c) in raw.cases.iter().enumerate() {
-        if let Some(&first) = first_named.get(c.name.as_str()) {
-            duplicates += 1;
-            if duplicates > located {
-                continue;
-            }
-            let first_at = yaml::locate_written(
-                &src,
-                &[Seg::Key("cases"), Seg::Index(first), Seg::Key("name")],
-            );
-            let here = [Seg::Key("cases"), Seg::Index(i), Seg::Key("name")];
-            errors.push(error(
-                Some(yaml::locate_written(&src, &here)),
-                format!(
-                    "duplicate case name \"{}\" (also at line {}): case names are unique in a file",
-                    c.name, first_at.line
-                ),
-            ));
-        } else {
-            first_named.insert(&c.name, i);
-        }
-    }
-    if duplicates > located {
-        // At the last one shown, so that it is listed after them.
-        let at = errors.last().and_then(|e| e.location);
-        errors.push(error(
-            at,
-            format!(
-                "and {} more duplicate case names, not shown",
-                duplicates - located
-            ),
-        ));
-    }
+    let mut warnings = suite_warnings(file, &src, &raw, ruleset);
+    errors.append(&mut duplicate_case_names(file, &src, &raw.cases, passes));
     let chunks = case_texts(&src, raw.cases.len());
     // The numbers the cases send as written, read in one pass over the file: finding one
     // number by its path reads the file up to it, once per number.
@@ -409,54 +333,7 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
                 warnings.push(error(Some(path), message));
             }
         }
-        let mut upstreams = BTreeMap::new();
-        for (up, answers) in c.upstreams {
-            let mut converted = BTreeMap::new();
-            for (call, mut raw) in answers {
-                // Its numbers as written, as `serve` would read them from the answer's JSON
-                // (`0.99999999999999999999999999999` is not the float 1.0).
-                if let Some(body) = raw.body_mut() {
-                    let read = body.clone();
-                    let mut path = vec![
-                        Seg::Key("upstreams"),
-                        Seg::Key(&up),
-                        Seg::Key(&call),
-                        Seg::Key("body"),
-                    ];
-                    let mut json = String::new();
-                    as_written.json(&mut path, &read, &mut json);
-                    if let Ok(written) = serde_json::from_str(&json) {
-                        *body = written;
-                    }
-                }
-                let answer_at = [
-                    Seg::Key("cases"),
-                    Seg::Index(i),
-                    Seg::Key("upstreams"),
-                    Seg::Key(&up),
-                    Seg::Key(&call),
-                ];
-                // At the delay itself when it is what is wrong.
-                let bad_delay = raw
-                    .delay()
-                    .is_some_and(|d| crate::rules::parse_duration(d).is_err());
-                let (at_path, field) = if bad_delay {
-                    ([&answer_at[..], &[Seg::Key("delay")]].concat(), ".delay")
-                } else {
-                    (answer_at.to_vec(), "")
-                };
-                match CannedAnswer::try_from(raw) {
-                    Ok(answer) => {
-                        converted.insert(call, answer);
-                    }
-                    Err(message) => errors.push(error(
-                        at(&at_path),
-                        format!("cases[{i}].upstreams.{up}.\"{call}\"{field}: {message}"),
-                    )),
-                }
-            }
-            upstreams.insert(up, converted);
-        }
+        let upstreams = canned_answers(file, &src, &as_written, c.upstreams, &mut errors);
         cases.push(Case {
             index: i,
             name: c.name,
@@ -482,6 +359,171 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     } else {
         Err(errors)
     }
+}
+
+/// An error (or warning) at `location` in the test file `file`.
+fn error_in(file: &Path, location: Option<yaml::Location>, message: String) -> LoadError {
+    LoadError {
+        file: file.to_owned(),
+        location,
+        message,
+    }
+}
+
+/// What a suite proves less than it seems to: no cases at all (`0 passed, 0 failed` proves
+/// nothing), or cases on today's clock for rules that depend on it, which pass or fail with
+/// the date (a suite written before a sale opens starts failing, or passing wrongly, once it
+/// has).
+fn suite_warnings(
+    file: &Path,
+    src: &str,
+    raw: &RawSuite,
+    ruleset: Option<&Ruleset>,
+) -> Vec<LoadError> {
+    let at_key = |key| {
+        Some(
+            yaml::locate_key(src, &[Seg::Key(key)])
+                .unwrap_or(yaml::Location { line: 1, column: 1 }),
+        )
+    };
+    let mut warnings = Vec::new();
+    if raw.cases.is_empty() {
+        warnings.push(error_in(
+            file,
+            at_key("cases"),
+            "no cases: this file tests nothing".to_owned(),
+        ));
+    }
+    let unpinned = raw.cases.iter().filter(|c| c.now.is_none()).count();
+    let clock_rule = ruleset.and_then(|r| r.rules.iter().find(|rule| rule.reads_clock()));
+    if let (None, true, Some(rule)) = (&raw.now, unpinned > 0, clock_rule) {
+        warnings.push(error_in(
+            file,
+            at_key("ruleset"),
+            format!(
+                "no now: {unpinned} of {} cases run on today's clock, and rule \"{}\" depends on it ({}), so they pass or fail with the date; fix the time with now: \"2026-12-01T12:00:00+09:00\" at the top (or per case)",
+                raw.cases.len(),
+                rule.name,
+                if matches!(rule.check, crate::rules::Check::Window { .. }) {
+                    "a window"
+                } else {
+                    "it reads now"
+                },
+            ),
+        ));
+    }
+    warnings
+}
+
+/// A case name used twice in a file, as errors: each is located by reading the file again
+/// (twice), so only the first ones (as many as `passes` allows) are, the rest counted.
+fn duplicate_case_names(
+    file: &Path,
+    src: &str,
+    cases: &[RawCase],
+    passes: usize,
+) -> Vec<LoadError> {
+    let mut errors = Vec::new();
+    let mut first_named: HashMap<&str, usize> = HashMap::new();
+    let mut duplicates = 0;
+    let located = yaml::MAX_LOCATED.min(passes);
+    for (i, c) in cases.iter().enumerate() {
+        if let Some(&first) = first_named.get(c.name.as_str()) {
+            duplicates += 1;
+            if duplicates > located {
+                continue;
+            }
+            let first_at = yaml::locate_written(
+                src,
+                &[Seg::Key("cases"), Seg::Index(first), Seg::Key("name")],
+            );
+            let here = [Seg::Key("cases"), Seg::Index(i), Seg::Key("name")];
+            errors.push(error_in(
+                file,
+                Some(yaml::locate_written(src, &here)),
+                format!(
+                    "duplicate case name \"{}\" (also at line {}): case names are unique in a file",
+                    c.name, first_at.line
+                ),
+            ));
+        } else {
+            first_named.insert(&c.name, i);
+        }
+    }
+    if duplicates > located {
+        // At the last one shown, so that it is listed after them.
+        let at = errors.last().and_then(|e| e.location);
+        errors.push(error_in(
+            file,
+            at,
+            format!(
+                "and {} more duplicate case names, not shown",
+                duplicates - located
+            ),
+        ));
+    }
+    errors
+}
+
+/// A case's canned `upstreams` converted to answers, each body's numbers as written; what is
+/// wrong in one goes to `errors`, located at the answer (at its `delay` when that is it).
+fn canned_answers(
+    file: &Path,
+    src: &str,
+    as_written: &AsWritten<'_>,
+    raw: BTreeMap<String, BTreeMap<String, RawAnswer>>,
+    errors: &mut Vec<LoadError>,
+) -> BTreeMap<String, BTreeMap<String, CannedAnswer>> {
+    let i = as_written.case;
+    let mut upstreams = BTreeMap::new();
+    for (up, answers) in raw {
+        let mut converted = BTreeMap::new();
+        for (call, mut raw) in answers {
+            // Its numbers as written, as `serve` would read them from the answer's JSON
+            // (`0.99999999999999999999999999999` is not the float 1.0).
+            if let Some(body) = raw.body_mut() {
+                let read = body.clone();
+                let mut path = vec![
+                    Seg::Key("upstreams"),
+                    Seg::Key(&up),
+                    Seg::Key(&call),
+                    Seg::Key("body"),
+                ];
+                let mut json = String::new();
+                as_written.json(&mut path, &read, &mut json);
+                if let Ok(written) = serde_json::from_str(&json) {
+                    *body = written;
+                }
+            }
+            let answer_at = [
+                Seg::Key("cases"),
+                Seg::Index(i),
+                Seg::Key("upstreams"),
+                Seg::Key(&up),
+                Seg::Key(&call),
+            ];
+            let bad_delay = raw
+                .delay()
+                .is_some_and(|d| crate::rules::parse_duration(d).is_err());
+            let (at_path, field) = if bad_delay {
+                ([&answer_at[..], &[Seg::Key("delay")]].concat(), ".delay")
+            } else {
+                (answer_at.to_vec(), "")
+            };
+            match CannedAnswer::try_from(raw) {
+                Ok(answer) => {
+                    converted.insert(call, answer);
+                }
+                Err(message) => errors.push(error_in(
+                    file,
+                    Some(yaml::locate(src, &at_path)),
+                    format!("cases[{i}].upstreams.{up}.\"{call}\"{field}: {message}"),
+                )),
+            }
+        }
+        upstreams.insert(up, converted);
+    }
+    upstreams
 }
 
 /// The text of each of the `count` cases of a test file written the usual way — `cases:` at

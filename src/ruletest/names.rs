@@ -7,7 +7,7 @@ use super::RawCase;
 use crate::engine;
 use crate::payload::ConfirmRequest;
 use crate::rules::yaml::{self, Location, Seg};
-use crate::rules::{Check, Mode, Ruleset};
+use crate::rules::{Check, Mode, Rule, Ruleset};
 use crate::upstream::canned;
 
 /// Checks the names one case uses against its ruleset (`None` when the file names no ruleset
@@ -301,23 +301,30 @@ fn rules_expected(ruleset: &Ruleset) -> String {
 }
 
 /// The canned keys (`"METHOD /path?query"`, upstream name first) of every call the ruleset's
-/// `fetch` and `forward` rules (but those with `mode: off`) would make for `req`, built by the
-/// engine's own code, so a key matches exactly when the engine would ask for it.
+/// `fetch` and `forward` rules (but those with `mode: off`) would make for `req`.
 fn calls(ruleset: &Ruleset, req: &ConfirmRequest) -> Vec<(String, String)> {
     ruleset
         .rules
         .iter()
-        .filter(|r| r.mode != Mode::Off)
-        .filter_map(|rule| match &rule.check {
-            Check::Fetch(f) => {
-                let call = engine::fetch_call(f, req, None).ok()?;
-                let key = format!("{} {}", call.method, call.path_and_query);
-                Some((f.upstream.name.clone(), key))
-            }
-            Check::Forward(fw) => Some((fw.upstream.name.clone(), format!("POST {}", fw.path))),
-            _ => None,
-        })
+        .filter_map(|rule| canned_call(rule, req))
+        .map(|(upstream, key)| (upstream.to_owned(), key))
         .collect()
+}
+
+/// The upstream `rule` calls and the call's canned key (`"METHOD /path?query"`) for `req`,
+/// built by the engine's own code, so a key matches exactly when the engine would ask for it;
+/// `None` for a rule that calls nothing (or has `mode: off`).
+pub(super) fn canned_call<'r>(rule: &'r Rule, req: &ConfirmRequest) -> Option<(&'r str, String)> {
+    let upstream = rule.called()?;
+    let key = match &rule.check {
+        Check::Fetch(f) => {
+            let call = engine::fetch_call(f, req, None).ok()?;
+            format!("{} {}", call.method, call.path_and_query)
+        }
+        Check::Forward(fw) => format!("POST {}", fw.path),
+        _ => return None,
+    };
+    Some((&upstream.name, key))
 }
 
 /// The error for a `mode: off` rule named in an expectation, saying what to name instead.

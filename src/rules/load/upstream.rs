@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::super::model::RawUpstream;
+use super::super::model::{RawHealth, RawUpstream};
 use super::super::template::looks_like_variable;
 use super::super::yaml::Seg;
 use super::super::{HealthSpec, HealthState, Slots, Upstream, DEFAULT_UPSTREAM_TIMEOUT};
@@ -285,7 +285,82 @@ impl FileCompiler<'_, '_> {
         // Every problem of the upstream is reported (each unset variable of the url and of
         // every header, say), so an operator fixes them in one go.
         let mut secrets: Vec<Box<str>> = Vec::new();
-        let url = match substitute(&raw.url, self.opts.env, userinfo(&raw.url)) {
+        let url = self.upstream_url(name, raw, &mut secrets);
+        let timeout = match &raw.timeout {
+            Some(t) => self.duration(&at("timeout"), t),
+            None => Some(DEFAULT_UPSTREAM_TIMEOUT),
+        };
+        let max_connections = match raw.max_connections {
+            // Reported, and the load fails; the upstream's other keys are still checked.
+            Some(n) if !(1..=MAX_CONNECTIONS).contains(&n) => {
+                self.error(&at("max_connections"), format!("upstream \"{name}\": max_connections {n}, expected 1 to {MAX_CONNECTIONS} (the calls to it in flight at once; leave it out for no limit)"));
+                None
+            }
+            n => n,
+        };
+        let headers = self.upstream_headers(name, raw, &mut secrets);
+        let health = match &raw.health {
+            None => Some(None),
+            Some(h) => self.health_spec(name, h).map(Some),
+        };
+        // Only now, so every error of the upstream above is reported.
+        let (Some(url), Some(timeout), Some(health)) = (url, timeout, health) else {
+            return None;
+        };
+        let running = (self.opts.previous)
+            .and_then(|rules| rules.get(ruleset))
+            .and_then(|set| set.upstreams.get(name));
+        // The same limit keeps its slots, which calls of the running rules hold: a reload must
+        // not let twice as many in.
+        let slots = max_connections.map(|max| {
+            running
+                .and_then(|up| up.slots.clone())
+                .filter(|slots| slots.max == max)
+                .unwrap_or_else(|| Slots::new(max))
+        });
+        let clients = match running {
+            Some(up) => Ok((up.client.clone(), up.fresh.clone())),
+            None => crate::upstream::http_client(true)
+                .and_then(|pooled| Ok((pooled, crate::upstream::http_client(false)?))),
+        };
+        let (client, fresh) = match clients {
+            Ok(c) => c,
+            Err(e) => {
+                self.error(
+                    &base,
+                    format!("upstream \"{name}\": cannot build HTTP client: {e}"),
+                );
+                return None;
+            }
+        };
+        let mut up = Upstream {
+            name: name.to_owned(),
+            ruleset: ruleset.into(),
+            url: url.trim_end_matches('/').to_owned(),
+            timeout,
+            headers,
+            health,
+            client,
+            fresh,
+            state: Arc::new(HealthState::default()),
+            slots,
+            secrets: mask_list(secrets),
+            digest: String::new(),
+        };
+        up.digest = crate::upstream::fingerprint(&up, None);
+        Some(up)
+    }
+
+    /// An upstream's `url`, `${VAR}`s filled in, checked to be a base that rule paths can be
+    /// appended to; each problem reported. Values from variables are added to `secrets`.
+    fn upstream_url(
+        &mut self,
+        name: &str,
+        raw: &RawUpstream,
+        secrets: &mut Vec<Box<str>>,
+    ) -> Option<String> {
+        let at = |k: &'static str| [Seg::Key("upstreams"), Seg::Key(name), Seg::Key(k)];
+        match substitute(&raw.url, self.opts.env, userinfo(&raw.url)) {
             // URL parsers drop spaces and line breaks at the ends (a variable's value read from
             // a file often ends in one), so the url would load and every call then fail.
             Ok(Substituted {
@@ -402,119 +477,58 @@ impl FileCompiler<'_, '_> {
                 }
                 None
             }
-        };
-        let timeout = match &raw.timeout {
-            Some(t) => self.duration(&at("timeout"), t),
-            None => Some(DEFAULT_UPSTREAM_TIMEOUT),
-        };
-        let max_connections = match raw.max_connections {
-            // Reported, and the load fails; the upstream's other keys are still checked.
-            Some(n) if !(1..=MAX_CONNECTIONS).contains(&n) => {
-                self.error(&at("max_connections"), format!("upstream \"{name}\": max_connections {n}, expected 1 to {MAX_CONNECTIONS} (the calls to it in flight at once; leave it out for no limit)"));
-                None
-            }
-            n => n,
-        };
-        let headers = self.upstream_headers(name, raw, &mut secrets);
-        let health = match &raw.health {
-            None => Some(None),
-            Some(h) => {
-                let hp = |k: &'static str| [base[0], base[1], Seg::Key("health"), Seg::Key(k)];
-                self.check_path(
-                    &hp("path"),
-                    &format!("upstream \"{name}\": health path"),
-                    &h.path,
-                );
-                // A probe belongs to no request: `{order_id}` would be sent as `%7Border_id%7D`.
-                if REQUEST_PLACEHOLDERS.iter().any(|p| h.path.contains(p)) {
-                    self.error(
-                        &hp("path"),
-                        format!("upstream \"{name}\": health path is sent as written, for no request: placeholders such as {{order_id}} are not filled in"),
-                    );
+        }
+    }
+
+    /// An upstream's `health` probe settings, each problem reported; `None` when one is wrong.
+    fn health_spec(&mut self, name: &str, h: &RawHealth) -> Option<HealthSpec> {
+        let base = [Seg::Key("upstreams"), Seg::Key(name)];
+        let hp = |k: &'static str| [base[0], base[1], Seg::Key("health"), Seg::Key(k)];
+        self.check_path(
+            &hp("path"),
+            &format!("upstream \"{name}\": health path"),
+            &h.path,
+        );
+        // A probe belongs to no request: `{order_id}` would be sent as `%7Border_id%7D`.
+        if REQUEST_PLACEHOLDERS.iter().any(|p| h.path.contains(p)) {
+            self.error(
+                &hp("path"),
+                format!("upstream \"{name}\": health path is sent as written, for no request: placeholders such as {{order_id}} are not filled in"),
+            );
+        }
+        if h.path.contains("${") {
+            self.error(
+                &hp("path"),
+                format!("upstream \"{name}\": health path: ${{VAR}} is read only in the upstream's url and headers; the probe sends the upstream's headers (put a key there), or put the variable in the url"),
+            );
+        }
+        let interval = match &h.interval {
+            Some(i) => self.duration(&hp("interval"), i).and_then(|d| {
+                if d < MIN_PROBE_INTERVAL {
+                    self.error(&hp("interval"), format!("upstream \"{name}\": health interval {d:?} is too short, expected at least {MIN_PROBE_INTERVAL:?} (every interval sends a probe to the upstream)"));
+                    return None;
                 }
-                if h.path.contains("${") {
-                    self.error(
-                        &hp("path"),
-                        format!("upstream \"{name}\": health path: ${{VAR}} is read only in the upstream's url and headers; the probe sends the upstream's headers (put a key there), or put the variable in the url"),
-                    );
-                }
-                let interval = match &h.interval {
-                    Some(i) => self.duration(&hp("interval"), i).and_then(|d| {
-                        if d < MIN_PROBE_INTERVAL {
-                            self.error(&hp("interval"), format!("upstream \"{name}\": health interval {d:?} is too short, expected at least {MIN_PROBE_INTERVAL:?} (every interval sends a probe to the upstream)"));
-                            return None;
-                        }
-                        Some(d)
-                    }),
-                    None => Some(DEFAULT_PROBE_INTERVAL),
-                };
-                let unhealthy_after = h.unhealthy_after.unwrap_or(2);
-                let healthy_after = h.healthy_after.unwrap_or(1);
-                for (key, n) in [
-                    ("unhealthy_after", unhealthy_after),
-                    ("healthy_after", healthy_after),
-                ] {
-                    if n == 0 {
-                        self.error(&[base[0], base[1], Seg::Key("health"), Seg::Key(key)], format!("upstream \"{name}\": health.{key} must be at least 1 (probes in a row that decide the state)"));
-                    }
-                }
-                // `None` (a bad interval, already reported) fails the upstream below.
-                interval.map(|interval| {
-                    Some(HealthSpec {
-                        path: h.path.clone(),
-                        interval,
-                        unhealthy_after,
-                        healthy_after,
-                    })
-                })
+                Some(d)
+            }),
+            None => Some(DEFAULT_PROBE_INTERVAL),
+        };
+        let unhealthy_after = h.unhealthy_after.unwrap_or(2);
+        let healthy_after = h.healthy_after.unwrap_or(1);
+        for (key, n) in [
+            ("unhealthy_after", unhealthy_after),
+            ("healthy_after", healthy_after),
+        ] {
+            if n == 0 {
+                self.error(&hp(key), format!("upstream \"{name}\": health.{key} must be at least 1 (probes in a row that decide the state)"));
             }
-        };
-        // Only now, so every error of the upstream above is reported.
-        let (Some(url), Some(timeout), Some(health)) = (url, timeout, health) else {
-            return None;
-        };
-        let running = (self.opts.previous)
-            .and_then(|rules| rules.get(ruleset))
-            .and_then(|set| set.upstreams.get(name));
-        // The same limit keeps its slots, which calls of the running rules hold: a reload must
-        // not let twice as many in.
-        let slots = max_connections.map(|max| {
-            running
-                .and_then(|up| up.slots.clone())
-                .filter(|slots| slots.max == max)
-                .unwrap_or_else(|| Slots::new(max))
-        });
-        let clients = match running {
-            Some(up) => Ok((up.client.clone(), up.fresh.clone())),
-            None => crate::upstream::http_client(true)
-                .and_then(|pooled| Ok((pooled, crate::upstream::http_client(false)?))),
-        };
-        let (client, fresh) = match clients {
-            Ok(c) => c,
-            Err(e) => {
-                self.error(
-                    &base,
-                    format!("upstream \"{name}\": cannot build HTTP client: {e}"),
-                );
-                return None;
-            }
-        };
-        let mut up = Upstream {
-            name: name.to_owned(),
-            ruleset: ruleset.into(),
-            url: url.trim_end_matches('/').to_owned(),
-            timeout,
-            headers,
-            health,
-            client,
-            fresh,
-            state: Arc::new(HealthState::default()),
-            slots,
-            secrets: mask_list(secrets),
-            digest: String::new(),
-        };
-        up.digest = crate::upstream::fingerprint(&up, None);
-        Some(up)
+        }
+        // `None` (a bad interval, already reported) fails the upstream.
+        interval.map(|interval| HealthSpec {
+            path: h.path.clone(),
+            interval,
+            unhealthy_after,
+            healthy_after,
+        })
     }
 
     /// An upstream's `headers`, each problem reported (the load then fails); `${VAR}` values

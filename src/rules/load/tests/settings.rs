@@ -677,11 +677,12 @@ fn window_from_must_be_before_until() {
 
 /// An upstream timeout at or above the deadline never fires first: a hanging call is ended by
 /// the deadline, and the ruleset's on_error decides where the operator may expect the rule's.
-/// (An upstream only probed for health is not bound by the deadline.)
+/// (An upstream only probed for health, or only called by a `mode: off` rule, is not bound by
+/// the deadline.)
 #[test]
 fn an_upstream_timeout_not_below_the_deadline_is_warned_about() {
     let dir = default_file(
-        "settings: { deadline: 1s }\nupstreams:\n  shop: { url: \"http://shop.invalid\" }\n  fast: { url: \"http://shop.invalid\", timeout: 500ms }\n  probed: { url: \"http://shop.invalid\", health: { path: /health } }\n  slow:\n    url: \"http://shop.invalid\"\n    timeout: 1s\nrules:\n  - name: up\n    healthy: probed\n    reason: x\n  - name: quick\n    fetch: { upstream: fast, path: /q }\n    reason: x\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    on_error: approve\n    reason: x\n  - name: slow\n    forward: { upstream: slow, path: /confirm }\n",
+        "settings: { deadline: 1s }\nupstreams:\n  shop: { url: \"http://shop.invalid\" }\n  fast: { url: \"http://shop.invalid\", timeout: 500ms }\n  probed: { url: \"http://shop.invalid\", health: { path: /health } }\n  slow:\n    url: \"http://shop.invalid\"\n    timeout: 1s\n  parked: { url: \"http://shop.invalid\", timeout: 5s }\nrules:\n  - name: up\n    healthy: probed\n    reason: x\n  - name: quick\n    fetch: { upstream: fast, path: /q }\n    reason: x\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    on_error: approve\n    reason: x\n  - name: slow\n    forward: { upstream: slow, path: /confirm }\n  - name: parked\n    mode: off\n    fetch: { upstream: parked, path: /p }\n    reason: x\n",
     );
     let rules = dir.ok();
     // At the upstream when its timeout is the default; at its timeout when written.
