@@ -24,6 +24,13 @@ pub const UPSTREAM_DURATION: &str = "confirm_proxy_upstream_call_duration_second
 /// 1 healthy, 0 unhealthy, -1 not known yet, by ruleset and upstream. Not recorded: rendered at
 /// scrape time from the rules in force (see [`Metrics::render_with`]).
 pub const UPSTREAM_HEALTHY: &str = "confirm_proxy_upstream_healthy";
+/// An upstream's `max_connections`, by ruleset and upstream; rendered at scrape time as
+/// [`UPSTREAM_HEALTHY`] is, for each upstream with a limit.
+pub const UPSTREAM_MAX_CONNECTIONS: &str = "confirm_proxy_upstream_max_connections";
+/// Connections of an upstream with `max_connections` held by calls now (rendered likewise).
+pub const UPSTREAM_CONNECTIONS_IN_USE: &str = "confirm_proxy_upstream_connections_in_use";
+/// Calls waiting for one of those connections now (rendered likewise).
+pub const UPSTREAM_CONNECTIONS_WAITING: &str = "confirm_proxy_upstream_connections_waiting";
 /// Health probes by upstream and result (`success`, `failure`).
 pub const HEALTH_PROBES: &str = "confirm_proxy_health_probes_total";
 /// Rule reloads by result (applied, unchanged, rejected).
@@ -66,7 +73,8 @@ pub const GUARDS: [(&str, u16); 9] = [
     ("other", 0),
 ];
 
-/// The `# HELP` line of each recorded metric (the health gauge writes its own).
+/// The `# HELP` line of each recorded metric (the gauges read from the rules at scrape time
+/// write their own).
 const HELP: [(&str, &str); 15] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
     (GUARD_REFUSALS, "Confirm requests refused before any rule ran, by guard (source, ruleset, method, body_size, body_time, signature, content_type, payload, other)."),
@@ -190,14 +198,15 @@ impl Metrics {
         self.handle.render()
     }
 
-    /// Prometheus text format: the recorded metrics and the health of every probed upstream of
-    /// `rules`, the generation in force. The health gauge is read from the rules at scrape time
-    /// rather than recorded, so it describes exactly that generation: an upstream (or ruleset)
+    /// Prometheus text format: the recorded metrics, the health of every probed upstream of
+    /// `rules` (the generation in force) and the connections of every upstream with
+    /// `max_connections`. These gauges are read from the rules at scrape time
+    /// rather than recorded, so they describe exactly that generation: an upstream (or ruleset)
     /// removed by a reload has no series any more, a replaced generation's probes never show,
     /// and two rulesets' upstreams of the same name are two series.
     pub fn render_with(&self, rules: &Rules) -> String {
         let mut out = self.render();
-        write_upstream_health(&mut out, rules);
+        write_upstream_gauges(&mut out, rules);
         out
     }
 
@@ -394,40 +403,76 @@ impl Metrics {
     }
 }
 
-/// Appends the [`UPSTREAM_HEALTHY`] family: one series per upstream with a `health` block, in
-/// ruleset and upstream name order. Nothing (not even `# TYPE`) when no upstream is probed, as
-/// the recorder does for a family without series.
-fn write_upstream_health(out: &mut String, rules: &Rules) {
+/// Appends the gauges read from the upstreams of the rules in force: [`UPSTREAM_HEALTHY`] for
+/// each upstream with a `health` block, and the `max_connections` families for each with a
+/// limit.
+fn write_upstream_gauges(out: &mut String, rules: &Rules) {
+    write_upstream_gauge(
+        out,
+        rules,
+        UPSTREAM_HEALTHY,
+        "Health of each probed upstream of the rules in force: 1 up, 0 down, -1 not known yet.",
+        |up| {
+            up.health.as_ref().map(|_| match up.state.get() {
+                Health::Up => 1,
+                Health::Down => 0,
+                Health::Unknown => -1,
+            })
+        },
+    );
+    write_upstream_gauge(
+        out,
+        rules,
+        UPSTREAM_MAX_CONNECTIONS,
+        "The max_connections of each upstream that has one, in the rules in force.",
+        |up| up.slots.as_ref().map(|s| i64::from(s.max)),
+    );
+    write_upstream_gauge(
+        out,
+        rules,
+        UPSTREAM_CONNECTIONS_IN_USE,
+        "Connections held by calls now, of each upstream with max_connections.",
+        |up| up.slots.as_ref().map(|s| i64::from(s.in_use())),
+    );
+    write_upstream_gauge(
+        out,
+        rules,
+        UPSTREAM_CONNECTIONS_WAITING,
+        "Calls waiting for a free connection now, of each upstream with max_connections.",
+        |up| up.slots.as_ref().map(|s| i64::from(s.waiting())),
+    );
+}
+
+/// Appends the gauge family `name`: one series per upstream `value` has one for, in ruleset and
+/// upstream name order. Nothing (not even `# TYPE`) when it has none, as the recorder does for
+/// a family without series.
+fn write_upstream_gauge(
+    out: &mut String,
+    rules: &Rules,
+    name: &str,
+    help: &str,
+    value: impl Fn(&Upstream) -> Option<i64>,
+) {
     use std::fmt::Write;
-    let mut probed = rules.rulesets.values().flat_map(|rs| {
+    let mut series = rules.rulesets.values().flat_map(|rs| {
         rs.upstreams
             .values()
-            .filter(|up| up.health.is_some())
-            .map(move |up| (rs.name.as_str(), up))
+            .filter_map(|up| Some((rs.name.as_str(), up.name.as_str(), value(up)?)))
     });
-    let Some(first) = probed.next() else {
+    let Some(first) = series.next() else {
         return;
     };
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
     }
     // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "# HELP {UPSTREAM_HEALTHY} Health of each probed upstream of the rules in force: 1 up, 0 down, -1 not known yet.\n\
-         # TYPE {UPSTREAM_HEALTHY} gauge\n"
-    );
-    for (ruleset, up) in std::iter::once(first).chain(probed) {
-        let value = match up.state.get() {
-            Health::Up => 1,
-            Health::Down => 0,
-            Health::Unknown => -1,
-        };
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+    for (ruleset, upstream, value) in std::iter::once(first).chain(series) {
         let _ = writeln!(
             out,
-            r#"{UPSTREAM_HEALTHY}{{ruleset="{}",upstream="{}"}} {value}"#,
+            r#"{name}{{ruleset="{}",upstream="{}"}} {value}"#,
             escape_label_value(ruleset),
-            escape_label_value(&up.name),
+            escape_label_value(upstream),
         );
     }
 }

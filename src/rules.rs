@@ -482,6 +482,8 @@ pub struct Upstream {
 pub struct Slots {
     pub max: u32,
     pub free: Arc<tokio::sync::Semaphore>,
+    /// Calls waiting for a slot now (see [`Slots::take`]).
+    waiting: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Slots {
@@ -489,7 +491,41 @@ impl Slots {
         Slots {
             max,
             free: Arc::new(tokio::sync::Semaphore::new(max as usize)),
+            waiting: Arc::default(),
         }
+    }
+
+    /// A slot, once one is free; the call is counted as waiting until then (or until the
+    /// caller gives up, dropping the future). Fails only were the semaphore closed, which it
+    /// never is.
+    pub async fn take(
+        &self,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Ok(slot) = self.free.try_acquire() {
+            return Ok(slot);
+        }
+        /// Uncounts the wait however it ends: given a slot, or dropped at the call's timeout.
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicU32);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        self.free.acquire().await
+    }
+
+    /// Slots held by calls now.
+    pub fn in_use(&self) -> u32 {
+        self.max
+            .saturating_sub(u32::try_from(self.free.available_permits()).unwrap_or(u32::MAX))
+    }
+
+    /// Calls waiting for a slot now.
+    pub fn waiting(&self) -> u32 {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -334,7 +334,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     // read as down because its calls took every connection.
     let slots = up.slots.as_ref().filter(|_| call.rule.is_some());
     let _slot = match slots {
-        Some(slots) => match tokio::time::timeout(up.timeout, slots.free.acquire()).await {
+        Some(slots) => match tokio::time::timeout(up.timeout, slots.take()).await {
             Ok(Ok(slot)) => Some(slot),
             // The semaphore is never closed; were it, waiting could not end otherwise either.
             Ok(Err(_)) | Err(_) => {
@@ -663,12 +663,15 @@ mod slots_tests {
             "timed out after 50ms waiting for a free connection (max_connections: 1)"
         );
         assert_eq!(call_outcome(&Err(waited)), "no_free_connection");
+        // The wait given up at the timeout is no longer counted; the held slot still is.
+        assert_eq!((slots.in_use(), slots.waiting()), (1, 0));
         let probe = send(&up, call(None)).await.unwrap_err();
         assert!(matches!(probe, UpstreamError::Refused(_)), "{probe}");
         drop(held);
         let sent = send(&up, call(Some("stock"))).await.unwrap_err();
         assert!(matches!(sent, UpstreamError::Refused(_)), "{sent}");
         assert_eq!(slots.free.available_permits(), 1);
+        assert_eq!((slots.in_use(), slots.waiting()), (0, 0));
     }
 }
 

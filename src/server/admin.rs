@@ -82,7 +82,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    // The health gauge is read from the generation in force at this scrape.
+    // The upstream gauges (health, connections) are read from the generation in force at
+    // this scrape.
     let rules = state.0.store.current();
     let now = chrono::Utc::now().timestamp();
     state.0.metrics.delivery_ids(state.0.deliveries.len_at(now));

@@ -1995,3 +1995,65 @@ async fn max_connections_bounds_the_calls_in_flight() {
         assert!(error.contains("timed out after 300ms"), "{r}");
     }
 }
+
+/// The connections of an upstream with `max_connections` show in `/metrics` as they are used:
+/// its limit, the calls holding one and the calls waiting for one, read at scrape time.
+#[tokio::test]
+async fn max_connections_in_use_and_waiting_are_gauges() {
+    let (shop, _) = counting_stock(Duration::from_millis(600)).await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 5s }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 4s, max_connections: 2 }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: 품절\n",
+            shop.url()
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    let gauges = |text: &str| {
+        [
+            "max_connections",
+            "connections_in_use",
+            "connections_waiting",
+        ]
+        .map(|g| {
+            metric(
+                text,
+                &format!(r#"confirm_proxy_upstream_{g}{{ruleset="default",upstream="shop"}}"#),
+            )
+        })
+    };
+    assert_eq!(
+        gauges(&server.metrics().await),
+        [Some(2.0), Some(0.0), Some(0.0)]
+    );
+    // Six calls of 600 ms, two at a time: while the first two are at the shop, four wait.
+    let url = server.url("/confirm");
+    let sent =
+        tokio::spawn(async move { burst(&url, (0..6).map(|i| v1(&format!("o-{i}"), 5000))).await });
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let now = gauges(&server.metrics().await);
+        if now == [Some(2.0), Some(2.0), Some(4.0)] || sent.is_finished() {
+            seen.push(now);
+            break;
+        }
+        seen.push(now);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&[Some(2.0), Some(2.0), Some(4.0)]),
+        "{seen:?}"
+    );
+    let answers = sent.await.unwrap();
+    assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
+    let text = server.metrics().await;
+    assert_eq!(gauges(&text), [Some(2.0), Some(0.0), Some(0.0)]);
+    assert_eq!(
+        text.matches("# TYPE confirm_proxy_upstream_connections_waiting gauge\n")
+            .count(),
+        1,
+        "{text}"
+    );
+    server.stop().await;
+}
