@@ -273,18 +273,21 @@ impl Run<'_, '_> {
         if tokio::time::Instant::now() >= self.deadline {
             return None;
         }
-        self.start_prefetches(calls, 0);
         let mut scope = if self.ruleset.uses_rhai {
             RequestScope::new(self.req, self.ctx.now, self.ruleset.uses_payload)
         } else {
             RequestScope::empty()
         };
+        if self.ruleset.early_whens {
+            self.early_whens(calls, &mut scope).await;
+        }
+        self.start_prefetches(calls, 0);
         // One clock read per rule: a rule's end is the next rule's start.
         let mut started = Instant::now();
         for (i, rule) in self.ruleset.rules.iter().enumerate() {
             // The GET fetches after a call that may have changed something at the merchant
             // start once it is done (or skipped).
-            if i > 0 && self.holds_back_prefetches(&self.ruleset.rules[i - 1]) {
+            if i > 0 && self.holds_back_prefetches(&calls.whens, i - 1) {
                 self.start_prefetches(calls, i);
             }
             if rule.mode == Mode::Off {
@@ -320,7 +323,11 @@ impl Run<'_, '_> {
                     ControlFlow::Break(decision) => return Some(decision),
                 }
             }
-            let (verdict, answer) = match self.guard(rule, &mut scope).await {
+            let guard = match calls.whens.get(i).copied().flatten() {
+                Some(known) => Ok(known),
+                None => self.guard(rule, &mut scope).await,
+            };
+            let (verdict, answer) = match guard {
                 Ok(true) => {
                     // The handle stays in its slot, so that a deadline that ends the wait
                     // cancels the call (dropping a JoinHandle would only detach it).

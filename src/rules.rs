@@ -223,6 +223,9 @@ pub struct Ruleset {
     /// Whether any rule is a GET fetch, started early (as the request arrives, or once the
     /// last call before it that may change something at the merchant is done).
     pub prefetches: bool,
+    /// Whether a rule's `when` is evaluated as the request arrives
+    /// ([`Rule::when_known_early`]).
+    pub early_whens: bool,
     /// Metric handles, registered on first use by the server that evaluates this ruleset.
     pub metrics: std::sync::OnceLock<crate::metrics::RulesetMetrics>,
 }
@@ -290,6 +293,18 @@ impl Rule {
     pub fn skips_up_front(&self, req: &crate::payload::ConfirmRequest) -> bool {
         let native = self.when.as_ref().and_then(|w| w.native.as_ref());
         native.is_some_and(|n| !n.eval(req))
+    }
+
+    /// Whether this rule's `when` needs Rhai, reads nothing earlier rules leave (`fetched`),
+    /// and decides whether a call is made ahead of the rule: of a GET fetch, whether it is
+    /// sent at all; of a call that may change something at the merchant, whether the GET
+    /// fetches after it wait for it. Such a `when` depends on the request alone (its `now`
+    /// too is fixed as it arrives), so the engine evaluates it then, once, and a call it skips
+    /// is never made, as for the shapes of [`Self::skips_up_front`]. Any mention of `fetched`
+    /// in its text, even inside a string, keeps it to its turn.
+    pub fn when_known_early(&self) -> bool {
+        let early = |w: &Expr| w.native.is_none() && !w.src.contains("fetched");
+        self.when.as_ref().is_some_and(early) && (self.is_prefetch() || self.changes_state())
     }
 
     /// Whether evaluating this rule may wait for an upstream's answer (`fetch`, `forward`).

@@ -35,6 +35,10 @@ pub(super) struct Calls {
     /// The call the rule being evaluated sent itself (a `forward`, a POST or PUT fetch), until
     /// its check is done. Boxed: every request's future holds the slot, few fill it.
     pub(super) sent: Option<Box<CallMade>>,
+    /// The `when`s evaluated as the request arrived ([`Rule::when_known_early`]), one slot per
+    /// rule (`None`: not evaluated then, or it failed, so its rule evaluates it in its turn).
+    /// Empty when the ruleset has none.
+    pub(super) whens: Vec<Option<bool>>,
 }
 
 /// One GET started early, with the call as the trace names it (made from what was sent, not
@@ -176,10 +180,16 @@ impl Run<'_, '_> {
         ))
     }
 
-    /// Whether the GET fetches after `rule` wait for it: it may change something at the
+    /// Whether rule `i`'s `when` is known as the request arrives to skip it: of a shape that
+    /// runs without Rhai ([`Rule::skips_up_front`]), or evaluated then ([`Self::early_whens`]).
+    fn skipped_up_front(&self, whens: &[Option<bool>], i: usize) -> bool {
+        self.ruleset.rules[i].skips_up_front(self.req) || whens.get(i) == Some(&Some(false))
+    }
+
+    /// Whether the GET fetches after rule `i` wait for it: it may change something at the
     /// merchant, and it is not known up front to be skipped.
-    pub(super) fn holds_back_prefetches(&self, rule: &Rule) -> bool {
-        rule.changes_state() && !rule.skips_up_front(self.req)
+    pub(super) fn holds_back_prefetches(&self, whens: &[Option<bool>], i: usize) -> bool {
+        self.ruleset.rules[i].changes_state() && !self.skipped_up_front(whens, i)
     }
 
     /// GET fetches have no side effects, so they start early and run while earlier rules are
@@ -190,8 +200,8 @@ impl Run<'_, '_> {
     /// call left it (`GET /orders/{id}` after a `forward` that confirms the order): decisions
     /// are as if rules ran one after another.
     ///
-    /// A rule whose `when` is known up front to skip the request ([`Rule::skips_up_front`])
-    /// makes no call: a ruleset with a stock fetch per event, each behind its own `when`,
+    /// A rule whose `when` is known up front to skip the request ([`Rule::skips_up_front`],
+    /// [`Rule::when_known_early`]) makes no call: a ruleset with a stock fetch per event, each behind its own `when`,
     /// asks only the stock of the payment's event. Nor does its `forward` hold back the GETs
     /// after it.
     pub(super) fn start_prefetches(&self, calls: &mut Calls, from: usize) {
@@ -199,17 +209,17 @@ impl Run<'_, '_> {
             return;
         }
         let rules = &self.ruleset.rules;
-        let prefetches = &mut calls.prefetches;
+        let (prefetches, whens) = (&mut calls.prefetches, &calls.whens);
         if prefetches.is_empty() {
             prefetches.resize_with(rules.len(), || None);
         }
         for (i, rule) in rules.iter().enumerate().skip(from) {
-            if self.holds_back_prefetches(rule) {
+            if self.holds_back_prefetches(whens, i) {
                 break;
             }
             if let Check::Fetch(f) = &rule.check {
                 // A call that cannot be made is an error when its rule is reached.
-                if rule.is_prefetch() && !rule.skips_up_front(self.req) {
+                if rule.is_prefetch() && !self.skipped_up_front(whens, i) {
                     prefetches[i] =
                         fetch_call(f, self.req, self.body_by(rule))
                             .ok()

@@ -58,6 +58,23 @@ impl Run<'_, '_> {
         }
     }
 
+    /// Evaluates, as the request arrives, the `when`s that need Rhai but depend on the request
+    /// alone, where knowing them spares a call ([`Rule::when_known_early`]); each rule then
+    /// takes its `when` from here rather than evaluating it again, so the call made and the
+    /// rule's outcome agree. One that fails is left for its rule to meet in its turn.
+    pub(super) async fn early_whens(
+        &self,
+        calls: &mut super::calls::Calls,
+        scope: &mut RequestScope,
+    ) {
+        calls.whens = vec![None; self.ruleset.rules.len()];
+        for (i, rule) in self.ruleset.rules.iter().enumerate() {
+            if let (true, Some(when)) = (rule.when_known_early(), &rule.when) {
+                calls.whens[i] = self.test(rule, when, scope, &mut None).await.ok();
+            }
+        }
+    }
+
     /// An expression of `rule`: natively when it has that form, else through Rhai (with
     /// `response` in scope for a fetch's `require`), in its turn (see [`Self::turn`]).
     async fn test(

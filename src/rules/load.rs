@@ -529,6 +529,7 @@ impl FileCompiler<'_, '_> {
             uses_rhai: rules.iter().any(Rule::uses_rhai),
             calls_upstreams: rules.iter().any(Rule::calls_upstream),
             prefetches: rules.iter().any(Rule::is_prefetch),
+            early_whens: rules.iter().any(Rule::when_known_early),
             rules,
             metrics: std::sync::OnceLock::new(),
         }

@@ -583,39 +583,78 @@ rules:
 /// Audit: a GET fetch behind a `when` that skips the payment was sent all the same as the
 /// request arrived (a ruleset with a stock fetch per event asked every event's stock on every
 /// payment), and a `forward` its `when` skips held back the GETs after it. A `when` of the
-/// simple shapes is known up front; one that needs Rhai is not, and its fetch still starts
-/// early (see `prefetches_that_decided_nothing_are_recorded`).
+/// simple shapes is known up front; so is one that needs Rhai but reads the request alone
+/// (not `fetched`), evaluated as the request arrives, once. One that reads `fetched` is not,
+/// and its fetch still starts early (see `prefetches_that_decided_nothing_are_recorded`).
 #[tokio::test(start_paused = true)]
 async fn a_call_its_when_skips_is_neither_made_nor_waited_for() {
-    let (_dir, rules) = ruleset(&format!(
-        r#"{SHOP}
+    for (marathon, concert) in [
+        // Run without Rhai.
+        (
+            r#"order_id.starts_with("marathon-")"#,
+            r#"order_id.starts_with("concert-")"#,
+        ),
+        // Through Rhai.
+        (
+            r#"order_id.starts_with("marathon-") && amount >= 50000"#,
+            r#"order_id.starts_with("concert-") || store_id == "hall""#,
+        ),
+    ] {
+        let (_dir, rules) = ruleset(&format!(
+            r#"{SHOP}
 rules:
   - name: limits
     fetch: {{ upstream: shop, path: "/api/limits/{{order_id}}" }}
     reason: x
   - name: marathon
-    when: 'order_id.starts_with("marathon-")'
+    when: '{marathon}'
     fetch: {{ upstream: shop, path: "/api/marathon/{{order_id}}" }}
     reason: 마감
   - name: concert
-    when: 'order_id.starts_with("concert-")'
+    when: '{concert}'
     forward: {{ upstream: shop, path: /payments/confirm }}
   - name: stock
     fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
     reason: x
 "#
+        ));
+        let canned = Canned::new().answer("shop", LIMITS, ok_after(300)).answer(
+            "shop",
+            STOCK,
+            ok_after(300),
+        );
+        let canned = Arc::new(canned);
+        assert_eq!(
+            approval_time(&rules, &canned).await,
+            Duration::from_millis(300),
+            "the stock fetch waited for the skipped forward ({concert})"
+        );
+        assert_eq!(keys(&canned), [LIMITS, STOCK], "{marathon}");
+    }
+}
+
+/// A `when` that fails as the request arrives is left to its rule: its fetch is sent as any
+/// other GET's, and the rule meets the error in its turn, for `on_error`.
+#[tokio::test(start_paused = true)]
+async fn a_rhai_when_that_fails_early_fails_in_its_turn() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: odd
+    when: 'amount / 0 > 1'
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+"#
     ));
-    let canned =
-        Canned::new()
-            .answer("shop", LIMITS, ok_after(300))
-            .answer("shop", STOCK, ok_after(300));
-    let canned = Arc::new(canned);
-    assert_eq!(
-        approval_time(&rules, &canned).await,
-        Duration::from_millis(300),
-        "the stock fetch waited for the skipped forward"
+    let canned = Arc::new(Canned::new().answer("shop", STOCK, ok_after(10)));
+    let d = decide_with(&rules, V1, &canned).await;
+    assert_eq!(outcomes(&d), [("odd", "error")]);
+    assert!(
+        error_of(&d, "odd").contains("when"),
+        "{}",
+        error_of(&d, "odd")
     );
-    assert_eq!(keys(&canned), [LIMITS, STOCK]);
+    assert_eq!(keys(&canned), [STOCK]);
 }
 
 // ---- the deadline ----
@@ -840,17 +879,20 @@ rules:
 }
 
 /// GET fetches started early whose answers decided nothing are on record with what became of
-/// them: the merchant's API saw those calls too. A rule skipped by a `when` that needs Rhai
-/// (answered; one of the simple shapes would not have been sent), a rule
-/// never reached (one answered with an error, one still under way and cancelled); the fetch
-/// its rule read is in the trace, not here.
+/// them: the merchant's API saw those calls too. A rule skipped by a `when` that reads what an
+/// earlier rule fetched (answered; a `when` known as the request arrives would not have sent
+/// it), a rule never reached (one answered with an error, one still under way and
+/// cancelled); the fetches their rules read are in the trace, not here.
 #[tokio::test(start_paused = true)]
 async fn prefetches_that_decided_nothing_are_recorded() {
     let (_dir, rules) = ruleset(&format!(
         r#"{SHOP}
 rules:
+  - name: profile
+    fetch: {{ upstream: shop, path: "/api/profile/{{order_id}}" }}
+    reason: x
   - name: vip
-    when: 'amount > 1000000 || store_id == "vip"'
+    when: 'fetched["profile"].body.tier == "vip"'
     fetch: {{ upstream: shop, path: "/api/vip/{{order_id}}" }}
     reason: x
   - name: limits
@@ -865,8 +907,10 @@ rules:
     reason: x
 "#
     ));
+    let profile = || answer(200, json!({"tier": "basic"}));
     let canned = Arc::new(
         Canned::new()
+            .answer("shop", "GET /api/profile/order-1", profile())
             .answer("shop", "GET /api/vip/order-1", ok_after(10))
             .answer(
                 "shop",
@@ -904,12 +948,13 @@ rules:
         d.unused_fetches
     );
     assert_eq!(
-        d.trace[1].call.as_ref().map(|c| c.path.as_str()),
+        d.trace[2].call.as_ref().map(|c| c.path.as_str()),
         Some("/api/limits/order-1")
     );
     // An evaluation that reads every fetch it started has none to record.
     let canned = Arc::new(
         Canned::new()
+            .answer("shop", "GET /api/profile/order-1", profile())
             .answer("shop", LIMITS, answer(200, json!({"ok": true})))
             .answer("shop", STOCK, ok_after(0))
             .answer("shop", "GET /api/coupon/order-1", ok_after(0)),
