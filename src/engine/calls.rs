@@ -201,9 +201,9 @@ impl Run<'_, '_> {
     /// are as if rules ran one after another.
     ///
     /// A rule whose `when` is known up front to skip the request ([`Rule::skips_up_front`],
-    /// [`Rule::when_known_early`]) makes no call: a ruleset with a stock fetch per event, each behind its own `when`,
-    /// asks only the stock of the payment's event. Nor does its `forward` hold back the GETs
-    /// after it.
+    /// [`Rule::when_known_early`]) makes no call: a ruleset with a stock fetch per event, each
+    /// behind its own `when`, asks only the stock of the payment's event. Nor does its
+    /// `forward` hold back the GETs after it.
     pub(super) fn start_prefetches(&self, calls: &mut Calls, from: usize) {
         if !self.ruleset.prefetches {
             return;
