@@ -301,9 +301,9 @@ impl Rule {
     /// fetches after it wait for it. Such a `when` depends on the request alone (its `now`
     /// too is fixed as it arrives), so the engine evaluates it then, once, and a call it skips
     /// is never made, as for the shapes of [`Self::skips_up_front`]. Any mention of `fetched`
-    /// in its text, even inside a string, keeps it to its turn.
+    /// in its text ([`Expr::mentions_fetched`]) keeps it to its turn.
     pub fn when_known_early(&self) -> bool {
-        let early = |w: &Expr| w.native.is_none() && !w.src.contains("fetched");
+        let early = |w: &Expr| w.native.is_none() && !w.mentions_fetched;
         self.when.as_ref().is_some_and(early) && (self.is_prefetch() || self.changes_state())
     }
 
@@ -364,6 +364,9 @@ pub struct Expr {
     pub ast: rhai::AST,
     /// The same expression run without Rhai, when it is one of the common simple shapes.
     pub native: Option<crate::script::native::Native>,
+    /// Whether its text mentions `fetched` anywhere (inside a string too): what earlier rules
+    /// fetched may then decide it (see [`Rule::when_known_early`]). Found at load.
+    pub mentions_fetched: bool,
     /// The rule file it is written in, relative to the rules directory, and where it is there:
     /// a run-time error names the file's line and column, not the expression's own.
     pub file: Arc<str>,

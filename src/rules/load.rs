@@ -687,6 +687,7 @@ impl FileCompiler<'_, '_> {
                     src: src.to_owned(),
                     ast,
                     native: Native::recognise(src),
+                    mentions_fetched: src.contains("fetched"),
                     file: self.name.clone(),
                     origin: yaml::Origin::new(self.src.clone(), path),
                 })
