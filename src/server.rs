@@ -236,9 +236,10 @@ impl App {
             move |peer| state.refuses_at_sight(peer),
             stopped(stop_rx.clone()),
         );
+        let admin_on_loopback = admin.local_addr().is_ok_and(|a| a.ip().is_loopback());
         let admin = listen::serve(
             admin,
-            admin_router(self.state.clone()),
+            admin_router(self.state.clone(), admin_on_loopback),
             idle,
             |_| false,
             stopped(stop_rx.clone()),

@@ -14,18 +14,61 @@ use subtle::ConstantTimeEq;
 use super::{healthz, AppState};
 use crate::reload::{ReloadOutcome, Trigger};
 
-pub fn admin_router(state: AppState) -> Router {
+/// The admin routes. `on_loopback`: the listener is on a loopback address, so only requests
+/// addressed to loopback (`localhost`, an IP address) are answered: see `addressed_to_loopback`.
+pub fn admin_router(state: AppState, on_loopback: bool) -> Router {
     let admin = Router::new()
         .route("/admin/rules", get(admin_rules))
         .route("/admin/reload", post(admin_reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorized));
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(admin)
-        .fallback(super::confirm::plain(StatusCode::NOT_FOUND))
-        .with_state(state)
+        .fallback(super::confirm::plain(StatusCode::NOT_FOUND));
+    let router = router.with_state(state);
+    if on_loopback {
+        router.layer(middleware::from_fn(addressed_to_loopback))
+    } else {
+        router
+    }
+}
+
+/// A listener on loopback can only be reached from this host, but a web page open on this host
+/// can reach it too, by pointing a name of its own at 127.0.0.1 (DNS rebinding): the browser
+/// then sends that name as `Host`, and the page could read the metrics and the rules. Callers
+/// that really are local address the listener as `localhost` or by its IP address.
+async fn addressed_to_loopback(request: Request, next: Next) -> Response {
+    let local = match request.headers().get(header::HOST) {
+        // HTTP/1.0 without `Host`: not a browser, which always sends it.
+        None => true,
+        Some(value) => value.to_str().is_ok_and(loopback_host),
+    };
+    if local {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(json!({
+            "error": "the admin listener is on loopback and answers only requests addressed to localhost or an IP address (the Host header), so that a web page cannot reach it through DNS rebinding"
+        })),
+    )
+        .into_response()
+}
+
+/// `Host` (with or without a port) names loopback by itself: `localhost`, or an IP address,
+/// which a browser connects to as written.
+fn loopback_host(host: &str) -> bool {
+    if let Some(bracketed) = host.strip_prefix('[') {
+        // `[::1]:9901`: an IPv6 address, the only form with brackets.
+        return bracketed
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).
@@ -200,5 +243,39 @@ async fn admin_reload(State(state): State<AppState>) -> Response {
             axum::Json(json!({"applied": false, "errors": ["the reload loop has stopped"]})),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_host;
+
+    #[test]
+    fn only_loopback_names_and_ip_addresses_are_local() {
+        for host in [
+            "localhost",
+            "localhost:9901",
+            "LocalHost.:9901",
+            "127.0.0.1",
+            "127.0.0.1:9901",
+            "10.0.0.7:9901",
+            "[::1]",
+            "[::1]:9901",
+        ] {
+            assert!(loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:9901",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example:9901",
+            "app.localhost",
+            "[::1",
+            "[evil.example]:9901",
+            "my-host:9901",
+        ] {
+            assert!(!loopback_host(host), "{host}");
+        }
     }
 }

@@ -725,6 +725,58 @@ async fn forwarded_for_trusts_only_the_right_most_entry() {
     server.stop().await;
 }
 
+/// DNS rebinding: a web page whose own name has been pointed at 127.0.0.1 reaches the loopback
+/// admin listener, but its browser sends that name as `Host`.
+#[tokio::test]
+async fn admin_listener_on_loopback_answers_only_requests_addressed_to_loopback() {
+    let rules = Rules::with("default.yaml", RULES);
+    let server = Server::start(rules.path()).await;
+    let port = server.admin.port();
+    let at = |path: &str, host: &str| {
+        client()
+            .get(server.admin_url(path))
+            .header("host", host.to_owned())
+    };
+    for path in [
+        "/metrics",
+        "/readyz",
+        "/healthz",
+        "/admin/rules",
+        "/nowhere",
+    ] {
+        for host in [
+            "rebound.example",
+            "rebound.example:9901",
+            "localhost.rebound.example",
+        ] {
+            let refused = send(at(path, host)).await;
+            assert_eq!(refused.status, 403, "{path} {host}");
+            let error = refused.body["error"].as_str().unwrap_or_default();
+            assert!(error.contains("DNS rebinding"), "{path} {host}: {error}");
+        }
+        let local = [
+            format!("localhost:{port}"),
+            format!("127.0.0.1:{port}"),
+            format!("[::1]:{port}"),
+        ];
+        for host in local {
+            let status = send(at(path, &host)).await.status;
+            let expected = if path == "/nowhere" { 404 } else { 200 };
+            assert_eq!(status, expected, "{path} {host}");
+        }
+    }
+    let reload = client()
+        .post(server.admin_url("/admin/reload"))
+        .header("host", "rebound.example");
+    assert_eq!(send(reload).await.status, 403);
+    // The public listener answers whatever name PortOne calls it by.
+    let public = client()
+        .get(server.url("/healthz"))
+        .header("host", "confirm.shop.example");
+    assert_eq!(send(public).await.status, 200);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn admin_token_guards_admin_endpoints() {
     let rules = Rules::with("default.yaml", RULES);
