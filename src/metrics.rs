@@ -269,9 +269,7 @@ impl Metrics {
         let handles = match ruleset {
             // Registered once per ruleset and rules generation: a lookup by labels on every
             // request cost more than the rest of the metrics work together.
-            Some(rs) => rs
-                .metrics
-                .get_or_init(|| self.ruleset_handles(&rs.name, rs.rules.len())),
+            Some(rs) => self.handles(rs),
             None => &self.unknown,
         };
         // `get`: a variant left out of `ALL` goes uncounted rather than failing the request.
@@ -280,20 +278,15 @@ impl Metrics {
         }
         handles.duration.record(elapsed.as_secs_f64());
         if let Some(rs) = ruleset {
-            self.count_rules(rs, handles, &decision.trace);
+            self.rule_outcomes(rs, &decision.trace);
         }
     }
 
-    /// The outcomes of the rules of `rs` that `trace` lists, for an evaluation whose answer
-    /// was sent without them (the server answered at the deadline while it still ran).
+    /// The outcomes of the rules of `rs` that `trace` lists: those of a decision, and those of
+    /// an evaluation whose answer was sent without them (the server answered at the deadline
+    /// while it still ran).
     pub fn rule_outcomes(&self, rs: &Ruleset, trace: &[RuleTrace]) {
-        let handles = rs
-            .metrics
-            .get_or_init(|| self.ruleset_handles(&rs.name, rs.rules.len()));
-        self.count_rules(rs, handles, trace);
-    }
-
-    fn count_rules(&self, rs: &Ruleset, handles: &RulesetMetrics, trace: &[RuleTrace]) {
+        let handles = self.handles(rs);
         // Traces list evaluated rules in file order, so one pass pairs them with their index.
         let mut rules = rs.rules.iter().enumerate();
         for t in trace {
@@ -317,9 +310,7 @@ impl Metrics {
     /// failed check after a start or a reload (a series born at 1 shows no increase).
     pub fn register(&self, rules: &Rules) {
         for rs in rules.rulesets.values() {
-            let handles = rs
-                .metrics
-                .get_or_init(|| self.ruleset_handles(&rs.name, rs.rules.len()));
+            let handles = self.handles(rs);
             for (rule, cells) in rs.rules.iter().zip(&handles.rules) {
                 if rule.mode == crate::rules::Mode::Off {
                     continue;
@@ -332,6 +323,12 @@ impl Metrics {
                 });
             }
         }
+    }
+
+    /// The handles of `rs`, registered once per ruleset and rules generation.
+    fn handles<'r>(&self, rs: &'r Ruleset) -> &'r RulesetMetrics {
+        rs.metrics
+            .get_or_init(|| self.ruleset_handles(&rs.name, rs.rules.len()))
     }
 
     fn ruleset_handles(&self, ruleset: &str, rules: usize) -> RulesetMetrics {

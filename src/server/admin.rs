@@ -26,8 +26,8 @@ pub fn admin_router(state: AppState, on_loopback: bool) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(admin)
-        .fallback(super::confirm::plain(StatusCode::NOT_FOUND));
-    let router = router.with_state(state);
+        .fallback(super::confirm::plain(StatusCode::NOT_FOUND))
+        .with_state(state);
     if on_loopback {
         router.layer(middleware::from_fn(addressed_to_loopback))
     } else {
