@@ -48,6 +48,18 @@ async fn addressed_to_loopback(request: Request, next: Next) -> Response {
     if local {
         return next.run(request).await;
     }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map_or(&[][..], |v| v.as_bytes());
+    // An operator seeing 403s here wants to know which name was used: a browser tab pointed at
+    // it, or a tool configured with a host name instead of `localhost`.
+    tracing::warn!(
+        method = %request.method(),
+        path = request.uri().path(),
+        host = ?crate::text::cut(&String::from_utf8_lossy(host), 200),
+        "admin request refused: not addressed to localhost or an IP address (Host)"
+    );
     (
         StatusCode::FORBIDDEN,
         axum::Json(json!({
@@ -89,6 +101,12 @@ async fn authorized(State(state): State<AppState>, request: Request, next: Next)
             .and_then(bearer_token)
             .unwrap_or("");
         if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            // The token given is never logged: it may be a near miss of the real one.
+            tracing::warn!(
+                method = %request.method(),
+                path = request.uri().path(),
+                "admin request refused: missing or wrong admin token"
+            );
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],

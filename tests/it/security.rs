@@ -777,6 +777,38 @@ async fn admin_listener_on_loopback_answers_only_requests_addressed_to_loopback(
     server.stop().await;
 }
 
+/// Each refused admin request leaves a warning saying why, so that an operator looking at a
+/// 403 or 401 knows which it was; the token given is not in it.
+#[tokio::test]
+async fn refused_admin_requests_are_logged_without_the_token_given() {
+    let rules = Rules::with("default.yaml", RULES);
+    let proc = Process::serve_env(
+        rules.path(),
+        &[],
+        &[("CONFIRM_PROXY_ADMIN_TOKEN", "s3cret-admin-t0ken")],
+    )
+    .await;
+    let rebound = client()
+        .get(proc.admin_url("/metrics"))
+        .header("host", "rebound.example");
+    assert_eq!(send(rebound).await.status, 403);
+    let line = proc.log_line_of("rebound.example").await;
+    assert!(line.contains("WARN") && line.contains("/metrics"), "{line}");
+    assert!(line.contains("not addressed to localhost"), "{line}");
+
+    let wrong = client()
+        .post(proc.admin_url("/admin/reload"))
+        .bearer_auth("s3cret-admin-t0keM");
+    assert_eq!(send(wrong).await.status, 401);
+    let line = proc.log_line_of("wrong admin token").await;
+    assert!(
+        line.contains("WARN") && line.contains("/admin/reload"),
+        "{line}"
+    );
+    let log = proc.log_text();
+    assert!(!log.contains("t0keM") && !log.contains("t0ken"), "{log}");
+}
+
 #[tokio::test]
 async fn admin_token_guards_admin_endpoints() {
     let rules = Rules::with("default.yaml", RULES);
