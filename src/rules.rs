@@ -488,6 +488,9 @@ pub struct Upstream {
     /// the decision log or `eval`'s output.
     /// Searchers for them, built at load, longest first.
     pub secrets: Arc<[memchr::memmem::Finder<'static>]>,
+    /// Its URL and headers as written, hashed at load: the start of every call's digest
+    /// ([`crate::upstream::digest_start`]).
+    pub sends: sha2::Sha256,
     /// The digest of what every call to it sends (its URL and headers; see
     /// [`crate::upstream::fingerprint`]), made at load: a forward's and a probe's whole digest.
     pub digest: String,
@@ -564,6 +567,7 @@ impl Upstream {
             state: Arc::default(),
             slots: None,
             secrets: Arc::new([]),
+            sends: crate::upstream::digest_start(url, []),
             digest: String::new(),
         }
     }

@@ -276,32 +276,42 @@ impl Upstreams for HttpUpstreams {
     }
 }
 
+/// The start of every digest of calls to an upstream (see [`fingerprint`]): its URL and
+/// headers as the rules file writes them, each `${VAR}` by its name, so the digest gives no
+/// value away yet tells every edit of the file (`Bearer ${TOKEN}` to `Token ${TOKEN}`, or to
+/// `Bearer ${TOKEN_2}`). A variable's new value is no edit of the rules.
+pub fn digest_start<'a>(
+    url: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> sha2::Sha256 {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(url.trim_end_matches('/'));
+    for (name, value) in headers {
+        hash.update(b"\n");
+        hash.update(name);
+        hash.update(b": ");
+        hash.update(value);
+    }
+    hash
+}
+
 /// A short digest of what a call sends besides its method and path: the upstream's URL and
-/// headers, which every call to it sends (a forward and a health probe too), and for a fetch
-/// (`content`) the call's own headers and its body. `${VAR}` values go in as `***` (a URL's,
-/// and every header value marked sensitive), so the digest gives none of them away. Replay
+/// headers, which every call to it sends (a forward and a health probe too; see
+/// [`digest_start`]), and for a fetch (`content`) the call's own headers and its body. Replay
 /// tells by it a call edited in a way its path does not show (a header, a body template, the
 /// base URL). A forward's own headers and body are the request's, which no rule edit changes:
 /// `None` leaves them out.
 pub fn fingerprint(up: &Upstream, content: Option<&HttpCall>) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    match masked(up.url.as_bytes(), &up.secrets) {
-        Some(url) => hash.update(&url),
-        None => hash.update(up.url.as_bytes()),
-    }
-    let call_headers = content.into_iter().flat_map(|call| call.headers.iter());
-    for (name, value) in up.headers.iter().chain(call_headers) {
-        hash.update(b"\n");
-        hash.update(name.as_str());
-        hash.update(b": ");
-        hash.update(if value.is_sensitive() {
-            b"***"
-        } else {
-            value.as_bytes()
-        });
-    }
+    use sha2::Digest;
+    let mut hash = up.sends.clone();
     if let Some(call) = content {
+        for (name, value) in &call.headers {
+            hash.update(b"\n");
+            hash.update(name.as_str());
+            hash.update(b": ");
+            hash.update(value.as_bytes());
+        }
         if let Some(body) = &call.body {
             hash.update(b"\n\n");
             hash.update(body);

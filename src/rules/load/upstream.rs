@@ -333,6 +333,10 @@ impl FileCompiler<'_, '_> {
                 return None;
             }
         };
+        // Named as sent (lowercase), in the order sent.
+        let written: Vec<(String, &String)> = (raw.headers.iter())
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
         let mut up = Upstream {
             name: name.to_owned(),
             ruleset: ruleset.into(),
@@ -345,6 +349,10 @@ impl FileCompiler<'_, '_> {
             state: Arc::new(HealthState::default()),
             slots,
             secrets: mask_list(secrets),
+            sends: crate::upstream::digest_start(
+                &raw.url,
+                written.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
             digest: String::new(),
         };
         up.digest = crate::upstream::fingerprint(&up, None);

@@ -5,6 +5,37 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 // Upstreams
 
+/// The digest of what a call sends tells every edit of the file, a `${VAR}` taken as written:
+/// `Bearer ${T}` to `Token ${T}` or to `Bearer ${T2}` is an edit, another value of `T` is not.
+#[test]
+fn an_upstreams_digest_follows_the_file_and_not_the_variables_values() {
+    let digest = |url: &str, auth: &str, env: &[(&str, &str)]| {
+        let yaml = format!(
+            "upstreams:\n  shop: {{ url: \"{url}\", headers: {{ Authorization: \"{auth}\" }} }}\nrules:\n  - {{ name: up, forward: {{ upstream: shop, path: /c }} }}\n"
+        );
+        let rules = default_file(&yaml).ok_with(env);
+        rules.get("default").unwrap().upstreams["shop"]
+            .digest
+            .clone()
+    };
+    let env = [
+        ("URL", "http://a.test"),
+        ("T", "t0ken-one"),
+        ("T2", "t0ken-one"),
+    ];
+    let first = digest("${URL}", "Bearer ${T}", &env);
+    assert_eq!(first.len(), 16);
+    let rotated = [("URL", "http://b.test"), ("T", "t0ken-two"), ("T2", "x")];
+    assert_eq!(digest("${URL}", "Bearer ${T}", &rotated), first);
+    for (url, auth) in [
+        ("${URL}", "Token ${T}"),
+        ("${URL}", "Bearer ${T2}"),
+        ("${URL}/v2", "Bearer ${T}"),
+    ] {
+        assert_ne!(digest(url, auth, &env), first, "{url} {auth}");
+    }
+}
+
 #[test]
 fn upstreams_substitute_variables_and_resolve_references() {
     let dir = default_file(
