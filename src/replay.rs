@@ -52,6 +52,10 @@ pub struct Record {
     repeat_refused: Option<String>,
     #[serde(default)]
     latency_ms: Option<f64>,
+    /// GET fetches started early that no rule read: their status (or failure) is on record,
+    /// not their body.
+    #[serde(default)]
+    unused_fetches: Vec<Unused>,
 }
 
 fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<FixedOffset>, D::Error> {
@@ -61,6 +65,18 @@ fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<FixedOffse
             "\"{text}\": {e}, expected RFC 3339 as the proxy writes it (2026-12-05T06:47:44.123456Z)"
         ))
     })
+}
+
+/// A GET fetch started when the request arrived that no rule read (see
+/// [`crate::decision::UnusedFetch`]).
+#[derive(Debug, Deserialize)]
+struct Unused {
+    rule: String,
+    call: CallMade,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -449,6 +465,7 @@ fn logged_health(
 /// What the record holds for the rules: per logged rule the call it made and what came of it.
 struct Logged<'r> {
     calls: Vec<LoggedCall<'r>>,
+    unused: &'r [Unused],
 }
 
 struct LoggedCall<'r> {
@@ -478,7 +495,10 @@ impl<'r> Logged<'r> {
                 }
             })
             .collect();
-        Logged { calls }
+        Logged {
+            calls,
+            unused: &record.unused_fetches,
+        }
     }
 
     /// The answer `rule` gets to `now`, and the note to give should the replay reach it.
@@ -491,10 +511,10 @@ impl<'r> Logged<'r> {
     ) -> (Option<CannedAnswer>, Option<String>) {
         let name = &rule.name;
         let Some(traced) = traced else {
-            return self.stand_in(now, name, "not in the record");
+            return self.stand_in(rule, now, "not in the record");
         };
         if cut_off_as_shadow(traced) && rule.mode != Mode::Shadow {
-            return match self.stand_in(now, name, "cut off as a shadow rule then") {
+            return match self.stand_in(rule, now, "cut off as a shadow rule then") {
                 (None, _) => (None, Some(format!(
                     "rule {name}: cut off as a shadow rule then, so the record has no answer for it; it counted as an error"
                 ))),
@@ -551,18 +571,19 @@ impl<'r> Logged<'r> {
                 (Some(answer), None)
             }
             // Not called then (its `when` was false, or it was off).
-            None => self.stand_in(now, name, "made no call then"),
+            None => self.stand_in(rule, now, "made no call then"),
         }
     }
 
     /// For a rule with no answer of its own (`why`): the answer another rule got to the same
-    /// GET, or none.
+    /// GET, else what came of the same GET started early then ([`Logged::early`]), or none.
     fn stand_in(
         &self,
+        rule: &Rule,
         now: &CallMade,
-        name: &str,
         why: &str,
     ) -> (Option<CannedAnswer>, Option<String>) {
+        let name = &*rule.name;
         if now.method != http::Method::GET {
             let plan = format!(
                 "rule {name}: {why}, and its {} may change something at the merchant, so no other rule's answer stands in for it; it counted as an error",
@@ -587,11 +608,54 @@ impl<'r> Logged<'r> {
                 } else {
                     "the failure"
                 };
-                let plan = format!("rule {name}: {why}; it got {what} rule {other} got to the same GET");
+                let plan =
+                    format!("rule {name}: {why}; it got {what} rule {other} got to the same GET");
                 (Some(answer.clone()), Some(plan))
             }
-            None => (None, Some(format!(
+            None => self.early(rule, now, why),
+        }
+    }
+
+    /// For a GET no rule of the record read an answer to: the same GET started when the
+    /// request arrived then, whose status or failure the record keeps, not its body. The
+    /// status alone decides a fetch without `require` (SPEC §9); one with `require` reads the
+    /// answer, which the record does not have.
+    fn early(
+        &self,
+        rule: &Rule,
+        now: &CallMade,
+        why: &str,
+    ) -> (Option<CannedAnswer>, Option<String>) {
+        let name = &*rule.name;
+        // An answer says more than a failure, and a failure more than a call cut off.
+        let early = (self.unused.iter())
+            .filter(|u| u.call.same_call(now))
+            .min_by_key(|u| (u.status.is_none(), u.error.is_none()));
+        let Some(early) = early else {
+            return (None, Some(format!(
                 "rule {name}: {why}, and no rule of the record made its {now}: the record has no upstream answer for it; it counted as an error"
+            )));
+        };
+        let whose = if early.rule == name {
+            "its own GET started early then".to_owned()
+        } else {
+            format!("the same GET started early then for rule {}", early.rule)
+        };
+        match (early.status, &early.error) {
+            (Some(status), _) if matches!(&rule.check, Check::Fetch(f) if f.require.is_some()) => {
+                (None, Some(format!(
+                    "rule {name}: {why}; the record has only the status ({status}) of {whose}, not its body (no rule read it), and its require reads the answer; it counted as an error"
+                )))
+            }
+            (Some(status), _) => (Some(CannedAnswer::status(status)), Some(format!(
+                "rule {name}: {why}; it got the status ({status}) of {whose}, which decides a fetch without require (the record has not its body: no rule read it)"
+            ))),
+            (None, Some(error)) => (
+                Some(failed_as(error)),
+                Some(format!("rule {name}: {why}; it got the failure of {whose}")),
+            ),
+            (None, None) => (None, Some(format!(
+                "rule {name}: {why}, and {whose} was still under way when the evaluation ended: the record has no upstream answer for it; it counted as an error"
             ))),
         }
     }

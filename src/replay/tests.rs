@@ -537,6 +537,65 @@ async fn a_new_get_rule_gets_the_answer_to_the_same_get() {
     );
 }
 
+/// A GET started early then that no rule read is on record with its status (or failure),
+/// not its body: the status stands in for a fetch without `require`, which it alone decides;
+/// a fetch with `require` reads the body, which the record does not have.
+#[tokio::test]
+async fn a_get_started_early_then_stands_in_by_its_status() {
+    let rules_yaml = |fast: &str| {
+        format!("upstreams:\n  shop: {{ url: \"http://shop.invalid\" }}\nrules:\n  - {{ name: slow, fetch: {{ upstream: shop, path: /slow }}, require: 'false', reason: 느림, mode: shadow }}\n  - {{ name: fast, fetch: {{ upstream: shop, path: \"/nope/{{order_id}}\" }}{fast}, reason: 빠른 거절 }}\n")
+    };
+    let slow = r#"{"rule":"slow","outcome":"reject","ms":1500.0,"call":{"upstream":"shop","method":"GET","path":"/slow"},"upstream":{"status":200,"body":{}}}"#;
+    let early = |outcome: &str| {
+        format!(
+            r#","unused_fetches":[{{"rule":"fast","call":{{"upstream":"shop","method":"GET","path":"/nope/order-1"}}{outcome}}}]"#
+        )
+    };
+    let replayed = |fast: &'static str, outcome: &'static str| async move {
+        let (_dir, rules) = load_files(&[("default.yaml", &rules_yaml(fast))]);
+        again(&rules, &line(slow, "reject", &early(outcome))).await
+    };
+
+    let r = replayed("", r#","status":404"#).await;
+    assert_eq!(r.decision.rule.as_deref(), Some("fast"), "{}", r.explain());
+    assert_eq!(r.decision.reason.as_deref(), Some("빠른 거절"));
+    assert_eq!(
+        r.notes,
+        ["rule fast: not in the record; it got the status (404) of its own GET started early then, which decides a fetch without require (the record has not its body: no rule read it)"]
+    );
+    let r = replayed("", r#","status":200"#).await;
+    assert_eq!(r.decision.decision, Verdict::Approve, "{}", r.explain());
+
+    let r = replayed(", require: 'response.body.ok'", r#","status":200"#).await;
+    assert_eq!(
+        r.decision.trace[1].outcome,
+        Outcome::Error,
+        "{}",
+        r.explain()
+    );
+    assert_eq!(
+        r.notes,
+        ["rule fast: not in the record; the record has only the status (200) of its own GET started early then, not its body (no rule read it), and its require reads the answer; it counted as an error"]
+    );
+
+    let r = replayed("", r#","error":"timed out after 1s""#).await;
+    assert_eq!(
+        r.decision.trace[1].outcome,
+        Outcome::Error,
+        "{}",
+        r.explain()
+    );
+    assert_eq!(
+        r.notes,
+        ["rule fast: not in the record; it got the failure of its own GET started early then"]
+    );
+    let r = replayed("", "").await;
+    assert_eq!(
+        r.notes,
+        ["rule fast: not in the record, and its own GET started early then was still under way when the evaluation ended: the record has no upstream answer for it; it counted as an error"]
+    );
+}
+
 /// A shadow rule cut off at the shadow cut-off then, enforced now: it takes the answer another
 /// rule got to the same GET, or, with none, it has no answer and the note says why.
 #[tokio::test(start_paused = true)]
