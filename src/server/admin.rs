@@ -57,7 +57,7 @@ async fn addressed_to_loopback(request: Request, next: Next) -> Response {
     tracing::warn!(
         method = %request.method(),
         path = request.uri().path(),
-        host = ?crate::text::cut(&String::from_utf8_lossy(host), 200),
+        host = &*crate::text::cut(&String::from_utf8_lossy(host), 200),
         "admin request refused: not addressed to localhost or an IP address (Host)"
     );
     (

@@ -792,7 +792,7 @@ async fn refused_admin_requests_are_logged_without_the_token_given() {
         .get(proc.admin_url("/metrics"))
         .header("host", "rebound.example");
     assert_eq!(send(rebound).await.status, 403);
-    let line = proc.log_line_of("rebound.example").await;
+    let line = proc.log_line_of("host=rebound.example").await;
     assert!(line.contains("WARN") && line.contains("/metrics"), "{line}");
     assert!(line.contains("not addressed to localhost"), "{line}");
 
