@@ -489,14 +489,12 @@ async fn first_probes(rules: &Rules) {
         return;
     };
     let wait = (longest + Duration::from_millis(100)).min(FIRST_PROBE_WAIT);
-    let until = tokio::time::Instant::now() + wait;
-    while tokio::time::Instant::now() < until
-        && unknown
-            .iter()
-            .any(|up| up.state.get() == crate::rules::Health::Unknown)
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let _ = tokio::time::timeout(wait, async {
+        for up in &unknown {
+            up.state.known().await;
+        }
+    })
+    .await;
 }
 
 /// An upstream that is the same in the new rules keeps its known health, so a reload does not

@@ -631,6 +631,8 @@ pub struct HealthState {
     /// When the latest probe was sent; the probe of the next generation goes on from there
     /// instead of sending one at once.
     last_probe: Mutex<Option<tokio::time::Instant>>,
+    /// Wakes whoever waits for the state to be known ([`HealthState::known`]).
+    changed: tokio::sync::Notify,
 }
 
 impl HealthState {
@@ -709,7 +711,24 @@ impl HealthState {
             Health::Up => 1,
             Health::Down => 2,
         };
-        self.health.store(v, Ordering::Release);
+        if self.health.swap(v, Ordering::AcqRel) != v {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// The state once known: at once when it is, else when a probe (or a reload carrying the
+    /// state over) makes it known. Never, for an upstream no probe of which runs any more: a
+    /// caller bounds the wait.
+    pub async fn known(&self) -> Health {
+        loop {
+            // Registered before the state is read, so a change between the two still wakes it.
+            let mut changed = std::pin::pin!(self.changed.notified());
+            changed.as_mut().enable();
+            match self.get() {
+                Health::Unknown => changed.await,
+                known => return known,
+            }
+        }
     }
 }
 

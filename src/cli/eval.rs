@@ -299,8 +299,8 @@ async fn wait_for_health(rules: &crate::rules::Rules, ruleset: &str) -> Vec<Stri
     let limit =
         probed.iter().map(|u| u.timeout).max().unwrap_or_default() + Duration::from_millis(200);
     let _ = tokio::time::timeout(limit, async {
-        while probed.iter().any(|u| u.state.get() == Health::Unknown) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        for up in &probed {
+            up.state.known().await;
         }
     })
     .await;

@@ -261,4 +261,20 @@ mod tests {
         state.count(false, at);
         assert_eq!(state.settle(&spec(3, 3)), (Health::Up, Health::Up));
     }
+
+    /// Waiting for a known state ends as soon as one is set, and at once for a state already
+    /// known.
+    #[tokio::test(start_paused = true)]
+    async fn known_waits_for_the_first_result() {
+        let state = std::sync::Arc::new(crate::rules::HealthState::default());
+        let waiting = tokio::spawn({
+            let state = state.clone();
+            async move { state.known().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        assert!(!waiting.is_finished());
+        state.set(Health::Down);
+        assert_eq!(waiting.await.unwrap(), Health::Down);
+        assert_eq!(state.known().await, Health::Down);
+    }
 }
