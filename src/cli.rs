@@ -104,6 +104,22 @@ impl RulesDir {
             }
         }
     }
+
+    /// [`Self::load`], with the rule tests read as a reload reads them: a test file that does
+    /// not read holds the directory back from `serve`, so what `eval` or `replay` would show
+    /// of it could never be what is served.
+    fn load_servable(&self, scripts: &crate::script::ScriptEngine) -> Option<crate::rules::Rules> {
+        let rules = self.load(scripts)?;
+        match crate::ruletest::load_suites(&self.dir, &rules) {
+            Ok(_) => Some(rules),
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                None
+            }
+        }
+    }
 }
 
 /// Runs the parsed command; the process exit code is the result.

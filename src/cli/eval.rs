@@ -83,7 +83,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         .without_time()
         .try_init();
     let scripts = ScriptEngine::new();
-    let Some(rules) = args.rules.load(&scripts) else {
+    let Some(rules) = args.rules.load_servable(&scripts) else {
         return ExitCode::FAILURE;
     };
     let Some(ruleset) = rules.get(&args.ruleset).cloned() else {

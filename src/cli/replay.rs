@@ -61,7 +61,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         .as_ref()
         .map_or("-".into(), |p| p.display().to_string());
     let scripts = ScriptEngine::new();
-    let Some(rules) = args.rules.load(&scripts) else {
+    let Some(rules) = args.rules.load_servable(&scripts) else {
         return ExitCode::from(CANNOT_RUN);
     };
     // The log's timeouts and deadlines pass at once: a replay waits for nothing.
@@ -98,6 +98,10 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
                 "error: {name}: {format}-compressed; decompress it first: {tool} {file} | confirm-proxy replay -"
             );
             return ExitCode::from(CANNOT_RUN);
+        }
+        if n == 1 && line.starts_with(b"\xEF\xBB\xBF") {
+            // A byte-order mark: the log was saved by an editor that adds one.
+            line.drain(..3);
         }
         if line.trim_ascii().is_empty() {
             continue;
@@ -144,6 +148,11 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             "note: no record of ruleset \"{ruleset}\" ({} records of other rulesets)",
             counts.other_rulesets
         );
+    }
+    if !read_any && counts.unreadable == 0 && counts.other_rulesets == 0 {
+        // "0 replayed" alone reads as "no change" where nothing was read (a file argument
+        // forgotten, so stdin was read, or a log just rotated).
+        eprintln!("note: {name} has no lines: nothing was replayed");
     }
     out!("{}", summary(&counts));
     if counts.changed > 0 {

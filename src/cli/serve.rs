@@ -544,6 +544,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         admin_listen = %args.admin_listen,
         "protections"
     );
+    if open_to_anyone(args.listen, secrets.len(), &args.allow_from) {
+        tracing::warn!(
+            listen = %args.listen,
+            "confirm requests are taken from anyone, unsigned: whoever reaches this listener can have payments decided (and a forward or POST fetch sent to the shop); set --webhook-secret (PortOne V2 signs its requests) or --allow-from (PortOne's sending addresses) before going live"
+        );
+    }
     if args.decision_log.is_none() && args.decision_log_approvals.every != 1 {
         tracing::warn!("--decision-log-approvals has no effect without --decision-log: no decision log is written");
     }
@@ -663,6 +669,12 @@ fn parse_idle_timeout(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("{d:?} is too short, expected at least 1s: a request head sent in two packets, or over a slow network, would be cut off (a few seconds when exposed directly, above the load balancer's idle timeout behind one)"));
     }
     Ok(d)
+}
+
+/// Whether the public listener takes confirm requests from anyone: neither signed nor limited
+/// to a source, and on an address other hosts reach.
+fn open_to_anyone(listen: SocketAddr, secrets: usize, allow_from: &[IpNet]) -> bool {
+    secrets == 0 && allow_from.is_empty() && !listen.ip().is_loopback()
 }
 
 #[cfg(test)]
@@ -786,6 +798,19 @@ mod tests {
             }
         }
         drop(listener);
+    }
+
+    #[test]
+    fn a_listener_open_to_anyone_is_one_without_secret_or_allow_list_off_loopback() {
+        let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let portone: Vec<IpNet> = vec!["52.78.100.19/32".parse().unwrap()];
+        assert!(open_to_anyone(public, 0, &[]));
+        assert!(open_to_anyone("[::]:8080".parse().unwrap(), 0, &[]));
+        assert!(!open_to_anyone(public, 1, &[]));
+        assert!(!open_to_anyone(public, 0, &portone));
+        assert!(!open_to_anyone(local, 0, &[]));
+        assert!(!open_to_anyone("[::1]:8080".parse().unwrap(), 0, &[]));
     }
 
     #[test]

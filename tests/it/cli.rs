@@ -456,6 +456,21 @@ fn test_refuses_an_invalid_test_file_with_exit_2() {
     );
     let out = check(&rules);
     assert_eq!(out.status.code(), Some(1), "check validates test files too");
+    // As `serve` would refuse the directory, so do the commands that show what it would do.
+    let dir = rules.path().to_str().unwrap();
+    let body = v1("o", 5000);
+    for (args, code) in [
+        (["eval", "--rules", dir, "-"], 1),
+        (["replay", "--rules", dir, "-"], 2),
+    ] {
+        let out = run_cli(&args, Some(body.as_bytes()));
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("tests/bad.yaml:1:10: unknown ruleset"),
+            "{stderr}"
+        );
+    }
 
     // Not UTF-8: located at the first bad byte like any other error.
     let rules = Rules::with("default.yaml", LIMIT_RULES);

@@ -263,6 +263,12 @@ fn replay_says_plainly_what_is_no_decision_log() {
         )
     );
 
+    // A byte-order mark before the first record (an editor saved the log) is no part of it.
+    std::fs::write(&log, format!("\u{feff}{guard}\n")).unwrap();
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert!(out.contains("1 not decided by rules"), "{out}");
+
     let mut long = vec![b'x'; 64 * 1024 * 1024 + 1];
     long.push(b'\n');
     long.extend_from_slice(format!("{guard}\n").as_bytes());
@@ -291,7 +297,14 @@ fn replay_says_plainly_what_is_no_decision_log() {
 
     std::fs::write(&log, "").unwrap();
     let (code, out, err) = replay(&rules, &log, &[]);
-    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.starts_with("note: ")
+            && err
+                .trim_end()
+                .ends_with("has no lines: nothing was replayed"),
+        "{err}"
+    );
     assert_eq!(
         out,
         "0 replayed: 0 changed, 0 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)\n"
