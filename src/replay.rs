@@ -648,7 +648,7 @@ impl<'r> Logged<'r> {
                 )))
             }
             (Some(status), _) => (Some(CannedAnswer::status(status)), Some(format!(
-                "rule {name}: {why}; it got the status ({status}) of {whose}, which decides a fetch without require (the record has not its body: no rule read it)"
+                "rule {name}: {why}; it got the status ({status}) of {whose}, which decides a fetch without require (its body is not on record: no rule read it, and a later rule reading it through fetched sees none)"
             ))),
             (None, Some(error)) => (
                 Some(failed_as(error)),

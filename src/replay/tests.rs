@@ -561,7 +561,7 @@ async fn a_get_started_early_then_stands_in_by_its_status() {
     assert_eq!(r.decision.reason.as_deref(), Some("빠른 거절"));
     assert_eq!(
         r.notes,
-        ["rule fast: not in the record; it got the status (404) of its own GET started early then, which decides a fetch without require (the record has not its body: no rule read it)"]
+        ["rule fast: not in the record; it got the status (404) of its own GET started early then, which decides a fetch without require (its body is not on record: no rule read it, and a later rule reading it through fetched sees none)"]
     );
     let r = replayed("", r#","status":200"#).await;
     assert_eq!(r.decision.decision, Verdict::Approve, "{}", r.explain());
