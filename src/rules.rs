@@ -717,8 +717,8 @@ impl HealthState {
     }
 
     /// The state once known: at once when it is, else when a probe (or a reload carrying the
-    /// state over) makes it known. Never, for an upstream no probe of which runs any more: a
-    /// caller bounds the wait.
+    /// state over) makes it known (a reload waiting for new upstreams' first probes, `eval`).
+    /// Never, for an upstream no probe of which runs any more: a caller bounds the wait.
     pub async fn known(&self) -> Health {
         loop {
             // Registered before the state is read, so a change between the two still wakes it.

@@ -228,13 +228,6 @@ pub trait Upstreams: Send + Sync {
     /// The last health-probe conclusion for an upstream.
     fn health(&self, upstream: &Upstream) -> Health;
 
-    /// [`Self::health`] once known: a `healthy` rule reached before the upstream's first probe
-    /// has answered (just after start-up) waits for that answer, within the deadline, rather
-    /// than erring at once. At once where no probe runs (canned states).
-    fn known_health(&self, upstream: &Arc<Upstream>) -> BoxFuture<Health> {
-        Box::pin(std::future::ready(self.health(upstream)))
-    }
-
     /// Whether a large answer is made into Rhai's values where the rule waits for it, rather
     /// than on a thread of its own (see [`is_large`]): canned answers are given on a paused
     /// clock (rule tests, replay), which moves on to the next timer whenever every task
@@ -280,11 +273,6 @@ impl Upstreams for HttpUpstreams {
 
     fn health(&self, upstream: &Upstream) -> Health {
         upstream.state.get()
-    }
-
-    fn known_health(&self, upstream: &Arc<Upstream>) -> BoxFuture<Health> {
-        let upstream = upstream.clone();
-        Box::pin(async move { upstream.state.known().await })
     }
 }
 

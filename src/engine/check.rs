@@ -177,23 +177,13 @@ impl Run<'_, '_> {
                 }
             }
             Check::Healthy(up) => {
-                // Not known yet (just after start-up): the first probe's answer is on its way,
-                // and waiting for it, as for a fetch, beats an error decided by `on_error`.
-                let health = match self.ctx.upstreams.health(up) {
-                    Health::Unknown => {
-                        let known = self.ctx.upstreams.known_health(up);
-                        self.wait(rule, known).await
-                    }
-                    known => Some(known),
-                };
-                let verdict = match health {
-                    Some(Health::Up) => Checked::Pass,
-                    Some(Health::Down) => Checked::Refuse(reason()),
-                    Some(Health::Unknown) => Checked::Error(format!(
+                let verdict = match self.ctx.upstreams.health(up) {
+                    Health::Up => Checked::Pass,
+                    Health::Down => Checked::Refuse(reason()),
+                    Health::Unknown => Checked::Error(format!(
                         "health of upstream \"{}\" is not known yet",
                         up.name
                     )),
-                    None => self.cut_off(),
                 };
                 let probe = CallMade::probe(up);
                 return (
