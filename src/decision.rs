@@ -143,12 +143,16 @@ impl CallMade {
     }
 
     /// Whether `other` is the same call: upstream, method and path, and the digest where both
-    /// have one.
+    /// have one made the same way (a log written by an earlier version may hold digests made
+    /// otherwise, which would differ for every call).
     pub fn same_call(&self, other: &CallMade) -> bool {
+        let scheme = |sent: &str| sent.split_once(':').map(|(scheme, _)| scheme.to_owned());
         self.upstream == other.upstream
             && self.method == other.method
             && self.path == other.path
-            && (self.sent.is_empty() || other.sent.is_empty() || self.sent == other.sent)
+            && (scheme(&self.sent) != scheme(&other.sent)
+                || self.sent.is_empty()
+                || self.sent == other.sent)
     }
 }
 
@@ -400,6 +404,26 @@ impl Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Digests are compared when both calls have one made the same way: a log written before
+    /// digests took `${VAR}`s by name (no scheme) holds ones that differ for every call.
+    #[test]
+    fn calls_are_told_apart_by_digests_of_one_scheme_only() {
+        let call = |sent: &str| CallMade {
+            upstream: "shop".into(),
+            method: http::Method::GET,
+            path: "/stock/o-1".into(),
+            sent: sent.into(),
+        };
+        let now = call("v2:c21352a9b31b623b");
+        assert!(now.same_call(&call("v2:c21352a9b31b623b")));
+        assert!(!now.same_call(&call("v2:0000000000000000")));
+        for older in ["", "c21352a9b31b623b", "5f0e1d2c3b4a5968"] {
+            assert!(now.same_call(&call(older)), "{older:?}");
+            assert!(call(older).same_call(&now), "{older:?}");
+        }
+        assert!(!call("5f0e1d2c3b4a5968").same_call(&call("c21352a9b31b623b")));
+    }
 
     /// Metric handles are indexed by discriminant: each variant sits at its own place in `ALL`.
     /// (A new variant breaks the matches below: add it to `ALL` too.)

@@ -279,7 +279,7 @@ impl Run<'_, '_> {
             RequestScope::empty()
         };
         if self.ruleset.early_whens {
-            self.early_whens(calls, &mut scope).await;
+            self.early_whens(calls, &mut scope);
         }
         self.start_prefetches(calls, 0);
         // One clock read per rule: a rule's end is the next rule's start.

@@ -269,6 +269,11 @@ impl ScriptEngine {
         std::iter::from_fn(|| self.slots.try_acquire().ok()).collect()
     }
 
+    /// Leave to run a script if one is free now, without waiting (see `slots`).
+    pub fn try_slot(&self) -> Option<Slot<'_>> {
+        self.slots.try_acquire().ok().map(Some)
+    }
+
     /// Waits for leave to run a script (see `slots`); hold it for the run.
     pub async fn slot(&self) -> Slot<'_> {
         // The semaphore is never closed, so this never fails; if it did, the script would

@@ -236,7 +236,7 @@ impl App {
             move |peer| state.refuses_at_sight(peer),
             stopped(stop_rx.clone()),
         );
-        let admin_on_loopback = admin.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        let admin_on_loopback = admin.local_addr().is_ok_and(|a| is_loopback(a.ip()));
         let admin = listen::serve(
             admin,
             admin_router(self.state.clone(), admin_on_loopback),
@@ -300,7 +300,7 @@ impl AppState {
 
 pub use admin::admin_router;
 pub use confirm::public_router;
-pub(crate) use confirm::unmapped;
+pub(crate) use confirm::{is_loopback, unmapped};
 
 /// Liveness, on both listeners: the process answers HTTP.
 async fn healthz() -> impl IntoResponse {

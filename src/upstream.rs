@@ -212,6 +212,18 @@ pub enum UpstreamError {
     /// Held back on purpose (`eval --dry-run`: a call that may change something at the merchant).
     #[error("not sent: {0}")]
     NotSent(String),
+    /// A call that may change something at the merchant still waiting for a free connection
+    /// when its answer could no longer be read before the deadline ([`BodyDue::by`]): sent
+    /// then, the merchant would act on a payment decided whatever it answered.
+    #[error("not sent: reached too close to the deadline to read an answer, waiting for a free connection (max_connections: {max})")]
+    TooLateToSend { max: u32 },
+}
+
+impl UpstreamError {
+    /// Whether the deadline, not the upstream, ended the call (see [`Self::TooLateToSend`]).
+    pub fn deadline_came(&self) -> bool {
+        matches!(self, UpstreamError::TooLateToSend { .. })
+    }
 }
 
 /// How the engine reaches the outside world. The server and `eval` pass [`HttpUpstreams`];
@@ -317,11 +329,18 @@ pub fn fingerprint(up: &Upstream, content: Option<&HttpCall>) -> String {
             hash.update(body);
         }
     }
-    hash.finalize()[..8]
+    let hex: String = hash.finalize()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect()
+        .collect();
+    format!("{DIGEST_SCHEME}{hex}")
 }
+
+/// What the digests of [`fingerprint`] start with: how they are made. A digest made another
+/// way (before `v2`, each `${VAR}` went in as `***`; now by its name) tells nothing about a
+/// call, so replay compares only digests of the same scheme (see
+/// [`CallMade::same_call`](crate::decision::CallMade::same_call)).
+pub const DIGEST_SCHEME: &str = "v2:";
 
 /// The headers a call is sent with: the call's replace the upstream's of the same name, and
 /// every line of the call's is kept (a forward passes a repeated header on as it came).
@@ -344,16 +363,30 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     // read as down because its calls took every connection.
     let slots = up.slots.as_ref().filter(|_| call.rule.is_some());
     let _slot = match slots {
-        Some(slots) => match tokio::time::timeout(up.timeout, slots.take()).await {
-            Ok(Ok(slot)) => Some(slot),
-            // The semaphore is never closed; were it, waiting could not end otherwise either.
-            Ok(Err(_)) | Err(_) => {
-                return Err(UpstreamError::NoFreeConnection {
-                    max: slots.max,
-                    waited: up.timeout,
-                })
+        Some(slots) => {
+            // A call that may change something at the merchant is not sent once its answer
+            // could no longer be read in time: the engine does not start it then, and the
+            // wait for a connection must not carry it past that point either.
+            let timed_out = tokio::time::Instant::now() + up.timeout;
+            let send_by = (call.body_by)
+                .filter(|_| call.method != http::Method::GET)
+                .map(|due| due.by)
+                .filter(|&by| by < timed_out);
+            match tokio::time::timeout_at(send_by.unwrap_or(timed_out), slots.take()).await {
+                Ok(Ok(slot)) => Some(slot),
+                Err(_) if send_by.is_some() => {
+                    return Err(UpstreamError::TooLateToSend { max: slots.max })
+                }
+                // The semaphore is never closed; were it, waiting could not end otherwise
+                // either.
+                Ok(Err(_)) | Err(_) => {
+                    return Err(UpstreamError::NoFreeConnection {
+                        max: slots.max,
+                        waited: up.timeout,
+                    })
+                }
             }
-        },
+        }
         None => None,
     };
     // The race below is told by how soon after sending a failure comes, not after waiting.
@@ -566,7 +599,9 @@ fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static st
         Err(UpstreamError::Dns(_)) => "dns",
         Err(UpstreamError::Timeout(_)) => "timeout",
         // Told apart from a slow upstream: the limit, not the merchant, is what to look at.
-        Err(UpstreamError::NoFreeConnection { .. }) => "no_free_connection",
+        Err(UpstreamError::NoFreeConnection { .. } | UpstreamError::TooLateToSend { .. }) => {
+            "no_free_connection"
+        }
         Err(_) => "error",
     }
 }
@@ -682,6 +717,54 @@ mod slots_tests {
         assert!(matches!(sent, UpstreamError::Refused(_)), "{sent}");
         assert_eq!(slots.free.available_permits(), 1);
         assert_eq!((slots.in_use(), slots.waiting()), (0, 0));
+    }
+
+    /// A call that may change something at the merchant (a POST, a forward) waits for a free
+    /// connection only until its answer could no longer be read in time (`body_by.by`), and
+    /// is then not sent: a connection freed after that must not carry it to the merchant. A
+    /// GET waits its whole `timeout`.
+    #[tokio::test]
+    async fn a_post_waits_for_a_connection_only_until_it_would_be_too_late_to_send() {
+        let slots = Slots::new(1);
+        let up = Upstream {
+            timeout: Duration::from_secs(5),
+            ..limited(&slots)
+        };
+        let _held = slots.free.clone().try_acquire_owned().unwrap();
+        let by = tokio::time::Instant::now() + Duration::from_millis(50);
+        let due = Some(BodyDue { by, late: by });
+        let post = HttpCall {
+            method: http::Method::POST,
+            body_by: due,
+            ..call(Some("hold"))
+        };
+        let started = std::time::Instant::now();
+        let late = send(&up, post).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "waited its timeout"
+        );
+        assert!(late.deadline_came(), "{late}");
+        assert_eq!(
+            late.to_string(),
+            "not sent: reached too close to the deadline to read an answer, waiting for a free connection (max_connections: 1)"
+        );
+        assert_eq!(call_outcome(&Err(late)), "no_free_connection");
+        // A GET due as soon waits for its timeout all the same (shorter here, for the test).
+        let up = Upstream {
+            timeout: Duration::from_millis(300),
+            ..limited(&slots)
+        };
+        let by = tokio::time::Instant::now() + Duration::from_millis(20);
+        let get = HttpCall {
+            body_by: Some(BodyDue { by, late: by }),
+            ..call(Some("stock"))
+        };
+        let waited = send(&up, get).await.unwrap_err();
+        assert!(
+            matches!(waited, UpstreamError::NoFreeConnection { .. }),
+            "{waited}"
+        );
     }
 }
 

@@ -674,7 +674,7 @@ fn parse_idle_timeout(s: &str) -> Result<std::time::Duration, String> {
 /// Whether the public listener takes confirm requests from anyone: neither signed nor limited
 /// to a source, and on an address other hosts reach.
 fn open_to_anyone(listen: SocketAddr, secrets: usize, allow_from: &[IpNet]) -> bool {
-    secrets == 0 && allow_from.is_empty() && !listen.ip().is_loopback()
+    secrets == 0 && allow_from.is_empty() && !crate::server::is_loopback(listen.ip())
 }
 
 #[cfg(test)]
@@ -811,6 +811,11 @@ mod tests {
         assert!(!open_to_anyone(public, 0, &portone));
         assert!(!open_to_anyone(local, 0, &[]));
         assert!(!open_to_anyone("[::1]:8080".parse().unwrap(), 0, &[]));
+        assert!(!open_to_anyone(
+            "[::ffff:127.0.0.1]:8080".parse().unwrap(),
+            0,
+            &[]
+        ));
     }
 
     #[test]

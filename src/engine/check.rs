@@ -62,15 +62,23 @@ impl Run<'_, '_> {
     /// alone, where knowing them spares a call ([`Rule::when_known_early`]); each rule then
     /// takes its `when` from here rather than evaluating it again, so the call made and the
     /// rule's outcome agree. One that fails is left for its rule to meet in its turn.
-    pub(super) async fn early_whens(
-        &self,
-        calls: &mut super::calls::Calls,
-        scope: &mut RequestScope,
-    ) {
+    ///
+    /// Only with a turn to run Rhai free at once: waiting for one (other requests' scripts
+    /// running) would hold up every rule, those that need no Rhai too, with the deadline
+    /// running — an amount cap that refuses at once could be answered by `on_error` instead.
+    /// Without one, each rule evaluates its `when` in its turn, and the GETs behind them start
+    /// early as they would without this.
+    pub(super) fn early_whens(&self, calls: &mut super::calls::Calls, scope: &mut RequestScope) {
         calls.whens = vec![None; self.ruleset.rules.len()];
+        let Some(_turn) = self.ctx.scripts.try_slot() else {
+            return;
+        };
         for (i, rule) in self.ruleset.rules.iter().enumerate() {
             if let (true, Some(when)) = (rule.when_known_early(), &rule.when) {
-                calls.whens[i] = self.test(rule, when, scope, &mut None).await.ok();
+                let left = self.time_left(rule);
+                calls.whens[i] = (self.ctx.scripts)
+                    .eval_bool(scope, &when.ast, &mut None, left)
+                    .ok();
             }
         }
     }
@@ -308,6 +316,7 @@ impl Run<'_, '_> {
                 merchant_reason(&r.body)
                     .unwrap_or_else(|| rule.reason.render_reason(self.req, None)),
             ),
+            Err(e) if e.deadline_came() => Checked::Stopped(e.to_string()),
             Err(e) => Checked::Error(format!("forward to {}: {e}", fw.upstream.name)),
         };
         let called = Called {
@@ -328,6 +337,8 @@ impl Run<'_, '_> {
     ) -> Checked {
         let resp = match result {
             Ok(r) => r,
+            // Stopped at the deadline, traced as one not started then ("not sent: …").
+            Err(e) if e.deadline_came() => return Checked::Stopped(e.to_string()),
             Err(e) => return Checked::Error(format!("fetch from {}: {e}", f.upstream.name)),
         };
         // A large answer becomes Rhai's values, and their copy for `fetched`, on a thread of

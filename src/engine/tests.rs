@@ -812,6 +812,30 @@ async fn a_script_waiting_for_a_slot_is_answered_by_the_deadline() {
     assert_eq!(summary(&evaluate_now().await), APPROVED);
 }
 
+/// A `when` evaluated as the request arrives (it decides whether a GET is sent) does not wait
+/// for a turn to run Rhai: with every turn taken by other requests' scripts, an amount cap
+/// before it still refuses at once, where waiting let the deadline pass and `on_error: approve`
+/// approve the payment.
+#[tokio::test]
+async fn an_early_when_does_not_hold_up_the_local_checks_waiting_for_a_turn() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+settings: {{ deadline: 300ms, on_error: approve, error_reason: DEADLINE }}
+rules:
+  - {{ name: cap, amount: {{ max: 10 }}, reason: CAP }}
+  - name: stock
+    when: 'order_id.len() > 3'
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+"#
+    ));
+    let scripts = ScriptEngine::new();
+    let _held = scripts.hold_every_slot();
+    let canned = shop(STOCK, CannedAnswer::status(200));
+    let d = decide_on(&scripts, &rules, canned, Duration::ZERO).await;
+    assert_eq!(summary(&d), refused("CAP", "cap"));
+}
+
 /// Rhai expressions take turns as scripts do (one over a large payload can take as long as a
 /// script); native ones (simple id tests) and the local checks do not wait.
 #[tokio::test]

@@ -250,6 +250,11 @@ pub(crate) fn looks_like_variable(name: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Whether `{name}` is a placeholder of some template (`order_id`, `response.body.left`).
+pub(crate) fn is_placeholder(name: &str) -> bool {
+    parse_var(name, Scope::WithResponse).is_ok()
+}
+
 fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
     Ok(match name {
         "order_id" => Var::OrderId,

@@ -606,6 +606,47 @@ mod tests {
             .expect("a script's own function");
     }
 
+    /// A script's own `fn` called with a number of arguments none of its definitions takes
+    /// fails on every request that reaches the call: a load error there. Overloads by arity,
+    /// a method call with `this` bound and a helper's name
+    /// reused with the helper's own arity load, and run.
+    #[test]
+    fn a_scripts_own_function_given_the_wrong_number_of_arguments_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        let script =
+            "fn category_of(id, race) { race }\nlet c = category_of(order_id);\nc != \"x\"\n";
+        let e = engine.compile_script(script).unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.line, e.column),
+            ("category_of(…) is given 1 argument, but this script defines fn category_of(id, race): Rhai would find no function to call, on every request", 2, 9)
+        );
+        let e = engine
+            .compile_script("fn f(a) { a }\nfn f(a, b) { a + b }\nf(1, 2, 3) > 0\n")
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "f(…) is given 3 arguments, but this script defines fn f(a) and fn f(a, b): Rhai would find no function to call, on every request"
+        );
+        let e = engine
+            .compile_script("fn plus(x, y) { x + y }\namount.plus(1) > 0\n")
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "x.plus(…) is given 1 argument (x itself is `this` in the function, not an argument), but this script defines fn plus(x, y): Rhai would find no function to call, on every request"
+        );
+        for script in [
+            "fn f(a) { a }\nfn f(a, b) { a + b }\nf(1) + f(1, 2) == 4\n",
+            "fn twice() { this * 2 }\namount.twice() == 100000\n",
+            "fn format_amount(x, unit) { `${x}${unit}` }\nformat_amount(amount) + format_amount(amount, \"원\") == \"50,00050000원\"\n",
+        ] {
+            assert_eq!(
+                crate::script::tests::run_script(script),
+                Ok(crate::script::ScriptVerdict::Pass),
+                "{script}"
+            );
+        }
+    }
+
     /// Every slip a check finds is reported, not only its first: an operator fixes them all
     /// in one edit. A request variable read in a `fn` is reported once per function and name.
     #[test]

@@ -27,7 +27,7 @@ use crate::payload::{self, ConfirmRequest, Parsed};
 use crate::rules::UNKNOWN_RULESET;
 use crate::rules::{Rules, Ruleset, UNKNOWN_RULESET_REASON};
 use body::unread_body;
-pub(crate) use source::unmapped;
+pub(crate) use source::{is_loopback, unmapped};
 
 mod body;
 mod signed;

@@ -1230,11 +1230,13 @@ rules:
         ]
     );
     let mut call = serde_json::to_value(&d.trace[0]).unwrap()["call"].take();
-    // The digest of the rest of what was sent: 16 hex digits.
+    // The digest of the rest of what was sent: its scheme and 16 hex digits.
     let sent = call["sent"].take();
+    let hex = sent
+        .as_str()
+        .and_then(|s| s.strip_prefix(crate::upstream::DIGEST_SCHEME));
     assert!(
-        sent.as_str()
-            .is_some_and(|s| s.len() == 16 && s.chars().all(|c| c.is_ascii_hexdigit())),
+        hex.is_some_and(|s| s.len() == 16 && s.chars().all(|c| c.is_ascii_hexdigit())),
         "{sent}"
     );
     assert_eq!(

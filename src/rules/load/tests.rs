@@ -635,6 +635,49 @@ mod fail_open {
             .expect("settings: left empty");
     }
 
+    /// `{amount}` written without quotes is YAML's mapping `{amount: null}`: in a fetch body it
+    /// would be sent as `"amount": {"amount": null}`, elsewhere it is no text. Each is an error
+    /// naming the quotes; a body's own nulls and a field of the body's top level named like a
+    /// placeholder (`amount: ~`, JSON's null) stay.
+    #[test]
+    fn an_unquoted_placeholder_is_an_error_naming_the_quotes() {
+        let yaml = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: hold\n    fetch:\n      upstream: shop\n      method: POST\n      path: /hold\n      headers: { X-Order: {order_id} }\n      body:\n        order: \"{order_id}\"\n        amount: {amount}\n        items: [ {tx_id}, { sku: ~ } ]\n        store_id: ~\n    reason: {order_id}\n";
+        let dir = default_file(yaml);
+        let quote = |path: &str, name: &str| {
+            format!("{path} (rule \"hold\"): {{{name}}} without quotes is YAML's mapping {{{name}: no value}}, not text; write it in quotes, \"{{{name}}}\"")
+        };
+        let errors = dir.errors();
+        for want in [
+            dir.at(
+                DEFAULT,
+                9,
+                28,
+                &quote("rules[0].fetch.headers.X-Order", "order_id"),
+            ),
+            dir.at(
+                DEFAULT,
+                12,
+                18,
+                &quote("rules[0].fetch.body.amount", "amount"),
+            ),
+            dir.at(
+                DEFAULT,
+                13,
+                19,
+                &quote("rules[0].fetch.body.items[0]", "tx_id"),
+            ),
+            dir.at(DEFAULT, 15, 14, &quote("rules[0].reason", "order_id")),
+        ] {
+            assert!(errors.contains(&want), "{want}\nnot in {errors:#?}");
+        }
+        assert!(
+            !errors
+                .iter()
+                .any(|e| e.contains("sku") || e.contains("store_id") || e.contains("invalid type")),
+            "{errors:#?}"
+        );
+    }
+
     #[test]
     fn a_ruleset_without_rules_fails_the_whole_load() {
         // One empty file among valid ones: nothing loads (so a reload keeps the rules in use),

@@ -754,15 +754,23 @@ fn without_value(
     pick: impl Fn(&[PathSeg]) -> bool,
 ) -> Vec<ParseError> {
     let null = |path: &[PathSeg], value: &serde_yaml::Value| {
-        let key = |back: usize, name: &str| {
-            path.len() >= back && matches!(&path[path.len() - back], PathSeg::Key(k) if k == name)
-        };
-        if key(1, "body") && key(2, "fetch") {
-            Visit::Skip // JSON sent as written: a null there is `null`
-        } else if value.is_null() {
-            Visit::Found
-        } else {
-            Visit::Descend
+        let key = |i: usize, name: &str| matches!(&path[i], PathSeg::Key(k) if k == name);
+        // How deep into a fetch's body the entry is (1: a field of the body itself).
+        let in_body = (1..path.len())
+            .find(|&i| key(i, "body") && key(i - 1, "fetch"))
+            .map(|i| path.len() - 1 - i);
+        match in_body {
+            // A null in a body is JSON's `null`, sent as written, but not a field that is
+            // only `{amount}` unquoted: YAML's mapping `{amount: null}`, no placeholder.
+            Some(depth) if value.is_null() => {
+                if depth >= 2 && unquoted_placeholder(path).is_some() {
+                    Visit::Found
+                } else {
+                    Visit::Skip
+                }
+            }
+            _ if value.is_null() => Visit::Found,
+            _ => Visit::Descend,
         }
     };
     let found: Vec<Vec<PathSeg>> = entries_where(root, &null)
@@ -789,10 +797,16 @@ fn without_value(
                 {
                     format!("{}: no value; {}", path_text(&path), super::top_key_hint(k))
                 }
-                _ => format!(
-                    "{}: no value; write one, or delete the key",
-                    path_text(&path)
-                ),
+                _ => match unquoted_placeholder(&path) {
+                    Some(name) => format!(
+                        "{}: {{{name}}} {UNQUOTED_PLACEHOLDER} {{{name}: no value}}, not text; write it in quotes, \"{{{name}}}\"",
+                        path_text(&path[..path.len() - 1])
+                    ),
+                    None => format!(
+                        "{}: no value; write one, or delete the key",
+                        path_text(&path)
+                    ),
+                },
             },
         })
         .collect();
@@ -803,6 +817,18 @@ fn without_value(
         });
     }
     errors
+}
+
+/// What the error of an [`unquoted_placeholder`] says it is.
+pub(super) const UNQUOTED_PLACEHOLDER: &str = "without quotes is YAML's mapping";
+
+/// The placeholder an entry without a value was meant to be: `reason: {order_id}` or
+/// `amount: {amount}` unquoted is a mapping whose one key is the placeholder's name.
+fn unquoted_placeholder(path: &[PathSeg]) -> Option<&str> {
+    match path {
+        [_, .., PathSeg::Key(name)] if crate::rules::template::is_placeholder(name) => Some(name),
+        _ => None,
+    }
 }
 
 /// What [`entries_where`] does with one mapping entry.

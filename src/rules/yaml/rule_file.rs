@@ -57,6 +57,17 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
     file.errors.extend(super::rule_file_values(src));
     walk_file(src, duplicates, passes_for(values), &mut file);
     name_rules(src, &mut file.errors);
+    // `reason: {order_id}` is a mapping where text belongs and, inside, a key without a value:
+    // the second error says what to change, the first only that the type is wrong.
+    let path = |e: &ParseError| e.message.split_once(": ").map(|(path, _)| path.to_owned());
+    let quoted: HashSet<String> = (file.errors.iter())
+        .filter(|e| e.message.contains(super::document::UNQUOTED_PLACEHOLDER))
+        .filter_map(path)
+        .collect();
+    file.errors.retain(|e| {
+        !(e.message.ends_with("invalid type: map, expected a string")
+            && path(e).is_some_and(|p| quoted.contains(&p)))
+    });
     for e in &mut file.errors {
         if let Some(hint) = super::upstream_name_hint(&e.message) {
             e.message = format!("{}; {hint}", e.message);

@@ -13,6 +13,48 @@ use super::values::{
     assignment_holds_no_closure, closure_gives_data, holds_no_closure, Known, Unknown,
 };
 
+/// A call of the script's own `fn name` (`defined`: the parameters of each `fn` of that name)
+/// with a number of arguments none of them takes: Rhai finds no function then, and the call
+/// fails on every request that reaches it. A method call `x.f(a)` runs `fn f(a)`, with `this`
+/// bound to `x` (never `fn f(x, a)`); an engine function of the name taking that many
+/// arguments (a helper's name reused) runs too.
+fn own_function_arity(
+    name: &str,
+    defined: &[Vec<&str>],
+    call: &rhai::FnCallExpr,
+    method: bool,
+    known: &Functions,
+) -> Option<String> {
+    let given = call.args.len();
+    let fits = |n: usize| defined.iter().any(|params| params.len() == n);
+    if fits(given)
+        || known
+            .get(name)
+            .is_some_and(|a| a.contains(&(given + usize::from(method))))
+    {
+        return None;
+    }
+    let mut defined = defined.to_vec();
+    defined.sort_by_key(Vec::len);
+    let ways: Vec<String> = defined
+        .iter()
+        .map(|params| format!("fn {name}({})", params.join(", ")))
+        .collect();
+    let s = if given == 1 { "" } else { "s" };
+    let (how, this) = if method {
+        (
+            "x.",
+            " (x itself is `this` in the function, not an argument)",
+        )
+    } else {
+        ("", "")
+    };
+    Some(format!(
+        "{how}{name}(…) is given {given} argument{s}{this}, but this script defines {}: Rhai would find no function to call, on every request",
+        ways.join(" and ")
+    ))
+}
+
 /// Rhai's `curry` copies the values it binds into the function pointer, where the sandbox's
 /// size checks do not look: `b.pad(10000, Fn("id").curry(a))` copies a list of 10,000 ten
 /// thousand times in one call — seconds past the time limit and gigabytes of memory.
@@ -72,7 +114,11 @@ pub(in crate::script) type Functions = BTreeMap<String, BTreeSet<usize>>;
 /// Each call in `ast` of a function that exists neither in `known` (the engine's) nor in
 /// the script itself, or with a number of arguments it does not take: its message and position.
 pub(in crate::script) fn unknown_function(ast: &AST, known: &Functions) -> Vec<(String, Position)> {
-    let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
+    // The script's own functions, by name, with the parameters of each of its arities.
+    let mut own: BTreeMap<&str, Vec<Vec<&str>>> = BTreeMap::new();
+    for f in ast.iter_functions() {
+        own.entry(f.name).or_default().push(f.params.clone());
+    }
     let properties = map_properties(ast, &Unknown);
     let declared = declared_names(ast);
     let kinds = super::kinds::Names::of(ast);
@@ -100,7 +146,11 @@ pub(in crate::script) fn unknown_function(ast: &AST, known: &Functions) -> Vec<(
         }
         // Operators are Rhai's own (and `!` of an identifier is no call).
         let identifier = name.starts_with(|c: char| c.is_alphabetic() || c == '_');
-        if !identifier || own.contains(name) || KEYWORDS.contains(&name) {
+        if !identifier || KEYWORDS.contains(&name) {
+            return true;
+        }
+        if let Some(defined) = own.get(name) {
+            found.extend(own_function_arity(name, defined, call, method, known).map(|m| (m, at)));
             return true;
         }
         if let Some(arities) = known.get(name) {

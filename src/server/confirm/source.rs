@@ -91,6 +91,12 @@ pub(crate) fn unmapped(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Whether `ip` is a loopback address, `::ffff:127.0.0.1` (127.0.0.1 on a dual-stack socket)
+/// included, which `is_loopback` alone does not count.
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
+    unmapped(ip).is_loopback()
+}
+
 /// An `X-Forwarded-For` entry: an address, or an address with a port as some load balancers
 /// write it (`203.0.113.7:443`, `[2001:db8::1]:443`), or an IPv6 address in brackets without
 /// one (`[2001:db8::1]`, as RFC 7239's `Forwarded` writes it).
