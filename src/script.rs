@@ -1140,14 +1140,34 @@ pub(crate) mod tests {
 
     /// `parse_json` of text that is no JSON object fails at the call, saying the text was
     /// wrong and where in it: Rhai's own error pointed into the JSON text as if into the
-    /// script.
+    /// script. It reads JSON only: Rhai's own reader took Rhai's map literals, so that
+    /// `{"qty": 2 - 1}` was 1 and comments and trailing commas passed, where the merchant's
+    /// JSON reader refuses them.
     #[test]
     fn invalid_json_fails_at_the_parse_json_call() {
         for (src, message, line, column) in [
             (
                 "let s = \"{\\\"a\\\": }\";\n\nlet v = parse_json(s);\ntrue",
-                "runtime error: parse_json: the text given is not valid JSON (an object): unexpected '}' at line 1, column 7 of that text",
+                "runtime error: parse_json: the text given is not valid JSON (an object): expected value at line 1, column 7 of that text",
                 3,
+                9,
+            ),
+            (
+                "let v = parse_json(`{\"qty\": 2 - 1}`);\ntrue",
+                "runtime error: parse_json: the text given is not valid JSON (an object): expected `,` or `}` at line 1, column 11 of that text",
+                1,
+                9,
+            ),
+            (
+                "let v = parse_json(`{\"qty\": 1,}`);\ntrue",
+                "runtime error: parse_json: the text given is not valid JSON (an object): trailing comma at line 1, column 11 of that text",
+                1,
+                9,
+            ),
+            (
+                "let v = parse_json(\"vip runner\");\ntrue",
+                "runtime error: parse_json: the text given is not valid JSON (an object): expected value at line 1, column 1 of that text",
+                1,
                 9,
             ),
             (
@@ -1158,7 +1178,7 @@ pub(crate) mod tests {
             ),
             (
                 "let v = [\"{}\", \"{\"].map(|t| parse_json(t));\ntrue",
-                "runtime error: parse_json: the text given is not valid JSON (an object): expecting '}' to end this object map literal at line 1, column 2 of that text; in a closure called by map (line 1, column 21)",
+                "runtime error: parse_json: the text given is not valid JSON (an object): EOF while parsing an object at line 1, column 1 of that text; in a closure called by map (line 1, column 21)",
                 1,
                 29,
             ),
@@ -1174,6 +1194,9 @@ pub(crate) mod tests {
             run_script("let v = parse_json(\"{\\\"a\\\": 1}\");\nv.a == 1"),
             Ok(ScriptVerdict::Pass)
         );
+        // Values as an upstream's answer gives them: integers, exact decimals, `()` for null.
+        let script = "let v = parse_json(`{\"tier\": \"gold\", \"n\": 3, \"rate\": 0.1, \"tags\": [\"a\"], \"x\": null}`);\nv.tier == \"gold\" && v.n + 1 == 4 && v.rate * 3 == parse_decimal(\"0.3\") && v.tags[0] == \"a\" && v.x == ()";
+        assert_eq!(run_script(script), Ok(ScriptVerdict::Pass));
     }
 
     /// A panic inside the engine (a helper's bug) is an error of the rule, not a lost request.

@@ -5,6 +5,7 @@ use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Timelike};
 use rhai::{Dynamic, Engine, ImmutableString, NativeCallContext, FLOAT, INT};
 
 use super::numbers::exact;
+use super::scope::json_to_dynamic;
 use rust_decimal::Decimal;
 
 /// Korea has no daylight saving time, so a fixed offset is exact.
@@ -23,42 +24,32 @@ pub(super) fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
 /// What a `seoul_…` helper gives for a time in Seoul.
 type Give = fn(DateTime<FixedOffset>) -> Dynamic;
 
-/// What `parse_json` says of text that is no JSON (object): what Rhai found wrong, and where in
-/// that text.
-fn invalid_json(e: &rhai::EvalAltResult) -> String {
-    let (what, at) = match e {
-        rhai::EvalAltResult::ErrorParsing(kind, at) => (kind.to_string(), *at),
-        rhai::EvalAltResult::ErrorMismatchOutputType(_, actual, _) => {
-            let kind = if actual == "()" {
-                "null"
-            } else {
-                a_kind(actual)
-            };
-            return format!("parse_json: the text given is JSON, but of {kind} where an object ({{…}}) was expected");
-        }
-        other => {
-            let mut s = other.to_string();
-            if !other.position().is_none() {
-                if let Some(i) = s.rfind(" (line ") {
-                    s.truncate(i);
-                }
-            }
-            (s, other.position())
-        }
+/// `text` read as a JSON object, as `parse_json` gives it to scripts: strictly JSON (no Rhai
+/// expressions, comments or trailing commas, which Rhai's own reader takes and the merchant's
+/// JSON reader would not), numbers as the answers' (see [`json_to_dynamic`]).
+fn parse_json(text: &str) -> Result<Dynamic, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        let what = message
+            .rfind(" at line ")
+            .map_or(message.as_str(), |i| &message[..i]);
+        format!(
+            "parse_json: the text given is not valid JSON (an object): {what} at line {}, column {} of that text",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let kind = match &value {
+        serde_json::Value::Object(_) => return Ok(json_to_dynamic(&value)),
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::String(_) => "a text",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::Bool(_) => "true or false",
+        serde_json::Value::Null => "null",
     };
-    let what: String = {
-        let mut chars = what.chars();
-        chars
-            .next()
-            .map(|c| c.to_lowercase().chain(chars).collect())
-            .unwrap_or_default()
-    };
-    let place = match (at.line(), at.position()) {
-        (Some(line), Some(column)) => format!(" at line {line}, column {column} of that text"),
-        (Some(line), None) => format!(" at line {line} of that text"),
-        _ => String::new(),
-    };
-    format!("parse_json: the text given is not valid JSON (an object): {what}{place}")
+    Err(format!(
+        "parse_json: the text given is JSON, but of {kind} where an object ({{…}}) was expected"
+    ))
 }
 
 /// A value's kind as Rhai names it (`array`, `i64`, `string` …), in words: "an array".
@@ -300,21 +291,19 @@ pub(super) fn register_helpers(engine: &mut Engine) {
             )))
         },
     );
-    // Rhai's own `parse_json` fails with the position inside the JSON text, which the trace
-    // would show as a place in the script (`vip.rhai:1:9` for a call on line 3): the same
-    // function, failing at the call, with the JSON's own position in words.
+    // Rhai's own `parse_json` reads Rhai's map literals (`{"x": 2 - 1}`, comments, trailing
+    // commas), and fails with the position inside the JSON text, which the trace would show as
+    // a place in the script: JSON read as JSON, failing at the call, with the JSON's own
+    // position in words.
     engine.register_fn(
         "parse_json",
-        |ctx: rhai::NativeCallContext, json: &str| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
-            ctx.engine()
-                .parse_json(json, true)
-                .map(Dynamic::from)
-                .map_err(|e| {
-                    Box::new(rhai::EvalAltResult::ErrorRuntime(
-                        invalid_json(&e).into(),
-                        rhai::Position::NONE,
-                    ))
-                })
+        |json: &str| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+            parse_json(json).map_err(|e| {
+                Box::new(rhai::EvalAltResult::ErrorRuntime(
+                    e.into(),
+                    rhai::Position::NONE,
+                ))
+            })
         },
     );
     engine.register_fn("before", |s: &str, sep: &str| {

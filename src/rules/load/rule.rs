@@ -241,6 +241,16 @@ impl FileCompiler<'_, '_> {
                     match crate::rules::parse_time(v) {
                         Ok(t) => Some(Some(t)),
                         Err(why) => {
+                            // `until` is exclusive: the start of the date written would end the
+                            // window a day before the one meant.
+                            let next_day = chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d")
+                                .ok()
+                                .filter(|_| f == "until")
+                                .and_then(|d| d.succ_opt());
+                            let why = match next_day {
+                                Some(next) => Some(format!("a date alone: add the time and the offset; until is exclusive, so to include all of {} write the next day's start ({next}T00:00:00+09:00)", v.trim())),
+                                None => why,
+                            };
                             let slip = why.map(|h| format!("; {h}")).unwrap_or_default();
                             self.error(&sub("window", f), format!("rule \"{name}\": window.{f}: invalid timestamp \"{v}\", expected RFC 3339 like 2026-12-01T10:00:00+09:00{slip}"));
                             None

@@ -572,6 +572,25 @@ fn bad_window_timestamps() {
     );
 }
 
+/// A date alone is the start of that day: right for `from`, a day short for `until`, which is
+/// exclusive, so its hint gives the next day's start.
+#[test]
+fn a_date_alone_as_until_is_put_right_as_the_next_days_start() {
+    let dir = default_file(
+        "rules:\n  - name: sale\n    window: { from: \"2026-12-20\", until: \"2026-12-31\" }\n    reason: x\n",
+    );
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].ends_with("window.from: invalid timestamp \"2026-12-20\", expected RFC 3339 like 2026-12-01T10:00:00+09:00; a date alone: add the time and the offset (2026-12-20T00:00:00+09:00)"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].ends_with("window.until: invalid timestamp \"2026-12-31\", expected RFC 3339 like 2026-12-01T10:00:00+09:00; a date alone: add the time and the offset; until is exclusive, so to include all of 2026-12-31 write the next day's start (2027-01-01T00:00:00+09:00)"),
+        "{errors:#?}"
+    );
+}
+
 /// The near misses of RFC 3339 an operator writes are named; a time that is nothing like one
 /// gets no guess.
 #[test]
