@@ -146,10 +146,18 @@ pub fn overran(settings: &Settings, req: &ConfirmRequest, took: std::time::Durat
     decision
 }
 
-/// The decision for an evaluation that reached its own after its answer was due: held up
-/// between its checks (every CPU busy, its timers late), it is too late to stand, and the
-/// ruleset's `on_error` decides, as when it is still running then. The trace keeps what the
-/// rules did.
+/// Whether a decision the evaluation reached only after its answer was due stands: a refusal
+/// does — a rule refused, or a check failed and `on_error` refused — as the first refusal
+/// decides whenever it comes (`on_error: approve` must not turn it into an approval); an
+/// approval does not (see [`decided_late`]).
+pub fn stands_late(late: &Decision) -> bool {
+    late.decision == crate::decision::Verdict::Reject
+}
+
+/// The decision for an evaluation that approved only after its answer was due: held up
+/// between its checks (every CPU busy, its timers late), too late to stand, so the ruleset's
+/// `on_error` decides, as when the evaluation is still running then. The trace keeps what the
+/// rules did. (A late refusal stands: [`stands_late`].)
 pub fn decided_late(
     settings: &Settings,
     req: &ConfirmRequest,

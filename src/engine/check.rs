@@ -405,7 +405,16 @@ impl Run<'_, '_> {
             // Part of an answer can pass where the whole would refuse
             // (`!response.body.contains("SOLD_OUT")` before the word came): the check could
             // not be made, which `on_error` decides.
-            Some(_) if let Some(why) = &resp.incomplete => {
+            Some(expr) if let Some(why) = &resp.incomplete => {
+                // A refusing status refuses however its body ends, as without `require`, when
+                // the expression refuses it without the body (`response.status == 200 && …`,
+                // the body `()`): a merchant's 409 cut short must not be an error that the
+                // rule's `on_error: approve` lets through. Whatever else it gives was read on
+                // part of an answer, and is no decision.
+                let refusing = !(200..=299).contains(&resp.status);
+                if refusing && matches!(self.test(rule, expr, scope, response).await, Ok(false)) {
+                    return Checked::Refuse(reason());
+                }
                 let cause = format!(
                     "require on the answer of {} (status {}, its body {why}): not evaluated{}",
                     f.upstream.name,
@@ -437,7 +446,11 @@ impl Run<'_, '_> {
             },
             None => match resp.status {
                 200..=299 => passing(&f.upstream.name, resp),
-                500.. => Checked::Error(format!("{} answered {}", f.upstream.name, resp.status)),
+                // SPEC §4: a 5xx is an error; a status beyond HTTP's classes (600-999) is no
+                // server error, and refuses as any other non-2xx does.
+                500..=599 => {
+                    Checked::Error(format!("{} answered {}", f.upstream.name, resp.status))
+                }
                 _ => Checked::Refuse(reason()),
             },
         }

@@ -940,10 +940,11 @@ fn rule_times_are_milliseconds_to_the_microsecond() {
     assert_eq!(millis(Duration::from_secs(2)), 2000.0);
 }
 
-/// A decision reached after its answer was due does not stand: the ruleset's `on_error`
-/// answers, with what the rules did still traced, and the lateness traced after it.
+/// An approval reached after its answer was due does not stand: the ruleset's `on_error`
+/// answers, with what the rules did still traced, and the lateness traced after it. A
+/// refusal reached that late stands, whatever `on_error` says: the first refusal decides.
 #[tokio::test]
-async fn a_decision_reached_after_its_answer_was_due_is_replaced_by_on_error() {
+async fn an_approval_reached_after_its_answer_was_due_is_replaced_by_on_error() {
     for (on_error, expected) in [
         ("reject", ("reject", 409, Some(ERR), None)),
         ("approve", APPROVED),
@@ -953,6 +954,10 @@ async fn a_decision_reached_after_its_answer_was_due_is_replaced_by_on_error() {
         ));
         let on_time = decide(&rules, &v1("order-1", "5")).await;
         assert_eq!(summary(&on_time), APPROVED);
+        assert!(!stands_late(&on_time));
+        let late_refusal = decide(&rules, &v1("order-1", "50")).await;
+        assert_eq!(summary(&late_refusal), refused("big", "small"));
+        assert!(stands_late(&late_refusal), "on_error: {on_error}");
         let settings = &rules.get("default").unwrap().settings;
         let late = decided_late(
             settings,

@@ -323,8 +323,9 @@ impl AppState {
                 return;
             }
             // Decided, but only after the answer was due (the runtime held up, its timers
-            // late): too late to stand, as if still running then.
-            if tokio::time::Instant::now() > due {
+            // late): an approval is too late to stand, as if still running then; a refusal
+            // stands (see `decided_late`).
+            if tokio::time::Instant::now() > due && !engine::stands_late(&decision) {
                 tracing::warn!(
                     decision_id = arrival.id.as_str(),
                     decision = decision.decision.as_str(),

@@ -225,16 +225,24 @@ impl Deliveries {
         }))
     }
 
-    /// Claims `message`, with `body`, for `ruleset` at `now` (Unix seconds). Also says how
-    /// many ids were forgotten to make room for it.
+    /// Claims `message`, with `body` sent as `content_type` (the header's value, empty when
+    /// absent), for `ruleset` at `now` (Unix seconds). Also says how many ids were forgotten to
+    /// make room for it.
+    ///
+    /// The signature covers the body but not its `Content-Type`, which decides how the body is
+    /// read: the same JSON sent as a form is another request (a `paymentId` holding
+    /// `&amount=1&` reads as a V1 payment of 1). So a message is its id and its content type
+    /// together: a copy sent ahead with another type is evaluated on its own, and PortOne's
+    /// delivery is no repeat of it.
     pub fn claim(
         &self,
         message: Signed<'_>,
+        content_type: &[u8],
         body: &[u8],
         ruleset: &str,
         now: i64,
     ) -> (Claim, usize) {
-        let key = digest(message.id);
+        let key = digest(message.id, content_type);
         let hasher = BuildHasherDefault::<DefaultHasher>::default();
         let (ruleset, body) = (hasher.hash_one(ruleset), hasher.hash_one(body));
         let mut seen = self.seen();
@@ -310,8 +318,13 @@ impl Deliveries {
     }
 }
 
-fn digest(id: &[u8]) -> Key {
-    let full = Sha256::digest(id);
+fn digest(id: &[u8], content_type: &[u8]) -> Key {
+    // An id is printable ASCII (the verifier checked): a zero byte ends it unambiguously.
+    let full = Sha256::new()
+        .chain_update(id)
+        .chain_update([0])
+        .chain_update(content_type)
+        .finalize();
     let mut key = [0; 16];
     key.copy_from_slice(&full[..16]);
     key
@@ -388,6 +401,7 @@ mod tests {
     use super::*;
 
     const BODY: &[u8] = br#"{"imp_uid":"imp_1","merchant_uid":"order-1","amount":1000}"#;
+    const JSON: &[u8] = b"application/json";
 
     fn signed(id: &str, valid_until: i64) -> Signed<'_> {
         Signed {
@@ -423,8 +437,8 @@ mod tests {
     #[tokio::test]
     async fn a_repeat_gets_the_answer_of_the_first_delivery() {
         let deliveries = Deliveries::new(10);
-        let ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
-        let earlier = repeat(deliveries.claim(signed("msg_1", 400), BODY, "default", 101));
+        let ticket = first(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
+        let earlier = repeat(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 101));
         ticket.settle("id-1", &refusal());
         // A second settle (a bug's path) changes nothing: one delivery has one answer.
         ticket.settle("id-2", &Decision::approve(None));
@@ -434,7 +448,7 @@ mod tests {
         assert_eq!(&*answered.decision_id, "id-1");
         assert_eq!(answered.decision(), refusal());
         // Another message is a first delivery of its own.
-        first(deliveries.claim(signed("msg_2", 400), BODY, "default", 102));
+        first(deliveries.claim(signed("msg_2", 400), JSON, BODY, "default", 102));
         assert_eq!(deliveries.len(), 2);
     }
 
@@ -443,8 +457,8 @@ mod tests {
     #[tokio::test]
     async fn a_repeat_waits_for_a_first_delivery_still_running() {
         let deliveries = Deliveries::new(10);
-        let ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
-        let earlier = repeat(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        let ticket = first(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
+        let earlier = repeat(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
         let waiting = tokio::spawn(earlier.answer());
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
@@ -459,8 +473,8 @@ mod tests {
     #[tokio::test]
     async fn a_first_delivery_that_ends_unanswered_leaves_its_repeats_none() {
         let deliveries = Deliveries::new(10);
-        let ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
-        let earlier = repeat(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        let ticket = first(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
+        let earlier = repeat(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
         drop(ticket);
         assert_eq!(earlier.answer().await, FirstAnswer::Unanswered);
     }
@@ -470,13 +484,13 @@ mod tests {
     #[tokio::test]
     async fn a_repeat_of_a_released_first_delivery_claims_again() {
         let deliveries = Deliveries::new(10);
-        let ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
-        let earlier = repeat(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        let ticket = first(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
+        let earlier = repeat(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
         let waiting = tokio::spawn(earlier.answer());
         tokio::task::yield_now().await;
         ticket.release();
         assert_eq!(waiting.await.unwrap(), FirstAnswer::Gone);
-        first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        first(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
     }
 
     /// Claimed and released again and again while an earlier id is remembered, a message
@@ -484,9 +498,9 @@ mod tests {
     #[test]
     fn released_ids_leave_no_expiry_entries_behind() {
         let deliveries = Deliveries::new(100);
-        let _kept = first(deliveries.claim(signed("msg_0", 300), BODY, "default", 100));
+        let _kept = first(deliveries.claim(signed("msg_0", 300), JSON, BODY, "default", 100));
         for _ in 0..10_000 {
-            first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100)).release();
+            first(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100)).release();
         }
         let seen = deliveries.seen();
         assert_eq!(seen.by_id.len(), 1);
@@ -496,11 +510,23 @@ mod tests {
     #[test]
     fn a_repeat_for_another_ruleset_is_told_apart() {
         let deliveries = Deliveries::new(10);
-        let _ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        let _ticket = first(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
         assert!(matches!(
-            deliveries.claim(signed("msg_1", 400), BODY, "marathon", 100),
+            deliveries.claim(signed("msg_1", 400), JSON, BODY, "marathon", 100),
             (Claim::Elsewhere, 0)
         ));
+    }
+
+    /// A copy sent with another `Content-Type` (which the signature does not cover, and which
+    /// decides how the body reads) is no repeat: it is claimed as a message of its own.
+    #[test]
+    fn a_copy_with_another_content_type_is_a_message_of_its_own() {
+        let deliveries = Deliveries::new(10);
+        let _json = first(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
+        let form = b"application/x-www-form-urlencoded";
+        let _form = first(deliveries.claim(signed("msg_1", 400), form, BODY, "default", 100));
+        repeat(deliveries.claim(signed("msg_1", 400), form, BODY, "default", 100));
+        repeat(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
     }
 
     /// Another body under a remembered id is told apart from a repeat, whichever comes first
@@ -508,13 +534,13 @@ mod tests {
     #[test]
     fn a_repeat_with_another_body_is_told_apart() {
         let deliveries = Deliveries::new(10);
-        let _ticket = first(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        let _ticket = first(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
         let other = br#"{"imp_uid":"imp_1","merchant_uid":"order-1","amount":10}"#;
         assert!(matches!(
-            deliveries.claim(signed("msg_1", 400), other, "default", 100),
+            deliveries.claim(signed("msg_1", 400), JSON, other, "default", 100),
             (Claim::Altered, 0)
         ));
-        repeat(deliveries.claim(signed("msg_1", 400), BODY, "default", 100));
+        repeat(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
     }
 
     /// An id is remembered up to and including the last second its signature holds, then
@@ -522,16 +548,16 @@ mod tests {
     #[test]
     fn ids_are_forgotten_once_their_signatures_expire() {
         let deliveries = Deliveries::new(10);
-        let _a = first(deliveries.claim(signed("a", 400), BODY, "default", 100));
-        let _b = first(deliveries.claim(signed("b", 500), BODY, "default", 100));
-        let _c = first(deliveries.claim(signed("c", 450), BODY, "default", 100));
-        repeat(deliveries.claim(signed("a", 400), BODY, "default", 400));
-        let _d = first(deliveries.claim(signed("d", 900), BODY, "default", 401));
+        let _a = first(deliveries.claim(signed("a", 400), JSON, BODY, "default", 100));
+        let _b = first(deliveries.claim(signed("b", 500), JSON, BODY, "default", 100));
+        let _c = first(deliveries.claim(signed("c", 450), JSON, BODY, "default", 100));
+        repeat(deliveries.claim(signed("a", 400), JSON, BODY, "default", 400));
+        let _d = first(deliveries.claim(signed("d", 900), JSON, BODY, "default", 401));
         assert_eq!(deliveries.len(), 3, "a is forgotten at 401");
-        let _a = first(deliveries.claim(signed("a", 1000), BODY, "default", 401));
-        let _e = first(deliveries.claim(signed("e", 900), BODY, "default", 460));
+        let _a = first(deliveries.claim(signed("a", 1000), JSON, BODY, "default", 401));
+        let _e = first(deliveries.claim(signed("e", 900), JSON, BODY, "default", 460));
         assert_eq!(deliveries.len(), 4, "c is forgotten at 460, before b");
-        let _f = first(deliveries.claim(signed("f", 900), BODY, "default", 501));
+        let _f = first(deliveries.claim(signed("f", 900), JSON, BODY, "default", 501));
         assert_eq!(deliveries.len(), 4, "b is forgotten at 501");
         // Counting (a scrape) forgets what has expired by then, with no claim to do it.
         assert_eq!(deliveries.len_at(900), 4, "d, a, e and f hold through 900");
@@ -548,16 +574,16 @@ mod tests {
     #[test]
     fn a_repeat_signed_later_keeps_its_id_longer() {
         let deliveries = Deliveries::new(10);
-        let _g = first(deliveries.claim(signed("g", 400), BODY, "default", 100));
-        repeat(deliveries.claim(signed("g", 700), BODY, "default", 390));
+        let _g = first(deliveries.claim(signed("g", 400), JSON, BODY, "default", 100));
+        repeat(deliveries.claim(signed("g", 700), JSON, BODY, "default", 390));
         // Another body or ruleset extends nothing.
         let other = br#"{"imp_uid":"imp_1","merchant_uid":"order-1","amount":10}"#;
         assert!(matches!(
-            deliveries.claim(signed("g", 900), other, "default", 391),
+            deliveries.claim(signed("g", 900), JSON, other, "default", 391),
             (Claim::Altered, 0)
         ));
         assert_eq!(deliveries.len_at(700), 1);
-        repeat(deliveries.claim(signed("g", 700), BODY, "default", 700));
+        repeat(deliveries.claim(signed("g", 700), JSON, BODY, "default", 700));
         assert_eq!(deliveries.len_at(701), 0);
     }
 
@@ -567,7 +593,7 @@ mod tests {
         let deliveries = Deliveries::new(100_000);
         for i in 0..20_000 {
             let id = format!("msg_{i}");
-            let _ = deliveries.claim(signed(&id, 1_000), b"{}", "default", 900);
+            let _ = deliveries.claim(signed(&id, 1_000), JSON, b"{}", "default", 900);
         }
         assert!(deliveries.seen().by_id.capacity() >= 20_000);
         assert_eq!(deliveries.len_at(1_001), 0);
@@ -587,14 +613,16 @@ mod tests {
     #[test]
     fn when_full_the_id_expiring_first_is_forgotten_and_counted() {
         let deliveries = Deliveries::new(2);
-        let _a = first(deliveries.claim(signed("a", 400), BODY, "default", 100));
-        let _b = first(deliveries.claim(signed("b", 400), BODY, "default", 100));
-        let (Claim::First(_c), 1) = deliveries.claim(signed("c", 400), BODY, "default", 100) else {
+        let _a = first(deliveries.claim(signed("a", 400), JSON, BODY, "default", 100));
+        let _b = first(deliveries.claim(signed("b", 400), JSON, BODY, "default", 100));
+        let (Claim::First(_c), 1) = deliveries.claim(signed("c", 400), JSON, BODY, "default", 100)
+        else {
             panic!("c is a first delivery, and a is forgotten for it");
         };
         assert_eq!(deliveries.len(), 2);
-        repeat(deliveries.claim(signed("b", 400), BODY, "default", 100));
-        let (Claim::First(_a), 1) = deliveries.claim(signed("a", 400), BODY, "default", 100) else {
+        repeat(deliveries.claim(signed("b", 400), JSON, BODY, "default", 100));
+        let (Claim::First(_a), 1) = deliveries.claim(signed("a", 400), JSON, BODY, "default", 100)
+        else {
             panic!("a, forgotten, is a first delivery again");
         };
     }

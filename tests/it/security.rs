@@ -318,9 +318,48 @@ async fn a_message_first_sent_with_a_wrong_content_type_is_evaluated_when_it_com
     assert_eq!(as_form.status, 400, "{:?}", as_form.body);
     let real = signed_delivery(&url, SECRET, "msg_a", &body, ts).await;
     assert_eq!(real.status, 200, "{:?}", real.body);
-    // From then on, a repeat is answered as that delivery was.
-    let repeat = signed_delivery_as(&url, SECRET, "msg_a", &body, ts, "text/plain").await;
+    // From then on, a repeat is answered as that delivery was; a copy with another type is
+    // evaluated on its own.
+    let repeat = signed_delivery(&url, SECRET, "msg_a", &body, ts).await;
     assert_eq!(repeat.status, 200, "{:?}", repeat.body);
+    let other = signed_delivery_as(&url, SECRET, "msg_a", &body, ts, "text/plain").await;
+    assert_eq!(other.status, 415, "{:?}", other.body);
+    server.stop().await;
+}
+
+/// The signature does not cover the `Content-Type`, which decides how the body reads: a V2
+/// body whose `paymentId` holds `&amount=1&` reads, as a form, as a V1 payment of 1. A copy
+/// sent ahead that way is approved as what it reads as, and must not make PortOne's own
+/// delivery of the message (JSON, 5,000,000) a repeat of that approval: it is evaluated, and
+/// refused.
+#[tokio::test]
+async fn a_copy_sent_ahead_as_a_form_does_not_answer_for_the_json_delivery() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - { name: cap, amount: { max: 1000 }, reason: \"한도 초과\" }\n",
+    );
+    let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
+    let (url, ts) = (server.url("/confirm"), now());
+    let body = br#"{"type":"Transaction.Confirm","timestamp":"2026-12-02T10:00:00.000Z","data":{"paymentId":"o-1&imp_uid=i&merchant_uid=o-1&amount=1&","storeId":"store-1","transactionId":"tx-1","totalAmount":5000000}}"#;
+    let form = "application/x-www-form-urlencoded";
+    let ahead = signed_delivery_as(&url, SECRET, "msg_f", body, ts, form).await;
+    assert_eq!(
+        ahead.status, 200,
+        "read as a V1 form of 1: {:?}",
+        ahead.body
+    );
+    let real = signed_delivery(&url, SECRET, "msg_f", body, ts).await;
+    assert_eq!(
+        (real.status, real.reason()),
+        (409, "한도 초과"),
+        "{:?}",
+        real.body
+    );
+    // Each is remembered on its own: a repeat of either gets its own answer.
+    let again = signed_delivery(&url, SECRET, "msg_f", body, ts).await;
+    assert_eq!(again.status, 409);
+    let again = signed_delivery_as(&url, SECRET, "msg_f", body, ts, form).await;
+    assert_eq!(again.status, 200);
     server.stop().await;
 }
 

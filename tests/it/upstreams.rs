@@ -1258,6 +1258,49 @@ async fn an_answer_over_1_mib_is_cut_and_the_error_says_so() {
     );
 }
 
+/// A refusing status whose body is cut short refuses when the `require` refuses it without
+/// the body (as a status-only rule would): the merchant's 409 is no error for the rule's
+/// `on_error: approve` to pass. What the expression lets through without the body is still
+/// no pass: an error, as for any cut answer.
+#[tokio::test]
+async fn a_refusing_status_with_a_cut_answer_is_refused_by_its_require() {
+    let big = format!(
+        r#"{{"available": 0, "padding": "{}"}}"#,
+        "x".repeat(2 << 20)
+    );
+    let shop = MockUpstream::start(Router::new().route(
+        "/stock",
+        routing::get(move || std::future::ready((axum::http::StatusCode::CONFLICT, big.clone()))),
+    ))
+    .await;
+    let rules = |require: &str| {
+        Rules::with(
+            "default.yaml",
+            &format!(
+                "upstreams: {{ shop: {{ url: \"{}\" }} }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    require: '{require}'\n    on_error: approve\n    reason: 품절\n",
+                shop.url()
+            ),
+        )
+    };
+    let (a, r) = decided(
+        &rules("response.status == 200 && response.body.available >= 1"),
+        &v1("o-1", 5000),
+    )
+    .await;
+    assert_eq!((a.status, a.reason()), (409, "품절"), "{r}");
+    let (a, r) = decided(
+        &rules("response.status == 409 || response.body.available >= 1"),
+        &v1("o-1", 5000),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{r}");
+    assert_eq!(
+        r["trace"][0]["error"],
+        "require on the answer of shop (status 409, its body cut at 1024 KiB): not evaluated on part of an answer",
+        "{r}"
+    );
+}
+
 /// An answer of more values and keys than are read as JSON (each costs memory once parsed:
 /// 1 MiB of nested `{"":…}` took 350 MB) is kept as text: its status counts, and a `require`
 /// on it is an error saying why. One just under the limit is read.

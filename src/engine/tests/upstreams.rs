@@ -28,7 +28,8 @@ async fn fetch_without_require_goes_by_status() {
         let d = decide_with(&rules, V1, &stock(status, json!({}))).await;
         assert_eq!(summary(&d), APPROVED, "{status}");
     }
-    for status in [302, 404, 409] {
+    // A status beyond HTTP's classes (600-999) is no 5xx: it refuses, as any other non-2xx.
+    for status in [302, 404, 409, 600, 999] {
         let canned = shop(STOCK, answer(status, json!({"available": 0})));
         let d = decide_with(&rules, V1, &canned).await;
         let expected = refused("재고 없음 (0개 남음)", "stock");
