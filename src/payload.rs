@@ -378,6 +378,19 @@ pub fn parse_bytes(
 }
 
 /// A request as the server received it: its headers' [`body_type`] and [`parse_bytes`].
+/// How a request's body is read, as its headers say: `json`, `form`, `either` (no
+/// Content-Type: JSON, then a form), or `none` (headers under which it is not read at all, a
+/// 415). Two requests with the same body and the same reading are the same request, whatever
+/// else their headers say (a `charset`, the header's case).
+pub fn reading(headers: &http::HeaderMap) -> &'static str {
+    match body_type(headers).and_then(encoding) {
+        Ok(Encoding::Json) => "json",
+        Ok(Encoding::Form) => "form",
+        Ok(Encoding::Unknown) => "either",
+        Err(_) => "none",
+    }
+}
+
 pub fn parse_request(
     headers: &http::HeaderMap,
     body: &bytes::Bytes,

@@ -748,3 +748,25 @@ fn chunked_named_twice_is_found_in_one_header_or_several() {
         assert!(!chunked_twice(&headers(once)), "{once:?}");
     }
 }
+
+/// A body's reading follows what decides how it is read — the media type, not its case or
+/// parameters — so that two deliveries of one signed message read alike exactly when their
+/// readings are equal.
+#[test]
+fn the_reading_of_a_body_is_its_media_type() {
+    let reading = |types: &[&str]| {
+        let mut headers = http::HeaderMap::new();
+        for t in types {
+            headers.append(http::header::CONTENT_TYPE, t.parse().unwrap());
+        }
+        super::reading(&headers)
+    };
+    assert_eq!(reading(&["application/json"]), "json");
+    assert_eq!(reading(&["Application/JSON; charset=utf-8"]), "json");
+    assert_eq!(reading(&["application/x-www-form-urlencoded"]), "form");
+    assert_eq!(reading(&[]), "either");
+    assert_eq!(reading(&[""]), "either");
+    for unread in [&["text/plain"][..], &["application/json", "application/json"]] {
+        assert_eq!(reading(unread), "none", "{unread:?}");
+    }
+}

@@ -39,12 +39,9 @@ impl AppState {
         s.metrics.signature_verified(message.secret);
         // Printable ASCII of a bounded length (the verifier checked), kept whole.
         arrival.webhook_id = Some(String::from_utf8_lossy(message.id).into());
-        let content_type =
-            (headers.get(axum::http::header::CONTENT_TYPE)).map_or(&b""[..], |ct| ct.as_bytes());
+        let reading = crate::payload::reading(headers);
         loop {
-            let (claim, forgotten) =
-                s.deliveries
-                    .claim(message, content_type, body, &set.name, now);
+            let (claim, forgotten) = s.deliveries.claim(message, reading, body, &set.name, now);
             s.metrics.delivery_ids_forgotten(forgotten);
             return match claim {
                 Claim::First(ticket) => {
