@@ -200,6 +200,14 @@ pub enum UpstreamError {
     Dns(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// A [`Self::Timeout`] of a call that first waited for a free connection (`max_connections`):
+    /// the upstream had only what was left of the `timeout`, which the trace says.
+    #[error("timed out after {timeout:?}, {waited:?} of it waiting for a free connection (max_connections: {max})")]
+    TimeoutAfterWaiting {
+        timeout: Duration,
+        waited: Duration,
+        max: u32,
+    },
     /// Every connection `max_connections` allows stayed busy for the whole `timeout`.
     #[error("timed out after {waited:?} waiting for a free connection (max_connections: {max})")]
     NoFreeConnection { max: u32, waited: Duration },
@@ -442,7 +450,21 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         }
         sent => sent,
     };
-    let mut resp = sent.map_err(|e| classify(e, up))?;
+    let mut resp = sent.map_err(|e| match (classify(e, up), slots) {
+        // Waited for a connection (a millisecond or more: not a slot free at once), the
+        // upstream had only the rest of the timeout: said, so that a limit set too low is not
+        // taken for a slow merchant.
+        (UpstreamError::Timeout(timeout), Some(slots))
+            if sending - started >= Duration::from_millis(1) =>
+        {
+            UpstreamError::TimeoutAfterWaiting {
+                timeout,
+                waited: sending - started,
+                max: slots.max,
+            }
+        }
+        (e, _) => e,
+    })?;
     // Framed two ways: which body the upstream meant is a guess another reader of the same
     // bytes may make differently (RFC 9112 §6.3 says to treat it as an error).
     let framing = resp.headers();
@@ -597,7 +619,7 @@ fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static st
         },
         Err(UpstreamError::Refused(_)) => "refused",
         Err(UpstreamError::Dns(_)) => "dns",
-        Err(UpstreamError::Timeout(_)) => "timeout",
+        Err(UpstreamError::Timeout(_) | UpstreamError::TimeoutAfterWaiting { .. }) => "timeout",
         // Told apart from a slow upstream: the limit, not the merchant, is what to look at.
         Err(UpstreamError::NoFreeConnection { .. } | UpstreamError::TooLateToSend { .. }) => {
             "no_free_connection"
@@ -717,6 +739,46 @@ mod slots_tests {
         assert!(matches!(sent, UpstreamError::Refused(_)), "{sent}");
         assert_eq!(slots.free.available_permits(), 1);
         assert_eq!((slots.in_use(), slots.waiting()), (0, 0));
+    }
+
+    /// A call that waited for a free connection and then timed out at the upstream says how
+    /// much of its `timeout` went to the wait: a limit set too low is not a slow merchant.
+    #[tokio::test]
+    async fn a_timeout_after_waiting_for_a_connection_says_how_long_it_waited() {
+        // Takes connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hang = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let slots = Slots::new(1);
+        let up = Upstream {
+            slots: Some(slots.clone()),
+            ..Upstream::for_tests(&url, Duration::from_millis(400))
+        };
+        let held = slots.free.clone().try_acquire_owned().unwrap();
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            drop(held);
+        };
+        let (sent, ()) = tokio::join!(send(&up, call(Some("stock"))), release);
+        let UpstreamError::TimeoutAfterWaiting {
+            timeout,
+            waited,
+            max,
+        } = sent.unwrap_err()
+        else {
+            panic!("not a timeout after a wait");
+        };
+        assert_eq!((timeout, max), (Duration::from_millis(400), 1));
+        assert!(
+            waited >= Duration::from_millis(150) && waited < timeout,
+            "{waited:?}"
+        );
+        hang.abort();
     }
 
     /// A call that may change something at the merchant (a POST, a forward) waits for a free

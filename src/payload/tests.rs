@@ -766,7 +766,10 @@ fn the_reading_of_a_body_is_its_media_type() {
     assert_eq!(reading(&["application/x-www-form-urlencoded"]), "form");
     assert_eq!(reading(&[]), "either");
     assert_eq!(reading(&[""]), "either");
-    for unread in [&["text/plain"][..], &["application/json", "application/json"]] {
+    for unread in [
+        &["text/plain"][..],
+        &["application/json", "application/json"],
+    ] {
         assert_eq!(reading(unread), "none", "{unread:?}");
     }
 }
