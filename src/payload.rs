@@ -457,10 +457,11 @@ fn parse_full(
     let read_form = || parse_form(body).and_then(|f| normalise(f, None, Payload::parsed));
     // A body that is not JSON and holds a `=` is meant as a form: its own error (which field,
     // what is wrong) says more than a JSON error at line 1, column 1.
-    let looks_like_form = || {
+    let starts_as_json = {
         let start = body.trim_ascii_start();
-        !start.starts_with(b"{") && !start.starts_with(b"[") && body.contains(&b'=')
+        start.starts_with(b"{") || start.starts_with(b"[")
     };
+    let looks_like_form = || !starts_as_json && body.contains(&b'=');
     match encoding {
         Encoding::Json => match parse_json_body(body, raw) {
             // `curl -d 'imp_uid=…'` with `-H content-type: application/json`.
@@ -472,6 +473,12 @@ fn parse_full(
             }
             read => read,
         },
+        // A body that starts as JSON is never read as a form, whatever fields a form reading
+        // finds in it: a JSON string holding `&merchant_uid=ok-7&amount=1000&` would decide
+        // the payment on those, while the JSON itself — what a `forward` passes on, and what
+        // a handler that reads JSON whatever the label reads — says otherwise. No form
+        // PortOne sends starts with `{` or `[`.
+        Encoding::Form if starts_as_json => Err(PayloadError::JsonLabelledAsForm),
         Encoding::Form => match read_form() {
             // `curl -d '{…}'` without a Content-Type header sends JSON labelled as a form.
             Err(

@@ -682,6 +682,20 @@ fn json_labelled_as_a_form_is_told_apart() {
         parse(FORM, with_percent).unwrap_err(),
         PayloadError::JsonLabelledAsForm
     );
+    // Whatever a form reading would find in it: fields hidden in a JSON string (or after the
+    // JSON) must not decide the payment that the JSON itself names.
+    for hidden in [
+        &br#"{"imp_uid":"imp_1","merchant_uid":"blocked-7","amount":5000000,"memo":"&imp_uid=imp_1&merchant_uid=ok-7&amount=1000&"}"#[..],
+        br#"{"imp_uid":"imp_1","merchant_uid":"blocked-7","amount":5000000}&imp_uid=imp_1&merchant_uid=ok-7&amount=1000"#,
+        b" [1]&imp_uid=imp_1&merchant_uid=ok-7&amount=1000",
+    ] {
+        assert_eq!(
+            parse(FORM, hidden).unwrap_err(),
+            PayloadError::JsonLabelledAsForm,
+            "{}",
+            String::from_utf8_lossy(hidden)
+        );
+    }
     // A form that merely lacks the fields keeps the usual reason.
     assert_eq!(
         parse(FORM, b"a=1").unwrap_err(),
