@@ -265,7 +265,7 @@ pub fn fetch_call(
         .split(['?', '#'])
         .next()
         .unwrap_or_default()
-        .split('/')
+        .split(['/', '\\'])
         .find(|s| crate::upstream::is_dot_segment(s))
     {
         return Err(format!(
@@ -289,10 +289,20 @@ pub fn fetch_call(
     for (name, t) in &f.headers {
         // A value a request field made invalid (a newline, say) cannot be sent, and leaving the
         // header out would let the upstream decide on a different question: an error, like a
-        // path that cannot be sent. The value is not shown: it may hold a `${VAR}` secret.
-        match http::HeaderValue::from_str(&t.render(req, None)) {
-            Ok(v) => {
+        // path that cannot be sent. So is one the upstream would read as another value: HTTP
+        // readers drop spaces and tabs around a value (` A-100` is read as `A-100`) and take
+        // bytes beyond ASCII each for a character of its own. The value is not shown: it may
+        // hold a `${VAR}` secret.
+        let value = t.render(req, None);
+        let padded = value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']);
+        match http::HeaderValue::from_str(&value) {
+            Ok(v) if !padded && value.is_ascii() => {
                 headers.insert(name.clone(), v);
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "fetch header {name}: a request field made its value one the upstream would read otherwise (a space or tab at an end, which readers drop, or text beyond ASCII, which they read byte by byte); not sent"
+                ))
             }
             Err(_) => {
                 return Err(format!(

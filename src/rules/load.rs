@@ -333,6 +333,11 @@ impl FileCompiler<'_, '_> {
         if !path.starts_with('/') {
             self.error(at, format!("{subject} must start with \"/\""));
         }
+        // In an http(s) URL the URL parser reads `\` as `/`: after it, an id of `..` would be
+        // a segment of its own, and take the call out of the path (`/x\{order_id}`).
+        if path.contains('\\') {
+            self.error(at, format!("{subject} must not hold \"\\\": URL parsers read it as \"/\", so the call would go to another path than the one written; write a literal \\ as %5C"));
+        }
         // A fragment is never sent: the rest of the path, and the query after it, would be.
         if path.contains('#') {
             self.error(at, format!("{subject} must not hold \"#\": a fragment is never sent, so what follows it (and the query) would be dropped; write a literal # as %23"));

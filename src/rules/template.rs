@@ -220,7 +220,7 @@ impl Template {
         out
     }
 
-    #[cfg(test)]
+    /// Whether anything of a request (or an answer) goes into it.
     pub fn has_placeholders(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Var(_)))
     }

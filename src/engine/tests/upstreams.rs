@@ -300,6 +300,15 @@ rules:
     assert!(canned.calls().is_empty(), "{:?}", canned.calls());
     let error = error_of(&d, "stock");
     assert!(error.contains("fetch header x-order"), "{error}");
+    // So is an id the upstream would read as another: spaces and tabs at its ends, which
+    // readers drop (` A-100` read as order `A-100`), or text beyond ASCII, read byte by byte.
+    for order_id in [" A-100", "A-100\\t", "주문-1"] {
+        let d = decide_with(&rules, &v1(order_id, "50000"), &canned).await;
+        assert_eq!(summary(&d), failed("stock"), "{order_id:?}");
+        let error = error_of(&d, "stock");
+        assert!(error.contains("would read otherwise"), "{error}");
+    }
+    assert!(canned.calls().is_empty(), "{:?}", canned.calls());
     // The same rule with a plain id sends the header.
     let d = decide_with(&rules, &v1("a-b", "50000"), &canned).await;
     assert_eq!(summary(&d), APPROVED);
