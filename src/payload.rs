@@ -15,7 +15,7 @@ mod scan;
 pub use amount::{Amount, AmountError};
 use form::parse_form;
 use normalise::normalise;
-pub(crate) use scan::{reserved_key, RESERVED};
+pub(crate) use scan::{json_flaw, reserved_key, RESERVED};
 
 /// The V2 message type that asks for a confirmation; every other type is acknowledged and ignored.
 const CONFIRM_TYPE: &str = "Transaction.Confirm";
@@ -378,15 +378,22 @@ pub fn parse_bytes(
 }
 
 /// A request as the server received it: its headers' [`body_type`] and [`parse_bytes`].
-/// How a request's body is read, as its headers say: `json`, `form`, `either` (no
-/// Content-Type: JSON, then a form), or `none` (headers under which it is not read at all, a
-/// 415). Two requests with the same body and the same reading are the same request, whatever
-/// else their headers say (a `charset`, the header's case).
-pub fn reading(headers: &http::HeaderMap) -> &'static str {
+/// How `body` is read under `headers`: as `json`, as a `form`, or not at all (`none`: headers
+/// under which no body is read, a 415). Two requests with the same body and the same reading
+/// are the same request, whatever else their headers say (a `charset`, the header's case, or
+/// no Content-Type for a body that reads as JSON without one).
+pub fn reading(headers: &http::HeaderMap, body: &[u8]) -> &'static str {
+    let starts_as_json = || {
+        let start = body.trim_ascii_start();
+        start.starts_with(b"{") || start.starts_with(b"[")
+    };
     match body_type(headers).and_then(encoding) {
         Ok(Encoding::Json) => "json",
         Ok(Encoding::Form) => "form",
-        Ok(Encoding::Unknown) => "either",
+        // Without a Content-Type, JSON is read as JSON and anything else (at best) as a form:
+        // see `parse_full`.
+        Ok(Encoding::Unknown) if starts_as_json() => "json",
+        Ok(Encoding::Unknown) => "form",
         Err(_) => "none",
     }
 }

@@ -1165,6 +1165,18 @@ pub(crate) mod tests {
                 9,
             ),
             (
+                "let v = parse_json(`{\"qty\": 1, \"items\": [{\"sku\": \"a\", \"sku\": \"b\"}]}`);\ntrue",
+                "runtime error: parse_json: the text given is JSON that readers take differently: items[0].sku: a key named twice in one object",
+                1,
+                9,
+            ),
+            (
+                "let v = parse_json(`{\"qty\": {\"\\u0024serde_json::private::Number\": \"1\"}}`);\ntrue",
+                "runtime error: parse_json: the text given is JSON that readers take differently: qty.$serde_json::private::Number: a key the JSON reader takes for an instruction",
+                1,
+                9,
+            ),
+            (
                 "let v = parse_json(\"vip runner\");\ntrue",
                 "runtime error: parse_json: the text given is not valid JSON (an object): expected value at line 1, column 1 of that text",
                 1,

@@ -250,6 +250,24 @@ impl Run<'_, '_> {
 
 /// The call a fetch rule makes for `req`, its body due by `body_by`, or why it cannot be made.
 /// Rule tests use it too, to tell canned answers no rule asks for.
+/// Whether rendering `t` for `req` puts a space or tab from a request field at either end of
+/// the text (among the template's own, if any), where readers of a header drop it. The
+/// fields' spaces and tabs are marked as they are put in, to be told from the template's.
+fn field_padding_at_an_end(t: &crate::rules::Template, req: &ConfirmRequest) -> bool {
+    const SPACE: char = '\u{1}';
+    const TAB: char = '\u{2}';
+    let marked = t.render_escaped(req, None, |s| {
+        if s.contains([' ', '\t']) {
+            Cow::Owned(s.replace(' ', "\u{1}").replace('\t', "\u{2}"))
+        } else {
+            Cow::Borrowed(s)
+        }
+    });
+    let blank = |c: &char| matches!(*c, ' ' | '\t' | SPACE | TAB);
+    let field = |c: char| c == SPACE || c == TAB;
+    marked.chars().take_while(blank).any(field) || marked.chars().rev().take_while(blank).any(field)
+}
+
 pub fn fetch_call(
     f: &Fetch,
     req: &ConfirmRequest,
@@ -294,8 +312,11 @@ pub fn fetch_call(
         // bytes beyond ASCII each for a character of its own. The value is not shown: it may
         // hold a `${VAR}` secret.
         let value = t.render(req, None);
-        let padded = value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']);
-        match http::HeaderValue::from_str(&value) {
+        // Spaces and tabs the template's own text leaves at an end (`Bearer {store_id}` with
+        // no store id) are dropped as readers would; a request field's are what is refused.
+        let padded = field_padding_at_an_end(t, req);
+        let value = value.trim_matches([' ', '\t']);
+        match http::HeaderValue::from_str(value) {
             Ok(v) if !padded && value.is_ascii() => {
                 headers.insert(name.clone(), v);
             }

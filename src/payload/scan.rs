@@ -107,6 +107,26 @@ pub(super) fn scan<'a>(text: &'a str, top: &mut Top<'a>) -> Result<(), ScanError
     })
 }
 
+/// What makes the JSON `text` read differently by different readers: a key found twice in an
+/// object (serde_json keeps the last, other readers the first) or a key serde_json reserves,
+/// at any depth, as its path and what is wrong with it (`items[1].sku: named twice`); `None`
+/// when there is none, or when the text is not JSON (which its parse says on its own). For
+/// JSON a rule reads from the request's own text (`parse_json`), held to what a body is.
+pub(crate) fn json_flaw(text: &str) -> Option<String> {
+    if let Some(name) = reserved_in(text) {
+        return Some(format!(
+            "{name}: a key the JSON reader takes for an instruction"
+        ));
+    }
+    let mut dup = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let _ = Walk { dup: &mut dup }.deserialize(&mut de);
+    dup.map(|Flaw { path, kind }| match kind {
+        FlawKind::Reserved => format!("{path}: a key the JSON reader takes for an instruction"),
+        _ => format!("{path}: a key named twice in one object"),
+    })
+}
+
 /// The first reserved name written out in `text`, if any. Looks for `$` (one `memchr` pass,
 /// and bodies rarely hold one) rather than the whole name: a substring searcher costs more to
 /// set up than a confirm body takes to scan.

@@ -764,26 +764,33 @@ fn chunked_named_twice_is_found_in_one_header_or_several() {
 }
 
 /// A body's reading follows what decides how it is read — the media type, not its case or
-/// parameters — so that two deliveries of one signed message read alike exactly when their
-/// readings are equal.
+/// parameters, and without one the body itself — so that two deliveries of one signed message
+/// read alike exactly when their readings are equal.
 #[test]
-fn the_reading_of_a_body_is_its_media_type() {
-    let reading = |types: &[&str]| {
+fn the_reading_of_a_body_is_how_it_is_read() {
+    let reading = |types: &[&str], body: &[u8]| {
         let mut headers = http::HeaderMap::new();
         for t in types {
             headers.append(http::header::CONTENT_TYPE, t.parse().unwrap());
         }
-        super::reading(&headers)
+        super::reading(&headers, body)
     };
-    assert_eq!(reading(&["application/json"]), "json");
-    assert_eq!(reading(&["Application/JSON; charset=utf-8"]), "json");
-    assert_eq!(reading(&["application/x-www-form-urlencoded"]), "form");
-    assert_eq!(reading(&[]), "either");
-    assert_eq!(reading(&[""]), "either");
+    let (json, form) = (&br#" {"imp_uid":"i"}"#[..], &b"imp_uid=i"[..]);
+    assert_eq!(reading(&["application/json"], json), "json");
+    assert_eq!(reading(&["Application/JSON; charset=utf-8"], json), "json");
+    assert_eq!(
+        reading(&["application/x-www-form-urlencoded"], form),
+        "form"
+    );
+    // Without a type, JSON reads as JSON (as with one), anything else as a form.
+    for none in [&[][..], &[""]] {
+        assert_eq!(reading(none, json), "json");
+        assert_eq!(reading(none, form), "form");
+    }
     for unread in [
         &["text/plain"][..],
         &["application/json", "application/json"],
     ] {
-        assert_eq!(reading(unread), "none", "{unread:?}");
+        assert_eq!(reading(unread, json), "none", "{unread:?}");
     }
 }

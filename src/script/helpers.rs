@@ -28,6 +28,15 @@ type Give = fn(DateTime<FixedOffset>) -> Dynamic;
 /// expressions, comments or trailing commas, which Rhai's own reader takes and the merchant's
 /// JSON reader would not), numbers as the answers' (see [`json_to_dynamic`]).
 fn parse_json(text: &str) -> Result<Dynamic, String> {
+    // Held to what a request body is held to: a key named twice (serde_json keeps the last,
+    // another reader the first) or one serde_json reads as an instruction
+    // (`{"$serde_json::private::Number": "1"}` would be the number 1) would have the rule read
+    // other values than the merchant's systems do.
+    if let Some(flaw) = crate::payload::json_flaw(text) {
+        return Err(format!(
+            "parse_json: the text given is JSON that readers take differently: {flaw}"
+        ));
+    }
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         let message = e.to_string();
         let what = message

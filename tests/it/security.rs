@@ -362,6 +362,22 @@ async fn a_copy_sent_ahead_as_a_form_does_not_answer_for_the_json_delivery() {
     server.stop().await;
 }
 
+/// A copy without a `Content-Type` reads as the JSON it is: a repeat of the JSON delivery,
+/// answered as it was, not a message of its own that calls the merchant again.
+#[tokio::test]
+async fn a_copy_without_a_content_type_is_a_repeat_of_the_json_delivery() {
+    let shop = merchant(Duration::ZERO).await;
+    let rules = Rules::with("default.yaml", &forwarding(&shop, ""));
+    let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
+    let (url, body, ts) = (server.url("/confirm"), v2("order-1", 5000), now());
+    let first = signed_delivery(&url, SECRET, "msg_n", &body, ts).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let bare = signed_delivery_as(&url, SECRET, "msg_n", &body, ts, "").await;
+    assert_eq!(bare.status, 200, "{:?}", bare.body);
+    assert_eq!(shop.calls_to(MERCHANT_CONFIRM), 1);
+    server.stop().await;
+}
+
 /// Every delivery of a message carries its body unchanged: another body under a remembered id
 /// was never checked, and gets neither the first delivery's approval nor an evaluation. Both
 /// records name the webhook id, and the refusal's names its request, so that an operator can

@@ -313,6 +313,23 @@ rules:
     let d = decide_with(&rules, &v1("a-b", "50000"), &canned).await;
     assert_eq!(summary(&d), APPROVED);
     assert_eq!(canned.calls()[0].headers["x-order"], "a-b");
+    // A space the template's own text leaves at an end (no store id in V1) is no field's: it
+    // is dropped, as a reader would, and the header sent.
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: stock
+    fetch:
+      upstream: shop
+      path: /api/stock
+      headers: {{ X-Ids: "{{order_id}} {{store_id}}" }}
+    reason: x
+"#
+    ));
+    let canned = shop("GET /api/stock", answer(200, json!({})));
+    let d = decide_with(&rules, &v1("a-b", "50000"), &canned).await;
+    assert_eq!(summary(&d), APPROVED);
+    assert_eq!(canned.calls()[0].headers["x-ids"], "a-b");
 }
 
 #[test]

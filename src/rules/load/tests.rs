@@ -637,11 +637,11 @@ mod fail_open {
 
     /// `{amount}` written without quotes is YAML's mapping `{amount: null}`: in a fetch body it
     /// would be sent as `"amount": {"amount": null}`, elsewhere it is no text. Each is an error
-    /// naming the quotes; a body's own nulls and a field of the body's top level named like a
-    /// placeholder (`amount: ~`, JSON's null) stay.
+    /// naming the quotes; a body's own nulls, also under a key named like a placeholder
+    /// (`amount: null`, `tx_id: ~`, written with their colon), stay.
     #[test]
     fn an_unquoted_placeholder_is_an_error_naming_the_quotes() {
-        let yaml = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: hold\n    fetch:\n      upstream: shop\n      method: POST\n      path: /hold\n      headers: { X-Order: {order_id} }\n      body:\n        order: \"{order_id}\"\n        amount: {amount}\n        items: [ {tx_id}, { sku: ~ } ]\n        store_id: ~\n    reason: {order_id}\n";
+        let yaml = "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: hold\n    fetch:\n      upstream: shop\n      method: POST\n      path: /hold\n      headers: { X-Order: {order_id} }\n      body:\n        order: \"{order_id}\"\n        amount: {amount}\n        items: [ {tx_id}, { sku: ~ }, { tx_id: ~ } ]\n        store_id: ~\n        payment: { amount: null, currency: KRW }\n    reason: {order_id}\n";
         let dir = default_file(yaml);
         let quote = |path: &str, name: &str| {
             format!("{path} (rule \"hold\"): {{{name}}} without quotes is YAML's mapping {{{name}: no value}}, not text; write it in quotes, \"{{{name}}}\"")
@@ -666,14 +666,16 @@ mod fail_open {
                 19,
                 &quote("rules[0].fetch.body.items[0]", "tx_id"),
             ),
-            dir.at(DEFAULT, 15, 14, &quote("rules[0].reason", "order_id")),
+            dir.at(DEFAULT, 16, 14, &quote("rules[0].reason", "order_id")),
         ] {
             assert!(errors.contains(&want), "{want}\nnot in {errors:#?}");
         }
         assert!(
-            !errors
-                .iter()
-                .any(|e| e.contains("sku") || e.contains("store_id") || e.contains("invalid type")),
+            !errors.iter().any(|e| e.contains("sku")
+                || e.contains("store_id")
+                || e.contains("payment")
+                || e.contains("items[2]")
+                || e.contains("invalid type")),
             "{errors:#?}"
         );
     }

@@ -763,7 +763,7 @@ fn without_value(
             // A null in a body is JSON's `null`, sent as written, but not a field that is
             // only `{amount}` unquoted: YAML's mapping `{amount: null}`, no placeholder.
             Some(depth) if value.is_null() => {
-                if depth >= 2 && unquoted_placeholder(path).is_some() {
+                if depth >= 2 && unquoted_placeholder(src, path).is_some() {
                     Visit::Found
                 } else {
                     Visit::Skip
@@ -797,7 +797,7 @@ fn without_value(
                 {
                     format!("{}: no value; {}", path_text(&path), super::top_key_hint(k))
                 }
-                _ => match unquoted_placeholder(&path) {
+                _ => match unquoted_placeholder(src, &path) {
                     Some(name) => format!(
                         "{}: {{{name}}} {UNQUOTED_PLACEHOLDER} {{{name}: no value}}, not text; write it in quotes, \"{{{name}}}\"",
                         path_text(&path[..path.len() - 1])
@@ -823,12 +823,23 @@ fn without_value(
 pub(super) const UNQUOTED_PLACEHOLDER: &str = "without quotes is YAML's mapping";
 
 /// The placeholder an entry without a value was meant to be: `reason: {order_id}` or
-/// `amount: {amount}` unquoted is a mapping whose one key is the placeholder's name.
-fn unquoted_placeholder(path: &[PathSeg]) -> Option<&str> {
-    match path {
-        [_, .., PathSeg::Key(name)] if crate::rules::template::is_placeholder(name) => Some(name),
-        _ => None,
+/// `amount: {amount}` unquoted is a mapping whose one key is the placeholder's name, written
+/// without a colon after it — unlike `amount: null` (or `amount: ~`), a null written on
+/// purpose, which a fetch body may hold.
+fn unquoted_placeholder<'p>(src: &str, path: &'p [PathSeg]) -> Option<&'p str> {
+    let [_, .., PathSeg::Key(name)] = path else {
+        return None;
+    };
+    // Only where templates are: elsewhere (`max: {amount}`) quoting it would not help.
+    let templated = |seg: &PathSeg| matches!(seg, PathSeg::Key(k) if ["reason", "error_reason", "fetch"].contains(&k.as_str()));
+    if !crate::rules::template::is_placeholder(name) || !path.iter().any(templated) {
+        return None;
     }
+    let at = super::locate_key(src, &segs(path))?;
+    let line = src.lines().nth(at.line.checked_sub(1)?)?;
+    let key: String = line.chars().skip(at.column.checked_sub(1)?).collect();
+    let after = key.strip_prefix(name.as_str())?.trim_start();
+    after.starts_with(['}', ',']).then_some(name.as_str())
 }
 
 /// What [`entries_where`] does with one mapping entry.

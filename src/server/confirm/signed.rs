@@ -39,7 +39,7 @@ impl AppState {
         s.metrics.signature_verified(message.secret);
         // Printable ASCII of a bounded length (the verifier checked), kept whole.
         arrival.webhook_id = Some(String::from_utf8_lossy(message.id).into());
-        let reading = crate::payload::reading(headers);
+        let reading = crate::payload::reading(headers, body);
         loop {
             let (claim, forgotten) = s.deliveries.claim(message, reading, body, &set.name, now);
             s.metrics.delivery_ids_forgotten(forgotten);
