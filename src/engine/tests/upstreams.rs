@@ -283,17 +283,7 @@ async fn an_id_that_would_leave_the_fetch_path_is_an_error_and_nothing_is_sent()
 async fn a_header_value_a_request_field_made_invalid_is_an_error_and_nothing_is_sent() {
     // Security review: the header used to be left out, so the upstream answered a different
     // question than the rule asks.
-    let (_dir, rules) = ruleset(&format!(
-        r#"{SHOP}
-rules:
-  - name: stock
-    fetch:
-      upstream: shop
-      path: /api/stock
-      headers: {{ X-Order: "{{order_id}}" }}
-    reason: x
-"#
-    ));
+    let (_dir, rules) = stock_with_header(r#"X-Order: "{order_id}""#);
     let canned = shop("GET /api/stock", answer(200, json!({})));
     let d = decide_with(&rules, &v1(r"a\nb", "50000"), &canned).await;
     assert_eq!(summary(&d), failed("stock"));
@@ -315,21 +305,18 @@ rules:
     assert_eq!(canned.calls()[0].headers["x-order"], "a-b");
     // A space the template's own text leaves at an end (no store id in V1) is no field's: it
     // is dropped, as a reader would, and the header sent.
-    let (_dir, rules) = ruleset(&format!(
-        r#"{SHOP}
-rules:
-  - name: stock
-    fetch:
-      upstream: shop
-      path: /api/stock
-      headers: {{ X-Ids: "{{order_id}} {{store_id}}" }}
-    reason: x
-"#
-    ));
+    let (_dir, rules) = stock_with_header(r#"X-Ids: "{order_id} {store_id}""#);
     let canned = shop("GET /api/stock", answer(200, json!({})));
     let d = decide_with(&rules, &v1("a-b", "50000"), &canned).await;
     assert_eq!(summary(&d), APPROVED);
     assert_eq!(canned.calls()[0].headers["x-ids"], "a-b");
+}
+
+/// A ruleset whose one rule GETs `/api/stock` with the fetch header `header` (`Name: "value"`).
+fn stock_with_header(header: &str) -> (TempDir, Rules) {
+    ruleset(&format!(
+        "{SHOP}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /api/stock, headers: {{ {header} }} }}\n    reason: x\n"
+    ))
 }
 
 #[test]
