@@ -308,21 +308,21 @@ pub fn fetch_call(
         // A value a request field made invalid (a newline, say) cannot be sent, and leaving the
         // header out would let the upstream decide on a different question: an error, like a
         // path that cannot be sent. So is one the upstream would read as another value: HTTP
-        // readers drop spaces and tabs around a value (` A-100` is read as `A-100`) and take
-        // bytes beyond ASCII each for a character of its own. The value is not shown: it may
-        // hold a `${VAR}` secret.
+        // readers drop spaces and tabs around a value (` A-100` is read as `A-100`). (Text
+        // beyond ASCII goes as its UTF-8 bytes, which some servers read as Latin-1: see the
+        // README.) The value is not shown: it may hold a `${VAR}` secret.
         let value = t.render(req, None);
         // Spaces and tabs the template's own text leaves at an end (`Bearer {store_id}` with
         // no store id) are dropped as readers would; a request field's are what is refused.
         let padded = field_padding_at_an_end(t, req);
         let value = value.trim_matches([' ', '\t']);
         match http::HeaderValue::from_str(value) {
-            Ok(v) if !padded && value.is_ascii() => {
+            Ok(v) if !padded => {
                 headers.insert(name.clone(), v);
             }
             Ok(_) => {
                 return Err(format!(
-                    "fetch header {name}: a request field made its value one the upstream would read otherwise (a space or tab at an end, which readers drop, or text beyond ASCII, which they read byte by byte); not sent"
+                    "fetch header {name}: a request field put a space or tab at an end of its value, which readers drop, so the upstream would read another value; not sent"
                 ))
             }
             Err(_) => {

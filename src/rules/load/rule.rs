@@ -453,14 +453,9 @@ impl FileCompiler<'_, '_> {
                 {
                     bad_headers.push((at, format!("\"{k}\" must not hold a placeholder: a request field would choose which host at the merchant the call, with the upstream's headers, goes to")));
                 }
-                // HTTP readers take header bytes beyond ASCII each as a character of its own
-                // (`주문` read as `ì£¼ë¬¸`).
                 // Readers drop them: every call would be an error (see `fetch_call`).
                 Ok(_) if v.starts_with([' ', '\t']) || v.ends_with([' ', '\t']) => {
-                    bad_headers.push((at, format!("\"{k}\" starts or ends with a space or tab, which HTTP readers drop, so every call would be refused as sending a value the upstream reads otherwise; remove it")));
-                }
-                Ok(_) if !v.is_ascii() => {
-                    bad_headers.push((at, format!("\"{k}\" holds text beyond ASCII, which HTTP headers do not carry as written (a reader takes each byte for a character); put such text in the query or body, which are encoded")));
+                    bad_headers.push((at, format!("\"{k}\" starts or ends with a space or tab, which HTTP readers drop; remove it")));
                 }
                 Ok(h) => headers.extend(t.map(|t| (h, t))),
                 Err(_) => bad_headers.push((at, format!("invalid header name \"{k}\""))),
