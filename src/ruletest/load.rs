@@ -889,8 +889,22 @@ rules:
             )),
             [
                 r#"tests/t.yaml:10:11: cases[0].upstreams.shop."POST /y": an answer has a status or an error, not both"#,
-                r#"tests/t.yaml:12:24: cases[0].upstreams.pay."GET /z": status 1000 is not an HTTP status (100 to 599)"#,
+                r#"tests/t.yaml:12:24: cases[0].upstreams.pay."GET /z": status 1000 is not an HTTP status (100 to 999)"#,
             ]
+        );
+    }
+
+    /// An upstream may answer 600-999 (a fetch without `require` refuses such a status, as
+    /// any non-2xx that is no 5xx): a test can say so.
+    #[test]
+    fn a_canned_status_of_three_digits_beyond_599_is_an_answer() {
+        // Loaded, with only the warning that no call of the case asks for it.
+        let warned = warnings(&format!(
+            "{CASE}    upstreams:\n      shop: {{ \"GET /x\": {{ status: 600 }} }}\n    expect: {{ decision: approve }}\n"
+        ));
+        assert!(
+            warned.len() == 1 && warned[0].contains("is never used"),
+            "{warned:?}"
         );
     }
 
@@ -913,7 +927,7 @@ rules:
             )),
             [
                 "tests/t.yaml:7:41: cases[0].upstreams.shop.\"GET /x\".delay: invalid duration \"soon\", expected a number and a unit like 500ms, 1.5s, 4s or 1m",
-                "tests/t.yaml:8:19: cases[0].upstreams.shop.\"GET /y\": status 99 is not an HTTP status (100 to 599)",
+                "tests/t.yaml:8:19: cases[0].upstreams.shop.\"GET /y\": status 99 is not an HTTP status (100 to 999)",
             ]
         );
     }
