@@ -377,7 +377,6 @@ pub fn parse_bytes(
     parse_kept(content_type, body, Some(body))
 }
 
-/// A request as the server received it: its headers' [`body_type`] and [`parse_bytes`].
 /// How `body` is read under `headers`: as `json`, as a `form`, or not at all (`none`: headers
 /// under which no body is read, a 415). Two requests with the same body and the same reading
 /// are the same request, whatever else their headers say (a `charset`, the header's case, or
@@ -398,6 +397,7 @@ pub fn reading(headers: &http::HeaderMap, body: &[u8]) -> &'static str {
     }
 }
 
+/// A request as the server received it: its headers' [`body_type`] and [`parse_bytes`].
 pub fn parse_request(
     headers: &http::HeaderMap,
     body: &bytes::Bytes,

@@ -109,7 +109,8 @@ pub(super) fn scan<'a>(text: &'a str, top: &mut Top<'a>) -> Result<(), ScanError
 
 /// What makes the JSON `text` read differently by different readers: a key found twice in an
 /// object (serde_json keeps the last, other readers the first) or a key serde_json reserves,
-/// at any depth, as its path and what is wrong with it (`items[1].sku: named twice`); `None`
+/// at any depth, as its path and what is wrong with it (`items[1].sku: a key named twice in
+/// one object`); `None`
 /// when there is none, or when the text is not JSON (which its parse says on its own). For
 /// JSON a rule reads from the request's own text (`parse_json`), held to what a body is.
 pub(crate) fn json_flaw(text: &str) -> Option<String> {
