@@ -382,19 +382,21 @@ pub fn parse_bytes(
 /// are the same request, whatever else their headers say (a `charset`, the header's case, or
 /// no Content-Type for a body that reads as JSON without one).
 pub fn reading(headers: &http::HeaderMap, body: &[u8]) -> &'static str {
-    let starts_as_json = || {
-        let start = body.trim_ascii_start();
-        start.starts_with(b"{") || start.starts_with(b"[")
-    };
     match body_type(headers).and_then(encoding) {
         Ok(Encoding::Json) => "json",
         Ok(Encoding::Form) => "form",
         // Without a Content-Type, JSON is read as JSON and anything else (at best) as a form:
         // see `parse_full`.
-        Ok(Encoding::Unknown) if starts_as_json() => "json",
+        Ok(Encoding::Unknown) if starts_as_json(body) => "json",
         Ok(Encoding::Unknown) => "form",
         Err(_) => "none",
     }
+}
+
+/// Whether `body` starts as a JSON object or list does, which no form PortOne sends does.
+fn starts_as_json(body: &[u8]) -> bool {
+    let start = body.trim_ascii_start();
+    start.starts_with(b"{") || start.starts_with(b"[")
 }
 
 /// A request as the server received it: its headers' [`body_type`] and [`parse_bytes`].
@@ -464,10 +466,7 @@ fn parse_full(
     let read_form = || parse_form(body).and_then(|f| normalise(f, None, Payload::parsed));
     // A body that is not JSON and holds a `=` is meant as a form: its own error (which field,
     // what is wrong) says more than a JSON error at line 1, column 1.
-    let starts_as_json = {
-        let start = body.trim_ascii_start();
-        start.starts_with(b"{") || start.starts_with(b"[")
-    };
+    let starts_as_json = starts_as_json(body);
     let looks_like_form = || !starts_as_json && body.contains(&b'=');
     match encoding {
         Encoding::Json => match parse_json_body(body, raw) {

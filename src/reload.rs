@@ -489,12 +489,8 @@ async fn first_probes(rules: &Rules) {
         return;
     };
     let wait = (longest + Duration::from_millis(100)).min(FIRST_PROBE_WAIT);
-    let _ = tokio::time::timeout(wait, async {
-        for up in &unknown {
-            up.state.known().await;
-        }
-    })
-    .await;
+    let states: Vec<_> = unknown.iter().map(|up| &*up.state).collect();
+    crate::rules::HealthState::all_known(&states, wait).await;
 }
 
 /// An upstream that is the same in the new rules keeps its known health, so a reload does not

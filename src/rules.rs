@@ -716,9 +716,20 @@ impl HealthState {
         }
     }
 
+    /// Waits until every one of `states` is known ([`Self::known`]), for at most `within`:
+    /// a reload waiting for new upstreams' first probes, `eval` for the probes it started.
+    pub async fn all_known(states: &[&HealthState], within: std::time::Duration) {
+        let _ = tokio::time::timeout(within, async {
+            for state in states {
+                state.known().await;
+            }
+        })
+        .await;
+    }
+
     /// The state once known: at once when it is, else when a probe (or a reload carrying the
-    /// state over) makes it known (a reload waiting for new upstreams' first probes, `eval`).
-    /// Never, for an upstream no probe of which runs any more: a caller bounds the wait.
+    /// state over) makes it known. Never, for an upstream no probe of which runs any more: a
+    /// caller bounds the wait ([`Self::all_known`]).
     pub async fn known(&self) -> Health {
         loop {
             // Registered before the state is read, so a change between the two still wakes it.

@@ -307,13 +307,24 @@ pub fn digest_start<'a>(
     use sha2::Digest;
     let mut hash = sha2::Sha256::new();
     hash.update(url.trim_end_matches('/'));
+    hash_headers(
+        &mut hash,
+        headers
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+    );
+    hash
+}
+
+/// Each header into a digest, as a line `name: value`.
+fn hash_headers<'a>(hash: &mut sha2::Sha256, headers: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
+    use sha2::Digest;
     for (name, value) in headers {
         hash.update(b"\n");
         hash.update(name);
         hash.update(b": ");
         hash.update(value);
     }
-    hash
 }
 
 /// A short digest of what a call sends besides its method and path: the upstream's URL and
@@ -326,12 +337,11 @@ pub fn fingerprint(up: &Upstream, content: Option<&HttpCall>) -> String {
     use sha2::Digest;
     let mut hash = up.sends.clone();
     if let Some(call) = content {
-        for (name, value) in &call.headers {
-            hash.update(b"\n");
-            hash.update(name.as_str());
-            hash.update(b": ");
-            hash.update(value.as_bytes());
-        }
+        let headers = call.headers.iter();
+        hash_headers(
+            &mut hash,
+            headers.map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes())),
+        );
         if let Some(body) = &call.body {
             hash.update(b"\n\n");
             hash.update(body);

@@ -298,12 +298,8 @@ async fn wait_for_health(rules: &crate::rules::Rules, ruleset: &str) -> Vec<Stri
     );
     let limit =
         probed.iter().map(|u| u.timeout).max().unwrap_or_default() + Duration::from_millis(200);
-    let _ = tokio::time::timeout(limit, async {
-        for up in &probed {
-            up.state.known().await;
-        }
-    })
-    .await;
+    let states: Vec<_> = probed.iter().map(|u| &*u.state).collect();
+    crate::rules::HealthState::all_known(&states, limit).await;
     let found = found.lock().map(|f| f.clone()).unwrap_or_default();
     probed
         .iter()

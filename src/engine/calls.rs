@@ -248,8 +248,6 @@ impl Run<'_, '_> {
     }
 }
 
-/// The call a fetch rule makes for `req`, its body due by `body_by`, or why it cannot be made.
-/// Rule tests use it too, to tell canned answers no rule asks for.
 /// Whether rendering `t` for `req` puts a space or tab from a request field at either end of
 /// the text (among the template's own, if any), where readers of a header drop it. The
 /// fields' spaces and tabs are marked as they are put in, to be told from the template's.
@@ -268,6 +266,8 @@ fn field_padding_at_an_end(t: &crate::rules::Template, req: &ConfirmRequest) -> 
     marked.chars().take_while(blank).any(field) || marked.chars().rev().take_while(blank).any(field)
 }
 
+/// The call a fetch rule makes for `req`, its body due by `body_by`, or why it cannot be made.
+/// Rule tests use it too, to tell canned answers no rule asks for.
 pub fn fetch_call(
     f: &Fetch,
     req: &ConfirmRequest,
@@ -314,8 +314,10 @@ pub fn fetch_call(
         let value = t.render(req, None);
         // Spaces and tabs the template's own text leaves at an end (`Bearer {store_id}` with
         // no store id) are dropped as readers would; a request field's are what is refused.
-        let padded = field_padding_at_an_end(t, req);
-        let value = value.trim_matches([' ', '\t']);
+        // (Told apart by rendering again, only for a value that has any.)
+        let trimmed = value.trim_matches([' ', '\t']);
+        let padded = trimmed.len() != value.len() && field_padding_at_an_end(t, req);
+        let value = trimmed;
         match http::HeaderValue::from_str(value) {
             Ok(v) if !padded => {
                 headers.insert(name.clone(), v);

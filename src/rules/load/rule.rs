@@ -453,7 +453,7 @@ impl FileCompiler<'_, '_> {
                 {
                     bad_headers.push((at, format!("\"{k}\" must not hold a placeholder: a request field would choose which host at the merchant the call, with the upstream's headers, goes to")));
                 }
-                // Readers drop them: every call would be an error (see `fetch_call`).
+                // Readers drop them (and so does `fetch_call`): a slip, never what was meant.
                 Ok(_) if v.starts_with([' ', '\t']) || v.ends_with([' ', '\t']) => {
                     bad_headers.push((at, format!("\"{k}\" starts or ends with a space or tab, which HTTP readers drop; remove it")));
                 }
