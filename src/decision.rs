@@ -44,10 +44,13 @@ pub enum Outcome {
     ShadowReject,
     /// A shadow `action: approve` rule whose `when` held: it would have approved at once.
     ShadowApprove,
+    /// A shadow rule whose check could not complete: it decided nothing now, and its
+    /// `on_error` would decide once enforced (apart from `error`, which decides payments now).
+    ShadowError,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Pass,
         Outcome::Reject,
         Outcome::Error,
@@ -55,6 +58,7 @@ impl Outcome {
         Outcome::Approve,
         Outcome::ShadowReject,
         Outcome::ShadowApprove,
+        Outcome::ShadowError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,7 +70,13 @@ impl Outcome {
             Outcome::Approve => "approve",
             Outcome::ShadowReject => "shadow_reject",
             Outcome::ShadowApprove => "shadow_approve",
+            Outcome::ShadowError => "shadow_error",
         }
+    }
+
+    /// The check could not complete, whether its rule is enforced or on trial.
+    pub fn is_error(self) -> bool {
+        matches!(self, Outcome::Error | Outcome::ShadowError)
     }
 }
 
@@ -444,7 +454,8 @@ mod tests {
                 | Outcome::Skipped
                 | Outcome::Approve
                 | Outcome::ShadowReject
-                | Outcome::ShadowApprove => {}
+                | Outcome::ShadowApprove
+                | Outcome::ShadowError => {}
             }
         }
     }

@@ -405,7 +405,7 @@ impl Run<'_, '_> {
                     (Outcome::ShadowReject, Outcome::Reject, Some(reason), None)
                 }
                 Checked::Error(cause) | Checked::Stopped(cause) => {
-                    (Outcome::Error, Outcome::Error, None, Some(cause))
+                    (Outcome::ShadowError, Outcome::Error, None, Some(cause))
                 }
             };
             self.shadow.push(ShadowOutcome {
@@ -464,7 +464,11 @@ impl Run<'_, '_> {
             }
             self.trace.push(RuleTrace {
                 rule: rule.name.clone(),
-                outcome: Outcome::Error,
+                outcome: if rule.mode == Mode::Shadow {
+                    Outcome::ShadowError
+                } else {
+                    Outcome::Error
+                },
                 ms: millis(started.elapsed()),
                 reason: None,
                 call: calls.waited_for(i),

@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics::{counter, histogram, with_local_recorder, Counter, Histogram};
+use metrics::{counter, gauge, histogram, with_local_recorder, Counter, Histogram};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -35,6 +35,10 @@ pub const UPSTREAM_CONNECTIONS_WAITING: &str = "confirm_proxy_upstream_connectio
 pub const HEALTH_PROBES: &str = "confirm_proxy_health_probes_total";
 /// Rule reloads by result (applied, unchanged, rejected).
 pub const RELOADS: &str = "confirm_proxy_reloads_total";
+/// 1 while the rules directory holds what runs (the last reload applied, or found the files
+/// unchanged), 0 while its last reload was rejected and the running rules are older than the
+/// files: unlike `reloads_total{result="rejected"}`, it stays 0 until the files are fixed.
+pub const RULES_LAST_RELOAD_SUCCESSFUL: &str = "confirm_proxy_rules_last_reload_successful";
 /// Decision-log records that could not be written (must stay 0).
 pub const DECISION_LOG_DROPPED: &str = "confirm_proxy_decision_log_dropped_total";
 /// Gauge, read at scrape time.
@@ -75,15 +79,16 @@ pub const GUARDS: [(&str, u16); 9] = [
 
 /// The `# HELP` line of each recorded metric (the gauges read from the rules at scrape time
 /// write their own).
-const HELP: [(&str, &str); 15] = [
+const HELP: [(&str, &str); 16] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
     (GUARD_REFUSALS, "Confirm requests refused before any rule ran, by guard (source, ruleset, method, body_size, body_time, signature, content_type, payload, other)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
-    (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve)."),
+    (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve, shadow_error)."),
     (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class 2xx-5xx, other for a status outside 200-599, or refused, dns, timeout, no_free_connection, error, cancelled)."),
     (UPSTREAM_DURATION, "Duration of calls to merchant upstreams."),
     (HEALTH_PROBES, "Health probes of upstreams by result (success, failure)."),
     (RELOADS, "Rule reloads by result (applied, unchanged, rejected)."),
+    (RULES_LAST_RELOAD_SUCCESSFUL, "1 while the rules in force are those of the files; 0 while the last reload was rejected and the running rules stay (/admin/rules shows the error)."),
     (DECISION_LOG_DROPPED, "Decision-log records that could not be written (should stay 0)."),
     (DECISION_LOG_BACKLOG, "Decision-log records queued and not yet written (a few at most; one that keeps growing is a writer stuck on its file)."),
     (REPEATED_DELIVERIES, "Repeated deliveries of a signed message (answered as the first was, unanswered, other_ruleset, other_body)."),
@@ -104,9 +109,11 @@ fn describe(name: &'static str, help: &'static str) {
     }
 }
 
-/// Buckets fit for millisecond decisions, up to PortOne's timeout.
+/// Buckets fit for millisecond decisions, up to PortOne's timeout; local rules decide in tens
+/// of microseconds, which a lowest bucket of 0.5 ms would put all in one.
 const BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
 ];
 
 /// A cheap, cloneable handle to this server's metrics.
@@ -181,6 +188,8 @@ impl Metrics {
             for result in ["applied", "unchanged", "rejected"] {
                 counter!(RELOADS, "result" => result).absolute(0);
             }
+            // Serving at all means the rules loaded at start-up.
+            gauge!(RULES_LAST_RELOAD_SUCCESSFUL).set(1.0);
             for answer in REPEAT_ANSWERS {
                 counter!(REPEATED_DELIVERIES, "answer" => answer).absolute(0);
             }
@@ -306,16 +315,17 @@ impl Metrics {
     }
 
     /// Registers the series of every ruleset of `rules` at 0 — its requests by decision, and
-    /// each rule's `error` outcome — so that a `rate`/`increase` alert sees the first refusal or
+    /// each rule's `error` outcome (`shadow_error` for a shadow rule) — so that a `rate`/`increase` alert sees the first refusal or
     /// failed check after a start or a reload (a series born at 1 shows no increase).
     pub fn register(&self, rules: &Rules) {
         for rs in rules.rulesets.values() {
             let handles = self.handles(rs);
             for (rule, cells) in rs.rules.iter().zip(&handles.rules) {
-                if rule.mode == crate::rules::Mode::Off {
-                    continue;
-                }
-                let error = crate::decision::Outcome::Error;
+                let error = match rule.mode {
+                    crate::rules::Mode::Off => continue,
+                    crate::rules::Mode::Enforce => crate::decision::Outcome::Error,
+                    crate::rules::Mode::Shadow => crate::decision::Outcome::ShadowError,
+                };
                 cells[error as usize].get_or_init(|| {
                     self.record(|| {
                         counter!(RULE_OUTCOMES, "ruleset" => rs.name.clone(), "rule" => rule.name.clone(), "outcome" => error.as_str())
@@ -363,7 +373,10 @@ impl Metrics {
     }
 
     pub fn reload(&self, result: &'static str) {
-        self.record(|| counter!(RELOADS, "result" => result).increment(1));
+        self.record(|| {
+            counter!(RELOADS, "result" => result).increment(1);
+            gauge!(RULES_LAST_RELOAD_SUCCESSFUL).set(if result == "rejected" { 0.0 } else { 1.0 });
+        });
     }
 
     /// A repeated delivery of a signed message, by how it was answered (one of
@@ -527,6 +540,36 @@ mod tests {
         }
         for name in [REQUESTS, REQUEST_DURATION, RELOADS, DECISION_LOG_DROPPED] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
+        }
+    }
+
+    /// The gauge says whether the files are what runs, for as long as they are not: 0 from a
+    /// rejected reload until one that applies, or finds the files back to the running rules.
+    #[test]
+    fn the_last_reload_gauge_follows_the_files() {
+        let m = Metrics::new();
+        let gauge = |m: &Metrics| {
+            let line = m
+                .render()
+                .lines()
+                .find(|l| l.starts_with(&format!("{RULES_LAST_RELOAD_SUCCESSFUL} ")))
+                .map(str::to_owned);
+            line.unwrap_or_default()
+        };
+        assert_eq!(gauge(&m), format!("{RULES_LAST_RELOAD_SUCCESSFUL} 1"));
+        for (result, after) in [
+            ("rejected", 0),
+            ("rejected", 0),
+            ("unchanged", 1),
+            ("rejected", 0),
+            ("applied", 1),
+        ] {
+            m.reload(result);
+            assert_eq!(
+                gauge(&m),
+                format!("{RULES_LAST_RELOAD_SUCCESSFUL} {after}"),
+                "after {result}"
+            );
         }
     }
 

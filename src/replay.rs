@@ -740,11 +740,11 @@ fn note_new_errors(record: &Record, decision: &Decision, plans: &Plans, notes: &
     for t in &decision.trace {
         let planned = plans.get(&*t.rule);
         let called = t.call.is_some() || t.probe.is_some();
-        if let Some(plan) = planned.filter(|_| called || t.outcome == Outcome::Error) {
+        if let Some(plan) = planned.filter(|_| called || t.outcome.is_error()) {
             notes.push(plan.clone());
             continue;
         }
-        if t.outcome != Outcome::Error {
+        if !t.outcome.is_error() {
             continue;
         }
         let then = record.trace.iter().find(|l| *l.rule == *t.rule);
@@ -762,7 +762,7 @@ fn note_new_errors(record: &Record, decision: &Decision, plans: &Plans, notes: &
                 "rule {}: the record has no upstream answer or health for it (a new or renamed rule, or not reached then); it counted as an error",
                 t.rule
             ));
-        } else if then.is_some_and(|l| l.outcome != "error") {
+        } else if then.is_some_and(|l| !matches!(&*l.outcome, "error" | "shadow_error")) {
             notes.push(format!(
                 "rule {}: an error in the replay that was none in the log ({error})",
                 t.rule

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
 
-use crate::decision::{Decision, Outcome, Verdict};
+use crate::decision::{Decision, Outcome, RuleTrace, Verdict};
 use crate::engine::{evaluate, Context, Original};
 use crate::payload::ConfirmRequest;
 use crate::payload::{self, Parsed};
@@ -157,7 +157,7 @@ struct RawCase {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "what the case expects: a mapping with decision (and rule, reason, reason_contains, status, shadow)"
+    expecting = "what the case expects: a mapping with decision (and rule, reason, reason_contains, status, shadow, errors)"
 )]
 pub struct Expect {
     #[serde(deserialize_with = "crate::rules::model::choice")]
@@ -168,6 +168,9 @@ pub struct Expect {
     pub status: Option<u16>,
     /// Names of the shadow rules that would have refused (all of them, in order).
     pub shadow: Option<Vec<String>>,
+    /// Names of the rules whose checks failed (all of them, in order): a case testing
+    /// `on_error` says which failure it means.
+    pub errors: Option<Vec<String>>,
 }
 
 /// One test file, validated against the loaded rules.
@@ -267,7 +270,7 @@ impl CaseResult {
         for t in &d.trace {
             let _ = write!(
                 out,
-                "    {:<24} {:<13} {:>8.3} ms",
+                "    {:<24} {:<14} {:>8.3} ms",
                 t.rule,
                 t.outcome.as_str(),
                 t.ms
@@ -348,11 +351,12 @@ fn unset_for(
     req: &ConfirmRequest,
     d: &Decision,
 ) -> Vec<String> {
+    // A shadow rule too: a case about it would test nothing, and nothing would say so.
     let failed = |rule: &Rule| {
-        rule.mode == Mode::Enforce
+        rule.mode != Mode::Off
             && d.trace
                 .iter()
-                .any(|t| t.rule == rule.name && t.outcome == Outcome::Error)
+                .any(|t| t.rule == rule.name && t.outcome.is_error())
     };
     ruleset
         .rules
@@ -465,6 +469,32 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
             out.push(format!("expected status {status}, got {}", d.status));
         }
     }
+    let failed = |t: &&RuleTrace| t.outcome.is_error() && &*t.rule != crate::engine::EVALUATION;
+    let error_of = |t: &RuleTrace| t.error.clone().unwrap_or_else(|| "an error".to_owned());
+    if let Some(errors) = &expect.errors {
+        let got: Vec<&str> = d.trace.iter().filter(failed).map(|t| &*t.rule).collect();
+        if got != errors.iter().map(String::as_str).collect::<Vec<_>>() {
+            out.push(format!("expected errors {errors:?}, got {got:?}"));
+        }
+    } else {
+        // A rule whose own code failed on the case's request (a script reading a field the
+        // request lacks, say) ends in `on_error`'s answer, which a case expecting the rule's
+        // refusal, or an approval, would take for the rule's check. What the case set to fail
+        // (a canned answer or health state, a delay past the deadline) is the case's to test;
+        // a shadow rule's failure is reported below when `shadow` is given.
+        for t in d.trace.iter().filter(failed).filter(|t| {
+            t.call.is_none()
+                && t.probe.is_none()
+                && !t.error.as_deref().is_some_and(|e| e.contains("deadline"))
+                && !(t.outcome == Outcome::ShadowError && expect.shadow.is_some())
+        }) {
+            out.push(format!(
+                "rule {} failed, and on_error decided: {}; fix the rule or the case's request, or list the rule under expect.errors to test that",
+                t.rule,
+                error_of(t)
+            ));
+        }
+    }
     if let Some(shadow) = &expect.shadow {
         // What would have decided had the shadow rules been enforced: a refusal, or an
         // approval of a shadow `action: approve`.
@@ -479,14 +509,12 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
         }
         // A trial rule that fails decides nothing now, and everything by on_error once
         // enforced: a case about shadow outcomes says so.
-        for s in d.shadow.iter().filter(|s| s.outcome == Outcome::Error) {
-            let error = d
-                .trace
-                .iter()
-                .find(|t| t.rule == s.rule)
-                .and_then(|t| t.error.as_deref())
-                .unwrap_or("an error");
-            out.push(format!("shadow rule {} failed: {error}", s.rule));
+        for t in d
+            .trace
+            .iter()
+            .filter(|t| t.outcome == Outcome::ShadowError && expect.errors.is_none())
+        {
+            out.push(format!("shadow rule {} failed: {}", t.rule, error_of(t)));
         }
     }
     out
@@ -539,6 +567,8 @@ fn loaded(
 #[cfg(test)]
 mod as_written;
 #[cfg(test)]
+mod failures;
+#[cfg(test)]
 mod gate;
 #[cfg(test)]
 mod mutations;
@@ -559,6 +589,7 @@ mod tests {
             reason_contains: Some("한도".into()),
             status: None,
             shadow: None,
+            errors: None,
         };
         assert_eq!(
             compare(&expect, &Decision::approve(None)),

@@ -295,7 +295,7 @@ async fn scripts_cannot_change_the_request_later_rules_see() {
     assert_eq!(summary(&d), refused("amount too low", "min-amount"));
     assert_eq!(
         outcomes(&d),
-        [("rewrite", "error"), ("min-amount", "reject")]
+        [("rewrite", "shadow_error"), ("min-amount", "reject")]
     );
     let error = error_of(&d, "rewrite");
     println!("rewrite: {error}");
@@ -423,8 +423,8 @@ rules:
         outcomes(&d),
         [
             ("stock", "pass"),
-            ("fake", "error"),
-            ("fake-expr", "error"),
+            ("fake", "shadow_error"),
+            ("fake-expr", "shadow_error"),
             ("unchanged", "pass"),
             ("in-stock", "reject")
         ]
@@ -474,7 +474,7 @@ async fn a_slow_shadow_rule_is_cut_off_and_enforced_rules_decide() {
         assert_eq!(summary(&d), refused("r3", "r3"), "{on_error}");
         assert_eq!(
             outcomes(&d),
-            [("r1", "pass"), ("trial", "error"), ("r3", "reject")]
+            [("r1", "pass"), ("trial", "shadow_error"), ("r3", "reject")]
         );
         assert_eq!(error_of(&d, "trial"), SHADOW_CUT_OFF);
         assert_eq!(d.shadow, [shadow_error("trial")]);
@@ -550,10 +550,10 @@ rules:
     assert_eq!(
         outcomes(&d),
         [
-            ("refused-fetch", "error"),
-            ("broken-script", "error"),
-            ("refused-forward", "error"),
-            ("unknown-health", "error"),
+            ("refused-fetch", "shadow_error"),
+            ("broken-script", "shadow_error"),
+            ("refused-forward", "shadow_error"),
+            ("unknown-health", "shadow_error"),
             ("after", "pass")
         ]
     );
@@ -616,9 +616,9 @@ rules:
     assert_eq!(
         outcomes(&d),
         [
-            ("trial-get", "error"),
-            ("trial-post", "error"),
-            ("trial-forward", "error"),
+            ("trial-get", "shadow_error"),
+            ("trial-post", "shadow_error"),
+            ("trial-forward", "shadow_error"),
             ("limits", "reject")
         ]
     );
@@ -675,7 +675,7 @@ rules:
         [
             ("limits", "pass"),
             ("trial-get", "shadow_reject"),
-            ("trial-post", "error"),
+            ("trial-post", "shadow_error"),
             ("after", "pass")
         ]
     );
@@ -708,7 +708,7 @@ rules:
     // The request arrived 490 ms ago: 10 ms are left before the shadow cut-off.
     let d = decide_arrived(&rules, Arc::new(Canned::new()), Duration::from_millis(490)).await;
     assert_eq!(summary(&d), APPROVED);
-    assert_eq!(outcomes(&d), [("heavy", "error"), ("after", "pass")]);
+    assert_eq!(outcomes(&d), [("heavy", "shadow_error"), ("after", "pass")]);
     let error = error_of(&d, "heavy");
     assert!(
         error.starts_with("scripts/heavy.rhai:")
@@ -901,7 +901,10 @@ rules:
     };
     let canned = shop(STOCK, CannedAnswer::status(200));
     let (d, ()) = tokio::join!(decide_on(&scripts, &rules, canned, Duration::ZERO), release);
-    assert_eq!(outcomes(&d), [("trial", "error"), ("reader", "pass")]);
+    assert_eq!(
+        outcomes(&d),
+        [("trial", "shadow_error"), ("reader", "pass")]
+    );
     assert!(
         error_of(&d, "trial").contains("waiting for its turn to run Rhai"),
         "{}",

@@ -656,7 +656,7 @@ async fn a_shadow_rule_still_shadow_gets_its_own_failure() {
     let r = again(&rules, &logged).await;
     assert!(!r.changed(), "{}", r.explain());
     let strict = &r.decision.trace[1];
-    assert_eq!(strict.outcome, Outcome::Error, "{}", r.explain());
+    assert_eq!(strict.outcome, Outcome::ShadowError, "{}", r.explain());
     assert!(
         strict
             .error

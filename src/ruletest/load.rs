@@ -174,7 +174,18 @@ fn read_suite(file: &Path) -> Result<ReadSuite, Vec<LoadError>> {
             Some(i) if shape_errors.len() < yaml::MAX_LOCATED.min(passes) => {
                 left_out.insert(i);
             }
-            _ => break None,
+            Some(_) => {
+                // More cases may be malformed: said, so that the list is not taken for all
+                // there is; placed at the last error, so that it is listed after them.
+                let at = shape_errors.last().and_then(|e| e.location);
+                let stopped = format!(
+                    "stopped reading this file after {} errors; fix those and check again for the rest",
+                    shape_errors.len()
+                );
+                shape_errors.push(error(at, stopped));
+                break None;
+            }
+            None => break None,
         }
     };
     match raw {
@@ -1055,6 +1066,16 @@ rules:
                 "tests/t.yaml:8:9: cases[0].upstreams.shop: duplicate key \"GET /x\" (first at line 7): a key may appear only once in a mapping",
                 "tests/t.yaml:12:25: cases[1].expect.decision: unknown variant \"aprove\", expected one of \"approve\", \"reject\", \"ignored\"; did you mean \"approve\"?",
             ]
+        );
+        // Past the first 50, one line says the list is not all there is.
+        let misspelt: String = (0..60)
+            .map(|i| format!("  - name: c{i}\n    request: {{ imp_uid: i, merchant_uid: o-{i}, amount: 50 }}\n    decison: approve\n    expect: {{ decision: approve }}\n"))
+            .collect();
+        let errors_of_many = errors(&format!("ruleset: default\ncases:\n{misspelt}"));
+        assert_eq!(errors_of_many.len(), 51, "{errors_of_many:?}");
+        assert_eq!(
+            errors_of_many[50],
+            "tests/t.yaml:201:5: stopped reading this file after 50 errors; fix those and check again for the rest"
         );
         // Cases as a mapping: the list it should be.
         assert_eq!(

@@ -166,6 +166,28 @@ impl CaseNames<'_> {
                     Some(Mode::Shadow) => {}
                 }
             }
+            for (j, rule) in c.expect.errors.iter().flatten().enumerate() {
+                let at = || self.value(&[Seg::Key("expect"), Seg::Key("errors"), Seg::Index(j)]);
+                match mode(rule) {
+                    None => out.push((
+                        at(),
+                        format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
+                    )),
+                    Some(Mode::Off) => out.push((at(), never_runs(rule, "a rule"))),
+                    Some(_) => {}
+                }
+            }
+            // Each rule has one outcome in a case: a list naming one twice could never match.
+            for (key, list) in [("shadow", &c.expect.shadow), ("errors", &c.expect.errors)] {
+                for (j, rule) in list.iter().flatten().enumerate() {
+                    if list.iter().flatten().take(j).any(|r| r == rule) {
+                        out.push((
+                            self.value(&[Seg::Key("expect"), Seg::Key(key), Seg::Index(j)]),
+                            format!("rule \"{rule}\" is named twice in expect.{key}; each rule has one outcome in a case"),
+                        ));
+                    }
+                }
+            }
         }
         if c.name.trim().is_empty() {
             out.push((

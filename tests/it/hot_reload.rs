@@ -84,6 +84,9 @@ async fn edit_applies_and_invalid_edit_keeps_old_rules() {
         .is_some_and(|n| n >= 1.0),
         "{metrics}"
     );
+    // Unlike the counter's increase, this stays 0 for as long as the files are broken.
+    let successful = "confirm_proxy_rules_last_reload_successful";
+    assert_eq!(metric(&metrics, successful), Some(0.0), "{metrics}");
 
     rules.write("default.yaml", &limit(30_000));
     assert!(reason_becomes(&server, "한도 30000원 초과").await);
@@ -91,6 +94,7 @@ async fn edit_applies_and_invalid_edit_keeps_old_rules() {
         get(&server.admin_url("/admin/rules")).await.body["last_error"].is_null(),
         "a good reload clears the error"
     );
+    assert_eq!(metric(&server.metrics().await, successful), Some(1.0));
     server.stop().await;
 }
 

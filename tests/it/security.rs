@@ -928,17 +928,30 @@ async fn series_of_loaded_rulesets_exist_at_zero() {
     }
     rules.write(
         "shop.yaml",
-        "rules:\n  - { name: cap, amount: { max: 10 }, reason: x }\n",
+        "rules:\n  - { name: cap, amount: { max: 10 }, reason: x }\n  - { name: trial, mode: shadow, require: \"order_id.parse_int() > 0\", reason: x }\n",
     );
     let reload = post(&server.admin_url("/admin/reload"), None, "").await;
     assert_eq!(reload.status, 200, "{:?}", reload.body);
     let text = server.metrics().await;
+    let trial =
+        r#"confirm_proxy_rule_outcomes_total{ruleset="shop",rule="trial",outcome="shadow_error"}"#;
     for series in [
         r#"confirm_proxy_requests_total{ruleset="shop",decision="reject"}"#,
         r#"confirm_proxy_rule_outcomes_total{ruleset="shop",rule="cap",outcome="error"}"#,
+        // A shadow rule's failure decides nothing: it is not the `error` alerts page on.
+        trial,
     ] {
         assert_eq!(metric(&text, series), Some(0.0), "{series}\n{text}");
     }
+    let trial_error =
+        r#"confirm_proxy_rule_outcomes_total{ruleset="shop",rule="trial",outcome="error"}"#;
+    assert_eq!(metric(&text, trial_error), None, "{text}");
+    // An order id that is no number fails the trial's check, and the payment is approved.
+    let answer = server.confirm_json("/confirm/shop", &v1("o-1", 5)).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let text = server.metrics().await;
+    assert_eq!(metric(&text, trial), Some(1.0), "{text}");
+    assert_eq!(metric(&text, trial_error), None, "{text}");
     server.stop().await;
 }
 

@@ -551,7 +551,7 @@ fn model(case: &Case, k: usize) -> Expected {
                 Step::Pass => ("pass", None),
                 Step::Refuse(r) => ("shadow_reject", Some(("reject", Some(r)))),
                 Step::Approve => ("shadow_approve", Some(("approve", None))),
-                Step::Error => ("error", Some(("error", None))),
+                Step::Error => ("shadow_error", Some(("error", None))),
             };
             want.trace.push((name.clone(), traced));
             if let Some((outcome, reason)) = would {

@@ -117,7 +117,7 @@ rules:
         outcomes(&d),
         [
             ("lower-limit-trial", "shadow_reject"),
-            ("broken-trial", "error"),
+            ("broken-trial", "shadow_error"),
             ("after", "pass")
         ]
     );

@@ -1,0 +1,106 @@
+//! A case whose rule failed by its own code fails, unless it lists the failure under
+//! `expect.errors`: `on_error`'s answer is no refusal (or approval) by the rule's check.
+
+use super::*;
+
+const RULES: &str = "upstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - { name: numeric, require: \"order_id.parse_int() > 0\", reason: 숫자 }\n";
+
+fn case(expect: &str) -> String {
+    format!("ruleset: default\ncases:\n  - name: c\n    request: {{ imp_uid: i, merchant_uid: o-1, amount: 1000 }}\n    expect: {{ {expect} }}\n")
+}
+
+async fn mismatches(rules: &str, test: &str) -> Vec<String> {
+    let (_dir, rules, suites) = loaded(rules, test);
+    let results = run(&rules, &suites.unwrap(), &ScriptEngine::new(), None).await;
+    results[0].mismatches.clone()
+}
+
+#[tokio::test]
+async fn a_rule_failing_by_its_code_fails_a_case_that_does_not_list_it() {
+    // on_error refuses in the rule's name, as its check would have.
+    let got = mismatches(RULES, &case("decision: reject, rule: numeric")).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("rule numeric failed, and on_error decided: ")
+            && got[0].ends_with("; fix the rule or the case's request, or list the rule under expect.errors to test that"),
+        "{got:?}"
+    );
+    // With on_error: approve, the approval would pass the case just as quietly.
+    let approving = format!("settings: {{ on_error: approve }}\n{RULES}");
+    assert_eq!(
+        mismatches(&approving, &case("decision: approve"))
+            .await
+            .len(),
+        1
+    );
+
+    // Listed, the failure is what the case tests; a list that differs says what failed.
+    assert!(mismatches(
+        RULES,
+        &case("decision: reject, rule: numeric, errors: [numeric]")
+    )
+    .await
+    .is_empty());
+    assert_eq!(
+        mismatches(RULES, &case("decision: reject, errors: []")).await,
+        [r#"expected errors [], got ["numeric"]"#]
+    );
+}
+
+/// A shadow rule's failure, through a call the case has no answer for or its own code, fails
+/// the case too (once, when `shadow` is given).
+#[tokio::test]
+async fn a_shadow_rule_that_fails_fails_the_case() {
+    let rules = "upstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - { name: trial, mode: shadow, fetch: { upstream: shop, path: \"/fraud/{order_id}\" }, reason: 의심 }\n  - { name: trial-code, mode: shadow, require: \"order_id.parse_int() > 0\", reason: 숫자 }\n";
+    let uncanned = "rule trial calls shop with \"GET /fraud/o-1\", which the case has no canned answer for; add it to the case's upstreams (error: refused, dns or timeout to test on_error)";
+    let got = mismatches(rules, &case("decision: approve")).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("rule trial-code failed, and on_error decided: "),
+        "{got:?}"
+    );
+    assert_eq!(got[1], uncanned);
+
+    let got = mismatches(rules, &case("decision: approve, shadow: []")).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got[0].starts_with("shadow rule trial failed: "), "{got:?}");
+    assert!(
+        got[1].starts_with("shadow rule trial-code failed: "),
+        "{got:?}"
+    );
+    assert_eq!(got[2], uncanned);
+
+    // Listed under errors, the code's failure is expected; the missing answer still is not.
+    let got = mismatches(
+        rules,
+        &case("decision: approve, errors: [trial, trial-code]"),
+    )
+    .await;
+    assert_eq!(got, [uncanned]);
+}
+
+/// Names in `expect.errors` are checked against the rules as `shadow`'s are, and neither list
+/// may name a rule twice (each rule has one outcome in a case: the case could never pass).
+#[test]
+fn error_and_shadow_lists_name_rules_once() {
+    let rules = "rules:\n  - { name: numeric, require: \"order_id.parse_int() > 0\", reason: 숫자 }\n  - { name: trial, mode: shadow, amount: { max: 10 }, reason: 큼 }\n  - { name: gone, mode: off, amount: { max: 10 }, reason: 큼 }\n";
+    let (dir, _rules, suites) = loaded(
+        rules,
+        &case("decision: reject, errors: [numeric, nope, gone, numeric], shadow: [trial, trial]"),
+    );
+    let dir = format!("{}/", dir.path().display());
+    let errors: Vec<String> = suites
+        .expect_err("refused")
+        .iter()
+        .map(|e| e.to_string().replace(&dir, ""))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            r#"tests/t.yaml:5:51: unknown rule "nope", ruleset "default" has rules numeric, trial, gone"#,
+            r#"tests/t.yaml:5:57: rule "gone" has mode: off, so it never runs; name a rule here"#,
+            r#"tests/t.yaml:5:63: rule "numeric" is named twice in expect.errors; each rule has one outcome in a case"#,
+            r#"tests/t.yaml:5:89: rule "trial" is named twice in expect.shadow; each rule has one outcome in a case"#,
+        ]
+    );
+}
