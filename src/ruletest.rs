@@ -281,6 +281,16 @@ impl CaseResult {
                 let _ = write!(out, "  reason: {r}");
             }
             out.push('\n');
+            // What the rule sent and read: a refusal over `{"remaining": "7"}` (text, not a
+            // number) is plain only with the answer in view.
+            if let Some(call) = &t.call {
+                let _ = write!(out, "      {call}");
+                if let Some(a) = &t.upstream {
+                    let body = crate::logfmt::on_one_line(&a.body.to_string(), 300);
+                    let _ = write!(out, ": answered {} {body}", a.status);
+                }
+                out.push('\n');
+            }
         }
         out
     }

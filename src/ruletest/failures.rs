@@ -104,3 +104,18 @@ fn error_and_shadow_lists_name_rules_once() {
         ]
     );
 }
+
+/// A failing case shows what each rule sent and the answer it read: the cause of a refusal
+/// over an answer's text where a number was meant is in view.
+#[tokio::test]
+async fn a_failing_case_shows_the_calls_and_answers() {
+    let rules = "upstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - { name: stock, fetch: { upstream: shop, path: \"/stock/{order_id}\" }, require: \"response.body.remaining >= 1\", reason: 매진 }\n";
+    let test = "ruleset: default\ncases:\n  - name: c\n    request: { imp_uid: i, merchant_uid: o-1, amount: 1000 }\n    upstreams: { shop: { \"GET /stock/o-1\": { status: 200, body: { remaining: \"7\" } } } }\n    expect: { decision: approve }\n";
+    let (_dir, rules, suites) = loaded(rules, test);
+    let results = run(&rules, &suites.unwrap(), &ScriptEngine::new(), None).await;
+    let shown = results[0].explain();
+    assert!(
+        shown.contains("\n      GET /stock/o-1 from shop: answered 200 {\"remaining\":\"7\"}\n"),
+        "{shown}"
+    );
+}

@@ -598,10 +598,8 @@ fn serve_refuses_an_empty_admin_token() {
     assert!(stderr.contains("--admin-token: empty"), "{stderr}");
 }
 
-/// Audit (fail-open): a rule file emptied by a full disk or a non-atomic save must not load,
-/// or every payment would be approved. `check` fails at `FILE:LINE:COL`.
 /// A rule file that does not load still leaves the test files' own shape checked: a broken
-/// test file is not found only once the rules are fixed.
+/// test file is not found only once the rules are fixed (by `check`, and by `test`).
 #[test]
 fn check_reports_test_file_shape_errors_beside_rule_errors() {
     let rules = Rules::with(
@@ -619,8 +617,22 @@ fn check_reports_test_file_shape_errors_beside_rule_errors() {
             "tests/t.yaml:5:5: cases[0]: unknown field \"expct\"",
         ],
     );
+    let dir = rules.path().to_str().unwrap();
+    let out = run_cli(&["test", "--rules", dir], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/tests/t.yaml:5:5: cases[0]: unknown field \"expct\""),
+        "{stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no case ran: the rules do not load\n"
+    );
 }
 
+/// Audit (fail-open): a rule file emptied by a full disk or a non-atomic save must not load,
+/// or every payment would be approved. `check` fails at `FILE:LINE:COL`.
 #[test]
 fn check_refuses_a_ruleset_without_rules() {
     let no_rules = "no rules: a ruleset needs at least one rule (an empty ruleset would approve every payment; to approve everything on purpose, write a rule with when: 'true' and action: approve)";
