@@ -4,8 +4,10 @@
 //! `payload` and in fetch responses are `Decimal`s too). Rules are written with float literals
 //! (`amount < 2000.0`), and Rhai has no operators between `Decimal` and `f64`: without these,
 //! such a rule is a run-time error and falls to its `on_error`. Rhai's built-in operators
-//! already mix `Decimal` with `INT` (exactly) and `INT` with `f64` (in floating point; built-in
-//! operators cannot be overridden).
+//! already mix `Decimal` with `INT` (exactly) and `INT` with `f64` (in floating point; kept:
+//! nothing here is registered for those pairs).
+//!
+//! Orderings between a number and what is no number are errors ([`register_unordered`]).
 //!
 //! A float is taken as the number it was written as, its shortest round-trip decimal
 //! representation (`2000.1` is 2000.1, not the binary 2000.099999999999909…), and the operation
@@ -58,6 +60,60 @@ pub(super) fn register(engine: &mut Engine) {
             None => Ok(Dynamic::from_float((op.floats)(x, y.as_f64()))),
         });
     }
+}
+
+/// Registers `<`, `<=`, `>` and `>=` between a number (`INT`, `FLOAT`, `Decimal`) and text, a
+/// character, `()` or a bool, in both orders, as errors. Rhai's own answer is `false` to each
+/// (`"7" >= 1` and `"7" < 1` alike), so `if payload.qty > 4 { return "…" }` let every quoted
+/// quantity through without a word; an error goes to `on_error` and says what to write.
+/// Equality between them stays `false` (`!=` `true`): a text is no number, as in Python.
+/// These are reached only with fast operators off ([`super::build_engine`]).
+pub(super) fn register_unordered(engine: &mut Engine) {
+    macro_rules! unordered {
+        ($other:ty, $number:ty) => {
+            for op in ["<", "<=", ">", ">="] {
+                engine.register_fn(op, move |a: $other, b: $number| {
+                    no_order(op, Dynamic::from(a), Dynamic::from(b))
+                });
+                engine.register_fn(op, move |a: $number, b: $other| {
+                    no_order(op, Dynamic::from(a), Dynamic::from(b))
+                });
+            }
+        };
+    }
+    macro_rules! with_every_number {
+        ($other:ty) => {
+            unordered!($other, rhai::INT);
+            unordered!($other, FLOAT);
+            unordered!($other, Decimal);
+        };
+    }
+    with_every_number!(rhai::ImmutableString);
+    with_every_number!(char);
+    with_every_number!(());
+    with_every_number!(bool);
+}
+
+/// The error of `a op b`, one of them a number and the other not.
+fn no_order(op: &str, a: Dynamic, b: Dynamic) -> Result<bool, Box<EvalAltResult>> {
+    let other = if a.is_int() || a.is_float() || a.is_decimal() {
+        &b
+    } else {
+        &a
+    };
+    let shown = |v: &Dynamic| match v.type_name() {
+        "string" | "char" => format!("{v:?}"),
+        "()" => "()".to_owned(),
+        _ => v.to_string(),
+    };
+    let hint = if other.is_unit() {
+        "() (what a field the request or answer lacks reads as) is never ordered against a number: check for it first, or give a default: (x ?? 0)"
+    } else if other.is_bool() {
+        "true or false is never ordered against a number"
+    } else {
+        "text is never ordered against a number (Rhai reads no number in text): write parse_int(…), parse_float(…) or parse_decimal(…) of the text"
+    };
+    Err(format!("{} {op} {}: {hint}", shown(&a), shown(&b)).into())
 }
 
 /// The float as written: its shortest round-trip representation (what `Display` prints), as a
@@ -185,6 +241,65 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(eval_expr("\" 2.5 \".parse_float() > 2.4", V1), Ok(true));
+    }
+
+    /// An ordering between a number and text, `()` or a bool is an error, whichever side each
+    /// is on and whatever kind of number (Rhai's own answer, `false` both ways, let a quoted
+    /// quantity past `if qty > 4 { refuse }`); equality stays `false`, and numbers of every
+    /// kind still order among themselves.
+    #[test]
+    fn a_number_is_never_ordered_against_what_is_no_number() {
+        use crate::script::tests::eval_expr;
+        const BODY: &str = r#"{"imp_uid":"i","merchant_uid":"o","amount":5,"c":{"t":"7","u":null,"b":true,"n":7,"d":7.5}}"#;
+        for (other, says) in [
+            ("payload.c.t", "text is never ordered against a number"),
+            (
+                "payload.c.u",
+                "() (what a field the request or answer lacks reads as)",
+            ),
+            (
+                "payload.c.b",
+                "true or false is never ordered against a number",
+            ),
+            ("payload.c.t[0]", "text is never ordered against a number"),
+        ] {
+            for number in ["4", "4.0", "payload.c.d", "amount"] {
+                for op in ["<", "<=", ">", ">="] {
+                    for src in [
+                        format!("{other} {op} {number}"),
+                        format!("{number} {op} {other}"),
+                    ] {
+                        let e = eval_expr(&src, BODY).expect_err(&src);
+                        assert!(e.message.contains(says), "{src}: {e:?}");
+                    }
+                }
+            }
+            assert_eq!(
+                eval_expr(&format!("{other} == 7"), BODY),
+                Ok(false),
+                "{other}"
+            );
+            assert_eq!(
+                eval_expr(&format!("7 != {other}"), BODY),
+                Ok(true),
+                "{other}"
+            );
+        }
+        let e = eval_expr("payload.c.t >= 1", BODY).unwrap_err();
+        assert!(
+            e.message.contains(r#""7" >= 1: text is never ordered"#),
+            "{e:?}"
+        );
+        for src in [
+            "payload.c.n > 4",
+            "payload.c.d > 7",
+            "payload.c.n < 7.5",
+            "payload.c.d >= amount",
+            "payload.c.t.parse_int() > 4",
+            "\"b\" > \"a\"",
+        ] {
+            assert_eq!(eval_expr(src, BODY), Ok(true), "{src}");
+        }
     }
 
     /// What the README offers instead of a `switch` on a fractional amount (a decimal, which no

@@ -332,8 +332,8 @@ mod tests {
         assert!(scope.large, "freed off the async workers");
     }
 
-    /// A number read as its text holds no comparison with a number (Rhai compares a string
-    /// with a number as unequal), where the rounded value would have passed one side.
+    /// A number read as its text holds no comparison with a number: an ordering is an error
+    /// (`on_error` decides), where the rounded value would have passed one side.
     #[test]
     fn a_number_too_precise_for_any_type_holds_no_comparison() {
         let engine = ScriptEngine::new();
@@ -350,10 +350,13 @@ mod tests {
             "response.body.available <= 1",
         ] {
             let ast = engine.compile_expression(src, &["response"]).unwrap();
-            assert_eq!(
-                engine.eval_bool(&mut scope, &ast, &mut Some(response.clone()), FULL),
-                Ok(false),
-                "{src}"
+            let err = engine
+                .eval_bool(&mut scope, &ast, &mut Some(response.clone()), FULL)
+                .expect_err(src);
+            assert!(
+                err.message
+                    .contains("text is never ordered against a number"),
+                "{src}: {err}"
             );
         }
     }
