@@ -498,8 +498,13 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
                 && !t.error.as_deref().is_some_and(|e| e.contains("deadline"))
                 && !(t.outcome == Outcome::ShadowError && expect.shadow.is_some())
         }) {
+            // A shadow rule's failure decides nothing (yet).
+            let (rule, decided) = match t.outcome {
+                Outcome::ShadowError => ("shadow rule", ""),
+                _ => ("rule", ", and on_error decided"),
+            };
             out.push(format!(
-                "rule {} failed, and on_error decided: {}; fix the rule or the case's request, or list the rule under expect.errors to test that",
+                "{rule} {} failed{decided}: {}; fix the rule or the case's request, or list the rule under expect.errors to test that",
                 t.rule,
                 error_of(t)
             ));

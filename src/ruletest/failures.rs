@@ -56,7 +56,7 @@ async fn a_shadow_rule_that_fails_fails_the_case() {
     let got = mismatches(rules, &case("decision: approve")).await;
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(
-        got[0].starts_with("rule trial-code failed, and on_error decided: "),
+        got[0].starts_with("shadow rule trial-code failed: "),
         "{got:?}"
     );
     assert_eq!(got[1], uncanned);
