@@ -109,7 +109,9 @@ fn no_order(op: &str, a: Dynamic, b: Dynamic) -> Result<bool, Box<EvalAltResult>
     let hint = if other.is_unit() {
         "() (what a field the request or answer lacks reads as) is never ordered against a number: check for it first, or give a default: (x ?? 0)"
     } else if other.is_bool() {
-        "true or false is never ordered against a number"
+        "true or false is never ordered against a number: use the condition itself (if x { … })"
+    } else if other.is_char() {
+        "a character is never ordered against a number: for a digit, write c.to_string().parse_int()"
     } else {
         "text is never ordered against a number (Rhai reads no number in text): write parse_int(…), parse_float(…) or parse_decimal(…) of the text"
     };
@@ -261,7 +263,10 @@ mod tests {
                 "payload.c.b",
                 "true or false is never ordered against a number",
             ),
-            ("payload.c.t[0]", "text is never ordered against a number"),
+            (
+                "payload.c.t[0]",
+                "a character is never ordered against a number",
+            ),
         ] {
             for number in ["4", "4.0", "payload.c.d", "amount"] {
                 for op in ["<", "<=", ">", ">="] {
@@ -290,6 +295,8 @@ mod tests {
             e.message.contains(r#""7" >= 1: text is never ordered"#),
             "{e:?}"
         );
+        let digit = eval_expr("payload.c.t[0].to_string().parse_int() == 7", BODY);
+        assert_eq!(digit, Ok(true), "the hint for a character works");
         for src in [
             "payload.c.n > 4",
             "payload.c.d > 7",
