@@ -102,6 +102,10 @@ pub struct RuleTrace {
     /// The cause when the outcome is `error` (internal; never shown to the buyer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The error was the rule's own: its expression or script failed (not an upstream, not
+    /// the deadline or the shadow cut-off). Rule tests fail a case on it unless it expects it.
+    #[serde(skip)]
+    pub faulted: bool,
 }
 
 /// One upstream call as a trace records it (and as replay reads it back): which upstream,

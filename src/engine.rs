@@ -193,6 +193,7 @@ fn evaluation_error(took: std::time::Duration, error: String) -> RuleTrace {
         probe: None,
         upstream: None,
         error: Some(error),
+        faulted: false,
     }
 }
 
@@ -351,7 +352,7 @@ impl Run<'_, '_> {
                     started = self.record(rule, Outcome::Skipped, started, skipped, None, None);
                     continue;
                 }
-                Err(e) => (Checked::Error(e), Called::default()),
+                Err(e) => (Checked::Faulted(e), Called::default()),
             };
             self.current = None;
             match self.conclude(rule, verdict, answer, started) {
@@ -376,16 +377,24 @@ impl Run<'_, '_> {
         // logged as such ("failed" would send the operator to the rule).
         let stopped = match &verdict {
             Checked::Stopped(_) => true,
-            Checked::Error(_) => tokio::time::Instant::now() >= self.deadline,
+            Checked::Error(_) | Checked::Faulted(_) => tokio::time::Instant::now() >= self.deadline,
             _ => false,
         };
+        // The rule's own fault, unless the clock stopped its Rhai: the deadline, or for a
+        // shadow rule the cut-off (which says so in its error, as `fetch_and_check` reads it).
+        let faulted = !stopped
+            && matches!(&verdict, Checked::Faulted(why)
+                if rule.mode == Mode::Enforce || !why.contains(SHADOW_CUT_OFF));
         let verdict = match verdict {
             Checked::Error(cause) => Checked::Error(capped_error(cause)),
+            Checked::Faulted(cause) => Checked::Faulted(capped_error(cause)),
             Checked::Stopped(cause) => Checked::Stopped(capped_error(cause)),
             verdict => verdict,
         };
-        if let (Checked::Error(cause) | Checked::Stopped(cause), Some(id)) =
-            (&verdict, self.ctx.decision_id)
+        if let (
+            Checked::Error(cause) | Checked::Faulted(cause) | Checked::Stopped(cause),
+            Some(id),
+        ) = (&verdict, self.ctx.decision_id)
         {
             if stopped {
                 tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, deadline = ?self.ruleset.settings.deadline, error = %cause, "rule check stopped by the deadline");
@@ -404,7 +413,7 @@ impl Run<'_, '_> {
                 Checked::Refuse(reason) => {
                     (Outcome::ShadowReject, Outcome::Reject, Some(reason), None)
                 }
-                Checked::Error(cause) | Checked::Stopped(cause) => {
+                Checked::Error(cause) | Checked::Faulted(cause) | Checked::Stopped(cause) => {
                     (Outcome::ShadowError, Outcome::Error, None, Some(cause))
                 }
             };
@@ -413,9 +422,9 @@ impl Run<'_, '_> {
                 outcome,
                 reason: reason.clone(),
             });
-            return ControlFlow::Continue(
-                self.record(rule, traced, started, answer, reason, error),
-            );
+            let ended = self.record(rule, traced, started, answer, reason, error);
+            self.mark_faulted(faulted);
+            return ControlFlow::Continue(ended);
         }
         let settings = &self.ruleset.settings;
         match verdict {
@@ -435,8 +444,9 @@ impl Run<'_, '_> {
                     Some(rule.name.clone()),
                 ))
             }
-            Checked::Error(cause) | Checked::Stopped(cause) => {
+            Checked::Error(cause) | Checked::Faulted(cause) | Checked::Stopped(cause) => {
                 let ended = self.record(rule, Outcome::Error, started, answer, None, Some(cause));
+                self.mark_faulted(faulted);
                 if stopped {
                     // A check stopped by the deadline (Rhai given no time left, an answer cut
                     // as it neared) is the deadline's business, not the rule's own `on_error`.
@@ -478,6 +488,7 @@ impl Run<'_, '_> {
                     "deadline of {:?} exceeded",
                     self.ruleset.settings.deadline
                 )),
+                faulted: false,
             });
             // Shadow rules end by the shadow cut-off, before the deadline; should one still
             // be running, it is not the deciding rule either.
@@ -501,6 +512,13 @@ impl Run<'_, '_> {
         on_error(&self.ruleset.settings, self.req, name)
     }
 
+    /// Marks the rule just traced as failed by its own expression or script.
+    fn mark_faulted(&mut self, faulted: bool) {
+        if let Some(t) = self.trace.last_mut() {
+            t.faulted = faulted;
+        }
+    }
+
     /// Traces one rule, with the call it made and the answer it read; returns when it ended.
     fn record(
         &mut self,
@@ -521,6 +539,7 @@ impl Run<'_, '_> {
             ms: millis(ended.saturating_duration_since(started)),
             reason,
             error,
+            faulted: false,
         });
         ended
     }

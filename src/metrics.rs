@@ -591,6 +591,7 @@ mod tests {
             probe: None,
             upstream: None,
             error: None,
+            faulted: false,
         };
         let trace = [
             traced("a", Outcome::Pass),

@@ -349,11 +349,12 @@ pub async fn run(
     results
 }
 
-/// The enforced rules evaluated in `d` that failed meeting nothing the case set — a call it
-/// has no canned answer for, or the health of an upstream it gives none — as mismatches: such
-/// a rule is decided by `on_error`, so a case expecting its refusal would pass without the
-/// rule's check having run (a canned path with another order id in it, say). A case testing
-/// `on_error` sets the failure it means (`error: refused`, `health: { shop: unknown }`).
+/// The rules evaluated in `d` (enforced or shadow) that failed meeting nothing the case set —
+/// a call they made that it has no canned answer for, or the health of an upstream it gives
+/// none — as mismatches: such a rule is decided by `on_error`, so a case expecting its refusal
+/// would pass without the rule's check having run (a canned path with another order id in it,
+/// say); a shadow rule's would test nothing. A case testing `on_error` sets the failure it
+/// means (`error: refused`, `health: { shop: unknown }`).
 fn unset_for(
     ruleset: &crate::rules::Ruleset,
     case: &Case,
@@ -361,12 +362,14 @@ fn unset_for(
     req: &ConfirmRequest,
     d: &Decision,
 ) -> Vec<String> {
-    // A shadow rule too: a case about it would test nothing, and nothing would say so.
+    // Only a call or probe it made: a rule whose `when` failed made none.
     let failed = |rule: &Rule| {
         rule.mode != Mode::Off
-            && d.trace
-                .iter()
-                .any(|t| t.rule == rule.name && t.outcome.is_error())
+            && d.trace.iter().any(|t| {
+                t.rule == rule.name
+                    && t.outcome.is_error()
+                    && (t.call.is_some() || t.probe.is_some())
+            })
     };
     ruleset
         .rules
@@ -487,16 +490,14 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
             out.push(format!("expected errors {errors:?}, got {got:?}"));
         }
     } else {
-        // A rule whose own code failed on the case's request (a script reading a field the
-        // request lacks, say) ends in `on_error`'s answer, which a case expecting the rule's
-        // refusal, or an approval, would take for the rule's check. What the case set to fail
-        // (a canned answer or health state, a delay past the deadline) is the case's to test;
-        // a shadow rule's failure is reported below when `shadow` is given.
-        for t in d.trace.iter().filter(failed).filter(|t| {
-            t.call.is_none()
-                && t.probe.is_none()
-                && !t.error.as_deref().is_some_and(|e| e.contains("deadline"))
-                && !(t.outcome == Outcome::ShadowError && expect.shadow.is_some())
+        // A rule whose own expression or script failed (a script reading a field the request
+        // lacks, a `require` ordering an answer's text against a number) ends in `on_error`'s
+        // answer, which a case expecting the rule's refusal, or an approval, would take for
+        // the rule's check. What the case set to fail (a canned failure, status or body that
+        // is no JSON, a health state, a delay past the deadline) is the case's to test; a
+        // shadow rule's failure is reported below when `shadow` is given.
+        for t in d.trace.iter().filter(|t| {
+            t.faulted && !(t.outcome == Outcome::ShadowError && expect.shadow.is_some())
         }) {
             // A shadow rule's failure decides nothing (yet).
             let (rule, decided) = match t.outcome {

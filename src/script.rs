@@ -519,7 +519,7 @@ fn build_engine(level: rhai::OptimizationLevel, output: bool) -> Engine {
     engine.set_optimization_level(level);
     // With fast operators, Rhai answers `"7" >= 1` `false` before looking at a registered
     // operator; off, `numbers::register_unordered` makes it an error (`on_error` decides). It
-    // costs a function lookup per operator: 218.5k → 297.9k instructions for the 20-rule Rhai
+    // costs a function lookup per operator: 218.5k → 296.8k instructions for the 20-rule Rhai
     // benchmark (callgrind), nothing for rules without Rhai.
     engine.set_fast_operators(false);
     engine

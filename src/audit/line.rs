@@ -322,6 +322,7 @@ mod tests {
                     }),
                     upstream: None,
                     error: None,
+                    faulted: false,
                 },
                 RuleTrace {
                     rule: Arc::from("stock"),
@@ -342,6 +343,7 @@ mod tests {
                         cut: true,
                     }),
                     error: Some("timeout after 1s: \"shop\"".into()),
+                    faulted: false,
                 },
             ],
             unused_fetches: vec![

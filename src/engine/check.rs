@@ -35,6 +35,10 @@ pub(super) enum Checked {
     Refuse(String),
     Approve,
     Error(String),
+    /// The rule's own expression or script failed (`when`, `require`, `script`): decided as an
+    /// [`Error`](Checked::Error), and traced as the rule's fault, which rule tests tell from a
+    /// failure the case set up (an upstream's).
+    Faulted(String),
     /// The check could not complete because the deadline was near: an upstream's answer still
     /// coming at [`Run::bodies_by`], or a call with side effects reached after it. Traced as an
     /// error, but the deadline's business: the ruleset's `on_error` decides, as when the
@@ -159,7 +163,7 @@ impl Run<'_, '_> {
             }
             Check::Require(expr) => match self.test(rule, expr, scope, &mut None).await {
                 Ok(ok) => pass_if(ok),
-                Err(e) => Checked::Error(expr.error_at("require", &e)),
+                Err(e) => Checked::Faulted(expr.error_at("require", &e)),
             },
             Check::Script { path, ast } => {
                 let _turn = match self.turn(rule).await {
@@ -181,7 +185,7 @@ impl Run<'_, '_> {
                         Some(r) => Checked::Refuse(r),
                         None => Checked::Refuse(reason()),
                     },
-                    Err(e) => Checked::Error(e.at(path)),
+                    Err(e) => Checked::Faulted(e.at(path)),
                 }
             }
             Check::Healthy(up) => {
@@ -382,7 +386,7 @@ impl Run<'_, '_> {
         // otherwise depend on the shadow rule's timing and the load (an enforced rule reading
         // it refused a payment that way).
         if rule.mode == Mode::Shadow
-            && matches!(&verdict, Checked::Error(why) if why.contains(super::SHADOW_CUT_OFF))
+            && matches!(&verdict, Checked::Error(why) | Checked::Faulted(why) if why.contains(super::SHADOW_CUT_OFF))
         {
             scope.forget_fetched(&rule.name);
         }
@@ -434,15 +438,22 @@ impl Run<'_, '_> {
             Some(expr) => match self.test(rule, expr, scope, response).await {
                 Ok(true) => Checked::Pass,
                 Ok(false) => Checked::Refuse(reason()),
-                Err(e) => Checked::Error(expr.error_at(
-                    &format!(
-                        "require on the answer of {} (status {}{})",
-                        f.upstream.name,
-                        resp.status,
-                        not_json(resp)
-                    ),
-                    &e,
-                )),
+                Err(e) => {
+                    // Over an answer that is no JSON, the upstream's failure, not the rule's.
+                    let not_json = not_json(resp);
+                    let cause = expr.error_at(
+                        &format!(
+                            "require on the answer of {} (status {}{not_json})",
+                            f.upstream.name, resp.status,
+                        ),
+                        &e,
+                    );
+                    if not_json.is_empty() {
+                        Checked::Faulted(cause)
+                    } else {
+                        Checked::Error(cause)
+                    }
+                }
             },
             None => match resp.status {
                 200..=299 => passing(&f.upstream.name, resp),

@@ -85,12 +85,13 @@ async fn a_number_beyond_a_float_is_sent_as_a_number() {
 }
 
 /// A canned answer's numbers are read as written, as `serve` reads the answer's JSON: a number
-/// with more digits than any number type holds is text to Rhai in both, not the float 1.0.
+/// with more digits than any number type holds is text to Rhai in both, not the float 1.0
+/// (which would pass `>= 1`), so the `require` fails and `on_error` refuses.
 #[tokio::test]
 async fn a_canned_answer_keeps_its_numbers_as_written() {
     passes(
         "upstreams:\n  shop: { url: \"http://shop.test\" }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: /stock }\n    require: 'response.body.v >= 1'\n    reason: 품절\n",
-        "ruleset: default\ncases:\n  - name: just under one\n    request: { imp_uid: i, merchant_uid: o, amount: 5000 }\n    upstreams:\n      shop:\n        \"GET /stock\": { status: 200, body: { v: 0.99999999999999999999999999999, n: 10.50 } }\n    expect: { decision: reject, rule: stock }\n",
+        "ruleset: default\ncases:\n  - name: just under one\n    request: { imp_uid: i, merchant_uid: o, amount: 5000 }\n    upstreams:\n      shop:\n        \"GET /stock\": { status: 200, body: { v: 0.99999999999999999999999999999, n: 10.50 } }\n    expect: { decision: reject, rule: stock, errors: [stock] }\n",
     )
     .await;
 }

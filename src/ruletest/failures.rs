@@ -47,6 +47,62 @@ async fn a_rule_failing_by_its_code_fails_a_case_that_does_not_list_it() {
     );
 }
 
+/// Whose fault a failure is comes from how the check ended, not from its words: a script
+/// named for a deadline, or throwing a text that mentions one, is the rule's own fault.
+#[tokio::test]
+async fn a_failure_is_the_rules_own_whatever_its_words() {
+    let (dir, rules) = crate::rules::load_files(&[
+        (
+            "default.yaml",
+            "rules:\n  - { name: preorder, script: scripts/preorder-deadline.rhai, reason: 마감 }\n",
+        ),
+        (
+            "scripts/preorder-deadline.rhai",
+            "if order_id == \"o-2\" { throw \"no delivery deadline\" }\norder_id.parse_int() > 0\n",
+        ),
+        (
+            "tests/t.yaml",
+            "ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 1000 }\n    expect: { decision: reject, rule: preorder }\n  - name: b\n    request: { imp_uid: i, merchant_uid: o-2, amount: 1000 }\n    expect: { decision: reject, rule: preorder }\n",
+        ),
+    ]);
+    let suites = load_suites(dir.path(), &rules).unwrap();
+    let results = run(&rules, &suites, &ScriptEngine::new(), None).await;
+    for r in &results {
+        assert_eq!(r.mismatches.len(), 1, "{}", r.explain());
+        assert!(r.mismatches[0].starts_with("rule preorder failed, and on_error decided: "));
+    }
+}
+
+/// A `require` that fails on an answer that came whole and is JSON (its text ordered against
+/// a number) is the rule's fault, even with `on_error: approve` deciding; over an answer that
+/// is no JSON, the upstream's, which the case set up.
+#[tokio::test]
+async fn a_require_failing_on_a_good_answer_is_the_rules_own() {
+    let rules = "settings: { on_error: approve }\nupstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - { name: stock, fetch: { upstream: shop, path: \"/stock/{order_id}\" }, require: \"response.body.remaining >= 1\", reason: 매진 }\n";
+    let test = |body: &str| {
+        format!("ruleset: default\ncases:\n  - name: c\n    request: {{ imp_uid: i, merchant_uid: o-1, amount: 1000 }}\n    upstreams: {{ shop: {{ \"GET /stock/o-1\": {{ status: 200, body: {body} }} }} }}\n    expect: {{ decision: approve }}\n")
+    };
+    let got = mismatches(rules, &test("{ remaining: \"0\" }")).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("\"0\" >= 1: text is never ordered"),
+        "{got:?}"
+    );
+    assert!(mismatches(rules, &test("\"sold out\"")).await.is_empty());
+}
+
+/// A rule whose `when` failed made no call: it is not said to lack a canned answer.
+#[tokio::test]
+async fn a_rule_whose_when_failed_is_not_said_to_lack_an_answer() {
+    let rules = "upstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - { name: stock, when: \"order_id.parse_int() > 0\", fetch: { upstream: shop, path: \"/stock/{order_id}\" }, reason: 매진 }\n";
+    let got = mismatches(rules, &case("decision: reject, rule: stock")).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("rule stock failed, and on_error decided: "),
+        "{got:?}"
+    );
+}
+
 /// A shadow rule's failure, through a call the case has no answer for or its own code, fails
 /// the case too (once, when `shadow` is given).
 #[tokio::test]

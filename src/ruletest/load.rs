@@ -174,9 +174,14 @@ fn read_suite(file: &Path) -> Result<ReadSuite, Vec<LoadError>> {
             Some(i) if shape_errors.len() < yaml::MAX_LOCATED.min(passes) => {
                 left_out.insert(i);
             }
-            Some(_) => {
-                // More cases may be malformed: said, so that the list is not taken for all
-                // there is; placed at the last error, so that it is listed after them.
+            Some(i) => {
+                // When more is malformed (one more read says), it is said, so that the list is
+                // not taken for all there is; placed at the last error, so that it is listed
+                // after them.
+                left_out.insert(i);
+                if yaml::from_str_seed(&src, SuiteWithout(&left_out)).is_ok() {
+                    break None;
+                }
                 let at = shape_errors.last().and_then(|e| e.location);
                 let stopped = format!(
                     "stopped reading this file after {} errors; fix those and check again for the rest",
@@ -1077,6 +1082,11 @@ rules:
             errors_of_many[50],
             "tests/t.yaml:201:5: stopped reading this file after 50 errors; fix those and check again for the rest"
         );
+        // Exactly 50, and nothing more to find: no such line.
+        let fifty: String = misspelt.split_inclusive("  - name: c").take(51).collect();
+        let fifty = fifty.trim_end_matches("  - name: c");
+        let errors_of_fifty = errors(&format!("ruleset: default\ncases:\n{fifty}"));
+        assert_eq!(errors_of_fifty.len(), 50, "{errors_of_fifty:?}");
         // Cases as a mapping: the list it should be.
         assert_eq!(
             errors("ruleset: default\ncases:\n  a: { request: {}, expect: { decision: approve } }\n"),
