@@ -63,11 +63,14 @@ pub(super) fn register(engine: &mut Engine) {
 }
 
 /// Registers `<`, `<=`, `>` and `>=` between a number (`INT`, `FLOAT`, `Decimal`) and text, a
-/// character, `()` or a bool, in both orders, as errors. Rhai's own answer is `false` to each
+/// character or a bool, in both orders, as errors. Rhai's own answer is `false` to each
 /// (`"7" >= 1` and `"7" < 1` alike), so `if payload.qty > 4 { return "…" }` let every quoted
 /// quantity through without a word; an error goes to `on_error` and says what to write.
 /// Equality between them stays `false` (`!=` `true`): a text is no number, as in Python.
-/// These are reached only with fast operators off ([`super::build_engine`]).
+/// `()` keeps Rhai's `false`: a field a request lacks (`when: payload.custom_data.vip_level >
+/// 2`) is the usual way of saying "not this one", and an error there would refuse every
+/// payment without it. These are reached only with fast operators off
+/// ([`super::build_engine`]).
 pub(super) fn register_unordered(engine: &mut Engine) {
     macro_rules! unordered {
         ($other:ty, $number:ty) => {
@@ -90,7 +93,6 @@ pub(super) fn register_unordered(engine: &mut Engine) {
     }
     with_every_number!(rhai::ImmutableString);
     with_every_number!(char);
-    with_every_number!(());
     with_every_number!(bool);
 }
 
@@ -103,12 +105,9 @@ fn no_order(op: &str, a: Dynamic, b: Dynamic) -> Result<bool, Box<EvalAltResult>
     };
     let shown = |v: &Dynamic| match v.type_name() {
         "string" | "char" => format!("{v:?}"),
-        "()" => "()".to_owned(),
         _ => v.to_string(),
     };
-    let hint = if other.is_unit() {
-        "() (what a field the request or answer lacks reads as) is never ordered against a number: check for it first, or give a default: (x ?? 0)"
-    } else if other.is_bool() {
+    let hint = if other.is_bool() {
         "true or false is never ordered against a number: use the condition itself (if x { … })"
     } else if other.is_char() {
         "a character is never ordered against a number: for a digit, write c.to_string().parse_int()"
@@ -245,20 +244,16 @@ mod tests {
         assert_eq!(eval_expr("\" 2.5 \".parse_float() > 2.4", V1), Ok(true));
     }
 
-    /// An ordering between a number and text, `()` or a bool is an error, whichever side each
-    /// is on and whatever kind of number (Rhai's own answer, `false` both ways, let a quoted
-    /// quantity past `if qty > 4 { refuse }`); equality stays `false`, and numbers of every
-    /// kind still order among themselves.
+    /// An ordering between a number and text, a character or a bool is an error, whichever
+    /// side each is on and whatever kind of number (Rhai's own answer, `false` both ways, let a
+    /// quoted quantity past `if qty > 4 { refuse }`); equality stays `false`, a missing field
+    /// (`()`) is still ordered `false`, and numbers of every kind still order among themselves.
     #[test]
     fn a_number_is_never_ordered_against_what_is_no_number() {
         use crate::script::tests::eval_expr;
         const BODY: &str = r#"{"imp_uid":"i","merchant_uid":"o","amount":5,"c":{"t":"7","u":null,"b":true,"n":7,"d":7.5}}"#;
         for (other, says) in [
             ("payload.c.t", "text is never ordered against a number"),
-            (
-                "payload.c.u",
-                "() (what a field the request or answer lacks reads as)",
-            ),
             (
                 "payload.c.b",
                 "true or false is never ordered against a number",
@@ -298,6 +293,7 @@ mod tests {
         let digit = eval_expr("payload.c.t[0].to_string().parse_int() == 7", BODY);
         assert_eq!(digit, Ok(true), "the hint for a character works");
         for src in [
+            "!(payload.c.u > 4) && !(payload.c.u <= 4) && !(4 < payload.c.missing)",
             "payload.c.n > 4",
             "payload.c.d > 7",
             "payload.c.n < 7.5",
