@@ -50,6 +50,8 @@ pub(super) fn register(engine: &mut Engine) {
         },
     );
 
+    register_parse_of_numbers(engine);
+
     for op in ARITHMETIC {
         engine.register_fn(op.symbol, move |x: Decimal, y: FLOAT| match exact(y) {
             Some(y) => op.on_decimals(x, y),
@@ -94,6 +96,43 @@ pub(super) fn register_unordered(engine: &mut Engine) {
     with_every_number!(rhai::ImmutableString);
     with_every_number!(char);
     with_every_number!(bool);
+}
+
+/// `parse_int`, `parse_float` and `parse_decimal` of a number too, and of `()` as an error that
+/// says what to write: a field one request sends as text (a form body, a page that quotes its
+/// numbers) and another as a number, the fix an ordering error suggests
+/// (`payload.qty.parse_int() > 4`) must work on both, where Rhai has these for text only
+/// (`function not found: parse_int (integer)`).
+fn register_parse_of_numbers(engine: &mut Engine) {
+    type Parsed<T> = Result<T, Box<EvalAltResult>>;
+    fn whole(what: &str, d: Decimal) -> Parsed<rhai::INT> {
+        if d.fract().is_zero() {
+            rhai::INT::try_from(d).map_err(|_| format!("parse_int: {d} is too large").into())
+        } else {
+            Err(format!("{what}: {d} is no whole number").into())
+        }
+    }
+    engine.register_fn("parse_int", |n: rhai::INT| n);
+    engine.register_fn("parse_int", |d: Decimal| whole("parse_int", d));
+    engine.register_fn("parse_int", |f: FLOAT| -> Parsed<rhai::INT> {
+        match exact(f) {
+            Some(d) => whole("parse_int", d),
+            None => Err(format!("parse_int: {f} is no whole number").into()),
+        }
+    });
+    engine.register_fn("parse_float", |n: rhai::INT| n as FLOAT);
+    engine.register_fn("parse_float", |f: FLOAT| f);
+    engine.register_fn("parse_float", |d: Decimal| d.as_f64());
+    engine.register_fn("parse_decimal", |n: rhai::INT| Decimal::from(n));
+    engine.register_fn("parse_decimal", |d: Decimal| d);
+    engine.register_fn("parse_decimal", |f: FLOAT| -> Parsed<Decimal> {
+        exact(f).ok_or_else(|| format!("parse_decimal: {f} has no decimal value").into())
+    });
+    for name in ["parse_int", "parse_float", "parse_decimal"] {
+        engine.register_fn(name, move |_: ()| -> Parsed<Dynamic> {
+            Err(format!("{name} of () (a field the request or answer lacks): give a default, {name}(x ?? 0), or check for it first").into())
+        });
+    }
 }
 
 /// The error of `a op b`, one of them a number and the other not.
@@ -303,6 +342,40 @@ mod tests {
         ] {
             assert_eq!(eval_expr(src, BODY), Ok(true), "{src}");
         }
+    }
+
+    /// The fix an ordering error suggests works whichever way the field comes: text, a
+    /// number of any kind, or missing (an error saying to give a default).
+    #[test]
+    fn parse_takes_text_and_numbers_alike() {
+        use crate::script::tests::eval_expr;
+        const BODY: &str =
+            r#"{"imp_uid":"i","merchant_uid":"o","amount":5,"c":{"t":"7","n":7,"d":7.0,"f":7.5}}"#;
+        for field in ["payload.c.t", "payload.c.n", "payload.c.d"] {
+            for src in [
+                format!("{field}.parse_int() == 7"),
+                format!("parse_float({field}) == 7.0"),
+                format!("{field}.parse_decimal() == 7"),
+            ] {
+                assert_eq!(eval_expr(&src, BODY), Ok(true), "{src}");
+            }
+        }
+        assert_eq!(eval_expr("payload.c.f.parse_float() > 7.4", BODY), Ok(true));
+        let e = eval_expr("payload.c.f.parse_int() > 4", BODY).unwrap_err();
+        assert!(
+            e.message.contains("parse_int: 7.5 is no whole number"),
+            "{e:?}"
+        );
+        let e = eval_expr("payload.c.missing.parse_int() > 4", BODY).unwrap_err();
+        assert!(
+            e.message.contains("parse_int of () (a field the request or answer lacks): give a default, parse_int(x ?? 0)"),
+            "{e:?}"
+        );
+        assert_eq!(
+            eval_expr("parse_int(payload.c.missing ?? 0) == 0", BODY),
+            Ok(true)
+        );
+        assert_eq!(eval_expr("amount.parse_int() == 5", BODY), Ok(true));
     }
 
     /// What the README offers instead of a `switch` on a fractional amount (a decimal, which no
