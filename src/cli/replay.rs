@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::RulesDir;
+use crate::decision::Verdict;
 use crate::replay::{read, replay};
 use crate::script::ScriptEngine;
 
@@ -35,6 +36,10 @@ const MAX_LINE: usize = 64 * 1024 * 1024;
 struct Counts {
     replayed: usize,
     changed: usize,
+    /// Of those changed, refused then and approved now, and the other way round: what an
+    /// operator reads first before an edit or a new build goes live.
+    now_approved: usize,
+    now_refused: usize,
     /// Answers no rule decided: guards', repeats, ignored messages.
     skipped: usize,
     /// Answered by `on_error` because the deadline passed before the first rule.
@@ -133,6 +138,11 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         counts.replayed += 1;
         if again.changed() {
             counts.changed += 1;
+            match (again.record.decision, again.decision.decision) {
+                (Verdict::Reject, Verdict::Approve) => counts.now_approved += 1,
+                (Verdict::Approve, Verdict::Reject) => counts.now_refused += 1,
+                _ => {}
+            }
             out!("{}", again.explain());
         }
     }
@@ -204,8 +214,17 @@ fn summary(c: &Counts) -> String {
     } else {
         format!(" ({}, decided by on_error)", at_deadline.join(", "))
     };
+    let directions = if c.changed == 0 {
+        String::new()
+    } else {
+        let other = c.changed - c.now_approved - c.now_refused;
+        format!(
+            " ({} now approved, {} now refused, {other} with another reason, status or deciding rule)",
+            c.now_approved, c.now_refused
+        )
+    };
     let mut out = format!(
-        "{} replayed{first}: {} changed, {} unchanged; {} not decided by rules (guards' answers, repeats, ignored messages)",
+        "{} replayed{first}: {} changed{directions}, {} unchanged; {} not decided by rules (guards' answers, repeats, ignored messages)",
         c.replayed,
         c.changed,
         c.replayed - c.changed,

@@ -106,7 +106,7 @@ async fn replay_shows_the_decisions_an_edit_changes_without_calling_upstreams() 
         "{out}"
     );
     assert!(!out.contains(&ids["plenty"]), "{out}");
-    assert!(out.ends_with("4 replayed: 1 changed, 3 unchanged; 1 not decided by rules (guards' answers, repeats, ignored messages)\n"), "{out}");
+    assert!(out.ends_with("4 replayed: 1 changed (0 now approved, 1 now refused, 0 with another reason, status or deciding rule), 3 unchanged; 1 not decided by rules (guards' answers, repeats, ignored messages)\n"), "{out}");
 
     // A rule the log knows nothing about meets no upstream: an error, decided by on_error, and
     // said in a note.
@@ -118,7 +118,8 @@ async fn replay_shows_the_decisions_an_edit_changes_without_calling_upstreams() 
         out.contains("note: rule vip: not in the record, and no rule of the record made its GET /vip/plenty from shop: the record has no upstream answer for it; it counted as an error\n"),
         "{out}"
     );
-    assert!(out.contains("3 changed, 1 unchanged"), "{out}");
+    assert!(out.contains("3 changed (0 now approved, "), "{out}");
+    assert!(out.contains("), 1 unchanged"), "{out}");
 
     // A ruleset neither in the log nor in the rules is a mistyped name.
     let (code, out, err) = replay(&rules, &log, &["--ruleset", "marathon"]);
