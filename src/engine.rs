@@ -352,7 +352,7 @@ impl Run<'_, '_> {
                     started = self.record(rule, Outcome::Skipped, started, skipped, None, None);
                     continue;
                 }
-                Err(e) => (Checked::Faulted(e), Called::default()),
+                Err(failed) => (failed, Called::default()),
             };
             self.current = None;
             match self.conclude(rule, verdict, answer, started) {
@@ -380,11 +380,9 @@ impl Run<'_, '_> {
             Checked::Error(_) | Checked::Faulted(_) => tokio::time::Instant::now() >= self.deadline,
             _ => false,
         };
-        // The rule's own fault, unless the clock stopped its Rhai: the deadline, or for a
-        // shadow rule the cut-off (which says so in its error, as `fetch_and_check` reads it).
-        let faulted = !stopped
-            && matches!(&verdict, Checked::Faulted(why)
-                if rule.mode == Mode::Enforce || !why.contains(SHADOW_CUT_OFF));
+        // The rule's own fault, unless the deadline had come (the clock stopping its Rhai is
+        // `Stopped` already).
+        let faulted = !stopped && matches!(&verdict, Checked::Faulted(_));
         let verdict = match verdict {
             Checked::Error(cause) => Checked::Error(capped_error(cause)),
             Checked::Faulted(cause) => Checked::Faulted(capped_error(cause)),

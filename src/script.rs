@@ -136,6 +136,10 @@ impl CompileError {
 pub struct ScriptError {
     pub message: String,
     pub position: Option<(usize, usize)>,
+    /// Stopped by what was left of the request's deadline or of a shadow rule's cut-off, not
+    /// by anything of its own: the deadline's business (the engine decides it as it decides
+    /// an answer cut by the deadline), on whichever clock the evaluation runs.
+    pub cut_off: bool,
 }
 
 impl ScriptError {
@@ -437,6 +441,7 @@ impl ScriptEngine {
                 helpers::a_kind(result.type_name())
             ),
             position: result_position(ast),
+            cut_off: false,
         })
     }
 
@@ -468,6 +473,7 @@ impl ScriptEngine {
                 return Err(ScriptError {
                     message: format!("script engine failed: {what}"),
                     position: None,
+                    cut_off: false,
                 });
             }
         };
@@ -495,6 +501,7 @@ impl ScriptEngine {
         Err(ScriptError {
             message,
             position: at.and_then(position),
+            cut_off: matches!(stopped, Limit::Time if limit < MAX_RUN_TIME),
         })
     }
 }
@@ -509,6 +516,7 @@ fn as_bool(result: Dynamic) -> Result<bool, ScriptError> {
             }
         ),
         position: None,
+        cut_off: false,
     })
 }
 

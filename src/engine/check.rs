@@ -52,12 +52,12 @@ impl Run<'_, '_> {
         &self,
         rule: &Rule,
         scope: &mut RequestScope,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Checked> {
         match &rule.when {
             Some(when) => self
                 .test(rule, when, scope, &mut None)
                 .await
-                .map_err(|e| when.error_at("when", &e)),
+                .map_err(|e| own_failure(rule, &e, when.error_at("when", &e))),
             None => Ok(true),
         }
     }
@@ -102,6 +102,7 @@ impl Run<'_, '_> {
                 let _turn = self.turn(rule).await.map_err(|cut| script::ScriptError {
                     message: cut,
                     position: None,
+                    cut_off: true,
                 })?;
                 self.ctx
                     .scripts
@@ -163,7 +164,7 @@ impl Run<'_, '_> {
             }
             Check::Require(expr) => match self.test(rule, expr, scope, &mut None).await {
                 Ok(ok) => pass_if(ok),
-                Err(e) => Checked::Faulted(expr.error_at("require", &e)),
+                Err(e) => own_failure(rule, &e, expr.error_at("require", &e)),
             },
             Check::Script { path, ast } => {
                 let _turn = match self.turn(rule).await {
@@ -185,7 +186,7 @@ impl Run<'_, '_> {
                         Some(r) => Checked::Refuse(r),
                         None => Checked::Refuse(reason()),
                     },
-                    Err(e) => Checked::Faulted(e.at(path)),
+                    Err(e) => own_failure(rule, &e, e.at(path)),
                 }
             }
             Check::Healthy(up) => {
@@ -386,7 +387,7 @@ impl Run<'_, '_> {
         // otherwise depend on the shadow rule's timing and the load (an enforced rule reading
         // it refused a payment that way).
         if rule.mode == Mode::Shadow
-            && matches!(&verdict, Checked::Error(why) | Checked::Faulted(why) if why.contains(super::SHADOW_CUT_OFF))
+            && matches!(&verdict, Checked::Error(why) | Checked::Stopped(why) if why.contains(super::SHADOW_CUT_OFF))
         {
             scope.forget_fetched(&rule.name);
         }
@@ -439,7 +440,6 @@ impl Run<'_, '_> {
                 Ok(true) => Checked::Pass,
                 Ok(false) => Checked::Refuse(reason()),
                 Err(e) => {
-                    // Over an answer that is no JSON, the upstream's failure, not the rule's.
                     let not_json = not_json(resp);
                     let cause = expr.error_at(
                         &format!(
@@ -448,10 +448,11 @@ impl Run<'_, '_> {
                         ),
                         &e,
                     );
-                    if not_json.is_empty() {
-                        Checked::Faulted(cause)
-                    } else {
+                    if !not_json.is_empty() || !(200..300).contains(&resp.status) {
+                        // Over an answer that is no JSON, or no success, the upstream's.
                         Checked::Error(cause)
+                    } else {
+                        own_failure(rule, &e, cause)
                     }
                 }
             },
@@ -465,6 +466,20 @@ impl Run<'_, '_> {
                 _ => Checked::Refuse(reason()),
             },
         }
+    }
+}
+
+/// A rule's own expression or script failing with `e` (traced as `cause`): the rule's fault,
+/// unless what was left of the deadline or the shadow cut-off stopped it, which is the
+/// deadline's business as an answer cut by it is — on the real clock and on the paused one
+/// rule tests run on alike, where the deadline has not come by the time Rhai's limit has.
+/// (A shadow rule's cut-off is an error of its own, as its other cut-offs are: it never
+/// reaches `on_error`.)
+fn own_failure(rule: &Rule, e: &script::ScriptError, cause: String) -> Checked {
+    match (e.cut_off, rule.mode) {
+        (false, _) => Checked::Faulted(cause),
+        (true, Mode::Shadow) => Checked::Error(cause),
+        (true, _) => Checked::Stopped(cause),
     }
 }
 

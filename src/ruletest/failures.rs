@@ -175,3 +175,40 @@ async fn a_failing_case_shows_the_calls_and_answers() {
         "{shown}"
     );
 }
+
+/// A script stopped by what was left of the deadline (a canned delay took the rest) is the
+/// deadline's business on the paused clock of a test as in `serve`: the ruleset's `on_error`
+/// decides, not the rule's, and the case need not list it.
+#[tokio::test]
+async fn a_script_stopped_by_the_deadline_is_not_the_rules_fault() {
+    let (dir, rules) = crate::rules::load_files(&[
+        (
+            "default.yaml",
+            "settings: { deadline: 500ms, on_error: reject }\nupstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - { name: stock, fetch: { upstream: shop, path: /stock }, reason: 매진 }\n  - { name: slow, script: scripts/slow.rhai, on_error: approve, reason: 느림 }\n",
+        ),
+        ("scripts/slow.rhai", "let x = 0;\nloop { x += 1; }\n"),
+        (
+            "tests/t.yaml",
+            "ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 1000 }\n    upstreams: { shop: { \"GET /stock\": { status: 200, delay: 445ms } } }\n    expect: { decision: reject, rule: slow }\n",
+        ),
+    ]);
+    let suites = load_suites(dir.path(), &rules).unwrap();
+    let results = run(&rules, &suites, &ScriptEngine::new(), None).await;
+    assert!(results[0].passed(), "{}", results[0].explain());
+    let slow = &results[0].decision.trace[1];
+    assert!(
+        slow.error
+            .as_deref()
+            .is_some_and(|e| e.contains("(the request's deadline)")),
+        "{slow:?}"
+    );
+}
+
+/// A `require` failing on an answer that is no success (a canned 500 with a JSON body) is the
+/// upstream's failure, which the case set up.
+#[tokio::test]
+async fn a_require_failing_on_an_error_answer_is_the_upstreams() {
+    let rules = "upstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - { name: stock, fetch: { upstream: shop, path: \"/stock/{order_id}\" }, require: \"response.body.stock.available >= 1\", reason: 매진 }\n";
+    let test = "ruleset: default\ncases:\n  - name: c\n    request: { imp_uid: i, merchant_uid: o-1, amount: 1000 }\n    upstreams: { shop: { \"GET /stock/o-1\": { status: 500, body: { error: db down } } } }\n    expect: { decision: reject, rule: stock }\n";
+    assert_eq!(mismatches(rules, test).await, Vec::<String>::new());
+}

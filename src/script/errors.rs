@@ -414,6 +414,7 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
     ScriptError {
         message,
         position: position(at),
+        cut_off: false,
     }
 }
 
