@@ -105,6 +105,22 @@ impl RulesDir {
         }
     }
 
+    /// [`Self::load`]; when the rules do not load, what can be checked of the test files without
+    /// them is printed too, so that a broken test file is not found only once the rules are
+    /// fixed (`check`, `test`).
+    fn load_or_report_tests(
+        &self,
+        scripts: &crate::script::ScriptEngine,
+    ) -> Option<crate::rules::Rules> {
+        let rules = self.load(scripts);
+        if rules.is_none() {
+            for e in crate::ruletest::shape_errors(&self.dir) {
+                eprintln!("{e}");
+            }
+        }
+        rules
+    }
+
     /// [`Self::load`], with the rule tests read as a reload reads them: a test file that does
     /// not read holds the directory back from `serve`, so what `eval` or `replay` would show
     /// of it could never be what is served.

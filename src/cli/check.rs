@@ -19,12 +19,7 @@ pub struct CheckArgs {
 }
 
 pub fn run(args: &CheckArgs) -> ExitCode {
-    let Some(rules) = args.rules.load(&ScriptEngine::new()) else {
-        // What can be checked of the test files without the rules, so that a broken one is
-        // not found only once the rules are fixed.
-        for e in crate::ruletest::shape_errors(&args.rules.dir) {
-            eprintln!("{e}");
-        }
+    let Some(rules) = args.rules.load_or_report_tests(&ScriptEngine::new()) else {
         return ExitCode::FAILURE;
     };
     let suites = match crate::ruletest::load_suites(&args.rules.dir, &rules) {

@@ -21,11 +21,7 @@ const INVALID_TEST_FILE: u8 = 2;
 
 pub fn run(args: &TestArgs) -> ExitCode {
     let scripts = ScriptEngine::new();
-    let Some(rules) = args.rules.load(&scripts) else {
-        // As `check` does: a broken test file is not found only once the rules are fixed.
-        for e in ruletest::shape_errors(&args.rules.dir) {
-            eprintln!("{e}");
-        }
+    let Some(rules) = args.rules.load_or_report_tests(&scripts) else {
         out!("no case ran: the rules do not load");
         return ExitCode::FAILURE;
     };

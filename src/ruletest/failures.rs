@@ -9,6 +9,12 @@ fn case(expect: &str) -> String {
     format!("ruleset: default\ncases:\n  - name: c\n    request: {{ imp_uid: i, merchant_uid: o-1, amount: 1000 }}\n    expect: {{ {expect} }}\n")
 }
 
+/// Asserts that `got` is one mismatch, starting with `start`.
+#[track_caller]
+fn assert_one(got: &[String], start: &str) {
+    assert!(got.len() == 1 && got[0].starts_with(start), "{got:?}");
+}
+
 async fn mismatches(rules: &str, test: &str) -> Vec<String> {
     let (_dir, rules, suites) = loaded(rules, test);
     let results = run(&rules, &suites.unwrap(), &ScriptEngine::new(), None).await;
@@ -68,8 +74,10 @@ async fn a_failure_is_the_rules_own_whatever_its_words() {
     let suites = load_suites(dir.path(), &rules).unwrap();
     let results = run(&rules, &suites, &ScriptEngine::new(), None).await;
     for r in &results {
-        assert_eq!(r.mismatches.len(), 1, "{}", r.explain());
-        assert!(r.mismatches[0].starts_with("rule preorder failed, and on_error decided: "));
+        assert_one(
+            &r.mismatches,
+            "rule preorder failed, and on_error decided: ",
+        );
     }
 }
 
@@ -96,11 +104,7 @@ async fn a_require_failing_on_a_good_answer_is_the_rules_own() {
 async fn a_rule_whose_when_failed_is_not_said_to_lack_an_answer() {
     let rules = "upstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - { name: stock, when: \"order_id.parse_int() > 0\", fetch: { upstream: shop, path: \"/stock/{order_id}\" }, reason: 매진 }\n";
     let got = mismatches(rules, &case("decision: reject, rule: stock")).await;
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert!(
-        got[0].starts_with("rule stock failed, and on_error decided: "),
-        "{got:?}"
-    );
+    assert_one(&got, "rule stock failed, and on_error decided: ");
 }
 
 /// A shadow rule's failure, through a call the case has no answer for or its own code, fails

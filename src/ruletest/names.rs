@@ -150,39 +150,31 @@ impl CaseNames<'_> {
                     }
                 }
             }
-            for (j, rule) in c.expect.shadow.iter().flatten().enumerate() {
-                let at = || self.value(&[Seg::Key("expect"), Seg::Key("shadow"), Seg::Index(j)]);
-                match mode(rule) {
-                    None => out.push((
-                        at(),
-                        format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
-                    )),
-                    // Only shadow rules have shadow outcomes: the case could never pass.
-                    Some(Mode::Enforce) => out.push((
-                        at(),
-                        format!("rule \"{rule}\" is enforced, so it has no shadow outcome; expect.shadow names shadow rules (mode: shadow) that would refuse, and expect.rule the enforced rule that decides"),
-                    )),
-                    Some(Mode::Off) => out.push((at(), never_runs(rule, "a shadow rule"))),
-                    Some(Mode::Shadow) => {}
-                }
-            }
-            for (j, rule) in c.expect.errors.iter().flatten().enumerate() {
-                let at = || self.value(&[Seg::Key("expect"), Seg::Key("errors"), Seg::Index(j)]);
-                match mode(rule) {
-                    None => out.push((
-                        at(),
-                        format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
-                    )),
-                    Some(Mode::Off) => out.push((at(), never_runs(rule, "a rule"))),
-                    Some(_) => {}
-                }
-            }
-            // Each rule has one outcome in a case: a list naming one twice could never match.
+            // The rules of `shadow` and `errors`: rules of the ruleset that run, each named
+            // once (each rule has one outcome in a case: a list naming one twice could never
+            // match), and for `shadow` shadow rules.
             for (key, list) in [("shadow", &c.expect.shadow), ("errors", &c.expect.errors)] {
                 for (j, rule) in list.iter().flatten().enumerate() {
+                    let at = || self.value(&[Seg::Key("expect"), Seg::Key(key), Seg::Index(j)]);
+                    match mode(rule) {
+                        None => out.push((
+                            at(),
+                            format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
+                        )),
+                        // Only shadow rules have shadow outcomes: the case could never pass.
+                        Some(Mode::Enforce) if key == "shadow" => out.push((
+                            at(),
+                            format!("rule \"{rule}\" is enforced, so it has no shadow outcome; expect.shadow names shadow rules (mode: shadow) that would refuse, and expect.rule the enforced rule that decides"),
+                        )),
+                        Some(Mode::Off) => {
+                            let instead = if key == "shadow" { "a shadow rule" } else { "a rule" };
+                            out.push((at(), never_runs(rule, instead)));
+                        }
+                        Some(_) => {}
+                    }
                     if list.iter().flatten().take(j).any(|r| r == rule) {
                         out.push((
-                            self.value(&[Seg::Key("expect"), Seg::Key(key), Seg::Index(j)]),
+                            at(),
                             format!("rule \"{rule}\" is named twice in expect.{key}; each rule has one outcome in a case"),
                         ));
                     }
