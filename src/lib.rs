@@ -64,6 +64,11 @@ pub(crate) fn error_chain<'a>(
     std::iter::successors(Some(e), |e| e.source())
 }
 
+/// The innermost error under `e`: what went wrong, where the outer ones say where.
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    error_chain(e).last().unwrap_or(e).to_string()
+}
+
 pub mod audit;
 pub mod background;
 pub mod cli;

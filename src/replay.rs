@@ -289,6 +289,111 @@ impl Replayed {
     }
 }
 
+/// What one rule did over the replayed records: how often its check ran (`when` held), and
+/// how often it refused, approved at once or failed.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Tried {
+    pub checked: usize,
+    pub refused: usize,
+    pub approved: usize,
+    pub failed: usize,
+}
+
+impl Tried {
+    /// Counts one traced outcome. A rule enforced then, or a shadow failure logged before
+    /// `shadow_error` existed (`error`), counts by what it did.
+    fn add(&mut self, outcome: &str) {
+        match outcome {
+            "skipped" => return,
+            "reject" | "shadow_reject" => self.refused += 1,
+            "approve" | "shadow_approve" => self.approved += 1,
+            "error" | "shadow_error" => self.failed += 1,
+            _ => {}
+        }
+        self.checked += 1;
+    }
+
+    fn show(&self, refused: &str, approved: &str, any_approved: bool) -> String {
+        let mut out = format!("{} checked, {} {refused}", self.checked, self.refused);
+        if any_approved {
+            out.push_str(&format!(", {} {approved}", self.approved));
+        }
+        out.push_str(&format!(", {} failed", self.failed));
+        out
+    }
+}
+
+/// The shadow rules of the rules replayed with, over a replay: what each would do now, beside
+/// what the rule of that name did in the log. Shadow rules decide nothing, so a replay's
+/// changes never show them; this is how a trial rule is tried on real traffic at once.
+#[derive(Default)]
+pub struct ShadowTally {
+    /// By ruleset, then by the rule's place in its file.
+    rules: BTreeMap<(String, usize), ShadowCounts>,
+}
+
+struct ShadowCounts {
+    rule: Arc<str>,
+    now: Tried,
+    /// `None` while no record traced a rule of this name.
+    then: Option<Tried>,
+}
+
+impl ShadowTally {
+    /// Counts the shadow rules of `ruleset` (the one `replayed` was decided by) in one record.
+    pub fn add(&mut self, ruleset: &Ruleset, replayed: &Replayed) {
+        let shadow = ruleset
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| rule.mode == Mode::Shadow);
+        for (i, rule) in shadow {
+            let counts = self
+                .rules
+                .entry((ruleset.name.clone(), i))
+                .or_insert_with(|| ShadowCounts {
+                    rule: rule.name.clone(),
+                    now: Tried::default(),
+                    then: None,
+                });
+            let name = &*rule.name;
+            if let Some(t) = replayed.decision.trace.iter().find(|t| &*t.rule == name) {
+                counts.now.add(t.outcome.as_str());
+            }
+            if let Some(t) = replayed.record.trace.iter().find(|t| t.rule == name) {
+                counts
+                    .then
+                    .get_or_insert_with(Tried::default)
+                    .add(&t.outcome);
+            }
+        }
+    }
+
+    /// A block of one line per shadow rule, or nothing when the replayed rulesets have none.
+    pub fn report(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        if self.rules.is_empty() {
+            return out;
+        }
+        out.push_str("shadow rules (they decide nothing; what each did over the replayed records, and what the rule of that name did then):\n");
+        for ((ruleset, _), c) in &self.rules {
+            let any_approved = c.now.approved > 0 || c.then.is_some_and(|t| t.approved > 0);
+            let then = c.then.map_or_else(
+                || "not in the log".to_owned(),
+                |t| format!("then {}", t.show("refused", "approved", any_approved)),
+            );
+            let _ = writeln!(
+                out,
+                "  {ruleset}/{}: now {}; {then}",
+                c.rule,
+                c.now.show("would refuse", "would approve", any_approved)
+            );
+        }
+        out
+    }
+}
+
 fn answer(decision: &str, status: u16, rule: Option<&str>, reason: Option<&str>) -> String {
     let mut out = format!("{decision} {status}");
     if let Some(rule) = rule {

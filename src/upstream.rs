@@ -666,7 +666,7 @@ fn classify(e: reqwest::Error, up: &Upstream) -> UpstreamError {
             return UpstreamError::Dns(host);
         }
     }
-    let cause = root_cause(&e);
+    let cause = crate::root_cause(&e);
     // rustls reading a plain-HTTP answer where a TLS record should be.
     if up.url.starts_with("https://") && cause.contains("InvalidContentType") {
         return UpstreamError::Other(format!(
@@ -697,10 +697,6 @@ fn closed_under_us(e: &reqwest::Error) -> bool {
                 matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset)
             })
     })
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    crate::error_chain(e).last().unwrap_or(e).to_string()
 }
 
 #[cfg(test)]

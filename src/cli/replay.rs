@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::RulesDir;
 use crate::decision::Verdict;
-use crate::replay::{read, replay};
+use crate::replay::{read, replay, ShadowTally};
 use crate::script::ScriptEngine;
 
 #[derive(Debug, Args)]
@@ -74,6 +74,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         return ExitCode::from(CANNOT_RUN);
     };
     let mut counts = Counts::default();
+    let mut shadow = ShadowTally::default();
     // Reserved whole, not grown by doubling: growing to a line of 64 MiB copied it into 64 MiB
     // more and peaked at 140 MB. Only the pages a line fills take memory.
     let mut line = Vec::with_capacity(MAX_LINE);
@@ -136,6 +137,9 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         }
         let again = runtime.block_on(replay(&rules, &scripts, record));
         counts.replayed += 1;
+        if let Some(ruleset) = rules.get(&again.record.ruleset) {
+            shadow.add(ruleset, &again);
+        }
         if again.changed() {
             counts.changed += 1;
             match (again.record.decision, again.decision.decision) {
@@ -165,6 +169,10 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         // "0 replayed" alone reads as "no change" where nothing was read (a file argument
         // forgotten, so stdin was read, or a log just rotated).
         eprintln!("note: {name} has no lines: nothing was replayed");
+    }
+    let shadow = shadow.report();
+    if !shadow.is_empty() {
+        out!("{shadow}");
     }
     out!("{}", summary(&counts));
     if counts.changed > 0 {

@@ -402,6 +402,31 @@ async fn the_record_time_is_the_evaluation_time() {
     assert!(r.changed());
 }
 
+/// Shadow rules decide nothing, so no change shows them: the tally counts what each does now
+/// beside what the rule of that name did then (enforced, or a failure logged as `error`).
+#[tokio::test]
+async fn shadow_rules_are_tallied_now_and_then() {
+    let yaml = "rules:\n  - { name: vip, mode: shadow, amount: { max: 4000 }, reason: r }\n  - { name: trial, mode: shadow, when: \"amount > 100\", require: \"order_id != `order-1`\", reason: r }\n  - { name: late, mode: shadow, when: \"amount > 100000\", amount: { max: 1 }, reason: r }\n  - { name: qa, mode: shadow, when: \"amount == 5000\", action: approve }\n";
+    let (_dir, rules) = load_files(&[("default.yaml", yaml)]);
+    let ruleset = rules.get("default").unwrap();
+    let mut tally = ShadowTally::default();
+    // Then, vip was enforced and refused; trial is new.
+    let vip_refused = line(r#"{"rule":"vip","outcome":"reject"}"#, "reject", "");
+    tally.add(ruleset, &again(&rules, &vip_refused).await);
+    // Then, vip failed as a shadow rule, written `error` before `shadow_error` existed.
+    let vip_failed = line(r#"{"rule":"vip","outcome":"error"}"#, "approve", "");
+    tally.add(ruleset, &again(&rules, &vip_failed).await);
+    assert_eq!(
+        tally.report(),
+        "shadow rules (they decide nothing; what each did over the replayed records, and what the rule of that name did then):\n  \
+         default/vip: now 2 checked, 2 would refuse, 0 failed; then 2 checked, 1 refused, 1 failed\n  \
+         default/trial: now 2 checked, 2 would refuse, 0 failed; not in the log\n  \
+         default/late: now 0 checked, 0 would refuse, 0 failed; not in the log\n  \
+         default/qa: now 2 checked, 0 would refuse, 2 would approve, 0 failed; not in the log\n"
+    );
+    assert_eq!(ShadowTally::default().report(), "");
+}
+
 /// A caller chose the order id: in the report it cannot break lines or reach the terminal.
 #[test]
 fn order_ids_are_shown_escaped_when_they_hold_controls() {

@@ -52,8 +52,24 @@ pub fn public_router(state: AppState) -> Router {
             "/healthz",
             get(healthz).fallback(plain(StatusCode::METHOD_NOT_ALLOWED)),
         )
-        .fallback(plain(StatusCode::NOT_FOUND))
+        .fallback(not_served)
         .with_state(state)
+}
+
+/// A path the proxy does not serve. A POST there is most likely a confirm URL mistyped where
+/// it was registered (`//confirm` from a base URL ending in `/`, `/Confirm`): every payment
+/// sent to it would fail, so it is refused like a ruleset that is not loaded — a reason, a
+/// warning naming the path, counted and recorded. Any other method gets the bare 404 of any
+/// web server (crawlers and scanners are no payments).
+async fn not_served(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return unread_body(request.headers(), StatusCode::NOT_FOUND.into_response());
+    }
+    state.path_not_served(request.uri().path(), peer, request.headers())
 }
 
 /// The bare `status` answer of a path or method the proxy does not serve, which reads no
@@ -186,6 +202,24 @@ impl AppState {
         unread_body(
             headers,
             self.refuse(&arrival, 405, "POST 요청만 받습니다".into()),
+        )
+    }
+
+    fn path_not_served(&self, path: &str, peer: SocketAddr, headers: &HeaderMap) -> Response {
+        // No ruleset file may be named `unknown`: this arrival has none.
+        let arrival = self.arrival(UNKNOWN_RULESET);
+        if let Some(refusal) = self.source_refused(&arrival, peer, headers) {
+            return refusal;
+        }
+        let path: String = path.chars().take(100).collect();
+        tracing::warn!(
+            decision_id = arrival.id.as_str(),
+            path,
+            "no such path: confirm URLs are /confirm and /confirm/RULESET"
+        );
+        unread_body(
+            headers,
+            self.refuse(&arrival, 404, UNKNOWN_RULESET_REASON.into()),
         )
     }
 

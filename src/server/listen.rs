@@ -110,6 +110,12 @@ pub async fn serve(
                 Err(e) if e.is_incomplete_message() => {
                     tracing::info!(%peer, "connection closed by the caller with a request unanswered");
                 }
+                // A balancer set to speak HTTP/2 to its backends would fail every payment with
+                // nothing said: the one protocol mistake an operator must hear about.
+                Err(e) if e.is_parse_version_h2() => tracing::warn!(
+                    %peer,
+                    "HTTP/2 connection refused: the proxy speaks HTTP/1.1 (set the balancer or proxy in front to send HTTP/1.1)"
+                ),
                 Err(e) => tracing::debug!(%peer, "connection ended: {e}"),
             }
         });

@@ -315,13 +315,22 @@ async fn every_answer_has_its_decision_log_line_and_metric() {
                 .confirm_json("/confirm/default%2Fx", &v1("o", 5000))
                 .await,
         ),
+        // A POST to a path not served is a confirm URL mistyped where it was registered.
+        (
+            "base URL joined with a slash",
+            server.confirm_json("//confirm", &v1("o", 5000)).await,
+        ),
+        (
+            "capitalised",
+            server.confirm_json("/Confirm", &v1("o", 5000)).await,
+        ),
     ];
     let metrics = get(&server.admin_url("/metrics")).await;
     server.stop().await;
     let statuses: Vec<u16> = answers.iter().map(|(_, a)| a.status).collect();
     assert_eq!(
         statuses,
-        [200, 200, 404, 413, 415, 400, 405, 404, 404, 404, 404, 404]
+        [200, 200, 404, 413, 415, 400, 405, 404, 404, 404, 404, 404, 404, 404]
     );
     for (what, a) in &answers {
         assert_answer_headers(a);
@@ -345,7 +354,7 @@ async fn every_answer_has_its_decision_log_line_and_metric() {
             text,
             r#"confirm_proxy_requests_total{ruleset="unknown",decision="reject"}"#
         ),
-        Some(6.0),
+        Some(8.0),
         "{text}"
     );
 }

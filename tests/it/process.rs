@@ -1032,6 +1032,38 @@ async fn an_unknown_ruleset_is_named_in_the_log() {
     assert!(logged, "{}", proc.log_text());
 }
 
+/// A POST to a path that is no confirm path (a confirm URL mistyped where it was registered)
+/// is named in the log like an unknown ruleset; a client speaking HTTP/2 without asking (a
+/// balancer set so) is disconnected with a warning, since every payment sent so fails.
+#[tokio::test]
+async fn a_mistyped_confirm_path_and_an_http2_client_are_named_in_the_log() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rules = Rules::with("default.yaml", LIMIT);
+    let proc = Process::serve(rules.path(), &[]).await;
+    let a = proc.confirm_json("//confirm", &v1("o", 5_000)).await;
+    assert_eq!(a.status, 404);
+    let id = a.decision_id();
+    let mut h2 = tokio::net::TcpStream::connect(proc.public).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), h2.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0))), "{read:?} {rest:?}");
+    let logged = eventually(Duration::from_secs(3), || async {
+        let log = proc.log_text();
+        log.lines().any(|l| {
+            l.contains("no such path")
+                && l.contains(&format!("decision_id={id}"))
+                && l.contains("path=//confirm")
+        }) && log
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("HTTP/2 connection refused"))
+    })
+    .await;
+    assert!(logged, "{}", proc.log_text());
+}
+
 /// Every line about a request names its decision id, so an operator can go from an answer
 /// (its `X-Confirm-Decision-Id`) to what was logged about it: also for the answers no rule
 /// decided.

@@ -121,6 +121,22 @@ async fn replay_shows_the_decisions_an_edit_changes_without_calling_upstreams() 
     assert!(out.contains("3 changed (0 now approved, "), "{out}");
     assert!(out.contains("), 1 unchanged"), "{out}");
 
+    // A trial rule decides nothing, so it changes no decision; the block before the closing
+    // count says what it would have done (the order over the limit never reached it).
+    let trial = "  - { name: small, mode: shadow, amount: { max: 4000 }, reason: \"소액 전용\" }\n";
+    rules.write(
+        "default.yaml",
+        &rules_yaml(&shop.url(), &at_least(1), trial),
+    );
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "shadow rules (they decide nothing; what each did over the replayed records, and what the rule of that name did then):\n  \
+         default/small: now 3 checked, 3 would refuse, 0 failed; not in the log\n\n\
+         4 replayed: 0 changed, 4 unchanged; 1 not decided by rules (guards' answers, repeats, ignored messages)\n"
+    );
+
     // A ruleset neither in the log nor in the rules is a mistyped name.
     let (code, out, err) = replay(&rules, &log, &["--ruleset", "marathon"]);
     assert_eq!(code, 2, "{out}{err}");

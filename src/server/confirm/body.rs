@@ -57,7 +57,7 @@ impl AppState {
                 Err(closing(StatusCode::BAD_REQUEST.into_response()))
             }
             Ok(Err(e)) => {
-                tracing::warn!(decision_id = arrival.id.as_str(), error = %e, "request body could not be read");
+                tracing::warn!(decision_id = arrival.id.as_str(), error = %e, cause = crate::root_cause(&e), "request body could not be read");
                 Err(closing(self.refuse(
                     arrival,
                     400,
