@@ -35,6 +35,7 @@ mod source;
 
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 const DECISION_ID: &str = "x-confirm-decision-id";
+const NO_SUCH_RULESET: &str = "no such ruleset";
 /// The characters of an order or webhook id the decision's log line shows.
 const LOGGED_ID_MAX: usize = 200;
 
@@ -197,7 +198,7 @@ impl AppState {
         }
         // An unknown ruleset is the first thing wrong with the request (SPEC §9's order).
         if arrival.ruleset.is_none() {
-            return self.unknown_ruleset(&arrival, ruleset, headers);
+            return self.not_found(&arrival, ruleset, NO_SUCH_RULESET, headers);
         }
         unread_body(
             headers,
@@ -211,28 +212,23 @@ impl AppState {
         if let Some(refusal) = self.source_refused(&arrival, peer, headers) {
             return refusal;
         }
-        let path: String = path.chars().take(100).collect();
-        tracing::warn!(
-            decision_id = arrival.id.as_str(),
-            path,
-            "no such path: confirm URLs are /confirm and /confirm/RULESET"
-        );
-        unread_body(
-            headers,
-            self.refuse(&arrival, 404, UNKNOWN_RULESET_REASON.into()),
-        )
+        let message = "no such path: confirm URLs are /confirm and /confirm/RULESET";
+        self.not_found(&arrival, path, message, headers)
     }
 
-    /// The 404 of a confirm path that names no loaded ruleset.
-    fn unknown_ruleset(&self, arrival: &Arrival, ruleset: &str, headers: &HeaderMap) -> Response {
-        // Every payment sent to a mistyped confirm URL fails: say which name was asked for
-        // (metrics and the record say `unknown`; label values must not be callers' choice).
-        let requested: String = ruleset.chars().take(100).collect();
-        tracing::warn!(
-            decision_id = arrival.id.as_str(),
-            requested,
-            "no such ruleset"
-        );
+    /// The 404 of a confirm URL that names nothing loaded: `requested` is the ruleset name
+    /// asked for, or the whole path when it is no confirm path at all.
+    fn not_found(
+        &self,
+        arrival: &Arrival,
+        requested: &str,
+        message: &str,
+        headers: &HeaderMap,
+    ) -> Response {
+        // Every payment sent to a mistyped confirm URL fails: say what was asked for (metrics
+        // and the record say `unknown`; label values must not be callers' choice).
+        let requested: String = requested.chars().take(100).collect();
+        tracing::warn!(decision_id = arrival.id.as_str(), requested, "{message}");
         unread_body(
             headers,
             self.refuse(arrival, 404, UNKNOWN_RULESET_REASON.into()),
@@ -253,7 +249,7 @@ impl AppState {
             return refusal;
         }
         let Some(set) = arrival.ruleset.clone() else {
-            return self.unknown_ruleset(&arrival, ruleset, &headers);
+            return self.not_found(&arrival, ruleset, NO_SUCH_RULESET, &headers);
         };
         self.note_deadline(set.settings.deadline);
         let bytes = match self.read_body(&arrival, &set, &headers, body).await {

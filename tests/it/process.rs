@@ -1055,7 +1055,7 @@ async fn a_mistyped_confirm_path_and_an_http2_client_are_named_in_the_log() {
         log.lines().any(|l| {
             l.contains("no such path")
                 && l.contains(&format!("decision_id={id}"))
-                && l.contains("path=//confirm")
+                && l.contains("requested=//confirm")
         }) && log
             .lines()
             .any(|l| l.contains("WARN") && l.contains("HTTP/2 connection refused"))
