@@ -116,12 +116,20 @@ pub struct CallMade {
     pub upstream: String,
     #[serde(serialize_with = "method_name", deserialize_with = "method_named")]
     pub method: http::Method,
-    /// The path and query sent, after the upstream's base URL.
+    /// The path and query sent, after the upstream's base URL. Read as it is sent: records
+    /// written before the path was named so (`/재고/…` where `/%EC%9E%AC…` was sent) name
+    /// the same call.
+    #[serde(deserialize_with = "path_as_sent")]
     pub path: String,
     /// A digest of the rest of what was sent (see [`crate::upstream::fingerprint`]); empty in
     /// a record written before it was.
     #[serde(default)]
     pub sent: String,
+}
+
+fn path_as_sent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let path = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    Ok(crate::upstream::as_sent(&path).into_owned())
 }
 
 impl CallMade {

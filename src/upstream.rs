@@ -2,6 +2,7 @@
 //! implementation (two clients per upstream, built at load: pooled for GETs, a connection per
 //! call for the rest), and background health probes.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -137,6 +138,31 @@ pub const MANY_PARTS: usize = 2_000;
 /// bytes, or with more than [`MANY_PARTS`] values and keys.
 pub fn is_large(body: &[u8]) -> bool {
     body.len() >= BIG_BODY || body::more_parts_than(body, MANY_PARTS)
+}
+
+/// `path_and_query` as the URL parser sends it after the upstream's base URL: text it does not
+/// send as written (beyond ASCII, spaces, quotes, a `\`, a `#…`) percent-encoded or
+/// resolved as it does. Traces, the decision log and canned-answer keys name a call by this, so
+/// that they say what the merchant's access log says (a rule's own `/재고/{order_id}` is sent
+/// as `/%EC%9E%AC%EA%B3%A0/…`).
+pub fn as_sent(path_and_query: &str) -> Cow<'_, str> {
+    // Text the parser keeps as it is: most paths, kept without a parse.
+    // What is not a path (a canned key written without its `/`) is left to be refused.
+    let kept = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
+    if !path_and_query.starts_with('/') || path_and_query.bytes().all(kept) {
+        return Cow::Borrowed(path_and_query);
+    }
+    match reqwest::Url::parse(&format!("http://h{path_and_query}")) {
+        Ok(url) => {
+            let mut sent = url.path().to_owned();
+            if let Some(query) = url.query() {
+                sent.push('?');
+                sent.push_str(query);
+            }
+            Cow::Owned(sent)
+        }
+        Err(_) => Cow::Borrowed(path_and_query),
+    }
 }
 
 /// `.` or `..`, also percent-encoded, which URL parsers resolve (WHATWG URL, RFC 3986 §5.2.4).
@@ -697,6 +723,44 @@ fn closed_under_us(e: &reqwest::Error) -> bool {
                 matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset)
             })
     })
+}
+
+#[cfg(test)]
+mod as_sent_tests {
+    use super::as_sent;
+    use std::borrow::Cow;
+
+    /// Paths are named as the URL parser sends them; the usual ones without a parse.
+    #[test]
+    fn paths_are_named_as_they_are_sent() {
+        for kept in ["/stock/o-1?x=1&y=%20", "/a:b@c/!$'()*+,;=~", "/x?"] {
+            assert!(
+                matches!(as_sent(kept), Cow::Borrowed(p) if p == kept),
+                "{kept}"
+            );
+        }
+        for (written, sent) in [
+            ("/재고/o-1", "/%EC%9E%AC%EA%B3%A0/o-1"),
+            (
+                "/a b\"c<d>`{e}/x?q=a b\"'",
+                "/a%20b%22c%3Cd%3E%60%7Be%7D/x?q=a%20b%22%27",
+            ),
+            ("/a\\b", "/a/b"),
+            ("/x#frag", "/x"),
+            ("/x?q=1#frag", "/x?q=1"),
+        ] {
+            assert_eq!(as_sent(written), sent, "{written}");
+            assert_eq!(as_sent(sent), sent, "{sent} is kept");
+        }
+    }
+
+    /// A record written before calls were named as sent names the same call when read.
+    #[test]
+    fn a_logged_call_reads_as_sent() {
+        let logged = r#"{"upstream":"shop","method":"GET","path":"/재고/o-1"}"#;
+        let call: crate::decision::CallMade = serde_json::from_str(logged).unwrap();
+        assert_eq!(call.path, "/%EC%9E%AC%EA%B3%A0/o-1");
+    }
 }
 
 #[cfg(test)]

@@ -303,6 +303,9 @@ pub fn fetch_call(
         });
         path_and_query.push_str(&serde_urlencoded::to_string(pairs).unwrap_or_default());
     }
+    if let Cow::Owned(sent) = crate::upstream::as_sent(&path_and_query) {
+        path_and_query = sent;
+    }
     let mut headers = http::HeaderMap::new();
     for (name, t) in &f.headers {
         // A value a request field made invalid (a newline, say) cannot be sent, and leaving the

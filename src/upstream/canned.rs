@@ -382,10 +382,15 @@ fn host(up: &Upstream) -> String {
         .unwrap_or_else(|| up.name.clone())
 }
 
-/// `"get  /x"` → `"GET /x"`; anything else is kept as written (and will simply never match).
+/// `"get  /x"` → `"GET /x"`, the path as it is sent (`/재고/…` → `/%EC%9E%AC%EA%B3%A0/…`, as
+/// calls are named); anything else is kept as written (and will simply never match).
 fn normalise_key(key: &str) -> String {
     match key.trim().split_once(char::is_whitespace) {
-        Some((method, path)) => format!("{} {}", method.to_ascii_uppercase(), path.trim()),
+        Some((method, path)) => format!(
+            "{} {}",
+            method.to_ascii_uppercase(),
+            crate::upstream::as_sent(path.trim())
+        ),
         None => key.trim().to_owned(),
     }
 }

@@ -144,6 +144,57 @@ async fn stock_fetch_decides_with_the_answer() {
     server.stop().await;
 }
 
+/// The call a trace and the decision log name is the call the merchant received: the rule's
+/// own text beyond ASCII (or a space, a quote) is named percent-encoded as it was sent, so
+/// the merchant's access log is searched by it, and a rule test's canned answer may be keyed by
+/// the path as written or as sent.
+#[tokio::test]
+async fn a_call_is_named_as_it_was_sent() {
+    let shop = MockUpstream::start(
+        axum::Router::new()
+            .fallback(|| async { axum::Json(serde_json::json!({ "available": 1 })) }),
+    )
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams:\n  shop: {{ url: \"{}\" }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: \"/재고 \\\"목록\\\"/{{order_id}}?view=a b\" }}\n    require: 'response.body.available >= 1'\n    reason: x\n",
+            shop.url()
+        ),
+    );
+    let (server, log) = logged(&rules).await;
+    let a = server.confirm_json("/confirm", &v1("주문-1", 5000)).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    server.stop().await;
+    let sent = shop.calls()[0].path.clone();
+    assert_eq!(
+        sent,
+        "/%EC%9E%AC%EA%B3%A0%20%22%EB%AA%A9%EB%A1%9D%22/%EC%A3%BC%EB%AC%B8-1?view=a%20b"
+    );
+    let r = record(&log, &a.decision_id());
+    assert_eq!(r["trace"][0]["call"]["path"], sent.as_str(), "{r}");
+    // A rule test keys its canned answer either way.
+    for key in [
+        sent.as_str(),
+        "/재고 \"목록\"/%EC%A3%BC%EB%AC%B8-1?view=a b",
+    ] {
+        rules.write(
+            "tests/stock.yaml",
+            &format!(
+                "ruleset: default\ncases:\n  - name: in stock\n    request: {{ imp_uid: i-1, merchant_uid: 주문-1, amount: 5000 }}\n    upstreams:\n      shop:\n        {}:\n          status: 200\n          body: {{ available: 1 }}\n    expect: {{ decision: approve }}\n",
+                serde_json::to_string(&format!("GET {key}")).unwrap()
+            ),
+        );
+        let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{key}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[tokio::test]
 async fn failure_modes_follow_on_error_and_are_traced_with_their_cause() {
     let shop = shop().await;

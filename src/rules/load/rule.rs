@@ -338,7 +338,7 @@ impl FileCompiler<'_, '_> {
                 }
                 Some(Check::Forward(Forward {
                     upstream: up?,
-                    path: f.path.clone(),
+                    path: crate::upstream::as_sent(&f.path).into_owned(),
                 }))
             }
             "script" => self.script(&path("script"), name, raw.script.as_deref()?),
