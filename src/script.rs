@@ -832,9 +832,25 @@ pub(crate) mod tests {
             ("order_id.starts_with(“vip-”)", "unexpected '“': a curly quote, as a word processor types it: write text in straight double quotes (\"vip-\")", 1, 22),
             ("let a = 1；\ntrue", "unexpected '；': a full-width ；: type the ASCII ;", 1, 10),
             ("let a = 1;\nif amount ＞ 5 { return false; }\ntrue", "unexpected '＞': a full-width ＞: type the ASCII >", 2, 11),
+            // Pasted from a web page or a chat: named, since shown they are blanks or nothing.
+            ("if amount >\u{A0}1 { return false; }\ntrue", "unexpected U+00A0 (a no-break space): type an ordinary space", 1, 12),
+            ("let x\u{200B} = 1;\nx > 0", "unexpected U+200B (a zero-width space): delete it (it came with pasted text)", 1, 6),
+            ("let x = 1;\u{FEFF}\nx > 0", "unexpected U+FEFF (a byte-order mark): delete it (it came with pasted text)", 1, 11),
         ] {
             tests::assert_refused(&engine, src, message, line, column);
         }
+        // Inside a name, in a `when` or `require`, Rhai's words were doubled
+        // (`unexpected 'Unexpected '…''`).
+        let e = engine
+            .compile_expression("amount\u{200B} > 1", &[])
+            .unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.column),
+            (
+                "unexpected U+200B (a zero-width space): delete it (it came with pasted text)",
+                7
+            )
+        );
         let e = engine
             .compile_expression("let w = 5; amount > w", &[])
             .unwrap_err();

@@ -168,9 +168,56 @@ pub fn hidden(c: char) -> bool {
     !c.is_ascii() && !('\u{AC00}'..='\u{D7A3}').contains(&c) && c.escape_debug().len() > 1
 }
 
+/// A character an editor shows as a blank, or not at all (pasted from a web page, a chat or a
+/// word processor), named so an operator can find it, with what to type instead: where code or
+/// YAML needs an ordinary space, or nothing. ASCII's own (a tab) are not among them.
+pub fn unseen(c: char) -> Option<(String, &'static str)> {
+    const SPACE: &str = "type an ordinary space";
+    const DELETE: &str = "delete it (it came with pasted text)";
+    let (what, fix) = match c {
+        '\u{00A0}' | '\u{202F}' => ("a no-break space", SPACE),
+        '\u{3000}' => ("a full-width space", SPACE),
+        '\u{FEFF}' => ("a byte-order mark", DELETE),
+        '\u{200B}' => ("a zero-width space", DELETE),
+        '\u{00AD}' => ("a soft hyphen", DELETE),
+        c if c.is_whitespace() && !c.is_ascii() => ("a space other than the ordinary one", SPACE),
+        c if hidden(c) => ("an invisible character", DELETE),
+        _ => return None,
+    };
+    Some((format!("U+{:04X} ({what})", c as u32), fix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn characters_an_editor_shows_as_blanks_are_named() {
+        let named = |c| unseen(c).map(|(name, _)| name);
+        assert_eq!(
+            named('\u{A0}').as_deref(),
+            Some("U+00A0 (a no-break space)")
+        );
+        assert_eq!(
+            named('\u{3000}').as_deref(),
+            Some("U+3000 (a full-width space)")
+        );
+        assert_eq!(
+            named('\u{2003}').as_deref(),
+            Some("U+2003 (a space other than the ordinary one)")
+        );
+        assert_eq!(
+            named('\u{200B}').as_deref(),
+            Some("U+200B (a zero-width space)")
+        );
+        assert_eq!(
+            named('\u{202E}').as_deref(),
+            Some("U+202E (an invisible character)")
+        );
+        for shown in [' ', '\t', 'a', '한', '“', '；'] {
+            assert_eq!(named(shown), None, "{shown:?}");
+        }
+    }
 
     #[test]
     fn long_quoted_texts_are_cut_and_the_rest_kept() {

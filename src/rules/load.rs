@@ -436,10 +436,19 @@ impl FileCompiler<'_, '_> {
 
     fn error_at(&mut self, location: Location, message: impl Into<String>) {
         self.located_errors += 1;
+        let mut message = message.into();
+        // `unknown field "　reason"` shows a key indented, or glued to its value, by a blank
+        // YAML does not read as one: say which (a syntax error says so already).
+        if let Some((_, unseen)) = yaml::unseen_on_line(&self.src, location.line)
+            .filter(|(code, _)| !message.contains(code.as_str()))
+        {
+            message.push_str("; ");
+            message.push_str(&unseen);
+        }
         self.errors.push(LoadError {
             file: self.path.to_owned(),
             location: Some(location),
-            message: message.into(),
+            message,
         });
     }
 

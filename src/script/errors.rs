@@ -153,6 +153,10 @@ fn slip_hint(src: &str, error: &mut CompileError) {
     let before: String = line.chars().take(error.column.saturating_sub(1)).collect();
     // `let null = 1`: a name being declared is no slip of another language's value.
     let declared = before.trim_end().ends_with("let") || before.trim_end().ends_with("const");
+    // Rhai words a character it meets inside a name as `unexpected 'Unexpected 'X''`.
+    if let Some(inner) = unexpected(&error.message).and_then(unexpected_capitalised) {
+        error.message = format!("unexpected '{inner}'");
+    }
     let message = error.message.as_str();
     // `unexpected '한'`: a character Rhai has no use for outside quotes, typed by a Korean
     // input method or pasted from a document.
@@ -163,6 +167,12 @@ fn slip_hint(src: &str, error: &mut CompileError) {
             .filter(|c| !c.is_ascii() && chars.next().is_none())
     });
     if let Some(c) = foreign {
+        // A no-break space or a zero-width one, pasted with an expression: shown as it is,
+        // `unexpected ' '` or `unexpected ''` names nothing.
+        if let Some((name, fix)) = crate::text::unseen(c) {
+            error.message = format!("unexpected {name}: {fix}");
+            return;
+        }
         let hint = match c {
             '“' | '”' | '‘' | '’' => {
                 "a curly quote, as a word processor types it: write text in straight double quotes (\"vip-\")".to_owned()
@@ -266,6 +276,13 @@ fn slip_hint(src: &str, error: &mut CompileError) {
     };
     error.message.push_str(": ");
     error.message.push_str(hint);
+}
+
+/// What Rhai's `Unexpected 'X'`, quoted inside another message, names: `X`.
+fn unexpected_capitalised(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("Unexpected '")
+        .and_then(|rest| rest.strip_suffix('\''))
 }
 
 /// What Rhai's `unexpected 'X'` names: `X`.

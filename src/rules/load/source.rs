@@ -427,17 +427,37 @@ pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
         Some(rest) => rest.to_vec(),
         None => bytes,
     };
-    String::from_utf8(bytes).map_err(|e| {
-        let err = e.utf8_error();
-        let bytes = e.as_bytes();
-        let at = err.valid_up_to();
-        // Valid by definition of `valid_up_to`.
-        let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
-        let location = Location::after(valid);
-        let detail = match err.error_len() {
-            Some(_) => format!("byte 0x{:02X}", bytes[at]),
-            None => "the file ends inside a character".to_owned(),
-        };
-        ReadError::Utf8 { location, detail }
-    })
+    String::from_utf8(bytes)
+        .map_err(|e| {
+            let err = e.utf8_error();
+            let bytes = e.as_bytes();
+            let at = err.valid_up_to();
+            // Valid by definition of `valid_up_to`.
+            let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+            let location = Location::after(valid);
+            let detail = match err.error_len() {
+                Some(_) => format!("byte 0x{:02X}", bytes[at]),
+                None => "the file ends inside a character".to_owned(),
+            };
+            ReadError::Utf8 { location, detail }
+        })
+        .map(lone_cr_as_lf)
+}
+
+/// A line break written as a lone CR (old Mac editors, a stray one in a CRLF file) as LF, the
+/// only break Rhai counts: editors and YAML break lines at it, so a script's error positions
+/// would otherwise name another line than the one an editor shows. The same length, so byte
+/// offsets stay.
+fn lone_cr_as_lf(text: String) -> String {
+    if !text.contains('\r') {
+        return text;
+    }
+    let mut bytes = text.into_bytes();
+    for i in 0..bytes.len() {
+        if bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n') {
+            bytes[i] = b'\n';
+        }
+    }
+    // Only one ASCII byte was replaced by another.
+    String::from_utf8(bytes).unwrap_or_default()
 }

@@ -9,6 +9,14 @@ use super::Location;
 /// expression), a key without a space after its colon (or with a full-width `：` from a Korean
 /// input method), a quote inside a quoted value, a line indented wrongly.
 pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
+    // Whatever libyaml says, a blank it does not read as one is the mistake to show first: on
+    // this line, or ending the key of the line above (`- name:　a`, whose value then runs on).
+    if let Some((_, unseen)) = unseen_on_line(src, at.line) {
+        return Some(unseen);
+    }
+    if let Some((_, unseen)) = unseen_on_line(src, at.line.saturating_sub(1)) {
+        return Some(unseen.replacen("this line", &format!("line {}", at.line - 1), 1));
+    }
     let line = src.lines().nth(at.line.checked_sub(1)?);
     let found = line.and_then(|line| line.chars().nth(at.column.checked_sub(1)?));
     // "line 26", or "this line" when the error is on it.
@@ -193,6 +201,33 @@ fn key_without_colon(line: &str) -> Option<&'static str> {
     (!rest.is_empty() && !expression && !word.contains(':'))
         .then(|| KEYS.iter().find(|k| **k == word).copied())
         .flatten()
+}
+
+/// A character on line `line` (from 1) outside quotes that an editor shows as a blank, or
+/// not at all (a no-break or full-width space pasted from a web page or typed by a Korean
+/// input method, a zero-width space): YAML reads none of them as a space, so a key indented
+/// with them, or glued to its value by them, is another key or none; named with its column.
+/// Its code (`U+3000`), and what to say.
+pub fn unseen_on_line(src: &str, line: usize) -> Option<(String, String)> {
+    let text = src.lines().nth(line.checked_sub(1)?)?;
+    let mut quote = None;
+    for (i, c) in text.chars().enumerate() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '#') => return None,
+            (None, c) => {
+                if let Some((name, fix)) = crate::text::unseen(c) {
+                    return Some((format!("U+{:04X}", c as u32), format!(
+                        "this line has {name} at column {}, which YAML does not read as a space or as part of a key: {fix}",
+                        i + 1
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 const TAB: &str = "a tab; YAML indents with spaces only, so replace the tab with spaces";

@@ -823,16 +823,21 @@ fn scripts_load_relative_to_the_rules_directory() {
     assert_eq!(r[1].reason, reason("안 됩니다"));
 }
 
+/// Positions are the lines an editor shows, also where a line ends with a lone CR (an old Mac
+/// editor's, or a stray one in a CRLF file), which Rhai alone would not count.
 #[test]
 fn script_errors_are_reported_against_the_script() {
     let dir = default_file(
         "rules:\n  - name: vip\n    script: scripts/vip.rhai\n  - name: typo\n    script: scripts/typo.rhai\n",
     );
-    dir.write("scripts/vip.rhai", "let x = 1;\nlet y = 2;\nlet z = );\n")
-        .write(
-            "scripts/typo.rhai",
-            "// a typo on line 3\n\nif order_idd == \"x\" { false }\n",
-        );
+    dir.write(
+        "scripts/vip.rhai",
+        "let x = 1;\r\nlet y = 2;\rlet z = );\r\n",
+    )
+    .write(
+        "scripts/typo.rhai",
+        "// a typo on line 3\r\rif order_idd == \"x\" { false }\r",
+    );
     assert_eq!(
         dir.errors(),
         [

@@ -854,6 +854,32 @@ fn messages_say_what_the_yaml_should_hold() {
             (2, 3),
             r#"settings: invalid type: string "deadline： 4s", expected a mapping of settings (deadline, on_error, error_reason, reject_status); "：" is a full-width colon, which YAML does not read as one: type ":" and a space"#,
         ),
+        // Blanks pasted from a web page or typed by a Korean input method, which YAML does
+        // not read as spaces and an editor shows as nothing else: named, with their column.
+        (
+            "a full-width space after a key's colon",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason:\u{3000}\"한도 초과\"\n",
+            (4, 5),
+            "could not find expected ':' (while scanning a simple key): this line has U+3000 (a full-width space) at column 12, which YAML does not read as a space or as part of a key: type an ordinary space",
+        ),
+        (
+            "a key indented with full-width spaces",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    \u{3000}reason: x\n",
+            (4, 5),
+            "rules[0] (rule \"a\"): unknown field \"\u{3000}reason\", expected one of \"name\", \"when\", \"mode\", \"action\", \"reason\", \"on_error\", \"amount\", \"window\", \"require\", \"healthy\", \"fetch\", \"forward\", \"script\"; did you mean \"reason\"?; this line has U+3000 (a full-width space) at column 5, which YAML does not read as a space or as part of a key: type an ordinary space",
+        ),
+        (
+            "a no-break space before a flow mapping",
+            "rules:\n  - name: a\n    amount:\u{A0}{ max: 5 }\n    reason: x\n",
+            (3, 5),
+            "rules[0] (rule \"a\"): unknown field \"amount:\u{A0}{ max\", expected one of \"name\", \"when\", \"mode\", \"action\", \"reason\", \"on_error\", \"amount\", \"window\", \"require\", \"healthy\", \"fetch\", \"forward\", \"script\"; did you mean \"amount\"?; this line has U+00A0 (a no-break space) at column 12, which YAML does not read as a space or as part of a key: type an ordinary space",
+        ),
+        (
+            "a full-width space after a rule's dash",
+            "rules:\n  - name:\u{3000}a\n    amount: { max: 1 }\n    reason: x\n",
+            (3, 11),
+            "mapping values are not allowed in this context: line 2 has U+3000 (a full-width space) at column 10, which YAML does not read as a space or as part of a key: type an ordinary space",
+        ),
         (
             "an unquoted negated expression",
             "rules:\n  - name: a\n    require: !order_id.starts_with(\"x\")\n    reason: x\n",
