@@ -168,6 +168,10 @@ pub enum PayloadError {
     /// A form key or value (the field named) that is not UTF-8, raw or percent-encoded.
     #[error("필드 {0}의 값이 UTF-8이 아닙니다: form 본문은 UTF-8로 인코딩해 보내 주세요")]
     FormNotUtf8(String),
+    /// A form key that is not UTF-8, raw or percent-encoded: named as written, its bytes
+    /// beyond ASCII as `%XX` (as text they would be mojibake).
+    #[error("필드 이름 {0}이(가) UTF-8이 아닙니다: form 본문은 UTF-8로 인코딩해 보내 주세요")]
+    FormKeyNotUtf8(String),
     /// A UTF-8 byte-order mark before the body (a file saved by some Windows editors and sent
     /// with `curl -d @file`): read as no JSON and no form, it would be refused as an unknown
     /// format, which is no help. Not skipped: a `forward` passes the bytes on, and parsers
@@ -490,7 +494,8 @@ fn parse_full(
             Err(
                 PayloadError::UnknownFormat
                 | PayloadError::FormBadEscape(_)
-                | PayloadError::FormNotUtf8(_),
+                | PayloadError::FormNotUtf8(_)
+                | PayloadError::FormKeyNotUtf8(_),
             ) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
                 Err(PayloadError::JsonLabelledAsForm)
             }

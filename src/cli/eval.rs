@@ -138,7 +138,13 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     });
     // Moved in, not serialized again: that would spell the amount anew (`1e3` as `1e+3`).
     out["request"] = request;
-    out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    let shown = serde_json::to_string_pretty(&out).unwrap_or_default();
+    // A caller's id may hold a terminal's escape (U+009B) or text-direction controls: escaped
+    // as in the decision log, so the operator's terminal shows them, not obeys them.
+    match crate::logfmt::unseen_escaped(shown.as_bytes()) {
+        Some(escaped) => out!("{}", String::from_utf8_lossy(&escaped)),
+        None => out!("{shown}"),
+    }
     // What a `healthy` rule read: the state of one probe, which `serve` would reach only
     // after its thresholds, and why it failed (eval logs nothing else).
     for probe in probes {

@@ -24,8 +24,14 @@ pub(super) fn parse_form(body: &[u8]) -> Result<Value, PayloadError> {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &b""[..]),
         };
-        // A key that does not decode is named as it was written.
-        let key = form_decode(key).map_err(|flaw| flaw.naming(&String::from_utf8_lossy(key)))?;
+        // A key that does not decode is named as it was written, bytes beyond ASCII as `%XX`.
+        let key = form_decode(key).map_err(|flaw| {
+            let written = percent_encoding::percent_encode(key, percent_encoding::CONTROLS);
+            match flaw.naming(&written.to_string()) {
+                PayloadError::FormNotUtf8(key) => PayloadError::FormKeyNotUtf8(key),
+                other => other,
+            }
+        })?;
         if key.starts_with(RESERVED) {
             return Err(PayloadError::reserved(&key));
         }

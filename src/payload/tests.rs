@@ -557,11 +557,6 @@ fn percent_encoded_invalid_utf8_in_a_form_is_refused() {
         ),
         ("merchant_uid=m&imp_uid=i%C3&amount=1000", "imp_uid"),
         ("merchant_uid=m&imp_uid=i&amount=1000&memo=%80", "memo"),
-        ("merchant_uid=m&imp_uid=i&amount=1000&%FF=x", "%FF"),
-        (
-            "merchant%ED%A0%80_uid=m&imp_uid=i&amount=1000",
-            "merchant%ED%A0%80_uid",
-        ),
     ] {
         let want = PayloadError::FormNotUtf8(field.into());
         assert_eq!(err(FORM, body), want, "{body}");
@@ -569,11 +564,28 @@ fn percent_encoded_invalid_utf8_in_a_form_is_refused() {
         // Without a Content-Type the body is read as the form it looks like.
         assert_eq!(err(None, body), want, "{body}");
     }
-    // Raw invalid UTF-8 in a key is refused as well, the key shown as far as it is text.
-    assert_eq!(
-        parse(FORM, b"merchant_uid=m&imp_uid=i&amount=1000&\xc3=x").unwrap_err(),
-        PayloadError::FormNotUtf8("\u{fffd}".into())
-    );
+    // A key that is not UTF-8 is named as written, its bytes beyond ASCII as `%XX` (as text,
+    // EUC-KR's 한글 was mojibake), and the reason says it is the key.
+    for (body, key) in [
+        (&b"merchant_uid=m&imp_uid=i&amount=1000&%FF=x"[..], "%FF"),
+        (
+            b"merchant%ED%A0%80_uid=m&imp_uid=i&amount=1000",
+            "merchant%ED%A0%80_uid",
+        ),
+        (b"merchant_uid=m&imp_uid=i&amount=1000&\xc3=x", "%C3"),
+        (
+            b"imp_uid=i&merchant_uid=o&amount=500&\xc7\xd1\xb1\xdb=1",
+            "%C7%D1%B1%DB",
+        ),
+    ] {
+        let e = parse(FORM, body).unwrap_err();
+        assert_eq!(e, PayloadError::FormKeyNotUtf8(key.into()));
+        assert!(
+            e.to_string()
+                .starts_with(&format!("필드 이름 {key}이(가) UTF-8이 아닙니다")),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -509,6 +509,14 @@ impl FileCompiler<'_, '_> {
             let at = [Seg::Key("rules"), Seg::Index(i), Seg::Key("name")];
             if raw_rule.name.trim().is_empty() {
                 self.error(&at, "rule name must not be empty");
+            } else if let Some(c) = raw_rule
+                .name
+                .chars()
+                .find(|&c| c.is_control() || crate::text::hidden(c))
+            {
+                // A name goes into log lines, metric labels, traces and test reports, where a
+                // line break or a direction control would split or disguise them.
+                self.error(&at, format!("rule name {:?} holds U+{:04X}, a control or invisible character: a name is shown in log lines, metrics and traces, where it would break a line or hide; use letters, digits, spaces, - and _", raw_rule.name, c as u32));
             } else if let Some(&first) = seen.get(raw_rule.name.as_str()) {
                 if self.error_not_located() {
                     continue;

@@ -82,6 +82,20 @@ impl Template {
         let mut text = String::new();
         let mut rest = src;
         let offset = |rest: &str| src[..src.len() - rest.len()].chars().count();
+        // `｛order_id｝`, typed by a Korean input method in full-width mode: no placeholder,
+        // so the buyer would read the braces and the name as typed.
+        if let Some(i) = src.find('｛') {
+            let tail = &src[i..];
+            let name = tail['｛'.len_utf8()..]
+                .split_once('｝')
+                .map(|(name, _)| name.trim());
+            if let Some(name) = name.filter(|name| parse_var(name, scope).is_ok()) {
+                return Err((
+                    format!("\"｛{name}｝\" has full-width braces, which are no placeholder (the buyer would read them as typed): type the ASCII ones, {{{name}}}"),
+                    offset(tail),
+                ));
+            }
+        }
         while let Some(i) = rest.find(['{', '}']) {
             text.push_str(&rest[..i]);
             let tail = &rest[i..];

@@ -1059,3 +1059,19 @@ fn eval_shows_the_amount_as_written() {
         );
     }
 }
+
+/// A caller's id holding a terminal's escape (U+009B) or a text-direction control reaches the
+/// operator's terminal escaped, as in the decision log, and still reads back as the same JSON.
+#[test]
+fn eval_escapes_what_a_terminal_would_obey() {
+    let body = "{\"imp_uid\":\"i\",\"merchant_uid\":\"x\u{9b}31m\u{202e}y\",\"amount\":500}";
+    let out = run_cli(
+        &["eval", "--rules", &shipped_rules(), "-"],
+        Some(body.as_bytes()),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains(['\u{9b}', '\u{202e}']), "{stdout:?}");
+    assert!(stdout.contains(r#""x\u009b31m\u202ey""#), "{stdout}");
+    let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(shown["request"]["order_id"], "x\u{9b}31m\u{202e}y");
+}

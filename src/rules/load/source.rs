@@ -116,7 +116,7 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
     listing.not_rulesets = not_rulesets
         .into_iter()
         .map(|path| {
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            let stem = meant_stem(&path).unwrap_or("");
             let rename = if is_ruleset_name(stem) {
                 format!(" (rename it to {stem}.yaml to load it)")
             } else {
@@ -148,13 +148,28 @@ pub(crate) fn io_message(path: &Path, e: &std::io::Error) -> String {
     }
 }
 
-/// A YAML file whose extension is not exactly `.yaml` (`shop.yml`, `shop.YAML`): someone meant
-/// a ruleset (or a rule test), but it is not read. The load warns about such files directly in
-/// the rules directory; rule tests refuse them.
+/// A YAML file whose extension is not exactly `.yaml` (`shop.yml`, `shop.YAML`, and
+/// `shop.yaml.txt`, as Windows Notepad saves a file whose extensions Explorer hides): someone
+/// meant a ruleset (or a rule test), but it is not read. The load warns about such files
+/// directly in the rules directory; rule tests refuse them.
 pub(crate) fn is_misnamed_yaml(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        e != "yaml" && (e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
-    })
+    meant_stem(path).is_some()
+}
+
+/// The name a misnamed YAML file was meant to have, without `.yaml` (`shop` for `shop.yml`).
+fn meant_stem(path: &Path) -> Option<&str> {
+    let yaml = |e: &str| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml");
+    let name = path.file_name()?.to_str()?;
+    // `.yml` alone is a hidden file, no extension.
+    let (stem, extension) = name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty())?;
+    if extension == "yaml" {
+        return None;
+    }
+    if yaml(extension) {
+        return Some(stem);
+    }
+    let (stem, inner) = stem.rsplit_once('.')?;
+    (extension.eq_ignore_ascii_case("txt") && yaml(inner)).then_some(stem)
 }
 
 /// The rules version: a short hash of the files the load reads, so operators can tell which

@@ -1125,20 +1125,45 @@ fn hidden_files_are_ignored() {
 /// `check`): with no ruleset every payment would get 404.
 #[test]
 fn a_directory_without_rulesets_does_not_load() {
-    let dir = RulesDir::new();
-    dir.write("notes.md", "# rules live elsewhere\n")
-        .write("tests/default.yaml", "ruleset: default\ncases: []\n")
-        .write("default.yml", ONE_RULE);
-    // The misnamed file, which is likely why, is named in the error itself (the load's
-    // warnings are not printed when it fails).
-    let message = format!(
-        "no rulesets: no *.yaml rule file directly in this directory, so every confirm request would be refused with 404; {}: not a ruleset and not read: only files ending in \".yaml\" (lower case) are rulesets (rename it to default.yaml to load it)",
-        dir.path().join("default.yml").display()
-    );
-    assert_eq!(
-        dir.errors(),
-        [format!("{}: {message}", dir.path().display())]
-    );
+    // Also a file saved by Notepad with Explorer hiding extensions: `.yaml.txt`.
+    for misnamed in ["default.yml", "default.yaml.txt"] {
+        let dir = RulesDir::new();
+        dir.write("notes.md", "# rules live elsewhere\n")
+            .write("tests/default.yaml", "ruleset: default\ncases: []\n")
+            .write(misnamed, ONE_RULE);
+        // The misnamed file, which is likely why, is named in the error itself (the load's
+        // warnings are not printed when it fails).
+        let message = format!(
+            "no rulesets: no *.yaml rule file directly in this directory, so every confirm request would be refused with 404; {}: not a ruleset and not read: only files ending in \".yaml\" (lower case) are rulesets (rename it to default.yaml to load it)",
+            dir.path().join(misnamed).display()
+        );
+        assert_eq!(
+            dir.errors(),
+            [format!("{}: {message}", dir.path().display())]
+        );
+    }
+}
+
+#[test]
+fn misnamed_yaml_files_are_told_apart() {
+    use std::path::Path;
+    for misnamed in ["a.yml", "a.YAML", "a.Yml", "a.yaml.txt", "a.YML.TXT"] {
+        assert!(
+            super::super::is_misnamed_yaml(Path::new(misnamed)),
+            "{misnamed}"
+        );
+    }
+    for other in [
+        "a.yaml",
+        "a.txt",
+        "yaml",
+        "a.rhai",
+        "a.yaml~",
+        "notes.txt",
+        ".yml",
+    ] {
+        assert!(!super::super::is_misnamed_yaml(Path::new(other)), "{other}");
+    }
 }
 
 #[test]

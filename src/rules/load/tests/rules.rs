@@ -127,6 +127,35 @@ fn a_rule_has_exactly_one_check_or_a_guarded_approve() {
     );
 }
 
+/// A rule's name goes into log lines, metric labels and traces: a line break, a tab, NUL or
+/// a direction control in it is an error; Korean and spaces are names like any.
+#[test]
+fn rule_names_hold_no_control_or_invisible_characters() {
+    for (name, code) in [
+        (r#""줄\n바꿈""#, "000A"),
+        (r#""탭\t""#, "0009"),
+        (r#""널\0""#, "0000"),
+        (r#""a\u202Eb""#, "202E"),
+        (r#""a\u2028b""#, "2028"),
+    ] {
+        let dir = default_file(&format!(
+            "rules:\n  - name: {name}\n    amount: {{ max: 1 }}\n    reason: x\n"
+        ));
+        let errors = dir.errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(":2:11: rule name ")
+                && errors[0].contains(&format!(
+                    " holds U+{code}, a control or invisible character"
+                )),
+            "{errors:?}"
+        );
+    }
+    let dir =
+        default_file("rules:\n  - name: 재고 확인 2\n    amount: { max: 1 }\n    reason: x\n");
+    dir.ok();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Expressions
 

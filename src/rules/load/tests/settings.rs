@@ -292,6 +292,24 @@ fn error_reason_is_a_template_of_the_request() {
         "settings:\n  error_reason: \"${{amount}} 결제 오류\"\n{ONE_RULE}"
     ))
     .ok();
+    // Full-width braces from a Korean input method are no placeholder: an error at them; around
+    // words that are no placeholder they are text like any.
+    let dir = default_file(&format!(
+        "settings:\n  error_reason: \"주문 ｛order_id｝ 오류\"\n{ONE_RULE}"
+    ));
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            2,
+            21,
+            "error_reason: \"｛order_id｝\" has full-width braces, which are no placeholder (the buyer would read them as typed): type the ASCII ones, {order_id}"
+        )]
+    );
+    default_file(&format!(
+        "settings:\n  error_reason: \"｛공지｝ 결제 오류\"\n{ONE_RULE}"
+    ))
+    .ok();
 }
 
 #[test]
