@@ -821,6 +821,21 @@ impl LoadErrors {
 /// variables set; the directory must outlive the rules. For unit tests.
 #[cfg(test)]
 pub(crate) fn load_files(files: &[(&str, &str)]) -> (tempfile::TempDir, Rules) {
+    let (dir, rules) = try_load_files(files);
+    (dir, rules.unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// The errors of loading a rules directory made of `files`, as `check` prints them.
+#[cfg(test)]
+pub(crate) fn load_errors(files: &[(&str, &str)]) -> String {
+    match try_load_files(files).1 {
+        Ok(_) => panic!("the rules loaded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+fn try_load_files(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<Rules, LoadErrors>) {
     let dir = tempfile::tempdir().unwrap();
     for (rel, content) in files {
         let path = dir.path().join(rel);
@@ -832,6 +847,6 @@ pub(crate) fn load_files(files: &[(&str, &str)]) -> (tempfile::TempDir, Rules) {
         env: &|_: &str| Err(std::env::VarError::NotPresent),
         previous: None,
     };
-    let rules = load_dir(dir.path(), &opts).unwrap_or_else(|e| panic!("{e}"));
+    let rules = load_dir(dir.path(), &opts);
     (dir, rules)
 }

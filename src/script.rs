@@ -309,6 +309,7 @@ impl ScriptEngine {
         found.extend(lint::number_method_on_text(&ast));
         found.extend(lint::time_in_other_units(&ast));
         found.extend(lint::unknown_property(&ast, &self.functions));
+        found.extend(lint::in_place_used(&ast));
         let mut errors: Vec<CompileError> = found
             .into_iter()
             .map(|(message, at)| lint_error(message, at))

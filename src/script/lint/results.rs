@@ -320,9 +320,58 @@ pub(in crate::script) fn in_place_kept(ast: &AST) -> Vec<(String, Position)> {
     found
 }
 
+/// Each method that changes its object in place (`pad`, `truncate`, `trim`, …) whose `()` is
+/// put into a value: an operand (`"[" + x.pad(10, "*") + "]"`), an argument, or a part of a
+/// backtick string (`` `주문 ${x.truncate(3)} 거절` ``). The `()` shows as nothing, so a reason
+/// built so reads `[]` to the buyer. (At a script's end, a `return` or a `let`, the other
+/// checks say so.)
+pub(in crate::script) fn in_place_used(ast: &AST) -> Vec<(String, Position)> {
+    let names = Names::of(ast);
+    let mut found = Vec::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        use rhai::ASTNode::{Expr as E, Stmt as S};
+        let operation_or_call = |call: &FnCallExpr| {
+            if call.op_token.is_some() {
+                "the operation"
+            } else {
+                "the call"
+            }
+        };
+        let (into, e) = match path {
+            // `${…}` holds a block: its last statement is the part's value.
+            [.., E(Expr::InterpolatedString(..)), E(Expr::Stmt(block)), S(stmt), E(e)]
+                if block
+                    .statements()
+                    .last()
+                    .is_some_and(|last| std::ptr::eq(last, *stmt)) =>
+            {
+                ("the backtick string", *e)
+            }
+            [.., E(Expr::FnCall(call, _)), E(e)] => (operation_or_call(call), *e),
+            // A call at the top of a script or expression is a statement to Rhai.
+            [.., S(Stmt::FnCall(call, _)), E(e)] => (operation_or_call(call), *e),
+            _ => return true,
+        };
+        if let Some(InPlace {
+            name,
+            noun,
+            args,
+            at,
+        }) = names.in_place(Value::Expr(e))
+        {
+            let args = if args { "…" } else { "" };
+            found.push((
+                format!("{name} changes its {noun} in place and gives (), so {into} gets () (shown as nothing); write: let r = …; r.{name}({args}); and use r"),
+                at,
+            ));
+        }
+        true
+    });
+    found
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::script::tests::run_script;
     use crate::script::{ScriptEngine, ScriptVerdict};
 
     /// Arithmetic, helpers and methods known to give a number or a string, and `if`/`switch`
@@ -473,6 +522,52 @@ mod tests {
                 "let m = #{ push: |x| true };\nm.push(1)",
                 "let m = #{};\nm.push = |x| true;\nm.push(1)",
             ],
+        );
+    }
+
+    /// An in-place method's `()` put into a value shows as nothing: a reason built so read
+    /// `[]` or `주문  거절` to the buyer.
+    #[test]
+    fn an_in_place_method_inside_a_value_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        for (src, message, line, column) in [
+            (
+                "let x = order_id;\nreturn \"[\" + x.pad(10, \"*\") + \"]\";",
+                "pad changes its string in place and gives (), so the operation gets () (shown as nothing); write: let r = …; r.pad(…); and use r",
+                2,
+                16,
+            ),
+            (
+                "let x = order_id;\nreturn `주문 ${x.truncate(3)} 거절`;",
+                "truncate changes its string in place and gives (), so the backtick string gets () (shown as nothing); write: let r = …; r.truncate(…); and use r",
+                2,
+                16,
+            ),
+            (
+                "let x = order_id;\nprint(x.trim());\ntrue",
+                "trim changes its string in place and gives (), so the call gets () (shown as nothing); write: let r = …; r.trim(); and use r",
+                2,
+                9,
+            ),
+        ] {
+            crate::script::tests::assert_refused(&engine, src, message, line, column);
+        }
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                "let x = order_id;\nx.pad(10, \"*\");\nreturn \"[\" + x + \"]\";",
+                "let x = order_id;\nreturn `주문 ${x.truncate(3); x} 거절`;",
+                "let x = order_id;\nreturn `주문 ${x.sub_string(0, 3)} 거절`;",
+                "let a = [3, 1];\nlet n = a.len() + 1;\nn > 0",
+            ],
+        );
+        // At the top of a `when` or `require`, where Rhai makes the operation a statement.
+        let e = engine
+            .compile_expression("order_id.trim() == ()", &[])
+            .unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.column),
+            ("trim changes its string in place and gives (), so the operation gets () (shown as nothing); write: let r = …; r.trim(); and use r", 10)
         );
     }
 
@@ -703,7 +798,12 @@ mod tests {
             let src = format!(
                 "let s = \" ab \"; let a = [2, 1, 1]; let m = #{{a: 1}}; let n = 5;\ntype_of({call}) == \"()\""
             );
-            assert_eq!(run_script(&src), Ok(ScriptVerdict::Pass), "{call}");
+            // (Loaded, `type_of(…)` is refused: an in-place call's `()` put into a value.)
+            assert_eq!(
+                crate::script::tests::run_unchecked(&ScriptEngine::new(), &src),
+                Ok(ScriptVerdict::Pass),
+                "{call}"
+            );
         }
         for (name, _) in super::super::kinds::IN_PLACE {
             assert!(
