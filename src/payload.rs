@@ -515,6 +515,19 @@ fn parse_full(
     }
 }
 
+/// The column (from 1, in characters) of the `byte_column`th byte (from 1) of line `line`.
+fn char_column(text: &str, line: usize, byte_column: usize) -> usize {
+    let text_of_line = text
+        .split('\n')
+        .nth(line.saturating_sub(1))
+        .unwrap_or_default();
+    let mut before = byte_column.saturating_sub(1).min(text_of_line.len());
+    while !text_of_line.is_char_boundary(before) {
+        before -= 1;
+    }
+    1 + text_of_line[..before].chars().count()
+}
+
 /// A JSON body: scanned first (a key named twice, or one serde_json reserves, is refused before
 /// serde_json's own `Value` parser could act on it), then read with the amount's own text,
 /// keeping the bytes as they came.
@@ -522,6 +535,17 @@ fn parse_json_body(
     body: &[u8],
     raw: impl FnOnce() -> bytes::Bytes,
 ) -> Result<Parsed, PayloadError> {
+    // Not UTF-8: where the first byte that is not starts (serde_json does not check the text
+    // of strings it skips). Columns count characters from 1, as an editor shows them.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        // Valid by definition of `valid_up_to`.
+        let before = std::str::from_utf8(&body[..e.valid_up_to()]).unwrap_or_default();
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        PayloadError::NotUtf8 {
+            line: 1 + before.matches('\n').count(),
+            column: 1 + before[line_start..].chars().count(),
+        }
+    })?;
     let invalid = |e: serde_json::Error| {
         // serde_json says so only in its text.
         if e.to_string().starts_with("recursion limit exceeded") {
@@ -529,23 +553,11 @@ fn parse_json_body(
         }
         PayloadError::InvalidJson {
             line: e.line(),
-            // serde_json says column 0 for an empty body; columns count from 1.
-            column: e.column().max(1),
+            // serde_json counts bytes (and says 0 for an empty body); an editor shows
+            // characters, and `주문` before the error is two, not six.
+            column: char_column(text, e.line(), e.column()),
         }
     };
-    // Not UTF-8: where the first byte that is not starts (serde_json does not check the text
-    // of strings it skips). Columns count bytes from 1, as serde_json's do.
-    let text = std::str::from_utf8(body).map_err(|e| {
-        let before = &body[..e.valid_up_to()];
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        PayloadError::NotUtf8 {
-            line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
-            column: 1 + before.len() - line_start,
-        }
-    })?;
     let mut top = scan::Top::default();
     // The scan stops at the first flaw; a syntax error further on is still the answer (the
     // body is no JSON at all), so a flaw is reported only for a text that parses.

@@ -4,6 +4,7 @@
 mod load;
 mod names;
 
+use crate::text;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -268,10 +269,13 @@ impl CaseResult {
         }
         let _ = writeln!(out, "  trace:");
         for t in &d.trace {
+            // Padded by the columns a terminal gives the name: a Hangul syllable takes two.
+            let pad = 24usize.saturating_sub(unicode_width::UnicodeWidthStr::width(&*t.rule));
             let _ = write!(
                 out,
-                "    {:<24} {:<14} {:>8.3} ms",
+                "    {}{:pad$} {:<14} {:>8.3} ms",
                 t.rule,
+                "",
                 t.outcome.as_str(),
                 t.ms
             );
@@ -296,7 +300,8 @@ impl CaseResult {
     }
 }
 
-/// Runs every case whose name contains `filter`.
+/// Runs every case whose name contains `filter` (both compared composed, see
+/// [`crate::text::nfc`]).
 pub async fn run(
     rules: &Rules,
     suites: &[Suite],
@@ -311,7 +316,7 @@ pub async fn run(
         for case in suite
             .cases
             .iter()
-            .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+            .filter(|c| filter.is_none_or(|f| text::nfc(&c.name).contains(&text::nfc(f))))
         {
             let (decision, guarded, unset) = decide(ruleset, case, scripts).await;
             let mut mismatches = compare(&case.expect, &decision);

@@ -168,6 +168,12 @@ pub fn hidden(c: char) -> bool {
     !c.is_ascii() && !('\u{AC00}'..='\u{D7A3}').contains(&c) && c.escape_debug().len() > 1
 }
 
+/// `text` in composed form (NFC): Hangul typed on a Mac, or in a file name it wrote, is
+/// decomposed (NFD), other bytes than the same text typed elsewhere, though it looks the same.
+pub fn nfc(text: &str) -> String {
+    unicode_normalization::UnicodeNormalization::nfc(text).collect()
+}
+
 /// A character an editor shows as a blank, or not at all (pasted from a web page, a chat or a
 /// word processor), named so an operator can find it, with what to type instead: where code or
 /// YAML needs an ordinary space, or nothing. ASCII's own (a tab) are not among them.

@@ -238,7 +238,7 @@ fn invalid_utf8_is_refused() {
         parse(Some("application/x-www-form-urlencoded"), body).unwrap_err(),
         PayloadError::FormNotUtf8("imp_uid".into())
     );
-    // The position is the first byte that is not UTF-8, counted as serde_json counts.
+    // The position is the first byte that is not UTF-8, in characters as an editor shows them.
     assert_eq!(
         parse(JSON, b"{\"imp_uid\":\"\xff\"}").unwrap_err(),
         PayloadError::NotUtf8 {
@@ -249,6 +249,21 @@ fn invalid_utf8_is_refused() {
     assert_eq!(
         parse(JSON, b"{\n \"a\": \"\xc3\"}").unwrap_err(),
         PayloadError::NotUtf8 { line: 2, column: 8 }
+    );
+    assert_eq!(
+        parse(
+            JSON,
+            "{\"imp_uid\":\"한글"
+                .bytes()
+                .chain(*b"\xff\"}")
+                .collect::<Vec<u8>>()
+                .as_slice()
+        )
+        .unwrap_err(),
+        PayloadError::NotUtf8 {
+            line: 1,
+            column: 15
+        }
     );
     // Labelled EUC-KR, which JSON never is: the reason says what to send.
     let e = parse(
@@ -499,6 +514,14 @@ fn invalid_json_reason_is_korean_with_the_position_only() {
         ("{\n  \"imp_uid\": ,\n}", 2, 14),
         // End of input: the position is where the body ended.
         (r#"{"imp_uid":"#, 1, 11),
+        // Columns count characters, as an editor shows them: Hangul before the error is one
+        // column a syllable, not three.
+        (
+            r#"{"imp_uid":"한글", "merchant_uid":"o","amount":500,}"#,
+            1,
+            50,
+        ),
+        ("{\n\"imp_uid\":\"한글\" x}", 2, 16),
     ];
     for (body, line, column) in cases {
         let e = err(JSON, body);

@@ -381,6 +381,42 @@ fn test_runs_the_shipped_rule_tests() {
 const LIMIT_RULES: &str =
     "rules:\n  - name: limit\n    amount: { max: 10000 }\n    reason: \"한도 초과\"\n";
 
+/// Trace columns line up under Hangul rule names (two columns a syllable), and a FILTER typed
+/// on a Mac (Hangul decomposed, NFD) finds the case written composed.
+#[test]
+fn test_reports_line_up_and_filters_match_hangul_however_typed() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - { name: 소액-확인, amount: { min: 1 }, reason: r }\n  - { name: limit, amount: { max: 10000 }, reason: \"한도 초과\" }\n",
+    );
+    rules.write(
+        "tests/limit.yaml",
+        "ruleset: default\ncases:\n  - name: 한도 초과 주문\n    request: { imp_uid: i, merchant_uid: m, amount: 50000 }\n    expect: { decision: approve }\n",
+    );
+    let dir = rules.path().to_str().unwrap();
+    let decomposed: String =
+        unicode_normalization::UnicodeNormalization::nfd("한도 초과").collect();
+    assert_ne!(decomposed, "한도 초과");
+    let out = run_cli(&["test", "--rules", dir, &decomposed], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.trim_end().ends_with("0 passed, 1 failed"),
+        "{stdout}"
+    );
+    let columns: Vec<usize> = stdout
+        .lines()
+        .skip_while(|l| *l != "  trace:")
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| {
+            let outcome = l.find(" pass").or_else(|| l.find(" reject")).unwrap();
+            unicode_width::UnicodeWidthStr::width(&l[..outcome])
+        })
+        .collect();
+    assert_eq!(columns.len(), 2, "{stdout}");
+    assert_eq!(columns[0], columns[1], "{stdout}");
+}
+
 #[test]
 fn test_reports_failing_cases_with_their_trace() {
     let rules = Rules::with("default.yaml", LIMIT_RULES);

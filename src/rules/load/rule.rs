@@ -780,6 +780,16 @@ fn missing_script_hint(dir: &Path, file: &Path, rel: &str) -> String {
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
     scripts.sort();
+    // The same name in another Unicode form: Hangul decomposed (NFD), as macOS names files, is
+    // other bytes than the same text typed elsewhere (NFC), and looks the same.
+    if let Some(same) = scripts
+        .iter()
+        .find(|s| crate::text::nfc(s) == crate::text::nfc(rel))
+    {
+        return format!(
+            " (\"{same}\" is there, the same name in another Unicode form: its Hangul decomposed, as macOS writes file names; rename the file, typing its name anew, or give scripts ASCII names)"
+        );
+    }
     let name_of = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
     let rel_name = name_of(rel);
     let meant = scripts

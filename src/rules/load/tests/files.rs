@@ -1028,6 +1028,23 @@ fn a_missing_script_names_the_one_probably_meant() {
     meant(5, "scripts/hours.rhai");
 }
 
+/// A script file named on a Mac has its Hangul decomposed (NFD): it looks like the name the
+/// rule writes (NFC), and the error says what differs.
+#[test]
+fn a_script_named_in_another_unicode_form_is_told() {
+    let dir = default_file("rules:\n  - name: a\n    script: scripts/한도.rhai\n");
+    let decomposed: String =
+        unicode_normalization::UnicodeNormalization::nfd("scripts/한도.rhai").collect();
+    dir.write(&decomposed, "true\n");
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].ends_with(&format!(" (\"{decomposed}\" is there, the same name in another Unicode form: its Hangul decomposed, as macOS writes file names; rename the file, typing its name anew, or give scripts ASCII names)")),
+        "{}",
+        errors[0]
+    );
+}
+
 /// Paths that share only their folder are no slip of each other: `scripts/vip_list.rhai` is
 /// not `scripts/deal.rhai`.
 #[test]
