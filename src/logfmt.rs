@@ -219,14 +219,16 @@ impl Visit for Fields<'_> {
 }
 
 /// The message is prose for people, the one value left unquoted, unless it spans lines (a
-/// reload error listing failed rule tests): one event stays one line for log collectors.
+/// reload error listing failed rule tests): one event stays one line for log collectors; or
+/// holds `=`, which would read as fields of the line (a script's `print` of a caller's id
+/// `x decision=approve` is no decision).
 fn bare_message(field: &Field, value: &str) -> bool {
     const CONTROL: Bytes = Bytes {
         below: b' ',
         any_of: &[0x7f],
         high: false,
     };
-    field.name() == "message" && !breaks_line(value, CONTROL)
+    field.name() == "message" && !breaks_line(value, CONTROL) && !value.contains('=')
 }
 
 /// Whether a value must be quoted to stay one field on one line.
@@ -588,6 +590,7 @@ pub(crate) mod tests {
             tracing::warn!("rules kept: {}", "x.yaml:3:1: expected a map");
             tracing::error!(path = "/tmp/a b", "cannot open");
             tracing::error!("rules not reloaded: {}", "tests/a.yaml: 1 failed\n  case x");
+            tracing::info!("print- x decision=approve status=200");
         });
         let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
         assert_eq!(
@@ -596,6 +599,7 @@ pub(crate) mod tests {
                 " WARN confirm_proxy::logfmt::tests: rules kept: x.yaml:3:1: expected a map",
                 "ERROR confirm_proxy::logfmt::tests: cannot open path=\"/tmp/a b\"",
                 "ERROR confirm_proxy::logfmt::tests: \"rules not reloaded: tests/a.yaml: 1 failed\\n  case x\"",
+                " INFO confirm_proxy::logfmt::tests: \"print- x decision=approve status=200\"",
             ]
         );
     }

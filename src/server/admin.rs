@@ -40,10 +40,14 @@ pub fn admin_router(state: AppState, on_loopback: bool) -> Router {
 /// then sends that name as `Host`, and the page could read the metrics and the rules. Callers
 /// that really are local address the listener as `localhost` or by its IP address.
 async fn addressed_to_loopback(request: Request, next: Next) -> Response {
-    let local = match request.headers().get(header::HOST) {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let local = match (hosts.next(), hosts.next()) {
         // HTTP/1.0 without `Host`: not a browser, which always sends it.
-        None => true,
-        Some(value) => value.to_str().is_ok_and(loopback_host),
+        (None, _) => true,
+        (Some(value), None) => value.to_str().is_ok_and(loopback_host),
+        // Two are no request a browser sends, and which one a reader takes differs (RFC 9112
+        // §3.2 says 400): not known to be addressed to loopback.
+        (Some(_), Some(_)) => false,
     };
     if local {
         return next.run(request).await;
