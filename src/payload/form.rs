@@ -24,10 +24,16 @@ pub(super) fn parse_form(body: &[u8]) -> Result<Value, PayloadError> {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &b""[..]),
         };
-        // A key that does not decode is named as it was written, bytes beyond ASCII as `%XX`.
+        // A key that does not decode is named as it was written; one that is not even UTF-8
+        // as written, its bytes beyond ASCII as `%XX` (as text they would be mojibake).
         let key = form_decode(key).map_err(|flaw| {
-            let written = percent_encoding::percent_encode(key, percent_encoding::CONTROLS);
-            match flaw.naming(&written.to_string()) {
+            let written = match std::str::from_utf8(key) {
+                Ok(text) => text.to_owned(),
+                Err(_) => {
+                    percent_encoding::percent_encode(key, percent_encoding::CONTROLS).to_string()
+                }
+            };
+            match flaw.naming(&written) {
                 PayloadError::FormNotUtf8(key) => PayloadError::FormKeyNotUtf8(key),
                 other => other,
             }

@@ -589,6 +589,15 @@ fn percent_encoded_invalid_utf8_in_a_form_is_refused() {
     }
     // A key that is not UTF-8 is named as written, its bytes beyond ASCII as `%XX` (as text,
     // EUC-KR's 한글 was mojibake), and the reason says it is the key.
+    // A key that is text, with a bad escape, is named as it reads.
+    assert_eq!(
+        parse(
+            FORM,
+            "주문번호%ZZ=1&imp_uid=i&merchant_uid=m&amount=5".as_bytes()
+        )
+        .unwrap_err(),
+        PayloadError::FormBadEscape("주문번호%ZZ".into())
+    );
     for (body, key) in [
         (&b"merchant_uid=m&imp_uid=i&amount=1000&%FF=x"[..], "%FF"),
         (

@@ -512,7 +512,7 @@ impl FileCompiler<'_, '_> {
             } else if let Some(c) = raw_rule
                 .name
                 .chars()
-                .find(|&c| c.is_control() || crate::text::hidden(c))
+                .find(|&c| c.is_control() || crate::logfmt::escaped_in_json_lines(c))
             {
                 // A name goes into log lines, metric labels, traces and test reports, where a
                 // line break or a direction control would split or disguise them.

@@ -84,7 +84,7 @@ impl Template {
         let offset = |rest: &str| src[..src.len() - rest.len()].chars().count();
         // `｛order_id｝`, typed by a Korean input method in full-width mode: no placeholder,
         // so the buyer would read the braces and the name as typed.
-        if let Some(i) = src.find('｛') {
+        for (i, _) in src.match_indices('｛') {
             let tail = &src[i..];
             let name = tail['｛'.len_utf8()..]
                 .split_once('｝')

@@ -57,20 +57,31 @@ pub fn public_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A path the proxy does not serve. A POST there is most likely a confirm URL mistyped where
-/// it was registered (`//confirm` from a base URL ending in `/`, `/Confirm`): every payment
-/// sent to it would fail, so it is refused like a ruleset that is not loaded — a reason, a
-/// warning naming the path, counted and recorded. Any other method gets the bare 404 of any
-/// web server (crawlers and scanners are no payments).
+/// A path the proxy does not serve. A POST to one with a `confirm` segment is most likely a
+/// confirm URL mistyped where it was registered (`//confirm` from a base URL ending in `/`,
+/// `/Confirm`, `/api/confirm` behind a proxy that keeps its prefix): every payment sent to it
+/// would fail, so it is refused like a ruleset that is not loaded — a reason, a warning naming
+/// the path, counted and recorded. Anything else gets the bare 404 of any web server: scanners
+/// posting to `/wp-login.php` are no payments, and must not fire the unknown-ruleset alert.
 async fn not_served(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    if request.method() != axum::http::Method::POST {
+    let path = request.uri().path();
+    if request.method() != axum::http::Method::POST || !names_confirm(path) {
         return unread_body(request.headers(), StatusCode::NOT_FOUND.into_response());
     }
-    state.path_not_served(request.uri().path(), peer, request.headers())
+    state.path_not_served(path, peer, request.headers())
+}
+
+/// Whether `path` has a segment that reads `confirm`, in any case or percent-encoding.
+fn names_confirm(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            .is_ok_and(|s| s.eq_ignore_ascii_case("confirm"))
+    })
 }
 
 /// The bare `status` answer of a path or method the proxy does not serve, which reads no

@@ -34,6 +34,54 @@ const MAX_HEAD: usize = 16 * 1024;
 /// a request and read its 403, too little to hold many connections open for long.
 const STRANGER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// At most one warning a minute about HTTP/2 connections: any client can open them, and the
+/// log must not fill with them. `more` says how many were not warned about since.
+static HTTP2_WARNINGS: Throttle = Throttle::new(60);
+
+/// A warning given at most once every `every` seconds, counting the ones held back.
+struct Throttle {
+    every: u64,
+    /// Seconds since the process's first warning of this kind, plus one; 0 before it.
+    last: std::sync::atomic::AtomicU64,
+    held: std::sync::atomic::AtomicU64,
+    since: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl Throttle {
+    const fn new(every: u64) -> Throttle {
+        Throttle {
+            every,
+            last: std::sync::atomic::AtomicU64::new(0),
+            held: std::sync::atomic::AtomicU64::new(0),
+            since: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `Some(held back since the last one)` when a warning is due now, else `None` (counted).
+    fn due(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self
+            .since
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs()
+            + 1;
+        let last = self.last.load(Relaxed);
+        let due = last == 0 || now >= last + self.every;
+        if due
+            && self
+                .last
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            Some(self.held.swap(0, Relaxed))
+        } else {
+            self.held.fetch_add(1, Relaxed);
+            None
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `stop` resolves; then stops accepting, lets every request
 /// in flight finish (idle keep-alive connections close at once) and returns. It waits at most
 /// until the end of the grace period `stop` gives: every request is answered within its deadline, so what is
@@ -112,10 +160,15 @@ pub async fn serve(
                 }
                 // A balancer set to speak HTTP/2 to its backends would fail every payment with
                 // nothing said: the one protocol mistake an operator must hear about.
-                Err(e) if e.is_parse_version_h2() => tracing::warn!(
-                    %peer,
-                    "HTTP/2 connection refused: the proxy speaks HTTP/1.1 (set the balancer or proxy in front to send HTTP/1.1)"
-                ),
+                Err(e) if e.is_parse_version_h2() => {
+                    if let Some(more) = HTTP2_WARNINGS.due() {
+                        tracing::warn!(
+                            %peer,
+                            more,
+                            "HTTP/2 connection refused: the proxy speaks HTTP/1.1 (set the balancer or proxy in front to send HTTP/1.1)"
+                        );
+                    }
+                }
                 Err(e) => tracing::debug!(%peer, "connection ended: {e}"),
             }
         });
@@ -147,4 +200,22 @@ async fn accept_failed(e: io::Error) {
     }
     tracing::error!("cannot accept a connection: {e}");
     tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Throttle;
+
+    /// The first warning is given, the ones within the interval are counted, not given.
+    #[test]
+    fn a_throttle_gives_the_first_and_counts_the_rest() {
+        let throttle = Throttle::new(3600);
+        assert_eq!(throttle.due(), Some(0));
+        assert_eq!(throttle.due(), None);
+        assert_eq!(throttle.due(), None);
+        assert_eq!(throttle.held.load(std::sync::atomic::Ordering::Relaxed), 2);
+        let every_time = Throttle::new(0);
+        assert_eq!(every_time.due(), Some(0));
+        assert_eq!(every_time.due(), Some(0));
+    }
 }

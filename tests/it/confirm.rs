@@ -324,13 +324,23 @@ async fn every_answer_has_its_decision_log_line_and_metric() {
             "capitalised",
             server.confirm_json("/Confirm", &v1("o", 5000)).await,
         ),
+        (
+            "behind a proxy that keeps its prefix",
+            server.confirm_json("/api/confirm", &v1("o", 5000)).await,
+        ),
     ];
+    // A POST to a path with no `confirm` in it is a scanner's, no payment: the bare 404 of any
+    // web server, neither counted nor recorded.
+    let scanner = server.confirm_json("/wp-login.php", &v1("o", 5000)).await;
+    assert_eq!(scanner.status, 404);
+    assert!(scanner.headers.get("x-confirm-decision-id").is_none());
+    assert_eq!(scanner.body, serde_json::json!(""));
     let metrics = get(&server.admin_url("/metrics")).await;
     server.stop().await;
     let statuses: Vec<u16> = answers.iter().map(|(_, a)| a.status).collect();
     assert_eq!(
         statuses,
-        [200, 200, 404, 413, 415, 400, 405, 404, 404, 404, 404, 404, 404, 404]
+        [200, 200, 404, 413, 415, 400, 405, 404, 404, 404, 404, 404, 404, 404, 404]
     );
     for (what, a) in &answers {
         assert_answer_headers(a);
@@ -354,7 +364,7 @@ async fn every_answer_has_its_decision_log_line_and_metric() {
             text,
             r#"confirm_proxy_requests_total{ruleset="unknown",decision="reject"}"#
         ),
-        Some(8.0),
+        Some(9.0),
         "{text}"
     );
 }

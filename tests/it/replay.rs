@@ -18,22 +18,6 @@ rules:
     )
 }
 
-fn replay(rules: &Rules, log: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
-    let mut args = vec![
-        "replay",
-        "--rules",
-        rules.path().to_str().unwrap(),
-        log.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = run_cli(&args, None);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Yesterday's traffic against today's edit: what the log recorded comes back unchanged with
 /// the same rules, an edit shows exactly the decisions it changes, and the shop is never
 /// called (its answers come from the log).

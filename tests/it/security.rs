@@ -412,17 +412,8 @@ async fn a_message_repeated_with_another_body_is_refused() {
     );
     // The refusal says why, and `replay` leaves it out: no rule decided it.
     assert_eq!(altered["repeat_refused"], "other_body", "{altered}");
-    let out = run_cli(
-        &[
-            "replay",
-            "--rules",
-            rules.path().to_str().unwrap(),
-            log.to_str().unwrap(),
-        ],
-        None,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let (code, stdout, _) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{stdout}");
     assert!(
         stdout.starts_with("1 replayed: 0 changed, 1 unchanged; 1 not decided by rules"),
         "{stdout}"

@@ -880,3 +880,20 @@ fn sample(line: &str) -> Option<Sample> {
     }
     Some((name.to_owned(), labels, value))
 }
+
+/// `confirm-proxy replay --rules RULES LOG EXTRA…`: exit status, stdout, stderr.
+pub fn replay(rules: &Rules, log: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "replay",
+        "--rules",
+        rules.path().to_str().unwrap(),
+        log.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = run_cli(&args, None);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -158,30 +158,37 @@ async fn a_call_is_named_as_it_was_sent() {
     let rules = Rules::with(
         "default.yaml",
         &format!(
-            "upstreams:\n  shop: {{ url: \"{}\" }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: \"/재고 \\\"목록\\\"/{{order_id}}?view=a b\" }}\n    require: 'response.body.available >= 1'\n    reason: x\n",
+            "upstreams:\n  shop: {{ url: \"{}\", health: {{ path: \"/상태 확인\", interval: 100ms }} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: x\n  - name: stock\n    fetch: {{ upstream: shop, path: \"/재고 \\\"목록\\\"/{{order_id}}?view=a b\" }}\n    require: 'response.body.available >= 1'\n    reason: x\n",
             shop.url()
         ),
     );
     let (server, log) = logged(&rules).await;
+    let ready = eventually(Duration::from_secs(3), || async {
+        get(&server.admin_url("/readyz")).await.status == 200
+    })
+    .await;
+    assert!(ready, "the probe answered");
     let a = server.confirm_json("/confirm", &v1("주문-1", 5000)).await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     server.stop().await;
-    let sent = shop.calls()[0].path.clone();
-    assert_eq!(
-        sent,
-        "/%EC%9E%AC%EA%B3%A0%20%22%EB%AA%A9%EB%A1%9D%22/%EC%A3%BC%EB%AC%B8-1?view=a%20b"
-    );
+    let received: Vec<String> = shop.calls().into_iter().map(|c| c.path).collect();
+    let sent = "/%EC%9E%AC%EA%B3%A0%20%22%EB%AA%A9%EB%A1%9D%22/%EC%A3%BC%EB%AC%B8-1?view=a%20b";
+    let probe = "/%EC%83%81%ED%83%9C%20%ED%99%95%EC%9D%B8";
+    assert!(received.iter().any(|p| p == sent), "{received:?}");
+    assert!(received.iter().any(|p| p == probe), "{received:?}");
     let r = record(&log, &a.decision_id());
-    assert_eq!(r["trace"][0]["call"]["path"], sent.as_str(), "{r}");
+    assert_eq!(r["trace"][0]["probe"]["path"], probe, "{r}");
+    assert_eq!(r["trace"][1]["call"]["path"], sent, "{r}");
+    // Replayed with the same rules, nothing changes: the record names what the rules send.
+    let (code, text, _) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("1 replayed: 0 changed"), "{text}");
     // A rule test keys its canned answer either way.
-    for key in [
-        sent.as_str(),
-        "/재고 \"목록\"/%EC%A3%BC%EB%AC%B8-1?view=a b",
-    ] {
+    for key in [sent, "/재고 \"목록\"/%EC%A3%BC%EB%AC%B8-1?view=a b"] {
         rules.write(
             "tests/stock.yaml",
             &format!(
-                "ruleset: default\ncases:\n  - name: in stock\n    request: {{ imp_uid: i-1, merchant_uid: 주문-1, amount: 5000 }}\n    upstreams:\n      shop:\n        {}:\n          status: 200\n          body: {{ available: 1 }}\n    expect: {{ decision: approve }}\n",
+                "ruleset: default\ncases:\n  - name: in stock\n    request: {{ imp_uid: i-1, merchant_uid: 주문-1, amount: 5000 }}\n    health: {{ shop: up }}\n    upstreams:\n      shop:\n        {}:\n          status: 200\n          body: {{ available: 1 }}\n    expect: {{ decision: approve }}\n",
                 serde_json::to_string(&format!("GET {key}")).unwrap()
             ),
         );

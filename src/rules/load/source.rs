@@ -449,7 +449,8 @@ pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
             let at = err.valid_up_to();
             // Valid by definition of `valid_up_to`.
             let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
-            let location = Location::after(valid);
+            // Lines end at a lone CR too, as below.
+            let location = Location::after(&lone_cr_as_lf(valid.to_owned()));
             let detail = match err.error_len() {
                 Some(_) => format!("byte 0x{:02X}", bytes[at]),
                 None => "the file ends inside a character".to_owned(),
@@ -461,8 +462,9 @@ pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
 
 /// A line break written as a lone CR (old Mac editors, a stray one in a CRLF file) as LF, the
 /// only break Rhai counts: editors and YAML break lines at it, so a script's error positions
-/// would otherwise name another line than the one an editor shows. The same length, so byte
-/// offsets stay.
+/// would otherwise name another line than the one an editor shows. Inside a string too, which
+/// an editor shows broken there (a text in backticks then holds LF; one in quotes is a load
+/// error, as any line break in it is). The same length, so byte offsets stay.
 fn lone_cr_as_lf(text: String) -> String {
     if !text.contains('\r') {
         return text;

@@ -427,7 +427,8 @@ rules:
             DEFAULT,
             b"rules:\n  - name: s\n    script: scripts/bin.rhai\n",
         );
-        write("scripts/bin.rhai", b"let x = 1;\n\"\xC3\xA9\xC3(\"\n");
+        // Lines that end in a lone CR count as lines, as everywhere.
+        write("scripts/bin.rhai", b"// a\rlet x = 1;\n\"\xC3\xA9\xC3(\"\n");
         assert_eq!(
             dir.errors(),
             [
@@ -445,7 +446,7 @@ rules:
                 ),
                 dir.at(
                     "scripts/bin.rhai",
-                    2,
+                    3,
                     3,
                     r#"not valid UTF-8 (byte 0xC3); save the file as UTF-8 (script of rule "s" in default.yaml)"#
                 ),

@@ -531,8 +531,9 @@ impl FileCompiler<'_, '_> {
             }
         }
         // `None` (a bad interval, already reported) fails the upstream.
+        // Named as sent, as a fetch's call is: the trace, the decision log and replay compare it.
         interval.map(|interval| HealthSpec {
-            path: h.path.clone(),
+            path: crate::upstream::as_sent(&h.path).into_owned(),
             interval,
             unhealthy_after,
             healthy_after,

@@ -14,7 +14,11 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
     if let Some((_, unseen)) = unseen_on_line(src, at.line) {
         return Some(unseen);
     }
-    if let Some((_, unseen)) = unseen_on_line(src, at.line.saturating_sub(1)) {
+    let about_a_key = message.starts_with("mapping values are not allowed")
+        || message.starts_with("could not find expected ':'");
+    if let Some((_, unseen)) =
+        unseen_on_line(src, at.line.saturating_sub(1)).filter(|_| about_a_key)
+    {
         return Some(unseen.replacen("this line", &format!("line {}", at.line - 1), 1));
     }
     let line = src.lines().nth(at.line.checked_sub(1)?);
@@ -203,29 +207,45 @@ fn key_without_colon(line: &str) -> Option<&'static str> {
         .flatten()
 }
 
-/// A character on line `line` (from 1) outside quotes that an editor shows as a blank, or
-/// not at all (a no-break or full-width space pasted from a web page or typed by a Korean
-/// input method, a zero-width space): YAML reads none of them as a space, so a key indented
-/// with them, or glued to its value by them, is another key or none; named with its column.
-/// Its code (`U+3000`), and what to say.
+/// A character on line `line` (from 1) that an editor shows as a blank, or not at all (a
+/// no-break or full-width space pasted from a web page or typed by a Korean input method, a
+/// zero-width space), where YAML needs an ordinary space or nothing: in the indentation, in a
+/// plain key, or between a key's colon and its value — a key indented with one, or glued to
+/// its value by one, is another key or none. (In a value it is text like any.) Named with its
+/// column: its code (`U+3000`), and what to say.
 pub fn unseen_on_line(src: &str, line: usize) -> Option<(String, String)> {
-    let text = src.lines().nth(line.checked_sub(1)?)?;
-    let mut quote = None;
-    for (i, c) in text.chars().enumerate() {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, '#') => return None,
-            (None, c) => {
-                if let Some((name, fix)) = crate::text::unseen(c) {
-                    return Some((format!("U+{:04X}", c as u32), format!(
-                        "this line has {name} at column {}, which YAML does not read as a space or as part of a key: {fix}",
-                        i + 1
-                    )));
-                }
-            }
-            _ => {}
+    let text: Vec<char> = src.lines().nth(line.checked_sub(1)?)?.chars().collect();
+    let unseen = |i: usize| crate::text::unseen(text[i]);
+    let named = |i: usize| {
+        let (name, fix) = crate::text::unseen(text[i])?;
+        Some((
+            format!("U+{:04X}", text[i] as u32),
+            format!("this line has {name} at column {}, which YAML does not read as a space or as part of a key: {fix}", i + 1),
+        ))
+    };
+    // The indentation, list dashes included.
+    let mut i = 0;
+    while i < text.len() && (matches!(text[i], ' ' | '-') || unseen(i).is_some()) {
+        if unseen(i).is_some() {
+            return named(i);
         }
+        i += 1;
+    }
+    // A plain key up to its colon (a quoted key, a comment or a line without a colon has none).
+    if matches!(text.get(i), Some('"' | '\'' | '#')) {
+        return None;
+    }
+    let colon = (i..text.len()).find(|&j| text[j] == ':')?;
+    if let Some(j) = (i..colon).find(|&j| unseen(j).is_some()) {
+        return named(j);
+    }
+    // Between the colon and the value.
+    let mut j = colon + 1;
+    while j < text.len() && (text[j] == ' ' || unseen(j).is_some()) {
+        if unseen(j).is_some() {
+            return named(j);
+        }
+        j += 1;
     }
     None
 }

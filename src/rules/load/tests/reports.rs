@@ -874,6 +874,19 @@ fn messages_say_what_the_yaml_should_hold() {
             (3, 5),
             "rules[0] (rule \"a\"): unknown field \"amount:\u{A0}{ max\", expected one of \"name\", \"when\", \"mode\", \"action\", \"reason\", \"on_error\", \"amount\", \"window\", \"require\", \"healthy\", \"fetch\", \"forward\", \"script\"; did you mean \"amount\"?; this line has U+00A0 (a no-break space) at column 12, which YAML does not read as a space or as part of a key: type an ordinary space",
         ),
+        // In a value a no-break space is text: no hint about it, the right one instead.
+        (
+            "a quote in a value, a no-break space in the value above",
+            "rules:\n  - name: 한도\u{A0}초과\n    reason: \"주문 \"특가\" 거절\"\n    amount: { max: 1 }\n",
+            (3, 18),
+            "did not find expected key (while parsing a block mapping that starts at line 2 column 5): this line has a quote that ends its value early or is never closed: inside \"…\" write \\\" for a quote, inside '…' write ''",
+        ),
+        (
+            "an unknown placeholder in a value holding a no-break space",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: 주문 {oder_id}\u{A0}거절\n",
+            (4, 16),
+            "rule \"a\": reason: unknown placeholder {oder_id} (did you mean {order_id}?), expected one of {order_id}, {tx_id}, {amount}, {store_id}",
+        ),
         (
             "a full-width space after a rule's dash",
             "rules:\n  - name:\u{3000}a\n    amount: { max: 1 }\n    reason: x\n",

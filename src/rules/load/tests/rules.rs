@@ -151,9 +151,20 @@ fn rule_names_hold_no_control_or_invisible_characters() {
             "{errors:?}"
         );
     }
-    let dir =
-        default_file("rules:\n  - name: 재고 확인 2\n    amount: { max: 1 }\n    reason: x\n");
-    dir.ok();
+    // Visible, however written: combining marks, an emoji's variation selector, a no-break
+    // or full-width space.
+    for name in [
+        "재고 확인 2",
+        "cafe\u{301} limit",
+        "✔\u{FE0F} 한도",
+        "a\u{A0}b",
+        "한도\u{3000}초과",
+    ] {
+        let dir = default_file(&format!(
+            "rules:\n  - name: \"{name}\"\n    amount: {{ max: 1 }}\n    reason: x\n"
+        ));
+        dir.ok();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

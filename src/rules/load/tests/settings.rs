@@ -310,6 +310,11 @@ fn error_reason_is_a_template_of_the_request() {
         "settings:\n  error_reason: \"｛공지｝ 결제 오류\"\n{ONE_RULE}"
     ))
     .ok();
+    // Each pair is looked at, not only the first.
+    let dir = default_file(&format!(
+        "settings:\n  error_reason: \"｛공지｝ ｛order_id｝ 오류\"\n{ONE_RULE}"
+    ));
+    assert_eq!(dir.errors().len(), 1, "{:?}", dir.errors());
 }
 
 #[test]
