@@ -875,6 +875,31 @@ rules:
         );
     }
 
+    /// The statuses a case may expect: 200, and a refusal's 4xx and 5xx at both ends.
+    #[test]
+    fn statuses_that_can_be_answered_are_expectations() {
+        for (decision, status) in [
+            ("approve", 200),
+            ("reject", 409),
+            ("reject", 400),
+            ("reject", 599),
+        ] {
+            warnings(&format!(
+                "{CASE}    expect: {{ decision: {decision}, status: {status} }}\n"
+            ));
+        }
+        for status in [199, 201, 399, 600] {
+            let errors = errors(&format!(
+                "{CASE}    expect: {{ decision: reject, status: {status} }}\n"
+            ));
+            assert_eq!(errors.len(), 1, "{status}: {errors:?}");
+            assert!(
+                errors[0].contains(&format!("status {status} is never answered")),
+                "{errors:?}"
+            );
+        }
+    }
+
     /// A rule whose mode can never give the outcome expected of it: an enforced rule under
     /// `shadow`, a `mode: off` rule anywhere.
     #[test]

@@ -2097,6 +2097,48 @@ async fn max_connections_bounds_the_calls_in_flight() {
     }
 }
 
+/// A call that may change something at the merchant (a `forward`, a POST fetch) still waiting
+/// for a free connection when its answer could no longer be read before the deadline is not
+/// sent, and that is the deadline's business: the ruleset's `on_error` decides, not the rule's
+/// own (whose `approve` would approve a payment whose confirm never reached the merchant).
+#[tokio::test]
+async fn a_call_too_late_for_a_free_connection_is_decided_by_the_rulesets_on_error() {
+    for rule in [
+        "- { name: existing, forward: { upstream: shop, path: /slow }, on_error: approve }",
+        "- { name: hold, fetch: { upstream: shop, method: POST, path: /slow }, on_error: approve, reason: r }",
+    ] {
+        let shop = MockUpstream::start(Router::new().route(
+            "/slow",
+            routing::post(|| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                "ok"
+            }),
+        ))
+        .await;
+        let rules = Rules::with(
+            "default.yaml",
+            &format!(
+                "settings: {{ deadline: 1s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 5s, max_connections: 1 }}\nrules:\n  {rule}\n",
+                shop.url()
+            ),
+        );
+        let (server, log) = logged(&rules).await;
+        let url = server.url("/confirm");
+        let answers = burst(&url, ["o-1", "o-2"].map(|id| v1(id, 5000))).await;
+        server.stop().await;
+        assert!(answers.iter().all(|a| a.status == 409), "{rule}: {answers:?}");
+        let errors: Vec<String> = answers
+            .iter()
+            .map(|a| record(&log, &a.decision_id())["trace"][0]["error"].to_string())
+            .collect();
+        assert!(
+            errors.iter().any(|e| e == "\"not sent: reached too close to the deadline to read an answer, waiting for a free connection (max_connections: 1)\""),
+            "{rule}: {errors:?}"
+        );
+        assert_eq!(shop.calls().len(), 1, "{rule}");
+    }
+}
+
 /// The connections of an upstream with `max_connections` show in `/metrics` as they are used:
 /// its limit, the calls holding one and the calls waiting for one, read at scrape time.
 #[tokio::test]
