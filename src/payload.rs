@@ -321,12 +321,18 @@ pub fn body_type(headers: &http::HeaderMap) -> Result<Option<&str>, PayloadError
         PayloadError::UnsupportedContentEncoding,
     )?;
     let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
-    match (types.next().map(http::HeaderValue::to_str), types.next()) {
+    let first = types.next();
+    match (first.map(http::HeaderValue::to_str), types.next()) {
         (None, _) => Ok(None),
         (Some(Ok(ct)), None) => Ok(Some(ct)),
         (Some(Ok(_)), Some(_)) => Err(PayloadError::UnsupportedContentType("(여러 개)".into())),
+        // Text beyond ASCII (`text/한글`) is named as the codings are; other bytes are not
+        // text to show.
         (Some(Err(_)), _) => Err(PayloadError::UnsupportedContentType(
-            "(텍스트가 아님)".into(),
+            match first.map(|v| std::str::from_utf8(v.as_bytes())) {
+                Some(Ok(text)) => crate::text::for_buyers_cut(text.trim(), 100).into_owned(),
+                _ => "(텍스트가 아님)".into(),
+            },
         )),
     }
 }

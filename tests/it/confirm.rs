@@ -391,6 +391,23 @@ async fn a_content_type_that_is_not_text_or_is_repeated_is_415() {
         reason,
         "지원하지 않는 Content-Type입니다: (텍스트가 아님) (application/json 또는 application/x-www-form-urlencoded만 받습니다)"
     );
+    // Text beyond ASCII is named, as a Content-Encoding is.
+    let resp = client()
+        .post(server.url("/confirm"))
+        .header(
+            "content-type",
+            reqwest::header::HeaderValue::from_bytes("text/한글".as_bytes()).unwrap(),
+        )
+        .body(testdata("v1.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        body["reason"],
+        "지원하지 않는 Content-Type입니다: text/한글 (application/json 또는 application/x-www-form-urlencoded만 받습니다)"
+    );
     // Two of them, in either order: which one counts is up to each parser, so neither does.
     for (first, second) in [
         ("application/json", "text/plain"),
