@@ -384,6 +384,10 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
             if matches!(cause, EvalAltResult::ErrorDataTooLarge(..)) {
                 s.push_str(&too_large_hint());
             }
+            // Rhai writes the negation of a negative number as `--9223372036854775808`.
+            if let Some(negated) = s.strip_prefix("Negation overflow: --") {
+                s = format!("Negation overflow: -(-{negated}) is beyond the integer range");
+            }
             let unit_argument = match cause {
                 EvalAltResult::ErrorFunctionNotFound(..) => {
                     // Rust's names for Rhai's kinds: `seoul_date (&str | ImmutableString |

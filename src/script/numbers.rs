@@ -583,6 +583,17 @@ mod tests {
         }
     }
 
+    /// Rhai writes the negation of the smallest integer as `--9223372036854775808`.
+    #[test]
+    fn a_negation_overflow_reads_as_one() {
+        let err = eval("-(amount - 9223372036854775807 - 2501) > 0", "2500").unwrap_err();
+        assert!(
+            err.message
+                .contains("negation overflow: -(-9223372036854775808) is beyond the integer range"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn exact_reads_floats_as_written() {
         for (f, text) in [
