@@ -309,15 +309,16 @@ pub async fn run(
     filter: Option<&str>,
 ) -> Vec<CaseResult> {
     let mut results = Vec::new();
+    let filter = filter.map(text::nfc);
     for suite in suites {
         let Some(ruleset) = rules.get(&suite.ruleset) else {
             continue;
         };
-        for case in suite
-            .cases
-            .iter()
-            .filter(|c| filter.is_none_or(|f| text::nfc(&c.name).contains(&text::nfc(f))))
-        {
+        for case in suite.cases.iter().filter(|c| {
+            filter
+                .as_deref()
+                .is_none_or(|f| text::nfc(&c.name).contains(f))
+        }) {
             let (decision, guarded, unset) = decide(ruleset, case, scripts).await;
             let mut mismatches = compare(&case.expect, &decision);
             mismatches.extend(unset);

@@ -200,26 +200,15 @@ mod tests {
     #[test]
     fn characters_an_editor_shows_as_blanks_are_named() {
         let named = |c| unseen(c).map(|(name, _)| name);
-        assert_eq!(
-            named('\u{A0}').as_deref(),
-            Some("U+00A0 (a no-break space)")
-        );
-        assert_eq!(
-            named('\u{3000}').as_deref(),
-            Some("U+3000 (a full-width space)")
-        );
-        assert_eq!(
-            named('\u{2003}').as_deref(),
-            Some("U+2003 (a space other than the ordinary one)")
-        );
-        assert_eq!(
-            named('\u{200B}').as_deref(),
-            Some("U+200B (a zero-width space)")
-        );
-        assert_eq!(
-            named('\u{202E}').as_deref(),
-            Some("U+202E (an invisible character)")
-        );
+        for (c, name) in [
+            ('\u{A0}', "U+00A0 (a no-break space)"),
+            ('\u{3000}', "U+3000 (a full-width space)"),
+            ('\u{2003}', "U+2003 (a space other than the ordinary one)"),
+            ('\u{200B}', "U+200B (a zero-width space)"),
+            ('\u{202E}', "U+202E (an invisible character)"),
+        ] {
+            assert_eq!(named(c).as_deref(), Some(name));
+        }
         for shown in [' ', '\t', 'a', '한', '“', '；'] {
             assert_eq!(named(shown), None, "{shown:?}");
         }

@@ -36,49 +36,33 @@ const STRANGER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// At most one warning a minute about HTTP/2 connections: any client can open them, and the
 /// log must not fill with them. `more` says how many were not warned about since.
-static HTTP2_WARNINGS: Throttle = Throttle::new(60);
+static HTTP2_WARNINGS: Throttle = Throttle::new(Duration::from_secs(60));
 
-/// A warning given at most once every `every` seconds, counting the ones held back.
+/// A warning given at most once every `every`, counting the ones held back. (Rare: a lock.)
 struct Throttle {
-    every: u64,
-    /// Seconds since the process's first warning of this kind, plus one; 0 before it.
-    last: std::sync::atomic::AtomicU64,
-    held: std::sync::atomic::AtomicU64,
-    since: std::sync::OnceLock<std::time::Instant>,
+    every: Duration,
+    /// When the last one was given, and how many were held back since.
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
 }
 
 impl Throttle {
-    const fn new(every: u64) -> Throttle {
+    const fn new(every: Duration) -> Throttle {
         Throttle {
             every,
-            last: std::sync::atomic::AtomicU64::new(0),
-            held: std::sync::atomic::AtomicU64::new(0),
-            since: std::sync::OnceLock::new(),
+            state: std::sync::Mutex::new((None, 0)),
         }
     }
 
     /// `Some(held back since the last one)` when a warning is due now, else `None` (counted).
     fn due(&self) -> Option<u64> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let now = self
-            .since
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_secs()
-            + 1;
-        let last = self.last.load(Relaxed);
-        let due = last == 0 || now >= last + self.every;
-        if due
-            && self
-                .last
-                .compare_exchange(last, now, Relaxed, Relaxed)
-                .is_ok()
-        {
-            Some(self.held.swap(0, Relaxed))
-        } else {
-            self.held.fetch_add(1, Relaxed);
-            None
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, held) = &mut *state;
+        if last.is_some_and(|at| at.elapsed() < self.every) {
+            *held += 1;
+            return None;
         }
+        *last = Some(std::time::Instant::now());
+        Some(std::mem::take(held))
     }
 }
 
@@ -209,12 +193,13 @@ mod tests {
     /// The first warning is given, the ones within the interval are counted, not given.
     #[test]
     fn a_throttle_gives_the_first_and_counts_the_rest() {
-        let throttle = Throttle::new(3600);
+        use std::time::Duration;
+        let throttle = Throttle::new(Duration::from_secs(3600));
         assert_eq!(throttle.due(), Some(0));
         assert_eq!(throttle.due(), None);
         assert_eq!(throttle.due(), None);
-        assert_eq!(throttle.held.load(std::sync::atomic::Ordering::Relaxed), 2);
-        let every_time = Throttle::new(0);
+        assert_eq!(throttle.state.lock().unwrap().1, 2);
+        let every_time = Throttle::new(Duration::ZERO);
         assert_eq!(every_time.due(), Some(0));
         assert_eq!(every_time.due(), Some(0));
     }
