@@ -7,6 +7,7 @@ use std::time::Duration;
 use rhai::{Dynamic, Engine, Scope, AST};
 
 mod budget;
+mod callbacks;
 mod errors;
 mod helpers;
 mod lint;
@@ -511,10 +512,7 @@ fn as_bool(result: Dynamic) -> Result<bool, ScriptError> {
     result.as_bool().map_err(|t| ScriptError {
         message: format!(
             "the expression gave {}, not true or false: write a condition, such as order_id == \"x\" or amount > 1000",
-            match t {
-                "()" => "() (what a missing field reads as)",
-                t => helpers::a_kind(t),
-            }
+            helpers::a_value_of_kind(t)
         ),
         position: None,
         cut_off: false,
@@ -564,6 +562,7 @@ fn build_engine(level: rhai::OptimizationLevel, output: bool) -> Engine {
         engine.on_debug(|_, _, _| {});
     }
     register_helpers(&mut engine);
+    callbacks::register(&mut engine);
     render::register(&mut engine);
     // `amount < 2000.0` with a fractional amount (a Decimal): exact, not an error.
     numbers::register(&mut engine);

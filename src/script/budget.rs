@@ -304,6 +304,11 @@ mod tests {
                 "blob(10000, 1).to_array().reduce(|s, x| s + blob(10000, 1).to_array().reduce(|t, y| t + y, 0), 0) > 0",
                 &["operations (sandbox limit)", "(time limit)"][..],
             ),
+            // The strict callbacks (`some`, `filter`, `sort` …) count their closures' steps too.
+            (
+                "blob(10000, 1).to_array().some(|x| blob(10000, 1).to_array().filter(|y| y > 1).len() > 0)",
+                &["operations (sandbox limit)", "(time limit)"][..],
+            ),
             // 10^8 expensive steps: the time limit.
             (
                 r#"blob(10000, 1).to_array().reduce(|s, x| s + blob(10000, 1).to_array().reduce(|t, y| t + blob(10000, 65).as_string().to_upper().len(), 0), 0) > 0"#,
@@ -344,6 +349,8 @@ mod tests {
             }, 0)
             "#,
             "try { [1].reduce(|s, x| { loop {} }, 0); } catch {} true",
+            "let a = [2, 1]; try { a.sort(|x, y| { loop {} }); } catch {} true",
+            "let a = blob(10000, 1).to_array(); try { a.sort(|x, y| blob(10000, 1).to_array().reduce(|s, v| s + v, 0) - 1); } catch {} true",
         ] {
             let (result, took) = run_script_within(src, Duration::from_secs(1));
             println!("caught runaway stopped after {took:?}: {result:?}");

@@ -61,6 +61,14 @@ fn parse_json(text: &str) -> Result<Dynamic, String> {
     ))
 }
 
+/// A value of that kind, as an error names what a condition gave instead of true or false.
+pub(super) fn a_value_of_kind(type_name: &str) -> &'static str {
+    match type_name {
+        "()" => "() (what a missing field reads as)",
+        t => a_kind(t),
+    }
+}
+
 /// A value's kind as Rhai names it (`array`, `i64`, `string` …), in words: "an array".
 pub(super) fn a_kind(type_name: &str) -> &'static str {
     match type_name {
