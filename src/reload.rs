@@ -253,11 +253,13 @@ impl RuleStore {
                 // Never read as it is: a file cut short parses, with fewer rules. Its close
                 // is an event that reloads.
                 let still = format!(
-                    "{}: still being written after {:?} (written to, not closed); the running rules stay, and closing it reloads",
+                    "{}: still being written after {:?} (open for writing, not closed); the running rules stay, and closing it reloads",
                     path.display(),
                     self.writers_max
                 );
-                return (Ok(Err(vec![still])), read_version);
+                // No version: it is no failure of the files read, so the files' own error,
+                // once they are quiet, is not taken for this one repeated.
+                return (Ok(Err(vec![still])), None);
             }
             let before = self.activity.event();
             let loaded = self.load_if_changed().await.map(|(version, result)| {
@@ -295,7 +297,7 @@ impl RuleStore {
             "{}: the rules directory kept changing while it was read ({LOAD_ATTEMPTS} attempts); the running rules stay, and the next change reloads",
             self.dir.display()
         );
-        (Ok(Err(vec![kept_changing])), read_version)
+        (Ok(Err(vec![kept_changing])), None)
     }
 
     /// Swaps in a new, valid generation: its probes started (and their first answers awaited)
@@ -381,9 +383,28 @@ impl RuleStore {
     /// ([`WRITERS_MAX`] after the reload began) with the file a writer keeps writing without
     /// closing: a reload (and an operator's `POST /admin/reload` waiting for it) must not wait
     /// for ever.
-    async fn wait_for_writers(&self, until: tokio::time::Instant) -> Result<(), PathBuf> {
+    async fn wait_for_writers(
+        self: &Arc<Self>,
+        until: tokio::time::Instant,
+    ) -> Result<(), PathBuf> {
         let mut said = false;
-        while let Some(path) = self.activity.writing() {
+        loop {
+            let writer = match self.activity.writing() {
+                Some(path) => Some(path),
+                None => {
+                    let store = Arc::clone(self);
+                    tokio::task::spawn_blocking(move || {
+                        let concerns = |p: &Path| watcher::concerns_rules(p) || store.references(p);
+                        watcher::open_for_writing(&store.dir, &concerns)
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+                }
+            };
+            let Some(path) = writer else {
+                return Ok(());
+            };
             if tokio::time::Instant::now() >= until {
                 return Err(path);
             }
@@ -393,7 +414,6 @@ impl RuleStore {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(())
     }
 
     fn reject(
@@ -648,7 +668,7 @@ mod tests {
             panic!("expected the reload refused, got {outcome:?} after {took:?}")
         };
         assert!(
-            errors[0].ends_with("still being written after 800ms (written to, not closed); the running rules stay, and closing it reloads"),
+            errors[0].ends_with("still being written after 800ms (open for writing, not closed); the running rules stay, and closing it reloads"),
             "{errors:?}"
         );
         assert_eq!(store.current().version, v1, "the running rules stay");
@@ -664,6 +684,59 @@ mod tests {
             store.reload(Trigger::Watch).await,
             ReloadOutcome::Applied { .. }
         ));
+    }
+
+    /// Audit: a rules directory removed and made again (or a release moved into place) was
+    /// written before anything watched it, so the watch knew no writer, and a file still being
+    /// written there — its first rule alone, a valid file — went live. A file another process
+    /// holds open for writing is waited for as one the watch saw written.
+    #[tokio::test]
+    async fn a_file_written_in_a_directory_swapped_in_is_waited_for() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("rules");
+        std::fs::create_dir(&dir).unwrap();
+        let file = dir.join("default.yaml");
+        std::fs::write(&file, GOOD).unwrap();
+        let mut store = RuleStore::open(
+            dir.clone(),
+            Arc::new(ScriptEngine::new()),
+            Arc::new(|_: &str| Err(std::env::VarError::NotPresent)),
+            None,
+            Metrics::new(),
+        )
+        .unwrap();
+        store.writers_max = Duration::from_millis(500);
+        let store = Arc::new(store);
+        let v1 = store.current().version.clone();
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        let whole = "rules:\n  - name: a\n    amount: { max: 500 }\n    reason: x\n  - name: b\n    require: 'false'\n    reason: closed\n";
+        let cut = whole.find("  - name: b").unwrap();
+        std::fs::write(&file, &whole[..cut]).unwrap();
+        // The writer, pausing before the second rule.
+        let open = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        let mut writer = std::process::Command::new("sleep")
+            .arg("30")
+            .stdout(open)
+            .spawn()
+            .unwrap();
+        let outcome = store.reload(Trigger::Watch).await;
+        writer.kill().unwrap();
+        writer.wait().unwrap();
+        let ReloadOutcome::Rejected { errors } = outcome else {
+            panic!("a half-written file loaded: {outcome:?}");
+        };
+        assert!(errors[0].contains("still being written"), "{errors:?}");
+        assert_eq!(store.current().version, v1, "the running rules stay");
+        std::fs::write(&file, whole).unwrap();
+        assert!(matches!(
+            store.reload(Trigger::Watch).await,
+            ReloadOutcome::Applied { .. }
+        ));
+        assert_eq!(store.current().get("default").unwrap().rules.len(), 2);
     }
 
     #[tokio::test]
@@ -770,5 +843,43 @@ mod tests {
             ReloadOutcome::Unchanged { .. }
         ));
         assert!(store.last_error().is_none());
+    }
+
+    /// A reload refused because the directory kept changing while it was read is no failure
+    /// of the files read: once they are quiet, their own error is reported (logged, counted,
+    /// in `/admin/rules`), not taken for the same failure repeated.
+    #[tokio::test]
+    async fn the_files_error_after_a_directory_that_kept_changing_is_reported() {
+        use notify::event::{EventKind, ModifyKind, RenameMode};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("default.yaml");
+        std::fs::write(&file, GOOD).unwrap();
+        let store = Arc::new(store(dir.path()));
+        std::fs::write(&file, "rules: [oops").unwrap();
+        // A save every 10 ms, by rename: never written to and left open, always changing.
+        let saved = notify::Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To)))
+            .add_path(file.clone());
+        let activity = store.activity.clone();
+        let saving = tokio::spawn(async move {
+            for _ in 0..1000 {
+                activity.seen(&saved);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let ReloadOutcome::Rejected { errors } = store.reload(Trigger::Watch).await else {
+            panic!("read while it kept changing");
+        };
+        saving.abort();
+        assert!(errors[0].contains("kept changing"), "{errors:?}");
+        assert!(matches!(
+            store.reload(Trigger::Watch).await,
+            ReloadOutcome::Rejected { .. }
+        ));
+        let last = store.last_error().unwrap();
+        assert!(
+            last.errors[0].contains("default.yaml:1:"),
+            "{:?}",
+            last.errors
+        );
     }
 }

@@ -177,6 +177,18 @@ impl<F: LogFile> FileSink<F> {
         }
     }
 
+    /// Records written to a deleted file would be lost without a word (and without a count):
+    /// the path is opened again, a new file.
+    fn reopen_if_deleted(&mut self) {
+        if self.reopen.is_none() && self.file.deleted() {
+            tracing::warn!(
+                path = %self.path.display(),
+                "the decision log file was deleted while open; opening a new one at its path"
+            );
+            self.reopen();
+        }
+    }
+
     /// Appends `bytes` (whole lines). A write that fails part-way keeps the lines it wrote
     /// whole and cuts the rest back off, so that a nearly full disk still takes what fits: the
     /// error comes with how many bytes of `bytes` (whole lines) are in the file.
@@ -377,15 +389,7 @@ impl<F: LogFile> FileSink<F> {
 
 impl<F: LogFile> Sink for FileSink<F> {
     fn write(&mut self, bytes: &[u8], lines: usize) {
-        // Records written to a deleted file would be lost without a word (and without a
-        // count): the path is opened again, a new file.
-        if self.reopen.is_none() && self.file.deleted() {
-            tracing::warn!(
-                path = %self.path.display(),
-                "the decision log file was deleted while open; opening a new one at its path"
-            );
-            self.reopen();
-        }
+        self.reopen_if_deleted();
         self.try_reopen();
         if !self.retry_held() {
             self.give_up_if_due();
@@ -411,6 +415,9 @@ impl<F: LogFile> Sink for FileSink<F> {
 
     fn tick(&mut self) {
         if self.held_lines > 0 {
+            // Held records retried into a deleted file (an operator clearing a full disk with
+            // `rm`) would be lost and counted as written.
+            self.reopen_if_deleted();
             self.try_reopen();
             if !self.retry_held() {
                 self.give_up_if_due();
@@ -624,6 +631,31 @@ mod tests {
         assert_eq!(dropped(&ledger.metrics), 2);
         assert_eq!(settled(&ledger), 6);
         assert!(log.contains("decision-log records dropped: 2"), "{log}");
+    }
+
+    /// Records held on a full disk, then the file deleted to make room (`rm` of the logs) with
+    /// no request after: the retry opens a new file at the path rather than writing them into
+    /// the deleted one, where they were lost and counted as written.
+    #[test]
+    fn held_records_go_to_a_new_file_when_the_full_one_was_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let faults = Shared::default();
+        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+        let (_, log) = logged(|| {
+            sink.write(&batch(0, 1), 1);
+            faults.lock().unwrap().room = Some(0);
+            sink.write(&batch(1, 3), 3);
+            assert!(sink.holds_lines());
+            std::fs::remove_file(&path).unwrap();
+            faults.lock().unwrap().room = None;
+            sink.tick();
+            assert!(!sink.holds_lines());
+        });
+        assert_eq!(ids_in(&path), ids(1..4), "{log}");
+        assert_eq!(settled(&ledger), 4);
+        assert_eq!(dropped(&ledger.metrics), 0);
+        assert!(log.contains("was deleted while open"), "{log}");
     }
 
     /// A disk with room for part of what is held takes the whole records that fit; the rest

@@ -145,12 +145,22 @@ impl Reloader {
         rx.await.ok()
     }
 
-    /// Asks for a reload without waiting (signals).
+    /// Asks for a reload without waiting for it. A change the watcher saw may be dropped when
+    /// the queue is full: the reloads queued before it read the files after it. A signal is
+    /// queued whatever the wait (in a task of its own, so that the signals after it are still
+    /// heard), as its reload is the one that reports.
     pub fn request(&self, trigger: Trigger) {
-        let _ = self.tx.try_send(ReloadRequest {
+        let request = ReloadRequest {
             trigger,
             reply: None,
-        });
+        };
+        match self.tx.try_send(request) {
+            Err(mpsc::error::TrySendError::Full(request)) if trigger != Trigger::Watch => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move { tx.send(request).await });
+            }
+            _ => {}
+        }
     }
 }
 
@@ -208,11 +218,59 @@ async fn debounce(rx: &mut mpsc::Receiver<ReloadRequest>, waiting: &mut Vec<Relo
 /// swap file written next to them, which would hold reloads while they are written. Scripts
 /// with other names, and the directories they are in, are known to the store
 /// ([`Reloader::concerns`]).
-fn concerns_rules(path: &Path) -> bool {
+pub(super) fn concerns_rules(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     rules::is_rule_source(path)
         || name.starts_with("..")
         || (path.extension().is_none() && !path.is_file())
+}
+
+/// A rules file under `dir` that another process holds open for writing, if any, as
+/// `/proc` shows it (nothing where it cannot be read: another user's processes, no `/proc`).
+///
+/// [`Activity`] knows the writes its watch saw; a directory swapped in (`rm -rf rules && mkdir
+/// rules`, a release moved into place) was written before anything watched it, and a writer
+/// pausing there between two pieces of a file sent no event yet: its half would load.
+/// `concerns` keeps to the files rules are read from (an editor's swap file stays open for
+/// writing as long as the editor does).
+pub(super) fn open_for_writing(dir: &Path, concerns: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let me = std::process::id().to_string();
+    for process in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = process.file_name();
+        if pid
+            .to_str()
+            .is_none_or(|p| p == me || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(process.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(file) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            if !file.starts_with(&dir) || !concerns(&file) {
+                continue;
+            }
+            let info = process.path().join("fdinfo").join(fd.file_name());
+            if std::fs::read_to_string(info).is_ok_and(|info| opened_for_writing(&info)) {
+                return Some(file);
+            }
+        }
+    }
+    None
+}
+
+/// Whether `/proc/PID/fdinfo/FD` text says the file was opened to be written (its access mode,
+/// the flags' low two bits, is write-only or read-write).
+fn opened_for_writing(fdinfo: &str) -> bool {
+    fdinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
+        .is_some_and(|flags| flags & 0o3 != 0)
 }
 
 /// How often the rules directory's identity is checked (see [`RulesWatcher`]).
@@ -674,6 +732,84 @@ mod tests {
             "the whole file"
         );
         assert_eq!(rules.version, rules::rules_version(dir.path()).unwrap());
+    }
+
+    /// A SIGHUP while the reload queue is full of the watcher's events (a reload waiting for a
+    /// writer, a tool touching files meanwhile) still reloads, and reports: it was dropped.
+    #[tokio::test]
+    async fn a_signal_is_heard_when_the_queue_is_full() {
+        use notify::event::{DataChange, EventKind, ModifyKind};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("default.yaml");
+        std::fs::write(&path, GOOD).unwrap();
+        let metrics = Metrics::new();
+        let store = store_with(dir.path(), metrics.clone());
+        let (reloader, _task) = spawn_reload_loop(store.clone());
+        std::fs::write(&path, "rules: [oops").unwrap();
+        // A writer holds the first reload back; the watcher's events fill the queue meanwhile.
+        let written = notify::Event::new(EventKind::Modify(ModifyKind::Data(DataChange::Any)))
+            .add_path(path.clone());
+        store.activity.seen(&written);
+        reloader.request(Trigger::Watch);
+        tokio::time::sleep(DEBOUNCE_MAX + Duration::from_millis(200)).await;
+        for _ in 0..100 {
+            reloader.request(Trigger::Watch);
+        }
+        reloader.request(Trigger::Signal);
+        store.activity.seen(
+            &notify::Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write)))
+                .add_path(path.clone()),
+        );
+        let rejected = |n| format!("confirm_proxy_reloads_total{{result=\"rejected\"}} {n}\n");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // The watcher's reload of the broken file, then the signal's, which reports again.
+        while !metrics.render().contains(&rejected(2)) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            metrics.render().contains(&rejected(2)),
+            "{}",
+            metrics.render()
+        );
+    }
+
+    /// Another process holding a rules file open for writing is seen in `/proc`; one reading
+    /// it, or writing a file no rules are read from (an editor's swap file), is not.
+    #[test]
+    fn a_rules_file_another_process_writes_is_found_in_proc() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("default.yaml");
+        std::fs::write(&rules, GOOD).unwrap();
+        let hold = |path: &Path, write: bool| {
+            let file = std::fs::OpenOptions::new()
+                .read(!write)
+                .append(write)
+                .create(write)
+                .open(path)
+                .unwrap();
+            std::process::Command::new("sleep")
+                .arg("30")
+                .stdout(file)
+                .spawn()
+                .unwrap()
+        };
+        let found = || open_for_writing(dir.path(), &concerns_rules);
+        let mut reader = hold(&rules, false);
+        let mut swap = hold(&dir.path().join(".default.yaml.swp"), true);
+        assert_eq!(found(), None);
+        let mut writer = hold(&rules, true);
+        let canonical = std::fs::canonicalize(&rules).unwrap();
+        assert_eq!(found(), Some(canonical));
+        for child in [&mut reader, &mut swap, &mut writer] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        assert_eq!(found(), None);
+        assert!(opened_for_writing(
+            "pos:\t0\nflags:\t02100001\nmnt_id:\t30\n"
+        ));
+        assert!(opened_for_writing("flags:\t0100002\n"));
+        assert!(!opened_for_writing("pos:\t0\nflags:\t0100000\n"));
     }
 
     #[test]

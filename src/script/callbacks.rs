@@ -210,7 +210,8 @@ fn first(
     start: INT,
 ) -> Result<Dynamic, Failure> {
     let from = if start < 0 {
-        list.len().saturating_sub(usize::try_from(start.unsigned_abs()).unwrap_or(usize::MAX))
+        list.len()
+            .saturating_sub(usize::try_from(start.unsigned_abs()).unwrap_or(usize::MAX))
     } else {
         usize::try_from(start).unwrap_or(usize::MAX)
     };
