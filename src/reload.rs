@@ -583,6 +583,13 @@ mod tests {
         store_with(dir, Metrics::new())
     }
 
+    /// A store whose reloads wait for writers `writers_max` in all.
+    fn store_waiting(dir: &Path, writers_max: Duration) -> Arc<RuleStore> {
+        let mut store = Arc::into_inner(store(dir)).unwrap();
+        store.writers_max = writers_max;
+        Arc::new(store)
+    }
+
     pub(super) const GOOD: &str = "rules:\n  - name: a\n    amount: { max: 100 }\n    reason: x\n";
 
     /// A test file that does not read is part of an invalid directory (SPEC §5), with or
@@ -638,16 +645,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("default.yaml");
         std::fs::write(&file, GOOD).unwrap();
-        let mut store = RuleStore::open(
-            dir.path().to_owned(),
-            Arc::new(ScriptEngine::new()),
-            Arc::new(|_: &str| Err(std::env::VarError::NotPresent)),
-            None,
-            Metrics::new(),
-        )
-        .unwrap();
-        store.writers_max = Duration::from_millis(800);
-        let store = Arc::new(store);
+        let store = store_waiting(dir.path(), Duration::from_millis(800));
         let v1 = store.current().version.clone();
         std::fs::write(&file, GOOD.replace("100", "200")).unwrap();
         // What the watcher sees of a writer that writes every 300 ms and never closes.
@@ -697,16 +695,7 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         let file = dir.join("default.yaml");
         std::fs::write(&file, GOOD).unwrap();
-        let mut store = RuleStore::open(
-            dir.clone(),
-            Arc::new(ScriptEngine::new()),
-            Arc::new(|_: &str| Err(std::env::VarError::NotPresent)),
-            None,
-            Metrics::new(),
-        )
-        .unwrap();
-        store.writers_max = Duration::from_millis(500);
-        let store = Arc::new(store);
+        let store = store_waiting(&dir, Duration::from_millis(500));
         let v1 = store.current().version.clone();
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::create_dir(&dir).unwrap();

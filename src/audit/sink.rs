@@ -455,6 +455,22 @@ mod tests {
         )
     }
 
+    /// A sink on a new log in a directory of its own (kept while the first is), with the
+    /// default limits, and the log's path and faults.
+    fn fresh() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        Shared,
+        FileSink<Faulty>,
+        Arc<Ledger>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let faults = Shared::default();
+        let (sink, ledger) = sink(&path, &faults, Limits::default());
+        (dir, path, faults, sink, ledger)
+    }
+
     /// `n` records `{from}`..`{from + n}` as the spool hands them over.
     fn batch(from: usize, n: usize) -> Vec<u8> {
         let d = Decision::approve(None);
@@ -518,10 +534,7 @@ mod tests {
     /// not hold, an I/O error) is cut back to whole lines too, and nothing is written twice.
     #[test]
     fn a_reserved_write_that_fails_part_way_is_cut_back_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.jsonl");
-        let faults = Shared::default();
-        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+        let (_dir, path, faults, mut sink, ledger) = fresh();
         let lines = batch(0, 3);
         let first = lines.iter().position(|&b| b == b'\n').unwrap() + 1;
         {
@@ -638,10 +651,7 @@ mod tests {
     /// the deleted one, where they were lost and counted as written.
     #[test]
     fn held_records_go_to_a_new_file_when_the_full_one_was_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.jsonl");
-        let faults = Shared::default();
-        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+        let (_dir, path, faults, mut sink, ledger) = fresh();
         let (_, log) = logged(|| {
             sink.write(&batch(0, 1), 1);
             faults.lock().unwrap().room = Some(0);
@@ -662,10 +672,7 @@ mod tests {
     /// waits, in order, for the next retry.
     #[test]
     fn held_records_are_written_as_far_as_there_is_room() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.jsonl");
-        let faults = Shared::default();
-        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+        let (_dir, path, faults, mut sink, ledger) = fresh();
         let two = batch(0, 2).len();
         faults.lock().unwrap().room = Some(0);
         sink.write(&batch(0, 4), 4);
@@ -733,10 +740,7 @@ mod tests {
 
     #[test]
     fn a_fragment_that_cannot_be_cut_stands_on_its_own_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.jsonl");
-        let faults = Shared::default();
-        let (mut sink, ledger) = sink(&path, &faults, Limits::default());
+        let (_dir, path, faults, mut sink, ledger) = fresh();
         let (_, log) = logged(|| {
             sink.write(&batch(0, 1), 1);
             {
