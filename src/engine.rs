@@ -348,12 +348,14 @@ impl Run<'_, '_> {
                     checked
                 }
                 Ok(false) => {
+                    calls.done_with(i, rule);
                     let skipped = Called::default();
                     started = self.record(rule, Outcome::Skipped, started, skipped, None, None);
                     continue;
                 }
                 Err(failed) => (failed, Called::default()),
             };
+            calls.done_with(i, rule);
             self.current = None;
             match self.conclude(rule, verdict, answer, started) {
                 ControlFlow::Continue(ended) => started = ended,

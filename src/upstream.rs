@@ -66,6 +66,20 @@ pub struct HttpCall {
     /// When the body must be in, for a call an enforced rule waits on. `None`: the timeout
     /// alone (health probes; shadow rules, whose wait ends at the shadow cut-off).
     pub body_by: Option<BodyDue>,
+    /// One of the upstream's `max_connections`, taken before the call started (a prefetch
+    /// takes its own in rule order, see `start_prefetches`); otherwise the call waits for one.
+    pub slot: TakenSlot,
+}
+
+/// A connection slot a call holds from before it starts until it ends. A copy of the call (a
+/// record of it) holds none: the slot is the call's own.
+#[derive(Debug, Default)]
+pub struct TakenSlot(pub Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl Clone for TakenSlot {
+    fn clone(&self) -> Self {
+        TakenSlot(None)
+    }
 }
 
 /// When the body of an answer an enforced rule waits on must be in. A body still coming then
@@ -401,13 +415,14 @@ pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
 }
 
 /// One call.
-async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, UpstreamError> {
+async fn send(up: &Upstream, mut call: HttpCall) -> Result<UpstreamResponse, UpstreamError> {
     let started = std::time::Instant::now();
-    // Held until the answer is read: the connection is busy until then. The wait is part of
-    // the call's `timeout`. A health probe (no rule) goes on without one: a busy shop must not
+    // Held until the answer is read: the connection is busy until then. A GET's wait is part
+    // of its `timeout`. A health probe (no rule) goes on without one: a busy shop must not
     // read as down because its calls took every connection.
     let slots = up.slots.as_ref().filter(|_| call.rule.is_some());
-    let _slot = match slots {
+    let taken = std::mem::take(&mut call.slot);
+    let _slot = match slots.filter(|_| taken.0.is_none()) {
         Some(slots) => {
             // A call that may change something at the merchant is not sent once its answer
             // could no longer be read in time: the engine does not start it then, and the
@@ -436,9 +451,15 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     };
     // The race below is told by how soon after sending a failure comes, not after waiting.
     let sending = std::time::Instant::now();
+    // A call that may change something at the merchant gets its whole `timeout` once it has a
+    // connection: sent with what a long wait left of it (a few milliseconds), the merchant
+    // would act on a payment the call then gives up on, refused for a timeout. The wait had a
+    // bound of its own (the timeout, and the time an answer can still be read); the deadline
+    // bounds the rest.
+    let get = call.method == http::Method::GET;
+    let timed_from = if get { started } else { sending };
     let body_by = call.body_by;
     let url = format!("{}{}", up.url, call.path_and_query);
-    let get = call.method == http::Method::GET;
     // `fresh`: on a connection of its own, which the request says is its last, so the upstream
     // closes first and the closed socket waits out TIME_WAIT at its end, not among the proxy's
     // ephemeral ports (a thousand forwards a second would otherwise use them up).
@@ -473,7 +494,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
     // later is the upstream's own end to this request (it read it, then closed), and sending it
     // again would double its time and the load on a service already in trouble. The second try
     // has what is left of the call's timeout, so `timeout` bounds the call as a whole.
-    let sent = match request(!get, up.timeout.saturating_sub(started.elapsed()))
+    let sent = match request(!get, up.timeout.saturating_sub(timed_from.elapsed()))
         .send()
         .await
     {
@@ -482,7 +503,7 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
             // `${VAR}` secret.
             let e = e.without_url();
             tracing::debug!(upstream = %up.name, "connection closed under the request ({e}); sending it again");
-            let left = up.timeout.saturating_sub(started.elapsed());
+            let left = up.timeout.saturating_sub(timed_from.elapsed());
             request(true, left).send().await
         }
         sent => sent,
@@ -492,11 +513,11 @@ async fn send(up: &Upstream, call: HttpCall) -> Result<UpstreamResponse, Upstrea
         // upstream had only the rest of the timeout: said, so that a limit set too low is not
         // taken for a slow merchant.
         (UpstreamError::Timeout(timeout), Some(slots))
-            if sending - started >= Duration::from_millis(1) =>
+            if sending - timed_from >= Duration::from_millis(1) =>
         {
             UpstreamError::TimeoutAfterWaiting {
                 timeout,
-                waited: sending - started,
+                waited: sending - timed_from,
                 max: slots.max,
             }
         }
@@ -787,6 +808,7 @@ mod slots_tests {
             headers: http::HeaderMap::new(),
             body: None,
             body_by: None,
+            slot: Default::default(),
         }
     }
 

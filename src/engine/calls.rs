@@ -16,7 +16,7 @@ use super::Run;
 use crate::decision::{CallMade, UnusedFetch};
 use crate::payload::ConfirmRequest;
 use crate::rules::{BodyTemplate, Check, Fetch, HttpMethod, Mode, Rule};
-use crate::upstream::{BodyDue, HttpCall, UpstreamError, UpstreamResponse};
+use crate::upstream::{BodyDue, HttpCall, TakenSlot, UpstreamError, UpstreamResponse};
 
 /// Characters left as they are in a path segment (RFC 3986 unreserved).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -71,6 +71,17 @@ impl Calls {
         prefetch.read.then(|| prefetch.made.clone())
     }
 
+    /// Rule `i` is done with (checked, skipped, failed or cut off): its prefetch to an
+    /// upstream with `max_connections`, if still running, is stopped, so that it holds none of
+    /// the connections a later rule's call would wait for. The record still names it if it was
+    /// sent ([`Self::unused`]). Other prefetches run on, for the record to have their answers.
+    pub(super) fn done_with(&self, i: usize, rule: &Rule) {
+        let limited = matches!(&rule.check, Check::Fetch(f) if f.upstream.slots.is_some());
+        if let (true, Some(Some(prefetch))) = (limited, self.prefetches.get(i)) {
+            prefetch.handle.abort();
+        }
+    }
+
     /// The fetches no rule of `rules` (whose slots these are) read by the end of the
     /// evaluation, none of which decided anything: their rules were not reached, or skipped by
     /// `when`, or failed before their wait. Each with its answer's status or error if it had
@@ -86,9 +97,13 @@ impl Calls {
                 // Unconstrained: with the task's cooperative budget spent, even a finished
                 // handle would answer `Pending`.
                 let handle = std::pin::pin!(tokio::task::unconstrained(&mut prefetch.handle));
-                let (status, error) = match handle.poll(&mut cx).map(joined) {
-                    std::task::Poll::Ready(Ok(answer)) => (Some(answer.status), None),
-                    std::task::Poll::Ready(Err(e)) => (None, Some(e.to_string())),
+                let (status, error) = match handle.poll(&mut cx) {
+                    // Stopped when its rule was done with ([`Calls::done_with`]), unanswered.
+                    std::task::Poll::Ready(Err(e)) if e.is_cancelled() => (None, None),
+                    std::task::Poll::Ready(ended) => match joined(ended) {
+                        Ok(answer) => (Some(answer.status), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    },
                     std::task::Poll::Pending => (None, None),
                 };
                 UnusedFetch {
@@ -220,12 +235,25 @@ impl Run<'_, '_> {
             if let Check::Fetch(f) = &rule.check {
                 // A call that cannot be made is an error when its rule is reached.
                 if rule.is_prefetch() && !self.skipped_up_front(whens, i) {
+                    // One of a limited upstream's connections is taken here, in rule order.
+                    // Taken in the tasks, the last one spawned (which the runtime runs first)
+                    // would get it before an earlier rule's, and the earlier rule's call would
+                    // wait out a later one's, perhaps to its timeout: not as if rules ran one
+                    // after another. None free now: the fetch is made when its rule is reached.
+                    let slot = match &f.upstream.slots {
+                        Some(slots) => match slots.free.clone().try_acquire_owned() {
+                            Ok(slot) => TakenSlot(Some(slot)),
+                            Err(_) => continue,
+                        },
+                        None => TakenSlot::default(),
+                    };
                     prefetches[i] =
                         fetch_call(f, self.req, self.body_by(rule))
                             .ok()
                             .map(|mut call| {
                                 call.rule = Some(rule.name.clone());
                                 let made = super::check::fetch_made(&f.upstream, &call);
+                                call.slot = slot;
                                 let claimed = Arc::new(AtomicBool::new(false));
                                 let call = self.ctx.upstreams.call(f.upstream.clone(), call);
                                 let begun = claimed.clone();
@@ -375,6 +403,7 @@ pub fn fetch_call(
         headers,
         body,
         body_by,
+        slot: Default::default(),
     })
 }
 

@@ -430,7 +430,8 @@ mod tests {
             let e = run_unchecked(&engine, src).unwrap_err();
             assert!(e.contains(says), "{src}\n{e}");
         }
-        let src = "let x = []; for i in 0..200 { x.push((i * 7919) % 211); } x.sort(|a, b| if (a + b) % 3 == 0 { 1 } else { -1 }); x.len() == 200";
+        // Few items: a debug build on a busy machine must stay within the 50 ms time limit.
+        let src = "let x = []; for i in 0..40 { x.push((i * 7919) % 211); } x.sort(|a, b| if (a + b) % 3 == 0 { 1 } else { -1 }); x.len() == 40";
         assert!(
             matches!(run_unchecked(&engine, src), Ok(ScriptVerdict::Pass)),
             "{src}"

@@ -545,6 +545,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             body: None,
             body_by: None,
+            slot: Default::default(),
         }
     }
 

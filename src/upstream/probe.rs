@@ -130,6 +130,7 @@ async fn probe(members: Vec<Arc<Upstream>>, observer: HealthObserver) {
             headers: http::HeaderMap::new(),
             body: None,
             body_by: None,
+            slot: Default::default(),
         };
         // Why a probe failed, for the operator reading the log when the shop goes down.
         let failure = match send(&up, call).await {

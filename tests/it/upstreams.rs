@@ -2200,3 +2200,111 @@ async fn max_connections_in_use_and_waiting_are_gauges() {
     );
     server.stop().await;
 }
+
+/// A shop whose `GET /stock/{item}` answers `{"available": 5}` after the `ms` of its query.
+async fn stock_after_query_delay() -> MockUpstream {
+    #[derive(serde::Deserialize)]
+    struct Delay {
+        ms: u64,
+    }
+    MockUpstream::start(
+        Router::new()
+            .route(
+                "/stock/{item}",
+                routing::get(|q: axum::extract::Query<Delay>| async move {
+                    tokio::time::sleep(Duration::from_millis(q.ms)).await;
+                    axum::Json(serde_json::json!({"available": 5}))
+                }),
+            )
+            .route(
+                "/confirm",
+                routing::post(|q: axum::extract::Query<Delay>| async move {
+                    tokio::time::sleep(Duration::from_millis(q.ms)).await;
+                    "ok"
+                }),
+            ),
+    )
+    .await
+}
+
+/// Audit: with `max_connections: 1`, the GET fetches started as the request arrives took the
+/// connection in whatever order the runtime ran them — the later rule's first — so the earlier
+/// rule's call waited out the later one's and timed out: refused by `on_error`, where rules
+/// run one after another approve. Prefetches take their connections in rule order, and one
+/// that finds none free is made when its rule is reached.
+#[tokio::test]
+async fn prefetches_take_a_limited_upstreams_connections_in_rule_order() {
+    let shop = stock_after_query_delay().await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 4s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 1200ms, max_connections: 1 }}\nrules:\n  - name: a\n    fetch: {{ upstream: shop, path: \"/stock/a?ms=300\" }}\n    require: 'response.body.available >= 1'\n    reason: a\n  - name: b\n    fetch: {{ upstream: shop, path: \"/stock/b?ms=1000\" }}\n    require: 'response.body.available >= 1'\n    reason: b\n",
+            shop.url()
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    for i in 0..2 {
+        let answer = server
+            .confirm_json("/confirm", &v1(&format!("o-{i}"), 5000))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    server.stop().await;
+    let paths: Vec<String> = shop.calls().into_iter().map(|c| c.path).collect();
+    assert_eq!(
+        paths,
+        ["/stock/a?ms=300", "/stock/b?ms=1000"].repeat(2),
+        "in rule order"
+    );
+}
+
+/// Audit: a prefetch whose rule was skipped kept its connection until the evaluation ended,
+/// so a later `forward` on the same upstream waited for it until too close to the deadline to
+/// be sent, and the ruleset's `on_error` answered, where the merchant's handler should have. A rule done with (skipped,
+/// checked, failed or cut off) stops its prefetch.
+#[tokio::test]
+async fn a_skipped_rules_prefetch_gives_its_connection_back() {
+    let shop = stock_after_query_delay().await;
+    let stock = stock_after_query_delay().await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 1s, on_error: reject }}\nupstreams:\n  stock: {{ url: \"{}\", timeout: 2s }}\n  shop: {{ url: \"{}\", timeout: 2s, max_connections: 1 }}\nrules:\n  - name: a\n    fetch: {{ upstream: stock, path: \"/stock/a?ms=50\" }}\n    reason: a\n  - name: b\n    when: 'fetched[\"a\"].body.available > 100'\n    fetch: {{ upstream: shop, path: \"/stock/b?ms=2500\" }}\n    reason: b\n  - name: existing\n    forward: {{ upstream: shop, path: \"/confirm?ms=10\" }}\n",
+            stock.url(),
+            shop.url()
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    let answer = server.confirm_json("/confirm", &v1("o-1", 5000)).await;
+    server.stop().await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        shop.calls().iter().any(|c| c.path == "/confirm?ms=10"),
+        "the forward was sent"
+    );
+}
+
+/// Audit: a `forward` that waited for a free connection was sent with what the wait left of
+/// its `timeout` (59 ms of 2 s), so the merchant's handler saw and acted on a payment the
+/// proxy then refused for a timeout. Once it has a connection, a call that may change
+/// something at the merchant gets its whole `timeout`.
+#[tokio::test]
+async fn a_forward_that_waited_for_a_connection_gets_its_whole_timeout() {
+    let shop = stock_after_query_delay().await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 5s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 2s, max_connections: 1 }}\nrules:\n  - name: existing\n    forward: {{ upstream: shop, path: \"/confirm?ms=1200\" }}\n",
+            shop.url()
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    let answers = burst(
+        &server.url("/confirm"),
+        ["o-1", "o-2"].map(|id| v1(id, 5000)),
+    )
+    .await;
+    server.stop().await;
+    assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
+    assert_eq!(shop.calls().len(), 2);
+}
