@@ -714,6 +714,24 @@ mod tests {
         }
     }
 
+    /// 16 bytes is the shortest key taken, 15 the longest refused.
+    #[test]
+    fn the_shortest_secret_taken_is_sixteen_bytes() {
+        use base64::Engine as _;
+        let key = |n: usize| {
+            let bytes: Vec<u8> = (1..=n as u8).collect();
+            format!(
+                "whsec_{}",
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            )
+        };
+        assert!(WebhookSecret::parse(&key(16)).is_ok());
+        assert_eq!(
+            WebhookSecret::parse(&key(15)).unwrap_err(),
+            SecretError::TooShort { bytes: 15 }
+        );
+    }
+
     #[test]
     fn a_secret_copied_without_its_base64_padding_is_the_same_key() {
         let padded = secret(SECRET_B);

@@ -108,6 +108,12 @@ async fn signed_v2_requests_pass_and_everything_else_gets_401() {
 async fn two_secrets_allow_rotation() {
     let rules = Rules::with("default.yaml", RULES);
     let server = Server::start_with(with_secrets(&rules, &[SECRET, NEW_SECRET])).await;
+    // Each secret's series is there from the start, at 0: a rate over it reads 0, not nothing.
+    let text = server.metrics().await;
+    for secret in ["1", "2"] {
+        let series = format!("confirm_proxy_signatures_verified_total{{secret=\"{secret}\"}}");
+        assert_eq!(metric(&text, &series), Some(0.0), "{text}");
+    }
     let body = testdata("v2-2024-01-01.json");
     for secret in [SECRET, NEW_SECRET, NEW_SECRET] {
         assert_eq!(
