@@ -258,16 +258,30 @@ impl<F: LogFile> FileSink<F> {
         lines
     }
 
-    /// Keeps records whose write failed (or that came while earlier ones are kept) for a retry;
-    /// past the byte limit, drops them.
+    /// Keeps records whose write failed (or that came while earlier ones are kept) for a retry,
+    /// in order, as many whole ones as the byte limit holds; drops the rest. The first batch
+    /// held is bounded too: one the writer took after being stuck can be as large as the whole
+    /// queue, which with the queue filling again behind it would be held twice over.
     fn hold(&mut self, bytes: &[u8], lines: usize) {
-        if self.held_lines > 0 && self.held.len() + bytes.len() > self.limits.retry_bytes {
-            self.ledger.dropped(lines);
-            self.overflowed += lines;
+        let room = self.limits.retry_bytes.saturating_sub(self.held.len());
+        let (kept, kept_lines) = if bytes.len() <= room {
+            (bytes.len(), lines)
+        } else {
+            let cut = bytes[..room]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            (cut, bytes[..cut].iter().filter(|&&b| b == b'\n').count())
+        };
+        if kept_lines < lines {
+            self.ledger.dropped(lines - kept_lines);
+            self.overflowed += lines - kept_lines;
+        }
+        if kept_lines == 0 {
             return;
         }
-        self.held.extend_from_slice(bytes);
-        self.held_lines += lines;
+        self.held.extend_from_slice(&bytes[..kept]);
+        self.held_lines += kept_lines;
         self.held_since.get_or_insert_with(Instant::now);
     }
 
@@ -736,6 +750,31 @@ mod tests {
             log.contains("decision-log records dropped: 4 came while"),
             "{log}"
         );
+    }
+
+    /// The first batch held is bounded too (a batch taken after the writer was stuck can be
+    /// the whole queue): the whole records that fit are kept, in order, the rest counted.
+    #[test]
+    fn a_first_failed_batch_larger_than_the_limit_is_held_only_in_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let faults = Shared::default();
+        let one = batch(0, 1).len();
+        let limits = Limits {
+            retry_for: Duration::from_secs(60),
+            retry_bytes: 3 * one + one / 2,
+        };
+        let (mut sink, ledger) = sink(&path, &faults, limits);
+        let (_, log) = logged(|| {
+            faults.lock().unwrap().room = Some(0);
+            sink.write(&batch(0, 10), 10);
+            assert_eq!(dropped(&ledger.metrics), 7, "three fit");
+            faults.lock().unwrap().room = None;
+            sink.tick();
+        });
+        assert_eq!(ids_in(&path), ids(0..3));
+        assert_eq!(settled(&ledger), 10);
+        assert!(log.contains("decision-log records dropped: 7"), "{log}");
     }
 
     #[test]
