@@ -499,7 +499,7 @@ pub struct Upstream {
 /// The connections an upstream's calls share (`max_connections`): a call waits for one, within
 /// its `timeout`. Kept across a reload that keeps the upstream and its limit, so that calls of
 /// the old rules and of the new share them.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Slots {
     pub max: u32,
     pub free: Arc<tokio::sync::Semaphore>,
@@ -521,9 +521,9 @@ impl Slots {
     /// never is.
     pub async fn take(
         &self,
-    ) -> Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError> {
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError> {
         use std::sync::atomic::Ordering::Relaxed;
-        if let Ok(slot) = self.free.try_acquire() {
+        if let Ok(slot) = self.free.clone().try_acquire_owned() {
             return Ok(slot);
         }
         /// Uncounts the wait however it ends: given a slot, or dropped at the call's timeout.
@@ -535,7 +535,7 @@ impl Slots {
         }
         self.waiting.fetch_add(1, Relaxed);
         let _waiting = Waiting(&self.waiting);
-        self.free.acquire().await
+        self.free.clone().acquire_owned().await
     }
 
     /// Slots held by calls now.

@@ -289,6 +289,14 @@ pub trait Upstreams: Send + Sync {
     /// The last health-probe conclusion for an upstream.
     fn health(&self, upstream: &Upstream) -> Health;
 
+    /// The connection slots of an upstream with `max_connections`, which its calls share: the
+    /// upstream's own (across requests, and across a reload that keeps it); canned answers
+    /// keep their own, so that a rule test (or `--test-on-reload`'s gate) never competes with
+    /// live calls.
+    fn slots(&self, upstream: &Upstream) -> Option<crate::rules::Slots> {
+        upstream.slots.clone()
+    }
+
     /// Whether a large answer is made into Rhai's values where the rule waits for it, rather
     /// than on a thread of its own (see [`is_large`]): canned answers are given on a paused
     /// clock (rule tests, replay), which moves on to the next timer whenever every task
@@ -414,6 +422,38 @@ pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
     headers
 }
 
+/// The connection slot `call` holds while it runs: the one it took before it started, or one
+/// of `slots` once free (`None` without a limit). Waited for within the upstream's `timeout`;
+/// a call that may change something at the merchant is not sent once its answer could no
+/// longer be read in time: the engine does not start it then, and the wait must not carry it
+/// past that point either. Canned answers wait alike, so a rule test decides as `serve` does.
+pub(crate) async fn connection_for(
+    up: &Upstream,
+    slots: Option<&crate::rules::Slots>,
+    call: &mut HttpCall,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, UpstreamError> {
+    if let Some(taken) = call.slot.0.take() {
+        return Ok(Some(taken));
+    }
+    let Some(slots) = slots else {
+        return Ok(None);
+    };
+    let timed_out = tokio::time::Instant::now() + up.timeout;
+    let send_by = (call.body_by)
+        .filter(|_| call.method != http::Method::GET)
+        .map(|due| due.by)
+        .filter(|&by| by < timed_out);
+    match tokio::time::timeout_at(send_by.unwrap_or(timed_out), slots.take()).await {
+        Ok(Ok(slot)) => Ok(Some(slot)),
+        Err(_) if send_by.is_some() => Err(UpstreamError::TooLateToSend { max: slots.max }),
+        // The semaphore is never closed; were it, waiting could not end otherwise either.
+        Ok(Err(_)) | Err(_) => Err(UpstreamError::NoFreeConnection {
+            max: slots.max,
+            waited: up.timeout,
+        }),
+    }
+}
+
 /// One call.
 async fn send(up: &Upstream, mut call: HttpCall) -> Result<UpstreamResponse, UpstreamError> {
     let started = std::time::Instant::now();
@@ -421,34 +461,7 @@ async fn send(up: &Upstream, mut call: HttpCall) -> Result<UpstreamResponse, Ups
     // of its `timeout`. A health probe (no rule) goes on without one: a busy shop must not
     // read as down because its calls took every connection.
     let slots = up.slots.as_ref().filter(|_| call.rule.is_some());
-    let taken = std::mem::take(&mut call.slot);
-    let _slot = match slots.filter(|_| taken.0.is_none()) {
-        Some(slots) => {
-            // A call that may change something at the merchant is not sent once its answer
-            // could no longer be read in time: the engine does not start it then, and the
-            // wait for a connection must not carry it past that point either.
-            let timed_out = tokio::time::Instant::now() + up.timeout;
-            let send_by = (call.body_by)
-                .filter(|_| call.method != http::Method::GET)
-                .map(|due| due.by)
-                .filter(|&by| by < timed_out);
-            match tokio::time::timeout_at(send_by.unwrap_or(timed_out), slots.take()).await {
-                Ok(Ok(slot)) => Some(slot),
-                Err(_) if send_by.is_some() => {
-                    return Err(UpstreamError::TooLateToSend { max: slots.max })
-                }
-                // The semaphore is never closed; were it, waiting could not end otherwise
-                // either.
-                Ok(Err(_)) | Err(_) => {
-                    return Err(UpstreamError::NoFreeConnection {
-                        max: slots.max,
-                        waited: up.timeout,
-                    })
-                }
-            }
-        }
-        None => None,
-    };
+    let _slot = connection_for(up, slots, &mut call).await?;
     // The race below is told by how soon after sending a failure comes, not after waiting.
     let sending = std::time::Instant::now();
     // A call that may change something at the merchant gets its whole `timeout` once it has a

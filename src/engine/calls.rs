@@ -240,7 +240,7 @@ impl Run<'_, '_> {
                     // would get it before an earlier rule's, and the earlier rule's call would
                     // wait out a later one's, perhaps to its timeout: not as if rules ran one
                     // after another. None free now: the fetch is made when its rule is reached.
-                    let slot = match &f.upstream.slots {
+                    let slot = match self.ctx.upstreams.slots(&f.upstream) {
                         Some(slots) => match slots.free.clone().try_acquire_owned() {
                             Ok(slot) => TakenSlot(Some(slot)),
                             Err(_) => continue,

@@ -41,6 +41,9 @@ pub struct Canned {
     per_rule: bool,
     health: BTreeMap<String, Health>,
     calls: Mutex<Vec<RecordedCall>>,
+    /// Upstream name → the connection slots of its `max_connections`, this stand-in's own
+    /// (see [`Upstreams::slots`]).
+    slots: Mutex<BTreeMap<String, crate::rules::Slots>>,
 }
 
 /// One canned answer, as a rule test file writes it:
@@ -276,14 +279,18 @@ impl CannedAnswer {
     }
 
     /// What the call returns, after how long, given the upstream's timeout.
-    fn settle(&self, up: &Upstream) -> (Duration, Result<UpstreamResponse, UpstreamError>) {
+    fn settle(
+        &self,
+        up: &Upstream,
+        timeout: Duration,
+    ) -> (Duration, Result<UpstreamResponse, UpstreamError>) {
         let delay = match (self.delay, self.outcome) {
             (Some(d), _) => d,
-            (None, Err(CannedError::Timeout)) => up.timeout,
+            (None, Err(CannedError::Timeout)) => timeout,
             (None, _) => Duration::ZERO,
         };
-        if delay > up.timeout {
-            return (up.timeout, Err(UpstreamError::Timeout(up.timeout)));
+        if delay > timeout {
+            return (timeout, Err(UpstreamError::Timeout(up.timeout)));
         }
         // Its `${VAR}` secrets masked, as `serve` masks a real answer's before rules read it.
         let mut body = self.body.clone();
@@ -341,6 +348,8 @@ impl Upstreams for Canned {
         self.record(&upstream, &call);
         let key = format!("{} {}", call.method, call.path_and_query);
         let answer = self.answer_to(&upstream.name, &key, &call).cloned();
+        let slots = self.slots(&upstream).filter(|_| call.rule.is_some());
+        let mut call = call;
         Box::pin(async move {
             let Some(answer) = answer else {
                 return Err(UpstreamError::NoCannedAnswer(format!(
@@ -348,14 +357,35 @@ impl Upstreams for Canned {
                     upstream.name
                 )));
             };
+            // Held while the answer comes, as `serve` holds a connection.
+            let waiting = tokio::time::Instant::now();
+            let _slot = super::connection_for(&upstream, slots.as_ref(), &mut call).await?;
             if answer.hang {
                 return std::future::pending().await;
             }
-            let (delay, result) = answer.settle(&upstream);
+            // A GET's wait for a connection is part of its timeout, as in `serve`.
+            let waited = waiting.elapsed();
+            let timeout = if call.method == http::Method::GET {
+                upstream.timeout.saturating_sub(waited)
+            } else {
+                upstream.timeout
+            };
+            let (delay, result) = answer.settle(&upstream, timeout);
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            result
+            match (result, slots) {
+                (Err(UpstreamError::Timeout(t)), Some(slots))
+                    if call.method == http::Method::GET && waited >= Duration::from_millis(1) =>
+                {
+                    Err(UpstreamError::TimeoutAfterWaiting {
+                        timeout: t,
+                        waited,
+                        max: slots.max,
+                    })
+                }
+                (result, _) => result,
+            }
         })
     }
 
@@ -364,6 +394,15 @@ impl Upstreams for Canned {
             .get(&upstream.name)
             .copied()
             .unwrap_or(Health::Unknown)
+    }
+
+    fn slots(&self, upstream: &Upstream) -> Option<crate::rules::Slots> {
+        let max = upstream.slots.as_ref()?.max;
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let own = slots
+            .entry(upstream.name.clone())
+            .or_insert_with(|| crate::rules::Slots::new(max));
+        Some(own.clone())
     }
 
     fn large_answers_inline(&self) -> bool {
@@ -564,12 +603,14 @@ mod tests {
         let up = upstream(Duration::from_secs(1));
         let values = |n: usize| Value::Array((0..n).map(|i| i.into()).collect());
         let limit = super::super::body::MAX_JSON_PARTS;
-        let (_, read) = CannedAnswer::status(200).body(values(limit)).settle(&up);
+        let (_, read) = CannedAnswer::status(200)
+            .body(values(limit))
+            .settle(&up, up.timeout);
         let read = read.unwrap();
         assert!(read.body.is_array() && read.incomplete.is_none());
         let (_, kept) = CannedAnswer::status(200)
             .body(values(limit + 1))
-            .settle(&up);
+            .settle(&up, up.timeout);
         let kept = kept.unwrap();
         assert!(kept.body.is_string());
         assert_eq!(kept.incomplete.as_deref(), Some(TOO_MANY_PARTS));

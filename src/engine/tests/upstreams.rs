@@ -1277,3 +1277,43 @@ rules:
         ]
     );
 }
+
+/// Canned answers share an upstream's `max_connections` as `serve`'s calls do: with one
+/// connection, two 800 ms fetches run one after another and the second misses a 1.5 s
+/// deadline, which a rule test used to pass as if they ran side by side. The stand-in's
+/// connections are its own: the live upstream's stay free.
+#[tokio::test(start_paused = true)]
+async fn canned_answers_wait_for_a_limited_upstreams_connections() {
+    let yaml = |max: u32| {
+        format!(
+            r#"settings: {{ deadline: 1500ms }}
+upstreams:
+  shop: {{ url: "http://shop.invalid", timeout: 1s, max_connections: {max} }}
+rules:
+  - name: a
+    fetch: {{ upstream: shop, path: /a }}
+    reason: x
+  - name: b
+    fetch: {{ upstream: shop, path: /b }}
+    reason: x
+"#
+        )
+    };
+    let canned = || {
+        Arc::new(
+            Canned::new()
+                .answer("shop", "GET /a", ok_after(800))
+                .answer("shop", "GET /b", ok_after(800)),
+        )
+    };
+    let (_dir, one) = ruleset(&yaml(1));
+    let d = decide_with(&one, V1, &canned()).await;
+    assert_eq!(summary(&d), failed("b"), "{:?}", d.trace);
+    let live = one.get("default").unwrap().upstreams["shop"]
+        .slots
+        .clone()
+        .unwrap();
+    assert_eq!(live.in_use(), 0, "the live connections were not used");
+    let (_dir, two) = ruleset(&yaml(2));
+    assert_eq!(summary(&decide_with(&two, V1, &canned()).await), APPROVED);
+}
