@@ -57,6 +57,12 @@ struct IdTable {
     /// first.
     expiry: BinaryHeap<Reverse<(i64, u64, Key)>>,
     arrivals: u64,
+    /// The latest time (Unix seconds) ids were forgotten at. Callers read the clock at
+    /// different moments (a request when its head arrived, a scrape now): a delivery whose
+    /// signature had expired by this time may have had its id forgotten already, so it is
+    /// refused as too old whatever its own caller's clock says, or a replay whose body came
+    /// in slowly would be evaluated again as a first delivery.
+    forgotten_at: i64,
 }
 
 /// A message's first delivery.
@@ -119,6 +125,10 @@ pub enum Claim {
     /// PortOne resending, and was never checked: answering it the first delivery's way could
     /// approve a payment no rule has seen.
     Altered,
+    /// Its signature expired by the time ids were last forgotten (see
+    /// [`IdTable::forgotten_at`]): whether it was seen before may be forgotten, so it is
+    /// refused as too old.
+    Expired,
 }
 
 /// Held by a first delivery until it is answered. Dropped unsettled (a bug's path), it
@@ -250,6 +260,9 @@ impl Deliveries {
         let (ruleset, body) = (hasher.hash_one(ruleset), hasher.hash_one(body));
         let mut seen = self.seen();
         seen.forget_expired(now);
+        if message.valid_until < seen.forgotten_at {
+            return (Claim::Expired, 0);
+        }
         if let Some(first) = seen.by_id.get_mut(&key) {
             let claim = if first.ruleset != ruleset {
                 Claim::Elsewhere
@@ -336,6 +349,8 @@ fn digest(id: &[u8], reading: &str) -> Key {
 impl IdTable {
     /// Forgets every id whose signatures have all expired by `now`.
     fn forget_expired(&mut self, now: i64) {
+        self.forgotten_at = self.forgotten_at.max(now);
+        let now = self.forgotten_at;
         while self.soonest().is_some_and(|until| until < now) && self.forget_soonest() {}
         self.shrink();
     }
@@ -435,6 +450,24 @@ mod tests {
             "재고가 모두 소진되었습니다".into(),
             Some("stock".into()),
         )
+    }
+
+    /// Audit: a replay whose head came in the last second its signature held, its body slowly,
+    /// was claimed with its arrival's clock after a scrape (or another request) had forgotten
+    /// its id on a later one — a first delivery again, its rules run a second time and
+    /// approving what the first delivery was refused. A delivery whose signature expired by the
+    /// time ids were last forgotten is refused as too old.
+    #[test]
+    fn a_delivery_expired_by_the_time_ids_were_forgotten_is_refused() {
+        let deliveries = Deliveries::new(10);
+        let ticket = first(deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 100));
+        ticket.settle("id-1", &refusal());
+        // A scrape at 401 forgets it.
+        assert_eq!(deliveries.len_at(401), 0);
+        let late = deliveries.claim(signed("msg_1", 400), JSON, BODY, "default", 399);
+        assert!(matches!(late, (Claim::Expired, 0)));
+        // Signed later (a resend PortOne signed again), it is a delivery of its own.
+        first(deliveries.claim(signed("msg_1", 700), JSON, BODY, "default", 399));
     }
 
     #[tokio::test]

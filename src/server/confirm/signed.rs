@@ -41,6 +41,9 @@ impl AppState {
         arrival.webhook_id = Some(String::from_utf8_lossy(message.id).into());
         let reading = crate::payload::reading(headers, body);
         loop {
+            // The time of the claim, not of the arrival: the body may have taken the deadline
+            // to come in, and a repeat waited for its first delivery (see `Claim::Expired`).
+            let now = chrono::Utc::now().timestamp();
             let (claim, forgotten) = s.deliveries.claim(message, reading, body, &set.name, now);
             s.metrics.delivery_ids_forgotten(forgotten);
             return match claim {
@@ -63,6 +66,11 @@ impl AppState {
                     "for another ruleset",
                     "다른 결제 확인 경로로 이미 받은 요청입니다",
                 )),
+                Claim::Expired => {
+                    let e = crate::webhook::VerifyError::TooOld;
+                    tracing::warn!(decision_id = arrival.id.as_str(), error = %e, "webhook signature refused: it expired while the request was read or waited");
+                    Some(self.refuse(arrival, 401, e.reason().into()))
+                }
                 Claim::Altered => Some(self.not_a_copy(
                     arrival,
                     (headers, body),
