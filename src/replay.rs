@@ -211,6 +211,21 @@ impl Record {
             .is_some_and(|t| t.rule == crate::engine::EVALUATION)
     }
 
+    /// The rule the deadline stopped, if any: reached after the answer was due (`not run: …`,
+    /// `not sent: …`), or too close to it for its call to be sent. Its ruleset's `on_error`
+    /// decided then; replayed with time to spare, the rule would run instead (and the rule's
+    /// own `on_error` decide a call with no answer on record).
+    pub fn stopped_by_deadline(&self) -> Option<&str> {
+        self.trace
+            .iter()
+            .find(|t| {
+                t.error.as_deref().is_some_and(|e| {
+                    e.starts_with("not run: reached") || e.starts_with("not sent: reached")
+                })
+            })
+            .map(|t| &*t.rule)
+    }
+
     /// Whether rules decided it: not a guard's answer, a repeated delivery (answered as its
     /// first, or refused as no copy of it or as one whose first has no answer yet) or an
     /// ignored message, which have nothing to replay.
@@ -456,6 +471,10 @@ async fn decide(
         notes.push("the rules had not finished by the deadline, so the ruleset's on_error decided; it decides again as it is now".to_owned());
         return on_error(&ruleset.settings, &req, None);
     }
+    if let Some(rule) = record.stopped_by_deadline() {
+        notes.push(format!("rule {rule} was reached too close to the deadline to run (or its call to be sent), so the ruleset's on_error decided; it decides again as it is now"));
+        return on_error(&ruleset.settings, &req, None);
+    }
     let (canned, plans) = stand_ins(record, ruleset, &req, notes);
     let ctx = Context {
         scripts,
@@ -625,18 +644,6 @@ impl<'r> Logged<'r> {
                 ))),
                 got => got,
             };
-        }
-        // Reached too close to the deadline then, a call with side effects was not sent: no
-        // answer to stand in, whatever reaching it in time would have brought.
-        if traced
-            .error
-            .as_deref()
-            .is_some_and(|e| e.starts_with(NOT_SENT))
-        {
-            let plan = format!(
-                "rule {name}: not sent then (reached too close to the deadline), so the record has no answer for it; it counted as an error"
-            );
-            return (None, Some(plan));
         }
         if let Some(then) = traced.call.as_ref().filter(|then| !then.same_call(now)) {
             let plan = if then.to_string() == now.to_string() {

@@ -371,22 +371,33 @@ async fn headers_read_through_fetched_are_noted_and_skipped_rules_not() {
     );
 }
 
-/// A call with side effects that was not sent then (reached too close to the deadline) has no
-/// answer to stand in: an error with a note, not a hang until the deadline.
+/// A rule the deadline stopped then — a call with side effects not sent, a Rhai rule not run,
+/// reached too close to it — was decided by the ruleset's `on_error`; replayed with time to
+/// spare it would run, and a call with no answer on record would be the rule's own `on_error`'s
+/// (an audit replayed an unchanged log as `now approved` by a rule's `on_error: approve`). It is
+/// the deadline's again, as the ruleset's `on_error` is now.
 #[tokio::test]
-async fn a_call_not_sent_then_gets_no_answer() {
+async fn a_rule_the_deadline_stopped_then_is_the_deadlines_again() {
     let (_dir, rules) = load_files(&[(
         "default.yaml",
-        "upstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - { name: reserve, fetch: { upstream: shop, method: POST, path: /reserve }, reason: x }\n",
+        "settings: { on_error: reject }\nupstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - { name: reserve, fetch: { upstream: shop, method: POST, path: /reserve }, reason: x, on_error: approve }\n  - { name: big, require: 'amount < 100', reason: y, on_error: approve }\n",
     )]);
-    let logged = line(
-        r#"{"rule":"reserve","outcome":"error","ms":0.0,"error":"not sent: reached too close to the deadline of 400ms to read an answer"}"#,
-        "reject",
-        "",
-    )
-    .replace(r#""status":200"#, r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.","rule":"reserve""#);
-    let r = again(&rules, &logged).await;
-    assert_first_rule_errs(&r, "rule reserve: not sent then (reached too close to the deadline), so the record has no answer for it; it counted as an error");
+    let refused = r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.","rule":"reserve""#;
+    for (trace, rule) in [
+        (
+            r#"{"rule":"reserve","outcome":"error","ms":0.0,"error":"not sent: reached too close to the deadline of 400ms to read an answer"}"#,
+            "reserve",
+        ),
+        (
+            r#"{"rule":"reserve","outcome":"pass","ms":390.0,"upstream":{"status":200,"body":{}}},{"rule":"big","outcome":"error","ms":0.0,"error":"not run: reached after the answer was due (deadline of 400ms)"}"#,
+            "big",
+        ),
+    ] {
+        let logged = line(trace, "reject", "").replace(r#""status":200"#, refused);
+        let r = again(&rules, &logged).await;
+        assert_eq!(r.decision.decision, Verdict::Reject, "{}", r.explain());
+        assert_eq!(r.notes, [format!("rule {rule} was reached too close to the deadline to run (or its call to be sent), so the ruleset's on_error decided; it decides again as it is now")]);
+    }
 }
 
 /// A rule's `window` is judged at the record's arrival time, not today.

@@ -291,8 +291,14 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             ),
             None => suite_now,
         };
-        // The case's own text, where it can be told apart.
-        let chunk = chunks.as_ref().and_then(|c| c.get(i)).copied();
+        // The case's own text, where it can be told apart and reads on its own: one that uses
+        // an anchor set elsewhere (`request: *v2`) does not, and places looked up in it would
+        // all fall back to the case's first line.
+        let chunk = chunks
+            .as_ref()
+            .and_then(|c| c.get(i))
+            .copied()
+            .filter(|text| yaml::from_str::<serde::de::IgnoredAny>(text).is_ok());
         // One number at a time, within that text where there is one.
         let (case_text, case_path) = match chunk {
             Some(chunk) => (chunk, vec![Seg::Index(0)]),
@@ -1009,6 +1015,22 @@ rules:
             [
                 "tests/t.yaml:5:39: unknown rule \"nosuchrule\", ruleset \"default\" has rules shop-up, stock, trial, existing",
                 "tests/t.yaml:5:67: unknown rule \"trail\", ruleset \"default\" has rules shop-up, stock, trial, existing",
+            ]
+        );
+    }
+
+    /// A case that reads its request from an anchor another case set (`request: *r`) does not
+    /// read on its own: its errors are placed by the whole file, each where it is written,
+    /// not all at the case's first line.
+    #[test]
+    fn errors_of_a_case_using_an_anchor_are_placed_where_they_are_written() {
+        assert_eq!(
+            errors(
+                "ruleset: default\ncases:\n  - name: a\n    request: &r { imp_uid: i, merchant_uid: o-1, amount: 50 }\n    expect: { decision: approve }\n  - name: b\n    request: *r\n    health: { shop: up, nope: down }\n    expect: { decision: reject, rule: nosuch }\n"
+            ),
+            [
+                "tests/t.yaml:8:25: unknown upstream \"nope\", expected one of pay, shop",
+                "tests/t.yaml:9:39: unknown rule \"nosuch\", ruleset \"default\" has rules shop-up, stock, trial, existing",
             ]
         );
     }
