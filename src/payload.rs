@@ -122,6 +122,8 @@ pub enum Parsed {
     /// A V2 message of another `type`: acknowledged, approves nothing.
     Ignored {
         message_type: String,
+        /// Its format, for its record.
+        api: Api,
     },
 }
 

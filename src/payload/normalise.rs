@@ -56,6 +56,7 @@ pub(super) fn normalise(
         if message_type != CONFIRM_TYPE {
             return Ok(Parsed::Ignored {
                 message_type: message_type.chars().take(100).collect(),
+                api: Api::V2_2024_04_25,
             });
         }
         let data = obj

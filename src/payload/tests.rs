@@ -109,8 +109,9 @@ fn v2_2024_04_25() {
 #[test]
 fn v2_other_type_is_ignored() {
     match parse(JSON, &testdata("v2-2024-04-25-other-type.json")) {
-        Ok(Parsed::Ignored { message_type }) => {
-            assert_eq!(message_type, "Transaction.Cancelled")
+        Ok(Parsed::Ignored { message_type, api }) => {
+            assert_eq!(message_type, "Transaction.Cancelled");
+            assert_eq!(api, Api::V2_2024_04_25);
         }
         other => panic!("{other:?}"),
     }
@@ -416,7 +417,7 @@ fn type_and_data_alone_are_still_v2_2024_04_25() {
     let body = r#"{"type":"Transaction.Cancelled","data":{"paymentId":"p"},"storeId":"x"}"#;
     assert!(matches!(
         parse(JSON, body.as_bytes()),
-        Ok(Parsed::Ignored { message_type }) if message_type == "Transaction.Cancelled"
+        Ok(Parsed::Ignored { message_type, .. }) if message_type == "Transaction.Cancelled"
     ));
 }
 

@@ -155,6 +155,9 @@ struct Arrival {
     /// The client address `--allow-from` refused, for its 403's record (the log line has it
     /// too): an operator sees which sender to add, or to block further up.
     refused_source: Option<std::net::IpAddr>,
+    /// The format of a message answered without rules (a V2 message of another `type`), for
+    /// its record: SPEC §7 gives every line the api format.
+    ignored_api: Option<crate::payload::Api>,
 }
 
 /// Where a request stands among the deliveries of its signed message (see
@@ -199,6 +202,7 @@ impl AppState {
             delivery: Delivery::Unsigned,
             webhook_id: None,
             refused_source: None,
+            ignored_api: None,
         }
     }
 
@@ -277,7 +281,8 @@ impl AppState {
         }
         let req = match payload::parse_request(&headers, &bytes) {
             Ok(Parsed::Confirm(req)) => req,
-            Ok(Parsed::Ignored { message_type }) => {
+            Ok(Parsed::Ignored { message_type, api }) => {
+                arrival.ignored_api = Some(api);
                 tracing::info!(
                     decision_id = arrival.id.as_str(),
                     message_type,
@@ -484,7 +489,10 @@ impl AppState {
                 decision_id: &arrival.id,
                 ruleset: arrival.ruleset_name(),
                 rules_version: &arrival.rules.version,
-                api: req.map(|r| r.api.as_str()),
+                api: req
+                    .map(|r| r.api)
+                    .or(arrival.ignored_api)
+                    .map(|api| api.as_str()),
                 order_id: req.map(|r| r.order_id.as_str()),
                 tx_id: req.map(|r| r.tx_id.as_str()),
                 amount: req.map(|r| &r.amount),

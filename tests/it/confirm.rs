@@ -90,7 +90,8 @@ async fn refusal_carries_reason_under_both_names() {
 
 #[tokio::test]
 async fn other_v2_types_are_acknowledged_and_ignored() {
-    let (_rules, server) = server().await;
+    let rules = two_rulesets();
+    let (server, log) = logged(&rules).await;
     let a = post(
         &server.url("/confirm"),
         Some("application/json"),
@@ -103,6 +104,8 @@ async fn other_v2_types_are_acknowledged_and_ignored() {
     );
     assert_answer_headers(&a);
     server.stop().await;
+    // Its record names its format, as SPEC §7 has every line do.
+    assert_eq!(record(&log, &a.decision_id())["api"], "v2-2024-04-25");
 }
 
 #[tokio::test]

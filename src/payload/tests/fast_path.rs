@@ -20,7 +20,7 @@ fn summary(r: &Result<Parsed, PayloadError>) -> String {
             c.store_id,
             c.payload.value()
         ),
-        Ok(Parsed::Ignored { message_type }) => format!("ignored {message_type}"),
+        Ok(Parsed::Ignored { message_type, .. }) => format!("ignored {message_type}"),
         Err(e) => format!("error {e:?}"),
     }
 }
