@@ -394,7 +394,9 @@ impl RuleStore {
                 None => {
                     let store = Arc::clone(self);
                     tokio::task::spawn_blocking(move || {
-                        let concerns = |p: &Path| watcher::concerns_rules(p) || store.references(p);
+                        // Files rules are read from: not a directory's name, as the watch's
+                        // events are judged by.
+                        let concerns = |p: &Path| rules::is_rule_source(p) || store.references(p);
                         watcher::open_for_writing(&store.dir, &concerns)
                     })
                     .await

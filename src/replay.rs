@@ -216,12 +216,15 @@ impl Record {
     /// decided then; replayed with time to spare, the rule would run instead (and the rule's
     /// own `on_error` decide a call with no answer on record).
     pub fn stopped_by_deadline(&self) -> Option<&str> {
+        // An enforced rule's (`error`): a shadow rule stopped so (`shadow_error`) decided
+        // nothing, and the rules went on.
         self.trace
             .iter()
             .find(|t| {
-                t.error.as_deref().is_some_and(|e| {
-                    e.starts_with("not run: reached") || e.starts_with("not sent: reached")
-                })
+                t.outcome == "error"
+                    && t.error.as_deref().is_some_and(|e| {
+                        e.starts_with("not run: reached") || e.starts_with("not sent: reached")
+                    })
             })
             .map(|t| &*t.rule)
     }

@@ -228,6 +228,9 @@ impl Run<'_, '_> {
         if prefetches.is_empty() {
             prefetches.resize_with(rules.len(), || None);
         }
+        // Upstreams found with no free connection in this pass: a connection freed meanwhile
+        // (by another request's call) must not go to a later rule ahead of an earlier one.
+        let mut exhausted: Vec<&str> = Vec::new();
         for (i, rule) in rules.iter().enumerate().skip(from) {
             if self.holds_back_prefetches(whens, i) {
                 break;
@@ -241,9 +244,13 @@ impl Run<'_, '_> {
                     // wait out a later one's, perhaps to its timeout: not as if rules ran one
                     // after another. None free now: the fetch is made when its rule is reached.
                     let slot = match self.ctx.upstreams.slots(&f.upstream) {
+                        Some(_) if exhausted.contains(&f.upstream.name.as_str()) => continue,
                         Some(slots) => match slots.free.clone().try_acquire_owned() {
                             Ok(slot) => TakenSlot(Some(slot)),
-                            Err(_) => continue,
+                            Err(_) => {
+                                exhausted.push(&f.upstream.name);
+                                continue;
+                            }
                         },
                         None => TakenSlot::default(),
                     };

@@ -218,7 +218,7 @@ async fn debounce(rx: &mut mpsc::Receiver<ReloadRequest>, waiting: &mut Vec<Relo
 /// swap file written next to them, which would hold reloads while they are written. Scripts
 /// with other names, and the directories they are in, are known to the store
 /// ([`Reloader::concerns`]).
-pub(super) fn concerns_rules(path: &Path) -> bool {
+fn concerns_rules(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     rules::is_rule_source(path)
         || name.starts_with("..")
@@ -251,7 +251,12 @@ pub(super) fn open_for_writing(dir: &Path, concerns: &dyn Fn(&Path) -> bool) -> 
             let Ok(file) = std::fs::read_link(fd.path()) else {
                 continue;
             };
-            if !file.starts_with(&dir) || !concerns(&file) {
+            // A file deleted while open reads `… (deleted)`: no longer the rules' (and its
+            // close would reach no watch).
+            if !file.starts_with(&dir)
+                || file.to_str().is_some_and(|f| f.ends_with(" (deleted)"))
+                || !concerns(&file)
+            {
                 continue;
             }
             let info = process.path().join("fdinfo").join(fd.file_name());
@@ -793,7 +798,7 @@ mod tests {
                 .spawn()
                 .unwrap()
         };
-        let found = || open_for_writing(dir.path(), &concerns_rules);
+        let found = || open_for_writing(dir.path(), &rules::is_rule_source);
         let mut reader = hold(&rules, false);
         let mut swap = hold(&dir.path().join(".default.yaml.swp"), true);
         assert_eq!(found(), None);
@@ -805,6 +810,16 @@ mod tests {
             child.wait().unwrap();
         }
         assert_eq!(found(), None);
+        // A file deleted while a writer holds it, however named, is none of the rules'.
+        let mut deleted = hold(&rules, true);
+        std::fs::remove_file(&rules).unwrap();
+        let mut gone = hold(&dir.path().join("notes"), true);
+        std::fs::remove_file(dir.path().join("notes")).unwrap();
+        assert_eq!(found(), None);
+        for child in [&mut deleted, &mut gone] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
         assert!(opened_for_writing(
             "pos:\t0\nflags:\t02100001\nmnt_id:\t30\n"
         ));

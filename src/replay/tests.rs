@@ -397,7 +397,19 @@ async fn a_rule_the_deadline_stopped_then_is_the_deadlines_again() {
         let r = again(&rules, &logged).await;
         assert_eq!(r.decision.decision, Verdict::Reject, "{}", r.explain());
         assert_eq!(r.notes, [format!("rule {rule} was reached too close to the deadline to run (or its call to be sent), so the ruleset's on_error decided; it decides again as it is now")]);
-    }
+    } // A shadow rule stopped so decided nothing: the rules went on, and are replayed.
+    let (_dir, rules) = load_files(&[(
+        "default.yaml",
+        "settings: { on_error: approve }\nrules:\n  - { name: trial, mode: shadow, require: 'amount < 100', reason: y }\n  - { name: big, amount: { max: 1000 }, reason: z }\n",
+    )]);
+    let logged = line(
+        r#"{"rule":"trial","outcome":"shadow_error","ms":0.0,"error":"not run: reached after the answer was due (deadline of 400ms)"},{"rule":"big","outcome":"reject","ms":0.0,"reason":"z"}"#,
+        "reject",
+        "",
+    )
+    .replace(r#""status":200"#, r#""status":409,"reason":"z","rule":"big""#);
+    let r = again(&rules, &logged).await;
+    assert_eq!(r.decision.rule.as_deref(), Some("big"), "{}", r.explain());
 }
 
 /// A rule's `window` is judged at the record's arrival time, not today.

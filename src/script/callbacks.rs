@@ -162,6 +162,8 @@ pub(super) fn register(engine: &mut Engine) {
         engine,
         |ctx: NativeCallContext, list: &mut Array, f: FnPtr| -> Result<(), Failure> {
             let mut failure = None;
+            // An error leaves the list as it was, as the other methods do.
+            let original = list.clone();
             list.dedup_by(|later, earlier| {
                 if failure.is_some() {
                     return false;
@@ -175,7 +177,13 @@ pub(super) fn register(engine: &mut Engine) {
                     }
                 }
             });
-            failure.map_or(Ok(()), Err)
+            match failure {
+                Some(e) => {
+                    *list = original;
+                    Err(e)
+                }
+                None => Ok(()),
+            }
         },
     );
     for method in ["sort", "sort_by"] {
@@ -195,6 +203,16 @@ pub(super) fn register(engine: &mut Engine) {
                         Err(e)
                     }
                 }
+            },
+        );
+    }
+    // The sorted copy: Rhai's calls its own lax sort, not the method above.
+    for method in ["order", "order_by"] {
+        reading(method).register_into_engine(
+            engine,
+            move |ctx: NativeCallContext, list: &mut Array, f: FnPtr| -> Result<Array, Failure> {
+                merge_sort(list.clone(), &mut |a, b| order(&ctx, &f, method, a, b))
+                    .map_err(|(_, e)| e)
             },
         );
     }
@@ -243,6 +261,16 @@ fn order(
     let given = f.call_raw(ctx, None, [a.clone(), b.clone()])?;
     if let Ok(n) = given.as_int() {
         return Ok(n.cmp(&0));
+    }
+    // A difference of fractional values (`|a, b| a.price - b.price`) is a number too; NaN is
+    // no order.
+    if let Ok(x) = given.as_float() {
+        if let Some(order) = x.partial_cmp(&0.0) {
+            return Ok(order);
+        }
+    }
+    if let Some(d) = given.read_lock::<rust_decimal::Decimal>() {
+        return Ok(d.cmp(&rust_decimal::Decimal::ZERO));
     }
     match given.as_bool() {
         Ok(true) => Ok(std::cmp::Ordering::Less),
@@ -356,6 +384,8 @@ mod tests {
             "let y = x; y.sort(|a, b| if a < b { -1 } else if a > b { 1 } else { 0 }); `${y}`",
             "let y = x; y.sort_by(|a, b| a > b); `${y}`",
             "let y = x; y.sort(|a, b| 0); `${y}`",
+            "`${x.order(|a, b| if a < b { -1 } else if a > b { 1 } else { 0 })} ${x}`",
+            "`${x.order_by(|a, b| a > b)}`",
         ];
         for list in lists {
             let numbers = !list.contains('"');
@@ -426,11 +456,23 @@ mod tests {
             ("let x = [#{p: 2}, #{p: \"1\"}]; x.sort(|a, b| a.p - b.p); true", "function not found: - (text, integer)"),
             ("let x = [#{p: 2}, #{}]; x.sort(|a, b| a.p); true", "the function given to sort gave () (what a missing field reads as) for two items, not a number"),
             ("let x = [1, 2]; x.sort_by(|a, b| \"x\"); true", "the function given to sort_by gave a text"),
+            ("let x = [#{p: 2}, #{}]; x.order(|a, b| a.p).len() == 2", "the function given to order gave () (what a missing field reads as)"),
         ] {
             let e = run_unchecked(&engine, src).unwrap_err();
             assert!(e.contains(says), "{src}\n{e}");
         }
         // Few items: a debug build on a busy machine must stay within the 50 ms time limit.
+        // A fractional difference orders as its sign does; a failed dedup leaves the list whole.
+        for src in [
+            "let x = [#{p: 2.5}, #{p: 1.5}]; x.sort(|a, b| a.p - b.p); x[0].p == 1.5",
+            "let x = [2.5.to_decimal(), 1.5.to_decimal()]; x.sort(|a, b| a - b); x[0] == 1.5",
+            "let x = [1, 2, 2, 3]; try { x.dedup(|a, b| \"x\"); } catch {} x.len() == 4",
+        ] {
+            assert!(
+                matches!(run_unchecked(&engine, src), Ok(ScriptVerdict::Pass)),
+                "{src}"
+            );
+        }
         let src = "let x = []; for i in 0..40 { x.push((i * 7919) % 211); } x.sort(|a, b| if (a + b) % 3 == 0 { 1 } else { -1 }); x.len() == 40";
         assert!(
             matches!(run_unchecked(&engine, src), Ok(ScriptVerdict::Pass)),

@@ -57,12 +57,14 @@ struct IdTable {
     /// first.
     expiry: BinaryHeap<Reverse<(i64, u64, Key)>>,
     arrivals: u64,
-    /// The latest time (Unix seconds) ids were forgotten at. Callers read the clock at
-    /// different moments (a request when its head arrived, a scrape now): a delivery whose
-    /// signature had expired by this time may have had its id forgotten already, so it is
-    /// refused as too old whatever its own caller's clock says, or a replay whose body came
-    /// in slowly would be evaluated again as a first delivery.
-    forgotten_at: i64,
+    /// The latest [`First::valid_until`] of the ids forgotten as expired. Callers read the
+    /// clock at different moments (a request when its head arrived, a scrape now): a delivery
+    /// whose signature expired no later than that may be a copy of one forgotten, so it is
+    /// refused as too old whatever its own caller's clock says, or a replay whose body came in
+    /// slowly would be evaluated again as a first delivery. Taken from the ids, not from a
+    /// caller's clock, so that a clock once set ahead refuses only the deliveries it made
+    /// forgotten, not every one signed until it is passed again.
+    forgotten_until: i64,
 }
 
 /// A message's first delivery.
@@ -125,8 +127,8 @@ pub enum Claim {
     /// PortOne resending, and was never checked: answering it the first delivery's way could
     /// approve a payment no rule has seen.
     Altered,
-    /// Its signature expired by the time ids were last forgotten (see
-    /// [`IdTable::forgotten_at`]): whether it was seen before may be forgotten, so it is
+    /// Its signature expired no later than an id forgotten as expired (see
+    /// [`IdTable::forgotten_until`]): whether it was seen before may be forgotten, so it is
     /// refused as too old.
     Expired,
 }
@@ -260,7 +262,7 @@ impl Deliveries {
         let (ruleset, body) = (hasher.hash_one(ruleset), hasher.hash_one(body));
         let mut seen = self.seen();
         seen.forget_expired(now);
-        if message.valid_until < seen.forgotten_at {
+        if message.valid_until <= seen.forgotten_until {
             return (Claim::Expired, 0);
         }
         if let Some(first) = seen.by_id.get_mut(&key) {
@@ -349,9 +351,12 @@ fn digest(id: &[u8], reading: &str) -> Key {
 impl IdTable {
     /// Forgets every id whose signatures have all expired by `now`.
     fn forget_expired(&mut self, now: i64) {
-        self.forgotten_at = self.forgotten_at.max(now);
-        let now = self.forgotten_at;
-        while self.soonest().is_some_and(|until| until < now) && self.forget_soonest() {}
+        while let Some(until) = self.soonest().filter(|&until| until < now) {
+            if !self.forget_soonest() {
+                break;
+            }
+            self.forgotten_until = self.forgotten_until.max(until);
+        }
         self.shrink();
     }
 
@@ -468,6 +473,11 @@ mod tests {
         assert!(matches!(late, (Claim::Expired, 0)));
         // Signed later (a resend PortOne signed again), it is a delivery of its own.
         first(deliveries.claim(signed("msg_1", 700), JSON, BODY, "default", 399));
+        // A scrape on a clock an hour ahead forgets what it sees expired; once the clock is
+        // right again, messages signed after those are taken as before.
+        first(deliveries.claim(signed("msg_2", 800), JSON, BODY, "default", 500));
+        assert_eq!(deliveries.len_at(4000), 0);
+        first(deliveries.claim(signed("msg_3", 801), JSON, BODY, "default", 501));
     }
 
     #[tokio::test]
