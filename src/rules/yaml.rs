@@ -339,7 +339,8 @@ fn unknown_name(msg: &str) -> Option<&str> {
 /// expected name closest to the unknown one, when it is close enough to be a slip (`reasn`,
 /// `Reason`, `ammount`, `shdow`).
 fn did_you_mean(msg: &str) -> Option<&str> {
-    let unknown = unknown_name(msg)?;
+    // An empty value (`mode: ''`) is near no name; its quotes would split the message wrong.
+    let unknown = unknown_name(msg).filter(|name| !name.is_empty())?;
     let expected = msg.split_once(&format!("{unknown}\""))?.1;
     crate::suggest::closest(
         &unknown.to_lowercase(),

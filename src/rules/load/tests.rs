@@ -392,6 +392,46 @@ rules:
         );
     }
 
+    /// A fetch's body is free-form JSON, where no type refuses a merge key: `<<: *common`
+    /// was sent as a field named `<<`. Nor may the body itself be left without a value (its
+    /// lines commented out), which sent a POST with no body; and a placeholder with an empty
+    /// field name always read empty.
+    #[test]
+    fn a_fetch_body_is_sent_as_written_or_refused() {
+        let fetch = |body: &str, reason: &str| {
+            default_file(&format!(
+                "upstreams:\n  shop: {{ url: \"http://127.0.0.1:9\" }}\nrules:\n  - name: hold\n    fetch:\n      upstream: shop\n      method: POST\n      path: /hold\n      body:{body}\n    reason: \"{reason}\"\n"
+            ))
+            .errors()
+        };
+        let errors = fetch(" { <<: { shop: gangnam }, qty: 2 }", "x");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(":9:15: rules[0].fetch.body.<< (rule \"hold\"): \"<<\" (a YAML merge key) is not supported"),
+            "{errors:?}"
+        );
+        let errors = fetch("\n      #  order: \"{order_id}\"", "x");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(":9:7: rules[0].fetch.body (rule \"hold\"): no value"),
+            "{errors:?}"
+        );
+        let errors = fetch(" { n: .inf }", "x");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(":9:18: rules[0].fetch.body.n (rule \"hold\"): infinity and NaN are no JSON numbers"),
+            "{errors:?}"
+        );
+        for placeholder in ["{response.body..left}", "{response.body.left.}"] {
+            let errors = fetch(" { n: 1 }", &format!("남은 수량 {placeholder}개"));
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(
+                errors[0].contains("has an empty field name between dots"),
+                "{errors:?}"
+            );
+        }
+    }
+
     /// libyaml names a control character by its byte offset, with no position: it is found
     /// and named instead.
     #[test]

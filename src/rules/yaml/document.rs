@@ -569,12 +569,15 @@ pub fn rule_file_values(src: &str) -> Vec<ParseError> {
     };
     let mut errors = tags(src, &root);
     errors.extend(keys_without_value(src, &root));
-    // A fetch's `body` is the JSON sent.
-    let sent = "the body sent would not be the one written";
-    errors.extend(reserved_keys(src, &root, sent, |path| {
+    // A fetch's `body` is the JSON sent: no type there refuses a key, `<<` included.
+    let in_body = |path: &[PathSeg]| {
         path.windows(2)
             .any(|w| matches!(w, [PathSeg::Key(f), PathSeg::Key(b)] if f == "fetch" && b == "body"))
-    }));
+    };
+    errors.extend(merge_keys(src, &root, in_body));
+    errors.extend(non_finite_numbers(src, &root, in_body));
+    let sent = "the body sent would not be the one written";
+    errors.extend(reserved_keys(src, &root, sent, in_body));
     errors
 }
 
@@ -586,7 +589,7 @@ pub fn test_file_values(src: &str) -> Vec<ParseError> {
     };
     let mut errors = tags(src, &root);
     errors.extend(test_keys_without_value(src, &root));
-    errors.extend(merge_keys(src, &root));
+    errors.extend(merge_keys(src, &root, |_| true));
     // A case's `request` and a canned answer's `body` are JSON.
     let serve = "a payment with one is refused, an upstream answer with one is not read as JSON";
     errors.extend(reserved_keys(src, &root, serve, |path| {
@@ -654,14 +657,47 @@ fn test_keys_without_value(src: &str, root: &serde_yaml::Value) -> Vec<ParseErro
     })
 }
 
-/// Every `<<` key, at the key: in a rule test's request it would be sent as a field named
-/// `<<` (see [`MERGE_KEY`](super::MERGE_KEY)); a rule file's types refuse it as an unknown field.
-fn merge_keys(src: &str, root: &serde_yaml::Value) -> Vec<ParseError> {
+/// Every infinite or not-a-number value (`.inf`, `.nan`) under a path `within` takes, at the
+/// value: JSON has no such number, and the JSON writer sends `null` in its place.
+fn non_finite_numbers(
+    src: &str,
+    root: &serde_yaml::Value,
+    within: impl Fn(&[PathSeg]) -> bool,
+) -> Vec<ParseError> {
+    let non_finite = |path: &[PathSeg], value: &serde_yaml::Value| match value {
+        serde_yaml::Value::Number(n)
+            if n.as_f64().is_some_and(|f| !f.is_finite()) && within(path) =>
+        {
+            Visit::Found
+        }
+        _ => Visit::Descend,
+    };
+    entries_where(root, &non_finite)
+        .into_iter()
+        .take(super::MAX_LOCATED)
+        .map(|path| ParseError {
+            location: Some(super::locate(src, &segs(&path))),
+            message: format!(
+                "{}: infinity and NaN are no JSON numbers, so the body would carry null here; write a number",
+                path_text(&path)
+            ),
+        })
+        .collect()
+}
+
+/// Every `<<` key under a path `within` takes, at the key: in a rule test's request, or a
+/// fetch's body, it would be sent as a field named `<<` (see [`MERGE_KEY`](super::MERGE_KEY));
+/// elsewhere in a rule file its types refuse it as an unknown field.
+fn merge_keys(
+    src: &str,
+    root: &serde_yaml::Value,
+    within: impl Fn(&[PathSeg]) -> bool,
+) -> Vec<ParseError> {
     if !src.contains("<<") {
         return Vec::new();
     }
-    let merge = |path: &[PathSeg], _: &serde_yaml::Value| match path.last() {
-        Some(PathSeg::Key(k)) if k == "<<" => Visit::Found,
+    let merge = |path: &[PathSeg], _: &serde_yaml::Value| match path.split_last() {
+        Some((PathSeg::Key(k), inside)) if k == "<<" && within(inside) => Visit::Found,
         _ => Visit::Descend,
     };
     entries_where(root, &merge)
@@ -762,7 +798,8 @@ fn without_value(
         match in_body {
             // A null in a body is JSON's `null`, sent as written, but not a field that is
             // only `{amount}` unquoted: YAML's mapping `{amount: null}`, no placeholder.
-            Some(depth) if value.is_null() => {
+            // `body:` itself left empty (its lines commented out) sends no body at all.
+            Some(depth) if depth > 0 && value.is_null() => {
                 if depth >= 2 && unquoted_placeholder(src, path).is_some() {
                     Visit::Found
                 } else {

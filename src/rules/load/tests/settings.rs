@@ -229,6 +229,12 @@ fn wrong_types_are_errors_at_the_value() {
             (4, 13),
             r#"rules[0].action (rule "a"): unknown variant "deny", expected "approve""#,
         ),
+        // Empty: no suggestion (the empty name's quotes had it suggest "").
+        (
+            "rules:\n  - name: a\n    mode: ''\n    require: 'true'\n    reason: x\n",
+            (3, 11),
+            r#"rules[0].mode (rule "a"): unknown variant "", expected one of "enforce", "shadow", "off""#,
+        ),
     ];
     for (yaml, (line, col), message) in cases {
         let dir = default_file(yaml);
