@@ -476,7 +476,8 @@ async fn decide(
     }
     if let Some(rule) = record.stopped_by_deadline() {
         notes.push(format!("rule {rule} was reached too close to the deadline to run (or its call to be sent), so the ruleset's on_error decided; it decides again as it is now"));
-        return on_error(&ruleset.settings, &req, None);
+        // Named as `serve` names it: the rule the deadline stopped.
+        return on_error(&ruleset.settings, &req, Some(Arc::from(rule)));
     }
     let (canned, plans) = stand_ins(record, ruleset, &req, notes);
     let ctx = Context {

@@ -396,6 +396,7 @@ async fn a_rule_the_deadline_stopped_then_is_the_deadlines_again() {
         let logged = line(trace, "reject", "").replace(r#""status":200"#, refused);
         let r = again(&rules, &logged).await;
         assert_eq!(r.decision.decision, Verdict::Reject, "{}", r.explain());
+        assert_eq!(r.decision.rule.as_deref(), Some(rule), "{}", r.explain());
         assert_eq!(r.notes, [format!("rule {rule} was reached too close to the deadline to run (or its call to be sent), so the ruleset's on_error decided; it decides again as it is now")]);
     } // A shadow rule stopped so decided nothing: the rules went on, and are replayed.
     let (_dir, rules) = load_files(&[(

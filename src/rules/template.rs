@@ -279,9 +279,9 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
             if let Some(path) = name.strip_prefix("response.body.") {
                 // `{response.body..left}`, `{response.body.left.}`: a field named "" is none
                 // an answer has, so the text would always read empty there.
-                if !path.is_empty() && path.split('.').any(str::is_empty) {
+                if path.split('.').any(str::is_empty) {
                     return Err(format!(
-                        "placeholder {{{name}}} has an empty field name between dots; write the fields' names with one dot between each, such as {{response.body.stock.left}}"
+                        "placeholder {{{name}}} has an empty field name (two dots together, or a dot at the end); write the fields' names with one dot between each, such as {{response.body.stock.left}}"
                     ));
                 }
                 if scope == Scope::WithResponse && !path.is_empty() {

@@ -265,9 +265,9 @@ fn order(
     // A difference of fractional values (`|a, b| a.price - b.price`) is a number too; NaN is
     // no order.
     if let Ok(x) = given.as_float() {
-        if let Some(order) = x.partial_cmp(&0.0) {
-            return Ok(order);
-        }
+        return x.partial_cmp(&0.0).ok_or_else(|| {
+            format!("the function given to {method} gave NaN for two items, which orders against nothing: give a number or true or false").into()
+        });
     }
     if let Some(d) = given.read_lock::<rust_decimal::Decimal>() {
         return Ok(d.cmp(&rust_decimal::Decimal::ZERO));

@@ -416,17 +416,25 @@ rules:
             errors[0].contains(":9:7: rules[0].fetch.body (rule \"hold\"): no value"),
             "{errors:?}"
         );
-        let errors = fetch(" { n: .inf }", "x");
-        assert_eq!(errors.len(), 1, "{errors:?}");
+        let errors = fetch(" { n: .inf, l: [1, .nan] }", "x");
+        assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
             errors[0].contains(":9:18: rules[0].fetch.body.n (rule \"hold\"): infinity and NaN are no JSON numbers"),
             "{errors:?}"
         );
-        for placeholder in ["{response.body..left}", "{response.body.left.}"] {
+        assert!(
+            errors[1].contains(":9:31: rules[0].fetch.body.l[1] (rule \"hold\")"),
+            "{errors:?}"
+        );
+        for placeholder in [
+            "{response.body..left}",
+            "{response.body.left.}",
+            "{response.body.}",
+        ] {
             let errors = fetch(" { n: 1 }", &format!("남은 수량 {placeholder}개"));
             assert_eq!(errors.len(), 1, "{errors:?}");
             assert!(
-                errors[0].contains("has an empty field name between dots"),
+                errors[0].contains("has an empty field name (two dots together"),
                 "{errors:?}"
             );
         }

@@ -664,16 +664,37 @@ fn non_finite_numbers(
     root: &serde_yaml::Value,
     within: impl Fn(&[PathSeg]) -> bool,
 ) -> Vec<ParseError> {
-    let non_finite = |path: &[PathSeg], value: &serde_yaml::Value| match value {
-        serde_yaml::Value::Number(n)
-            if n.as_f64().is_some_and(|f| !f.is_finite()) && within(path) =>
-        {
-            Visit::Found
+    // List items too, which `entries_where` does not judge (`[1, .inf]`).
+    fn walk(node: &serde_yaml::Value, path: &mut Vec<PathSeg>, found: &mut Vec<Vec<PathSeg>>) {
+        use serde_yaml::Value;
+        match node {
+            Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => {
+                found.push(path.clone());
+            }
+            Value::Mapping(map) => {
+                for (key, value) in map {
+                    let Some(key) = key.as_str() else { continue };
+                    path.push(PathSeg::Key(key.to_owned()));
+                    walk(value, path, found);
+                    path.pop();
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(PathSeg::Index(i));
+                    walk(item, path, found);
+                    path.pop();
+                }
+            }
+            Value::Tagged(tagged) => walk(&tagged.value, path, found),
+            _ => {}
         }
-        _ => Visit::Descend,
-    };
-    entries_where(root, &non_finite)
+    }
+    let mut found = Vec::new();
+    walk(root, &mut Vec::new(), &mut found);
+    found
         .into_iter()
+        .filter(|path| within(path))
         .take(super::MAX_LOCATED)
         .map(|path| ParseError {
             location: Some(super::locate(src, &segs(&path))),
