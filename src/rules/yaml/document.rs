@@ -664,35 +664,12 @@ fn non_finite_numbers(
     root: &serde_yaml::Value,
     within: impl Fn(&[PathSeg]) -> bool,
 ) -> Vec<ParseError> {
-    // List items too, which `entries_where` does not judge (`[1, .inf]`).
-    fn walk(node: &serde_yaml::Value, path: &mut Vec<PathSeg>, found: &mut Vec<Vec<PathSeg>>) {
-        use serde_yaml::Value;
-        match node {
-            Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => {
-                found.push(path.clone());
-            }
-            Value::Mapping(map) => {
-                for (key, value) in map {
-                    let Some(key) = key.as_str() else { continue };
-                    path.push(PathSeg::Key(key.to_owned()));
-                    walk(value, path, found);
-                    path.pop();
-                }
-            }
-            Value::Sequence(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(PathSeg::Index(i));
-                    walk(item, path, found);
-                    path.pop();
-                }
-            }
-            Value::Tagged(tagged) => walk(&tagged.value, path, found),
-            _ => {}
-        }
-    }
-    let mut found = Vec::new();
-    walk(root, &mut Vec::new(), &mut found);
-    found
+    let non_finite = |_: &[PathSeg], value: &serde_yaml::Value| match value {
+        serde_yaml::Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => Visit::Found,
+        _ => Visit::Descend,
+    };
+    // List items too (`[1, .inf]`).
+    entries_or_items_where(root, &non_finite)
         .into_iter()
         .filter(|path| within(path))
         .take(super::MAX_LOCATED)
@@ -915,38 +892,68 @@ fn entries_where(
     root: &serde_yaml::Value,
     decide: &dyn Fn(&[PathSeg], &serde_yaml::Value) -> Visit,
 ) -> Vec<Vec<PathSeg>> {
-    fn walk(
-        node: &serde_yaml::Value,
-        path: &mut Vec<PathSeg>,
-        decide: &dyn Fn(&[PathSeg], &serde_yaml::Value) -> Visit,
-        found: &mut Vec<Vec<PathSeg>>,
-    ) {
-        use serde_yaml::Value;
-        match node {
-            Value::Mapping(map) => {
-                for (key, value) in map {
-                    let Some(key) = key.as_str() else { continue };
-                    path.push(PathSeg::Key(key.to_owned()));
-                    match decide(path, value) {
-                        Visit::Found => found.push(path.clone()),
-                        Visit::Skip => {}
-                        Visit::Descend => walk(value, path, decide, found),
+    walk_where(root, decide, false)
+}
+
+/// [`entries_where`], judging each list item too, not only mapping entries.
+fn entries_or_items_where(
+    root: &serde_yaml::Value,
+    decide: &dyn Fn(&[PathSeg], &serde_yaml::Value) -> Visit,
+) -> Vec<Vec<PathSeg>> {
+    walk_where(root, decide, true)
+}
+
+fn walk_where(
+    root: &serde_yaml::Value,
+    decide: &dyn Fn(&[PathSeg], &serde_yaml::Value) -> Visit,
+    items_too: bool,
+) -> Vec<Vec<PathSeg>> {
+    struct Walk<'d> {
+        decide: &'d dyn Fn(&[PathSeg], &serde_yaml::Value) -> Visit,
+        items_too: bool,
+        found: Vec<Vec<PathSeg>>,
+    }
+    impl Walk<'_> {
+        fn judge(&mut self, value: &serde_yaml::Value, path: &mut Vec<PathSeg>) {
+            match (self.decide)(path, value) {
+                Visit::Found => self.found.push(path.clone()),
+                Visit::Skip => {}
+                Visit::Descend => self.walk(value, path),
+            }
+        }
+
+        fn walk(&mut self, node: &serde_yaml::Value, path: &mut Vec<PathSeg>) {
+            use serde_yaml::Value;
+            match node {
+                Value::Mapping(map) => {
+                    for (key, value) in map {
+                        let Some(key) = key.as_str() else { continue };
+                        path.push(PathSeg::Key(key.to_owned()));
+                        self.judge(value, path);
+                        path.pop();
                     }
-                    path.pop();
                 }
-            }
-            Value::Sequence(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(PathSeg::Index(i));
-                    walk(item, path, decide, found);
-                    path.pop();
+                Value::Sequence(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        path.push(PathSeg::Index(i));
+                        if self.items_too {
+                            self.judge(item, path);
+                        } else {
+                            self.walk(item, path);
+                        }
+                        path.pop();
+                    }
                 }
+                Value::Tagged(tagged) => self.walk(&tagged.value, path),
+                _ => {}
             }
-            Value::Tagged(tagged) => walk(&tagged.value, path, decide, found),
-            _ => {}
         }
     }
-    let mut found = Vec::new();
-    walk(root, &mut Vec::new(), decide, &mut found);
-    found
+    let mut walk = Walk {
+        decide,
+        items_too,
+        found: Vec::new(),
+    };
+    walk.walk(root, &mut Vec::new());
+    walk.found
 }
