@@ -631,6 +631,13 @@ pub struct HealthState {
     /// When the latest probe was sent; the probe of the next generation goes on from there
     /// instead of sending one at once.
     last_probe: Mutex<Option<tokio::time::Instant>>,
+    /// Since when a probe has waited for an answer with no result counted since: set as a
+    /// probe is sent (the earliest kept), cleared by a result, and carried to the next
+    /// generation. A reload stops the probe of the rules it replaces mid-request, so with
+    /// reloads coming faster than the probe's timeout a hung upstream's probe never failed and
+    /// the upstream stayed up; the next probe counts a failure once this is older than the
+    /// timeout ([`HealthState::unanswered_since`]).
+    unanswered: Mutex<Option<tokio::time::Instant>>,
     /// Wakes whoever waits for the state to be known ([`HealthState::known`]).
     changed: tokio::sync::Notify,
 }
@@ -646,6 +653,22 @@ impl HealthState {
         if let Ok(mut mine) = self.last_probe.lock() {
             *mine = last;
         }
+        let unanswered = old.unanswered_since();
+        if let Ok(mut mine) = self.unanswered.lock() {
+            *mine = unanswered;
+        }
+    }
+
+    /// A probe is sent at `at`.
+    pub fn sending(&self, at: tokio::time::Instant) {
+        if let Ok(mut since) = self.unanswered.lock() {
+            since.get_or_insert(at);
+        }
+    }
+
+    /// Since when probes have gone unanswered, none counted since (see the field).
+    pub fn unanswered_since(&self) -> Option<tokio::time::Instant> {
+        self.unanswered.lock().map(|at| *at).unwrap_or(None)
     }
 
     /// Brings the state in line with the results in a row so far under `spec`'s thresholds:
@@ -688,6 +711,9 @@ impl HealthState {
         self.streak.store(after, Ordering::Release);
         if let Ok(mut last) = self.last_probe.lock() {
             *last = Some(at);
+        }
+        if let Ok(mut since) = self.unanswered.lock() {
+            *since = None;
         }
         after.unsigned_abs()
     }

@@ -121,8 +121,39 @@ async fn probe(members: Vec<Arc<Upstream>>, observer: HealthObserver) {
     };
     let mut ticker = tokio::time::interval_at(first, spec.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Counts one result, settles the state and tells every member.
+    let record = |ok: bool, failure: Option<&str>, sent| {
+        let in_a_row = up.state.count(ok, sent);
+        let (before, after) = up.state.settle(&spec);
+        for member in &others {
+            member.state.carry(&up.state);
+        }
+        for member in &members {
+            if after != before {
+                log_change(member, before, after, failure, in_a_row);
+            }
+            observer(member, failure, after);
+        }
+    };
     loop {
         let sent = ticker.tick().await;
+        // The tick says when the probe was due, which for the first one after a reload is the
+        // replaced rules' time; the clock says how long probes have gone unanswered.
+        let now = tokio::time::Instant::now();
+        // Probes the replaced rules sent and a reload stopped before they were answered, none
+        // answered for longer than the timeout: a failure, as that probe would have been.
+        if let Some(since) = up
+            .state
+            .unanswered_since()
+            .filter(|&since| now.duration_since(since) >= up.timeout)
+        {
+            let failure = format!(
+                "{}: no answer within {:?} (the probes were stopped by reloads of the rules before their timeout)",
+                spec.path, up.timeout
+            );
+            record(false, Some(&failure), since);
+        }
+        up.state.sending(now);
         let call = HttpCall {
             rule: None,
             method: http::Method::GET,
@@ -146,18 +177,7 @@ async fn probe(members: Vec<Arc<Upstream>>, observer: HealthObserver) {
             Ok(r) => Some(format!("{} answered {}", spec.path, r.status)),
             Err(e) => Some(format!("{}: {e}", spec.path)),
         };
-        let ok = failure.is_none();
-        let in_a_row = up.state.count(ok, sent);
-        let (before, after) = up.state.settle(&spec);
-        for member in &others {
-            member.state.carry(&up.state);
-        }
-        for member in &members {
-            if after != before {
-                log_change(member, before, after, failure.as_deref(), in_a_row);
-            }
-            observer(member, failure.as_deref(), after);
-        }
+        record(failure.is_none(), failure.as_deref(), sent);
     }
 }
 

@@ -707,6 +707,69 @@ async fn reloads_neither_hide_an_outage_nor_a_recovery() {
     server.stop().await;
 }
 
+/// Audit: a reload stopped the replaced rules' probe mid-request and the new rules probed at
+/// once, so with reloads coming faster than the probe's timeout a shop whose health endpoint
+/// hung never failed a probe and stayed up, its payments approved. Probes stopped unanswered
+/// for longer than the timeout count as failed.
+#[tokio::test]
+async fn reloads_faster_than_the_probe_timeout_do_not_hide_a_hung_shop() {
+    let hang = Arc::new(AtomicBool::new(false));
+    let flag = hang.clone();
+    let shop = MockUpstream::start(Router::new().route(
+        "/health",
+        routing::get(move || {
+            let hang = flag.load(Ordering::SeqCst);
+            async move {
+                if hang {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                StatusCode::OK
+            }
+        }),
+    ))
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &probed_shop(
+            &shop.url(),
+            "timeout: 600ms, health: { path: /health, interval: 100ms, unhealthy_after: 2, healthy_after: 1 }",
+            "상점 점검 중입니다",
+        ),
+    );
+    let mut config = confirm_proxy::server::Config::new(rules.path().to_owned());
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    let status = || async { server.confirm_json("/confirm", &v1("o", 5000)).await.status };
+    assert!(eventually(Duration::from_secs(3), || async { status().await == 200 }).await);
+    hang.store(true, Ordering::SeqCst);
+    let mut refused = false;
+    // At most 40 reloads, each applied, some 250 ms apart: well inside the 600 ms timeout.
+    for edit in 0..40 {
+        rules.write(
+            "other.yaml",
+            &format!(
+                "# edit {edit}
+rules:
+  - {{ name: cap, amount: {{ max: 1000000 }}, reason: 한도 }}
+"
+            ),
+        );
+        let reload = post(&server.admin_url("/admin/reload"), None, "").await;
+        assert!(
+            reload.body.to_string().contains("\"applied\":true"),
+            "{:?}",
+            reload.body
+        );
+        if status().await == 409 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop().await;
+    assert!(refused, "the hung shop stayed up through the reloads");
+}
+
 /// Rulesets that each name the same shop with the same health check share one probe of it
 /// (an operator with a file per store does not multiply the probes the shop gets), and see an
 /// outage at the same moment; the same URL with other headers is another probe.
