@@ -436,8 +436,12 @@ pub fn refused_as_json(error: &clap::Error) -> Option<ExitCode> {
 fn not_starting(format: LogFormat, errors: &[impl std::fmt::Display]) -> ExitCode {
     for e in errors {
         match format {
-            // As `check` prints them: FILE:LINE:COL lines an editor can jump to.
-            LogFormat::Pretty => eprintln!("{e}"),
+            // As `check` prints them: FILE:LINE:COL lines an editor can jump to. Not
+            // `eprintln!`, which panics (exit 101) when stderr is a closed pipe.
+            LogFormat::Pretty => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "{e}");
+            }
             // A collector keeps records, not stray text between them.
             LogFormat::Json => tracing::error!(error = %e, "cannot start"),
         }

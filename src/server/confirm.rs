@@ -299,6 +299,20 @@ impl AppState {
                 return self.refuse(&arrival, e.status(), e.to_string());
             }
         };
+        // Shutting down, a request whose answer would be due after the grace period (its head
+        // was only partly in when the signal came, and the rest came late) would be cut off
+        // there, unanswered and unrecorded, perhaps after a `forward` reached the merchant:
+        // the ruleset's `on_error` decides it now, before any call.
+        if let Some(until) = *self.0.stopping.borrow() {
+            if engine::answer_at_latest(&set.settings, arrival.started) > until {
+                tracing::warn!(
+                    decision_id = arrival.id.as_str(),
+                    "shutting down: this request's answer would be due after the grace period, so on_error decides it without running the rules"
+                );
+                let decision = engine::on_error(&set.settings, &req, None);
+                return self.finish(&arrival, decision, Some(&req));
+            }
+        }
         let original = Original::received(bytes, &headers);
         // An evaluation that waits — for an upstream, or for its turn to run Rhai — could be
         // cut off midway by its caller going away (after a `forward` or a `POST` has reached

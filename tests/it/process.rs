@@ -1010,6 +1010,67 @@ async fn a_caller_that_hangs_up_while_sending_its_body_is_no_refusal() {
     assert_eq!(records[0]["order_id"], "whole");
 }
 
+/// Audit: a request whose head was only partly in at SIGTERM, the rest sent later, was
+/// evaluated past the grace period and cut off there: no answer, no record, though a `forward`
+/// had reached the merchant. One whose answer would be due after the grace period is decided
+/// by the ruleset's `on_error` at once, answered and recorded.
+#[tokio::test]
+async fn a_request_completed_late_in_shutdown_is_decided_by_on_error_and_recorded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A stock API slower than the deadline: the evaluation runs to its deadline.
+    let shop = MockUpstream::answering_after(
+        "/stock",
+        Duration::from_secs(3),
+        r#"{"available": 1}"#.into(),
+    )
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 1s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 900ms }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: 품절 }}\n",
+            shop.url()
+        ),
+    );
+    let log = rules.path().join("decisions.jsonl");
+    let mut proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
+    let mut stream = tokio::net::TcpStream::connect(proc.public).await.unwrap();
+    let request = raw_post(&v1("late-1", 5_000));
+    let head_part = request.find("\r\n").unwrap() + 2;
+    stream
+        .write_all(&request.as_bytes()[..head_part])
+        .await
+        .unwrap();
+    // Taken in by the server before the signal.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proc.signal("TERM");
+    // The grace period is the 1 s deadline plus 1 s: sent after 1.3 s, the answer would be
+    // due after it.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    stream
+        .write_all(&request.as_bytes()[head_part..])
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the connection was left open")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 409"),
+        "{answer}\n{}",
+        proc.log_text()
+    );
+    proc.exited().await;
+    let records = records_so_far(&log);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["order_id"], "late-1");
+    assert!(proc
+        .log_text()
+        .contains("so on_error decides it without running the rules"));
+    assert!(shop.calls().is_empty(), "no call was made");
+}
+
 /// A mistyped confirm URL fails every payment sent to it; the log names the ruleset asked for
 /// (metrics and the decision log only say `unknown`).
 #[tokio::test]
