@@ -575,14 +575,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 
     let (listen_on, admin_on) = (args.listen, args.admin_listen);
-    // The same address (or a port both take through an unspecified address): said as such,
-    // rather than as an address in use, which sends an operator looking for another process.
-    // (`[::ffff:127.0.0.1]` is 127.0.0.1.)
-    let ip = |addr: SocketAddr| crate::server::unmapped(addr.ip());
-    let (public_ip, admin_ip) = (ip(listen_on), ip(admin_on));
-    let shared = listen_on.port() != 0
-        && listen_on.port() == admin_on.port()
-        && (public_ip == admin_ip || public_ip.is_unspecified() || admin_ip.is_unspecified());
+    let shared = take_the_same_port(listen_on, admin_on);
     let listeners = move || {
         if shared {
             return Err(vec![format!(
@@ -657,10 +650,37 @@ async fn serve(args: ServeArgs) -> ExitCode {
             _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
             _ = int.recv() => tracing::info!("SIGINT: finishing in-flight requests"),
         }
+        // Another one while stopping (Ctrl-C again during a slow drain) is said, not ignored
+        // without a word.
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(()) = term.recv() => {}
+                    Some(()) = int.recv() => {}
+                    else => break,
+                }
+                tracing::warn!("already stopping: in-flight requests and the decision log are being finished, within the grace period");
+            }
+        });
     };
     app.serve(public, admin, shutdown).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Whether two listen addresses take the same port: the same address, or one that an
+/// unspecified address takes too — `0.0.0.0` every IPv4 address, `[::]` every address of both
+/// families (dual-stack, Linux's default). Said as such rather than as an address in use, which
+/// sends an operator looking for another process. (`[::ffff:127.0.0.1]` is 127.0.0.1.)
+fn take_the_same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    let ip = |addr: SocketAddr| crate::server::unmapped(addr.ip());
+    let (a_ip, b_ip) = (ip(a), ip(b));
+    let covers = |any: std::net::IpAddr, other: std::net::IpAddr| {
+        any.is_unspecified() && (any.is_ipv6() || other.is_ipv4())
+    };
+    a.port() != 0
+        && a.port() == b.port()
+        && (a_ip == b_ip || covers(a_ip, b_ip) || covers(b_ip, a_ip))
 }
 
 /// Below this, a request head sent in two packets, or by a client on a slow network, would
@@ -684,6 +704,32 @@ fn open_to_anyone(listen: SocketAddr, secrets: usize, allow_from: &[IpNet]) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unspecified address takes the port on every address of its family, `[::]` of both;
+    /// `0.0.0.0` beside `[::1]` is no clash (an audit bound both).
+    #[test]
+    fn which_listen_addresses_take_the_same_port() {
+        let clash = |a: &str, b: &str| take_the_same_port(a.parse().unwrap(), b.parse().unwrap());
+        for (a, b) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("[::ffff:127.0.0.1]:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("[::]:8080", "127.0.0.1:8080"),
+            ("[::]:8080", "[::1]:8080"),
+            ("127.0.0.1:8080", "[::]:8080"),
+        ] {
+            assert!(clash(a, b), "{a} {b}");
+        }
+        for (a, b) in [
+            ("0.0.0.0:8080", "[::1]:8080"),
+            ("[::1]:8080", "0.0.0.0:8080"),
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("127.0.0.1:8080", "127.0.0.1:9901"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+        ] {
+            assert!(!clash(a, b), "{a} {b}");
+        }
+    }
 
     /// The flag's default is written as text for `--help`; it must be the server's own.
     #[test]

@@ -268,6 +268,13 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
         .await
     );
     proc.signal("TERM");
+    // A second signal while stopping is said, and changes nothing.
+    let said = eventually(Duration::from_secs(2), || async {
+        proc.signal("INT");
+        proc.log_text().contains("already stopping")
+    })
+    .await;
+    assert!(said, "{}", proc.log_text());
     let answer = in_flight.await.unwrap();
     assert_eq!(answer.status, 200, "the in-flight request is answered");
     let status = proc.exited().await;
