@@ -580,17 +580,8 @@ mod tests {
             "let msg = (\"  1회 한도 초과  \").trim();\nif amount > 1000000 { return msg; }\ntrue";
         // What it did: the refusal passed.
         let amount = r#"{"imp_uid":"i","merchant_uid":"m","amount":2000000}"#;
-        let ast = engine
-            .scripts
-            .compile_with_scope(&crate::script::compile_scope(&[]), script)
-            .unwrap();
-        let scope = crate::script::RequestScope::new(
-            &crate::script::tests::request(amount),
-            crate::script::tests::at("2026-12-01T12:30:00+09:00"),
-            true,
-        );
         assert_eq!(
-            engine.eval_script(&scope, &ast, crate::script::tests::FULL),
+            crate::script::tests::run_unchecked_on(&engine, script, amount),
             Ok(ScriptVerdict::Pass)
         );
         for (src, message, line, column) in [

@@ -43,8 +43,10 @@ impl AppState {
         loop {
             // The time of the claim, not of the arrival: the body may have taken the deadline
             // to come in, and a repeat waited for its first delivery (see `Claim::Expired`).
-            let now = chrono::Utc::now().timestamp();
-            let (claim, forgotten) = s.deliveries.claim(message, reading, body, &set.name, now);
+            let claimed_at = chrono::Utc::now().timestamp();
+            let (claim, forgotten) = s
+                .deliveries
+                .claim(message, reading, body, &set.name, claimed_at);
             s.metrics.delivery_ids_forgotten(forgotten);
             return match claim {
                 Claim::First(ticket) => {
