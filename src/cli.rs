@@ -10,6 +10,15 @@ macro_rules! out {
     }};
 }
 
+/// `eprintln!` that does not panic when stderr is gone (`2>&-`, or a closed pipe): an error or
+/// note without a reader changes nothing about the exit code that reports it.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod check;
 mod eval;
 mod replay;
@@ -98,7 +107,7 @@ impl RulesDir {
             Ok(rules) => Some(rules),
             Err(errors) => {
                 for e in &errors.0 {
-                    eprintln!("{e}");
+                    err!("{e}");
                 }
                 None
             }
@@ -115,7 +124,7 @@ impl RulesDir {
         let rules = self.load(scripts);
         if rules.is_none() {
             for e in crate::ruletest::shape_errors(&self.dir) {
-                eprintln!("{e}");
+                err!("{e}");
             }
         }
         rules
@@ -130,7 +139,7 @@ impl RulesDir {
             Ok(_) => Some(rules),
             Err(errors) => {
                 for e in &errors {
-                    eprintln!("{e}");
+                    err!("{e}");
                 }
                 None
             }
@@ -162,7 +171,7 @@ fn on_script_stack(command: impl FnOnce() -> ExitCode + Send + 'static) -> ExitC
         // A panic was printed by the panic hook; an error starting the thread is said here.
         Ok(Err(_)) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("cannot start the command's thread: {e}");
+            err!("cannot start the command's thread: {e}");
             ExitCode::FAILURE
         }
     }
@@ -178,7 +187,7 @@ fn runtime(paused: bool) -> Option<tokio::runtime::Runtime> {
     {
         Ok(rt) => Some(rt),
         Err(e) => {
-            eprintln!("error: cannot start runtime: {e}");
+            err!("error: cannot start runtime: {e}");
             None
         }
     }

@@ -26,7 +26,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         Ok(suites) => suites,
         Err(errors) => {
             for e in &errors {
-                eprintln!("{e}");
+                err!("{e}");
             }
             return ExitCode::FAILURE;
         }
@@ -43,10 +43,10 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         )
         .collect();
     for w in &warnings {
-        eprintln!("warning: {w}");
+        err!("warning: {w}");
     }
     if args.strict && !warnings.is_empty() {
-        eprintln!(
+        err!(
             "{} warning(s), and --strict makes warnings fail the check",
             warnings.len()
         );

@@ -68,7 +68,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     let body = match read_body(args.file.as_ref()) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             return ExitCode::from(USAGE);
         }
     };
@@ -88,7 +88,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     };
     let Some(ruleset) = rules.get(&args.ruleset).cloned() else {
         let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
-        eprintln!(
+        err!(
             "error: unknown ruleset \"{}\", expected one of {}",
             args.ruleset,
             known.join(", ")
@@ -148,16 +148,16 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     // What a `healthy` rule read: the state of one probe, which `serve` would reach only
     // after its thresholds, and why it failed (eval logs nothing else).
     for probe in probes {
-        eprintln!("note: {probe}");
+        err!("note: {probe}");
     }
     for (call, write) in upstreams.writes() {
         match write {
             Write::Sent => {
-                eprintln!("note: sent {call} for real (eval --dry-run holds such calls back)")
+                err!("note: sent {call} for real (eval --dry-run holds such calls back)")
             }
-            Write::NotSent(why) => eprintln!("note: tried {call}, not sent: {why}"),
+            Write::NotSent(why) => err!("note: tried {call}, not sent: {why}"),
             Write::HeldBack => {
-                eprintln!("note: held back {call} (--dry-run); the rule counted as an error")
+                err!("note: held back {call} (--dry-run); the rule counted as an error")
             }
         }
     }

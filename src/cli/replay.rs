@@ -55,7 +55,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         Some(path) => match std::fs::File::open(path) {
             Ok(file) => Box::new(std::io::BufReader::new(file)),
             Err(e) => {
-                eprintln!("error: cannot read {}: {e}", path.display());
+                err!("error: cannot read {}: {e}", path.display());
                 return ExitCode::from(CANNOT_RUN);
             }
         },
@@ -87,7 +87,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             Ok(Line::Read) => n += 1,
             Ok(Line::TooLong) => {
                 n += 1;
-                eprintln!(
+                err!(
                     "{name}:{n}: not a decision-log record: a line over {} MiB, skipped",
                     MAX_LINE >> 20
                 );
@@ -95,14 +95,14 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
                 continue;
             }
             Err(e) => {
-                eprintln!("error: cannot read {name}: {e}");
+                err!("error: cannot read {name}: {e}");
                 return ExitCode::from(CANNOT_RUN);
             }
         }
         if let Some((format, tool)) = compressed(&line).filter(|_| n == 1) {
             // From stdin the file's name is not known: the tool reads it.
             let file = if name == "-" { "FILE" } else { name.as_str() };
-            eprintln!(
+            err!(
                 "error: {name}: {format}-compressed; decompress it first: {tool} {file} | confirm-proxy replay -"
             );
             return ExitCode::from(CANNOT_RUN);
@@ -117,7 +117,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         let record = match read(&line) {
             Ok(record) => record,
             Err(e) => {
-                eprintln!("{name}:{n}: {e}");
+                err!("{name}:{n}: {e}");
                 counts.unreadable += 1;
                 continue;
             }
@@ -154,13 +154,13 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     if let Some(ruleset) = args.ruleset.as_ref().filter(|_| !read_any) {
         if rules.get(ruleset).is_none() {
             let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
-            eprintln!(
+            err!(
                 "error: unknown ruleset \"{ruleset}\": no record of it in {name}, and the rules load {}",
                 known.join(", ")
             );
             return ExitCode::from(CANNOT_RUN);
         }
-        eprintln!(
+        err!(
             "note: no record of ruleset \"{ruleset}\" ({} records of other rulesets)",
             counts.other_rulesets
         );
@@ -168,7 +168,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     if !read_any && counts.unreadable == 0 && counts.other_rulesets == 0 {
         // "0 replayed" alone reads as "no change" where nothing was read (a file argument
         // forgotten, so stdin was read, or a log just rotated).
-        eprintln!("note: {name} has no lines: nothing was replayed");
+        err!("note: {name} has no lines: nothing was replayed");
     }
     let shadow = shadow.report();
     if !shadow.is_empty() {
@@ -180,7 +180,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     } else if counts.unreadable > 0 && !read_any && counts.other_rulesets == 0 {
         // Not one record read: not a decision log (a log file given by mistake), and "nothing
         // changed" would be no answer.
-        eprintln!("error: no line of {name} is a decision-log record");
+        err!("error: no line of {name} is a decision-log record");
         ExitCode::from(CANNOT_RUN)
     } else {
         ExitCode::SUCCESS

@@ -212,14 +212,14 @@ pub enum LogFormat {
 pub fn run(args: ServeArgs) -> ExitCode {
     // First, before any thread exists: every thread started from here on inherits the hold.
     if let Err(e) = Signals::hold() {
-        eprintln!("cannot hold signals until their handlers are installed: {e}");
+        err!("cannot hold signals until their handlers are installed: {e}");
         return ExitCode::FAILURE;
     }
     // Kept until exit: dropping it writes out the last log lines.
     let _log_writer = match init_tracing(args.log_format) {
         Ok(guard) => guard,
         Err(e) => {
-            eprintln!("cannot start the log writer thread: {e}");
+            err!("cannot start the log writer thread: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -436,12 +436,8 @@ pub fn refused_as_json(error: &clap::Error) -> Option<ExitCode> {
 fn not_starting(format: LogFormat, errors: &[impl std::fmt::Display]) -> ExitCode {
     for e in errors {
         match format {
-            // As `check` prints them: FILE:LINE:COL lines an editor can jump to. Not
-            // `eprintln!`, which panics (exit 101) when stderr is a closed pipe.
-            LogFormat::Pretty => {
-                use std::io::Write;
-                let _ = writeln!(std::io::stderr(), "{e}");
-            }
+            // As `check` prints them: FILE:LINE:COL lines an editor can jump to.
+            LogFormat::Pretty => err!("{e}"),
             // A collector keeps records, not stray text between them.
             LogFormat::Json => tracing::error!(error = %e, "cannot start"),
         }

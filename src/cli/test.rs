@@ -29,13 +29,13 @@ pub fn run(args: &TestArgs) -> ExitCode {
         Ok(s) => s,
         Err(errors) => {
             for e in &errors {
-                eprintln!("{e}");
+                err!("{e}");
             }
             return ExitCode::from(INVALID_TEST_FILE);
         }
     };
     for w in suites.iter().flat_map(|s| &s.warnings) {
-        eprintln!("warning: {w}");
+        err!("warning: {w}");
     }
     // Canned delays and timeouts pass at once, in the order their times say.
     let Some(runtime) = super::runtime(true) else {
@@ -52,7 +52,7 @@ pub fn run(args: &TestArgs) -> ExitCode {
     if let Some(filter) = args.filter.as_deref().filter(|_| results.is_empty()) {
         let cases: usize = suites.iter().map(ruletest::Suite::len).sum();
         let plural = if cases == 1 { "" } else { "s" };
-        eprintln!("warning: no case name contains \"{filter}\" ({cases} case{plural} in all): nothing was tested");
+        err!("warning: no case name contains \"{filter}\" ({cases} case{plural} in all): nothing was tested");
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
     for r in results.iter().filter(|r| !r.passed()) {

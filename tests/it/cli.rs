@@ -988,6 +988,37 @@ fn a_closed_stdout_is_no_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// The same for stderr, where `check`, `eval`, `test` and `replay` say what went wrong: with no
+/// reader there, the exit status still reports it (it used to be a panic, exit status 101).
+#[test]
+fn a_closed_stderr_is_no_panic() {
+    let rules = Rules::with(
+        "default.yaml",
+        "rules:\n  - name: broken\n    amount: { min: x }\n",
+    );
+    let dir = rules.path().display().to_string();
+    let missing = format!("{dir}/no-such.jsonl");
+    for (args, code) in [
+        (vec!["check", "--rules", &dir], 1),
+        (vec!["test", "--rules", &dir], 1),
+        (
+            vec!["eval", "--rules", &shipped_rules(), "{\"imp_uid\": 1"],
+            2,
+        ),
+        (vec!["replay", "--rules", &shipped_rules(), &missing], 2),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(binary())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(writer)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+    }
+}
+
 /// A FILTER that matches no case runs nothing, which is no tests at all (SPEC §9: `0 passed,
 /// 0 failed`, exit 0); as it may be a typo, stderr says so.
 #[test]
