@@ -319,6 +319,9 @@ impl RuleStore {
         upstream::start_probes(&rules, self.health_observer());
         first_probes(&rules).await;
         self.current.store(Arc::new(rules));
+        // A request still deciding on the old rules reads the health its probes left, which
+        // the new probes go on from.
+        old.stop_tasks();
         if let Ok(mut e) = self.last_error.lock() {
             *e = None;
         }

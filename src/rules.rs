@@ -183,15 +183,23 @@ impl Rules {
             tasks.push(handle);
         }
     }
-}
 
-impl Drop for Rules {
-    fn drop(&mut self) {
-        if let Ok(tasks) = self.tasks.get_mut() {
+    /// Stops this generation's background tasks (its health probes): when it is replaced,
+    /// not only once its last request is done, or the upstreams it shares with the new
+    /// generation would be probed (and counted) twice for as long as a request of the old
+    /// one still waits on its upstreams.
+    pub fn stop_tasks(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
             for t in tasks.drain(..) {
                 t.abort();
             }
         }
+    }
+}
+
+impl Drop for Rules {
+    fn drop(&mut self) {
+        self.stop_tasks();
     }
 }
 

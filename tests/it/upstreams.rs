@@ -1189,6 +1189,69 @@ async fn probes_stop_when_their_rules_are_replaced() {
     server.stop().await;
 }
 
+/// A request still deciding on the replaced rules keeps them alive, but not their probes: the
+/// shop is probed at one pace across the reload, not by both generations at once.
+#[tokio::test]
+async fn a_request_on_replaced_rules_does_not_keep_their_probes_running() {
+    let shop = MockUpstream::start(
+        Router::new()
+            .route("/health", routing::get(|| async { "ok" }))
+            .route(
+                "/slow",
+                routing::get(|| async {
+                    tokio::time::sleep(Duration::from_millis(2500)).await;
+                    "{}"
+                }),
+            ),
+    )
+    .await;
+    let probed = |reason: &str| {
+        format!(
+            "settings: {{ deadline: 4s }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 3s, health: {{ path: /health, interval: 100ms }} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: {reason}\n  - name: slow\n    fetch: {{ upstream: shop, path: /slow }}\n    reason: {reason}\n",
+            shop.url()
+        )
+    };
+    let rules = Rules::with("default.yaml", &probed("a"));
+    let mut config = Config::new(rules.path().to_owned());
+    config.watch = false;
+    let server = Server::start_with(config).await;
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            get(&server.admin_url("/readyz")).await.status == 200
+        })
+        .await
+    );
+    let url = server.url("/confirm");
+    let in_flight =
+        tokio::spawn(
+            async move { post(&url, Some("application/json"), v1("order-1", 5000)).await },
+        );
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            shop.calls_to("/slow") == 1
+        })
+        .await
+    );
+    rules.write("default.yaml", &probed("b"));
+    let reload = post(&server.admin_url("/admin/reload"), None, "").await;
+    assert_eq!(reload.status, 200, "{}", reload.body);
+    let before = shop.calls_to("/health");
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let calls = shop.calls_to("/health") - before;
+    assert!(
+        !in_flight.is_finished(),
+        "the request on the old rules was to be in flight all along"
+    );
+    // One probe makes about 10 calls in ~1 s; two would make about 20. The band is wide because
+    // a loaded machine delays ticks.
+    assert!(
+        (4..=15).contains(&calls),
+        "one probe every 100 ms, got {calls} calls in ~1 s"
+    );
+    assert_eq!(in_flight.await.unwrap().status, 200);
+    server.stop().await;
+}
+
 /// The `confirm_proxy_upstream_healthy` series: (ruleset, upstream, value), sorted.
 fn health_gauge(text: &str) -> Vec<(String, String, f64)> {
     let mut gauge: Vec<_> = exposition(text)
