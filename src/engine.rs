@@ -183,6 +183,12 @@ pub fn decided_late(
 /// still running, or decided, when its answer was due.
 pub const EVALUATION: &str = "(evaluation)";
 
+/// How a trace's error begins for a rule the deadline kept from running: a check not run, or a
+/// call that may change something at the merchant not sent. `replay` reads them back from the
+/// decision log to decide such a record by `on_error`, as `serve` did.
+pub const NOT_RUN: &str = "not run: reached";
+pub const NOT_SENT: &str = "not sent: reached";
+
 fn evaluation_error(took: std::time::Duration, error: String) -> RuleTrace {
     RuleTrace {
         rule: EVALUATION.into(),
@@ -316,12 +322,12 @@ impl Run<'_, '_> {
                 // check the deadline kept from running (a `forward` the merchant never saw).
                 self.current = None;
                 let what = if rule.has_side_effects() {
-                    "not sent"
+                    NOT_SENT
                 } else {
-                    "not run"
+                    NOT_RUN
                 };
                 let cause = format!(
-                    "{what}: reached after the answer was due (deadline of {:?})",
+                    "{what} after the answer was due (deadline of {:?})",
                     self.ruleset.settings.deadline
                 );
                 match self.conclude(rule, Checked::Stopped(cause), Called::default(), started) {

@@ -223,7 +223,8 @@ impl Record {
             .find(|t| {
                 t.outcome == "error"
                     && t.error.as_deref().is_some_and(|e| {
-                        e.starts_with("not run: reached") || e.starts_with("not sent: reached")
+                        e.starts_with(crate::engine::NOT_RUN)
+                            || e.starts_with(crate::engine::NOT_SENT)
                     })
             })
             .map(|t| &*t.rule)

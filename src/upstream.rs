@@ -264,7 +264,7 @@ pub enum UpstreamError {
     /// A call that may change something at the merchant still waiting for a free connection
     /// when its answer could no longer be read before the deadline ([`BodyDue::by`]): sent
     /// then, the merchant would act on a payment decided whatever it answered.
-    #[error("not sent: reached too close to the deadline to read an answer, waiting for a free connection (max_connections: {max})")]
+    #[error("{} too close to the deadline to read an answer, waiting for a free connection (max_connections: {max})", crate::engine::NOT_SENT)]
     TooLateToSend { max: u32 },
 }
 

@@ -174,7 +174,8 @@ impl Run<'_, '_> {
             && tokio::time::Instant::now() >= self.bodies_by;
         late.then(|| {
             Checked::Stopped(format!(
-                "not sent: reached too close to the deadline of {:?} to read an answer",
+                "{} too close to the deadline of {:?} to read an answer",
+                super::NOT_SENT,
                 self.ruleset.settings.deadline
             ))
         })
