@@ -78,3 +78,34 @@ rules:
         test_run.trace
     );
 }
+
+/// A fetch body's numbers reach the merchant as the operator wrote them: serde_yaml reads one
+/// with a fraction or exponent through an `f64`, which sent `10.50` as 10.5 and rounded a long
+/// one. Integers (also those YAML writes in hex or with a sign) were always exact.
+#[test]
+fn fetch_body_numbers_are_sent_as_written() {
+    let (_dir, rules) = ruleset(&format!(
+        r#"{SHOP}
+rules:
+  - name: reserve
+    fetch:
+      upstream: shop
+      method: POST
+      path: /api/reserve
+      body:
+        price: 10.50
+        parts: [0.1, 12345678901234567890.123]
+        nested: {{ rate: 0.30, id: 123456789012345678901234567890, hex: 0x1F, plus: +5 }}
+        order: "{{order_id}}"
+    reason: r
+"#
+    ));
+    let crate::rules::Check::Fetch(f) = &rules.get("default").unwrap().rules[0].check else {
+        panic!("not a fetch");
+    };
+    let call = crate::engine::calls::fetch_call(f, &request(&v1("order-1", "1000")), None).unwrap();
+    assert_eq!(
+        std::str::from_utf8(call.body.as_deref().unwrap()).unwrap(),
+        r#"{"nested":{"hex":31,"id":123456789012345678901234567890,"plus":5,"rate":0.30},"order":"order-1","parts":[0.1,12345678901234567890.123],"price":10.50}"#
+    );
+}

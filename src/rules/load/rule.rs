@@ -498,16 +498,19 @@ impl FileCompiler<'_, '_> {
                 None
             }
             // Every text of the body is checked, each error at its own place.
-            (Some(b), _) => body_template(b, &mut sub("body").to_vec(), &mut |at, s| {
-                match Template::parse_call_at(s) {
+            (Some(b), _) => body_template(
+                &self.src.clone(),
+                b,
+                &mut sub("body").to_vec(),
+                &mut |at, s| match Template::parse_call_at(s) {
                     Ok(t) => Some(t),
                     Err((e, offset)) => {
                         let message = format!("rule \"{name}\": fetch.body: {e}");
                         self.error_in_value(at, s, offset, message);
                         None
                     }
-                }
-            }),
+                },
+            ),
         };
         self.check_path(
             &sub("path"),
@@ -714,16 +717,17 @@ fn fields_read(expr: &str) -> Vec<&str> {
     fields
 }
 
-/// `v` as a template, each of its texts made by `text` (at its place in the file, `at`);
-/// `None` when any text gave none, after all were tried.
+/// `v` as a template, each of its texts made by `text` (at its place in the file, `at`), each
+/// number sent as `src` writes it; `None` when any text gave none, after all were tried.
 fn body_template<'v>(
+    src: &str,
     v: &'v serde_json::Value,
     at: &mut Vec<Seg<'v>>,
     text: &mut dyn FnMut(&[Seg<'_>], &str) -> Option<Template>,
 ) -> Option<BodyTemplate> {
     let mut part = |at: &mut Vec<Seg<'v>>, seg, v| {
         at.push(seg);
-        let t = body_template(v, at, text);
+        let t = body_template(src, v, at, text);
         at.pop();
         t
     };
@@ -750,6 +754,14 @@ fn body_template<'v>(
                 .collect::<Option<_>>()
                 .map(BodyTemplate::Object)
         }
+        // The merchant reads the number the operator wrote: serde_yaml reads one with a
+        // fraction or exponent through an `f64` (`10.50` was sent as 10.5, a 20-digit id with a
+        // fraction rounded).
+        serde_json::Value::Number(n) => Some(BodyTemplate::Value(
+            yaml::number_as_written(src, at, n)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .map_or_else(|| v.clone(), serde_json::Value::Number),
+        )),
         other => Some(BodyTemplate::Value(other.clone())),
     }
 }
