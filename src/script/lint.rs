@@ -484,8 +484,8 @@ fn catch_ending_with_a_value(ast: &AST) -> Option<(Position, Option<String>)> {
 fn gives_value(stmt: &Stmt) -> bool {
     let block = |b: &rhai::StmtBlock| b.statements().last().is_some_and(gives_value);
     match stmt {
+        // A `()` written out gives it on purpose, as `true` does: SPEC §4's way to pass.
         Stmt::Expr(e) => match &**e {
-            Expr::Unit(..) => false,
             Expr::FnCall(call, _) => call_gives_value(call),
             _ => true,
         },
@@ -944,6 +944,9 @@ mod tests {
                 "let n = 0;\nif amount > 5 { throw \"x\" }\nn += 1;",
                 "if amount > 5 { fail(\"stock API down\") }",
                 "switch amount { 0 => \"zero\", _ => true }",
+                // `()` written out is passing on purpose, as `true` is.
+                "()",
+                "if amount > 100000 { return \"한도 초과\"; }\n()",
             ],
         );
     }
