@@ -124,8 +124,10 @@ impl FileCompiler<'_, '_> {
             None => {
                 let needs_reason =
                     raw.action.is_none() && raw.forward.is_none() && raw.script.is_none();
+                // SPEC §4 asks for no reason, so the rule loads; but the buyer it refuses is told
+                // nothing of why, which the operator should know before going live.
                 if needs_reason && !given.is_empty() {
-                    self.error(&rule_path, format!("rule \"{name}\": missing reason (the text the buyer sees when this rule refuses)"));
+                    self.warn(&rule_path, format!("rule \"{name}\": no reason: a buyer this rule refuses reads \"{DEFAULT_REASON}\"; write one that says why (reason: \"…\")"));
                 }
                 Template::literal(DEFAULT_REASON)
             }

@@ -761,14 +761,15 @@ mod fail_open {
             ]
         );
         // Rules that fail to compile are errors of their own, not "no rules".
-        let dir = default_file("rules:\n  - name: a\n    amount: { max: 1 }\n");
+        let dir =
+            default_file("rules:\n  - name: a\n    amount: { max: 1, most: 2 }\n    reason: r\n");
         assert_eq!(
             dir.errors(),
             [dir.at(
                 DEFAULT,
-                2,
-                5,
-                r#"rule "a": missing reason (the text the buyer sees when this rule refuses)"#
+                3,
+                23,
+                r#"rules[0].amount (rule "a"): unknown field "most", expected "min" or "max""#
             )]
         );
     }

@@ -116,12 +116,6 @@ fn a_rule_has_exactly_one_check_or_a_guarded_approve() {
                 14,
                 r#"rule "approve-and-check": action: approve cannot be combined with a check (require)"#
             ),
-            dir.at(
-                DEFAULT,
-                14,
-                5,
-                r#"rule "no-reason": missing reason (the text the buyer sees when this rule refuses)"#
-            ),
             dir.at(DEFAULT, 16, 11, "rule name must not be empty"),
         ]
     );
@@ -620,17 +614,43 @@ fn an_integer_beyond_64_bits_is_an_amount_error_not_the_end_of_the_file() {
     );
 }
 
+/// SPEC §4 asks for no reason: a rule without one loads and refuses with the default reason,
+/// with a warning, since its buyers are told nothing of why.
+#[test]
+fn a_refusing_rule_without_a_reason_loads_with_a_warning() {
+    let dir = default_file(
+        "rules:\n  - name: limit\n    amount: { max: 100 }\n  - name: vip\n    script: scripts/vip.rhai\n  - name: qa\n    when: 'order_id == \"qa\"'\n    action: approve\n",
+    );
+    dir.write("scripts/vip.rhai", "amount < 50");
+    let rules = dir.ok();
+    assert_eq!(
+        rules.get("default").unwrap().rules[0].reason,
+        Template::literal(DEFAULT_REASON)
+    );
+    // Only the rule whose refusals have no text of their own: a script can give its reason,
+    // an approval refuses no one.
+    assert_eq!(
+        rules.warnings,
+        [dir.at(
+            DEFAULT,
+            2,
+            5,
+            "rule \"limit\": no reason: a buyer this rule refuses reads \"결제를 진행할 수 없습니다.\"; write one that says why (reason: \"…\")"
+        )]
+    );
+}
+
 #[test]
 fn errors_of_every_file_are_reported_together() {
     let dir = RulesDir::new();
     dir.write(
         "a.yaml",
-        "rules:\n  - name: x\n    amount: { min: 1 }\n",
+        "rules:\n  - name: x\n    amount: { min: 1, most: 2 }\n    reason: r\n",
     )
     .write("b.yaml", "rules:\n  - name: y\n    bogus: 1\n")
     .write(
         "c.yaml",
-        "rules:\n  - name: vip\n    script: scripts/vip.rhai\n  - name: z\n    require: 'amount > 1'\n",
+        "rules:\n  - name: vip\n    script: scripts/vip.rhai\n  - name: z\n    require: 'amount > '\n    reason: r\n",
     )
     .write("scripts/vip.rhai", "let x = );\n")
     .write(DEFAULT, ONE_RULE);
@@ -639,9 +659,9 @@ fn errors_of_every_file_are_reported_together() {
         [
             dir.at(
                 "a.yaml",
-                2,
-                5,
-                r#"rule "x": missing reason (the text the buyer sees when this rule refuses)"#
+                3,
+                23,
+                r#"rules[0].amount (rule "x"): unknown field "most", expected "min" or "max""#
             ),
             dir.at(
                 "b.yaml",
@@ -657,9 +677,9 @@ fn errors_of_every_file_are_reported_together() {
             ),
             dir.at(
                 "c.yaml",
-                4,
                 5,
-                r#"rule "z": missing reason (the text the buyer sees when this rule refuses)"#
+                24,
+                r#"rule "z": require: invalid expression: script is incomplete: a value is missing after its last operator (&&, ||, ==, +), or a bracket or a quote is not closed"#
             ),
         ]
     );
