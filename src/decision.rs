@@ -102,6 +102,11 @@ pub struct RuleTrace {
     /// The cause when the outcome is `error` (internal; never shown to the buyer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The deadline, not the rule, ended this check: stopped as its time ran out, or failing
+    /// once the answer was due (an upstream timeout landing just after it). The ruleset's
+    /// `on_error` decided, and a replay, which has time to spare, decides so again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deadline: bool,
     /// The error was the rule's own: its expression or script failed (not an upstream, not
     /// the deadline or the shadow cut-off). Rule tests fail a case on it unless it expects it.
     #[serde(skip)]

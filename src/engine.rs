@@ -199,6 +199,7 @@ fn evaluation_error(took: std::time::Duration, error: String) -> RuleTrace {
         probe: None,
         upstream: None,
         error: Some(error),
+        deadline: false,
         faulted: false,
     }
 }
@@ -429,7 +430,7 @@ impl Run<'_, '_> {
                 reason: reason.clone(),
             });
             let ended = self.record(rule, traced, started, answer, reason, error);
-            self.mark_faulted(faulted);
+            self.mark_ended_by(faulted, stopped);
             return ControlFlow::Continue(ended);
         }
         let settings = &self.ruleset.settings;
@@ -452,7 +453,7 @@ impl Run<'_, '_> {
             }
             Checked::Error(cause) | Checked::Faulted(cause) | Checked::Stopped(cause) => {
                 let ended = self.record(rule, Outcome::Error, started, answer, None, Some(cause));
-                self.mark_faulted(faulted);
+                self.mark_ended_by(faulted, stopped);
                 if stopped {
                     // A check stopped by the deadline (Rhai given no time left, an answer cut
                     // as it neared) is the deadline's business, not the rule's own `on_error`.
@@ -494,6 +495,7 @@ impl Run<'_, '_> {
                     "deadline of {:?} exceeded",
                     self.ruleset.settings.deadline
                 )),
+                deadline: true,
                 faulted: false,
             });
             // Shadow rules end by the shadow cut-off, before the deadline; should one still
@@ -518,10 +520,12 @@ impl Run<'_, '_> {
         on_error(&self.ruleset.settings, self.req, name)
     }
 
-    /// Marks the rule just traced as failed by its own expression or script.
-    fn mark_faulted(&mut self, faulted: bool) {
+    /// Marks the rule just traced as failed by its own expression or script, or as ended by
+    /// the deadline.
+    fn mark_ended_by(&mut self, faulted: bool, deadline: bool) {
         if let Some(t) = self.trace.last_mut() {
             t.faulted = faulted;
+            t.deadline = deadline;
         }
     }
 
@@ -545,6 +549,7 @@ impl Run<'_, '_> {
             ms: millis(ended.saturating_duration_since(started)),
             reason,
             error,
+            deadline: false,
             faulted: false,
         });
         ended

@@ -591,6 +591,7 @@ mod tests {
             probe: None,
             upstream: None,
             error: None,
+            deadline: false,
             faulted: false,
         };
         let trace = [

@@ -93,6 +93,9 @@ struct Traced {
     upstream: Option<Answered>,
     #[serde(default)]
     error: Option<String>,
+    /// Absent in logs written before it was: the error's text tells some such rules.
+    #[serde(default)]
+    deadline: bool,
 }
 
 /// The call `rule` makes for `req` now, as the trace names it; `None` for a rule that calls no
@@ -211,10 +214,11 @@ impl Record {
             .is_some_and(|t| t.rule == crate::engine::EVALUATION)
     }
 
-    /// The rule the deadline stopped, if any: reached after the answer was due (`not run: …`,
-    /// `not sent: …`), or too close to it for its call to be sent. Its ruleset's `on_error`
-    /// decided then; replayed with time to spare, the rule would run instead (and the rule's
-    /// own `on_error` decide a call with no answer on record).
+    /// The rule the deadline ended, if any (`"deadline": true`): reached after the answer was
+    /// due (`not run: …`, `not sent: …`) or too close to it for its call to be sent, its script
+    /// stopped as the time ran out, or its call failing once the answer was due. Its ruleset's
+    /// `on_error` decided then; replayed with time to spare, the rule would run, or its call
+    /// fail in time, and the rule's own `on_error` decide instead.
     pub fn stopped_by_deadline(&self) -> Option<&str> {
         // An enforced rule's (`error`): a shadow rule stopped so (`shadow_error`) decided
         // nothing, and the rules went on.
@@ -222,10 +226,12 @@ impl Record {
             .iter()
             .find(|t| {
                 t.outcome == "error"
-                    && t.error.as_deref().is_some_and(|e| {
-                        e.starts_with(crate::engine::NOT_RUN)
-                            || e.starts_with(crate::engine::NOT_SENT)
-                    })
+                    && (t.deadline
+                        // Logs written before `deadline` was.
+                        || t.error.as_deref().is_some_and(|e| {
+                            e.starts_with(crate::engine::NOT_RUN)
+                                || e.starts_with(crate::engine::NOT_SENT)
+                        }))
             })
             .map(|t| &*t.rule)
     }
@@ -476,7 +482,7 @@ async fn decide(
         return on_error(&ruleset.settings, &req, None);
     }
     if let Some(rule) = record.stopped_by_deadline() {
-        notes.push(format!("rule {rule} was reached too close to the deadline to run (or its call to be sent), so the ruleset's on_error decided; it decides again as it is now"));
+        notes.push(format!("the deadline ended rule {rule} (reached too close to it, or still running when the answer was due), so the ruleset's on_error decided; it decides again as it is now"));
         // Named as `serve` names it: the rule the deadline stopped.
         return on_error(&ruleset.settings, &req, Some(Arc::from(rule)));
     }
@@ -874,9 +880,16 @@ fn note_new_errors(record: &Record, decision: &Decision, plans: &Plans, notes: &
         if noted {
             continue;
         }
-        if error.contains("no answer on file") || then.is_none() {
+        // Only a rule that calls or reads health lacks an answer: another one's error is its
+        // own (an expression failing on this request), which the note must name.
+        if error.contains("no answer on file") || (then.is_none() && called) {
             notes.push(format!(
                 "rule {}: the record has no upstream answer or health for it (a new or renamed rule, or not reached then); it counted as an error",
+                t.rule
+            ));
+        } else if then.is_none() {
+            notes.push(format!(
+                "rule {}: an error in the replay, where the log has the rule not reached ({error})",
                 t.rule
             ));
         } else if then.is_some_and(|l| !matches!(&*l.outcome, "error" | "shadow_error")) {

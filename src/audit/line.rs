@@ -197,6 +197,9 @@ fn trace(t: &RuleTrace, out: &mut Vec<u8>) -> serde_json::Result<()> {
         raw(out, ",\"error\":");
         string(out, error);
     }
+    if t.deadline {
+        raw(out, ",\"deadline\":true");
+    }
     out.push(b'}');
     Ok(())
 }
@@ -322,6 +325,7 @@ mod tests {
                     }),
                     upstream: None,
                     error: None,
+                    deadline: false,
                     faulted: false,
                 },
                 RuleTrace {
@@ -343,6 +347,7 @@ mod tests {
                         cut: true,
                     }),
                     error: Some("timeout after 1s: \"shop\"".into()),
+                    deadline: true,
                     faulted: false,
                 },
             ],

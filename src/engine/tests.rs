@@ -269,6 +269,8 @@ rules:
             && error.ends_with(": script stopped after 10 ms (the request's deadline)"),
         "{error}"
     );
+    // Marked so for replay, which would run the script with time to spare.
+    assert!(d.trace[0].deadline && !d.trace[0].faulted);
     assert!(took < Duration::from_millis(300), "took {took:?}");
 }
 

@@ -392,12 +392,23 @@ async fn a_rule_the_deadline_stopped_then_is_the_deadlines_again() {
             r#"{"rule":"reserve","outcome":"pass","ms":390.0,"upstream":{"status":200,"body":{}}},{"rule":"big","outcome":"error","ms":0.0,"error":"not run: reached after the answer was due (deadline of 400ms)"}"#,
             "big",
         ),
+        // Said by `deadline`, whatever the error: a call timing out just after the answer was
+        // due (replayed, it would time out in time, for the rule's own `on_error`), a script
+        // stopped as the time ran out (replayed, it would run on).
+        (
+            r#"{"rule":"reserve","outcome":"error","ms":389.0,"call":{"upstream":"shop","method":"POST","path":"/reserve","sent":"x"},"error":"fetch from shop: timed out after 389ms","deadline":true}"#,
+            "reserve",
+        ),
+        (
+            r#"{"rule":"reserve","outcome":"pass","ms":300.0,"upstream":{"status":200,"body":{}}},{"rule":"big","outcome":"error","ms":41.1,"error":"script stopped after 41.1 ms (the request's deadline)","deadline":true}"#,
+            "big",
+        ),
     ] {
         let logged = line(trace, "reject", "").replace(r#""status":200"#, refused);
         let r = again(&rules, &logged).await;
         assert_eq!(r.decision.decision, Verdict::Reject, "{}", r.explain());
         assert_eq!(r.decision.rule.as_deref(), Some(rule), "{}", r.explain());
-        assert_eq!(r.notes, [format!("rule {rule} was reached too close to the deadline to run (or its call to be sent), so the ruleset's on_error decided; it decides again as it is now")]);
+        assert_eq!(r.notes, [format!("the deadline ended rule {rule} (reached too close to it, or still running when the answer was due), so the ruleset's on_error decided; it decides again as it is now")]);
     } // A shadow rule stopped so decided nothing: the rules went on, and are replayed.
     let (_dir, rules) = load_files(&[(
         "default.yaml",
@@ -1089,4 +1100,36 @@ mod mutations {
             }
         }
     }
+}
+
+/// A rule that errs in the replay and was not reached then is named with its error: an
+/// expression failing on the request is its own, while a rule that reads health has no state
+/// on record (an audit found such a note given for a payload check).
+#[tokio::test]
+async fn a_new_rules_error_is_named_by_what_it_lacks() {
+    let logged = line(r#"{"rule":"a","outcome":"pass","ms":0.0}"#, "approve", "");
+    let (_dir, rules) = load_files(&[(
+        "default.yaml",
+        "rules:\n  - { name: a, amount: { max: 10000 }, reason: x }\n  - { name: qty, require: 'order_id.parse_int() < 3', reason: y }\n",
+    )]);
+    let r = again(&rules, &logged).await;
+    assert_eq!(r.notes.len(), 1, "{}", r.explain());
+    assert!(
+        r.notes[0].starts_with(
+            "rule qty: an error in the replay, where the log has the rule not reached ("
+        ),
+        "{}",
+        r.explain()
+    );
+    let (_dir, rules) = load_files(&[(
+        "default.yaml",
+        "upstreams:\n  shop: { url: \"http://shop.invalid\", health: { path: /health } }\nrules:\n  - { name: a, amount: { max: 10000 }, reason: x }\n  - { name: up, healthy: shop, reason: y }\n",
+    )]);
+    let r = again(&rules, &logged).await;
+    assert_eq!(
+        r.notes,
+        ["rule up: not in the record, and no rule of the record read the health of GET /health from shop: the record has no health state for it; it counted as an error"],
+        "{}",
+        r.explain()
+    );
 }

@@ -1153,11 +1153,49 @@ rules:
             "{last}"
         );
         assert_eq!(error_of(&d, "last"), why);
+        assert!(
+            d.trace[1].deadline,
+            "{last}: marked as the deadline's for replay"
+        );
         assert_eq!(
             keys(&canned),
             [RESERVE],
             "{last}: only the reservation went out"
         );
+    }
+}
+
+/// A call failing once the answer is due (its `timeout` just past that) fails by the deadline:
+/// the ruleset's `on_error` decides, not the rule's own, and the trace says so for a replay,
+/// where the same call would fail in time (an audit found such records replayed as approved).
+#[tokio::test(start_paused = true)]
+async fn a_call_failing_after_the_answer_is_due_is_the_deadlines() {
+    for (timeout, decision, deadline) in [
+        // Due at 195 ms (the deadline less its 5 ms margin).
+        (
+            "197ms",
+            ("reject", 409, Some(DEFAULT_ERROR_REASON), Some("stock")),
+            true,
+        ),
+        ("190ms", ("approve", 200, None, None), false),
+    ] {
+        let (_dir, rules) = ruleset(&format!(
+            r#"
+settings: {{ deadline: 200ms, on_error: reject }}
+upstreams:
+  shop: {{ url: "http://shop.invalid", timeout: {timeout} }}
+rules:
+  - name: stock
+    fetch: {{ upstream: shop, path: "/api/stock/{{order_id}}" }}
+    reason: x
+    on_error: approve
+"#
+        ));
+        let canned = Arc::new(Canned::new().answer("shop", STOCK, ok_after(1000)));
+        let d = decide_arrived(&rules, canned, Duration::ZERO).await;
+        assert_eq!(summary(&d), decision, "timeout {timeout}");
+        assert_eq!(outcomes(&d), [("stock", "error")], "timeout {timeout}");
+        assert_eq!(d.trace[0].deadline, deadline, "timeout {timeout}");
     }
 }
 
