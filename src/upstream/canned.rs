@@ -513,9 +513,16 @@ pub struct RawAnswer {
     error: Option<CannedError>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    /// Absent: an empty body, as a real answer without one.
+    /// Absent: an empty body, as a real answer without one. `null` (or `~`, or nothing after
+    /// `body:`) is JSON's `null`, which a real answer of the text `null` gives rules as `()`.
+    #[serde(default, deserialize_with = "present")]
     body: Option<Value>,
     delay: Option<String>,
+}
+
+/// A value that is there, `null` included (serde reads a `null` `Option` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 impl RawAnswer {
@@ -539,10 +546,15 @@ impl TryFrom<RawAnswer> for CannedAnswer {
     type Error = String;
 
     fn try_from(raw: RawAnswer) -> Result<CannedAnswer, String> {
+        // A canned answer proves a decision only if a real upstream could give it: what
+        // `serve`'s HTTP client never hands to a rule is refused here, not read.
         let mut answer = match (raw.status, raw.error) {
+            (Some(s @ 100..=199), None) => {
+                return Err(format!("status {s} is an interim answer, which an HTTP client reads past to the final one: no rule ever sees it; give the final status (200 to 999)"))
+            }
             // The three digits HTTP has room for: an upstream may answer 600-999 too (each
             // rule has its reading of them), and a test must be able to say so.
-            (Some(s), None) if (100..=999).contains(&s) => CannedAnswer::status(s),
+            (Some(s), None) if (200..=999).contains(&s) => CannedAnswer::status(s),
             (Some(s), None) => {
                 return Err(format!("status {s} is not an HTTP status (100 to 999)"))
             }
@@ -555,10 +567,27 @@ impl TryFrom<RawAnswer> for CannedAnswer {
                     .to_owned(),
             ),
         };
+        if let (Ok(s @ (204 | 304)), Some(body)) = (answer.outcome, &raw.body) {
+            if !matches!(body, Value::String(text) if text.is_empty()) {
+                return Err(format!("a {s} answer has no body (HTTP sends none with 204 or 304, whatever the upstream writes): leave body out"));
+            }
+        }
         for (name, value) in &raw.headers {
+            let lower = name.to_ascii_lowercase();
+            if answer.headers.contains_key(&lower) {
+                return Err(format!("header {name} is given twice (names are the same in any case): a real answer's would reach the rule as one value, joined by \", \"; write it once"));
+            }
+            if value.trim_matches([' ', '\t']) != value {
+                return Err(format!("header {name}: the value \"{value}\" has spaces at its ends, which HTTP drops before a rule reads it; write it without them"));
+            }
             answer = answer.header(name, value);
         }
         if let Some(body) = raw.body {
+            // Written as YAML data, the body is JSON, and an upstream answering JSON says so:
+            // a rule reading `response.headers["content-type"]` reads it as from `serve`.
+            if !body.is_string() && !answer.headers.contains_key("content-type") {
+                answer = answer.header("content-type", "application/json");
+            }
             answer = answer.body(body);
         }
         if let Some(d) = &raw.delay {
@@ -717,12 +746,56 @@ health: { shop: up, pay: down }
             ),
             (r#"health: { shop: sideways }"#, "unknown variant"),
             (r#"answers: {}"#, "unknown field"),
+            // What no real upstream gives a rule (an audit found rule tests passing on them
+            // with decisions `serve` never makes).
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 103 } } }"#,
+                "status 103 is an interim answer",
+            ),
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 204, body: { available: 1 } } } }"#,
+                "a 204 answer has no body",
+            ),
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 304, body: "x" } } }"#,
+                "a 304 answer has no body",
+            ),
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 200, headers: { X-A: "1", x-a: "2" } } } }"#,
+                "header x-a is given twice",
+            ),
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 200, headers: { x-a: " yes " } } } }"#,
+                "has spaces at its ends",
+            ),
         ] {
             let err = serde_yaml::from_str::<Canned>(yaml)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(expected), "{yaml}: {err}");
         }
+    }
+
+    /// A canned answer reads as the same answer from a real upstream: `body: null` is the JSON
+    /// text `null` (`()` to rules), not an empty body; a body written as YAML data is JSON
+    /// and labelled so, unless the case names its own type; a 204 may say its body is empty.
+    #[test]
+    fn canned_answers_read_as_real_ones() {
+        let answer = |yaml: &str| -> CannedAnswer { serde_yaml::from_str(yaml).unwrap() };
+        for yaml in ["{ status: 200, body: null }", "{ status: 200, body: ~ }"] {
+            let a = answer(yaml);
+            assert_eq!(a.body, Value::Null, "{yaml}");
+            assert_eq!(a.body, parse_body(b"null", None, &[]), "{yaml}");
+        }
+        assert_eq!(answer("{ status: 200 }").body, parse_body(b"", None, &[]));
+        let a = answer("{ status: 200, body: { available: 1 } }");
+        assert_eq!(a.headers["content-type"], "application/json");
+        let a = answer("{ status: 200, body: [1], headers: { Content-Type: text/plain } }");
+        assert_eq!(a.headers["content-type"], "text/plain");
+        assert!(!answer("{ status: 200, body: \"ok\" }")
+            .headers
+            .contains_key("content-type"));
+        assert_eq!(answer("{ status: 204, body: \"\" }").outcome, Ok(204));
     }
 
     #[test]
