@@ -486,7 +486,7 @@ async fn decide(
         // Named as `serve` names it: the rule the deadline stopped.
         return on_error(&ruleset.settings, &req, Some(Arc::from(rule)));
     }
-    let (canned, plans) = stand_ins(record, ruleset, &req, notes);
+    let (canned, plans) = stand_ins(record, ruleset, &req);
     let ctx = Context {
         scripts,
         upstreams: Arc::new(canned),
@@ -501,18 +501,13 @@ async fn decide(
     decision
 }
 
-/// Notes for rules whose answer is not their own logged one (another rule's, or none), by
-/// rule: given only when the replay reaches the rule.
+/// Notes for rules whose answer is not their own logged one (another rule's, or none) or only
+/// the start of it, by rule: given only when the replay reaches the rule.
 type Plans = BTreeMap<String, String>;
 
 /// The upstreams as the record saw them: each rule's own answer (or failure) to the call it
 /// made then, and the health each `healthy` rule read.
-fn stand_ins(
-    record: &Record,
-    ruleset: &Ruleset,
-    req: &ConfirmRequest,
-    notes: &mut Vec<String>,
-) -> (Canned, Plans) {
+fn stand_ins(record: &Record, ruleset: &Ruleset, req: &ConfirmRequest) -> (Canned, Plans) {
     let logged = Logged::read(record, ruleset, req);
     let mut canned = Canned::new().by_rule();
     let mut plans = Plans::new();
@@ -531,7 +526,7 @@ fn stand_ins(
         let Some(now) = call_of(rule, req) else {
             continue;
         };
-        let (answer, plan) = logged.answer_for(rule, traced, &now, notes);
+        let (answer, plan) = logged.answer_for(rule, traced, &now);
         if let Some(answer) = answer {
             canned = canned.answer_rule(&rule.name, &now.upstream, &key(&now), answer);
         }
@@ -642,7 +637,6 @@ impl<'r> Logged<'r> {
         rule: &Rule,
         traced: Option<&Traced>,
         now: &CallMade,
-        notes: &mut Vec<String>,
     ) -> (Option<CannedAnswer>, Option<String>) {
         let name = &rule.name;
         let Some(traced) = traced else {
@@ -684,14 +678,15 @@ impl<'r> Logged<'r> {
             return (Some(CannedAnswer::hang()), Some(plan));
         }
         match logged_answer(traced) {
+            // Said only if the replay reaches the rule, where the cut can matter.
             Some(answer) => {
-                if traced.upstream.as_ref().is_some_and(is_cut) {
-                    notes.push(format!(
+                let cut = traced.upstream.as_ref().is_some_and(is_cut).then(|| {
+                    format!(
                         "rule {name}: the log kept only the first {} KiB of the upstream's answer",
                         MAX_TRACED_BODY / 1024
-                    ));
-                }
-                (Some(answer), None)
+                    )
+                });
+                (Some(answer), cut)
             }
             // Not called then (its `when` was false, or it was off).
             None => self.stand_in(rule, now, "made no call then"),

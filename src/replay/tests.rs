@@ -224,6 +224,24 @@ async fn what_the_record_cannot_stand_in_for_is_noted() {
         };
         assert_eq!(r.notes, expected, "{body}");
     }
+    // Said only of a rule the replay reaches: here a new limit before it refuses first.
+    let (_dir, rules) = load_files(&[(
+        "default.yaml",
+        &RULES.replace(
+            "rules:\n",
+            "rules:\n  - { name: limit, amount: { max: 1 }, reason: z }\n",
+        ),
+    )]);
+    let record = line(
+        &format!(
+            r#"{{"rule":"shop-up","outcome":"pass","ms":0.01}},{{"rule":"existing-confirm","outcome":"pass","ms":3.2,"upstream":{{"status":409,"body":{long}}}}}"#
+        ),
+        "reject",
+        "",
+    );
+    let r = again(&rules, &record).await;
+    assert_eq!(r.decision.rule.as_deref(), Some("limit"), "{}", r.explain());
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
 }
 
 /// A call the deadline cut off is still waiting when the deadline comes again: the
