@@ -69,6 +69,60 @@ pub struct HttpCall {
     /// One of the upstream's `max_connections`, taken before the call started (a prefetch
     /// takes its own in rule order, see `start_prefetches`); otherwise the call waits for one.
     pub slot: TakenSlot,
+    /// A prefetch's: shared with the decision record, to settle how the call ended.
+    pub settle: Option<Arc<Settle>>,
+}
+
+/// Which of a prefetch and its request's decision record says first how the call ended. The
+/// record lists a prefetch no rule read and still under way as cancelled, and it is stopped;
+/// its answer may come in at that very moment, and is then counted `cancelled` as well, so
+/// that `/metrics` and the decision log agree call for call (they disagreed on about 1% of
+/// such calls under load).
+#[derive(Debug, Default)]
+pub struct Settle(std::sync::Mutex<Settled>);
+
+#[derive(Debug, Default)]
+enum Settled {
+    #[default]
+    Open,
+    /// The call's answer's status, or its error.
+    Ended(Option<u16>, Option<String>),
+    /// The record called it cancelled.
+    Abandoned,
+}
+
+impl Settle {
+    /// The call ended with `result`; `false` when the record has called it cancelled already.
+    fn end(&self, result: &Result<UpstreamResponse, UpstreamError>) -> bool {
+        let mut settled = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if matches!(*settled, Settled::Abandoned) {
+            return false;
+        }
+        *settled = match result {
+            Ok(r) => Settled::Ended(Some(r.status), None),
+            Err(e) => Settled::Ended(None, Some(e.to_string())),
+        };
+        true
+    }
+
+    /// The record's turn: the call's status or error if it has ended; else it is cancelled,
+    /// from now on for the call too, and both are `None`.
+    pub fn abandon(&self) -> (Option<u16>, Option<String>) {
+        let mut settled = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*settled {
+            Settled::Ended(status, error) => (*status, error.clone()),
+            _ => {
+                *settled = Settled::Abandoned;
+                (None, None)
+            }
+        }
+    }
 }
 
 /// A connection slot a call holds from before it starts until it ends. A copy of the call (a
@@ -334,8 +388,12 @@ impl Upstreams for HttpUpstreams {
                 started: std::time::Instant::now(),
                 outcome: None,
             };
+            let settle = call.settle.clone();
             let result = send(&upstream, call).await;
-            counted.outcome = Some(call_outcome(&result));
+            // Left `None`, it is counted as cancelled.
+            if settle.is_none_or(|s| s.end(&result)) {
+                counted.outcome = Some(call_outcome(&result));
+            }
             result
         })
     }
@@ -822,7 +880,76 @@ mod slots_tests {
             body: None,
             body_by: None,
             slot: Default::default(),
+            settle: None,
         }
+    }
+
+    /// A prefetch's answer coming in just as the decision record calls it cancelled is counted
+    /// `cancelled`, as the record lists it; one that ended first is counted and recorded with
+    /// its status.
+    #[tokio::test]
+    async fn a_prefetch_is_counted_as_its_record_lists_it() {
+        // Answers every request 200 after 100 ms.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0; 1024];
+                    let _ = conn.read(&mut buf).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                        .await;
+                });
+            }
+        });
+        let up = Arc::new(Upstream::for_tests(&url, Duration::from_secs(2)));
+        let metrics = crate::metrics::Metrics::new();
+        let upstreams = HttpUpstreams::new(metrics.clone());
+        let calls = |outcome: &str| {
+            let text = metrics.render();
+            text.lines()
+                .find(|l| {
+                    l.starts_with("confirm_proxy_upstream_calls_total{")
+                        && l.contains(&format!("outcome=\"{outcome}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+
+        // Called cancelled by the record while under way: its 200 is counted as cancelled.
+        let settle = Arc::new(Settle::default());
+        let sent = upstreams.call(
+            up.clone(),
+            HttpCall {
+                settle: Some(settle.clone()),
+                ..call(Some("stock"))
+            },
+        );
+        let answered = tokio::spawn(sent);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(settle.abandon(), (None, None));
+        assert_eq!(answered.await.unwrap().unwrap().status, 200);
+        assert_eq!((calls("2xx"), calls("cancelled")), (0, 1));
+
+        // Ended before the record looked: recorded and counted with its status.
+        let settle = Arc::new(Settle::default());
+        let answer = upstreams
+            .call(
+                up.clone(),
+                HttpCall {
+                    settle: Some(settle.clone()),
+                    ..call(Some("stock"))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(settle.abandon(), (Some(200), None));
+        assert_eq!((calls("2xx"), calls("cancelled")), (1, 1));
+        server.abort();
     }
 
     /// With every connection busy, a call waits its `timeout` for one and says so; a health

@@ -53,6 +53,8 @@ pub(super) struct Prefetch {
     /// with the call unread ([`Calls::unused`]). A call whose task had not begun by then is
     /// never sent, so the record leaves it out: the merchant's API cannot have seen it.
     pub(super) claimed: Arc<AtomicBool>,
+    /// Shared with the call: says how it ended, or that the record called it cancelled.
+    pub(super) settle: Arc<crate::upstream::Settle>,
 }
 
 impl Drop for Prefetch {
@@ -104,7 +106,8 @@ impl Calls {
                         Ok(answer) => (Some(answer.status), None),
                         Err(e) => (None, Some(e.to_string())),
                     },
-                    std::task::Poll::Pending => (None, None),
+                    // Under way: cancelled, unless its answer came in just now.
+                    std::task::Poll::Pending => prefetch.settle.abandon(),
                 };
                 UnusedFetch {
                     rule: rule.name.clone(),
@@ -262,6 +265,8 @@ impl Run<'_, '_> {
                                 call.rule = Some(rule.name.clone());
                                 let made = super::check::fetch_made(&f.upstream, &call);
                                 call.slot = slot;
+                                let settle = Arc::new(crate::upstream::Settle::default());
+                                call.settle = Some(settle.clone());
                                 let claimed = Arc::new(AtomicBool::new(false));
                                 let call = self.ctx.upstreams.call(f.upstream.clone(), call);
                                 let begun = claimed.clone();
@@ -276,6 +281,7 @@ impl Run<'_, '_> {
                                     made,
                                     read: false,
                                     claimed,
+                                    settle,
                                 }
                             });
                 }
@@ -412,6 +418,7 @@ pub fn fetch_call(
         body,
         body_by,
         slot: Default::default(),
+        settle: None,
     })
 }
 

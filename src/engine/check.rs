@@ -303,6 +303,7 @@ impl Run<'_, '_> {
             body: Some(original.body.clone()),
             body_by: self.body_by(rule),
             slot: Default::default(),
+            settle: None,
         };
         let made = CallMade::new(&fw.upstream, http::Method::POST, fw.path.clone(), None);
         let call = self.ctx.upstreams.call(fw.upstream.clone(), call);

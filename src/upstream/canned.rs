@@ -614,6 +614,7 @@ mod tests {
             body: None,
             body_by: None,
             slot: Default::default(),
+            settle: None,
         }
     }
 
