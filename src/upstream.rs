@@ -297,7 +297,7 @@ pub enum UpstreamError {
     Timeout(Duration),
     /// A [`Self::Timeout`] of a call that first waited for a free connection (`max_connections`):
     /// the upstream had only what was left of the `timeout`, which the trace says.
-    #[error("timed out after {timeout:?}, {waited:?} of it waiting for a free connection (max_connections: {max})")]
+    #[error("timed out after {timeout:?}, {}ms of it waiting for a free connection (max_connections: {max})", waited.as_millis())]
     TimeoutAfterWaiting {
         timeout: Duration,
         waited: Duration,
@@ -1000,14 +1000,23 @@ mod slots_tests {
             drop(held);
         };
         let (sent, ()) = tokio::join!(send(&up, call(Some("stock"))), release);
+        let error = sent.unwrap_err();
         let UpstreamError::TimeoutAfterWaiting {
             timeout,
             waited,
             max,
-        } = sent.unwrap_err()
+        } = error
         else {
             panic!("not a timeout after a wait");
         };
+        // In whole milliseconds, as an operator reads a trace.
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "timed out after 400ms, {}ms of it waiting for a free connection (max_connections: 1)",
+                waited.as_millis()
+            )
+        );
         assert_eq!((timeout, max), (Duration::from_millis(400), 1));
         assert!(
             waited >= Duration::from_millis(150) && waited < timeout,
