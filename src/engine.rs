@@ -430,7 +430,8 @@ impl Run<'_, '_> {
                 reason: reason.clone(),
             });
             let ended = self.record(rule, traced, started, answer, reason, error);
-            self.mark_ended_by(faulted, stopped);
+            // Never deciding, even stopped: the ruleset's `on_error` did not decide here.
+            self.mark_ended_by(faulted, false);
             return ControlFlow::Continue(ended);
         }
         let settings = &self.ruleset.settings;
@@ -476,6 +477,7 @@ impl Run<'_, '_> {
             .take()
             .map(|(i, started)| (i, &self.ruleset.rules[i], started));
         if let Some((i, rule, started)) = rule {
+            calls.give_up(i);
             if let Some(id) = self.ctx.decision_id {
                 tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, deadline = ?self.ruleset.settings.deadline, "rule check stopped by the deadline");
             }

@@ -214,26 +214,30 @@ impl Record {
             .is_some_and(|t| t.rule == crate::engine::EVALUATION)
     }
 
-    /// The rule the deadline ended, if any (`"deadline": true`): reached after the answer was
-    /// due (`not run: …`, `not sent: …`) or too close to it for its call to be sent, its script
-    /// stopped as the time ran out, or its call failing once the answer was due. Its ruleset's
-    /// `on_error` decided then; replayed with time to spare, the rule would run, or its call
-    /// fail in time, and the rule's own `on_error` decide instead.
-    pub fn stopped_by_deadline(&self) -> Option<&str> {
-        // An enforced rule's (`error`): a shadow rule stopped so (`shadow_error`) decided
-        // nothing, and the rules went on.
+    /// The rule the deadline ended without a call to wait for, if any (`"deadline": true`):
+    /// reached after the answer was due (`not run: …`, `not sent: …`) or too close to it for
+    /// its call to be sent, or its Rhai (a script, a `require` on an answer that came) stopped
+    /// as the time ran out. Its ruleset's `on_error` decided then; replayed with time to spare,
+    /// the rule would run instead. Its name, and whether it was enforced (the deadline may
+    /// catch a shadow rule still running, and the ruleset's `on_error` then decides without
+    /// naming it). A call the deadline caught unanswered is waited for again instead (see
+    /// `Logged::answer_for`), so that edits before it show.
+    pub fn stopped_by_deadline(&self) -> Option<(&str, bool)> {
         self.trace
             .iter()
             .find(|t| {
-                t.outcome == "error"
-                    && (t.deadline
+                let waited_for_a_call = t.call.is_some() && t.upstream.is_none();
+                // A shadow rule's failure (`shadow_error`) decided nothing, and the rules went
+                // on, unless the deadline caught it.
+                (t.outcome == "error" || t.deadline)
+                    && ((t.deadline && !waited_for_a_call)
                         // Logs written before `deadline` was.
                         || t.error.as_deref().is_some_and(|e| {
                             e.starts_with(crate::engine::NOT_RUN)
                                 || e.starts_with(crate::engine::NOT_SENT)
                         }))
             })
-            .map(|t| &*t.rule)
+            .map(|t| (&*t.rule, t.outcome == "error"))
     }
 
     /// Whether rules decided it: not a guard's answer, a repeated delivery (answered as its
@@ -481,10 +485,10 @@ async fn decide(
         notes.push("the rules had not finished by the deadline, so the ruleset's on_error decided; it decides again as it is now".to_owned());
         return on_error(&ruleset.settings, &req, None);
     }
-    if let Some(rule) = record.stopped_by_deadline() {
+    if let Some((rule, enforced)) = record.stopped_by_deadline() {
         notes.push(format!("the deadline ended rule {rule} (reached too close to it, or still running when the answer was due), so the ruleset's on_error decided; it decides again as it is now"));
-        // Named as `serve` names it: the rule the deadline stopped.
-        return on_error(&ruleset.settings, &req, Some(Arc::from(rule)));
+        // Named as `serve` names it: the enforced rule the deadline stopped.
+        return on_error(&ruleset.settings, &req, enforced.then(|| Arc::from(rule)));
     }
     let (canned, plans) = stand_ins(record, ruleset, &req);
     let ctx = Context {
@@ -788,6 +792,10 @@ fn logged_answer(t: &Traced) -> Option<CannedAnswer> {
                 .parsed_body(a.body.clone())
                 .cut_short(a.incomplete.clone()),
         ),
+        // Still waiting when the answer fell due, or failing after it (a timeout landing just
+        // then): waiting again, the deadline comes again, and with it the ruleset's
+        // `on_error`, while the rules before it run as they are now.
+        (None, Some(_)) if t.deadline && t.call.is_some() => Some(CannedAnswer::hang()),
         // Called then, but the call failed: it fails again, the same way.
         (None, Some(error)) if t.call.is_some() || is_call_failure(error) => Some(failed_as(error)),
         _ => None,

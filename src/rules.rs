@@ -189,10 +189,12 @@ impl Rules {
     /// generation would be probed (and counted) twice for as long as a request of the old
     /// one still waits on its upstreams.
     pub fn stop_tasks(&self) {
-        if let Ok(mut tasks) = self.tasks.lock() {
-            for t in tasks.drain(..) {
-                t.abort();
-            }
+        let mut tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for t in tasks.drain(..) {
+            t.abort();
         }
     }
 }

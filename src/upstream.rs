@@ -70,7 +70,7 @@ pub struct HttpCall {
     /// takes its own in rule order, see `start_prefetches`); otherwise the call waits for one.
     pub slot: TakenSlot,
     /// A prefetch's: shared with the decision record, to settle how the call ended.
-    pub settle: Option<Arc<Settle>>,
+    pub end: Option<Arc<CallEnd>>,
 }
 
 /// Which of a prefetch and its request's decision record says first how the call ended. The
@@ -79,10 +79,10 @@ pub struct HttpCall {
 /// that `/metrics` and the decision log agree call for call (they disagreed on about 1% of
 /// such calls under load).
 #[derive(Debug, Default)]
-pub struct Settle(std::sync::Mutex<Settled>);
+pub struct CallEnd(std::sync::Mutex<Ending>);
 
 #[derive(Debug, Default)]
-enum Settled {
+enum Ending {
     #[default]
     Open,
     /// The call's answer's status, or its error.
@@ -91,19 +91,19 @@ enum Settled {
     Abandoned,
 }
 
-impl Settle {
+impl CallEnd {
     /// The call ended with `result`; `false` when the record has called it cancelled already.
-    fn end(&self, result: &Result<UpstreamResponse, UpstreamError>) -> bool {
-        let mut settled = self
+    fn ended(&self, result: &Result<UpstreamResponse, UpstreamError>) -> bool {
+        let mut ending = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if matches!(*settled, Settled::Abandoned) {
+        if matches!(*ending, Ending::Abandoned) {
             return false;
         }
-        *settled = match result {
-            Ok(r) => Settled::Ended(Some(r.status), None),
-            Err(e) => Settled::Ended(None, Some(e.to_string())),
+        *ending = match result {
+            Ok(r) => Ending::Ended(Some(r.status), None),
+            Err(e) => Ending::Ended(None, Some(e.to_string())),
         };
         true
     }
@@ -111,14 +111,14 @@ impl Settle {
     /// The record's turn: the call's status or error if it has ended; else it is cancelled,
     /// from now on for the call too, and both are `None`.
     pub fn abandon(&self) -> (Option<u16>, Option<String>) {
-        let mut settled = self
+        let mut ending = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &*settled {
-            Settled::Ended(status, error) => (*status, error.clone()),
+        match &*ending {
+            Ending::Ended(status, error) => (*status, error.clone()),
             _ => {
-                *settled = Settled::Abandoned;
+                *ending = Ending::Abandoned;
                 (None, None)
             }
         }
@@ -388,10 +388,10 @@ impl Upstreams for HttpUpstreams {
                 started: std::time::Instant::now(),
                 outcome: None,
             };
-            let settle = call.settle.clone();
+            let end = call.end.clone();
             let result = send(&upstream, call).await;
             // Left `None`, it is counted as cancelled.
-            if settle.is_none_or(|s| s.end(&result)) {
+            if end.is_none_or(|e| e.ended(&result)) {
                 counted.outcome = Some(call_outcome(&result));
             }
             result
@@ -880,7 +880,7 @@ mod slots_tests {
             body: None,
             body_by: None,
             slot: Default::default(),
-            settle: None,
+            end: None,
         }
     }
 
@@ -920,34 +920,34 @@ mod slots_tests {
         };
 
         // Called cancelled by the record while under way: its 200 is counted as cancelled.
-        let settle = Arc::new(Settle::default());
+        let end = Arc::new(CallEnd::default());
         let sent = upstreams.call(
             up.clone(),
             HttpCall {
-                settle: Some(settle.clone()),
+                end: Some(end.clone()),
                 ..call(Some("stock"))
             },
         );
         let answered = tokio::spawn(sent);
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(settle.abandon(), (None, None));
+        assert_eq!(end.abandon(), (None, None));
         assert_eq!(answered.await.unwrap().unwrap().status, 200);
         assert_eq!((calls("2xx"), calls("cancelled")), (0, 1));
 
         // Ended before the record looked: recorded and counted with its status.
-        let settle = Arc::new(Settle::default());
+        let end = Arc::new(CallEnd::default());
         let answer = upstreams
             .call(
                 up.clone(),
                 HttpCall {
-                    settle: Some(settle.clone()),
+                    end: Some(end.clone()),
                     ..call(Some("stock"))
                 },
             )
             .await
             .unwrap();
         assert_eq!(answer.status, 200);
-        assert_eq!(settle.abandon(), (Some(200), None));
+        assert_eq!(end.abandon(), (Some(200), None));
         assert_eq!((calls("2xx"), calls("cancelled")), (1, 1));
         server.abort();
     }

@@ -54,7 +54,15 @@ pub(super) struct Prefetch {
     /// never sent, so the record leaves it out: the merchant's API cannot have seen it.
     pub(super) claimed: Arc<AtomicBool>,
     /// Shared with the call: says how it ended, or that the record called it cancelled.
-    pub(super) settle: Arc<crate::upstream::Settle>,
+    pub(super) end: Arc<crate::upstream::CallEnd>,
+}
+
+impl Prefetch {
+    /// Stops the call, counted `cancelled` unless its answer came in just now.
+    pub(super) fn give_up(&self) {
+        self.end.abandon();
+        self.handle.abort();
+    }
 }
 
 impl Drop for Prefetch {
@@ -71,6 +79,15 @@ impl Calls {
         }
         let prefetch = self.prefetches.get(i)?.as_ref()?;
         prefetch.read.then(|| prefetch.made.clone())
+    }
+
+    /// Rule `i`'s prefetch, which its rule read, given up unanswered (the deadline or the
+    /// shadow cut-off ended the wait): stopped, and counted `cancelled` as its trace leaves
+    /// it, unless its answer came in just now.
+    pub(super) fn give_up(&self, i: usize) {
+        if let Some(Some(prefetch)) = self.prefetches.get(i) {
+            prefetch.give_up();
+        }
     }
 
     /// Rule `i` is done with (checked, skipped, failed or cut off): its prefetch to an
@@ -107,7 +124,7 @@ impl Calls {
                         Err(e) => (None, Some(e.to_string())),
                     },
                     // Under way: cancelled, unless its answer came in just now.
-                    std::task::Poll::Pending => prefetch.settle.abandon(),
+                    std::task::Poll::Pending => prefetch.end.abandon(),
                 };
                 UnusedFetch {
                     rule: rule.name.clone(),
@@ -265,8 +282,8 @@ impl Run<'_, '_> {
                                 call.rule = Some(rule.name.clone());
                                 let made = super::check::fetch_made(&f.upstream, &call);
                                 call.slot = slot;
-                                let settle = Arc::new(crate::upstream::Settle::default());
-                                call.settle = Some(settle.clone());
+                                let end = Arc::new(crate::upstream::CallEnd::default());
+                                call.end = Some(end.clone());
                                 let claimed = Arc::new(AtomicBool::new(false));
                                 let call = self.ctx.upstreams.call(f.upstream.clone(), call);
                                 let begun = claimed.clone();
@@ -281,7 +298,7 @@ impl Run<'_, '_> {
                                     made,
                                     read: false,
                                     claimed,
-                                    settle,
+                                    end,
                                 }
                             });
                 }
@@ -418,7 +435,7 @@ pub fn fetch_call(
         body,
         body_by,
         slot: Default::default(),
-        settle: None,
+        end: None,
     })
 }
 

@@ -229,6 +229,10 @@ impl Run<'_, '_> {
                 prefetch.read = true;
                 let call = prefetch.made.clone();
                 let waited = self.wait(rule, &mut prefetch.handle).await.map(joined);
+                if waited.is_none() {
+                    // Cut off as a shadow rule: its answer is no one's now.
+                    prefetch.give_up();
+                }
                 (waited, call)
             }
             None if self.past_shadow_cutoff(rule) => return (self.cut_off(), Called::default()),
@@ -303,7 +307,7 @@ impl Run<'_, '_> {
             body: Some(original.body.clone()),
             body_by: self.body_by(rule),
             slot: Default::default(),
-            settle: None,
+            end: None,
         };
         let made = CallMade::new(&fw.upstream, http::Method::POST, fw.path.clone(), None);
         let call = self.ctx.upstreams.call(fw.upstream.clone(), call);

@@ -504,6 +504,8 @@ async fn a_slow_shadow_rule_is_cut_off_and_enforced_rules_decide() {
         );
         assert_eq!(error_of(&d, "trial"), SHADOW_CUT_OFF);
         assert_eq!(d.shadow, [shadow_error("trial")]);
+        // The rules went on: no `on_error` decided, which replay must know.
+        assert!(!d.trace[1].deadline);
 
         // A request r3 lets through is approved by every rule, not by the shadow rule.
         let canned = shop(STOCK, ok_after(1000));

@@ -394,7 +394,7 @@ async fn headers_read_through_fetched_are_noted_and_skipped_rules_not() {
 /// spare it would run, and a call with no answer on record would be the rule's own `on_error`'s
 /// (an audit replayed an unchanged log as `now approved` by a rule's `on_error: approve`). It is
 /// the deadline's again, as the ruleset's `on_error` is now.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_rule_the_deadline_stopped_then_is_the_deadlines_again() {
     let (_dir, rules) = load_files(&[(
         "default.yaml",
@@ -410,13 +410,8 @@ async fn a_rule_the_deadline_stopped_then_is_the_deadlines_again() {
             r#"{"rule":"reserve","outcome":"pass","ms":390.0,"upstream":{"status":200,"body":{}}},{"rule":"big","outcome":"error","ms":0.0,"error":"not run: reached after the answer was due (deadline of 400ms)"}"#,
             "big",
         ),
-        // Said by `deadline`, whatever the error: a call timing out just after the answer was
-        // due (replayed, it would time out in time, for the rule's own `on_error`), a script
-        // stopped as the time ran out (replayed, it would run on).
-        (
-            r#"{"rule":"reserve","outcome":"error","ms":389.0,"call":{"upstream":"shop","method":"POST","path":"/reserve","sent":"x"},"error":"fetch from shop: timed out after 389ms","deadline":true}"#,
-            "reserve",
-        ),
+        // Said by `deadline`, whatever the error: a script stopped as the time ran out
+        // (replayed, it would run on).
         (
             r#"{"rule":"reserve","outcome":"pass","ms":300.0,"upstream":{"status":200,"body":{}}},{"rule":"big","outcome":"error","ms":41.1,"error":"script stopped after 41.1 ms (the request's deadline)","deadline":true}"#,
             "big",
@@ -427,7 +422,51 @@ async fn a_rule_the_deadline_stopped_then_is_the_deadlines_again() {
         assert_eq!(r.decision.decision, Verdict::Reject, "{}", r.explain());
         assert_eq!(r.decision.rule.as_deref(), Some(rule), "{}", r.explain());
         assert_eq!(r.notes, [format!("the deadline ended rule {rule} (reached too close to it, or still running when the answer was due), so the ruleset's on_error decided; it decides again as it is now")]);
-    } // A shadow rule stopped so decided nothing: the rules went on, and are replayed.
+    }
+    // A call timing out just after the answer was due (replayed, it would time out in time,
+    // for the rule's own `on_error: approve`) is waited for again, until the deadline: the
+    // ruleset's `on_error` decides again, and an edit before the rule would show.
+    let logged = line(
+        r#"{"rule":"reserve","outcome":"error","ms":389.0,"call":{"upstream":"shop","method":"POST","path":"/reserve","sent":"x"},"error":"fetch from shop: timed out after 389ms","deadline":true}"#,
+        "reject",
+        "",
+    )
+    .replace(r#""status":200"#, refused);
+    let r = again(&rules, &logged).await;
+    assert_eq!(
+        (r.decision.decision, r.decision.rule.as_deref()),
+        (Verdict::Reject, Some("reserve")),
+        "{}",
+        r.explain()
+    );
+    assert_eq!(
+        r.decision.trace[0].error.as_deref(),
+        Some("deadline of 4s exceeded")
+    );
+    // A shadow rule the deadline caught still running: the ruleset's `on_error` decided,
+    // naming no rule.
+    let (_dir, shadow) = load_files(&[(
+        "default.yaml",
+        "settings: { on_error: reject }\nrules:\n  - { name: trial, mode: shadow, script: scripts/t.rhai, reason: y }\n  - { name: big, amount: { max: 1000000 }, reason: z }\n",
+    ), ("scripts/t.rhai", "amount > 5")]);
+    let logged = line(
+        r#"{"rule":"trial","outcome":"shadow_error","ms":400.0,"error":"deadline of 400ms exceeded","deadline":true}"#,
+        "reject",
+        "",
+    )
+    .replace(
+        r#""status":200"#,
+        r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.""#,
+    );
+    let r = again(&shadow, &logged).await;
+    assert_eq!(
+        (r.decision.decision, r.decision.rule.as_deref()),
+        (Verdict::Reject, None),
+        "{}",
+        r.explain()
+    );
+    assert!(!r.changed(), "{}", r.explain());
+    // A shadow rule stopped otherwise decided nothing: the rules went on, and are replayed.
     let (_dir, rules) = load_files(&[(
         "default.yaml",
         "settings: { on_error: approve }\nrules:\n  - { name: trial, mode: shadow, require: 'amount < 100', reason: y }\n  - { name: big, amount: { max: 1000 }, reason: z }\n",

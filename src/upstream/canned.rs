@@ -549,12 +549,13 @@ impl TryFrom<RawAnswer> for CannedAnswer {
         // A canned answer proves a decision only if a real upstream could give it: what
         // `serve`'s HTTP client never hands to a rule is refused here, not read.
         let mut answer = match (raw.status, raw.error) {
-            (Some(s @ 100..=199), None) => {
-                return Err(format!("status {s} is an interim answer, which an HTTP client reads past to the final one: no rule ever sees it; give the final status (200 to 999)"))
+            // 101 ends the exchange (Switching Protocols), and a rule reads it as any other.
+            (Some(s @ (100 | 102..=199)), None) => {
+                return Err(format!("status {s} is an interim answer, which an HTTP client reads past to the final one: no rule ever sees it; give the final status (101, or 200 to 999)"))
             }
             // The three digits HTTP has room for: an upstream may answer 600-999 too (each
             // rule has its reading of them), and a test must be able to say so.
-            (Some(s), None) if (200..=999).contains(&s) => CannedAnswer::status(s),
+            (Some(s), None) if (101..=999).contains(&s) => CannedAnswer::status(s),
             (Some(s), None) => {
                 return Err(format!("status {s} is not an HTTP status (100 to 999)"))
             }
@@ -568,7 +569,9 @@ impl TryFrom<RawAnswer> for CannedAnswer {
             ),
         };
         if let (Ok(s @ (204 | 304)), Some(body)) = (answer.outcome, &raw.body) {
-            if !matches!(body, Value::String(text) if text.is_empty()) {
+            if !matches!(body, Value::Null)
+                && !matches!(body, Value::String(text) if text.is_empty())
+            {
                 return Err(format!("a {s} answer has no body (HTTP sends none with 204 or 304, whatever the upstream writes): leave body out"));
             }
         }
@@ -582,7 +585,11 @@ impl TryFrom<RawAnswer> for CannedAnswer {
             }
             answer = answer.header(name, value);
         }
-        if let Some(body) = raw.body {
+        // A 204's or 304's (left empty, as checked above) is none at all.
+        let body = raw
+            .body
+            .filter(|_| !matches!(answer.outcome, Ok(204 | 304)));
+        if let Some(body) = body {
             // Written as YAML data, the body is JSON, and an upstream answering JSON says so:
             // a rule reading `response.headers["content-type"]` reads it as from `serve`.
             if !body.is_string() && !answer.headers.contains_key("content-type") {
@@ -614,7 +621,7 @@ mod tests {
             body: None,
             body_by: None,
             slot: Default::default(),
-            settle: None,
+            end: None,
         }
     }
 
@@ -797,6 +804,13 @@ health: { shop: up, pay: down }
             .headers
             .contains_key("content-type"));
         assert_eq!(answer("{ status: 204, body: \"\" }").outcome, Ok(204));
+        let empty = answer("{ status: 204, body: null }");
+        assert_eq!(
+            (empty.outcome, &empty.body),
+            (Ok(204), &parse_body(b"", None, &[]))
+        );
+        assert!(empty.headers.is_empty());
+        assert_eq!(answer("{ status: 101 }").outcome, Ok(101));
     }
 
     #[test]

@@ -162,7 +162,7 @@ async fn probe(members: Vec<Arc<Upstream>>, observer: HealthObserver) {
             body: None,
             body_by: None,
             slot: Default::default(),
-            settle: None,
+            end: None,
         };
         // Why a probe failed, for the operator reading the log when the shop goes down.
         let failure = match send(&up, call).await {

@@ -343,6 +343,52 @@ async fn the_deadline_holds_when_an_upstream_hangs() {
     server.stop().await;
 }
 
+/// A shadow rule's GET cut off at the shadow cut-off is stopped there, and counted as its
+/// trace leaves it (`cancelled`), not with the status it would have had once the rules after
+/// it were done.
+#[tokio::test]
+async fn a_shadow_fetch_cut_off_is_counted_cancelled() {
+    let slow = |ms: u64| {
+        routing::get(move || async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            "{}"
+        })
+    };
+    let shop = MockUpstream::start(
+        Router::new()
+            .route("/trial", slow(900))
+            .route("/stock", slow(1200)),
+    )
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 1.5s }}\nupstreams:\n  shop: {{ url: \"{}\" }}\nrules:\n  - name: trial\n    mode: shadow\n    fetch: {{ upstream: shop, path: /trial }}\n    reason: t\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: s\n",
+            shop.url()
+        ),
+    );
+    let server = Server::start(rules.path()).await;
+    let a = server.confirm_json("/confirm", &v1("o", 5000)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let text = server.metrics().await;
+    let calls = |outcome: &str| {
+        metric(
+            &text,
+            &format!(
+                r#"confirm_proxy_upstream_calls_total{{ruleset="default",upstream="shop",outcome="{outcome}"}}"#
+            ),
+        )
+    };
+    // /stock answered at 1.2 s; /trial, cut off at 750 ms (half the deadline), was stopped
+    // there, before its answer at 900 ms, which the evaluation would otherwise have outlived.
+    assert_eq!(
+        (calls("2xx"), calls("cancelled")),
+        (Some(1.0), Some(1.0)),
+        "{text}"
+    );
+    server.stop().await;
+}
+
 /// An answer that arrives just before the deadline and takes long to read (a megabyte of
 /// JSON: parsed, turned into Rhai's values, freed, on a server thread the timer cannot
 /// interrupt) still has the request answered in time, by on_error, and the decision log
@@ -1199,7 +1245,7 @@ async fn a_request_on_replaced_rules_does_not_keep_their_probes_running() {
             .route(
                 "/slow",
                 routing::get(|| async {
-                    tokio::time::sleep(Duration::from_millis(2500)).await;
+                    tokio::time::sleep(Duration::from_millis(3500)).await;
                     "{}"
                 }),
             ),
@@ -1207,7 +1253,7 @@ async fn a_request_on_replaced_rules_does_not_keep_their_probes_running() {
     .await;
     let probed = |reason: &str| {
         format!(
-            "settings: {{ deadline: 4s }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 3s, health: {{ path: /health, interval: 100ms }} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: {reason}\n  - name: slow\n    fetch: {{ upstream: shop, path: /slow }}\n    reason: {reason}\n",
+            "settings: {{ deadline: 4.5s }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 4s, health: {{ path: /health, interval: 100ms }} }}\nrules:\n  - name: up\n    healthy: shop\n    reason: {reason}\n  - name: slow\n    fetch: {{ upstream: shop, path: /slow }}\n    reason: {reason}\n",
             shop.url()
         )
     };

@@ -122,10 +122,13 @@ impl FileCompiler<'_, '_> {
                 }
             },
             None => {
-                let needs_reason =
-                    raw.action.is_none() && raw.forward.is_none() && raw.script.is_none();
-                // SPEC §4 asks for no reason, so the rule loads; but the buyer it refuses is told
-                // nothing of why, which the operator should know before going live.
+                // A rule that is off refuses no one until it is turned on, and is warned about then.
+                let needs_reason = raw.action.is_none()
+                    && raw.forward.is_none()
+                    && raw.script.is_none()
+                    && raw.mode != Some(crate::rules::Mode::Off);
+                // SPEC §4 does not require a reason, so the rule loads; but the buyer it refuses
+                // is told nothing of why, which the operator should know before going live.
                 if needs_reason && !given.is_empty() {
                     self.warn(&rule_path, format!("rule \"{name}\": no reason: a buyer this rule refuses reads \"{DEFAULT_REASON}\"; write one that says why (reason: \"…\")"));
                 }
@@ -500,8 +503,9 @@ impl FileCompiler<'_, '_> {
                 None
             }
             // Every text of the body is checked, each error at its own place.
+            // The source by its own handle: the closure below borrows `self` mutably.
             (Some(b), _) => body_template(
-                &self.src.clone(),
+                &Arc::clone(&self.src),
                 b,
                 &mut sub("body").to_vec(),
                 &mut |at, s| match Template::parse_call_at(s) {
