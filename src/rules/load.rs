@@ -113,7 +113,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
             rule_order: Vec::new(),
             current_rule: 0,
             before_comments: None,
-            amount_texts: None,
+            number_texts: None,
             scripts: &mut scripts,
             located_errors: 0,
             located_warnings: 0,
@@ -229,29 +229,46 @@ fn mentions_payload(src: &str) -> bool {
     })
 }
 
-/// The text of each fractional amount bound of `rules` (each with its index in the file's
-/// `rules`), read in one pass over the file: finding one number by its path reads the file up
-/// to it (4,000 rules with `max: 1000.5` took 41 s). `None` when every bound is an integer
-/// (those come through exactly), or when the pass could not be made (each is then found on
-/// its own).
-fn amount_texts(src: &str, rules: &[(usize, super::model::RawRule)]) -> Option<yaml::Texts> {
-    let fractional =
-        |n: &Option<serde_json::Number>| n.as_ref().is_some_and(|n| !(n.is_i64() || n.is_u64()));
-    let bounds: Vec<(usize, &super::model::RawAmount)> = rules
-        .iter()
-        .filter_map(|(i, r)| Some((*i, r.amount.as_ref()?)))
-        .collect();
-    if !bounds
-        .iter()
-        .any(|(_, a)| fractional(&a.min) || fractional(&a.max))
-    {
+/// The text of each fractional number of `rules` that is sent or compared as written — an
+/// amount bound, a number in a fetch `body` — (by its path below the file's `rules`), read in
+/// one pass over the file: finding one number by its path reads the file up to it (4,000
+/// rules with `max: 1000.5` took 41 s). `None` when every such number is an integer (those
+/// come through exactly), or when the pass could not be made (each is then found on its own).
+fn number_texts(src: &str, rules: &[(usize, super::model::RawRule)]) -> Option<yaml::Texts> {
+    let fractional = |n: &serde_json::Number| !(n.is_i64() || n.is_u64());
+    let mut guide = vec![serde_json::Value::Null; rules.iter().map(|(i, _)| i + 1).max()?];
+    let mut any = false;
+    for (i, r) in rules {
+        let mut numbers = serde_json::Map::new();
+        if let Some(a) = &r.amount {
+            any |= a.min.iter().chain(&a.max).any(fractional);
+            numbers.insert(
+                "amount".into(),
+                serde_json::json!({ "min": a.min, "max": a.max }),
+            );
+        }
+        if let Some(body) = r.fetch.as_ref().and_then(|f| f.body.as_ref()) {
+            any |= has_fraction(body);
+            numbers.insert("fetch".into(), serde_json::json!({ "body": body }));
+        }
+        if !numbers.is_empty() {
+            guide[*i] = serde_json::Value::Object(numbers);
+        }
+    }
+    if !any {
         return None;
     }
-    let mut guide = vec![serde_json::Value::Null; rules.iter().map(|(i, _)| i + 1).max()?];
-    for (i, a) in bounds {
-        guide[i] = serde_json::json!({ "amount": { "min": a.min, "max": a.max } });
-    }
     yaml::numbers_as_written(src, &[Seg::Key("rules")], &serde_json::Value::Array(guide))
+}
+
+/// Whether `v` holds a number with a fraction or exponent (as serde_yaml read it).
+fn has_fraction(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) => !(n.is_i64() || n.is_u64()),
+        serde_json::Value::Array(items) => items.iter().any(has_fraction),
+        serde_json::Value::Object(map) => map.values().any(has_fraction),
+        _ => false,
+    }
 }
 
 /// The error for a ruleset without rules (an empty file, `rules:` with nothing under it).
@@ -292,9 +309,9 @@ struct FileCompiler<'a, 'o> {
     /// [`yaml::ends_before_comments`]), found once: locating a value reads the file from its
     /// start, so doing it for every reason made loading a long file quadratic.
     before_comments: Option<Vec<usize>>,
-    /// The text of each fractional amount bound, read in one pass over the file (see
-    /// [`amount_texts`]).
-    amount_texts: Option<yaml::Texts>,
+    /// The text of each fractional amount bound and fetch body number, read in one pass over
+    /// the file (see [`number_texts`]).
+    number_texts: Option<yaml::Texts>,
     /// The scripts compiled in this load, by file: a script that many rules name is read and
     /// compiled once, and its AST shared (each rule kept its own: 80 rules naming a 1 MiB
     /// script took 1.2 GB).
@@ -467,7 +484,7 @@ impl FileCompiler<'_, '_> {
                 }),
             }
         }
-        self.amount_texts = amount_texts(&self.src, &file.rules);
+        self.number_texts = number_texts(&self.src, &file.rules);
         self.broken_upstreams = file.broken_upstreams;
         self.upstreams_broken = file.upstreams_broken;
         let settings = match &file.settings {

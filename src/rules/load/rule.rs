@@ -184,7 +184,7 @@ impl FileCompiler<'_, '_> {
                  -> Option<Option<Decimal>> {
                     let Some(n) = n else { return Some(None) };
                     // Exactly as written, not as the `f64` serde_yaml made of a fraction.
-                    let text = match &self.amount_texts {
+                    let text = match &self.number_texts {
                         Some(texts) => texts.get(&[Seg::Index(i), Seg::Key("amount"), Seg::Key(f)]),
                         None => yaml::number_as_written(&self.src, &sub("amount", f), n),
                     }
@@ -503,20 +503,25 @@ impl FileCompiler<'_, '_> {
                 None
             }
             // Every text of the body is checked, each error at its own place.
-            // The source by its own handle: the closure below borrows `self` mutably.
-            (Some(b), _) => body_template(
-                &Arc::clone(&self.src),
-                b,
-                &mut sub("body").to_vec(),
-                &mut |at, s| match Template::parse_call_at(s) {
-                    Ok(t) => Some(t),
-                    Err((e, offset)) => {
-                        let message = format!("rule \"{name}\": fetch.body: {e}");
-                        self.error_in_value(at, s, offset, message);
-                        None
+            (Some(b), _) => {
+                // Out of `self` for the call, whose closure borrows `self` mutably.
+                let written = Written {
+                    src: Arc::clone(&self.src),
+                    texts: self.number_texts.take(),
+                };
+                let body = body_template(&written, b, &mut sub("body").to_vec(), &mut |at, s| {
+                    match Template::parse_call_at(s) {
+                        Ok(t) => Some(t),
+                        Err((e, offset)) => {
+                            let message = format!("rule \"{name}\": fetch.body: {e}");
+                            self.error_in_value(at, s, offset, message);
+                            None
+                        }
                     }
-                },
-            ),
+                });
+                self.number_texts = written.texts;
+                body
+            }
         };
         self.check_path(
             &sub("path"),
@@ -723,10 +728,30 @@ fn fields_read(expr: &str) -> Vec<&str> {
     fields
 }
 
+/// How the file writes its numbers: from the one pass over it when that was made
+/// ([`super::number_texts`]), else found one by one.
+struct Written {
+    src: Arc<str>,
+    texts: Option<yaml::Texts>,
+}
+
+impl Written {
+    /// The number at `at` (below the file's top) as the file writes it, when that differs from
+    /// serde_yaml's `n` (see [`yaml::number_as_written`]).
+    fn number(&self, at: &[Seg<'_>], n: &serde_json::Number) -> Option<serde_json::Number> {
+        match &self.texts {
+            // Its paths start below `rules`.
+            Some(texts) => texts.get(at.get(1..)?),
+            None => yaml::number_as_written(&self.src, at, n),
+        }
+        .and_then(|t| serde_json::from_str(t).ok())
+    }
+}
+
 /// `v` as a template, each of its texts made by `text` (at its place in the file, `at`), each
-/// number sent as `src` writes it; `None` when any text gave none, after all were tried.
+/// number sent as the file writes it; `None` when any text gave none, after all were tried.
 fn body_template<'v>(
-    src: &str,
+    src: &Written,
     v: &'v serde_json::Value,
     at: &mut Vec<Seg<'v>>,
     text: &mut dyn FnMut(&[Seg<'_>], &str) -> Option<Template>,
@@ -764,8 +789,7 @@ fn body_template<'v>(
         // fraction or exponent through an `f64` (`10.50` was sent as 10.5, a 20-digit id with a
         // fraction rounded).
         serde_json::Value::Number(n) => Some(BodyTemplate::Value(
-            yaml::number_as_written(src, at, n)
-                .and_then(|t| serde_json::from_str(t).ok())
+            src.number(at, n)
                 .map_or_else(|| v.clone(), serde_json::Value::Number),
         )),
         other => Some(BodyTemplate::Value(other.clone())),
