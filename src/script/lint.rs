@@ -422,7 +422,10 @@ pub(super) fn no_result(ast: &AST) -> Option<(String, Position)> {
             ));
         }
     }
-    if gives_value(last) || returns_or_throws(ast) {
+    // A script that ends with `()` written out passes on purpose, as one ending with `true`
+    // does (SPEC §4's way to pass); inside an `if` it is only a branch that checks nothing.
+    let passes_on_purpose = matches!(last, Stmt::Expr(e) if matches!(**e, Expr::Unit(..)));
+    if passes_on_purpose || gives_value(last) || returns_or_throws(ast) {
         return None;
     }
     let what = match last {
@@ -484,8 +487,8 @@ fn catch_ending_with_a_value(ast: &AST) -> Option<(Position, Option<String>)> {
 fn gives_value(stmt: &Stmt) -> bool {
     let block = |b: &rhai::StmtBlock| b.statements().last().is_some_and(gives_value);
     match stmt {
-        // A `()` written out gives it on purpose, as `true` does: SPEC §4's way to pass.
         Stmt::Expr(e) => match &**e {
+            Expr::Unit(..) => false,
             Expr::FnCall(call, _) => call_gives_value(call),
             _ => true,
         },
@@ -948,6 +951,13 @@ mod tests {
                 "()",
                 "if amount > 100000 { return \"한도 초과\"; }\n()",
             ],
+        );
+        // A `()` that is only an `if`'s branch checks nothing.
+        let e = engine.compile_script("if amount > 5 { () }").unwrap_err();
+        assert!(
+            e.message.starts_with("the script ends with an `if`"),
+            "{}",
+            e.message
         );
     }
 
