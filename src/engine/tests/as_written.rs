@@ -109,3 +109,41 @@ rules:
         r#"{"nested":{"hex":31,"id":123456789012345678901234567890,"plus":5,"rate":0.30},"order":"order-1","parts":[0.1,12345678901234567890.123],"price":10.50}"#
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Every JSON number spelling with a fraction or exponent, in a flow or a block mapping of a
+    /// fetch body, is sent with its digits as written.
+    #[test]
+    fn any_fractional_body_number_is_sent_as_written(
+        number in proptest::strategy::Strategy::prop_filter(
+            r"-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,25})?([eE][+-]?[0-9]{1,3})?",
+            "a fraction or exponent",
+            |n: &String| n.contains(['.', 'e', 'E']),
+        ),
+        block in proptest::prelude::any::<bool>(),
+    ) {
+        let body = if block {
+            format!("\n      body:\n        n: {number}\n        list:\n          - {number}\n")
+        } else {
+            format!(" body: {{ n: {number}, list: [{number}] }}\n")
+        };
+        let yaml = format!(
+            "{SHOP}\nrules:\n  - name: reserve\n    reason: r\n    fetch:\n      upstream: shop\n      method: POST\n      path: /r\n     {body}"
+        );
+        let (_dir, rules) = ruleset(&yaml);
+        let crate::rules::Check::Fetch(f) = &rules.get("default").unwrap().rules[0].check else {
+            panic!("not a fetch");
+        };
+        let call = crate::engine::calls::fetch_call(f, &request(&v1("o", "1")), None).unwrap();
+        // Its digits as written; an exponent is spelt `e+3` or `e-3` whatever its case or
+        // sign were (serde_json's spelling of the same number).
+        let sent: serde_json::Number = serde_json::from_str(&number).unwrap();
+        let mantissa = number.split(['e', 'E']).next().unwrap();
+        proptest::prop_assert!(sent.to_string().starts_with(mantissa), "{} {}", sent, number);
+        proptest::prop_assert_eq!(
+            std::str::from_utf8(call.body.as_deref().unwrap()).unwrap(),
+            format!(r#"{{"list":[{sent}],"n":{sent}}}"#)
+        );
+    }
+}

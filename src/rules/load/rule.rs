@@ -746,6 +746,14 @@ impl Written {
         }
         .and_then(|t| serde_json::from_str(t).ok())
     }
+
+    /// The text `s` at `at`, when it is a number written without quotes: YAML reads one past
+    /// any `f64` (`1e400`) as text, yet it is a number in JSON as written. (The file is read
+    /// only for a text that is a number at all.)
+    fn unquoted_number(&self, at: &[Seg<'_>], s: &str) -> Option<serde_json::Number> {
+        let n = serde_json::from_str(s).ok()?;
+        (yaml::unquoted_at(&self.src, at) == Some(s)).then_some(n)
+    }
 }
 
 /// `v` as a template, each of its texts made by `text` (at its place in the file, `at`), each
@@ -763,7 +771,10 @@ fn body_template<'v>(
         t
     };
     match v {
-        serde_json::Value::String(s) => text(at, s).map(BodyTemplate::Text),
+        serde_json::Value::String(s) => match src.unquoted_number(at, s) {
+            Some(n) => Some(BodyTemplate::Value(serde_json::Value::Number(n))),
+            None => text(at, s).map(BodyTemplate::Text),
+        },
         serde_json::Value::Array(items) => {
             let items: Vec<_> = items
                 .iter()
