@@ -226,16 +226,21 @@ impl Record {
         self.trace
             .iter()
             .find(|t| {
-                let waited_for_a_call = t.call.is_some() && t.upstream.is_none();
-                // A shadow rule's failure (`shadow_error`) decided nothing, and the rules went
-                // on, unless the deadline caught it.
-                (t.outcome == "error" || t.deadline)
-                    && ((t.deadline && !waited_for_a_call)
-                        // Logs written before `deadline` was.
-                        || t.error.as_deref().is_some_and(|e| {
+                let enforced = t.outcome == "error";
+                if t.deadline {
+                    // An enforced rule's call the deadline caught unanswered is waited for
+                    // again instead. (A shadow rule is flagged only when the deadline caught it
+                    // still running: its cut-off would end a replayed wait first.)
+                    !(enforced && t.call.is_some() && t.upstream.is_none())
+                } else {
+                    // Logs written before `deadline` was; a shadow rule's failure decided
+                    // nothing there, and the rules went on.
+                    enforced
+                        && t.error.as_deref().is_some_and(|e| {
                             e.starts_with(crate::engine::NOT_RUN)
                                 || e.starts_with(crate::engine::NOT_SENT)
-                        }))
+                        })
+                }
             })
             .map(|t| (&*t.rule, t.outcome == "error"))
     }

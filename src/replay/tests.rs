@@ -449,23 +449,28 @@ async fn a_rule_the_deadline_stopped_then_is_the_deadlines_again() {
         "default.yaml",
         "settings: { on_error: reject }\nrules:\n  - { name: trial, mode: shadow, script: scripts/t.rhai, reason: y }\n  - { name: big, amount: { max: 1000000 }, reason: z }\n",
     ), ("scripts/t.rhai", "amount > 5")]);
-    let logged = line(
-        r#"{"rule":"trial","outcome":"shadow_error","ms":400.0,"error":"deadline of 400ms exceeded","deadline":true}"#,
-        "reject",
+    for call in [
         "",
-    )
-    .replace(
-        r#""status":200"#,
-        r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.""#,
-    );
-    let r = again(&shadow, &logged).await;
-    assert_eq!(
-        (r.decision.decision, r.decision.rule.as_deref()),
-        (Verdict::Reject, None),
-        "{}",
-        r.explain()
-    );
-    assert!(!r.changed(), "{}", r.explain());
+        r#","call":{"upstream":"shop","method":"GET","path":"/x","sent":"x"}"#,
+    ] {
+        let logged = line(
+            &format!(r#"{{"rule":"trial","outcome":"shadow_error","ms":400.0{call},"error":"deadline of 400ms exceeded","deadline":true}}"#),
+            "reject",
+            "",
+        )
+        .replace(
+            r#""status":200"#,
+            r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.""#,
+        );
+        let r = again(&shadow, &logged).await;
+        assert_eq!(
+            (r.decision.decision, r.decision.rule.as_deref()),
+            (Verdict::Reject, None),
+            "{call}: {}",
+            r.explain()
+        );
+        assert!(!r.changed(), "{}", r.explain());
+    }
     // A shadow rule stopped otherwise decided nothing: the rules went on, and are replayed.
     let (_dir, rules) = load_files(&[(
         "default.yaml",
