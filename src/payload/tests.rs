@@ -712,64 +712,6 @@ proptest! {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2048))]
-    /// The fast path (field by field, no `serde_json::Value`) answers exactly as the full
-    /// parser does whenever it answers at all: the same format, ids, store and amount, its
-    /// spelling included. Bodies of each format, with the spellings both read differently:
-    /// ids, amounts, stores, extra and look-alike keys, nesting, escapes, repeated keys.
-    #[test]
-    fn the_fast_path_answers_as_the_full_parser(
-        format in 0..3usize,
-        id in proptest::sample::select(vec![
-            r#""o-1""#, r#""가나""#, r#""a b""#, r#""\u0041""#, r#""""#, r#"" ""#, "7", "null",
-        ]),
-        amount in proptest::sample::select(vec![
-            "1000", "10.50", "1e3", "1E+3", "-5", "0", "0.0", r#""1000""#, r#"" 10.50 ""#,
-            r#""0100""#, r#""1e3""#, r#""""#, "null", "true", "99999999999999999999999999999",
-            "1.0000000000000000000000000001", "1e400", r#""5,000""#,
-        ]),
-        store in proptest::sample::select(vec![r#""s-1""#, "null", "5", r#""""#]),
-        extras in proptest::collection::vec(
-            (
-                proptest::sample::select(vec!["extra", "AMOUNT", "amount", "imp_uid", "memo", "data"]),
-                proptest::sample::select(vec!["1", r#""x""#, "[1,[2,{}]]", r#"{"a":{"b":null}}"#, "null"]),
-            ),
-            0..3,
-        ),
-        space in proptest::sample::select(vec!["", " ", "\n\t"]),
-    ) {
-        let mut members: Vec<(String, String)> = match format {
-            0 => vec![("imp_uid".into(), id.into()), ("merchant_uid".into(), r#""m-1""#.into()), ("amount".into(), amount.into())],
-            1 => vec![("paymentId".into(), id.into()), ("txId".into(), r#""t-1""#.into()), ("totalAmount".into(), amount.into())],
-            _ => vec![
-                ("type".into(), r#""Transaction.Confirm""#.into()),
-                ("data".into(), format!(r#"{{"paymentId":{id},"transactionId":"t-1","totalAmount":{amount},"storeId":{store}}}"#)),
-            ],
-        };
-        members.extend(extras.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let body = format!(
-            "{{{}}}",
-            members
-                .iter()
-                .map(|(k, v)| format!("{space}\"{k}\"{space}:{space}{v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        if let Some(ids) = fast::parse(body.as_bytes()) {
-            let full = parse_full(Encoding::Json, body.as_bytes(), bytes::Bytes::new);
-            let Ok(Parsed::Confirm(req)) = full else {
-                return Err(TestCaseError::fail(format!("fast path answered {body}, the full parser: {full:?}")));
-            };
-            prop_assert_eq!(
-                (&ids.order_id, &ids.tx_id, &ids.store_id, ids.api, ids.amount.to_string()),
-                (&req.order_id, &req.tx_id, &req.store_id, req.api, req.amount.to_string()),
-                "{}", body
-            );
-        }
-    }
-}
-
 /// `curl -d '{"imp_uid":…}'` without `-H content-type` labels JSON as a form: the 400 says so.
 #[test]
 fn json_labelled_as_a_form_is_told_apart() {

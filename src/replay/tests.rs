@@ -204,19 +204,21 @@ async fn what_the_record_cannot_stand_in_for_is_noted() {
     // limit (a JSON answer cut where its spelling, escapes and all, reaches 4 KiB); in a log
     // written before `cut`, told by a text longer than the limit.
     let long = format!("\"{}…\"", "x".repeat(MAX_TRACED_BODY));
-    for (body, cut, noted) in [
-        (long.as_str(), "", true),
-        ("\"{\\\"a\\\":\\\"xx…\"", ",\"cut\":true", true),
-        ("\"short…\"", "", false),
-    ] {
-        let record = line(
+    let answered = |body: &str, cut: &str| {
+        line(
             &format!(
                 r#"{{"rule":"shop-up","outcome":"pass","ms":0.01}},{{"rule":"existing-confirm","outcome":"pass","ms":3.2,"upstream":{{"status":409,"body":{body}{cut}}}}}"#
             ),
             "reject",
             "",
-        );
-        let r = again(&rules, &record).await;
+        )
+    };
+    for (body, cut, noted) in [
+        (long.as_str(), "", true),
+        ("\"{\\\"a\\\":\\\"xx…\"", ",\"cut\":true", true),
+        ("\"short…\"", "", false),
+    ] {
+        let r = again(&rules, &answered(body, cut)).await;
         let expected: &[&str] = if noted {
             &["rule existing-confirm: the log kept only the first 4 KiB of the upstream's answer"]
         } else {
@@ -225,21 +227,14 @@ async fn what_the_record_cannot_stand_in_for_is_noted() {
         assert_eq!(r.notes, expected, "{body}");
     }
     // Said only of a rule the replay reaches: here a new limit before it refuses first.
-    let (_dir, rules) = load_files(&[(
+    let (_limited_dir, limited) = load_files(&[(
         "default.yaml",
         &RULES.replace(
             "rules:\n",
             "rules:\n  - { name: limit, amount: { max: 1 }, reason: z }\n",
         ),
     )]);
-    let record = line(
-        &format!(
-            r#"{{"rule":"shop-up","outcome":"pass","ms":0.01}},{{"rule":"existing-confirm","outcome":"pass","ms":3.2,"upstream":{{"status":409,"body":{long}}}}}"#
-        ),
-        "reject",
-        "",
-    );
-    let r = again(&rules, &record).await;
+    let r = again(&limited, &answered(&long, "")).await;
     assert_eq!(r.decision.rule.as_deref(), Some("limit"), "{}", r.explain());
     assert!(r.notes.is_empty(), "{:?}", r.notes);
 }

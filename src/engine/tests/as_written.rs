@@ -79,6 +79,15 @@ rules:
     );
 }
 
+/// The body the first rule of `rules`, a fetch, sends for a V1 request.
+fn sent_body(rules: &Rules) -> String {
+    let crate::rules::Check::Fetch(f) = &rules.get("default").unwrap().rules[0].check else {
+        panic!("not a fetch");
+    };
+    let call = crate::engine::calls::fetch_call(f, &request(&v1("order-1", "1000")), None).unwrap();
+    String::from_utf8(call.body.unwrap().to_vec()).unwrap()
+}
+
 /// A fetch body's numbers reach the merchant as the operator wrote them: serde_yaml reads one
 /// with a fraction or exponent through an `f64`, which sent `10.50` as 10.5 and rounded a long
 /// one. Integers (also those YAML writes in hex or with a sign) were always exact.
@@ -100,12 +109,8 @@ rules:
     reason: r
 "#
     ));
-    let crate::rules::Check::Fetch(f) = &rules.get("default").unwrap().rules[0].check else {
-        panic!("not a fetch");
-    };
-    let call = crate::engine::calls::fetch_call(f, &request(&v1("order-1", "1000")), None).unwrap();
     assert_eq!(
-        std::str::from_utf8(call.body.as_deref().unwrap()).unwrap(),
+        sent_body(&rules),
         r#"{"nested":{"hex":31,"id":123456789012345678901234567890,"plus":5,"rate":0.30},"order":"order-1","parts":[0.1,12345678901234567890.123],"price":10.50}"#
     );
 }
@@ -132,17 +137,13 @@ proptest::proptest! {
             "{SHOP}\nrules:\n  - name: reserve\n    reason: r\n    fetch:\n      upstream: shop\n      method: POST\n      path: /r\n     {body}"
         );
         let (_dir, rules) = ruleset(&yaml);
-        let crate::rules::Check::Fetch(f) = &rules.get("default").unwrap().rules[0].check else {
-            panic!("not a fetch");
-        };
-        let call = crate::engine::calls::fetch_call(f, &request(&v1("o", "1")), None).unwrap();
         // Its digits as written; an exponent is spelt `e+3` or `e-3` whatever its case or
         // sign were (serde_json's spelling of the same number).
         let sent: serde_json::Number = serde_json::from_str(&number).unwrap();
         let mantissa = number.split(['e', 'E']).next().unwrap();
         proptest::prop_assert!(sent.to_string().starts_with(mantissa), "{} {}", sent, number);
         proptest::prop_assert_eq!(
-            std::str::from_utf8(call.body.as_deref().unwrap()).unwrap(),
+            sent_body(&rules),
             format!(r#"{{"list":[{sent}],"n":{sent}}}"#)
         );
     }

@@ -43,6 +43,25 @@ fn fast_path_reads_the_portone_examples() {
     }
 }
 
+/// Plain bodies do take the shortcut (a numeric-string amount too), up to its nesting limit:
+/// the property test below checks only that the answers agree, which a fast path that
+/// declined everything would pass.
+#[test]
+fn fast_path_takes_plain_bodies_up_to_its_nesting_limit() {
+    let ids = fast::parse(br#"{"imp_uid":"i","merchant_uid":"m","amount":"1000"}"#).unwrap();
+    assert_eq!(
+        (ids.order_id.as_str(), ids.amount.to_string()),
+        ("m", "1000".to_owned())
+    );
+    let nested = |open: usize| {
+        // `open` brackets in all: the body's own and a nested list's.
+        let list = format!("{}{}", "[".repeat(open - 1), "]".repeat(open - 1));
+        format!(r#"{{"imp_uid":"i","merchant_uid":"m","amount":1,"x":{list}}}"#)
+    };
+    assert!(fast::parse(nested(fast::MAX_OPEN_BRACKETS).as_bytes()).is_some());
+    assert!(fast::parse(nested(fast::MAX_OPEN_BRACKETS + 1).as_bytes()).is_none());
+}
+
 #[test]
 fn fast_path_leaves_the_unusual_to_the_full_parser() {
     for body in [
