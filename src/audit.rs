@@ -44,7 +44,7 @@ const DROP_WARN_EVERY: Duration = Duration::from_secs(5);
 /// fields (`decision`, `status`, `reason`, `rule`, `shadow`, `trace`) sit at the top level.
 #[derive(Debug)]
 pub struct Record<'a> {
-    /// When the request arrived (RFC 3339, milliseconds, UTC).
+    /// When the request arrived (RFC 3339, microseconds, UTC).
     pub time: chrono::DateTime<chrono::Utc>,
     pub decision_id: &'a str,
     pub ruleset: &'a str,

@@ -3,8 +3,9 @@
 //!
 //! # Shadow rules never decide
 //!
-//! A `mode: shadow` rule is evaluated and its outcome recorded (`shadow_reject`, `shadow_approve`, or `error`
-//! when its check could not complete), but it never refuses, never approves, is never the
+//! A `mode: shadow` rule is evaluated and its outcome traced and counted (`shadow_reject`,
+//! `shadow_approve`, or `shadow_error` when its check could not complete; the decision record's
+//! `shadow` list says what it would have done: `reject`, `approve`, `error`), but it never refuses, never approves, is never the
 //! deciding rule, and never decides through `on_error` (its own or the ruleset's): an erring
 //! shadow rule is an `error` shadow outcome and evaluation goes on with the next rule.
 //!

@@ -191,6 +191,8 @@ pub enum PayloadError {
     FormLabelledAsJson,
     #[error("알 수 없는 요청 형식입니다: imp_uid/merchant_uid/amount (V1), payment_id/tx_id/total_amount (V2) 또는 type/data (V2) 필드가 필요합니다")]
     UnknownFormat,
+    #[error("type/data 형식(V2)의 메시지는 JSON으로만 받습니다: Content-Type: application/json으로 보내 주세요")]
+    MessageAsForm,
     #[error("필수 필드 {0}가 없습니다")]
     Missing(&'static str),
     #[error("필드 {0}가 비어 있습니다")]

@@ -150,6 +150,12 @@ pub struct BodyDue {
     /// would lose its body to the timer (a sold-out refusal made an error that
     /// `on_error: approve` let through). Not before `by`.
     pub late: tokio::time::Instant,
+    /// The request's deadline. A call whose own `timeout` ends before it is not cut at `by`:
+    /// its timeout ends a body still coming, an error of its rule (the rule's `on_error`), as
+    /// it ends a call whose status never came. Cut at `by` instead, the same slow answer would
+    /// be the deadline's, for the ruleset's `on_error` — one rule's `on_error: reject` turned
+    /// into the ruleset's `approve` by how the answer was slow.
+    pub deadline: tokio::time::Instant,
 }
 
 impl BodyDue {
@@ -611,6 +617,9 @@ async fn send(up: &Upstream, mut call: HttpCall) -> Result<UpstreamResponse, Ups
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let headers = joined_headers(resp.headers(), up);
+    // When the call's own timeout ends it: before the deadline, it ends the body too.
+    let own_end = tokio::time::Instant::now() + up.timeout.saturating_sub(timed_from.elapsed());
+    let body_by = body_by.filter(|due| own_end >= due.deadline);
     let (body, mut incomplete) = read_body(&mut resp, body_by, up).await;
     let large = is_large(&body);
     let secrets = up.secrets.clone();
@@ -1038,7 +1047,11 @@ mod slots_tests {
         };
         let _held = slots.free.clone().try_acquire_owned().unwrap();
         let by = tokio::time::Instant::now() + Duration::from_millis(50);
-        let due = Some(BodyDue { by, late: by });
+        let due = Some(BodyDue {
+            by,
+            late: by,
+            deadline: by,
+        });
         let post = HttpCall {
             method: http::Method::POST,
             body_by: due,
@@ -1063,7 +1076,11 @@ mod slots_tests {
         };
         let by = tokio::time::Instant::now() + Duration::from_millis(20);
         let get = HttpCall {
-            body_by: Some(BodyDue { by, late: by }),
+            body_by: Some(BodyDue {
+                by,
+                late: by,
+                deadline: by,
+            }),
             ..call(Some("stock"))
         };
         let waited = send(&up, get).await.unwrap_err();
@@ -1099,6 +1116,7 @@ mod body_due_tests {
         let due = BodyDue {
             by: ms(900),
             late: ms(960),
+            deadline: ms(1000),
         };
         for (status, body) in [
             (0, 900),
@@ -1117,6 +1135,7 @@ mod body_due_tests {
         let tight = BodyDue {
             by: ms(9),
             late: ms(9),
+            deadline: ms(10),
         };
         assert_eq!(tight.for_status_at(ms(20)), ms(9));
     }

@@ -180,6 +180,7 @@ impl Run<'_, '_> {
         (rule.mode != Mode::Shadow).then_some(BodyDue {
             by: self.bodies_by,
             late,
+            deadline: self.deadline,
         })
     }
 

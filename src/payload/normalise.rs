@@ -46,6 +46,11 @@ pub(super) fn normalise(
             None,
         )
     } else if obj.contains_key("type") && obj.contains_key("data") {
+        // V2 sends its messages as JSON (`raw`): a form that looks like one must not be the
+        // 200 of an ignored message.
+        if raw.is_none() {
+            return Err(PayloadError::MessageAsForm);
+        }
         let message_type =
             obj.get("type")
                 .and_then(Value::as_str)

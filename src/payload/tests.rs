@@ -647,6 +647,14 @@ fn form_decoding() {
         assert_eq!(err(FORM, body), PayloadError::UnknownFormat, "{body:?}");
     }
     assert_eq!(err(FORM, "="), PayloadError::UnknownFormat);
+    // V2 messages come as JSON: a form shaped like one is neither ignored (a 200 without a
+    // rule) nor read as a confirm.
+    for body in [
+        "type=Transaction.Paid&data=x",
+        "type=Transaction.Confirm&data=x&paymentId=o-1&totalAmount=1000",
+    ] {
+        assert_eq!(err(FORM, body), PayloadError::MessageAsForm, "{body:?}");
+    }
     assert_eq!(
         err(FORM, "merchant_uid=m&imp_uid=+&amount=1"),
         PayloadError::Empty("imp_uid")

@@ -228,7 +228,7 @@ async fn admin_rules(State(state): State<AppState>) -> Response {
 }
 
 async fn admin_reload(State(state): State<AppState>) -> Response {
-    // A reload may wait for a rule file's writer (up to 10 s): at shutdown the caller is told
+    // A reload may wait for a rule file's writer (up to 30 s): at shutdown the caller is told
     // at once rather than cut off at the end of the grace period.
     let mut stopping = state.0.stopping.subscribe();
     let before = state.0.store.current().version.clone();

@@ -1824,6 +1824,43 @@ async fn an_answer_cut_by_the_deadline_is_the_rulesets_on_error() {
     }
 }
 
+/// An upstream whose own `timeout` ends before the deadline (but after bodies are due, a tenth
+/// of the deadline before it) ends a trickling body by that timeout: an error of its rule, for
+/// the rule's `on_error`, as an upstream that sends nothing by then is — not cut where bodies
+/// are due and handed to the ruleset's `on_error: approve`, which would pass a payment the
+/// rule says to refuse when its stock check cannot complete.
+#[tokio::test]
+async fn a_body_still_coming_at_its_upstreams_timeout_before_the_deadline_is_its_rules_error() {
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"avail";
+    let (trickling, _) = raw_upstream(head, Duration::from_secs(5)).await;
+    let (silent, _) = raw_upstream("", Duration::from_secs(5)).await;
+    for (url, what) in [(&trickling, "trickling"), (&silent, "silent")] {
+        let rules = Rules::with(
+            "default.yaml",
+            &format!(
+                "settings: {{ on_error: approve, error_reason: \"재고를 확인하지 못했습니다\", deadline: 1s }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 950ms }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, require: 'response.body.avail >= 1', reason: r, on_error: reject }}\n"
+            ),
+        );
+        let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+        assert_eq!(
+            (a.status, a.reason()),
+            (409, "재고를 확인하지 못했습니다"),
+            "{what}: {r}"
+        );
+        let step = &r["trace"][0];
+        assert_eq!(step["outcome"], "error", "{r}");
+        assert!(step.get("deadline").is_none(), "{what}: {r}");
+        assert!(
+            step["error"]
+                .as_str()
+                .unwrap()
+                .contains("timed out after 950ms"),
+            "{what}: {r}"
+        );
+    }
+}
+
 /// A passing status whose body then stops coming is no pass: the handler may have failed
 /// after its status line, and SPEC §9 makes transport failures errors. `on_error` decides —
 /// the rule's when the upstream cut it, the ruleset's when the deadline did — for a
