@@ -39,7 +39,7 @@ const EVENT_LAG: Duration = Duration::from_millis(20);
 pub type EnvReader = Arc<dyn crate::rules::Environment + Send>;
 
 /// Extra validation a new generation must pass before it goes live (rule tests).
-pub type Gate = Arc<dyn Fn(&Path, &Rules) -> Result<(), Vec<String>> + Send + Sync>;
+pub type Gate = Arc<dyn Fn(&Path, &Rules) -> Result<Vec<String>, Vec<String>> + Send + Sync>;
 
 /// Why a reload ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,7 +477,7 @@ fn load(
     gate: Option<&Gate>,
     running: Option<&Rules>,
 ) -> Result<Rules, Vec<String>> {
-    let rules = rules::load_dir(
+    let mut rules = rules::load_dir(
         dir,
         &LoadOptions {
             engine: scripts,
@@ -487,7 +487,10 @@ fn load(
     )
     .map_err(|e| e.lines())?;
     match gate {
-        Some(gate) => gate(dir, &rules)?,
+        Some(gate) => {
+            let warnings = gate(dir, &rules)?;
+            rules.warnings.extend(warnings);
+        }
         // The test files are part of the directory a reload validates (SPEC §5), as `check`
         // validates them: one that does not read holds the rules back as a broken rule file
         // would. Without the gate their cases are not run.

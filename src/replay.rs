@@ -263,6 +263,10 @@ pub struct Replayed {
     /// Where the record could not stand in for the upstreams (a rule it says nothing about, an
     /// answer body it kept only in part).
     pub notes: Vec<String>,
+    /// Whether the replay reached a rule whose call (or health) the record has no answer for:
+    /// that rule's error, for `on_error`, stands in for what the upstream would have said, so
+    /// the decision is no prediction (a new or changed call, a rule not reached then).
+    pub unanswered: bool,
 }
 
 impl Replayed {
@@ -443,11 +447,12 @@ fn answer(decision: &str, status: u16, rule: Option<&str>, reason: Option<&str>)
 /// Decides `record` again with `rules`, its upstreams answered from the record.
 pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Replayed {
     let mut notes = Vec::new();
-    let decision = decide(rules, scripts, &record, &mut notes).await;
+    let (decision, unanswered) = decide(rules, scripts, &record, &mut notes).await;
     Replayed {
         record,
         decision,
         notes,
+        unanswered,
     }
 }
 
@@ -456,7 +461,7 @@ async fn decide(
     scripts: &ScriptEngine,
     record: &Record,
     notes: &mut Vec<String>,
-) -> Decision {
+) -> (Decision, bool) {
     let body = record
         .request
         .as_ref()
@@ -467,14 +472,17 @@ async fn decide(
             "ruleset {} is no longer loaded: its confirm URL would be a 404",
             record.ruleset
         ));
-        return Decision::reject(404, UNKNOWN_RULESET_REASON.into(), None);
+        return (
+            Decision::reject(404, UNKNOWN_RULESET_REASON.into(), None),
+            false,
+        );
     };
     // The log keeps a form body as an object of its decoded strings, so every record reads
     // as JSON.
     let req = match payload::parse_logged(&body) {
         Ok(Parsed::Confirm(req)) => req,
-        Ok(Parsed::Ignored { .. }) => return Decision::ignored(),
-        Err(e) => return Decision::reject(e.status(), e.to_string(), None),
+        Ok(Parsed::Ignored { .. }) => return (Decision::ignored(), false),
+        Err(e) => return (Decision::reject(e.status(), e.to_string(), None), false),
     };
     let original = Original::new(
         body,
@@ -484,16 +492,17 @@ async fn decide(
     // the ruleset's `on_error` as it is now (an edited `on_error` or `error_reason` shows).
     if record.deadline_came_first(rules) {
         notes.push("the deadline had passed before the first rule ran (the body came just before it), so the ruleset's on_error decided; it decides again as it is now".to_owned());
-        return on_error(&ruleset.settings, &req, None);
+        return (on_error(&ruleset.settings, &req, None), false);
     }
     if record.overran() {
         notes.push("the rules had not finished by the deadline, so the ruleset's on_error decided; it decides again as it is now".to_owned());
-        return on_error(&ruleset.settings, &req, None);
+        return (on_error(&ruleset.settings, &req, None), false);
     }
     if let Some((rule, enforced)) = record.stopped_by_deadline() {
         notes.push(format!("the deadline ended rule {rule} (reached too close to it, or still running when the answer was due), so the ruleset's on_error decided; it decides again as it is now"));
         // Named as `serve` names it: the enforced rule the deadline stopped.
-        return on_error(&ruleset.settings, &req, enforced.then(|| Arc::from(rule)));
+        let named = enforced.then(|| Arc::from(rule));
+        return (on_error(&ruleset.settings, &req, named), false);
     }
     let (canned, plans) = stand_ins(record, ruleset, &req);
     let ctx = Context {
@@ -506,13 +515,19 @@ async fn decide(
     };
     let decision = evaluate(ruleset, &req, &ctx).await;
     note_headers_read(ruleset, &decision, notes);
-    note_new_errors(record, &decision, &plans, notes);
-    decision
+    let unanswered = note_new_errors(record, &decision, &plans, notes);
+    (decision, unanswered)
 }
 
 /// Notes for rules whose answer is not their own logged one (another rule's, or none) or only
 /// the start of it, by rule: given only when the replay reaches the rule.
-type Plans = BTreeMap<String, String>;
+type Plans = BTreeMap<String, Plan>;
+
+struct Plan {
+    note: String,
+    /// Whether an answer (or health state) stands in: another rule's, or the start of its own.
+    answered: bool,
+}
 
 /// The upstreams as the record saw them: each rule's own answer (or failure) to the call it
 /// made then, and the health each `healthy` rule read.
@@ -527,8 +542,9 @@ fn stand_ins(record: &Record, ruleset: &Ruleset, req: &ConfirmRequest) -> (Canne
             if let Some(health) = health {
                 canned = canned.health(&up.name, health);
             }
-            if let Some(plan) = plan {
-                plans.insert(rule.name.to_string(), plan);
+            if let Some(note) = plan {
+                let answered = health.is_some();
+                plans.insert(rule.name.to_string(), Plan { note, answered });
             }
             continue;
         }
@@ -536,11 +552,12 @@ fn stand_ins(record: &Record, ruleset: &Ruleset, req: &ConfirmRequest) -> (Canne
             continue;
         };
         let (answer, plan) = logged.answer_for(rule, traced, &now);
+        if let Some(note) = plan {
+            let answered = answer.is_some();
+            plans.insert(rule.name.to_string(), Plan { note, answered });
+        }
         if let Some(answer) = answer {
             canned = canned.answer_rule(&rule.name, &now.upstream, &key(&now), answer);
-        }
-        if let Some(plan) = plan {
-            plans.insert(rule.name.to_string(), plan);
         }
     }
     (canned, plans)
@@ -866,13 +883,21 @@ fn note_headers_read(ruleset: &Ruleset, decision: &Decision, notes: &mut Vec<Str
 
 /// Notes a rule that errs now where the record could not stand in: one it has no answer for
 /// (said as [`stand_ins`] planned, or as having none), or one that did not err then (it read
-/// what the log does not keep).
-fn note_new_errors(record: &Record, decision: &Decision, plans: &Plans, notes: &mut Vec<String>) {
+/// what the log does not keep). Returns whether a rule the replay reached had no answer.
+fn note_new_errors(
+    record: &Record,
+    decision: &Decision,
+    plans: &Plans,
+    notes: &mut Vec<String>,
+) -> bool {
+    let mut unanswered = false;
     for t in &decision.trace {
         let planned = plans.get(&*t.rule);
         let called = t.call.is_some() || t.probe.is_some();
         if let Some(plan) = planned.filter(|_| called || t.outcome.is_error()) {
-            notes.push(plan.clone());
+            notes.push(plan.note.clone());
+            // A shadow rule's error decides nothing.
+            unanswered |= !plan.answered && t.outcome == Outcome::Error;
             continue;
         }
         if !t.outcome.is_error() {
@@ -880,6 +905,10 @@ fn note_new_errors(record: &Record, decision: &Decision, plans: &Plans, notes: &
         }
         let then = record.trace.iter().find(|l| *l.rule == *t.rule);
         let error = t.error.as_deref().unwrap_or("");
+        // Only a rule that calls or reads health lacks an answer: another one's error is its
+        // own (an expression failing on this request), which the note must name.
+        let missing = error.contains("no answer on file") || (then.is_none() && called);
+        unanswered |= missing && t.outcome == Outcome::Error;
         let noted = notes.iter().any(|n| {
             n.strip_prefix("rule ")
                 .and_then(|n| n.strip_prefix(&*t.rule))
@@ -888,9 +917,7 @@ fn note_new_errors(record: &Record, decision: &Decision, plans: &Plans, notes: &
         if noted {
             continue;
         }
-        // Only a rule that calls or reads health lacks an answer: another one's error is its
-        // own (an expression failing on this request), which the note must name.
-        if error.contains("no answer on file") || (then.is_none() && called) {
+        if missing {
             notes.push(format!(
                 "rule {}: the record has no upstream answer or health for it (a new or renamed rule, or not reached then); it counted as an error",
                 t.rule
@@ -907,6 +934,7 @@ fn note_new_errors(record: &Record, decision: &Decision, plans: &Plans, notes: &
             ));
         }
     }
+    unanswered
 }
 
 /// A call that failed then, failing again the same way: still waiting when the deadline (or a

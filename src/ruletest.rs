@@ -544,7 +544,12 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
 
 /// Runs every suite of a freshly loaded generation; failing cases come back as messages.
 /// Used by `serve --test-on-reload` so a change that breaks its own tests never goes live.
-pub fn gate(rules_dir: &Path, rules: &Rules, scripts: &ScriptEngine) -> Result<(), Vec<String>> {
+/// `Ok` holds warnings: a ruleset no suite tests, which the gate lets through unchecked.
+pub fn gate(
+    rules_dir: &Path,
+    rules: &Rules,
+    scripts: &ScriptEngine,
+) -> Result<Vec<String>, Vec<String>> {
     let suites = load_suites(rules_dir, rules)
         .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     // On a paused clock, as `confirm-proxy test` runs them: canned delays and timeouts pass at
@@ -563,11 +568,25 @@ pub fn gate(rules_dir: &Path, rules: &Rules, scripts: &ScriptEngine) -> Result<(
         .filter(|r| !r.passed())
         .map(CaseResult::explain)
         .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(failed)
+    if !failed.is_empty() {
+        return Err(failed);
     }
+    // A new ruleset file (a copy of another for a second sale) goes live with no test run:
+    // said on every reload, so that the operator who relies on the gate learns it.
+    let tested: std::collections::HashSet<&str> =
+        suites.iter().map(|s| s.ruleset.as_str()).collect();
+    Ok(rules
+        .rulesets
+        .values()
+        .filter(|set| !tested.contains(set.name.as_str()))
+        .map(|set| {
+            format!(
+                "{}: ruleset \"{}\" has no rule tests (no file under tests/ names it): --test-on-reload lets every edit of it go live untested",
+                set.file.display(),
+                set.name
+            )
+        })
+        .collect())
 }
 
 /// A rules directory for tests: `rules` as `default.yaml` and `test` as `tests/t.yaml`, its

@@ -40,6 +40,9 @@ struct Counts {
     /// operator reads first before an edit or a new build goes live.
     now_approved: usize,
     now_refused: usize,
+    /// Of those changed, the ones that reached a call or health state the record has no
+    /// answer for: `on_error` decided there, not what the upstream would have said.
+    unanswered: usize,
     /// Answers no rule decided: guards', repeats, ignored messages.
     skipped: usize,
     /// Answered by `on_error` because the deadline passed before the first rule.
@@ -142,6 +145,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         }
         if again.changed() {
             counts.changed += 1;
+            counts.unanswered += usize::from(again.unanswered);
             match (again.record.decision, again.decision.decision) {
                 (Verdict::Reject, Verdict::Approve) => counts.now_approved += 1,
                 (Verdict::Approve, Verdict::Reject) => counts.now_refused += 1,
@@ -226,8 +230,16 @@ fn summary(c: &Counts) -> String {
         String::new()
     } else {
         let other = c.changed - c.now_approved - c.now_refused;
+        let unanswered = if c.unanswered == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {} of them reached a call or health state the record has no answer for, and on_error decided it, not the upstream",
+                c.unanswered
+            )
+        };
         format!(
-            " ({} now approved, {} now refused, {other} with another reason, status or deciding rule)",
+            " ({} now approved, {} now refused, {other} with another reason, status or deciding rule{unanswered})",
             c.now_approved, c.now_refused
         )
     };

@@ -282,6 +282,7 @@ async fn a_forward_the_deadline_cut_off_is_matched_by_its_call() {
     let r = again(&rules, &cut).await;
     assert!(!r.changed(), "{}", r.explain());
     assert!(r.notes.is_empty(), "{:?}", r.notes);
+    assert!(!r.unanswered, "its own failure stands in");
     assert_eq!(
         r.decision.trace[0].error.as_deref(),
         Some("deadline of 1s exceeded")
@@ -289,6 +290,7 @@ async fn a_forward_the_deadline_cut_off_is_matched_by_its_call() {
     let (_dir, rules) = load_files(&[("default.yaml", &forward("/v2/confirm"))]);
     let r = again(&rules, &cut).await;
     assert_first_rule_errs(&r, "rule existing: its call changed (then POST /confirm from shop, now POST /v2/confirm from shop): the record has no answer for it");
+    assert!(r.unanswered, "on_error's guess, counted apart");
 }
 
 /// An enforced fetch and a shadow trial of the same call: the answer the enforced rule got
@@ -701,12 +703,14 @@ async fn a_get_started_early_then_stands_in_by_its_status() {
         1,
         "rule fast: not in the record; it got the failure of its own GET started early then",
     );
+    assert!(!r.unanswered, "a failure that came then stands in");
     let r = replayed("", "").await;
     assert_rule_errs(
         &r,
         1,
         "rule fast: not in the record, and its own GET started early then was still under way when the evaluation ended: the record has no upstream answer for it; it counted as an error",
     );
+    assert!(r.unanswered);
 }
 
 /// A shadow rule cut off at the shadow cut-off then, enforced now: it takes the answer another

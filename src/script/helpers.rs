@@ -21,6 +21,40 @@ pub(super) fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
         .filter(|t| (0..=9999).contains(&t.year()))
 }
 
+/// A time written in a script (`"2026-12-07 10:00"`, Korean time) as Unix milliseconds, for
+/// comparing with `now`: a date and a time of day (a space or `T` between them, seconds
+/// optional), a date alone (its midnight), or RFC 3339 with its own offset. Text comparison of
+/// built strings is the slip it replaces: `seoul_date(now) + "T" + seoul_time(now) <
+/// "2026-12-07 10:00"` orders `T` after the space and opens the window a day early.
+pub(super) fn seoul_at(text: &str) -> Option<INT> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis()).filter(|_| (0..=9999).contains(&t.year()));
+    }
+    let local = [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
+    .or_else(|| {
+        let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+        day.and_hms_opt(0, 0, 0)
+    })?;
+    let t = FixedOffset::east_opt(SEOUL_OFFSET_SECS)?
+        .from_local_datetime(&local)
+        .single()?;
+    Some(t.timestamp_millis()).filter(|_| (0..=9999).contains(&t.year()))
+}
+
+/// What `seoul_at` says of text it cannot read.
+pub(super) fn seoul_at_error(text: &str) -> String {
+    let shown: String = text.chars().take(60).collect();
+    format!("seoul_at: {shown:?} is no date and time: write it as \"2026-12-07 10:00\" (Korean time; seconds optional), a date alone for its midnight, or with an offset as \"2026-12-07T10:00:00+09:00\"")
+}
+
 /// What a `seoul_…` helper gives for a time in Seoul.
 type Give = fn(DateTime<FixedOffset>) -> Dynamic;
 
@@ -323,6 +357,12 @@ pub(super) fn register_helpers(engine: &mut Engine) {
             })
         },
     );
+    engine.register_fn(
+        "seoul_at",
+        |text: &str| -> Result<INT, Box<rhai::EvalAltResult>> {
+            seoul_at(text).ok_or_else(|| seoul_at_error(text).into())
+        },
+    );
     engine.register_fn("before", |s: &str, sep: &str| {
         s.split_once(sep).map_or(s, |(head, _)| head).to_owned()
     });
@@ -366,6 +406,39 @@ fn replaced(
 mod tests {
     use super::*;
     use crate::script::tests::{eval_expr, V1};
+
+    /// `now` (2026-12-01 12:30 in Seoul in these tests) against times written in Korean time,
+    /// to the millisecond, however the text writes them.
+    #[test]
+    fn seoul_at_reads_a_korean_date_and_time() {
+        for src in [
+            r#"now == seoul_at("2026-12-01 12:30")"#,
+            r#"now == seoul_at("2026-12-01T12:30:00")"#,
+            r#"now == seoul_at(" 2026-12-01 12:30:00 ")"#,
+            r#"now == seoul_at("2026-12-01T03:30:00Z")"#,
+            r#"now == seoul_at("2026-12-01T12:30:00+09:00")"#,
+            r#"now - seoul_at("2026-12-01") == (12 * 60 + 30) * 60000"#,
+            r#"now >= seoul_at("2026-12-01 12:29:59") && now < seoul_at("2026-12-01 12:30:01")"#,
+        ] {
+            assert_eq!(eval_expr(src, V1), Ok(true), "{src}");
+        }
+        for text in [
+            "2026-12-01 9시",
+            "12/01/2026 10:00",
+            "2026-12-01 24:00",
+            "",
+            "10:00",
+        ] {
+            assert_eq!(seoul_at(text), None, "{text:?}");
+            let e = eval_expr(&format!("now >= seoul_at(order_id + {text:?})"), V1).unwrap_err();
+            assert!(
+                e.message.contains("is no date and time: write it as"),
+                "{e:?}"
+            );
+        }
+        // The year 10000 sorts nowhere a date should.
+        assert_eq!(seoul_at("+10000-01-01T00:00:00Z"), None);
+    }
 
     #[test]
     fn helpers() {

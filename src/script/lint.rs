@@ -196,6 +196,15 @@ pub(super) fn time_in_other_units(ast: &AST) -> Vec<(String, Position)> {
         };
         let name = call.name.as_str();
         let is_now = |e: &Expr| matches!(e, Expr::Variable(v, ..) if v.1 == "now");
+        if name == "seoul_at" {
+            // Written in the script: read when the rules load, not on the first request.
+            if let [Expr::StringConstant(text, at)] = &call.args[..] {
+                if super::helpers::seoul_at(text).is_none() {
+                    found.push((super::helpers::seoul_at_error(text), *at));
+                }
+            }
+            return true;
+        }
         if name.starts_with("seoul_") {
             match &call.args[..] {
                 // Only seconds: a larger unit is past the year 9999 for a helper, an error
@@ -1200,6 +1209,34 @@ mod tests {
         );
         // A script's own `now`.
         crate::script::tests::scripts_load(&engine, &["let now = now / 1000;\nnow >= 1796000000"]);
+    }
+
+    /// A time written for `seoul_at` is read when the rules load: one it cannot read is an
+    /// error at the text, not an `on_error` decision on every request; a number is no text.
+    #[test]
+    fn seoul_at_text_is_read_at_load() {
+        let engine = ScriptEngine::new();
+        crate::script::tests::assert_refused(
+            &engine,
+            r#"now >= seoul_at("2026-12-07 9시")"#,
+            r#"seoul_at: "2026-12-07 9시" is no date and time: write it as "2026-12-07 10:00" (Korean time; seconds optional), a date alone for its midnight, or with an offset as "2026-12-07T10:00:00+09:00""#,
+            1,
+            17,
+        );
+        crate::script::tests::assert_refused(
+            &engine,
+            "now >= seoul_at(1796000000000)",
+            "seoul_at(…) takes a date and time in Korea as text (such as \"2026-12-07 10:00\") as its first argument, not a number, so this call would fail on every request",
+            1,
+            17,
+        );
+        crate::script::tests::expressions_load(
+            &engine,
+            &[
+                r#"now >= seoul_at("2026-12-07 10:00") && now < seoul_at("2026-12-07T18:00:00+09:00")"#,
+                r#"now >= seoul_at(payload.opens ?? "2026-12-07")"#,
+            ],
+        );
     }
 
     /// Each slip is an error at its string; comparisons whose types are not known at load, and

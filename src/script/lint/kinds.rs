@@ -70,7 +70,7 @@ impl Kind {
 
 /// Functions that give a number whatever they are called on (Rhai's and our helpers'; every
 /// one of their versions gives a number, or fails).
-pub(super) const GIVE_NUMBERS: [&str; 15] = [
+pub(super) const GIVE_NUMBERS: [&str; 16] = [
     "len",
     "index_of",
     "to_int",
@@ -86,6 +86,7 @@ pub(super) const GIVE_NUMBERS: [&str; 15] = [
     "sqrt",
     "seoul_hour",
     "seoul_minute",
+    "seoul_at",
 ];
 /// Functions that give a string.
 pub(super) const GIVE_STRINGS: [&str; 12] = [

@@ -204,7 +204,7 @@ pub(in crate::script) fn unknown_function(ast: &AST, known: &Functions) -> Vec<(
 
 /// What each helper's arguments must be, where one of another kind finds no function on every
 /// request: (helper, argument index as a function call counts it, kind, in words).
-const HELPER_ARGUMENTS: [(&str, usize, Kind, &str); 11] = [
+const HELPER_ARGUMENTS: [(&str, usize, Kind, &str); 12] = [
     (
         "seoul_date",
         0,
@@ -246,6 +246,12 @@ const HELPER_ARGUMENTS: [(&str, usize, Kind, &str); 11] = [
         1,
         Kind::Array,
         "a list (such as [\"store-a\", \"store-b\"])",
+    ),
+    (
+        "seoul_at",
+        0,
+        Kind::String,
+        "a date and time in Korea as text (such as \"2026-12-07 10:00\")",
     ),
     ("before", 0, Kind::String, "text"),
     ("before", 1, Kind::String, "text"),
