@@ -141,6 +141,9 @@ impl RulesDir {
                 for e in &errors {
                     err!("{e}");
                 }
+                // A rule edit that its tests now contradict (a shadow rule enforced, a limit
+                // moved) reads as a failure of the command unless this says why it stops.
+                err!("note: the rules load, but their tests under tests/ do not, and serve refuses such a directory: change the tests with the rules (or remove them from a scratch copy), then run this again");
                 None
             }
         }

@@ -506,6 +506,10 @@ fn test_refuses_an_invalid_test_file_with_exit_2() {
             stderr.contains("tests/bad.yaml:1:10: unknown ruleset"),
             "{stderr}"
         );
+        assert!(
+            stderr.contains("note: the rules load, but their tests under tests/ do not"),
+            "{stderr}"
+        );
     }
 
     // Not UTF-8: located at the first bad byte like any other error.
