@@ -315,7 +315,7 @@ impl Run<'_, '_> {
             // the clock, and so does a rule whose call may change something at the merchant:
             // once the answer is due, `on_error` decides it whatever the merchant does, so such
             // a call must not go out (the timer cannot take back a request already handed to
-            // a pooled connection; see also `Self::too_late_to_send`). The other checks take
+            // a pooled connection; see also `Self::not_to_send`). The other checks take
             // nanoseconds, or await, where the timer ends them.
             if (rule.uses_rhai() || rule.has_side_effects())
                 && tokio::time::Instant::now() >= self.deadline
@@ -425,11 +425,7 @@ impl Run<'_, '_> {
                     (Outcome::ShadowError, Outcome::Error, None, Some(cause))
                 }
             };
-            self.shadow.push(ShadowOutcome {
-                rule: rule.name.clone(),
-                outcome,
-                reason: reason.clone(),
-            });
+            self.shadow_outcome(rule, outcome, reason.clone());
             let ended = self.record(rule, traced, started, answer, reason, error);
             // Never deciding, even stopped: the ruleset's `on_error` did not decide here.
             self.mark_ended_by(faulted, false);
@@ -482,33 +478,23 @@ impl Run<'_, '_> {
             if let Some(id) = self.ctx.decision_id {
                 tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, deadline = ?self.ruleset.settings.deadline, "rule check stopped by the deadline");
             }
-            self.trace.push(RuleTrace {
-                rule: rule.name.clone(),
-                outcome: if rule.mode == Mode::Shadow {
-                    Outcome::ShadowError
-                } else {
-                    Outcome::Error
-                },
-                ms: millis(started.elapsed()),
-                reason: None,
+            let shadow = rule.mode == Mode::Shadow;
+            let outcome = if shadow {
+                Outcome::ShadowError
+            } else {
+                Outcome::Error
+            };
+            let called = Called {
                 call: calls.waited_for(i),
-                probe: None,
-                upstream: None,
-                error: Some(format!(
-                    "deadline of {:?} exceeded",
-                    self.ruleset.settings.deadline
-                )),
-                deadline: true,
-                faulted: false,
-            });
+                ..Called::default()
+            };
+            let error = format!("deadline of {:?} exceeded", self.ruleset.settings.deadline);
+            self.record(rule, outcome, started, called, None, Some(error));
+            self.mark_ended_by(false, true);
             // Shadow rules end by the shadow cut-off, before the deadline; should one still
             // be running, it is not the deciding rule either.
-            if rule.mode == Mode::Shadow {
-                self.shadow.push(ShadowOutcome {
-                    rule: rule.name.clone(),
-                    outcome: Outcome::Error,
-                    reason: None,
-                });
+            if shadow {
+                self.shadow_outcome(rule, Outcome::Error, None);
             }
         }
         self.past_deadline(rule.map(|(_, rule, _)| rule))
@@ -521,6 +507,15 @@ impl Run<'_, '_> {
             .filter(|rule| rule.mode != Mode::Shadow)
             .map(|rule| rule.name.clone());
         on_error(&self.ruleset.settings, self.req, name)
+    }
+
+    /// What shadow rule `rule` would have done, for the decision's `shadow` list.
+    fn shadow_outcome(&mut self, rule: &Rule, outcome: Outcome, reason: Option<String>) {
+        self.shadow.push(ShadowOutcome {
+            rule: rule.name.clone(),
+            outcome,
+            reason,
+        });
     }
 
     /// Marks the rule just traced as failed by its own expression or script, or as ended by

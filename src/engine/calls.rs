@@ -189,7 +189,7 @@ impl Run<'_, '_> {
     /// longer be read before the deadline ([`Run::bodies_by`]), and the merchant would act on
     /// a payment decided whatever it answers. The rule's check cannot complete: stopped by the
     /// deadline, for the ruleset's `on_error`, traced.
-    pub(super) fn too_late_to_send(&self, rule: &Rule) -> Option<Checked> {
+    fn too_late_to_send(&self, rule: &Rule) -> Option<Checked> {
         let late = rule.has_side_effects()
             && rule.mode != Mode::Shadow
             && tokio::time::Instant::now() >= self.bodies_by;
@@ -203,8 +203,17 @@ impl Run<'_, '_> {
     }
 
     /// Whether `rule` is a shadow rule reached after the shadow cut-off: it starts no call.
-    pub(super) fn past_shadow_cutoff(&self, rule: &Rule) -> bool {
+    fn past_shadow_cutoff(&self, rule: &Rule) -> bool {
         rule.mode == Mode::Shadow && tokio::time::Instant::now() >= self.shadow_until
+    }
+
+    /// Why the call `rule` is about to start must not be sent, when it must not: a shadow
+    /// rule past its cut-off, or a call with side effects too close to the deadline.
+    pub(super) fn not_to_send(&self, rule: &Rule) -> Option<Checked> {
+        if self.past_shadow_cutoff(rule) {
+            return Some(self.cut_off());
+        }
+        self.too_late_to_send(rule)
     }
 
     /// The error of a shadow rule cut off at the shadow cut-off.

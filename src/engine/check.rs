@@ -19,6 +19,17 @@ pub(super) struct Called {
     pub(super) answer: Option<UpstreamAnswer>,
 }
 
+impl Called {
+    /// A call that was made, with what came of it when anything did.
+    fn made(call: CallMade, answer: Option<UpstreamAnswer>) -> Called {
+        Called {
+            call: Some(call),
+            probe: None,
+            answer,
+        }
+    }
+}
+
 /// A fetch's call as the trace names it.
 pub(super) fn fetch_made(upstream: &Upstream, call: &HttpCall) -> CallMade {
     CallMade::new(
@@ -235,10 +246,9 @@ impl Run<'_, '_> {
                 }
                 (waited, call)
             }
-            None if self.past_shadow_cutoff(rule) => return (self.cut_off(), Called::default()),
             // Not prefetched: a POST or PUT, which may change something at the merchant.
-            None if let Some(late) = self.too_late_to_send(rule) => {
-                return (late, Called::default())
+            None if let Some(unsent) = self.not_to_send(rule) => {
+                return (unsent, Called::default())
             }
             None => match fetch_call(f, self.req, self.body_by(rule)) {
                 Ok(mut call) => {
@@ -251,21 +261,11 @@ impl Run<'_, '_> {
             },
         };
         let Some(result) = waited else {
-            let called = Called {
-                call: Some(call),
-                probe: None,
-                answer: None,
-            };
-            return (self.cut_off(), called);
+            return (self.cut_off(), Called::made(call, None));
         };
         let answer = result.as_ref().ok().map(UpstreamAnswer::from);
         let verdict = self.fetched(rule, f, scope, result).await;
-        let called = Called {
-            call: Some(call),
-            probe: None,
-            answer,
-        };
-        (verdict, called)
+        (verdict, Called::made(call, answer))
     }
 
     /// A `forward`: the original request to the merchant's confirm handler, whose 200 passes
@@ -276,11 +276,8 @@ impl Run<'_, '_> {
         fw: &Forward,
         sent: &mut Option<Box<CallMade>>,
     ) -> (Checked, Called) {
-        if self.past_shadow_cutoff(rule) {
-            return (self.cut_off(), Called::default());
-        }
-        if let Some(late) = self.too_late_to_send(rule) {
-            return (late, Called::default());
+        if let Some(unsent) = self.not_to_send(rule) {
+            return (unsent, Called::default());
         }
         let original = self.ctx.original;
         let mut headers = http::HeaderMap::new();
@@ -313,12 +310,7 @@ impl Run<'_, '_> {
         let call = self.ctx.upstreams.call(fw.upstream.clone(), call);
         let (result, made) = self.wait_sent(rule, call, made, sent).await;
         let Some(result) = result else {
-            let called = Called {
-                call: Some(made),
-                probe: None,
-                answer: None,
-            };
-            return (self.cut_off(), called);
+            return (self.cut_off(), Called::made(made, None));
         };
         let answer = result.as_ref().ok().map(UpstreamAnswer::from);
         let verdict = match result {
@@ -330,12 +322,7 @@ impl Run<'_, '_> {
             Err(e) if e.deadline_came() => Checked::Stopped(e.to_string()),
             Err(e) => Checked::Error(format!("forward to {}: {e}", fw.upstream.name)),
         };
-        let called = Called {
-            call: Some(made),
-            probe: None,
-            answer,
-        };
-        (verdict, called)
+        (verdict, Called::made(made, answer))
     }
 
     /// Applies a fetch result: records it in `fetched`, then `require` (or the status) decides.

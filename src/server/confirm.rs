@@ -176,6 +176,19 @@ enum Delivery {
     Refused(&'static str),
 }
 
+/// Who answers a request evaluated apart ([`AppState::detached`]): the evaluation, or the
+/// request's own side at the deadline. Whoever claims it first answers and records; the other
+/// stands down, so no request is answered or recorded twice.
+#[derive(Clone, Default)]
+struct FirstAnswer(Arc<std::sync::atomic::AtomicBool>);
+
+impl FirstAnswer {
+    /// Whether this side is the first to claim the answer, and so must give it.
+    fn claim(&self) -> bool {
+        !self.0.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+}
+
 impl Arrival {
     fn ruleset_name(&self) -> &str {
         self.ruleset
@@ -360,17 +373,13 @@ impl AppState {
         // the order).
         let req = Arc::new(req);
         let (kept, ruleset, kept_req) = (arrival.clone(), set.clone(), req.clone());
-        // Set by whoever answers first: the evaluation, or this side at the deadline.
-        let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let taken_here = taken.clone();
-        let take = move |taken: &std::sync::atomic::AtomicBool| {
-            !taken.swap(true, std::sync::atomic::Ordering::AcqRel)
-        };
+        let answer = FirstAnswer::default();
+        let answer_here = answer.clone();
         let due = engine::answer_at_latest(&ruleset.settings, kept.started);
         self.0.evaluations.spawn(async move {
             let mut decision =
                 engine::evaluate(&set, &req, &state.context(&arrival, &original)).await;
-            if !take(&taken) {
+            if !answer.claim() {
                 // Answered at the deadline from the other side (by on_error, warned about
                 // there). Its decision is not sent or recorded, but what its rules did is
                 // counted: a rule the deadline stopped is an `error` an alert must see.
@@ -408,7 +417,7 @@ impl AppState {
         // so the answer is sent from here then: the ruleset's `on_error`, in time.
         let answered = match tokio::time::timeout_at(due, &mut rx).await {
             Ok(answered) => answered,
-            Err(_) if take(&taken_here) => {
+            Err(_) if answer_here.claim() => {
                 // Its own deadline has passed: where it next pauses, it ends, and what it
                 // still has in flight (upstream calls, a turn it waits for) is cancelled. It
                 // is not aborted, so that it still counts its rules' outcomes.
