@@ -585,10 +585,10 @@ async fn send(up: &Upstream, mut call: HttpCall) -> Result<UpstreamResponse, Ups
         }
         sent => sent,
     };
-    let mut resp = sent.map_err(|e| match (classify(e, up), slots) {
-        // Waited for a connection (a millisecond or more: not a slot free at once), the
-        // upstream had only the rest of the timeout: said, so that a limit set too low is not
-        // taken for a slow merchant.
+    // Waited for a connection (a millisecond or more: not a slot free at once), the upstream
+    // had only the rest of the timeout: said, so that a limit set too low is not taken for a
+    // slow merchant — whether the timeout came before the status or during the body.
+    let failed = |e: reqwest::Error| match (classify(e, up), slots) {
         (UpstreamError::Timeout(timeout), Some(slots))
             if sending - timed_from >= Duration::from_millis(1) =>
         {
@@ -599,7 +599,8 @@ async fn send(up: &Upstream, mut call: HttpCall) -> Result<UpstreamResponse, Ups
             }
         }
         (e, _) => e,
-    })?;
+    };
+    let mut resp = sent.map_err(failed)?;
     // Framed two ways: which body the upstream meant is a guess another reader of the same
     // bytes may make differently (RFC 9112 §6.3 says to treat it as an error).
     let framing = resp.headers();
@@ -620,7 +621,7 @@ async fn send(up: &Upstream, mut call: HttpCall) -> Result<UpstreamResponse, Ups
     // When the call's own timeout ends it: before the deadline, it ends the body too.
     let own_end = tokio::time::Instant::now() + up.timeout.saturating_sub(timed_from.elapsed());
     let body_by = body_by.filter(|due| own_end >= due.deadline);
-    let (body, mut incomplete) = read_body(&mut resp, body_by, up).await;
+    let (body, mut incomplete) = read_body(&mut resp, body_by, failed).await;
     let large = is_large(&body);
     let secrets = up.secrets.clone();
     // A body that breaks the limit on values is kept as text: `require` cannot read it, and
@@ -677,11 +678,12 @@ fn joined_headers(answer: &http::HeaderMap, up: &Upstream) -> Vec<(String, Strin
 
 /// The body of an answer whose status is in, as much as came: up to
 /// [`MAX_RESPONSE_BYTES`], until the upstream stopped sending, or until `body_by` says its rule
-/// must decide. The second value says why the body is not all of it.
+/// must decide. The second value says why the body is not all of it; `failed` names a
+/// failure of the upstream's.
 async fn read_body(
     resp: &mut reqwest::Response,
     body_by: Option<BodyDue>,
-    up: &Upstream,
+    failed: impl Fn(reqwest::Error) -> UpstreamError,
 ) -> (Vec<u8>, Option<String>) {
     // Once the status is in, the answer is the upstream's: a body that stops coming (closed
     // early, or still trickling at the timeout) leaves the status to decide, as it decides a
@@ -718,7 +720,7 @@ async fn read_body(
             }
             Ok(None) => break,
             Err(e) => {
-                incomplete = Some(format!("{CUT_SHORT}: {}", classify(e, up)));
+                incomplete = Some(format!("{CUT_SHORT}: {}", failed(e)));
                 break;
             }
         }
@@ -1032,6 +1034,45 @@ mod slots_tests {
             "{waited:?}"
         );
         hang.abort();
+    }
+
+    /// The same when the timeout comes while the body is read: the trace of the cut answer
+    /// says how much of the timeout went to the wait.
+    #[tokio::test]
+    async fn a_body_cut_by_the_timeout_after_waiting_for_a_connection_says_how_long_it_waited() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Answers the status line and the start of a body, then nothing more.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stall = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0; 4096];
+                let _ = conn.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"avail";
+                let _ = conn.write_all(head.as_bytes()).await;
+                held.push(conn);
+            }
+        });
+        let slots = Slots::new(1);
+        let up = Upstream {
+            slots: Some(slots.clone()),
+            ..Upstream::for_tests(&url, Duration::from_millis(400))
+        };
+        let held = slots.free.clone().try_acquire_owned().unwrap();
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            drop(held);
+        };
+        let (sent, ()) = tokio::join!(send(&up, call(Some("stock"))), release);
+        let answer = sent.unwrap();
+        let why = answer.incomplete.clone().unwrap();
+        assert!(
+            why.starts_with("cut short: timed out after 400ms, ")
+                && why.ends_with("ms of it waiting for a free connection (max_connections: 1)"),
+            "{why}"
+        );
+        stall.abort();
     }
 
     /// A call that may change something at the merchant (a POST, a forward) waits for a free
