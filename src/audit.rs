@@ -78,6 +78,23 @@ pub struct Sampling {
     pub every: u64,
 }
 
+impl Sampling {
+    /// Whether an approval's record is kept: by its decision id's hash, not by a count, so
+    /// that every ruleset keeps its share whatever the order requests come in (a count kept
+    /// all of one ruleset and none of another when their requests alternated); a repeated
+    /// delivery by its first delivery's id, so that it is kept with the line its `repeat_of`
+    /// names.
+    fn keeps(&self, record: &Record<'_>) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        if self.every <= 1 {
+            return true;
+        }
+        let id = record.repeat_of.unwrap_or(record.decision_id);
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(id);
+        hash.is_multiple_of(self.every)
+    }
+}
+
 impl std::str::FromStr for Sampling {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -105,7 +122,6 @@ pub struct DecisionLog {
     spool: Spool,
     ledger: Arc<Ledger>,
     sampling: Sampling,
-    approvals: Arc<AtomicU64>,
     unqueued: Arc<Mutex<Unqueued>>,
 }
 
@@ -146,7 +162,6 @@ impl DecisionLog {
             spool: Spool::start("decision-log", MAX_PENDING_BYTES, sink)?,
             ledger,
             sampling,
-            approvals: Arc::new(AtomicU64::new(0)),
             unqueued: Arc::default(),
         })
     }
@@ -154,11 +169,8 @@ impl DecisionLog {
     /// Queues a record without waiting. A record that cannot be queued is counted and warned
     /// about, never dropped silently.
     pub fn write(&self, record: &Record<'_>) {
-        if record.decision.decision == Verdict::Approve && self.sampling.every > 1 {
-            let n = self.approvals.fetch_add(1, Ordering::Relaxed);
-            if !n.is_multiple_of(self.sampling.every) {
-                return;
-            }
+        if record.decision.decision == Verdict::Approve && !self.sampling.keeps(record) {
+            return;
         }
         thread_local! {
             // Serialised here, into a buffer this thread keeps: the spool then only copies bytes.
@@ -414,35 +426,57 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
         let log = DecisionLog::open(&path, Sampling { every: 3 }, Metrics::new()).unwrap();
-        for i in 0..6 {
-            let (a, r) = (format!("a{i}"), format!("r{i}"));
-            log.write(&record(&a, &Decision::approve(None)));
-            log.write(&record(
-                &r,
-                &Decision::reject(409, "x".into(), Some("rule".into())),
-            ));
+        let approve = Decision::approve(None);
+        let reject = Decision::reject(409, "x".into(), Some("rule".into()));
+        // Two rulesets whose requests alternate, and a repeat of each approval: a count kept
+        // every approval of one ruleset and none of the other, and repeats apart from their
+        // first deliveries.
+        let ids: Vec<String> = (0..3000).map(|i| format!("01a2-{i:05}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let ruleset = if i % 2 == 0 { "default" } else { "presale" };
+            log.write(&Record {
+                ruleset,
+                ..record(id, &approve)
+            });
+            let repeat = format!("{id}-again");
+            log.write(&Record {
+                ruleset,
+                repeat_of: Some(id),
+                ..record(&repeat, &approve)
+            });
+        }
+        for i in 0..30 {
+            log.write(&record(&format!("r{i}"), &reject));
         }
         log.shutdown().await;
         let text = std::fs::read_to_string(&path).unwrap();
-        let ids: Vec<String> = text
+        let lines: Vec<serde_json::Value> = text
             .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["decision_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
+            .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(
-            ids.iter().filter(|i| i.starts_with('r')).count(),
-            6,
-            "every refusal"
-        );
-        assert_eq!(
-            ids.iter().filter(|i| i.starts_with('a')).count(),
-            2,
-            "one approval in three"
-        );
+        let count = |f: &dyn Fn(&serde_json::Value) -> bool| lines.iter().filter(|v| f(v)).count();
+        assert_eq!(count(&|v| v["decision"] == "reject"), 30, "every refusal");
+        let first =
+            |v: &serde_json::Value| v["decision"] == "approve" && v.get("repeat_of").is_none();
+        // One approval in three of each ruleset (1500 each: 500 expected, a hash's spread).
+        for ruleset in ["default", "presale"] {
+            let kept = count(&|v| first(v) && v["ruleset"] == ruleset);
+            assert!(
+                (400..=600).contains(&kept),
+                "{ruleset}: {kept} of 1500 kept"
+            );
+        }
+        // A repeat is kept exactly when its first delivery is.
+        let firsts: std::collections::HashSet<&str> = lines
+            .iter()
+            .filter(|v| first(v))
+            .map(|v| v["decision_id"].as_str().unwrap())
+            .collect();
+        let repeats: std::collections::HashSet<&str> = lines
+            .iter()
+            .filter_map(|v| v.get("repeat_of").and_then(|r| r.as_str()))
+            .collect();
+        assert_eq!(firsts, repeats);
     }
 
     /// A decision log of every record through its writer thread onto a file that fails as

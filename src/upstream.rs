@@ -780,6 +780,11 @@ fn classify(e: reqwest::Error, up: &Upstream) -> UpstreamError {
                 .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
         })
         .unwrap_or_else(|| up.name.clone());
+    // A `${VAR}` in the host (`https://${SHOP_ID}.api.example`) is as secret as one elsewhere.
+    let host = match masked(host.as_bytes(), &up.secrets) {
+        Some(m) => String::from_utf8_lossy(&m).into_owned(),
+        None => host,
+    };
     // The URL's path may hold a `${VAR}` secret, and reqwest's text names the whole URL; what
     // goes into traces and the decision log is said without it.
     let e = e.without_url();

@@ -550,6 +550,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
             "confirm requests are taken from anyone, unsigned: whoever reaches this listener can have payments decided (and a forward or POST fetch sent to the shop); set --webhook-secret (PortOne V2 signs its requests) or --allow-from (PortOne's sending addresses) before going live"
         );
     }
+    if let Some((a, b)) = same_secret_twice(&args.webhook_secret) {
+        tracing::warn!(
+            "--webhook-secret: secrets {a} and {b} are the same: a rotation needs the old secret and the new one (the second was perhaps never pasted)"
+        );
+    }
     if args.decision_log.is_none() && args.decision_log_approvals.every != 1 {
         tracing::warn!("--decision-log-approvals has no effect without --decision-log: no decision log is written");
     }
@@ -692,9 +697,27 @@ fn parse_idle_timeout(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Whether the public listener takes confirm requests from anyone: neither signed nor limited
-/// to a source, and on an address other hosts reach.
+/// to a source (an allow-list holding `0.0.0.0/0` or `::/0` limits nothing), and on an
+/// address other hosts reach.
 fn open_to_anyone(listen: SocketAddr, secrets: usize, allow_from: &[IpNet]) -> bool {
-    secrets == 0 && allow_from.is_empty() && !crate::server::is_loopback(listen.ip())
+    let limited = !allow_from.is_empty() && allow_from.iter().all(|net| net.prefix_len() > 0);
+    secrets == 0 && !limited && !crate::server::is_loopback(listen.ip())
+}
+
+/// The positions (from 1) of the first two `--webhook-secret`s that are the same secret,
+/// with or without `whsec_` and surrounding whitespace.
+fn same_secret_twice(secrets: &[String]) -> Option<(usize, usize)> {
+    let bare = |s: &str| {
+        s.trim()
+            .strip_prefix("whsec_")
+            .unwrap_or(s.trim())
+            .to_owned()
+    };
+    let bare: Vec<String> = secrets.iter().map(|s| bare(s)).collect();
+    (0..bare.len()).find_map(|j| {
+        let i = bare[..j].iter().position(|b| *b == bare[j])?;
+        Some((i + 1, j + 1))
+    })
 }
 
 #[cfg(test)]
@@ -846,6 +869,21 @@ mod tests {
         drop(listener);
     }
 
+    /// A rotation whose new secret was never pasted gives the old one twice.
+    #[test]
+    fn the_same_secret_given_twice_is_found_however_written() {
+        let given = |list: &[&str]| {
+            same_secret_twice(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(given(&["whsec_QUJD", "QUJD\n"]), Some((1, 2)));
+        assert_eq!(
+            given(&["whsec_QUJD", "whsec_REVG", " whsec_REVG"]),
+            Some((2, 3))
+        );
+        assert_eq!(given(&["whsec_QUJD", "whsec_REVG"]), None);
+        assert_eq!(given(&[]), None);
+    }
+
     #[test]
     fn a_listener_open_to_anyone_is_one_without_secret_or_allow_list_off_loopback() {
         let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
@@ -855,6 +893,11 @@ mod tests {
         assert!(open_to_anyone("[::]:8080".parse().unwrap(), 0, &[]));
         assert!(!open_to_anyone(public, 1, &[]));
         assert!(!open_to_anyone(public, 0, &portone));
+        // An allow-list of everyone limits nothing.
+        for everyone in ["0.0.0.0/0", "::/0"] {
+            let nets = [portone[0], everyone.parse().unwrap()];
+            assert!(open_to_anyone(public, 0, &nets), "{everyone}");
+        }
         assert!(!open_to_anyone(local, 0, &[]));
         assert!(!open_to_anyone("[::1]:8080".parse().unwrap(), 0, &[]));
         assert!(!open_to_anyone(

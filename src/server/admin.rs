@@ -52,17 +52,24 @@ async fn addressed_to_loopback(request: Request, next: Next) -> Response {
     if local {
         return next.run(request).await;
     }
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .map_or(&[][..], |v| v.as_bytes());
     // An operator seeing 403s here wants to know which name was used: a browser tab pointed at
     // it, or a tool configured with a host name instead of `localhost`.
+    let shown: Vec<String> = request
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .map(|v| crate::text::cut(&String::from_utf8_lossy(v.as_bytes()), 200).into_owned())
+        .collect();
+    let why = if shown.len() > 1 {
+        "admin request refused: Host given more than once"
+    } else {
+        "admin request refused: not addressed to localhost or an IP address (Host)"
+    };
     tracing::warn!(
         method = %request.method(),
         path = request.uri().path(),
-        host = &*crate::text::cut(&String::from_utf8_lossy(host), 200),
-        "admin request refused: not addressed to localhost or an IP address (Host)"
+        host = %shown.join(" | "),
+        "{why}"
     );
     (
         StatusCode::FORBIDDEN,
@@ -98,12 +105,13 @@ fn bearer_token(value: &str) -> Option<&str> {
 /// With `--admin-token`, `/admin/*` needs `Authorization: Bearer <token>`.
 async fn authorized(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(token) = &state.0.admin_token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .unwrap_or("");
+        // Given twice, neither line is read: which one decides would be up to the reader (a
+        // proxy in front may read the other), as for a webhook header given twice.
+        let mut lines = request.headers().get_all(header::AUTHORIZATION).iter();
+        let given = match (lines.next(), lines.next()) {
+            (Some(v), None) => v.to_str().ok().and_then(bearer_token).unwrap_or(""),
+            _ => "",
+        };
         if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             // The token given is never logged: it may be a near miss of the real one.
             tracing::warn!(

@@ -663,7 +663,12 @@ async fn allow_from_takes_bare_addresses_from_the_environment() {
             req.send().await.unwrap().status().as_u16()
         }
     };
-    assert_eq!(send(None).await, 200, "the peer, 127.0.0.1");
+    assert_eq!(send(Some("127.0.0.1")).await, 200);
+    assert_eq!(
+        send(None).await,
+        403,
+        "no header: the peer is the load balancer"
+    );
     assert_eq!(send(Some("2001:db8::7")).await, 200);
     assert_eq!(send(Some("[2001:db8::7]")).await, 200, "bracketed, no port");
     assert_eq!(send(Some("[2001:db8::7]:443")).await, 200);
@@ -715,7 +720,7 @@ async fn forwarded_for_trusts_only_the_right_most_entry() {
     assert_eq!(
         server.confirm_json("/confirm", &v1("o", 5)).await.status,
         403,
-        "no header: the peer address"
+        "no header"
     );
     assert_eq!(send("10.9.9.9, 203.0.113.7:443").await, 200, "with a port");
     // Bytes that are not text in the client's entries change nothing; in the right-most one
@@ -765,6 +770,13 @@ async fn forwarded_for_trusts_only_the_right_most_entry() {
             .unwrap();
         assert_eq!(a.status().as_u16(), 403, "x-forwarded-for: {xff:?}");
     }
+    // Nor does a request without the header: it did not come through the load balancer (or
+    // the balancer adds none), and the peer is the balancer's address, not the client's.
+    assert_eq!(
+        server.confirm_json("/confirm", &v1("o", 5)).await.status,
+        403,
+        "no header"
+    );
     // The source guard comes before the method check too.
     let a = client()
         .get(server.url("/confirm"))
@@ -915,6 +927,20 @@ async fn admin_token_guards_admin_endpoints() {
             .await
             .unwrap();
         assert_eq!(a.status(), status, "{authorization}");
+    }
+    // Given twice, neither line counts, whichever comes first.
+    for lines in [
+        ["Bearer t0ken", "Bearer wrong"],
+        ["Bearer wrong", "Bearer t0ken"],
+    ] {
+        let a = client()
+            .get(server.admin_url("/admin/rules"))
+            .header("authorization", lines[0])
+            .header("authorization", lines[1])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(a.status(), 401, "{lines:?}");
     }
     server.stop().await;
 }
@@ -1278,6 +1304,44 @@ async fn a_secret_in_an_upstream_url_path_stays_out_of_debug_logs() {
     // The path this is about was taken.
     assert!(log.contains("sending it again"), "{log}");
     assert!(!log.contains(token), "{token} appears in the log:\n{log}");
+}
+
+/// A `${VAR}` in an upstream's host stays out of the errors that name the host, although the
+/// URL parser writes it in lower case (`LocalHost` as `localhost`).
+#[tokio::test]
+async fn a_secret_in_an_upstream_host_stays_out_of_its_errors() {
+    let port = {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        closed.local_addr().unwrap().port()
+    };
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams:\n  shop:\n    url: \"http://${{SHOP_HOST}}:{port}\"\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: r\n"
+        ),
+    );
+    let proc = Process::serve_env(
+        rules.path(),
+        &["--log-format", "json"],
+        &[("SHOP_HOST", "LocalHost")],
+    )
+    .await;
+    let answer = post(
+        &proc.url("/confirm"),
+        Some("application/json"),
+        v1("order-1", 5000),
+    )
+    .await;
+    assert_eq!(answer.status, 409, "{}", answer.body);
+    proc.signal("TERM");
+    let mut proc = proc;
+    proc.exited().await;
+    let log = proc.log_text();
+    assert!(
+        log.contains(&format!("connection refused by ***:{port}")),
+        "{log}"
+    );
+    assert!(!log.to_ascii_lowercase().contains("localhost"), "{log}");
 }
 
 /// The official Standard Webhooks Python library, installed once into the target directory if it

@@ -439,6 +439,14 @@ impl FileCompiler<'_, '_> {
                     // Some merchant APIs take their key in the path (`/hooks/${TOKEN}`) or as
                     // a password (`https://user:${PASSWORD}@host`).
                     secrets.extend(url_secrets(&u, &values));
+                    // A value put in the host is lower-cased by the URL parser, and shows so
+                    // in every error naming the host (`DNS lookup failed for …`).
+                    let lowered = values.iter().map(|v| v.to_ascii_lowercase());
+                    secrets.extend(
+                        lowered
+                            .filter(|l| u.host_str().is_some_and(|h| h.contains(l.as_str())))
+                            .map(Into::into),
+                    );
                     secrets.extend(values.into_iter().map(Into::into));
                     self.substitution_warnings(&at("url"), name, "url", &empty, &bare);
                     Some(url)

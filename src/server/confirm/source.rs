@@ -23,20 +23,27 @@ impl AppState {
             return None;
         }
         let client = self.client_addr(peer, headers);
-        match client {
-            Some(client) if allow_from.iter().any(|net| net.contains(&client)) => return None,
-            Some(client) => {
+        match &client {
+            Ok(client) if allow_from.iter().any(|net| net.contains(client)) => return None,
+            Ok(client) => {
                 tracing::warn!(decision_id = arrival.id.as_str(), %client, "source address not allowed");
             }
-            None => {
+            Err(Unknown::NoHeader) => {
                 tracing::warn!(
                     decision_id = arrival.id.as_str(),
-                    "source address unknown: X-Forwarded-For does not end in an address"
+                    "source address unknown: no X-Forwarded-For, and --trust-forwarded-for takes the client only from it (a request that did not come through the load balancer, or one that does not add the header)"
+                );
+            }
+            Err(Unknown::NotAnAddress(entry)) => {
+                tracing::warn!(
+                    decision_id = arrival.id.as_str(),
+                    entry = %entry,
+                    "source address unknown: the right-most X-Forwarded-For entry is not an address"
                 );
             }
         }
         let arrival = Arrival {
-            refused_source: client,
+            refused_source: client.ok(),
             ..arrival.clone()
         };
         let refusal = self.refuse(&arrival, 403, "허용되지 않은 발신 주소입니다".into());
@@ -60,27 +67,49 @@ impl AppState {
             && !s.allow_from.iter().any(|net| net.contains(&unmapped(peer)))
     }
 
-    /// With `--trust-forwarded-for`, the right-most `X-Forwarded-For` entry: the address our
-    /// own load balancer saw. Entries left of it are written by the client and prove nothing.
-    /// `None` when that entry is not an address (`unknown`, garbage): the source is then
-    /// unknown, never the load balancer's own address, which an allow-list may well contain.
-    fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
-        let forwarded = self
-            .0
-            .trust_forwarded_for
-            .then(|| headers.get_all("x-forwarded-for").iter().next_back())
-            .flatten();
-        let ip = match forwarded {
-            None => peer.ip(),
-            // Only the right-most entry is read: those to its left are the client's to write,
-            // bytes that are not text included.
-            Some(v) => {
-                let last = v.as_bytes().rsplit(|&b| b == b',').next()?;
-                forwarded_addr(std::str::from_utf8(last).ok()?)?
-            }
-        };
-        Some(unmapped(ip))
+    /// The client: the socket's peer, or with `--trust-forwarded-for` the right-most
+    /// `X-Forwarded-For` entry, the address our own load balancer saw (entries left of it are
+    /// written by the client and prove nothing). Unknown when that entry is not an address
+    /// (`unknown`, garbage) or there is no header: never the load balancer's own address,
+    /// which an allow-list may well contain — and which an operator reading the refusals of a
+    /// balancer that adds no header would be told to add, letting everyone in.
+    fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<IpAddr, Unknown> {
+        if !self.0.trust_forwarded_for {
+            return Ok(unmapped(peer.ip()));
+        }
+        let header = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .ok_or(Unknown::NoHeader)?;
+        // Only the right-most entry is read: those to its left are the client's to write,
+        // bytes that are not text included.
+        let last = header
+            .as_bytes()
+            .rsplit(|&b| b == b',')
+            .next()
+            .unwrap_or_default();
+        std::str::from_utf8(last)
+            .ok()
+            .and_then(forwarded_addr)
+            .map(unmapped)
+            .ok_or_else(|| Unknown::NotAnAddress(shown_entry(last)))
     }
+}
+
+/// Why the client of a request is not known.
+enum Unknown {
+    NoHeader,
+    /// The right-most `X-Forwarded-For` entry, as the log shows it.
+    NotAnAddress(String),
+}
+
+/// An `X-Forwarded-For` entry for the log: a client may have written it (a request that did
+/// not come through the load balancer), so at most 100 characters, escaped.
+fn shown_entry(entry: &[u8]) -> String {
+    let text = String::from_utf8_lossy(entry);
+    let shown: String = text.trim_matches([' ', '\t']).chars().take(100).collect();
+    format!("{shown:?}")
 }
 
 /// An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d: as a.b.c.d.

@@ -179,6 +179,19 @@ fn a_urls_credentials_and_secret_path_are_masked() {
     assert_eq!(secrets("shop"), ["shop.test"]);
 }
 
+/// A value put in a url's host is masked as the URL parser writes the host too, in lower
+/// case: errors name the host so (`DNS lookup failed for k2-….shop.test:443`).
+#[test]
+fn a_secret_in_a_urls_host_is_masked_in_lower_case_too() {
+    let dir = default_file(
+        "upstreams:\n  shop: { url: \"https://${SHOP_KEY}.shop.test/api\" }\nrules:\n  - { name: a, forward: { upstream: shop, path: /x } }\n",
+    );
+    let rules = dir.ok_with(&[("SHOP_KEY", "K2-vAoDgqmF37")]);
+    let shop = &rules.get("default").unwrap().upstreams["shop"];
+    let secrets: Vec<&[u8]> = shop.secrets.iter().map(|f| f.needle()).collect();
+    assert_eq!(secrets, [&b"K2-vAoDgqmF37"[..], b"k2-vaodgqmf37"]);
+}
+
 /// A variable's value in a url's user name or password is percent-encoded: a password holding
 /// `@` or `/` stays the password, and the calls go to the host as written — not to one made of
 /// the password's own text, with the credentials.
