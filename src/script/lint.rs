@@ -792,6 +792,26 @@ mod tests {
                 2,
                 1,
             ),
+            // `store_id` is text, or `()` without one: never a number.
+            (
+                "store_id == 1234",
+                "this is text, and a number compared with a string is never equal, smaller or larger: compare it with text, or read a number from it with parse_int(…)".to_owned(),
+                1,
+                1,
+            ),
+            // A list of numbers never holds an id, which is text.
+            (
+                "!(order_id in [20261210001, 20261210002])",
+                "this list holds only numbers, and order_id is text, which a number never equals: write the items in quotes ([\"1001\", \"1002\"])".to_owned(),
+                1,
+                15,
+            ),
+            (
+                "one_of(store_id, [1001, 1002])",
+                "this list holds only numbers, and store_id is text, which a number never equals: write the items in quotes ([\"1001\", \"1002\"])".to_owned(),
+                1,
+                18,
+            ),
         ] {
             crate::script::tests::assert_refused(&engine, src, &message, line, column);
         }
@@ -804,6 +824,8 @@ mod tests {
                 "let limit = \"1000000\";\norder_id != limit && (\"한도 \" + limit) != \"\"",
                 "let h = seoul_hour(now);\nh >= 10 && seoul_time(now) >= \"09:30\"",
                 "const STORES = [\"s1\", \"s2\"];\nlet OK = [50000];\n(amount in OK) || one_of(order_id, STORES)",
+                "store_id == \"1234\" || one_of(order_id, [\"1001\", 1002]) || payload.n in [1, 2]",
+                "let store_id = 5;\nstore_id == 5",
                 // A `catch` variable named like an earlier string holds the error there.
                 "let err = \"회원 번호 오류\";\nlet n = 0;\ntry { n = parse_int(\"x\"); }\ncatch (err) { return \"읽을 수 없습니다: \" + err.message; }\nif n < 5 { return err; }\ntrue",
             ],

@@ -68,8 +68,10 @@ pub(super) fn register(engine: &mut Engine) {
 /// character or a bool, in both orders, as errors. Rhai's own answer is `false` to each
 /// (`"7" >= 1` and `"7" < 1` alike), so `if payload.qty > 4 { return "…" }` let every quoted
 /// quantity through without a word; an error goes to `on_error` and says what to write.
-/// Equality between them stays `false` (`!=` `true`): a text is no number, as in Python.
-/// `()` keeps Rhai's `false`: a field a request lacks (`when: payload.custom_data.vip_level >
+/// Equality between them stays `false` (`!=` `true`): a text is no number, as in Python —
+/// except for text that holds a number (`"0" != 0`), an API's quoted number, which a rule
+/// means as the number: `response.body.available != 0` passed every sold-out item of a shop
+/// that quotes its numbers. That is an error too. `()` keeps Rhai's `false`: a field a request lacks (`when: payload.custom_data.vip_level >
 /// 2`) is the usual way of saying "not this one", and an error there would refuse every
 /// payment without it. These are reached only with fast operators off
 /// ([`super::build_engine`]).
@@ -96,6 +98,61 @@ pub(super) fn register_unordered(engine: &mut Engine) {
     with_every_number!(rhai::ImmutableString);
     with_every_number!(char);
     with_every_number!(bool);
+    macro_rules! unequal {
+        ($number:ty) => {
+            // Rhai's answer for text that holds no number: never equal.
+            for (op, answer) in [("==", false), ("!=", true)] {
+                engine.register_fn(
+                    op,
+                    move |a: rhai::ImmutableString,
+                          b: $number|
+                          -> Result<bool, Box<EvalAltResult>> {
+                        if holds_a_number(&a) {
+                            return no_equality(op, Dynamic::from(a), Dynamic::from(b));
+                        }
+                        Ok(answer)
+                    },
+                );
+                engine.register_fn(
+                    op,
+                    move |a: $number,
+                          b: rhai::ImmutableString|
+                          -> Result<bool, Box<EvalAltResult>> {
+                        if holds_a_number(&b) {
+                            return no_equality(op, Dynamic::from(a), Dynamic::from(b));
+                        }
+                        Ok(answer)
+                    },
+                );
+            }
+        };
+    }
+    unequal!(rhai::INT);
+    unequal!(FLOAT);
+    unequal!(Decimal);
+}
+
+/// Whether `text` is a number written as text (`"0"`, `" 3.5 "`, `"1e3"`).
+fn holds_a_number(text: &str) -> bool {
+    let t = text.trim();
+    t.parse::<FLOAT>().is_ok_and(FLOAT::is_finite) || t.parse::<Decimal>().is_ok()
+}
+
+/// The error of `a op b` (`==` or `!=`), one of them a number and the other a number in text.
+fn no_equality(op: &str, a: Dynamic, b: Dynamic) -> Result<bool, Box<EvalAltResult>> {
+    let shown = |v: &Dynamic| {
+        if v.is_string() {
+            format!("{v:?}")
+        } else {
+            v.to_string()
+        }
+    };
+    Err(format!(
+        "{} {op} {}: text holding a number is never equal to a number (Rhai reads no number in text): write parse_int(…), parse_float(…) or parse_decimal(…) of the text",
+        shown(&a),
+        shown(&b)
+    )
+    .into())
 }
 
 /// `parse_int`, `parse_float` and `parse_decimal` of a number too, and of `()` as an error that
@@ -313,17 +370,32 @@ mod tests {
                     }
                 }
             }
-            assert_eq!(
-                eval_expr(&format!("{other} == 7"), BODY),
-                Ok(false),
-                "{other}"
-            );
-            assert_eq!(
-                eval_expr(&format!("7 != {other}"), BODY),
-                Ok(true),
-                "{other}"
-            );
+            // A number in text is an error for equality too; what holds none is unequal.
+            for (src, unequal) in [
+                (format!("{other} == 7"), Ok(false)),
+                (format!("7 != {other}"), Ok(true)),
+            ] {
+                let got = eval_expr(&src, BODY);
+                if other == "payload.c.t" {
+                    let e = got.expect_err(&src);
+                    assert!(
+                        e.message
+                            .contains("text holding a number is never equal to a number"),
+                        "{src}: {e:?}"
+                    );
+                } else {
+                    assert_eq!(got, unequal, "{src}");
+                }
+            }
         }
+        const TEXTS: &str = r#"{"imp_uid":"i","merchant_uid":"o","amount":5,"c":{"s":"sold out","e":"","z":" 0 "}}"#;
+        let unequal = "payload.c.s != 0 && !(payload.c.e == 0.5) && payload.c.e != amount";
+        assert_eq!(eval_expr(unequal, TEXTS), Ok(true));
+        let e = eval_expr("payload.c.z != amount", TEXTS).unwrap_err();
+        assert!(
+            e.message.starts_with(r#"runtime error: " 0 " != 5: "#),
+            "{e:?}"
+        );
         let e = eval_expr("payload.c.t >= 1", BODY).unwrap_err();
         assert!(
             e.message.contains(r#""7" >= 1: text is never ordered"#),

@@ -178,7 +178,7 @@ impl Names {
     }
 
     /// The request variable `name` is, when the script has no `name` of its own.
-    fn request(&self, name: &str) -> bool {
+    pub(super) fn request(&self, name: &str) -> bool {
         super::super::REQUEST_VARS.contains(&name) && !self.declared.contains(name)
     }
 

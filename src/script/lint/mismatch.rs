@@ -60,6 +60,13 @@ pub(in crate::script) fn text_compared_with_number(ast: &AST) -> Vec<(String, Po
         Expr::StringConstant(s, at) => Some((s.to_string(), *at)),
         _ => None,
     });
+    // `store_id` is text, or `()` when the request has none: never a number either way.
+    let kind = |e: &Expr| match e {
+        Expr::Variable(v, ..) if v.1 == "store_id" && names.request("store_id") => {
+            Some(Kind::String)
+        }
+        e => names.kind(e),
+    };
     let mut found = Vec::new();
     ast.walk(&mut |path: &[rhai::ASTNode]| {
         let call = match path.last() {
@@ -67,11 +74,30 @@ pub(in crate::script) fn text_compared_with_number(ast: &AST) -> Vec<(String, Po
             | Some(rhai::ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
             _ => return true,
         };
+        // `order_id in [1001, 1002]` (Rhai's `contains` on the list), `one_of(order_id, [1001])`:
+        // a list of numbers never holds text.
+        if let ("contains", [list, item]) | ("one_of", [item, list]) =
+            (call.name.as_str(), &call.args[..])
+        {
+            if !names.own(&call.name, false) && kind(item) == Some(Kind::String) {
+                if let Some(at) = only_numbers(list) {
+                    let what = match item {
+                        Expr::Variable(v, ..) => v.1.to_string(),
+                        _ => "the value looked for".to_owned(),
+                    };
+                    found.push((
+                        format!("this list holds only numbers, and {what} is text, which a number never equals: write the items in quotes ([\"1001\", \"1002\"])"),
+                        at,
+                    ));
+                }
+            }
+            return true;
+        }
         if !super::COMPARISONS.contains(&call.name.as_str()) || names.own(&call.name, false) {
             return true;
         }
         let text = match &call.args[..] {
-            [a, b] => match (names.kind(a), names.kind(b)) {
+            [a, b] => match (kind(a), kind(b)) {
                 (Some(Kind::String), Some(Kind::Number)) => a,
                 (Some(Kind::Number), Some(Kind::String)) => b,
                 (Some(Kind::String), Some(Kind::Char)) | (Some(Kind::Char), Some(Kind::String)) => {
@@ -114,6 +140,24 @@ pub(in crate::script) fn text_compared_with_number(ast: &AST) -> Vec<(String, Po
         true
     });
     found
+}
+
+/// Where a list written in the script holds numbers and nothing else: its position.
+fn only_numbers(list: &Expr) -> Option<Position> {
+    let number = |e: &Expr| matches!(e, Expr::IntegerConstant(..) | Expr::FloatConstant(..));
+    match list {
+        Expr::Array(items, at) if !items.is_empty() && items.iter().all(number) => Some(*at),
+        Expr::DynamicConstant(value, at) => value
+            .read_lock::<rhai::Array>()
+            .filter(|items| {
+                !items.is_empty()
+                    && items
+                        .iter()
+                        .all(|i| i.is_int() || i.is_float() || i.is_decimal())
+            })
+            .map(|_| *at),
+        _ => None,
+    }
 }
 
 /// Each property read from a string, a number or an array that no such value has:
