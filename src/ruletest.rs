@@ -221,6 +221,8 @@ pub struct CaseResult {
     pub name: String,
     pub expect: Expect,
     pub decision: Decision,
+    /// The case's clock (its own `now:` or its file's); `None`: the machine's.
+    pub now: Option<DateTime<FixedOffset>>,
     /// Empty when the case passed.
     pub mismatches: Vec<String>,
 }
@@ -259,6 +261,25 @@ impl CaseResult {
                 .map(|r| format!(", reason {r:?}"))
                 .unwrap_or_default(),
         );
+        // A window or a script that reads the time decides by it: a `now` written in UTC
+        // (`…Z`) is nine hours from what the case's name may say.
+        let _ = match self.now {
+            Some(now) => {
+                let seoul = now.with_timezone(
+                    &chrono::FixedOffset::east_opt(9 * 3600).unwrap_or(*now.offset()),
+                );
+                writeln!(
+                    out,
+                    "  now:    {} ({} in Korea)",
+                    now.to_rfc3339(),
+                    seoul.format("%Y-%m-%d %H:%M:%S")
+                )
+            }
+            None => writeln!(
+                out,
+                "  now:    the machine's clock (neither the case nor its file sets now:)"
+            ),
+        };
         if d.trace.is_empty() && d.status != 200 {
             let _ = writeln!(
                 out,
@@ -348,6 +369,7 @@ pub async fn run(
                 name: case.name.clone(),
                 expect: case.expect.clone(),
                 decision,
+                now: case.now,
                 mismatches,
             });
         }

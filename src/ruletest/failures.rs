@@ -216,3 +216,18 @@ async fn a_require_failing_on_an_error_answer_is_the_upstreams() {
     let test = "ruleset: default\ncases:\n  - name: c\n    request: { imp_uid: i, merchant_uid: o-1, amount: 1000 }\n    upstreams: { shop: { \"GET /stock/o-1\": { status: 500, body: { error: db down } } } }\n    expect: { decision: reject, rule: stock }\n";
     assert_eq!(mismatches(rules, test).await, Vec::<String>::new());
 }
+
+/// A failing case's block says the clock it ran on, in Korean time too: a `now` written in
+/// UTC is nine hours from the Korean time a case's name speaks of.
+#[tokio::test]
+async fn a_failing_case_shows_its_clock_in_korean_time() {
+    let rules = "rules:\n  - { name: w, window: { from: \"2026-12-10T10:00:00+09:00\", until: \"2026-12-11T00:00:00+09:00\" }, reason: x }\n";
+    let test = "ruleset: default\nnow: \"2026-12-10T15:00:00Z\"\ncases:\n  - name: open at midnight\n    request: { imp_uid: i, merchant_uid: o, amount: 1000 }\n    expect: { decision: approve }\n";
+    let (_dir, rules, suites) = loaded(rules, test);
+    let results = run(&rules, &suites.unwrap(), &ScriptEngine::new(), None).await;
+    let block = results[0].explain();
+    assert!(
+        block.contains("\n  now:    2026-12-10T15:00:00+00:00 (2026-12-11 00:00:00 in Korea)\n"),
+        "{block}"
+    );
+}

@@ -135,6 +135,20 @@ struct ReadSuite {
     passes: usize,
 }
 
+/// Keys of a case that no PortOne request has at its top level: found in `request:`, they were
+/// indented one level too deep.
+const CASE_ONLY_KEYS: [&str; 4] = ["now", "upstreams", "health", "expect"];
+
+/// Whether case `i` of the test file `src` has `key` in its `request:` mapping.
+fn under_request(src: &str, i: usize, key: &str) -> bool {
+    yaml::from_str::<serde_json::Value>(src).is_ok_and(|v| {
+        v.get("cases")
+            .and_then(|c| c.get(i))
+            .and_then(|c| c.get("request"))
+            .is_some_and(|r| r.get(key).is_some())
+    })
+}
+
 /// The test file `file` read as far as its shape goes, without the rules; or every syntax and
 /// shape error of it.
 fn read_suite(file: &Path) -> Result<ReadSuite, Vec<LoadError>> {
@@ -168,7 +182,13 @@ fn read_suite(file: &Path) -> Result<ReadSuite, Vec<LoadError>> {
         let case = case_of(&e.message).filter(|i| !left_out.contains(i));
         // A repeated key is reported at the repetition (above), better than serde's words.
         if !e.message.contains("duplicate") {
-            shape_errors.push(error(e.location, e.message));
+            let mut message = e.message;
+            if let Some(i) = case.filter(|_| message.ends_with("missing field \"expect\"")) {
+                if under_request(&src, i, "expect") {
+                    message.push_str(": it is indented under request:, where it is a field of the request; indent it as request: is");
+                }
+            }
+            shape_errors.push(error(e.location, message));
         }
         match case {
             Some(i) if shape_errors.len() < yaml::MAX_LOCATED.min(passes) => {
@@ -312,7 +332,15 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
         };
         let (body, content_type) = match &c.request {
             serde_json::Value::String(s) => (s.clone().into_bytes(), None),
-            v @ serde_json::Value::Object(_) => {
+            v @ serde_json::Value::Object(fields) => {
+                // A key of the case indented one level too deep is a field of the request, and
+                // the case runs without it (on today's clock, with no canned answers).
+                for key in CASE_ONLY_KEYS.iter().filter(|k| fields.contains_key(**k)) {
+                    errors.push(error(
+                        at(&[Seg::Key("cases"), Seg::Index(i), Seg::Key("request"), Seg::Key(key)]),
+                        format!("{key}: is indented under request:, where it is a field of the request, not the case's {key}; indent it as request: is"),
+                    ));
+                }
                 let mut json = String::new();
                 as_written.json(&mut vec![Seg::Key("request")], v, &mut json);
                 (json.into_bytes(), Some("application/json"))
@@ -1138,6 +1166,26 @@ rules:
         assert_eq!(
             errors("ruleset: default\ncases:\n  a: { request: {}, expect: { decision: approve } }\n"),
             ["tests/t.yaml:3:3: cases: invalid type: map, expected a list of cases, each starting with \"- name: …\""]
+        );
+    }
+
+    /// A case's own key indented under `request:` is a field of the request: said, where the
+    /// case would run without it (today's clock, no canned answers) or not at all.
+    #[test]
+    fn a_case_key_indented_under_request_is_an_error() {
+        let request = "ruleset: default\ncases:\n  - name: a\n    request:\n      imp_uid: i\n      merchant_uid: o-1\n      amount: 50\n";
+        assert_eq!(
+            errors(&format!(
+                "{request}      now: \"2026-12-10T23:59:59+09:00\"\n      health: {{ shop: up }}\n    expect: {{ decision: approve }}\n"
+            )),
+            [
+                "tests/t.yaml:8:12: now: is indented under request:, where it is a field of the request, not the case's now; indent it as request: is",
+                "tests/t.yaml:9:15: health: is indented under request:, where it is a field of the request, not the case's health; indent it as request: is",
+            ]
+        );
+        assert_eq!(
+            errors(&format!("{request}      expect: {{ decision: approve }}\n")),
+            ["tests/t.yaml:3:5: cases[0]: missing field \"expect\": it is indented under request:, where it is a field of the request; indent it as request: is"]
         );
     }
 

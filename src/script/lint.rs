@@ -173,8 +173,12 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Vec<(String, Position)> 
 /// What a comparison of text with a number is: `false` on every request, without a word.
 const NEVER: &str = "a number compared with a string is never equal, smaller or larger";
 
-/// The error for the quoted number `s` compared with a number.
+/// The error for the quoted number `s` compared with a number; for a date and time written
+/// as text (`now < "2026-12-10T10:00:00+09:00"`), what gives its number.
 fn quoted_number(s: &str) -> String {
+    if super::helpers::seoul_at(s).is_some() && s.trim().len() >= 10 {
+        return format!("\"{s}\" is a date and time written as text, and {NEVER}: write seoul_at(\"{s}\"), its Unix time in milliseconds, as now is");
+    }
     format!("\"{s}\" is a string, and {NEVER}: write the number without quotes")
 }
 
@@ -1231,6 +1235,19 @@ mod tests {
         );
         // A script's own `now`.
         crate::script::tests::scripts_load(&engine, &["let now = now / 1000;\nnow >= 1796000000"]);
+    }
+
+    /// `now` compared with a date and time written as text is pointed to `seoul_at`.
+    #[test]
+    fn now_compared_with_a_date_in_text_is_pointed_to_seoul_at() {
+        let engine = ScriptEngine::new();
+        crate::script::tests::assert_refused(
+            &engine,
+            r#"now < "2026-12-10T10:00:00+09:00""#,
+            r#""2026-12-10T10:00:00+09:00" is a date and time written as text, and a number compared with a string is never equal, smaller or larger: write seoul_at("2026-12-10T10:00:00+09:00"), its Unix time in milliseconds, as now is"#,
+            1,
+            7,
+        );
     }
 
     /// A time written for `seoul_at` is read when the rules load: one it cannot read is an

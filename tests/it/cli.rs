@@ -441,6 +441,13 @@ fn test_reports_failing_cases_with_their_trace() {
         stdout.contains("actual: reject (status 409), rule limit, reason \"한도 초과\""),
         "{stdout}"
     );
+    // The clock it ran on (no `now:` here: the machine's).
+    assert!(
+        stdout.contains(
+            "\n  now:    the machine's clock (neither the case nor its file sets now:)\n"
+        ),
+        "{stdout}"
+    );
     // The failing case's trace: the `limit` rule's one step, refusing with its reason.
     let trace: Vec<&str> = stdout
         .lines()
