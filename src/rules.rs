@@ -368,6 +368,25 @@ impl Rule {
     }
 }
 
+/// The fields an expression reads as `response.body.NAME` (the first name after `body`).
+pub(crate) fn fields_read(expr: &str) -> Vec<&str> {
+    const READ: &str = "response.body.";
+    let mut fields: Vec<&str> = expr
+        .match_indices(READ)
+        .map(|(i, _)| {
+            let rest = &expr[i + READ.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|f| !f.is_empty())
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    fields
+}
+
 /// A compiled Rhai expression with its source, for traces.
 pub struct Expr {
     pub src: String,

@@ -1169,6 +1169,27 @@ rules:
         );
     }
 
+    /// A field the require reads that the canned body lacks, where the body has one close to
+    /// it, is a warning: one side is misspelt. A field left out on purpose (no near miss) is not.
+    #[test]
+    fn a_canned_body_lacking_a_field_the_require_reads_by_a_slip_is_a_warning() {
+        let rules = "upstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    require: 'response.status == 200 && response.body.availabe >= 1'\n    reason: 매진\n";
+        let case = |body: &str| {
+            format!("ruleset: default\ncases:\n  - name: a\n    request: {{ imp_uid: i, merchant_uid: o-1, amount: 50 }}\n    upstreams:\n      shop:\n        \"GET /stock/o-1\": {{ status: 200, body: {body} }}\n    expect: {{ decision: reject }}\n")
+        };
+        assert_eq!(
+            load_with(rules, &case("{ available: 0 }")).unwrap(),
+            ["tests/t.yaml:7:42: rule \"stock\" reads response.body.availabe, and this canned answer has no such field but has \"available\": one of the two is misspelt, and the case tests () instead of the answer"]
+        );
+        for body in ["{}", "{ sold_out: true }", "\"text\"", "{ availabe: 0 }"] {
+            assert_eq!(
+                load_with(rules, &case(body)).unwrap(),
+                Vec::<String>::new(),
+                "{body}"
+            );
+        }
+    }
+
     /// A case's own key indented under `request:` is a field of the request: said, where the
     /// case would run without it (today's clock, no canned answers) or not at all.
     #[test]

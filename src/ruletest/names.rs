@@ -253,6 +253,7 @@ impl CaseNames<'_> {
                     continue;
                 };
                 if to_up.contains(&normal.as_str()) {
+                    out.extend(self.fields_missing(ruleset, req, up, key, &normal, &answers[key]));
                     continue;
                 }
                 let mut message = if to_up.is_empty() {
@@ -289,6 +290,60 @@ impl CaseNames<'_> {
                 out.push((
                     self.key(&[Seg::Key("upstreams"), Seg::Key(up), Seg::Key(key)]),
                     message,
+                ));
+            }
+        }
+        out
+    }
+
+    /// A field a `require` reads that the canned answer `key` it gets lacks, where the body has
+    /// one close to it (`availble` read, `available` given): one side is misspelt, and the
+    /// case tests `()` rather than the answer it was written with. (A field left out on
+    /// purpose, to test an answer without it, has no near miss and is not warned about.)
+    fn fields_missing(
+        &self,
+        ruleset: &Ruleset,
+        req: &ConfirmRequest,
+        up: &str,
+        key: &str,
+        normal: &str,
+        answer: &canned::RawAnswer,
+    ) -> Vec<(Location, String)> {
+        let Some(serde_json::Value::Object(body)) = answer.body() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for rule in &ruleset.rules {
+            let Check::Fetch(f) = &rule.check else {
+                continue;
+            };
+            let Some(require) = f.require.as_ref() else {
+                continue;
+            };
+            if rule.mode == Mode::Off
+                || canned_call(rule, req).is_none_or(|(u, k)| u != up || k != normal)
+            {
+                continue;
+            }
+            for field in crate::rules::fields_read(&require.src) {
+                if body.contains_key(field) {
+                    continue;
+                }
+                let Some(near) = crate::suggest::closest(field, body.keys().map(String::as_str))
+                else {
+                    continue;
+                };
+                out.push((
+                    self.key(&[
+                        Seg::Key("upstreams"),
+                        Seg::Key(up),
+                        Seg::Key(key),
+                        Seg::Key("body"),
+                    ]),
+                    format!(
+                        "rule \"{}\" reads response.body.{field}, and this canned answer has no such field but has \"{near}\": one of the two is misspelt, and the case tests () instead of the answer",
+                        rule.name
+                    ),
                 ));
             }
         }

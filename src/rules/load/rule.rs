@@ -697,35 +697,16 @@ impl FileCompiler<'_, '_> {
         reason: &Template,
         require: &str,
     ) {
-        let read = fields_read(require);
+        let read = crate::rules::fields_read(require);
         for field in reason.response_fields() {
             if read.contains(&field) {
                 continue;
             }
             if let Some(known) = crate::suggest::closest(field, read.iter().copied()) {
-                self.warn(at, format_args!("rule \"{rule}\": reason: {{response.body.{field}}} names a field the require never reads, which renders empty if the answer lacks it; did you mean {{response.body.{known}}}?"));
+                self.warn(at, format_args!("rule \"{rule}\": reason: {{response.body.{field}}} names a field the require never reads, and the require reads response.body.{known}: one of the two is misspelt (a field the answer lacks renders empty in a reason, and is () in a require)"));
             }
         }
     }
-}
-
-/// The fields an expression reads as `response.body.NAME` (the first name after `body`).
-fn fields_read(expr: &str) -> Vec<&str> {
-    const READ: &str = "response.body.";
-    let mut fields: Vec<&str> = expr
-        .match_indices(READ)
-        .map(|(i, _)| {
-            let rest = &expr[i + READ.len()..];
-            let end = rest
-                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            &rest[..end]
-        })
-        .filter(|f| !f.is_empty())
-        .collect();
-    fields.sort_unstable();
-    fields.dedup();
-    fields
 }
 
 /// How the file writes its numbers: from the one pass over it when that was made

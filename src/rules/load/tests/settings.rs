@@ -784,7 +784,7 @@ fn a_reason_field_misspelt_against_the_require_is_warned_about() {
             DEFAULT,
             6,
             13,
-            "rule \"stock\": reason: {response.body.availble} names a field the require never reads, which renders empty if the answer lacks it; did you mean {response.body.available}?"
+            "rule \"stock\": reason: {response.body.availble} names a field the require never reads, and the require reads response.body.available: one of the two is misspelt (a field the answer lacks renders empty in a reason, and is () in a require)"
         )]
     );
 }
