@@ -752,6 +752,7 @@ pub(crate) mod tests {
             ("order_id = \"x\"", "unexpected '=': = gives a variable a value; compare with == (order_id == \"x\")"),
             ("amount === 5", "=== is not an operator in Rhai: write =="),
             ("amount !== 5", "!== is not an operator in Rhai: write !="),
+            ("amount < 100,000", "unexpected ',': write numbers without thousands separators (1000000, not 1,000,000; Rhai takes 1_000_000)"),
         ] {
             let err = engine.compile_expression(src, &[]).unwrap_err();
             assert_eq!(err.message, message, "{src}");
@@ -812,6 +813,7 @@ pub(crate) mod tests {
             ("Math.max(1, 2) == 2", "undefined variable: Math: Rhai has no Math; max(a, b), min(a, b), abs(x), floor(x) are functions of their own", 1, 1),
             ("let ok = amount > 5;\nok || \"too small\"", "expecting a boolean expression, not a string: && and || join conditions; to refuse with a reason, return it: if !ok { return \"reason\"; }", 2, 7),
             ("true\nfn f(x) { x }", "expecting ';' to terminate this statement: the statement before this fn needs a ; (or write the fns first)", 2, 1),
+            ("let limit = 1,000,000;\namount <= limit", "expecting ';' to terminate this statement: write numbers without thousands separators (1000000, not 1,000,000; Rhai takes 1_000_000)", 1, 14),
         ] {
             tests::assert_refused(&engine, src, message, line, column);
         }

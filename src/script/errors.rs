@@ -191,7 +191,17 @@ fn slip_hint(src: &str, error: &mut CompileError) {
         error.message.push_str(&hint);
         return;
     }
-    let hint = if message.starts_with("invalid character: ") && from.starts_with('\'') {
+    // `amount < 100,000`, `let limit = 1,000,000;`: a comma where the number goes on.
+    let digits_after = from.get(1..).unwrap_or_default();
+    let thousands = from.starts_with(',')
+        && before.ends_with(|c: char| c.is_ascii_digit())
+        && digits_after.len() >= 3
+        && digits_after.bytes().take(3).all(|b| b.is_ascii_digit());
+    let hint = if thousands
+        && (message == "unexpected ','" || message == "expecting ';' to terminate this statement")
+    {
+        "write numbers without thousands separators (1000000, not 1,000,000; Rhai takes 1_000_000)"
+    } else if message.starts_with("invalid character: ") && from.starts_with('\'') {
         "text is written in double quotes (\"store-a\"); single quotes hold one character"
     } else if (message == "expecting ';' to terminate this statement"
         || message.starts_with("unexpected '"))
