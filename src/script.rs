@@ -985,6 +985,17 @@ pub(crate) mod tests {
         ] {
             assert_refused(&engine, src, &message, 1, column);
         }
+        // A name beyond ASCII is no reserved word, and is not called one.
+        let err = engine
+            .compile_expression("fetched.쿠폰.status == 200", &[])
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "{property}: a property written bare is ASCII letters, digits and _; {}",
+                quote("쿠폰", "fetched")
+            )
+        );
         let err = engine
             .compile_expression("payload.until == 1", &[])
             .unwrap_err();

@@ -77,7 +77,12 @@ fn keyword_hint(src: &str, error: &mut CompileError) {
         format!("quote it as a key (#{{\"{word}\": …}}) and read it as {object}[\"{word}\"]");
     let message = &error.message;
     let hint = if message.starts_with("expecting name of a property") {
-        format!(": {word} is a word Rhai keeps for itself; {quote}")
+        if word.is_ascii() {
+            format!(": {word} is a word Rhai keeps for itself; {quote}")
+        } else {
+            // `fetched.쿠폰`: no reserved word, a name beyond ASCII.
+            format!(": a property written bare is ASCII letters, digits and _; {quote}")
+        }
     } else if *message == format!("'{word}' is a reserved keyword") && (property || key) {
         format!(": a reserved word cannot be a bare map key or property; {quote}")
     } else if message.starts_with("expecting '}' to end this object map literal")
