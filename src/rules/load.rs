@@ -200,6 +200,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => Decimal::from(1000),
         "m" => Decimal::from(60_000),
         "h" => Decimal::from(3_600_000),
+        // Korean units, as an operator may write them: the unit to write instead.
+        korean @ ("밀리초" | "초" | "분" | "시간") => {
+            let unit = match korean {
+                "밀리초" => "ms",
+                "초" => "s",
+                "분" => "m",
+                _ => "h",
+            };
+            return Err(format!("{}; write {num}{unit}", expected()));
+        }
         _ => return Err(expected()),
     };
     let too_long = || format!("duration \"{s}\" is too long (at most 24h)");
@@ -615,6 +625,28 @@ impl FileCompiler<'_, '_> {
                     &[Seg::Key("settings"), Seg::Key("on_error")],
                     format_args!("settings.on_error: approve with rule \"{}\", which asks the merchant to act (a forward, or a POST/PUT fetch): when the deadline stops that call (not sent, reached too close to the deadline; or its answer not in by then), the payment is approved without the merchant's answer, whatever the rule's own on_error says; use on_error: reject unless approving then is what you want", r.name),
                 );
+            }
+        }
+        // A forward asks the merchant to confirm the order: an enforced rule after it that
+        // may still refuse leaves an order the merchant confirmed for a payment refused.
+        if raw_rules.len() == rules.len() {
+            let enforced = |r: &&Rule| r.mode == Mode::Enforce;
+            for (k, fw) in rules.iter().enumerate() {
+                if fw.mode != Mode::Enforce || !matches!(fw.check, Check::Forward(_)) {
+                    continue;
+                }
+                let after: Vec<String> = rules[k + 1..]
+                    .iter()
+                    .filter(enforced)
+                    .filter(|r| !matches!(r.check, Check::Approve))
+                    .map(|r| format!("\"{}\"", r.name))
+                    .collect();
+                if !after.is_empty() {
+                    self.warn(
+                        &[Seg::Key("rules"), Seg::Index(raw_rules[k].0), Seg::Key("forward")],
+                        format_args!("rule \"{}\" forwards to the merchant's confirm handler before {} {}, which may still refuse: the merchant would confirm an order whose payment is then refused; put the forward after the checks", fw.name, if after.len() == 1 { "rule" } else { "rules" }, after.join(", ")),
+                    );
+                }
             }
         }
         // `when: 'true'` with `action: approve` is how approving everything on purpose is

@@ -243,6 +243,10 @@ fn clean_message(msg: &str) -> String {
     if let Some(number) = number_in_text(&msg) {
         return format!("{msg}; write the number alone: {number}");
     }
+    // `max: "99000"`: a number in quotes is text to YAML.
+    if let Some(text) = string_for_number(&msg).filter(|t| plain_number(t)) {
+        return format!("{msg}; write the number without quotes: {}", text.trim());
+    }
     // `min: 1e400`: YAML keeps a number no float holds as text.
     if let Some(text) =
         string_for_number(&msg).filter(|t| t.parse::<f64>().is_ok_and(f64::is_infinite))
@@ -279,6 +283,15 @@ fn number_in_text(msg: &str) -> Option<String> {
     let (whole, fraction) = number.split_once('.').unwrap_or((&number, "0"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     (number != text && digits(whole) && digits(fraction)).then_some(number)
+}
+
+/// Digits, with a fraction or a minus sign: a number YAML reads as one when unquoted.
+fn plain_number(text: &str) -> bool {
+    let t = text.trim();
+    let t = t.strip_prefix('-').unwrap_or(t);
+    let (whole, fraction) = t.split_once('.').unwrap_or((t, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && digits(fraction)
 }
 
 /// The keys at the top of a rule file.
@@ -442,6 +455,30 @@ mod tests {
             e.message,
             r#"a.b: invalid type: integer "100000000000000000000000", expected a map"#
         );
+    }
+
+    /// A number in quotes where a number is read is told to lose them; other text is not.
+    #[test]
+    fn a_quoted_number_is_told_to_lose_its_quotes() {
+        let msg = |text: &str| {
+            format!(
+                r#"rules[0].amount.max: invalid type: string "{text}", expected a number at line 3 column 31"#
+            )
+        };
+        for (text, write) in [("99000", "99000"), ("10.5", "10.5"), ("-1", "-1")] {
+            assert_eq!(
+                clean_message(&msg(text)),
+                format!(
+                    r#"rules[0].amount.max: invalid type: string "{text}", expected a number; write the number without quotes: {write}"#
+                )
+            );
+        }
+        for text in ["many", "1.2.3", "", "."] {
+            assert_eq!(
+                clean_message(&msg(text)),
+                format!(r#"rules[0].amount.max: invalid type: string "{text}", expected a number"#)
+            );
+        }
     }
 
     /// One name where a list is read (`shadow: lower-limit-trial`) gets the list to write.

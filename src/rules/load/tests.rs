@@ -915,6 +915,33 @@ mod fail_open {
         assert_eq!(alone.ok().warnings, Vec::<String>::new());
     }
 
+    /// A forward before checks that may still refuse has the merchant confirm orders whose
+    /// payments are then refused; after them (or followed only by approvals, shadow rules and
+    /// rules turned off), nothing to say.
+    #[test]
+    fn a_forward_before_refusing_checks_is_a_warning() {
+        let rules = |order: &str| {
+            let fw = "  - { name: existing, forward: { upstream: shop, path: /confirm } }\n";
+            let limit = "  - { name: limit, amount: { max: 5 }, reason: x }\n";
+            let trial = "  - { name: trial, amount: { max: 3 }, reason: y, mode: shadow }\n";
+            let body = match order {
+                "forward first" => format!("{fw}{limit}{trial}"),
+                _ => format!("{limit}{fw}{trial}"),
+            };
+            format!("upstreams: {{ shop: {{ url: \"http://shop.test\" }} }}\nrules:\n{body}")
+        };
+        let dir = default_file(&rules("forward first"));
+        let path = dir.path().join(DEFAULT);
+        assert_eq!(
+            dir.ok().warnings,
+            [format!("{}:3:32: rule \"existing\" forwards to the merchant's confirm handler before rule \"limit\", which may still refuse: the merchant would confirm an order whose payment is then refused; put the forward after the checks", path.display())]
+        );
+        assert_eq!(
+            default_file(&rules("forward last")).ok().warnings,
+            Vec::<String>::new()
+        );
+    }
+
     #[test]
     fn forward_paths_are_fixed() {
         let dir = default_file(

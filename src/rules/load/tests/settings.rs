@@ -434,6 +434,19 @@ fn parse_duration_rejects_other_forms() {
             "{text:?}"
         );
     }
+    // Korean units: what to write instead.
+    for (text, write) in [
+        ("3초", "3s"),
+        ("1.5 초", "1.5s"),
+        ("500밀리초", "500ms"),
+        ("2분", "2m"),
+    ] {
+        assert_eq!(
+            parse_duration(text),
+            Err(format!("{}; write {write}", expected(text))),
+            "{text:?}"
+        );
+    }
     assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
     for text in ["0s", "0ms", "0.0000001s"] {
         assert_eq!(
