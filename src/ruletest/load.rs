@@ -447,15 +447,27 @@ fn suite_warnings(
     let unpinned = raw.cases.iter().filter(|c| c.now.is_none()).count();
     let clock_rule = ruleset.and_then(|r| r.rules.iter().find(|rule| rule.reads_clock()));
     if let (None, true, Some(rule)) = (&raw.now, unpinned > 0, clock_rule) {
+        // A time inside the rule's window when it has one (a copied example time outside it
+        // would fail every case), else any fixed one.
+        let example = match &rule.check {
+            crate::rules::Check::Window {
+                from: Some(from), ..
+            } => from.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            crate::rules::Check::Window {
+                until: Some(until), ..
+            } => (*until - chrono::Duration::hours(1))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            _ => "2026-12-01T12:00:00+09:00".to_owned(),
+        };
         warnings.push(error_in(
             file,
             at_key("ruleset"),
             format!(
-                "no now: {unpinned} of {} cases run on today's clock, and rule \"{}\" depends on it ({}), so they pass or fail with the date; fix the time with now: \"2026-12-01T12:00:00+09:00\" at the top (or per case)",
+                "no now: {unpinned} of {} cases run on today's clock, and rule \"{}\" depends on it ({}), so they pass or fail with the date; fix the time with now: \"{example}\" at the top (or per case)",
                 raw.cases.len(),
                 rule.name,
                 if matches!(rule.check, crate::rules::Check::Window { .. }) {
-                    "a window"
+                    "a window, which that time is in"
                 } else {
                     "it reads now"
                 },
@@ -1293,7 +1305,15 @@ rules:
         let amount = "rules:\n  - { name: limit, amount: { max: 100 }, reason: x }\n";
         assert_eq!(
             load_with(window, &format!("ruleset: default\ncases:\n{}{pinned}", case(""))),
-            Ok(vec![r#"tests/t.yaml:1:1: no now: 1 of 2 cases run on today's clock, and rule "open" depends on it (a window), so they pass or fail with the date; fix the time with now: "2026-12-01T12:00:00+09:00" at the top (or per case)"#.to_owned()])
+            Ok(vec![r#"tests/t.yaml:1:1: no now: 1 of 2 cases run on today's clock, and rule "open" depends on it (a window, which that time is in), so they pass or fail with the date; fix the time with now: "2026-12-10T10:00:00+09:00" at the top (or per case)"#.to_owned()])
+        );
+        let until = "rules:\n  - { name: sale, window: { until: \"2026-12-31T00:00:00+09:00\" }, reason: x }\n";
+        let got = load_with(until, &format!("ruleset: default\ncases:\n{}", case(""))).unwrap();
+        assert!(
+            got[0].ends_with(
+                r#"fix the time with now: "2026-12-30T23:00:00+09:00" at the top (or per case)"#
+            ),
+            "{got:?}"
         );
         assert_eq!(
             load_with(script, &format!("ruleset: default\ncases:\n{}", case(""))),
