@@ -883,21 +883,25 @@ fn note_headers_read(ruleset: &Ruleset, decision: &Decision, notes: &mut Vec<Str
 
 /// Notes a rule that errs now where the record could not stand in: one it has no answer for
 /// (said as [`stand_ins`] planned, or as having none), or one that did not err then (it read
-/// what the log does not keep). Returns whether a rule the replay reached had no answer.
+/// what the log does not keep). Returns whether the decision is `on_error`'s for a rule the
+/// record has no answer for: that rule's own refusal, or an approval its `on_error: approve`
+/// let through.
 fn note_new_errors(
     record: &Record,
     decision: &Decision,
     plans: &Plans,
     notes: &mut Vec<String>,
 ) -> bool {
-    let mut unanswered = false;
+    // Enforced rules that erred for want of an answer (a shadow rule's error decides nothing).
+    let mut guessed: Vec<&str> = Vec::new();
     for t in &decision.trace {
         let planned = plans.get(&*t.rule);
         let called = t.call.is_some() || t.probe.is_some();
         if let Some(plan) = planned.filter(|_| called || t.outcome.is_error()) {
             notes.push(plan.note.clone());
-            // A shadow rule's error decides nothing.
-            unanswered |= !plan.answered && t.outcome == Outcome::Error;
+            if !plan.answered && t.outcome == Outcome::Error {
+                guessed.push(&t.rule);
+            }
             continue;
         }
         if !t.outcome.is_error() {
@@ -908,7 +912,9 @@ fn note_new_errors(
         // Only a rule that calls or reads health lacks an answer: another one's error is its
         // own (an expression failing on this request), which the note must name.
         let missing = error.contains("no answer on file") || (then.is_none() && called);
-        unanswered |= missing && t.outcome == Outcome::Error;
+        if missing && t.outcome == Outcome::Error {
+            guessed.push(&t.rule);
+        }
         let noted = notes.iter().any(|n| {
             n.strip_prefix("rule ")
                 .and_then(|n| n.strip_prefix(&*t.rule))
@@ -934,7 +940,11 @@ fn note_new_errors(
             ));
         }
     }
-    unanswered
+    let decided_by_guess = decision
+        .rule
+        .as_deref()
+        .is_some_and(|rule| guessed.contains(&rule));
+    decided_by_guess || (decision.decision == Verdict::Approve && !guessed.is_empty())
 }
 
 /// A call that failed then, failing again the same way: still waiting when the deadline (or a

@@ -150,10 +150,10 @@ pub struct BodyDue {
     /// would lose its body to the timer (a sold-out refusal made an error that
     /// `on_error: approve` let through). Not before `by`.
     pub late: tokio::time::Instant,
-    /// The request's deadline. A call whose own `timeout` ends before it is not cut at `by`:
-    /// its timeout ends a body still coming, an error of its rule (the rule's `on_error`), as
-    /// it ends a call whose status never came. Cut at `by` instead, the same slow answer would
-    /// be the deadline's, for the ruleset's `on_error` — one rule's `on_error: reject` turned
+    /// The request's deadline. A body still coming at `by` of a call whose own `timeout` ends
+    /// before it is cut there all the same (its rule must have time to decide), but as the
+    /// call's failure, for the rule's `on_error`, as its timeout would have ended it before the
+    /// deadline — not the deadline's, for the ruleset's: one rule's `on_error: reject` turned
     /// into the ruleset's `approve` by how the answer was slow.
     pub deadline: tokio::time::Instant,
 }
@@ -263,6 +263,11 @@ const CUT_SHORT: &str = "cut short";
 /// [`UpstreamResponse::incomplete`] of an answer still coming when its rule had to decide.
 const CUT_BY_DEADLINE: &str =
     "cut short: still coming when its rule had to decide, before the request's deadline";
+
+/// The same for a call whose own `timeout` would have ended it before the request's deadline:
+/// the call's failure, for its rule's `on_error`, as an answer its timeout cut would be.
+const CUT_BEFORE_OWN_TIMEOUT: &str =
+    "cut short: still coming when its rule had to decide, its own timeout ending before the request's deadline";
 
 /// Why a body is not read as JSON although it came whole (the count is
 /// [`body::MAX_JSON_PARTS`], checked by a test below).
@@ -618,10 +623,13 @@ async fn send(up: &Upstream, mut call: HttpCall) -> Result<UpstreamResponse, Ups
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let headers = joined_headers(resp.headers(), up);
-    // When the call's own timeout ends it: before the deadline, it ends the body too.
+    // When the call's own timeout ends it: before the deadline, a cut is the call's failure.
     let own_end = tokio::time::Instant::now() + up.timeout.saturating_sub(timed_from.elapsed());
-    let body_by = body_by.filter(|due| own_end >= due.deadline);
-    let (body, mut incomplete) = read_body(&mut resp, body_by, failed).await;
+    let cut_as = match body_by {
+        Some(due) if own_end < due.deadline => CUT_BEFORE_OWN_TIMEOUT,
+        _ => CUT_BY_DEADLINE,
+    };
+    let (body, mut incomplete) = read_body(&mut resp, body_by, cut_as, failed).await;
     let large = is_large(&body);
     let secrets = up.secrets.clone();
     // A body that breaks the limit on values is kept as text: `require` cannot read it, and
@@ -678,11 +686,12 @@ fn joined_headers(answer: &http::HeaderMap, up: &Upstream) -> Vec<(String, Strin
 
 /// The body of an answer whose status is in, as much as came: up to
 /// [`MAX_RESPONSE_BYTES`], until the upstream stopped sending, or until `body_by` says its rule
-/// must decide. The second value says why the body is not all of it; `failed` names a
-/// failure of the upstream's.
+/// must decide. The second value says why the body is not all of it: `cut_as` when `body_by`
+/// cut it; `failed` names a failure of the upstream's.
 async fn read_body(
     resp: &mut reqwest::Response,
     body_by: Option<BodyDue>,
+    cut_as: &str,
     failed: impl Fn(reqwest::Error) -> UpstreamError,
 ) -> (Vec<u8>, Option<String>) {
     // Once the status is in, the answer is the upstream's: a body that stops coming (closed
@@ -705,7 +714,7 @@ async fn read_body(
             biased;
             next = resp.chunk() => next,
             () = &mut due => {
-                incomplete = Some(CUT_BY_DEADLINE.into());
+                incomplete = Some(cut_as.into());
                 break;
             }
         };

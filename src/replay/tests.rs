@@ -1194,3 +1194,31 @@ async fn a_new_rules_error_is_named_by_what_it_lacks() {
         r.explain()
     );
 }
+
+/// A decision counts as `on_error`'s guess only where the rule without a recorded answer
+/// decided it: refusing by its own `on_error`, or letting an approval through by
+/// `on_error: approve` — not where a later rule refused on its own check.
+#[tokio::test]
+async fn a_change_is_on_errors_guess_only_where_the_unanswered_rule_decides() {
+    let logged = line(
+        r#"{"rule":"limit","outcome":"pass","ms":0.01}"#,
+        "approve",
+        "",
+    );
+    let rules = |limit: u32, fraud_on_error: &str| {
+        format!("upstreams: {{ shop: {{ url: \"http://shop.invalid\" }} }}\nrules:\n  - {{ name: fraud, fetch: {{ upstream: shop, path: /fraud }}, reason: f, on_error: {fraud_on_error} }}\n  - {{ name: limit, amount: {{ max: {limit} }}, reason: over }}\n")
+    };
+    for (limit, on_error, verdict, guessed) in [
+        // The limit refuses on its own check: a real change.
+        (1000, "approve", Verdict::Reject, false),
+        // The approval rests on fraud's on_error: approve.
+        (100000, "approve", Verdict::Approve, true),
+        // fraud's own on_error refuses.
+        (100000, "reject", Verdict::Reject, true),
+    ] {
+        let (_dir, loaded) = load_files(&[("default.yaml", &rules(limit, on_error))]);
+        let r = again(&loaded, &logged).await;
+        assert_eq!(r.decision.decision, verdict, "{}", r.explain());
+        assert_eq!(r.unanswered, guessed, "{limit} {on_error}: {}", r.explain());
+    }
+}

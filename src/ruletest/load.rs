@@ -1200,6 +1200,18 @@ rules:
                 "{body}"
             );
         }
+        // A near miss the require reads too is a field of its own, and a field read with a
+        // default may be left out on purpose.
+        let two = "upstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    require: 'response.status == 200 && !(response.body.sold_out ?? false) && response.body.sold < 100'\n    reason: 매진\n";
+        assert_eq!(
+            load_with(two, &case("{ sold: 5 }")).unwrap(),
+            Vec::<String>::new()
+        );
+        let read_twice = "upstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    require: 'response.body.sold < 100 && response.body.sold_out != true'\n    reason: 매진\n";
+        assert_eq!(
+            load_with(read_twice, &case("{ sold: 5 }")).unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     /// A case's own key indented under `request:` is a field of the request: said, where the

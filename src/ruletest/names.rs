@@ -325,12 +325,24 @@ impl CaseNames<'_> {
             {
                 continue;
             }
-            for field in crate::rules::fields_read(&require.src) {
-                if body.contains_key(field) {
+            let read = crate::rules::fields_read(&require.src);
+            for &field in &read {
+                // Read with a default (`?? false`), it may be left out on purpose.
+                let defaulted = require
+                    .src
+                    .split(&format!("response.body.{field}"))
+                    .skip(1)
+                    .any(|rest| rest.trim_start().starts_with("??") || rest.starts_with("?."));
+                if body.contains_key(field) || defaulted {
                     continue;
                 }
-                let Some(near) = crate::suggest::closest(field, body.keys().map(String::as_str))
-                else {
+                // A near miss that the require reads too is a field of its own (`sold` and
+                // `sold_out`), not the misspelling.
+                let others = body
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| !read.contains(k));
+                let Some(near) = crate::suggest::closest(field, others) else {
                     continue;
                 };
                 out.push((

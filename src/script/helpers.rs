@@ -159,6 +159,25 @@ pub fn format_amount_text(text: &str) -> String {
 }
 
 /// Whether `list` holds a number (integer, Decimal or float) of the value `d`.
+/// `one_of` of a number: whether it is in `list`, or the error of a list holding text that
+/// holds a number (`one_of(amount, ["50000"])`).
+fn number_in(d: Decimal, list: &rhai::Array) -> Result<bool, Box<rhai::EvalAltResult>> {
+    let quoted = list.iter().find_map(|item| {
+        item.read_lock::<rhai::ImmutableString>()
+            .filter(|s| super::numbers::holds_a_number(s))
+            .map(|s| format!("{:?}", s.as_str()))
+    });
+    match quoted {
+        Some(text) => Err(text_among_numbers(&text)),
+        None => Ok(in_list(d, list)),
+    }
+}
+
+/// The error of `one_of` between a number and text holding one.
+fn text_among_numbers(text: &str) -> Box<rhai::EvalAltResult> {
+    format!("one_of: {text} is text holding a number, never equal to a number (Rhai reads no number in text): write parse_int(…), parse_float(…) or parse_decimal(…) of the text, or the list's items as the kind looked for").into()
+}
+
 fn in_list(d: Decimal, list: &rhai::Array) -> bool {
     list.iter().any(|item| {
         let value = if let Some(n) = item.read_lock::<INT>() {
@@ -301,19 +320,33 @@ pub(super) fn register_helpers(engine: &mut Engine) {
     for name in ["round", "floor", "ceiling"] {
         engine.register_fn(name, |n: INT| n);
     }
-    engine.register_fn("one_of", |x: &str, list: rhai::Array| {
-        list.iter().any(|item| {
-            item.read_lock::<rhai::ImmutableString>()
-                .is_some_and(|s| s.as_str() == x)
-        })
-    });
+    // Text holding a number looked for among numbers, or a number among such text, is an
+    // error as `==` between them is (`"0" == 0`): an API's quoted number, meant as the number.
+    engine.register_fn(
+        "one_of",
+        |x: &str, list: rhai::Array| -> Result<bool, Box<rhai::EvalAltResult>> {
+            let numbers = list
+                .iter()
+                .any(|i| i.is_int() || i.is_float() || i.is_decimal());
+            if numbers && super::numbers::holds_a_number(x) {
+                return Err(text_among_numbers(&format!("{x:?}")));
+            }
+            Ok(list.iter().any(|item| {
+                item.read_lock::<rhai::ImmutableString>()
+                    .is_some_and(|s| s.as_str() == x)
+            }))
+        },
+    );
     // Numbers are in a list when one of its numbers has the same value (1000 and 1000.0 too).
     engine.register_fn("one_of", |n: INT, list: rhai::Array| {
-        in_list(Decimal::from(n), &list)
+        number_in(Decimal::from(n), &list)
     });
-    engine.register_fn("one_of", |d: Decimal, list: rhai::Array| in_list(d, &list));
-    engine.register_fn("one_of", |f: FLOAT, list: rhai::Array| {
-        exact(f).is_some_and(|d| in_list(d, &list))
+    engine.register_fn("one_of", |d: Decimal, list: rhai::Array| {
+        number_in(d, &list)
+    });
+    engine.register_fn("one_of", |f: FLOAT, list: rhai::Array| match exact(f) {
+        Some(d) => number_in(d, &list),
+        None => Ok(false),
     });
     engine.register_fn("one_of", |b: bool, list: rhai::Array| {
         list.iter().any(|item| item.as_bool() == Ok(b))
@@ -406,6 +439,32 @@ fn replaced(
 mod tests {
     use super::*;
     use crate::script::tests::{eval_expr, V1};
+
+    /// `one_of` between a number and text holding a number is the error `==` gives; text that
+    /// holds none, and lists of one kind, are as before.
+    #[test]
+    fn one_of_between_numbers_and_numbers_in_text_is_an_error() {
+        const BODY: &str = r#"{"imp_uid":"i","merchant_uid":"o","amount":5,"c":{"z":"0","s":"sold out","ids":["1001","1002"],"ns":[0,1]}}"#;
+        for src in [
+            "!one_of(payload.c.z, payload.c.ns)",
+            "one_of(amount, payload.c.ids)",
+        ] {
+            let e = eval_expr(src, BODY).unwrap_err();
+            assert!(
+                e.message
+                    .contains("is text holding a number, never equal to a number"),
+                "{src}: {e:?}"
+            );
+        }
+        for src in [
+            "!one_of(payload.c.s, payload.c.ns)",
+            "one_of(payload.c.z, [\"0\", \"1\"])",
+            "one_of(amount, [5, 6])",
+            "!one_of(payload.c.ns[0], [payload.c.s])",
+        ] {
+            assert_eq!(eval_expr(src, BODY), Ok(true), "{src}");
+        }
+    }
 
     /// `now` (2026-12-01 12:30 in Seoul in these tests) against times written in Korean time,
     /// to the millisecond, however the text writes them.

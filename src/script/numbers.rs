@@ -133,7 +133,7 @@ pub(super) fn register_unordered(engine: &mut Engine) {
 }
 
 /// Whether `text` is a number written as text (`"0"`, `" 3.5 "`, `"1e3"`).
-fn holds_a_number(text: &str) -> bool {
+pub(super) fn holds_a_number(text: &str) -> bool {
     let t = text.trim();
     t.parse::<FLOAT>().is_ok_and(FLOAT::is_finite) || t.parse::<Decimal>().is_ok()
 }

@@ -1825,40 +1825,63 @@ async fn an_answer_cut_by_the_deadline_is_the_rulesets_on_error() {
 }
 
 /// An upstream whose own `timeout` ends before the deadline (but after bodies are due, a tenth
-/// of the deadline before it) ends a trickling body by that timeout: an error of its rule, for
-/// the rule's `on_error`, as an upstream that sends nothing by then is — not cut where bodies
-/// are due and handed to the ruleset's `on_error: approve`, which would pass a payment the
-/// rule says to refuse when its stock check cannot complete.
+/// of the deadline before it): a body still coming where bodies are due is cut there — the rule
+/// must have time to decide — but as the call's failure, for the rule's `on_error`, as the
+/// timeout would have ended it before the deadline (and as an upstream that sends nothing by
+/// then is); not handed to the ruleset's `on_error: approve`, which would pass a payment the
+/// rule says to refuse when its stock check cannot complete. A refusing status still refuses.
 #[tokio::test]
-async fn a_body_still_coming_at_its_upstreams_timeout_before_the_deadline_is_its_rules_error() {
+async fn a_body_still_coming_when_its_upstreams_timeout_ends_before_the_deadline_is_its_rules_error(
+) {
     let head =
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"avail";
+    let refusal = "HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"reason";
     let (trickling, _) = raw_upstream(head, Duration::from_secs(5)).await;
+    let (refusing, _) = raw_upstream(refusal, Duration::from_secs(5)).await;
     let (silent, _) = raw_upstream("", Duration::from_secs(5)).await;
-    for (url, what) in [(&trickling, "trickling"), (&silent, "silent")] {
+    for (url, timeout, what) in [
+        (
+            &trickling,
+            "950ms",
+            "its own timeout ending before the request's deadline",
+        ),
+        (
+            &trickling,
+            "978ms",
+            "its own timeout ending before the request's deadline",
+        ),
+        (&silent, "950ms", "timed out after 950ms"),
+    ] {
         let rules = Rules::with(
             "default.yaml",
             &format!(
-                "settings: {{ on_error: approve, error_reason: \"재고를 확인하지 못했습니다\", deadline: 1s }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 950ms }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, require: 'response.body.avail >= 1', reason: r, on_error: reject }}\n"
+                "settings: {{ on_error: approve, error_reason: \"재고를 확인하지 못했습니다\", deadline: 1s }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: {timeout} }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, require: 'response.body.avail >= 1', reason: r, on_error: reject }}\n"
             ),
         );
         let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
         assert_eq!(
             (a.status, a.reason()),
             (409, "재고를 확인하지 못했습니다"),
-            "{what}: {r}"
+            "{what} ({timeout}): {r}"
         );
         let step = &r["trace"][0];
         assert_eq!(step["outcome"], "error", "{r}");
         assert!(step.get("deadline").is_none(), "{what}: {r}");
         assert!(
-            step["error"]
-                .as_str()
-                .unwrap()
-                .contains("timed out after 950ms"),
+            step["error"].as_str().unwrap().contains(what),
             "{what}: {r}"
         );
     }
+    // The merchant's refusal stands, its body cut or not (with a timeout just under the
+    // deadline, a body read to the timeout left the rule no time, and on_error approved).
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ on_error: approve, deadline: 1s }}\nupstreams: {{ shop: {{ url: \"{refusing}\", timeout: 978ms }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: 매진, on_error: reject }}\n"
+        ),
+    );
+    let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+    assert_eq!((a.status, a.reason()), (409, "매진"), "{r}");
 }
 
 /// A passing status whose body then stops coming is no pass: the handler may have failed

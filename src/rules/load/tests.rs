@@ -940,6 +940,9 @@ mod fail_open {
             default_file(&rules("forward last")).ok().warnings,
             Vec::<String>::new()
         );
+        // One confirm handler per API version: the forwards are one step.
+        let per_api = "upstreams: { shop: { url: \"http://shop.test\" } }\nrules:\n  - { name: v1, when: 'api == \"v1\"', forward: { upstream: shop, path: /v1/confirm } }\n  - { name: v2, when: 'api != \"v1\"', forward: { upstream: shop, path: /v2/confirm } }\n";
+        assert_eq!(default_file(per_api).ok().warnings, Vec::<String>::new());
     }
 
     #[test]

@@ -439,14 +439,12 @@ impl FileCompiler<'_, '_> {
                     // Some merchant APIs take their key in the path (`/hooks/${TOKEN}`) or as
                     // a password (`https://user:${PASSWORD}@host`).
                     secrets.extend(url_secrets(&u, &values));
-                    // A value put in the host is lower-cased by the URL parser, and shows so
-                    // in every error naming the host (`DNS lookup failed for …`).
-                    let lowered = values.iter().map(|v| v.to_ascii_lowercase());
-                    secrets.extend(
-                        lowered
-                            .filter(|l| u.host_str().is_some_and(|h| h.contains(l.as_str())))
-                            .map(Into::into),
-                    );
+                    // A value put in the host shows as the URL parser writes the host (lower
+                    // case, punycode, percent-decoded) in every error naming it (`DNS lookup
+                    // failed for …`): that host is masked whole.
+                    if variable_in_host(&raw.url) {
+                        secrets.extend(u.host_str().map(Into::into));
+                    }
                     secrets.extend(values.into_iter().map(Into::into));
                     self.substitution_warnings(&at("url"), name, "url", &empty, &bare);
                     Some(url)
@@ -678,6 +676,17 @@ fn url_secrets(url: &reqwest::Url, values: &[String]) -> Vec<Box<str>> {
         );
     }
     secrets
+}
+
+/// Whether a `${VAR}` is part of the host of the url written as `url` (`https://${SHOP_ID}.api`),
+/// not of its user, path or the whole url.
+fn variable_in_host(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    host.contains("${")
 }
 
 /// The secrets worth masking, longest first: a token that holds a shorter one is masked whole.
