@@ -158,7 +158,6 @@ pub fn format_amount_text(text: &str) -> String {
     out
 }
 
-/// Whether `list` holds a number (integer, Decimal or float) of the value `d`.
 /// `one_of` of a number: whether it is in `list`, or the error of a list holding text that
 /// holds a number (`one_of(amount, ["50000"])`).
 fn number_in(d: Decimal, list: &rhai::Array) -> Result<bool, Box<rhai::EvalAltResult>> {
@@ -178,6 +177,7 @@ fn text_among_numbers(text: &str) -> Box<rhai::EvalAltResult> {
     format!("one_of: {text} is text holding a number, never equal to a number (Rhai reads no number in text): write parse_int(…), parse_float(…) or parse_decimal(…) of the text, or the list's items as the kind looked for").into()
 }
 
+/// Whether `list` holds a number (integer, Decimal or float) of the value `d`.
 fn in_list(d: Decimal, list: &rhai::Array) -> bool {
     list.iter().any(|item| {
         let value = if let Some(n) = item.read_lock::<INT>() {

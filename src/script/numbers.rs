@@ -71,9 +71,9 @@ pub(super) fn register(engine: &mut Engine) {
 /// Equality between them stays `false` (`!=` `true`): a text is no number, as in Python —
 /// except for text that holds a number (`"0" != 0`), an API's quoted number, which a rule
 /// means as the number: `response.body.available != 0` passed every sold-out item of a shop
-/// that quotes its numbers. That is an error too. `()` keeps Rhai's `false`: a field a request lacks (`when: payload.custom_data.vip_level >
-/// 2`) is the usual way of saying "not this one", and an error there would refuse every
-/// payment without it. These are reached only with fast operators off
+/// that quotes its numbers. That is an error too. `()` keeps Rhai's `false`: a field a
+/// request lacks (`when: payload.custom_data.vip_level > 2`) is the usual way of saying "not
+/// this one", and an error there would refuse every payment without it. These are reached only with fast operators off
 /// ([`super::build_engine`]).
 pub(super) fn register_unordered(engine: &mut Engine) {
     macro_rules! unordered {
