@@ -515,7 +515,8 @@ async fn decide(
     };
     let decision = evaluate(ruleset, &req, &ctx).await;
     note_headers_read(ruleset, &decision, notes);
-    let unanswered = note_new_errors(record, &decision, &plans, notes);
+    let guessed = note_new_errors(record, &decision, &plans, notes);
+    let unanswered = on_errors_guess(ruleset, &decision, &guessed);
     (decision, unanswered)
 }
 
@@ -883,16 +884,14 @@ fn note_headers_read(ruleset: &Ruleset, decision: &Decision, notes: &mut Vec<Str
 
 /// Notes a rule that errs now where the record could not stand in: one it has no answer for
 /// (said as [`stand_ins`] planned, or as having none), or one that did not err then (it read
-/// what the log does not keep). Returns whether the decision is `on_error`'s for a rule the
-/// record has no answer for: that rule's own refusal, or an approval its `on_error: approve`
-/// let through.
-fn note_new_errors(
+/// what the log does not keep). Returns the enforced rules that erred for want of an answer
+/// (a shadow rule's error decides nothing).
+fn note_new_errors<'d>(
     record: &Record,
-    decision: &Decision,
+    decision: &'d Decision,
     plans: &Plans,
     notes: &mut Vec<String>,
-) -> bool {
-    // Enforced rules that erred for want of an answer (a shadow rule's error decides nothing).
+) -> Vec<&'d str> {
     let mut guessed: Vec<&str> = Vec::new();
     for t in &decision.trace {
         let planned = plans.get(&*t.rule);
@@ -940,11 +939,39 @@ fn note_new_errors(
             ));
         }
     }
-    let decided_by_guess = decision
-        .rule
-        .as_deref()
-        .is_some_and(|rule| guessed.contains(&rule));
-    decided_by_guess || (decision.decision == Verdict::Approve && !guessed.is_empty())
+    guessed
+}
+
+/// Whether `decision` is `on_error`'s for a rule in `guessed` rather than a prediction: that
+/// rule's own refusal, an approval its `on_error: approve` let through, or a refusal by a rule
+/// reading what earlier rules fetched (the answer the record does not have).
+fn on_errors_guess(ruleset: &Ruleset, decision: &Decision, guessed: &[&str]) -> bool {
+    if guessed.is_empty() {
+        return false;
+    }
+    if decision.decision == Verdict::Approve {
+        return true;
+    }
+    let Some(name) = decision.rule.as_deref() else {
+        return false;
+    };
+    let reads_fetched = |rule: &Rule| {
+        let mentions = |e: &crate::rules::Expr| e.mentions_fetched;
+        rule.when.as_ref().is_some_and(mentions)
+            || match &rule.check {
+                Check::Require(e) => mentions(e),
+                Check::Fetch(f) => f.require.as_ref().is_some_and(mentions),
+                // A script may read `fetched` by any name.
+                Check::Script { .. } => true,
+                _ => false,
+            }
+    };
+    guessed.contains(&name)
+        || ruleset
+            .rules
+            .iter()
+            .find(|r| *r.name == *name)
+            .is_some_and(reads_fetched)
 }
 
 /// A call that failed then, failing again the same way: still waiting when the deadline (or a

@@ -1221,4 +1221,10 @@ async fn a_change_is_on_errors_guess_only_where_the_unanswered_rule_decides() {
         assert_eq!(r.decision.decision, verdict, "{}", r.explain());
         assert_eq!(r.unanswered, guessed, "{limit} {on_error}: {}", r.explain());
     }
+    // A refusal by a rule that reads what fraud fetched rests on the answer the record lacks.
+    let reads = "upstreams: { shop: { url: \"http://shop.invalid\" } }\nrules:\n  - { name: fraud, fetch: { upstream: shop, path: /fraud }, reason: f, on_error: approve }\n  - { name: limit, require: 'fetched.fraud?.status == 200', reason: over }\n";
+    let (_dir, loaded) = load_files(&[("default.yaml", reads)]);
+    let r = again(&loaded, &logged).await;
+    assert_eq!(r.decision.decision, Verdict::Reject, "{}", r.explain());
+    assert!(r.unanswered, "{}", r.explain());
 }

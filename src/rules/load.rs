@@ -629,8 +629,8 @@ impl FileCompiler<'_, '_> {
         }
         // A forward asks the merchant to confirm the order: an enforced rule after it that
         // may still refuse leaves an order the merchant confirmed for a payment refused.
-        // (Another forward after it is the same step for other requests, one confirm handler
-        // per API version or store, say.)
+        // (Another forward after it, both guarded by a `when`, is the same step for other
+        // requests: one confirm handler per API version or store, say.)
         if raw_rules.len() == rules.len() {
             let enforced = |r: &&Rule| r.mode == Mode::Enforce;
             for (k, fw) in rules.iter().enumerate() {
@@ -640,7 +640,12 @@ impl FileCompiler<'_, '_> {
                 let after: Vec<String> = rules[k + 1..]
                     .iter()
                     .filter(enforced)
-                    .filter(|r| !matches!(r.check, Check::Approve | Check::Forward(_)))
+                    .filter(|r| !matches!(r.check, Check::Approve))
+                    .filter(|r| {
+                        !(matches!(r.check, Check::Forward(_))
+                            && fw.when.is_some()
+                            && r.when.is_some())
+                    })
                     .map(|r| format!("\"{}\"", r.name))
                     .collect();
                 if !after.is_empty() {

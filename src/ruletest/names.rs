@@ -327,12 +327,16 @@ impl CaseNames<'_> {
             }
             let read = crate::rules::fields_read(&require.src);
             for &field in &read {
-                // Read with a default (`?? false`), it may be left out on purpose.
+                // Read with a default (`?? false`) wherever it is read, it may be left out on
+                // purpose.
                 let defaulted = require
                     .src
                     .split(&format!("response.body.{field}"))
                     .skip(1)
-                    .any(|rest| rest.trim_start().starts_with("??") || rest.starts_with("?."));
+                    .all(|rest| {
+                        let rest = rest.trim_start_matches(')').trim_start();
+                        rest.starts_with("??") || rest.starts_with("?.")
+                    });
                 if body.contains_key(field) || defaulted {
                     continue;
                 }

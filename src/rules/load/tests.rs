@@ -943,6 +943,9 @@ mod fail_open {
         // One confirm handler per API version: the forwards are one step.
         let per_api = "upstreams: { shop: { url: \"http://shop.test\" } }\nrules:\n  - { name: v1, when: 'api == \"v1\"', forward: { upstream: shop, path: /v1/confirm } }\n  - { name: v2, when: 'api != \"v1\"', forward: { upstream: shop, path: /v2/confirm } }\n";
         assert_eq!(default_file(per_api).ok().warnings, Vec::<String>::new());
+        // Two forwards for every request: the second may refuse after the first confirmed.
+        let both = "upstreams: { shop: { url: \"http://shop.test\" } }\nrules:\n  - { name: orders, forward: { upstream: shop, path: /confirm } }\n  - { name: inventory, forward: { upstream: shop, path: /reserve } }\n";
+        assert_eq!(default_file(both).ok().warnings.len(), 1);
     }
 
     #[test]

@@ -685,7 +685,13 @@ fn variable_in_host(url: &str) -> bool {
         return false;
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    // Without the port (`shop:${PORT}`), which is no part of the host; an IPv6 host keeps
+    // its colons inside brackets.
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
     host.contains("${")
 }
 

@@ -205,7 +205,20 @@ fn a_secret_in_a_urls_host_is_masked_in_lower_case_too() {
         );
         assert!(secrets.iter().any(|s| s == key), "{key}");
     }
-    // The user or the path a variable fills in is no host.
+    // The user, the port or the path a variable fills in is no host.
+    for url in ["http://shop.test:${PORT}", "http://[::1]:${PORT}"] {
+        let port = default_file(&format!(
+            "upstreams:\n  shop: {{ url: \"{url}\" }}\nrules:\n  - {{ name: a, forward: {{ upstream: shop, path: /x }} }}\n"
+        ));
+        let rules = port.ok_with(&[("PORT", "48105")]);
+        let shop = &rules.get("default").unwrap().upstreams["shop"];
+        assert!(
+            shop.secrets
+                .iter()
+                .all(|f| f.needle() != b"shop.test" && f.needle() != b"[::1]"),
+            "{url}"
+        );
+    }
     let path = default_file(
         "upstreams:\n  shop: { url: \"https://${USER_NAME}:x@shop.test/${TOKEN}\" }\nrules:\n  - { name: a, forward: { upstream: shop, path: /x } }\n",
     );
