@@ -632,10 +632,16 @@ async fn send(up: &Upstream, mut call: HttpCall) -> Result<UpstreamResponse, Ups
     let (body, mut incomplete) = read_body(&mut resp, body_by, cut_as, failed).await;
     let large = is_large(&body);
     let secrets = up.secrets.clone();
+    // A body that stopped coming is no answer any rule reads (its `require` is not evaluated,
+    // later rules see no body): kept as text for the trace, not parsed — a megabyte cut near
+    // the deadline, parsed, could use up the time its rule has left to refuse on its status.
+    let cut_short = incomplete
+        .as_deref()
+        .is_some_and(|why| why.starts_with(CUT_SHORT));
     // A body that breaks the limit on values is kept as text: `require` cannot read it, and
     // says why. Counted with the parse, off the runtime for a large body.
     let parse = move || {
-        let json = !too_many_parts(&body);
+        let json = !cut_short && !too_many_parts(&body);
         let (body, not_json) = read_body_noting(&body, content_type.as_deref(), &secrets, json);
         (body, not_json, json)
     };
@@ -1063,7 +1069,8 @@ mod slots_tests {
             while let Ok((mut conn, _)) = listener.accept().await {
                 let mut buf = [0; 4096];
                 let _ = conn.read(&mut buf).await;
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"avail";
+                // Whole JSON, but less than the length announced: it stops coming.
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"avail\":1}";
                 let _ = conn.write_all(head.as_bytes()).await;
                 held.push(conn);
             }
@@ -1086,6 +1093,9 @@ mod slots_tests {
                 && why.ends_with("ms of it waiting for a free connection (max_connections: 1)"),
             "{why}"
         );
+        // A body that stopped coming is kept as text, not parsed: no rule reads it.
+        assert_eq!(answer.body, Value::String("{\"avail\":1}".into()));
+        assert_eq!(answer.not_json, None);
         stall.abort();
     }
 
