@@ -1007,16 +1007,19 @@ mod slots_tests {
         assert_eq!((slots.in_use(), slots.waiting()), (0, 0));
     }
 
-    /// A call that waited for a free connection and then timed out at the upstream says how
-    /// much of its `timeout` went to the wait: a limit set too low is not a slow merchant.
-    #[tokio::test]
-    async fn a_timeout_after_waiting_for_a_connection_says_how_long_it_waited() {
-        // Takes connections and never answers.
+    /// One call to an upstream with one connection, which another call holds for its first
+    /// 150 ms, and a `timeout` of 400 ms; the upstream reads the request, writes `head` and
+    /// then nothing more.
+    async fn sent_after_a_wait(head: &'static str) -> Result<UpstreamResponse, UpstreamError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let hang = tokio::spawn(async move {
+        let stall = tokio::spawn(async move {
             let mut held = Vec::new();
-            while let Ok((conn, _)) = listener.accept().await {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0; 4096];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn.write_all(head.as_bytes()).await;
                 held.push(conn);
             }
         });
@@ -1031,7 +1034,16 @@ mod slots_tests {
             drop(held);
         };
         let (sent, ()) = tokio::join!(send(&up, call(Some("stock"))), release);
-        let error = sent.unwrap_err();
+        stall.abort();
+        sent
+    }
+
+    /// A call that waited for a free connection and then timed out at the upstream says how
+    /// much of its `timeout` went to the wait: a limit set too low is not a slow merchant.
+    #[tokio::test]
+    async fn a_timeout_after_waiting_for_a_connection_says_how_long_it_waited() {
+        // Never answers.
+        let error = sent_after_a_wait("").await.unwrap_err();
         let UpstreamError::TimeoutAfterWaiting {
             timeout,
             waited,
@@ -1053,40 +1065,18 @@ mod slots_tests {
             waited >= Duration::from_millis(150) && waited < timeout,
             "{waited:?}"
         );
-        hang.abort();
     }
 
     /// The same when the timeout comes while the body is read: the trace of the cut answer
     /// says how much of the timeout went to the wait.
     #[tokio::test]
     async fn a_body_cut_by_the_timeout_after_waiting_for_a_connection_says_how_long_it_waited() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        // Answers the status line and the start of a body, then nothing more.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let stall = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let mut buf = [0; 4096];
-                let _ = conn.read(&mut buf).await;
-                // Whole JSON, but less than the length announced: it stops coming.
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"avail\":1}";
-                let _ = conn.write_all(head.as_bytes()).await;
-                held.push(conn);
-            }
-        });
-        let slots = Slots::new(1);
-        let up = Upstream {
-            slots: Some(slots.clone()),
-            ..Upstream::for_tests(&url, Duration::from_millis(400))
-        };
-        let held = slots.free.clone().try_acquire_owned().unwrap();
-        let release = async {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            drop(held);
-        };
-        let (sent, ()) = tokio::join!(send(&up, call(Some("stock"))), release);
-        let answer = sent.unwrap();
+        // Whole JSON, but less than the length announced: it stops coming.
+        let answer = sent_after_a_wait(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"avail\":1}",
+        )
+        .await
+        .unwrap();
         let why = answer.incomplete.clone().unwrap();
         assert!(
             why.starts_with("cut short: timed out after 400ms, ")
@@ -1096,7 +1086,6 @@ mod slots_tests {
         // A body that stopped coming is kept as text, not parsed: no rule reads it.
         assert_eq!(answer.body, Value::String("{\"avail\":1}".into()));
         assert_eq!(answer.not_json, None);
-        stall.abort();
     }
 
     /// A call that may change something at the merchant (a POST, a forward) waits for a free

@@ -1282,12 +1282,7 @@ async fn a_secret_in_an_upstream_url_path_stays_out_of_debug_logs() {
     // A GET is sent again only when the connection closed within a short time of sending, which
     // a loaded machine can miss once; a few tries (bounded) make sure the path is taken.
     for _ in 0..5 {
-        let answer = post(
-            &proc.url("/confirm"),
-            Some("application/json"),
-            v1("order-1", 5000),
-        )
-        .await;
+        let answer = proc.confirm_json("/confirm", &v1("order-1", 5000)).await;
         assert_eq!(answer.status, 409, "{}", answer.body);
         let resent = eventually(Duration::from_millis(500), || async {
             proc.log_text().contains("sending it again")
@@ -1326,12 +1321,7 @@ async fn a_secret_in_an_upstream_host_stays_out_of_its_errors() {
         &[("SHOP_HOST", "LocalHost")],
     )
     .await;
-    let answer = post(
-        &proc.url("/confirm"),
-        Some("application/json"),
-        v1("order-1", 5000),
-    )
-    .await;
+    let answer = proc.confirm_json("/confirm", &v1("order-1", 5000)).await;
     assert_eq!(answer.status, 409, "{}", answer.body);
     proc.signal("TERM");
     let mut proc = proc;
