@@ -161,6 +161,10 @@ pub fn format_amount_text(text: &str) -> String {
 /// `one_of` of a number: whether it is in `list`, or the error of a list holding text that
 /// holds a number (`one_of(amount, ["50000"])`).
 fn number_in(d: Decimal, list: &rhai::Array) -> Result<bool, Box<rhai::EvalAltResult>> {
+    // Found among the numbers, as `in` finds it before it meets the text.
+    if in_list(d, list) {
+        return Ok(true);
+    }
     let quoted = list.iter().find_map(|item| {
         item.read_lock::<rhai::ImmutableString>()
             .filter(|s| super::numbers::holds_a_number(s))
@@ -168,7 +172,7 @@ fn number_in(d: Decimal, list: &rhai::Array) -> Result<bool, Box<rhai::EvalAltRe
     });
     match quoted {
         Some(text) => Err(text_among_numbers(&text)),
-        None => Ok(in_list(d, list)),
+        None => Ok(false),
     }
 }
 
@@ -325,16 +329,17 @@ pub(super) fn register_helpers(engine: &mut Engine) {
     engine.register_fn(
         "one_of",
         |x: &str, list: rhai::Array| -> Result<bool, Box<rhai::EvalAltResult>> {
+            let found = list.iter().any(|item| {
+                item.read_lock::<rhai::ImmutableString>()
+                    .is_some_and(|s| s.as_str() == x)
+            });
             let numbers = list
                 .iter()
                 .any(|i| i.is_int() || i.is_float() || i.is_decimal());
-            if numbers && super::numbers::holds_a_number(x) {
+            if !found && numbers && super::numbers::holds_a_number(x) {
                 return Err(text_among_numbers(&format!("{x:?}")));
             }
-            Ok(list.iter().any(|item| {
-                item.read_lock::<rhai::ImmutableString>()
-                    .is_some_and(|s| s.as_str() == x)
-            }))
+            Ok(found)
         },
     );
     // Numbers are in a list when one of its numbers has the same value (1000 and 1000.0 too).
@@ -344,6 +349,7 @@ pub(super) fn register_helpers(engine: &mut Engine) {
     engine.register_fn("one_of", |d: Decimal, list: rhai::Array| {
         number_in(d, &list)
     });
+    // A float with no decimal value (1e30 from arithmetic) is in no list of decimals.
     engine.register_fn("one_of", |f: FLOAT, list: rhai::Array| match exact(f) {
         Some(d) => number_in(d, &list),
         None => Ok(false),
@@ -461,6 +467,9 @@ mod tests {
             "one_of(payload.c.z, [\"0\", \"1\"])",
             "one_of(amount, [5, 6])",
             "!one_of(payload.c.ns[0], [payload.c.s])",
+            // Found before the other kind is met, as `in` finds it.
+            "one_of(payload.c.z, [payload.c.z, 0])",
+            "one_of(payload.c.ns[0], [0, payload.c.z])",
         ] {
             assert_eq!(eval_expr(src, BODY), Ok(true), "{src}");
         }
