@@ -550,7 +550,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             "confirm requests are taken from anyone, unsigned: whoever reaches this listener can have payments decided (and a forward or POST fetch sent to the shop); set --webhook-secret (PortOne V2 signs its requests) or --allow-from (PortOne's sending addresses) before going live"
         );
     }
-    if let Some((a, b)) = same_secret_twice(&args.webhook_secret) {
+    if let Some((a, b)) = same_secret_twice(&secrets) {
         tracing::warn!(
             "--webhook-secret: secrets {a} and {b} are the same: a rotation needs the old secret and the new one (the second was perhaps never pasted)"
         );
@@ -704,18 +704,12 @@ fn open_to_anyone(listen: SocketAddr, secrets: usize, allow_from: &[IpNet]) -> b
     secrets == 0 && !limited && !crate::server::is_loopback(listen.ip())
 }
 
-/// The positions (from 1) of the first two `--webhook-secret`s that are the same secret,
-/// with or without `whsec_` and surrounding whitespace.
-fn same_secret_twice(secrets: &[String]) -> Option<(usize, usize)> {
-    let bare = |s: &str| {
-        s.trim()
-            .strip_prefix("whsec_")
-            .unwrap_or(s.trim())
-            .to_owned()
-    };
-    let bare: Vec<String> = secrets.iter().map(|s| bare(s)).collect();
-    (0..bare.len()).find_map(|j| {
-        let i = bare[..j].iter().position(|b| *b == bare[j])?;
+/// The positions (from 1) of the first two `--webhook-secret`s that are the same key.
+fn same_secret_twice(secrets: &[WebhookSecret]) -> Option<(usize, usize)> {
+    (0..secrets.len()).find_map(|j| {
+        let i = secrets[..j]
+            .iter()
+            .position(|s| s.same_key_as(&secrets[j]))?;
         Some((i + 1, j + 1))
     })
 }
@@ -873,14 +867,20 @@ mod tests {
     #[test]
     fn the_same_secret_given_twice_is_found_however_written() {
         let given = |list: &[&str]| {
-            same_secret_twice(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            let parsed: Vec<WebhookSecret> = list
+                .iter()
+                .map(|s| WebhookSecret::parse(s).unwrap())
+                .collect();
+            same_secret_twice(&parsed)
         };
-        assert_eq!(given(&["whsec_QUJD", "QUJD\n"]), Some((1, 2)));
-        assert_eq!(
-            given(&["whsec_QUJD", "whsec_REVG", " whsec_REVG"]),
-            Some((2, 3))
+        let (a, b) = (
+            "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u",
+            "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4",
         );
-        assert_eq!(given(&["whsec_QUJD", "whsec_REVG"]), None);
+        let (whsec_a, whsec_b) = (format!("whsec_{a}"), format!(" whsec_{b}\n"));
+        assert_eq!(given(&[&whsec_a, &format!("{a}\n")]), Some((1, 2)));
+        assert_eq!(given(&[&whsec_a, b, &whsec_b]), Some((2, 3)));
+        assert_eq!(given(&[&whsec_a, &whsec_b]), None);
         assert_eq!(given(&[]), None);
     }
 

@@ -105,11 +105,11 @@ enum Unknown {
 }
 
 /// An `X-Forwarded-For` entry for the log: a client may have written it (a request that did
-/// not come through the load balancer), so at most 100 characters, escaped.
+/// not come through the load balancer), so at most 100 characters, escaped where it would not
+/// show as itself.
 fn shown_entry(entry: &[u8]) -> String {
     let text = String::from_utf8_lossy(entry);
-    let shown: String = text.trim_matches([' ', '\t']).chars().take(100).collect();
-    format!("{shown:?}")
+    crate::logfmt::on_one_line(text.trim_matches([' ', '\t']), 100)
 }
 
 /// An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d: as a.b.c.d.
