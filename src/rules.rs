@@ -31,6 +31,12 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(4);
 pub const DEFAULT_ERROR_REASON: &str =
     "일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.";
 pub const DEFAULT_REJECT_STATUS: u16 = 409;
+/// Korean time, in which buyers, sales and operators read the clock: a fixed offset is exact,
+/// as Korea keeps no daylight saving time.
+pub const SEOUL: FixedOffset = match FixedOffset::east_opt(9 * 3600) {
+    Some(offset) => offset,
+    None => panic!("+09:00 is a valid offset"),
+};
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// A refusal with no reason of its own (a `forward` whose endpoint gave none, say).
 pub const DEFAULT_REASON: &str = "결제를 진행할 수 없습니다.";
@@ -105,10 +111,9 @@ pub fn time_slip(s: &str) -> Option<String> {
             "the seconds are required: 10:00:00, not 10:00 ({time}:00{offset})"
         ))
     } else if let Some((unit, t)) = unix_time(s) {
-        let kst = chrono::FixedOffset::east_opt(9 * 3600)?;
         Some(format!(
             "a Unix time in {unit}: write it as a date and time ({})",
-            t.with_timezone(&kst).to_rfc3339()
+            t.with_timezone(&SEOUL).to_rfc3339()
         ))
     } else {
         None

@@ -265,9 +265,7 @@ impl CaseResult {
         // (`…Z`) is nine hours from what the case's name may say.
         let _ = match self.now {
             Some(now) => {
-                let seoul = now.with_timezone(
-                    &chrono::FixedOffset::east_opt(9 * 3600).unwrap_or(*now.offset()),
-                );
+                let seoul = now.with_timezone(&crate::rules::SEOUL);
                 writeln!(
                     out,
                     "  now:    {} ({} in Korea)",

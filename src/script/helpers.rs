@@ -8,14 +8,11 @@ use super::numbers::exact;
 use super::scope::json_to_dynamic;
 use rust_decimal::Decimal;
 
-/// Korea has no daylight saving time, so a fixed offset is exact.
-const SEOUL_OFFSET_SECS: i32 = 9 * 3600;
-
 /// `now_ms` in Seoul; `None` outside the years 0 to 9999. Past 9999 a date is written
 /// `+10000-01-01`, which sorts before every real date (`seoul_date(now * 1000) < "2026-12-03"`
 /// would hold), and such a time is a unit slip (microseconds or nanoseconds for milliseconds).
 pub(super) fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
-    FixedOffset::east_opt(SEOUL_OFFSET_SECS)?
+    crate::rules::SEOUL
         .timestamp_millis_opt(now_ms)
         .single()
         .filter(|t| (0..=9999).contains(&t.year()))
@@ -43,9 +40,7 @@ pub(super) fn seoul_at(text: &str) -> Option<INT> {
         let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
         day.and_hms_opt(0, 0, 0)
     })?;
-    let t = FixedOffset::east_opt(SEOUL_OFFSET_SECS)?
-        .from_local_datetime(&local)
-        .single()?;
+    let t = crate::rules::SEOUL.from_local_datetime(&local).single()?;
     Some(t.timestamp_millis()).filter(|_| (0..=9999).contains(&t.year()))
 }
 

@@ -12,6 +12,7 @@ use super::super::template::{Scope as TemplateScope, Template};
 use super::super::yaml::{self, Location, Seg, MAX_LOCATED};
 use super::super::{
     BodyTemplate, Check, Fetch, Forward, HttpMethod, LoadError, Rule, Upstream, DEFAULT_REASON,
+    SEOUL,
 };
 use super::{FileCompiler, FORWARD_PATH_IS_FIXED};
 
@@ -275,17 +276,15 @@ impl FileCompiler<'_, '_> {
                 if let (Some(f), Some(u)) = (from, until) {
                     if f >= u {
                         // With two offsets (`Z` beside `+09:00`) the order is not what it seems.
-                        let both = (f.offset() != u.offset())
-                            .then(|| {
-                                let kst = chrono::FixedOffset::east_opt(9 * 3600)?;
-                                Some(format!(
-                                    " (in Korean time, from is {} and until {})",
-                                    f.with_timezone(&kst).to_rfc3339(),
-                                    u.with_timezone(&kst).to_rfc3339()
-                                ))
-                            })
-                            .flatten()
-                            .unwrap_or_default();
+                        let both = if f.offset() == u.offset() {
+                            String::new()
+                        } else {
+                            format!(
+                                " (in Korean time, from is {} and until {})",
+                                f.with_timezone(&SEOUL).to_rfc3339(),
+                                u.with_timezone(&SEOUL).to_rfc3339()
+                            )
+                        };
                         self.error(
                             &path("window"),
                             format!(
@@ -293,6 +292,11 @@ impl FileCompiler<'_, '_> {
                             ),
                         );
                         return None;
+                    }
+                }
+                for (f, t) in [("from", from), ("until", until)] {
+                    if let Some(t) = t.filter(|t| t.offset() != &SEOUL) {
+                        self.warn(&sub("window", f), foreign_offset(name, f, t));
                     }
                 }
                 Some(Check::Window { from, until })
@@ -880,4 +884,24 @@ pub(super) fn constant(src: &str) -> Option<bool> {
         "false" => Some(false),
         _ => None,
     }
+}
+
+/// A window bound written with another offset than Korea's (`Z`, `+00:00`): the buyers and the
+/// sale are in Korea, so the clock time written was most likely meant there, nine hours away
+/// from when the bound falls. Shown in Korean time, with the bound to write if it was.
+fn foreign_offset(rule: &str, field: &str, t: DateTime<chrono::FixedOffset>) -> String {
+    let meant = t.naive_local().and_local_timezone(SEOUL).single();
+    let instead = meant
+        .map(|m| {
+            format!(
+                "; if {} in Korea was meant, write {}",
+                t.format("%H:%M"),
+                m.to_rfc3339()
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "rule \"{rule}\": window.{field} is {} in Korean time{instead}",
+        t.with_timezone(&SEOUL).to_rfc3339()
+    )
 }

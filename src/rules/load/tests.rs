@@ -915,6 +915,32 @@ mod fail_open {
         assert_eq!(alone.ok().warnings, Vec::<String>::new());
     }
 
+    /// A window bound in UTC (or any offset but Korea's) loads, with a warning that shows it
+    /// in Korean time and the bound to write if the clock time was meant in Korea; bounds
+    /// written with +09:00 say nothing.
+    #[test]
+    fn a_window_bound_in_another_offset_is_shown_in_korean_time() {
+        let dir = default_file(
+            r#"rules:
+  - name: sale
+    window: { from: "2027-12-01T10:00:00Z", until: "2027-12-03T18:00:00+09:00" }
+    reason: x
+  - name: evening
+    window: { until: "2027-12-03T23:30:00-05:00" }
+    reason: x
+"#,
+        );
+        let rules = dir.ok();
+        let path = dir.path().join(DEFAULT);
+        assert_eq!(
+            rules.warnings,
+            [
+                format!("{}:3:21: rule \"sale\": window.from is 2027-12-01T19:00:00+09:00 in Korean time; if 10:00 in Korea was meant, write 2027-12-01T10:00:00+09:00", path.display()),
+                format!("{}:6:22: rule \"evening\": window.until is 2027-12-04T13:30:00+09:00 in Korean time; if 23:30 in Korea was meant, write 2027-12-03T23:30:00+09:00", path.display()),
+            ]
+        );
+    }
+
     /// A forward before checks that may still refuse has the merchant confirm orders whose
     /// payments are then refused; after them (or followed only by approvals, shadow rules and
     /// rules turned off), nothing to say.
