@@ -44,10 +44,41 @@ pub(super) fn seoul_at(text: &str) -> Option<INT> {
     Some(t.timestamp_millis()).filter(|_| (0..=9999).contains(&t.year()))
 }
 
-/// What `seoul_at` says of text it cannot read.
+/// What `seoul_at` says of text it cannot read: the time to write where the text has a clock
+/// time in Korean (`9시`, `오후 3시 30분`), the forms it reads otherwise.
 pub(super) fn seoul_at_error(text: &str) -> String {
     let shown: String = text.chars().take(60).collect();
+    if let Some(meant) = korean_clock(text) {
+        return format!("seoul_at: {shown:?} is no date and time: write it as \"{meant}\" (Korean time, 24-hour clock)");
+    }
     format!("seoul_at: {shown:?} is no date and time: write it as \"2026-12-07 10:00\" (Korean time; seconds optional), a date alone for its midnight, or with an offset as \"2026-12-07T10:00:00+09:00\"")
+}
+
+/// A date followed by a clock time in Korean words (`9시`, `9시 30분`, `9시 반`, `오후 3시`) as
+/// `seoul_at` reads it (`2026-12-07 15:00`).
+fn korean_clock(text: &str) -> Option<String> {
+    let (date, rest) = text.trim().split_once(char::is_whitespace)?;
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    let rest = rest.trim();
+    let (afternoon, rest) = match (rest.strip_prefix("오후"), rest.strip_prefix("오전")) {
+        (Some(r), _) => (Some(true), r.trim_start()),
+        (_, Some(r)) => (Some(false), r.trim_start()),
+        _ => (None, rest),
+    };
+    let (hour, rest) = rest.split_once('시')?;
+    let mut hour: u32 = hour.trim().parse().ok()?;
+    let minute: u32 = match rest.trim() {
+        "" => 0,
+        "반" => 30,
+        m => m.strip_suffix('분')?.trim().parse().ok()?,
+    };
+    match afternoon {
+        Some(true) if (1..12).contains(&hour) => hour += 12,
+        Some(false) if hour == 12 => hour = 0,
+        Some(_) if hour > 12 => return None,
+        _ => {}
+    }
+    (hour < 24 && minute < 60).then(|| format!("{date} {hour:02}:{minute:02}"))
 }
 
 /// What a `seoul_…` helper gives for a time in Seoul.
@@ -467,6 +498,33 @@ mod tests {
             "one_of(payload.c.ns[0], [0, payload.c.z])",
         ] {
             assert_eq!(eval_expr(src, BODY), Ok(true), "{src}");
+        }
+    }
+
+    /// A clock time written in Korean words gets the time to write in its place; other text
+    /// that is no time, the forms `seoul_at` reads.
+    #[test]
+    fn a_clock_time_in_korean_words_is_shown_as_seoul_at_reads_it() {
+        for (text, meant) in [
+            ("2026-12-07 9시", Some("2026-12-07 09:00")),
+            ("2026-12-07 9시 30분", Some("2026-12-07 09:30")),
+            ("2026-12-07 9시반", Some("2026-12-07 09:30")),
+            ("2026-12-07 오후 3시", Some("2026-12-07 15:00")),
+            ("2026-12-07 오후 12시", Some("2026-12-07 12:00")),
+            ("2026-12-07 오전 12시 5분", Some("2026-12-07 00:05")),
+            ("2026-12-07 21시", Some("2026-12-07 21:00")),
+            ("2026-12-07 오후 21시", None),
+            ("2026-12-07 25시", None),
+            ("2026-12-07 9시 60분", None),
+            ("12월 7일 9시", None),
+            ("9시", None),
+        ] {
+            assert_eq!(korean_clock(text).as_deref(), meant, "{text}");
+            let said = seoul_at_error(text);
+            match meant {
+                Some(m) => assert!(said.contains(&format!("write it as \"{m}\"")), "{said}"),
+                None => assert!(said.contains("a date alone for its midnight"), "{said}"),
+            }
         }
     }
 

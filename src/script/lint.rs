@@ -1258,7 +1258,7 @@ mod tests {
         crate::script::tests::assert_refused(
             &engine,
             r#"now >= seoul_at("2026-12-07 9시")"#,
-            r#"seoul_at: "2026-12-07 9시" is no date and time: write it as "2026-12-07 10:00" (Korean time; seconds optional), a date alone for its midnight, or with an offset as "2026-12-07T10:00:00+09:00""#,
+            r#"seoul_at: "2026-12-07 9시" is no date and time: write it as "2026-12-07 09:00" (Korean time, 24-hour clock)"#,
             1,
             17,
         );
