@@ -915,6 +915,10 @@ pub(crate) mod tests {
             ("after(amount, \"-\") == \"x\"", "after(…) takes text as its first argument, not a number, so this call would fail on every request", 7),
             ("format_amount(order_id) != \"\"", "format_amount(…) takes a number (such as amount) as its first argument, not a string, so this call would fail on every request", 15),
             ("seoul_hour([1]) > 9", "seoul_hour(…) takes a time in Unix milliseconds (such as now) as its first argument, not an array, so this call would fail on every request", 12),
+            ("format_amount(true) != \"\"", "format_amount(…) takes a number (such as amount) as its first argument, not true or false, so this call would fail on every request", 15),
+            ("parse_int(false) > 0", "parse_int(…) takes text or a number as its first argument, not true or false, so this call would fail on every request", 11),
+            ("parse_json(5).a == 1", "parse_json(…) takes JSON text as its first argument, not a number, so this call would fail on every request", 12),
+            ("if amount > 5 { fail(5) } else { true }", "fail(…) takes a message as text as its first argument, not a number, so this call would fail on every request", 22),
         ] {
             tests::assert_refused(&engine, src, message, 1, column);
         }
@@ -924,6 +928,10 @@ pub(crate) mod tests {
             "seoul_hour(now) > 9 && format_amount(amount) != \"\"",
             // The request's `now`, read before the script's own takes its name.
             "let now = seoul_time(now);\nnow >= \"10:00\"",
+            // Either kind a helper takes; true or false where a condition is wanted.
+            "parse_int(order_id) > 0 && parse_decimal(amount) > 0 && parse_float(\"1.5\") > 1.0",
+            "let ok = true;\nif amount > 5 { ok } else { false }",
+            "one_of(true, [true]) && !is_blank(false)",
         ] {
             assert!(engine.compile_script(fine).is_ok(), "{fine}");
         }

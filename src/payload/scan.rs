@@ -128,20 +128,43 @@ pub(crate) fn json_flaw(text: &str) -> Option<String> {
     })
 }
 
-/// The first reserved name written out in `text`, if any. Looks for `$` (one `memchr` pass,
-/// and bodies rarely hold one) rather than the whole name: a substring searcher costs more to
-/// set up than a confirm body takes to scan.
+/// The first reserved name written out as a key in `text`, if any. Looks for `$` (one
+/// `memchr` pass, and bodies rarely hold one) rather than the whole name: a substring searcher
+/// costs more to set up than a confirm body takes to scan. Only a key is read as an
+/// instruction: the same words inside a value (a buyer's memo quoting them) are text.
 fn reserved_in(text: &str) -> Option<String> {
     let mut from = 0;
     while let Some(i) = text[from..].find('$') {
-        let at = &text[from + i..];
-        if at.starts_with(RESERVED) {
+        let start = from + i;
+        let at = &text[start..];
+        if at.starts_with(RESERVED) && text[..start].ends_with('"') && is_key(at) {
             // Whole (a body is at most 64 KiB): what shows it cuts it, with `…`.
             return Some(at.chars().take_while(|c| *c != '"').collect());
         }
-        from += i + 1;
+        from = start + 1;
     }
     None
+}
+
+/// Whether the JSON string whose text (after its opening quote) starts `rest` is an object's
+/// key: its closing quote is followed by a colon. (An escaped quote in a value that writes a
+/// key-like text, `"a \"$serde_json::private::x\": 1"`, is taken for a key too: refused, as
+/// in doubt.)
+fn is_key(rest: &str) -> bool {
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => {
+                return rest[i + 1..]
+                    .trim_start_matches([' ', '\t', '\n', '\r'])
+                    .starts_with(':')
+            }
+            _ => i += 1,
+        }
+    }
+    false
 }
 
 /// The first key of the JSON `text` that serde_json's `Value` parser takes for an instruction
@@ -676,9 +699,18 @@ mod tests {
             Some("$serde_json::private::RawValue")
         );
         assert_eq!(
-            reserved_in("$serde_json::private::"),
+            reserved_in(r#"{"$serde_json::private::" : 1}"#),
             Some(RESERVED.to_owned())
         );
+        // Not a key: a value, a value with a quote escaped in it, text that is no string.
+        for text in [
+            r#"{"a":"$serde_json::private::Number"}"#,
+            r#"{"a":["$serde_json::private::Number", 1]}"#,
+            r#"{"a":"$serde_json::private::\"x\"","b":1}"#,
+            "$serde_json::private::",
+        ] {
+            assert_eq!(reserved_in(text), None, "{text}");
+        }
     }
 
     fn duplicate(text: &str) -> Option<String> {

@@ -284,6 +284,13 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
                         "placeholder {{{name}}} has an empty field name (two dots together, or a dot at the end); write the fields' names with one dot between each, such as {{response.body.stock.left}}"
                     ));
                 }
+                // `{response.body.items[0].name}`, as a script indexes: no key of an answer is
+                // likely to be named `items[0]`, so the text would always read empty there.
+                if let Some(dotted) = dotted_path(path) {
+                    return Err(format!(
+                        "placeholder {{{name}}} reads an item or a field in brackets, as a script does; a placeholder writes every step with a dot: {{response.body.{dotted}}}"
+                    ));
+                }
                 if scope == Scope::WithResponse && !path.is_empty() {
                     return Ok(Var::ResponseBody(
                         path.split('.').map(str::to_owned).collect(),
@@ -323,6 +330,32 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
     })
 }
 
+/// `path` with its bracketed steps written with dots (`items[0].name` → `items.0.name`,
+/// `stock["left"]` → `stock.left`), when it has any.
+fn dotted_path(path: &str) -> Option<String> {
+    if !path.contains('[') || !path.contains(']') {
+        return None;
+    }
+    let mut dotted = String::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('[') {
+        let close = open + rest[open..].find(']')?;
+        let inner = rest[open + 1..close].trim();
+        let inner = ["\"", "'"]
+            .iter()
+            .find_map(|q| inner.strip_prefix(q)?.strip_suffix(q))
+            .unwrap_or(inner);
+        dotted.push_str(&rest[..open]);
+        if !dotted.is_empty() && !dotted.ends_with('.') {
+            dotted.push('.');
+        }
+        dotted.push_str(inner);
+        rest = &rest[close + 1..];
+    }
+    dotted.push_str(rest);
+    Some(dotted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +367,31 @@ mod tests {
             Parsed::Confirm(r) => r,
             Parsed::Ignored { .. } => unreachable!(),
         }
+    }
+
+    /// A step written in brackets, as a script indexes, is an error that shows the placeholder
+    /// with dots: it would read a key named `items[0]`, which no answer has.
+    #[test]
+    fn a_bracketed_step_is_shown_with_dots() {
+        for (written, dotted) in [
+            ("items[0].name", "items.0.name"),
+            ("stock[\"left\"]", "stock.left"),
+            ("a['b'][2]", "a.b.2"),
+        ] {
+            let e = Template::parse(
+                &format!("품절: {{response.body.{written}}}"),
+                Scope::WithResponse,
+            )
+            .unwrap_err();
+            assert!(
+                e.ends_with(&format!(
+                    "a placeholder writes every step with a dot: {{response.body.{dotted}}}"
+                )),
+                "{e}"
+            );
+        }
+        assert_eq!(dotted_path("items.0.name"), None);
+        assert_eq!(dotted_path("odd[key"), None);
     }
 
     #[test]

@@ -386,7 +386,8 @@ pub(super) fn register_helpers(engine: &mut Engine) {
     // An absent field (`store_id` of a V1 payment, `payload.coupon` not sent) is `()`: it is
     // blank and in no list, rather than a "function not found" error decision.
     engine.register_fn("one_of", |_: (), _: rhai::Array| false);
-    engine.register_fn("is_blank", |s: &str| s.trim().is_empty());
+    // Blank as a buyer would see it: a zero-width space or a Hangul filler shows nothing either.
+    engine.register_fn("is_blank", crate::text::shows_nothing);
     engine.register_fn("is_blank", |_: ()| true);
     // A number or a flag is a value, not blank (`is_blank(payload.count)` with a number sent).
     engine.register_fn("is_blank", |_: INT| false);
@@ -636,7 +637,10 @@ mod tests {
             Ok(true)
         );
         assert_eq!(
-            eval_expr(r#"is_blank("  ") && !is_blank(order_id)"#, V1),
+            eval_expr(
+                r#"is_blank("  ") && is_blank("\u200b\u3000") && is_blank("\u3164") && !is_blank("a\u200b") && !is_blank(order_id)"#,
+                V1
+            ),
             Ok(true)
         );
         // V1 has no store_id and this body no coupon: absent values are blank and in no list,

@@ -90,3 +90,32 @@ fn a_reserved_key_anywhere_is_refused() {
         PayloadError::ReservedField("items[0].$serde_json::private::x".into())
     );
 }
+
+/// The reserved words inside a value (a buyer's memo quoting them, a value that is exactly
+/// one) are text: only a key is read as an instruction. Both parsers agree, and the value
+/// reaches rules as written.
+#[test]
+fn reserved_words_in_a_value_are_text() {
+    for value in [
+        "see $serde_json::private::RawValue docs",
+        NUMBER_TOKEN,
+        "a \\u0024serde_json::private::Number",
+    ] {
+        let body = serde_json::json!({
+            "imp_uid": "i", "merchant_uid": "m", "amount": 1000, "memo": value, "n": [NUMBER_TOKEN],
+        })
+        .to_string();
+        match parse(JSON, body.as_bytes()) {
+            Ok(Parsed::Confirm(c)) => assert_eq!(c.payload.value()["memo"], value, "{body}"),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+    // Spaced before its colon, a key is still a key.
+    let body = format!(
+        r#"{{"imp_uid":"i","merchant_uid":"m","amount":1000,"z":{{"{NUMBER_TOKEN}" :"1"}}}}"#
+    );
+    assert_eq!(
+        parse(JSON, body.as_bytes()).unwrap_err(),
+        PayloadError::ReservedField(NUMBER_TOKEN.into())
+    );
+}

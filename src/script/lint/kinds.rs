@@ -23,6 +23,7 @@ pub(super) enum Kind {
     Array,
     Map,
     Unit,
+    Bool,
 }
 
 impl Kind {
@@ -34,6 +35,7 @@ impl Kind {
             Kind::Array => "an array",
             Kind::Map => "a map",
             Kind::Unit => "()",
+            Kind::Bool => "true or false",
         }
     }
 
@@ -46,6 +48,7 @@ impl Kind {
             Kind::Array => "array",
             Kind::Map => "map",
             Kind::Unit => "value",
+            Kind::Bool => "boolean",
         }
     }
 
@@ -62,6 +65,8 @@ impl Kind {
             Some(Kind::Map)
         } else if value.is_unit() {
             Some(Kind::Unit)
+        } else if value.is_bool() {
+            Some(Kind::Bool)
         } else {
             None
         }
@@ -193,6 +198,7 @@ impl Names {
             Expr::CharConstant(..) => Some(Kind::Char),
             Expr::IntegerConstant(..) | Expr::FloatConstant(..) => Some(Kind::Number),
             Expr::Unit(..) => Some(Kind::Unit),
+            Expr::BoolConstant(..) => Some(Kind::Bool),
             Expr::Array(..) => Some(Kind::Array),
             Expr::Map(..) => Some(Kind::Map),
             Expr::DynamicConstant(value, _) => Kind::of(value),

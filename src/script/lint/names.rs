@@ -204,60 +204,58 @@ pub(in crate::script) fn unknown_function(ast: &AST, known: &Functions) -> Vec<(
 
 /// What each helper's arguments must be, where one of another kind finds no function on every
 /// request: (helper, argument index as a function call counts it, kind, in words).
-const HELPER_ARGUMENTS: [(&str, usize, Kind, &str); 12] = [
-    (
-        "seoul_date",
-        0,
-        Kind::Number,
-        "a time in Unix milliseconds (such as now)",
-    ),
-    (
-        "seoul_time",
-        0,
-        Kind::Number,
-        "a time in Unix milliseconds (such as now)",
-    ),
-    (
-        "seoul_hour",
-        0,
-        Kind::Number,
-        "a time in Unix milliseconds (such as now)",
-    ),
-    (
-        "seoul_minute",
-        0,
-        Kind::Number,
-        "a time in Unix milliseconds (such as now)",
-    ),
-    (
-        "seoul_weekday",
-        0,
-        Kind::Number,
-        "a time in Unix milliseconds (such as now)",
-    ),
+const HELPER_ARGUMENTS: [(&str, usize, &[Kind], &str); 17] = [
+    ("seoul_date", 0, &[Kind::Number], TIME),
+    ("seoul_time", 0, &[Kind::Number], TIME),
+    ("seoul_hour", 0, &[Kind::Number], TIME),
+    ("seoul_minute", 0, &[Kind::Number], TIME),
+    ("seoul_weekday", 0, &[Kind::Number], TIME),
     (
         "format_amount",
         0,
-        Kind::Number,
+        &[Kind::Number],
         "a number (such as amount)",
     ),
     (
         "one_of",
         1,
-        Kind::Array,
+        &[Kind::Array],
         "a list (such as [\"store-a\", \"store-b\"])",
     ),
     (
         "seoul_at",
         0,
-        Kind::String,
+        &[Kind::String],
         "a date and time in Korea as text (such as \"2026-12-07 10:00\")",
     ),
-    ("before", 0, Kind::String, "text"),
-    ("before", 1, Kind::String, "text"),
-    ("after", 0, Kind::String, "text"),
-    ("after", 1, Kind::String, "text"),
+    ("before", 0, &[Kind::String], "text"),
+    ("before", 1, &[Kind::String], "text"),
+    ("after", 0, &[Kind::String], "text"),
+    ("after", 1, &[Kind::String], "text"),
+    (
+        "parse_int",
+        0,
+        &[Kind::String, Kind::Number],
+        "text or a number",
+    ),
+    (
+        "parse_float",
+        0,
+        &[Kind::String, Kind::Number],
+        "text or a number",
+    ),
+    (
+        "parse_decimal",
+        0,
+        &[Kind::String, Kind::Number],
+        "text or a number",
+    ),
+    ("parse_json", 0, &[Kind::String], "JSON text"),
+    ("fail", 0, &[Kind::String], "a message as text"),
 ];
+
+/// What the `seoul_…` helpers take.
+const TIME: &str = "a time in Unix milliseconds (such as now)";
 
 /// A helper given an argument of a kind known at load (a literal, a request variable, a
 /// variable declared with one) that it does not take (`one_of(store_id, "store-a")`,
@@ -273,7 +271,7 @@ fn wrong_kind(
     let mut arguments = HELPER_ARGUMENTS
         .iter()
         .filter(|(helper, ..)| *helper == name);
-    arguments.find_map(|&(_, index, kind, words)| {
+    arguments.find_map(|&(_, index, takes, words)| {
         // The value before the dot of a method call is the first argument, not in `args`.
         let arg = call.args.get(index.checked_sub(usize::from(method))?)?;
         // A variable the script declares may hold another value where the call reads it
@@ -282,7 +280,7 @@ fn wrong_kind(
             return None;
         }
         let given = kinds.kind(arg)?;
-        (given != kind).then(|| {
+        (!takes.contains(&given)).then(|| {
             let nth = ["first", "second"][index];
             (
                 format!("{name}(…) takes {words} as its {nth} argument, not {}, so this call would fail on every request", given.name()),

@@ -181,7 +181,7 @@ pub(in crate::script) fn not_a_condition(ast: &AST) -> Vec<(String, Position)> {
             Value::Expr(Expr::Variable(var, ..)) if var.1 == "store_id" => "a string or ()",
             // `if amount > 5 { true }` gives () otherwise: Rhai's own error says so.
             Value::Nothing => return None,
-            _ => names.value_kind(value)?.name(),
+            _ => names.value_kind(value).filter(|k| *k != Kind::Bool)?.name(),
         };
         Some((
             format!(
