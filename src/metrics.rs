@@ -21,6 +21,8 @@ pub const RULE_OUTCOMES: &str = "confirm_proxy_rule_outcomes_total";
 /// Upstream calls by upstream and outcome (a status class or an error kind).
 pub const UPSTREAM_CALLS: &str = "confirm_proxy_upstream_calls_total";
 pub const UPSTREAM_DURATION: &str = "confirm_proxy_upstream_call_duration_seconds";
+/// GET calls sent a second time, by ruleset and upstream (see `upstream::send`).
+pub const UPSTREAM_RESENT: &str = "confirm_proxy_upstream_calls_resent_total";
 /// 1 healthy, 0 unhealthy, -1 not known yet, by ruleset and upstream. Not recorded: rendered at
 /// scrape time from the rules in force (see [`Metrics::render_with`]).
 pub const UPSTREAM_HEALTHY: &str = "confirm_proxy_upstream_healthy";
@@ -79,12 +81,13 @@ pub const GUARDS: [(&str, u16); 9] = [
 
 /// The `# HELP` line of each recorded metric (the gauges read from the rules at scrape time
 /// write their own).
-const HELP: [(&str, &str); 16] = [
+const HELP: [(&str, &str); 17] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
     (GUARD_REFUSALS, "Confirm requests refused before any rule ran, by guard (source, ruleset, method, body_size, body_time, signature, content_type, payload, other)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
     (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve, shadow_error)."),
     (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class 2xx-5xx, other for a status outside 200-599, or refused, dns, timeout, no_free_connection, error, cancelled)."),
+    (UPSTREAM_RESENT, "GET calls to merchant upstreams sent a second time because their connection closed at once, as a pooled one the upstream closed just then does; each is one call in the decision log and two in the upstream's access log."),
     (UPSTREAM_DURATION, "Duration of calls to merchant upstreams."),
     (HEALTH_PROBES, "Health probes of upstreams by result (success, failure)."),
     (RELOADS, "Rule reloads by result (applied, unchanged, rejected)."),
@@ -358,6 +361,15 @@ impl Metrics {
                 .increment(1);
             histogram!(UPSTREAM_DURATION, "ruleset" => ruleset, "upstream" => upstream)
                 .record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// A GET to `up` sent a second time, its first connection closed under it at once: the
+    /// merchant's access log may show both, the decision log shows the call once.
+    pub fn upstream_resent(&self, up: &Upstream) {
+        self.record(|| {
+            counter!(UPSTREAM_RESENT, "ruleset" => up.ruleset.to_string(), "upstream" => up.name.clone())
+                .increment(1);
         });
     }
 

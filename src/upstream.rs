@@ -400,7 +400,10 @@ impl Upstreams for HttpUpstreams {
                 outcome: None,
             };
             let end = call.end.clone();
-            let result = send(&upstream, call).await;
+            let result = send(&upstream, call, || {
+                counted.metrics.upstream_resent(&upstream)
+            })
+            .await;
             // Left `None`, it is counted as cancelled.
             if end.is_none_or(|e| e.ended(&result)) {
                 counted.outcome = Some(call_outcome(&result));
@@ -523,8 +526,12 @@ pub(crate) async fn connection_for(
     }
 }
 
-/// One call.
-async fn send(up: &Upstream, mut call: HttpCall) -> Result<UpstreamResponse, UpstreamError> {
+/// One call; `resent` is called when a GET is sent a second time (see below).
+async fn send(
+    up: &Upstream,
+    mut call: HttpCall,
+    resent: impl FnOnce(),
+) -> Result<UpstreamResponse, UpstreamError> {
     let started = std::time::Instant::now();
     // Held until the answer is read: the connection is busy until then. A GET's wait is part
     // of its `timeout`. A health probe (no rule) goes on without one: a busy shop must not
@@ -585,6 +592,7 @@ async fn send(up: &Upstream, mut call: HttpCall) -> Result<UpstreamResponse, Ups
             // `${VAR}` secret.
             let e = e.without_url();
             tracing::debug!(upstream = %up.name, "connection closed under the request ({e}); sending it again");
+            resent();
             let left = up.timeout.saturating_sub(timed_from.elapsed());
             request(true, left).send().await
         }
@@ -816,7 +824,11 @@ fn classify(e: reqwest::Error, up: &Upstream) -> UpstreamError {
             return UpstreamError::Dns(host);
         }
     }
-    let cause = crate::root_cause(&e);
+    let mut cause = crate::root_cause(&e);
+    // hyper says so of an answer with more header lines than it reads, too.
+    if cause.contains("message head is too large") {
+        cause.push_str(" (over 100 header lines, or a head of over 400 KiB)");
+    }
     // rustls reading a plain-HTTP answer where a TLS record should be.
     if up.url.starts_with("https://") && cause.contains("InvalidContentType") {
         return UpstreamError::Other(format!(
@@ -990,7 +1002,7 @@ mod slots_tests {
         let slots = Slots::new(1);
         let up = limited(&slots);
         let held = slots.free.clone().try_acquire_owned().unwrap();
-        let waited = send(&up, call(Some("stock"))).await.unwrap_err();
+        let waited = send(&up, call(Some("stock")), || ()).await.unwrap_err();
         assert_eq!(
             waited.to_string(),
             "timed out after 50ms waiting for a free connection (max_connections: 1)"
@@ -998,10 +1010,10 @@ mod slots_tests {
         assert_eq!(call_outcome(&Err(waited)), "no_free_connection");
         // The wait given up at the timeout is no longer counted; the held slot still is.
         assert_eq!((slots.in_use(), slots.waiting()), (1, 0));
-        let probe = send(&up, call(None)).await.unwrap_err();
+        let probe = send(&up, call(None), || ()).await.unwrap_err();
         assert!(matches!(probe, UpstreamError::Refused(_)), "{probe}");
         drop(held);
-        let sent = send(&up, call(Some("stock"))).await.unwrap_err();
+        let sent = send(&up, call(Some("stock")), || ()).await.unwrap_err();
         assert!(matches!(sent, UpstreamError::Refused(_)), "{sent}");
         assert_eq!(slots.free.available_permits(), 1);
         assert_eq!((slots.in_use(), slots.waiting()), (0, 0));
@@ -1033,7 +1045,7 @@ mod slots_tests {
             tokio::time::sleep(Duration::from_millis(150)).await;
             drop(held);
         };
-        let (sent, ()) = tokio::join!(send(&up, call(Some("stock"))), release);
+        let (sent, ()) = tokio::join!(send(&up, call(Some("stock")), || ()), release);
         stall.abort();
         sent
     }
@@ -1112,7 +1124,7 @@ mod slots_tests {
             ..call(Some("hold"))
         };
         let started = std::time::Instant::now();
-        let late = send(&up, post).await.unwrap_err();
+        let late = send(&up, post, || ()).await.unwrap_err();
         assert!(
             started.elapsed() < Duration::from_secs(4),
             "waited its timeout"
@@ -1137,7 +1149,7 @@ mod slots_tests {
             }),
             ..call(Some("stock"))
         };
-        let waited = send(&up, get).await.unwrap_err();
+        let waited = send(&up, get, || ()).await.unwrap_err();
         assert!(
             matches!(waited, UpstreamError::NoFreeConnection { .. }),
             "{waited}"

@@ -542,14 +542,31 @@ fn not_json(r: &UpstreamResponse) -> String {
     let Value::String(text) = &r.body else {
         return String::new();
     };
-    let encoding = r
-        .headers
-        .iter()
-        .find(|(k, _)| k == "content-encoding")
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.eq_ignore_ascii_case("identity"));
+    let header = |name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    // Compressed as a content coding, or as a transfer coding (`Transfer-Encoding: gzip,
+    // chunked`, which HTTP allows and no client here undoes).
+    let transfer: Vec<&str> = header("transfer-encoding")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("chunked"))
+        .collect();
+    let encoding = header("content-encoding")
+        .filter(|v| !v.eq_ignore_ascii_case("identity"))
+        .map(str::to_owned)
+        .or_else(|| (!transfer.is_empty()).then(|| transfer.join(", ")));
     if let Some(encoding) = encoding {
         return format!(", its body compressed ({encoding}), which is not read as JSON");
+    }
+    // gzip's magic bytes (1f 8b; 8b is no UTF-8 on its own) with no header saying so.
+    if text.starts_with("\u{1f}\u{fffd}") {
+        return ", its body gzip-compressed bytes with no Content-Encoding saying so, not JSON"
+            .into();
     }
     let start = text.trim_start();
     if start.is_empty() {

@@ -165,7 +165,7 @@ async fn probe(members: Vec<Arc<Upstream>>, observer: HealthObserver) {
             end: None,
         };
         // Why a probe failed, for the operator reading the log when the shop goes down.
-        let failure = match send(&up, call).await {
+        let failure = match send(&up, call, || ()).await {
             // An answer whose body stops coming (the upstream closes early, or is still
             // sending at its timeout) is no health: the service is stuck or going down.
             Ok(r) if (200..300).contains(&r.status) => match &r.incomplete {

@@ -1646,6 +1646,13 @@ async fn a_get_on_a_connection_closed_under_it_is_sent_again() {
         assert_eq!(a.status, 200, "request {i}: {:?}", a.body);
     }
     assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 5);
+    // Each GET sent twice is counted: the upstream's access log has it twice, the decision
+    // log once. (Which of the five found a pooled connection is the pool's to choose.)
+    let resent = metric(
+        &server.metrics().await,
+        r#"confirm_proxy_upstream_calls_resent_total{ruleset="default",upstream="shop"}"#,
+    );
+    assert!(resent.is_some_and(|n| n >= 1.0), "{resent:?}");
     // A burst leaves several pooled connections idle, each closing on its next request: the
     // GET sent again goes on a connection of its own, not on another of them.
     let bodies = (0..6).map(|i| v1(&format!("b-{i}"), 5000));
@@ -2539,4 +2546,61 @@ async fn a_forward_that_waited_for_a_connection_gets_its_whole_timeout() {
     server.stop().await;
     assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
     assert_eq!(shop.calls().len(), 2);
+}
+
+/// An upstream that answers every request with `answer`'s bytes and closes.
+async fn bytes_upstream(answer: Vec<u8>) -> String {
+    use tokio::io::AsyncWriteExt;
+    let answer = Arc::new(answer);
+    let (url, _) = raw_server(move |mut conn, count| {
+        let answer = answer.clone();
+        async move {
+            if read_request(&mut conn, &count).await {
+                let _ = conn.write_all(&answer).await;
+                let _ = conn.shutdown().await;
+            }
+        }
+    })
+    .await;
+    url
+}
+
+/// Why an answer is no JSON is said as the operator needs it to look in the right place:
+/// compressed however it is labelled (as a transfer coding, or not at all), and a head hyper
+/// will not read may be one of too many header lines, not only a large one.
+#[tokio::test]
+async fn compressed_answers_and_long_heads_are_named_for_what_they_are() {
+    let gzip = [0x1f_u8, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xab, 0x56, 0x4a];
+    let with_head = |head: &str| {
+        let mut bytes = head.as_bytes().to_vec();
+        bytes.extend_from_slice(&gzip);
+        bytes
+    };
+    let many: String = (0..150).map(|i| format!("x-{i}: 1\r\n")).collect();
+    for (answer, why) in [
+        (
+            with_head("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: gzip\r\n\r\n"),
+            "its body compressed (gzip), which is not read as JSON",
+        ),
+        (
+            with_head(&format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", gzip.len())),
+            "its body gzip-compressed bytes with no Content-Encoding saying so, not JSON",
+        ),
+        (
+            format!("HTTP/1.1 200 OK\r\n{many}content-length: 2\r\n\r\n{{}}").into_bytes(),
+            "(over 100 header lines, or a head of over 400 KiB)",
+        ),
+    ] {
+        let url = bytes_upstream(answer).await;
+        let rules = Rules::with(
+            "default.yaml",
+            &format!(
+                "upstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, method: GET, path: /s }}, require: 'response.body.available > 0', reason: \"재고 없음\" }}\n"
+            ),
+        );
+        let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+        assert_eq!(a.status, 409, "{r}");
+        let error = r["trace"][0]["error"].as_str().unwrap_or_default();
+        assert!(error.contains(why), "{why}: {r}");
+    }
 }
