@@ -16,6 +16,8 @@ use crate::rules::{Health, Rules, Ruleset, Upstream};
 pub const REQUESTS: &str = "confirm_proxy_requests_total";
 /// Time from request arrival to answer.
 pub const REQUEST_DURATION: &str = "confirm_proxy_request_duration_seconds";
+/// Answers that left after their ruleset's deadline, by ruleset.
+pub const ANSWERS_LATE: &str = "confirm_proxy_answers_late_total";
 /// Rule outcomes by ruleset, rule and outcome.
 pub const RULE_OUTCOMES: &str = "confirm_proxy_rule_outcomes_total";
 /// Upstream calls by upstream and outcome (a status class or an error kind).
@@ -81,12 +83,13 @@ pub const GUARDS: [(&str, u16); 9] = [
 
 /// The `# HELP` line of each recorded metric (the gauges read from the rules at scrape time
 /// write their own).
-const HELP: [(&str, &str); 17] = [
+const HELP: [(&str, &str); 18] = [
     (REQUESTS, "Confirm answers by ruleset and decision (approve, reject, ignored)."),
     (GUARD_REFUSALS, "Confirm requests refused before any rule ran, by guard (source, ruleset, method, body_size, body_time, signature, content_type, payload, other)."),
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
     (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve, shadow_error)."),
     (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class 2xx-5xx, other for a status outside 200-599, or refused, dns, timeout, no_free_connection, error, cancelled)."),
+    (ANSWERS_LATE, "Confirm answers that left after their ruleset's deadline (from the request head read to the answer written out): the deadline holds with a margin, which a machine short of CPU can use up; PortOne itself waits 5-10 s."),
     (UPSTREAM_RESENT, "GET calls to merchant upstreams sent a second time because their connection closed at once, as a pooled one the upstream closed just then does; each is one call in the decision log and two in the upstream's access log."),
     (UPSTREAM_DURATION, "Duration of calls to merchant upstreams."),
     (HEALTH_PROBES, "Health probes of upstreams by result (success, failure)."),
@@ -137,6 +140,8 @@ pub struct Metrics {
 pub struct RulesetMetrics {
     requests: [Counter; Verdict::ALL.len()],
     duration: Histogram,
+    /// `None` for requests to no ruleset, which have no deadline.
+    late: Option<Counter>,
     rules: Vec<[OnceLock<Counter>; Outcome::ALL.len()]>,
 }
 
@@ -166,6 +171,7 @@ impl Metrics {
             requests: Verdict::ALL
                 .map(|v| counter!(REQUESTS, "ruleset" => crate::rules::UNKNOWN_RULESET, "decision" => v.as_str())),
             duration: histogram!(REQUEST_DURATION, "ruleset" => crate::rules::UNKNOWN_RULESET),
+            late: None,
             rules: Vec::new(),
         }
         });
@@ -290,6 +296,11 @@ impl Metrics {
         }
         handles.duration.record(elapsed.as_secs_f64());
         if let Some(rs) = ruleset {
+            if elapsed > rs.settings.deadline {
+                if let Some(late) = &handles.late {
+                    late.increment(1);
+                }
+            }
             self.rule_outcomes(rs, &decision.trace);
         }
     }
@@ -350,6 +361,8 @@ impl Metrics {
                 |v| counter!(REQUESTS, "ruleset" => ruleset.to_owned(), "decision" => v.as_str()),
             ),
             duration: histogram!(REQUEST_DURATION, "ruleset" => ruleset.to_owned()),
+            // Registered at 0, so that an alert on its increase has a series from the start.
+            late: Some(counter!(ANSWERS_LATE, "ruleset" => ruleset.to_owned())),
             rules: (0..rules).map(|_| Default::default()).collect(),
         })
     }
@@ -553,6 +566,39 @@ mod tests {
         for name in [REQUESTS, REQUEST_DURATION, RELOADS, DECISION_LOG_DROPPED] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
         }
+    }
+
+    /// An answer that left after its ruleset's deadline is counted; one in time is not. The
+    /// series is there at 0 from the first request, for an alert on its increase.
+    #[test]
+    fn answers_after_the_deadline_are_counted_by_ruleset() {
+        let (_dir, rules) = crate::rules::load_files(&[(
+            "default.yaml",
+            "settings: { deadline: 1s }\nrules:\n  - { name: a, amount: { max: 5 }, reason: r }\n",
+        )]);
+        let rs = &rules.rulesets["default"];
+        let m = Metrics::new();
+        let late = |m: &Metrics| {
+            let text = m.render();
+            let prefix = format!("{ANSWERS_LATE}{{ruleset=\"default\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+                .unwrap_or_else(|| panic!("{text}"))
+        };
+        m.decision(
+            Some(rs),
+            &Decision::approve(None),
+            Duration::from_millis(999),
+        );
+        assert_eq!(late(&m), "0");
+        m.decision(
+            Some(rs),
+            &Decision::approve(None),
+            Duration::from_millis(1001),
+        );
+        m.decision(None, &Decision::approve(None), Duration::from_secs(9));
+        assert_eq!(late(&m), "1");
+        assert!(m.render().contains(&format!("# HELP {ANSWERS_LATE} ")));
     }
 
     /// The gauge says whether the files are what runs, for as long as they are not: 0 from a

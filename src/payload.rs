@@ -240,7 +240,14 @@ fn field_name(name: &str) -> String {
     } else {
         name.to_owned()
     };
-    crate::text::for_buyers_cut(&escaped, 100).into_owned()
+    let shown = crate::text::for_buyers_cut(&escaped, 100);
+    // `  amount`: its spaces would not show, and the reason would read "field amount differs
+    // from amount".
+    if shown.starts_with(char::is_whitespace) || shown.ends_with(char::is_whitespace) {
+        format!("\"{shown}\"")
+    } else {
+        shown.into_owned()
+    }
 }
 
 impl PayloadError {

@@ -102,10 +102,25 @@ pub struct App {
     _watcher: Option<reload::RulesWatcher>,
 }
 
+/// Rules loaded and the decision log open, nothing started yet: a process that will not serve
+/// (an address in use) sends the merchant no health probe.
+pub struct Opened {
+    config: Config,
+    metrics: Metrics,
+    scripts: Arc<ScriptEngine>,
+    store: Arc<RuleStore>,
+    decision_log: Option<DecisionLog>,
+}
+
 impl App {
     /// Loads the rules (invalid rules are an error with every `FILE:LINE:COL` line), opens the
     /// decision log, and starts the reload loop, the watcher and the health probes.
     pub async fn start(config: Config) -> Result<App, Vec<String>> {
+        Ok(App::open(config).await?.start())
+    }
+
+    /// Loads the rules and opens the decision log; every reason not to go on at once.
+    pub async fn open(config: Config) -> Result<Opened, Vec<String>> {
         let metrics = Metrics::new();
         let scripts = Arc::new(ScriptEngine::new());
         let store = {
@@ -137,10 +152,6 @@ impl App {
             }
         };
         let store = Arc::new(store);
-        for w in &store.current().warnings {
-            tracing::warn!("{w}");
-        }
-        store.start();
         let decision_log = match &config.decision_log {
             Some(path) => Some(
                 DecisionLog::open(path, config.decision_log_approvals, metrics.clone()).map_err(
@@ -149,6 +160,30 @@ impl App {
             ),
             None => None,
         };
+        Ok(Opened {
+            config,
+            metrics,
+            scripts,
+            store,
+            decision_log,
+        })
+    }
+}
+
+impl Opened {
+    /// Starts the health probes, the reload loop and the watcher.
+    pub fn start(self) -> App {
+        let Opened {
+            config,
+            metrics,
+            scripts,
+            store,
+            decision_log,
+        } = self;
+        for w in &store.current().warnings {
+            tracing::warn!("{w}");
+        }
+        store.start();
         let (reloader, _task) = reload::spawn_reload_loop(store.clone());
         let watcher = config
             .watch
@@ -167,7 +202,7 @@ impl App {
         if let Some(v) = &verifier {
             metrics.signature_secrets(v.secrets());
         }
-        Ok(App {
+        App {
             state: AppState(Arc::new(Shared {
                 store,
                 scripts,
@@ -186,9 +221,11 @@ impl App {
                 stopping: tokio::sync::watch::Sender::new(None),
             })),
             _watcher: watcher,
-        })
+        }
     }
+}
 
+impl App {
     pub fn state(&self) -> AppState {
         self.state.clone()
     }

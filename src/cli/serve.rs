@@ -272,6 +272,7 @@ fn init_tracing(format: LogFormat) -> std::io::Result<LogGuard> {
             .map_writer(|_| JsonLines(spool.clone()))
             .init(),
     }
+    let _ = LOG.set(spool.clone());
     Ok(LogGuard(spool, failed))
 }
 
@@ -303,6 +304,9 @@ impl std::io::Write for JsonLine<'_> {
         self.0.flush()
     }
 }
+
+/// The log's spool, for [`not_starting`] to write out what is logged before its own lines.
+static LOG: std::sync::OnceLock<Spool> = std::sync::OnceLock::new();
 
 /// Writes out the last log lines when dropped at exit, for at most 5 s, and says how many
 /// were lost (refused while 16 MiB waited, or lost to a failed write).
@@ -434,6 +438,11 @@ pub fn refused_as_json(error: &clap::Error) -> Option<ExitCode> {
 
 /// Reports every reason the proxy cannot start, then that it is not starting.
 fn not_starting(format: LogFormat, errors: &[impl std::fmt::Display]) -> ExitCode {
+    // The reasons come after what was logged before them (the `protections` line), not
+    // ahead of it: those lines wait in the spool, these go straight to stderr.
+    if let (LogFormat::Pretty, Some(log)) = (format, LOG.get()) {
+        let _ = log.drain().recv_timeout(std::time::Duration::from_secs(1));
+    }
     for e in errors {
         match format {
             // As `check` prints them: FILE:LINE:COL lines an editor can jump to.
@@ -591,17 +600,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
                 .collect::<Vec<String>>()),
         }
     };
-    let app = match App::start(config).await {
-        Ok(app) => app,
-        Err(mut errors) => {
-            // Every reason at once: addresses in use too (tried, then let go).
-            errors.extend(listeners().err().unwrap_or_default());
+    // Every reason not to start at once; nothing started (no health probe sent to the
+    // merchant) until there is none.
+    let (app, (public, admin)) = match (App::open(config).await, listeners()) {
+        (Ok(opened), Ok(listeners)) => (opened.start(), listeners),
+        (opened, listeners) => {
+            let mut errors = opened.err().unwrap_or_default();
+            errors.extend(listeners.err().unwrap_or_default());
             return not_starting(args.log_format, &errors);
         }
-    };
-    let (public, admin) = match listeners() {
-        Ok(both) => both,
-        Err(errors) => return not_starting(args.log_format, &errors),
     };
     let (public_addr, admin_addr) = (public.local_addr().ok(), admin.local_addr().ok());
     tracing::info!(

@@ -149,7 +149,8 @@ mod tests {
         for (body, key, field) in [
             (
                 "imp_uid=a&merchant_uid=b&amount=5000&+amount=9000000",
-                " amount",
+                // Quoted: its space would not show in the reason.
+                "\" amount\"",
                 "amount",
             ),
             (

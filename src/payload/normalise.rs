@@ -60,7 +60,7 @@ pub(super) fn normalise(
                 })?;
         if message_type != CONFIRM_TYPE {
             return Ok(Parsed::Ignored {
-                message_type: message_type.chars().take(100).collect(),
+                message_type: crate::text::cut(message_type, 100).into_owned(),
                 api: Api::V2_2024_04_25,
             });
         }

@@ -47,7 +47,7 @@ pub(super) fn seoul_at(text: &str) -> Option<INT> {
 /// What `seoul_at` says of text it cannot read: the time to write where the text has a clock
 /// time in Korean (`9시`, `오후 3시 30분`), the forms it reads otherwise.
 pub(super) fn seoul_at_error(text: &str) -> String {
-    let shown: String = text.chars().take(60).collect();
+    let shown = crate::text::cut(text, 60);
     if let Some(meant) = korean_clock(text) {
         return format!("seoul_at: {shown:?} is no date and time: write it as \"{meant}\" (Korean time, 24-hour clock)");
     }

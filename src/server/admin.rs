@@ -49,18 +49,26 @@ async fn addressed_to_loopback(request: Request, next: Next) -> Response {
         // §3.2 says 400): not known to be addressed to loopback.
         (Some(_), Some(_)) => false,
     };
+    // A request target in absolute form (`GET http://evil.example/metrics`) names the host
+    // that counts (RFC 9112 §3.2.2): it must be loopback too. (Held to both, not to the target
+    // alone: neither is a request a browser sends a server.)
+    let target = request.uri().authority().map(|a| a.as_str());
+    let local = local && target.is_none_or(loopback_host);
     if local {
         return next.run(request).await;
     }
     // An operator seeing 403s here wants to know which name was used: a browser tab pointed at
     // it, or a tool configured with a host name instead of `localhost`.
-    let shown: Vec<String> = request
+    let mut shown: Vec<String> = request
         .headers()
         .get_all(header::HOST)
         .iter()
         .map(|v| crate::text::cut(&String::from_utf8_lossy(v.as_bytes()), 200).into_owned())
         .collect();
-    let why = if shown.len() > 1 {
+    if let Some(target) = target.filter(|t| !loopback_host(t)) {
+        shown.push(format!("request target {}", crate::text::cut(target, 200)));
+    }
+    let why = if request.headers().get_all(header::HOST).iter().count() > 1 {
         "admin request refused: Host given more than once"
     } else {
         "admin request refused: not addressed to localhost or an IP address (Host)"

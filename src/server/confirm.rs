@@ -255,8 +255,8 @@ impl AppState {
     ) -> Response {
         // Every payment sent to a mistyped confirm URL fails: say what was asked for (metrics
         // and the record say `unknown`; label values must not be callers' choice).
-        let requested: String = requested.chars().take(100).collect();
-        tracing::warn!(decision_id = arrival.id.as_str(), requested, "{message}");
+        let requested = crate::text::cut(requested, 100);
+        tracing::warn!(decision_id = arrival.id.as_str(), requested = %requested, "{message}");
         unread_body(
             headers,
             self.refuse(arrival, 404, UNKNOWN_RULESET_REASON.into()),

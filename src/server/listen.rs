@@ -153,6 +153,16 @@ pub async fn serve(
                         );
                     }
                 }
+                // Requests decided (and in the decision log) whose answers the caller never
+                // took: said, so that a record is not taken for an answer delivered.
+                Err(e)
+                    if crate::error_chain(&e).any(|c| {
+                        c.downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+                    }) =>
+                {
+                    tracing::info!(%peer, "connection closed: the caller read none of its answers for {timeout:?}; answers decided on it may not have been delivered");
+                }
                 Err(e) => tracing::debug!(%peer, "connection ended: {e}"),
             }
         });

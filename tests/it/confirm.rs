@@ -650,6 +650,32 @@ async fn a_connection_whose_answers_are_not_read_is_closed_at_the_idle_timeout()
     server.stop().await;
 }
 
+/// The same close is logged: the requests on it were decided (and recorded), their answers
+/// never taken.
+#[tokio::test]
+async fn a_connection_closed_with_answers_unread_is_logged() {
+    use tokio::io::AsyncWriteExt;
+    let reason = "x".repeat(3000);
+    let rules = Rules::with(
+        "default.yaml",
+        &format!("rules:\n  - name: all\n    amount: {{ max: 1 }}\n    reason: {reason}\n"),
+    );
+    let proc = Process::serve(rules.path(), &["--idle-timeout", "1s"]).await;
+    let conn = tokio::net::TcpStream::connect(proc.public).await.unwrap();
+    let (_reader, mut writer) = conn.into_split();
+    let requests = raw_post(&v1("order-1", 1000)).repeat(3000);
+    let sender = tokio::spawn(async move {
+        let _ = writer.write_all(requests.as_bytes()).await;
+        writer
+    });
+    let line = proc.log_line_of("read none of its answers").await;
+    sender.abort();
+    assert!(
+        line.contains("INFO") && line.contains("may not have been delivered"),
+        "{line}"
+    );
+}
+
 #[tokio::test]
 async fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
     use tokio::io::AsyncWriteExt;

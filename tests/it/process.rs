@@ -508,6 +508,38 @@ async fn every_reason_not_to_start_is_reported_at_once() {
     assert!(stderr.contains("not starting errors=3"), "{stderr}");
 }
 
+/// A process that will not serve (its address is taken) sends the merchant no health probe,
+/// and says why after what it logged before (the `protections` line), not ahead of it.
+#[tokio::test]
+async fn a_process_that_will_not_serve_sends_no_health_probe() {
+    let shop = MockUpstream::answering("/health", "ok".into()).await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams:\n  shop: {{ url: \"{}\", health: {{ path: /health, interval: 50ms }} }}\nrules:\n  - {{ name: up, healthy: shop, reason: r }}\n",
+            shop.url()
+        ),
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let stderr = failed_start(
+        &rules,
+        &["--listen", &addr, "--admin-listen", "127.0.0.1:0"],
+    )
+    .await;
+    let (protections, reason) = (
+        stderr.find("protections"),
+        stderr.find(&format!("cannot listen on {addr}: ")),
+    );
+    assert!(
+        protections.is_some() && reason.is_some() && protections < reason,
+        "{stderr}"
+    );
+    // Time for a probe that was sent to arrive.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(shop.calls_to("/health"), 0, "{stderr}");
+}
+
 /// An address it cannot listen on is a reason not to start like any other: with JSON logs, a
 /// `cannot start` record for each listener, then `not starting`.
 #[tokio::test]

@@ -845,6 +845,22 @@ async fn admin_listener_on_loopback_answers_only_requests_addressed_to_loopback(
         let answer = read_once(&mut conn).await;
         assert!(answer.starts_with("HTTP/1.1 403"), "{hosts}: {answer}");
     }
+    // A request target in absolute form names the host that counts: it must be loopback too.
+    for (target, host, status) in [
+        ("http://rebound.example/metrics", "localhost", "403"),
+        ("http://localhost/metrics", "rebound.example", "403"),
+        ("http://127.0.0.1/metrics", "localhost", "200"),
+    ] {
+        use tokio::io::AsyncWriteExt;
+        let mut conn = tokio::net::TcpStream::connect(server.admin).await.unwrap();
+        let request = format!("GET {target} HTTP/1.1\r\nhost: {host}\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_once(&mut conn).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{target} {host}: {answer}"
+        );
+    }
     // The public listener answers whatever name PortOne calls it by.
     let public = client()
         .get(server.url("/healthz"))
