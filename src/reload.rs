@@ -120,6 +120,9 @@ pub struct RuleStore {
     activity: Arc<Activity>,
     /// [`WRITERS_MAX`]; shorter in tests.
     writers_max: Duration,
+    /// How long a file another process holds open for writing may go unwritten before it is
+    /// taken as done ([`watcher::WRITE_STALE`]; shorter in tests).
+    idle_writer: Duration,
     /// How the rules directory's watch is doing; `None` while nothing watches it.
     watch: Mutex<Option<WatchStatus>>,
     /// Set once every probed upstream of the running generation has had its first answer
@@ -150,6 +153,7 @@ impl RuleStore {
             metrics,
             activity: Arc::default(),
             writers_max: WRITERS_MAX,
+            idle_writer: watcher::WRITE_STALE,
             watch: Mutex::new(None),
             settled,
         })
@@ -391,20 +395,41 @@ impl RuleStore {
         until: tokio::time::Instant,
     ) -> Result<(), PathBuf> {
         let mut said = false;
+        let mut idle_said = false;
         loop {
             let writer = match self.activity.writing() {
                 Some(path) => Some(path),
                 None => {
                     let store = Arc::clone(self);
-                    tokio::task::spawn_blocking(move || {
+                    let idle_after = self.idle_writer;
+                    let found = tokio::task::spawn_blocking(move || {
+                        let idle = std::cell::RefCell::new(None);
                         // Files rules are read from: not a directory's name, as the watch's
-                        // events are judged by.
-                        let concerns = |p: &Path| rules::is_rule_source(p) || store.references(p);
-                        watcher::open_for_writing(&store.dir, &concerns)
+                        // events are judged by. One held open with no write for as long as a
+                        // writer the watch saw may pause (a shell's `exec 3>>`, a tool that
+                        // keeps its file open) is taken as done, as that writer is.
+                        let concerns = |p: &Path| {
+                            let ours = rules::is_rule_source(p) || store.references(p);
+                            if ours && watcher::unchanged_for(p, idle_after) {
+                                *idle.borrow_mut() = Some(p.to_owned());
+                                return false;
+                            }
+                            ours
+                        };
+                        let writing = watcher::open_for_writing(&store.dir, &concerns);
+                        (writing, idle.into_inner())
                     })
-                    .await
-                    .ok()
-                    .flatten()
+                    .await;
+                    let (writing, idle) = found.unwrap_or_default();
+                    if let (Some(path), false) = (idle, idle_said) {
+                        tracing::warn!(
+                            path = %path.display(),
+                            "rules file held open for writing by another process, not written to for {:?}; reloading anyway",
+                            self.idle_writer
+                        );
+                        idle_said = true;
+                    }
+                    writing
                 }
             };
             let Some(path) = writer else {
@@ -734,6 +759,42 @@ mod tests {
             ReloadOutcome::Applied { .. }
         ));
         assert_eq!(store.current().get("default").unwrap().rules.len(), 2);
+    }
+
+    /// A file another process holds open for writing and does not write to (a shell's `exec
+    /// 3>>`, a tool keeping its file open) is taken as done once it has been left alone as long
+    /// as a writer the watch saw may pause, as that writer is: it held every reload for as long
+    /// as the holder lived.
+    #[tokio::test]
+    async fn a_file_held_open_and_left_unwritten_holds_no_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("default.yaml");
+        std::fs::write(&file, GOOD).unwrap();
+        let mut store = Arc::into_inner(store_waiting(dir.path(), Duration::from_secs(5))).unwrap();
+        store.idle_writer = Duration::from_millis(300);
+        let store = Arc::new(store);
+        std::fs::write(dir.path().join("other.yaml"), GOOD).unwrap();
+        let open = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        let mut holder = std::process::Command::new("sleep")
+            .arg("30")
+            .stdout(open)
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let started = std::time::Instant::now();
+        let outcome = store.reload(Trigger::Admin).await;
+        let took = started.elapsed();
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert!(
+            matches!(outcome, ReloadOutcome::Applied { .. }),
+            "{outcome:?}"
+        );
+        assert!(store.current().get("other").is_some());
+        assert!(took < Duration::from_secs(2), "{took:?}");
     }
 
     #[tokio::test]

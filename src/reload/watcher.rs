@@ -21,7 +21,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
 /// A file written to and not closed for this long is taken as done (a writer that died, or a
 /// close event lost to an overflowing event queue), so that it cannot hold reloads up for ever.
-const WRITE_STALE: Duration = Duration::from_secs(10);
+pub(super) const WRITE_STALE: Duration = Duration::from_secs(10);
 
 /// What the watcher has seen of the rules directory. A file written in several pieces (`scp`,
 /// `cp`, a script with pauses, an editor writing in place) parses fine when cut at many
@@ -177,6 +177,12 @@ pub fn spawn_reload_loop(store: Arc<RuleStore>) -> (Reloader, tokio::task::JoinH
             if waiting[0].trigger == Trigger::Watch {
                 debounce(&mut rx, &mut waiting).await;
             }
+            // Requests that came while the last reload ran (a burst of SIGHUPs, several
+            // operators' POSTs) are all answered by one reload, which reads the files after
+            // every one of them was made.
+            while let Ok(next) = rx.try_recv() {
+                waiting.push(next);
+            }
             let trigger = waiting
                 .iter()
                 .map(|r| r.trigger)
@@ -268,6 +274,21 @@ pub(super) fn open_for_writing(dir: &Path, concerns: &dyn Fn(&Path) -> bool) -> 
     None
 }
 
+/// Whether nothing about `path` (its content or its metadata: the inode's change time, which
+/// no tool sets back) has changed for `long`. Unreadable: `false`.
+pub(super) fn unchanged_for(path: &Path, long: Duration) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let changed = u64::try_from(meta.ctime()).ok().map(|secs| {
+        std::time::UNIX_EPOCH + Duration::new(secs, meta.ctime_nsec().clamp(0, 999_999_999) as u32)
+    });
+    changed
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|ago| ago >= long)
+}
+
 /// Whether `/proc/PID/fdinfo/FD` text says the file was opened to be written (its access mode,
 /// the flags' low two bits, is write-only or read-write).
 fn opened_for_writing(fdinfo: &str) -> bool {
@@ -329,8 +350,25 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
         let mut unreadable = Lasting::new(&store, |s| &mut s.unreadable);
+        // From the rules the watch started with: an edit before the first look counts.
+        let mut polled = Some(store.current().version.clone());
         loop {
             every.tick().await;
+            // What no event tells: an edit to the target of a rule file or script linked from
+            // outside the directory (a release area, another volume), or made while the watch
+            // is down. The version read as a reload reads it; a change to files that differ
+            // from the running rules reloads (a change the watch saw has reloaded already).
+            let looked_at = dir.clone();
+            if let Ok(Ok(version)) =
+                tokio::task::spawn_blocking(move || rules::rules_version(&looked_at)).await
+            {
+                if polled.as_ref().is_some_and(|v| *v != version)
+                    && version != store.current().version
+                {
+                    reloader.request(Trigger::Watch);
+                }
+                polled = Some(version);
+            }
             // A watch that failed while running misses edits under what it could not add (a new
             // subdirectory past the limit of watches): shown as a trouble, and added again
             // (below) until that works; what it does watch goes on reloading meanwhile.
@@ -694,6 +732,32 @@ mod tests {
         assert!(
             text.contains(r#"confirm_proxy_reloads_total{result="applied"} 1"#),
             "{text}"
+        );
+    }
+
+    /// Signals that come while a reload runs are answered by one more reload, not one each:
+    /// a burst of twenty (a script, a supervisor) is two reloads at most, the last reading the
+    /// files after every signal, and each caller waiting for an outcome gets one.
+    #[tokio::test]
+    async fn a_burst_of_signals_is_one_reload_after_the_one_running() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        let metrics = Metrics::new();
+        let store = store_with(dir.path(), metrics.clone());
+        let (reloader, _task) = spawn_reload_loop(store.clone());
+        for _ in 0..20 {
+            reloader.request(Trigger::Signal);
+        }
+        let last = reloader.reload(Trigger::Admin).await.unwrap();
+        assert!(matches!(last, ReloadOutcome::Unchanged { .. }), "{last:?}");
+        let text = metrics.render();
+        let count = text
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"confirm_proxy_reloads_total{result="unchanged"} "#))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            ["1", "2"].contains(&count),
+            "{count} reloads for 21 requests"
         );
     }
 

@@ -133,6 +133,46 @@ async fn configmap_symlink_swap_is_seen() {
     server.stop().await;
 }
 
+/// A rule file linked to a file outside the rules directory (a release area): no event of the
+/// directory's watch tells of an edit there, and none of the target appearing after its link
+/// was flipped to it too early. Both go live all the same; meanwhile the link to a missing
+/// target is refused and the running rules stay (every payment got 404 when it was taken for
+/// a removed ruleset).
+#[tokio::test]
+async fn a_rule_file_linked_from_outside_goes_live_when_its_target_changes() {
+    let releases = Rules::new();
+    releases.write("r1/default.yaml", &limit(10_000));
+    let rules = Rules::new();
+    let link = rules.path().join("default.yaml");
+    std::os::unix::fs::symlink(releases.path().join("r1/default.yaml"), &link).unwrap();
+    let server = Server::start(rules.path()).await;
+    assert_eq!(reason_for(&server, 50_000).await, "한도 10000원 초과");
+
+    releases.write("r1/default.yaml", &limit(20_000));
+    assert!(
+        reason_becomes(&server, "한도 20000원 초과").await,
+        "an edit of the target outside did not go live"
+    );
+
+    // Flipped to a release not unpacked yet: refused, the running rules stay.
+    let tmp = rules.path().join(".default.yaml.new");
+    std::os::unix::fs::symlink(releases.path().join("r2/default.yaml"), &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    let refused = eventually(Duration::from_secs(5), || async {
+        let shown = get(&server.admin_url("/admin/rules")).await;
+        shown.body.to_string().contains("which does not exist")
+    })
+    .await;
+    assert!(refused, "the missing target was not reported");
+    assert_eq!(reason_for(&server, 50_000).await, "한도 20000원 초과");
+    releases.write("r2/default.yaml", &limit(30_000));
+    assert!(
+        reason_becomes(&server, "한도 30000원 초과").await,
+        "the target appearing did not go live"
+    );
+    server.stop().await;
+}
+
 /// A deploy that points the rules path at a new release (a `current` symlink flipped, or a
 /// directory swapped in with `mv`): the new directory is watched, so the swap and every edit
 /// after it go live (inotify watches the directory, not the path).

@@ -74,6 +74,21 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
             // A ConfigMap key being removed leaves its link dangling for a moment, and a
             // removed file is a removed ruleset: said, not refused.
             if file_name.ends_with(".yaml") {
+                // A link to a file elsewhere that is not there (a release not unpacked yet, a
+                // volume not mounted) is a deploy not in place, not a ruleset removed on
+                // purpose: every payment to its URL would get 404 while the reload counted as
+                // applied. Refused, the running rules stay.
+                if let Some(target) = fs::read_link(&path)
+                    .ok()
+                    .filter(|t| !path.exists() && points_outside(dir, t))
+                {
+                    listing.bad_names.push(LoadError {
+                        file: path.clone(),
+                        location: None,
+                        message: format!("a symlink to {}, which does not exist; a ruleset linked from outside the rules directory is not taken as removed while its target is missing (remove the link to remove the ruleset)", target.display()),
+                    });
+                    continue;
+                }
                 let what = dangling_link(&path).or_else(|| {
                     Some(if path.is_dir() {
                         // What a container's bind mount of a file that was not there makes.
@@ -131,6 +146,28 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
     dangling.sort();
     listing.not_rulesets.append(&mut dangling);
     Ok(listing)
+}
+
+/// Whether a link in `dir` to `target` leads out of `dir`, read from the names alone (the
+/// target need not exist): Kubernetes' `NAME.yaml -> ..data/NAME.yaml` stays in.
+fn points_outside(dir: &Path, target: &Path) -> bool {
+    let within = |base: &Path| {
+        let joined = base.join(target);
+        let mut at: Vec<Component<'_>> = Vec::new();
+        for part in joined.components() {
+            match part {
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    at.pop();
+                }
+                part => at.push(part),
+            }
+        }
+        at.iter().collect::<PathBuf>().starts_with(base)
+    };
+    let given = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    let real = fs::canonicalize(dir).unwrap_or_else(|_| given.clone());
+    !within(&given) && !within(&real)
 }
 
 /// "a symlink to TARGET, which does not exist" when `path` is such a link: the plain "No such

@@ -1439,6 +1439,37 @@ fn a_reason_written_as_a_block_has_no_trailing_line_break() {
     );
 }
 
+/// A ruleset linked to a file outside the rules directory that is not there (a release not
+/// unpacked yet, a volume not mounted) is an error, so that the running rules stay: taken as a
+/// removed ruleset, every payment to its URL got 404 and the reload counted as applied. A link
+/// that stays inside (Kubernetes' `..data`) is still a removed ruleset.
+#[cfg(unix)]
+#[test]
+fn a_ruleset_linked_outside_to_a_missing_file_is_an_error() {
+    use std::os::unix::fs::symlink;
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("v2/default.yaml");
+    for link in [target.clone(), PathBuf::from("../elsewhere/default.yaml")] {
+        let dir = RulesDir::new();
+        dir.write("shop.yaml", ONE_RULE);
+        symlink(&link, dir.path().join(DEFAULT)).unwrap();
+        let errors = dir.errors();
+        assert_eq!(
+            errors,
+            [format!(
+                "{}: a symlink to {}, which does not exist; a ruleset linked from outside the rules directory is not taken as removed while its target is missing (remove the link to remove the ruleset)",
+                dir.path().join(DEFAULT).display(),
+                link.display()
+            )]
+        );
+    }
+    let dir = RulesDir::new();
+    dir.write("shop.yaml", ONE_RULE);
+    symlink("..data/default.yaml", dir.path().join(DEFAULT)).unwrap();
+    symlink("./sub/../gone.yaml", dir.path().join("old.yaml")).unwrap();
+    assert_eq!(dir.ok().rulesets.keys().collect::<Vec<_>>(), ["shop"]);
+}
+
 /// What a shared volume can hold next to the rules: a root-only `lost+found`, dangling links
 /// (a ConfigMap key being removed, a link to a file someone deleted). None of it may stop a
 /// load, and a file the rules do need is named with what is wrong with it.
