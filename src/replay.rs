@@ -267,6 +267,12 @@ pub struct Replayed {
     /// that rule's error, for `on_error`, stands in for what the upstream would have said, so
     /// the decision is no prediction (a new or changed call, a rule not reached then).
     pub unanswered: bool,
+    /// Whether a rule it reached read an answer's headers, which the log does not keep: what it
+    /// read there is not what it read then, so a change is no prediction either.
+    pub headers_read: bool,
+    /// Whether a call the deadline caught unanswered then was waited for again (and the
+    /// deadline decided again): an edited deadline or timeout changes nothing there.
+    pub waited_again: bool,
 }
 
 impl Replayed {
@@ -448,11 +454,15 @@ fn answer(decision: &str, status: u16, rule: Option<&str>, reason: Option<&str>)
 pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Replayed {
     let mut notes = Vec::new();
     let (decision, unanswered) = decide(rules, scripts, &record, &mut notes).await;
+    let headers_read = notes.iter().any(|n| n.ends_with(HEADERS_NOT_KEPT));
+    let waited_again = notes.iter().any(|n| n.ends_with(WAITED_AGAIN));
     Replayed {
         record,
         decision,
         notes,
         unanswered,
+        headers_read,
+        waited_again,
     }
 }
 
@@ -713,7 +723,10 @@ impl<'r> Logged<'r> {
                         MAX_TRACED_BODY / 1024
                     )
                 });
-                (Some(answer), cut)
+                // An edited `deadline` or `timeout` would change nothing here without a word.
+                let waited = (answer.hang && !cut_off_as_shadow(traced))
+                    .then(|| format!("rule {name}: {WAITED_AGAIN}"));
+                (Some(answer), cut.or(waited))
             }
             // Not called then (its `when` was false, or it was off).
             None => self.stand_in(rule, now, "made no call then"),
@@ -845,6 +858,12 @@ fn cut_off_as_shadow(t: &Traced) -> bool {
             .is_some_and(|e| e.starts_with(crate::engine::SHADOW_CUT_OFF))
 }
 
+/// The note of a rule whose call the deadline caught unanswered then, waited for again.
+const WAITED_AGAIN: &str = "its call was still unanswered when the deadline came then; it waits again, and the ruleset's on_error decides as it is now (how long the upstream would have taken is not in the log: try an edited deadline or timeout with eval)";
+
+/// The end of the note of [`note_headers_read`].
+const HEADERS_NOT_KEPT: &str = "reads response headers, which the log does not keep";
+
 /// Notes a rule whose `when`, `require` or script reads `headers` once a replayed answer is in: the log
 /// keeps an answer's status and body, not its headers, so what it reads there is not what it
 /// read then.
@@ -874,10 +893,7 @@ fn note_headers_read(ruleset: &Ruleset, decision: &Decision, notes: &mut Vec<Str
                 .flatten()
                 .any(|e| e.src.contains("headers"));
         if answered && reads_headers {
-            notes.push(format!(
-                "rule {} reads response headers, which the log does not keep",
-                t.rule
-            ));
+            notes.push(format!("rule {} {HEADERS_NOT_KEPT}", t.rule));
         }
     }
 }
@@ -982,10 +998,19 @@ fn failed_as(logged: &str) -> CannedAnswer {
         CannedAnswer::hang()
     } else if logged.contains("timed out") {
         CannedAnswer::error(CannedError::Timeout)
-    } else if logged.contains("DNS") {
-        CannedAnswer::error(CannedError::Dns)
     } else {
-        CannedAnswer::error(CannedError::Refused)
+        let kind = if logged.contains("DNS") {
+            CannedError::Dns
+        } else {
+            CannedError::Refused
+        };
+        // Said as it was (`fetch from shop: ` comes again from the rule's check), not with the
+        // host of the upstream as the rules name it now.
+        let failure = ["fetch from ", "forward to "]
+            .iter()
+            .find_map(|prefix| logged.strip_prefix(prefix)?.split_once(": "))
+            .map_or(logged, |(_, failure)| failure);
+        CannedAnswer::error(kind).as_logged(failure)
     }
 }
 

@@ -319,6 +319,9 @@ pub enum UpstreamError {
     NoFreeConnection { max: u32, waited: Duration },
     #[error("request failed: {0}")]
     Other(String),
+    /// A failure as a decision log recorded it, replayed (see `CannedAnswer::logged_failure`).
+    #[error("{0}")]
+    Logged(String),
     /// An answer not on file: a rule test's canned answers, or a replayed record, hold none
     /// for the call (`test` and `replay` only).
     #[error("no answer on file for {0}")]

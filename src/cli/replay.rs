@@ -43,6 +43,10 @@ struct Counts {
     /// Of those changed, the ones that reached a call or health state the record has no
     /// answer for: `on_error` decided there, not what the upstream would have said.
     unanswered: usize,
+    /// Of those changed, the ones where a rule read an answer's headers (not in the log).
+    headers_read: usize,
+    /// Replayed records with a call the deadline caught unanswered then, waited for again.
+    waited_again: usize,
     /// Answers no rule decided: guards', repeats, ignored messages.
     skipped: usize,
     /// Answered by `on_error` because the deadline passed before the first rule.
@@ -140,12 +144,14 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         }
         let again = runtime.block_on(replay(&rules, &scripts, record));
         counts.replayed += 1;
+        counts.waited_again += usize::from(again.waited_again);
         if let Some(ruleset) = rules.get(&again.record.ruleset) {
             shadow.add(ruleset, &again);
         }
         if again.changed() {
             counts.changed += 1;
             counts.unanswered += usize::from(again.unanswered);
+            counts.headers_read += usize::from(again.headers_read);
             match (again.record.decision, again.decision.decision) {
                 (Verdict::Reject, Verdict::Approve) => counts.now_approved += 1,
                 (Verdict::Approve, Verdict::Reject) => counts.now_refused += 1,
@@ -221,6 +227,12 @@ fn summary(c: &Counts) -> String {
             c.overran
         ));
     }
+    if c.waited_again > 0 {
+        at_deadline.push(format!(
+            "{} with a call unanswered at the deadline, waited for again: an edited deadline or timeout is not replayed",
+            c.waited_again
+        ));
+    }
     let first = if at_deadline.is_empty() {
         String::new()
     } else {
@@ -238,8 +250,16 @@ fn summary(c: &Counts) -> String {
                 c.unanswered
             )
         };
+        let headers = if c.headers_read == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {} of them reached a rule that reads response headers, which the log does not keep, so they are no prediction",
+                c.headers_read
+            )
+        };
         format!(
-            " ({} now approved, {} now refused, {other} with another reason, status or deciding rule{unanswered})",
+            " ({} now approved, {} now refused, {other} with another reason, status or deciding rule{unanswered}{headers})",
             c.now_approved, c.now_refused
         )
     };

@@ -281,7 +281,8 @@ async fn a_forward_the_deadline_cut_off_is_matched_by_its_call() {
     let (_dir, rules) = load_files(&[("default.yaml", &forward("/confirm"))]);
     let r = again(&rules, &cut).await;
     assert!(!r.changed(), "{}", r.explain());
-    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    // Said, since an edited deadline or timeout changes nothing here.
+    assert_eq!(r.notes, ["rule existing: its call was still unanswered when the deadline came then; it waits again, and the ruleset's on_error decides as it is now (how long the upstream would have taken is not in the log: try an edited deadline or timeout with eval)"]);
     assert!(!r.unanswered, "its own failure stands in");
     assert_eq!(
         r.decision.trace[0].error.as_deref(),
@@ -1227,4 +1228,34 @@ async fn a_change_is_on_errors_guess_only_where_the_unanswered_rule_decides() {
     let r = again(&loaded, &logged).await;
     assert_eq!(r.decision.decision, Verdict::Reject, "{}", r.explain());
     assert!(r.unanswered, "{}", r.explain());
+}
+
+/// A call that failed then fails again in the words the log has, not in words made up from
+/// the upstream as the rules name it now (`connection refused by shop.invalid:80` read as if
+/// the replay had gone to the network).
+#[tokio::test]
+async fn a_failure_is_replayed_in_the_words_of_the_log() {
+    let rules_yaml = "settings: { on_error: approve }\nupstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    reason: x\n";
+    let (_dir, rules) = load_files(&[("default.yaml", rules_yaml)]);
+    for failure in [
+        "connection refused by 127.0.0.1:48601",
+        "DNS lookup failed for shop.example:443",
+        "request failed: connection closed before message completed",
+    ] {
+        let logged = line(
+            &format!(
+                r#"{{"rule":"stock","outcome":"error","ms":3.0,"call":{{"upstream":"shop","method":"GET","path":"/stock/order-1"}},"error":"fetch from shop: {failure}"}}"#
+            ),
+            "approve",
+            "",
+        );
+        let r = again(&rules, &logged).await;
+        assert!(!r.changed(), "{}", r.explain());
+        assert_eq!(
+            r.decision.trace[0].error.as_deref(),
+            Some(format!("fetch from shop: {failure}").as_str()),
+            "{}",
+            r.explain()
+        );
+    }
 }

@@ -67,6 +67,10 @@ pub struct CannedAnswer {
     /// Why the body is only the start of the answer's (a replayed answer that was cut short):
     /// as [`UpstreamResponse::incomplete`].
     pub incomplete: Option<String>,
+    /// A refused or failed call's error as the log has it (replay): said in its place rather
+    /// than one made up from the upstream of the rules now (`connection refused by
+    /// shop.invalid:80` for a call that was refused by the shop's real address).
+    pub logged_failure: Option<String>,
 }
 
 /// A simulated transport failure (`error: refused | dns | timeout`).
@@ -224,6 +228,7 @@ impl CannedAnswer {
             delay: None,
             hang: false,
             incomplete: None,
+            logged_failure: None,
         }
     }
 
@@ -248,6 +253,12 @@ impl CannedAnswer {
             outcome: Err(error),
             ..CannedAnswer::status(0)
         }
+    }
+
+    /// A failure said as the log said it (see [`CannedAnswer::logged_failure`]).
+    pub fn as_logged(mut self, failure: &str) -> CannedAnswer {
+        self.logged_failure = Some(failure.to_owned());
+        self
     }
 
     /// Sets the body (see [`CannedAnswer::body`] for how a string is read).
@@ -330,6 +341,9 @@ impl CannedAnswer {
                 },
                 large: super::is_large(text.as_bytes()),
             }),
+            Err(CannedError::Refused | CannedError::Dns) if self.logged_failure.is_some() => Err(
+                UpstreamError::Logged(self.logged_failure.clone().unwrap_or_default()),
+            ),
             Err(CannedError::Refused) => Err(UpstreamError::Refused(host(up))),
             Err(CannedError::Dns) => Err(UpstreamError::Dns(host(up))),
             Err(CannedError::Timeout) => Err(UpstreamError::Timeout(up.timeout)),

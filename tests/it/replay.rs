@@ -106,6 +106,14 @@ async fn replay_shows_the_decisions_an_edit_changes_without_calling_upstreams() 
     // Those are on_error's guesses, not the upstream's answers: the closing count says so.
     assert!(out.contains("; 3 of them reached a call or health state the record has no answer for, and on_error decided it, not the upstream), 1 unchanged"), "{out}");
 
+    // A require reading response headers reads none in the log: its changes are no
+    // prediction, and the closing count says so.
+    let headers = r#"response.headers["content-type"].starts_with("application/json")"#;
+    rules.write("default.yaml", &rules_yaml(&shop.url(), headers, ""));
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("3 changed (0 now approved, 2 now refused, 1 with another reason, status or deciding rule; 3 of them reached a rule that reads response headers, which the log does not keep, so they are no prediction), 1 unchanged"), "{out}");
+
     // A trial rule decides nothing, so it changes no decision; the block before the closing
     // count says what it would have done (the order over the limit never reached it).
     let trial = "  - { name: small, mode: shadow, amount: { max: 4000 }, reason: \"소액 전용\" }\n";
@@ -313,5 +321,28 @@ fn replay_says_plainly_what_is_no_decision_log() {
     assert_eq!(
         out,
         "0 replayed: 0 changed, 0 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)\n"
+    );
+}
+
+/// A fetch the deadline caught unanswered is waited for again, and the deadline decides again:
+/// an edited deadline changes nothing there, which the closing count says rather than a bare
+/// "0 changed".
+#[tokio::test]
+async fn a_call_unanswered_at_the_deadline_is_counted_as_waited_for_again() {
+    let (url, _) = raw_upstream("", std::time::Duration::from_secs(3)).await;
+    let yaml = |deadline: &str| {
+        format!("settings: {{ deadline: {deadline} }}\nupstreams:\n  shop: {{ url: \"{url}\", timeout: 2s }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: x }}\n")
+    };
+    let rules = Rules::with("default.yaml", &yaml("500ms"));
+    let (server, log) = logged(&rules).await;
+    let a = server.confirm_json("/confirm", &v1("slow-1", 5000)).await;
+    assert_eq!(a.status, 409);
+    server.stop().await;
+    rules.write("default.yaml", &yaml("3s"));
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out.trim(),
+        "1 replayed (1 with a call unanswered at the deadline, waited for again: an edited deadline or timeout is not replayed, decided by on_error): 0 changed, 1 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)"
     );
 }
