@@ -276,6 +276,15 @@ pub struct Replayed {
 }
 
 impl Replayed {
+    /// Whether the answer differs only in the rule named as deciding it (a rule renamed).
+    pub fn only_the_rule_changed(&self) -> bool {
+        let (r, d) = (&self.record, &self.decision);
+        r.decision == d.decision
+            && r.status == d.status
+            && r.reason == d.reason
+            && r.rule.as_deref() != d.rule.as_deref()
+    }
+
     /// Whether the answer would differ: decision, status, deciding rule or reason.
     pub fn changed(&self) -> bool {
         let r = &self.record;
@@ -642,6 +651,8 @@ struct LoggedCall<'r> {
     answer: Option<CannedAnswer>,
     /// A shadow rule cut off at the shadow cut-off: its failure says nothing of the upstream.
     cut_off: bool,
+    /// No rule of that name is in the rules now (renamed, or removed).
+    gone: bool,
 }
 
 impl<'r> Logged<'r> {
@@ -659,6 +670,7 @@ impl<'r> Logged<'r> {
                     call,
                     answer: logged_answer(t),
                     cut_off: cut_off_as_shadow(t),
+                    gone: !ruleset.rules.iter().any(|r| *r.name == *t.rule),
                 }
             })
             .collect();
@@ -743,6 +755,23 @@ impl<'r> Logged<'r> {
     ) -> (Option<CannedAnswer>, Option<String>) {
         let name = &*rule.name;
         if now.method != http::Method::GET {
+            // The very call (its digest too: the same body) made by a rule that is not in the
+            // rules now: the same rule renamed, most likely, and that call the one made then.
+            let renamed = self.calls.iter().find(|c| {
+                c.gone
+                    && !c.cut_off
+                    && c.answer.is_some()
+                    && c.call.as_ref().is_some_and(|c| {
+                        !c.sent.is_empty() && c.sent == now.sent && c.same_call(now)
+                    })
+            });
+            if let Some(then) = renamed {
+                let plan = format!(
+                    "rule {name}: {why}; rule {} of the record, not in the rules now, made the very same {now} (a rename?): what came of it stands in",
+                    then.rule
+                );
+                return (then.answer.clone(), Some(plan));
+            }
             let plan = format!(
                 "rule {name}: {why}, and its {} may change something at the merchant, so no other rule's answer stands in for it; it counted as an error",
                 now

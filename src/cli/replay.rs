@@ -47,6 +47,8 @@ struct Counts {
     headers_read: usize,
     /// Replayed records with a call the deadline caught unanswered then, waited for again.
     waited_again: usize,
+    /// Of those changed, the ones whose answer differs only in the deciding rule's name.
+    rule_only: usize,
     /// Answers no rule decided: guards', repeats, ignored messages.
     skipped: usize,
     /// Answered by `on_error` because the deadline passed before the first rule.
@@ -152,6 +154,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             counts.changed += 1;
             counts.unanswered += usize::from(again.unanswered);
             counts.headers_read += usize::from(again.headers_read);
+            counts.rule_only += usize::from(again.only_the_rule_changed());
             match (again.record.decision, again.decision.decision) {
                 (Verdict::Reject, Verdict::Approve) => counts.now_approved += 1,
                 (Verdict::Approve, Verdict::Reject) => counts.now_refused += 1,
@@ -258,8 +261,16 @@ fn summary(c: &Counts) -> String {
                 c.headers_read
             )
         };
+        let rule_only = if c.rule_only == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {} of them differ only in the deciding rule's name (a rule renamed?)",
+                c.rule_only
+            )
+        };
         format!(
-            " ({} now approved, {} now refused, {other} with another reason, status or deciding rule{unanswered}{headers})",
+            " ({} now approved, {} now refused, {other} with another reason, status or deciding rule{unanswered}{headers}{rule_only})",
             c.now_approved, c.now_refused
         )
     };

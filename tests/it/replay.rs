@@ -346,3 +346,48 @@ async fn a_call_unanswered_at_the_deadline_is_counted_as_waited_for_again() {
         "1 replayed (1 with a call unanswered at the deadline, waited for again: an edited deadline or timeout is not replayed, decided by on_error): 0 changed, 1 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)"
     );
 }
+
+/// A `forward` rule renamed: the record's call under the old name is the very same one (its
+/// digest too), so what came of it stands in, and the closing count says the change is only
+/// the deciding rule's name — not every record "now refused" for want of an answer.
+#[tokio::test]
+async fn a_renamed_forward_takes_the_answer_of_the_call_it_made_then() {
+    let shop = MockUpstream::start(axum::Router::new().route(
+        "/confirm",
+        axum::routing::post(|body: String| async move {
+            if body.contains("no-") {
+                (
+                    axum::http::StatusCode::CONFLICT,
+                    axum::Json(serde_json::json!({ "reason": "품절" })),
+                )
+            } else {
+                (
+                    axum::http::StatusCode::OK,
+                    axum::Json(serde_json::json!({})),
+                )
+            }
+        }),
+    ))
+    .await;
+    let yaml = |name: &str| {
+        format!(
+            "upstreams:\n  shop: {{ url: \"{}\" }}\nrules:\n  - {{ name: {name}, forward: {{ upstream: shop, path: /confirm }}, reason: x }}\n",
+            shop.url()
+        )
+    };
+    let rules = Rules::with("default.yaml", &yaml("existing"));
+    let (server, log) = logged(&rules).await;
+    for order in ["ok-1", "no-1"] {
+        server.confirm_json("/confirm", &v1(order, 5000)).await;
+    }
+    server.stop().await;
+    rules.write("default.yaml", &yaml("legacy"));
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("  now:    reject 409 by legacy: \"품절\"\n"),
+        "{out}"
+    );
+    assert!(out.contains("note: rule legacy: not in the record; rule existing of the record, not in the rules now, made the very same POST /confirm from shop (a rename?): what came of it stands in\n"), "{out}");
+    assert!(out.ends_with("2 replayed: 1 changed (0 now approved, 0 now refused, 1 with another reason, status or deciding rule; 1 of them differ only in the deciding rule's name (a rule renamed?)), 1 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)\n"), "{out}");
+}
