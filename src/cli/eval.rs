@@ -72,6 +72,10 @@ pub fn run(args: &EvalArgs) -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
+    if let Some(time) = logged_record(&body) {
+        err!("error: this is a decision-log record, not a request body: give eval the record's request at the record's time, as in  jq -c .request RECORD | confirm-proxy eval --now {time} -  (or replay the whole log with confirm-proxy replay)");
+        return ExitCode::from(USAGE);
+    }
     // A script's `print` and `debug` output goes to stderr, where someone trying a script
     // with `eval` looks for it (`RUST_LOG` chooses other output).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -261,6 +265,18 @@ fn normalised(req: &payload::ConfirmRequest) -> serde_json::Value {
     request
 }
 
+/// The time of a decision-log record given where a request body goes (the next step after
+/// `replay` names one), if `body` is one: a JSON object with the record's `decision_id`,
+/// `time` and `trace`, which no PortOne body has.
+fn logged_record(body: &[u8]) -> Option<String> {
+    let line = body.split(|b| *b == b'\n').next()?;
+    let record: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line).ok()?;
+    if !(record.contains_key("decision_id") && record.contains_key("trace")) {
+        return None;
+    }
+    Some(record.get("time")?.as_str()?.to_owned())
+}
+
 /// The body, or what could not be read, naming the file (or stdin).
 fn read_body(file: Option<&PathBuf>) -> Result<Vec<u8>, String> {
     match file {
@@ -268,6 +284,10 @@ fn read_body(file: Option<&PathBuf>) -> Result<Vec<u8>, String> {
             std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
         }
         _ => {
+            // A forgotten file argument would otherwise wait on the terminal without a word.
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                err!("reading the request body from stdin (no FILE given); end it with Ctrl-D");
+            }
             let mut body = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut body)

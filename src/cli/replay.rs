@@ -68,7 +68,13 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
                 return ExitCode::from(CANNOT_RUN);
             }
         },
-        None => Box::new(std::io::stdin().lock()),
+        None => {
+            // A forgotten file argument would otherwise wait on the terminal without a word.
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                err!("reading the decision log from stdin (no FILE given); end it with Ctrl-D");
+            }
+            Box::new(std::io::stdin().lock())
+        }
     };
     let name = args
         .file
@@ -181,7 +187,8 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     if !read_any && counts.unreadable == 0 && counts.other_rulesets == 0 {
         // "0 replayed" alone reads as "no change" where nothing was read (a file argument
         // forgotten, so stdin was read, or a log just rotated).
-        err!("note: {name} has no lines: nothing was replayed");
+        let name = if name == "-" { "stdin" } else { name.as_str() };
+        err!("note: {name} has no lines: nothing was replayed (give the decision log as FILE, or pipe it in)");
     }
     let shadow = shadow.report();
     if !shadow.is_empty() {

@@ -179,6 +179,26 @@ fn eval_prints_the_decision_and_trace() {
 
 /// `--content-type` decides a body as `serve` did with that header: the same form is a 400
 /// as JSON and an approval as a form (and without the option, read as JSON, then a form).
+/// A decision-log record given to eval (the next step after replay names one) is no request
+/// body: said, with the command that evaluates its request at its time.
+#[test]
+fn eval_given_a_decision_log_record_says_what_to_give_it() {
+    let record = r#"{"time":"2026-12-07T07:41:56.719410Z","decision_id":"d-1","ruleset":"default","tx_id":"imp_1","decision":"approve","status":200,"trace":[],"request":{"imp_uid":"imp_1","merchant_uid":"o-1","amount":5000}}"#;
+    let out = run_cli(
+        &["eval", "--rules", &shipped_rules(), "-"],
+        Some(record.as_bytes()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this is a decision-log record, not a request body")
+            && err.contains(
+                "jq -c .request RECORD | confirm-proxy eval --now 2026-12-07T07:41:56.719410Z -"
+            ),
+        "{err}"
+    );
+}
+
 #[test]
 fn eval_reads_the_body_as_its_content_type_says() {
     let form = b"imp_uid=imp_1&merchant_uid=order-1&amount=50000".to_vec();

@@ -313,9 +313,9 @@ fn replay_says_plainly_what_is_no_decision_log() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         err.starts_with("note: ")
-            && err
-                .trim_end()
-                .ends_with("has no lines: nothing was replayed"),
+            && err.trim_end().ends_with(
+                "has no lines: nothing was replayed (give the decision log as FILE, or pipe it in)"
+            ),
         "{err}"
     );
     assert_eq!(
