@@ -467,7 +467,7 @@ fn suite_warnings(
                 raw.cases.len(),
                 rule.name,
                 if matches!(rule.check, crate::rules::Check::Window { .. }) {
-                    "a window, which that time is in"
+                    "a window: the now suggested is inside it"
                 } else {
                     "it reads now"
                 },
@@ -1317,7 +1317,7 @@ rules:
         let amount = "rules:\n  - { name: limit, amount: { max: 100 }, reason: x }\n";
         assert_eq!(
             load_with(window, &format!("ruleset: default\ncases:\n{}{pinned}", case(""))),
-            Ok(vec![r#"tests/t.yaml:1:1: no now: 1 of 2 cases run on today's clock, and rule "open" depends on it (a window, which that time is in), so they pass or fail with the date; fix the time with now: "2026-12-10T10:00:00+09:00" at the top (or per case)"#.to_owned()])
+            Ok(vec![r#"tests/t.yaml:1:1: no now: 1 of 2 cases run on today's clock, and rule "open" depends on it (a window: the now suggested is inside it), so they pass or fail with the date; fix the time with now: "2026-12-10T10:00:00+09:00" at the top (or per case)"#.to_owned()])
         );
         let until = "rules:\n  - { name: sale, window: { until: \"2026-12-31T00:00:00+09:00\" }, reason: x }\n";
         let got = load_with(until, &format!("ruleset: default\ncases:\n{}", case(""))).unwrap();
