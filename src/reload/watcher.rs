@@ -299,6 +299,49 @@ fn opened_for_writing(fdinfo: &str) -> bool {
         .is_some_and(|flags| flags & 0o3 != 0)
 }
 
+/// A linked file's identity and last change (device, inode, size, modification and change
+/// times), or `None` while it is missing.
+type FileState = Option<(u64, u64, u64, i64, i64, i64, i64)>;
+
+/// The state of every file that rules are read from through a symlink — a rule file or rule
+/// test that is a link, a referenced script with a link on its way — by path, sorted: the files
+/// an inotify watch on the rules directory hears nothing of when they live outside it.
+fn linked_files(dir: &Path, scripts: &[PathBuf]) -> Vec<(PathBuf, FileState)> {
+    use std::os::unix::fs::MetadataExt;
+    let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    let mut paths: Vec<PathBuf> = [dir.to_owned(), dir.join("tests")]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .filter(|p| rules::is_rule_source(p) && is_link(p))
+        .collect();
+    paths.extend(
+        scripts
+            .iter()
+            .map(|s| dir.join(s))
+            .filter(|p| p.ancestors().take_while(|a| *a != dir).any(is_link)),
+    );
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .map(|p| {
+            let state = std::fs::metadata(&p).ok().map(|m| {
+                (
+                    m.dev(),
+                    m.ino(),
+                    m.size(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                )
+            });
+            (p, state)
+        })
+        .collect()
+}
+
 /// How often the rules directory's identity is checked (see [`RulesWatcher`]).
 const IDENTITY_CHECK: Duration = Duration::from_secs(1);
 
@@ -350,24 +393,22 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
         let mut unreadable = Lasting::new(&store, |s| &mut s.unreadable);
-        // From the rules the watch started with: an edit before the first look counts.
-        let mut polled = Some(store.current().version.clone());
+        // As the rules the watch starts with were read: an edit before the first look counts.
+        let mut linked = linked_files(&dir, &store.scripts());
         loop {
             every.tick().await;
-            // What no event tells: an edit to the target of a rule file or script linked from
-            // outside the directory (a release area, another volume), or made while the watch
-            // is down. The version read as a reload reads it; a change to files that differ
-            // from the running rules reloads (a change the watch saw has reloaded already).
-            let looked_at = dir.clone();
-            if let Ok(Ok(version)) =
-                tokio::task::spawn_blocking(move || rules::rules_version(&looked_at)).await
+            // What no event of the directory's watch tells: an edit to the file a rule file,
+            // rule test or script links to outside the directory (a release area, another
+            // volume), or that file appearing. Looked at by its metadata, a few `stat`s a
+            // second; a change reloads (which finds the rules unchanged if they are).
+            let (looked_at, scripts) = (dir.clone(), store.scripts());
+            if let Ok(now) =
+                tokio::task::spawn_blocking(move || linked_files(&looked_at, &scripts)).await
             {
-                if polled.as_ref().is_some_and(|v| *v != version)
-                    && version != store.current().version
-                {
+                if now != linked {
                     reloader.request(Trigger::Watch);
+                    linked = now;
                 }
-                polled = Some(version);
             }
             // A watch that failed while running misses edits under what it could not add (a new
             // subdirectory past the limit of watches): shown as a trouble, and added again
@@ -733,6 +774,53 @@ mod tests {
             text.contains(r#"confirm_proxy_reloads_total{result="applied"} 1"#),
             "{text}"
         );
+    }
+
+    /// The files looked at for edits no event tells of: those reached through a link (a rule
+    /// file, a rule test, a script or a directory on a script's way), not the regular files the
+    /// watch hears about; an edit of one outside changes what is seen.
+    #[test]
+    fn linked_files_are_those_reached_through_a_link() {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("vip.rhai"), "true").unwrap();
+        std::fs::write(outside.path().join("shop.yaml"), GOOD).unwrap();
+        std::fs::create_dir(outside.path().join("lib")).unwrap();
+        std::fs::write(outside.path().join("lib/hours.rhai"), "true").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        std::fs::create_dir(dir.path().join("scripts")).unwrap();
+        std::fs::write(dir.path().join("scripts/local.rhai"), "true").unwrap();
+        symlink(
+            outside.path().join("vip.rhai"),
+            dir.path().join("scripts/vip.rhai"),
+        )
+        .unwrap();
+        symlink(outside.path().join("lib"), dir.path().join("lib")).unwrap();
+        symlink(
+            outside.path().join("shop.yaml"),
+            dir.path().join("shop.yaml"),
+        )
+        .unwrap();
+        let scripts =
+            ["scripts/local.rhai", "scripts/vip.rhai", "lib/hours.rhai"].map(PathBuf::from);
+        let seen = linked_files(dir.path(), &scripts);
+        let paths: Vec<&Path> = seen.iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(
+            paths,
+            [
+                dir.path().join("lib/hours.rhai"),
+                dir.path().join("scripts/vip.rhai"),
+                dir.path().join("shop.yaml"),
+            ]
+        );
+        assert!(seen.iter().all(|(_, state)| state.is_some()));
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(outside.path().join("lib/hours.rhai"), "false").unwrap();
+        assert_ne!(linked_files(dir.path(), &scripts), seen);
+        std::fs::remove_file(outside.path().join("shop.yaml")).unwrap();
+        let gone = linked_files(dir.path(), &scripts);
+        assert_eq!(gone.last().map(|(_, state)| *state), Some(None));
     }
 
     /// Signals that come while a reload runs are answered by one more reload, not one each:
