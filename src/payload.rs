@@ -12,6 +12,7 @@ mod form;
 mod normalise;
 mod scan;
 
+pub(crate) use amount::exact_number;
 pub use amount::{Amount, AmountError};
 use form::parse_form;
 use normalise::normalise;

@@ -181,6 +181,16 @@ fn exact_decimal(text: &str) -> Result<Decimal, AmountError> {
     Decimal::try_from_i128_with_scale(value, 0).map_err(|_| AmountError::TooLarge)
 }
 
+/// The value of a JSON number of either sign, exactly or `None` (see [`exact_decimal`]): a
+/// number of `payload` or of an upstream's answer written with an exponent (`1.5e2`) is as
+/// exact as one written out.
+pub(crate) fn exact_number(text: &str) -> Option<Decimal> {
+    match text.strip_prefix('-') {
+        Some(unsigned) => exact_decimal(unsigned).ok().map(|d| -d),
+        None => exact_decimal(text).ok(),
+    }
+}
+
 /// JSON number syntax: `-?digits(.digits)?([eE][+-]?digits)?`.
 fn is_json_number(s: &str) -> bool {
     fn digits(s: &str) -> (&str, usize) {

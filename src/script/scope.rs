@@ -211,7 +211,12 @@ pub fn json_to_dynamic(v: &Value) -> Dynamic {
                 return Dynamic::from_int(i);
             }
             let text = n.to_string();
-            match Decimal::from_str_exact(&text) {
+            // Written out (`10.50`) or with an exponent (`1.5e2`, `1e-13`): exact either way.
+            let exact = Decimal::from_str_exact(&text)
+                .ok()
+                .or_else(|| crate::payload::exact_number(&text))
+                .ok_or(());
+            match exact {
                 Ok(d) => Dynamic::from_decimal(d),
                 // More digits than a Decimal or a float holds exactly
                 // (`0.99999999999999999999999999999`, which either would round to 1, so that
@@ -283,12 +288,24 @@ mod tests {
         assert_eq!(number("-1e400").as_float(), Ok(-f64::MAX));
         // Beyond a decimal's places, a number that is not 0 (Rhai would take a float that small,
         // or the float's 0, for 0) is its text; a 0 written so is 0.
-        for text in ["1e-400", "-1e-400", "1e-30", "1.5e-13"] {
+        for text in ["1e-400", "-1e-400", "1e-30", "-1.5e-29"] {
             assert_eq!(number(text).into_string().as_deref(), Ok(text), "{text}");
         }
-        assert_eq!(number("2.5e-3").as_float(), Ok(0.0025));
-        assert_eq!(number("1e-12").as_float(), Ok(1e-12));
-        assert_eq!(number("0e-400").as_float(), Ok(0.0));
+        // Written with an exponent, a number a decimal holds is that decimal, exactly.
+        for (text, exact) in [
+            ("2.5e-3", "0.0025"),
+            ("1e-12", "0.000000000001"),
+            ("1.5e-13", "0.00000000000015"),
+            ("-1.5E2", "-150"),
+            ("1.25e+2", "125"),
+            ("0e-400", "0"),
+        ] {
+            assert_eq!(
+                number(text).as_decimal(),
+                Ok(exact.parse().unwrap()),
+                "{text}"
+            );
+        }
         // More digits than any number type holds exactly: the text, never a rounded value
         // (`0.999…9` rounded to 1 passed `available >= 1`).
         for text in [
