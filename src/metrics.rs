@@ -89,7 +89,7 @@ const HELP: [(&str, &str); 18] = [
     (REQUEST_DURATION, "Time from the arrival of a confirm request to its answer."),
     (RULE_OUTCOMES, "Outcomes of evaluated rules (pass, reject, error, skipped, approve, shadow_reject, shadow_approve, shadow_error)."),
     (UPSTREAM_CALLS, "Calls to merchant upstreams by outcome (a status class 2xx-5xx, other for a status outside 200-599, or refused, dns, timeout, no_free_connection, error, cancelled)."),
-    (ANSWERS_LATE, "Confirm answers that left after their ruleset's deadline (from the request head read to the answer written out): the deadline holds with a margin, which a machine short of CPU can use up; PortOne itself waits 5-10 s."),
+    (ANSWERS_LATE, "Confirm answers that left after their ruleset's deadline (from the request head read until the answer is handed to its connection): the deadline holds with a margin, which a machine short of CPU can use up; PortOne itself waits 5-10 s."),
     (UPSTREAM_RESENT, "GET calls to merchant upstreams sent a second time because their connection closed at once, as a pooled one the upstream closed just then does; each is one call in the decision log and two in the upstream's access log."),
     (UPSTREAM_DURATION, "Duration of calls to merchant upstreams."),
     (HEALTH_PROBES, "Health probes of upstreams by result (success, failure)."),

@@ -176,13 +176,13 @@ impl RuleStore {
         known
     }
 
-    /// Whether `path`, as the watcher reports it, is a script the rules reference, or a
-    /// directory one is in (`lib.d` of `lib.d/v.rhai`, swapped by a rename or a symlink).
     /// The scripts the rules reference, as of the last read of the rules directory.
     fn scripts(&self) -> Vec<PathBuf> {
         self.scripts.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// Whether `path`, as the watcher reports it, is a script the rules reference, or a
+    /// directory one is in (`lib.d` of `lib.d/v.rhai`, swapped by a rename or a symlink).
     fn references(&self, path: &Path) -> bool {
         self.scripts.lock().is_ok_and(|scripts| {
             scripts.iter().any(|s| {

@@ -282,6 +282,8 @@ impl Replayed {
         r.decision == d.decision
             && r.status == d.status
             && r.reason == d.reason
+            && r.rule.is_some()
+            && d.rule.is_some()
             && r.rule.as_deref() != d.rule.as_deref()
     }
 
@@ -770,6 +772,10 @@ impl<'r> Logged<'r> {
                     "rule {name}: {why}; rule {} of the record, not in the rules now, made the very same {now} (a rename?): what came of it stands in",
                     then.rule
                 );
+                let plan = match &then.answer {
+                    Some(answer) => waited_if_hanging(plan, answer),
+                    None => plan,
+                };
                 return (then.answer.clone(), Some(plan));
             }
             let plan = format!(
@@ -797,7 +803,7 @@ impl<'r> Logged<'r> {
                 };
                 let plan =
                     format!("rule {name}: {why}; it got {what} rule {other} got to the same GET");
-                (Some(answer.clone()), Some(plan))
+                (Some(answer.clone()), Some(waited_if_hanging(plan, answer)))
             }
             None => self.early(rule, now, why),
         }
@@ -885,6 +891,16 @@ fn cut_off_as_shadow(t: &Traced) -> bool {
         && t.error
             .as_deref()
             .is_some_and(|e| e.starts_with(crate::engine::SHADOW_CUT_OFF))
+}
+
+/// `plan`, with [`WAITED_AGAIN`] after it when the answer standing in is a call the deadline
+/// caught unanswered then (counted as such, as a rule's own).
+fn waited_if_hanging(plan: String, answer: &CannedAnswer) -> String {
+    if answer.hang && answer.logged_failure.is_none() {
+        format!("{plan}; {WAITED_AGAIN}")
+    } else {
+        plan
+    }
 }
 
 /// The note of a rule whose call the deadline caught unanswered then, waited for again.
@@ -1026,21 +1042,27 @@ fn failed_as(logged: &str) -> CannedAnswer {
     if logged.contains("deadline of") || logged.contains("cut off") {
         CannedAnswer::hang()
     } else if logged.contains("timed out") {
-        CannedAnswer::error(CannedError::Timeout)
+        // Failing after the timeout as the rules set it now, in the words of the log (`timed
+        // out after 1s`, not the edited `3s`, which was never tried).
+        CannedAnswer::error(CannedError::Timeout).as_logged(logged_failure(logged))
     } else {
         let kind = if logged.contains("DNS") {
             CannedError::Dns
         } else {
             CannedError::Refused
         };
-        // Said as it was (`fetch from shop: ` comes again from the rule's check), not with the
-        // host of the upstream as the rules name it now.
-        let failure = ["fetch from ", "forward to "]
-            .iter()
-            .find_map(|prefix| logged.strip_prefix(prefix)?.split_once(": "))
-            .map_or(logged, |(_, failure)| failure);
-        CannedAnswer::error(kind).as_logged(failure)
+        // Said as it was, not with the host of the upstream as the rules name it now.
+        CannedAnswer::error(kind).as_logged(logged_failure(logged))
     }
+}
+
+/// A failed call's error as the log has it, without what the rule's check says again before
+/// it (`fetch from shop: `).
+fn logged_failure(logged: &str) -> &str {
+    ["fetch from ", "forward to "]
+        .iter()
+        .find_map(|prefix| logged.strip_prefix(prefix)?.split_once(": "))
+        .map_or(logged, |(_, failure)| failure)
 }
 
 /// An answer whose body the log cut at [`MAX_TRACED_BODY`], kept as the start of its text

@@ -72,8 +72,8 @@ pub fn run(args: &EvalArgs) -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
-    if let Some(time) = logged_record(&body) {
-        err!("error: this is a decision-log record, not a request body: give eval the record's request at the record's time, as in  jq -c .request RECORD | confirm-proxy eval --now {time} -  (or replay the whole log with confirm-proxy replay)");
+    if let Some((ruleset, time)) = logged_record(&body) {
+        err!("error: this is a decision-log record, not a request body: give eval the record's request at the record's time, as in  jq -c .request RECORD | confirm-proxy eval --ruleset {ruleset} --dry-run --now {time} -  (--dry-run holds back a forward or POST that would reach the merchant again; or replay the whole log with confirm-proxy replay)");
         return ExitCode::from(USAGE);
     }
     // A script's `print` and `debug` output goes to stderr, where someone trying a script
@@ -265,16 +265,21 @@ fn normalised(req: &payload::ConfirmRequest) -> serde_json::Value {
     request
 }
 
-/// The time of a decision-log record given where a request body goes (the next step after
-/// `replay` names one), if `body` is one: a JSON object with the record's `decision_id`,
-/// `time` and `trace`, which no PortOne body has.
-fn logged_record(body: &[u8]) -> Option<String> {
-    let line = body.split(|b| *b == b'\n').next()?;
-    let record: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line).ok()?;
+/// The ruleset and time of a decision-log record given where a request body goes (the next
+/// step after `replay` names one), if `body` is one — a JSON object with the record's
+/// `decision_id`, `time` and `trace`, which no PortOne body has — whole (pretty-printed by
+/// `jq`) or as the first line of several.
+fn logged_record(body: &[u8]) -> Option<(String, String)> {
+    type Object = serde_json::Map<String, serde_json::Value>;
+    let record: Object = serde_json::from_slice(body).ok().or_else(|| {
+        let line = body.split(|b| *b == b'\n').next()?;
+        serde_json::from_slice(line).ok()
+    })?;
     if !(record.contains_key("decision_id") && record.contains_key("trace")) {
         return None;
     }
-    Some(record.get("time")?.as_str()?.to_owned())
+    let text = |key: &str| Some(record.get(key)?.as_str()?.to_owned());
+    Some((text("ruleset")?, text("time")?))
 }
 
 /// The body, or what could not be read, naming the file (or stdin).

@@ -147,9 +147,8 @@ fn reserved_in(text: &str) -> Option<String> {
 }
 
 /// Whether the JSON string whose text (after its opening quote) starts `rest` is an object's
-/// key: its closing quote is followed by a colon. (An escaped quote in a value that writes a
-/// key-like text, `"a \"$serde_json::private::x\": 1"`, is taken for a key too: refused, as
-/// in doubt.)
+/// key: its closing quote, the first one not escaped, is followed by a colon (so a value that
+/// writes key-like text with escaped quotes, `"a \"$serde_json::private::x\": 1"`, is text).
 fn is_key(rest: &str) -> bool {
     let bytes = rest.as_bytes();
     let mut i = 0;

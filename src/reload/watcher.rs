@@ -259,14 +259,14 @@ pub(super) fn open_for_writing(dir: &Path, concerns: &dyn Fn(&Path) -> bool) -> 
             };
             // A file deleted while open reads `… (deleted)`: no longer the rules' (and its
             // close would reach no watch).
-            if !file.starts_with(&dir)
-                || file.to_str().is_some_and(|f| f.ends_with(" (deleted)"))
-                || !concerns(&file)
-            {
+            if !file.starts_with(&dir) || file.to_str().is_some_and(|f| f.ends_with(" (deleted)")) {
                 continue;
             }
+            // Judged by `concerns` only once opened for writing: it may note what it sees.
             let info = process.path().join("fdinfo").join(fd.file_name());
-            if std::fs::read_to_string(info).is_ok_and(|info| opened_for_writing(&info)) {
+            if std::fs::read_to_string(info).is_ok_and(|info| opened_for_writing(&info))
+                && concerns(&file)
+            {
                 return Some(file);
             }
         }

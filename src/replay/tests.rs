@@ -1230,14 +1230,37 @@ async fn a_change_is_on_errors_guess_only_where_the_unanswered_rule_decides() {
     assert!(r.unanswered, "{}", r.explain());
 }
 
+/// A rule renamed whose GET (under its old name) the deadline caught unanswered then takes
+/// that wait over, and the note says so, as for the rule's own call: an edited deadline is
+/// not replayed there either.
+#[tokio::test(start_paused = true)]
+async fn a_renamed_rule_taking_over_a_wait_the_deadline_ended_says_so() {
+    let rules_yaml = "settings: { deadline: 1s }\nupstreams:\n  shop: { url: \"http://shop.invalid\", timeout: 3s }\nrules:\n  - name: stock-check\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    reason: x\n";
+    let (_dir, rules) = load_files(&[("default.yaml", rules_yaml)]);
+    let logged = line(
+        r#"{"rule":"stock","outcome":"error","ms":990.0,"call":{"upstream":"shop","method":"GET","path":"/stock/order-1"},"error":"deadline of 1s exceeded","deadline":true}"#,
+        "reject",
+        "",
+    );
+    let r = again(&rules, &logged).await;
+    assert!(r.waited_again, "{}", r.explain());
+    assert!(
+        r.notes[0].starts_with("rule stock-check: not in the record; it got the failure rule stock got to the same GET; its call was still unanswered when the deadline came then"),
+        "{:?}",
+        r.notes
+    );
+}
+
 /// A call that failed then fails again in the words the log has, not in words made up from
 /// the upstream as the rules name it now (`connection refused by shop.invalid:80` read as if
 /// the replay had gone to the network).
 #[tokio::test]
 async fn a_failure_is_replayed_in_the_words_of_the_log() {
-    let rules_yaml = "settings: { on_error: approve }\nupstreams:\n  shop: { url: \"http://shop.invalid\" }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    reason: x\n";
+    let rules_yaml = "settings: { on_error: approve }\nupstreams:\n  shop: { url: \"http://shop.invalid\", timeout: 3s }\nrules:\n  - name: stock\n    fetch: { upstream: shop, path: \"/stock/{order_id}\" }\n    reason: x\n";
     let (_dir, rules) = load_files(&[("default.yaml", rules_yaml)]);
     for failure in [
+        // Not the 3s of the rules now, which was never tried.
+        "timed out after 1s",
         "connection refused by 127.0.0.1:48601",
         "DNS lookup failed for shop.example:443",
         "request failed: connection closed before message completed",

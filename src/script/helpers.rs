@@ -74,6 +74,8 @@ fn korean_clock(text: &str) -> Option<String> {
     };
     match afternoon {
         Some(true) if (1..12).contains(&hour) => hour += 12,
+        // `오후 0시`: noon, as `오후 12시` is.
+        Some(true) if hour == 0 => hour = 12,
         Some(false) if hour == 12 => hour = 0,
         Some(_) if hour > 12 => return None,
         _ => {}
@@ -512,6 +514,7 @@ mod tests {
             ("2026-12-07 9시반", Some("2026-12-07 09:30")),
             ("2026-12-07 오후 3시", Some("2026-12-07 15:00")),
             ("2026-12-07 오후 12시", Some("2026-12-07 12:00")),
+            ("2026-12-07 오후 0시 30분", Some("2026-12-07 12:30")),
             ("2026-12-07 오전 12시 5분", Some("2026-12-07 00:05")),
             ("2026-12-07 21시", Some("2026-12-07 21:00")),
             ("2026-12-07 오후 21시", None),

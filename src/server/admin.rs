@@ -70,6 +70,8 @@ async fn addressed_to_loopback(request: Request, next: Next) -> Response {
     }
     let why = if request.headers().get_all(header::HOST).iter().count() > 1 {
         "admin request refused: Host given more than once"
+    } else if target.is_some_and(|t| !loopback_host(t)) {
+        "admin request refused: not addressed to localhost or an IP address (the request target)"
     } else {
         "admin request refused: not addressed to localhost or an IP address (Host)"
     };

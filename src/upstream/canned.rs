@@ -341,9 +341,9 @@ impl CannedAnswer {
                 },
                 large: super::is_large(text.as_bytes()),
             }),
-            Err(CannedError::Refused | CannedError::Dns) if self.logged_failure.is_some() => Err(
-                UpstreamError::Logged(self.logged_failure.clone().unwrap_or_default()),
-            ),
+            Err(_) if self.logged_failure.is_some() && !self.hang => Err(UpstreamError::Logged(
+                self.logged_failure.clone().unwrap_or_default(),
+            )),
             Err(CannedError::Refused) => Err(UpstreamError::Refused(host(up))),
             Err(CannedError::Dns) => Err(UpstreamError::Dns(host(up))),
             Err(CannedError::Timeout) => Err(UpstreamError::Timeout(up.timeout)),

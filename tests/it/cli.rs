@@ -184,19 +184,22 @@ fn eval_prints_the_decision_and_trace() {
 #[test]
 fn eval_given_a_decision_log_record_says_what_to_give_it() {
     let record = r#"{"time":"2026-12-07T07:41:56.719410Z","decision_id":"d-1","ruleset":"default","tx_id":"imp_1","decision":"approve","status":200,"trace":[],"request":{"imp_uid":"imp_1","merchant_uid":"o-1","amount":5000}}"#;
-    let out = run_cli(
-        &["eval", "--rules", &shipped_rules(), "-"],
-        Some(record.as_bytes()),
-    );
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("this is a decision-log record, not a request body")
-            && err.contains(
-                "jq -c .request RECORD | confirm-proxy eval --now 2026-12-07T07:41:56.719410Z -"
-            ),
-        "{err}"
-    );
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(record).unwrap())
+            .unwrap();
+    for given in [record.to_owned(), format!("{record}\n{record}\n"), pretty] {
+        let out = run_cli(
+            &["eval", "--rules", &shipped_rules(), "-"],
+            Some(given.as_bytes()),
+        );
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("this is a decision-log record, not a request body")
+                && err.contains("jq -c .request RECORD | confirm-proxy eval --ruleset default --dry-run --now 2026-12-07T07:41:56.719410Z -"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -294,7 +294,12 @@ impl FileCompiler<'_, '_> {
                         return None;
                     }
                 }
-                for (f, t) in [("from", from), ("until", until)] {
+                // A rule parked with `mode: off` is not warned about, as for the other warnings.
+                let parked = raw.mode == Some(super::super::Mode::Off);
+                for (f, t) in [("from", from), ("until", until)]
+                    .into_iter()
+                    .filter(|_| !parked)
+                {
                     if let Some(t) = t.filter(|t| t.offset() != &SEOUL) {
                         self.warn(&sub("window", f), foreign_offset(name, f, t));
                     }
@@ -893,11 +898,12 @@ fn foreign_offset(rule: &str, field: &str, t: DateTime<chrono::FixedOffset>) -> 
     let meant = t.naive_local().and_local_timezone(SEOUL).single();
     let instead = meant
         .map(|m| {
-            format!(
-                "; if {} in Korea was meant, write {}",
-                t.format("%H:%M"),
-                m.to_rfc3339()
-            )
+            let clock = if chrono::Timelike::second(&t) == 0 {
+                t.format("%H:%M")
+            } else {
+                t.format("%H:%M:%S")
+            };
+            format!("; if {clock} in Korea was meant, write {}", m.to_rfc3339())
         })
         .unwrap_or_default();
     format!(

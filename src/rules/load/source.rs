@@ -148,26 +148,48 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
     Ok(listing)
 }
 
-/// Whether a link in `dir` to `target` leads out of `dir`, read from the names alone (the
-/// target need not exist): Kubernetes' `NAME.yaml -> ..data/NAME.yaml` stays in.
+/// Whether a link in `dir` to `target` leads out of `dir`, following every link on the way
+/// even where what it names is missing (`current/shop.yaml` with `current` a link to a release
+/// not there): Kubernetes' `NAME.yaml -> ..data/NAME.yaml` stays in.
 fn points_outside(dir: &Path, target: &Path) -> bool {
-    let within = |base: &Path| {
-        let joined = base.join(target);
-        let mut at: Vec<Component<'_>> = Vec::new();
-        for part in joined.components() {
-            match part {
-                Component::CurDir => {}
-                Component::ParentDir => {
-                    at.pop();
+    let real = fs::canonicalize(dir)
+        .or_else(|_| std::path::absolute(dir))
+        .unwrap_or_else(|_| dir.to_owned());
+    !leads_to(&real.join(target)).starts_with(&real)
+}
+
+/// Where the absolute `path` leads: each link on it followed as far as the names go (at most
+/// 40, as the kernel does), `.` and `..` resolved by name.
+fn leads_to(path: &Path) -> PathBuf {
+    let parts = |p: &Path| -> Vec<PathBuf> {
+        p.components()
+            .rev()
+            .map(|c| PathBuf::from(c.as_os_str()))
+            .collect()
+    };
+    let mut pending = parts(path);
+    let mut at = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        match part.to_str() {
+            Some("/") => at = PathBuf::from("/"),
+            Some(".") => {}
+            Some("..") => {
+                at.pop();
+            }
+            _ => {
+                at.push(&part);
+                if hops < 40 {
+                    if let Ok(link) = fs::read_link(&at) {
+                        hops += 1;
+                        at.pop();
+                        pending.extend(parts(&link));
+                    }
                 }
-                part => at.push(part),
             }
         }
-        at.iter().collect::<PathBuf>().starts_with(base)
-    };
-    let given = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
-    let real = fs::canonicalize(dir).unwrap_or_else(|_| given.clone());
-    !within(&given) && !within(&real)
+    }
+    at
 }
 
 /// "a symlink to TARGET, which does not exist" when `path` is such a link: the plain "No such

@@ -926,7 +926,11 @@ mod fail_open {
     window: { from: "2027-12-01T10:00:00Z", until: "2027-12-03T18:00:00+09:00" }
     reason: x
   - name: evening
-    window: { until: "2027-12-03T23:30:00-05:00" }
+    window: { until: "2027-12-03T23:30:15-05:00" }
+    reason: x
+  - name: parked
+    window: { until: "2027-12-03T23:30:00Z" }
+    mode: off
     reason: x
 "#,
         );
@@ -936,7 +940,7 @@ mod fail_open {
             rules.warnings,
             [
                 format!("{}:3:21: rule \"sale\": window.from is 2027-12-01T19:00:00+09:00 in Korean time; if 10:00 in Korea was meant, write 2027-12-01T10:00:00+09:00", path.display()),
-                format!("{}:6:22: rule \"evening\": window.until is 2027-12-04T13:30:00+09:00 in Korean time; if 23:30 in Korea was meant, write 2027-12-03T23:30:00+09:00", path.display()),
+                format!("{}:6:22: rule \"evening\": window.until is 2027-12-04T13:30:15+09:00 in Korean time; if 23:30:15 in Korea was meant, write 2027-12-03T23:30:15+09:00", path.display()),
             ]
         );
     }

@@ -1463,8 +1463,15 @@ fn a_ruleset_linked_outside_to_a_missing_file_is_an_error() {
             )]
         );
     }
+    // Through a link inside that leads out: `current` a link to a release not there.
     let dir = RulesDir::new();
     dir.write("shop.yaml", ONE_RULE);
+    symlink(outside.path().join("v3"), dir.path().join("current")).unwrap();
+    symlink("current/default.yaml", dir.path().join(DEFAULT)).unwrap();
+    assert!(dir.errors()[0].contains("a ruleset linked from outside the rules directory"));
+    let dir = RulesDir::new();
+    dir.write("shop.yaml", ONE_RULE);
+    symlink("..2026_12_07", dir.path().join("..data")).unwrap();
     symlink("..data/default.yaml", dir.path().join(DEFAULT)).unwrap();
     symlink("./sub/../gone.yaml", dir.path().join("old.yaml")).unwrap();
     assert_eq!(dir.ok().rulesets.keys().collect::<Vec<_>>(), ["shop"]);
