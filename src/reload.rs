@@ -120,9 +120,9 @@ pub struct RuleStore {
     activity: Arc<Activity>,
     /// [`WRITERS_MAX`]; shorter in tests.
     writers_max: Duration,
-    /// How long a file another process holds open for writing may go unwritten before it is
-    /// taken as done ([`watcher::WRITE_STALE`]; shorter in tests).
-    idle_writer: Duration,
+    /// When the last reload gave up waiting for a writer: the next one (a `POST
+    /// /admin/reload` queued behind it) does not wait all over again for the same holder.
+    gave_up: Mutex<Option<tokio::time::Instant>>,
     /// How the rules directory's watch is doing; `None` while nothing watches it.
     watch: Mutex<Option<WatchStatus>>,
     /// Set once every probed upstream of the running generation has had its first answer
@@ -153,7 +153,7 @@ impl RuleStore {
             metrics,
             activity: Arc::default(),
             writers_max: WRITERS_MAX,
-            idle_writer: watcher::WRITE_STALE,
+            gave_up: Mutex::new(None),
             watch: Mutex::new(None),
             settled,
         })
@@ -256,13 +256,32 @@ impl RuleStore {
         let mut read_version = None;
         // One bound for the whole reload, not for each read: a writer that keeps a file open
         // and writes to it now and then would otherwise be waited for again at every read.
-        let writers_until = tokio::time::Instant::now() + self.writers_max;
+        // Not again in full right after a reload gave up on a writer: an operator's reload
+        // queued behind that one answers in about `writers_max` in all, not twice that.
+        let now = tokio::time::Instant::now();
+        let just_gave_up = self
+            .gave_up
+            .lock()
+            .ok()
+            .and_then(|g| *g)
+            .is_some_and(|at| now.duration_since(at) < self.writers_max);
+        let writers_until = if just_gave_up {
+            now
+        } else {
+            now + self.writers_max
+        };
         for attempt in 1..=LOAD_ATTEMPTS {
-            if let Err(path) = self.wait_for_writers(writers_until).await {
-                // Never read as it is: a file cut short parses, with fewer rules. Its close
-                // is an event that reloads.
+            let waited = self.wait_for_writers(writers_until).await;
+            if let Ok(mut g) = self.gave_up.lock() {
+                *g = waited.is_err().then(tokio::time::Instant::now);
+            }
+            if let Err((path, holder)) = waited {
+                // Never read as it is: a file cut short parses, with fewer rules (however long
+                // its writer pauses: one pausing 13 s between two pieces is still writing).
+                // Its close is an event that reloads.
+                let by = holder.map(|h| format!(" by {h}")).unwrap_or_default();
                 let still = format!(
-                    "{}: still being written after {:?} (open for writing, not closed); the running rules stay, and closing it reloads",
+                    "{}: still being written after {:?} (open for writing{by}, not closed); the running rules stay, and closing it reloads",
                     path.display(),
                     self.writers_max
                 );
@@ -392,59 +411,41 @@ impl RuleStore {
     }
 
     /// Returns once no rule file is being written (see [`Activity`]), or at `until`
-    /// ([`WRITERS_MAX`] after the reload began) with the file a writer keeps writing without
-    /// closing: a reload (and an operator's `POST /admin/reload` waiting for it) must not wait
-    /// for ever.
+    /// ([`WRITERS_MAX`] after the reload began) with the file a writer keeps open, and the
+    /// process holding it where `/proc` shows it: a reload (and an operator's `POST
+    /// /admin/reload` waiting for it) must not wait for ever.
     async fn wait_for_writers(
         self: &Arc<Self>,
         until: tokio::time::Instant,
-    ) -> Result<(), PathBuf> {
+    ) -> Result<(), (PathBuf, Option<String>)> {
         let mut said = false;
-        let mut idle_said = false;
         loop {
             let writer = match self.activity.writing() {
-                Some(path) => Some(path),
+                Some(path) => Some((path, None)),
                 None => {
                     let store = Arc::clone(self);
-                    let idle_after = self.idle_writer;
-                    let found = tokio::task::spawn_blocking(move || {
-                        let idle = std::cell::RefCell::new(None);
+                    tokio::task::spawn_blocking(move || {
                         // Files rules are read from: not a directory's name, as the watch's
-                        // events are judged by. One held open with no write for as long as a
-                        // writer the watch saw may pause (a shell's `exec 3>>`, a tool that
-                        // keeps its file open) is taken as done, as that writer is.
-                        let concerns = |p: &Path| {
-                            let ours = rules::is_rule_source(p) || store.references(p);
-                            if ours && watcher::unchanged_for(p, idle_after) {
-                                *idle.borrow_mut() = Some(p.to_owned());
-                                return false;
-                            }
-                            ours
-                        };
-                        let writing = watcher::open_for_writing(&store.dir, &concerns);
-                        (writing, idle.into_inner())
+                        // events are judged by; and the files links lead to outside the
+                        // directory, which no event of its watch tells of.
+                        let concerns = |p: &Path| rules::is_rule_source(p) || store.references(p);
+                        let linked = watcher::linked_targets(&store.dir, &store.scripts());
+                        watcher::open_for_writing(&store.dir, &linked, &concerns)
+                            .map(|(path, holder)| (path, Some(holder)))
                     })
-                    .await;
-                    let (writing, idle) = found.unwrap_or_default();
-                    if let (Some(path), false) = (idle, idle_said) {
-                        tracing::warn!(
-                            path = %path.display(),
-                            "rules file held open for writing by another process, not written to for {:?}; reloading anyway",
-                            self.idle_writer
-                        );
-                        idle_said = true;
-                    }
-                    writing
+                    .await
+                    .ok()
+                    .flatten()
                 }
             };
-            let Some(path) = writer else {
+            let Some((path, holder)) = writer else {
                 return Ok(());
             };
             if tokio::time::Instant::now() >= until {
-                return Err(path);
+                return Err((path, holder));
             }
             if !said {
-                tracing::info!(path = %path.display(), "waiting for a rules file to be closed before reloading");
+                tracing::info!(path = %path.display(), holder = holder.as_deref().unwrap_or("-"), "waiting for a rules file to be closed before reloading");
                 said = true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -766,40 +767,58 @@ mod tests {
         assert_eq!(store.current().get("default").unwrap().rules.len(), 2);
     }
 
-    /// A file another process holds open for writing and does not write to (a shell's `exec
-    /// 3>>`, a tool keeping its file open) is taken as done once it has been left alone as long
-    /// as a writer the watch saw may pause, as that writer is: it held every reload for as long
-    /// as the holder lived.
+    /// A rule file another process holds open for writing — here or, through a link, outside
+    /// the rules directory — holds a reload back however long the writer pauses (a writer
+    /// pausing between two pieces is still writing: its half must not go live), then the
+    /// reload is refused naming the process; a reload right after it (an operator's, queued
+    /// behind it) is refused at once rather than waiting all over again; once the file is
+    /// closed, a reload applies.
     #[tokio::test]
-    async fn a_file_held_open_and_left_unwritten_holds_no_reload() {
+    async fn a_file_held_open_for_writing_holds_reloads_naming_its_holder() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("shop.yaml");
+        std::fs::write(&target, GOOD).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("default.yaml");
-        std::fs::write(&file, GOOD).unwrap();
-        let mut store = Arc::into_inner(store_waiting(dir.path(), Duration::from_secs(5))).unwrap();
-        store.idle_writer = Duration::from_millis(300);
-        let store = Arc::new(store);
-        std::fs::write(dir.path().join("other.yaml"), GOOD).unwrap();
-        let open = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&file)
-            .unwrap();
-        let mut holder = std::process::Command::new("sleep")
-            .arg("30")
-            .stdout(open)
-            .spawn()
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let started = std::time::Instant::now();
-        let outcome = store.reload(Trigger::Admin).await;
-        let took = started.elapsed();
-        holder.kill().unwrap();
-        holder.wait().unwrap();
-        assert!(
-            matches!(outcome, ReloadOutcome::Applied { .. }),
-            "{outcome:?}"
-        );
-        assert!(store.current().get("other").is_some());
-        assert!(took < Duration::from_secs(2), "{took:?}");
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("shop.yaml")).unwrap();
+        for held in [dir.path().join("default.yaml"), target.clone()] {
+            let store = store_waiting(dir.path(), Duration::from_millis(600));
+            std::fs::write(dir.path().join("other.yaml"), GOOD).unwrap();
+            let open = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&held)
+                .unwrap();
+            let mut holder = std::process::Command::new("sleep")
+                .arg("30")
+                .stdout(open)
+                .spawn()
+                .unwrap();
+            let outcome = store.reload(Trigger::Watch).await;
+            let ReloadOutcome::Rejected { errors } = outcome else {
+                panic!("{held:?}: a reload went on with a file held open for writing: {outcome:?}");
+            };
+            let by = format!(
+                "(open for writing by process {} (sleep), not closed)",
+                holder.id()
+            );
+            assert!(errors[0].contains(&by), "{errors:?}");
+            let started = std::time::Instant::now();
+            let again = store.reload(Trigger::Admin).await;
+            assert!(matches!(again, ReloadOutcome::Rejected { .. }), "{again:?}");
+            assert!(
+                started.elapsed() < Duration::from_millis(400),
+                "{:?}",
+                started.elapsed()
+            );
+            holder.kill().unwrap();
+            holder.wait().unwrap();
+            let applied = store.reload(Trigger::Watch).await;
+            assert!(
+                matches!(applied, ReloadOutcome::Applied { .. }),
+                "{applied:?}"
+            );
+            std::fs::remove_file(dir.path().join("other.yaml")).unwrap();
+        }
     }
 
     #[tokio::test]

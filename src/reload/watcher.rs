@@ -21,7 +21,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
 /// A file written to and not closed for this long is taken as done (a writer that died, or a
 /// close event lost to an overflowing event queue), so that it cannot hold reloads up for ever.
-pub(super) const WRITE_STALE: Duration = Duration::from_secs(10);
+const WRITE_STALE: Duration = Duration::from_secs(10);
 
 /// What the watcher has seen of the rules directory. A file written in several pieces (`scp`,
 /// `cp`, a script with pauses, an editor writing in place) parses fine when cut at many
@@ -239,7 +239,11 @@ fn concerns_rules(path: &Path) -> bool {
 /// pausing there between two pieces of a file sent no event yet: its half would load.
 /// `concerns` keeps to the files rules are read from (an editor's swap file stays open for
 /// writing as long as the editor does).
-pub(super) fn open_for_writing(dir: &Path, concerns: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
+pub(super) fn open_for_writing(
+    dir: &Path,
+    linked: &[PathBuf],
+    concerns: &dyn Fn(&Path) -> bool,
+) -> Option<(PathBuf, String)> {
     let dir = std::fs::canonicalize(dir).ok()?;
     let me = std::process::id().to_string();
     for process in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -259,34 +263,20 @@ pub(super) fn open_for_writing(dir: &Path, concerns: &dyn Fn(&Path) -> bool) -> 
             };
             // A file deleted while open reads `… (deleted)`: no longer the rules' (and its
             // close would reach no watch).
-            if !file.starts_with(&dir) || file.to_str().is_some_and(|f| f.ends_with(" (deleted)")) {
+            let ours = file.starts_with(&dir) && concerns(&file) || linked.contains(&file);
+            if !ours || file.to_str().is_some_and(|f| f.ends_with(" (deleted)")) {
                 continue;
             }
-            // Judged by `concerns` only once opened for writing: it may note what it sees.
             let info = process.path().join("fdinfo").join(fd.file_name());
-            if std::fs::read_to_string(info).is_ok_and(|info| opened_for_writing(&info))
-                && concerns(&file)
-            {
-                return Some(file);
+            if std::fs::read_to_string(info).is_ok_and(|info| opened_for_writing(&info)) {
+                // Named for the operator who must close it (`process 4242 (rsync)`).
+                let comm = std::fs::read_to_string(process.path().join("comm")).unwrap_or_default();
+                let holder = format!("process {} ({})", pid.to_string_lossy(), comm.trim());
+                return Some((file, holder));
             }
         }
     }
     None
-}
-
-/// Whether nothing about `path` (its content or its metadata: the inode's change time, which
-/// no tool sets back) has changed for `long`. Unreadable: `false`.
-pub(super) fn unchanged_for(path: &Path, long: Duration) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    let changed = u64::try_from(meta.ctime()).ok().map(|secs| {
-        std::time::UNIX_EPOCH + Duration::new(secs, meta.ctime_nsec().clamp(0, 999_999_999) as u32)
-    });
-    changed
-        .and_then(|at| at.elapsed().ok())
-        .is_some_and(|ago| ago >= long)
 }
 
 /// Whether `/proc/PID/fdinfo/FD` text says the file was opened to be written (its access mode,
@@ -303,12 +293,18 @@ fn opened_for_writing(fdinfo: &str) -> bool {
 /// times), or `None` while it is missing.
 type FileState = Option<(u64, u64, u64, i64, i64, i64, i64)>;
 
-/// The state of every file that rules are read from through a symlink — a rule file or rule
-/// test that is a link, a referenced script with a link on its way — by path, sorted: the files
-/// an inotify watch on the rules directory hears nothing of when they live outside it.
-fn linked_files(dir: &Path, scripts: &[PathBuf]) -> Vec<(PathBuf, FileState)> {
-    use std::os::unix::fs::MetadataExt;
+/// Every file rules are read from through a symlink that leads out of the rules directory — a
+/// rule file or rule test that is such a link, a referenced script with one on its way — by
+/// its path in the directory, sorted: the files an inotify watch on the directory hears
+/// nothing of. (Kubernetes' `NAME.yaml -> ..data/NAME.yaml` stays in, and is watched.)
+fn linked_paths(dir: &Path, scripts: &[PathBuf]) -> Vec<PathBuf> {
     let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let leads_out = |p: &Path| {
+        let at = std::fs::canonicalize(p)
+            .unwrap_or_else(|_| rules::leads_to(&std::path::absolute(p).unwrap_or_default()));
+        !at.starts_with(&real)
+    };
     let mut paths: Vec<PathBuf> = [dir.to_owned(), dir.join("tests")]
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())
@@ -321,9 +317,25 @@ fn linked_files(dir: &Path, scripts: &[PathBuf]) -> Vec<(PathBuf, FileState)> {
             .map(|s| dir.join(s))
             .filter(|p| p.ancestors().take_while(|a| *a != dir).any(is_link)),
     );
+    paths.retain(|p| leads_out(p));
     paths.sort();
     paths.dedup();
     paths
+}
+
+/// Where the files of [`linked_paths`] are, those that exist: where a process writing one
+/// holds it open.
+pub(super) fn linked_targets(dir: &Path, scripts: &[PathBuf]) -> Vec<PathBuf> {
+    linked_paths(dir, scripts)
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect()
+}
+
+/// The state of each file of [`linked_paths`], by its path in the rules directory.
+fn linked_files(dir: &Path, scripts: &[PathBuf]) -> Vec<(PathBuf, FileState)> {
+    use std::os::unix::fs::MetadataExt;
+    linked_paths(dir, scripts)
         .into_iter()
         .map(|p| {
             let state = std::fs::metadata(&p).ok().map(|m| {
@@ -802,6 +814,11 @@ mod tests {
             dir.path().join("shop.yaml"),
         )
         .unwrap();
+        // Kubernetes' links stay in the directory, which its watch covers.
+        std::fs::create_dir(dir.path().join("..2026_12_07")).unwrap();
+        std::fs::write(dir.path().join("..2026_12_07/cm.yaml"), GOOD).unwrap();
+        symlink("..2026_12_07", dir.path().join("..data")).unwrap();
+        symlink("..data/cm.yaml", dir.path().join("cm.yaml")).unwrap();
         let scripts =
             ["scripts/local.rhai", "scripts/vip.rhai", "lib/hours.rhai"].map(PathBuf::from);
         let seen = linked_files(dir.path(), &scripts);
@@ -950,7 +967,8 @@ mod tests {
                 .spawn()
                 .unwrap()
         };
-        let found = || open_for_writing(dir.path(), &rules::is_rule_source);
+        let found =
+            || open_for_writing(dir.path(), &[], &rules::is_rule_source).map(|(path, _)| path);
         let mut reader = hold(&rules, false);
         let mut swap = hold(&dir.path().join(".default.yaml.swp"), true);
         assert_eq!(found(), None);

@@ -18,7 +18,9 @@ use super::{
 use crate::script::native::Native;
 use crate::script::ScriptEngine;
 use source::ruleset_files;
-pub(crate) use source::{is_misnamed_yaml, read_text, read_yaml_text, ReadError, UNKNOWN_RULESET};
+pub(crate) use source::{
+    is_misnamed_yaml, leads_to, read_text, read_yaml_text, ReadError, UNKNOWN_RULESET,
+};
 pub use source::{is_rule_source, referenced_scripts, rules_version};
 
 /// Reads `${VAR}` values; the process environment in production, a map in tests.

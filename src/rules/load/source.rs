@@ -160,7 +160,7 @@ fn points_outside(dir: &Path, target: &Path) -> bool {
 
 /// Where the absolute `path` leads: each link on it followed as far as the names go (at most
 /// 40, as the kernel does), `.` and `..` resolved by name.
-fn leads_to(path: &Path) -> PathBuf {
+pub(crate) fn leads_to(path: &Path) -> PathBuf {
     let parts = |p: &Path| -> Vec<PathBuf> {
         p.components()
             .rev()
