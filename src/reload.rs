@@ -420,25 +420,7 @@ impl RuleStore {
     ) -> Result<(), (PathBuf, Option<String>)> {
         let mut said = false;
         loop {
-            let writer = match self.activity.writing() {
-                Some(path) => Some((path, None)),
-                None => {
-                    let store = Arc::clone(self);
-                    tokio::task::spawn_blocking(move || {
-                        // Files rules are read from: not a directory's name, as the watch's
-                        // events are judged by; and the files links lead to outside the
-                        // directory, which no event of its watch tells of.
-                        let concerns = |p: &Path| rules::is_rule_source(p) || store.references(p);
-                        let linked = watcher::linked_targets(&store.dir, &store.scripts());
-                        watcher::open_for_writing(&store.dir, &linked, &concerns)
-                            .map(|(path, holder)| (path, Some(holder)))
-                    })
-                    .await
-                    .ok()
-                    .flatten()
-                }
-            };
-            let Some((path, holder)) = writer else {
+            let Some((path, holder)) = self.writer().await else {
                 return Ok(());
             };
             if tokio::time::Instant::now() >= until {
@@ -450,6 +432,41 @@ impl RuleStore {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// A rules file being written, and the process holding it open where `/proc` shows it.
+    async fn writer(self: &Arc<Self>) -> Option<(PathBuf, Option<String>)> {
+        if let Some(path) = self.activity.writing() {
+            return Some((path, None));
+        }
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            // Files rules are read from: not a directory's name, as the watch's events are
+            // judged by; and the files links lead to outside the directory, which no event of
+            // its watch tells of.
+            let concerns = |p: &Path| rules::is_rule_source(p) || store.references(p);
+            let linked = watcher::linked_targets(&store.dir, &store.scripts());
+            watcher::open_for_writing(&store.dir, &linked, &concerns)
+                .map(|(path, holder)| (path, Some(holder)))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Whether the last reload was refused for a file held open for writing that is closed
+    /// now: then it is forgotten, for the reload that follows to go on as usual. (The close of
+    /// one in the rules directory is an event of its watch; of one a link leads to outside it,
+    /// only this tells.)
+    async fn writer_gone(self: &Arc<Self>) -> bool {
+        let held = self.gave_up.lock().is_ok_and(|g| g.is_some());
+        if !held || self.writer().await.is_some() {
+            return false;
+        }
+        if let Ok(mut g) = self.gave_up.lock() {
+            *g = None;
+        }
+        true
     }
 
     fn reject(
@@ -623,7 +640,7 @@ mod tests {
     }
 
     /// A store whose reloads wait for writers `writers_max` in all.
-    fn store_waiting(dir: &Path, writers_max: Duration) -> Arc<RuleStore> {
+    pub(super) fn store_waiting(dir: &Path, writers_max: Duration) -> Arc<RuleStore> {
         let mut store = Arc::into_inner(store(dir)).unwrap();
         store.writers_max = writers_max;
         Arc::new(store)

@@ -81,7 +81,7 @@ impl Activity {
             if stale {
                 tracing::warn!(
                     path = %path.display(),
-                    "rules file written to and not closed for {WRITE_STALE:?}; reloading anyway"
+                    "rules file written to and not closed for {WRITE_STALE:?}: no longer waited for on the watch's word (a process still holding it open for writing is)"
                 );
             }
             !stale
@@ -422,6 +422,11 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
                     linked = now;
                 }
             }
+            // A reload refused for a file held open for writing, whose close no event told of
+            // (it is outside the directory): reloaded once it is closed.
+            if store.writer_gone().await {
+                reloader.request(Trigger::Watch);
+            }
             // A watch that failed while running misses edits under what it could not add (a new
             // subdirectory past the limit of watches): shown as a trouble, and added again
             // (below) until that works; what it does watch goes on reloading meanwhile.
@@ -691,7 +696,7 @@ fn dir_identity(dir: &Path) -> std::io::Result<Option<DirIdentity>> {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::reload::tests::{store, store_with, GOOD};
+    use crate::reload::tests::{store, store_waiting, store_with, GOOD};
 
     /// Nothing there, a file, or a path through a file: no directory (gone). Out of file
     /// descriptors or permission is an error instead, which leaves the watch alone.
@@ -863,6 +868,57 @@ mod tests {
         assert!(
             ["1", "2"].contains(&count),
             "{count} reloads for 21 requests"
+        );
+    }
+
+    /// A save refused because a file a link leads to outside the directory was held open for
+    /// writing goes live once that file is closed, though no event of the watch tells of the
+    /// close: it stayed refused until something else reloaded.
+    #[tokio::test]
+    async fn a_save_held_back_by_a_writer_outside_goes_live_when_it_closes() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("shop.yaml");
+        std::fs::write(&target, GOOD).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("shop.yaml")).unwrap();
+        let store = store_waiting(dir.path(), Duration::from_millis(500));
+        let (reloader, _task) = spawn_reload_loop(store.clone());
+        let _watcher = watch(dir.path(), reloader);
+        let open = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&target)
+            .unwrap();
+        let mut holder = std::process::Command::new("sleep")
+            .arg("30")
+            .stdout(open)
+            .spawn()
+            .unwrap();
+        std::fs::write(dir.path().join(".other.yaml.new"), GOOD).unwrap();
+        std::fs::rename(
+            dir.path().join(".other.yaml.new"),
+            dir.path().join("other.yaml"),
+        )
+        .unwrap();
+        // Refused while held (after the 500 ms wait), the running rules kept.
+        let refused = tokio::time::Instant::now() + Duration::from_secs(5);
+        while store.last_error().is_none() && tokio::time::Instant::now() < refused {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            store.last_error().is_some(),
+            "no refusal while the file was held"
+        );
+        assert!(store.current().get("other").is_none());
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        let live = tokio::time::Instant::now() + Duration::from_secs(5);
+        while store.current().get("other").is_none() && tokio::time::Instant::now() < live {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            store.current().get("other").is_some(),
+            "the save never went live"
         );
     }
 
