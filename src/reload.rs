@@ -646,6 +646,26 @@ mod tests {
         Arc::new(store)
     }
 
+    /// A process holding `path` open for writing without writing to it, as a writer pausing
+    /// between two pieces (or a shell's `exec 3>>`) does; kill it to close the file.
+    pub(super) fn held_for_writing(path: &Path) -> std::process::Child {
+        let open = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        std::process::Command::new("sleep")
+            .arg("30")
+            .stdout(open)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Whether `done` holds within `within`, looked at every 20 ms.
+    pub(super) async fn within(within: Duration, done: impl Fn() -> bool) -> bool {
+        let until = tokio::time::Instant::now() + within;
+        while !done() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        done()
+    }
+
     pub(super) const GOOD: &str = "rules:\n  - name: a\n    amount: { max: 100 }\n    reason: x\n";
 
     /// A test file that does not read is part of an invalid directory (SPEC §5), with or
@@ -759,15 +779,7 @@ mod tests {
         let cut = whole.find("  - name: b").unwrap();
         std::fs::write(&file, &whole[..cut]).unwrap();
         // The writer, pausing before the second rule.
-        let open = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&file)
-            .unwrap();
-        let mut writer = std::process::Command::new("sleep")
-            .arg("30")
-            .stdout(open)
-            .spawn()
-            .unwrap();
+        let mut writer = held_for_writing(&file);
         let outcome = store.reload(Trigger::Watch).await;
         writer.kill().unwrap();
         writer.wait().unwrap();
@@ -801,15 +813,7 @@ mod tests {
         for held in [dir.path().join("default.yaml"), target.clone()] {
             let store = store_waiting(dir.path(), Duration::from_millis(600));
             std::fs::write(dir.path().join("other.yaml"), GOOD).unwrap();
-            let open = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&held)
-                .unwrap();
-            let mut holder = std::process::Command::new("sleep")
-                .arg("30")
-                .stdout(open)
-                .spawn()
-                .unwrap();
+            let mut holder = held_for_writing(&held);
             let outcome = store.reload(Trigger::Watch).await;
             let ReloadOutcome::Rejected { errors } = outcome else {
                 panic!("{held:?}: a reload went on with a file held open for writing: {outcome:?}");

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
 
-pub(crate) use load::{is_misnamed_yaml, leads_to, read_yaml_text, UNKNOWN_RULESET};
+pub(crate) use load::{is_misnamed_yaml, leads_outside, read_yaml_text, UNKNOWN_RULESET};
 pub use load::{
     is_rule_source, load_dir, parse_duration, referenced_scripts, rules_version, Env, Environment,
     LoadOptions, ProcessEnv,

@@ -252,33 +252,21 @@ fn summary(c: &Counts) -> String {
         String::new()
     } else {
         let other = c.changed - c.now_approved - c.now_refused;
-        let unanswered = if c.unanswered == 0 {
-            String::new()
-        } else {
-            format!(
-                "; {} of them reached a call or health state the record has no answer for, and on_error decided it, not the upstream",
-                c.unanswered
-            )
-        };
-        let headers = if c.headers_read == 0 {
-            String::new()
-        } else {
-            format!(
-                "; {} of them reached a rule that reads response headers, which the log does not keep, so they are no prediction",
-                c.headers_read
-            )
-        };
-        let rule_only = if c.rule_only == 0 {
-            String::new()
-        } else {
-            format!(
-                "; {} of them differ only in the deciding rule's name (a rule renamed?)",
-                c.rule_only
-            )
+        // The changed records of a kind, said only when there are some.
+        let of_them = |n: usize, what: &str| {
+            if n == 0 {
+                String::new()
+            } else {
+                format!("; {n} of them {what}")
+            }
         };
         format!(
-            " ({} now approved, {} now refused, {other} with another reason, status or deciding rule{unanswered}{headers}{rule_only})",
-            c.now_approved, c.now_refused
+            " ({} now approved, {} now refused, {other} with another reason, status or deciding rule{}{}{})",
+            c.now_approved,
+            c.now_refused,
+            of_them(c.unanswered, "reached a call or health state the record has no answer for, and on_error decided it, not the upstream"),
+            of_them(c.headers_read, "reached a rule that reads response headers, which the log does not keep, so they are no prediction"),
+            of_them(c.rule_only, "differ only in the deciding rule's name (a rule renamed?)"),
         )
     };
     let mut out = format!(

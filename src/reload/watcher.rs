@@ -299,12 +299,6 @@ type FileState = Option<(u64, u64, u64, i64, i64, i64, i64)>;
 /// nothing of. (Kubernetes' `NAME.yaml -> ..data/NAME.yaml` stays in, and is watched.)
 fn linked_paths(dir: &Path, scripts: &[PathBuf]) -> Vec<PathBuf> {
     let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
-    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
-    let leads_out = |p: &Path| {
-        let at = std::fs::canonicalize(p)
-            .unwrap_or_else(|_| rules::leads_to(&std::path::absolute(p).unwrap_or_default()));
-        !at.starts_with(&real)
-    };
     let mut paths: Vec<PathBuf> = [dir.to_owned(), dir.join("tests")]
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())
@@ -317,7 +311,7 @@ fn linked_paths(dir: &Path, scripts: &[PathBuf]) -> Vec<PathBuf> {
             .map(|s| dir.join(s))
             .filter(|p| p.ancestors().take_while(|a| *a != dir).any(is_link)),
     );
-    paths.retain(|p| leads_out(p));
+    paths.retain(|p| rules::leads_outside(dir, p));
     paths.sort();
     paths.dedup();
     paths
@@ -696,7 +690,7 @@ fn dir_identity(dir: &Path) -> std::io::Result<Option<DirIdentity>> {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::reload::tests::{store, store_waiting, store_with, GOOD};
+    use crate::reload::tests::{held_for_writing, store, store_waiting, store_with, within, GOOD};
 
     /// Nothing there, a file, or a path through a file: no directory (gone). Out of file
     /// descriptors or permission is an error instead, which leaves the watch alone.
@@ -885,15 +879,7 @@ mod tests {
         let store = store_waiting(dir.path(), Duration::from_millis(500));
         let (reloader, _task) = spawn_reload_loop(store.clone());
         let _watcher = watch(dir.path(), reloader);
-        let open = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&target)
-            .unwrap();
-        let mut holder = std::process::Command::new("sleep")
-            .arg("30")
-            .stdout(open)
-            .spawn()
-            .unwrap();
+        let mut holder = held_for_writing(&target);
         std::fs::write(dir.path().join(".other.yaml.new"), GOOD).unwrap();
         std::fs::rename(
             dir.path().join(".other.yaml.new"),
@@ -901,23 +887,19 @@ mod tests {
         )
         .unwrap();
         // Refused while held (after the 500 ms wait), the running rules kept.
-        let refused = tokio::time::Instant::now() + Duration::from_secs(5);
-        while store.last_error().is_none() && tokio::time::Instant::now() < refused {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         assert!(
-            store.last_error().is_some(),
+            within(Duration::from_secs(5), || store.last_error().is_some()).await,
             "no refusal while the file was held"
         );
         assert!(store.current().get("other").is_none());
         holder.kill().unwrap();
         holder.wait().unwrap();
-        let live = tokio::time::Instant::now() + Duration::from_secs(5);
-        while store.current().get("other").is_none() && tokio::time::Instant::now() < live {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         assert!(
-            store.current().get("other").is_some(),
+            within(Duration::from_secs(5), || store
+                .current()
+                .get("other")
+                .is_some())
+            .await,
             "the save never went live"
         );
     }
@@ -950,10 +932,7 @@ mod tests {
 
         file.write_all(&whole.as_bytes()[cut..]).unwrap();
         drop(file);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while store.current().version == v1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        within(Duration::from_secs(5), || store.current().version != v1).await;
         let rules = store.current();
         assert_ne!(rules.version, v1, "closing the file reloads");
         assert_eq!(
@@ -991,13 +970,12 @@ mod tests {
                 .add_path(path.clone()),
         );
         let rejected = |n| format!("confirm_proxy_reloads_total{{result=\"rejected\"}} {n}\n");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         // The watcher's reload of the broken file, then the signal's, which reports again.
-        while !metrics.render().contains(&rejected(2)) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         assert!(
-            metrics.render().contains(&rejected(2)),
+            within(Duration::from_secs(10), || metrics
+                .render()
+                .contains(&rejected(2)))
+            .await,
             "{}",
             metrics.render()
         );

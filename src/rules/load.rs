@@ -19,7 +19,7 @@ use crate::script::native::Native;
 use crate::script::ScriptEngine;
 use source::ruleset_files;
 pub(crate) use source::{
-    is_misnamed_yaml, leads_to, read_text, read_yaml_text, ReadError, UNKNOWN_RULESET,
+    is_misnamed_yaml, leads_outside, read_text, read_yaml_text, ReadError, UNKNOWN_RULESET,
 };
 pub use source::{is_rule_source, referenced_scripts, rules_version};
 

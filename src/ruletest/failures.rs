@@ -15,10 +15,15 @@ fn assert_one(got: &[String], start: &str) {
     assert!(got.len() == 1 && got[0].starts_with(start), "{got:?}");
 }
 
-async fn mismatches(rules: &str, test: &str) -> Vec<String> {
+/// The result of the first case of `test` over `rules`.
+async fn first_case(rules: &str, test: &str) -> CaseResult {
     let (_dir, rules, suites) = loaded(rules, test);
-    let results = run(&rules, &suites.unwrap(), &ScriptEngine::new(), None).await;
-    results[0].mismatches.clone()
+    let mut results = run(&rules, &suites.unwrap(), &ScriptEngine::new(), None).await;
+    results.swap_remove(0)
+}
+
+async fn mismatches(rules: &str, test: &str) -> Vec<String> {
+    first_case(rules, test).await.mismatches
 }
 
 #[tokio::test]
@@ -171,9 +176,7 @@ fn error_and_shadow_lists_name_rules_once() {
 async fn a_failing_case_shows_the_calls_and_answers() {
     let rules = "upstreams: { shop: { url: \"http://127.0.0.1:9\" } }\nrules:\n  - { name: stock, fetch: { upstream: shop, path: \"/stock/{order_id}\" }, require: \"response.body.remaining >= 1\", reason: 매진 }\n";
     let test = "ruleset: default\ncases:\n  - name: c\n    request: { imp_uid: i, merchant_uid: o-1, amount: 1000 }\n    upstreams: { shop: { \"GET /stock/o-1\": { status: 200, body: { remaining: \"7\" } } } }\n    expect: { decision: approve }\n";
-    let (_dir, rules, suites) = loaded(rules, test);
-    let results = run(&rules, &suites.unwrap(), &ScriptEngine::new(), None).await;
-    let shown = results[0].explain();
+    let shown = first_case(rules, test).await.explain();
     assert!(
         shown.contains("\n      GET /stock/o-1 from shop: answered 200 {\"remaining\":\"7\"}\n"),
         "{shown}"
@@ -223,9 +226,7 @@ async fn a_require_failing_on_an_error_answer_is_the_upstreams() {
 async fn a_failing_case_shows_its_clock_in_korean_time() {
     let rules = "rules:\n  - { name: w, window: { from: \"2026-12-10T10:00:00+09:00\", until: \"2026-12-11T00:00:00+09:00\" }, reason: x }\n";
     let test = "ruleset: default\nnow: \"2026-12-10T15:00:00Z\"\ncases:\n  - name: open at midnight\n    request: { imp_uid: i, merchant_uid: o, amount: 1000 }\n    expect: { decision: approve }\n";
-    let (_dir, rules, suites) = loaded(rules, test);
-    let results = run(&rules, &suites.unwrap(), &ScriptEngine::new(), None).await;
-    let block = results[0].explain();
+    let block = first_case(rules, test).await.explain();
     assert!(
         block.contains("\n  now:    2026-12-10T15:00:00+00:00 (2026-12-11 00:00:00 in Korea)\n"),
         "{block}"

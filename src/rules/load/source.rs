@@ -80,7 +80,7 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
                 // applied. Refused, the running rules stay.
                 if let Some(target) = fs::read_link(&path)
                     .ok()
-                    .filter(|t| !path.exists() && points_outside(dir, t))
+                    .filter(|_| !path.exists() && leads_outside(dir, &path))
                 {
                     listing.bad_names.push(LoadError {
                         file: path.clone(),
@@ -148,19 +148,22 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
     Ok(listing)
 }
 
-/// Whether a link in `dir` to `target` leads out of `dir`, following every link on the way
-/// even where what it names is missing (`current/shop.yaml` with `current` a link to a release
-/// not there): Kubernetes' `NAME.yaml -> ..data/NAME.yaml` stays in.
-fn points_outside(dir: &Path, target: &Path) -> bool {
+/// Whether `path`, a link in `dir` or a path through one, leads out of `dir`, following every
+/// link on the way even where what it names is missing (`current/shop.yaml` with `current` a
+/// link to a release not there): Kubernetes' `NAME.yaml -> ..data/NAME.yaml` stays in.
+pub(crate) fn leads_outside(dir: &Path, path: &Path) -> bool {
     let real = fs::canonicalize(dir)
         .or_else(|_| std::path::absolute(dir))
         .unwrap_or_else(|_| dir.to_owned());
-    !leads_to(&real.join(target)).starts_with(&real)
+    let at = fs::canonicalize(path).unwrap_or_else(|_| {
+        leads_to(&std::path::absolute(path).unwrap_or_else(|_| path.to_owned()))
+    });
+    !at.starts_with(&real)
 }
 
 /// Where the absolute `path` leads: each link on it followed as far as the names go (at most
 /// 40, as the kernel does), `.` and `..` resolved by name.
-pub(crate) fn leads_to(path: &Path) -> PathBuf {
+fn leads_to(path: &Path) -> PathBuf {
     let parts = |p: &Path| -> Vec<PathBuf> {
         p.components()
             .rev()
