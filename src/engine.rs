@@ -238,7 +238,9 @@ pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>
         req,
         ctx,
         deadline,
-        bodies_by: ctx.started + ruleset.settings.deadline - margin,
+        // Never after the answer is due: a deadline under 50 ms leaves a smaller margin here
+        // than `answer_by` does.
+        bodies_by: (ctx.started + ruleset.settings.deadline - margin).min(deadline),
         shadow_until: ctx.started + ruleset.settings.deadline / 2,
         trace: Vec::with_capacity(ruleset.rules.len()),
         shadow: Vec::new(),
@@ -267,7 +269,7 @@ struct Run<'a, 'c> {
     /// so each evaluation is given what is left of this (at most `script::MAX_RUN_TIME`).
     deadline: tokio::time::Instant,
     /// When an enforced rule's upstream answer must be in: a tenth of the deadline (at most
-    /// 100 ms) before it, for the rule to decide. A body still coming then is cut, so a status
+    /// 100 ms) before it, for the rule to decide, and never after `deadline`. A body still coming then is cut, so a status
     /// that already arrived decides (a merchant's refusal stays a refusal) rather than the
     /// deadline by `on_error`; a call that may change something at the merchant is not sent
     /// after it (the rule's `on_error` decides).

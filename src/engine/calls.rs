@@ -175,8 +175,8 @@ impl Run<'_, '_> {
     /// for a shadow rule, whose wait ends at the shadow cut-off with the cut-off's own error.
     pub(super) fn body_by(&self, rule: &Rule) -> Option<BodyDue> {
         // A body whose status came late gets up to three quarters of what is left after
-        // `bodies_by` (none when the answer is due before it: deadlines of a few ms).
-        let late = (self.deadline - (self.deadline - self.bodies_by) / 4).max(self.bodies_by);
+        // `bodies_by` (nothing for a deadline under 50 ms, where the two coincide).
+        let late = self.deadline - (self.deadline - self.bodies_by) / 4;
         (rule.mode != Mode::Shadow).then_some(BodyDue {
             by: self.bodies_by,
             late,

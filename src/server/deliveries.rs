@@ -77,6 +77,9 @@ struct First {
     /// The last second (Unix time) a delivery of it may still verify: the latest signature
     /// seen for it, plus the tolerance.
     valid_until: i64,
+    /// Which claim made it: an id forgotten while its first delivery ran (the table full) and
+    /// claimed again is another entry, which that delivery's answer must not overwrite.
+    arrival: u64,
     state: State,
 }
 
@@ -138,6 +141,7 @@ pub enum Claim {
 pub struct Ticket {
     deliveries: Deliveries,
     key: Key,
+    arrival: u64,
     settled: AtomicBool,
 }
 
@@ -149,7 +153,7 @@ impl Ticket {
             return;
         }
         self.deliveries.settle(
-            &self.key,
+            (&self.key, self.arrival),
             State::Answered(Answered {
                 decision_id: decision_id.into(),
                 verdict: decision.decision,
@@ -171,7 +175,9 @@ impl Ticket {
             return;
         }
         let mut seen = self.deliveries.seen();
-        seen.by_id.remove(&self.key);
+        if seen.entry(&self.key, self.arrival).is_some() {
+            seen.by_id.remove(&self.key);
+        }
         seen.drop_released();
         drop(seen);
         self.deliveries.0.settled.notify_waiters();
@@ -181,7 +187,8 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.settled.swap(true, Ordering::AcqRel) {
-            self.deliveries.settle(&self.key, State::Unanswered);
+            self.deliveries
+                .settle((&self.key, self.arrival), State::Unanswered);
         }
     }
 }
@@ -201,6 +208,7 @@ pub enum FirstAnswer {
 pub struct Earlier {
     deliveries: Deliveries,
     key: Key,
+    arrival: u64,
 }
 
 impl Earlier {
@@ -211,13 +219,7 @@ impl Earlier {
             // Registered before the state is read, so a settle in between is not missed.
             let mut settled = pin!(shared.settled.notified());
             settled.as_mut().enable();
-            match self
-                .deliveries
-                .seen()
-                .by_id
-                .get(&self.key)
-                .map(|f| &f.state)
-            {
+            match (self.deliveries.seen().entry(&self.key, self.arrival)).map(|f| &f.state) {
                 Some(State::Pending) => {}
                 Some(State::Answered(answered)) => return FirstAnswer::Answered(answered.clone()),
                 Some(State::Unanswered) => return FirstAnswer::Unanswered,
@@ -277,6 +279,7 @@ impl Deliveries {
                 Claim::Repeat(Earlier {
                     deliveries: self.clone(),
                     key,
+                    arrival: first.arrival,
                 })
             };
             return (claim, 0);
@@ -287,31 +290,32 @@ impl Deliveries {
         while seen.by_id.len() >= self.0.capacity && seen.forget_soonest() {
             forgotten += 1;
         }
-        let state = State::Pending;
+        seen.arrivals += 1;
+        let arrival = seen.arrivals;
         seen.by_id.insert(
             key,
             First {
                 ruleset,
                 body,
                 valid_until: message.valid_until,
-                state,
+                arrival,
+                state: State::Pending,
             },
         );
-        seen.arrivals += 1;
-        let arrival = seen.arrivals;
         seen.expiry
             .push(Reverse((message.valid_until, arrival, key)));
         let ticket = Ticket {
             deliveries: self.clone(),
             key,
+            arrival,
             settled: AtomicBool::new(false),
         };
         (Claim::First(ticket), forgotten)
     }
 
-    fn settle(&self, key: &Key, state: State) {
+    fn settle(&self, (key, arrival): (&Key, u64), state: State) {
         // Forgotten meanwhile (full, or expired): nobody is told, as nobody can ask.
-        if let Some(first) = self.seen().by_id.get_mut(key) {
+        if let Some(first) = self.seen().entry(key, arrival) {
             first.state = state;
         }
         self.0.settled.notify_waiters();
@@ -349,6 +353,11 @@ fn digest(id: &[u8], reading: &str) -> Key {
 }
 
 impl IdTable {
+    /// The entry `arrival` claimed under `key`, if it is still remembered.
+    fn entry(&mut self, key: &Key, arrival: u64) -> Option<&mut First> {
+        (self.by_id.get_mut(key)).filter(|first| first.arrival == arrival)
+    }
+
     /// Forgets every id whose signatures have all expired by `now`.
     fn forget_expired(&mut self, now: i64) {
         while let Some(until) = self.soonest().filter(|&until| until < now) {
@@ -671,5 +680,43 @@ mod tests {
         else {
             panic!("a, forgotten, is a first delivery again");
         };
+    }
+
+    /// Review: a first delivery forgotten while it ran (the table full) and its message
+    /// claimed again by a resend — the earlier delivery's answer, or its ending unanswered or
+    /// released, leaves the resend's entry alone: the resend's repeats get the resend's answer.
+    #[tokio::test]
+    async fn an_answer_settles_only_the_claim_it_was_given_for() {
+        for end in ["settled", "dropped", "released"] {
+            let deliveries = Deliveries::new(1);
+            let old = first(deliveries.claim(signed("a", 400), JSON, BODY, "default", 100));
+            let waiting = repeat(deliveries.claim(signed("a", 400), JSON, BODY, "default", 100));
+            let (Claim::First(resend), 1) =
+                deliveries.claim(signed("b", 400), JSON, BODY, "default", 100)
+            else {
+                panic!("b pushes a out");
+            };
+            drop(resend);
+            let (Claim::First(resend), 1) =
+                deliveries.claim(signed("a", 400), JSON, BODY, "default", 100)
+            else {
+                panic!("a, forgotten, is a first delivery again");
+            };
+            let repeat_of_resend =
+                repeat(deliveries.claim(signed("a", 400), JSON, BODY, "default", 100));
+            match end {
+                "settled" => old.settle("id-old", &refusal()),
+                "dropped" => drop(old),
+                _ => old.release(),
+            }
+            // The repeat of the forgotten delivery learns it is gone, not the resend's state.
+            assert_eq!(waiting.answer().await, FirstAnswer::Gone, "{end}");
+            resend.settle("id-new", &Decision::approve(None));
+            let FirstAnswer::Answered(answered) = repeat_of_resend.answer().await else {
+                panic!("{end}: the resend's repeat gets the resend's answer");
+            };
+            assert_eq!(&*answered.decision_id, "id-new", "{end}");
+            assert_eq!(deliveries.len(), 1, "{end}");
+        }
     }
 }
