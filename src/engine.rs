@@ -52,7 +52,7 @@ pub(crate) const SHADOW_CUT_OFF: &str =
     "shadow rule cut off to keep the deadline for enforced rules";
 
 pub use calls::fetch_call;
-use check::{Called, Checked};
+use check::{Called, Checked, Failure};
 
 /// The original request, passed on unchanged by `forward`.
 #[derive(Debug, Clone, Default)]
@@ -334,7 +334,7 @@ impl Run<'_, '_> {
                     "{what} after the answer was due (deadline of {:?})",
                     self.ruleset.settings.deadline
                 );
-                match self.conclude(rule, Checked::Stopped(cause), Called::default(), started) {
+                match self.conclude(rule, Checked::stopped(cause), Called::default(), started) {
                     ControlFlow::Continue(ended) => {
                         started = ended;
                         continue;
@@ -388,24 +388,18 @@ impl Run<'_, '_> {
         // given no time left, say): the deadline's, for the ruleset's `on_error` to decide, and
         // logged as such ("failed" would send the operator to the rule).
         let stopped = match &verdict {
-            Checked::Stopped(_) => true,
-            Checked::Error(_) | Checked::Faulted(_) => tokio::time::Instant::now() >= self.deadline,
+            Checked::Failed(Failure::Stopped, _) => true,
+            Checked::Failed(..) => tokio::time::Instant::now() >= self.deadline,
             _ => false,
         };
         // The rule's own fault, unless the deadline had come (the clock stopping its Rhai is
         // `Stopped` already).
-        let faulted = !stopped && matches!(&verdict, Checked::Faulted(_));
+        let faulted = !stopped && matches!(&verdict, Checked::Failed(Failure::Faulted, _));
         let verdict = match verdict {
-            Checked::Error(cause) => Checked::Error(capped_error(cause)),
-            Checked::Faulted(cause) => Checked::Faulted(capped_error(cause)),
-            Checked::Stopped(cause) => Checked::Stopped(capped_error(cause)),
+            Checked::Failed(failure, cause) => Checked::Failed(failure, capped_error(cause)),
             verdict => verdict,
         };
-        if let (
-            Checked::Error(cause) | Checked::Faulted(cause) | Checked::Stopped(cause),
-            Some(id),
-        ) = (&verdict, self.ctx.decision_id)
-        {
+        if let (Checked::Failed(_, cause), Some(id)) = (&verdict, self.ctx.decision_id) {
             if stopped {
                 tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, deadline = ?self.ruleset.settings.deadline, error = %cause, "rule check stopped by the deadline");
             } else {
@@ -423,7 +417,7 @@ impl Run<'_, '_> {
                 Checked::Refuse(reason) => {
                     (Outcome::ShadowReject, Outcome::Reject, Some(reason), None)
                 }
-                Checked::Error(cause) | Checked::Faulted(cause) | Checked::Stopped(cause) => {
+                Checked::Failed(_, cause) => {
                     (Outcome::ShadowError, Outcome::Error, None, Some(cause))
                 }
             };
@@ -451,7 +445,7 @@ impl Run<'_, '_> {
                     Some(rule.name.clone()),
                 ))
             }
-            Checked::Error(cause) | Checked::Faulted(cause) | Checked::Stopped(cause) => {
+            Checked::Failed(_, cause) => {
                 let ended = self.record(rule, Outcome::Error, started, answer, None, Some(cause));
                 self.mark_ended_by(faulted, stopped);
                 if stopped {

@@ -11,7 +11,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::check::Checked;
+use super::check::{Checked, Failure};
 use super::Run;
 use crate::decision::{CallMade, UnusedFetch};
 use crate::payload::ConfirmRequest;
@@ -194,7 +194,7 @@ impl Run<'_, '_> {
             && rule.mode != Mode::Shadow
             && tokio::time::Instant::now() >= self.bodies_by;
         late.then(|| {
-            Checked::Stopped(format!(
+            Checked::stopped(format!(
                 "{} too close to the deadline of {:?} to read an answer",
                 super::NOT_SENT,
                 self.ruleset.settings.deadline
@@ -219,11 +219,14 @@ impl Run<'_, '_> {
     /// The error of a shadow rule cut off at the shadow cut-off.
     pub(super) fn cut_off(&self) -> Checked {
         let deadline = self.ruleset.settings.deadline;
-        Checked::Error(format!(
-            "{} (shadow rules may use only the first {:?} of the {deadline:?} deadline)",
-            super::SHADOW_CUT_OFF,
-            deadline / 2
-        ))
+        Checked::Failed(
+            Failure::CutOff,
+            format!(
+                "{} (shadow rules may use only the first {:?} of the {deadline:?} deadline)",
+                super::SHADOW_CUT_OFF,
+                deadline / 2
+            ),
+        )
     }
 
     /// Whether rule `i`'s `when` is known as the request arrives to skip it: of a shape that

@@ -45,17 +45,38 @@ pub(super) enum Checked {
     Pass,
     Refuse(String),
     Approve,
-    Error(String),
+    /// The check could not complete: whose business that is, and why (traced as an error).
+    Failed(Failure, String),
+}
+
+/// Why a check could not complete, as far as deciding and tracing it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// An upstream failed, or something the rule does not control: the rule's `on_error`
+    /// decides.
+    Error,
     /// The rule's own expression or script failed (`when`, `require`, `script`): decided as an
-    /// [`Error`](Checked::Error), and traced as the rule's fault, which rule tests tell from a
+    /// [`Error`](Failure::Error), and traced as the rule's fault, which rule tests tell from a
     /// failure the case set up (an upstream's).
-    Faulted(String),
-    /// The check could not complete because the deadline was near: an upstream's answer still
-    /// coming at [`Run::bodies_by`], or a call with side effects reached after it. Traced as an
-    /// error, but the deadline's business: the ruleset's `on_error` decides, as when the
-    /// deadline itself stops a check, never the rule's own (a hanging upstream and one
-    /// trickling its answer get the same decision).
-    Stopped(String),
+    Faulted,
+    /// The deadline was near: an upstream's answer still coming at [`Run::bodies_by`], or a
+    /// call with side effects reached after it. The deadline's business: the ruleset's
+    /// `on_error` decides, as when the deadline itself stops a check, never the rule's own (a
+    /// hanging upstream and one trickling its answer get the same decision).
+    Stopped,
+    /// A shadow rule reached the shadow cut-off (see the `engine` module): an error of its own,
+    /// and nothing it fetched stays in `fetched`.
+    CutOff,
+}
+
+impl Checked {
+    pub(super) fn error(cause: String) -> Checked {
+        Checked::Failed(Failure::Error, cause)
+    }
+
+    pub(super) fn stopped(cause: String) -> Checked {
+        Checked::Failed(Failure::Stopped, cause)
+    }
 }
 
 impl Run<'_, '_> {
@@ -124,8 +145,8 @@ impl Run<'_, '_> {
 
     /// Leave to run Rhai (see [`script::ScriptEngine::slot`]): an expression over a large
     /// payload can take as long as a script. A shadow rule waits for its turn only up to its
-    /// own cut-off: it must never use up the deadline (the ruleset's on_error would then
-    /// answer for it).
+    /// own cut-off (the error, then): it must never use up the deadline (the ruleset's
+    /// on_error would then answer for it).
     async fn turn(&self, rule: &Rule) -> Result<script::Slot<'_>, String> {
         self.wait(rule, self.ctx.scripts.slot())
             .await
@@ -181,7 +202,8 @@ impl Run<'_, '_> {
                 let _turn = match self.turn(rule).await {
                     Ok(turn) => turn,
                     Err(cut) => {
-                        return (Checked::Error(format!("{path}: {cut}")), Called::default())
+                        let cut = Checked::Failed(Failure::CutOff, format!("{path}: {cut}"));
+                        return (cut, Called::default());
                     }
                 };
                 match self
@@ -204,7 +226,7 @@ impl Run<'_, '_> {
                 let verdict = match self.ctx.upstreams.health(up) {
                     Health::Up => Checked::Pass,
                     Health::Down => Checked::Refuse(reason()),
-                    Health::Unknown => Checked::Error(format!(
+                    Health::Unknown => Checked::error(format!(
                         "health of upstream \"{}\" is not known yet",
                         up.name
                     )),
@@ -257,7 +279,7 @@ impl Run<'_, '_> {
                     let call = self.ctx.upstreams.call(f.upstream.clone(), call);
                     self.wait_sent(rule, call, made, sent).await
                 }
-                Err(e) => return (Checked::Error(e), Called::default()),
+                Err(e) => return (Checked::error(e), Called::default()),
             },
         };
         let Some(result) = waited else {
@@ -319,8 +341,8 @@ impl Run<'_, '_> {
                 merchant_reason(&r.body)
                     .unwrap_or_else(|| rule.reason.render_reason(self.req, None)),
             ),
-            Err(e) if e.deadline_came() => Checked::Stopped(e.to_string()),
-            Err(e) => Checked::Error(format!("forward to {}: {e}", fw.upstream.name)),
+            Err(e) if e.deadline_came() => Checked::stopped(e.to_string()),
+            Err(e) => Checked::error(format!("forward to {}: {e}", fw.upstream.name)),
         };
         (verdict, Called::made(made, answer))
     }
@@ -336,8 +358,8 @@ impl Run<'_, '_> {
         let resp = match result {
             Ok(r) => r,
             // Stopped at the deadline, traced as one not started then ("not sent: …").
-            Err(e) if e.deadline_came() => return Checked::Stopped(e.to_string()),
-            Err(e) => return Checked::Error(format!("fetch from {}: {e}", f.upstream.name)),
+            Err(e) if e.deadline_came() => return Checked::stopped(e.to_string()),
+            Err(e) => return Checked::error(format!("fetch from {}: {e}", f.upstream.name)),
         };
         // A large answer becomes Rhai's values, and their copy for `fetched`, on a thread of
         // its own and of low priority, where the deadline timer can still end the wait (see
@@ -359,7 +381,7 @@ impl Run<'_, '_> {
                     (resp, dynamic)
                 }
                 Err(e) => {
-                    return Checked::Error(format!(
+                    return Checked::error(format!(
                         "reading the answer of {}: {e}",
                         f.upstream.name
                     ))
@@ -379,9 +401,7 @@ impl Run<'_, '_> {
         // as one cut off waiting for its answer: whether a later rule saw the answer would
         // otherwise depend on the shadow rule's timing and the load (an enforced rule reading
         // it refused a payment that way).
-        if rule.mode == Mode::Shadow
-            && matches!(&verdict, Checked::Error(why) | Checked::Stopped(why) if why.contains(super::SHADOW_CUT_OFF))
-        {
+        if matches!(verdict, Checked::Failed(Failure::CutOff, _)) {
             scope.forget_fetched(&rule.name);
         }
         verdict
@@ -424,9 +444,9 @@ impl Run<'_, '_> {
                     }
                 );
                 if resp.cut_by_deadline() {
-                    Checked::Stopped(cause)
+                    Checked::stopped(cause)
                 } else {
-                    Checked::Error(cause)
+                    Checked::error(cause)
                 }
             }
             Some(expr) => match self.test(rule, expr, scope, response).await {
@@ -441,9 +461,9 @@ impl Run<'_, '_> {
                         ),
                         &e,
                     );
-                    if !not_json.is_empty() || !(200..300).contains(&resp.status) {
+                    if !e.cut_off && (!not_json.is_empty() || !(200..300).contains(&resp.status)) {
                         // Over an answer that is no JSON, or no success, the upstream's.
-                        Checked::Error(cause)
+                        Checked::error(cause)
                     } else {
                         own_failure(rule, &e, cause)
                     }
@@ -454,7 +474,7 @@ impl Run<'_, '_> {
                 // SPEC §4: a 5xx is an error; a status beyond HTTP's classes (600-999) is no
                 // server error, and refuses as any other non-2xx does.
                 500..=599 => {
-                    Checked::Error(format!("{} answered {}", f.upstream.name, resp.status))
+                    Checked::error(format!("{} answered {}", f.upstream.name, resp.status))
                 }
                 _ => Checked::Refuse(reason()),
             },
@@ -466,14 +486,15 @@ impl Run<'_, '_> {
 /// unless what was left of the deadline or the shadow cut-off stopped it, which is the
 /// deadline's business as an answer cut by it is — on the real clock and on the paused one
 /// rule tests run on alike, where the deadline has not come by the time Rhai's limit has.
-/// (A shadow rule's cut-off is an error of its own, as its other cut-offs are: it never
-/// reaches `on_error`.)
+/// (A shadow rule's limit is its cut-off, an error of its own, as its other cut-offs are: it
+/// never reaches `on_error`.)
 fn own_failure(rule: &Rule, e: &script::ScriptError, cause: String) -> Checked {
-    match (e.cut_off, rule.mode) {
-        (false, _) => Checked::Faulted(cause),
-        (true, Mode::Shadow) => Checked::Error(cause),
-        (true, _) => Checked::Stopped(cause),
-    }
+    let failure = match (e.cut_off, rule.mode) {
+        (false, _) => Failure::Faulted,
+        (true, Mode::Shadow) => Failure::CutOff,
+        (true, _) => Failure::Stopped,
+    };
+    Checked::Failed(failure, cause)
 }
 
 /// A status that passes, on an answer that came whole. One whose body stopped coming (closed
@@ -491,9 +512,9 @@ fn passing(upstream: &str, resp: &UpstreamResponse) -> Checked {
         resp.status
     );
     if resp.cut_by_deadline() {
-        Checked::Stopped(cause)
+        Checked::stopped(cause)
     } else {
-        Checked::Error(cause)
+        Checked::error(cause)
     }
 }
 

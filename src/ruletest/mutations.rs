@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::load_suites;
-use crate::rules::yaml::mutate::{apply, edits, Working, VARS, WORKING};
+use crate::rules::yaml::mutate::{apply, edits, lines_in, Working, VARS, WORKING};
 use crate::rules::{load_dir, LoadOptions};
 use crate::script::ScriptEngine;
 
@@ -42,7 +42,7 @@ proptest! {
         };
         let rules = load_dir(dir.path(), &options).unwrap_or_else(|e| panic!("{e}"));
         if let Err(errors) = load_suites(dir.path(), &rules) {
-            let lines = broken.lines().count() + 1;
+            let lines = lines_in(&broken);
             for e in &errors {
                 let shown = e.to_string();
                 prop_assert!(e.file.ends_with("tests/default.yaml"), "{shown}");

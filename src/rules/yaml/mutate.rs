@@ -159,6 +159,13 @@ pub fn config() -> ProptestConfig {
     }
 }
 
+/// The last line an error in `text` may name: line breaks counted as YAML, Rhai and editors
+/// count them (a lone `\r`, one of the edits, ends a line too), and the end of a file that
+/// ends with one on the line after it.
+pub fn lines_in(text: &str) -> usize {
+    text.replace("\r\n", "\n").split(['\n', '\r']).count()
+}
+
 /// One to three edits.
 pub fn edits() -> impl Strategy<Value = Vec<Edit>> {
     prop::collection::vec(edit(), 1..4)

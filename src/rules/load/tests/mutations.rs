@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::rules::yaml::mutate::{apply, edits, Working, VARS, WORKING};
+use crate::rules::yaml::mutate::{apply, edits, lines_in, Working, VARS, WORKING};
 
 proptest! {
     #![proptest_config(crate::rules::yaml::mutate::config())]
@@ -42,7 +42,7 @@ proptest! {
                 let location = e.location.as_ref();
                 prop_assert!(location.is_some(), "no position: {shown}\n--- file ---\n{text}");
                 let l = location.unwrap();
-                let lines = text.lines().count() + 1;
+                let lines = lines_in(text);
                 prop_assert!(l.line >= 1 && l.column >= 1, "{shown}");
                 prop_assert!(l.line <= lines, "past the end ({lines} lines): {shown}");
                 prop_assert!(!e.message.trim().is_empty(), "{shown}");
