@@ -434,8 +434,21 @@ impl ScriptEngine {
                 ScriptVerdict::Refuse(None)
             });
         }
-        if result.is_string() {
-            return Ok(ScriptVerdict::Refuse(Some(result.to_string())));
+        if let Ok(text) = result.as_immutable_string_ref() {
+            // Text that reads as a condition was meant as one (an answer's `"ok": "true"`
+            // given as it is): the buyer must not read "true" as the reason, nor the payment
+            // pass on text. The script's own error, for `on_error`.
+            let meant = text.trim();
+            if meant.eq_ignore_ascii_case("true") || meant.eq_ignore_ascii_case("false") {
+                return Err(ScriptError {
+                    message: format!(
+                        "the script gave the text {meant:?}, which would refuse the payment with {meant:?} as the reason: give true or false without quotes (text that holds one: compare it, `flag == \"true\"`)"
+                    ),
+                    position: result_position(ast),
+                    cut_off: false,
+                });
+            }
+            return Ok(ScriptVerdict::Refuse(Some(text.to_string())));
         }
         Err(ScriptError {
             message: format!(
@@ -1321,6 +1334,20 @@ pub(crate) mod tests {
             run_script("try { let ok = amount < 5; ok } catch (e) { return \"c\"; }"),
             Ok(ScriptVerdict::Refuse(None))
         );
+        // Trial: text that reads as a condition, made at run time (an answer's "ok": "true"),
+        // refused with "true" as the buyer's reason; it is the script's error now.
+        for src in [r#"let t = "tr" + "ue"; t"#, r#"let f = " Fal" + "se "; f"#] {
+            let e = run_script(src).unwrap_err();
+            assert!(
+                e.message.contains("give true or false without quotes"),
+                "{e:?}"
+            );
+            assert!(!e.cut_off);
+        }
+        assert_eq!(
+            run_script(r#"let t = "true 아님"; t"#),
+            Ok(ScriptVerdict::Refuse(Some("true 아님".into())))
+        );
         // What the checks at load cannot see the kind of is said at run time, in words.
         for (src, kind, at) in [
             ("payload.amount", "a number", Some((1, 1))),
@@ -1417,7 +1444,7 @@ pub(crate) mod tests {
             ("loop {}", "operations"),
             ("let s = \"x\"; loop { s += s; }", "length"),
             ("let a = []; loop { a.push(1); }", "size"),
-            ("fn f(x) { f(x + 1) } f(0)", "stack"),
+            ("fn f(x) { f(x + 1) } f(0)", "more than 32 deep"),
             // One call whose result would be 50,000 × 50,000 bytes: refused before it is made.
             (
                 "let s = \"x\"; s.pad(50000, \"x\"); s.replace(\"x\", s); true",

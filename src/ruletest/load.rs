@@ -934,6 +934,29 @@ rules:
                 "{CASE}    expect: {{ decision: {decision}, status: {status} }}\n"
             ));
         }
+        // Trial: expectations that contradict their decision loaded, and failed every run.
+        for (expect, said) in [
+            (
+                "decision: approve, status: 409",
+                "an approval is answered 200, never 409",
+            ),
+            (
+                "decision: reject, status: 200",
+                "a refusal is never answered 200",
+            ),
+            (
+                "decision: approve, reason: x",
+                "an approval has no reason, so expect.reason",
+            ),
+            (
+                "decision: approve, reason_contains: x",
+                "an approval has no reason, so expect.reason_contains",
+            ),
+        ] {
+            let errors = errors(&format!("{CASE}    expect: {{ {expect} }}\n"));
+            assert_eq!(errors.len(), 1, "{expect}: {errors:?}");
+            assert!(errors[0].contains(said), "{expect}: {errors:?}");
+        }
         for status in [199, 201, 399, 600] {
             let errors = errors(&format!(
                 "{CASE}    expect: {{ decision: reject, status: {status} }}\n"

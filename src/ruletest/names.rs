@@ -194,14 +194,39 @@ impl CaseNames<'_> {
                     .to_owned(),
             ));
         }
+        let approve = c.expect.decision == crate::decision::Verdict::Approve;
         if let Some(status) = c.expect.status {
+            let at = || self.value(&[Seg::Key("expect"), Seg::Key("status")]);
             if status != 200 && !(400..=599).contains(&status) {
                 out.push((
-                    self.value(&[Seg::Key("expect"), Seg::Key("status")]),
+                    at(),
                     format!(
                         "status {status} is never answered: expected 200 or a refusal's 4xx or 5xx"
                     ),
                 ));
+            } else if approve != (status == 200) {
+                // A case that could never pass would fail every run, and under
+                // `--test-on-reload` refuse every reload.
+                let why = if approve {
+                    format!("an approval is answered 200, never {status}; a {status} is decision: reject")
+                } else {
+                    "a refusal is never answered 200 (a refusal's status is a 4xx or 5xx); a 200 is decision: approve".to_owned()
+                };
+                out.push((at(), why));
+            }
+        }
+        if approve {
+            for key in ["reason", "reason_contains"] {
+                let set = match key {
+                    "reason" => c.expect.reason.is_some(),
+                    _ => c.expect.reason_contains.is_some(),
+                };
+                if set {
+                    out.push((
+                        self.value(&[Seg::Key("expect"), Seg::Key(key)]),
+                        format!("an approval has no reason, so expect.{key} can never match; it is for decision: reject"),
+                    ));
+                }
             }
         }
         out

@@ -399,6 +399,13 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
             if matches!(cause, EvalAltResult::ErrorDataTooLarge(..)) {
                 s.push_str(&too_large_hint());
             }
+            // Rhai says only "Stack overflow" when calls nest past the limit.
+            if matches!(cause, EvalAltResult::ErrorStackOverflow(..)) {
+                s = format!(
+                    "functions called inside each other more than {} deep (a recursion that does not end soon enough?)",
+                    super::MAX_CALL_LEVELS
+                );
+            }
             // Rhai writes the negation of a negative number as `--9223372036854775808`.
             if let Some(negated) = s.strip_prefix("Negation overflow: --") {
                 s = format!("Negation overflow: -(-{negated}) is beyond the integer range");

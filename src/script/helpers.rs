@@ -51,7 +51,22 @@ pub(super) fn seoul_at_error(text: &str) -> String {
     if let Some(meant) = korean_clock(text) {
         return format!("seoul_at: {shown:?} is no date and time: write it as \"{meant}\" (Korean time, 24-hour clock)");
     }
+    if let Some(next) = midnight_after(text) {
+        return format!("seoul_at: {shown:?} is no date and time: the end of a day is the next day's 00:00, \"{next}\"");
+    }
     format!("seoul_at: {shown:?} is no date and time: write it as \"2026-12-07 10:00\" (Korean time; seconds optional), a date alone for its midnight, or with an offset as \"2026-12-07T10:00:00+09:00\"")
+}
+
+/// `2026-12-01 24:00` (or `T24:00`, seconds `:00`) as the next day's midnight, `2026-12-02 00:00`.
+fn midnight_after(text: &str) -> Option<String> {
+    let text = text.trim();
+    let (date, clock) = text.split_at_checked(10)?;
+    let clock = clock.strip_prefix([' ', 'T'])?;
+    if clock != "24:00" && clock != "24:00:00" {
+        return None;
+    }
+    let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some(format!("{} 00:00", day.succ_opt()?.format("%Y-%m-%d")))
 }
 
 /// A date followed by a clock time in Korean words (`9시`, `9시 30분`, `9시 반`, `오후 3시`) as
@@ -555,11 +570,11 @@ mod tests {
             "10:00",
         ] {
             assert_eq!(seoul_at(text), None, "{text:?}");
-            let e = eval_expr(&format!("now >= seoul_at(order_id + {text:?})"), V1).unwrap_err();
-            assert!(
-                e.message.contains("is no date and time: write it as"),
-                "{e:?}"
-            );
+            // Put together as the request is evaluated (in one piece, it is read at load).
+            let (a, b) = text.split_at(text.len().min(4));
+            let src = format!("now >= seoul_at(order_id.sub_string(0, 0) + {a:?} + {b:?})");
+            let e = eval_expr(&src, V1).unwrap_err();
+            assert!(e.message.contains("is no date and time: "), "{e:?}");
         }
         // The year 10000 sorts nowhere a date should.
         assert_eq!(seoul_at("+10000-01-01T00:00:00Z"), None);

@@ -187,13 +187,26 @@ fn quoted_number(s: &str) -> String {
 /// 5138 in seconds, 1970 to 1973 in milliseconds), microseconds (10^15 to 10^17) or
 /// nanoseconds (from 10^18), which holds or fails on every request alike; and a `seoul_*`
 /// helper given seconds (such a literal, or `now / 1000`), which reads them as early 1970.
+/// Also text `seoul_at` cannot read: its argument written in the call, or, in a script that
+/// hands `seoul_at` a value from elsewhere (a map of sale windows), any text in it written as
+/// a date (`2026-12-01 24:00`).
 pub(super) fn time_in_other_units(ast: &AST) -> Vec<(String, Position)> {
     if declared_names(ast).contains("now") {
         return Vec::new();
     }
     let mut found = Vec::new();
+    // Texts written as dates that `seoul_at` cannot read, and whether it is ever given
+    // anything but text written in its call.
+    let mut unreadable_dates = Vec::new();
+    let mut seoul_at_reads_values = false;
     ast.walk(&mut |path: &[ASTNode]| {
         let call = match path.last() {
+            Some(ASTNode::Expr(Expr::StringConstant(text, at))) => {
+                if looks_like_a_date(text) && super::helpers::seoul_at(text).is_none() {
+                    unreadable_dates.push((text.clone(), *at));
+                }
+                return true;
+            }
             Some(ASTNode::Expr(Expr::FnCall(call, _)))
             | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
             _ => return true,
@@ -202,10 +215,13 @@ pub(super) fn time_in_other_units(ast: &AST) -> Vec<(String, Position)> {
         let is_now = |e: &Expr| matches!(e, Expr::Variable(v, ..) if v.1 == "now");
         if name == "seoul_at" {
             // Written in the script: read when the rules load, not on the first request.
-            if let [Expr::StringConstant(text, at)] = &call.args[..] {
-                if super::helpers::seoul_at(text).is_none() {
-                    found.push((super::helpers::seoul_at_error(text), *at));
+            match &call.args[..] {
+                [Expr::StringConstant(text, at)] => {
+                    if super::helpers::seoul_at(text).is_none() {
+                        found.push((super::helpers::seoul_at_error(text), *at));
+                    }
                 }
+                _ => seoul_at_reads_values = true,
             }
             return true;
         }
@@ -254,7 +270,37 @@ pub(super) fn time_in_other_units(ast: &AST) -> Vec<(String, Position)> {
         }
         true
     });
+    if seoul_at_reads_values {
+        for (text, at) in unreadable_dates {
+            if !found.iter().any(|(_, seen)| *seen == at) {
+                let why = super::helpers::seoul_at_error(&text);
+                found.push((
+                    format!("{why} (this script gives seoul_at its dates from values)"),
+                    at,
+                ));
+            }
+        }
+    }
     found
+}
+
+/// Whether `text` is written as a date, as a date and time for `seoul_at` begins: four
+/// digits, `-`, one or two, `-`, one or two, then nothing or a space or `T` and more. Not
+/// `2026-12-01-promo`, a code, not a time.
+fn looks_like_a_date(text: &str) -> bool {
+    let mut parts = text.splitn(3, '-');
+    let (Some(year), Some(month), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    let day_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let after = &rest[day_len..];
+    digits(year, 4..=4)
+        && digits(month, 1..=2)
+        && (1..=2).contains(&day_len)
+        && (after.is_empty() || after.starts_with([' ', 'T', 't']))
 }
 
 /// `n` read as Unix time in seconds, microseconds or nanoseconds, when it is plainly one of
@@ -1275,6 +1321,41 @@ mod tests {
                 r#"now >= seoul_at("2026-12-07 10:00") && now < seoul_at("2026-12-07T18:00:00+09:00")"#,
                 r#"now >= seoul_at(payload.opens ?? "2026-12-07")"#,
             ],
+        );
+    }
+
+    /// Trial: the marathon example keeps its windows in a map and hands `seoul_at` the
+    /// entries: a date in it that `seoul_at` cannot read loaded, and every request of that
+    /// category was refused by on_error. Texts written as dates are read at load in a script
+    /// that gives `seoul_at` values; codes that only begin like a date are not.
+    #[test]
+    fn dates_handed_to_seoul_at_from_a_map_are_read_at_load() {
+        let engine = ScriptEngine::new();
+        let windows = "let w = #{ full: [\"2026-12-01 10:00\", \"2026-12-01 24:00\"] };\nnow >= seoul_at(w.full[0]) && now < seoul_at(w.full[1])";
+        crate::script::tests::assert_refused(
+            &engine,
+            windows,
+            r#"seoul_at: "2026-12-01 24:00" is no date and time: the end of a day is the next day's 00:00, "2026-12-02 00:00" (this script gives seoul_at its dates from values)"#,
+            1,
+            39,
+        );
+        crate::script::tests::scripts_load(
+            &engine,
+            &[
+                // Every date readable.
+                "let w = [\"2026-12-01 10:00\", \"2026-12-02\"];\nnow >= seoul_at(w[0]) && now < seoul_at(w[1])",
+                // Codes, not dates, beside seoul_at given a value.
+                "let coupon = \"2026-12-01-promo\";\nlet w = \"2026-12-01 10:00\";\norder_id != coupon && now >= seoul_at(w)",
+                // An unreadable date where seoul_at never reads values: its text is no time.
+                "let label = \"2026-13-01 sale\";\norder_id != label && now >= seoul_at(\"2026-12-01\")",
+            ],
+        );
+        crate::script::tests::assert_refused(
+            &engine,
+            r#"now < seoul_at("2026-12-31T24:00")"#,
+            r#"seoul_at: "2026-12-31T24:00" is no date and time: the end of a day is the next day's 00:00, "2027-01-01 00:00""#,
+            1,
+            16,
         );
     }
 
