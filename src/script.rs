@@ -358,11 +358,15 @@ impl ScriptEngine {
             .compile_with_scope(&compile_scope(&[]), src)
             .map_err(|e| {
                 let mut error = parse_error(src, &[], &e);
-                // Rhai reports a missing `}` where the script ends, as some other want.
+                // Rhai reports a missing `}` where the script ends, as some other want
+                // (`expecting ';' …`): the brace left open is the news there, said first.
                 if let Some((line, column)) = lint::unclosed_brace(src) {
-                    error.message.push_str(&format!(
-                        " (the {{ at line {line}, column {column} is never closed)"
-                    ));
+                    let open = format!("the {{ at line {line}, column {column} is never closed");
+                    error.message = if error.line >= src.lines().count() {
+                        format!("{open} (Rhai, at the end of the script: {})", error.message)
+                    } else {
+                        format!("{} ({open})", error.message)
+                    };
                 }
                 error
             })
@@ -788,6 +792,15 @@ pub(crate) mod tests {
         );
         let list = format!("!(order_id in [{}])", ids.join(", "));
         assert!(engine.compile_expression(&list, &[]).is_ok(), "{list}");
+        // Trial: a long sum got the hint about lists of ids.
+        let sum = ["1"; 100].join(" + ");
+        let err = engine
+            .compile_script(&format!("amount > {sum}"))
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "expression exceeds maximum complexity (at most 64 levels, and each operator of a chain, and each bracket, is one more: split it with let)"
+        );
     }
 
     /// JavaScript's and Python's ways of writing what Rhai writes otherwise: each error says

@@ -327,8 +327,15 @@ pub(super) fn parse_error(src: &str, extra: &[&str], e: &ParseError) -> CompileE
     slip_hint(src, &mut error);
     closest_variable(src, extra, &mut error);
     if matches!(*e.0, rhai::ParseErrorType::ExprTooDeep) {
+        // The usual way there is a long chain of tests; a long sum is rarer and needs no list.
+        let tests = src.matches("&&").count() + src.matches("||").count();
+        let hint = if tests >= super::MAX_EXPR_DEPTH / 2 {
+            "each && or || of a chain is one more: test a long list of values with in, !(order_id in [\"o-1\", \"o-2\", …])"
+        } else {
+            "each operator of a chain, and each bracket, is one more: split it with let"
+        };
         error.message.push_str(&format!(
-            " (at most {} levels, and each && or || of a chain is one more: test a long list of values with in, !(order_id in [\"o-1\", \"o-2\", …]))",
+            " (at most {} levels, and {hint})",
             super::MAX_EXPR_DEPTH
         ));
     }

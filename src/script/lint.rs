@@ -1049,8 +1049,9 @@ mod tests {
         let src = "// { in a comment\nlet limit = \"{\";\nif amount > 1000000 {\n    return \"초과 }\";\n\nlet x = 1;\ntrue\n";
         let e = engine.compile_script(src).unwrap_err();
         assert!(
-            e.message
-                .ends_with("(the { at line 3, column 21 is never closed)"),
+            e.message.starts_with(
+                "the { at line 3, column 21 is never closed (Rhai, at the end of the script: "
+            ),
             "{}",
             e.message
         );

@@ -258,7 +258,7 @@ impl Names {
         match value {
             Value::Expr(e) => self.kind(e),
             Value::Call(call, _) => self.call_kind(call, false),
-            Value::Nothing => Some(Kind::Unit),
+            Value::Nothing(_) => Some(Kind::Unit),
         }
     }
 

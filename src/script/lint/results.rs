@@ -18,8 +18,9 @@ pub(super) enum Value<'a> {
     Expr(&'a Expr),
     /// A call as a statement (Rhai's form of a call at the top of a script or expression).
     Call(&'a FnCallExpr, Position),
-    /// A way out that gives `()`: an `if` without `else`, a `switch` without `_`.
-    Nothing,
+    /// A way out that gives `()`: an `if` without `else`, a `switch` without `_` (at the
+    /// `if` or `switch`), an empty block.
+    Nothing(Position),
 }
 
 impl Value<'_> {
@@ -28,7 +29,7 @@ impl Value<'_> {
         match self {
             Value::Expr(e) => start(e),
             Value::Call(call, at) => call_start(call, at),
-            Value::Nothing => Position::NONE,
+            Value::Nothing(at) => at,
         }
     }
 }
@@ -55,17 +56,20 @@ fn ends_of<'a>(stmt: &'a Stmt, out: &mut Vec<Value<'a>>) {
     match stmt {
         Stmt::Expr(e) => ends_of_expr(e, out),
         Stmt::FnCall(call, at) => out.push(Value::Call(call, *at)),
-        Stmt::If(f, _) => {
+        Stmt::If(f, at) => {
             ends_of_block(&f.body, out);
-            ends_of_block(&f.branch, out);
+            match f.branch.statements() {
+                [] => out.push(Value::Nothing(*at)),
+                _ => ends_of_block(&f.branch, out),
+            }
         }
-        Stmt::Switch(switch, _) => {
+        Stmt::Switch(switch, at) => {
             let cases = &switch.1;
             for case in &cases.expressions {
                 ends_of_expr(&case.rhs, out);
             }
             if cases.def_case.is_none() {
-                out.push(Value::Nothing);
+                out.push(Value::Nothing(*at));
             }
         }
         Stmt::Block(block) => ends_of_block(block, out),
@@ -81,7 +85,7 @@ fn ends_of<'a>(stmt: &'a Stmt, out: &mut Vec<Value<'a>>) {
 pub(super) fn ends_of_block<'a>(block: &'a StmtBlock, out: &mut Vec<Value<'a>>) {
     match block.statements().last() {
         Some(last) => ends_of(last, out),
-        None => out.push(Value::Nothing),
+        None => out.push(Value::Nothing(block.position())),
     }
 }
 
@@ -179,8 +183,14 @@ pub(in crate::script) fn not_a_condition(ast: &AST) -> Vec<(String, Position)> {
     expression_results(ast).into_iter().filter_map(|value| {
         let kind = match value {
             Value::Expr(Expr::Variable(var, ..)) if var.1 == "store_id" => "a string or ()",
-            // `if amount > 5 { true }` gives () otherwise: Rhai's own error says so.
-            Value::Nothing => return None,
+            // Trial: `if amount > 5 { true }` failed every request it did not pass, with
+            // Rhai's "gave ()" blaming a missing field.
+            Value::Nothing(at) => {
+                return Some((
+                    "this if (or switch) gives () when no branch is taken, not true or false: add else { false }, or write the condition itself (amount > 5)".to_owned(),
+                    at,
+                ));
+            }
             _ => names.value_kind(value).filter(|k| *k != Kind::Bool)?.name(),
         };
         Some((
@@ -402,6 +412,18 @@ mod tests {
                     format!("this gives {kind}, not true or false: write a condition, such as order_id == \"x\" or amount > 1000").as_str(),
                     column
                 ),
+                "{src}"
+            );
+        }
+        // Trial: an `if` without `else` failed every request it did not pass, at run time.
+        for (src, column) in [
+            ("if amount > 5 { true }", 1),
+            (r#"switch api { "v1" => true }"#, 1),
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.column),
+                ("this if (or switch) gives () when no branch is taken, not true or false: add else { false }, or write the condition itself (amount > 5)", column),
                 "{src}"
             );
         }
