@@ -66,6 +66,17 @@ pub enum Command {
 
 /// An on/off flag's value, as its `CONFIRM_PROXY_…` variable gives it (the flag alone means
 /// on). The values clap's own boolish parser takes, with an error that lists them.
+/// What `RUST_LOG` asks to log, or `default` when it is unset, blank or unreadable. Trial: a
+/// blank one — what docker-compose passes for an unset `${RUST_LOG}` — turned off every line,
+/// errors and the reasons not to start included.
+fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default))
+}
+
 fn switch(s: &str) -> Result<bool, String> {
     const ON: [&str; 6] = ["true", "1", "yes", "on", "y", "t"];
     const OFF: [&str; 6] = ["false", "0", "no", "off", "n", "f"];

@@ -330,9 +330,23 @@ impl Metrics {
 
     /// Registers the series of every ruleset of `rules` at 0 — its requests by decision, and
     /// each rule's `error` outcome (`shadow_error` for a shadow rule) — so that a `rate`/`increase` alert sees the first refusal or
-    /// failed check after a start or a reload (a series born at 1 shows no increase).
+    /// failed check after a start or a reload (a series born at 1 shows no increase); so too
+    /// each upstream's calls answered 5xx or waiting out their `timeout` for a connection,
+    /// its calls sent again, and its failed probes, which the README's alerts read.
     pub fn register(&self, rules: &Rules) {
         for rs in rules.rulesets.values() {
+            for up in rs.upstreams.values() {
+                let (ruleset, upstream) = (up.ruleset.to_string(), up.name.clone());
+                self.record(|| {
+                    for outcome in ["5xx", "no_free_connection"] {
+                        counter!(UPSTREAM_CALLS, "ruleset" => ruleset.clone(), "upstream" => upstream.clone(), "outcome" => outcome).increment(0);
+                    }
+                    counter!(UPSTREAM_RESENT, "ruleset" => ruleset.clone(), "upstream" => upstream.clone()).increment(0);
+                    if up.health.is_some() {
+                        counter!(HEALTH_PROBES, "ruleset" => ruleset.clone(), "upstream" => upstream.clone(), "result" => "failure").increment(0);
+                    }
+                });
+            }
             let handles = self.handles(rs);
             for (rule, cells) in rs.rules.iter().zip(&handles.rules) {
                 let error = match rule.mode {
@@ -599,6 +613,41 @@ mod tests {
         m.decision(None, &Decision::approve(None), Duration::from_secs(9));
         assert_eq!(late(&m), "1");
         assert!(m.render().contains(&format!("# HELP {ANSWERS_LATE} ")));
+    }
+
+    /// Trial: the upstream series the README's alerts read were born at their first event,
+    /// which a `rate` over them does not see. They are there at 0 once the rules load.
+    #[test]
+    fn upstream_series_alerts_read_exist_at_zero() {
+        let (_dir, rules) = crate::rules::load_files(&[(
+            "default.yaml",
+            "upstreams:\n  shop: { url: \"http://127.0.0.1:9\", health: { path: /health } }\n  pay: { url: \"http://127.0.0.1:9\" }\nrules:\n  - { name: up, healthy: shop, reason: r }\n  - { name: f, fetch: { upstream: pay, path: /x } }\n",
+        )]);
+        let m = Metrics::new();
+        m.register(&rules);
+        let text = m.render();
+        for line in [
+            format!("{UPSTREAM_CALLS}{{ruleset=\"default\",upstream=\"shop\",outcome=\"5xx\"}} 0"),
+            format!("{UPSTREAM_CALLS}{{ruleset=\"default\",upstream=\"pay\",outcome=\"no_free_connection\"}} 0"),
+            format!("{UPSTREAM_RESENT}{{ruleset=\"default\",upstream=\"pay\"}} 0"),
+            format!("{HEALTH_PROBES}{{ruleset=\"default\",upstream=\"shop\",result=\"failure\"}} 0"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        // A probe only for an upstream that has one.
+        assert!(!text.contains(&format!(
+            "{HEALTH_PROBES}{{ruleset=\"default\",upstream=\"pay\""
+        )));
+        // Registering again (a reload) keeps what was counted.
+        let (_dir2, again) = crate::rules::load_files(&[(
+            "default.yaml",
+            "upstreams:\n  pay: { url: \"http://127.0.0.1:9\" }\nrules:\n  - { name: f, fetch: { upstream: pay, path: /x } }\n",
+        )]);
+        let pay = &again.rulesets["default"].upstreams["pay"];
+        m.upstream_resent(pay);
+        m.register(&again);
+        let resent = format!("{UPSTREAM_RESENT}{{ruleset=\"default\",upstream=\"pay\"}} 1");
+        assert!(m.render().lines().any(|l| l == resent), "{}", m.render());
     }
 
     /// The gauge says whether the files are what runs, for as long as they are not: 0 from a

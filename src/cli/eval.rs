@@ -78,8 +78,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     }
     // A script's `print` and `debug` output goes to stderr, where someone trying a script
     // with `eval` looks for it (`RUST_LOG` chooses other output).
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off,confirm_proxy::script=debug"));
+    let filter = super::log_filter("off,confirm_proxy::script=debug");
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

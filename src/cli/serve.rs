@@ -251,10 +251,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
 /// lines are dropped rather than holding up payments (the decision log is the lossless record);
 /// how many is said at exit.
 fn init_tracing(format: LogFormat) -> std::io::Result<LogGuard> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // notify reports routine inotify bookkeeping (a watch gone with a swapped `..data`
-        // directory) at info; only its warnings concern an operator.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,notify=warn"));
+    // notify reports routine inotify bookkeeping (a watch gone with a swapped `..data`
+    // directory) at info; only its warnings concern an operator.
+    let filter = super::log_filter("info,notify=warn");
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let failed = spool::Stderr::default();
     let spool = Spool::start("log-writer", 16 << 20, failed.clone())?;
@@ -403,7 +402,11 @@ pub fn refused_as_json(error: &clap::Error) -> Option<ExitCode> {
     if !error.use_stderr() {
         return None;
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Read as clap did: a flag that is no UTF-8 (which clap refused, without its value) must
+    // not panic here and print it, a secret maybe, with the backtrace.
+    let args: Vec<String> = (std::env::args_os().skip(1))
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let serve = args.first().is_some_and(|a| a == "serve");
     // The last `--log-format X` or `--log-format=X` given.
     let flag = (0..args.len())

@@ -382,6 +382,69 @@ fn flags_are_read_from_the_environment() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-rules-dir"));
 }
 
+/// Trial: a flag value that is no UTF-8 panicked in the code that looks for `--log-format`,
+/// printing the value (a secret) with the backtrace; any command went that way.
+#[test]
+fn a_flag_that_is_no_utf8_is_refused_without_its_value() {
+    use std::os::unix::ffi::OsStrExt;
+    let secret = std::ffi::OsStr::from_bytes(b"whsec_\xffSECRETvalue");
+    for format in ["json", "pretty"] {
+        let out = std::process::Command::new(binary())
+            .args([
+                "serve",
+                "--rules",
+                "/nonexistent-rules-dir",
+                "--log-format",
+                format,
+            ])
+            .arg("--webhook-secret")
+            .arg(secret)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("invalid UTF-8"), "{stderr}");
+        assert!(
+            !stderr.contains("SECRET") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+    let out = std::process::Command::new(binary())
+        .args(["test", "--rules", "/nonexistent-rules-dir"])
+        .arg(std::ffi::OsStr::from_bytes(b"case\xff"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Trial: `RUST_LOG=` (what docker-compose passes for an unset `${RUST_LOG}`) turned every
+/// line off, the reasons not to start included; blank is the default, as unset is.
+#[test]
+fn a_blank_rust_log_logs_as_an_unset_one() {
+    for format in ["json", "pretty"] {
+        let out = std::process::Command::new(binary())
+            .args([
+                "serve",
+                "--rules",
+                "/nonexistent-rules-dir",
+                "--log-format",
+                format,
+            ])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env("RUST_LOG", " ")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("not starting") && stderr.contains("protections"),
+            "{stderr}"
+        );
+    }
+}
+
 #[test]
 fn test_runs_the_shipped_rule_tests() {
     let out = run_cli(&["test", "--rules", &shipped_rules()], None);
