@@ -45,6 +45,9 @@ struct Pending {
     /// Set by [`Spool::close`]: what is pushed after it would wait behind the last drain and
     /// never be written, so it is refused.
     closed: bool,
+    /// The writer has written everything and stopped (after [`Spool::close`]): a drain asked
+    /// for later has nothing to wait for.
+    stopped: bool,
 }
 
 struct Shared {
@@ -133,8 +136,12 @@ impl Spool {
         let (ack, done) = mpsc::channel();
         if let Ok(mut pending) = self.0.pending.lock() {
             pending.closed |= close;
-            pending.drained.push(ack);
-            self.0.wake.notify_one();
+            if pending.stopped {
+                let _ = ack.send(());
+            } else {
+                pending.drained.push(ack);
+                self.0.wake.notify_one();
+            }
         }
         done
     }
@@ -146,7 +153,7 @@ fn write_loop(shared: &Shared, mut sink: impl Sink) {
     // Drains asked for, acknowledged once the sink holds nothing back.
     let mut waiting: Vec<mpsc::Sender<()>> = Vec::new();
     loop {
-        let (lines, reopen, drained) = {
+        let (lines, reopen, drained, closed) = {
             let Ok(pending) = shared.pending.lock() else {
                 return;
             };
@@ -160,6 +167,7 @@ fn write_loop(shared: &Shared, mut sink: impl Sink) {
                 std::mem::take(&mut pending.lines),
                 std::mem::take(&mut pending.reopen),
                 std::mem::take(&mut pending.drained),
+                pending.closed,
             )
         };
         waiting.extend(drained);
@@ -178,6 +186,18 @@ fn write_loop(shared: &Shared, mut sink: impl Sink) {
         if !sink.holds_lines() {
             for ack in waiting.drain(..) {
                 let _ = ack.send(());
+            }
+            // Closed, everything written: nothing more can come, and the thread would
+            // otherwise wake every FLUSH_EVERY for good, holding the sink (the decision log's
+            // file) open. A drain asked for since is acknowledged by its caller.
+            if closed {
+                let Ok(mut pending) = shared.pending.lock() else {
+                    return;
+                };
+                if pending.drained.is_empty() {
+                    pending.stopped = true;
+                    return;
+                }
             }
         }
     }
@@ -374,5 +394,42 @@ mod tests {
             "the other buffer too: {}",
             capacity()
         );
+    }
+
+    /// Review: the writer thread woke every 50 ms for good after a close, holding its sink
+    /// (the decision log's file) open. It stops once closed and written, and a drain asked
+    /// for afterwards is answered at once.
+    #[test]
+    fn the_writer_stops_once_closed_and_written() {
+        struct Held(Arc<std::sync::atomic::AtomicBool>);
+        impl Sink for Held {
+            fn write(&mut self, _: &[u8], _: usize) {}
+        }
+        impl Drop for Held {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spool = Spool::start("test-spool", 1 << 20, Held(dropped.clone())).unwrap();
+        assert!(spool.push(b"a\n", 1));
+        spool.close().recv_timeout(Duration::from_secs(10)).unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < until,
+                "the writer kept its sink"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!spool.push(b"b\n", 1));
+        spool
+            .drain()
+            .recv_timeout(Duration::from_millis(100))
+            .unwrap();
+        spool
+            .close()
+            .recv_timeout(Duration::from_millis(100))
+            .unwrap();
     }
 }

@@ -376,6 +376,9 @@ impl Drop for RulesWatcher {
 /// A watch that cannot be set up (the kernel's inotify limits reached: a busy node's
 /// `fs.inotify.max_user_instances`) does not keep the proxy from serving: it is warned about and
 /// tried again every second, and `SIGHUP` or `POST /admin/reload` reload meanwhile.
+///
+/// Its first walk of the tree runs on the caller's thread: it is called once, at start-up,
+/// before anything is served. Every look at the disk after that is off the workers.
 pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
     // `None` while not known (the first look failed: out of file descriptors): the first look
     // that works is taken as it is, not as a directory swapped in.
@@ -400,7 +403,11 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
         every.tick().await;
         let mut unreadable = Lasting::new(&store, |s| &mut s.unreadable);
         // As the rules the watch starts with were read: an edit before the first look counts.
-        let mut linked = linked_files(&dir, &store.scripts());
+        // Off the workers, as every look at the disk below.
+        let (looked_at, scripts) = (dir.clone(), store.scripts());
+        let mut linked = tokio::task::spawn_blocking(move || linked_files(&looked_at, &scripts))
+            .await
+            .unwrap_or_default();
         loop {
             every.tick().await;
             // What no event of the directory's watch tells: an edit to the file a rule file,
@@ -461,8 +468,8 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
                 if known.is_none() {
                     continue;
                 }
-                match &mut watching {
-                    None => match watch_events(&dir, &reloader) {
+                match watching.take() {
+                    None => match watch_events_off(&dir, &reloader).await {
                         Ok(w) => {
                             watching = Some(w);
                             unwatched.over();
@@ -472,8 +479,18 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
                         Err(e) => unwatched.report(not_watched(&dir, &e)),
                     },
                     // notify adds what it does not watch yet, and keeps what it does.
-                    Some(w) if w.incomplete => {
-                        match w.watcher.watch(&dir, RecursiveMode::Recursive) {
+                    Some(mut w) if w.incomplete => {
+                        let looked_at = dir.clone();
+                        let added = tokio::task::spawn_blocking(move || {
+                            let added = w.watcher.watch(&looked_at, RecursiveMode::Recursive);
+                            (w, added)
+                        })
+                        .await;
+                        // A panic there loses the watch: set up again a second later.
+                        let Ok((mut w, added)) = added else {
+                            continue;
+                        };
+                        match added {
                             Ok(()) => {
                                 w.incomplete = false;
                                 unwatched.over();
@@ -482,8 +499,9 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
                             }
                             Err(e) => unwatched.report(not_watched(&dir, &e)),
                         }
+                        watching = Some(w);
                     }
-                    Some(_) => {}
+                    same => watching = same,
                 }
                 continue;
             }
@@ -500,7 +518,7 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
             }
             // Loaded whether or not it can be watched; an unwatched one is tried again every
             // second (above).
-            match watch_events(&dir, &reloader) {
+            match watch_events_off(&dir, &reloader).await {
                 Ok(w) => {
                     watching = Some(w);
                     unwatched.over();
@@ -627,6 +645,15 @@ struct Watch {
 }
 
 /// A notify watcher feeding `reloader` with the events under `dir`.
+/// [`watch_events`] off the workers: it walks the whole tree, and a hung network mount would
+/// hold one.
+async fn watch_events_off(dir: &Path, reloader: &Reloader) -> notify::Result<Watch> {
+    let (dir, reloader) = (dir.to_owned(), reloader.clone());
+    tokio::task::spawn_blocking(move || watch_events(&dir, &reloader))
+        .await
+        .unwrap_or_else(|e| Err(notify::Error::generic(&e.to_string())))
+}
+
 fn watch_events(dir: &Path, reloader: &Reloader) -> notify::Result<Watch> {
     let watching = reloader.clone();
     let broken = Broken::default();
