@@ -87,11 +87,18 @@ pub fn free<T: Send + 'static>(value: T) {
     if tokio::runtime::Handle::try_current().is_err() {
         return drop(value);
     }
-    if let Err(returned) = freeing_thread().send(Box::new(value)) {
-        // The thread could not be started: freed here, as outside a runtime.
-        drop(returned.0);
+    match freeing_thread().try_send(Box::new(value)) {
+        Ok(()) => {}
+        // Review: the queue was unbounded, and on CPUs kept busy for long the low-priority
+        // thread could fall behind for good. Full, the answer is freed here: slower for this
+        // request, but what waits is bounded. (Or the thread could not be started.)
+        Err(std::sync::mpsc::TrySendError::Full(returned))
+        | Err(std::sync::mpsc::TrySendError::Disconnected(returned)) => drop(returned),
     }
 }
+
+/// How many answers may wait for the freeing thread; each holds at most a few MB.
+const FREE_QUEUE: usize = 64;
 
 /// `value`, freed as [`free`] frees it when `large`, wherever it is dropped: an evaluation
 /// stopped at its deadline drops what it holds on a worker.
@@ -117,11 +124,11 @@ impl<T: Default + Send + 'static> Drop for FreeLater<T> {
 type Garbage = Box<dyn Send>;
 
 /// The thread that frees what [`free`] is given, started on first use.
-fn freeing_thread() -> &'static std::sync::mpsc::Sender<Garbage> {
-    static SENDER: std::sync::OnceLock<std::sync::mpsc::Sender<Garbage>> =
+fn freeing_thread() -> &'static std::sync::mpsc::SyncSender<Garbage> {
+    static SENDER: std::sync::OnceLock<std::sync::mpsc::SyncSender<Garbage>> =
         std::sync::OnceLock::new();
     SENDER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Garbage>();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Garbage>(FREE_QUEUE);
         let started = std::thread::Builder::new()
             .name("confirm-proxy-free".into())
             .spawn(move || {
