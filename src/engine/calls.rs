@@ -58,6 +58,36 @@ pub(super) struct Prefetch {
 }
 
 impl Prefetch {
+    /// Starts `call` to `upstream` in a task of its own, on the connection `slot` holds (if
+    /// the upstream limits them).
+    fn start(
+        upstreams: &dyn crate::upstream::Upstreams,
+        upstream: &Arc<crate::rules::Upstream>,
+        mut call: crate::upstream::HttpCall,
+        slot: TakenSlot,
+    ) -> Prefetch {
+        let made = super::check::fetch_made(upstream, &call);
+        call.slot = slot;
+        let end = Arc::new(crate::upstream::CallEnd::default());
+        call.end = Some(end.clone());
+        let claimed = Arc::new(AtomicBool::new(false));
+        let call = upstreams.call(upstream.clone(), call);
+        let begun = claimed.clone();
+        let handle = tokio::spawn(async move {
+            if begun.swap(true, Ordering::AcqRel) {
+                return Err(UpstreamError::Other("not sent".into()));
+            }
+            call.await
+        });
+        Prefetch {
+            handle,
+            made,
+            read: false,
+            claimed,
+            end,
+        }
+    }
+
     /// Stops the call, counted `cancelled` unless its answer came in just now.
     pub(super) fn give_up(&self) {
         self.end.abandon();
@@ -288,32 +318,11 @@ impl Run<'_, '_> {
                         },
                         None => TakenSlot::default(),
                     };
-                    prefetches[i] =
-                        fetch_call(f, self.req, self.body_by(rule))
-                            .ok()
-                            .map(|mut call| {
-                                call.rule = Some(rule.name.clone());
-                                let made = super::check::fetch_made(&f.upstream, &call);
-                                call.slot = slot;
-                                let end = Arc::new(crate::upstream::CallEnd::default());
-                                call.end = Some(end.clone());
-                                let claimed = Arc::new(AtomicBool::new(false));
-                                let call = self.ctx.upstreams.call(f.upstream.clone(), call);
-                                let begun = claimed.clone();
-                                let handle = tokio::spawn(async move {
-                                    if begun.swap(true, Ordering::AcqRel) {
-                                        return Err(UpstreamError::Other("not sent".into()));
-                                    }
-                                    call.await
-                                });
-                                Prefetch {
-                                    handle,
-                                    made,
-                                    read: false,
-                                    claimed,
-                                    end,
-                                }
-                            });
+                    let call = fetch_call(f, self.req, self.body_by(rule));
+                    prefetches[i] = call.ok().map(|mut call| {
+                        call.rule = Some(rule.name.clone());
+                        Prefetch::start(&*self.ctx.upstreams, &f.upstream, call, slot)
+                    });
                 }
             }
         }
