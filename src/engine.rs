@@ -359,6 +359,7 @@ impl Run<'_, '_> {
                 }
                 Ok(false) => {
                     calls.done_with(i, rule);
+                    self.current = None;
                     let skipped = Called::default();
                     started = self.record(rule, Outcome::Skipped, started, skipped, None, None);
                     continue;

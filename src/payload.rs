@@ -168,6 +168,9 @@ pub enum PayloadError {
     /// `%XX` escape.
     #[error("필드 {0}에 올바르지 않은 % 이스케이프가 있습니다 (%는 16진수 두 자리와 함께 씁니다, % 자체는 %25)")]
     FormBadEscape(String),
+    /// A raw `;` in a form pair (the field named): older parsers split pairs on it as on `&`.
+    #[error("필드 {0}에 ;가 있습니다: ;를 &처럼 필드 구분자로 읽는 파서가 있으니, 값의 ;는 %3B로 보내 주세요")]
+    FormSemicolon(String),
     /// A form key or value (the field named) that is not UTF-8, raw or percent-encoded.
     #[error("필드 {0}의 값이 UTF-8이 아닙니다: form 본문은 UTF-8로 인코딩해 보내 주세요")]
     FormNotUtf8(String),
@@ -244,7 +247,11 @@ fn field_name(name: &str) -> String {
     let shown = crate::text::for_buyers_cut(&escaped, 100);
     // `  amount`: its spaces would not show, and the reason would read "field amount differs
     // from amount".
-    if shown.starts_with(char::is_whitespace) || shown.ends_with(char::is_whitespace) {
+    // An empty name would leave the reason with a gap: "필드 가 중복되어 있습니다".
+    if shown.is_empty()
+        || shown.starts_with(char::is_whitespace)
+        || shown.ends_with(char::is_whitespace)
+    {
         format!("\"{shown}\"")
     } else {
         shown.into_owned()
@@ -296,7 +303,14 @@ fn encoding(content_type: Option<&str>) -> Result<Encoding, PayloadError> {
         return Ok(Encoding::Unknown);
     };
     let mime = ct.split(';').next().unwrap_or("").trim();
-    if mime.eq_ignore_ascii_case("application/json") {
+    if lists_types(ct) {
+        // `application/json; charset=utf-8, text/plain`: two types, as two headers are, which
+        // parsers may read the other way round (trial: a list with parameters was read as
+        // JSON, one without refused).
+        Err(PayloadError::UnsupportedContentType(
+            crate::text::for_buyers_cut(ct, 100).into_owned(),
+        ))
+    } else if mime.eq_ignore_ascii_case("application/json") {
         Ok(Encoding::Json)
     } else if mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         Ok(Encoding::Form)
@@ -306,6 +320,21 @@ fn encoding(content_type: Option<&str>) -> Result<Encoding, PayloadError> {
             crate::text::for_buyers_cut(ct, 100).into_owned(),
         ))
     }
+}
+
+/// Whether `ct` holds a comma outside a quoted parameter value: a list of types.
+fn lists_types(ct: &str) -> bool {
+    let (mut quoted, mut escaped) = (false, false);
+    for c in ct.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// What a request's headers say about reading its body: its codings must leave the body as
@@ -512,6 +541,7 @@ fn parse_full(
             Err(
                 PayloadError::UnknownFormat
                 | PayloadError::FormBadEscape(_)
+                | PayloadError::FormSemicolon(_)
                 | PayloadError::FormNotUtf8(_)
                 | PayloadError::FormKeyNotUtf8(_),
             ) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {

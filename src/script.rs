@@ -792,6 +792,26 @@ pub(crate) mod tests {
         );
         let list = format!("!(order_id in [{}])", ids.join(", "));
         assert!(engine.compile_expression(&list, &[]).is_ok(), "{list}");
+        // Trial: a chain of prefix tests was told to use `in`, which blocked nothing; the
+        // form it is told now loads and refuses what the chain refused.
+        let prefixes: Vec<String> = (0..70).map(|i| format!("\"rs{i}-\"")).collect();
+        let chain: Vec<String> = prefixes
+            .iter()
+            .map(|p| format!("order_id.starts_with({p})"))
+            .collect();
+        let err = engine
+            .compile_expression(&format!("!({})", chain.join(" || ")), &[])
+            .unwrap_err();
+        assert!(
+            err.message.ends_with("test a long list of prefixes with some, ![\"rs01-\", \"bot-\", …].some(|p| order_id.starts_with(p)) (in compares whole ids, not prefixes))"),
+            "{}",
+            err.message
+        );
+        let some = format!(
+            "![{}].some(|p| order_id.starts_with(p))",
+            prefixes.join(", ")
+        );
+        assert!(engine.compile_expression(&some, &[]).is_ok(), "{some}");
         // Trial: a long sum got the hint about lists of ids.
         let sum = ["1"; 100].join(" + ");
         let err = engine
@@ -1449,6 +1469,30 @@ pub(crate) mod tests {
             let e = engine.compile_script(src).unwrap_err();
             assert_eq!(e.message, "undefined variable: limit", "{src}");
         }
+    }
+
+    /// Trial: arithmetic on a number an API sent as text, and a field read from text holding
+    /// JSON, were Rhai's bare words; each now says how to read the value.
+    #[test]
+    fn text_where_a_number_or_a_map_was_meant_says_how_to_read_it() {
+        for (src, hint) in [
+            (
+                "let remaining = payload.imp_uid; remaining * 154000 >= amount",
+                "(a number sent as text: read it with parse_int(…) or parse_decimal(…) first)",
+            ),
+            (
+                "let custom = payload.imp_uid; custom.tier == \"vip\"",
+                "(it is text: a field that holds JSON as text is read with parse_json(…) first)",
+            ),
+        ] {
+            let e = run_script(src).unwrap_err();
+            assert!(e.message.contains(hint), "{src}: {e}");
+        }
+        // Text added to text, or text and a number joined with +, is no slip.
+        assert_eq!(
+            run_script("let n = \"3\"; let s = n + 1; s == \"31\""),
+            Ok(ScriptVerdict::Pass)
+        );
     }
 
     #[test]

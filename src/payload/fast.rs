@@ -34,7 +34,7 @@ impl<'a> Field<'a> {
 
     fn id(self) -> Option<String> {
         self.string()
-            .filter(|s| !s.trim().is_empty())
+            .filter(|s| !crate::text::shows_nothing(s))
             .map(str::to_owned)
     }
 

@@ -16,6 +16,8 @@ use super::PayloadError;
 /// has an empty value. A key given twice (compared decoded) refuses the body, as in JSON: the
 /// merchant a `forward` sends the body to might read the other one; so does a key serde_json
 /// reserves, which a JSON body may not carry either (the decision log writes the form as JSON).
+/// A raw `;` refuses it too: parsers that split pairs on it as on `&` (Python's before 3.9.2,
+/// old PHP settings) would read `merchant_uid=o-1;amount=5` as another amount than ours.
 pub(super) fn parse_form(body: &[u8]) -> Result<Value, PayloadError> {
     use serde_json::map::Entry;
     let mut fields = Map::new();
@@ -43,6 +45,9 @@ pub(super) fn parse_form(body: &[u8]) -> Result<Value, PayloadError> {
         }
         if let Some(field) = look_alike(&key, &TOP_FIELDS) {
             return Err(PayloadError::look_alike(&key, field));
+        }
+        if pair.contains(&b';') {
+            return Err(PayloadError::FormSemicolon(super::field_name(&key)));
         }
         let value = Value::String(form_decode(value).map_err(|flaw| flaw.naming(&key))?);
         match fields.entry(key) {
@@ -142,6 +147,32 @@ mod tests {
                 None => prop_assert_eq!(parse_form(body.as_bytes()), Ok(Value::Object(want))),
             }
         }
+    }
+
+    /// Trial: `merchant_uid=o-1;amount=5&amount=1000` was order `o-1;amount=5` of 1,000 to
+    /// us, and order `o-1` of 5 to a parser that splits on `;`. A raw `;` is refused, naming
+    /// its field; one sent as `%3B` is a character like any other.
+    #[test]
+    fn a_raw_semicolon_is_refused() {
+        for (body, field) in [
+            (
+                "imp_uid=imp_1&merchant_uid=o-1;amount=5&amount=1000",
+                "merchant_uid",
+            ),
+            ("imp_uid=imp_1;merchant_uid=o-1;amount=1000", "imp_uid"),
+            (
+                "imp_uid=imp_1&merchant_uid=o-1&amount=1000&memo;x=1",
+                "memo;x",
+            ),
+        ] {
+            assert_eq!(
+                parse_form(body.as_bytes()),
+                Err(PayloadError::FormSemicolon(field.into())),
+                "{body}"
+            );
+        }
+        let read = parse_form(b"imp_uid=imp_1&merchant_uid=o-1%3Bx&amount=1000").unwrap();
+        assert_eq!(read["merchant_uid"], "o-1;x");
     }
 
     #[test]

@@ -137,7 +137,9 @@ fn key(field: &str) -> &str {
 fn read_id(obj: &Map<String, Value>, field: &'static str) -> Result<String, PayloadError> {
     match obj.get(key(field)) {
         None | Some(Value::Null) => Err(PayloadError::Missing(field)),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(PayloadError::Empty(field)),
+        // An id that shows nothing (zero-width spaces, the Hangul filler, NUL) is no id:
+        // nothing an operator could look up or a log would show.
+        Some(Value::String(s)) if crate::text::shows_nothing(s) => Err(PayloadError::Empty(field)),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(PayloadError::WrongType {
             field,

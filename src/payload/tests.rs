@@ -154,6 +154,19 @@ fn malformed_bodies_say_what_is_wrong() {
             r#"{"imp_uid":"i","merchant_uid":"  ","amount":1}"#,
             Empty("merchant_uid"),
         ),
+        // Trial: ids that show nothing were evaluated as ids, escaped or written as they are.
+        (
+            r#"{"imp_uid":"i","merchant_uid":"\u200b","amount":1}"#,
+            Empty("merchant_uid"),
+        ),
+        (
+            "{\"imp_uid\":\"\u{3164}\",\"merchant_uid\":\"m\",\"amount\":1}",
+            Empty("imp_uid"),
+        ),
+        (
+            r#"{"imp_uid":"i","merchant_uid":"\u0000","amount":1}"#,
+            Empty("merchant_uid"),
+        ),
         (
             r#"{"imp_uid":"i","merchant_uid":"m","amount":-1}"#,
             NegativeAmount("amount"),
@@ -329,6 +342,21 @@ fn a_compressed_body_is_refused_naming_its_coding() {
         parse(Some("text/pl\tain"), b"{}").unwrap_err(),
         PayloadError::UnsupportedContentType("text/pl ain".into())
     );
+    // Trial: a list of types was read as its first one when that had parameters.
+    let body = br#"{"imp_uid":"i","merchant_uid":"m","amount":1}"#;
+    for ct in [
+        "application/json, text/plain",
+        "application/json; charset=utf-8, text/plain",
+        "application/json; q=1, text/plain",
+    ] {
+        assert_eq!(
+            parse(Some(ct), body).unwrap_err(),
+            PayloadError::UnsupportedContentType(ct.into()),
+            "{ct}"
+        );
+    }
+    // A comma in a quoted parameter value is no list.
+    assert!(parse(Some(r#"application/json; x="a,b""#), body).is_ok());
 }
 
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
@@ -846,4 +874,14 @@ fn the_reading_of_a_body_is_how_it_is_read() {
     ] {
         assert_eq!(reading(unread, json), "none", "{unread:?}");
     }
+}
+
+/// Trial: an empty key given twice was named as nothing, "필드 가 중복되어 있습니다".
+#[test]
+fn an_empty_field_name_is_shown_quoted() {
+    let body = br#"{"imp_uid":"imp_1","merchant_uid":"o-1","amount":1000,"":1,"":2}"#;
+    let e = parse(Some("application/json"), body).unwrap_err();
+    assert!(e.to_string().starts_with("필드 \"\"가 중복되어"), "{e}");
+    let e = parse(FORM, b"imp_uid=imp_1&merchant_uid=o-1&amount=1000&=1&=2").unwrap_err();
+    assert!(e.to_string().starts_with("필드 \"\"가 중복되어"), "{e}");
 }

@@ -329,7 +329,13 @@ pub(super) fn parse_error(src: &str, extra: &[&str], e: &ParseError) -> CompileE
     if matches!(*e.0, rhai::ParseErrorType::ExprTooDeep) {
         // The usual way there is a long chain of tests; a long sum is rarer and needs no list.
         let tests = src.matches("&&").count() + src.matches("||").count();
-        let hint = if tests >= super::MAX_EXPR_DEPTH / 2 {
+        // Trial: a chain of prefix tests told to use `in`, which compares whole ids, loaded
+        // and blocked nothing.
+        let hint = if tests >= super::MAX_EXPR_DEPTH / 2 && src.contains("starts_with") {
+            "each && or || of a chain is one more: test a long list of prefixes with some, ![\"rs01-\", \"bot-\", …].some(|p| order_id.starts_with(p)) (in compares whole ids, not prefixes)"
+        } else if tests >= super::MAX_EXPR_DEPTH / 2 && src.contains("ends_with") {
+            "each && or || of a chain is one more: test a long list of endings with some, ![\"-test\", …].some(|s| order_id.ends_with(s)) (in compares whole ids, not endings)"
+        } else if tests >= super::MAX_EXPR_DEPTH / 2 {
             "each && or || of a chain is one more: test a long list of values with in, !(order_id in [\"o-1\", \"o-2\", …])"
         } else {
             "each operator of a chain, and each bracket, is one more: split it with let"
@@ -438,6 +444,8 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
             );
             if unit_key {
                 s.push_str(UNIT_KEY_HINT);
+            } else if let Some(hint) = text_hint(cause, &s) {
+                s.push_str(hint);
             } else if unit_argument
                 || s.ends_with("for type '()'")
                 || s.starts_with("Indexer unavailable: () [")
@@ -465,6 +473,27 @@ pub(super) fn script_error(e: &EvalAltResult) -> ScriptError {
         message,
         position: position(at),
         cut_off: false,
+    }
+}
+
+/// Arithmetic on a number an API or a form sent as text (`{"remaining": "3"}`), or a field
+/// read from text that holds JSON (V2's `customData`): Rhai names the kinds and no way out.
+/// (Orderings and equalities between text and a number have their own errors, which say it.)
+fn text_hint(cause: &EvalAltResult, shown: &str) -> Option<&'static str> {
+    match cause {
+        EvalAltResult::ErrorFunctionNotFound(signature, _) => {
+            let (name, args) = signature.split_once(" (")?;
+            let arithmetic = ["*", "/", "-", "%", "**"].contains(&name);
+            let text = args.contains("&str") || args.contains("ImmutableString");
+            let number = ["i64", "f64", "Decimal"].iter().any(|k| args.contains(k));
+            (arithmetic && text && number).then_some(
+                " (a number sent as text: read it with parse_int(…) or parse_decimal(…) first)",
+            )
+        }
+        _ if shown.contains("a getter is not registered for type 'string'") => {
+            Some(" (it is text: a field that holds JSON as text is read with parse_json(…) first)")
+        }
+        _ => None,
     }
 }
 
