@@ -329,8 +329,11 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
     assert_eq!(v["decision"]["decision"], "approve");
     assert_eq!(shop.calls_to("/confirm"), 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let body = v1("o-1", 5);
     assert!(
-        stderr.contains("note: sent POST /confirm to upstream shop for real"),
+        stderr.contains(&format!(
+            "note: sent POST /confirm to upstream shop with body {body} for real"
+        )),
         "{stderr}"
     );
 
@@ -344,7 +347,33 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
     assert_eq!(shop.calls_to("/stock/"), 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("note: held back POST /confirm to upstream shop (--dry-run)"),
+        stderr.contains(&format!(
+            "note: held back POST /confirm to upstream shop with body {body} (--dry-run)"
+        )),
+        "{stderr}"
+    );
+    // Trial: a POST fetch's body template could be checked only in the merchant's log.
+    let reserve = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{}\" }} }}\nrules:\n  - name: reserve\n    fetch: {{ upstream: shop, method: POST, path: /reserve, body: {{ order: \"{{order_id}}\", amount: \"{{amount}}\" }} }}\n    reason: r\n",
+            shop.url()
+        ),
+    );
+    let dir = reserve.path().to_str().unwrap().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        run_cli(
+            &["eval", "--rules", &dir, "--dry-run", "-"],
+            Some(v1("o-1", 5).as_bytes()),
+        )
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            r#"note: held back POST /reserve to upstream shop with body {"amount":"5","order":"o-1"} (--dry-run)"#
+        ),
         "{stderr}"
     );
 
@@ -366,7 +395,10 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("note: tried POST /confirm to upstream shop, not sent: connection refused"),
+        stderr.contains(&format!(
+            "note: tried POST /confirm to upstream shop with body {}, not sent: connection refused",
+            v1("o-1", 5)
+        )),
         "{stderr}"
     );
 }
