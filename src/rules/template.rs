@@ -20,7 +20,9 @@ pub const NOTHING_TO_SHOW: &str = super::DEFAULT_REASON;
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Text(String),
-    Var(Var),
+    /// A placeholder, with the text that stands in when it has nothing to show
+    /// (`{response.body.message|재고가 없습니다}`).
+    Var(Var, Option<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,8 +118,20 @@ impl Template {
                     offset(tail),
                 ));
             };
-            let name = tail[1..end].trim();
+            // `{name|fallback}`: the fallback stands in for a value that shows nothing (an
+            // answer without the field, V1's `store_id`), where the text around it would
+            // read broken ("예약할 수 없습니다: ").
+            let (name, fallback) = match tail[1..end].split_once('|') {
+                Some((name, fallback)) => (name.trim(), Some(fallback.trim())),
+                None => (tail[1..end].trim(), None),
+            };
             let var = parse_var(name, scope).map_err(|e| (e, offset(tail)))?;
+            if fallback.is_some_and(crate::text::shows_nothing) {
+                return Err((
+                    format!("placeholder {{{name}|}} has an empty fallback after \"|\"; write the text that stands in when {{{name}}} has nothing to show, such as {{{name}|없음}}, or leave out the \"|\""),
+                    offset(tail),
+                ));
+            }
             // `${order_id}` (a shell's habit) would show the buyer a `$` before the id. Before
             // `{amount}` a `$` may well be meant: a price in dollars.
             if scope != Scope::Call
@@ -132,7 +146,7 @@ impl Template {
             if !text.is_empty() {
                 parts.push(Part::Text(std::mem::take(&mut text)));
             }
-            parts.push(Part::Var(var));
+            parts.push(Part::Var(var, fallback.map(str::to_owned)));
             rest = &tail[end + 1..];
         }
         text.push_str(rest);
@@ -180,7 +194,8 @@ impl Template {
     pub fn never_blank(&self) -> bool {
         self.parts.iter().any(|p| match p {
             Part::Text(t) => !crate::text::shows_nothing(t),
-            Part::Var(v) => matches!(v, Var::OrderId | Var::TxId | Var::Amount),
+            Part::Var(_, Some(_)) => true,
+            Part::Var(v, None) => matches!(v, Var::OrderId | Var::TxId | Var::Amount),
         })
     }
 
@@ -195,37 +210,13 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Var(Var::OrderId) => out.push_str(&escape(&req.order_id)),
-                Part::Var(Var::TxId) => out.push_str(&escape(&req.tx_id)),
-                Part::Var(Var::Amount) => out.push_str(&escape(&req.amount.for_template())),
-                Part::Var(Var::StoreId) => {
-                    out.push_str(&escape(req.store_id.as_deref().unwrap_or("")))
-                }
-                Part::Var(Var::ResponseBody(path)) => {
-                    let mut node = response;
-                    for key in path {
-                        node = node.and_then(|v| match v {
-                            Value::Array(items) => {
-                                key.parse::<usize>().ok().and_then(|i| items.get(i))
-                            }
-                            _ => v.get(key),
-                        });
-                    }
-                    match node {
-                        None | Some(Value::Null) => {}
-                        // Text the answer's bytes did not hold in its charset (U+FFFD where
-                        // they could not be read) would show the buyer mojibake: left out,
-                        // like a missing field.
-                        Some(Value::String(s)) if s.contains(char::REPLACEMENT_CHARACTER) => {}
-                        Some(Value::String(s)) => out.push_str(&escape(head_within(s, FIELD_MAX))),
-                        Some(other) => {
-                            // Written only as far as a reason can show: `{response.body}` of
-                            // a megabyte answer would otherwise be written whole on a worker,
-                            // to be cut after.
-                            let (s, _) = display_within(other, FIELD_MAX);
-                            if !s.contains(char::REPLACEMENT_CHARACTER) {
-                                out.push_str(&escape(&s));
-                            }
+                Part::Var(var, fallback) => {
+                    let start = out.len();
+                    render_var(&mut out, var, req, response, &escape);
+                    if let Some(fallback) = fallback {
+                        if crate::text::shows_nothing(&out[start..]) {
+                            out.truncate(start);
+                            out.push_str(&escape(fallback));
                         }
                     }
                 }
@@ -236,16 +227,58 @@ impl Template {
 
     /// Whether anything of a request (or an answer) goes into it.
     pub fn has_placeholders(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Var(_)))
+        self.parts.iter().any(|p| matches!(p, Part::Var(..)))
     }
 
     /// The first field of each `{response.body.…}` placeholder (`available` of
     /// `{response.body.available}`).
     pub fn response_fields(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Var(Var::ResponseBody(path)) => path.first().map(String::as_str),
+            Part::Var(Var::ResponseBody(path), _) => path.first().map(String::as_str),
             _ => None,
         })
+    }
+}
+
+/// Writes the value of `var` to `out`, through `escape`.
+fn render_var(
+    out: &mut String,
+    var: &Var,
+    req: &ConfirmRequest,
+    response: Option<&Value>,
+    escape: &impl for<'s> Fn(&'s str) -> Cow<'s, str>,
+) {
+    match var {
+        Var::OrderId => out.push_str(&escape(&req.order_id)),
+        Var::TxId => out.push_str(&escape(&req.tx_id)),
+        Var::Amount => out.push_str(&escape(&req.amount.for_template())),
+        Var::StoreId => out.push_str(&escape(req.store_id.as_deref().unwrap_or(""))),
+        Var::ResponseBody(path) => {
+            let mut node = response;
+            for key in path {
+                node = node.and_then(|v| match v {
+                    Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+                    _ => v.get(key),
+                });
+            }
+            match node {
+                None | Some(Value::Null) => {}
+                // Text the answer's bytes did not hold in its charset (U+FFFD where
+                // they could not be read) would show the buyer mojibake: left out,
+                // like a missing field.
+                Some(Value::String(s)) if s.contains(char::REPLACEMENT_CHARACTER) => {}
+                Some(Value::String(s)) => out.push_str(&escape(head_within(s, FIELD_MAX))),
+                Some(other) => {
+                    // Written only as far as a reason can show: `{response.body}` of
+                    // a megabyte answer would otherwise be written whole on a worker,
+                    // to be cut after.
+                    let (s, _) = display_within(other, FIELD_MAX);
+                    if !s.contains(char::REPLACEMENT_CHARACTER) {
+                        out.push_str(&escape(&s));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -431,6 +464,59 @@ mod tests {
         let t = Template::parse("{response.body.note}", Scope::WithResponse).unwrap();
         assert!(!t.never_blank());
         assert_eq!(t.render_reason(&request(), Some(&body)), NOTHING_TO_SHOW);
+    }
+
+    /// Trial: "예약할 수 없습니다: {response.body.errorMessage}" read "예약할 수 없습니다:" to the
+    /// buyer when the answer had no message. A fallback after `|` stands in for a value that
+    /// shows nothing; a value that shows something is written as before.
+    #[test]
+    fn a_fallback_stands_in_for_a_value_that_shows_nothing() {
+        let t = Template::parse(
+            "예약할 수 없습니다: {response.body.errorMessage | 잠시 후 다시 시도해 주세요}",
+            Scope::WithResponse,
+        )
+        .unwrap();
+        assert!(t.never_blank());
+        for (body, shown) in [
+            (
+                serde_json::json!({ "code": "SOLD_OUT" }),
+                "예약할 수 없습니다: 잠시 후 다시 시도해 주세요",
+            ),
+            (
+                serde_json::json!({ "errorMessage": " \u{200b} " }),
+                "예약할 수 없습니다: 잠시 후 다시 시도해 주세요",
+            ),
+            (
+                serde_json::json!({ "errorMessage": "매진" }),
+                "예약할 수 없습니다: 매진",
+            ),
+        ] {
+            assert_eq!(t.render_reason(&request(), Some(&body)), shown, "{body}");
+        }
+        assert_eq!(
+            t.render_reason(&request(), None),
+            "예약할 수 없습니다: 잠시 후 다시 시도해 주세요"
+        );
+        // V1 has no store id; in a path the fallback is escaped as a value would be.
+        let v1 = br#"{"imp_uid":"i","merchant_uid":"o","amount":1}"#;
+        let Ok(Parsed::Confirm(v1)) = parse(Some("application/json"), v1) else {
+            panic!("v1");
+        };
+        let path = Template::parse("/stock/{store_id|본점 1}", Scope::Call).unwrap();
+        fn encoded(s: &str) -> Cow<'_, str> {
+            Cow::Owned(s.replace(' ', "%20"))
+        }
+        assert_eq!(path.render_escaped(&v1, None, encoded), "/stock/본점%201");
+        assert_eq!(
+            path.render_escaped(&request(), None, encoded),
+            "/stock/store-1"
+        );
+        // An empty fallback is a slip.
+        let e = Template::parse("품절 {response.body.left| }", Scope::WithResponse).unwrap_err();
+        assert!(
+            e.starts_with("placeholder {response.body.left|} has an empty fallback"),
+            "{e}"
+        );
     }
 
     #[test]
