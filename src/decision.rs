@@ -248,7 +248,7 @@ impl From<&crate::upstream::UpstreamResponse> for UpstreamAnswer {
         UpstreamAnswer {
             status: r.status,
             body,
-            incomplete: r.incomplete.clone(),
+            incomplete: r.incomplete.as_ref().map(ToString::to_string),
             cut: was_cut,
         }
     }

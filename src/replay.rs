@@ -23,6 +23,7 @@ use crate::payload::{self, ConfirmRequest, Parsed};
 use crate::rules::{Check, Health, Mode, Rule, Rules, Ruleset, UNKNOWN_RULESET_REASON};
 use crate::script::ScriptEngine;
 use crate::upstream::canned::{Canned, CannedAnswer, CannedError};
+use crate::upstream::Incomplete;
 
 /// One decision-log line, as far as a replay reads it.
 #[derive(Debug, Deserialize)]
@@ -861,7 +862,7 @@ fn logged_answer(t: &Traced) -> Option<CannedAnswer> {
         (Some(a), _) => Some(
             CannedAnswer::status(a.status)
                 .parsed_body(a.body.clone())
-                .cut_short(a.incomplete.clone()),
+                .cut_short(a.incomplete.as_deref().map(Incomplete::from_logged)),
         ),
         // Still waiting when the answer fell due, or failing after it (a timeout landing just
         // then): waiting again, the deadline comes again, and with it the ruleset's

@@ -173,10 +173,10 @@ pub struct UpstreamResponse {
     pub headers: Vec<(String, String)>,
     /// Parsed JSON, or the text when the body is not JSON.
     pub body: Value,
-    /// Why `body` holds only the start of the body, when it does: it was over
-    /// [`MAX_RESPONSE_BYTES`] (`cut at 1024 KiB`), or the upstream stopped sending it (`cut
-    /// short: timed out after 1s`). The status came whole and still counts.
-    pub incomplete: Option<String>,
+    /// Why `body` holds only the start of the body, or is kept as text, when it is: it was
+    /// over [`MAX_RESPONSE_BYTES`], the upstream stopped sending it, its rule had to decide, or
+    /// it holds too many values. The status came whole and still counts.
+    pub incomplete: Option<Incomplete>,
     /// What the JSON parser said of a body that did not parse as JSON (then `body` is its
     /// text), for the error of a `require` that reads its fields.
     pub not_json: Option<String>,
@@ -257,43 +257,94 @@ pub fn is_dot_segment(segment: &str) -> bool {
     dots == 1 || dots == 2
 }
 
-/// How [`UpstreamResponse::incomplete`] starts for a body that stopped coming.
-const CUT_SHORT: &str = "cut short";
+/// Why an answer's body is not all there to read (see [`UpstreamResponse::incomplete`]). Its
+/// text is what traces, the decision log and rule tests say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incomplete {
+    /// Over [`MAX_RESPONSE_BYTES`]: its start is kept.
+    SizeCap,
+    /// The upstream stopped sending it: closed early, or still sending at its timeout (why).
+    StoppedComing(String),
+    /// Still coming when its rule had to decide, before the request's deadline: the
+    /// deadline's business.
+    Deadline,
+    /// The same for a call whose own `timeout` would have ended it before the deadline: the
+    /// call's failure, for its rule's `on_error`, as an answer its timeout cut would be.
+    OwnTimeout,
+    /// Whole, but holding more values than are read as JSON: kept as text.
+    TooManyParts,
+    /// Written so in a decision record of another build, of none of the kinds above: read as
+    /// part of an answer.
+    Logged(String),
+}
 
-/// [`UpstreamResponse::incomplete`] of an answer still coming when its rule had to decide.
-const CUT_BY_DEADLINE: &str =
-    "cut short: still coming when its rule had to decide, before the request's deadline";
-
-/// The same for a call whose own `timeout` would have ended it before the request's deadline:
-/// the call's failure, for its rule's `on_error`, as an answer its timeout cut would be.
-const CUT_BEFORE_OWN_TIMEOUT: &str =
-    "cut short: still coming when its rule had to decide, its own timeout ending before the request's deadline";
+/// How an [`Incomplete::StoppedComing`] (and the two cuts at the deadline) reads.
+const CUT_SHORT: &str = "cut short: ";
 
 /// Why a body is not read as JSON although it came whole (the count is
 /// [`body::MAX_JSON_PARTS`], checked by a test below).
 const TOO_MANY_PARTS: &str = "not read: it holds more than 20,000 values and keys";
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Incomplete::SizeCap => write!(f, "cut at {} KiB", MAX_RESPONSE_BYTES / 1024),
+            Incomplete::StoppedComing(why) => write!(f, "{CUT_SHORT}{why}"),
+            Incomplete::Deadline => write!(
+                f,
+                "{CUT_SHORT}still coming when its rule had to decide, before the request's deadline"
+            ),
+            Incomplete::OwnTimeout => write!(
+                f,
+                "{CUT_SHORT}still coming when its rule had to decide, its own timeout ending before the request's deadline"
+            ),
+            Incomplete::TooManyParts => f.write_str(TOO_MANY_PARTS),
+            Incomplete::Logged(text) => f.write_str(text),
+        }
+    }
+}
+
+impl Incomplete {
+    /// The kind a decision record's text names (replay gives a rule the answer as logged).
+    pub fn from_logged(text: &str) -> Incomplete {
+        let known = [
+            Incomplete::SizeCap,
+            Incomplete::Deadline,
+            Incomplete::OwnTimeout,
+            Incomplete::TooManyParts,
+        ];
+        if let Some(kind) = known.into_iter().find(|k| k.to_string() == text) {
+            return kind;
+        }
+        match text.strip_prefix(CUT_SHORT) {
+            Some(why) => Incomplete::StoppedComing(why.to_owned()),
+            None => Incomplete::Logged(text.to_owned()),
+        }
+    }
+}
 
 impl UpstreamResponse {
     /// Whether `body` holds only part of what came (cut by the size cap, the upstream or the
     /// deadline), rather than all of it, kept as text.
     pub fn partial(&self) -> bool {
         self.incomplete
-            .as_deref()
-            .is_some_and(|why| why != TOO_MANY_PARTS)
+            .as_ref()
+            .is_some_and(|why| *why != Incomplete::TooManyParts)
     }
 
     /// Whether the body stopped coming: the upstream closed early, or was still sending at its
     /// timeout (or, for a rule, near the deadline) — not cut at the size cap.
     pub fn stopped_coming(&self) -> bool {
-        self.incomplete
-            .as_deref()
-            .is_some_and(|why| why.starts_with(CUT_SHORT))
+        matches!(
+            self.incomplete,
+            Some(Incomplete::StoppedComing(_) | Incomplete::Deadline | Incomplete::OwnTimeout)
+        )
     }
 
     /// Whether the body was cut because the request's deadline neared (not by the upstream
     /// or the size cap): a check that could not complete for the deadline's sake.
     pub fn cut_by_deadline(&self) -> bool {
-        self.incomplete.as_deref() == Some(CUT_BY_DEADLINE)
+        self.incomplete == Some(Incomplete::Deadline)
     }
 }
 
@@ -637,8 +688,8 @@ async fn send(
     // When the call's own timeout ends it: before the deadline, a cut is the call's failure.
     let own_end = tokio::time::Instant::now() + up.timeout.saturating_sub(timed_from.elapsed());
     let cut_as = match body_by {
-        Some(due) if own_end < due.deadline => CUT_BEFORE_OWN_TIMEOUT,
-        _ => CUT_BY_DEADLINE,
+        Some(due) if own_end < due.deadline => Incomplete::OwnTimeout,
+        _ => Incomplete::Deadline,
     };
     let (body, mut incomplete) = read_body(&mut resp, body_by, cut_as, failed).await;
     let large = is_large(&body);
@@ -646,9 +697,10 @@ async fn send(
     // A body that stopped coming is no answer any rule reads (its `require` is not evaluated,
     // later rules see no body): kept as text for the trace, not parsed — a megabyte cut near
     // the deadline, parsed, could use up the time its rule has left to refuse on its status.
-    let cut_short = incomplete
-        .as_deref()
-        .is_some_and(|why| why.starts_with(CUT_SHORT));
+    let cut_short = matches!(
+        incomplete,
+        Some(Incomplete::StoppedComing(_) | Incomplete::Deadline | Incomplete::OwnTimeout)
+    );
     // A body that breaks the limit on values is kept as text: `require` cannot read it, and
     // says why. Counted with the parse, off the runtime for a large body.
     let parse = move || {
@@ -664,7 +716,7 @@ async fn send(
         parse()
     };
     if !json && incomplete.is_none() {
-        incomplete = Some(TOO_MANY_PARTS.into());
+        incomplete = Some(Incomplete::TooManyParts);
     }
     if let (Some(_), Value::String(text)) = (&incomplete, &mut body) {
         mask_cut_secret(text, &up.secrets);
@@ -708,9 +760,9 @@ fn joined_headers(answer: &http::HeaderMap, up: &Upstream) -> Vec<(String, Strin
 async fn read_body(
     resp: &mut reqwest::Response,
     body_by: Option<BodyDue>,
-    cut_as: &str,
+    cut_as: Incomplete,
     failed: impl Fn(reqwest::Error) -> UpstreamError,
-) -> (Vec<u8>, Option<String>) {
+) -> (Vec<u8>, Option<Incomplete>) {
     // Once the status is in, the answer is the upstream's: a body that stops coming (closed
     // early, or still trickling at the timeout) leaves the status to decide, as it decides a
     // `forward` and a fetch without `require`, and a `require` on the body says what happened.
@@ -731,7 +783,7 @@ async fn read_body(
             biased;
             next = resp.chunk() => next,
             () = &mut due => {
-                incomplete = Some(cut_as.into());
+                incomplete = Some(cut_as);
                 break;
             }
         };
@@ -740,13 +792,13 @@ async fn read_body(
                 let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 if room < chunk.len() {
-                    incomplete = Some(format!("cut at {} KiB", MAX_RESPONSE_BYTES / 1024));
+                    incomplete = Some(Incomplete::SizeCap);
                     break;
                 }
             }
             Ok(None) => break,
             Err(e) => {
-                incomplete = Some(format!("{CUT_SHORT}: {}", failed(e)));
+                incomplete = Some(Incomplete::StoppedComing(failed(e).to_string()));
                 break;
             }
         }
@@ -1092,7 +1144,7 @@ mod slots_tests {
         )
         .await
         .unwrap();
-        let why = answer.incomplete.clone().unwrap();
+        let why = answer.incomplete.clone().unwrap().to_string();
         assert!(
             why.starts_with("cut short: timed out after 400ms, ")
                 && why.ends_with("ms of it waiting for a free connection (max_connections: 1)"),
@@ -1158,6 +1210,27 @@ mod slots_tests {
             "{waited}"
         );
     }
+}
+
+/// Replay reads back what the decision log wrote of each kind, as that kind: a cut at the
+/// deadline stays the deadline's, a body that stopped coming stays a transport failure.
+#[test]
+fn incomplete_bodies_read_back_as_logged() {
+    for kind in [
+        Incomplete::SizeCap,
+        Incomplete::StoppedComing("timed out after 1s".into()),
+        Incomplete::Deadline,
+        Incomplete::OwnTimeout,
+        Incomplete::TooManyParts,
+        Incomplete::Logged("cut somehow".into()),
+    ] {
+        assert_eq!(Incomplete::from_logged(&kind.to_string()), kind);
+    }
+    assert_eq!(
+        Incomplete::Deadline.to_string(),
+        "cut short: still coming when its rule had to decide, before the request's deadline"
+    );
+    assert_eq!(Incomplete::SizeCap.to_string(), "cut at 1024 KiB");
 }
 
 /// The count written in [`TOO_MANY_PARTS`] is the cap the body reader applies.

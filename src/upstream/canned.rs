@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    mask_json, masked, parse_body, too_many_parts, BoxFuture, HttpCall, UpstreamError,
-    UpstreamResponse, Upstreams, TOO_MANY_PARTS,
+    mask_json, masked, parse_body, too_many_parts, BoxFuture, HttpCall, Incomplete, UpstreamError,
+    UpstreamResponse, Upstreams,
 };
 use crate::rules::{parse_duration, Health, HttpMethod, Upstream};
 
@@ -66,7 +66,7 @@ pub struct CannedAnswer {
     pub hang: bool,
     /// Why the body is only the start of the answer's (a replayed answer that was cut short):
     /// as [`UpstreamResponse::incomplete`].
-    pub incomplete: Option<String>,
+    pub incomplete: Option<Incomplete>,
     /// A refused or failed call's error as the log has it (replay): said in its place rather
     /// than one made up from the upstream of the rules now (`connection refused by
     /// shop.invalid:80` for a call that was refused by the shop's real address).
@@ -278,7 +278,7 @@ impl CannedAnswer {
     }
 
     /// Marks the body as the start of the answer's only, cut for `why`.
-    pub fn cut_short(mut self, why: Option<String>) -> CannedAnswer {
+    pub fn cut_short(mut self, why: Option<Incomplete>) -> CannedAnswer {
         self.incomplete = why;
         self
     }
@@ -312,7 +312,7 @@ impl CannedAnswer {
         // so a rule test decides as the server would.
         if incomplete.is_none() && !body.is_string() && too_many_parts(text.as_bytes()) {
             body = Value::String(serde_json::to_string(&body).unwrap_or_default());
-            incomplete = Some(TOO_MANY_PARTS.into());
+            incomplete = Some(Incomplete::TooManyParts);
         }
         let result = match self.outcome {
             Ok(status) => Ok(UpstreamResponse {
@@ -664,7 +664,7 @@ mod tests {
             .settle(&up, up.timeout);
         let kept = kept.unwrap();
         assert!(kept.body.is_string());
-        assert_eq!(kept.incomplete.as_deref(), Some(TOO_MANY_PARTS));
+        assert_eq!(kept.incomplete, Some(Incomplete::TooManyParts));
         assert!(!kept.partial());
     }
 
