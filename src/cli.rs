@@ -72,7 +72,8 @@ pub enum Command {
 fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
     std::env::var("RUST_LOG")
         .ok()
-        .filter(|v| !v.trim().is_empty())
+        // Blank, or only separators (`,`): no directive, which would turn every line off.
+        .filter(|v| v.split(',').any(|d| !d.trim().is_empty()))
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default))
 }

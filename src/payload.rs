@@ -322,7 +322,8 @@ fn encoding(content_type: Option<&str>) -> Result<Encoding, PayloadError> {
     }
 }
 
-/// Whether `ct` holds a comma outside a quoted parameter value: a list of types.
+/// Whether `ct` holds a comma outside a quoted parameter value (a list of types), or a quote
+/// never closed, which would hide one.
 fn lists_types(ct: &str) -> bool {
     let (mut quoted, mut escaped) = (false, false);
     for c in ct.chars() {
@@ -334,7 +335,7 @@ fn lists_types(ct: &str) -> bool {
             _ => {}
         }
     }
-    false
+    quoted
 }
 
 /// What a request's headers say about reading its body: its codings must leave the body as

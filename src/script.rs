@@ -819,7 +819,7 @@ pub(crate) mod tests {
             .unwrap_err();
         assert_eq!(
             err.message,
-            "expression exceeds maximum complexity (at most 64 levels, and each operator of a chain, and each bracket, is one more: split it with let)"
+            "expression exceeds maximum complexity (at most 64 levels, and each operator of a chain, and each bracket, is one more: shorten it, or split it into parts with let in a script)"
         );
     }
 

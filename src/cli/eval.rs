@@ -204,11 +204,11 @@ impl Upstreams for EvalUpstreams {
             // With the body as sent (trial: a POST's body template could be checked only in
             // the merchant's own log; a forward's is the request's own).
             let body = match &call.body {
-                Some(body) => format!(
+                Some(body) if !body.is_empty() => format!(
                     " with body {}",
                     crate::text::cut(&String::from_utf8_lossy(body), 500)
                 ),
-                None => String::new(),
+                _ => String::new(),
             };
             let what = format!(
                 "{} {} to upstream {}{body}",

@@ -309,10 +309,20 @@ fn look_alike_error<E: de::Error>(dup: &mut Option<Flaw>, key: &str, field: &'st
 /// Records `key` as the scan's flaw and gives the error that unwinds the scan.
 fn flaw<E: de::Error>(dup: &mut Option<Flaw>, key: &str, kind: FlawKind) -> E {
     *dup = Some(Flaw {
-        path: key.to_owned(),
+        path: segment(key).into_owned(),
         kind,
     });
     E::custom(DUPLICATE)
+}
+
+/// A key as one step of a path: quoted when it shows nothing (`x.""`, where `x.` would read
+/// as a slip).
+fn segment(key: &str) -> Cow<'_, str> {
+    if crate::text::shows_nothing(key) {
+        Cow::Owned(format!("{key:?}"))
+    } else {
+        Cow::Borrowed(key)
+    }
 }
 
 /// Keys serde_json's own `Value` parser reads as instructions (with the `arbitrary_precision`
@@ -333,7 +343,7 @@ const DUPLICATE: &str = "duplicate key";
 
 /// Puts the enclosing key in front of the path of a duplicate found inside its value.
 fn prefix_key(dup: &mut Option<Flaw>, key: &str) {
-    prefix(dup, key);
+    prefix(dup, segment(key));
 }
 
 fn prefix_index(dup: &mut Option<Flaw>, index: usize) {

@@ -355,8 +355,13 @@ fn a_compressed_body_is_refused_naming_its_coding() {
             "{ct}"
         );
     }
-    // A comma in a quoted parameter value is no list.
+    // A comma in a quoted parameter value is no list; a quote never closed hides one.
     assert!(parse(Some(r#"application/json; x="a,b""#), body).is_ok());
+    let open = r#"application/json; foo="a,b, text/plain"#;
+    assert_eq!(
+        parse(Some(open), body).unwrap_err(),
+        PayloadError::UnsupportedContentType(open.into())
+    );
 }
 
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
@@ -884,4 +889,8 @@ fn an_empty_field_name_is_shown_quoted() {
     assert!(e.to_string().starts_with("필드 \"\"가 중복되어"), "{e}");
     let e = parse(FORM, b"imp_uid=imp_1&merchant_uid=o-1&amount=1000&=1&=2").unwrap_err();
     assert!(e.to_string().starts_with("필드 \"\"가 중복되어"), "{e}");
+    // Verification: nested, it read `x.`.
+    let body = br#"{"imp_uid":"imp_1","merchant_uid":"o-1","amount":1000,"x":{"":1,"":2}}"#;
+    let e = parse(Some("application/json"), body).unwrap_err();
+    assert!(e.to_string().starts_with("필드 x.\"\"가 중복되어"), "{e}");
 }

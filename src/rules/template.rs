@@ -132,6 +132,14 @@ impl Template {
                     offset(tail),
                 ));
             }
+            // A fallback is plain text on one line: `{store_id|{order_id}` would show the
+            // buyer a brace, and a line break cannot go into a header.
+            if let Some(fallback) = fallback.filter(|f| f.contains(['{', '\n', '\r'])) {
+                return Err((
+                    format!("placeholder {{{name}|{}}} has a fallback with a brace or a line break; a fallback is plain text on one line, and no placeholder", fallback.escape_debug()),
+                    offset(tail),
+                ));
+            }
             // `${order_id}` (a shell's habit) would show the buyer a `$` before the id. Before
             // `{amount}` a `$` may well be meant: a price in dollars.
             if scope != Scope::Call
@@ -211,13 +219,14 @@ impl Template {
             match part {
                 Part::Text(t) => out.push_str(t),
                 Part::Var(var, fallback) => {
-                    let start = out.len();
-                    render_var(&mut out, var, req, response, &escape);
-                    if let Some(fallback) = fallback {
-                        if crate::text::shows_nothing(&out[start..]) {
-                            out.truncate(start);
+                    let value = value_of(var, req, response);
+                    // Judged on the value itself: escaped for a path, a blank one would show
+                    // (`%20`).
+                    match fallback {
+                        Some(fallback) if crate::text::shows_nothing(&value) => {
                             out.push_str(&escape(fallback));
                         }
+                        _ => out.push_str(&escape(&value)),
                     }
                 }
             }
@@ -240,19 +249,14 @@ impl Template {
     }
 }
 
-/// Writes the value of `var` to `out`, through `escape`.
-fn render_var(
-    out: &mut String,
-    var: &Var,
-    req: &ConfirmRequest,
-    response: Option<&Value>,
-    escape: &impl for<'s> Fn(&'s str) -> Cow<'s, str>,
-) {
+/// The value `var` puts into the text, before any escaping; empty for a field the answer
+/// lacks.
+fn value_of<'a>(var: &Var, req: &'a ConfirmRequest, response: Option<&'a Value>) -> Cow<'a, str> {
     match var {
-        Var::OrderId => out.push_str(&escape(&req.order_id)),
-        Var::TxId => out.push_str(&escape(&req.tx_id)),
-        Var::Amount => out.push_str(&escape(&req.amount.for_template())),
-        Var::StoreId => out.push_str(&escape(req.store_id.as_deref().unwrap_or(""))),
+        Var::OrderId => Cow::Borrowed(&req.order_id),
+        Var::TxId => Cow::Borrowed(&req.tx_id),
+        Var::Amount => req.amount.for_template(),
+        Var::StoreId => Cow::Borrowed(req.store_id.as_deref().unwrap_or("")),
         Var::ResponseBody(path) => {
             let mut node = response;
             for key in path {
@@ -262,19 +266,23 @@ fn render_var(
                 });
             }
             match node {
-                None | Some(Value::Null) => {}
-                // Text the answer's bytes did not hold in its charset (U+FFFD where
-                // they could not be read) would show the buyer mojibake: left out,
-                // like a missing field.
-                Some(Value::String(s)) if s.contains(char::REPLACEMENT_CHARACTER) => {}
-                Some(Value::String(s)) => out.push_str(&escape(head_within(s, FIELD_MAX))),
+                None | Some(Value::Null) => Cow::Borrowed(""),
+                // Text the answer's bytes did not hold in its charset (U+FFFD where they
+                // could not be read) would show the buyer mojibake: left out, like a missing
+                // field.
+                Some(Value::String(s)) if s.contains(char::REPLACEMENT_CHARACTER) => {
+                    Cow::Borrowed("")
+                }
+                Some(Value::String(s)) => Cow::Borrowed(head_within(s, FIELD_MAX)),
                 Some(other) => {
-                    // Written only as far as a reason can show: `{response.body}` of
-                    // a megabyte answer would otherwise be written whole on a worker,
-                    // to be cut after.
+                    // Written only as far as a reason can show: `{response.body}` of a
+                    // megabyte answer would otherwise be written whole on a worker, to be cut
+                    // after.
                     let (s, _) = display_within(other, FIELD_MAX);
-                    if !s.contains(char::REPLACEMENT_CHARACTER) {
-                        out.push_str(&escape(&s));
+                    if s.contains(char::REPLACEMENT_CHARACTER) {
+                        Cow::Borrowed("")
+                    } else {
+                        Cow::Owned(s)
                     }
                 }
             }
@@ -511,12 +519,30 @@ mod tests {
             path.render_escaped(&request(), None, encoded),
             "/stock/store-1"
         );
-        // An empty fallback is a slip.
+        // Verification: a blank store id (a space, U+200B) escaped for the path showed, and
+        // was sent instead of the fallback.
+        for blank in [" ", "\u{200b}"] {
+            let body = format!(
+                r#"{{"type":"Transaction.Confirm","data":{{"paymentId":"o","transactionId":"t","totalAmount":1,"storeId":"{blank}"}}}}"#
+            );
+            let Ok(Parsed::Confirm(req)) = parse(Some("application/json"), body.as_bytes()) else {
+                panic!("{body}");
+            };
+            assert_eq!(path.render_escaped(&req, None, encoded), "/stock/본점%201");
+        }
+        // An empty fallback is a slip, and so is one holding a brace or a line break.
         let e = Template::parse("품절 {response.body.left| }", Scope::WithResponse).unwrap_err();
         assert!(
             e.starts_with("placeholder {response.body.left|} has an empty fallback"),
             "{e}"
         );
+        for src in ["{store_id|{order_id|z}", "{store_id|a\nb}"] {
+            let e = Template::parse(src, Scope::Call).unwrap_err();
+            assert!(
+                e.contains("a fallback is plain text on one line"),
+                "{src}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -945,7 +945,7 @@ rules:
         for (expect, said) in [
             (
                 "decision: approve, status: 409",
-                "an approval is answered 200, never 409",
+                "decision: approve is answered 200, never 409",
             ),
             (
                 "decision: reject, status: 200",
@@ -953,11 +953,20 @@ rules:
             ),
             (
                 "decision: approve, reason: x",
-                "an approval has no reason, so expect.reason",
+                "decision: approve has no reason, so expect.reason",
             ),
             (
                 "decision: approve, reason_contains: x",
-                "an approval has no reason, so expect.reason_contains",
+                "decision: approve has no reason, so expect.reason_contains",
+            ),
+            // Verification: an ignored message's expectations were let through.
+            (
+                "decision: ignored, status: 409",
+                "decision: ignored is answered 200, never 409",
+            ),
+            (
+                "decision: ignored, reason: x",
+                "decision: ignored has no reason, so expect.reason",
             ),
         ] {
             let errors = errors(&format!("{CASE}    expect: {{ {expect} }}\n"));

@@ -194,7 +194,9 @@ impl CaseNames<'_> {
                     .to_owned(),
             ));
         }
-        let approve = c.expect.decision == crate::decision::Verdict::Approve;
+        // Approvals and ignored messages are answered 200, without a reason.
+        let answered_200 = c.expect.decision != crate::decision::Verdict::Reject;
+        let decision = c.expect.decision.as_str();
         if let Some(status) = c.expect.status {
             let at = || self.value(&[Seg::Key("expect"), Seg::Key("status")]);
             if status != 200 && !(400..=599).contains(&status) {
@@ -204,18 +206,18 @@ impl CaseNames<'_> {
                         "status {status} is never answered: expected 200 or a refusal's 4xx or 5xx"
                     ),
                 ));
-            } else if approve != (status == 200) {
+            } else if answered_200 != (status == 200) {
                 // A case that could never pass would fail every run, and under
                 // `--test-on-reload` refuse every reload.
-                let why = if approve {
-                    format!("an approval is answered 200, never {status}; a {status} is decision: reject")
+                let why = if answered_200 {
+                    format!("decision: {decision} is answered 200, never {status}; a {status} is decision: reject")
                 } else {
                     "a refusal is never answered 200 (a refusal's status is a 4xx or 5xx); a 200 is decision: approve".to_owned()
                 };
                 out.push((at(), why));
             }
         }
-        if approve {
+        if answered_200 {
             for key in ["reason", "reason_contains"] {
                 let set = match key {
                     "reason" => c.expect.reason.is_some(),
@@ -224,7 +226,7 @@ impl CaseNames<'_> {
                 if set {
                     out.push((
                         self.value(&[Seg::Key("expect"), Seg::Key(key)]),
-                        format!("an approval has no reason, so expect.{key} can never match; it is for decision: reject"),
+                        format!("decision: {decision} has no reason, so expect.{key} can never match; it is for decision: reject"),
                     ));
                 }
             }

@@ -338,7 +338,7 @@ pub(super) fn parse_error(src: &str, extra: &[&str], e: &ParseError) -> CompileE
         } else if tests >= super::MAX_EXPR_DEPTH / 2 {
             "each && or || of a chain is one more: test a long list of values with in, !(order_id in [\"o-1\", \"o-2\", …])"
         } else {
-            "each operator of a chain, and each bracket, is one more: split it with let"
+            "each operator of a chain, and each bracket, is one more: shorten it, or split it into parts with let in a script"
         };
         error.message.push_str(&format!(
             " (at most {} levels, and {hint})",

@@ -399,9 +399,17 @@ fn loop_names(stmt: &Stmt) -> impl Iterator<Item = String> + '_ {
 
 /// Every name `ast` declares: `let`/`const`, function parameters, loop variables.
 fn declared_names(ast: &AST) -> HashSet<String> {
+    let captured = captured_names(ast);
     let mut declared: HashSet<String> = ast
         .iter_functions()
-        .flat_map(|f| f.params.into_iter().map(str::to_owned))
+        .flat_map(|f| {
+            let closure = f.name.starts_with("anon$");
+            f.params
+                .into_iter()
+                .filter(|p| !(closure && captured.contains(*p)))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect();
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
@@ -416,6 +424,20 @@ fn declared_names(ast: &AST) -> HashSet<String> {
         true
     });
     declared
+}
+
+/// The variables closures capture. A closure's function takes them as parameters before its
+/// own (`|d| now >= seoul_at(d)` is `anon$…(now, d)`): those are the same variables, not new
+/// ones.
+pub(super) fn captured_names(ast: &AST) -> HashSet<String> {
+    let mut shared = HashSet::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Share(vars))) = path.last() {
+            shared.extend(vars.iter().map(|(ident, _)| ident.name.to_string()));
+        }
+        true
+    });
+    shared
 }
 
 /// Whether `e` is a number whatever the request: a number literal, one of `numbers`, an
@@ -1350,6 +1372,14 @@ mod tests {
                 // An unreadable date where seoul_at never reads values: its text is no time.
                 "let label = \"2026-13-01 sale\";\norder_id != label && now >= seoul_at(\"2026-12-01\")",
             ],
+        );
+        // Verification: handed over by a closure, it loaded.
+        crate::script::tests::assert_refused(
+            &engine,
+            "[\"2026-12-01 10:00\", \"2026-12-01 24:00\"].all(|d| now >= seoul_at(d))",
+            r#"seoul_at: "2026-12-01 24:00" is no date and time: the end of a day is the next day's 00:00, "2026-12-02 00:00" (this script gives seoul_at its dates from values)"#,
+            1,
+            22,
         );
         crate::script::tests::assert_refused(
             &engine,

@@ -465,7 +465,7 @@ fn a_blank_rust_log_logs_as_an_unset_one() {
                 format,
             ])
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .env("RUST_LOG", " ")
+            .env("RUST_LOG", if format == "json" { " " } else { "," })
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

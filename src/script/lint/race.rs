@@ -240,15 +240,7 @@ pub(super) fn closure_literal(e: &Expr) -> Option<(String, Vec<(String, Position
 /// known here.
 fn closure_variables(ast: &AST) -> HashMap<String, HashSet<String>> {
     let mut given: HashMap<String, Vec<Option<HashSet<String>>>> = HashMap::new();
-    // A closure's function takes what it captures as parameters before its own: those are
-    // the same variables, not new ones.
-    let mut shared = HashSet::new();
-    ast.walk(&mut |path: &[ASTNode]| {
-        if let Some(ASTNode::Stmt(Stmt::Share(vars))) = path.last() {
-            shared.extend(vars.iter().map(|(ident, _)| ident.name.to_string()));
-        }
-        true
-    });
+    let shared = super::captured_names(ast);
     for f in ast.iter_functions() {
         for param in f.params {
             if !(f.name.starts_with("anon$") && shared.contains(param)) {

@@ -180,17 +180,12 @@ pub(super) fn object_of(e: &Expr) -> Option<&Expr> {
 /// request that reaches it.
 pub(in crate::script) fn not_a_condition(ast: &AST) -> Vec<(String, Position)> {
     let names = Names::of(ast);
-    expression_results(ast).into_iter().filter_map(|value| {
+    let mut found: Vec<_> = expression_results(ast).into_iter().filter_map(|value| {
         let kind = match value {
             Value::Expr(Expr::Variable(var, ..)) if var.1 == "store_id" => "a string or ()",
             // Trial: `if amount > 5 { true }` failed every request it did not pass, with
             // Rhai's "gave ()" blaming a missing field.
-            Value::Nothing(at) => {
-                return Some((
-                    "this if (or switch) gives () when no branch is taken, not true or false: add else { false }, or write the condition itself (amount > 5)".to_owned(),
-                    at,
-                ));
-            }
+            Value::Nothing(at) => return Some((NO_BRANCH_TAKEN.to_owned(), at)),
             _ => names.value_kind(value).filter(|k| *k != Kind::Bool)?.name(),
         };
         Some((
@@ -200,8 +195,37 @@ pub(in crate::script) fn not_a_condition(ast: &AST) -> Vec<(String, Position)> {
             value.start(),
         ))
     })
-    .collect()
+    .collect();
+    // The same inside `!`, `&&` and `||`, whose operands must be true or false as well.
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let operands: &[Expr] = match path.last() {
+            Some(rhai::ASTNode::Expr(Expr::And(operands, _) | Expr::Or(operands, _))) => {
+                operands.as_slice()
+            }
+            Some(
+                rhai::ASTNode::Expr(Expr::FnCall(call, _))
+                | rhai::ASTNode::Stmt(Stmt::FnCall(call, _)),
+            ) if call.name == "!" => &call.args,
+            _ => return true,
+        };
+        for operand in operands {
+            let mut ends = Vec::new();
+            ends_of_expr(operand, &mut ends);
+            for end in ends {
+                if let Value::Nothing(at) = end {
+                    if !found.iter().any(|(_, seen)| *seen == at) {
+                        found.push((NO_BRANCH_TAKEN.to_owned(), at));
+                    }
+                }
+            }
+        }
+        true
+    });
+    found
 }
+
+/// Why an `if` without `else` (or a `switch` without `_`) is no condition.
+const NO_BRANCH_TAKEN: &str = "this if (or switch) gives () when no branch is taken, not true or false: add else { false }, or write its condition itself";
 
 /// Why a script fails every request that reaches its end or a `return`: what it gives there
 /// is a number, an array or a map (`amount / 1000`, `#{ok: true}`), and a script gives true,
@@ -419,11 +443,15 @@ mod tests {
         for (src, column) in [
             ("if amount > 5 { true }", 1),
             (r#"switch api { "v1" => true }"#, 1),
+            // Verification: inside `!`, `&&` and `||` it loaded.
+            ("!(if amount > 5 { true })", 3),
+            ("amount > 5 && if order_id == \"x\" { true }", 15),
+            ("amount < 5 || if amount > 9 { true }", 15),
         ] {
             let e = engine.compile_expression(src, &[]).unwrap_err();
             assert_eq!(
                 (e.message.as_str(), e.column),
-                ("this if (or switch) gives () when no branch is taken, not true or false: add else { false }, or write the condition itself (amount > 5)", column),
+                (super::NO_BRANCH_TAKEN, column),
                 "{src}"
             );
         }
