@@ -89,9 +89,9 @@ pub fn free<T: Send + 'static>(value: T) {
     }
     match freeing_thread().try_send(Box::new(value)) {
         Ok(()) => {}
-        // Review: the queue was unbounded, and on CPUs kept busy for long the low-priority
-        // thread could fall behind for good. Full, the answer is freed here: slower for this
-        // request, but what waits is bounded. (Or the thread could not be started.)
+        // On CPUs kept busy for long the low-priority thread can fall behind for good: with
+        // the queue full, the answer is freed here, slower for this request, but what waits
+        // stays bounded. (Or the thread could not be started.)
         Err(std::sync::mpsc::TrySendError::Full(returned))
         | Err(std::sync::mpsc::TrySendError::Disconnected(returned)) => drop(returned),
     }

@@ -64,10 +64,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
 }
 
-/// An on/off flag's value, as its `CONFIRM_PROXY_…` variable gives it (the flag alone means
-/// on). The values clap's own boolish parser takes, with an error that lists them.
-/// What `RUST_LOG` asks to log, or `default` when it is unset, blank or unreadable. Trial: a
-/// blank one — what docker-compose passes for an unset `${RUST_LOG}` — turned off every line,
+/// What `RUST_LOG` asks to log, or `default` when it is unset, blank or unreadable: a blank
+/// one — what docker-compose passes for an unset `${RUST_LOG}` — must not turn off every line,
 /// errors and the reasons not to start included.
 fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
     std::env::var("RUST_LOG")
@@ -78,6 +76,8 @@ fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default))
 }
 
+/// An on/off flag's value, as its `CONFIRM_PROXY_…` variable gives it (the flag alone means
+/// on). The values clap's own boolish parser takes, with an error that lists them.
 fn switch(s: &str) -> Result<bool, String> {
     const ON: [&str; 6] = ["true", "1", "yes", "on", "y", "t"];
     const OFF: [&str; 6] = ["false", "0", "no", "off", "n", "f"];

@@ -269,10 +269,10 @@ struct Run<'a, 'c> {
     /// so each evaluation is given what is left of this (at most `script::MAX_RUN_TIME`).
     deadline: tokio::time::Instant,
     /// When an enforced rule's upstream answer must be in: a tenth of the deadline (at most
-    /// 100 ms) before it, for the rule to decide, and never after `deadline`. A body still coming then is cut, so a status
-    /// that already arrived decides (a merchant's refusal stays a refusal) rather than the
-    /// deadline by `on_error`; a call that may change something at the merchant is not sent
-    /// after it (the rule's `on_error` decides).
+    /// 100 ms) before it, for the rule to decide, and never after `deadline`. A body still
+    /// coming then is cut, so a status that already arrived decides (a merchant's refusal
+    /// stays a refusal) rather than the deadline by `on_error`; a call that may change
+    /// something at the merchant is not sent after it (the rule's `on_error` decides).
     bodies_by: tokio::time::Instant,
     /// The shadow cut-off: arrival + half the deadline. Shadow rules' checks end by then (see
     /// the module documentation).

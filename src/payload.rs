@@ -305,8 +305,7 @@ fn encoding(content_type: Option<&str>) -> Result<Encoding, PayloadError> {
     let mime = ct.split(';').next().unwrap_or("").trim();
     if lists_types(ct) {
         // `application/json; charset=utf-8, text/plain`: two types, as two headers are, which
-        // parsers may read the other way round (trial: a list with parameters was read as
-        // JSON, one without refused).
+        // parsers may read the other way round, with parameters or without.
         Err(PayloadError::UnsupportedContentType(
             crate::text::for_buyers_cut(ct, 100).into_owned(),
         ))

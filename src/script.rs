@@ -812,6 +812,18 @@ pub(crate) mod tests {
             prefixes.join(", ")
         );
         assert!(engine.compile_expression(&some, &[]).is_ok(), "{some}");
+        // The hint follows what the chain tests: parts of ids get `contains`.
+        let parts: Vec<String> = (0..70)
+            .map(|i| format!("order_id.contains(\"t{i}\")"))
+            .collect();
+        let err = engine
+            .compile_expression(&format!("!({})", parts.join(" || ")), &[])
+            .unwrap_err();
+        assert!(
+            err.message.contains("some(|s| order_id.contains(s))"),
+            "{}",
+            err.message
+        );
         // Trial: a long sum got the hint about lists of ids.
         let sum = ["1"; 100].join(" + ");
         let err = engine

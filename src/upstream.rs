@@ -305,6 +305,14 @@ impl std::fmt::Display for Incomplete {
 }
 
 impl Incomplete {
+    /// Whether the body stopped coming (see [`UpstreamResponse::stopped_coming`]).
+    pub fn stopped_coming(&self) -> bool {
+        matches!(
+            self,
+            Incomplete::StoppedComing(_) | Incomplete::Deadline | Incomplete::OwnTimeout
+        )
+    }
+
     /// The kind a decision record's text names (replay gives a rule the answer as logged).
     pub fn from_logged(text: &str) -> Incomplete {
         let known = [
@@ -335,10 +343,9 @@ impl UpstreamResponse {
     /// Whether the body stopped coming: the upstream closed early, or was still sending at its
     /// timeout (or, for a rule, near the deadline) — not cut at the size cap.
     pub fn stopped_coming(&self) -> bool {
-        matches!(
-            self.incomplete,
-            Some(Incomplete::StoppedComing(_) | Incomplete::Deadline | Incomplete::OwnTimeout)
-        )
+        self.incomplete
+            .as_ref()
+            .is_some_and(Incomplete::stopped_coming)
     }
 
     /// Whether the body was cut because the request's deadline neared (not by the upstream
@@ -697,10 +704,7 @@ async fn send(
     // A body that stopped coming is no answer any rule reads (its `require` is not evaluated,
     // later rules see no body): kept as text for the trace, not parsed — a megabyte cut near
     // the deadline, parsed, could use up the time its rule has left to refuse on its status.
-    let cut_short = matches!(
-        incomplete,
-        Some(Incomplete::StoppedComing(_) | Incomplete::Deadline | Incomplete::OwnTimeout)
-    );
+    let cut_short = incomplete.as_ref().is_some_and(Incomplete::stopped_coming);
     // A body that breaks the limit on values is kept as text: `require` cannot read it, and
     // says why. Counted with the parse, off the runtime for a large body.
     let parse = move || {

@@ -201,13 +201,24 @@ impl Upstreams for EvalUpstreams {
         call: HttpCall,
     ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
         if call.method != http::Method::GET {
-            // With the body as sent (trial: a POST's body template could be checked only in
-            // the merchant's own log; a forward's is the request's own).
+            // With the body as sent: how an operator sees what a POST's body template renders
+            // (a forward's is the request's own). On one line, its controls escaped as on
+            // stdout: the terminal shows them rather than obeys them.
             let body = match &call.body {
-                Some(body) if !body.is_empty() => format!(
-                    " with body {}",
-                    crate::text::cut(&String::from_utf8_lossy(body), 500)
-                ),
+                Some(body) if !body.is_empty() => {
+                    let text: String = (String::from_utf8_lossy(body).chars())
+                        .map(|c| match c {
+                            '\n' | '\r' => " ".to_owned(),
+                            c if c.is_control() => c.escape_unicode().to_string(),
+                            c => c.to_string(),
+                        })
+                        .collect();
+                    let text = match crate::logfmt::unseen_escaped(text.as_bytes()) {
+                        Some(escaped) => String::from_utf8_lossy(&escaped).into_owned(),
+                        None => text,
+                    };
+                    format!(" with body {}", crate::text::cut(&text, 500))
+                }
                 _ => String::new(),
             };
             let what = format!(

@@ -644,7 +644,6 @@ struct Watch {
     incomplete: bool,
 }
 
-/// A notify watcher feeding `reloader` with the events under `dir`.
 /// [`watch_events`] off the workers: it walks the whole tree, and a hung network mount would
 /// hold one.
 async fn watch_events_off(dir: &Path, reloader: &Reloader) -> notify::Result<Watch> {
@@ -654,6 +653,7 @@ async fn watch_events_off(dir: &Path, reloader: &Reloader) -> notify::Result<Wat
         .unwrap_or_else(|e| Err(notify::Error::generic(&e.to_string())))
 }
 
+/// A notify watcher feeding `reloader` with the events under `dir`.
 fn watch_events(dir: &Path, reloader: &Reloader) -> notify::Result<Watch> {
     let watching = reloader.clone();
     let broken = Broken::default();

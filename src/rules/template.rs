@@ -134,7 +134,9 @@ impl Template {
             }
             // A fallback is plain text on one line: `{store_id|{order_id}` would show the
             // buyer a brace, and a line break cannot go into a header.
-            if let Some(fallback) = fallback.filter(|f| f.contains(['{', '\n', '\r'])) {
+            if let Some(fallback) =
+                fallback.filter(|f| f.contains(|c: char| c == '{' || c.is_control()))
+            {
                 return Err((
                     format!("placeholder {{{name}|{}}} has a fallback with a brace or a line break; a fallback is plain text on one line, and no placeholder", fallback.escape_debug()),
                     offset(tail),
@@ -536,7 +538,11 @@ mod tests {
             e.starts_with("placeholder {response.body.left|} has an empty fallback"),
             "{e}"
         );
-        for src in ["{store_id|{order_id|z}", "{store_id|a\nb}"] {
+        for src in [
+            "{store_id|{order_id|z}",
+            "{store_id|a\nb}",
+            "{store_id|a\u{7f}b}",
+        ] {
             let e = Template::parse(src, Scope::Call).unwrap_err();
             assert!(
                 e.contains("a fallback is plain text on one line"),

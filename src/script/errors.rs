@@ -329,16 +329,21 @@ pub(super) fn parse_error(src: &str, extra: &[&str], e: &ParseError) -> CompileE
     if matches!(*e.0, rhai::ParseErrorType::ExprTooDeep) {
         // The usual way there is a long chain of tests; a long sum is rarer and needs no list.
         let tests = src.matches("&&").count() + src.matches("||").count();
-        // Trial: a chain of prefix tests told to use `in`, which compares whole ids, loaded
-        // and blocked nothing.
-        let hint = if tests >= super::MAX_EXPR_DEPTH / 2 && src.contains("starts_with") {
-            "each && or || of a chain is one more: test a long list of prefixes with some, ![\"rs01-\", \"bot-\", …].some(|p| order_id.starts_with(p)) (in compares whole ids, not prefixes)"
-        } else if tests >= super::MAX_EXPR_DEPTH / 2 && src.contains("ends_with") {
-            "each && or || of a chain is one more: test a long list of endings with some, ![\"-test\", …].some(|s| order_id.ends_with(s)) (in compares whole ids, not endings)"
-        } else if tests >= super::MAX_EXPR_DEPTH / 2 {
-            "each && or || of a chain is one more: test a long list of values with in, !(order_id in [\"o-1\", \"o-2\", …])"
-        } else {
-            "each operator of a chain, and each bracket, is one more: shorten it, or split it into parts with let in a script"
+        // What the chain mostly tests: `in` compares whole ids, so a chain of prefix (or end,
+        // or part) tests told to use it would load and block nothing.
+        let equalities = src.matches("==").count() + src.matches("!=").count();
+        let method = ["starts_with", "ends_with", "contains"]
+            .into_iter()
+            .map(|m| (src.matches(&format!(".{m}(")).count(), m))
+            .max()
+            .filter(|(n, _)| *n > equalities)
+            .map(|(_, m)| m);
+        let hint = match method {
+            _ if tests < super::MAX_EXPR_DEPTH / 2 => "each operator of a chain, and each bracket, is one more: shorten it, or split it into parts with let in a script",
+            Some("starts_with") => "each && or || of a chain is one more: test a long list of prefixes with some, ![\"rs01-\", \"bot-\", …].some(|p| order_id.starts_with(p)) (in compares whole ids, not prefixes)",
+            Some("ends_with") => "each && or || of a chain is one more: test a long list of endings with some, ![\"-test\", …].some(|s| order_id.ends_with(s)) (in compares whole ids, not endings)",
+            Some(_) => "each && or || of a chain is one more: test a long list of parts with some, ![\"test\", …].some(|s| order_id.contains(s)) (in compares whole ids, not parts)",
+            None => "each && or || of a chain is one more: test a long list of values with in, !(order_id in [\"o-1\", \"o-2\", …])",
         };
         error.message.push_str(&format!(
             " (at most {} levels, and {hint})",

@@ -284,9 +284,10 @@ pub(super) fn time_in_other_units(ast: &AST) -> Vec<(String, Position)> {
     found
 }
 
-/// Whether `text` is written as a date, as a date and time for `seoul_at` begins: four
-/// digits, `-`, one or two, `-`, one or two, then nothing or a space or `T` and more. Not
-/// `2026-12-01-promo`, a code, not a time.
+/// Whether `text` is written as a date and nothing else, as `seoul_at` takes one: four digits,
+/// `-`, one or two, `-`, one or two, then nothing, or a space or `T` and a clock time (digits,
+/// `:`, `.`, an offset). Not `2026-12-01-promo`, a code, nor `2026-12-01 10:00부터 접수`, a
+/// message that names a date.
 fn looks_like_a_date(text: &str) -> bool {
     let mut parts = text.splitn(3, '-');
     let (Some(year), Some(month), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
@@ -300,7 +301,11 @@ fn looks_like_a_date(text: &str) -> bool {
     digits(year, 4..=4)
         && digits(month, 1..=2)
         && (1..=2).contains(&day_len)
-        && (after.is_empty() || after.starts_with([' ', 'T', 't']))
+        && (after.is_empty()
+            || (after.starts_with([' ', 'T', 't'])
+                && after[1..]
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ":.+-Zz ".contains(c))))
 }
 
 /// `n` read as Unix time in seconds, microseconds or nanoseconds, when it is plainly one of
@@ -399,18 +404,7 @@ fn loop_names(stmt: &Stmt) -> impl Iterator<Item = String> + '_ {
 
 /// Every name `ast` declares: `let`/`const`, function parameters, loop variables.
 fn declared_names(ast: &AST) -> HashSet<String> {
-    let captured = captured_names(ast);
-    let mut declared: HashSet<String> = ast
-        .iter_functions()
-        .flat_map(|f| {
-            let closure = f.name.starts_with("anon$");
-            f.params
-                .into_iter()
-                .filter(|p| !(closure && captured.contains(*p)))
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let mut declared: HashSet<String> = own_params(ast).into_iter().collect();
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
             Some(ASTNode::Stmt(Stmt::Var(var, ..))) => {
@@ -426,18 +420,27 @@ fn declared_names(ast: &AST) -> HashSet<String> {
     declared
 }
 
-/// The variables closures capture. A closure's function takes them as parameters before its
-/// own (`|d| now >= seoul_at(d)` is `anon$…(now, d)`): those are the same variables, not new
-/// ones.
-pub(super) fn captured_names(ast: &AST) -> HashSet<String> {
-    let mut shared = HashSet::new();
+/// The parameters of the script's functions and closures that are their own. A closure's
+/// function takes what it captures as parameters before its own (`|d| now >= seoul_at(d)` is
+/// `anon$…(now, d)`): those are the same variables, not new ones.
+pub(super) fn own_params(ast: &AST) -> Vec<String> {
+    let mut captured = HashSet::new();
     ast.walk(&mut |path: &[ASTNode]| {
         if let Some(ASTNode::Stmt(Stmt::Share(vars))) = path.last() {
-            shared.extend(vars.iter().map(|(ident, _)| ident.name.to_string()));
+            captured.extend(vars.iter().map(|(ident, _)| ident.name.to_string()));
         }
         true
     });
-    shared
+    let mut own = Vec::new();
+    for f in ast.iter_functions() {
+        let closure = f.name.starts_with("anon$");
+        own.extend(
+            (f.params.into_iter())
+                .filter(|p| !(closure && captured.contains(*p)))
+                .map(str::to_owned),
+        );
+    }
+    own
 }
 
 /// Whether `e` is a number whatever the request: a number literal, one of `numbers`, an
@@ -1367,6 +1370,8 @@ mod tests {
             &[
                 // Every date readable.
                 "let w = [\"2026-12-01 10:00\", \"2026-12-02\"];\nnow >= seoul_at(w[0]) && now < seoul_at(w[1])",
+                // A message naming a date, beside seoul_at given a value.
+                "let w = \"2026-12-01 10:00\";\nif now < seoul_at(w) { return \"2026-12-01 10:00부터 접수합니다\"; }\ntrue",
                 // Codes, not dates, beside seoul_at given a value.
                 "let coupon = \"2026-12-01-promo\";\nlet w = \"2026-12-01 10:00\";\norder_id != coupon && now >= seoul_at(w)",
                 // An unreadable date where seoul_at never reads values: its text is no time.

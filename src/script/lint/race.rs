@@ -240,13 +240,8 @@ pub(super) fn closure_literal(e: &Expr) -> Option<(String, Vec<(String, Position
 /// known here.
 fn closure_variables(ast: &AST) -> HashMap<String, HashSet<String>> {
     let mut given: HashMap<String, Vec<Option<HashSet<String>>>> = HashMap::new();
-    let shared = super::captured_names(ast);
-    for f in ast.iter_functions() {
-        for param in f.params {
-            if !(f.name.starts_with("anon$") && shared.contains(param)) {
-                given.entry(param.to_owned()).or_default().push(None);
-            }
-        }
+    for param in super::own_params(ast) {
+        given.entry(param).or_default().push(None);
     }
     ast.walk(&mut |path: &[ASTNode]| {
         let (name, value) = match path.last() {

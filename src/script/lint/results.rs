@@ -183,8 +183,8 @@ pub(in crate::script) fn not_a_condition(ast: &AST) -> Vec<(String, Position)> {
     let mut found: Vec<_> = expression_results(ast).into_iter().filter_map(|value| {
         let kind = match value {
             Value::Expr(Expr::Variable(var, ..)) if var.1 == "store_id" => "a string or ()",
-            // Trial: `if amount > 5 { true }` failed every request it did not pass, with
-            // Rhai's "gave ()" blaming a missing field.
+            // `if amount > 5 { true }` would fail every request it does not pass, with Rhai's
+            // "gave ()" blaming a missing field.
             Value::Nothing(at) => return Some((NO_BRANCH_TAKEN.to_owned(), at)),
             _ => names.value_kind(value).filter(|k| *k != Kind::Bool)?.name(),
         };
