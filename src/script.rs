@@ -820,7 +820,19 @@ pub(crate) mod tests {
             .compile_expression(&format!("!({})", parts.join(" || ")), &[])
             .unwrap_err();
         assert!(
-            err.message.contains("some(|s| order_id.contains(s))"),
+            err.message
+                .contains("![\"test\", …].some(|p| order_id.contains(p))"),
+            "{}",
+            err.message
+        );
+        // A list of the only ids allowed keeps no `!`.
+        let allowed: Vec<String> = (0..70).map(|i| format!("order_id == \"o-{i}\"")).collect();
+        let err = engine
+            .compile_expression(&allowed.join(" || "), &[])
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("test a long list of values with in, (order_id in [\"o-1\""),
             "{}",
             err.message
         );

@@ -393,6 +393,9 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
             None
         }
     };
+    // The linked files as the rules the watch starts with were read, taken before the version
+    // is compared: an edit before this look changes the version, one after it the look.
+    let mut linked = linked_files(dir, &store.scripts());
     if rules::rules_version(dir).is_ok_and(|v| v != reloader.store.current().version) {
         reloader.request(Trigger::Watch);
     }
@@ -402,12 +405,6 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
         let mut unreadable = Lasting::new(&store, |s| &mut s.unreadable);
-        // As the rules the watch starts with were read: an edit before the first look counts.
-        // Off the workers, as every look at the disk below.
-        let (looked_at, scripts) = (dir.clone(), store.scripts());
-        let mut linked = tokio::task::spawn_blocking(move || linked_files(&looked_at, &scripts))
-            .await
-            .unwrap_or_default();
         loop {
             every.tick().await;
             // What no event of the directory's watch tells: an edit to the file a rule file,

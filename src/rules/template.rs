@@ -138,7 +138,7 @@ impl Template {
                 fallback.filter(|f| f.contains(|c: char| c == '{' || c.is_control()))
             {
                 return Err((
-                    format!("placeholder {{{name}|{}}} has a fallback with a brace or a line break; a fallback is plain text on one line, and no placeholder", fallback.escape_debug()),
+                    format!("placeholder {{{name}|{}}} has a fallback with a brace or a control character (a line break, a tab); a fallback is plain text on one line, and no placeholder", fallback.escape_debug()),
                     offset(tail),
                 ));
             }
@@ -532,7 +532,7 @@ mod tests {
             };
             assert_eq!(path.render_escaped(&req, None, encoded), "/stock/본점%201");
         }
-        // An empty fallback is a slip, and so is one holding a brace or a line break.
+        // An empty fallback is a slip, and so is one holding a brace or a control character.
         let e = Template::parse("품절 {response.body.left| }", Scope::WithResponse).unwrap_err();
         assert!(
             e.starts_with("placeholder {response.body.left|} has an empty fallback"),

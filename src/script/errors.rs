@@ -338,12 +338,23 @@ pub(super) fn parse_error(src: &str, extra: &[&str], e: &ParseError) -> CompileE
             .max()
             .filter(|(n, _)| *n > equalities)
             .map(|(_, m)| m);
+        // A blocklist (`!(a || b)`, `x != a && x != b`, `!x.starts_with(a) && …`) keeps its
+        // `!`; a list of the only ones allowed (`x == a || x == b`) has none.
+        let negations = src.matches("!=").count() + src.matches("!order_id").count();
+        let not = if src.trim_start().starts_with("!(") || 2 * negations > tests {
+            "!"
+        } else {
+            ""
+        };
+        let list = |what: &str, items: &str, test: &str| {
+            format!("each && or || of a chain is one more: test a long list of {what} with some, {not}[{items}, …].some(|p| order_id.{test}(p)) (in compares whole ids, not {what})")
+        };
         let hint = match method {
-            _ if tests < super::MAX_EXPR_DEPTH / 2 => "each operator of a chain, and each bracket, is one more: shorten it, or split it into parts with let in a script",
-            Some("starts_with") => "each && or || of a chain is one more: test a long list of prefixes with some, ![\"rs01-\", \"bot-\", …].some(|p| order_id.starts_with(p)) (in compares whole ids, not prefixes)",
-            Some("ends_with") => "each && or || of a chain is one more: test a long list of endings with some, ![\"-test\", …].some(|s| order_id.ends_with(s)) (in compares whole ids, not endings)",
-            Some(_) => "each && or || of a chain is one more: test a long list of parts with some, ![\"test\", …].some(|s| order_id.contains(s)) (in compares whole ids, not parts)",
-            None => "each && or || of a chain is one more: test a long list of values with in, !(order_id in [\"o-1\", \"o-2\", …])",
+            _ if tests < super::MAX_EXPR_DEPTH / 2 => "each operator of a chain, and each bracket, is one more: shorten it, or split it into parts with let in a script".to_owned(),
+            Some("starts_with") => list("prefixes", "\"rs01-\", \"bot-\"", "starts_with"),
+            Some("ends_with") => list("endings", "\"-test\"", "ends_with"),
+            Some(_) => list("parts", "\"test\"", "contains"),
+            None => format!("each && or || of a chain is one more: test a long list of values with in, {not}(order_id in [\"o-1\", \"o-2\", …])"),
         };
         error.message.push_str(&format!(
             " (at most {} levels, and {hint})",
