@@ -646,6 +646,18 @@ mod tests {
         Arc::new(store)
     }
 
+    /// A rules directory (the second) with `default.yaml` and a `shop.yaml` linked to one in
+    /// another directory (the first), as a release area outside it would be.
+    pub(super) fn linked_from_outside() -> (tempfile::TempDir, tempfile::TempDir) {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("shop.yaml");
+        std::fs::write(&target, GOOD).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("shop.yaml")).unwrap();
+        (outside, dir)
+    }
+
     /// A process holding `path` open for writing without writing to it, as a writer pausing
     /// between two pieces (or a shell's `exec 3>>`) does; kill it to close the file.
     pub(super) fn held_for_writing(path: &Path) -> std::process::Child {
@@ -804,12 +816,8 @@ mod tests {
     /// closed, a reload applies.
     #[tokio::test]
     async fn a_file_held_open_for_writing_holds_reloads_naming_its_holder() {
-        let outside = tempfile::tempdir().unwrap();
+        let (outside, dir) = linked_from_outside();
         let target = outside.path().join("shop.yaml");
-        std::fs::write(&target, GOOD).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
-        std::os::unix::fs::symlink(&target, dir.path().join("shop.yaml")).unwrap();
         for held in [dir.path().join("default.yaml"), target.clone()] {
             let store = store_waiting(dir.path(), Duration::from_millis(600));
             std::fs::write(dir.path().join("other.yaml"), GOOD).unwrap();

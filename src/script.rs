@@ -792,50 +792,34 @@ pub(crate) mod tests {
         );
         let list = format!("!(order_id in [{}])", ids.join(", "));
         assert!(engine.compile_expression(&list, &[]).is_ok(), "{list}");
-        // Trial: a chain of prefix tests was told to use `in`, which blocked nothing; the
-        // form it is told now loads and refuses what the chain refused.
-        let prefixes: Vec<String> = (0..70).map(|i| format!("\"rs{i}-\"")).collect();
-        let chain: Vec<String> = prefixes
-            .iter()
-            .map(|p| format!("order_id.starts_with({p})"))
-            .collect();
-        let err = engine
-            .compile_expression(&format!("!({})", chain.join(" || ")), &[])
-            .unwrap_err();
-        assert!(
-            err.message.ends_with("test a long list of prefixes with some, ![\"rs01-\", \"bot-\", …].some(|p| order_id.starts_with(p)) (in compares whole ids, not prefixes))"),
-            "{}",
-            err.message
-        );
+        // A chain of prefix (or part) tests told to use `in`, which compares whole ids, would
+        // load and block nothing: the hint follows what the chain tests, and keeps its `!`
+        // only for a blocklist; the form it names loads.
+        let seventy = |test: &dyn Fn(usize) -> String, join: &str| {
+            (0..70).map(test).collect::<Vec<_>>().join(join)
+        };
+        for (src, hint) in [
+            (
+                format!("!({})", seventy(&|i| format!("order_id.starts_with(\"rs{i}-\")"), " || ")),
+                "test a long list of prefixes with some, ![\"rs01-\", \"bot-\", …].some(|p| order_id.starts_with(p)) (in compares whole ids, not prefixes))",
+            ),
+            (
+                format!("!({})", seventy(&|i| format!("order_id.contains(\"t{i}\")"), " || ")),
+                "test a long list of parts with some, ![\"test\", …].some(|p| order_id.contains(p)) (in compares whole ids, not parts))",
+            ),
+            (
+                seventy(&|i| format!("order_id == \"o-{i}\""), " || "),
+                "test a long list of values with in, (order_id in [\"o-1\", \"o-2\", …]))",
+            ),
+        ] {
+            let err = engine.compile_expression(&src, &[]).unwrap_err();
+            assert!(err.message.ends_with(hint), "{}", err.message);
+        }
         let some = format!(
             "![{}].some(|p| order_id.starts_with(p))",
-            prefixes.join(", ")
+            seventy(&|i| format!("\"rs{i}-\""), ", ")
         );
         assert!(engine.compile_expression(&some, &[]).is_ok(), "{some}");
-        // The hint follows what the chain tests: parts of ids get `contains`.
-        let parts: Vec<String> = (0..70)
-            .map(|i| format!("order_id.contains(\"t{i}\")"))
-            .collect();
-        let err = engine
-            .compile_expression(&format!("!({})", parts.join(" || ")), &[])
-            .unwrap_err();
-        assert!(
-            err.message
-                .contains("![\"test\", …].some(|p| order_id.contains(p))"),
-            "{}",
-            err.message
-        );
-        // A list of the only ids allowed keeps no `!`.
-        let allowed: Vec<String> = (0..70).map(|i| format!("order_id == \"o-{i}\"")).collect();
-        let err = engine
-            .compile_expression(&allowed.join(" || "), &[])
-            .unwrap_err();
-        assert!(
-            err.message
-                .contains("test a long list of values with in, (order_id in [\"o-1\""),
-            "{}",
-            err.message
-        );
         // Trial: a long sum got the hint about lists of ids.
         let sum = ["1"; 100].join(" + ");
         let err = engine

@@ -202,23 +202,13 @@ impl Upstreams for EvalUpstreams {
     ) -> BoxFuture<Result<UpstreamResponse, UpstreamError>> {
         if call.method != http::Method::GET {
             // With the body as sent: how an operator sees what a POST's body template renders
-            // (a forward's is the request's own). On one line, its controls escaped as on
-            // stdout: the terminal shows them rather than obeys them.
+            // (a forward's is the request's own), on one line that the terminal shows rather
+            // than obeys.
             let body = match &call.body {
-                Some(body) if !body.is_empty() => {
-                    let text: String = (String::from_utf8_lossy(body).chars())
-                        .map(|c| match c {
-                            '\n' | '\r' => " ".to_owned(),
-                            c if c.is_control() => c.escape_unicode().to_string(),
-                            c => c.to_string(),
-                        })
-                        .collect();
-                    let text = match crate::logfmt::unseen_escaped(text.as_bytes()) {
-                        Some(escaped) => String::from_utf8_lossy(&escaped).into_owned(),
-                        None => text,
-                    };
-                    format!(" with body {}", crate::text::cut(&text, 500))
-                }
+                Some(body) if !body.is_empty() => format!(
+                    " with body {}",
+                    crate::logfmt::on_one_line(&String::from_utf8_lossy(body), 500)
+                ),
                 _ => String::new(),
             };
             let what = format!(

@@ -714,7 +714,9 @@ fn dir_identity(dir: &Path) -> std::io::Result<Option<DirIdentity>> {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::reload::tests::{held_for_writing, store, store_waiting, store_with, within, GOOD};
+    use crate::reload::tests::{
+        held_for_writing, linked_from_outside, store, store_waiting, store_with, within, GOOD,
+    };
 
     /// Nothing there, a file, or a path through a file: no directory (gone). Out of file
     /// descriptors or permission is an error instead, which leaves the watch alone.
@@ -894,12 +896,8 @@ mod tests {
     /// close: it stayed refused until something else reloaded.
     #[tokio::test]
     async fn a_save_held_back_by_a_writer_outside_goes_live_when_it_closes() {
-        let outside = tempfile::tempdir().unwrap();
+        let (outside, dir) = linked_from_outside();
         let target = outside.path().join("shop.yaml");
-        std::fs::write(&target, GOOD).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("default.yaml"), GOOD).unwrap();
-        std::os::unix::fs::symlink(&target, dir.path().join("shop.yaml")).unwrap();
         let store = store_waiting(dir.path(), Duration::from_millis(500));
         let (reloader, _task) = spawn_reload_loop(store.clone());
         let _watcher = watch(dir.path(), reloader);

@@ -259,15 +259,7 @@ async fn eval_says_what_the_health_probe_found() {
             shop.url()
         ),
     );
-    let dir = rules.path().to_str().unwrap().to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        run_cli(
-            &["eval", "--rules", &dir, "-"],
-            Some(v1("o-1", 5).as_bytes()),
-        )
-    })
-    .await
-    .unwrap();
+    let out = eval_o1(&rules, &[]).await;
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -313,17 +305,7 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
             shop.url()
         ),
     );
-    let dir = rules.path().to_str().unwrap().to_owned();
-    let eval = |extra: &'static [&'static str]| {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut args = vec!["eval", "--rules", &dir];
-            args.extend_from_slice(extra);
-            args.push("-");
-            run_cli(&args, Some(v1("o-1", 5).as_bytes()))
-        })
-    };
-    let out = eval(&[]).await.unwrap();
+    let out = eval_o1(&rules, &[]).await;
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["decision"]["decision"], "approve");
@@ -337,7 +319,7 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
         "{stderr}"
     );
 
-    let out = eval(&["--dry-run"]).await.unwrap();
+    let out = eval_o1(&rules, &["--dry-run"]).await;
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["decision"]["decision"], "reject");
@@ -360,15 +342,7 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
             shop.url()
         ),
     );
-    let dir = reserve.path().to_str().unwrap().to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        run_cli(
-            &["eval", "--rules", &dir, "--dry-run", "-"],
-            Some(v1("o-1", 5).as_bytes()),
-        )
-    })
-    .await
-    .unwrap();
+    let out = eval_o1(&reserve, &["--dry-run"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(
@@ -384,15 +358,7 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
         "default.yaml",
         &format!("upstreams: {{ shop: {{ url: \"{url}\" }} }}\nrules:\n  - name: existing\n    forward: {{ upstream: shop, path: /confirm }}\n"),
     );
-    let dir = rules.path().to_str().unwrap().to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        run_cli(
-            &["eval", "--rules", &dir, "-"],
-            Some(v1("o-1", 5).as_bytes()),
-        )
-    })
-    .await
-    .unwrap();
+    let out = eval_o1(&rules, &[]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(

@@ -468,6 +468,21 @@ pub fn run_cli(args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// `eval` on the rules in `rules` with `flags`, given the V1 payment `o-1` of 5, off the
+/// runtime: its calls go to mock upstreams this test's runtime serves.
+pub async fn eval_o1(rules: &Rules, flags: &[&str]) -> std::process::Output {
+    let mut args: Vec<String> = vec!["eval".into(), "--rules".into()];
+    args.push(rules.path().to_str().unwrap().to_owned());
+    args.extend(flags.iter().map(|f| f.to_string()));
+    args.push("-".into());
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&args, Some(v1("o-1", 5).as_bytes()))
+    })
+    .await
+    .unwrap()
+}
+
 /// The decision-log records present so far (the log need not be complete: lines are written
 /// whole, so whatever is there parses).
 pub fn records_so_far(log: &Path) -> Vec<Value> {
