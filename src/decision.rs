@@ -96,6 +96,10 @@ pub struct RuleTrace {
     /// can tell a rule that now reads another upstream's health, or another probe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<CallMade>,
+    /// For a `healthy` rule that found its upstream down, why the latest failed probe failed
+    /// (`/health answered 503`): the shop's side of the refusal, for the operator reading it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_failure: Option<String>,
     /// The upstream answer this rule read (fetch, forward), kept for replay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamAnswer>,

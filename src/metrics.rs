@@ -696,6 +696,7 @@ mod tests {
             reason: None,
             call: None,
             probe: None,
+            probe_failure: None,
             upstream: None,
             error: None,
             deadline: false,

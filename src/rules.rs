@@ -672,6 +672,10 @@ pub struct HealthState {
     /// the upstream stayed up; the next probe counts a failure once this is older than the
     /// timeout ([`HealthState::unanswered_since`]).
     unanswered: Mutex<Option<tokio::time::Instant>>,
+    /// Why the latest probe that failed did, for the trace of a `healthy` rule refusing on a
+    /// down upstream: the decision log then says what the shop answered, not only that it was
+    /// down.
+    last_failure: Mutex<Option<Arc<str>>>,
     /// Wakes whoever waits for the state to be known ([`HealthState::known`]).
     changed: tokio::sync::Notify,
 }
@@ -691,6 +695,15 @@ impl HealthState {
         if let Ok(mut mine) = self.unanswered.lock() {
             *mine = unanswered;
         }
+        let failure = old.last_failure();
+        if let Ok(mut mine) = self.last_failure.lock() {
+            *mine = failure;
+        }
+    }
+
+    /// Why the latest failed probe failed, if one has.
+    pub fn last_failure(&self) -> Option<Arc<str>> {
+        self.last_failure.lock().map(|f| f.clone()).unwrap_or(None)
     }
 
     /// A probe is sent at `at`.
@@ -733,8 +746,13 @@ impl HealthState {
         self.streak.load(Ordering::Acquire)
     }
 
-    /// Counts a probe's result, sent at `at`; returns the results in a row like it.
-    pub fn count(&self, ok: bool, at: tokio::time::Instant) -> u32 {
+    /// Counts a probe's result, sent at `at`: a success (`None`) or why it failed; returns the
+    /// results in a row like it.
+    pub fn count(&self, failure: Option<&str>, at: tokio::time::Instant) -> u32 {
+        let ok = failure.is_none();
+        if let (Some(cause), Ok(mut last)) = (failure, self.last_failure.lock()) {
+            *last = Some(cause.into());
+        }
         let before = self.streak.load(Ordering::Acquire);
         let after = match (ok, before) {
             (true, n) if n > 0 => n.saturating_add(1),

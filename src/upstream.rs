@@ -415,6 +415,10 @@ pub trait Upstreams: Send + Sync {
     /// The last health-probe conclusion for an upstream.
     fn health(&self, upstream: &Upstream) -> Health;
 
+    /// Why the upstream's latest failed probe failed, for the trace of a `healthy` rule that
+    /// finds it down.
+    fn probe_failure(&self, upstream: &Upstream) -> Option<Arc<str>>;
+
     /// The connection slots of an upstream with `max_connections`, which its calls share: the
     /// upstream's own (across requests, and across a reload that keeps it); canned answers
     /// keep their own, so that a rule test (or `--test-on-reload`'s gate) never competes with
@@ -475,6 +479,10 @@ impl Upstreams for HttpUpstreams {
 
     fn health(&self, upstream: &Upstream) -> Health {
         upstream.state.get()
+    }
+
+    fn probe_failure(&self, upstream: &Upstream) -> Option<Arc<str>> {
+        upstream.state.last_failure()
     }
 }
 

@@ -179,6 +179,10 @@ fn trace(t: &RuleTrace, out: &mut Vec<u8>) -> serde_json::Result<()> {
     if let Some(probe) = &t.probe {
         call_made(out, ",\"probe\":", probe);
     }
+    if let Some(failure) = &t.probe_failure {
+        raw(out, ",\"probe_failure\":");
+        string(out, failure);
+    }
     if let Some(answer) = &t.upstream {
         raw(out, ",\"upstream\":{\"status\":");
         raw(out, itoa::Buffer::new().format(answer.status));
@@ -323,6 +327,7 @@ mod tests {
                         path: "/health".into(),
                         sent: "fedcba9876543210".into(),
                     }),
+                    probe_failure: Some("/health answered 503, \"점검 중\"\n".into()),
                     upstream: None,
                     error: None,
                     deadline: false,
@@ -340,6 +345,7 @@ mod tests {
                         sent: "0123456789abcdef".into(),
                     }),
                     probe: None,
+                    probe_failure: None,
                     upstream: Some(UpstreamAnswer {
                         status: 503,
                         body: json!({"error": "down\n", "n": 1.5, "list": [1, "x"]}),

@@ -255,6 +255,10 @@ impl Upstreams for EvalUpstreams {
     fn health(&self, upstream: &Upstream) -> Health {
         self.real.health(upstream)
     }
+
+    fn probe_failure(&self, upstream: &Upstream) -> Option<Arc<str>> {
+        self.real.probe_failure(upstream)
+    }
 }
 
 /// The request as rules see it (SPEC §2), the amount as the decision log writes it (as written,

@@ -14,8 +14,9 @@ use serde_json::Value;
 #[derive(Default)]
 pub(super) struct Called {
     pub(super) call: Option<CallMade>,
-    /// A `healthy` rule's probe.
+    /// A `healthy` rule's probe, and why it last failed when it found the upstream down.
     pub(super) probe: Option<CallMade>,
+    pub(super) probe_failure: Option<String>,
     pub(super) answer: Option<UpstreamAnswer>,
 }
 
@@ -24,8 +25,8 @@ impl Called {
     fn made(call: CallMade, answer: Option<UpstreamAnswer>) -> Called {
         Called {
             call: Some(call),
-            probe: None,
             answer,
+            ..Called::default()
         }
     }
 }
@@ -223,7 +224,8 @@ impl Run<'_, '_> {
                 }
             }
             Check::Healthy(up) => {
-                let verdict = match self.ctx.upstreams.health(up) {
+                let health = self.ctx.upstreams.health(up);
+                let verdict = match health {
                     Health::Up => Checked::Pass,
                     Health::Down => Checked::Refuse(reason()),
                     Health::Unknown => Checked::error(format!(
@@ -231,11 +233,15 @@ impl Run<'_, '_> {
                         up.name
                     )),
                 };
-                let probe = CallMade::probe(up);
+                let probe_failure = match health {
+                    Health::Down => self.ctx.upstreams.probe_failure(up).map(|f| f.to_string()),
+                    _ => None,
+                };
                 return (
                     verdict,
                     Called {
-                        probe,
+                        probe: CallMade::probe(up),
+                        probe_failure,
                         ..Called::default()
                     },
                 );

@@ -410,6 +410,11 @@ impl Upstreams for Canned {
             .unwrap_or(Health::Unknown)
     }
 
+    /// A case's health state has no probe behind it.
+    fn probe_failure(&self, _: &Upstream) -> Option<Arc<str>> {
+        None
+    }
+
     fn slots(&self, upstream: &Upstream) -> Option<crate::rules::Slots> {
         let max = upstream.slots.as_ref()?.max;
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);

@@ -122,8 +122,8 @@ async fn probe(members: Vec<Arc<Upstream>>, observer: HealthObserver) {
     let mut ticker = tokio::time::interval_at(first, spec.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Counts one result, settles the state and tells every member.
-    let record = |ok: bool, failure: Option<&str>, sent| {
-        let in_a_row = up.state.count(ok, sent);
+    let record = |failure: Option<&str>, sent| {
+        let in_a_row = up.state.count(failure, sent);
         let (before, after) = up.state.settle(&spec);
         for member in &others {
             member.state.carry(&up.state);
@@ -151,7 +151,7 @@ async fn probe(members: Vec<Arc<Upstream>>, observer: HealthObserver) {
                 "{}: no answer within {:?} (the probes were stopped by reloads of the rules before their timeout)",
                 spec.path, up.timeout
             );
-            record(false, Some(&failure), since);
+            record(Some(&failure), since);
         }
         up.state.sending(now);
         let call = HttpCall {
@@ -178,7 +178,7 @@ async fn probe(members: Vec<Arc<Upstream>>, observer: HealthObserver) {
             Ok(r) => Some(format!("{} answered {}", spec.path, r.status)),
             Err(e) => Some(format!("{}: {e}", spec.path)),
         };
-        record(failure.is_none(), failure.as_deref(), sent);
+        record(failure.as_deref(), sent);
     }
 }
 
@@ -255,15 +255,15 @@ mod tests {
         // Up, with two failures in a row that `unhealthy_after: 5` did not count as down yet.
         let state = crate::rules::HealthState::default();
         state.set(Health::Up);
-        state.count(false, at);
-        state.count(false, at);
+        state.count(Some("refused"), at);
+        state.count(Some("refused"), at);
         assert_eq!(state.settle(&spec(5, 1)), (Health::Up, Health::Up));
         assert_eq!(state.settle(&spec(2, 1)), (Health::Up, Health::Down));
         // Down, with three successes that `healthy_after: 4` did not count as up yet.
         let state = crate::rules::HealthState::default();
         state.set(Health::Down);
         for _ in 0..3 {
-            state.count(true, at);
+            state.count(None, at);
         }
         assert_eq!(state.settle(&spec(2, 4)), (Health::Down, Health::Down));
         assert_eq!(state.settle(&spec(2, 3)), (Health::Down, Health::Up));
@@ -274,14 +274,33 @@ mod tests {
             state.settle(&spec(3, 3)),
             (Health::Unknown, Health::Unknown)
         );
-        state.count(false, at);
+        state.count(Some("refused"), at);
         assert_eq!(state.settle(&spec(3, 3)), (Health::Unknown, Health::Down));
         let state = crate::rules::HealthState::default();
-        state.count(true, at);
+        state.count(None, at);
         assert_eq!(state.settle(&spec(3, 3)), (Health::Unknown, Health::Up));
         // Then one result against the state is not enough under `unhealthy_after: 3`.
-        state.count(false, at);
+        state.count(Some("refused"), at);
         assert_eq!(state.settle(&spec(3, 3)), (Health::Up, Health::Up));
+    }
+
+    /// The latest failure's cause stays through later successes (a shop still counted down
+    /// while `healthy_after` counts) and goes with the state to the next generation of rules.
+    #[test]
+    fn the_latest_failure_is_kept_and_carried() {
+        let at = tokio::time::Instant::now();
+        let state = crate::rules::HealthState::default();
+        assert_eq!(state.last_failure(), None);
+        state.count(Some("/health answered 500"), at);
+        state.count(Some("/health answered 503"), at);
+        state.count(None, at);
+        assert_eq!(
+            state.last_failure().as_deref(),
+            Some("/health answered 503")
+        );
+        let next = crate::rules::HealthState::default();
+        next.carry(&state);
+        assert_eq!(next.last_failure().as_deref(), Some("/health answered 503"));
     }
 
     /// Waiting for a known state ends as soon as one is set, and at once for a state already

@@ -285,6 +285,16 @@ async fn eval_says_what_the_health_probe_found() {
         notes[1], "note: health probe of upstream \"shop\": up",
         "{stderr}"
     );
+    // The refusing rule's trace says what the probe met; the passing one has nothing to say.
+    let trace = &v["decision"]["trace"];
+    assert_eq!(trace[0]["probe_failure"], serde_json::Value::Null, "{v}");
+    assert_eq!(
+        trace[1]["probe_failure"],
+        refused
+            .trim_start_matches("note: health probe of upstream \"orders\": down (")
+            .trim_end_matches(')'),
+        "{v}"
+    );
 }
 
 /// `eval` calls upstreams for real: a `forward` (which may confirm at the merchant) is said on

@@ -800,6 +800,10 @@ impl Upstreams for Hanging {
     fn health(&self, _: &Upstream) -> Health {
         Health::Unknown
     }
+
+    fn probe_failure(&self, _: &Upstream) -> Option<Arc<str>> {
+        None
+    }
 }
 
 #[tokio::test(start_paused = true)]
