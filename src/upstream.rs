@@ -263,8 +263,12 @@ pub fn is_dot_segment(segment: &str) -> bool {
 pub enum Incomplete {
     /// Over [`MAX_RESPONSE_BYTES`]: its start is kept.
     SizeCap,
-    /// The upstream stopped sending it: closed early, or still sending at its timeout (why).
+    /// The upstream stopped sending it: closed early, or broke its framing (why).
     StoppedComing(String),
+    /// Still coming when the call's own timeout ended it (why). Read back from a decision
+    /// record as [`Incomplete::StoppedComing`], which it reads as: the two differ only in what
+    /// `/metrics` counts (`timeout`, where the other is an `error`).
+    TimedOut(String),
     /// Still coming when its rule had to decide, before the request's deadline: the
     /// deadline's business.
     Deadline,
@@ -278,6 +282,25 @@ pub enum Incomplete {
     Logged(String),
 }
 
+/// The error for a header name HTTP does not allow, with the likely fix: a space where a `-`
+/// goes (`Content Type`), or a value written into the name (`Authorization: Bearer x`).
+pub(crate) fn invalid_header_name(name: &str) -> String {
+    let hint = if let Some((key, _)) = name.split_once(':') {
+        format!(
+            "; write \"{}\" as the key and what follows the \":\" as its value",
+            key.trim()
+        )
+    } else if name.trim().contains([' ', '\t']) {
+        format!(
+            "; did you mean \"{}\"?",
+            name.trim().replace([' ', '\t'], "-")
+        )
+    } else {
+        String::new()
+    };
+    format!("invalid header name \"{name}\": a header name holds only ASCII letters, digits and symbols such as - and _, with no spaces{hint}")
+}
+
 /// How an [`Incomplete::StoppedComing`] (and the two cuts at the deadline) reads.
 const CUT_SHORT: &str = "cut short: ";
 
@@ -289,7 +312,9 @@ impl std::fmt::Display for Incomplete {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Incomplete::SizeCap => write!(f, "cut at {} KiB", MAX_RESPONSE_BYTES / 1024),
-            Incomplete::StoppedComing(why) => write!(f, "{CUT_SHORT}{why}"),
+            Incomplete::StoppedComing(why) | Incomplete::TimedOut(why) => {
+                write!(f, "{CUT_SHORT}{why}")
+            }
             Incomplete::Deadline => write!(
                 f,
                 "{CUT_SHORT}still coming when its rule had to decide, before the request's deadline"
@@ -309,7 +334,10 @@ impl Incomplete {
     pub fn stopped_coming(&self) -> bool {
         matches!(
             self,
-            Incomplete::StoppedComing(_) | Incomplete::Deadline | Incomplete::OwnTimeout
+            Incomplete::StoppedComing(_)
+                | Incomplete::TimedOut(_)
+                | Incomplete::Deadline
+                | Incomplete::OwnTimeout
         )
     }
 
@@ -810,7 +838,12 @@ async fn read_body(
             }
             Ok(None) => break,
             Err(e) => {
-                incomplete = Some(Incomplete::StoppedComing(failed(e).to_string()));
+                incomplete = Some(match failed(e) {
+                    e @ (UpstreamError::Timeout(_) | UpstreamError::TimeoutAfterWaiting { .. }) => {
+                        Incomplete::TimedOut(e.to_string())
+                    }
+                    e => Incomplete::StoppedComing(e.to_string()),
+                });
                 break;
             }
         }
@@ -839,6 +872,20 @@ impl Drop for Counted {
 /// The `outcome` label of an upstream call: a status class or the kind of failure.
 fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static str {
     match result {
+        // An answer whose body did not come whole is counted by what ended it, not by its
+        // status: an upstream that stalls or dies mid-body must show where alerts look.
+        Ok(UpstreamResponse {
+            incomplete: Some(Incomplete::TimedOut(_) | Incomplete::OwnTimeout),
+            ..
+        }) => "timeout",
+        Ok(UpstreamResponse {
+            incomplete: Some(Incomplete::StoppedComing(_)),
+            ..
+        }) => "error",
+        Ok(UpstreamResponse {
+            incomplete: Some(Incomplete::Deadline),
+            ..
+        }) => "cancelled",
         Ok(r) => match r.status {
             200..=299 => "2xx",
             300..=399 => "3xx",
@@ -1238,6 +1285,12 @@ fn incomplete_bodies_read_back_as_logged() {
     ] {
         assert_eq!(Incomplete::from_logged(&kind.to_string()), kind);
     }
+    // A body the call's timeout cut is one that stopped coming, as far as the log tells.
+    let timed_out = Incomplete::TimedOut("timed out after 1s".into());
+    assert_eq!(
+        Incomplete::from_logged(&timed_out.to_string()),
+        Incomplete::StoppedComing("timed out after 1s".into())
+    );
     assert_eq!(
         Incomplete::Deadline.to_string(),
         "cut short: still coming when its rule had to decide, before the request's deadline"

@@ -395,6 +395,17 @@ impl FileCompiler<'_, '_> {
         self.error_at(location, message);
     }
 
+    /// An error about the key of the entry at `path` (a header's name), located at the key
+    /// rather than at its value.
+    fn error_at_key(&mut self, path: &[Seg<'_>], message: impl Into<String>) {
+        if self.error_not_located() {
+            return;
+        }
+        let location =
+            yaml::locate_key(&self.src, path).unwrap_or_else(|| yaml::locate(&self.src, path));
+        self.error_at(location, message);
+    }
+
     /// A warning at the node `path`, as `FILE:LINE:COL: message`.
     fn warn(&mut self, path: &[Seg<'_>], message: impl std::fmt::Display) {
         if self.warning_not_located() {

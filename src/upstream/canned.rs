@@ -595,6 +595,13 @@ impl TryFrom<RawAnswer> for CannedAnswer {
             }
         }
         for (name, value) in &raw.headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(super::invalid_header_name(name));
+            }
+            // Control characters other than a tab (a line break would end the header).
+            if http::HeaderValue::from_str(value).is_err() {
+                return Err(format!("header {name}: the value holds a line break or another control character, which no HTTP answer can carry"));
+            }
             let lower = name.to_ascii_lowercase();
             if answer.headers.contains_key(&lower) {
                 return Err(format!("header {name} is given twice (names are the same in any case): a real answer's would reach the rule as one value, joined by \", \"; write it once"));
@@ -794,6 +801,18 @@ health: { shop: up, pay: down }
             (
                 r#"upstreams: { shop: { "GET /x": { status: 200, headers: { x-a: " yes " } } } }"#,
                 "has spaces at its ends",
+            ),
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 200, headers: { "Content Type": a } } } }"#,
+                r#"invalid header name "Content Type": a header name holds only ASCII letters, digits and symbols such as - and _, with no spaces; did you mean "Content-Type"?"#,
+            ),
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 200, headers: { "": a } } } }"#,
+                r#"invalid header name "":"#,
+            ),
+            (
+                r#"upstreams: { shop: { "GET /x": { status: 200, headers: { x-note: "a\u0007b" } } } }"#,
+                "header x-note: the value holds a line break or another control character",
             ),
         ] {
             let err = serde_yaml::from_str::<Canned>(yaml)

@@ -1749,25 +1749,63 @@ async fn an_answer_that_comes_whole_late_in_the_deadline_is_read() {
 }
 
 /// Upstreams that send `head` (a status line, headers and the start of a longer body) and then
-/// no more, with the upstream `timeout` to give them and how the trace says the body ended: the
-/// connection closed early, the upstream's timeout (300 ms) ends the body, or the request's
-/// deadline (500 ms in the rules of the tests, against a 2 s timeout) does.
-async fn cut_short(head: &'static str) -> [(String, &'static str, &'static str); 3] {
+/// no more, with the upstream `timeout` to give them, how the trace says the body ended and
+/// the `outcome` /metrics counts the call under: the connection closed early, the upstream's
+/// timeout (300 ms) ends the body, or the request's deadline (500 ms in the rules of the tests,
+/// against a 2 s timeout) does.
+async fn cut_short(head: &'static str) -> [(String, &'static str, &'static str, &'static str); 3] {
     let (closing, _) = raw_upstream(head, Duration::ZERO).await;
     let (trickling, _) = raw_upstream(head, Duration::from_secs(5)).await;
     [
-        (closing, "300ms", "cut short: request failed"),
+        (closing, "300ms", "cut short: request failed", "error"),
         (
             trickling.clone(),
             "300ms",
             "cut short: timed out after 300ms",
+            "timeout",
         ),
         (
             trickling,
             "2s",
             "cut short: still coming when its rule had to decide, before the request's deadline",
+            "cancelled",
         ),
     ]
+}
+
+/// Audit: an answer whose body stopped coming was counted under its status (`2xx`), so an
+/// upstream that stalls or dies mid-body never showed where alerts on `timeout` and `error`
+/// look. It is counted by what ended it, as the trace says.
+#[tokio::test]
+async fn an_answer_whose_body_stops_coming_is_counted_by_what_ended_it() {
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"avail";
+    for (url, timeout, why, outcome) in cut_short(head).await {
+        let rules = Rules::with(
+            "default.yaml",
+            &format!(
+                "settings: {{ deadline: 500ms }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: {timeout} }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: r }}\n"
+            ),
+        );
+        let (server, log) = logged(&rules).await;
+        let a = server.confirm_json("/confirm", &v1("o-1", 5000)).await;
+        let text = server.metrics().await;
+        server.stop().await;
+        let r = record(&log, &a.decision_id());
+        let incomplete = r["trace"][0]["upstream"]["incomplete"].as_str();
+        assert!(incomplete.is_some_and(|i| i.starts_with(why)), "{r}");
+        let counted: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("confirm_proxy_upstream_calls_total{") && !l.ends_with(" 0"))
+            .collect();
+        assert_eq!(
+            counted,
+            [format!(
+                r#"confirm_proxy_upstream_calls_total{{ruleset="default",upstream="shop",outcome="{outcome}"}} 1"#
+            )],
+            "{why}"
+        );
+    }
 }
 
 /// Once the status line is in, a refusing status refuses for a `forward` and a fetch without
@@ -1779,7 +1817,7 @@ async fn cut_short(head: &'static str) -> [(String, &'static str, &'static str);
 async fn a_refusal_whose_body_stops_coming_still_refuses() {
     let refusal =
         "HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"reason\":";
-    for (url, timeout, why) in cut_short(refusal).await {
+    for (url, timeout, why, _) in cut_short(refusal).await {
         for check in [
             "forward: { upstream: shop, path: /confirm }",
             "fetch: { upstream: shop, method: POST, path: /reserve }",
@@ -1899,7 +1937,7 @@ async fn a_body_still_coming_when_its_upstreams_timeout_ends_before_the_deadline
 async fn a_pass_whose_body_stops_coming_is_an_error() {
     let pass =
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"ok\":";
-    for (url, timeout, why) in cut_short(pass).await {
+    for (url, timeout, why, _) in cut_short(pass).await {
         for check in [
             "forward: { upstream: shop, path: /confirm }",
             "fetch: { upstream: shop, method: POST, path: /reserve }",

@@ -457,7 +457,7 @@ impl FileCompiler<'_, '_> {
             let t = template(&at, "headers", v);
             match http::HeaderName::from_bytes(k.as_bytes()) {
                 Ok(h) if super::upstream::client_owned_header(&h) => {
-                    bad_headers.push((at, super::upstream::client_owned_message(k)));
+                    bad_headers.push((at, true, super::upstream::client_owned_message(k)));
                 }
                 // The host at the merchant the call, with the upstream's credentials, goes to
                 // is the operator's to name, never a request field's.
@@ -465,14 +465,14 @@ impl FileCompiler<'_, '_> {
                     if h == http::header::HOST
                         && t.as_ref().is_some_and(Template::has_placeholders) =>
                 {
-                    bad_headers.push((at, format!("\"{k}\" must not hold a placeholder: a request field would choose which host at the merchant the call, with the upstream's headers, goes to")));
+                    bad_headers.push((at, false, format!("\"{k}\" must not hold a placeholder: a request field would choose which host at the merchant the call, with the upstream's headers, goes to")));
                 }
                 // Readers drop them (and so does `fetch_call`): a slip, never what was meant.
                 Ok(_) if v.starts_with([' ', '\t']) || v.ends_with([' ', '\t']) => {
-                    bad_headers.push((at, format!("\"{k}\" starts or ends with a space or tab, which HTTP readers drop; remove it")));
+                    bad_headers.push((at, false, format!("\"{k}\" starts or ends with a space or tab, which HTTP readers drop; remove it")));
                 }
                 Ok(h) => headers.extend(t.map(|t| (h, t))),
-                Err(_) => bad_headers.push((at, format!("invalid header name \"{k}\""))),
+                Err(_) => bad_headers.push((at, true, crate::upstream::invalid_header_name(k))),
             }
         }
         for (k, first) in super::upstream::repeated_headers(&f.headers) {
@@ -483,10 +483,16 @@ impl FileCompiler<'_, '_> {
                 Seg::Key("headers"),
                 Seg::Key(k),
             ];
-            bad_headers.push((at, format!("\"{k}\" is \"{first}\" again (header names ignore case): only one would be sent; keep one")));
+            bad_headers.push((at, true, format!("\"{k}\" is \"{first}\" again (header names ignore case): only one would be sent; keep one")));
         }
-        for (at, message) in bad_headers {
-            self.error(&at, format!("rule \"{name}\": fetch.headers: {message}"));
+        // Each at what it is about: the header's name, or its value.
+        for (at, about_the_name, message) in bad_headers {
+            let message = format!("rule \"{name}\": fetch.headers: {message}");
+            if about_the_name {
+                self.error_at_key(&at, message);
+            } else {
+                self.error(&at, message);
+            }
         }
         let body = match (&f.body, method) {
             (None, _) => None,

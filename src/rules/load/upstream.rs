@@ -169,6 +169,34 @@ fn braced_word(text: &str) -> Option<&str> {
     })
 }
 
+/// The names of the `${VAR}`s in `text`, in order, each once.
+fn variables_named(text: &str) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for (i, _) in text.match_indices("${") {
+        let tail = &text[i + 2..];
+        if let Some(name) = tail.find('}').map(|end| &tail[..end]) {
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+/// The scheme a url without `://` begins with, when it seems to name one (`htp:/shop`,
+/// `ftp:shop`) rather than be a host and port with no scheme (`shop.internal:9090`,
+/// `localhost:8080`).
+fn other_scheme(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once(':')?;
+    let port = rest.split('/').next().unwrap_or("");
+    let port = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    let named = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-');
+    (named && !port).then_some(scheme)
+}
+
 /// The variable name in a form [`bare_variables`] found.
 fn variable_in(written: &str) -> &str {
     written.trim_start_matches(['$', '{']).trim_end_matches('}')
@@ -462,6 +490,16 @@ impl FileCompiler<'_, '_> {
                     // what the URL parser found wrong (`invalid port number`), which names no
                     // part of the value.
                     let whole = raw.url.trim();
+                    // What to fix may be a variable's value, not the file: say which (never
+                    // the value, which may hold a token).
+                    let from = match variables_named(&raw.url).as_slice() {
+                        [] => String::new(),
+                        [one] => format!(" (made from environment variable {one}: fix its value)"),
+                        many => format!(
+                            " (made from environment variables {}: fix their values)",
+                            many.join(", ")
+                        ),
+                    };
                     let hint = match bare.first() {
                         Some(written) => format!(
                             "; an environment variable is read only as ${{{}}}, not {written}",
@@ -470,9 +508,13 @@ impl FileCompiler<'_, '_> {
                         None if looks_like_variable(whole) => {
                             format!("; an environment variable is read only as ${{{whole}}}")
                         }
-                        None if !url.contains("://") => {
-                            "; write its scheme too (http://… or https://…)".to_owned()
-                        }
+                        None if !url.contains("://") => match other_scheme(&url) {
+                            Some(scheme) if from.is_empty() => {
+                                format!("; it begins \"{scheme}:\", no http:// or https://")
+                            }
+                            Some(_) => "; its scheme is no http:// or https://".to_owned(),
+                            None => "; write its scheme too (http://… or https://…)".to_owned(),
+                        },
                         None => match parsed {
                             Err(e) => format!(": {e}"),
                             Ok(_) => String::new(),
@@ -480,7 +522,7 @@ impl FileCompiler<'_, '_> {
                     };
                     self.error(
                         &at("url"),
-                        format!("upstream \"{name}\": url is not an http:// or https:// URL{hint}"),
+                        format!("upstream \"{name}\": url is not an http:// or https:// URL{from}{hint}"),
                     );
                     None
                 }
@@ -565,19 +607,22 @@ impl FileCompiler<'_, '_> {
         }
         for (k, first) in repeated_headers(&raw.headers) {
             let hpath = [base[0], base[1], Seg::Key("headers"), Seg::Key(k)];
-            self.error(&hpath, format!("upstream \"{name}\": header \"{k}\" is \"{first}\" again (header names ignore case): only one would be sent; keep one"));
+            self.error_at_key(&hpath, format!("upstream \"{name}\": header \"{k}\" is \"{first}\" again (header names ignore case): only one would be sent; keep one"));
         }
         for (k, v) in &raw.headers {
             let hpath = [base[0], base[1], Seg::Key("headers"), Seg::Key(k.as_str())];
             let Ok(hname) = http::HeaderName::from_bytes(k.as_bytes()) else {
-                self.error(
+                self.error_at_key(
                     &hpath,
-                    format!("upstream \"{name}\": invalid header name \"{k}\""),
+                    format!(
+                        "upstream \"{name}\": {}",
+                        crate::upstream::invalid_header_name(k)
+                    ),
                 );
                 continue;
             };
             if client_owned_header(&hname) {
-                self.error(
+                self.error_at_key(
                     &hpath,
                     format!("upstream \"{name}\": {}", client_owned_message(k)),
                 );

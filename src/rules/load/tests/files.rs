@@ -745,14 +745,38 @@ rules:
     assert_eq!(
         dir.errors(),
         [
-            dir.at(DEFAULT, 2, 65, &format!(r#"upstream "shop": header "Content-Length" {client_owned}"#)),
+            dir.at(DEFAULT, 2, 49, &format!(r#"upstream "shop": header "Content-Length" {client_owned}"#)),
             dir.at(DEFAULT, 2, 88, r#"upstream "shop": health path: ${VAR} is read only in the upstream's url and headers; the probe sends the upstream's headers (put a key there), or put the variable in the url"#),
-            // Each at what it is about: the value, or the `$` or brace in it.
+            // Each at what it is about: the name, the value, or the `$` or brace in it.
             dir.at(DEFAULT, 7, 13, r##"rule "stock": fetch.path must not hold "#": a fragment is never sent, so what follows it (and the query) would be dropped; write a literal # as %23"##),
             dir.at(DEFAULT, 7, 21, &format!(r#"rule "stock": fetch.path: "${{SHOP_TOKEN}}": {env_only}"#)),
             dir.at(DEFAULT, 8, 24, r#"rule "stock": fetch.headers: "${order_id}": request placeholders are written without "$", like {order_id} (${VAR} reads an environment variable, and only in upstream settings)"#),
             dir.at(DEFAULT, 8, 44, r#"rule "stock": fetch.headers: placeholder {response.body.a} reads this fetch's answer, which is not there yet when its request is sent; use it in the rule's require or reason. Expected one of {order_id}, {tx_id}, {amount}, {store_id}"#),
-            dir.at(DEFAULT, 8, 83, &format!(r#"rule "stock": fetch.headers: header "Transfer-Encoding" {client_owned}"#)),
+            dir.at(DEFAULT, 8, 64, &format!(r#"rule "stock": fetch.headers: header "Transfer-Encoding" {client_owned}"#)),
+        ]
+    );
+}
+
+/// Audit: an invalid header name was reported at its value, saying nothing of what a name may
+/// hold. It is reported at the name, with the likely fix.
+#[test]
+fn an_invalid_header_name_is_reported_at_the_name() {
+    let dir = default_file(
+        r#"upstreams:
+  shop: { url: "http://127.0.0.1:9", headers: { "Auth orization": "Bearer x" } }
+rules:
+  - name: stock
+    fetch: { upstream: shop, path: /s, headers: { "X-Note: a": b, 인증: c } }
+    reason: r
+"#,
+    );
+    let rule = "a header name holds only ASCII letters, digits and symbols such as - and _, with no spaces";
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 2, 49, &format!(r#"upstream "shop": invalid header name "Auth orization": {rule}; did you mean "Auth-orization"?"#)),
+            dir.at(DEFAULT, 5, 51, &format!(r#"rule "stock": fetch.headers: invalid header name "X-Note: a": {rule}; write "X-Note" as the key and what follows the ":" as its value"#)),
+            dir.at(DEFAULT, 5, 67, &format!(r#"rule "stock": fetch.headers: invalid header name "인증": {rule}"#)),
         ]
     );
 }
@@ -773,8 +797,8 @@ rules:
     assert_eq!(
         dir.errors(),
         [
-            dir.at(DEFAULT, 2, 76, r#"upstream "shop": header "x-api-key" is "X-Api-Key" again (header names ignore case): only one would be sent; keep one"#),
-            dir.at(DEFAULT, 5, 74, r#"rule "stock": fetch.headers: "x-tenant" is "X-Tenant" again (header names ignore case): only one would be sent; keep one"#),
+            dir.at(DEFAULT, 2, 65, r#"upstream "shop": header "x-api-key" is "X-Api-Key" again (header names ignore case): only one would be sent; keep one"#),
+            dir.at(DEFAULT, 5, 64, r#"rule "stock": fetch.headers: "x-tenant" is "X-Tenant" again (header names ignore case): only one would be sent; keep one"#),
         ]
     );
 }
@@ -789,6 +813,8 @@ fn bad_upstream_urls() {
     url: "not a url"
   no-host:
     url: "http://"
+  typo:
+    url: "htp:/shop.test"
   from-env:
     url: "${SHOP_URL}"
 rules:
@@ -801,6 +827,8 @@ rules:
     let message =
         |name: &str| format!(r#"upstream "{name}": url is not an http:// or https:// URL"#);
     const NO_SCHEME: &str = "; write its scheme too (http://… or https://…)";
+    // The variable to fix is named (its value is not).
+    const FROM_ENV: &str = " (made from environment variable SHOP_URL: fix its value)";
     // What the URL parser found wrong names no part of the value, which may be a secret.
     let port = default_file(
         "upstreams:\n  api:\n    url: \"${SHOP_URL}\"\nrules:\n  - { name: a, amount: { max: 1 }, reason: x }\n",
@@ -811,7 +839,7 @@ rules:
             DEFAULT,
             3,
             10,
-            &format!("{}: invalid port number", message("api"))
+            &format!("{}{FROM_ENV}: invalid port number", message("api"))
         )]
     );
     assert_eq!(
@@ -830,9 +858,30 @@ rules:
                 DEFAULT,
                 9,
                 10,
-                &format!("{}{NO_SCHEME}", message("from-env"))
+                &format!(
+                    r#"{}; it begins "htp:", no http:// or https://"#,
+                    message("typo")
+                )
+            ),
+            dir.at(
+                DEFAULT,
+                11,
+                10,
+                &format!("{}{FROM_ENV}{NO_SCHEME}", message("from-env"))
             ),
         ]
+    );
+    assert_eq!(
+        port.errors_with(&[("SHOP_URL", "htp:/secret")]),
+        [port.at(
+            DEFAULT,
+            3,
+            10,
+            &format!(
+                "{}{FROM_ENV}; its scheme is no http:// or https://",
+                message("api")
+            )
+        )]
     );
 }
 
