@@ -463,6 +463,20 @@ impl FileCompiler<'_, '_> {
 
     /// An error about the character at `offset` (in characters) of the value at `path`, whose
     /// parsed text is `value`: it points at that character, through quotes and escapes.
+    /// Every error [`Template::parse_at`] found in `value`, the template at `path`, each
+    /// after `what` (`rule "a": reason`).
+    fn errors_in_template(
+        &mut self,
+        path: &[Seg<'_>],
+        value: &str,
+        errors: Vec<(String, usize)>,
+        what: &str,
+    ) {
+        for (e, offset) in errors {
+            self.error_in_value(path, value, offset, format!("{what}: {e}"));
+        }
+    }
+
     fn error_in_value(&mut self, path: &[Seg<'_>], value: &str, offset: usize, message: String) {
         if self.error_not_located() {
             return;
@@ -740,9 +754,7 @@ impl FileCompiler<'_, '_> {
                     self.warn_about_reason(&at, r, &t, "error_reason");
                     s.error_reason = t;
                 }
-                Err((e, offset)) => {
-                    self.error_in_value(&at, buyer_text(r), offset, format!("error_reason: {e}"))
-                }
+                Err(errors) => self.errors_in_template(&at, buyer_text(r), errors, "error_reason"),
             }
         }
         if let Some(st) = raw.reject_status {
@@ -766,6 +778,15 @@ impl FileCompiler<'_, '_> {
         extra: &[&str],
     ) -> Option<Expr> {
         self.uses_payload |= mentions_payload(src);
+        // Rhai's word for an empty text (incomplete, a value missing) sends one looking for an
+        // operator that is not there.
+        if src.trim().is_empty() {
+            self.error(
+                path,
+                format!("rule \"{rule}\": {field} is empty; write a condition, e.g. {field}: 'amount >= 1000'"),
+            );
+            return None;
+        }
         let compiled = self
             .opts
             .engine

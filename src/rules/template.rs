@@ -55,32 +55,42 @@ impl Template {
     /// as [`Template::parse_at`] gives it. `${…}` there is a slip for `{…}`: it would be sent
     /// as a literal `$` (`GET /api/stock/$order-1`), since `${VAR}` reads the environment only
     /// in upstream settings.
-    pub fn parse_call_at(src: &str) -> Result<Template, (String, usize)> {
+    pub fn parse_call_at(src: &str) -> Result<Template, Vec<(String, usize)>> {
         if let Some(i) = src.find("${") {
             let at = src[..i].chars().count();
             let name = src[i + 2..].split('}').next().unwrap_or("");
             if parse_var(name, Scope::WithResponse).is_err() {
-                return Err((
+                return Err(vec![(
                     format!("\"${{{name}}}\": ${{VAR}} reads an environment variable only in an upstream's url and headers, not in what a fetch sends; set it there (under upstreams), where every call of the upstream sends it"),
                     at,
-                ));
+                )]);
             }
-            return Err((
+            return Err(vec![(
                 format!("\"${{{name}}}\": request placeholders are written without \"$\", like {{{name}}} (${{VAR}} reads an environment variable, and only in upstream settings)"),
                 at,
-            ));
+            )]);
         }
         Template::parse_at(src, Scope::Call)
     }
 
+    /// [`Template::parse_at`] with its first error's message alone.
     pub fn parse(src: &str, scope: Scope) -> Result<Template, String> {
-        Template::parse_at(src, scope).map_err(|(message, _)| message)
+        Template::parse_at(src, scope).map_err(|errors| {
+            errors
+                .into_iter()
+                .next()
+                .map(|(message, _)| message)
+                .unwrap_or_default()
+        })
     }
 
-    /// [`Template::parse`], with an error's place in `src` as a character offset (the brace or
-    /// `$` it is about), so that a load error can point at it rather than at the value's start.
-    pub fn parse_at(src: &str, scope: Scope) -> Result<Template, (String, usize)> {
+    /// [`Template::parse`], with every error of `src` (not only the first: each misspelt
+    /// placeholder of a reason, fixed in one go), each with its place in `src` as a character
+    /// offset (the brace or `$` it is about), so that a load error can point at it rather than
+    /// at the value's start.
+    pub fn parse_at(src: &str, scope: Scope) -> Result<Template, Vec<(String, usize)>> {
         let mut parts = Vec::new();
+        let mut errors = Vec::new();
         let mut text = String::new();
         let mut rest = src;
         let offset = |rest: &str| src[..src.len() - rest.len()].chars().count();
@@ -92,7 +102,7 @@ impl Template {
                 .split_once('｝')
                 .map(|(name, _)| name.trim());
             if let Some(name) = name.filter(|name| parse_var(name, scope).is_ok()) {
-                return Err((
+                errors.push((
                     format!("\"｛{name}｝\" has full-width braces, which are no placeholder (the buyer would read them as typed): type the ASCII ones, {{{name}}}"),
                     offset(tail),
                 ));
@@ -106,58 +116,35 @@ impl Template {
                 rest = &tail[2..];
                 continue;
             }
-            if tail.starts_with('}') {
-                return Err((
+            if let Some(after) = tail.strip_prefix('}') {
+                errors.push((
                     "unmatched \"}\" (write \"}}\" for a literal brace)".into(),
                     offset(tail),
                 ));
+                rest = after;
+                continue;
             }
             let Some(end) = tail.find('}') else {
-                return Err((
+                errors.push((
                     "unclosed \"{\" (write \"{{\" for a literal brace)".into(),
                     offset(tail),
                 ));
+                rest = "";
+                break;
             };
-            // `{name|fallback}`: the fallback stands in for a value that shows nothing (an
-            // answer without the field, V1's `store_id`), where the text around it would
-            // read broken ("예약할 수 없습니다: ").
-            let (name, fallback) = match tail[1..end].split_once('|') {
-                Some((name, fallback)) => (name.trim(), Some(fallback.trim())),
-                None => (tail[1..end].trim(), None),
-            };
-            let var = parse_var(name, scope).map_err(|e| (e, offset(tail)))?;
-            if fallback.is_some_and(crate::text::shows_nothing) {
-                return Err((
-                    format!("placeholder {{{name}|}} has an empty fallback after \"|\"; write the text that stands in when {{{name}}} has nothing to show, such as {{{name}|없음}}, or leave out the \"|\""),
-                    offset(tail),
-                ));
+            match placeholder(&tail[..=end], &text, scope) {
+                Ok(part) => {
+                    if !text.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut text)));
+                    }
+                    parts.push(part);
+                }
+                Err((message, back)) => errors.push((message, offset(tail) - back)),
             }
-            // A fallback is plain text on one line: `{store_id|{order_id}` would show the
-            // buyer a brace, and a line break cannot go into a header.
-            if let Some(fallback) =
-                fallback.filter(|f| f.contains(|c: char| c == '{' || c.is_control()))
-            {
-                return Err((
-                    format!("placeholder {{{name}|{}}} has a fallback with a brace or a control character (a line break, a tab); a fallback is plain text on one line, and no placeholder", fallback.escape_debug()),
-                    offset(tail),
-                ));
-            }
-            // `${order_id}` (a shell's habit) would show the buyer a `$` before the id. Before
-            // `{amount}` a `$` may well be meant: a price in dollars.
-            if scope != Scope::Call
-                && text.ends_with('$')
-                && matches!(var, Var::OrderId | Var::TxId | Var::StoreId)
-            {
-                return Err((
-                    format!("\"${{{name}}}\" would show the buyer a \"$\" before the value; placeholders are written without it: {{{name}}}"),
-                    offset(tail) - 1,
-                ));
-            }
-            if !text.is_empty() {
-                parts.push(Part::Text(std::mem::take(&mut text)));
-            }
-            parts.push(Part::Var(var, fallback.map(str::to_owned)));
             rest = &tail[end + 1..];
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         text.push_str(rest);
         if !text.is_empty() {
@@ -312,6 +299,46 @@ pub(crate) fn is_placeholder(name: &str) -> bool {
     parse_var(name, Scope::WithResponse).is_ok()
 }
 
+/// One placeholder, `braced` from its `{` to its `}`, after `text`; an error comes with how
+/// many characters before the brace it is about (1 for a `$` before it, else 0).
+fn placeholder(braced: &str, text: &str, scope: Scope) -> Result<Part, (String, usize)> {
+    let inner = &braced[1..braced.len() - 1];
+    // `{name|fallback}`: the fallback stands in for a value that shows nothing (an answer
+    // without the field, V1's `store_id`), where the text around it would read broken
+    // ("예약할 수 없습니다: ").
+    let (name, fallback) = match inner.split_once('|') {
+        Some((name, fallback)) => (name.trim(), Some(fallback.trim())),
+        None => (inner.trim(), None),
+    };
+    let var = parse_var(name, scope).map_err(|e| (e, 0))?;
+    if fallback.is_some_and(crate::text::shows_nothing) {
+        return Err((
+            format!("placeholder {{{name}|}} has an empty fallback after \"|\"; write the text that stands in when {{{name}}} has nothing to show, such as {{{name}|없음}}, or leave out the \"|\""),
+            0,
+        ));
+    }
+    // A fallback is plain text on one line: `{store_id|{order_id}` would show the buyer a
+    // brace, and a line break cannot go into a header.
+    if let Some(fallback) = fallback.filter(|f| f.contains(|c: char| c == '{' || c.is_control())) {
+        return Err((
+            format!("placeholder {{{name}|{}}} has a fallback with a brace or a control character (a line break, a tab); a fallback is plain text on one line, and no placeholder", fallback.escape_debug()),
+            0,
+        ));
+    }
+    // `${order_id}` (a shell's habit) would show the buyer a `$` before the id. Before
+    // `{amount}` a `$` may well be meant: a price in dollars.
+    if scope != Scope::Call
+        && text.ends_with('$')
+        && matches!(var, Var::OrderId | Var::TxId | Var::StoreId)
+    {
+        return Err((
+            format!("\"${{{name}}}\" would show the buyer a \"$\" before the value; placeholders are written without it: {{{name}}}"),
+            1,
+        ));
+    }
+    Ok(Part::Var(var, fallback.map(str::to_owned)))
+}
+
 fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
     Ok(match name {
         "order_id" => Var::OrderId,
@@ -345,7 +372,7 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
                     ));
                 }
                 return Err(format!(
-                    "placeholder {{{name}}} is only available in fetch rules; expected one of {REQUEST_VARS}"
+                    "placeholder {{{name}}} reads a fetch's answer, which only a fetch rule's reason has; expected one of {REQUEST_VARS}"
                 ));
             }
             let expected = match scope {
@@ -362,6 +389,11 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
             };
             let hint = match meant {
                 Some(m) => format!(" (did you mean {{{m}}}?)"),
+                // `{response.bdy.left}`, `{response.status}`: only the body's fields are read.
+                None if name.starts_with("response.") && scope == Scope::WithResponse => {
+                    let field = name.splitn(3, '.').nth(2).unwrap_or("<field>");
+                    format!(" (an answer's fields are read as {{response.body.{field}}}; its status and headers are for require)")
+                }
                 // `Authorization: "Bearer {SHOP_API_TOKEN}"` in a fetch's headers.
                 None if looks_like_variable(name) => format!(" (an environment variable is read only in an upstream's url and headers, as ${{{name}}})"),
                 None => String::new(),
@@ -672,12 +704,41 @@ mod tests {
         );
         assert!(Template::parse("{response.body.x}", Scope::Request)
             .unwrap_err()
-            .contains("only available in fetch rules"));
+            .contains("which only a fetch rule's reason has"));
         assert!(Template::parse("{order_id", Scope::Request)
             .unwrap_err()
             .contains("unclosed"));
         assert!(Template::parse("a } b", Scope::Request)
             .unwrap_err()
             .contains("unmatched"));
+    }
+
+    /// Audit: only a text's first bad placeholder was reported, so a reason with two slips
+    /// took two rounds to fix. Every one is, each at its brace (or its `$`).
+    #[test]
+    fn every_error_of_a_text_is_given_at_its_place() {
+        let errors = Template::parse_at(
+            "한도 {amout}원, ${order_id} } {response.bdy.left} {x",
+            Scope::WithResponse,
+        )
+        .unwrap_err();
+        let found: Vec<(usize, &str)> = errors
+            .iter()
+            .map(|(message, at)| (*at, message.split(" (").next().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (3, "unknown placeholder {amout}"),
+                (13, "\"${order_id}\" would show the buyer a \"$\" before the value; placeholders are written without it: {order_id}"),
+                (25, "unmatched \"}\""),
+                (27, "unknown placeholder {response.bdy.left}"),
+                (47, "unclosed \"{\""),
+            ]
+        );
+        assert!(
+            errors[3].0.contains("read as {response.body.left}"),
+            "{errors:?}"
+        );
     }
 }

@@ -69,7 +69,13 @@ impl FileCompiler<'_, '_> {
                 None
             }
             (None, []) => {
-                self.error(&rule_path, format!("rule \"{name}\": no check, expected one of {CHECKS} (or action: approve with when)"));
+                // A check key left without a value (`require:`) is reported as such already.
+                let cleared = CHECKS
+                    .split(", ")
+                    .any(|key| yaml::locate_key(&self.src, &path(key)).is_some());
+                if !cleared {
+                    self.error(&rule_path, format!("rule \"{name}\": no check, expected one of {CHECKS} (or action: approve with when)"));
+                }
                 None
             }
             (None, [one]) => self.check(i, raw, one, upstreams),
@@ -112,12 +118,12 @@ impl FileCompiler<'_, '_> {
                     }
                     t
                 }
-                Err((e, offset)) => {
-                    self.error_in_value(
+                Err(errors) => {
+                    self.errors_in_template(
                         &path("reason"),
                         super::buyer_text(r),
-                        offset,
-                        format!("rule \"{name}\": reason: {e}"),
+                        errors,
+                        &format!("rule \"{name}\": reason"),
                     );
                     Template::literal(r)
                 }
@@ -413,13 +419,8 @@ impl FileCompiler<'_, '_> {
         let method = f.method.unwrap_or(HttpMethod::GET);
         let mut template = |at: &[Seg<'_>], field: &str, s: &str| match Template::parse_call_at(s) {
             Ok(t) => Some(t),
-            Err((e, offset)) => {
-                self.error_in_value(
-                    at,
-                    s,
-                    offset,
-                    format!("rule \"{name}\": fetch.{field}: {e}"),
-                );
+            Err(errors) => {
+                self.errors_in_template(at, s, errors, &format!("rule \"{name}\": fetch.{field}"));
                 None
             }
         };
@@ -527,9 +528,9 @@ impl FileCompiler<'_, '_> {
                 let body = body_template(&written, b, &mut sub("body").to_vec(), &mut |at, s| {
                     match Template::parse_call_at(s) {
                         Ok(t) => Some(t),
-                        Err((e, offset)) => {
-                            let message = format!("rule \"{name}\": fetch.body: {e}");
-                            self.error_in_value(at, s, offset, message);
+                        Err(errors) => {
+                            let what = format!("rule \"{name}\": fetch.body");
+                            self.errors_in_template(at, s, errors, &what);
                             None
                         }
                     }

@@ -44,6 +44,11 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
         return Some(TAB.into());
     }
     if message.contains("while scanning a tag") {
+        // A quote left open above runs on to the next quote, the opening one of a `'!…'`
+        // here, which leaves its `!` outside quotes: the quote above is what to fix.
+        if let Some(n) = broken_quote(src, at.line).filter(|&n| n + 1 < at.line) {
+            return Some(broken_quote_hint(&which(n)));
+        }
         return Some(
             "a value starting with ! must be quoted, e.g. require: '!order_id.starts_with(\"x\")'"
                 .into(),
@@ -132,10 +137,7 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
         || message.starts_with("did not find expected '-' indicator")
     {
         if let Some(n) = broken_quote(src, at.line) {
-            return Some(format!(
-                "{} has a quote that ends its value early or is never closed: inside \"…\" write \\\" for a quote, inside '…' write ''",
-                which(n)
-            ));
+            return Some(broken_quote_hint(&which(n)));
         }
         let lines: Vec<&str> = src.lines().take(at.line).collect();
         let unquoted_brace =
@@ -386,6 +388,11 @@ fn broken_quote(src: &str, last: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// The hint for a quote [`broken_quote`] found on `line` (`"line 4"`, `"this line"`).
+fn broken_quote_hint(line: &str) -> String {
+    format!("{line} has a quote that ends its value early or is never closed: inside \"…\" write \\\" for a quote, inside '…' write ''")
 }
 
 /// What follows the quote that closes a value quoted with `quote`, given the text after its

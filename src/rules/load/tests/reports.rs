@@ -686,6 +686,20 @@ fn messages_say_what_the_yaml_should_hold() {
             (3, 15),
             r#"rules[0].amount.min (rule "a"): no value; write one, or delete the key"#,
         ),
+        // Audit: a check left without a value also had its rule reported as having none, and
+        // an empty expression was said to miss a value after an operator.
+        (
+            "a require without a value: no second error that the rule has no check",
+            "rules:\n  - name: a\n    require:\n    reason: x\n",
+            (3, 5),
+            r#"rules[0].require (rule "a"): no value; write one, or delete the key"#,
+        ),
+        (
+            "an empty require",
+            "rules:\n  - name: a\n    require: '  '\n    reason: x\n",
+            (3, 14),
+            r#"rule "a": require is empty; write a condition, e.g. require: 'amount >= 1000'"#,
+        ),
         (
             "a reason starting with \"!\", unquoted: YAML would drop the word as a tag",
             "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: !Sold out\n",
@@ -898,6 +912,14 @@ fn messages_say_what_the_yaml_should_hold() {
             "rules:\n  - name: a\n    require: !order_id.starts_with(\"x\")\n    reason: x\n",
             (3, 36),
             r#"did not find expected whitespace or line break (while scanning a tag that starts at line 3 column 14): a value starting with ! must be quoted, e.g. require: '!order_id.starts_with("x")'"#,
+        ),
+        // Audit: the quote left open above ran on to the opening quote of a `'!…'`, leaving its
+        // `!` outside quotes, and the hint said to quote the value that was quoted.
+        (
+            "a quote never closed above a quoted negated expression",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: '한도 초과\n  - name: b\n    require: '!order_id.starts_with(\"x\")'\n    reason: x\n",
+            (6, 37),
+            r#"did not find expected whitespace or line break (while scanning a tag that starts at line 6 column 15): line 4 has a quote that ends its value early or is never closed: inside "…" write \" for a quote, inside '…' write ''"#,
         ),
         (
             "a reason starting with a placeholder, unquoted",

@@ -467,7 +467,7 @@ rules:
                 10,
                 20,
                 &format!(
-                    r#"rule "not-fetch": reason: placeholder {{response.body.left}} is only available in fetch rules; expected one of {request_vars}"#
+                    r#"rule "not-fetch": reason: placeholder {{response.body.left}} reads a fetch's answer, which only a fetch rule's reason has; expected one of {request_vars}"#
                 )
             ),
             dir.at(

@@ -267,7 +267,7 @@ fn error_reason_is_a_template_of_the_request() {
         ("오류 {nope}", "error_reason: unknown placeholder"),
         (
             "오류 {response.body.x}",
-            "error_reason: placeholder {response.body.x} is only available in fetch rules",
+            "error_reason: placeholder {response.body.x} reads a fetch's answer, which only a fetch rule's reason has",
         ),
         ("오류 {", "error_reason: unclosed \"{\""),
     ] {
