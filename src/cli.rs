@@ -52,9 +52,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy: public confirm listener and admin listener, rules reloaded on change.
     Serve(serve::ServeArgs),
-    /// Validate the rules directory (and its rule tests); print every error as FILE:LINE:COL.
+    /// Validate the rules directory (and its rule tests); print every error as FILE:LINE:COL;
+    /// exit 1 when there is any.
     Check(check::CheckArgs),
-    /// Run the rule tests in rules/tests/*.yaml (no network); exit 1 when any case fails.
+    /// Run the rule tests in rules/tests/*.yaml (no network); exit 1 when any case fails or the
+    /// rules do not load, 2 when a test file is invalid.
     Test(test::TestArgs),
     /// Evaluate one request body against the rules and print the decision with its trace.
     Eval(eval::EvalArgs),

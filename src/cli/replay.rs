@@ -266,7 +266,14 @@ fn summary(c: &Counts) -> String {
             c.now_refused,
             of_them(c.unanswered, "reached a call or health state the record has no answer for, and on_error decided it, not the upstream"),
             of_them(c.headers_read, "reached a rule that reads response headers, which the log does not keep, so they are no prediction"),
-            of_them(c.rule_only, "differ only in the deciding rule's name (a rule renamed?)"),
+            of_them(
+                c.rule_only,
+                if c.rule_only == 1 {
+                    "differs only in the deciding rule's name (a rule renamed?)"
+                } else {
+                    "differ only in the deciding rule's name (a rule renamed?)"
+                }
+            ),
         )
     };
     let mut out = format!(

@@ -127,6 +127,35 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
             "{FORM}; a port alone is not enough: write 0.0.0.0:{s} or 127.0.0.1:{s}"
         ));
     }
+    // `:8080`, as nginx and Go write every interface.
+    if let Some(port) = s.strip_prefix(':').filter(|p| p.parse::<u16>().is_ok()) {
+        return Err(format!(
+            "{FORM}; an address goes before the port: write 0.0.0.0:{port} (every interface) or 127.0.0.1:{port}"
+        ));
+    }
+    // An address with no port: `127.0.0.1`, `[::1]`, `::1` — unless the last part of one
+    // without brackets may be a port (`::1:8080`), which the brackets below are about.
+    let port_last = s.rsplit_once(':').is_some_and(|(host, port)| {
+        host.parse::<std::net::Ipv6Addr>().is_ok() && port.parse::<u16>().is_ok()
+    });
+    match s.trim_start_matches('[').trim_end_matches(']').parse() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            return Err(format!("{FORM}; a port is needed too: {ip}:8080"))
+        }
+        Ok(std::net::IpAddr::V6(ip)) if s.starts_with('[') || !port_last => {
+            return Err(format!("{FORM}; a port is needed too: [{ip}]:8080"))
+        }
+        _ => {}
+    }
+    // `[::1]8080`: the port goes after a colon.
+    if let Some((host, port)) = s.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        if !port.starts_with(':') && host.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Err(format!(
+                "{FORM}; the port goes after a colon: [{host}]:{}",
+                port.trim_start()
+            ));
+        }
+    }
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err(FORM.to_owned());
     };
@@ -937,8 +966,17 @@ mod tests {
                 "127.0.0.1:99999",
                 "the port must be a number from 0 to 65535, not \"99999\"",
             ),
-            ("127.0.0.1", "expected IP:PORT"),
+            ("127.0.0.1", "a port is needed too: 127.0.0.1:8080"),
             ("::1:8080", "write an IPv6 address in brackets: [::1]:8080"),
+            // Audit: these were said to be no IP address, names not being looked up.
+            ("[::1]", "a port is needed too: [::1]:8080"),
+            ("::1", "a port is needed too: [::1]:8080"),
+            (
+                ":8080",
+                "an address goes before the port: write 0.0.0.0:8080 (every interface) or 127.0.0.1:8080",
+            ),
+            ("[::1]46098", "the port goes after a colon: [::1]:46098"),
+            ("shop", "expected IP:PORT"),
         ] {
             let e = parse_listen(bad).unwrap_err();
             assert!(

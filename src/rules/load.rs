@@ -122,7 +122,9 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
             unlocated_errors: 0,
             unlocated_warnings: 0,
         };
+        let warned_before = file.warnings.len();
         let ruleset = file.compile(&name);
+        sort_warnings_by_position(&mut file.warnings[warned_before..], &path);
         let (more_errors, more_warnings) = (file.unlocated_errors, file.unlocated_warnings);
         if file.errors.is_empty() {
             rulesets.insert(name, Arc::new(ruleset));
@@ -172,13 +174,31 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
 /// Orders the errors located in `file` by position, so a file's errors read top to bottom
 /// whatever found them. Errors in other files (a script a rule refers to) keep their place.
 fn sort_by_position(errors: &mut [LoadError], file: &Path) {
-    let slots: Vec<usize> = (0..errors.len())
-        .filter(|&i| errors[i].file == file)
+    sort_own(errors, |e| {
+        (e.file == file).then_some((e.location.is_none(), e.location))
+    });
+}
+
+/// [`sort_by_position`] for the warnings of `file` (`FILE:LINE:COL: …`, as
+/// [`FileCompiler::warn`] writes them): each file's read top to bottom as its errors do.
+fn sort_warnings_by_position(warnings: &mut [String], file: &Path) {
+    let prefix = format!("{}:", file.display());
+    let position = |w: &str| -> Option<(usize, usize)> {
+        let mut parts = w.strip_prefix(&prefix)?.splitn(3, ':');
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    sort_own(warnings, |w| position(w));
+}
+
+/// Sorts the items that have a `key` among the places they hold; the others keep theirs.
+fn sort_own<T: Clone, K: Ord>(items: &mut [T], key: impl Fn(&T) -> Option<K>) {
+    let slots: Vec<usize> = (0..items.len())
+        .filter(|&i| key(&items[i]).is_some())
         .collect();
-    let mut own: Vec<LoadError> = slots.iter().map(|&i| errors[i].clone()).collect();
-    own.sort_by_key(|e| (e.location.is_none(), e.location));
-    for (slot, e) in slots.into_iter().zip(own) {
-        errors[slot] = e;
+    let mut own: Vec<T> = slots.iter().map(|&i| items[i].clone()).collect();
+    own.sort_by_key(|item| key(item));
+    for (slot, item) in slots.into_iter().zip(own) {
+        items[slot] = item;
     }
 }
 

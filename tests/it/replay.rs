@@ -389,5 +389,5 @@ async fn a_renamed_forward_takes_the_answer_of_the_call_it_made_then() {
         "{out}"
     );
     assert!(out.contains("note: rule legacy: not in the record; rule existing of the record, not in the rules now, made the very same POST /confirm from shop (a rename?): what came of it stands in\n"), "{out}");
-    assert!(out.ends_with("2 replayed: 1 changed (0 now approved, 0 now refused, 1 with another reason, status or deciding rule; 1 of them differ only in the deciding rule's name (a rule renamed?)), 1 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)\n"), "{out}");
+    assert!(out.ends_with("2 replayed: 1 changed (0 now approved, 0 now refused, 1 with another reason, status or deciding rule; 1 of them differs only in the deciding rule's name (a rule renamed?)), 1 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)\n"), "{out}");
 }

@@ -766,6 +766,28 @@ fn an_upstream_timeout_not_below_the_deadline_is_warned_about() {
     );
 }
 
+/// Audit: a file's warnings came in the order the checks ran (the upstream's timeout, found
+/// once the rules were read, last); they read top to bottom, as its errors do.
+#[test]
+fn a_files_warnings_are_in_file_order() {
+    let dir = default_file(
+        "settings: { deadline: 2s }\nupstreams:\n  shop: { url: \"http://shop.invalid\", timeout: 5s }\nrules:\n  - name: a\n    fetch: { upstream: shop, path: /s }\n    require: 'response.body.left >= 1'\n    reason: \"{response.body.lef} 남음\"\n  - name: b\n    amount: { max: 10 }\n",
+    );
+    let places: Vec<String> = dir
+        .ok()
+        .warnings
+        .iter()
+        .map(|w| w.split(": ").next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        places,
+        [(3, 48), (8, 13), (9, 5)].map(|(line, col)| dir
+            .at(DEFAULT, line, col, "")
+            .trim_end_matches(": ")
+            .to_owned())
+    );
+}
+
 /// A timeout under 10 ms is most likely a slip of the unit: no call over a network answers
 /// that fast, so every call would end in on_error.
 #[test]
