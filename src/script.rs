@@ -311,35 +311,27 @@ impl ScriptEngine {
         found.extend(lint::time_in_other_units(&ast));
         found.extend(lint::unknown_property(&ast, &self.functions));
         found.extend(lint::in_place_used(&ast));
-        let mut errors: Vec<CompileError> = found
+        let errors: Vec<CompileError> = found
             .into_iter()
             .map(|(message, at)| lint_error(message, at))
             .collect();
-        // Stable: of two findings at one place, the one checked first.
-        errors.sort_by_key(|e| (e.line, e.column));
-        errors.dedup_by_key(|e| (e.line, e.column));
-        let mut errors = errors.into_iter();
-        match errors.next() {
-            Some(mut first) => {
-                first.also = errors.collect();
-                Err(first)
-            }
-            None => Ok(ast),
+        if errors.is_empty() {
+            Ok(ast)
+        } else {
+            Err(together(errors))
         }
     }
 
     /// Compiles a boolean expression (`when`, `require`); `extra` names more variables in scope.
     pub fn compile_expression(&self, src: &str, extra: &[&str]) -> Result<AST, CompileError> {
         unclosed_comment(src)?;
-        self.engine
-            .compile_expression_with_scope(&compile_scope(extra), src)
-            .map_err(|e| statement_in_expression(parse_error(src, extra, &e)))
-            .and_then(|ast| {
-                let mut found = lint::not_a_condition(&ast);
-                found.extend(lint::in_place_result(&ast, false));
-                found.extend(lint::switch_arm_reads_variable(&ast));
-                self.linted(ast, src, found)
-            })
+        let compile = |scope: &Scope| self.engine.compile_expression_with_scope(scope, src);
+        let error = |e: &rhai::ParseError| statement_in_expression(parse_error(src, extra, e));
+        let (ast, undefined) = past_undefined(extra, compile, error)?;
+        let mut found = lint::not_a_condition(&ast);
+        found.extend(lint::in_place_result(&ast, false));
+        found.extend(lint::switch_arm_reads_variable(&ast));
+        with_undefined(self.linted(ast, src, found), undefined)
     }
 
     /// An expression compiled without the load-time checks, for tests of what the engine
@@ -354,31 +346,29 @@ impl ScriptEngine {
     /// Compiles a whole script file.
     pub fn compile_script(&self, src: &str) -> Result<AST, CompileError> {
         unclosed_comment(src)?;
-        self.scripts
-            .compile_with_scope(&compile_scope(&[]), src)
-            .map_err(|e| {
-                let mut error = parse_error(src, &[], &e);
-                // Rhai reports a missing `}` where the script ends, as some other want
-                // (`expecting ';' …`): the brace left open is the news there, said first.
-                if let Some((line, column)) = lint::unclosed_brace(src) {
-                    let open = format!("the {{ at line {line}, column {column} is never closed");
-                    error.message = if error.line >= src.lines().count() {
-                        format!("{open} (Rhai, at the end of the script: {})", error.message)
-                    } else {
-                        format!("{} ({open})", error.message)
-                    };
-                }
-                error
-            })
-            .and_then(|ast| {
-                let mut found: Vec<_> = lint::no_result(&ast).into_iter().collect();
-                found.extend(lint::not_a_result(&ast));
-                found.extend(lint::quoted_bool_result(&ast));
-                found.extend(lint::in_place_result(&ast, true));
-                found.extend(lint::in_place_kept(&ast));
-                found.extend(lint::dropped_value(&ast));
-                self.linted(ast, src, found)
-            })
+        let compile = |scope: &Scope| self.scripts.compile_with_scope(scope, src);
+        let error = |e: &rhai::ParseError| {
+            let mut error = parse_error(src, &[], e);
+            // Rhai reports a missing `}` where the script ends, as some other want
+            // (`expecting ';' …`): the brace left open is the news there, said first.
+            if let Some((line, column)) = lint::unclosed_brace(src) {
+                let open = format!("the {{ at line {line}, column {column} is never closed");
+                error.message = if error.line >= src.lines().count() {
+                    format!("{open} (Rhai, at the end of the script: {})", error.message)
+                } else {
+                    format!("{} ({open})", error.message)
+                };
+            }
+            error
+        };
+        let (ast, undefined) = past_undefined(&[], compile, error)?;
+        let mut found: Vec<_> = lint::no_result(&ast).into_iter().collect();
+        found.extend(lint::not_a_result(&ast));
+        found.extend(lint::quoted_bool_result(&ast));
+        found.extend(lint::in_place_result(&ast, true));
+        found.extend(lint::in_place_kept(&ast));
+        found.extend(lint::dropped_value(&ast));
+        with_undefined(self.linted(ast, src, found), undefined)
     }
 
     /// Evaluates a boolean expression; anything but a bool is an error. It stops when
@@ -585,6 +575,81 @@ fn build_engine(level: rhai::OptimizationLevel, output: bool) -> Engine {
     numbers::register(&mut engine);
     numbers::register_unordered(&mut engine);
     engine
+}
+
+/// The most undefined variables of one source reported (each is one more compile).
+const MAX_UNDEFINED: usize = 20;
+
+/// Compiles with `compile`, given the scope: Rhai stops at the first variable that is not
+/// declared, so each one found is reported (`error` makes a compile error of it) and then
+/// taken as declared, and the source compiled again, so that the next one — and the checks on
+/// what compiles — are found too: an operator fixes `amout` and `limt` in one round. Returns
+/// the AST with the undefined variables found, or an error that is none, with them.
+fn past_undefined(
+    extra: &[&str],
+    compile: impl Fn(&Scope) -> Result<AST, rhai::ParseError>,
+    error: impl Fn(&rhai::ParseError) -> CompileError,
+) -> Result<(AST, Vec<CompileError>), CompileError> {
+    let mut assumed: Vec<String> = Vec::new();
+    let mut undefined = Vec::new();
+    loop {
+        let names: Vec<&str> = (extra.iter().copied())
+            .chain(assumed.iter().map(String::as_str))
+            .collect();
+        let e = match compile(&compile_scope(&names)) {
+            Ok(ast) => return Ok((ast, undefined)),
+            Err(e) => e,
+        };
+        match &*e.0 {
+            // Read where a scope's variable is not seen (inside a `fn`): reported once.
+            rhai::ParseErrorType::VariableUndefined(name) if assumed.contains(name) => {
+                return Err(together(undefined))
+            }
+            rhai::ParseErrorType::VariableUndefined(name) if assumed.len() < MAX_UNDEFINED => {
+                assumed.push(name.clone());
+                undefined.push(error(&e));
+            }
+            _ => {
+                undefined.push(error(&e));
+                return Err(together(undefined));
+            }
+        }
+    }
+}
+
+/// `compiled` (the checks' verdict on a source compiled with its undefined variables taken as
+/// declared), unless there were any: then they and the checks' errors, together.
+fn with_undefined(
+    compiled: Result<AST, CompileError>,
+    mut undefined: Vec<CompileError>,
+) -> Result<AST, CompileError> {
+    if undefined.is_empty() {
+        return compiled;
+    }
+    if let Err(e) = compiled {
+        undefined.extend(e.into_all());
+    }
+    Err(together(undefined))
+}
+
+/// Errors as one, the earliest in the source first, the others in `also`; of two at one
+/// place, the one found first (the sort is stable).
+fn together(errors: Vec<CompileError>) -> CompileError {
+    let mut all: Vec<CompileError> = errors
+        .into_iter()
+        .flat_map(CompileError::into_all)
+        .collect();
+    all.sort_by_key(|e| (e.line, e.column));
+    all.dedup_by_key(|e| (e.line, e.column));
+    let mut all = all.into_iter();
+    let mut first = all.next().unwrap_or(CompileError {
+        message: "does not compile".to_owned(),
+        line: 1,
+        column: 1,
+        also: Vec::new(),
+    });
+    first.also = all.collect();
+    first
 }
 
 fn compile_scope(extra: &[&str]) -> Scope<'static> {
@@ -828,6 +893,53 @@ pub(crate) mod tests {
         assert_eq!(
             err.message,
             "expression exceeds maximum complexity (at most 64 levels, and each operator of a chain, and each bracket, is one more: shorten it, or split it into parts with let in a script)"
+        );
+    }
+
+    /// Audit: Rhai stops at the first undefined variable, which hid every other slip of the
+    /// source, other undefined variables included. Each is reported, with what the checks find
+    /// past them, in source order; one read inside a `fn` (where taking it as declared does
+    /// not help) is reported once.
+    #[test]
+    fn every_undefined_variable_is_reported_with_the_rest() {
+        let engine = ScriptEngine::new();
+        let all = |e: CompileError| -> Vec<(usize, usize, String)> {
+            e.into_all()
+                .map(|e| {
+                    (
+                        e.line,
+                        e.column,
+                        e.message.split(';').next().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let found = all(engine
+            .compile_expression(
+                "order_id.startswith(\"a\") && amout > 1 && tx_idd != ()",
+                &[],
+            )
+            .unwrap_err());
+        assert_eq!(
+            found,
+            [
+                (1, 10, "function not found: startswith".to_owned()),
+                (1, 29, "undefined variable: amout".to_owned()),
+                (1, 42, "undefined variable: tx_idd".to_owned()),
+            ]
+        );
+        let found = all(engine
+            .compile_script("let limit = 1;\nif paylod == () { return false; }\namout > limt\n")
+            .unwrap_err());
+        let lines: Vec<_> = found.iter().map(|(l, c, _)| (*l, *c)).collect();
+        assert_eq!(lines, [(2, 4), (3, 1), (3, 9)], "{found:?}");
+        let found = all(engine
+            .compile_script("fn f(x) { x > limit }\nf(amount)\n")
+            .unwrap_err());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].2.starts_with("undefined variable: limit"),
+            "{found:?}"
         );
     }
 
