@@ -56,7 +56,7 @@ pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, Option<String>> {
         Ok(t) => Ok(t),
         Err(e) => Err(time_slip(s).or_else(|| {
             (e.kind() == ParseErrorKind::OutOfRange).then(|| {
-                "a part of it is out of range: months 01-12, a day the month has, hours 00-23, minutes and seconds 00-59".to_owned()
+                "a part of it is out of range: months 01-12, a day the month has, hours 00-23, minutes and seconds 00-59, an offset from -23:59 to +23:59 (+09:00 for Korean time)".to_owned()
             })
         })),
     }
@@ -85,6 +85,15 @@ pub fn time_slip(s: &str) -> Option<String> {
             "write the offset as RFC 3339 does, {offset} for {name} ({}{offset})",
             time.replacen(' ', "T", 1)
         ));
+    }
+    // `… Asia/Seoul`: a zone's name, which RFC 3339 has no room for.
+    if let Some((time, zone)) = s.rsplit_once(' ').filter(|(_, zone)| zone.contains('/')) {
+        if parses(&format!("{}+09:00", time.trim_end())) {
+            return Some(format!(
+                "a time zone is written as its offset, not its name (\"{zone}\"): +09:00 for Korean time ({}+09:00)",
+                time.trim_end().replacen(' ', "T", 1)
+            ));
+        }
     }
     if parses(&format!("{s}+09:00")) {
         Some(format!(

@@ -383,7 +383,7 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
             let meant = match name {
                 "merchant_uid" | "payment_id" | "paymentId" => Some("order_id"),
                 "imp_uid" | "transactionId" | "transaction_id" => Some("tx_id"),
-                "total_amount" | "totalAmount" => Some("amount"),
+                "total_amount" | "totalAmount" | "amt" | "price" => Some("amount"),
                 "storeId" => Some("store_id"),
                 _ => crate::suggest::closest(name, ["order_id", "tx_id", "amount", "store_id"]),
             };
@@ -740,5 +740,7 @@ mod tests {
             errors[3].0.contains("read as {response.body.left}"),
             "{errors:?}"
         );
+        let amt = Template::parse("{amt}", Scope::Request).unwrap_err();
+        assert!(amt.contains("(did you mean {amount}?)"), "{amt}");
     }
 }

@@ -176,6 +176,8 @@ fn clean_message(msg: &str) -> String {
     // files is an HTTP status.
     let msg = msg
         .replace('`', "\"")
+        // serde's word for one of a fixed set of values (`on_error: deny`) is Rust's.
+        .replace("unknown variant \"", "invalid value \"")
         .replace(
             "expected u16",
             "expected an HTTP status code (a number such as 409)",
@@ -339,11 +341,13 @@ pub(super) fn digits_only(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The name in serde's `unknown field "x", …` or `unknown variant "x", …`.
+/// The name in serde's `unknown field "x", …` or `unknown variant "x", …` (after
+/// [`clean_message`], `invalid value "x", …`).
 fn unknown_name(msg: &str) -> Option<&str> {
     let rest = msg
         .split_once("unknown field \"")
-        .or_else(|| msg.split_once("unknown variant \""))?
+        .or_else(|| msg.split_once("unknown variant \""))
+        .or_else(|| msg.split_once("invalid value \""))?
         .1;
     Some(rest.split_once('"')?.0)
 }

@@ -1100,7 +1100,7 @@ rules:
             )),
             [
                 "tests/t.yaml:5:39: unknown rule \"nosuchrule\", ruleset \"default\" has rules shop-up, stock, trial, existing",
-                "tests/t.yaml:5:67: unknown rule \"trail\", ruleset \"default\" has rules shop-up, stock, trial, existing",
+                "tests/t.yaml:5:67: unknown rule \"trail\", ruleset \"default\" has rules shop-up, stock, trial, existing; did you mean \"trial\"?",
             ]
         );
     }
@@ -1190,7 +1190,7 @@ rules:
                 "{CASE}    health: {{ shop: upp }}\n    expect: {{ decision: approve }}\n  - name: b\n    request: {{ imp_uid: i, merchant_uid: o-2, amount: 50 }}\n    expct: {{ decision: approve }}\n  - name: c\n    request: {{ imp_uid: i, merchant_uid: o-3, amount: 50 }}\n    expect: {{ decision: approve }}\n  - name: d\n    request: {{ imp_uid: i, merchant_uid: o-4, amount: 50 }}\n    expect: {{ decision: {{ reject: true }} }}\n"
             )),
             [
-                "tests/t.yaml:5:21: cases[0].health.shop: unknown variant \"upp\", expected one of \"up\", \"down\", \"unknown\"; did you mean \"up\"?",
+                "tests/t.yaml:5:21: cases[0].health.shop: invalid value \"upp\", expected one of \"up\", \"down\", \"unknown\"; did you mean \"up\"?",
                 "tests/t.yaml:9:5: cases[1]: unknown field \"expct\", expected one of \"name\", \"request\", \"now\", \"upstreams\", \"health\", \"expect\"; did you mean \"expect\"?",
                 "tests/t.yaml:15:25: cases[3].expect.decision: invalid type: map, expected one of \"approve\", \"reject\", \"ignored\"",
             ]
@@ -1202,7 +1202,7 @@ rules:
             )),
             [
                 "tests/t.yaml:8:9: cases[0].upstreams.shop: duplicate key \"GET /x\" (first at line 7): a key may appear only once in a mapping",
-                "tests/t.yaml:12:25: cases[1].expect.decision: unknown variant \"aprove\", expected one of \"approve\", \"reject\", \"ignored\"; did you mean \"approve\"?",
+                "tests/t.yaml:12:25: cases[1].expect.decision: invalid value \"aprove\", expected one of \"approve\", \"reject\", \"ignored\"; did you mean \"approve\"?",
             ]
         );
         // Past the first 50, one line says the list is not all there is.
@@ -1289,7 +1289,7 @@ rules:
         );
         assert_eq!(
             errors(&format!("{CASE}    expect: {{ decision: rejct }}\n")),
-            ["tests/t.yaml:5:25: cases[0].expect.decision: unknown variant \"rejct\", expected one of \"approve\", \"reject\", \"ignored\"; did you mean \"reject\"?"]
+            ["tests/t.yaml:5:25: cases[0].expect.decision: invalid value \"rejct\", expected one of \"approve\", \"reject\", \"ignored\"; did you mean \"reject\"?"]
         );
     }
 
@@ -1437,7 +1437,7 @@ rules:
             errors("ruleset: default\nnow: yesterday\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: o-1, amount: 50 }\n    now: \"2026-13-01T00:00:00Z\"\n    expect: { decision: approve }\n"),
             [
                 "tests/t.yaml:2:6: now: invalid time \"yesterday\", expected RFC 3339 like 2026-12-01T12:00:00+09:00",
-                "tests/t.yaml:6:10: cases[0].now: invalid time \"2026-13-01T00:00:00Z\", expected RFC 3339 like 2026-12-01T12:00:00+09:00; a part of it is out of range: months 01-12, a day the month has, hours 00-23, minutes and seconds 00-59",
+                "tests/t.yaml:6:10: cases[0].now: invalid time \"2026-13-01T00:00:00Z\", expected RFC 3339 like 2026-12-01T12:00:00+09:00; a part of it is out of range: months 01-12, a day the month has, hours 00-23, minutes and seconds 00-59, an offset from -23:59 to +23:59 (+09:00 for Korean time)",
             ]
         );
     }

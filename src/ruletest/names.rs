@@ -57,7 +57,10 @@ impl CaseNames<'_> {
                 if !ruleset.upstreams.contains_key(up) {
                     out.push((
                         self.key(&[Seg::Key("upstreams"), Seg::Key(up)]),
-                        format!("unknown upstream \"{up}\", {}", upstreams_expected(ruleset)),
+                        format!(
+                            "unknown upstream \"{up}\", {}",
+                            upstreams_expected(ruleset, up)
+                        ),
                     ));
                 }
             }
@@ -100,7 +103,7 @@ impl CaseNames<'_> {
                 match ruleset.upstreams.get(up) {
                     None => out.push((
                         at(),
-                        format!("unknown upstream \"{up}\", {}", upstreams_expected(ruleset)),
+                        format!("unknown upstream \"{up}\", {}", upstreams_expected(ruleset, up)),
                     )),
                     Some(u) if u.health.is_none() => out.push((
                         at(),
@@ -123,7 +126,7 @@ impl CaseNames<'_> {
                 match mode(rule) {
                     None => out.push((
                         at(),
-                        format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
+                        format!("unknown rule \"{rule}\", {}", rules_expected(ruleset, rule)),
                     )),
                     // It never decides: the case could never pass.
                     Some(Mode::Shadow) => out.push((
@@ -159,7 +162,7 @@ impl CaseNames<'_> {
                     match mode(rule) {
                         None => out.push((
                             at(),
-                            format!("unknown rule \"{rule}\", {}", rules_expected(ruleset)),
+                            format!("unknown rule \"{rule}\", {}", rules_expected(ruleset, rule)),
                         )),
                         // Only shadow rules have shadow outcomes: the case could never pass.
                         Some(Mode::Enforce) if key == "shadow" => out.push((
@@ -394,22 +397,36 @@ impl CaseNames<'_> {
     }
 }
 
-fn upstreams_expected(ruleset: &Ruleset) -> String {
+/// What upstreams there are, for a case naming `up`, which is none of them.
+fn upstreams_expected(ruleset: &Ruleset, up: &str) -> String {
     if ruleset.upstreams.is_empty() {
         format!("ruleset \"{}\" defines no upstreams", ruleset.name)
     } else {
         let known: Vec<&str> = ruleset.upstreams.keys().map(String::as_str).collect();
-        format!("expected one of {}", known.join(", "))
+        format!(
+            "expected one of {}{}",
+            known.join(", "),
+            did_you_mean(up, &known)
+        )
     }
 }
 
-fn rules_expected(ruleset: &Ruleset) -> String {
+/// What rules there are, for a case naming `rule`, which is none of them.
+fn rules_expected(ruleset: &Ruleset, rule: &str) -> String {
     let known: Vec<&str> = ruleset.rules.iter().map(|r| &*r.name).collect();
     format!(
-        "ruleset \"{}\" has rules {}",
+        "ruleset \"{}\" has rules {}{}",
         ruleset.name,
-        known.join(", ")
+        known.join(", "),
+        did_you_mean(rule, &known)
     )
+}
+
+/// `; did you mean "x"?` when one of `known` is near `name`.
+fn did_you_mean(name: &str, known: &[&str]) -> String {
+    crate::suggest::closest(name, known.iter().copied())
+        .map(|near| format!("; did you mean \"{near}\"?"))
+        .unwrap_or_default()
 }
 
 /// The canned keys (`"METHOD /path?query"`, upstream name first) of every call the ruleset's

@@ -800,6 +800,7 @@ mod tests {
             (r#"fetched["stock"].bodyy.left > 0"#, "an upstream's answer has status, headers and body, not bodyy; did you mean body?", 1, 18),
             (r#"response.headers["Content-Type"] == "application/json""#, r#"header names in an answer's headers are lower case, so "Content-Type" is never there: write "content-type""#, 1, 18),
             (r#"fetched["stock"].headers["X-Left"] == "1""#, r#"header names in an answer's headers are lower case, so "X-Left" is never there: write "x-left""#, 1, 26),
+            (r#"response.headers["Content Type"] == "x""#, r#"header names in an answer's headers are lower case, so "Content Type" is never there: write "content-type""#, 1, 18),
             (r#"api == "v2""#, r#"api is never "v2": it is one of "v1", "v2-2024-01-01", "v2-2024-04-25""#, 1, 8),
             (r#""Sat" != seoul_weekday(now)"#, r#"seoul_weekday(…) is never "Sat": it is one of "mon", "tue", "wed", "thu", "fri", "sat", "sun""#, 1, 1),
             (r#"seoul_weekday(now) in ["sat", "Sun"]"#, r#"seoul_weekday(…) is never "Sun": it is one of "mon", "tue", "wed", "thu", "fri", "sat", "sun""#, 1, 23),

@@ -79,12 +79,19 @@ impl FileCompiler<'_, '_> {
                 None
             }
             (None, [one]) => self.check(i, raw, one, upstreams),
-            (None, [_, second, ..]) => {
+            (None, [_, _, ..]) => {
+                // Said in the order written, at the second: the one likely added by mistake.
+                let mut written: Vec<(Option<yaml::Location>, &str)> = given
+                    .iter()
+                    .map(|&key| (yaml::locate_key(&self.src, &path(key)), key))
+                    .collect();
+                written.sort_by_key(|&(at, _)| (at.is_none(), at));
+                let keys: Vec<&str> = written.iter().map(|&(_, key)| key).collect();
                 self.error(
-                    &path(second),
+                    &path(keys[1]),
                     format!(
                         "rule \"{name}\": a rule has exactly one check, found {}",
-                        given.join(" and ")
+                        keys.join(" and ")
                     ),
                 );
                 None
@@ -236,7 +243,7 @@ impl FileCompiler<'_, '_> {
                 if let (Some(lo), Some(hi)) = (min, max) {
                     if lo > hi {
                         self.error(
-                            &path("amount"),
+                            &sub("amount", "min"),
                             format!("rule \"{name}\": amount.min {lo} is above amount.max {hi}"),
                         );
                         return None;
@@ -292,7 +299,7 @@ impl FileCompiler<'_, '_> {
                             )
                         };
                         self.error(
-                            &path("window"),
+                            &sub("window", "from"),
                             format!(
                                 "rule \"{name}\": window.from must be before window.until{both}"
                             ),
@@ -385,10 +392,12 @@ impl FileCompiler<'_, '_> {
                     .collect();
                 known.sort_unstable();
                 known.dedup();
-                let expected = if known.is_empty() {
-                    "no upstreams are defined in this file".to_owned()
-                } else {
-                    format!("expected one of {}", known.join(", "))
+                let expected = match crate::suggest::closest(up, known.iter().copied()) {
+                    _ if known.is_empty() => "no upstreams are defined in this file".to_owned(),
+                    Some(near) => {
+                        format!("expected one of {}; did you mean {near}?", known.join(", "))
+                    }
+                    None => format!("expected one of {}", known.join(", ")),
                 };
                 self.error(
                     path,

@@ -78,6 +78,19 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
                 which(n)
             ));
         }
+        // `-name: a` above: without a space after the dash YAML reads `-name` as a key, no
+        // list item, and this line's key as more of its value.
+        if let Some(n) = (from..at.line).rev().find(|&n| {
+            src.lines().nth(n).is_some_and(|l| {
+                let item = l.trim_start();
+                item.starts_with('-') && item[1..].starts_with(|c: char| c.is_alphabetic())
+            })
+        }) {
+            return Some(format!(
+                "{} needs a space after its \"-\", e.g. - name: a (without it, YAML reads \"-name\" as a key, not as a list item)",
+                which(n)
+            ));
+        }
         // `  deadline: 3s` then `    on_error: approve`: indented past the key above, the
         // line is read as more of that key's value.
         if let Some((n, column)) = over_indented(src, at.line) {

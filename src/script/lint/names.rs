@@ -572,7 +572,8 @@ pub(in crate::script) fn unknown_response_field(ast: &AST) -> Vec<(String, Posit
                 if let Expr::StringConstant(name, at) = key {
                     if name.chars().any(char::is_uppercase) {
                         found.push((
-                            format!("header names in an answer's headers are lower case, so \"{name}\" is never there: write \"{}\"", name.to_lowercase()),
+                            // `Content Type`: no header name holds a space either.
+                            format!("header names in an answer's headers are lower case, so \"{name}\" is never there: write \"{}\"", name.to_lowercase().replace(' ', "-")),
                             *at,
                         ));
                         return true;

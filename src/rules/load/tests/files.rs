@@ -532,19 +532,19 @@ rules:
                 DEFAULT,
                 7,
                 14,
-                r#"rule "up": unknown upstream "shp", expected one of shop"#
+                r#"rule "up": unknown upstream "shp", expected one of shop; did you mean shop?"#
             ),
             dir.at(
                 DEFAULT,
                 10,
                 24,
-                r#"rule "stock": unknown upstream "shp", expected one of shop"#
+                r#"rule "stock": unknown upstream "shp", expected one of shop; did you mean shop?"#
             ),
             dir.at(
                 DEFAULT,
                 13,
                 26,
-                r#"rule "confirm": unknown upstream "shp", expected one of shop"#
+                r#"rule "confirm": unknown upstream "shp", expected one of shop; did you mean shop?"#
             ),
         ]
     );

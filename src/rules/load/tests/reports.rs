@@ -522,7 +522,7 @@ rules:
                 DEFAULT,
                 4,
                 13,
-                r#"settings.on_error: unknown variant "maybe", expected "reject" or "approve""#
+                r#"settings.on_error: invalid value "maybe", expected "reject" or "approve""#
             ),
             dir.at(
                 DEFAULT,
@@ -546,7 +546,7 @@ rules:
                 DEFAULT,
                 16,
                 11,
-                r#"rules[0].mode (rule "a"): unknown variant "shdow", expected one of "enforce", "shadow", "off"; did you mean "shadow"?"#
+                r#"rules[0].mode (rule "a"): invalid value "shdow", expected one of "enforce", "shadow", "off"; did you mean "shadow"?"#
             ),
             // A missing key is reported at the rule, after its other errors were left out.
             dir.at(DEFAULT, 18, 5, r#"rules[1]: missing field "name""#),
@@ -695,6 +695,19 @@ fn messages_say_what_the_yaml_should_hold() {
             "rules:\n  - name: a\n    require:\n    reason: x\n",
             (3, 5),
             r#"rules[0].require (rule "a"): no value; write one, or delete the key"#,
+        ),
+        (
+            "a rule's dash without a space after it",
+            "rules:\n  -name: a\n    amount: { max: 1 }\n    reason: x\n",
+            (3, 11),
+            r#"mapping values are not allowed in this context: line 2 needs a space after its "-", e.g. - name: a (without it, YAML reads "-name" as a key, not as a list item)"#,
+        ),
+        // Audit: the second check in the loader's order was pointed at, not the second written.
+        (
+            "two checks, the one written second pointed at",
+            "rules:\n  - name: a\n    require: 'amount > 1'\n    amount: { max: 5 }\n    reason: x\n",
+            (4, 13),
+            r#"rule "a": a rule has exactly one check, found require and amount"#,
         ),
         (
             "an empty require",

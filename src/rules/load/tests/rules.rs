@@ -555,7 +555,7 @@ rules:
             dir.at(
                 DEFAULT,
                 9,
-                13,
+                20,
                 r#"rule "a": amount.min 10 is above amount.max 1"#
             ),
             dir.at(

@@ -217,23 +217,23 @@ fn wrong_types_are_errors_at_the_value() {
         (
             &format!("settings:\n  on_error: maybe\n{ONE_RULE}"),
             (2, 13),
-            r#"settings.on_error: unknown variant "maybe", expected "reject" or "approve""#,
+            r#"settings.on_error: invalid value "maybe", expected "reject" or "approve""#,
         ),
         (
             "rules:\n  - name: a\n    mode: shdow\n    require: 'true'\n    reason: x\n",
             (3, 11),
-            r#"rules[0].mode (rule "a"): unknown variant "shdow", expected one of "enforce", "shadow", "off"; did you mean "shadow"?"#,
+            r#"rules[0].mode (rule "a"): invalid value "shdow", expected one of "enforce", "shadow", "off"; did you mean "shadow"?"#,
         ),
         (
             "rules:\n  - name: a\n    when: 'true'\n    action: deny\n",
             (4, 13),
-            r#"rules[0].action (rule "a"): unknown variant "deny", expected "approve""#,
+            r#"rules[0].action (rule "a"): invalid value "deny", expected "approve""#,
         ),
         // Empty: no suggestion (the empty name's quotes had it suggest "").
         (
             "rules:\n  - name: a\n    mode: ''\n    require: 'true'\n    reason: x\n",
             (3, 11),
-            r#"rules[0].mode (rule "a"): unknown variant "", expected one of "enforce", "shadow", "off""#,
+            r#"rules[0].mode (rule "a"): invalid value "", expected one of "enforce", "shadow", "off""#,
         ),
     ];
     for (yaml, (line, col), message) in cases {
@@ -369,7 +369,7 @@ fn bad_amount_bounds() {
             dir.at(
                 DEFAULT,
                 6,
-                13,
+                20,
                 r#"rule "reversed": amount.min 500 is above amount.max 100"#
             ),
             dir.at(
@@ -607,7 +607,7 @@ fn bad_window_timestamps() {
                 13,
                 52,
                 &format!(
-                    r#"rule "both-bad": window.until: invalid timestamp "2026-02-30T10:00:00+09:00", {expected}; a part of it is out of range: months 01-12, a day the month has, hours 00-23, minutes and seconds 00-59"#
+                    r#"rule "both-bad": window.until: invalid timestamp "2026-02-30T10:00:00+09:00", {expected}; a part of it is out of range: months 01-12, a day the month has, hours 00-23, minutes and seconds 00-59, an offset from -23:59 to +23:59 (+09:00 for Korean time)"#
                 )
             ),
         ]
@@ -673,6 +673,10 @@ fn a_near_miss_of_rfc_3339_says_what_is_missing() {
             "write the offset as RFC 3339 does, Z for UTC (2027-03-15T10:00:00Z)",
         ),
         (
+            "2027-03-15 10:00:00 Asia/Seoul",
+            "a time zone is written as its offset, not its name (\"Asia/Seoul\"): +09:00 for Korean time (2027-03-15T10:00:00+09:00)",
+        ),
+        (
             "1764558000",
             "a Unix time in seconds: write it as a date and time (2025-12-01T12:00:00+09:00)",
         ),
@@ -723,13 +727,13 @@ fn window_from_must_be_before_until() {
             dir.at(
                 DEFAULT,
                 3,
-                13,
+                21,
                 r#"rule "reversed": window.from must be before window.until"#
             ),
             dir.at(
                 DEFAULT,
                 7,
-                7,
+                13,
                 r#"rule "same-instant": window.from must be before window.until (in Korean time, from is 2026-12-03T18:00:00+09:00 and until 2026-12-03T18:00:00+09:00)"#
             ),
         ]
