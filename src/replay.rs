@@ -615,6 +615,11 @@ fn logged_health(
             ),
             (Some(then), _) => format!("its health check changed (then {then}, now {now})"),
             (None, Some(call)) => format!("it read no health then (it made {call})"),
+            // Its `when` skipped it, or failed: it read none (a rule that read health has its
+            // probe in the record, whatever came of it).
+            (None, None) if t.outcome == "skipped" || t.outcome.ends_with("error") => {
+                "it read no health then (its when skipped it, or failed)".to_owned()
+            }
             // Logged before probes were traced.
             (None, None) => return (state(t), None),
         },

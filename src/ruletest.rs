@@ -342,13 +342,29 @@ pub async fn run(
             let mut mismatches = compare(&case.expect, &decision);
             mismatches.extend(unset);
             // A typo in the request (`merchant_id`) would make a case expecting a refusal test
-            // the payload check instead of the rules, and pass.
-            if guarded && case.expect.status.is_none() {
+            // the payload check instead of the rules, and pass. A case testing that refusal
+            // says so by its status — and by its reason too where the rules' own refusals have
+            // that status (`reject_status: 400`): the status alone would pass either way.
+            let expected = match case.expect.status {
+                None => false,
+                Some(s) if s == ruleset.settings.reject_status => {
+                    case.expect.reason.is_some() || case.expect.reason_contains.is_some()
+                }
+                Some(_) => true,
+            };
+            if guarded && !expected {
+                let to_test = if case.expect.status.is_some() {
+                    format!(
+                        "the rules refuse with {} too (reject_status), so expect its reason as well",
+                        decision.status
+                    )
+                } else {
+                    format!("expect status: {}", decision.status)
+                };
                 mismatches.push(format!(
-                    "the request was refused before any rule ran ({}: {}); fix the case's request, or expect status: {} to test that",
+                    "the request was refused before any rule ran ({}: {}); fix the case's request, or {to_test} to test that",
                     decision.status,
                     decision.reason.as_deref().unwrap_or(""),
-                    decision.status
                 ));
             }
             let at = if mismatches.is_empty() {

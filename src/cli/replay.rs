@@ -194,7 +194,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     if !shadow.is_empty() {
         out!("{shadow}");
     }
-    out!("{}", summary(&counts));
+    out!("{}", summary(&counts, args.ruleset.as_deref()));
     if counts.changed > 0 {
         ExitCode::FAILURE
     } else if counts.unreadable > 0 && !read_any && counts.other_rulesets == 0 {
@@ -222,8 +222,8 @@ fn compressed(start: &[u8]) -> Option<(&'static str, &'static str)> {
         .map(|&(_, format, tool)| (format, tool))
 }
 
-/// The closing count.
-fn summary(c: &Counts) -> String {
+/// The closing count; `ruleset`, the one replayed when only one was asked for.
+fn summary(c: &Counts, ruleset: Option<&str>) -> String {
     let mut at_deadline = Vec::new();
     if c.deadline_first > 0 {
         at_deadline.push(format!(
@@ -286,6 +286,15 @@ fn summary(c: &Counts) -> String {
     if c.unreadable > 0 {
         let s = if c.unreadable == 1 { "" } else { "s" };
         out.push_str(&format!("; {} unreadable line{s}", c.unreadable));
+    }
+    // Asked for by --ruleset, or by CONFIRM_PROXY_RULESET left set from eval: said, or
+    // "0 changed" would pass for the whole log's.
+    if let Some(ruleset) = ruleset.filter(|_| c.other_rulesets > 0) {
+        let s = if c.other_rulesets == 1 { "" } else { "s" };
+        out.push_str(&format!(
+            "; {} record{s} of other rulesets left out (only ruleset \"{ruleset}\" was asked for, by --ruleset or CONFIRM_PROXY_RULESET)",
+            c.other_rulesets
+        ));
     }
     out
 }

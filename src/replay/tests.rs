@@ -1012,6 +1012,17 @@ async fn a_health_state_stands_in_only_for_the_same_probe() {
     let r = again(&rules, &old).await;
     assert_eq!(r.decision.rule.as_deref(), Some("shop-up"));
     assert!(r.notes.is_empty(), "{:?}", r.notes);
+
+    // Audit: a rule its `when` skipped then (no probe in its entry, as in an old log) was taken
+    // for an old log's, and went without its health unnoted and uncounted: it read none.
+    let skipped = line(
+        r#"{"rule":"shop-up","outcome":"skipped","ms":0.01}"#,
+        "approve",
+        "",
+    );
+    let r = again(&rules, &skipped).await;
+    assert_first_rule_errs(&r, "rule shop-up: it read no health then (its when skipped it, or failed), and no rule of the record read the health of GET /health from shop: the record has no health state for it; it counted as an error");
+    assert!(r.unanswered, "counted as on_error's guess");
 }
 
 /// A forward sends its upstream's headers: one edited since is a changed call, though the

@@ -1180,6 +1180,30 @@ fn a_case_refused_as_a_payload_fails_unless_it_expects_the_status() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // Audit: where the rules refuse with 400 too, the status told nothing apart, and the typo
+    // passed; the reason does.
+    rules.write(
+        "default.yaml",
+        &format!("settings: {{ reject_status: 400 }}\n{LIMIT_RULES}"),
+    );
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("fix the case's request, or the rules refuse with 400 too (reject_status), so expect its reason as well to test that\n"),
+        "{stdout}"
+    );
+    rules.write(
+        "tests/t.yaml",
+        &case("{ decision: reject, status: 400, reason_contains: merchant_uid }"),
+    );
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// `shadow:` lists the shadow rules that would have decided (refused, or approved at once);

@@ -149,6 +149,11 @@ async fn replay_shows_the_decisions_an_edit_changes_without_calling_upstreams() 
     let (code, out, err) = replay(&rules, &log, &["--ruleset", "marathon"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("0 replayed"), "{out}");
+    // Audit: said only when none was left; "0 changed" then read as the whole log's.
+    assert!(
+        out.trim_end().ends_with("; 5 records of other rulesets left out (only ruleset \"marathon\" was asked for, by --ruleset or CONFIRM_PROXY_RULESET)"),
+        "{out}"
+    );
     assert!(
         err.starts_with("note: no record of ruleset \"marathon\""),
         "{err}"
