@@ -202,7 +202,9 @@ fn read_suite(file: &Path) -> Result<ReadSuite, Vec<LoadError>> {
                     message.push_str(": it is indented under request:, where it is a field of the request; indent it as request: is");
                 }
             }
-            shape_errors.push(error(e.location, message));
+            // Met through an alias, at the alias: every use of the anchor is another place.
+            let at = yaml::alias_on_path(&src, &message).or(e.location);
+            shape_errors.push(error(at, message));
         }
         match case {
             Some(i) if shape_errors.len() < yaml::MAX_LOCATED.min(passes) => {
@@ -1134,6 +1136,16 @@ rules:
             errors(&(CASE.replace("name: a", "name: &n a")
                 + "    expect: { decision: reject }\n  - name: *n\n    request: { imp_uid: i, merchant_uid: o-2, amount: 50 }\n    expect: { decision: reject }\n")),
             ["tests/t.yaml:6:11: duplicate case name \"a\" (also at line 3): case names are unique in a file"]
+        );
+        // Audit: a shape error met through an alias was placed at the anchor, twice.
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    expect: &e {{ decision: reject, rulee: x }}\n  - name: b\n    request: {{ imp_uid: i, merchant_uid: o-2, amount: 50 }}\n    expect: *e\n"
+            )),
+            [
+                "tests/t.yaml:5:36: cases[0].expect: unknown field \"rulee\", expected one of \"decision\", \"rule\", \"reason\", \"reason_contains\", \"status\", \"shadow\", \"errors\"; did you mean \"rule\"?",
+                "tests/t.yaml:8:13: cases[1].expect: unknown field \"rulee\", expected one of \"decision\", \"rule\", \"reason\", \"reason_contains\", \"status\", \"shadow\", \"errors\"; did you mean \"rule\"?",
+            ]
         );
         // Past the first 50, counted in one line after them.
         let more: String = (0..53)

@@ -60,6 +60,25 @@ pub fn locate_written(src: &str, path: &[Seg<'_>]) -> Location {
     alias_at(src, path).unwrap_or_else(|| locate(src, path))
 }
 
+/// Where a shape error whose message begins with serde's path (`cases[1].expect: …`) was met
+/// through an alias: the outermost alias on that path (`expect: *accepted`), since serde_yaml
+/// places the error in the anchor's text, which every use of the anchor shares. `None` when no
+/// step of the path is an alias written as a key's value.
+pub fn alias_on_path(src: &str, message: &str) -> Option<Location> {
+    let (written, _) = message.split_once(": ")?;
+    let mut path = Vec::new();
+    for step in written.split('.') {
+        let (key, indices) = step.split_once('[').unwrap_or((step, ""));
+        path.push(Seg::Key(key));
+        for index in indices.split('[') {
+            if let Some(i) = index.strip_suffix(']') {
+                path.push(Seg::Index(i.parse().ok()?));
+            }
+        }
+    }
+    (1..=path.len()).find_map(|len| alias_at(src, &path[..len]))
+}
+
 /// The alias written as the value of the key `path` ends with, if it is one.
 pub(super) fn alias_at(src: &str, path: &[Seg<'_>]) -> Option<Location> {
     let Some(Seg::Key(key)) = path.last() else {

@@ -250,15 +250,19 @@ fn walk_file(src: &str, duplicates: bool, passes: usize, file: &mut RuleFile) {
             Err(e) => e,
         };
         let raw = e.to_string();
+        let message = rule_file_message(&e);
+        // An unknown key of the part is placed at the key, whatever its value; one inside a
+        // value written as an alias, at the alias (its anchor is every use's).
+        let the_key_unknown =
+            super::unknown_name(&message).is_some_and(|name| Some(name) == cursor.key.as_deref());
         let error = ParseError {
-            // An unknown key is placed at the key, whatever its value.
             location: Some(
-                (!raw.contains("unknown field"))
+                (!the_key_unknown)
                     .then(|| alias_used(src, &cursor))
                     .flatten()
                     .unwrap_or_else(|| error_location(&e)),
             ),
-            message: rule_file_message(&e),
+            message,
         };
         // Already reported, at the repeated key, by `check_document`.
         let repeated = duplicates && raw.contains("duplicate field");

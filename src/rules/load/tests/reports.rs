@@ -79,6 +79,27 @@ fn expression_errors_map_back_through_every_scalar_style() {
     );
 }
 
+/// Audit: an unknown key inside a mapping written as an alias was placed at the anchor's key
+/// for every use of it; each use is reported at its alias (the anchor's own use, there).
+#[test]
+fn an_unknown_key_met_through_an_alias_is_placed_at_the_alias() {
+    let dir = default_file(
+        "rules:\n  - name: b\n    window: &w { form: \"2026-12-01T00:00:00+09:00\" }\n    reason: x\n  - name: c\n    window: *w\n    reason: y\n",
+    );
+    let message = |i: usize, rule: &str| {
+        format!(
+            r#"rules[{i}].window (rule "{rule}"): unknown field "form", expected "from" or "until"; did you mean "from"?"#
+        )
+    };
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 3, 18, &message(0, "b")),
+            dir.at(DEFAULT, 6, 13, &message(1, "c")),
+        ]
+    );
+}
+
 #[test]
 fn an_incomplete_expression_is_reported_after_its_last_character() {
     let dir = default_file(
