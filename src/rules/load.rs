@@ -454,6 +454,9 @@ impl FileCompiler<'_, '_> {
         if !template.never_blank() {
             self.warn(path, format_args!("{what} has no words of its own, only placeholders that may be empty: then the buyer reads \"{}\"; add words", super::template::NOTHING_TO_SHOW));
         }
+        for name in template.fallbacks_never_shown() {
+            self.warn(path, format_args!("{what}: {{{name}|…}}'s fallback never shows: every request that reaches the rules has its {name} (one without is refused as a payload); write {{{name}}}"));
+        }
     }
 
     /// A warning when the buyer's text `value` at `path` was cut by YAML at ` #` (`reason:
@@ -481,8 +484,6 @@ impl FileCompiler<'_, '_> {
         }
     }
 
-    /// An error about the character at `offset` (in characters) of the value at `path`, whose
-    /// parsed text is `value`: it points at that character, through quotes and escapes.
     /// Every error [`Template::parse_at`] found in `value`, the template at `path`, each
     /// after `what` (`rule "a": reason`).
     fn errors_in_template(
@@ -497,6 +498,8 @@ impl FileCompiler<'_, '_> {
         }
     }
 
+    /// An error about the character at `offset` (in characters) of the value at `path`, whose
+    /// parsed text is `value`: it points at that character, through quotes and escapes.
     fn error_in_value(&mut self, path: &[Seg<'_>], value: &str, offset: usize, message: String) {
         if self.error_not_located() {
             return;

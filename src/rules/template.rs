@@ -196,6 +196,20 @@ impl Template {
         })
     }
 
+    /// The placeholders given a fallback that every request fills (`{order_id|없음}`), by
+    /// name: the fallback is dead text, and the operator most likely meant another field.
+    pub fn fallbacks_never_shown(&self) -> Vec<&'static str> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Var(Var::OrderId, Some(_)) => Some("order_id"),
+                Part::Var(Var::TxId, Some(_)) => Some("tx_id"),
+                Part::Var(Var::Amount, Some(_)) => Some("amount"),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Renders with every placeholder value passed through `escape` (URL-encoding for paths).
     pub fn render_escaped(
         &self,

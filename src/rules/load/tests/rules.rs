@@ -341,6 +341,25 @@ fn a_reason_of_placeholders_alone_is_a_warning() {
     );
 }
 
+/// A fallback on a placeholder every request fills is dead text, most likely on the wrong
+/// field: a warning, not for `{store_id|…}`, which V1 requests lack.
+#[test]
+fn a_fallback_that_never_shows_is_a_warning() {
+    let dir = default_file(
+        "settings:\n  error_reason: \"{amount|0}원 결제 실패\"\nrules:\n  - name: a\n    amount: { max: 1 }\n    reason: \"{order_id|없음} 주문, {store_id|온라인} 매장\"\n",
+    );
+    let dead = |what: &str, name: &str| {
+        format!("{what}: {{{name}|…}}'s fallback never shows: every request that reaches the rules has its {name} (one without is refused as a payload); write {{{name}}}")
+    };
+    assert_eq!(
+        dir.ok().warnings,
+        [
+            dir.at(DEFAULT, 2, 17, &dead("error_reason", "amount")),
+            dir.at(DEFAULT, 6, 13, &dead(r#"rule "a": reason"#, "order_id")),
+        ]
+    );
+}
+
 #[test]
 fn expression_errors_point_into_a_block_scalar() {
     let dir = default_file(
