@@ -347,15 +347,16 @@ pub async fn run(
             // that status (`reject_status: 400`): the status alone would pass either way.
             let expected = match case.expect.status {
                 None => false,
-                Some(s) if s == ruleset.settings.reject_status => {
+                Some(s) if s == decision.status && s == ruleset.settings.reject_status => {
                     case.expect.reason.is_some() || case.expect.reason_contains.is_some()
                 }
+                // Another status than the refusal's fails the case on its own.
                 Some(_) => true,
             };
             if guarded && !expected {
                 let to_test = if case.expect.status.is_some() {
                     format!(
-                        "the rules refuse with {} too (reject_status), so expect its reason as well",
+                        "the rules refuse with {0} too (reject_status: {0}), so expect its reason as well",
                         decision.status
                     )
                 } else {

@@ -350,8 +350,10 @@ impl ScriptEngine {
         let error = |e: &rhai::ParseError| {
             let mut error = parse_error(src, &[], e);
             // Rhai reports a missing `}` where the script ends, as some other want
-            // (`expecting ';' …`): the brace left open is the news there, said first.
-            if let Some((line, column)) = lint::unclosed_brace(src) {
+            // (`expecting ';' …`): the brace left open is the news there, said first (on that
+            // error, not on each undefined variable before it).
+            let undefined = matches!(*e.0, rhai::ParseErrorType::VariableUndefined(_));
+            if let Some((line, column)) = lint::unclosed_brace(src).filter(|_| !undefined) {
                 let open = format!("the {{ at line {line}, column {column} is never closed");
                 error.message = if error.line >= src.lines().count() {
                     format!("{open} (Rhai, at the end of the script: {})", error.message)
@@ -605,9 +607,17 @@ fn past_undefined(
             rhai::ParseErrorType::VariableUndefined(name) if assumed.contains(name) => {
                 return Err(together(undefined))
             }
-            rhai::ParseErrorType::VariableUndefined(name) if assumed.len() < MAX_UNDEFINED => {
+            rhai::ParseErrorType::VariableUndefined(name) if assumed.len() + 1 < MAX_UNDEFINED => {
                 assumed.push(name.clone());
                 undefined.push(error(&e));
+            }
+            rhai::ParseErrorType::VariableUndefined(_) => {
+                let mut last = error(&e);
+                last.message.push_str(&format!(
+                    "; only the first {MAX_UNDEFINED} undefined variables are reported: fix these and check again"
+                ));
+                undefined.push(last);
+                return Err(together(undefined));
             }
             _ => {
                 undefined.push(error(&e));
@@ -939,6 +949,33 @@ pub(crate) mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
             found[0].2.starts_with("undefined variable: limit"),
+            "{found:?}"
+        );
+        // The brace left open is said on the error it caused, not on each variable before it.
+        let messages: Vec<String> = engine
+            .compile_script("if amout > 1 {\n  let x = limt;\n  return x > 1;\n\nreturn true;\n")
+            .unwrap_err()
+            .into_all()
+            .map(|e| e.message)
+            .collect();
+        let noted = messages
+            .iter()
+            .filter(|m| m.contains("is never closed"))
+            .count();
+        assert_eq!((messages.len(), noted), (3, 1), "{messages:?}");
+        // At most MAX_UNDEFINED, the last saying so.
+        let many: Vec<String> = (0..25).map(|i| format!("v{i} > 1")).collect();
+        let found: Vec<String> = engine
+            .compile_expression(&many.join(" && "), &[])
+            .unwrap_err()
+            .into_all()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(found.len(), MAX_UNDEFINED, "{found:?}");
+        assert!(
+            found[MAX_UNDEFINED - 1].ends_with(
+                "only the first 20 undefined variables are reported: fix these and check again"
+            ),
             "{found:?}"
         );
     }

@@ -4,6 +4,14 @@
 /// Longer than every name a word could be a slip of (keys, values, functions).
 const MAX_SLIP_BYTES: usize = 100;
 
+/// `; did you mean "x"?` when one of `candidates` is near `word` (see [`closest`]), else
+/// nothing: the end of an error naming what was expected.
+pub fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    closest(word, candidates)
+        .map(|near| format!("; did you mean \"{near}\"?"))
+        .unwrap_or_default()
+}
+
 /// The candidate closest to `word`, when it is close enough to be a slip: one edit away (more in
 /// longer names; a swap of neighbours is one) and not all of it, or sharing most of its start
 /// (`minimum` → `min`).

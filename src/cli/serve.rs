@@ -148,11 +148,14 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         _ => {}
     }
     // `[::1]8080`: the port goes after a colon.
-    if let Some((host, port)) = s.strip_prefix('[').and_then(|r| r.split_once(']')) {
-        if !port.starts_with(':') && host.parse::<std::net::Ipv6Addr>().is_ok() {
+    if let Some((host, after)) = s.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        let port = after.trim_start().trim_start_matches(':').trim_start();
+        if !after.starts_with(':')
+            && host.parse::<std::net::Ipv6Addr>().is_ok()
+            && port.parse::<u16>().is_ok()
+        {
             return Err(format!(
-                "{FORM}; the port goes after a colon: [{host}]:{}",
-                port.trim_start()
+                "{FORM}; the port goes right after a colon: [{host}]:{port}"
             ));
         }
     }
@@ -975,7 +978,8 @@ mod tests {
                 ":8080",
                 "an address goes before the port: write 0.0.0.0:8080 (every interface) or 127.0.0.1:8080",
             ),
-            ("[::1]46098", "the port goes after a colon: [::1]:46098"),
+            ("[::1]46098", "the port goes right after a colon: [::1]:46098"),
+            ("[::1] :8080", "the port goes right after a colon: [::1]:8080"),
             ("shop", "expected IP:PORT"),
         ] {
             let e = parse_listen(bad).unwrap_err();

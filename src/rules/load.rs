@@ -407,11 +407,14 @@ impl FileCompiler<'_, '_> {
         }
     }
 
+    /// An error about the node at `path`, placed there, or at the alias it was used through
+    /// (`window: *w` for a `window.from` of the anchor's): the anchor's text is every use's.
     fn error(&mut self, path: &[Seg<'_>], message: impl Into<String>) {
         if self.error_not_located() {
             return;
         }
-        let location = yaml::locate(&self.src, path);
+        let location =
+            yaml::outermost_alias(&self.src, path).unwrap_or_else(|| yaml::locate(&self.src, path));
         self.error_at(location, message);
     }
 

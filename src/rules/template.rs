@@ -56,21 +56,28 @@ impl Template {
     /// as a literal `$` (`GET /api/stock/$order-1`), since `${VAR}` reads the environment only
     /// in upstream settings.
     pub fn parse_call_at(src: &str) -> Result<Template, Vec<(String, usize)>> {
-        if let Some(i) = src.find("${") {
+        let mut errors = Vec::new();
+        for (i, _) in src.match_indices("${") {
             let at = src[..i].chars().count();
             let name = src[i + 2..].split('}').next().unwrap_or("");
-            if parse_var(name, Scope::WithResponse).is_err() {
-                return Err(vec![(
-                    format!("\"${{{name}}}\": ${{VAR}} reads an environment variable only in an upstream's url and headers, not in what a fetch sends; set it there (under upstreams), where every call of the upstream sends it"),
-                    at,
-                )]);
-            }
-            return Err(vec![(
-                format!("\"${{{name}}}\": request placeholders are written without \"$\", like {{{name}}} (${{VAR}} reads an environment variable, and only in upstream settings)"),
-                at,
-            )]);
+            let message = if parse_var(name, Scope::WithResponse).is_err() {
+                format!("\"${{{name}}}\": ${{VAR}} reads an environment variable only in an upstream's url and headers, not in what a fetch sends; set it there (under upstreams), where every call of the upstream sends it")
+            } else {
+                format!("\"${{{name}}}\": request placeholders are written without \"$\", like {{{name}}} (${{VAR}} reads an environment variable, and only in upstream settings)")
+            };
+            errors.push((message, at));
         }
-        Template::parse_at(src, Scope::Call)
+        match Template::parse_at(src, Scope::Call) {
+            Ok(t) if errors.is_empty() => Ok(t),
+            Ok(_) => Err(errors),
+            Err(more) => {
+                // A `${…}`'s own brace is said above, as a `$` slip.
+                let dollars: Vec<usize> = errors.iter().map(|(_, at)| at + 1).collect();
+                errors.extend(more.into_iter().filter(|(_, at)| !dollars.contains(at)));
+                errors.sort_by_key(|(_, at)| *at);
+                Err(errors)
+            }
+        }
     }
 
     /// [`Template::parse_at`] with its first error's message alone.
@@ -139,7 +146,11 @@ impl Template {
                     }
                     parts.push(part);
                 }
-                Err((message, back)) => errors.push((message, offset(tail) - back)),
+                Err((message, back)) => {
+                    errors.push((message, offset(tail) - back));
+                    // Kept as text, so that a `$` before it is not taken for the next one's.
+                    text.push_str(&tail[..=end]);
+                }
             }
             rest = &tail[end + 1..];
         }
@@ -756,5 +767,12 @@ mod tests {
         );
         let amt = Template::parse("{amt}", Scope::Request).unwrap_err();
         assert!(amt.contains("(did you mean {amount}?)"), "{amt}");
+        // A `$` before a failed placeholder is not taken for the next one's.
+        let once = Template::parse_at("${order_id}{store_id} 주문", Scope::Request).unwrap_err();
+        assert_eq!(once.len(), 1, "{once:?}");
+        // What a fetch sends: every `${…}` and every other slip.
+        let call = Template::parse_call_at("/s/${order_id}/${tx_id}/{amout}").unwrap_err();
+        let at: Vec<usize> = call.iter().map(|(_, at)| *at).collect();
+        assert_eq!(at, [3, 15, 24], "{call:?}");
     }
 }

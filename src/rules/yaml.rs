@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use document::second_document;
 pub use document::{check_document, rule_file_values, test_file_values};
 pub use hints::unseen_on_line;
-pub use locate::{alias_on_path, locate, locate_key, locate_written, Seg};
+pub use locate::{alias_on_path, locate, locate_key, locate_written, outermost_alias, Seg};
 pub use rule_file::parse_rule_file;
 pub use scalar::{position_in_scalar, Origin};
 pub use written::{numbers_as_written, Texts};

@@ -406,7 +406,7 @@ fn upstreams_expected(ruleset: &Ruleset, up: &str) -> String {
         format!(
             "expected one of {}{}",
             known.join(", "),
-            did_you_mean(up, &known)
+            crate::suggest::hint(up, known.iter().copied())
         )
     }
 }
@@ -418,15 +418,8 @@ fn rules_expected(ruleset: &Ruleset, rule: &str) -> String {
         "ruleset \"{}\" has rules {}{}",
         ruleset.name,
         known.join(", "),
-        did_you_mean(rule, &known)
+        crate::suggest::hint(rule, known.iter().copied())
     )
-}
-
-/// `; did you mean "x"?` when one of `known` is near `name`.
-fn did_you_mean(name: &str, known: &[&str]) -> String {
-    crate::suggest::closest(name, known.iter().copied())
-        .map(|near| format!("; did you mean \"{near}\"?"))
-        .unwrap_or_default()
 }
 
 /// The canned keys (`"METHOD /path?query"`, upstream name first) of every call the ruleset's

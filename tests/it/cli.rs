@@ -1180,8 +1180,16 @@ fn a_case_refused_as_a_payload_fails_unless_it_expects_the_status() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // Expecting the rules' status (409), the case fails on the status, with no advice about
+    // the reason.
+    rules.write("tests/t.yaml", &case("{ decision: reject, status: 409 }"));
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("reject_status"), "{stdout}");
     // Audit: where the rules refuse with 400 too, the status told nothing apart, and the typo
     // passed; the reason does.
+    rules.write("tests/t.yaml", &case("{ decision: reject, status: 400 }"));
     rules.write(
         "default.yaml",
         &format!("settings: {{ reject_status: 400 }}\n{LIMIT_RULES}"),
@@ -1190,7 +1198,7 @@ fn a_case_refused_as_a_payload_fails_unless_it_expects_the_status() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("fix the case's request, or the rules refuse with 400 too (reject_status), so expect its reason as well to test that\n"),
+        stdout.contains("fix the case's request, or the rules refuse with 400 too (reject_status: 400), so expect its reason as well to test that\n"),
         "{stdout}"
     );
     rules.write(

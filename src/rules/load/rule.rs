@@ -47,7 +47,9 @@ impl FileCompiler<'_, '_> {
                 given.push(key);
             }
         }
-        const CHECKS: &str = "amount, window, require, healthy, fetch, forward, script";
+        const CHECKS: [&str; 7] = [
+            "amount", "window", "require", "healthy", "fetch", "forward", "script",
+        ];
         let check = match (raw.action, given.as_slice()) {
             (Some(Action::Approve), []) => {
                 if raw.when.is_none() {
@@ -71,10 +73,10 @@ impl FileCompiler<'_, '_> {
             (None, []) => {
                 // A check key left without a value (`require:`) is reported as such already.
                 let cleared = CHECKS
-                    .split(", ")
+                    .into_iter()
                     .any(|key| yaml::locate_key(&self.src, &path(key)).is_some());
                 if !cleared {
-                    self.error(&rule_path, format!("rule \"{name}\": no check, expected one of {CHECKS} (or action: approve with when)"));
+                    self.error(&rule_path, format!("rule \"{name}\": no check, expected one of {} (or action: approve with when)", CHECKS.join(", ")));
                 }
                 None
             }
@@ -392,12 +394,14 @@ impl FileCompiler<'_, '_> {
                     .collect();
                 known.sort_unstable();
                 known.dedup();
-                let expected = match crate::suggest::closest(up, known.iter().copied()) {
-                    _ if known.is_empty() => "no upstreams are defined in this file".to_owned(),
-                    Some(near) => {
-                        format!("expected one of {}; did you mean {near}?", known.join(", "))
-                    }
-                    None => format!("expected one of {}", known.join(", ")),
+                let expected = if known.is_empty() {
+                    "no upstreams are defined in this file".to_owned()
+                } else {
+                    format!(
+                        "expected one of {}{}",
+                        known.join(", "),
+                        crate::suggest::hint(up, known.iter().copied())
+                    )
                 };
                 self.error(
                     path,

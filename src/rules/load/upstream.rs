@@ -36,6 +36,8 @@ fn substitute(
     encoded: std::ops::Range<usize>,
 ) -> Result<Substituted, Vec<String>> {
     let mut out = String::with_capacity(s.len());
+    let mut placeheld = String::with_capacity(s.len());
+    let mut names = Vec::new();
     let mut errors = Vec::new();
     let mut rest = s;
     let mut empty = Vec::new();
@@ -44,6 +46,7 @@ fn substitute(
     let mut bare = Vec::new();
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
+        placeheld.push_str(&rest[..i]);
         bare.extend(bare_variables(&rest[..i]));
         let tail = &rest[i + 2..];
         let Some(end) = tail.find('}') else {
@@ -74,6 +77,10 @@ fn substitute(
                 out.push_str(&value);
             }
             values.push(value);
+            placeheld.push(VARIABLE_MARK);
+            if !names.iter().any(|n| n == var) {
+                names.push(var.to_owned());
+            }
         } else if let Err(std::env::VarError::NotUnicode(_)) = env.var(var) {
             errors.push(format!("environment variable {var} is set, but its value is not UTF-8 text (a secret in another encoding, or binary data: set it as UTF-8, or as hex or base64 if the service takes that)"));
         } else if let Some(set) = [var.to_ascii_uppercase(), var.to_ascii_lowercase()]
@@ -100,9 +107,12 @@ fn substitute(
         return Err(errors);
     }
     out.push_str(rest);
+    placeheld.push_str(rest);
     bare.extend(bare_variables(rest));
     Ok(Substituted {
         value: out,
+        placeheld,
+        names,
         empty,
         values,
         unplain,
@@ -114,6 +124,21 @@ fn substitute(
 /// name, never its value (which may be a secret).
 fn unplain_variable(var: &str) -> String {
     format!("the value of environment variable {var} has a space at an end, a line break or another control character, as a value read from a file often does")
+}
+
+/// Where a variable's value goes in [`Substituted::placeheld`].
+const VARIABLE_MARK: char = '\u{0}';
+
+/// Whether the url as the file writes it (`placeheld`) makes an http(s) URL with some values
+/// of its variables: then a URL that is none is the variables' to fix; else the file's
+/// (`htp://${HOST}`, `https://${HOST}:99999`), whatever they hold. The values tried: a word,
+/// and for a url that starts with a variable a whole base URL (`${SHOP_API_URL}/v1`).
+fn file_makes_a_url(placeheld: &str) -> bool {
+    let base = placeheld.starts_with(VARIABLE_MARK).then_some("http://x");
+    std::iter::once("x").chain(base).any(|stand_in| {
+        reqwest::Url::parse(&placeheld.replace(VARIABLE_MARK, stand_in))
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+    })
 }
 
 /// Where in a url as written the user name and password are: from after `://` to the last
@@ -169,20 +194,6 @@ fn braced_word(text: &str) -> Option<&str> {
     })
 }
 
-/// The names of the `${VAR}`s in `text`, in order, each once.
-fn variables_named(text: &str) -> Vec<&str> {
-    let mut names: Vec<&str> = Vec::new();
-    for (i, _) in text.match_indices("${") {
-        let tail = &text[i + 2..];
-        if let Some(name) = tail.find('}').map(|end| &tail[..end]) {
-            if !name.is_empty() && !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
-    names
-}
-
 /// The scheme a url without `://` begins with, when it seems to name one (`htp:/shop`,
 /// `ftp:shop`) rather than be a host and port with no scheme (`shop.internal:9090`,
 /// `localhost:8080`).
@@ -205,6 +216,11 @@ fn variable_in(written: &str) -> &str {
 /// A value with its `${VAR}`s filled in.
 struct Substituted {
     value: String,
+    /// The text with each variable as [`VARIABLE_MARK`]: what the file alone makes of it (see
+    /// [`file_makes_a_url`]).
+    placeheld: String,
+    /// The variables used, each once, in order.
+    names: Vec<String>,
     /// Variables that are set but empty: most often a secret that was never filled in (an
     /// unfilled Kubernetes secret key reads as ""), which loads but sends `Bearer `.
     empty: Vec<String>,
@@ -433,6 +449,8 @@ impl FileCompiler<'_, '_> {
             // The value may have come from a secret variable; say what is wrong without echoing it.
             Ok(Substituted {
                 value: url,
+                placeheld,
+                names,
                 values,
                 empty,
                 bare,
@@ -491,14 +509,26 @@ impl FileCompiler<'_, '_> {
                     // part of the value.
                     let whole = raw.url.trim();
                     // What to fix may be a variable's value, not the file: say which (never
-                    // the value, which may hold a token).
-                    let from = match variables_named(&raw.url).as_slice() {
+                    // the value, which may hold a token) — when the file's text, each variable
+                    // standing for a plain word, makes a URL.
+                    let file_makes_one = file_makes_a_url(&placeheld);
+                    let from = match names.as_slice() {
+                        _ if !file_makes_one => String::new(),
                         [] => String::new(),
                         [one] => format!(" (made from environment variable {one}: fix its value)"),
                         many => format!(
                             " (made from environment variables {}: fix their values)",
                             many.join(", ")
                         ),
+                    };
+                    // The file's own text where it is at fault: its slip, shown, and never a
+                    // variable's value.
+                    let (url, parsed) = if file_makes_one || names.is_empty() {
+                        (url, parsed)
+                    } else {
+                        let url = placeheld.replace(VARIABLE_MARK, "x");
+                        let parsed = reqwest::Url::parse(&url);
+                        (url, parsed)
                     };
                     let hint = match bare.first() {
                         Some(written) => format!(
@@ -517,6 +547,10 @@ impl FileCompiler<'_, '_> {
                         },
                         None => match parsed {
                             Err(e) => format!(": {e}"),
+                            // `htp://shop`: the file's scheme, shown (a variable's is not).
+                            Ok(u) if from.is_empty() && !matches!(u.scheme(), "http" | "https") => {
+                                format!("; its scheme \"{}\" is neither http nor https", u.scheme())
+                            }
                             Ok(_) => String::new(),
                         },
                     };

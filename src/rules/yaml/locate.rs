@@ -76,6 +76,13 @@ pub fn alias_on_path(src: &str, message: &str) -> Option<Location> {
             }
         }
     }
+    outermost_alias(src, &path)
+}
+
+/// The outermost alias on `path` written as a key's value (`window: *w` for
+/// `rules[1].window.from`): where what is at `path` was used, its anchor's text being every
+/// use's. `None` when no step of the path is one.
+pub fn outermost_alias(src: &str, path: &[Seg<'_>]) -> Option<Location> {
     (1..=path.len()).find_map(|len| alias_at(src, &path[..len]))
 }
 

@@ -251,13 +251,22 @@ fn walk_file(src: &str, duplicates: bool, passes: usize, file: &mut RuleFile) {
         };
         let raw = e.to_string();
         let message = rule_file_message(&e);
-        // An unknown key of the part is placed at the key, whatever its value; one inside a
-        // value written as an alias, at the alias (its anchor is every use's).
-        let the_key_unknown =
-            super::unknown_name(&message).is_some_and(|name| Some(name) == cursor.key.as_deref());
+        // An error inside the value of the part's key (serde's path goes through the key:
+        // `rules[1].window`, `rules[1].window.from`) is placed at that value's alias when it is
+        // one (its anchor is every use's); an unknown key of the part itself (`rules[1]:
+        // unknown field "window"`), at the key, whatever its value.
+        let inside = (cursor.key.as_deref()).is_some_and(|key| {
+            let step = format!(".{key}");
+            message.split_once(": ").is_some_and(|(path, _)| {
+                path.match_indices(&step).any(|(i, _)| {
+                    let rest = &path[i + step.len()..];
+                    rest.is_empty() || rest.starts_with(['.', '['])
+                })
+            })
+        });
         let error = ParseError {
             location: Some(
-                (!the_key_unknown)
+                inside
                     .then(|| alias_used(src, &cursor))
                     .flatten()
                     .unwrap_or_else(|| error_location(&e)),

@@ -532,19 +532,19 @@ rules:
                 DEFAULT,
                 7,
                 14,
-                r#"rule "up": unknown upstream "shp", expected one of shop; did you mean shop?"#
+                r#"rule "up": unknown upstream "shp", expected one of shop; did you mean "shop"?"#
             ),
             dir.at(
                 DEFAULT,
                 10,
                 24,
-                r#"rule "stock": unknown upstream "shp", expected one of shop; did you mean shop?"#
+                r#"rule "stock": unknown upstream "shp", expected one of shop; did you mean "shop"?"#
             ),
             dir.at(
                 DEFAULT,
                 13,
                 26,
-                r#"rule "confirm": unknown upstream "shp", expected one of shop; did you mean shop?"#
+                r#"rule "confirm": unknown upstream "shp", expected one of shop; did you mean "shop"?"#
             ),
         ]
     );
@@ -846,7 +846,15 @@ rules:
         dir.errors_with(&[("SHOP_URL", "shop.test/secret-path")]),
         // In file order, as every error of a file.
         [
-            dir.at(DEFAULT, 3, 10, &message("ftp")),
+            dir.at(
+                DEFAULT,
+                3,
+                10,
+                &format!(
+                    r#"{}; its scheme "ftp" is neither http nor https"#,
+                    message("ftp")
+                )
+            ),
             dir.at(DEFAULT, 5, 10, &format!("{}{NO_SCHEME}", message("words"))),
             dir.at(
                 DEFAULT,
@@ -882,6 +890,30 @@ rules:
                 message("api")
             )
         )]
+    );
+    // Audit: a slip in the file's own text was blamed on the variable in the url.
+    let slips = default_file(
+        "upstreams:\n  a:\n    url: \"htp://${SHOP_URL}/api\"\n  b:\n    url: \"https://${SHOP_URL}:99999/api\"\nrules:\n  - { name: a, amount: { max: 1 }, reason: x }\n",
+    );
+    assert_eq!(
+        slips.errors_with(&[("SHOP_URL", "shop.internal")]),
+        [
+            slips.at(
+                DEFAULT,
+                3,
+                10,
+                &format!(
+                    r#"{}; its scheme "htp" is neither http nor https"#,
+                    message("a")
+                )
+            ),
+            slips.at(
+                DEFAULT,
+                5,
+                10,
+                &format!("{}: invalid port number", message("b"))
+            ),
+        ]
     );
 }
 

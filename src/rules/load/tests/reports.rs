@@ -98,6 +98,29 @@ fn an_unknown_key_met_through_an_alias_is_placed_at_the_alias() {
             dir.at(DEFAULT, 6, 13, &message(1, "c")),
         ]
     );
+    // An unknown key named as the key holding it, and an error of a value inside it, alike.
+    let dir = default_file(
+        "rules:\n  - name: b\n    window: &w { window: x }\n    reason: x\n  - name: c\n    window: *w\n    reason: y\n  - name: d\n    window: &v { from: 5 }\n    reason: x\n  - name: e\n    window: *v\n    reason: y\n",
+    );
+    let unknown = |i: usize, rule: &str| {
+        format!(
+            r#"rules[{i}].window (rule "{rule}"): unknown field "window", expected "from" or "until""#
+        )
+    };
+    let not_a_time = |rule: &str| {
+        format!(
+            r#"rule "{rule}": window.from: invalid timestamp "5", expected RFC 3339 like 2026-12-01T10:00:00+09:00"#
+        )
+    };
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 3, 18, &unknown(0, "b")),
+            dir.at(DEFAULT, 6, 13, &unknown(1, "c")),
+            dir.at(DEFAULT, 9, 24, &not_a_time("d")),
+            dir.at(DEFAULT, 12, 13, &not_a_time("e")),
+        ]
+    );
 }
 
 #[test]

@@ -569,7 +569,7 @@ rules:
                 DEFAULT,
                 6,
                 10,
-                r#"upstream "shop": url is not an http:// or https:// URL"#
+                r#"upstream "shop": url is not an http:// or https:// URL; its scheme "ftp" is neither http nor https"#
             ),
             dir.at(
                 DEFAULT,
