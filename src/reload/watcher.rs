@@ -294,24 +294,27 @@ fn opened_for_writing(fdinfo: &str) -> bool {
 type FileState = Option<(u64, u64, u64, i64, i64, i64, i64)>;
 
 /// Every file rules are read from through a symlink that leads out of the rules directory — a
-/// rule file or rule test that is such a link, a referenced script with one on its way — by
-/// its path in the directory, sorted: the files an inotify watch on the directory hears
-/// nothing of. (Kubernetes' `NAME.yaml -> ..data/NAME.yaml` stays in, and is watched.)
+/// rule file or rule test that is such a link, a referenced script with one on its way — or
+/// that is a hard link (a file of several names, any of which may be written to), by its path
+/// in the directory, sorted: the files an inotify watch on the directory hears nothing of
+/// (it hears of a file written through its name there). Kubernetes' `NAME.yaml ->
+/// ..data/NAME.yaml` stays in, and is watched.
 fn linked_paths(dir: &Path, scripts: &[PathBuf]) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    let linked_out = |p: &Path| rules::leads_outside(dir, p);
+    let hard_linked =
+        |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.nlink() > 1);
     let mut paths: Vec<PathBuf> = [dir.to_owned(), dir.join("tests")]
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())
         .flat_map(|entries| entries.flatten().map(|e| e.path()))
-        .filter(|p| rules::is_rule_source(p) && is_link(p))
+        .filter(|p| rules::is_rule_source(p))
+        .filter(|p| (is_link(p) && linked_out(p)) || hard_linked(p))
         .collect();
-    paths.extend(
-        scripts
-            .iter()
-            .map(|s| dir.join(s))
-            .filter(|p| p.ancestors().take_while(|a| *a != dir).any(is_link)),
-    );
-    paths.retain(|p| rules::leads_outside(dir, p));
+    paths.extend(scripts.iter().map(|s| dir.join(s)).filter(|p| {
+        (p.ancestors().take_while(|a| *a != dir).any(is_link) && linked_out(p)) || hard_linked(p)
+    }));
     paths.sort();
     paths.dedup();
     paths
@@ -507,7 +510,12 @@ pub fn watch(dir: &Path, reloader: Reloader) -> RulesWatcher {
             let gone = now.is_none();
             identity = Some(now);
             if gone {
-                tracing::warn!(dir = %dir.display(), "the rules directory is gone; the running rules stay");
+                // Unwatched while it is gone (/admin/rules, the watched gauge), until a
+                // directory there is watched (below).
+                unwatched.report(format!(
+                    "the rules directory {} is gone; the running rules stay, and a directory created there is watched and loaded",
+                    dir.display()
+                ));
                 // A reload that fails, as any failed reload does: counted, and its error shown
                 // by /admin/rules (a `current` symlink pointed at a release not there).
                 reloader.request(Trigger::Watch);
@@ -863,6 +871,21 @@ mod tests {
         std::fs::remove_file(outside.path().join("shop.yaml")).unwrap();
         let gone = linked_files(dir.path(), &scripts);
         assert_eq!(gone.last().map(|(_, state)| *state), Some(None));
+        // Audit: a hard link, edited through its other name, was never seen.
+        std::fs::write(outside.path().join("hard.yaml"), GOOD).unwrap();
+        std::fs::hard_link(
+            outside.path().join("hard.yaml"),
+            dir.path().join("hard.yaml"),
+        )
+        .unwrap();
+        let seen = linked_files(dir.path(), &scripts);
+        assert!(
+            seen.iter().any(|(p, _)| p.ends_with("hard.yaml")),
+            "{seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(outside.path().join("hard.yaml"), GOOD.replace("100", "200")).unwrap();
+        assert_ne!(linked_files(dir.path(), &scripts), seen);
     }
 
     /// Signals that come while a reload runs are answered by one more reload, not one each:

@@ -256,6 +256,26 @@ async fn a_replaced_rules_directory_is_watched_in_its_place() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     root.write("rules/default.yaml", &limit(43_000));
     assert!(reason_becomes(&server, "한도 43000원 초과").await);
+    // Audit: a directory gone was still shown as watched. It is not, until one is there again.
+    let watching =
+        || async { get(&server.admin_url("/admin/rules")).await.body["watch"]["watching"].clone() };
+    std::fs::remove_dir_all(base.join("rules")).unwrap();
+    let unwatched = eventually(Duration::from_secs(5), || async {
+        watching().await == serde_json::json!(false)
+    })
+    .await;
+    assert!(
+        unwatched,
+        "{:?}",
+        get(&server.admin_url("/admin/rules")).await.body
+    );
+    root.write("rules/default.yaml", &limit(44_000));
+    assert!(reason_becomes(&server, "한도 44000원 초과").await);
+    let watched = eventually(Duration::from_secs(5), || async {
+        watching().await == serde_json::json!(true)
+    })
+    .await;
+    assert!(watched);
     server.stop().await;
 }
 

@@ -836,7 +836,7 @@ fn looks_like_code(value: &str) -> bool {
 fn missing_script_hint(dir: &Path, file: &Path, rel: &str) -> String {
     // The `.rhai` files under the rules directory, as the rules version finds them.
     let mut files = Vec::new();
-    let _ = super::source::collect_files(dir, Path::new(""), 0, &mut files);
+    let _ = super::source::collect_files(dir, &mut files);
     let mut scripts: Vec<String> = files
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "rhai"))

@@ -253,7 +253,7 @@ fn meant_stem(path: &Path) -> Option<&str> {
 /// to say, naming it. Making it readable again changes the version and so reloads.
 pub fn rules_version(dir: &Path) -> std::io::Result<String> {
     let mut files = Vec::new();
-    collect_files(dir, Path::new(""), 0, &mut files)?;
+    collect_files(dir, &mut files)?;
     files.extend(referenced_scripts(dir));
     files.sort();
     files.dedup();
@@ -377,56 +377,90 @@ fn script_rel_path(rel: &str) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
-pub(super) fn collect_files(
-    root: &Path,
-    rel: &Path,
-    depth: usize,
-    out: &mut Vec<PathBuf>,
-) -> std::io::Result<()> {
-    // Symlinked directories are followed; the depth bound stops a link loop.
-    if depth > 8 {
-        return Ok(());
-    }
-    let entries = match fs::read_dir(root.join(rel)) {
-        Ok(entries) => entries,
-        Err(e) if depth == 0 => return Err(e),
-        // A subdirectory no one may read (`lost+found`): nothing in it can be loaded either,
-        // and a script or test the rules need from it is named by the load.
-        Err(_) => return Ok(()),
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name_str) = name.to_str() else {
-            // A ruleset file whose name is not UTF-8 is an error of the load (as at start-up):
-            // it changes the version, so that a reload reads it and says so.
-            if depth == 0 && name.as_encoded_bytes().ends_with(b".yaml") {
-                out.push(rel.join(&name));
+pub(super) fn collect_files(root: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    Walk::default().dir(root, Path::new(""), 0, out)
+}
+
+/// The most entries a walk of the rules directory reads, the directories it links to
+/// included: far above any rules directory, and bounding a link to a large tree (`ln -s /`
+/// there, a link to a home directory), which would otherwise be walked on every look for
+/// edits, holding every reload, and start-up, behind it.
+const MAX_ENTRIES: usize = 20_000;
+
+/// A walk of the rules directory: the directories read (a directory linked twice, or a link
+/// loop, is read once) and the entries seen.
+#[derive(Default)]
+struct Walk {
+    read: std::collections::HashSet<(u64, u64)>,
+    entries: usize,
+}
+
+impl Walk {
+    fn dir(
+        &mut self,
+        root: &Path,
+        rel: &Path,
+        depth: usize,
+        out: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        // Symlinked directories are followed; each is read once, and the depth bound stops a
+        // chain of links.
+        if depth > 8 {
+            return Ok(());
+        }
+        if let Ok(meta) = fs::metadata(root.join(rel)) {
+            if !self.read.insert((meta.dev(), meta.ino())) {
+                return Ok(());
             }
-            continue;
+        }
+        let entries = match fs::read_dir(root.join(rel)) {
+            Ok(entries) => entries,
+            Err(e) if depth == 0 => return Err(e),
+            // A subdirectory no one may read (`lost+found`): nothing in it can be loaded either,
+            // and a script or test the rules need from it is named by the load.
+            Err(_) => return Ok(()),
         };
-        if name_str.starts_with('.') || name_str.ends_with('~') {
-            continue;
-        }
-        let rel_path = rel.join(&name);
-        match fs::metadata(root.join(&rel_path)) {
-            Ok(meta) if meta.is_dir() => {
-                // A directory named like a rule file is warned about by the load (at the top,
-                // where rulesets are): its coming and going changes the version too.
-                if depth == 0 && is_rule_source(&rel_path) {
-                    out.push(rel_path.clone());
-                }
-                collect_files(root, &rel_path, depth + 1, out)?;
+        for entry in entries.flatten() {
+            self.entries += 1;
+            if self.entries > MAX_ENTRIES {
+                return Err(std::io::Error::other(format!(
+                "the rules directory, with the directories it links to, holds more than {MAX_ENTRIES} entries: a symlink to a large tree (/, a home directory)? Only rule files, scripts and rule tests belong there"
+            )));
             }
-            // Neither a file nor a directory (a FIFO): named, never read.
-            Ok(_) if is_rule_source(&rel_path) => out.push(rel_path),
-            Ok(_) => {}
-            // A dangling link named like a rule file: hashed as unreadable, so that its target
-            // appearing changes the version.
-            Err(_) if is_rule_source(&rel_path) => out.push(rel_path),
-            Err(_) => {}
+            let name = entry.file_name();
+            let Some(name_str) = name.to_str() else {
+                // A ruleset file whose name is not UTF-8 is an error of the load (as at start-up):
+                // it changes the version, so that a reload reads it and says so.
+                if depth == 0 && name.as_encoded_bytes().ends_with(b".yaml") {
+                    out.push(rel.join(&name));
+                }
+                continue;
+            };
+            if name_str.starts_with('.') || name_str.ends_with('~') {
+                continue;
+            }
+            let rel_path = rel.join(&name);
+            match fs::metadata(root.join(&rel_path)) {
+                Ok(meta) if meta.is_dir() => {
+                    // A directory named like a rule file is warned about by the load (at the top,
+                    // where rulesets are): its coming and going changes the version too.
+                    if depth == 0 && is_rule_source(&rel_path) {
+                        out.push(rel_path.clone());
+                    }
+                    self.dir(root, &rel_path, depth + 1, out)?;
+                }
+                // Neither a file nor a directory (a FIFO): named, never read.
+                Ok(_) if is_rule_source(&rel_path) => out.push(rel_path),
+                Ok(_) => {}
+                // A dangling link named like a rule file: hashed as unreadable, so that its target
+                // appearing changes the version.
+                Err(_) if is_rule_source(&rel_path) => out.push(rel_path),
+                Err(_) => {}
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Files the loader may read, known by name: rule files, rule tests and `.rhai` scripts. A

@@ -1407,8 +1407,10 @@ fn rules_version_tracks_every_file_but_hidden_ones() {
 }
 
 /// Symlinked directories are followed, so a link back up (`scripts/all -> ..`) makes a loop:
-/// the walk stops after a few levels instead of failing the load (the kernel refuses paths
-/// through too many links).
+/// each directory is read once instead of failing the load (the kernel refuses paths through
+/// too many links). Audit: every link was walked to eight levels, so four links back up
+/// (`l1 -> .` … `l4 -> .`) took 26 s a look, and a link to `/` held every reload, and start-up,
+/// for good; a tree that large is refused, saying why.
 #[cfg(unix)]
 #[test]
 fn a_symlink_loop_in_the_rules_directory_still_loads() {
@@ -1418,8 +1420,25 @@ fn a_symlink_loop_in_the_rules_directory_still_loads() {
     dir.write(DEFAULT, ONE_RULE)
         .write("scripts/vip.rhai", "true\n");
     symlink("..", dir.path().join("scripts/all")).unwrap();
+    for link in ["l1", "l2", "l3", "l4"] {
+        symlink(".", dir.path().join(link)).unwrap();
+    }
     let rules = dir.ok();
     assert_eq!(rules.version, dir.version());
+
+    let large = tempfile::tempdir().unwrap();
+    for i in 0..20_001 {
+        fs::File::create(large.path().join(i.to_string())).unwrap();
+    }
+    symlink(large.path(), dir.path().join("root")).unwrap();
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(
+            "holds more than 20000 entries: a symlink to a large tree (/, a home directory)?"
+        ),
+        "{errors:?}"
+    );
 }
 
 #[cfg(unix)]
