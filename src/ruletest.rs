@@ -348,7 +348,9 @@ pub async fn run(
             let expected = match case.expect.status {
                 None => false,
                 Some(s) if s == decision.status && s == ruleset.settings.reject_status => {
-                    case.expect.reason.is_some() || case.expect.reason_contains.is_some()
+                    let said =
+                        |r: &Option<String>| r.as_deref().is_some_and(|r| !r.trim().is_empty());
+                    said(&case.expect.reason) || said(&case.expect.reason_contains)
                 }
                 // Another status than the refusal's fails the case on its own.
                 Some(_) => true,

@@ -353,7 +353,11 @@ impl ScriptEngine {
             // (`expecting ';' …`): the brace left open is the news there, said first (on that
             // error, not on each undefined variable before it).
             let undefined = matches!(*e.0, rhai::ParseErrorType::VariableUndefined(_));
-            if let Some((line, column)) = lint::unclosed_brace(src).filter(|_| !undefined) {
+            let before_it =
+                |&(line, column): &(usize, usize)| (line, column) < (error.line, error.column);
+            if let Some((line, column)) =
+                lint::unclosed_brace(src).filter(|at| !undefined && before_it(at))
+            {
                 let open = format!("the {{ at line {line}, column {column} is never closed");
                 error.message = if error.line >= src.lines().count() {
                     format!("{open} (Rhai, at the end of the script: {})", error.message)
@@ -607,16 +611,17 @@ fn past_undefined(
             rhai::ParseErrorType::VariableUndefined(name) if assumed.contains(name) => {
                 return Err(together(undefined))
             }
-            rhai::ParseErrorType::VariableUndefined(name) if assumed.len() + 1 < MAX_UNDEFINED => {
+            rhai::ParseErrorType::VariableUndefined(name) if assumed.len() < MAX_UNDEFINED => {
                 assumed.push(name.clone());
                 undefined.push(error(&e));
             }
+            // One more than are reported: said on the last that is.
             rhai::ParseErrorType::VariableUndefined(_) => {
-                let mut last = error(&e);
-                last.message.push_str(&format!(
-                    "; only the first {MAX_UNDEFINED} undefined variables are reported: fix these and check again"
-                ));
-                undefined.push(last);
+                if let Some(last) = undefined.last_mut() {
+                    last.message.push_str(&format!(
+                        "; only the first {MAX_UNDEFINED} undefined variables are reported: fix these and check again"
+                    ));
+                }
                 return Err(together(undefined));
             }
             _ => {
@@ -972,6 +977,20 @@ pub(crate) mod tests {
             .map(|e| e.message)
             .collect();
         assert_eq!(found.len(), MAX_UNDEFINED, "{found:?}");
+        let exactly: Vec<String> = (0..MAX_UNDEFINED).map(|i| format!("v{i} > 1")).collect();
+        let last = engine
+            .compile_expression(&exactly.join(" && "), &[])
+            .unwrap_err()
+            .into_all()
+            .last()
+            .map(|e| e.message)
+            .unwrap_or_default();
+        assert!(!last.contains("only the first"), "{last}");
+        // A brace opened after an error did not cause it.
+        let early = engine
+            .compile_script("let x = 1 +;\nif amount > 1 {\n  return true\n")
+            .unwrap_err();
+        assert!(!early.message.contains("never closed"), "{}", early.message);
         assert!(
             found[MAX_UNDEFINED - 1].ends_with(
                 "only the first 20 undefined variables are reported: fix these and check again"

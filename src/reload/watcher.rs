@@ -244,8 +244,17 @@ pub(super) fn open_for_writing(
     linked: &[PathBuf],
     concerns: &dyn Fn(&Path) -> bool,
 ) -> Option<(PathBuf, String)> {
+    use std::os::unix::fs::MetadataExt;
     let dir = std::fs::canonicalize(dir).ok()?;
     let me = std::process::id().to_string();
+    // A hard link is open under its other name: known by device and inode.
+    let linked_ids: Vec<(u64, u64)> = (linked.iter())
+        .filter_map(|p| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
+        .collect();
+    let one_of_linked = |file: &Path| {
+        rules::is_rule_source(file)
+            && std::fs::metadata(file).is_ok_and(|m| linked_ids.contains(&(m.dev(), m.ino())))
+    };
     for process in std::fs::read_dir("/proc").ok()?.flatten() {
         let pid = process.file_name();
         if pid
@@ -263,7 +272,9 @@ pub(super) fn open_for_writing(
             };
             // A file deleted while open reads `… (deleted)`: no longer the rules' (and its
             // close would reach no watch).
-            let ours = file.starts_with(&dir) && concerns(&file) || linked.contains(&file);
+            let ours = file.starts_with(&dir) && concerns(&file)
+                || linked.contains(&file)
+                || one_of_linked(&file);
             if !ours || file.to_str().is_some_and(|f| f.ends_with(" (deleted)")) {
                 continue;
             }
@@ -303,8 +314,8 @@ fn linked_paths(dir: &Path, scripts: &[PathBuf]) -> Vec<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
     let linked_out = |p: &Path| rules::leads_outside(dir, p);
-    let hard_linked =
-        |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.nlink() > 1);
+    // Through any symlinks on the way: a link to a file of several names is one of them.
+    let hard_linked = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.nlink() > 1);
     let mut paths: Vec<PathBuf> = [dir.to_owned(), dir.join("tests")]
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())
@@ -886,6 +897,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(outside.path().join("hard.yaml"), GOOD.replace("100", "200")).unwrap();
         assert_ne!(linked_files(dir.path(), &scripts), seen);
+        // One behind a link that stays in the directory too.
+        std::fs::create_dir(dir.path().join("store")).unwrap();
+        std::fs::write(outside.path().join("r.yaml"), GOOD).unwrap();
+        std::fs::hard_link(
+            outside.path().join("r.yaml"),
+            dir.path().join("store/r.yaml"),
+        )
+        .unwrap();
+        symlink("store/r.yaml", dir.path().join("linked.yaml")).unwrap();
+        let seen = linked_files(dir.path(), &scripts);
+        assert!(
+            seen.iter().any(|(p, _)| p.ends_with("linked.yaml")),
+            "{seen:?}"
+        );
     }
 
     /// Signals that come while a reload runs are answered by one more reload, not one each:

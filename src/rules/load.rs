@@ -502,15 +502,19 @@ impl FileCompiler<'_, '_> {
     }
 
     /// An error about the character at `offset` (in characters) of the value at `path`, whose
-    /// parsed text is `value`: it points at that character, through quotes and escapes.
+    /// parsed text is `value`: it points at that character, through quotes and escapes — or at
+    /// the alias the value was used through (`reason: *rs`, `fetch: *f`), since a place in the
+    /// anchor's text is every use's.
     fn error_in_value(&mut self, path: &[Seg<'_>], value: &str, offset: usize, message: String) {
         if self.error_not_located() {
             return;
         }
-        let before: String = value.chars().take(offset).collect();
-        let Location { line, column } = Location::after(&before);
-        let scalar = yaml::locate(&self.src, path);
-        let at = yaml::position_in_scalar(&self.src, scalar, value, line, column);
+        let at = yaml::outermost_alias(&self.src, path).unwrap_or_else(|| {
+            let before: String = value.chars().take(offset).collect();
+            let Location { line, column } = Location::after(&before);
+            let scalar = yaml::locate(&self.src, path);
+            yaml::position_in_scalar(&self.src, scalar, value, line, column)
+        });
         self.error_at(at, message);
     }
 
@@ -833,8 +837,12 @@ impl FileCompiler<'_, '_> {
             Err(_) if self.error_not_located() => None,
             Err(errors) => {
                 let scalar = yaml::locate(&self.src, path);
+                // Used through an alias (`require: *ex`): at the alias, as in `error_in_value`.
+                let alias = yaml::outermost_alias(&self.src, path);
                 for e in errors.into_all() {
-                    let at = yaml::position_in_scalar(&self.src, scalar, src, e.line, e.column);
+                    let at = alias.unwrap_or_else(|| {
+                        yaml::position_in_scalar(&self.src, scalar, src, e.line, e.column)
+                    });
                     // Only an error where the value ends can come from the cut (Rhai wanted
                     // more); an error elsewhere is the expression's own, and its comment a
                     // real one.

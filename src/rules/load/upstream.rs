@@ -132,13 +132,17 @@ const VARIABLE_MARK: char = '\u{0}';
 /// Whether the url as the file writes it (`placeheld`) makes an http(s) URL with some values
 /// of its variables: then a URL that is none is the variables' to fix; else the file's
 /// (`htp://${HOST}`, `https://${HOST}:99999`), whatever they hold. The values tried: a word,
-/// and for a url that starts with a variable a whole base URL (`${SHOP_API_URL}/v1`).
+/// a number (a port), nothing (a scheme's `s`), an IPv6 address, and for a url that starts with
+/// a variable a whole base URL (`${SHOP_API_URL}/v1`).
 fn file_makes_a_url(placeheld: &str) -> bool {
     let base = placeheld.starts_with(VARIABLE_MARK).then_some("http://x");
-    std::iter::once("x").chain(base).any(|stand_in| {
-        reqwest::Url::parse(&placeheld.replace(VARIABLE_MARK, stand_in))
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-    })
+    ["x", "1", "", "::1"]
+        .into_iter()
+        .chain(base)
+        .any(|stand_in| {
+            reqwest::Url::parse(&placeheld.replace(VARIABLE_MARK, stand_in))
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        })
 }
 
 /// Where in a url as written the user name and password are: from after `://` to the last

@@ -915,6 +915,20 @@ rules:
             ),
         ]
     );
+    // And a variable in a port, an IPv6 address or a scheme is the variable's to fix.
+    let parts = default_file(
+        "upstreams:\n  a:\n    url: \"http://shop.test:${U_PORT}/api\"\n  b:\n    url: \"http://[${U_V6}]:8080/\"\n  c:\n    url: \"http${U_S}://shop.test\"\nrules:\n  - { name: a, amount: { max: 1 }, reason: x }\n",
+    );
+    let errors = parts.errors_with(&[("U_PORT", "80a"), ("U_V6", "fe80::1%eth0"), ("U_S", "q")]);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    for (e, var) in errors.iter().zip(["U_PORT", "U_V6", "U_S"]) {
+        assert!(
+            e.contains(&format!(
+                "(made from environment variable {var}: fix its value)"
+            )),
+            "{e}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -121,6 +121,19 @@ fn an_unknown_key_met_through_an_alias_is_placed_at_the_alias() {
             dir.at(DEFAULT, 12, 13, &not_a_time("e")),
         ]
     );
+    // A placeholder or an expression used through an alias: at the alias too.
+    let dir = default_file(
+        "rules:\n  - name: a\n    require: &ex 'amout > 1'\n    reason: &rs \"r {oder_id}\"\n  - name: b\n    require: *ex\n    reason: *rs\n",
+    );
+    let places: Vec<String> = (dir.errors().iter())
+        .map(|e| e.split(": ").next().unwrap_or_default().to_owned())
+        .collect();
+    let at = |line: usize, col: usize| {
+        dir.at(DEFAULT, line, col, "")
+            .trim_end_matches(": ")
+            .to_owned()
+    };
+    assert_eq!(places, [at(3, 19), at(4, 20), at(6, 14), at(7, 13)]);
 }
 
 #[test]
