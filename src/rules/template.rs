@@ -59,11 +59,21 @@ impl Template {
         let mut errors = Vec::new();
         for (i, _) in src.match_indices("${") {
             let at = src[..i].chars().count();
-            let name = src[i + 2..].split('}').next().unwrap_or("");
-            let message = if parse_var(name, Scope::WithResponse).is_err() {
-                format!("\"${{{name}}}\": ${{VAR}} reads an environment variable only in an upstream's url and headers, not in what a fetch sends; set it there (under upstreams), where every call of the upstream sends it")
-            } else {
-                format!("\"${{{name}}}\": request placeholders are written without \"$\", like {{{name}}} (${{VAR}} reads an environment variable, and only in upstream settings)")
+            let Some((written, _)) = src[i + 2..].split_once('}') else {
+                errors.push((
+                    "unclosed \"${\" (a placeholder is written {order_id}, without \"$\")"
+                        .to_owned(),
+                    at,
+                ));
+                continue;
+            };
+            // `${order_id|없음}`, `${ order_id }`: the placeholder as it would be without `$`.
+            let name = written.split('|').next().unwrap_or("").trim();
+            let message = match parse_var(name, Scope::Call) {
+                Ok(_) => format!("\"${{{written}}}\": request placeholders are written without \"$\", like {{{written}}} (${{VAR}} reads an environment variable, and only in upstream settings)"),
+                // `${response.body.x}`: not there yet when the call is sent, `$` or not.
+                Err(e) if parse_var(name, Scope::WithResponse).is_ok() => format!("\"${{{written}}}\": {e}"),
+                Err(_) => format!("\"${{{written}}}\": ${{VAR}} reads an environment variable only in an upstream's url and headers, not in what a fetch sends; set it there (under upstreams), where every call of the upstream sends it"),
             };
             errors.push((message, at));
         }
@@ -774,5 +784,29 @@ mod tests {
         let call = Template::parse_call_at("/s/${order_id}/${tx_id}/{amout}").unwrap_err();
         let at: Vec<usize> = call.iter().map(|(_, at)| *at).collect();
         assert_eq!(at, [3, 15, 24], "{call:?}");
+        // Each `${…}` as the placeholder it would be without its `$`.
+        for (src, says) in [
+            (
+                "/s/${order_id|없음}",
+                "request placeholders are written without \"$\", like {order_id|없음}",
+            ),
+            (
+                "/s/${ order_id }",
+                "request placeholders are written without \"$\"",
+            ),
+            (
+                "/s/${response.body.x}",
+                "reads this fetch's answer, which is not there yet",
+            ),
+            ("/s/${order_id/x", "unclosed \"${\""),
+            (
+                "/s/${SHOP_TOKEN}",
+                "${VAR} reads an environment variable only in an upstream's url and headers",
+            ),
+        ] {
+            let e = Template::parse_call_at(src).unwrap_err();
+            assert_eq!(e.len(), 1, "{src}: {e:?}");
+            assert!(e[0].0.contains(says), "{src}: {e:?}");
+        }
     }
 }
