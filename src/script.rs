@@ -311,14 +311,12 @@ impl ScriptEngine {
         found.extend(lint::time_in_other_units(&ast));
         found.extend(lint::unknown_property(&ast, &self.functions));
         found.extend(lint::in_place_used(&ast));
-        let errors: Vec<CompileError> = found
+        let mut errors = found
             .into_iter()
-            .map(|(message, at)| lint_error(message, at))
-            .collect();
-        if errors.is_empty() {
-            Ok(ast)
-        } else {
-            Err(together(errors))
+            .map(|(message, at)| lint_error(message, at));
+        match errors.next() {
+            Some(first) => Err(together(first, errors.collect())),
+            None => Ok(ast),
         }
     }
 
@@ -608,8 +606,9 @@ fn past_undefined(
         };
         match &*e.0 {
             // Read where a scope's variable is not seen (inside a `fn`): reported once.
+            // (At the place reported already, so said once.)
             rhai::ParseErrorType::VariableUndefined(name) if assumed.contains(name) => {
-                return Err(together(undefined))
+                return Err(together(error(&e), undefined))
             }
             rhai::ParseErrorType::VariableUndefined(name) if assumed.len() < MAX_UNDEFINED => {
                 assumed.push(name.clone());
@@ -617,17 +616,13 @@ fn past_undefined(
             }
             // One more than are reported: said on the last that is.
             rhai::ParseErrorType::VariableUndefined(_) => {
-                if let Some(last) = undefined.last_mut() {
-                    last.message.push_str(&format!(
-                        "; only the first {MAX_UNDEFINED} undefined variables are reported: fix these and check again"
-                    ));
-                }
-                return Err(together(undefined));
+                let mut last = undefined.pop().unwrap_or_else(|| error(&e));
+                last.message.push_str(&format!(
+                    "; only the first {MAX_UNDEFINED} undefined variables are reported: fix these and check again"
+                ));
+                return Err(together(last, undefined));
             }
-            _ => {
-                undefined.push(error(&e));
-                return Err(together(undefined));
-            }
+            _ => return Err(together(error(&e), undefined)),
         }
     }
 }
@@ -638,32 +633,29 @@ fn with_undefined(
     compiled: Result<AST, CompileError>,
     mut undefined: Vec<CompileError>,
 ) -> Result<AST, CompileError> {
-    if undefined.is_empty() {
-        return compiled;
+    match (compiled, undefined.pop()) {
+        (compiled, None) => compiled,
+        (Ok(_), Some(last)) => Err(together(last, undefined)),
+        (Err(e), Some(last)) => {
+            undefined.push(last);
+            Err(together(e, undefined))
+        }
     }
-    if let Err(e) = compiled {
-        undefined.extend(e.into_all());
-    }
-    Err(together(undefined))
 }
 
-/// Errors as one, the earliest in the source first, the others in `also`; of two at one
-/// place, the one found first (the sort is stable).
-fn together(errors: Vec<CompileError>) -> CompileError {
-    let mut all: Vec<CompileError> = errors
-        .into_iter()
+/// `one` and `more` as one error, the earliest in the source first, the others in `also`; of
+/// two at one place, the one found first (the sort is stable).
+fn together(one: CompileError, more: Vec<CompileError>) -> CompileError {
+    let mut all: Vec<CompileError> = std::iter::once(one)
+        .chain(more)
         .flat_map(CompileError::into_all)
         .collect();
     all.sort_by_key(|e| (e.line, e.column));
     all.dedup_by_key(|e| (e.line, e.column));
-    let mut all = all.into_iter();
-    let mut first = all.next().unwrap_or(CompileError {
-        message: "does not compile".to_owned(),
-        line: 1,
-        column: 1,
-        also: Vec::new(),
-    });
-    first.also = all.collect();
+    let also = all.split_off(1);
+    // `one` is among them, so there is a first.
+    let mut first = all.swap_remove(0);
+    first.also = also;
     first
 }
 

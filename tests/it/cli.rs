@@ -390,6 +390,20 @@ fn flags_are_read_from_the_environment() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-rules-dir"));
 }
 
+/// `serve` on a rules directory that is not there, logging in `format`: it refuses to start,
+/// after reading its flags and setting up its logs.
+fn serve_without_rules(format: &str) -> std::process::Command {
+    let mut serve = std::process::Command::new(binary());
+    serve.args([
+        "serve",
+        "--rules",
+        "/nonexistent-rules-dir",
+        "--log-format",
+        format,
+    ]);
+    serve
+}
+
 /// Trial: a flag value that is no UTF-8 panicked in the code that looks for `--log-format`,
 /// printing the value (a secret) with the backtrace; any command went that way.
 #[test]
@@ -397,14 +411,7 @@ fn a_flag_that_is_no_utf8_is_refused_without_its_value() {
     use std::os::unix::ffi::OsStrExt;
     let secret = std::ffi::OsStr::from_bytes(b"whsec_\xffSECRETvalue");
     for format in ["json", "pretty"] {
-        let out = std::process::Command::new(binary())
-            .args([
-                "serve",
-                "--rules",
-                "/nonexistent-rules-dir",
-                "--log-format",
-                format,
-            ])
+        let out = serve_without_rules(format)
             .arg("--webhook-secret")
             .arg(secret)
             .output()
@@ -432,14 +439,7 @@ fn a_flag_that_is_no_utf8_is_refused_without_its_value() {
 #[test]
 fn a_blank_rust_log_logs_as_an_unset_one() {
     for format in ["json", "pretty"] {
-        let out = std::process::Command::new(binary())
-            .args([
-                "serve",
-                "--rules",
-                "/nonexistent-rules-dir",
-                "--log-format",
-                format,
-            ])
+        let out = serve_without_rules(format)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .env("RUST_LOG", if format == "json" { " " } else { "," })
             .output()
