@@ -232,6 +232,28 @@ fn error_refusal(settings: &Settings, req: &ConfirmRequest, rule: Option<Arc<str
 /// future to be done by then.
 pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>) -> Decision {
     let deadline = answer_by(&ruleset.settings, ctx.started);
+    evaluate_by(ruleset, req, ctx, deadline).await
+}
+
+/// Evaluates `ruleset` for `req` as if its answer were due already (`serve` shutting down, with
+/// no time left to wait for anything): the checks that take nanoseconds (amounts, windows,
+/// health, ids) decide as ever, and the first rule that would run Rhai or make a call is not
+/// run, the ruleset's `on_error` deciding there. Nothing is sent and nothing waits.
+pub async fn evaluate_due_now(
+    ruleset: &Ruleset,
+    req: &ConfirmRequest,
+    ctx: &Context<'_>,
+) -> Decision {
+    evaluate_by(ruleset, req, ctx, tokio::time::Instant::now()).await
+}
+
+/// [`evaluate`] with its answer due at `deadline`.
+async fn evaluate_by(
+    ruleset: &Ruleset,
+    req: &ConfirmRequest,
+    ctx: &Context<'_>,
+    deadline: tokio::time::Instant,
+) -> Decision {
     // A tenth of the deadline, at most 100 ms, for a rule to read an answer and decide.
     let margin = (ruleset.settings.deadline / 10).min(std::time::Duration::from_millis(100));
     let mut run = Run {
@@ -288,17 +310,17 @@ impl Run<'_, '_> {
     /// The decision, or `None` when the deadline passed first (then [`Self::timed_out`]
     /// decides, with `current` naming the rule it caught).
     async fn rules(&mut self, calls: &mut calls::Calls) -> Option<Decision> {
-        // Already due (the body took the whole deadline to arrive): nothing is started, not
-        // even a prefetch, and the ruleset's `on_error` answers.
-        if tokio::time::Instant::now() >= self.deadline {
-            return None;
-        }
+        // Already due (the body took the whole deadline to arrive, or `serve` is shutting
+        // down): nothing is started, not even a prefetch, but the checks that take nanoseconds
+        // still decide (an amount cap refuses as it would have in time); the first rule that
+        // would run Rhai or make a call is stopped below, for the ruleset's `on_error`.
+        let due = tokio::time::Instant::now() >= self.deadline;
         let mut scope = if self.ruleset.uses_rhai {
             RequestScope::new(self.req, self.ctx.now, self.ruleset.uses_payload)
         } else {
             RequestScope::empty()
         };
-        if self.ruleset.early_whens {
+        if self.ruleset.early_whens && !due {
             self.early_whens(calls, &mut scope);
         }
         self.start_prefetches(calls, 0);

@@ -284,7 +284,8 @@ impl Run<'_, '_> {
     /// behind its own `when`, asks only the stock of the payment's event. Nor does its
     /// `forward` hold back the GETs after it.
     pub(super) fn start_prefetches(&self, calls: &mut Calls, from: usize) {
-        if !self.ruleset.prefetches {
+        // Once the answer is due, every rule that fetches is stopped before it is run.
+        if !self.ruleset.prefetches || tokio::time::Instant::now() >= self.deadline {
             return;
         }
         let rules = &self.ruleset.rules;

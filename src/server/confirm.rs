@@ -312,21 +312,25 @@ impl AppState {
                 return self.refuse(&arrival, e.status(), e.to_string());
             }
         };
+        let original = Original::received(bytes, &headers);
         // Shutting down, a request whose answer would be due after the grace period (its head
         // was only partly in when the signal came, and the rest came late) would be cut off
         // there, unanswered and unrecorded, perhaps after a `forward` reached the merchant:
-        // the ruleset's `on_error` decides it now, before any call.
-        if let Some(until) = *self.0.stopping.borrow() {
+        // it is evaluated as if its answer were due now. The checks that take nanoseconds
+        // decide as ever; the first rule that would wait (a call, Rhai) is not run, and the
+        // ruleset's `on_error` decides there. Nothing waits, so nothing needs a task.
+        let stopping = *self.0.stopping.borrow();
+        if let Some(until) = stopping {
             if engine::answer_at_latest(&set.settings, arrival.started) > until {
                 tracing::warn!(
                     decision_id = arrival.id.as_str(),
-                    "shutting down: this request's answer would be due after the grace period, so on_error decides it without running the rules"
+                    "shutting down: this request's answer would be due after the grace period, so only the rules that need no waiting are run; on_error decides at the first that would wait"
                 );
-                let decision = engine::on_error(&set.settings, &req, None);
+                let ctx = self.context(&arrival, &original);
+                let decision = engine::evaluate_due_now(&set, &req, &ctx).await;
                 return self.finish(&arrival, decision, Some(&req));
             }
         }
-        let original = Original::received(bytes, &headers);
         // An evaluation that waits — for an upstream, or for its turn to run Rhai — could be
         // cut off midway by its caller going away (after a `forward` or a `POST` has reached
         // the merchant, or with no record of the request at all): it gets a task of its own.

@@ -1051,10 +1051,12 @@ async fn a_caller_that_hangs_up_while_sending_its_body_is_no_refusal() {
 
 /// Audit: a request whose head was only partly in at SIGTERM, the rest sent later, was
 /// evaluated past the grace period and cut off there: no answer, no record, though a `forward`
-/// had reached the merchant. One whose answer would be due after the grace period is decided
-/// by the ruleset's `on_error` at once, answered and recorded.
+/// had reached the merchant. One whose answer would be due after the grace period is evaluated
+/// as if due at once: the checks that need no waiting decide (an amount cap refuses even under
+/// `on_error: approve`, as a later audit asked), the first rule that would make a call is left
+/// to the ruleset's `on_error`, and either is answered and recorded.
 #[tokio::test]
-async fn a_request_completed_late_in_shutdown_is_decided_by_on_error_and_recorded() {
+async fn a_request_completed_late_in_shutdown_runs_only_what_needs_no_waiting() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // A stock API slower than the deadline: the evaluation runs to its deadline.
     let shop = MockUpstream::answering_after(
@@ -1066,47 +1068,98 @@ async fn a_request_completed_late_in_shutdown_is_decided_by_on_error_and_recorde
     let rules = Rules::with(
         "default.yaml",
         &format!(
-            "settings: {{ deadline: 1s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 900ms }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: 품절 }}\n",
+            "settings: {{ deadline: 1s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 900ms }}\nrules:\n  - {{ name: small, amount: {{ min: 1 }}, reason: 작음 }}\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: 품절 }}\n",
             shop.url()
         ),
     );
+    rules.write(
+        "capped.yaml",
+        "settings: { deadline: 1s, on_error: approve }\nrules:\n  - { name: cap, amount: { max: 1000 }, reason: 한도 초과 }\n",
+    );
     let log = rules.path().join("decisions.jsonl");
     let mut proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
-    let mut stream = tokio::net::TcpStream::connect(proc.public).await.unwrap();
-    let request = raw_post(&v1("late-1", 5_000));
-    let head_part = request.find("\r\n").unwrap() + 2;
-    stream
-        .write_all(&request.as_bytes()[..head_part])
-        .await
-        .unwrap();
+    let mut sent = Vec::new();
+    for (path, order) in [("/confirm", "late-1"), ("/confirm/capped", "late-2")] {
+        let mut stream = tokio::net::TcpStream::connect(proc.public).await.unwrap();
+        let request =
+            raw_post(&v1(order, 5_000)).replacen("POST /confirm", &format!("POST {path}"), 1);
+        let head_part = request.find("\r\n").unwrap() + 2;
+        stream
+            .write_all(&request.as_bytes()[..head_part])
+            .await
+            .unwrap();
+        sent.push((stream, request, head_part));
+    }
     // Taken in by the server before the signal.
     tokio::time::sleep(Duration::from_millis(200)).await;
     proc.signal("TERM");
     // The grace period is the 1 s deadline plus 1 s: sent after 1.3 s, the answer would be
     // due after it.
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    stream
-        .write_all(&request.as_bytes()[head_part..])
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
-        .await
-        .expect("the connection was left open")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
+    let mut answers = Vec::new();
+    for (mut stream, request, head_part) in sent {
+        stream
+            .write_all(&request.as_bytes()[head_part..])
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await
+            .expect("the connection was left open")
+            .unwrap();
+        answers.push(String::from_utf8_lossy(&answer).into_owned());
+    }
+    let log_text = proc.log_text();
+    // The stock check is not run: on_error: reject, with the default error reason.
     assert!(
-        answer.starts_with("HTTP/1.1 409"),
-        "{answer}\n{}",
-        proc.log_text()
+        answers[0].starts_with("HTTP/1.1 409"),
+        "{answers:?}\n{log_text}"
     );
+    assert!(!answers[0].contains("품절"), "{answers:?}");
+    // The cap needs no waiting: its refusal, not on_error's approval.
+    assert!(
+        answers[1].starts_with("HTTP/1.1 409"),
+        "{answers:?}\n{log_text}"
+    );
+    assert!(answers[1].contains("한도 초과"), "{answers:?}");
     proc.exited().await;
     let records = records_so_far(&log);
-    assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0]["order_id"], "late-1");
-    assert!(proc
-        .log_text()
-        .contains("so on_error decides it without running the rules"));
+    assert_eq!(records.len(), 2, "{records:?}");
+    let traced: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r["order_id"].clone(),
+                r["rule"].clone(),
+                r["trace"].as_array().map(Vec::len),
+            )
+        })
+        .collect();
+    assert_eq!(
+        traced,
+        [
+            (
+                serde_json::json!("late-1"),
+                serde_json::json!("stock"),
+                Some(2)
+            ),
+            (
+                serde_json::json!("late-2"),
+                serde_json::json!("cap"),
+                Some(1)
+            )
+        ],
+        "{records:?}"
+    );
+    assert!(records[0]["trace"][1]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("not run"));
+    let log_text = proc.log_text();
+    assert!(
+        log_text.contains("only the rules that need no waiting are run"),
+        "{log_text}"
+    );
     assert!(shop.calls().is_empty(), "no call was made");
 }
 

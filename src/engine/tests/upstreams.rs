@@ -1015,13 +1015,19 @@ rules:
     let canned = shop(FORWARD, ok_after(20));
     // The body came in just as the answer fell due (195 ms of a 200 ms deadline).
     let d = decide_arrived(&rules, canned.clone(), Duration::from_millis(195)).await;
-    // No rule ran, so none is named or traced.
+    // The amount check needs no waiting and runs; the forward is not sent, named, and the
+    // ruleset's on_error decides.
     assert_eq!(
         summary(&d),
-        ("reject", 409, Some(DEFAULT_ERROR_REASON), None),
+        ("reject", 409, Some(DEFAULT_ERROR_REASON), Some("existing")),
         "the ruleset's on_error decides"
     );
-    assert!(d.trace.is_empty(), "{:?}", d.trace);
+    assert_eq!(outcomes(&d), [("first", "pass"), ("existing", "error")]);
+    assert!(
+        error_of(&d, "existing").starts_with(NOT_SENT),
+        "{:?}",
+        d.trace
+    );
     assert_eq!(
         keys(&canned),
         Vec::<String>::new(),
@@ -1203,25 +1209,60 @@ rules:
     }
 }
 
-/// An answer already due when evaluation starts (the body came in just as it fell due) is the
-/// ruleset's `on_error`, even with a merchant that would answer at once.
+/// An answer already due when evaluation starts (the body came in just as it fell due): the
+/// checks that need no waiting still decide — an amount cap refuses, whatever `on_error` says —
+/// and the first rule that would make a call or run Rhai is not run, for the ruleset's
+/// `on_error`; nothing is sent, not even a GET fetch, though the merchant would answer at once.
 #[tokio::test(start_paused = true)]
-async fn an_evaluation_that_starts_after_the_answer_is_due_is_on_error() {
-    let (_dir, rules) = ruleset(&format!(
-        r#"{SHOP}
-settings: {{ deadline: 200ms, on_error: reject }}
-rules:
-  - {{ name: first, amount: {{ min: 1 }}, reason: x }}
-  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }} }}
-"#
-    ));
-    let canned = shop(FORWARD, CannedAnswer::status(200));
-    let d = decide_arrived(&rules, canned.clone(), Duration::from_millis(195)).await;
-    assert_eq!(
-        summary(&d).0,
-        "reject",
-        "past the deadline, on_error: reject decides"
-    );
+async fn an_evaluation_that_starts_after_the_answer_is_due_runs_only_what_needs_no_waiting() {
+    let late = Duration::from_millis(195);
+    for (on_error, decided) in [("reject", "reject"), ("approve", "approve")] {
+        for (check, not) in [
+            (
+                "forward: { upstream: shop, path: /payments/confirm }",
+                "not sent",
+            ),
+            (
+                "fetch: { upstream: shop, path: \"/api/stock/{order_id}\" }",
+                "not run",
+            ),
+            ("require: 'order_id.len() + 1 > 0'", "not run"),
+        ] {
+            let (_dir, rules) = ruleset(&format!(
+                "{SHOP}\nsettings: {{ deadline: 200ms, on_error: {on_error} }}\nrules:\n  - {{ name: first, amount: {{ min: 1 }}, reason: x }}\n  - {{ name: healthy-shop, healthy: shop, reason: y }}\n  - {{ name: existing, {check} }}\n"
+            ));
+            let canned = Arc::new(
+                Canned::new()
+                    .answer("shop", FORWARD, CannedAnswer::status(200))
+                    .answer("shop", STOCK, CannedAnswer::status(200))
+                    .health("shop", Health::Up),
+            );
+            let d = decide_arrived(&rules, canned.clone(), late).await;
+            assert_eq!(summary(&d).0, decided, "{check}: {:?}", d.trace);
+            assert_eq!(summary(&d).3, Some("existing"), "{check}");
+            assert_eq!(
+                outcomes(&d),
+                [
+                    ("first", "pass"),
+                    ("healthy-shop", "pass"),
+                    ("existing", "error")
+                ],
+                "{check}"
+            );
+            assert!(error_of(&d, "existing").starts_with(not), "{:?}", d.trace);
+            assert!(canned.calls().is_empty(), "{check}: {:?}", keys(&canned));
+        }
+        // A rule that needs no waiting refuses as it would have in time, even with
+        // `on_error: approve`.
+        let (_dir, rules) = ruleset(&format!(
+            "{SHOP}\nsettings: {{ deadline: 200ms, on_error: {on_error} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: \"/api/stock/{{order_id}}\" }}, mode: shadow }}\n  - {{ name: cap, amount: {{ max: 1000 }}, reason: \"한도 초과\" }}\n  - {{ name: existing, forward: {{ upstream: shop, path: /payments/confirm }} }}\n"
+        ));
+        let canned = shop(FORWARD, CannedAnswer::status(200));
+        let d = decide_arrived(&rules, canned.clone(), late).await;
+        assert_eq!(summary(&d), ("reject", 409, Some("한도 초과"), Some("cap")));
+        assert_eq!(outcomes(&d), [("stock", "shadow_error"), ("cap", "reject")]);
+        assert!(canned.calls().is_empty(), "{:?}", keys(&canned));
+    }
 }
 
 /// `forward` sends the `webhook-*` headers unchanged: every line, in order (a request with one
