@@ -588,7 +588,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         admin_listen = %args.admin_listen,
         "protections"
     );
-    if open_to_anyone(args.listen, secrets.len(), &args.allow_from) {
+    let forwarded = args.trust_forwarded_for;
+    if open_to_anyone(args.listen, forwarded, secrets.len(), &args.allow_from) {
         tracing::warn!(
             listen = %args.listen,
             "confirm requests are taken from anyone, unsigned: whoever reaches this listener can have payments decided (and a forward or POST fetch sent to the shop); set --webhook-secret (PortOne V2 signs its requests) or --allow-from (PortOne's sending addresses) before going live"
@@ -598,6 +599,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         tracing::warn!(
             "--webhook-secret: secrets {a} and {b} are the same: a rotation needs the old secret and the new one (the second was perhaps never pasted)"
         );
+    }
+    if forwarded && args.allow_from.is_empty() {
+        tracing::warn!("--trust-forwarded-for has no effect without --allow-from: X-Forwarded-For is read only to check a request's source against the allow-list");
     }
     if args.decision_log.is_none() && args.decision_log_approvals.every != 1 {
         tracing::warn!("--decision-log-approvals has no effect without --decision-log: no decision log is written");
@@ -741,9 +745,16 @@ fn parse_idle_timeout(s: &str) -> Result<std::time::Duration, String> {
 /// Whether the public listener takes confirm requests from anyone: neither signed nor limited
 /// to a source (an allow-list holding `0.0.0.0/0` or `::/0` limits nothing), and on an
 /// address other hosts reach.
-fn open_to_anyone(listen: SocketAddr, secrets: usize, allow_from: &[IpNet]) -> bool {
+/// `forwarded`: `--trust-forwarded-for`, which says a load balancer in front forwards requests
+/// from outside, so that a listener on loopback is reached from anywhere too.
+fn open_to_anyone(
+    listen: SocketAddr,
+    forwarded: bool,
+    secrets: usize,
+    allow_from: &[IpNet],
+) -> bool {
     let limited = !allow_from.is_empty() && allow_from.iter().all(|net| net.prefix_len() > 0);
-    secrets == 0 && !limited && !crate::server::is_loopback(listen.ip())
+    secrets == 0 && !limited && (forwarded || !crate::server::is_loopback(listen.ip()))
 }
 
 /// The positions (from 1) of the first two `--webhook-secret`s that are the same key.
@@ -927,26 +938,37 @@ mod tests {
     }
 
     #[test]
-    fn a_listener_open_to_anyone_is_one_without_secret_or_allow_list_off_loopback() {
+    fn a_listener_open_to_anyone_is_one_without_secret_or_allow_list_off_loopback_or_behind_a_balancer(
+    ) {
         let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let portone: Vec<IpNet> = vec!["52.78.100.19/32".parse().unwrap()];
-        assert!(open_to_anyone(public, 0, &[]));
-        assert!(open_to_anyone("[::]:8080".parse().unwrap(), 0, &[]));
-        assert!(!open_to_anyone(public, 1, &[]));
-        assert!(!open_to_anyone(public, 0, &portone));
+        assert!(open_to_anyone(public, false, 0, &[]));
+        assert!(open_to_anyone("[::]:8080".parse().unwrap(), false, 0, &[]));
+        assert!(!open_to_anyone(public, false, 1, &[]));
+        assert!(!open_to_anyone(public, false, 0, &portone));
         // An allow-list of everyone limits nothing.
         for everyone in ["0.0.0.0/0", "::/0"] {
             let nets = [portone[0], everyone.parse().unwrap()];
-            assert!(open_to_anyone(public, 0, &nets), "{everyone}");
+            assert!(open_to_anyone(public, false, 0, &nets), "{everyone}");
         }
-        assert!(!open_to_anyone(local, 0, &[]));
-        assert!(!open_to_anyone("[::1]:8080".parse().unwrap(), 0, &[]));
+        assert!(!open_to_anyone(local, false, 0, &[]));
         assert!(!open_to_anyone(
-            "[::ffff:127.0.0.1]:8080".parse().unwrap(),
+            "[::1]:8080".parse().unwrap(),
+            false,
             0,
             &[]
         ));
+        assert!(!open_to_anyone(
+            "[::ffff:127.0.0.1]:8080".parse().unwrap(),
+            false,
+            0,
+            &[]
+        ));
+        // Behind a load balancer (`--trust-forwarded-for`), loopback is reached from outside.
+        assert!(open_to_anyone(local, true, 0, &[]));
+        assert!(!open_to_anyone(local, true, 0, &portone));
+        assert!(!open_to_anyone(local, true, 1, &[]));
     }
 
     #[test]

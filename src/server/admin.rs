@@ -28,11 +28,48 @@ pub fn admin_router(state: AppState, on_loopback: bool) -> Router {
         .merge(admin)
         .fallback(super::confirm::plain(StatusCode::NOT_FOUND))
         .with_state(state);
+    let router = router.layer(middleware::from_fn(not_from_a_web_page));
     if on_loopback {
         router.layer(middleware::from_fn(addressed_to_loopback))
     } else {
         router
     }
+}
+
+/// A page open in a browser on an operator's machine may send requests to the admin listener
+/// (a form's POST to `http://127.0.0.1:9901/admin/reload` needs no permission; only reading the
+/// answer does), and the `Host` check cannot tell them apart: it names the listener as any
+/// local tool does. Browsers say where such a request comes from, and tools (curl, Prometheus,
+/// probes) send neither header: a request with an `Origin`, or whose `Sec-Fetch-Site` is not
+/// `same-origin` or `none` (typed in the address bar), is refused.
+async fn not_from_a_web_page(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    let same_origin = site == Some(b"same-origin");
+    let from_a_page = site.is_some_and(|s| s != b"same-origin" && s != b"none")
+        || (headers.contains_key(header::ORIGIN) && !same_origin);
+    if !from_a_page {
+        return next.run(request).await;
+    }
+    let shown = |name: &str| {
+        headers.get(name).map_or_else(String::new, |v| {
+            crate::text::cut(&String::from_utf8_lossy(v.as_bytes()), 200).into_owned()
+        })
+    };
+    tracing::warn!(
+        method = %request.method(),
+        path = request.uri().path(),
+        origin = %shown("origin"),
+        sec_fetch_site = %shown("sec-fetch-site"),
+        "admin request refused: sent by a web page (Origin or Sec-Fetch-Site)"
+    );
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(json!({
+            "error": "the admin listener does not answer requests sent by web pages (the request has an Origin or a cross-site Sec-Fetch-Site header): use curl or another tool"
+        })),
+    )
+        .into_response()
 }
 
 /// A listener on loopback can only be reached from this host, but a web page open on this host
@@ -93,15 +130,19 @@ async fn addressed_to_loopback(request: Request, next: Next) -> Response {
 /// `Host` (with or without a port) names loopback by itself: `localhost`, or an IP address,
 /// which a browser connects to as written.
 fn loopback_host(host: &str) -> bool {
+    // Nothing but digits after the name's `:`, if it has one.
+    let port = |rest: &str| rest.is_empty() || rest.bytes().all(|b| b.is_ascii_digit());
     if let Some(bracketed) = host.strip_prefix('[') {
         // `[::1]:9901`: an IPv6 address, the only form with brackets.
-        return bracketed
-            .split_once(']')
-            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        return bracketed.split_once(']').is_some_and(|(ip, rest)| {
+            ip.parse::<std::net::Ipv6Addr>().is_ok()
+                && (rest.is_empty() || rest.strip_prefix(':').is_some_and(port))
+        });
     }
-    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let (name, rest) = host.rsplit_once(':').unwrap_or((host, ""));
     let name = name.strip_suffix('.').unwrap_or(name);
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+    port(rest)
+        && (name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok())
 }
 
 /// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).
@@ -313,6 +354,9 @@ mod tests {
             "app.localhost",
             "[::1",
             "[evil.example]:9901",
+            "[::1]evil",
+            "[::1]:evil",
+            "localhost:evil",
             "my-host:9901",
         ] {
             assert!(!loopback_host(host), "{host}");

@@ -1302,16 +1302,41 @@ fn header_id(answer: &reqwest::Response) -> String {
         .to_owned()
 }
 
+/// Flags that do nothing as given, and a listener behind a load balancer that takes requests
+/// from anyone, are warned about at start-up.
 #[tokio::test]
-async fn approval_sampling_without_a_decision_log_is_warned_about() {
+async fn flags_that_do_nothing_and_an_open_listener_behind_a_balancer_are_warned_about() {
+    const SAMPLING: &str = "--decision-log-approvals has no effect without --decision-log";
+    const FORWARDED: &str = "--trust-forwarded-for has no effect without --allow-from";
+    const OPEN: &str = "confirm requests are taken from anyone";
     let rules = Rules::with("default.yaml", LIMIT);
-    let proc = Process::serve(rules.path(), &["--decision-log-approvals", "sample=10"]).await;
-    let warned = eventually(Duration::from_secs(3), || async {
-        proc.log_text()
-            .contains("--decision-log-approvals has no effect without --decision-log")
-    })
-    .await;
-    assert!(warned, "{}", proc.log_text());
+    for (args, warned, not) in [
+        (
+            &["--decision-log-approvals", "sample=10"][..],
+            &[SAMPLING][..],
+            &[OPEN][..],
+        ),
+        // On loopback, but a balancer in front forwards requests from anywhere.
+        (&["--trust-forwarded-for"], &[FORWARDED, OPEN], &[]),
+        (
+            &["--trust-forwarded-for", "--allow-from", "203.0.113.0/24"],
+            &[],
+            &[FORWARDED, OPEN],
+        ),
+    ] {
+        let proc = Process::serve(rules.path(), args).await;
+        // Warned before the listeners are opened, which is said last.
+        let all = eventually(Duration::from_secs(3), || async {
+            let log = proc.log_text();
+            log.contains(" listening") && warned.iter().all(|w| log.contains(w))
+        })
+        .await;
+        let log = proc.log_text();
+        assert!(all, "{args:?}: {warned:?}\n{log}");
+        for n in not {
+            assert!(!log.contains(n), "{args:?}: {n}\n{log}");
+        }
+    }
 }
 
 /// The resident memory of process `pid`, in KiB.

@@ -869,6 +869,45 @@ async fn admin_listener_on_loopback_answers_only_requests_addressed_to_loopback(
     server.stop().await;
 }
 
+/// Audit: a page open in a browser could POST to `http://127.0.0.1:9901/admin/reload` (a form
+/// needs no permission to be sent, only to read its answer), addressed to loopback like any
+/// local tool. Browsers say so (`Origin`, `Sec-Fetch-Site`); tools send neither.
+#[tokio::test]
+async fn admin_requests_sent_by_web_pages_are_refused() {
+    let rules = Rules::with("default.yaml", RULES);
+    let server = Server::start(rules.path()).await;
+    let reload = || client().post(server.admin_url("/admin/reload"));
+    for (name, value) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let refused = send(reload().header(name, value)).await;
+        assert_eq!(refused.status, 403, "{name}: {value}");
+        let error = refused.body["error"].as_str().unwrap_or_default();
+        assert!(error.contains("web pages"), "{error}");
+        let metrics = send(
+            client()
+                .get(server.admin_url("/metrics"))
+                .header(name, value),
+        )
+        .await;
+        assert_eq!(metrics.status, 403, "{name}: {value}");
+    }
+    // Typed in the address bar, or a page the listener served itself: answered.
+    let typed = client()
+        .get(server.admin_url("/admin/rules"))
+        .header("sec-fetch-site", "none");
+    assert_eq!(send(typed).await.status, 200);
+    let same = reload()
+        .header("origin", format!("http://{}", server.admin))
+        .header("sec-fetch-site", "same-origin");
+    assert_eq!(send(same).await.status, 200);
+    assert_eq!(send(reload()).await.status, 200, "a tool's request");
+    server.stop().await;
+}
+
 /// Each refused admin request leaves a warning saying why, so that an operator looking at a
 /// 403 or 401 knows which it was; the token given is not in it.
 #[tokio::test]
