@@ -426,6 +426,8 @@ impl Run<'_, '_> {
         if let (Checked::Failed(_, cause), Some(id)) = (&verdict, self.ctx.decision_id) {
             if stopped {
                 tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, deadline = ?self.ruleset.settings.deadline, error = %cause, "rule check stopped by the deadline");
+            } else if rule.mode == Mode::Shadow {
+                tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "shadow rule check failed (it decides nothing)");
             } else {
                 tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check failed");
             }

@@ -48,6 +48,17 @@ pub struct EvalArgs {
     pub file: Option<PathBuf>,
 }
 
+/// `word` as one word of a POSIX shell command: as it is when nothing in it is special to
+/// the shell, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:,@%=".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 fn parse_now(s: &str) -> Result<DateTime<FixedOffset>, String> {
     crate::rules::parse_time(s).map_err(|why| {
         let why = why.map(|h| format!(": {h}")).unwrap_or_default();
@@ -73,7 +84,14 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         }
     };
     if let Some((ruleset, time)) = logged_record(&body) {
-        err!("error: this is a decision-log record, not a request body: give eval the record's request at the record's time, as in  jq -c .request RECORD | confirm-proxy eval --ruleset {ruleset} --dry-run --now {time} -  (--dry-run holds back a forward or POST that would reach the merchant again; or replay the whole log with confirm-proxy replay)");
+        // The rules given are the ones to evaluate against: run as printed, the command must
+        // not fall back to ./rules.
+        let rules = if args.rules.dir == std::path::Path::new("rules") {
+            String::new()
+        } else {
+            format!("--rules {} ", shell_word(&args.rules.dir.to_string_lossy()))
+        };
+        err!("error: this is a decision-log record, not a request body: give eval the record's request at the record's time, as in  jq -c .request RECORD | confirm-proxy eval {rules}--ruleset {} --dry-run --now {} -  (--dry-run holds back a forward or POST that would reach the merchant again; or replay the whole log with confirm-proxy replay)", shell_word(&ruleset), shell_word(&time));
         return ExitCode::from(USAGE);
     }
     // A script's `print` and `debug` output goes to stderr, where someone trying a script
@@ -361,6 +379,19 @@ async fn wait_for_health(rules: &crate::rules::Rules, ruleset: &str) -> Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_word_special_to_the_shell_is_quoted() {
+        assert_eq!(shell_word("rules/live-2"), "rules/live-2");
+        assert_eq!(
+            shell_word("2026-12-07T07:41:56.7Z"),
+            "2026-12-07T07:41:56.7Z"
+        );
+        assert_eq!(shell_word("my rules"), "'my rules'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("$HOME"), "'$HOME'");
+        assert_eq!(shell_word(""), "''");
+    }
 
     #[test]
     fn an_unreadable_body_file_is_named() {

@@ -678,6 +678,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
                     if let Some(log) = &decision_log {
                         tracing::info!("SIGUSR1: reopening the decision log");
                         log.reopen();
+                    } else {
+                        tracing::info!("SIGUSR1: no decision log to reopen (no --decision-log)");
                     }
                 }
                 Some(()) = xfsz.recv() => {

@@ -28,6 +28,9 @@ pub(super) fn seoul_at(text: &str) -> Option<INT> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.timestamp_millis()).filter(|_| (0..=9999).contains(&t.year()));
     }
+    if !written_in_full(text) {
+        return None;
+    }
     let local = [
         "%Y-%m-%d %H:%M",
         "%Y-%m-%d %H:%M:%S",
@@ -42,6 +45,31 @@ pub(super) fn seoul_at(text: &str) -> Option<INT> {
     })?;
     let t = crate::rules::SEOUL.from_local_datetime(&local).single()?;
     Some(t.timestamp_millis()).filter(|_| (0..=9999).contains(&t.year()))
+}
+
+/// Whether `text` is `2026-12-07`, `2026-12-07 10:00` or `2026-12-07 10:00:00` (or with a `T`)
+/// digit for digit, seconds under 60: chrono alone also reads `2026-12-7` and `1:5`, and a
+/// 60th second as the next minute's first, none of which an operator meant to write.
+fn written_in_full(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |from: usize, to: usize| b[from..to].iter().all(u8::is_ascii_digit);
+    let date = |b: &[u8]| {
+        b.len() >= 10
+            && digits(0, 4)
+            && b[4] == b'-'
+            && digits(5, 7)
+            && b[7] == b'-'
+            && digits(8, 10)
+    };
+    let clock = |b: &[u8]| {
+        matches!(b[10], b' ' | b'T') && digits(11, 13) && b[13] == b':' && digits(14, 16)
+    };
+    match b.len() {
+        10 => date(b),
+        16 => date(b) && clock(b),
+        19 => date(b) && clock(b) && b[16] == b':' && digits(17, 19) && b[17] < b'6',
+        _ => false,
+    }
 }
 
 /// What `seoul_at` says of text it cannot read: the time to write where the text has a clock
@@ -565,6 +593,12 @@ mod tests {
         for text in [
             "2026-12-01 9시",
             "12/01/2026 10:00",
+            // Each field written in full, and no 60th second (chrono reads all of these).
+            "2026-12-7",
+            "2026-12-07 1:5",
+            "2026-12-07 10:00:60",
+            "2026-12-31 23:59:60",
+            "2026-12-07 10:00:0",
             "2026-12-01 24:00",
             "",
             "10:00",

@@ -196,7 +196,7 @@ fn eval_given_a_decision_log_record_says_what_to_give_it() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains("this is a decision-log record, not a request body")
-                && err.contains("jq -c .request RECORD | confirm-proxy eval --ruleset default --dry-run --now 2026-12-07T07:41:56.719410Z -"),
+                && err.contains(&format!("jq -c .request RECORD | confirm-proxy eval --rules {} --ruleset default --dry-run --now 2026-12-07T07:41:56.719410Z -", shipped_rules())),
             "{err}"
         );
     }

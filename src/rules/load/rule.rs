@@ -455,10 +455,34 @@ impl FileCompiler<'_, '_> {
         let mut bad_headers = Vec::new();
         if f.headers.len() > super::upstream::MAX_HEADERS {
             self.error(
-                &[Seg::Key("rules"), Seg::Index(i), Seg::Key("fetch"), Seg::Key("headers")],
-                format!("rule \"{name}\": fetch.headers: {} headers, more than the {} a server takes; send fewer", f.headers.len(), super::upstream::MAX_HEADERS),
+                &[
+                    Seg::Key("rules"),
+                    Seg::Index(i),
+                    Seg::Key("fetch"),
+                    Seg::Key("headers"),
+                ],
+                format!(
+                    "rule \"{name}\": fetch.headers: {}",
+                    super::upstream::too_many_headers(f.headers.len())
+                ),
             );
             return None;
+        }
+        // Sent together with the upstream's own (a fetch's header replaces the upstream's of
+        // the same name).
+        if let Some(up) = &upstream {
+            let added = f.headers.keys().filter(|k| {
+                http::HeaderName::from_bytes(k.as_bytes())
+                    .map_or(true, |h| !up.headers.contains_key(h))
+            });
+            let sent = up.headers.keys_len() + added.count();
+            if sent > super::upstream::MAX_HEADERS && !f.headers.is_empty() {
+                self.error(
+                    &sub("headers"),
+                    format!("rule \"{name}\": fetch.headers: with upstream \"{}\"'s {}, the call would send {}", up.name, up.headers.keys_len(), super::upstream::too_many_headers(sent)),
+                );
+                return None;
+            }
         }
         for (k, v) in &f.headers {
             let at = [

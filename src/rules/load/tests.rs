@@ -184,7 +184,7 @@ mod audit {
             errors,
             [
                 dir.at(DEFAULT, 3, 10, "upstream \"shop\": url: environment variable SHOP_API_URI is not set; did you mean ${SHOP_API_URL}, which is set?"),
-                dir.at(DEFAULT, 4, 31, "upstream \"shop\": header \"Authorization\": environment variable TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)"),
+                dir.at(DEFAULT, 4, 31, "upstream \"shop\": header \"Authorization\": environment variable TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)"),
             ]
         );
     }
@@ -237,7 +237,7 @@ rules:
 "#,
         );
         let unset = |var: &str| {
-            format!("environment variable {var} is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)")
+            format!("environment variable {var} is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)")
         };
         assert_eq!(
             dir.errors(),
@@ -300,13 +300,13 @@ rules:
                     DEFAULT,
                     3,
                     10,
-                    r#"upstream "shop": url: environment variable SHOP_API_URL is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)"#
+                    r#"upstream "shop": url: environment variable SHOP_API_URL is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)"#
                 ),
                 dir.at(
                     DEFAULT,
                     4,
                     31,
-                    r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)"#
+                    r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)"#
                 ),
             ]
         );
@@ -316,7 +316,7 @@ rules:
                 DEFAULT,
                 4,
                 31,
-                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)"#
+                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)"#
             )]
         );
         // Names are case-sensitive: a lowercase one names the variable that is set.

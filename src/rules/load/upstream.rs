@@ -97,7 +97,7 @@ fn substitute(
             // after the proxy started is another reason it may be missing.
             let hint = match misspelt(var, env.names()) {
                 Some(set) => format!("; did you mean ${{{set}}}, which is set?"),
-                None => " (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)".to_owned(),
+                None => " (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)".to_owned(),
             };
             errors.push(format!("environment variable {var} is not set{hint}"));
         }
@@ -248,9 +248,20 @@ impl Substituted {
 /// occur in data that is no secret, and masking them would change what rules read.
 const MIN_MASKED_SECRET: usize = 6;
 
-/// The most headers an upstream, or a fetch, may send: servers refuse more (hyper at 100), and
-/// tens of thousands overflow the HTTP library's header map (a panic, found by an audit).
-pub(super) const MAX_HEADERS: usize = 100;
+/// The most headers an upstream's and a fetch's `headers` may name together: a server takes
+/// at most 100 (hyper's limit; more is a 431, which a fetch without `require` reads as the
+/// merchant's refusal), and a call carries up to [`OWN_HEADERS`] of the proxy's own besides.
+/// (Tens of thousands also overflowed the HTTP library's header map: a panic an audit found.)
+pub(super) const MAX_HEADERS: usize = 100 - OWN_HEADERS;
+
+/// The headers the proxy adds to a call: `Host`, `Accept`, `Content-Type`, `Content-Length`,
+/// `Connection`, and a forward's `webhook-id`, `webhook-timestamp` and `webhook-signature`.
+const OWN_HEADERS: usize = 8;
+
+/// The error for `count` headers written where at most [`MAX_HEADERS`] may be.
+pub(super) fn too_many_headers(count: usize) -> String {
+    format!("{count} headers, more than the {MAX_HEADERS} a call may carry beside the proxy's own {OWN_HEADERS} (Host, Accept, Content-Type, …): servers take at most 100; send fewer")
+}
 
 /// The header names of `headers` that repeat an earlier one in another case (`x-api-key`
 /// after `X-Api-Key`), each with the one it repeats: HTTP header names ignore case, so only one
@@ -639,7 +650,10 @@ impl FileCompiler<'_, '_> {
         if raw.headers.len() > MAX_HEADERS {
             self.error(
                 &[base[0], base[1], Seg::Key("headers")],
-                format!("upstream \"{name}\": {} headers, more than the {MAX_HEADERS} a server takes (hyper's limit); send fewer", raw.headers.len()),
+                format!(
+                    "upstream \"{name}\": {}",
+                    too_many_headers(raw.headers.len())
+                ),
             );
             return headers;
         }

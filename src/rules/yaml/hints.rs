@@ -80,16 +80,11 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
         }
         // `-name: a` above: without a space after the dash YAML reads `-name` as a key, no
         // list item, and this line's key as more of its value.
-        if let Some(n) = (from..at.line).rev().find(|&n| {
-            src.lines().nth(n).is_some_and(|l| {
-                let item = l.trim_start();
-                item.starts_with('-') && item[1..].starts_with(|c: char| c.is_alphabetic())
-            })
-        }) {
-            return Some(format!(
-                "{} needs a space after its \"-\", e.g. - name: a (without it, YAML reads \"-name\" as a key, not as a list item)",
-                which(n)
-            ));
+        if let Some(n) = (from..at.line)
+            .rev()
+            .find(|&n| src.lines().nth(n).is_some_and(dash_glued))
+        {
+            return Some(dash_hint(&which(n)));
         }
         // `  deadline: 3s` then `    on_error: approve`: indented past the key above, the
         // line is read as more of that key's value.
@@ -164,11 +159,26 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
         if let Some(n) = block_left_early(&lines) {
             return Some(block_hint(&which(n)));
         }
+        // `-name: b` after a list's first item: a key where the next item was due.
+        if lines.last().is_some_and(|l| dash_glued(l)) {
+            return Some(dash_hint(&which(lines.len() - 1)));
+        }
         return Some(
             "check this line's indentation against the lines above it (spaces only)".into(),
         );
     }
     None
+}
+
+/// Whether `line` starts (after its indentation) with a `-` glued to a word: `-name: a`, a
+/// list item without the space after its dash.
+fn dash_glued(line: &str) -> bool {
+    let item = line.trim_start();
+    item.starts_with('-') && item[1..].starts_with(|c: char| c.is_alphabetic())
+}
+
+fn dash_hint(line: &str) -> String {
+    format!("{line} needs a space after its \"-\", e.g. - name: a (without it, YAML reads \"-name\" as a key, not as a list item)")
 }
 
 fn block_hint(line: &str) -> String {

@@ -306,13 +306,13 @@ rules:
                 DEFAULT,
                 3,
                 10,
-                r#"upstream "api": url: environment variable API_URL is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)"#
+                r#"upstream "api": url: environment variable API_URL is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)"#
             ),
             dir.at(
                 DEFAULT,
                 6,
                 31,
-                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so any placeholder value does for them)"#
+                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)"#
             ),
             dir.at(
                 DEFAULT,

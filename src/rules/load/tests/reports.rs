@@ -759,6 +759,13 @@ fn messages_say_what_the_yaml_should_hold() {
             (3, 11),
             r#"mapping values are not allowed in this context: line 2 needs a space after its "-", e.g. - name: a (without it, YAML reads "-name" as a key, not as a list item)"#,
         ),
+        // Audit: after a first item written right, the hint was about indentation.
+        (
+            "a later rule's dash without a space after it",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: x\n  -name: b\n    amount: { max: 1 }\n    reason: y\n",
+            (5, 3),
+            r#"did not find expected '-' indicator (while parsing a block collection that starts at line 2 column 3): this line needs a space after its "-", e.g. - name: a (without it, YAML reads "-name" as a key, not as a list item)"#,
+        ),
         // Audit: the second check in the loader's order was pointed at, not the second written.
         (
             "two checks, the one written second pointed at",
