@@ -295,6 +295,7 @@ impl ScriptEngine {
         ast: AST,
         src: &str,
         mut found: Vec<(String, rhai::Position)>,
+        undefined: &[String],
     ) -> Result<AST, CompileError> {
         found.extend(lint::unknown_function(&ast, &self.functions));
         found.extend(lint::request_variable_in_fn(&ast));
@@ -311,8 +312,12 @@ impl ScriptEngine {
         found.extend(lint::time_in_other_units(&ast));
         found.extend(lint::unknown_property(&ast, &self.functions));
         found.extend(lint::in_place_used(&ast));
+        // What follows the dot of a variable that is not defined (`Math.max(a, b)`) is no
+        // method or property of anything: the undefined variable is the error to fix.
+        let beyond = lint::members_of(&ast, undefined);
         let mut errors = found
             .into_iter()
+            .filter(|(_, at)| !beyond.contains(at))
             .map(|(message, at)| lint_error(message, at));
         match errors.next() {
             Some(first) => Err(together(first, errors.collect())),
@@ -325,11 +330,11 @@ impl ScriptEngine {
         unclosed_comment(src)?;
         let compile = |scope: &Scope| self.engine.compile_expression_with_scope(scope, src);
         let error = |e: &rhai::ParseError| statement_in_expression(parse_error(src, extra, e));
-        let (ast, undefined) = past_undefined(extra, compile, error)?;
+        let (ast, undefined, assumed) = past_undefined(extra, compile, error)?;
         let mut found = lint::not_a_condition(&ast);
         found.extend(lint::in_place_result(&ast, false));
         found.extend(lint::switch_arm_reads_variable(&ast));
-        with_undefined(self.linted(ast, src, found), undefined)
+        with_undefined(self.linted(ast, src, found, &assumed), undefined)
     }
 
     /// An expression compiled without the load-time checks, for tests of what the engine
@@ -365,14 +370,14 @@ impl ScriptEngine {
             }
             error
         };
-        let (ast, undefined) = past_undefined(&[], compile, error)?;
+        let (ast, undefined, assumed) = past_undefined(&[], compile, error)?;
         let mut found: Vec<_> = lint::no_result(&ast).into_iter().collect();
         found.extend(lint::not_a_result(&ast));
         found.extend(lint::quoted_bool_result(&ast));
         found.extend(lint::in_place_result(&ast, true));
         found.extend(lint::in_place_kept(&ast));
         found.extend(lint::dropped_value(&ast));
-        with_undefined(self.linted(ast, src, found), undefined)
+        with_undefined(self.linted(ast, src, found, &assumed), undefined)
     }
 
     /// Evaluates a boolean expression; anything but a bool is an error. It stops when
@@ -588,12 +593,13 @@ const MAX_UNDEFINED: usize = 20;
 /// declared, so each one found is reported (`error` makes a compile error of it) and then
 /// taken as declared, and the source compiled again, so that the next one — and the checks on
 /// what compiles — are found too: an operator fixes `amout` and `limt` in one round. Returns
-/// the AST with the undefined variables found, or an error that is none, with them.
+/// the AST with the undefined variables found and their names, or an error that is none, with
+/// them.
 fn past_undefined(
     extra: &[&str],
     compile: impl Fn(&Scope) -> Result<AST, rhai::ParseError>,
     error: impl Fn(&rhai::ParseError) -> CompileError,
-) -> Result<(AST, Vec<CompileError>), CompileError> {
+) -> Result<(AST, Vec<CompileError>, Vec<String>), CompileError> {
     let mut assumed: Vec<String> = Vec::new();
     let mut undefined = Vec::new();
     loop {
@@ -601,7 +607,7 @@ fn past_undefined(
             .chain(assumed.iter().map(String::as_str))
             .collect();
         let e = match compile(&compile_scope(&names)) {
-            Ok(ast) => return Ok((ast, undefined)),
+            Ok(ast) => return Ok((ast, undefined, assumed)),
             Err(e) => e,
         };
         match &*e.0 {
@@ -1036,6 +1042,13 @@ pub(crate) mod tests {
             .compile_expression("amount > 5 or amount < 1", &[])
             .unwrap_err();
         assert_eq!(e.message, "unexpected 'or': Rhai writes or as ||");
+        // Audit: what follows an undefined variable's dot was checked as a method of
+        // something, and `Math.max(a, b)` also said `x.max(…) takes 1 argument, not 2`.
+        for src in ["Math.max(amount, 5) > 3", "Math.round(amount) > Math.PI"] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert!(e.message.starts_with("undefined variable: Math"), "{e:?}");
+            assert!(e.also.is_empty(), "{src}: {:?}", e.also);
+        }
     }
 
     /// Characters a Korean input method or a word processor types where Rhai needs ASCII, and

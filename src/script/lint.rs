@@ -284,6 +284,24 @@ pub(super) fn time_in_other_units(ast: &AST) -> Vec<(String, Position)> {
     found
 }
 
+/// Where what follows the dot of one of the variables `names` is (`Math.max(a, b)`: the
+/// `max`), for checks on the source compiled with them taken as declared.
+pub(super) fn members_of(ast: &AST, names: &[String]) -> Vec<rhai::Position> {
+    let mut found = Vec::new();
+    if names.is_empty() {
+        return found;
+    }
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Expr(Expr::Dot(x, ..))) = path.last() {
+            if matches!(&x.lhs, Expr::Variable(v, ..) if names.iter().any(|n| *n == v.1)) {
+                found.push(x.rhs.position());
+            }
+        }
+        true
+    });
+    found
+}
+
 /// Whether `text` is written as a date and nothing else, as `seoul_at` takes one: four digits,
 /// `-`, one or two, `-`, one or two, then nothing, or a space or `T` and a clock time (digits,
 /// `:`, `.`, an offset). Not `2026-12-01-promo`, a code, nor `2026-12-01 10:00부터 접수`, a
