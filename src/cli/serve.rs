@@ -85,6 +85,16 @@ pub struct ServeArgs {
     /// Behind a load balancer: take the client address from the right-most X-Forwarded-For entry.
     #[arg(long, env = "CONFIRM_PROXY_TRUST_FORWARDED_FOR", value_parser = super::switch)]
     pub trust_forwarded_for: bool,
+    /// The load balancers' own addresses (repeatable; implies --trust-forwarded-for): only their
+    /// X-Forwarded-For is read, and any other peer is judged by its own address.
+    #[arg(
+        long,
+        env = "CONFIRM_PROXY_FORWARDED_BY",
+        value_delimiter = ',',
+        value_name = "CIDR",
+        value_parser = parse_network
+    )]
+    pub forwarded_by: Vec<IpNet>,
     /// Require "Authorization: Bearer <token>" on /admin/* endpoints.
     #[arg(
         long,
@@ -576,7 +586,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
     tracing::info!(
         webhook_secrets = secrets.len(),
         allow_from = %allow_from,
-        trust_forwarded_for = args.trust_forwarded_for,
+        trust_forwarded_for = args.trust_forwarded_for || !args.forwarded_by.is_empty(),
+        forwarded_by = %args.forwarded_by.iter().map(IpNet::to_string).collect::<Vec<_>>().join(","),
         admin_token = admin_token.is_some(),
         decision_log = %args.decision_log.as_deref().map_or_else(|| "off".into(), |p| p.display().to_string()),
         decision_log_approvals = %match args.decision_log_approvals.every {
@@ -588,7 +599,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         admin_listen = %args.admin_listen,
         "protections"
     );
-    let forwarded = args.trust_forwarded_for;
+    let forwarded = args.trust_forwarded_for || !args.forwarded_by.is_empty();
     if open_to_anyone(args.listen, forwarded, secrets.len(), &args.allow_from) {
         tracing::warn!(
             listen = %args.listen,
@@ -601,7 +612,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         );
     }
     if forwarded && args.allow_from.is_empty() {
-        tracing::warn!("--trust-forwarded-for has no effect without --allow-from: X-Forwarded-For is read only to check a request's source against the allow-list");
+        tracing::warn!("--trust-forwarded-for (or --forwarded-by) has no effect without --allow-from: X-Forwarded-For is read only to check a request's source against the allow-list");
     }
     if args.decision_log.is_none() && args.decision_log_approvals.every != 1 {
         tracing::warn!("--decision-log-approvals has no effect without --decision-log: no decision log is written");
@@ -609,7 +620,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let mut config = Config::new(args.rules.dir.clone());
     config.webhook_secrets = secrets;
     config.allow_from = args.allow_from;
-    config.trust_forwarded_for = args.trust_forwarded_for;
+    config.trust_forwarded_for = forwarded;
+    config.forwarded_by = args.forwarded_by;
     config.admin_token = admin_token;
     config.decision_log = args.decision_log;
     config.decision_log_approvals = args.decision_log_approvals;

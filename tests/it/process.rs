@@ -1307,7 +1307,8 @@ fn header_id(answer: &reqwest::Response) -> String {
 #[tokio::test]
 async fn flags_that_do_nothing_and_an_open_listener_behind_a_balancer_are_warned_about() {
     const SAMPLING: &str = "--decision-log-approvals has no effect without --decision-log";
-    const FORWARDED: &str = "--trust-forwarded-for has no effect without --allow-from";
+    const FORWARDED: &str =
+        "--trust-forwarded-for (or --forwarded-by) has no effect without --allow-from";
     const OPEN: &str = "confirm requests are taken from anyone";
     let rules = Rules::with("default.yaml", LIMIT);
     for (args, warned, not) in [
@@ -1321,6 +1322,17 @@ async fn flags_that_do_nothing_and_an_open_listener_behind_a_balancer_are_warned
         (
             &["--trust-forwarded-for", "--allow-from", "203.0.113.0/24"],
             &[],
+            &[FORWARDED, OPEN],
+        ),
+        (&["--forwarded-by", "10.0.0.7"], &[FORWARDED, OPEN], &[]),
+        (
+            &[
+                "--forwarded-by",
+                "10.0.0.7",
+                "--allow-from",
+                "203.0.113.0/24",
+            ],
+            &["forwarded_by=10.0.0.7/32"],
             &[FORWARDED, OPEN],
         ),
     ] {

@@ -689,6 +689,53 @@ async fn allow_from_takes_bare_addresses_from_the_environment() {
     }
 }
 
+/// Audit: `--trust-forwarded-for` read the header from any connection, so a client reaching
+/// the listener around the load balancer could name itself an allowed source. With
+/// `--forwarded-by`, only the balancers' header is read; any other peer is judged by its own
+/// address (and a refused one keeps no connection).
+#[tokio::test]
+async fn forwarded_by_reads_the_header_of_the_named_balancers_only() {
+    let rules = Rules::with("default.yaml", RULES);
+    let start = |allow: &str, balancers: &str| {
+        let mut config = Config::new(rules.path().to_owned());
+        config.allow_from = allow.split(',').map(|n| n.parse().unwrap()).collect();
+        config.trust_forwarded_for = true;
+        config.forwarded_by = vec![balancers.parse().unwrap()];
+        Server::start_with(config)
+    };
+    let send = |server: &Server, xff: &'static str| {
+        client()
+            .post(server.url("/confirm"))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", xff)
+            .body(v1("o", 5))
+            .send()
+    };
+    // The test's own 127.0.0.1 is not a balancer here: its header names no one.
+    let server = start("203.0.113.0/24", "10.0.0.0/8").await;
+    let a = send(&server, "203.0.113.7").await.unwrap();
+    assert_eq!(a.status().as_u16(), 403, "a header from no balancer");
+    assert_eq!(
+        a.headers()["connection"],
+        "close",
+        "the peer itself is refused"
+    );
+    server.stop().await;
+    let server = start("127.0.0.0/8,203.0.113.0/24", "10.0.0.0/8").await;
+    let a = send(&server, "198.51.100.9").await.unwrap();
+    assert_eq!(
+        a.status().as_u16(),
+        200,
+        "judged by its own, allowed address"
+    );
+    server.stop().await;
+    // A balancer named: its header is read, as with --trust-forwarded-for alone.
+    let server = start("203.0.113.0/24", "127.0.0.1/32").await;
+    assert_eq!(send(&server, "203.0.113.7").await.unwrap().status(), 200);
+    assert_eq!(send(&server, "198.51.100.9").await.unwrap().status(), 403);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn forwarded_for_trusts_only_the_right_most_entry() {
     let rules = Rules::with("default.yaml", RULES);

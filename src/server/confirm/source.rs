@@ -50,7 +50,7 @@ impl AppState {
         // The socket's own peer is refused: it keeps no connection open for its next attempt.
         // (Behind a load balancer the connection is the balancer's, shared with allowed clients:
         // kept, unless the body left unread ends it anyway.)
-        Some(if self.0.trust_forwarded_for {
+        Some(if self.forwarded_by(peer.ip()) {
             unread_body(headers, refusal)
         } else {
             closing(refusal)
@@ -63,8 +63,19 @@ impl AppState {
     pub(in crate::server) fn refuses_at_sight(&self, peer: IpAddr) -> bool {
         let s = &self.0;
         !s.allow_from.is_empty()
-            && !s.trust_forwarded_for
+            && !self.forwarded_by(peer)
             && !s.allow_from.iter().any(|net| net.contains(&unmapped(peer)))
+    }
+
+    /// Whether `peer` is a load balancer whose `X-Forwarded-For` names the client: with
+    /// `--trust-forwarded-for`, any peer unless `--forwarded-by` names the balancers. A peer it
+    /// does not name is a client of its own, judged by its address: a client that reaches the
+    /// listener around the balancer cannot name itself an allowed source.
+    fn forwarded_by(&self, peer: IpAddr) -> bool {
+        let s = &self.0;
+        let peer = unmapped(peer);
+        s.trust_forwarded_for
+            && (s.forwarded_by.is_empty() || s.forwarded_by.iter().any(|net| net.contains(&peer)))
     }
 
     /// The client: the socket's peer, or with `--trust-forwarded-for` the right-most
@@ -74,7 +85,7 @@ impl AppState {
     /// which an allow-list may well contain — and which an operator reading the refusals of a
     /// balancer that adds no header would be told to add, letting everyone in.
     fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<IpAddr, Unknown> {
-        if !self.0.trust_forwarded_for {
+        if !self.forwarded_by(peer.ip()) {
             return Ok(unmapped(peer.ip()));
         }
         let header = headers
