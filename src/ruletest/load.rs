@@ -583,10 +583,10 @@ fn canned_answers(
             let bad_delay = raw
                 .delay()
                 .is_some_and(|d| crate::rules::parse_duration(d).is_err());
-            let (at_path, field) = if bad_delay {
-                ([&answer_at[..], &[Seg::Key("delay")]].concat(), ".delay")
-            } else {
-                (answer_at.to_vec(), "")
+            let (at_path, field) = match (bad_delay, raw.faulty_key()) {
+                (true, _) => ([&answer_at[..], &[Seg::Key("delay")]].concat(), ".delay"),
+                (false, Some(key)) => ([&answer_at[..], &[Seg::Key(key)]].concat(), ""),
+                (false, None) => (answer_at.to_vec(), ""),
             };
             match CannedAnswer::try_from(raw) {
                 Ok(answer) => {
@@ -1024,7 +1024,7 @@ rules:
             )),
             [
                 r#"tests/t.yaml:10:11: cases[0].upstreams.shop."POST /y": an answer has a status or an error, not both"#,
-                r#"tests/t.yaml:12:24: cases[0].upstreams.pay."GET /z": status 1000 is not an HTTP status (100 to 999)"#,
+                r#"tests/t.yaml:12:34: cases[0].upstreams.pay."GET /z": status 1000 is not an HTTP status (100 to 999)"#,
             ]
         );
     }
@@ -1062,7 +1062,17 @@ rules:
             )),
             [
                 "tests/t.yaml:7:41: cases[0].upstreams.shop.\"GET /x\".delay: invalid duration \"soon\", expected a number and a unit like 500ms, 1.5s, 4s or 1m",
-                "tests/t.yaml:8:19: cases[0].upstreams.shop.\"GET /y\": status 99 is not an HTTP status (100 to 999)",
+                "tests/t.yaml:8:29: cases[0].upstreams.shop.\"GET /y\": status 99 is not an HTTP status (100 to 999)",
+            ]
+        );
+        // Likewise a status no final answer has, and a body HTTP would not send, at theirs.
+        assert_eq!(
+            errors(&format!(
+                "{CASE}    upstreams:\n      shop:\n        \"GET /x\": {{ status: 102 }}\n        \"GET /y\": {{ status: 204, body: {{ a: 1 }} }}\n    expect: {{ decision: approve }}\n"
+            )),
+            [
+                "tests/t.yaml:7:29: cases[0].upstreams.shop.\"GET /x\": status 102 is an interim answer, which an HTTP client reads past to the final one: no rule ever sees it; give the final status (101, or 200 to 999)",
+                "tests/t.yaml:8:40: cases[0].upstreams.shop.\"GET /y\": a 204 answer has no body (HTTP sends none with 204 or 304, whatever the upstream writes): leave body out",
             ]
         );
     }

@@ -539,6 +539,11 @@ pub struct RawAnswer {
     delay: Option<String>,
 }
 
+/// Whether a canned body is one HTTP would have to send: neither `null` nor empty text.
+fn not_empty(body: &Value) -> bool {
+    !matches!(body, Value::Null) && !matches!(body, Value::String(text) if text.is_empty())
+}
+
 /// A value that is there, `null` included (serde reads a `null` `Option` as absent).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
@@ -553,6 +558,21 @@ impl RawAnswer {
     /// The delay as written, for a reader that places its error at it.
     pub fn delay(&self) -> Option<&str> {
         self.delay.as_deref()
+    }
+
+    /// The key of this answer that [`CannedAnswer::try_from`] would refuse it for, where one
+    /// key is at fault (a status no final HTTP answer has; a body where HTTP sends none), for a
+    /// reader that places its error there rather than at the answer.
+    pub fn faulty_key(&self) -> Option<&'static str> {
+        match self.status {
+            Some(s) if !(101..=999).contains(&s) || s < 200 && s != 101 => Some("status"),
+            Some(204 | 304)
+                if self.error.is_none() && self.body.as_ref().is_some_and(not_empty) =>
+            {
+                Some("body")
+            }
+            _ => None,
+        }
     }
 
     /// The body as read, for a reader that knows better how its numbers were written.
@@ -588,9 +608,7 @@ impl TryFrom<RawAnswer> for CannedAnswer {
             ),
         };
         if let (Ok(s @ (204 | 304)), Some(body)) = (answer.outcome, &raw.body) {
-            if !matches!(body, Value::Null)
-                && !matches!(body, Value::String(text) if text.is_empty())
-            {
+            if not_empty(body) {
                 return Err(format!("a {s} answer has no body (HTTP sends none with 204 or 304, whatever the upstream writes): leave body out"));
             }
         }
