@@ -232,27 +232,30 @@ fn error_refusal(settings: &Settings, req: &ConfirmRequest, rule: Option<Arc<str
 /// future to be done by then.
 pub async fn evaluate(ruleset: &Ruleset, req: &ConfirmRequest, ctx: &Context<'_>) -> Decision {
     let deadline = answer_by(&ruleset.settings, ctx.started);
-    evaluate_by(ruleset, req, ctx, deadline).await
+    evaluate_by(ruleset, req, ctx, deadline, false).await
 }
 
-/// Evaluates `ruleset` for `req` as if its answer were due already (`serve` shutting down, with
-/// no time left to wait for anything): the checks that take nanoseconds (amounts, windows,
-/// health, ids) decide as ever, and the first rule that would run Rhai or make a call is not
-/// run, the ruleset's `on_error` deciding there. Nothing is sent and nothing waits.
-pub async fn evaluate_due_now(
+/// Evaluates `ruleset` for `req` as if its answer were due already: `serve` is shutting down,
+/// and the answer would be due after the grace period, so there is no time to wait for
+/// anything. The checks that take nanoseconds (amounts, windows, health, ids) decide as ever,
+/// and the first rule that would run Rhai or make a call is not run, the ruleset's `on_error`
+/// deciding there. Nothing is sent and nothing waits.
+pub async fn evaluate_at_shutdown(
     ruleset: &Ruleset,
     req: &ConfirmRequest,
     ctx: &Context<'_>,
 ) -> Decision {
-    evaluate_by(ruleset, req, ctx, tokio::time::Instant::now()).await
+    evaluate_by(ruleset, req, ctx, tokio::time::Instant::now(), true).await
 }
 
-/// [`evaluate`] with its answer due at `deadline`.
+/// [`evaluate`] with its answer due at `deadline`; `shutting_down`: for
+/// [`evaluate_at_shutdown`], which traces and logs the rule it stops as such.
 async fn evaluate_by(
     ruleset: &Ruleset,
     req: &ConfirmRequest,
     ctx: &Context<'_>,
     deadline: tokio::time::Instant,
+    shutting_down: bool,
 ) -> Decision {
     // A tenth of the deadline, at most 100 ms, for a rule to read an answer and decide.
     let margin = (ruleset.settings.deadline / 10).min(std::time::Duration::from_millis(100));
@@ -268,6 +271,7 @@ async fn evaluate_by(
         trace: Vec::with_capacity(ruleset.rules.len()),
         shadow: Vec::new(),
         current: None,
+        shutting_down,
     };
     // Outside `run`, so that a deadline that drops the evaluation leaves them to be recorded
     // (and to name the call it cut off); small futures matter here, as every request makes one.
@@ -304,6 +308,8 @@ struct Run<'a, 'c> {
     shadow: Vec<ShadowOutcome>,
     /// The index of the rule being evaluated and when it started, so a deadline can name it.
     current: Option<(usize, Instant)>,
+    /// Evaluated at shutdown with its answer due at once ([`evaluate_at_shutdown`]).
+    shutting_down: bool,
 }
 
 impl Run<'_, '_> {
@@ -345,18 +351,30 @@ impl Run<'_, '_> {
             if (rule.uses_rhai() || rule.has_side_effects())
                 && tokio::time::Instant::now() >= self.deadline
             {
+                self.current = None;
+                // A `when` of the simple shapes that skips the request still does: the rule
+                // would not have run in time either, and a refusing check after it must decide.
+                if self.skipped_up_front(&calls.whens, i) {
+                    calls.done_with(i, rule);
+                    let skipped = Called::default();
+                    started = self.record(rule, Outcome::Skipped, started, skipped, None, None);
+                    continue;
+                }
                 // Not run, but traced and named with why: the decision record must say which
                 // check the deadline kept from running (a `forward` the merchant never saw).
-                self.current = None;
                 let what = if rule.has_side_effects() {
                     NOT_SENT
                 } else {
                     NOT_RUN
                 };
-                let cause = format!(
-                    "{what} after the answer was due (deadline of {:?})",
-                    self.ruleset.settings.deadline
-                );
+                let cause = if self.shutting_down {
+                    format!("{what} while shutting down, the answer due after the grace period")
+                } else {
+                    format!(
+                        "{what} after the answer was due (deadline of {:?})",
+                        self.ruleset.settings.deadline
+                    )
+                };
                 match self.conclude(rule, Checked::stopped(cause), Called::default(), started) {
                     ControlFlow::Continue(ended) => {
                         started = ended;
@@ -413,7 +431,12 @@ impl Run<'_, '_> {
         // logged as such ("failed" would send the operator to the rule).
         let stopped = match &verdict {
             Checked::Failed(Failure::Stopped, _) => true,
-            Checked::Failed(..) => tokio::time::Instant::now() >= self.deadline,
+            // A check that neither waits nor runs Rhai (`healthy` on a state not known yet)
+            // fails for its own reason, whenever it runs: its rule's `on_error` decides.
+            Checked::Failed(..) => {
+                (rule.uses_rhai() || rule.calls_upstream())
+                    && tokio::time::Instant::now() >= self.deadline
+            }
             _ => false,
         };
         // The rule's own fault, unless the deadline had come (the clock stopping its Rhai is
@@ -424,7 +447,9 @@ impl Run<'_, '_> {
             verdict => verdict,
         };
         if let (Checked::Failed(_, cause), Some(id)) = (&verdict, self.ctx.decision_id) {
-            if stopped {
+            if stopped && self.shutting_down {
+                tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "rule check not run: shutting down");
+            } else if stopped {
                 tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, deadline = ?self.ruleset.settings.deadline, error = %cause, "rule check stopped by the deadline");
             } else if rule.mode == Mode::Shadow {
                 tracing::warn!(decision_id = id, ruleset = %self.ruleset.name, rule = %rule.name, error = %cause, "shadow rule check failed (it decides nothing)");

@@ -1044,7 +1044,11 @@ pub(crate) mod tests {
         assert_eq!(e.message, "unexpected 'or': Rhai writes or as ||");
         // Audit: what follows an undefined variable's dot was checked as a method of
         // something, and `Math.max(a, b)` also said `x.max(…) takes 1 argument, not 2`.
-        for src in ["Math.max(amount, 5) > 3", "Math.round(amount) > Math.PI"] {
+        for src in [
+            "Math.max(amount, 5) > 3",
+            "Math.round(amount) > Math.PI",
+            "Math.max(amount, 5).foo(1, 2) > 3",
+        ] {
             let e = engine.compile_expression(src, &[]).unwrap_err();
             assert!(e.message.starts_with("undefined variable: Math"), "{e:?}");
             assert!(e.also.is_empty(), "{src}: {:?}", e.also);

@@ -55,6 +55,8 @@ struct Counts {
     deadline_first: usize,
     /// Answered by `on_error` at the deadline with the rules still running, or finished late.
     overran: usize,
+    /// Answered by `on_error` for a rule the deadline stopped (or kept from running).
+    stopped: usize,
     unreadable: usize,
     other_rulesets: usize,
 }
@@ -149,6 +151,8 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             counts.deadline_first += 1;
         } else if record.overran() {
             counts.overran += 1;
+        } else if record.stopped_by_deadline().is_some() {
+            counts.stopped += 1;
         }
         let again = runtime.block_on(replay(&rules, &scripts, record));
         counts.replayed += 1;
@@ -236,6 +240,9 @@ fn summary(c: &Counts, ruleset: Option<&str>) -> String {
             "{} with the rules unfinished when the answer was due",
             c.overran
         ));
+    }
+    if c.stopped > 0 {
+        at_deadline.push(format!("{} with a rule the deadline stopped", c.stopped));
     }
     if c.waited_again > 0 {
         at_deadline.push(format!(

@@ -206,7 +206,7 @@ fn parse_network(s: &str) -> Result<IpNet, String> {
     // prefix length left on it, and a whole network let in without a word.
     if net.trunc() != net {
         return Err(format!(
-            "{net} has bits set past its /{len} prefix, so it would let in all of {network} ({count} addresses); write {network} for the network, or {addr} alone for the one address",
+            "{net} has bits set past its /{len} prefix, so it would stand for all of {network} ({count} addresses); write {network} for the network, or {addr} alone for the one address",
             len = net.prefix_len(),
             network = net.trunc(),
             count = addresses(&net),
@@ -887,7 +887,7 @@ mod tests {
         assert_eq!(net("10.0.0.0/8"), Ok("10.0.0.0/8".into()));
         assert_eq!(
             net("::ffff:10.0.0.7/104").unwrap_err(),
-            "::ffff:10.0.0.7/104 has bits set past its /104 prefix, so it would let in all of ::ffff:10.0.0.0/104 (16,777,216 addresses); write ::ffff:10.0.0.0/104 for the network, or ::ffff:10.0.0.7 alone for the one address"
+            "::ffff:10.0.0.7/104 has bits set past its /104 prefix, so it would stand for all of ::ffff:10.0.0.0/104 (16,777,216 addresses); write ::ffff:10.0.0.0/104 for the network, or ::ffff:10.0.0.7 alone for the one address"
         );
         assert!(net("::ffff:10.0.0.0/80")
             .unwrap_err()
@@ -1043,9 +1043,9 @@ mod tests {
         }
         // An address with a network's prefix length: which was meant is the operator's call.
         for (bad, message) in [
-            ("10.0.0.1/8", "10.0.0.1/8 has bits set past its /8 prefix, so it would let in all of 10.0.0.0/8 (16,777,216 addresses); write 10.0.0.0/8 for the network, or 10.0.0.1 alone for the one address"),
-            ("203.0.113.7/24", "203.0.113.7/24 has bits set past its /24 prefix, so it would let in all of 203.0.113.0/24 (256 addresses); write 203.0.113.0/24 for the network, or 203.0.113.7 alone for the one address"),
-            ("2001:db8::7/32", "2001:db8::7/32 has bits set past its /32 prefix, so it would let in all of 2001:db8::/32 (2^96 addresses); write 2001:db8::/32 for the network, or 2001:db8::7 alone for the one address"),
+            ("10.0.0.1/8", "10.0.0.1/8 has bits set past its /8 prefix, so it would stand for all of 10.0.0.0/8 (16,777,216 addresses); write 10.0.0.0/8 for the network, or 10.0.0.1 alone for the one address"),
+            ("203.0.113.7/24", "203.0.113.7/24 has bits set past its /24 prefix, so it would stand for all of 203.0.113.0/24 (256 addresses); write 203.0.113.0/24 for the network, or 203.0.113.7 alone for the one address"),
+            ("2001:db8::7/32", "2001:db8::7/32 has bits set past its /32 prefix, so it would stand for all of 2001:db8::/32 (2^96 addresses); write 2001:db8::/32 for the network, or 2001:db8::7 alone for the one address"),
         ] {
             assert_eq!(parse_network(bad).unwrap_err(), message);
         }

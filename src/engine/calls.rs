@@ -261,7 +261,7 @@ impl Run<'_, '_> {
 
     /// Whether rule `i`'s `when` is known as the request arrives to skip it: of a shape that
     /// runs without Rhai ([`Rule::skips_up_front`]), or evaluated then ([`Self::early_whens`]).
-    fn skipped_up_front(&self, whens: &[Option<bool>], i: usize) -> bool {
+    pub(super) fn skipped_up_front(&self, whens: &[Option<bool>], i: usize) -> bool {
         self.ruleset.rules[i].skips_up_front(self.req) || whens.get(i) == Some(&Some(false))
     }
 

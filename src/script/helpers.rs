@@ -26,12 +26,23 @@ pub(super) fn seoul(now_ms: INT) -> Option<DateTime<FixedOffset>> {
 pub(super) fn seoul_at(text: &str) -> Option<INT> {
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.timestamp_millis()).filter(|_| (0..=9999).contains(&t.year()));
+        // A 60th second (chrono's leap second) is the next minute's first: not what was meant.
+        let leap = t.nanosecond() >= 1_000_000_000;
+        return Some(t.timestamp_millis()).filter(|_| !leap && (0..=9999).contains(&t.year()));
     }
     if !written_in_full(text) {
         return None;
     }
-    let local = [
+    let t = crate::rules::SEOUL
+        .from_local_datetime(&leniently(text)?)
+        .single()?;
+    Some(t.timestamp_millis()).filter(|_| (0..=9999).contains(&t.year()))
+}
+
+/// `text` as chrono reads a date and time of the forms `seoul_at` takes: also with fields of one
+/// digit (`2026-12-7 9:5`), and a 60th second as the next minute's first.
+fn leniently(text: &str) -> Option<chrono::NaiveDateTime> {
+    [
         "%Y-%m-%d %H:%M",
         "%Y-%m-%d %H:%M:%S",
         "%Y-%m-%dT%H:%M",
@@ -42,9 +53,24 @@ pub(super) fn seoul_at(text: &str) -> Option<INT> {
     .or_else(|| {
         let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
         day.and_hms_opt(0, 0, 0)
-    })?;
-    let t = crate::rules::SEOUL.from_local_datetime(&local).single()?;
-    Some(t.timestamp_millis()).filter(|_| (0..=9999).contains(&t.year()))
+    })
+}
+
+/// The text `seoul_at` reads for `text` that chrono reads but is not written in full
+/// (`2026-12-07 9:05` → `2026-12-07 09:05`; a 60th second → the next minute).
+fn written_out(text: &str) -> Option<String> {
+    let t = leniently(text.trim())?;
+    let (t, seconds) = if t.nanosecond() >= 1_000_000_000 {
+        (t.with_nanosecond(0)? + chrono::Duration::seconds(1), false)
+    } else {
+        (t, text.matches(':').count() == 2)
+    };
+    let form = match (text.trim().len() <= 10, seconds) {
+        (true, _) => "%Y-%m-%d",
+        (false, true) => "%Y-%m-%d %H:%M:%S",
+        (false, false) => "%Y-%m-%d %H:%M",
+    };
+    Some(t.format(form).to_string())
 }
 
 /// Whether `text` is `2026-12-07`, `2026-12-07 10:00` or `2026-12-07 10:00:00` (or with a `T`)
@@ -81,6 +107,9 @@ pub(super) fn seoul_at_error(text: &str) -> String {
     }
     if let Some(next) = midnight_after(text) {
         return format!("seoul_at: {shown:?} is no date and time: the end of a day is the next day's 00:00, \"{next}\"");
+    }
+    if let Some(full) = written_out(text) {
+        return format!("seoul_at: {shown:?} is not written in full: write \"{full}\" (two digits for each of month, day, hour, minute and second; seconds 00 to 59)");
     }
     format!("seoul_at: {shown:?} is no date and time: write it as \"2026-12-07 10:00\" (Korean time; seconds optional), a date alone for its midnight, or with an offset as \"2026-12-07T10:00:00+09:00\"")
 }
@@ -547,6 +576,25 @@ mod tests {
         }
     }
 
+    /// Text chrono reads but that is not written in full gets the same time written in full;
+    /// a 60th second (RFC 3339's too) is refused, and shown as the next minute it would be.
+    #[test]
+    fn a_time_not_written_in_full_is_shown_written_out() {
+        for (text, full) in [
+            ("2026-12-07 9:05", "2026-12-07 09:05"),
+            ("2026-12-7", "2026-12-07"),
+            ("2026-12-07T9:5:3", "2026-12-07 09:05:03"),
+            ("2026-12-07 10:00:60", "2026-12-07 10:01"),
+            ("2026-12-31 23:59:60", "2027-01-01 00:00"),
+        ] {
+            assert_eq!(seoul_at(text), None, "{text}");
+            let said = seoul_at_error(text);
+            assert!(said.contains(&format!("write \"{full}\"")), "{said}");
+        }
+        assert_eq!(seoul_at("2026-12-07T10:00:60+09:00"), None);
+        assert_eq!(seoul_at("2026-12-31T23:59:60Z"), None);
+    }
+
     /// A clock time written in Korean words gets the time to write in its place; other text
     /// that is no time, the forms `seoul_at` reads.
     #[test]
@@ -608,7 +656,8 @@ mod tests {
             let (a, b) = text.split_at(text.len().min(4));
             let src = format!("now >= seoul_at(order_id.sub_string(0, 0) + {a:?} + {b:?})");
             let e = eval_expr(&src, V1).unwrap_err();
-            assert!(e.message.contains("is no date and time: "), "{e:?}");
+            let said = ["is no date and time: ", "is not written in full: "];
+            assert!(said.iter().any(|s| e.message.contains(s)), "{e:?}");
         }
         // The year 10000 sorts nowhere a date should.
         assert_eq!(seoul_at("+10000-01-01T00:00:00Z"), None);

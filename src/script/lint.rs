@@ -294,7 +294,14 @@ pub(super) fn members_of(ast: &AST, names: &[String]) -> Vec<rhai::Position> {
     ast.walk(&mut |path: &[ASTNode]| {
         if let Some(ASTNode::Expr(Expr::Dot(x, ..))) = path.last() {
             if matches!(&x.lhs, Expr::Variable(v, ..) if names.iter().any(|n| *n == v.1)) {
-                found.push(x.rhs.position());
+                // Rhai nests the rest of a chain on the right: `Math.max(a, b).foo(1)` is
+                // `Math` . (`max(a, b)` . `foo(1)`).
+                let mut rest = &x.rhs;
+                while let Expr::Dot(y, ..) | Expr::Index(y, ..) = rest {
+                    found.push(y.lhs.position());
+                    rest = &y.rhs;
+                }
+                found.push(rest.position());
             }
         }
         true

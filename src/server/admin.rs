@@ -41,13 +41,15 @@ pub fn admin_router(state: AppState, on_loopback: bool) -> Router {
 /// answer does), and the `Host` check cannot tell them apart: it names the listener as any
 /// local tool does. Browsers say where such a request comes from, and tools (curl, Prometheus,
 /// probes) send neither header: a request with an `Origin`, or whose `Sec-Fetch-Site` is not
-/// `same-origin` or `none` (typed in the address bar), is refused.
+/// `none` (typed in the address bar), is refused. Not even `same-origin`: the listener serves
+/// no page of its own, so a page "of its origin" is one that reached it through DNS rebinding
+/// (on a listener off loopback, where `Host` is not checked).
 async fn not_from_a_web_page(request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
-    let same_origin = site == Some(b"same-origin");
-    let from_a_page = site.is_some_and(|s| s != b"same-origin" && s != b"none")
-        || (headers.contains_key(header::ORIGIN) && !same_origin);
+    let from_a_page = headers.contains_key(header::ORIGIN)
+        || headers
+            .get("sec-fetch-site")
+            .is_some_and(|site| site.as_bytes() != b"none");
     if !from_a_page {
         return next.run(request).await;
     }
@@ -66,7 +68,7 @@ async fn not_from_a_web_page(request: Request, next: Next) -> Response {
     (
         StatusCode::FORBIDDEN,
         axum::Json(json!({
-            "error": "the admin listener does not answer requests sent by web pages (the request has an Origin or a cross-site Sec-Fetch-Site header): use curl or another tool"
+            "error": "the admin listener does not answer requests sent by web pages (the request has an Origin header, or a Sec-Fetch-Site other than none): use curl or another tool"
         })),
     )
         .into_response()

@@ -327,7 +327,7 @@ impl AppState {
                     "shutting down: this request's answer would be due after the grace period, so only the rules that need no waiting are run; on_error decides at the first that would wait"
                 );
                 let ctx = self.context(&arrival, &original);
-                let decision = engine::evaluate_due_now(&set, &req, &ctx).await;
+                let decision = engine::evaluate_at_shutdown(&set, &req, &ctx).await;
                 return self.finish(&arrival, decision, Some(&req));
             }
         }
@@ -335,7 +335,11 @@ impl AppState {
         // cut off midway by its caller going away (after a `forward` or a `POST` has reached
         // the merchant, or with no record of the request at all): it gets a task of its own.
         // Every other check runs without yielding.
-        if set.calls_upstreams || set.uses_rhai {
+        // Already due (the body came in as the answer fell due), the evaluation waits for
+        // nothing either (see `engine::evaluate`): run apart, it would race the timer that
+        // answers by `on_error`, which has fired already, and a refusing check could lose.
+        let due = tokio::time::Instant::now() >= engine::answer_by(&set.settings, arrival.started);
+        if (set.calls_upstreams || set.uses_rhai) && !due {
             self.detached(arrival, set, req, original).await
         } else {
             let decision = engine::evaluate(&set, &req, &self.context(&arrival, &original)).await;

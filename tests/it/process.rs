@@ -1351,6 +1351,37 @@ async fn flags_that_do_nothing_and_an_open_listener_behind_a_balancer_are_warned
     }
 }
 
+/// A refusal whose `X-Forwarded-For` went unread (the peer is no `--forwarded-by` balancer)
+/// says so: the operator sees why the address the header named did not count.
+#[tokio::test]
+async fn a_header_not_read_from_a_peer_that_is_no_balancer_is_said() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let proc = Process::serve(
+        rules.path(),
+        &[
+            "--forwarded-by",
+            "10.0.0.0/8",
+            "--allow-from",
+            "203.0.113.0/24",
+        ],
+    )
+    .await;
+    let a = client()
+        .post(proc.url("/confirm"))
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", "203.0.113.7")
+        .body(v1("o-1", 5_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status().as_u16(), 403);
+    let said = eventually(Duration::from_secs(3), || async {
+        proc.log_text().contains("its X-Forwarded-For was not read")
+    })
+    .await;
+    assert!(said, "{}", proc.log_text());
+}
+
 /// The resident memory of process `pid`, in KiB.
 #[cfg(target_os = "linux")]
 fn resident_kib(pid: u32) -> u64 {

@@ -312,6 +312,19 @@ fn replay_says_plainly_what_is_no_decision_log() {
         out,
         "1 replayed (1 with the deadline passed before the first rule, decided by on_error): 0 changed, 1 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)\n"
     );
+    // As builds since 0.2.1 log such a request: the checks that needed no waiting ran, and the
+    // first rule that would have waited was stopped; counted as such (it went uncounted).
+    let stopped = late.replace(
+        r#""trace":[]"#,
+        r#""rule":"stock","trace":[{"rule":"cap","outcome":"pass","ms":0.001},{"rule":"stock","outcome":"error","ms":0.001,"error":"not run: reached after the answer was due (deadline of 5s)","deadline":true}]"#,
+    );
+    std::fs::write(&log, format!("{stopped}\n")).unwrap();
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("1 replayed (1 with a rule the deadline stopped, decided by on_error): "),
+        "{out}"
+    );
 
     std::fs::write(&log, "").unwrap();
     let (code, out, err) = replay(&rules, &log, &[]);

@@ -929,6 +929,8 @@ async fn admin_requests_sent_by_web_pages_are_refused() {
         ("origin", "null"),
         ("sec-fetch-site", "cross-site"),
         ("sec-fetch-site", "same-site"),
+        // The listener serves no page: one of "its origin" came through DNS rebinding.
+        ("sec-fetch-site", "same-origin"),
     ] {
         let refused = send(reload().header(name, value)).await;
         assert_eq!(refused.status, 403, "{name}: {value}");
@@ -942,15 +944,11 @@ async fn admin_requests_sent_by_web_pages_are_refused() {
         .await;
         assert_eq!(metrics.status, 403, "{name}: {value}");
     }
-    // Typed in the address bar, or a page the listener served itself: answered.
+    // Typed in the address bar: answered.
     let typed = client()
         .get(server.admin_url("/admin/rules"))
         .header("sec-fetch-site", "none");
     assert_eq!(send(typed).await.status, 200);
-    let same = reload()
-        .header("origin", format!("http://{}", server.admin))
-        .header("sec-fetch-site", "same-origin");
-    assert_eq!(send(same).await.status, 200);
     assert_eq!(send(reload()).await.status, 200, "a tool's request");
     server.stop().await;
 }

@@ -1262,6 +1262,32 @@ async fn an_evaluation_that_starts_after_the_answer_is_due_runs_only_what_needs_
         assert_eq!(summary(&d), ("reject", 409, Some("한도 초과"), Some("cap")));
         assert_eq!(outcomes(&d), [("stock", "shadow_error"), ("cap", "reject")]);
         assert!(canned.calls().is_empty(), "{:?}", keys(&canned));
+        // A review: a rule whose simple `when` skips the request was stopped all the same, and
+        // on_error approved what the cap after it refuses.
+        let (_dir, rules) = ruleset(&format!(
+            "{SHOP}\nsettings: {{ deadline: 200ms, on_error: {on_error} }}\nrules:\n  - {{ name: marathon-stock, when: 'order_id.starts_with(\"marathon-\")', fetch: {{ upstream: shop, path: \"/api/stock/{{order_id}}\" }}, reason: 매진 }}\n  - {{ name: marathon-confirm, when: 'order_id.starts_with(\"marathon-\")', forward: {{ upstream: shop, path: /payments/confirm }} }}\n  - {{ name: cap, amount: {{ max: 1000 }}, reason: \"한도 초과\" }}\n"
+        ));
+        let canned = shop(FORWARD, CannedAnswer::status(200));
+        let d = decide_arrived(&rules, canned.clone(), late).await;
+        assert_eq!(summary(&d), ("reject", 409, Some("한도 초과"), Some("cap")));
+        assert_eq!(
+            outcomes(&d),
+            [
+                ("marathon-stock", "skipped"),
+                ("marathon-confirm", "skipped"),
+                ("cap", "reject")
+            ]
+        );
+        // And a check that neither waits nor runs Rhai fails for its own reason (a health not
+        // known yet): its rule's on_error decides, not the ruleset's as for the deadline.
+        let (_dir, rules) = ruleset(&format!(
+            "{SHOP}\nsettings: {{ deadline: 200ms, on_error: {on_error} }}\nrules:\n  - {{ name: shop-up, healthy: shop, reason: 점검, on_error: reject }}\n"
+        ));
+        let unknown = Arc::new(Canned::new().health("shop", Health::Unknown));
+        let d = decide_arrived(&rules, unknown, late).await;
+        assert_eq!(summary(&d).0, "reject", "{:?}", d.trace);
+        assert_eq!(summary(&d).3, Some("shop-up"));
+        assert!(!d.trace[0].deadline, "{:?}", d.trace);
     }
 }
 

@@ -25,6 +25,13 @@ impl AppState {
         let client = self.client_addr(peer, headers);
         match &client {
             Ok(client) if allow_from.iter().any(|net| net.contains(client)) => return None,
+            Ok(client)
+                if self.0.trust_forwarded_for
+                    && !self.forwarded_by(peer.ip())
+                    && headers.contains_key("x-forwarded-for") =>
+            {
+                tracing::warn!(decision_id = arrival.id.as_str(), %client, "source address not allowed (its X-Forwarded-For was not read: the connection comes from no --forwarded-by load balancer)");
+            }
             Ok(client) => {
                 tracing::warn!(decision_id = arrival.id.as_str(), %client, "source address not allowed");
             }
