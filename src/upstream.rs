@@ -33,9 +33,15 @@ const POOL_IDLE: Duration = Duration::from_secs(4);
 /// The HTTP client of an upstream: no redirects followed (a confirm check must see the
 /// merchant's own answer, not wherever it redirects), and with `pool`, idle connections kept
 /// 4 s; without, none kept, so every call has a connection of its own.
-pub fn http_client(pool: bool) -> reqwest::Result<reqwest::Client> {
+///
+/// A connection not made within a little less than the upstream's `timeout` fails as such
+/// ([`UpstreamError::ConnectTimeout`]), just before the timeout would end the call as a whole:
+/// told apart, a `forward` that timed out before it had a connection is known never to have
+/// reached the merchant, where one that timed out waiting for the answer may have.
+pub fn http_client(pool: bool, timeout: Duration) -> reqwest::Result<reqwest::Client> {
     let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout - (timeout / 50).min(Duration::from_millis(20)))
         .tcp_nodelay(true);
     if pool {
         builder.pool_idle_timeout(POOL_IDLE)
@@ -392,6 +398,10 @@ pub enum UpstreamError {
     Dns(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// A [`Self::Timeout`] that came before a connection was made (and a TLS handshake done):
+    /// the request was never sent.
+    #[error("timed out after {0:?} before a connection was made: nothing was sent")]
+    ConnectTimeout(Duration),
     /// A [`Self::Timeout`] of a call that first waited for a free connection (`max_connections`):
     /// the upstream had only what was left of the `timeout`, which the trace says.
     #[error("timed out after {timeout:?}, {}ms of it waiting for a free connection (max_connections: {max})", waited.as_millis())]
@@ -426,6 +436,15 @@ impl UpstreamError {
     /// Whether the deadline, not the upstream, ended the call (see [`Self::TooLateToSend`]).
     pub fn deadline_came(&self) -> bool {
         matches!(self, UpstreamError::TooLateToSend { .. })
+    }
+
+    /// Whether the call failed before its request could reach the upstream: no connection
+    /// (refused, no such host, none made in time).
+    pub fn never_sent(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Refused(_) | UpstreamError::Dns(_) | UpstreamError::ConnectTimeout(_)
+        )
     }
 }
 
@@ -896,7 +915,11 @@ fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static st
         },
         Err(UpstreamError::Refused(_)) => "refused",
         Err(UpstreamError::Dns(_)) => "dns",
-        Err(UpstreamError::Timeout(_) | UpstreamError::TimeoutAfterWaiting { .. }) => "timeout",
+        Err(
+            UpstreamError::Timeout(_)
+            | UpstreamError::ConnectTimeout(_)
+            | UpstreamError::TimeoutAfterWaiting { .. },
+        ) => "timeout",
         // Told apart from a slow upstream: the limit, not the merchant, is what to look at.
         Err(UpstreamError::NoFreeConnection { .. } | UpstreamError::TooLateToSend { .. }) => {
             "no_free_connection"
@@ -907,6 +930,9 @@ fn call_outcome(result: &Result<UpstreamResponse, UpstreamError>) -> &'static st
 
 /// Names the cause the way an operator debugs it: refused, DNS, timeout.
 fn classify(e: reqwest::Error, up: &Upstream) -> UpstreamError {
+    if e.is_timeout() && e.is_connect() {
+        return UpstreamError::ConnectTimeout(up.timeout);
+    }
     if e.is_timeout() {
         return UpstreamError::Timeout(up.timeout);
     }

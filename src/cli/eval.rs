@@ -257,7 +257,7 @@ impl Upstreams for EvalUpstreams {
             let (writes, sending) = (self.writes.clone(), self.real.call(upstream, call));
             return Box::pin(async move {
                 let result = sending.await;
-                if let Err(e @ (UpstreamError::Refused(_) | UpstreamError::Dns(_))) = &result {
+                if let Some(e) = result.as_ref().err().filter(|e| e.never_sent()) {
                     if let (Some(i), Ok(mut writes)) = (index, writes.lock()) {
                         if let Some(entry) = writes.get_mut(i) {
                             entry.1 = Write::NotSent(e.to_string());

@@ -728,6 +728,38 @@ pub async fn raw_upstream(
     .await
 }
 
+/// A merchant too busy to take a connection: a listener whose accept queue is full and never
+/// taken from, so a new connection to it is never made (the kernel leaves its SYN unanswered).
+/// Kept open (listener and queued connections) while the value lives.
+pub struct Unconnectable {
+    pub url: String,
+    _listener: tokio::net::TcpListener,
+    _queued: Vec<tokio::net::TcpStream>,
+}
+
+impl Unconnectable {
+    pub async fn start() -> Unconnectable {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Filled until a connection no longer completes (one or two, by the kernel).
+        let mut queued = Vec::new();
+        for _ in 0..8 {
+            let connect = tokio::net::TcpStream::connect(addr);
+            match tokio::time::timeout(Duration::from_millis(200), connect).await {
+                Ok(Ok(conn)) => queued.push(conn),
+                _ => break,
+            }
+        }
+        Unconnectable {
+            url: format!("http://{addr}"),
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+}
+
 /// A raw HTTP/1.1 request: `head` (`POST /confirm`), then `headers` (whole lines, each ending
 /// in `\r\n`) and `body` with the `Content-Length` it has.
 pub fn raw_request(head: &str, headers: &str, body: &str) -> String {

@@ -1773,6 +1773,37 @@ async fn cut_short(head: &'static str) -> [(String, &'static str, &'static str, 
     ]
 }
 
+/// A trial: a `forward` that timed out read the same whether the merchant got it or not, and
+/// an operator must know whether the merchant may have confirmed an order whose payment was
+/// refused. One that never got a connection says nothing was sent (it is still a timeout for
+/// the metrics and `on_error`).
+#[tokio::test]
+async fn a_call_that_never_got_a_connection_says_nothing_was_sent() {
+    let busy = Unconnectable::start().await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "settings: {{ deadline: 2s }}\nupstreams: {{ shop: {{ url: \"{}\", timeout: 500ms }} }}\nrules:\n  - {{ name: existing, forward: {{ upstream: shop, path: /confirm }} }}\n",
+            busy.url
+        ),
+    );
+    let (server, log) = logged(&rules).await;
+    let a = server.confirm_json("/confirm", &v1("o-1", 5000)).await;
+    assert_eq!(a.status, 409);
+    let text = server.metrics().await;
+    server.stop().await;
+    let r = record(&log, &a.decision_id());
+    assert_eq!(
+        r["trace"][0]["error"],
+        "forward to shop: timed out after 500ms before a connection was made: nothing was sent",
+        "{r}"
+    );
+    assert!(
+        text.contains(r#"confirm_proxy_upstream_calls_total{ruleset="default",upstream="shop",outcome="timeout"} 1"#),
+        "{text}"
+    );
+}
+
 /// Audit: an answer whose body stopped coming was counted under its status (`2xx`), so an
 /// upstream that stalls or dies mid-body never showed where alerts on `timeout` and `error`
 /// look. It is counted by what ended it, as the trace says.

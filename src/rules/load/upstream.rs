@@ -377,10 +377,11 @@ impl FileCompiler<'_, '_> {
                 .filter(|slots| slots.max == max)
                 .unwrap_or_else(|| Slots::new(max))
         });
-        let clients = match running {
+        // Kept with their pooled connections, unless the timeout they connect within changed.
+        let clients = match running.filter(|up| up.timeout == timeout) {
             Some(up) => Ok((up.client.clone(), up.fresh.clone())),
-            None => crate::upstream::http_client(true)
-                .and_then(|pooled| Ok((pooled, crate::upstream::http_client(false)?))),
+            None => crate::upstream::http_client(true, timeout)
+                .and_then(|pooled| Ok((pooled, crate::upstream::http_client(false, timeout)?))),
         };
         let (client, fresh) = match clients {
             Ok(c) => c,

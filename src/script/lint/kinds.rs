@@ -223,9 +223,13 @@ impl Names {
         let name = call.name.as_str();
         if ARITHMETIC.contains(&name) {
             let kinds: Vec<Option<Kind>> = call.args.iter().map(|a| self.kind(a)).collect();
+            // `-`, `*`, `/` and `%` give a number from a number and anything they take (or
+            // fail): `amount - price`, with `price` from a map. `+` may make text of one.
+            let number = kinds.iter().all(|k| *k == Some(Kind::Number))
+                || (name != "+" && kinds.contains(&Some(Kind::Number)));
             return if name == "+" && kinds.contains(&Some(Kind::String)) {
                 Some(Kind::String)
-            } else if kinds.iter().all(|k| *k == Some(Kind::Number)) {
+            } else if number {
                 Some(Kind::Number)
             } else {
                 None

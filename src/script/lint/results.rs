@@ -489,6 +489,20 @@ mod tests {
             ),
             ("payload", "a map", 1, 1),
             ("order_id.len()", "a number", 1, 1),
+            // An operand not known here (a trial: `price` read from a map) still makes a
+            // number of one that is, except by `+`, which could make text.
+            (
+                "const PRICES = #{vip: 165000};\nlet price = PRICES[\"vip\"];\namount - price",
+                "a number",
+                3,
+                1,
+            ),
+            (
+                "let n = parse_int(\"2\");\nreturn n * payload.price;",
+                "a number",
+                2,
+                8,
+            ),
             // A variable given one value of a known kind, and never another.
             (
                 "let limit = 1000000;\nif amount > limit { return limit; }\ntrue",
@@ -519,6 +533,7 @@ mod tests {
                 "let r = 1;\nlet r = \"x\";\nr",
                 "fn f(r) { r }\nlet r = 1;\nf(\"x\")",
                 "let limit = 1000000;\namount <= limit",
+                "const P = #{a: 1};\nP[\"a\"] + amount == 0",
             ],
         );
     }
