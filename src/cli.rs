@@ -164,8 +164,51 @@ impl RulesDir {
     }
 }
 
+/// The `CONFIRM_PROXY_*` variables of `vars` that no flag reads, each with what was perhaps
+/// meant: a misspelt `CONFIRM_PROXY_WEBHOOK_SECRETS` would otherwise leave the proxy
+/// unsigned without a word.
+pub fn unknown_env_vars(vars: impl IntoIterator<Item = String>) -> Vec<String> {
+    use clap::CommandFactory;
+    const PREFIX: &str = "CONFIRM_PROXY_";
+    let cli = Cli::command();
+    let known: Vec<String> = std::iter::once(&cli)
+        .chain(cli.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .collect();
+    // Compared without the prefix they all share, which would make any two names "close".
+    let flags: Vec<&str> = known
+        .iter()
+        .filter_map(|v| v.strip_prefix(PREFIX))
+        .collect();
+    let mut unknown: Vec<String> = vars
+        .into_iter()
+        .filter(|name| name.starts_with(PREFIX) && !known.contains(name))
+        .map(|name| {
+            let hint = crate::suggest::closest(&name[PREFIX.len()..], flags.iter().copied())
+                .map(|near| format!("; did you mean \"{PREFIX}{near}\"?"))
+                .unwrap_or_default();
+            format!("environment variable {name} is read by no flag of confirm-proxy{hint}")
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
+/// The names of this process's environment variables (those that are text).
+fn env_names() -> impl Iterator<Item = String> {
+    std::env::vars_os().filter_map(|(name, _)| name.into_string().ok())
+}
+
 /// Runs the parsed command; the process exit code is the result.
 pub fn run(cli: Cli) -> ExitCode {
+    // `serve` logs them as warnings, once its log is set up.
+    if !matches!(cli.command, Command::Serve(_)) {
+        for unknown in unknown_env_vars(env_names()) {
+            err!("warning: {unknown}");
+        }
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => on_script_stack(move || check::run(&args)),
@@ -213,6 +256,29 @@ fn runtime(paused: bool) -> Option<tokio::runtime::Runtime> {
 /// Reads `${VAR}` from the process environment.
 #[cfg(test)]
 mod tests {
+    /// A `CONFIRM_PROXY_*` variable no flag reads is named, with the flag's meant; every flag's
+    /// variable (of any command) and other variables are not.
+    #[test]
+    fn environment_variables_no_flag_reads_are_named() {
+        let vars = [
+            "CONFIRM_PROXY_WEBHOOK_SECRETS",
+            "CONFIRM_PROXY_WEBHOOK_SECRET",
+            "CONFIRM_PROXY_RULES",
+            "CONFIRM_PROXY_NOW",
+            "CONFIRM_PROXY_FORWARDED_BY",
+            "CONFIRM_PROXY_COLOUR",
+            "SHOP_API_URL",
+        ]
+        .map(String::from);
+        assert_eq!(
+            super::unknown_env_vars(vars),
+            [
+                "environment variable CONFIRM_PROXY_COLOUR is read by no flag of confirm-proxy",
+                "environment variable CONFIRM_PROXY_WEBHOOK_SECRETS is read by no flag of confirm-proxy; did you mean \"CONFIRM_PROXY_WEBHOOK_SECRET\"?",
+            ]
+        );
+    }
+
     #[test]
     fn switches_read_the_usual_words_and_list_them_otherwise() {
         for on in ["true", "1", "YES", " on "] {

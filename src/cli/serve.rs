@@ -599,6 +599,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         admin_listen = %args.admin_listen,
         "protections"
     );
+    for unknown in super::unknown_env_vars(super::env_names()) {
+        tracing::warn!("{unknown}");
+    }
     let forwarded = args.trust_forwarded_for || !args.forwarded_by.is_empty();
     if open_to_anyone(args.listen, forwarded, secrets.len(), &args.allow_from) {
         tracing::warn!(

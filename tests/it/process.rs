@@ -1351,6 +1351,27 @@ async fn flags_that_do_nothing_and_an_open_listener_behind_a_balancer_are_warned
     }
 }
 
+/// A trial: `CONFIRM_PROXY_WEBHOOK_SECRETS` (a misspelt variable) started the proxy unsigned
+/// without a word; it is named at start-up, with the variable meant.
+#[tokio::test]
+async fn an_environment_variable_no_flag_reads_is_warned_about() {
+    let rules = Rules::with("default.yaml", LIMIT);
+    let proc = Process::serve_env(
+        rules.path(),
+        &[],
+        &[(
+            "CONFIRM_PROXY_WEBHOOK_SECRETS",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )],
+    )
+    .await;
+    let warned = eventually(Duration::from_secs(3), || async {
+        proc.log_text().contains("environment variable CONFIRM_PROXY_WEBHOOK_SECRETS is read by no flag of confirm-proxy; did you mean \"CONFIRM_PROXY_WEBHOOK_SECRET\"?")
+    })
+    .await;
+    assert!(warned, "{}", proc.log_text());
+}
+
 /// A refusal whose `X-Forwarded-For` went unread (the peer is no `--forwarded-by` balancer)
 /// says so: the operator sees why the address the header named did not count.
 #[tokio::test]
