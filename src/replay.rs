@@ -436,7 +436,7 @@ impl ShadowTally {
         for ((ruleset, _), c) in &self.rules {
             let any_approved = c.now.approved > 0 || c.then.is_some_and(|t| t.approved > 0);
             let then = c.then.map_or_else(
-                || "not in the log".to_owned(),
+                || "in no record (new, or never reached then)".to_owned(),
                 |t| format!("then {}", t.show("refused", "approved", any_approved)),
             );
             let _ = writeln!(

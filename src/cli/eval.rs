@@ -107,6 +107,11 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     let Some(rules) = args.rules.load_servable(&scripts) else {
         return ExitCode::FAILURE;
     };
+    // What `check` would warn about may be why the decision surprises (a timeout not below
+    // the deadline, a rule shadowed by another).
+    for w in &rules.warnings {
+        err!("warning: {w}");
+    }
     let Some(ruleset) = rules.get(&args.ruleset).cloned() else {
         let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
         err!(

@@ -515,9 +515,9 @@ async fn shadow_rules_are_tallied_now_and_then() {
         tally.report(),
         "shadow rules (they decide nothing; what each did over the replayed records, and what the rule of that name did then):\n  \
          default/vip: now 2 checked, 2 would refuse, 0 failed; then 2 checked, 1 refused, 1 failed\n  \
-         default/trial: now 2 checked, 2 would refuse, 0 failed; not in the log\n  \
-         default/late: now 0 checked, 0 would refuse, 0 failed; not in the log\n  \
-         default/qa: now 2 checked, 0 would refuse, 2 would approve, 0 failed; not in the log\n"
+         default/trial: now 2 checked, 2 would refuse, 0 failed; in no record (new, or never reached then)\n  \
+         default/late: now 0 checked, 0 would refuse, 0 failed; in no record (new, or never reached then)\n  \
+         default/qa: now 2 checked, 0 would refuse, 2 would approve, 0 failed; in no record (new, or never reached then)\n"
     );
     assert_eq!(ShadowTally::default().report(), "");
 }

@@ -212,9 +212,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         format!("invalid duration \"{s}\", expected a number and a unit like 500ms, 1.5s, 4s or 1m")
     };
     let s = s.trim();
+    // A number alone (`deadline: 3`): which unit was meant is not for the loader to guess.
+    let no_unit = || match s.parse::<Decimal>() {
+        Ok(_) => format!(
+            "{}; a number alone has no unit: write {s}s or {s}ms",
+            expected()
+        ),
+        Err(_) => expected(),
+    };
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(expected)?;
+        .ok_or_else(no_unit)?;
     let (num, unit) = s.split_at(split);
     let num: Decimal = num.parse().map_err(|_| expected())?;
     let millis_per_unit = match unit.trim() {

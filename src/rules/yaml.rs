@@ -359,10 +359,10 @@ fn did_you_mean(msg: &str) -> Option<&str> {
     // An empty value (`mode: ''`) is near no name; its quotes would split the message wrong.
     let unknown = unknown_name(msg).filter(|name| !name.is_empty())?;
     let expected = msg.split_once(&format!("{unknown}\""))?.1;
-    crate::suggest::closest(
-        &unknown.to_lowercase(),
-        expected.split('"').skip(1).step_by(2),
-    )
+    let names = || expected.split('"').skip(1).step_by(2);
+    // As written first: `GTE` is `GET`, where a set also has `get`.
+    crate::suggest::closest(unknown, names())
+        .or_else(|| crate::suggest::closest(&unknown.to_lowercase(), names()))
 }
 
 /// The most `[` and `{` a YAML file may hold open at once. libyaml reads flow collections

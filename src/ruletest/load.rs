@@ -1586,6 +1586,18 @@ rules:
         );
     }
 
+    /// A trial: the calls a warning listed included those of rules whose simple `when` skips
+    /// the case's request; such a rule makes no call, and a canned answer for it is unused.
+    #[test]
+    fn a_rule_whose_when_skips_the_request_makes_no_call() {
+        let rules = "upstreams:\n  shop: { url: \"http://127.0.0.1:9\" }\nrules:\n  - { name: vip, when: 'order_id.starts_with(\"vip-\")', fetch: { upstream: shop, path: /seats/vip }, reason: x }\n  - { name: r, when: 'order_id.starts_with(\"r-\")', fetch: { upstream: shop, path: /seats/r }, reason: y }\n";
+        let test = "ruleset: default\ncases:\n  - name: a\n    request: { imp_uid: i, merchant_uid: vip-1, amount: 50 }\n    upstreams:\n      shop:\n        \"GET /seats/vip\": { status: 200 }\n        \"GET /seats/r\": { status: 200 }\n    expect: { decision: approve }\n";
+        assert_eq!(
+            load_with(rules, test).expect("the test file should load"),
+            ["tests/t.yaml:8:9: canned answer \"GET /seats/r\" is never used: for this request the rules of ruleset \"default\" call \"shop\" with \"GET /seats/vip\""]
+        );
+    }
+
     #[test]
     fn a_health_state_no_rule_reads_is_a_warning() {
         let rules = "upstreams:\n  shop: { url: \"http://127.0.0.1:9\", health: { path: /health } }\nrules:\n  - name: parked\n    healthy: shop\n    mode: off\n    reason: x\n  - name: limit\n    amount: { max: 100 }\n    reason: y\n";

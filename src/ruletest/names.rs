@@ -425,9 +425,11 @@ fn rules_expected(ruleset: &Ruleset, rule: &str) -> String {
 /// The canned keys (`"METHOD /path?query"`, upstream name first) of every call the ruleset's
 /// `fetch` and `forward` rules (but those with `mode: off`) would make for `req`.
 fn calls(ruleset: &Ruleset, req: &ConfirmRequest) -> Vec<(String, String)> {
+    // A rule whose `when` of the simple shapes skips the request makes no call for it.
     ruleset
         .rules
         .iter()
+        .filter(|rule| !rule.skips_up_front(req))
         .filter_map(|rule| canned_call(rule, req))
         .map(|(upstream, key)| (upstream.to_owned(), key))
         .collect()

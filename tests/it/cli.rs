@@ -202,6 +202,26 @@ fn eval_given_a_decision_log_record_says_what_to_give_it() {
     }
 }
 
+/// A trial: `eval` said nothing of what `check` warns about, which may be why a decision
+/// surprises.
+#[test]
+fn eval_prints_the_rules_warnings() {
+    let rules = Rules::with(
+        "default.yaml",
+        "settings: { deadline: 1s }\nrules:\n  - { name: trial, amount: { max: 5 }, reason: x, mode: shadow }\n",
+    );
+    let out = run_cli(
+        &["eval", "--rules", rules.path().to_str().unwrap(), "-"],
+        Some(v1("o-1", 5000).as_bytes()),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: ") && err.contains("no rule is enforced"),
+        "{err}"
+    );
+}
+
 #[test]
 fn eval_reads_the_body_as_its_content_type_says() {
     let form = b"imp_uid=imp_1&merchant_uid=order-1&amount=50000".to_vec();

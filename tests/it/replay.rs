@@ -126,7 +126,7 @@ async fn replay_shows_the_decisions_an_edit_changes_without_calling_upstreams() 
     assert_eq!(
         out,
         "shadow rules (they decide nothing; what each did over the replayed records, and what the rule of that name did then):\n  \
-         default/small: now 3 checked, 3 would refuse, 0 failed; not in the log\n\n\
+         default/small: now 3 checked, 3 would refuse, 0 failed; in no record (new, or never reached then)\n\n\
          4 replayed: 0 changed, 4 unchanged; 1 not decided by rules (guards' answers, repeats, ignored messages)\n"
     );
 

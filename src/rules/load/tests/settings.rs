@@ -229,6 +229,12 @@ fn wrong_types_are_errors_at_the_value() {
             (4, 13),
             r#"rules[0].action (rule "a"): invalid value "deny", expected "approve""#,
         ),
+        // A trial: `GTE` was pointed to `get`, where the set has `GET` too.
+        (
+            "upstreams:\n  shop: { url: \"http://x.invalid\" }\nrules:\n  - name: a\n    fetch: { upstream: shop, method: GTE, path: /x }\n    reason: x\n",
+            (5, 38),
+            r#"rules[0].fetch.method (rule "a"): invalid value "GTE", expected one of "GET", "get", "POST", "post", "PUT", "put"; did you mean "GET"?"#,
+        ),
         // Empty: no suggestion (the empty name's quotes had it suggest "").
         (
             "rules:\n  - name: a\n    mode: ''\n    require: 'true'\n    reason: x\n",
@@ -424,8 +430,19 @@ fn parse_duration_rejects_other_forms() {
     let expected = |s: &str| {
         format!("invalid duration \"{s}\", expected a number and a unit like 500ms, 1.5s, 4s or 1m")
     };
-    for text in ["4 sec", "-1s", "4", "s", "", "1.5.2s", "4S", "4d", "1e3ms"] {
+    for text in ["4 sec", "-1s", "s", "", "1.5.2s", "4S", "4d", "1e3ms"] {
         assert_eq!(parse_duration(text), Err(expected(text)), "{text:?}");
+    }
+    // A number alone: both units it may have meant.
+    for text in ["4", "1.5"] {
+        assert_eq!(
+            parse_duration(text),
+            Err(format!(
+                "{}; a number alone has no unit: write {text}s or {text}ms",
+                expected(text)
+            )),
+            "{text:?}"
+        );
     }
     for text in ["25h", "99999999999999s", "1441m"] {
         assert_eq!(
