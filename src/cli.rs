@@ -186,7 +186,9 @@ pub fn unknown_env_vars(vars: impl IntoIterator<Item = String>) -> Vec<String> {
         .into_iter()
         .filter(|name| name.starts_with(PREFIX) && !known.contains(name))
         .map(|name| {
-            let hint = crate::suggest::closest(&name[PREFIX.len()..], flags.iter().copied())
+            // Variables are read as written, upper case: `CONFIRM_PROXY_rules` is a slip too.
+            let bare = name[PREFIX.len()..].to_ascii_uppercase();
+            let hint = crate::suggest::closest(&bare, flags.iter().copied())
                 .map(|near| format!("; did you mean \"{PREFIX}{near}\"?"))
                 .unwrap_or_default();
             format!("environment variable {name} is read by no flag of confirm-proxy{hint}")
@@ -267,6 +269,7 @@ mod tests {
             "CONFIRM_PROXY_NOW",
             "CONFIRM_PROXY_FORWARDED_BY",
             "CONFIRM_PROXY_COLOUR",
+            "CONFIRM_PROXY_rules",
             "SHOP_API_URL",
         ]
         .map(String::from);
@@ -275,6 +278,7 @@ mod tests {
             [
                 "environment variable CONFIRM_PROXY_COLOUR is read by no flag of confirm-proxy",
                 "environment variable CONFIRM_PROXY_WEBHOOK_SECRETS is read by no flag of confirm-proxy; did you mean \"CONFIRM_PROXY_WEBHOOK_SECRET\"?",
+                "environment variable CONFIRM_PROXY_rules is read by no flag of confirm-proxy; did you mean \"CONFIRM_PROXY_RULES\"?",
             ]
         );
     }

@@ -37,11 +37,15 @@ const POOL_IDLE: Duration = Duration::from_secs(4);
 /// A connection not made within a little less than the upstream's `timeout` fails as such
 /// ([`UpstreamError::ConnectTimeout`]), just before the timeout would end the call as a whole:
 /// told apart, a `forward` that timed out before it had a connection is known never to have
-/// reached the merchant, where one that timed out waiting for the answer may have.
+/// reached the merchant, where one that timed out waiting for the answer may have. A layer
+/// around the whole connect (every address of the host, and TLS): reqwest's `connect_timeout`
+/// is split between a host's addresses, so that a merchant behind eight would get an eighth
+/// of it for each.
 pub fn http_client(pool: bool, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    let connect = timeout - (timeout / 50).min(Duration::from_millis(20));
     let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(timeout - (timeout / 50).min(Duration::from_millis(20)))
+        .connector_layer(tower::timeout::TimeoutLayer::new(connect))
         .tcp_nodelay(true);
     if pool {
         builder.pool_idle_timeout(POOL_IDLE)

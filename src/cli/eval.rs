@@ -107,11 +107,6 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     let Some(rules) = args.rules.load_servable(&scripts) else {
         return ExitCode::FAILURE;
     };
-    // What `check` would warn about may be why the decision surprises (a timeout not below
-    // the deadline, a rule shadowed by another).
-    for w in &rules.warnings {
-        err!("warning: {w}");
-    }
     let Some(ruleset) = rules.get(&args.ruleset).cloned() else {
         let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
         err!(
@@ -121,6 +116,17 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         );
         return ExitCode::from(USAGE);
     };
+    // What `check` would warn about may be why the decision surprises (a timeout not below
+    // the deadline, a rule no enforced rule lets reach): but not of the other rulesets.
+    let others: Vec<String> = (rules.rulesets.keys())
+        .filter(|name| **name != ruleset.name)
+        .map(|name| format!("{}:", args.rules.dir.join(format!("{name}.yaml")).display()))
+        .collect();
+    for w in &rules.warnings {
+        if !others.iter().any(|other| w.starts_with(other.as_str())) {
+            err!("warning: {w}");
+        }
+    }
     let Some(runtime) = super::runtime(false) else {
         return ExitCode::FAILURE;
     };

@@ -270,6 +270,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         tracing::error!(panic = %info, "panic");
     }));
+    // Said first: a misspelt variable may be why a flag's check below stops the start.
+    for unknown in super::unknown_env_vars(super::env_names()) {
+        tracing::warn!("{unknown}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(crate::script::THREAD_STACK)
@@ -599,9 +603,6 @@ async fn serve(args: ServeArgs) -> ExitCode {
         admin_listen = %args.admin_listen,
         "protections"
     );
-    for unknown in super::unknown_env_vars(super::env_names()) {
-        tracing::warn!("{unknown}");
-    }
     let forwarded = args.trust_forwarded_for || !args.forwarded_by.is_empty();
     if open_to_anyone(args.listen, forwarded, secrets.len(), &args.allow_from) {
         tracing::warn!(

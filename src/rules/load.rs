@@ -212,13 +212,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         format!("invalid duration \"{s}\", expected a number and a unit like 500ms, 1.5s, 4s or 1m")
     };
     let s = s.trim();
-    // A number alone (`deadline: 3`): which unit was meant is not for the loader to guess.
-    let no_unit = || match s.parse::<Decimal>() {
-        Ok(_) => format!(
-            "{}; a number alone has no unit: write {s}s or {s}ms",
-            expected()
-        ),
-        Err(_) => expected(),
+    // A number alone (`deadline: 3`): which unit was meant is not for the loader to guess, so
+    // each that makes a duration it takes is offered (none for `0`).
+    let no_unit = || {
+        let units: Vec<String> = ["s", "ms"]
+            .iter()
+            .map(|unit| format!("{s}{unit}"))
+            .filter(|written| s.parse::<Decimal>().is_ok() && parse_duration(written).is_ok())
+            .collect();
+        match &units[..] {
+            [] => expected(),
+            units => format!(
+                "{}; a number alone has no unit: write {}",
+                expected(),
+                units.join(" or ")
+            ),
+        }
     };
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

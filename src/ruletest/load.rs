@@ -1596,6 +1596,15 @@ rules:
             load_with(rules, test).expect("the test file should load"),
             ["tests/t.yaml:8:9: canned answer \"GET /seats/r\" is never used: for this request the rules of ruleset \"default\" call \"shop\" with \"GET /seats/vip\""]
         );
+        // A review: with no other call, it said no rule calls the upstream at all.
+        let test = test
+            .replace("vip-1", "r-1")
+            .replace("        \"GET /seats/r\": { status: 200 }\n", "");
+        let test = test.replace("r-1", "x-1");
+        assert_eq!(
+            load_with(rules, &test).expect("the test file should load"),
+            ["tests/t.yaml:7:9: canned answer \"GET /seats/vip\" is never used: for this request no rule of ruleset \"default\" calls upstream \"shop\" (the whens of rules \"vip\", \"r\" skip it)"]
+        );
     }
 
     #[test]

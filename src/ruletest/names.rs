@@ -286,10 +286,27 @@ impl CaseNames<'_> {
                     out.extend(self.fields_missing(ruleset, req, up, key, &normal, &answers[key]));
                     continue;
                 }
-                let mut message = if to_up.is_empty() {
+                // Rules that call the upstream, but whose simple `when` skips this request.
+                let skipping: Vec<String> = ruleset
+                    .rules
+                    .iter()
+                    .filter(|r| r.called().is_some_and(|u| u.name == *up))
+                    .filter(|r| r.skips_up_front(req))
+                    .map(|r| format!("\"{}\"", r.name))
+                    .collect();
+                let mut message = if to_up.is_empty() && skipping.is_empty() {
                     format!(
                         "canned answer \"{key}\" is never used: no rule of ruleset \"{}\" calls upstream \"{up}\"",
                         ruleset.name
+                    )
+                } else if to_up.is_empty() {
+                    let whose = match &skipping[..] {
+                        [one] => format!("the when of rule {one} skips it"),
+                        more => format!("the whens of rules {} skip it", more.join(", ")),
+                    };
+                    format!(
+                        "canned answer \"{key}\" is never used: for this request no rule of ruleset \"{}\" calls upstream \"{up}\" ({whose})",
+                        ruleset.name,
                     )
                 } else {
                     let made: Vec<String> = to_up.iter().map(|key| format!("\"{key}\"")).collect();

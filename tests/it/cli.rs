@@ -203,13 +203,13 @@ fn eval_given_a_decision_log_record_says_what_to_give_it() {
 }
 
 /// A trial: `eval` said nothing of what `check` warns about, which may be why a decision
-/// surprises.
+/// surprises; of the ruleset evaluated, not of the others.
 #[test]
 fn eval_prints_the_rules_warnings() {
-    let rules = Rules::with(
-        "default.yaml",
-        "settings: { deadline: 1s }\nrules:\n  - { name: trial, amount: { max: 5 }, reason: x, mode: shadow }\n",
-    );
+    let shadow_only =
+        "settings: { deadline: 1s }\nrules:\n  - { name: trial, amount: { max: 5 }, reason: x, mode: shadow }\n";
+    let rules = Rules::with("default.yaml", shadow_only);
+    rules.write("other.yaml", shadow_only);
     let out = run_cli(
         &["eval", "--rules", rules.path().to_str().unwrap(), "-"],
         Some(v1("o-1", 5000).as_bytes()),
@@ -217,9 +217,10 @@ fn eval_prints_the_rules_warnings() {
     assert!(out.status.success(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("warning: ") && err.contains("no rule is enforced"),
+        err.contains("warning: ") && err.contains("default.yaml: no rule is enforced"),
         "{err}"
     );
+    assert!(!err.contains("other.yaml"), "{err}");
 }
 
 #[test]

@@ -433,17 +433,22 @@ fn parse_duration_rejects_other_forms() {
     for text in ["4 sec", "-1s", "s", "", "1.5.2s", "4S", "4d", "1e3ms"] {
         assert_eq!(parse_duration(text), Err(expected(text)), "{text:?}");
     }
-    // A number alone: both units it may have meant.
-    for text in ["4", "1.5"] {
+    // A number alone: the units it may have meant that make a duration.
+    for (text, write) in [
+        ("4", "4s or 4ms"),
+        ("1.5", "1.5s or 1.5ms"),
+        ("100000", "100000ms"),
+    ] {
         assert_eq!(
             parse_duration(text),
             Err(format!(
-                "{}; a number alone has no unit: write {text}s or {text}ms",
+                "{}; a number alone has no unit: write {write}",
                 expected(text)
             )),
             "{text:?}"
         );
     }
+    assert_eq!(parse_duration("0"), Err(expected("0")));
     for text in ["25h", "99999999999999s", "1441m"] {
         assert_eq!(
             parse_duration(text),
