@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 
 use super::{healthz, AppState};
 use crate::reload::{ReloadOutcome, Trigger};
+use crate::rules::Check;
 
 /// The admin routes. `on_loopback`: the listener is on a loopback address, so only requests
 /// addressed to loopback (`localhost`, an IP address) are answered: see `addressed_to_loopback`.
@@ -250,6 +251,7 @@ async fn admin_rules(State(state): State<AppState>) -> Response {
                     "name": rule.name,
                     "when": rule.when.as_ref().map(|w| &w.src),
                     "check": rule.check.kind(),
+                    "detail": check_detail(&rule.check),
                     "mode": rule.mode,
                 })).collect::<Vec<_>>(),
                 // Names and health only: URLs and headers may carry secrets from ${VAR}.
@@ -286,6 +288,30 @@ async fn admin_rules(State(state): State<AppState>) -> Response {
         "last_error": last_error,
     }))
     .into_response()
+}
+
+/// What a rule's check holds, for an operator confirming what is live after an edit: the
+/// bounds of an `amount` or a `window` (as written: amounts exact, times with their offset), an
+/// expression's text, the upstream a call goes to. Never a header or an upstream's URL, which
+/// may hold `${VAR}` secrets.
+fn check_detail(check: &Check) -> serde_json::Value {
+    let time = |t: &Option<DateTime<chrono::FixedOffset>>| t.map(|t| t.to_rfc3339());
+    match check {
+        Check::Approve => serde_json::Value::Null,
+        Check::Amount { min, max } => {
+            json!({"min": min.map(|d| d.to_string()), "max": max.map(|d| d.to_string())})
+        }
+        Check::Window { from, until } => json!({"from": time(from), "until": time(until)}),
+        Check::Require(e) => json!({"require": e.src}),
+        Check::Healthy(up) => json!({"upstream": up.name}),
+        Check::Fetch(f) => json!({
+            "upstream": f.upstream.name,
+            "method": format!("{:?}", f.method),
+            "require": f.require.as_ref().map(|e| &e.src),
+        }),
+        Check::Forward(f) => json!({"upstream": f.upstream.name, "path": f.path}),
+        Check::Script { path, .. } => json!({"script": path}),
+    }
 }
 
 async fn admin_reload(State(state): State<AppState>) -> Response {

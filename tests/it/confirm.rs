@@ -249,13 +249,18 @@ async fn admin_rules_shows_rulesets_and_version() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["default", "marathon"]);
-    // Each rule with its `when` (null without one), check and mode.
+    // Each rule with its `when` (null without one), check, what the check holds (a trial
+    // could not tell the live limits from the kind alone) and mode.
     assert_eq!(
         a.body["rulesets"][0]["rules"],
         serde_json::json!([
-            {"name": "qa", "when": "order_id.starts_with(\"qa-\")", "check": "approve", "mode": "enforce"},
-            {"name": "amount-range", "when": null, "check": "amount", "mode": "enforce"},
+            {"name": "qa", "when": "order_id.starts_with(\"qa-\")", "check": "approve", "detail": null, "mode": "enforce"},
+            {"name": "amount-range", "when": null, "check": "amount", "detail": {"min": "1000", "max": "100000"}, "mode": "enforce"},
         ])
+    );
+    assert_eq!(
+        a.body["rulesets"][1]["rules"][0]["detail"],
+        serde_json::json!({"require": "false"})
     );
     assert!(a.body["last_error"].is_null());
     server.stop().await;
