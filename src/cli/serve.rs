@@ -587,10 +587,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         let nets: Vec<String> = args.allow_from.iter().map(IpNet::to_string).collect();
         nets.join(",")
     };
+    // `--forwarded-by` names the balancers, and so says there are some.
+    let forwarded = args.trust_forwarded_for || !args.forwarded_by.is_empty();
     tracing::info!(
         webhook_secrets = secrets.len(),
         allow_from = %allow_from,
-        trust_forwarded_for = args.trust_forwarded_for || !args.forwarded_by.is_empty(),
+        trust_forwarded_for = forwarded,
         forwarded_by = %args.forwarded_by.iter().map(IpNet::to_string).collect::<Vec<_>>().join(","),
         admin_token = admin_token.is_some(),
         decision_log = %args.decision_log.as_deref().map_or_else(|| "off".into(), |p| p.display().to_string()),
@@ -603,7 +605,6 @@ async fn serve(args: ServeArgs) -> ExitCode {
         admin_listen = %args.admin_listen,
         "protections"
     );
-    let forwarded = args.trust_forwarded_for || !args.forwarded_by.is_empty();
     if open_to_anyone(args.listen, forwarded, secrets.len(), &args.allow_from) {
         tracing::warn!(
             listen = %args.listen,

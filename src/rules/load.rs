@@ -218,7 +218,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let units: Vec<String> = ["s", "ms"]
             .iter()
             .map(|unit| format!("{s}{unit}"))
-            .filter(|written| s.parse::<Decimal>().is_ok() && parse_duration(written).is_ok())
+            .filter(|written| parse_duration(written).is_ok())
             .collect();
         match &units[..] {
             [] => expected(),

@@ -580,23 +580,24 @@ fn canned_answers(
                 Seg::Key(&up),
                 Seg::Key(&call),
             ];
-            let bad_delay = raw
-                .delay()
-                .is_some_and(|d| crate::rules::parse_duration(d).is_err());
-            let (at_path, field) = match (bad_delay, raw.faulty_key()) {
-                (true, _) => ([&answer_at[..], &[Seg::Key("delay")]].concat(), ".delay"),
-                (false, Some(key)) => ([&answer_at[..], &[Seg::Key(key)]].concat(), ""),
-                (false, None) => (answer_at.to_vec(), ""),
-            };
             match CannedAnswer::try_from(raw) {
                 Ok(answer) => {
                     converted.insert(call, answer);
                 }
-                Err(message) => errors.push(error_in(
-                    file,
-                    Some(yaml::locate(src, &at_path)),
-                    format!("cases[{i}].upstreams.{up}.\"{call}\"{field}: {message}"),
-                )),
+                // At the key at fault when one is (a delay's error names it, as it says
+                // nothing of the answer; a status or body says itself what it is about).
+                Err(e) => {
+                    let at_path = match e.key {
+                        Some(key) => [&answer_at[..], &[Seg::Key(key)]].concat(),
+                        None => answer_at.to_vec(),
+                    };
+                    let field = if e.key == Some("delay") { ".delay" } else { "" };
+                    errors.push(error_in(
+                        file,
+                        Some(yaml::locate(src, &at_path)),
+                        format!("cases[{i}].upstreams.{up}.\"{call}\"{field}: {}", e.message),
+                    ));
+                }
             }
         }
         upstreams.insert(up, converted);

@@ -278,6 +278,14 @@ impl CaseNames<'_> {
                 .filter(|(name, _)| name == up)
                 .map(|(_, key)| key.as_str())
                 .collect();
+            // Rules that call the upstream, but whose simple `when` skips this request.
+            let skipping: Vec<String> = ruleset
+                .rules
+                .iter()
+                .filter(|r| r.called().is_some_and(|u| u.name == *up))
+                .filter(|r| r.skips_up_front(req))
+                .map(|r| format!("\"{}\"", r.name))
+                .collect();
             for key in answers.keys() {
                 let Ok(normal) = canned::check_key(key) else {
                     continue;
@@ -286,14 +294,6 @@ impl CaseNames<'_> {
                     out.extend(self.fields_missing(ruleset, req, up, key, &normal, &answers[key]));
                     continue;
                 }
-                // Rules that call the upstream, but whose simple `when` skips this request.
-                let skipping: Vec<String> = ruleset
-                    .rules
-                    .iter()
-                    .filter(|r| r.called().is_some_and(|u| u.name == *up))
-                    .filter(|r| r.skips_up_front(req))
-                    .map(|r| format!("\"{}\"", r.name))
-                    .collect();
                 let mut message = if to_up.is_empty() && skipping.is_empty() {
                     format!(
                         "canned answer \"{key}\" is never used: no rule of ruleset \"{}\" calls upstream \"{up}\"",

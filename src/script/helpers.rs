@@ -79,21 +79,14 @@ fn written_out(text: &str) -> Option<String> {
 fn written_in_full(text: &str) -> bool {
     let b = text.as_bytes();
     let digits = |from: usize, to: usize| b[from..to].iter().all(u8::is_ascii_digit);
-    let date = |b: &[u8]| {
-        b.len() >= 10
-            && digits(0, 4)
-            && b[4] == b'-'
-            && digits(5, 7)
-            && b[7] == b'-'
-            && digits(8, 10)
-    };
-    let clock = |b: &[u8]| {
-        matches!(b[10], b' ' | b'T') && digits(11, 13) && b[13] == b':' && digits(14, 16)
-    };
+    // Each read only at a length that has its bytes.
+    let date = || digits(0, 4) && b[4] == b'-' && digits(5, 7) && b[7] == b'-' && digits(8, 10);
+    let clock =
+        || matches!(b[10], b' ' | b'T') && digits(11, 13) && b[13] == b':' && digits(14, 16);
     match b.len() {
-        10 => date(b),
-        16 => date(b) && clock(b),
-        19 => date(b) && clock(b) && b[16] == b':' && digits(17, 19) && b[17] < b'6',
+        10 => date(),
+        16 => date() && clock(),
+        19 => date() && clock() && b[16] == b':' && digits(17, 19) && b[17] < b'6',
         _ => false,
     }
 }

@@ -560,72 +560,82 @@ impl RawAnswer {
         self.delay.as_deref()
     }
 
-    /// The key of this answer that [`CannedAnswer::try_from`] would refuse it for, where one
-    /// key is at fault (a status no final HTTP answer has; a body where HTTP sends none), for a
-    /// reader that places its error there rather than at the answer.
-    pub fn faulty_key(&self) -> Option<&'static str> {
-        match self.status {
-            Some(s) if !(101..=999).contains(&s) || s < 200 && s != 101 => Some("status"),
-            Some(204 | 304)
-                if self.error.is_none() && self.body.as_ref().is_some_and(not_empty) =>
-            {
-                Some("body")
-            }
-            _ => None,
-        }
-    }
-
     /// The body as read, for a reader that knows better how its numbers were written.
     pub fn body_mut(&mut self) -> Option<&mut Value> {
         self.body.as_mut()
     }
 }
 
-impl TryFrom<RawAnswer> for CannedAnswer {
-    type Error = String;
+/// Why a canned answer is refused, and the key of it at fault when one is (`status`, `body`,
+/// `delay`), so that the error can be placed there rather than at the answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct AnswerError {
+    pub key: Option<&'static str>,
+    pub message: String,
+}
 
-    fn try_from(raw: RawAnswer) -> Result<CannedAnswer, String> {
+impl From<String> for AnswerError {
+    fn from(message: String) -> AnswerError {
+        AnswerError { key: None, message }
+    }
+}
+
+impl AnswerError {
+    fn at(key: &'static str, message: String) -> AnswerError {
+        AnswerError {
+            key: Some(key),
+            message,
+        }
+    }
+}
+
+impl TryFrom<RawAnswer> for CannedAnswer {
+    type Error = AnswerError;
+
+    fn try_from(raw: RawAnswer) -> Result<CannedAnswer, AnswerError> {
         // A canned answer proves a decision only if a real upstream could give it: what
         // `serve`'s HTTP client never hands to a rule is refused here, not read.
         let mut answer = match (raw.status, raw.error) {
             // 101 ends the exchange (Switching Protocols), and a rule reads it as any other.
             (Some(s @ (100 | 102..=199)), None) => {
-                return Err(format!("status {s} is an interim answer, which an HTTP client reads past to the final one: no rule ever sees it; give the final status (101, or 200 to 999)"))
+                return Err(AnswerError::at("status", format!("status {s} is an interim answer, which an HTTP client reads past to the final one: no rule ever sees it; give the final status (101, or 200 to 999)")))
             }
             // The three digits HTTP has room for: an upstream may answer 600-999 too (each
             // rule has its reading of them), and a test must be able to say so.
             (Some(s), None) if (101..=999).contains(&s) => CannedAnswer::status(s),
             (Some(s), None) => {
-                return Err(format!("status {s} is not an HTTP status (100 to 999)"))
+                return Err(AnswerError::at("status", format!("status {s} is not an HTTP status (100 to 999)")))
             }
             (None, Some(e)) => CannedAnswer::error(e),
             (Some(_), Some(_)) => {
-                return Err("an answer has a status or an error, not both".to_owned())
+                return Err("an answer has a status or an error, not both".to_owned().into())
             }
             (None, None) => return Err(
                 "an answer needs a status (like status: 200) or an error (refused, dns or timeout)"
-                    .to_owned(),
+                    .to_owned()
+                    .into(),
             ),
         };
         if let (Ok(s @ (204 | 304)), Some(body)) = (answer.outcome, &raw.body) {
             if not_empty(body) {
-                return Err(format!("a {s} answer has no body (HTTP sends none with 204 or 304, whatever the upstream writes): leave body out"));
+                return Err(AnswerError::at("body", format!("a {s} answer has no body (HTTP sends none with 204 or 304, whatever the upstream writes): leave body out")));
             }
         }
         for (name, value) in &raw.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(super::invalid_header_name(name));
+                return Err(super::invalid_header_name(name).into());
             }
             // Control characters other than a tab (a line break would end the header).
             if http::HeaderValue::from_str(value).is_err() {
-                return Err(format!("header {name}: the value holds a line break or another control character, which no HTTP answer can carry"));
+                return Err(format!("header {name}: the value holds a line break or another control character, which no HTTP answer can carry").into());
             }
             let lower = name.to_ascii_lowercase();
             if answer.headers.contains_key(&lower) {
-                return Err(format!("header {name} is given twice (names are the same in any case): a real answer's would reach the rule as one value, joined by \", \"; write it once"));
+                return Err(format!("header {name} is given twice (names are the same in any case): a real answer's would reach the rule as one value, joined by \", \"; write it once").into());
             }
             if value.trim_matches([' ', '\t']) != value {
-                return Err(format!("header {name}: the value \"{value}\" has spaces at its ends, which HTTP drops before a rule reads it; write it without them"));
+                return Err(format!("header {name}: the value \"{value}\" has spaces at its ends, which HTTP drops before a rule reads it; write it without them").into());
             }
             answer = answer.header(name, value);
         }
@@ -642,7 +652,8 @@ impl TryFrom<RawAnswer> for CannedAnswer {
             answer = answer.body(body);
         }
         if let Some(d) = &raw.delay {
-            answer = answer.delay(parse_duration(d)?);
+            let delay = parse_duration(d).map_err(|e| AnswerError::at("delay", e))?;
+            answer = answer.delay(delay);
         }
         Ok(answer)
     }

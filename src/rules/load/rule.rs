@@ -476,7 +476,7 @@ impl FileCompiler<'_, '_> {
                     .map_or(true, |h| !up.headers.contains_key(h))
             });
             let sent = up.headers.keys_len() + added.count();
-            if sent > super::upstream::MAX_HEADERS && !f.headers.is_empty() {
+            if sent > super::upstream::MAX_HEADERS {
                 self.error(
                     &sub("headers"),
                     format!("rule \"{name}\": fetch.headers: with upstream \"{}\"'s {}, the call would send {}", up.name, up.headers.keys_len(), super::upstream::too_many_headers(sent)),
