@@ -25,8 +25,6 @@ mod replay;
 mod serve;
 mod test;
 
-pub use serve::refused_as_json;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -201,6 +199,20 @@ pub fn unknown_env_vars(vars: impl IntoIterator<Item = String>) -> Vec<String> {
 /// The names of this process's environment variables (those that are text).
 fn env_names() -> impl Iterator<Item = String> {
     std::env::vars_os().filter_map(|(name, _)| name.into_string().ok())
+}
+
+/// Answers a command line clap refused (or `--help`, `--version`): a misspelt
+/// `CONFIRM_PROXY_*` variable is said first, as it may be why a value is missing or wrong.
+pub fn refused(error: clap::Error) -> ExitCode {
+    if let Some(code) = serve::refused_as_json(&error) {
+        return code;
+    }
+    if error.use_stderr() {
+        for unknown in unknown_env_vars(env_names()) {
+            err!("warning: {unknown}");
+        }
+    }
+    error.exit()
 }
 
 /// Runs the parsed command; the process exit code is the result.

@@ -15,9 +15,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     match confirm_proxy::cli::Cli::try_parse() {
         Ok(cli) => confirm_proxy::cli::run(cli),
-        Err(e) => match confirm_proxy::cli::refused_as_json(&e) {
-            Some(code) => code,
-            None => e.exit(),
-        },
+        Err(e) => confirm_proxy::cli::refused(e),
     }
 }

@@ -443,7 +443,7 @@ fn bad_flag(format: LogFormat, error: String) -> ExitCode {
 /// A command line clap refused, for `serve --log-format json` (in the arguments or the
 /// environment): the same records as any other reason not to start, not clap's text between
 /// a collector's JSON lines. `None` when JSON was not asked for.
-pub fn refused_as_json(error: &clap::Error) -> Option<ExitCode> {
+pub(super) fn refused_as_json(error: &clap::Error) -> Option<ExitCode> {
     // `--help` and `--version` come as errors too, for stdout.
     if !error.use_stderr() {
         return None;
@@ -474,6 +474,9 @@ pub fn refused_as_json(error: &clap::Error) -> Option<ExitCode> {
         .flatten_event(true)
         .with_writer(std::io::stderr)
         .try_init();
+    for unknown in super::unknown_env_vars(super::env_names()) {
+        tracing::warn!("{unknown}");
+    }
     // clap's text, without its usage lines: the first paragraph, on one line.
     let text = error.to_string();
     let first = text.split("\n\n").next().unwrap_or(&text);

@@ -13,6 +13,33 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
+/// The template as an operator would write it (`/api/stock/{order_id}`), literal braces
+/// doubled again: what `/admin/rules` shows of a fetch's path.
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => f.write_str(&t.replace('{', "{{").replace('}', "}}"))?,
+                Part::Var(var, fallback) => {
+                    f.write_str("{")?;
+                    match var {
+                        Var::OrderId => f.write_str("order_id")?,
+                        Var::TxId => f.write_str("tx_id")?,
+                        Var::Amount => f.write_str("amount")?,
+                        Var::StoreId => f.write_str("store_id")?,
+                        Var::ResponseBody(path) => write!(f, "response.body.{}", path.join("."))?,
+                    }
+                    if let Some(fallback) = fallback {
+                        write!(f, "|{fallback}")?;
+                    }
+                    f.write_str("}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The reason a refusal gives when its template rendered nothing a buyer can read: that of a
 /// rule without one.
 pub const NOTHING_TO_SHOW: &str = super::DEFAULT_REASON;
@@ -470,6 +497,20 @@ fn dotted_path(path: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::payload::{parse, Parsed};
+
+    #[test]
+    fn displays_as_written() {
+        for src in [
+            "/api/stock/{order_id}",
+            "{{literal}} {tx_id}-{amount}",
+            "{store_id|없음} {response.body.stock.left|0}",
+        ] {
+            let scope = Scope::WithResponse;
+            let t = Template::parse(src, scope).unwrap();
+            assert_eq!(t.to_string(), src);
+            assert_eq!(Template::parse(&t.to_string(), scope).unwrap(), t);
+        }
+    }
 
     fn request() -> ConfirmRequest {
         let body = br#"{"type":"Transaction.Confirm","data":{"paymentId":"order 1/2","transactionId":"tx-9","totalAmount":"10.50","storeId":"store-1"}}"#;

@@ -292,7 +292,7 @@ async fn admin_rules(State(state): State<AppState>) -> Response {
 
 /// What a rule's check holds, for an operator confirming what is live after an edit: the
 /// bounds of an `amount` or a `window` (as written: amounts exact, times with their offset), an
-/// expression's text, the upstream a call goes to. Never a header or an upstream's URL, which
+/// expression's text, the upstream a call goes to and a fetch's path. Never a header or an upstream's URL, which
 /// may hold `${VAR}` secrets.
 fn check_detail(check: &Check) -> serde_json::Value {
     let time = |t: &Option<DateTime<chrono::FixedOffset>>| t.map(|t| t.to_rfc3339());
@@ -307,6 +307,7 @@ fn check_detail(check: &Check) -> serde_json::Value {
         Check::Fetch(f) => json!({
             "upstream": f.upstream.name,
             "method": format!("{:?}", f.method),
+            "path": f.path.to_string(),
             "require": f.require.as_ref().map(|e| &e.src),
         }),
         Check::Forward(f) => json!({"upstream": f.upstream.name, "path": f.path}),

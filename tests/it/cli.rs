@@ -411,6 +411,27 @@ fn flags_are_read_from_the_environment() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-rules-dir"));
 }
 
+/// A value clap refuses stops the command before it runs, where a misspelt variable was
+/// warned about: it is named first, as it may be what the operator meant to set.
+#[test]
+fn a_misspelt_variable_is_named_when_a_value_is_refused() {
+    for format in ["json", "pretty"] {
+        let out = serve_without_rules(format)
+            .env("CONFIRM_PROXY_IDLE_TIMEOUT", "soon")
+            .env("CONFIRM_PROXY_ALLOW_FORM", "10.0.0.0/8")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        // (Quotes escaped in JSON.)
+        let warned = stderr
+            .find("CONFIRM_PROXY_ALLOW_FORM is read by no flag of confirm-proxy; did you mean ")
+            .expect(&stderr);
+        assert!(stderr.contains("CONFIRM_PROXY_ALLOW_FROM"), "{stderr}");
+        assert!(warned < stderr.find("soon").expect(&stderr), "{stderr}");
+    }
+}
+
 /// `serve` on a rules directory that is not there, logging in `format`: it refuses to start,
 /// after reading its flags and setting up its logs.
 fn serve_without_rules(format: &str) -> std::process::Command {

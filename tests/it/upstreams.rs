@@ -1146,10 +1146,13 @@ async fn env_variables_fill_urls_and_headers() {
     );
     // A GET keeps its pooled connection open for the next call.
     assert!(shop.calls()[0].headers.get("connection").is_none());
-    let rules_view = get(&server.admin_url("/admin/rules"))
-        .await
-        .body
-        .to_string();
+    let rules_view = get(&server.admin_url("/admin/rules")).await.body;
+    // The path as written, to tell which of the shop's endpoints is asked.
+    assert_eq!(
+        rules_view["rulesets"][0]["rules"][0]["detail"],
+        serde_json::json!({"upstream": "shop", "method": "GET", "path": "/stock/{order_id}", "require": null})
+    );
+    let rules_view = rules_view.to_string();
     assert!(
         !rules_view.contains("s3cret-token") && !rules_view.contains(&shop.url()),
         "{rules_view}"
