@@ -311,6 +311,7 @@ impl ScriptEngine {
         found.extend(lint::number_method_on_text(&ast));
         found.extend(lint::time_in_other_units(&ast));
         found.extend(lint::unknown_property(&ast, &self.functions));
+        found.extend(lint::missing_key(&ast));
         found.extend(lint::in_place_used(&ast));
         // What follows the dot of a variable that is not defined (`Math.max(a, b)`) is no
         // method or property of anything: the undefined variable is the error to fix.

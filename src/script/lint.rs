@@ -28,6 +28,7 @@ use rhai::{ASTNode, Expr, Position, Stmt, AST, INT};
 
 mod cycles;
 mod dropped;
+mod keys;
 mod kinds;
 mod mismatch;
 mod names;
@@ -40,6 +41,7 @@ mod text;
 mod values;
 pub(super) use cycles::{captured_variable_changed, switch_arm_reads_variable};
 pub(super) use dropped::dropped_value;
+pub(super) use keys::missing_key;
 pub(super) use mismatch::{number_method_on_text, text_compared_with_number, unknown_property};
 use names::{answer_rest, listed_strings, JAVASCRIPT};
 pub(crate) use names::{fetched_names, names_field};

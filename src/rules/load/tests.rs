@@ -184,8 +184,26 @@ mod audit {
             errors,
             [
                 dir.at(DEFAULT, 3, 10, "upstream \"shop\": url: environment variable SHOP_API_URI is not set; did you mean ${SHOP_API_URL}, which is set?"),
-                dir.at(DEFAULT, 4, 31, "upstream \"shop\": header \"Authorization\": environment variable TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)"),
+                dir.at(DEFAULT, 4, 31, "upstream \"shop\": header \"Authorization\": environment variable TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them)"),
             ]
+        );
+    }
+
+    /// A trial: a file added with a new variable held back an urgent change to another
+    /// ruleset, and its error spoke of `check` and stand-in values; in a reload it says that
+    /// the running proxy cannot see it, and what to do meanwhile.
+    #[test]
+    fn an_unset_variable_in_a_reload_says_the_running_proxy_cannot_see_it() {
+        let dir = default_file("rules:\n  - name: cap\n    amount: { max: 100 }\n");
+        let running = dir.ok();
+        dir.write(
+            "flash.yaml",
+            "upstreams:\n  inv:\n    url: \"${INV_API_URL}\"\nrules:\n  - name: reserve\n    forward: { upstream: inv, path: /r }\n",
+        );
+        let errors = dir.load_after(&running).unwrap_err().lines();
+        assert_eq!(
+            errors,
+            [dir.at("flash.yaml", 3, 10, "upstream \"inv\": url: environment variable INV_API_URL is not set in the environment the running proxy started with, the only one it reads: a variable set since needs a restart with it set, and until then no change to the rules loads (move this file out of the rules directory to load the others); the running rules stay")]
         );
     }
 
@@ -236,8 +254,14 @@ rules:
     forward: { upstream: shop, path: /confirm }
 "#,
         );
+        let unset_in_header = |var: &str| {
+            format!("environment variable {var} is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them)")
+        };
         let unset = |var: &str| {
-            format!("environment variable {var} is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)")
+            unset_in_header(var).replace(
+                "for them)",
+                "for them: for a url, one that keeps it a URL, such as http://shop.invalid)",
+            )
         };
         assert_eq!(
             dir.errors(),
@@ -260,20 +284,20 @@ rules:
                     31,
                     &format!(
                         r#"upstream "shop": header "Authorization": {}"#,
-                        unset("SHOP_API_TOKEN")
+                        unset_in_header("SHOP_API_TOKEN")
                     )
                 ),
                 dir.at(
                     DEFAULT,
                     5,
                     66,
-                    &format!(r#"upstream "shop": header "X-Ids": {}"#, unset("CLIENT_ID"))
+                    &format!(r#"upstream "shop": header "X-Ids": {}"#, unset_in_header("CLIENT_ID"))
                 ),
                 dir.at(
                     DEFAULT,
                     5,
                     66,
-                    &format!(r#"upstream "shop": header "X-Ids": {}"#, unset("CLIENT_KEY"))
+                    &format!(r#"upstream "shop": header "X-Ids": {}"#, unset_in_header("CLIENT_KEY"))
                 ),
                 dir.at(
                     DEFAULT,
@@ -306,7 +330,7 @@ rules:
                     DEFAULT,
                     4,
                     31,
-                    r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)"#
+                    r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them)"#
                 ),
             ]
         );
@@ -316,7 +340,7 @@ rules:
                 DEFAULT,
                 4,
                 31,
-                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)"#
+                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them)"#
             )]
         );
         // Names are case-sensitive: a lowercase one names the variable that is set.

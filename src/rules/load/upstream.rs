@@ -34,6 +34,7 @@ fn substitute(
     s: &str,
     env: Env<'_>,
     encoded: std::ops::Range<usize>,
+    unset: Unset,
 ) -> Result<Substituted, Vec<String>> {
     let mut out = String::with_capacity(s.len());
     let mut placeheld = String::with_capacity(s.len());
@@ -97,7 +98,7 @@ fn substitute(
             // after the proxy started is another reason it may be missing.
             let hint = match misspelt(var, env.names()) {
                 Some(set) => format!("; did you mean ${{{set}}}, which is set?"),
-                None => " (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)".to_owned(),
+                None => unset.hint().to_owned(),
             };
             errors.push(format!("environment variable {var} is not set{hint}"));
         }
@@ -118,6 +119,28 @@ fn substitute(
         unplain,
         bare,
     })
+}
+
+/// Where a variable is not set, for what to say of it.
+#[derive(Clone, Copy)]
+enum Unset {
+    /// In a url, loaded by `serve` at start-up or by `check`, `test`, `replay`, `eval`.
+    Url,
+    /// In a header, loaded so.
+    Header,
+    /// Anywhere, in a reload of the running proxy, which cannot see a variable set since it
+    /// started.
+    Reload,
+}
+
+impl Unset {
+    fn hint(self) -> &'static str {
+        match self {
+            Unset::Url => " (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)",
+            Unset::Header => " (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them)",
+            Unset::Reload => " in the environment the running proxy started with, the only one it reads: a variable set since needs a restart with it set, and until then no change to the rules loads (move this file out of the rules directory to load the others); the running rules stay",
+        }
+    }
 }
 
 /// What to say of a variable whose value has a space at an end or a control character: its
@@ -419,6 +442,15 @@ impl FileCompiler<'_, '_> {
         Some(up)
     }
 
+    /// What an unset variable's error says: in a reload, that of the running proxy.
+    fn unset(&self, at: Unset) -> Unset {
+        if self.opts.previous.is_some() {
+            Unset::Reload
+        } else {
+            at
+        }
+    }
+
     /// An upstream's `url`, `${VAR}`s filled in, checked to be a base that rule paths can be
     /// appended to; each problem reported. Values from variables are added to `secrets`.
     fn upstream_url(
@@ -428,7 +460,8 @@ impl FileCompiler<'_, '_> {
         secrets: &mut Vec<Box<str>>,
     ) -> Option<String> {
         let at = |k: &'static str| [Seg::Key("upstreams"), Seg::Key(name), Seg::Key(k)];
-        match substitute(&raw.url, self.opts.env, userinfo(&raw.url)) {
+        let unset = self.unset(Unset::Url);
+        match substitute(&raw.url, self.opts.env, userinfo(&raw.url), unset) {
             // URL parsers drop spaces and line breaks at the ends (a variable's value read from
             // a file often ends in one), so the url would load and every call then fail.
             Ok(Substituted {
@@ -694,7 +727,7 @@ impl FileCompiler<'_, '_> {
                 );
                 continue;
             }
-            match substitute(v, self.opts.env, 0..0) {
+            match substitute(v, self.opts.env, 0..0, self.unset(Unset::Header)) {
                 Ok(sub) => match http::HeaderValue::from_str(&sub.value) {
                     Ok(mut hv) => {
                         self.substitution_warnings(

@@ -200,8 +200,8 @@ pub(in crate::script) fn unknown_property(
                     let name = prop.2.as_str();
                     let no_map = matches!(kind, Some(Kind::String | Kind::Number | Kind::Array));
                     if no_map && !known.contains_key(&format!("get${name}")) {
-                        let noun = kind.map_or("value", Kind::noun);
-                        found.push((property_message(noun, name, &chain.lhs, known), *at));
+                        let what = kind.map_or("a value", Kind::name);
+                        found.push((property_message(what, name, &chain.lhs, known), *at));
                         return true;
                     }
                     kind = (name == "len").then_some(Kind::Number);
@@ -219,9 +219,9 @@ pub(in crate::script) fn unknown_property(
     found
 }
 
-/// What to say of the property `name` read from a `noun` (`string`, …), the chain starting at
+/// What to say of the property `name` read from `what` (`a string`, …), the chain starting at
 /// `head`: Rhai's name for JavaScript's or Python's (`length` → `len()`), or the getter closest.
-fn property_message(noun: &str, name: &str, head: &Expr, known: &super::Functions) -> String {
+fn property_message(what: &str, name: &str, head: &Expr, known: &super::Functions) -> String {
     let object = match head {
         Expr::Variable(var, ..) => var.1.to_string(),
         Expr::StringConstant(s, _) => format!("\"{s}\""),
@@ -234,5 +234,5 @@ fn property_message(noun: &str, name: &str, head: &Expr, known: &super::Function
         crate::suggest::closest(name, getters)
             .map_or(String::new(), |c| format!("; did you mean {object}.{c}?"))
     };
-    format!("a {noun} has no property {name}, so reading it fails every request{hint}")
+    format!("{what} has no property {name}, so reading it fails every request{hint}")
 }

@@ -744,6 +744,13 @@ mod tests {
                 2,
                 3,
             ),
+            // "an array", not "a array".
+            (
+                "let parts = order_id.split(\"-\");\nparts.length == 4",
+                format!("an array has no property length, {fails}; write parts.len()"),
+                2,
+                7,
+            ),
             (
                 "order_id.length() > 10",
                 "function not found: length; did you mean len?".to_owned(),

@@ -312,7 +312,7 @@ rules:
                 DEFAULT,
                 6,
                 31,
-                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)"#
+                r#"upstream "shop": header "Authorization": environment variable SHOP_API_TOKEN is not set (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them)"#
             ),
             dir.at(
                 DEFAULT,

@@ -1,0 +1,281 @@
+//! Properties read from a map the script writes out in full and never changes: a key none of
+//! its literals has (`c.maxx` for `c.max`) reads `()` on every request, and a comparison with
+//! `()` is false, so a limit written that way never refuses anything.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use rhai::{ASTNode, Expr, Position, Stmt, AST};
+
+use super::declared_once;
+use super::race::continues_chain;
+
+/// Methods that read a map without changing it (nor, called on one of its items, that item's
+/// keys). Any other method called along a variable's chain may change it (`set`, `remove`,
+/// `mixin`, a script's own function through `this`), and the variable is left unchecked.
+const READS: [&str; 9] = [
+    "len",
+    "is_empty",
+    "contains",
+    "keys",
+    "values",
+    "get",
+    "to_json",
+    "filter",
+    "to_string",
+];
+
+/// The keys a variable's map may hold, and where it is written.
+struct Shape {
+    keys: BTreeSet<String>,
+    /// The variable holds an item of the map written at this line (`let c = cats[cat];`).
+    item_of: Option<(String, Position)>,
+}
+
+/// Each property the script reads, with `.name` or `["name"]`, from a variable declared once
+/// with a map literal (or with an item of a literal whose items are all maps:
+/// `let c = cats[cat];`) and never changed, where no such literal has the key.
+pub(in crate::script) fn missing_key(ast: &AST) -> Vec<(String, Position)> {
+    let changed = changed_variables(ast);
+    let literals = declared_once(ast, map_literal);
+    let literals: HashMap<String, _> = literals
+        .into_iter()
+        .filter(|(name, _)| !changed.contains(name))
+        .collect();
+    let mut shapes: HashMap<String, Shape> = HashMap::new();
+    for (name, (keys, _, _)) in &literals {
+        shapes.insert(
+            name.clone(),
+            Shape {
+                keys: keys.clone(),
+                item_of: None,
+            },
+        );
+    }
+    let items = declared_once(ast, |e| match e {
+        Expr::Index(chain, ..) => match (&chain.lhs, &chain.rhs) {
+            (Expr::Variable(v, ..), key) if !matches!(key, Expr::Dot(..) | Expr::Index(..)) => {
+                let (_, items, at) = literals.get(v.1.as_str())?;
+                Some(Shape {
+                    keys: items.clone()?,
+                    item_of: Some((v.1.to_string(), *at)),
+                })
+            }
+            _ => None,
+        },
+        _ => None,
+    });
+    shapes.extend(
+        items
+            .into_iter()
+            .filter(|(name, _)| !changed.contains(name)),
+    );
+
+    let mut found = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(Expr::Dot(chain, ..) | Expr::Index(chain, ..))) = path.last() else {
+            return true;
+        };
+        // `cat` in `cats[cat].max` is the index, not a map the chain reads from.
+        if continues_chain(path) {
+            return true;
+        }
+        let Expr::Variable(v, ..) = &chain.lhs else {
+            return true;
+        };
+        let Some(shape) = shapes.get(v.1.as_str()) else {
+            return true;
+        };
+        // The first step after the variable: `c.maxx…`, `c["maxx"]…`.
+        let first = match &chain.rhs {
+            Expr::Dot(next, ..) | Expr::Index(next, ..) => &next.lhs,
+            step => step,
+        };
+        let (key, at) = match (path.last(), first) {
+            (Some(ASTNode::Expr(Expr::Dot(..))), Expr::Property(prop, at)) => {
+                (prop.2.as_str(), *at)
+            }
+            (Some(ASTNode::Expr(Expr::Index(..))), Expr::StringConstant(s, at)) => (s.as_str(), *at),
+            _ => return true,
+        };
+        if shape.keys.contains(key) {
+            return true;
+        }
+        let name = &v.1;
+        let keys: Vec<&str> = shape.keys.iter().map(String::as_str).collect();
+        let written = match &shape.item_of {
+            None => format!(
+                "no key {key} in the map {name} (written at line {}, never changed; its keys: {})",
+                literals[name.as_str()].2.line().unwrap_or(0),
+                keys.join(", ")
+            ),
+            Some((map, at)) => format!(
+                "no key {key} in the maps written in {map} (line {}, never changed; their keys: {}), one of which {name} holds",
+                at.line().unwrap_or(0),
+                keys.join(", ")
+            ),
+        };
+        // `LIMITS.VIP` for `vip`: a case slip is as far from the key as any three letters.
+        let near = (keys.iter().copied())
+            .find(|k| k.eq_ignore_ascii_case(key))
+            .or_else(|| crate::suggest::closest(key, keys.iter().copied()));
+        let hint = near
+            .map(|near| format!("; did you mean {name}.{near}?"))
+            .unwrap_or_default();
+        found.push((
+            format!("{written}: {name}.{key} is () on every request, and a comparison with () is false{hint}"),
+            at,
+        ));
+        true
+    });
+    found
+}
+
+/// A map literal's keys; if each of its values is a map literal too, the keys any of them has;
+/// and where it is written. Rhai folds a literal of constants into one value when it
+/// optimises (as it does `when` and `require`).
+type Literal = (BTreeSet<String>, Option<BTreeSet<String>>, Position);
+
+fn map_literal(e: &Expr) -> Option<Literal> {
+    match e {
+        Expr::Map(map, at) => {
+            let keys = map.0.iter().map(|(k, _)| k.name.to_string()).collect();
+            let mut items = BTreeSet::new();
+            let all_maps = map.0.iter().all(|(_, value)| match map_literal(value) {
+                Some((keys, ..)) => {
+                    items.extend(keys);
+                    true
+                }
+                None => false,
+            });
+            Some((keys, (all_maps && !map.0.is_empty()).then_some(items), *at))
+        }
+        Expr::DynamicConstant(value, at) => {
+            let map = value.read_lock::<rhai::Map>()?;
+            let keys = map.keys().map(|k| k.to_string()).collect();
+            let mut items = BTreeSet::new();
+            let all_maps = map
+                .values()
+                .all(|item| match item.read_lock::<rhai::Map>() {
+                    Some(inner) => {
+                        items.extend(inner.keys().map(|k| k.to_string()));
+                        true
+                    }
+                    None => false,
+                });
+            Some((keys, (all_maps && !map.is_empty()).then_some(items), *at))
+        }
+        _ => None,
+    }
+}
+
+/// The variables something may change the keys of, or of one of whose items: an assignment to
+/// them or along their chain (`c.x = 1`, `cats[k].x = 1`, `c += #{…}`), or a method other than
+/// [`READS`] called along their chain.
+fn changed_variables(ast: &AST) -> HashSet<String> {
+    let mut changed = HashSet::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
+                if let Some(name) = head(&assign.1.lhs) {
+                    changed.insert(name);
+                }
+            }
+            Some(ASTNode::Expr(e @ (Expr::Dot(chain, ..) | Expr::Index(chain, ..))))
+                if !continues_chain(path) =>
+            {
+                if let Some(name) = head(e) {
+                    if calls_other_than_reads(&chain.rhs) {
+                        changed.insert(name);
+                    }
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    changed
+}
+
+/// The variable a chain starts from.
+fn head(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Variable(v, ..) => Some(v.1.to_string()),
+        Expr::Dot(chain, ..) | Expr::Index(chain, ..) => head(&chain.lhs),
+        _ => None,
+    }
+}
+
+/// Whether a method other than [`READS`] is called along the rest of a chain.
+fn calls_other_than_reads(rest: &Expr) -> bool {
+    match rest {
+        Expr::MethodCall(call, _) => !READS.contains(&call.name.as_str()),
+        Expr::Dot(next, ..) | Expr::Index(next, ..) => {
+            calls_other_than_reads(&next.lhs) || calls_other_than_reads(&next.rhs)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::script::tests::{assert_refused, scripts_load};
+    use crate::script::ScriptEngine;
+
+    /// A trial: `qty > c.maxx` for `c.max` went live without a word and let a 3-seat order
+    /// through a 2-seat limit.
+    #[test]
+    fn a_key_no_literal_of_an_unchanged_map_has_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        let seats = "let cats = #{\n    vip: #{ max: 2, price: 220000 },\n    r: #{ max: 4, price: 165000 },\n};\nlet c = cats[order_id];\nif c == () { return \"등급 없음\"; }\n";
+        let item = |key: &str, near: &str| {
+            format!("no key {key} in the maps written in cats (line 1, never changed; their keys: max, price), one of which c holds: c.{key} is () on every request, and a comparison with () is false{near}")
+        };
+        for (src, message, line, column) in [
+            (
+                format!("{seats}amount <= c.maxx * c.price"),
+                item("maxx", "; did you mean c.max?"),
+                7,
+                13,
+            ),
+            (
+                format!("{seats}amount <= c[\"limit\"]"),
+                item("limit", ""),
+                7,
+                13,
+            ),
+            (
+                format!("{seats}`${{c.prise}}원` != \"\""),
+                item("prise", "; did you mean c.price?"),
+                7,
+                6,
+            ),
+            (
+                "const LIMITS = #{ vip: 500000, normal: 100000 };\namount <= LIMITS.VIP".to_owned(),
+                "no key VIP in the map LIMITS (written at line 1, never changed; its keys: normal, vip): LIMITS.VIP is () on every request, and a comparison with () is false; did you mean LIMITS.vip?".to_owned(),
+                2,
+                18,
+            ),
+        ] {
+            assert_refused(&engine, &src, &message, line, column);
+        }
+        scripts_load(
+            &engine,
+            &[
+                &format!("{seats}amount <= c.max * c.price && cats.vip.max > 0 && c.len() > 0"),
+                // Changed after it is written, or an item of it is: any key may be there.
+                &format!("{seats}c.extra = 1;\nc.extra > 0"),
+                &format!("{seats}cats[order_id].extra = 1;\nlet d = cats[order_id];\nd.extra > 0"),
+                &format!("{seats}c.set(\"extra\", 1);\nc.extra > 0"),
+                &format!("{seats}c += #{{extra: 1}};\nc.extra > 0"),
+                &format!("{seats}cats[order_id].mixin(#{{extra: 1}});\nlet d = cats[order_id];\nd.extra > 0"),
+                // Declared twice, or items that are not all maps: not known.
+                "let m = #{a: 1};\nlet m = payload;\nm.b == ()",
+                "let cats = #{vip: #{max: 2}, other: 3};\nlet c = cats[order_id];\nc.limit == ()",
+                // A map from outside the script: any key may be there.
+                "let p = payload;\np.anything == ()",
+                // The index of a chain is no map the chain reads from.
+                "let k = #{a: \"vip\"};\nlet cats = #{vip: #{max: 2}};\ncats[k.a].max > 0",
+            ],
+        );
+    }
+}
