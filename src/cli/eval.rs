@@ -13,7 +13,7 @@ use chrono::{DateTime, FixedOffset};
 use clap::Args;
 
 use super::RulesDir;
-use crate::decision::Decision;
+use crate::decision::{Decision, Verdict};
 use crate::engine::{evaluate, Context, Original};
 use crate::metrics::Metrics;
 use crate::payload::{self, Parsed};
@@ -193,7 +193,30 @@ pub fn run(args: &EvalArgs) -> ExitCode {
             }
         }
     }
+    if let Some(note) = held_back_decided(&decision) {
+        err!("note: {note}");
+    }
     ExitCode::SUCCESS
+}
+
+/// How a call `--dry-run` held back ends: as an error the rule's `on_error` decides.
+const HELD_BACK: &str = "held back by eval --dry-run";
+
+/// What to say when the rule that refused did so only because `--dry-run` held its call
+/// back: the JSON reads as a refusal of an order that, sent for real, may well pass.
+fn held_back_decided(decision: &Decision) -> Option<String> {
+    let rule = decision.rule.as_ref()?;
+    let trace = decision.trace.iter().find(|t| t.rule == *rule)?;
+    let error = trace.error.as_deref()?;
+    if decision.decision != Verdict::Reject || !error.ends_with(HELD_BACK) {
+        return None;
+    }
+    let upstream = (trace.call.as_ref()).map_or("its upstream".to_owned(), |c| {
+        format!("upstream {}", c.upstream)
+    });
+    Some(format!(
+        "rule \"{rule}\" refused only because --dry-run held its call back: no rule before it refused, so sent for real, the decision turns on what {upstream} answers (and on the rules after it)"
+    ))
 }
 
 /// The real upstreams, with every call that is not a GET noted (and with `--dry-run` held
@@ -259,9 +282,7 @@ impl Upstreams for EvalUpstreams {
             if self.dry_run {
                 let method = call.method.to_string();
                 return Box::pin(async move {
-                    Err(UpstreamError::NotSent(format!(
-                        "{method} held back by eval --dry-run"
-                    )))
+                    Err(UpstreamError::NotSent(format!("{method} {HELD_BACK}")))
                 });
             }
             // A call that failed before reaching the upstream is no call to warn about.

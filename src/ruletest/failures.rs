@@ -232,3 +232,24 @@ async fn a_failing_case_shows_its_clock_in_korean_time() {
         "{block}"
     );
 }
+
+/// A trial: a case expecting a script's refusal met a later rule's unset health, and the hint
+/// to set it read as the fix; what the expected rule itself did comes first.
+#[tokio::test]
+async fn a_case_whose_expected_rule_let_the_request_through_says_so() {
+    let rules = "upstreams: { shop: { url: \"http://127.0.0.1:9\", health: { path: /h } } }\nrules:\n  - { name: vip, when: 'order_id.starts_with(\"vip-\")', amount: { max: 10 }, reason: 한도 }\n  - { name: cap, amount: { max: 5000 }, reason: 한도, on_error: approve }\n  - { name: up, healthy: shop, reason: 점검 }\n";
+    let got = mismatches(rules, &case("decision: reject, rule: cap")).await;
+    assert_eq!(
+        got[0],
+        "expected rule cap, got up; cap ran and let this request through (its check passed), so later rules decided"
+    );
+    assert!(
+        got[1].starts_with("rule up reads the health of shop"),
+        "{got:?}"
+    );
+    let got = mismatches(rules, &case("decision: reject, rule: vip")).await;
+    assert_eq!(
+        got[0],
+        "expected rule vip, got up; vip was skipped, its when false for this request"
+    );
+}

@@ -365,6 +365,11 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
         )),
         "{stderr}"
     );
+    // A trial read the JSON as a refusal of an order that passes for real.
+    assert!(
+        stderr.contains("note: rule \"existing\" refused only because --dry-run held its call back: no rule before it refused, so sent for real, the decision turns on what upstream shop answers (and on the rules after it)"),
+        "{stderr}"
+    );
     // Trial: a POST fetch's body template could be checked only in the merchant's log.
     let reserve = Rules::with(
         "default.yaml",
@@ -381,6 +386,17 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
         ),
         "{stderr}"
     );
+    // A refusal by another rule is no held-back call's doing.
+    let early = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{}\" }} }}\nrules:\n  - name: cap\n    amount: {{ max: 1 }}\n  - name: existing\n    forward: {{ upstream: shop, path: /confirm }}\n",
+            shop.url()
+        ),
+    );
+    let out = eval_o1(&early, &["--dry-run"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("refused only because"), "{stderr}");
 
     // An upstream that refuses the connection received nothing: said so, not "sent for real".
     // Port 1 on loopback: nothing listens there.
