@@ -20,14 +20,19 @@ impl std::fmt::Display for Template {
         for part in &self.parts {
             match part {
                 Part::Text(t) => f.write_str(&t.replace('{', "{{").replace('}', "}}"))?,
-                Part::Var(var, fallback) => {
+                Part::Var(var, fallback, grouped) => {
                     f.write_str("{")?;
                     match var {
                         Var::OrderId => f.write_str("order_id")?,
                         Var::TxId => f.write_str("tx_id")?,
                         Var::Amount => f.write_str("amount")?,
                         Var::StoreId => f.write_str("store_id")?,
+                        Var::Min => f.write_str("min")?,
+                        Var::Max => f.write_str("max")?,
                         Var::ResponseBody(path) => write!(f, "response.body.{}", path.join("."))?,
+                    }
+                    if *grouped {
+                        f.write_str(GROUPED)?;
                     }
                     if let Some(fallback) = fallback {
                         write!(f, "|{fallback}")?;
@@ -48,9 +53,13 @@ pub const NOTHING_TO_SHOW: &str = super::DEFAULT_REASON;
 enum Part {
     Text(String),
     /// A placeholder, with the text that stands in when it has nothing to show
-    /// (`{response.body.message|재고가 없습니다}`).
-    Var(Var, Option<String>),
+    /// (`{response.body.message|재고가 없습니다}`), and whether a number it renders is
+    /// written with thousands separators (`{amount:,}`: `1,500,000`).
+    Var(Var, Option<String>, bool),
 }
+
+/// What follows a placeholder's name for thousands separators, as in Python's `{n:,}`.
+const GROUPED: &str = ":,";
 
 #[derive(Debug, Clone, PartialEq)]
 enum Var {
@@ -58,6 +67,10 @@ enum Var {
     TxId,
     Amount,
     StoreId,
+    /// `{min}`, `{max}`: an `amount` rule's bounds, in its reason only, filled in at load
+    /// ([`Template::fill_bounds`]), so that the limit a buyer reads is the one enforced.
+    Min,
+    Max,
     /// `{response.body.a.b}`: a field of the JSON answer of this rule's fetch.
     ResponseBody(Vec<String>),
 }
@@ -239,8 +252,8 @@ impl Template {
     pub fn never_blank(&self) -> bool {
         self.parts.iter().any(|p| match p {
             Part::Text(t) => !crate::text::shows_nothing(t),
-            Part::Var(_, Some(_)) => true,
-            Part::Var(v, None) => matches!(v, Var::OrderId | Var::TxId | Var::Amount),
+            Part::Var(_, Some(_), _) => true,
+            Part::Var(v, None, _) => matches!(v, Var::OrderId | Var::TxId | Var::Amount),
         })
     }
 
@@ -250,9 +263,9 @@ impl Template {
         self.parts
             .iter()
             .filter_map(|p| match p {
-                Part::Var(Var::OrderId, Some(_)) => Some("order_id"),
-                Part::Var(Var::TxId, Some(_)) => Some("tx_id"),
-                Part::Var(Var::Amount, Some(_)) => Some("amount"),
+                Part::Var(Var::OrderId, Some(_), _) => Some("order_id"),
+                Part::Var(Var::TxId, Some(_), _) => Some("tx_id"),
+                Part::Var(Var::Amount, Some(_), _) => Some("amount"),
                 _ => None,
             })
             .collect()
@@ -269,8 +282,13 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Var(var, fallback) => {
+                Part::Var(var, fallback, grouped) => {
                     let value = value_of(var, req, response);
+                    let value = if *grouped {
+                        with_separators(value)
+                    } else {
+                        value
+                    };
                     // Judged on the value itself: escaped for a path, a blank one would show
                     // (`%20`).
                     match fallback {
@@ -285,6 +303,48 @@ impl Template {
         out
     }
 
+    /// The first of `{min}` and `{max}` it holds, which only an `amount` rule's reason fills.
+    pub fn bound(&self) -> Option<&'static str> {
+        self.parts.iter().find_map(|p| match p {
+            Part::Var(Var::Min, ..) => Some("min"),
+            Part::Var(Var::Max, ..) => Some("max"),
+            _ => None,
+        })
+    }
+
+    /// Writes an `amount` rule's bounds (as written in the rule) where its reason has `{min}`
+    /// and `{max}`; an error names a bound the rule does not set.
+    pub fn fill_bounds(&mut self, min: Option<&str>, max: Option<&str>) -> Result<(), String> {
+        for part in &mut self.parts {
+            let (name, bound) = match part {
+                Part::Var(Var::Min, ..) => ("min", min),
+                Part::Var(Var::Max, ..) => ("max", max),
+                _ => continue,
+            };
+            let Some(bound) = bound else {
+                return Err(format!(
+                    "placeholder {{{name}}} reads the rule's amount {name}, which it does not set"
+                ));
+            };
+            let grouped = matches!(part, Part::Var(_, _, true));
+            *part = Part::Text(if grouped {
+                crate::script::format_amount_text(bound)
+            } else {
+                bound.to_owned()
+            });
+        }
+        // Text next to text, as a template parsed so would hold it.
+        let mut parts: Vec<Part> = Vec::with_capacity(self.parts.len());
+        for part in self.parts.drain(..) {
+            match (parts.last_mut(), part) {
+                (Some(Part::Text(before)), Part::Text(t)) => before.push_str(&t),
+                (_, part) => parts.push(part),
+            }
+        }
+        self.parts = parts;
+        Ok(())
+    }
+
     /// Whether anything of a request (or an answer) goes into it.
     pub fn has_placeholders(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Var(..)))
@@ -294,7 +354,7 @@ impl Template {
     /// `{response.body.available}`).
     pub fn response_fields(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Var(Var::ResponseBody(path), _) => path.first().map(String::as_str),
+            Part::Var(Var::ResponseBody(path), ..) => path.first().map(String::as_str),
             _ => None,
         })
     }
@@ -308,6 +368,8 @@ fn value_of<'a>(var: &Var, req: &'a ConfirmRequest, response: Option<&'a Value>)
         Var::TxId => Cow::Borrowed(&req.tx_id),
         Var::Amount => req.amount.for_template(),
         Var::StoreId => Cow::Borrowed(req.store_id.as_deref().unwrap_or("")),
+        // Filled in at load: never left in a template that runs.
+        Var::Min | Var::Max => Cow::Borrowed(""),
         Var::ResponseBody(path) => {
             let mut node = response;
             for key in path {
@@ -356,6 +418,19 @@ pub(crate) fn looks_like_variable(name: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// `value` with thousands separators if it is a number written plainly (`1500000`, `-1000.5`,
+/// as an amount or an answer's number is); any other text as it is.
+fn with_separators(value: Cow<'_, str>) -> Cow<'_, str> {
+    let digits = value.strip_prefix('-').unwrap_or(&value);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+    let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if plain(int) && plain(frac) && int.len() > 3 {
+        Cow::Owned(crate::script::format_amount_text(&value))
+    } else {
+        value
+    }
+}
+
 /// Whether `{name}` is a placeholder of some template (`order_id`, `response.body.left`).
 pub(crate) fn is_placeholder(name: &str) -> bool {
     parse_var(name, Scope::WithResponse).is_ok()
@@ -372,7 +447,23 @@ fn placeholder(braced: &str, text: &str, scope: Scope) -> Result<Part, (String, 
         Some((name, fallback)) => (name.trim(), Some(fallback.trim())),
         None => (inner.trim(), None),
     };
+    // `{amount:,}`: thousands separators, for a number a buyer reads.
+    let (name, grouped) = match name.strip_suffix(GROUPED) {
+        Some(name) => (name.trim_end(), true),
+        None => (name, false),
+    };
     let var = parse_var(name, scope).map_err(|e| (e, 0))?;
+    if grouped && (scope == Scope::Call || matches!(var, Var::OrderId | Var::TxId | Var::StoreId)) {
+        let what = if scope == Scope::Call {
+            "what a fetch sends"
+        } else {
+            "an id"
+        };
+        return Err((
+            format!("placeholder {{{name}{GROUPED}}}: thousands separators are for numbers a buyer reads, not for {what}; write {{{name}}} (separators go on {{amount{GROUPED}}}, {{max{GROUPED}}} or an answer's number in a reason)"),
+            0,
+        ));
+    }
     if fallback.is_some_and(crate::text::shows_nothing) {
         return Err((
             format!("placeholder {{{name}|}} has an empty fallback after \"|\"; write the text that stands in when {{{name}}} has nothing to show, such as {{{name}|없음}}, or leave out the \"|\""),
@@ -398,7 +489,7 @@ fn placeholder(braced: &str, text: &str, scope: Scope) -> Result<Part, (String, 
             1,
         ));
     }
-    Ok(Part::Var(var, fallback.map(str::to_owned)))
+    Ok(Part::Var(var, fallback.map(str::to_owned), grouped))
 }
 
 fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
@@ -407,6 +498,13 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
         "tx_id" => Var::TxId,
         "amount" => Var::Amount,
         "store_id" => Var::StoreId,
+        "min" | "max" if scope == Scope::Call => {
+            return Err(format!(
+                "placeholder {{{name}}} is an amount rule's bound, which only its reason shows; expected one of {REQUEST_VARS}"
+            ))
+        }
+        "min" => Var::Min,
+        "max" => Var::Max,
         _ => {
             if let Some(path) = name.strip_prefix("response.body.") {
                 // `{response.body..left}`, `{response.body.left.}`: a field named "" is none
@@ -517,6 +615,52 @@ mod tests {
         match parse(Some("application/json"), body).unwrap() {
             Parsed::Confirm(r) => r,
             Parsed::Ignored { .. } => unreachable!(),
+        }
+    }
+
+    /// A trial: a reason could not name its rule's limit, so after the limit was lowered
+    /// buyers read the old one; nor write the amount as they read prices (`1,234,567원`).
+    #[test]
+    fn bounds_are_filled_in_and_numbers_may_be_grouped() {
+        let mut t = Template::parse(
+            "한도 {max:,}원 (최소 {min}원), 요청 {amount:,}원, 남은 {response.body.left:,|0}석 {response.body.code:,}",
+            Scope::WithResponse,
+        )
+        .unwrap();
+        assert_eq!(t.bound(), Some("max"));
+        assert_eq!(
+            t.to_string(),
+            "한도 {max:,}원 (최소 {min}원), 요청 {amount:,}원, 남은 {response.body.left:,|0}석 {response.body.code:,}"
+        );
+        t.fill_bounds(Some("1000"), Some("660000")).unwrap();
+        assert_eq!(t.bound(), None);
+        let answer = serde_json::json!({"left": 12345, "code": "SOLD-1000000"});
+        // The request's amount is "10.50": below a thousand, as written.
+        assert_eq!(
+            t.render_reason(&request(), Some(&answer)),
+            "한도 660,000원 (최소 1000원), 요청 10.50원, 남은 12,345석 SOLD-1000000"
+        );
+        for (value, shown) in [
+            ("1234567", "1,234,567"),
+            ("-1000.5", "-1,000.5"),
+            ("999", "999"),
+            ("1e6", "1e6"),
+            ("12,345", "12,345"),
+            ("", ""),
+        ] {
+            assert_eq!(with_separators(Cow::Borrowed(value)), shown);
+        }
+        let mut min_only = Template::parse("{max}원", Scope::Request).unwrap();
+        assert_eq!(
+            min_only.fill_bounds(Some("1"), None).unwrap_err(),
+            "placeholder {max} reads the rule's amount max, which it does not set"
+        );
+        for (src, scope) in [
+            ("{order_id:,}", Scope::Request),
+            ("/{amount:,}", Scope::Call),
+            ("/{max}", Scope::Call),
+        ] {
+            assert!(Template::parse(src, scope).is_err(), "{src}");
         }
     }
 

@@ -152,6 +152,21 @@ impl FileCompiler<'_, '_> {
             }
         };
 
+        // `{min}`, `{max}`: the bounds written in, so that a limit changed is the limit said.
+        let mut reason = reason;
+        if let Some(bound) = reason.bound() {
+            let filled = match &check {
+                Some(Check::Amount { min, max }) => reason.fill_bounds(
+                    min.map(|d| d.to_string()).as_deref(),
+                    max.map(|d| d.to_string()).as_deref(),
+                ),
+                Some(_) => Err(format!("placeholder {{{bound}}} is an amount rule's bound, and this rule has no amount check")),
+                None => Ok(()),
+            };
+            if let Err(e) = filled {
+                self.error(&path("reason"), format!("rule \"{name}\": reason: {e}"));
+            }
+        }
         if self.errors.len() > errors_before {
             return None;
         }

@@ -749,3 +749,28 @@ fn a_reason_on_an_approve_rule_is_warned_about() {
         )]
     );
 }
+
+/// `{min}` and `{max}` in an amount rule's reason are its bounds, written in at load (a trial's
+/// reason named a limit the rule no longer had); elsewhere they are errors.
+#[test]
+fn an_amount_rules_reason_shows_its_own_bounds() {
+    let dir = default_file(
+        "rules:\n  - name: cap\n    amount: { min: 1000, max: 660000 }\n    reason: \"한도 {max:,}원, 최소 {min}원 (요청 {amount:,}원)\"\n",
+    );
+    let rules = dir.ok();
+    assert_eq!(
+        rules.get("default").unwrap().rules[0].reason.to_string(),
+        "한도 660,000원, 최소 1000원 (요청 {amount:,}원)"
+    );
+    let dir = default_file(
+        "settings: { error_reason: \"오류 {min}\" }\nrules:\n  - name: cap\n    amount: { min: 1000 }\n    reason: \"한도 {max}원\"\n  - name: id\n    require: 'order_id != \"\"'\n    reason: \"한도 {min}원\"\n",
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 1, 27, "error_reason: placeholder {min} is an amount rule's bound, which only that rule's reason shows"),
+            dir.at(DEFAULT, 5, 13, "rule \"cap\": reason: placeholder {max} reads the rule's amount max, which it does not set"),
+            dir.at(DEFAULT, 8, 13, "rule \"id\": reason: placeholder {min} is an amount rule's bound, and this rule has no amount check"),
+        ]
+    );
+}
