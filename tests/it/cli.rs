@@ -416,6 +416,29 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
     );
 }
 
+/// A trial ran `eval` outside the project: the default `rules` was looked for there, and the
+/// error did not say where, nor how to name the directory.
+#[test]
+fn a_rules_directory_not_found_says_where_it_was_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(binary())
+        .arg("check")
+        .current_dir(dir.path())
+        .env_remove("CONFIRM_PROXY_RULES")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let cwd = dir.path().canonicalize().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "(looked for in {}, where the command runs; give its path with --rules DIR)",
+            cwd.join("rules").display()
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn flags_are_read_from_the_environment() {
     let out = std::process::Command::new(binary())

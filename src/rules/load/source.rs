@@ -40,10 +40,20 @@ fn is_ruleset_name(stem: &str) -> bool {
 /// Reads the rules directory: `*.yaml` files directly in `dir` are rulesets. Symlinks are
 /// followed (Kubernetes mounts).
 pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
-    let entries = fs::read_dir(dir).map_err(|e| LoadError {
-        file: dir.to_owned(),
-        location: None,
-        message: format!("cannot read rules directory: {e}"),
+    let entries = fs::read_dir(dir).map_err(|e| {
+        // `eval body.json` run outside the project looks for ./rules there: said, with where.
+        let hint = match std::env::current_dir() {
+            Ok(cwd) if dir.is_relative() && e.kind() == std::io::ErrorKind::NotFound => format!(
+                " (looked for in {}, where the command runs; give its path with --rules DIR)",
+                cwd.join(dir).display()
+            ),
+            _ => String::new(),
+        };
+        LoadError {
+            file: dir.to_owned(),
+            location: None,
+            message: format!("cannot read rules directory: {e}{hint}"),
+        }
     })?;
     let mut listing = Listing {
         rulesets: Vec::new(),
