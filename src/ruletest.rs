@@ -499,19 +499,28 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
         if d.rule.as_deref() != Some(rule) {
             // What the expected rule did, when it ran: a trial's misspelt script key let the
             // request through it, and the hint about a later rule's health read as the fix.
-            let did = d.trace.iter().find(|t| *t.rule == **rule).and_then(|t| match t.outcome {
-                Outcome::Pass => Some(format!(
-                    "; {rule} ran and let this request through (its check passed), so later rules decided"
-                )),
-                Outcome::Skipped => Some(format!(
-                    "; {rule} was skipped, its when false for this request"
-                )),
-                Outcome::Error => Some(format!(
-                    "; {rule} failed and its on_error let the request go on ({})",
-                    t.error.as_deref().unwrap_or("no cause recorded")
-                )),
-                _ => None,
-            });
+            let did = d
+                .trace
+                .iter()
+                .find(|t| *t.rule == **rule)
+                .and_then(|t| match t.outcome {
+                    Outcome::Pass => Some(format!(
+                        "; {rule} ran and let this request through (its check passed), {}",
+                        if d.rule.is_some() {
+                            "so a later rule decided"
+                        } else {
+                            "and no rule refused"
+                        }
+                    )),
+                    Outcome::Skipped => Some(format!(
+                        "; {rule} was skipped, its when false for this request"
+                    )),
+                    Outcome::Error => Some(format!(
+                        "; {rule} failed and its on_error let the request go on ({})",
+                        t.error.as_deref().unwrap_or("no cause recorded")
+                    )),
+                    _ => None,
+                });
             out.push(format!(
                 "expected rule {rule}, got {}{}",
                 d.rule.as_deref().unwrap_or("(none)"),

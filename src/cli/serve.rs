@@ -619,6 +619,23 @@ async fn serve(args: ServeArgs) -> ExitCode {
             "--webhook-secret: secrets {a} and {b} are the same: a rotation needs the old secret and the new one (the second was perhaps never pasted)"
         );
     }
+    if admin_open_to_others(args.admin_listen, admin_token.is_some()) {
+        tracing::warn!(
+            admin_listen = %args.admin_listen,
+            "the admin listener is not on loopback and has no --admin-token: whoever reaches it can reload the rules and read them (/admin/*); set --admin-token, or listen on loopback or a network only operators reach"
+        );
+    }
+    if any_peer_names_the_source(
+        args.listen,
+        args.trust_forwarded_for,
+        &args.forwarded_by,
+        &args.allow_from,
+    ) {
+        tracing::warn!(
+            listen = %args.listen,
+            "--trust-forwarded-for reads X-Forwarded-For from any peer: a client that reaches this listener directly, not through the load balancer, can name an allowed address in it; name the balancers with --forwarded-by CIDR"
+        );
+    }
     if forwarded && args.allow_from.is_empty() {
         tracing::warn!("--trust-forwarded-for (or --forwarded-by) has no effect without --allow-from: X-Forwarded-For is read only to check a request's source against the allow-list");
     }
@@ -779,6 +796,27 @@ fn open_to_anyone(
     secrets == 0 && !limited && (forwarded || !crate::server::is_loopback(listen.ip()))
 }
 
+/// Whether `/admin/*` (reload, the rules as loaded) is open to whoever reaches a listener
+/// that is not on loopback: an audit reloaded the rules from another host.
+fn admin_open_to_others(admin_listen: SocketAddr, token: bool) -> bool {
+    !token && !crate::server::is_loopback(admin_listen.ip())
+}
+
+/// Whether the allow-list is checked against an address any peer of a listener others can
+/// reach may write: `--trust-forwarded-for` without `--forwarded-by` reads every peer's
+/// `X-Forwarded-For`, a client's own too, if it reaches the listener past the balancer.
+fn any_peer_names_the_source(
+    listen: SocketAddr,
+    trust_forwarded_for: bool,
+    forwarded_by: &[IpNet],
+    allow_from: &[IpNet],
+) -> bool {
+    trust_forwarded_for
+        && forwarded_by.is_empty()
+        && !allow_from.is_empty()
+        && !crate::server::is_loopback(listen.ip())
+}
+
 /// The positions (from 1) of the first two `--webhook-secret`s that are the same key.
 fn same_secret_twice(secrets: &[WebhookSecret]) -> Option<(usize, usize)> {
     (0..secrets.len()).find_map(|j| {
@@ -792,6 +830,38 @@ fn same_secret_twice(secrets: &[WebhookSecret]) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An audit: an admin listener on every address without a token, and X-Forwarded-For read
+    /// from any peer of a public listener, started without a word.
+    #[test]
+    fn an_open_admin_listener_and_a_source_any_peer_names_are_told() {
+        let at = |a: &str| -> SocketAddr { a.parse().unwrap() };
+        assert!(admin_open_to_others(at("0.0.0.0:9901"), false));
+        assert!(admin_open_to_others(at("10.0.0.5:9901"), false));
+        assert!(!admin_open_to_others(at("0.0.0.0:9901"), true));
+        assert!(!admin_open_to_others(at("127.0.0.1:9901"), false));
+        assert!(!admin_open_to_others(at("[::1]:9901"), false));
+        let nets = |n: &[&str]| -> Vec<IpNet> { n.iter().map(|n| n.parse().unwrap()).collect() };
+        let allow = nets(&["203.0.113.0/24"]);
+        let public = at("0.0.0.0:8080");
+        assert!(any_peer_names_the_source(public, true, &[], &allow));
+        assert!(!any_peer_names_the_source(
+            public,
+            true,
+            &nets(&["10.0.0.0/8"]),
+            &allow
+        ));
+        assert!(!any_peer_names_the_source(public, false, &[], &allow));
+        // Without an allow-list there is nothing to name (warned about apart).
+        assert!(!any_peer_names_the_source(public, true, &[], &[]));
+        // Behind a balancer on the same host, only its own processes reach the listener.
+        assert!(!any_peer_names_the_source(
+            at("127.0.0.1:8080"),
+            true,
+            &[],
+            &allow
+        ));
+    }
 
     /// An unspecified address takes the port on every address of its family, `[::]` of both;
     /// `0.0.0.0` beside `[::1]` is no clash (an audit bound both).

@@ -241,7 +241,7 @@ async fn a_case_whose_expected_rule_let_the_request_through_says_so() {
     let got = mismatches(rules, &case("decision: reject, rule: cap")).await;
     assert_eq!(
         got[0],
-        "expected rule cap, got up; cap ran and let this request through (its check passed), so later rules decided"
+        "expected rule cap, got up; cap ran and let this request through (its check passed), so a later rule decided"
     );
     assert!(
         got[1].starts_with("rule up reads the health of shop"),
