@@ -169,7 +169,7 @@ fn is_key(rest: &str) -> bool {
 /// The first key of the JSON `text` that serde_json's `Value` parser takes for an instruction
 /// ([`RESERVED`]), written out or spelled with escapes; `None` when there is none, or when the
 /// text is not JSON (which its parse says on its own). For JSON read from elsewhere than a
-/// confirm body (an upstream's answer), where repeated keys are allowed.
+/// confirm body (an upstream's answer), whose repeated keys [`json_flaw`] finds after it.
 pub(crate) fn reserved_key(text: &str) -> Option<String> {
     // Written out, it has a `$`; spelled with escapes, a backslash.
     if !text.contains(['$', '\\']) {

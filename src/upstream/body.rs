@@ -142,7 +142,14 @@ pub fn read_body_noting(
             "a key the JSON reader here would take for an instruction, not data: \"{}\"",
             crate::text::for_buyers_cut(&key, 100)
         )),
-        None => serde_json::from_str(&text).map_err(|e| e.to_string()),
+        // `{"available":0,"available":5}`: serde_json keeps the last, the merchant's own reader
+        // perhaps the first; a rule must not approve on the count its sender did not mean.
+        None => match crate::payload::json_flaw(&text) {
+            Some(flaw) => Err(format!(
+                "{flaw} (readers differ on which one counts, so its fields are not read)"
+            )),
+            None => serde_json::from_str(&text).map_err(|e| e.to_string()),
+        },
     });
     let not_json = match parsed {
         Some(Ok(mut json)) => {
@@ -434,6 +441,22 @@ mod tests {
                 r#"a key the JSON reader here would take for an instruction, not data: "$serde_json::private::Number""#
             )
         );
+        // An audit: `{"available":0,"available":5}` approved a stock check on the 5, where the
+        // merchant's own reader may take the 0. Not read as JSON, at any depth.
+        for (answer, path) in [
+            (&br#"{"available":0,"available":5}"#[..], "available"),
+            (
+                br#"{"items":[{"sku":"a"},{"sku":"b","s\u006bu":"c"}]}"#,
+                "items[1].sku",
+            ),
+        ] {
+            let (body, not_json) = read_body_noting(answer, None, &[], true);
+            assert!(body.is_string(), "{body}");
+            assert_eq!(
+                not_json.unwrap(),
+                format!("{path}: a key named twice in one object (readers differ on which one counts, so its fields are not read)")
+            );
+        }
         // A byte-order mark before JSON; text stays text.
         assert_eq!(
             parse_body("\u{feff}{\"a\":1}".as_bytes(), None, &[]),

@@ -1577,6 +1577,31 @@ async fn an_answer_of_too_many_values_is_not_read_as_json() {
     assert_eq!(r["trace"][1]["outcome"], "pass", "{r}");
 }
 
+/// An audit: `{"available":0,"available":5}` was read as 5 (serde_json keeps the last key) and
+/// approved, where the merchant's own reader may take the 0; its fields are not read.
+#[tokio::test]
+async fn an_answer_naming_a_key_twice_is_not_read_as_json() {
+    let shop = MockUpstream::start(Router::new().route(
+        "/stock",
+        routing::get(|| async { r#"{"available":0,"available":5}"# }),
+    ))
+    .await;
+    let rules = Rules::with(
+        "default.yaml",
+        &format!(
+            "upstreams: {{ shop: {{ url: \"{}\" }} }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    require: 'response.body.available >= 1'\n    on_error: reject\n    reason: r\n",
+            shop.url()
+        ),
+    );
+    let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+    assert_eq!(a.status, 409, "{r}");
+    let error = r["trace"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("available: a key named twice in one object (readers differ on which one counts, so its fields are not read)"),
+        "{r}"
+    );
+}
+
 /// With the runtime held up past the deadline — here by an upstream on the same one-thread
 /// runtime blocking it, so that every timer fires late and the answer is in when they do —
 /// the rule's approval is never the answer: the ruleset's `on_error` is, whichever side (the
