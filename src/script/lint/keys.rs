@@ -102,16 +102,17 @@ pub(in crate::script) fn missing_key(ast: &AST) -> Vec<(String, Position)> {
         }
         let name = &v.1;
         let keys: Vec<&str> = shape.keys.iter().map(String::as_str).collect();
+        let listed = if keys.is_empty() { "none".to_owned() } else { keys.join(", ") };
         let written = match &shape.item_of {
             None => format!(
                 "no key {key} in the map {name} (written at line {}, never changed; its keys: {})",
                 literals[name.as_str()].2.line().unwrap_or(0),
-                keys.join(", ")
+                listed
             ),
             Some((map, at)) => format!(
                 "no key {key} in the maps written in {map} (line {}, never changed; their keys: {}), one of which {name} holds",
                 at.line().unwrap_or(0),
-                keys.join(", ")
+                listed
             ),
         };
         // `LIMITS.VIP` for `vip`: a case slip is as far from the key as any three letters.
@@ -248,6 +249,12 @@ mod tests {
                 item("prise", "; did you mean c.price?"),
                 7,
                 6,
+            ),
+            (
+                "let m = #{};\nm.limit == ()".to_owned(),
+                "no key limit in the map m (written at line 1, never changed; its keys: none): m.limit is () on every request, and a comparison with () is false".to_owned(),
+                2,
+                3,
             ),
             (
                 "const LIMITS = #{ vip: 500000, normal: 100000 };\namount <= LIMITS.VIP".to_owned(),
