@@ -11,7 +11,9 @@ use super::race::continues_chain;
 
 /// Methods that read a map without changing it (nor, called on one of its items, that item's
 /// keys). Any other method called along a variable's chain may change it (`set`, `remove`,
-/// `mixin`, a script's own function through `this`), and the variable is left unchecked.
+/// `mixin`, a script's own function through `this`), and so may any function given it first
+/// (`mixin(m, …)`, `set(m, …)`: Rhai passes a variable there by reference); such a variable is
+/// left unchecked, and so are all when the script defines a function of one of these names.
 const READS: [&str; 9] = [
     "len",
     "is_empty",
@@ -22,6 +24,16 @@ const READS: [&str; 9] = [
     "to_json",
     "filter",
     "to_string",
+];
+
+/// What a script may find absent on purpose: a key looked for (`"min" in m`, `m.contains(…)`)
+/// or read for a fallback (`m.min ?? 0`), compared with `()`, or tested by these.
+const ABSENCE_TESTS: [&str; 2] = ["is_blank", "type_of"];
+
+/// The request's variables (SPEC §4) and the answers': a `let` of the same name declares
+/// another variable only from there on (or in its block), which this check cannot tell.
+const REQUEST: [&str; 9] = [
+    "order_id", "tx_id", "amount", "store_id", "api", "payload", "now", "fetched", "response",
 ];
 
 /// The keys a variable's map may hold, and where it is written.
@@ -35,14 +47,17 @@ struct Shape {
 /// with a map literal (or with an item of a literal whose items are all maps:
 /// `let c = cats[cat];`) and never changed, where no such literal has the key.
 pub(in crate::script) fn missing_key(ast: &AST) -> Vec<(String, Position)> {
-    let changed = changed_variables(ast);
+    let (mut changed, looked_for) = changed_variables(ast);
+    changed.extend(REQUEST.iter().map(|n| n.to_string()));
     let literals = declared_once(ast, map_literal);
     let literals: HashMap<String, _> = literals
         .into_iter()
         .filter(|(name, _)| !changed.contains(name))
         .collect();
     let mut shapes: HashMap<String, Shape> = HashMap::new();
-    for (name, (keys, _, _)) in &literals {
+    // A map whose keys are looked for still says what its items hold (`if !(cat in cats) {…}
+    // let c = cats[cat];`).
+    for (name, (keys, _, _)) in literals.iter().filter(|(n, _)| !looked_for.contains(*n)) {
         shapes.insert(
             name.clone(),
             Shape {
@@ -67,7 +82,7 @@ pub(in crate::script) fn missing_key(ast: &AST) -> Vec<(String, Position)> {
     shapes.extend(
         items
             .into_iter()
-            .filter(|(name, _)| !changed.contains(name)),
+            .filter(|(name, _)| !changed.contains(name) && !looked_for.contains(name)),
     );
 
     let mut found = Vec::new();
@@ -90,6 +105,9 @@ pub(in crate::script) fn missing_key(ast: &AST) -> Vec<(String, Position)> {
             Expr::Dot(next, ..) | Expr::Index(next, ..) => &next.lhs,
             step => step,
         };
+        if read_for_absence(path) {
+            return true;
+        }
         let (key, at) = match (path.last(), first) {
             (Some(ASTNode::Expr(Expr::Dot(..))), Expr::Property(prop, at)) => {
                 (prop.2.as_str(), *at)
@@ -169,13 +187,49 @@ fn map_literal(e: &Expr) -> Option<Literal> {
     }
 }
 
+/// Whether the read at the end of `path` is one a script makes to find a key absent: the left
+/// of `??`, a side of `==`/`!=` with `()`, or what [`ABSENCE_TESTS`] are given.
+fn read_for_absence(path: &[ASTNode]) -> bool {
+    let [.., ASTNode::Expr(parent), ASTNode::Expr(read)] = path else {
+        return false;
+    };
+    match parent {
+        Expr::Coalesce(parts, _) => parts.last().is_some_and(|last| !std::ptr::eq(last, *read)),
+        Expr::FnCall(call, _) => {
+            ABSENCE_TESTS.contains(&call.name.as_str())
+                || (["==", "!="].contains(&call.name.as_str())
+                    && call.args.iter().any(|a| matches!(a, Expr::Unit(..))))
+        }
+        _ => false,
+    }
+}
+
 /// The variables something may change the keys of, or of one of whose items: an assignment to
-/// them or along their chain (`c.x = 1`, `cats[k].x = 1`, `c += #{…}`), or a method other than
-/// [`READS`] called along their chain.
-fn changed_variables(ast: &AST) -> HashSet<String> {
+/// them or along their chain (`c.x = 1`, `cats[k].x = 1`, `c += #{…}`), a method other than
+/// [`READS`] called along their chain, a function given them first (see [`READS`]); and,
+/// apart, those whose keys are looked for (`"min" in m`: the script expects some may be
+/// absent).
+fn changed_variables(ast: &AST) -> (HashSet<String>, HashSet<String>) {
     let mut changed = HashSet::new();
+    let mut looked_for = HashSet::new();
+    // A script's own `contains` (a method through `this`) may change what it is called on.
+    let own_reads = ast.iter_functions().any(|f| READS.contains(&f.name));
+    let reads = |name: &str| !own_reads && READS.contains(&name);
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, _)) | ASTNode::Stmt(Stmt::FnCall(call, _)))
+                if !call.is_operator_call() || call.name == "contains" =>
+            {
+                match call.args.first().and_then(head) {
+                    Some(name) if call.name == "contains" => {
+                        looked_for.insert(name);
+                    }
+                    Some(name) if !reads(&call.name) => {
+                        changed.insert(name);
+                    }
+                    _ => {}
+                }
+            }
             Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
                 if let Some(name) = head(&assign.1.lhs) {
                     changed.insert(name);
@@ -185,8 +239,12 @@ fn changed_variables(ast: &AST) -> HashSet<String> {
                 if !continues_chain(path) =>
             {
                 if let Some(name) = head(e) {
-                    if calls_other_than_reads(&chain.rhs) {
-                        changed.insert(name);
+                    if calls_other_than(&chain.rhs, &reads) {
+                        changed.insert(name.clone());
+                    }
+                    // `m.contains("min")`: only of the map itself, not of an item.
+                    if matches!(&chain.rhs, Expr::MethodCall(call, _) if call.name == "contains") {
+                        looked_for.insert(name);
                     }
                 }
             }
@@ -194,7 +252,7 @@ fn changed_variables(ast: &AST) -> HashSet<String> {
         }
         true
     });
-    changed
+    (changed, looked_for)
 }
 
 /// The variable a chain starts from.
@@ -206,12 +264,12 @@ fn head(e: &Expr) -> Option<String> {
     }
 }
 
-/// Whether a method other than [`READS`] is called along the rest of a chain.
-fn calls_other_than_reads(rest: &Expr) -> bool {
+/// Whether a method `reads` does not name is called along the rest of a chain.
+fn calls_other_than(rest: &Expr, reads: &dyn Fn(&str) -> bool) -> bool {
     match rest {
-        Expr::MethodCall(call, _) => !READS.contains(&call.name.as_str()),
+        Expr::MethodCall(call, _) => !reads(&call.name),
         Expr::Dot(next, ..) | Expr::Index(next, ..) => {
-            calls_other_than_reads(&next.lhs) || calls_other_than_reads(&next.rhs)
+            calls_other_than(&next.lhs, reads) || calls_other_than(&next.rhs, reads)
         }
         _ => false,
     }
@@ -250,8 +308,15 @@ mod tests {
                 7,
                 6,
             ),
+            // Keys of the map looked for: its items still say what they hold.
             (
-                "let m = #{};\nm.limit == ()".to_owned(),
+                "let cats = #{vip: #{max: 2}};\nlet cat = order_id;\nif !(cat in cats) { return \"등급 없음\"; }\nlet c = cats[cat];\namount <= c.maxx".to_owned(),
+                "no key maxx in the maps written in cats (line 1, never changed; their keys: max), one of which c holds: c.maxx is () on every request, and a comparison with () is false; did you mean c.max?".to_owned(),
+                5,
+                13,
+            ),
+            (
+                "let m = #{};\nm.limit > 5".to_owned(),
                 "no key limit in the map m (written at line 1, never changed; its keys: none): m.limit is () on every request, and a comparison with () is false".to_owned(),
                 2,
                 3,
@@ -280,6 +345,23 @@ mod tests {
                 "let cats = #{vip: #{max: 2}, other: 3};\nlet c = cats[order_id];\nc.limit == ()",
                 // A map from outside the script: any key may be there.
                 "let p = payload;\np.anything == ()",
+                // A review: changed by a function given it first, which Rhai passes by reference.
+                "let m = #{a: 1};\nmixin(m, #{b: 2});\nm.b == 2",
+                "let m = #{a: 1};\nset(m, \"b\", 2);\nm.b == 2",
+                "let m = #{a: 1};\nfill_with(m, #{b: 2});\nm.b == 2",
+                &format!("{seats}set(c, \"extra\", 3);\nc.extra == 3"),
+                "let cats = #{vip: #{max: 2}};\nmixin(cats, #{vip: #{max: 2, extra: 7}});\nlet c = cats[order_id];\nc.extra == 7",
+                // Absent on purpose: a fallback, a test for (), a key looked for.
+                "let tiers = #{vip: #{max: 10000}, r: #{max: 4000}};\nlet t = tiers[order_id];\namount >= (t.min ?? 1000) && amount <= t.max",
+                "let cfg = #{max: 1000000};\namount >= (cfg.min ?? 0) && amount <= cfg.max",
+                "let cfg = #{max: 1};\nif \"min\" in cfg { return amount >= cfg.min; }\ntrue",
+                "let cfg = #{max: 1};\nif cfg.contains(\"min\") { return amount >= cfg.min; }\ntrue",
+                "let cfg = #{max: 1};\ncfg.min == () && !is_blank(cfg.note) && type_of(cfg.x) == \"()\"",
+                // A request variable's name declared again, in a block or later.
+                "let ok = payload.imp_uid == \"imp_1\";\nlet payload = #{x: 1};\nok && payload.x == 1",
+                "let ok = { let payload = #{merchant_uid: \"x\"}; payload.merchant_uid == \"x\" };\nok && payload.imp_uid == \"imp_1\"",
+                // A script's own function named as a read may change `this`.
+                "fn contains(k) { this[k] = 9; true }\nlet m = #{a: 1};\nm.contains(\"b\");\nm.b == 9",
                 // The index of a chain is no map the chain reads from.
                 "let k = #{a: \"vip\"};\nlet cats = #{vip: #{max: 2}};\ncats[k.a].max > 0",
             ],
