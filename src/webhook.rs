@@ -52,6 +52,10 @@ impl WebhookSecret {
             return Err(SecretError::Blank);
         }
         let encoded = s.trim();
+        // `"whsec_…"` from an env file whose tool keeps quotes as part of the value.
+        if encoded.starts_with(['"', '\'']) || encoded.ends_with(['"', '\'']) {
+            return Err(SecretError::Quoted);
+        }
         let encoded = encoded.strip_prefix(SECRET_PREFIX).unwrap_or(encoded);
         let key = SECRET_BASE64
             .decode(encoded)
@@ -100,6 +104,8 @@ pub enum SecretError {
     Blank,
     #[error("webhook secret is not valid base64 (after its {SECRET_PREFIX} prefix, if any)")]
     InvalidBase64,
+    #[error("webhook secret starts or ends with a quote, which is no part of a secret: an env file read by a tool that keeps quotes (docker --env-file, systemd EnvironmentFile with inner quotes) passes them on; write the secret there without quotes")]
+    Quoted,
     #[error("webhook secret is empty after {SECRET_PREFIX}")]
     Empty,
     #[error("webhook secret is only {bytes} bytes (base64-decoded), too short to keep signatures from being forged; Standard Webhooks secrets are 24 to 64 bytes: copy the whole secret PortOne issued")]
@@ -226,6 +232,21 @@ fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a [u8], Ve
         (None, _) => Err(VerifyError::MissingHeader(name)),
         (Some(_), Some(_)) => Err(VerifyError::RepeatedHeader(name)),
     }
+}
+
+/// What a request whose signature was refused claims, for its log line and record: its
+/// `webhook-id` when it is one an id can be (printable ASCII, at most [`MAX_ID_LEN`]), and how
+/// many seconds its `webhook-timestamp` lies before `now_unix` (negative: after). An operator
+/// tells a sender's clock adrift from a wrong secret, and finds the message at its sender.
+pub fn claimed(headers: &HeaderMap, now_unix: i64) -> (Option<String>, Option<i64>) {
+    let id = header(headers, ID_HEADER).ok().filter(|id| {
+        !id.is_empty() && id.len() <= MAX_ID_LEN && id.iter().all(u8::is_ascii_graphic)
+    });
+    let age = header(headers, TIMESTAMP_HEADER)
+        .ok()
+        .and_then(|raw| parse_timestamp(raw).ok())
+        .map(|t| now_unix.saturating_sub(t));
+    (id.map(|id| String::from_utf8_lossy(id).into_owned()), age)
 }
 
 /// Only plain digits are accepted: `i64::from_str` would also take a sign, which no sender emits.
@@ -709,6 +730,12 @@ mod tests {
                 SecretError::Placeholder,
             ),
             ("whsec_", SecretError::Empty),
+            // A trial's env file kept the quotes.
+            (
+                "\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"",
+                SecretError::Quoted,
+            ),
+            ("'MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'", SecretError::Quoted),
             ("", SecretError::Blank),
             (" \n", SecretError::Blank),
         ];

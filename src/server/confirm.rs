@@ -148,12 +148,13 @@ struct Arrival {
     /// The rules snapshot this request is answered from.
     rules: Arc<Rules>,
     delivery: Delivery,
-    /// The `webhook-id` of a request whose signature was verified (cut at 100 characters: a
-    /// sender chooses it), in its log line and record: an operator finds every delivery of a
-    /// message by it.
+    /// The `webhook-id` of a request whose signature was verified, or the one a refused
+    /// signature claims (cut at 100 characters: a sender chooses it), in its log line and
+    /// record: an operator finds every delivery of a message by it.
     webhook_id: Option<Box<str>>,
     /// The client address `--allow-from` refused, for its 403's record (the log line has it
-    /// too): an operator sees which sender to add, or to block further up.
+    /// too): an operator sees which sender to add, or to block further up; and that of a
+    /// signature refused, for its 401's.
     refused_source: Option<std::net::IpAddr>,
     /// The format of a message answered without rules (a V2 message of another `type`), for
     /// its record: SPEC §7 gives every line the api format.
@@ -286,7 +287,7 @@ impl AppState {
         };
         if let Some(verifier) = &s.verifier {
             if let Some(answer) = self
-                .signed(verifier, &mut arrival, &set, &headers, &bytes)
+                .signed(verifier, &mut arrival, &set, (&headers, &bytes), peer)
                 .await
             {
                 return answer;

@@ -465,6 +465,76 @@ async fn a_refused_repeat_is_logged_with_its_message_id() {
     );
 }
 
+/// A trial could not list the buyers a wrong secret refused, nor tell a sender's clock adrift:
+/// a refused signature's line says the id, source, order and timestamp age it claims, and its
+/// record the same (but the age).
+#[tokio::test]
+async fn a_refused_signature_is_logged_with_what_the_request_claims() {
+    let rules = Rules::with("default.yaml", RULES);
+    let log = rules.path().join("decisions.jsonl");
+    let proc = Process::serve_env(
+        rules.path(),
+        &["--decision-log", log.to_str().unwrap()],
+        &[("CONFIRM_PROXY_WEBHOOK_SECRET", SECRET)],
+    )
+    .await;
+    let url = proc.url("/confirm");
+    let wrong = signed_delivery(&url, NEW_SECRET, "msg_wrong", &v2("order-7", 5000), now()).await;
+    assert_eq!(wrong.status, 401);
+    let stale = signed_delivery(&url, SECRET, "msg_stale", &v2("order-8", 5000), now() - 400).await;
+    assert_eq!(stale.status, 401);
+    let line = |id: String, also: &'static str| {
+        let proc = &proc;
+        async move {
+            eventually(Duration::from_secs(3), || async {
+                proc.log_text().lines().any(|l| {
+                    l.contains("webhook signature refused")
+                        && l.contains(&format!("decision_id={id}"))
+                        && l.contains("source=127.0.0.1")
+                        && l.contains(also)
+                })
+            })
+            .await
+        }
+    };
+    assert!(
+        line(wrong.decision_id(), "webhook_id=msg_wrong").await,
+        "{}",
+        proc.log_text()
+    );
+    assert!(
+        line(stale.decision_id(), "order_id=order-8").await,
+        "{}",
+        proc.log_text()
+    );
+    let age = proc
+        .log_text()
+        .lines()
+        .find(|l| l.contains("webhook_id=msg_stale"))
+        .and_then(|l| l.split("timestamp_age_s=").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap();
+    assert!((399..=402).contains(&age), "{age}");
+    proc.signal("TERM");
+    let logged = eventually(Duration::from_secs(5), || async {
+        records_so_far(&log).len() == 2
+    })
+    .await;
+    assert!(logged);
+    let r = record(&log, &wrong.decision_id());
+    assert_eq!(
+        (&r["status"], &r["webhook_id"], &r["source"], &r["order_id"]),
+        (
+            &json!(401),
+            &json!("msg_wrong"),
+            &json!("127.0.0.1"),
+            &json!("order-7")
+        ),
+        "{r}"
+    );
+}
+
 /// A repeat is never approved unless its first delivery was: when the first is still waiting
 /// on the merchant at the repeat's own deadline (shortened here by a reload in between), the
 /// repeat is refused, and the first delivery still gets its own answer.

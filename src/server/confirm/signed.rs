@@ -24,17 +24,14 @@ impl AppState {
         verifier: &Verifier,
         arrival: &mut Arrival,
         set: &Ruleset,
-        headers: &HeaderMap,
-        body: &bytes::Bytes,
+        (headers, body): (&HeaderMap, &bytes::Bytes),
+        peer: std::net::SocketAddr,
     ) -> Option<Response> {
         let s = &self.0;
         let now = arrival.arrived.timestamp();
         let message = match verifier.verify(headers, body, now) {
             Ok(message) => message,
-            Err(e) => {
-                tracing::warn!(decision_id = arrival.id.as_str(), error = %e, "webhook signature refused");
-                return Some(self.refuse(arrival, 401, e.reason().into()));
-            }
+            Err(e) => return Some(self.signature_refused(arrival, e, (headers, body), peer)),
         };
         s.metrics.signature_verified(message.secret);
         // Printable ASCII of a bounded length (the verifier checked), kept whole.
@@ -82,6 +79,38 @@ impl AppState {
                 )),
             };
         }
+    }
+
+    /// The 401 of a signature that does not verify. Its line and record say what the request
+    /// claims, unproven as it is — the webhook id, the source address, the order of its body,
+    /// and in the line how old its timestamp is — so that an operator can tell a sender's
+    /// clock adrift from a wrong secret and find the buyers refused.
+    fn signature_refused(
+        &self,
+        arrival: &mut Arrival,
+        e: crate::webhook::VerifyError,
+        (headers, body): (&HeaderMap, &bytes::Bytes),
+        peer: std::net::SocketAddr,
+    ) -> Response {
+        let (webhook_id, age) = crate::webhook::claimed(headers, arrival.arrived.timestamp());
+        arrival.webhook_id = webhook_id.map(|id| crate::text::cut(&id, 100).into());
+        arrival.refused_source = self.client_addr(peer, headers).ok();
+        let req = body_request(headers, body);
+        tracing::warn!(
+            decision_id = arrival.id.as_str(),
+            error = %e,
+            webhook_id = arrival.webhook_id.as_deref(),
+            source = arrival.refused_source.map(tracing::field::display),
+            timestamp_age_s = age,
+            order_id = req.as_ref().map(|r| r.order_id.as_str()),
+            "webhook signature refused"
+        );
+        self.0.metrics.guard_refusal(401);
+        self.finish(
+            arrival,
+            Decision::reject(401, e.reason().into(), None),
+            req.as_ref(),
+        )
     }
 
     /// The 401 of a message id seen before on a delivery that is no copy of the first. Its

@@ -91,7 +91,11 @@ impl AppState {
     /// (`unknown`, garbage) or there is no header: never the load balancer's own address,
     /// which an allow-list may well contain — and which an operator reading the refusals of a
     /// balancer that adds no header would be told to add, letting everyone in.
-    fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<IpAddr, Unknown> {
+    pub(super) fn client_addr(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+    ) -> Result<IpAddr, Unknown> {
         if !self.forwarded_by(peer.ip()) {
             return Ok(unmapped(peer.ip()));
         }
@@ -116,7 +120,7 @@ impl AppState {
 }
 
 /// Why the client of a request is not known.
-enum Unknown {
+pub(super) enum Unknown {
     NoHeader,
     /// The right-most `X-Forwarded-For` entry, as the log shows it.
     NotAnAddress(String),
