@@ -247,6 +247,12 @@ impl DecisionLog {
     /// and reported. Records that come after it are counted as dropped too.
     pub async fn shutdown(&self) {
         self.settle(self.spool.close(), DRAIN_TIMEOUT).await;
+        // For an operator checking a stop against the answers given: every record since start
+        // (a record dropped on the way was warned about, and counted in the metric).
+        tracing::info!(
+            records = self.ledger.queued.load(Ordering::Relaxed),
+            "decision log closed"
+        );
     }
 
     /// Writes everything queued so far, waiting at most `limit` (see [`Self::shutdown`]).

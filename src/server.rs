@@ -91,6 +91,10 @@ struct Shared {
     /// Evaluations that call upstreams, run apart from their connection (see
     /// [`AppState::detached`]); shutdown waits for them.
     evaluations: TaskTracker,
+    /// Confirm answers given since start, and how many when the stop began: the stop's log
+    /// line says how many it finished.
+    answered: AtomicU64,
+    answered_at_stop: AtomicU64,
     /// The longest `deadline` (in nanoseconds) of any ruleset a request has been answered from
     /// since start: a request still running on an older rules generation keeps its deadline,
     /// and shutdown waits for it.
@@ -223,6 +227,8 @@ impl Opened {
                 reloader,
                 idle_timeout: config.idle_timeout,
                 evaluations: TaskTracker::new(),
+                answered: AtomicU64::new(0),
+                answered_at_stop: AtomicU64::new(0),
                 longest_deadline,
                 stopping: tokio::sync::watch::Sender::new(None),
             })),
@@ -259,6 +265,8 @@ impl App {
         let state = self.state.clone();
         tokio::spawn(async move {
             shutdown.await;
+            let answered = state.0.answered.load(Ordering::Relaxed);
+            state.0.answered_at_stop.store(answered, Ordering::Relaxed);
             state
                 .0
                 .stopping
@@ -304,6 +312,14 @@ impl App {
             );
         }
         upkeep.abort();
+        let s = &self.state.0;
+        let answered = s.answered.load(Ordering::Relaxed);
+        tracing::info!(
+            answered_while_stopping =
+                answered.saturating_sub(s.answered_at_stop.load(Ordering::Relaxed)),
+            answered_since_start = answered,
+            "in-flight requests finished"
+        );
         if let Some(log) = &self.state.0.decision_log {
             log.shutdown().await;
         }

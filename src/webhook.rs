@@ -235,7 +235,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a [u8], Ve
 }
 
 /// What a request whose signature was refused claims, for its log line and record: its
-/// `webhook-id` when it is one an id can be (printable ASCII, at most [`MAX_ID_LEN`]), and how
+/// `webhook-id` when it is one an id can be (printable ASCII, at most 256 characters), and how
 /// many seconds its `webhook-timestamp` lies before `now_unix` (negative: after). An operator
 /// tells a sender's clock adrift from a wrong secret, and finds the message at its sender.
 pub fn claimed(headers: &HeaderMap, now_unix: i64) -> (Option<String>, Option<i64>) {

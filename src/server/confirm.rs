@@ -515,6 +515,8 @@ impl AppState {
             "decision"
         );
         let response = answer(&decision, &arrival.id);
+        s.answered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(log) = &s.decision_log {
             log.write(&Record {
                 time: arrival.arrived,

@@ -1298,6 +1298,23 @@ async fn decision_log_survives_sigterm_during_a_burst() {
         missing.len(),
         answered.len()
     );
+    // A trial could not tell from the log what the stop finished: it says so, in numbers
+    // that agree with the log file.
+    let said = proc.log_text();
+    let number = |key: &str| {
+        said.split(&format!("{key}="))
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no {key} in:\n{said}"))
+    };
+    assert_eq!(number("records"), text.lines().count(), "{said}");
+    assert_eq!(
+        number("answered_since_start"),
+        text.lines().count(),
+        "{said}"
+    );
+    assert!(said.contains("in-flight requests finished"), "{said}");
     eprintln!(
         "{} answered before SIGTERM, all {} logged",
         answered.len(),
