@@ -193,7 +193,8 @@ pub fn run(args: &EvalArgs) -> ExitCode {
             }
         }
     }
-    if let Some(note) = held_back_decided(&decision) {
+    let last = ruleset.rules.last().map(|r| &*r.name);
+    if let Some(note) = held_back_decided(&decision, last) {
         err!("note: {note}");
     }
     ExitCode::SUCCESS
@@ -204,7 +205,7 @@ const HELD_BACK: &str = "held back by eval --dry-run";
 
 /// What to say when the rule that refused did so only because `--dry-run` held its call
 /// back: the JSON reads as a refusal of an order that, sent for real, may well pass.
-fn held_back_decided(decision: &Decision) -> Option<String> {
+fn held_back_decided(decision: &Decision, last_rule: Option<&str>) -> Option<String> {
     let rule = decision.rule.as_ref()?;
     let trace = decision.trace.iter().find(|t| t.rule == *rule)?;
     let error = trace.error.as_deref()?;
@@ -214,8 +215,13 @@ fn held_back_decided(decision: &Decision) -> Option<String> {
     let upstream = (trace.call.as_ref()).map_or("its upstream".to_owned(), |c| {
         format!("upstream {}", c.upstream)
     });
+    let after = if last_rule == Some(&**rule) {
+        ""
+    } else {
+        " (and on the rules after it)"
+    };
     Some(format!(
-        "rule \"{rule}\" refused only because --dry-run held its call back: no rule before it refused, so sent for real, the decision turns on what {upstream} answers (and on the rules after it)"
+        "rule \"{rule}\" refused only because --dry-run held its call back: no rule before it refused, so sent for real, the decision turns on what {upstream} answers{after}"
     ))
 }
 

@@ -367,7 +367,7 @@ async fn eval_names_calls_with_side_effects_and_dry_run_holds_them_back() {
     );
     // A trial read the JSON as a refusal of an order that passes for real.
     assert!(
-        stderr.contains("note: rule \"existing\" refused only because --dry-run held its call back: no rule before it refused, so sent for real, the decision turns on what upstream shop answers (and on the rules after it)"),
+        stderr.contains("note: rule \"existing\" refused only because --dry-run held its call back: no rule before it refused, so sent for real, the decision turns on what upstream shop answers\n"),
         "{stderr}"
     );
     // Trial: a POST fetch's body template could be checked only in the merchant's log.

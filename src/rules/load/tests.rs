@@ -203,7 +203,7 @@ mod audit {
         let errors = dir.load_after(&running).unwrap_err().lines();
         assert_eq!(
             errors,
-            [dir.at("flash.yaml", 3, 10, "upstream \"inv\": url: environment variable INV_API_URL is not set in the environment the running proxy started with, the only one it reads: a variable set since needs a restart with it set, and until then no change to the rules loads (move this file out of the rules directory to load the others); the running rules stay")]
+            [dir.at("flash.yaml", 3, 10, "upstream \"inv\": url: environment variable INV_API_URL is not set in the environment the running proxy started with, the only one it reads: a variable set since needs a restart with it set, and until then no change to the rules loads (to load the others, undo the edit that added it, or move a new file out of the rules directory); the running rules stay")]
         );
     }
 

@@ -138,7 +138,7 @@ impl Unset {
         match self {
             Unset::Url => " (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)",
             Unset::Header => " (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them)",
-            Unset::Reload => " in the environment the running proxy started with, the only one it reads: a variable set since needs a restart with it set, and until then no change to the rules loads (move this file out of the rules directory to load the others); the running rules stay",
+            Unset::Reload => " in the environment the running proxy started with, the only one it reads: a variable set since needs a restart with it set, and until then no change to the rules loads (to load the others, undo the edit that added it, or move a new file out of the rules directory); the running rules stay",
         }
     }
 }

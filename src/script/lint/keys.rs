@@ -1,6 +1,6 @@
 //! Properties read from a map the script writes out in full and never changes: a key none of
-//! its literals has (`c.maxx` for `c.max`) reads `()` on every request, and a comparison with
-//! `()` is false, so a limit written that way never refuses anything.
+//! its literals has (`c.maxx` for `c.max`) reads `()` on every request, which no number or
+//! text is less than, greater than or equal to, so a limit written that way never refuses.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -141,7 +141,7 @@ pub(in crate::script) fn missing_key(ast: &AST) -> Vec<(String, Position)> {
             .map(|near| format!("; did you mean {name}.{near}?"))
             .unwrap_or_default();
         found.push((
-            format!("{written}: {name}.{key} is () on every request, and a comparison with () is false{hint}"),
+            format!("{written}: {name}.{key} is () on every request, which no number or text is less than, greater than or equal to{hint}"),
             at,
         ));
         true
@@ -220,7 +220,12 @@ fn changed_variables(ast: &AST) -> (HashSet<String>, HashSet<String>) {
             Some(ASTNode::Expr(Expr::FnCall(call, _)) | ASTNode::Stmt(Stmt::FnCall(call, _)))
                 if !call.is_operator_call() || call.name == "contains" =>
             {
-                match call.args.first().and_then(head) {
+                // Only a variable itself goes by reference: `format_amount(c.price)` gets a copy.
+                let variable = match call.args.first() {
+                    Some(Expr::Variable(v, ..)) => Some(v.1.to_string()),
+                    _ => None,
+                };
+                match variable {
                     Some(name) if call.name == "contains" => {
                         looked_for.insert(name);
                     }
@@ -287,7 +292,7 @@ mod tests {
         let engine = ScriptEngine::new();
         let seats = "let cats = #{\n    vip: #{ max: 2, price: 220000 },\n    r: #{ max: 4, price: 165000 },\n};\nlet c = cats[order_id];\nif c == () { return \"등급 없음\"; }\n";
         let item = |key: &str, near: &str| {
-            format!("no key {key} in the maps written in cats (line 1, never changed; their keys: max, price), one of which c holds: c.{key} is () on every request, and a comparison with () is false{near}")
+            format!("no key {key} in the maps written in cats (line 1, never changed; their keys: max, price), one of which c holds: c.{key} is () on every request, which no number or text is less than, greater than or equal to{near}")
         };
         for (src, message, line, column) in [
             (
@@ -311,19 +316,26 @@ mod tests {
             // Keys of the map looked for: its items still say what they hold.
             (
                 "let cats = #{vip: #{max: 2}};\nlet cat = order_id;\nif !(cat in cats) { return \"등급 없음\"; }\nlet c = cats[cat];\namount <= c.maxx".to_owned(),
-                "no key maxx in the maps written in cats (line 1, never changed; their keys: max), one of which c holds: c.maxx is () on every request, and a comparison with () is false; did you mean c.max?".to_owned(),
+                "no key maxx in the maps written in cats (line 1, never changed; their keys: max), one of which c holds: c.maxx is () on every request, which no number or text is less than, greater than or equal to; did you mean c.max?".to_owned(),
                 5,
                 13,
             ),
+            // A property given to a function is a copy: the map is still known.
+            (
+                "let c = #{max: 2};\nformat_amount(c.max) != \"\" && amount <= c.maxx".to_owned(),
+                "no key maxx in the map c (written at line 1, never changed; its keys: max): c.maxx is () on every request, which no number or text is less than, greater than or equal to; did you mean c.max?".to_owned(),
+                2,
+                43,
+            ),
             (
                 "let m = #{};\nm.limit > 5".to_owned(),
-                "no key limit in the map m (written at line 1, never changed; its keys: none): m.limit is () on every request, and a comparison with () is false".to_owned(),
+                "no key limit in the map m (written at line 1, never changed; its keys: none): m.limit is () on every request, which no number or text is less than, greater than or equal to".to_owned(),
                 2,
                 3,
             ),
             (
                 "const LIMITS = #{ vip: 500000, normal: 100000 };\namount <= LIMITS.VIP".to_owned(),
-                "no key VIP in the map LIMITS (written at line 1, never changed; its keys: normal, vip): LIMITS.VIP is () on every request, and a comparison with () is false; did you mean LIMITS.vip?".to_owned(),
+                "no key VIP in the map LIMITS (written at line 1, never changed; its keys: normal, vip): LIMITS.VIP is () on every request, which no number or text is less than, greater than or equal to; did you mean LIMITS.vip?".to_owned(),
                 2,
                 18,
             ),
@@ -347,6 +359,7 @@ mod tests {
                 "let p = payload;\np.anything == ()",
                 // A review: changed by a function given it first, which Rhai passes by reference.
                 "let m = #{a: 1};\nmixin(m, #{b: 2});\nm.b == 2",
+                "let m = #{a: #{x: 1}};\nmixin(m, #{b: 2});\nm.b == 2",
                 "let m = #{a: 1};\nset(m, \"b\", 2);\nm.b == 2",
                 "let m = #{a: 1};\nfill_with(m, #{b: 2});\nm.b == 2",
                 &format!("{seats}set(c, \"extra\", 3);\nc.extra == 3"),
