@@ -64,6 +64,9 @@ pub struct Record<'a> {
     /// For a delivery of a signed message id seen before that was refused without running
     /// rules: why (`other_body`, `other_ruleset`, `unanswered`). `replay` leaves it out.
     pub repeat_refused: Option<&'a str>,
+    /// The guard that refused a request this record names all the same (`signature`): no
+    /// rule decided it, and `replay` leaves it out.
+    pub guard: Option<&'a str>,
     /// The `webhook-id` of a signed request whose signature was verified.
     pub webhook_id: Option<&'a str>,
     /// On a 403 of `--allow-from`: the client address refused (the right-most

@@ -51,6 +51,9 @@ pub struct Record {
     #[serde(default)]
     repeat_of: Option<String>,
     repeat_refused: Option<String>,
+    /// A guard's refusal that names the request all the same (a refused signature's).
+    #[serde(default)]
+    guard: Option<String>,
     #[serde(default)]
     latency_ms: Option<f64>,
     /// GET fetches started early that no rule read: their status (or failure) is on record,
@@ -253,6 +256,7 @@ impl Record {
         self.request.is_some()
             && self.repeat_of.is_none()
             && self.repeat_refused.is_none()
+            && self.guard.is_none()
             && self.decision != Verdict::Ignored
     }
 }

@@ -32,6 +32,10 @@ pub(super) fn write(r: &Record<'_>, out: &mut Vec<u8>) -> serde_json::Result<()>
         raw(out, ",\"repeat_refused\":");
         string(out, why);
     }
+    if let Some(guard) = r.guard {
+        raw(out, ",\"guard\":");
+        string(out, guard);
+    }
     if let Some(id) = r.webhook_id {
         raw(out, ",\"webhook_id\":");
         string(out, id);
@@ -437,6 +441,7 @@ mod tests {
             request: Some(request),
             repeat_of: Some("01a1"),
             repeat_refused: Some("other_body"),
+            guard: None,
             webhook_id: Some("msg_2\"x"),
             source: Some("2001:db8::7".parse().unwrap()),
         };
@@ -512,6 +517,7 @@ mod tests {
             request: None,
             repeat_of: None,
             repeat_refused: None,
+            guard: None,
             webhook_id: None,
             source: None,
         };
@@ -556,6 +562,7 @@ mod tests {
             request: Some(&req.payload),
             repeat_of: None,
             repeat_refused: None,
+            guard: None,
             webhook_id: None,
             source: None,
         })

@@ -29,6 +29,7 @@ pub(super) fn record<'a>(id: &'a str, decision: &'a Decision) -> Record<'a> {
         request: None,
         repeat_of: None,
         repeat_refused: None,
+        guard: None,
         webhook_id: None,
         source: None,
     }

@@ -421,13 +421,26 @@ pub(crate) fn looks_like_variable(name: &str) -> bool {
 /// `value` with thousands separators if it is a number written plainly (`1500000`, `-1000.5`,
 /// as an amount or an answer's number is); any other text as it is.
 fn with_separators(value: Cow<'_, str>) -> Cow<'_, str> {
-    let digits = value.strip_prefix('-').unwrap_or(&value);
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
-    let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if plain(int) && plain(frac) && int.len() > 3 {
-        Cow::Owned(crate::script::format_amount_text(&value))
-    } else {
+    let (sign, unsigned) = value
+        .strip_prefix('-')
+        .map_or(("", &*value), |rest| ("-", rest));
+    let (int, frac) = match unsigned.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || !frac.is_none_or(digits) {
+        return value;
+    }
+    // A numeric string's leading zeros (`"01234567"`) are no digits of the value.
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let frac = frac.map(|f| format!(".{f}")).unwrap_or_default();
+    let grouped = format!("{sign}{}{frac}", crate::script::format_amount_text(int));
+    if grouped == *value {
         value
+    } else {
+        Cow::Owned(grouped)
     }
 }
 
@@ -647,6 +660,11 @@ mod tests {
             ("1e6", "1e6"),
             ("12,345", "12,345"),
             ("", ""),
+            // A review: a numeric string's leading zeros were grouped (`01,234,567`).
+            ("01234567", "1,234,567"),
+            ("0001.5", "1.5"),
+            ("-0", "-0"),
+            ("0", "0"),
         ] {
             assert_eq!(with_separators(Cow::Borrowed(value)), shown);
         }

@@ -156,6 +156,9 @@ struct Arrival {
     /// too): an operator sees which sender to add, or to block further up; and that of a
     /// signature refused, for its 401's.
     refused_source: Option<std::net::IpAddr>,
+    /// The guard that answered a request whose record names it all the same (a refused
+    /// signature's, for the buyers a wrong secret refused), so that `replay` passes it over.
+    guard: Option<&'static str>,
     /// The format of a message answered without rules (a V2 message of another `type`), for
     /// its record: SPEC §7 gives every line the api format.
     ignored_api: Option<crate::payload::Api>,
@@ -216,6 +219,7 @@ impl AppState {
             delivery: Delivery::Unsigned,
             webhook_id: None,
             refused_source: None,
+            guard: None,
             ignored_api: None,
         }
     }
@@ -535,6 +539,7 @@ impl AppState {
                 request: req.map(|r| &r.payload),
                 repeat_of,
                 repeat_refused,
+                guard: arrival.guard,
                 webhook_id: arrival.webhook_id.as_deref(),
                 source: arrival.refused_source,
             });

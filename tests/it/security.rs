@@ -533,6 +533,11 @@ async fn a_refused_signature_is_logged_with_what_the_request_claims() {
         ),
         "{r}"
     );
+    // No rule decided them: `replay` passes them over (a review saw them "changed" to 409).
+    assert_eq!(r["guard"], "signature", "{r}");
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 not decided by rules"), "{out}{err}");
 }
 
 /// A repeat is never approved unless its first delivery was: when the first is still waiting

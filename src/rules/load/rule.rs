@@ -115,7 +115,22 @@ impl FileCompiler<'_, '_> {
                 Template::literal(r)
             }
             Some(r) => match Template::parse_at(super::buyer_text(r), reason_scope) {
-                Ok(t) => {
+                Ok(mut t) => {
+                    // `{min}`, `{max}`: the bounds written in, so that a limit changed is the
+                    // limit said; before the reason is judged (`"{max:,}"` is never blank).
+                    if let Some(bound) = t.bound() {
+                        let filled = match &check {
+                            Some(Check::Amount { min, max }) => t.fill_bounds(
+                                min.map(|d| d.to_string()).as_deref(),
+                                max.map(|d| d.to_string()).as_deref(),
+                            ),
+                            Some(_) => Err(format!("placeholder {{{bound}}} is an amount rule's bound, and this rule has no amount check")),
+                            None => Ok(()),
+                        };
+                        if let Err(e) = filled {
+                            self.error(&path("reason"), format!("rule \"{name}\": reason: {e}"));
+                        }
+                    }
                     self.warn_about_reason(
                         &path("reason"),
                         r,
@@ -152,21 +167,6 @@ impl FileCompiler<'_, '_> {
             }
         };
 
-        // `{min}`, `{max}`: the bounds written in, so that a limit changed is the limit said.
-        let mut reason = reason;
-        if let Some(bound) = reason.bound() {
-            let filled = match &check {
-                Some(Check::Amount { min, max }) => reason.fill_bounds(
-                    min.map(|d| d.to_string()).as_deref(),
-                    max.map(|d| d.to_string()).as_deref(),
-                ),
-                Some(_) => Err(format!("placeholder {{{bound}}} is an amount rule's bound, and this rule has no amount check")),
-                None => Ok(()),
-            };
-            if let Err(e) = filled {
-                self.error(&path("reason"), format!("rule \"{name}\": reason: {e}"));
-            }
-        }
         if self.errors.len() > errors_before {
             return None;
         }

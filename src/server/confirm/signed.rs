@@ -96,13 +96,18 @@ impl AppState {
         arrival.webhook_id = webhook_id.map(|id| crate::text::cut(&id, 100).into());
         arrival.refused_source = self.client_addr(peer, headers).ok();
         let req = body_request(headers, body);
+        // The request is on record, but no rule decided it: `replay` passes it over.
+        arrival.guard = Some("signature");
         tracing::warn!(
             decision_id = arrival.id.as_str(),
             error = %e,
             webhook_id = arrival.webhook_id.as_deref(),
             source = arrival.refused_source.map(tracing::field::display),
             timestamp_age_s = age,
-            order_id = req.as_ref().map(|r| r.order_id.as_str()),
+            order_id = req
+                .as_ref()
+                .map(|r| crate::text::cut(&r.order_id, super::LOGGED_ID_MAX))
+                .as_deref(),
             "webhook signature refused"
         );
         self.0.metrics.guard_refusal(401);

@@ -762,6 +762,12 @@ fn an_amount_rules_reason_shows_its_own_bounds() {
         rules.get("default").unwrap().rules[0].reason.to_string(),
         "한도 660,000원, 최소 1000원 (요청 {amount:,}원)"
     );
+    // A reason of a bound alone is never blank: no warning (a review's `check --strict` failed).
+    let dir = default_file(
+        "rules:\n  - name: cap\n    amount: { min: 1000, max: 2000000 }\n    reason: \"{max:,}\"\n",
+    );
+    let rules = dir.ok();
+    assert!(rules.warnings.is_empty(), "{:?}", rules.warnings);
     let dir = default_file(
         "settings: { error_reason: \"오류 {min}\" }\nrules:\n  - name: cap\n    amount: { min: 1000 }\n    reason: \"한도 {max}원\"\n  - name: id\n    require: 'order_id != \"\"'\n    reason: \"한도 {min}원\"\n",
     );
