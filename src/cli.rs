@@ -211,8 +211,30 @@ pub fn refused(error: clap::Error) -> ExitCode {
         for unknown in unknown_env_vars(env_names()) {
             err!("warning: {unknown}");
         }
+        if let Some(var) = value_from_env(&error) {
+            err!("note: the value refused below was read from environment variable {var}, not from the command line");
+        }
     }
     error.exit()
+}
+
+/// The `CONFIRM_PROXY_*` variable a refused value came from, when no flag on the command line
+/// gave it: clap names the flag (`--idle-timeout`), which an operator with an env file and no
+/// such flag in the unit looks for in vain.
+pub(crate) fn value_from_env(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let var = format!(
+        "CONFIRM_PROXY_{}",
+        flag.replace('-', "_").to_ascii_uppercase()
+    );
+    let on_command_line = std::env::args_os()
+        .filter_map(|a| a.into_string().ok())
+        .any(|a| a == format!("--{flag}") || a.starts_with(&format!("--{flag}=")));
+    (!on_command_line && std::env::var_os(&var).is_some()).then_some(var)
 }
 
 /// Runs the parsed command; the process exit code is the result.

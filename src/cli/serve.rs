@@ -477,6 +477,12 @@ pub(super) fn refused_as_json(error: &clap::Error) -> Option<ExitCode> {
     for unknown in super::unknown_env_vars(super::env_names()) {
         tracing::warn!("{unknown}");
     }
+    if let Some(var) = super::value_from_env(error) {
+        tracing::warn!(
+            variable = var,
+            "the value refused was read from the environment, not from the command line"
+        );
+    }
     // clap's text, without its usage lines: the first paragraph, on one line.
     let text = error.to_string();
     let first = text.split("\n\n").next().unwrap_or(&text);

@@ -254,11 +254,16 @@ async fn admin_rules(State(state): State<AppState>) -> Response {
                     "detail": check_detail(&rule.check),
                     "mode": rule.mode,
                 })).collect::<Vec<_>>(),
-                // Names and health only: URLs and headers may carry secrets from ${VAR}.
-                "upstreams": r.upstreams.values().map(|u| json!({
-                    "name": u.name,
-                    "health": u.health.as_ref().map(|_| u.state.get()),
-                })).collect::<Vec<_>>(),
+                // Names and health only: URLs and headers may carry secrets from ${VAR}. A
+                // down upstream says why, as a refusal's trace does (a trial had only "down").
+                "upstreams": r.upstreams.values().map(|u| {
+                    let health = u.health.as_ref().map(|_| u.state.get());
+                    let mut shown = json!({"name": u.name, "health": health});
+                    if health == Some(crate::rules::Health::Down) {
+                        shown["probe_failure"] = json!(u.state.last_failure().as_deref());
+                    }
+                    shown
+                }).collect::<Vec<_>>(),
             })
         })
         .collect();

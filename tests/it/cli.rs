@@ -468,7 +468,15 @@ fn a_misspelt_variable_is_named_when_a_value_is_refused() {
             .expect(&stderr);
         assert!(stderr.contains("CONFIRM_PROXY_ALLOW_FROM"), "{stderr}");
         assert!(warned < stderr.find("soon").expect(&stderr), "{stderr}");
+        // clap names the flag; the value came from a variable (a trial's env file).
+        assert!(stderr.contains("CONFIRM_PROXY_IDLE_TIMEOUT"), "{stderr}");
     }
+    let out = serve_without_rules("pretty")
+        .args(["--idle-timeout", "soon"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("environment variable"), "{stderr}");
 }
 
 /// `serve` on a rules directory that is not there, logging in `format`: it refuses to start,

@@ -676,6 +676,16 @@ async fn health_flapping_changes_decisions_and_readiness() {
     })
     .await;
     assert!(refused, "an unhealthy shop refuses");
+    // Why, as the refusal's trace says it: a trial's /admin/rules had only "down".
+    let upstream =
+        get(&server.admin_url("/admin/rules")).await.body["rulesets"][0]["upstreams"][0].clone();
+    assert_eq!(upstream["health"], "down", "{upstream}");
+    assert!(
+        upstream["probe_failure"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("/health")),
+        "{upstream}"
+    );
     assert_eq!(
         get(&server.admin_url("/readyz")).await.status,
         200,
