@@ -328,7 +328,7 @@ impl Template {
             };
             let grouped = matches!(part, Part::Var(_, _, true));
             *part = Part::Text(if grouped {
-                crate::script::format_amount_text(bound)
+                with_separators(Cow::Borrowed(bound)).into_owned()
             } else {
                 bound.to_owned()
             });
