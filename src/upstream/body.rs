@@ -87,8 +87,16 @@ pub fn more_parts_than(body: &[u8], limit: usize) -> bool {
     if body.len() <= limit {
         return false;
     }
-    let (mut count, mut in_string, mut escaped) = (0, false, false);
-    for &b in body {
+    outside_strings(body)
+        .filter(|b| matches!(b, b'{' | b'[' | b',' | b':'))
+        .nth(limit)
+        .is_some()
+}
+
+/// The bytes of a JSON text that are outside its strings (quotes included in neither).
+fn outside_strings(body: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let (mut in_string, mut escaped) = (false, false);
+    body.iter().copied().filter(move |&b| {
         if in_string {
             match b {
                 _ if escaped => escaped = false,
@@ -96,20 +104,20 @@ pub fn more_parts_than(body: &[u8], limit: usize) -> bool {
                 b'"' => in_string = false,
                 _ => {}
             }
-            continue;
+            return false;
         }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' | b',' | b':' => {
-                count += 1;
-                if count > limit {
-                    return true;
-                }
-            }
-            _ => {}
-        }
+        in_string = b == b'"';
+        !in_string
+    })
+}
+
+/// The members of every object in `value`, at any depth.
+fn members(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => map.len() + map.values().map(members).sum::<usize>(),
+        Value::Array(items) => items.iter().map(members).sum(),
+        _ => 0,
     }
-    false
 }
 
 /// [`parse_body`] (or only its text when `json` is false), and what the JSON parser said of a
@@ -144,12 +152,23 @@ pub fn read_body_noting(
         )),
         // `{"available":0,"available":5}`: serde_json keeps the last, the merchant's own reader
         // perhaps the first; a rule must not approve on the count its sender did not mean.
-        None => match crate::payload::json_flaw(&text) {
-            Some(flaw) => Err(format!(
-                "{flaw} (readers differ on which one counts, so its fields are not read)"
-            )),
-            None => serde_json::from_str(&text).map_err(|e| e.to_string()),
-        },
+        // Found without a second parse: each `:` outside strings is one member, and a key
+        // named twice leaves the parsed value a member short; only then is the text walked
+        // again, for the key's path.
+        None => serde_json::from_str::<Value>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|json| {
+                let written = outside_strings(text.as_bytes()).filter(|&b| b == b':');
+                if written.count() == members(&json) {
+                    return Ok(json);
+                }
+                match crate::payload::json_flaw(&text) {
+                    Some(flaw) => Err(format!(
+                        "{flaw} (readers differ on which one counts, so its fields are not read)"
+                    )),
+                    None => Ok(json),
+                }
+            }),
     });
     let not_json = match parsed {
         Some(Ok(mut json)) => {
@@ -457,6 +476,10 @@ mod tests {
                 format!("{path}: a key named twice in one object (readers differ on which one counts, so its fields are not read)")
             );
         }
+        // Colons in strings, escaped quotes, keys in nested lists: no key twice, read as JSON.
+        let answer = br#"{"a":"x:y","b":"q\":\\","c":[{"d":1},{"d":2}],"e":{"f":{}}}"#;
+        let (body, not_json) = read_body_noting(answer, None, &[], true);
+        assert_eq!((body["b"].as_str(), not_json), (Some("q\":\\"), None));
         // A byte-order mark before JSON; text stays text.
         assert_eq!(
             parse_body("\u{feff}{\"a\":1}".as_bytes(), None, &[]),

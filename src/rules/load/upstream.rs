@@ -98,7 +98,7 @@ fn substitute(
             // after the proxy started is another reason it may be missing.
             let hint = match misspelt(var, env.names()) {
                 Some(set) => format!("; did you mean ${{{set}}}, which is set?"),
-                None => unset.hint().to_owned(),
+                None => unset.hint(),
             };
             errors.push(format!("environment variable {var} is not set{hint}"));
         }
@@ -134,11 +134,12 @@ enum Unset {
 }
 
 impl Unset {
-    fn hint(self) -> &'static str {
+    fn hint(self) -> String {
+        const READ_AT_START: &str = "the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them";
         match self {
-            Unset::Url => " (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them: for a url, one that keeps it a URL, such as http://shop.invalid)",
-            Unset::Header => " (the proxy reads its environment only when it starts: a variable set later needs a restart; check, test and replay make no calls, so a stand-in value does for them)",
-            Unset::Reload => " in the environment the running proxy started with, the only one it reads: a variable set since needs a restart with it set, and until then no change to the rules loads (to load the others, undo the edit that added it, or move a new file out of the rules directory); the running rules stay",
+            Unset::Url => format!(" ({READ_AT_START}: for a url, one that keeps it a URL, such as http://shop.invalid)"),
+            Unset::Header => format!(" ({READ_AT_START})"),
+            Unset::Reload => " in the environment the running proxy started with, the only one it reads: a variable set since needs a restart with it set, and until then no change to the rules loads (to load the others, undo the edit that added it, or move a new file out of the rules directory); the running rules stay".to_owned(),
         }
     }
 }

@@ -158,33 +158,35 @@ fn map_literal(e: &Expr) -> Option<Literal> {
     match e {
         Expr::Map(map, at) => {
             let keys = map.0.iter().map(|(k, _)| k.name.to_string()).collect();
-            let mut items = BTreeSet::new();
-            let all_maps = map.0.iter().all(|(_, value)| match map_literal(value) {
-                Some((keys, ..)) => {
-                    items.extend(keys);
-                    true
-                }
-                None => false,
-            });
-            Some((keys, (all_maps && !map.0.is_empty()).then_some(items), *at))
+            let items = map
+                .0
+                .iter()
+                .map(|(_, value)| map_literal(value).map(|(k, ..)| k));
+            Some((keys, item_keys(items), *at))
         }
         Expr::DynamicConstant(value, at) => {
             let map = value.read_lock::<rhai::Map>()?;
             let keys = map.keys().map(|k| k.to_string()).collect();
-            let mut items = BTreeSet::new();
-            let all_maps = map
-                .values()
-                .all(|item| match item.read_lock::<rhai::Map>() {
-                    Some(inner) => {
-                        items.extend(inner.keys().map(|k| k.to_string()));
-                        true
-                    }
-                    None => false,
-                });
-            Some((keys, (all_maps && !map.is_empty()).then_some(items), *at))
+            let items = map.values().map(|item| {
+                let inner = item.read_lock::<rhai::Map>()?;
+                Some(inner.keys().map(|k| k.to_string()).collect())
+            });
+            Some((keys, item_keys(items), *at))
         }
         _ => None,
     }
+}
+
+/// The keys any of a map's items has, when there are items and each is a map (`Some` of its
+/// keys); `None` otherwise.
+fn item_keys(items: impl Iterator<Item = Option<BTreeSet<String>>>) -> Option<BTreeSet<String>> {
+    let mut all = BTreeSet::new();
+    let mut any = false;
+    for keys in items {
+        all.extend(keys?);
+        any = true;
+    }
+    any.then_some(all)
 }
 
 /// Whether the read at the end of `path` is one a script makes to find a key absent: the left
