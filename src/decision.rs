@@ -340,7 +340,9 @@ pub struct Decision {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The rule that decided (None when every rule passed, or before rules ran).
+    /// The rule that decided: `None` when every rule passed, before rules ran, and when the
+    /// deadline's `on_error` decided between rules, at a shadow rule or for the evaluation as
+    /// a whole.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -217,7 +217,11 @@ pub fn on_error(settings: &Settings, req: &ConfirmRequest, rule: Option<Arc<str>
 
 /// The refusal of a request whose check could not complete (`on_error: reject`), naming
 /// `rule` when one decided.
-fn error_refusal(settings: &Settings, req: &ConfirmRequest, rule: Option<Arc<str>>) -> Decision {
+pub fn error_refusal(
+    settings: &Settings,
+    req: &ConfirmRequest,
+    rule: Option<Arc<str>>,
+) -> Decision {
     Decision::reject(
         settings.reject_status,
         settings.error_reason.render_reason(req, None),
@@ -277,10 +281,10 @@ async fn evaluate_by(
     // (and to name the call it cut off); small futures matter here, as every request makes one.
     let mut calls = calls::Calls::default();
     // Waiting for an upstream, the timer ends the evaluation; Rhai runs without yielding, so
-    // between rules and after a failed check the evaluation looks at the clock itself (`None`).
+    // between rules and after a failed check the evaluation looks at the clock itself.
     let mut decision = match tokio::time::timeout_at(deadline, run.rules(&mut calls)).await {
-        Ok(Some(d)) => d,
-        Ok(None) | Err(_) => run.timed_out(&mut calls),
+        Ok(d) => d,
+        Err(_) => run.timed_out(&mut calls),
     };
     decision.trace = run.trace;
     decision.shadow = run.shadow;
@@ -299,7 +303,8 @@ struct Run<'a, 'c> {
     /// 100 ms) before it, for the rule to decide, and never after `deadline`. A body still
     /// coming then is cut, so a status that already arrived decides (a merchant's refusal
     /// stays a refusal) rather than the deadline by `on_error`; a call that may change
-    /// something at the merchant is not sent after it (the rule's `on_error` decides).
+    /// something at the merchant is not sent after it (the ruleset's `on_error` decides, as
+    /// for the deadline itself).
     bodies_by: tokio::time::Instant,
     /// The shadow cut-off: arrival + half the deadline. Shadow rules' checks end by then (see
     /// the module documentation).
@@ -313,9 +318,9 @@ struct Run<'a, 'c> {
 }
 
 impl Run<'_, '_> {
-    /// The decision, or `None` when the deadline passed first (then [`Self::timed_out`]
-    /// decides, with `current` naming the rule it caught).
-    async fn rules(&mut self, calls: &mut calls::Calls) -> Option<Decision> {
+    /// The decision. Should the deadline pass while this awaits, the caller drops it and
+    /// [`Self::timed_out`] decides, with `current` naming the rule it caught.
+    async fn rules(&mut self, calls: &mut calls::Calls) -> Decision {
         // Already due (the body took the whole deadline to arrive, or `serve` is shutting
         // down): nothing is started, not even a prefetch, but the checks that take nanoseconds
         // still decide (an amount cap refuses as it would have in time); the first rule that
@@ -380,7 +385,7 @@ impl Run<'_, '_> {
                         started = ended;
                         continue;
                     }
-                    ControlFlow::Break(decision) => return Some(decision),
+                    ControlFlow::Break(decision) => return decision,
                 }
             }
             let guard = match calls.whens.get(i).copied().flatten() {
@@ -411,10 +416,10 @@ impl Run<'_, '_> {
             self.current = None;
             match self.conclude(rule, verdict, answer, started) {
                 ControlFlow::Continue(ended) => started = ended,
-                ControlFlow::Break(decision) => return Some(decision),
+                ControlFlow::Break(decision) => return decision,
             }
         }
-        Some(Decision::approve(None))
+        Decision::approve(None)
     }
 
     /// Traces what `rule`'s check concluded and whether that decides the request; if it does
@@ -442,6 +447,7 @@ impl Run<'_, '_> {
         // The rule's own fault, unless the deadline had come (the clock stopping its Rhai is
         // `Stopped` already).
         let faulted = !stopped && matches!(&verdict, Checked::Failed(Failure::Faulted, _));
+        let unsendable = matches!(&verdict, Checked::Failed(Failure::Unsendable, _));
         let verdict = match verdict {
             Checked::Failed(failure, cause) => Checked::Failed(failure, capped_error(cause)),
             verdict => verdict,
@@ -503,7 +509,9 @@ impl Run<'_, '_> {
                     // A check stopped by the deadline (Rhai given no time left, an answer cut
                     // as it neared) is the deadline's business, not the rule's own `on_error`.
                     ControlFlow::Break(self.past_deadline(Some(rule)))
-                } else if rule.on_error.unwrap_or(settings.on_error) == OnError::Reject {
+                } else if unsendable
+                    || rule.on_error.unwrap_or(settings.on_error) == OnError::Reject
+                {
                     ControlFlow::Break(error_refusal(settings, self.req, Some(rule.name.clone())))
                 } else {
                     ControlFlow::Continue(ended)

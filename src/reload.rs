@@ -579,9 +579,7 @@ fn carry_health(old: &Rules, new: &Rules) {
         };
         for (up_name, up) in &ruleset.upstreams {
             if let Some(prev) = old_set.upstreams.get(up_name) {
-                if prev.url == up.url
-                    && prev.health.as_ref().map(|h| &h.path) == up.health.as_ref().map(|h| &h.path)
-                {
+                if crate::upstream::same_probe_request(prev, up) {
                     up.state.carry(&prev.state);
                 }
             }

@@ -114,10 +114,12 @@ pub fn time_slip(s: &str) -> Option<String> {
         Some(format!(
             "a date alone: add the time and the offset ({s}T00:00:00+09:00)"
         ))
-    } else if DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M%:z").is_ok() {
-        let (time, offset) = s.split_at(s.len() - 6);
+    } else if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M%:z") {
+        // Rebuilt from the value: chrono reads an offset after spaces (an IME's U+3000
+        // included) and without its colon, so the text cannot be cut at a fixed length.
         Some(format!(
-            "the seconds are required: 10:00:00, not 10:00 ({time}:00{offset})"
+            "the seconds are required: 10:00:00, not 10:00 ({})",
+            t.format("%Y-%m-%dT%H:%M:00%:z")
         ))
     } else if let Some((unit, t)) = unix_time(s) {
         Some(format!(
@@ -193,9 +195,11 @@ impl Rules {
 
     /// Ties a background task to this generation.
     pub fn own_task(&self, handle: tokio::task::AbortHandle) {
-        if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.push(handle);
-        }
+        // Even poisoned: a task left out would never be stopped.
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(handle);
     }
 
     /// Stops this generation's background tasks (its health probes): when it is replaced,

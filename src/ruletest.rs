@@ -143,7 +143,9 @@ impl<'de> serde::de::Visitor<'de> for CasesWithout<'_> {
 )]
 struct RawCase {
     name: String,
-    /// A mapping is sent as JSON; a string is sent as it is (a form body, say).
+    /// A mapping is sent as JSON; a string is sent as it is (a form body, say). Anything else
+    /// is a shape error, reported with the other cases' in the first round.
+    #[serde(deserialize_with = "request_body")]
     request: serde_json::Value,
     now: Option<String>,
     /// Converted to answers by the loader, which locates what is wrong in one.
@@ -152,6 +154,36 @@ struct RawCase {
     #[serde(default)]
     health: BTreeMap<String, CannedHealth>,
     expect: Expect,
+}
+
+/// A case's `request`: a mapping or a string, refused as anything else while the value is
+/// read, so that the error is placed at it. Nothing at all is let through here: the values
+/// pass after the shape says `request: no value`, with every other empty key.
+fn request_body<'de, D: serde::Deserializer<'de>>(d: D) -> Result<serde_json::Value, D::Error> {
+    struct Request;
+    impl<'de> serde::de::Visitor<'de> for Request {
+        type Value = serde_json::Value;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping (sent as JSON) or a string (sent as it is)")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<serde_json::Value, E> {
+            Ok(serde_json::Value::String(s.to_owned()))
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<serde_json::Value, E> {
+            Ok(serde_json::Value::Null)
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> Result<serde_json::Value, A::Error> {
+            serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_any(Request)
 }
 
 /// What a case expects; only the keys given are checked.
@@ -520,6 +552,12 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
                         t.error.as_deref().unwrap_or("no cause recorded")
                     )),
                     _ => None,
+                })
+                .or_else(|| {
+                    // Not in the trace: an earlier rule decided before evaluation got to it.
+                    d.rule
+                        .as_deref()
+                        .map(|got| format!("; {rule} was not reached: {got} decided first"))
                 });
             out.push(format!(
                 "expected rule {rule}, got {}{}",
@@ -591,7 +629,9 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
             .map(|t| &*t.rule)
             .collect();
         if got != shadow.iter().map(String::as_str).collect::<Vec<_>>() {
-            out.push(format!("expected shadow decisions {shadow:?}, got {got:?}"));
+            out.push(format!(
+                "expected shadow decisions {shadow:?}, got {got:?} (listed in rule order)"
+            ));
         }
         // A trial rule that fails decides nothing now, and everything by on_error once
         // enforced: a case about shadow outcomes says so.
@@ -600,7 +640,11 @@ fn compare(expect: &Expect, d: &Decision) -> Vec<String> {
             .iter()
             .filter(|t| t.outcome == Outcome::ShadowError && expect.errors.is_none())
         {
-            out.push(format!("shadow rule {} failed: {}", t.rule, error_of(t)));
+            out.push(format!(
+                "shadow rule {} failed: {}; fix the rule or the case's request, or list the rule under expect.errors to test that",
+                t.rule,
+                error_of(t)
+            ));
         }
     }
     out

@@ -213,8 +213,8 @@ pub struct ScriptEngine {
     /// Script runs at once: one fewer than the CPUs (at least one). A script runs on a server
     /// thread without yielding, for up to its time limit; with every thread in a script, a
     /// burst of heavy scripts would hold up every other request, those of rulesets without a
-    /// script included, past their deadlines. With a thread always left, scripts beyond the
-    /// limit wait their turn (their deadline running: one that runs out ends as `on_error`, in
+    /// script included, past their deadlines. With a thread always left (on one CPU there is
+    /// none to leave: one slot), scripts beyond the limit wait their turn (their deadline running: one that runs out ends as `on_error`, in
     /// time) while everything else is answered.
     slots: std::sync::Arc<tokio::sync::Semaphore>,
 }

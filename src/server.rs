@@ -95,8 +95,8 @@ struct Shared {
     /// line says how many it finished.
     answered: AtomicU64,
     answered_at_stop: AtomicU64,
-    /// The longest `deadline` (in nanoseconds) of any ruleset a request has been answered from
-    /// since start: a request still running on an older rules generation keeps its deadline,
+    /// The longest `deadline` (in nanoseconds) of any ruleset a request has started on since
+    /// start: a request still running on an older rules generation keeps its deadline,
     /// and shutdown waits for it.
     longest_deadline: AtomicU64,
     /// At shutdown, the end of the grace period: one for both listeners and the evaluations
@@ -337,7 +337,7 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl AppState {
-    /// Keeps the longest deadline a request has been answered with, for the grace period.
+    /// Keeps the longest deadline a request has started with, for the grace period.
     fn note_deadline(&self, deadline: Duration) {
         let deadline = nanos(deadline);
         let longest = &self.0.longest_deadline;

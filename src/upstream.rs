@@ -20,7 +20,7 @@ mod probe;
 
 use body::{mask_cut_secret, mask_json, masked, read_body_noting, too_many_parts};
 pub use body::{parse_body, MAX_JSON_PARTS};
-pub use probe::{start_probes, start_probes_of, HealthObserver};
+pub use probe::{same_probe_request, start_probes, start_probes_of, HealthObserver};
 
 /// Answers larger than this are cut off: a confirm check reads a few fields, never megabytes.
 /// The status still counts; a `require` that reads the cut body says so in its error.

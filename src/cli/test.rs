@@ -37,6 +37,17 @@ pub fn run(args: &TestArgs) -> ExitCode {
     for w in suites.iter().flat_map(|s| &s.warnings) {
         err!("warning: {w}");
     }
+    // No tests is a pass (SPEC §9), but a CI step run on a copy of the rules without their
+    // tests, or on the wrong directory, would pass having checked nothing: it is said.
+    if suites.is_empty() {
+        let tests = args.rules.dir.join("tests");
+        let found = if tests.is_dir() {
+            "holds no *.yaml test file"
+        } else {
+            "does not exist"
+        };
+        err!("warning: {} {found}: nothing was tested", tests.display());
+    }
     // Canned delays and timeouts pass at once, in the order their times say.
     let Some(runtime) = super::runtime(true) else {
         return ExitCode::FAILURE;

@@ -32,8 +32,8 @@ pub(super) struct Calls {
     /// Background GET fetches, one slot per rule. Empty (no allocation) when the ruleset has
     /// none.
     pub(super) prefetches: Vec<Option<Prefetch>>,
-    /// The call the rule being evaluated sent itself (a `forward`, a POST or PUT fetch), until
-    /// its check is done. Boxed: every request's future holds the slot, few fill it.
+    /// The call the rule being evaluated sent itself (a `forward`, a POST or PUT fetch, a GET
+    /// that was not prefetched), until its check is done. Boxed: every request's future holds the slot, few fill it.
     pub(super) sent: Option<Box<CallMade>>,
     /// The `when`s evaluated as the request arrived ([`Rule::when_known_early`]), one slot per
     /// rule (`None`: not evaluated then, or it failed, so its rule evaluates it in its turn).

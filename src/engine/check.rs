@@ -65,6 +65,11 @@ pub(super) enum Failure {
     /// `on_error` decides, as when the deadline itself stops a check, never the rule's own (a
     /// hanging upstream and one trickling its answer get the same decision).
     Stopped,
+    /// The request's own values made the rule's call impossible to send as written (an order
+    /// id `..` in the path, a newline in a header): refused, whatever `on_error` says, since
+    /// the values are the caller's to choose (a V1 `merchant_uid` is chosen in the buyer's
+    /// browser), and `on_error: approve` would let them skip the check.
+    Unsendable,
     /// A shadow rule reached the shadow cut-off (see the `engine` module): an error of its own,
     /// and nothing it fetched stays in `fetched`.
     CutOff,
@@ -274,7 +279,8 @@ impl Run<'_, '_> {
                 }
                 (waited, call)
             }
-            // Not prefetched: a POST or PUT, which may change something at the merchant.
+            // Not prefetched: a POST or PUT, which may change something at the merchant, or a
+            // GET that found no free connection at arrival, or could not be built.
             None if let Some(unsent) = self.not_to_send(rule) => {
                 return (unsent, Called::default())
             }
@@ -285,7 +291,7 @@ impl Run<'_, '_> {
                     let call = self.ctx.upstreams.call(f.upstream.clone(), call);
                     self.wait_sent(rule, call, made, sent).await
                 }
-                Err(e) => return (Checked::error(e), Called::default()),
+                Err(e) => return (Checked::Failed(Failure::Unsendable, e), Called::default()),
             },
         };
         let Some(result) = waited else {

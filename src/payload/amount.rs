@@ -24,8 +24,9 @@ impl Amount {
     }
 
     /// The amount digit for digit as it was sent: a JSON number's own text (`1e3`, `10.50`),
-    /// or the content of a numeric string (JSON or form) without surrounding whitespace. This
-    /// is what `{amount}` renders.
+    /// or the content of a numeric string (JSON or form) without surrounding whitespace.
+    /// Templates render [`Self::for_template`], which shortens a padded spelling.
+    #[cfg(test)]
     pub fn as_str(&self) -> &str {
         &self.text
     }

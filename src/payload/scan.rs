@@ -112,7 +112,8 @@ pub(super) fn scan<'a>(text: &'a str, top: &mut Top<'a>) -> Result<(), ScanError
 /// at any depth, as its path and what is wrong with it (`items[1].sku: a key named twice in
 /// one object`); `None`
 /// when there is none, or when the text is not JSON (which its parse says on its own). For
-/// JSON a rule reads from the request's own text (`parse_json`), held to what a body is.
+/// JSON a rule reads from the request's own text (`parse_json`) and for an upstream's answer,
+/// both held to what a body is.
 pub(crate) fn json_flaw(text: &str) -> Option<String> {
     if let Some(name) = reserved_in(text) {
         return Some(format!(

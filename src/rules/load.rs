@@ -66,7 +66,8 @@ pub struct LoadOptions<'a> {
     /// reload then sends the next fetch, forward and probe over a connection already made
     /// instead of opening one (a TCP, maybe TLS, handshake on the request's time) and
     /// leaving the old ones to close in TIME-WAIT. The clients hold nothing of the upstream's
-    /// settings, so a changed url or timeout takes effect all the same.
+    /// url or headers, so a changed one takes effect all the same; they hold a connect timeout
+    /// from its `timeout`, so an upstream whose timeout changed gets new ones.
     pub previous: Option<&'a Rules>,
 }
 

@@ -312,8 +312,8 @@ impl Template {
         })
     }
 
-    /// Writes an `amount` rule's bounds (as written in the rule) where its reason has `{min}`
-    /// and `{max}`; an error names a bound the rule does not set.
+    /// Writes an `amount` rule's bounds (the numbers they are: `1e6` as `1000000`) where its
+    /// reason has `{min}` and `{max}`; an error names a bound the rule does not set.
     pub fn fill_bounds(&mut self, min: Option<&str>, max: Option<&str>) -> Result<(), String> {
         for part in &mut self.parts {
             let (name, bound) = match part {

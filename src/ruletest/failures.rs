@@ -253,3 +253,27 @@ async fn a_case_whose_expected_rule_let_the_request_through_says_so() {
         "expected rule vip, got up; vip was skipped, its when false for this request"
     );
 }
+
+/// An expected rule after the one that decided never ran: the case says which decided first,
+/// not only which decided.
+#[tokio::test]
+async fn a_case_whose_expected_rule_was_not_reached_says_so() {
+    let rules = "rules:\n  - { name: floor, amount: { min: 5000 }, reason: 하한 }\n  - { name: cap, amount: { max: 100 }, reason: 한도 }\n";
+    let got = mismatches(rules, &case("decision: reject, rule: cap")).await;
+    assert_eq!(
+        got,
+        ["expected rule cap, got floor; cap was not reached: floor decided first"]
+    );
+}
+
+/// Shadow outcomes are compared as a list in rule order, which the message says: the same
+/// names in another order read as a match.
+#[tokio::test]
+async fn shadow_outcomes_in_another_order_say_the_order_is_the_rules() {
+    let rules = "rules:\n  - { name: a, mode: shadow, amount: { max: 10 }, reason: a }\n  - { name: b, mode: shadow, amount: { max: 20 }, reason: b }\n";
+    let got = mismatches(rules, &case("decision: approve, shadow: [b, a]")).await;
+    assert_eq!(
+        got,
+        [r#"expected shadow decisions ["b", "a"], got ["a", "b"] (listed in rule order)"#]
+    );
+}

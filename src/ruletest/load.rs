@@ -169,6 +169,15 @@ fn read_suite(file: &Path) -> Result<ReadSuite, Vec<LoadError>> {
         ),
         Err(e) => return Err(vec![error(e.location, e.message)]),
     };
+    // An empty file (or one of comments) would be told it lacks `ruleset`, placed after its
+    // last line.
+    if yaml::from_str::<serde_json::Value>(&src).is_ok_and(|v| v.is_null()) {
+        let start = Some(yaml::Location { line: 1, column: 1 });
+        return Err(vec![error(
+            start,
+            "the file holds no test: write ruleset: and cases:, or delete the file".into(),
+        )]);
+    }
     // A case that is not well-formed is left out and the file read again, for the next one's
     // error: every case's shape error in one run.
     let mut left_out = std::collections::HashSet::new();
@@ -361,13 +370,8 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
                 as_written.json(&mut vec![Seg::Key("request")], v, &mut json);
                 (json.into_bytes(), Some("application/json"))
             }
-            _ => {
-                errors.push(error(
-                    at(&[Seg::Key("cases"), Seg::Index(i), Seg::Key("request")]),
-                    "request must be a mapping (sent as JSON) or a string (sent as it is)".into(),
-                ));
-                continue;
-            }
+            // Refused while the shape was read (`request_body`).
+            _ => continue,
         };
         if c.expect.reason.is_some() && c.expect.reason_contains.is_some() {
             errors.push(error(
@@ -1204,6 +1208,19 @@ rules:
         );
     }
 
+    /// An empty test file, or one of comments, is said to hold no test, at its first line
+    /// (not to lack `ruleset` after its last).
+    #[test]
+    fn an_empty_test_file_is_said_to_hold_no_test() {
+        for text in ["", "# cases to come\n\n", "~\n"] {
+            assert_eq!(
+                errors(text),
+                ["tests/t.yaml:1:1: the file holds no test: write ruleset: and cases:, or delete the file"],
+                "{text:?}"
+            );
+        }
+    }
+
     /// The shape errors of every case come in one run: a case that is not well-formed is left
     /// out and the file read again.
     #[test]
@@ -1216,6 +1233,16 @@ rules:
                 "tests/t.yaml:5:21: cases[0].health.shop: invalid value \"upp\", expected one of \"up\", \"down\", \"unknown\"; did you mean \"up\"?",
                 "tests/t.yaml:9:5: cases[1]: unknown field \"expct\", expected one of \"name\", \"request\", \"now\", \"upstreams\", \"health\", \"expect\"; did you mean \"expect\"?",
                 "tests/t.yaml:15:25: cases[3].expect.decision: invalid type: map, expected one of \"approve\", \"reject\", \"ignored\"",
+            ]
+        );
+        // A request that is neither a mapping nor a string is one of them, at the value.
+        assert_eq!(
+            errors(
+                "ruleset: default\ncases:\n  - name: a\n    request: [1, 2]\n    expect: { decision: approve }\n  - name: b\n    request: { imp_uid: i, merchant_uid: o-2, amount: 50 }\n    expect: { decision: aprove }\n"
+            ),
+            [
+                "tests/t.yaml:4:14: cases[0].request: invalid type: sequence, expected a mapping (sent as JSON) or a string (sent as it is)",
+                "tests/t.yaml:8:25: cases[1].expect.decision: invalid value \"aprove\", expected one of \"approve\", \"reject\", \"ignored\"; did you mean \"approve\"?",
             ]
         );
         // A repeated key (reported at the repetition) and another case's shape error: both.

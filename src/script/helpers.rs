@@ -61,7 +61,12 @@ fn leniently(text: &str) -> Option<chrono::NaiveDateTime> {
 fn written_out(text: &str) -> Option<String> {
     let t = leniently(text.trim())?;
     let (t, seconds) = if t.nanosecond() >= 1_000_000_000 {
-        (t.with_nanosecond(0)? + chrono::Duration::seconds(1), false)
+        // Checked: `+` panics past chrono's last year (`+262143-12-31 23:59:60`).
+        let next = t.with_nanosecond(0)?;
+        (
+            next.checked_add_signed(chrono::Duration::seconds(1))?,
+            false,
+        )
     } else {
         (t, text.matches(':').count() == 2)
     };
@@ -586,6 +591,10 @@ mod tests {
         }
         assert_eq!(seoul_at("2026-12-07T10:00:60+09:00"), None);
         assert_eq!(seoul_at("2026-12-31T23:59:60Z"), None);
+        // Review: the next minute of chrono's last one is no time (it panicked).
+        let text = "+262143-12-31 23:59:60";
+        assert_eq!(seoul_at(text), None);
+        assert!(seoul_at_error(text).contains("is no date and time"));
     }
 
     /// A clock time written in Korean words gets the time to write in its place; other text

@@ -1,6 +1,6 @@
 //! Operators between exact numbers and float literals.
 //!
-//! `amount` is exact: an `INT`, or a `Decimal` when it has a fraction (fractional numbers in
+//! `amount` is exact: an `INT`, or a `Decimal` when it has a fraction or is beyond 2^53 (such numbers in
 //! `payload` and in fetch responses are `Decimal`s too). Rules are written with float literals
 //! (`amount < 2000.0`), and Rhai has no operators between `Decimal` and `f64`: without these,
 //! such a rule is a run-time error and falls to its `on_error`. Rhai's built-in operators
@@ -65,7 +65,7 @@ pub(super) fn register(engine: &mut Engine) {
 }
 
 /// Registers `<`, `<=`, `>` and `>=` between a number (`INT`, `FLOAT`, `Decimal`) and text, a
-/// character or a bool, in both orders, as errors. Rhai's own answer is `false` to each
+/// character, a bool, a list, a map or a blob, in both orders, as errors. Rhai's own answer is `false` to each
 /// (`"7" >= 1` and `"7" < 1` alike), so `if payload.qty > 4 { return "…" }` let every quoted
 /// quantity through without a word; an error goes to `on_error` and says what to write.
 /// Equality between them stays `false` (`!=` `true`): a text is no number, as in Python —
@@ -98,6 +98,11 @@ pub(super) fn register_unordered(engine: &mut Engine) {
     with_every_number!(rhai::ImmutableString);
     with_every_number!(char);
     with_every_number!(bool);
+    // A list or map where a number was meant (`"qty": [9]` in a buyer's custom_data): Rhai's
+    // `false` let it past the limit.
+    with_every_number!(rhai::Array);
+    with_every_number!(rhai::Map);
+    with_every_number!(rhai::Blob);
     macro_rules! unequal {
         ($number:ty) => {
             // Rhai's answer for text that holds no number: never equal.
@@ -201,12 +206,16 @@ fn no_order(op: &str, a: Dynamic, b: Dynamic) -> Result<bool, Box<EvalAltResult>
     };
     let shown = |v: &Dynamic| match v.type_name() {
         "string" | "char" => format!("{v:?}"),
+        // A list may be long: its kind says enough.
+        "array" | "map" | "blob" => v.type_name().to_owned(),
         _ => v.to_string(),
     };
     let hint = if other.is_bool() {
         "true or false is never ordered against a number: use the condition itself (if x { … })"
     } else if other.is_char() {
         "a character is never ordered against a number: for a digit, write c.to_string().parse_int()"
+    } else if other.is_array() || other.is_map() || other.is_blob() {
+        "a list or map is never ordered against a number: compare one of its items, or its len()"
     } else {
         "text is never ordered against a number (Rhai reads no number in text): write parse_int(…), parse_float(…) or parse_decimal(…) of the text"
     };
@@ -340,15 +349,24 @@ mod tests {
         assert_eq!(eval_expr("\" 2.5 \".parse_float() > 2.4", V1), Ok(true));
     }
 
-    /// An ordering between a number and text, a character or a bool is an error, whichever
+    /// An ordering between a number and text, a character, a bool, a list or a map is an error, whichever
     /// side each is on and whatever kind of number (Rhai's own answer, `false` both ways, let a
     /// quoted quantity past `if qty > 4 { refuse }`); equality stays `false`, a missing field
     /// (`()`) is still ordered `false`, and numbers of every kind still order among themselves.
     #[test]
     fn a_number_is_never_ordered_against_what_is_no_number() {
         use crate::script::tests::eval_expr;
-        const BODY: &str = r#"{"imp_uid":"i","merchant_uid":"o","amount":5,"c":{"t":"7","u":null,"b":true,"n":7,"d":7.5}}"#;
+        const BODY: &str = r#"{"imp_uid":"i","merchant_uid":"o","amount":5,"c":{"t":"7","u":null,"b":true,"n":7,"d":7.5,"a":[9],"m":{"n":9}}}"#;
         for (other, says) in [
+            // Review: a buyer's `"qty": [9]` passed `if qty > 4 { refuse }` as text once did.
+            (
+                "payload.c.a",
+                "a list or map is never ordered against a number",
+            ),
+            (
+                "payload.c.m",
+                "a list or map is never ordered against a number",
+            ),
             ("payload.c.t", "text is never ordered against a number"),
             (
                 "payload.c.b",

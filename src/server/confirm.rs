@@ -1,5 +1,5 @@
 //! The public listener: the `/confirm` routes, the guards in the order of SPEC §9, the
-//! evaluation (in a task of its own when it calls upstreams), and the answer with its log line,
+//! evaluation (in a task of its own when it calls upstreams or runs Rhai), and the answer with its log line,
 //! metrics and decision record. The guards live beside it: [`source`] (403), [`body`]
 //! (413, 408) and [`signed`] (401, repeated deliveries).
 
@@ -22,10 +22,7 @@ use crate::audit::Record;
 use crate::decision::Decision;
 use crate::engine::{self, Context, Original};
 use crate::payload::{self, ConfirmRequest, Parsed};
-// The only label an unknown ruleset gets: label values must not be chosen by callers (a
-// ruleset file may not take this name).
-use crate::rules::UNKNOWN_RULESET;
-use crate::rules::{Rules, Ruleset, UNKNOWN_RULESET_REASON};
+use crate::rules::{Rules, Ruleset, UNKNOWN_RULESET, UNKNOWN_RULESET_REASON};
 use body::unread_body;
 pub(crate) use source::{is_loopback, unmapped};
 
@@ -184,9 +181,9 @@ enum Delivery {
 /// request's own side at the deadline. Whoever claims it first answers and records; the other
 /// stands down, so no request is answered or recorded twice.
 #[derive(Clone, Default)]
-struct FirstAnswer(Arc<std::sync::atomic::AtomicBool>);
+struct AnswerClaim(Arc<std::sync::atomic::AtomicBool>);
 
-impl FirstAnswer {
+impl AnswerClaim {
     /// Whether this side is the first to claim the answer, and so must give it.
     fn claim(&self) -> bool {
         !self.0.swap(true, std::sync::atomic::Ordering::AcqRel)
@@ -386,7 +383,7 @@ impl AppState {
         // the order).
         let req = Arc::new(req);
         let (kept, ruleset, kept_req) = (arrival.clone(), set.clone(), req.clone());
-        let answer = FirstAnswer::default();
+        let answer = AnswerClaim::default();
         let answer_here = answer.clone();
         let due = engine::answer_at_latest(&ruleset.settings, kept.started);
         self.0.evaluations.spawn(async move {
@@ -448,14 +445,16 @@ impl AppState {
         };
         match answered {
             Ok(response) => response,
-            // The evaluation panicked (a bug): a check that could not complete, decided by the
-            // ruleset's on_error, counted and recorded, rather than a dropped connection.
+            // The evaluation panicked (a bug): refused with the ruleset's `error_reason`,
+            // counted and recorded, rather than a dropped connection; never approved, even
+            // under `on_error: approve`, which is for checks that could not complete, not for
+            // the proxy's own fault.
             Err(_) => {
                 tracing::error!(
                     decision_id = kept.id.as_str(),
                     "evaluation ended without an answer"
                 );
-                let decision = engine::on_error(&ruleset.settings, &kept_req, None);
+                let decision = engine::error_refusal(&ruleset.settings, &kept_req, None);
                 self.finish(&kept, decision, Some(&kept_req))
             }
         }

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use memchr::memmem::Finder;
 use serde_json::Value;
 
-/// `bytes` with every occurrence of a secret (longest first) replaced by `***` (see
-/// [`Upstream::secrets`]); `None` when none occurs, which is the usual case and copies nothing.
+/// `bytes` with every occurrence of a secret replaced by `***`, taking `secrets` in their order
+/// (longest first, as [`crate::rules::Upstream::secrets`] holds them); `None` when none occurs, which is the usual case and copies nothing.
 pub(super) fn masked(bytes: &[u8], secrets: &[Finder<'static>]) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
     for secret in secrets {

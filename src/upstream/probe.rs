@@ -58,14 +58,10 @@ fn same_probes<'a>(upstreams: impl Iterator<Item = &'a Arc<Upstream>>) -> Vec<Ve
         let Some(spec) = &up.health else {
             continue;
         };
-        let mut headers: Vec<_> = (up.headers.iter())
-            .map(|(name, value)| (name.as_str(), value.as_bytes()))
-            .collect();
-        headers.sort_unstable();
         let key = ProbeKey {
             url: &up.url,
             path: &spec.path,
-            headers,
+            headers: sorted_headers(up),
             timeout: up.timeout,
             interval: spec.interval,
             unhealthy_after: spec.unhealthy_after,
@@ -78,6 +74,29 @@ fn same_probes<'a>(upstreams: impl Iterator<Item = &'a Arc<Upstream>>) -> Vec<Ve
         groups[at].push(up.clone());
     }
     groups
+}
+
+fn sorted_headers(up: &Upstream) -> Vec<(&str, &[u8])> {
+    let mut headers: Vec<_> = (up.headers.iter())
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    headers.sort_unstable();
+    headers
+}
+
+/// Whether `a` and `b` send the same probe (url, path, headers, timeout), so that what one
+/// found holds for the other: a reload that fixes a probe's token must not carry the `down`
+/// its 401s made, nor one that breaks it carry the `up`.
+pub fn same_probe_request(a: &Upstream, b: &Upstream) -> bool {
+    match (&a.health, &b.health) {
+        (Some(x), Some(y)) => {
+            a.url == b.url
+                && x.path == y.path
+                && a.timeout == b.timeout
+                && sorted_headers(a) == sorted_headers(b)
+        }
+        _ => false,
+    }
 }
 
 /// Probes on behalf of `members` (one or more upstreams with the same probe): the one probed
@@ -241,6 +260,10 @@ mod tests {
             .map(|g| g.iter().map(|up| up.ruleset.to_string()).collect())
             .collect();
         assert_eq!(groups, [vec!["a", "b"], vec!["c"], vec!["d"]]);
+        // What a reload carries the health of (review: a fixed token carried its 401s' down).
+        assert!(same_probe_request(&ups[0], &ups[1]));
+        assert!(!same_probe_request(&ups[0], &ups[2]));
+        assert!(!same_probe_request(&ups[0], &ups[3]));
     }
 
     #[test]

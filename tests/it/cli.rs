@@ -720,12 +720,32 @@ cases:
         "{stderr}"
     );
 
+    // No tests at all pass (SPEC §9), said on stderr: a CI step on a copy of the rules
+    // without their tests checks nothing.
     let rules = Rules::with("default.yaml", LIMIT_RULES);
     let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "0 passed, 0 failed"
+    );
+    let tests = rules.path().join("tests");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "warning: {} does not exist: nothing was tested\n",
+            tests.display()
+        )
+    );
+    std::fs::create_dir(&tests).unwrap();
+    let out = run_cli(&["test", "--rules", rules.path().to_str().unwrap()], None);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "warning: {} holds no *.yaml test file: nothing was tested\n",
+            tests.display()
+        )
     );
 }
 

@@ -257,6 +257,8 @@ pub struct Process {
     pub public: SocketAddr,
     pub admin: SocketAddr,
     pub log: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Set once the log reader has read stderr to its end.
+    log_read: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Process {
@@ -309,7 +311,7 @@ impl Process {
 
     /// Its exit status once it has exited (after a signal), within [`PATIENCE`].
     pub async fn exited(&mut self) -> std::process::ExitStatus {
-        exited(&mut self.child, &self.log).await
+        exited(&mut self.child, &self.log, &self.log_read).await
     }
 
     /// The first log line holding `text` (a decision id, a message), once it is written
@@ -517,14 +519,22 @@ fn signal(child: &tokio::process::Child, sig: &str) {
 async fn exited(
     child: &mut tokio::process::Child,
     log: &std::sync::Mutex<Vec<String>>,
+    log_read: &std::sync::atomic::AtomicBool,
 ) -> std::process::ExitStatus {
-    match tokio::time::timeout(PATIENCE, child.wait()).await {
+    let status = match tokio::time::timeout(PATIENCE, child.wait()).await {
         Ok(status) => status.unwrap(),
         Err(_) => panic!(
             "the server did not exit within {PATIENCE:?}:\n{}",
             log.lock().unwrap().join("\n")
         ),
-    }
+    };
+    // Its last lines may still be in the pipe: a test reading the stop's log line right
+    // after the exit missed it now and then.
+    eventually(Duration::from_secs(5), || async {
+        log_read.load(std::sync::atomic::Ordering::Acquire)
+    })
+    .await;
+    status
 }
 
 /// The public and admin addresses of a "listening" log line: pretty logs say `public=ADDR`,
@@ -551,6 +561,7 @@ fn listening_on(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 pub struct Starting {
     pub child: tokio::process::Child,
     pub log: Arc<std::sync::Mutex<Vec<String>>>,
+    log_read: Arc<std::sync::atomic::AtomicBool>,
     addrs: oneshot::Receiver<(SocketAddr, SocketAddr)>,
 }
 
@@ -588,6 +599,8 @@ impl Starting {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (addrs_tx, addrs) = oneshot::channel();
         let log_w = log.clone();
+        let log_read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let read = log_read.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             let mut addrs_tx = Some(addrs_tx);
@@ -599,8 +612,14 @@ impl Starting {
                 }
                 log_w.lock().unwrap().push(line);
             }
+            read.store(true, std::sync::atomic::Ordering::Release);
         });
-        Starting { child, log, addrs }
+        Starting {
+            child,
+            log,
+            log_read,
+            addrs,
+        }
     }
 
     /// The signals this process catches (`SigCgt` of /proc/PID/status; bit N-1 is signal N).
@@ -625,7 +644,7 @@ impl Starting {
 
     /// Its exit status once it has exited (after a signal), within [`PATIENCE`].
     pub async fn exited(&mut self) -> std::process::ExitStatus {
-        exited(&mut self.child, &self.log).await
+        exited(&mut self.child, &self.log, &self.log_read).await
     }
 
     /// Waits (at most 10 s) for the server to listen.
@@ -645,6 +664,7 @@ impl Starting {
             public,
             admin,
             log: self.log,
+            log_read: self.log_read,
         }
     }
 }

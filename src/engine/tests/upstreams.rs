@@ -265,6 +265,18 @@ async fn an_id_that_would_leave_the_fetch_path_is_an_error_and_nothing_is_sent()
             "{order_id}: {error}"
         );
     }
+    // Review: it was the rule's on_error that decided, so `on_error: approve` (meant for a
+    // stock API that is down) let an order id the buyer's browser chose skip the check. The
+    // request's own values are refused, whatever on_error says; so is a header they broke.
+    let (_dir, lenient) = ruleset(&format!(
+        "{SHOP}\nrules:\n  - {{ name: stock, on_error: approve, fetch: {{ upstream: shop, path: \"/api/stock/{{order_id}}\", headers: {{ X-Order: \"{{order_id}}\" }} }}, reason: x }}\n"
+    ));
+    for order_id in ["..", r"a\nb", " A-100"] {
+        let canned = shop("GET /api", answer(200, json!({})));
+        let d = decide_with(&lenient, &v1(order_id, "50000"), &canned).await;
+        assert_eq!(summary(&d), failed("stock"), "{order_id:?}");
+        assert!(canned.calls().is_empty(), "{order_id:?}");
+    }
     // Dots inside a segment are just characters (and `%` in an id is escaped as `%25`).
     let escaped = shop("GET /api/stock/%252e%252e", answer(200, json!({})));
     let d = decide_with(&rules, &v1("%2e%2e", "50000"), &escaped).await;

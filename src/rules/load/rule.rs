@@ -524,6 +524,10 @@ impl FileCompiler<'_, '_> {
                 Ok(_) if v.starts_with([' ', '\t']) || v.ends_with([' ', '\t']) => {
                     bad_headers.push((at, false, format!("\"{k}\" starts or ends with a space or tab, which HTTP readers drop; remove it")));
                 }
+                // The rule's own text: every call would fail, each blamed on a request field.
+                Ok(_) if v.chars().any(|c| c.is_ascii_control() && c != '\t') => {
+                    bad_headers.push((at, false, format!("\"{k}\" holds a control character (a line break, say), which a header value cannot carry; remove it")));
+                }
                 Ok(h) => headers.extend(t.map(|t| (h, t))),
                 Err(_) => bad_headers.push((at, true, crate::upstream::invalid_header_name(k))),
             }

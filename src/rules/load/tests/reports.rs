@@ -1265,6 +1265,18 @@ fn a_fetch_sends_nothing_a_request_field_or_a_reader_could_turn_into_another_cal
             "{at}{said}: {errors:#?}"
         );
     }
+    // Review: a line break written in the value loaded, and every call then failed, blamed on
+    // a request field.
+    let dir = default_file(
+        "upstreams:\n  shop: { url: http://shop.test }\nrules:\n  - name: hold\n    fetch: { upstream: shop, path: /hold, headers: { X-Note: \"a\\nb {order_id}\" } }\n    reason: x\n",
+    );
+    let errors = dir.errors();
+    assert!(
+        errors.len() == 1
+            && errors[0].contains(":5:62: ")
+            && errors[0].contains(r#""X-Note" holds a control character"#),
+        "{errors:#?}"
+    );
 }
 
 /// A bad limit or too many headers do not hide the upstream's other problems: an operator
