@@ -205,7 +205,7 @@ impl DecisionLog {
     /// Counts a record that could not be queued, and warns: at once for the first, then at
     /// most every [`DROP_WARN_EVERY`] with how many since, naming the last one's decision.
     fn dropped(&self, record: &Record<'_>, why: &str) {
-        self.ledger.metrics.decision_log_dropped();
+        self.ledger.metrics.decision_log_dropped(1);
         let mut unqueued = self.unqueued.lock().unwrap_or_else(PoisonError::into_inner);
         unqueued.since += 1;
         if unqueued
@@ -378,9 +378,7 @@ impl Ledger {
         }
         settled.count += lines as u64;
         if dropped {
-            for _ in 0..lines {
-                self.metrics.decision_log_dropped();
-            }
+            self.metrics.decision_log_dropped(lines as u64);
         }
     }
 
@@ -395,9 +393,7 @@ impl Ledger {
             .queued
             .load(Ordering::Relaxed)
             .saturating_sub(settled.count);
-        for _ in 0..lost {
-            self.metrics.decision_log_dropped();
-        }
+        self.metrics.decision_log_dropped(lost);
         lost
     }
 }

@@ -289,7 +289,6 @@ fn runtime(paused: bool) -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// Reads `${VAR}` from the process environment.
 #[cfg(test)]
 mod tests {
     /// A `CONFIRM_PROXY_*` variable no flag reads is named, with the flag's meant; every flag's

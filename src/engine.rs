@@ -102,6 +102,34 @@ pub struct Context<'a> {
     /// `serve` (`eval`, rule tests, replay), where nothing is logged: their output is the trace,
     /// and a rule test's expected failure must not read as a live request's.
     pub decision_id: Option<&'a str>,
+    /// Where a rule's call that has gone out is noted while its answer is awaited, for the
+    /// server to name should it answer at the deadline without the evaluation ([`overran`]);
+    /// `None` where nothing answers for the evaluation.
+    pub awaited: Option<&'a Awaited>,
+}
+
+/// The call a rule has sent and awaits the answer to, if any. Should the server answer at the
+/// deadline while the evaluation is still running ([`overran`]), its record says so: a
+/// payment refused while its reservation was on its way may hold one at the merchant, which a
+/// trial's operator could not tell from the record.
+#[derive(Default)]
+pub struct Awaited(std::sync::Mutex<Option<(Arc<str>, crate::decision::CallMade)>>);
+
+impl Awaited {
+    fn set(&self, awaited: Option<(Arc<str>, crate::decision::CallMade)>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = awaited;
+    }
+
+    /// The rule and the call it awaits, if one does.
+    pub fn take(&self) -> Option<(Arc<str>, crate::decision::CallMade)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 /// When the answer to a request that arrived at `started` must be ready: the ruleset's
@@ -135,12 +163,23 @@ pub fn answer_at_latest(
 /// The decision for an evaluation still running when its answer was due: held past its own
 /// deadline in work the timer cannot interrupt (a megabyte answer parsed or freed). The
 /// ruleset's `on_error` decides, as for any check that could not complete.
-pub fn overran(settings: &Settings, req: &ConfirmRequest, took: std::time::Duration) -> Decision {
+pub fn overran(
+    settings: &Settings,
+    req: &ConfirmRequest,
+    took: std::time::Duration,
+    awaited: Option<(Arc<str>, crate::decision::CallMade)>,
+) -> Decision {
     let mut decision = on_error(settings, req, None);
+    let awaiting = awaited.map_or(String::new(), |(rule, call)| {
+        format!(
+            ", rule {rule} awaiting the answer to its {} {} to {}, which was sent",
+            call.method, call.path, call.upstream
+        )
+    });
     decision.trace.push(evaluation_error(
         took,
         format!(
-            "still running at the deadline of {:?}: answered by on_error",
+            "still running at the deadline of {:?}{awaiting}: answered by on_error",
             settings.deadline
         ),
     ));
@@ -189,6 +228,29 @@ pub const EVALUATION: &str = "(evaluation)";
 /// decision log to decide such a record by `on_error`, as `serve` did.
 pub const NOT_RUN: &str = "not run: reached";
 pub const NOT_SENT: &str = "not sent: reached";
+
+/// How the `(evaluation)` entry's error begins for an evaluation that ended without an answer
+/// (it panicked: a bug), which refused the payment whatever `on_error` says; `replay` reads it
+/// back to refuse again rather than take it for the deadline's.
+pub const ENDED_WITHOUT_ANSWER: &str = "ended without an answer";
+
+/// The decision for an evaluation that ended without one (it panicked: a bug in the proxy):
+/// refused with the ruleset's `error_reason`, never approved, even under `on_error: approve`,
+/// which is for checks that could not complete, not for the proxy's own fault.
+pub fn ended_without_answer(
+    settings: &Settings,
+    req: &ConfirmRequest,
+    took: std::time::Duration,
+) -> Decision {
+    let mut decision = error_refusal(settings, req, None);
+    decision.trace.push(evaluation_error(
+        took,
+        format!(
+            "{ENDED_WITHOUT_ANSWER} (a bug, logged as an error): refused whatever on_error says"
+        ),
+    ));
+    decision
+}
 
 fn evaluation_error(took: std::time::Duration, error: String) -> RuleTrace {
     RuleTrace {
@@ -400,7 +462,11 @@ impl Run<'_, '_> {
                     let checked = self
                         .check(rule, &mut scope, prefetched, &mut calls.sent)
                         .await;
-                    calls.sent = None;
+                    if calls.sent.take().is_some() {
+                        if let Some(awaited) = self.ctx.awaited {
+                            awaited.set(None);
+                        }
+                    }
                     checked
                 }
                 Ok(false) => {

@@ -400,10 +400,9 @@ impl Metrics {
         });
     }
 
-    /// One probe of `upstream` and its result. The state it leaves (`_health`) is not recorded:
-    /// the health gauge is rendered from the rules in force (see
-    /// [`render_with`](Self::render_with)).
-    pub fn health(&self, up: &Upstream, ok: bool, _health: Health) {
+    /// One probe of `upstream` and its result. The state it leaves is not recorded: the health
+    /// gauge is rendered from the rules in force (see [`render_with`](Self::render_with)).
+    pub fn health(&self, up: &Upstream, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.record(|| {
             counter!(HEALTH_PROBES, "ruleset" => up.ruleset.to_string(), "upstream" => up.name.clone(), "result" => result)
@@ -447,8 +446,8 @@ impl Metrics {
         self.record(|| metrics::gauge!(RULES_WATCHED).set(if ok { 1.0 } else { 0.0 }));
     }
 
-    pub fn decision_log_dropped(&self) {
-        self.record(|| counter!(DECISION_LOG_DROPPED).increment(1));
+    pub fn decision_log_dropped(&self, records: u64) {
+        self.record(|| counter!(DECISION_LOG_DROPPED).increment(records));
     }
 }
 

@@ -226,8 +226,8 @@ impl RuleStore {
     fn health_observer(self: &Arc<Self>) -> HealthObserver {
         let metrics = self.metrics.clone();
         let store = Arc::downgrade(self);
-        Arc::new(move |up, failure, health| {
-            metrics.health(up, failure.is_none(), health);
+        Arc::new(move |up, failure, _health| {
+            metrics.health(up, failure.is_none());
             if let Some(store) = store.upgrade() {
                 store.health_settled();
             }

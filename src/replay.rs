@@ -7,7 +7,9 @@
 //! it read. Each rule gets its own logged answer, and only for the call it made then. A rule
 //! the record has no answer for (new, renamed, not reached then, or its call edited) meets no
 //! upstream, which is an error decided by `on_error`, and the replay says so; only a GET, which
-//! changes nothing at the merchant, may take the answer another rule got to the same GET.
+//! changes nothing at the merchant, may take the answer another rule got to the same GET (and a
+//! POST or `forward` the answer of a rule no longer in the rules that made the very same call:
+//! the same rule renamed).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +20,9 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::decision::{CallMade, Decision, Outcome, Verdict, MAX_TRACED_BODY};
-use crate::engine::{answer_by, evaluate, fetch_call, on_error, Context, Original};
+use crate::engine::{
+    answer_by, ended_without_answer, evaluate, fetch_call, on_error, Context, Original,
+};
 use crate::payload::{self, ConfirmRequest, Parsed};
 use crate::rules::{Check, Health, Mode, Rule, Rules, Ruleset, UNKNOWN_RULESET_REASON};
 use crate::script::ScriptEngine;
@@ -191,8 +195,8 @@ impl Record {
     /// Whether the deadline had passed before the first rule ran (the body arrived just before
     /// it): no rule is in the trace, and the ruleset's `on_error` answered — a refusal that no
     /// rule made, or an approval that took the deadline (a ruleset whose rules are all off
-    /// approves at once). Told from the record alone, not by the rules' `on_error` now, which
-    /// an edit may have changed.
+    /// approves at once). A refusal is told from the record alone, not by the rules' `on_error`
+    /// now, which an edit may have changed; an approval by its latency against the deadline now.
     pub fn deadline_came_first(&self, rules: &Rules) -> bool {
         if !self.trace.is_empty() || self.rule.is_some() || !self.decided_by_rules() {
             return false;
@@ -216,6 +220,18 @@ impl Record {
         self.trace
             .last()
             .is_some_and(|t| t.rule == crate::engine::EVALUATION)
+            && !self.ended_without_answer()
+    }
+
+    /// Whether the evaluation ended without an answer (it panicked: a bug) and the payment was
+    /// refused whatever `on_error` said: not the deadline's doing.
+    pub fn ended_without_answer(&self) -> bool {
+        self.trace.last().is_some_and(|t| {
+            t.rule == crate::engine::EVALUATION
+                && t.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(crate::engine::ENDED_WITHOUT_ANSWER))
+        })
     }
 
     /// The rule the deadline ended without a call to wait for, if any (`"deadline": true`):
@@ -335,13 +351,15 @@ impl Replayed {
                 d.reason.as_deref()
             )
         );
+        // Notes and errors may quote what a caller sent (a script's error naming the order
+        // id): shown as the report's other outside text is, so that they cannot forge lines.
         for note in &self.notes {
-            let _ = writeln!(out, "  note: {note}");
+            let _ = writeln!(out, "  note: {}", crate::logfmt::on_one_line(note, 2_000));
         }
         for t in &d.trace {
             let _ = write!(out, "  - {}: {}", t.rule, t.outcome.as_str());
             if let Some(e) = &t.error {
-                let _ = write!(out, " ({e})");
+                let _ = write!(out, " ({})", crate::logfmt::on_one_line(e, 2_000));
             }
             out.push('\n');
         }
@@ -514,6 +532,15 @@ async fn decide(
         body,
         Some(&http::HeaderValue::from_static("application/json")),
     );
+    // A bug's refusal is not replayed: the rules would run into it again, or, if it is fixed,
+    // decide what the record cannot show.
+    if record.ended_without_answer() {
+        notes.push("the evaluation ended without an answer (a bug in the proxy), so the payment was refused whatever on_error said; it is refused again, not replayed".to_owned());
+        return (
+            ended_without_answer(&ruleset.settings, &req, std::time::Duration::ZERO),
+            false,
+        );
+    }
     // Replayed, the rules would run with time to spare: it is the deadline's again, decided by
     // the ruleset's `on_error` as it is now (an edited `on_error` or `error_reason` shows).
     if record.deadline_came_first(rules) {
@@ -538,6 +565,7 @@ async fn decide(
         started: tokio::time::Instant::now(),
         original: &original,
         decision_id: None,
+        awaited: None,
     };
     let decision = evaluate(ruleset, &req, &ctx).await;
     note_headers_read(ruleset, &decision, notes);

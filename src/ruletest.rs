@@ -512,6 +512,7 @@ async fn decide(
         started: tokio::time::Instant::now(),
         original: &original,
         decision_id: None,
+        awaited: None,
     };
     let decision = evaluate(ruleset, &req, &ctx).await;
     let unset = unset_for(ruleset, case, &canned, &req, &decision);

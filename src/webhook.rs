@@ -291,8 +291,8 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// Short Korean text safe to show to the buyer. The tolerance is configurable, so the
-    /// timestamp texts do not name a number of minutes.
+    /// Short Korean text safe to show to the buyer. The timestamp texts name no number of
+    /// minutes: tests try other tolerances.
     pub fn reason(&self) -> &'static str {
         match self {
             VerifyError::MissingHeader(ID_HEADER) => "서명 헤더(webhook-id)가 없습니다",

@@ -12,8 +12,9 @@ use crate::spool::Sink;
 
 /// How long records whose write failed are kept and retried before they are dropped.
 const RETRY_FOR: Duration = Duration::from_secs(5);
-/// Records that join a failed batch while it is retried are kept up to this many bytes (the
-/// failed batch itself is always kept whole); further ones are dropped at once.
+/// Records that join a failed batch while it is retried are kept up to this many bytes (a
+/// first failed batch larger than this is kept only in part, see `hold`); further ones are
+/// dropped at once.
 const RETRY_BYTES: usize = 16 * 1024 * 1024;
 /// A reopen that keeps failing is retried before every batch, and warned about this often.
 const REOPEN_WARN_EVERY: Duration = Duration::from_secs(10);
@@ -230,9 +231,13 @@ impl<F: LogFile> FileSink<F> {
         let Err(e) = self.file.append(bytes) else {
             return Ok(());
         };
-        let written = self.file.len().map_or(0, |len| {
-            usize::try_from(len.saturating_sub(before)).map_or(0, |n| n.min(bytes.len()))
-        });
+        let Ok(len) = self.file.len() else {
+            // How much went in cannot be told: none of it counts as written (it is held and
+            // retried), and whatever did go in stands on a line of its own before the retry.
+            self.torn = true;
+            return Err((0, e));
+        };
+        let written = usize::try_from(len.saturating_sub(before)).map_or(0, |n| n.min(bytes.len()));
         let kept = bytes[..written]
             .iter()
             .rposition(|&b| b == b'\n')

@@ -155,6 +155,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
                     started: tokio::time::Instant::now(),
                     original: &original,
                     decision_id: None,
+                    awaited: None,
                 };
                 evaluate(&ruleset, &req, &ctx).await
             }

@@ -420,8 +420,8 @@ impl Signals {
             usr1: signal(SignalKind::user_defined1())?,
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
-            // 25 on Linux and the BSDs; tokio names no constant for it.
-            xfsz: signal(SignalKind::from_raw(25))?,
+            // tokio names no constant for it; its number differs between platforms.
+            xfsz: signal(SignalKind::from_raw(libc::SIGXFSZ))?,
         };
         Signals::set().thread_unblock()?;
         Ok(signals)

@@ -198,6 +198,9 @@ impl Run<'_, '_> {
         sent: &mut Option<Box<CallMade>>,
     ) -> (Option<F::Output>, CallMade) {
         *sent = Some(Box::new(made.clone()));
+        if let Some(awaited) = self.ctx.awaited {
+            awaited.set(Some((rule.name.clone(), made.clone())));
+        }
         (self.wait(rule, call).await, made)
     }
 

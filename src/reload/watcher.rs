@@ -305,7 +305,7 @@ fn opened_for_writing(fdinfo: &str) -> bool {
 type FileState = Option<(u64, u64, u64, i64, i64, i64, i64)>;
 
 /// Every file rules are read from through a symlink that leads out of the rules directory — a
-/// rule file or rule test that is such a link, a referenced script with one on its way — or
+/// rule file that is such a link, a rule test or referenced script with one on its way — or
 /// that is a hard link (a file of several names, any of which may be written to), by its path
 /// in the directory, sorted: the files an inotify watch on the directory hears nothing of
 /// (it hears of a file written through its name there). Kubernetes' `NAME.yaml ->
@@ -316,16 +316,24 @@ fn linked_paths(dir: &Path, scripts: &[PathBuf]) -> Vec<PathBuf> {
     let linked_out = |p: &Path| rules::leads_outside(dir, p);
     // Through any symlinks on the way: a link to a file of several names is one of them.
     let hard_linked = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.nlink() > 1);
+    // A link anywhere on the way from the directory: the file itself, or `tests` or `scripts`
+    // linked to a directory elsewhere (a trial's edits to tests there were never seen).
+    let reached_by_link = |p: &Path| {
+        (p.ancestors().take_while(|a| *a != dir).any(is_link) && linked_out(p)) || hard_linked(p)
+    };
     let mut paths: Vec<PathBuf> = [dir.to_owned(), dir.join("tests")]
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())
         .flat_map(|entries| entries.flatten().map(|e| e.path()))
         .filter(|p| rules::is_rule_source(p))
-        .filter(|p| (is_link(p) && linked_out(p)) || hard_linked(p))
+        .filter(|p| reached_by_link(p))
         .collect();
-    paths.extend(scripts.iter().map(|s| dir.join(s)).filter(|p| {
-        (p.ancestors().take_while(|a| *a != dir).any(is_link) && linked_out(p)) || hard_linked(p)
-    }));
+    paths.extend(
+        scripts
+            .iter()
+            .map(|s| dir.join(s))
+            .filter(|p| reached_by_link(p)),
+    );
     paths.sort();
     paths.dedup();
     paths
@@ -622,7 +630,7 @@ impl Lasting {
 fn not_watched(dir: &Path, e: &notify::Error) -> String {
     // inotify_init's EMFILE is the per-user limit of inotify instances, not of open files.
     let limits = match &e.kind {
-        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) => {
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::EMFILE) => {
             " (the limit of inotify instances, fs.inotify.max_user_instances, or of open files)"
         }
         notify::ErrorKind::MaxFilesWatch => " (fs.inotify.max_user_watches)",
@@ -708,7 +716,6 @@ struct DirIdentity {
 /// no directory); an error when that cannot be told (out of file descriptors, no permission).
 fn dir_identity(dir: &Path) -> std::io::Result<Option<DirIdentity>> {
     use std::os::unix::fs::MetadataExt;
-    const ELOOP: i32 = 40;
     let open = match std::fs::File::open(dir) {
         Ok(open) => open,
         // A symlink loop (`current` pointed at itself) names no directory either.
@@ -716,7 +723,7 @@ fn dir_identity(dir: &Path) -> std::io::Result<Option<DirIdentity>> {
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-            ) || e.raw_os_error() == Some(ELOOP) =>
+            ) || e.raw_os_error() == Some(libc::ELOOP) =>
         {
             return Ok(None)
         }
@@ -833,7 +840,7 @@ mod tests {
     }
 
     /// The files looked at for edits no event tells of: those reached through a link (a rule
-    /// file, a rule test, a script or a directory on a script's way), not the regular files the
+    /// file, a rule test, a script, or a directory on a test's or script's way), not the regular files the
     /// watch hears about; an edit of one outside changes what is seen.
     #[test]
     fn linked_files_are_those_reached_through_a_link() {
@@ -911,6 +918,22 @@ mod tests {
             seen.iter().any(|(p, _)| p.ends_with("linked.yaml")),
             "{seen:?}"
         );
+        // A trial: `tests` linked to a directory elsewhere, whose files were edited unseen.
+        std::fs::create_dir(outside.path().join("tests")).unwrap();
+        std::fs::write(outside.path().join("tests/t.yaml"), "ruleset: default\n").unwrap();
+        symlink(outside.path().join("tests"), dir.path().join("tests")).unwrap();
+        let seen = linked_files(dir.path(), &scripts);
+        assert!(
+            seen.iter().any(|(p, _)| p.ends_with("tests/t.yaml")),
+            "{seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(outside.path().join("tests/t.yaml"), "ruleset: shop\n").unwrap();
+        assert_ne!(linked_files(dir.path(), &scripts), seen);
+        // A test file added there is a change too.
+        let seen = linked_files(dir.path(), &scripts);
+        std::fs::write(outside.path().join("tests/u.yaml"), "ruleset: shop\n").unwrap();
+        assert_ne!(linked_files(dir.path(), &scripts), seen);
     }
 
     /// Signals that come while a reload runs are answered by one more reload, not one each:

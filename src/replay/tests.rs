@@ -895,6 +895,14 @@ async fn a_record_the_deadline_answered_before_any_rule_is_decided_by_on_error_a
     assert!(!again(&approving, &late).await.changed());
 }
 
+/// A record of a refusal with the default `error_reason` and `trace`.
+fn error_refusal(trace: &str) -> String {
+    line(trace, "reject", "").replace(
+        r#""status":200"#,
+        r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.""#,
+    )
+}
+
 /// A record the server answered by `on_error` with the rules unfinished when the answer was
 /// due (or finished late), its trace ending with the `(evaluation)` entry, is the deadline's:
 /// decided by the `on_error` of the rules now, not by their checks.
@@ -907,14 +915,8 @@ async fn a_record_answered_at_the_deadline_with_rules_unfinished_is_decided_by_o
         )])
     };
     let (_dir, rules) = rules_with("");
-    let late = line(
+    let late = error_refusal(
         r#"{"rule":"limit","outcome":"pass","ms":0.1},{"rule":"(evaluation)","outcome":"error","ms":1012.0,"error":"decided (approve) only after the answer was due, near the deadline of 1s: answered by on_error"}"#,
-        "reject",
-        "",
-    )
-    .replace(
-        r#""status":200"#,
-        r#""status":409,"reason":"일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요.""#,
     );
     let record = read(late.as_bytes()).unwrap();
     assert!(record.overran() && !record.deadline_came_first(&rules));
@@ -924,6 +926,25 @@ async fn a_record_answered_at_the_deadline_with_rules_unfinished_is_decided_by_o
     assert_eq!(now.decision.decision.as_str(), "approve");
     assert_eq!(now.notes, ["the rules had not finished by the deadline, so the ruleset's on_error decided; it decides again as it is now"]);
     assert!(!read(line("", "approve", "").as_bytes()).unwrap().overran());
+}
+
+/// A record of an evaluation that ended without an answer (it panicked: a bug) was refused
+/// whatever `on_error` said; replay refuses it again rather than take it for the deadline's,
+/// which under `on_error: approve` showed it as now approved (a code review).
+#[tokio::test]
+async fn a_record_of_an_evaluation_that_ended_without_an_answer_is_refused_again() {
+    let (_dir, approving) = load_files(&[(
+        "default.yaml",
+        "settings: { on_error: approve }\nrules:\n  - { name: limit, amount: { max: 10000 }, reason: x }\n",
+    )]);
+    let refused = error_refusal(
+        r#"{"rule":"(evaluation)","outcome":"error","ms":3.0,"error":"ended without an answer (a bug, logged as an error): refused whatever on_error says"}"#,
+    );
+    let record = read(refused.as_bytes()).unwrap();
+    assert!(record.ended_without_answer() && !record.overran());
+    let now = again(&approving, &refused).await;
+    assert!(!now.changed(), "{}", now.explain());
+    assert_eq!(now.notes, ["the evaluation ended without an answer (a bug in the proxy), so the payment was refused whatever on_error said; it is refused again, not replayed"]);
 }
 
 /// JSON that is no object is said to be no record plainly, not in serde's words.

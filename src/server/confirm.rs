@@ -36,6 +36,9 @@ const NO_SUCH_RULESET: &str = "no such ruleset";
 /// The characters of an order or webhook id the decision's log line shows.
 const LOGGED_ID_MAX: usize = 200;
 
+/// The `guard` of a request refused for its signature, in its record: no rule decided it.
+const SIGNATURE_GUARD: &str = "signature";
+
 pub fn public_router(state: AppState) -> Router {
     let confirm_endpoint = || post(confirm).fallback(wrong_method);
     Router::new()
@@ -328,7 +331,7 @@ impl AppState {
                     decision_id = arrival.id.as_str(),
                     "shutting down: this request's answer would be due after the grace period, so only the rules that need no waiting are run; on_error decides at the first that would wait"
                 );
-                let ctx = self.context(&arrival, &original);
+                let ctx = self.context(&arrival, &original, None);
                 let decision = engine::evaluate_at_shutdown(&set, &req, &ctx).await;
                 return self.finish(&arrival, decision, Some(&req));
             }
@@ -344,13 +347,19 @@ impl AppState {
         if (set.calls_upstreams || set.uses_rhai) && !due {
             self.detached(arrival, set, req, original).await
         } else {
-            let decision = engine::evaluate(&set, &req, &self.context(&arrival, &original)).await;
+            let decision =
+                engine::evaluate(&set, &req, &self.context(&arrival, &original, None)).await;
             self.finish(&arrival, decision, Some(&req))
         }
     }
 
     /// What an evaluation of the request `arrival` needs besides the rules and the request.
-    fn context<'a>(&'a self, arrival: &'a Arrival, original: &'a Original) -> Context<'a> {
+    fn context<'a>(
+        &'a self,
+        arrival: &'a Arrival,
+        original: &'a Original,
+        awaited: Option<&'a engine::Awaited>,
+    ) -> Context<'a> {
         Context {
             scripts: &self.0.scripts,
             upstreams: self.0.upstreams.clone(),
@@ -360,6 +369,7 @@ impl AppState {
             started: arrival.started,
             original,
             decision_id: Some(arrival.id.as_str()),
+            awaited,
         }
     }
 
@@ -386,9 +396,11 @@ impl AppState {
         let answer = AnswerClaim::default();
         let answer_here = answer.clone();
         let due = engine::answer_at_latest(&ruleset.settings, kept.started);
+        let awaited = Arc::new(engine::Awaited::default());
+        let awaited_here = awaited.clone();
         self.0.evaluations.spawn(async move {
-            let mut decision =
-                engine::evaluate(&set, &req, &state.context(&arrival, &original)).await;
+            let ctx = state.context(&arrival, &original, Some(&awaited));
+            let mut decision = engine::evaluate(&set, &req, &ctx).await;
             if !answer.claim() {
                 // Answered at the deadline from the other side (by on_error, warned about
                 // there). Its decision is not sent or recorded, but what its rules did is
@@ -436,8 +448,12 @@ impl AppState {
                     deadline = ?ruleset.settings.deadline,
                     "evaluation still running when its answer was due: answered by on_error; it ends at its next pause"
                 );
-                let decision =
-                    engine::overran(&ruleset.settings, &kept_req, kept.started.elapsed());
+                let decision = engine::overran(
+                    &ruleset.settings,
+                    &kept_req,
+                    kept.started.elapsed(),
+                    awaited_here.take(),
+                );
                 return self.finish(&kept, decision, Some(&kept_req));
             }
             // Taken by the evaluation just now: its answer is on its way.
@@ -445,16 +461,18 @@ impl AppState {
         };
         match answered {
             Ok(response) => response,
-            // The evaluation panicked (a bug): refused with the ruleset's `error_reason`,
-            // counted and recorded, rather than a dropped connection; never approved, even
-            // under `on_error: approve`, which is for checks that could not complete, not for
-            // the proxy's own fault.
+            // The evaluation panicked (a bug): refused, counted and recorded, rather than a
+            // dropped connection.
             Err(_) => {
                 tracing::error!(
                     decision_id = kept.id.as_str(),
                     "evaluation ended without an answer"
                 );
-                let decision = engine::error_refusal(&ruleset.settings, &kept_req, None);
+                let decision = engine::ended_without_answer(
+                    &ruleset.settings,
+                    &kept_req,
+                    kept.started.elapsed(),
+                );
                 self.finish(&kept, decision, Some(&kept_req))
             }
         }
@@ -521,6 +539,15 @@ impl AppState {
         s.answered
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(log) = &s.decision_log {
+            // A request refused for its signature is anyone's to send: its record keeps the
+            // ids it claims (cut, as on the log line) but not its body, so that no one can
+            // write 64 KiB records at will.
+            let unsigned = arrival.guard == Some(SIGNATURE_GUARD);
+            let max = if unsigned { LOGGED_ID_MAX } else { usize::MAX };
+            let (order_id, tx_id) = (
+                req.map(|r| crate::text::cut(&r.order_id, max)),
+                req.map(|r| crate::text::cut(&r.tx_id, max)),
+            );
             log.write(&Record {
                 time: arrival.arrived,
                 decision_id: &arrival.id,
@@ -530,12 +557,12 @@ impl AppState {
                     .map(|r| r.api)
                     .or(arrival.ignored_api)
                     .map(|api| api.as_str()),
-                order_id: req.map(|r| r.order_id.as_str()),
-                tx_id: req.map(|r| r.tx_id.as_str()),
+                order_id: order_id.as_deref(),
+                tx_id: tx_id.as_deref(),
                 amount: req.map(|r| &r.amount),
                 decision: &decision,
                 latency_ms,
-                request: req.map(|r| &r.payload),
+                request: req.filter(|_| !unsigned).map(|r| &r.payload),
                 repeat_of,
                 repeat_refused,
                 guard: arrival.guard,

@@ -1438,3 +1438,58 @@ rules:
     let (_dir, two) = ruleset(&yaml(2));
     assert_eq!(summary(&decide_with(&two, V1, &canned()).await), APPROVED);
 }
+
+/// A call that has gone out is noted while its answer is awaited, and the note cleared once
+/// the rule is done: should the server answer at the deadline while the evaluation still runs,
+/// the record names the call (a flash-sale trial could not tell which refused payments had a
+/// reservation on its way).
+#[tokio::test]
+async fn a_call_awaited_is_noted_for_an_answer_at_the_deadline() {
+    let (_dir, rules) = ruleset(&format!(
+        "{SHOP}\nrules:\n  - {{ name: reserve, fetch: {{ upstream: shop, method: POST, path: /api/reservations }}, reason: 매진 }}\n"
+    ));
+    let canned = shop("POST /api/reservations", ok_after(300));
+    let awaited = Awaited::default();
+    let original = Original::default();
+    let scripts = ScriptEngine::new();
+    let upstreams: Arc<dyn Upstreams> = canned.clone();
+    let ctx = Context {
+        scripts: &scripts,
+        upstreams,
+        now: at(NOW),
+        started: tokio::time::Instant::now(),
+        original: &original,
+        decision_id: None,
+        awaited: Some(&awaited),
+    };
+    let req = request(V1);
+    let evaluation = evaluate(rules.get("default").unwrap(), &req, &ctx);
+    let look = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        awaited.take()
+    };
+    let (decision, noted) = tokio::join!(evaluation, look);
+    assert_eq!(summary(&decision), APPROVED);
+    let (rule, call) = noted.expect("the call is noted while awaited");
+    assert_eq!(
+        (&*rule, call.method.as_str(), call.path.as_str()),
+        ("reserve", "POST", "/api/reservations")
+    );
+    let answered = overran(
+        &rules.get("default").unwrap().settings,
+        &req,
+        Duration::from_millis(3990),
+        Some((rule, call)),
+    );
+    assert_eq!(
+        answered.trace[0].error.as_deref(),
+        Some("still running at the deadline of 4s, rule reserve awaiting the answer to its POST /api/reservations to shop, which was sent: answered by on_error")
+    );
+    // Done, the rule leaves nothing noted.
+    let ctx = Context {
+        upstreams: canned.clone(),
+        ..ctx
+    };
+    evaluate(rules.get("default").unwrap(), &req, &ctx).await;
+    assert!(awaited.take().is_none());
+}

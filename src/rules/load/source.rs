@@ -84,6 +84,17 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
             // A ConfigMap key being removed leaves its link dangling for a moment, and a
             // removed file is a removed ruleset: said, not refused.
             if file_name.ends_with(".yaml") {
+                // A link that leads back to itself is a deploy gone wrong, never a ruleset
+                // removed on purpose: refused, the running rules stay (a trial's loop was
+                // taken for a removal, its URL answering 404).
+                if let Some(message) = link_loop(&path) {
+                    listing.bad_names.push(LoadError {
+                        file: path.clone(),
+                        location: None,
+                        message,
+                    });
+                    continue;
+                }
                 // A link to a file elsewhere that is not there (a release not unpacked yet, a
                 // volume not mounted) is a deploy not in place, not a ruleset removed on
                 // purpose: every payment to its URL would get 404 while the reload counted as
@@ -206,17 +217,42 @@ fn leads_to(path: &Path) -> PathBuf {
 }
 
 /// "a symlink to TARGET, which does not exist" when `path` is such a link: the plain "No such
-/// file or directory" of a dangling link names a file the operator can see.
+/// file or directory" of a dangling link names a file the operator can see. When TARGET is a
+/// link itself, it is the end of the chain that is missing, which is said.
 pub(crate) fn dangling_link(path: &Path) -> Option<String> {
     let target = fs::read_link(path).ok()?;
-    (!path.exists()).then(|| format!("a symlink to {}, which does not exist", target.display()))
+    if path.exists() || link_loop(path).is_some() {
+        return None;
+    }
+    let first = path.parent().unwrap_or(Path::new("")).join(&target);
+    Some(if fs::symlink_metadata(&first).is_ok() {
+        format!(
+            "a symlink to {}, a link to a file that does not exist",
+            target.display()
+        )
+    } else {
+        format!("a symlink to {}, which does not exist", target.display())
+    })
+}
+
+/// What is wrong with `path` when following its links never ends (a link to itself, or two to
+/// each other).
+pub(crate) fn link_loop(path: &Path) -> Option<String> {
+    let e = fs::metadata(path).err()?;
+    let target = fs::read_link(path).ok()?;
+    (e.raw_os_error() == Some(libc::ELOOP)).then(|| {
+        format!(
+            "a symlink to {}, which leads back to itself (a loop of links); point it at the rule file",
+            target.display()
+        )
+    })
 }
 
 /// An I/O error reading `path`, said for an operator (see [`dangling_link`]).
 pub(crate) fn io_message(path: &Path, e: &std::io::Error) -> String {
     match dangling_link(path) {
         Some(link) if e.kind() == std::io::ErrorKind::NotFound => link,
-        _ => e.to_string(),
+        _ => link_loop(path).unwrap_or_else(|| e.to_string()),
     }
 }
 
@@ -440,9 +476,10 @@ impl Walk {
             }
             let name = entry.file_name();
             let Some(name_str) = name.to_str() else {
-                // A ruleset file whose name is not UTF-8 is an error of the load (as at start-up):
-                // it changes the version, so that a reload reads it and says so.
-                if depth == 0 && name.as_encoded_bytes().ends_with(b".yaml") {
+                // A ruleset file whose name is not UTF-8 is an error of the load (as at start-up),
+                // and a rule test so named is run: it changes the version, so that a reload
+                // reads it (a trial's failing test so named went unseen until another edit).
+                if name.as_encoded_bytes().ends_with(b".yaml") {
                     out.push(rel.join(&name));
                 }
                 continue;

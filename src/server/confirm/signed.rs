@@ -68,6 +68,8 @@ impl AppState {
                 Claim::Expired => {
                     let e = crate::webhook::VerifyError::TooOld;
                     tracing::warn!(decision_id = arrival.id.as_str(), error = %e, "webhook signature refused: it expired while the request was read or waited");
+                    // Recorded as the signature guard's, like any other expired signature.
+                    arrival.guard = Some(super::SIGNATURE_GUARD);
                     Some(self.refuse(arrival, 401, e.reason().into()))
                 }
                 Claim::Altered => Some(self.not_a_copy(
@@ -97,7 +99,7 @@ impl AppState {
         arrival.refused_source = self.client_addr(peer, headers).ok();
         let req = body_request(headers, body);
         // The request is on record, but no rule decided it: `replay` passes it over.
-        arrival.guard = Some("signature");
+        arrival.guard = Some(super::SIGNATURE_GUARD);
         tracing::warn!(
             decision_id = arrival.id.as_str(),
             error = %e,

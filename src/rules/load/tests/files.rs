@@ -1591,6 +1591,50 @@ fn a_ruleset_linked_outside_to_a_missing_file_is_an_error() {
     assert_eq!(dir.ok().rulesets.keys().collect::<Vec<_>>(), ["shop"]);
 }
 
+/// A ruleset file that is a loop of links is an error, the running rules staying: a trial's
+/// loop was taken for a removed ruleset ("a symlink to shop.yaml, which does not exist"), its
+/// URL answering 404. A chain ending in a missing file says the end is missing.
+#[cfg(unix)]
+#[test]
+fn a_ruleset_that_is_a_loop_of_links_is_an_error() {
+    use std::os::unix::fs::symlink;
+    let outside = tempfile::tempdir().unwrap();
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, ONE_RULE);
+    symlink("shop.yaml", dir.path().join("shop.yaml")).unwrap();
+    let errors = dir.errors();
+    assert_eq!(
+        errors,
+        [format!(
+            "{}: a symlink to shop.yaml, which leads back to itself (a loop of links); point it at the rule file",
+            dir.path().join("shop.yaml").display()
+        )]
+    );
+    // Through a file outside and back.
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, ONE_RULE);
+    let ext = outside.path().join("ext.yaml");
+    symlink(dir.path().join("shop.yaml"), &ext).unwrap();
+    symlink(&ext, dir.path().join("shop.yaml")).unwrap();
+    assert!(
+        dir.errors()[0]
+            .ends_with("which leads back to itself (a loop of links); point it at the rule file"),
+        "{:?}",
+        dir.errors()
+    );
+    // A chain whose end is missing names the first link and says the end is missing.
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, ONE_RULE);
+    symlink("gone.yaml", dir.path().join(".hop.yaml")).unwrap();
+    symlink(".hop.yaml", dir.path().join("shop.yaml")).unwrap();
+    let warning = format!(
+        "{}: not read: a symlink to .hop.yaml, a link to a file that does not exist",
+        dir.path().join("shop.yaml").display()
+    );
+    let rules = dir.ok();
+    assert!(rules.warnings.contains(&warning), "{:?}", rules.warnings);
+}
+
 /// What a shared volume can hold next to the rules: a root-only `lost+found`, dangling links
 /// (a ConfigMap key being removed, a link to a file someone deleted). None of it may stop a
 /// load, and a file the rules do need is named with what is wrong with it.

@@ -356,6 +356,13 @@ fn a_file_name_that_is_not_utf8_is_named_too() {
         )),
         "{errors:?}"
     );
+    // A rule test so named is run (by `test` and the reload gate): it counts in the version,
+    // so that adding or editing it reloads.
+    let dir = RulesDir::new();
+    dir.write(DEFAULT, ONE_RULE).write("tests/a.yaml", "");
+    let before = dir.version();
+    std::fs::write(dir.path().join("tests").join(name), "ruleset: default\n").unwrap();
+    assert_ne!(dir.version(), before);
 }
 
 #[test]
