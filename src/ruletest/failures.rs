@@ -102,6 +102,10 @@ async fn a_require_failing_on_a_good_answer_is_the_rules_own() {
         "{got:?}"
     );
     assert!(mismatches(rules, &test("\"sold out\"")).await.is_empty());
+    // Nor is text naming a key twice, which `serve` does not read as JSON either (a review:
+    // the test read it with a laxer reader, and blamed the rule).
+    let twice = r#"'{"remaining":0,"remaining":5}'"#;
+    assert!(mismatches(rules, &test(twice)).await.is_empty());
 }
 
 /// A rule whose `when` failed made no call: it is not said to lack a canned answer.

@@ -130,6 +130,10 @@ pub(super) fn request_variable_in_fn(ast: &AST) -> Vec<(String, Position)> {
 pub(super) fn number_compared_with_string(ast: &AST) -> Vec<(String, Position)> {
     let numbers = request_numbers(ast);
     let is_number = |e: &Expr| is_number(e, &numbers);
+    // A number looked for in a list may come through a variable (`let h = seoul_hour(now);
+    // h in ["12", "13"]`); comparisons through one are `mismatch`'s.
+    let names = kinds::Names::of(ast);
+    let looked_for_number = |e: &Expr| names.kind(e) == Some(kinds::Kind::Number);
     // Lists declared once with strings in them (`const OK = ["50000"]; amount in OK`).
     let lists = declared_once(ast, |value| {
         let strings = listed_strings(value);
@@ -156,7 +160,7 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Vec<(String, Position)> 
                 Some((s.to_string(), *at))
             }
             // `amount in ["50000"]` (Rhai's `contains` on the list), `one_of(amount, ["50000"])`.
-            ("contains", [list, other]) | ("one_of", [other, list]) if is_number(other) => {
+            ("contains", [list, other]) | ("one_of", [other, list]) if looked_for_number(other) => {
                 listed(list)
             }
             _ => None,
@@ -388,7 +392,13 @@ fn declared_once<T>(ast: &AST, value: impl Fn(&Expr) -> Option<T>) -> HashMap<St
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
             Some(ASTNode::Stmt(Stmt::Var(var, ..))) => {
-                let entry = lets.entry(var.0.name.to_string()).or_insert((0, None));
+                let name = var.0.name.as_str();
+                // A request variable declared in a block is that block's: outside it the name
+                // is the request's (`if … { let now = seoul_time(now); … } now >= …`).
+                if path.len() > 1 && super::REQUEST_VARS.contains(&name) {
+                    other.insert(name.to_owned());
+                }
+                let entry = lets.entry(name.to_owned()).or_insert((0, None));
                 entry.0 += 1;
                 entry.1 = value(&var.1);
             }
@@ -835,10 +845,14 @@ mod tests {
             (r#"one_of(amount, [1000, "50000"])"#, r#""50000" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 1, 16),
             (r#"amount in ["50000"]"#, r#""50000" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 1, 11),
             (r#"seoul_hour(now) >= "10""#, r#""10" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 1, 20),
+            // Review: through a variable, a list of quoted numbers was let through.
+            ("let h = seoul_hour(now);\nif h in [\"12\", \"13\"] { return \"점심시간\"; }\ntrue", r#""12" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 2, 10),
+            ("let a = amount;\none_of(a, [\"50000\"])", r#""50000" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 2, 12),
             (r#"api in ["v1", "v2"]"#, r#"api is never "v2": it is one of "v1", "v2-2024-01-01", "v2-2024-04-25""#, 1, 8),
         ] {
-            // Expressions as a fetch's `require` (with `response`); the `fn` case is a script.
-            let e = if src.starts_with("fn ") {
+            // Expressions as a fetch's `require` (with `response`); the `fn` and `let` cases
+            // are scripts.
+            let e = if src.starts_with("fn ") || src.starts_with("let ") {
                 engine.compile_script(src)
             } else {
                 engine.compile_expression(src, &["response"])
@@ -855,6 +869,8 @@ mod tests {
             r#"api == "v1" || api != "v2-2024-04-25" || seoul_weekday(now) == "sat""#,
             r#"api in ["v1", "v2-2024-04-25"] && one_of(seoul_weekday(now), ["sat", "sun"]) && seoul_hour(now) >= 10"#,
             r#"order_id.sub_string(1) != "" && order_id.sub_string(1, 2) != """#,
+            // Review: the `now` of the block was taken for the request's after it.
+            "if api == \"v1\" { let now = seoul_time(now); if now < \"09:00\" { return \"영업 전\"; } }\nif now >= seoul_at(\"2026-12-31 00:00\") { return \"판매 종료\"; }\ntrue",
         ] {
             let compiled = if fine.contains('\n') || fine.starts_with("let ") {
                 engine.compile_script(fine)

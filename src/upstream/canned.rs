@@ -10,15 +10,16 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    mask_json, masked, parse_body, too_many_parts, BoxFuture, HttpCall, Incomplete, UpstreamError,
-    UpstreamResponse, Upstreams,
+    mask_json, masked, parse_body, read_body_noting, too_many_parts, BoxFuture, HttpCall,
+    Incomplete, UpstreamError, UpstreamResponse, Upstreams,
 };
 use crate::rules::{parse_duration, Health, HttpMethod, Upstream};
 
 /// Stand-in for the merchant's services: answers keyed by upstream name and `"METHOD /path?query"`,
 /// health states by upstream name (missing = unknown).
 ///
-/// Deserializes from the `upstreams` and `health` keys of a rule test case:
+/// Tests write one in the shape of a rule test case's `upstreams` and `health` keys (`test`
+/// itself reads a case through `ruletest`, which places each error at its answer):
 ///
 /// ```yaml
 /// upstreams:
@@ -27,8 +28,8 @@ use crate::rules::{parse_duration, Health, HttpMethod, Upstream};
 ///     "POST /payments/confirm": { error: refused }
 /// health: { shop: up }
 /// ```
-#[derive(Debug, Default, Deserialize)]
-#[serde(try_from = "RawCanned")]
+#[derive(Debug, Default)]
+#[cfg_attr(test, derive(Deserialize), serde(try_from = "RawCanned"))]
 pub struct Canned {
     /// Upstream name → normalised `"METHOD /path?query"` → answer.
     answers: BTreeMap<String, BTreeMap<String, CannedAnswer>>,
@@ -330,12 +331,11 @@ impl CannedAnswer {
                     .collect(),
                 body,
                 incomplete,
-                // As `serve` would have noted it reading the same text.
+                // As `serve` would have noted it reading the same text, with the same reader
+                // (a key named twice is no JSON to it).
                 not_json: match &self.body {
                     serde_json::Value::String(text) => {
-                        serde_json::from_str::<serde_json::Value>(text)
-                            .err()
-                            .map(|e| e.to_string())
+                        read_body_noting(text.as_bytes(), None, &[], true).1
                     }
                     _ => None,
                 },
@@ -493,6 +493,7 @@ fn known_methods() -> String {
     }
 }
 
+#[cfg(test)]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCanned {
@@ -502,6 +503,7 @@ struct RawCanned {
     health: BTreeMap<String, CannedHealth>,
 }
 
+#[cfg(test)]
 impl TryFrom<RawCanned> for Canned {
     type Error = String;
 
@@ -553,11 +555,6 @@ impl RawAnswer {
     /// The body as read.
     pub fn body(&self) -> Option<&Value> {
         self.body.as_ref()
-    }
-
-    /// The delay as written, for a reader that places its error at it.
-    pub fn delay(&self) -> Option<&str> {
-        self.delay.as_deref()
     }
 
     /// The body as read, for a reader that knows better how its numbers were written.

@@ -2,21 +2,32 @@
 //! `${amount}` inside double quotes. Rhai fills in `${…}` only in a backtick string, so the
 //! buyer would be shown the braces as written.
 
+use std::collections::HashSet;
+
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 
+use super::results::{script_results, Value};
 use crate::script::REQUEST_VARS;
 
-/// Each string literal a script returns (or throws, or fails with), alone or joined
-/// with `+`, holding `${…}` (written in double quotes) or a reason template's placeholder of a
-/// request variable (`{amount}`). Text used otherwise may hold braces on purpose: a template
-/// the script fills in itself (`tpl.replace("{amount}", …)`).
+/// Each string literal a script returns (or throws, or fails with, or ends with), alone,
+/// joined with `+` or in a backtick string, holding `${…}` (written in double quotes) or a
+/// reason template's placeholder of a request variable (`{amount}`). Text used otherwise may
+/// hold braces on purpose: a template the script fills in itself (`tpl.replace("{amount}",
+/// …)`).
 pub(in crate::script) fn placeholder_in_text(ast: &AST) -> Vec<(String, Position)> {
+    // The text the script ends with (a review: `…\n"한도 초과 ({amount}원)"` was let through).
+    let mut at_end = HashSet::new();
+    for value in script_results(ast) {
+        if let Value::Expr(e) = value {
+            text_of(e, &mut at_end);
+        }
+    }
     let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         let Some(ASTNode::Expr(Expr::StringConstant(text, at))) = path.last() else {
             return true;
         };
-        if !given_as_reason(path) {
+        if !given_as_reason(path) && !at_end.contains(at) {
             return true;
         }
         let message = if let Some(name) = braced(text, "${") {
@@ -35,12 +46,28 @@ pub(in crate::script) fn placeholder_in_text(ast: &AST) -> Vec<(String, Position
     found
 }
 
+/// The places of the string literals `e` is made of: itself, the parts joined with `+`, the
+/// text of a backtick string.
+fn text_of(e: &Expr, out: &mut HashSet<Position>) {
+    match e {
+        Expr::StringConstant(_, at) => {
+            out.insert(*at);
+        }
+        Expr::FnCall(call, _) if call.name == "+" => {
+            call.args.iter().for_each(|a| text_of(a, out));
+        }
+        Expr::InterpolatedString(parts, _) => parts.iter().for_each(|p| text_of(p, out)),
+        _ => {}
+    }
+}
+
 /// Whether the node at the end of `path` is what a `return` or `throw` gives, or what `fail`
-/// is called with, itself or joined with `+`.
+/// is called with, itself, joined with `+` or in a backtick string.
 fn given_as_reason(path: &[ASTNode]) -> bool {
     for node in path.iter().rev().skip(1) {
         match node {
             ASTNode::Expr(Expr::FnCall(call, _)) if call.name == "+" => continue,
+            ASTNode::Expr(Expr::InterpolatedString(..)) => continue,
             ASTNode::Expr(Expr::FnCall(call, _)) | ASTNode::Stmt(Stmt::FnCall(call, _)) => {
                 return call.name == "fail";
             }
@@ -101,6 +128,22 @@ mod tests {
             "${order_id} is not filled in inside double quotes: Rhai fills in ${…} only in a backtick string, so write `…${order_id}…` with backticks",
             2,
             10,
+        );
+        // Review: the text a script ends with, and the text of a backtick string, were let
+        // through.
+        assert_refused(
+            &engine,
+            "if amount <= 1000000 { return true; }\n\"1회 한도 초과 (요청: {amount}원)\"",
+            "{amount} is a reason template's placeholder, which a script's text is not: the buyer would see it as written; write `…${amount}…` in a backtick string, which Rhai fills in (format_amount(amount) for an amount with separators)",
+            2,
+            1,
+        );
+        assert_refused(
+            &engine,
+            "if amount > 1000000 { return `주문 ${order_id}: {amount}원 초과`; }\ntrue",
+            "{amount} is a reason template's placeholder, which a script's text is not: the buyer would see it as written; write `…${amount}…` in a backtick string, which Rhai fills in (format_amount(amount) for an amount with separators)",
+            1,
+            45,
         );
         for fine in [
             "if amount > 1000000 { return `한도 초과 (요청: ${format_amount(amount)}원)`; }\ntrue",

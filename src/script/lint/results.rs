@@ -130,7 +130,7 @@ fn returns<'a>(statements: &'a [Stmt], out: &mut Vec<Value<'a>>) {
 }
 
 /// Everything a script may give: the values its last statement may give, and its returns'.
-fn script_results(ast: &AST) -> Vec<Value<'_>> {
+pub(super) fn script_results(ast: &AST) -> Vec<Value<'_>> {
     let mut out = Vec::new();
     if let Some(last) = ast.statements().last() {
         ends_of(last, &mut out);

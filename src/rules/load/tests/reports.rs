@@ -24,7 +24,7 @@ fn expression_errors_map_back_through_every_scalar_style() {
     require: "order_id == \"x\" && order_idd == 1"
     reason: x
   - name: single
-    require: 'order_id == ''x'' &&
+    require: 'order_id.contains(''x'') && amount > "5" &&
       order_idd == 1'
     reason: x
   - name: joined
@@ -65,7 +65,8 @@ fn expression_errors_map_back_through_every_scalar_style() {
             // `\"` is two characters in the file, one in the expression.
             dir.at(DEFAULT, 12, 36, &undefined("escaped")),
             // Past the undefined variable, the checks find more (once they did not).
-            dir.at(DEFAULT, 15, 27, r#"rule "single": require: invalid expression: 'x' in single quotes is one character, not text, and text compared with a character is never equal: write text in double quotes ("x")"#),
+            // Past two `''`, each one character of the expression.
+            dir.at(DEFAULT, 15, 52, r#"rule "single": require: invalid expression: "5" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#),
             dir.at(DEFAULT, 16, 7, &undefined("single")),
             // A backslash at the end of a line joins it with the next.
             dir.at(DEFAULT, 20, 7, &undefined("joined")),
