@@ -174,7 +174,7 @@ fn evaluate_benches(c: &mut Criterion, rt: &Runtime) {
                 started: tokio::time::Instant::now(),
                 original: &original,
                 decision_id: None,
-                awaited: None,
+                sent: None,
             };
             let d = rt.block_on(evaluate(&ruleset, black_box(&req), &ctx));
             assert_eq!(d.decision, Verdict::Approve, "{d:?}");

@@ -102,33 +102,35 @@ pub struct Context<'a> {
     /// `serve` (`eval`, rule tests, replay), where nothing is logged: their output is the trace,
     /// and a rule test's expected failure must not read as a live request's.
     pub decision_id: Option<&'a str>,
-    /// Where a rule's call that has gone out is noted while its answer is awaited, for the
-    /// server to name should it answer at the deadline without the evaluation ([`overran`]);
-    /// `None` where nothing answers for the evaluation.
-    pub awaited: Option<&'a Awaited>,
+    /// Where the calls that may change something at the merchant are noted as they go out,
+    /// for the server to name should it answer at the deadline without the evaluation
+    /// ([`overran`]); `None` where nothing answers for the evaluation.
+    pub sent: Option<&'a SentCalls>,
 }
 
-/// The call a rule has sent and awaits the answer to, if any. Should the server answer at the
-/// deadline while the evaluation is still running ([`overran`]), its record says so: a
-/// payment refused while its reservation was on its way may hold one at the merchant, which a
-/// trial's operator could not tell from the record.
+/// The calls with side effects (a `forward`, a POST or PUT fetch) an evaluation has sent, with
+/// their rules. Should the server answer at the deadline while the evaluation still runs
+/// ([`overran`]), its record names them: a payment refused after its reservation went out may
+/// hold one at the merchant, which a trial's operator could not tell from the record.
 #[derive(Default)]
-pub struct Awaited(std::sync::Mutex<Option<(Arc<str>, crate::decision::CallMade)>>);
+pub struct SentCalls(std::sync::Mutex<Vec<(Arc<str>, crate::decision::CallMade)>>);
 
-impl Awaited {
-    fn set(&self, awaited: Option<(Arc<str>, crate::decision::CallMade)>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = awaited;
-    }
-
-    /// The rule and the call it awaits, if one does.
-    pub fn take(&self) -> Option<(Arc<str>, crate::decision::CallMade)> {
+impl SentCalls {
+    fn push(&self, rule: Arc<str>, call: crate::decision::CallMade) {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+            .push((rule, call));
+    }
+
+    /// The rules and the calls they sent, in order.
+    pub fn take(&self) -> Vec<(Arc<str>, crate::decision::CallMade)> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
@@ -167,21 +169,32 @@ pub fn overran(
     settings: &Settings,
     req: &ConfirmRequest,
     took: std::time::Duration,
-    awaited: Option<(Arc<str>, crate::decision::CallMade)>,
+    sent: Vec<(Arc<str>, crate::decision::CallMade)>,
 ) -> Decision {
     let mut decision = on_error(settings, req, None);
-    let awaiting = awaited.map_or(String::new(), |(rule, call)| {
+    let sent: Vec<String> = sent
+        .iter()
+        .map(|(rule, call)| {
+            format!(
+                "rule {rule} sent {} {} to {}",
+                call.method, call.path, call.upstream
+            )
+        })
+        .collect();
+    let after = if sent.is_empty() {
+        String::new()
+    } else {
         format!(
-            ", rule {rule} awaiting the answer to its {} {} to {}, which was sent",
-            call.method, call.path, call.upstream
+            ", after {} (the merchant may have acted on it)",
+            sent.join(", ")
         )
-    });
+    };
     decision.trace.push(evaluation_error(
         took,
-        format!(
-            "still running at the deadline of {:?}{awaiting}: answered by on_error",
+        capped_error(format!(
+            "still running at the deadline of {:?}{after}: answered by on_error",
             settings.deadline
-        ),
+        )),
     ));
     decision
 }
@@ -462,11 +475,7 @@ impl Run<'_, '_> {
                     let checked = self
                         .check(rule, &mut scope, prefetched, &mut calls.sent)
                         .await;
-                    if calls.sent.take().is_some() {
-                        if let Some(awaited) = self.ctx.awaited {
-                            awaited.set(None);
-                        }
-                    }
+                    calls.sent = None;
                     checked
                 }
                 Ok(false) => {
@@ -502,6 +511,8 @@ impl Run<'_, '_> {
         // logged as such ("failed" would send the operator to the rule).
         let stopped = match &verdict {
             Checked::Failed(Failure::Stopped, _) => true,
+            // The request's own doing, refused whatever the clock or `on_error` says.
+            Checked::Failed(Failure::Unsendable, _) => false,
             // A check that neither waits nor runs Rhai (`healthy` on a state not known yet)
             // fails for its own reason, whenever it runs: its rule's `on_error` decides.
             Checked::Failed(..) => {

@@ -565,7 +565,7 @@ async fn decide(
         started: tokio::time::Instant::now(),
         original: &original,
         decision_id: None,
-        awaited: None,
+        sent: None,
     };
     let decision = evaluate(ruleset, &req, &ctx).await;
     note_headers_read(ruleset, &decision, notes);

@@ -529,11 +529,11 @@ pub struct Upstream {
     /// `max_connections`: the calls to it that may be in flight at once (each has a
     /// connection), for requests; health probes are not among them.
     pub slots: Option<Slots>,
-    /// The `${VAR}` values of its url and headers (and a URL's password), of 6 characters or
-    /// more: any of them may be a credential. An upstream that echoes one back (`401 {"error":"bad token Bearer …"}`) has it
-    /// replaced by `***` in its answer before anything reads it, so it never reaches a reason,
-    /// the decision log or `eval`'s output.
-    /// Searchers for them, built at load, longest first.
+    /// Searchers, built at load and longest first, for the `${VAR}` values of its url and
+    /// headers (and a URL's password) of 6 characters or more: any of them may be a
+    /// credential. An upstream that echoes one back (`401 {"error":"bad token Bearer …"}`) has
+    /// it replaced by `***` in its answer before anything reads it, so it never reaches a
+    /// reason, the decision log or `eval`'s output.
     pub secrets: Arc<[memchr::memmem::Finder<'static>]>,
     /// Its URL and headers as written, hashed at load: the start of every call's digest
     /// ([`crate::upstream::digest_start`]).

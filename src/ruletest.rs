@@ -156,9 +156,9 @@ struct RawCase {
     expect: Expect,
 }
 
-/// A case's `request`: a mapping or a string, refused as anything else while the value is
-/// read, so that the error is placed at it. Nothing at all is let through here: the values
-/// pass after the shape says `request: no value`, with every other empty key.
+/// A case's `request`: a mapping or a string, refused as anything else (nothing at all
+/// included: the case would run nothing) while the value is read, so that the error is placed
+/// at it.
 fn request_body<'de, D: serde::Deserializer<'de>>(d: D) -> Result<serde_json::Value, D::Error> {
     struct Request;
     impl<'de> serde::de::Visitor<'de> for Request {
@@ -173,7 +173,9 @@ fn request_body<'de, D: serde::Deserializer<'de>>(d: D) -> Result<serde_json::Va
         }
 
         fn visit_unit<E: serde::de::Error>(self) -> Result<serde_json::Value, E> {
-            Ok(serde_json::Value::Null)
+            Err(E::custom(
+                "no value; write the request: a mapping (sent as JSON) or a string (sent as it is)",
+            ))
         }
 
         fn visit_map<A: serde::de::MapAccess<'de>>(
@@ -512,7 +514,7 @@ async fn decide(
         started: tokio::time::Instant::now(),
         original: &original,
         decision_id: None,
-        awaited: None,
+        sent: None,
     };
     let decision = evaluate(ruleset, &req, &ctx).await;
     let unset = unset_for(ruleset, case, &canned, &req, &decision);

@@ -180,13 +180,32 @@ impl<F: LogFile> FileSink<F> {
 
     /// Records written to a deleted file would be lost without a word (and without a count):
     /// the path is opened again, a new file.
+    /// Marks the file for a reopen when it was deleted while open (the reopen is then tried by
+    /// [`Self::retry`]).
     fn reopen_if_deleted(&mut self) {
         if self.reopen.is_none() && self.file.deleted() {
             tracing::warn!(
                 path = %self.path.display(),
                 "the decision log file was deleted while open; opening a new one at its path"
             );
-            self.reopen();
+            self.mark_reopen();
+        }
+    }
+
+    fn mark_reopen(&mut self) {
+        self.reopen.get_or_insert_with(|| ReopenRetry {
+            attempts: 0,
+            warned: Instant::now(),
+        });
+    }
+
+    /// Before a batch (or at a tick while records are held): the reopen a deleted file or a
+    /// SIGUSR1 asked for, tried once, then the held records.
+    fn retry(&mut self) {
+        self.reopen_if_deleted();
+        self.try_reopen();
+        if !self.retry_held() {
+            self.give_up_if_due();
         }
     }
 
@@ -232,9 +251,12 @@ impl<F: LogFile> FileSink<F> {
             return Ok(());
         };
         let Ok(len) = self.file.len() else {
-            // How much went in cannot be told: none of it counts as written (it is held and
-            // retried), and whatever did go in stands on a line of its own before the retry.
-            self.torn = true;
+            // How much went in cannot be told: cut back to where the batch began, so that it
+            // is held and retried whole; should that fail too, whatever did go in stands on a
+            // line of its own before the retry.
+            if self.file.cut(before).is_err() {
+                self.torn = true;
+            }
             return Err((0, e));
         };
         let written = usize::try_from(len.saturating_sub(before)).map_or(0, |n| n.min(bytes.len()));
@@ -408,11 +430,7 @@ impl<F: LogFile> FileSink<F> {
 
 impl<F: LogFile> Sink for FileSink<F> {
     fn write(&mut self, bytes: &[u8], lines: usize) {
-        self.reopen_if_deleted();
-        self.try_reopen();
-        if !self.retry_held() {
-            self.give_up_if_due();
-        }
+        self.retry();
         if self.held_lines > 0 {
             // Still failing: queue behind the held records, in order.
             self.hold(bytes, lines);
@@ -435,12 +453,8 @@ impl<F: LogFile> Sink for FileSink<F> {
     fn tick(&mut self) {
         if self.held_lines > 0 {
             // Held records retried into a deleted file (an operator clearing a full disk with
-            // `rm`) would be lost and counted as written.
-            self.reopen_if_deleted();
-            self.try_reopen();
-            if !self.retry_held() {
-                self.give_up_if_due();
-            }
+            // `rm`) would be lost and counted as written: `retry` reopens it first.
+            self.retry();
         }
     }
 
@@ -449,10 +463,7 @@ impl<F: LogFile> Sink for FileSink<F> {
     }
 
     fn reopen(&mut self) {
-        self.reopen.get_or_insert_with(|| ReopenRetry {
-            attempts: 0,
-            warned: Instant::now(),
-        });
+        self.mark_reopen();
         self.try_reopen();
     }
 }

@@ -155,7 +155,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
                     started: tokio::time::Instant::now(),
                     original: &original,
                     decision_id: None,
-                    awaited: None,
+                    sent: None,
                 };
                 evaluate(&ruleset, &req, &ctx).await
             }

@@ -411,9 +411,10 @@ impl Signals {
     }
 
     /// Installs the handlers, then lets the held signals (and those still to come) through to
-    /// this thread — the one that held them; the runtime's threads keep them held, so this
-    /// thread alone receives them. Called from the future `run` blocks on, which runs on that
-    /// thread.
+    /// this thread — the one that held them. The runtime's workers keep them held; threads
+    /// started after this (the decision-log writer, blocking threads) do not, which is harmless:
+    /// the handlers are the process's, whichever thread a signal lands on. Called from the
+    /// future `run` blocks on, which runs on that thread.
     fn install() -> std::io::Result<Signals> {
         let signals = Signals {
             hup: signal(SignalKind::hangup())?,
@@ -421,7 +422,9 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             // tokio names no constant for it; its number differs between platforms.
-            xfsz: signal(SignalKind::from_raw(libc::SIGXFSZ))?,
+            xfsz: signal(SignalKind::from_raw(
+                nix::sys::signal::Signal::SIGXFSZ as i32,
+            ))?,
         };
         Signals::set().thread_unblock()?;
         Ok(signals)

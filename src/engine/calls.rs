@@ -198,8 +198,8 @@ impl Run<'_, '_> {
         sent: &mut Option<Box<CallMade>>,
     ) -> (Option<F::Output>, CallMade) {
         *sent = Some(Box::new(made.clone()));
-        if let Some(awaited) = self.ctx.awaited {
-            awaited.set(Some((rule.name.clone(), made.clone())));
+        if let Some(noted) = self.ctx.sent.filter(|_| rule.has_side_effects()) {
+            noted.push(rule.name.clone(), made.clone());
         }
         (self.wait(rule, call).await, made)
     }

@@ -66,7 +66,7 @@ async fn decide_full(
         started: tokio::time::Instant::now(),
         original,
         decision_id: None,
-        awaited: None,
+        sent: None,
     };
     evaluate(rules.get("default").unwrap(), &request(body), &ctx).await
 }
@@ -92,7 +92,7 @@ async fn decide_on(
         started: tokio::time::Instant::now() - ago,
         original: &original,
         decision_id: None,
-        awaited: None,
+        sent: None,
     };
     evaluate(rules.get("default").unwrap(), &request(V1), &ctx).await
 }

@@ -272,7 +272,7 @@ pub(super) fn open_for_writing(
             };
             // A file deleted while open reads `… (deleted)`: no longer the rules' (and its
             // close would reach no watch).
-            let ours = file.starts_with(&dir) && concerns(&file)
+            let ours = (file.starts_with(&dir) && concerns(&file))
                 || linked.contains(&file)
                 || one_of_linked(&file);
             if !ours || file.to_str().is_some_and(|f| f.ends_with(" (deleted)")) {

@@ -131,6 +131,7 @@ impl Template {
     }
 
     /// [`Template::parse_at`] with its first error's message alone.
+    #[cfg(test)]
     pub fn parse(src: &str, scope: Scope) -> Result<Template, String> {
         Template::parse_at(src, scope).map_err(|errors| {
             errors

@@ -44,7 +44,7 @@ async fn case_request_amount_is_sent_as_written() {
         started: tokio::time::Instant::now(),
         original: &original,
         decision_id: None,
-        awaited: None,
+        sent: None,
     };
     let served = evaluate(rules.get("default").unwrap(), &req, &ctx).await;
     assert_eq!(served.decision, Verdict::Reject, "serve refuses it");

@@ -1235,7 +1235,18 @@ rules:
                 "tests/t.yaml:15:25: cases[3].expect.decision: invalid type: map, expected one of \"approve\", \"reject\", \"ignored\"",
             ]
         );
-        // A request that is neither a mapping nor a string is one of them, at the value.
+        // A request that is neither a mapping nor a string is one of them, at the value; so is
+        // none at all (a review: such a case was passed over in silence).
+        for (empty, column) in [("", 13), (" ~", 14)] {
+            let e = errors(&format!(
+                "ruleset: default\ncases:\n  - name: a\n    request:{empty}\n    expect: {{ decision: approve }}\n"
+            ));
+            assert_eq!(
+                e,
+                [format!("tests/t.yaml:4:{column}: cases[0].request: no value; write the request: a mapping (sent as JSON) or a string (sent as it is)")],
+                "{empty:?}"
+            );
+        }
         assert_eq!(
             errors(
                 "ruleset: default\ncases:\n  - name: a\n    request: [1, 2]\n    expect: { decision: approve }\n  - name: b\n    request: { imp_uid: i, merchant_uid: o-2, amount: 50 }\n    expect: { decision: aprove }\n"

@@ -566,8 +566,8 @@ fn call_chain(calls: &[(&str, Position)]) -> String {
             Some((line, column)) => format!("line {line}, column {column}"),
             None => "an unknown place".to_owned(),
         };
-        match calls.get(i.wrapping_sub(2)) {
-            Some((by, by_at)) if i >= 2 && *by_at == at && !by.starts_with("anon$") => {
+        match i.checked_sub(2).and_then(|j| calls.get(j)) {
+            Some((by, by_at)) if *by_at == at && !by.starts_with("anon$") => {
                 parts.push(format!("in {what} called by {by} ({})", place(at)));
                 i -= 2;
             }

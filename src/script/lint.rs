@@ -5,12 +5,11 @@
 //!
 //! Rhai looks functions up only when a call runs, so `order_id.startsWith("legacy-")` (a
 //! JavaScript habit) compiles, and then fails every request: with `on_error: reject`, every
-//! payment is refused. Rhai answers a comparison between a number and a string `false` (`true`
-//! for `!=`) instead of failing: `amount > "1000000"` never holds. Such slips can only be told
-//! apart from meaningful code where the types are known when the rules load — a literal, a
-//! request variable, arithmetic — and are a load error there. (Making them run-time errors
-//! instead would mean turning off Rhai's fast operators, which made the 20-rule Rhai benchmark
-//! half again as slow.)
+//! payment is refused. A comparison between a number and a string (`amount > "1000000"`) is an
+//! error at run time here (see `numbers`: Rhai's own answer, `false`, never held), so it too
+//! would send every payment to `on_error`. Such slips can only be told apart from meaningful
+//! code where the types are known when the rules load — a literal, a request variable,
+//! arithmetic, a variable declared once with one of them — and are a load error there.
 //!
 //! Beside this file: [`names`] (functions and answer fields that exist nowhere; the properties
 //! the script's maps set), [`kinds`] (what kind of value an expression gives, and which calls
@@ -176,7 +175,8 @@ pub(super) fn number_compared_with_string(ast: &AST) -> Vec<(String, Position)> 
     found
 }
 
-/// What a comparison of text with a number is: `false` on every request, without a word.
+/// What a comparison of text with a number is: never what was meant (an error at run time, on
+/// every request).
 const NEVER: &str = "a number compared with a string is never equal, smaller or larger";
 
 /// The error for the quoted number `s` compared with a number; for a date and time written
@@ -394,7 +394,8 @@ fn declared_once<T>(ast: &AST, value: impl Fn(&Expr) -> Option<T>) -> HashMap<St
             Some(ASTNode::Stmt(Stmt::Var(var, ..))) => {
                 let name = var.0.name.as_str();
                 // A request variable declared in a block is that block's: outside it the name
-                // is the request's (`if … { let now = seoul_time(now); … } now >= …`).
+                // is the request's (`if … { let now = seoul_time(now); … } now >= …`). So is
+                // one declared in a function, below.
                 if path.len() > 1 && super::REQUEST_VARS.contains(&name) {
                     other.insert(name.to_owned());
                 }
@@ -420,6 +421,18 @@ fn declared_once<T>(ast: &AST, value: impl Fn(&Expr) -> Option<T>) -> HashMap<St
         }
         true
     });
+    // A function's own statements walk with paths as short as the script's.
+    for (_, one) in each_function(ast) {
+        one.walk(&mut |path: &[ASTNode]| {
+            if let Some(ASTNode::Stmt(Stmt::Var(var, ..))) = path.last() {
+                let name = var.0.name.as_str();
+                if super::REQUEST_VARS.contains(&name) {
+                    other.insert(name.to_owned());
+                }
+            }
+            true
+        });
+    }
     lets.into_iter()
         .filter(|(name, (count, _))| *count == 1 && !other.contains(name))
         .filter_map(|(name, (_, value))| Some((name, value?)))
@@ -869,8 +882,10 @@ mod tests {
             r#"api == "v1" || api != "v2-2024-04-25" || seoul_weekday(now) == "sat""#,
             r#"api in ["v1", "v2-2024-04-25"] && one_of(seoul_weekday(now), ["sat", "sun"]) && seoul_hour(now) >= 10"#,
             r#"order_id.sub_string(1) != "" && order_id.sub_string(1, 2) != """#,
-            // Review: the `now` of the block was taken for the request's after it.
+            // Review: the `now` of the block (or of a function) was taken for the request's
+            // after it.
             "if api == \"v1\" { let now = seoul_time(now); if now < \"09:00\" { return \"영업 전\"; } }\nif now >= seoul_at(\"2026-12-31 00:00\") { return \"판매 종료\"; }\ntrue",
+            "fn open(t) { let now = seoul_time(t); now >= \"09:00\" }\nif !open(now) { return \"영업 전\"; }\nif now >= seoul_at(\"2026-12-31 00:00\") { return \"판매 종료\"; }\ntrue",
         ] {
             let compiled = if fine.contains('\n') || fine.starts_with("let ") {
                 engine.compile_script(fine)

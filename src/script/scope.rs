@@ -71,6 +71,7 @@ impl RequestScope {
     }
 
     /// The value of a request variable (`None` if it does not exist, or in an empty scope).
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<Dynamic> {
         self.scope.get(name).map(Dynamic::flatten_clone)
     }

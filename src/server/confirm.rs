@@ -358,7 +358,7 @@ impl AppState {
         &'a self,
         arrival: &'a Arrival,
         original: &'a Original,
-        awaited: Option<&'a engine::Awaited>,
+        sent: Option<&'a engine::SentCalls>,
     ) -> Context<'a> {
         Context {
             scripts: &self.0.scripts,
@@ -369,7 +369,7 @@ impl AppState {
             started: arrival.started,
             original,
             decision_id: Some(arrival.id.as_str()),
-            awaited,
+            sent,
         }
     }
 
@@ -396,10 +396,10 @@ impl AppState {
         let answer = AnswerClaim::default();
         let answer_here = answer.clone();
         let due = engine::answer_at_latest(&ruleset.settings, kept.started);
-        let awaited = Arc::new(engine::Awaited::default());
-        let awaited_here = awaited.clone();
+        let sent = Arc::new(engine::SentCalls::default());
+        let sent_here = sent.clone();
         self.0.evaluations.spawn(async move {
-            let ctx = state.context(&arrival, &original, Some(&awaited));
+            let ctx = state.context(&arrival, &original, Some(&sent));
             let mut decision = engine::evaluate(&set, &req, &ctx).await;
             if !answer.claim() {
                 // Answered at the deadline from the other side (by on_error, warned about
@@ -452,7 +452,7 @@ impl AppState {
                     &ruleset.settings,
                     &kept_req,
                     kept.started.elapsed(),
-                    awaited_here.take(),
+                    sent_here.take(),
                 );
                 return self.finish(&kept, decision, Some(&kept_req));
             }

@@ -530,10 +530,11 @@ async fn exited(
     };
     // Its last lines may still be in the pipe: a test reading the stop's log line right
     // after the exit missed it now and then.
-    eventually(Duration::from_secs(5), || async {
+    let read = eventually(Duration::from_secs(5), || async {
         log_read.load(std::sync::atomic::Ordering::Acquire)
     })
     .await;
+    assert!(read, "the server's log did not end within 5 s of its exit");
     status
 }
 

@@ -1439,57 +1439,61 @@ rules:
     assert_eq!(summary(&decide_with(&two, V1, &canned()).await), APPROVED);
 }
 
-/// A call that has gone out is noted while its answer is awaited, and the note cleared once
-/// the rule is done: should the server answer at the deadline while the evaluation still runs,
-/// the record names the call (a flash-sale trial could not tell which refused payments had a
-/// reservation on its way).
+/// A call with side effects is noted as it goes out, and stays noted: should the server
+/// answer at the deadline while the evaluation still runs, the record names it (a flash-sale
+/// trial could not tell which refused payments had a reservation sent). A GET is not noted.
 #[tokio::test]
-async fn a_call_awaited_is_noted_for_an_answer_at_the_deadline() {
+async fn a_call_with_side_effects_is_noted_for_an_answer_at_the_deadline() {
     let (_dir, rules) = ruleset(&format!(
-        "{SHOP}\nrules:\n  - {{ name: reserve, fetch: {{ upstream: shop, method: POST, path: /api/reservations }}, reason: 매진 }}\n"
+        "{SHOP}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /api/stock }} }}\n  - {{ name: reserve, fetch: {{ upstream: shop, method: POST, path: /api/reservations }}, reason: 매진 }}\n"
     ));
-    let canned = shop("POST /api/reservations", ok_after(300));
-    let awaited = Awaited::default();
+    let canned = Arc::new(
+        Canned::new()
+            .answer("shop", "GET /api/stock", CannedAnswer::status(200))
+            .answer("shop", "POST /api/reservations", ok_after(300)),
+    );
+    let sent = SentCalls::default();
     let original = Original::default();
     let scripts = ScriptEngine::new();
-    let upstreams: Arc<dyn Upstreams> = canned.clone();
     let ctx = Context {
         scripts: &scripts,
-        upstreams,
+        upstreams: canned.clone(),
         now: at(NOW),
         started: tokio::time::Instant::now(),
         original: &original,
         decision_id: None,
-        awaited: Some(&awaited),
+        sent: Some(&sent),
     };
     let req = request(V1);
     let evaluation = evaluate(rules.get("default").unwrap(), &req, &ctx);
     let look = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        awaited.take()
+        sent.take()
     };
     let (decision, noted) = tokio::join!(evaluation, look);
     assert_eq!(summary(&decision), APPROVED);
-    let (rule, call) = noted.expect("the call is noted while awaited");
+    let [(rule, call)] = &noted[..] else {
+        panic!(
+            "one call noted while its answer was awaited: {:?}",
+            noted.len()
+        );
+    };
     assert_eq!(
-        (&*rule, call.method.as_str(), call.path.as_str()),
+        (&**rule, call.method.as_str(), call.path.as_str()),
         ("reserve", "POST", "/api/reservations")
     );
-    let answered = overran(
-        &rules.get("default").unwrap().settings,
-        &req,
-        Duration::from_millis(3990),
-        Some((rule, call)),
-    );
+    let settings = &rules.get("default").unwrap().settings;
+    let answered = overran(settings, &req, Duration::from_millis(3990), noted.clone());
     assert_eq!(
         answered.trace[0].error.as_deref(),
-        Some("still running at the deadline of 4s, rule reserve awaiting the answer to its POST /api/reservations to shop, which was sent: answered by on_error")
+        Some("still running at the deadline of 4s, after rule reserve sent POST /api/reservations to shop (the merchant may have acted on it): answered by on_error")
     );
-    // Done, the rule leaves nothing noted.
-    let ctx = Context {
-        upstreams: canned.clone(),
-        ..ctx
-    };
+    // Answered and done, the call stays noted: the rules after it may still be running.
     evaluate(rules.get("default").unwrap(), &req, &ctx).await;
-    assert!(awaited.take().is_none());
+    assert_eq!(sent.take().len(), 1);
+    let answered = overran(settings, &req, Duration::from_millis(3990), Vec::new());
+    assert_eq!(
+        answered.trace[0].error.as_deref(),
+        Some("still running at the deadline of 4s: answered by on_error")
+    );
 }

@@ -99,14 +99,11 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
                 // volume not mounted) is a deploy not in place, not a ruleset removed on
                 // purpose: every payment to its URL would get 404 while the reload counted as
                 // applied. Refused, the running rules stay.
-                if let Some(target) = fs::read_link(&path)
-                    .ok()
-                    .filter(|_| !path.exists() && leads_outside(dir, &path))
-                {
+                if let Some(missing) = dangling_link(&path).filter(|_| leads_outside(dir, &path)) {
                     listing.bad_names.push(LoadError {
                         file: path.clone(),
                         location: None,
-                        message: format!("a symlink to {}, which does not exist; a ruleset linked from outside the rules directory is not taken as removed while its target is missing (remove the link to remove the ruleset)", target.display()),
+                        message: format!("{missing}; a ruleset linked from outside the rules directory is not taken as removed while its target is missing (remove the link to remove the ruleset)"),
                     });
                     continue;
                 }
@@ -242,7 +239,7 @@ pub(crate) fn link_loop(path: &Path) -> Option<String> {
     let target = fs::read_link(path).ok()?;
     (e.raw_os_error() == Some(libc::ELOOP)).then(|| {
         format!(
-            "a symlink to {}, which leads back to itself (a loop of links); point it at the rule file",
+            "a symlink to {}, which leads back to itself (a loop of links); point it at the file",
             target.display()
         )
     })

@@ -18,7 +18,7 @@ use super::{
 pub(super) enum Kind {
     Number,
     String,
-    /// `'x'`: one character, which Rhai never finds equal to a string.
+    /// `'x'`: one character, which Rhai finds equal to a string of that one character only.
     Char,
     Array,
     Map,

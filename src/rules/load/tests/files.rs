@@ -1606,7 +1606,7 @@ fn a_ruleset_that_is_a_loop_of_links_is_an_error() {
     assert_eq!(
         errors,
         [format!(
-            "{}: a symlink to shop.yaml, which leads back to itself (a loop of links); point it at the rule file",
+            "{}: a symlink to shop.yaml, which leads back to itself (a loop of links); point it at the file",
             dir.path().join("shop.yaml").display()
         )]
     );
@@ -1618,7 +1618,7 @@ fn a_ruleset_that_is_a_loop_of_links_is_an_error() {
     symlink(&ext, dir.path().join("shop.yaml")).unwrap();
     assert!(
         dir.errors()[0]
-            .ends_with("which leads back to itself (a loop of links); point it at the rule file"),
+            .ends_with("which leads back to itself (a loop of links); point it at the file"),
         "{:?}",
         dir.errors()
     );
