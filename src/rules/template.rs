@@ -142,8 +142,8 @@ impl Template {
         })
     }
 
-    /// [`Template::parse`], with every error of `src` (not only the first: each misspelt
-    /// placeholder of a reason, fixed in one go), each with its place in `src` as a character
+    /// The template `src` writes in `scope`, or every error of it (not only the first: each
+    /// misspelt placeholder of a reason, fixed in one go), each with its place in `src` as a character
     /// offset (the brace or `$` it is about), so that a load error can point at it rather than
     /// at the value's start.
     pub fn parse_at(src: &str, scope: Scope) -> Result<Template, Vec<(String, usize)>> {
