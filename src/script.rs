@@ -75,6 +75,11 @@ pub const REQUEST_VARS: [&str; 8] = [
     "order_id", "tx_id", "amount", "store_id", "api", "payload", "now", "fetched",
 ];
 
+/// Where (in bytes) the first `//` comment of an expression's text starts, if it has one.
+pub fn line_comment_at(src: &str) -> Option<usize> {
+    lint::line_comment_start(src)
+}
+
 /// Whether `ast` reads the request's `now` (the evaluation time) anywhere: its outcome may
 /// depend on the clock.
 pub fn reads_now(ast: &AST) -> bool {

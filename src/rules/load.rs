@@ -839,6 +839,13 @@ impl FileCompiler<'_, '_> {
             );
             return None;
         }
+        if let Some(line) = self.comment_swallowing_lines(path, src) {
+            self.error(
+                path,
+                format!("rule \"{rule}\": {field}: the // comment on line {line} runs to the end of the expression, taking the lines after it with it (YAML folds a value's lines into one); write it as /* … */, or start the value with | to keep its line breaks"),
+            );
+            return None;
+        }
         let compiled = self
             .opts
             .engine
@@ -887,6 +894,23 @@ impl FileCompiler<'_, '_> {
                 None
             }
         }
+    }
+
+    /// The file line of a `//` comment in expression `src` (at `path`) that swallows text from
+    /// later lines of the file: a folded (`>`) or plain value joins its lines with spaces, so
+    /// `amount <= 1000000  // 기본 한도` followed by a line `|| vip` is one line whose comment
+    /// holds the `|| vip` (a trial's VIPs were refused so).
+    fn comment_swallowing_lines(&self, path: &[Seg<'_>], src: &str) -> Option<usize> {
+        if src.contains('\n') {
+            return None;
+        }
+        let at = crate::script::line_comment_at(src)?;
+        let scalar = yaml::locate(&self.src, path);
+        let column = src[..at].chars().count() + 1;
+        let comment = yaml::position_in_scalar(&self.src, scalar, src, 1, column);
+        let last = src.chars().count();
+        let end = yaml::position_in_scalar(&self.src, scalar, src, 1, last);
+        (end.line > comment.line).then_some(comment.line)
     }
 
     /// `ast`, unless it names in `fetched` what is never there: a rule that is not a fetch

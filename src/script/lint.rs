@@ -54,7 +54,9 @@ pub(super) use results::{
     quoted_bool_result,
 };
 pub(super) use sizes::{literal_too_large, number_too_large};
-pub(super) use source_text::{outer_variable_in_fn, unclosed_brace, unclosed_comment};
+pub(super) use source_text::{
+    line_comment_start, outer_variable_in_fn, unclosed_brace, unclosed_comment,
+};
 pub(super) use text::impossible_text_comparison;
 
 /// Comparison operators, as Rhai names the functions behind them.

@@ -1337,6 +1337,9 @@ mod tests {
             // A chain, each closure holding the one before: freed when the script ends.
             "let f = 0;\nfor i in 0..10 { let g = f; f = || g; }\ntrue",
             "let limit = 5;\nif amount > 1000 { limit = 7; }\nlet f = |x| x > limit;\nf.call(8)",
+            // A trial: an `if` or `switch` of numbers is a number too.
+            "let limit = 1000000;\nlet over = |a| a > limit;\nlimit = if amount > 5 { 5000000 } else { 1000000 };\n!over.call(amount)",
+            "let limit = 1000000;\nlet over = |a| a > limit;\nlimit = switch store_id { \"a\" => 5000000, _ => { 1000000 } };\n!over.call(amount)",
             "let m = #{};\nlet limit = 5;\nm.check = |x| x > limit;\nm.check(6)",
             "fn down(n) { if n > 0 { down(n - 1) } else { true } }\ndown(5)",
             "let items = [1, 2, 3];\nlet n = 2;\nlet big = items.filter(|x| x > n);\nitems.len() == 3 && items.contains(n) && big.len() == 1",

@@ -30,7 +30,7 @@ pub(in crate::script) fn placeholder_in_text(ast: &AST) -> Vec<(String, Position
         if !given_as_reason(path) && !at_end.contains(at) {
             return true;
         }
-        let message = if let Some(name) = braced(text, "${") {
+        let message = if let Some(name) = dollar_braced(text) {
             format!("${{{name}}} is not filled in inside double quotes: Rhai fills in ${{…}} only in a backtick string, so write `…${{{name}}}…` with backticks")
         } else if let Some(name) = braced(text, "{").filter(|n| {
             let head = n.split(['.', '[']).next().unwrap_or_default();
@@ -78,7 +78,16 @@ fn given_as_reason(path: &[ASTNode]) -> bool {
     false
 }
 
-/// The name between the first `open` (`${` or `{`) and the `}` after it, when it is a plain
+/// What is between the first `${` and the `}` after it, whatever it is: in double quotes it is
+/// never filled in, a call (`${format_amount(amount)}`, the form the README shows) no more than
+/// a name.
+fn dollar_braced(text: &str) -> Option<&str> {
+    let after = &text[text.find("${")? + 2..];
+    let inner = &after[..after.find('}')?];
+    (!inner.trim().is_empty() && !inner.contains('\n')).then_some(inner)
+}
+
+/// The name between the first `open` (`{`) and the `}` after it, when it is a plain
 /// name or a path of names (`amount`, `response.body.seat`).
 fn braced<'t>(text: &'t str, open: &str) -> Option<&'t str> {
     let mut rest = text;
@@ -128,6 +137,14 @@ mod tests {
             "${order_id} is not filled in inside double quotes: Rhai fills in ${…} only in a backtick string, so write `…${order_id}…` with backticks",
             2,
             10,
+        );
+        // A trial: a call, the form the README shows, was let through.
+        assert_refused(
+            &engine,
+            "if amount > 1000000 { return \"한도 초과 (${format_amount(amount)}원)\"; }\ntrue",
+            "${format_amount(amount)} is not filled in inside double quotes: Rhai fills in ${…} only in a backtick string, so write `…${format_amount(amount)}…` with backticks",
+            1,
+            30,
         );
         // Review: the text a script ends with, and the text of a backtick string, were let
         // through.

@@ -56,6 +56,41 @@ fn code_chars(src: &str) -> impl Iterator<Item = (char, usize, usize)> + '_ {
     })
 }
 
+/// Where (in bytes) the first `//` comment of `src` starts, outside string and character
+/// literals and block comments (which nest in Rhai).
+pub(in crate::script) fn line_comment_start(src: &str) -> Option<usize> {
+    let mut chars = src.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' | '\'' | '`' => {
+                while let Some((_, inner)) = chars.next() {
+                    if inner == c {
+                        break;
+                    }
+                    if inner == '\\' && c != '`' {
+                        chars.next();
+                    }
+                }
+            }
+            '/' if chars.peek().is_some_and(|(_, c)| *c == '/') => return Some(at),
+            '/' if chars.peek().is_some_and(|(_, c)| *c == '*') => {
+                chars.next();
+                let mut depth = 1;
+                while depth > 0 {
+                    match chars.next() {
+                        Some((_, '*')) if chars.next_if(|(_, c)| *c == '/').is_some() => depth -= 1,
+                        Some((_, '/')) if chars.next_if(|(_, c)| *c == '*').is_some() => depth += 1,
+                        Some(_) => {}
+                        None => return None,
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The line and column (1-based, in characters) of the outermost `/*` of `src` that is never
 /// closed, outside string and character literals and line comments. Rhai takes the rest of the
 /// script as the comment without a word, so a forgotten `*/` would quietly leave out every rule

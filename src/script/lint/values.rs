@@ -99,6 +99,17 @@ pub(in crate::script) fn holds_no_closure(e: &Expr, known: &dyn Known) -> bool {
         }
         Expr::Array(items, _) => all(items.iter().collect()),
         Expr::Map(map, _) => all(map.0.iter().map(|(_, value)| value).collect()),
+        // An `if`, `switch` or `{ … }` giving such values (`limit = if vip { 5000000 } else {
+        // 1000000 }`, refused in a trial); not a closure that captures (a block sharing them).
+        Expr::Stmt(block) if !block.iter().any(|s| matches!(s, Stmt::Share(..))) => {
+            let mut ends = Vec::new();
+            super::results::ends_of_block(block, &mut ends);
+            ends.iter().all(|end| match end {
+                super::results::Value::Expr(e) => holds_no_closure(e, known),
+                super::results::Value::Nothing(_) => true,
+                super::results::Value::Call(..) => false,
+            })
+        }
         _ => false,
     }
 }

@@ -1668,3 +1668,27 @@ fn a_number_beyond_every_float_says_so() {
         )]
     );
 }
+
+/// A `//` comment in a folded value takes the lines after it with it: YAML joins them into one
+/// line, the comment's. A trial's `require: >-` with `amount <= 1000000  // 기본 한도` then
+/// `|| vip` loaded and refused every VIP. A comment on the last line, or in a `|` value (its
+/// line breaks kept), or `/* … */`, is fine.
+#[test]
+fn a_line_comment_that_swallows_later_lines_is_an_error() {
+    let dir = default_file(
+        "rules:\n  - name: cap\n    require: >-\n      amount <= 1000000  // 기본 한도\n      || payload.custom_data?.tier == \"vip\"\n    reason: x\n",
+    );
+    assert_eq!(
+        dir.errors(),
+        [dir.at(DEFAULT, 3, 14, r#"rule "cap": require: the // comment on line 4 runs to the end of the expression, taking the lines after it with it (YAML folds a value's lines into one); write it as /* … */, or start the value with | to keep its line breaks"#)]
+    );
+    for fine in [
+        "    require: >-\n      amount <= 1000000\n      || payload.custom_data?.tier == \"vip\"  // VIP\n",
+        "    require: |\n      amount <= 1000000  // 기본 한도\n      || payload.custom_data?.tier == \"vip\"\n",
+        "    require: >-\n      amount <= 1000000  /* 기본 한도 */\n      || payload.custom_data?.tier == \"vip\"\n",
+        "    require: >-\n      order_id != \"http://x\"\n      && amount <= 1000000\n",
+    ] {
+        let dir = default_file(&format!("rules:\n  - name: cap\n{fine}    reason: x\n"));
+        dir.ok();
+    }
+}
