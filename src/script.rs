@@ -318,6 +318,7 @@ impl ScriptEngine {
         found.extend(lint::unknown_property(&ast, &self.functions));
         found.extend(lint::missing_key(&ast));
         found.extend(lint::in_place_used(&ast));
+        found.extend(lint::in_place_on_request(&ast));
         // What follows the dot of a variable that is not defined (`Math.max(a, b)`) is no
         // method or property of anything: the undefined variable is the error to fix.
         let beyond = lint::members_of(&ast, undefined);

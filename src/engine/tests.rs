@@ -328,7 +328,6 @@ async fn no_script_trick_changes_the_request() {
     // script's own copy. Either way the enforced rules see the request as it arrived.
     let tricks = [
         r#"order_id += "-x"; true"#,
-        r#"order_id.clear(); order_id.append("qa-1"); true"#,
         r#"amount += 1000000; true"#,
         r#"payload.merchant_uid = "qa-1"; true"#,
         r#"payload.extra = 1; true"#,
@@ -369,6 +368,19 @@ rules:
             "{trick}"
         );
     }
+    // An in-place method on a request variable is refused at load; were it loaded, Rhai would
+    // refuse it, the request's variables being constants (see `script::native`'s test).
+    let errors = crate::rules::load_errors(&[
+        (
+            "default.yaml",
+            "rules:\n  - { name: trick, script: scripts/trick.rhai, mode: shadow, reason: x }\n",
+        ),
+        (
+            "scripts/trick.rhai",
+            r#"order_id.clear(); order_id.append("qa-1"); true"#,
+        ),
+    ]);
+    assert!(errors.contains("which a script cannot change"), "{errors}");
 }
 
 /// An expression can change the request only through an in-place method's value, which the

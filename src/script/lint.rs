@@ -50,8 +50,8 @@ pub(super) use names::{
 pub(super) use placeholders::placeholder_in_text;
 pub(super) use race::closure_reads_its_own_object;
 pub(super) use results::{
-    in_place_kept, in_place_result, in_place_used, not_a_condition, not_a_result,
-    quoted_bool_result,
+    in_place_kept, in_place_on_request, in_place_result, in_place_used, not_a_condition,
+    not_a_result, quoted_bool_result,
 };
 pub(super) use sizes::{literal_too_large, number_too_large};
 pub(super) use source_text::{

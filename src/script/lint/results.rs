@@ -10,7 +10,7 @@
 use rhai::{ASTFlags, Expr, FnCallExpr, Position, Stmt, StmtBlock, AST};
 
 use super::declared_once;
-use super::kinds::{InPlace, Kind, Names};
+use super::kinds::{InPlace, Kind, Names, IN_PLACE};
 
 /// A value a `when`, a `require` or a script may end with.
 #[derive(Debug, Clone, Copy)]
@@ -354,6 +354,54 @@ pub(in crate::script) fn in_place_kept(ast: &AST) -> Vec<(String, Position)> {
     found
 }
 
+/// Each method that changes its object in place called on a request variable or a field of one
+/// (`order_id.make_upper();`, `payload.custom_data.coupon.trim();`): the request's variables
+/// are constants, so the call fails on every request (a trial).
+pub(in crate::script) fn in_place_on_request(ast: &AST) -> Vec<(String, Position)> {
+    let names = Names::of(ast);
+    let mut found = Vec::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let Some(rhai::ASTNode::Expr(Expr::Dot(chain, ..))) = path.last() else {
+            return true;
+        };
+        if super::race::continues_chain(path) {
+            return true;
+        }
+        let Expr::Variable(var, ..) = &chain.lhs else {
+            return true;
+        };
+        let name = var.1.as_str();
+        if !names.request(name) {
+            return true;
+        }
+        // Down the fields to the method called on one (a method before it gives a new value).
+        let mut rest = &chain.rhs;
+        loop {
+            match rest {
+                Expr::Dot(inner, ..) | Expr::Index(inner, ..)
+                    if matches!(inner.lhs, Expr::Property(..)) =>
+                {
+                    rest = &inner.rhs;
+                }
+                Expr::MethodCall(call, at) => {
+                    if let Some((method, _)) =
+                        IN_PLACE.iter().find(|(m, _)| *m == call.name.as_str())
+                    {
+                        found.push((
+                            format!("{name} is the request's, which a script cannot change, and {method} changes its object in place, so this fails on every request; copy it first: let v = {name}…; v.{method}(…); and use v"),
+                            *at,
+                        ));
+                    }
+                    break;
+                }
+                _ => break,
+            }
+        }
+        true
+    });
+    found
+}
+
 /// Each method that changes its object in place (`pad`, `truncate`, `trim`, …) whose `()` is
 /// put into a value: an operand (`"[" + x.pad(10, "*") + "]"`), an argument, or a part of a
 /// backtick string (`` `주문 ${x.truncate(3)} 거절` ``). The `()` shows as nothing, so a reason
@@ -407,6 +455,46 @@ pub(in crate::script) fn in_place_used(ast: &AST) -> Vec<(String, Position)> {
 #[cfg(test)]
 mod tests {
     use crate::script::{ScriptEngine, ScriptVerdict};
+
+    /// An in-place method on a request variable (or a field of one) fails on every request:
+    /// the request's variables are constants (a trial's `order_id.make_upper();`).
+    #[test]
+    fn an_in_place_method_on_a_request_variable_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        for (src, name, method, column) in [
+            (
+                "order_id.make_upper();\norder_id != \"\"",
+                "order_id",
+                "make_upper",
+                10,
+            ),
+            (
+                "payload.custom_data.coupon.trim();\ntrue",
+                "payload",
+                "trim",
+                28,
+            ),
+        ] {
+            crate::script::tests::assert_refused(
+                &engine,
+                src,
+                &format!("{name} is the request's, which a script cannot change, and {method} changes its object in place, so this fails on every request; copy it first: let v = {name}…; v.{method}(…); and use v"),
+                1,
+                column,
+            );
+            let ran = crate::script::tests::run_unchecked(&engine, src);
+            assert!(ran.is_err(), "{src}: {ran:?}");
+        }
+        for fine in [
+            "let id = order_id;\nid.make_upper();\nid != \"\"",
+            "order_id.to_upper().len() > 0",
+            "let order_id = \"x\";\norder_id.make_upper();\norder_id == \"X\"",
+        ] {
+            engine
+                .compile_script(fine)
+                .unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+        }
+    }
 
     /// Arithmetic, helpers and methods known to give a number or a string, and `if`/`switch`
     /// branches giving one, fail every request as a `when` or `require`.
