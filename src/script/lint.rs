@@ -850,6 +850,8 @@ mod tests {
             (r#"fetched.stock.status == "200""#, r#""200" is a string, and a number compared with a string is never equal, smaller or larger: write the number without quotes"#, 1, 25),
             ("response.statuss == 200", "an upstream's answer has status, headers and body, not statuss; did you mean status?", 1, 10),
             (r#"fetched["stock"].bodyy.left > 0"#, "an upstream's answer has status, headers and body, not bodyy; did you mean body?", 1, 18),
+            // A trial: through a copy of the answer it was let through.
+            ("let r = fetched[\"stock\"];\nr.bodyy.left > 0", "an upstream's answer has status, headers and body, not bodyy; did you mean body?", 2, 3),
             (r#"response.headers["Content-Type"] == "application/json""#, r#"header names in an answer's headers are lower case, so "Content-Type" is never there: write "content-type""#, 1, 18),
             (r#"fetched["stock"].headers["X-Left"] == "1""#, r#"header names in an answer's headers are lower case, so "X-Left" is never there: write "x-left""#, 1, 26),
             (r#"response.headers["Content Type"] == "x""#, r#"header names in an answer's headers are lower case, so "Content Type" is never there: write "content-type""#, 1, 18),
@@ -881,6 +883,7 @@ mod tests {
             "fn limit() { let amount = 5; amount }\namount > limit()",
             "fn any_big(list) { for amount in list { if amount > 5 { return true; } } false }\nany_big([amount])",
             "let response = #{ code: 1 }; response.code == 1",
+            "let r = fetched[\"stock\"];\nr.body.left > 0 && r.status == 200",
             r#"api == "v1" || api != "v2-2024-04-25" || seoul_weekday(now) == "sat""#,
             r#"api in ["v1", "v2-2024-04-25"] && one_of(seoul_weekday(now), ["sat", "sun"]) && seoul_hour(now) >= 10"#,
             r#"order_id.sub_string(1) != "" && order_id.sub_string(1, 2) != """#,

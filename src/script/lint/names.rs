@@ -553,12 +553,24 @@ pub(in crate::script) fn unknown_response_field(ast: &AST) -> Vec<(String, Posit
         .into_iter()
         .filter(|n| !declared.contains(*n))
         .collect();
+    // Copies of an answer (`let r = fetched["stock"]; r.bodyy…`, a trial's slip let through).
+    let copies = super::declared_once(ast, |value| {
+        let (.., rest) = fetched_access(value)?;
+        (answers.contains(&"fetched") && rest.is_none()).then_some(())
+    });
     let mut found = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         let Some(ASTNode::Expr(e)) = path.last() else {
             return true;
         };
-        let Some(mut field) = answer_rest(e, &answers) else {
+        let copy = match e {
+            Expr::Dot(chain, ..) => match &chain.lhs {
+                Expr::Variable(v, ..) if copies.contains_key(v.1.as_str()) => Some(&chain.rhs),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(mut field) = copy.or_else(|| answer_rest(e, &answers)) else {
             return true;
         };
         // `response.headers["Content-Type"]`: the answer's header names are lower case, so
