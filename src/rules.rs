@@ -248,6 +248,9 @@ pub struct Ruleset {
     /// then runs it in a task of its own, which the caller hanging up cannot cut short (as it
     /// does for one that runs Rhai, which may wait for its turn).
     pub calls_upstreams: bool,
+    /// Whether any rule makes a call that may change something at the merchant (a `forward`,
+    /// a POST or PUT fetch): only then are the calls sent noted for an answer at the deadline.
+    pub has_side_effects: bool,
     /// Whether any rule is a GET fetch, started early (as the request arrives, or once the
     /// last call before it that may change something at the merchant is done).
     pub prefetches: bool,

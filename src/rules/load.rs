@@ -652,6 +652,7 @@ impl FileCompiler<'_, '_> {
             uses_payload: std::mem::take(&mut self.uses_payload),
             uses_rhai: rules.iter().any(Rule::uses_rhai),
             calls_upstreams: rules.iter().any(Rule::calls_upstream),
+            has_side_effects: rules.iter().any(Rule::has_side_effects),
             prefetches: rules.iter().any(Rule::is_prefetch),
             early_whens: rules.iter().any(Rule::when_known_early),
             rules,

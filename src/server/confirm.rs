@@ -396,10 +396,13 @@ impl AppState {
         let answer = AnswerClaim::default();
         let answer_here = answer.clone();
         let due = engine::answer_at_latest(&ruleset.settings, kept.started);
-        let sent = Arc::new(engine::SentCalls::default());
+        // Only a ruleset that may change something at the merchant has calls worth naming.
+        let sent = set
+            .has_side_effects
+            .then(|| Arc::new(engine::SentCalls::default()));
         let sent_here = sent.clone();
         self.0.evaluations.spawn(async move {
-            let ctx = state.context(&arrival, &original, Some(&sent));
+            let ctx = state.context(&arrival, &original, sent.as_deref());
             let mut decision = engine::evaluate(&set, &req, &ctx).await;
             if !answer.claim() {
                 // Answered at the deadline from the other side (by on_error, warned about
@@ -452,7 +455,7 @@ impl AppState {
                     &ruleset.settings,
                     &kept_req,
                     kept.started.elapsed(),
-                    sent_here.take(),
+                    sent_here.map(|sent| sent.take()).unwrap_or_default(),
                 );
                 return self.finish(&kept, decision, Some(&kept_req));
             }
