@@ -196,6 +196,41 @@ pub fn unknown_env_vars(vars: impl IntoIterator<Item = String>) -> Vec<String> {
     unknown
 }
 
+/// The `CONFIRM_PROXY_*` variables of `vars` that only the what-if commands (`eval`,
+/// `replay`) read, which `serve` ignores: a trial set `CONFIRM_PROXY_NOW` and
+/// `CONFIRM_PROXY_DRY_RUN` on `serve` to rehearse a sale, and its forwards went out for real
+/// on the real clock without a word. `check`'s `CONFIRM_PROXY_STRICT` may share `serve`'s
+/// environment file (its `ExecStartPre`), so it is not named.
+pub fn ignored_by_serve(vars: impl IntoIterator<Item = String>) -> Vec<String> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let readers = |name: &str| -> Vec<&str> {
+        cli.get_subcommands()
+            .filter(|c| {
+                c.get_arguments()
+                    .chain(cli.get_arguments())
+                    .any(|a| a.get_env().is_some_and(|e| e == name))
+            })
+            .map(clap::Command::get_name)
+            .collect()
+    };
+    let mut ignored: Vec<String> = vars
+        .into_iter()
+        .filter_map(|name| {
+            let read_by = readers(&name);
+            let what_if = |c: &&str| matches!(*c, "eval" | "replay");
+            (!read_by.contains(&"serve") && read_by.iter().any(what_if)).then(|| {
+                format!(
+                    "environment variable {name} is read by {} only: serve ignores it",
+                    read_by.join(" and ")
+                )
+            })
+        })
+        .collect();
+    ignored.sort();
+    ignored
+}
+
 /// The names of this process's environment variables (those that are text).
 fn env_names() -> impl Iterator<Item = String> {
     std::env::vars_os().filter_map(|(name, _)| name.into_string().ok())
@@ -312,6 +347,31 @@ mod tests {
                 "environment variable CONFIRM_PROXY_COLOUR is read by no flag of confirm-proxy",
                 "environment variable CONFIRM_PROXY_WEBHOOK_SECRETS is read by no flag of confirm-proxy; did you mean \"CONFIRM_PROXY_WEBHOOK_SECRET\"?",
                 "environment variable CONFIRM_PROXY_rules is read by no flag of confirm-proxy; did you mean \"CONFIRM_PROXY_RULES\"?",
+            ]
+        );
+    }
+
+    /// What only `eval` and `replay` read is named for `serve`, which ignores it; what `serve`
+    /// reads, `check`'s `--strict`, unknown variables (warned about apart) and others are not.
+    #[test]
+    fn variables_serve_ignores_are_named() {
+        let vars = [
+            "CONFIRM_PROXY_NOW",
+            "CONFIRM_PROXY_DRY_RUN",
+            "CONFIRM_PROXY_RULESET",
+            "CONFIRM_PROXY_RULES",
+            "CONFIRM_PROXY_WEBHOOK_SECRET",
+            "CONFIRM_PROXY_STRICT",
+            "CONFIRM_PROXY_COLOUR",
+            "SHOP_API_URL",
+        ]
+        .map(String::from);
+        assert_eq!(
+            super::ignored_by_serve(vars),
+            [
+                "environment variable CONFIRM_PROXY_DRY_RUN is read by eval only: serve ignores it",
+                "environment variable CONFIRM_PROXY_NOW is read by eval only: serve ignores it",
+                "environment variable CONFIRM_PROXY_RULESET is read by eval and replay only: serve ignores it",
             ]
         );
     }

@@ -114,7 +114,10 @@ pub fn time_slip(s: &str) -> Option<String> {
         Some(format!(
             "a date alone: add the time and the offset ({s}T00:00:00+09:00)"
         ))
-    } else if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M%:z") {
+    } else if let Some(t) = [s.to_owned(), with_t()]
+        .iter()
+        .find_map(|s| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M%:z").ok())
+    {
         // Rebuilt from the value: chrono reads an offset after spaces (an IME's U+3000
         // included) and without its colon, so the text cannot be cut at a fixed length.
         Some(format!(

@@ -68,5 +68,14 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         serves.push("POST /confirm answers 404 (no default.yaml)".to_owned());
     }
     out!("serves: {}", serves.join(", "));
+    // A trial took `ok` for "the tests pass": they were read, not run.
+    if !suites.is_empty() {
+        let cases: usize = suites.iter().map(crate::ruletest::Suite::len).sum();
+        let files = match suites.len() {
+            1 => "1 file".to_owned(),
+            n => format!("{n} files"),
+        };
+        out!("tests: {cases} cases in {files} read, not run (confirm-proxy test runs them)");
+    }
     ExitCode::SUCCESS
 }

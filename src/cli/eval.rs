@@ -110,7 +110,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     let Some(ruleset) = rules.get(&args.ruleset).cloned() else {
         let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
         err!(
-            "error: unknown ruleset \"{}\", expected one of {}",
+            "error: unknown ruleset \"{}\", expected one of {}: name it with --ruleset",
             args.ruleset,
             known.join(", ")
         );

@@ -274,6 +274,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
     for unknown in super::unknown_env_vars(super::env_names()) {
         tracing::warn!("{unknown}");
     }
+    for ignored in super::ignored_by_serve(super::env_names()) {
+        tracing::warn!("{ignored}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(crate::script::THREAD_STACK)

@@ -213,6 +213,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         format!("invalid duration \"{s}\", expected a number and a unit like 500ms, 1.5s, 4s or 1m")
     };
     let s = s.trim();
+    // `-1s`: a number and a unit, as asked, so say what is wrong with it.
+    if s.strip_prefix('-')
+        .is_some_and(|rest| parse_duration(rest).is_ok())
+    {
+        return Err(format!("duration \"{s}\" must be greater than zero"));
+    }
+    // `３s` from a Korean input method in full-width mode looks like `3s` but is no number.
+    if let Some(wide) = s.chars().find(|c| ('０'..='９').contains(c) || *c == '．') {
+        let typed: String = s
+            .chars()
+            .map(|c| match c {
+                '０'..='９' | '．' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+                c => c,
+            })
+            .collect();
+        return Err(format!(
+            "{}: \"{wide}\" is a full-width character, which is no digit: type {typed}",
+            expected()
+        ));
+    }
     // A number alone (`deadline: 3`): which unit was meant is not for the loader to guess, so
     // each that makes a duration it takes is offered (none for `0`).
     let no_unit = || {

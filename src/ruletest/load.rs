@@ -285,12 +285,22 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     );
     if rules.get(&raw.ruleset).is_none() {
         let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
+        let why = match raw.ruleset.strip_suffix(".yaml") {
+            Some(name) if rules.get(name).is_some() => {
+                format!("a ruleset is named without .yaml: write {name}")
+            }
+            _ => format!(
+                "the rules directory has no {}.yaml: when a ruleset is removed, its test file \
+                 goes with it",
+                raw.ruleset
+            ),
+        };
         errors.push(error(
             at(&[Seg::Key("ruleset")]),
             format!(
-                "unknown ruleset \"{}\", expected one of {}",
+                "unknown ruleset \"{}\", expected one of {} ({why})",
                 raw.ruleset,
-                known.join(", ")
+                known.join(", "),
             ),
         ));
     }
@@ -1569,7 +1579,17 @@ rules:
     fn the_ruleset_must_exist() {
         assert_eq!(
             errors("ruleset: shop\ncases: []\n"),
-            ["tests/t.yaml:1:10: unknown ruleset \"shop\", expected one of default"]
+            [
+                "tests/t.yaml:1:10: unknown ruleset \"shop\", expected one of default (the rules \
+              directory has no shop.yaml: when a ruleset is removed, its test file goes with it)"
+            ]
+        );
+        assert_eq!(
+            errors("ruleset: default.yaml\ncases: []\n"),
+            [
+                "tests/t.yaml:1:10: unknown ruleset \"default.yaml\", expected one of default (a \
+              ruleset is named without .yaml: write default)"
+            ]
         );
     }
 

@@ -245,6 +245,9 @@ async fn admin_rules(State(state): State<AppState>) -> Response {
                     "deadline_ms": r.settings.deadline.as_millis() as u64,
                     "on_error": r.settings.on_error,
                     "reject_status": r.settings.reject_status,
+                    // What every buyer whose check could not complete reads: worth a look
+                    // after an edit (a trial's).
+                    "error_reason": r.settings.error_reason.to_string(),
                 },
                 // With its `when`: a rule held to an order prefix is not held to every order.
                 "rules": r.rules.iter().map(|rule| json!({

@@ -66,7 +66,8 @@ fn check_accepts_the_shipped_rules() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "ok: 1 rulesets, 4 rules\nserves: POST /confirm (default.yaml)\n"
+        "ok: 1 rulesets, 4 rules\nserves: POST /confirm (default.yaml)\n\
+         tests: 17 cases in 1 file read, not run (confirm-proxy test runs them)\n"
     );
 }
 
@@ -156,6 +157,10 @@ fn eval_prints_the_decision_and_trace() {
         Some(&body),
     );
     assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: unknown ruleset \"nope\", expected one of default: name it with --ruleset\n"
+    );
     // Over 64 KiB: what `serve` would answer, 413.
     let mut big = body.clone();
     big.resize(64 * 1024 + 1, b' ');

@@ -249,6 +249,11 @@ async fn admin_rules_shows_rulesets_and_version() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["default", "marathon"]);
+    assert_eq!(
+        a.body["rulesets"][0]["settings"],
+        serde_json::json!({"deadline_ms": 4000, "on_error": "reject", "reject_status": 409,
+            "error_reason": "일시적인 오류로 결제를 진행할 수 없습니다. 잠시 후 다시 시도해 주세요."})
+    );
     // Each rule with its `when` (null without one), check, what the check holds (a trial
     // could not tell the live limits from the kind alone) and mode.
     assert_eq!(

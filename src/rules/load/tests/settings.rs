@@ -430,8 +430,37 @@ fn parse_duration_rejects_other_forms() {
     let expected = |s: &str| {
         format!("invalid duration \"{s}\", expected a number and a unit like 500ms, 1.5s, 4s or 1m")
     };
-    for text in ["4 sec", "-1s", "s", "", "1.5.2s", "4S", "4d", "1e3ms"] {
+    for text in [
+        "4 sec", "-s", "--1s", "s", "", "1.5.2s", "4S", "4d", "1e3ms",
+    ] {
         assert_eq!(parse_duration(text), Err(expected(text)), "{text:?}");
+    }
+    // A number and a unit that still make no duration: what is wrong with each.
+    for (text, error) in [
+        (
+            "-1s",
+            r#"duration "-1s" must be greater than zero"#.to_owned(),
+        ),
+        (
+            "-0.5ms",
+            r#"duration "-0.5ms" must be greater than zero"#.to_owned(),
+        ),
+        (
+            "３s",
+            format!(
+                "{}: \"３\" is a full-width character, which is no digit: type 3s",
+                expected("３s")
+            ),
+        ),
+        (
+            "1．5s",
+            format!(
+                "{}: \"．\" is a full-width character, which is no digit: type 1.5s",
+                expected("1．5s")
+            ),
+        ),
+    ] {
+        assert_eq!(parse_duration(text), Err(error), "{text:?}");
     }
     // A number alone: the units it may have meant that make a duration.
     for (text, write) in [
@@ -511,7 +540,7 @@ rules:
                 DEFAULT,
                 9,
                 40,
-                r#"invalid duration "-1s", expected a number and a unit like 500ms, 1.5s, 4s or 1m"#
+                r#"duration "-1s" must be greater than zero"#
             ),
         ]
     );
@@ -690,6 +719,11 @@ fn a_near_miss_of_rfc_3339_says_what_is_missing() {
         ),
         (
             "2027-03-15T10:00 +09:00",
+            "the seconds are required: 10:00:00, not 10:00 (2027-03-15T10:00:00+09:00)",
+        ),
+        // A trial's: a space for the `T`, as chrono takes it where the seconds are written.
+        (
+            "2027-03-15 10:00+09:00",
             "the seconds are required: 10:00:00, not 10:00 (2027-03-15T10:00:00+09:00)",
         ),
         (
