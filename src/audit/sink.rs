@@ -725,8 +725,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
         let faults = Shared::default();
+        // A second to give up in: the writes before the wait must all come within it, which
+        // 50 ms did not promise on a busy machine.
         let limits = Limits {
-            retry_for: Duration::from_millis(50),
+            retry_for: Duration::from_secs(1),
             retry_bytes: 2000,
         };
         let (mut sink, ledger) = sink(&path, &faults, limits);
@@ -739,7 +741,7 @@ mod tests {
                 sink.write(&batch(6 + i, 1), 1);
             }
             assert!(dropped(&ledger.metrics) > 0, "past the byte limit");
-            std::thread::sleep(Duration::from_millis(60));
+            std::thread::sleep(Duration::from_millis(1100));
             sink.tick();
             assert!(!sink.holds_lines(), "given up after retry_for");
             faults.lock().unwrap().room = None;

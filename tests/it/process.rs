@@ -1068,13 +1068,13 @@ async fn a_request_completed_late_in_shutdown_runs_only_what_needs_no_waiting() 
     let rules = Rules::with(
         "default.yaml",
         &format!(
-            "settings: {{ deadline: 1s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 900ms }}\nrules:\n  - {{ name: small, amount: {{ min: 1 }}, reason: 작음 }}\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: 품절 }}\n",
+            "settings: {{ deadline: 4s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 900ms }}\nrules:\n  - {{ name: small, amount: {{ min: 1 }}, reason: 작음 }}\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, reason: 품절 }}\n",
             shop.url()
         ),
     );
     rules.write(
         "capped.yaml",
-        "settings: { deadline: 1s, on_error: approve }\nrules:\n  - { name: cap, amount: { max: 1000 }, reason: 한도 초과 }\n",
+        "settings: { deadline: 4s, on_error: approve }\nrules:\n  - { name: cap, amount: { max: 1000 }, reason: 한도 초과 }\n",
     );
     let log = rules.path().join("decisions.jsonl");
     let mut proc = Process::serve(rules.path(), &["--decision-log", log.to_str().unwrap()]).await;
@@ -1090,12 +1090,13 @@ async fn a_request_completed_late_in_shutdown_runs_only_what_needs_no_waiting() 
             .unwrap();
         sent.push((stream, request, head_part));
     }
-    // Taken in by the server before the signal.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Taken in by the server before the signal: connections are accepted in the order they
+    // came, so once a later one is answered, these two are in.
+    assert_eq!(get(&proc.url("/healthz")).await.status, 200);
     proc.signal("TERM");
-    // The grace period is the 1 s deadline plus 1 s: sent after 1.3 s, the answer would be
-    // due after it.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // The grace period is the 4 s deadline plus 1 s: the rest sent 2.5 s after the signal
+    // (1.5 s or more before the grace period ends), the answer would be due 1.5 s after it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut answers = Vec::new();
     for (mut stream, request, head_part) in sent {
         stream

@@ -575,8 +575,9 @@ async fn a_repeat_whose_first_delivery_is_unanswered_by_its_deadline_is_refused(
             "같은 결제 확인 요청을 처리하고 있습니다. 잠시 후 다시 시도해 주세요."
         )
     );
+    // Well before the first delivery's answer (1.5 s), with room for a busy machine.
     assert!(
-        waited < Duration::from_millis(600),
+        waited < Duration::from_millis(1200),
         "answered by its 200 ms deadline: {waited:?}"
     );
     assert_eq!(
@@ -1500,10 +1501,8 @@ async fn a_secret_in_an_upstream_url_path_stays_out_of_debug_logs() {
 /// URL parser writes it in lower case (`LocalHost` as `localhost`).
 #[tokio::test]
 async fn a_secret_in_an_upstream_host_stays_out_of_its_errors() {
-    let port = {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        closed.local_addr().unwrap().port()
-    };
+    // Nothing listens on port 1 (a port freed by the test could be taken by another one).
+    let port = 1;
     let rules = Rules::with(
         "default.yaml",
         &format!(

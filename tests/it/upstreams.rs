@@ -356,14 +356,15 @@ async fn a_shadow_fetch_cut_off_is_counted_cancelled() {
     };
     let shop = MockUpstream::start(
         Router::new()
-            .route("/trial", slow(900))
-            .route("/stock", slow(1200)),
+            .route("/trial", slow(2400))
+            .route("/stock", slow(2600)),
     )
     .await;
+    // A second and more between each time and the next, for a busy machine.
     let rules = Rules::with(
         "default.yaml",
         &format!(
-            "settings: {{ deadline: 1.5s }}\nupstreams:\n  shop: {{ url: \"{}\" }}\nrules:\n  - name: trial\n    mode: shadow\n    fetch: {{ upstream: shop, path: /trial }}\n    reason: t\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: s\n",
+            "settings: {{ deadline: 4s }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 3s }}\nrules:\n  - name: trial\n    mode: shadow\n    fetch: {{ upstream: shop, path: /trial }}\n    reason: t\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    reason: s\n",
             shop.url()
         ),
     );
@@ -379,8 +380,8 @@ async fn a_shadow_fetch_cut_off_is_counted_cancelled() {
             ),
         )
     };
-    // /stock answered at 1.2 s; /trial, cut off at 750 ms (half the deadline), was stopped
-    // there, before its answer at 900 ms, which the evaluation would otherwise have outlived.
+    // /stock answered at 2.6 s; /trial, cut off at 2 s (half the deadline), was stopped
+    // there, before its answer at 2.4 s, which the evaluation would otherwise have outlived.
     assert_eq!(
         (calls("2xx"), calls("cancelled")),
         (Some(1.0), Some(1.0)),
@@ -427,14 +428,14 @@ async fn a_large_answer_just_before_the_deadline_is_answered_in_time() {
     }
     server.stop().await;
     for (a, took) in &answers {
-        // Debug builds read a megabyte slowly: the answer is on_error's, sent in time.
+        // Debug builds read a megabyte slowly: the answer is on_error's, sent in time — by the
+        // proxy's own clock; the client's adds whatever the shared CPUs made it wait.
         assert_eq!((a.status, a.reason()), (409, "시간 초과"), "after {took:?}");
-        assert!(
-            *took < Duration::from_millis(700),
-            "answered after {took:?}"
-        );
+        assert!(*took < Duration::from_secs(2), "answered after {took:?}");
         let r = record(&log, &a.decision_id());
         assert_eq!(r["decision"], "reject");
+        let latency = r["latency_ms"].as_f64().unwrap();
+        assert!(latency < 500.0, "answered after {latency} ms: {r}");
     }
 }
 
@@ -448,15 +449,20 @@ async fn independent_get_fetches_run_concurrently() {
     );
     let server = Server::start(rules.path()).await;
     server.confirm_json("/confirm", &v1("warm-up", 5000)).await;
-    let started = Instant::now();
-    let a = server.confirm_json("/confirm", &v1("o", 5000)).await;
-    let took = started.elapsed();
-    assert_eq!(a.status, 200);
-    // Sequential would be 600 ms; the exact ratio is the benchmark's business.
-    assert!(
-        took < Duration::from_millis(550),
-        "two 300 ms fetches took {took:?}"
-    );
+    // Sequential would be 600 ms, every time; the exact ratio is the benchmark's business. A
+    // run descheduled for 250 ms on a busy machine is tried again.
+    in_one_of(3, || async {
+        let started = Instant::now();
+        let a = server.confirm_json("/confirm", &v1("o", 5000)).await;
+        let took = started.elapsed();
+        expect_eq(a.status, 200, "status")?;
+        expect_eq(
+            took < Duration::from_millis(550),
+            true,
+            &format!("two 300 ms fetches took {took:?}"),
+        )
+    })
+    .await;
     server.stop().await;
 }
 
@@ -852,15 +858,23 @@ async fn rulesets_naming_the_same_probe_share_it() {
     })
     .await;
     assert!(ready);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Counted once store-c's own probe has run five times (half a second, or longer on a
+    // busy machine, whose late ticks are skipped): as many again for a and b shared, twice
+    // as many if each had its own.
+    let of_c = || {
+        shop.calls()
+            .iter()
+            .filter(|c| c.headers.contains_key("x-store"))
+            .count()
+    };
+    let ran = eventually(Duration::from_secs(5), || async { of_c() >= 5 }).await;
+    assert!(ran, "store-c's own probe runs: {}", of_c());
     let probes = shop.calls();
     let of_c = probes
         .iter()
         .filter(|c| c.headers.contains_key("x-store"))
         .count();
     let shared = probes.len() - of_c;
-    // About ten each; two probes for a and b would be about twenty.
-    assert!(of_c >= 5, "store-c's own probe runs: {of_c}");
     assert!(
         shared <= of_c + 2,
         "a and b share one probe: {shared} probes for the two of them, {of_c} for c"
@@ -1777,12 +1791,17 @@ async fn an_answer_that_comes_whole_late_in_the_deadline_is_read() {
                 "settings: {{ on_error: approve, deadline: 1s }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: 2s }} }}\nrules:\n  - name: stock\n    fetch: {{ upstream: shop, path: /stock }}\n    require: 'response.body.available >= 1'\n    reason: \"재고 없음\"\n"
             ),
         );
-        let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
-        assert_eq!(
-            (a.status, a.reason()),
-            (409, "재고 없음"),
-            "head at {head_at} ms: {r}"
-        );
+        // The window between bodies being due and the answer is tens of milliseconds by
+        // design: a run descheduled in it is tried again.
+        in_one_of(3, || async {
+            let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+            expect_eq(
+                (a.status, a.reason()),
+                (409, "재고 없음"),
+                &format!("head at {head_at} ms: {r}"),
+            )
+        })
+        .await;
     }
 }
 
@@ -1795,7 +1814,9 @@ async fn cut_short(head: &'static str) -> [(String, &'static str, &'static str, 
     let (closing, _) = raw_upstream(head, Duration::ZERO).await;
     let (trickling, _) = raw_upstream(head, Duration::from_secs(5)).await;
     [
-        (closing, "300ms", "cut short: request failed", "error"),
+        // The whole timeout for a close that comes at once: a busy machine cannot make it
+        // the timeout's.
+        (closing, "2s", "cut short: request failed", "error"),
         (
             trickling.clone(),
             "300ms",
@@ -1825,21 +1846,28 @@ async fn a_call_that_never_got_a_connection_says_nothing_was_sent() {
             busy.url
         ),
     );
-    let (server, log) = logged(&rules).await;
-    let a = server.confirm_json("/confirm", &v1("o-1", 5000)).await;
-    assert_eq!(a.status, 409);
-    let text = server.metrics().await;
-    server.stop().await;
-    let r = record(&log, &a.decision_id());
-    assert_eq!(
-        r["trace"][0]["error"],
-        "forward to shop: timed out after 500ms before a connection was made: nothing was sent",
-        "{r}"
-    );
-    assert!(
-        text.contains(r#"confirm_proxy_upstream_calls_total{ruleset="default",upstream="shop",outcome="timeout"} 1"#),
-        "{text}"
-    );
+    // The connect timeout ends 10 ms before the call's (a fiftieth of it, at most 20 ms): a
+    // timer fired late on a busy machine ends the call first, which says less, and is tried
+    // again.
+    in_one_of(3, || async {
+        let (server, log) = logged(&rules).await;
+        let a = server.confirm_json("/confirm", &v1("o-1", 5000)).await;
+        let text = server.metrics().await;
+        server.stop().await;
+        let r = record(&log, &a.decision_id());
+        expect_eq(a.status, 409, &format!("{r}"))?;
+        expect_eq(
+            r["trace"][0]["error"].as_str().unwrap_or_default(),
+            "forward to shop: timed out after 500ms before a connection was made: nothing was sent",
+            &format!("{r}"),
+        )?;
+        expect_eq(
+            text.contains(r#"confirm_proxy_upstream_calls_total{ruleset="default",upstream="shop",outcome="timeout"} 1"#),
+            true,
+            &text,
+        )
+    })
+    .await;
 }
 
 /// Audit: an answer whose body stopped coming was counted under its status (`2xx`), so an
@@ -1975,19 +2003,25 @@ async fn a_body_still_coming_when_its_upstreams_timeout_ends_before_the_deadline
                 "settings: {{ on_error: approve, error_reason: \"재고를 확인하지 못했습니다\", deadline: 1s }}\nupstreams: {{ shop: {{ url: \"{url}\", timeout: {timeout} }} }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, require: 'response.body.avail >= 1', reason: r, on_error: reject }}\n"
             ),
         );
-        let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
-        assert_eq!(
-            (a.status, a.reason()),
-            (409, "재고를 확인하지 못했습니다"),
-            "{what} ({timeout}): {r}"
-        );
-        let step = &r["trace"][0];
-        assert_eq!(step["outcome"], "error", "{r}");
-        assert!(step.get("deadline").is_none(), "{what}: {r}");
-        assert!(
-            step["error"].as_str().unwrap().contains(what),
-            "{what}: {r}"
-        );
+        // The call must start within 10 ms (970 ms) or 30 ms (950 ms) of the request for
+        // its timeout to end before the answer is due: a descheduled run is tried again.
+        in_one_of(3, || async {
+            let (a, r) = decided(&rules, &v1("o-1", 5000)).await;
+            let step = &r["trace"][0];
+            expect_eq(
+                (a.status, a.reason()),
+                (409, "재고를 확인하지 못했습니다"),
+                &format!("{what} ({timeout}): {r}"),
+            )?;
+            expect_eq(&step["outcome"], &json!("error"), &format!("{r}"))?;
+            expect_eq(step.get("deadline"), None, &format!("{what}: {r}"))?;
+            expect_eq(
+                step["error"].as_str().unwrap_or_default().contains(what),
+                true,
+                &format!("{what}: {r}"),
+            )
+        })
+        .await;
     }
     // The merchant's refusal stands, its body cut or not (with a timeout just under the
     // deadline, a body read to the timeout left the rule no time, and on_error approved).
@@ -2456,35 +2490,43 @@ async fn a_call_too_late_for_a_free_connection_is_decided_by_the_rulesets_on_err
         "- { name: existing, forward: { upstream: shop, path: /slow }, on_error: approve }",
         "- { name: hold, fetch: { upstream: shop, method: POST, path: /slow }, on_error: approve, reason: r }",
     ] {
-        let shop = MockUpstream::start(Router::new().route(
-            "/slow",
-            routing::post(|| async {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                "ok"
-            }),
-        ))
+        // The second request must come within 80 ms of the first (which holds the connection
+        // until its deadline cuts its call, as the second's bodies come due): a burst spread
+        // wider on a busy machine is tried again.
+        in_one_of(3, || async {
+            let shop = MockUpstream::start(Router::new().route(
+                "/slow",
+                routing::post(|| async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    "ok"
+                }),
+            ))
+            .await;
+            let rules = Rules::with(
+                "default.yaml",
+                &format!(
+                    "settings: {{ deadline: 1s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 5s, max_connections: 1 }}\nrules:\n  {rule}\n",
+                    shop.url()
+                ),
+            );
+            let (server, log) = logged(&rules).await;
+            let url = server.url("/confirm");
+            let answers = burst(&url, ["o-1", "o-2"].map(|id| v1(id, 5000))).await;
+            server.stop().await;
+            let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+            expect_eq(statuses, vec![409, 409], &format!("{rule}: {answers:?}"))?;
+            let errors: Vec<String> = answers
+                .iter()
+                .map(|a| record(&log, &a.decision_id())["trace"][0]["error"].to_string())
+                .collect();
+            expect_eq(
+                errors.iter().any(|e| e == "\"not sent: reached too close to the deadline to read an answer, waiting for a free connection (max_connections: 1)\""),
+                true,
+                &format!("{rule}: {errors:?}"),
+            )?;
+            expect_eq(shop.calls().len(), 1, rule)
+        })
         .await;
-        let rules = Rules::with(
-            "default.yaml",
-            &format!(
-                "settings: {{ deadline: 1s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 5s, max_connections: 1 }}\nrules:\n  {rule}\n",
-                shop.url()
-            ),
-        );
-        let (server, log) = logged(&rules).await;
-        let url = server.url("/confirm");
-        let answers = burst(&url, ["o-1", "o-2"].map(|id| v1(id, 5000))).await;
-        server.stop().await;
-        assert!(answers.iter().all(|a| a.status == 409), "{rule}: {answers:?}");
-        let errors: Vec<String> = answers
-            .iter()
-            .map(|a| record(&log, &a.decision_id())["trace"][0]["error"].to_string())
-            .collect();
-        assert!(
-            errors.iter().any(|e| e == "\"not sent: reached too close to the deadline to read an answer, waiting for a free connection (max_connections: 1)\""),
-            "{rule}: {errors:?}"
-        );
-        assert_eq!(shop.calls().len(), 1, "{rule}");
     }
 }
 
@@ -2587,7 +2629,7 @@ async fn prefetches_take_a_limited_upstreams_connections_in_rule_order() {
     let rules = Rules::with(
         "default.yaml",
         &format!(
-            "settings: {{ deadline: 4s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 1200ms, max_connections: 1 }}\nrules:\n  - name: a\n    fetch: {{ upstream: shop, path: \"/stock/a?ms=300\" }}\n    require: 'response.body.available >= 1'\n    reason: a\n  - name: b\n    fetch: {{ upstream: shop, path: \"/stock/b?ms=1000\" }}\n    require: 'response.body.available >= 1'\n    reason: b\n",
+            "settings: {{ deadline: 4s, on_error: reject }}\nupstreams:\n  shop: {{ url: \"{}\", timeout: 1800ms, max_connections: 1 }}\nrules:\n  - name: a\n    fetch: {{ upstream: shop, path: \"/stock/a?ms=1000\" }}\n    require: 'response.body.available >= 1'\n    reason: a\n  - name: b\n    fetch: {{ upstream: shop, path: \"/stock/b?ms=1000\" }}\n    require: 'response.body.available >= 1'\n    reason: b\n",
             shop.url()
         ),
     );
@@ -2602,7 +2644,7 @@ async fn prefetches_take_a_limited_upstreams_connections_in_rule_order() {
     let paths: Vec<String> = shop.calls().into_iter().map(|c| c.path).collect();
     assert_eq!(
         paths,
-        ["/stock/a?ms=300", "/stock/b?ms=1000"].repeat(2),
+        ["/stock/a?ms=1000", "/stock/b?ms=1000"].repeat(2),
         "in rule order"
     );
 }
