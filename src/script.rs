@@ -1674,6 +1674,39 @@ pub(crate) mod tests {
         }
     }
 
+    /// A trial's: a body field read as a variable says where the body's fields are; a name
+    /// that is no field (nor declared) gets no such hint.
+    #[test]
+    fn a_body_field_read_as_a_variable_says_to_read_it_under_payload() {
+        let engine = ScriptEngine::new();
+        for (src, name) in [
+            (r#"custom_data.tier != "blocked""#, "custom_data"),
+            (r#"paymentId != "x""#, "paymentId"),
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("undefined variable: {name}; the request's fields other than order_id, tx_id, amount, store_id and api are read under payload: payload.{name}")
+            );
+        }
+        let e = engine.compile_expression("limit > 5", &[]).unwrap_err();
+        assert_eq!(e.message, "undefined variable: limit");
+    }
+
+    /// A trial's `"한도(" + format_amount(limit) "원)"`: Rhai asks for a `;`, where a `+` was
+    /// left out.
+    #[test]
+    fn two_values_side_by_side_say_to_join_them() {
+        let engine = ScriptEngine::new();
+        let e = engine
+            .compile_script("let limit = 5;\nif amount > limit { return \"한도(\" + format_amount(limit) \"원)\"; }\ntrue\n")
+            .unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.line, e.column),
+            ("expecting ';' to terminate this statement: two values side by side with nothing between them: join them with + (\"한도 \" + format_amount(limit) + \"원\"), or end the statement before this one with ;", 2, 57)
+        );
+    }
+
     /// Trial: arithmetic on a number an API sent as text, and a field read from text holding
     /// JSON, were Rhai's bare words; each now says how to read the value.
     #[test]

@@ -114,6 +114,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions<'_>) -> Result<Rules, LoadErrors>
             upstreams_broken: false,
             uses_payload: false,
             rule_order: Vec::new(),
+            unreadable_rules: Vec::new(),
             current_rule: 0,
             before_comments: None,
             number_texts: None,
@@ -374,6 +375,8 @@ struct FileCompiler<'a, 'o> {
     /// The file's rules in order, and the position of the rule being compiled: what
     /// `fetched["name"]` may name.
     rule_order: Vec<RuleEntry>,
+    /// The names of the file's rules that do not read (see [`yaml::RuleFile`]).
+    unreadable_rules: Vec<String>,
     current_rule: usize,
     /// Where the text before each glued comment that follows something on its line ends (see
     /// [`yaml::ends_before_comments`]), found once: locating a value reads the file from its
@@ -615,6 +618,7 @@ impl FileCompiler<'_, '_> {
         }
         let mut rules: Vec<Rule> = Vec::new();
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        self.unreadable_rules = file.unreadable_rules.clone();
         self.rule_order = file
             .rules
             .iter()
@@ -956,6 +960,8 @@ impl FileCompiler<'_, '_> {
                     "fetched[\"{name}\"]: the fetch rule \"{name}\" has mode: off, so it never runs and its answer is never there; turn it on (mode: enforce or shadow), or turn this rule off too"
                 ),
                 Some(_) => continue,
+                // Its own errors are reported: whatever it is, it is fixed first.
+                None if self.unreadable_rules.contains(&name) => continue,
                 None => {
                     let fetches = earlier
                         .iter()

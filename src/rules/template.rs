@@ -166,6 +166,16 @@ impl Template {
                 ));
             }
         }
+        // What is left of text that went through the wrong encoding on its way into the file
+        // (EUC-KR read as UTF-8, pasted from a broken page): the buyer would read it as is.
+        if let Some(i) = src.find('\u{FFFD}') {
+            errors.push((
+                "holds U+FFFD (\u{FFFD}), the mark of text that was not in the encoding it was \
+                 read as (EUC-KR read as UTF-8): the buyer would read the marks; retype the text"
+                    .into(),
+                offset(&src[i..]),
+            ));
+        }
         while let Some(i) = rest.find(['{', '}']) {
             text.push_str(&rest[..i]);
             let tail = &rest[i..];

@@ -31,6 +31,11 @@ pub struct Location {
 }
 
 impl Location {
+    /// A file's first character: where an error about the file as a whole (its name, a link
+    /// to it, reading it) is put, so that it reads `FILE:LINE:COL` as every other does and
+    /// editors and CI annotations that match that shape show it.
+    pub const START: Location = Location { line: 1, column: 1 };
+
     /// The position just after `text` (columns count characters): where what follows a
     /// source's first `text.len()` bytes starts.
     pub fn after(text: &str) -> Location {

@@ -97,18 +97,19 @@ fn misnamed_tests(dir: &Path) -> Vec<LoadError> {
     misnamed
         .into_iter()
         .map(|file| {
-            let message = if file.is_dir() {
-                "not read: rule tests are the *.yaml files directly in tests/, not in a directory under it; move them up".to_owned()
+            // A file's error is put at its start, as every other error of a file is located.
+            let (message, location) = if file.is_dir() {
+                ("not read: rule tests are the *.yaml files directly in tests/, not in a directory under it; move them up".to_owned(), None)
             } else {
                 let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                format!(
+                (format!(
                     "not read: rule test files end in \".yaml\" (lower case); rename it to {stem}.yaml"
-                )
+                ), Some(crate::rules::yaml::Location::START))
             };
             LoadError {
                 message,
                 file,
-                location: None,
+                location,
             }
         })
         .collect()
@@ -822,7 +823,7 @@ mod tests {
         assert_eq!(
             lines,
             [format!(
-                "{}: not read: rule test files end in \".yaml\" (lower case); rename it to default.yaml",
+                "{}:1:1: not read: rule test files end in \".yaml\" (lower case); rename it to default.yaml",
                 dir.path().join("tests/default.yml").display()
             )]
         );
@@ -848,7 +849,7 @@ mod tests {
         assert_eq!(
             lines,
             ["pipe.yaml", "zero.yaml"].map(|f| format!(
-                "{}: {not_a_file}",
+                "{}:1:1: {not_a_file}",
                 dir.path().join("tests").join(f).display()
             ))
         );

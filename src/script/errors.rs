@@ -133,14 +133,48 @@ fn closest_variable(src: &str, extra: &[&str], error: &mut CompileError) {
         .windows(2)
         .filter(|w| matches!(w[0], "let" | "const"))
         .map(|w| w[1]);
+    let declared: Vec<&str> = declared.collect();
     let names = super::REQUEST_VARS
         .into_iter()
         .chain(extra.iter().copied())
-        .chain(declared);
-    if let Some(known) = crate::suggest::closest(&name, names).filter(|k| *k != name) {
-        error.message.push_str(&format!("; did you mean {known}?"));
+        .chain(declared.iter().copied());
+    match crate::suggest::closest(&name, names).filter(|k| *k != name) {
+        Some(known) => error.message.push_str(&format!("; did you mean {known}?")),
+        // `custom_data.tier`: a field of the body read as if the body's fields were variables.
+        None if PAYLOAD_FIELDS.contains(&name.as_str())
+            || (name.contains('_') && !declared.contains(&name.as_str())) =>
+        {
+            error.message.push_str(&format!(
+                "; the request's fields other than order_id, tx_id, amount, store_id and api are read under payload: payload.{name}"
+            ));
+        }
+        None => {}
     }
 }
+
+/// Fields of PortOne's confirm bodies (V1 and V2) an operator may read as variables.
+const PAYLOAD_FIELDS: [&str; 20] = [
+    "imp_uid",
+    "merchant_uid",
+    "custom_data",
+    "status",
+    "pay_method",
+    "pg_provider",
+    "buyer_name",
+    "buyer_email",
+    "buyer_tel",
+    "currency",
+    "data",
+    "type",
+    "timestamp",
+    "paymentId",
+    "payment_id",
+    "transactionId",
+    "storeId",
+    "totalAmount",
+    "total_amount",
+    "customData",
+];
 
 /// A hint for what JavaScript and Python write otherwise, where Rhai's words do not say it:
 /// `'text'` (a character literal to Rhai), `and`/`or`, `elif`, `function`, `var`, `null`,
@@ -279,6 +313,14 @@ fn slip_hint(src: &str, error: &mut CompileError) {
         "&& and || join conditions; to refuse with a reason, return it: if !ok { return \"reason\"; }"
     } else if message == "expecting ';' to terminate this statement" && word == "fn" {
         "the statement before this fn needs a ; (or write the fns first)"
+    } else if message == "expecting ';' to terminate this statement"
+        && from.starts_with(['"', '`'])
+        && before
+            .trim_end()
+            .ends_with(|c: char| c.is_alphanumeric() || "_)]\"`".contains(c))
+    {
+        // `"한도(" + format_amount(limit) "원)"`: a `+` left out between two values.
+        "two values side by side with nothing between them: join them with + (\"한도 \" + format_amount(limit) + \"원\"), or end the statement before this one with ;"
     } else if message == "expecting name of a variable"
         && line.trim_start().starts_with("for")
         && line.trim_start()["for".len()..]

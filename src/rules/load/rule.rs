@@ -886,6 +886,13 @@ fn missing_script_hint(dir: &Path, file: &Path, rel: &str) -> String {
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
     scripts.sort();
+    // `scripts\vip.rhai`, written as Windows does: `\` is part of a file name here.
+    if rel.contains('\\') {
+        let slashed = rel.replace('\\', "/");
+        if scripts.contains(&slashed) {
+            return format!(" (folders are separated by /, not \\: write {slashed})");
+        }
+    }
     // The same name in another Unicode form: Hangul decomposed (NFD), as macOS names files, is
     // other bytes than the same text typed elsewhere (NFC), and looks the same.
     if let Some(same) = scripts

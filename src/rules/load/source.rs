@@ -71,7 +71,7 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
             if lossy.is_some_and(|n| n.ends_with(".yaml") && !n.starts_with('.')) {
                 listing.bad_names.push(LoadError {
                     file: path,
-                    location: Some(Location { line: 1, column: 1 }),
+                    location: Some(Location::START),
                     message: format!("{BAD_RULESET_NAME}; this name is not even UTF-8 text"),
                 });
             }
@@ -90,7 +90,7 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
                 if let Some(message) = link_loop(&path) {
                     listing.bad_names.push(LoadError {
                         file: path.clone(),
-                        location: None,
+                        location: Some(Location::START),
                         message,
                     });
                     continue;
@@ -102,7 +102,7 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
                 if let Some(missing) = dangling_link(&path).filter(|_| leads_outside(dir, &path)) {
                     listing.bad_names.push(LoadError {
                         file: path.clone(),
-                        location: None,
+                        location: Some(Location::START),
                         message: format!("{missing}; a ruleset linked from outside the rules directory is not taken as removed while its target is missing (remove the link to remove the ruleset)"),
                     });
                     continue;
@@ -136,7 +136,7 @@ pub(super) fn ruleset_files(dir: &Path) -> Result<Listing, LoadError> {
         if let Some(message) = refused {
             listing.bad_names.push(LoadError {
                 file: path,
-                location: Some(Location { line: 1, column: 1 }),
+                location: Some(Location::START),
                 message: message.into(),
             });
             continue;
@@ -539,7 +539,7 @@ impl ReadError {
             ReadError::Io(e) => LoadError {
                 message: format!("cannot read: {}{suffix}", io_message(&file, &e)),
                 file,
-                location: None,
+                location: Some(Location::START),
             },
             ReadError::Utf8 { location, detail } => LoadError {
                 file,

@@ -388,6 +388,12 @@ fn duplicate_key(src: &str, e: &serde_yaml::Error, path: &[PathSeg], key: &str) 
     // `{ amount: 3,000,000 }`: the commas ended entries, and `000` came twice.
     let separator = if super::digits_only(key) {
         format!("; {}", super::THOUSANDS_SEPARATOR)
+    } else if key == "name"
+        && matches!(path, [PathSeg::Key(rules), PathSeg::Index(_)] if rules == "rules")
+    {
+        // A rule's `- ` left out: its keys joined the rule above it, `name` first.
+        "; a new rule starts with \"- \" (- name: …), in line with the other rules' dashes"
+            .to_owned()
     } else {
         String::new()
     };

@@ -89,9 +89,32 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
         // `  deadline: 3s` then `    on_error: approve`: indented past the key above, the
         // line is read as more of that key's value.
         if let Some((n, column)) = over_indented(src, at.line) {
+            // `  deadline: 3s` / `on_error: reject` / `  reject_status: 409`: the line above is
+            // the one out of place, less indented than the lines on both sides of it.
+            if let Some(want) = outdented_between(src, n, at.line) {
+                return Some(format!(
+                    "line {} is indented less than the lines before and after it: if it belongs with them, start it at column {want}, as they do",
+                    n + 1
+                ));
+            }
             return Some(format!(
                 "this line is indented more than line {} above it, whose key has a value already: keys of one mapping line up, so start this one at column {column} (or, if it belongs under a key, end that key's line with its colon)",
                 n + 1
+            ));
+        }
+        // `reason: “주의: 한도 초과”`: quoted, to its writer, but not to YAML.
+        let line = src
+            .lines()
+            .nth(at.line.saturating_sub(1))
+            .unwrap_or_default();
+        let curly = line
+            .split_once(": ")
+            .map(|(_, value)| value.trim_start())
+            .and_then(|value| value.chars().next())
+            .filter(|c| matches!(c, '“' | '”' | '‘' | '’'));
+        if let Some(c) = curly {
+            return Some(format!(
+                "the value starts with {c}, a typographic quote, which YAML reads as text, not as a quote: type straight quotes (\") at both ends"
             ));
         }
         return Some(
@@ -162,6 +185,14 @@ pub(super) fn hint(src: &str, at: Location, message: &str) -> Option<String> {
         // `-name: b` after a list's first item: a key where the next item was due.
         if lines.last().is_some_and(|l| dash_glued(l)) {
             return Some(dash_hint(&which(lines.len() - 1)));
+        }
+        // `reason: …` at column 1 between two rules' keys: the line out of place is above
+        // this one, which only ends what it broke.
+        if let Some((m, want)) = dented_above(&lines) {
+            return Some(format!(
+                "{} is indented less than the lines before and after it: if it belongs with the line before it, start it at column {want}, as that one's key does",
+                which(m)
+            ));
         }
         return Some(
             "check this line's indentation against the lines above it (spaces only)".into(),
@@ -360,6 +391,52 @@ fn over_indented(src: &str, line: usize) -> Option<(usize, usize)> {
         && is_key_value(above)
         && !above.trim_end().ends_with(['|', '>', '[', '{']))
     .then_some((n, above_key + 1))
+}
+
+/// The last key line above the last of `lines` (the error's) that is indented less than both
+/// the line before it and the line after it, with the column the key before it starts at.
+fn dented_above(lines: &[&str]) -> Option<(usize, usize)> {
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let key_column = |l: &str| {
+        indent(l)
+            + if l.trim_start().starts_with("- ") {
+                2
+            } else {
+                0
+            }
+    };
+    let content: Vec<usize> = (0..lines.len())
+        .filter(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))
+        .collect();
+    content.windows(3).rev().find_map(|w| {
+        let (before, m, after) = (lines[w[0]], lines[w[1]], lines[w[2]]);
+        let key = m
+            .trim_start()
+            .split_once(':')
+            .is_some_and(|(k, _)| !k.is_empty());
+        (key && !m.trim_start().starts_with("- ")
+            && indent(m) < indent(before)
+            && indent(m) < indent(after))
+        .then_some((w[1], key_column(before) + 1))
+    })
+}
+
+/// The column the lines around line index `n` start at, when `n` is indented less than both the
+/// line `below` (1-based) and the key line before it, which line up: `n` is the one out of
+/// place, not the line below, which is in line with the rest.
+fn outdented_between(src: &str, n: usize, below: usize) -> Option<usize> {
+    let lines: Vec<&str> = src.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let this = indent(lines.get(below.checked_sub(1)?)?);
+    let before = lines[..n]
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+    let is_key = |l: &str| {
+        let t = l.trim_start();
+        !t.starts_with("- ") && t.split_once(':').is_some_and(|(key, _)| !key.is_empty())
+    };
+    (indent(before) == this && indent(lines.get(n)?) < this && is_key(before)).then_some(this + 1)
 }
 
 fn glued_key(line: &str) -> bool {

@@ -27,6 +27,9 @@ pub struct RuleFile {
     pub upstreams_broken: bool,
     /// A rule, or `rules` as a whole, is not well-formed: the file has rules, not all readable.
     pub rules_broken: bool,
+    /// The names of the rules that are not well-formed, where they have one: a later rule
+    /// reading `fetched["stock"]` of a broken `stock` rule gets no second, false error.
+    pub unreadable_rules: Vec<String>,
     /// Every error, in file order.
     pub errors: Vec<ParseError>,
 }
@@ -57,6 +60,13 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
     file.errors.extend(super::rule_file_values(src));
     walk_file(src, duplicates, passes_for(values), &mut file);
     name_rules(src, &mut file.errors);
+    if file.rules_broken {
+        let read: HashSet<usize> = file.rules.iter().map(|(i, _)| *i).collect();
+        file.unreadable_rules = (rule_names(src).into_iter().enumerate())
+            .filter(|(i, _)| !read.contains(i))
+            .filter_map(|(_, name)| name)
+            .collect();
+    }
     // `reason: {order_id}` is a mapping where text belongs and, inside, a key without a value:
     // the second error says what to change, the first only that the type is wrong.
     let path = |e: &ParseError| e.message.split_once(": ").map(|(path, _)| path.to_owned());
@@ -82,17 +92,6 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
 /// Shape errors say where as serde does, `rules[2].amount`: the rule's name is added where it
 /// has one (`rules[2].amount (rule "amount-range")`), since operators know rules by name.
 fn name_rules(src: &str, errors: &mut [ParseError]) {
-    // Read leniently: a duplicate key elsewhere (which a `serde_yaml::Value` refuses) must not
-    // cost every error of the file its rule name.
-    #[derive(serde::Deserialize)]
-    struct Names {
-        #[serde(default)]
-        rules: Vec<Named>,
-    }
-    let names = || -> Option<Vec<Option<String>>> {
-        let file: Names = serde_yaml::from_str(src).ok()?;
-        Some(file.rules.into_iter().map(|r| r.0).collect())
-    };
     let mut known = None;
     for e in errors.iter_mut() {
         let Some((path, what)) = e.message.split_once(": ") else {
@@ -103,11 +102,25 @@ fn name_rules(src: &str, errors: &mut [ParseError]) {
             .and_then(|rest| rest.split_once(']'))
             .and_then(|(i, _)| i.parse::<usize>().ok());
         let Some(i) = index else { continue };
-        let names = known.get_or_insert_with(|| names().unwrap_or_default());
+        let names = known.get_or_insert_with(|| rule_names(src));
         if let Some(Some(name)) = names.get(i) {
             e.message = format!("{path} (rule \"{name}\"): {what}");
         }
     }
+}
+
+/// The name of each rule of `src` by its index in `rules` (`None` for one without a name);
+/// empty when `rules` is no sequence. Read leniently: a duplicate key elsewhere (which a
+/// `serde_yaml::Value` refuses) must not cost every rule its name.
+fn rule_names(src: &str) -> Vec<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct Names {
+        #[serde(default)]
+        rules: Vec<Named>,
+    }
+    serde_yaml::from_str::<Names>(src)
+        .map(|file| file.rules.into_iter().map(|r| r.0).collect())
+        .unwrap_or_default()
 }
 
 /// A rule's name, when the rule is a mapping with a string `name`; any other node is read past.

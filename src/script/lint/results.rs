@@ -225,7 +225,9 @@ pub(in crate::script) fn not_a_condition(ast: &AST) -> Vec<(String, Position)> {
 }
 
 /// Why an `if` without `else` (or a `switch` without `_`) is no condition.
-const NO_BRANCH_TAKEN: &str = "this if (or switch) gives () when no branch is taken, not true or false: add else { false }, or write its condition itself";
+/// The `else` to add is the answer for the requests no branch takes, which the expression's own
+/// branches do not tell (a trial's `if amount > 5000000 { false }` was told `else { false }`).
+const NO_BRANCH_TAKEN: &str = "this if (or switch) gives () when no branch is taken, not true or false: add an else giving what those requests should get (else { true } or else { false }; _ => for a switch), or write the condition itself (if amount > 5000000 { false } is amount <= 5000000)";
 
 /// Why a script fails every request that reaches its end or a `return`: what it gives there
 /// is a number, an array or a map (`amount / 1000`, `#{ok: true}`), and a script gives true,

@@ -1188,6 +1188,20 @@ fn a_script_named_in_another_unicode_form_is_told() {
     );
 }
 
+/// A script path written with Windows' `\` (a file name of its own here) says to write `/`.
+#[test]
+fn a_script_path_with_backslashes_says_to_write_slashes() {
+    let dir = default_file("rules:\n  - name: a\n    script: scripts\\vip.rhai\n");
+    dir.write("scripts/vip.rhai", "true\n");
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].ends_with(" (folders are separated by /, not \\: write scripts/vip.rhai)"),
+        "{}",
+        errors[0]
+    );
+}
+
 /// Paths that share only their folder are no slip of each other: `scripts/vip_list.rhai` is
 /// not `scripts/deal.rhai`.
 #[test]
@@ -1571,7 +1585,7 @@ fn a_ruleset_linked_outside_to_a_missing_file_is_an_error() {
         assert_eq!(
             errors,
             [format!(
-                "{}: a symlink to {}, which does not exist; a ruleset linked from outside the rules directory is not taken as removed while its target is missing (remove the link to remove the ruleset)",
+                "{}:1:1: a symlink to {}, which does not exist; a ruleset linked from outside the rules directory is not taken as removed while its target is missing (remove the link to remove the ruleset)",
                 dir.path().join(DEFAULT).display(),
                 link.display()
             )]
@@ -1606,7 +1620,7 @@ fn a_ruleset_that_is_a_loop_of_links_is_an_error() {
     assert_eq!(
         errors,
         [format!(
-            "{}: a symlink to shop.yaml, which leads back to itself (a loop of links); point it at the file",
+            "{}:1:1: a symlink to shop.yaml, which leads back to itself (a loop of links); point it at the file",
             dir.path().join("shop.yaml").display()
         )]
     );

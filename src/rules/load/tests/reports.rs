@@ -299,6 +299,23 @@ rules: []
             dir.at(DEFAULT, 15, 1, &repeated("", "rules", 7)),
         ]
     );
+    // A rule's "- " left out (a trial's): its name is a second one in the rule above.
+    let dir = default_file(
+        "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: x\n\n    name: b\n    require: 'amount > 1'\n",
+    );
+    assert_eq!(
+        dir.errors()[0],
+        dir.at(
+            DEFAULT,
+            6,
+            5,
+            &format!(
+                "{}; a new rule starts with \"- \" (- name: …), in line with the other rules' dashes",
+                // Named as YAML reads it, by its last name.
+                repeated("rules[0] (rule \"b\"): ", "name", 2)
+            )
+        )
+    );
     // Inside a nested mapping, a fetch body, or a sequence item.
     let dir = default_file(
         r#"upstreams:
@@ -858,6 +875,26 @@ fn messages_say_what_the_yaml_should_hold() {
             "rules:\n  - name: a\n      amount: { min: 1 }\n    reason: x\n",
             (3, 13),
             "mapping values are not allowed in this context: this line is indented more than line 2 above it, whose key has a value already: keys of one mapping line up, so start this one at column 5 (or, if it belongs under a key, end that key's line with its colon)",
+        ),
+        // A trial's: the out-dented key is the line above, which the line after it is in
+        // line with (the advice was to out-dent that one too).
+        (
+            "a settings key out-dented between two that are not",
+            "settings:\n  deadline: 3s\non_error: reject\n  reject_status: 409\nrules:\n  - name: a\n    amount: { min: 1 }\n    reason: x\n",
+            (4, 16),
+            "mapping values are not allowed in this context: line 3 is indented less than the lines before and after it: if it belongs with them, start it at column 3, as they do",
+        ),
+        (
+            "a rule's key at column 1 between two rules",
+            "rules:\n  - name: a\n    amount: { min: 1 }\nreason: \"결제 가능 금액\"\n\n  - name: b\n    amount: { max: 5 }\n    reason: x\n",
+            (6, 3),
+            "did not find expected key (while parsing a block mapping): line 4 is indented less than the lines before and after it: if it belongs with the line before it, start it at column 5, as that one's key does",
+        ),
+        (
+            "a reason in typographic quotes holding a colon",
+            "rules:\n  - name: a\n    amount: { min: 1 }\n    reason: “접수 기간이: 아닙니다”\n",
+            (4, 20),
+            "mapping values are not allowed in this context: the value starts with “, a typographic quote, which YAML reads as text, not as a quote: type straight quotes (\") at both ends",
         ),
         (
             "a value starting with @",
@@ -1691,4 +1728,35 @@ fn a_line_comment_that_swallows_later_lines_is_an_error() {
         let dir = default_file(&format!("rules:\n  - name: cap\n{fine}    reason: x\n"));
         dir.ok();
     }
+}
+
+/// A fetch rule that does not read (a misspelt method, a key it has no use for) is reported
+/// once: a later rule reading its answer gets no second error saying there is no such fetch
+/// rule (a trial's operator was sent to edit the correct rule). A name no rule has still is.
+#[test]
+fn a_rule_reading_a_broken_fetch_rules_answer_gets_no_second_error() {
+    let dir = RulesDir::new();
+    dir.write(
+        DEFAULT,
+        r#"upstreams:
+  shop: { url: "http://127.0.0.1:1" }
+rules:
+  - name: stock
+    fetch: { upstream: shop, path: /stock, method: GT }
+    reason: 품절
+  - name: vip
+    require: 'fetched["stock"].body.tier != "blocked" && fetched["stok"] != ()'
+    reason: 차단
+"#,
+    );
+    let errors = dir.errors();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].contains(r#"rules[0].fetch.method (rule "stock"): invalid value "GT""#),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].ends_with(r#"fetched["stok"]: no fetch rule "stok" before this rule"#),
+        "{errors:#?}"
+    );
 }

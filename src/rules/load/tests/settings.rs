@@ -327,6 +327,20 @@ fn error_reason_is_a_template_of_the_request() {
         "settings:\n  error_reason: \"｛공지｝ ｛order_id｝ 오류\"\n{ONE_RULE}"
     ));
     assert_eq!(dir.errors().len(), 1, "{:?}", dir.errors());
+    // A trial's reason damaged by an encoding conversion loaded, for buyers to read "��"; a
+    // rule's reason as the error_reason, at the first mark.
+    let dir = default_file(
+        "rules:\n  - name: window\n    amount: { max: 10 }\n    reason: \"접수 기간이 \u{FFFD}\u{FFFD}니다\"\n",
+    );
+    assert_eq!(
+        dir.errors(),
+        [dir.at(
+            DEFAULT,
+            4,
+            21,
+            "rule \"window\": reason: holds U+FFFD (\u{FFFD}), the mark of text that was not in the encoding it was read as (EUC-KR read as UTF-8): the buyer would read the marks; retype the text"
+        )]
+    );
 }
 
 #[test]
