@@ -11,7 +11,7 @@ mod callbacks;
 mod errors;
 mod helpers;
 mod lint;
-pub(crate) use lint::{fetched_names, names_field};
+pub(crate) use lint::{fetched_names, names_field, unguarded_payload_reads};
 pub mod native;
 mod numbers;
 mod render;

@@ -879,6 +879,7 @@ impl FileCompiler<'_, '_> {
         match compiled {
             Ok(ast) => {
                 self.warn_shadow_fetched(path, &ast);
+                self.warn_unguarded_payload(path, &ast, None);
                 Some(Expr {
                     src: src.to_owned(),
                     ast,
@@ -987,6 +988,35 @@ impl FileCompiler<'_, '_> {
     /// Warns, at `path`, about each shadow rule whose answer `ast` reads from `fetched` when
     /// the rule being compiled is enforced: the trial would decide payments after all, and
     /// whether its answer is there at all depends on the shadow cut-off.
+    /// Warns, at `path`, about each field `ast` reads inside a field of `payload` that a
+    /// payment may not have (see [`crate::script::unguarded_payload_reads`]); `script` names
+    /// the script file and the line, for a script rule.
+    fn warn_unguarded_payload(&mut self, path: &[Seg<'_>], ast: &rhai::AST, script: Option<&str>) {
+        let mut said = Vec::new();
+        for (read, at) in crate::script::unguarded_payload_reads(ast) {
+            if said.contains(&read) {
+                continue;
+            }
+            let field = read["payload.".len()..]
+                .split(['.', '['])
+                .next()
+                .unwrap_or_default();
+            let guarded =
+                read.replacen(&format!("payload.{field}"), &format!("payload.{field}?"), 1);
+            let place = match (script, at.line()) {
+                (Some(file), Some(line)) => format!("{file}, line {line}: "),
+                _ => String::new(),
+            };
+            self.warn(
+                path,
+                format!(
+                    "{place}{read} fails on every payment whose body has no {field}, and on_error decides; {guarded} gives () there instead"
+                ),
+            );
+            said.push(read);
+        }
+    }
+
     fn warn_shadow_fetched(&mut self, path: &[Seg<'_>], ast: &rhai::AST) {
         let reader = self.rule_order.get(self.current_rule);
         if reader.is_none_or(|r| r.off || r.shadow) {

@@ -43,7 +43,7 @@ pub(super) use dropped::dropped_value;
 pub(super) use keys::missing_key;
 pub(super) use mismatch::{number_method_on_text, text_compared_with_number, unknown_property};
 use names::{answer_rest, listed_strings, JAVASCRIPT};
-pub(crate) use names::{fetched_names, names_field};
+pub(crate) use names::{fetched_names, names_field, unguarded_payload_reads};
 pub(super) use names::{
     map_properties, unknown_function, unknown_response_field, Functions, Properties,
 };
@@ -386,7 +386,31 @@ fn request_numbers(ast: &AST) -> Vec<&'static str> {
 /// and so are names that are also parameters or loop variables. Such a variable holds that
 /// value wherever it is read: `let t = seoul_time(now);`, `let limit = 1000000;`.
 fn declared_once<T>(ast: &AST, value: impl Fn(&Expr) -> Option<T>) -> HashMap<String, T> {
+    declared_with(ast, value, None)
+}
+
+/// [`declared_once`], and also variables assigned again with `=` where every value they are
+/// given makes the same `T` as the one they were declared with (`let limit = 1000000; if vip
+/// { limit = 5000000; }`: a number wherever it is read). Compound assignments (`+=`) leave a
+/// variable out.
+fn declared_alike<T: PartialEq>(
+    ast: &AST,
+    value: impl Fn(&Expr) -> Option<T>,
+) -> HashMap<String, T> {
+    declared_with(ast, value, Some(&|a: &T, b: &T| a == b))
+}
+
+/// Whether a value assigned again keeps a variable what it was declared with.
+type Same<'a, T> = &'a dyn Fn(&T, &T) -> bool;
+
+/// `same`, when given, tells whether a value assigned again keeps the variable what it was.
+fn declared_with<T>(
+    ast: &AST,
+    value: impl Fn(&Expr) -> Option<T>,
+    same: Option<Same<T>>,
+) -> HashMap<String, T> {
     let mut lets: HashMap<String, (usize, Option<T>)> = HashMap::new();
+    let mut assigned: Vec<(String, Option<T>)> = Vec::new();
     let mut other: HashSet<String> = ast
         .iter_functions()
         .flat_map(|f| f.params.into_iter().map(str::to_owned))
@@ -416,13 +440,27 @@ fn declared_once<T>(ast: &AST, value: impl Fn(&Expr) -> Option<T>) -> HashMap<St
             }
             Some(ASTNode::Stmt(Stmt::Assignment(assign))) => {
                 if let Expr::Variable(v, ..) = &assign.1.lhs {
-                    other.insert(v.1.to_string());
+                    if same.is_some() && !assign.0.is_op_assignment() {
+                        assigned.push((v.1.to_string(), value(&assign.1.rhs)));
+                    } else {
+                        other.insert(v.1.to_string());
+                    }
                 }
             }
             _ => {}
         }
         true
     });
+    for (name, given) in assigned {
+        let declared = lets.get(&name).and_then(|(_, v)| v.as_ref());
+        let kept = match (given.as_ref(), declared, same) {
+            (Some(given), Some(declared), Some(same)) => same(given, declared),
+            _ => false,
+        };
+        if !kept {
+            other.insert(name);
+        }
+    }
     // A function's own statements walk with paths as short as the script's.
     for (_, one) in each_function(ast) {
         one.walk(&mut |path: &[ASTNode]| {

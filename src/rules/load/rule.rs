@@ -699,6 +699,7 @@ impl FileCompiler<'_, '_> {
         match compiled {
             Ok(ast) => {
                 self.warn_shadow_fetched(at, &ast);
+                self.warn_unguarded_payload(at, &ast, Some(rel));
                 Some(Check::Script {
                     path: rel.to_owned(),
                     ast,

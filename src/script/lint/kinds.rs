@@ -9,7 +9,7 @@ use rhai::{Dynamic, Expr, FnCallExpr, Position, StmtBlock, AST};
 use super::results::{ends_of_block, last_method, object_of, Value};
 
 use super::{
-    declared_names, declared_once, is_number, map_properties, request_numbers, Properties,
+    declared_alike, declared_names, is_number, map_properties, request_numbers, Properties,
     ARITHMETIC,
 };
 
@@ -147,7 +147,8 @@ pub(super) struct Names {
     functions: HashSet<String>,
     properties: Properties,
     /// Variables declared once with a value of a known kind and never assigned again (`let
-    /// limit = 1000000;`), whose kind is then that value's wherever they are read.
+    /// limit = 1000000;`), or only assigned values of that kind, whose kind is then that
+    /// value's wherever they are read.
     constants: std::collections::HashMap<String, Kind>,
 }
 
@@ -171,7 +172,9 @@ impl Names {
             constants: std::collections::HashMap::new(),
         };
         // A variable's kind from what it is declared with, by the names known without them.
-        let constants = declared_once(ast, |value| names.kind(value));
+        // Assigned again with values of the same kind, it is still that kind (a trial's VIP
+        // limit, `limit = 5000000` in an if, ended the script as a number).
+        let constants = declared_alike(ast, |value| names.kind(value));
         names.constants = constants;
         names
     }

@@ -503,6 +503,81 @@ fn set_key(
     }
 }
 
+/// A field of `payload` read (`payload.custom_data`), with what is read inside it, if anything
+/// (`.tier`, and whether through `?.`), and where.
+type PayloadRead = (String, Option<(String, bool)>, Position);
+
+/// Each field read inside a field of `payload` that a payment may not have
+/// (`payload.custom_data.tier`), as written, with where: a body without `custom_data` fails
+/// the read, and `on_error` decides, on every such payment (a trial's `require` refused every
+/// V1 payment without it). `?.` (`payload.custom_data?.tier`) reads `()` instead, and a field
+/// the expression also tests on its own (`"custom_data" in payload`, `payload.custom_data !=
+/// ()`, `type_of(payload.custom_data)`) is taken as guarded. `payload.data`, every V2 body's,
+/// is left out: a V2-only ruleset reads it as it is.
+pub fn unguarded_payload_reads(ast: &AST) -> Vec<(String, Position)> {
+    if super::declared_names(ast).contains("payload") {
+        return Vec::new();
+    }
+    let field_of_payload = |e: &Expr| -> Option<PayloadRead> {
+        let Expr::Dot(chain, _, _) = e else {
+            return None;
+        };
+        let Expr::Variable(var, ..) = &chain.lhs else {
+            return None;
+        };
+        if var.1 != "payload" {
+            return None;
+        }
+        match &chain.rhs {
+            Expr::Property(p, at) => Some((p.2.to_string(), None, *at)),
+            Expr::Dot(inner, flags, _) | Expr::Index(inner, flags, _) => {
+                let Expr::Property(p, at) = &inner.lhs else {
+                    return None;
+                };
+                let read = match &inner.rhs {
+                    Expr::Property(q, _) => Some(format!(".{}", q.2)),
+                    Expr::Dot(next, ..) | Expr::Index(next, ..) => match &next.lhs {
+                        Expr::Property(q, _) => Some(format!(".{}", q.2)),
+                        _ => None,
+                    },
+                    Expr::StringConstant(key, _) if matches!(chain.rhs, Expr::Index(..)) => {
+                        Some(format!("[\"{key}\"]"))
+                    }
+                    _ => None,
+                };
+                let guarded = flags.contains(rhai::ASTFlags::NEGATED);
+                Some((p.2.to_string(), read.map(|r| (r, guarded)), *at))
+            }
+            _ => None,
+        }
+    };
+    let mut reads = Vec::new();
+    let mut tested: std::collections::HashSet<String> = std::collections::HashSet::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Expr(Expr::StringConstant(text, _))) => {
+                tested.insert(text.to_string());
+            }
+            Some(ASTNode::Expr(e)) => match field_of_payload(e) {
+                Some((field, None, _)) => {
+                    tested.insert(field);
+                }
+                Some((field, Some((read, false)), at)) if field != "data" => {
+                    reads.push((field, read, at));
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        true
+    });
+    reads
+        .into_iter()
+        .filter(|(field, ..)| !tested.contains(field))
+        .map(|(field, read, at)| (format!("payload.{field}{read}"), at))
+        .collect()
+}
+
 /// Every rule `ast` reads from `fetched` (`fetched["stock"]`, `fetched.stock`), with where.
 /// Keys computed at run time are not known here and left out, and so are assignments (a
 /// script writing into its own copy of `fetched` reads nothing).

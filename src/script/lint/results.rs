@@ -600,6 +600,13 @@ mod tests {
                 2,
                 28,
             ),
+            // A trial's VIP script, ending with its limit: assigned again, but only numbers.
+            (
+                "let limit = 1000000;\nif payload.custom_data?.tier == \"vip\" { limit = 5000000; }\nif amount > limit { return \"한도 초과\"; }\nlimit",
+                "a number",
+                4,
+                1,
+            ),
         ] {
             let message = format!("this gives {kind}, which no script may give: a script gives true or () to pass, false to refuse with the rule's reason, or a string to refuse with that string; write a condition, such as amount <= 1000000, or a reason");
             crate::script::tests::assert_refused(&engine, src, &message, line, column);
@@ -619,6 +626,8 @@ mod tests {
                 "if amount > 5 { return \"x\"; }\n()",
                 // Assigned again, declared twice, or a parameter: its value is not known here.
                 "let n = 0;\nn += 1;\nreturn n > 0;",
+                "let n = 0;\nn += 1;\nn > 0",
+                "let r = 1;\nif amount > 5 { r = \"한도 초과\"; }\nif r == 1 { true } else { r }",
                 "let r = 1;\nr = \"x\";\nreturn r;",
                 "let r = 1;\nlet r = \"x\";\nr",
                 "fn f(r) { r }\nlet r = 1;\nf(\"x\")",

@@ -1798,6 +1798,74 @@ rules:
     );
 }
 
+/// A trial's `require` read `payload.custom_data.tier`, which fails on every payment without
+/// `custom_data` (on_error refused them all): a warning naming the read and how to write it.
+/// `?.`, a field the expression tests on its own, and V2's `data` are not warned about.
+#[test]
+fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
+    let dir = default_file(
+        r#"rules:
+  - name: blocked
+    require: 'payload.custom_data.tier != "blocked" && payload.custom_data.tier != "x"'
+    reason: r
+  - name: indexed
+    require: 'payload.extra["vip"] != true'
+    reason: r
+  - name: guarded
+    require: '!("meta" in payload) || payload.meta.ok'
+    reason: r
+  - name: elvis
+    require: 'payload.custom_data?.tier != "blocked" && payload.data.paymentId != "x"'
+    reason: r
+  - name: tested
+    require: 'payload.opts == () || payload.opts.ok'
+    reason: r
+  - name: scripted
+    script: check.rhai
+"#,
+    );
+    dir.write(
+        "check.rhai",
+        "let x = 1;
+payload.buyer.age >= 19
+",
+    );
+    let rules = dir.ok();
+    let warning = |read: &str, field: &str, guarded: &str| {
+        format!("{read} fails on every payment whose body has no {field}, and on_error decides; {guarded} gives () there instead")
+    };
+    assert_eq!(
+        rules.warnings,
+        [
+            dir.at(
+                DEFAULT,
+                3,
+                14,
+                &warning(
+                    "payload.custom_data.tier",
+                    "custom_data",
+                    "payload.custom_data?.tier"
+                )
+            ),
+            dir.at(
+                DEFAULT,
+                6,
+                14,
+                &warning("payload.extra[\"vip\"]", "extra", "payload.extra?[\"vip\"]")
+            ),
+            dir.at(
+                DEFAULT,
+                18,
+                13,
+                &format!(
+                    "check.rhai, line 2: {}",
+                    warning("payload.buyer.age", "buyer", "payload.buyer?.age")
+                )
+            ),
+        ]
+    );
+}
+
 /// A shadow rule is taken for a dry run, but a forward or a POST/PUT fetch reaches the
 /// merchant all the same: a warning at its key; a shadow GET fetch is no side effect.
 #[test]
