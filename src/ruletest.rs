@@ -266,6 +266,23 @@ impl CaseResult {
         self.mismatches.is_empty()
     }
 
+    /// The line `test --verbose` prints for a case that passed: its file, name and what was
+    /// decided, by which rule (the name on one line, as in [`CaseResult::explain`]).
+    pub fn summary(&self) -> String {
+        let d = &self.decision;
+        let by = d
+            .rule
+            .as_deref()
+            .map(|rule| format!(" by {rule}"))
+            .unwrap_or_default();
+        format!(
+            "ok   {}: {} -> {}{by}",
+            self.file.display(),
+            crate::logfmt::on_one_line(&self.name, 200),
+            d.decision.as_str(),
+        )
+    }
+
     /// The block printed for a failing case: expected, actual, and the per-rule trace.
     pub fn explain(&self) -> String {
         let d = &self.decision;

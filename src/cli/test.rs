@@ -15,6 +15,10 @@ pub struct TestArgs {
     pub rules: RulesDir,
     /// Run only the cases whose name contains this text.
     pub filter: Option<String>,
+    /// List every case that ran, passed ones too (`ok FILE: NAME -> decision by RULE`), not
+    /// only the failing ones: to see what a FILTER picked, or to review a suite.
+    #[arg(short, long, env = "CONFIRM_PROXY_VERBOSE", value_parser = super::switch)]
+    pub verbose: bool,
 }
 
 const INVALID_TEST_FILE: u8 = 2;
@@ -66,8 +70,12 @@ pub fn run(args: &TestArgs) -> ExitCode {
         err!("warning: no case name contains \"{filter}\" ({cases} case{plural} in all): nothing was tested");
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
-    for r in results.iter().filter(|r| !r.passed()) {
-        out!("{}", r.explain());
+    for r in &results {
+        if !r.passed() {
+            out!("{}", r.explain());
+        } else if args.verbose {
+            out!("{}", r.summary());
+        }
     }
     out!("{} passed, {} failed", results.len() - failed, failed);
     if failed == 0 {

@@ -825,7 +825,7 @@ impl FileCompiler<'_, '_> {
             match Template::parse_at(buyer_text(r), TemplateScope::Request) {
                 Ok(t) if t.bound().is_some() => self.error(
                     &at,
-                    format!("error_reason: placeholder {{{}}} is an amount rule's bound, which only that rule's reason shows", t.bound().unwrap_or_default()),
+                    format!("error_reason: placeholder {{{bound}}} is {}'s bound, which only that rule's reason shows", Template::bound_rule(t.bound().unwrap_or_default()), bound = t.bound().unwrap_or_default()),
                 ),
                 Ok(t) => {
                     self.warn_about_reason(&at, r, &t, "error_reason");

@@ -29,6 +29,8 @@ impl std::fmt::Display for Template {
                         Var::StoreId => f.write_str("store_id")?,
                         Var::Min => f.write_str("min")?,
                         Var::Max => f.write_str("max")?,
+                        Var::From => f.write_str("from")?,
+                        Var::Until => f.write_str("until")?,
                         Var::ResponseBody(path) => write!(f, "response.body.{}", path.join("."))?,
                     }
                     if *grouped {
@@ -71,6 +73,11 @@ enum Var {
     /// ([`Template::fill_bounds`]), so that the limit a buyer reads is the one enforced.
     Min,
     Max,
+    /// `{from}`, `{until}`: a `window` rule's bounds, in its reason only, filled in at load in
+    /// Korean time ([`Template::fill_window`]), so that the sale hours a buyer reads are the
+    /// ones enforced (a trial's reason kept naming the hours it had before an edit).
+    From,
+    Until,
     /// `{response.body.a.b}`: a field of the JSON answer of this rule's fetch.
     ResponseBody(Vec<String>),
 }
@@ -314,27 +321,86 @@ impl Template {
         out
     }
 
-    /// The first of `{min}` and `{max}` it holds, which only an `amount` rule's reason fills.
+    /// The first of `{min}`, `{max}`, `{from}` and `{until}` it holds, which only an `amount`
+    /// or a `window` rule's reason fills.
     pub fn bound(&self) -> Option<&'static str> {
         self.parts.iter().find_map(|p| match p {
             Part::Var(Var::Min, ..) => Some("min"),
             Part::Var(Var::Max, ..) => Some("max"),
+            Part::Var(Var::From, ..) => Some("from"),
+            Part::Var(Var::Until, ..) => Some("until"),
             _ => None,
         })
+    }
+
+    /// The kind of rule whose reason `bound` (as [`Template::bound`] names it) belongs to.
+    pub fn bound_rule(bound: &str) -> &'static str {
+        match bound {
+            "from" | "until" => "a window rule",
+            _ => "an amount rule",
+        }
+    }
+
+    /// The error for bound `name` in the reason of a rule whose check it is not of.
+    pub fn not_this_rules(name: &str) -> String {
+        let check = if matches!(name, "from" | "until") {
+            "window"
+        } else {
+            "amount"
+        };
+        format!(
+            "placeholder {{{name}}} is {}'s bound, and this rule has no {check} check",
+            Template::bound_rule(name)
+        )
+    }
+
+    /// Writes a `window` rule's bounds, in Korean time (`2026-12-20 20:00`, with the seconds
+    /// when they are not zero), where its reason has `{from}` and `{until}`; an error names a
+    /// bound the rule does not set, and one of an amount rule's.
+    pub fn fill_window(
+        &mut self,
+        from: Option<chrono::DateTime<chrono::FixedOffset>>,
+        until: Option<chrono::DateTime<chrono::FixedOffset>>,
+    ) -> Result<(), String> {
+        let korean = |t: chrono::DateTime<chrono::FixedOffset>| {
+            let t = t.with_timezone(&super::SEOUL);
+            let shape = if chrono::Timelike::second(&t) == 0 {
+                "%Y-%m-%d %H:%M"
+            } else {
+                "%Y-%m-%d %H:%M:%S"
+            };
+            t.format(shape).to_string()
+        };
+        let (from, until) = (from.map(korean), until.map(korean));
+        self.fill(&[
+            ("from", "window", from.as_deref()),
+            ("until", "window", until.as_deref()),
+        ])
     }
 
     /// Writes an `amount` rule's bounds (the numbers they are: `1e6` as `1000000`) where its
     /// reason has `{min}` and `{max}`; an error names a bound the rule does not set.
     pub fn fill_bounds(&mut self, min: Option<&str>, max: Option<&str>) -> Result<(), String> {
+        self.fill(&[("min", "amount", min), ("max", "amount", max)])
+    }
+
+    /// Writes each bound of `bounds` (its placeholder's name, the check it is of, its text)
+    /// where the template names it; the other bounds are an error, as is one not set.
+    fn fill(&mut self, bounds: &[(&str, &str, Option<&str>)]) -> Result<(), String> {
         for part in &mut self.parts {
-            let (name, bound) = match part {
-                Part::Var(Var::Min, ..) => ("min", min),
-                Part::Var(Var::Max, ..) => ("max", max),
+            let name = match part {
+                Part::Var(Var::Min, ..) => "min",
+                Part::Var(Var::Max, ..) => "max",
+                Part::Var(Var::From, ..) => "from",
+                Part::Var(Var::Until, ..) => "until",
                 _ => continue,
             };
-            let Some(bound) = bound else {
+            let Some((_, check, bound)) = bounds.iter().find(|(n, ..)| *n == name) else {
+                return Err(Template::not_this_rules(name));
+            };
+            let Some(bound) = *bound else {
                 return Err(format!(
-                    "placeholder {{{name}}} reads the rule's amount {name}, which it does not set"
+                    "placeholder {{{name}}} reads the rule's {check} {name}, which it does not set"
                 ));
             };
             let grouped = matches!(part, Part::Var(_, _, true));
@@ -380,7 +446,7 @@ fn value_of<'a>(var: &Var, req: &'a ConfirmRequest, response: Option<&'a Value>)
         Var::Amount => req.amount.for_template(),
         Var::StoreId => Cow::Borrowed(req.store_id.as_deref().unwrap_or("")),
         // Filled in at load: never left in a template that runs.
-        Var::Min | Var::Max => Cow::Borrowed(""),
+        Var::Min | Var::Max | Var::From | Var::Until => Cow::Borrowed(""),
         Var::ResponseBody(path) => {
             let mut node = response;
             for key in path {
@@ -477,9 +543,17 @@ fn placeholder(braced: &str, text: &str, scope: Scope) -> Result<Part, (String, 
         None => (name, false),
     };
     let var = parse_var(name, scope).map_err(|e| (e, 0))?;
-    if grouped && (scope == Scope::Call || matches!(var, Var::OrderId | Var::TxId | Var::StoreId)) {
+    if grouped
+        && (scope == Scope::Call
+            || matches!(
+                var,
+                Var::OrderId | Var::TxId | Var::StoreId | Var::From | Var::Until
+            ))
+    {
         let what = if scope == Scope::Call {
             "what a fetch sends"
+        } else if matches!(var, Var::From | Var::Until) {
+            "a time"
         } else {
             "an id"
         };
@@ -527,8 +601,15 @@ fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {
                 "placeholder {{{name}}} is an amount rule's bound, which only its reason shows; expected one of {REQUEST_VARS}"
             ))
         }
+        "from" | "until" if scope == Scope::Call => {
+            return Err(format!(
+                "placeholder {{{name}}} is a window rule's bound, which only its reason shows; expected one of {REQUEST_VARS}"
+            ))
+        }
         "min" => Var::Min,
         "max" => Var::Max,
+        "from" => Var::From,
+        "until" => Var::Until,
         _ => {
             if let Some(path) = name.strip_prefix("response.body.") {
                 // `{response.body..left}`, `{response.body.left.}`: a field named "" is none

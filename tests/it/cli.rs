@@ -557,6 +557,24 @@ fn test_runs_the_shipped_rule_tests() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+    // --verbose lists the cases that passed too, what each decided and by which rule.
+    let out = run_cli(
+        &[
+            "test",
+            "--rules",
+            &shipped_rules(),
+            "-v",
+            "amount at the minimum",
+        ],
+        None,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "ok   {}/tests/default.yaml: amount at the minimum is approved -> approve\n1 passed, 0 failed\n",
+            shipped_rules()
+        )
+    );
     let scripted = format!("{}/examples/scripted-rules", env!("CARGO_MANIFEST_DIR"));
     let out = run_cli(&["test", "--rules", &scripted], None);
     assert!(

@@ -124,7 +124,8 @@ impl FileCompiler<'_, '_> {
                                 min.map(|d| d.to_string()).as_deref(),
                                 max.map(|d| d.to_string()).as_deref(),
                             ),
-                            Some(_) => Err(format!("placeholder {{{bound}}} is an amount rule's bound, and this rule has no amount check")),
+                            Some(Check::Window { from, until }) => t.fill_window(*from, *until),
+                            Some(_) => Err(Template::not_this_rules(bound)),
                             None => Ok(()),
                         };
                         if let Err(e) = filled {

@@ -780,3 +780,37 @@ fn an_amount_rules_reason_shows_its_own_bounds() {
         ]
     );
 }
+
+/// `{from}` and `{until}` in a window rule's reason are its bounds, written in Korean time at
+/// load (a trial's reason named the sale hours from before an edit of the window); elsewhere,
+/// one the window does not set, or with `:,`, they are errors.
+#[test]
+fn a_window_rules_reason_shows_its_own_bounds_in_korean_time() {
+    let dir = default_file(
+        "rules:\n  - name: sale\n    window: { from: \"2026-12-20T20:00:00+09:00\", until: \"2026-12-20T23:59:30+09:00\" }\n    reason: \"선예매 기간({from}~{until})이 아닙니다\"\n",
+    );
+    let rules = dir.ok();
+    assert_eq!(
+        rules.get("default").unwrap().rules[0].reason.to_string(),
+        "선예매 기간(2026-12-20 20:00~2026-12-20 23:59:30)이 아닙니다"
+    );
+    assert!(rules.warnings.is_empty(), "{:?}", rules.warnings);
+    let dir = default_file(
+        "settings: { error_reason: \"오류 {until}\" }\nrules:\n  - name: sale\n    window: { from: \"2026-12-20T20:00:00+09:00\" }\n    reason: \"{from:,}부터, {until}까지\"\n  - name: cap\n    amount: { max: 5 }\n    reason: \"{from} 이후\"\n",
+    );
+    assert_eq!(
+        dir.errors(),
+        [
+            dir.at(DEFAULT, 1, 27, "error_reason: placeholder {until} is a window rule's bound, which only that rule's reason shows"),
+            dir.at(DEFAULT, 5, 14, "rule \"sale\": reason: placeholder {from:,}: thousands separators are for numbers a buyer reads, not for a time; write {from} (separators go on {amount:,}, {max:,} or an answer's number in a reason)"),
+            dir.at(DEFAULT, 8, 13, "rule \"cap\": reason: placeholder {from} is a window rule's bound, and this rule has no window check"),
+        ]
+    );
+    let dir = default_file(
+        "rules:\n  - name: sale\n    window: { from: \"2026-12-20T20:00:00+09:00\" }\n    reason: \"{until}까지\"\n",
+    );
+    assert_eq!(
+        dir.errors(),
+        [dir.at(DEFAULT, 4, 13, "rule \"sale\": reason: placeholder {until} reads the rule's window until, which it does not set")]
+    );
+}
