@@ -1691,6 +1691,18 @@ pub(crate) mod tests {
         }
         let e = engine.compile_expression("limit > 5", &[]).unwrap_err();
         assert_eq!(e.message, "undefined variable: limit");
+        // In a fetch rule's require, its answer's fields (a review's was sent to payload).
+        let e = engine
+            .compile_expression("status == 200 && body.left > 0", &["response"])
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "undefined variable: status; this rule's answer is response: response.status"
+        );
+        let e = engine
+            .compile_expression("max_amount > 5", &[])
+            .unwrap_err();
+        assert_eq!(e.message, "undefined variable: max_amount");
     }
 
     /// A trial's `"한도(" + format_amount(limit) "원)"`: Rhai asks for a `;`, where a `+` was

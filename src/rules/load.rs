@@ -214,23 +214,37 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         format!("invalid duration \"{s}\", expected a number and a unit like 500ms, 1.5s, 4s or 1m")
     };
     let s = s.trim();
-    // `-1s`: a number and a unit, as asked, so say what is wrong with it.
-    if s.strip_prefix('-')
-        .is_some_and(|rest| parse_duration(rest).is_ok())
+    // `-1s`: a number and a unit, as asked, so say what is wrong with it. Only a digit after
+    // one `-` is read on (never a recursion per dash: a review's 100,000 dashes overflowed the
+    // stack of a reload).
+    if let Some(rest) = s
+        .strip_prefix('-')
+        .filter(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
     {
-        return Err(format!("duration \"{s}\" must be greater than zero"));
+        let zero = format!("duration \"{rest}\" must be greater than zero");
+        let inner = parse_duration(rest);
+        if inner.is_ok() || inner == Err(zero) {
+            return Err(format!("duration \"{s}\" must be greater than zero"));
+        }
     }
-    // `３s` from a Korean input method in full-width mode looks like `3s` but is no number.
-    if let Some(wide) = s.chars().find(|c| ('０'..='９').contains(c) || *c == '．') {
+    // `３s`, `３ｓ` from a Korean input method in full-width mode looks like `3s` but is no
+    // duration: what the ASCII forms of those characters make, if that is one.
+    if let Some(wide) = s.chars().find(|c| ('\u{FF01}'..='\u{FF5E}').contains(c)) {
         let typed: String = s
             .chars()
             .map(|c| match c {
-                '０'..='９' | '．' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+                '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
                 c => c,
             })
             .collect();
+        let fix = match parse_duration(&typed) {
+            Ok(_) => format!("type {typed}"),
+            Err(e) => {
+                format!("typed in ASCII it reads \"{typed}\", which is no duration either: {e}")
+            }
+        };
         return Err(format!(
-            "{}: \"{wide}\" is a full-width character, which is no digit: type {typed}",
+            "{}: \"{wide}\" is a full-width character, which YAML and the proxy read as another letter than the one it looks like; {fix}",
             expected()
         ));
     }
@@ -292,12 +306,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Whether Rhai source may read `payload`. Rhai has no way to name a variable at run time
 /// (`eval` is disabled), so a plain token search is a safe over-approximation.
 fn mentions_payload(src: &str) -> bool {
-    src.match_indices("payload").any(|(i, _)| {
-        let ident = |c: char| c.is_alphanumeric() || c == '_';
-        let before = src[..i].chars().next_back().is_some_and(ident);
-        let after = src[i + "payload".len()..].chars().next().is_some_and(ident);
-        !before && !after
-    })
+    mentions_word(src, "payload")
+}
+
+/// Whether `word` is in `src` as a word of its own (not part of a longer name).
+fn mentions_word(src: &str, word: &str) -> bool {
+    !word.is_empty()
+        && src.match_indices(word).any(|(i, _)| {
+            let ident = |c: char| c.is_alphanumeric() || c == '_';
+            let before = src[..i].chars().next_back().is_some_and(ident);
+            let after = src[i + word.len()..].chars().next().is_some_and(ident);
+            !before && !after
+        })
 }
 
 /// The text of each fractional number of `rules` that is sent or compared as written — an
@@ -627,6 +647,7 @@ impl FileCompiler<'_, '_> {
                 fetch: r.fetch.is_some(),
                 off: r.mode == Some(Mode::Off),
                 shadow: r.mode == Some(Mode::Shadow),
+                when: r.when.clone(),
             })
             .collect();
         for (position, (i, raw_rule)) in file.rules.iter().enumerate() {
@@ -985,38 +1006,46 @@ impl FileCompiler<'_, '_> {
 }
 
 impl FileCompiler<'_, '_> {
-    /// Warns, at `path`, about each shadow rule whose answer `ast` reads from `fetched` when
-    /// the rule being compiled is enforced: the trial would decide payments after all, and
-    /// whether its answer is there at all depends on the shadow cut-off.
     /// Warns, at `path`, about each field `ast` reads inside a field of `payload` that a
     /// payment may not have (see [`crate::script::unguarded_payload_reads`]); `script` names
-    /// the script file and the line, for a script rule.
+    /// the script file and the line, for a script rule. A rule that is off runs nothing, and a
+    /// field its own `when` tests is there when its check runs.
     fn warn_unguarded_payload(&mut self, path: &[Seg<'_>], ast: &rhai::AST, script: Option<&str>) {
+        let rule = self.rule_order.get(self.current_rule);
+        if rule.is_some_and(|r| r.off) {
+            return;
+        }
+        let is_when = matches!(path.last(), Some(Seg::Key("when")));
+        let guard = rule.and_then(|r| r.when.clone()).filter(|_| !is_when);
         let mut said = Vec::new();
         for (read, at) in crate::script::unguarded_payload_reads(ast) {
-            if said.contains(&read) {
-                continue;
-            }
             let field = read["payload.".len()..]
                 .split(['.', '['])
                 .next()
-                .unwrap_or_default();
-            let guarded =
-                read.replacen(&format!("payload.{field}"), &format!("payload.{field}?"), 1);
+                .unwrap_or_default()
+                .to_owned();
+            if said.contains(&read) || guard.as_deref().is_some_and(|w| mentions_word(w, &field)) {
+                continue;
+            }
             let place = match (script, at.line()) {
                 (Some(file), Some(line)) => format!("{file}, line {line}: "),
                 _ => String::new(),
             };
+            // Not "write ?." alone: `payload.custom_data?.tier != "blocked"` is true for a
+            // payment without it, which a buyer choosing a V1 body's fields could use.
             self.warn(
                 path,
                 format!(
-                    "{place}{read} fails on every payment whose body has no {field}, and on_error decides; {guarded} gives () there instead"
+                    "{place}{read} fails on every payment whose body has no {field}, and on_error decides; to decide those payments here, test it first (\"{field}\" in payload && …) or read it with ?. (payload.{field}?…), which gives () for them — and () != \"x\" is true"
                 ),
             );
             said.push(read);
         }
     }
 
+    /// Warns, at `path`, about each shadow rule whose answer `ast` reads from `fetched` when
+    /// the rule being compiled is enforced: the trial would decide payments after all, and
+    /// whether its answer is there at all depends on the shadow cut-off.
     fn warn_shadow_fetched(&mut self, path: &[Seg<'_>], ast: &rhai::AST) {
         let reader = self.rule_order.get(self.current_rule);
         if reader.is_none_or(|r| r.off || r.shadow) {
@@ -1049,6 +1078,8 @@ struct RuleEntry {
     off: bool,
     /// It has `mode: shadow`: it never decides.
     shadow: bool,
+    /// Its `when`, as written: a field it tests is there when the rule's check runs.
+    when: Option<String>,
 }
 
 /// Below this a deadline is most likely a slip of the unit (`3ms` for `3s`).

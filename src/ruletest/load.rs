@@ -286,10 +286,13 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
     );
     if rules.get(&raw.ruleset).is_none() {
         let known: Vec<&str> = rules.rulesets.keys().map(String::as_str).collect();
+        let near = crate::suggest::closest(&raw.ruleset, known.iter().copied());
         let why = match raw.ruleset.strip_suffix(".yaml") {
             Some(name) if rules.get(name).is_some() => {
                 format!("a ruleset is named without .yaml: write {name}")
             }
+            // `defualt`: a slip, not a removed ruleset.
+            _ if near.is_some() => format!("did you mean {}?", near.unwrap_or_default()),
             _ => format!(
                 "the rules directory has no {}.yaml: when a ruleset is removed, its test file \
                  goes with it",
@@ -1583,6 +1586,13 @@ rules:
             [
                 "tests/t.yaml:1:10: unknown ruleset \"shop\", expected one of default (the rules \
               directory has no shop.yaml: when a ruleset is removed, its test file goes with it)"
+            ]
+        );
+        assert_eq!(
+            errors("ruleset: defualt\ncases: []\n"),
+            [
+                "tests/t.yaml:1:10: unknown ruleset \"defualt\", expected one of default (did you \
+              mean default?)"
             ]
         );
         assert_eq!(

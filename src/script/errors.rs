@@ -138,12 +138,18 @@ fn closest_variable(src: &str, extra: &[&str], error: &mut CompileError) {
         .into_iter()
         .chain(extra.iter().copied())
         .chain(declared.iter().copied());
+    // A fetch rule's `status == 200`: its answer's, not the payment's (a review's was sent to
+    // `payload.status`, which loaded and refused every payment).
+    if extra.contains(&"response") && matches!(name.as_str(), "status" | "body" | "headers") {
+        error.message.push_str(&format!(
+            "; this rule's answer is response: response.{name}"
+        ));
+        return;
+    }
     match crate::suggest::closest(&name, names).filter(|k| *k != name) {
         Some(known) => error.message.push_str(&format!("; did you mean {known}?")),
         // `custom_data.tier`: a field of the body read as if the body's fields were variables.
-        None if PAYLOAD_FIELDS.contains(&name.as_str())
-            || (name.contains('_') && !declared.contains(&name.as_str())) =>
-        {
+        None if PAYLOAD_FIELDS.contains(&name.as_str()) => {
             error.message.push_str(&format!(
                 "; the request's fields other than order_id, tx_id, amount, store_id and api are read under payload: payload.{name}"
             ));
@@ -152,21 +158,17 @@ fn closest_variable(src: &str, extra: &[&str], error: &mut CompileError) {
     }
 }
 
-/// Fields of PortOne's confirm bodies (V1 and V2) an operator may read as variables.
-const PAYLOAD_FIELDS: [&str; 20] = [
+/// Fields of PortOne's confirm bodies (V1 and V2) an operator may read as variables: the
+/// names only a body has (not `status` or `type`, which may be anything's).
+const PAYLOAD_FIELDS: [&str; 15] = [
     "imp_uid",
     "merchant_uid",
     "custom_data",
-    "status",
     "pay_method",
     "pg_provider",
     "buyer_name",
     "buyer_email",
     "buyer_tel",
-    "currency",
-    "data",
-    "type",
-    "timestamp",
     "paymentId",
     "payment_id",
     "transactionId",

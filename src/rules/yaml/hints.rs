@@ -393,8 +393,8 @@ fn over_indented(src: &str, line: usize) -> Option<(usize, usize)> {
     .then_some((n, above_key + 1))
 }
 
-/// The last key line above the last of `lines` (the error's) that is indented less than both
-/// the line before it and the line after it, with the column the key before it starts at.
+/// The key line just above the last of `lines` (the error's), when it is indented less than
+/// both the line before it and the error's line, with the column the key before it starts at.
 fn dented_above(lines: &[&str]) -> Option<(usize, usize)> {
     let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
     let key_column = |l: &str| {
@@ -408,17 +408,32 @@ fn dented_above(lines: &[&str]) -> Option<(usize, usize)> {
     let content: Vec<usize> = (0..lines.len())
         .filter(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))
         .collect();
-    content.windows(3).rev().find_map(|w| {
-        let (before, m, after) = (lines[w[0]], lines[w[1]], lines[w[2]]);
-        let key = m
-            .trim_start()
+    // Only the key just above the line the parser stopped at: further up, any parent key
+    // (`rules:` after `settings:`'s lines) is less indented than the lines around it.
+    let w = content.get(content.len().checked_sub(3)?..)?;
+    if w[2] != lines.len() - 1 {
+        return None;
+    }
+    let (before, m, after) = (lines[w[0]], lines[w[1]], lines[w[2]]);
+    let with_value = m
+        .trim_start()
+        .split_once(':')
+        .is_some_and(|(k, v)| !k.is_empty() && !v.trim().is_empty());
+    (with_value
+        && !m.trim_start().starts_with("- ")
+        && !top_level_key(m)
+        && indent(m) < indent(before)
+        && indent(m) < indent(after))
+    .then_some((w[1], key_column(before) + 1))
+}
+
+/// Whether `line` is one of a rule file's own keys at column 1 (`settings:`, `upstreams:`,
+/// `rules:`), which no hint should tell to move under another.
+fn top_level_key(line: &str) -> bool {
+    !line.starts_with(' ')
+        && line
             .split_once(':')
-            .is_some_and(|(k, _)| !k.is_empty());
-        (key && !m.trim_start().starts_with("- ")
-            && indent(m) < indent(before)
-            && indent(m) < indent(after))
-        .then_some((w[1], key_column(before) + 1))
-    })
+            .is_some_and(|(key, _)| matches!(key.trim(), "settings" | "upstreams" | "rules"))
 }
 
 /// The column the lines around line index `n` start at, when `n` is indented less than both the
@@ -436,7 +451,9 @@ fn outdented_between(src: &str, n: usize, below: usize) -> Option<usize> {
         let t = l.trim_start();
         !t.starts_with("- ") && t.split_once(':').is_some_and(|(key, _)| !key.is_empty())
     };
-    (indent(before) == this && indent(lines.get(n)?) < this && is_key(before)).then_some(this + 1)
+    let out = lines.get(n)?;
+    (indent(before) == this && indent(out) < this && is_key(before) && !top_level_key(out))
+        .then_some(this + 1)
 }
 
 fn glued_key(line: &str) -> bool {

@@ -510,10 +510,11 @@ type PayloadRead = (String, Option<(String, bool)>, Position);
 /// Each field read inside a field of `payload` that a payment may not have
 /// (`payload.custom_data.tier`), as written, with where: a body without `custom_data` fails
 /// the read, and `on_error` decides, on every such payment (a trial's `require` refused every
-/// V1 payment without it). `?.` (`payload.custom_data?.tier`) reads `()` instead, and a field
-/// the expression also tests on its own (`"custom_data" in payload`, `payload.custom_data !=
-/// ()`, `type_of(payload.custom_data)`) is taken as guarded. `payload.data`, every V2 body's,
-/// is left out: a V2-only ruleset reads it as it is.
+/// V1 payment without it). A field read with `?.` somewhere (`payload.custom_data?.tier`), or
+/// tested on its own (`"custom_data" in payload`, `payload.custom_data != ()`,
+/// `type_of(payload.custom_data)`), is taken as guarded, and so is a read inside a `try`,
+/// whose `catch` decides. `payload.data` is no exception: a V2 body of the 2024-01-01 format
+/// and every V1 body have none.
 pub fn unguarded_payload_reads(ast: &AST) -> Vec<(String, Position)> {
     if super::declared_names(ast).contains("payload") {
         return Vec::new();
@@ -554,15 +555,18 @@ pub fn unguarded_payload_reads(ast: &AST) -> Vec<(String, Position)> {
     let mut reads = Vec::new();
     let mut tested: std::collections::HashSet<String> = std::collections::HashSet::new();
     ast.walk(&mut |path: &[ASTNode]| {
+        let in_try = path
+            .iter()
+            .any(|node| matches!(node, ASTNode::Stmt(Stmt::TryCatch(..))));
         match path.last() {
             Some(ASTNode::Expr(Expr::StringConstant(text, _))) => {
                 tested.insert(text.to_string());
             }
             Some(ASTNode::Expr(e)) => match field_of_payload(e) {
-                Some((field, None, _)) => {
+                Some((field, None | Some((_, true)), _)) => {
                     tested.insert(field);
                 }
-                Some((field, Some((read, false)), at)) if field != "data" => {
+                Some((field, Some((read, false)), at)) if !in_try => {
                     reads.push((field, read, at));
                 }
                 _ => {}

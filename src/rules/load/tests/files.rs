@@ -1799,8 +1799,10 @@ rules:
 }
 
 /// A trial's `require` read `payload.custom_data.tier`, which fails on every payment without
-/// `custom_data` (on_error refused them all): a warning naming the read and how to write it.
-/// `?.`, a field the expression tests on its own, and V2's `data` are not warned about.
+/// `custom_data` (on_error refused them all): a warning naming the read and how to decide
+/// those payments. `?.`, a field the expression tests on its own or the rule's `when` tests,
+/// a read inside `try`, and a rule that is off are not warned about; V2's `data` is (a
+/// 2024-01-01 body has none).
 #[test]
 fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
     let dir = default_file(
@@ -1820,19 +1822,25 @@ fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
   - name: tested
     require: 'payload.opts == () || payload.opts.ok'
     reason: r
+  - name: when-guarded
+    when: '"member" in payload'
+    require: 'payload.member.level > 1'
+    reason: r
+  - name: off
+    mode: off
+    require: 'payload.gone.x == 1'
+    reason: r
   - name: scripted
     script: check.rhai
+  - name: caught
+    script: caught.rhai
 "#,
     );
-    dir.write(
-        "check.rhai",
-        "let x = 1;
-payload.buyer.age >= 19
-",
-    );
+    dir.write("check.rhai", "let x = 1;\npayload.buyer.age >= 19\n")
+        .write("caught.rhai", "if payload.coupon?.code != () { return payload.coupon.code != \"x\"; }\ntry { return payload.card.kind != \"gift\"; } catch (e) { return \"카드 정보 없음\"; }\n");
     let rules = dir.ok();
-    let warning = |read: &str, field: &str, guarded: &str| {
-        format!("{read} fails on every payment whose body has no {field}, and on_error decides; {guarded} gives () there instead")
+    let warning = |read: &str, field: &str| {
+        format!("{read} fails on every payment whose body has no {field}, and on_error decides; to decide those payments here, test it first (\"{field}\" in payload && …) or read it with ?. (payload.{field}?…), which gives () for them — and () != \"x\" is true")
     };
     assert_eq!(
         rules.warnings,
@@ -1841,25 +1849,17 @@ payload.buyer.age >= 19
                 DEFAULT,
                 3,
                 14,
-                &warning(
-                    "payload.custom_data.tier",
-                    "custom_data",
-                    "payload.custom_data?.tier"
-                )
+                &warning("payload.custom_data.tier", "custom_data")
             ),
+            dir.at(DEFAULT, 6, 14, &warning("payload.extra[\"vip\"]", "extra")),
+            dir.at(DEFAULT, 12, 14, &warning("payload.data.paymentId", "data")),
             dir.at(
                 DEFAULT,
-                6,
-                14,
-                &warning("payload.extra[\"vip\"]", "extra", "payload.extra?[\"vip\"]")
-            ),
-            dir.at(
-                DEFAULT,
-                18,
+                26,
                 13,
                 &format!(
                     "check.rhai, line 2: {}",
-                    warning("payload.buyer.age", "buyer", "payload.buyer?.age")
+                    warning("payload.buyer.age", "buyer")
                 )
             ),
         ]

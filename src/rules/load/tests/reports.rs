@@ -890,6 +890,26 @@ fn messages_say_what_the_yaml_should_hold() {
             (6, 3),
             "did not find expected key (while parsing a block mapping): line 4 is indented less than the lines before and after it: if it belongs with the line before it, start it at column 5, as that one's key does",
         ),
+        // A review's: further up, a parent key is less indented than the lines around it
+        // too; it is never told to move (nor one of the file's own keys).
+        (
+            "a rule key one space short after a settings block",
+            "settings:\n  deadline: 3s\nrules:\n  - name: a\n    amount: { max: 1 }\n   reason: x\n",
+            (6, 4),
+            "did not find expected '-' indicator (while parsing a block collection that starts at line 4 column 3): check this line's indentation against the lines above it (spaces only)",
+        ),
+        (
+            "rules: [] followed by rules",
+            "settings:\n  deadline: 3s\nrules: []\n  - name: a\n    amount: { max: 1 }\n    reason: x\n",
+            (4, 3),
+            "did not find expected key (while parsing a block mapping): check this line's indentation against the lines above it (spaces only)",
+        ),
+        (
+            "a value on rules: with keys below it",
+            "settings:\n  deadline: 3s\nrules: x\n  name: a\n",
+            (4, 7),
+            "mapping values are not allowed in this context: this line is indented more than line 3 above it, whose key has a value already: keys of one mapping line up, so start this one at column 1 (or, if it belongs under a key, end that key's line with its colon)",
+        ),
         (
             "a reason in typographic quotes holding a colon",
             "rules:\n  - name: a\n    amount: { min: 1 }\n    reason: “접수 기간이: 아닙니다”\n",

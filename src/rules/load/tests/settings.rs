@@ -445,32 +445,29 @@ fn parse_duration_rejects_other_forms() {
         format!("invalid duration \"{s}\", expected a number and a unit like 500ms, 1.5s, 4s or 1m")
     };
     for text in [
-        "4 sec", "-s", "--1s", "s", "", "1.5.2s", "4S", "4d", "1e3ms",
+        "4 sec", "-s", "--1s", "-", "s", "", "1.5.2s", "4S", "4d", "1e3ms",
     ] {
         assert_eq!(parse_duration(text), Err(expected(text)), "{text:?}");
     }
+    // Dashes by the hundred thousand: refused at once, no recursion per dash (a review's
+    // overflowed the stack of a reload).
+    let dashes = format!("{}1s", "-".repeat(100_000));
+    assert_eq!(parse_duration(&dashes), Err(expected(&dashes)));
     // A number and a unit that still make no duration: what is wrong with each.
+    let wide = "is a full-width character, which YAML and the proxy read as another letter than the one it looks like";
     for (text, error) in [
+        ("-1s", r#"duration "-1s" must be greater than zero"#.to_owned()),
+        ("-0.5ms", r#"duration "-0.5ms" must be greater than zero"#.to_owned()),
+        ("-0s", r#"duration "-0s" must be greater than zero"#.to_owned()),
+        ("３s", format!("{}: \"３\" {wide}; type 3s", expected("３s"))),
+        // A review's: the unit typed full-width too.
+        ("１．５ｓ", format!("{}: \"１\" {wide}; type 1.5s", expected("１．５ｓ"))),
         (
-            "-1s",
-            r#"duration "-1s" must be greater than zero"#.to_owned(),
-        ),
-        (
-            "-0.5ms",
-            r#"duration "-0.5ms" must be greater than zero"#.to_owned(),
-        ),
-        (
-            "３s",
+            "３ 초",
             format!(
-                "{}: \"３\" is a full-width character, which is no digit: type 3s",
-                expected("３s")
-            ),
-        ),
-        (
-            "1．5s",
-            format!(
-                "{}: \"．\" is a full-width character, which is no digit: type 1.5s",
-                expected("1．5s")
+                "{}: \"３\" {wide}; typed in ASCII it reads \"3 초\", which is no duration either: {}; write 3s",
+                expected("３ 초"),
+                expected("3 초")
             ),
         ),
     ] {
