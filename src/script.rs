@@ -303,6 +303,7 @@ impl ScriptEngine {
         undefined: &[String],
     ) -> Result<AST, CompileError> {
         found.extend(lint::unknown_function(&ast, &self.functions));
+        found.extend(lint::method_on_range(&ast));
         found.extend(lint::request_variable_in_fn(&ast));
         found.extend(lint::number_compared_with_string(&ast));
         found.extend(lint::text_compared_with_number(&ast));
@@ -1703,6 +1704,39 @@ pub(crate) mod tests {
             .compile_expression("max_amount > 5", &[])
             .unwrap_err();
         assert_eq!(e.message, "undefined variable: max_amount");
+    }
+
+    /// A method ranges do not have, called on one (a trial's `range(0, 3).all(…)` loaded and
+    /// failed every request); what they have, and a loop over one, load.
+    #[test]
+    fn a_method_ranges_do_not_have_is_a_load_error() {
+        let engine = ScriptEngine::new();
+        for (src, name, column) in [
+            (
+                r#"range(0, 3).all(|i| !order_id.starts_with("legacy" + i))"#,
+                "all",
+                13,
+            ),
+            ("(1..5).len() > 2", "len", 8),
+            ("(1..=5).filter(|x| x > 2).len() > 0", "filter", 9),
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert_eq!(
+                (e.message.as_str(), e.column),
+                (format!("a range has no {name}(): it only loops (for i in 0..3 {{ … }}) and answers contains, start, end and is_empty; to use {name}, write the list ([0, 1, 2].{name}(…)) or loop over the range").as_str(), column),
+                "{src}"
+            );
+        }
+        for src in [
+            "(1..5).contains(amount % 10)",
+            "range(0, 3).contains(2) && (0..=9).end() == 9",
+            "[0, 1, 2].all(|i| i < 3)",
+        ] {
+            engine.compile_expression(src, &[]).unwrap();
+        }
+        engine
+            .compile_script("let n = 0;\nfor i in range(0, 3) { n += i; }\nn == 3\n")
+            .unwrap();
     }
 
     /// A trial's `"한도(" + format_amount(limit) "원)"`: Rhai asks for a `;`, where a `+` was

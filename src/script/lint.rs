@@ -45,7 +45,8 @@ pub(super) use mismatch::{number_method_on_text, text_compared_with_number, unkn
 use names::{answer_rest, listed_strings, JAVASCRIPT};
 pub(crate) use names::{fetched_names, names_field, unguarded_payload_reads};
 pub(super) use names::{
-    map_properties, unknown_function, unknown_response_field, Functions, Properties,
+    map_properties, method_on_range, unknown_function, unknown_response_field, Functions,
+    Properties,
 };
 pub(super) use placeholders::placeholder_in_text;
 pub(super) use race::closure_reads_its_own_object;

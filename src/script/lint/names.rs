@@ -111,6 +111,62 @@ pub(super) const JAVASCRIPT: [(&str, &str); 16] = [
 /// Every function the engine has, by name, with the numbers of arguments it takes.
 pub(in crate::script) type Functions = BTreeMap<String, BTreeSet<usize>>;
 
+/// A method called on a range (`range(0, 3).all(…)`, `(1..5).len()`) that ranges do not have:
+/// the name exists (for arrays), so the check of unknown functions passes it, and the call
+/// fails on every request (a trial's). A range only loops (`for i in 0..3`) and answers
+/// `contains`, `start`, `end`, `is_empty`, `is_inclusive` and `is_exclusive`.
+pub(in crate::script) fn method_on_range(ast: &AST) -> Vec<(String, Position)> {
+    const RANGE: [&str; 9] = [
+        "start",
+        "end",
+        "is_inclusive",
+        "is_exclusive",
+        "is_empty",
+        "contains",
+        "type_of",
+        "to_string",
+        "to_debug",
+    ];
+    let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
+    let mut found = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(Expr::Dot(chain, ..))) = path.last() else {
+            return true;
+        };
+        let range = match &chain.lhs {
+            Expr::FnCall(call, _) => {
+                (call.name == "range" && call.args.len() == 2)
+                    || (call.is_operator_call() && matches!(call.name.as_str(), ".." | "..="))
+            }
+            // `1..5` of constants, made at compile time.
+            Expr::DynamicConstant(value, _) => {
+                value.is::<std::ops::Range<rhai::INT>>()
+                    || value.is::<std::ops::RangeInclusive<rhai::INT>>()
+            }
+            _ => false,
+        };
+        let method = match &chain.rhs {
+            Expr::MethodCall(m, at) => Some((m, *at)),
+            Expr::Dot(next, ..) => match &next.lhs {
+                Expr::MethodCall(m, at) => Some((m, *at)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some((m, at)) = method.filter(|_| range) {
+            let name = m.name.as_str();
+            if !RANGE.contains(&name) && !own.contains(name) {
+                found.push((
+                    format!("a range has no {name}(): it only loops (for i in 0..3 {{ … }}) and answers contains, start, end and is_empty; to use {name}, write the list ([0, 1, 2].{name}(…)) or loop over the range"),
+                    at,
+                ));
+            }
+        }
+        true
+    });
+    found
+}
+
 /// Each call in `ast` of a function that exists neither in `known` (the engine's) nor in
 /// the script itself, or with a number of arguments it does not take: its message and position.
 pub(in crate::script) fn unknown_function(ast: &AST, known: &Functions) -> Vec<(String, Position)> {
