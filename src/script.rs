@@ -1081,7 +1081,7 @@ pub(crate) mod tests {
         let engine = ScriptEngine::new();
         for (src, message, line, column) in [
             ("let 한도 = 1000000;\ntrue", "unexpected '한': names of variables and functions are ASCII letters, digits and _ (한도 → limit); text in Korean goes inside quotes", 1, 5),
-            ("order_id.starts_with(“vip-”)", "unexpected '“': a curly quote, as a word processor types it: write text in straight double quotes (\"vip-\")", 1, 22),
+            ("order_id.starts_with(“vip-”)", "unexpected '“': a curly quote, as a word processor types it: write straight quotes — ' around the whole value in YAML, \" around text inside the expression (require: '!order_id.starts_with(\"vip-\")')", 1, 22),
             ("let a = 1；\ntrue", "unexpected '；': a full-width ；: type the ASCII ;", 1, 10),
             ("let a = 1;\nif amount ＞ 5 { return false; }\ntrue", "unexpected '＞': a full-width ＞: type the ASCII >", 2, 11),
             // Pasted from a web page or a chat: named, since shown they are blanks or nothing.
@@ -1682,12 +1682,25 @@ pub(crate) mod tests {
         let engine = ScriptEngine::new();
         for (src, name) in [
             (r#"custom_data.tier != "blocked""#, "custom_data"),
-            (r#"paymentId != "x""#, "paymentId"),
+            (r#"buyer_email != "x""#, "buyer_email"),
         ] {
             let e = engine.compile_expression(src, &[]).unwrap_err();
             assert_eq!(
                 e.message,
                 format!("undefined variable: {name}; the request's fields other than order_id, tx_id, amount, store_id and api are read under payload: payload.{name}")
+            );
+        }
+        // An id the proxy reads from every format is its own variable (a trial's
+        // `payload.paymentId`, followed as advised, is in no V2 body's top level).
+        for (src, name, var) in [
+            (r#"paymentId.starts_with("x")"#, "paymentId", "order_id"),
+            (r#"merchant_uid != "x""#, "merchant_uid", "order_id"),
+            ("totalAmount > 5", "totalAmount", "amount"),
+        ] {
+            let e = engine.compile_expression(src, &[]).unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("undefined variable: {name}; the body's {name} is {var} here, read from every format (V1 and V2) alike")
             );
         }
         let e = engine.compile_expression("limit > 5", &[]).unwrap_err();

@@ -364,7 +364,11 @@ impl Template {
     ) -> Result<(), String> {
         let korean = |t: chrono::DateTime<chrono::FixedOffset>| {
             let t = t.with_timezone(&super::SEOUL);
-            let shape = if chrono::Timelike::second(&t) == 0 {
+            // A bound between seconds is shown to the millisecond: a buyer must not read a
+            // start they are already past (20:00 for 20:00:00.5).
+            let shape = if chrono::Timelike::nanosecond(&t) != 0 {
+                "%Y-%m-%d %H:%M:%S%.3f"
+            } else if chrono::Timelike::second(&t) == 0 {
                 "%Y-%m-%d %H:%M"
             } else {
                 "%Y-%m-%d %H:%M:%S"
@@ -398,11 +402,18 @@ impl Template {
             let Some((_, check, bound)) = bounds.iter().find(|(n, ..)| *n == name) else {
                 return Err(Template::not_this_rules(name));
             };
-            let Some(bound) = *bound else {
+            // A bound not set shows the placeholder's fallback, when it has one
+            // (`{until|마감 없음}`), as any placeholder with nothing to show does.
+            let fallback = match part {
+                Part::Var(_, Some(fallback), _) => Some(fallback.clone()),
+                _ => None,
+            };
+            let Some(bound) = bound.map(str::to_owned).or(fallback) else {
                 return Err(format!(
                     "placeholder {{{name}}} reads the rule's {check} {name}, which it does not set"
                 ));
             };
+            let bound = bound.as_str();
             let grouped = matches!(part, Part::Var(_, _, true));
             *part = Part::Text(if grouped {
                 with_separators(Cow::Borrowed(bound)).into_owned()

@@ -291,8 +291,13 @@ fn load_suite(file: &Path, rules: &Rules) -> Result<Suite, Vec<LoadError>> {
             Some(name) if rules.get(name).is_some() => {
                 format!("a ruleset is named without .yaml: write {name}")
             }
-            // `defualt`: a slip, not a removed ruleset.
-            _ if near.is_some() => format!("did you mean {}?", near.unwrap_or_default()),
+            // `defualt`: a slip — or a removed ruleset next to one named alike (`sale-1201`
+            // beside `sale-1202`): both are said.
+            _ if near.is_some() => format!(
+                "did you mean {}? if {}.yaml was removed, its test file goes with it",
+                near.unwrap_or_default(),
+                raw.ruleset
+            ),
             _ => format!(
                 "the rules directory has no {}.yaml: when a ruleset is removed, its test file \
                  goes with it",
@@ -1592,7 +1597,7 @@ rules:
             errors("ruleset: defualt\ncases: []\n"),
             [
                 "tests/t.yaml:1:10: unknown ruleset \"defualt\", expected one of default (did you \
-              mean default?)"
+              mean default? if defualt.yaml was removed, its test file goes with it)"
             ]
         );
         assert_eq!(

@@ -146,6 +146,17 @@ fn closest_variable(src: &str, extra: &[&str], error: &mut CompileError) {
         ));
         return;
     }
+    // `merchant_uid`, `paymentId`: what the proxy reads from every format under one name (a
+    // trial's `payload.paymentId` loaded, and is in no V2 body's top level).
+    if let Some((_, var)) = SAME_AS
+        .iter()
+        .find(|(fields, _)| fields.contains(&name.as_str()))
+    {
+        error.message.push_str(&format!(
+            "; the body's {name} is {var} here, read from every format (V1 and V2) alike"
+        ));
+        return;
+    }
     match crate::suggest::closest(&name, names).filter(|k| *k != name) {
         Some(known) => error.message.push_str(&format!("; did you mean {known}?")),
         // `custom_data.tier`: a field of the body read as if the body's fields were variables.
@@ -158,24 +169,27 @@ fn closest_variable(src: &str, extra: &[&str], error: &mut CompileError) {
     }
 }
 
-/// Fields of PortOne's confirm bodies (V1 and V2) an operator may read as variables: the
-/// names only a body has (not `status` or `type`, which may be anything's).
-const PAYLOAD_FIELDS: [&str; 15] = [
-    "imp_uid",
-    "merchant_uid",
+/// Body fields the proxy reads into its own variables, by the variable.
+const SAME_AS: [(&[&str], &str); 4] = [
+    (&["merchant_uid", "paymentId", "payment_id"], "order_id"),
+    (&["imp_uid", "transactionId"], "tx_id"),
+    (&["totalAmount", "total_amount"], "amount"),
+    (&["storeId"], "store_id"),
+];
+
+/// Fields of PortOne's confirm bodies (V1 and V2) an operator may read as variables (not
+/// `status`, which in a fetch rule is its answer's).
+const PAYLOAD_FIELDS: [&str; 10] = [
+    "data",
+    "type",
+    "timestamp",
+    "currency",
     "custom_data",
     "pay_method",
     "pg_provider",
     "buyer_name",
     "buyer_email",
     "buyer_tel",
-    "paymentId",
-    "payment_id",
-    "transactionId",
-    "storeId",
-    "totalAmount",
-    "total_amount",
-    "customData",
 ];
 
 /// A hint for what JavaScript and Python write otherwise, where Rhai's words do not say it:
@@ -216,7 +230,7 @@ fn slip_hint(src: &str, error: &mut CompileError) {
         }
         let hint = match c {
             '“' | '”' | '‘' | '’' => {
-                "a curly quote, as a word processor types it: write text in straight double quotes (\"vip-\")".to_owned()
+                "a curly quote, as a word processor types it: write straight quotes — ' around the whole value in YAML, \" around text inside the expression (require: '!order_id.starts_with(\"vip-\")')".to_owned()
             }
             // Full-width forms of ASCII (`；`, `＞`, `（`) from a Korean input method.
             '\u{FF01}'..='\u{FF5E}' => {

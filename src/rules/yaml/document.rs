@@ -392,7 +392,7 @@ fn duplicate_key(src: &str, e: &serde_yaml::Error, path: &[PathSeg], key: &str) 
         && matches!(path, [PathSeg::Key(rules), PathSeg::Index(_)] if rules == "rules")
     {
         // A rule's `- ` left out: its keys joined the rule above it, `name` first.
-        "; a new rule starts with \"- \" (- name: …), in line with the other rules' dashes"
+        "; if a new rule starts here, put \"- \" on its first line (its name, or a when written above it), in line with the other rules' dashes"
             .to_owned()
     } else {
         String::new()

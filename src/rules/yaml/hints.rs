@@ -415,6 +415,12 @@ fn dented_above(lines: &[&str]) -> Option<(usize, usize)> {
         return None;
     }
     let (before, m, after) = (lines[w[0]], lines[w[1]], lines[w[2]]);
+    // The line before may be text of a block scalar (`reason: >-` and its lines), whose
+    // column says nothing of where keys go (a trial's was told to indent a `when:` into a
+    // reason's text).
+    if in_block_scalar(lines, w[0]) {
+        return None;
+    }
     let with_value = m
         .trim_start()
         .split_once(':')
@@ -425,6 +431,22 @@ fn dented_above(lines: &[&str]) -> Option<(usize, usize)> {
         && indent(m) < indent(before)
         && indent(m) < indent(after))
     .then_some((w[1], key_column(before) + 1))
+}
+
+/// Whether line index `n` of `lines` is text of a block scalar: the nearest line above it that
+/// is less indented ends with `|` or `>` (and their `-`/`+`), as a key whose value follows.
+fn in_block_scalar(lines: &[&str], n: usize) -> bool {
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let own = indent(lines[n]);
+    lines[..n]
+        .iter()
+        .rev()
+        .filter(|l| !l.trim().is_empty())
+        .find(|l| indent(l) < own)
+        .is_some_and(|parent| {
+            let value = parent.split_once(": ").map_or("", |(_, v)| v).trim();
+            matches!(value, "|" | "|-" | "|+" | ">" | ">-" | ">+")
+        })
 }
 
 /// Whether `line` is one of a rule file's own keys at column 1 (`settings:`, `upstreams:`,
@@ -442,18 +464,31 @@ fn top_level_key(line: &str) -> bool {
 fn outdented_between(src: &str, n: usize, below: usize) -> Option<usize> {
     let lines: Vec<&str> = src.lines().collect();
     let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
-    let this = indent(lines.get(below.checked_sub(1)?)?);
-    let before = lines[..n]
-        .iter()
+    // Where keys start: after the `- ` of a list item's first key.
+    let key_column = |l: &str| {
+        indent(l)
+            + if l.trim_start().starts_with("- ") {
+                2
+            } else {
+                0
+            }
+    };
+    let this = key_column(lines.get(below.checked_sub(1)?)?);
+    let before_at = (0..n)
         .rev()
-        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+        .find(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))?;
+    let before = lines[before_at];
     let is_key = |l: &str| {
-        let t = l.trim_start();
-        !t.starts_with("- ") && t.split_once(':').is_some_and(|(key, _)| !key.is_empty())
+        let t = l.trim_start().trim_start_matches("- ");
+        t.split_once(':').is_some_and(|(key, _)| !key.is_empty())
     };
     let out = lines.get(n)?;
-    (indent(before) == this && indent(out) < this && is_key(before) && !top_level_key(out))
-        .then_some(this + 1)
+    (key_column(before) == this
+        && indent(out) < this
+        && is_key(before)
+        && !in_block_scalar(&lines, before_at)
+        && !top_level_key(out))
+    .then_some(this + 1)
 }
 
 fn glued_key(line: &str) -> bool {

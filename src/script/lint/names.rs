@@ -568,9 +568,10 @@ type PayloadRead = (String, Option<(String, bool)>, Position);
 /// the read, and `on_error` decides, on every such payment (a trial's `require` refused every
 /// V1 payment without it). A field read with `?.` somewhere (`payload.custom_data?.tier`), or
 /// tested on its own (`"custom_data" in payload`, `payload.custom_data != ()`,
-/// `type_of(payload.custom_data)`), is taken as guarded, and so is a read inside a `try`,
-/// whose `catch` decides. `payload.data` is no exception: a V2 body of the 2024-01-01 format
-/// and every V1 body have none.
+/// `type_of(payload.custom_data)`), is taken as guarded, and so is a read inside a `try`
+/// block, whose `catch` decides. `payload.data` is left out: every body of PortOne V2's
+/// current format has it, and a store on that format gets no other (a V1 body and a V2 body
+/// of the 2024-01-01 format have none, which a ruleset serving those must test: `api`).
 pub fn unguarded_payload_reads(ast: &AST) -> Vec<(String, Position)> {
     if super::declared_names(ast).contains("payload") {
         return Vec::new();
@@ -591,10 +592,21 @@ pub fn unguarded_payload_reads(ast: &AST) -> Vec<(String, Position)> {
                 let Expr::Property(p, at) = &inner.lhs else {
                     return None;
                 };
+                // A method on the field is a read that fails on `()` too
+                // (`payload.custom_data.len()`), but for those that take anything.
+                let method = |m: &rhai::FnCallExpr| {
+                    (!matches!(
+                        m.name.as_str(),
+                        "type_of" | "is_blank" | "to_string" | "to_debug"
+                    ))
+                    .then(|| format!(".{}()", m.name))
+                };
                 let read = match &inner.rhs {
                     Expr::Property(q, _) => Some(format!(".{}", q.2)),
+                    Expr::MethodCall(m, _) => method(m),
                     Expr::Dot(next, ..) | Expr::Index(next, ..) => match &next.lhs {
                         Expr::Property(q, _) => Some(format!(".{}", q.2)),
+                        Expr::MethodCall(m, _) => method(m),
                         _ => None,
                     },
                     Expr::StringConstant(key, _) if matches!(chain.rhs, Expr::Index(..)) => {
@@ -611,9 +623,13 @@ pub fn unguarded_payload_reads(ast: &AST) -> Vec<(String, Position)> {
     let mut reads = Vec::new();
     let mut tested: std::collections::HashSet<String> = std::collections::HashSet::new();
     ast.walk(&mut |path: &[ASTNode]| {
-        let in_try = path
-            .iter()
-            .any(|node| matches!(node, ASTNode::Stmt(Stmt::TryCatch(..))));
+        // In a `try` block (not its `catch`), a failure is the catch's to decide.
+        let in_try = path.windows(2).any(|w| match (&w[0], &w[1]) {
+            (ASTNode::Stmt(Stmt::TryCatch(flow, _)), ASTNode::Stmt(s)) => {
+                flow.body.iter().any(|b| std::ptr::eq(b, *s))
+            }
+            _ => false,
+        });
         match path.last() {
             Some(ASTNode::Expr(Expr::StringConstant(text, _))) => {
                 tested.insert(text.to_string());
@@ -622,7 +638,7 @@ pub fn unguarded_payload_reads(ast: &AST) -> Vec<(String, Position)> {
                 Some((field, None | Some((_, true)), _)) => {
                     tested.insert(field);
                 }
-                Some((field, Some((read, false)), at)) if !in_try => {
+                Some((field, Some((read, false)), at)) if !in_try && field != "data" => {
                     reads.push((field, read, at));
                 }
                 _ => {}

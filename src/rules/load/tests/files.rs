@@ -1801,8 +1801,8 @@ rules:
 /// A trial's `require` read `payload.custom_data.tier`, which fails on every payment without
 /// `custom_data` (on_error refused them all): a warning naming the read and how to decide
 /// those payments. `?.`, a field the expression tests on its own or the rule's `when` tests,
-/// a read inside `try`, and a rule that is off are not warned about; V2's `data` is (a
-/// 2024-01-01 body has none).
+/// a read inside a `try` block, and a rule that is off are not warned about, nor is V2's
+/// `data`; a method on the field is a read (`payload.basket.len()`), and so is one in `catch`.
 #[test]
 fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
     let dir = default_file(
@@ -1822,6 +1822,9 @@ fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
   - name: tested
     require: 'payload.opts == () || payload.opts.ok'
     reason: r
+  - name: counted
+    require: 'payload.basket.len() > 0'
+    reason: r
   - name: when-guarded
     when: '"member" in payload'
     require: 'payload.member.level > 1'
@@ -1837,7 +1840,7 @@ fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
 "#,
     );
     dir.write("check.rhai", "let x = 1;\npayload.buyer.age >= 19\n")
-        .write("caught.rhai", "if payload.coupon?.code != () { return payload.coupon.code != \"x\"; }\ntry { return payload.card.kind != \"gift\"; } catch (e) { return \"카드 정보 없음\"; }\n");
+        .write("caught.rhai", "if payload.coupon?.code != () { return payload.coupon.code != \"x\"; }\ntry { return payload.card.kind != \"gift\"; } catch (e) { return payload.wallet.kind; }\n");
     let rules = dir.ok();
     let warning = |read: &str, field: &str| {
         format!("{read} fails on every payment whose body has no {field}, and on_error decides; to decide those payments here, test it first (\"{field}\" in payload && …) or read it with ?. (payload.{field}?…), which gives () for them — and () != \"x\" is true")
@@ -1852,14 +1855,23 @@ fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
                 &warning("payload.custom_data.tier", "custom_data")
             ),
             dir.at(DEFAULT, 6, 14, &warning("payload.extra[\"vip\"]", "extra")),
-            dir.at(DEFAULT, 12, 14, &warning("payload.data.paymentId", "data")),
+            dir.at(DEFAULT, 18, 14, &warning("payload.basket.len()", "basket")),
             dir.at(
                 DEFAULT,
-                26,
+                29,
                 13,
                 &format!(
                     "check.rhai, line 2: {}",
                     warning("payload.buyer.age", "buyer")
+                )
+            ),
+            dir.at(
+                DEFAULT,
+                31,
+                13,
+                &format!(
+                    "caught.rhai, line 2: {}",
+                    warning("payload.wallet.kind", "wallet")
                 )
             ),
         ]

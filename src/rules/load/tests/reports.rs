@@ -310,7 +310,7 @@ rules: []
             6,
             5,
             &format!(
-                "{}; a new rule starts with \"- \" (- name: …), in line with the other rules' dashes",
+                "{}; if a new rule starts here, put \"- \" on its first line (its name, or a when written above it), in line with the other rules' dashes",
                 // Named as YAML reads it, by its last name.
                 repeated("rules[0] (rule \"b\"): ", "name", 2)
             )
@@ -897,6 +897,21 @@ fn messages_say_what_the_yaml_should_hold() {
             "settings:\n  deadline: 3s\nrules:\n  - name: a\n    amount: { max: 1 }\n   reason: x\n",
             (6, 4),
             "did not find expected '-' indicator (while parsing a block collection that starts at line 4 column 3): check this line's indentation against the lines above it (spaces only)",
+        ),
+        // A review's: an unquoted value, so YAML stops at the next rule's `- name:` line, whose
+        // keys start after its dash.
+        (
+            "an unquoted rule key at column 1 between rules",
+            "rules:\n  - name: a\n    amount: { max: 1 }\nreason: 결제 불가\n  - name: b\n    amount: { max: 1 }\n    reason: x\n",
+            (5, 9),
+            "mapping values are not allowed in this context: line 4 is indented less than the lines before and after it: if it belongs with them, start it at column 5, as they do",
+        ),
+        // A trial's: the line before is a folded reason's text, whose column is no key's.
+        (
+            "a when at column 1 after a folded reason",
+            "rules:\n  - name: a\n    amount: { max: 1 }\n    reason: >-\n      접수 기간이 아닙니다. 문의: 고객센터\nwhen: 'order_id.starts_with(\"m-\")'\n\n  - name: b\n    amount: { max: 1 }\n    reason: x\n",
+            (8, 3),
+            "did not find expected key (while parsing a block mapping): check this line's indentation against the lines above it (spaces only)",
         ),
         (
             "rules: [] followed by rules",

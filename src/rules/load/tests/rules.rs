@@ -795,6 +795,26 @@ fn a_window_rules_reason_shows_its_own_bounds_in_korean_time() {
         "선예매 기간(2026-12-20 20:00~2026-12-20 23:59:30)이 아닙니다"
     );
     assert!(rules.warnings.is_empty(), "{:?}", rules.warnings);
+    // Another offset is shown in Korean time; a bound between seconds to the millisecond (a
+    // buyer must not read a start already past); one not set, by its fallback.
+    let dir = default_file(
+        "rules:\n  - name: sale\n    window: { from: \"2026-12-20T11:00:30Z\" }\n    reason: \"{from}부터, {until|마감 없음}\"\n  - name: late\n    window: { from: \"2026-12-20T20:00:00.5+09:00\" }\n    reason: \"{from}부터\"\n",
+    );
+    let rules = dir.ok();
+    let reasons: Vec<String> = rules
+        .get("default")
+        .unwrap()
+        .rules
+        .iter()
+        .map(|r| r.reason.to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "2026-12-20 20:00:30부터, 마감 없음",
+            "2026-12-20 20:00:00.500부터"
+        ]
+    );
     let dir = default_file(
         "settings: { error_reason: \"오류 {until}\" }\nrules:\n  - name: sale\n    window: { from: \"2026-12-20T20:00:00+09:00\" }\n    reason: \"{from:,}부터, {until}까지\"\n  - name: cap\n    amount: { max: 5 }\n    reason: \"{from} 이후\"\n",
     );
