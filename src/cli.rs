@@ -166,23 +166,16 @@ impl RulesDir {
 /// meant: a misspelt `CONFIRM_PROXY_WEBHOOK_SECRETS` would otherwise leave the proxy
 /// unsigned without a word.
 pub fn unknown_env_vars(vars: impl IntoIterator<Item = String>) -> Vec<String> {
-    use clap::CommandFactory;
     const PREFIX: &str = "CONFIRM_PROXY_";
-    let cli = Cli::command();
-    let known: Vec<String> = std::iter::once(&cli)
-        .chain(cli.get_subcommands())
-        .flat_map(clap::Command::get_arguments)
-        .filter_map(|arg| arg.get_env())
-        .map(|env| env.to_string_lossy().into_owned())
-        .collect();
+    let known = env_readers();
     // Compared without the prefix they all share, which would make any two names "close".
     let flags: Vec<&str> = known
-        .iter()
+        .keys()
         .filter_map(|v| v.strip_prefix(PREFIX))
         .collect();
     let mut unknown: Vec<String> = vars
         .into_iter()
-        .filter(|name| name.starts_with(PREFIX) && !known.contains(name))
+        .filter(|name| name.starts_with(PREFIX) && !known.contains_key(name))
         .map(|name| {
             // Variables are read as written, upper case: `CONFIRM_PROXY_rules` is a slip too.
             let bare = name[PREFIX.len()..].to_ascii_uppercase();
@@ -202,24 +195,13 @@ pub fn unknown_env_vars(vars: impl IntoIterator<Item = String>) -> Vec<String> {
 /// on the real clock without a word. `check`'s `CONFIRM_PROXY_STRICT` may share `serve`'s
 /// environment file (its `ExecStartPre`), so it is not named.
 pub fn ignored_by_serve(vars: impl IntoIterator<Item = String>) -> Vec<String> {
-    use clap::CommandFactory;
-    let cli = Cli::command();
-    let readers = |name: &str| -> Vec<&str> {
-        cli.get_subcommands()
-            .filter(|c| {
-                c.get_arguments()
-                    .chain(cli.get_arguments())
-                    .any(|a| a.get_env().is_some_and(|e| e == name))
-            })
-            .map(clap::Command::get_name)
-            .collect()
-    };
+    let readers = env_readers();
     let mut ignored: Vec<String> = vars
         .into_iter()
         .filter_map(|name| {
-            let read_by = readers(&name);
-            let what_if = |c: &&str| matches!(*c, "eval" | "replay");
-            (!read_by.contains(&"serve") && read_by.iter().any(what_if)).then(|| {
+            let read_by = readers.get(&name)?;
+            let what_if = |c: &String| matches!(c.as_str(), "eval" | "replay");
+            (!read_by.iter().any(|c| c == "serve") && read_by.iter().any(what_if)).then(|| {
                 format!(
                     "environment variable {name} is read by {} only: serve ignores it",
                     read_by.join(" and ")
@@ -229,6 +211,27 @@ pub fn ignored_by_serve(vars: impl IntoIterator<Item = String>) -> Vec<String> {
         .collect();
     ignored.sort();
     ignored
+}
+
+/// Each `CONFIRM_PROXY_*` variable a flag reads, with the commands that read it (all of them
+/// for a flag of every command, such as `--rules`), in command order.
+fn env_readers() -> std::collections::BTreeMap<String, Vec<String>> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let mut readers: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for command in cli.get_subcommands() {
+        for arg in command.get_arguments().chain(cli.get_arguments()) {
+            if let Some(env) = arg.get_env() {
+                let read_by = readers
+                    .entry(env.to_string_lossy().into_owned())
+                    .or_default();
+                if !read_by.iter().any(|c| c == command.get_name()) {
+                    read_by.push(command.get_name().to_owned());
+                }
+            }
+        }
+    }
+    readers
 }
 
 /// The names of this process's environment variables (those that are text).

@@ -844,10 +844,13 @@ impl FileCompiler<'_, '_> {
                 self.error(&at, "error_reason must not be empty (it is what the buyer sees when a check cannot complete; spaces, controls and invisible characters show nothing)");
             }
             match Template::parse_at(buyer_text(r), TemplateScope::Request) {
-                Ok(t) if t.bound().is_some() => self.error(
-                    &at,
-                    format!("error_reason: placeholder {{{bound}}} is {}'s bound, which only that rule's reason shows", Template::bound_rule(t.bound().unwrap_or_default()), bound = t.bound().unwrap_or_default()),
-                ),
+                Ok(t) if t.bound().is_some() => {
+                    let bound = t.bound().unwrap_or_default();
+                    self.error(
+                        &at,
+                        format!("error_reason: placeholder {{{bound}}} is {}'s bound, which only that rule's reason shows", Template::bound_rule(bound)),
+                    );
+                }
                 Ok(t) => {
                     self.warn_about_reason(&at, r, &t, "error_reason");
                     s.error_reason = t;

@@ -333,24 +333,21 @@ impl Template {
         })
     }
 
-    /// The kind of rule whose reason `bound` (as [`Template::bound`] names it) belongs to.
+    /// The rule whose reason `bound` (as [`Template::bound`] names it) belongs to, as a
+    /// message names it.
     pub fn bound_rule(bound: &str) -> &'static str {
-        match bound {
-            "from" | "until" => "a window rule",
+        match check_of(bound) {
+            "window" => "a window rule",
             _ => "an amount rule",
         }
     }
 
     /// The error for bound `name` in the reason of a rule whose check it is not of.
     pub fn not_this_rules(name: &str) -> String {
-        let check = if matches!(name, "from" | "until") {
-            "window"
-        } else {
-            "amount"
-        };
         format!(
-            "placeholder {{{name}}} is {}'s bound, and this rule has no {check} check",
-            Template::bound_rule(name)
+            "placeholder {{{name}}} is {}'s bound, and this rule has no {} check",
+            Template::bound_rule(name),
+            check_of(name)
         )
     }
 
@@ -376,21 +373,18 @@ impl Template {
             t.format(shape).to_string()
         };
         let (from, until) = (from.map(korean), until.map(korean));
-        self.fill(&[
-            ("from", "window", from.as_deref()),
-            ("until", "window", until.as_deref()),
-        ])
+        self.fill(&[("from", from.as_deref()), ("until", until.as_deref())])
     }
 
     /// Writes an `amount` rule's bounds (the numbers they are: `1e6` as `1000000`) where its
     /// reason has `{min}` and `{max}`; an error names a bound the rule does not set.
     pub fn fill_bounds(&mut self, min: Option<&str>, max: Option<&str>) -> Result<(), String> {
-        self.fill(&[("min", "amount", min), ("max", "amount", max)])
+        self.fill(&[("min", min), ("max", max)])
     }
 
-    /// Writes each bound of `bounds` (its placeholder's name, the check it is of, its text)
-    /// where the template names it; the other bounds are an error, as is one not set.
-    fn fill(&mut self, bounds: &[(&str, &str, Option<&str>)]) -> Result<(), String> {
+    /// Writes each bound of `bounds` (its placeholder's name, its text) where the template
+    /// names it; the other bounds are an error, as is one not set (without a fallback).
+    fn fill(&mut self, bounds: &[(&str, Option<&str>)]) -> Result<(), String> {
         for part in &mut self.parts {
             let name = match part {
                 Part::Var(Var::Min, ..) => "min",
@@ -399,7 +393,7 @@ impl Template {
                 Part::Var(Var::Until, ..) => "until",
                 _ => continue,
             };
-            let Some((_, check, bound)) = bounds.iter().find(|(n, ..)| *n == name) else {
+            let Some((_, bound)) = bounds.iter().find(|(n, _)| *n == name) else {
                 return Err(Template::not_this_rules(name));
             };
             // A bound not set shows the placeholder's fallback, when it has one
@@ -410,7 +404,8 @@ impl Template {
             };
             let Some(bound) = bound.map(str::to_owned).or(fallback) else {
                 return Err(format!(
-                    "placeholder {{{name}}} reads the rule's {check} {name}, which it does not set"
+                    "placeholder {{{name}}} reads the rule's {} {name}, which it does not set",
+                    check_of(name)
                 ));
             };
             let bound = bound.as_str();
@@ -599,6 +594,15 @@ fn placeholder(braced: &str, text: &str, scope: Scope) -> Result<Part, (String, 
         ));
     }
     Ok(Part::Var(var, fallback.map(str::to_owned), grouped))
+}
+
+/// The check whose bound placeholder `bound` is: `window` for `from` and `until`, `amount` for
+/// `min` and `max`.
+fn check_of(bound: &str) -> &'static str {
+    match bound {
+        "from" | "until" => "window",
+        _ => "amount",
+    }
 }
 
 fn parse_var(name: &str, scope: Scope) -> Result<Var, String> {

@@ -126,18 +126,6 @@ fn closest_variable(src: &str, extra: &[&str], error: &mut CompileError) {
         return;
     }
     let name = name.to_owned();
-    let declared = src
-        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .collect::<Vec<_>>();
-    let declared = declared
-        .windows(2)
-        .filter(|w| matches!(w[0], "let" | "const"))
-        .map(|w| w[1]);
-    let declared: Vec<&str> = declared.collect();
-    let names = super::REQUEST_VARS
-        .into_iter()
-        .chain(extra.iter().copied())
-        .chain(declared.iter().copied());
     // A fetch rule's `status == 200`: its answer's, not the payment's (a review's was sent to
     // `payload.status`, which loaded and refused every payment).
     if extra.contains(&"response") && matches!(name.as_str(), "status" | "body" | "headers") {
@@ -157,6 +145,17 @@ fn closest_variable(src: &str, extra: &[&str], error: &mut CompileError) {
         ));
         return;
     }
+    let declared = src
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .collect::<Vec<_>>();
+    let declared = declared
+        .windows(2)
+        .filter(|w| matches!(w[0], "let" | "const"))
+        .map(|w| w[1]);
+    let names = super::REQUEST_VARS
+        .into_iter()
+        .chain(extra.iter().copied())
+        .chain(declared);
     match crate::suggest::closest(&name, names).filter(|k| *k != name) {
         Some(known) => error.message.push_str(&format!("; did you mean {known}?")),
         // `custom_data.tier`: a field of the body read as if the body's fields were variables.

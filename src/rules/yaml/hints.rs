@@ -314,16 +314,6 @@ const TAB: &str = "a tab; YAML indents with spaces only, so replace the tab with
 /// line of which slipped left).
 fn block_left_early(lines: &[&str]) -> Option<usize> {
     let (last, above) = lines.split_last()?;
-    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
-    let is_block_key = |l: &str| {
-        l.split_once(':').is_some_and(|(_, value)| {
-            let value = value.split(" #").next().unwrap_or(value).trim();
-            value.starts_with(['|', '>'])
-                && value[1..]
-                    .chars()
-                    .all(|c| matches!(c, '-' | '+') || c.is_ascii_digit())
-        })
-    };
     // Up from the line, over the block's lines (each indented more than any line after
     // them), to the key that started the block.
     let mut least = usize::MAX;
@@ -332,7 +322,7 @@ fn block_left_early(lines: &[&str]) -> Option<usize> {
             continue;
         }
         let depth = indent(line);
-        if depth < least && is_block_key(line) {
+        if depth < least && opens_block(line) {
             let block_lines = least != usize::MAX;
             return (block_lines && indent(last) < least).then_some(n);
         }
@@ -366,7 +356,6 @@ fn value_of(line: &str) -> Option<&str> {
 fn over_indented(src: &str, line: usize) -> Option<(usize, usize)> {
     let lines: Vec<&str> = src.lines().take(line).collect();
     let this = lines.last()?;
-    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
     let is_key_value = |l: &str| {
         let t = l.trim_start().trim_start_matches("- ");
         t.split_once(": ").is_some_and(|(key, value)| {
@@ -380,13 +369,8 @@ fn over_indented(src: &str, line: usize) -> Option<(usize, usize)> {
         .iter()
         .enumerate()
         .rev()
-        .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
-    let above_key = indent(above)
-        + if above.trim_start().starts_with("- ") {
-            2
-        } else {
-            0
-        };
+        .find(|(_, l)| is_content(l))?;
+    let above_key = key_column(above);
     (indent(this) > above_key
         && is_key_value(above)
         && !above.trim_end().ends_with(['|', '>', '[', '{']))
@@ -396,18 +380,7 @@ fn over_indented(src: &str, line: usize) -> Option<(usize, usize)> {
 /// The key line just above the last of `lines` (the error's), when it is indented less than
 /// both the line before it and the error's line, with the column the key before it starts at.
 fn dented_above(lines: &[&str]) -> Option<(usize, usize)> {
-    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
-    let key_column = |l: &str| {
-        indent(l)
-            + if l.trim_start().starts_with("- ") {
-                2
-            } else {
-                0
-            }
-    };
-    let content: Vec<usize> = (0..lines.len())
-        .filter(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))
-        .collect();
+    let content: Vec<usize> = (0..lines.len()).filter(|&i| is_content(lines[i])).collect();
     // Only the key just above the line the parser stopped at: further up, any parent key
     // (`rules:` after `settings:`'s lines) is less indented than the lines around it.
     let w = content.get(content.len().checked_sub(3)?..)?;
@@ -436,17 +409,45 @@ fn dented_above(lines: &[&str]) -> Option<(usize, usize)> {
 /// Whether line index `n` of `lines` is text of a block scalar: the nearest line above it that
 /// is less indented ends with `|` or `>` (and their `-`/`+`), as a key whose value follows.
 fn in_block_scalar(lines: &[&str], n: usize) -> bool {
-    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
     let own = indent(lines[n]);
     lines[..n]
         .iter()
         .rev()
         .filter(|l| !l.trim().is_empty())
         .find(|l| indent(l) < own)
-        .is_some_and(|parent| {
-            let value = parent.split_once(": ").map_or("", |(_, v)| v).trim();
-            matches!(value, "|" | "|-" | "|+" | ">" | ">-" | ">+")
-        })
+        .is_some_and(|parent| opens_block(parent))
+}
+
+/// How many spaces `line` starts with.
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
+}
+
+/// The column (from 0) where `line`'s key starts: after the `- ` of a list item's first key.
+fn key_column(line: &str) -> usize {
+    indent(line)
+        + if line.trim_start().starts_with("- ") {
+            2
+        } else {
+            0
+        }
+}
+
+/// Whether `line` holds something YAML reads: neither blank nor a comment.
+fn is_content(line: &str) -> bool {
+    !line.trim().is_empty() && !line.trim_start().starts_with('#')
+}
+
+/// Whether `line` is a key whose value is a block scalar that starts below it (`reason: >-`,
+/// `require: |2`, a comment after it or not).
+fn opens_block(line: &str) -> bool {
+    line.split_once(':').is_some_and(|(_, value)| {
+        let value = value.split(" #").next().unwrap_or(value).trim();
+        value.starts_with(['|', '>'])
+            && value[1..]
+                .chars()
+                .all(|c| matches!(c, '-' | '+') || c.is_ascii_digit())
+    })
 }
 
 /// Whether `line` is one of a rule file's own keys at column 1 (`settings:`, `upstreams:`,
@@ -463,20 +464,8 @@ fn top_level_key(line: &str) -> bool {
 /// place, not the line below, which is in line with the rest.
 fn outdented_between(src: &str, n: usize, below: usize) -> Option<usize> {
     let lines: Vec<&str> = src.lines().collect();
-    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
-    // Where keys start: after the `- ` of a list item's first key.
-    let key_column = |l: &str| {
-        indent(l)
-            + if l.trim_start().starts_with("- ") {
-                2
-            } else {
-                0
-            }
-    };
     let this = key_column(lines.get(below.checked_sub(1)?)?);
-    let before_at = (0..n)
-        .rev()
-        .find(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))?;
+    let before_at = (0..n).rev().find(|&i| is_content(lines[i]))?;
     let before = lines[before_at];
     let is_key = |l: &str| {
         let t = l.trim_start().trim_start_matches("- ");

@@ -59,10 +59,13 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
     // Tags come first: at a key, one is why the key has no value (`{ !Authorization: "x" }`).
     file.errors.extend(super::rule_file_values(src));
     walk_file(src, duplicates, passes_for(values), &mut file);
-    name_rules(src, &mut file.errors);
+    // Read once, for both, and only when either needs them.
+    let mut names = None;
+    name_rules(src, &mut file.errors, &mut names);
     if file.rules_broken {
         let read: HashSet<usize> = file.rules.iter().map(|(i, _)| *i).collect();
-        file.unreadable_rules = (rule_names(src).into_iter().enumerate())
+        let names = names.unwrap_or_else(|| rule_names(src));
+        file.unreadable_rules = (names.into_iter().enumerate())
             .filter(|(i, _)| !read.contains(i))
             .filter_map(|(_, name)| name)
             .collect();
@@ -91,8 +94,8 @@ pub fn parse_rule_file(src: &str) -> RuleFile {
 
 /// Shape errors say where as serde does, `rules[2].amount`: the rule's name is added where it
 /// has one (`rules[2].amount (rule "amount-range")`), since operators know rules by name.
-fn name_rules(src: &str, errors: &mut [ParseError]) {
-    let mut known = None;
+/// `known` holds the names once read (see [`rule_names`]), for the caller to use again.
+fn name_rules(src: &str, errors: &mut [ParseError], known: &mut Option<Vec<Option<String>>>) {
     for e in errors.iter_mut() {
         let Some((path, what)) = e.message.split_once(": ") else {
             continue;
