@@ -1021,12 +1021,7 @@ impl FileCompiler<'_, '_> {
         let is_when = matches!(path.last(), Some(Seg::Key("when")));
         let guard = rule.and_then(|r| r.when.clone()).filter(|_| !is_when);
         let mut said = Vec::new();
-        for (read, at) in crate::script::unguarded_payload_reads(ast) {
-            let field = read["payload.".len()..]
-                .split(['.', '['])
-                .next()
-                .unwrap_or_default()
-                .to_owned();
+        for (field, read, at) in crate::script::unguarded_payload_reads(ast) {
             if said.contains(&read) || guard.as_deref().is_some_and(|w| mentions_word(w, &field)) {
                 continue;
             }

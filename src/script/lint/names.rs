@@ -559,12 +559,13 @@ fn set_key(
     }
 }
 
-/// A field of `payload` read (`payload.custom_data`), with what is read inside it, if anything
-/// (`.tier`, and whether through `?.`), and where.
-type PayloadRead = (String, Option<(String, bool)>, Position);
+/// A field of `payload` read (`payload.custom_data` or `payload["custom_data"]`): as written,
+/// its name, what is read inside it, if anything (`.tier`, and whether through `?.`), and
+/// where its key is.
+type PayloadRead = (String, String, Option<(String, bool)>, Position);
 
 /// Each field read inside a field of `payload` that a payment may not have
-/// (`payload.custom_data.tier`), as written, with where: a body without `custom_data` fails
+/// (`payload.custom_data.tier`), the field and the read as written, with where: a body without `custom_data` fails
 /// the read, and `on_error` decides, on every such payment (a trial's `require` refused every
 /// V1 payment without it). A field read with `?.` somewhere (`payload.custom_data?.tier`), or
 /// tested on its own (`"custom_data" in payload`, `payload.custom_data != ()`,
@@ -572,56 +573,78 @@ type PayloadRead = (String, Option<(String, bool)>, Position);
 /// block, whose `catch` decides. `payload.data` is left out: every body of PortOne V2's
 /// current format has it, and a store on that format gets no other (a V1 body and a V2 body
 /// of the 2024-01-01 format have none, which a ruleset serving those must test: `api`).
-pub fn unguarded_payload_reads(ast: &AST) -> Vec<(String, Position)> {
+pub fn unguarded_payload_reads(ast: &AST) -> Vec<(String, String, Position)> {
     if super::declared_names(ast).contains("payload") {
         return Vec::new();
     }
     let field_of_payload = |e: &Expr| -> Option<PayloadRead> {
-        let Expr::Dot(chain, _, _) = e else {
-            return None;
-        };
-        let Expr::Variable(var, ..) = &chain.lhs else {
-            return None;
-        };
-        if var.1 != "payload" {
-            return None;
-        }
-        match &chain.rhs {
-            Expr::Property(p, at) => Some((p.2.to_string(), None, *at)),
-            Expr::Dot(inner, flags, _) | Expr::Index(inner, flags, _) => {
-                let Expr::Property(p, at) = &inner.lhs else {
+        // `payload.K…` or `payload["K"]…`: the field, as written, and where its key is.
+        let (head, field, key_at, rest) = match e {
+            Expr::Dot(chain, ..) | Expr::Index(chain, ..) => {
+                let Expr::Variable(var, ..) = &chain.lhs else {
                     return None;
                 };
-                // A method on the field is a read that fails on `()` too
-                // (`payload.custom_data.len()`), but for those that take anything.
-                let method = |m: &rhai::FnCallExpr| {
-                    (!matches!(
-                        m.name.as_str(),
-                        "type_of" | "is_blank" | "to_string" | "to_debug"
-                    ))
-                    .then(|| format!(".{}()", m.name))
-                };
-                let read = match &inner.rhs {
-                    Expr::Property(q, _) => Some(format!(".{}", q.2)),
-                    Expr::MethodCall(m, _) => method(m),
-                    Expr::Dot(next, ..) | Expr::Index(next, ..) => match &next.lhs {
-                        Expr::Property(q, _) => Some(format!(".{}", q.2)),
-                        Expr::MethodCall(m, _) => method(m),
-                        _ => None,
-                    },
-                    Expr::StringConstant(key, _) if matches!(chain.rhs, Expr::Index(..)) => {
-                        Some(format!("[\"{key}\"]"))
+                if var.1 != "payload" {
+                    return None;
+                }
+                let indexed = matches!(e, Expr::Index(..));
+                let (key, rest) = match &chain.rhs {
+                    Expr::Dot(inner, flags, _) | Expr::Index(inner, flags, _) => {
+                        (&inner.lhs, Some((&chain.rhs, &inner.rhs, *flags)))
                     }
-                    _ => None,
+                    key => (key, None),
                 };
-                let guarded = flags.contains(rhai::ASTFlags::NEGATED);
-                Some((p.2.to_string(), read.map(|r| (r, guarded)), *at))
+                let (field, at) = match key {
+                    Expr::Property(p, at) if !indexed => (p.2.to_string(), *at),
+                    Expr::StringConstant(k, at) if indexed => (k.to_string(), *at),
+                    _ => return None,
+                };
+                let head = if indexed {
+                    format!("payload[\"{field}\"]")
+                } else {
+                    format!("payload.{field}")
+                };
+                (head, field, at, rest)
+            }
+            _ => return None,
+        };
+        let Some((next, inner, flags)) = rest else {
+            return Some((head, field, None, key_at));
+        };
+        // A method on the field is a read that fails on `()` too
+        // (`payload.custom_data.len()`), but for those that take anything.
+        let method = |m: &rhai::FnCallExpr| {
+            (!matches!(
+                m.name.as_str(),
+                "type_of" | "is_blank" | "to_string" | "to_debug"
+            ))
+            .then(|| format!(".{}()", m.name))
+        };
+        let read = match inner {
+            Expr::Property(q, _) => Some(format!(".{}", q.2)),
+            Expr::MethodCall(m, _) => method(m),
+            Expr::Dot(deeper, ..) | Expr::Index(deeper, ..) => match &deeper.lhs {
+                Expr::Property(q, _) => Some(format!(".{}", q.2)),
+                Expr::MethodCall(m, _) => method(m),
+                Expr::StringConstant(key, _) if matches!(next, Expr::Index(..)) => {
+                    Some(format!("[\"{key}\"]"))
+                }
+                _ => None,
+            },
+            Expr::StringConstant(key, _) if matches!(next, Expr::Index(..)) => {
+                Some(format!("[\"{key}\"]"))
             }
             _ => None,
-        }
+        };
+        let guarded = flags.contains(rhai::ASTFlags::NEGATED);
+        Some((head, field, read.map(|r| (r, guarded)), key_at))
     };
     let mut reads = Vec::new();
-    let mut tested: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // Keys named in text (`"custom_data" in payload`) test their field, but for the key of
+    // `payload["K"]` itself.
+    let mut texts = Vec::new();
+    let mut keys = std::collections::HashSet::new();
+    let mut tested = std::collections::HashSet::new();
     ast.walk(&mut |path: &[ASTNode]| {
         // In a `try` block (not its `catch`), a failure is the catch's to decide.
         let in_try = path.windows(2).any(|w| match (&w[0], &w[1]) {
@@ -631,26 +654,35 @@ pub fn unguarded_payload_reads(ast: &AST) -> Vec<(String, Position)> {
             _ => false,
         });
         match path.last() {
-            Some(ASTNode::Expr(Expr::StringConstant(text, _))) => {
-                tested.insert(text.to_string());
+            Some(ASTNode::Expr(Expr::StringConstant(text, at))) => {
+                texts.push((text.to_string(), *at));
             }
             Some(ASTNode::Expr(e)) => match field_of_payload(e) {
-                Some((field, None | Some((_, true)), _)) => {
+                Some((_, field, None | Some((_, true)), at)) => {
+                    keys.insert(at);
                     tested.insert(field);
                 }
-                Some((field, Some((read, false)), at)) if !in_try && field != "data" => {
-                    reads.push((field, read, at));
+                Some((head, field, Some((read, false)), at)) => {
+                    keys.insert(at);
+                    if !in_try && field != "data" {
+                        reads.push((field, format!("{head}{read}"), at));
+                    }
                 }
-                _ => {}
+                None => {}
             },
             _ => {}
         }
         true
     });
+    tested.extend(
+        texts
+            .into_iter()
+            .filter(|(_, at)| !keys.contains(at))
+            .map(|(text, _)| text),
+    );
     reads
         .into_iter()
         .filter(|(field, ..)| !tested.contains(field))
-        .map(|(field, read, at)| (format!("payload.{field}{read}"), at))
         .collect()
 }
 

@@ -1802,7 +1802,8 @@ rules:
 /// `custom_data` (on_error refused them all): a warning naming the read and how to decide
 /// those payments. `?.`, a field the expression tests on its own or the rule's `when` tests,
 /// a read inside a `try` block, and a rule that is off are not warned about, nor is V2's
-/// `data`; a method on the field is a read (`payload.basket.len()`), and so is one in `catch`.
+/// `data`; a method on the field is a read (`payload.basket.len()`), and so is one in `catch`
+/// and one through brackets (`payload["shipping"]["zip"]`).
 #[test]
 fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
     let dir = default_file(
@@ -1837,6 +1838,12 @@ fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
     script: check.rhai
   - name: caught
     script: caught.rhai
+  - name: bracketed
+    require: 'payload["shipping"]["zip"] != "0" && payload["extra"].vip != true'
+    reason: r
+  - name: bracket-tested
+    require: 'payload["gift"] == () || payload["gift"].wrap'
+    reason: r
 "#,
     );
     dir.write("check.rhai", "let x = 1;\npayload.buyer.age >= 19\n")
@@ -1874,6 +1881,13 @@ fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
                     warning("payload.wallet.kind", "wallet")
                 )
             ),
+            dir.at(
+                DEFAULT,
+                33,
+                14,
+                &warning("payload[\"shipping\"][\"zip\"]", "shipping")
+            ),
+            dir.at(DEFAULT, 33, 14, &warning("payload[\"extra\"].vip", "extra")),
         ]
     );
 }
