@@ -310,7 +310,14 @@ pub fn can_open(path: &Path) -> io::Result<()> {
 /// keeps and retries it like a record on a full disk: a record appended to the fragment would
 /// be cut with it, unreadable, its decision id lost.
 fn open(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Records hold order ids, request bodies and upstream answers: not for every local user
+    // (a file that exists keeps its mode).
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)?;
     if ends_mid_line(path, &file) {
         tracing::warn!(
             path = %path.display(),
@@ -424,6 +431,22 @@ mod tests {
             v["time"],
             t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().as_str()
         );
+    }
+
+    /// Security trial: the log was created readable by every local user.
+    #[test]
+    fn a_new_log_is_not_for_other_users_and_an_old_one_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let new = dir.path().join("new.jsonl");
+        can_open(&new).unwrap();
+        assert_eq!(mode(&new) & 0o137, 0, "{:o}", mode(&new));
+        let old = dir.path().join("old.jsonl");
+        std::fs::write(&old, "").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        can_open(&old).unwrap();
+        assert_eq!(mode(&old), 0o644);
     }
 
     #[tokio::test]

@@ -429,19 +429,38 @@ pub fn parse_bytes(
 }
 
 /// How `body` is read under `headers`: as `json`, as a `form`, or not at all (`none`: headers
-/// under which no body is read, a 415). Two requests with the same body and the same reading
-/// are the same request, whatever else their headers say (a `charset`, the header's case, or
-/// no Content-Type for a body that reads as JSON without one).
+/// under which no body is read, a 415), and whether its type names a charset other than
+/// UTF-8. Two requests with the same body and the same reading are the same request, whatever
+/// else their headers say (the header's case, `charset=utf-8` or none, or no Content-Type for
+/// a body that reads as JSON without one). The proxy reads every body as UTF-8, but a
+/// `forward` passes the type on as it came, and a merchant's handler may honour another
+/// charset (a trial's read a copy labelled ISO-8859-1 otherwise than the proxy did): such a
+/// copy is a request of its own.
 pub fn reading(headers: &http::HeaderMap, body: &[u8]) -> &'static str {
-    match body_type(headers).and_then(encoding) {
-        Ok(Encoding::Json) => "json",
-        Ok(Encoding::Form) => "form",
+    let content_type = body_type(headers);
+    let other_charset = matches!(content_type, Ok(Some(ct)) if names_other_charset(ct));
+    match (content_type.and_then(encoding), other_charset) {
+        (Ok(Encoding::Json), false) => "json",
+        (Ok(Encoding::Json), true) => "json, other charset",
+        (Ok(Encoding::Form), false) => "form",
+        (Ok(Encoding::Form), true) => "form, other charset",
         // Without a Content-Type, JSON is read as JSON and anything else (at best) as a form:
         // see `parse_full`.
-        Ok(Encoding::Unknown) if starts_as_json(body) => "json",
-        Ok(Encoding::Unknown) => "form",
-        Err(_) => "none",
+        (Ok(Encoding::Unknown), _) if starts_as_json(body) => "json",
+        (Ok(Encoding::Unknown), _) => "form",
+        (Err(_), _) => "none",
     }
+}
+
+/// Whether a parameter of `content_type` named `charset` (or `charset*`) names anything but
+/// UTF-8, quoted or not, in any case.
+fn names_other_charset(content_type: &str) -> bool {
+    content_type.split(';').skip(1).any(|param| {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        let name = name.trim().trim_end_matches('*');
+        let value = value.trim().trim_matches('"').trim();
+        name.eq_ignore_ascii_case("charset") && !value.eq_ignore_ascii_case("utf-8")
+    })
 }
 
 /// Whether `body` starts as a JSON object or list does, which no form PortOne sends does.

@@ -865,6 +865,25 @@ fn the_reading_of_a_body_is_how_it_is_read() {
     assert_eq!(reading(&["application/json"], json), "json");
     assert_eq!(reading(&["Application/JSON; charset=utf-8"], json), "json");
     assert_eq!(
+        reading(&["application/json;CHARSET=\"UTF-8\""], json),
+        "json"
+    );
+    // Security trial: a copy labelled ISO-8859-1, forwarded so, was read otherwise by the
+    // merchant's handler and then decided PortOne's own delivery as its repeat.
+    for other in [
+        "application/json; charset=iso-8859-1",
+        "application/json; charset=\"utf-16\"",
+        "application/json; charset=utf-8; charset=latin1",
+        "application/json; charset*=utf-8''x",
+        "application/json; charset=",
+    ] {
+        assert_eq!(reading(&[other], json), "json, other charset", "{other}");
+    }
+    assert_eq!(
+        reading(&["application/x-www-form-urlencoded; charset=euc-kr"], form),
+        "form, other charset"
+    );
+    assert_eq!(
         reading(&["application/x-www-form-urlencoded"], form),
         "form"
     );

@@ -248,7 +248,7 @@ impl Deliveries {
     /// `&amount=1&` reads as a V1 payment of 1). So a message is its id and its reading
     /// together: a copy sent ahead as a form is evaluated on its own, and PortOne's JSON
     /// delivery is no repeat of it. (Its reading, not the header's text: a captured message
-    /// sent with ever new types makes at most three entries, not as many as it likes.)
+    /// sent with ever new types makes at most five entries, not as many as it likes.)
     ///
     /// [`payload::reading`]: crate::payload::reading
     pub fn claim(

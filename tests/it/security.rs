@@ -384,6 +384,34 @@ async fn a_copy_without_a_content_type_is_a_repeat_of_the_json_delivery() {
     server.stop().await;
 }
 
+/// A `forward` passes the `Content-Type` on as it came, and a merchant's handler may read a
+/// body labelled with another charset otherwise than the proxy (which reads UTF-8): a copy so
+/// labelled, sent ahead, is a message of its own, and PortOne's own delivery is evaluated
+/// (the merchant called again), not answered as that copy was. Security trial: the copy's
+/// approval was given to PortOne's delivery.
+#[tokio::test]
+async fn a_copy_labelled_with_another_charset_does_not_answer_for_the_delivery() {
+    let shop = merchant(Duration::ZERO).await;
+    let rules = Rules::with("default.yaml", &forwarding(&shop, ""));
+    let server = Server::start_with(with_secrets(&rules, &[SECRET])).await;
+    let (url, body, ts) = (server.url("/confirm"), v2("order-1", 5000), now());
+    let latin = "application/json; charset=iso-8859-1";
+    let ahead = signed_delivery_as(&url, SECRET, "msg_c", &body, ts, latin).await;
+    assert_eq!(ahead.status, 200, "{:?}", ahead.body);
+    assert_eq!(shop.calls_to(MERCHANT_CONFIRM), 1);
+    let utf8 = "application/json; charset=utf-8";
+    let real = signed_delivery_as(&url, SECRET, "msg_c", &body, ts, utf8).await;
+    assert_eq!(real.status, 200, "{:?}", real.body);
+    assert_eq!(shop.calls_to(MERCHANT_CONFIRM), 2, "evaluated on its own");
+    // Without a charset, or with UTF-8 named otherwise, it is a repeat of the delivery.
+    for same in ["application/json", "Application/JSON; Charset=\"UTF-8\""] {
+        let repeat = signed_delivery_as(&url, SECRET, "msg_c", &body, ts, same).await;
+        assert_eq!(repeat.status, 200, "{same}: {:?}", repeat.body);
+    }
+    assert_eq!(shop.calls_to(MERCHANT_CONFIRM), 2);
+    server.stop().await;
+}
+
 /// Every delivery of a message carries its body unchanged: another body under a remembered id
 /// was never checked, and gets neither the first delivery's approval nor an evaluation. Both
 /// records name the webhook id, and the refusal's names its request, so that an operator can
