@@ -32,11 +32,15 @@ fn spend(budget: &mut usize, n: usize) -> bool {
 }
 
 /// Whether every rendering of `value` would pass `budget` bytes: each string and key counts
-/// its length, every other value and entry at least one byte. Stops as soon as it passes, so
+/// its length, a blob its bytes in two hex digits each (with a space every eight and its
+/// brackets), every other value and entry at least one byte. Stops as soon as it passes, so
 /// it reads at most `budget` values, however large the value.
 fn too_large(value: &Dynamic, budget: &mut usize) -> bool {
     if let Ok(s) = value.as_immutable_string_ref() {
         return spend(budget, s.len().max(1));
+    }
+    if let Ok(blob) = value.as_blob_ref() {
+        return spend(budget, blob.len() * 2 + blob.len() / 8 + 2);
     }
     if let Ok(map) = value.as_map_ref() {
         return map_too_large(&map, budget);
@@ -213,6 +217,18 @@ mod tests {
                 assert!(line == 1 && column > 24, "{src}: {:?}", err.position);
                 assert!(err.message.starts_with(expected), "{src}: {}", err.message);
             }
+        }
+        // Blobs, which only a script makes, show each byte as two digits (an audit's).
+        let blobs = "let m = #{}; let b = blob(10000); for i in 0..10 { m[`k${i}`] = b; }";
+        for render in ["m.to_string()", "`${m}`", "m.to_debug()", "\"x\" + m"] {
+            let ast = engine.compile_script(&format!("{blobs} {render}")).unwrap();
+            let err = engine.eval_script(&scope, &ast, FULL).unwrap_err();
+            assert!(
+                err.message
+                    .starts_with("a map or list too large to make into text"),
+                "{render}: {}",
+                err.message
+            );
         }
         // Thrown, it is an error whose text is read only so far.
         let ast = engine
