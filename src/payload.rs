@@ -16,7 +16,7 @@ pub(crate) use amount::exact_number;
 pub use amount::{Amount, AmountError};
 use form::parse_form;
 use normalise::normalise;
-pub(crate) use scan::{json_flaw, reserved_key, RESERVED};
+pub(crate) use scan::{json_flaw, more_parts_than, outside_strings, reserved_key, RESERVED};
 
 /// The V2 message type that asks for a confirmation; every other type is acknowledged and ignored.
 const CONFIRM_TYPE: &str = "Transaction.Confirm";
@@ -131,11 +131,19 @@ pub enum Parsed {
 /// The largest confirm body read (SPEC §2); PortOne's are a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// The most values and keys a confirm body may hold (a JSON body's counted as
+/// [`more_parts_than`] does, a form's fields by their `&`); PortOne's have tens. 64 KiB of
+/// small objects (8,000 `{"a":0}`) held about 20 MB per request while its rules read
+/// `payload` (an audit's): a few hundred such requests at once would take gigabytes.
+pub const MAX_PARTS: usize = 1_000;
+
 /// Why a body was refused. `Display` is the buyer-facing (Korean) text of the 400/413/415 answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
     #[error("요청 본문이 너무 큽니다 (최대 {} KiB)", MAX_BODY / 1024)]
     TooLarge,
+    #[error("요청 본문의 값이 너무 많습니다 (키와 값, form 필드 합쳐 최대 {MAX_PARTS}개)")]
+    TooManyParts,
     #[error("지원하지 않는 Content-Type입니다: {0} (application/json 또는 application/x-www-form-urlencoded만 받습니다)")]
     UnsupportedContentType(String),
     /// A compressed body (any coding but `identity`): PortOne sends plain bodies, and the
@@ -486,7 +494,27 @@ fn parse_kept(
     if body.len() > MAX_BODY {
         return Err(PayloadError::TooLarge);
     }
+    // Not in `parse_unbounded`: a form's record is a JSON object of twice as many parts.
+    if too_many_parts(body) {
+        return Err(PayloadError::TooManyParts);
+    }
     parse_unbounded(encoding(content_type)?, body, kept)
+}
+
+/// Whether `body` holds more than [`MAX_PARTS`] values and keys: as JSON if it starts as JSON
+/// (a form never does), else as a form's fields. One pass over the bytes, none for a body
+/// shorter than the limit.
+fn too_many_parts(body: &[u8]) -> bool {
+    if starts_as_json(body) {
+        more_parts_than(body, MAX_PARTS)
+    } else {
+        body.len() > MAX_PARTS
+            && body
+                .iter()
+                .filter(|&&b| b == b'&')
+                .nth(MAX_PARTS - 1)
+                .is_some()
+    }
 }
 
 /// A request body as the decision log keeps it (a form as a JSON object of its decoded

@@ -221,7 +221,7 @@ pub const MANY_PARTS: usize = 2_000;
 /// Whether a body is read, converted and freed off the runtime's workers: from [`BIG_BODY`]
 /// bytes, or with more than [`MANY_PARTS`] values and keys.
 pub fn is_large(body: &[u8]) -> bool {
-    body.len() >= BIG_BODY || body::more_parts_than(body, MANY_PARTS)
+    body.len() >= BIG_BODY || crate::payload::more_parts_than(body, MANY_PARTS)
 }
 
 /// `path_and_query` as the URL parser sends it after the upstream's base URL: text it does not

@@ -184,6 +184,36 @@ fn string_end(rest: &str) -> (usize, bool) {
     (bytes.len(), false)
 }
 
+/// Whether `body` holds more than `limit` values and keys, counted outside strings as the `{`,
+/// `[`, `,` and `:` that come with them: one pass over the bytes, before any is parsed.
+pub(crate) fn more_parts_than(body: &[u8], limit: usize) -> bool {
+    if body.len() <= limit {
+        return false;
+    }
+    outside_strings(body)
+        .filter(|b| matches!(b, b'{' | b'[' | b',' | b':'))
+        .nth(limit)
+        .is_some()
+}
+
+/// The bytes of a JSON text that are outside its strings (quotes included in neither).
+pub(crate) fn outside_strings(body: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let (mut in_string, mut escaped) = (false, false);
+    body.iter().copied().filter(move |&b| {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            return false;
+        }
+        in_string = b == b'"';
+        !in_string
+    })
+}
+
 /// The first key of the JSON `text` that serde_json's `Value` parser takes for an instruction
 /// ([`RESERVED`]), written out or spelled with escapes; `None` when there is none, or when the
 /// text is not JSON (which its parse says on its own). For JSON read from elsewhere than a

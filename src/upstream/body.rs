@@ -76,39 +76,10 @@ pub fn parse_body(body: &[u8], content_type: Option<&str>, secrets: &[Finder<'st
 /// 9,999 long keys) peaked at 18 MB, ten at once at 70 MB.
 pub const MAX_JSON_PARTS: usize = 20_000;
 
-/// Whether `body` holds more than [`MAX_JSON_PARTS`] values and keys (see [`more_parts_than`]).
+/// Whether `body` holds more than [`MAX_JSON_PARTS`] values and keys (see
+/// [`more_parts_than`](crate::payload::more_parts_than)).
 pub fn too_many_parts(body: &[u8]) -> bool {
-    more_parts_than(body, MAX_JSON_PARTS)
-}
-
-/// Whether `body` holds more than `limit` values and keys, counted outside strings as the `{`,
-/// `[`, `,` and `:` that come with them: one pass over the bytes, before any is parsed.
-pub fn more_parts_than(body: &[u8], limit: usize) -> bool {
-    if body.len() <= limit {
-        return false;
-    }
-    outside_strings(body)
-        .filter(|b| matches!(b, b'{' | b'[' | b',' | b':'))
-        .nth(limit)
-        .is_some()
-}
-
-/// The bytes of a JSON text that are outside its strings (quotes included in neither).
-fn outside_strings(body: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    let (mut in_string, mut escaped) = (false, false);
-    body.iter().copied().filter(move |&b| {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            return false;
-        }
-        in_string = b == b'"';
-        !in_string
-    })
+    crate::payload::more_parts_than(body, MAX_JSON_PARTS)
 }
 
 /// The members of every object in `value`, at any depth.
@@ -158,7 +129,8 @@ pub fn read_body_noting(
         None => serde_json::from_str::<Value>(&text)
             .map_err(|e| e.to_string())
             .and_then(|json| {
-                let written = outside_strings(text.as_bytes()).filter(|&b| b == b':');
+                let written =
+                    crate::payload::outside_strings(text.as_bytes()).filter(|&b| b == b':');
                 if written.count() == members(&json) {
                     return Ok(json);
                 }
