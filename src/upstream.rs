@@ -619,10 +619,14 @@ pub fn merged_headers(up: &Upstream, call: &HttpCall) -> http::HeaderMap {
 /// a call that may change something at the merchant is not sent once its answer could no
 /// longer be read in time: the engine does not start it then, and the wait must not carry it
 /// past that point either. Canned answers wait alike, so a rule test decides as `serve` does.
+/// `started` is when the call's `timeout` began: a slot taken when none of it is left is given
+/// back, the call not sent (a trial's was sent with nothing left, and counted as the
+/// merchant's timeout).
 pub(crate) async fn connection_for(
     up: &Upstream,
     slots: Option<&crate::rules::Slots>,
     call: &mut HttpCall,
+    started: tokio::time::Instant,
 ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, UpstreamError> {
     if let Some(taken) = call.slot.0.take() {
         return Ok(Some(taken));
@@ -630,16 +634,18 @@ pub(crate) async fn connection_for(
     let Some(slots) = slots else {
         return Ok(None);
     };
-    let timed_out = tokio::time::Instant::now() + up.timeout;
+    let timed_out = started + up.timeout;
     let send_by = (call.body_by)
         .filter(|_| call.method != http::Method::GET)
         .map(|due| due.by)
         .filter(|&by| by < timed_out);
-    match tokio::time::timeout_at(send_by.unwrap_or(timed_out), slots.take()).await {
-        Ok(Ok(slot)) => Ok(Some(slot)),
-        Err(_) if send_by.is_some() => Err(UpstreamError::TooLateToSend { max: slots.max }),
+    let waited = tokio::time::timeout_at(send_by.unwrap_or(timed_out), slots.take()).await;
+    let no_time_left = tokio::time::Instant::now() >= send_by.unwrap_or(timed_out);
+    match waited {
+        Ok(Ok(slot)) if !no_time_left => Ok(Some(slot)),
+        _ if send_by.is_some() => Err(UpstreamError::TooLateToSend { max: slots.max }),
         // The semaphore is never closed; were it, waiting could not end otherwise either.
-        Ok(Err(_)) | Err(_) => Err(UpstreamError::NoFreeConnection {
+        _ => Err(UpstreamError::NoFreeConnection {
             max: slots.max,
             waited: up.timeout,
         }),
@@ -657,7 +663,7 @@ async fn send(
     // of its `timeout`. A health probe (no rule) goes on without one: a busy shop must not
     // read as down because its calls took every connection.
     let slots = up.slots.as_ref().filter(|_| call.rule.is_some());
-    let _slot = connection_for(up, slots, &mut call).await?;
+    let _slot = connection_for(up, slots, &mut call, started.into()).await?;
     // The race below is told by how soon after sending a failure comes, not after waiting.
     let sending = std::time::Instant::now();
     // A call that may change something at the merchant gets its whole `timeout` once it has a
@@ -969,9 +975,12 @@ fn classify(e: reqwest::Error, up: &Upstream) -> UpstreamError {
         }
     }
     let mut cause = crate::root_cause(&e);
-    // hyper says so of an answer with more header lines than it reads, too.
+    // hyper says so of an answer with more header lines than it reads, and of a
+    // Content-Length it cannot count to, too.
     if cause.contains("message head is too large") {
-        cause.push_str(" (over 100 header lines, or a head of over 400 KiB)");
+        cause.push_str(
+            " (over 100 header lines, a head of over 400 KiB, or a Content-Length of 2^64 − 2 or more)",
+        );
     }
     // rustls reading a plain-HTTP answer where a TLS record should be.
     if up.url.starts_with("https://") && cause.contains("InvalidContentType") {
@@ -1161,6 +1170,24 @@ mod slots_tests {
         assert!(matches!(sent, UpstreamError::Refused(_)), "{sent}");
         assert_eq!(slots.free.available_permits(), 1);
         assert_eq!((slots.in_use(), slots.waiting()), (0, 0));
+    }
+
+    /// A slot that comes free when none of the call's `timeout` is left is given back and the
+    /// call not sent: no free connection, not the merchant's timeout (a trial's, whose wait
+    /// began a moment after the call's timeout did).
+    #[tokio::test]
+    async fn a_slot_taken_with_no_time_left_is_given_back_unsent() {
+        let slots = Slots::new(1);
+        let up = limited(&slots);
+        let started = tokio::time::Instant::now() - up.timeout;
+        let mut get = call(Some("stock"));
+        let late = connection_for(&up, up.slots.as_ref(), &mut get, started).await;
+        let e = late.unwrap_err();
+        assert_eq!(call_outcome(&Err(e)), "no_free_connection");
+        assert_eq!((slots.in_use(), slots.waiting()), (0, 0));
+        let on_time = tokio::time::Instant::now();
+        let slot = connection_for(&up, up.slots.as_ref(), &mut get, on_time).await;
+        assert!(slot.unwrap().is_some());
     }
 
     /// One call to an upstream with one connection, which another call holds for its first

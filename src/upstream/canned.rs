@@ -373,7 +373,9 @@ impl Upstreams for Canned {
             };
             // Held while the answer comes, as `serve` holds a connection.
             let waiting = tokio::time::Instant::now();
-            let _slot = super::connection_for(&upstream, slots.as_ref(), &mut call).await?;
+            let started = tokio::time::Instant::now();
+            let _slot =
+                super::connection_for(&upstream, slots.as_ref(), &mut call, started).await?;
             if answer.hang {
                 return std::future::pending().await;
             }

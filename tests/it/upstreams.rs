@@ -2719,7 +2719,8 @@ async fn bytes_upstream(answer: Vec<u8>) -> String {
 
 /// Why an answer is no JSON is said as the operator needs it to look in the right place:
 /// compressed however it is labelled (as a transfer coding, or not at all), and a head hyper
-/// will not read may be one of too many header lines, not only a large one.
+/// will not read may be one of too many header lines, or one with a Content-Length too large
+/// to count, not only a large one.
 #[tokio::test]
 async fn compressed_answers_and_long_heads_are_named_for_what_they_are() {
     let gzip = [0x1f_u8, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xab, 0x56, 0x4a];
@@ -2740,7 +2741,12 @@ async fn compressed_answers_and_long_heads_are_named_for_what_they_are() {
         ),
         (
             format!("HTTP/1.1 200 OK\r\n{many}content-length: 2\r\n\r\n{{}}").into_bytes(),
-            "(over 100 header lines, or a head of over 400 KiB)",
+            "(over 100 header lines, a head of over 400 KiB, or a Content-Length of 2^64 − 2 or more)",
+        ),
+        // A trial's: a short head whose Content-Length hyper cannot count to.
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 18446744073709551614\r\n\r\n{}".to_vec(),
+            "or a Content-Length of 2^64 − 2 or more)",
         ),
     ] {
         let url = bytes_upstream(answer).await;
