@@ -648,6 +648,13 @@ impl FileCompiler<'_, '_> {
                 off: r.mode == Some(Mode::Off),
                 shadow: r.mode == Some(Mode::Shadow),
                 when: r.when.clone(),
+                // Not a fetch's: a failed call with `on_error: approve` passes unevaluated.
+                requires_fields: match (r.mode, &r.when, &r.require, &r.fetch) {
+                    (None | Some(Mode::Enforce), None, Some(require), None) => {
+                        fields_required(require)
+                    }
+                    _ => Vec::new(),
+                },
             })
             .collect();
         for (position, (i, raw_rule)) in file.rules.iter().enumerate() {
@@ -1012,7 +1019,8 @@ impl FileCompiler<'_, '_> {
     /// Warns, at `path`, about each field `ast` reads inside a field of `payload` that a
     /// payment may not have (see [`crate::script::unguarded_payload_reads`]); `script` names
     /// the script file and the line, for a script rule. A rule that is off runs nothing, and a
-    /// field its own `when` tests is there when its check runs.
+    /// field its own `when` tests, or an earlier rule refuses every payment without, is there
+    /// when its check runs.
     fn warn_unguarded_payload(&mut self, path: &[Seg<'_>], ast: &rhai::AST, script: Option<&str>) {
         let rule = self.rule_order.get(self.current_rule);
         if rule.is_some_and(|r| r.off) {
@@ -1020,9 +1028,17 @@ impl FileCompiler<'_, '_> {
         }
         let is_when = matches!(path.last(), Some(Seg::Key("when")));
         let guard = rule.and_then(|r| r.when.clone()).filter(|_| !is_when);
+        let earlier = &self.rule_order[..self.current_rule.min(self.rule_order.len())];
+        let required: Vec<String> = earlier
+            .iter()
+            .flat_map(|r| r.requires_fields.iter().cloned())
+            .collect();
         let mut said = Vec::new();
         for (field, read, at) in crate::script::unguarded_payload_reads(ast) {
-            if said.contains(&read) || guard.as_deref().is_some_and(|w| mentions_word(w, &field)) {
+            if said.contains(&read)
+                || required.contains(&field)
+                || guard.as_deref().is_some_and(|w| mentions_word(w, &field))
+            {
                 continue;
             }
             let place = match (script, at.line()) {
@@ -1078,6 +1094,35 @@ struct RuleEntry {
     shadow: bool,
     /// Its `when`, as written: a field it tests is there when the rule's check runs.
     when: Option<String>,
+    /// The fields of `payload` it refuses every payment without, whatever else it checks: an
+    /// enforced rule with no `when` and no call whose `require` starts with `"K" in payload`
+    /// (`&& …`).
+    requires_fields: Vec<String>,
+}
+
+/// The fields of `payload` that `require` refuses a payment without, whatever else it says:
+/// each `"K" in payload` it starts with, joined by `&&` (the test the payload warning advises).
+fn fields_required(require: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    // `"a" in payload && x || y` passes on `y` alone.
+    if require.contains("||") {
+        return fields;
+    }
+    for part in require.split("&&") {
+        let part = part.trim();
+        let Some(test) = part.strip_suffix("in payload").map(str::trim_end) else {
+            break;
+        };
+        match test
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .or_else(|| test.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')))
+        {
+            Some(field) if !field.contains(['"', '\'', '\\']) => fields.push(field.to_owned()),
+            _ => break,
+        }
+    }
+    fields
 }
 
 /// Below this a deadline is most likely a slip of the unit (`3ms` for `3s`).

@@ -1803,7 +1803,9 @@ rules:
 /// those payments. `?.`, a field the expression tests on its own or the rule's `when` tests,
 /// a read inside a `try` block, and a rule that is off are not warned about, nor is V2's
 /// `data`; a method on the field is a read (`payload.basket.len()`), and so is one in `catch`
-/// and one through brackets (`payload["shipping"]["zip"]`).
+/// and one through brackets (`payload["shipping"]["zip"]`). An earlier enforced rule whose
+/// `require` starts with `"K" in payload` guards K for the rules after it; one with a `when`,
+/// or one that lets a payment without K pass, does not.
 #[test]
 fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
     let dir = default_file(
@@ -1843,6 +1845,22 @@ fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
     reason: r
   - name: bracket-tested
     require: 'payload["gift"] == () || payload["gift"].wrap'
+    reason: r
+  - name: member-needed
+    require: '"member" in payload && "promo" in payload && amount > 0'
+    reason: r
+  - name: promo
+    require: 'payload.promo.code != "x" && payload.member.id != "y"'
+    reason: r
+  - name: maybe-needed
+    when: 'amount > 5'
+    require: '"ref" in payload'
+    reason: r
+  - name: half-needed
+    require: '!("note" in payload) || payload.note.ok'
+    reason: r
+  - name: ref
+    require: 'payload.ref.id != "x" && payload.note.id != "y"'
     reason: r
 "#,
     );
@@ -1888,6 +1906,9 @@ fn a_field_read_inside_a_payload_field_a_payment_may_lack_is_warned_about() {
                 &warning("payload[\"shipping\"][\"zip\"]", "shipping")
             ),
             dir.at(DEFAULT, 33, 14, &warning("payload[\"extra\"].vip", "extra")),
+            // Not promo's reads: member-needed refuses every payment without either field.
+            dir.at(DEFAULT, 52, 14, &warning("payload.ref.id", "ref")),
+            dir.at(DEFAULT, 52, 14, &warning("payload.note.id", "note")),
         ]
     );
 }

@@ -834,3 +834,26 @@ fn a_window_rules_reason_shows_its_own_bounds_in_korean_time() {
         [dir.at(DEFAULT, 4, 13, "rule \"sale\": reason: placeholder {until} reads the rule's window until, which it does not set")]
     );
 }
+
+/// What an earlier rule's `require` must start with to guard a payload field for the rules
+/// after it: `"K" in payload`, alone or joined by `&&`; anything that lets a payment without
+/// K pass guards nothing.
+#[test]
+fn a_require_guards_the_fields_it_starts_by_requiring() {
+    let fields = |src: &str| super::super::fields_required(src);
+    assert_eq!(fields(r#""custom_data" in payload"#), ["custom_data"]);
+    assert_eq!(
+        fields(r#" "a" in payload && 'b' in payload && amount > 1 && "c" in payload"#),
+        ["a", "b"]
+    );
+    for none in [
+        r#"!("a" in payload) || payload.a.ok"#,
+        r#""a" in payload || amount > 1"#,
+        r#""a" in payload && amount > 1 || order_id == "x""#,
+        r#"amount > 1 && "a" in payload"#,
+        r#"a in payload"#,
+        r#""a" in payload_copy"#,
+    ] {
+        assert!(fields(none).is_empty(), "{none}");
+    }
+}
