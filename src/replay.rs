@@ -291,6 +291,10 @@ pub struct Replayed {
     /// Whether a rule it reached read an answer's headers, which the log does not keep: what it
     /// read there is not what it read then, so a change is no prediction either.
     pub headers_read: bool,
+    /// Whether a rule it reached got an answer the log keeps only in part (the start of its
+    /// body, or its status alone): what a rule read there may not be what it read then, so a
+    /// change is no prediction either.
+    pub partial_read: bool,
     /// Whether a call the deadline caught unanswered then was waited for again (and the
     /// deadline decided again): an edited deadline or timeout changes nothing there.
     pub waited_again: bool,
@@ -490,12 +494,16 @@ pub async fn replay(rules: &Rules, scripts: &ScriptEngine, record: Record) -> Re
     let (decision, unanswered) = decide(rules, scripts, &record, &mut notes).await;
     let headers_read = notes.iter().any(|n| n.ends_with(HEADERS_NOT_KEPT));
     let waited_again = notes.iter().any(|n| n.ends_with(WAITED_AGAIN));
+    let partial_read = notes
+        .iter()
+        .any(|n| n.contains(BODY_CUT) || n.contains(BODY_NOT_KEPT));
     Replayed {
         record,
         decision,
         notes,
         unanswered,
         headers_read,
+        partial_read,
         waited_again,
     }
 }
@@ -771,7 +779,7 @@ impl<'r> Logged<'r> {
             Some(answer) => {
                 let cut = traced.upstream.as_ref().is_some_and(is_cut).then(|| {
                     format!(
-                        "rule {name}: the log kept only the first {} KiB of the upstream's answer",
+                        "rule {name}: {BODY_CUT} {} KiB of the upstream's answer",
                         MAX_TRACED_BODY / 1024
                     )
                 });
@@ -878,8 +886,10 @@ impl<'r> Logged<'r> {
                     "rule {name}: {why}; the record has only the status ({status}) of {whose}, not its body (no rule read it), and its require reads the answer; it counted as an error"
                 )))
             }
-            (Some(status), _) => (Some(CannedAnswer::status(status)), Some(format!(
-                "rule {name}: {why}; it got the status ({status}) of {whose}, which decides a fetch without require (its body is not on record: no rule read it, and a later rule reading it through fetched sees none)"
+            // No body on record: `()`, as a live answer's cut body is, not the `""` of an
+            // answer that had none (a trial's script read `""` and failed on it).
+            (Some(status), _) => (Some(CannedAnswer { body: serde_json::Value::Null, ..CannedAnswer::status(status) }), Some(format!(
+                "rule {name}: {why}; it got the status ({status}) of {whose}, which decides a fetch without require ({BODY_NOT_KEPT}: no rule read it, and a later rule reading it through fetched sees none)"
             ))),
             (None, Some(error)) => (
                 Some(failed_as(error)),
@@ -943,6 +953,12 @@ fn waited_if_hanging(plan: String, answer: &CannedAnswer) -> String {
 
 /// The note of a rule whose call the deadline caught unanswered then, waited for again.
 const WAITED_AGAIN: &str = "its call was still unanswered when the deadline came then; it waits again, and the ruleset's on_error decides as it is now (how long the upstream would have taken is not in the log: try an edited deadline or timeout with eval)";
+
+/// In the note of a rule whose logged answer the log cut.
+const BODY_CUT: &str = "the log kept only the first";
+
+/// In the note of a rule given the status of a GET started early then, whose body no rule read.
+const BODY_NOT_KEPT: &str = "its body is not on record";
 
 /// The end of the note of [`note_headers_read`].
 const HEADERS_NOT_KEPT: &str = "reads response headers, which the log does not keep";

@@ -45,6 +45,8 @@ struct Counts {
     unanswered: usize,
     /// Of those changed, the ones where a rule read an answer's headers (not in the log).
     headers_read: usize,
+    /// Of those changed, the ones where a rule got an answer the log keeps only in part.
+    partial_read: usize,
     /// Replayed records with a call the deadline caught unanswered then, waited for again.
     waited_again: usize,
     /// Of those changed, the ones whose answer differs only in the deciding rule's name.
@@ -164,7 +166,16 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             counts.changed += 1;
             counts.unanswered += usize::from(again.unanswered);
             counts.headers_read += usize::from(again.headers_read);
-            counts.rule_only += usize::from(again.only_the_rule_changed());
+            counts.partial_read += usize::from(again.partial_read);
+            // Renamed only if the rule that decided then is gone: two rules that both refused
+            // with `error_reason` give the same answer too (a trial's).
+            let gone = |name: &str| {
+                rules
+                    .get(&again.record.ruleset)
+                    .is_none_or(|set| set.rules.iter().all(|r| *r.name != *name))
+            };
+            let renamed = again.record.rule.as_deref().is_some_and(gone);
+            counts.rule_only += usize::from(again.only_the_rule_changed() && renamed);
             match (again.record.decision, again.decision.decision) {
                 (Verdict::Reject, Verdict::Approve) => counts.now_approved += 1,
                 (Verdict::Approve, Verdict::Reject) => counts.now_refused += 1,
@@ -268,11 +279,12 @@ fn summary(c: &Counts, ruleset: Option<&str>) -> String {
             }
         };
         format!(
-            " ({} now approved, {} now refused, {other} with another reason, status or deciding rule{}{}{})",
+            " ({} now approved, {} now refused, {other} with another reason, status or deciding rule{}{}{}{})",
             c.now_approved,
             c.now_refused,
             of_them(c.unanswered, "reached a call or health state the record has no answer for, and on_error decided it, not the upstream"),
             of_them(c.headers_read, "reached a rule that reads response headers, which the log does not keep, so they are no prediction"),
+            of_them(c.partial_read, "reached an answer the log keeps only in part (the start of its body, or its status alone), so they are no prediction"),
             of_them(
                 c.rule_only,
                 if c.rule_only == 1 {

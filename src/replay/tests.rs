@@ -691,6 +691,14 @@ async fn a_get_started_early_then_stands_in_by_its_status() {
     );
     let r = replayed("", r#","status":200"#).await;
     assert_eq!(r.decision.decision, Verdict::Approve, "{}", r.explain());
+    // A later rule reading its body sees none: `()`, not an empty text.
+    let peek = format!(
+        "{}  - {{ name: peek, require: 'type_of(fetched[\"fast\"].body) == \"()\" && fetched[\"fast\"].status == 200', reason: 본문 }}\n",
+        rules_yaml("")
+    );
+    let (_dir, rules) = load_files(&[("default.yaml", &peek)]);
+    let r = again(&rules, &line(slow, "reject", &early(r#","status":200"#))).await;
+    assert_eq!(r.decision.decision, Verdict::Approve, "{}", r.explain());
 
     let r = replayed(", require: 'response.body.ok'", r#","status":200"#).await;
     assert_rule_errs(

@@ -409,3 +409,58 @@ async fn a_renamed_forward_takes_the_answer_of_the_call_it_made_then() {
     assert!(out.contains("note: rule legacy: not in the record; rule existing of the record, not in the rules now, made the very same POST /confirm from shop (a rename?): what came of it stands in\n"), "{out}");
     assert!(out.ends_with("2 replayed: 1 changed (0 now approved, 0 now refused, 1 with another reason, status or deciding rule; 1 of them differs only in the deciding rule's name (a rule renamed?)), 1 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)\n"), "{out}");
 }
+
+/// Two rules that both exist and refuse with the ruleset's `error_reason` give the same answer:
+/// a change of which one decides is no rename (a trial's summary said "a rule renamed?").
+#[tokio::test]
+async fn another_rule_refusing_with_error_reason_is_no_rename() {
+    let yaml = |opt: &str, strict: &str| {
+        format!(
+            "settings: {{ error_reason: \"잠시 후 다시\" }}\nupstreams:\n  shop: {{ url: \"http://127.0.0.1:1\" }}\nrules:\n  - {{ name: opt, fetch: {{ upstream: shop, path: /a }}, on_error: {opt}, reason: x }}\n  - {{ name: strict, fetch: {{ upstream: shop, path: /b }}, on_error: {strict}, reason: y }}\n"
+        )
+    };
+    let rules = Rules::with("default.yaml", &yaml("approve", "reject"));
+    let (server, log) = logged(&rules).await;
+    server.confirm_json("/confirm", &v1("o-1", 5000)).await;
+    server.stop().await;
+    rules.write("default.yaml", &yaml("reject", "approve"));
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("  now:    reject 409 by opt: \"잠시 후 다시\"\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("1 replayed: 1 changed (0 now approved, 0 now refused, 1 with another reason, status or deciding rule), 0 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)\n"), "{out}");
+}
+
+/// An answer the log keeps only the start of (over 4 KiB) is read as that part, which a
+/// `require` cannot read: the same rules then refuse, and the count says such a change is no
+/// prediction (a trial's count gave it as a real one).
+#[tokio::test]
+async fn a_change_on_an_answer_kept_in_part_is_counted_as_no_prediction() {
+    let shop = MockUpstream::start(axum::Router::new().route(
+        "/stock",
+        axum::routing::get(|| async {
+            axum::Json(serde_json::json!({ "available": 5, "pad": "x".repeat(5000) }))
+        }),
+    ))
+    .await;
+    let yaml = format!(
+        "upstreams:\n  shop: {{ url: \"{}\" }}\nrules:\n  - {{ name: stock, fetch: {{ upstream: shop, path: /stock }}, require: 'response.body.available > 0', reason: 품절 }}\n",
+        shop.url()
+    );
+    let rules = Rules::with("default.yaml", &yaml);
+    let (server, log) = logged(&rules).await;
+    let a = server.confirm_json("/confirm", &v1("o-1", 5000)).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    server.stop().await;
+    let (code, out, err) = replay(&rules, &log, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(
+            "note: rule stock: the log kept only the first 4 KiB of the upstream's answer\n"
+        ),
+        "{out}"
+    );
+    assert!(out.ends_with("1 replayed: 1 changed (0 now approved, 1 now refused, 0 with another reason, status or deciding rule; 1 of them reached an answer the log keeps only in part (the start of its body, or its status alone), so they are no prediction), 0 unchanged; 0 not decided by rules (guards' answers, repeats, ignored messages)\n"), "{out}");
+}
