@@ -7,7 +7,8 @@
 # Usage:
 #   scripts/answer-burst.sh [BINARY]     (default: target/release/confirm-proxy)
 # Environment: BURSTS (5), PER_BURST (100), PIN=1 to run the proxy on CPU 0 and the upstream
-# and clients on CPU 1 (needs taskset). Needs python3; ports 47611-47613.
+# and clients on CPU 1 (needs taskset), DELAY=0.85 to send each answer that many seconds late,
+# so that 100 MB land just before the deadline (0). Needs python3; ports 47611-47613.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/confirm-proxy}
@@ -28,12 +29,15 @@ rules:
     reason: "품절"
 YAML
 cat > "$WORK/upstream.py" <<'PY'
-import asyncio
+import asyncio, sys
+DELAY = float(sys.argv[1])
 BODY = ('{' + ', '.join(f'"key-{i:05}{"k" * 80}": {i}' for i in range(9000)) + ', "available": 5}').encode()
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(BODY)
 async def serve(reader, writer):
     try:
         while await reader.readuntil(b"\r\n\r\n"):
+            if DELAY:
+                await asyncio.sleep(DELAY)
             writer.write(HEAD + BODY)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -59,7 +63,7 @@ async def main():
     await asyncio.gather(*(one(i) for i in range(N)))
 asyncio.run(main())
 PY
-$OTHER_CPU python3 "$WORK/upstream.py" & UP=$!
+$OTHER_CPU python3 "$WORK/upstream.py" "${DELAY:-0}" & UP=$!
 $PROXY_CPU "$BIN" serve --rules "$WORK/rules" --listen 127.0.0.1:47611 --admin-listen 127.0.0.1:47612 \
     --decision-log "$WORK/decisions.jsonl" 2>"$WORK/proxy.log" & PID=$!
 sleep 1.5
