@@ -494,11 +494,13 @@ fn parse_kept(
     if body.len() > MAX_BODY {
         return Err(PayloadError::TooLarge);
     }
-    // Not in `parse_unbounded`: a form's record is a JSON object of twice as many parts.
+    // The type's 415 first (SPEC §9's order). Not in `parse_unbounded`: a form's record is a
+    // JSON object of twice as many parts.
+    let encoding = encoding(content_type)?;
     if too_many_parts(body) {
         return Err(PayloadError::TooManyParts);
     }
-    parse_unbounded(encoding(content_type)?, body, kept)
+    parse_unbounded(encoding, body, kept)
 }
 
 /// Whether `body` holds more than [`MAX_PARTS`] values and keys: as JSON if it starts as JSON

@@ -947,4 +947,9 @@ fn a_body_of_too_many_values_is_refused_before_it_is_parsed() {
     );
     assert_eq!(err(None, &form(1_001)), PayloadError::TooManyParts);
     assert_eq!(PayloadError::TooManyParts.status(), 400);
+    // The type is judged first (SPEC §9: content type, then payload).
+    assert_eq!(
+        err(Some("text/plain"), &objects(8_000)),
+        PayloadError::UnsupportedContentType("text/plain".into())
+    );
 }
