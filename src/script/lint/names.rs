@@ -565,9 +565,9 @@ fn set_key(
 type PayloadRead = (String, String, Option<(String, bool)>, Position);
 
 /// Each field read inside a field of `payload` that a payment may not have
-/// (`payload.custom_data.tier`), the field and the read as written, with where: a body without `custom_data` fails
-/// the read, and `on_error` decides, on every such payment (a trial's `require` refused every
-/// V1 payment without it). A field read with `?.` somewhere (`payload.custom_data?.tier`), or
+/// (`payload.custom_data.tier`): the field, the read as written, and where. A body without
+/// `custom_data` fails the read, and `on_error` decides, on every such payment (a trial's
+/// `require` refused every V1 payment without it). A field read with `?.` somewhere (`payload.custom_data?.tier`), or
 /// tested on its own (`"custom_data" in payload`, `payload.custom_data != ()`,
 /// `type_of(payload.custom_data)`), is taken as guarded, and so is a read inside a `try`
 /// block, whose `catch` decides. `payload.data` is left out: every body of PortOne V2's
