@@ -132,7 +132,7 @@ pub enum Parsed {
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// The most values and keys a confirm body may hold (a JSON body's counted as
-/// [`more_parts_than`] does, a form's fields by their `&`); PortOne's have tens. 64 KiB of
+/// `more_parts_than` does, a form's fields by their `&`); PortOne's have tens. 64 KiB of
 /// small objects (8,000 `{"a":0}`) held about 20 MB per request while its rules read
 /// `payload` (an audit's): a few hundred such requests at once would take gigabytes.
 pub const MAX_PARTS: usize = 1_000;
