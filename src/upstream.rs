@@ -639,8 +639,9 @@ pub(crate) async fn connection_for(
         .filter(|_| call.method != http::Method::GET)
         .map(|due| due.by)
         .filter(|&by| by < timed_out);
-    let waited = tokio::time::timeout_at(send_by.unwrap_or(timed_out), slots.take()).await;
-    let no_time_left = tokio::time::Instant::now() >= send_by.unwrap_or(timed_out);
+    let until = send_by.unwrap_or(timed_out);
+    let waited = tokio::time::timeout_at(until, slots.take()).await;
+    let no_time_left = tokio::time::Instant::now() >= until;
     match waited {
         Ok(Ok(slot)) if !no_time_left => Ok(Some(slot)),
         _ if send_by.is_some() => Err(UpstreamError::TooLateToSend { max: slots.max }),
@@ -822,10 +823,6 @@ fn joined_headers(answer: &http::HeaderMap, up: &Upstream) -> Vec<(String, Strin
         .collect()
 }
 
-/// The body of an answer whose status is in, as much as came: up to
-/// [`MAX_RESPONSE_BYTES`], until the upstream stopped sending, or until `body_by` says its rule
-/// must decide. The second value says why the body is not all of it: `cut_as` when `body_by`
-/// cut it; `failed` names a failure of the upstream's.
 /// How much of an answer is read before its task lets others run. Chunks already in come
 /// without a wait, and tokio's own budget lets a task read a hundred of them in one go: 100
 /// answers of 1 MB landing at once held the workers in turns of a whole answer each, and an
@@ -835,6 +832,10 @@ fn joined_headers(answer: &http::HeaderMap, up: &Upstream) -> Vec<(String, Strin
 /// ones early, and 61 of 500 missed the deadline that all had made.
 const YIELD_EVERY: usize = 256 * 1024;
 
+/// The body of an answer whose status is in, as much as came: up to
+/// [`MAX_RESPONSE_BYTES`], until the upstream stopped sending, or until `body_by` says its rule
+/// must decide. The second value says why the body is not all of it: `cut_as` when `body_by`
+/// cut it; `failed` names a failure of the upstream's.
 async fn read_body(
     resp: &mut reqwest::Response,
     body_by: Option<BodyDue>,
